@@ -1,0 +1,61 @@
+// swift-tools-version:6.0
+import PackageDescription
+import Foundation
+
+/// CollabHub: a real-time WebSocket collaboration hub on libev.
+///
+/// Layers, bottom up (one module each):
+///   C shims (CEV, COpenSSL, CSQLite, CZlib) -> WebSocket (sans-I/O codecs)
+///   -> EventLoop (libev) -> Hub (pure session logic) / Store (SQLite) -> Server (glue) -> executables.
+let optimize: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+
+let package = Package(
+    name: "CollabHub",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "collabhub", targets: ["collabhub"]),
+        .executable(name: "loadtest", targets: ["loadtest"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CEV", path: "Sources/CEV"),
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+
+        .target(name: "WebSocket", dependencies: ["COpenSSL"], swiftSettings: optimize),
+        .target(name: "EventLoop", dependencies: ["CEV"], swiftSettings: optimize),
+        .target(name: "Hub", dependencies: ["WebSocket"], swiftSettings: optimize),
+        .target(name: "Store", dependencies: ["CSQLite", "Hub"], swiftSettings: optimize),
+        .target(name: "Server", dependencies: ["WebSocket", "EventLoop", "Hub", "Store", "COpenSSL"],
+                swiftSettings: optimize),
+
+        .executableTarget(name: "collabhub", dependencies: [
+            "Server", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: optimize),
+        .executableTarget(name: "loadtest", dependencies: [
+            "WebSocket", "EventLoop",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
+        ], swiftSettings: optimize),
+
+        .testTarget(name: "WebSocketTests", dependencies: ["WebSocket"]),
+        .testTarget(name: "HubTests", dependencies: ["Hub", "Store"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["Server", "WebSocket"]),
+    ],
+    swiftLanguageModes: [.v5]
+)
+
+// libFuzzer targets have no `main` of their own (libFuzzer supplies it), so they exist only in fuzzing
+// builds: `COLLABHUB_FUZZ=1 swift build -sanitize=fuzzer --scratch-path .build-fuzz --product FuzzFrames`
+// (scripts/fuzz.sh does this).
+if ProcessInfo.processInfo.environment["COLLABHUB_FUZZ"] != nil {
+    for name in ["FuzzFrames", "FuzzHTTP"] {
+        package.targets.append(.executableTarget(name: name, dependencies: ["WebSocket", "Hub"],
+                                                 swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
+        package.products.append(.executable(name: name, targets: [name]))
+    }
+}

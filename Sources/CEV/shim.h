@@ -1,0 +1,42 @@
+// Thin wrappers for libev's initialisation macros, which Swift cannot call.
+// Debian ships no pkg-config file for libev, so the module map links `ev` directly.
+#ifndef COLLABHUB_CEV_SHIM_H
+#define COLLABHUB_CEV_SHIM_H
+#include <ev.h>
+#include <sys/uio.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <errno.h>
+#include <signal.h>
+#include <unistd.h>
+
+typedef void (*chub_io_cb)(struct ev_loop *, ev_io *, int);
+typedef void (*chub_timer_cb)(struct ev_loop *, ev_timer *, int);
+typedef void (*chub_async_cb)(struct ev_loop *, ev_async *, int);
+typedef void (*chub_prepare_cb)(struct ev_loop *, ev_prepare *, int);
+typedef void (*chub_signal_cb)(struct ev_loop *, ev_signal *, int);
+
+static inline void chub_io_init(ev_io *w, chub_io_cb cb, int fd, int events) { ev_io_init(w, cb, fd, events); }
+static inline void chub_io_set(ev_io *w, int fd, int events) { ev_io_set(w, fd, events); }
+static inline void chub_timer_init(ev_timer *w, chub_timer_cb cb, double after, double repeat) { ev_timer_init(w, cb, after, repeat); }
+static inline void chub_timer_set(ev_timer *w, double after, double repeat) { ev_timer_set(w, after, repeat); }
+static inline void chub_async_init(ev_async *w, chub_async_cb cb) { ev_async_init(w, cb); }
+static inline void chub_prepare_init(ev_prepare *w, chub_prepare_cb cb) { ev_prepare_init(w, cb); }
+static inline void chub_signal_init(ev_signal *w, chub_signal_cb cb, int sig) { ev_signal_init(w, cb, sig); }
+static inline int chub_is_active(void *w) { return ev_is_active((ev_watcher *)w); }
+static inline struct ev_loop *chub_default_loop(void) { return ev_default_loop(EVFLAG_AUTO); }
+static inline int chub_errno(void) { return errno; }
+static inline void chub_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
+static inline int chub_set_nonblocking(int fd) {
+    int flags = fcntl(fd, F_GETFL, 0);
+    return flags < 0 ? -1 : fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+}
+// accept4 is declared only under _GNU_SOURCE, which would make this module disagree with Glibc's.
+extern int accept4(int, struct sockaddr *, socklen_t *, int);
+static inline int chub_accept(int fd, struct sockaddr *a, socklen_t *l) {
+    return accept4(fd, a, l, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+#endif

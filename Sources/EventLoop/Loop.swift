@@ -1,0 +1,157 @@
+import CEV
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One libev event loop, driven by one thread. Everything attached to a loop (streams, timers,
+/// sessions) is touched only by that thread; other threads reach it through `post`, a locked queue
+/// drained by an `ev_async` watcher (libev's async does not queue, so the callback drains everything).
+///
+/// Output is flushed once per loop iteration: streams that queued bytes register in `dirty`, and an
+/// `ev_prepare` watcher (run just before the loop blocks) writes them all with `writev`.
+public final class Loop {
+    public let raw: OpaquePointer
+    public let index: Int
+    /// Shared receive buffer: a stream reads into it and keeps only what it could not consume, so an
+    /// idle connection owns no read buffer at all.
+    let readBuffer: UnsafeMutableRawBufferPointer
+    private let prepare: UnsafeMutablePointer<ev_prepare>
+    private let async: UnsafeMutablePointer<ev_async>
+    private var mutex = pthread_mutex_t()
+    private var inbox: [() -> Void] = []
+    var dirty: [Stream] = []
+    /// Open streams by descriptor (for shutdown and metrics).
+    public internal(set) var streams: [Int32: Stream] = [:]
+    /// The largest gap seen between when a timer was due and when it ran (loop lag), in seconds.
+    public var maxLag: Double = 0
+    /// Bytes written by all streams of this loop.
+    public let bytesWritten = Counter()
+
+    public static let readBufferSize = 256 * 1024
+
+    public init(index: Int, useDefaultLoop: Bool = false) {
+        self.index = index
+        raw = useDefaultLoop ? chub_default_loop() : ev_loop_new(UInt32(EVFLAG_AUTO))!
+        readBuffer = .allocate(byteCount: Self.readBufferSize, alignment: 16)
+        prepare = .allocate(capacity: 1)
+        async = .allocate(capacity: 1)
+        pthread_mutex_init(&mutex, nil)
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        chub_prepare_init(prepare) { _, w, _ in
+            Unmanaged<Loop>.fromOpaque(w!.pointee.data).takeUnretainedValue().flushDirty()
+        }
+        prepare.pointee.data = me
+        ev_prepare_start(raw, prepare)
+        chub_async_init(async) { _, w, _ in
+            Unmanaged<Loop>.fromOpaque(w!.pointee.data).takeUnretainedValue().drainInbox()
+        }
+        async.pointee.data = me
+        ev_async_start(raw, async)
+        // The prepare and async watchers must not keep the loop alive on their own.
+        ev_unref(raw)
+        ev_unref(raw)
+    }
+
+    deinit {
+        readBuffer.deallocate()
+        prepare.deallocate()
+        async.deallocate()
+    }
+
+    /// Runs until `stop()` (or until nothing is left to watch).
+    public func run() { ev_run(raw, 0) }
+
+    /// Runs one iteration without blocking (tests).
+    public func runOnce(block: Bool = false) { ev_run(raw, block ? Int32(EVRUN_ONCE) : Int32(EVRUN_NOWAIT)) }
+
+    public func stop() { ev_break(raw, Int32(EVBREAK_ALL)) }
+
+    /// The loop's cached time (seconds, monotonic-ish as libev keeps it).
+    @inline(__always) public var now: Double { ev_now(raw) }
+
+    /// Runs `work` on this loop's thread. Safe to call from any thread.
+    public func post(_ work: @escaping () -> Void) {
+        pthread_mutex_lock(&mutex)
+        inbox.append(work)
+        pthread_mutex_unlock(&mutex)
+        ev_async_send(raw, async)
+    }
+
+    private func drainInbox() {
+        pthread_mutex_lock(&mutex)
+        let work = inbox
+        inbox.removeAll(keepingCapacity: true)
+        pthread_mutex_unlock(&mutex)
+        for w in work { w() }
+    }
+
+    private func flushDirty() {
+        var i = 0
+        // flush() may queue more (a close frame after an error); new entries are flushed in this pass too.
+        while i < dirty.count {
+            let s = dirty[i]
+            s.isDirty = false
+            s.flush()
+            i += 1
+        }
+        dirty.removeAll(keepingCapacity: true)
+    }
+
+    /// A repeating or one-shot timer owned by the caller.
+    public final class Timer {
+        private let w: UnsafeMutablePointer<ev_timer>
+        private unowned let loop: Loop
+        private let action: () -> Void
+
+        public init(loop: Loop, after: Double, repeat interval: Double = 0, _ action: @escaping () -> Void) {
+            self.loop = loop
+            self.action = action
+            w = .allocate(capacity: 1)
+            chub_timer_init(w, { _, w, _ in
+                Unmanaged<Timer>.fromOpaque(w!.pointee.data).takeUnretainedValue().action()
+            }, after, interval)
+            w.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+            ev_timer_start(loop.raw, w)
+        }
+
+        /// Timers of housekeeping nature should not keep a loop running.
+        public func unref() { ev_unref(loop.raw) }
+
+        public func cancel() {
+            if chub_is_active(w) != 0 { ev_timer_stop(loop.raw, w) }
+        }
+
+        deinit {
+            cancel()
+            w.deallocate()
+        }
+    }
+
+    /// Watches a POSIX signal (only one loop may watch a given signal: the default loop).
+    public final class Signal {
+        private let w: UnsafeMutablePointer<ev_signal>
+        private unowned let loop: Loop
+        private let action: () -> Void
+
+        public init(loop: Loop, signal: Int32, _ action: @escaping () -> Void) {
+            self.loop = loop
+            self.action = action
+            w = .allocate(capacity: 1)
+            chub_signal_init(w, { _, w, _ in
+                Unmanaged<Signal>.fromOpaque(w!.pointee.data).takeUnretainedValue().action()
+            }, signal)
+            w.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+            ev_signal_start(loop.raw, w)
+            ev_unref(loop.raw)
+        }
+
+        deinit {
+            ev_ref(loop.raw)
+            ev_signal_stop(loop.raw, w)
+            w.deallocate()
+        }
+    }
+}
+
+/// Ignore SIGPIPE: a write to a closed socket must come back as EPIPE, not kill the process.
+public func ignoreSIGPIPE() { chub_ignore_sigpipe() }

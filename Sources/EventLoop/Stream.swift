@@ -1,0 +1,272 @@
+import CEV
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A non-blocking TCP connection on a `Loop`: reads into the loop's shared buffer, hands the bytes to
+/// `received` (overridden by the protocol layer), and queues output that the loop flushes with
+/// `writev` once per iteration. Write interest is registered only while output is pending.
+///
+/// Timeouts follow libev's "let the timer time out, then re-arm it as required" advice: activity only
+/// stores a timestamp; when the single per-stream timer fires, `timerFired` decides whether anything
+/// is actually due and when to look again. No timer is touched on the hot path.
+open class Stream {
+    public unowned(unsafe) let loop: Loop
+    public let fd: Int32
+    public let peer: String
+
+    private let readWatcher: UnsafeMutablePointer<ev_io>
+    private let writeWatcher: UnsafeMutablePointer<ev_io>
+    private let timer: UnsafeMutablePointer<ev_timer>
+
+    private struct Entry { let chunk: Chunk; var offset: Int; let owned: Bool }
+    private var out: [Entry] = []
+    /// Bytes queued and not yet written (the backpressure measure).
+    public private(set) var outBytes = 0
+    var isDirty = false
+    /// Bytes received but not consumed yet (a partial frame header or HTTP head).
+    private var pending: [UInt8] = []
+
+    public private(set) var isClosed = false
+    /// After a close frame: write what is queued, shut down our side, drain the peer until EOF.
+    public private(set) var isClosing = false
+    private var lingering = false
+    /// Loop time of the last bytes received.
+    public var lastActivity: Double
+    /// Owned chunks are at least this big, so many small frames share one allocation and one iovec.
+    static let ownedChunkSize = 4096
+    static let maxIOVecs = 64
+
+    public init(loop: Loop, fd: Int32, peer: String) {
+        self.loop = loop
+        self.fd = fd
+        self.peer = peer
+        lastActivity = loop.now
+        readWatcher = .allocate(capacity: 1)
+        writeWatcher = .allocate(capacity: 1)
+        timer = .allocate(capacity: 1)
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        chub_io_init(readWatcher, { _, w, _ in
+            Unmanaged<Stream>.fromOpaque(w!.pointee.data).takeUnretainedValue().handleReadable()
+        }, fd, Int32(EV_READ))
+        readWatcher.pointee.data = me
+        chub_io_init(writeWatcher, { _, w, _ in
+            Unmanaged<Stream>.fromOpaque(w!.pointee.data).takeUnretainedValue().flush()
+        }, fd, Int32(EV_WRITE))
+        writeWatcher.pointee.data = me
+        chub_timer_init(timer, { _, w, _ in
+            Unmanaged<Stream>.fromOpaque(w!.pointee.data).takeUnretainedValue().handleTimer()
+        }, 0, 0)
+        timer.pointee.data = me
+    }
+
+    deinit {
+        readWatcher.deallocate()
+        writeWatcher.deallocate()
+        timer.deallocate()
+    }
+
+    /// Registers with the loop and starts reading. Call once, on the loop's thread.
+    open func start() {
+        loop.streams[fd] = self
+        ev_io_start(loop.raw, readWatcher)
+    }
+
+    // MARK: - Overridable protocol hooks
+
+    /// New bytes. Return how many were consumed; the rest is offered again, with more, next time.
+    open func received(_ bytes: UnsafeMutableRawBufferPointer) -> Int { bytes.count }
+    /// The peer closed or the connection failed; `close()` follows.
+    open func peerClosed() { close() }
+    /// The stream is closed and removed from its loop (exactly once).
+    open func didClose() {}
+    /// The stream's timer fired. Return seconds until it should fire again, or nil to leave it off.
+    open func timerFired(now: Double) -> Double? { nil }
+
+    /// Arms the stream's timer to fire in `seconds`.
+    public func setTimer(_ seconds: Double) {
+        if chub_is_active(timer) != 0 { ev_timer_stop(loop.raw, timer) }
+        chub_timer_set(timer, seconds, 0)
+        ev_timer_start(loop.raw, timer)
+    }
+
+    private func handleTimer() {
+        if lingering { close(); return }
+        let now = loop.now
+        if let next = timerFired(now: now), !isClosed { setTimer(max(next, 0.001)) }
+    }
+
+    // MARK: - Reading
+
+    private func handleReadable() {
+        let buf = loop.readBuffer
+        let n = recv(fd, buf.baseAddress, buf.count, 0)
+        if n > 0 {
+            lastActivity = loop.now
+            if lingering { return }  // draining after our close: discard
+            if pending.isEmpty {
+                let used = received(UnsafeMutableRawBufferPointer(start: buf.baseAddress, count: n))
+                if !isClosed && used < n {
+                    pending.append(contentsOf: UnsafeRawBufferPointer(start: buf.baseAddress! + used, count: n - used))
+                }
+            } else {
+                pending.append(contentsOf: UnsafeRawBufferPointer(start: buf.baseAddress, count: n))
+                // Process from a copy of the pending bytes in the shared buffer, so `received` can keep
+                // pointers into it for the duration of the call.
+                let total = pending.count
+                if total <= buf.count {
+                    pending.withUnsafeBytes { buf.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: total) }
+                    let used = received(UnsafeMutableRawBufferPointer(start: buf.baseAddress, count: total))
+                    if isClosed { return }
+                    if used == total { pending = [] } else if used > 0 { pending.removeFirst(used) }
+                } else {
+                    let used = pending.withUnsafeMutableBytes { received($0) }
+                    if isClosed { return }
+                    if used > 0 { pending.removeFirst(used) }
+                }
+            }
+        } else if n == 0 {
+            if lingering { close() } else { peerClosed() }
+        } else {
+            let e = chub_errno()
+            if e == EAGAIN || e == EWOULDBLOCK || e == EINTR { return }
+            if lingering { close() } else { peerClosed() }
+        }
+    }
+
+    /// Stops reading (used while a stream is handed to another loop or paused).
+    public func pauseReading() { ev_io_stop(loop.raw, readWatcher) }
+    public func resumeReading() { if !isClosed { ev_io_start(loop.raw, readWatcher) } }
+
+    /// Bytes received but not consumed, taken away (when handing the stream to another owner).
+    public func takePending() -> [UInt8] { defer { pending = [] }; return pending }
+
+    // MARK: - Writing
+
+    /// Queues a shared chunk (a broadcast frame): no copy.
+    @inline(__always)
+    public func send(_ chunk: Chunk) {
+        guard !isClosed, !isClosing, chunk.count > 0 else { return }
+        out.append(Entry(chunk: chunk, offset: 0, owned: false))
+        outBytes += chunk.count
+        markDirty()
+    }
+
+    /// Reserves `n` bytes in the stream's own output chunk and returns where to write them.
+    @inline(__always)
+    public func reserve(_ n: Int) -> UnsafeMutableRawPointer {
+        if let last = out.last, last.owned, last.chunk.free >= n {
+            outBytes += n
+            markDirty()
+            return last.chunk.extend(by: n)
+        }
+        let chunk = Chunk(capacity: max(n, Self.ownedChunkSize))
+        out.append(Entry(chunk: chunk, offset: 0, owned: true))
+        outBytes += n
+        markDirty()
+        return chunk.extend(by: n)
+    }
+
+    /// Queues a copy of `bytes`.
+    public func send(copying bytes: UnsafeRawBufferPointer) {
+        guard !isClosed, !isClosing, bytes.count > 0 else { return }
+        if bytes.count > Self.ownedChunkSize {
+            send(Chunk(bytes))
+        } else {
+            reserve(bytes.count).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+        }
+    }
+
+    public func send(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { send(copying: $0) }
+    }
+
+    @inline(__always) private func markDirty() {
+        if !isDirty {
+            isDirty = true
+            loop.dirty.append(self)
+        }
+    }
+
+    /// Writes as much queued output as the socket takes. Called by the loop once per iteration.
+    func flush() {
+        guard !isClosed else { return }
+        while !out.isEmpty {
+            let n = min(out.count, Self.maxIOVecs)
+            let written: Int = withUnsafeTemporaryAllocation(of: iovec.self, capacity: n) { iov in
+                for i in 0..<n {
+                    let e = out[i]
+                    iov[i] = iovec(iov_base: e.chunk.base + e.offset, iov_len: e.chunk.count - e.offset)
+                }
+                return writev(fd, iov.baseAddress, Int32(n))
+            }
+            if written < 0 {
+                let e = chub_errno()
+                if e == EINTR { continue }
+                if e == EAGAIN || e == EWOULDBLOCK { break }
+                // EPIPE, ECONNRESET: the peer is gone; drop everything.
+                out.removeAll()
+                outBytes = 0
+                peerClosed()
+                return
+            }
+            outBytes -= written
+            loop.bytesWritten.add(written)
+            var left = written
+            var done = 0
+            while done < out.count {
+                let remaining = out[done].chunk.count - out[done].offset
+                if left >= remaining { left -= remaining; done += 1 } else { out[done].offset += left; break }
+            }
+            if done == out.count { out.removeAll(keepingCapacity: out.count <= 4) } else if done > 0 { out.removeFirst(done) }
+            if done < n && !out.isEmpty { break }  // the socket took less than offered: it is full
+        }
+        if out.isEmpty {
+            if chub_is_active(writeWatcher) != 0 { ev_io_stop(loop.raw, writeWatcher) }
+            if isClosing && !lingering { beginLinger() }
+        } else if chub_is_active(writeWatcher) == 0 {
+            ev_io_start(loop.raw, writeWatcher)
+        }
+    }
+
+    // MARK: - Closing
+
+    /// Closes after the queued output is written: our side is shut down and the peer drained until
+    /// EOF (at most `lingerSeconds`), so the peer reads our last bytes instead of a reset.
+    public func closeAfterFlush(lingerSeconds: Double = 2) {
+        guard !isClosed, !isClosing else { return }
+        isClosing = true
+        self.lingerSeconds = lingerSeconds
+        if out.isEmpty { beginLinger() } else { markDirty() }
+    }
+    private var lingerSeconds: Double = 2
+
+    private func beginLinger() {
+        lingering = true
+        shutdown(fd, Int32(SHUT_WR))
+        setTimer(lingerSeconds)
+    }
+
+    /// Closes the socket now and unregisters everything.
+    public func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        ev_io_stop(loop.raw, readWatcher)
+        ev_io_stop(loop.raw, writeWatcher)
+        if chub_is_active(timer) != 0 { ev_timer_stop(loop.raw, timer) }
+        out.removeAll()
+        outBytes = 0
+        pending = []
+        Glibc.close(fd)
+        loop.streams[fd] = nil
+        didClose()
+    }
+
+    /// Detaches from this loop without closing the descriptor (to hand it to another loop).
+    public func detach() {
+        ev_io_stop(loop.raw, readWatcher)
+        ev_io_stop(loop.raw, writeWatcher)
+        if chub_is_active(timer) != 0 { ev_timer_stop(loop.raw, timer) }
+        loop.streams[fd] = nil
+    }
+}

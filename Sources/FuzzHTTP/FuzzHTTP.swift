@@ -1,0 +1,21 @@
+import WebSocket
+
+/// libFuzzer entry point for the HTTP head parser and the handshake negotiation on top of it.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzHTTP(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    var parser = HTTPHeadParser(maxHeadSize: 1024)
+    let bytes = UnsafeRawBufferPointer(start: data, count: size)
+    // Feed it growing prefixes, as a socket would, then the whole.
+    for cut in [size / 3, size / 2, size] {
+        switch parser.parse(UnsafeRawBufferPointer(rebasing: bytes[..<cut])) {
+        case .needMore: continue
+        case .failure(let status, _): precondition(status.code >= 400); return 0
+        case .complete(let head, let length):
+            precondition(length <= cut)
+            _ = Handshake.negotiate(head, options: .init(subprotocols: ["collabhub.v1"], allowedOrigins: ["http://a"]))
+            _ = head.query
+            return 0
+        }
+    }
+    return 0
+}

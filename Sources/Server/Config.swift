@@ -1,0 +1,36 @@
+import WebSocket
+
+/// Everything `collabhub serve` can be told. Defaults are small and safe; the reason is beside each.
+public struct Config: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 8080
+    /// One libev loop per thread; the default is one per core.
+    public var threads = 1
+    public var dataDirectory = "./data"
+    /// Enables `/echo`, the conformance-test endpoint.
+    public var echo = false
+    /// 1 MiB: far above any chat or cursor message, small enough that 1,000 clients cannot pin a GiB.
+    public var maxMessageSize = 1 << 20
+    /// 8 KiB, like nginx and Node: real handshakes are under 1 KiB.
+    public var maxHeadSize = 8 * 1024
+    /// 1 MiB for HTTP API bodies (run event batches).
+    public var maxBodySize = 1 << 20
+    /// A handshake (or HTTP request) must complete within this; slowloris defence.
+    public var handshakeTimeout = 10.0
+    /// Idle keep-alive HTTP connections are closed after this.
+    public var httpIdleTimeout = 30.0
+    /// A WebSocket silent this long is pinged; one silent for another interval after the ping is dropped.
+    public var pingInterval = 30.0
+    /// How long to wait for the peer's close frame (and then its FIN) after we sent ours.
+    public var closeTimeout = 5.0
+    /// Graceful shutdown waits at most this long for clients to complete the close handshake.
+    public var shutdownTimeout = 5.0
+    /// Browser origins allowed to open WebSockets; nil allows any.
+    public var allowedOrigins: [String]? = nil
+    /// Output queued for one client beyond which ephemeral updates (cursors, typing) are dropped.
+    public var softOutputLimit = 256 * 1024
+    /// Output queued for one client beyond which it is disconnected with 4000 (it can resume).
+    public var hardOutputLimit = 4 * 1024 * 1024
+
+    public init() {}
+}

@@ -1,0 +1,303 @@
+import EventLoop
+import WebSocket
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a WebSocket path does with the messages of the connections upgraded on it.
+protocol Endpoint: AnyObject {
+    var handshakeOptions: Handshake.Options { get }
+    func opened(_ connection: Connection)
+    func received(_ connection: Connection, _ opcode: Opcode, _ payload: UnsafeRawBufferPointer)
+    func closed(_ connection: Connection)
+}
+
+/// One client connection: an HTTP/1.1 request loop that may upgrade to WebSocket. It owns the
+/// protocol state (head parser, message reader, close handshake, keep-alive pings) and turns every
+/// protocol violation into the close code or HTTP status the RFCs name.
+final class Connection: Stream {
+    enum Phase { case http, websocket }
+
+    unowned(unsafe) let context: LoopContext
+    private(set) var phase = Phase.http
+    private var headParser: HTTPHeadParser
+    private var reader: MessageReader
+    /// Request whose body is still arriving.
+    private var bodyHead: HTTPRequestHead?
+    private var bodyLength = 0
+    private var openedAt: Double
+    private(set) var endpoint: Endpoint?
+    private(set) var subprotocol: String?
+    /// Whether we sent a close frame (the closing handshake is under way).
+    private(set) var sentClose = false
+    private var closeSentAt = 0.0
+    private var pingSentAt: Double?
+    /// Part of a request head has arrived (so the handshake timeout, not the idle one, applies).
+    private var partialRequest = false
+    private var requestsServed = 0
+    /// Per-endpoint state (the hub's member record).
+    var attachment: AnyObject?
+
+    init(context: LoopContext, fd: Int32, peer: String) {
+        self.context = context
+        headParser = HTTPHeadParser(maxHeadSize: context.config.maxHeadSize)
+        reader = MessageReader(role: .server, maxMessageSize: context.config.maxMessageSize)
+        openedAt = context.loop.now
+        super.init(loop: context.loop, fd: fd, peer: peer)
+        context.metrics.connectionsOpen.add()
+        context.metrics.connectionsTotal.add()
+    }
+
+    override func start() {
+        super.start()
+        setTimer(context.config.handshakeTimeout)
+    }
+
+    // MARK: Input
+
+    override func received(_ bytes: UnsafeMutableRawBufferPointer) -> Int {
+        context.metrics.bytesIn.add(bytes.count)
+        var used = 0
+        while !isClosed && !isClosing && used < bytes.count {
+            let rest = UnsafeMutableRawBufferPointer(rebasing: bytes[used...])
+            let n: Int
+            switch phase {
+            case .http: n = receivedHTTP(rest)
+            case .websocket: n = receivedWebSocket(rest)
+            }
+            if n == 0 { break }
+            used += n
+        }
+        return isClosing ? bytes.count : used
+    }
+
+    private func receivedHTTP(_ bytes: UnsafeMutableRawBufferPointer) -> Int {
+        if let head = bodyHead {
+            guard bytes.count >= bodyLength else { return 0 }
+            bodyHead = nil
+            let body = Array(UnsafeRawBufferPointer(rebasing: bytes[..<bodyLength]))
+            respond(to: head, body: body)
+            return bodyLength
+        }
+        switch headParser.parse(UnsafeRawBufferPointer(bytes)) {
+        case .needMore:
+            partialRequest = true
+            return 0
+        case .failure(let status, let message):
+            failHTTP(status, message)
+            return bytes.count
+        case .complete(let head, let length):
+            headParser.reset()
+            partialRequest = false
+            requestsServed += 1
+            if Handshake.isUpgradeRequest(head) || context.endpoints[head.path] != nil {
+                upgrade(head)
+                return length
+            }
+            if head.header("Transfer-Encoding") != nil {
+                failHTTP(.lengthRequired, "chunked request bodies are not supported; send Content-Length")
+                return bytes.count
+            }
+            let lengthHeader = head.header("Content-Length") ?? "0"
+            guard let bodyLength = Int(lengthHeader), bodyLength >= 0 else {
+                failHTTP(.badRequest, "invalid Content-Length")
+                return bytes.count
+            }
+            guard bodyLength <= context.config.maxBodySize else {
+                failHTTP(.payloadTooLarge, "request body over \(context.config.maxBodySize) bytes")
+                return bytes.count
+            }
+            if bodyLength == 0 {
+                respond(to: head, body: [])
+            } else {
+                bodyHead = head
+                self.bodyLength = bodyLength
+            }
+            return length
+        }
+    }
+
+    private func respond(to head: HTTPRequestHead, body: [UInt8]) {
+        context.metrics.httpRequests.add()
+        let response = context.router.handle(head, body: body, connection: self)
+        if response.status.code >= 400 { context.metrics.httpError(response.status.code) }
+        let keepAlive = head.keepAlive && response.status.code < 500
+        send(HTTPResponse.bytes(response.status, headers: response.headers, body: response.body,
+                                contentType: response.contentType, keepAlive: keepAlive))
+        if !keepAlive { closeAfterFlush() }
+    }
+
+    private func failHTTP(_ status: HTTPStatus, _ message: String, headers: [(String, String)] = []) {
+        context.metrics.httpError(status.code)
+        send(HTTPResponse.text(status, message + "\n", headers: headers, keepAlive: false))
+        closeAfterFlush()
+    }
+
+    private func upgrade(_ head: HTTPRequestHead) {
+        guard let endpoint = context.endpoints[head.path] else {
+            context.metrics.handshakesFailed.add()
+            failHTTP(.notFound, "no WebSocket endpoint at \(head.path)")
+            return
+        }
+        switch Handshake.negotiate(head, options: endpoint.handshakeOptions) {
+        case .failure(let rejection):
+            context.metrics.handshakesFailed.add()
+            failHTTP(rejection.status, rejection.message, headers: rejection.headers)
+        case .success(let accepted):
+            context.metrics.handshakesOK.add()
+            send(Handshake.response(accepted))
+            phase = .websocket
+            subprotocol = accepted.subprotocol
+            self.endpoint = endpoint
+            setTimer(context.config.pingInterval)
+            endpoint.opened(self)
+        }
+    }
+
+    private func receivedWebSocket(_ bytes: UnsafeMutableRawBufferPointer) -> Int {
+        let outcome = reader.read(bytes) { event in
+            switch event {
+            case .message(let opcode, let payload, _):
+                context.metrics.messagesIn.add()
+                if sentClose { return true }  // RFC 6455 §1.4: data after our close is discarded
+                endpoint?.received(self, opcode, payload)
+            case .ping(let payload):
+                if !sentClose { sendFrame(.pong, payload) }
+            case .pong:
+                pingSentAt = nil
+            case .close(let code, let reason):
+                if sentClose {
+                    close()  // our close was answered: the handshake is complete
+                } else {
+                    // Echo the peer's code (§5.5.1), or 1000 when it sent none.
+                    sendClose(code ?? .normal, reason: String(decoding: reason, as: UTF8.self))
+                }
+            }
+            return !isClosed && !isClosing
+        }
+        switch outcome {
+        case .consumed(let n): return n
+        case .failed(let violation):
+            fail(violation.code, violation.reason)
+            return bytes.count
+        }
+    }
+
+    // MARK: Output
+
+    /// Frames and queues one message (copying the payload into the connection's own output chunk).
+    @inline(__always)
+    func sendFrame(_ opcode: Opcode, _ payload: UnsafeRawBufferPointer) {
+        guard !isClosed, !isClosing else { return }
+        let h = FrameEncoder.headerLength(payload: payload.count, masked: false)
+        if payload.count > 16 * 1024 {
+            var frame: [UInt8] = []
+            FrameEncoder.append(to: &frame, opcode: opcode, payload: payload)
+            send(Chunk(frame))
+        } else {
+            let p = reserve(h + payload.count)
+            _ = FrameEncoder.writeHeader(p, opcode: opcode, length: payload.count)
+            if payload.count > 0 { (p + h).copyMemory(from: payload.baseAddress!, byteCount: payload.count) }
+        }
+        if !opcode.isControl { context.metrics.messagesOut.add() }
+    }
+
+    func sendText(_ text: String) {
+        var t = text
+        t.withUTF8 { sendFrame(.text, UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Queues a shared, pre-framed message (a broadcast).
+    @inline(__always)
+    func sendShared(_ frame: Chunk) {
+        context.metrics.messagesOut.add()
+        send(frame)
+    }
+
+    /// Starts the closing handshake: sends a close frame and waits (at most `closeTimeout`) for the reply.
+    func sendClose(_ code: CloseCode, reason: String) {
+        guard !isClosed, !sentClose else { return }
+        if phase != .websocket { close(); return }
+        sentClose = true
+        closeSentAt = loop.now
+        let payload = code == .noStatus ? [] : FrameEncoder.closePayload(code, reason: reason)
+        payload.withUnsafeBytes { p in
+            let h = FrameEncoder.headerLength(payload: p.count, masked: false)
+            let dst = reserve(h + p.count)
+            _ = FrameEncoder.writeHeader(dst, opcode: .close, length: p.count)
+            if p.count > 0 { (dst + h).copyMemory(from: p.baseAddress!, byteCount: p.count) }
+        }
+        if reader.isClosed {
+            // The peer's close came first and this is our answer: close TCP once it is written.
+            closeAfterFlush(lingerSeconds: context.config.closeTimeout)
+        } else {
+            setTimer(context.config.closeTimeout)
+        }
+    }
+
+    /// Fails the WebSocket connection (RFC 6455 §7.1.7): close frame with the code, then TCP close.
+    func fail(_ code: CloseCode, _ reason: String) {
+        context.metrics.closedWith(code)
+        sendClose(code, reason: reason)
+        closeAfterFlush(lingerSeconds: context.config.closeTimeout)
+    }
+
+    /// Backpressure: how much output is waiting for this client.
+    var queuedBytes: Int { outBytes }
+
+    // MARK: Timers and closing
+
+    override func timerFired(now: Double) -> Double? {
+        let config = context.config
+        switch phase {
+        case .http:
+            // Slowloris: a request must arrive completely within the handshake timeout of the last
+            // activity; an idle keep-alive connection goes after the idle timeout.
+            let waiting = partialRequest || bodyHead != nil || requestsServed == 0
+            let limit = waiting ? config.handshakeTimeout : config.httpIdleTimeout
+            let due = lastActivity + limit - now
+            if due > 0 { return due }
+            if partialRequest || bodyHead != nil {
+                failHTTP(.requestTimeout, "request not completed within \(Int(limit)) s")
+            } else {
+                close()
+            }
+            return nil
+        case .websocket:
+            if sentClose {
+                let due = closeSentAt + config.closeTimeout - now
+                if due > 0 { return due }
+                close()
+                return nil
+            }
+            if let sent = pingSentAt {
+                if lastActivity > sent { pingSentAt = nil }
+                else {
+                    let due = sent + config.pingInterval - now
+                    if due > 0 { return due }
+                    context.metrics.pingTimeouts.add()
+                    fail(.goingAway, "no pong within \(Int(config.pingInterval)) s")
+                    return nil
+                }
+            }
+            let due = lastActivity + config.pingInterval - now
+            if due > 0 { return due }
+            pingSentAt = now
+            context.metrics.pingsSent.add()
+            sendFrame(.ping, UnsafeRawBufferPointer(start: nil, count: 0))
+            return config.pingInterval
+        }
+    }
+
+    override func peerClosed() {
+        close()
+    }
+
+    override func didClose() {
+        context.metrics.connectionsOpen.add(-1)
+        endpoint?.closed(self)
+        endpoint = nil
+        attachment = nil
+    }
+}
+

@@ -1,0 +1,69 @@
+import WebSocket
+
+/// A plain HTTP response produced by a route.
+struct Response {
+    var status: HTTPStatus
+    var body: [UInt8]
+    var contentType: String = "application/json"
+    var headers: [(String, String)] = []
+
+    static func json(_ status: HTTPStatus, _ json: String, headers: [(String, String)] = []) -> Response {
+        Response(status: status, body: Array(json.utf8), headers: headers)
+    }
+    static func text(_ status: HTTPStatus, _ text: String) -> Response {
+        Response(status: status, body: Array(text.utf8), contentType: "text/plain; charset=utf-8")
+    }
+    /// The JSON error body every API error uses: `{"error": {"code": ..., "message": ...}}`.
+    static func error(_ status: HTTPStatus, _ code: String, _ message: String, headers: [(String, String)] = []) -> Response {
+        json(status, "{\"error\":{\"code\":\(jsonString(code)),\"message\":\(jsonString(message))}}", headers: headers)
+    }
+}
+
+/// Routes plain HTTP requests (health, metrics, the JSON API). WebSocket paths are `Endpoint`s.
+final class Router {
+    unowned(unsafe) let server: Server
+    init(server: Server) { self.server = server }
+
+    func handle(_ head: HTTPRequestHead, body: [UInt8], connection: Connection) -> Response {
+        let path = head.path
+        switch (head.method, path) {
+        case ("GET", "/healthz"), ("HEAD", "/healthz"):
+            return .text(.ok, "ok\n")
+        case ("GET", "/metrics"):
+            var r = Response.text(.ok, server.renderMetrics())
+            r.contentType = "text/plain; version=0.0.4; charset=utf-8"
+            return r
+        default:
+            if let response = server.api?.handle(head, body: body, connection: connection) { return response }
+            if context(for: path) { return .error(.methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(path)") }
+            return .error(.notFound, "not_found", "no route for \(head.method) \(path)")
+        }
+    }
+
+    private func context(for path: String) -> Bool { path == "/healthz" || path == "/metrics" }
+}
+
+/// What the hub plugs into the router for `/api/...`.
+protocol APIHandler: AnyObject {
+    /// Returns nil when the path is not the handler's.
+    func handle(_ head: HTTPRequestHead, body: [UInt8], connection: Connection) -> Response?
+}
+
+/// Escapes a string as a JSON string literal.
+func jsonString(_ s: String) -> String {
+    var out = "\""
+    for u in s.unicodeScalars {
+        switch u {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case _ where u.value < 0x20:
+            let hex = String(u.value, radix: 16)
+            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        default: out.unicodeScalars.append(u)
+        }
+    }
+    return out + "\""
+}

@@ -1,0 +1,151 @@
+import EventLoop
+import WebSocket
+import Foundation
+
+/// What each loop's connections share: the loop, its metrics, the endpoints and the router.
+final class LoopContext {
+    let loop: Loop
+    let config: Config
+    let metrics = Metrics()
+    var endpoints: [String: Endpoint] = [:]
+    unowned(unsafe) var router: Router!
+    init(loop: Loop, config: Config) { self.loop = loop; self.config = config }
+}
+
+/// The hub process: one libev loop per thread, each with its own SO_REUSEPORT listener.
+public final class Server {
+    public let config: Config
+    let contexts: [LoopContext]
+    private var listeners: [Listener] = []
+    private var router: Router!
+    var api: APIHandler?
+    private var signals: [Loop.Signal] = []
+    private var housekeeping: [Loop.Timer] = []
+    private var threads: [Thread] = []
+    private let stopLock = NSLock()
+    private var stopping = false
+    /// The port actually bound (differs from `config.port` when that was 0).
+    public private(set) var port = 0
+    /// Called (on loop 0) when shutdown completes.
+    public var onStopped: (() -> Void)?
+
+    public init(config: Config) throws {
+        self.config = config
+        ignoreSIGPIPE()
+        let count = max(1, config.threads)
+        contexts = (0..<count).map { LoopContext(loop: Loop(index: $0, useDefaultLoop: $0 == 0), config: config) }
+        router = Router(server: self)
+        let echo = config.echo ? EchoEndpoint(allowedOrigins: config.allowedOrigins) : nil
+        for context in contexts {
+            context.router = router
+            if let echo { context.endpoints["/echo"] = echo }
+        }
+        var port = config.port
+        for context in contexts {
+            let listener = try Listener(loop: context.loop, host: config.host, port: port) { [unowned context] loop, fd, peer in
+                Connection(context: context, fd: fd, peer: peer).start()
+            }
+            port = listener.port
+            listeners.append(listener)
+        }
+        self.port = port
+        for context in contexts {
+            let loop = context.loop
+            var expected = loop.now + 0.25
+            let tick = Loop.Timer(loop: loop, after: 0.25, repeat: 0.25) { [unowned context] in
+                let lag = max(0, ev_time_now() - expected)
+                context.metrics.loopLagMicros.set(Int(lag * 1e6))
+                expected = ev_time_now() + 0.25
+            }
+            tick.unref()
+            housekeeping.append(tick)
+        }
+    }
+
+    /// Registers a WebSocket endpoint on every loop.
+    func addEndpoint(_ path: String, _ make: (LoopContext) -> Endpoint) {
+        for context in contexts { context.endpoints[path] = make(context) }
+    }
+
+    /// Installs SIGINT/SIGTERM handlers that shut down gracefully (call before `run`).
+    public func handleSignals() {
+        let loop0 = contexts[0].loop
+        for sig in [SIGINT, SIGTERM] {
+            signals.append(Loop.Signal(loop: loop0, signal: sig) { [unowned self] in self.shutdown() })
+        }
+    }
+
+    /// Runs every loop; loop 0 on the calling thread. Returns after `shutdown()` completes.
+    public func run() {
+        for context in contexts.dropFirst() {
+            let t = Thread { context.loop.run() }
+            t.name = "loop-\(context.loop.index)"
+            t.stackSize = 1 << 20
+            threads.append(t)
+            t.start()
+        }
+        // Keep loop 0 alive even with no connections until shutdown.
+        keepAlive = contexts.map { context in Loop.Timer(loop: context.loop, after: 1e9) {} }
+        contexts[0].loop.run()
+        while threads.contains(where: { $0.isExecuting }) { usleep(1000) }
+    }
+    private var keepAlive: [Loop.Timer] = []
+
+    /// Graceful shutdown: stop accepting, send every WebSocket client 1001, close plain HTTP
+    /// connections, and stop each loop once its connections are gone or `shutdownTimeout` passed.
+    /// Safe to call from any thread, any number of times.
+    public func shutdown() {
+        stopLock.lock()
+        if stopping { stopLock.unlock(); return }
+        stopping = true
+        stopLock.unlock()
+        let remaining = Remaining(contexts.count)
+        for (i, context) in contexts.enumerated() {
+            let listener = listeners[i]
+            context.loop.post { [self] in
+                listener.stop()
+                for stream in Array(context.loop.streams.values) {
+                    guard let c = stream as? Connection else { stream.close(); continue }
+                    if c.phase == .websocket { c.sendClose(.goingAway, reason: "server shutting down") } else { c.closeAfterFlush(lingerSeconds: 0.5) }
+                }
+                let deadline = context.loop.now + config.shutdownTimeout
+                var poll: Loop.Timer?
+                let finish = { [self] in
+                    poll?.cancel()
+                    for s in Array(context.loop.streams.values) { s.close() }
+                    self.keepAlive[i].cancel()
+                    if remaining.done() { self.onStopped?() }
+                    if i == 0 {
+                        // Loop 0 waits for the others, so the process exits only when all are done.
+                        while !remaining.allDone { usleep(1000) }
+                    }
+                    context.loop.stop()
+                }
+                if context.loop.streams.isEmpty { finish(); return }
+                poll = Loop.Timer(loop: context.loop, after: 0.01, repeat: 0.01) {
+                    if context.loop.streams.isEmpty || context.loop.now >= deadline { finish() }
+                }
+            }
+        }
+    }
+
+    func renderMetrics() -> String {
+        for context in contexts { context.metrics.bytesOut.set(context.loop.bytesWritten.get) }
+        return Metrics.render(contexts.map(\.metrics), extra: [("threads", "Event loop threads.", contexts.count)])
+    }
+}
+
+/// Counts loops that finished shutting down.
+private final class Remaining: @unchecked Sendable {
+    private let lock = NSLock()
+    private var left: Int
+    init(_ n: Int) { left = n }
+    func done() -> Bool { lock.lock(); defer { lock.unlock() }; left -= 1; return left == 0 }
+    var allDone: Bool { lock.lock(); defer { lock.unlock() }; return left <= 0 }
+}
+
+@inline(__always) func ev_time_now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}

@@ -1,0 +1,130 @@
+/// A parsed HTTP/1.1 request line and header block.
+public struct HTTPRequestHead: Sendable, Equatable {
+    public var method: String
+    /// The request target as sent (origin-form: path plus optional query).
+    public var target: String
+    public var versionMinor: Int
+    public var headers: [(name: String, value: String)]
+
+    public static func == (a: HTTPRequestHead, b: HTTPRequestHead) -> Bool {
+        a.method == b.method && a.target == b.target && a.versionMinor == b.versionMinor
+            && a.headers.elementsEqual(b.headers, by: { $0.name == $1.name && $0.value == $1.value })
+    }
+
+    /// First value of a header, by case-insensitive name.
+    public func header(_ name: String) -> String? {
+        headers.first(where: { $0.name.caseInsensitiveEquals(name) })?.value
+    }
+
+    /// Every value of a header, comma lists split and trimmed (e.g. `Connection: keep-alive, Upgrade`).
+    public func tokens(_ name: String) -> [String] {
+        headers.filter { $0.name.caseInsensitiveEquals(name) }
+            .flatMap { $0.value.split(separator: ",") }
+            .map { $0.trimmingHTTPWhitespace() }
+            .filter { !$0.isEmpty }
+    }
+
+    public var path: String {
+        if let q = target.firstIndex(of: "?") { return String(target[..<q]) }
+        return target
+    }
+
+    /// Query parameters, percent-decoded; later duplicates win.
+    public var query: [String: String] {
+        guard let q = target.firstIndex(of: "?") else { return [:] }
+        var out: [String: String] = [:]
+        for pair in target[target.index(after: q)...].split(separator: "&") {
+            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let key = percentDecode(String(kv[0]))
+            out[key] = kv.count > 1 ? percentDecode(String(kv[1])) : ""
+        }
+        return out
+    }
+
+    /// Whether the connection stays open after the response (HTTP/1.1 default, HTTP/1.0 opt-in).
+    public var keepAlive: Bool {
+        let connection = tokens("Connection").map { $0.lowercased() }
+        if connection.contains("close") { return false }
+        return versionMinor >= 1 || connection.contains("keep-alive")
+    }
+}
+
+func percentDecode(_ s: String) -> String {
+    guard s.contains("%") || s.contains("+") else { return s }
+    var bytes: [UInt8] = []
+    var it = Array(s.utf8)[...]
+    while let c = it.popFirst() {
+        if c == UInt8(ascii: "+") { bytes.append(0x20); continue }
+        if c == UInt8(ascii: "%"), it.count >= 2,
+           let v = UInt8(String(decoding: it.prefix(2), as: UTF8.self), radix: 16) {
+            bytes.append(v); it = it.dropFirst(2); continue
+        }
+        bytes.append(c)
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+extension StringProtocol {
+    func caseInsensitiveEquals(_ other: String) -> Bool {
+        let a = self.utf8, b = other.utf8
+        guard a.count == b.count else { return false }
+        return zip(a, b).allSatisfy { x, y in (x | 0x20) == (y | 0x20) || x == y }
+    }
+
+    public func trimmingHTTPWhitespace() -> String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
+        return String(s)
+    }
+}
+
+/// An HTTP status with the text of its reason phrase.
+public struct HTTPStatus: Equatable, Sendable {
+    public let code: Int
+    public let reason: String
+    public init(_ code: Int, _ reason: String) { self.code = code; self.reason = reason }
+
+    public static let ok = HTTPStatus(200, "OK")
+    public static let created = HTTPStatus(201, "Created")
+    public static let accepted = HTTPStatus(202, "Accepted")
+    public static let switchingProtocols = HTTPStatus(101, "Switching Protocols")
+    public static let badRequest = HTTPStatus(400, "Bad Request")
+    public static let unauthorized = HTTPStatus(401, "Unauthorized")
+    public static let forbidden = HTTPStatus(403, "Forbidden")
+    public static let notFound = HTTPStatus(404, "Not Found")
+    public static let methodNotAllowed = HTTPStatus(405, "Method Not Allowed")
+    public static let requestTimeout = HTTPStatus(408, "Request Timeout")
+    public static let conflict = HTTPStatus(409, "Conflict")
+    public static let gone = HTTPStatus(410, "Gone")
+    public static let lengthRequired = HTTPStatus(411, "Length Required")
+    public static let payloadTooLarge = HTTPStatus(413, "Content Too Large")
+    public static let upgradeRequired = HTTPStatus(426, "Upgrade Required")
+    public static let tooManyRequests = HTTPStatus(429, "Too Many Requests")
+    public static let headersTooLarge = HTTPStatus(431, "Request Header Fields Too Large")
+    public static let internalError = HTTPStatus(500, "Internal Server Error")
+    public static let notImplemented = HTTPStatus(501, "Not Implemented")
+    public static let serviceUnavailable = HTTPStatus(503, "Service Unavailable")
+    public static let versionNotSupported = HTTPStatus(505, "HTTP Version Not Supported")
+}
+
+/// Builds an HTTP/1.1 response.
+public enum HTTPResponse {
+    public static func bytes(_ status: HTTPStatus, headers: [(String, String)] = [], body: [UInt8] = [],
+                             contentType: String? = "text/plain; charset=utf-8", keepAlive: Bool = true) -> [UInt8] {
+        var head = "HTTP/1.1 \(status.code) \(status.reason)\r\n"
+        for (k, v) in headers { head += "\(k): \(v)\r\n" }
+        if status.code >= 200 {
+            if let contentType, !body.isEmpty || status.code >= 400 { head += "Content-Type: \(contentType)\r\n" }
+            head += "Content-Length: \(body.count)\r\n"
+            if !keepAlive { head += "Connection: close\r\n" }
+        }
+        head += "\r\n"
+        return Array(head.utf8) + body
+    }
+
+    public static func text(_ status: HTTPStatus, _ text: String, headers: [(String, String)] = [],
+                            keepAlive: Bool = true) -> [UInt8] {
+        bytes(status, headers: headers, body: Array(text.utf8), keepAlive: keepAlive)
+    }
+}

@@ -1,0 +1,62 @@
+import ArgumentParser
+import Foundation
+import Server
+
+struct CollabHub: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "collabhub",
+        abstract: "A real-time WebSocket collaboration hub.",
+        subcommands: [Serve.self],
+        defaultSubcommand: Serve.self)
+}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the hub.")
+
+    @Option(help: "Address to listen on (IPv4 or IPv6 literal).") var host = "127.0.0.1"
+    @Option(help: "TCP port (0 picks a free one and prints it).") var port = 8080
+    @Option(help: "Event-loop threads (default: one per core).") var threads: Int?
+    @Option(help: "Directory for the SQLite transcript store.") var data = "./data"
+    @Flag(help: "Enable /echo, the conformance-test endpoint.") var echo = false
+    @Option(help: "Largest WebSocket message accepted, bytes (1009 beyond).") var maxMessageSize = 1 << 20
+    @Option(help: "Largest HTTP request head, bytes (431 beyond).") var maxHeaderSize = 8 * 1024
+    @Option(help: "Seconds a client has to complete a request or handshake.") var handshakeTimeout = 10.0
+    @Option(help: "Seconds of silence before a WebSocket client is pinged (and dropped after as many more).") var pingInterval = 30.0
+    @Option(help: "Browser origins allowed to open WebSockets (comma-separated; default: any).") var allowedOrigins: String?
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0-65535") }
+        if let threads, threads < 1 || threads > 256 { throw ValidationError("--threads must be 1-256") }
+        guard maxMessageSize >= 125 else { throw ValidationError("--max-message-size must be at least 125") }
+        guard maxHeaderSize >= 512 else { throw ValidationError("--max-header-size must be at least 512") }
+        guard pingInterval > 0, handshakeTimeout > 0 else { throw ValidationError("timeouts must be positive") }
+    }
+
+    func run() throws {
+        var config = Config()
+        config.host = host
+        config.port = port
+        config.threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
+        config.dataDirectory = data
+        config.echo = echo
+        config.maxMessageSize = maxMessageSize
+        config.maxHeadSize = maxHeaderSize
+        config.handshakeTimeout = handshakeTimeout
+        config.pingInterval = pingInterval
+        config.allowedOrigins = allowedOrigins?.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+        let server: Server
+        do {
+            server = try Server(config: config)
+        } catch {
+            FileHandle.standardError.write(Data("collabhub: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        server.handleSignals()
+        print("collabhub listening on \(host):\(server.port) threads=\(config.threads)\(echo ? " echo=on" : "")")
+        fflush(stdout)
+        server.run()
+        print("collabhub stopped")
+    }
+}
+
+CollabHub.main()
