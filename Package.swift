@@ -44,7 +44,6 @@ let package = Package(
 
         .testTarget(name: "WebSocketTests", dependencies: ["WebSocket"]),
         .testTarget(name: "HubTests", dependencies: ["Hub", "Store"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["Server", "WebSocket"]),
     ],
     swiftLanguageModes: [.v5]
 )

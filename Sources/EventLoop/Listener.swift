@@ -13,7 +13,7 @@ public struct ListenError: Error, CustomStringConvertible {
 public final class Listener {
     public let fd: Int32
     public let port: Int
-    private unowned let loop: Loop
+    private let loop: Loop
     private let watcher: UnsafeMutablePointer<ev_io>
     private let accepted: (Loop, Int32, String) -> Void
     /// Kept open so that when descriptors run out (EMFILE) one can be freed to accept and close the

@@ -91,7 +91,7 @@ public final class Loop {
         while i < dirty.count {
             let s = dirty[i]
             s.isDirty = false
-            s.flush()
+            withExtendedLifetime(s) { s.flush() }
             i += 1
         }
         dirty.removeAll(keepingCapacity: true)
@@ -100,7 +100,7 @@ public final class Loop {
     /// A repeating or one-shot timer owned by the caller.
     public final class Timer {
         private let w: UnsafeMutablePointer<ev_timer>
-        private unowned let loop: Loop
+        private let loop: Loop
         private let action: () -> Void
 
         public init(loop: Loop, after: Double, repeat interval: Double = 0, _ action: @escaping () -> Void) {
@@ -117,9 +117,8 @@ public final class Loop {
         /// Timers of housekeeping nature should not keep a loop running.
         public func unref() { ev_unref(loop.raw) }
 
-        public func cancel() {
-            if chub_is_active(w) != 0 { ev_timer_stop(loop.raw, w) }
-        }
+        /// Stops the timer, clearing a pending (expired, not yet called back) state too.
+        public func cancel() { ev_timer_stop(loop.raw, w) }
 
         deinit {
             cancel()
@@ -130,7 +129,7 @@ public final class Loop {
     /// Watches a POSIX signal (only one loop may watch a given signal: the default loop).
     public final class Signal {
         private let w: UnsafeMutablePointer<ev_signal>
-        private unowned let loop: Loop
+        private let loop: Loop
         private let action: () -> Void
 
         public init(loop: Loop, signal: Int32, _ action: @escaping () -> Void) {

@@ -37,6 +37,8 @@ open class Stream {
     static let ownedChunkSize = 4096
     static let maxIOVecs = 64
 
+    /// The libev callbacks below hold the stream for the duration of the call: a callback may close
+    /// the stream, which drops the loop's reference, and the method must not outlive its object.
     public init(loop: Loop, fd: Int32, peer: String) {
         self.loop = loop
         self.fd = fd
@@ -47,15 +49,18 @@ open class Stream {
         timer = .allocate(capacity: 1)
         let me = Unmanaged.passUnretained(self).toOpaque()
         chub_io_init(readWatcher, { _, w, _ in
-            Unmanaged<Stream>.fromOpaque(w!.pointee.data).takeUnretainedValue().handleReadable()
+            let s = Unmanaged<Stream>.fromOpaque(w!.pointee.data).takeUnretainedValue()
+            withExtendedLifetime(s) { s.handleReadable() }
         }, fd, Int32(EV_READ))
         readWatcher.pointee.data = me
         chub_io_init(writeWatcher, { _, w, _ in
-            Unmanaged<Stream>.fromOpaque(w!.pointee.data).takeUnretainedValue().flush()
+            let s = Unmanaged<Stream>.fromOpaque(w!.pointee.data).takeUnretainedValue()
+            withExtendedLifetime(s) { s.flush() }
         }, fd, Int32(EV_WRITE))
         writeWatcher.pointee.data = me
         chub_timer_init(timer, { _, w, _ in
-            Unmanaged<Stream>.fromOpaque(w!.pointee.data).takeUnretainedValue().handleTimer()
+            let s = Unmanaged<Stream>.fromOpaque(w!.pointee.data).takeUnretainedValue()
+            withExtendedLifetime(s) { s.handleTimer() }
         }, 0, 0)
         timer.pointee.data = me
     }
@@ -84,8 +89,10 @@ open class Stream {
     open func timerFired(now: Double) -> Double? { nil }
 
     /// Arms the stream's timer to fire in `seconds`.
+    /// (`ev_timer_stop` runs even on an inactive timer: one that expired is inactive but may still be
+    /// pending, and stopping it is what keeps libev from calling back into a freed stream.)
     public func setTimer(_ seconds: Double) {
-        if chub_is_active(timer) != 0 { ev_timer_stop(loop.raw, timer) }
+        ev_timer_stop(loop.raw, timer)
         chub_timer_set(timer, seconds, 0)
         ev_timer_start(loop.raw, timer)
     }
@@ -120,9 +127,12 @@ open class Stream {
                     if isClosed { return }
                     if used == total { pending = [] } else if used > 0 { pending.removeFirst(used) }
                 } else {
-                    let used = pending.withUnsafeMutableBytes { received($0) }
+                    var local = pending
+                    pending = []
+                    let used = local.withUnsafeMutableBytes { received($0) }
                     if isClosed { return }
-                    if used > 0 { pending.removeFirst(used) }
+                    if used > 0 { local.removeFirst(used) }
+                    pending = local
                 }
             }
         } else if n == 0 {
@@ -253,7 +263,7 @@ open class Stream {
         isClosed = true
         ev_io_stop(loop.raw, readWatcher)
         ev_io_stop(loop.raw, writeWatcher)
-        if chub_is_active(timer) != 0 { ev_timer_stop(loop.raw, timer) }
+        ev_timer_stop(loop.raw, timer)
         out.removeAll()
         outBytes = 0
         pending = []
@@ -266,7 +276,7 @@ open class Stream {
     public func detach() {
         ev_io_stop(loop.raw, readWatcher)
         ev_io_stop(loop.raw, writeWatcher)
-        if chub_is_active(timer) != 0 { ev_timer_stop(loop.raw, timer) }
+        ev_timer_stop(loop.raw, timer)
         loop.streams[fd] = nil
     }
 }

@@ -30,6 +30,8 @@ final class Connection: Stream {
     private(set) var subprotocol: String?
     /// Whether we sent a close frame (the closing handshake is under way).
     private(set) var sentClose = false
+    /// Whether the peer's close frame arrived (tracked here: `reader` is busy while its events run).
+    private var receivedClose = false
     private var closeSentAt = 0.0
     private var pingSentAt: Double?
     /// Part of a request head has arrived (so the handshake timeout, not the idle one, applies).
@@ -166,6 +168,7 @@ final class Connection: Stream {
             case .pong:
                 pingSentAt = nil
             case .close(let code, let reason):
+                receivedClose = true
                 if sentClose {
                     close()  // our close was answered: the handshake is complete
                 } else {
@@ -227,7 +230,7 @@ final class Connection: Stream {
             _ = FrameEncoder.writeHeader(dst, opcode: .close, length: p.count)
             if p.count > 0 { (dst + h).copyMemory(from: p.baseAddress!, byteCount: p.count) }
         }
-        if reader.isClosed {
+        if receivedClose {
             // The peer's close came first and this is our answer: close TCP once it is written.
             closeAfterFlush(lingerSeconds: context.config.closeTimeout)
         } else {

@@ -77,6 +77,9 @@ public final class Server {
 
     /// Runs every loop; loop 0 on the calling thread. Returns after `shutdown()` completes.
     public func run() {
+        // Keep every loop alive even with no connections until shutdown. Created before the threads
+        // start: a libev loop may only be touched by its own thread once it runs.
+        keepAlive = contexts.map { context in Loop.Timer(loop: context.loop, after: 1e9) {} }
         for context in contexts.dropFirst() {
             let t = Thread { context.loop.run() }
             t.name = "loop-\(context.loop.index)"
@@ -84,8 +87,6 @@ public final class Server {
             threads.append(t)
             t.start()
         }
-        // Keep loop 0 alive even with no connections until shutdown.
-        keepAlive = contexts.map { context in Loop.Timer(loop: context.loop, after: 1e9) {} }
         contexts[0].loop.run()
         while threads.contains(where: { $0.isExecuting }) { usleep(1000) }
     }

@@ -1,0 +1,81 @@
+"""Starts the real collabhub binary on a free loopback port for the integration tests."""
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BINARY = os.environ.get("COLLABHUB_BIN", os.path.join(ROOT, ".build", "debug", "collabhub"))
+
+
+class Hub:
+    def __init__(self, *args, data_dir=None):
+        self.args = list(args)
+        self.data_dir = data_dir
+        self.proc = None
+        self.port = None
+
+    def start(self):
+        cmd = [BINARY, "serve", "--port", "0", "--host", "127.0.0.1", *self.args]
+        if self.data_dir and "--data" not in self.args:
+            cmd += ["--data", self.data_dir]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        line = self.proc.stdout.readline()
+        m = re.search(r"listening on [^ ]+:(\d+)", line)
+        if not m:
+            rest = self.proc.stdout.read() if self.proc.poll() is not None else ""
+            raise RuntimeError(f"hub did not start: {line}{rest}")
+        self.port = int(m.group(1))
+        return self
+
+    @property
+    def url(self):
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def http(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def output(self):
+        if self.proc.poll() is None:
+            return "(still running)"
+        return self.proc.stdout.read()[-5000:]
+
+    def alive(self):
+        return self.proc.poll() is None
+
+
+@pytest.fixture(scope="module")
+def echo_hub():
+    hub = Hub("--echo", "--threads", "2").start()
+    yield hub
+    assert hub.alive(), "hub crashed during the tests:\n" + hub.output()
+    rc = hub.stop()
+    assert rc == 0, f"hub exited with {rc}:\n" + hub.output()
+
+
+@pytest.fixture
+def make_hub(tmp_path):
+    hubs = []
+
+    def make(*args):
+        hub = Hub(*args, data_dir=str(tmp_path / f"data{len(hubs)}")).start()
+        hubs.append(hub)
+        return hub
+
+    yield make
+    for hub in hubs:
+        hub.stop()
