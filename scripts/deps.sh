@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages CollabHub needs, only those missing (apt-get update runs once, and
+# only when something is missing). Usage: scripts/deps.sh [build|test]
+set -euo pipefail
+build_pkgs=(libev-dev libssl-dev libsqlite3-dev zlib1g-dev openssl)
+test_pkgs=(python3 python3-websockets python3-pytest nodejs node-ws)
+pkgs=("${build_pkgs[@]}")
+[ "${1:-build}" = test ] && pkgs+=("${test_pkgs[@]}")
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# One command for the whole test suite: system packages, unit tests (swift test), integration tests
+# against the real binary with real peers (pytest: Python websockets, Node ws), and bounded fuzzing.
+# FUZZ_SECONDS (default 30) sets the time per fuzz target.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh test || exit 1
+status=0
+swift build --product collabhub 2>&1 | grep -E "error|warning: |Build complete" ; [ "${PIPESTATUS[0]}" -eq 0 ] || exit 1
+
+echo "== integration tests (pytest, real collabhub on loopback)"
+/usr/bin/python3 -m pytest -q Tests/integration || status=1
+
+echo "== fuzzing"
+scripts/fuzz.sh "${FUZZ_SECONDS:-30}" || status=1
+
+echo "== unit tests (swift test)"
+swift test --disable-swift-testing 2>&1 | grep -vE "^\[[0-9]+/[0-9]+\]|^Test Case .* (started|passed)" ; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+exit $status
