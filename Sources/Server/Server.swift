@@ -32,6 +32,7 @@ public final class Server {
     public init(config: Config) throws {
         self.config = config
         ignoreSIGPIPE()
+        raiseFileLimit()
         let count = max(1, config.threads)
         contexts = (0..<count).map { LoopContext(loop: Loop(index: $0, useDefaultLoop: $0 == 0), config: config) }
         router = Router(server: self)

@@ -1,1 +1,12 @@
-print("x")
+import ArgumentParser
+import EventLoop
+
+struct LoadTest: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "loadtest",
+        abstract: "Load generator and benchmarks for CollabHub.",
+        subcommands: [EchoBench.self, CodecBench.self, IdleBench.self])
+}
+
+raiseFileLimit()
+LoadTest.main()
