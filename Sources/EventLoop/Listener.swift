@@ -6,6 +6,7 @@ import Glibc
 /// Errors from setting up a listening socket, with the system's reason.
 public struct ListenError: Error, CustomStringConvertible {
     public let description: String
+    public init(description: String) { self.description = description }
 }
 
 /// A listening TCP socket on one loop. Each loop has its own, bound with SO_REUSEPORT to the same

@@ -1,4 +1,5 @@
 import CEV
+import WebSocket
 #if canImport(Glibc)
 import Glibc
 #endif

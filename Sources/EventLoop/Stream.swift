@@ -1,4 +1,5 @@
 import CEV
+import WebSocket
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -272,11 +273,33 @@ open class Stream {
         didClose()
     }
 
-    /// Detaches from this loop without closing the descriptor (to hand it to another loop).
-    public func detach() {
+    /// Gives up the descriptor without closing it, so another loop can adopt it (a connection handed to
+    /// the loop that owns its session). Only valid while nothing is queued for output.
+    public func handOff() {
+        precondition(out.isEmpty, "cannot hand off a stream with queued output")
+        isClosed = true
         ev_io_stop(loop.raw, readWatcher)
         ev_io_stop(loop.raw, writeWatcher)
         ev_timer_stop(loop.raw, timer)
+        pending = []
         loop.streams[fd] = nil
+    }
+
+    /// Processes bytes that arrived before this stream existed (received by the loop that handed it
+    /// over), or that were held back while the stream waited.
+    public func feed(_ bytes: [UInt8]) {
+        guard !bytes.isEmpty, !isClosed else { return }
+        let buf = loop.readBuffer
+        if bytes.count <= buf.count {
+            bytes.withUnsafeBytes { buf.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+            let used = received(UnsafeMutableRawBufferPointer(start: buf.baseAddress, count: bytes.count))
+            if !isClosed && used < bytes.count {
+                pending = Array(UnsafeRawBufferPointer(start: buf.baseAddress! + used, count: bytes.count - used))
+            }
+        } else {
+            var local = bytes
+            let used = local.withUnsafeMutableBytes { received($0) }
+            if !isClosed { local.removeFirst(used); pending = local }
+        }
     }
 }

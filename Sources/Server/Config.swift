@@ -1,3 +1,5 @@
+import Hub
+import Store
 import WebSocket
 
 /// Everything `collabhub serve` can be told. Defaults are small and safe; the reason is beside each.
@@ -31,6 +33,15 @@ public struct Config: Sendable {
     public var softOutputLimit = 256 * 1024
     /// Output queued for one client beyond which it is disconnected with 4000 (it can resume).
     public var hardOutputLimit = 4 * 1024 * 1024
+
+    /// Participants per session unless the creator says otherwise (10, per the product spec).
+    public var maxParticipants = 10
+    /// Session code length (>= 6).
+    public var codeLength = 8
+    /// Until tokens exist (the auth issue), anyone with the code may join.
+    public var defaultGuestPolicy = "allow"
+    public var durability = Durability.normal
+    public var sessionPolicy = SessionPolicy()
 
     public init() {}
 }

@@ -1,4 +1,5 @@
 import EventLoop
+import Hub
 import WebSocket
 #if canImport(Glibc)
 import Glibc
@@ -37,8 +38,15 @@ final class Connection: Stream {
     /// Part of a request head has arrived (so the handshake timeout, not the idle one, applies).
     private var partialRequest = false
     private var requestsServed = 0
-    /// Per-endpoint state (the hub's member record).
-    var attachment: AnyObject?
+    /// The session and member this connection joined (hub endpoint).
+    var membership: Membership?
+    /// The session code from the upgrade URL (`/ws?session=CODE`).
+    private(set) var sessionCode: String?
+    var invalidMessages = 0
+    /// Closed because the peer stopped answering pings (no reconnect grace then).
+    private(set) var timedOut = false
+    /// A response is being prepared off the loop; later requests wait (keeps pipelined responses in order).
+    private var awaitingResponse = false
 
     init(context: LoopContext, fd: Int32, peer: String) {
         self.context = context
@@ -74,6 +82,7 @@ final class Connection: Stream {
     }
 
     private func receivedHTTP(_ bytes: UnsafeMutableRawBufferPointer) -> Int {
+        if awaitingResponse { return 0 }
         if let head = bodyHead {
             guard bytes.count >= bodyLength else { return 0 }
             bodyHead = nil
@@ -93,6 +102,10 @@ final class Connection: Stream {
             partialRequest = false
             requestsServed += 1
             if Handshake.isUpgradeRequest(head) || context.endpoints[head.path] != nil {
+                if let owner = ownerLoop(for: head), owner !== context {
+                    handOff(to: owner, bytes: Array(UnsafeRawBufferPointer(bytes)))
+                    return bytes.count
+                }
                 upgrade(head)
                 return length
             }
@@ -119,11 +132,53 @@ final class Connection: Stream {
         }
     }
 
+    /// The loop that owns the session named in a `/ws?session=CODE` upgrade (nil: any loop will do).
+    private func ownerLoop(for head: HTTPRequestHead) -> LoopContext? {
+        guard head.path == "/ws", let raw = head.query["session"], let code = SessionCode.normalize(raw) else { return nil }
+        sessionCode = code
+        let all = context.server.contexts
+        return all[SessionCode.owner(of: code, loops: all.count)]
+    }
+
+    /// Hands the socket, and the bytes received so far, to another loop before anything was written:
+    /// that loop parses the request again and upgrades it, so every member of a session lives on the
+    /// session's loop and its fan-out never crosses threads.
+    private func handOff(to owner: LoopContext, bytes: [UInt8]) {
+        let fd = self.fd, peer = self.peer
+        context.metrics.connectionsOpen.add(-1)
+        context.metrics.connectionsTotal.add(-1)
+        super.handOff()
+        owner.loop.post {
+            let c = Connection(context: owner, fd: fd, peer: peer)
+            c.start()
+            c.feed(bytes)
+        }
+    }
+
     private func respond(to head: HTTPRequestHead, body: [UInt8]) {
         context.metrics.httpRequests.add()
-        let response = context.router.handle(head, body: body, connection: self)
+        guard let response = context.router.handle(head, body: body, connection: self) else {
+            // Answered later (off-loop read or a durable write): hold further requests until then.
+            awaitingResponse = true
+            deferredKeepAlive = head.keepAlive
+            return
+        }
+        finish(response, keepAlive: head.keepAlive)
+    }
+    private var deferredKeepAlive = true
+
+    /// Sends a response prepared off the loop (call on the connection's loop).
+    func respondLater(_ response: Response) {
+        guard !isClosed, awaitingResponse else { return }
+        awaitingResponse = false
+        finish(response, keepAlive: deferredKeepAlive)
+        // Requests that arrived meanwhile are in the stream's pending bytes: process them now.
+        if !isClosed && !isClosing { feed(takePending()) }
+    }
+
+    private func finish(_ response: Response, keepAlive requested: Bool) {
         if response.status.code >= 400 { context.metrics.httpError(response.status.code) }
-        let keepAlive = head.keepAlive && response.status.code < 500
+        let keepAlive = requested && response.status.code < 500
         send(HTTPResponse.bytes(response.status, headers: response.headers, body: response.body,
                                 contentType: response.contentType, keepAlive: keepAlive))
         if !keepAlive { closeAfterFlush() }
@@ -245,8 +300,6 @@ final class Connection: Stream {
         closeAfterFlush(lingerSeconds: context.config.closeTimeout)
     }
 
-    /// Backpressure: how much output is waiting for this client.
-    var queuedBytes: Int { outBytes }
 
     // MARK: Timers and closing
 
@@ -279,6 +332,7 @@ final class Connection: Stream {
                     let due = sent + config.pingInterval - now
                     if due > 0 { return due }
                     context.metrics.pingTimeouts.add()
+                    timedOut = true
                     fail(.goingAway, "no pong within \(Int(config.pingInterval)) s")
                     return nil
                 }
@@ -300,7 +354,7 @@ final class Connection: Stream {
         context.metrics.connectionsOpen.add(-1)
         endpoint?.closed(self)
         endpoint = nil
-        attachment = nil
+        membership = nil
     }
 }
 

@@ -16,6 +16,8 @@ public final class Metrics {
     public let pingTimeouts = Counter()
     public let slowConsumerDrops = Counter()
     public let droppedEphemeral = Counter()
+    public let durableEvents = Counter()
+    public let storeFailures = Counter()
     /// Loop lag, microseconds: how late the last housekeeping tick ran.
     public let loopLagMicros = Counter()
     /// Connections closed by us for a protocol error, by close code.
@@ -49,6 +51,8 @@ public final class Metrics {
         metric("ping_timeouts_total", "counter", "Connections dropped for a missed pong.", { $0.pingTimeouts })
         metric("slow_consumer_disconnects_total", "counter", "Clients closed with 4000 for output past the hard limit.", { $0.slowConsumerDrops })
         metric("ephemeral_dropped_total", "counter", "Cursor/typing updates dropped for clients past the soft limit.", { $0.droppedEphemeral })
+        metric("durable_events_total", "counter", "Durable events committed and broadcast.", { $0.durableEvents })
+        metric("store_failures_total", "counter", "Durable events rejected because the store could not commit.", { $0.storeFailures })
         out += "# HELP collabhub_loop_lag_seconds How late the last housekeeping tick of the slowest loop ran.\n"
         out += "# TYPE collabhub_loop_lag_seconds gauge\n"
         out += "collabhub_loop_lag_seconds \(Double(all.map { $0.loopLagMicros.get }.max() ?? 0) / 1e6)\n"

@@ -24,7 +24,8 @@ final class Router {
     unowned(unsafe) let server: Server
     init(server: Server) { self.server = server }
 
-    func handle(_ head: HTTPRequestHead, body: [UInt8], connection: Connection) -> Response {
+    /// The response, or nil when it will come later through `connection.respondLater`.
+    func handle(_ head: HTTPRequestHead, body: [UInt8], connection: Connection) -> Response? {
         let path = head.path
         switch (head.method, path) {
         case ("GET", "/healthz"), ("HEAD", "/healthz"):
@@ -34,7 +35,7 @@ final class Router {
             r.contentType = "text/plain; version=0.0.4; charset=utf-8"
             return r
         default:
-            if let response = server.api?.handle(head, body: body, connection: connection) { return response }
+            if path.hasPrefix("/api/"), let api = server.api { return api.handle(head, body: body, connection: connection) }
             if context(for: path) { return .error(.methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(path)") }
             return .error(.notFound, "not_found", "no route for \(head.method) \(path)")
         }
@@ -43,11 +44,6 @@ final class Router {
     private func context(for path: String) -> Bool { path == "/healthz" || path == "/metrics" }
 }
 
-/// What the hub plugs into the router for `/api/...`.
-protocol APIHandler: AnyObject {
-    /// Returns nil when the path is not the handler's.
-    func handle(_ head: HTTPRequestHead, body: [UInt8], connection: Connection) -> Response?
-}
 
 /// Escapes a string as a JSON string literal.
 func jsonString(_ s: String) -> String {

@@ -1,6 +1,8 @@
 import EventLoop
-import WebSocket
 import Foundation
+import Hub
+import Store
+import WebSocket
 
 /// What each loop's connections share: the loop, its metrics, the endpoints and the router.
 final class LoopContext {
@@ -9,6 +11,9 @@ final class LoopContext {
     let metrics = Metrics()
     var endpoints: [String: Endpoint] = [:]
     unowned(unsafe) var router: Router!
+    unowned(unsafe) var server: Server!
+    var hub: LoopHub?
+    var sessionPolicy: SessionPolicy { config.sessionPolicy }
     init(loop: Loop, config: Config) { self.loop = loop; self.config = config }
 }
 
@@ -18,7 +23,9 @@ public final class Server {
     let contexts: [LoopContext]
     private var listeners: [Listener] = []
     private var router: Router!
-    var api: APIHandler?
+    var api: SessionAPI?
+    public let store: TranscriptStore
+    let directory: SessionDirectory
     private var signals: [Loop.Signal] = []
     private var housekeeping: [Loop.Timer] = []
     private var threads: [Thread] = []
@@ -35,10 +42,22 @@ public final class Server {
         raiseFileLimit()
         let count = max(1, config.threads)
         contexts = (0..<count).map { LoopContext(loop: Loop(index: $0, useDefaultLoop: $0 == 0), config: config) }
+        do {
+            store = try TranscriptStore(directory: config.dataDirectory, durability: config.durability)
+        } catch {
+            throw ListenError(description: "cannot open the transcript store in \(config.dataDirectory): \(error)")
+        }
+        directory = SessionDirectory(codeLength: config.codeLength,
+                                     existing: ((try? store.sessions()) ?? []).map(\.0))
         router = Router(server: self)
+        api = SessionAPI(server: self, directory: directory, store: store)
         let echo = config.echo ? EchoEndpoint(allowedOrigins: config.allowedOrigins) : nil
         for context in contexts {
             context.router = router
+            context.server = self
+            let hub = LoopHub(context: context, directory: directory, store: store)
+            context.hub = hub
+            context.endpoints["/ws"] = HubEndpoint(hub: hub, allowedOrigins: config.allowedOrigins)
             if let echo { context.endpoints["/echo"] = echo }
         }
         var port = config.port
@@ -90,6 +109,9 @@ public final class Server {
         }
         contexts[0].loop.run()
         while threads.contains(where: { $0.isExecuting }) { usleep(1000) }
+        // Every loop is stopped: commit what is queued and close the store.
+        api?.worker.stop()
+        store.close()
     }
     private var keepAlive: [Loop.Timer] = []
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Server
+import Store
 
 struct CollabHub: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -23,6 +24,11 @@ struct Serve: ParsableCommand {
     @Option(help: "Seconds a client has to complete a request or handshake.") var handshakeTimeout = 10.0
     @Option(help: "Seconds of silence before a WebSocket client is pinged (and dropped after as many more).") var pingInterval = 30.0
     @Option(help: "Browser origins allowed to open WebSockets (comma-separated; default: any).") var allowedOrigins: String?
+    @Option(help: "normal: durable across a crash; full: also across power loss (fsync per group commit).") var durability = "normal"
+    @Option(help: "Default maximum participants per session.") var maxParticipants = 10
+    @Option(help: "Length of new session codes (at least 6).") var codeLength = 8
+    @Option(help: "Seconds a member whose connection dropped stays present, so a reconnect is seamless.") var reconnectGrace = 10.0
+    @Option(help: "Recent durable events per session kept in memory for resume.") var resumeWindow = 1000
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0-65535") }
@@ -30,6 +36,10 @@ struct Serve: ParsableCommand {
         guard maxMessageSize >= 125 else { throw ValidationError("--max-message-size must be at least 125") }
         guard maxHeaderSize >= 512 else { throw ValidationError("--max-header-size must be at least 512") }
         guard pingInterval > 0, handshakeTimeout > 0 else { throw ValidationError("timeouts must be positive") }
+        guard Durability(rawValue: durability) != nil else { throw ValidationError("--durability must be normal or full") }
+        guard codeLength >= 6, codeLength <= 32 else { throw ValidationError("--code-length must be 6-32") }
+        guard maxParticipants >= 1 else { throw ValidationError("--max-participants must be at least 1") }
+        guard reconnectGrace >= 0, resumeWindow >= 0 else { throw ValidationError("--reconnect-grace and --resume-window must not be negative") }
     }
 
     func run() throws {
@@ -43,6 +53,11 @@ struct Serve: ParsableCommand {
         config.maxHeadSize = maxHeaderSize
         config.handshakeTimeout = handshakeTimeout
         config.pingInterval = pingInterval
+        config.durability = Durability(rawValue: durability)!
+        config.maxParticipants = maxParticipants
+        config.codeLength = codeLength
+        config.sessionPolicy.reconnectGrace = reconnectGrace
+        config.sessionPolicy.resumeWindow = resumeWindow
         config.allowedOrigins = allowedOrigins?.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
         let server: Server
         do {

@@ -42,3 +42,17 @@ public final class Chunk {
 
     deinit { Glibc.free(base) }
 }
+
+extension Chunk {
+    /// One complete, unmasked server frame: how a broadcast is encoded once for every recipient.
+    public static func frame(_ opcode: Opcode, _ payload: [UInt8]) -> Chunk {
+        let h = FrameEncoder.headerLength(payload: payload.count, masked: false)
+        let chunk = Chunk(capacity: h + payload.count)
+        let p = chunk.extend(by: h + payload.count)
+        _ = FrameEncoder.writeHeader(p, opcode: opcode, length: payload.count)
+        payload.withUnsafeBytes { if let src = $0.baseAddress { (p + h).copyMemory(from: src, byteCount: $0.count) } }
+        return chunk
+    }
+
+    public static func text(_ json: [UInt8]) -> Chunk { frame(.text, json) }
+}

@@ -1,0 +1,203 @@
+/// A validated message from a client (Protocol/PROTOCOL.md, "Client messages").
+public enum ClientMessage {
+    case join(Join)
+    case leave
+    case chat(Chat)
+    case cursor(Cursor)
+    case typing(start: Bool)
+    case event(AppEvent)
+    case end(reason: String?)
+    case ping(ref: String?)
+
+    public struct Join {
+        public var session: String?
+        public var name: String
+        /// A stable id the client keeps (localStorage): two tabs with one id are one member.
+        public var clientId: String?
+        public var resumeFrom: Int?
+        /// Proves the host role (returned by POST /api/sessions).
+        public var hostKey: String?
+    }
+
+    public struct Chat {
+        public var id: String
+        public var kind: String
+        /// The JSON members stored and broadcast after `from`: text, file, code, meta (validated).
+        public var body: [UInt8]
+    }
+
+    public struct Cursor {
+        /// `"x":..,"y":..[,"el":..][,"sel":..]` as validated JSON, spliced into the broadcast.
+        public var body: [UInt8]
+    }
+
+    public struct AppEvent {
+        public var name: String
+        public var data: ArraySlice<UInt8>
+        public var durable: Bool
+        public var id: String?
+    }
+}
+
+/// A client error: the code and the field it names (sent as an `error` message).
+public struct MessageError: Error, Equatable {
+    public let code: String
+    public let message: String
+    public let field: String?
+    public let ref: String?
+    public init(_ code: String, _ message: String, field: String? = nil, ref: String? = nil) {
+        self.code = code; self.message = message; self.field = field; self.ref = ref
+    }
+}
+
+public struct MessageLimits: Sendable {
+    /// Chat and app events: 64 KiB each, as the product spec sets.
+    public var maxChatBytes = 64 * 1024
+    public var maxEventBytes = 64 * 1024
+    public var maxNameLength = 64
+    public var maxIdLength = 128
+    public var maxJSONDepth = 16
+    public init() {}
+}
+
+extension ClientMessage {
+    /// Parses and validates one text message. Errors name the offending field.
+    public static func parse(_ bytes: [UInt8], limits: MessageLimits = MessageLimits()) throws -> ClientMessage {
+        let obj: JSONObject
+        do { obj = try JSONReader.readObject(bytes, maxDepth: limits.maxJSONDepth) } catch let e as JSONError {
+            throw MessageError("bad_json", e.message)
+        }
+        guard let typeValue = obj["type"] else { throw MessageError("missing_field", "every message needs a \"type\"", field: "type") }
+        guard let type = typeValue.string else { throw MessageError("invalid_field", "\"type\" must be a string", field: "type") }
+        let ref = obj["id"]?.string
+
+        func string(_ key: String, required: Bool = true, max: Int = 1024) throws -> String? {
+            guard let v = obj[key], v.kind != .null else {
+                if required { throw MessageError("missing_field", "\(type) needs \"\(key)\"", field: key, ref: ref) }
+                return nil
+            }
+            guard let s = v.string else { throw MessageError("invalid_field", "\"\(key)\" must be a string", field: key, ref: ref) }
+            guard s.count <= max else { throw MessageError("too_large", "\"\(key)\" is longer than \(max) characters", field: key, ref: ref) }
+            return s
+        }
+
+        switch type {
+        case "join":
+            guard let name = try string("name", max: limits.maxNameLength), !name.trimmingCharacters().isEmpty else {
+                throw MessageError("invalid_field", "\"name\" must not be empty", field: "name")
+            }
+            var resume: Int?
+            if let r = obj["resume_from"], r.kind != .null {
+                guard let v = r.int, v >= 0 else { throw MessageError("invalid_field", "\"resume_from\" must be a non-negative integer", field: "resume_from") }
+                resume = v
+            }
+            return .join(Join(session: try string("session", required: false, max: 32), name: name.trimmingCharacters(),
+                              clientId: try string("client_id", required: false, max: limits.maxIdLength),
+                              resumeFrom: resume, hostKey: try string("host_key", required: false, max: 128)))
+        case "leave":
+            return .leave
+        case "ping":
+            return .ping(ref: ref)
+        case "end":
+            return .end(reason: try string("reason", required: false, max: 200))
+        case "typing":
+            guard let state = try string("state") else { throw MessageError("missing_field", "typing needs \"state\"", field: "state") }
+            guard state == "start" || state == "stop" else {
+                throw MessageError("invalid_field", "\"state\" must be \"start\" or \"stop\"", field: "state")
+            }
+            return .typing(start: state == "start")
+        case "cursor":
+            var w = JSONWriter()
+            for key in ["x", "y"] {
+                guard let v = obj[key] else { throw MessageError("missing_field", "cursor needs \"\(key)\"", field: key) }
+                guard let d = v.double, d.isFinite else { throw MessageError("invalid_field", "\"\(key)\" must be a number", field: key) }
+                w.raw(key, v.bytes)
+                _ = d
+            }
+            if let el = obj["el"], el.kind != .null {
+                guard el.kind == .string, el.bytes.count <= 256 else { throw MessageError("invalid_field", "\"el\" must be a string of at most 256 bytes", field: "el") }
+                w.raw("el", el.bytes)
+            }
+            if let sel = obj["sel"], sel.kind != .null {
+                guard sel.bytes.count <= 1024 else { throw MessageError("too_large", "\"sel\" is larger than 1 KiB", field: "sel") }
+                w.raw("sel", sel.bytes)
+            }
+            return .cursor(Cursor(body: w.bytes))
+        case "chat":
+            guard bytes.count <= limits.maxChatBytes else {
+                throw MessageError("too_large", "chat message is larger than \(limits.maxChatBytes) bytes", ref: ref)
+            }
+            guard let id = try string("id", max: limits.maxIdLength), !id.isEmpty else {
+                throw MessageError("invalid_field", "\"id\" must not be empty", field: "id")
+            }
+            let kind = try string("kind", required: false, max: 16) ?? "text"
+            var w = JSONWriter()
+            w.field("kind", kind)
+            switch kind {
+            case "text", "system":
+                guard let text = try string("text", max: limits.maxChatBytes), !text.isEmpty else {
+                    throw MessageError("invalid_field", "\"text\" must not be empty", field: "text", ref: id)
+                }
+                w.field("text", text)
+            case "file":
+                guard let file = obj["file"]?.object else { throw MessageError("missing_field", "a file message needs a \"file\" object", field: "file", ref: id) }
+                guard let name = file["name"]?.string, !name.isEmpty else { throw MessageError("invalid_field", "\"file.name\" must be a non-empty string", field: "file.name", ref: id) }
+                guard let size = file["size"]?.int, size >= 0 else { throw MessageError("invalid_field", "\"file.size\" must be a non-negative integer", field: "file.size", ref: id) }
+                guard let url = file["url"]?.string, url.hasPrefix("https://") || url.hasPrefix("http://") || url.hasPrefix("/") else {
+                    throw MessageError("invalid_field", "\"file.url\" must be an http(s) URL or a path", field: "file.url", ref: id)
+                }
+                w.beginObject("file")
+                w.field("name", name); w.field("size", size); w.field("type", file["type"]?.string ?? "application/octet-stream"); w.field("url", url)
+                w.endObject()
+                if let text = try string("text", required: false, max: limits.maxChatBytes) { w.field("text", text) }
+            case "code":
+                guard let code = obj["code"]?.object else { throw MessageError("missing_field", "a code message needs a \"code\" object", field: "code", ref: id) }
+                guard let source = code["source"]?.string else { throw MessageError("invalid_field", "\"code.source\" must be a string", field: "code.source", ref: id) }
+                w.beginObject("code")
+                w.field("language", code["language"]?.string ?? "text"); w.field("source", source)
+                w.endObject()
+                if let text = try string("text", required: false, max: limits.maxChatBytes) { w.field("text", text) }
+            default:
+                throw MessageError("invalid_field", "\"kind\" must be text, file, code or system", field: "kind", ref: id)
+            }
+            if let meta = obj["meta"], meta.kind != .null {
+                guard meta.kind == .object else { throw MessageError("invalid_field", "\"meta\" must be an object", field: "meta", ref: id) }
+                w.raw("meta", meta.bytes)
+            }
+            return .chat(Chat(id: id, kind: kind, body: w.bytes))
+        case "event":
+            guard bytes.count <= limits.maxEventBytes else { throw MessageError("too_large", "event is larger than \(limits.maxEventBytes) bytes", ref: ref) }
+            guard let name = try string("name", max: 64), Self.isValidEventName(name) else {
+                throw MessageError("invalid_field", "\"name\" must be 1-64 characters of a-z, 0-9, _ . : -", field: "name", ref: ref)
+            }
+            let data = obj["data"]
+            if let data, data.kind != .object && data.kind != .null {
+                throw MessageError("invalid_field", "\"data\" must be an object", field: "data", ref: ref)
+            }
+            var durable = false
+            if let d = obj["durable"], d.kind != .null {
+                guard let b = d.bool else { throw MessageError("invalid_field", "\"durable\" must be a boolean", field: "durable", ref: ref) }
+                durable = b
+            }
+            if durable && ref == nil { throw MessageError("missing_field", "a durable event needs an \"id\"", field: "id") }
+            return .event(AppEvent(name: name, data: data?.kind == .object ? data!.bytes : ArraySlice(Array("{}".utf8)), durable: durable, id: ref))
+        default:
+            throw MessageError("unknown_type", "unknown message type \"\(type)\"", field: "type", ref: ref)
+        }
+    }
+
+    static func isValidEventName(_ s: String) -> Bool {
+        !s.isEmpty && s.utf8.count <= 64 && s.utf8.allSatisfy {
+            ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 95 || $0 == 46 || $0 == 58 || $0 == 45 || ($0 >= 65 && $0 <= 90)
+        }
+    }
+}
+
+extension String {
+    func trimmingCharacters() -> String {
+        var s = Substring(self)
+        while let f = s.first, f.isWhitespace { s = s.dropFirst() }
+        while let l = s.last, l.isWhitespace { s = s.dropLast() }
+        return String(s)
+    }
+}

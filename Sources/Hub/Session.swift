@@ -1,0 +1,523 @@
+import WebSocket
+
+/// A connection as the hub sees it. The server's `Connection` conforms; tests use a recording fake.
+public protocol HubClient: AnyObject {
+    /// Output queued for this client and not yet written: the backpressure measure.
+    var queuedBytes: Int { get }
+    /// Queues a pre-framed message (the same chunk goes to every recipient of a broadcast).
+    func deliver(_ frame: Chunk)
+    /// Closes the connection with an application close code.
+    func disconnect(_ code: CloseCode, _ reason: String)
+    /// Hub state attached to the connection.
+    var membership: Membership? { get set }
+}
+
+/// Which session and member a connection belongs to.
+public final class Membership {
+    public unowned let session: Session
+    public let member: Member
+    public init(session: Session, member: Member) { self.session = session; self.member = member }
+}
+
+/// Static facts about a session, shared with the HTTP API.
+public struct SessionInfo: Sendable, Equatable {
+    public var code: String
+    public var title: String
+    public var maxParticipants: Int
+    public var guestPolicy: String
+    public var hostKey: String
+    public var createdAt: Int64
+    public var endedAt: Int64?
+    public var endReason: String?
+    public init(code: String, title: String, maxParticipants: Int, guestPolicy: String, hostKey: String, createdAt: Int64) {
+        self.code = code; self.title = title; self.maxParticipants = maxParticipants; self.guestPolicy = guestPolicy
+        self.hostKey = hostKey; self.createdAt = createdAt
+    }
+}
+
+/// One participant of a session: possibly several connections (tabs) of the same person.
+public final class Member {
+    public let id: String
+    public let key: String
+    public let name: String
+    public let color: String
+    public let role: String
+    public internal(set) var connections: [HubClient] = []
+    /// False until the member's join is committed and announced to the others.
+    public internal(set) var announced = false
+    var typingUntil: Double?
+    var cursor: [UInt8]?
+    var cursorDirty = false
+    var graceDeadline: Double?
+    var leaving = false
+
+    init(id: String, key: String, name: String, color: String, role: String) {
+        self.id = id; self.key = key; self.name = name; self.color = color; self.role = role
+    }
+
+    var json: [UInt8] {
+        var w = JSONWriter(capacity: 96)
+        w.beginObject()
+        w.field("id", id); w.field("name", name); w.field("color", color); w.field("role", role)
+        w.field("connections", connections.count)
+        w.endObject()
+        return w.bytes
+    }
+}
+
+/// Tunables of the session logic (defaults from the product spec).
+public struct SessionPolicy: Sendable {
+    /// A member whose last connection dropped stays present this long, so a reconnect is seamless.
+    public var reconnectGrace = 10.0
+    /// A typing "start" not refreshed within this is expired and a "stop" broadcast.
+    public var typingTimeout = 5.0
+    /// Recent durable events kept in memory for resume; older resumes get a reset.
+    public var resumeWindow = 1000
+    /// Output past which a client's cursor/typing updates are dropped.
+    public var softOutputLimit = 256 * 1024
+    /// Output past which a client is disconnected (4000) and must resume.
+    public var hardOutputLimit = 4 * 1024 * 1024
+    public var limits = MessageLimits()
+    public init() {}
+}
+
+/// What the session asks of the loop that owns it.
+public protocol SessionHost: AnyObject {
+    /// Schedules a cursor flush soon (at most ~60 per second).
+    func cursorsPending(_ session: Session)
+    /// The session ended and has no members left: forget it.
+    func sessionFinished(_ session: Session)
+    var metrics: HubMetrics { get }
+}
+
+/// Counters the session logic bumps.
+public protocol HubMetrics: AnyObject {
+    func droppedEphemeral()
+    func slowConsumer()
+    func durableCommitted()
+    func storeFailure()
+}
+
+/// A live collaboration session: presence, cursors, chat, typing and app events, with one `seq` order
+/// for every durable event. Pure logic: it never touches a socket or a file. Connections come in as
+/// `HubClient`s, durable events go out through an `EventStore`, time comes from `clock`.
+public final class Session {
+    public let code: String
+    public private(set) var info: SessionInfo
+    public let policy: SessionPolicy
+    let store: EventStore
+    let executor: Executor
+    weak var host: SessionHost?
+    let clock: () -> Double
+    let wallClockMillis: () -> Int64
+
+    public private(set) var members: [Member] = []
+    /// The last committed seq (every event up to it has been broadcast).
+    public private(set) var lastSeq: Int
+    /// Committed events, newest last, for resume.
+    private var window: [(seq: Int, frame: Chunk)] = []
+    private var nextMemberNumber = 0
+    public private(set) var isEnded = false
+    var hasDirtyCursors = false
+
+    public static let palette = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
+                                 "#bfef45", "#469990", "#9a6324", "#800000", "#808000", "#000075", "#a9a9a9"]
+
+    public init(info: SessionInfo, policy: SessionPolicy, store: EventStore, executor: Executor, host: SessionHost?,
+                clock: @escaping () -> Double, wallClockMillis: @escaping () -> Int64) {
+        self.code = info.code
+        self.info = info
+        self.policy = policy
+        self.store = store
+        self.executor = executor
+        self.host = host
+        self.clock = clock
+        self.wallClockMillis = wallClockMillis
+        lastSeq = store.lastSeq(session: info.code)
+        // Refill the resume window from disk, so clients resuming after a restart miss nothing.
+        for e in store.tail(session: info.code, limit: policy.resumeWindow) {
+            window.append((e.seq, Chunk.text(e.json)))
+        }
+        if let last = window.last?.seq { lastSeq = max(lastSeq, last) }
+    }
+
+    public var memberCount: Int { members.count }
+    public var connectionCount: Int { members.reduce(0) { $0 + $1.connections.count } }
+
+    // MARK: - Joining and leaving
+
+    public func join(_ client: HubClient, _ request: ClientMessage.Join) {
+        if isEnded {
+            send(client, Wire.error("session_ended", "session \(code) has ended"))
+            client.disconnect(.sessionEnded, "session ended")
+            return
+        }
+        if client.membership != nil {
+            send(client, Wire.error("already_joined", "this connection already joined session \(code)"))
+            return
+        }
+        let key = request.clientId.map { "c:" + $0 } ?? "anon:" + Base64.encode(Crypto.randomBytes(9), urlSafe: true)
+        if let member = members.first(where: { $0.key == key && !$0.leaving }) {
+            // A second tab, or a reconnect within the grace period: same member, no leave/join pair.
+            member.graceDeadline = nil
+            member.connections.append(client)
+            client.membership = Membership(session: self, member: member)
+            if member.announced {
+                welcome(client, member, resumeFrom: request.resumeFrom, through: lastSeq)
+                if member.connections.count > 1 { broadcastPresenceUpdate(member) }
+            }
+            return
+        }
+        guard members.count < info.maxParticipants else {
+            send(client, Wire.error("session_full", "session \(code) is full (\(info.maxParticipants) participants)"))
+            return
+        }
+        nextMemberNumber += 1
+        let used = Set(members.map(\.color))
+        let color = Session.palette.first(where: { !used.contains($0) }) ?? Session.palette[nextMemberNumber % Session.palette.count]
+        let role = request.hostKey.map { Crypto.constantTimeEquals(Array($0.utf8), Array(info.hostKey.utf8)) } == true ? "host" : "editor"
+        let member = Member(id: "m" + Base64.encode(Crypto.randomBytes(6), urlSafe: true), key: key,
+                            name: request.name, color: color, role: role)
+        member.connections.append(client)
+        members.append(member)
+        client.membership = Membership(session: self, member: member)
+
+        var w = JSONWriter()
+        w.beginArray("joins"); w.rawElement(member.json); w.endArray()
+        w.beginArray("leaves"); w.endArray()
+        let resumeFrom = request.resumeFrom
+        persist(type: "presence", member: member.id, clientId: nil, body: w.bytes) { [weak self] result, frame in
+            guard let self else { return }
+            member.announced = true
+            if case .failure = result {
+                // Storage is down: presence still works (without a seq), so the room keeps working.
+                self.broadcast(Chunk.text(Wire.presenceWithoutSeq(joins: [member.json])), durable: true, except: member)
+            } else if let frame {
+                self.broadcast(frame, durable: true, except: member)
+            }
+            for c in member.connections { self.welcome(c, member, resumeFrom: resumeFrom, through: self.lastSeq) }
+        }
+    }
+
+    /// Replays what a (re)joining client missed, then sends `joined` with the presence snapshot.
+    private func welcome(_ client: HubClient, _ member: Member, resumeFrom: Int?, through seq: Int) {
+        if let from = resumeFrom, from < seq {
+            if let first = window.first?.seq, from + 1 >= first {
+                for e in window where e.seq > from && e.seq <= seq { client.deliver(e.frame) }
+            } else {
+                var w = JSONWriter()
+                w.beginObject(); w.field("type", "reset"); w.field("reason", "history_truncated")
+                w.field("message", "events after \(from) are older than the resume window; reload the transcript")
+                w.field("seq", seq); w.endObject()
+                send(client, w.bytes)
+            }
+        }
+        var w = JSONWriter(capacity: 256 + members.count * 96)
+        w.beginObject()
+        w.field("type", "joined")
+        w.field("session", code)
+        w.field("title", info.title)
+        w.raw("you", member.json)
+        w.beginArray("members")
+        for m in members where m.announced { w.rawElement(m.json) }
+        w.endArray()
+        w.field("seq", seq)
+        w.endObject()
+        send(client, w.bytes)
+        for m in members where m.announced && m !== member {
+            if m.typingUntil != nil { send(client, typingMessage(m, start: true)) }
+        }
+    }
+
+    /// A connection is gone. `graceful` false (ping timeout, slow consumer) skips the reconnect grace.
+    public func disconnected(_ client: HubClient, graceful: Bool) {
+        guard let membership = client.membership else { return }
+        client.membership = nil
+        let member = membership.member
+        member.connections.removeAll { $0 === client }
+        if !member.connections.isEmpty {
+            if member.announced { broadcastPresenceUpdate(member) }
+            return
+        }
+        if graceful && !isEnded {
+            member.graceDeadline = clock() + policy.reconnectGrace
+        } else {
+            removeMember(member, reason: graceful ? "left" : "timeout")
+        }
+    }
+
+    /// An explicit `leave`: the member goes at once (all its connections stay open but detached).
+    public func leave(_ client: HubClient) {
+        guard let member = client.membership?.member else { return }
+        for c in member.connections { c.membership = nil }
+        member.connections.removeAll()
+        removeMember(member, reason: "left")
+    }
+
+    private func removeMember(_ member: Member, reason: String) {
+        guard !member.leaving else { return }
+        member.leaving = true
+        if member.typingUntil != nil {
+            member.typingUntil = nil
+            broadcast(Chunk.text(typingMessage(member, start: false)), durable: false, except: member)
+        }
+        members.removeAll { $0 === member }
+        if !member.announced {
+            finishIfDone()
+            return
+        }
+        var w = JSONWriter()
+        w.beginArray("joins"); w.endArray()
+        w.beginArray("leaves")
+        w.beginObject(); w.field("id", member.id); w.field("reason", reason); w.endObject()
+        w.endArray()
+        persist(type: "presence", member: member.id, clientId: nil, body: w.bytes) { [weak self] result, frame in
+            guard let self else { return }
+            if let frame { self.broadcast(frame, durable: true, except: nil) }
+            else { self.broadcast(Chunk.text(Wire.presenceWithoutSeq(leaves: [member.id])), durable: true, except: nil) }
+            self.finishIfDone()
+        }
+    }
+
+    // MARK: - Messages
+
+    public func received(_ client: HubClient, _ message: ClientMessage) {
+        guard let member = client.membership?.member else {
+            send(client, Wire.error("not_joined", "send a join first"))
+            return
+        }
+        switch message {
+        case .join:
+            send(client, Wire.error("already_joined", "this connection already joined session \(code)"))
+        case .leave:
+            leave(client)
+        case .ping(let ref):
+            var w = JSONWriter(); w.beginObject(); w.field("type", "pong"); if let ref { w.field("id", ref) }; w.endObject()
+            send(client, w.bytes)
+        case .chat(let chat):
+            guard member.announced else { return send(client, Wire.error("not_ready", "wait for joined before sending", ref: chat.id)) }
+            if chat.kind == "system" && member.role != "host" {
+                return send(client, Wire.error("forbidden", "only the host may send system messages", ref: chat.id, field: "kind"))
+            }
+            var w = JSONWriter(capacity: chat.body.count + 128)
+            w.field("id", chat.id)
+            w.raw("from", fromJSON(member))
+            var body = w.bytes
+            body.append(UInt8(ascii: ","))
+            body += chat.body
+            persist(type: "chat", member: member.id, clientId: chat.id, body: body) { [weak self] result, frame in
+                guard let self else { return }
+                switch result {
+                case .success(let committed):
+                    if let frame { self.broadcast(frame, durable: true, except: nil) }
+                    self.sendAck(client, id: chat.id, committed)
+                case .failure(let failure):
+                    self.send(client, Wire.error("storage_unavailable", "message not stored: \(failure.message)", ref: chat.id))
+                }
+            }
+        case .cursor(let cursor):
+            guard member.announced else { return }
+            member.cursor = cursor.body
+            if !member.cursorDirty {
+                member.cursorDirty = true
+                if !hasDirtyCursors { hasDirtyCursors = true; host?.cursorsPending(self) }
+            }
+        case .typing(let start):
+            guard member.announced else { return }
+            let wasTyping = member.typingUntil != nil
+            member.typingUntil = start ? clock() + policy.typingTimeout : nil
+            if start != wasTyping {
+                broadcast(Chunk.text(typingMessage(member, start: start)), durable: false, except: member)
+            }
+        case .event(let event):
+            guard member.announced else { return send(client, Wire.error("not_ready", "wait for joined before sending", ref: event.id)) }
+            var w = JSONWriter(capacity: event.data.count + 96)
+            w.field("name", event.name)
+            w.field("from", member.id)
+            if let id = event.id { w.field("id", id) }
+            w.raw("data", event.data)
+            if event.durable {
+                persist(type: "event", member: member.id, clientId: event.id, body: w.bytes) { [weak self] result, frame in
+                    guard let self else { return }
+                    switch result {
+                    case .success(let committed):
+                        if let frame { self.broadcast(frame, durable: true, except: nil) }
+                        self.sendAck(client, id: event.id!, committed)
+                    case .failure(let failure):
+                        self.send(client, Wire.error("storage_unavailable", "event not stored: \(failure.message)", ref: event.id))
+                    }
+                }
+            } else {
+                var out: [UInt8] = Array("{\"type\":\"event\",".utf8)
+                out += w.bytes
+                out.append(UInt8(ascii: "}"))
+                broadcast(Chunk.text(out), durable: false, except: member)
+            }
+        case .end(let reason):
+            guard member.role == "host" else { return send(client, Wire.error("forbidden", "only the host may end the session")) }
+            end(reason: reason ?? "ended by host")
+        }
+    }
+
+    /// Ends the session: a durable system event, then every member is told and disconnected (4004).
+    public func end(reason: String) {
+        guard !isEnded else { return }
+        isEnded = true
+        info.endedAt = wallClockMillis()
+        info.endReason = reason
+        var w = JSONWriter()
+        w.field("kind", "system"); w.field("text", "Session ended: \(reason)"); w.field("event", "session_ended")
+        persist(type: "chat", member: nil, clientId: nil, body: w.bytes) { [weak self] _, frame in
+            guard let self else { return }
+            if let frame { self.broadcast(frame, durable: true, except: nil) }
+            var e = JSONWriter()
+            e.beginObject(); e.field("type", "session_ended"); e.field("reason", reason); e.endObject()
+            let ended = Chunk.text(e.bytes)
+            for m in self.members {
+                for c in m.connections {
+                    c.deliver(ended)
+                    c.membership = nil
+                    c.disconnect(.sessionEnded, "session ended: \(reason)")
+                }
+                m.connections.removeAll()
+            }
+            self.members.removeAll()
+            self.finishIfDone()
+        }
+    }
+
+    private func finishIfDone() {
+        if isEnded && members.isEmpty { host?.sessionFinished(self) }
+    }
+
+    // MARK: - Periodic work
+
+    /// Sends the cursors that moved since the last flush, one message for the whole session.
+    public func flushCursors() {
+        hasDirtyCursors = false
+        var w = JSONWriter(capacity: 64 + members.count * 64)
+        w.beginObject()
+        w.field("type", "cursors")
+        w.beginArray("updates")
+        var any = false
+        for m in members where m.cursorDirty {
+            m.cursorDirty = false
+            guard let body = m.cursor else { continue }
+            var u: [UInt8] = Array("{\"id\":\"".utf8) + Array(m.id.utf8) + Array("\",".utf8)
+            u += body
+            u.append(UInt8(ascii: "}"))
+            w.rawElement(u)
+            any = true
+        }
+        w.endArray()
+        w.endObject()
+        if any { broadcast(Chunk.text(w.bytes), durable: false, except: nil) }
+    }
+
+    /// Expires typing indicators and reconnect grace periods. Called a few times a second.
+    public func tick() {
+        let now = clock()
+        for m in members {
+            if let until = m.typingUntil, until <= now {
+                m.typingUntil = nil
+                broadcast(Chunk.text(typingMessage(m, start: false)), durable: false, except: m)
+            }
+        }
+        for m in members where m.connections.isEmpty {
+            if let deadline = m.graceDeadline, deadline <= now { removeMember(m, reason: "left") }
+        }
+    }
+
+    public var needsTick: Bool {
+        members.contains { $0.typingUntil != nil || $0.graceDeadline != nil }
+    }
+
+    // MARK: - Plumbing
+
+    /// Persists a durable event; after the commit builds the event's frame once, adds it to the resume
+    /// window and calls `then` (on this session's loop, in append order).
+    private func persist(type: String, member: String?, clientId: String?, body: [UInt8],
+                         then: @escaping (Result<Committed, StoreFailure>, Chunk?) -> Void) {
+        let event = DurableEvent(session: code, type: type, member: member, clientId: clientId, body: body)
+        store.append(event, executor: executor) { [weak self] result in
+            guard let self else { return }
+            switch result {
+            case .success(let committed):
+                if committed.duplicate { return then(result, nil) }
+                self.host?.metrics.durableCommitted()
+                let frame = Chunk.text(Wire.event(type: type, seq: committed.seq, ts: committed.ts, body: body))
+                self.lastSeq = committed.seq
+                self.window.append((committed.seq, frame))
+                if self.window.count > self.policy.resumeWindow { self.window.removeFirst(self.window.count - self.policy.resumeWindow) }
+                then(result, frame)
+            case .failure:
+                self.host?.metrics.storeFailure()
+                then(result, nil)
+            }
+        }
+    }
+
+    private func sendAck(_ client: HubClient, id: String, _ committed: Committed) {
+        var w = JSONWriter(capacity: 96)
+        w.beginObject()
+        w.field("type", "ack"); w.field("id", id); w.field("seq", committed.seq); w.field("ts", Int(committed.ts))
+        if committed.duplicate { w.field("duplicate", true) }
+        w.endObject()
+        send(client, w.bytes)
+    }
+
+    private func fromJSON(_ m: Member) -> [UInt8] {
+        var w = JSONWriter(capacity: 64)
+        w.beginObject(); w.field("id", m.id); w.field("name", m.name); w.field("color", m.color); w.endObject()
+        return w.bytes
+    }
+
+    private func typingMessage(_ m: Member, start: Bool) -> [UInt8] {
+        var w = JSONWriter(capacity: 64)
+        w.beginObject(); w.field("type", "typing"); w.field("member", m.id); w.field("state", start ? "start" : "stop"); w.endObject()
+        return w.bytes
+    }
+
+    private func broadcastPresenceUpdate(_ member: Member) {
+        var w = JSONWriter()
+        w.beginObject(); w.field("type", "presence")
+        w.beginArray("updates"); w.rawElement(member.json); w.endArray()
+        w.endObject()
+        broadcast(Chunk.text(w.bytes), durable: false, except: nil)
+    }
+
+    func send(_ client: HubClient, _ json: [UInt8]) { client.deliver(Chunk.text(json)) }
+
+    /// Sends one pre-framed message to every connection of every announced member. Durable messages
+    /// always go (a client past the hard limit is disconnected with 4000 and resumes); ephemeral ones
+    /// are dropped for a client past the soft limit.
+    func broadcast(_ frame: Chunk, durable: Bool, except: Member?) {
+        for m in members where m.announced && m !== except {
+            for c in m.connections {
+                let queued = c.queuedBytes
+                if durable {
+                    if queued > policy.hardOutputLimit {
+                        host?.metrics.slowConsumer()
+                        c.disconnect(.slowConsumer, "too far behind; resume from your last seq")
+                        continue
+                    }
+                } else if queued > policy.softOutputLimit {
+                    host?.metrics.droppedEphemeral()
+                    continue
+                }
+                c.deliver(frame)
+            }
+        }
+    }
+}
+
+extension Wire {
+    static func presenceWithoutSeq(joins: [[UInt8]] = [], leaves: [String] = []) -> [UInt8] {
+        var w = JSONWriter()
+        w.beginObject(); w.field("type", "presence"); w.field("stored", false)
+        w.beginArray("joins"); for j in joins { w.rawElement(j) }; w.endArray()
+        w.beginArray("leaves"); for l in leaves { w.beginObject(); w.field("id", l); w.endObject() }; w.endArray()
+        w.endObject()
+        return w.bytes
+    }
+}

@@ -1,0 +1,147 @@
+import EventLoop
+import Foundation
+import Hub
+import Store
+import WebSocket
+
+/// Runs hub callbacks on a loop's thread.
+final class LoopExecutor: Executor {
+    let loop: Loop
+    init(_ loop: Loop) { self.loop = loop }
+    func execute(_ work: @escaping () -> Void) { loop.post(work) }
+}
+
+/// The sessions one loop owns (a session lives on the loop its code hashes to), and the timers that
+/// drive them: cursor flushes at most every 1/60 s while cursors move, and a 4 Hz tick for typing
+/// expiry and reconnect grace.
+final class LoopHub: SessionHost, HubMetrics {
+    unowned let context: LoopContext
+    let directory: SessionDirectory
+    let store: TranscriptStore
+    let executor: LoopExecutor
+    private(set) var sessions: [String: Session] = [:]
+    private var dirtyCursors: [Session] = []
+    private var cursorTimer: Loop.Timer?
+    private var tickTimer: Loop.Timer?
+    var metrics: HubMetrics { self }
+    let wall: () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    init(context: LoopContext, directory: SessionDirectory, store: TranscriptStore) {
+        self.context = context
+        self.directory = directory
+        self.store = store
+        executor = LoopExecutor(context.loop)
+        tickTimer = Loop.Timer(loop: context.loop, after: 0.25, repeat: 0.25) { [unowned self] in self.tick() }
+        tickTimer?.unref()
+    }
+
+    /// The live session for a code, woken up from the directory (and the store) on first use.
+    func session(_ code: String) -> Session? {
+        if let s = sessions[code] { return s }
+        guard let info = directory.info(code), info.endedAt == nil else { return nil }
+        let loop = context.loop
+        let s = Session(info: info, policy: context.sessionPolicy, store: store, executor: executor, host: self,
+                        clock: { loop.now }, wallClockMillis: wall)
+        sessions[code] = s
+        return s
+    }
+
+    func cursorsPending(_ session: Session) {
+        dirtyCursors.append(session)
+        if cursorTimer == nil {
+            cursorTimer = Loop.Timer(loop: context.loop, after: 1.0 / 60) { [unowned self] in
+                self.cursorTimer = nil
+                let sessions = self.dirtyCursors
+                self.dirtyCursors.removeAll(keepingCapacity: true)
+                for s in sessions { s.flushCursors() }
+            }
+        }
+    }
+
+    func sessionFinished(_ session: Session) {
+        sessions[session.code] = nil
+        directory.ended(session.info, store: store)
+    }
+
+    private func tick() {
+        for s in sessions.values {
+            if s.needsTick { s.tick() }
+            directory.updateCounts(s.code, members: s.memberCount, connections: s.connectionCount)
+        }
+    }
+
+    /// Ends a session (host request over HTTP, or idle TTL).
+    func end(_ code: String, reason: String) {
+        if let s = session(code) { s.end(reason: reason) }
+    }
+
+    // HubMetrics
+    func droppedEphemeral() { context.metrics.droppedEphemeral.add() }
+    func slowConsumer() { context.metrics.slowConsumerDrops.add() }
+    func durableCommitted() { context.metrics.durableEvents.add() }
+    func storeFailure() { context.metrics.storeFailures.add() }
+}
+
+/// Every session the hub knows (live or ended), shared by all loops behind a lock: creation and look-up
+/// are rare next to messages, which never touch it. Also throttles failed joins per client address.
+final class SessionDirectory: @unchecked Sendable {
+    private let lock = NSLock()
+    private var infos: [String: SessionInfo] = [:]
+    private var counts: [String: (members: Int, connections: Int)] = [:]
+    private var failures: [String: (count: Int, since: Double)] = [:]
+    let codeLength: Int
+    /// Failed joins allowed per address per minute before further joins are refused.
+    let maxFailedJoinsPerMinute: Int
+
+    init(codeLength: Int, maxFailedJoinsPerMinute: Int = 20, existing: [SessionInfo]) {
+        self.codeLength = codeLength
+        self.maxFailedJoinsPerMinute = maxFailedJoinsPerMinute
+        for i in existing { infos[i.code] = i }
+    }
+
+    func info(_ code: String) -> SessionInfo? { lock.lock(); defer { lock.unlock() }; return infos[code] }
+
+    func counts(_ code: String) -> (members: Int, connections: Int) {
+        lock.lock(); defer { lock.unlock() }
+        return counts[code] ?? (0, 0)
+    }
+
+    func updateCounts(_ code: String, members: Int, connections: Int) {
+        lock.lock(); counts[code] = (members, connections); lock.unlock()
+    }
+
+    /// Creates a session with a fresh code, unique among the sessions known.
+    func create(title: String, maxParticipants: Int, guestPolicy: String, now: Int64) -> SessionInfo {
+        lock.lock(); defer { lock.unlock() }
+        var code = SessionCode.generate(length: codeLength)
+        while infos[code] != nil { code = SessionCode.generate(length: codeLength) }
+        let info = SessionInfo(code: code, title: title, maxParticipants: maxParticipants, guestPolicy: guestPolicy,
+                               hostKey: Base64.encode(Crypto.randomBytes(18), urlSafe: true), createdAt: now)
+        infos[code] = info
+        return info
+    }
+
+    func ended(_ info: SessionInfo, store: TranscriptStore) {
+        lock.lock(); infos[info.code] = info; counts[info.code] = nil; lock.unlock()
+        store.save(info)
+    }
+
+    /// Records a failed join from `address`; returns false when the address is over its budget.
+    func failedJoin(from address: String, now: Double) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        var entry = failures[address] ?? (0, now)
+        if now - entry.since > 60 { entry = (0, now) }
+        entry.count += 1
+        failures[address] = entry
+        if failures.count > 100_000 { failures = failures.filter { now - $0.value.since <= 60 } }
+        return entry.count <= maxFailedJoinsPerMinute
+    }
+
+    func isThrottled(_ address: String, now: Double) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        guard let e = failures[address], now - e.since <= 60 else { return false }
+        return e.count >= maxFailedJoinsPerMinute
+    }
+
+    func all() -> [SessionInfo] { lock.lock(); defer { lock.unlock() }; return Array(infos.values) }
+}

@@ -1,0 +1,174 @@
+import EventLoop
+import Foundation
+import Hub
+import Store
+import WebSocket
+
+/// The JSON API under `/api/` (Protocol/PROTOCOL.md, "HTTP API"). Reads of the store run on a worker
+/// thread and answer through `Connection.respondLater`; creating a session answers once its row is
+/// committed.
+final class SessionAPI {
+    unowned let server: Server
+    let directory: SessionDirectory
+    let store: TranscriptStore
+    let worker = Worker(name: "api-reads")
+
+    init(server: Server, directory: SessionDirectory, store: TranscriptStore) {
+        self.server = server
+        self.directory = directory
+        self.store = store
+    }
+
+    func handle(_ head: HTTPRequestHead, body: [UInt8], connection: Connection) -> Response? {
+        let parts = head.path.split(separator: "/").map(String.init)  // ["api", "sessions", CODE, ...]
+        switch (head.method, parts.count) {
+        case ("POST", 2) where parts[1] == "sessions": return create(body, connection)
+        case ("GET", 2) where parts[1] == "sessions": return list(connection)
+        case ("GET", 3) where parts[1] == "sessions": return describe(parts[2])
+        case ("GET", 4) where parts[1] == "sessions" && parts[3] == "transcript": return transcript(parts[2], head, connection)
+        case ("POST", 4) where parts[1] == "sessions" && parts[3] == "end": return end(parts[2], head, body)
+        case (_, 2) where parts[1] == "sessions", (_, 3) where parts[1] == "sessions", (_, 4) where parts[1] == "sessions":
+            return .error(.methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(head.path)")
+        default:
+            return .error(.notFound, "not_found", "no API route \(head.method) \(head.path)")
+        }
+    }
+
+    private func create(_ body: [UInt8], _ connection: Connection) -> Response? {
+        var title = "Untitled session", maxParticipants = server.config.maxParticipants, guestPolicy = server.config.defaultGuestPolicy
+        if !body.isEmpty {
+            let obj: JSONObject
+            do { obj = try JSONReader.readObject(body, maxDepth: 8) } catch {
+                return .error(.badRequest, "bad_json", "request body must be a JSON object: \(error)")
+            }
+            if let t = obj["title"], t.kind != .null {
+                guard let s = t.string, s.count <= 200 else { return .error(.badRequest, "invalid_field", "\"title\" must be a string of at most 200 characters") }
+                title = s
+            }
+            if let m = obj["max_participants"], m.kind != .null {
+                guard let n = m.int, n >= 1, n <= 10_000 else { return .error(.badRequest, "invalid_field", "\"max_participants\" must be an integer from 1 to 10000") }
+                maxParticipants = n
+            }
+            if let g = obj["guest_policy"], g.kind != .null {
+                guard let s = g.string, s == "allow" || s == "deny" else { return .error(.badRequest, "invalid_field", "\"guest_policy\" must be \"allow\" or \"deny\"") }
+                guestPolicy = s
+            }
+        }
+        let info = directory.create(title: title, maxParticipants: maxParticipants, guestPolicy: guestPolicy,
+                                    now: Int64(Date().timeIntervalSince1970 * 1000))
+        store.save(info)
+        let loop = connection.loop
+        store.barrier {
+            var w = JSONWriter()
+            w.beginObject()
+            w.field("code", info.code); w.field("title", info.title); w.field("max_participants", info.maxParticipants)
+            w.field("guest_policy", info.guestPolicy); w.field("host_key", info.hostKey)
+            w.field("url", "/ws?session=\(info.code)")
+            w.endObject()
+            let response = Response(status: .created, body: w.bytes, headers: [("Location", "/api/sessions/\(info.code)")])
+            loop.post { connection.respondLater(response) }
+        }
+        return nil
+    }
+
+    private func sessionJSON(_ info: SessionInfo, events: Int? = nil) -> [UInt8] {
+        let counts = directory.counts(info.code)
+        var w = JSONWriter()
+        w.beginObject()
+        w.field("code", info.code); w.field("title", info.title); w.field("max_participants", info.maxParticipants)
+        w.field("guest_policy", info.guestPolicy); w.field("created_at", Int(info.createdAt))
+        w.field("status", info.endedAt == nil ? "live" : "ended")
+        if let e = info.endedAt { w.field("ended_at", Int(e)); w.field("end_reason", info.endReason) }
+        w.field("members", counts.members); w.field("connections", counts.connections)
+        if let events { w.field("events", events) }
+        w.endObject()
+        return w.bytes
+    }
+
+    private func describe(_ raw: String) -> Response {
+        guard let code = SessionCode.normalize(raw), let info = directory.info(code) else {
+            return .error(.notFound, "unknown_session", "no session with code \(raw)")
+        }
+        return Response(status: .ok, body: sessionJSON(info))
+    }
+
+    private func list(_ connection: Connection) -> Response? {
+        let loop = connection.loop
+        worker.submit { [self] in
+            let response: Response
+            do {
+                let rows = try store.sessions()
+                var out: [UInt8] = Array("{\"sessions\":[".utf8)
+                for (i, row) in rows.enumerated() {
+                    if i > 0 { out.append(UInt8(ascii: ",")) }
+                    out += sessionJSON(directory.info(row.0.code) ?? row.0, events: row.events)
+                }
+                out += Array("]}".utf8)
+                response = Response(status: .ok, body: out)
+            } catch {
+                response = .error(.serviceUnavailable, "storage_unavailable", "cannot read sessions: \(error)")
+            }
+            loop.post { connection.respondLater(response) }
+        }
+        return nil
+    }
+
+    /// `?after=SEQ&limit=N` pages (default 100, at most 1000), or `?format=ndjson` for everything.
+    private func transcript(_ raw: String, _ head: HTTPRequestHead, _ connection: Connection) -> Response? {
+        guard let code = SessionCode.normalize(raw), directory.info(code) != nil else {
+            return .error(.notFound, "unknown_session", "no session with code \(raw)")
+        }
+        let q = head.query
+        guard let after = Int(q["after"] ?? "0"), after >= 0 else { return .error(.badRequest, "invalid_field", "\"after\" must be a non-negative integer") }
+        guard let limit = Int(q["limit"] ?? "100"), limit >= 1, limit <= 1000 else {
+            return .error(.badRequest, "invalid_field", "\"limit\" must be an integer from 1 to 1000")
+        }
+        let ndjson = q["format"] == "ndjson"
+        if let f = q["format"], f != "ndjson" && f != "json" { return .error(.badRequest, "invalid_field", "\"format\" must be json or ndjson") }
+        let loop = connection.loop
+        worker.submit { [self] in
+            var response: Response
+            do {
+                if ndjson {
+                    var out: [UInt8] = []
+                    var cursor = after
+                    while true {
+                        let page = try store.events(session: code, after: cursor, limit: 1000)
+                        for e in page { out += e.json; out.append(0x0A) }
+                        guard let last = page.last, page.count == 1000 else { break }
+                        cursor = last.seq
+                    }
+                    response = Response(status: .ok, body: out, contentType: "application/x-ndjson")
+                    response.headers = [("Content-Disposition", "attachment; filename=\"\(code).ndjson\"")]
+                } else {
+                    let page = try store.events(session: code, after: after, limit: limit + 1)
+                    let more = page.count > limit
+                    let events = page.prefix(limit)
+                    var out: [UInt8] = Array("{\"session\":\"\(code)\",\"events\":[".utf8)
+                    for (i, e) in events.enumerated() { if i > 0 { out.append(UInt8(ascii: ",")) }; out += e.json }
+                    out += Array("],\"next_after\":\(events.last?.seq ?? after),\"has_more\":\(more)}".utf8)
+                    response = Response(status: .ok, body: out)
+                }
+            } catch {
+                response = .error(.serviceUnavailable, "storage_unavailable", "cannot read the transcript: \(error)")
+            }
+            loop.post { connection.respondLater(response) }
+        }
+        return nil
+    }
+
+    private func end(_ raw: String, _ head: HTTPRequestHead, _ body: [UInt8]) -> Response {
+        guard let code = SessionCode.normalize(raw), let info = directory.info(code) else {
+            return .error(.notFound, "unknown_session", "no session with code \(raw)")
+        }
+        let key = head.header("X-Host-Key") ?? ((try? JSONReader.readObject(body))?["host_key"]?.string)
+        guard let key, Crypto.constantTimeEquals(Array(key.utf8), Array(info.hostKey.utf8)) else {
+            return .error(.forbidden, "forbidden", "ending a session needs its host key (X-Host-Key header)")
+        }
+        guard info.endedAt == nil else { return .error(.conflict, "session_ended", "session \(code) has already ended") }
+        let reason = (try? JSONReader.readObject(body))?["reason"]?.string ?? "ended by host"
+        let owner = server.contexts[SessionCode.owner(of: code, loops: server.contexts.count)]
+        owner.loop.post { owner.hub?.end(code, reason: reason) }
+        return .json(.accepted, "{\"code\":\"\(code)\",\"status\":\"ending\"}")
+    }
+}
