@@ -1,0 +1,109 @@
+@testable import Hub
+import Store
+import WebSocket
+import XCTest
+
+/// Runs posted work when the test says so (a loop whose iterations the test controls).
+final class ManualExecutor: Executor {
+    var queue: [() -> Void] = []
+    func execute(_ work: @escaping () -> Void) { queue.append(work) }
+    func runAll() { while !queue.isEmpty { let w = queue.removeFirst(); w() } }
+}
+
+/// An in-memory `EventStore` with the same contract as the SQLite one (seq assigned at commit, taken back
+/// on failure, duplicates by client id), whose completions go through the executor.
+final class MemoryStore: EventStore {
+    var events: [String: [StoredEvent]] = [:]
+    var ids: [String: Committed] = [:]
+    var failing = false
+    var now: Int64 = 1_000
+    func append(_ event: DurableEvent, executor: Executor, done: @escaping (Result<Committed, StoreFailure>) -> Void) {
+        if failing { executor.execute { done(.failure(StoreFailure("disk full"))) }; return }
+        let key = "\(event.session)|\(event.member ?? "")|\(event.clientId ?? "")"
+        if event.clientId != nil, let c = ids[key] {
+            executor.execute { done(.success(Committed(seq: c.seq, ts: c.ts, duplicate: true))) }
+            return
+        }
+        let seq = lastSeq(session: event.session) + 1
+        now += 1
+        events[event.session, default: []].append(StoredEvent(seq: seq, ts: now, type: event.type, body: event.body))
+        let c = Committed(seq: seq, ts: now, duplicate: false)
+        if event.clientId != nil { ids[key] = c }
+        executor.execute { done(.success(c)) }
+    }
+    func tail(session: String, limit: Int) -> [StoredEvent] { Array((events[session] ?? []).suffix(limit)) }
+    func lastSeq(session: String) -> Int { events[session]?.last?.seq ?? 0 }
+}
+
+/// A connection that records the JSON messages it is sent.
+final class FakeClient: HubClient {
+    var queuedBytes = 0
+    var membership: Membership?
+    var received: [[String: Any]] = []
+    var closedWith: CloseCode?
+    let name: String
+    init(_ name: String) { self.name = name }
+
+    func deliver(_ frame: Chunk) {
+        guard closedWith == nil else { return }
+        // Strip the (unmasked, server) frame header.
+        var reader = MessageReader(role: .client)
+        var bytes = Array(frame.bytes)
+        _ = bytes.withUnsafeMutableBytes { reader.read($0) { event in
+            if case .message(_, let p, _) = event {
+                self.received.append(try! JSONSerialization.jsonObject(with: Data(p)) as! [String: Any])
+            }
+            return true
+        } }
+    }
+    func disconnect(_ code: CloseCode, _ reason: String) { closedWith = code }
+
+    func of(_ type: String) -> [[String: Any]] { received.filter { $0["type"] as? String == type } }
+    var seqs: [Int] { received.compactMap { $0["seq"] as? Int }.filter { _ in true } }
+    func durableSeqs() -> [Int] { received.filter { $0["type"] as? String != "joined" && $0["type"] as? String != "ack" }.compactMap { $0["seq"] as? Int } }
+}
+
+final class FakeHost: SessionHost, HubMetrics {
+    var pending: [Session] = []
+    var finished: [Session] = []
+    var dropped = 0, slow = 0, committed = 0, failures = 0
+    var metrics: HubMetrics { self }
+    func cursorsPending(_ session: Session) { pending.append(session) }
+    func sessionFinished(_ session: Session) { finished.append(session) }
+    func droppedEphemeral() { dropped += 1 }
+    func slowConsumer() { slow += 1 }
+    func durableCommitted() { committed += 1 }
+    func storeFailure() { failures += 1 }
+}
+
+/// A session with fakes around it and a clock the test moves.
+final class Harness {
+    let store = MemoryStore()
+    let executor = ManualExecutor()
+    let host = FakeHost()
+    var now = 0.0
+    let session: Session
+
+    init(code: String = "ABCDEFGH", maxParticipants: Int = 10, policy: SessionPolicy = SessionPolicy()) {
+        let info = SessionInfo(code: code, title: "T", maxParticipants: maxParticipants, guestPolicy: "allow", hostKey: "hk", createdAt: 0)
+        var clockRef: (() -> Double)!
+        let s = Session(info: info, policy: policy, store: store, executor: executor, host: nil,
+                        clock: { clockRef() }, wallClockMillis: { 42 })
+        session = s
+        clockRef = { [unowned self] in self.now }
+        s.host = host
+    }
+
+    @discardableResult
+    func join(_ name: String, clientId: String? = nil, resumeFrom: Int? = nil, hostKey: String? = nil, commit: Bool = true) -> FakeClient {
+        let c = FakeClient(name)
+        session.join(c, ClientMessage.Join(session: nil, name: name, clientId: clientId, resumeFrom: resumeFrom, hostKey: hostKey))
+        if commit { executor.runAll() }
+        return c
+    }
+
+    func send(_ c: FakeClient, _ json: String, commit: Bool = true) {
+        session.received(c, try! ClientMessage.parse(Array(json.utf8)))
+        if commit { executor.runAll() }
+    }
+}

@@ -1,0 +1,60 @@
+@testable import Hub
+import XCTest
+
+final class ProtocolParsingTests: XCTestCase {
+    func error(_ json: String) -> MessageError? {
+        do { _ = try ClientMessage.parse(Array(json.utf8)); return nil } catch let e as MessageError { return e } catch { return nil }
+    }
+
+    func testErrorsNameTheField() {
+        XCTAssertEqual(error(#"{"type":"nope"}"#)?.code, "unknown_type")
+        XCTAssertEqual(error(#"{"name":"x"}"#)?.field, "type")
+        XCTAssertEqual(error(#"{"type":"join"}"#)?.field, "name")
+        XCTAssertEqual(error(#"{"type":"join","name":5}"#)?.field, "name")
+        XCTAssertEqual(error(#"{"type":"join","name":"a","resume_from":-1}"#)?.field, "resume_from")
+        XCTAssertEqual(error(#"{"type":"chat","text":"hi"}"#)?.field, "id")
+        XCTAssertEqual(error(#"{"type":"chat","id":"1","kind":"video"}"#)?.field, "kind")
+        XCTAssertEqual(error(#"{"type":"chat","id":"1","kind":"file","file":{"name":"a","size":-1,"url":"/a"}}"#)?.field, "file.size")
+        XCTAssertEqual(error(#"{"type":"cursor","x":"1","y":2}"#)?.field, "x")
+        XCTAssertEqual(error(#"{"type":"typing","state":"maybe"}"#)?.field, "state")
+        XCTAssertEqual(error(#"{"type":"event","name":"bad name!","data":{}}"#)?.field, "name")
+        XCTAssertEqual(error(#"{"type":"event","name":"ok","data":[1]}"#)?.field, "data")
+        XCTAssertEqual(error(#"{"type":"join","name":""#)?.code, "bad_json")
+        XCTAssertEqual(error(#"[1,2]"#)?.code, "bad_json")
+        let big = #"{"type":"chat","id":"1","text":""# + String(repeating: "a", count: 70_000) + #""}"#
+        XCTAssertEqual(error(big)?.code, "too_large")
+    }
+
+    func testJSONReaderStrictness() {
+        for bad in ["{", #"{"a":}"#, #"{"a":01}"#, #"{"a":1,}"#, #"{"a":"\x"}"#, "{\"a\":\"\u{01}\"}", #"{"a":tru}"#, #"{"a":1} x"#, #"{"a":.5}"#] {
+            XCTAssertThrowsError(try JSONReader.readObject(Array(bad.utf8)), bad)
+        }
+        let deep = String(repeating: "{\"a\":", count: 40) + "1" + String(repeating: "}", count: 40)
+        XCTAssertThrowsError(try JSONReader.readObject(Array(deep.utf8), maxDepth: 32))
+        let o = try! JSONReader.readObject(Array(#"{"s":"a\"b\u00e9\ud83c\udf89","n":-1.5e3,"b":true,"z":null,"o":{"x":[1,{}]}}"#.utf8))
+        XCTAssertEqual(o["s"]?.string, "a\"bé🎉")
+        XCTAssertEqual(o["n"]?.double, -1500)
+        XCTAssertEqual(o["b"]?.bool, true)
+        XCTAssertEqual(o["z"]?.kind, .null)
+        XCTAssertEqual(String(decoding: o["o"]!.bytes, as: UTF8.self), #"{"x":[1,{}]}"#)
+    }
+
+    func testJSONWriterEscapes() {
+        var w = JSONWriter()
+        w.beginObject(); w.field("t", "a\"b\\c\n\u{01}é"); w.endObject()
+        let back = try! JSONSerialization.jsonObject(with: Data(w.bytes)) as! [String: String]
+        XCTAssertEqual(back["t"], "a\"b\\c\n\u{01}é")
+    }
+
+    func testSessionCodes() {
+        for _ in 0..<200 {
+            let c = SessionCode.generate()
+            XCTAssertEqual(c.count, 8)
+            XCTAssertFalse(c.contains { "01OIL".contains($0) })
+        }
+        XCTAssertEqual(SessionCode.normalize("abcd-efgh"), "ABCDEFGH")
+        XCTAssertNil(SessionCode.normalize("ABC"))
+        XCTAssertNil(SessionCode.normalize("ABCDEFG0"))
+        XCTAssertEqual(SessionCode.owner(of: "ABCDEFGH", loops: 4), SessionCode.owner(of: "ABCDEFGH", loops: 4))
+    }
+}

@@ -1,0 +1,257 @@
+@testable import Hub
+import WebSocket
+import XCTest
+
+final class SessionTests: XCTestCase {
+    func testJoinGivesSnapshotAndOthersGetADiff() {
+        let h = Harness()
+        let a = h.join("Ann")
+        XCTAssertEqual(a.of("joined").count, 1)
+        let b = h.join("Bob")
+        let joined = b.of("joined")[0]
+        XCTAssertEqual((joined["members"] as! [[String: Any]]).map { $0["name"] as! String }, ["Ann", "Bob"])
+        XCTAssertEqual(joined["seq"] as? Int, 2)
+        let diff = a.of("presence").last!
+        XCTAssertEqual((diff["joins"] as! [[String: Any]])[0]["name"] as? String, "Bob")
+        XCTAssertEqual(diff["seq"] as? Int, 2)
+        XCTAssertNotEqual((joined["you"] as! [String: Any])["color"] as? String, (a.of("joined")[0]["you"] as! [String: Any])["color"] as? String)
+    }
+
+    func testNothingIsShownBeforeTheJoinIsCommitted() {
+        let h = Harness()
+        let a = h.join("Ann")
+        let b = h.join("Bob", commit: false)
+        XCTAssertTrue(b.received.isEmpty)
+        XCTAssertTrue(a.of("presence").isEmpty)
+        h.executor.runAll()
+        XCTAssertEqual(b.of("joined").count, 1)
+        XCTAssertEqual(a.of("presence").count, 1)
+    }
+
+    func testChatIsBroadcastAndAckedOnlyAfterCommit() {
+        let h = Harness()
+        let a = h.join("Ann"), b = h.join("Bob")
+        h.send(a, #"{"type":"chat","id":"c1","text":"hi"}"#, commit: false)
+        XCTAssertTrue(a.of("ack").isEmpty)
+        XCTAssertTrue(b.of("chat").isEmpty)
+        h.executor.runAll()
+        XCTAssertEqual(a.of("ack")[0]["seq"] as? Int, 3)
+        XCTAssertEqual(b.of("chat")[0]["text"] as? String, "hi")
+        XCTAssertEqual((b.of("chat")[0]["from"] as! [String: Any])["name"] as? String, "Ann")
+    }
+
+    func testResendWithSameIdIsIdempotent() {
+        let h = Harness()
+        let a = h.join("Ann", clientId: "a"), b = h.join("Bob")
+        h.send(a, #"{"type":"chat","id":"c1","text":"hi"}"#)
+        h.send(a, #"{"type":"chat","id":"c1","text":"hi"}"#)
+        XCTAssertEqual(a.of("ack").map { $0["seq"] as! Int }, [3, 3])
+        XCTAssertEqual(a.of("ack")[1]["duplicate"] as? Bool, true)
+        XCTAssertEqual(b.of("chat").count, 1)
+    }
+
+    func testStoreFailureRejectsDurableButKeepsEphemeral() {
+        let h = Harness()
+        let a = h.join("Ann"), b = h.join("Bob")
+        h.store.failing = true
+        h.send(a, #"{"type":"chat","id":"c1","text":"hi"}"#)
+        XCTAssertTrue(a.of("ack").isEmpty)
+        XCTAssertEqual(a.of("error")[0]["code"] as? String, "storage_unavailable")
+        XCTAssertEqual(a.of("error")[0]["ref"] as? String, "c1")
+        XCTAssertTrue(b.of("chat").isEmpty)
+        h.send(a, #"{"type":"typing","state":"start"}"#)
+        XCTAssertEqual(b.of("typing").count, 1)
+        h.store.failing = false
+        h.send(a, #"{"type":"chat","id":"c2","text":"again"}"#)
+        XCTAssertEqual(a.of("ack")[0]["seq"] as? Int, 3, "seq continues without a gap after the failure")
+    }
+
+    func testTwoTabsAreOneMemberAndClosingOneIsNotALeave() {
+        let h = Harness()
+        let a1 = h.join("Ann", clientId: "ann"), b = h.join("Bob")
+        let a2 = h.join("Ann", clientId: "ann")
+        XCTAssertEqual(h.session.memberCount, 2)
+        XCTAssertEqual(((a2.of("joined")[0]["you"]) as! [String: Any])["connections"] as? Int, 2)
+        h.session.disconnected(a1, graceful: true)
+        h.executor.runAll()
+        XCTAssertEqual(h.session.memberCount, 2)
+        XCTAssertTrue(b.of("presence").allSatisfy { ($0["leaves"] as? [Any] ?? []).isEmpty })
+        XCTAssertEqual((b.of("presence").last!["updates"] as! [[String: Any]])[0]["connections"] as? Int, 1)
+    }
+
+    func testReconnectWithinGraceResumesWithoutLeaveJoin() {
+        let h = Harness()
+        let a = h.join("Ann", clientId: "ann"), b = h.join("Bob")
+        h.send(a, #"{"type":"chat","id":"c1","text":"one"}"#)
+        h.session.disconnected(a, graceful: true)
+        h.send(b, #"{"type":"chat","id":"c2","text":"missed"}"#)
+        h.now += 5
+        h.session.tick()
+        let a2 = h.join("Ann", clientId: "ann", resumeFrom: 3)
+        XCTAssertEqual(a2.of("chat").map { $0["text"] as! String }, ["missed"], "exactly the missed events")
+        XCTAssertEqual(a2.received.last?["type"] as? String, "joined")
+        XCTAssertFalse(b.of("presence").contains { !($0["leaves"] as? [Any] ?? []).isEmpty })
+    }
+
+    func testGraceExpiryAndTimeoutLeave() {
+        let h = Harness()
+        let a = h.join("Ann"), b = h.join("Bob"), c = h.join("Cat")
+        h.session.disconnected(a, graceful: true)
+        h.now += 9.9; h.session.tick(); h.executor.runAll()
+        XCTAssertEqual(h.session.memberCount, 3)
+        h.now += 0.2; h.session.tick(); h.executor.runAll()
+        XCTAssertEqual(h.session.memberCount, 2)
+        let leave = b.of("presence").last!["leaves"] as! [[String: Any]]
+        XCTAssertEqual(leave[0]["reason"] as? String, "left")
+        h.session.disconnected(c, graceful: false)
+        h.executor.runAll()
+        XCTAssertEqual((b.of("presence").last!["leaves"] as! [[String: Any]])[0]["reason"] as? String, "timeout")
+    }
+
+    func testResumeOlderThanWindowGetsReset() {
+        var policy = SessionPolicy(); policy.resumeWindow = 3
+        let h = Harness(policy: policy)
+        let a = h.join("Ann", clientId: "ann"), b = h.join("Bob")
+        h.session.disconnected(a, graceful: true)
+        for i in 0..<5 { h.send(b, #"{"type":"chat","id":"x\#(i)","text":"t"}"#) }
+        let a2 = h.join("Ann", clientId: "ann", resumeFrom: 1)
+        XCTAssertEqual(a2.received.first?["type"] as? String, "reset")
+        XCTAssertEqual(a2.received.last?["type"] as? String, "joined")
+    }
+
+    func testCursorsAreCoalescedLatestWins() {
+        let h = Harness()
+        let a = h.join("Ann"), b = h.join("Bob")
+        for x in 1...5 { h.send(a, ##"{"type":"cursor","x":\##(x),"y":2,"el":"#doc"}"##) }
+        XCTAssertEqual(h.host.pending.count, 1, "one flush scheduled for many updates")
+        h.session.flushCursors()
+        let updates = b.of("cursors")
+        XCTAssertEqual(updates.count, 1)
+        let u = (updates[0]["updates"] as! [[String: Any]])
+        XCTAssertEqual(u.count, 1)
+        XCTAssertEqual(u[0]["x"] as? Int, 5)
+        XCTAssertEqual(u[0]["el"] as? String, "#doc")
+        h.session.flushCursors()
+        XCTAssertEqual(b.of("cursors").count, 1, "nothing new, nothing sent")
+    }
+
+    func testTypingExpiresAndLeaveStopsIt() {
+        let h = Harness()
+        let a = h.join("Ann"), b = h.join("Bob")
+        h.send(a, #"{"type":"typing","state":"start"}"#)
+        h.send(a, #"{"type":"typing","state":"start"}"#)
+        XCTAssertEqual(b.of("typing").map { $0["state"] as! String }, ["start"])
+        h.now += 4; h.send(a, #"{"type":"typing","state":"start"}"#)  // refresh
+        h.now += 4; h.session.tick()
+        XCTAssertEqual(b.of("typing").count, 1)
+        h.now += 1.5; h.session.tick()
+        XCTAssertEqual(b.of("typing").map { $0["state"] as! String }, ["start", "stop"])
+        h.send(a, #"{"type":"typing","state":"start"}"#)
+        h.session.leave(a)
+        h.executor.runAll()
+        XCTAssertEqual(b.of("typing").last?["state"] as? String, "stop")
+    }
+
+    func testBackpressureDropsEphemeralThenDisconnects() {
+        let h = Harness()
+        let a = h.join("Ann"), b = h.join("Bob")
+        b.queuedBytes = h.session.policy.softOutputLimit + 1
+        h.send(a, #"{"type":"typing","state":"start"}"#)
+        XCTAssertTrue(b.of("typing").isEmpty)
+        XCTAssertEqual(h.host.dropped, 1)
+        h.send(a, #"{"type":"chat","id":"c","text":"durable still goes"}"#)
+        XCTAssertEqual(b.of("chat").count, 1)
+        b.queuedBytes = h.session.policy.hardOutputLimit + 1
+        h.send(a, #"{"type":"chat","id":"d","text":"too far behind"}"#)
+        XCTAssertEqual(b.closedWith, .slowConsumer)
+    }
+
+    func testSessionFullAndEndedByHost() {
+        let h = Harness(maxParticipants: 2)
+        let host = h.join("Host", hostKey: "hk"), b = h.join("Bob")
+        let c = h.join("Cat")
+        XCTAssertEqual(c.of("error")[0]["code"] as? String, "session_full")
+        h.send(b, #"{"type":"end"}"#)
+        XCTAssertEqual(b.of("error").last?["code"] as? String, "forbidden")
+        h.send(host, #"{"type":"end","reason":"done"}"#)
+        XCTAssertEqual(b.of("session_ended").count, 1)
+        XCTAssertEqual(b.closedWith, .sessionEnded)
+        XCTAssertTrue(h.session.isEnded)
+        XCTAssertEqual(h.host.finished.count, 1)
+        let late = h.join("Late")
+        XCTAssertEqual(late.closedWith, .sessionEnded)
+    }
+
+    func testViewerOfOtherSessionSeesNothing() {
+        let h1 = Harness(code: "AAAAAAAA"), h2 = Harness(code: "BBBBBBBB")
+        let a = h1.join("Ann"), z = h2.join("Zed")
+        h1.send(a, #"{"type":"chat","id":"1","text":"secret"}"#)
+        h1.send(a, #"{"type":"cursor","x":1,"y":1}"#); h1.session.flushCursors()
+        XCTAssertTrue(z.of("chat").isEmpty && z.of("cursors").isEmpty)
+    }
+
+    func testEphemeralEventsGoToOthersDurableOnesAreStored() {
+        let h = Harness()
+        let a = h.join("Ann"), b = h.join("Bob")
+        h.send(a, #"{"type":"event","name":"request_sent","data":{"url":"/x","n":[1,2]}}"#)
+        XCTAssertEqual(b.of("event").count, 1)
+        XCTAssertTrue(a.of("event").isEmpty)
+        XCTAssertEqual((b.of("event")[0]["data"] as! [String: Any])["url"] as? String, "/x")
+        h.send(a, #"{"type":"event","name":"env_changed","id":"e1","durable":true,"data":{"k":"v"}}"#)
+        XCTAssertEqual(a.of("ack")[0]["seq"] as? Int, 3)
+        XCTAssertEqual(b.of("event")[1]["seq"] as? Int, 3)
+    }
+
+    /// Lifecycle fuzz: random joins, leaves, disconnects, reconnects with resume, chat and commits in
+    /// random interleavings over two sessions. Invariants: every member that saw two durable events saw
+    /// them in the same order and without gaps while connected; nothing crosses sessions; presence
+    /// matches the open connections once everything is committed.
+    func testLifecycleFuzz() {
+        var rng = SystemRandomNumberGenerator()
+        var delivered = 0
+        defer { XCTAssertGreaterThan(delivered, 1000, "the fuzz must actually deliver traffic") }
+        for round in 0..<30 {
+            let hs = [Harness(code: "AAAAAAA\(round % 10)"), Harness(code: "BBBBBBB\(round % 10)")]
+            var clients: [[FakeClient]] = [[], []]
+            var closed = Set<ObjectIdentifier>()
+            for step in 0..<300 {
+                let s = Int.random(in: 0..<2, using: &rng)
+                let h = hs[s]
+                switch Int.random(in: 0..<10, using: &rng) {
+                case 0, 1:
+                    let id = "u\(Int.random(in: 0..<6, using: &rng))"
+                    let resume = Bool.random(using: &rng) ? h.session.lastSeq : nil
+                    clients[s].append(h.join(id, clientId: id, resumeFrom: resume, commit: Bool.random(using: &rng)))
+                case 2:
+                    if let c = clients[s].randomElement(using: &rng), !closed.contains(ObjectIdentifier(c)) {
+                        closed.insert(ObjectIdentifier(c))
+                        h.session.disconnected(c, graceful: Bool.random(using: &rng))
+                    }
+                case 3:
+                    if let c = clients[s].randomElement(using: &rng), !closed.contains(ObjectIdentifier(c)), c.membership != nil {
+                        h.session.leave(c)
+                    }
+                case 4: h.now += Double.random(in: 0...6, using: &rng); h.session.tick()
+                case 5: h.executor.runAll()
+                default:
+                    if let c = clients[s].randomElement(using: &rng), c.membership?.member.announced == true {
+                        h.send(c, #"{"type":"chat","id":"m\#(step)","text":"s\#(s)"}"#, commit: Bool.random(using: &rng))
+                    }
+                }
+            }
+            for h in hs { h.executor.runAll() }
+            delivered += clients.joined().reduce(0) { $0 + $1.of("chat").count }
+            for s in 0..<2 {
+                for c in clients[s] {
+                    XCTAssertFalse(c.of("chat").contains { $0["text"] as? String != "s\(s)" }, "cross-session leak")
+                    let seqs = c.durableSeqs()
+                    XCTAssertEqual(seqs, seqs.sorted(), "events out of order")
+                    XCTAssertEqual(Set(seqs).count, seqs.count, "duplicate delivery")
+                }
+                let open = clients[s].filter { !closed.contains(ObjectIdentifier($0)) && $0.membership != nil }
+                let present = hs[s].session.members.flatMap { $0.connections }.map { ObjectIdentifier($0) }
+                XCTAssertEqual(Set(present), Set(open.map { ObjectIdentifier($0) }), "presence does not match connections")
+            }
+        }
+    }
+}

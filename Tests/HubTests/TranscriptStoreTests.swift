@@ -1,0 +1,63 @@
+@testable import Hub
+import Store
+import XCTest
+
+final class TranscriptStoreTests: XCTestCase {
+    func temp() -> String { NSTemporaryDirectory() + "chub-\(UUID().uuidString)" }
+
+    func append(_ store: TranscriptStore, _ session: String, _ id: String?, executor: ManualExecutor) -> Result<Committed, StoreFailure> {
+        let done = expectation(description: "commit")
+        var out: Result<Committed, StoreFailure>!
+        store.append(DurableEvent(session: session, type: "chat", member: "m1", clientId: id, body: Array(#""text":"x""#.utf8)), executor: executor) {
+            out = $0; done.fulfill()
+        }
+        let deadline = Date().addingTimeInterval(5)
+        while out == nil && Date() < deadline { executor.runAll(); usleep(1000) }
+        wait(for: [done], timeout: 1)
+        return out
+    }
+
+    func testSeqIsContiguousPerSessionAndSurvivesRestart() throws {
+        let dir = temp()
+        let ex = ManualExecutor()
+        var store: TranscriptStore? = try TranscriptStore(directory: dir)
+        XCTAssertEqual(try append(store!, "S1", "a", executor: ex).get().seq, 1)
+        XCTAssertEqual(try append(store!, "S2", "a", executor: ex).get().seq, 1)
+        XCTAssertEqual(try append(store!, "S1", "b", executor: ex).get().seq, 2)
+        let dup = try append(store!, "S1", "a", executor: ex).get()
+        XCTAssertEqual(dup.seq, 1)
+        XCTAssertTrue(dup.duplicate)
+        store!.close()
+        store = nil
+        let reopened = try TranscriptStore(directory: dir)
+        XCTAssertEqual(reopened.lastSeq(session: "S1"), 2)
+        XCTAssertEqual(try append(reopened, "S1", "c", executor: ex).get().seq, 3)
+        XCTAssertEqual(try reopened.events(session: "S1", after: 0, limit: 10).map(\.seq), [1, 2, 3])
+        XCTAssertEqual(reopened.tail(session: "S1", limit: 2).map(\.seq), [2, 3])
+        reopened.close()
+    }
+
+    func testManyAppendsGroupCommitInOrder() throws {
+        let store = try TranscriptStore(directory: temp())
+        let ex = ManualExecutor()
+        var seqs: [Int] = []
+        let n = 5000
+        for i in 0..<n {
+            store.append(DurableEvent(session: "S", type: "chat", member: "m", clientId: "\(i)", body: []), executor: ex) {
+                seqs.append(try! $0.get().seq)
+            }
+        }
+        let deadline = Date().addingTimeInterval(10)
+        while seqs.count < n && Date() < deadline { ex.runAll(); usleep(500) }
+        XCTAssertEqual(seqs, Array(1...n))
+        store.close()
+    }
+
+    func testMigrationRefusesNewerSchema() throws {
+        let dir = temp()
+        try TranscriptStore(directory: dir).close()
+        let db = try Database(path: dir + "/collabhub.sqlite")
+        try db.exec("PRAGMA user_version=99")
+        XCTAssertThrowsError(try TranscriptStore(directory: dir))
+    }
+}
