@@ -29,7 +29,11 @@ static inline void chub_signal_init(ev_signal *w, chub_signal_cb cb, int sig) { 
 static inline int chub_is_active(void *w) { return ev_is_active((ev_watcher *)w); }
 static inline struct ev_loop *chub_default_loop(void) { return ev_default_loop(EVFLAG_AUTO); }
 static inline int chub_errno(void) { return errno; }
-static inline void chub_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
+static inline void chub_ignore_sigpipe(void) {
+    signal(SIGPIPE, SIG_IGN);
+    // A file-size limit (RLIMIT_FSIZE) must fail a write with EFBIG, not kill the hub.
+    signal(SIGXFSZ, SIG_IGN);
+}
 static inline int chub_set_nonblocking(int fd) {
     int flags = fcntl(fd, F_GETFL, 0);
     return flags < 0 ? -1 : fcntl(fd, F_SETFL, flags | O_NONBLOCK);

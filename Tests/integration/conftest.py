@@ -17,9 +17,10 @@ class Hub:
         self.data_dir = data_dir
         self.proc = None
         self.port = None
+        self.prefix = []   # e.g. ["prlimit", "--fsize=..."]
 
     def start(self):
-        cmd = [BINARY, "serve", "--port", "0", "--host", "127.0.0.1", *self.args]
+        cmd = self.prefix + [BINARY, "serve", "--port", "0", "--host", "127.0.0.1", *self.args]
         if self.data_dir and "--data" not in self.args:
             cmd += ["--data", self.data_dir]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -67,12 +68,21 @@ def echo_hub():
     assert rc == 0, f"hub exited with {rc}:\n" + hub.output()
 
 
+@pytest.fixture(scope="module")
+def session_hub(tmp_path_factory):
+    hub = Hub("--threads", "2", data_dir=str(tmp_path_factory.mktemp("data"))).start()
+    yield hub
+    assert hub.alive(), "hub crashed during the tests:\n" + hub.output()
+    rc = hub.stop()
+    assert rc == 0, f"hub exited with {rc}:\n" + hub.output()
+
+
 @pytest.fixture
 def make_hub(tmp_path):
     hubs = []
 
-    def make(*args):
-        hub = Hub(*args, data_dir=str(tmp_path / f"data{len(hubs)}")).start()
+    def make(*args, data_dir=None):
+        hub = Hub(*args, data_dir=data_dir or str(tmp_path / f"data{len(hubs)}")).start()
         hubs.append(hub)
         return hub
 

@@ -1,0 +1,277 @@
+"""Sessions against the real hub: hand-off between loops, presence, resume, isolation, limits, API."""
+import asyncio
+import json
+import random
+import signal
+import subprocess
+import time
+
+import pytest
+import websockets
+
+from hubclient import Client, api, create_session
+
+
+def run(coro):
+    async def wrapped():
+        try:
+            return await coro
+        finally:
+            await Client.close_all()
+    return asyncio.run(wrapped())
+
+
+def test_sessions_on_every_loop_work(session_hub):
+    # With two loops, codes hash to either; every session must work whichever loop accepted the socket.
+    async def main():
+        for _ in range(8):
+            code = create_session(session_hub)["code"]
+            a, b = await Client.connect(session_hub, code), await Client.connect(session_hub, code)
+            await a.join("A")
+            await b.join("B")
+            await a.send({"type": "chat", "id": "1", "text": "x"})
+            assert (await b.expect("chat"))["text"] == "x"
+            await a.close(); await b.close()
+    run(main())
+
+
+def test_unknown_session_and_enumeration_is_throttled(make_hub):
+    hub = make_hub("--threads", "1")
+
+    async def main():
+        c = await Client.connect(hub, "ZZZZZZZZ")
+        await c.send({"type": "join", "name": "x"})
+        err = await c.recv()
+        assert err["code"] == "unknown_session" and err["field"] == "session"
+        for i in range(25):
+            await c.send({"type": "join", "name": "x", "session": f"ZZZZZZ{random.choice('ABCDEFGH')}{i % 10}"})
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            while True:
+                await c.recv()
+        assert closed.value.rcvd.code == 4008
+        # The address stays throttled for new connections too, even for a real session.
+        code = create_session(hub)["code"]
+        d = await Client.connect(hub, code)
+        await d.send({"type": "join", "name": "y"})
+        assert (await d.recv())["code"] == "rate_limited"
+    run(main())
+
+
+def test_session_full_and_api_describe(session_hub):
+    async def main():
+        code = create_session(session_hub, max_participants=2, title="Pair")["code"]
+        a, b, c = [await Client.connect(session_hub, code) for _ in range(3)]
+        await a.join("A"); await b.join("B")
+        await c.send({"type": "join", "name": "C"})
+        assert (await c.recv())["code"] == "session_full"
+        await asyncio.sleep(0.4)
+        status, info = api(session_hub, "GET", f"/api/sessions/{code.lower()}")
+        assert status == 200 and info["title"] == "Pair" and info["members"] == 2 and info["status"] == "live"
+    run(main())
+    assert api(session_hub, "GET", "/api/sessions/NOSUCHXX")[0] == 404
+    assert api(session_hub, "POST", "/api/sessions", {"max_participants": 0})[1]["error"]["code"] == "invalid_field"
+
+
+def test_reconnect_resumes_exactly_the_missed_events(session_hub):
+    async def main():
+        code = create_session(session_hub)["code"]
+        a = await Client.connect(session_hub, code)
+        b = await Client.connect(session_hub, code)
+        await a.join("Ann", client_id="ann")
+        await b.join("Bob")
+        await a.expect("presence")  # bob
+        await a.send({"type": "chat", "id": "1", "text": "one"})
+        last = (await a.expect("ack"))["seq"]
+        await a.ws.close()   # tab closes without leave: grace period
+        for i in range(3):
+            await b.send({"type": "chat", "id": f"b{i}", "text": f"missed {i}"})
+            await b.expect("ack")
+        a2 = await Client.connect(session_hub, code)
+        await a2.send({"type": "join", "name": "Ann", "client_id": "ann", "resume_from": last})
+        replay = [await a2.recv() for _ in range(4)]
+        assert [m.get("text") for m in replay[:3]] == ["missed 0", "missed 1", "missed 2"]
+        assert [m["seq"] for m in replay[:3]] == [last + 1, last + 2, last + 3]
+        assert replay[3]["type"] == "joined" and replay[3]["seq"] == last + 3
+        # Bob never saw Ann leave.
+        b_msgs = []
+        try:
+            while True:
+                b_msgs.append(await b.recv(timeout=0.3))
+        except asyncio.TimeoutError:
+            pass
+        assert not any(m["type"] == "presence" and m.get("leaves") for m in b_msgs)
+    run(main())
+
+
+def test_isolation_under_load(session_hub):
+    """Many sessions chatting at once: nobody ever receives another session's messages."""
+    async def member(code, name, out):
+        c = await Client.connect(session_hub, code)
+        await c.join(name)
+        for i in range(20):
+            await c.send({"type": "chat", "id": f"{name}-{i}", "text": code})
+        seen = []
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                m = await c.recv(timeout=1)
+            except asyncio.TimeoutError:
+                break
+            if m["type"] == "chat":
+                seen.append(m)
+        out.extend((code, m) for m in seen)
+        await c.close()
+
+    async def main():
+        codes = [create_session(session_hub)["code"] for _ in range(20)]
+        out = []
+        await asyncio.gather(*(member(code, f"m{j}", out) for code in codes for j in range(5)))
+        assert len(out) > 20 * 5 * 20
+        assert all(m["text"] == code for code, m in out), "a message crossed sessions"
+    run(main())
+
+
+def test_transcript_api_pages_and_ndjson(session_hub):
+    async def main():
+        code = create_session(session_hub)["code"]
+        a = await Client.connect(session_hub, code)
+        await a.join("Ann")
+        for i in range(25):
+            await a.send({"type": "chat", "id": str(i), "text": f"m{i}"})
+        for _ in range(25):
+            await a.expect("ack")
+        return code
+    code = run(main())
+    status, page = api(session_hub, "GET", f"/api/sessions/{code}/transcript?limit=10")
+    assert status == 200 and [e["seq"] for e in page["events"]] == list(range(1, 11)) and page["has_more"]
+    status, page2 = api(session_hub, "GET", f"/api/sessions/{code}/transcript?after={page['next_after']}&limit=1000")
+    assert [e["seq"] for e in page2["events"]] == list(range(11, 27)) and not page2["has_more"]
+    status, raw = api(session_hub, "GET", f"/api/sessions/{code}/transcript?format=ndjson")
+    lines = [json.loads(l) for l in raw.decode().splitlines()]
+    assert [e["seq"] for e in lines] == list(range(1, 27))
+    assert lines[1] == page["events"][1], "export is what clients received"
+    assert api(session_hub, "GET", f"/api/sessions/{code}/transcript?limit=0")[0] == 400
+    status, listing = api(session_hub, "GET", "/api/sessions")
+    assert any(s["code"] == code and s["events"] == 26 for s in listing["sessions"])
+
+
+def test_host_ends_session_over_http(session_hub):
+    async def main():
+        created = create_session(session_hub)
+        code = created["code"]
+        a = await Client.connect(session_hub, code)
+        await a.join("Ann")
+        assert api(session_hub, "POST", f"/api/sessions/{code}/end", {}, {"X-Host-Key": "wrong"})[0] == 403
+        assert api(session_hub, "POST", f"/api/sessions/{code}/end", {"reason": "done"}, {"X-Host-Key": created["host_key"]})[0] == 202
+        ended = await a.expect("session_ended", skip=("chat", "presence"))
+        assert ended["reason"] == "done"
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await a.recv()
+        assert closed.value.rcvd.code == 4004
+        b = await Client.connect(session_hub, code)
+        await b.send({"type": "join", "name": "late"})
+        assert (await b.recv())["code"] == "session_ended"
+        assert api(session_hub, "GET", f"/api/sessions/{code}")[1]["status"] == "ended"
+    run(main())
+
+
+def test_crash_loses_no_acknowledged_message(make_hub, tmp_path):
+    """Clients chat with ids; the hub is SIGKILLed mid-stream and restarted on the same data. Every
+    acknowledged message is stored exactly once, seq is contiguous, and resuming clients see no gap
+    and no duplicate."""
+    data = str(tmp_path / "crash")
+    hub = make_hub("--threads", "2", data_dir=data)
+    code = create_session(hub)["code"]
+    acked, seen = {}, {}
+
+    async def writer(name):
+        c = await Client.connect(hub, code, validate=False)
+        j = await c.join(name, client_id=name)
+        seen[name] = j["seq"]
+        i = 0
+        try:
+            while True:
+                await c.send({"type": "chat", "id": f"{name}-{i}", "text": "x"})
+                i += 1
+                while True:
+                    m = await c.recv(timeout=5)
+                    if m.get("seq"):
+                        seen[name] = max(seen[name], m["seq"]) if m["type"] != "ack" else seen[name]
+                    if m["type"] == "ack":
+                        acked[m["id"]] = m["seq"]
+                        break
+        except (websockets.ConnectionClosed, asyncio.TimeoutError, OSError):
+            return
+
+    async def main():
+        tasks = [asyncio.create_task(writer(f"w{i}")) for i in range(8)]
+        await asyncio.sleep(3)
+        hub.proc.send_signal(signal.SIGKILL)
+        await asyncio.gather(*tasks)
+    run(main())
+    hub.proc.wait()
+    assert len(acked) > 50, f"only {len(acked)} acks before the kill"
+
+    hub2 = make_hub("--threads", "2", data_dir=data)
+    status, raw = api(hub2, "GET", f"/api/sessions/{code}/transcript?format=ndjson")
+    events = [json.loads(l) for l in raw.decode().splitlines()]
+    seqs = [e["seq"] for e in events]
+    assert seqs == list(range(1, len(seqs) + 1)), "seq must be contiguous"
+    chats = [e for e in events if e["type"] == "chat"]
+    ids = [e["id"] for e in chats]
+    assert len(ids) == len(set(ids)), "a message was stored twice"
+    by_id = {e["id"]: e["seq"] for e in chats}
+    for mid, seq in acked.items():
+        assert by_id.get(mid) == seq, f"acknowledged {mid} (seq {seq}) is missing or moved"
+
+    async def resume():
+        for name, last in list(seen.items())[:4]:
+            c = await Client.connect(hub2, code)
+            await c.send({"type": "join", "name": name, "client_id": name, "resume_from": last})
+            got = []
+            while True:
+                m = await c.recv()
+                if m["type"] == "joined":
+                    break
+                got.append(m["seq"])
+            expected = list(range(last + 1, m["seq"] + 1))
+            # Events after the member's resume point, up to the new snapshot: none missing, none twice.
+            assert got == expected[:len(got)] and (got == expected or got[-1:] == expected[-1:]), (name, last, got[:5], expected[:5])
+            await c.close()
+    run(resume())
+
+
+def test_disk_full_rejects_durable_keeps_ephemeral(tmp_path):
+    """With the store unable to grow (RLIMIT_FSIZE), chat is refused with an error, never acked, while
+    cursors and typing keep flowing and the hub stays up."""
+    import conftest
+    hub = conftest.Hub("--threads", "1", data_dir=str(tmp_path / "full"))
+    hub.prefix = ["prlimit", f"--fsize={200 * 1024}"]   # the store cannot grow past 200 KiB
+    hub.start()
+    try:
+        async def main():
+            code = create_session(hub)["code"]
+            a, b = await Client.connect(hub, code), await Client.connect(hub, code)
+            await a.join("A", client_id="a"); await b.join("B")
+            refused = acked = 0
+            for i in range(400):
+                await a.send({"type": "chat", "id": str(i), "text": "y" * 2000})
+                while True:
+                    m = await a.recv()
+                    if m["type"] == "ack":
+                        acked += 1; break
+                    if m["type"] == "error":
+                        assert m["code"] == "storage_unavailable" and m["ref"] == str(i)
+                        refused += 1; break
+                if refused >= 3:
+                    break
+            assert refused >= 3, "the store never filled up"
+            await a.send({"type": "typing", "state": "start"})
+            assert (await b.expect("typing", skip=("chat", "presence")))["state"] == "start"
+            status, page = api(hub, "GET", f"/api/sessions/{code}/transcript?format=ndjson")
+            stored = [json.loads(l) for l in page.decode().splitlines() if l]
+            assert len([e for e in stored if e["type"] == "chat"]) == acked, "only acknowledged messages are stored"
+        run(main())
+        assert hub.alive()
+    finally:
+        hub.stop()
