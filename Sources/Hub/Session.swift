@@ -114,8 +114,8 @@ public final class Session {
     public private(set) var members: [Member] = []
     /// The last committed seq (every event up to it has been broadcast).
     public private(set) var lastSeq: Int
-    /// Committed events, newest last, for resume.
-    private var window: [(seq: Int, frame: Chunk)] = []
+    /// Committed events for resume: a ring of the last `policy.resumeWindow` frames.
+    private var window: Ring<(seq: Int, frame: Chunk)>
     private var nextMemberNumber = 0
     public private(set) var isEnded = false
     var hasDirtyCursors = false
@@ -134,6 +134,7 @@ public final class Session {
         self.clock = clock
         self.wallClockMillis = wallClockMillis
         lastSeq = store.lastSeq(session: info.code)
+        window = Ring(capacity: policy.resumeWindow)
         // Refill the resume window from disk, so clients resuming after a restart miss nothing.
         for e in store.tail(session: info.code, limit: policy.resumeWindow) {
             window.append((e.seq, Chunk.text(e.json)))
@@ -203,7 +204,7 @@ public final class Session {
     private func welcome(_ client: HubClient, _ member: Member, resumeFrom: Int?, through seq: Int) {
         if let from = resumeFrom, from < seq {
             if let first = window.first?.seq, from + 1 >= first {
-                for e in window where e.seq > from && e.seq <= seq { client.deliver(e.frame) }
+                window.forEach { e in if e.seq > from && e.seq <= seq { client.deliver(e.frame) } }
             } else {
                 var w = JSONWriter()
                 w.beginObject(); w.field("type", "reset"); w.field("reason", "history_truncated")
@@ -439,8 +440,8 @@ public final class Session {
     private func persist(type: String, member: String?, clientId: String?, body: [UInt8],
                          then: @escaping (Result<Committed, StoreFailure>, Chunk?) -> Void) {
         let event = DurableEvent(session: code, type: type, member: member, clientId: clientId, body: body)
-        store.append(event, executor: executor) { [weak self] result in
-            guard let self else { return }
+        // The session is kept alive by its pending completions (it outlives them anyway).
+        store.append(event, executor: executor) { result in
             switch result {
             case .success(let committed):
                 if committed.duplicate { return then(result, nil) }
@@ -448,7 +449,6 @@ public final class Session {
                 let frame = Chunk.text(Wire.event(type: type, seq: committed.seq, ts: committed.ts, body: body))
                 self.lastSeq = committed.seq
                 self.window.append((committed.seq, frame))
-                if self.window.count > self.policy.resumeWindow { self.window.removeFirst(self.window.count - self.policy.resumeWindow) }
                 then(result, frame)
             case .failure:
                 self.host?.metrics.storeFailure()
@@ -519,5 +519,27 @@ extension Wire {
         w.beginArray("leaves"); for l in leaves { w.beginObject(); w.field("id", l); w.endObject() }; w.endArray()
         w.endObject()
         return w.bytes
+    }
+}
+
+/// A fixed-capacity ring: appending past capacity overwrites the oldest element.
+struct Ring<Element> {
+    private var storage: [Element] = []
+    private var head = 0
+    let capacity: Int
+    init(capacity: Int) { self.capacity = capacity }
+
+    var first: Element? { storage.isEmpty ? nil : storage[storage.count < capacity ? 0 : head] }
+    var last: Element? { storage.isEmpty ? nil : storage[storage.count < capacity ? storage.count - 1 : (head + capacity - 1) % capacity] }
+
+    mutating func append(_ e: Element) {
+        guard capacity > 0 else { return }
+        if storage.count < capacity { storage.append(e) } else { storage[head] = e; head = (head + 1) % capacity }
+    }
+
+    /// Oldest first.
+    func forEach(_ body: (Element) -> Void) {
+        if storage.count < capacity { storage.forEach(body); return }
+        for i in 0..<capacity { body(storage[(head + i) % capacity]) }
     }
 }

@@ -48,6 +48,9 @@ public final class Database {
         return Statement(stmt, db: db)
     }
 
+    /// Rows changed by the last statement.
+    public var changes: Int { Int(sqlite3_changes(db)) }
+
     func error(_ rc: Int32) -> Error { Error(code: rc, message: String(cString: sqlite3_errmsg(db))) }
 
     /// The integer value of a one-row, one-column query (PRAGMAs, COUNT).

@@ -15,7 +15,7 @@ public enum Durability: String, Sendable { case normal, full }
 /// nothing uncommitted is ever acknowledged. Completions go back to each session's loop, one wake-up
 /// per loop per batch, in append order. Reads use a separate connection.
 public final class TranscriptStore: EventStore, @unchecked Sendable {
-    public static let schemaVersion = 1
+    public static let schemaVersion = 2
     public let path: String
     private let writer: Database
     private let reader: Database
@@ -37,9 +37,16 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
     public let durability: Durability
     /// Largest batch one transaction takes.
     static let maxBatch = 8192
+    static let smallBatch = 64
+    static let batchWait = 0.001
 
     private var insertEvent: Statement!
-    private var findDuplicate: Statement!
+    private var recentIds: Statement!
+    /// Per session: client ids of its most recent durable events ("member|id" -> committed), owned by
+    /// the writer thread. A resend after a lost ack comes within seconds; 10,000 ids per session cover
+    /// far more than any client keeps pending.
+    private var seen: [String: RecentIds] = [:]
+    static let rememberedIds = 10_000
     private var maxSeq: Statement!
     private var upsertSession: Statement!
 
@@ -52,8 +59,10 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
         try Self.migrate(writer)
         reader = try Database(path: path, readOnly: true)
         try reader.exec("PRAGMA query_only=ON")
+        try reader.exec("PRAGMA mmap_size=1073741824")
         insertEvent = try writer.prepare("INSERT INTO events(session, seq, ts, type, member, client_id, body) VALUES(?,?,?,?,?,?,?)")
-        findDuplicate = try writer.prepare("SELECT seq, ts FROM events WHERE session=? AND member IS ? AND client_id=?")
+        recentIds = try writer.prepare(
+            "SELECT member, client_id, seq, ts FROM events WHERE session=? AND client_id IS NOT NULL ORDER BY seq DESC LIMIT ?")
         maxSeq = try writer.prepare("SELECT COALESCE(MAX(seq), 0) FROM events WHERE session=?")
         upsertSession = try writer.prepare("""
             INSERT INTO sessions(code, title, max_participants, guest_policy, host_key, created_at, ended_at, end_reason)
@@ -71,6 +80,11 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
         try db.exec("PRAGMA journal_mode=WAL")
         try db.exec("PRAGMA synchronous=\(durability == .full ? "FULL" : "NORMAL")")
         try db.exec("PRAGMA foreign_keys=ON")
+        // With many live sessions every group commit touches a B-tree page per session; SQLite's default
+        // 2 MB cache then re-reads pages from the kernel on every batch. Keep 64 MiB of pages, and map
+        // the file so reads need no copy.
+        try db.exec("PRAGMA cache_size=-65536")
+        try db.exec("PRAGMA mmap_size=1073741824")
     }
 
     /// Schema migrations, numbered by `PRAGMA user_version`.
@@ -92,13 +106,36 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
                 COMMIT;
                 """)
         }
+        if version < 2 {
+            // v2: no index on client ids. Resends are recognised from the writer's memory of each session's
+            // recent ids (refilled from the table when a session is first written after a start): an index
+            // would dirty one more B-tree page per session on every group commit.
+            try db.exec("""
+                BEGIN;
+                DROP INDEX IF EXISTS events_client;
+                PRAGMA user_version=2;
+                COMMIT;
+                """)
+        }
     }
 
     // MARK: - Writing
 
     public func append(_ event: DurableEvent, executor: Executor, done: @escaping (Result<Committed, StoreFailure>) -> Void) {
-        enqueue(.append(event, executor, done))
+        cond.lock()
+        if queue.count >= maxQueued {
+            cond.unlock()
+            // The disk cannot keep up: refuse instead of queueing without bound (memory, latency).
+            executor.execute { done(.failure(StoreFailure("store overloaded (\(self.maxQueued) events waiting); retry"))) }
+            return
+        }
+        queue.append(.append(event, executor, done))
+        cond.signal()
+        cond.unlock()
     }
+
+    /// Appends waiting beyond this are refused (about a second of the writer's throughput).
+    public var maxQueued = 100_000
 
     /// Saves (creates or updates) a session's row; durable before any later append commits.
     public func save(_ info: SessionInfo) { enqueue(.session(info)) }
@@ -127,6 +164,11 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
             cond.lock()
             while queue.isEmpty && !stopping { cond.wait() }
             if queue.isEmpty && stopping { cond.unlock(); return }
+            // Group commit with a bounded wait: a small batch waits up to 1 ms for company, because every
+            // commit writes each B-tree page it touched to the WAL, whether it carries one event or a hundred.
+            if queue.count < Self.smallBatch && !stopping {
+                _ = cond.wait(until: Date().addingTimeInterval(Self.batchWait))
+            }
             let take = min(queue.count, Self.maxBatch)
             let batch = Array(queue[..<take])
             queue.removeFirst(take)
@@ -139,6 +181,7 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
 
     private func commit(_ batch: [Request]) {
         let before = seqs
+        var remembered: [(RecentIds, String)] = []
         var results: [Completion] = []
         results.reserveCapacity(batch.count)
         var barriers: [() -> Void] = []
@@ -158,23 +201,24 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
                     defer { s.reset() }
                     _ = try s.step()
                 case .append(let event, let executor, let done):
-                    if let cid = event.clientId {
-                        let d = findDuplicate!
-                        d.bind(1, event.session); d.bind(2, event.member); d.bind(3, cid)
-                        defer { d.reset() }
-                        if try d.step() {
-                            results.append(Completion(executor: executor, done: done,
-                                                      result: .success(Committed(seq: Int(d.int(0)), ts: d.int(1), duplicate: true))))
-                            continue
-                        }
+                    let idKey = event.clientId.map { (event.member ?? "") + "|" + $0 }
+                    if let idKey, let original = try recent(event.session).lookup(idKey) {
+                        results.append(Completion(executor: executor, done: done,
+                                                  result: .success(Committed(seq: original.seq, ts: original.ts, duplicate: true))))
+                        continue
                     }
                     let seq = try nextSeq(event.session)
                     let s = insertEvent!
                     s.bind(1, event.session); s.bind(2, seq); s.bind(3, now); s.bind(4, event.type)
                     s.bind(5, event.member); s.bind(6, event.clientId); s.bind(7, blob: event.body)
-                    defer { s.reset() }
                     _ = try s.step()
+                    s.reset()
                     seqs[event.session] = seq
+                    if let idKey {
+                        let ids = try recent(event.session)
+                        ids.remember(idKey, Committed(seq: seq, ts: now, duplicate: true))
+                        remembered.append((ids, idKey))
+                    }
                     results.append(Completion(executor: executor, done: done, result: .success(Committed(seq: seq, ts: now, duplicate: false))))
                 }
             }
@@ -184,6 +228,7 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
             failure = "\(error)"
             try? writer.exec("ROLLBACK")
             seqs = before
+            for (ids, key) in remembered { ids.forget(key) }
             lastError = failure
             FileHandle.standardError.write(Data("collabhub: transcript store: commit failed, \(batch.count) requests rejected: \(error)\n".utf8))
         }
@@ -206,6 +251,21 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
             executor.execute { for c in list { c.done(c.result) } }
         }
         for b in barriers { b() }
+    }
+
+    private func recent(_ session: String) throws -> RecentIds {
+        if let r = seen[session] { return r }
+        let r = RecentIds(capacity: Self.rememberedIds)
+        let q = recentIds!
+        q.bind(1, session); q.bind(2, Self.rememberedIds)
+        defer { q.reset() }
+        var rows: [(String, Committed)] = []
+        while try q.step() {
+            rows.append(((q.string(0) ?? "") + "|" + (q.string(1) ?? ""), Committed(seq: Int(q.int(2)), ts: q.int(3), duplicate: true)))
+        }
+        for (key, c) in rows.reversed() { r.remember(key, c) }
+        seen[session] = r
+        return r
     }
 
     private func nextSeq(_ session: String) throws -> Int {
@@ -275,5 +335,29 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
             }
             return out
         }
+    }
+}
+
+/// A bounded memory of recent client ids (insertion order, oldest forgotten first). A failed batch
+/// forgets the ids it added.
+final class RecentIds {
+    private var map: [String: Committed] = [:]
+    private var order: [String] = []
+    private var head = 0
+    let capacity: Int
+    init(capacity: Int) { self.capacity = capacity }
+
+    func lookup(_ key: String) -> Committed? { map[key] }
+    func forget(_ key: String) { map[key] = nil }
+
+    func remember(_ key: String, _ c: Committed) {
+        if order.count < capacity {
+            order.append(key)
+        } else {
+            map[order[head]] = nil
+            order[head] = key
+            head = (head + 1) % capacity
+        }
+        map[key] = c
     }
 }
