@@ -21,6 +21,8 @@ public final class Listener {
     /// pending connection, instead of leaving it in the backlog and spinning on readiness.
     private var spareFD: Int32
     public private(set) var acceptErrors = 0
+    /// TCP congestion control for accepted sockets (nil: the system default).
+    public var congestionControl: String?
     private var backoff: Loop.Timer?
 
     public init(loop: Loop, host: String, port: Int, backlog: Int32 = 1024,
@@ -116,6 +118,9 @@ public final class Listener {
             }
             var one: Int32 = 1
             setsockopt(client, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            if let cc = congestionControl {
+                _ = cc.withCString { setsockopt(client, Int32(IPPROTO_TCP), 13 /* TCP_CONGESTION */, $0, socklen_t(strlen($0))) }
+            }
             accepted(loop, client, Self.describe(&addr))
         }
     }

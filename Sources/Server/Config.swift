@@ -42,6 +42,12 @@ public struct Config: Sendable {
     public var defaultGuestPolicy = "allow"
     public var durability = Durability.normal
     public var sessionPolicy = SessionPolicy()
+    /// TCP congestion control for client sockets (e.g. "cubic"); nil keeps the system default.
+    public var tcpCongestion: String?
+    /// Transcript retention (off by default: keep everything).
+    public var retention = RetentionPolicy()
+    /// How often retention runs.
+    public var retentionInterval = 60.0
 
     public init() {}
 }

@@ -43,6 +43,8 @@ final class Connection: Stream {
     /// The session code from the upgrade URL (`/ws?session=CODE`).
     private(set) var sessionCode: String?
     var invalidMessages = 0
+    /// Transcript playback on this connection (`replay`).
+    var replayer: Replayer?
     /// Closed because the peer stopped answering pings (no reconnect grace then).
     private(set) var timedOut = false
     /// A response is being prepared off the loop; later requests wait (keeps pipelined responses in order).

@@ -22,6 +22,9 @@ final class HubEndpoint: Endpoint {
         guard opcode == .text else {
             return reject(connection, MessageError("unsupported", "binary messages are not part of collabhub.v1; send JSON text"))
         }
+        if connection.membership == nil, let replay = replayRequest(payload) {
+            return handleReplay(connection, replay)
+        }
         let message: ClientMessage
         do {
             message = try ClientMessage.parse(Array(payload), limits: hub.context.sessionPolicy.limits)
@@ -62,6 +65,49 @@ final class HubEndpoint: Endpoint {
         session.join(connection, join)
     }
 
+    /// `replay` / `replay_control` messages (only for connections that did not join).
+    private func replayRequest(_ payload: UnsafeRawBufferPointer) -> JSONObject? {
+        // Cheap pre-check so ordinary traffic is not parsed twice.
+        guard payload.count < 4096, let r = payload.firstRange(of: Array("\"replay".utf8)) else { return nil }
+        _ = r
+        guard let obj = try? JSONReader.readObject(Array(payload), maxDepth: 4),
+              let type = obj["type"]?.string, type == "replay" || type == "replay_control" else { return nil }
+        return obj
+    }
+
+    private func handleReplay(_ connection: Connection, _ obj: JSONObject) {
+        if obj["type"]?.string == "replay_control" {
+            guard let replayer = connection.replayer else {
+                return reject(connection, MessageError("not_replaying", "send replay first"))
+            }
+            if let e = replayer.control(obj) { reject(connection, e) }
+            return
+        }
+        guard connection.replayer == nil else { return reject(connection, MessageError("already_replaying", "this connection is already replaying")) }
+        guard let code = (obj["session"]?.string).flatMap(SessionCode.normalize) ?? connection.sessionCode,
+              hub.directory.info(code) != nil else {
+            return failedJoin(connection, MessageError("unknown_session", "no session to replay", field: "session"))
+        }
+        let from = obj["from"]?.int ?? 0
+        let speed = obj["speed"]?.double ?? 1
+        guard from >= 0 else { return reject(connection, MessageError("invalid_field", "\"from\" must be a non-negative integer", field: "from")) }
+        guard speed > 0, speed <= 1000 else { return reject(connection, MessageError("invalid_field", "\"speed\" must be a number in (0, 1000]", field: "speed")) }
+        let store = hub.store, loop = connection.loop
+        connection.replayer = Replayer(connection: connection, events: [], speed: speed)  // placeholder until loaded
+        hub.context.server.api?.worker.submit {
+            let events = (try? store.events(session: code, after: max(from - 1, 0), limit: Self.maxReplayEvents)) ?? []
+            loop.post {
+                guard !connection.isClosed else { return }
+                let replayer = Replayer(connection: connection, events: events, speed: speed)
+                connection.replayer = replayer
+                replayer.start()
+            }
+        }
+    }
+
+    /// A replay streams at most this many events (a larger transcript: export it, or seek in pieces).
+    static let maxReplayEvents = 200_000
+
     private func failedJoin(_ connection: Connection, _ error: MessageError) {
         let allowed = hub.directory.failedJoin(from: connection.peer, now: connection.loop.now)
         connection.deliver(Chunk.text(Wire.error(error.code, error.message, ref: error.ref, field: error.field)))
@@ -77,6 +123,8 @@ final class HubEndpoint: Endpoint {
     }
 
     func closed(_ connection: Connection) {
+        connection.replayer?.stop()
+        connection.replayer = nil
         connection.membership?.session.disconnected(connection, graceful: !connection.timedOut)
     }
 }

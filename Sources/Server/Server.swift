@@ -28,6 +28,7 @@ public final class Server {
     let directory: SessionDirectory
     private var signals: [Loop.Signal] = []
     private var housekeeping: [Loop.Timer] = []
+    private var retentionTimer: Loop.Timer?
     private var threads: [Thread] = []
     private let stopLock = NSLock()
     private var stopping = false
@@ -65,10 +66,18 @@ public final class Server {
             let listener = try Listener(loop: context.loop, host: config.host, port: port) { [unowned context] loop, fd, peer in
                 Connection(context: context, fd: fd, peer: peer).start()
             }
+            listener.congestionControl = config.tcpCongestion
             port = listener.port
             listeners.append(listener)
         }
         self.port = port
+        if config.retention.isEnabled {
+            let store = self.store, policy = config.retention
+            retentionTimer = Loop.Timer(loop: contexts[0].loop, after: config.retentionInterval, repeat: config.retentionInterval) {
+                store.enforce(policy)
+            }
+            retentionTimer?.unref()
+        }
         for context in contexts {
             let loop = context.loop
             var expected = loop.now + 0.25

@@ -25,6 +25,7 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
         case append(DurableEvent, Executor, (Result<Committed, StoreFailure>) -> Void)
         case session(SessionInfo)
         case barrier(() -> Void)
+        case retention(RetentionPolicy)
     }
     private var queue: [Request] = []
     private let cond = NSCondition()
@@ -140,6 +141,13 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
     /// Saves (creates or updates) a session's row; durable before any later append commits.
     public func save(_ info: SessionInfo) { enqueue(.session(info)) }
 
+    /// Deletes events past the retention policy, on the writer thread between batches, in chunks of
+    /// `RetentionPolicy.chunk` rows so appends never wait long behind it.
+    public func enforce(_ policy: RetentionPolicy) { enqueue(.retention(policy)) }
+
+    /// Rows deleted by retention so far.
+    public private(set) var retentionDeleted = 0
+
     /// Calls `done` (on the writer thread) once everything queued before it is committed.
     public func barrier(_ done: @escaping () -> Void) { enqueue(.barrier(done)) }
 
@@ -170,10 +178,15 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
                 _ = cond.wait(until: Date().addingTimeInterval(Self.batchWait))
             }
             let take = min(queue.count, Self.maxBatch)
-            let batch = Array(queue[..<take])
+            var batch = Array(queue[..<take])
             queue.removeFirst(take)
             cond.unlock()
-            commit(batch)
+            let retention = batch.compactMap { if case .retention(let p) = $0 { return p } else { return nil } }
+            if !retention.isEmpty {
+                batch.removeAll { if case .retention = $0 { return true } else { return false } }
+            }
+            if !batch.isEmpty { commit(batch) }
+            for policy in retention { applyRetention(policy) }
         }
     }
 
@@ -192,6 +205,7 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
             for request in batch {
                 switch request {
                 case .barrier(let b): barriers.append(b)
+                case .retention: break  // taken out of the batch by run()
                 case .session(let info):
                     let s = upsertSession!
                     s.bind(1, info.code); s.bind(2, info.title); s.bind(3, info.maxParticipants); s.bind(4, info.guestPolicy)
@@ -251,6 +265,38 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
             executor.execute { for c in list { c.done(c.result) } }
         }
         for b in barriers { b() }
+    }
+
+    private func applyRetention(_ policy: RetentionPolicy) {
+        do {
+            if let age = policy.maxAgeMillis {
+                let cutoff = Int64(Date().timeIntervalSince1970 * 1000) - age
+                let del = try writer.prepare("""
+                    DELETE FROM events WHERE (session, seq) IN (SELECT session, seq FROM events WHERE ts < ? LIMIT ?)
+                    """)
+                while true {
+                    del.bind(1, cutoff); del.bind(2, RetentionPolicy.chunk)
+                    _ = try del.step(); del.reset()
+                    retentionDeleted += writer.changes
+                    if writer.changes < RetentionPolicy.chunk { break }
+                }
+            }
+            if let keep = policy.maxEventsPerSession {
+                let over = try writer.prepare("SELECT session, MAX(seq) - ?, COUNT(*) FROM events GROUP BY session HAVING COUNT(*) > ?")
+                over.bind(1, keep); over.bind(2, keep)
+                var trim: [(String, Int)] = []
+                while try over.step() { trim.append((over.string(0) ?? "", Int(over.int(1)))) }
+                over.reset()
+                let del = try writer.prepare("DELETE FROM events WHERE session = ? AND seq <= ?")
+                for (session, upTo) in trim {
+                    del.bind(1, session); del.bind(2, upTo)
+                    _ = try del.step(); del.reset()
+                    retentionDeleted += writer.changes
+                }
+            }
+        } catch {
+            FileHandle.standardError.write(Data("collabhub: retention failed: \(error)\n".utf8))
+        }
     }
 
     private func recent(_ session: String) throws -> RecentIds {
@@ -336,6 +382,18 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
             return out
         }
     }
+}
+
+/// How long transcripts are kept: events older than `maxAgeMillis`, and all but the newest
+/// `maxEventsPerSession` of a session, are deleted in the background. Seqs are never reused.
+public struct RetentionPolicy: Sendable {
+    public var maxAgeMillis: Int64?
+    public var maxEventsPerSession: Int?
+    public init(maxAgeMillis: Int64? = nil, maxEventsPerSession: Int? = nil) {
+        self.maxAgeMillis = maxAgeMillis; self.maxEventsPerSession = maxEventsPerSession
+    }
+    public var isEnabled: Bool { maxAgeMillis != nil || maxEventsPerSession != nil }
+    static let chunk = 5000
 }
 
 /// A bounded memory of recent client ids (insertion order, oldest forgotten first). A failed batch

@@ -29,6 +29,10 @@ struct Serve: ParsableCommand {
     @Option(help: "Length of new session codes (at least 6).") var codeLength = 8
     @Option(help: "Seconds a member whose connection dropped stays present, so a reconnect is seamless.") var reconnectGrace = 10.0
     @Option(help: "Recent durable events per session kept in memory for resume.") var resumeWindow = 1000
+    @Option(help: "Delete transcript events older than this many seconds (default: keep).") var retentionAge: Double?
+    @Option(help: "Keep at most this many events per session (default: all).") var retentionEvents: Int?
+    @Option(help: "Seconds between retention passes.") var retentionInterval = 60.0
+    @Option(help: "TCP congestion control for client sockets, e.g. cubic (default: the system's).") var tcpCongestion: String?
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0-65535") }
@@ -39,6 +43,9 @@ struct Serve: ParsableCommand {
         guard Durability(rawValue: durability) != nil else { throw ValidationError("--durability must be normal or full") }
         guard codeLength >= 6, codeLength <= 32 else { throw ValidationError("--code-length must be 6-32") }
         guard maxParticipants >= 1 else { throw ValidationError("--max-participants must be at least 1") }
+        if let a = retentionAge, a <= 0 { throw ValidationError("--retention-age must be positive") }
+        if let e = retentionEvents, e < 1 { throw ValidationError("--retention-events must be at least 1") }
+        guard retentionInterval > 0 else { throw ValidationError("--retention-interval must be positive") }
         guard reconnectGrace >= 0, resumeWindow >= 0 else { throw ValidationError("--reconnect-grace and --resume-window must not be negative") }
     }
 
@@ -58,6 +65,9 @@ struct Serve: ParsableCommand {
         config.codeLength = codeLength
         config.sessionPolicy.reconnectGrace = reconnectGrace
         config.sessionPolicy.resumeWindow = resumeWindow
+        config.retention = RetentionPolicy(maxAgeMillis: retentionAge.map { Int64($0 * 1000) }, maxEventsPerSession: retentionEvents)
+        config.retentionInterval = retentionInterval
+        config.tcpCongestion = tcpCongestion
         config.allowedOrigins = allowedOrigins?.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
         let server: Server
         do {

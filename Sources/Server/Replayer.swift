@@ -1,0 +1,97 @@
+import EventLoop
+import Foundation
+import Hub
+import Store
+import WebSocket
+
+/// Plays a stored transcript back to one connection (`replay` message): the events exactly as they
+/// were sent live, spaced by their original server-time gaps divided by `speed`, with pause, resume,
+/// seek and speed changes (`replay_control`). Runs on the connection's loop; the transcript is read
+/// on the API worker thread first.
+final class Replayer {
+    private unowned let connection: Connection
+    private let events: [StoredEvent]
+    private var index = 0
+    private(set) var speed: Double
+    private var paused = false
+    private var timer: Loop.Timer?
+    /// Loop time at which event `index` is due.
+    private var due = 0.0
+
+    /// Longest silence replayed, in transcript time: a session idle overnight should not stall playback.
+    static let maxGapMillis: Int64 = 60_000
+
+    init(connection: Connection, events: [StoredEvent], speed: Double) {
+        self.connection = connection
+        self.events = events
+        self.speed = speed
+    }
+
+    func start() {
+        var w = JSONWriter()
+        w.beginObject(); w.field("type", "replay_started")
+        w.field("from", events.first?.seq ?? 0); w.field("to", events.last?.seq ?? 0)
+        w.field("count", events.count); w.field("speed", speed)
+        if let f = events.first, let l = events.last { w.field("duration_ms", Int(l.ts - f.ts)) }
+        w.endObject()
+        connection.sendText(String(decoding: w.bytes, as: UTF8.self))
+        due = connection.loop.now
+        schedule()
+    }
+
+    func control(_ obj: JSONObject) -> MessageError? {
+        guard let action = obj["action"]?.string else { return MessageError("missing_field", "replay_control needs \"action\"", field: "action") }
+        // The answer comes before any event the change makes due.
+        var restart = false
+        switch action {
+        case "pause":
+            paused = true
+            timer?.cancel(); timer = nil
+        case "resume":
+            guard paused else { break }
+            paused = false
+            due = connection.loop.now
+            restart = true
+        case "seek":
+            guard let seq = obj["seq"]?.int, seq >= 0 else { return MessageError("invalid_field", "\"seq\" must be a non-negative integer", field: "seq") }
+            index = events.firstIndex(where: { $0.seq >= seq }) ?? events.count
+            due = connection.loop.now
+            timer?.cancel(); timer = nil
+            restart = !paused
+        case "speed":
+            guard let s = obj["speed"]?.double, s > 0, s <= 1000 else { return MessageError("invalid_field", "\"speed\" must be a number in (0, 1000]", field: "speed") }
+            speed = s
+            if !paused { timer?.cancel(); timer = nil; due = connection.loop.now; restart = true }
+        default:
+            return MessageError("invalid_field", "\"action\" must be pause, resume, seek or speed", field: "action")
+        }
+        var w = JSONWriter()
+        w.beginObject(); w.field("type", "replay_state"); w.field("state", paused ? "paused" : (index >= events.count ? "finished" : "playing"))
+        w.field("seq", index < events.count ? events[index].seq : (events.last?.seq ?? 0)); w.field("speed", speed); w.endObject()
+        connection.sendText(String(decoding: w.bytes, as: UTF8.self))
+        if restart { schedule() }
+        return nil
+    }
+
+    func stop() { timer?.cancel(); timer = nil }
+
+    /// Sends every event that is due, then sleeps until the next one.
+    private func schedule() {
+        let now = connection.loop.now
+        while index < events.count && due <= now + 0.0005 {
+            let e = events[index]
+            connection.deliver(Chunk.text(e.json))
+            index += 1
+            if index < events.count {
+                let gap = min(max(events[index].ts - e.ts, 0), Self.maxGapMillis)
+                due += Double(gap) / 1000 / speed
+            }
+        }
+        if index >= events.count {
+            connection.sendText("{\"type\":\"replay_finished\"}")
+            timer = nil
+            return
+        }
+        timer = Loop.Timer(loop: connection.loop, after: max(due - now, 0.0005)) { [weak self] in self?.schedule() }
+    }
+}

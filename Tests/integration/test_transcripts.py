@@ -1,0 +1,110 @@
+"""Transcript playback (replay mode) and retention against the real hub."""
+import asyncio
+import json
+import time
+
+from hubclient import Client, api, create_session
+
+
+def run(coro):
+    async def wrapped():
+        try:
+            return await coro
+        finally:
+            await Client.close_all()
+    return asyncio.run(wrapped())
+
+
+async def record(hub, code, gaps):
+    """Joins and sends chats separated by the given gaps (seconds); returns the acks' seqs."""
+    a = await Client.connect(hub, code)
+    await a.join("Ann")
+    seqs = []
+    for i, gap in enumerate(gaps):
+        await asyncio.sleep(gap)
+        await a.send({"type": "chat", "id": str(i), "text": f"m{i}"})
+        seqs.append((await a.expect("ack"))["seq"])
+    await a.send({"type": "leave"})
+    return seqs
+
+
+def test_replay_keeps_relative_timing_scaled_by_speed(session_hub):
+    async def main():
+        code = create_session(session_hub)["code"]
+        await record(session_hub, code, [0, 0.4, 0.4])     # chats ~400 ms apart
+        r = await Client.connect(session_hub, code)
+        await r.send({"type": "replay", "speed": 2})
+        started = await r.recv()
+        assert started["type"] == "replay_started" and started["speed"] == 2 and started["count"] >= 4
+        times, msgs = [], []
+        while True:
+            m = await r.recv()
+            if m["type"] == "replay_finished":
+                break
+            msgs.append(m); times.append(time.monotonic())
+        chats = [i for i, m in enumerate(msgs) if m["type"] == "chat"]
+        assert [msgs[i]["text"] for i in chats] == ["m0", "m1", "m2"]
+        assert [m["seq"] for m in msgs] == sorted(m["seq"] for m in msgs)
+        gap = times[chats[2]] - times[chats[1]]
+        assert 0.12 < gap < 0.35, f"a 400 ms gap at speed 2 took {gap:.3f}s"
+    run(main())
+
+
+def test_replay_pause_seek_and_speed(session_hub):
+    async def main():
+        code = create_session(session_hub)["code"]
+        seqs = await record(session_hub, code, [0, 0.3, 0.3, 0.3])
+        r = await Client.connect(session_hub, code)
+        await r.send({"type": "replay", "speed": 1})
+        assert (await r.recv())["type"] == "replay_started"
+        await r.send({"type": "replay_control", "action": "pause"})
+        while (m := await r.recv())["type"] != "replay_state":
+            pass
+        assert m["state"] == "paused"
+        # Nothing arrives while paused.
+        try:
+            extra = await r.recv(timeout=0.5)
+            assert False, f"got {extra} while paused"
+        except asyncio.TimeoutError:
+            pass
+        await r.send({"type": "replay_control", "action": "seek", "seq": seqs[3]})
+        assert (await r.recv())["state"] == "paused"
+        await r.send({"type": "replay_control", "action": "speed", "speed": 50})
+        await r.recv()
+        await r.send({"type": "replay_control", "action": "resume"})
+        assert (await r.recv())["state"] == "playing"
+        rest = []
+        while (m := await r.recv())["type"] != "replay_finished":
+            rest.append(m)
+        assert rest[0]["seq"] == seqs[3] and rest[0]["text"] == "m3"
+        await r.send({"type": "replay_control", "action": "warp"})
+        assert (await r.recv())["field"] == "action"
+    run(main())
+
+
+def test_retention_by_count_and_age(make_hub):
+    hub = make_hub("--threads", "1", "--retention-events", "5", "--retention-interval", "0.2")
+
+    async def main():
+        code = create_session(hub)["code"]
+        await record(hub, code, [0] * 12)
+        return code
+    code = run(main())
+    time.sleep(0.8)
+    status, raw = api(hub, "GET", f"/api/sessions/{code}/transcript?format=ndjson")
+    seqs = [json.loads(l)["seq"] for l in raw.decode().splitlines()]
+    assert len(seqs) == 5 and seqs == list(range(seqs[0], seqs[0] + 5)) and seqs[-1] >= 13, seqs
+
+    aged = make_hub("--threads", "1", "--retention-age", "0.5", "--retention-interval", "0.2")
+    async def more():
+        code = create_session(aged)["code"]
+        await record(aged, code, [0, 0])
+        await asyncio.sleep(1.0)
+        await record(aged, code, [0])
+        return code
+    code = run(more())
+    time.sleep(0.3)
+    status, raw = api(aged, "GET", f"/api/sessions/{code}/transcript?format=ndjson")
+    events = [json.loads(l) for l in raw.decode().splitlines()]
+    assert [e.get("text") for e in events if e["type"] == "chat"] == ["m0"], events   # only the newest chat is young enough
+    assert all(e["seq"] > 4 for e in events)
