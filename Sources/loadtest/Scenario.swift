@@ -1,0 +1,424 @@
+import ArgumentParser
+import EventLoop
+import Foundation
+import Histogram
+import WebSocket
+
+/// A load scenario: who connects, what each member does, for how long. Files under
+/// `loadtest/scenarios/` hold these as JSON; every field can be overridden on the command line.
+struct ScenarioConfig: Codable {
+    var name = "custom"
+    var description = ""
+    var sessions = 100
+    var members = 10
+    /// Fraction of members that only listen (webinar audiences).
+    var viewers = 0.0
+    /// Ephemeral app events per second per sending member (the fan-out workload).
+    var rate = 10.0
+    /// Cursor updates per second per sending member.
+    var cursorHz = 0.0
+    /// Seconds between chat messages of a sending member (0: none); each is preceded by a typing start.
+    var chatEvery = 0.0
+    /// Reconnections per second across all members: a socket is dropped and the member resumes
+    /// (same client_id, resume_from = the last seq it saw).
+    var churn = 0.0
+    var size = 100
+    var duration = 10.0
+    var warmup = 2.0
+    /// Seconds over which members connect (0: as fast as possible).
+    var ramp = 0.0
+    /// collabhub, or rooms (the plain Node rooms peer: app events only).
+    var peer = "collabhub"
+
+    enum CodingKeys: String, CodingKey {
+        case name, description, sessions, members, viewers, rate, cursorHz = "cursor_hz", chatEvery = "chat_every", churn,
+             size, duration, warmup, ramp, peer
+    }
+}
+
+extension ScenarioConfig {
+    init(from decoder: Decoder) throws {
+        self.init()
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decodeIfPresent(String.self, forKey: .name) ?? name
+        description = try c.decodeIfPresent(String.self, forKey: .description) ?? description
+        sessions = try c.decodeIfPresent(Int.self, forKey: .sessions) ?? sessions
+        members = try c.decodeIfPresent(Int.self, forKey: .members) ?? members
+        viewers = try c.decodeIfPresent(Double.self, forKey: .viewers) ?? viewers
+        rate = try c.decodeIfPresent(Double.self, forKey: .rate) ?? rate
+        cursorHz = try c.decodeIfPresent(Double.self, forKey: .cursorHz) ?? cursorHz
+        chatEvery = try c.decodeIfPresent(Double.self, forKey: .chatEvery) ?? chatEvery
+        churn = try c.decodeIfPresent(Double.self, forKey: .churn) ?? churn
+        size = try c.decodeIfPresent(Int.self, forKey: .size) ?? size
+        duration = try c.decodeIfPresent(Double.self, forKey: .duration) ?? duration
+        warmup = try c.decodeIfPresent(Double.self, forKey: .warmup) ?? warmup
+        ramp = try c.decodeIfPresent(Double.self, forKey: .ramp) ?? ramp
+        peer = try c.decodeIfPresent(String.self, forKey: .peer) ?? peer
+    }
+}
+
+/// Command-line overrides shared by `rooms` and `run`.
+struct ScenarioOverrides: ParsableArguments {
+    @Option(help: "Hub base URL (ws://host:port).") var url = "ws://127.0.0.1:8080"
+    @Option(help: "Sessions.") var sessions: Int?
+    @Option(help: "Members per session.") var members: Int?
+    @Option(help: "Fraction of members that only listen.") var viewers: Double?
+    @Option(help: "App events per second per sending member.") var rate: Double?
+    @Option(help: "Cursor updates per second per sending member.") var cursorHz: Double?
+    @Option(help: "Seconds between chats of a sending member (0: none).") var chatEvery: Double?
+    @Option(help: "Reconnections (with resume) per second across all members.") var churn: Double?
+    @Option(help: "Payload bytes per message.") var size: Int?
+    @Option(help: "Seconds measured.") var duration: Double?
+    @Option(help: "Warm-up seconds (not measured).") var warmup: Double?
+    @Option(help: "Seconds over which members connect.") var ramp: Double?
+    @Option(help: "collabhub, or rooms (the Node rooms peer).") var peer: String?
+    @Option(help: "Server pid, for its CPU and RSS.") var serverPid: Int32?
+    @Option(help: "Write the JSON report here.") var json: String?
+    @Option(help: "Write an SVG chart (latency over time and its distribution) here.") var svg: String?
+    @Flag(help: "No per-second progress line.") var quiet = false
+
+    func apply(to c: inout ScenarioConfig) {
+        if let sessions { c.sessions = sessions }
+        if let members { c.members = members }
+        if let viewers { c.viewers = viewers }
+        if let rate { c.rate = rate }
+        if let cursorHz { c.cursorHz = cursorHz }
+        if let chatEvery { c.chatEvery = chatEvery }
+        if let churn { c.churn = churn }
+        if let size { c.size = size }
+        if let duration { c.duration = duration }
+        if let warmup { c.warmup = warmup }
+        if let ramp { c.ramp = ramp }
+        if let peer { c.peer = peer }
+    }
+}
+
+/// `loadtest rooms`: a scenario given entirely on the command line.
+struct Rooms: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "rooms", abstract: "Session fan-out: deliveries/s and latency percentiles.")
+    @OptionGroup var options: ScenarioOverrides
+    func run() throws {
+        var config = ScenarioConfig()
+        options.apply(to: &config)
+        try ScenarioRunner(config: config, options: options).run()
+    }
+}
+
+/// `loadtest run FILE`: a scenario file, with command-line overrides.
+struct RunScenario: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run a scenario file (loadtest/scenarios/*.json).")
+    @Argument(help: "Scenario file.") var file: String
+    @OptionGroup var options: ScenarioOverrides
+    func run() throws {
+        var config = try JSONDecoder().decode(ScenarioConfig.self, from: Data(contentsOf: URL(fileURLWithPath: file)))
+        options.apply(to: &config)
+        try ScenarioRunner(config: config, options: options).run()
+    }
+}
+
+/// One simulated member.
+final class Member {
+    let session: Int, index: Int
+    let code: String
+    let sends: Bool
+    var client: WSClient?
+    var lastSeq = 0
+    var nextEvent = 0.0, nextCursor = 0.0, nextChat = 0.0
+    var connectStart = 0.0
+    var joined = false
+    init(session: Int, index: Int, code: String, sends: Bool) {
+        self.session = session; self.index = index; self.code = code; self.sends = sends
+    }
+}
+
+final class ScenarioRunner {
+    let config: ScenarioConfig
+    let options: ScenarioOverrides
+    let stats = Stats()
+    var members: [Member] = []
+    var rng = Xorshift(seed: 0x5EED)
+    var closed = 0, joins = 0, reconnects = 0
+    var timeline: [(t: Double, rate: Double, p50: Double, p99: Double)] = []
+
+    init(config: ScenarioConfig, options: ScenarioOverrides) { self.config = config; self.options = options }
+
+    func run() throws {
+        let c = config
+        let base = try WSURL(options.url)
+        let loop = Loop(index: 0)
+        var codes: [String] = []
+        for i in 0..<c.sessions {
+            if c.peer == "collabhub" {
+                let (status, body) = try HTTPClient.request(host: base.host, port: base.port, method: "POST", path: "/api/sessions",
+                                                            body: "{\"title\":\"\(c.name) \(i)\",\"max_participants\":\(c.members)}")
+                guard status == 201, let r = body.range(of: "\"code\":\""), let end = body[r.upperBound...].firstIndex(of: "\"") else {
+                    throw ValidationFailure("creating a session failed: \(status) \(body)")
+                }
+                codes.append(String(body[r.upperBound..<end]))
+            } else {
+                codes.append("room\(i)")
+            }
+        }
+        let senders = max(1, Int((Double(c.members) * (1 - c.viewers)).rounded()))
+        for (s, code) in codes.enumerated() {
+            for m in 0..<c.members { members.append(Member(session: s, index: m, code: code, sends: m < senders)) }
+        }
+        // Connect (optionally ramped), each member joining as soon as its socket opens.
+        let t0 = monotonicNow()
+        for (i, m) in members.enumerated() {
+            if c.ramp > 0 {
+                let due = t0 + c.ramp * Double(i) / Double(members.count)
+                if monotonicNow() < due { runLoop(loop, timeout: due - monotonicNow()) { false } }
+            }
+            try connect(m, number: i, base: base, loop: loop, resume: false)
+            if i % 200 == 199 { loop.runOnce() }
+        }
+        runLoop(loop, timeout: 60) { self.joins + self.closed >= self.members.count }
+        guard joins >= members.count else { throw ValidationFailure("only \(joins) of \(members.count) members joined (\(closed) closed)") }
+
+        let start = monotonicNow()
+        let padding = String(repeating: "x", count: max(0, c.size - 60))
+        var counter = 0
+        var churnDue = 0.0
+        let sendTimer = Loop.Timer(loop: loop, after: 0.001, repeat: 0.001) { [self] in
+            let t = monotonicNow() - start
+            for m in members where m.sends && m.joined {
+                guard let client = m.client, client.state == .open else { continue }
+                if c.rate > 0 {
+                    while m.nextEvent <= t {
+                        m.nextEvent += 1 / c.rate
+                        client.sendText("{\"type\":\"event\",\"name\":\"load\",\"data\":{\"t\":\(Int(monotonicNow() * 1e6)),\"p\":\"\(padding)\"}}")
+                        stats.sent += 1
+                    }
+                }
+                if c.cursorHz > 0 {
+                    while m.nextCursor <= t {
+                        m.nextCursor += 1 / c.cursorHz
+                        client.sendText("{\"type\":\"cursor\",\"x\":\(Int.random(in: 0..<1920)),\"y\":\(Int.random(in: 0..<1080)),\"el\":\"t=\(Int(monotonicNow() * 1e6))\"}")
+                        stats.sent += 1
+                    }
+                }
+                if c.chatEvery > 0 {
+                    while m.nextChat <= t {
+                        m.nextChat += c.chatEvery
+                        counter += 1
+                        client.sendText("{\"type\":\"typing\",\"state\":\"start\"}")
+                        client.sendText("{\"type\":\"chat\",\"id\":\"\(m.session)-\(m.index)-\(counter)\",\"text\":\"t=\(Int(monotonicNow() * 1e6));\(padding)\"}")
+                        client.sendText("{\"type\":\"typing\",\"state\":\"stop\"}")
+                        stats.sent += 3
+                    }
+                }
+            }
+            if c.churn > 0 {
+                churnDue += c.churn * 0.001
+                while churnDue >= 1 {
+                    churnDue -= 1
+                    let m = members[Int(rng.next() % UInt64(members.count))]
+                    if let client = m.client, client.state == .open {
+                        m.joined = false
+                        client.onClose = nil
+                        client.close()
+                        reconnects += 1
+                        try? connect(m, number: Int(rng.next() % 1000), base: base, loop: loop, resume: true)
+                    }
+                }
+            }
+        }
+        for m in members {  // spread the members' phases
+            let phase = Double(rng.next() % 1000) / 1000
+            m.nextEvent = c.rate > 0 ? phase / c.rate : 0
+            m.nextCursor = c.cursorHz > 0 ? phase / c.cursorHz : 0
+            m.nextChat = phase * c.chatEvery
+        }
+        var lastReport = monotonicNow(), lastCount = 0
+        let progress = Loop.Timer(loop: loop, after: 1, repeat: 1) { [self] in
+            let now = monotonicNow()
+            let rate = Double(stats.deliveries - lastCount) / (now - lastReport)
+            let p50 = Double(stats.window.valueAtPercentile(50)) / 1000, p99 = Double(stats.window.valueAtPercentile(99)) / 1000
+            timeline.append((now - start, rate, p50, p99))
+            if !options.quiet {
+                FileHandle.standardError.write(Data(String(format: "[%4.0fs] %9.0f deliveries/s  p50 %7.2f ms  p99 %7.2f ms  reconnects %d  closed %d\n",
+                                                           now - start, rate, p50, p99, reconnects, closed).utf8))
+            }
+            stats.window.reset()
+            lastReport = now; lastCount = stats.deliveries
+        }
+        runLoop(loop, timeout: c.warmup) { false }
+        stats.reset()
+        let cpu0 = cpuSeconds(), scpu0 = options.serverPid.map { cpuSeconds(pid: $0) } ?? 0
+        let m0 = monotonicNow()
+        runLoop(loop, timeout: c.duration) { false }
+        let elapsed = monotonicNow() - m0
+        sendTimer.cancel(); progress.cancel()
+        let clientCPU = (cpuSeconds() - cpu0) / elapsed * 100
+        let serverCPU = options.serverPid.map { (cpuSeconds(pid: $0) - scpu0) / elapsed * 100 }
+        let report = Report(config: c, seconds: elapsed, stats: stats, clientCPU: clientCPU, serverCPU: serverCPU,
+                            serverRSSKiB: options.serverPid.map { rssKiB(pid: $0) }, closed: closed, reconnects: reconnects)
+        print(report.text)
+        if clientCPU > 80 {
+            FileHandle.standardError.write(Data("warning: load generator used \(Int(clientCPU))% of a core; it may be the bottleneck\n".utf8))
+        }
+        if let path = options.json { try report.json.write(toFile: path, atomically: true, encoding: .utf8) }
+        if let path = options.svg { try Chart.svg(title: "\(c.name): \(c.sessions) x \(c.members)", timeline: timeline, histogram: stats.latency)
+            .write(toFile: path, atomically: true, encoding: .utf8) }
+        for m in members { m.client?.onClose = nil; m.client?.close() }
+    }
+
+    private func connect(_ m: Member, number: Int, base: WSURL, loop: Loop, resume: Bool) throws {
+        let target = try WSURL("ws://\(base.host):\(base.port)/ws?session=\(m.code)")
+        m.connectStart = monotonicNow()
+        let fd = try connectTCP(host: target.host, port: target.port, source: sourceAddress(for: number))
+        let client = WSClient(loop: loop, fd: fd, peer: target.host)
+        m.client = client
+        client.onOpen = { [self] c in
+            stats.connectTime.record(UInt64((monotonicNow() - m.connectStart) * 1e6))
+            let resumeField = resume && m.lastSeq > 0 ? ",\"resume_from\":\(m.lastSeq)" : ""
+            c.sendText("{\"type\":\"join\",\"name\":\"u\(m.session)-\(m.index)\",\"client_id\":\"c\(m.session)-\(m.index)\"\(resumeField)}")
+        }
+        client.onMessage = { [self] _, _, payload in
+            if stats.received(payload, member: m) {
+                if !m.joined {
+                    m.joined = true
+                    joins += 1
+                    stats.joinTime.record(UInt64((monotonicNow() - m.connectStart) * 1e6))
+                }
+            }
+        }
+        client.onClose = { [self] _, code in closed += 1; stats.closeCodes[Int(code ?? 1006), default: 0] += 1 }
+        client.start()
+        client.handshake(host: target.host, path: target.path, subprotocol: config.peer == "collabhub" ? "collabhub.v1" : nil)
+    }
+}
+
+/// Delivery counting and latency, on the load generator's loop. Parsing is by byte patterns, not JSON:
+/// the client must stay cheaper than the server it measures.
+final class Stats {
+    var latency = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    var byKind: [String: Histogram<UInt64>] = [:]
+    var window = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .two)
+    var connectTime = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .two)
+    var joinTime = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .two)
+    var deliveries = 0, acks = 0, sent = 0, errors = 0
+    var closeCodes: [Int: Int] = [:]
+
+    func reset() {
+        latency.reset(); byKind = [:]; deliveries = 0; acks = 0; sent = 0; errors = 0
+    }
+
+    /// Returns true for a `joined` message.
+    func received(_ p: UnsafeRawBufferPointer, member: Member) -> Bool {
+        guard p.count > 12 else { return false }
+        let kind: String
+        switch (p[9], p[10]) {
+        case (UInt8(ascii: "e"), UInt8(ascii: "v")): kind = "event"
+        case (UInt8(ascii: "c"), UInt8(ascii: "h")): kind = "chat"
+        case (UInt8(ascii: "c"), UInt8(ascii: "u")): kind = "cursor"
+        case (UInt8(ascii: "a"), _): acks += 1; noteSeq(p, member); return false
+        case (UInt8(ascii: "j"), _): noteSeq(p, member); return true
+        case (UInt8(ascii: "e"), UInt8(ascii: "r")): errors += 1; return false
+        case (UInt8(ascii: "p"), UInt8(ascii: "r")): noteSeq(p, member); return false
+        default: return false
+        }
+        let now = Int(monotonicNow() * 1e6)
+        Stats.sendTimes(p) { t in
+            let us = UInt64(max(0, now - t))
+            latency.record(us); window.record(us)
+            byKind[kind, default: Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)].record(us)
+            deliveries += 1
+        }
+        if kind == "chat" { noteSeq(p, member) }
+        return false
+    }
+
+    /// Remembers the highest `"seq":N` a member saw (for resume after churn).
+    private func noteSeq(_ p: UnsafeRawBufferPointer, _ m: Member) {
+        let pattern = Array("\"seq\":".utf8)
+        var i = 0
+        while i + pattern.count < p.count {
+            if p[i] == pattern[0] && (0..<pattern.count).allSatisfy({ p[i + $0] == pattern[$0] }) {
+                var j = i + pattern.count, v = 0
+                while j < p.count, p[j] >= 48, p[j] <= 57 { v = v * 10 + Int(p[j] - 48); j += 1 }
+                m.lastSeq = max(m.lastSeq, v)
+                return
+            }
+            i += 1
+        }
+    }
+
+    /// Every `"t":DIGITS` or `t=DIGITS` (a cursor batch carries several).
+    static func sendTimes(_ p: UnsafeRawBufferPointer, _ body: (Int) -> Void) {
+        var i = 0
+        let n = p.count
+        while i + 3 < n {
+            if p[i] == UInt8(ascii: "t") && ((p[i + 1] == UInt8(ascii: "\"") && p[i + 2] == UInt8(ascii: ":")) || p[i + 1] == UInt8(ascii: "=")) {
+                var j = i + (p[i + 1] == UInt8(ascii: "=") ? 2 : 3)
+                var v = 0, digits = 0
+                while j < n, p[j] >= 48, p[j] <= 57 { v = v * 10 + Int(p[j] - 48); j += 1; digits += 1 }
+                if digits > 6 { body(v) }
+                i = j
+                continue
+            }
+            i += 1
+        }
+    }
+
+    static func percentiles(_ h: Histogram<UInt64>) -> [String: Double] {
+        guard h.totalCount > 0 else { return [:] }
+        return ["p50": Double(h.valueAtPercentile(50)) / 1000, "p90": Double(h.valueAtPercentile(90)) / 1000,
+                "p99": Double(h.valueAtPercentile(99)) / 1000, "p99.9": Double(h.valueAtPercentile(99.9)) / 1000,
+                "max": Double(h.max) / 1000]
+    }
+}
+
+struct Report {
+    let config: ScenarioConfig
+    let seconds: Double
+    let stats: Stats
+    let clientCPU: Double
+    let serverCPU: Double?
+    let serverRSSKiB: Int?
+    let closed: Int, reconnects: Int
+
+    var deliveriesPerSecond: Double { Double(stats.deliveries) / seconds }
+    /// What full delivery would be: events go to the others, chats to everyone; cursors are coalesced,
+    /// so they are not counted as offered.
+    var offeredPerSecond: Double {
+        let senders = Double(config.sessions) * (Double(config.members) * (1 - config.viewers)).rounded()
+        return senders * (config.rate * Double(config.members - 1) + (config.chatEvery > 0 ? Double(config.members) / config.chatEvery : 0))
+    }
+
+    var text: String {
+        func pct(_ l: [String: Double]) -> String {
+            ["p50", "p90", "p99", "p99.9", "max"].map { String(format: "%@ %.2f", $0, l[$0] ?? 0) }.joined(separator: "  ")
+        }
+        let c = config
+        var s = String(format: "%@ (%@): %d sessions x %d members, %.0f%% viewers, events %.1f/s, cursors %.0f Hz, chat every %.1f s, churn %.1f/s\n",
+                       c.name, c.peer, c.sessions, c.members, c.viewers * 100, c.rate, c.cursorHz, c.chatEvery, c.churn)
+        s += String(format: "  deliveries %.0f/s (offered %.0f/s excluding cursors), sent %.0f/s, acks %.0f/s\n",
+                    deliveriesPerSecond, offeredPerSecond, Double(stats.sent) / seconds, Double(stats.acks) / seconds)
+        s += "  latency ms, all:    \(pct(Stats.percentiles(stats.latency)))\n"
+        for (kind, h) in stats.byKind.sorted(by: { $0.key < $1.key }) { s += "  latency ms, \(kind.padding(toLength: 7, withPad: " ", startingAt: 0)): \(pct(Stats.percentiles(h)))\n" }
+        s += "  connect ms: \(pct(Stats.percentiles(stats.connectTime)))\n  join ms:    \(pct(Stats.percentiles(stats.joinTime)))\n"
+        s += String(format: "  client CPU %.0f%%", clientCPU)
+        if let serverCPU { s += String(format: ", server CPU %.0f%%", serverCPU) }
+        if let rss = serverRSSKiB { s += ", server RSS \(rss / 1024) MiB" }
+        s += ", reconnects \(reconnects), closed \(closed), errors \(stats.errors)"
+        if !stats.closeCodes.isEmpty { s += ", close codes \(stats.closeCodes.sorted { $0.key < $1.key })" }
+        return s
+    }
+
+    var json: String {
+        func obj(_ d: [String: Double]) -> String { "{" + d.sorted { $0.key < $1.key }.map { "\"\($0.key)\": \($0.value)" }.joined(separator: ", ") + "}" }
+        let kinds = stats.byKind.sorted { $0.key < $1.key }.map { "\"\($0.key)\": \(obj(Stats.percentiles($0.value)))" }.joined(separator: ", ")
+        let scenario = String(decoding: (try? JSONEncoder().encode(config)) ?? Data("{}".utf8), as: UTF8.self)
+        return """
+        {"scenario": \(scenario), "seconds": \(seconds), "deliveries_per_second": \(deliveriesPerSecond),
+         "offered_per_second": \(offeredPerSecond), "sent_per_second": \(Double(stats.sent) / seconds),
+         "acks_per_second": \(Double(stats.acks) / seconds), "latency_ms": \(obj(Stats.percentiles(stats.latency))),
+         "latency_ms_by_kind": {\(kinds)}, "connect_ms": \(obj(Stats.percentiles(stats.connectTime))),
+         "join_ms": \(obj(Stats.percentiles(stats.joinTime))), "client_cpu_percent": \(clientCPU),
+         "server_cpu_percent": \(serverCPU ?? -1), "server_rss_kib": \(serverRSSKiB ?? -1),
+         "reconnects": \(reconnects), "closed": \(closed), "errors": \(stats.errors)}
+        """
+    }
+}
