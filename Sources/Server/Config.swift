@@ -44,6 +44,8 @@ public struct Config: Sendable {
     public var sessionPolicy = SessionPolicy()
     /// TCP congestion control for client sockets (e.g. "cubic"); nil keeps the system default.
     public var tcpCongestion: String?
+    /// A session with no members for this long ends ("idle"); members are told why.
+    public var sessionIdleTTL = 24 * 3600.0
     /// Transcript retention (off by default: keep everything).
     public var retention = RetentionPolicy()
     /// How often retention runs.

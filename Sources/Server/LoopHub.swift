@@ -64,10 +64,20 @@ final class LoopHub: SessionHost, HubMetrics {
     }
 
     private func tick() {
+        let wallNow = Date().timeIntervalSince1970
         for s in sessions.values {
             if s.needsTick { s.tick() }
             directory.updateCounts(s.code, members: s.memberCount, connections: s.connectionCount)
+            if s.memberCount > 0 { directory.touch(s.code, at: wallNow) }
         }
+    }
+
+    /// Ends a session nobody used for the idle TTL (checked again here, on the owning loop).
+    func endIfIdle(_ code: String, ttl: Double) {
+        guard let info = directory.info(code), info.endedAt == nil else { return }
+        if let live = sessions[code], live.memberCount > 0 { return }
+        guard Date().timeIntervalSince1970 - directory.lastActive(code) >= ttl else { return }
+        end(code, reason: "idle for \(Int(ttl)) s")
     }
 
     /// Ends a session (host request over HTTP, or idle TTL).
@@ -88,6 +98,8 @@ final class SessionDirectory: @unchecked Sendable {
     private let lock = NSLock()
     private var infos: [String: SessionInfo] = [:]
     private var counts: [String: (members: Int, connections: Int)] = [:]
+    /// Wall-clock seconds when each session last had a member (or was created / loaded).
+    private var active: [String: Double] = [:]
     private var failures: [String: (count: Int, since: Double)] = [:]
     let codeLength: Int
     /// Failed joins allowed per address per minute before further joins are refused.
@@ -96,7 +108,17 @@ final class SessionDirectory: @unchecked Sendable {
     init(codeLength: Int, maxFailedJoinsPerMinute: Int = 20, existing: [SessionInfo]) {
         self.codeLength = codeLength
         self.maxFailedJoinsPerMinute = maxFailedJoinsPerMinute
-        for i in existing { infos[i.code] = i }
+        let now = Date().timeIntervalSince1970
+        for i in existing { infos[i.code] = i; active[i.code] = now }
+    }
+
+    func touch(_ code: String, at time: Double) { lock.lock(); active[code] = time; lock.unlock() }
+    func lastActive(_ code: String) -> Double { lock.lock(); defer { lock.unlock() }; return active[code] ?? 0 }
+
+    /// Live sessions whose last activity is older than `ttl` seconds.
+    func idle(ttl: Double, now: Double) -> [String] {
+        lock.lock(); defer { lock.unlock() }
+        return infos.values.filter { $0.endedAt == nil && now - (active[$0.code] ?? 0) >= ttl && (counts[$0.code]?.members ?? 0) == 0 }.map(\.code)
     }
 
     func info(_ code: String) -> SessionInfo? { lock.lock(); defer { lock.unlock() }; return infos[code] }
@@ -118,6 +140,7 @@ final class SessionDirectory: @unchecked Sendable {
         let info = SessionInfo(code: code, title: title, maxParticipants: maxParticipants, guestPolicy: guestPolicy,
                                hostKey: Base64.encode(Crypto.randomBytes(18), urlSafe: true), createdAt: now)
         infos[code] = info
+        active[code] = Date().timeIntervalSince1970
         return info
     }
 

@@ -29,6 +29,7 @@ public final class Server {
     private var signals: [Loop.Signal] = []
     private var housekeeping: [Loop.Timer] = []
     private var retentionTimer: Loop.Timer?
+    private var idleSweep: Loop.Timer?
     private var threads: [Thread] = []
     private let stopLock = NSLock()
     private var stopping = false
@@ -71,6 +72,14 @@ public final class Server {
             listeners.append(listener)
         }
         self.port = port
+        let ttl = config.sessionIdleTTL
+        idleSweep = Loop.Timer(loop: contexts[0].loop, after: min(ttl / 4, 60), repeat: min(ttl / 4, 60)) { [unowned self] in
+            for code in self.directory.idle(ttl: ttl, now: Date().timeIntervalSince1970) {
+                let owner = self.contexts[SessionCode.owner(of: code, loops: self.contexts.count)]
+                owner.loop.post { owner.hub?.endIfIdle(code, ttl: ttl) }
+            }
+        }
+        idleSweep?.unref()
         if config.retention.isEnabled {
             let store = self.store, policy = config.retention
             retentionTimer = Loop.Timer(loop: contexts[0].loop, after: config.retentionInterval, repeat: config.retentionInterval) {

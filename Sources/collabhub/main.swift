@@ -32,6 +32,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Delete transcript events older than this many seconds (default: keep).") var retentionAge: Double?
     @Option(help: "Keep at most this many events per session (default: all).") var retentionEvents: Int?
     @Option(help: "Seconds between retention passes.") var retentionInterval = 60.0
+    @Option(help: "Seconds a session may stay without members before it ends.") var sessionIdleTtl = 86400.0
     @Option(help: "TCP congestion control for client sockets, e.g. cubic (default: the system's).") var tcpCongestion: String?
 
     func validate() throws {
@@ -45,6 +46,7 @@ struct Serve: ParsableCommand {
         guard maxParticipants >= 1 else { throw ValidationError("--max-participants must be at least 1") }
         if let a = retentionAge, a <= 0 { throw ValidationError("--retention-age must be positive") }
         if let e = retentionEvents, e < 1 { throw ValidationError("--retention-events must be at least 1") }
+        guard sessionIdleTtl > 0 else { throw ValidationError("--session-idle-ttl must be positive") }
         guard retentionInterval > 0 else { throw ValidationError("--retention-interval must be positive") }
         guard reconnectGrace >= 0, resumeWindow >= 0 else { throw ValidationError("--reconnect-grace and --resume-window must not be negative") }
     }
@@ -68,6 +70,7 @@ struct Serve: ParsableCommand {
         config.retention = RetentionPolicy(maxAgeMillis: retentionAge.map { Int64($0 * 1000) }, maxEventsPerSession: retentionEvents)
         config.retentionInterval = retentionInterval
         config.tcpCongestion = tcpCongestion
+        config.sessionIdleTTL = sessionIdleTtl
         config.allowedOrigins = allowedOrigins?.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
         let server: Server
         do {

@@ -275,3 +275,87 @@ def test_disk_full_rejects_durable_keeps_ephemeral(tmp_path):
         assert hub.alive()
     finally:
         hub.stop()
+
+
+def test_idle_session_ends_after_ttl(make_hub):
+    hub = make_hub("--threads", "2", "--session-idle-ttl", "0.6")
+
+    async def main():
+        busy = create_session(hub)["code"]
+        idle = create_session(hub)["code"]
+        a = await Client.connect(hub, busy)
+        await a.join("Ann")
+        await asyncio.sleep(2.0)
+        assert api(hub, "GET", f"/api/sessions/{busy}")[1]["status"] == "live", "a session with members stays"
+        info = api(hub, "GET", f"/api/sessions/{idle}")[1]
+        assert info["status"] == "ended" and info["end_reason"].startswith("idle"), info
+        await a.send({"type": "leave"})
+        await asyncio.sleep(2.0)
+        assert api(hub, "GET", f"/api/sessions/{busy}")[1]["status"] == "ended"
+    run(main())
+
+
+def test_store_locked_by_another_process_rejects_then_recovers(make_hub, tmp_path):
+    """Another process holds the database's write lock: durable messages are refused with an error
+    (after SQLite's busy timeout), ephemeral traffic flows, and once the lock goes seq continues."""
+    import sqlite3
+    data = str(tmp_path / "locked")
+    hub = make_hub("--threads", "1", data_dir=data)
+
+    async def main():
+        code = create_session(hub)["code"]
+        a, b = await Client.connect(hub, code), await Client.connect(hub, code)
+        await a.join("A"); await b.join("B")
+        await a.send({"type": "chat", "id": "before", "text": "x"})
+        seq = (await a.expect("ack"))["seq"]
+        lock = sqlite3.connect(data + "/collabhub.sqlite", timeout=1)
+        lock.execute("BEGIN IMMEDIATE")
+        await a.send({"type": "chat", "id": "during", "text": "x"})
+        await a.send({"type": "typing", "state": "start"})
+        assert (await b.expect("typing", skip=("chat", "presence")))["state"] == "start"
+        err = await a.expect("error", timeout=15, skip=("chat", "presence", "typing"))
+        assert err["code"] == "storage_unavailable" and err["ref"] == "during"
+        lock.rollback(); lock.close()
+        await a.send({"type": "chat", "id": "after", "text": "x"})
+        assert (await a.expect("ack", timeout=10))["seq"] == seq + 1, "no gap after the failure"
+    run(main())
+
+
+def test_corrupt_database_stops_startup_with_a_clear_message(tmp_path):
+    import conftest
+    data = tmp_path / "corrupt"
+    data.mkdir()
+    (data / "collabhub.sqlite").write_bytes(b"this is not a database" * 100)
+    proc = subprocess.run([conftest.BINARY, "serve", "--port", "0", "--data", str(data)], capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 1
+    assert "collabhub.sqlite" in proc.stderr or str(data) in proc.stderr
+    assert "not a database" in proc.stderr
+
+
+def test_out_of_descriptors_does_not_spin_or_crash(tmp_path):
+    """With the descriptor limit nearly reached (EMFILE), excess connections are closed at once and the
+    hub keeps serving the ones it has, without burning CPU."""
+    import conftest, socket
+    hub = conftest.Hub("--threads", "1", "--echo", data_dir=str(tmp_path / "fd"))
+    hub.prefix = ["prlimit", "--nofile=64"]
+    hub.start()
+    try:
+        socks = []
+        for _ in range(80):
+            try:
+                socks.append(socket.create_connection(("127.0.0.1", hub.port), timeout=2))
+            except OSError:
+                break
+        time.sleep(1.0)
+        pid = hub.proc.pid
+        cpu = lambda: sum(int(x) for x in open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[11:13])
+        c0 = cpu(); time.sleep(1.0); c1 = cpu()
+        assert c1 - c0 < 30, f"hub used {c1 - c0} ticks in a second while out of descriptors"
+        for s in socks:
+            s.close()
+        time.sleep(0.5)
+        status, body = api(hub, "GET", "/healthz")
+        assert status == 200
+        assert hub.alive()
+    finally:
+        hub.stop()
