@@ -360,6 +360,22 @@ public final class Session {
         }
     }
 
+    /// A run attached to this session changed (collaborative testing: everyone in the room sees it).
+    /// Status changes are durable events of the session (`type: "run"`); progress is ephemeral.
+    public func runUpdate(summary: [UInt8], event: String, durable: Bool) {
+        guard !isEnded else { return }
+        var w = JSONWriter(capacity: summary.count + 32)
+        w.field("event", event)
+        w.raw("run", summary)
+        if durable {
+            persist(type: "run", member: nil, clientId: nil, body: w.bytes) { [weak self] _, frame in
+                if let frame { self?.broadcast(frame, durable: true, except: nil) }
+            }
+        } else {
+            broadcast(Chunk.text(Array("{\"type\":\"run\",".utf8) + w.bytes + [UInt8(ascii: "}")]), durable: false, except: nil)
+        }
+    }
+
     /// Ends the session: a durable system event, then every member is told and disconnected (4004).
     public func end(reason: String) {
         guard !isEnded else { return }
@@ -523,22 +539,22 @@ extension Wire {
 }
 
 /// A fixed-capacity ring: appending past capacity overwrites the oldest element.
-struct Ring<Element> {
+public struct Ring<Element> {
     private var storage: [Element] = []
     private var head = 0
-    let capacity: Int
-    init(capacity: Int) { self.capacity = capacity }
+    public let capacity: Int
+    public init(capacity: Int) { self.capacity = capacity }
 
-    var first: Element? { storage.isEmpty ? nil : storage[storage.count < capacity ? 0 : head] }
-    var last: Element? { storage.isEmpty ? nil : storage[storage.count < capacity ? storage.count - 1 : (head + capacity - 1) % capacity] }
+    public var first: Element? { storage.isEmpty ? nil : storage[storage.count < capacity ? 0 : head] }
+    public var last: Element? { storage.isEmpty ? nil : storage[storage.count < capacity ? storage.count - 1 : (head + capacity - 1) % capacity] }
 
-    mutating func append(_ e: Element) {
+    public mutating func append(_ e: Element) {
         guard capacity > 0 else { return }
         if storage.count < capacity { storage.append(e) } else { storage[head] = e; head = (head + 1) % capacity }
     }
 
     /// Oldest first.
-    func forEach(_ body: (Element) -> Void) {
+    public func forEach(_ body: (Element) -> Void) {
         if storage.count < capacity { storage.forEach(body); return }
         for i in 0..<capacity { body(storage[(head + i) % capacity]) }
     }

@@ -44,6 +44,9 @@ public struct Config: Sendable {
     public var sessionPolicy = SessionPolicy()
     /// TCP congestion control for client sockets (e.g. "cubic"); nil keeps the system default.
     public var tcpCongestion: String?
+    /// The key backends present to publish run events (HTTP X-API-Key / Bearer, or /publish?key=).
+    /// Until API keys exist (the auth issue), one shared key; nil disables publishing.
+    public var publishKey: String?
     /// A session with no members for this long ends ("idle"); members are told why.
     public var sessionIdleTTL = 24 * 3600.0
     /// Transcript retention (off by default: keep everything).

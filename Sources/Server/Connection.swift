@@ -45,6 +45,8 @@ final class Connection: Stream {
     var invalidMessages = 0
     /// Transcript playback on this connection (`replay`).
     var replayer: Replayer?
+    /// Run/dashboard channels this connection watches (`/watch`).
+    var watching: Set<String> = []
     /// Closed because the peer stopped answering pings (no reconnect grace then).
     private(set) var timedOut = false
     /// A response is being prepared off the loop; later requests wait (keeps pipelined responses in order).
@@ -136,6 +138,8 @@ final class Connection: Stream {
 
     /// The loop that owns the session named in a `/ws?session=CODE` upgrade (nil: any loop will do).
     private func ownerLoop(for head: HTTPRequestHead) -> LoopContext? {
+        // Runs, dashboards and publishers live on loop 0.
+        if head.path == "/watch" || head.path == "/publish" { return context.server.contexts[0] }
         guard head.path == "/ws", let raw = head.query["session"], let code = SessionCode.normalize(raw) else { return nil }
         sessionCode = code
         let all = context.server.contexts
@@ -197,6 +201,14 @@ final class Connection: Stream {
             context.metrics.handshakesFailed.add()
             failHTTP(.notFound, "no WebSocket endpoint at \(head.path)")
             return
+        }
+        if head.path == "/publish" {
+            let given = head.query["key"] ?? head.header("X-API-Key") ?? ""
+            guard let key = context.config.publishKey, Crypto.constantTimeEquals(Array(given.utf8), Array(key.utf8)) else {
+                context.metrics.handshakesFailed.add()
+                failHTTP(.unauthorized, "a valid publish key is required (?key= or X-API-Key)")
+                return
+            }
         }
         switch Handshake.negotiate(head, options: endpoint.handshakeOptions) {
         case .failure(let rejection):

@@ -13,6 +13,8 @@ final class LoopContext {
     unowned(unsafe) var router: Router!
     unowned(unsafe) var server: Server!
     var hub: LoopHub?
+    /// Runs and dashboards (loop 0 only).
+    var runs: RunHub?
     var sessionPolicy: SessionPolicy { config.sessionPolicy }
     init(loop: Loop, config: Config) { self.loop = loop; self.config = config }
 }
@@ -61,6 +63,15 @@ public final class Server {
             context.hub = hub
             context.endpoints["/ws"] = HubEndpoint(hub: hub, allowedOrigins: config.allowedOrigins)
             if let echo { context.endpoints["/echo"] = echo }
+        }
+        let runHub = RunHub(context: contexts[0], store: store)
+        contexts[0].runs = runHub
+        let watch = WatchEndpoint(runs: runHub, allowedOrigins: config.allowedOrigins)
+        let publish = PublishEndpoint(runs: runHub)
+        for context in contexts {
+            // Registered everywhere so the upgrade is recognised; the socket is handed to loop 0 first.
+            context.endpoints["/watch"] = watch
+            if config.publishKey != nil { context.endpoints["/publish"] = publish }
         }
         var port = config.port
         for context in contexts {

@@ -21,6 +21,7 @@ final class SessionAPI {
 
     func handle(_ head: HTTPRequestHead, body: [UInt8], connection: Connection) -> Response? {
         let parts = head.path.split(separator: "/").map(String.init)  // ["api", "sessions", CODE, ...]
+        if parts.count >= 2 && parts[1] == "runs" { return runs(head, parts, body, connection) }
         switch (head.method, parts.count) {
         case ("POST", 2) where parts[1] == "sessions": return create(body, connection)
         case ("GET", 2) where parts[1] == "sessions": return list(connection)
@@ -155,6 +156,93 @@ final class SessionAPI {
             loop.post { connection.respondLater(response) }
         }
         return nil
+    }
+
+    // MARK: Runs (owned by loop 0)
+
+    private func runs(_ head: HTTPRequestHead, _ parts: [String], _ body: [UInt8], _ connection: Connection) -> Response? {
+        let loop0 = server.contexts[0]
+        switch (head.method, parts.count) {
+        case ("POST", 4) where parts[3] == "events":
+            let runId = parts[2]
+            guard RunHub.isValidId(runId) else { return .error(.badRequest, "invalid_field", "run ids are 1-128 characters of A-Za-z0-9._-") }
+            guard let key = server.config.publishKey else {
+                return .error(.forbidden, "publishing_disabled", "start the hub with --publish-key to accept run events")
+            }
+            let given = head.header("X-API-Key") ?? head.header("Authorization").map { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : $0 }
+            guard let given, Crypto.constantTimeEquals(Array(given.utf8), Array(key.utf8)) else {
+                return .error(.unauthorized, "unauthorized", "a valid API key is required (X-API-Key or Authorization: Bearer)",
+                              headers: [("WWW-Authenticate", "Bearer")])
+            }
+            let obj: JSONObject
+            do { obj = try JSONReader.readObject(body, maxDepth: 8) } catch {
+                return .error(.badRequest, "bad_json", "request body must be a JSON object: \(error)")
+            }
+            var events: [RunEvent]
+            do { events = try RunAPI.events(from: obj) } catch let e as MessageError {
+                return .error(.badRequest, e.code, e.message + (e.field.map { " (field \($0))" } ?? ""))
+            } catch { return .error(.badRequest, "bad_request", "\(error)") }
+            if events.count == 1, events[0].id == nil, let key = head.header("Idempotency-Key") { events[0].id = String(key.prefix(128)) }
+            let loop = connection.loop
+            loop0.loop.post {
+                guard let runs = loop0.runs else { return }
+                runs.publish(runId, events) { result in
+                    let response: Response
+                    switch result {
+                    case .success(let seqs):
+                        let list = seqs.map { "{\"seq\":\($0.seq)\($0.duplicate ? ",\"duplicate\":true" : "")}" }.joined(separator: ",")
+                        let single = seqs.count == 1 ? "\"seq\":\(seqs[0].seq)," : ""
+                        response = .json(.accepted, "{\"run\":\(jsonString(runId)),\(single)\"events\":[\(list)]}")
+                    case .failure(let r):
+                        response = .error(r.status, r.code, r.message)
+                    }
+                    loop.post { connection.respondLater(response) }
+                }
+            }
+            return nil
+        case ("GET", 3):
+            let runId = parts[2]
+            let loop = connection.loop
+            let store = self.store
+            loop0.loop.post {
+                let run = loop0.runs?.committed[runId]
+                self.worker.submit {
+                    let response: Response
+                    if let run {
+                        var out = Array("{\"run\":".utf8) + run.stateJSON + Array(",\"events\":[".utf8)
+                        let events = (try? store.events(session: "run:" + runId, after: 0, limit: 10_000)) ?? []
+                        for (i, e) in events.enumerated() { if i > 0 { out.append(UInt8(ascii: ",")) }; out += e.json }
+                        out += Array("]}".utf8)
+                        response = Response(status: .ok, body: out)
+                    } else {
+                        response = .error(.notFound, "unknown_run", "no run \(runId)")
+                    }
+                    loop.post { connection.respondLater(response) }
+                }
+            }
+            return nil
+        case ("GET", 2):
+            let q = head.query
+            let limit = Int(q["limit"] ?? "50") ?? 50
+            let offset = Int(q["offset"] ?? "0") ?? 0
+            guard limit >= 1, limit <= 500, offset >= 0 else { return .error(.badRequest, "invalid_field", "limit must be 1-500 and offset non-negative") }
+            if let st = q["status"], !["pending", "running", "succeeded", "failed", "cancelled"].contains(st) {
+                return .error(.badRequest, "invalid_field", "status must be running, succeeded, failed or cancelled")
+            }
+            let loop = connection.loop
+            loop0.loop.post {
+                let all = loop0.runs?.list(owner: q["owner"], status: q["status"]) ?? []
+                let page = all.dropFirst(offset).prefix(limit)
+                var out = Array("{\"runs\":[".utf8)
+                for (i, r) in page.enumerated() { if i > 0 { out.append(UInt8(ascii: ",")) }; out += r.summaryJSON }
+                out += Array("],\"total\":\(all.count),\"next_offset\":\(offset + page.count < all.count ? String(offset + page.count) : "null")}".utf8)
+                let response = Response(status: .ok, body: out)
+                loop.post { connection.respondLater(response) }
+            }
+            return nil
+        default:
+            return .error(.notFound, "not_found", "no API route \(head.method) \(head.path)")
+        }
     }
 
     private func end(_ raw: String, _ head: HTTPRequestHead, _ body: [UInt8]) -> Response {

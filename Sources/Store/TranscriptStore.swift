@@ -364,6 +364,22 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
         }
     }
 
+    /// Every event of every stream whose key starts with `prefix`, grouped by stream, in seq order
+    /// (rebuilding run state at start-up).
+    public func streams(prefix: String) throws -> [(String, [StoredEvent])] {
+        try read { db in
+            let s = try db.prepare("SELECT session, seq, ts, type, body FROM events WHERE session >= ? AND session < ? ORDER BY session, seq")
+            s.bind(1, prefix); s.bind(2, prefix + "\u{10FFFF}")
+            var out: [(String, [StoredEvent])] = []
+            while try s.step() {
+                let key = s.string(0) ?? ""
+                let e = StoredEvent(seq: Int(s.int(1)), ts: s.int(2), type: s.string(3) ?? "", body: s.blob(4))
+                if out.last?.0 == key { out[out.count - 1].1.append(e) } else { out.append((key, [e])) }
+            }
+            return out
+        }
+    }
+
     /// Every session row (live and ended) with its event count.
     public func sessions() throws -> [(SessionInfo, events: Int)] {
         try read { db in

@@ -33,6 +33,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Keep at most this many events per session (default: all).") var retentionEvents: Int?
     @Option(help: "Seconds between retention passes.") var retentionInterval = 60.0
     @Option(help: "Seconds a session may stay without members before it ends.") var sessionIdleTtl = 86400.0
+    @Option(help: "Shared API key for publishing run events (default: publishing disabled; or COLLABHUB_PUBLISH_KEY).") var publishKey: String?
     @Option(help: "TCP congestion control for client sockets, e.g. cubic (default: the system's).") var tcpCongestion: String?
 
     func validate() throws {
@@ -71,6 +72,7 @@ struct Serve: ParsableCommand {
         config.retentionInterval = retentionInterval
         config.tcpCongestion = tcpCongestion
         config.sessionIdleTTL = sessionIdleTtl
+        config.publishKey = publishKey ?? ProcessInfo.processInfo.environment["COLLABHUB_PUBLISH_KEY"]
         config.allowedOrigins = allowedOrigins?.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
         let server: Server
         do {

@@ -22,6 +22,8 @@ struct ScenarioConfig: Codable {
     /// Reconnections per second across all members: a socket is dropped and the member resumes
     /// (same client_id, resume_from = the last seq it saw).
     var churn = 0.0
+    /// Whether each chat is preceded by a typing start and followed by a stop.
+    var typing = true
     var size = 100
     var duration = 10.0
     var warmup = 2.0
@@ -31,7 +33,7 @@ struct ScenarioConfig: Codable {
     var peer = "collabhub"
 
     enum CodingKeys: String, CodingKey {
-        case name, description, sessions, members, viewers, rate, cursorHz = "cursor_hz", chatEvery = "chat_every", churn,
+        case name, description, sessions, members, viewers, rate, cursorHz = "cursor_hz", chatEvery = "chat_every", churn, typing,
              size, duration, warmup, ramp, peer
     }
 }
@@ -49,6 +51,7 @@ extension ScenarioConfig {
         cursorHz = try c.decodeIfPresent(Double.self, forKey: .cursorHz) ?? cursorHz
         chatEvery = try c.decodeIfPresent(Double.self, forKey: .chatEvery) ?? chatEvery
         churn = try c.decodeIfPresent(Double.self, forKey: .churn) ?? churn
+        typing = try c.decodeIfPresent(Bool.self, forKey: .typing) ?? typing
         size = try c.decodeIfPresent(Int.self, forKey: .size) ?? size
         duration = try c.decodeIfPresent(Double.self, forKey: .duration) ?? duration
         warmup = try c.decodeIfPresent(Double.self, forKey: .warmup) ?? warmup
@@ -202,10 +205,10 @@ final class ScenarioRunner {
                     while m.nextChat <= t {
                         m.nextChat += c.chatEvery
                         counter += 1
-                        client.sendText("{\"type\":\"typing\",\"state\":\"start\"}")
+                        if c.typing { client.sendText("{\"type\":\"typing\",\"state\":\"start\"}") }
                         client.sendText("{\"type\":\"chat\",\"id\":\"\(m.session)-\(m.index)-\(counter)\",\"text\":\"t=\(Int(monotonicNow() * 1e6));\(padding)\"}")
-                        client.sendText("{\"type\":\"typing\",\"state\":\"stop\"}")
-                        stats.sent += 3
+                        if c.typing { client.sendText("{\"type\":\"typing\",\"state\":\"stop\"}") }
+                        stats.sent += c.typing ? 3 : 1
                     }
                 }
             }

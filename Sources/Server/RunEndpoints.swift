@@ -1,0 +1,132 @@
+import EventLoop
+import Foundation
+import Hub
+import WebSocket
+
+/// `/watch`: `subscribe {channel: "run:ID" | "dashboard:OWNER", resume_from?}` and `unsubscribe {channel}`.
+final class WatchEndpoint: Endpoint {
+    let handshakeOptions: Handshake.Options
+    unowned let runs: RunHub
+    init(runs: RunHub, allowedOrigins: [String]?) {
+        self.runs = runs
+        handshakeOptions = Handshake.Options(subprotocols: ["collabhub.v1"], allowedOrigins: allowedOrigins)
+    }
+    func opened(_ connection: Connection) {}
+    func closed(_ connection: Connection) { runs.closed(connection) }
+
+    func received(_ c: Connection, _ opcode: Opcode, _ payload: UnsafeRawBufferPointer) {
+        guard let obj = try? JSONReader.readObject(Array(payload), maxDepth: 8), let type = obj["type"]?.string else {
+            return c.sendError(MessageError("bad_json", "messages are JSON objects with a \"type\""))
+        }
+        guard let channel = obj["channel"]?.string else { return c.sendError(MessageError("missing_field", "\(type) needs \"channel\"", field: "channel")) }
+        switch type {
+        case "subscribe":
+            var resume: Int?
+            if let r = obj["resume_from"], r.kind != .null {
+                guard let v = r.int, v >= 0 else { return c.sendError(MessageError("invalid_field", "\"resume_from\" must be a non-negative integer", field: "resume_from")) }
+                resume = v
+            }
+            if let e = runs.subscribe(c, channel: channel, resumeFrom: resume) { c.sendError(e) }
+        case "unsubscribe":
+            runs.unsubscribe(c, channel: channel)
+        default:
+            c.sendError(MessageError("unknown_type", "unknown message type \"\(type)\" (subscribe, unsubscribe)", field: "type"))
+        }
+    }
+}
+
+/// `/publish?key=KEY`: a backend holds a socket with the publisher role and sends
+/// `{"type": "run_event", "run": ID, ...event}` (or `{"type": "run_events", "run": ID, "events": [...]}`);
+/// each is answered with `ack {id?, run, seqs}` once stored, or an `error`.
+final class PublishEndpoint: Endpoint {
+    let handshakeOptions: Handshake.Options
+    unowned let runs: RunHub
+    init(runs: RunHub) {
+        self.runs = runs
+        handshakeOptions = Handshake.Options(subprotocols: ["collabhub.v1"], allowedOrigins: nil)
+    }
+    func opened(_ connection: Connection) {}
+    func closed(_ connection: Connection) {}
+
+    func received(_ c: Connection, _ opcode: Opcode, _ payload: UnsafeRawBufferPointer) {
+        guard let obj = try? JSONReader.readObject(Array(payload), maxDepth: 8) else {
+            return c.sendError(MessageError("bad_json", "messages are JSON objects"))
+        }
+        guard let run = obj["run"]?.string, RunHub.isValidId(run) else {
+            return c.sendError(MessageError("invalid_field", "\"run\" must be an id of 1-128 characters [A-Za-z0-9._-]", field: "run"))
+        }
+        let ref = obj["id"]?.string
+        let events: [RunEvent]
+        do { events = try RunAPI.events(from: obj) } catch let e as MessageError { return c.sendError(e) } catch { return }
+        runs.publish(run, events) { result in
+            switch result {
+            case .success(let seqs):
+                var w = JSONWriter(); w.beginObject(); w.field("type", "ack"); w.field("run", run)
+                if let ref { w.field("id", ref) }
+                w.beginArray("seqs"); for s in seqs { w.rawElement(Array(String(s.seq).utf8)) }; w.endArray()
+                w.endObject()
+                c.sendText(String(decoding: w.bytes, as: UTF8.self))
+            case .failure(let r):
+                c.sendError(MessageError(r.code, r.message, ref: ref))
+            }
+        }
+    }
+}
+
+/// The run publishing and query API: `POST /api/runs/{id}/events`, `GET /api/runs/{id}`, `GET /api/runs`.
+enum RunAPI {
+    /// One event (`{"type": "started", ...}`) or a batch (`{"events": [...]}`); `run_event`/`run_events`
+    /// wrappers of the publisher socket are accepted too.
+    static func events(from obj: JSONObject) throws -> [RunEvent] {
+        if let list = obj["events"] {
+            guard list.kind == .array else { throw MessageError("invalid_field", "\"events\" must be an array", field: "events") }
+            let wrapped = try JSONReader.readObject(Array("{\"e\":".utf8) + list.bytes + [UInt8(ascii: "}")], maxDepth: 8)
+            let items = try JSONArrayItems.objects(wrapped["e"]!)
+            guard !items.isEmpty, items.count <= 1000 else { throw MessageError("invalid_field", "\"events\" must hold 1-1000 events", field: "events") }
+            return try items.enumerated().map { i, item in
+                do { return try RunEvent.parse(item) } catch let e as MessageError {
+                    throw MessageError(e.code, "events[\(i)]: \(e.message)", field: e.field.map { "events[\(i)].\($0)" })
+                }
+            }
+        }
+        if obj["type"]?.string == "run_event", let event = obj["event"]?.object { return [try RunEvent.parse(event)] }
+        return [try RunEvent.parse(obj)]
+    }
+}
+
+/// Splits a JSON array value into its object elements.
+enum JSONArrayItems {
+    static func objects(_ value: JSONValue) throws -> [JSONObject] {
+        // Re-read each element by wrapping the array's elements one by one.
+        var out: [JSONObject] = []
+        let bytes = Array(value.bytes)
+        var depth = 0, start = -1, inString = false, escape = false
+        for (i, b) in bytes.enumerated() {
+            if inString {
+                if escape { escape = false } else if b == UInt8(ascii: "\\") { escape = true } else if b == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch b {
+            case UInt8(ascii: "\""): inString = true
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                depth += 1
+                if depth == 2 && b == UInt8(ascii: "{") { start = i }
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                if depth == 2 && b == UInt8(ascii: "}") && start >= 0 {
+                    out.append(try JSONReader.readObject(Array(bytes[start...i]), maxDepth: 8))
+                    start = -1
+                }
+                depth -= 1
+            default:
+                if depth == 1 && b > 0x20 && b != UInt8(ascii: ",") { throw MessageError("invalid_field", "\"events\" must hold objects", field: "events") }
+            }
+        }
+        return out
+    }
+}
+
+extension Connection {
+    func sendError(_ e: MessageError) {
+        deliver(Chunk.text(Wire.error(e.code, e.message, ref: e.ref, field: e.field)))
+    }
+}

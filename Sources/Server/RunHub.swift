@@ -1,0 +1,184 @@
+import EventLoop
+import Foundation
+import Hub
+import Store
+import WebSocket
+
+/// Runs, their watchers and the dashboards, all on loop 0 (watcher and publisher sockets are handed to
+/// it before the upgrade, like session sockets to their session's loop). Run events go through the
+/// same store as session events, as the stream `run:ID` with its own contiguous `seq`.
+final class RunHub {
+    unowned let context: LoopContext
+    let store: TranscriptStore
+    let executor: LoopExecutor
+    /// What watchers are shown: state after the last committed event.
+    private(set) var committed: [String: Run] = [:]
+    /// Committed plus events still being written: new events are checked against this.
+    private var projected: [String: Run] = [:]
+    /// Idempotency: event id -> seq, per run.
+    private var seenIds: [String: [String: Int]] = [:]
+    private var windows: [String: Ring<(seq: Int, frame: Chunk)>] = [:]
+    private var runWatchers: [String: [Connection]] = [:]
+    private var dashboards: [String: [Connection]] = [:]
+    private var byOwner: [String: [String]] = [:]
+    static let window = 1000
+    static let dashboardRuns = 100
+
+    init(context: LoopContext, store: TranscriptStore) {
+        self.context = context
+        self.store = store
+        executor = LoopExecutor(context.loop)
+        // Rebuild every run from its stored events.
+        for (stream, events) in (try? store.streams(prefix: "run:")) ?? [] {
+            let id = String(stream.dropFirst(4))
+            var run = Run(id: id)
+            var ring = Ring<(seq: Int, frame: Chunk)>(capacity: Self.window)
+            for e in events {
+                guard let ev = RunEvent.fromStored(e.body) else { continue }
+                run.apply(ev, seq: e.seq, ts: e.ts)
+                if let eid = ev.id { seenIds[id, default: [:]][eid] = e.seq }
+                ring.append((e.seq, Chunk.text(e.json)))
+            }
+            committed[id] = run; projected[id] = run; windows[id] = ring
+            byOwner[run.owner, default: []].append(id)
+        }
+    }
+
+    struct Rejection: Error { let status: HTTPStatus; let code: String; let message: String }
+
+    /// Validates and stores `events` for `runId` in order; `done` gets each event's seq (and whether it
+    /// was a retry), or the first rejection. Nothing of a rejected batch is stored.
+    func publish(_ runId: String, _ events: [RunEvent], done: @escaping (Result<[(seq: Int, duplicate: Bool)], Rejection>) -> Void) {
+        var state = projected[runId] ?? Run(id: runId)
+        var results: [(seq: Int, duplicate: Bool)?] = Array(repeating: nil, count: events.count)
+        var toStore: [(Int, RunEvent)] = []
+        for (i, e) in events.enumerated() {
+            if let id = e.id, let seq = seenIds[runId]?[id] { results[i] = (seq, true); continue }
+            if let problem = state.check(e) {
+                return done(.failure(Rejection(status: .conflict, code: "illegal_transition", message: problem)))
+            }
+            state.apply(e, seq: state.seq, ts: Int64(Date().timeIntervalSince1970 * 1000))
+            toStore.append((i, e))
+        }
+        projected[runId] = state
+        if toStore.isEmpty { return done(.success(results.map { $0! })) }
+        var remaining = toStore.count
+        var failed: String?
+        for (i, e) in toStore {
+            let body = e.body(run: runId)
+            store.append(DurableEvent(session: "run:" + runId, type: "run_event", member: "publisher", clientId: e.id, body: body),
+                         executor: executor) { [self] result in
+                switch result {
+                case .success(let c):
+                    results[i] = (c.seq, c.duplicate)
+                    if !c.duplicate { committedEvent(runId, e, body: body, c) }
+                case .failure(let f):
+                    failed = f.message
+                }
+                remaining -= 1
+                if remaining == 0 {
+                    if let failed {
+                        projected[runId] = committed[runId]  // what could not be stored did not happen
+                        done(.failure(Rejection(status: .serviceUnavailable, code: "storage_unavailable", message: failed)))
+                    } else {
+                        done(.success(results.map { $0 ?? (0, false) }))
+                    }
+                }
+            }
+        }
+    }
+
+    private func committedEvent(_ runId: String, _ e: RunEvent, body: [UInt8], _ c: Committed) {
+        var run = committed[runId] ?? Run(id: runId)
+        let isNew = run.status == "pending"
+        run.apply(e, seq: c.seq, ts: c.ts)
+        committed[runId] = run
+        if let id = e.id { seenIds[runId, default: [:]][id] = c.seq }
+        let frame = Chunk.text(Wire.event(type: "run_event", seq: c.seq, ts: c.ts, body: body))
+        windows[runId, default: Ring(capacity: Self.window)].append((c.seq, frame))
+        if isNew { byOwner[run.owner, default: []].append(runId) }
+        let limits = context.config.sessionPolicy
+        for w in runWatchers[runId] ?? [] {
+            if w.queuedBytes > limits.hardOutputLimit { w.fail(.slowConsumer, "too far behind; resubscribe with resume_from") } else { w.sendShared(frame) }
+        }
+        // Dashboards: every status change goes (never dropped); progress is dropped for a slow watcher.
+        if let watchers = dashboards[run.owner], !watchers.isEmpty {
+            let statusChange = Run.isStatusChange(e.kind)
+            guard statusChange || e.kind == .progress else { return }
+            var msg: [UInt8] = Array("{\"type\":\"\(statusChange ? "run_status" : "run_progress")\",\"run\":".utf8)
+            msg += run.summaryJSON
+            msg.append(UInt8(ascii: "}"))
+            let f = Chunk.text(msg)
+            for w in watchers {
+                if !statusChange && w.queuedBytes > limits.softOutputLimit { context.metrics.droppedEphemeral.add(); continue }
+                w.sendShared(f)
+            }
+        }
+        // A run started in a session shows up in that session's stream.
+        if let code = run.session, Run.isStatusChange(e.kind) || e.kind == .progress {
+            let owner = context.server.contexts[SessionCode.owner(of: code, loops: context.server.contexts.count)]
+            let summary = run.summaryJSON
+            let event = e.kind.rawValue
+            owner.loop.post { owner.hub?.session(code)?.runUpdate(summary: summary, event: event, durable: Run.isStatusChange(e.kind)) }
+        }
+    }
+
+    // MARK: Watching
+
+    func subscribe(_ c: Connection, channel: String, resumeFrom: Int?) -> MessageError? {
+        if channel.hasPrefix("run:") {
+            let id = String(channel.dropFirst(4))
+            guard RunHub.isValidId(id) else { return MessageError("invalid_field", "invalid run id", field: "channel") }
+            let run = committed[id] ?? Run(id: id)
+            if !(runWatchers[id]?.contains { $0 === c } ?? false) { runWatchers[id, default: []].append(c) }
+            c.watching.insert(channel)
+            if let from = resumeFrom, let window = windows[id], let first = window.first?.seq, from + 1 >= first {
+                window.forEach { e in if e.seq > from { c.sendShared(e.frame) } }
+                var w = JSONWriter(); w.beginObject(); w.field("type", "subscribed"); w.field("channel", channel); w.field("seq", run.seq); w.endObject()
+                c.sendText(String(decoding: w.bytes, as: UTF8.self))
+            } else {
+                var msg: [UInt8] = Array("{\"type\":\"run_snapshot\",\"channel\":\"\(channel)\",\"seq\":\(run.seq),\"run\":".utf8)
+                msg += run.stateJSON
+                msg.append(UInt8(ascii: "}"))
+                c.deliver(Chunk.text(msg))
+            }
+            return nil
+        }
+        if channel.hasPrefix("dashboard:") {
+            let owner = String(channel.dropFirst(10))
+            guard !owner.isEmpty, owner.count <= 128 else { return MessageError("invalid_field", "invalid owner", field: "channel") }
+            if !(dashboards[owner]?.contains { $0 === c } ?? false) { dashboards[owner, default: []].append(c) }
+            c.watching.insert(channel)
+            var msg: [UInt8] = Array("{\"type\":\"dashboard\",\"owner\":".utf8)
+            var w = JSONWriter(); w.appendString(owner); msg += w.bytes
+            msg += Array(",\"runs\":[".utf8)
+            let ids = (byOwner[owner] ?? []).suffix(Self.dashboardRuns)
+            for (i, id) in ids.reversed().enumerated() {
+                if i > 0 { msg.append(UInt8(ascii: ",")) }
+                msg += committed[id]?.summaryJSON ?? []
+            }
+            msg += Array("]}".utf8)
+            c.deliver(Chunk.text(msg))
+            return nil
+        }
+        return MessageError("invalid_field", "\"channel\" must be run:ID or dashboard:OWNER", field: "channel")
+    }
+
+    func unsubscribe(_ c: Connection, channel: String) {
+        c.watching.remove(channel)
+        if channel.hasPrefix("run:") { runWatchers[String(channel.dropFirst(4))]?.removeAll { $0 === c } }
+        if channel.hasPrefix("dashboard:") { dashboards[String(channel.dropFirst(10))]?.removeAll { $0 === c } }
+    }
+
+    func closed(_ c: Connection) { for ch in c.watching { unsubscribe(c, channel: ch) } }
+
+    static func isValidId(_ s: String) -> Bool {
+        !s.isEmpty && s.utf8.count <= 128 && s.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 45 || $0 == 95 || $0 == 46 }
+    }
+
+    /// Runs filtered for `GET /api/runs`, newest first.
+    func list(owner: String?, status: String?) -> [Run] {
+        committed.values.filter { (owner == nil || $0.owner == owner) && (status == nil || $0.status == status) }
+            .sorted { ($0.startedAt ?? 0) > ($1.startedAt ?? 0) }
+    }
+}
