@@ -187,7 +187,7 @@ public struct Run {
         w.field("steps_total", steps.count)
         w.field("steps_completed", steps.filter { $0.status == "completed" }.count)
         w.field("steps_failed", steps.filter { $0.status == "failed" }.count)
-        if let p = progress { w.field("percent", p.percent) }
+        if let p = progress { w.field("percent", p.percent); if let m = p.message { w.field("message", m) } }
         w.field("seq", seq)
         w.endObject()
         return w.bytes

@@ -348,12 +348,14 @@ final class Stats {
         }
     }
 
-    /// Every `"t":DIGITS` or `t=DIGITS` (a cursor batch carries several).
+    /// Every `"t":DIGITS` or `"t=DIGITS` (a cursor batch carries several). The `t` must follow a quote,
+    /// so keys like `"started_at":` do not match.
     static func sendTimes(_ p: UnsafeRawBufferPointer, _ body: (Int) -> Void) {
-        var i = 0
+        var i = 1
         let n = p.count
         while i + 3 < n {
-            if p[i] == UInt8(ascii: "t") && ((p[i + 1] == UInt8(ascii: "\"") && p[i + 2] == UInt8(ascii: ":")) || p[i + 1] == UInt8(ascii: "=")) {
+            if p[i] == UInt8(ascii: "t") && p[i - 1] == UInt8(ascii: "\"")
+                && ((p[i + 1] == UInt8(ascii: "\"") && p[i + 2] == UInt8(ascii: ":")) || p[i + 1] == UInt8(ascii: "=")) {
                 var j = i + (p[i + 1] == UInt8(ascii: "=") ? 2 : 3)
                 var v = 0, digits = 0
                 while j < n, p[j] >= 48, p[j] <= 57 { v = v * 10 + Int(p[j] - 48); j += 1; digits += 1 }
