@@ -86,6 +86,8 @@ open class Stream {
     open func peerClosed() { close() }
     /// The stream is closed and removed from its loop (exactly once).
     open func didClose() {}
+    /// All queued output was written (after having been pending): a good time to send what was held back.
+    open func outputDrained() {}
     /// The stream's timer fired. Return seconds until it should fire again, or nil to leave it off.
     open func timerFired(now: Double) -> Double? { nil }
 
@@ -234,7 +236,7 @@ open class Stream {
         }
         if out.isEmpty {
             if chub_is_active(writeWatcher) != 0 { ev_io_stop(loop.raw, writeWatcher) }
-            if isClosing && !lingering { beginLinger() }
+            if isClosing && !lingering { beginLinger() } else if !isClosing { outputDrained() }
         } else if chub_is_active(writeWatcher) == 0 {
             ev_io_start(loop.raw, writeWatcher)
         }

@@ -8,6 +8,10 @@ public enum ClientMessage {
     case event(AppEvent)
     case end(reason: String?)
     case ping(ref: String?)
+    /// Host: remove a member.
+    case remove(member: String)
+    /// Ask the publisher of a run attached to the session to pause or resume it.
+    case runControl(run: String, action: String, ref: String?)
 
     public struct Join {
         public var session: String?
@@ -96,6 +100,15 @@ extension ClientMessage {
                               resumeFrom: resume, hostKey: try string("host_key", required: false, max: 128)))
         case "leave":
             return .leave
+        case "remove":
+            guard let id = try string("member", max: 64) else { throw MessageError("missing_field", "remove needs \"member\"", field: "member") }
+            return .remove(member: id)
+        case "run_control":
+            guard let run = try string("run", max: 128) else { throw MessageError("missing_field", "run_control needs \"run\"", field: "run") }
+            guard let action = try string("action", max: 16), ["pause", "resume", "cancel"].contains(action) else {
+                throw MessageError("invalid_field", "\"action\" must be pause, resume or cancel", field: "action")
+            }
+            return .runControl(run: run, action: action, ref: ref)
         case "ping":
             return .ping(ref: ref)
         case "end":

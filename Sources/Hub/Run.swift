@@ -4,7 +4,7 @@ import WebSocket
 public struct RunEvent: Sendable {
     public enum Kind: String, Sendable, CaseIterable {
         case started, stepStarted = "step_started", stepCompleted = "step_completed", stepFailed = "step_failed"
-        case completed, log, progress
+        case completed, log, progress, paused, resumed
     }
     public var kind: Kind
     /// Idempotency key (the event's `id` or the request's Idempotency-Key).
@@ -18,6 +18,8 @@ public struct RunEvent: Sendable {
     public var line: String?
     public var percent: Double?
     public var message: String?
+    /// Who asked for a pause/resume (a session member's name, via run_control), if anyone.
+    public var by: String?
 
     /// Parses one event object; errors name the field.
     public static func parse(_ obj: JSONObject) throws -> RunEvent {
@@ -56,6 +58,9 @@ public struct RunEvent: Sendable {
             e.outcome = outcome
         case .log:
             e.line = try str("line", max: 16 * 1024, required: true)
+        case .paused, .resumed:
+            e.message = try str("message", max: 1024)
+            e.by = try str("by", max: 128)
         case .progress:
             guard let p = obj["percent"]?.double, p >= 0, p <= 100 else {
                 throw MessageError("invalid_field", "\"percent\" must be a number from 0 to 100", field: "percent")
@@ -83,6 +88,7 @@ public struct RunEvent: Sendable {
         if let line { w.field("line", line) }
         if let percent { w.field("percent", percent) }
         if let message { w.field("message", message) }
+        if let by { w.field("by", by) }
         return w.bytes
     }
 
@@ -94,7 +100,7 @@ public struct RunEvent: Sendable {
         e.id = obj["id"]?.string; e.owner = obj["owner"]?.string; e.session = obj["session"]?.string
         e.name = obj["name"]?.string; e.step = obj["step"]?.string; e.outcome = obj["outcome"]?.string
         e.error = obj["error"]?.string; e.line = obj["line"]?.string; e.percent = obj["percent"]?.double
-        e.message = obj["message"]?.string
+        e.message = obj["message"]?.string; e.by = obj["by"]?.string
         return e
     }
 }
@@ -129,7 +135,13 @@ public struct Run {
         switch e.kind {
         case .started:
             return status == "pending" ? nil : "run \(id) has already started"
+        case .resumed:
+            return status == "paused" ? nil : "run \(id) is not paused (\(status))"
+        case .completed, .log, .progress, .stepCompleted, .stepFailed:
+            // Finishing work, logging and cancelling stay possible while paused.
+            guard status == "running" || status == "paused" else { return "run \(id) has not started; send started first" }
         default:
+            if status == "paused" { return "run \(id) is paused; no \(e.kind.rawValue) until it is resumed" }
             guard status == "running" else { return "run \(id) has not started; send started first" }
         }
         switch e.kind {
@@ -140,6 +152,7 @@ public struct Run {
                 return "step \(e.step!) \(e.kind == .stepCompleted ? "completed" : "failed") but never started"
             }
         case .completed:
+            if e.outcome == "succeeded", status == "paused" { return "a paused run cannot succeed; resume it first" }
             if e.outcome == "succeeded", let s = steps.first(where: { $0.status == "running" }) {
                 return "run cannot succeed while step \(s.name) is still running"
             }
@@ -170,6 +183,10 @@ public struct Run {
             if lastLogs.count > Self.keptLogLines { lastLogs.removeFirst(lastLogs.count - Self.keptLogLines) }
         case .progress:
             progress = (e.percent ?? 0, e.message)
+        case .paused:
+            status = "paused"
+        case .resumed:
+            status = "running"
         }
     }
 

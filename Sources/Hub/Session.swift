@@ -8,6 +8,11 @@ public protocol HubClient: AnyObject {
     func deliver(_ frame: Chunk)
     /// Closes the connection with an application close code.
     func disconnect(_ code: CloseCode, _ reason: String)
+    /// Holds an ephemeral update for a client that is behind: only the latest per `key` is kept, and
+    /// it is sent when the client's output drains.
+    func coalesce(_ frame: Chunk, key: String)
+    /// The client's address (for the activity log).
+    var address: String { get }
     /// Hub state attached to the connection.
     var membership: Membership? { get set }
 }
@@ -29,6 +34,9 @@ public struct SessionInfo: Sendable, Equatable {
     public var createdAt: Int64
     public var endedAt: Int64?
     public var endReason: String?
+    /// Which app-event names each role may send (`role -> names`; a name ending in `*` is a prefix).
+    /// A role not listed may send any name.
+    public var eventPolicy: [String: [String]] = [:]
     public init(code: String, title: String, maxParticipants: Int, guestPolicy: String, hostKey: String, createdAt: Int64) {
         self.code = code; self.title = title; self.maxParticipants = maxParticipants; self.guestPolicy = guestPolicy
         self.hostKey = hostKey; self.createdAt = createdAt
@@ -88,6 +96,10 @@ public protocol SessionHost: AnyObject {
     /// The session ended and has no members left: forget it.
     func sessionFinished(_ session: Session)
     var metrics: HubMetrics { get }
+    /// Records an administrative action in the activity log.
+    func record(_ action: String, session: Session, actor: Member?, target: String?, details: String?, address: String?)
+    /// Forwards a run control request to the run's publisher; `reply` gets nil once forwarded.
+    func controlRun(_ run: String, action: String, session: Session, by: Member, reply: @escaping (MessageError?) -> Void)
 }
 
 /// Counters the session logic bumps.
@@ -143,6 +155,13 @@ public final class Session {
     }
 
     public var memberCount: Int { members.count }
+
+    /// New settings from the API (title, guest policy, event policy); the code and host key stay.
+    public func update(_ newInfo: SessionInfo) {
+        info.title = newInfo.title
+        info.guestPolicy = newInfo.guestPolicy
+        info.eventPolicy = newInfo.eventPolicy
+    }
     public var connectionCount: Int { members.reduce(0) { $0 + $1.connections.count } }
 
     // MARK: - Joining and leaving
@@ -328,10 +347,14 @@ public final class Session {
             let wasTyping = member.typingUntil != nil
             member.typingUntil = start ? clock() + policy.typingTimeout : nil
             if start != wasTyping {
-                broadcast(Chunk.text(typingMessage(member, start: start)), durable: false, except: member)
+                broadcast(Chunk.text(typingMessage(member, start: start)), durable: false, except: member, key: "typing:\(member.id)")
             }
         case .event(let event):
             guard member.announced else { return send(client, Wire.error("not_ready", "wait for joined before sending", ref: event.id)) }
+            if let allowed = info.eventPolicy[member.role],
+               !allowed.contains(where: { $0 == event.name || ($0.hasSuffix("*") && event.name.hasPrefix($0.dropLast())) }) {
+                return send(client, Wire.error("forbidden", "role \(member.role) may not send event \(event.name)", ref: event.id, field: "name"))
+            }
             var w = JSONWriter(capacity: event.data.count + 96)
             w.field("name", event.name)
             w.field("from", member.id)
@@ -352,11 +375,36 @@ public final class Session {
                 var out: [UInt8] = Array("{\"type\":\"event\",".utf8)
                 out += w.bytes
                 out.append(UInt8(ascii: "}"))
-                broadcast(Chunk.text(out), durable: false, except: member)
+                broadcast(Chunk.text(out), durable: false, except: member, key: "event:\(member.id):\(event.name)")
             }
         case .end(let reason):
             guard member.role == "host" else { return send(client, Wire.error("forbidden", "only the host may end the session")) }
+            host?.record("session_ended", session: self, actor: member, target: code, details: reason, address: client.address)
             end(reason: reason ?? "ended by host")
+        case .remove(let id):
+            guard member.role == "host" else { return send(client, Wire.error("forbidden", "only the host may remove a member", field: "member")) }
+            guard let target = members.first(where: { $0.id == id }), target !== member else {
+                return send(client, Wire.error("invalid_field", "no other member \(id) in this session", field: "member"))
+            }
+            host?.record("member_removed", session: self, actor: member, target: target.id, details: target.name, address: client.address)
+            let connections = target.connections
+            for c in connections { c.membership = nil }
+            target.connections.removeAll()
+            removeMember(target, reason: "removed")
+            for c in connections { c.disconnect(.removed, "removed by the host") }
+        case .runControl(let run, let action, let ref):
+            guard member.role == "host" || member.role == "editor" else {
+                return send(client, Wire.error("forbidden", "your role may not control runs", ref: ref))
+            }
+            host?.controlRun(run, action: action, session: self, by: member) { [weak self] error in
+                guard let self else { return }
+                if let error { return self.send(client, Wire.error(error.code, error.message, ref: ref, field: error.field)) }
+                self.host?.record("run_controlled", session: self, actor: member, target: run, details: action, address: client.address)
+                var w = JSONWriter(); w.beginObject(); w.field("type", "run_control_sent"); w.field("run", run); w.field("action", action)
+                if let ref { w.field("id", ref) }
+                w.endObject()
+                self.send(client, w.bytes)
+            }
         }
     }
 
@@ -506,8 +554,9 @@ public final class Session {
 
     /// Sends one pre-framed message to every connection of every announced member. Durable messages
     /// always go (a client past the hard limit is disconnected with 4000 and resumes); ephemeral ones
-    /// are dropped for a client past the soft limit.
-    func broadcast(_ frame: Chunk, durable: Bool, except: Member?) {
+    /// for a client past the soft limit are coalesced (latest per `key`, sent when it drains) or, without
+    /// a key (cursor batches), dropped.
+    func broadcast(_ frame: Chunk, durable: Bool, except: Member?, key: String? = nil) {
         for m in members where m.announced && m !== except {
             for c in m.connections {
                 let queued = c.queuedBytes
@@ -519,6 +568,7 @@ public final class Session {
                     }
                 } else if queued > policy.softOutputLimit {
                     host?.metrics.droppedEphemeral()
+                    if let key { c.coalesce(frame, key: key) }
                     continue
                 }
                 c.deliver(frame)

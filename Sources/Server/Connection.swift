@@ -47,6 +47,9 @@ final class Connection: Stream {
     var replayer: Replayer?
     /// Run/dashboard channels this connection watches (`/watch`).
     var watching: Set<String> = []
+    /// Ephemeral updates held back while this client was behind: the latest per key, in first-seen order.
+    var coalesced: [String: Chunk] = [:]
+    var coalescedOrder: [String] = []
     /// Closed because the peer stopped answering pings (no reconnect grace then).
     private(set) var timedOut = false
     /// A response is being prepared off the loop; later requests wait (keeps pipelined responses in order).
@@ -358,6 +361,14 @@ final class Connection: Stream {
             sendFrame(.ping, UnsafeRawBufferPointer(start: nil, count: 0))
             return config.pingInterval
         }
+    }
+
+    override func outputDrained() {
+        guard !coalescedOrder.isEmpty else { return }
+        let order = coalescedOrder, frames = coalesced
+        coalescedOrder = []
+        coalesced = [:]
+        for key in order { if let f = frames[key] { sendShared(f) } }
     }
 
     override func peerClosed() {

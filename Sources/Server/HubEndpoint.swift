@@ -131,6 +131,11 @@ final class HubEndpoint: Endpoint {
 
 extension Connection: HubClient {
     var queuedBytes: Int { outBytes }
+    var address: String { peer }
     func deliver(_ frame: Chunk) { sendShared(frame) }
     func disconnect(_ code: CloseCode, _ reason: String) { fail(code, reason) }
+    func coalesce(_ frame: Chunk, key: String) {
+        if coalesced[key] == nil { coalescedOrder.append(key) }
+        coalesced[key] = frame
+    }
 }

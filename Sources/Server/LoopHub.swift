@@ -63,6 +63,10 @@ final class LoopHub: SessionHost, HubMetrics {
         directory.ended(session.info, store: store)
     }
 
+    func updateInfo(_ info: SessionInfo) {
+        sessions[info.code]?.update(info)
+    }
+
     private func tick() {
         let wallNow = Date().timeIntervalSince1970
         for s in sessions.values {
@@ -77,12 +81,28 @@ final class LoopHub: SessionHost, HubMetrics {
         guard let info = directory.info(code), info.endedAt == nil else { return }
         if let live = sessions[code], live.memberCount > 0 { return }
         guard Date().timeIntervalSince1970 - directory.lastActive(code) >= ttl else { return }
+        store.record(ActivityEntry(actor: "system", action: "session_ended", target: code, session: code, details: "idle for \(Int(ttl)) s"))
         end(code, reason: "idle for \(Int(ttl)) s")
     }
 
     /// Ends a session (host request over HTTP, or idle TTL).
     func end(_ code: String, reason: String) {
         if let s = session(code) { s.end(reason: reason) }
+    }
+
+    func record(_ action: String, session: Session, actor: Member?, target: String?, details: String?, address: String?) {
+        store.record(ActivityEntry(actor: actor.map { "\($0.name) (\($0.id))" } ?? "system", action: action, target: target,
+                                   session: session.code, address: address, details: details))
+    }
+
+    func controlRun(_ run: String, action: String, session: Session, by: Member, reply: @escaping (MessageError?) -> Void) {
+        let loop0 = context.server.contexts[0], here = context.loop, code = session.code
+        let who = (id: by.id, name: by.name)
+        loop0.loop.post {
+            let error = loop0.runs?.control(run, action: action, session: code, by: who)
+                ?? (loop0.runs == nil ? MessageError("unavailable", "runs are not available") : nil)
+            here.post { reply(error) }
+        }
     }
 
     // HubMetrics
@@ -143,6 +163,9 @@ final class SessionDirectory: @unchecked Sendable {
         active[code] = Date().timeIntervalSince1970
         return info
     }
+
+    /// Replaces a session's settings (guest policy, title, event policy).
+    func update(_ info: SessionInfo) { lock.lock(); infos[info.code] = info; lock.unlock() }
 
     func ended(_ info: SessionInfo, store: TranscriptStore) {
         lock.lock(); infos[info.code] = info; counts[info.code] = nil; lock.unlock()

@@ -58,6 +58,7 @@ final class PublishEndpoint: Endpoint {
         let ref = obj["id"]?.string
         let events: [RunEvent]
         do { events = try RunAPI.events(from: obj) } catch let e as MessageError { return c.sendError(e) } catch { return }
+        runs.publisherSeen(c, run: run)
         runs.publish(run, events) { result in
             switch result {
             case .success(let seqs):

@@ -21,6 +21,8 @@ final class RunHub {
     private var runWatchers: [String: [Connection]] = [:]
     private var dashboards: [String: [Connection]] = [:]
     private var byOwner: [String: [String]] = [:]
+    /// The publisher socket that last published for each run: where run_control goes.
+    private var publishers: [String: Connection] = [:]
     static let window = 1000
     static let dashboardRuns = 100
 
@@ -121,6 +123,31 @@ final class RunHub {
             let event = e.kind.rawValue
             owner.loop.post { owner.hub?.session(code)?.runUpdate(summary: summary, event: event, durable: Run.isStatusChange(e.kind)) }
         }
+    }
+
+    /// Remembers which publisher socket speaks for a run.
+    func publisherSeen(_ c: Connection, run: String) { publishers[run] = c }
+
+    /// A session member asks for a pause/resume/cancel: forwarded to the run's publisher socket, which
+    /// decides (it publishes `paused`/`resumed`/`completed` itself).
+    func control(_ runId: String, action: String, session: String, by: (id: String, name: String)) -> MessageError? {
+        guard let run = committed[runId] else { return MessageError("unknown_run", "no run \(runId)", field: "run") }
+        guard run.session == session else { return MessageError("forbidden", "run \(runId) is not attached to this session", field: "run") }
+        switch action {
+        case "pause" where run.status != "running": return MessageError("illegal_transition", "run \(runId) is \(run.status); only a running run can be paused")
+        case "resume" where run.status != "paused": return MessageError("illegal_transition", "run \(runId) is \(run.status); only a paused run can be resumed")
+        case "cancel" where run.isFinished: return MessageError("illegal_transition", "run \(runId) is already completed")
+        default: break
+        }
+        guard let publisher = publishers[runId], !publisher.isClosed else {
+            return MessageError("no_publisher", "no publisher is connected for run \(runId) (it must hold a /publish socket)")
+        }
+        var w = JSONWriter()
+        w.beginObject(); w.field("type", "control"); w.field("run", runId); w.field("action", action); w.field("session", session)
+        w.beginObject("by"); w.field("id", by.id); w.field("name", by.name); w.endObject()
+        w.endObject()
+        publisher.sendText(String(decoding: w.bytes, as: UTF8.self))
+        return nil
     }
 
     // MARK: Watching

@@ -22,6 +22,11 @@ final class SessionAPI {
     func handle(_ head: HTTPRequestHead, body: [UInt8], connection: Connection) -> Response? {
         let parts = head.path.split(separator: "/").map(String.init)  // ["api", "sessions", CODE, ...]
         if parts.count >= 2 && parts[1] == "runs" { return runs(head, parts, body, connection) }
+        if parts.count == 2 && parts[1] == "activity" {
+            guard head.method == "GET" else { return .error(.methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(head.path)") }
+            return activity(head, connection)
+        }
+        if head.method == "PATCH" && parts.count == 3 && parts[1] == "sessions" { return patch(parts[2], head, body, connection) }
         switch (head.method, parts.count) {
         case ("POST", 2) where parts[1] == "sessions": return create(body, connection)
         case ("GET", 2) where parts[1] == "sessions": return list(connection)
@@ -37,6 +42,7 @@ final class SessionAPI {
 
     private func create(_ body: [UInt8], _ connection: Connection) -> Response? {
         var title = "Untitled session", maxParticipants = server.config.maxParticipants, guestPolicy = server.config.defaultGuestPolicy
+        var eventPolicy: [String: [String]] = [:]
         if !body.isEmpty {
             let obj: JSONObject
             do { obj = try JSONReader.readObject(body, maxDepth: 8) } catch {
@@ -54,10 +60,19 @@ final class SessionAPI {
                 guard let s = g.string, s == "allow" || s == "deny" else { return .error(.badRequest, "invalid_field", "\"guest_policy\" must be \"allow\" or \"deny\"") }
                 guestPolicy = s
             }
+            if let e = obj["events"], e.kind != .null {
+                guard let policy = Self.eventPolicy(e) else {
+                    return .error(.badRequest, "invalid_field", "\"events\" must map roles (host, editor, viewer) to arrays of event names (a trailing * matches a prefix)")
+                }
+                eventPolicy = policy
+            }
         }
-        let info = directory.create(title: title, maxParticipants: maxParticipants, guestPolicy: guestPolicy,
+        var info = directory.create(title: title, maxParticipants: maxParticipants, guestPolicy: guestPolicy,
                                     now: Int64(Date().timeIntervalSince1970 * 1000))
+        if !eventPolicy.isEmpty { info.eventPolicy = eventPolicy; directory.update(info) }
         store.save(info)
+        store.record(ActivityEntry(actor: "api", action: "session_created", target: info.code, session: info.code,
+                                   address: connection.peer, details: info.title))
         let loop = connection.loop
         store.barrier {
             var w = JSONWriter()
@@ -80,6 +95,13 @@ final class SessionAPI {
         w.field("guest_policy", info.guestPolicy); w.field("created_at", Int(info.createdAt))
         w.field("status", info.endedAt == nil ? "live" : "ended")
         if let e = info.endedAt { w.field("ended_at", Int(e)); w.field("end_reason", info.endReason) }
+        if !info.eventPolicy.isEmpty {
+            w.beginObject("events")
+            for (role, names) in info.eventPolicy.sorted(by: { $0.key < $1.key }) {
+                w.beginArray(role); for n in names { w.element(n) }; w.endArray()
+            }
+            w.endObject()
+        }
         w.field("members", counts.members); w.field("connections", counts.connections)
         if let events { w.field("events", events) }
         w.endObject()
@@ -256,7 +278,94 @@ final class SessionAPI {
         guard info.endedAt == nil else { return .error(.conflict, "session_ended", "session \(code) has already ended") }
         let reason = (try? JSONReader.readObject(body))?["reason"]?.string ?? "ended by host"
         let owner = server.contexts[SessionCode.owner(of: code, loops: server.contexts.count)]
+        store.record(ActivityEntry(actor: "host (api)", action: "session_ended", target: code, session: code, address: head.header("X-Forwarded-For"), details: reason))
         owner.loop.post { owner.hub?.end(code, reason: reason) }
         return .json(.accepted, "{\"code\":\"\(code)\",\"status\":\"ending\"}")
+    }
+
+    static func eventPolicy(_ value: JSONValue) -> [String: [String]]? {
+        guard let obj = value.object else { return nil }
+        var out: [String: [String]] = [:]
+        for (role, list) in obj.members {
+            guard ["host", "editor", "viewer"].contains(role), list.kind == .array,
+                  let wrapped = try? JSONReader.readObject(Array("{\"a\":".utf8) + list.bytes + [UInt8(ascii: "}")]) else { return nil }
+            let text = String(decoding: wrapped["a"]!.bytes, as: UTF8.self)
+            guard let data = text.data(using: .utf8), let names = try? JSONSerialization.jsonObject(with: data) as? [String],
+                  names.allSatisfy({ !$0.isEmpty && $0.count <= 65 }) else { return nil }
+            out[role] = names
+        }
+        return out
+    }
+
+    /// `PATCH /api/sessions/{code}` with the host key: title, guest_policy, events (role -> names).
+    private func patch(_ raw: String, _ head: HTTPRequestHead, _ body: [UInt8], _ connection: Connection) -> Response {
+        guard let code = SessionCode.normalize(raw), var info = directory.info(code) else {
+            return .error(.notFound, "unknown_session", "no session with code \(raw)")
+        }
+        guard let key = head.header("X-Host-Key"), Crypto.constantTimeEquals(Array(key.utf8), Array(info.hostKey.utf8)) else {
+            return .error(.forbidden, "forbidden", "changing a session needs its host key (X-Host-Key header)")
+        }
+        guard info.endedAt == nil else { return .error(.conflict, "session_ended", "session \(code) has ended") }
+        guard let obj = try? JSONReader.readObject(body, maxDepth: 8) else { return .error(.badRequest, "bad_json", "request body must be a JSON object") }
+        var changes: [String] = []
+        if let t = obj["title"], t.kind != .null {
+            guard let s = t.string, s.count <= 200 else { return .error(.badRequest, "invalid_field", "\"title\" must be a string of at most 200 characters") }
+            info.title = s; changes.append("title")
+        }
+        if let g = obj["guest_policy"], g.kind != .null {
+            guard let s = g.string, s == "allow" || s == "deny" else { return .error(.badRequest, "invalid_field", "\"guest_policy\" must be \"allow\" or \"deny\"") }
+            if s != info.guestPolicy {
+                store.record(ActivityEntry(actor: "host (api)", action: "guest_policy_changed", target: code, session: code, address: connection.peer,
+                                           details: "\(info.guestPolicy) -> \(s)"))
+            }
+            info.guestPolicy = s; changes.append("guest_policy")
+        }
+        if let e = obj["events"], e.kind != .null {
+            guard let policy = Self.eventPolicy(e) else { return .error(.badRequest, "invalid_field", "\"events\" must map roles to arrays of event names") }
+            info.eventPolicy = policy; changes.append("events")
+            store.record(ActivityEntry(actor: "host (api)", action: "event_policy_changed", target: code, session: code, address: connection.peer))
+        }
+        directory.update(info)
+        store.save(info)
+        let owner = server.contexts[SessionCode.owner(of: code, loops: server.contexts.count)]
+        let updated = info
+        owner.loop.post { owner.hub?.updateInfo(updated) }
+        return Response(status: .ok, body: sessionJSON(info))
+    }
+
+    /// `GET /api/activity?session=&actor=&since=&before=&limit=`: newest first, paged by `before` (an id).
+    private func activity(_ head: HTTPRequestHead, _ connection: Connection) -> Response? {
+        let q = head.query
+        guard let limit = Int(q["limit"] ?? "100"), limit >= 1, limit <= 1000 else { return .error(.badRequest, "invalid_field", "limit must be 1-1000") }
+        let since = q["since"].flatMap { Int64($0) }, before = q["before"].flatMap { Int($0) }
+        if q["since"] != nil && since == nil { return .error(.badRequest, "invalid_field", "since must be a time in milliseconds") }
+        let session = q["session"].flatMap(SessionCode.normalize) ?? q["session"]
+        let loop = connection.loop
+        worker.submit { [self] in
+            let response: Response
+            do {
+                let rows = try store.activity(session: session, actor: q["actor"], since: since, before: before, limit: limit)
+                var w = JSONWriter()
+                w.beginObject()
+                w.beginArray("activity")
+                for r in rows {
+                    w.beginObject()
+                    w.field("id", r.id ?? 0); w.field("ts", Int(r.ts)); w.field("actor", r.actor); w.field("action", r.action)
+                    if let t = r.target { w.field("target", t) }
+                    if let s = r.session { w.field("session", s) }
+                    if let a = r.address { w.field("address", a) }
+                    if let d = r.details { w.field("details", d) }
+                    w.endObject()
+                }
+                w.endArray()
+                if rows.count == limit, let last = rows.last?.id { w.field("next_before", last) }
+                w.endObject()
+                response = Response(status: .ok, body: w.bytes)
+            } catch {
+                response = .error(.serviceUnavailable, "storage_unavailable", "cannot read the activity log: \(error)")
+            }
+            loop.post { connection.respondLater(response) }
+        }
+        return nil
     }
 }

@@ -15,7 +15,7 @@ public enum Durability: String, Sendable { case normal, full }
 /// nothing uncommitted is ever acknowledged. Completions go back to each session's loop, one wake-up
 /// per loop per batch, in append order. Reads use a separate connection.
 public final class TranscriptStore: EventStore, @unchecked Sendable {
-    public static let schemaVersion = 2
+    public static let schemaVersion = 3
     public let path: String
     private let writer: Database
     private let reader: Database
@@ -26,6 +26,7 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
         case session(SessionInfo)
         case barrier(() -> Void)
         case retention(RetentionPolicy)
+        case activity(ActivityEntry)
     }
     private var queue: [Request] = []
     private let cond = NSCondition()
@@ -43,6 +44,7 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
 
     private var insertEvent: Statement!
     private var recentIds: Statement!
+    private var insertActivity: Statement!
     /// Per session: client ids of its most recent durable events ("member|id" -> committed), owned by
     /// the writer thread. A resend after a lost ack comes within seconds; 10,000 ids per session cover
     /// far more than any client keeps pending.
@@ -62,14 +64,15 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
         try reader.exec("PRAGMA query_only=ON")
         try reader.exec("PRAGMA mmap_size=1073741824")
         insertEvent = try writer.prepare("INSERT INTO events(session, seq, ts, type, member, client_id, body) VALUES(?,?,?,?,?,?,?)")
+        insertActivity = try writer.prepare("INSERT INTO activity(ts, actor, action, target, session, address, details) VALUES(?,?,?,?,?,?,?)")
         recentIds = try writer.prepare(
             "SELECT member, client_id, seq, ts FROM events WHERE session=? AND client_id IS NOT NULL ORDER BY seq DESC LIMIT ?")
         maxSeq = try writer.prepare("SELECT COALESCE(MAX(seq), 0) FROM events WHERE session=?")
         upsertSession = try writer.prepare("""
-            INSERT INTO sessions(code, title, max_participants, guest_policy, host_key, created_at, ended_at, end_reason)
-            VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(code) DO UPDATE SET title=excluded.title,
+            INSERT INTO sessions(code, title, max_participants, guest_policy, host_key, created_at, ended_at, end_reason, options)
+            VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(code) DO UPDATE SET title=excluded.title,
             max_participants=excluded.max_participants, guest_policy=excluded.guest_policy,
-            ended_at=excluded.ended_at, end_reason=excluded.end_reason
+            ended_at=excluded.ended_at, end_reason=excluded.end_reason, options=excluded.options
             """)
         let t = Thread { [unowned self] in self.run() }
         t.name = "sqlite-writer"
@@ -118,6 +121,19 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
                 COMMIT;
                 """)
         }
+        if version < 3 {
+            // v3: the activity log (who did what, when, from where) and per-session options.
+            try db.exec("""
+                BEGIN;
+                CREATE TABLE activity(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+                  target TEXT, session TEXT, address TEXT, details TEXT);
+                CREATE INDEX activity_session ON activity(session, id);
+                CREATE INDEX activity_actor ON activity(actor, id);
+                ALTER TABLE sessions ADD COLUMN options TEXT;
+                PRAGMA user_version=3;
+                COMMIT;
+                """)
+        }
     }
 
     // MARK: - Writing
@@ -147,6 +163,35 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
 
     /// Rows deleted by retention so far.
     public private(set) var retentionDeleted = 0
+
+    /// Records an administrative action (committed with the next group).
+    public func record(_ entry: ActivityEntry) { enqueue(.activity(entry)) }
+
+    /// Activity entries, newest first, filtered; `before` pages by id.
+    public func activity(session: String?, actor: String?, since: Int64?, before: Int?, limit: Int) throws -> [ActivityEntry] {
+        try read { db in
+            var sql = "SELECT id, ts, actor, action, target, session, address, details FROM activity WHERE 1=1"
+            var binds: [Any?] = []
+            if let session { sql += " AND session = ?"; binds.append(session) }
+            if let actor { sql += " AND actor = ?"; binds.append(actor) }
+            if let since { sql += " AND ts >= ?"; binds.append(since) }
+            if let before { sql += " AND id < ?"; binds.append(before) }
+            sql += " ORDER BY id DESC LIMIT ?"
+            binds.append(limit)
+            let s = try db.prepare(sql)
+            for (i, b) in binds.enumerated() {
+                if let v = b as? String { s.bind(Int32(i + 1), v) } else if let v = b as? Int64 { s.bind(Int32(i + 1), v) } else if let v = b as? Int { s.bind(Int32(i + 1), v) }
+            }
+            var out: [ActivityEntry] = []
+            while try s.step() {
+                var e = ActivityEntry(actor: s.string(2) ?? "", action: s.string(3) ?? "", target: s.string(4), session: s.string(5),
+                                      address: s.string(6), details: s.string(7), ts: s.int(1))
+                e.id = Int(s.int(0))
+                out.append(e)
+            }
+            return out
+        }
+    }
 
     /// Calls `done` (on the writer thread) once everything queued before it is committed.
     public func barrier(_ done: @escaping () -> Void) { enqueue(.barrier(done)) }
@@ -206,12 +251,21 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
                 switch request {
                 case .barrier(let b): barriers.append(b)
                 case .retention: break  // taken out of the batch by run()
+                case .activity(let a):
+                    let st = insertActivity!
+                    st.bind(1, a.ts); st.bind(2, a.actor); st.bind(3, a.action); st.bind(4, a.target)
+                    st.bind(5, a.session); st.bind(6, a.address); st.bind(7, a.details)
+                    defer { st.reset() }
+                    _ = try st.step()
                 case .session(let info):
                     let s = upsertSession!
                     s.bind(1, info.code); s.bind(2, info.title); s.bind(3, info.maxParticipants); s.bind(4, info.guestPolicy)
                     s.bind(5, info.hostKey); s.bind(6, info.createdAt)
                     if let e = info.endedAt { s.bind(7, e) } else { s.bind(7, nil as String?) }
                     s.bind(8, info.endReason)
+                    let options = info.eventPolicy.isEmpty ? nil
+                        : (try? JSONSerialization.data(withJSONObject: ["events": info.eventPolicy], options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) }
+                    s.bind(9, options)
                     defer { s.reset() }
                     _ = try s.step()
                 case .append(let event, let executor, let done):
@@ -274,6 +328,9 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
                 let del = try writer.prepare("""
                     DELETE FROM events WHERE (session, seq) IN (SELECT session, seq FROM events WHERE ts < ? LIMIT ?)
                     """)
+                let delActivity = try writer.prepare("DELETE FROM activity WHERE ts < ?")
+                delActivity.bind(1, cutoff)
+                _ = try delActivity.step()
                 while true {
                     del.bind(1, cutoff); del.bind(2, RetentionPolicy.chunk)
                     _ = try del.step(); del.reset()
@@ -385,7 +442,7 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
         try read { db in
             let s = try db.prepare("""
                 SELECT code, title, max_participants, guest_policy, host_key, created_at, ended_at, end_reason,
-                  (SELECT COUNT(*) FROM events e WHERE e.session = s.code) FROM sessions s ORDER BY created_at
+                  (SELECT COUNT(*) FROM events e WHERE e.session = s.code), options FROM sessions s ORDER BY created_at
                 """)
             var out: [(SessionInfo, Int)] = []
             while try s.step() {
@@ -393,10 +450,32 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
                                        guestPolicy: s.string(3) ?? "allow", hostKey: s.string(4) ?? "", createdAt: s.int(5))
                 info.endedAt = s.isNull(6) ? nil : s.int(6)
                 info.endReason = s.string(7)
+                if let o = s.string(9), let obj = try? JSONSerialization.jsonObject(with: Data(o.utf8)) as? [String: Any],
+                   let events = obj["events"] as? [String: [String]] {
+                    info.eventPolicy = events
+                }
                 out.append((info, Int(s.int(8))))
             }
             return out
         }
+    }
+}
+
+/// One administrative action: who (`actor`), what (`action`), on what (`target`), in which session,
+/// from which client address, when.
+public struct ActivityEntry: Sendable {
+    public var id: Int?
+    public var ts: Int64
+    public var actor: String
+    public var action: String
+    public var target: String?
+    public var session: String?
+    public var address: String?
+    public var details: String?
+    public init(actor: String, action: String, target: String? = nil, session: String? = nil, address: String? = nil,
+                details: String? = nil, ts: Int64 = Int64(Date().timeIntervalSince1970 * 1000)) {
+        self.actor = actor; self.action = action; self.target = target; self.session = session
+        self.address = address; self.details = details; self.ts = ts
     }
 }
 

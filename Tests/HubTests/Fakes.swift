@@ -57,6 +57,11 @@ final class FakeClient: HubClient {
         } }
     }
     func disconnect(_ code: CloseCode, _ reason: String) { closedWith = code }
+    var held: [String: Chunk] = [:]
+    var address: String { "127.0.0.1" }
+    func coalesce(_ frame: Chunk, key: String) { held[key] = frame }
+    /// The client caught up: what was held back is delivered.
+    func drain() { queuedBytes = 0; let h = held; held = [:]; for f in h.values { deliver(f) } }
 
     func of(_ type: String) -> [[String: Any]] { received.filter { $0["type"] as? String == type } }
     var seqs: [Int] { received.compactMap { $0["seq"] as? Int }.filter { _ in true } }
@@ -74,6 +79,15 @@ final class FakeHost: SessionHost, HubMetrics {
     func slowConsumer() { slow += 1 }
     func durableCommitted() { committed += 1 }
     func storeFailure() { failures += 1 }
+    var activity: [(String, String?)] = []
+    func record(_ action: String, session: Session, actor: Member?, target: String?, details: String?, address: String?) {
+        activity.append((action, target))
+    }
+    var controlReply: MessageError?
+    var controls: [(String, String)] = []
+    func controlRun(_ run: String, action: String, session: Session, by: Member, reply: @escaping (MessageError?) -> Void) {
+        controls.append((run, action)); reply(controlReply)
+    }
 }
 
 /// A session with fakes around it and a clock the test moves.
@@ -102,8 +116,15 @@ final class Harness {
         return c
     }
 
+    /// Like the hub endpoint: a message that does not parse is answered with an error.
     func send(_ c: FakeClient, _ json: String, commit: Bool = true) {
-        session.received(c, try! ClientMessage.parse(Array(json.utf8)))
+        do {
+            session.received(c, try ClientMessage.parse(Array(json.utf8)))
+        } catch let e as MessageError {
+            session.send(c, Wire.error(e.code, e.message, ref: e.ref, field: e.field))
+        } catch {
+            XCTFail("\(error)")
+        }
         if commit { executor.runAll() }
     }
 }

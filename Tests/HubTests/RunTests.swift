@@ -81,3 +81,31 @@ final class RunTests: XCTestCase {
         XCTAssertEqual(back.id, "e9")
     }
 }
+
+final class RunPauseTests: XCTestCase {
+    func testPauseAndResume() {
+        var run = Run(id: "r")
+        func step(_ json: String) -> String? {
+            let e = try! RunEvent.parse(try! JSONReader.readObject(Array(json.utf8)))
+            if let p = run.check(e) { return p }
+            run.apply(e, seq: run.seq + 1, ts: 0)
+            return nil
+        }
+        XCTAssertNotNil(step(#"{"type":"paused"}"#))
+        XCTAssertNil(step(#"{"type":"started","owner":"o"}"#))
+        XCTAssertNotNil(step(#"{"type":"resumed"}"#), "not paused")
+        XCTAssertNil(step(#"{"type":"step_started","step":"a"}"#))
+        XCTAssertNil(step(#"{"type":"paused","by":"Ann"}"#))
+        XCTAssertEqual(run.status, "paused")
+        XCTAssertEqual(step(#"{"type":"step_started","step":"b"}"#), "run r is paused; no step_started until it is resumed")
+        XCTAssertNotNil(step(#"{"type":"paused"}"#))
+        XCTAssertNil(step(#"{"type":"step_completed","step":"a"}"#), "work in flight may finish while paused")
+        XCTAssertNil(step(#"{"type":"log","line":"x"}"#))
+        XCTAssertNotNil(step(#"{"type":"completed","outcome":"succeeded"}"#))
+        XCTAssertNil(step(#"{"type":"resumed"}"#))
+        XCTAssertNil(step(#"{"type":"step_started","step":"b"}"#))
+        XCTAssertNil(step(#"{"type":"paused"}"#))
+        XCTAssertNil(step(#"{"type":"completed","outcome":"cancelled"}"#))
+        XCTAssertEqual(run.status, "cancelled")
+    }
+}

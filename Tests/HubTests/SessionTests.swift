@@ -255,3 +255,60 @@ final class SessionTests: XCTestCase {
         }
     }
 }
+
+final class SessionControlTests: XCTestCase {
+    func testEventNamesRestrictedByRole() {
+        let h = Harness()
+        var info = h.session.info
+        info.eventPolicy = ["editor": ["request_*", "response_received"]]
+        h.session.update(info)
+        let a = h.join("Ann"), b = h.join("Bob")
+        h.send(a, #"{"type":"event","name":"env_changed","data":{}}"#)
+        XCTAssertEqual(a.of("error").last?["code"] as? String, "forbidden")
+        XCTAssertEqual(a.of("error").last?["field"] as? String, "name")
+        h.send(a, #"{"type":"event","name":"request_sent","data":{}}"#)
+        h.send(a, #"{"type":"event","name":"response_received","data":{}}"#)
+        XCTAssertEqual(b.of("event").map { $0["name"] as! String }, ["request_sent", "response_received"])
+    }
+
+    func testSlowClientGetsOnlyTheLatestEphemeralPerName() {
+        let h = Harness()
+        let a = h.join("Ann"), b = h.join("Bob")
+        b.queuedBytes = h.session.policy.softOutputLimit + 1
+        for i in 1...5 { h.send(a, #"{"type":"event","name":"pos","data":{"i":\#(i)}}"#) }
+        h.send(a, #"{"type":"event","name":"other","data":{"i":9}}"#)
+        XCTAssertTrue(b.of("event").isEmpty)
+        b.drain()
+        let got = b.of("event").map { ($0["name"] as! String, ($0["data"] as! [String: Any])["i"] as! Int) }
+        XCTAssertEqual(got.count, 2)
+        XCTAssertTrue(got.contains { $0 == ("pos", 5) })
+        XCTAssertTrue(got.contains { $0 == ("other", 9) })
+    }
+
+    func testHostRemovesAMember() {
+        let h = Harness()
+        let host = h.join("Host", hostKey: "hk"), b = h.join("Bob"), c = h.join("Cat")
+        let bobId = (b.of("joined")[0]["you"] as! [String: Any])["id"] as! String
+        h.send(c, #"{"type":"remove","member":"\#(bobId)"}"#)
+        XCTAssertEqual(c.of("error").last?["code"] as? String, "forbidden")
+        h.send(host, #"{"type":"remove","member":"\#(bobId)"}"#)
+        XCTAssertEqual(b.closedWith, .removed)
+        XCTAssertEqual((c.of("presence").last!["leaves"] as! [[String: Any]])[0]["reason"] as? String, "removed")
+        XCTAssertEqual(h.host.activity.last?.0, "member_removed")
+        XCTAssertEqual(h.session.memberCount, 2)
+    }
+
+    func testRunControlIsForwardedAndRecorded() {
+        let h = Harness()
+        let a = h.join("Ann")
+        h.send(a, #"{"type":"run_control","run":"r1","action":"pause","id":"x"}"#)
+        XCTAssertEqual(h.host.controls.first?.0, "r1")
+        XCTAssertEqual(a.of("run_control_sent").first?["id"] as? String, "x")
+        XCTAssertEqual(h.host.activity.last?.0, "run_controlled")
+        h.host.controlReply = MessageError("no_publisher", "none")
+        h.send(a, #"{"type":"run_control","run":"r1","action":"resume"}"#)
+        XCTAssertEqual(a.of("error").last?["code"] as? String, "no_publisher")
+        h.send(a, #"{"type":"run_control","run":"r1","action":"explode"}"#)
+        XCTAssertEqual(a.of("error").last?["field"] as? String, "action")
+    }
+}
