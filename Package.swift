@@ -29,12 +29,12 @@ let package = Package(
         .target(name: "WebSocket", dependencies: ["COpenSSL"], swiftSettings: optimize),
         .target(name: "EventLoop", dependencies: ["CEV", "WebSocket"], swiftSettings: optimize),
         .target(name: "Hub", dependencies: ["WebSocket"], swiftSettings: optimize),
-        .target(name: "Store", dependencies: ["CSQLite", "Hub"], swiftSettings: optimize),
+        .target(name: "Store", dependencies: ["CSQLite", "Hub", "WebSocket"], swiftSettings: optimize),
         .target(name: "Server", dependencies: ["WebSocket", "EventLoop", "Hub", "Store", "COpenSSL"],
                 swiftSettings: optimize),
 
         .executableTarget(name: "collabhub", dependencies: [
-            "Server", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Server", "Hub", "Store", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimize),
         .executableTarget(name: "loadtest", dependencies: [
             "WebSocket", "EventLoop",
@@ -52,7 +52,7 @@ let package = Package(
 // builds: `COLLABHUB_FUZZ=1 swift build -sanitize=fuzzer --scratch-path .build-fuzz --product FuzzFrames`
 // (scripts/fuzz.sh does this).
 if ProcessInfo.processInfo.environment["COLLABHUB_FUZZ"] != nil {
-    for name in ["FuzzFrames", "FuzzHTTP"] {
+    for name in ["FuzzFrames", "FuzzHTTP", "FuzzMessages", "FuzzToken"] {
         package.targets.append(.executableTarget(name: name, dependencies: ["WebSocket", "Hub"],
                                                  swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
         package.products.append(.executable(name: name, targets: [name]))

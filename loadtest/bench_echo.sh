@@ -12,7 +12,7 @@ hub_port=9201; node_port=9202
 results=$(mktemp)
 start_server() {  # name -> pid
   case $1 in
-    collabhub) taskset -c 0 .build/release/collabhub serve --port $hub_port --threads 1 --echo --data "$(mktemp -d)" >/dev/null & echo $! ;;
+    collabhub) taskset -c 0 .build/release/collabhub serve --port $hub_port --threads 1 --echo --max-connections-per-address 0 --data "$(mktemp -d)" >/dev/null & echo $! ;;
     node-ws) taskset -c 0 node loadtest/peers/node-ws/echo.js $node_port >/dev/null & echo $! ;;
   esac
 }

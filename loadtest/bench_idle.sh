@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 n=${1:-15000}
 swift build -c release 2>&1 | grep -E "error" || true
 export NODE_PATH=/usr/share/nodejs:/usr/lib/nodejs
-taskset -c 0 .build/release/collabhub serve --port 9211 --threads 1 --echo --data "$(mktemp -d)" >/dev/null & pid=$!
+taskset -c 0 .build/release/collabhub serve --port 9211 --threads 1 --echo --max-connections-per-address 0 --data "$(mktemp -d)" >/dev/null & pid=$!
 sleep 0.5
 echo -n "collabhub: "; taskset -c 1 .build/release/loadtest idle --url ws://127.0.0.1:9211/echo --connections "$n" --pid $pid
 kill $pid; wait $pid 2>/dev/null || true

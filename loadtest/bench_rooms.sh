@@ -15,7 +15,7 @@ run() {  # server scenario sessions members rate
   local server=$1 scenario=$2 sessions=$3 members=$4 rate=$5 pid port peer
   if [ "$server" = collabhub ]; then
     port=9231; peer=collabhub
-    taskset -c 0 .build/release/collabhub serve --port $port --threads 1 --data "$(mktemp -d)" >/dev/null 2>&1 & pid=$!
+    taskset -c 0 .build/release/collabhub serve --port $port --threads 1 --max-connections-per-address 0 --data "$(mktemp -d)" >/dev/null 2>&1 & pid=$!
   else
     port=9232; peer=rooms
     taskset -c 0 node loadtest/peers/node-ws/rooms.js $port >/dev/null 2>&1 & pid=$!

@@ -10,6 +10,8 @@ public enum ClientMessage {
     case ping(ref: String?)
     /// Host: remove a member.
     case remove(member: String)
+    /// A fresh token for a connection whose token is about to expire.
+    case refresh(token: String)
     /// Ask the publisher of a run attached to the session to pause or resume it.
     case runControl(run: String, action: String, ref: String?)
 
@@ -21,6 +23,8 @@ public enum ClientMessage {
         public var resumeFrom: Int?
         /// Proves the host role (returned by POST /api/sessions).
         public var hostKey: String?
+        /// An HS256 access token (sub, name, session, role, exp).
+        public var token: String?
     }
 
     public struct Chat {
@@ -87,7 +91,9 @@ extension ClientMessage {
 
         switch type {
         case "join":
-            guard let name = try string("name", max: limits.maxNameLength), !name.trimmingCharacters().isEmpty else {
+            let hasToken = obj["token"] != nil
+            guard let name = try string("name", required: !hasToken, max: limits.maxNameLength) ?? (hasToken ? "user" : nil),
+                  !name.trimmingCharacters().isEmpty else {
                 throw MessageError("invalid_field", "\"name\" must not be empty", field: "name")
             }
             var resume: Int?
@@ -97,9 +103,13 @@ extension ClientMessage {
             }
             return .join(Join(session: try string("session", required: false, max: 32), name: name.trimmingCharacters(),
                               clientId: try string("client_id", required: false, max: limits.maxIdLength),
-                              resumeFrom: resume, hostKey: try string("host_key", required: false, max: 128)))
+                              resumeFrom: resume, hostKey: try string("host_key", required: false, max: 128),
+                              token: try string("token", required: false, max: 8192)))
         case "leave":
             return .leave
+        case "refresh":
+            guard let t = try string("token", max: 8192) else { throw MessageError("missing_field", "refresh needs \"token\"", field: "token") }
+            return .refresh(token: t)
         case "remove":
             guard let id = try string("member", max: 64) else { throw MessageError("missing_field", "remove needs \"member\"", field: "member") }
             return .remove(member: id)

@@ -21,6 +21,9 @@ public protocol HubClient: AnyObject {
 public final class Membership {
     public unowned let session: Session
     public let member: Member
+    /// When this connection's token expires (Unix seconds), if it joined with one.
+    public var tokenExpiry: Int64?
+    var warnedExpiry = false
     public init(session: Session, member: Member) { self.session = session; self.member = member }
 }
 
@@ -86,6 +89,10 @@ public struct SessionPolicy: Sendable {
     /// Output past which a client is disconnected (4000) and must resume.
     public var hardOutputLimit = 4 * 1024 * 1024
     public var limits = MessageLimits()
+    /// Access-token verification; without keys, tokens are refused and only guests/host keys join.
+    public var tokens = TokenVerifier(keys: [:])
+    /// A connection is warned this many seconds before its token expires.
+    public var tokenWarning: Int64 = 30
     public init() {}
 }
 
@@ -176,12 +183,44 @@ public final class Session {
             send(client, Wire.error("already_joined", "this connection already joined session \(code)"))
             return
         }
-        let key = request.clientId.map { "c:" + $0 } ?? "anon:" + Base64.encode(Crypto.randomBytes(9), urlSafe: true)
+        // Who is this? A token names the person and the role; a host key makes the host; otherwise a guest.
+        var role = "editor", name = request.name, tokenExpiry: Int64?
+        var key = request.clientId.map { "c:" + $0 } ?? "anon:" + Base64.encode(Crypto.randomBytes(9), urlSafe: true)
+        let isHost = request.hostKey.map { Crypto.constantTimeEquals(Array($0.utf8), Array(info.hostKey.utf8)) } == true
+        if let token = request.token {
+            switch policy.tokens.verify(token, now: wallClockMillis() / 1000) {
+            case .failure(let e):
+                send(client, Wire.error(e.closeCode == .unauthorized ? "token_expired" : "unauthorized", e.message, field: "token"))
+                client.disconnect(e.closeCode, e.message)
+                return
+            case .success(let claims):
+                guard claims.session == "*" || claims.session == code else {
+                    send(client, Wire.error("forbidden", "this token is for session \(claims.session), not \(code)", field: "token"))
+                    client.disconnect(.forbidden, "token is for another session")
+                    return
+                }
+                guard claims.role != "publisher" else {
+                    send(client, Wire.error("forbidden", "publisher tokens cannot join sessions", field: "token"))
+                    client.disconnect(.forbidden, "publisher token")
+                    return
+                }
+                role = claims.role
+                name = claims.name ?? request.name
+                key = "sub:" + claims.sub
+                tokenExpiry = claims.exp
+            }
+        } else if !isHost && info.guestPolicy != "allow" {
+            send(client, Wire.error("guests_not_allowed", "session \(code) admits only people with a token"))
+            client.disconnect(.unauthorized, "a token is required")
+            return
+        }
+        if isHost { role = "host" }
         if let member = members.first(where: { $0.key == key && !$0.leaving }) {
             // A second tab, or a reconnect within the grace period: same member, no leave/join pair.
             member.graceDeadline = nil
             member.connections.append(client)
             client.membership = Membership(session: self, member: member)
+            client.membership?.tokenExpiry = tokenExpiry
             if member.announced {
                 welcome(client, member, resumeFrom: request.resumeFrom, through: lastSeq)
                 if member.connections.count > 1 { broadcastPresenceUpdate(member) }
@@ -195,12 +234,12 @@ public final class Session {
         nextMemberNumber += 1
         let used = Set(members.map(\.color))
         let color = Session.palette.first(where: { !used.contains($0) }) ?? Session.palette[nextMemberNumber % Session.palette.count]
-        let role = request.hostKey.map { Crypto.constantTimeEquals(Array($0.utf8), Array(info.hostKey.utf8)) } == true ? "host" : "editor"
         let member = Member(id: "m" + Base64.encode(Crypto.randomBytes(6), urlSafe: true), key: key,
-                            name: request.name, color: color, role: role)
+                            name: name, color: color, role: role)
         member.connections.append(client)
         members.append(member)
         client.membership = Membership(session: self, member: member)
+        client.membership?.tokenExpiry = tokenExpiry
 
         var w = JSONWriter()
         w.beginArray("joins"); w.rawElement(member.json); w.endArray()
@@ -306,7 +345,28 @@ public final class Session {
             send(client, Wire.error("not_joined", "send a join first"))
             return
         }
+        if member.role == "viewer" {
+            switch message {
+            case .chat, .cursor, .typing, .event, .runControl, .remove, .end:
+                return send(client, Wire.error("forbidden", "viewers are read-only"))
+            default: break
+            }
+        }
         switch message {
+        case .refresh(let token):
+            guard let membership = client.membership else { return }
+            switch policy.tokens.verify(token, now: wallClockMillis() / 1000) {
+            case .failure(let e):
+                send(client, Wire.error("unauthorized", e.message, field: "token"))
+            case .success(let claims):
+                guard "sub:" + claims.sub == member.key, claims.session == "*" || claims.session == code else {
+                    return send(client, Wire.error("forbidden", "the new token is for another person or session", field: "token"))
+                }
+                membership.tokenExpiry = claims.exp
+                membership.warnedExpiry = false
+                var w = JSONWriter(); w.beginObject(); w.field("type", "token_refreshed"); w.field("exp", Int(claims.exp)); w.endObject()
+                send(client, w.bytes)
+            }
         case .join:
             send(client, Wire.error("already_joined", "this connection already joined session \(code)"))
         case .leave:
@@ -491,10 +551,25 @@ public final class Session {
         for m in members where m.connections.isEmpty {
             if let deadline = m.graceDeadline, deadline <= now { removeMember(m, reason: "left") }
         }
+        // Tokens: warn before expiry; past it (and the clock skew), the connection goes with 4001.
+        let wallNow = wallClockMillis() / 1000
+        for m in members {
+            for c in m.connections {
+                guard let ms = c.membership, let exp = ms.tokenExpiry else { continue }
+                if wallNow > exp + policy.tokens.skew {
+                    send(c, Wire.error("token_expired", "your token expired; join again with a fresh one"))
+                    c.disconnect(.unauthorized, "token expired")
+                } else if !ms.warnedExpiry && wallNow >= exp - policy.tokenWarning {
+                    ms.warnedExpiry = true
+                    var w = JSONWriter(); w.beginObject(); w.field("type", "token_expiring"); w.field("exp", Int(exp)); w.endObject()
+                    send(c, w.bytes)
+                }
+            }
+        }
     }
 
     public var needsTick: Bool {
-        members.contains { $0.typingUntil != nil || $0.graceDeadline != nil }
+        policy.tokens.isEnabled || members.contains { $0.typingUntil != nil || $0.graceDeadline != nil }
     }
 
     // MARK: - Plumbing

@@ -47,6 +47,10 @@ public struct Config: Sendable {
     /// The key backends present to publish run events (HTTP X-API-Key / Bearer, or /publish?key=).
     /// Until API keys exist (the auth issue), one shared key; nil disables publishing.
     public var publishKey: String?
+    /// Message rates per connection by kind.
+    public var messageRates = MessageRates()
+    /// WebSocket connections allowed per client address (0: no limit).
+    public var maxConnectionsPerAddress = 1000
     /// A session with no members for this long ends ("idle"); members are told why.
     public var sessionIdleTTL = 24 * 3600.0
     /// Transcript retention (off by default: keep everything).

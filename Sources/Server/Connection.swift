@@ -50,6 +50,10 @@ final class Connection: Stream {
     /// Ephemeral updates held back while this client was behind: the latest per key, in first-seen order.
     var coalesced: [String: Chunk] = [:]
     var coalescedOrder: [String] = []
+    /// Per-kind message rate limits (created on the first message).
+    var limiter: ConnectionLimiter?
+    /// Counted against the per-address connection limit.
+    private var countedAddress = false
     /// Closed because the peer stopped answering pings (no reconnect grace then).
     private(set) var timedOut = false
     /// A response is being prepared off the loop; later requests wait (keeps pipelined responses in order).
@@ -218,6 +222,16 @@ final class Connection: Stream {
             context.metrics.handshakesFailed.add()
             failHTTP(rejection.status, rejection.message, headers: rejection.headers)
         case .success(let accepted):
+            if context.config.maxConnectionsPerAddress > 0 {
+                guard context.server.addresses.open(peer, limit: context.config.maxConnectionsPerAddress) else {
+                    context.metrics.handshakesFailed.add()
+                    context.metrics.rateLimited.add()
+                    failHTTP(.tooManyRequests, "too many connections from \(peer) (limit \(context.config.maxConnectionsPerAddress))",
+                             headers: [("Retry-After", "10")])
+                    return
+                }
+                countedAddress = true
+            }
             context.metrics.handshakesOK.add()
             send(Handshake.response(accepted))
             phase = .websocket
@@ -376,6 +390,7 @@ final class Connection: Stream {
     }
 
     override func didClose() {
+        if countedAddress { context.server.addresses.close(peer); countedAddress = false }
         context.metrics.connectionsOpen.add(-1)
         endpoint?.closed(self)
         endpoint = nil

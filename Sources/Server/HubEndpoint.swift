@@ -9,6 +9,8 @@ final class HubEndpoint: Endpoint {
     unowned let hub: LoopHub
     /// Invalid messages a connection may send before it is closed with 4002.
     static let maxInvalidMessages = 20
+    /// Rate-limited messages a connection may send before it is closed with 4008.
+    static let maxRefusedMessages = 2000
 
     init(hub: LoopHub, allowedOrigins: [String]?) {
         self.hub = hub
@@ -32,6 +34,18 @@ final class HubEndpoint: Endpoint {
             return reject(connection, e)
         } catch {
             return reject(connection, MessageError("bad_request", "\(error)"))
+        }
+        let now = connection.loop.now
+        if connection.limiter == nil { connection.limiter = ConnectionLimiter(hub.context.config.messageRates, now: now) }
+        if !connection.limiter!.allow(message, now: now) {
+            hub.context.metrics.rateLimited.add()
+            let refused = connection.limiter!.refused
+            // Tell the client now and then (not once per refused message: that would amplify a flood).
+            if refused == 1 || refused % 100 == 0 {
+                connection.sendError(MessageError("rate_limited", "too many messages of this kind; slow down"))
+            }
+            if refused > Self.maxRefusedMessages { connection.fail(.rateLimited, "message rate limit exceeded") }
+            return
         }
         if case .join(let join) = message, connection.membership == nil {
             return self.join(connection, join)

@@ -17,6 +17,7 @@ public final class Metrics {
     public let slowConsumerDrops = Counter()
     public let droppedEphemeral = Counter()
     public let durableEvents = Counter()
+    public let rateLimited = Counter()
     public let storeFailures = Counter()
     /// Loop lag, microseconds: how late the last housekeeping tick ran.
     public let loopLagMicros = Counter()
@@ -51,6 +52,7 @@ public final class Metrics {
         metric("ping_timeouts_total", "counter", "Connections dropped for a missed pong.", { $0.pingTimeouts })
         metric("slow_consumer_disconnects_total", "counter", "Clients closed with 4000 for output past the hard limit.", { $0.slowConsumerDrops })
         metric("ephemeral_dropped_total", "counter", "Cursor/typing updates dropped for clients past the soft limit.", { $0.droppedEphemeral })
+        metric("rate_limited_total", "counter", "Messages, connections and API calls refused by a rate or count limit.", { $0.rateLimited })
         metric("durable_events_total", "counter", "Durable events committed and broadcast.", { $0.durableEvents })
         metric("store_failures_total", "counter", "Durable events rejected because the store could not commit.", { $0.storeFailures })
         out += "# HELP collabhub_loop_lag_seconds How late the last housekeeping tick of the slowest loop ran.\n"

@@ -28,6 +28,8 @@ public final class Server {
     var api: SessionAPI?
     public let store: TranscriptStore
     let directory: SessionDirectory
+    /// Open WebSocket connections per client address, across loops.
+    let addresses = AddressCounts()
     private var signals: [Loop.Signal] = []
     private var housekeeping: [Loop.Timer] = []
     private var retentionTimer: Loop.Timer?
@@ -201,4 +203,21 @@ private final class Remaining: @unchecked Sendable {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// WebSocket connections per client address, shared by the loops (changes only at upgrade and close).
+final class AddressCounts: @unchecked Sendable {
+    private let lock = NSLock()
+    private var counts: [String: Int] = [:]
+    func open(_ address: String, limit: Int) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        let n = counts[address, default: 0]
+        guard n < limit else { return false }
+        counts[address] = n + 1
+        return true
+    }
+    func close(_ address: String) {
+        lock.lock(); defer { lock.unlock() }
+        if let n = counts[address] { counts[address] = n > 1 ? n - 1 : nil }
+    }
 }

@@ -12,6 +12,7 @@ final class SessionAPI {
     let directory: SessionDirectory
     let store: TranscriptStore
     let worker = Worker(name: "api-reads")
+    lazy var keys = APIKeys(store: store)
 
     init(server: Server, directory: SessionDirectory, store: TranscriptStore) {
         self.server = server
@@ -188,12 +189,21 @@ final class SessionAPI {
         case ("POST", 4) where parts[3] == "events":
             let runId = parts[2]
             guard RunHub.isValidId(runId) else { return .error(.badRequest, "invalid_field", "run ids are 1-128 characters of A-Za-z0-9._-") }
-            guard let key = server.config.publishKey else {
-                return .error(.forbidden, "publishing_disabled", "start the hub with --publish-key to accept run events")
-            }
             let given = head.header("X-API-Key") ?? head.header("Authorization").map { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : $0 }
-            guard let given, Crypto.constantTimeEquals(Array(given.utf8), Array(key.utf8)) else {
-                return .error(.unauthorized, "unauthorized", "a valid API key is required (X-API-Key or Authorization: Bearer)",
+            var limitHeaders: [(String, String)] = []
+            if let given, let shared = server.config.publishKey, Crypto.constantTimeEquals(Array(given.utf8), Array(shared.utf8)) {
+                // The operator's shared key: no per-key limits.
+            } else if let given {
+                switch keys.check(given) {
+                case .allowed(let h, _): limitHeaders = h
+                case .limited(let h, let message):
+                    server.contexts[0].metrics.rateLimited.add()
+                    return .error(.tooManyRequests, "rate_limited", message, headers: h)
+                case .unknown:
+                    return .error(.unauthorized, "unauthorized", "unknown or revoked API key", headers: [("WWW-Authenticate", "Bearer")])
+                }
+            } else {
+                return .error(.unauthorized, "unauthorized", "an API key is required (X-API-Key or Authorization: Bearer)",
                               headers: [("WWW-Authenticate", "Bearer")])
             }
             let obj: JSONObject
@@ -214,9 +224,9 @@ final class SessionAPI {
                     case .success(let seqs):
                         let list = seqs.map { "{\"seq\":\($0.seq)\($0.duplicate ? ",\"duplicate\":true" : "")}" }.joined(separator: ",")
                         let single = seqs.count == 1 ? "\"seq\":\(seqs[0].seq)," : ""
-                        response = .json(.accepted, "{\"run\":\(jsonString(runId)),\(single)\"events\":[\(list)]}")
+                        response = .json(.accepted, "{\"run\":\(jsonString(runId)),\(single)\"events\":[\(list)]}", headers: limitHeaders)
                     case .failure(let r):
-                        response = .error(r.status, r.code, r.message)
+                        response = .error(r.status, r.code, r.message, headers: limitHeaders)
                     }
                     loop.post { connection.respondLater(response) }
                 }

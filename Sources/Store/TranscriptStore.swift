@@ -1,6 +1,7 @@
 import CSQLite
 import Foundation
 import Hub
+import WebSocket
 
 /// `--durability`: `normal` survives a crash of the process (WAL, synchronous=NORMAL); `full` also
 /// survives power loss (an fsync on every group commit).
@@ -15,7 +16,7 @@ public enum Durability: String, Sendable { case normal, full }
 /// nothing uncommitted is ever acknowledged. Completions go back to each session's loop, one wake-up
 /// per loop per batch, in append order. Reads use a separate connection.
 public final class TranscriptStore: EventStore, @unchecked Sendable {
-    public static let schemaVersion = 3
+    public static let schemaVersion = 4
     public let path: String
     private let writer: Database
     private let reader: Database
@@ -131,6 +132,16 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
                 CREATE INDEX activity_actor ON activity(actor, id);
                 ALTER TABLE sessions ADD COLUMN options TEXT;
                 PRAGMA user_version=3;
+                COMMIT;
+                """)
+        }
+        if version < 4 {
+            // v4: API keys (only a SHA-256 of the secret is stored).
+            try db.exec("""
+                BEGIN;
+                CREATE TABLE api_keys(id TEXT PRIMARY KEY, name TEXT NOT NULL, secret_sha256 BLOB NOT NULL, created_at INTEGER NOT NULL,
+                  revoked_at INTEGER, per_minute INTEGER NOT NULL, per_hour INTEGER NOT NULL, per_month INTEGER NOT NULL);
+                PRAGMA user_version=4;
                 COMMIT;
                 """)
         }
@@ -458,6 +469,90 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
             }
             return out
         }
+    }
+}
+
+/// An API key as stored: the secret itself is never kept, only its SHA-256.
+public struct APIKeyRecord: Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var secretSHA256: [UInt8]
+    public var createdAt: Int64
+    public var revokedAt: Int64?
+    public var perMinute: Int
+    public var perHour: Int
+    public var perMonth: Int
+}
+
+extension TranscriptStore {
+    /// Opens the database directly (for the `collabhub keys` command, which may run beside a live hub:
+    /// SQLite's locking serialises it with the hub's writer).
+    static func openDirect(_ directory: String) throws -> Database {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let db = try Database(path: directory + "/collabhub.sqlite")
+        try configure(db, durability: .full)
+        try migrate(db)
+        return db
+    }
+
+    /// Creates a key; returns the record and the full key to hand out (`chk_<id>_<secret>`), shown once.
+    public static func createKey(directory: String, name: String, perMinute: Int, perHour: Int, perMonth: Int) throws -> (APIKeyRecord, String) {
+        let db = try openDirect(directory)
+        let id = Base64.encodeID(Crypto.randomBytes(6))
+        let secret = Base64.encodeID(Crypto.randomBytes(24))
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let record = APIKeyRecord(id: id, name: name, secretSHA256: Crypto.sha256(Array(secret.utf8)), createdAt: now, revokedAt: nil,
+                                  perMinute: perMinute, perHour: perHour, perMonth: perMonth)
+        let s = try db.prepare("INSERT INTO api_keys(id, name, secret_sha256, created_at, per_minute, per_hour, per_month) VALUES(?,?,?,?,?,?,?)")
+        s.bind(1, id); s.bind(2, name); s.bind(3, blob: record.secretSHA256); s.bind(4, now); s.bind(5, perMinute); s.bind(6, perHour); s.bind(7, perMonth)
+        _ = try s.step()
+        try logActivity(db, ActivityEntry(actor: "admin (cli)", action: "api_key_created", target: id, details: name))
+        return (record, "chk_\(id)_\(secret)")
+    }
+
+    public static func revokeKey(directory: String, id: String) throws -> Bool {
+        let db = try openDirect(directory)
+        let s = try db.prepare("UPDATE api_keys SET revoked_at=? WHERE id=? AND revoked_at IS NULL")
+        s.bind(1, Int64(Date().timeIntervalSince1970 * 1000)); s.bind(2, id)
+        _ = try s.step()
+        let changed = db.changes > 0
+        if changed { try logActivity(db, ActivityEntry(actor: "admin (cli)", action: "api_key_revoked", target: id)) }
+        return changed
+    }
+
+    public static func listKeys(directory: String) throws -> [APIKeyRecord] {
+        let db = try openDirect(directory)
+        let s = try db.prepare("SELECT id, name, secret_sha256, created_at, revoked_at, per_minute, per_hour, per_month FROM api_keys ORDER BY created_at")
+        var out: [APIKeyRecord] = []
+        while try s.step() { out.append(record(s)) }
+        return out
+    }
+
+    static func record(_ s: Statement) -> APIKeyRecord {
+        APIKeyRecord(id: s.string(0) ?? "", name: s.string(1) ?? "", secretSHA256: s.blob(2), createdAt: s.int(3),
+                     revokedAt: s.isNull(4) ? nil : s.int(4), perMinute: Int(s.int(5)), perHour: Int(s.int(6)), perMonth: Int(s.int(7)))
+    }
+
+    static func logActivity(_ db: Database, _ a: ActivityEntry) throws {
+        let st = try db.prepare("INSERT INTO activity(ts, actor, action, target, session, address, details) VALUES(?,?,?,?,?,?,?)")
+        st.bind(1, a.ts); st.bind(2, a.actor); st.bind(3, a.action); st.bind(4, a.target); st.bind(5, a.session); st.bind(6, a.address); st.bind(7, a.details)
+        _ = try st.step()
+    }
+
+    /// A key by id (read connection; the hub caches the answer briefly).
+    public func key(id: String) -> APIKeyRecord? {
+        try? read { db -> APIKeyRecord? in
+            let s = try db.prepare("SELECT id, name, secret_sha256, created_at, revoked_at, per_minute, per_hour, per_month FROM api_keys WHERE id=?")
+            s.bind(1, id)
+            return try s.step() ? Self.record(s) : nil
+        }
+    }
+}
+
+extension Base64 {
+    /// URL-safe base64 without padding, and without `_` so ids split cleanly on it.
+    static func encodeID(_ bytes: [UInt8]) -> String {
+        encode(bytes, urlSafe: true).replacingOccurrences(of: "_", with: "x")
     }
 }
 

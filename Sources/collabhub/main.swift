@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Hub
 import Server
 import Store
 
@@ -7,7 +8,7 @@ struct CollabHub: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "collabhub",
         abstract: "A real-time WebSocket collaboration hub.",
-        subcommands: [Serve.self],
+        subcommands: [Serve.self, Keys.self, IssueToken.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -34,6 +35,12 @@ struct Serve: ParsableCommand {
     @Option(help: "Seconds between retention passes.") var retentionInterval = 60.0
     @Option(help: "Seconds a session may stay without members before it ends.") var sessionIdleTtl = 86400.0
     @Option(help: "Shared API key for publishing run events (default: publishing disabled; or COLLABHUB_PUBLISH_KEY).") var publishKey: String?
+    @Option(help: "HS256 token key, as SECRET or KID=SECRET; repeat to rotate keys (or COLLABHUB_JWT_SECRET).") var jwtSecret: [String] = []
+    @Option(help: "Seconds of clock skew allowed when checking token times.") var jwtSkew = 60
+    @Option(help: "WebSocket connections allowed per client address (0: no limit).") var maxConnectionsPerAddress = 1000
+    @Option(help: "Cursor updates per second per connection (burst: twice).") var limitCursor = 60.0
+    @Option(help: "Chat messages per second per connection (burst: twice).") var limitChat = 20.0
+    @Option(help: "App events per second per connection (burst: twice).") var limitEvent = 200.0
     @Option(help: "TCP congestion control for client sockets, e.g. cubic (default: the system's).") var tcpCongestion: String?
 
     func validate() throws {
@@ -47,6 +54,9 @@ struct Serve: ParsableCommand {
         guard maxParticipants >= 1 else { throw ValidationError("--max-participants must be at least 1") }
         if let a = retentionAge, a <= 0 { throw ValidationError("--retention-age must be positive") }
         if let e = retentionEvents, e < 1 { throw ValidationError("--retention-events must be at least 1") }
+        guard maxConnectionsPerAddress >= 0, limitCursor > 0, limitChat > 0, limitEvent > 0 else {
+            throw ValidationError("limits must be positive (--max-connections-per-address may be 0: no limit)")
+        }
         guard sessionIdleTtl > 0 else { throw ValidationError("--session-idle-ttl must be positive") }
         guard retentionInterval > 0 else { throw ValidationError("--retention-interval must be positive") }
         guard reconnectGrace >= 0, resumeWindow >= 0 else { throw ValidationError("--reconnect-grace and --resume-window must not be negative") }
@@ -71,6 +81,21 @@ struct Serve: ParsableCommand {
         config.retention = RetentionPolicy(maxAgeMillis: retentionAge.map { Int64($0 * 1000) }, maxEventsPerSession: retentionEvents)
         config.retentionInterval = retentionInterval
         config.tcpCongestion = tcpCongestion
+        var keys: [String: [UInt8]] = [:]
+        for entry in jwtSecret + (ProcessInfo.processInfo.environment["COLLABHUB_JWT_SECRET"].map { [$0] } ?? []) {
+            if let eq = entry.firstIndex(of: "="), eq != entry.startIndex {
+                keys[String(entry[..<eq])] = Array(entry[entry.index(after: eq)...].utf8)
+            } else {
+                keys["default"] = Array(entry.utf8)
+            }
+        }
+        config.sessionPolicy.tokens = TokenVerifier(keys: keys, skew: Int64(jwtSkew))
+        // With tokens configured, sessions admit guests only when their creator says so.
+        if !keys.isEmpty { config.defaultGuestPolicy = "deny" }
+        config.maxConnectionsPerAddress = maxConnectionsPerAddress
+        config.messageRates.cursor = limitCursor
+        config.messageRates.chat = limitChat
+        config.messageRates.event = limitEvent
         config.sessionIdleTTL = sessionIdleTtl
         config.publishKey = publishKey ?? ProcessInfo.processInfo.environment["COLLABHUB_PUBLISH_KEY"]
         config.allowedOrigins = allowedOrigins?.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
@@ -86,6 +111,65 @@ struct Serve: ParsableCommand {
         fflush(stdout)
         server.run()
         print("collabhub stopped")
+    }
+}
+
+struct Keys: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "keys", abstract: "Manage API keys (stored hashed in the hub's database).",
+                                                    subcommands: [Create.self, List.self, Revoke.self])
+
+    struct Create: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a key; prints it once.")
+        @Option(help: "Data directory of the hub.") var data = "./data"
+        @Option(help: "What the key is for.") var name: String
+        @Option(help: "Requests per minute.") var perMinute = 60
+        @Option(help: "Requests per hour.") var perHour = 1000
+        @Option(help: "Requests per calendar month.") var perMonth = 10000
+        func run() throws {
+            guard perMinute > 0, perHour > 0, perMonth > 0 else { throw ValidationError("limits must be positive") }
+            let (record, key) = try TranscriptStore.createKey(directory: data, name: name, perMinute: perMinute, perHour: perHour, perMonth: perMonth)
+            print("id:  \(record.id)\nkey: \(key)\nlimits: \(perMinute)/min, \(perHour)/h, \(perMonth)/month")
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List keys (never their secrets).")
+        @Option(help: "Data directory of the hub.") var data = "./data"
+        func run() throws {
+            for k in try TranscriptStore.listKeys(directory: data) {
+                print("\(k.id)  \(k.name)  \(k.perMinute)/min \(k.perHour)/h \(k.perMonth)/month  \(k.revokedAt == nil ? "active" : "revoked")")
+            }
+        }
+    }
+
+    struct Revoke: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke a key by id (takes effect within seconds).")
+        @Option(help: "Data directory of the hub.") var data = "./data"
+        @Argument(help: "Key id.") var id: String
+        func run() throws {
+            guard try TranscriptStore.revokeKey(directory: data, id: id) else {
+                FileHandle.standardError.write(Data("no active key \(id)\n".utf8))
+                throw ExitCode(1)
+            }
+            print("revoked \(id)")
+        }
+    }
+}
+
+struct IssueToken: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "token", abstract: "Issue an HS256 access token (for tests and tools).")
+    @Option(help: "Signing secret (the hub's --jwt-secret).") var secret: String
+    @Option(help: "Key id (kid), for rotated keys.") var kid: String?
+    @Option(help: "Subject (user id).") var sub: String
+    @Option(help: "Display name.") var name: String?
+    @Option(help: "Session code, or * for any.") var session = "*"
+    @Option(help: "host, editor, viewer or publisher.") var role = "editor"
+    @Option(help: "Seconds until it expires.") var ttl = 3600
+    func run() throws {
+        let now = Int(Date().timeIntervalSince1970)
+        var claims: [String: Any] = ["sub": sub, "session": session, "role": role, "iat": now, "exp": now + ttl]
+        if let name { claims["name"] = name }
+        print(TokenVerifier.sign(claims, key: Array(secret.utf8), kid: kid))
     }
 }
 

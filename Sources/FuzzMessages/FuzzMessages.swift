@@ -1,0 +1,19 @@
+import Hub
+
+/// libFuzzer entry point for the client message decoder (JSON reader + validation): any bytes must
+/// parse to a message or fail with a `MessageError`, never crash or hang.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzMessages(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let bytes = Array(UnsafeBufferPointer(start: data, count: size))
+    do {
+        _ = try ClientMessage.parse(bytes)
+    } catch is MessageError {
+    } catch {
+        fatalError("unexpected error type \(error)")
+    }
+    if let obj = try? JSONReader.readObject(bytes, maxDepth: 8) {
+        _ = try? RunEvent.parse(obj)
+        for (_, v) in obj.members { _ = v.string; _ = v.double; _ = v.object }
+    }
+    return 0
+}

@@ -1,0 +1,85 @@
+import WebSocket
+
+/// Claims of a CollabHub access token (an HS256 JWT).
+public struct TokenClaims: Sendable, Equatable {
+    public var sub: String
+    public var name: String?
+    /// A session code, or `*` for any session.
+    public var session: String
+    public var role: String
+    public var exp: Int64
+    public var nbf: Int64?
+    public var iat: Int64?
+}
+
+public struct TokenError: Error, Equatable, CustomStringConvertible {
+    public enum Kind: Sendable { case malformed, algorithm, unknownKey, signature, expired, notYetValid, claims }
+    public let kind: Kind
+    public let message: String
+    public var description: String { message }
+    /// Expired tokens close with 4001 (refresh and retry); anything forged or malformed with 4003.
+    public var closeCode: CloseCode { kind == .expired || kind == .notYetValid ? .unauthorized : .forbidden }
+}
+
+/// Verifies HS256 JSON Web Tokens (RFC 7519/7515) with OpenSSL's HMAC, compared in constant time.
+/// Only `HS256` is accepted (`none` and every other `alg` are refused, so a token cannot choose a
+/// weaker check); keys rotate by `kid` (a token without `kid` uses the key named `default`); times
+/// allow `skew` seconds of clock difference.
+public struct TokenVerifier: Sendable {
+    public var keys: [String: [UInt8]]
+    public var skew: Int64
+    public init(keys: [String: [UInt8]], skew: Int64 = 60) { self.keys = keys; self.skew = skew }
+
+    public var isEnabled: Bool { !keys.isEmpty }
+
+    public static let roles = ["host", "editor", "viewer", "publisher"]
+
+    public func verify(_ token: String, now: Int64) -> Result<TokenClaims, TokenError> {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, token.utf8.count <= 8192 else { return .failure(TokenError(kind: .malformed, message: "token is not a JWT (three base64url parts)")) }
+        guard let headerBytes = Base64.decode(String(parts[0]), urlSafe: true),
+              let header = try? JSONReader.readObject(headerBytes, maxDepth: 2) else {
+            return .failure(TokenError(kind: .malformed, message: "token header is not base64url JSON"))
+        }
+        guard header["alg"]?.string == "HS256" else {
+            return .failure(TokenError(kind: .algorithm, message: "token algorithm \(header["alg"]?.string ?? "missing") is not accepted (HS256 only)"))
+        }
+        let kid = header["kid"]?.string ?? "default"
+        guard let key = keys[kid] else { return .failure(TokenError(kind: .unknownKey, message: "unknown token key id \(kid)")) }
+        guard let signature = Base64.decode(String(parts[2]), urlSafe: true) else {
+            return .failure(TokenError(kind: .malformed, message: "token signature is not base64url"))
+        }
+        let expected = Crypto.hmacSHA256(key: key, message: Array("\(parts[0]).\(parts[1])".utf8))
+        guard Crypto.constantTimeEquals(expected, signature) else {
+            return .failure(TokenError(kind: .signature, message: "token signature does not match"))
+        }
+        guard let payloadBytes = Base64.decode(String(parts[1]), urlSafe: true),
+              let payload = try? JSONReader.readObject(payloadBytes, maxDepth: 4) else {
+            return .failure(TokenError(kind: .malformed, message: "token payload is not base64url JSON"))
+        }
+        guard let sub = payload["sub"]?.string, !sub.isEmpty, sub.count <= 128 else {
+            return .failure(TokenError(kind: .claims, message: "token needs a sub claim"))
+        }
+        guard let exp = payload["exp"]?.int.map(Int64.init) else { return .failure(TokenError(kind: .claims, message: "token needs an exp claim")) }
+        guard now <= exp + skew else { return .failure(TokenError(kind: .expired, message: "token expired")) }
+        let nbf = payload["nbf"]?.int.map(Int64.init)
+        if let nbf, now + skew < nbf { return .failure(TokenError(kind: .notYetValid, message: "token not valid yet (nbf)")) }
+        let role = payload["role"]?.string ?? "editor"
+        guard Self.roles.contains(role) else { return .failure(TokenError(kind: .claims, message: "token role \(role) is not one of \(Self.roles.joined(separator: ", "))")) }
+        let session = payload["session"]?.string ?? "*"
+        return .success(TokenClaims(sub: sub, name: payload["name"]?.string, session: session == "*" ? "*" : (SessionCode.normalize(session) ?? session),
+                                    role: role, exp: exp, nbf: nbf, iat: payload["iat"]?.int.map(Int64.init)))
+    }
+
+    /// Issues a token (tests, tools and the `collabhub token` command).
+    public static func sign(_ claims: [String: Any], key: [UInt8], kid: String? = nil) -> String {
+        var header = JSONWriter(); header.beginObject(); header.field("alg", "HS256"); header.field("typ", "JWT"); if let kid { header.field("kid", kid) }; header.endObject()
+        var body = JSONWriter(); body.beginObject()
+        for (k, v) in claims.sorted(by: { $0.key < $1.key }) {
+            if let s = v as? String { body.field(k, s) } else if let i = v as? Int { body.field(k, i) } else if let i = v as? Int64 { body.field(k, Int(i)) }
+        }
+        body.endObject()
+        let signingInput = Base64.encode(header.bytes, urlSafe: true) + "." + Base64.encode(body.bytes, urlSafe: true)
+        return signingInput + "." + Base64.encode(Crypto.hmacSHA256(key: key, message: Array(signingInput.utf8)), urlSafe: true)
+    }
+}

@@ -1,0 +1,74 @@
+import Foundation
+import Hub
+import Store
+import WebSocket
+
+/// Checks API keys (`chk_<id>_<secret>`) and their limits per minute, hour and month (fixed windows).
+/// Keys are looked up by id on the store's read connection and cached for a few seconds, so a key
+/// created or revoked with `collabhub keys` takes effect within that time. Counters live in memory:
+/// the monthly quota starts again when the hub restarts.
+final class APIKeys: @unchecked Sendable {
+    private let store: TranscriptStore
+    private let lock = NSLock()
+    private var cache: [String: (record: APIKeyRecord?, fetched: Double)] = [:]
+    private var usage: [String: Usage] = [:]
+    static let cacheSeconds = 5.0
+
+    struct Usage { var minute = 0, minuteCount = 0, hour = 0, hourCount = 0, month = 0, monthCount = 0 }
+
+    enum Verdict {
+        case allowed(headers: [(String, String)], keyId: String)
+        case unknown
+        case limited(headers: [(String, String)], message: String)
+    }
+
+    init(store: TranscriptStore) { self.store = store }
+
+    func check(_ presented: String, now: Date = Date()) -> Verdict {
+        let parts = presented.split(separator: "_")
+        guard parts.count == 3, parts[0] == "chk" else { return .unknown }
+        let id = String(parts[1]), secret = String(parts[2])
+        let t = now.timeIntervalSince1970
+        lock.lock()
+        var entry = cache[id]
+        lock.unlock()
+        if entry == nil || t - entry!.fetched > Self.cacheSeconds {
+            entry = (store.key(id: id), t)
+            lock.lock(); cache[id] = entry; lock.unlock()
+        }
+        guard let record = entry?.record, record.revokedAt == nil,
+              Crypto.constantTimeEquals(Crypto.sha256(Array(secret.utf8)), record.secretSHA256) else { return .unknown }
+
+        let minute = Int(t / 60), hour = Int(t / 3600)
+        let comps = Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC")!, from: now)
+        let month = (comps.year ?? 0) * 12 + (comps.month ?? 0)
+        lock.lock(); defer { lock.unlock() }
+        var u = usage[id] ?? Usage()
+        if u.minute != minute { u.minute = minute; u.minuteCount = 0 }
+        if u.hour != hour { u.hour = hour; u.hourCount = 0 }
+        if u.month != month { u.month = month; u.monthCount = 0 }
+        let resetMinute = 60 - Int(t) % 60
+        func headers(remaining: Int) -> [(String, String)] {
+            [("X-RateLimit-Limit", String(record.perMinute)), ("X-RateLimit-Remaining", String(max(0, remaining))), ("X-RateLimit-Reset", String(resetMinute))]
+        }
+        if u.monthCount >= record.perMonth {
+            usage[id] = u
+            let nextMonth = Calendar(identifier: .gregorian).date(byAdding: .month, value: 1, to: now)!
+            var h = headers(remaining: 0); h.append(("Retry-After", String(Int(nextMonth.timeIntervalSince(now)))))
+            return .limited(headers: h, message: "monthly quota of \(record.perMonth) requests used")
+        }
+        if u.hourCount >= record.perHour {
+            usage[id] = u
+            var h = headers(remaining: 0); h.append(("Retry-After", String(3600 - Int(t) % 3600)))
+            return .limited(headers: h, message: "hourly limit of \(record.perHour) requests reached")
+        }
+        if u.minuteCount >= record.perMinute {
+            usage[id] = u
+            var h = headers(remaining: 0); h.append(("Retry-After", String(resetMinute)))
+            return .limited(headers: h, message: "limit of \(record.perMinute) requests per minute reached")
+        }
+        u.minuteCount += 1; u.hourCount += 1; u.monthCount += 1
+        usage[id] = u
+        return .allowed(headers: headers(remaining: record.perMinute - u.minuteCount), keyId: id)
+    }
+}

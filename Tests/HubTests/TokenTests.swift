@@ -1,0 +1,53 @@
+@testable import Hub
+import WebSocket
+import XCTest
+
+final class TokenTests: XCTestCase {
+    let verifier = TokenVerifier(keys: ["default": Array("k".utf8), "old": Array("o".utf8)], skew: 10)
+
+    func sign(_ claims: [String: Any], key: String = "k", kid: String? = nil) -> String {
+        TokenVerifier.sign(claims, key: Array(key.utf8), kid: kid)
+    }
+
+    func testValidTokenAndClaims() throws {
+        let t = sign(["sub": "u", "name": "Ann", "session": "abcd-efgh", "role": "viewer", "exp": 1000])
+        let c = try verifier.verify(t, now: 900).get()
+        XCTAssertEqual(c.sub, "u"); XCTAssertEqual(c.role, "viewer"); XCTAssertEqual(c.session, "ABCDEFGH")
+        XCTAssertNoThrow(try verifier.verify(sign(["sub": "u", "exp": 1000], key: "o", kid: "old"), now: 900).get())
+    }
+
+    func testRejections() {
+        func kind(_ t: String, now: Int64 = 900) -> TokenError.Kind? {
+            if case .failure(let e) = verifier.verify(t, now: now) { return e.kind }
+            return nil
+        }
+        let good = sign(["sub": "u", "exp": 1000])
+        XCTAssertNil(kind(good))
+        XCTAssertEqual(kind(good, now: 1011), .expired)
+        XCTAssertNil(kind(good, now: 1009), "within the skew")
+        XCTAssertEqual(kind(sign(["sub": "u", "exp": 1000, "nbf": 950])), .notYetValid)
+        XCTAssertEqual(kind(sign(["sub": "u", "exp": 1000], key: "x")), .signature)
+        XCTAssertEqual(kind(sign(["sub": "u", "exp": 1000], kid: "nope")), .unknownKey)
+        XCTAssertEqual(kind(sign(["exp": 1000])), .claims)
+        XCTAssertEqual(kind(sign(["sub": "u"])), .claims)
+        XCTAssertEqual(kind(sign(["sub": "u", "exp": 1000, "role": "root"])), .claims)
+        let parts = good.split(separator: ".")
+        let none = Base64.encode(Array(#"{"alg":"none"}"#.utf8), urlSafe: true) + "." + parts[1] + "."
+        XCTAssertEqual(kind(none), .algorithm)
+        XCTAssertEqual(kind("a.b"), .malformed)
+        XCTAssertEqual(kind(String(parts[0]) + ".@@@." + String(parts[2])), .signature)
+    }
+
+    func testTokenBucket() {
+        var b = TokenBucket(rate: 10, burst: 20, now: 0)
+        XCTAssertEqual((0..<25).filter { _ in b.take(now: 0) }.count, 20, "the burst, then nothing")
+        XCTAssertFalse(b.take(now: 0.05))
+        XCTAssertTrue(b.take(now: 0.2))
+        var limiter = ConnectionLimiter(MessageRates(), now: 0)
+        let cursor = try! ClientMessage.parse(Array(#"{"type":"cursor","x":1,"y":1}"#.utf8))
+        let chat = try! ClientMessage.parse(Array(#"{"type":"chat","id":"1","text":"t"}"#.utf8))
+        XCTAssertEqual((0..<200).filter { _ in limiter.allow(cursor, now: 0) }.count, 120)
+        XCTAssertTrue(limiter.allow(chat, now: 0), "kinds have their own buckets")
+        XCTAssertEqual(limiter.refused, 80)
+    }
+}
