@@ -13,7 +13,7 @@ for i in $(seq 1 "$runs"); do
   for mode in normal full; do
     for load in capacity half; do
       every=$([ $load = capacity ] && echo 0.02 || echo 0.04)
-      taskset -c 0 .build/release/collabhub serve --port 9241 --threads 1 --max-connections-per-address 0 --durability $mode --data "$(mktemp -d)" >/dev/null 2>&1 & pid=$!
+      taskset -c 0 .build/release/collabhub serve --port 9241 --threads 1 --max-connections-per-address 0 --limit-chat 1000 --durability $mode --data "$(mktemp -d)" >/dev/null 2>&1 & pid=$!
       sleep 0.7
       taskset -c 1 .build/release/loadtest run loadtest/scenarios/durable.json --url ws://127.0.0.1:9241 --chat-every $every \
         --duration "$secs" --server-pid $pid --quiet --json "$out/$mode-$load-$i.json" > "$out/$mode-$load-$i.txt" 2>&1 || true

@@ -22,7 +22,8 @@ public struct TokenBucket: Sendable {
 /// Per-connection message rates by kind (`--limit-*`), each with a burst of twice the rate.
 public struct MessageRates: Sendable {
     public var cursor = 60.0
-    public var chat = 20.0
+    /// People type a few messages a second at most; a higher rate is a script.
+    public var chat = 5.0
     public var event = 200.0
     public var typing = 10.0
     public var other = 20.0
@@ -43,17 +44,44 @@ public struct ConnectionLimiter: Sendable {
         other = TokenBucket(rate: r.other, burst: r.other * 2, now: now)
     }
 
+    public enum Kind { case cursor, chat, event, typing, other }
+
     /// Whether `message` is within its kind's rate.
     public mutating func allow(_ message: ClientMessage, now: Double) -> Bool {
-        let ok: Bool
         switch message {
+        case .cursor: return allow(.cursor, now: now)
+        case .chat: return allow(.chat, now: now)
+        case .event: return allow(.event, now: now)
+        case .typing: return allow(.typing, now: now)
+        default: return allow(.other, now: now)
+        }
+    }
+
+    public mutating func allow(_ kind: Kind, now: Double) -> Bool {
+        let ok: Bool
+        switch kind {
         case .cursor: ok = cursor.take(now: now)
         case .chat: ok = chat.take(now: now)
         case .event: ok = event.take(now: now)
         case .typing: ok = typing.take(now: now)
-        default: ok = other.take(now: now)
+        case .other: ok = other.take(now: now)
         }
         if !ok { refused += 1 }
         return ok
+    }
+
+    /// The kind of a message from its first bytes (`{"type":"chat"...`), without parsing it, so a flood
+    /// is refused before it costs a JSON parse. Nil when the message does not start that way.
+    public static func sniff(_ p: UnsafeRawBufferPointer) -> Kind? {
+        let prefix: [UInt8] = Array("{\"type\":\"".utf8)
+        guard p.count > prefix.count + 4, (0..<prefix.count).allSatisfy({ p[$0] == prefix[$0] }) else { return nil }
+        let i = prefix.count
+        switch (p[i], p[i + 1], p[i + 2]) {
+        case (UInt8(ascii: "c"), UInt8(ascii: "u"), _): return .cursor
+        case (UInt8(ascii: "c"), UInt8(ascii: "h"), _): return .chat
+        case (UInt8(ascii: "e"), UInt8(ascii: "v"), _): return .event
+        case (UInt8(ascii: "t"), UInt8(ascii: "y"), _): return .typing
+        default: return .other
+        }
     }
 }

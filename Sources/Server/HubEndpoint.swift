@@ -27,6 +27,11 @@ final class HubEndpoint: Endpoint {
         if connection.membership == nil, let replay = replayRequest(payload) {
             return handleReplay(connection, replay)
         }
+        // Rate limits first: a flood is refused before it costs a parse.
+        let now = connection.loop.now
+        if connection.limiter == nil { connection.limiter = ConnectionLimiter(hub.context.config.messageRates, now: now) }
+        let sniffed = ConnectionLimiter.sniff(payload)
+        if let kind = sniffed, !connection.limiter!.allow(kind, now: now) { return refuse(connection) }
         let message: ClientMessage
         do {
             message = try ClientMessage.parse(Array(payload), limits: hub.context.sessionPolicy.limits)
@@ -35,18 +40,7 @@ final class HubEndpoint: Endpoint {
         } catch {
             return reject(connection, MessageError("bad_request", "\(error)"))
         }
-        let now = connection.loop.now
-        if connection.limiter == nil { connection.limiter = ConnectionLimiter(hub.context.config.messageRates, now: now) }
-        if !connection.limiter!.allow(message, now: now) {
-            hub.context.metrics.rateLimited.add()
-            let refused = connection.limiter!.refused
-            // Tell the client now and then (not once per refused message: that would amplify a flood).
-            if refused == 1 || refused % 100 == 0 {
-                connection.sendError(MessageError("rate_limited", "too many messages of this kind; slow down"))
-            }
-            if refused > Self.maxRefusedMessages { connection.fail(.rateLimited, "message rate limit exceeded") }
-            return
-        }
+        if sniffed == nil && !connection.limiter!.allow(message, now: now) { return refuse(connection) }
         if case .join(let join) = message, connection.membership == nil {
             return self.join(connection, join)
         }
@@ -54,6 +48,16 @@ final class HubEndpoint: Endpoint {
             return reject(connection, MessageError("not_joined", "send a join first"))
         }
         session.received(connection, message)
+    }
+
+    private func refuse(_ connection: Connection) {
+        hub.context.metrics.rateLimited.add()
+        let refused = connection.limiter!.refused
+        // Tell the client now and then (not once per refused message: that would amplify a flood).
+        if refused == 1 || refused % 100 == 0 {
+            connection.sendError(MessageError("rate_limited", "too many messages of this kind; slow down"))
+        }
+        if refused > Self.maxRefusedMessages { connection.fail(.rateLimited, "message rate limit exceeded") }
     }
 
     private func join(_ connection: Connection, _ join: ClientMessage.Join) {

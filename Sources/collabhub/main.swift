@@ -39,7 +39,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Seconds of clock skew allowed when checking token times.") var jwtSkew = 60
     @Option(help: "WebSocket connections allowed per client address (0: no limit).") var maxConnectionsPerAddress = 1000
     @Option(help: "Cursor updates per second per connection (burst: twice).") var limitCursor = 60.0
-    @Option(help: "Chat messages per second per connection (burst: twice).") var limitChat = 20.0
+    @Option(help: "Chat messages per second per connection (burst: twice).") var limitChat = 5.0
     @Option(help: "App events per second per connection (burst: twice).") var limitEvent = 200.0
     @Option(help: "TCP congestion control for client sockets, e.g. cubic (default: the system's).") var tcpCongestion: String?
 

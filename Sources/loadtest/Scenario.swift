@@ -24,6 +24,9 @@ struct ScenarioConfig: Codable {
     var churn = 0.0
     /// Whether each chat is preceded by a typing start and followed by a stop.
     var typing = true
+    /// Extra abusive members (spread over the sessions) that flood chat at `abuseRate` messages/s each.
+    var abusive = 0
+    var abuseRate = 200.0
     var size = 100
     var duration = 10.0
     var warmup = 2.0
@@ -34,6 +37,7 @@ struct ScenarioConfig: Codable {
 
     enum CodingKeys: String, CodingKey {
         case name, description, sessions, members, viewers, rate, cursorHz = "cursor_hz", chatEvery = "chat_every", churn, typing,
+             abusive, abuseRate = "abuse_rate",
              size, duration, warmup, ramp, peer
     }
 }
@@ -52,6 +56,8 @@ extension ScenarioConfig {
         chatEvery = try c.decodeIfPresent(Double.self, forKey: .chatEvery) ?? chatEvery
         churn = try c.decodeIfPresent(Double.self, forKey: .churn) ?? churn
         typing = try c.decodeIfPresent(Bool.self, forKey: .typing) ?? typing
+        abusive = try c.decodeIfPresent(Int.self, forKey: .abusive) ?? abusive
+        abuseRate = try c.decodeIfPresent(Double.self, forKey: .abuseRate) ?? abuseRate
         size = try c.decodeIfPresent(Int.self, forKey: .size) ?? size
         duration = try c.decodeIfPresent(Double.self, forKey: .duration) ?? duration
         warmup = try c.decodeIfPresent(Double.self, forKey: .warmup) ?? warmup
@@ -70,6 +76,8 @@ struct ScenarioOverrides: ParsableArguments {
     @Option(help: "Cursor updates per second per sending member.") var cursorHz: Double?
     @Option(help: "Seconds between chats of a sending member (0: none).") var chatEvery: Double?
     @Option(help: "Reconnections (with resume) per second across all members.") var churn: Double?
+    @Option(help: "Extra abusive members flooding chat.") var abusive: Int?
+    @Option(help: "Chat messages per second each abusive member sends.") var abuseRate: Double?
     @Option(help: "Payload bytes per message.") var size: Int?
     @Option(help: "Seconds measured.") var duration: Double?
     @Option(help: "Warm-up seconds (not measured).") var warmup: Double?
@@ -88,6 +96,8 @@ struct ScenarioOverrides: ParsableArguments {
         if let cursorHz { c.cursorHz = cursorHz }
         if let chatEvery { c.chatEvery = chatEvery }
         if let churn { c.churn = churn }
+        if let abusive { c.abusive = abusive }
+        if let abuseRate { c.abuseRate = abuseRate }
         if let size { c.size = size }
         if let duration { c.duration = duration }
         if let warmup { c.warmup = warmup }
@@ -124,6 +134,8 @@ final class Member {
     let session: Int, index: Int
     let code: String
     let sends: Bool
+    var abusive = false
+    var nextAbuse = 0.0
     var client: WSClient?
     var lastSeq = 0
     var nextEvent = 0.0, nextCursor = 0.0, nextChat = 0.0
@@ -153,7 +165,7 @@ final class ScenarioRunner {
         for i in 0..<c.sessions {
             if c.peer == "collabhub" {
                 let (status, body) = try HTTPClient.request(host: base.host, port: base.port, method: "POST", path: "/api/sessions",
-                                                            body: "{\"title\":\"\(c.name) \(i)\",\"max_participants\":\(c.members)}")
+                                                            body: "{\"title\":\"\(c.name) \(i)\",\"max_participants\":\(c.members + (c.abusive + c.sessions - 1) / c.sessions)}")
                 guard status == 201, let r = body.range(of: "\"code\":\""), let end = body[r.upperBound...].firstIndex(of: "\"") else {
                     throw ValidationFailure("creating a session failed: \(status) \(body)")
                 }
@@ -166,6 +178,12 @@ final class ScenarioRunner {
         for (s, code) in codes.enumerated() {
             for m in 0..<c.members { members.append(Member(session: s, index: m, code: code, sends: m < senders)) }
         }
+        for a in 0..<c.abusive {
+            let s = a % codes.count
+            let m = Member(session: s, index: c.members + a / codes.count, code: codes[s], sends: false)
+            m.abusive = true
+            members.append(m)
+        }
         // Connect (optionally ramped), each member joining as soon as its socket opens.
         let t0 = monotonicNow()
         for (i, m) in members.enumerated() {
@@ -177,6 +195,7 @@ final class ScenarioRunner {
             if i % 200 == 199 { loop.runOnce() }
         }
         runLoop(loop, timeout: 60) { self.joins + self.closed >= self.members.count }
+        for m in members { m.nextAbuse = 0 }
         guard joins >= members.count else { throw ValidationFailure("only \(joins) of \(members.count) members joined (\(closed) closed)") }
 
         let start = monotonicNow()
@@ -185,6 +204,15 @@ final class ScenarioRunner {
         var churnDue = 0.0
         let sendTimer = Loop.Timer(loop: loop, after: 0.001, repeat: 0.001) { [self] in
             let t = monotonicNow() - start
+            for m in members where m.abusive && m.joined {
+                guard let client = m.client, client.state == .open else { continue }
+                while m.nextAbuse <= t {
+                    m.nextAbuse += 1 / c.abuseRate
+                    counter += 1
+                    client.sendText("{\"type\":\"chat\",\"id\":\"a\(counter)\",\"text\":\"flood\"}")
+                    stats.abuseSent += 1
+                }
+            }
             for m in members where m.sends && m.joined {
                 guard let client = m.client, client.state == .open else { continue }
                 if c.rate > 0 {
@@ -301,11 +329,11 @@ final class Stats {
     var window = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .two)
     var connectTime = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .two)
     var joinTime = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .two)
-    var deliveries = 0, acks = 0, sent = 0, errors = 0
+    var deliveries = 0, acks = 0, sent = 0, errors = 0, abuseSent = 0
     var closeCodes: [Int: Int] = [:]
 
     func reset() {
-        latency.reset(); byKind = [:]; deliveries = 0; acks = 0; sent = 0; errors = 0
+        latency.reset(); byKind = [:]; deliveries = 0; acks = 0; sent = 0; errors = 0; abuseSent = 0
     }
 
     /// Returns true for a `joined` message.
@@ -407,6 +435,7 @@ struct Report {
         s += String(format: "  client CPU %.0f%%", clientCPU)
         if let serverCPU { s += String(format: ", server CPU %.0f%%", serverCPU) }
         if let rss = serverRSSKiB { s += ", server RSS \(rss / 1024) MiB" }
+        if config.abusive > 0 { s += String(format: ", abusive sent %.0f/s", Double(stats.abuseSent) / seconds) }
         s += ", reconnects \(reconnects), closed \(closed), errors \(stats.errors)"
         if !stats.closeCodes.isEmpty { s += ", close codes \(stats.closeCodes.sorted { $0.key < $1.key })" }
         return s

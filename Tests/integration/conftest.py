@@ -21,6 +21,10 @@ class Hub:
 
     def start(self):
         cmd = self.prefix + [BINARY, "serve", "--port", "0", "--host", "127.0.0.1", *self.args]
+        # Tests that measure throughput blast chat faster than a person could; the limit itself is
+        # tested with its own setting (test_auth).
+        if "--limit-chat" not in self.args:
+            cmd += ["--limit-chat", "10000"]
         if self.data_dir and "--data" not in self.args:
             cmd += ["--data", self.data_dir]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
