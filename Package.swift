@@ -27,7 +27,7 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
 
         .target(name: "WebSocket", dependencies: ["COpenSSL"], swiftSettings: optimize),
-        .target(name: "EventLoop", dependencies: ["CEV", "WebSocket"], swiftSettings: optimize),
+        .target(name: "EventLoop", dependencies: ["CEV", "COpenSSL", "WebSocket"], swiftSettings: optimize),
         .target(name: "Hub", dependencies: ["WebSocket"], swiftSettings: optimize),
         .target(name: "Store", dependencies: ["CSQLite", "Hub", "WebSocket"], swiftSettings: optimize),
         .target(name: "Server", dependencies: ["WebSocket", "EventLoop", "Hub", "Store", "COpenSSL"],

@@ -1,4 +1,5 @@
 import CEV
+import COpenSSL
 import WebSocket
 #if canImport(Glibc)
 import Glibc
@@ -34,6 +35,12 @@ open class Stream {
     private var lingering = false
     /// Loop time of the last bytes received.
     public var lastActivity: Double
+    /// The TLS session when the stream is encrypted (OpenSSL `SSL*`), nil for plain TCP.
+    private var ssl: OpaquePointer?
+    /// Bytes offered to the last `SSL_write` that asked to be retried: a retry must offer the same bytes.
+    private var tlsRetryLength = 0
+    /// The TLS layer needs the socket writable before it can go on reading (or vice versa).
+    private var tlsWantsWrite = false
     /// Owned chunks are at least this big, so many small frames share one allocation and one iovec.
     static let ownedChunkSize = 4096
     static let maxIOVecs = 64
@@ -67,10 +74,19 @@ open class Stream {
     }
 
     deinit {
+        if let ssl { SSL_free(ssl) }
         readWatcher.deallocate()
         writeWatcher.deallocate()
         timer.deallocate()
     }
+
+    /// Makes the stream encrypted (before `start`): the TLS handshake runs as the first bytes move.
+    public func enableTLS(_ context: TLSContext, serverName: String? = nil) {
+        ssl = context.session(fd: fd, serverName: serverName)
+        if !context.isServer { markDirty() }  // a client speaks first
+    }
+
+    public var isTLS: Bool { ssl != nil }
 
     /// Registers with the loop and starts reading. Call once, on the loop's thread.
     open func start() {
@@ -108,9 +124,37 @@ open class Stream {
 
     // MARK: - Reading
 
+    /// Reads from the socket, or decrypts from the TLS session: as many records as fit in `buf`.
+    private func readSome(_ buf: UnsafeMutableRawBufferPointer) -> Int {
+        guard let ssl else { return recv(fd, buf.baseAddress, buf.count, 0) }
+        var total = 0
+        while buf.count - total >= 16 * 1024 + 256 {
+            ERR_clear_error()
+            let n = SSL_read(ssl, buf.baseAddress! + total, Int32(buf.count - total))
+            if n > 0 { total += Int(n); continue }
+            switch SSL_get_error(ssl, n) {
+            case SSL_ERROR_WANT_READ:
+                return total > 0 ? total : -2
+            case SSL_ERROR_WANT_WRITE:
+                tlsWantsWrite = true
+                if chub_is_active(writeWatcher) == 0 { ev_io_start(loop.raw, writeWatcher) }
+                return total > 0 ? total : -2
+            case SSL_ERROR_ZERO_RETURN:
+                return total > 0 ? total : 0
+            default:
+                // Not TLS (plain HTTP to the TLS port), a failed handshake, or a broken record.
+                return total > 0 ? total : -1
+            }
+        }
+        return total
+    }
+
     private func handleReadable() {
         let buf = loop.readBuffer
-        let n = recv(fd, buf.baseAddress, buf.count, 0)
+        let n = readSome(buf)
+        // A TLS write may have been waiting for the handshake that this read advanced.
+        if ssl != nil && !out.isEmpty && !isClosed { markDirty() }
+        if n == -2 { return }  // TLS wants more bytes (or the socket writable) before there is data
         if n > 0 {
             lastActivity = loop.now
             if lingering { return }  // draining after our close: discard
@@ -142,7 +186,7 @@ open class Stream {
             if lingering { close() } else { peerClosed() }
         } else {
             let e = chub_errno()
-            if e == EAGAIN || e == EWOULDBLOCK || e == EINTR { return }
+            if ssl == nil && (e == EAGAIN || e == EWOULDBLOCK || e == EINTR) { return }
             if lingering { close() } else { peerClosed() }
         }
     }
@@ -204,6 +248,7 @@ open class Stream {
     /// Writes as much queued output as the socket takes. Called by the loop once per iteration.
     func flush() {
         guard !isClosed else { return }
+        if ssl != nil { flushTLS(); return }
         while !out.isEmpty {
             let n = min(out.count, Self.maxIOVecs)
             let written: Int = withUnsafeTemporaryAllocation(of: iovec.self, capacity: n) { iov in
@@ -242,6 +287,65 @@ open class Stream {
         }
     }
 
+    /// The TLS write path: queued chunks are gathered into record-sized writes (a TLS record per
+    /// `SSL_write`, so many small frames do not become many small records).
+    private func flushTLS() {
+        guard let ssl else { return }
+        if tlsWantsWrite {
+            // A read was blocked on writability (handshake/record flow): let it go on.
+            tlsWantsWrite = false
+            handleReadable()
+            if isClosed { return }
+        }
+        let scratch = loop.readBuffer  // not in use between callbacks
+        let recordSize = 16 * 1024
+        while !out.isEmpty || SSL_in_init(ssl) != 0 {
+            var length = 0
+            let limit = tlsRetryLength > 0 ? tlsRetryLength : recordSize
+            for e in out where length < limit {
+                let n = min(e.chunk.count - e.offset, limit - length)
+                (scratch.baseAddress! + length).copyMemory(from: e.chunk.base + e.offset, byteCount: n)
+                length += n
+            }
+            ERR_clear_error()
+            let written: Int32
+            if length == 0 {
+                // Nothing to send yet, but a client handshake must start: a zero-length write does it.
+                written = SSL_do_handshake(ssl) == 1 ? 0 : -1
+                if written == 0 { break }
+            } else {
+                written = SSL_write(ssl, scratch.baseAddress, Int32(length))
+            }
+            if written <= 0 {
+                switch SSL_get_error(ssl, written) {
+                case SSL_ERROR_WANT_WRITE:
+                    tlsRetryLength = length
+                    if chub_is_active(writeWatcher) == 0 { ev_io_start(loop.raw, writeWatcher) }
+                    return
+                case SSL_ERROR_WANT_READ:
+                    tlsRetryLength = length
+                    return  // the read watcher drives it on
+                default:
+                    out.removeAll(); outBytes = 0
+                    peerClosed()
+                    return
+                }
+            }
+            tlsRetryLength = 0
+            var left = Int(written)
+            loop.bytesWritten.add(left)
+            outBytes -= left
+            while left > 0, !out.isEmpty {
+                let remaining = out[0].chunk.count - out[0].offset
+                if left >= remaining { left -= remaining; out.removeFirst() } else { out[0].offset += left; left = 0 }
+            }
+        }
+        if out.isEmpty {
+            if chub_is_active(writeWatcher) != 0 { ev_io_stop(loop.raw, writeWatcher) }
+            if isClosing && !lingering { beginLinger() } else if !isClosing { outputDrained() }
+        }
+    }
+
     // MARK: - Closing
 
     /// Closes after the queued output is written: our side is shut down and the peer drained until
@@ -256,6 +360,7 @@ open class Stream {
 
     private func beginLinger() {
         lingering = true
+        if let ssl { ERR_clear_error(); _ = SSL_shutdown(ssl) }  // close_notify, best effort
         shutdown(fd, Int32(SHUT_WR))
         setTimer(lingerSeconds)
     }
@@ -277,15 +382,22 @@ open class Stream {
 
     /// Gives up the descriptor without closing it, so another loop can adopt it (a connection handed to
     /// the loop that owns its session). Only valid while nothing is queued for output.
-    public func handOff() {
+    @discardableResult
+    public func handOff() -> OpaquePointer? {
         precondition(out.isEmpty, "cannot hand off a stream with queued output")
         isClosed = true
+        let session = ssl
+        ssl = nil  // the new owner frees it
         ev_io_stop(loop.raw, readWatcher)
         ev_io_stop(loop.raw, writeWatcher)
         ev_timer_stop(loop.raw, timer)
         pending = []
         loop.streams[fd] = nil
+        return session
     }
+
+    /// Takes over the TLS session of a stream handed off by another loop (same socket).
+    public func adoptTLS(_ session: OpaquePointer) { ssl = session }
 
     /// Processes bytes that arrived before this stream existed (received by the loop that handed it
     /// over), or that were held back while the stream waited.

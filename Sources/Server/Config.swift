@@ -47,6 +47,9 @@ public struct Config: Sendable {
     /// The key backends present to publish run events (HTTP X-API-Key / Bearer, or /publish?key=).
     /// Until API keys exist (the auth issue), one shared key; nil disables publishing.
     public var publishKey: String?
+    /// PEM certificate chain and key: serve wss:// and https:// instead of ws:// and http://.
+    public var tlsCertificate: String?
+    public var tlsKey: String?
     /// Message rates per connection by kind.
     public var messageRates = MessageRates()
     /// WebSocket connections allowed per client address (0: no limit).

@@ -160,9 +160,11 @@ final class Connection: Stream {
         let fd = self.fd, peer = self.peer
         context.metrics.connectionsOpen.add(-1)
         context.metrics.connectionsTotal.add(-1)
-        super.handOff()
+        let tls = super.handOff()
+        let box = TLSBox(tls)
         owner.loop.post {
             let c = Connection(context: owner, fd: fd, peer: peer)
+            if let session = box.session { c.adoptTLS(session) }
             c.start()
             c.feed(bytes)
         }
@@ -398,3 +400,8 @@ final class Connection: Stream {
     }
 }
 
+/// Carries a TLS session pointer to the loop that adopts the connection.
+private final class TLSBox: @unchecked Sendable {
+    let session: OpaquePointer?
+    init(_ s: OpaquePointer?) { session = s }
+}

@@ -75,10 +75,18 @@ public final class Server {
             context.endpoints["/watch"] = watch
             if config.publishKey != nil { context.endpoints["/publish"] = publish }
         }
+        var tls: TLSContext?
+        if let cert = config.tlsCertificate, let key = config.tlsKey {
+            do { tls = try TLSContext(certificate: cert, key: key) } catch { throw ListenError(description: "\(error)") }
+        } else if config.tlsCertificate != nil || config.tlsKey != nil {
+            throw ListenError(description: "TLS needs both --tls-cert and --tls-key")
+        }
         var port = config.port
         for context in contexts {
             let listener = try Listener(loop: context.loop, host: config.host, port: port) { [unowned context] loop, fd, peer in
-                Connection(context: context, fd: fd, peer: peer).start()
+                let c = Connection(context: context, fd: fd, peer: peer)
+                if let tls { c.enableTLS(tls) }
+                c.start()
             }
             listener.congestionControl = config.tcpCongestion
             port = listener.port

@@ -41,6 +41,8 @@ struct Serve: ParsableCommand {
     @Option(help: "Cursor updates per second per connection (burst: twice).") var limitCursor = 60.0
     @Option(help: "Chat messages per second per connection (burst: twice).") var limitChat = 5.0
     @Option(help: "App events per second per connection (burst: twice).") var limitEvent = 200.0
+    @Option(help: "PEM certificate chain: serve wss:// and https://.") var tlsCert: String?
+    @Option(help: "PEM private key for --tls-cert.") var tlsKey: String?
     @Option(help: "TCP congestion control for client sockets, e.g. cubic (default: the system's).") var tcpCongestion: String?
 
     func validate() throws {
@@ -81,6 +83,8 @@ struct Serve: ParsableCommand {
         config.retention = RetentionPolicy(maxAgeMillis: retentionAge.map { Int64($0 * 1000) }, maxEventsPerSession: retentionEvents)
         config.retentionInterval = retentionInterval
         config.tcpCongestion = tcpCongestion
+        config.tlsCertificate = tlsCert
+        config.tlsKey = tlsKey
         var keys: [String: [UInt8]] = [:]
         for entry in jwtSecret + (ProcessInfo.processInfo.environment["COLLABHUB_JWT_SECRET"].map { [$0] } ?? []) {
             if let eq = entry.firstIndex(of: "="), eq != entry.startIndex {
@@ -107,7 +111,7 @@ struct Serve: ParsableCommand {
             throw ExitCode(1)
         }
         server.handleSignals()
-        print("collabhub listening on \(host):\(server.port) threads=\(config.threads)\(echo ? " echo=on" : "")")
+        print("collabhub listening on \(host):\(server.port) threads=\(config.threads)\(echo ? " echo=on" : "")\(tlsCert != nil ? " tls=on" : "")")
         fflush(stdout)
         server.run()
         print("collabhub stopped")

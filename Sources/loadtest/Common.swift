@@ -7,9 +7,11 @@ struct WSURL {
     var host: String
     var port: Int
     var path: String
+    var tls = false
     init(_ s: String) throws {
-        guard s.hasPrefix("ws://") else { throw ValidationFailure("only ws:// URLs are supported: \(s)") }
-        let rest = s.dropFirst(5)
+        guard s.hasPrefix("ws://") || s.hasPrefix("wss://") else { throw ValidationFailure("only ws:// and wss:// URLs are supported: \(s)") }
+        tls = s.hasPrefix("wss://")
+        let rest = s.dropFirst(tls ? 6 : 5)
         let slash = rest.firstIndex(of: "/") ?? rest.endIndex
         let hostPort = rest[..<slash]
         path = slash == rest.endIndex ? "/" : String(rest[slash...])
@@ -66,6 +68,7 @@ func openClients(_ count: Int, url: WSURL, loop: Loop, subprotocol: String? = ni
         let fd = try connectTCP(host: url.host, port: url.port, source: sourceAddress(for: i))
         let c = WSClient(loop: loop, fd: fd, peer: url.host)
         configure(c, i)
+        if url.tls { c.enableTLS(try clientTLS(), serverName: url.host) }
         c.start()
         c.handshake(host: url.host, path: url.path, subprotocol: subprotocol)
         clients.append(c)
@@ -83,4 +86,13 @@ func runLoop(_ loop: Loop, timeout: Double, until: @escaping () -> Bool) {
     }
     loop.run()
     timer = nil
+}
+
+private var sharedClientTLS: TLSContext?
+/// One client TLS context for the whole load generator.
+func clientTLS() throws -> TLSContext {
+    if let c = sharedClientTLS { return c }
+    let c = try TLSContext()
+    sharedClientTLS = c
+    return c
 }

@@ -296,10 +296,11 @@ final class ScenarioRunner {
     }
 
     private func connect(_ m: Member, number: Int, base: WSURL, loop: Loop, resume: Bool) throws {
-        let target = try WSURL("ws://\(base.host):\(base.port)/ws?session=\(m.code)")
+        let target = try WSURL("\(base.tls ? "wss" : "ws")://\(base.host):\(base.port)/ws?session=\(m.code)")
         m.connectStart = monotonicNow()
         let fd = try connectTCP(host: target.host, port: target.port, source: sourceAddress(for: number))
         let client = WSClient(loop: loop, fd: fd, peer: target.host)
+        if target.tls { client.enableTLS(try clientTLS(), serverName: target.host) }
         m.client = client
         client.onOpen = { [self] c in
             stats.connectTime.record(UInt64((monotonicNow() - m.connectStart) * 1e6))
