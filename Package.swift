@@ -26,7 +26,7 @@ let package = Package(
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
 
-        .target(name: "WebSocket", dependencies: ["COpenSSL"], swiftSettings: optimize),
+        .target(name: "WebSocket", dependencies: ["COpenSSL", "CZlib"], swiftSettings: optimize),
         .target(name: "EventLoop", dependencies: ["CEV", "COpenSSL", "WebSocket"], swiftSettings: optimize),
         .target(name: "Hub", dependencies: ["WebSocket"], swiftSettings: optimize),
         .target(name: "Store", dependencies: ["CSQLite", "Hub", "WebSocket"], swiftSettings: optimize),
@@ -34,7 +34,7 @@ let package = Package(
                 swiftSettings: optimize),
 
         .executableTarget(name: "collabhub", dependencies: [
-            "Server", "Hub", "Store", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Server", "Hub", "Store", "WebSocket", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimize),
         .executableTarget(name: "loadtest", dependencies: [
             "WebSocket", "EventLoop",

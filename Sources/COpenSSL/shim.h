@@ -16,6 +16,9 @@ static inline long chub_ssl_modes(void) {
 static inline uint64_t chub_ssl_server_options(void) {
     return SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION;
 }
+// No server-side session cache: every cached session costs memory per client; resumption still
+// works through stateless TLS 1.3 tickets.
+static inline long chub_ssl_ctx_no_session_cache(SSL_CTX *ctx) { return SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF); }
 static inline int chub_ssl_set_tlsext_host_name(SSL *ssl, const char *name) { return (int)SSL_set_tlsext_host_name(ssl, name); }
 // ALPN: choose http/1.1 when the client offers it (WebSocket upgrades are HTTP/1.1).
 static inline int chub_alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,

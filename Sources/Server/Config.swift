@@ -50,6 +50,8 @@ public struct Config: Sendable {
     /// PEM certificate chain and key: serve wss:// and https:// instead of ws:// and http://.
     public var tlsCertificate: String?
     public var tlsKey: String?
+    /// permessage-deflate: off, shared (no server context takeover: compress a broadcast once) or context.
+    public var compression = CompressionMode.shared
     /// Message rates per connection by kind.
     public var messageRates = MessageRates()
     /// WebSocket connections allowed per client address (0: no limit).

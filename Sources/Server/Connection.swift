@@ -50,6 +50,13 @@ final class Connection: Stream {
     /// Ephemeral updates held back while this client was behind: the latest per key, in first-seen order.
     var coalesced: [String: Chunk] = [:]
     var coalescedOrder: [String] = []
+    /// permessage-deflate, when negotiated.
+    private(set) var deflate: DeflateParameters?
+    private var inflater: Inflater?
+    /// Own compressor, only with context takeover (otherwise the loop's shared one is used).
+    private var ownDeflater: Deflater?
+    /// Messages shorter than this are sent uncompressed (deflate would not make them smaller).
+    static let compressThreshold = 64
     /// Per-kind message rate limits (created on the first message).
     var limiter: ConnectionLimiter?
     /// Counted against the per-address connection limit.
@@ -235,7 +242,15 @@ final class Connection: Stream {
                 countedAddress = true
             }
             context.metrics.handshakesOK.add()
-            send(Handshake.response(accepted))
+            if let params = DeflateNegotiation.negotiate(accepted.extensionOffers, mode: context.config.compression) {
+                deflate = params
+                inflater = Inflater(windowBits: params.clientMaxWindowBits, noContextTakeover: params.clientNoContextTakeover)
+                if !params.serverNoContextTakeover || params.serverMaxWindowBits < 15 {
+                    ownDeflater = Deflater(windowBits: params.serverMaxWindowBits, noContextTakeover: params.serverNoContextTakeover)
+                }
+                reader.compressionNegotiated = true
+            }
+            send(Handshake.response(accepted, extensionResponse: deflate?.responseHeader))
             phase = .websocket
             subprotocol = accepted.subprotocol
             self.endpoint = endpoint
@@ -247,10 +262,25 @@ final class Connection: Stream {
     private func receivedWebSocket(_ bytes: UnsafeMutableRawBufferPointer) -> Int {
         let outcome = reader.read(bytes) { event in
             switch event {
-            case .message(let opcode, let payload, _):
+            case .message(let opcode, let payload, let compressed):
                 context.metrics.messagesIn.add()
                 if sentClose { return true }  // RFC 6455 §1.4: data after our close is discarded
-                endpoint?.received(self, opcode, payload)
+                if compressed {
+                    guard let inflater else { fail(.protocolError, "compressed message without permessage-deflate"); return false }
+                    switch inflater.inflate(payload, limit: context.config.maxMessageSize) {
+                    case .tooBig:
+                        fail(.messageTooBig, "message inflates beyond \(context.config.maxMessageSize) bytes"); return false
+                    case .corrupt:
+                        fail(.invalidPayload, "invalid compressed data"); return false
+                    case .ok(let bytes):
+                        if opcode == .text && !bytes.withUnsafeBytes({ UTF8Validator.isValid($0) }) {
+                            fail(.invalidPayload, "invalid UTF-8 in text message"); return false
+                        }
+                        bytes.withUnsafeBytes { endpoint?.received(self, opcode, $0) }
+                    }
+                } else {
+                    endpoint?.received(self, opcode, payload)
+                }
             case .ping(let payload):
                 if !sentClose { sendFrame(.pong, payload) }
             case .pong:
@@ -280,6 +310,12 @@ final class Connection: Stream {
     @inline(__always)
     func sendFrame(_ opcode: Opcode, _ payload: UnsafeRawBufferPointer) {
         guard !isClosed, !isClosing else { return }
+        if deflate != nil && !opcode.isControl && payload.count >= Self.compressThreshold {
+            let deflater = ownDeflater ?? context.sharedDeflater
+            send(Chunk.compressed(opcode, deflater.deflate(payload)))
+            context.metrics.messagesOut.add()
+            return
+        }
         let h = FrameEncoder.headerLength(payload: payload.count, masked: false)
         if payload.count > 16 * 1024 {
             var frame: [UInt8] = []
@@ -302,7 +338,18 @@ final class Connection: Stream {
     @inline(__always)
     func sendShared(_ frame: Chunk) {
         context.metrics.messagesOut.add()
-        send(frame)
+        guard deflate != nil, frame.count >= Self.compressThreshold + 2 else { return send(frame) }
+        if ownDeflater == nil {
+            // Shared mode: compress the broadcast once; every compressing recipient gets the same frame.
+            if let c = frame.compressedFrame { return send(c) }
+            guard let (op, payload) = frame.framePayload, !op.isControl else { return send(frame) }
+            let c = Chunk.compressed(op, context.sharedDeflater.deflate(payload))
+            frame.compressedFrame = c
+            send(c)
+        } else {
+            guard let (op, payload) = frame.framePayload, !op.isControl else { return send(frame) }
+            send(Chunk.compressed(op, ownDeflater!.deflate(payload)))
+        }
     }
 
     /// Starts the closing handshake: sends a close frame and waits (at most `closeTimeout`) for the reply.

@@ -16,6 +16,8 @@ final class LoopContext {
     /// Runs and dashboards (loop 0 only).
     var runs: RunHub?
     var sessionPolicy: SessionPolicy { config.sessionPolicy }
+    /// One compressor per loop for connections without context takeover (reset per message).
+    lazy var sharedDeflater: Deflater = Deflater(windowBits: 15, noContextTakeover: true)!
     init(loop: Loop, config: Config) { self.loop = loop; self.config = config }
 }
 

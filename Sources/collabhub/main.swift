@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Hub
+import WebSocket
 import Server
 import Store
 
@@ -41,6 +42,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Cursor updates per second per connection (burst: twice).") var limitCursor = 60.0
     @Option(help: "Chat messages per second per connection (burst: twice).") var limitChat = 5.0
     @Option(help: "App events per second per connection (burst: twice).") var limitEvent = 200.0
+    @Option(help: "permessage-deflate: off, shared (compress each broadcast once; no per-connection state) or context (per-connection context takeover).") var compression = "shared"
     @Option(help: "PEM certificate chain: serve wss:// and https://.") var tlsCert: String?
     @Option(help: "PEM private key for --tls-cert.") var tlsKey: String?
     @Option(help: "TCP congestion control for client sockets, e.g. cubic (default: the system's).") var tcpCongestion: String?
@@ -56,6 +58,7 @@ struct Serve: ParsableCommand {
         guard maxParticipants >= 1 else { throw ValidationError("--max-participants must be at least 1") }
         if let a = retentionAge, a <= 0 { throw ValidationError("--retention-age must be positive") }
         if let e = retentionEvents, e < 1 { throw ValidationError("--retention-events must be at least 1") }
+        guard CompressionMode(rawValue: compression) != nil else { throw ValidationError("--compression must be off, shared or context") }
         guard maxConnectionsPerAddress >= 0, limitCursor > 0, limitChat > 0, limitEvent > 0 else {
             throw ValidationError("limits must be positive (--max-connections-per-address may be 0: no limit)")
         }
@@ -83,6 +86,7 @@ struct Serve: ParsableCommand {
         config.retention = RetentionPolicy(maxAgeMillis: retentionAge.map { Int64($0 * 1000) }, maxEventsPerSession: retentionEvents)
         config.retentionInterval = retentionInterval
         config.tcpCongestion = tcpCongestion
+        config.compression = CompressionMode(rawValue: compression)!
         config.tlsCertificate = tlsCert
         config.tlsKey = tlsKey
         var keys: [String: [UInt8]] = [:]
