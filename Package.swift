@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "Hub", dependencies: ["WebSocket"], swiftSettings: optimize),
         .target(name: "Store", dependencies: ["CSQLite", "Hub", "WebSocket"], swiftSettings: optimize),
         .target(name: "Server", dependencies: ["WebSocket", "EventLoop", "Hub", "Store", "COpenSSL"],
-                swiftSettings: optimize),
+                resources: [.copy("Web")], swiftSettings: optimize),
 
         .executableTarget(name: "collabhub", dependencies: [
             "Server", "Hub", "Store", "WebSocket", .product(name: "ArgumentParser", package: "swift-argument-parser"),

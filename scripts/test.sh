@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# One command for the whole test suite: system packages, unit tests (swift test), integration tests
-# against the real binary with real peers (pytest: Python websockets, Node ws), and bounded fuzzing.
+# One command for the whole test suite: system packages, the browser client's unit tests (node --test),
+# integration tests against the real binary with real peers (pytest: Python websockets, Node ws, raw
+# sockets, openssl s_client, headless Chromium), bounded fuzzing, and the Swift unit tests (swift test).
 # FUZZ_SECONDS (default 30) sets the time per fuzz target.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh test || exit 1
 status=0
 swift build --product collabhub 2>&1 | grep -E "error|warning: |Build complete" ; [ "${PIPESTATUS[0]}" -eq 0 ] || exit 1
+
+echo "== browser client unit tests (node --test)"
+node --test Tests/client/ || status=1
 
 echo "== integration tests (pytest, real collabhub on loopback)"
 /usr/bin/python3 -m pytest -q Tests/integration || status=1

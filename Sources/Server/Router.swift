@@ -22,6 +22,7 @@ struct Response {
 /// Routes plain HTTP requests (health, metrics, the JSON API). WebSocket paths are `Endpoint`s.
 final class Router {
     unowned(unsafe) let server: Server
+    let files = StaticFiles()
     init(server: Server) { self.server = server }
 
     /// The response, or nil when it will come later through `connection.respondLater`.
@@ -36,6 +37,9 @@ final class Router {
             return r
         default:
             if path.hasPrefix("/api/"), let api = server.api { return api.handle(head, body: body, connection: connection) }
+            if head.method == "GET" || head.method == "HEAD", let file = files.lookup(path) {
+                return Response(status: .ok, body: file.body, contentType: file.contentType, headers: [("Cache-Control", "no-cache")])
+            }
             if context(for: path) { return .error(.methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(path)") }
             return .error(.notFound, "not_found", "no route for \(head.method) \(path)")
         }
