@@ -224,10 +224,6 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
     }
 
     private func run() {
-        // The loops deliver to people; the writer only needs to keep up. A lower priority (nice 10) lets a
-        // loop thread that wakes up preempt a commit in progress instead of waiting out its time slice
-        // when both share a core. Throughput is unchanged while there is CPU to spare.
-        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(chub_gettid()), 10)
         while true {
             cond.lock()
             while queue.isEmpty && !stopping { cond.wait() }
