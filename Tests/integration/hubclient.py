@@ -84,3 +84,13 @@ class Client:
 
     async def close(self):
         await self.ws.close()
+
+
+def run(coro):
+    """Runs a test coroutine, then closes every client it opened."""
+    async def wrapped():
+        try:
+            return await coro
+        finally:
+            await Client.close_all()
+    return asyncio.run(wrapped())

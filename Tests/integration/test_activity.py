@@ -4,17 +4,8 @@ import json
 
 import websockets
 
-from hubclient import Client, api, create_session
+from hubclient import Client, api, create_session, run
 from test_runs import KEY, publish, runs_hub, watch  # noqa: F401  (fixture)
-
-
-def run(coro):
-    async def wrapped():
-        try:
-            return await coro
-        finally:
-            await Client.close_all()
-    return asyncio.run(wrapped())
 
 
 def test_event_names_restricted_per_role(runs_hub):

@@ -12,7 +12,7 @@ import pytest
 import websockets
 
 import conftest
-from hubclient import Client, api, create_session
+from hubclient import Client, api, create_session, run
 
 
 def b64(data):
@@ -33,15 +33,6 @@ def claims(**kw):
     c = {"sub": "u1", "name": "Ann", "session": "*", "role": "editor", "iat": now, "exp": now + 600}
     c.update(kw)
     return c
-
-
-def run(coro):
-    async def wrapped():
-        try:
-            return await coro
-        finally:
-            await Client.close_all()
-    return asyncio.run(wrapped())
 
 
 @pytest.fixture(scope="module")

@@ -6,18 +6,9 @@ import time
 import pytest
 import websockets
 
-from hubclient import Client, api, create_session
+from hubclient import Client, api, create_session, run
 
 KEY = {"X-API-Key": "test-key"}
-
-
-def run(coro):
-    async def wrapped():
-        try:
-            return await coro
-        finally:
-            await Client.close_all()
-    return asyncio.run(wrapped())
 
 
 @pytest.fixture(scope="module")

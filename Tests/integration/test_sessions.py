@@ -9,16 +9,7 @@ import time
 import pytest
 import websockets
 
-from hubclient import Client, api, create_session
-
-
-def run(coro):
-    async def wrapped():
-        try:
-            return await coro
-        finally:
-            await Client.close_all()
-    return asyncio.run(wrapped())
+from hubclient import Client, api, create_session, run
 
 
 def test_sessions_on_every_loop_work(session_hub):

@@ -3,16 +3,7 @@ import asyncio
 import json
 import time
 
-from hubclient import Client, api, create_session
-
-
-def run(coro):
-    async def wrapped():
-        try:
-            return await coro
-        finally:
-            await Client.close_all()
-    return asyncio.run(wrapped())
+from hubclient import Client, api, create_session, run
 
 
 async def record(hub, code, gaps):
