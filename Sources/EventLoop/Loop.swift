@@ -23,8 +23,6 @@ public final class Loop {
     var dirty: [Stream] = []
     /// Open streams by descriptor (for shutdown and metrics).
     public internal(set) var streams: [Int32: Stream] = [:]
-    /// The largest gap seen between when a timer was due and when it ran (loop lag), in seconds.
-    public var maxLag: Double = 0
     /// Bytes written by all streams of this loop.
     public let bytesWritten = Counter()
 
