@@ -121,6 +121,12 @@ final class Connection: Stream {
             requestsServed += 1
             if Handshake.isUpgradeRequest(head) || context.endpoints[head.path] != nil {
                 if let owner = ownerLoop(for: head), owner !== context {
+                    // A socket moves to another loop only with nothing queued for it (a response to an
+                    // earlier pipelined request would otherwise be lost or written from two threads).
+                    guard outBytes == 0 else {
+                        failHTTP(.badRequest, "send the WebSocket upgrade on its own, not pipelined behind other requests")
+                        return bytes.count
+                    }
                     handOff(to: owner, bytes: Array(UnsafeRawBufferPointer(bytes)))
                     return bytes.count
                 }

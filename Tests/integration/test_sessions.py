@@ -350,3 +350,28 @@ def test_out_of_descriptors_does_not_spin_or_crash(tmp_path):
         assert hub.alive()
     finally:
         hub.stop()
+
+
+def test_upgrade_pipelined_behind_a_request_does_not_crash_the_hub(session_hub):
+    """A plain request and a /ws upgrade in one packet: the upgrade may need to move to another loop while
+    the first response is still queued. The hub must answer sensibly and stay up, whatever the loop."""
+    import socket
+    for _ in range(8):   # codes hash to both loops
+        code = create_session(session_hub)["code"]
+        s = socket.create_connection(("127.0.0.1", session_hub.port), timeout=5)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                  + f"GET /ws?session={code} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: collabhub.v1\r\n\r\n".encode())
+        data = b""
+        try:
+            while chunk := s.recv(65536):
+                data += chunk
+                if b"101 Switching" in data or data.count(b"HTTP/1.1") >= 2:
+                    break
+        except (ConnectionResetError, socket.timeout):
+            pass
+        s.close()
+        assert data.startswith(b"HTTP/1.1 200")
+        assert b"HTTP/1.1 101" in data or b"HTTP/1.1 400" in data
+    assert session_hub.alive()
+    assert api(session_hub, "GET", "/healthz")[0] == 200
