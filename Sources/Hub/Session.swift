@@ -556,10 +556,10 @@ public final class Session {
         for m in members {
             for c in m.connections {
                 guard let ms = c.membership, let exp = ms.tokenExpiry else { continue }
-                if wallNow > exp + policy.tokens.skew {
+                if wallNow - policy.tokens.skew > exp {
                     send(c, Wire.error("token_expired", "your token expired; join again with a fresh one"))
                     c.disconnect(.unauthorized, "token expired")
-                } else if !ms.warnedExpiry && wallNow >= exp - policy.tokenWarning {
+                } else if !ms.warnedExpiry && wallNow + policy.tokenWarning >= exp {
                     ms.warnedExpiry = true
                     var w = JSONWriter(); w.beginObject(); w.field("type", "token_expiring"); w.field("exp", Int(exp)); w.endObject()
                     send(c, w.bytes)

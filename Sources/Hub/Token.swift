@@ -61,9 +61,10 @@ public struct TokenVerifier: Sendable {
             return .failure(TokenError(kind: .claims, message: "token needs a sub claim"))
         }
         guard let exp = payload["exp"]?.int.map(Int64.init) else { return .failure(TokenError(kind: .claims, message: "token needs an exp claim")) }
-        guard now <= exp + skew else { return .failure(TokenError(kind: .expired, message: "token expired")) }
+        // Compared without arithmetic on the token's numbers, which may be anything (no overflow traps).
+        guard exp >= now - skew else { return .failure(TokenError(kind: .expired, message: "token expired")) }
         let nbf = payload["nbf"]?.int.map(Int64.init)
-        if let nbf, now + skew < nbf { return .failure(TokenError(kind: .notYetValid, message: "token not valid yet (nbf)")) }
+        if let nbf, nbf > now + skew { return .failure(TokenError(kind: .notYetValid, message: "token not valid yet (nbf)")) }
         let role = payload["role"]?.string ?? "editor"
         guard Self.roles.contains(role) else { return .failure(TokenError(kind: .claims, message: "token role \(role) is not one of \(Self.roles.joined(separator: ", "))")) }
         let session = payload["session"]?.string ?? "*"

@@ -36,6 +36,11 @@ final class TokenTests: XCTestCase {
         XCTAssertEqual(kind(none), .algorithm)
         XCTAssertEqual(kind("a.b"), .malformed)
         XCTAssertEqual(kind(String(parts[0]) + ".@@@." + String(parts[2])), .signature)
+        // Extreme times in a validly signed token must not trap.
+        XCTAssertNil(kind(sign(["sub": "u", "exp": Int.max])))
+        XCTAssertEqual(kind(sign(["sub": "u", "exp": Int.min])), .expired)
+        XCTAssertEqual(kind(sign(["sub": "u", "exp": 1000, "nbf": Int.max])), .notYetValid)
+        XCTAssertNil(kind(sign(["sub": "u", "exp": 1000, "nbf": Int.min])))
     }
 
     func testTokenBucket() {
