@@ -25,6 +25,32 @@ public final class Listener {
     public var congestionControl: String?
     private var backoff: Loop.Timer?
 
+    /// Fails when another process already listens on host:port. The loops' listeners share the port with
+    /// SO_REUSEPORT, which would also let a second hub process bind it and silently take half of the
+    /// connections; a probe without SO_REUSEPORT cannot bind beside any listener, so it tells.
+    public static func ensureAvailable(host: String, port: Int) throws {
+        guard port != 0 else { return }
+        var addr4 = sockaddr_in(), addr6 = sockaddr_in6()
+        let v6 = inet_pton(AF_INET, host == "localhost" ? "127.0.0.1" : host, &addr4.sin_addr) != 1
+        if v6 && inet_pton(AF_INET6, host, &addr6.sin6_addr) != 1 { return }  // the real bind reports it
+        let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return }
+        defer { Glibc.close(fd) }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        let rc: Int32
+        if v6 {
+            addr6.sin6_family = sa_family_t(AF_INET6); addr6.sin6_port = in_port_t(UInt16(port).bigEndian)
+            rc = withUnsafePointer(to: &addr6) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+        } else {
+            addr4.sin_family = sa_family_t(AF_INET); addr4.sin_port = in_port_t(UInt16(port).bigEndian)
+            rc = withUnsafePointer(to: &addr4) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        }
+        if rc != 0 && errno == EADDRINUSE {
+            throw ListenError(description: "cannot bind \(host):\(port): address already in use (is another hub running?)")
+        }
+    }
+
     public init(loop: Loop, host: String, port: Int, backlog: Int32 = 1024,
                 accepted: @escaping (Loop, Int32, String) -> Void) throws {
         self.loop = loop

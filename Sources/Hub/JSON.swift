@@ -29,6 +29,12 @@ public struct JSONValue {
         return Int(String(decoding: bytes, as: UTF8.self))
     }
     public var bool: Bool? { kind == .bool ? bytes.first == UInt8(ascii: "t") : nil }
+    /// The elements of an array value (already validated when the outer text was).
+    public var array: [JSONValue]? {
+        guard kind == .array else { return nil }
+        return try? JSONReader.readArray(Array(bytes), maxDepth: 64)
+    }
+
     /// The members of an object value (already validated when the outer text was).
     public var object: JSONObject? {
         guard kind == .object else { return nil }
@@ -53,6 +59,18 @@ public enum JSONReader {
         p.skipSpace()
         guard p.pos == bytes.count else { throw JSONError("unexpected bytes after the JSON value at offset \(p.pos)") }
         return JSONObject(members: members.map { (key: $0.0, value: $0.1) })
+    }
+
+    /// Parses `bytes`, which must hold exactly one JSON array; returns its elements.
+    public static func readArray(_ bytes: [UInt8], maxDepth: Int = 32) throws -> [JSONValue] {
+        var p = Parser(bytes: bytes, maxDepth: maxDepth)
+        p.skipSpace()
+        guard p.pos < bytes.count, bytes[p.pos] == UInt8(ascii: "[") else { throw JSONError("expected a JSON array") }
+        var elements: [JSONValue] = []
+        try p.array(depth: 1) { elements.append($0) }
+        p.skipSpace()
+        guard p.pos == bytes.count else { throw JSONError("unexpected bytes after the JSON value at offset \(p.pos)") }
+        return elements
     }
 
     static func decodeString(_ s: ArraySlice<UInt8>) -> String? {
@@ -149,7 +167,7 @@ public enum JSONReader {
             let kind: JSONKind
             switch bytes[pos] {
             case UInt8(ascii: "{"): try object(depth: depth + 1) { _, _ in }; kind = .object
-            case UInt8(ascii: "["): try array(depth: depth + 1); kind = .array
+            case UInt8(ascii: "["): try array(depth: depth + 1) { _ in }; kind = .array
             case UInt8(ascii: "\""): try string(); kind = .string
             case UInt8(ascii: "t"): try literal("true"); kind = .bool
             case UInt8(ascii: "f"): try literal("false"); kind = .bool
@@ -159,13 +177,13 @@ public enum JSONReader {
             return JSONValue(kind: kind, bytes: bytes[start..<pos])
         }
 
-        mutating func array(depth: Int) throws {
+        mutating func array(depth: Int, _ element: (JSONValue) -> Void) throws {
             guard depth <= maxDepth else { throw JSONError("JSON nested deeper than \(maxDepth)") }
             pos += 1
             skipSpace()
             if pos < bytes.count, bytes[pos] == UInt8(ascii: "]") { pos += 1; return }
             while true {
-                _ = try value(depth: depth)
+                element(try value(depth: depth))
                 skipSpace()
                 guard pos < bytes.count else { throw JSONError("unterminated array") }
                 if bytes[pos] == UInt8(ascii: ",") { pos += 1; continue }

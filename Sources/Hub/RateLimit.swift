@@ -72,8 +72,10 @@ public struct ConnectionLimiter: Sendable {
 
     /// The kind of a message from its first bytes (`{"type":"chat"...`), without parsing it, so a flood
     /// is refused before it costs a JSON parse. Nil when the message does not start that way.
+    private static let typePrefix: [UInt8] = Array("{\"type\":\"".utf8)
+
     public static func sniff(_ p: UnsafeRawBufferPointer) -> Kind? {
-        let prefix: [UInt8] = Array("{\"type\":\"".utf8)
+        let prefix = typePrefix
         guard p.count > prefix.count + 4, (0..<prefix.count).allSatisfy({ p[$0] == prefix[$0] }) else { return nil }
         let i = prefix.count
         switch (p[i], p[i + 1], p[i + 2]) {

@@ -40,12 +40,13 @@ final class Router {
             if head.method == "GET" || head.method == "HEAD", let file = files.lookup(path) {
                 return Response(status: .ok, body: file.body, contentType: file.contentType, headers: [("Cache-Control", "no-cache")])
             }
-            if context(for: path) { return .error(.methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(path)") }
+            if Self.fixedPaths.contains(path) { return .error(.methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(path)") }
             return .error(.notFound, "not_found", "no route for \(head.method) \(path)")
         }
     }
 
-    private func context(for path: String) -> Bool { path == "/healthz" || path == "/metrics" }
+    /// Paths that exist, for telling 405 (wrong method) from 404.
+    private static let fixedPaths: Set<String> = ["/healthz", "/metrics"]
 }
 
 

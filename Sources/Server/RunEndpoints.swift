@@ -80,9 +80,11 @@ enum RunAPI {
     /// wrappers of the publisher socket are accepted too.
     static func events(from obj: JSONObject) throws -> [RunEvent] {
         if let list = obj["events"] {
-            guard list.kind == .array else { throw MessageError("invalid_field", "\"events\" must be an array", field: "events") }
-            let wrapped = try JSONReader.readObject(Array("{\"e\":".utf8) + list.bytes + [UInt8(ascii: "}")], maxDepth: 8)
-            let items = try JSONArrayItems.objects(wrapped["e"]!)
+            guard let elements = list.array else { throw MessageError("invalid_field", "\"events\" must be an array", field: "events") }
+            let items = try elements.map { e -> JSONObject in
+                guard let o = e.object else { throw MessageError("invalid_field", "\"events\" must hold objects", field: "events") }
+                return o
+            }
             guard !items.isEmpty, items.count <= 1000 else { throw MessageError("invalid_field", "\"events\" must hold 1-1000 events", field: "events") }
             return try items.enumerated().map { i, item in
                 do { return try RunEvent.parse(item) } catch let e as MessageError {
@@ -92,37 +94,6 @@ enum RunAPI {
         }
         if obj["type"]?.string == "run_event", let event = obj["event"]?.object { return [try RunEvent.parse(event)] }
         return [try RunEvent.parse(obj)]
-    }
-}
-
-/// Splits a JSON array value into its object elements.
-enum JSONArrayItems {
-    static func objects(_ value: JSONValue) throws -> [JSONObject] {
-        // Re-read each element by wrapping the array's elements one by one.
-        var out: [JSONObject] = []
-        let bytes = Array(value.bytes)
-        var depth = 0, start = -1, inString = false, escape = false
-        for (i, b) in bytes.enumerated() {
-            if inString {
-                if escape { escape = false } else if b == UInt8(ascii: "\\") { escape = true } else if b == UInt8(ascii: "\"") { inString = false }
-                continue
-            }
-            switch b {
-            case UInt8(ascii: "\""): inString = true
-            case UInt8(ascii: "{"), UInt8(ascii: "["):
-                depth += 1
-                if depth == 2 && b == UInt8(ascii: "{") { start = i }
-            case UInt8(ascii: "}"), UInt8(ascii: "]"):
-                if depth == 2 && b == UInt8(ascii: "}") && start >= 0 {
-                    out.append(try JSONReader.readObject(Array(bytes[start...i]), maxDepth: 8))
-                    start = -1
-                }
-                depth -= 1
-            default:
-                if depth == 1 && b > 0x20 && b != UInt8(ascii: ",") { throw MessageError("invalid_field", "\"events\" must hold objects", field: "events") }
-            }
-        }
-        return out
     }
 }
 

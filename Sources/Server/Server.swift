@@ -48,6 +48,15 @@ public final class Server {
         self.config = config
         ignoreSIGPIPE()
         raiseFileLimit()
+        // Configuration that can fail is checked before any thread (the store's writer) starts, so a
+        // failed start-up exits cleanly.
+        var tls: TLSContext?
+        if let cert = config.tlsCertificate, let key = config.tlsKey {
+            do { tls = try TLSContext(certificate: cert, key: key) } catch { throw ListenError(description: "\(error)") }
+        } else if config.tlsCertificate != nil || config.tlsKey != nil {
+            throw ListenError(description: "TLS needs both --tls-cert and --tls-key")
+        }
+        try Listener.ensureAvailable(host: config.host, port: config.port)
         let count = max(1, config.threads)
         contexts = (0..<count).map { LoopContext(loop: Loop(index: $0, useDefaultLoop: $0 == 0), config: config) }
         do {
@@ -77,13 +86,9 @@ public final class Server {
             context.endpoints["/watch"] = watch
             if config.publishKey != nil { context.endpoints["/publish"] = publish }
         }
-        var tls: TLSContext?
-        if let cert = config.tlsCertificate, let key = config.tlsKey {
-            do { tls = try TLSContext(certificate: cert, key: key) } catch { throw ListenError(description: "\(error)") }
-        } else if config.tlsCertificate != nil || config.tlsKey != nil {
-            throw ListenError(description: "TLS needs both --tls-cert and --tls-key")
-        }
         var port = config.port
+        // Binding can still fail (address in use): then stop the store's writer before giving up.
+        defer { if listeners.count < contexts.count { store.close() } }
         for context in contexts {
             let listener = try Listener(loop: context.loop, host: config.host, port: port) { [unowned context] loop, fd, peer in
                 let c = Connection(context: context, fd: fd, peer: peer)

@@ -297,11 +297,9 @@ final class SessionAPI {
         guard let obj = value.object else { return nil }
         var out: [String: [String]] = [:]
         for (role, list) in obj.members {
-            guard ["host", "editor", "viewer"].contains(role), list.kind == .array,
-                  let wrapped = try? JSONReader.readObject(Array("{\"a\":".utf8) + list.bytes + [UInt8(ascii: "}")]) else { return nil }
-            let text = String(decoding: wrapped["a"]!.bytes, as: UTF8.self)
-            guard let data = text.data(using: .utf8), let names = try? JSONSerialization.jsonObject(with: data) as? [String],
-                  names.allSatisfy({ !$0.isEmpty && $0.count <= 65 }) else { return nil }
+            guard ["host", "editor", "viewer"].contains(role), let elements = list.array else { return nil }
+            let names = elements.compactMap(\.string)
+            guard names.count == elements.count, names.allSatisfy({ !$0.isEmpty && $0.count <= 65 }) else { return nil }
             out[role] = names
         }
         return out

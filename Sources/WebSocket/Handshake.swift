@@ -78,7 +78,7 @@ public enum Handshake {
         if chosen == nil && options.subprotocolRequired && !offered.isEmpty {
             return .failure(Rejection(.badRequest, "no supported subprotocol offered (this server speaks \(options.subprotocols.joined(separator: ", ")))"))
         }
-        return .success(Accepted(subprotocol: chosen, extensionOffers: head.tokensPreservingParams("Sec-WebSocket-Extensions"),
+        return .success(Accepted(subprotocol: chosen, extensionOffers: head.tokens("Sec-WebSocket-Extensions"),
                                  acceptKey: acceptKey(for: keys[0].value)))
     }
 
@@ -91,9 +91,4 @@ public enum Handshake {
         s += "\r\n"
         return Array(s.utf8)
     }
-}
-
-extension HTTPRequestHead {
-    /// Extension offers: comma-separated, each kept whole with its `;` parameters.
-    func tokensPreservingParams(_ name: String) -> [String] { tokens(name) }
 }

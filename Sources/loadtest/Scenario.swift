@@ -363,8 +363,10 @@ final class Stats {
     }
 
     /// Remembers the highest `"seq":N` a member saw (for resume after churn).
+    private static let seqPattern: [UInt8] = Array("\"seq\":".utf8)
+
     private func noteSeq(_ p: UnsafeRawBufferPointer, _ m: Member) {
-        let pattern = Array("\"seq\":".utf8)
+        let pattern = Self.seqPattern
         var i = 0
         while i + pattern.count < p.count {
             if p[i] == pattern[0] && (0..<pattern.count).allSatisfy({ p[i + $0] == pattern[$0] }) {

@@ -93,3 +93,12 @@ def make_hub(tmp_path):
     yield make
     for hub in hubs:
         hub.stop()
+
+
+def run_node(tmp_path, script, url):
+    """Runs a Node `ws` client script (Debian's node-ws) against `url`; returns the finished process."""
+    import shutil
+    path = tmp_path / "client.js"
+    path.write_text(script)
+    env = {"NODE_PATH": "/usr/share/nodejs:/usr/lib/nodejs", "PATH": "/usr/bin:/bin:/usr/local/bin"}
+    return subprocess.run([shutil.which("node") or "node", str(path), url], capture_output=True, text=True, timeout=30, env=env)

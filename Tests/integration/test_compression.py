@@ -155,10 +155,7 @@ ws.on('error', (e) => { console.log('error', e.message); process.exit(1); });
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node not installed")
 def test_node_ws_with_compression(deflate_hub, tmp_path):
-    script = tmp_path / "c.js"
-    script.write_text(NODE)
-    env = {"NODE_PATH": "/usr/share/nodejs:/usr/lib/nodejs", "PATH": "/usr/bin:/bin:/usr/local/bin"}
-    out = subprocess.run(["node", str(script), deflate_hub.url + "/echo"], capture_output=True, text=True, timeout=30, env=env)
+    out = conftest.run_node(tmp_path, NODE, deflate_hub.url + "/echo")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "ext permessage-deflate" in out.stdout
 

@@ -8,6 +8,8 @@ import time
 import urllib.request
 
 import pytest
+
+import conftest
 import websockets
 
 from wsraw import RawClient, close_frame, frame
@@ -133,9 +135,15 @@ ws.on('error', (e) => { console.log('error', e.message); process.exit(1); });
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node not installed")
 def test_node_ws_client(echo_hub, tmp_path):
-    script = tmp_path / "client.js"
-    script.write_text(NODE_CLIENT)
-    env = {"NODE_PATH": "/usr/share/nodejs:/usr/lib/nodejs", "PATH": "/usr/bin:/bin:/usr/local/bin"}
-    out = subprocess.run(["node", str(script), echo_hub.url + "/echo"], capture_output=True, text=True, timeout=30, env=env)
+    out = conftest.run_node(tmp_path, NODE_CLIENT, echo_hub.url + "/echo")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "closed 1000" in out.stdout
+
+
+def test_second_hub_on_the_same_port_is_refused(make_hub, tmp_path):
+    """The loops share their port with SO_REUSEPORT; a second hub process must not silently join it."""
+    hub = make_hub("--threads", "2")
+    proc = subprocess.run([conftest.BINARY, "serve", "--port", str(hub.port), "--data", str(tmp_path / "second")],
+                          capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 1 and "address already in use" in proc.stderr
+    assert get(hub.http + "/healthz")[0] == 200

@@ -77,12 +77,15 @@ async def member(hub, codes, rng, deadline, report):
                     break
                 if rng.random() < 0.2:
                     await asyncio.sleep(rng.random() * 0.02)
-        except websockets.ConnectionClosed:
+        except (websockets.ConnectionClosed, OSError):
             pass
-        if rng.random() < 0.5:
-            ws.transport.abort()        # abrupt: no close handshake
-        else:
-            await ws.close()
+        try:
+            if rng.random() < 0.5:
+                ws.transport.abort()        # abrupt: no close handshake
+            else:
+                await ws.close()
+        except websockets.ConnectionClosed:
+            pass                            # the hub may have closed it first (4002, 4008): allowed
         await asyncio.wait_for(task, 5)
         report["connections"] += 1
         # Per connection: strictly increasing, no duplicates (a resume may start anywhere).
