@@ -23,7 +23,11 @@ pytestmark = pytest.mark.skipif(shutil.which("chromedriver") is None, reason="ch
 
 def browser():
     opts = webdriver.ChromeOptions()
-    for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,800"]:
+    # Several windows at once: keep Chromium from throttling timers and rendering in the ones it
+    # considers backgrounded or occluded, which would make a live page look stale.
+    for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,800",
+                "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                "--disable-backgrounding-occluded-windows"]:
         opts.add_argument(arg)
     return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
 
@@ -49,7 +53,7 @@ def browsers():
         b.quit()
 
 
-def wait(driver, condition, timeout=10):
+def wait(driver, condition, timeout=15):
     return WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: condition(d))
 
 
