@@ -83,6 +83,10 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
 
     static func configure(_ db: Database, durability: Durability) throws {
         try db.exec("PRAGMA journal_mode=WAL")
+        // Checkpoint every 16,384 WAL pages (64 MiB) instead of SQLite's 1,000: with many live sessions the
+        // same hot pages are rewritten commit after commit, and a checkpoint copies each of them (and
+        // syncs) once however often it changed; measured 22 -> 17 µs of writer time per event.
+        try db.exec("PRAGMA wal_autocheckpoint=16384")
         try db.exec("PRAGMA synchronous=\(durability == .full ? "FULL" : "NORMAL")")
         try db.exec("PRAGMA foreign_keys=ON")
         // With many live sessions every group commit touches a B-tree page per session; SQLite's default
@@ -158,8 +162,15 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
             return
         }
         queue.append(.append(event, executor, done))
-        cond.signal()
+        wakeWriterIfNeeded()
         cond.unlock()
+    }
+
+    /// Under `cond`'s lock. Wakes the writer only when the queue becomes non-empty or reaches a full
+    /// batch: a signal per append would end the writer's wait for company at every message, so at
+    /// moderate rates every commit would carry one or two events (and, on one core, preempt the loop).
+    private func wakeWriterIfNeeded() {
+        if queue.count == 1 || queue.count == Self.smallBatch { cond.signal() }
     }
 
     /// Appends waiting beyond this are refused (about a second of the writer's throughput).
@@ -210,7 +221,7 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
     private func enqueue(_ r: Request) {
         cond.lock()
         queue.append(r)
-        cond.signal()
+        wakeWriterIfNeeded()
         cond.unlock()
     }
 
@@ -231,7 +242,8 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
             // Group commit with a bounded wait: a small batch waits up to 1 ms for company, because every
             // commit writes each B-tree page it touched to the WAL, whether it carries one event or a hundred.
             if queue.count < Self.smallBatch && !stopping {
-                _ = cond.wait(until: Date().addingTimeInterval(Self.batchWait))
+                let deadline = Date().addingTimeInterval(Self.batchWait)
+                while queue.count < Self.smallBatch && !stopping && cond.wait(until: deadline) {}
             }
             let take = min(queue.count, Self.maxBatch)
             var batch = Array(queue[..<take])
