@@ -59,6 +59,8 @@ public final class Member {
     var typingUntil: Double?
     var cursor: [UInt8]?
     var cursorDirty = false
+    /// When this member's cursor was last sampled into the transcript (`--record-cursors`).
+    var cursorRecordedAt = -Double.infinity
     var graceDeadline: Double?
     var leaving = false
 
@@ -93,6 +95,8 @@ public struct SessionPolicy: Sendable {
     public var tokens = TokenVerifier(keys: [:])
     /// A connection is warned this many seconds before its token expires.
     public var tokenWarning: Int64 = 30
+    /// Stores each member's cursor at most this often (seconds) for playback; nil stores none.
+    public var cursorSampleInterval: Double?
     public init() {}
 }
 
@@ -525,6 +529,9 @@ public final class Session {
         w.field("type", "cursors")
         w.beginArray("updates")
         var any = false
+        // Sampled for playback: the members whose last stored position is older than the interval.
+        var sample: JSONWriter?
+        let now = policy.cursorSampleInterval == nil ? 0 : clock()
         for m in members where m.cursorDirty {
             m.cursorDirty = false
             guard let body = m.cursor else { continue }
@@ -533,10 +540,19 @@ public final class Session {
             u.append(UInt8(ascii: "}"))
             w.rawElement(u)
             any = true
+            if let interval = policy.cursorSampleInterval, now - m.cursorRecordedAt >= interval {
+                m.cursorRecordedAt = now
+                if sample == nil { sample = JSONWriter(capacity: 128); sample!.beginArray() }
+                sample!.rawElement(u)
+            }
         }
         w.endArray()
         w.endObject()
         if any { broadcast(Chunk.text(w.bytes), durable: false, except: nil) }
+        if var sample {
+            sample.endArray()
+            store.recordCursors(session: code, ts: wallClockMillis(), updates: sample.bytes)
+        }
     }
 
     /// Expires typing indicators and reconnect grace periods. Called a few times a second.

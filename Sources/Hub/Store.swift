@@ -55,6 +55,20 @@ public protocol EventStore: AnyObject {
     func tail(session: String, limit: Int) -> [StoredEvent]
     /// The highest committed seq of a session (0 when it has none).
     func lastSeq(session: String) -> Int
+    /// Stores sampled cursor positions (a JSON array of cursor updates) for playback. Not part of the
+    /// seq order and never acknowledged: losing a sample loses nothing anyone was promised.
+    func recordCursors(session: String, ts: Int64, updates: [UInt8])
+}
+
+extension EventStore {
+    public func recordCursors(session: String, ts: Int64, updates: [UInt8]) {}
+}
+
+/// Cursor positions sampled at `ts` (milliseconds since the Unix epoch): a JSON array of updates.
+public struct CursorSample: Sendable, Equatable {
+    public let ts: Int64
+    public let updates: [UInt8]
+    public init(ts: Int64, updates: [UInt8]) { self.ts = ts; self.updates = updates }
 }
 
 /// Builders for the messages the hub sends.

@@ -114,9 +114,12 @@ final class HubEndpoint: Endpoint {
         connection.replayer = Replayer(connection: connection, events: [], speed: speed)  // placeholder until loaded
         hub.context.server.api?.worker.submit {
             let events = (try? store.events(session: code, after: max(from - 1, 0), limit: Self.maxReplayEvents)) ?? []
+            let cursors = events.first.flatMap {
+                try? store.cursorSamples(session: code, from: $0.ts, to: .max, limit: Self.maxReplayEvents)
+            } ?? []
             loop.post {
                 guard !connection.isClosed else { return }
-                let replayer = Replayer(connection: connection, events: events, speed: speed)
+                let replayer = Replayer(connection: connection, events: events, cursors: cursors, speed: speed)
                 connection.replayer = replayer
                 replayer.start()
             }

@@ -5,12 +5,15 @@ import Store
 import WebSocket
 
 /// Plays a stored transcript back to one connection (`replay` message): the events exactly as they
-/// were sent live, spaced by their original server-time gaps divided by `speed`, with pause, resume,
-/// seek and speed changes (`replay_control`). Runs on the connection's loop; the transcript is read
-/// on the API worker thread first.
+/// were sent live, with the sampled cursor positions (`--record-cursors`) between them as `cursors`
+/// messages, spaced by their original server-time gaps divided by `speed`, with pause, resume, seek
+/// and speed changes (`replay_control`). Runs on the connection's loop; the transcript is read on the
+/// API worker thread first.
 final class Replayer {
     private unowned let connection: Connection
     private let events: [StoredEvent]
+    /// Events and cursor samples in time order: `seq` is nil for a cursor sample.
+    private let timeline: [(ts: Int64, seq: Int?, json: [UInt8])]
     private var index = 0
     private(set) var speed: Double
     private var paused = false
@@ -21,10 +24,24 @@ final class Replayer {
     /// Longest silence replayed, in transcript time: a session idle overnight should not stall playback.
     static let maxGapMillis: Int64 = 60_000
 
-    init(connection: Connection, events: [StoredEvent], speed: Double) {
+    init(connection: Connection, events: [StoredEvent], cursors: [CursorSample] = [], speed: Double) {
         self.connection = connection
         self.events = events
         self.speed = speed
+        var timeline: [(ts: Int64, seq: Int?, json: [UInt8])] = []
+        timeline.reserveCapacity(events.count + cursors.count)
+        var c = 0
+        for e in events {
+            while c < cursors.count && cursors[c].ts < e.ts { timeline.append(Self.item(cursors[c])); c += 1 }
+            timeline.append((e.ts, e.seq, e.json))
+        }
+        while c < cursors.count { timeline.append(Self.item(cursors[c])); c += 1 }
+        self.timeline = timeline
+    }
+
+    private static func item(_ s: CursorSample) -> (ts: Int64, seq: Int?, json: [UInt8]) {
+        let json = Array("{\"type\":\"cursors\",\"replayed\":true,\"ts\":\(s.ts),\"updates\":".utf8) + s.updates + [UInt8(ascii: "}")]
+        return (s.ts, nil, json)
     }
 
     func start() {
@@ -32,7 +49,7 @@ final class Replayer {
         w.beginObject(); w.field("type", "replay_started")
         w.field("from", events.first?.seq ?? 0); w.field("to", events.last?.seq ?? 0)
         w.field("count", events.count); w.field("speed", speed)
-        if let f = events.first, let l = events.last { w.field("duration_ms", Int(l.ts - f.ts)) }
+        if let f = timeline.first, let l = timeline.last { w.field("duration_ms", Int(l.ts - f.ts)) }
         w.endObject()
         connection.sendText(String(decoding: w.bytes, as: UTF8.self))
         due = connection.loop.now
@@ -54,7 +71,7 @@ final class Replayer {
             restart = true
         case "seek":
             guard let seq = obj["seq"]?.int, seq >= 0 else { return MessageError("invalid_field", "\"seq\" must be a non-negative integer", field: "seq") }
-            index = events.firstIndex(where: { $0.seq >= seq }) ?? events.count
+            index = timeline.firstIndex(where: { ($0.seq ?? -1) >= seq }) ?? timeline.count
             due = connection.loop.now
             timer?.cancel(); timer = nil
             restart = !paused
@@ -66,8 +83,9 @@ final class Replayer {
             return MessageError("invalid_field", "\"action\" must be pause, resume, seek or speed", field: "action")
         }
         var w = JSONWriter()
-        w.beginObject(); w.field("type", "replay_state"); w.field("state", paused ? "paused" : (index >= events.count ? "finished" : "playing"))
-        w.field("seq", index < events.count ? events[index].seq : (events.last?.seq ?? 0)); w.field("speed", speed); w.endObject()
+        w.beginObject(); w.field("type", "replay_state"); w.field("state", paused ? "paused" : (index >= timeline.count ? "finished" : "playing"))
+        let next = timeline[index...].first { $0.seq != nil }?.seq
+        w.field("seq", next ?? (events.last?.seq ?? 0)); w.field("speed", speed); w.endObject()
         connection.sendText(String(decoding: w.bytes, as: UTF8.self))
         if restart { schedule() }
         return nil
@@ -78,16 +96,16 @@ final class Replayer {
     /// Sends every event that is due, then sleeps until the next one.
     private func schedule() {
         let now = connection.loop.now
-        while index < events.count && due <= now + 0.0005 {
-            let e = events[index]
+        while index < timeline.count && due <= now + 0.0005 {
+            let e = timeline[index]
             connection.deliver(Chunk.text(e.json))
             index += 1
-            if index < events.count {
-                let gap = min(max(events[index].ts - e.ts, 0), Self.maxGapMillis)
+            if index < timeline.count {
+                let gap = min(max(timeline[index].ts - e.ts, 0), Self.maxGapMillis)
                 due += Double(gap) / 1000 / speed
             }
         }
-        if index >= events.count {
+        if index >= timeline.count {
             connection.sendText("{\"type\":\"replay_finished\"}")
             timer = nil
             return

@@ -16,7 +16,7 @@ public enum Durability: String, Sendable { case normal, full }
 /// nothing uncommitted is ever acknowledged. Completions go back to each session's loop, one wake-up
 /// per loop per batch, in append order. Reads use a separate connection.
 public final class TranscriptStore: EventStore, @unchecked Sendable {
-    public static let schemaVersion = 4
+    public static let schemaVersion = 5
     public let path: String
     private let writer: Database
     private let reader: Database
@@ -28,6 +28,7 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
         case barrier(() -> Void)
         case retention(RetentionPolicy)
         case activity(ActivityEntry)
+        case cursors(String, Int64, [UInt8])
     }
     private var queue: [Request] = []
     private let cond = NSCondition()
@@ -46,6 +47,7 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
     private var insertEvent: Statement!
     private var recentIds: Statement!
     private var insertActivity: Statement!
+    private var insertCursors: Statement!
     /// Per session: client ids of its most recent durable events ("member|id" -> committed), owned by
     /// the writer thread. A resend after a lost ack comes within seconds; 10,000 ids per session cover
     /// far more than any client keeps pending.
@@ -65,6 +67,7 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
         try reader.exec("PRAGMA query_only=ON")
         try reader.exec("PRAGMA mmap_size=1073741824")
         insertEvent = try writer.prepare("INSERT INTO events(session, seq, ts, type, member, client_id, body) VALUES(?,?,?,?,?,?,?)")
+        insertCursors = try writer.prepare("INSERT INTO cursors(session, ts, updates) VALUES(?,?,?)")
         insertActivity = try writer.prepare("INSERT INTO activity(ts, actor, action, target, session, address, details) VALUES(?,?,?,?,?,?,?)")
         recentIds = try writer.prepare(
             "SELECT member, client_id, seq, ts FROM events WHERE session=? AND client_id IS NOT NULL ORDER BY seq DESC LIMIT ?")
@@ -149,6 +152,16 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
                 COMMIT;
                 """)
         }
+        if version < 5 {
+            // v5: sampled cursor positions for playback (`--record-cursors`), outside the seq order.
+            try db.exec("""
+                BEGIN;
+                CREATE TABLE cursors(id INTEGER PRIMARY KEY, session TEXT NOT NULL, ts INTEGER NOT NULL, updates BLOB NOT NULL);
+                CREATE INDEX cursors_session ON cursors(session, ts);
+                PRAGMA user_version=5;
+                COMMIT;
+                """)
+        }
     }
 
     // MARK: - Writing
@@ -178,6 +191,17 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
 
     /// Saves (creates or updates) a session's row; durable before any later append commits.
     public func save(_ info: SessionInfo) { enqueue(.session(info)) }
+
+    /// Queues a cursor sample; dropped (not queued) while the writer is overloaded.
+    public func recordCursors(session: String, ts: Int64, updates: [UInt8]) {
+        cond.lock()
+        defer { cond.unlock() }
+        guard queue.count < maxQueued / 2 else { cursorSamplesDropped += 1; return }
+        queue.append(.cursors(session, ts, updates))
+        wakeWriterIfNeeded()
+    }
+    /// Cursor samples not stored because the writer was behind.
+    public private(set) var cursorSamplesDropped = 0
 
     /// Deletes events past the retention policy, on the writer thread between batches, in chunks of
     /// `RetentionPolicy.chunk` rows so appends never wait long behind it.
@@ -280,6 +304,11 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
                     st.bind(5, a.session); st.bind(6, a.address); st.bind(7, a.details)
                     defer { st.reset() }
                     _ = try st.step()
+                case .cursors(let session, let ts, let updates):
+                    let st = insertCursors!
+                    st.bind(1, session); st.bind(2, ts); st.bind(3, blob: updates)
+                    defer { st.reset() }
+                    _ = try st.step()
                 case .session(let info):
                     let s = upsertSession!
                     s.bind(1, info.code); s.bind(2, info.title); s.bind(3, info.maxParticipants); s.bind(4, info.guestPolicy)
@@ -351,9 +380,11 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
                 let del = try writer.prepare("""
                     DELETE FROM events WHERE (session, seq) IN (SELECT session, seq FROM events WHERE ts < ? LIMIT ?)
                     """)
-                let delActivity = try writer.prepare("DELETE FROM activity WHERE ts < ?")
-                delActivity.bind(1, cutoff)
-                _ = try delActivity.step()
+                for table in ["activity", "cursors"] {
+                    let old = try writer.prepare("DELETE FROM \(table) WHERE ts < ?")
+                    old.bind(1, cutoff)
+                    _ = try old.step()
+                }
                 while true {
                     del.bind(1, cutoff); del.bind(2, RetentionPolicy.chunk)
                     _ = try del.step(); del.reset()
@@ -368,10 +399,14 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
                 while try over.step() { trim.append((over.string(0) ?? "", Int(over.int(1)))) }
                 over.reset()
                 let del = try writer.prepare("DELETE FROM events WHERE session = ? AND seq <= ?")
+                // Cursor samples older than the oldest event kept have nothing left to play against.
+                let delCursors = try writer.prepare("DELETE FROM cursors WHERE session = ?1 AND ts < (SELECT MIN(ts) FROM events WHERE session = ?1)")
                 for (session, upTo) in trim {
                     del.bind(1, session); del.bind(2, upTo)
                     _ = try del.step(); del.reset()
                     retentionDeleted += writer.changes
+                    delCursors.bind(1, session)
+                    _ = try delCursors.step(); delCursors.reset()
                 }
             }
         } catch {
@@ -440,6 +475,17 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
             s.bind(1, session); s.bind(2, after); s.bind(3, limit)
             var out: [StoredEvent] = []
             while try s.step() { out.append(StoredEvent(seq: Int(s.int(0)), ts: s.int(1), type: s.string(2) ?? "", body: s.blob(3))) }
+            return out
+        }
+    }
+
+    /// Cursor samples of a session with `from <= ts <= to`, oldest first, at most `limit`.
+    public func cursorSamples(session: String, from: Int64, to: Int64, limit: Int) throws -> [CursorSample] {
+        try read { db in
+            let s = try db.prepare("SELECT ts, updates FROM cursors WHERE session=? AND ts>=? AND ts<=? ORDER BY ts LIMIT ?")
+            s.bind(1, session); s.bind(2, from); s.bind(3, to); s.bind(4, limit)
+            var out: [CursorSample] = []
+            while try s.step() { out.append(CursorSample(ts: s.int(0), updates: s.blob(1))) }
             return out
         }
     }

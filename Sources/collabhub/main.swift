@@ -34,6 +34,8 @@ struct Serve: ParsableCommand {
     @Option(help: "Delete transcript events older than this many seconds (default: keep).") var retentionAge: Double?
     @Option(help: "Keep at most this many events per session (default: all).") var retentionEvents: Int?
     @Option(help: "Seconds between retention passes.") var retentionInterval = 60.0
+    @Flag(help: "Store sampled cursor positions with the transcript, for playback.") var recordCursors = false
+    @Option(help: "With --record-cursors: milliseconds between stored positions of one member.") var cursorSampleMs = 200.0
     @Option(help: "Seconds a session may stay without members before it ends.") var sessionIdleTtl = 86400.0
     @Option(help: "Shared API key for publishing run events (default: publishing disabled; or COLLABHUB_PUBLISH_KEY).") var publishKey: String?
     @Option(help: "HS256 token key, as SECRET or KID=SECRET; repeat to rotate keys (or COLLABHUB_JWT_SECRET).") var jwtSecret: [String] = []
@@ -64,6 +66,7 @@ struct Serve: ParsableCommand {
         }
         guard sessionIdleTtl > 0 else { throw ValidationError("--session-idle-ttl must be positive") }
         guard retentionInterval > 0 else { throw ValidationError("--retention-interval must be positive") }
+        guard cursorSampleMs >= 10 else { throw ValidationError("--cursor-sample-ms must be at least 10") }
         guard reconnectGrace >= 0, resumeWindow >= 0 else { throw ValidationError("--reconnect-grace and --resume-window must not be negative") }
     }
 
@@ -83,6 +86,7 @@ struct Serve: ParsableCommand {
         config.codeLength = codeLength
         config.sessionPolicy.reconnectGrace = reconnectGrace
         config.sessionPolicy.resumeWindow = resumeWindow
+        config.sessionPolicy.cursorSampleInterval = recordCursors ? cursorSampleMs / 1000 : nil
         config.retention = RetentionPolicy(maxAgeMillis: retentionAge.map { Int64($0 * 1000) }, maxEventsPerSession: retentionEvents)
         config.retentionInterval = retentionInterval
         config.tcpCongestion = tcpCongestion

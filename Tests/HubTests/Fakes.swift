@@ -33,6 +33,10 @@ final class MemoryStore: EventStore {
     }
     func tail(session: String, limit: Int) -> [StoredEvent] { Array((events[session] ?? []).suffix(limit)) }
     func lastSeq(session: String) -> Int { events[session]?.last?.seq ?? 0 }
+    var cursorSamples: [(String, [[String: Any]])] = []
+    func recordCursors(session: String, ts: Int64, updates: [UInt8]) {
+        cursorSamples.append((session, try! JSONSerialization.jsonObject(with: Data(updates)) as! [[String: Any]]))
+    }
 }
 
 /// A connection that records the JSON messages it is sent.

@@ -135,6 +135,33 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual(b.of("cursors").count, 1, "nothing new, nothing sent")
     }
 
+    func testCursorSamplesAreStoredAtMostOncePerIntervalPerMember() {
+        var policy = SessionPolicy()
+        policy.cursorSampleInterval = 0.2
+        let h = Harness(policy: policy)
+        let a = h.join("Ann"), b = h.join("Bob")
+        let ann = a.of("joined")[0]["you"] as! [String: Any]
+        h.send(a, #"{"type":"cursor","x":1,"y":1}"#); h.session.flushCursors()
+        h.now += 0.05
+        h.send(a, #"{"type":"cursor","x":2,"y":2}"#); h.send(b, #"{"type":"cursor","x":9,"y":9}"#); h.session.flushCursors()
+        h.now += 0.2
+        h.send(a, #"{"type":"cursor","x":3,"y":3}"#); h.session.flushCursors()
+        h.session.flushCursors()  // nothing moved: nothing stored
+        let samples = h.store.cursorSamples
+        XCTAssertEqual(samples.count, 3, "Ann at 0 s, Bob at 0.05 s (his first), Ann again after the interval")
+        XCTAssertEqual(samples.map { $0.0 }, ["ABCDEFGH", "ABCDEFGH", "ABCDEFGH"])
+        XCTAssertEqual(samples[0].1.map { $0["x"] as? Int }, [1])
+        XCTAssertEqual(samples[1].1.map { $0["x"] as? Int }, [9], "Ann's x=2 came within 0.2 s of her last sample")
+        XCTAssertEqual(samples[2].1.map { $0["x"] as? Int }, [3])
+        XCTAssertEqual(samples[0].1[0]["id"] as? String, ann["id"] as? String)
+        XCTAssertEqual(b.of("cursors").count, 3, "live delivery is not sampled")
+
+        let off = Harness()
+        let c = off.join("Cy"); _ = off.join("Di")
+        off.send(c, #"{"type":"cursor","x":1,"y":1}"#); off.session.flushCursors()
+        XCTAssertTrue(off.store.cursorSamples.isEmpty, "recording is off by default")
+    }
+
     func testTypingExpiresAndLeaveStopsIt() {
         let h = Harness()
         let a = h.join("Ann"), b = h.join("Bob")

@@ -37,6 +37,22 @@ final class TranscriptStoreTests: XCTestCase {
         reopened.close()
     }
 
+    func testCursorSamplesAreStoredOutsideTheSeqOrder() throws {
+        let dir = temp()
+        let ex = ManualExecutor()
+        let store = try TranscriptStore(directory: dir)
+        XCTAssertEqual(try append(store, "S1", "a", executor: ex).get().seq, 1)
+        store.recordCursors(session: "S1", ts: 100, updates: Array(#"[{"id":"m1","x":1,"y":2}]"#.utf8))
+        store.recordCursors(session: "S1", ts: 200, updates: Array(#"[{"id":"m1","x":3,"y":4}]"#.utf8))
+        store.recordCursors(session: "S2", ts: 150, updates: Array(#"[{"id":"m9","x":0,"y":0}]"#.utf8))
+        XCTAssertEqual(try append(store, "S1", "b", executor: ex).get().seq, 2, "samples take no seq")
+        XCTAssertEqual(try store.cursorSamples(session: "S1", from: 0, to: .max, limit: 10).map(\.ts), [100, 200])
+        XCTAssertEqual(try store.cursorSamples(session: "S1", from: 150, to: .max, limit: 10).map { String(decoding: $0.updates, as: UTF8.self) },
+                       [#"[{"id":"m1","x":3,"y":4}]"#])
+        XCTAssertEqual(try store.events(session: "S1", after: 0, limit: 10).map(\.seq), [1, 2])
+        store.close()
+    }
+
     func testManyAppendsGroupCommitInOrder() throws {
         let store = try TranscriptStore(directory: temp())
         let ex = ManualExecutor()

@@ -99,3 +99,61 @@ def test_retention_by_count_and_age(make_hub):
     events = [json.loads(l) for l in raw.decode().splitlines()]
     assert [e.get("text") for e in events if e["type"] == "chat"] == ["m0"], events   # only the newest chat is young enough
     assert all(e["seq"] > 4 for e in events)
+
+
+def test_record_cursors_plays_sampled_positions_between_events(make_hub):
+    hub = make_hub("--threads", "1", "--record-cursors", "--cursor-sample-ms", "100")
+
+    async def main():
+        code = create_session(hub)["code"]
+        a = await Client.connect(hub, code)
+        await a.join("Ann")
+        b = await Client.connect(hub, code)
+        await b.join("Bob")
+        await a.send({"type": "chat", "id": "1", "text": "before"})
+        await a.expect("ack")
+        for x in range(20):                   # 20 moves over ~0.6 s: sampled at most every 100 ms
+            await a.send({"type": "cursor", "x": x, "y": 2 * x})
+            await asyncio.sleep(0.03)
+        await asyncio.sleep(0.15)
+        await a.send({"type": "chat", "id": "2", "text": "after"})
+        await a.expect("ack")
+        r = await Client.connect(hub, code)
+        await r.send({"type": "replay", "speed": 20})
+        started = await r.recv()
+        assert started["type"] == "replay_started"
+        msgs = []
+        while (m := await r.recv())["type"] != "replay_finished":
+            msgs.append(m)
+        kinds = [m["type"] for m in msgs]
+        samples = [m for m in msgs if m["type"] == "cursors"]
+        assert 3 <= len(samples) <= 9, f"{len(samples)} samples of 20 moves in ~0.6 s at 100 ms"
+        assert all(m["replayed"] is True and m["updates"][0]["id"] == samples[0]["updates"][0]["id"] for m in samples)
+        xs = [m["updates"][0]["x"] for m in samples]
+        assert xs == sorted(xs) and xs[0] == 0, xs
+        first, last = kinds.index("chat"), len(kinds) - 1 - kinds[::-1].index("chat")
+        assert first < kinds.index("cursors") and max(i for i, k in enumerate(kinds) if k == "cursors") < last, kinds
+        assert [m["ts"] for m in msgs] == sorted(m["ts"] for m in msgs)
+        assert started["count"] == len([m for m in msgs if "seq" in m]), "count is events only"
+        status, raw = api(hub, "GET", f"/api/sessions/{code}/transcript?format=ndjson")
+        assert all(json.loads(l)["type"] != "cursors" for l in raw.decode().splitlines()), "samples are not transcript events"
+    run(main())
+
+
+def test_cursors_are_not_recorded_by_default(session_hub):
+    async def main():
+        code = create_session(session_hub)["code"]
+        a = await Client.connect(session_hub, code)
+        await a.join("Ann")
+        await a.send({"type": "cursor", "x": 5, "y": 5})
+        await asyncio.sleep(0.1)
+        await a.send({"type": "chat", "id": "1", "text": "hi"})
+        await a.expect("ack")
+        r = await Client.connect(session_hub, code)
+        await r.send({"type": "replay", "speed": 50})
+        assert (await r.recv())["type"] == "replay_started"
+        msgs = []
+        while (m := await r.recv())["type"] != "replay_finished":
+            msgs.append(m)
+        assert msgs and all(m["type"] != "cursors" for m in msgs)
+    run(main())
