@@ -43,6 +43,13 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
     static let maxBatch = 8192
     static let smallBatch = 64
     static let batchWait = 0.001
+    /// Below this many requests per second a commit starts at once: waiting for company only pays when
+    /// company comes (at 1,000 run events/s it would add up to a millisecond to each for nothing).
+    static let busyRate = 5_000.0
+    /// Requests per second over the last ~100 ms (writer thread only).
+    private var arrivalRate = 0.0
+    private var rateWindowStart = ProcessInfo.processInfo.systemUptime
+    private var rateWindowCount = 0
 
     private var insertEvent: Statement!
     private var recentIds: Statement!
@@ -56,7 +63,30 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
     private var maxSeq: Statement!
     private var upsertSession: Statement!
 
-    public init(directory: String, durability: Durability = .normal) throws {
+    // Checkpoints: SQLite's automatic checkpoint runs inside the commit that crosses the threshold, so
+    // that commit (and every append queued behind it) waits for the copy and two fsyncs: tens of
+    // milliseconds. Instead a thread of its own with its own connection checkpoints (PASSIVE: alongside
+    // the writer, which keeps appending) whenever `checkpointPages` of the WAL are not yet copied. The
+    // WAL only starts over once a checkpoint has caught up with its end, which a background pass under
+    // steady load never quite does, so the writer finishes the job itself after `idleRestart` seconds
+    // without work (then nobody waits for it), or at once past `walHardLimit` (256 MiB of WAL).
+    private var checkpointer: Database!
+    private var checkpointThread: Thread?
+    private let checkpointCond = NSCondition()
+    private var checkpointWanted = false, checkpointRunning = false, checkpointStopping = false
+    /// WAL frames already copied into the database by the last background pass.
+    private var backfilled = 0
+    /// Pages in the WAL after the last commit (writer thread, from SQLite's WAL hook).
+    private var walPages = 0
+    let checkpointPages: Int
+    /// The writer restarts the WAL after this long without work.
+    static let idleRestart = 0.2
+    static let walHardLimit = 65_536
+    /// Checkpoints completed (background passes and the writer's catch-ups).
+    public private(set) var checkpoints = 0
+
+    public init(directory: String, durability: Durability = .normal, checkpointPages: Int = 8192) throws {
+        self.checkpointPages = checkpointPages
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         path = directory + "/collabhub.sqlite"
         self.durability = durability
@@ -78,18 +108,69 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
             max_participants=excluded.max_participants, guest_policy=excluded.guest_policy,
             ended_at=excluded.ended_at, end_reason=excluded.end_reason, options=excluded.options
             """)
+        try writer.exec("PRAGMA wal_autocheckpoint=0")
+        checkpointer = try Database(path: path)
+        try checkpointer.exec("PRAGMA synchronous=\(durability == .full ? "FULL" : "NORMAL")")
+        sqlite3_wal_hook(writer.db, { context, _, _, pages in
+            Unmanaged<TranscriptStore>.fromOpaque(context!).takeUnretainedValue().walGrew(Int(pages))
+            return SQLITE_OK
+        }, Unmanaged.passUnretained(self).toOpaque())
+        let c = Thread { [unowned self] in self.checkpointLoop() }
+        c.name = "sqlite-checkpoint"
+        checkpointThread = c
+        c.start()
         let t = Thread { [unowned self] in self.run() }
         t.name = "sqlite-writer"
         thread = t
         t.start()
     }
 
+    /// After each commit, on the writer thread: asks for a background pass once enough of the WAL is
+    /// not yet copied into the database.
+    private func walGrew(_ pages: Int) {
+        walPages = pages
+        checkpointCond.lock()
+        if pages < backfilled { backfilled = 0 }  // the WAL started over
+        if pages - backfilled >= checkpointPages && !checkpointRunning && !checkpointWanted {
+            checkpointWanted = true
+            checkpointCond.signal()
+        }
+        checkpointCond.unlock()
+    }
+
+    private func checkpointLoop() {
+        while true {
+            checkpointCond.lock()
+            while !checkpointWanted && !checkpointStopping { checkpointCond.wait() }
+            if checkpointStopping { checkpointCond.unlock(); return }
+            checkpointWanted = false
+            checkpointRunning = true
+            checkpointCond.unlock()
+            var log: Int32 = 0, copied: Int32 = 0
+            let rc = sqlite3_wal_checkpoint_v2(checkpointer.db, nil, SQLITE_CHECKPOINT_PASSIVE, &log, &copied)
+            checkpointCond.lock()
+            checkpointRunning = false
+            if rc == SQLITE_OK { backfilled = Int(copied); checkpoints += 1 }
+            checkpointCond.unlock()
+        }
+    }
+
+    /// The writer's part: a checkpoint on its own connection, which nothing appends to meanwhile, so it
+    /// reaches the end of the WAL and the next commit starts the WAL over. Run when the writer has been
+    /// idle for a while, or at once past `walHardLimit`.
+    private func restartWAL() {
+        checkpointCond.lock()
+        let running = checkpointRunning
+        checkpointCond.unlock()
+        guard !running, walPages > 0 else { return }
+        if (try? writer.exec("PRAGMA wal_checkpoint(PASSIVE)")) != nil {
+            walPages = 0
+            checkpointCond.lock(); checkpoints += 1; checkpointCond.unlock()
+        }
+    }
+
     static func configure(_ db: Database, durability: Durability) throws {
         try db.exec("PRAGMA journal_mode=WAL")
-        // Checkpoint every 16,384 WAL pages (64 MiB) instead of SQLite's 1,000: with many live sessions the
-        // same hot pages are rewritten commit after commit, and a checkpoint copies each of them (and
-        // syncs) once however often it changed; measured 22 -> 17 µs of writer time per event.
-        try db.exec("PRAGMA wal_autocheckpoint=16384")
         try db.exec("PRAGMA synchronous=\(durability == .full ? "FULL" : "NORMAL")")
         try db.exec("PRAGMA foreign_keys=ON")
         // With many live sessions every group commit touches a B-tree page per session; SQLite's default
@@ -256,20 +337,37 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
         cond.signal()
         cond.unlock()
         while thread?.isFinished == false { usleep(1000) }
+        checkpointCond.lock()
+        checkpointStopping = true
+        checkpointCond.signal()
+        checkpointCond.unlock()
+        while checkpointThread?.isFinished == false { usleep(1000) }
     }
 
     private func run() {
         while true {
             cond.lock()
+            if queue.isEmpty && !stopping && walPages > 0
+                && !cond.wait(until: Date().addingTimeInterval(Self.idleRestart)) && queue.isEmpty && !stopping {
+                cond.unlock()
+                restartWAL()
+                continue
+            }
             while queue.isEmpty && !stopping { cond.wait() }
             if queue.isEmpty && stopping { cond.unlock(); return }
             // Group commit with a bounded wait: a small batch waits up to 1 ms for company, because every
             // commit writes each B-tree page it touched to the WAL, whether it carries one event or a hundred.
-            if queue.count < Self.smallBatch && !stopping {
+            if queue.count < Self.smallBatch && !stopping && arrivalRate >= Self.busyRate {
                 let deadline = Date().addingTimeInterval(Self.batchWait)
                 while queue.count < Self.smallBatch && !stopping && cond.wait(until: deadline) {}
             }
             let take = min(queue.count, Self.maxBatch)
+            rateWindowCount += take
+            let now = ProcessInfo.processInfo.systemUptime
+            if now - rateWindowStart >= 0.1 || rateWindowCount >= 1000 {
+                arrivalRate = Double(rateWindowCount) / max(now - rateWindowStart, 0.001)
+                rateWindowStart = now; rateWindowCount = 0
+            }
             var batch = Array(queue[..<take])
             queue.removeFirst(take)
             cond.unlock()
@@ -279,6 +377,7 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
             }
             if !batch.isEmpty { commit(batch) }
             for policy in retention { applyRetention(policy) }
+            if walPages >= Self.walHardLimit { restartWAL() }
         }
     }
 

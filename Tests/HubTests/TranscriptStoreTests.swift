@@ -77,3 +77,42 @@ final class TranscriptStoreTests: XCTestCase {
         XCTAssertThrowsError(try TranscriptStore(directory: dir))
     }
 }
+
+final class CheckpointTests: XCTestCase {
+    func walSize(_ dir: String) -> Int {
+        ((try? FileManager.default.attributesOfItem(atPath: dir + "/collabhub.sqlite-wal"))?[.size] as? Int) ?? 0
+    }
+
+    func testCheckpointsOffTheCommitPathKeepTheWALSmall() throws {
+        let dir = NSTemporaryDirectory() + "chub-\(UUID().uuidString)"
+        let ex = ManualExecutor()
+        let store = try TranscriptStore(directory: dir, checkpointPages: 16)
+        var acked = 0
+        var sizes: [Int] = []
+        for round in 0..<3 {
+            for i in 0..<300 {
+                // Many sessions: every commit dirties several pages.
+                store.append(DurableEvent(session: "S\(i % 50)", type: "chat", member: "m", clientId: "\(round)-\(i)",
+                                          body: Array(#""text":"\#(String(repeating: "x", count: 200))""#.utf8)), executor: ex) { r in
+                    if case .success = r { acked += 1 }
+                }
+                if i % 10 == 0 { usleep(2000) }  // several commits per round
+            }
+            let deadline = Date().addingTimeInterval(5)
+            while acked < (round + 1) * 300 && Date() < deadline { ex.runAll(); usleep(1000) }
+            usleep(400_000)  // idle: the writer restarts the WAL
+            sizes.append(walSize(dir))
+        }
+        XCTAssertEqual(acked, 900)
+        XCTAssertGreaterThan(store.checkpoints, 2, "checkpoints ran although SQLite's automatic ones are off")
+        // Restarted WALs are reused from the start, so the file stays the size of one round's frames.
+        XCTAssertLessThanOrEqual(sizes[2], sizes[0] * 3 / 2, "WAL sizes per round: \(sizes)")
+        for s in 0..<50 {
+            XCTAssertEqual(try store.events(session: "S\(s)", after: 0, limit: 100).map(\.seq), Array(1...18))
+        }
+        store.close()
+        let reopened = try TranscriptStore(directory: dir)
+        XCTAssertEqual(reopened.lastSeq(session: "S7"), 18)
+        reopened.close()
+    }
+}
