@@ -5,8 +5,9 @@ import WebSocket
 
 /// Checks API keys (`chk_<id>_<secret>`) and their limits per minute, hour and month (fixed windows).
 /// Keys are looked up by id on the store's read connection and cached for a few seconds, so a key
-/// created or revoked with `collabhub keys` takes effect within that time. Counters live in memory:
-/// the monthly quota starts again when the hub restarts.
+/// created or revoked with `collabhub keys` takes effect within that time. The hourly and monthly
+/// counts are also stored (each allowed request is counted in the store's next commit) and read back
+/// when a window is first seen, so a restart does not hand out a fresh quota.
 final class APIKeys: @unchecked Sendable {
     private let store: TranscriptStore
     private let lock = NSLock()
@@ -42,11 +43,18 @@ final class APIKeys: @unchecked Sendable {
         let minute = Int(t / 60), hour = Int(t / 3600)
         let comps = Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC")!, from: now)
         let month = (comps.year ?? 0) * 12 + (comps.month ?? 0)
+        let hourWindow = "h\(hour)", monthWindow = "m\(month)"
+        lock.lock()
+        let known = usage[id]
+        lock.unlock()
+        // Windows new to this process start from what is stored (read outside the lock).
+        let storedHour = known?.hour == hour ? nil : store.keyUse(id: id, window: hourWindow)
+        let storedMonth = known?.month == month ? nil : store.keyUse(id: id, window: monthWindow)
         lock.lock(); defer { lock.unlock() }
         var u = usage[id] ?? Usage()
         if u.minute != minute { u.minute = minute; u.minuteCount = 0 }
-        if u.hour != hour { u.hour = hour; u.hourCount = 0 }
-        if u.month != month { u.month = month; u.monthCount = 0 }
+        if u.hour != hour { u.hour = hour; u.hourCount = storedHour ?? 0 }
+        if u.month != month { u.month = month; u.monthCount = storedMonth ?? 0 }
         let resetMinute = 60 - Int(t) % 60
         func headers(remaining: Int) -> [(String, String)] {
             [("X-RateLimit-Limit", String(record.perMinute)), ("X-RateLimit-Remaining", String(max(0, remaining))), ("X-RateLimit-Reset", String(resetMinute))]
@@ -69,6 +77,7 @@ final class APIKeys: @unchecked Sendable {
         }
         u.minuteCount += 1; u.hourCount += 1; u.monthCount += 1
         usage[id] = u
+        store.recordKeyUse(id: id, windows: (hourWindow, monthWindow))
         return .allowed(headers: headers(remaining: record.perMinute - u.minuteCount), keyId: id)
     }
 }

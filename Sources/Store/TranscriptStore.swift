@@ -16,7 +16,7 @@ public enum Durability: String, Sendable { case normal, full }
 /// nothing uncommitted is ever acknowledged. Completions go back to each session's loop, one wake-up
 /// per loop per batch, in append order. Reads use a separate connection.
 public final class TranscriptStore: EventStore, @unchecked Sendable {
-    public static let schemaVersion = 5
+    public static let schemaVersion = 6
     public let path: String
     private let writer: Database
     private let reader: Database
@@ -29,6 +29,7 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
         case retention(RetentionPolicy)
         case activity(ActivityEntry)
         case cursors(String, Int64, [UInt8])
+        case keyUsage(String, String, String)
     }
     private var queue: [Request] = []
     private let cond = NSCondition()
@@ -55,6 +56,7 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
     private var recentIds: Statement!
     private var insertActivity: Statement!
     private var insertCursors: Statement!
+    private var addKeyUsage: Statement!
     /// Per session: client ids of its most recent durable events ("member|id" -> committed), owned by
     /// the writer thread. A resend after a lost ack comes within seconds; 10,000 ids per session cover
     /// far more than any client keeps pending.
@@ -98,6 +100,10 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
         try reader.exec("PRAGMA mmap_size=1073741824")
         insertEvent = try writer.prepare("INSERT INTO events(session, seq, ts, type, member, client_id, body) VALUES(?,?,?,?,?,?,?)")
         insertCursors = try writer.prepare("INSERT INTO cursors(session, ts, updates) VALUES(?,?,?)")
+        addKeyUsage = try writer.prepare("""
+            INSERT INTO api_key_usage(key_id, window, count) VALUES(?,?,1)
+            ON CONFLICT(key_id, window) DO UPDATE SET count = count + 1
+            """)
         insertActivity = try writer.prepare("INSERT INTO activity(ts, actor, action, target, session, address, details) VALUES(?,?,?,?,?,?,?)")
         recentIds = try writer.prepare(
             "SELECT member, client_id, seq, ts FROM events WHERE session=? AND client_id IS NOT NULL ORDER BY seq DESC LIMIT ?")
@@ -240,6 +246,16 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
                 CREATE TABLE cursors(id INTEGER PRIMARY KEY, session TEXT NOT NULL, ts INTEGER NOT NULL, updates BLOB NOT NULL);
                 CREATE INDEX cursors_session ON cursors(session, ts);
                 PRAGMA user_version=5;
+                COMMIT;
+                """)
+        }
+        if version < 6 {
+            // v6: API key usage per hour and per month ("h<hour>", "m<month>"), so quotas survive restarts.
+            try db.exec("""
+                BEGIN;
+                CREATE TABLE api_key_usage(key_id TEXT NOT NULL, window TEXT NOT NULL, count INTEGER NOT NULL,
+                  PRIMARY KEY(key_id, window)) WITHOUT ROWID;
+                PRAGMA user_version=6;
                 COMMIT;
                 """)
         }
@@ -403,6 +419,13 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
                     st.bind(5, a.session); st.bind(6, a.address); st.bind(7, a.details)
                     defer { st.reset() }
                     _ = try st.step()
+                case .keyUsage(let id, let a, let b):
+                    let st = addKeyUsage!
+                    for window in [a, b] {
+                        st.bind(1, id); st.bind(2, window)
+                        defer { st.reset() }
+                        _ = try st.step()
+                    }
                 case .cursors(let session, let ts, let updates):
                     let st = insertCursors!
                     st.bind(1, session); st.bind(2, ts); st.bind(3, blob: updates)
@@ -694,6 +717,21 @@ extension TranscriptStore {
         let st = try db.prepare("INSERT INTO activity(ts, actor, action, target, session, address, details) VALUES(?,?,?,?,?,?,?)")
         st.bind(1, a.ts); st.bind(2, a.actor); st.bind(3, a.action); st.bind(4, a.target); st.bind(5, a.session); st.bind(6, a.address); st.bind(7, a.details)
         _ = try st.step()
+    }
+
+    /// Counts one request of an API key in two usage windows (e.g. "h493817", "m24323"); committed with
+    /// the next batch.
+    public func recordKeyUse(id: String, windows: (String, String)) {
+        enqueue(.keyUsage(id, windows.0, windows.1))
+    }
+
+    /// The stored request count of a key in a usage window (0 when none).
+    public func keyUse(id: String, window: String) -> Int {
+        (try? read { db -> Int in
+            let s = try db.prepare("SELECT count FROM api_key_usage WHERE key_id=? AND window=?")
+            s.bind(1, id); s.bind(2, window)
+            return try s.step() ? Int(s.int(0)) : 0
+        }) ?? 0
     }
 
     /// A key by id (read connection; the hub caches the answer briefly).

@@ -225,3 +225,26 @@ def test_api_keys_limits_and_revocation(make_hub):
     assert "revoked" in listing and key.split("_")[2] not in listing
     actions = [e["action"] for e in api(hub, "GET", "/api/activity")[1]["activity"]]
     assert "api_key_created" in actions and "api_key_revoked" in actions
+
+
+def test_api_key_monthly_quota_survives_a_restart(make_hub):
+    hub = make_hub("--threads", "1")
+    out = subprocess.run([conftest.BINARY, "keys", "create", "--data", hub.data_dir, "--name", "q", "--per-month", "3"],
+                         capture_output=True, text=True, check=True).stdout
+    key = next(l.split()[1] for l in out.splitlines() if l.startswith("key:"))
+    import urllib.request
+
+    def post(h, i):
+        req = urllib.request.Request(f"{h.http}/api/runs/q{i}/events", data=json.dumps({"type": "started", "owner": "q"}).encode(),
+                                     method="POST", headers={"X-API-Key": key})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+    assert [post(hub, i)[0] for i in range(2)] == [202, 202]
+    assert hub.stop() == 0
+    again = make_hub("--threads", "1", data_dir=hub.data_dir)
+    assert post(again, 2)[0] == 202, "one request of the month's three is left"
+    status, body = post(again, 3)
+    assert status == 429 and "monthly quota of 3" in body, body
