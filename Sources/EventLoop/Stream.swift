@@ -131,7 +131,14 @@ open class Stream {
         while buf.count - total >= 16 * 1024 + 256 {
             ERR_clear_error()
             let n = SSL_read(ssl, buf.baseAddress! + total, Int32(buf.count - total))
-            if n > 0 { total += Int(n); continue }
+            if n > 0 {
+                total += Int(n)
+                // With read-ahead, one read() brought in every record the socket had. Another SSL_read on
+                // an empty buffer would only be a read() answering EAGAIN; what may still be in the
+                // socket comes as another (level-triggered) event.
+                if SSL_has_pending(ssl) == 0 { return total }
+                continue
+            }
             switch SSL_get_error(ssl, n) {
             case SSL_ERROR_WANT_READ:
                 return total > 0 ? total : -2
@@ -146,6 +153,8 @@ open class Stream {
                 return total > 0 ? total : -1
             }
         }
+        // Out of room with records still buffered in OpenSSL: the socket will not report them again.
+        if SSL_has_pending(ssl) == 1 && chub_is_active(readWatcher) != 0 { ev_feed_event(loop.raw, readWatcher, Int32(EV_READ)) }
         return total
     }
 

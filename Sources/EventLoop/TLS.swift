@@ -34,6 +34,7 @@ public final class TLSContext: @unchecked Sendable {
         _ = chub_ssl_ctx_min_tls12(ctx)
         _ = SSL_CTX_set_options(ctx, chub_ssl_server_options())
         _ = chub_ssl_ctx_set_mode(ctx, chub_ssl_modes())
+        chub_ssl_ctx_read_ahead(ctx)
         _ = chub_ssl_ctx_no_session_cache(ctx)
         chub_ssl_ctx_alpn_http11(ctx)
         guard access(certificate, R_OK) == 0 else {
@@ -60,6 +61,7 @@ public final class TLSContext: @unchecked Sendable {
         isServer = false
         _ = chub_ssl_ctx_min_tls12(ctx)
         _ = chub_ssl_ctx_set_mode(ctx, chub_ssl_modes())
+        chub_ssl_ctx_read_ahead(ctx)
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nil)
     }
 

@@ -67,6 +67,22 @@ def test_wss_echo_and_https_api(tls_hub, certs):
         assert r.read() == b"ok\n"
 
 
+def test_wss_bursts_larger_than_the_read_buffer(tls_hub, certs):
+    """Read-ahead takes every record a read() finds; a burst bigger than the loop's 256 KiB read buffer
+    leaves records inside OpenSSL that the socket will not announce again: none may be stranded."""
+    ctx = context(certs)
+
+    async def main():
+        async with websockets.connect(f"wss://localhost:{tls_hub.port}/echo", ssl=ctx, max_size=None) as ws:
+            for round in range(3):
+                msgs = [f"{round}-{i}-" + "x" * (20000 + 997 * i) for i in range(60)]   # ~2 MB in one go
+                for m in msgs:
+                    await ws.send(m)
+                for m in msgs:
+                    assert await asyncio.wait_for(ws.recv(), 10) == m
+    asyncio.run(main())
+
+
 def s_client(port, *args, stdin=b"Q\n"):
     return subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost", *args],
                           input=stdin, capture_output=True, timeout=20)
