@@ -163,7 +163,9 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
 
     /// The writer's part: a checkpoint on its own connection, which nothing appends to meanwhile, so it
     /// reaches the end of the WAL and the next commit starts the WAL over. Run when the writer has been
-    /// idle for a while, or at once past `walHardLimit`.
+    /// idle for a while with at least `checkpointPages` in the WAL (a smaller WAL is left alone: the
+    /// appends that end the idle time would wait for this checkpoint's fsyncs), or at once past
+    /// `walHardLimit`.
     private func restartWAL() {
         checkpointCond.lock()
         let running = checkpointRunning
@@ -363,7 +365,7 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
     private func run() {
         while true {
             cond.lock()
-            if queue.isEmpty && !stopping && walPages > 0
+            if queue.isEmpty && !stopping && walPages >= checkpointPages
                 && !cond.wait(until: Date().addingTimeInterval(Self.idleRestart)) && queue.isEmpty && !stopping {
                 cond.unlock()
                 restartWAL()
