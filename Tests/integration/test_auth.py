@@ -195,22 +195,28 @@ def test_cross_origin_websocket_refused(make_hub):
     asyncio.run(main())
 
 
+def start_run(hub, key, run):
+    """POSTs a run's `started` event with an API key: (status, headers, body)."""
+    import urllib.request
+    req = urllib.request.Request(f"{hub.http}/api/runs/{run}/events", data=json.dumps({"type": "started", "owner": "ci"}).encode(),
+                                 method="POST", headers={"X-API-Key": key})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, dict(r.headers), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode()
+
+
 def test_api_keys_limits_and_revocation(make_hub):
     hub = make_hub("--threads", "1")
     out = subprocess.run([conftest.BINARY, "keys", "create", "--data", hub.data_dir, "--name", "ci", "--per-minute", "3"],
                          capture_output=True, text=True, check=True).stdout
     key = next(l.split()[1] for l in out.splitlines() if l.startswith("key:"))
     key_id = next(l.split()[1] for l in out.splitlines() if l.startswith("id:"))
-    import urllib.request
 
     def post(k, i):
-        req = urllib.request.Request(f"{hub.http}/api/runs/k{i}/events", data=json.dumps({"type": "started", "owner": "ci"}).encode(),
-                                     method="POST", headers={"X-API-Key": k})
-        try:
-            with urllib.request.urlopen(req, timeout=5) as r:
-                return r.status, dict(r.headers)
-        except urllib.error.HTTPError as e:
-            return e.code, dict(e.headers)
+        status, headers, _ = start_run(hub, k, f"k{i}")
+        return status, headers
     statuses = [post(key, i) for i in range(4)]
     assert [s for s, _ in statuses[:3]] == [202, 202, 202]
     assert statuses[0][1]["X-RateLimit-Limit"] == "3" and statuses[2][1]["X-RateLimit-Remaining"] == "0"
@@ -232,16 +238,10 @@ def test_api_key_monthly_quota_survives_a_restart(make_hub):
     out = subprocess.run([conftest.BINARY, "keys", "create", "--data", hub.data_dir, "--name", "q", "--per-month", "3"],
                          capture_output=True, text=True, check=True).stdout
     key = next(l.split()[1] for l in out.splitlines() if l.startswith("key:"))
-    import urllib.request
 
     def post(h, i):
-        req = urllib.request.Request(f"{h.http}/api/runs/q{i}/events", data=json.dumps({"type": "started", "owner": "q"}).encode(),
-                                     method="POST", headers={"X-API-Key": key})
-        try:
-            with urllib.request.urlopen(req, timeout=5) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
+        status, _, body = start_run(h, key, f"q{i}")
+        return status, body
     assert [post(hub, i)[0] for i in range(2)] == [202, 202]
     assert hub.stop() == 0
     again = make_hub("--threads", "1", data_dir=hub.data_dir)

@@ -9,6 +9,26 @@
 
 const PROTOCOL = "collabhub.v1";
 
+const escapeHTML = (s) => String(s ?? "").replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
+
+/**
+ * Draws a member's cursor on `surface` (a positioned element), or moves it there.
+ * @param {HTMLElement} surface
+ * @param {Map<string, HTMLElement>} cursors member id -> its cursor element, kept by the caller
+ * @param {{id: string, x: number, y: number}} update a cursor update (`cursors` message)
+ * @param {{name: string, color: string}} who
+ */
+export function placeCursor(surface, cursors, update, who) {
+  let el = cursors.get(update.id);
+  if (!el) {
+    el = document.createElement("div"); el.className = "cursor"; el.dataset.member = update.id;
+    const color = escapeHTML(who.color);
+    el.innerHTML = `<svg width="16" height="16" viewBox="0 0 16 16"><path d="M1 1 L1 14 L5 10 L9 15 L11 14 L7 9 L13 9 Z" fill="${color}" stroke="#fff"/></svg><span style="background:${color}">${escapeHTML(who.name)}</span>`;
+    surface.appendChild(el); cursors.set(update.id, el);
+  }
+  el.style.left = update.x + "px"; el.style.top = update.y + "px";
+}
+
 /** Exponential backoff with full jitter: attempt n waits a random time up to min(cap, base * 2^n). */
 export function backoffDelay(attempt, base = 250, cap = 15000, random = Math.random) {
   return Math.floor(random() * Math.min(cap, base * 2 ** attempt));
