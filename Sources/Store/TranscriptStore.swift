@@ -10,8 +10,8 @@ public enum Durability: String, Sendable { case normal, full }
 /// The SQLite transcript store: sessions and every durable event, in WAL mode.
 ///
 /// One writer thread owns the write connection. Appends queue up while a transaction commits and go
-/// into the next one together (group commit: the batch is whatever arrived meanwhile, so there is no
-/// added wait). The writer assigns each event its session's next `seq` inside the transaction; if the
+/// into the next one together (group commit: the batch is whatever arrived meanwhile, plus, only while
+/// more than 5,000 requests/s arrive, up to 1 ms of waiting for company). The writer assigns each event its session's next `seq` inside the transaction; if the
 /// commit fails, the batch is rolled back and the seq counters with it, so seqs stay contiguous and
 /// nothing uncommitted is ever acknowledged. Completions go back to each session's loop, one wake-up
 /// per loop per batch, in append order. Reads use a separate connection.
