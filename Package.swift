@@ -37,7 +37,7 @@ let package = Package(
             "Server", "Hub", "Store", "WebSocket", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimize),
         .executableTarget(name: "loadtest", dependencies: [
-            "WebSocket", "EventLoop",
+            "WebSocket", "EventLoop", "COpenSSL",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
         ], swiftSettings: optimize),

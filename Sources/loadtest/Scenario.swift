@@ -165,7 +165,8 @@ final class ScenarioRunner {
         for i in 0..<c.sessions {
             if c.peer == "collabhub" {
                 let (status, body) = try HTTPClient.request(host: base.host, port: base.port, method: "POST", path: "/api/sessions",
-                                                            body: "{\"title\":\"\(c.name) \(i)\",\"max_participants\":\(c.members + (c.abusive + c.sessions - 1) / c.sessions)}")
+                                                            body: "{\"title\":\"\(c.name) \(i)\",\"max_participants\":\(c.members + (c.abusive + c.sessions - 1) / c.sessions)}",
+                                                            tls: base.tls)
                 guard status == 201, let r = body.range(of: "\"code\":\""), let end = body[r.upperBound...].firstIndex(of: "\"") else {
                     throw ValidationFailure("creating a session failed: \(status) \(body)")
                 }

@@ -105,8 +105,10 @@ final class CheckpointTests: XCTestCase {
         }
         XCTAssertEqual(acked, 900)
         XCTAssertGreaterThan(store.checkpoints, 2, "checkpoints ran although SQLite's automatic ones are off")
-        // Restarted WALs are reused from the start, so the file stays the size of one round's frames.
-        XCTAssertLessThanOrEqual(sizes[2], sizes[0] * 3 / 2, "WAL sizes per round: \(sizes)")
+        // Restarted WALs are reused from the start. Without checkpoints the file grows by over 1 MB a
+        // round (1.1, 2.4 and 4.2 MB measured); with them it stayed at 0.13-0.3 MB, and at 1.35 MB at
+        // most with both cores busy elsewhere (background passes then lag, and a round's frames pile up).
+        XCTAssertLessThan(sizes[2], 2_500_000, "WAL sizes per round: \(sizes)")
         for s in 0..<50 {
             XCTAssertEqual(try store.events(session: "S\(s)", after: 0, limit: 100).map(\.seq), Array(1...18))
         }
