@@ -59,8 +59,10 @@ public final class Member {
     var typingUntil: Double?
     var cursor: [UInt8]?
     var cursorDirty = false
-    /// When this member's cursor was last sampled into the transcript (`--record-cursors`).
+    /// When this member's cursor was last sampled into the transcript (`--record-cursors`), and whether
+    /// it moved since without being sampled (the interval had not passed): `tick` stores that position.
     var cursorRecordedAt = -Double.infinity
+    var cursorUnsampled = false
     var graceDeadline: Double?
     var leaving = false
 
@@ -529,26 +531,39 @@ public final class Session {
         w.field("type", "cursors")
         w.beginArray("updates")
         var any = false
-        // Sampled for playback: the members whose last stored position is older than the interval.
-        var sample: JSONWriter?
-        let now = policy.cursorSampleInterval == nil ? 0 : clock()
         for m in members where m.cursorDirty {
             m.cursorDirty = false
-            guard let body = m.cursor else { continue }
-            var u: [UInt8] = Array("{\"id\":\"".utf8) + Array(m.id.utf8) + Array("\",".utf8)
-            u += body
-            u.append(UInt8(ascii: "}"))
-            w.rawElement(u)
+            guard m.cursor != nil else { continue }
+            w.rawElement(cursorUpdate(m))
             any = true
-            if let interval = policy.cursorSampleInterval, now - m.cursorRecordedAt >= interval {
-                m.cursorRecordedAt = now
-                if sample == nil { sample = JSONWriter(capacity: 128); sample!.beginArray() }
-                sample!.rawElement(u)
-            }
+            m.cursorUnsampled = policy.cursorSampleInterval != nil
         }
         w.endArray()
         w.endObject()
         if any { broadcast(Chunk.text(w.bytes), durable: false, except: nil) }
+        sampleCursors()
+    }
+
+    private func cursorUpdate(_ m: Member) -> [UInt8] {
+        var u: [UInt8] = Array("{\"id\":\"".utf8) + Array(m.id.utf8) + Array("\",".utf8)
+        u += m.cursor ?? []
+        u.append(UInt8(ascii: "}"))
+        return u
+    }
+
+    /// Stores (for playback) the cursors that moved since their last sample, for members whose last
+    /// sample is at least the interval old. Called after each flush and from `tick`, so a cursor that
+    /// stops moving within the interval still gets its final position stored.
+    private func sampleCursors() {
+        guard let interval = policy.cursorSampleInterval else { return }
+        let now = clock()
+        var sample: JSONWriter?
+        for m in members where m.cursorUnsampled && now - m.cursorRecordedAt >= interval {
+            m.cursorUnsampled = false
+            m.cursorRecordedAt = now
+            if sample == nil { sample = JSONWriter(capacity: 128); sample!.beginArray() }
+            sample!.rawElement(cursorUpdate(m))
+        }
         if var sample {
             sample.endArray()
             store.recordCursors(session: code, ts: wallClockMillis(), updates: sample.bytes)
@@ -557,6 +572,7 @@ public final class Session {
 
     /// Expires typing indicators and reconnect grace periods. Called a few times a second.
     public func tick() {
+        sampleCursors()
         let now = clock()
         for m in members {
             if let until = m.typingUntil, until <= now {

@@ -156,6 +156,20 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual(samples[0].1[0]["id"] as? String, ann["id"] as? String)
         XCTAssertEqual(b.of("cursors").count, 3, "live delivery is not sampled")
 
+        // A cursor that stops within the interval: its last position is stored by the next tick due.
+        h.now += 0.05
+        h.send(a, #"{"type":"cursor","x":4,"y":4}"#); h.session.flushCursors()
+        XCTAssertEqual(h.store.cursorSamples.count, 3, "0.05 s after the last sample")
+        h.session.tick()
+        XCTAssertEqual(h.store.cursorSamples.count, 3, "still within the interval")
+        h.now += 0.2
+        h.session.tick()
+        XCTAssertEqual(h.store.cursorSamples.count, 4)
+        XCTAssertEqual(h.store.cursorSamples[3].1.map { $0["x"] as? Int }, [4], "the final position")
+        h.now += 1
+        h.session.tick()
+        XCTAssertEqual(h.store.cursorSamples.count, 4, "nothing moved since")
+
         let off = Harness()
         let c = off.join("Cy"); _ = off.join("Di")
         off.send(c, #"{"type":"cursor","x":1,"y":1}"#); off.session.flushCursors()
