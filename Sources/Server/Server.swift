@@ -201,7 +201,11 @@ public final class Server {
 
     func renderMetrics() -> String {
         for context in contexts { context.metrics.bytesOut.set(context.loop.bytesWritten.get) }
-        return Metrics.render(contexts.map(\.metrics), extra: [("threads", "Event loop threads.", contexts.count)])
+        return Metrics.render(contexts.map(\.metrics), extra: [
+            ("threads", "Event loop threads.", contexts.count),
+            ("store_checkpoints", "WAL checkpoints completed off the commit path (background passes and the writer's restarts).", store.checkpoints),
+            ("cursor_samples_dropped", "Cursor samples (--record-cursors) not stored because the writer was behind.", store.cursorSamplesDropped),
+        ])
     }
 }
 

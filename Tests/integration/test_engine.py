@@ -38,7 +38,7 @@ def test_healthz_and_metrics(echo_hub):
             metrics[k] = float(v)
     for name in ["collabhub_connections_open", "collabhub_handshakes_total", "collabhub_messages_in_total",
                  "collabhub_messages_out_total", "collabhub_bytes_in_total", "collabhub_bytes_out_total",
-                 "collabhub_loop_lag_seconds"]:
+                 "collabhub_loop_lag_seconds", "collabhub_store_checkpoints", "collabhub_cursor_samples_dropped"]:
         assert name in metrics, name
     assert metrics['collabhub_closes_total{code="1007"}'] >= 1
     assert metrics["collabhub_handshakes_total"] >= 1
