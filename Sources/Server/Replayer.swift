@@ -11,7 +11,8 @@ import WebSocket
 /// API worker thread first.
 final class Replayer {
     private unowned let connection: Connection
-    private let events: [StoredEvent]
+    /// First and last seq of the events replayed, and how many (cursor samples are not counted).
+    private let firstSeq: Int, lastSeq: Int, eventCount: Int
     /// Events and cursor samples in time order: `seq` is nil for a cursor sample.
     private let timeline: [(ts: Int64, seq: Int?, json: [UInt8])]
     private var index = 0
@@ -26,7 +27,9 @@ final class Replayer {
 
     init(connection: Connection, events: [StoredEvent], cursors: [CursorSample] = [], speed: Double) {
         self.connection = connection
-        self.events = events
+        firstSeq = events.first?.seq ?? 0
+        lastSeq = events.last?.seq ?? 0
+        eventCount = events.count
         self.speed = speed
         var timeline: [(ts: Int64, seq: Int?, json: [UInt8])] = []
         timeline.reserveCapacity(events.count + cursors.count)
@@ -47,8 +50,8 @@ final class Replayer {
     func start() {
         var w = JSONWriter()
         w.beginObject(); w.field("type", "replay_started")
-        w.field("from", events.first?.seq ?? 0); w.field("to", events.last?.seq ?? 0)
-        w.field("count", events.count); w.field("speed", speed)
+        w.field("from", firstSeq); w.field("to", lastSeq)
+        w.field("count", eventCount); w.field("speed", speed)
         if let f = timeline.first, let l = timeline.last { w.field("duration_ms", Int(l.ts - f.ts)) }
         w.endObject()
         connection.sendText(String(decoding: w.bytes, as: UTF8.self))
@@ -85,7 +88,7 @@ final class Replayer {
         var w = JSONWriter()
         w.beginObject(); w.field("type", "replay_state"); w.field("state", paused ? "paused" : (index >= timeline.count ? "finished" : "playing"))
         let next = timeline[index...].first { $0.seq != nil }?.seq
-        w.field("seq", next ?? (events.last?.seq ?? 0)); w.field("speed", speed); w.endObject()
+        w.field("seq", next ?? lastSeq); w.field("speed", speed); w.endObject()
         connection.sendText(String(decoding: w.bytes, as: UTF8.self))
         if restart { schedule() }
         return nil
