@@ -93,13 +93,18 @@ def test_two_windows_collaborate_and_resume(web_hub, browsers):
     shot(ann, "room.png")
 
     # Forced disconnect: Bob's socket drops; he sends while offline; Ann writes meanwhile.
-    bob.execute_script("window.collab.ws.close(4999)")
+    # The first reconnect attempt waits a random time up to 250 ms, so the outage could end before
+    # the page is polled: pin the jitter to its maximum at the fourth attempt (2 s) and record states.
+    bob.execute_script("const c = window.collab; window.seenStates = [];"
+                       "c.addEventListener('state', (e) => window.seenStates.push(e.detail));"
+                       "c.random = () => 1; c.attempt = 3; c.ws.close(4999);")
     wait(bob, lambda d: d.find_element(By.ID, "state").text in ("offline", "resuming"))
     bob.find_element(By.ID, "text").send_keys("sent while offline")
     bob.find_element(By.CSS_SELECTOR, "#compose button").click()
     ann.find_element(By.ID, "text").send_keys("written during the outage")
     ann.find_element(By.CSS_SELECTOR, "#compose button").click()
     wait(bob, lambda d: d.find_element(By.ID, "state").text == "open", timeout=20)
+    assert bob.execute_script("return window.seenStates") == ["offline", "resuming", "open"]
     wait(bob, lambda d: "written during the outage" in d.find_element(By.ID, "messages").text)
     wait(ann, lambda d: "sent while offline" in d.find_element(By.ID, "messages").text)
     wait(bob, lambda d: d.execute_script("return window.collab.pending.size") == 0)
