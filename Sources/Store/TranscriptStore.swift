@@ -16,7 +16,7 @@ public enum Durability: String, Sendable { case normal, full }
 /// nothing uncommitted is ever acknowledged. Completions go back to each session's loop, one wake-up
 /// per loop per batch, in append order. Reads use a separate connection.
 public final class TranscriptStore: EventStore, @unchecked Sendable {
-    public static let schemaVersion = 6
+    public static let schemaVersion = 7
     public let path: String
     private let writer: Database
     private let reader: Database
@@ -36,7 +36,7 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
     private var stopping = false
     private var thread: Thread?
     /// Last committed seq per session, owned by the writer thread.
-    private var seqs: [String: Int] = [:]
+    private var seqs: [String: (seq: Int, lastWrite: Double)] = [:]
     /// Set when the last commit failed; appends fail fast until a commit succeeds again.
     public private(set) var lastError: String?
     public let durability: Durability
@@ -62,6 +62,16 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
     /// far more than any client keeps pending.
     private var seen: [String: RecentIds] = [:]
     static let rememberedIds = 10_000
+    /// Sessions not written for this long have their seq and id memories dropped (refilled from the
+    /// table if they are written again), and at most `rememberedTotal` ids are kept over all sessions,
+    /// the least recently written sessions' forgotten first: a long-running hub sees unboundedly many
+    /// sessions. Swept every `sweepInterval` seconds.
+    var forgetAfter = 300.0
+    var rememberedTotal = 1_000_000
+    var sweepInterval = 30.0
+    private var lastSweep = ProcessInfo.processInfo.systemUptime
+    /// The retention pass in progress (writer thread): a session at a time, a bounded chunk per step.
+    private var retentionPass: RetentionPass?
     private var maxSeq: Statement!
     private var upsertSession: Statement!
 
@@ -107,7 +117,7 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
         insertActivity = try writer.prepare("INSERT INTO activity(ts, actor, action, target, session, address, details) VALUES(?,?,?,?,?,?,?)")
         recentIds = try writer.prepare(
             "SELECT member, client_id, seq, ts FROM events WHERE session=? AND client_id IS NOT NULL ORDER BY seq DESC LIMIT ?")
-        maxSeq = try writer.prepare("SELECT COALESCE(MAX(seq), 0) FROM events WHERE session=?")
+        maxSeq = try writer.prepare(Self.lastSeqSQL)
         upsertSession = try writer.prepare("""
             INSERT INTO sessions(code, title, max_participants, guest_policy, host_key, created_at, ended_at, end_reason, options)
             VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(code) DO UPDATE SET title=excluded.title,
@@ -261,6 +271,15 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
                 COMMIT;
                 """)
         }
+        if version < 7 {
+            // v7: the last seq of sessions whose events retention deleted entirely (seq continues).
+            try db.exec("""
+                BEGIN;
+                CREATE TABLE seq_floor(session TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+                PRAGMA user_version=7;
+                COMMIT;
+                """)
+        }
     }
 
     // MARK: - Writing
@@ -365,17 +384,17 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
     private func run() {
         while true {
             cond.lock()
-            if queue.isEmpty && !stopping && walPages >= checkpointPages
+            if queue.isEmpty && !stopping && retentionPass == nil && walPages >= checkpointPages
                 && !cond.wait(until: Date().addingTimeInterval(Self.idleRestart)) && queue.isEmpty && !stopping {
                 cond.unlock()
                 restartWAL()
                 continue
             }
-            while queue.isEmpty && !stopping { cond.wait() }
+            while queue.isEmpty && !stopping && retentionPass == nil { cond.wait() }
             if queue.isEmpty && stopping { cond.unlock(); return }
             // Group commit with a bounded wait: a small batch waits up to 1 ms for company, because every
             // commit writes each B-tree page it touched to the WAL, whether it carries one event or a hundred.
-            if queue.count < Self.smallBatch && !stopping && arrivalRate >= Self.busyRate {
+            if !queue.isEmpty && queue.count < Self.smallBatch && !stopping && arrivalRate >= Self.busyRate {
                 let deadline = Date().addingTimeInterval(Self.batchWait)
                 while queue.count < Self.smallBatch && !stopping && cond.wait(until: deadline) {}
             }
@@ -389,20 +408,36 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
             var batch = Array(queue[..<take])
             queue.removeFirst(take)
             cond.unlock()
-            let retention = batch.compactMap { if case .retention(let p) = $0 { return p } else { return nil } }
-            if !retention.isEmpty {
+            if batch.contains(where: { if case .retention = $0 { return true } else { return false } }) {
+                for case .retention(let policy) in batch where retentionPass == nil { startRetention(policy) }
                 batch.removeAll { if case .retention = $0 { return true } else { return false } }
             }
             if !batch.isEmpty { commit(batch) }
-            for policy in retention { applyRetention(policy) }
+            // One bounded step of retention per batch: appends wait at most one chunk behind it.
+            if retentionPass != nil { retentionStep() }
+            if now - lastSweep >= sweepInterval { lastSweep = now; forgetIdleSessions(now: now) }
             if walPages >= Self.walHardLimit { restartWAL() }
+        }
+    }
+
+    /// Drops the seq and id memories of sessions not written for `forgetAfter` seconds, then, while more
+    /// than `rememberedTotal` ids are kept, those of the least recently written sessions.
+    private func forgetIdleSessions(now: Double) {
+        for (session, state) in seqs where now - state.lastWrite >= forgetAfter { seqs[session] = nil; seen[session] = nil }
+        var total = seen.values.reduce(0) { $0 + $1.count }
+        guard total > rememberedTotal else { return }
+        for (session, ids) in seen.sorted(by: { $0.value.lastWrite < $1.value.lastWrite }) {
+            seen[session] = nil
+            total -= ids.count
+            if total <= rememberedTotal * 3 / 4 { break }
         }
     }
 
     private struct Completion { let executor: Executor; let done: (Result<Committed, StoreFailure>) -> Void; let result: Result<Committed, StoreFailure> }
 
     private func commit(_ batch: [Request]) {
-        let before = seqs
+        var undo: [(String, (seq: Int, lastWrite: Double)?)] = []
+        let clock = ProcessInfo.processInfo.systemUptime
         var remembered: [(RecentIds, String)] = []
         var results: [Completion] = []
         results.reserveCapacity(batch.count)
@@ -457,10 +492,12 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
                     s.bind(5, event.member); s.bind(6, event.clientId); s.bind(7, blob: event.body)
                     _ = try s.step()
                     s.reset()
-                    seqs[event.session] = seq
+                    undo.append((event.session, seqs[event.session]))
+                    seqs[event.session] = (seq, clock)
                     if let idKey {
                         let ids = try recent(event.session)
                         ids.remember(idKey, Committed(seq: seq, ts: now, duplicate: true))
+                        ids.lastWrite = clock
                         remembered.append((ids, idKey))
                     }
                     results.append(Completion(executor: executor, done: done, result: .success(Committed(seq: seq, ts: now, duplicate: false))))
@@ -471,7 +508,7 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
         } catch {
             failure = "\(error)"
             try? writer.exec("ROLLBACK")
-            seqs = before
+            for (session, state) in undo.reversed() { seqs[session] = state }
             for (ids, key) in remembered { ids.forget(key) }
             lastError = failure
             FileHandle.standardError.write(Data("collabhub: transcript store: commit failed, \(batch.count) requests rejected: \(error)\n".utf8))
@@ -497,45 +534,115 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
         for b in barriers { b() }
     }
 
-    private func applyRetention(_ policy: RetentionPolicy) {
+    /// Where a retention pass stands: the policy, its age cut-off, and the session it works on (passes
+    /// go through the sessions in key order, finding each next one with an index seek).
+    private struct RetentionPass {
+        let policy: RetentionPolicy
+        let cutoff: Int64?
+        var session: String
+        var started = false
+    }
+
+    private func startRetention(_ policy: RetentionPolicy) {
+        let cutoff = policy.maxAgeMillis.map { Int64(Date().timeIntervalSince1970 * 1000) - $0 }
+        retentionPass = RetentionPass(policy: policy, cutoff: cutoff, session: "")
+        guard let cutoff else { return }
+        // Activity entries and cursor samples are numbered in time order: delete the run of old ones at
+        // the front, a chunk at a time (each chunk its own transaction).
         do {
-            if let age = policy.maxAgeMillis {
-                let cutoff = Int64(Date().timeIntervalSince1970 * 1000) - age
+            for table in ["activity", "cursors"] {
                 let del = try writer.prepare("""
-                    DELETE FROM events WHERE (session, seq) IN (SELECT session, seq FROM events WHERE ts < ? LIMIT ?)
+                    DELETE FROM \(table) WHERE id IN (SELECT id FROM \(table) ORDER BY id LIMIT ?2)
+                    AND id < COALESCE((SELECT id FROM \(table) WHERE ts >= ?1 ORDER BY id LIMIT 1), 9223372036854775807)
                     """)
-                for table in ["activity", "cursors"] {
-                    let old = try writer.prepare("DELETE FROM \(table) WHERE ts < ?")
-                    old.bind(1, cutoff)
-                    _ = try old.step()
-                }
-                while true {
+                repeat {
                     del.bind(1, cutoff); del.bind(2, RetentionPolicy.chunk)
                     _ = try del.step(); del.reset()
-                    retentionDeleted += writer.changes
-                    if writer.changes < RetentionPolicy.chunk { break }
-                }
-            }
-            if let keep = policy.maxEventsPerSession {
-                let over = try writer.prepare("SELECT session, MAX(seq) - ?, COUNT(*) FROM events GROUP BY session HAVING COUNT(*) > ?")
-                over.bind(1, keep); over.bind(2, keep)
-                var trim: [(String, Int)] = []
-                while try over.step() { trim.append((over.string(0) ?? "", Int(over.int(1)))) }
-                over.reset()
-                let del = try writer.prepare("DELETE FROM events WHERE session = ? AND seq <= ?")
-                // Cursor samples older than the oldest event kept have nothing left to play against.
-                let delCursors = try writer.prepare("DELETE FROM cursors WHERE session = ?1 AND ts < (SELECT MIN(ts) FROM events WHERE session = ?1)")
-                for (session, upTo) in trim {
-                    del.bind(1, session); del.bind(2, upTo)
-                    _ = try del.step(); del.reset()
-                    retentionDeleted += writer.changes
-                    delCursors.bind(1, session)
-                    _ = try delCursors.step(); delCursors.reset()
-                }
+                } while writer.changes == RetentionPolicy.chunk
             }
         } catch {
             FileHandle.standardError.write(Data("collabhub: retention failed: \(error)\n".utf8))
         }
+    }
+
+    /// One bounded step of the retention pass: at most `RetentionPolicy.chunk` events of one session are
+    /// deleted (one transaction), then the writer goes back to its queue. Events of a session are in
+    /// seq order and their times grow with seq, so what age deletes is a run at the front, found by
+    /// walking from the oldest event to the first young one; what count deletes is everything up to
+    /// `last - keep`. When age deletes a session's every event, its last seq is kept in `seq_floor`.
+    private func retentionStep() {
+        guard var pass = retentionPass else { return }
+        do {
+            let more = pass.started ? try deleteOldEvents(pass) : false
+            if !more {
+                // This session is done (or none was chosen yet): on to the next one.
+                let next = try writer.prepare("SELECT session FROM events WHERE session > ? ORDER BY session LIMIT 1")
+                next.bind(1, pass.session)
+                guard try next.step(), let session = next.string(0) else { retentionPass = nil; return }
+                pass.session = session
+                pass.started = true
+                retentionPass = pass
+            }
+        } catch {
+            FileHandle.standardError.write(Data("collabhub: retention failed: \(error)\n".utf8))
+            retentionPass = nil
+        }
+    }
+
+    /// Deletes a chunk of `pass.session`'s events that the policy no longer keeps; true if it deleted
+    /// a full chunk (more may remain).
+    private func deleteOldEvents(_ pass: RetentionPass) throws -> Bool {
+        let session = pass.session, chunk = RetentionPolicy.chunk
+        let st = try retentionStatements()
+        defer { for s in [st.bounds, st.young, st.floor, st.delete, st.cursors] { s.reset() } }
+        st.bounds.bind(1, session)
+        guard try st.bounds.step(), !st.bounds.isNull(0) else { return false }
+        let first = Int(st.bounds.int(0)), last = Int(st.bounds.int(1))   // seqs in between are all there
+        let window = first + chunk - 1
+        var upTo = first - 1   // delete seq <= upTo
+        if let keep = pass.policy.maxEventsPerSession { upTo = max(upTo, last - keep) }
+        if let cutoff = pass.cutoff {
+            // Only the chunk at the front is examined: the walk never passes more rows than it deletes.
+            st.young.bind(1, session); st.young.bind(2, first); st.young.bind(3, window); st.young.bind(4, cutoff)
+            upTo = max(upTo, try st.young.step() ? Int(st.young.int(0)) - 1 : min(last, window))
+        }
+        guard upTo >= first else { return false }
+        let end = min(upTo, window)
+        try writer.exec("BEGIN IMMEDIATE")
+        do {
+            if end == last {
+                st.floor.bind(1, session); st.floor.bind(2, last)
+                _ = try st.floor.step()
+            }
+            st.delete.bind(1, session); st.delete.bind(2, end)
+            _ = try st.delete.step()
+            retentionDeleted += writer.changes
+            st.cursors.bind(1, session)
+            _ = try st.cursors.step()
+            try writer.exec("COMMIT")
+        } catch {
+            try? writer.exec("ROLLBACK")
+            throw error
+        }
+        return end == window
+    }
+
+    private struct RetentionStatements { let bounds, young, floor, delete, cursors: Statement }
+    private var retentionStatementsCache: RetentionStatements?
+    private func retentionStatements() throws -> RetentionStatements {
+        if let s = retentionStatementsCache { return s }
+        let s = RetentionStatements(
+            bounds: try writer.prepare("SELECT MIN(seq), MAX(seq) FROM events WHERE session = ?"),
+            young: try writer.prepare("SELECT seq FROM events WHERE session = ? AND seq BETWEEN ? AND ? AND ts >= ? ORDER BY seq LIMIT 1"),
+            floor: try writer.prepare("INSERT INTO seq_floor(session, seq) VALUES(?, ?) ON CONFLICT(session) DO UPDATE SET seq = excluded.seq"),
+            delete: try writer.prepare("DELETE FROM events WHERE session = ? AND seq <= ?"),
+            // Cursor samples older than the oldest event kept have nothing left to play against.
+            cursors: try writer.prepare("""
+                DELETE FROM cursors WHERE session = ?1
+                AND ts < COALESCE((SELECT ts FROM events WHERE session = ?1 ORDER BY seq LIMIT 1), 9223372036854775807)
+                """))
+        retentionStatementsCache = s
+        return s
     }
 
     private func recent(_ session: String) throws -> RecentIds {
@@ -554,14 +661,24 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
     }
 
     private func nextSeq(_ session: String) throws -> Int {
-        if let s = seqs[session] { return s + 1 }
+        if let s = seqs[session] { return s.seq + 1 }
+        return try storedLastSeq(session) + 1
+    }
+
+    /// A session's last seq: its newest event, or, when retention deleted all of them, the seq floor
+    /// it recorded, so seq never starts over.
+    static let lastSeqSQL = """
+        SELECT MAX(COALESCE((SELECT MAX(seq) FROM events WHERE session=?1), 0),
+                   COALESCE((SELECT seq FROM seq_floor WHERE session=?1), 0))
+        """
+
+    /// The writer's view of a session's last seq (the table and its seq floor).
+    private func storedLastSeq(_ session: String) throws -> Int {
         let m = maxSeq!
         m.bind(1, session)
         defer { m.reset() }
         _ = try m.step()
-        let last = Int(m.int(0))
-        seqs[session] = last
-        return last + 1
+        return Int(m.int(0))
     }
 
     // MARK: - Reading (separate connection)
@@ -574,7 +691,7 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
 
     public func lastSeq(session: String) -> Int {
         (try? read { db -> Int in
-            let s = try db.prepare("SELECT COALESCE(MAX(seq), 0) FROM events WHERE session=?")
+            let s = try db.prepare(Self.lastSeqSQL)
             s.bind(1, session)
             _ = try s.step()
             return Int(s.int(0))
@@ -780,13 +897,17 @@ public struct RetentionPolicy: Sendable {
         self.maxAgeMillis = maxAgeMillis; self.maxEventsPerSession = maxEventsPerSession
     }
     public var isEnabled: Bool { maxAgeMillis != nil || maxEventsPerSession != nil }
-    static let chunk = 5000
+    /// Events deleted per transaction (the most an append waits behind retention).
+    static let chunk = 1000
 }
 
 /// A bounded memory of recent client ids (insertion order, oldest forgotten first). A failed batch
 /// forgets the ids it added.
 final class RecentIds {
     private var map: [String: Committed] = [:]
+    /// When the writer last added an id (uptime seconds).
+    var lastWrite = ProcessInfo.processInfo.systemUptime
+    var count: Int { map.count }
     private var order: [String] = []
     private var head = 0
     let capacity: Int

@@ -1,5 +1,5 @@
 @testable import Hub
-import Store
+@testable import Store
 import XCTest
 
 final class TranscriptStoreTests: XCTestCase {
@@ -66,6 +66,65 @@ final class TranscriptStoreTests: XCTestCase {
         let deadline = Date().addingTimeInterval(10)
         while seqs.count < n && Date() < deadline { ex.runAll(); usleep(500) }
         XCTAssertEqual(seqs, Array(1...n))
+        store.close()
+    }
+
+    /// Polls (running completions) until `condition` holds or 10 s pass.
+    func eventually(_ ex: ManualExecutor, _ condition: () throws -> Bool) rethrows -> Bool {
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            if try condition() { return true }
+            ex.runAll(); usleep(2000)
+        }
+        return try condition()
+    }
+
+    func testRetentionByCountDeletesInChunksAndKeepsTheNewest() throws {
+        let store = try TranscriptStore(directory: temp())
+        let ex = ManualExecutor()
+        var done = 0
+        for i in 0..<2500 {
+            store.append(DurableEvent(session: "BIG", type: "chat", member: "m", clientId: "\(i)", body: []), executor: ex) { _ in done += 1 }
+        }
+        XCTAssertEqual(try append(store, "SMALL", "a", executor: ex).get().seq, 1)
+        XCTAssertTrue(eventually(ex) { done == 2500 })
+        store.enforce(RetentionPolicy(maxEventsPerSession: 10))
+        // 2,490 events to delete are more than two chunks: the pass comes back to the session.
+        XCTAssertTrue(try eventually(ex) { try store.events(session: "BIG", after: 0, limit: 5000).map(\.seq) == Array(2491...2500) })
+        XCTAssertEqual(try store.events(session: "SMALL", after: 0, limit: 10).map(\.seq), [1])
+        XCTAssertEqual(store.retentionDeleted, 2490)
+        XCTAssertEqual(try append(store, "BIG", "new", executor: ex).get().seq, 2501)
+        store.close()
+    }
+
+    func testRetentionByAgeThatEmptiesASessionKeepsItsSeqGoing() throws {
+        let dir = temp()
+        let ex = ManualExecutor()
+        var store: TranscriptStore? = try TranscriptStore(directory: dir)
+        for id in ["a", "b", "c"] { _ = try append(store!, "OLD", id, executor: ex).get() }
+        usleep(5000)
+        store!.enforce(RetentionPolicy(maxAgeMillis: 0))
+        XCTAssertTrue(try eventually(ex) { try store!.events(session: "OLD", after: 0, limit: 10).isEmpty })
+        XCTAssertEqual(store!.lastSeq(session: "OLD"), 3, "the seq floor stands in for the deleted events")
+        store!.close()
+        store = nil
+        let reopened = try TranscriptStore(directory: dir)
+        XCTAssertEqual(reopened.lastSeq(session: "OLD"), 3)
+        XCTAssertEqual(try append(reopened, "OLD", "d", executor: ex).get().seq, 4, "seq continues after a restart")
+        reopened.close()
+    }
+
+    func testForgottenSessionsStillRecogniseResendsAndContinueTheirSeq() throws {
+        let store = try TranscriptStore(directory: temp())
+        store.forgetAfter = 0     // every sweep forgets every session's memories
+        store.sweepInterval = 0   // and a sweep follows every batch
+        let ex = ManualExecutor()
+        XCTAssertEqual(try append(store, "S", "a", executor: ex).get().seq, 1)
+        XCTAssertEqual(try append(store, "S", "b", executor: ex).get().seq, 2)
+        let resent = try append(store, "S", "a", executor: ex).get()
+        XCTAssertEqual(resent.seq, 1, "refilled from the table")
+        XCTAssertTrue(resent.duplicate)
+        XCTAssertEqual(try append(store, "S", "c", executor: ex).get().seq, 3)
         store.close()
     }
 
