@@ -11,6 +11,8 @@ public protocol HubClient: AnyObject {
     /// Holds an ephemeral update for a client that is behind: only the latest per `key` is kept, and
     /// it is sent when the client's output drains.
     func coalesce(_ frame: Chunk, key: String)
+    /// Forgets what is held under `key` (a later message superseded it).
+    func uncoalesce(key: String)
     /// The client's address (for the activity log).
     var address: String { get }
     /// Hub state attached to the connection.
@@ -476,17 +478,21 @@ public final class Session {
 
     /// A run attached to this session changed (collaborative testing: everyone in the room sees it).
     /// Status changes are durable events of the session (`type: "run"`); progress is ephemeral.
-    public func runUpdate(summary: [UInt8], event: String, durable: Bool) {
+    /// A run attached to the session changed: status changes are durable events; progress is ephemeral,
+    /// and a member who is behind gets only the latest (held until it catches up, and forgotten when a
+    /// status change, which carries the whole state, overtakes it).
+    public func runUpdate(run: String, summary: [UInt8], event: String, durable: Bool) {
         guard !isEnded else { return }
         var w = JSONWriter(capacity: summary.count + 32)
         w.field("event", event)
         w.raw("run", summary)
+        let key = "run:" + run
         if durable {
             persist(type: "run", member: nil, clientId: nil, body: w.bytes) { [weak self] _, frame in
-                if let frame { self?.broadcast(frame, durable: true, except: nil) }
+                if let frame { self?.broadcast(frame, durable: true, except: nil, supersedes: key) }
             }
         } else {
-            broadcast(Chunk.text(Array("{\"type\":\"run\",".utf8) + w.bytes + [UInt8(ascii: "}")]), durable: false, except: nil)
+            broadcast(Chunk.text(Array("{\"type\":\"run\",".utf8) + w.bytes + [UInt8(ascii: "}")]), durable: false, except: nil, key: key)
         }
     }
 
@@ -662,10 +668,11 @@ public final class Session {
     /// Sends one pre-framed message to every connection of every announced member. Durable messages
     /// always go (a client past the hard limit is disconnected with 4000 and resumes); ephemeral ones
     /// for a client past the soft limit are coalesced (latest per `key`, sent when it drains) or, without
-    /// a key (cursor batches), dropped.
-    func broadcast(_ frame: Chunk, durable: Bool, except: Member?, key: String? = nil) {
+    /// a key (cursor batches), dropped. `supersedes` names a coalescing key this frame makes stale.
+    func broadcast(_ frame: Chunk, durable: Bool, except: Member?, key: String? = nil, supersedes: String? = nil) {
         for m in members where m.announced && m !== except {
             for c in m.connections {
+                if let supersedes { c.uncoalesce(key: supersedes) }
                 let queued = c.queuedBytes
                 if durable {
                     if queued > policy.hardOutputLimit {

@@ -159,4 +159,8 @@ extension Connection: HubClient {
         if coalesced[key] == nil { coalescedOrder.append(key) }
         coalesced[key] = frame
     }
+    func uncoalesce(key: String) {
+        guard coalesced.removeValue(forKey: key) != nil else { return }
+        coalescedOrder.removeAll { $0 == key }
+    }
 }

@@ -101,19 +101,40 @@ final class RunHub {
         if isNew { byOwner[run.owner, default: []].append(runId) }
         let limits = context.config.sessionPolicy
         for w in runWatchers[runId] ?? [] {
-            if w.queuedBytes > limits.hardOutputLimit { w.fail(.slowConsumer, "too far behind; resubscribe with resume_from") } else { w.sendShared(frame) }
+            if w.queuedBytes > limits.hardOutputLimit {
+                context.metrics.slowConsumerDrops.add()
+                w.fail(.slowConsumer, "too far behind; resubscribe with resume_from")
+            } else {
+                w.sendShared(frame)
+            }
         }
-        // Dashboards: every status change goes (never dropped); progress is dropped for a slow watcher.
+        // Dashboards: every status change goes; a watcher that is behind gets only the latest progress of
+        // each run (held until it catches up, and dropped when a status change, which carries the whole
+        // state, overtakes it). One that falls past the hard limit is closed and resubscribes.
         if let watchers = dashboards[run.owner], !watchers.isEmpty {
             let statusChange = Run.isStatusChange(e.kind)
-            guard statusChange || e.kind == .progress else { return }
-            var msg: [UInt8] = Array("{\"type\":\"\(statusChange ? "run_status" : "run_progress")\",\"run\":".utf8)
-            msg += run.summaryJSON
-            msg.append(UInt8(ascii: "}"))
-            let f = Chunk.text(msg)
-            for w in watchers {
-                if !statusChange && w.queuedBytes > limits.softOutputLimit { context.metrics.droppedEphemeral.add(); continue }
-                w.sendShared(f)
+            if statusChange || e.kind == .progress {
+                var msg: [UInt8] = Array("{\"type\":\"\(statusChange ? "run_status" : "run_progress")\",\"run\":".utf8)
+                msg += run.summaryJSON
+                msg.append(UInt8(ascii: "}"))
+                let f = Chunk.text(msg)
+                let key = "run:" + runId
+                for w in watchers {
+                    if statusChange {
+                        w.uncoalesce(key: key)
+                        if w.queuedBytes > limits.hardOutputLimit {
+                            context.metrics.slowConsumerDrops.add()
+                            w.fail(.slowConsumer, "too far behind; subscribe again")
+                        } else {
+                            w.sendShared(f)
+                        }
+                    } else if w.queuedBytes > limits.softOutputLimit {
+                        context.metrics.droppedEphemeral.add()
+                        w.coalesce(f, key: key)
+                    } else {
+                        w.sendShared(f)
+                    }
+                }
             }
         }
         // A run started in a session shows up in that session's stream.
@@ -121,7 +142,7 @@ final class RunHub {
             let owner = context.server.contexts[SessionCode.owner(of: code, loops: context.server.contexts.count)]
             let summary = run.summaryJSON
             let event = e.kind.rawValue
-            owner.loop.post { owner.hub?.session(code)?.runUpdate(summary: summary, event: event, durable: Run.isStatusChange(e.kind)) }
+            owner.loop.post { owner.hub?.session(code)?.runUpdate(run: runId, summary: summary, event: event, durable: Run.isStatusChange(e.kind)) }
         }
     }
 

@@ -64,6 +64,7 @@ final class FakeClient: HubClient {
     var held: [String: Chunk] = [:]
     var address: String { "127.0.0.1" }
     func coalesce(_ frame: Chunk, key: String) { held[key] = frame }
+    func uncoalesce(key: String) { held[key] = nil }
     /// The client caught up: what was held back is delivered.
     func drain() { queuedBytes = 0; let h = held; held = [:]; for f in h.values { deliver(f) } }
 

@@ -326,6 +326,25 @@ final class SessionControlTests: XCTestCase {
         XCTAssertTrue(got.contains { $0 == ("other", 9) })
     }
 
+    func testSlowMemberGetsTheLatestRunProgressUnlessAStatusChangeOvertakesIt() {
+        let h = Harness()
+        let a = h.join("Ann"), b = h.join("Bob")
+        let summary = { (status: String, pct: Int) in Array(#"{"id":"r1","status":"\#(status)","progress":{"percent":\#(pct)}}"#.utf8) }
+        b.queuedBytes = h.session.policy.softOutputLimit + 1
+        for pct in [10, 20, 30] { h.session.runUpdate(run: "r1", summary: summary("running", pct), event: "progress", durable: false) }
+        h.session.runUpdate(run: "r2", summary: Array(#"{"id":"r2","status":"running"}"#.utf8), event: "progress", durable: false)
+        XCTAssertEqual(a.of("run").count, 4, "a member who keeps up gets every update")
+        XCTAssertTrue(b.of("run").isEmpty)
+        // r1 completes: the durable status change carries the whole state, so r1's held progress is stale.
+        h.session.runUpdate(run: "r1", summary: summary("succeeded", 100), event: "completed", durable: true)
+        h.executor.runAll()
+        b.drain()
+        let got = b.of("run").map { (($0["run"] as! [String: Any])["id"] as! String, $0["event"] as! String) }
+        XCTAssertEqual(got.count, 2)
+        XCTAssertTrue(got.contains { $0 == ("r1", "completed") })
+        XCTAssertTrue(got.contains { $0 == ("r2", "progress") }, "the latest progress of a run still going is delivered")
+    }
+
     func testHostRemovesAMember() {
         let h = Harness()
         let host = h.join("Host", hostKey: "hk"), b = h.join("Bob"), c = h.join("Cat")

@@ -180,3 +180,45 @@ def test_runs_listing_and_persistence(make_hub):
     assert status == 202 and body["seq"] == 2
     status, body = publish(hub2, "p0", {"type": "log", "line": "x"})
     assert status == 409
+
+
+def test_slow_dashboard_gets_the_latest_progress_and_every_status_change(runs_hub):
+    # A dashboard that stops reading (a 4 KiB receive buffer, nothing read): the hub's queue for it passes
+    # the soft limit, so progress is held back, latest per run, instead of queued or lost.
+    import socket
+    from wsraw import RawClient, frame
+    slow = RawClient(runs_hub.port, handshake=False)
+    slow.sock.close()
+    slow.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.sock.settimeout(10)
+    slow.sock.connect(("127.0.0.1", runs_hub.port))
+    status, _, _ = slow.handshake("/watch", {"Sec-WebSocket-Protocol": "collabhub.v1"})
+    assert status == 101
+    slow.send(frame(1, json.dumps({"type": "subscribe", "channel": "dashboard:slowpoke"}).encode()))
+    assert json.loads(slow.recv_message()[1])["type"] == "dashboard"
+
+    assert publish(runs_hub, "slow-1", {"type": "started", "owner": "slowpoke"})[0] == 202
+    pad = "x" * 900
+    published = 0
+    for batch in range(25):
+        events = [{"type": "progress", "percent": (batch * 200 + i) % 100, "message": pad} for i in range(200)]
+        status, body = publish(runs_hub, "slow-1", {"events": events})
+        assert status == 202, body
+        published += len(events)
+    assert publish(runs_hub, "slow-1", {"type": "progress", "percent": 77, "message": "the latest"})[0] == 202
+    assert publish(runs_hub, "slow-2", {"type": "started", "owner": "slowpoke"})[0] == 202
+    assert publish(runs_hub, "slow-2", {"type": "progress", "percent": 5, "message": "stale once completed"})[0] == 202
+    assert publish(runs_hub, "slow-2", {"type": "completed", "outcome": "succeeded"})[0] == 202
+
+    seen = []
+    while not (any(m["run"]["id"] == "slow-1" and m["run"].get("message") == "the latest" for m in seen)
+               and any(m["type"] == "run_status" and m["run"]["status"] == "succeeded" for m in seen)):
+        seen.append(json.loads(slow.recv_message()[1]))
+    progress = [m for m in seen if m["type"] == "run_progress" and m["run"]["id"] == "slow-1"]
+    assert len(progress) < published, "progress was held back while the dashboard was behind"
+    assert [m["run"]["status"] for m in seen if m["type"] == "run_status"] == ["running", "running", "succeeded"]
+    done = next(i for i, m in enumerate(seen) if m["type"] == "run_status" and m["run"]["status"] == "succeeded")
+    assert not any(m["type"] == "run_progress" and m["run"]["id"] == "slow-2" for m in seen[done:]), \
+        "held progress never arrives after the status change that overtook it"
+    slow.close()
