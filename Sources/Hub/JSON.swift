@@ -272,37 +272,68 @@ public struct JSONWriter {
 
     public mutating func field(_ key: String, _ value: String?) {
         keyPrefix(key)
-        if let value { appendString(value) } else { bytes += Array("null".utf8) }
+        if let value { appendString(value) } else { bytes.append(contentsOf: "null".utf8) }
         needsComma = true
     }
-    public mutating func field(_ key: String, _ value: Int) { keyPrefix(key); bytes += Array(String(value).utf8); needsComma = true }
+    public mutating func field(_ key: String, _ value: Int) { keyPrefix(key); bytes.appendDecimal(value); needsComma = true }
     public mutating func field(_ key: String, _ value: Double) {
         keyPrefix(key)
         bytes += Array((value.isFinite ? (value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(value)) : "null").utf8)
         needsComma = true
     }
-    public mutating func field(_ key: String, _ value: Bool) { keyPrefix(key); bytes += Array((value ? "true" : "false").utf8); needsComma = true }
+    public mutating func field(_ key: String, _ value: Bool) { keyPrefix(key); bytes.append(contentsOf: (value ? "true" : "false").utf8); needsComma = true }
     /// A value that is already JSON (validated input being forwarded).
     public mutating func raw(_ key: String, _ json: ArraySlice<UInt8>) { keyPrefix(key); bytes += json; needsComma = true }
     public mutating func raw(_ key: String, _ json: [UInt8]) { keyPrefix(key); bytes += json; needsComma = true }
     public mutating func element(_ value: String) { separator(); appendString(value); needsComma = true }
     public mutating func rawElement(_ json: [UInt8]) { separator(); bytes += json; needsComma = true }
 
+    /// Appends `s` as a JSON string: runs that need no escaping are copied whole.
     public mutating func appendString(_ s: String) {
+        if s.utf8.withContiguousStorageIfAvailable({ appendEscaped($0) }) != nil { return }
+        let copy = Array(s.utf8)  // a bridged or otherwise non-contiguous string
+        copy.withUnsafeBufferPointer { appendEscaped($0) }
+    }
+
+    mutating func appendEscaped(_ p: UnsafeBufferPointer<UInt8>) {
         bytes.append(UInt8(ascii: "\""))
-        for b in s.utf8 {
+        var run = 0
+        for i in 0..<p.count {
+            let b = p[i]
+            if b >= 0x20 && b != UInt8(ascii: "\"") && b != UInt8(ascii: "\\") { continue }
+            if i > run { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: p[run..<i])) }
+            run = i + 1
+            bytes.append(92)
             switch b {
-            case UInt8(ascii: "\""): bytes += [92, 34]
-            case UInt8(ascii: "\\"): bytes += [92, 92]
-            case 0x0A: bytes += [92, UInt8(ascii: "n")]
-            case 0x0D: bytes += [92, UInt8(ascii: "r")]
-            case 0x09: bytes += [92, UInt8(ascii: "t")]
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                bytes += [92, UInt8(ascii: "u"), 48, 48, hex[Int(b >> 4)], hex[Int(b & 0xF)]]
-            default: bytes.append(b)
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"): bytes.append(b)
+            case 0x0A: bytes.append(UInt8(ascii: "n"))
+            case 0x0D: bytes.append(UInt8(ascii: "r"))
+            case 0x09: bytes.append(UInt8(ascii: "t"))
+            default:
+                let hex: StaticString = "0123456789abcdef"
+                bytes.append(UInt8(ascii: "u")); bytes.append(48); bytes.append(48)
+                bytes.append(hex.utf8Start[Int(b >> 4)]); bytes.append(hex.utf8Start[Int(b & 0xF)])
             }
         }
+        if p.count > run { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: p[run..<p.count])) }
         bytes.append(UInt8(ascii: "\""))
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// Appends the decimal digits of `v` (no intermediate String).
+    public mutating func appendDecimal(_ v: Int) {
+        if v < 0 { append(UInt8(ascii: "-")) }
+        var m = v.magnitude
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes, enough for 20 digits
+        var n = 0
+        Swift.withUnsafeMutableBytes(of: &digits) { d in
+            repeat {
+                d[23 - n] = UInt8(truncatingIfNeeded: 48 + m % 10)
+                m /= 10
+                n += 1
+            } while m > 0
+            append(contentsOf: UnsafeRawBufferPointer(rebasing: d[(24 - n)...]))
+        }
     }
 }

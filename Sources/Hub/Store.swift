@@ -76,8 +76,9 @@ public enum Wire {
     public static func event(type: String, seq: Int, ts: Int64, body: [UInt8]) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(body.count + type.utf8.count + 48)
-        out += Array("{\"type\":\"".utf8) + Array(type.utf8) + Array("\",\"seq\":".utf8) + Array(String(seq).utf8)
-        out += Array(",\"ts\":".utf8) + Array(String(ts).utf8)
+        out.append(contentsOf: "{\"type\":\"".utf8); out.append(contentsOf: type.utf8)
+        out.append(contentsOf: "\",\"seq\":".utf8); out.appendDecimal(seq)
+        out.append(contentsOf: ",\"ts\":".utf8); out.appendDecimal(Int(ts))
         if !body.isEmpty { out.append(UInt8(ascii: ",")); out += body }
         out.append(UInt8(ascii: "}"))
         return out

@@ -46,6 +46,28 @@ final class ProtocolParsingTests: XCTestCase {
         XCTAssertEqual(back["t"], "a\"b\\c\n\u{01}é")
     }
 
+    func testJSONWriterEscapesEveryControlCharacterAndCopiesPlainRuns() {
+        var all = ""
+        for v in 0..<0x80 { all.unicodeScalars.append(Unicode.Scalar(UInt8(v))) }
+        all += "日本語 🎉 \u{7F}"
+        var w = JSONWriter()
+        w.beginObject(); w.field("s", all); w.field("plain", "no escapes at all"); w.field("empty", ""); w.endObject()
+        let text = String(decoding: w.bytes, as: UTF8.self)
+        XCTAssertTrue(text.contains(#"\u0000\u0001"#) && text.contains(#"\n"#) && text.contains(#"\u001f"#) && text.contains(##"!\"#"##) && text.contains(#"[\\]"#), text)
+        let back = try! JSONSerialization.jsonObject(with: Data(w.bytes)) as! [String: String]
+        XCTAssertEqual(back, ["s": all, "plain": "no escapes at all", "empty": ""])
+    }
+
+    func testDecimalsWithoutStrings() {
+        for v in [0, 7, -7, 10, 1_000_000_007, Int.max, Int.min, Int(Int64.max / 3)] {
+            var bytes: [UInt8] = [1]
+            bytes.appendDecimal(v)
+            XCTAssertEqual(bytes, [1] + Array(String(v).utf8))
+        }
+        XCTAssertEqual(String(decoding: Wire.event(type: "chat", seq: 42, ts: -5, body: Array(#""x":1"#.utf8)), as: UTF8.self),
+                       #"{"type":"chat","seq":42,"ts":-5,"x":1}"#)
+    }
+
     func testSessionCodes() {
         for _ in 0..<200 {
             let c = SessionCode.generate()
