@@ -539,46 +539,51 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
     private struct RetentionPass {
         let policy: RetentionPolicy
         let cutoff: Int64?
-        var session: String
+        var session = ""
         var started = false
+        /// Time-ordered tables still to trim by age (activity entries and cursor samples, numbered in
+        /// time order), with the id of their first young row once known.
+        var tables: [(name: String, firstYoung: Int64?)] = []
     }
 
     private func startRetention(_ policy: RetentionPolicy) {
         let cutoff = policy.maxAgeMillis.map { Int64(Date().timeIntervalSince1970 * 1000) - $0 }
-        retentionPass = RetentionPass(policy: policy, cutoff: cutoff, session: "")
-        guard let cutoff else { return }
-        // Activity entries and cursor samples are numbered in time order: delete the run of old ones at
-        // the front, a chunk at a time (each chunk its own transaction).
-        do {
-            for table in ["activity", "cursors"] {
-                let del = try writer.prepare("""
-                    DELETE FROM \(table) WHERE id IN (SELECT id FROM \(table) ORDER BY id LIMIT ?2)
-                    AND id < COALESCE((SELECT id FROM \(table) WHERE ts >= ?1 ORDER BY id LIMIT 1), 9223372036854775807)
-                    """)
-                repeat {
-                    del.bind(1, cutoff); del.bind(2, RetentionPolicy.chunk)
-                    _ = try del.step(); del.reset()
-                } while writer.changes == RetentionPolicy.chunk
-            }
-        } catch {
-            FileHandle.standardError.write(Data("collabhub: retention failed: \(error)\n".utf8))
-        }
+        var pass = RetentionPass(policy: policy, cutoff: cutoff)
+        if cutoff != nil { pass.tables = [("activity", nil), ("cursors", nil)] }
+        retentionPass = pass
     }
 
-    /// One bounded step of the retention pass: at most `RetentionPolicy.chunk` events of one session are
-    /// deleted (one transaction), then the writer goes back to its queue. Events of a session are in
-    /// seq order and their times grow with seq, so what age deletes is a run at the front, found by
-    /// walking from the oldest event to the first young one; what count deletes is everything up to
-    /// `last - keep`. When age deletes a session's every event, its last seq is kept in `seq_floor`.
+    /// One bounded step of the retention pass, then the writer goes back to its queue: a chunk of
+    /// `RetentionPolicy.chunk` old rows of the activity log or the cursor samples (their old rows are a
+    /// run at the front, found once per pass), or at most a chunk of one session's events (one
+    /// transaction). Events of a session are in seq order and their times grow with seq, so what age
+    /// deletes is a run at the front; what count deletes is everything up to `last - keep`. When age
+    /// deletes a session's every event, its last seq is kept in `seq_floor`.
     private func retentionStep() {
         guard var pass = retentionPass else { return }
         do {
+            let st = try retentionStatements()
+            if let (table, known) = pass.tables.first, let cutoff = pass.cutoff {
+                var firstYoung = known ?? Int64.max
+                if known == nil {
+                    let young = try writer.prepare("SELECT id FROM \(table) WHERE ts >= ? ORDER BY id LIMIT 1")
+                    young.bind(1, cutoff)
+                    if try young.step() { firstYoung = young.int(0) }
+                    pass.tables[0].firstYoung = firstYoung
+                }
+                let del = try writer.prepare("DELETE FROM \(table) WHERE id IN (SELECT id FROM \(table) WHERE id < ? ORDER BY id LIMIT ?)")
+                del.bind(1, firstYoung); del.bind(2, RetentionPolicy.chunk)
+                _ = try del.step()
+                if writer.changes < RetentionPolicy.chunk { pass.tables.removeFirst() }
+                retentionPass = pass
+                return
+            }
             let more = pass.started ? try deleteOldEvents(pass) : false
             if !more {
                 // This session is done (or none was chosen yet): on to the next one.
-                let next = try writer.prepare("SELECT session FROM events WHERE session > ? ORDER BY session LIMIT 1")
-                next.bind(1, pass.session)
-                guard try next.step(), let session = next.string(0) else { retentionPass = nil; return }
+                defer { st.next.reset() }
+                st.next.bind(1, pass.session)
+                guard try st.next.step(), let session = st.next.string(0) else { retentionPass = nil; return }
                 pass.session = session
                 pass.started = true
                 retentionPass = pass
@@ -627,11 +632,12 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
         return end == window
     }
 
-    private struct RetentionStatements { let bounds, young, floor, delete, cursors: Statement }
+    private struct RetentionStatements { let next, bounds, young, floor, delete, cursors: Statement }
     private var retentionStatementsCache: RetentionStatements?
     private func retentionStatements() throws -> RetentionStatements {
         if let s = retentionStatementsCache { return s }
         let s = RetentionStatements(
+            next: try writer.prepare("SELECT session FROM events WHERE session > ? ORDER BY session LIMIT 1"),
             bounds: try writer.prepare("SELECT MIN(seq), MAX(seq) FROM events WHERE session = ?"),
             young: try writer.prepare("SELECT seq FROM events WHERE session = ? AND seq BETWEEN ? AND ? AND ts >= ? ORDER BY seq LIMIT 1"),
             floor: try writer.prepare("INSERT INTO seq_floor(session, seq) VALUES(?, ?) ON CONFLICT(session) DO UPDATE SET seq = excluded.seq"),

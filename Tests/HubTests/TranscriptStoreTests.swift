@@ -102,9 +102,19 @@ final class TranscriptStoreTests: XCTestCase {
         let ex = ManualExecutor()
         var store: TranscriptStore? = try TranscriptStore(directory: dir)
         for id in ["a", "b", "c"] { _ = try append(store!, "OLD", id, executor: ex).get() }
-        usleep(5000)
-        store!.enforce(RetentionPolicy(maxAgeMillis: 0))
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        for i in 0..<2500 { store!.record(ActivityEntry(actor: "t", action: "old", ts: Int64(i))) }
+        store!.record(ActivityEntry(actor: "t", action: "young", ts: now + 60_000))
+        store!.recordCursors(session: "YOUNG", ts: 5, updates: Array("[]".utf8))
+        store!.recordCursors(session: "YOUNG", ts: now + 60_000, updates: Array("[]".utf8))
+        usleep(1_000_000)
+        _ = try append(store!, "YOUNG", "y", executor: ex).get()
+        store!.enforce(RetentionPolicy(maxAgeMillis: 600))
         XCTAssertTrue(try eventually(ex) { try store!.events(session: "OLD", after: 0, limit: 10).isEmpty })
+        // More than two chunks of old activity go, a chunk per step; what is young stays.
+        XCTAssertTrue(try eventually(ex) { try store!.activity(session: nil, actor: "t", since: nil, before: nil, limit: 5000).map(\.action) == ["young"] })
+        XCTAssertTrue(try eventually(ex) { try store!.cursorSamples(session: "YOUNG", from: 0, to: .max, limit: 10).map(\.ts) == [now + 60_000] })
+        XCTAssertEqual(try store!.events(session: "YOUNG", after: 0, limit: 10).count, 1)
         XCTAssertEqual(store!.lastSeq(session: "OLD"), 3, "the seq floor stands in for the deleted events")
         store!.close()
         store = nil
