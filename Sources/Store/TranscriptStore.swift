@@ -54,10 +54,11 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
 
     private var insertEvent: Statement!
     private var recentIds: Statement!
+    private var idAt: Statement!
     private var insertActivity: Statement!
     private var insertCursors: Statement!
     private var addKeyUsage: Statement!
-    /// Per session: client ids of its most recent durable events ("member|id" -> committed), owned by
+    /// Per session: client ids of its most recent durable events (hashed, -> committed), owned by
     /// the writer thread. A resend after a lost ack comes within seconds; 10,000 ids per session cover
     /// far more than any client keeps pending.
     private var seen: [String: RecentIds] = [:]
@@ -115,6 +116,7 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
             ON CONFLICT(key_id, window) DO UPDATE SET count = count + 1
             """)
         insertActivity = try writer.prepare("INSERT INTO activity(ts, actor, action, target, session, address, details) VALUES(?,?,?,?,?,?,?)")
+        idAt = try writer.prepare("SELECT member, client_id FROM events WHERE session=? AND seq=?")
         recentIds = try writer.prepare(
             "SELECT member, client_id, seq, ts FROM events WHERE session=? AND client_id IS NOT NULL ORDER BY seq DESC LIMIT ?")
         maxSeq = try writer.prepare(Self.lastSeqSQL)
@@ -421,12 +423,14 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
     }
 
     /// Drops the seq and id memories of sessions not written for `forgetAfter` seconds, then, while more
-    /// than `rememberedTotal` ids are kept, those of the least recently written sessions.
+    /// than `rememberedTotal` ids are kept, those of the least recently written sessions idle for a minute.
     private func forgetIdleSessions(now: Double) {
         for (session, state) in seqs where now - state.lastWrite >= forgetAfter { seqs[session] = nil; seen[session] = nil }
         var total = seen.values.reduce(0) { $0 + $1.count }
         guard total > rememberedTotal else { return }
-        for (session, ids) in seen.sorted(by: { $0.value.lastWrite < $1.value.lastWrite }) {
+        // Sessions being written are never forgotten for the budget: each would reload its ids from the
+        // table on its next append, tens of milliseconds of the writer's time.
+        for (session, ids) in seen.sorted(by: { $0.value.lastWrite < $1.value.lastWrite }) where now - ids.lastWrite >= 60 {
             seen[session] = nil
             total -= ids.count
             if total <= rememberedTotal * 3 / 4 { break }
@@ -438,7 +442,7 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
     private func commit(_ batch: [Request]) {
         var undo: [(String, (seq: Int, lastWrite: Double)?)] = []
         let clock = ProcessInfo.processInfo.systemUptime
-        var remembered: [(RecentIds, String)] = []
+        var remembered: [(RecentIds, UInt64)] = []
         var results: [Completion] = []
         results.reserveCapacity(batch.count)
         var barriers: [() -> Void] = []
@@ -480,8 +484,9 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
                     defer { s.reset() }
                     _ = try s.step()
                 case .append(let event, let executor, let done):
-                    let idKey = event.clientId.map { (event.member ?? "") + "|" + $0 }
-                    if let idKey, let original = try recent(event.session).lookup(idKey) {
+                    let idKey = event.clientId.map { RecentIds.key(member: event.member, clientId: $0) }
+                    if let idKey, let original = try recent(event.session).lookup(idKey),
+                       try isResend(of: original.seq, session: event.session, member: event.member, clientId: event.clientId!) {
                         results.append(Completion(executor: executor, done: done,
                                                   result: .success(Committed(seq: original.seq, ts: original.ts, duplicate: true))))
                         continue
@@ -657,13 +662,24 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
         let q = recentIds!
         q.bind(1, session); q.bind(2, Self.rememberedIds)
         defer { q.reset() }
-        var rows: [(String, Committed)] = []
+        var rows: [(UInt64, Committed)] = []
         while try q.step() {
-            rows.append(((q.string(0) ?? "") + "|" + (q.string(1) ?? ""), Committed(seq: Int(q.int(2)), ts: q.int(3), duplicate: true)))
+            rows.append((RecentIds.key(member: q.string(0), clientId: q.string(1) ?? ""), Committed(seq: Int(q.int(2)), ts: q.int(3), duplicate: true)))
         }
         for (key, c) in rows.reversed() { r.remember(key, c) }
         seen[session] = r
         return r
+    }
+
+    /// The remembered ids are 64-bit hashes: a match is confirmed against the stored event, so a hash
+    /// collision can never acknowledge a new message as an old one. An original that retention already
+    /// deleted cannot be confirmed; the message is then stored again (a duplicate, never a loss).
+    private func isResend(of seq: Int, session: String, member: String?, clientId: String) throws -> Bool {
+        let q = idAt!
+        q.bind(1, session); q.bind(2, seq)
+        defer { q.reset() }
+        guard try q.step() else { return false }
+        return q.string(0) == member && q.string(1) == clientId
     }
 
     private func nextSeq(_ session: String) throws -> Int {
@@ -907,22 +923,30 @@ public struct RetentionPolicy: Sendable {
     static let chunk = 1000
 }
 
-/// A bounded memory of recent client ids (insertion order, oldest forgotten first). A failed batch
+/// A bounded memory of recent client ids (insertion order, oldest forgotten first), kept as 64-bit
+/// hashes of member and id (about 60 bytes an id instead of ~250 with the strings). A failed batch
 /// forgets the ids it added.
 final class RecentIds {
-    private var map: [String: Committed] = [:]
+    private var map: [UInt64: Committed] = [:]
     /// When the writer last added an id (uptime seconds).
     var lastWrite = ProcessInfo.processInfo.systemUptime
     var count: Int { map.count }
-    private var order: [String] = []
+    private var order: [UInt64] = []
     private var head = 0
     let capacity: Int
     init(capacity: Int) { self.capacity = capacity }
 
-    func lookup(_ key: String) -> Committed? { map[key] }
-    func forget(_ key: String) { map[key] = nil }
+    static func key(member: String?, clientId: String) -> UInt64 {
+        var h = Hasher()
+        h.combine(member ?? "")
+        h.combine(clientId)
+        return UInt64(bitPattern: Int64(h.finalize()))
+    }
 
-    func remember(_ key: String, _ c: Committed) {
+    func lookup(_ key: UInt64) -> Committed? { map[key] }
+    func forget(_ key: UInt64) { map[key] = nil }
+
+    func remember(_ key: UInt64, _ c: Committed) {
         if order.count < capacity {
             order.append(key)
         } else {
