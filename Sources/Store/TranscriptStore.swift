@@ -55,6 +55,8 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
     private var insertEvent: Statement!
     private var recentIds: Statement!
     private var idAt: Statement!
+    /// How remembered ids are hashed (tests make every id collide).
+    var idHash: (String?, String) -> UInt64 = RecentIds.key
     private var insertActivity: Statement!
     private var insertCursors: Statement!
     private var addKeyUsage: Statement!
@@ -484,7 +486,7 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
                     defer { s.reset() }
                     _ = try s.step()
                 case .append(let event, let executor, let done):
-                    let idKey = event.clientId.map { RecentIds.key(member: event.member, clientId: $0) }
+                    let idKey = event.clientId.map { idHash(event.member, $0) }
                     if let idKey, let original = try recent(event.session).lookup(idKey),
                        try isResend(of: original.seq, session: event.session, member: event.member, clientId: event.clientId!) {
                         results.append(Completion(executor: executor, done: done,
@@ -664,7 +666,7 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
         defer { q.reset() }
         var rows: [(UInt64, Committed)] = []
         while try q.step() {
-            rows.append((RecentIds.key(member: q.string(0), clientId: q.string(1) ?? ""), Committed(seq: Int(q.int(2)), ts: q.int(3), duplicate: true)))
+            rows.append((idHash(q.string(0), q.string(1) ?? ""), Committed(seq: Int(q.int(2)), ts: q.int(3), duplicate: true)))
         }
         for (key, c) in rows.reversed() { r.remember(key, c) }
         seen[session] = r

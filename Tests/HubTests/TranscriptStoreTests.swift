@@ -138,6 +138,20 @@ final class TranscriptStoreTests: XCTestCase {
         store.close()
     }
 
+    func testAHashCollisionNeverAcknowledgesANewMessageAsAnOldOne() throws {
+        let store = try TranscriptStore(directory: temp())
+        store.idHash = { _, _ in 42 }   // every id collides
+        let ex = ManualExecutor()
+        let a = try append(store, "S", "a", executor: ex).get()
+        let b = try append(store, "S", "b", executor: ex).get()
+        XCTAssertEqual([a.seq, b.seq], [1, 2])
+        XCTAssertFalse(b.duplicate, "b matched a's hash but is not a's resend: stored")
+        let again = try append(store, "S", "b", executor: ex).get()
+        XCTAssertEqual(again.seq, 2)
+        XCTAssertTrue(again.duplicate, "a real resend is still recognised")
+        store.close()
+    }
+
     func testMigrationRefusesNewerSchema() throws {
         let dir = temp()
         try TranscriptStore(directory: dir).close()
