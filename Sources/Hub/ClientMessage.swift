@@ -85,7 +85,9 @@ extension ClientMessage {
                 return nil
             }
             guard let s = v.string else { throw MessageError("invalid_field", "\"\(key)\" must be a string", field: key, ref: ref) }
-            guard s.count <= max else { throw MessageError("too_large", "\"\(key)\" is longer than \(max) characters", field: key, ref: ref) }
+            // Characters are never more than UTF-8 bytes: count them (a walk over the text) only when
+            // the bytes alone could be too many.
+            guard s.utf8.count <= max || s.count <= max else { throw MessageError("too_large", "\"\(key)\" is longer than \(max) characters", field: key, ref: ref) }
             return s
         }
 

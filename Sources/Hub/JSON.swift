@@ -42,10 +42,21 @@ public struct JSONValue {
     }
 }
 
-/// The top-level members of an object, in order.
+/// The top-level members of an object, in order. Names stay bytes of the input until asked for: a
+/// lookup compares bytes, and only a name written with escapes is decoded.
 public struct JSONObject {
-    public let members: [(key: String, value: JSONValue)]
-    public subscript(key: String) -> JSONValue? { members.first(where: { $0.key == key })?.value }
+    /// Each name with its quotes, as in the input (validated).
+    let names: [ArraySlice<UInt8>]
+    let values: [JSONValue]
+
+    public var members: [(key: String, value: JSONValue)] {
+        zip(names, values).map { (key: JSONReader.decodeString($0) ?? "", value: $1) }
+    }
+
+    public subscript(key: String) -> JSONValue? {
+        for (i, name) in names.enumerated() where JSONReader.name(name, equals: key) { return values[i] }
+        return nil
+    }
 }
 
 public enum JSONReader {
@@ -54,11 +65,27 @@ public enum JSONReader {
         var p = Parser(bytes: bytes, maxDepth: maxDepth)
         p.skipSpace()
         guard p.pos < bytes.count, bytes[p.pos] == UInt8(ascii: "{") else { throw JSONError("message must be a JSON object") }
-        var members: [(String, JSONValue)] = []
-        try p.object(depth: 1) { key, value in members.append((key, value)) }
+        var names: [ArraySlice<UInt8>] = [], values: [JSONValue] = []
+        try p.object(depth: 1) { name, value in names.append(name); values.append(value) }
         p.skipSpace()
         guard p.pos == bytes.count else { throw JSONError("unexpected bytes after the JSON value at offset \(p.pos)") }
-        return JSONObject(members: members.map { (key: $0.0, value: $0.1) })
+        return JSONObject(names: names, values: values)
+    }
+
+    /// Whether a quoted, validated member name is `key`.
+    static func name(_ quoted: ArraySlice<UInt8>, equals key: String) -> Bool {
+        // The names looked up are the hub's own (no backslashes): equal bytes are equal names, and
+        // only a name with escapes can be equal with other bytes.
+        var i = quoted.startIndex + 1
+        if quoted.count - 2 == key.utf8.count {
+            var same = true
+            for b in key.utf8 {
+                if quoted[i] != b { same = false; break }
+                i += 1
+            }
+            if same { return true }
+        }
+        return quoted.dropFirst().dropLast().contains(UInt8(ascii: "\\")) && decodeString(quoted) == key
     }
 
     /// Parses `bytes`, which must hold exactly one JSON array; returns its elements.
@@ -138,7 +165,7 @@ public enum JSONReader {
             pos += 1
         }
 
-        mutating func object(depth: Int, _ member: (String, JSONValue) throws -> Void) throws {
+        mutating func object(depth: Int, _ member: (ArraySlice<UInt8>, JSONValue) throws -> Void) throws {
             guard depth <= maxDepth else { throw JSONError("JSON nested deeper than \(maxDepth)") }
             try expect(UInt8(ascii: "{"))
             skipSpace()
@@ -148,7 +175,7 @@ public enum JSONReader {
                 guard pos < bytes.count, bytes[pos] == UInt8(ascii: "\"") else { throw JSONError("expected a member name at offset \(pos)") }
                 let keyStart = pos
                 try string()
-                let key = JSONReader.decodeString(bytes[keyStart..<pos]) ?? ""
+                let key = bytes[keyStart..<pos]
                 try expect(UInt8(ascii: ":"))
                 let v = try value(depth: depth)
                 try member(key, v)

@@ -56,6 +56,12 @@ public final class Member {
     public let color: String
     public let role: String
     public internal(set) var connections: [HubClient] = []
+    /// `{id, name, color}`: the `from` of everything the member sends (built once).
+    lazy var fromJSON: [UInt8] = {
+        var w = JSONWriter(capacity: 64)
+        w.beginObject(); w.field("id", id); w.field("name", name); w.field("color", color); w.endObject()
+        return w.bytes
+    }()
     /// False until the member's join is committed and announced to the others.
     public internal(set) var announced = false
     var typingUntil: Double?
@@ -643,11 +649,7 @@ public final class Session {
         send(client, w.bytes)
     }
 
-    private func fromJSON(_ m: Member) -> [UInt8] {
-        var w = JSONWriter(capacity: 64)
-        w.beginObject(); w.field("id", m.id); w.field("name", m.name); w.field("color", m.color); w.endObject()
-        return w.bytes
-    }
+    private func fromJSON(_ m: Member) -> [UInt8] { m.fromJSON }
 
     private func typingMessage(_ m: Member, start: Bool) -> [UInt8] {
         var w = JSONWriter(capacity: 64)

@@ -58,6 +58,18 @@ final class ProtocolParsingTests: XCTestCase {
         XCTAssertEqual(back, ["s": all, "plain": "no escapes at all", "empty": ""])
     }
 
+    func testMemberNamesCompareAsBytesAndEscapedNamesStillMatch() throws {
+        let obj = try JSONReader.readObject(Array(#"{"t\u0079pe":"chat","id":"a","id":"b","é":1,"typ":2}"#.utf8))
+        XCTAssertEqual(obj["type"]?.string, "chat", "an escaped name is decoded to compare")
+        XCTAssertEqual(obj["id"]?.string, "a", "the first of a repeated name")
+        XCTAssertEqual(obj["é"]?.int, 1)
+        XCTAssertEqual(obj["typ"]?.int, 2)
+        XCTAssertNil(obj["ty"])
+        XCTAssertNil(obj["types"])
+        XCTAssertEqual(obj.members.map(\.key), ["type", "id", "id", "é", "typ"])
+        guard case .leave = try ClientMessage.parse(Array(#"{"t\u0079pe":"leave"}"#.utf8)) else { return XCTFail("not a leave") }
+    }
+
     func testDecimalsWithoutStrings() {
         for v in [0, 7, -7, 10, 1_000_000_007, Int.max, Int.min, Int(Int64.max / 3)] {
             var bytes: [UInt8] = [1]
