@@ -428,6 +428,7 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
     /// than `rememberedTotal` ids are kept, those of the least recently written sessions idle for a minute.
     private func forgetIdleSessions(now: Double) {
         for (session, state) in seqs where now - state.lastWrite >= forgetAfter { seqs[session] = nil; seen[session] = nil }
+        for (session, ids) in seen where now - ids.lastWrite >= forgetAfter { seen[session] = nil }  // only resends came
         var total = seen.values.reduce(0) { $0 + $1.count }
         guard total > rememberedTotal else { return }
         // Sessions being written are never forgotten for the budget: each would reload its ids from the
