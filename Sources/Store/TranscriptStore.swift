@@ -495,11 +495,7 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
                         continue
                     }
                     let seq = try nextSeq(event.session)
-                    let s = insertEvent!
-                    s.bind(1, event.session); s.bind(2, seq); s.bind(3, now); s.bind(4, event.type)
-                    s.bind(5, event.member); s.bind(6, event.clientId); s.bind(7, blob: event.body)
-                    _ = try s.step()
-                    s.reset()
+                    try insert(event, seq: seq, ts: now)
                     undo.append((event.session, seqs[event.session]))
                     seqs[event.session] = (seq, clock)
                     if let idKey {
@@ -672,6 +668,30 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
         for (key, c) in rows.reversed() { r.remember(key, c) }
         seen[session] = r
         return r
+    }
+
+    /// Inserts one event, binding its strings and body without copies (SQLite copied each, after a
+    /// strlen, and the bridge to C strings made one more): they stay alive around the step, and the
+    /// statement is reset inside their scope.
+    private func insert(_ event: DurableEvent, seq: Int, ts: Int64) throws {
+        let s = insertEvent!
+        var session = event.session, type = event.type, member = event.member ?? "", clientId = event.clientId ?? ""
+        try session.withUTF8 { sp in
+            try type.withUTF8 { tp in
+                try member.withUTF8 { mp in
+                    try clientId.withUTF8 { cp in
+                        try event.body.withUnsafeBytes { bp in
+                            s.bindUnowned(1, text: sp); s.bind(2, seq); s.bind(3, ts); s.bindUnowned(4, text: tp)
+                            if event.member == nil { s.bind(5, nil as String?) } else { s.bindUnowned(5, text: mp) }
+                            if event.clientId == nil { s.bind(6, nil as String?) } else { s.bindUnowned(6, text: cp) }
+                            s.bindUnowned(7, blob: bp)
+                            defer { s.reset() }
+                            _ = try s.step()
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// The remembered ids are 64-bit hashes: a match is confirmed against the stored event, so a hash
