@@ -10,7 +10,7 @@ targets=(FuzzFrames:frames FuzzHTTP:http FuzzMessages:messages FuzzToken:token)
 for entry in "${targets[@]}"; do
   product=${entry%%:*}
   COLLABHUB_FUZZ=1 swift build -c debug --sanitize=fuzzer \
-    --scratch-path .build-fuzz --product "$product" 2>&1 | grep -E "error|warning: unre|Build" || true
+    --scratch-path .build-fuzz --product "$product" 2>&1 | grep -aE "error|warning: unre|Build" || true
 done
 status=0
 for entry in "${targets[@]}"; do
@@ -19,7 +19,7 @@ for entry in "${targets[@]}"; do
   cp Tests/fuzz/corpus/"$corpus"/* "$work"/
   echo "== fuzzing $product for ${seconds}s"
   if ! .build-fuzz/debug/"$product" -max_total_time="$seconds" -max_len=4096 -print_final_stats=0 \
-        -artifact_prefix=.build-fuzz/"$product"- "$work" 2>&1 | grep -E "DONE|INITED|ERROR|SUMMARY|crash|panic|Fatal"; then
+        -artifact_prefix=.build-fuzz/"$product"- "$work" 2>&1 | grep -aE "DONE|INITED|ERROR|SUMMARY|crash|panic|Fatal"; then
     :
   fi
   if [ "${PIPESTATUS[0]}" -ne 0 ]; then

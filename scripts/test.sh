@@ -7,7 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh test || exit 1
 status=0
-swift build --product collabhub 2>&1 | grep -E "error|warning: |Build complete" ; [ "${PIPESTATUS[0]}" -eq 0 ] || exit 1
+swift build --product collabhub 2>&1 | grep -aE "error|warning: |Build complete" ; [ "${PIPESTATUS[0]}" -eq 0 ] || exit 1
 
 echo "== browser client unit tests (node --test)"
 node --test Tests/client/ || status=1
@@ -19,6 +19,6 @@ echo "== fuzzing"
 scripts/fuzz.sh "${FUZZ_SECONDS:-30}" || status=1
 
 echo "== unit tests (swift test)"
-swift test --disable-swift-testing 2>&1 | grep -vE "^\[[0-9]+/[0-9]+\]|^Test Case .* (started|passed)" ; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+swift test --disable-swift-testing 2>&1 | grep -avE "^\[[0-9]+/[0-9]+\]|^Test Case .* (started|passed)" ; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 exit $status
