@@ -31,7 +31,7 @@ class WSClient: Stream {
     override func received(_ bytes: UnsafeMutableRawBufferPointer) -> Int {
         var used = 0
         if state == .handshaking {
-            var parser = ResponseHeadScanner()
+            let parser = ResponseHeadScanner()
             guard let end = parser.headEnd(UnsafeRawBufferPointer(bytes)) else { return 0 }
             let head = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[..<end]), as: UTF8.self)
             guard head.hasPrefix("HTTP/1.1 101"), head.contains(expectedAccept) else {
