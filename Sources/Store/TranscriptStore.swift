@@ -547,8 +547,8 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
     private struct RetentionPass {
         let policy: RetentionPolicy
         let cutoff: Int64?
+        /// The session being trimmed ("" before the first: session codes are never empty).
         var session = ""
-        var started = false
         /// Time-ordered tables still to trim by age (activity entries and cursor samples, numbered in
         /// time order), with the id of their first young row once known.
         var tables: [(name: String, firstYoung: Int64?)] = []
@@ -586,14 +586,13 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
                 retentionPass = pass
                 return
             }
-            let more = pass.started ? try deleteOldEvents(pass) : false
+            let more = pass.session.isEmpty ? false : try deleteOldEvents(pass)
             if !more {
                 // This session is done (or none was chosen yet): on to the next one.
                 defer { st.next.reset() }
                 st.next.bind(1, pass.session)
                 guard try st.next.step(), let session = st.next.string(0) else { retentionPass = nil; return }
                 pass.session = session
-                pass.started = true
                 retentionPass = pass
             }
         } catch {
