@@ -29,12 +29,25 @@ open class Stream {
     /// Bytes received but not consumed yet (a partial frame header or HTTP head).
     private var pending: [UInt8] = []
 
+    /// The hard cap on queued output (redis's `client-output-buffer-limit`): every byte queued for the
+    /// peer counts, whatever produced it. Past it, further output is thrown away, and at the next flush
+    /// the queue is dropped and `outputLimitExceeded` decides how the stream goes (once).
+    public var outputLimit = Int.max
+    public private(set) var isOverLimit = false
+    /// Where `reserve` writes once the stream is over its limit (never queued).
+    private var discard: Chunk?
+    /// The cap on received bytes held unconsumed (a request head and body, a frame header): past it
+    /// `inputLimitExceeded` is called.
+    public var inputLimit = Int.max
+
     public private(set) var isClosed = false
     /// After a close frame: write what is queued, shut down our side, drain the peer until EOF.
     public private(set) var isClosing = false
     private var lingering = false
     /// Loop time of the last bytes received.
     public var lastActivity: Double
+    /// Loop time of the last bytes written.
+    private var lastWriteAt = 0.0
     /// The TLS session when the stream is encrypted (OpenSSL `SSL*`), nil for plain TCP.
     private var ssl: OpaquePointer?
     /// Bytes offered to the last `SSL_write` that asked to be retried: a retry must offer the same bytes.
@@ -106,6 +119,10 @@ open class Stream {
     open func outputDrained() {}
     /// The stream's timer fired. Return seconds until it should fire again, or nil to leave it off.
     open func timerFired(now: Double) -> Double? { nil }
+    /// Output passed `outputLimit`: the queue has been dropped. The default closes the stream.
+    open func outputLimitExceeded() { close() }
+    /// Unconsumed input passed `inputLimit`. The default closes the stream.
+    open func inputLimitExceeded() { close() }
 
     /// Arms the stream's timer to fire in `seconds`.
     /// (`ev_timer_stop` runs even on an inactive timer: one that expired is inactive but may still be
@@ -117,7 +134,14 @@ open class Stream {
     }
 
     private func handleTimer() {
-        if lingering { close(); return }
+        // Closing after a flush: the timer set then is the deadline, whether or not the peer ever read
+        // what was queued or answered our close.
+        if isClosing && !lingering {
+            // Still writing its last output: a peer that reads on gets more time; one that stopped doesn't.
+            let idle = loop.now - lastWriteAt
+            if idle < lingerSeconds { setTimer(lingerSeconds - idle); return }
+        }
+        if lingering || isClosing { close(); return }
         let now = loop.now
         if let next = timerFired(now: now), !isClosed { setTimer(max(next, 0.001)) }
     }
@@ -172,6 +196,10 @@ open class Stream {
                 if !isClosed && used < n {
                     pending.append(contentsOf: UnsafeRawBufferPointer(start: buf.baseAddress! + used, count: n - used))
                 }
+            } else if pending.count + n > inputLimit {
+                pending = []
+                inputLimitExceeded()
+                return
             } else {
                 pending.append(contentsOf: UnsafeRawBufferPointer(start: buf.baseAddress, count: n))
                 // Process from a copy of the pending bytes in the shared buffer, so `received` can keep
@@ -212,15 +240,24 @@ open class Stream {
     /// Queues a shared chunk (a broadcast frame): no copy.
     @inline(__always)
     public func send(_ chunk: Chunk) {
-        guard !isClosed, !isClosing, chunk.count > 0 else { return }
+        guard !isClosed, !isClosing, !isOverLimit, chunk.count > 0 else { return }
         out.append(Entry(chunk: chunk, offset: 0, owned: false))
         outBytes += chunk.count
         markDirty()
+        if outBytes > outputLimit { isOverLimit = true }
     }
 
     /// Reserves `n` bytes in the stream's own output chunk and returns where to write them.
     @inline(__always)
     public func reserve(_ n: Int) -> UnsafeMutableRawPointer {
+        if isOverLimit {
+            // Thrown away: the caller writes into a scratch chunk that is never queued.
+            if let d = discard, d.capacity >= n { d.removeAll(); return d.extend(by: n) }
+            let d = Chunk(capacity: max(n, Self.ownedChunkSize))
+            discard = d
+            return d.extend(by: n)
+        }
+        defer { if outBytes > outputLimit { isOverLimit = true } }
         if let last = out.last, last.owned, last.chunk.free >= n {
             outBytes += n
             markDirty()
@@ -231,6 +268,29 @@ open class Stream {
         outBytes += n
         markDirty()
         return chunk.extend(by: n)
+    }
+
+    /// Drops the queued output of a stream over its limit and lets the subclass decide how it goes.
+    private func cutOff() {
+        discard = nil
+        isOverLimit = false
+        outputLimit = .max  // what follows is the goodbye (a close frame), which must get through
+        dropQueuedOutput()
+        if !isClosed { outputLimitExceeded() }
+    }
+
+    /// Throws away everything queued (a client cut off for not reading), so a close frame goes next.
+    /// A TLS write waiting to be retried must be offered the same bytes again: then the stream closes.
+    public func dropQueuedOutput() {
+        if tlsRetryLength > 0 { close(); return }
+        // A chunk partly written already is kept whole (its frames must end before another begins).
+        if let first = out.first, first.offset > 0 {
+            out.removeSubrange(1...)
+            outBytes = first.chunk.count - first.offset
+        } else {
+            out.removeAll()
+            outBytes = 0
+        }
     }
 
     /// Queues a copy of `bytes`.
@@ -257,6 +317,7 @@ open class Stream {
     /// Writes as much queued output as the socket takes. Called by the loop once per iteration.
     func flush() {
         guard !isClosed else { return }
+        if isOverLimit { cutOff(); if isClosed { return } }
         if ssl != nil { flushTLS(); return }
         while !out.isEmpty {
             let n = min(out.count, Self.maxIOVecs)
@@ -278,6 +339,7 @@ open class Stream {
                 return
             }
             outBytes -= written
+            if written > 0 { lastWriteAt = loop.now }
             loop.bytesWritten.add(written)
             var left = written
             var done = 0
@@ -342,6 +404,7 @@ open class Stream {
             }
             tlsRetryLength = 0
             var left = Int(written)
+            if left > 0 { lastWriteAt = loop.now }
             loop.bytesWritten.add(left)
             outBytes -= left
             while left > 0, !out.isEmpty {
@@ -359,11 +422,13 @@ open class Stream {
 
     /// Closes after the queued output is written: our side is shut down and the peer drained until
     /// EOF (at most `lingerSeconds`), so the peer reads our last bytes instead of a reset.
+    /// The peer gets `lingerSeconds` to read what is queued and as long again to close: after that the
+    /// socket is closed whatever it did.
     public func closeAfterFlush(lingerSeconds: Double = 2) {
         guard !isClosed, !isClosing else { return }
         isClosing = true
         self.lingerSeconds = lingerSeconds
-        if out.isEmpty { beginLinger() } else { markDirty() }
+        if out.isEmpty { beginLinger() } else { markDirty(); setTimer(lingerSeconds) }
     }
     private var lingerSeconds: Double = 2
 

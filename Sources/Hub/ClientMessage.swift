@@ -85,9 +85,7 @@ extension ClientMessage {
                 return nil
             }
             guard let s = v.string else { throw MessageError("invalid_field", "\"\(key)\" must be a string", field: key, ref: ref) }
-            // Characters are never more than UTF-8 bytes: count them (a walk over the text) only when
-            // the bytes alone could be too many.
-            guard s.utf8.count <= max || s.count <= max else { throw MessageError("too_large", "\"\(key)\" is longer than \(max) characters", field: key, ref: ref) }
+            guard s.fits(max) else { throw MessageError("too_large", "\"\(key)\" is longer than \(max) characters (\(4 * max) bytes)", field: key, ref: ref) }
             return s
         }
 
@@ -135,7 +133,7 @@ extension ClientMessage {
             var w = JSONWriter()
             for key in ["x", "y"] {
                 guard let v = obj[key] else { throw MessageError("missing_field", "cursor needs \"\(key)\"", field: key) }
-                guard let d = v.double, d.isFinite else { throw MessageError("invalid_field", "\"\(key)\" must be a number", field: key) }
+                guard let d = v.double, d.isFinite, v.bytes.count <= 32 else { throw MessageError("invalid_field", "\"\(key)\" must be a number of at most 32 characters", field: key) }
                 w.raw(key, v.bytes)
                 _ = d
             }
@@ -224,5 +222,16 @@ extension String {
         while let f = s.first, f.isWhitespace { s = s.dropFirst() }
         while let l = s.last, l.isWhitespace { s = s.dropLast() }
         return String(s)
+    }
+}
+
+extension String {
+    /// A length limit that bounds memory: at most `characters` Unicode scalars and so at most
+    /// 4 x `characters` UTF-8 bytes. (Swift's `count` counts grapheme clusters, and one cluster can be
+    /// a megabyte of combining marks.)
+    public func fits(_ characters: Int) -> Bool {
+        let bytes = utf8.count
+        if bytes <= characters { return true }
+        return bytes <= 4 * characters && unicodeScalars.count <= characters
     }
 }

@@ -46,15 +46,20 @@ public struct ConnectionLimiter: Sendable {
 
     public enum Kind { case cursor, chat, event, typing, other }
 
+    /// The bucket a parsed message is counted in.
+    public static func kind(of message: ClientMessage) -> Kind {
+        switch message {
+        case .cursor: return .cursor
+        case .chat: return .chat
+        case .event: return .event
+        case .typing: return .typing
+        default: return .other
+        }
+    }
+
     /// Whether `message` is within its kind's rate.
     public mutating func allow(_ message: ClientMessage, now: Double) -> Bool {
-        switch message {
-        case .cursor: return allow(.cursor, now: now)
-        case .chat: return allow(.chat, now: now)
-        case .event: return allow(.event, now: now)
-        case .typing: return allow(.typing, now: now)
-        default: return allow(.other, now: now)
-        }
+        allow(Self.kind(of: message), now: now)
     }
 
     public mutating func allow(_ kind: Kind, now: Double) -> Bool {
@@ -78,6 +83,8 @@ public struct ConnectionLimiter: Sendable {
         let prefix = typePrefix
         guard p.count > prefix.count + 4, (0..<prefix.count).allSatisfy({ p[$0] == prefix[$0] }) else { return nil }
         let i = prefix.count
+        // An escape in the type (`\u0063hat`) is left to the parser: the parsed kind is what counts.
+        if p[i] == UInt8(ascii: "\\") || p[i + 1] == UInt8(ascii: "\\") { return nil }
         switch (p[i], p[i + 1], p[i + 2]) {
         case (UInt8(ascii: "c"), UInt8(ascii: "u"), _): return .cursor
         case (UInt8(ascii: "c"), UInt8(ascii: "h"), _): return .chat

@@ -32,7 +32,7 @@ public struct RunEvent: Sendable {
                 if required { throw MessageError("missing_field", "\(typeName) needs \"\(key)\"", field: key) }
                 return nil
             }
-            guard let s = v.string, s.count <= max else { throw MessageError("invalid_field", "\"\(key)\" must be a string of at most \(max) characters", field: key) }
+            guard let s = v.string, s.fits(max) else { throw MessageError("invalid_field", "\"\(key)\" must be a string of at most \(max) characters", field: key) }
             return s
         }
         var e = RunEvent(kind: kind)

@@ -4,6 +4,8 @@ import WebSocket
 public protocol HubClient: AnyObject {
     /// Output queued for this client and not yet written: the backpressure measure.
     var queuedBytes: Int { get }
+    /// The connection is being closed (or was cut off): nothing more is sent to it.
+    var isDisconnecting: Bool { get }
     /// Queues a pre-framed message (the same chunk goes to every recipient of a broadcast).
     func deliver(_ frame: Chunk)
     /// Closes the connection with an application close code.
@@ -96,6 +98,8 @@ public struct SessionPolicy: Sendable {
     public var typingTimeout = 5.0
     /// Recent durable events kept in memory for resume; older resumes get a reset.
     public var resumeWindow = 1000
+    /// ... and at most this many bytes of them (1,000 events of 64 KiB would be 64 MiB per session).
+    public var resumeWindowBytes = 4 << 20
     /// Output past which a client's cursor/typing updates are dropped.
     public var softOutputLimit = 256 * 1024
     /// Output past which a client is disconnected (4000) and must resume.
@@ -148,7 +152,7 @@ public final class Session {
     /// The last committed seq (every event up to it has been broadcast).
     public private(set) var lastSeq: Int
     /// Committed events for resume: a ring of the last `policy.resumeWindow` frames.
-    private var window: Ring<(seq: Int, frame: Chunk)>
+    private var window: ResumeWindow
     private var nextMemberNumber = 0
     public private(set) var isEnded = false
     var hasDirtyCursors = false
@@ -167,7 +171,7 @@ public final class Session {
         self.clock = clock
         self.wallClockMillis = wallClockMillis
         lastSeq = store.lastSeq(session: info.code)
-        window = Ring(capacity: policy.resumeWindow)
+        window = ResumeWindow(maxCount: policy.resumeWindow, maxBytes: policy.resumeWindowBytes)
         // Refill the resume window from disk, so clients resuming after a restart miss nothing.
         for e in store.tail(session: info.code, limit: policy.resumeWindow) {
             window.append((e.seq, Chunk.text(e.json)))
@@ -230,6 +234,13 @@ public final class Session {
         }
         if isHost { role = "host" }
         if let member = members.first(where: { $0.key == key && !$0.leaving }) {
+            // A `client_id` is no credential: it joins an existing member only with that member's role
+            // (a guest who learned the host's client_id does not become the host).
+            guard member.role == role else {
+                send(client, Wire.error("forbidden", "this identity is in the session with another role", field: request.token != nil ? "token" : "client_id"))
+                client.disconnect(.forbidden, "identity in use with another role")
+                return
+            }
             // A second tab, or a reconnect within the grace period: same member, no leave/join pair.
             member.graceDeadline = nil
             member.connections.append(client)
@@ -359,6 +370,10 @@ public final class Session {
             send(client, Wire.error("not_joined", "send a join first"))
             return
         }
+        if isEnded {
+            // Between `end` and its commit nothing more is stored after the "Session ended" event.
+            return send(client, Wire.error("session_ended", "session \(code) has ended"))
+        }
         if member.role == "viewer" {
             switch message {
             case .chat, .cursor, .typing, .event, .runControl, .remove, .end:
@@ -399,7 +414,9 @@ public final class Session {
             var body = w.bytes
             body.append(UInt8(ascii: ","))
             body += chat.body
-            persist(type: "chat", member: member.id, clientId: chat.id, body: body) { [weak self] result, frame in
+            // Deduplicated by the sender's stable identity (token subject or client_id), not the member
+            // id, which is new after the reconnect grace or a restart.
+            persist(type: "chat", member: member.key, clientId: chat.id, body: body) { [weak self] result, frame in
                 guard let self else { return }
                 switch result {
                 case .success(let committed):
@@ -435,7 +452,7 @@ public final class Session {
             if let id = event.id { w.field("id", id) }
             w.raw("data", event.data)
             if event.durable {
-                persist(type: "event", member: member.id, clientId: event.id, body: w.bytes) { [weak self] result, frame in
+                persist(type: "event", member: member.key, clientId: event.id, body: w.bytes) { [weak self] result, frame in
                     guard let self else { return }
                     switch result {
                     case .success(let committed):
@@ -673,7 +690,7 @@ public final class Session {
     /// a key (cursor batches), dropped. `supersedes` names a coalescing key this frame makes stale.
     func broadcast(_ frame: Chunk, durable: Bool, except: Member?, key: String? = nil, supersedes: String? = nil) {
         for m in members where m.announced && m !== except {
-            for c in m.connections {
+            for c in m.connections where !c.isDisconnecting {
                 if let supersedes { c.uncoalesce(key: supersedes) }
                 let queued = c.queuedBytes
                 if durable {
@@ -704,24 +721,33 @@ extension Wire {
     }
 }
 
-/// A fixed-capacity ring: appending past capacity overwrites the oldest element.
-public struct Ring<Element> {
-    private var storage: [Element] = []
+/// The resume window: the last committed frames, bounded by count and by bytes (the oldest go first;
+/// the newest one always stays). A client resuming from before its first seq gets a `reset`.
+public struct ResumeWindow {
+    private var items: [(seq: Int, frame: Chunk)] = []
     private var head = 0
-    public let capacity: Int
-    public init(capacity: Int) { self.capacity = capacity }
+    public private(set) var bytes = 0
+    public let maxCount: Int
+    public let maxBytes: Int
+    public init(maxCount: Int, maxBytes: Int) { self.maxCount = maxCount; self.maxBytes = maxBytes }
 
-    public var first: Element? { storage.isEmpty ? nil : storage[storage.count < capacity ? 0 : head] }
-    public var last: Element? { storage.isEmpty ? nil : storage[storage.count < capacity ? storage.count - 1 : (head + capacity - 1) % capacity] }
+    public var count: Int { items.count - head }
+    public var first: (seq: Int, frame: Chunk)? { head < items.count ? items[head] : nil }
+    public var last: (seq: Int, frame: Chunk)? { head < items.count ? items[items.count - 1] : nil }
 
-    public mutating func append(_ e: Element) {
-        guard capacity > 0 else { return }
-        if storage.count < capacity { storage.append(e) } else { storage[head] = e; head = (head + 1) % capacity }
+    public mutating func append(_ e: (seq: Int, frame: Chunk)) {
+        guard maxCount > 0 else { return }
+        items.append(e)
+        bytes += e.frame.count
+        while count > 1 && (count > maxCount || bytes > maxBytes) {
+            bytes -= items[head].frame.count
+            head += 1
+        }
+        if head >= 64 && head * 2 >= items.count { items.removeFirst(head); head = 0 }
     }
 
     /// Oldest first.
-    public func forEach(_ body: (Element) -> Void) {
-        if storage.count < capacity { storage.forEach(body); return }
-        for i in 0..<capacity { body(storage[(head + i) % capacity]) }
+    public func forEach(_ body: ((seq: Int, frame: Chunk)) -> Void) {
+        for i in head..<items.count { body(items[i]) }
     }
 }

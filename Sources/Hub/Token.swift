@@ -57,7 +57,7 @@ public struct TokenVerifier: Sendable {
               let payload = try? JSONReader.readObject(payloadBytes, maxDepth: 4) else {
             return .failure(TokenError(kind: .malformed, message: "token payload is not base64url JSON"))
         }
-        guard let sub = payload["sub"]?.string, !sub.isEmpty, sub.count <= 128 else {
+        guard let sub = payload["sub"]?.string, !sub.isEmpty, sub.fits(128) else {
             return .failure(TokenError(kind: .claims, message: "token needs a sub claim"))
         }
         guard let exp = payload["exp"]?.int.map(Int64.init) else { return .failure(TokenError(kind: .claims, message: "token needs an exp claim")) }

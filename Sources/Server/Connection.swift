@@ -60,11 +60,24 @@ final class Connection: Stream {
     /// Per-kind message rate limits (created on the first message).
     var limiter: ConnectionLimiter?
     /// Counted against the per-address connection limit.
-    private var countedAddress = false
+    fileprivate(set) var countedAddress = false
     /// Closed because the peer stopped answering pings (no reconnect grace then).
     private(set) var timedOut = false
     /// A response is being prepared off the loop; later requests wait (keeps pipelined responses in order).
     private var awaitingResponse = false
+    /// Reading stopped until the queued responses drain (pipelined requests from a client that does
+    /// not read its answers).
+    private var pausedForOutput = false
+    /// When the request now arriving sent its first byte (the slowloris deadline runs from here).
+    private var requestStartedAt = 0.0
+    /// Cut off for output past the hard limit (counted once, however many broadcasts find it behind).
+    private(set) var cutOff = false
+    /// Bytes of the ephemeral updates held in `coalesced` (they count against the output limits).
+    var coalescedBytes = 0
+    /// Output queued while HTTP requests are parsed: past it, reading stops until the answers drain.
+    static let httpPipelineBound = 64 * 1024
+    /// Distinct ephemeral updates held for a client that is behind (the rest are dropped).
+    static let maxCoalescedKeys = 64
 
     init(context: LoopContext, fd: Int32, peer: String) {
         self.context = context
@@ -72,6 +85,8 @@ final class Connection: Stream {
         reader = MessageReader(role: .server, maxMessageSize: context.config.maxMessageSize)
         openedAt = context.loop.now
         super.init(loop: context.loop, fd: fd, peer: peer)
+        // Unconsumed input: a request head and its body, or (WebSocket) at most a frame header.
+        inputLimit = context.config.maxHeadSize + context.config.maxBodySize + 64 * 1024
         context.metrics.connectionsOpen.add()
         context.metrics.connectionsTotal.add()
     }
@@ -79,6 +94,17 @@ final class Connection: Stream {
     override func start() {
         super.start()
         setTimer(context.config.handshakeTimeout)
+        // Every connection counts against its address's cap, plain HTTP ones too (a connection handed
+        // over from another loop was counted there).
+        if !countedAddress && context.config.maxConnectionsPerAddress > 0 {
+            guard context.server.addresses.open(peer, limit: context.config.maxConnectionsPerAddress) else {
+                context.metrics.rateLimited.add()
+                failHTTP(.tooManyRequests, "too many connections from \(peer) (limit \(context.config.maxConnectionsPerAddress))",
+                         headers: [("Retry-After", "10")])
+                return
+            }
+            countedAddress = true
+        }
     }
 
     // MARK: Input
@@ -86,7 +112,7 @@ final class Connection: Stream {
     override func received(_ bytes: UnsafeMutableRawBufferPointer) -> Int {
         context.metrics.bytesIn.add(bytes.count)
         var used = 0
-        while !isClosed && !isClosing && used < bytes.count {
+        while !isClosed && !isClosing && !isOverLimit && !pausedForOutput && used < bytes.count {
             let rest = UnsafeMutableRawBufferPointer(rebasing: bytes[used...])
             let n: Int
             switch phase {
@@ -96,11 +122,18 @@ final class Connection: Stream {
             if n == 0 { break }
             used += n
         }
-        return isClosing ? bytes.count : used
+        return isClosing || isOverLimit ? bytes.count : used
     }
 
     private func receivedHTTP(_ bytes: UnsafeMutableRawBufferPointer) -> Int {
         if awaitingResponse { return 0 }
+        if outBytes > Self.httpPipelineBound {
+            // Answers are piling up unread: take no more requests until they drain (`outputDrained`).
+            pausedForOutput = true
+            pauseReading()
+            return 0
+        }
+        if !partialRequest && bodyHead == nil { requestStartedAt = loop.now }
         if let head = bodyHead {
             guard bytes.count >= bodyLength else { return 0 }
             bodyHead = nil
@@ -137,8 +170,12 @@ final class Connection: Stream {
                 failHTTP(.lengthRequired, "chunked request bodies are not supported; send Content-Length")
                 return bytes.count
             }
-            let lengthHeader = head.header("Content-Length") ?? "0"
-            guard let bodyLength = Int(lengthHeader), bodyLength >= 0 else {
+            // Content-Length: digits only, and one value however often it is repeated (RFC 9110 §8.6):
+            // two framings of one request are how requests are smuggled past a proxy.
+            let lengths = Set(head.headers.filter { $0.name.lowercased() == "content-length" }.map(\.value))
+            let lengthHeader = lengths.first ?? "0"
+            guard lengths.count <= 1, !lengthHeader.isEmpty, lengthHeader.utf8.count <= 18,
+                  lengthHeader.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let bodyLength = Int(lengthHeader) else {
                 failHTTP(.badRequest, "invalid Content-Length")
                 return bytes.count
             }
@@ -175,8 +212,11 @@ final class Connection: Stream {
         context.metrics.connectionsTotal.add(-1)
         let tls = super.handOff()
         let box = TLSBox(tls)
+        let counted = countedAddress
+        countedAddress = false  // the address stays counted: the new owner releases it
         owner.loop.post {
             let c = Connection(context: owner, fd: fd, peer: peer)
+            c.countedAddress = counted
             if let session = box.session { c.adoptTLS(session) }
             c.start()
             c.feed(bytes)
@@ -186,29 +226,34 @@ final class Connection: Stream {
     private func respond(to head: HTTPRequestHead, body: [UInt8]) {
         context.metrics.httpRequests.add()
         guard let response = context.router.handle(head, body: body, connection: self) else {
-            // Answered later (off-loop read or a durable write): hold further requests until then.
+            // Answered later (off-loop read or a durable write): hold further requests, and stop
+            // reading, until then.
             awaitingResponse = true
+            pauseReading()
             deferredKeepAlive = head.keepAlive
+            deferredHeadOnly = head.method == "HEAD"
             return
         }
-        finish(response, keepAlive: head.keepAlive)
+        finish(response, keepAlive: head.keepAlive, headOnly: head.method == "HEAD")
     }
     private var deferredKeepAlive = true
+    private var deferredHeadOnly = false
 
     /// Sends a response prepared off the loop (call on the connection's loop).
     func respondLater(_ response: Response) {
         guard !isClosed, awaitingResponse else { return }
         awaitingResponse = false
-        finish(response, keepAlive: deferredKeepAlive)
+        if !pausedForOutput { resumeReading() }
+        finish(response, keepAlive: deferredKeepAlive, headOnly: deferredHeadOnly)
         // Requests that arrived meanwhile are in the stream's pending bytes: process them now.
         if !isClosed && !isClosing { feed(takePending()) }
     }
 
-    private func finish(_ response: Response, keepAlive requested: Bool) {
+    private func finish(_ response: Response, keepAlive requested: Bool, headOnly: Bool) {
         if response.status.code >= 400 { context.metrics.httpError(response.status.code) }
         let keepAlive = requested && response.status.code < 500
         send(HTTPResponse.bytes(response.status, headers: response.headers, body: response.body,
-                                contentType: response.contentType, keepAlive: keepAlive))
+                                contentType: response.contentType, keepAlive: keepAlive, headOnly: headOnly))
         if !keepAlive { closeAfterFlush() }
     }
 
@@ -237,26 +282,21 @@ final class Connection: Stream {
             context.metrics.handshakesFailed.add()
             failHTTP(rejection.status, rejection.message, headers: rejection.headers)
         case .success(let accepted):
-            if context.config.maxConnectionsPerAddress > 0 {
-                guard context.server.addresses.open(peer, limit: context.config.maxConnectionsPerAddress) else {
-                    context.metrics.handshakesFailed.add()
-                    context.metrics.rateLimited.add()
-                    failHTTP(.tooManyRequests, "too many connections from \(peer) (limit \(context.config.maxConnectionsPerAddress))",
-                             headers: [("Retry-After", "10")])
-                    return
-                }
-                countedAddress = true
-            }
             context.metrics.handshakesOK.add()
             if let params = DeflateNegotiation.negotiate(accepted.extensionOffers, mode: context.config.compression) {
                 deflate = params
                 inflater = Inflater(windowBits: params.clientMaxWindowBits, noContextTakeover: params.clientNoContextTakeover)
-                if !params.serverNoContextTakeover || params.serverMaxWindowBits < 15 {
-                    ownDeflater = Deflater(windowBits: params.serverMaxWindowBits, noContextTakeover: params.serverNoContextTakeover)
+                // Only context takeover (`--compression context`) costs a compressor per connection; a
+                // smaller window in shared mode uses the loop's shared compressor of that size.
+                if !params.serverNoContextTakeover {
+                    ownDeflater = Deflater(windowBits: params.serverMaxWindowBits, noContextTakeover: false)
                 }
                 reader.compressionNegotiated = true
             }
             send(Handshake.response(accepted, extensionResponse: deflate?.responseHeader))
+            // From here every byte queued for this client counts against the hard limit: broadcasts,
+            // pongs, snapshots, replies, replay alike.
+            outputLimit = context.config.hardOutputLimit
             phase = .websocket
             subprotocol = accepted.subprotocol
             self.endpoint = endpoint
@@ -317,7 +357,7 @@ final class Connection: Stream {
     func sendFrame(_ opcode: Opcode, _ payload: UnsafeRawBufferPointer) {
         guard !isClosed, !isClosing else { return }
         if deflate != nil && !opcode.isControl && payload.count >= Self.compressThreshold {
-            let deflater = ownDeflater ?? context.sharedDeflater
+            let deflater = ownDeflater ?? context.sharedDeflater(windowBits: deflate!.serverMaxWindowBits)
             send(Chunk.compressed(opcode, deflater.deflate(payload)))
             context.metrics.messagesOut.add()
             return
@@ -346,11 +386,13 @@ final class Connection: Stream {
         context.metrics.messagesOut.add()
         guard deflate != nil, frame.count >= Self.compressThreshold + 2 else { return send(frame) }
         if ownDeflater == nil {
-            // Shared mode: compress the broadcast once; every compressing recipient gets the same frame.
-            if let c = frame.compressedFrame { return send(c) }
+            // Shared mode: compress the broadcast once; every compressing recipient gets the same frame
+            // (a client that asked for a smaller window gets its own compression of it).
+            let bits = deflate!.serverMaxWindowBits
+            if bits >= 15, let c = frame.compressedFrame { return send(c) }
             guard let (op, payload) = frame.framePayload, !op.isControl else { return send(frame) }
-            let c = Chunk.compressed(op, context.sharedDeflater.deflate(payload))
-            frame.compressedFrame = c
+            let c = Chunk.compressed(op, context.sharedDeflater(windowBits: bits).deflate(payload))
+            if bits >= 15 { frame.compressedFrame = c }
             send(c)
         } else {
             guard let (op, payload) = frame.framePayload, !op.isControl else { return send(frame) }
@@ -381,6 +423,7 @@ final class Connection: Stream {
 
     /// Fails the WebSocket connection (RFC 6455 §7.1.7): close frame with the code, then TCP close.
     func fail(_ code: CloseCode, _ reason: String) {
+        guard !isClosed, !isClosing else { return }
         context.metrics.closedWith(code)
         sendClose(code, reason: reason)
         closeAfterFlush(lingerSeconds: context.config.closeTimeout)
@@ -393,11 +436,13 @@ final class Connection: Stream {
         let config = context.config
         switch phase {
         case .http:
-            // Slowloris: a request must arrive completely within the handshake timeout of the last
-            // activity; an idle keep-alive connection goes after the idle timeout.
-            let waiting = partialRequest || bodyHead != nil || requestsServed == 0
-            let limit = waiting ? config.handshakeTimeout : config.httpIdleTimeout
-            let due = lastActivity + limit - now
+            // Slowloris: a request must arrive completely within the handshake timeout of its first
+            // byte (however slowly the rest dribbles in), the first one within that of the connection's
+            // opening; an idle keep-alive connection goes after the idle timeout.
+            let inRequest = partialRequest || bodyHead != nil
+            let limit = inRequest || requestsServed == 0 ? config.handshakeTimeout : config.httpIdleTimeout
+            let since = inRequest ? requestStartedAt : requestsServed == 0 ? openedAt : lastActivity
+            let due = since + limit - now
             if due > 0 { return due }
             if partialRequest || bodyHead != nil {
                 failHTTP(.requestTimeout, "request not completed within \(Int(limit)) s")
@@ -433,11 +478,41 @@ final class Connection: Stream {
     }
 
     override func outputDrained() {
+        if pausedForOutput {
+            pausedForOutput = false
+            if !awaitingResponse { resumeReading() }
+            feed(takePending())
+            return
+        }
         guard !coalescedOrder.isEmpty else { return }
         let order = coalescedOrder, frames = coalesced
         coalescedOrder = []
         coalesced = [:]
+        coalescedBytes = 0
         for key in order { if let f = frames[key] { sendShared(f) } }
+    }
+
+    /// Output past the hard limit: the client has stopped reading. Its queue is gone already; it gets a
+    /// close frame (4000: resume from your last seq) and the socket closes after a short linger,
+    /// whether or not the close is answered. HTTP connections just close.
+    override func outputLimitExceeded() {
+        guard phase == .websocket else { return close() }
+        slowConsumer(count: true)
+    }
+
+    /// Cuts off a client that fell too far behind (once; `count` false when the caller counted it).
+    func slowConsumer(count: Bool) {
+        guard !cutOff, !isClosed else { return }
+        cutOff = true
+        if count { context.metrics.slowConsumerDrops.add() }
+        coalesced = [:]; coalescedOrder = []; coalescedBytes = 0
+        dropQueuedOutput()
+        if isClosing { return close() }
+        fail(.slowConsumer, "too far behind; resume from your last seq")
+    }
+
+    override func inputLimitExceeded() {
+        if phase == .http { failHTTP(.payloadTooLarge, "request too large") } else { fail(.messageTooBig, "too much unconsumed input") }
     }
 
     override func peerClosed() {

@@ -40,7 +40,9 @@ final class HubEndpoint: Endpoint {
         } catch {
             return reject(connection, MessageError("bad_request", "\(error)"))
         }
-        if sniffed == nil && !connection.limiter!.allow(message, now: now) { return refuse(connection) }
+        // A message the sniff could not classify, or classified as another kind than it parsed as,
+        // is counted in its parsed kind's bucket.
+        if sniffed != ConnectionLimiter.kind(of: message) && !connection.limiter!.allow(message, now: now) { return refuse(connection) }
         if case .join(let join) = message, connection.membership == nil {
             return self.join(connection, join)
         }
@@ -74,6 +76,10 @@ final class HubEndpoint: Endpoint {
         }
         if let urlCode, urlCode != code {
             return failedJoin(connection, MessageError("invalid_field", "\"session\" does not match the session in the URL", field: "session"))
+        }
+        guard hub.owns(code) else {
+            // A socket opened without `?session=` landed on a loop that does not own this session.
+            return failedJoin(connection, MessageError("invalid_field", "connect to /ws?session=\(code) to join this session", field: "session"))
         }
         guard let session = hub.session(code) else {
             let ended = hub.directory.info(code)?.endedAt != nil
@@ -109,7 +115,7 @@ final class HubEndpoint: Endpoint {
         let from = obj["from"]?.int ?? 0
         let speed = obj["speed"]?.double ?? 1
         guard from >= 0 else { return reject(connection, MessageError("invalid_field", "\"from\" must be a non-negative integer", field: "from")) }
-        guard speed > 0, speed <= 1000 else { return reject(connection, MessageError("invalid_field", "\"speed\" must be a number in (0, 1000]", field: "speed")) }
+        guard speed >= 0.001, speed <= 1000 else { return reject(connection, MessageError("invalid_field", "\"speed\" must be a number in [0.001, 1000]", field: "speed")) }
         let store = hub.store, loop = connection.loop
         connection.replayer = Replayer(connection: connection, events: [], speed: speed)  // placeholder until loaded
         hub.context.server.api?.worker.submit {
@@ -151,16 +157,29 @@ final class HubEndpoint: Endpoint {
 }
 
 extension Connection: HubClient {
-    var queuedBytes: Int { outBytes }
+    /// What is queued and what is held back for when it drains: both are memory this client holds.
+    var queuedBytes: Int { outBytes + coalescedBytes }
+    var isDisconnecting: Bool { isClosed || isClosing || cutOff || sentClose }
     var address: String { peer }
     func deliver(_ frame: Chunk) { sendShared(frame) }
-    func disconnect(_ code: CloseCode, _ reason: String) { fail(code, reason) }
+    func disconnect(_ code: CloseCode, _ reason: String) {
+        if code == .slowConsumer { slowConsumer(count: false) } else { fail(code, reason) }
+    }
+    /// Holds the latest update per key while the client is behind: at most `maxCoalescedKeys` keys (keys
+    /// come from client-chosen event names); an update under a new key past that is dropped.
     func coalesce(_ frame: Chunk, key: String) {
-        if coalesced[key] == nil { coalescedOrder.append(key) }
+        if let old = coalesced[key] {
+            coalescedBytes += frame.count - old.count
+        } else {
+            guard coalescedOrder.count < Self.maxCoalescedKeys else { return }
+            coalescedOrder.append(key)
+            coalescedBytes += frame.count
+        }
         coalesced[key] = frame
     }
     func uncoalesce(key: String) {
-        guard coalesced.removeValue(forKey: key) != nil else { return }
+        guard let old = coalesced.removeValue(forKey: key) else { return }
+        coalescedBytes -= old.count
         coalescedOrder.removeAll { $0 == key }
     }
 }

@@ -38,12 +38,20 @@ final class LoopHub: SessionHost, HubMetrics {
     /// The live session for a code, woken up from the directory (and the store) on first use.
     func session(_ code: String) -> Session? {
         if let s = sessions[code] { return s }
+        // One live Session per code in the process: only the loop the code hashes to may hold it.
+        guard owns(code) else { return nil }
         guard let info = directory.info(code), info.endedAt == nil else { return nil }
         let loop = context.loop
         let s = Session(info: info, policy: context.sessionPolicy, store: store, executor: executor, host: self,
                         clock: { loop.now }, wallClockMillis: wall)
         sessions[code] = s
         return s
+    }
+
+    /// Whether `code` lives on this loop.
+    func owns(_ code: String) -> Bool {
+        let all = context.server.contexts
+        return all[SessionCode.owner(of: code, loops: all.count)] === context
     }
 
     func cursorsPending(_ session: Session) {
@@ -121,6 +129,7 @@ final class SessionDirectory: @unchecked Sendable {
     /// Wall-clock seconds when each session last had a member (or was created / loaded).
     private var active: [String: Double] = [:]
     private var failures: [String: (count: Int, since: Double)] = [:]
+    private var lastPrune = 0.0
     let codeLength: Int
     /// Failed joins allowed per address per minute before further joins are refused.
     let maxFailedJoinsPerMinute: Int
@@ -179,7 +188,13 @@ final class SessionDirectory: @unchecked Sendable {
         if now - entry.since > 60 { entry = (0, now) }
         entry.count += 1
         failures[address] = entry
-        if failures.count > 100_000 { failures = failures.filter { now - $0.value.since <= 60 } }
+        // Bounded: past 100,000 addresses the stale ones go, at most once every 10 s (a filter per call
+        // would be quadratic under a flood of fresh addresses); if all are fresh, the budget is shared.
+        if failures.count > 100_000 && now - lastPrune >= 10 {
+            lastPrune = now
+            failures = failures.filter { now - $0.value.since <= 60 }
+        }
+        if failures.count > 100_000 { failures.removeValue(forKey: address); return false }
         return entry.count <= maxFailedJoinsPerMinute
     }
 

@@ -79,7 +79,7 @@ final class Replayer {
             timer?.cancel(); timer = nil
             restart = !paused
         case "speed":
-            guard let s = obj["speed"]?.double, s > 0, s <= 1000 else { return MessageError("invalid_field", "\"speed\" must be a number in (0, 1000]", field: "speed") }
+            guard let s = obj["speed"]?.double, s >= 0.001, s <= 1000 else { return MessageError("invalid_field", "\"speed\" must be a number in [0.001, 1000]", field: "speed") }
             speed = s
             if !paused { timer?.cancel(); timer = nil; due = connection.loop.now; restart = true }
         default:

@@ -17,13 +17,15 @@ final class RunHub {
     private var projected: [String: Run] = [:]
     /// Idempotency: event id -> seq, per run.
     private var seenIds: [String: [String: Int]] = [:]
-    private var windows: [String: Ring<(seq: Int, frame: Chunk)>] = [:]
+    private var windows: [String: ResumeWindow] = [:]
     private var runWatchers: [String: [Connection]] = [:]
     private var dashboards: [String: [Connection]] = [:]
     private var byOwner: [String: [String]] = [:]
     /// The publisher socket that last published for each run: where run_control goes.
     private var publishers: [String: Connection] = [:]
     static let window = 1000
+    /// Bytes of resume window per run (1,000 log lines of 16 KiB would be 16 MiB).
+    static let windowBytes = 1 << 20
     static let dashboardRuns = 100
 
     init(context: LoopContext, store: TranscriptStore) {
@@ -34,7 +36,7 @@ final class RunHub {
         for (stream, events) in (try? store.streams(prefix: "run:")) ?? [] {
             let id = String(stream.dropFirst(4))
             var run = Run(id: id)
-            var ring = Ring<(seq: Int, frame: Chunk)>(capacity: Self.window)
+            var ring = ResumeWindow(maxCount: Self.window, maxBytes: Self.windowBytes)
             for e in events {
                 guard let ev = RunEvent.fromStored(e.body) else { continue }
                 run.apply(ev, seq: e.seq, ts: e.ts)
@@ -97,13 +99,12 @@ final class RunHub {
         committed[runId] = run
         if let id = e.id { seenIds[runId, default: [:]][id] = c.seq }
         let frame = Chunk.text(Wire.event(type: "run_event", seq: c.seq, ts: c.ts, body: body))
-        windows[runId, default: Ring(capacity: Self.window)].append((c.seq, frame))
+        windows[runId, default: ResumeWindow(maxCount: Self.window, maxBytes: Self.windowBytes)].append((c.seq, frame))
         if isNew { byOwner[run.owner, default: []].append(runId) }
         let limits = context.config.sessionPolicy
-        for w in runWatchers[runId] ?? [] {
+        for w in runWatchers[runId] ?? [] where !w.isDisconnecting {
             if w.queuedBytes > limits.hardOutputLimit {
-                context.metrics.slowConsumerDrops.add()
-                w.fail(.slowConsumer, "too far behind; resubscribe with resume_from")
+                w.slowConsumer(count: true)
             } else {
                 w.sendShared(frame)
             }
@@ -119,12 +120,11 @@ final class RunHub {
                 msg.append(UInt8(ascii: "}"))
                 let f = Chunk.text(msg)
                 let key = "run:" + runId
-                for w in watchers {
+                for w in watchers where !w.isDisconnecting {
                     if statusChange {
                         w.uncoalesce(key: key)
                         if w.queuedBytes > limits.hardOutputLimit {
-                            context.metrics.slowConsumerDrops.add()
-                            w.fail(.slowConsumer, "too far behind; subscribe again")
+                            w.slowConsumer(count: true)
                         } else {
                             w.sendShared(f)
                         }
@@ -180,7 +180,9 @@ final class RunHub {
             let run = committed[id] ?? Run(id: id)
             if !(runWatchers[id]?.contains { $0 === c } ?? false) { runWatchers[id, default: []].append(c) }
             c.watching.insert(channel)
-            if let from = resumeFrom, let window = windows[id], let first = window.first?.seq, from + 1 >= first {
+            // `from` is the client's: compare without arithmetic that could overflow (from >= first - 1,
+            // first >= 1), and a position past the run's last seq gets the snapshot.
+            if let from = resumeFrom, from <= run.seq, let window = windows[id], let first = window.first?.seq, from >= first - 1 {
                 window.forEach { e in if e.seq > from { c.sendShared(e.frame) } }
                 var w = JSONWriter(); w.beginObject(); w.field("type", "subscribed"); w.field("channel", channel); w.field("seq", run.seq); w.endObject()
                 c.sendText(String(decoding: w.bytes, as: UTF8.self))
@@ -194,7 +196,7 @@ final class RunHub {
         }
         if channel.hasPrefix("dashboard:") {
             let owner = String(channel.dropFirst(10))
-            guard !owner.isEmpty, owner.count <= 128 else { return MessageError("invalid_field", "invalid owner", field: "channel") }
+            guard !owner.isEmpty, owner.fits(128) else { return MessageError("invalid_field", "invalid owner", field: "channel") }
             if !(dashboards[owner]?.contains { $0 === c } ?? false) { dashboards[owner, default: []].append(c) }
             c.watching.insert(channel)
             var msg: [UInt8] = Array("{\"type\":\"dashboard\",\"owner\":".utf8)

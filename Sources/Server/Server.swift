@@ -18,6 +18,16 @@ final class LoopContext {
     var sessionPolicy: SessionPolicy { config.sessionPolicy }
     /// One compressor per loop for connections without context takeover (reset per message).
     lazy var sharedDeflater: Deflater = Deflater(windowBits: 15, noContextTakeover: true)!
+    /// Shared compressors for clients that asked for a smaller window (`server_max_window_bits` 9-14):
+    /// at most one per size per loop, so no client can make the hub hold a compressor of its own.
+    private var smallWindowDeflaters: [Int: Deflater] = [:]
+    func sharedDeflater(windowBits: Int) -> Deflater {
+        if windowBits >= 15 { return sharedDeflater }
+        if let d = smallWindowDeflaters[windowBits] { return d }
+        let d = Deflater(windowBits: windowBits, noContextTakeover: true)!
+        smallWindowDeflaters[windowBits] = d
+        return d
+    }
     init(loop: Loop, config: Config) { self.loop = loop; self.config = config }
 }
 

@@ -50,7 +50,7 @@ final class SessionAPI {
                 return .error(.badRequest, "bad_json", "request body must be a JSON object: \(error)")
             }
             if let t = obj["title"], t.kind != .null {
-                guard let s = t.string, s.count <= 200 else { return .error(.badRequest, "invalid_field", "\"title\" must be a string of at most 200 characters") }
+                guard let s = t.string, s.fits(200) else { return .error(.badRequest, "invalid_field", "\"title\" must be a string of at most 200 characters") }
                 title = s
             }
             if let m = obj["max_participants"], m.kind != .null {
@@ -299,7 +299,7 @@ final class SessionAPI {
         for (role, list) in obj.members {
             guard ["host", "editor", "viewer"].contains(role), let elements = list.array else { return nil }
             let names = elements.compactMap(\.string)
-            guard names.count == elements.count, names.allSatisfy({ !$0.isEmpty && $0.count <= 65 }) else { return nil }
+            guard names.count == elements.count, names.allSatisfy({ !$0.isEmpty && $0.fits(65) }) else { return nil }
             out[role] = names
         }
         return out
@@ -317,7 +317,7 @@ final class SessionAPI {
         guard let obj = try? JSONReader.readObject(body, maxDepth: 8) else { return .error(.badRequest, "bad_json", "request body must be a JSON object") }
         var changes: [String] = []
         if let t = obj["title"], t.kind != .null {
-            guard let s = t.string, s.count <= 200 else { return .error(.badRequest, "invalid_field", "\"title\" must be a string of at most 200 characters") }
+            guard let s = t.string, s.fits(200) else { return .error(.badRequest, "invalid_field", "\"title\" must be a string of at most 200 characters") }
             info.title = s; changes.append("title")
         }
         if let g = obj["guest_policy"], g.kind != .null {

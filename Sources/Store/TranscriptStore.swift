@@ -591,7 +591,10 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
                 // This session is done (or none was chosen yet): on to the next one.
                 defer { st.next.reset() }
                 st.next.bind(1, pass.session)
-                guard try st.next.step(), let session = st.next.string(0) else { retentionPass = nil; return }
+                guard try st.next.step(), var session = st.next.string(0) else { retentionPass = nil; return }
+                // Run streams keep every event: a run's state is rebuilt from them, `started` first.
+                // ("run;" sorts right after every "run:..." stream, so the walk goes on past them.)
+                if session.hasPrefix("run:") { session = "run;" }
                 pass.session = session
                 retentionPass = pass
             }

@@ -38,6 +38,9 @@ public final class Chunk {
         return p
     }
 
+    /// Empties the chunk (a scratch chunk reused for output that is thrown away).
+    public func removeAll() { count = 0 }
+
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 
     /// For a broadcast frame: the same message compressed (permessage-deflate, no context takeover),

@@ -8,13 +8,22 @@ public struct DeflateParameters: Equatable, Sendable {
     public var clientNoContextTakeover: Bool
     public var serverMaxWindowBits: Int
     public var clientMaxWindowBits: Int
+    /// The offer named `server_max_window_bits`: an accepted offer echoes it (RFC 7692 §7.1.2.1).
+    public var serverMaxWindowBitsOffered = false
+
+    public init(serverNoContextTakeover: Bool, clientNoContextTakeover: Bool, serverMaxWindowBits: Int,
+                clientMaxWindowBits: Int, serverMaxWindowBitsOffered: Bool = false) {
+        self.serverNoContextTakeover = serverNoContextTakeover; self.clientNoContextTakeover = clientNoContextTakeover
+        self.serverMaxWindowBits = serverMaxWindowBits; self.clientMaxWindowBits = clientMaxWindowBits
+        self.serverMaxWindowBitsOffered = serverMaxWindowBitsOffered
+    }
 
     /// The `Sec-WebSocket-Extensions` response value.
     public var responseHeader: String {
         var s = "permessage-deflate"
         if serverNoContextTakeover { s += "; server_no_context_takeover" }
         if clientNoContextTakeover { s += "; client_no_context_takeover" }
-        if serverMaxWindowBits < 15 { s += "; server_max_window_bits=\(serverMaxWindowBits)" }
+        if serverMaxWindowBits < 15 || serverMaxWindowBitsOffered { s += "; server_max_window_bits=\(serverMaxWindowBits)" }
         if clientMaxWindowBits < 15 { s += "; client_max_window_bits=\(clientMaxWindowBits)" }
         return s
     }
@@ -33,46 +42,63 @@ public enum CompressionMode: String, Sendable {
 
 public enum DeflateNegotiation {
     /// Picks the first permessage-deflate offer the server can honour (RFC 7692 §5, §7.1), or nil.
-    /// Offers with unknown or repeated parameters, bad values, or `server_max_window_bits=8` (zlib's raw
-    /// deflate cannot produce 256-byte windows) are declined.
+    /// Offers with unknown, empty or repeated parameters, bad values (anything but 1-2 digits without a
+    /// leading zero, optionally quoted), or `server_max_window_bits=8` (zlib's raw deflate cannot produce
+    /// 256-byte windows) are declined. Every value here comes from the wire: nothing is indexed
+    /// without a check.
     public static func negotiate(_ offers: [String], mode: CompressionMode) -> DeflateParameters? {
         guard mode != .off else { return nil }
         for offer in offers {
-            let parts = offer.split(separator: ";").map { $0.trimmingHTTPWhitespace() }
+            let parts = offer.split(separator: ";", omittingEmptySubsequences: false).map { $0.trimmingHTTPWhitespace() }
             guard parts.first?.lowercased() == "permessage-deflate" else { continue }
-            var p = DeflateParameters(serverNoContextTakeover: mode == .shared, clientNoContextTakeover: false,
-                                      serverMaxWindowBits: 15, clientMaxWindowBits: 15)
-            var seen = Set<String>()
-            var ok = true
-            for param in parts.dropFirst() {
-                let kv = param.split(separator: "=", maxSplits: 1).map { $0.trimmingHTTPWhitespace() }
-                let name = kv[0].lowercased()
-                var value: String? = kv.count > 1 ? kv[1] : nil
-                if let v = value, v.hasPrefix("\""), v.hasSuffix("\""), v.count >= 2 { value = String(v.dropFirst().dropLast()) }
-                guard seen.insert(name).inserted else { ok = false; break }
-                func bits(_ v: String?) -> Int? { v.flatMap { Int($0) }.flatMap { (8...15).contains($0) ? $0 : nil } }
-                switch name {
-                case "server_no_context_takeover":
-                    guard value == nil else { ok = false; break }
-                    p.serverNoContextTakeover = true
-                case "client_no_context_takeover":
-                    guard value == nil else { ok = false; break }
-                    p.clientNoContextTakeover = true
-                case "server_max_window_bits":
-                    guard let b = bits(value), b >= 9 else { ok = false; break }
-                    p.serverMaxWindowBits = b
-                case "client_max_window_bits":
-                    if value == nil { break }  // the client supports a limit; we do not need one
-                    guard let b = bits(value) else { ok = false; break }
-                    p.clientMaxWindowBits = b
-                default:
-                    ok = false
-                }
-                if !ok { break }
-            }
-            if ok { return p }
+            if let p = parameters(parts.dropFirst(), mode: mode) { return p }
         }
         return nil
+    }
+
+    private static func parameters(_ params: ArraySlice<String>, mode: CompressionMode) -> DeflateParameters? {
+        var p = DeflateParameters(serverNoContextTakeover: mode == .shared, clientNoContextTakeover: false,
+                                  serverMaxWindowBits: 15, clientMaxWindowBits: 15)
+        var seen = Set<String>()
+        for param in params {
+            let name: String, value: String?
+            if let eq = param.firstIndex(of: "=") {
+                name = String(param[..<eq]).trimmingHTTPWhitespace().lowercased()
+                var v = String(param[param.index(after: eq)...]).trimmingHTTPWhitespace()
+                if v.utf8.count >= 2, v.hasPrefix("\""), v.hasSuffix("\"") { v = String(v.dropFirst().dropLast()) }
+                value = v
+            } else {
+                name = param.lowercased()
+                value = nil
+            }
+            guard !name.isEmpty, seen.insert(name).inserted else { return nil }
+            switch name {
+            case "server_no_context_takeover":
+                guard value == nil else { return nil }
+                p.serverNoContextTakeover = true
+            case "client_no_context_takeover":
+                guard value == nil else { return nil }
+                p.clientNoContextTakeover = true
+            case "server_max_window_bits":
+                guard let b = windowBits(value), b >= 9 else { return nil }
+                p.serverMaxWindowBits = b
+                p.serverMaxWindowBitsOffered = true
+            case "client_max_window_bits":
+                guard let value else { break }  // the client supports a limit; we do not need one
+                guard let b = windowBits(value) else { return nil }
+                p.clientMaxWindowBits = b
+            default:
+                return nil
+            }
+        }
+        return p
+    }
+
+    /// A window size: `1*DIGIT` with no leading zero (RFC 7692 §7.1.2.1), 8 to 15.
+    static func windowBits(_ v: String?) -> Int? {
+        guard let v, let first = v.utf8.first, first != UInt8(ascii: "0"), v.utf8.count <= 2,
+              v.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let n = Int(v), (8...15).contains(n) else { return nil }
+        return n
     }
 }
 

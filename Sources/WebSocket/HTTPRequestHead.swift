@@ -111,7 +111,8 @@ public struct HTTPStatus: Equatable, Sendable {
 /// Builds an HTTP/1.1 response.
 public enum HTTPResponse {
     public static func bytes(_ status: HTTPStatus, headers: [(String, String)] = [], body: [UInt8] = [],
-                             contentType: String? = "text/plain; charset=utf-8", keepAlive: Bool = true) -> [UInt8] {
+                             contentType: String? = "text/plain; charset=utf-8", keepAlive: Bool = true,
+                             headOnly: Bool = false) -> [UInt8] {
         var head = "HTTP/1.1 \(status.code) \(status.reason)\r\n"
         for (k, v) in headers { head += "\(k): \(v)\r\n" }
         if status.code >= 200 {
@@ -120,7 +121,8 @@ public enum HTTPResponse {
             if !keepAlive { head += "Connection: close\r\n" }
         }
         head += "\r\n"
-        return Array(head.utf8) + body
+        // A response to HEAD carries the headers GET would, and no body (RFC 9110 §9.3.2).
+        return headOnly ? Array(head.utf8) : Array(head.utf8) + body
     }
 
     public static func text(_ status: HTTPStatus, _ text: String, headers: [(String, String)] = [],

@@ -42,6 +42,7 @@ final class MemoryStore: EventStore {
 /// A connection that records the JSON messages it is sent.
 final class FakeClient: HubClient {
     var queuedBytes = 0
+    var isDisconnecting: Bool { closedWith != nil }
     var membership: Membership?
     var received: [[String: Any]] = []
     var closedWith: CloseCode?
