@@ -236,3 +236,10 @@ public struct Run {
         return w.bytes
     }
 }
+
+extension Run {
+    /// Run ids: 1-128 characters of [A-Za-z0-9._-].
+    public static func isValidId(_ s: String) -> Bool {
+        !s.isEmpty && s.utf8.count <= 128 && s.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 45 || $0 == 95 || $0 == 46 }
+    }
+}

@@ -286,8 +286,8 @@ public final class Session {
     /// Replays what a (re)joining client missed, then sends `joined` with the presence snapshot.
     private func welcome(_ client: HubClient, _ member: Member, resumeFrom: Int?, through seq: Int) {
         if let from = resumeFrom, from < seq {
-            if let first = window.first?.seq, from + 1 >= first {
-                window.forEach { e in if e.seq > from && e.seq <= seq { client.deliver(e.frame) } }
+            if let missed = window.missing(after: from, through: seq) {
+                for frame in missed { client.deliver(frame) }
             } else {
                 var w = JSONWriter()
                 w.beginObject(); w.field("type", "reset"); w.field("reason", "history_truncated")
@@ -749,5 +749,18 @@ public struct ResumeWindow {
     /// Oldest first.
     public func forEach(_ body: ((seq: Int, frame: Chunk)) -> Void) {
         for i in head..<items.count { body(items[i]) }
+    }
+}
+
+extension ResumeWindow {
+    /// The frames a client that has everything up to `from` is missing, through `last` (the stream's
+    /// last seq): nil when the window no longer reaches back that far (the client gets a snapshot or
+    /// a reset), empty when it has everything. `from` comes from the wire: compared, never added to.
+    public func missing(after from: Int, through last: Int) -> [Chunk]? {
+        if from >= last { return [] }
+        guard let first = self.first?.seq, from >= first - 1 else { return nil }
+        var out: [Chunk] = []
+        forEach { e in if e.seq > from && e.seq <= last { out.append(e.frame) } }
+        return out
     }
 }

@@ -25,9 +25,16 @@ final class APIKeys: @unchecked Sendable {
 
     init(store: TranscriptStore) { self.store = store }
 
+    /// Key ids cached at most (known and unknown ones alike; ids come from requests).
+    static let maxCached = 10_000
+    var cachedCount: Int { lock.lock(); defer { lock.unlock() }; return cache.count }
+
     func check(_ presented: String, now: Date = Date()) -> Verdict {
-        let parts = presented.split(separator: "_")
-        guard parts.count == 3, parts[0] == "chk" else { return .unknown }
+        // The shape is checked before anything is looked up or remembered: ids and secrets are short
+        // base64url strings, so an 8 KB header never reaches the store or the cache.
+        guard presented.utf8.count <= 128 else { return .unknown }
+        let parts = presented.split(separator: "_", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0] == "chk", Self.isToken(parts[1]), Self.isToken(parts[2]) else { return .unknown }
         let id = String(parts[1]), secret = String(parts[2])
         let t = now.timeIntervalSince1970
         lock.lock()
@@ -35,7 +42,14 @@ final class APIKeys: @unchecked Sendable {
         lock.unlock()
         if entry == nil || t - entry!.fetched > Self.cacheSeconds {
             entry = (store.key(id: id), t)
-            lock.lock(); cache[id] = entry; lock.unlock()
+            lock.lock()
+            if cache.count >= Self.maxCached {
+                // Bounded: stale entries go first; if none is stale, the cache starts over.
+                cache = cache.filter { t - $0.value.fetched <= Self.cacheSeconds }
+                if cache.count >= Self.maxCached { cache.removeAll() }
+            }
+            cache[id] = entry
+            lock.unlock()
         }
         guard let record = entry?.record, record.revokedAt == nil,
               Crypto.constantTimeEquals(Crypto.sha256(Array(secret.utf8)), record.secretSHA256) else { return .unknown }
@@ -76,8 +90,14 @@ final class APIKeys: @unchecked Sendable {
             return .limited(headers: h, message: "limit of \(record.perMinute) requests per minute reached")
         }
         u.minuteCount += 1; u.hourCount += 1; u.monthCount += 1
+        // (`usage` holds only keys that exist: it is written after the secret matched.)
         usage[id] = u
         store.recordKeyUse(id: id, windows: (hourWindow, monthWindow))
         return .allowed(headers: headers(remaining: record.perMinute - u.minuteCount), keyId: id)
+    }
+
+    /// 1-64 characters of [A-Za-z0-9-] (the alphabet of generated ids and secrets, underscore excluded).
+    static func isToken(_ s: Substring) -> Bool {
+        !s.isEmpty && s.utf8.count <= 64 && s.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 45 }
     }
 }

@@ -45,8 +45,12 @@ final class Connection: Stream {
     var invalidMessages = 0
     /// Transcript playback on this connection (`replay`).
     var replayer: Replayer?
+    /// A `replay` is being read for this connection.
+    var replayPending = false
     /// Run/dashboard channels this connection watches (`/watch`).
     var watching: Set<String> = []
+    /// Runs this publisher socket speaks for (`/publish`).
+    var publishing: Set<String> = []
     /// Ephemeral updates held back while this client was behind: the latest per key, in first-seen order.
     var coalesced: [String: Chunk] = [:]
     var coalescedOrder: [String] = []

@@ -24,12 +24,13 @@ final class HubEndpoint: Endpoint {
         guard opcode == .text else {
             return reject(connection, MessageError("unsupported", "binary messages are not part of collabhub.v1; send JSON text"))
         }
-        if connection.membership == nil, let replay = replayRequest(payload) {
-            return handleReplay(connection, replay)
-        }
         // Rate limits first: a flood is refused before it costs a parse.
         let now = connection.loop.now
         if connection.limiter == nil { connection.limiter = ConnectionLimiter(hub.context.config.messageRates, now: now) }
+        if connection.membership == nil, let replay = replayRequest(payload) {
+            guard connection.limiter!.allow(.other, now: now) else { return refuse(connection) }
+            return handleReplay(connection, replay)
+        }
         let sniffed = ConnectionLimiter.sniff(payload)
         if let kind = sniffed, !connection.limiter!.allow(kind, now: now) { return refuse(connection) }
         let message: ClientMessage
@@ -107,7 +108,15 @@ final class HubEndpoint: Endpoint {
             if let e = replayer.control(obj) { reject(connection, e) }
             return
         }
-        guard connection.replayer == nil else { return reject(connection, MessageError("already_replaying", "this connection is already replaying")) }
+        guard connection.replayer == nil, !connection.replayPending else {
+            return reject(connection, MessageError("already_replaying", "this connection is already replaying"))
+        }
+        // A replay names a session like a join does: the same throttle on failures, checked first, so
+        // it is no code oracle.
+        if hub.directory.isThrottled(connection.peer, now: connection.loop.now) {
+            connection.sendError(MessageError("rate_limited", "too many failed joins from this address; wait a minute"))
+            return connection.fail(.rateLimited, "too many failed joins")
+        }
         guard let code = (obj["session"]?.string).flatMap(SessionCode.normalize) ?? connection.sessionCode,
               hub.directory.info(code) != nil else {
             return failedJoin(connection, MessageError("unknown_session", "no session to replay", field: "session"))
@@ -116,24 +125,36 @@ final class HubEndpoint: Endpoint {
         let speed = obj["speed"]?.double ?? 1
         guard from >= 0 else { return reject(connection, MessageError("invalid_field", "\"from\" must be a non-negative integer", field: "from")) }
         guard speed >= 0.001, speed <= 1000 else { return reject(connection, MessageError("invalid_field", "\"speed\" must be a number in [0.001, 1000]", field: "speed")) }
+        guard activeReplays < Self.maxReplaysPerLoop else {
+            return reject(connection, MessageError("too_many_replays", "\(Self.maxReplaysPerLoop) replays are running on this hub thread; try again shortly"))
+        }
+        guard let worker = hub.context.server.api?.worker else { return reject(connection, MessageError("unavailable", "replay is not available")) }
         let store = hub.store, loop = connection.loop
-        connection.replayer = Replayer(connection: connection, events: [], speed: speed)  // placeholder until loaded
-        hub.context.server.api?.worker.submit {
-            let events = (try? store.events(session: code, after: max(from - 1, 0), limit: Self.maxReplayEvents)) ?? []
-            let cursors = events.first.flatMap {
-                try? store.cursorSamples(session: code, from: $0.ts, to: .max, limit: Self.maxReplayEvents)
-            } ?? []
+        activeReplays += 1
+        connection.replayPending = true
+        worker.submit { [weak self] in
+            let summary = Replayer.summary(store: store, code: code, from: from)
+            let first = summary.map { Replayer.page(store: store, code: code, after: $0.first - 1, fromTs: nil) }
             loop.post {
-                guard !connection.isClosed else { return }
-                let replayer = Replayer(connection: connection, events: events, cursors: cursors, speed: speed)
+                connection.replayPending = false
+                guard let self else { return }
+                guard !connection.isClosed else { self.activeReplays -= 1; return }
+                guard let summary, let first else {
+                    self.activeReplays -= 1
+                    connection.sendText("{\"type\":\"replay_started\",\"from\":0,\"to\":0,\"count\":0,\"speed\":\(speed),\"duration_ms\":0}")
+                    connection.sendText("{\"type\":\"replay_finished\"}")
+                    return
+                }
+                let replayer = Replayer(connection: connection, code: code, store: store, worker: worker, summary: summary, first: first, speed: speed)
                 connection.replayer = replayer
                 replayer.start()
             }
         }
     }
 
-    /// A replay streams at most this many events (a larger transcript: export it, or seek in pieces).
-    static let maxReplayEvents = 200_000
+    /// Replays running (or being read) on this loop at once: each holds a page of transcript.
+    private var activeReplays = 0
+    static let maxReplaysPerLoop = 32
 
     private func failedJoin(_ connection: Connection, _ error: MessageError) {
         let allowed = hub.directory.failedJoin(from: connection.peer, now: connection.loop.now)
@@ -150,7 +171,7 @@ final class HubEndpoint: Endpoint {
     }
 
     func closed(_ connection: Connection) {
-        connection.replayer?.stop()
+        if let r = connection.replayer { r.stop(); activeReplays -= 1 }
         connection.replayer = nil
         connection.membership?.session.disconnected(connection, graceful: !connection.timedOut)
     }

@@ -176,6 +176,22 @@ final class SessionDirectory: @unchecked Sendable {
     /// Replaces a session's settings (guest policy, title, event policy).
     func update(_ info: SessionInfo) { lock.lock(); infos[info.code] = info; lock.unlock() }
 
+    /// Replaces a live session's settings; false (and nothing changes) once it has ended, so a change
+    /// racing an end never brings the session back.
+    func updateIfLive(_ info: SessionInfo) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        guard let current = infos[info.code], current.endedAt == nil else { return false }
+        var next = info
+        next.endedAt = nil; next.endReason = nil
+        infos[info.code] = next
+        return true
+    }
+
+    /// Forgets a session whose creation could not be stored.
+    func forget(_ code: String) {
+        lock.lock(); infos[code] = nil; active[code] = nil; counts[code] = nil; lock.unlock()
+    }
+
     func ended(_ info: SessionInfo, store: TranscriptStore) {
         lock.lock(); infos[info.code] = info; counts[info.code] = nil; lock.unlock()
         store.save(info)
@@ -197,6 +213,8 @@ final class SessionDirectory: @unchecked Sendable {
         if failures.count > 100_000 { failures.removeValue(forKey: address); return false }
         return entry.count <= maxFailedJoinsPerMinute
     }
+
+    var failedJoinAddresses: Int { lock.lock(); defer { lock.unlock() }; return failures.count }
 
     func isThrottled(_ address: String, now: Double) -> Bool {
         lock.lock(); defer { lock.unlock() }

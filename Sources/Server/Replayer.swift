@@ -7,55 +7,107 @@ import WebSocket
 /// Plays a stored transcript back to one connection (`replay` message): the events exactly as they
 /// were sent live, with the sampled cursor positions (`--record-cursors`) between them as `cursors`
 /// messages, spaced by their original server-time gaps divided by `speed`, with pause, resume, seek
-/// and speed changes (`replay_control`). Runs on the connection's loop; the transcript is read on the
-/// API worker thread first.
+/// and speed changes (`replay_control`). Runs on the connection's loop.
+///
+/// The transcript is read a page at a time on the API worker thread (at most `pageEvents` events and
+/// `pageBytes` bytes, plus the cursor samples between them), never whole: a replaying connection holds
+/// one page, and sends only while its output is below the soft limit.
 final class Replayer {
     private unowned let connection: Connection
-    /// First and last seq of the events replayed, and how many (cursor samples are not counted).
-    private let firstSeq: Int, lastSeq: Int, eventCount: Int
-    /// Events and cursor samples in time order: `seq` is nil for a cursor sample.
-    private let timeline: [(ts: Int64, seq: Int?, json: [UInt8])]
+    private let code: String
+    private let store: TranscriptStore
+    private let worker: Worker
+    /// The range replayed, fixed when it starts: first and last seq, how many events, how long.
+    let summary: Summary
+    private var page: [Item] = []
     private var index = 0
+    /// The page ends the transcript (nothing after it).
+    private var exhausted = false
+    private var loading = false
+    /// Bumped by a seek: a page requested before it is dropped when it arrives.
+    private var generation = 0
     private(set) var speed: Double
     private var paused = false
+    private var finished = false
     private var timer: Loop.Timer?
-    /// Loop time at which event `index` is due.
-    private var due = 0.0
+    /// Transcript time and loop time of the last item sent (nil: the next item is due at once).
+    private var lastTs: Int64?
+    private var lastDue = 0.0
 
+    struct Item { let ts: Int64; let seq: Int?; let json: [UInt8] }
+    struct Summary { let first: Int, last: Int, count: Int, durationMillis: Int64 }
+    struct Page { let items: [Item]; let exhausted: Bool }
+
+    static let pageEvents = 200
+    static let pageBytes = 1 << 20
+    static let pageCursorSamples = 2000
     /// Longest silence replayed, in transcript time: a session idle overnight should not stall playback.
     static let maxGapMillis: Int64 = 60_000
 
-    init(connection: Connection, events: [StoredEvent], cursors: [CursorSample] = [], speed: Double) {
+    init(connection: Connection, code: String, store: TranscriptStore, worker: Worker, summary: Summary, first: Page, speed: Double) {
         self.connection = connection
-        firstSeq = events.first?.seq ?? 0
-        lastSeq = events.last?.seq ?? 0
-        eventCount = events.count
+        self.code = code
+        self.store = store
+        self.worker = worker
+        self.summary = summary
         self.speed = speed
-        var timeline: [(ts: Int64, seq: Int?, json: [UInt8])] = []
-        timeline.reserveCapacity(events.count + cursors.count)
-        var c = 0
-        for e in events {
-            while c < cursors.count && cursors[c].ts < e.ts { timeline.append(Self.item(cursors[c])); c += 1 }
-            timeline.append((e.ts, e.seq, e.json))
-        }
-        while c < cursors.count { timeline.append(Self.item(cursors[c])); c += 1 }
-        self.timeline = timeline
+        page = first.items
+        exhausted = first.exhausted
     }
 
-    private static func item(_ s: CursorSample) -> (ts: Int64, seq: Int?, json: [UInt8]) {
-        let json = Array("{\"type\":\"cursors\",\"replayed\":true,\"ts\":\(s.ts),\"updates\":".utf8) + s.updates + [UInt8(ascii: "}")]
-        return (s.ts, nil, json)
+    // MARK: Reading (worker thread)
+
+    /// What a replay from `from` covers (nil: nothing to replay), read on the worker.
+    static func summary(store: TranscriptStore, code: String, from: Int) -> Summary? {
+        guard let first = try? store.events(session: code, after: max(from, 1) - 1, limit: 1).first,
+              let last = store.tail(session: code, limit: 1).first else { return nil }
+        // Retention deletes from the front only, so the seqs from `first` to `last` are all there.
+        return Summary(first: first.seq, last: last.seq, count: last.seq - first.seq + 1, durationMillis: max(last.ts - first.ts, 0))
     }
+
+    /// The events after `after` (a page), with the cursor samples from `fromTs` up to the last of them.
+    static func page(store: TranscriptStore, code: String, after: Int, fromTs: Int64?) -> Page {
+        let rows = (try? store.events(session: code, after: after, limit: pageEvents)) ?? []
+        var events: [StoredEvent] = []
+        var bytes = 0
+        for e in rows {
+            if !events.isEmpty && bytes + e.body.count > pageBytes { break }
+            bytes += e.body.count
+            events.append(e)
+        }
+        let exhausted = events.count == rows.count && rows.count < pageEvents
+        guard let firstEvent = events.first, let lastEvent = events.last else { return Page(items: [], exhausted: true) }
+        let from = fromTs ?? firstEvent.ts
+        // Samples before the next page's first event belong to it; the last page takes the rest.
+        let to = exhausted ? Int64.max : lastEvent.ts - 1
+        let cursors = to >= from ? ((try? store.cursorSamples(session: code, from: from, to: to, limit: pageCursorSamples)) ?? []) : []
+        var items: [Item] = []
+        items.reserveCapacity(events.count + cursors.count)
+        var c = 0
+        for e in events {
+            while c < cursors.count && cursors[c].ts < e.ts { items.append(item(cursors[c])); c += 1 }
+            items.append(Item(ts: e.ts, seq: e.seq, json: e.json))
+        }
+        while c < cursors.count { items.append(item(cursors[c])); c += 1 }
+        return Page(items: items, exhausted: exhausted)
+    }
+
+    private static func item(_ s: CursorSample) -> Item {
+        let json = Array("{\"type\":\"cursors\",\"replayed\":true,\"ts\":\(s.ts),\"updates\":".utf8) + s.updates + [UInt8(ascii: "}")]
+        return Item(ts: s.ts, seq: nil, json: json)
+    }
+
+    // MARK: Playing (the connection's loop)
 
     func start() {
         var w = JSONWriter()
         w.beginObject(); w.field("type", "replay_started")
-        w.field("from", firstSeq); w.field("to", lastSeq)
-        w.field("count", eventCount); w.field("speed", speed)
-        if let f = timeline.first, let l = timeline.last { w.field("duration_ms", Int(l.ts - f.ts)) }
+        w.field("from", summary.first); w.field("to", summary.last)
+        w.field("count", summary.count); w.field("speed", speed)
+        w.field("duration_ms", Int(summary.durationMillis))
         w.endObject()
         connection.sendText(String(decoding: w.bytes, as: UTF8.self))
-        due = connection.loop.now
+        lastDue = connection.loop.now
         schedule()
     }
 
@@ -63,56 +115,121 @@ final class Replayer {
         guard let action = obj["action"]?.string else { return MessageError("missing_field", "replay_control needs \"action\"", field: "action") }
         // The answer comes before any event the change makes due.
         var restart = false
+        var next: Int?
         switch action {
         case "pause":
             paused = true
-            timer?.cancel(); timer = nil
+            cancelTimer()
         case "resume":
             guard paused else { break }
             paused = false
-            due = connection.loop.now
+            lastTs = nil
             restart = true
         case "seek":
             guard let seq = obj["seq"]?.int, seq >= 0 else { return MessageError("invalid_field", "\"seq\" must be a non-negative integer", field: "seq") }
-            index = timeline.firstIndex(where: { ($0.seq ?? -1) >= seq }) ?? timeline.count
-            due = connection.loop.now
-            timer?.cancel(); timer = nil
+            cancelTimer()
+            lastTs = nil
+            finished = false
+            if let i = indexOfFirstEvent(atLeast: seq) {
+                index = i
+            } else {
+                // Outside the page held: the page from there is read (the answer names where it starts).
+                page = []; index = 0; exhausted = seq > summary.last; loading = false
+                generation += 1
+                if !exhausted { load(after: max(seq, 1) - 1, fromTs: nil) }
+                next = exhausted ? summary.last : max(seq, summary.first)
+            }
             restart = !paused
         case "speed":
             guard let s = obj["speed"]?.double, s >= 0.001, s <= 1000 else { return MessageError("invalid_field", "\"speed\" must be a number in [0.001, 1000]", field: "speed") }
             speed = s
-            if !paused { timer?.cancel(); timer = nil; due = connection.loop.now; restart = true }
+            if !paused { cancelTimer(); lastTs = nil; restart = true }
         default:
             return MessageError("invalid_field", "\"action\" must be pause, resume, seek or speed", field: "action")
         }
+        let upcoming = next ?? page[index...].first { $0.seq != nil }?.seq
+        let done = upcoming == nil && exhausted && !loading
         var w = JSONWriter()
-        w.beginObject(); w.field("type", "replay_state"); w.field("state", paused ? "paused" : (index >= timeline.count ? "finished" : "playing"))
-        let next = timeline[index...].first { $0.seq != nil }?.seq
-        w.field("seq", next ?? lastSeq); w.field("speed", speed); w.endObject()
+        w.beginObject(); w.field("type", "replay_state"); w.field("state", paused ? "paused" : (done ? "finished" : "playing"))
+        w.field("seq", upcoming ?? summary.last); w.field("speed", speed); w.endObject()
         connection.sendText(String(decoding: w.bytes, as: UTF8.self))
         if restart { schedule() }
         return nil
     }
 
-    func stop() { timer?.cancel(); timer = nil }
+    /// Binary search of the page held for the first event with seq >= `seq` (events are in seq order;
+    /// cursor samples between them are skipped over). Nil when the page does not cover `seq`.
+    private func indexOfFirstEvent(atLeast seq: Int) -> Int? {
+        guard let firstSeq = page.first(where: { $0.seq != nil })?.seq, seq >= firstSeq else { return nil }
+        guard let lastSeq = page.last(where: { $0.seq != nil })?.seq, seq <= lastSeq else { return nil }
+        var lo = 0, hi = page.count - 1
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2
+            // A cursor sample counts as its next event: find that event's seq.
+            var probe = mid
+            while probe < page.count && page[probe].seq == nil { probe += 1 }
+            if probe < page.count, let s = page[probe].seq, s < seq { lo = probe + 1 } else { hi = mid }
+        }
+        // Land on the event itself, not on a cursor sample before it.
+        var i = lo
+        while i < page.count && page[i].seq == nil { i += 1 }
+        return i < page.count ? i : nil
+    }
 
-    /// Sends every event that is due, then sleeps until the next one.
+    func stop() { cancelTimer(); finished = true }
+
+    private func cancelTimer() { timer?.cancel(); timer = nil }
+
+    /// Sends every item that is due, then sleeps until the next one (or until a page arrives, or the
+    /// client's output drains).
     private func schedule() {
+        timer = nil
+        guard !paused, !finished, !connection.isClosed else { return }
         let now = connection.loop.now
-        while index < timeline.count && due <= now + 0.0005 {
-            let e = timeline[index]
-            connection.deliver(Chunk.text(e.json))
+        while true {
+            if index >= page.count {
+                if exhausted {
+                    finished = true
+                    connection.sendText("{\"type\":\"replay_finished\"}")
+                    return
+                }
+                guard let last = page.last(where: { $0.seq != nil }) ?? page.last else { return }
+                let after = last.seq ?? 0
+                page = []; index = 0
+                return load(after: after, fromTs: last.ts)
+            }
+            if connection.queuedBytes > connection.context.config.softOutputLimit {
+                // The client is behind: look again shortly rather than queue without bound.
+                timer = Loop.Timer(loop: connection.loop, after: 0.05) { [weak self] in self?.schedule() }
+                return
+            }
+            let item = page[index]
+            let due = lastTs.map { lastDue + Double(min(max(item.ts - $0, 0), Self.maxGapMillis)) / 1000 / speed } ?? now
+            if due > now + 0.0005 {
+                timer = Loop.Timer(loop: connection.loop, after: due - now) { [weak self] in self?.schedule() }
+                return
+            }
+            connection.deliver(Chunk.text(item.json))
+            lastTs = item.ts
+            lastDue = due
             index += 1
-            if index < timeline.count {
-                let gap = min(max(timeline[index].ts - e.ts, 0), Self.maxGapMillis)
-                due += Double(gap) / 1000 / speed
+        }
+    }
+
+    private func load(after: Int, fromTs: Int64?) {
+        guard !loading else { return }
+        loading = true
+        let generation = generation, store = store, code = code, loop = connection.loop
+        worker.submit { [weak self] in
+            let next = Self.page(store: store, code: code, after: after, fromTs: fromTs)
+            loop.post {
+                guard let self, self.generation == generation, !self.connection.isClosed else { return }
+                self.loading = false
+                self.page = next.items
+                self.index = 0
+                self.exhausted = next.exhausted
+                self.schedule()
             }
         }
-        if index >= timeline.count {
-            connection.sendText("{\"type\":\"replay_finished\"}")
-            timer = nil
-            return
-        }
-        timer = Loop.Timer(loop: connection.loop, after: max(due - now, 0.0005)) { [weak self] in self?.schedule() }
     }
 }

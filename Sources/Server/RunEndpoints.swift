@@ -15,23 +15,32 @@ final class WatchEndpoint: Endpoint {
     func closed(_ connection: Connection) { runs.closed(connection) }
 
     func received(_ c: Connection, _ opcode: Opcode, _ payload: UnsafeRawBufferPointer) {
-        guard let obj = try? JSONReader.readObject(Array(payload), maxDepth: 8), let type = obj["type"]?.string else {
-            return c.sendError(MessageError("bad_json", "messages are JSON objects with a \"type\""))
+        // Rate-limited like other control messages (each subscribe answers with a snapshot); a client
+        // that keeps sending what cannot be parsed is closed like on /ws.
+        let now = c.loop.now
+        if c.limiter == nil { c.limiter = ConnectionLimiter(runs.context.config.messageRates, now: now) }
+        guard c.limiter!.allow(.other, now: now) else {
+            runs.context.metrics.rateLimited.add()
+            if c.limiter!.refused == 1 || c.limiter!.refused % 100 == 0 { c.sendError(MessageError("rate_limited", "too many messages; slow down")) }
+            if c.limiter!.refused > HubEndpoint.maxRefusedMessages { c.fail(.rateLimited, "message rate limit exceeded") }
+            return
         }
-        guard let channel = obj["channel"]?.string else { return c.sendError(MessageError("missing_field", "\(type) needs \"channel\"", field: "channel")) }
-        switch type {
-        case "subscribe":
-            var resume: Int?
-            if let r = obj["resume_from"], r.kind != .null {
-                guard let v = r.int, v >= 0 else { return c.sendError(MessageError("invalid_field", "\"resume_from\" must be a non-negative integer", field: "resume_from")) }
-                resume = v
+        do {
+            switch try WatchMessage.parse(Array(payload)) {
+            case .subscribe(let channel, let resume):
+                if let e = runs.subscribe(c, channel, resumeFrom: resume) { invalid(c, e) }
+            case .unsubscribe(let channel):
+                runs.unsubscribe(c, channel: channel.name)
             }
-            if let e = runs.subscribe(c, channel: channel, resumeFrom: resume) { c.sendError(e) }
-        case "unsubscribe":
-            runs.unsubscribe(c, channel: channel)
-        default:
-            c.sendError(MessageError("unknown_type", "unknown message type \"\(type)\" (subscribe, unsubscribe)", field: "type"))
-        }
+        } catch let e as MessageError {
+            invalid(c, e)
+        } catch {}
+    }
+
+    private func invalid(_ c: Connection, _ e: MessageError) {
+        c.invalidMessages += 1
+        c.sendError(e)
+        if c.invalidMessages > HubEndpoint.maxInvalidMessages { c.fail(.badRequest, "too many invalid messages") }
     }
 }
 
@@ -46,7 +55,7 @@ final class PublishEndpoint: Endpoint {
         handshakeOptions = Handshake.Options(subprotocols: ["collabhub.v1"], allowedOrigins: nil)
     }
     func opened(_ connection: Connection) {}
-    func closed(_ connection: Connection) {}
+    func closed(_ connection: Connection) { runs.publisherClosed(connection) }
 
     func received(_ c: Connection, _ opcode: Opcode, _ payload: UnsafeRawBufferPointer) {
         guard let obj = try? JSONReader.readObject(Array(payload), maxDepth: 8) else {
@@ -58,10 +67,11 @@ final class PublishEndpoint: Endpoint {
         let ref = obj["id"]?.string
         let events: [RunEvent]
         do { events = try RunAPI.events(from: obj) } catch let e as MessageError { return c.sendError(e) } catch { return }
-        runs.publisherSeen(c, run: run)
-        runs.publish(run, events) { result in
+        runs.publish(run, events) { [runs] result in
             switch result {
             case .success(let seqs):
+                // Only a publisher whose events were accepted speaks for the run (run_control goes here).
+                runs.publisherSeen(c, run: run)
                 var w = JSONWriter(); w.beginObject(); w.field("type", "ack"); w.field("run", run)
                 if let ref { w.field("id", ref) }
                 w.beginArray("seqs"); for s in seqs { w.rawElement(Array(String(s.seq).utf8)) }; w.endArray()

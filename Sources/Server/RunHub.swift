@@ -23,6 +23,10 @@ final class RunHub {
     private var byOwner: [String: [String]] = [:]
     /// The publisher socket that last published for each run: where run_control goes.
     private var publishers: [String: Connection] = [:]
+    /// Events of each run handed to the store and not yet committed or failed.
+    private var inFlight: [String: Int] = [:]
+    /// Runs whose projection must be rebuilt from `committed` once nothing is in flight.
+    private var projectionStale: Set<String> = []
     static let window = 1000
     /// Bytes of resume window per run (1,000 log lines of 16 KiB would be 16 MiB).
     static let windowBytes = 1 << 20
@@ -64,30 +68,37 @@ final class RunHub {
             state.apply(e, seq: state.seq, ts: Int64(Date().timeIntervalSince1970 * 1000))
             toStore.append((i, e))
         }
-        projected[runId] = state
         if toStore.isEmpty { return done(.success(results.map { $0! })) }
-        var remaining = toStore.count
-        var failed: String?
-        for (i, e) in toStore {
-            let body = e.body(run: runId)
-            store.append(DurableEvent(session: "run:" + runId, type: "run_event", member: "publisher", clientId: e.id, body: body),
-                         executor: executor) { [self] result in
-                switch result {
-                case .success(let c):
+        // Stored all or nothing, and only on top of the state it was checked against: if an earlier
+        // batch of this run is still being written and fails, this one is refused too.
+        // (Every stored run is loaded at start-up and retention keeps run streams whole, so a run not
+        // in `committed` has no events yet.)
+        let expected = (committed[runId]?.seq ?? 0) + (inFlight[runId] ?? 0)
+        projected[runId] = state
+        inFlight[runId, default: 0] += toStore.count
+        let bodies = toStore.map { $0.1.body(run: runId) }
+        let stored = zip(toStore, bodies).map { item, body in
+            DurableEvent(session: "run:" + runId, type: "run_event", member: "publisher", clientId: item.1.id, body: body)
+        }
+        store.appendBatch(stored, expectedLastSeq: expected, executor: executor) { [self] result in
+            inFlight[runId, default: 0] -= toStore.count
+            switch result {
+            case .success(let commits):
+                for ((i, e), (c, body)) in zip(toStore, zip(commits, bodies)) {
                     results[i] = (c.seq, c.duplicate)
                     if !c.duplicate { committedEvent(runId, e, body: body, c) }
-                case .failure(let f):
-                    failed = f.message
                 }
-                remaining -= 1
-                if remaining == 0 {
-                    if let failed {
-                        projected[runId] = committed[runId]  // what could not be stored did not happen
-                        done(.failure(Rejection(status: .serviceUnavailable, code: "storage_unavailable", message: failed)))
-                    } else {
-                        done(.success(results.map { $0 ?? (0, false) }))
-                    }
-                }
+                done(.success(results.map { $0 ?? (0, false) }))
+            case .failure(let f):
+                // What could not be stored did not happen; batches checked on top of it fail as well,
+                // so the projection starts again from what is committed once none is in flight.
+                if inFlight[runId] == 0 { projected[runId] = committed[runId] }
+                else { projectionStale.insert(runId) }
+                done(.failure(Rejection(status: .serviceUnavailable, code: "storage_unavailable", message: f.message)))
+            }
+            if inFlight[runId] == 0 {
+                inFlight[runId] = nil
+                if projectionStale.remove(runId) != nil { projected[runId] = committed[runId] }
             }
         }
     }
@@ -147,7 +158,12 @@ final class RunHub {
     }
 
     /// Remembers which publisher socket speaks for a run.
-    func publisherSeen(_ c: Connection, run: String) { publishers[run] = c }
+    func publisherSeen(_ c: Connection, run: String) {
+        guard !c.isClosed else { return }
+        if let old = publishers[run], old !== c { old.publishing.remove(run) }
+        publishers[run] = c
+        c.publishing.insert(run)
+    }
 
     /// A session member asks for a pause/resume/cancel: forwarded to the run's publisher socket, which
     /// decides (it publishes `paused`/`resumed`/`completed` itself).
@@ -173,32 +189,32 @@ final class RunHub {
 
     // MARK: Watching
 
-    func subscribe(_ c: Connection, channel: String, resumeFrom: Int?) -> MessageError? {
-        if channel.hasPrefix("run:") {
-            let id = String(channel.dropFirst(4))
-            guard RunHub.isValidId(id) else { return MessageError("invalid_field", "invalid run id", field: "channel") }
+    /// Channels one `/watch` connection may hold.
+    static let maxChannelsPerConnection = 100
+
+    func subscribe(_ c: Connection, _ channel: WatchMessage.Channel, resumeFrom: Int?) -> MessageError? {
+        let name = channel.name
+        if !c.watching.contains(name) && c.watching.count >= Self.maxChannelsPerConnection {
+            return MessageError("too_many_channels", "at most \(Self.maxChannelsPerConnection) channels per connection", field: "channel")
+        }
+        c.watching.insert(name)
+        switch channel {
+        case .run(let id):
             let run = committed[id] ?? Run(id: id)
             if !(runWatchers[id]?.contains { $0 === c } ?? false) { runWatchers[id, default: []].append(c) }
-            c.watching.insert(channel)
-            // `from` is the client's: compare without arithmetic that could overflow (from >= first - 1,
-            // first >= 1), and a position past the run's last seq gets the snapshot.
-            if let from = resumeFrom, from <= run.seq, let window = windows[id], let first = window.first?.seq, from >= first - 1 {
-                window.forEach { e in if e.seq > from { c.sendShared(e.frame) } }
-                var w = JSONWriter(); w.beginObject(); w.field("type", "subscribed"); w.field("channel", channel); w.field("seq", run.seq); w.endObject()
+            // A position past the run's last seq is not this run's history: the watcher gets a snapshot.
+            if let from = resumeFrom, from <= run.seq, let missed = windows[id]?.missing(after: from, through: run.seq) {
+                for frame in missed { c.sendShared(frame) }
+                var w = JSONWriter(); w.beginObject(); w.field("type", "subscribed"); w.field("channel", name); w.field("seq", run.seq); w.endObject()
                 c.sendText(String(decoding: w.bytes, as: UTF8.self))
             } else {
-                var msg: [UInt8] = Array("{\"type\":\"run_snapshot\",\"channel\":\"\(channel)\",\"seq\":\(run.seq),\"run\":".utf8)
+                var msg: [UInt8] = Array("{\"type\":\"run_snapshot\",\"channel\":\"\(name)\",\"seq\":\(run.seq),\"run\":".utf8)
                 msg += run.stateJSON
                 msg.append(UInt8(ascii: "}"))
                 c.deliver(Chunk.text(msg))
             }
-            return nil
-        }
-        if channel.hasPrefix("dashboard:") {
-            let owner = String(channel.dropFirst(10))
-            guard !owner.isEmpty, owner.fits(128) else { return MessageError("invalid_field", "invalid owner", field: "channel") }
+        case .dashboard(let owner):
             if !(dashboards[owner]?.contains { $0 === c } ?? false) { dashboards[owner, default: []].append(c) }
-            c.watching.insert(channel)
             var msg: [UInt8] = Array("{\"type\":\"dashboard\",\"owner\":".utf8)
             var w = JSONWriter(); w.appendString(owner); msg += w.bytes
             msg += Array(",\"runs\":[".utf8)
@@ -209,22 +225,37 @@ final class RunHub {
             }
             msg += Array("]}".utf8)
             c.deliver(Chunk.text(msg))
-            return nil
         }
-        return MessageError("invalid_field", "\"channel\" must be run:ID or dashboard:OWNER", field: "channel")
+        return nil
     }
 
     func unsubscribe(_ c: Connection, channel: String) {
-        c.watching.remove(channel)
-        if channel.hasPrefix("run:") { runWatchers[String(channel.dropFirst(4))]?.removeAll { $0 === c } }
-        if channel.hasPrefix("dashboard:") { dashboards[String(channel.dropFirst(10))]?.removeAll { $0 === c } }
+        guard c.watching.remove(channel) != nil else { return }
+        // Keys go with their last watcher: the maps hold only channels someone watches.
+        func drop(_ map: inout [String: [Connection]], _ key: String) {
+            map[key]?.removeAll { $0 === c }
+            if map[key]?.isEmpty == true { map[key] = nil }
+        }
+        if channel.hasPrefix("run:") { drop(&runWatchers, String(channel.dropFirst(4))) }
+        if channel.hasPrefix("dashboard:") { drop(&dashboards, String(channel.dropFirst(10))) }
     }
 
-    func closed(_ c: Connection) { for ch in c.watching { unsubscribe(c, channel: ch) } }
-
-    static func isValidId(_ s: String) -> Bool {
-        !s.isEmpty && s.utf8.count <= 128 && s.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 45 || $0 == 95 || $0 == 46 }
+    func closed(_ c: Connection) {
+        for ch in c.watching { unsubscribe(c, channel: ch) }
+        publisherClosed(c)
     }
+
+    /// A publisher socket closed: it no longer speaks for its runs.
+    func publisherClosed(_ c: Connection) {
+        for run in c.publishing where publishers[run] === c { publishers[run] = nil }
+        c.publishing = []
+    }
+
+    /// Channels watched and publishers known (for `/metrics`).
+    var trackedChannels: Int { runWatchers.count + dashboards.count }
+    var trackedPublishers: Int { publishers.count }
+
+    static func isValidId(_ s: String) -> Bool { Run.isValidId(s) }
 
     /// Runs filtered for `GET /api/runs`, newest first.
     func list(owner: String?, status: String?) -> [Run] {

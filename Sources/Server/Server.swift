@@ -215,6 +215,12 @@ public final class Server {
             ("threads", "Event loop threads.", contexts.count),
             ("store_checkpoints", "WAL checkpoints completed off the commit path (background passes and the writer's restarts).", store.checkpoints),
             ("cursor_samples_dropped", "Cursor samples (--record-cursors) not stored because the writer was behind.", store.cursorSamplesDropped),
+            // Maps keyed by what clients send, each bounded (README: Limits).
+            ("watch_channels", "Run and dashboard channels with at least one watcher.", contexts[0].runs?.trackedChannels ?? 0),
+            ("run_publishers", "Runs with a connected publisher socket.", contexts[0].runs?.trackedPublishers ?? 0),
+            ("api_key_cache_entries", "API key ids cached (at most 10,000).", api?.keys.cachedCount ?? 0),
+            ("failed_join_addresses", "Addresses with failed joins in the last minute (at most 100,000).", directory.failedJoinAddresses),
+            ("address_connection_entries", "Client addresses with open connections.", addresses.count),
         ])
     }
 }
@@ -245,6 +251,7 @@ final class AddressCounts: @unchecked Sendable {
         counts[address] = n + 1
         return true
     }
+    var count: Int { lock.lock(); defer { lock.unlock() }; return counts.count }
     func close(_ address: String) {
         lock.lock(); defer { lock.unlock() }
         if let n = counts[address] { counts[address] = n > 1 ? n - 1 : nil }

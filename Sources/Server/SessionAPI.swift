@@ -71,11 +71,16 @@ final class SessionAPI {
         var info = directory.create(title: title, maxParticipants: maxParticipants, guestPolicy: guestPolicy,
                                     now: Int64(Date().timeIntervalSince1970 * 1000))
         if !eventPolicy.isEmpty { info.eventPolicy = eventPolicy; directory.update(info) }
-        store.save(info)
         store.record(ActivityEntry(actor: "api", action: "session_created", target: info.code, session: info.code,
                                    address: connection.peer, details: info.title))
-        let loop = connection.loop
-        store.barrier {
+        let loop = connection.loop, directory = directory
+        // 201 only once the session's row is committed; a failed commit forgets the session (503).
+        store.save(info) { stored in
+            guard stored else {
+                directory.forget(info.code)
+                let response = Response.error(.serviceUnavailable, "storage_unavailable", "the session could not be stored; retry")
+                return loop.post { connection.respondLater(response) }
+            }
             var w = JSONWriter()
             w.beginObject()
             w.field("code", info.code); w.field("title", info.title); w.field("max_participants", info.maxParticipants)
@@ -306,7 +311,7 @@ final class SessionAPI {
     }
 
     /// `PATCH /api/sessions/{code}` with the host key: title, guest_policy, events (role -> names).
-    private func patch(_ raw: String, _ head: HTTPRequestHead, _ body: [UInt8], _ connection: Connection) -> Response {
+    private func patch(_ raw: String, _ head: HTTPRequestHead, _ body: [UInt8], _ connection: Connection) -> Response? {
         guard let code = SessionCode.normalize(raw), var info = directory.info(code) else {
             return .error(.notFound, "unknown_session", "no session with code \(raw)")
         }
@@ -333,12 +338,23 @@ final class SessionAPI {
             info.eventPolicy = policy; changes.append("events")
             store.record(ActivityEntry(actor: "host (api)", action: "event_policy_changed", target: code, session: code, address: connection.peer))
         }
-        directory.update(info)
-        store.save(info)
+        // Only a live session changes (it may have ended since it was read above), and the answer
+        // waits for the commit.
+        guard directory.updateIfLive(info) else { return .error(.conflict, "session_ended", "session \(code) has ended") }
         let owner = server.contexts[SessionCode.owner(of: code, loops: server.contexts.count)]
-        let updated = info
+        let updated = info, loop = connection.loop
         owner.loop.post { owner.hub?.updateInfo(updated) }
-        return Response(status: .ok, body: sessionJSON(info))
+        let body = sessionJSON(info)
+        let directory = directory, store = store
+        store.save(info) { stored in
+            // Not stored: the change holds in memory and its row (the latest, which may say ended by
+            // now) is queued again until it is.
+            if !stored, let latest = directory.info(code) { store.save(latest) }
+            let response = stored ? Response(status: .ok, body: body)
+                : Response.error(.serviceUnavailable, "storage_unavailable", "the change is in effect but not stored yet; it is being retried")
+            loop.post { connection.respondLater(response) }
+        }
+        return nil
     }
 
     /// `GET /api/activity?session=&actor=&since=&before=&limit=`: newest first, paged by `before` (an id).

@@ -24,8 +24,13 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
 
     private enum Request {
         case append(DurableEvent, Executor, (Result<Committed, StoreFailure>) -> Void)
-        case session(SessionInfo)
-        case barrier(() -> Void)
+        /// Events of one stream stored all or nothing, only if the stream's last seq is still the one
+        /// they were checked against (nil: any).
+        case appendBatch([DurableEvent], Int?, Executor, (Result<[Committed], StoreFailure>) -> Void)
+        /// A session row; `done` (on the writer thread) learns whether it committed. Rows without one
+        /// are queued again when their batch fails.
+        case session(SessionInfo, ((Bool) -> Void)?)
+        case barrier((Bool) -> Void)
         case retention(RetentionPolicy)
         case activity(ActivityEntry)
         case cursors(String, Int64, [UInt8])
@@ -316,7 +321,23 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
     public var maxQueued = 100_000
 
     /// Saves (creates or updates) a session's row; durable before any later append commits.
-    public func save(_ info: SessionInfo) { enqueue(.session(info)) }
+    public func save(_ info: SessionInfo, done: ((Bool) -> Void)? = nil) { enqueue(.session(info, done)) }
+
+    /// Appends events of one stream in one transaction: all are stored, or none (`done` gets the
+    /// failure). With `expectedLastSeq`, the batch is refused unless the stream's last seq is that one:
+    /// a batch checked against state that an earlier, failed batch would have made is not stored.
+    public func appendBatch(_ events: [DurableEvent], expectedLastSeq: Int?, executor: Executor,
+                            done: @escaping (Result<[Committed], StoreFailure>) -> Void) {
+        cond.lock()
+        if queue.count >= maxQueued {
+            cond.unlock()
+            executor.execute { done(.failure(StoreFailure("store overloaded (\(self.maxQueued) events waiting); retry"))) }
+            return
+        }
+        queue.append(.appendBatch(events, expectedLastSeq, executor, done))
+        wakeWriterIfNeeded()
+        cond.unlock()
+    }
 
     /// Queues a cursor sample; dropped (not queued) while the writer is overloaded.
     public func recordCursors(session: String, ts: Int64, updates: [UInt8]) {
@@ -366,7 +387,7 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
     }
 
     /// Calls `done` (on the writer thread) once everything queued before it is committed.
-    public func barrier(_ done: @escaping () -> Void) { enqueue(.barrier(done)) }
+    public func barrier(_ done: @escaping (Bool) -> Void) { enqueue(.barrier(done)) }
 
     private func enqueue(_ r: Request) {
         cond.lock()
@@ -444,7 +465,10 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
         }
     }
 
-    private struct Completion { let executor: Executor; let done: (Result<Committed, StoreFailure>) -> Void; let result: Result<Committed, StoreFailure> }
+    private struct Completion { let executor: Executor; let run: () -> Void }
+
+    /// A refused batch (its stream moved on since it was checked).
+    struct Conflict: Error, CustomStringConvertible { let description: String }
 
     private func commit(_ batch: [Request]) {
         var undo: [(String, (seq: Int, lastWrite: Double)?)] = []
@@ -452,9 +476,30 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
         var remembered: [(RecentIds, UInt64)] = []
         var results: [Completion] = []
         results.reserveCapacity(batch.count)
-        var barriers: [() -> Void] = []
+        var barriers: [(Bool) -> Void] = []
+        var batchResults: [(Executor, (Result<[Committed], StoreFailure>) -> Void, [Committed])] = []
+        var conflicts: [Completion] = []
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         var failure: String?
+        /// Inserts one event (or recognises a resend) inside the open transaction.
+        func store(_ event: DurableEvent) throws -> Committed {
+            let idKey = event.clientId.map { idHash(event.member, $0) }
+            if let idKey, let original = try recent(event.session).lookup(idKey),
+               try isResend(of: original.seq, session: event.session, member: event.member, clientId: event.clientId!) {
+                return Committed(seq: original.seq, ts: original.ts, duplicate: true)
+            }
+            let seq = try nextSeq(event.session)
+            try insert(event, seq: seq, ts: now)
+            undo.append((event.session, seqs[event.session]))
+            seqs[event.session] = (seq, clock)
+            if let idKey {
+                let ids = try recent(event.session)
+                ids.remember(idKey, Committed(seq: seq, ts: now, duplicate: true))
+                ids.lastWrite = clock
+                remembered.append((ids, idKey))
+            }
+            return Committed(seq: seq, ts: now, duplicate: false)
+        }
         do {
             try run(begin)
             for request in batch {
@@ -479,7 +524,8 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
                     st.bind(1, session); st.bind(2, ts); st.bind(3, blob: updates)
                     defer { st.reset() }
                     _ = try st.step()
-                case .session(let info):
+                case .session(let info, let done):
+                    if let done { barriers.append(done) }
                     let s = upsertSession!
                     s.bind(1, info.code); s.bind(2, info.title); s.bind(3, info.maxParticipants); s.bind(4, info.guestPolicy)
                     s.bind(5, info.hostKey); s.bind(6, info.createdAt)
@@ -491,24 +537,15 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
                     defer { s.reset() }
                     _ = try s.step()
                 case .append(let event, let executor, let done):
-                    let idKey = event.clientId.map { idHash(event.member, $0) }
-                    if let idKey, let original = try recent(event.session).lookup(idKey),
-                       try isResend(of: original.seq, session: event.session, member: event.member, clientId: event.clientId!) {
-                        results.append(Completion(executor: executor, done: done,
-                                                  result: .success(Committed(seq: original.seq, ts: original.ts, duplicate: true))))
+                    let c = try store(event)
+                    results.append(Completion(executor: executor, run: { done(.success(c)) }))
+                case .appendBatch(let events, let expected, let executor, let done):
+                    if let expected, let first = events.first, try nextSeq(first.session) != expected + 1 {
+                        let message = "\(first.session) moved on since this batch was checked; retry"
+                        conflicts.append(Completion(executor: executor, run: { done(.failure(StoreFailure(message))) }))
                         continue
                     }
-                    let seq = try nextSeq(event.session)
-                    try insert(event, seq: seq, ts: now)
-                    undo.append((event.session, seqs[event.session]))
-                    seqs[event.session] = (seq, clock)
-                    if let idKey {
-                        let ids = try recent(event.session)
-                        ids.remember(idKey, Committed(seq: seq, ts: now, duplicate: true))
-                        ids.lastWrite = clock
-                        remembered.append((ids, idKey))
-                    }
-                    results.append(Completion(executor: executor, done: done, result: .success(Committed(seq: seq, ts: now, duplicate: false))))
+                    batchResults.append((executor, done, try events.map { try store($0) }))
                 }
             }
             try run(commitTx)
@@ -522,11 +559,25 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
             FileHandle.standardError.write(Data("collabhub: transcript store: commit failed, \(batch.count) requests rejected: \(error)\n".utf8))
         }
         if let failure {
+            // Nothing of the batch is stored: every append fails, every barrier learns it, and session
+            // rows nobody waits for are queued again (an `end` or a settings change must not be lost).
+            let f = StoreFailure(failure)
             results = batch.compactMap {
-                if case .append(_, let ex, let done) = $0 { return Completion(executor: ex, done: done, result: .failure(StoreFailure(failure))) }
-                return nil
+                switch $0 {
+                case .append(_, let ex, let done): return Completion(executor: ex, run: { done(.failure(f)) })
+                case .appendBatch(_, _, let ex, let done): return Completion(executor: ex, run: { done(.failure(f)) })
+                default: return nil
+                }
             }
+            let retry = batch.filter { if case .session(_, nil) = $0 { return true } else { return false } }
+            if !retry.isEmpty {
+                cond.lock(); queue.insert(contentsOf: retry, at: 0); cond.unlock()
+                Thread.sleep(forTimeInterval: 0.05)  // the disk is failing: retry, but do not spin
+            }
+        } else {
+            results += batchResults.map { r in Completion(executor: r.0, run: { r.1(.success(r.2)) }) }
         }
+        results += conflicts
         // One wake-up per loop, completions in append order.
         var byExecutor: [ObjectIdentifier: (Executor, [Completion])] = [:]
         var order: [ObjectIdentifier] = []
@@ -537,9 +588,9 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
         }
         for id in order {
             let (executor, list) = byExecutor[id]!
-            executor.execute { for c in list { c.done(c.result) } }
+            executor.execute { for c in list { c.run() } }
         }
-        for b in barriers { b() }
+        for b in barriers { b(failure == nil) }
     }
 
     /// Where a retention pass stands: the policy, its age cut-off, and the session it works on (passes
