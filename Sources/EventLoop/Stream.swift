@@ -47,7 +47,10 @@ open class Stream {
     /// Loop time of the last bytes received.
     public var lastActivity: Double
     /// Loop time of the last bytes written.
-    private var lastWriteAt = 0.0
+    public private(set) var lastWriteAt = 0.0
+    /// Bytes drained while lingering: a peer that keeps sending after our close is not read forever.
+    private var lingerDrained = 0
+    static let maxLingerDrain = 1 << 20
     /// The TLS session when the stream is encrypted (OpenSSL `SSL*`), nil for plain TCP.
     private var ssl: OpaquePointer?
     /// Bytes offered to the last `SSL_write` that asked to be retried: a retry must offer the same bytes.
@@ -190,7 +193,13 @@ open class Stream {
         if n == -2 { return }  // TLS wants more bytes (or the socket writable) before there is data
         if n > 0 {
             lastActivity = loop.now
-            if lingering { return }  // draining after our close: discard
+            if lingering {
+                // Draining after our close, so the peer reads our last bytes rather than a reset; a
+                // peer that keeps sending past a mebibyte is not worth waiting for.
+                lingerDrained += n
+                if lingerDrained > Self.maxLingerDrain { close() }
+                return
+            }
             if pending.isEmpty {
                 let used = received(UnsafeMutableRawBufferPointer(start: buf.baseAddress, count: n))
                 if !isClosed && used < n {

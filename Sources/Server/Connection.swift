@@ -443,11 +443,18 @@ final class Connection: Stream {
             // Slowloris: a request must arrive completely within the handshake timeout of its first
             // byte (however slowly the rest dribbles in), the first one within that of the connection's
             // opening; an idle keep-alive connection goes after the idle timeout.
+            // Answers the client does not read (it pipelines and never reads): it goes after the
+            // handshake timeout without progress.
+            let stallDue = outBytes > 0 ? max(lastWriteAt, lastActivity) + config.handshakeTimeout - now : Double.infinity
+            if stallDue <= 0 {
+                close()
+                return nil
+            }
             let inRequest = partialRequest || bodyHead != nil
             let limit = inRequest || requestsServed == 0 ? config.handshakeTimeout : config.httpIdleTimeout
             let since = inRequest ? requestStartedAt : requestsServed == 0 ? openedAt : lastActivity
             let due = since + limit - now
-            if due > 0 { return due }
+            if due > 0 { return min(due, stallDue) }
             if partialRequest || bodyHead != nil {
                 failHTTP(.requestTimeout, "request not completed within \(Int(limit)) s")
             } else {

@@ -50,6 +50,45 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual(b.of("chat").count, 1)
     }
 
+    func testResendAfterTheGraceIsRecognisedByTheSendersStableIdentity() {
+        // M1: the member id is new after the grace; the client_id is the same person.
+        let h = Harness()
+        let a = h.join("Ann", clientId: "a"), b = h.join("Bob")
+        h.send(a, #"{"type":"chat","id":"c1","text":"hi"}"#)
+        h.session.disconnected(a, graceful: true)
+        h.now += 11; h.session.tick(); h.executor.runAll()
+        let again = h.join("Ann", clientId: "a")
+        h.send(again, #"{"type":"chat","id":"c1","text":"hi"}"#)
+        XCTAssertEqual(again.of("ack")[0]["duplicate"] as? Bool, true)
+        XCTAssertEqual(again.of("ack")[0]["seq"] as? Int, a.of("ack")[0]["seq"] as? Int)
+        XCTAssertEqual(b.of("chat").count, 1)
+    }
+
+    func testAClientIdDoesNotConferAnotherMembersRole() {
+        // L5: knowing the host's client_id does not make a guest the host.
+        let h = Harness()
+        let host = h.join("Host", clientId: "h1", hostKey: "hk")
+        let guest = h.join("Eve", clientId: "h1")
+        XCTAssertEqual(guest.of("error")[0]["code"] as? String, "forbidden")
+        XCTAssertEqual(guest.closedWith, .forbidden)
+        XCTAssertNil(guest.membership)
+        XCTAssertEqual(h.session.memberCount, 1)
+        let tab = h.join("Host", clientId: "h1", hostKey: "hk")
+        XCTAssertEqual(tab.of("joined").count, 1, "the host's second tab still joins")
+        _ = host
+    }
+
+    func testNothingIsStoredAfterTheSessionEnded() {
+        // L11: between `end` and its commit, a member's chat is refused, not stored after the end.
+        let h = Harness()
+        let host = h.join("Host", hostKey: "hk"), a = h.join("Ann")
+        h.send(host, #"{"type":"end"}"#, commit: false)
+        h.send(a, #"{"type":"chat","id":"late","text":"x"}"#, commit: false)
+        h.executor.runAll()
+        XCTAssertEqual(a.of("error").first?["code"] as? String, "session_ended")
+        XCTAssertTrue(a.of("ack").isEmpty)
+    }
+
     func testStoreFailureRejectsDurableButKeepsEphemeral() {
         let h = Harness()
         let a = h.join("Ann"), b = h.join("Bob")

@@ -97,6 +97,45 @@ final class TranscriptStoreTests: XCTestCase {
         store.close()
     }
 
+    func testRetentionLeavesRunStreamsWhole() throws {
+        // H4: a run is rebuilt from its events at start-up, `started` first; retention must not trim it.
+        let store = try TranscriptStore(directory: temp())
+        let ex = ManualExecutor()
+        var done = 0
+        for i in 0..<50 {
+            for stream in ["run:r1", "SESSION1", "zzz"] {
+                store.append(DurableEvent(session: stream, type: "x", member: "m", clientId: "\(i)", body: []), executor: ex) { _ in done += 1 }
+            }
+        }
+        XCTAssertTrue(eventually(ex) { done == 150 })
+        store.enforce(RetentionPolicy(maxEventsPerSession: 5))
+        XCTAssertTrue(try eventually(ex) { try store.events(session: "zzz", after: 0, limit: 100).count == 5 })
+        XCTAssertEqual(try store.events(session: "SESSION1", after: 0, limit: 100).map(\.seq), Array(46...50))
+        XCTAssertEqual(try store.events(session: "run:r1", after: 0, limit: 100).count, 50)
+        store.close()
+    }
+
+    func testBatchesAreAllOrNothingOnTheSeqTheyWereCheckedAgainst() throws {
+        // M3: a run batch is one transaction, refused if its stream moved on since it was checked.
+        let store = try TranscriptStore(directory: temp())
+        let ex = ManualExecutor()
+        func batch(_ ids: [String], expected: Int?) -> Result<[Committed], StoreFailure> {
+            var out: Result<[Committed], StoreFailure>?
+            store.appendBatch(ids.map { DurableEvent(session: "run:r", type: "run_event", member: "publisher", clientId: $0, body: []) },
+                              expectedLastSeq: expected, executor: ex) { out = $0 }
+            XCTAssertTrue(eventually(ex) { out != nil })
+            return out!
+        }
+        XCTAssertEqual(try batch(["a", "b", "c"], expected: 0).get().map(\.seq), [1, 2, 3])
+        guard case .failure = batch(["d", "e"], expected: 1) else { return XCTFail("a batch checked against seq 1 was stored on top of 3") }
+        XCTAssertEqual(store.lastSeq(session: "run:r"), 3, "nothing of the refused batch is stored")
+        XCTAssertEqual(try batch(["d", "e"], expected: 3).get().map(\.seq), [4, 5])
+        let again = try batch(["e", "f"], expected: nil).get()
+        XCTAssertEqual(again.map(\.seq), [5, 6])
+        XCTAssertEqual(again.map(\.duplicate), [true, false])
+        store.close()
+    }
+
     func testRetentionByAgeThatEmptiesASessionKeepsItsSeqGoing() throws {
         let dir = temp()
         let ex = ManualExecutor()
