@@ -48,23 +48,31 @@ struct Serve: ParsableCommand {
     @Option(help: "PEM certificate chain: serve wss:// and https://.") var tlsCert: String?
     @Option(help: "PEM private key for --tls-cert.") var tlsKey: String?
     @Option(help: "TCP congestion control for client sockets, e.g. cubic (default: the system's).") var tcpCongestion: String?
+    @Option(help: "Bytes queued for one client past which its cursor/typing/ephemeral updates are dropped.") var outputSoftLimit = 256 * 1024
+    @Option(help: "Bytes queued for one client past which it is cut off (4000; it resumes from its last seq).") var outputHardLimit = 4 * 1024 * 1024
+    @Option(help: "Bytes of the resume window per session (besides --resume-window events).") var resumeWindowBytes = 4 << 20
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0-65535") }
         if let threads, threads < 1 || threads > 256 { throw ValidationError("--threads must be 1-256") }
-        guard maxMessageSize >= 125 else { throw ValidationError("--max-message-size must be at least 125") }
+        guard maxMessageSize >= 125, maxMessageSize <= 1 << 30 else { throw ValidationError("--max-message-size must be 125 to 1 GiB") }
+        guard outputSoftLimit >= 4096, outputHardLimit >= outputSoftLimit, outputHardLimit <= 1 << 30 else {
+            throw ValidationError("--output-soft-limit must be at least 4096 and at most --output-hard-limit (at most 1 GiB)")
+        }
+        guard resumeWindowBytes >= 0 else { throw ValidationError("--resume-window-bytes must not be negative") }
+        guard (0...86_400).contains(jwtSkew) else { throw ValidationError("--jwt-skew must be 0-86400 seconds") }
         guard maxHeaderSize >= 512 else { throw ValidationError("--max-header-size must be at least 512") }
         guard pingInterval > 0, handshakeTimeout > 0 else { throw ValidationError("timeouts must be positive") }
         guard Durability(rawValue: durability) != nil else { throw ValidationError("--durability must be normal or full") }
         guard codeLength >= 6, codeLength <= 32 else { throw ValidationError("--code-length must be 6-32") }
         guard maxParticipants >= 1 else { throw ValidationError("--max-participants must be at least 1") }
-        if let a = retentionAge, a <= 0 { throw ValidationError("--retention-age must be positive") }
+        if let a = retentionAge, !(a > 0 && a <= 1e12) { throw ValidationError("--retention-age must be positive (seconds)") }
         if let e = retentionEvents, e < 1 { throw ValidationError("--retention-events must be at least 1") }
         guard CompressionMode(rawValue: compression) != nil else { throw ValidationError("--compression must be off, shared or context") }
         guard maxConnectionsPerAddress >= 0, limitCursor > 0, limitChat > 0, limitEvent > 0 else {
             throw ValidationError("limits must be positive (--max-connections-per-address may be 0: no limit)")
         }
-        guard sessionIdleTtl > 0 else { throw ValidationError("--session-idle-ttl must be positive") }
+        guard sessionIdleTtl > 0, sessionIdleTtl <= 1e9 else { throw ValidationError("--session-idle-ttl must be positive") }
         guard retentionInterval > 0 else { throw ValidationError("--retention-interval must be positive") }
         guard cursorSampleMs >= 10 else { throw ValidationError("--cursor-sample-ms must be at least 10") }
         guard reconnectGrace >= 0, resumeWindow >= 0 else { throw ValidationError("--reconnect-grace and --resume-window must not be negative") }
@@ -86,6 +94,11 @@ struct Serve: ParsableCommand {
         config.codeLength = codeLength
         config.sessionPolicy.reconnectGrace = reconnectGrace
         config.sessionPolicy.resumeWindow = resumeWindow
+        config.sessionPolicy.resumeWindowBytes = resumeWindowBytes
+        config.softOutputLimit = outputSoftLimit
+        config.hardOutputLimit = outputHardLimit
+        config.sessionPolicy.softOutputLimit = outputSoftLimit
+        config.sessionPolicy.hardOutputLimit = outputHardLimit
         config.sessionPolicy.cursorSampleInterval = recordCursors ? cursorSampleMs / 1000 : nil
         config.retention = RetentionPolicy(maxAgeMillis: retentionAge.map { Int64($0 * 1000) }, maxEventsPerSession: retentionEvents)
         config.retentionInterval = retentionInterval
