@@ -99,7 +99,8 @@ public struct SessionPolicy: Sendable {
     /// Recent durable events kept in memory for resume; older resumes get a reset.
     public var resumeWindow = 1000
     /// ... and at most this many bytes of them (1,000 events of 64 KiB would be 64 MiB per session).
-    public var resumeWindowBytes = 4 << 20
+    /// Half the hard output limit: a resume must fit in what a client may have queued.
+    public var resumeWindowBytes = 2 << 20
     /// Output past which a client's cursor/typing updates are dropped.
     public var softOutputLimit = 256 * 1024
     /// Output past which a client is disconnected (4000) and must resume.

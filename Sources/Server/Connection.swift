@@ -450,6 +450,8 @@ final class Connection: Stream {
                 close()
                 return nil
             }
+            // A response being prepared off the loop (an export, say) is waited for, however long.
+            if awaitingResponse { return min(config.httpIdleTimeout, stallDue) }
             let inRequest = partialRequest || bodyHead != nil
             let limit = inRequest || requestsServed == 0 ? config.handshakeTimeout : config.httpIdleTimeout
             let since = inRequest ? requestStartedAt : requestsServed == 0 ? openedAt : lastActivity

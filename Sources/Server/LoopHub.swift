@@ -68,6 +68,7 @@ final class LoopHub: SessionHost, HubMetrics {
 
     func sessionFinished(_ session: Session) {
         sessions[session.code] = nil
+        emptySince[session.code] = nil
         directory.ended(session.info, store: store)
     }
 
@@ -76,13 +77,27 @@ final class LoopHub: SessionHost, HubMetrics {
     }
 
     private func tick() {
-        let wallNow = Date().timeIntervalSince1970
+        let wallNow = Date().timeIntervalSince1970, now = context.loop.now
+        var evict: [String] = []
         for s in sessions.values {
             if s.needsTick { s.tick() }
             directory.updateCounts(s.code, members: s.memberCount, connections: s.connectionCount)
-            if s.memberCount > 0 { directory.touch(s.code, at: wallNow) }
+            if s.memberCount > 0 {
+                directory.touch(s.code, at: wallNow)
+                emptySince[s.code] = nil
+            } else if let since = emptySince[s.code] {
+                if now - since >= Self.evictAfter { evict.append(s.code) }
+            } else {
+                emptySince[s.code] = now
+            }
         }
+        // Sessions nobody is in are woken from the store again on the next join: memory follows what is
+        // in use, not every code anyone ever tried (refused joins wake a session too). A minute of
+        // emptiness means every write of theirs has long been committed.
+        for code in evict { sessions[code] = nil; emptySince[code] = nil }
     }
+    private var emptySince: [String: Double] = [:]
+    static let evictAfter = 60.0
 
     /// Ends a session nobody used for the idle TTL (checked again here, on the owning loop).
     func endIfIdle(_ code: String, ttl: Double) {

@@ -50,7 +50,7 @@ struct Serve: ParsableCommand {
     @Option(help: "TCP congestion control for client sockets, e.g. cubic (default: the system's).") var tcpCongestion: String?
     @Option(help: "Bytes queued for one client past which its cursor/typing/ephemeral updates are dropped.") var outputSoftLimit = 256 * 1024
     @Option(help: "Bytes queued for one client past which it is cut off (4000; it resumes from its last seq).") var outputHardLimit = 4 * 1024 * 1024
-    @Option(help: "Bytes of the resume window per session (besides --resume-window events).") var resumeWindowBytes = 4 << 20
+    @Option(help: "Bytes of the resume window per session (besides --resume-window events).") var resumeWindowBytes = 2 << 20
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0-65535") }
@@ -59,7 +59,9 @@ struct Serve: ParsableCommand {
         guard outputSoftLimit >= 4096, outputHardLimit >= outputSoftLimit, outputHardLimit <= 1 << 30 else {
             throw ValidationError("--output-soft-limit must be at least 4096 and at most --output-hard-limit (at most 1 GiB)")
         }
-        guard resumeWindowBytes >= 0 else { throw ValidationError("--resume-window-bytes must not be negative") }
+        guard resumeWindowBytes >= 0, resumeWindowBytes <= outputHardLimit / 2 else {
+            throw ValidationError("--resume-window-bytes must be 0 to half of --output-hard-limit (a resume must fit in a client's output)")
+        }
         guard (0...86_400).contains(jwtSkew) else { throw ValidationError("--jwt-skew must be 0-86400 seconds") }
         guard maxHeaderSize >= 512 else { throw ValidationError("--max-header-size must be at least 512") }
         guard pingInterval > 0, handshakeTimeout > 0 else { throw ValidationError("timeouts must be positive") }
