@@ -332,7 +332,7 @@ final class Connection: Stream {
                     endpoint?.received(self, opcode, payload)
                 }
             case .ping(let payload):
-                if !sentClose { sendFrame(.pong, payload) }
+                if !sentClose { answerPing(payload) }
             case .pong:
                 pingSentAt = nil
             case .close(let code, let reason):
@@ -497,6 +497,10 @@ final class Connection: Stream {
             feed(takePending())
             return
         }
+        if let p = pendingPong {
+            pendingPong = nil
+            p.withUnsafeBytes { sendFrame(.pong, $0) }
+        }
         guard !coalescedOrder.isEmpty else { return }
         let order = coalescedOrder, frames = coalesced
         coalescedOrder = []
@@ -512,6 +516,30 @@ final class Connection: Stream {
         guard phase == .websocket else { return close() }
         slowConsumer(count: true)
     }
+
+    /// Pongs: every ping is answered while the client reads; one with output piling up gets a pong
+    /// for the latest ping only, once it drains (RFC 6455 §5.5.3 allows this). Pings beyond 20 a
+    /// second (burst 100) are not answered, and a client that keeps flooding is closed with 1008.
+    private func answerPing(_ payload: UnsafeRawBufferPointer) {
+        let now = loop.now
+        if pings == nil { pings = TokenBucket(rate: 20, burst: 100, now: now) }
+        guard pings!.take(now: now) else {
+            pingsRefused += 1
+            context.metrics.rateLimited.add()
+            if pingsRefused > Self.maxRefusedPings { fail(.policyViolation, "ping flood") }
+            return
+        }
+        if outBytes > Self.pongCoalesceBound {
+            pendingPong = Array(payload)
+        } else {
+            sendFrame(.pong, payload)
+        }
+    }
+    private var pings: TokenBucket?
+    private var pingsRefused = 0
+    private var pendingPong: [UInt8]?
+    static let pongCoalesceBound = 64 * 1024
+    static let maxRefusedPings = 1000
 
     /// Cuts off a client that fell too far behind (once; `count` false when the caller counted it).
     func slowConsumer(count: Bool) {
