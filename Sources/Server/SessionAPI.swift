@@ -202,7 +202,7 @@ final class SessionAPI {
                 switch keys.check(given) {
                 case .allowed(let h, _): limitHeaders = h
                 case .limited(let h, let message):
-                    server.contexts[0].metrics.rateLimited.add()
+                    connection.context.metrics.rateLimited.add()  // this loop's counter (single writer)
                     return .error(.tooManyRequests, "rate_limited", message, headers: h)
                 case .unknown:
                     return .error(.unauthorized, "unauthorized", "unknown or revoked API key", headers: [("WWW-Authenticate", "Bearer")])
