@@ -18,6 +18,11 @@ class Hub:
         self.proc = None
         self.port = None
         self.prefix = []   # e.g. ["prlimit", "--fsize=..."]
+        # The operator's admin key, when the hub has one (hubclient.api sends it by default).
+        self.admin_key = None
+        for flag in ("--admin-key", "--publish-key"):
+            if flag in self.args and self.args.index(flag) + 1 < len(self.args):
+                self.admin_key = self.args[self.args.index(flag) + 1]
 
     def start(self):
         cmd = self.prefix + [BINARY, "serve", "--port", "0", "--host", "127.0.0.1", *self.args]

@@ -20,8 +20,12 @@ def validate(msg):
 
 
 def api(hub, method, path, body=None, headers=None):
+    """One API request. Without `headers`, a hub started with an admin key is sent it (tests of
+    authorization pass their own headers, `{}` for none)."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(hub.http + path, data=data, method=method, headers=headers or {})
+    if headers is None:
+        headers = {"X-API-Key": hub.admin_key} if getattr(hub, "admin_key", None) else {}
+    req = urllib.request.Request(hub.http + path, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             raw = r.read()
