@@ -8,13 +8,13 @@ import websockets
 
 from hubclient import Client, api, create_session, run
 
-KEY = {"X-API-Key": "test-key"}
+KEY = {"X-API-Key": "runs-admin-key-0123456789"}
 
 
 @pytest.fixture(scope="module")
 def runs_hub(tmp_path_factory):
     import conftest
-    hub = conftest.Hub("--threads", "2", "--publish-key", "test-key", data_dir=str(tmp_path_factory.mktemp("runs"))).start()
+    hub = conftest.Hub("--threads", "2", "--admin-key", "runs-admin-key-0123456789", data_dir=str(tmp_path_factory.mktemp("runs"))).start()
     yield hub
     assert hub.alive(), hub.output()
     assert hub.stop() == 0
@@ -35,7 +35,7 @@ async def watch(hub, channel, resume_from=None):
 
 
 def test_publish_requires_key_and_valid_body(runs_hub):
-    assert api(runs_hub, "POST", "/api/runs/r0/events", {"type": "started", "owner": "ci"})[0] == 401
+    assert api(runs_hub, "POST", "/api/runs/r0/events", {"type": "started", "owner": "ci"}, headers={})[0] == 401
     assert api(runs_hub, "POST", "/api/runs/r0/events", {"type": "started", "owner": "ci"}, {"X-API-Key": "nope"})[0] == 401
     status, body = publish(runs_hub, "r0", {"type": "started"})
     assert status == 400 and "owner" in body["error"]["message"]
@@ -162,7 +162,7 @@ def test_publisher_socket(runs_hub):
 
 
 def test_runs_listing_and_persistence(make_hub):
-    hub = make_hub("--threads", "2", "--publish-key", "test-key")
+    hub = make_hub("--threads", "2", "--admin-key", "runs-admin-key-0123456789")
     for i in range(5):
         publish(hub, f"p{i}", {"type": "started", "owner": "o1" if i < 3 else "o2"})
     publish(hub, "p0", {"type": "completed", "outcome": "failed"})
@@ -173,7 +173,7 @@ def test_runs_listing_and_persistence(make_hub):
     assert api(hub, "GET", "/api/runs/none")[0] == 404
     data = hub.data_dir
     hub.stop()
-    hub2 = make_hub("--threads", "2", "--publish-key", "test-key", data_dir=data)
+    hub2 = make_hub("--threads", "2", "--admin-key", "runs-admin-key-0123456789", data_dir=data)
     state = api(hub2, "GET", "/api/runs/p0")[1]
     assert state["run"]["status"] == "failed"
     status, body = publish(hub2, "p1", {"type": "log", "line": "after restart"})
