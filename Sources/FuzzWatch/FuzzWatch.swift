@@ -12,7 +12,7 @@ public func fuzzWatch(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     var window = ResumeWindow(maxCount: 5, maxBytes: 64)
     for seq in 1...9 { window.append((seq, Chunk.text(Array("{\"seq\":\(seq)}".utf8)))) }
     do {
-        if case .subscribe(_, let from?) = try WatchMessage.parse(bytes) {
+        if case .subscribe(_, let from?, _) = try WatchMessage.parse(bytes) {
             if let missed = window.missing(after: from, through: 9) {
                 precondition(missed.count <= 9 && (from < 9 || missed.isEmpty))
             }

@@ -28,6 +28,8 @@ public final class Membership {
     /// When this connection's token expires (Unix seconds), if it joined with one.
     public var tokenExpiry: Int64?
     var warnedExpiry = false
+    /// Joined with the session's host key (its role is host whatever a token says).
+    var viaHostKey = false
     public init(session: Session, member: Member) { self.session = session; self.member = member }
 }
 
@@ -56,7 +58,8 @@ public final class Member {
     public let key: String
     public let name: String
     public let color: String
-    public let role: String
+    /// Follows the member's current token: a refresh or a new tab with another role changes it.
+    public internal(set) var role: String
     public internal(set) var connections: [HubClient] = []
     /// `{id, name, color}`: the `from` of everything the member sends (built once).
     lazy var fromJSON: [UInt8] = {
@@ -235,6 +238,11 @@ public final class Session {
         }
         if isHost { role = "host" }
         if let member = members.first(where: { $0.key == key && !$0.leaving }) {
+            // A token's role is the member's role from now on (a demoted token demotes every tab).
+            if member.role != role && key.hasPrefix("sub:") {
+                member.role = role
+                if member.announced { broadcastPresenceUpdate(member) }
+            }
             // A `client_id` is no credential: it joins an existing member only with that member's role
             // (a guest who learned the host's client_id does not become the host).
             guard member.role == role else {
@@ -247,6 +255,7 @@ public final class Session {
             member.connections.append(client)
             client.membership = Membership(session: self, member: member)
             client.membership?.tokenExpiry = tokenExpiry
+            client.membership?.viaHostKey = isHost
             if member.announced {
                 welcome(client, member, resumeFrom: request.resumeFrom, through: lastSeq)
                 if member.connections.count > 1 { broadcastPresenceUpdate(member) }
@@ -266,6 +275,7 @@ public final class Session {
         members.append(member)
         client.membership = Membership(session: self, member: member)
         client.membership?.tokenExpiry = tokenExpiry
+        client.membership?.viaHostKey = isHost
 
         var w = JSONWriter()
         w.beginArray("joins"); w.rawElement(member.json); w.endArray()
@@ -392,8 +402,17 @@ public final class Session {
                 guard "sub:" + claims.sub == member.key, claims.session == "*" || claims.session == code else {
                     return send(client, Wire.error("forbidden", "the new token is for another person or session", field: "token"))
                 }
+                guard claims.role != "publisher" else {
+                    return send(client, Wire.error("forbidden", "publisher tokens cannot join sessions", field: "token"))
+                }
                 membership.tokenExpiry = claims.exp
                 membership.warnedExpiry = false
+                // Roles follow the current token: a refreshed token with another role changes it (a host
+                // key keeps its holder the host).
+                if member.role != claims.role && !(member.role == "host" && membership.viaHostKey) {
+                    member.role = claims.role
+                    broadcastPresenceUpdate(member)
+                }
                 var w = JSONWriter(); w.beginObject(); w.field("type", "token_refreshed"); w.field("exp", Int(claims.exp)); w.endObject()
                 send(client, w.bytes)
             }

@@ -10,6 +10,14 @@ public struct TokenClaims: Sendable, Equatable {
     public var exp: Int64
     public var nbf: Int64?
     public var iat: Int64?
+    /// A watcher token's channels (`run:ID`, `dashboard:OWNER`, a trailing `*` a prefix); nil for a member token.
+    public var channels: [String]? = nil
+
+    /// What the token lets its holder do outside a session's own admission.
+    public var principal: Principal {
+        if let channels { return .watcher(channels: channels) }
+        return .member(session: session, role: role)
+    }
 }
 
 public struct TokenError: Error, Equatable, CustomStringConvertible {
@@ -67,9 +75,24 @@ public struct TokenVerifier: Sendable {
         if let nbf, nbf > now + skew { return .failure(TokenError(kind: .notYetValid, message: "token not valid yet (nbf)")) }
         let role = payload["role"]?.string ?? "editor"
         guard Self.roles.contains(role) else { return .failure(TokenError(kind: .claims, message: "token role \(role) is not one of \(Self.roles.joined(separator: ", "))")) }
-        let session = payload["session"]?.string ?? "*"
-        return .success(TokenClaims(sub: sub, name: payload["name"]?.string, session: session == "*" ? "*" : (SessionCode.normalize(session) ?? session),
-                                    role: role, exp: exp, nbf: nbf, iat: payload["iat"]?.int.map(Int64.init)))
+        // A watcher token names its channels; a member token must name its session (`*` for any):
+        // a token that names neither grants nothing (no fail-open default).
+        var channels: [String]?
+        if let list = payload["channels"] {
+            guard let items = list.array, items.count <= 100 else { return .failure(TokenError(kind: .claims, message: "channels must be an array of at most 100 strings")) }
+            let names = items.compactMap(\.string)
+            guard names.count == items.count, names.allSatisfy({ !$0.isEmpty && $0.fits(256) }) else {
+                return .failure(TokenError(kind: .claims, message: "channels must be an array of at most 100 strings"))
+            }
+            channels = names
+        }
+        guard let session = payload["session"]?.string ?? (channels != nil ? "" : nil) else {
+            return .failure(TokenError(kind: .claims, message: "token needs a session claim (a code, or * for any session)"))
+        }
+        var claims = TokenClaims(sub: sub, name: payload["name"]?.string, session: session == "*" ? "*" : (SessionCode.normalize(session) ?? session),
+                                 role: role, exp: exp, nbf: nbf, iat: payload["iat"]?.int.map(Int64.init))
+        claims.channels = channels
+        return .success(claims)
     }
 
     /// Issues a token (tests, tools and the `collabhub token` command).
@@ -78,6 +101,7 @@ public struct TokenVerifier: Sendable {
         var body = JSONWriter(); body.beginObject()
         for (k, v) in claims.sorted(by: { $0.key < $1.key }) {
             if let s = v as? String { body.field(k, s) } else if let i = v as? Int { body.field(k, i) } else if let i = v as? Int64 { body.field(k, Int(i)) }
+            else if let list = v as? [String] { body.beginArray(k); for item in list { body.element(item) }; body.endArray() }
         }
         body.endObject()
         let signingInput = Base64.encode(header.bytes, urlSafe: true) + "." + Base64.encode(body.bytes, urlSafe: true)

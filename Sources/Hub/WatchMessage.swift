@@ -1,7 +1,7 @@
 /// A `/watch` message: `subscribe {channel, resume_from?}` or `unsubscribe {channel}`. Pure: the
 /// endpoint acts on what this returns, and the fuzzer feeds it any bytes.
 public enum WatchMessage: Equatable {
-    case subscribe(Channel, resumeFrom: Int?)
+    case subscribe(Channel, resumeFrom: Int?, token: String?)
     case unsubscribe(Channel)
 
     /// `run:ID` or `dashboard:OWNER`.
@@ -46,6 +46,11 @@ public enum WatchMessage: Equatable {
             guard let v = r.int, v >= 0 else { throw MessageError("invalid_field", "\"resume_from\" must be a non-negative integer", field: "resume_from") }
             resume = v
         }
-        return .subscribe(channel, resumeFrom: resume)
+        var token: String?
+        if let t = obj["token"], t.kind != .null {
+            guard let s = t.string, s.utf8.count <= 8192 else { throw MessageError("invalid_field", "\"token\" must be a string of at most 8 KiB", field: "token") }
+            token = s
+        }
+        return .subscribe(channel, resumeFrom: resume, token: token)
     }
 }

@@ -18,12 +18,23 @@ final class APIKeys: @unchecked Sendable {
     struct Usage { var minute = 0, minuteCount = 0, hour = 0, hourCount = 0, month = 0, monthCount = 0 }
 
     enum Verdict {
-        case allowed(headers: [(String, String)], keyId: String)
+        case allowed(headers: [(String, String)], key: APIKeyRecord)
         case unknown
         case limited(headers: [(String, String)], message: String)
     }
 
     init(store: TranscriptStore) { self.store = store }
+
+    /// Whether any active key exists (read at most every few seconds): a hub with keys is not open.
+    func anyActive(now: Double = Date().timeIntervalSince1970) -> Bool {
+        lock.lock()
+        if let (value, at) = anyActiveCache, now - at <= Self.cacheSeconds { lock.unlock(); return value }
+        lock.unlock()
+        let value = store.anyActiveKey()
+        lock.lock(); anyActiveCache = (value, now); lock.unlock()
+        return value
+    }
+    private var anyActiveCache: (Bool, Double)?
 
     /// Key ids cached at most (known and unknown ones alike; ids come from requests).
     static let maxCached = 10_000
@@ -93,7 +104,7 @@ final class APIKeys: @unchecked Sendable {
         // (`usage` holds only keys that exist: it is written after the secret matched.)
         usage[id] = u
         store.recordKeyUse(id: id, windows: (hourWindow, monthWindow))
-        return .allowed(headers: headers(remaining: record.perMinute - u.minuteCount), keyId: id)
+        return .allowed(headers: headers(remaining: record.perMinute - u.minuteCount), key: record)
     }
 
     /// 1-64 characters of [A-Za-z0-9-] (the alphabet of generated ids and secrets, underscore excluded).

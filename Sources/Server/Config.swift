@@ -46,7 +46,9 @@ public struct Config: Sendable {
     public var tcpCongestion: String?
     /// The key backends present to publish run events (HTTP X-API-Key / Bearer, or /publish?key=).
     /// Until API keys exist (the auth issue), one shared key; nil disables publishing.
-    public var publishKey: String?
+    public var adminKey: String?
+    /// Refuse to start without any credential configured (`--auth required`).
+    public var authRequired = false
     /// PEM certificate chain and key: serve wss:// and https:// instead of ws:// and http://.
     public var tlsCertificate: String?
     public var tlsKey: String?

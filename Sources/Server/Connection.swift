@@ -49,6 +49,8 @@ final class Connection: Stream {
     var replayPending = false
     /// Run/dashboard channels this connection watches (`/watch`).
     var watching: Set<String> = []
+    /// What this socket presented at its upgrade (`/watch`, `/publish`), plus tokens sent since.
+    var principals: [Principal] = []
     /// Runs this publisher socket speaks for (`/publish`).
     var publishing: Set<String> = []
     /// Ephemeral updates held back while this client was behind: the latest per key, in first-seen order.
@@ -261,6 +263,12 @@ final class Connection: Stream {
         if !keepAlive { closeAfterFlush() }
     }
 
+    private func finishUpgradeRefusal(_ r: Response) {
+        context.metrics.httpError(r.status.code)
+        send(HTTPResponse.bytes(r.status, headers: r.headers, body: r.body, contentType: r.contentType, keepAlive: false))
+        closeAfterFlush()
+    }
+
     private func failHTTP(_ status: HTTPStatus, _ message: String, headers: [(String, String)] = []) {
         context.metrics.httpError(status.code)
         send(HTTPResponse.text(status, message + "\n", headers: headers, keepAlive: false))
@@ -273,11 +281,18 @@ final class Connection: Stream {
             failHTTP(.notFound, "no WebSocket endpoint at \(head.path)")
             return
         }
-        if head.path == "/publish" {
-            let given = head.query["key"] ?? head.header("X-API-Key") ?? ""
-            guard let key = context.config.publishKey, Crypto.constantTimeEquals(Array(given.utf8), Array(key.utf8)) else {
+        if head.path == "/publish" || head.path == "/watch" {
+            // What the socket presented at the upgrade (?key=, ?token=, headers) stays with it; each
+            // message is then authorized against it (`Authorization.allows`).
+            let access = context.server.access(head, upgrade: true)
+            if let failure = access.failure {
                 context.metrics.handshakesFailed.add()
-                failHTTP(.unauthorized, "a valid publish key is required (?key= or X-API-Key)")
+                return finishUpgradeRefusal(failure)
+            }
+            principals = access.principals
+            if head.path == "/publish" && !principals.contains(where: { $0 == .admin || $0 == .anonymous(openMode: true) || $0.hasScope(.runsPublish) }) {
+                context.metrics.handshakesFailed.add()
+                failHTTP(access.presented ? .forbidden : .unauthorized, "publishing needs the admin key or an API key with scope runs:publish (?key= or X-API-Key)")
                 return
             }
         }

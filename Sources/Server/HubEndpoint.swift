@@ -1,5 +1,7 @@
 import EventLoop
+import Foundation
 import Hub
+import Store
 import WebSocket
 
 /// `/ws?session=CODE`: the collaboration protocol (Protocol/PROTOCOL.md), subprotocol `collabhub.v1`.
@@ -93,7 +95,7 @@ final class HubEndpoint: Endpoint {
     /// `replay` / `replay_control` messages (only for connections that did not join).
     private func replayRequest(_ payload: UnsafeRawBufferPointer) -> JSONObject? {
         // Cheap pre-check so ordinary traffic is not parsed twice.
-        guard payload.count < 4096, let r = payload.firstRange(of: Array("\"replay".utf8)) else { return nil }
+        guard payload.count < 16 * 1024, let r = payload.firstRange(of: Array("\"replay".utf8)) else { return nil }
         _ = r
         guard let obj = try? JSONReader.readObject(Array(payload), maxDepth: 4),
               let type = obj["type"]?.string, type == "replay" || type == "replay_control" else { return nil }
@@ -118,9 +120,14 @@ final class HubEndpoint: Endpoint {
             return connection.fail(.rateLimited, "too many failed joins")
         }
         guard let code = (obj["session"]?.string).flatMap(SessionCode.normalize) ?? connection.sessionCode,
-              hub.directory.info(code) != nil else {
+              let info = hub.directory.info(code) else {
             return failedJoin(connection, MessageError("unknown_session", "no session to replay", field: "session"))
         }
+        // The same admission as a join: a token for this session, its host key, guests where the
+        // session admits them, or (for backends) an API key with transcripts:read; a refusal counts
+        // toward the failed-join throttle.
+        if let refusal = replayAdmission(connection, obj, info) { return failedJoin(connection, refusal) }
+        hub.store.record(ActivityEntry(actor: "replay", action: "transcript_replayed", target: code, session: code, address: connection.peer))
         let from = obj["from"]?.int ?? 0
         let speed = obj["speed"]?.double ?? 1
         guard from >= 0 else { return reject(connection, MessageError("invalid_field", "\"from\" must be a non-negative integer", field: "from")) }
@@ -150,6 +157,27 @@ final class HubEndpoint: Endpoint {
                 replayer.start()
             }
         }
+    }
+
+    private func replayAdmission(_ connection: Connection, _ obj: JSONObject, _ info: SessionInfo) -> MessageError? {
+        let server = hub.context.server!
+        if server.openMode || info.guestPolicy == "allow" { return nil }
+        if let key = obj["host_key"]?.string, Crypto.constantTimeEquals(Array(key.utf8), Array(info.hostKey.utf8)) { return nil }
+        if let token = obj["token"]?.string {
+            switch hub.context.sessionPolicy.tokens.verify(token, now: Int64(Date().timeIntervalSince1970)) {
+            case .success(let claims):
+                if claims.channels == nil, claims.role != "publisher", claims.session == "*" || claims.session == info.code { return nil }
+                return MessageError("forbidden", "this token is not for session \(info.code)", field: "token")
+            case .failure(let e):
+                return MessageError(e.closeCode == .unauthorized ? "token_expired" : "unauthorized", e.message, field: "token")
+            }
+        }
+        if let key = obj["key"]?.string {
+            var access = Access()
+            if let p = server.principal(bearer: key, access: &access), Authorization.allows(p, .readTranscript(info.code)) { return nil }
+            return MessageError("forbidden", "this key may not read transcripts", field: "key")
+        }
+        return MessageError("unauthorized", "replaying session \(info.code) needs a token for it, its host key, or an API key with transcripts:read", field: "token")
     }
 
     /// Replays running (or being read) on this loop at once: each holds a page of transcript.

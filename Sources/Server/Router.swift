@@ -30,7 +30,10 @@ final class Router {
         let path = head.path
         switch (head.method, path) {
         case ("GET", "/healthz"), ("HEAD", "/healthz"):
-            return .text(.ok, "ok\n")
+            return .text(.ok, server.openMode ? "ok (\(Server.openModeNotice))\n" : "ok\n")
+        case ("GET", "/api/mode"):
+            // For the pages' banner: whether anyone who reaches the port can do everything.
+            return .json(.ok, server.openMode ? "{\"open\":true,\"notice\":\"\(Server.openModeNotice)\"}" : "{\"open\":false}")
         case ("GET", "/metrics"):
             var r = Response.text(.ok, server.renderMetrics())
             r.contentType = "text/plain; version=0.0.4; charset=utf-8"

@@ -27,7 +27,18 @@ final class WatchEndpoint: Endpoint {
         }
         do {
             switch try WatchMessage.parse(Array(payload)) {
-            case .subscribe(let channel, let resume):
+            case .subscribe(let channel, let resume, let token):
+                if let token {
+                    // A token sent with a subscribe joins what the socket presented (a browser cannot
+                    // set headers on the upgrade).
+                    switch runs.context.config.sessionPolicy.tokens.verify(token, now: Int64(Date().timeIntervalSince1970)) {
+                    case .success(let claims): if !c.principals.contains(claims.principal) { c.principals.append(claims.principal) }
+                    case .failure(let e): return invalid(c, MessageError(e.closeCode == .unauthorized ? "token_expired" : "unauthorized", e.message, field: "token"))
+                    }
+                }
+                guard c.principals.contains(where: { Authorization.allows($0, .watch(channel.name)) }) || runs.context.server.openMode else {
+                    return invalid(c, MessageError("forbidden", "watching \(channel.name) needs a watcher token whose channels cover it, or an API key with scope runs:read", field: "channel"))
+                }
                 if let e = runs.subscribe(c, channel, resumeFrom: resume) { invalid(c, e) }
             case .unsubscribe(let channel):
                 runs.unsubscribe(c, channel: channel.name)
@@ -67,6 +78,14 @@ final class PublishEndpoint: Endpoint {
         let ref = obj["id"]?.string
         let events: [RunEvent]
         do { events = try RunAPI.events(from: obj) } catch let e as MessageError { return c.sendError(e) } catch { return }
+        guard c.principals.contains(where: { Authorization.allows($0, .publishRun(run)) }) else {
+            return c.sendError(MessageError("forbidden", "this key may not publish to run \(run)", field: "run", ref: ref))
+        }
+        for e in events {
+            if let code = e.session.flatMap(SessionCode.normalize), !c.principals.contains(where: { Authorization.allows($0, .changeSession(code)) }) {
+                return c.sendError(MessageError("forbidden", "attaching run \(run) to session \(code) needs scope sessions:write", field: "session", ref: ref))
+            }
+        }
         runs.publish(run, events) { [runs] result in
             switch result {
             case .success(let seqs):

@@ -94,7 +94,11 @@ public final class Server {
         for context in contexts {
             // Registered everywhere so the upgrade is recognised; the socket is handed to loop 0 first.
             context.endpoints["/watch"] = watch
-            if config.publishKey != nil { context.endpoints["/publish"] = publish }
+            context.endpoints["/publish"] = publish  // the admin key or an API key with runs:publish
+        }
+        if config.authRequired && openMode {
+            store.close()
+            throw ListenError(description: "--auth required, but no credential is configured (--jwt-secret, --admin-key or `collabhub keys create`)")
         }
         var port = config.port
         // Binding can still fail (address in use): then stop the store's writer before giving up.

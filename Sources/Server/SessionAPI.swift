@@ -20,21 +20,46 @@ final class SessionAPI {
         self.store = store
     }
 
+    /// Every route names the surface it touches and is authorized here, before it runs
+    /// (`Authorization.allows`, the table in Protocol/PROTOCOL.md).
     func handle(_ head: HTTPRequestHead, body: [UInt8], connection: Connection) -> Response? {
         let parts = head.path.split(separator: "/").map(String.init)  // ["api", "sessions", CODE, ...]
-        if parts.count >= 2 && parts[1] == "runs" { return runs(head, parts, body, connection) }
-        if parts.count == 2 && parts[1] == "activity" {
-            guard head.method == "GET" else { return .error(.methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(head.path)") }
-            return activity(head, connection)
+        guard parts.count >= 2 else { return .error(.notFound, "not_found", "no API route \(head.method) \(head.path)") }
+        let code = parts[1] == "sessions" && parts.count >= 3 ? SessionCode.normalize(parts[2]) : nil
+        let bodyHostKey = parts.count == 4 && parts[3] == "end" ? (try? JSONReader.readObject(body))?["host_key"]?.string : nil
+        let access = server.access(head, session: code, hostKey: bodyHostKey)
+        func authorized(_ surface: Surface, _ route: () -> Response?) -> Response? {
+            if let refusal = access.check(surface) {
+                if access.presented && access.failure == nil {
+                    store.record(ActivityEntry(actor: access.keyId.map { "key \($0)" } ?? "anonymous", action: "access_refused",
+                                               target: head.path, address: connection.peer, details: "\(head.method): \(surface.describe)"))
+                }
+                return refusal
+            }
+            return route()
         }
-        if head.method == "PATCH" && parts.count == 3 && parts[1] == "sessions" { return patch(parts[2], head, body, connection) }
-        switch (head.method, parts.count) {
-        case ("POST", 2) where parts[1] == "sessions": return create(body, connection)
-        case ("GET", 2) where parts[1] == "sessions": return list(connection)
-        case ("GET", 3) where parts[1] == "sessions": return describe(parts[2])
-        case ("GET", 4) where parts[1] == "sessions" && parts[3] == "transcript": return transcript(parts[2], head, connection)
-        case ("POST", 4) where parts[1] == "sessions" && parts[3] == "end": return end(parts[2], head, body)
-        case (_, 2) where parts[1] == "sessions", (_, 3) where parts[1] == "sessions", (_, 4) where parts[1] == "sessions":
+        let runId = parts[1] == "runs" && parts.count >= 3 ? parts[2] : ""
+        switch (head.method, parts.count, parts[1]) {
+        case ("POST", 4, "runs") where parts[3] == "events":
+            return authorized(.publishRun(runId)) { runs(head, parts, body, connection, access) }
+        case ("GET", 3, "runs"): return authorized(.readRun(runId)) { runs(head, parts, body, connection) }
+        case ("GET", 2, "runs"): return authorized(.readRuns) { runs(head, parts, body, connection) }
+        case (_, _, "runs"): return .error(.notFound, "not_found", "no API route \(head.method) \(head.path)")
+        case ("GET", 2, "activity"): return authorized(.readActivity) { activity(head, connection) }
+        case (_, 2, "activity"): return .error(.methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(head.path)")
+        case ("POST", 2, "sessions"): return authorized(.createSession) { create(body, connection) }
+        case ("GET", 2, "sessions"): return authorized(.listSessions) { list(connection) }
+        case (_, 3...4, "sessions") where code == nil: return .error(.notFound, "unknown_session", "no session with code \(parts[2])")
+        case ("GET", 3, "sessions"): return authorized(.describeSession(code!)) { describe(parts[2]) }
+        case ("PATCH", 3, "sessions"): return authorized(.changeSession(code!)) { patch(parts[2], head, body, connection) }
+        case ("GET", 4, "sessions") where parts[3] == "transcript":
+            return authorized(.readTranscript(code!)) {
+                store.record(ActivityEntry(actor: access.keyId.map { "key \($0)" } ?? "api", action: "transcript_read", target: code!,
+                                           session: code!, address: connection.peer, details: head.query["format"]))
+                return transcript(parts[2], head, connection)
+            }
+        case ("POST", 4, "sessions") where parts[3] == "end": return authorized(.endSession(code!)) { end(parts[2], head, body, connection) }
+        case (_, 2...4, "sessions"):
             return .error(.methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(head.path)")
         default:
             return .error(.notFound, "not_found", "no API route \(head.method) \(head.path)")
@@ -188,29 +213,14 @@ final class SessionAPI {
 
     // MARK: Runs (owned by loop 0)
 
-    private func runs(_ head: HTTPRequestHead, _ parts: [String], _ body: [UInt8], _ connection: Connection) -> Response? {
+    private func runs(_ head: HTTPRequestHead, _ parts: [String], _ body: [UInt8], _ connection: Connection, _ access: Access = Access()) -> Response? {
         let loop0 = server.contexts[0]
         switch (head.method, parts.count) {
         case ("POST", 4) where parts[3] == "events":
             let runId = parts[2]
             guard RunHub.isValidId(runId) else { return .error(.badRequest, "invalid_field", "run ids are 1-128 characters of A-Za-z0-9._-") }
-            let given = head.header("X-API-Key") ?? head.header("Authorization").map { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : $0 }
-            var limitHeaders: [(String, String)] = []
-            if let given, let shared = server.config.publishKey, Crypto.constantTimeEquals(Array(given.utf8), Array(shared.utf8)) {
-                // The operator's shared key: no per-key limits.
-            } else if let given {
-                switch keys.check(given) {
-                case .allowed(let h, _): limitHeaders = h
-                case .limited(let h, let message):
-                    connection.context.metrics.rateLimited.add()  // this loop's counter (single writer)
-                    return .error(.tooManyRequests, "rate_limited", message, headers: h)
-                case .unknown:
-                    return .error(.unauthorized, "unauthorized", "unknown or revoked API key", headers: [("WWW-Authenticate", "Bearer")])
-                }
-            } else {
-                return .error(.unauthorized, "unauthorized", "an API key is required (X-API-Key or Authorization: Bearer)",
-                              headers: [("WWW-Authenticate", "Bearer")])
-            }
+            // Authorized in `handle`: the admin key, or a key with runs:publish for this run.
+            let limitHeaders = access.headers
             let obj: JSONObject
             do { obj = try JSONReader.readObject(body, maxDepth: 8) } catch {
                 return .error(.badRequest, "bad_json", "request body must be a JSON object: \(error)")
@@ -219,6 +229,14 @@ final class SessionAPI {
             do { events = try RunAPI.events(from: obj) } catch let e as MessageError {
                 return .error(.badRequest, e.code, e.message + (e.field.map { " (field \($0))" } ?? ""))
             } catch { return .error(.badRequest, "bad_request", "\(error)") }
+            // A `started` event that attaches the run to a session needs a credential that may change
+            // that session too (else any publisher could write into any session's transcript).
+            for e in events {
+                if let code = e.session.flatMap(SessionCode.normalize), !access.allows(.changeSession(code)),
+                   !(head.header("X-Host-Key").flatMap { k in directory.info(code).map { Crypto.constantTimeEquals(Array(k.utf8), Array($0.hostKey.utf8)) } } ?? false) {
+                    return .error(.forbidden, "forbidden", "attaching run \(runId) to session \(code) needs its host key or scope sessions:write")
+                }
+            }
             if events.count == 1, events[0].id == nil, let key = head.header("Idempotency-Key") { events[0].id = String(key.prefix(128)) }
             let loop = connection.loop
             loop0.loop.post {
@@ -282,18 +300,14 @@ final class SessionAPI {
         }
     }
 
-    private func end(_ raw: String, _ head: HTTPRequestHead, _ body: [UInt8]) -> Response {
+    private func end(_ raw: String, _ head: HTTPRequestHead, _ body: [UInt8], _ connection: Connection) -> Response {
         guard let code = SessionCode.normalize(raw), let info = directory.info(code) else {
             return .error(.notFound, "unknown_session", "no session with code \(raw)")
-        }
-        let key = head.header("X-Host-Key") ?? ((try? JSONReader.readObject(body))?["host_key"]?.string)
-        guard let key, Crypto.constantTimeEquals(Array(key.utf8), Array(info.hostKey.utf8)) else {
-            return .error(.forbidden, "forbidden", "ending a session needs its host key (X-Host-Key header)")
         }
         guard info.endedAt == nil else { return .error(.conflict, "session_ended", "session \(code) has already ended") }
         let reason = (try? JSONReader.readObject(body))?["reason"]?.string ?? "ended by host"
         let owner = server.contexts[SessionCode.owner(of: code, loops: server.contexts.count)]
-        store.record(ActivityEntry(actor: "host (api)", action: "session_ended", target: code, session: code, address: head.header("X-Forwarded-For"), details: reason))
+        store.record(ActivityEntry(actor: "host (api)", action: "session_ended", target: code, session: code, address: connection.peer, details: reason))
         owner.loop.post { owner.hub?.end(code, reason: reason) }
         return .json(.accepted, "{\"code\":\"\(code)\",\"status\":\"ending\"}")
     }
@@ -314,9 +328,6 @@ final class SessionAPI {
     private func patch(_ raw: String, _ head: HTTPRequestHead, _ body: [UInt8], _ connection: Connection) -> Response? {
         guard let code = SessionCode.normalize(raw), var info = directory.info(code) else {
             return .error(.notFound, "unknown_session", "no session with code \(raw)")
-        }
-        guard let key = head.header("X-Host-Key"), Crypto.constantTimeEquals(Array(key.utf8), Array(info.hostKey.utf8)) else {
-            return .error(.forbidden, "forbidden", "changing a session needs its host key (X-Host-Key header)")
         }
         guard info.endedAt == nil else { return .error(.conflict, "session_ended", "session \(code) has ended") }
         guard let obj = try? JSONReader.readObject(body, maxDepth: 8) else { return .error(.badRequest, "bad_json", "request body must be a JSON object") }

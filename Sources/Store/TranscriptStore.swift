@@ -16,7 +16,7 @@ public enum Durability: String, Sendable { case normal, full }
 /// nothing uncommitted is ever acknowledged. Completions go back to each session's loop, one wake-up
 /// per loop per batch, in append order. Reads use a separate connection.
 public final class TranscriptStore: EventStore, @unchecked Sendable {
-    public static let schemaVersion = 7
+    public static let schemaVersion = 8
     public let path: String
     private let writer: Database
     private let reader: Database
@@ -290,6 +290,17 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
                 BEGIN;
                 CREATE TABLE seq_floor(session TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
                 PRAGMA user_version=7;
+                COMMIT;
+                """)
+        }
+        if version < 8 {
+            // v8: API key scopes (comma-separated; keys made before scopes existed only publish runs, as
+            // they always did) and the runs a key may publish to (NULL: any).
+            try db.exec("""
+                BEGIN;
+                ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT 'runs:publish';
+                ALTER TABLE api_keys ADD COLUMN runs TEXT;
+                PRAGMA user_version=8;
                 COMMIT;
                 """)
         }
@@ -888,6 +899,10 @@ public struct APIKeyRecord: Sendable, Equatable {
     public var perMinute: Int
     public var perHour: Int
     public var perMonth: Int
+    /// Scope names (`sessions:read`, ...), as stored.
+    public var scopes: [String] = ["runs:publish"]
+    /// Run ids (a trailing `*` is a prefix) this key may publish to; nil: any.
+    public var runs: [String]?
 }
 
 extension TranscriptStore {
@@ -902,15 +917,17 @@ extension TranscriptStore {
     }
 
     /// Creates a key; returns the record and the full key to hand out (`chk_<id>_<secret>`), shown once.
-    public static func createKey(directory: String, name: String, perMinute: Int, perHour: Int, perMonth: Int) throws -> (APIKeyRecord, String) {
+    public static func createKey(directory: String, name: String, perMinute: Int, perHour: Int, perMonth: Int,
+                                 scopes: [String] = ["runs:publish"], runs: [String]? = nil) throws -> (APIKeyRecord, String) {
         let db = try openDirect(directory)
         let id = Base64.encodeID(Crypto.randomBytes(6))
         let secret = Base64.encodeID(Crypto.randomBytes(24))
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let record = APIKeyRecord(id: id, name: name, secretSHA256: Crypto.sha256(Array(secret.utf8)), createdAt: now, revokedAt: nil,
-                                  perMinute: perMinute, perHour: perHour, perMonth: perMonth)
-        let s = try db.prepare("INSERT INTO api_keys(id, name, secret_sha256, created_at, per_minute, per_hour, per_month) VALUES(?,?,?,?,?,?,?)")
+                                  perMinute: perMinute, perHour: perHour, perMonth: perMonth, scopes: scopes, runs: runs)
+        let s = try db.prepare("INSERT INTO api_keys(id, name, secret_sha256, created_at, per_minute, per_hour, per_month, scopes, runs) VALUES(?,?,?,?,?,?,?,?,?)")
         s.bind(1, id); s.bind(2, name); s.bind(3, blob: record.secretSHA256); s.bind(4, now); s.bind(5, perMinute); s.bind(6, perHour); s.bind(7, perMonth)
+        s.bind(8, scopes.joined(separator: ",")); s.bind(9, runs?.joined(separator: ","))
         _ = try s.step()
         try logActivity(db, ActivityEntry(actor: "admin (cli)", action: "api_key_created", target: id, details: name))
         return (record, "chk_\(id)_\(secret)")
@@ -928,7 +945,7 @@ extension TranscriptStore {
 
     public static func listKeys(directory: String) throws -> [APIKeyRecord] {
         let db = try openDirect(directory)
-        let s = try db.prepare("SELECT id, name, secret_sha256, created_at, revoked_at, per_minute, per_hour, per_month FROM api_keys ORDER BY created_at")
+        let s = try db.prepare("SELECT id, name, secret_sha256, created_at, revoked_at, per_minute, per_hour, per_month, scopes, runs FROM api_keys ORDER BY created_at")
         var out: [APIKeyRecord] = []
         while try s.step() { out.append(record(s)) }
         return out
@@ -936,7 +953,9 @@ extension TranscriptStore {
 
     static func record(_ s: Statement) -> APIKeyRecord {
         APIKeyRecord(id: s.string(0) ?? "", name: s.string(1) ?? "", secretSHA256: s.blob(2), createdAt: s.int(3),
-                     revokedAt: s.isNull(4) ? nil : s.int(4), perMinute: Int(s.int(5)), perHour: Int(s.int(6)), perMonth: Int(s.int(7)))
+                     revokedAt: s.isNull(4) ? nil : s.int(4), perMinute: Int(s.int(5)), perHour: Int(s.int(6)), perMonth: Int(s.int(7)),
+                     scopes: (s.string(8) ?? "").split(separator: ",").map(String.init),
+                     runs: s.isNull(9) ? nil : (s.string(9) ?? "").split(separator: ",").map(String.init))
     }
 
     static func logActivity(_ db: Database, _ a: ActivityEntry) throws {
@@ -961,9 +980,17 @@ extension TranscriptStore {
     }
 
     /// A key by id (read connection; the hub caches the answer briefly).
+    /// Whether any key that is not revoked exists (a hub with keys is not in open mode).
+    public func anyActiveKey() -> Bool {
+        (try? read { db -> Bool in
+            let s = try db.prepare("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1")
+            return try s.step()
+        }) ?? false
+    }
+
     public func key(id: String) -> APIKeyRecord? {
         try? read { db -> APIKeyRecord? in
-            let s = try db.prepare("SELECT id, name, secret_sha256, created_at, revoked_at, per_minute, per_hour, per_month FROM api_keys WHERE id=?")
+            let s = try db.prepare("SELECT id, name, secret_sha256, created_at, revoked_at, per_minute, per_hour, per_month, scopes, runs FROM api_keys WHERE id=?")
             s.bind(1, id)
             return try s.step() ? Self.record(s) : nil
         }

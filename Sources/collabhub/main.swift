@@ -37,7 +37,9 @@ struct Serve: ParsableCommand {
     @Flag(help: "Store sampled cursor positions with the transcript, for playback.") var recordCursors = false
     @Option(help: "With --record-cursors: milliseconds between stored positions of one member.") var cursorSampleMs = 200.0
     @Option(help: "Seconds a session may stay without members before it ends.") var sessionIdleTtl = 86400.0
-    @Option(help: "Shared API key for publishing run events (default: publishing disabled; or COLLABHUB_PUBLISH_KEY).") var publishKey: String?
+    @Option(name: [.customLong("admin-key"), .customLong("publish-key")],
+            help: "The operator's admin key: every scope (at least 16 bytes; or COLLABHUB_ADMIN_KEY). --publish-key is its old name.") var adminKey: String?
+    @Option(help: "auto: open mode (anyone may do anything) only while no credential is configured; required: refuse to start without one.") var auth = "auto"
     @Option(help: "HS256 token key, as SECRET or KID=SECRET; repeat to rotate keys (or COLLABHUB_JWT_SECRET).") var jwtSecret: [String] = []
     @Option(help: "Seconds of clock skew allowed when checking token times.") var jwtSkew = 60
     @Option(help: "WebSocket connections allowed per client address (0: no limit).") var maxConnectionsPerAddress = 1000
@@ -74,6 +76,7 @@ struct Serve: ParsableCommand {
         guard maxConnectionsPerAddress >= 0, limitCursor > 0, limitChat > 0, limitEvent > 0 else {
             throw ValidationError("limits must be positive (--max-connections-per-address may be 0: no limit)")
         }
+        guard auth == "auto" || auth == "required" else { throw ValidationError("--auth must be auto or required") }
         guard sessionIdleTtl > 0, sessionIdleTtl <= 1e9 else { throw ValidationError("--session-idle-ttl must be positive") }
         guard retentionInterval > 0 else { throw ValidationError("--retention-interval must be positive") }
         guard cursorSampleMs >= 10 else { throw ValidationError("--cursor-sample-ms must be at least 10") }
@@ -109,12 +112,15 @@ struct Serve: ParsableCommand {
         config.tlsCertificate = tlsCert
         config.tlsKey = tlsKey
         var keys: [String: [UInt8]] = [:]
-        for entry in jwtSecret + (ProcessInfo.processInfo.environment["COLLABHUB_JWT_SECRET"].map { [$0] } ?? []) {
-            if let eq = entry.firstIndex(of: "="), eq != entry.startIndex {
-                keys[String(entry[..<eq])] = Array(entry[entry.index(after: eq)...].utf8)
-            } else {
-                keys["default"] = Array(entry.utf8)
+        let env = ProcessInfo.processInfo.environment
+        for entry in jwtSecret + (env["COLLABHUB_JWT_SECRET"].map { [$0] } ?? []) {
+            let (kid, secret) = Self.splitSecret(entry)
+            // HMAC with a short (or empty) key is a key anyone can guess: refused, not weakened.
+            guard secret.utf8.count >= 16 else {
+                FileHandle.standardError.write(Data("collabhub: a --jwt-secret (or COLLABHUB_JWT_SECRET) must be at least 16 bytes\(kid == "default" ? "" : " (key \(kid))")\n".utf8))
+                throw ExitCode(2)
             }
+            keys[kid] = Array(secret.utf8)
         }
         config.sessionPolicy.tokens = TokenVerifier(keys: keys, skew: Int64(jwtSkew))
         // With tokens configured, sessions admit guests only when their creator says so.
@@ -124,7 +130,12 @@ struct Serve: ParsableCommand {
         config.messageRates.chat = limitChat
         config.messageRates.event = limitEvent
         config.sessionIdleTTL = sessionIdleTtl
-        config.publishKey = publishKey ?? ProcessInfo.processInfo.environment["COLLABHUB_PUBLISH_KEY"]
+        config.adminKey = adminKey ?? env["COLLABHUB_ADMIN_KEY"] ?? env["COLLABHUB_PUBLISH_KEY"]
+        if let key = config.adminKey, key.utf8.count < 16 {
+            FileHandle.standardError.write(Data("collabhub: the admin key (--admin-key, COLLABHUB_ADMIN_KEY) must be at least 16 bytes\n".utf8))
+            throw ExitCode(2)
+        }
+        config.authRequired = auth == "required"
         config.allowedOrigins = allowedOrigins?.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
         let server: Server
         do {
@@ -135,9 +146,21 @@ struct Serve: ParsableCommand {
         }
         server.handleSignals()
         print("collabhub listening on \(host):\(server.port) threads=\(config.threads)\(echo ? " echo=on" : "")\(tlsCert != nil ? " tls=on" : "")")
+        if server.openMode { print("collabhub: \(Server.openModeNotice) (configure --jwt-secret, --admin-key or API keys to close it)") }
         fflush(stdout)
         server.run()
         print("collabhub stopped")
+    }
+}
+
+extension Serve {
+    /// `KID=SECRET` or `SECRET`: split at the first `=` only when something other than `=` follows it,
+    /// so base64 secrets (which end in `=` padding) are taken whole.
+    static func splitSecret(_ entry: String) -> (kid: String, secret: String) {
+        guard let eq = entry.firstIndex(of: "="), eq != entry.startIndex else { return ("default", entry) }
+        let rest = entry[entry.index(after: eq)...]
+        guard rest.contains(where: { $0 != "=" }) else { return ("default", entry) }
+        return (String(entry[..<eq]), String(rest))
     }
 }
 
@@ -152,10 +175,19 @@ struct Keys: ParsableCommand {
         @Option(help: "Requests per minute.") var perMinute = 60
         @Option(help: "Requests per hour.") var perHour = 1000
         @Option(help: "Requests per calendar month.") var perMonth = 10000
+        @Option(help: "Comma-separated scopes: \(Scope.allCases.map(\.rawValue).joined(separator: ", ")).") var scopes = "runs:publish"
+        @Option(help: "Comma-separated run ids this key may publish to (a trailing * is a prefix; default: any).") var runs: String?
         func run() throws {
             guard perMinute > 0, perHour > 0, perMonth > 0 else { throw ValidationError("limits must be positive") }
-            let (record, key) = try TranscriptStore.createKey(directory: data, name: name, perMinute: perMinute, perHour: perHour, perMonth: perMonth)
-            print("id:  \(record.id)\nkey: \(key)\nlimits: \(perMinute)/min, \(perHour)/h, \(perMonth)/month")
+            let parsed: Set<Scope>
+            switch Scope.parseList(scopes) {
+            case .success(let s): parsed = s
+            case .failure(let u): throw ValidationError("unknown scope \(u.name) (scopes: \(Scope.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            let runList = runs?.split(separator: ",").map(String.init)
+            let (record, key) = try TranscriptStore.createKey(directory: data, name: name, perMinute: perMinute, perHour: perHour, perMonth: perMonth,
+                                                              scopes: Scope.allCases.filter(parsed.contains).map(\.rawValue), runs: runList)
+            print("id:  \(record.id)\nkey: \(key)\nlimits: \(perMinute)/min, \(perHour)/h, \(perMonth)/month\nscopes: \(record.scopes.joined(separator: ","))\(runList.map { "\nruns: " + $0.joined(separator: ",") } ?? "")")
         }
     }
 
@@ -192,9 +224,15 @@ struct IssueToken: ParsableCommand {
     @Option(help: "Session code, or * for any.") var session = "*"
     @Option(help: "host, editor, viewer or publisher.") var role = "editor"
     @Option(help: "Seconds until it expires.") var ttl = 3600
+    @Option(help: "A watcher token instead: comma-separated channels (run:ID, dashboard:OWNER, a trailing * a prefix).") var channels: String?
     func run() throws {
         let now = Int(Date().timeIntervalSince1970)
+        guard ttl > 0, ttl <= 366 * 86400 else { throw ValidationError("--ttl must be 1 second to a year") }
         var claims: [String: Any] = ["sub": sub, "session": session, "role": role, "iat": now, "exp": now + ttl]
+        if let channels {
+            claims["channels"] = channels.split(separator: ",").map(String.init)
+            claims["session"] = nil
+        }
         if let name { claims["name"] = name }
         print(TokenVerifier.sign(claims, key: Array(secret.utf8), kid: kid))
     }

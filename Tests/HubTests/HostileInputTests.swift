@@ -63,7 +63,7 @@ final class HostileInputTests: XCTestCase {
 
     func testWatchMessages() throws {
         XCTAssertEqual(try WatchMessage.parse(Array("{\"type\":\"subscribe\",\"channel\":\"run:r1\",\"resume_from\":9223372036854775807}".utf8)),
-                       .subscribe(.run("r1"), resumeFrom: Int.max))
+                       .subscribe(.run("r1"), resumeFrom: Int.max, token: nil))
         XCTAssertEqual(try WatchMessage.parse(Array("{\"type\":\"unsubscribe\",\"channel\":\"dashboard:team-a\"}".utf8)),
                        .unsubscribe(.dashboard("team-a")))
         for (json, field) in [("{\"type\":\"subscribe\",\"channel\":\"run:r1\",\"resume_from\":-1}", "resume_from"),

@@ -13,7 +13,7 @@ final class TokenTests: XCTestCase {
         let t = sign(["sub": "u", "name": "Ann", "session": "abcd-efgh", "role": "viewer", "exp": 1000])
         let c = try verifier.verify(t, now: 900).get()
         XCTAssertEqual(c.sub, "u"); XCTAssertEqual(c.role, "viewer"); XCTAssertEqual(c.session, "ABCDEFGH")
-        XCTAssertNoThrow(try verifier.verify(sign(["sub": "u", "exp": 1000], key: "o", kid: "old"), now: 900).get())
+        XCTAssertNoThrow(try verifier.verify(sign(["sub": "u", "session": "*", "exp": 1000], key: "o", kid: "old"), now: 900).get())
     }
 
     func testRejections() {
@@ -21,26 +21,27 @@ final class TokenTests: XCTestCase {
             if case .failure(let e) = verifier.verify(t, now: now) { return e.kind }
             return nil
         }
-        let good = sign(["sub": "u", "exp": 1000])
+        let good = sign(["sub": "u", "session": "*", "exp": 1000])
         XCTAssertNil(kind(good))
         XCTAssertEqual(kind(good, now: 1011), .expired)
         XCTAssertNil(kind(good, now: 1009), "within the skew")
-        XCTAssertEqual(kind(sign(["sub": "u", "exp": 1000, "nbf": 950])), .notYetValid)
-        XCTAssertEqual(kind(sign(["sub": "u", "exp": 1000], key: "x")), .signature)
-        XCTAssertEqual(kind(sign(["sub": "u", "exp": 1000], kid: "nope")), .unknownKey)
+        XCTAssertEqual(kind(sign(["sub": "u", "session": "*", "exp": 1000, "nbf": 950])), .notYetValid)
+        XCTAssertEqual(kind(sign(["sub": "u", "session": "*", "exp": 1000], key: "x")), .signature)
+        XCTAssertEqual(kind(sign(["sub": "u", "session": "*", "exp": 1000], kid: "nope")), .unknownKey)
         XCTAssertEqual(kind(sign(["exp": 1000])), .claims)
         XCTAssertEqual(kind(sign(["sub": "u"])), .claims)
-        XCTAssertEqual(kind(sign(["sub": "u", "exp": 1000, "role": "root"])), .claims)
+        XCTAssertEqual(kind(sign(["sub": "u", "exp": 1000])), .claims, "a token naming no session (nor channels) grants nothing")
+        XCTAssertEqual(kind(sign(["sub": "u", "session": "*", "exp": 1000, "role": "root"])), .claims)
         let parts = good.split(separator: ".")
         let none = Base64.encode(Array(#"{"alg":"none"}"#.utf8), urlSafe: true) + "." + parts[1] + "."
         XCTAssertEqual(kind(none), .algorithm)
         XCTAssertEqual(kind("a.b"), .malformed)
         XCTAssertEqual(kind(String(parts[0]) + ".@@@." + String(parts[2])), .signature)
         // Extreme times in a validly signed token must not trap.
-        XCTAssertNil(kind(sign(["sub": "u", "exp": Int.max])))
-        XCTAssertEqual(kind(sign(["sub": "u", "exp": Int.min])), .expired)
-        XCTAssertEqual(kind(sign(["sub": "u", "exp": 1000, "nbf": Int.max])), .notYetValid)
-        XCTAssertNil(kind(sign(["sub": "u", "exp": 1000, "nbf": Int.min])))
+        XCTAssertNil(kind(sign(["sub": "u", "session": "*", "exp": Int.max])))
+        XCTAssertEqual(kind(sign(["sub": "u", "session": "*", "exp": Int.min])), .expired)
+        XCTAssertEqual(kind(sign(["sub": "u", "session": "*", "exp": 1000, "nbf": Int.max])), .notYetValid)
+        XCTAssertNil(kind(sign(["sub": "u", "session": "*", "exp": 1000, "nbf": Int.min])))
     }
 
     func testTokenBucket() {

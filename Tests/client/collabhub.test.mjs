@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { readFileSync, readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
-import { CollabClient, RunWatcher, backoffDelay } from "../../Sources/Server/Web/collabhub.js";
+import { CollabClient, RunWatcher, backoffDelay, fragmentCredentials, showModeBanner } from "../../Sources/Server/Web/collabhub.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -166,3 +166,32 @@ for (const file of readdirSync(join(root, "Protocol", "examples")).filter((f) =>
     }
   });
 }
+
+test("RunWatcher carries a watcher token in every subscribe and an API key on the upgrade", () => {
+  FakeSocket.all = [];
+  const w = new RunWatcher({ url: "ws://hub/watch", token: "tok.en.sig", key: "chk_a_b", WebSocket: FakeSocket, schedule: () => 0 });
+  w.subscribe("run:r1");
+  w.connect();
+  const ws = FakeSocket.all[0];
+  assert.equal(ws.url, "ws://hub/watch?key=chk_a_b");
+  ws.open();
+  assert.deepEqual(ws.last(), { type: "subscribe", channel: "run:r1", token: "tok.en.sig" });
+  // After a reconnect the resume carries the token too.
+  ws.receive({ type: "run_snapshot", channel: "run:r1", seq: 7, run: { id: "r1" } });
+  ws.close();
+  w.connect();
+  FakeSocket.all[1].open();
+  assert.deepEqual(FakeSocket.all[1].last(), { type: "subscribe", channel: "run:r1", resume_from: 7, token: "tok.en.sig" });
+});
+
+test("pages read credentials from the URL fragment and show the open-mode notice", async () => {
+  assert.deepEqual(fragmentCredentials("#token=a.b.c&key=chk_x_y"), { token: "a.b.c", key: "chk_x_y" });
+  assert.deepEqual(fragmentCredentials(""), { token: undefined, key: undefined });
+  const banner = { hidden: true, textContent: "" };
+  await showModeBanner(banner, async () => ({ json: async () => ({ open: true, notice: "open mode: anyone" }) }));
+  assert.equal(banner.hidden, false);
+  assert.equal(banner.textContent, "open mode: anyone");
+  const closed = { hidden: true, textContent: "" };
+  await showModeBanner(closed, async () => ({ json: async () => ({ open: false }) }));
+  assert.equal(closed.hidden, true);
+});

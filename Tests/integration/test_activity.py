@@ -34,7 +34,7 @@ def test_run_control_pause_resume_round_trip(runs_hub):
         code = created["code"]
         host = await Client.connect(runs_hub, code)
         await host.join("Host", host_key=created["host_key"])
-        worker = await websockets.connect(f"{runs_hub.url}/publish?key=test-key", close_timeout=1)
+        worker = await websockets.connect(f"{runs_hub.url}/publish?key={KEY['X-API-Key']}", close_timeout=1)
         await worker.send(json.dumps({"run": "ctl-1", "type": "started", "owner": "ci", "session": code}))
         assert json.loads(await worker.recv())["seqs"] == [1]
         await worker.send(json.dumps({"run": "ctl-1", "type": "step_started", "step": "deploy"}))

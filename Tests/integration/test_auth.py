@@ -19,7 +19,7 @@ def b64(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def token(claims, secret=b"secret-two", kid="k2", alg="HS256", sign=True):
+def token(claims, secret=b"secret-two-0123456789", kid="k2", alg="HS256", sign=True):
     header = {"alg": alg, "typ": "JWT"}
     if kid:
         header["kid"] = kid
@@ -37,7 +37,8 @@ def claims(**kw):
 
 @pytest.fixture(scope="module")
 def auth_hub(tmp_path_factory):
-    hub = conftest.Hub("--threads", "2", "--jwt-secret", "k1=secret-one", "--jwt-secret", "k2=secret-two", "--jwt-skew", "1",
+    hub = conftest.Hub("--threads", "2", "--jwt-secret", "k1=secret-one-0123456789", "--jwt-secret", "k2=secret-two-0123456789", "--jwt-skew", "1",
+                       "--admin-key", "auth-admin-key-0123456789",
                        "--max-connections-per-address", "40", "--limit-cursor", "60",
                        data_dir=str(tmp_path_factory.mktemp("auth"))).start()
     yield hub
@@ -61,14 +62,14 @@ def test_valid_tokens_with_rotated_keys_and_roles(auth_hub):
     async def main():
         code = create_session(auth_hub)["code"]
         a = await Client.connect(auth_hub, code)
-        j = await a.join("ignored", token=token(claims(sub="u1", name="Ann", role="host"), secret=b"secret-one", kid="k1"))
+        j = await a.join("ignored", token=token(claims(sub="u1", name="Ann", role="host"), secret=b"secret-one-0123456789", kid="k1"))
         assert j["you"]["name"] == "Ann" and j["you"]["role"] == "host"
         b = await Client.connect(auth_hub, code)
         jb = await b.join("x", token=token(claims(sub="u2", name="Vic", role="viewer", session=code)))
         assert jb["you"]["role"] == "viewer"
         # Two tabs of one user are one member.
         a2 = await Client.connect(auth_hub, code)
-        j2 = await a2.join("x", token=token(claims(sub="u1", name="Ann", role="host"), secret=b"secret-one", kid="k1"))
+        j2 = await a2.join("x", token=token(claims(sub="u1", name="Ann", role="host"), secret=b"secret-one-0123456789", kid="k1"))
         assert j2["you"]["id"] == j["you"]["id"] and j2["you"]["connections"] == 2
         # A viewer reads but cannot send anything that would broadcast.
         for m in [{"type": "chat", "id": "v", "text": "hi"}, {"type": "cursor", "x": 1, "y": 1}, {"type": "typing", "state": "start"},

@@ -10,6 +10,9 @@ import pytest
 import conftest
 from hubclient import api, create_session
 
+# The operator's admin key (a hub with one is not in open mode).
+WEB_KEY = "web-admin-key-0123456789"
+
 selenium = pytest.importorskip("selenium")
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -34,7 +37,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def web_hub(tmp_path_factory):
-    hub = conftest.Hub("--threads", "2", "--publish-key", "web-key", data_dir=str(tmp_path_factory.mktemp("web"))).start()
+    hub = conftest.Hub("--threads", "2", "--admin-key", WEB_KEY, data_dir=str(tmp_path_factory.mktemp("web"))).start()
     yield hub
     assert hub.alive(), hub.output()
     hub.stop()
@@ -120,9 +123,9 @@ def test_two_windows_collaborate_and_resume(web_hub, browsers):
 
 def test_dashboard_updates_live(web_hub, browsers):
     d = browsers()
-    d.get(f"{web_hub.http}/dashboard?owner=web-ci")
+    d.get(f"{web_hub.http}/dashboard?owner=web-ci#key={WEB_KEY}")   # the page takes its credential from the fragment
     wait(d, lambda x: x.find_element(By.ID, "state").text == "open")
-    key = {"X-API-Key": "web-key"}
+    key = {"X-API-Key": WEB_KEY}
     api(web_hub, "POST", "/api/runs/nightly-42/events", {"type": "started", "owner": "web-ci", "name": "Nightly e2e"}, key)
     wait(d, lambda x: x.find_elements(By.CSS_SELECTOR, '[data-run="nightly-42"]'))
     for body in [{"type": "step_started", "step": "build"}, {"type": "log", "line": "compiling 214 files"},

@@ -29,7 +29,7 @@ from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFact
 
 from wsraw import Closed, RawClient, frame
 
-KEY = "K"
+KEY = "hostile-admin-key-0123456789"   # the hubs' admin key (at least 16 bytes)
 MiB = 1 << 20
 SEED = int(os.environ.get("HOSTILE_SEED", str(random.SystemRandom().randrange(1 << 32))))
 PROTO = {"Sec-WebSocket-Protocol": "collabhub.v1"}
@@ -103,7 +103,8 @@ def publish(hub, run_id, body):
 
 def create_session(hub):
     req = urllib.request.Request(hub.http + "/api/sessions", data=b"{}", method="POST",
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json",
+                                          **({"X-API-Key": hub.admin_key} if getattr(hub, "admin_key", None) else {})})
     with urllib.request.urlopen(req, timeout=10) as r:
         assert r.status == 201
         body = json.loads(r.read())
@@ -423,7 +424,7 @@ def test_watch_resume_from_extremes(hub):
         failures, outcomes = [], {}
         for n in EXTREMES:
             try:
-                ws = await ws_connect(hub, "/watch")
+                ws = await ws_connect(hub, "/watch?key=" + KEY)   # the hub is closed: /watch needs runs:read
                 await ws.send(json.dumps({"type": "subscribe", "channel": "run:r1", "resume_from": n}))
                 first = await recv_json(ws)
                 outcomes[repr(n)] = first["type"] + (f" {first.get('code')}" if first["type"] == "error" else f" seq {first.get('seq')}")
@@ -444,7 +445,7 @@ def test_watch_resume_from_extremes(hub):
                     break
         print("watch resume outcomes:", outcomes)
         assert not failures, "\n".join(failures)
-        ws = await ws_connect(hub, "/watch")
+        ws = await ws_connect(hub, "/watch?key=" + KEY)   # the hub is closed: /watch needs runs:read
         await ws.send(json.dumps({"type": "subscribe", "channel": "run:r1", "resume_from": 2}))
         got = await until(ws, ("subscribed",))
         assert [m.get("seq") for m in got] == [3, 4, 5, 6, 6], got
@@ -585,7 +586,7 @@ def flood_main(kind, port, seconds, clients):
         "subscribe": b"".join(frame(1, json.dumps({"type": "subscribe", "channel": ch}).encode())
                               for _ in range(100) for ch in ("run:r1", "dashboard:team-a")),
     }
-    path = {"ping": "/echo", "subscribe": "/watch"}.get(kind)
+    path = {"ping": "/echo", "subscribe": "/watch?key=" + KEY}.get(kind)
     stats = {"sent": 0, "connects": 0, "dropped_by_hub": 0, "refused": 0}
     deadline = time.time() + seconds
 
@@ -616,7 +617,7 @@ def flood_main(kind, port, seconds, clients):
                         s.close()
                         return
                 elif kind == "junk":
-                    self.out += b"GET /api/sessions HTTP/1.1\r\nHost: a\r\n\r\n"
+                    self.out += b"GET /api/sessions HTTP/1.1\r\nHost: a\r\nX-API-Key: " + KEY.encode() + b"\r\n\r\n"
             except OSError:
                 stats["refused"] += 1
                 s.close()
@@ -759,7 +760,7 @@ def test_flooders_that_keep_sending_are_disconnected(flood_hub):
     given up on them are not drained forever: the hub drops the TCP connection (sends start failing)
     within ~15 s."""
     units = {"/echo": b"\x89\x80\x00\x00\x00\x00" * 2000,
-             "/watch": b"".join(frame(1, json.dumps({"type": "subscribe", "channel": "run:r1"}).encode()) for _ in range(200))}
+             "/watch?key=" + KEY: b"".join(frame(1, json.dumps({"type": "subscribe", "channel": "run:r1"}).encode()) for _ in range(200))}
     socks = {}
     for path in units:
         c = raw_client(flood_hub.port, rcvbuf=4096)

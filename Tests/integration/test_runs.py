@@ -25,7 +25,9 @@ def publish(hub, run_id, body, headers=None):
 
 
 async def watch(hub, channel, resume_from=None):
-    ws = await websockets.connect(f"{hub.url}/watch", subprotocols=["collabhub.v1"], close_timeout=1)
+    # The hub is closed (it has an admin key): /watch needs runs:read, given here as ?key=.
+    url = f"{hub.url}/watch" + (f"?key={hub.admin_key}" if hub.admin_key else "")
+    ws = await websockets.connect(url, subprotocols=["collabhub.v1"], close_timeout=1)
     c = Client(ws)
     msg = {"type": "subscribe", "channel": channel}
     if resume_from is not None:
@@ -148,7 +150,7 @@ def test_publisher_socket(runs_hub):
     async def main():
         with pytest.raises(websockets.InvalidStatusCode):
             await websockets.connect(f"{runs_hub.url}/publish?key=wrong")
-        ws = await websockets.connect(f"{runs_hub.url}/publish?key=test-key", close_timeout=1)
+        ws = await websockets.connect(f"{runs_hub.url}/publish?key={KEY['X-API-Key']}", close_timeout=1)
         await ws.send(json.dumps({"type": "run_event", "run": "r6", "id": "a", "event": {"type": "started", "owner": "ci"}}))
         ack = json.loads(await ws.recv())
         assert ack == {"type": "ack", "run": "r6", "id": "a", "seqs": [1]}
@@ -193,7 +195,7 @@ def test_slow_dashboard_gets_the_latest_progress_and_every_status_change(runs_hu
     slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     slow.sock.settimeout(10)
     slow.sock.connect(("127.0.0.1", runs_hub.port))
-    status, _, _ = slow.handshake("/watch", {"Sec-WebSocket-Protocol": "collabhub.v1"})
+    status, _, _ = slow.handshake("/watch?key=" + KEY["X-API-Key"], {"Sec-WebSocket-Protocol": "collabhub.v1"})
     assert status == 101
     slow.send(frame(1, json.dumps({"type": "subscribe", "channel": "dashboard:slowpoke"}).encode()))
     assert json.loads(slow.recv_message()[1])["type"] == "dashboard"

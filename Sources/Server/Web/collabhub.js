@@ -30,6 +30,21 @@ export function placeCursor(surface, cursors, update, who) {
 }
 
 /** Exponential backoff with full jitter: attempt n waits a random time up to min(cap, base * 2^n). */
+/** Credentials handed to a page in its URL fragment (`#token=...&key=...`): the fragment never reaches
+ * the server's logs or a Referer header. */
+export function fragmentCredentials(hash = globalThis.location ? globalThis.location.hash : "") {
+  const p = new URLSearchParams(String(hash).replace(/^#/, ""));
+  return { token: p.get("token") || undefined, key: p.get("key") || undefined };
+}
+
+/** Shows the hub's open-mode notice in `element` when the hub has no credentials configured. */
+export async function showModeBanner(element, fetchImpl = globalThis.fetch) {
+  try {
+    const mode = await (await fetchImpl("/api/mode")).json();
+    if (mode.open) { element.textContent = mode.notice; element.hidden = false; }
+  } catch { /* no banner */ }
+}
+
 export function backoffDelay(attempt, base = 250, cap = 15000, random = Math.random) {
   return Math.floor(random() * Math.min(cap, base * 2 ** attempt));
 }
@@ -216,9 +231,13 @@ export class CollabClient extends EventTarget {
 
 /** Follows runs and dashboards over /watch, resuming each run channel from its last seq after a reconnect. */
 export class RunWatcher extends EventTarget {
+  /** @param {{url?: string, token?: string, key?: string}} options: `token` (a watcher token) goes with
+   * every subscribe; `key` (an API key with runs:read) with the upgrade (`?key=`). */
   constructor(options = {}) {
     super();
     this.url = options.url || defaultUrl("/watch");
+    if (options.key) this.url += (this.url.includes("?") ? "&" : "?") + "key=" + encodeURIComponent(options.key);
+    this.token = options.token;
     this.WebSocketImpl = options.WebSocket || globalThis.WebSocket;
     this.schedule = options.schedule || ((fn, ms) => setTimeout(fn, ms));
     this.channels = new Map();   // channel -> last seq (runs) or 0
@@ -254,6 +273,7 @@ export class RunWatcher extends EventTarget {
   _subscribe(channel, seq) {
     const msg = { type: "subscribe", channel };
     if (seq > 0) msg.resume_from = seq;
+    if (this.token) msg.token = this.token;
     this.ws.send(JSON.stringify(msg));
   }
   handle(m) {

@@ -1,0 +1,138 @@
+/// Who may do what: the one table (Protocol/PROTOCOL.md, "Authorization") every transport consults.
+/// Pure: the HTTP API and the WebSocket endpoints turn what a request presents into a `Principal`,
+/// name the `Surface` it touches, and ask `Authorization.allows`.
+
+/// What an API key may do. A key holds a set of these; the operator's admin key holds every one.
+public enum Scope: String, CaseIterable, Sendable {
+    /// `POST /api/sessions`.
+    case sessionsCreate = "sessions:create"
+    /// `GET /api/sessions` (the codes are guest credentials) and `GET /api/sessions/{code}`.
+    case sessionsRead = "sessions:read"
+    /// `PATCH` and `end` of any session (its host key does it for one).
+    case sessionsWrite = "sessions:write"
+    /// Transcripts, exports and replays of any session.
+    case transcriptsRead = "transcripts:read"
+    /// Publishing run events (limited to the key's runs when it names some).
+    case runsPublish = "runs:publish"
+    /// `GET /api/runs*` and `/watch` of any run or dashboard.
+    case runsRead = "runs:read"
+    /// `GET /api/activity` (it holds client addresses).
+    case activityRead = "activity:read"
+    /// Managing API keys.
+    case keysAdmin = "keys:admin"
+    /// Managing webhooks.
+    case webhooksAdmin = "webhooks:admin"
+
+    public struct Unknown: Error { public let name: String }
+
+    /// Parses a comma-separated list (`sessions:read,runs:read`); a failure names the first unknown scope.
+    public static func parseList(_ s: String) -> Result<Set<Scope>, Unknown> {
+        var out = Set<Scope>()
+        for part in s.split(separator: ",") {
+            let name = part.trimmingCharacters(in: " ")
+            guard let scope = Scope(rawValue: name) else { return .failure(Unknown(name: name)) }
+            out.insert(scope)
+        }
+        return .success(out)
+    }
+}
+
+/// Who is asking, from what the request presented (nothing, an API key, a token, a host key).
+public enum Principal: Equatable, Sendable {
+    /// Nothing valid was presented. `openMode`: the hub has no credentials configured at all.
+    case anonymous(openMode: Bool)
+    /// The operator's admin key: every scope.
+    case admin
+    /// An API key with its scopes; `runs` limits `runs:publish` to those run ids (a trailing `*` is a prefix).
+    case apiKey(id: String, scopes: Set<Scope>, runs: [String]?)
+    /// A session's host key.
+    case host(session: String)
+    /// A verified member token (`session` is a code or `*`).
+    case member(session: String, role: String)
+    /// A verified watcher token: the channels it may watch (a trailing `*` is a prefix).
+    case watcher(channels: [String])
+}
+
+extension Principal {
+    public func hasScope(_ scope: Scope) -> Bool {
+        if case .apiKey(_, let scopes, _) = self { return scopes.contains(scope) }
+        return self == .admin
+    }
+}
+
+/// What a request touches.
+public enum Surface: Equatable, Sendable {
+    case createSession
+    case listSessions
+    case describeSession(String)
+    case changeSession(String)
+    case endSession(String)
+    case readTranscript(String)
+    case readActivity
+    case publishRun(String)
+    case readRuns
+    case readRun(String)
+    /// `/watch` of `run:ID` or `dashboard:OWNER`.
+    case watch(String)
+    case manageKeys
+    case manageWebhooks
+}
+
+public enum Authorization {
+    /// The table. Joining a session is not here: the session's own admission (token, host key, guest
+    /// policy) decides it, and `replay` goes through the same admission.
+    public static func allows(_ p: Principal, _ s: Surface) -> Bool {
+        switch p {
+        case .anonymous(let open):
+            // Open mode opens the hub, not other people's sessions: changing or ending one still
+            // takes its host key (or a host token).
+            switch s {
+            case .changeSession, .endSession: return false
+            default: return open
+            }
+        case .admin:
+            return true
+        case .apiKey(_, let scopes, let runs):
+            switch s {
+            case .createSession: return scopes.contains(.sessionsCreate)
+            case .listSessions, .describeSession: return scopes.contains(.sessionsRead)
+            case .changeSession, .endSession: return scopes.contains(.sessionsWrite)
+            case .readTranscript: return scopes.contains(.transcriptsRead)
+            case .readActivity: return scopes.contains(.activityRead)
+            case .publishRun(let id): return scopes.contains(.runsPublish) && (runs.map { matches($0, id) } ?? true)
+            case .readRuns, .readRun, .watch: return scopes.contains(.runsRead)
+            case .manageKeys: return scopes.contains(.keysAdmin)
+            case .manageWebhooks: return scopes.contains(.webhooksAdmin)
+            }
+        case .host(let session):
+            switch s {
+            case .describeSession(let c), .changeSession(let c), .endSession(let c), .readTranscript(let c): return c == session
+            default: return false
+            }
+        case .member(let session, let role):
+            switch s {
+            case .describeSession(let c), .readTranscript(let c): return session == "*" || session == c
+            case .changeSession(let c), .endSession(let c): return role == "host" && (session == "*" || session == c)
+            default: return false
+            }
+        case .watcher(let channels):
+            if case .watch(let channel) = s { return matches(channels, channel) }
+            if case .readRun(let id) = s { return matches(channels, "run:" + id) }
+            return false
+        }
+    }
+
+    /// Whether a pattern list covers `name`: equal, or a pattern ending in `*` that is a prefix of it.
+    public static func matches(_ patterns: [String], _ name: String) -> Bool {
+        patterns.contains { p in p.hasSuffix("*") ? name.hasPrefix(p.dropLast()) : p == name }
+    }
+}
+
+private extension Substring {
+    func trimmingCharacters(in set: Character) -> String {
+        var s = self
+        while s.first == set { s = s.dropFirst() }
+        while s.last == set { s = s.dropLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,121 @@
+import Foundation
+import Hub
+import WebSocket
+
+/// What a request presented, resolved to principals: the one place where credentials are read, for
+/// HTTP requests and WebSocket upgrades alike. `check` asks the table (`Authorization.allows`).
+struct Access {
+    var principals: [Principal] = []
+    /// Some credential was presented (valid or not): a refusal is then 403, not 401.
+    var presented = false
+    /// Rate-limit headers of the API key used.
+    var headers: [(String, String)] = []
+    /// An unknown or revoked key (401) or one over its quota (429): answered whatever the surface.
+    var failure: Response?
+    /// The API key used, if any (its id, for the activity log).
+    var keyId: String?
+
+    /// nil when some principal may touch `surface`; otherwise the answer (401 without credentials, 403 with).
+    func check(_ surface: Surface) -> Response? {
+        if let failure { return failure }
+        if allows(surface) { return nil }
+        if !presented {
+            return .error(.unauthorized, "unauthorized", "\(surface.describe) needs a credential (X-API-Key, Authorization: Bearer, or the session's X-Host-Key)",
+                          headers: [("WWW-Authenticate", "Bearer")])
+        }
+        return .error(.forbidden, "forbidden", "the credential presented does not allow \(surface.describe)")
+    }
+
+    func allows(_ surface: Surface) -> Bool { principals.contains { Authorization.allows($0, surface) } }
+}
+
+extension Surface {
+    var describe: String {
+        switch self {
+        case .createSession: return "creating a session (scope sessions:create)"
+        case .listSessions: return "listing sessions (scope sessions:read)"
+        case .describeSession(let c): return "reading session \(c) (scope sessions:read, its host key or a member token)"
+        case .changeSession(let c): return "changing session \(c) (its host key, a host token, or scope sessions:write)"
+        case .endSession(let c): return "ending session \(c) (its host key, a host token, or scope sessions:write)"
+        case .readTranscript(let c): return "reading the transcript of \(c) (its host key, a member token, or scope transcripts:read)"
+        case .readActivity: return "reading the activity log (scope activity:read)"
+        case .publishRun(let r): return "publishing to run \(r) (scope runs:publish, for this run)"
+        case .readRuns: return "listing runs (scope runs:read)"
+        case .readRun(let r): return "reading run \(r) (scope runs:read or a watcher token for run:\(r))"
+        case .watch(let ch): return "watching \(ch) (a watcher token whose channels cover it, or scope runs:read)"
+        case .manageKeys: return "managing API keys (scope keys:admin)"
+        case .manageWebhooks: return "managing webhooks (scope webhooks:admin)"
+        }
+    }
+}
+
+extension Server {
+    /// No token keys, no admin key and no active API key: anyone who reaches the port may do anything
+    /// (for development; said on start-up, on /healthz and on the pages).
+    public var openMode: Bool {
+        !config.sessionPolicy.tokens.isEnabled && config.adminKey == nil && !(api?.keys.anyActive() ?? false)
+    }
+
+    public static let openModeNotice = "open mode: anyone who reaches this port can read and write everything"
+
+    /// Resolves what a request presents: `X-API-Key` and `Authorization: Bearer` (the admin key, an
+    /// API key `chk_...`, or a token), `?key=` / `?token=` on WebSocket upgrades (browsers cannot set
+    /// headers there), and a session's host key (`X-Host-Key`, or `hostKey` from a body) for `session`.
+    func access(_ head: HTTPRequestHead, session: String? = nil, hostKey bodyHostKey: String? = nil, upgrade: Bool = false) -> Access {
+        var a = Access()
+        var bearers: [String] = []
+        if let k = head.header("X-API-Key") { bearers.append(k) }
+        if let auth = head.header("Authorization") {
+            guard auth.hasPrefix("Bearer ") else {
+                a.presented = true
+                a.failure = .error(.unauthorized, "unauthorized", "Authorization must be Bearer", headers: [("WWW-Authenticate", "Bearer")])
+                return a
+            }
+            bearers.append(String(auth.dropFirst(7)))
+        }
+        if upgrade {
+            let q = head.query
+            if let k = q["key"] { bearers.append(k) }
+            if let t = q["token"] { bearers.append(t) }
+        }
+        for given in bearers {
+            a.presented = true
+            if let p = principal(bearer: given, access: &a) { a.principals.append(p) } else if a.failure == nil {
+                a.failure = .error(.unauthorized, "unauthorized", "unknown, revoked or expired credential", headers: [("WWW-Authenticate", "Bearer")])
+            }
+        }
+        if head.header("X-Host-Key") != nil { a.presented = true }
+        if let code = session, let given = head.header("X-Host-Key") ?? bodyHostKey {
+            a.presented = true
+            if let info = directory.info(code), Crypto.constantTimeEquals(Array(given.utf8), Array(info.hostKey.utf8)) {
+                a.principals.append(.host(session: code))
+            }
+        }
+        if openMode { a.principals.append(.anonymous(openMode: true)) }
+        return a
+    }
+
+    /// One bearer credential: the admin key, an API key (checked against its quota), or a token.
+    func principal(bearer given: String, access a: inout Access) -> Principal? {
+        if let admin = config.adminKey, Crypto.constantTimeEquals(Array(given.utf8), Array(admin.utf8)) { return .admin }
+        if given.hasPrefix("chk_"), let keys = api?.keys {
+            switch keys.check(given) {
+            case .allowed(let h, let record):
+                a.headers = h
+                a.keyId = record.id
+                let scopes = Set(record.scopes.compactMap(Scope.init(rawValue:)))
+                return .apiKey(id: record.id, scopes: scopes, runs: record.runs)
+            case .limited(let h, let message):
+                a.failure = .error(.tooManyRequests, "rate_limited", message, headers: h)
+                return nil
+            case .unknown:
+                return nil
+            }
+        }
+        if config.sessionPolicy.tokens.isEnabled, given.utf8.filter({ $0 == UInt8(ascii: ".") }).count == 2,
+           case .success(let claims) = config.sessionPolicy.tokens.verify(given, now: Int64(Date().timeIntervalSince1970)) {
+            return claims.principal
+        }
+        return nil
+    }
+}

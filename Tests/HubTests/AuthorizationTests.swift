@@ -1,0 +1,68 @@
+import XCTest
+@testable import Hub
+import WebSocket
+
+/// The authorization table, surface by surface, and the token claims it rests on.
+final class AuthorizationTests: XCTestCase {
+    let all: [Surface] = [.createSession, .listSessions, .describeSession("AAAAAA"), .changeSession("AAAAAA"), .endSession("AAAAAA"),
+                          .readTranscript("AAAAAA"), .readActivity, .publishRun("r1"), .readRuns, .readRun("r1"), .watch("run:r1"),
+                          .manageKeys, .manageWebhooks]
+
+    func allowed(_ p: Principal) -> [Surface] { all.filter { Authorization.allows(p, $0) } }
+
+    func testOpenModeAllowsEverythingAndClosedAnonymousNothing() {
+        XCTAssertEqual(allowed(.anonymous(openMode: true)), all.filter { $0 != .changeSession("AAAAAA") && $0 != .endSession("AAAAAA") })
+        XCTAssertEqual(allowed(.anonymous(openMode: false)), [])
+        XCTAssertEqual(allowed(.admin).count, all.count)
+    }
+
+    func testKeysGetWhatTheirScopesName() {
+        XCTAssertEqual(allowed(.apiKey(id: "k", scopes: [], runs: nil)), [])
+        XCTAssertEqual(allowed(.apiKey(id: "k", scopes: [.sessionsRead], runs: nil)), [.listSessions, .describeSession("AAAAAA")])
+        XCTAssertEqual(allowed(.apiKey(id: "k", scopes: [.transcriptsRead], runs: nil)), [.readTranscript("AAAAAA")])
+        XCTAssertEqual(allowed(.apiKey(id: "k", scopes: [.runsRead], runs: nil)), [.readRuns, .readRun("r1"), .watch("run:r1")])
+        let limited = Principal.apiKey(id: "k", scopes: [.runsPublish], runs: ["r1", "ci-*"])
+        XCTAssertTrue(Authorization.allows(limited, .publishRun("r1")))
+        XCTAssertTrue(Authorization.allows(limited, .publishRun("ci-42")))
+        XCTAssertFalse(Authorization.allows(limited, .publishRun("r2")))
+        XCTAssertFalse(Authorization.allows(limited, .publishRun("r10")))
+    }
+
+    func testHostKeysAndMemberTokensReachOnlyTheirSession() {
+        XCTAssertEqual(allowed(.host(session: "AAAAAA")), [.describeSession("AAAAAA"), .changeSession("AAAAAA"), .endSession("AAAAAA"), .readTranscript("AAAAAA")])
+        XCTAssertEqual(allowed(.host(session: "BBBBBB")), [])
+        XCTAssertEqual(allowed(.member(session: "AAAAAA", role: "viewer")), [.describeSession("AAAAAA"), .readTranscript("AAAAAA")])
+        XCTAssertEqual(allowed(.member(session: "AAAAAA", role: "host")).count, 4)
+        XCTAssertEqual(allowed(.member(session: "*", role: "editor")), [.describeSession("AAAAAA"), .readTranscript("AAAAAA")])
+        XCTAssertEqual(allowed(.member(session: "BBBBBB", role: "host")), [])
+    }
+
+    func testWatcherTokensCoverTheirChannelsOnly() {
+        let w = Principal.watcher(channels: ["run:r1", "dashboard:acme*"])
+        XCTAssertTrue(Authorization.allows(w, .watch("run:r1")))
+        XCTAssertTrue(Authorization.allows(w, .readRun("r1")))
+        XCTAssertTrue(Authorization.allows(w, .watch("dashboard:acme-ci")))
+        XCTAssertFalse(Authorization.allows(w, .watch("run:r10")))
+        XCTAssertFalse(Authorization.allows(w, .watch("dashboard:other")))
+        XCTAssertFalse(Authorization.allows(w, .readRuns))
+    }
+
+    func testTokensMustNameASessionOrChannels() {
+        let key = Array("0123456789abcdef0123".utf8)
+        let v = TokenVerifier(keys: ["default": key])
+        let now = 1_000_000
+        let noSession = TokenVerifier.sign(["sub": "u", "exp": now + 60], key: key)
+        guard case .failure(let e) = v.verify(noSession, now: Int64(now)) else { return XCTFail("a token naming no session was accepted") }
+        XCTAssertEqual(e.kind, .claims)
+        let watcher = TokenVerifier.sign(["sub": "u", "exp": now + 60, "channels": ["run:r1"]], key: key)
+        XCTAssertEqual(try v.verify(watcher, now: Int64(now)).get().principal, .watcher(channels: ["run:r1"]))
+        let member = TokenVerifier.sign(["sub": "u", "exp": now + 60, "session": "*", "role": "viewer"], key: key)
+        XCTAssertEqual(try v.verify(member, now: Int64(now)).get().principal, .member(session: "*", role: "viewer"))
+    }
+
+    func testScopeLists() {
+        XCTAssertEqual(try Scope.parseList("sessions:read, runs:read").get(), [.sessionsRead, .runsRead])
+        guard case .failure(let u) = Scope.parseList("sessions:read,root") else { return XCTFail() }
+        XCTAssertEqual(u.name, "root")
+    }
+}

@@ -1,0 +1,298 @@
+"""The authorization table (Protocol/PROTOCOL.md, "Authorization"), probed on the real binary: every
+HTTP surface and the WebSocket ones (/watch, /publish, replay) with every kind of credential, against
+the status or close code the table names. Plus open mode, `--auth required`, secrets that are refused,
+roles that follow the current token, and runs that may not attach themselves to strangers' sessions."""
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import subprocess
+import time
+import urllib.request
+
+import pytest
+import websockets
+import websockets.exceptions
+
+import conftest
+from hubclient import Client, api, run
+
+SECRET = b"authz-secret-0123456789abcdef"
+ADMIN = "authz-admin-key-0123456789"
+
+
+def b64(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def token(**claims):
+    now = int(time.time())
+    c = {"sub": "u1", "iat": now, "exp": now + 600, **claims}
+    c = {k: v for k, v in c.items() if v is not None}
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "k1"}).encode())
+    body = b64(json.dumps(c).encode())
+    sig = b64(hmac.new(SECRET, f"{head}.{body}".encode(), hashlib.sha256).digest())
+    return f"{head}.{body}.{sig}"
+
+
+def refused_status(exc_info):
+    """The HTTP status of a refused WebSocket upgrade (the websockets library names its exception
+    differently across versions)."""
+    e = exc_info.value
+    return getattr(e, "status_code", None) or e.response.status_code
+
+
+REFUSED = tuple(getattr(websockets.exceptions, n) for n in ("InvalidStatus", "InvalidStatusCode") if hasattr(websockets.exceptions, n))
+
+
+def make_key(data, name, scopes, runs=None):
+    cmd = [conftest.BINARY, "keys", "create", "--data", data, "--name", name, "--scopes", scopes]
+    if runs:
+        cmd += ["--runs", runs]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return re.search(r"key: (\S+)", out).group(1)
+
+
+ALL_SCOPES = "sessions:create,sessions:read,sessions:write,transcripts:read,runs:publish,runs:read,activity:read"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    data = str(tmp_path_factory.mktemp("authz"))
+    os.makedirs(data, exist_ok=True)
+    keys = {
+        "key_unrelated": make_key(data, "unrelated", "webhooks:admin"),
+        "key_scoped": make_key(data, "everything", ALL_SCOPES),
+        "key_r1_only": make_key(data, "r1 only", "runs:publish", runs="r1"),
+    }
+    hub = conftest.Hub("--threads", "2", "--jwt-secret", "k1=" + SECRET.decode(), "--admin-key", ADMIN,
+                       data_dir=data).start()
+    admin = {"X-API-Key": ADMIN}
+    status, s = api(hub, "POST", "/api/sessions", {"title": "secret plans"}, admin)
+    assert status == 201, s
+    status, other = api(hub, "POST", "/api/sessions", {"title": "other"}, admin)
+    assert status == 201
+    assert api(hub, "POST", "/api/runs/r1/events", {"type": "started", "owner": "acme"}, admin)[0] == 202
+    code = s["code"]
+    creds = {
+        "none": {},
+        "malformed": {"Authorization": "Bearer not-a-credential"},
+        "expired": {"Authorization": "Bearer " + token(session=code, role="editor", exp=int(time.time()) - 3600)},
+        "other_session": {"Authorization": "Bearer " + token(session=other["code"], role="host")},
+        "viewer": {"Authorization": "Bearer " + token(session=code, role="viewer")},
+        "editor": {"Authorization": "Bearer " + token(session=code, role="editor")},
+        "host": {"Authorization": "Bearer " + token(session=code, role="host")},
+        "watcher": {"Authorization": "Bearer " + token(channels=["run:r1", "dashboard:acme"])},
+        "host_key": {"X-Host-Key": s["host_key"]},
+        "key_unrelated": {"X-API-Key": keys["key_unrelated"]},
+        "key_scoped": {"X-API-Key": keys["key_scoped"]},
+        "admin": admin,
+    }
+    yield {"hub": hub, "code": code, "host_key": s["host_key"], "creds": creds, "keys": keys}
+    assert hub.alive(), hub.output()
+    hub.stop()
+
+
+# Who may do what (the table); anything else gets 401 without a valid credential, 403 with one.
+UNAUTHENTICATED = {"none", "malformed", "expired"}
+MATRIX = [
+    ("POST", "/api/sessions", {"title": "x"}, {"key_scoped", "admin"}, 201),
+    ("GET", "/api/sessions", None, {"key_scoped", "admin"}, 200),
+    ("GET", "/api/sessions/{code}", None, {"viewer", "editor", "host", "host_key", "key_scoped", "admin"}, 200),
+    ("GET", "/api/sessions/{code}/transcript", None, {"viewer", "editor", "host", "host_key", "key_scoped", "admin"}, 200),
+    ("GET", "/api/sessions/{code}/transcript?format=ndjson", None, {"viewer", "editor", "host", "host_key", "key_scoped", "admin"}, 200),
+    ("PATCH", "/api/sessions/{code}", {"title": "renamed"}, {"host", "host_key", "key_scoped", "admin"}, 200),
+    ("GET", "/api/activity", None, {"key_scoped", "admin"}, 200),
+    ("GET", "/api/runs", None, {"key_scoped", "admin"}, 200),
+    ("GET", "/api/runs/r1", None, {"watcher", "key_scoped", "admin"}, 200),
+    ("POST", "/api/runs/r1/events", {"type": "log", "line": "x"}, {"key_scoped", "admin"}, 202),
+]
+
+
+@pytest.mark.parametrize("method,path,body,allowed,ok", MATRIX, ids=[f"{m} {p}" for m, p, *_ in MATRIX])
+def test_every_http_surface_with_every_credential(world, method, path, body, allowed, ok):
+    hub, code = world["hub"], world["code"]
+    wrong = []
+    for name, headers in world["creds"].items():
+        status, answer = api(hub, method, path.format(code=code), body, headers)
+        want = ok if name in allowed else (401 if name in UNAUTHENTICATED else 403)
+        if status != want:
+            wrong.append(f"{name}: {status} (expected {want}) {answer}")
+        if status in (401, 403):
+            assert answer["error"]["code"] in ("unauthorized", "forbidden"), answer
+    assert not wrong, "\n".join(wrong)
+
+
+def test_ending_a_session_needs_its_host(world):
+    hub = world["hub"]
+    admin = {"X-API-Key": ADMIN}
+    status, s = api(hub, "POST", "/api/sessions", {}, admin)
+    code = s["code"]
+    for name, headers in world["creds"].items():
+        if name in ("host", "host_key", "key_scoped", "admin"):
+            continue
+        status, _ = api(hub, "POST", f"/api/sessions/{code}/end", {}, headers)
+        assert status in (401, 403), f"{name} ended a session: {status}"
+    assert api(hub, "POST", f"/api/sessions/{code}/end", {}, {"X-Host-Key": s["host_key"]})[0] == 202
+
+
+def test_watch_needs_a_token_covering_the_channel_or_runs_read(world):
+    hub, keys = world["hub"], world["keys"]
+
+    async def subscribe(url, channel, tok=None):
+        async with websockets.connect(url, subprotocols=["collabhub.v1"]) as ws:
+            msg = {"type": "subscribe", "channel": channel}
+            if tok:
+                msg["token"] = tok
+            await ws.send(json.dumps(msg))
+            return json.loads(await asyncio.wait_for(ws.recv(), 5))
+
+    async def main():
+        base = f"{hub.url}/watch"
+        # Nothing, a member token, a key without runs:read: refused.
+        for url, tok in [(base, None), (base, token(session=world["code"], role="host")),
+                         (f"{base}?key={keys['key_unrelated']}", None)]:
+            m = await subscribe(url, "run:r1", tok)
+            assert m["type"] == "error" and m["code"] in ("forbidden", "unauthorized"), m
+        # A watcher token covers run:r1 and dashboard:acme, not run:r2 or dashboard:other.
+        w = token(channels=["run:r1", "dashboard:acme"])
+        assert (await subscribe(base, "run:r1", w))["type"] == "run_snapshot"
+        assert (await subscribe(base, "dashboard:acme", w))["type"] == "dashboard"
+        assert (await subscribe(base, "run:r2", w))["code"] == "forbidden"
+        assert (await subscribe(base, "dashboard:other", w))["code"] == "forbidden"
+        prefix = token(channels=["run:r*"])
+        assert (await subscribe(base, "run:r1", prefix))["type"] == "run_snapshot"
+        # Keys on the upgrade: runs:read or the admin key.
+        assert (await subscribe(f"{base}?key={keys['key_scoped']}", "dashboard:anyone"))["type"] == "dashboard"
+        assert (await subscribe(f"{base}?key={ADMIN}", "run:r1"))["type"] == "run_snapshot"
+        # An unknown key is refused at the upgrade.
+        with pytest.raises(REFUSED) as e:
+            await subscribe(f"{base}?key=chk_nope_nope", "run:r1")
+        assert refused_status(e) == 401
+    run(main())
+
+
+def test_publish_socket_and_run_limits(world):
+    hub, keys, code = world["hub"], world["keys"], world["code"]
+
+    async def main():
+        with pytest.raises(REFUSED) as e:
+            await websockets.connect(f"{hub.url}/publish", subprotocols=["collabhub.v1"])
+        assert refused_status(e) == 401
+        with pytest.raises(REFUSED) as e:
+            await websockets.connect(f"{hub.url}/publish?key={keys['key_unrelated']}", subprotocols=["collabhub.v1"])
+        assert refused_status(e) == 403
+        async with websockets.connect(f"{hub.url}/publish?key={keys['key_r1_only']}", subprotocols=["collabhub.v1"]) as ws:
+            await ws.send(json.dumps({"type": "run_event", "run": "r2", "event": {"type": "started", "owner": "acme"}}))
+            m = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert m["type"] == "error" and m["code"] == "forbidden", m
+            await ws.send(json.dumps({"type": "run_event", "run": "r1", "event": {"type": "log", "line": "from r1 key"}}))
+            m = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert m["type"] == "ack", m
+    run(main())
+    # HTTP: the r1-only key may not publish to r2; no key without sessions:write may attach a run to a session.
+    r1 = {"X-API-Key": keys["key_r1_only"]}
+    assert api(hub, "POST", "/api/runs/r2/events", {"type": "started", "owner": "acme"}, r1)[0] == 403
+    status, body = api(hub, "POST", "/api/runs/r1b/events", {"type": "started", "owner": "acme", "session": code}, r1)
+    assert status == 403, body
+    status, body = api(hub, "POST", "/api/runs/r1c/events", {"type": "started", "owner": "acme", "session": code},
+                       {"X-API-Key": keys["key_scoped"]})
+    assert status == 202, body
+
+
+def test_replay_goes_through_the_same_admission_as_join(world):
+    hub, code, keys = world["hub"], world["code"], world["keys"]
+
+    async def replay(**fields):
+        async with websockets.connect(f"{hub.url}/ws", subprotocols=["collabhub.v1"]) as ws:
+            await ws.send(json.dumps({"type": "replay", "session": code, "speed": 1000, **fields}))
+            return json.loads(await asyncio.wait_for(ws.recv(), 5))
+
+    async def main():
+        for fields in [{}, {"token": token(session="ZZZZZZZZ", role="host")}, {"key": keys["key_unrelated"]},
+                       {"host_key": "wrong"}, {"token": token(channels=["run:*"])}]:
+            m = await replay(**fields)
+            assert m["type"] == "error" and m["code"] in ("unauthorized", "forbidden"), (fields, m)
+        for fields in [{"token": token(session=code, role="viewer")}, {"host_key": world["host_key"]},
+                       {"key": keys["key_scoped"]}, {"key": ADMIN}]:
+            m = await replay(**fields)
+            assert m["type"] == "replay_started", (fields, m)
+    run(main())
+
+
+def test_roles_follow_the_current_token(world):
+    hub, code = world["hub"], world["code"]
+
+    async def main():
+        c = await Client.connect(hub, code, validate=False)
+        await c.join("Ann", token=token(sub="ann", session=code, role="editor"))
+        await c.send({"type": "chat", "id": "c1", "text": "as editor"})
+        assert (await c.expect("ack"))["id"] == "c1"
+        await c.send({"type": "refresh", "token": token(sub="ann", session=code, role="viewer")})
+        m = await c.expect("token_refreshed", skip=("presence", "chat", "cursors", "typing"))
+        await c.send({"type": "chat", "id": "c2", "text": "as viewer"})
+        while True:
+            m = await c.recv()
+            if m["type"] == "error":
+                assert m["code"] == "forbidden", m
+                break
+            assert m["type"] in ("presence", "cursors", "typing"), m
+        # A second tab with an editor token makes the member an editor again.
+        d = await Client.connect(hub, code, validate=False)
+        joined = await d.join("Ann", token=token(sub="ann", session=code, role="editor"))
+        assert joined["you"]["role"] == "editor", joined
+    run(main())
+
+
+def test_open_mode_says_so_and_auth_required_refuses_to_start(tmp_path):
+    hub = conftest.Hub(data_dir=str(tmp_path / "open")).start()
+    try:
+        status, body = api(hub, "GET", "/api/mode", headers={})
+        assert status == 200 and body["open"] is True and "anyone" in body["notice"]
+        with urllib.request.urlopen(hub.http + "/healthz", timeout=5) as r:
+            assert "open mode" in r.read().decode()
+        assert api(hub, "GET", "/api/sessions", headers={})[0] == 200   # open: no credential needed
+    finally:
+        hub.stop()
+    closed = conftest.Hub("--admin-key", ADMIN, data_dir=str(tmp_path / "closed")).start()
+    try:
+        assert api(closed, "GET", "/api/mode", headers={})[1]["open"] is False
+        with urllib.request.urlopen(closed.http + "/healthz", timeout=5) as r:
+            assert r.read().decode() == "ok\n"
+    finally:
+        closed.stop()
+    proc = subprocess.run([conftest.BINARY, "serve", "--port", "0", "--auth", "required", "--data", str(tmp_path / "req")],
+                          capture_output=True, text=True, timeout=20)
+    assert proc.returncode != 0 and "no credential" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--jwt-secret", ""], "at least 16 bytes"),
+    (["--jwt-secret", "short"], "at least 16 bytes"),
+    (["--jwt-secret", "k1="], "at least 16 bytes"),
+    (["--admin-key", ""], "at least 16 bytes"),
+    (["--publish-key", "K"], "at least 16 bytes"),
+])
+def test_empty_or_short_secrets_are_refused(tmp_path, args, needle):
+    proc = subprocess.run([conftest.BINARY, "serve", "--port", "0", "--data", str(tmp_path), *args],
+                          capture_output=True, text=True, timeout=20)
+    assert proc.returncode != 0 and needle in proc.stderr, (proc.returncode, proc.stderr)
+
+
+def test_a_base64_secret_with_padding_is_taken_whole(tmp_path):
+    secret = base64.b64encode(b"0123456789abcdef").decode()   # ends in "=="
+    assert secret.endswith("=")
+    hub = conftest.Hub("--jwt-secret", secret, "--admin-key", ADMIN, data_dir=str(tmp_path)).start()
+    try:
+        now = int(time.time())
+        head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        body = b64(json.dumps({"sub": "u", "session": "*", "role": "viewer", "exp": now + 60}).encode())
+        sig = b64(hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
+        status, s = api(hub, "POST", "/api/sessions", {}, {"X-API-Key": ADMIN})
+        status, _ = api(hub, "GET", f"/api/sessions/{s['code']}", headers={"Authorization": f"Bearer {head}.{body}.{sig}"})
+        assert status == 200
+    finally:
+        hub.stop()
