@@ -9,7 +9,7 @@ runs=${1:-5}; secs=${2:-10}
 swift build -c release 2>&1 | grep -E "error" || true
 out=$(mktemp -d)
 for i in $(seq 1 "$runs"); do
-  taskset -c 0 .build/release/collabhub serve --port 9281 --threads 1 --max-connections-per-address 0 --publish-key load-key \
+  taskset -c 0 .build/release/collabhub serve --port 9281 --threads 1 --max-connections-per-address 0 --admin-key load-admin-key-0123456789 \
     --data "$(mktemp -d)" >/dev/null 2>&1 & pid=$!
   sleep 0.8
   taskset -c 1 .build/release/loadtest dashboards --url ws://127.0.0.1:9281 --watchers 1000 --owners 10 --rate 1000 \

@@ -16,7 +16,7 @@ struct Dashboards: ParsableCommand {
     @Option(help: "Runs (spread over owners).") var runs = 100
     @Option(help: "Events published per second (all runs together).") var rate = 1000.0
     @Option(help: "HTTP keep-alive connections publishing.") var publishers = 8
-    @Option(help: "The hub's publish key.") var publishKey = "load-key"
+    @Option(name: [.customLong("admin-key"), .customLong("publish-key")], help: "The hub's admin key (publishes, and lets the watchers watch).") var publishKey = "load-admin-key-0123456789"
     @Option(help: "Seconds measured.") var duration = 10.0
     @Option(help: "Warm-up seconds.") var warmup = 2.0
     @Option(help: "Server pid, for its CPU.") var serverPid: Int32?
@@ -33,7 +33,7 @@ struct Dashboards: ParsableCommand {
         }
         var latency = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
         var deliveries = 0, subscribed = 0, closed = 0
-        let target = try WSURL("ws://\(base.host):\(base.port)/watch")
+        let target = try WSURL("ws://\(base.host):\(base.port)/watch?key=\(publishKey)")
         let clients = try openClients(watchers, url: target, loop: loop, subprotocol: "collabhub.v1") { c, i in
             c.onOpen = { c in c.sendText("{\"type\":\"subscribe\",\"channel\":\"dashboard:\(prefix)-o\(i % owners)\"}") }
             c.onMessage = { _, _, p in

@@ -195,3 +195,43 @@ test("pages read credentials from the URL fragment and show the open-mode notice
   await showModeBanner(closed, async () => ({ json: async () => ({ open: false }) }));
   assert.equal(closed.hidden, true);
 });
+
+test("getToken is asked before every connect, answers token_expiring with a refresh, and a 4001 retries once", async () => {
+  FakeSocket.all = [];
+  let n = 0;
+  const tick = () => new Promise((r) => setImmediate(r));
+  const { c, timers } = client({ token: undefined, getToken: async () => `t${++n}` });
+  c.connect();
+  await tick();
+  const first = FakeSocket.all[0];
+  first.open();
+  assert.equal(first.last().token, "t1");
+  first.receive({ type: "joined", session: "ABCD2345", title: "T", you: member("m1", "Ann"), members: [member("m1", "Ann")], seq: 3 });
+  first.receive({ type: "token_expiring", exp: 123 });
+  await tick();
+  assert.deepEqual(first.last(), { type: "refresh", token: "t2" });
+  // Expired: a fresh token and one immediate retry, resuming from the last seq.
+  first.close(4001);
+  assert.equal(c.state, "offline");
+  timers.shift().fn();
+  await tick();
+  const second = FakeSocket.all[1];
+  second.open();
+  assert.equal(second.last().token, "t3");
+  assert.equal(second.last().resume_from, 3);
+  // A second 4001 without a successful join in between is final.
+  second.close(4001);
+  assert.equal(c.state, "closed");
+});
+
+test("RunWatcher asks getToken before each connect", async () => {
+  FakeSocket.all = [];
+  let n = 0;
+  const w = new RunWatcher({ url: "ws://hub/watch", getToken: async () => `w${++n}`, WebSocket: FakeSocket, schedule: () => 0 });
+  w.subscribe("dashboard:acme");
+  w.connect();
+  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setImmediate(r));
+  FakeSocket.all[0].open();
+  assert.deepEqual(FakeSocket.all[0].last(), { type: "subscribe", channel: "dashboard:acme", token: "w1" });
+});

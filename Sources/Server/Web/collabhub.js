@@ -67,14 +67,19 @@ function randomId() {
  */
 export class CollabClient extends EventTarget {
   /**
-   * @param {{session: string, name?: string, token?: string, clientId?: string, hostKey?: string,
-   *          url?: string, WebSocket?: any, random?: () => number, schedule?: (fn: Function, ms: number) => any}} options
+   * @param {{session: string, name?: string, token?: string, getToken?: () => Promise<string>, clientId?: string,
+   *          hostKey?: string, url?: string, WebSocket?: any, random?: () => number,
+   *          schedule?: (fn: Function, ms: number) => any}} options
+   * `getToken` is called before every (re)connect and on `token_expiring` (the fresh token is sent as
+   * `refresh`); a 4001 close (token expired or required) fetches a fresh one and retries once.
    */
   constructor(options) {
     super();
     this.session = options.session.toUpperCase();
     this.name = options.name || "Guest";
     this.token = options.token;
+    this.getToken = options.getToken;
+    this._authRetried = false;
     this.hostKey = options.hostKey;
     this.clientId = options.clientId || randomId();
     this.url = options.url || defaultUrl(`/ws?session=${encodeURIComponent(this.session)}`);
@@ -100,6 +105,15 @@ export class CollabClient extends EventTarget {
   connect() {
     this.closedByUser = false;
     this._setState(this.seq > 0 ? "resuming" : "connecting");
+    if (!this.getToken) { this._open(); return this; }
+    Promise.resolve().then(() => this.getToken()).then((t) => {
+      this.token = t;
+      if (!this.closedByUser) this._open();
+    }, () => this._closed(1006));   // no token now: back off and try again
+    return this;
+  }
+
+  _open() {
     const ws = new this.WebSocketImpl(this.url, PROTOCOL);
     this.ws = ws;
     ws.onopen = () => {
@@ -128,6 +142,7 @@ export class CollabClient extends EventTarget {
     switch (m.type) {
       case "joined":
         this.attempt = 0;
+        this._authRetried = false;
         this.you = m.you;
         this.members = new Map(m.members.map((x) => [x.id, x]));
         this.seq = Math.max(this.seq, m.seq);
@@ -159,7 +174,10 @@ export class CollabClient extends EventTarget {
       case "run": this._emit("run", m); break;
       case "reset": this._emit("reset", m); break;
       case "error": this._emit("error", m); break;
-      case "token_expiring": this._emit("token_expiring", m); break;
+      case "token_expiring":
+        this._emit("token_expiring", m);
+        if (this.getToken) Promise.resolve().then(() => this.getToken()).then((t) => this.refresh(t), () => {});
+        break;
       case "session_ended": this.closedByUser = true; this._emit("ended", m); break;
       default: this._emit(m.type, m);
     }
@@ -218,6 +236,13 @@ export class CollabClient extends EventTarget {
   _closed(code) {
     this.ws = null;
     // 4001 token expired, 4003 forbidden, 4004 ended, 4005 removed, 1002/1007/1009: reconnecting would not help.
+    // With getToken, a 4001 (expired or missing token) is worth one retry with a fresh token.
+    if (code === 4001 && this.getToken && !this._authRetried && !this.closedByUser) {
+      this._authRetried = true;
+      this._setState("offline");
+      this.schedule(() => { if (!this.closedByUser) this.connect(); }, 0);
+      return;
+    }
     const final = this.closedByUser || [4001, 4003, 4004, 4005, 1002, 1007, 1009].includes(code);
     if (final) { this._setState("closed"); return; }
     this._setState("offline");
@@ -238,6 +263,7 @@ export class RunWatcher extends EventTarget {
     this.url = options.url || defaultUrl("/watch");
     if (options.key) this.url += (this.url.includes("?") ? "&" : "?") + "key=" + encodeURIComponent(options.key);
     this.token = options.token;
+    /** Called before every (re)connect for a fresh watcher token. */ this.getToken = options.getToken;
     this.WebSocketImpl = options.WebSocket || globalThis.WebSocket;
     this.schedule = options.schedule || ((fn, ms) => setTimeout(fn, ms));
     this.channels = new Map();   // channel -> last seq (runs) or 0
@@ -247,6 +273,12 @@ export class RunWatcher extends EventTarget {
   }
   connect() {
     this.state = "connecting";
+    if (this.getToken && !this._tokenFetched) {
+      Promise.resolve().then(() => this.getToken()).then((t) => { this.token = t; this._tokenFetched = true; this.connect(); },
+        () => { if (!this.closed) this.schedule(() => this.connect(), backoffDelay(this.attempt++)); });
+      return this;
+    }
+    this._tokenFetched = false;   // the next connect fetches again
     const ws = new this.WebSocketImpl(this.url, PROTOCOL);
     this.ws = ws;
     ws.onopen = () => {
