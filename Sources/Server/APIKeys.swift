@@ -25,6 +25,14 @@ final class APIKeys: @unchecked Sendable {
 
     init(store: TranscriptStore) { self.store = store }
 
+    /// Forgets what is cached about a key (revoked or created through the API: effective at once).
+    func forget(_ id: String) {
+        lock.lock(); cache[id] = nil; anyActiveCache = nil; lock.unlock()
+    }
+
+    /// The request counts of a key in its current windows.
+    func usage(of id: String) -> Usage? { lock.lock(); defer { lock.unlock() }; return usage[id] }
+
     /// Whether any active key exists (read at most every few seconds): a hub with keys is not open.
     func anyActive(now: Double = Date().timeIntervalSince1970) -> Bool {
         lock.lock()

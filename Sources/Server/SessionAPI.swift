@@ -46,6 +46,14 @@ final class SessionAPI {
         case ("GET", 2, "runs"): return authorized(.readRuns) { runs(head, parts, body, connection) }
         case (_, _, "runs"): return .error(.notFound, "not_found", "no API route \(head.method) \(head.path)")
         case ("GET", 2, "activity"): return authorized(.readActivity) { activity(head, connection) }
+        case ("POST", 2, "keys"): return authorized(.manageKeys) { createKey(body, connection, access) }
+        case ("GET", 2, "keys"): return authorized(.manageKeys) { listKeys(connection) }
+        case ("DELETE", 3, "keys"): return authorized(.manageKeys) { revokeKey(parts[2], connection, access) }
+        case ("GET", 4, "keys") where parts[3] == "usage":
+            // A key may read its own usage; keys:admin reads any.
+            if access.keyId == parts[2] { return keyUsage(parts[2]) }
+            return authorized(.manageKeys) { keyUsage(parts[2]) }
+        case (_, _, "keys"): return .error(.notFound, "not_found", "no API route \(head.method) \(head.path)")
         case (_, 2, "activity"): return .error(.methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(head.path)")
         case ("POST", 2, "sessions"): return authorized(.createSession) { create(body, connection) }
         case ("GET", 2, "sessions"): return authorized(.listSessions) { list(connection) }
@@ -209,6 +217,116 @@ final class SessionAPI {
             loop.post { connection.respondLater(response) }
         }
         return nil
+    }
+
+    // MARK: API keys (`keys:admin`)
+
+    /// `POST /api/keys {name, scopes: [...], runs?: [...], per_minute?, per_hour?, per_month?}` → 201 with the
+    /// key, shown this once (stored as its SHA-256).
+    private func createKey(_ body: [UInt8], _ connection: Connection, _ access: Access) -> Response? {
+        guard let obj = try? JSONReader.readObject(body, maxDepth: 4) else { return .error(.badRequest, "bad_json", "request body must be a JSON object") }
+        guard let name = obj["name"]?.string, !name.isEmpty, name.fits(200) else {
+            return .error(.badRequest, "invalid_field", "\"name\" must be a string of 1-200 characters")
+        }
+        guard let list = obj["scopes"]?.array, !list.isEmpty, list.count <= Scope.allCases.count else {
+            return .error(.badRequest, "invalid_field", "\"scopes\" must be a non-empty array of: \(Scope.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        var scopes: Set<Scope> = []
+        for item in list {
+            guard let raw = item.string, let scope = Scope(rawValue: raw) else {
+                return .error(.badRequest, "invalid_field", "unknown scope \(item.string ?? "?") (scopes: \(Scope.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            scopes.insert(scope)
+        }
+        var runs: [String]?
+        if let r = obj["runs"], r.kind != .null {
+            guard let items = r.array, items.count <= 100 else { return .error(.badRequest, "invalid_field", "\"runs\" must be an array of at most 100 run ids") }
+            let ids = items.compactMap(\.string)
+            guard ids.count == items.count, ids.allSatisfy({ RunHub.isValidId($0.hasSuffix("*") ? String($0.dropLast()) : $0) }) else {
+                return .error(.badRequest, "invalid_field", "\"runs\" must hold run ids (a trailing * is a prefix)")
+            }
+            runs = ids
+        }
+        func limit(_ key: String, _ fallback: Int) -> Int? {
+            guard let v = obj[key], v.kind != .null else { return fallback }
+            guard let n = v.int, n >= 1, n <= 100_000_000 else { return nil }
+            return n
+        }
+        guard let perMinute = limit("per_minute", 60), let perHour = limit("per_hour", 1000), let perMonth = limit("per_month", 10_000) else {
+            return .error(.badRequest, "invalid_field", "per_minute, per_hour and per_month must be integers from 1 to 100000000")
+        }
+        let directory = store.directory, loop = connection.loop, keys = keys
+        let actor = access.keyId.map { "key \($0)" } ?? "admin (api)"
+        worker.submit {
+            let response: Response
+            do {
+                let (record, key) = try TranscriptStore.createKey(directory: directory, name: name, perMinute: perMinute, perHour: perHour, perMonth: perMonth,
+                                                                  scopes: Scope.allCases.filter(scopes.contains).map(\.rawValue), runs: runs, actor: actor)
+                keys.forget(record.id)
+                var w = JSONWriter()
+                w.beginObject(); w.field("id", record.id); w.field("key", key)
+                Self.keyFields(&w, record)
+                w.endObject()
+                response = Response(status: .created, body: w.bytes)
+            } catch {
+                response = .error(.serviceUnavailable, "storage_unavailable", "the key could not be stored: \(error)")
+            }
+            loop.post { connection.respondLater(response) }
+        }
+        return nil
+    }
+
+    private func listKeys(_ connection: Connection) -> Response? {
+        let directory = store.directory, loop = connection.loop
+        worker.submit {
+            let response: Response
+            do {
+                var w = JSONWriter()
+                w.beginObject(); w.beginArray("keys")
+                for k in try TranscriptStore.listKeys(directory: directory) {
+                    w.beginObject(); w.field("id", k.id); Self.keyFields(&w, k); w.endObject()
+                }
+                w.endArray(); w.endObject()
+                response = Response(status: .ok, body: w.bytes)
+            } catch {
+                response = .error(.serviceUnavailable, "storage_unavailable", "\(error)")
+            }
+            loop.post { connection.respondLater(response) }
+        }
+        return nil
+    }
+
+    private func revokeKey(_ id: String, _ connection: Connection, _ access: Access) -> Response? {
+        let directory = store.directory, loop = connection.loop, keys = keys
+        let actor = access.keyId.map { "key \($0)" } ?? "admin (api)"
+        worker.submit {
+            let response: Response
+            do {
+                let revoked = try TranscriptStore.revokeKey(directory: directory, id: id, actor: actor)
+                keys.forget(id)   // refused from now on, not after the cache's few seconds
+                response = revoked ? .json(.ok, "{\"id\":\(jsonString(id)),\"revoked\":true}") : .error(.notFound, "unknown_key", "no active key \(id)")
+            } catch {
+                response = .error(.serviceUnavailable, "storage_unavailable", "\(error)")
+            }
+            loop.post { connection.respondLater(response) }
+        }
+        return nil
+    }
+
+    /// `GET /api/keys/{id}/usage`: requests counted in the current minute, hour and month, and the limits.
+    private func keyUsage(_ id: String) -> Response {
+        guard let u = keys.usage(of: id) else { return .json(.ok, "{\"id\":\(jsonString(id)),\"minute\":0,\"hour\":0,\"month\":0}") }
+        return .json(.ok, "{\"id\":\(jsonString(id)),\"minute\":\(u.minuteCount),\"hour\":\(u.hourCount),\"month\":\(u.monthCount)}")
+    }
+
+    private static func keyFields(_ w: inout JSONWriter, _ k: APIKeyRecord) {
+        w.field("name", k.name)
+        w.beginArray("scopes"); for s in k.scopes { w.element(s) }; w.endArray()
+        if let runs = k.runs { w.beginArray("runs"); for r in runs { w.element(r) }; w.endArray() }
+        w.field("per_minute", k.perMinute); w.field("per_hour", k.perHour); w.field("per_month", k.perMonth)
+        w.field("created_at", Int(k.createdAt))
+        if let r = k.revokedAt { w.field("revoked_at", Int(r)) }
+        w.field("active", k.revokedAt == nil)
     }
 
     // MARK: Runs (owned by loop 0)

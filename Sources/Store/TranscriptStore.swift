@@ -917,8 +917,11 @@ extension TranscriptStore {
     }
 
     /// Creates a key; returns the record and the full key to hand out (`chk_<id>_<secret>`), shown once.
+    /// The data directory this store lives in.
+    public var directory: String { String(path.dropLast("/collabhub.sqlite".count)) }
+
     public static func createKey(directory: String, name: String, perMinute: Int, perHour: Int, perMonth: Int,
-                                 scopes: [String] = ["runs:publish"], runs: [String]? = nil) throws -> (APIKeyRecord, String) {
+                                 scopes: [String] = ["runs:publish"], runs: [String]? = nil, actor: String = "admin (cli)") throws -> (APIKeyRecord, String) {
         let db = try openDirect(directory)
         let id = Base64.encodeID(Crypto.randomBytes(6))
         let secret = Base64.encodeID(Crypto.randomBytes(24))
@@ -929,17 +932,17 @@ extension TranscriptStore {
         s.bind(1, id); s.bind(2, name); s.bind(3, blob: record.secretSHA256); s.bind(4, now); s.bind(5, perMinute); s.bind(6, perHour); s.bind(7, perMonth)
         s.bind(8, scopes.joined(separator: ",")); s.bind(9, runs?.joined(separator: ","))
         _ = try s.step()
-        try logActivity(db, ActivityEntry(actor: "admin (cli)", action: "api_key_created", target: id, details: name))
+        try logActivity(db, ActivityEntry(actor: actor, action: "api_key_created", target: id, details: name))
         return (record, "chk_\(id)_\(secret)")
     }
 
-    public static func revokeKey(directory: String, id: String) throws -> Bool {
+    public static func revokeKey(directory: String, id: String, actor: String = "admin (cli)") throws -> Bool {
         let db = try openDirect(directory)
         let s = try db.prepare("UPDATE api_keys SET revoked_at=? WHERE id=? AND revoked_at IS NULL")
         s.bind(1, Int64(Date().timeIntervalSince1970 * 1000)); s.bind(2, id)
         _ = try s.step()
         let changed = db.changes > 0
-        if changed { try logActivity(db, ActivityEntry(actor: "admin (cli)", action: "api_key_revoked", target: id)) }
+        if changed { try logActivity(db, ActivityEntry(actor: actor, action: "api_key_revoked", target: id)) }
         return changed
     }
 

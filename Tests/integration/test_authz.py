@@ -296,3 +296,33 @@ def test_a_base64_secret_with_padding_is_taken_whole(tmp_path):
         assert status == 200
     finally:
         hub.stop()
+
+
+def test_keys_are_managed_over_http_with_keys_admin(world):
+    hub = world["hub"]
+    admin = {"X-API-Key": ADMIN}
+    # Without keys:admin: refused.
+    assert api(hub, "POST", "/api/keys", {"name": "x", "scopes": ["sessions:read"]}, {"X-API-Key": world["keys"]["key_scoped"]})[0] == 403
+    assert api(hub, "GET", "/api/keys", headers={})[0] == 401
+    status, bad = api(hub, "POST", "/api/keys", {"name": "x", "scopes": ["root"]}, admin)
+    assert status == 400 and "root" in bad["error"]["message"]
+    status, made = api(hub, "POST", "/api/keys", {"name": "reader", "scopes": ["sessions:read"], "per_minute": 5}, admin)
+    assert status == 201 and made["key"].startswith("chk_") and made["scopes"] == ["sessions:read"], made
+    reader = {"X-API-Key": made["key"]}
+    assert api(hub, "GET", "/api/sessions", headers=reader)[0] == 200
+    assert api(hub, "GET", "/api/activity", headers=reader)[0] == 403       # not its scope
+    # Every request made with a key counts toward its quota (5 a minute here), refused ones included.
+    status, usage = api(hub, "GET", f"/api/keys/{made['id']}/usage", headers=reader)
+    assert status == 200 and usage["minute"] == 3, usage
+    statuses = [api(hub, "GET", "/api/sessions", headers=reader)[0] for _ in range(5)]
+    assert statuses.count(429) >= 2, statuses
+    listed = api(hub, "GET", "/api/keys", headers=admin)[1]["keys"]
+    assert any(k["id"] == made["id"] and k["active"] for k in listed) and all("key" not in k for k in listed)
+    # Revoked: refused at once, not after a cache's lifetime.
+    assert api(hub, "DELETE", f"/api/keys/{made['id']}", headers=admin)[0] == 200
+    assert api(hub, "GET", "/api/sessions", headers=reader)[0] == 401
+    assert api(hub, "DELETE", f"/api/keys/{made['id']}", headers=admin)[0] == 404
+    # Key changes are in the activity log.
+    log = api(hub, "GET", "/api/activity?limit=200", headers=admin)[1]
+    actions = [e["action"] for e in log["activity"]]
+    assert "api_key_created" in actions and "api_key_revoked" in actions and "access_refused" in actions
