@@ -1,4 +1,34 @@
 import WebSocket
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A key that verifies tokens, and the one algorithm it verifies: HS256 for a shared secret, RS256 or
+/// ES256 for a public key. A token's `alg` must match its key's (no `none`, no HS/RS confusion).
+public enum TokenKey: Sendable {
+    case hmac([UInt8])
+    case publicKey(PublicKey)
+
+    public var algorithm: String {
+        switch self {
+        case .hmac: return "HS256"
+        case .publicKey(let k): return k.algorithm.rawValue
+        }
+    }
+}
+
+/// The keys tokens are checked with, shared by every session and endpoint, and replaced whole when the
+/// JWKS file is reloaded (SIGHUP).
+public final class TokenKeyring: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    private var keys: [String: TokenKey]
+    public init(_ keys: [String: TokenKey] = [:]) { self.keys = keys; pthread_mutex_init(&mutex, nil) }
+    deinit { pthread_mutex_destroy(&mutex) }
+    public func key(_ kid: String) -> TokenKey? { pthread_mutex_lock(&mutex); defer { pthread_mutex_unlock(&mutex) }; return keys[kid] }
+    public var isEmpty: Bool { pthread_mutex_lock(&mutex); defer { pthread_mutex_unlock(&mutex) }; return keys.isEmpty }
+    public var kids: [String] { pthread_mutex_lock(&mutex); defer { pthread_mutex_unlock(&mutex) }; return keys.keys.sorted() }
+    public func replace(_ new: [String: TokenKey]) { pthread_mutex_lock(&mutex); keys = new; pthread_mutex_unlock(&mutex) }
+}
 
 /// Claims of a CollabHub access token (an HS256 JWT).
 public struct TokenClaims: Sendable, Equatable {
@@ -29,16 +59,19 @@ public struct TokenError: Error, Equatable, CustomStringConvertible {
     public var closeCode: CloseCode { kind == .expired || kind == .notYetValid ? .unauthorized : .forbidden }
 }
 
-/// Verifies HS256 JSON Web Tokens (RFC 7519/7515) with OpenSSL's HMAC, compared in constant time.
-/// Only `HS256` is accepted (`none` and every other `alg` are refused, so a token cannot choose a
-/// weaker check); keys rotate by `kid` (a token without `kid` uses the key named `default`); times
-/// allow `skew` seconds of clock difference.
+/// Verifies JSON Web Tokens (RFC 7519/7515): HS256 with OpenSSL's HMAC compared in constant time, RS256
+/// and ES256 with OpenSSL's public-key verification. Each key verifies its own algorithm only (`none`
+/// and every mismatch are refused, so a token cannot choose a weaker check); keys rotate by `kid` (a
+/// token without `kid` uses the key named `default`); times allow `skew` seconds of clock difference.
 public struct TokenVerifier: Sendable {
-    public var keys: [String: [UInt8]]
+    public let keyring: TokenKeyring
     public var skew: Int64
-    public init(keys: [String: [UInt8]], skew: Int64 = 60) { self.keys = keys; self.skew = skew }
+    public init(keys: [String: [UInt8]], skew: Int64 = 60) {
+        keyring = TokenKeyring(keys.mapValues { .hmac($0) }); self.skew = skew
+    }
+    public init(keyring: TokenKeyring, skew: Int64 = 60) { self.keyring = keyring; self.skew = skew }
 
-    public var isEnabled: Bool { !keys.isEmpty }
+    public var isEnabled: Bool { !keyring.isEmpty }
 
     public static let roles = ["host", "editor", "viewer", "publisher"]
 
@@ -49,16 +82,26 @@ public struct TokenVerifier: Sendable {
               let header = try? JSONReader.readObject(headerBytes, maxDepth: 2) else {
             return .failure(TokenError(kind: .malformed, message: "token header is not base64url JSON"))
         }
-        guard header["alg"]?.string == "HS256" else {
-            return .failure(TokenError(kind: .algorithm, message: "token algorithm \(header["alg"]?.string ?? "missing") is not accepted (HS256 only)"))
+        let alg = header["alg"]?.string ?? "missing"
+        guard ["HS256", "RS256", "ES256"].contains(alg) else {
+            return .failure(TokenError(kind: .algorithm, message: "token algorithm \(alg) is not accepted (HS256, RS256, ES256)"))
         }
         let kid = header["kid"]?.string ?? "default"
-        guard let key = keys[kid] else { return .failure(TokenError(kind: .unknownKey, message: "unknown token key id \(kid)")) }
+        guard let key = keyring.key(kid) else { return .failure(TokenError(kind: .unknownKey, message: "unknown token key id \(kid)")) }
+        // The key decides the algorithm: an HS256 token checked against a public key (or the reverse) is refused.
+        guard key.algorithm == alg else {
+            return .failure(TokenError(kind: .algorithm, message: "key \(kid) verifies \(key.algorithm) tokens, not \(alg)"))
+        }
         guard let signature = Base64.decode(String(parts[2]), urlSafe: true) else {
             return .failure(TokenError(kind: .malformed, message: "token signature is not base64url"))
         }
-        let expected = Crypto.hmacSHA256(key: key, message: Array("\(parts[0]).\(parts[1])".utf8))
-        guard Crypto.constantTimeEquals(expected, signature) else {
+        let signed = Array("\(parts[0]).\(parts[1])".utf8)
+        let valid: Bool
+        switch key {
+        case .hmac(let secret): valid = Crypto.constantTimeEquals(Crypto.hmacSHA256(key: secret, message: signed), signature)
+        case .publicKey(let pk): valid = pk.verify(signed, signature: signature)
+        }
+        guard valid else {
             return .failure(TokenError(kind: .signature, message: "token signature does not match"))
         }
         guard let payloadBytes = Base64.decode(String(parts[1]), urlSafe: true),

@@ -153,6 +153,19 @@ public final class Server {
         for sig in [SIGINT, SIGTERM] {
             signals.append(Loop.Signal(loop: loop0, signal: sig) { [unowned self] in self.shutdown() })
         }
+        // SIGHUP: read the key files and the JWKS again (rotation without a restart). A file that cannot
+        // be used keeps the keys as they were.
+        signals.append(Loop.Signal(loop: loop0, signal: SIGHUP) { [unowned self] in
+            let sources = self.config.tokenKeySources
+            do {
+                let keys = try sources.load()
+                self.config.sessionPolicy.tokens.keyring.replace(keys)
+                print("collabhub: token keys reloaded (\(keys.keys.sorted().joined(separator: ", ")))")
+            } catch {
+                print("collabhub: token keys not reloaded: \(error)")
+            }
+            fflush(stdout)
+        })
     }
 
     /// Runs every loop; loop 0 on the calling thread. Returns after `shutdown()` completes.

@@ -42,6 +42,8 @@ struct Serve: ParsableCommand {
     @Option(help: "auto: open mode (anyone may do anything) only while no credential is configured; required: refuse to start without one.") var auth = "auto"
     @Option(help: "HS256 token key, as SECRET or KID=SECRET; repeat to rotate keys (or COLLABHUB_JWT_SECRET).") var jwtSecret: [String] = []
     @Option(help: "Seconds of clock skew allowed when checking token times.") var jwtSkew = 60
+    @Option(help: "RS256 or ES256 public key, as [KID=]PEM_FILE; repeatable (read again on SIGHUP).") var jwtPublicKey: [String] = []
+    @Option(help: "A JWKS document of RS256/ES256 keys (an identity provider's), read again on SIGHUP.") var jwks: String?
     @Option(help: "WebSocket connections allowed per client address (0: no limit).") var maxConnectionsPerAddress = 1000
     @Option(help: "Cursor updates per second per connection (burst: twice).") var limitCursor = 60.0
     @Option(help: "Chat messages per second per connection (burst: twice).") var limitChat = 5.0
@@ -122,9 +124,25 @@ struct Serve: ParsableCommand {
             }
             keys[kid] = Array(secret.utf8)
         }
-        config.sessionPolicy.tokens = TokenVerifier(keys: keys, skew: Int64(jwtSkew))
+        var sources = TokenKeySources()
+        sources.secrets = keys
+        for entry in jwtPublicKey {
+            if let eq = entry.firstIndex(of: "="), eq != entry.startIndex {
+                sources.publicKeyFiles.append((String(entry[..<eq]), String(entry[entry.index(after: eq)...])))
+            } else {
+                sources.publicKeyFiles.append(("default", entry))
+            }
+        }
+        sources.jwksFile = jwks
+        let loaded: [String: TokenKey]
+        do { loaded = try sources.load() } catch {
+            FileHandle.standardError.write(Data("collabhub: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        config.tokenKeySources = sources
+        config.sessionPolicy.tokens = TokenVerifier(keyring: TokenKeyring(loaded), skew: Int64(jwtSkew))
         // With tokens configured, sessions admit guests only when their creator says so.
-        if !keys.isEmpty { config.defaultGuestPolicy = "deny" }
+        if !loaded.isEmpty { config.defaultGuestPolicy = "deny" }
         config.maxConnectionsPerAddress = maxConnectionsPerAddress
         config.messageRates.cursor = limitCursor
         config.messageRates.chat = limitChat
