@@ -1,5 +1,6 @@
 import Foundation
 import Hub
+import Store
 import WebSocket
 
 /// What a request presented, resolved to principals: the one place where credentials are read, for
@@ -95,6 +96,15 @@ extension Server {
         return a
     }
 
+    /// The client's address for the activity log: the socket's peer, unless that peer is a proxy named in
+    /// `--trusted-proxies`, whose `X-Forwarded-For` then names the client (its last entry: the one the
+    /// trusted proxy added; earlier ones are whatever the client sent).
+    func clientAddress(_ head: HTTPRequestHead, peer: String) -> String {
+        guard config.trustedProxies.contains(peer), let xff = head.header("X-Forwarded-For") else { return peer }
+        let last = xff.split(separator: ",").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        return last.isEmpty || last.utf8.count > 64 ? peer : last
+    }
+
     /// One bearer credential: the admin key, an API key (checked against its quota), or a token.
     func principal(bearer given: String, access a: inout Access) -> Principal? {
         if let admin = config.adminKey, Crypto.constantTimeEquals(Array(given.utf8), Array(admin.utf8)) { return .admin }
@@ -117,5 +127,30 @@ extension Server {
             return claims.principal
         }
         return nil
+    }
+}
+
+/// Authentication failures for the activity log, aggregated per client address and minute: the first of
+/// a minute is written at once, the rest are counted and written as one entry when the minute is over,
+/// so a flood of bad credentials cannot fill the log (at most 10,000 addresses are tracked).
+final class AuthFailures: @unchecked Sendable {
+    private let lock = NSLock()
+    private var minute = 0
+    private var counts: [String: Int] = [:]
+    static let maxAddresses = 10_000
+
+    func record(_ address: String, what: String, store: TranscriptStore, now: Double = Date().timeIntervalSince1970) {
+        let m = Int(now / 60)
+        lock.lock()
+        var flush: [String: Int] = [:]
+        if m != minute { flush = counts.filter { $0.value > 1 }; counts = [:]; minute = m }
+        let first = counts[address] == nil
+        if first && counts.count >= Self.maxAddresses { lock.unlock(); return }
+        counts[address, default: 0] += 1
+        lock.unlock()
+        for (addr, n) in flush {
+            store.record(ActivityEntry(actor: "anonymous", action: "auth_failed", address: addr, details: "\(n) failures in the minute before"))
+        }
+        if first { store.record(ActivityEntry(actor: "anonymous", action: "auth_failed", address: address, details: what)) }
     }
 }

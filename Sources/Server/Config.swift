@@ -49,6 +49,8 @@ public struct Config: Sendable {
     public var adminKey: String?
     /// Refuse to start without any credential configured (`--auth required`).
     public var authRequired = false
+    /// Peers whose `X-Forwarded-For` names the client in the activity log (nobody else's is believed).
+    public var trustedProxies: Set<String> = []
     /// Where the token keys in `sessionPolicy.tokens` came from (read again on SIGHUP).
     public var tokenKeySources = TokenKeySources()
     /// PEM certificate chain and key: serve wss:// and https:// instead of ws:// and http://.

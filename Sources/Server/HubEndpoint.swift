@@ -126,7 +126,10 @@ final class HubEndpoint: Endpoint {
         // The same admission as a join: a token for this session, its host key, guests where the
         // session admits them, or (for backends) an API key with transcripts:read; a refusal counts
         // toward the failed-join throttle.
-        if let refusal = replayAdmission(connection, obj, info) { return failedJoin(connection, refusal) }
+        if let refusal = replayAdmission(connection, obj, info) {
+            hub.context.server.authFailures.record(connection.peer, what: "replay of \(code): \(refusal.message)", store: hub.store)
+            return failedJoin(connection, refusal)
+        }
         hub.store.record(ActivityEntry(actor: "replay", action: "transcript_replayed", target: code, session: code, address: connection.peer))
         let from = obj["from"]?.int ?? 0
         let speed = obj["speed"]?.double ?? 1

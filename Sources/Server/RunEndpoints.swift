@@ -33,7 +33,9 @@ final class WatchEndpoint: Endpoint {
                     // set headers on the upgrade).
                     switch runs.context.config.sessionPolicy.tokens.verify(token, now: Int64(Date().timeIntervalSince1970)) {
                     case .success(let claims): if !c.principals.contains(claims.principal) { c.principals.append(claims.principal) }
-                    case .failure(let e): return invalid(c, MessageError(e.closeCode == .unauthorized ? "token_expired" : "unauthorized", e.message, field: "token"))
+                    case .failure(let e):
+                        runs.context.server.authFailures.record(c.peer, what: "/watch token: \(e.message)", store: runs.store)
+                        return invalid(c, MessageError(e.closeCode == .unauthorized ? "token_expired" : "unauthorized", e.message, field: "token"))
                     }
                 }
                 guard c.principals.contains(where: { Authorization.allows($0, .watch(channel.name)) }) || runs.context.server.openMode else {

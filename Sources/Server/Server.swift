@@ -42,6 +42,8 @@ public final class Server {
     let directory: SessionDirectory
     /// Open WebSocket connections per client address, across loops.
     let addresses = AddressCounts()
+    /// Authentication failures, aggregated for the activity log.
+    let authFailures = AuthFailures()
     private var signals: [Loop.Signal] = []
     private var housekeeping: [Loop.Timer] = []
     private var retentionTimer: Loop.Timer?

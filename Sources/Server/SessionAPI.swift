@@ -28,11 +28,14 @@ final class SessionAPI {
         let code = parts[1] == "sessions" && parts.count >= 3 ? SessionCode.normalize(parts[2]) : nil
         let bodyHostKey = parts.count == 4 && parts[3] == "end" ? (try? JSONReader.readObject(body))?["host_key"]?.string : nil
         let access = server.access(head, session: code, hostKey: bodyHostKey)
+        let client = server.clientAddress(head, peer: connection.peer)
         func authorized(_ surface: Surface, _ route: () -> Response?) -> Response? {
             if let refusal = access.check(surface) {
-                if access.presented && access.failure == nil {
+                if refusal.status.code == 401 && access.presented {
+                    server.authFailures.record(client, what: "\(head.method) \(head.path): \(surface.describe)", store: store)
+                } else if access.presented && access.failure == nil {
                     store.record(ActivityEntry(actor: access.keyId.map { "key \($0)" } ?? "anonymous", action: "access_refused",
-                                               target: head.path, address: connection.peer, details: "\(head.method): \(surface.describe)"))
+                                               target: head.path, address: client, details: "\(head.method): \(surface.describe)"))
                 }
                 return refusal
             }
@@ -63,7 +66,7 @@ final class SessionAPI {
         case ("GET", 4, "sessions") where parts[3] == "transcript":
             return authorized(.readTranscript(code!)) {
                 store.record(ActivityEntry(actor: access.keyId.map { "key \($0)" } ?? "api", action: "transcript_read", target: code!,
-                                           session: code!, address: connection.peer, details: head.query["format"]))
+                                           session: code!, address: client, details: head.query["format"]))
                 return transcript(parts[2], head, connection)
             }
         case ("POST", 4, "sessions") where parts[3] == "end": return authorized(.endSession(code!)) { end(parts[2], head, body, connection) }

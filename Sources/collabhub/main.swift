@@ -39,6 +39,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Seconds a session may stay without members before it ends.") var sessionIdleTtl = 86400.0
     @Option(name: [.customLong("admin-key"), .customLong("publish-key")],
             help: "The operator's admin key: every scope (at least 16 bytes; or COLLABHUB_ADMIN_KEY). --publish-key is its old name.") var adminKey: String?
+    @Option(help: "Proxy addresses whose X-Forwarded-For names the client in the activity log (comma-separated).") var trustedProxies: String?
     @Option(help: "auto: open mode (anyone may do anything) only while no credential is configured; required: refuse to start without one.") var auth = "auto"
     @Option(help: "HS256 token key, as SECRET or KID=SECRET; repeat to rotate keys (or COLLABHUB_JWT_SECRET).") var jwtSecret: [String] = []
     @Option(help: "Seconds of clock skew allowed when checking token times.") var jwtSkew = 60
@@ -154,6 +155,7 @@ struct Serve: ParsableCommand {
             throw ExitCode(2)
         }
         config.authRequired = auth == "required"
+        config.trustedProxies = Set((trustedProxies ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
         config.allowedOrigins = allowedOrigins?.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
         let server: Server
         do {

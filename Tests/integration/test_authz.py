@@ -326,3 +326,27 @@ def test_keys_are_managed_over_http_with_keys_admin(world):
     log = api(hub, "GET", "/api/activity?limit=200", headers=admin)[1]
     actions = [e["action"] for e in log["activity"]]
     assert "api_key_created" in actions and "api_key_revoked" in actions and "access_refused" in actions
+
+
+def test_auth_failures_are_logged_once_a_minute_per_address_and_proxies_only_when_trusted(tmp_path):
+    hub = conftest.Hub("--admin-key", ADMIN, "--trusted-proxies", "127.0.0.1", data_dir=str(tmp_path)).start()
+    try:
+        for _ in range(50):
+            assert api(hub, "GET", "/api/sessions", headers={"X-API-Key": "chk_nope_nope"})[0] == 401
+        log = api(hub, "GET", "/api/activity?limit=500")[1]["activity"]
+        failed = [e for e in log if e["action"] == "auth_failed"]
+        assert len(failed) == 1, failed    # 50 failures, one entry (the rest are summed up when the minute ends)
+        # The loopback peer is a trusted proxy here: its X-Forwarded-For (last hop) names the client.
+        api(hub, "GET", "/api/sessions", headers={"X-API-Key": "chk_bad_bad", "X-Forwarded-For": "198.51.100.7, 203.0.113.9"})
+        log = api(hub, "GET", "/api/activity?limit=500")[1]["activity"]
+        assert any(e["action"] == "auth_failed" and e.get("address") == "203.0.113.9" for e in log), log[:5]
+    finally:
+        hub.stop()
+    untrusted = conftest.Hub("--admin-key", ADMIN, data_dir=str(tmp_path / "u")).start()
+    try:
+        api(untrusted, "GET", "/api/sessions", headers={"X-API-Key": "chk_bad_bad", "X-Forwarded-For": "203.0.113.9"})
+        log = api(untrusted, "GET", "/api/activity?limit=500")[1]["activity"]
+        assert all(e.get("address") != "203.0.113.9" for e in log)
+        assert any(e["action"] == "auth_failed" and e.get("address") == "127.0.0.1" for e in log), log[:5]
+    finally:
+        untrusted.stop()
