@@ -22,6 +22,8 @@ public enum Scope: String, CaseIterable, Sendable {
     case keysAdmin = "keys:admin"
     /// Managing webhooks.
     case webhooksAdmin = "webhooks:admin"
+    /// `GET /metrics` (a Prometheus scraper's key).
+    case metricsRead = "metrics:read"
 
     public struct Unknown: Error { public let name: String }
 
@@ -76,6 +78,7 @@ public enum Surface: Equatable, Sendable {
     case watch(String)
     case manageKeys
     case manageWebhooks
+    case readMetrics
 }
 
 public enum Authorization {
@@ -103,6 +106,7 @@ public enum Authorization {
             case .readRuns, .readRun, .watch: return scopes.contains(.runsRead)
             case .manageKeys: return scopes.contains(.keysAdmin)
             case .manageWebhooks: return scopes.contains(.webhooksAdmin)
+            case .readMetrics: return scopes.contains(.metricsRead)
             }
         case .host(let session):
             switch s {

@@ -46,6 +46,7 @@ extension Surface {
         case .watch(let ch): return "watching \(ch) (a watcher token whose channels cover it, or scope runs:read)"
         case .manageKeys: return "managing API keys (scope keys:admin)"
         case .manageWebhooks: return "managing webhooks (scope webhooks:admin)"
+        case .readMetrics: return "reading /metrics (scope metrics:read)"
         }
     }
 }

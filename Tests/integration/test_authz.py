@@ -56,7 +56,7 @@ def make_key(data, name, scopes, runs=None):
     return re.search(r"key: (\S+)", out).group(1)
 
 
-ALL_SCOPES = "sessions:create,sessions:read,sessions:write,transcripts:read,runs:publish,runs:read,activity:read"
+ALL_SCOPES = "sessions:create,sessions:read,sessions:write,transcripts:read,runs:publish,runs:read,activity:read,metrics:read"
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +106,7 @@ MATRIX = [
     ("GET", "/api/sessions/{code}/transcript?format=ndjson", None, {"viewer", "editor", "host", "host_key", "key_scoped", "admin"}, 200),
     ("PATCH", "/api/sessions/{code}", {"title": "renamed"}, {"host", "host_key", "key_scoped", "admin"}, 200),
     ("GET", "/api/activity", None, {"key_scoped", "admin"}, 200),
+    ("GET", "/metrics", None, {"key_scoped", "admin"}, 200),
     ("GET", "/api/runs", None, {"key_scoped", "admin"}, 200),
     ("GET", "/api/runs/r1", None, {"watcher", "key_scoped", "admin"}, 200),
     ("POST", "/api/runs/r1/events", {"type": "log", "line": "x"}, {"key_scoped", "admin"}, 202),

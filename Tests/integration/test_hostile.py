@@ -86,8 +86,10 @@ class RSSWatch:
 
 
 def http_get(hub, path, timeout=10):
+    """A GET, with the hub's admin key when it has one (/metrics needs metrics:read on a closed hub)."""
+    headers = {"X-API-Key": hub.admin_key} if getattr(hub, "admin_key", None) else {}
     try:
-        with urllib.request.urlopen(hub.http + path, timeout=timeout) as r:
+        with urllib.request.urlopen(urllib.request.Request(hub.http + path, headers=headers), timeout=timeout) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
