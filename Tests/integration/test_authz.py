@@ -351,3 +351,30 @@ def test_auth_failures_are_logged_once_a_minute_per_address_and_proxies_only_whe
         assert any(e["action"] == "auth_failed" and e.get("address") == "127.0.0.1" for e in log), log[:5]
     finally:
         untrusted.stop()
+
+
+def test_a_resume_with_a_fresh_token_keeps_the_member(world):
+    """A client whose token expired reconnects within the grace with a fresh token for the same person
+    (as the browser client's getToken does): the same member resumes, nobody sees it leave and rejoin."""
+    hub, code = world["hub"], world["code"]
+
+    async def main():
+        watcher = await Client.connect(hub, code, validate=False)
+        await watcher.join("Host", host_key=world["host_key"])
+        c = await Client.connect(hub, code, validate=False)
+        first = await c.join("Ann", token=token(sub="grace", session=code, role="editor", exp=int(time.time()) + 60))
+        await c.ws.close()
+        await asyncio.sleep(0.3)
+        d = await Client.connect(hub, code, validate=False)
+        again = await d.join("Ann", token=token(sub="grace", session=code, role="editor", exp=int(time.time()) + 3600),
+                             resume_from=first["seq"])
+        assert again["you"]["id"] == first["you"]["id"], (first["you"], again["you"])
+        seen = []
+        try:
+            while True:
+                seen.append(await watcher.recv(timeout=1))
+        except asyncio.TimeoutError:
+            pass
+        leaves = [m for m in seen if m["type"] == "presence" and m.get("leaves")]
+        assert not leaves, leaves
+    run(main())
