@@ -32,7 +32,12 @@ final class WatchEndpoint: Endpoint {
                     // A token sent with a subscribe joins what the socket presented (a browser cannot
                     // set headers on the upgrade).
                     switch runs.context.config.sessionPolicy.tokens.verify(token, now: Int64(Date().timeIntervalSince1970)) {
-                    case .success(let claims): if !c.principals.contains(claims.principal) { c.principals.append(claims.principal) }
+                    case .success(let claims):
+                        // Bounded: a socket keeps the last 16 credentials it presented.
+                        if !c.principals.contains(claims.principal) {
+                            if c.principals.count >= 16 { c.principals.removeFirst() }
+                            c.principals.append(claims.principal)
+                        }
                     case .failure(let e):
                         runs.context.server.authFailures.record(c.peer, what: "/watch token: \(e.message)", store: runs.store)
                         return invalid(c, MessageError(e.closeCode == .unauthorized ? "token_expired" : "unauthorized", e.message, field: "token"))
