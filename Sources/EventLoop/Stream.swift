@@ -140,9 +140,10 @@ open class Stream {
         // Closing after a flush: the timer set then is the deadline, whether or not the peer ever read
         // what was queued or answered our close.
         if isClosing && !lingering {
-            // Still writing its last output: a peer that reads on gets more time; one that stopped doesn't.
-            let idle = loop.now - lastWriteAt
-            if idle < lingerSeconds { setTimer(lingerSeconds - idle); return }
+            // Still writing its last output: a peer that reads on gets more time, up to twice the linger
+            // (a trickle of reads does not keep a closing socket); one that stopped reading gets none.
+            let now = loop.now, idle = now - lastWriteAt
+            if idle < lingerSeconds && now < closeDeadline { setTimer(min(lingerSeconds - idle, closeDeadline - now)); return }
         }
         if lingering || isClosing { close(); return }
         let now = loop.now
@@ -286,6 +287,13 @@ open class Stream {
         outputLimit = .max  // what follows is the goodbye (a close frame), which must get through
         dropQueuedOutput()
         if !isClosed { outputLimitExceeded() }
+    }
+
+    /// Lifts the output limit (a client being cut off gets its close frame through).
+    public func liftOutputLimit() {
+        isOverLimit = false
+        outputLimit = .max
+        discard = nil
     }
 
     /// Throws away everything queued (a client cut off for not reading), so a close frame goes next.
@@ -437,9 +445,11 @@ open class Stream {
         guard !isClosed, !isClosing else { return }
         isClosing = true
         self.lingerSeconds = lingerSeconds
+        closeDeadline = loop.now + 2 * lingerSeconds
         if out.isEmpty { beginLinger() } else { markDirty(); setTimer(lingerSeconds) }
     }
     private var lingerSeconds: Double = 2
+    private var closeDeadline = Double.infinity
 
     private func beginLinger() {
         lingering = true

@@ -56,9 +56,14 @@ public enum Principal: Equatable, Sendable {
 }
 
 extension Principal {
-    public func hasScope(_ scope: Scope) -> Bool {
-        if case .apiKey(_, let scopes, _) = self { return scopes.contains(scope) }
-        return self == .admin
+    /// Whether it may publish to any run at all (a `/publish` socket is refused otherwise; each event is
+    /// then checked against its run).
+    public var mayPublishSomeRun: Bool {
+        switch self {
+        case .admin, .anonymous(openMode: true): return true
+        case .apiKey(_, let scopes, _): return scopes.contains(.runsPublish)
+        default: return false
+        }
     }
 }
 
@@ -89,8 +94,10 @@ public enum Authorization {
         case .anonymous(let open):
             // Open mode opens the hub, not other people's sessions: changing or ending one still
             // takes its host key (or a host token).
+            // Nor does it hand out keys: a key made in open mode would close the hub with its maker
+            // holding the only credential (keys are made with the CLI, or with keys:admin).
             switch s {
-            case .changeSession, .endSession: return false
+            case .changeSession, .endSession, .manageKeys: return false
             default: return open
             }
         case .admin:

@@ -239,13 +239,15 @@ public final class Session {
         if isHost { role = "host" }
         if let member = members.first(where: { $0.key == key && !$0.leaving }) {
             // A token's role is the member's role from now on (a demoted token demotes every tab).
-            if member.role != role && key.hasPrefix("sub:") {
+            let holdsHostKey = member.connections.contains { $0.membership?.viaHostKey == true }
+            if member.role != role && key.hasPrefix("sub:") && !(member.role == "host" && holdsHostKey) {
                 member.role = role
                 if member.announced { broadcastPresenceUpdate(member) }
             }
             // A `client_id` is no credential: it joins an existing member only with that member's role
-            // (a guest who learned the host's client_id does not become the host).
-            guard member.role == role else {
+            // (a guest who learned the host's client_id does not become the host). A token for the same
+            // person joins whatever the role (a host-key holder stays host).
+            guard member.role == role || key.hasPrefix("sub:") else {
                 send(client, Wire.error("forbidden", "this identity is in the session with another role", field: request.token != nil ? "token" : "client_id"))
                 client.disconnect(.forbidden, "identity in use with another role")
                 return

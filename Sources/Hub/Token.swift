@@ -20,14 +20,19 @@ public enum TokenKey: Sendable {
 /// The keys tokens are checked with, shared by every session and endpoint, and replaced whole when the
 /// JWKS file is reloaded (SIGHUP).
 public final class TokenKeyring: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
+    /// On the heap: a mutex must not move, and a stored property passed as `&` may.
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private var keys: [String: TokenKey]
-    public init(_ keys: [String: TokenKey] = [:]) { self.keys = keys; pthread_mutex_init(&mutex, nil) }
-    deinit { pthread_mutex_destroy(&mutex) }
-    public func key(_ kid: String) -> TokenKey? { pthread_mutex_lock(&mutex); defer { pthread_mutex_unlock(&mutex) }; return keys[kid] }
-    public var isEmpty: Bool { pthread_mutex_lock(&mutex); defer { pthread_mutex_unlock(&mutex) }; return keys.isEmpty }
-    public var kids: [String] { pthread_mutex_lock(&mutex); defer { pthread_mutex_unlock(&mutex) }; return keys.keys.sorted() }
-    public func replace(_ new: [String: TokenKey]) { pthread_mutex_lock(&mutex); keys = new; pthread_mutex_unlock(&mutex) }
+    public init(_ keys: [String: TokenKey] = [:]) {
+        self.keys = keys
+        mutex = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+    }
+    deinit { pthread_mutex_destroy(mutex); mutex.deallocate() }
+    public func key(_ kid: String) -> TokenKey? { pthread_mutex_lock(mutex); defer { pthread_mutex_unlock(mutex) }; return keys[kid] }
+    public var isEmpty: Bool { pthread_mutex_lock(mutex); defer { pthread_mutex_unlock(mutex) }; return keys.isEmpty }
+    public var kids: [String] { pthread_mutex_lock(mutex); defer { pthread_mutex_unlock(mutex) }; return keys.keys.sorted() }
+    public func replace(_ new: [String: TokenKey]) { pthread_mutex_lock(mutex); keys = new; pthread_mutex_unlock(mutex) }
 }
 
 /// Claims of a CollabHub access token (an HS256 JWT).
@@ -46,6 +51,8 @@ public struct TokenClaims: Sendable, Equatable {
     /// What the token lets its holder do outside a session's own admission.
     public var principal: Principal {
         if let channels { return .watcher(channels: channels) }
+        // A publisher token names a backend, not a person: it reads no session.
+        if role == "publisher" { return .member(session: "", role: role) }
         return .member(session: session, role: role)
     }
 }

@@ -25,6 +25,30 @@ final class APIKeys: @unchecked Sendable {
 
     init(store: TranscriptStore) { self.store = store }
 
+    /// A key's record, from the cache when it is fresh (a few seconds), else from the store.
+    private func cachedRecord(_ id: String, now t: Double) -> APIKeyRecord? {
+        lock.lock()
+        var entry = cache[id]
+        lock.unlock()
+        if entry == nil || t - entry!.fetched > Self.cacheSeconds {
+            entry = (store.key(id: id), t)
+            lock.lock()
+            if cache.count >= Self.maxCached {
+                // Bounded: stale entries go first; if none is stale, the cache starts over.
+                cache = cache.filter { t - $0.value.fetched <= Self.cacheSeconds }
+                if cache.count >= Self.maxCached { cache.removeAll() }
+            }
+            cache[id] = entry
+            lock.unlock()
+        }
+        return entry?.record
+    }
+
+    /// Whether a key (presented earlier, on a socket that is still open) is still active.
+    func isActive(_ id: String, now: Double = Date().timeIntervalSince1970) -> Bool {
+        cachedRecord(id, now: now).map { $0.revokedAt == nil } ?? false
+    }
+
     /// Forgets what is cached about a key (revoked or created through the API: effective at once).
     func forget(_ id: String) {
         lock.lock(); cache[id] = nil; anyActiveCache = nil; lock.unlock()
@@ -56,21 +80,8 @@ final class APIKeys: @unchecked Sendable {
         guard parts.count == 3, parts[0] == "chk", Self.isToken(parts[1]), Self.isToken(parts[2]) else { return .unknown }
         let id = String(parts[1]), secret = String(parts[2])
         let t = now.timeIntervalSince1970
-        lock.lock()
-        var entry = cache[id]
-        lock.unlock()
-        if entry == nil || t - entry!.fetched > Self.cacheSeconds {
-            entry = (store.key(id: id), t)
-            lock.lock()
-            if cache.count >= Self.maxCached {
-                // Bounded: stale entries go first; if none is stale, the cache starts over.
-                cache = cache.filter { t - $0.value.fetched <= Self.cacheSeconds }
-                if cache.count >= Self.maxCached { cache.removeAll() }
-            }
-            cache[id] = entry
-            lock.unlock()
-        }
-        guard let record = entry?.record, record.revokedAt == nil,
+        let entry = cachedRecord(id, now: t)
+        guard let record = entry, record.revokedAt == nil,
               Crypto.constantTimeEquals(Crypto.sha256(Array(secret.utf8)), record.secretSHA256) else { return .unknown }
 
         let minute = Int(t / 60), hour = Int(t / 3600)

@@ -54,8 +54,13 @@ extension Surface {
 extension Server {
     /// No token keys, no admin key and no active API key: anyone who reaches the port may do anything
     /// (for development; said on start-up, on /healthz and on the pages).
+    /// Once any credential has existed, the hub stays closed until it restarts: revoking the last key,
+    /// a JWKS reload or a failed read never opens it.
     public var openMode: Bool {
-        !config.sessionPolicy.tokens.isEnabled && config.adminKey == nil && !(api?.keys.anyActive() ?? false)
+        if closedLatch.isSet { return false }
+        let open = !config.sessionPolicy.tokens.isEnabled && config.adminKey == nil && !(api?.keys.anyActive() ?? true)
+        if !open { closedLatch.set() }
+        return open
     }
 
     public static let openModeNotice = "open mode: anyone who reaches this port can read and write everything"
@@ -67,13 +72,10 @@ extension Server {
         var a = Access()
         var bearers: [String] = []
         if let k = head.header("X-API-Key") { bearers.append(k) }
-        if let auth = head.header("Authorization") {
-            guard auth.hasPrefix("Bearer ") else {
-                a.presented = true
-                a.failure = .error(.unauthorized, "unauthorized", "Authorization must be Bearer", headers: [("WWW-Authenticate", "Bearer")])
-                return a
-            }
-            bearers.append(String(auth.dropFirst(7)))
+        // Bearer credentials only (the scheme is case-insensitive); other schemes (a proxy's Basic
+        // auth, say) are not ours and are left alone.
+        if let auth = head.header("Authorization"), auth.utf8.count > 7, auth.prefix(7).lowercased() == "bearer " {
+            bearers.append(String(auth.dropFirst(7)).trimmingCharacters(in: .whitespaces))
         }
         if upgrade {
             let q = head.query
@@ -91,6 +93,9 @@ extension Server {
             a.presented = true
             if let info = directory.info(code), Crypto.constantTimeEquals(Array(given.utf8), Array(info.hostKey.utf8)) {
                 a.principals.append(.host(session: code))
+            } else if a.failure == nil && a.principals.isEmpty {
+                // A host key that opens nothing is no credential: 401, counted like any failed one.
+                a.failure = .error(.unauthorized, "unauthorized", "wrong host key for session \(code)")
             }
         }
         if openMode { a.principals.append(.anonymous(openMode: true)) }
@@ -104,6 +109,15 @@ extension Server {
         guard config.trustedProxies.contains(peer), let xff = head.header("X-Forwarded-For") else { return peer }
         let last = xff.split(separator: ",").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
         return last.isEmpty || last.utf8.count > 64 ? peer : last
+    }
+
+    /// What a long-lived socket presented, less the API keys revoked since (checked per message, so a
+    /// revocation reaches open sockets too).
+    func current(_ principals: [Principal]) -> [Principal] {
+        principals.filter {
+            if case .apiKey(let id, _, _) = $0 { return api?.keys.isActive(id) ?? false }
+            return true
+        }
     }
 
     /// One bearer credential: the admin key, an API key (checked against its quota), or a token.
@@ -135,6 +149,9 @@ extension Server {
 /// a minute is written at once, the rest are counted and written as one entry when the minute is over,
 /// so a flood of bad credentials cannot fill the log (at most 10,000 addresses are tracked).
 final class AuthFailures: @unchecked Sendable {
+    /// The activity-log action written (`auth_failed`, `access_refused`).
+    let action: String
+    init(action: String = "auth_failed") { self.action = action }
     private let lock = NSLock()
     private var minute = 0
     private var counts: [String: Int] = [:]
@@ -150,8 +167,16 @@ final class AuthFailures: @unchecked Sendable {
         counts[address, default: 0] += 1
         lock.unlock()
         for (addr, n) in flush {
-            store.record(ActivityEntry(actor: "anonymous", action: "auth_failed", address: addr, details: "\(n) failures in the minute before"))
+            store.record(ActivityEntry(actor: "anonymous", action: action, address: addr, details: "\(n - 1) more in the minute before"))
         }
-        if first { store.record(ActivityEntry(actor: "anonymous", action: "auth_failed", address: address, details: what)) }
+        if first { store.record(ActivityEntry(actor: "anonymous", action: action, address: address, details: what)) }
     }
+}
+
+/// A flag that, once set, stays set (thread-safe).
+final class Latch: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+    func set() { lock.lock(); value = true; lock.unlock() }
 }

@@ -290,7 +290,7 @@ final class Connection: Stream {
                 return finishUpgradeRefusal(failure)
             }
             principals = access.principals
-            if head.path == "/publish" && !principals.contains(where: { $0 == .admin || $0 == .anonymous(openMode: true) || $0.hasScope(.runsPublish) }) {
+            if head.path == "/publish" && !principals.contains(where: { $0.mayPublishSomeRun }) {
                 context.metrics.handshakesFailed.add()
                 failHTTP(access.presented ? .forbidden : .unauthorized, "publishing needs the admin key or an API key with scope runs:publish (?key= or X-API-Key)")
                 return
@@ -562,6 +562,7 @@ final class Connection: Stream {
         cutOff = true
         if count { context.metrics.slowConsumerDrops.add() }
         coalesced = [:]; coalescedOrder = []; coalescedBytes = 0
+        liftOutputLimit()
         dropQueuedOutput()
         if isClosing { return close() }
         fail(.slowConsumer, "too far behind; resume from your last seq")

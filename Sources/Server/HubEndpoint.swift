@@ -156,6 +156,9 @@ final class HubEndpoint: Endpoint {
                     return
                 }
                 let replayer = Replayer(connection: connection, code: code, store: store, worker: worker, summary: summary, first: first, speed: speed)
+                // The slot is held while the replay plays (a finished replay can seek back: it then
+                // plays without one; the per-loop cap bounds the pages held, not the sockets).
+                replayer.onFinish = { [weak self] in self?.activeReplays -= 1 }
                 connection.replayer = replayer
                 replayer.start()
             }
@@ -202,7 +205,7 @@ final class HubEndpoint: Endpoint {
     }
 
     func closed(_ connection: Connection) {
-        if let r = connection.replayer { r.stop(); activeReplays -= 1 }
+        connection.replayer?.stop()   // frees its slot if it still held one
         connection.replayer = nil
         connection.membership?.session.disconnected(connection, graceful: !connection.timedOut)
     }

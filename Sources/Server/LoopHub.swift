@@ -67,8 +67,11 @@ final class LoopHub: SessionHost, HubMetrics {
     }
 
     func sessionFinished(_ session: Session) {
-        sessions[session.code] = nil
-        emptySince[session.code] = nil
+        // Only this object: an evicted session finishing late must not remove its successor.
+        if sessions[session.code] === session {
+            sessions[session.code] = nil
+            emptySince[session.code] = nil
+        }
         directory.ended(session.info, store: store)
     }
 

@@ -30,6 +30,8 @@ final class Replayer {
     private var paused = false
     private var finished = false
     private var timer: Loop.Timer?
+    /// Called once when the replay has sent everything (its slot is free again).
+    var onFinish: (() -> Void)?
     /// Transcript time and loop time of the last item sent (nil: the next item is due at once).
     private var lastTs: Int64?
     private var lastDue = 0.0
@@ -176,7 +178,14 @@ final class Replayer {
         return i < page.count ? i : nil
     }
 
-    func stop() { cancelTimer(); finished = true }
+    /// The connection closed: stop, and free the slot if it was still held.
+    func stop() {
+        cancelTimer()
+        finished = true
+        let done = onFinish
+        onFinish = nil
+        done?()
+    }
 
     private func cancelTimer() { timer?.cancel(); timer = nil }
 
@@ -191,6 +200,9 @@ final class Replayer {
                 if exhausted {
                     finished = true
                     connection.sendText("{\"type\":\"replay_finished\"}")
+                    let done = onFinish
+                    onFinish = nil
+                    done?()
                     return
                 }
                 guard let last = page.last(where: { $0.seq != nil }) ?? page.last else { return }

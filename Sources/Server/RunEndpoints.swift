@@ -43,7 +43,8 @@ final class WatchEndpoint: Endpoint {
                         return invalid(c, MessageError(e.closeCode == .unauthorized ? "token_expired" : "unauthorized", e.message, field: "token"))
                     }
                 }
-                guard c.principals.contains(where: { Authorization.allows($0, .watch(channel.name)) }) || runs.context.server.openMode else {
+                guard runs.context.server.current(c.principals).contains(where: { Authorization.allows($0, .watch(channel.name)) })
+                        || runs.context.server.openMode else {
                     return invalid(c, MessageError("forbidden", "watching \(channel.name) needs a watcher token whose channels cover it, or an API key with scope runs:read", field: "channel"))
                 }
                 if let e = runs.subscribe(c, channel, resumeFrom: resume) { invalid(c, e) }
@@ -85,11 +86,12 @@ final class PublishEndpoint: Endpoint {
         let ref = obj["id"]?.string
         let events: [RunEvent]
         do { events = try RunAPI.events(from: obj) } catch let e as MessageError { return c.sendError(e) } catch { return }
-        guard c.principals.contains(where: { Authorization.allows($0, .publishRun(run)) }) else {
+        let principals = runs.context.server.current(c.principals)
+        guard principals.contains(where: { Authorization.allows($0, .publishRun(run)) }) else {
             return c.sendError(MessageError("forbidden", "this key may not publish to run \(run)", field: "run", ref: ref))
         }
         for e in events {
-            if let code = e.session.flatMap(SessionCode.normalize), !c.principals.contains(where: { Authorization.allows($0, .changeSession(code)) }) {
+            if let code = e.session.flatMap(SessionCode.normalize), !principals.contains(where: { Authorization.allows($0, .changeSession(code)) }) {
                 return c.sendError(MessageError("forbidden", "attaching run \(run) to session \(code) needs scope sessions:write", field: "session", ref: ref))
             }
         }

@@ -44,6 +44,9 @@ public final class Server {
     let addresses = AddressCounts()
     /// Authentication failures, aggregated for the activity log.
     let authFailures = AuthFailures()
+    let accessRefusals = AuthFailures(action: "access_refused")
+    /// Set once the hub had a credential: it is not in open mode again before a restart.
+    let closedLatch = Latch()
     private var signals: [Loop.Signal] = []
     private var housekeeping: [Loop.Timer] = []
     private var retentionTimer: Loop.Timer?

@@ -31,11 +31,12 @@ final class SessionAPI {
         let client = server.clientAddress(head, peer: connection.peer)
         func authorized(_ surface: Surface, _ route: () -> Response?) -> Response? {
             if let refusal = access.check(surface) {
+                // Failures (401) and refusals by scope (403) are logged once per address and minute each,
+                // the rest of the minute's summed up: a flood cannot fill the log.
                 if refusal.status.code == 401 && access.presented {
                     server.authFailures.record(client, what: "\(head.method) \(head.path): \(surface.describe)", store: store)
                 } else if access.presented && access.failure == nil {
-                    store.record(ActivityEntry(actor: access.keyId.map { "key \($0)" } ?? "anonymous", action: "access_refused",
-                                               target: head.path, address: client, details: "\(head.method): \(surface.describe)"))
+                    server.accessRefusals.record(client, what: "\(access.keyId.map { "key \($0): " } ?? "")\(head.method) \(head.path): \(surface.describe)", store: store)
                 }
                 return refusal
             }

@@ -34,8 +34,9 @@ public struct TokenKeySources: Sendable {
         return keys
     }
 
-    /// A JWKS document (`{"keys": [{"kid", "kty", "alg"?, "use"?, ...}]}`): every RSA or P-256 signing
-    /// key with a `kid`. A key whose `alg` disagrees with its type is refused, not guessed at.
+    /// A JWKS document (`{"keys": [{"kid", "kty", "alg"?, "use"?, ...}]}`): every RSA (2048 bits or more)
+    /// or P-256 signing key with a `kid`. Keys of other kinds, and a key whose `alg` disagrees with its
+    /// type, are skipped (providers publish mixed sets); a document with no usable key is refused.
     static func jwks(_ bytes: [UInt8]) throws -> [(String, PublicKey)] {
         guard let doc = try? JSONReader.readObject(bytes, maxDepth: 8), let list = doc["keys"]?.array else {
             throw LoadError(description: "not a JWKS document ({\"keys\": [...]})")
@@ -45,14 +46,13 @@ public struct TokenKeySources: Sendable {
             guard let obj = item.object else { continue }
             var jwk: [String: String] = [:]
             for (k, v) in obj.members { if let s = v.string { jwk[k] = s } }
-            guard let kid = jwk["kid"], !kid.isEmpty else { throw LoadError(description: "every key needs a kid") }
+            guard let kid = jwk["kid"], !kid.isEmpty else { continue }
             if let use = jwk["use"], use != "sig" { continue }
-            let key = try PublicKey(jwk: jwk)
-            if let alg = jwk["alg"], alg != key.algorithm.rawValue {
-                throw LoadError(description: "key \(kid) is \(key.algorithm.rawValue) but says alg \(alg)")
-            }
+            guard let key = try? PublicKey(jwk: jwk) else { continue }
+            if let alg = jwk["alg"], alg != key.algorithm.rawValue { continue }
             out.append((kid, key))
         }
+        guard !out.isEmpty else { throw LoadError(description: "no usable signing key (RS256 with 2048+ bits, or ES256 on P-256, each with a kid)") }
         return out
     }
 }

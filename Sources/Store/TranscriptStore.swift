@@ -588,7 +588,7 @@ public final class TranscriptStore: EventStore, @unchecked Sendable {
         } else {
             results += batchResults.map { r in Completion(executor: r.0, run: { r.1(.success(r.2)) }) }
         }
-        results += conflicts
+        if failure == nil { results += conflicts }   // a failed commit already failed every batch in it
         // One wake-up per loop, completions in append order.
         var byExecutor: [ObjectIdentifier: (Executor, [Completion])] = [:]
         var order: [ObjectIdentifier] = []
@@ -988,7 +988,7 @@ extension TranscriptStore {
         (try? read { db -> Bool in
             let s = try db.prepare("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1")
             return try s.step()
-        }) ?? false
+        }) ?? true   // a failed read fails closed
     }
 
     public func key(id: String) -> APIKeyRecord? {

@@ -64,6 +64,9 @@ struct Serve: ParsableCommand {
         guard outputSoftLimit >= 4096, outputHardLimit >= outputSoftLimit, outputHardLimit <= 1 << 30 else {
             throw ValidationError("--output-soft-limit must be at least 4096 and at most --output-hard-limit (at most 1 GiB)")
         }
+        guard maxMessageSize <= outputHardLimit / 2 else {
+            throw ValidationError("--max-message-size must be at most half of --output-hard-limit (a message must fit in what a client may queue)")
+        }
         guard resumeWindowBytes >= 0, resumeWindowBytes <= outputHardLimit / 2 else {
             throw ValidationError("--resume-window-bytes must be 0 to half of --output-hard-limit (a resume must fit in a client's output)")
         }

@@ -378,3 +378,26 @@ def test_a_resume_with_a_fresh_token_keeps_the_member(world):
         leaves = [m for m in seen if m["type"] == "presence" and m.get("leaves")]
         assert not leaves, leaves
     run(main())
+
+
+def test_revocation_reaches_open_sockets_and_odd_credentials_open_nothing(world):
+    hub, code = world["hub"], world["code"]
+    admin = {"X-API-Key": ADMIN}
+    made = api(hub, "POST", "/api/keys", {"name": "worker", "scopes": ["runs:publish"]}, admin)[1]
+
+    async def main():
+        async with websockets.connect(f"{hub.url}/publish?key={made['key']}", subprotocols=["collabhub.v1"]) as ws:
+            await ws.send(json.dumps({"type": "run_event", "run": "rv", "event": {"type": "started", "owner": "acme"}}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "ack"
+            assert api(hub, "DELETE", f"/api/keys/{made['id']}", headers=admin)[0] == 200
+            await ws.send(json.dumps({"type": "run_event", "run": "rv", "event": {"type": "log", "line": "after revocation"}}))
+            m = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert m["type"] == "error" and m["code"] == "forbidden", m
+    run(main())
+    # A publisher token names a backend: it reads no transcript. A wrong host key is no credential (401).
+    publisher = {"Authorization": "Bearer " + token(session="*", role="publisher")}
+    assert api(hub, "GET", f"/api/sessions/{code}/transcript", headers=publisher)[0] == 403
+    assert api(hub, "GET", f"/api/sessions/{code}", headers={"X-Host-Key": "junk"})[0] == 401
+    # Another Authorization scheme (a proxy's Basic auth) is not ours: the API key beside it still counts.
+    assert api(hub, "GET", "/api/sessions", headers={"Authorization": "Basic dTpw", "X-API-Key": ADMIN})[0] == 200
+    assert api(hub, "GET", "/api/sessions", headers={"Authorization": "bearer " + ADMIN})[0] == 200

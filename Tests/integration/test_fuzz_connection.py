@@ -765,6 +765,8 @@ class Client:
 
     def mutate(self, req):
         r = self.r
+        if not req:                     # an earlier mutation truncated it to nothing
+            req += b"G"
         how = r.choice(["flip", "truncate", "duplicate", "insert", "huge_header", "content_length", "chunked", "version",
                         "method", "path", "many_headers", "pipeline"])
         if how == "flip":

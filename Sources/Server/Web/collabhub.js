@@ -29,7 +29,6 @@ export function placeCursor(surface, cursors, update, who) {
   el.style.left = update.x + "px"; el.style.top = update.y + "px";
 }
 
-/** Exponential backoff with full jitter: attempt n waits a random time up to min(cap, base * 2^n). */
 /** Credentials handed to a page in its URL fragment (`#token=...&key=...`): the fragment never reaches
  * the server's logs or a Referer header. */
 export function fragmentCredentials(hash = globalThis.location ? globalThis.location.hash : "") {
@@ -45,6 +44,7 @@ export async function showModeBanner(element, fetchImpl = globalThis.fetch) {
   } catch { /* no banner */ }
 }
 
+/** Exponential backoff with full jitter: attempt n waits a random time up to min(cap, base * 2^n). */
 export function backoffDelay(attempt, base = 250, cap = 15000, random = Math.random) {
   return Math.floor(random() * Math.min(cap, base * 2 ** attempt));
 }
