@@ -91,7 +91,7 @@ extension Server {
         if head.header("X-Host-Key") != nil { a.presented = true }
         if let code = session, let given = head.header("X-Host-Key") ?? bodyHostKey {
             a.presented = true
-            if let info = directory.info(code), Crypto.constantTimeEquals(Array(given.utf8), Array(info.hostKey.utf8)) {
+            if isHostKey(given, of: code) {
                 a.principals.append(.host(session: code))
             } else if a.failure == nil && a.principals.isEmpty {
                 // A host key that opens nothing is no credential: 401, counted like any failed one.
@@ -109,6 +109,12 @@ extension Server {
         guard config.trustedProxies.contains(peer), let xff = head.header("X-Forwarded-For") else { return peer }
         let last = xff.split(separator: ",").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
         return last.isEmpty || last.utf8.count > 64 ? peer : last
+    }
+
+    /// Whether `given` is the host key of session `code` (compared in constant time).
+    func isHostKey(_ given: String?, of code: String) -> Bool {
+        guard let given, let info = directory.info(code) else { return false }
+        return Crypto.constantTimeEquals(Array(given.utf8), Array(info.hostKey.utf8))
     }
 
     /// What a long-lived socket presented, less the API keys revoked since (checked per message, so a

@@ -102,7 +102,8 @@ final class Connection: Stream {
         setTimer(context.config.handshakeTimeout)
         // Every connection counts against its address's cap, plain HTTP ones too (a connection handed
         // over from another loop was counted there).
-        if !countedAddress && context.config.maxConnectionsPerAddress > 0 {
+        // A trusted proxy carries many clients on its address: it is not capped as one client.
+        if !countedAddress && context.config.maxConnectionsPerAddress > 0 && !context.config.trustedProxies.contains(peer) {
             guard context.server.addresses.open(peer, limit: context.config.maxConnectionsPerAddress) else {
                 context.metrics.rateLimited.add()
                 failHTTP(.tooManyRequests, "too many connections from \(peer) (limit \(context.config.maxConnectionsPerAddress))",

@@ -138,9 +138,15 @@ final class HubEndpoint: Endpoint {
         guard activeReplays < Self.maxReplaysPerLoop else {
             return reject(connection, MessageError("too_many_replays", "\(Self.maxReplaysPerLoop) replays are running on this hub thread; try again shortly"))
         }
+        // One address cannot take every slot.
+        guard replaysByAddress[connection.peer, default: 0] < Self.maxReplaysPerAddress else {
+            return reject(connection, MessageError("too_many_replays", "\(Self.maxReplaysPerAddress) replays are running from your address; try again shortly"))
+        }
         guard let worker = hub.context.server.api?.worker else { return reject(connection, MessageError("unavailable", "replay is not available")) }
         let store = hub.store, loop = connection.loop
+        let peer = connection.peer
         activeReplays += 1
+        replaysByAddress[peer, default: 0] += 1
         connection.replayPending = true
         worker.submit { [weak self] in
             let summary = Replayer.summary(store: store, code: code, from: from)
@@ -148,9 +154,9 @@ final class HubEndpoint: Endpoint {
             loop.post {
                 connection.replayPending = false
                 guard let self else { return }
-                guard !connection.isClosed else { self.activeReplays -= 1; return }
+                guard !connection.isClosed else { self.replayEnded(peer); return }
                 guard let summary, let first else {
-                    self.activeReplays -= 1
+                    self.replayEnded(peer)
                     connection.sendText("{\"type\":\"replay_started\",\"from\":0,\"to\":0,\"count\":0,\"speed\":\(speed),\"duration_ms\":0}")
                     connection.sendText("{\"type\":\"replay_finished\"}")
                     return
@@ -158,7 +164,7 @@ final class HubEndpoint: Endpoint {
                 let replayer = Replayer(connection: connection, code: code, store: store, worker: worker, summary: summary, first: first, speed: speed)
                 // The slot is held while the replay plays (a finished replay can seek back: it then
                 // plays without one; the per-loop cap bounds the pages held, not the sockets).
-                replayer.onFinish = { [weak self] in self?.activeReplays -= 1 }
+                replayer.onFinish = { [weak self] in self?.replayEnded(peer) }
                 connection.replayer = replayer
                 replayer.start()
             }
@@ -188,7 +194,16 @@ final class HubEndpoint: Endpoint {
 
     /// Replays running (or being read) on this loop at once: each holds a page of transcript.
     private var activeReplays = 0
+    /// ... and per client address (at most 32 entries: one per running replay).
+    private var replaysByAddress: [String: Int] = [:]
     static let maxReplaysPerLoop = 32
+    static let maxReplaysPerAddress = 4
+
+    private func replayEnded(_ peer: String) {
+        activeReplays -= 1
+        let left = replaysByAddress[peer, default: 1] - 1
+        replaysByAddress[peer] = left > 0 ? left : nil
+    }
 
     private func failedJoin(_ connection: Connection, _ error: MessageError) {
         let allowed = hub.directory.failedJoin(from: connection.peer, now: connection.loop.now)

@@ -355,7 +355,7 @@ final class SessionAPI {
             // that session too (else any publisher could write into any session's transcript).
             for e in events {
                 if let code = e.session.flatMap(SessionCode.normalize), !access.allows(.changeSession(code)),
-                   !(head.header("X-Host-Key").flatMap { k in directory.info(code).map { Crypto.constantTimeEquals(Array(k.utf8), Array($0.hostKey.utf8)) } } ?? false) {
+                   !server.isHostKey(head.header("X-Host-Key"), of: code) {
                     return .error(.forbidden, "forbidden", "attaching run \(runId) to session \(code) needs its host key or scope sessions:write")
                 }
             }

@@ -154,11 +154,14 @@ def assert_alive(hub):
     assert http_get(hub, "/healthz")[0] == 200
 
 
-def raw_client(port, rcvbuf=None, timeout=5):
-    """A wsraw.RawClient on a socket whose receive buffer is set before connecting (no handshake yet)."""
+def raw_client(port, rcvbuf=None, timeout=5, source=None):
+    """A wsraw.RawClient on a socket whose receive buffer is set before connecting (no handshake yet);
+    `source` picks the client's loopback address (127.0.0.0/8 is all loopback: several "clients")."""
     c = RawClient.__new__(RawClient)
     c.buf = b""
     c.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if source:
+        c.sock.bind((source, 0))
     if rcvbuf:
         c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     c.sock.settimeout(timeout)

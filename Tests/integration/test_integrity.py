@@ -609,7 +609,9 @@ def test_replay_flood_from_non_readers_keeps_memory_bounded(make_hub):
                 socks, answers = [], {}
                 with RSSWatch(hub) as rss:
                     for i in range(30):
-                        c = raw_client(hub.port, rcvbuf=4096)
+                        # From 10 loopback addresses: a replay flood from many clients (one address may
+                        # run at most 4 at once; the loop at most 32).
+                        c = raw_client(hub.port, rcvbuf=4096, source=f"127.0.0.{2 + i % 10}")
                         status, _, _ = c.handshake(f"/ws?session={code}", PROTO)
                         assert status == 101
                         c.send(frame(1, json.dumps({"type": "replay", "speed": speed}).encode()))
@@ -730,3 +732,42 @@ def test_h2_coalesced_updates_for_a_stalled_member_are_bounded(make_hub):
     assert rss.growth_mib < 64, f"RSS grew {rss.growth_mib:.1f} MiB while B held back {n} distinct event names"
     asyncio.run(round_trip(hub))
     stop_hub(hub)
+
+
+def test_one_address_cannot_take_every_replay_slot(make_hub):
+    """H6 (fairness): one client address runs at most 4 replays at once (the loop 32): the fifth gets
+    `too_many_replays`, another address still gets a replay, and a finished replay frees its slot."""
+    hub = make_hub("--threads", "1")
+    code = new_session(hub)["code"]
+
+    async def populate():                       # two events 0.3 s apart: at speed 0.001 the second waits
+        ws = await connect(hub, f"/ws?session={code}")
+        assert (await join(ws, "Author"))["type"] == "joined"
+        await asyncio.sleep(0.3)
+        await chat(ws, "c1")
+        await ws.close()
+    asyncio.run(populate())
+
+    def replay(source, speed):
+        c = raw_client(hub.port, rcvbuf=4096, source=source)
+        status, _, _ = c.handshake(f"/ws?session={code}", PROTO)
+        assert status == 101
+        c.send(frame(1, json.dumps({"type": "replay", "speed": speed}).encode()))
+        op, payload = c.recv_message()
+        return c, json.loads(payload)
+
+    held = [replay("127.0.0.2", 0.001) for _ in range(4)]
+    assert all(m["type"] == "replay_started" for _, m in held), [m for _, m in held]
+    _, fifth = replay("127.0.0.2", 0.001)
+    assert fifth["type"] == "error" and fifth["code"] == "too_many_replays", fifth
+    _, other = replay("127.0.0.3", 0.001)
+    assert other["type"] == "replay_started", other
+    for c, _ in held:
+        c.sock.close()
+    deadline = time.time() + 5
+    while True:
+        _, again = replay("127.0.0.2", 1000)
+        if again["type"] == "replay_started" or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    assert again["type"] == "replay_started", again
