@@ -264,15 +264,14 @@ final class Connection: Stream {
         if !keepAlive { closeAfterFlush() }
     }
 
-    private func finishUpgradeRefusal(_ r: Response) {
-        context.metrics.httpError(r.status.code)
-        send(HTTPResponse.bytes(r.status, headers: r.headers, body: r.body, contentType: r.contentType, keepAlive: false))
-        closeAfterFlush()
+    private func failHTTP(_ status: HTTPStatus, _ message: String, headers: [(String, String)] = []) {
+        failHTTP(Response(status: status, body: Array((message + "\n").utf8), contentType: "text/plain; charset=utf-8", headers: headers))
     }
 
-    private func failHTTP(_ status: HTTPStatus, _ message: String, headers: [(String, String)] = []) {
-        context.metrics.httpError(status.code)
-        send(HTTPResponse.text(status, message + "\n", headers: headers, keepAlive: false))
+    /// Answers with `r` and closes the connection once it is written.
+    private func failHTTP(_ r: Response) {
+        context.metrics.httpError(r.status.code)
+        send(HTTPResponse.bytes(r.status, headers: r.headers, body: r.body, contentType: r.contentType, keepAlive: false))
         closeAfterFlush()
     }
 
@@ -288,7 +287,7 @@ final class Connection: Stream {
             let access = context.server.access(head, upgrade: true)
             if let failure = access.failure {
                 context.metrics.handshakesFailed.add()
-                return finishUpgradeRefusal(failure)
+                return failHTTP(failure)
             }
             principals = access.principals
             if head.path == "/publish" && !principals.contains(where: { $0.mayPublishSomeRun }) {

@@ -259,21 +259,28 @@ final class SessionAPI {
         guard let perMinute = limit("per_minute", 60), let perHour = limit("per_hour", 1000), let perMonth = limit("per_month", 10_000) else {
             return .error(.badRequest, "invalid_field", "per_minute, per_hour and per_month must be integers from 1 to 100000000")
         }
-        let directory = store.directory, loop = connection.loop, keys = keys
+        let directory = store.directory, keys = keys
         let actor = access.keyId.map { "key \($0)" } ?? "admin (api)"
+        return offLoop(connection) {
+            let (record, key) = try TranscriptStore.createKey(directory: directory, name: name, perMinute: perMinute, perHour: perHour, perMonth: perMonth,
+                                                              scopes: Scope.allCases.filter(scopes.contains).map(\.rawValue), runs: runs, actor: actor)
+            keys.forget(record.id)
+            var w = JSONWriter()
+            w.beginObject(); w.field("id", record.id); w.field("key", key)
+            Self.keyFields(&w, record)
+            w.endObject()
+            return Response(status: .created, body: w.bytes)
+        }
+    }
+
+    /// Runs `work` (the key table, opened directly) on the API worker and answers with what it returns,
+    /// or 503 naming the store's error.
+    private func offLoop(_ connection: Connection, _ work: @escaping () throws -> Response) -> Response? {
+        let loop = connection.loop
         worker.submit {
             let response: Response
-            do {
-                let (record, key) = try TranscriptStore.createKey(directory: directory, name: name, perMinute: perMinute, perHour: perHour, perMonth: perMonth,
-                                                                  scopes: Scope.allCases.filter(scopes.contains).map(\.rawValue), runs: runs, actor: actor)
-                keys.forget(record.id)
-                var w = JSONWriter()
-                w.beginObject(); w.field("id", record.id); w.field("key", key)
-                Self.keyFields(&w, record)
-                w.endObject()
-                response = Response(status: .created, body: w.bytes)
-            } catch {
-                response = .error(.serviceUnavailable, "storage_unavailable", "the key could not be stored: \(error)")
+            do { response = try work() } catch {
+                response = .error(.serviceUnavailable, "storage_unavailable", "\(error)")
             }
             loop.post { connection.respondLater(response) }
         }
@@ -281,40 +288,26 @@ final class SessionAPI {
     }
 
     private func listKeys(_ connection: Connection) -> Response? {
-        let directory = store.directory, loop = connection.loop
-        worker.submit {
-            let response: Response
-            do {
-                var w = JSONWriter()
-                w.beginObject(); w.beginArray("keys")
-                for k in try TranscriptStore.listKeys(directory: directory) {
-                    w.beginObject(); w.field("id", k.id); Self.keyFields(&w, k); w.endObject()
-                }
-                w.endArray(); w.endObject()
-                response = Response(status: .ok, body: w.bytes)
-            } catch {
-                response = .error(.serviceUnavailable, "storage_unavailable", "\(error)")
+        let directory = store.directory
+        return offLoop(connection) {
+            var w = JSONWriter()
+            w.beginObject(); w.beginArray("keys")
+            for k in try TranscriptStore.listKeys(directory: directory) {
+                w.beginObject(); w.field("id", k.id); Self.keyFields(&w, k); w.endObject()
             }
-            loop.post { connection.respondLater(response) }
+            w.endArray(); w.endObject()
+            return Response(status: .ok, body: w.bytes)
         }
-        return nil
     }
 
     private func revokeKey(_ id: String, _ connection: Connection, _ access: Access) -> Response? {
-        let directory = store.directory, loop = connection.loop, keys = keys
+        let directory = store.directory, keys = keys
         let actor = access.keyId.map { "key \($0)" } ?? "admin (api)"
-        worker.submit {
-            let response: Response
-            do {
-                let revoked = try TranscriptStore.revokeKey(directory: directory, id: id, actor: actor)
-                keys.forget(id)   // refused from now on, not after the cache's few seconds
-                response = revoked ? .json(.ok, "{\"id\":\(jsonString(id)),\"revoked\":true}") : .error(.notFound, "unknown_key", "no active key \(id)")
-            } catch {
-                response = .error(.serviceUnavailable, "storage_unavailable", "\(error)")
-            }
-            loop.post { connection.respondLater(response) }
+        return offLoop(connection) {
+            let revoked = try TranscriptStore.revokeKey(directory: directory, id: id, actor: actor)
+            keys.forget(id)   // refused from now on, not after the cache's few seconds
+            return revoked ? .json(.ok, "{\"id\":\(jsonString(id)),\"revoked\":true}") : .error(.notFound, "unknown_key", "no active key \(id)")
         }
-        return nil
     }
 
     /// `GET /api/keys/{id}/usage`: requests counted in the current minute, hour and month, and the limits.

@@ -169,6 +169,18 @@ def raw_client(port, rcvbuf=None, timeout=5, source=None):
     return c
 
 
+def joined_raw_member(port, code, name="Bee", **kw):
+    """A member on a raw socket (a small receive buffer, so it can stop reading), joined: returns the client."""
+    b = raw_client(port, rcvbuf=4096, **kw)
+    status, _, _ = b.handshake(f"/ws?session={code}", PROTO)
+    assert status == 101
+    b.send(frame(1, json.dumps({"type": "join", "name": name}).encode()))
+    while True:
+        op, payload = b.recv_message()
+        if op == 1 and json.loads(payload)["type"] == "joined":
+            return b
+
+
 def read_until_eof(sock, timeout):
     """Reads until the peer closes (EOF or reset). Returns (bytes read, True) or (bytes, False) on timeout."""
     end = time.time() + timeout
@@ -867,14 +879,7 @@ def test_member_that_stops_reading_is_cut_off(slow_member_hub):
     socket is closed by the hub (reading it to the end finishes, with far less than 20 MB in it)."""
     hub = slow_member_hub
     code = create_session(hub)
-    b = raw_client(hub.port, rcvbuf=4096, timeout=5)
-    status, _, _ = b.handshake(f"/ws?session={code}", PROTO)
-    assert status == 101
-    b.send(frame(1, json.dumps({"type": "join", "name": "Bee"}).encode()))
-    while True:
-        op, payload = b.recv_message()
-        if op == 1 and json.loads(payload)["type"] == "joined":
-            break
+    b = joined_raw_member(hub.port, code, timeout=5)
     text = "".join(random.Random(SEED).choice("abcdefghij") for _ in range(16000))
     total, window = 1280, 16                                   # 1280 x 16 KB = ~20 MB
 

@@ -13,7 +13,7 @@ import urllib.request
 
 import websockets
 
-from test_hostile import (KEY, MiB, RSSWatch, all_metrics, http_get, last_close_code, raw_client, read_until_eof,
+from test_hostile import (KEY, MiB, RSSWatch, all_metrics, http_get, joined_raw_member, last_close_code, raw_client, read_until_eof,
                           recv_json, round_trip, stop_hub, until, ws_connect)
 from wsraw import frame
 
@@ -688,14 +688,7 @@ def test_h2_coalesced_updates_for_a_stalled_member_are_bounded(make_hub):
     still works."""
     hub = make_hub("--threads", "2", "--limit-event", "1000")
     code = new_session(hub)["code"]
-    b = raw_client(hub.port, rcvbuf=4096)
-    status, _, _ = b.handshake(f"/ws?session={code}", PROTO)
-    assert status == 101
-    b.send(frame(1, json.dumps({"type": "join", "name": "Bee"}).encode()))
-    while True:
-        op, payload = b.recv_message()
-        if op == 1 and json.loads(payload)["type"] == "joined":
-            break
+    b = joined_raw_member(hub.port, code)
     pad = "p" * 30000
     dropped0 = all_metrics(hub).get("collabhub_ephemeral_dropped_total", 0)
 
