@@ -1001,9 +1001,10 @@ extension TranscriptStore {
 }
 
 extension Base64 {
-    /// URL-safe base64 without padding, and without `_` so ids split cleanly on it.
+    /// URL-safe base64 without padding, letters and digits only: no `_` (keys split on it) and no `-`
+    /// (an id starting with one reads as an option on the command line: `collabhub keys revoke -jW5...`).
     static func encodeID(_ bytes: [UInt8]) -> String {
-        encode(bytes, urlSafe: true).replacingOccurrences(of: "_", with: "x")
+        encode(bytes, urlSafe: true).replacingOccurrences(of: "_", with: "x").replacingOccurrences(of: "-", with: "y")
     }
 }
 
