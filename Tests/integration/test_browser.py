@@ -18,6 +18,7 @@ from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 SHOTS = os.path.join(conftest.ROOT, "test-output", "screenshots")
@@ -57,7 +58,8 @@ def browsers():
 
 
 def wait(driver, condition, timeout=15):
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: condition(d))
+    # The pages redraw by replacing elements: one found just before a redraw is stale, so look again.
+    return WebDriverWait(driver, timeout, poll_frequency=0.05, ignored_exceptions=(StaleElementReferenceException,)).until(lambda d: condition(d))
 
 
 def shot(driver, name):
