@@ -5,8 +5,10 @@ import Foundation
 /// CollabHub: a real-time WebSocket collaboration hub on libev.
 ///
 /// Layers, bottom up (one module each):
-///   C shims (CEV, COpenSSL, CSQLite, CZlib) -> WebSocket (sans-I/O codecs)
-///   -> EventLoop (libev) -> Hub (pure session logic) / Store (SQLite) -> Server (glue) -> executables.
+///   C shims (CEV, COpenSSL, CSQLite, CZlib) -> Bytes (output chunks, crypto, base64)
+///   -> WebSocket (sans-I/O codecs and the connection state machine) and EventLoop (libev, bytes only)
+///   -> Hub (pure session and run logic, and the storage ports) -> Store (SQLite behind the ports)
+///   -> Server (glue) -> executables.
 let optimize: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
 
 let package = Package(
@@ -26,8 +28,9 @@ let package = Package(
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
 
-        .target(name: "WebSocket", dependencies: ["COpenSSL", "CZlib"], swiftSettings: optimize),
-        .target(name: "EventLoop", dependencies: ["CEV", "COpenSSL", "WebSocket"], swiftSettings: optimize),
+        .target(name: "Bytes", dependencies: ["COpenSSL"], swiftSettings: optimize),
+        .target(name: "WebSocket", dependencies: ["Bytes", "COpenSSL", "CZlib"], swiftSettings: optimize),
+        .target(name: "EventLoop", dependencies: ["CEV", "COpenSSL", "Bytes"], swiftSettings: optimize),
         .target(name: "Hub", dependencies: ["WebSocket"], swiftSettings: optimize),
         .target(name: "Store", dependencies: ["CSQLite", "Hub", "WebSocket"], swiftSettings: optimize),
         .target(name: "Server", dependencies: ["WebSocket", "EventLoop", "Hub", "Store", "COpenSSL"],
@@ -43,7 +46,11 @@ let package = Package(
         ], swiftSettings: optimize),
 
         .testTarget(name: "WebSocketTests", dependencies: ["WebSocket"]),
-        .testTarget(name: "HubTests", dependencies: ["Hub", "Store"]),
+        .target(name: "TestSupport", dependencies: ["Hub"], path: "Tests/Support"),
+        .testTarget(name: "HubTests", dependencies: ["Hub", "TestSupport"]),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "Hub", "TestSupport"]),
+        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "Bytes"]),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "Hub", "WebSocket", "EventLoop"]),
     ],
     swiftLanguageModes: [.v5]
 )

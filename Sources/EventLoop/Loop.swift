@@ -1,5 +1,5 @@
 import CEV
-import WebSocket
+import Bytes
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,9 +20,9 @@ public final class Loop {
     private let async: UnsafeMutablePointer<ev_async>
     private var mutex = pthread_mutex_t()
     private var inbox: [() -> Void] = []
-    var dirty: [Stream] = []
+    var dirty: [Socket] = []
     /// Open streams by descriptor (for shutdown and metrics).
-    public internal(set) var streams: [Int32: Stream] = [:]
+    public internal(set) var streams: [Int32: Socket] = [:]
     /// Bytes written by all streams of this loop.
     public let bytesWritten = Counter()
 

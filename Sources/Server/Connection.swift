@@ -16,7 +16,7 @@ protocol Endpoint: AnyObject {
 /// One client connection: an HTTP/1.1 request loop that may upgrade to WebSocket. It owns the
 /// protocol state (head parser, message reader, close handshake, keep-alive pings) and turns every
 /// protocol violation into the close code or HTTP status the RFCs name.
-final class Connection: Stream {
+final class Connection: Socket {
     enum Phase { case http, websocket }
 
     unowned(unsafe) let context: LoopContext

@@ -94,7 +94,7 @@ struct Dashboards: ParsableCommand {
 }
 
 /// An HTTP/1.1 keep-alive client on the loop that pipelines POST requests and counts the responses.
-final class HTTPPublisher: EventLoop.Stream {
+final class HTTPPublisher: EventLoop.Socket {
     var host = "127.0.0.1"
     var key = ""
     var onResponse: ((Int) -> Void)?

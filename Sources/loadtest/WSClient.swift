@@ -7,7 +7,7 @@ import Glibc
 /// A WebSocket client connection for the load generator, on the project's own loop and codec in client
 /// mode: it sends the opening handshake, checks the 101 and the accept key, then hands each message to
 /// `onMessage`. Outgoing frames are masked (RFC 6455 §5.3) with keys from a fast PRNG seeded by OpenSSL.
-class WSClient: Stream {
+class WSClient: Socket {
     enum State { case handshaking, open, closed }
     private(set) var state = State.handshaking
     private var reader = MessageReader(role: .client, maxMessageSize: 64 << 20)

@@ -1,26 +1,8 @@
 @testable import Hub
 import Foundation
-import Store
+import TestSupport
 import WebSocket
 import XCTest
-
-/// Runs posted work when the test says so (a loop whose iterations the test controls). The store's
-/// writer thread posts to it while the test thread runs it: the queue is locked.
-final class ManualExecutor: Executor, @unchecked Sendable {
-    private let lock = NSLock()
-    private var pending: [() -> Void] = []
-    var queue: [() -> Void] { lock.lock(); defer { lock.unlock() }; return pending }
-    func execute(_ work: @escaping () -> Void) { lock.lock(); pending.append(work); lock.unlock() }
-    func runAll() {
-        while true {
-            lock.lock()
-            guard !pending.isEmpty else { lock.unlock(); return }
-            let w = pending.removeFirst()
-            lock.unlock()
-            w()
-        }
-    }
-}
 
 /// An in-memory `EventStore` with the same contract as the SQLite one (seq assigned at commit, taken back
 /// on failure, duplicates by client id), whose completions go through the executor.

@@ -1,5 +1,6 @@
 @testable import Hub
 @testable import Store
+import TestSupport
 import XCTest
 
 final class TranscriptStoreTests: XCTestCase {

@@ -1,6 +1,6 @@
 import CEV
 import COpenSSL
-import WebSocket
+import Bytes
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,7 +12,7 @@ import Glibc
 /// Timeouts follow libev's "let the timer time out, then re-arm it as required" advice: activity only
 /// stores a timestamp; when the single per-stream timer fires, `timerFired` decides whether anything
 /// is actually due and when to look again. No timer is touched on the hot path.
-open class Stream {
+open class Socket {
     public unowned(unsafe) let loop: Loop
     public let fd: Int32
     public let peer: String
@@ -73,17 +73,17 @@ open class Stream {
         timer = .allocate(capacity: 1)
         let me = Unmanaged.passUnretained(self).toOpaque()
         chub_io_init(readWatcher, { _, w, _ in
-            let s = Unmanaged<Stream>.fromOpaque(w!.pointee.data).takeUnretainedValue()
+            let s = Unmanaged<Socket>.fromOpaque(w!.pointee.data).takeUnretainedValue()
             withExtendedLifetime(s) { s.handleReadable() }
         }, fd, Int32(EV_READ))
         readWatcher.pointee.data = me
         chub_io_init(writeWatcher, { _, w, _ in
-            let s = Unmanaged<Stream>.fromOpaque(w!.pointee.data).takeUnretainedValue()
+            let s = Unmanaged<Socket>.fromOpaque(w!.pointee.data).takeUnretainedValue()
             withExtendedLifetime(s) { s.flush() }
         }, fd, Int32(EV_WRITE))
         writeWatcher.pointee.data = me
         chub_timer_init(timer, { _, w, _ in
-            let s = Unmanaged<Stream>.fromOpaque(w!.pointee.data).takeUnretainedValue()
+            let s = Unmanaged<Socket>.fromOpaque(w!.pointee.data).takeUnretainedValue()
             withExtendedLifetime(s) { s.handleTimer() }
         }, 0, 0)
         timer.pointee.data = me

@@ -1,0 +1,125 @@
+import Bytes
+@testable import EventLoop
+import Glibc
+import XCTest
+
+/// A socket that records what it receives and how it ended.
+private final class Recorder: Socket {
+    var input: [UInt8] = []
+    var drained = 0
+    var overLimit = 0
+    var closed = false
+    override func received(_ bytes: UnsafeMutableRawBufferPointer) -> Int {
+        input += bytes
+        return bytes.count
+    }
+    override func outputDrained() { drained += 1 }
+    override func outputLimitExceeded() { overLimit += 1; close() }
+    override func didClose() { closed = true }
+}
+
+/// The event-loop layer on a real socket pair: no protocol, only bytes, timers and limits.
+final class SocketTests: XCTestCase {
+    var fds: [Int32] = [0, 0]
+    var loop: Loop!
+
+    override func setUp() {
+        ignoreSIGPIPE()
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds), 0)
+        for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        loop = Loop(index: 0)
+    }
+
+    override func tearDown() { Glibc.close(fds[1]) }
+
+    /// Runs loop iterations until `done` holds (at most ~2 s).
+    func spin(until done: () -> Bool) {
+        for _ in 0..<2000 where !done() {
+            loop.runOnce()
+            usleep(1000)
+        }
+    }
+
+    func peerRead() -> [UInt8] {
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buf.withUnsafeMutableBytes { recv(fds[1], $0.baseAddress, $0.count, 0) }
+            if n <= 0 { return out }
+            out += buf[..<n]
+        }
+    }
+
+    func testBytesArriveAndQueuedOutputIsWrittenInOrder() {
+        let s = Recorder(loop: loop, fd: fds[0], peer: "test")
+        s.start()
+        _ = "hello".withCString { send(fds[1], $0, 5, 0) }
+        spin { s.input.count == 5 }
+        XCTAssertEqual(String(decoding: s.input, as: UTF8.self), "hello")
+
+        s.send(Array("one,".utf8))
+        s.send(Chunk(Array("two,".utf8)))   // a shared chunk, queued without a copy
+        s.send(Array("three".utf8))
+        XCTAssertEqual(s.outBytes, 13)
+        spin { s.outBytes == 0 }
+        XCTAssertEqual(String(decoding: peerRead(), as: UTF8.self), "one,two,three")
+        XCTAssertEqual(s.drained, 1, "outputDrained fires once the queue empties")
+        s.close()
+        XCTAssertTrue(s.closed)
+    }
+
+    func testOutputPastTheLimitIsDroppedAndReportedOnce() {
+        let s = Recorder(loop: loop, fd: fds[0], peer: "test")
+        s.start()
+        s.outputLimit = 1000
+        s.send([UInt8](repeating: 1, count: 600))
+        XCTAssertFalse(s.isOverLimit)
+        s.send([UInt8](repeating: 2, count: 600))
+        XCTAssertTrue(s.isOverLimit)
+        // Further output is discarded, not queued.
+        let before = s.outBytes
+        s.send([UInt8](repeating: 3, count: 5000))
+        XCTAssertEqual(s.outBytes, before)
+        spin { s.closed }
+        XCTAssertEqual(s.overLimit, 1)
+        XCTAssertTrue(s.closed)
+    }
+
+    func testUnconsumedInputPastTheLimitIsRefused() {
+        final class Hoarder: Socket {
+            var refused = false
+            override func received(_ bytes: UnsafeMutableRawBufferPointer) -> Int { 0 }
+            override func inputLimitExceeded() { refused = true; close() }
+        }
+        let s = Hoarder(loop: loop, fd: fds[0], peer: "test")
+        s.inputLimit = 4096
+        s.start()
+        let chunk = [UInt8](repeating: 7, count: 3000)
+        for _ in 0..<3 { _ = chunk.withUnsafeBytes { send(fds[1], $0.baseAddress, $0.count, 0) }; loop.runOnce() }
+        spin { s.refused }
+        XCTAssertTrue(s.refused)
+    }
+
+    func testCloseAfterFlushWritesEverythingThenShutsDown() {
+        let s = Recorder(loop: loop, fd: fds[0], peer: "test")
+        s.start()
+        s.send(Array("bye".utf8))
+        s.closeAfterFlush(lingerSeconds: 0.05)
+        XCTAssertTrue(s.isClosing)
+        s.send(Array("ignored".utf8))  // nothing is queued after the close began
+        spin { s.outBytes == 0 }
+        XCTAssertEqual(String(decoding: peerRead(), as: UTF8.self), "bye")
+        Glibc.shutdown(fds[1], Int32(SHUT_WR))  // the peer closes: the linger ends
+        spin { s.closed }
+        XCTAssertTrue(s.closed)
+    }
+
+    func testPostedWorkRunsOnTheLoopInOrder() {
+        final class Log: @unchecked Sendable { var order: [Int] = [] }  // touched on the loop's thread only
+        let log = Log(), loop = self.loop!
+        let t = Thread { for i in 0..<100 { loop.post { log.order.append(i) } } }
+        t.start()
+        spin { log.order.count == 100 }
+        XCTAssertEqual(log.order, Array(0..<100))
+    }
+}
