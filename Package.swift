@@ -31,9 +31,9 @@ let package = Package(
         .target(name: "Bytes", dependencies: ["COpenSSL"], swiftSettings: optimize),
         .target(name: "WebSocket", dependencies: ["Bytes", "COpenSSL", "CZlib"], swiftSettings: optimize),
         .target(name: "EventLoop", dependencies: ["CEV", "COpenSSL", "Bytes"], swiftSettings: optimize),
-        .target(name: "Hub", dependencies: ["WebSocket"], swiftSettings: optimize),
+        .target(name: "Hub", dependencies: ["Bytes", "WebSocket"], swiftSettings: optimize),
         .target(name: "Store", dependencies: ["CSQLite", "Hub", "WebSocket"], swiftSettings: optimize),
-        .target(name: "Server", dependencies: ["WebSocket", "EventLoop", "Hub", "Store", "COpenSSL"],
+        .target(name: "Server", dependencies: ["WebSocket", "EventLoop", "Hub", "COpenSSL"],
                 resources: [.copy("Web")], swiftSettings: optimize),
 
         .executableTarget(name: "collabhub", dependencies: [

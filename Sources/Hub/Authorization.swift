@@ -50,7 +50,7 @@ public enum Principal: Equatable, Sendable {
     /// A session's host key.
     case host(session: String)
     /// A verified member token (`session` is a code or `*`).
-    case member(session: String, role: String)
+    case member(session: String, role: Role)
     /// A verified watcher token: the channels it may watch (a trailing `*` is a prefix).
     case watcher(channels: [String])
 }
@@ -123,7 +123,7 @@ public enum Authorization {
         case .member(let session, let role):
             switch s {
             case .describeSession(let c), .readTranscript(let c): return session == "*" || session == c
-            case .changeSession(let c), .endSession(let c): return role == "host" && (session == "*" || session == c)
+            case .changeSession(let c), .endSession(let c): return role == .host && (session == "*" || session == c)
             default: return false
             }
         case .watcher(let channels):

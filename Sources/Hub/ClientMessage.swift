@@ -13,7 +13,7 @@ public enum ClientMessage {
     /// A fresh token for a connection whose token is about to expire.
     case refresh(token: String)
     /// Ask the publisher of a run attached to the session to pause or resume it.
-    case runControl(run: String, action: String, ref: String?)
+    case runControl(run: String, action: RunControlAction, ref: String?)
 
     public struct Join {
         public var session: String?
@@ -29,7 +29,7 @@ public enum ClientMessage {
 
     public struct Chat {
         public var id: String
-        public var kind: String
+        public var kind: ChatKind
         /// The JSON members stored and broadcast after `from`: text, file, code, meta (validated).
         public var body: [UInt8]
     }
@@ -115,7 +115,7 @@ extension ClientMessage {
             return .remove(member: id)
         case "run_control":
             guard let run = try string("run", max: 128) else { throw MessageError("missing_field", "run_control needs \"run\"", field: "run") }
-            guard let action = try string("action", max: 16), ["pause", "resume", "cancel"].contains(action) else {
+            guard let action = try string("action", max: 16).flatMap(RunControlAction.init(rawValue:)) else {
                 throw MessageError("invalid_field", "\"action\" must be pause, resume or cancel", field: "action")
             }
             return .runControl(run: run, action: action, ref: ref)
@@ -153,16 +153,18 @@ extension ClientMessage {
             guard let id = try string("id", max: limits.maxIdLength), !id.isEmpty else {
                 throw MessageError("invalid_field", "\"id\" must not be empty", field: "id")
             }
-            let kind = try string("kind", required: false, max: 16) ?? "text"
+            guard let kind = ChatKind(rawValue: try string("kind", required: false, max: 16) ?? "text") else {
+                throw MessageError("invalid_field", "\"kind\" must be text, file, code or system", field: "kind", ref: id)
+            }
             var w = JSONWriter()
-            w.field("kind", kind)
+            w.field("kind", kind.rawValue)
             switch kind {
-            case "text", "system":
+            case .text, .system:
                 guard let text = try string("text", max: limits.maxChatBytes), !text.isEmpty else {
                     throw MessageError("invalid_field", "\"text\" must not be empty", field: "text", ref: id)
                 }
                 w.field("text", text)
-            case "file":
+            case .file:
                 guard let file = obj["file"]?.object else { throw MessageError("missing_field", "a file message needs a \"file\" object", field: "file", ref: id) }
                 guard let name = file["name"]?.string, !name.isEmpty else { throw MessageError("invalid_field", "\"file.name\" must be a non-empty string", field: "file.name", ref: id) }
                 guard let size = file["size"]?.int, size >= 0 else { throw MessageError("invalid_field", "\"file.size\" must be a non-negative integer", field: "file.size", ref: id) }
@@ -173,15 +175,13 @@ extension ClientMessage {
                 w.field("name", name); w.field("size", size); w.field("type", file["type"]?.string ?? "application/octet-stream"); w.field("url", url)
                 w.endObject()
                 if let text = try string("text", required: false, max: limits.maxChatBytes) { w.field("text", text) }
-            case "code":
+            case .code:
                 guard let code = obj["code"]?.object else { throw MessageError("missing_field", "a code message needs a \"code\" object", field: "code", ref: id) }
                 guard let source = code["source"]?.string else { throw MessageError("invalid_field", "\"code.source\" must be a string", field: "code.source", ref: id) }
                 w.beginObject("code")
                 w.field("language", code["language"]?.string ?? "text"); w.field("source", source)
                 w.endObject()
                 if let text = try string("text", required: false, max: limits.maxChatBytes) { w.field("text", text) }
-            default:
-                throw MessageError("invalid_field", "\"kind\" must be text, file, code or system", field: "kind", ref: id)
             }
             if let meta = obj["meta"], meta.kind != .null {
                 guard meta.kind == .object else { throw MessageError("invalid_field", "\"meta\" must be an object", field: "meta", ref: id) }

@@ -13,7 +13,7 @@ public struct RunEvent: Sendable {
     public var session: String?
     public var name: String?
     public var step: String?
-    public var outcome: String?
+    public var outcome: RunOutcome?
     public var error: String?
     public var line: String?
     public var percent: Double?
@@ -51,8 +51,7 @@ public struct RunEvent: Sendable {
             e.step = try str("step", max: 128, required: true)
             e.error = try str("error", max: 4096)
         case .completed:
-            let outcome = try str("outcome", max: 16, required: true)!
-            guard ["succeeded", "failed", "cancelled"].contains(outcome) else {
+            guard let outcome = RunOutcome(rawValue: try str("outcome", max: 16, required: true)!) else {
                 throw MessageError("invalid_field", "\"outcome\" must be succeeded, failed or cancelled", field: "outcome")
             }
             e.outcome = outcome
@@ -83,7 +82,7 @@ public struct RunEvent: Sendable {
         if let session { w.field("session", session) }
         if let name { w.field("name", name) }
         if let step { w.field("step", step) }
-        if let outcome { w.field("outcome", outcome) }
+        if let outcome { w.field("outcome", outcome.rawValue) }
         if let error { w.field("error", error) }
         if let line { w.field("line", line) }
         if let percent { w.field("percent", percent) }
@@ -98,7 +97,7 @@ public struct RunEvent: Sendable {
               let kind = obj["event"]?.string.flatMap(Kind.init(rawValue:)) else { return nil }
         var e = RunEvent(kind: kind)
         e.id = obj["id"]?.string; e.owner = obj["owner"]?.string; e.session = obj["session"]?.string
-        e.name = obj["name"]?.string; e.step = obj["step"]?.string; e.outcome = obj["outcome"]?.string
+        e.name = obj["name"]?.string; e.step = obj["step"]?.string; e.outcome = obj["outcome"]?.string.flatMap(RunOutcome.init(rawValue:))
         e.error = obj["error"]?.string; e.line = obj["line"]?.string; e.percent = obj["percent"]?.double
         e.message = obj["message"]?.string; e.by = obj["by"]?.string
         return e
@@ -114,46 +113,46 @@ public struct Run {
     public private(set) var owner = ""
     public private(set) var session: String?
     public private(set) var name: String?
-    public private(set) var status = "pending"
+    public private(set) var status = RunStatus.pending
     public private(set) var startedAt: Int64?
     public private(set) var endedAt: Int64?
     public private(set) var seq = 0
     public private(set) var progress: (percent: Double, message: String?)?
     public private(set) var logCount = 0
-    public struct Step { public var name: String; public var status: String; public var startedAt: Int64; public var endedAt: Int64?; public var error: String? }
+    public struct Step { public var name: String; public var status: StepStatus; public var startedAt: Int64; public var endedAt: Int64?; public var error: String? }
     public private(set) var steps: [Step] = []
     private var lastLogs: [String] = []
     public static let keptLogLines = 50
 
     public init(id: String) { self.id = id }
 
-    public var isFinished: Bool { ["succeeded", "failed", "cancelled"].contains(status) }
+    public var isFinished: Bool { status.isFinished }
 
     /// Why `event` cannot happen now, or nil when it can.
     public func check(_ e: RunEvent) -> String? {
         if isFinished { return "run \(id) is already completed (\(status)); no \(e.kind.rawValue) after that" }
         switch e.kind {
         case .started:
-            return status == "pending" ? nil : "run \(id) has already started"
+            return status == .pending ? nil : "run \(id) has already started"
         case .resumed:
-            return status == "paused" ? nil : "run \(id) is not paused (\(status))"
+            return status == .paused ? nil : "run \(id) is not paused (\(status))"
         case .completed, .log, .progress, .stepCompleted, .stepFailed:
             // Finishing work, logging and cancelling stay possible while paused.
-            guard status == "running" || status == "paused" else { return "run \(id) has not started; send started first" }
+            guard status == .running || status == .paused else { return "run \(id) has not started; send started first" }
         default:
-            if status == "paused" { return "run \(id) is paused; no \(e.kind.rawValue) until it is resumed" }
-            guard status == "running" else { return "run \(id) has not started; send started first" }
+            if status == .paused { return "run \(id) is paused; no \(e.kind.rawValue) until it is resumed" }
+            guard status == .running else { return "run \(id) has not started; send started first" }
         }
         switch e.kind {
         case .stepStarted:
-            if let s = steps.last(where: { $0.name == e.step }), s.status == "running" { return "step \(e.step!) is already running" }
+            if let s = steps.last(where: { $0.name == e.step }), s.status == .running { return "step \(e.step!) is already running" }
         case .stepCompleted, .stepFailed:
-            guard let s = steps.last(where: { $0.name == e.step }), s.status == "running" else {
+            guard let s = steps.last(where: { $0.name == e.step }), s.status == .running else {
                 return "step \(e.step!) \(e.kind == .stepCompleted ? "completed" : "failed") but never started"
             }
         case .completed:
-            if e.outcome == "succeeded", status == "paused" { return "a paused run cannot succeed; resume it first" }
-            if e.outcome == "succeeded", let s = steps.first(where: { $0.status == "running" }) {
+            if e.outcome == .succeeded, status == .paused { return "a paused run cannot succeed; resume it first" }
+            if e.outcome == .succeeded, let s = steps.first(where: { $0.status == .running }) {
                 return "run cannot succeed while step \(s.name) is still running"
             }
         default: break
@@ -165,18 +164,18 @@ public struct Run {
         self.seq = seq
         switch e.kind {
         case .started:
-            status = "running"; startedAt = ts; owner = e.owner ?? ""; session = e.session; name = e.name
+            status = .running; startedAt = ts; owner = e.owner ?? ""; session = e.session; name = e.name
         case .stepStarted:
-            steps.append(Step(name: e.step!, status: "running", startedAt: ts))
+            steps.append(Step(name: e.step!, status: .running, startedAt: ts))
         case .stepCompleted, .stepFailed:
-            if let i = steps.lastIndex(where: { $0.name == e.step && $0.status == "running" }) {
-                steps[i].status = e.kind == .stepCompleted ? "completed" : "failed"
+            if let i = steps.lastIndex(where: { $0.name == e.step && $0.status == .running }) {
+                steps[i].status = e.kind == .stepCompleted ? .completed : .failed
                 steps[i].endedAt = ts
                 steps[i].error = e.error
             }
         case .completed:
-            status = e.outcome ?? "succeeded"; endedAt = ts
-            for i in steps.indices where steps[i].status == "running" { steps[i].status = "cancelled"; steps[i].endedAt = ts }
+            status = (e.outcome ?? .succeeded).status; endedAt = ts
+            for i in steps.indices where steps[i].status == .running { steps[i].status = .cancelled; steps[i].endedAt = ts }
         case .log:
             logCount += 1
             lastLogs.append(e.line ?? "")
@@ -184,9 +183,9 @@ public struct Run {
         case .progress:
             progress = (e.percent ?? 0, e.message)
         case .paused:
-            status = "paused"
+            status = .paused
         case .resumed:
-            status = "running"
+            status = .running
         }
     }
 
@@ -197,13 +196,13 @@ public struct Run {
     public var summaryJSON: [UInt8] {
         var w = JSONWriter(capacity: 256)
         w.beginObject()
-        w.field("id", id); w.field("owner", owner); w.field("name", name); w.field("status", status)
+        w.field("id", id); w.field("owner", owner); w.field("name", name); w.field("status", status.rawValue)
         if let session { w.field("session", session) }
         if let s = startedAt { w.field("started_at", Int(s)) }
         if let e = endedAt { w.field("ended_at", Int(e)); if let s = startedAt { w.field("duration_ms", Int(e - s)) } }
         w.field("steps_total", steps.count)
-        w.field("steps_completed", steps.filter { $0.status == "completed" }.count)
-        w.field("steps_failed", steps.filter { $0.status == "failed" }.count)
+        w.field("steps_completed", steps.filter { $0.status == .completed }.count)
+        w.field("steps_failed", steps.filter { $0.status == .failed }.count)
         if let p = progress { w.field("percent", p.percent); if let m = p.message { w.field("message", m) } }
         w.field("seq", seq)
         w.endObject()
@@ -214,14 +213,14 @@ public struct Run {
     public var stateJSON: [UInt8] {
         var w = JSONWriter(capacity: 512)
         w.beginObject()
-        w.field("id", id); w.field("owner", owner); w.field("name", name); w.field("status", status); w.field("seq", seq)
+        w.field("id", id); w.field("owner", owner); w.field("name", name); w.field("status", status.rawValue); w.field("seq", seq)
         if let session { w.field("session", session) }
         if let s = startedAt { w.field("started_at", Int(s)) }
         if let e = endedAt { w.field("ended_at", Int(e)); if let s = startedAt { w.field("duration_ms", Int(e - s)) } }
         w.beginArray("steps")
         for s in steps {
             w.beginObject()
-            w.field("name", s.name); w.field("status", s.status); w.field("started_at", Int(s.startedAt))
+            w.field("name", s.name); w.field("status", s.status.rawValue); w.field("started_at", Int(s.startedAt))
             if let e = s.endedAt { w.field("ended_at", Int(e)); w.field("duration_ms", Int(e - s.startedAt)) }
             if let err = s.error { w.field("error", err) }
             w.endObject()

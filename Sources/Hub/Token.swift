@@ -41,7 +41,7 @@ public struct TokenClaims: Sendable, Equatable {
     public var name: String?
     /// A session code, or `*` for any session.
     public var session: String
-    public var role: String
+    public var role: Role
     public var exp: Int64
     public var nbf: Int64?
     public var iat: Int64?
@@ -52,7 +52,7 @@ public struct TokenClaims: Sendable, Equatable {
     public var principal: Principal {
         if let channels { return .watcher(channels: channels) }
         // A publisher token names a backend, not a person: it reads no session.
-        if role == "publisher" { return .member(session: "", role: role) }
+        if role == .publisher { return .member(session: "", role: role) }
         return .member(session: session, role: role)
     }
 }
@@ -80,7 +80,7 @@ public struct TokenVerifier: Sendable {
 
     public var isEnabled: Bool { !keyring.isEmpty }
 
-    public static let roles = ["host", "editor", "viewer", "publisher"]
+    public static let roles = Role.allCases.map(\.rawValue)
 
     public func verify(_ token: String, now: Int64) -> Result<TokenClaims, TokenError> {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
@@ -123,8 +123,10 @@ public struct TokenVerifier: Sendable {
         guard exp >= now - skew else { return .failure(TokenError(kind: .expired, message: "token expired")) }
         let nbf = payload["nbf"]?.int.map(Int64.init)
         if let nbf, nbf > now + skew { return .failure(TokenError(kind: .notYetValid, message: "token not valid yet (nbf)")) }
-        let role = payload["role"]?.string ?? "editor"
-        guard Self.roles.contains(role) else { return .failure(TokenError(kind: .claims, message: "token role \(role) is not one of \(Self.roles.joined(separator: ", "))")) }
+        let roleName = payload["role"]?.string ?? "editor"
+        guard let role = Role(rawValue: roleName) else {
+            return .failure(TokenError(kind: .claims, message: "token role \(roleName) is not one of \(Self.roles.joined(separator: ", "))"))
+        }
         // A watcher token names its channels; a member token must name its session (`*` for any):
         // a token that names neither grants nothing (no fail-open default).
         var channels: [String]?

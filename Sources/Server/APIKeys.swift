@@ -1,107 +1,147 @@
 import Foundation
 import Hub
-import Store
 import WebSocket
 
 /// Checks API keys (`chk_<id>_<secret>`) and their limits per minute, hour and month (fixed windows).
-/// Keys are looked up by id on the store's read connection and cached for a few seconds, so a key
-/// created or revoked with `collabhub keys` takes effect within that time. The hourly and monthly
-/// counts are also stored (each allowed request is counted in the store's next commit) and read back
-/// when a window is first seen, so a restart does not hand out a fresh quota.
+///
+/// Every key is held in memory, so a check never touches storage on a loop thread: the table is read
+/// at start-up, again at once after a key is created or revoked through the API, and every
+/// `refreshInterval` seconds on a worker (keys made by `collabhub keys` in another process take effect
+/// within that time). The hourly and monthly counts are also stored (each allowed request is counted
+/// in the store's next commit); a refresh reads the current windows' stored counts, so a restart does
+/// not hand out a fresh quota.
 final class APIKeys: @unchecked Sendable {
-    private let store: TranscriptStore
+    private let store: APIKeyStore
     private let lock = NSLock()
-    private var cache: [String: (record: APIKeyRecord?, fetched: Double)] = [:]
+    private var records: [String: APIKeyRecord] = [:]
     private var usage: [String: Usage] = [:]
-    static let cacheSeconds = 5.0
+    /// Stored counts of the hour and month windows as of the last refresh (window name -> key -> count).
+    private var stored: [String: [String: Int]] = [:]
+    private var refreshedAt = -Double.infinity
+    private var refreshing = false
+    /// Seconds between reads of the key table (`--key-refresh`).
+    let refreshInterval: Double
 
     struct Usage { var minute = 0, minuteCount = 0, hour = 0, hourCount = 0, month = 0, monthCount = 0 }
 
     enum Verdict {
         case allowed(headers: [(String, String)], key: APIKeyRecord)
         case unknown
+        /// Well-formed, but no key with this id is known: it may have been made by `collabhub keys`
+        /// since the last read of the table (`refreshNow`, then check again).
+        case unknownId
         case limited(headers: [(String, String)], message: String)
     }
 
-    init(store: TranscriptStore) { self.store = store }
-
-    /// A key's record, from the cache when it is fresh (a few seconds), else from the store.
-    private func cachedRecord(_ id: String, now t: Double) -> APIKeyRecord? {
-        lock.lock()
-        var entry = cache[id]
-        lock.unlock()
-        if entry == nil || t - entry!.fetched > Self.cacheSeconds {
-            entry = (store.key(id: id), t)
-            lock.lock()
-            if cache.count >= Self.maxCached {
-                // Bounded: stale entries go first; if none is stale, the cache starts over.
-                cache = cache.filter { t - $0.value.fetched <= Self.cacheSeconds }
-                if cache.count >= Self.maxCached { cache.removeAll() }
-            }
-            cache[id] = entry
-            lock.unlock()
-        }
-        return entry?.record
+    /// Reads the table once (blocking: at start-up, before the loops run).
+    init(store: APIKeyStore, refreshInterval: Double = 5) {
+        self.store = store
+        self.refreshInterval = refreshInterval
+        reload()
     }
+
+    /// Reads every key and the current windows' stored counts (blocking: start-up or a worker).
+    /// A failed read keeps what is known.
+    func reload(now: Date = Date()) {
+        let (hour, month) = Self.windows(now)
+        guard let all = try? store.allKeys() else {
+            lock.lock(); refreshing = false; lock.unlock()
+            return
+        }
+        let hourCounts = (try? store.usage(window: hour)) ?? [:]
+        let monthCounts = (try? store.usage(window: month)) ?? [:]
+        lock.lock()
+        records = Dictionary(all.map { ($0.id, $0) }, uniquingKeysWith: { $1 })
+        stored = [hour: hourCounts, month: monthCounts]
+        refreshedAt = now.timeIntervalSince1970
+        refreshing = false
+        lock.unlock()
+    }
+
+    /// Schedules a reload on `worker` when the last one is older than `refreshInterval` (from a loop).
+    func refreshIfDue(on worker: Worker, now: Double = Date().timeIntervalSince1970) {
+        lock.lock()
+        let due = !refreshing && now - refreshedAt >= refreshInterval
+        if due { refreshing = true }
+        lock.unlock()
+        if due { worker.submit { [self] in reload() } }
+    }
+
+    /// Reads the table again on `worker` and then calls `done` (on the worker). Callers that arrive
+    /// while a read is under way wait for the next one (which starts after they asked), and all of
+    /// them share it: a flood of unknown ids costs one read of the table at a time.
+    func refreshNow(on worker: Worker, then done: @escaping () -> Void) {
+        lock.lock()
+        nextWaiters.append(done)
+        let start = !reloading
+        reloading = true
+        lock.unlock()
+        guard start else { return }
+        worker.submit { [self] in
+            while true {
+                lock.lock()
+                let waiters = nextWaiters
+                nextWaiters = []
+                if waiters.isEmpty { reloading = false; lock.unlock(); return }
+                lock.unlock()
+                reload()
+                for w in waiters { w() }
+            }
+        }
+    }
+    private var nextWaiters: [() -> Void] = []
+    private var reloading = false
 
     /// Whether a key (presented earlier, on a socket that is still open) is still active.
-    func isActive(_ id: String, now: Double = Date().timeIntervalSince1970) -> Bool {
-        cachedRecord(id, now: now).map { $0.revokedAt == nil } ?? false
+    func isActive(_ id: String) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        return records[id].map { $0.revokedAt == nil } ?? false
     }
 
-    /// Forgets what is cached about a key (revoked or created through the API: effective at once).
-    func forget(_ id: String) {
-        lock.lock(); cache[id] = nil; anyActiveCache = nil; lock.unlock()
+    /// Whether any active key exists: a hub with keys is not in open mode.
+    func anyActive() -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        return records.values.contains { $0.revokedAt == nil }
     }
 
     /// The request counts of a key in its current windows.
     func usage(of id: String) -> Usage? { lock.lock(); defer { lock.unlock() }; return usage[id] }
 
-    /// Whether any active key exists (read at most every few seconds): a hub with keys is not open.
-    func anyActive(now: Double = Date().timeIntervalSince1970) -> Bool {
-        lock.lock()
-        if let (value, at) = anyActiveCache, now - at <= Self.cacheSeconds { lock.unlock(); return value }
-        lock.unlock()
-        let value = store.anyActiveKey()
-        lock.lock(); anyActiveCache = (value, now); lock.unlock()
-        return value
-    }
-    private var anyActiveCache: (Bool, Double)?
+    var count: Int { lock.lock(); defer { lock.unlock() }; return records.count }
 
-    /// Key ids cached at most (known and unknown ones alike; ids come from requests).
-    static let maxCached = 10_000
-    var cachedCount: Int { lock.lock(); defer { lock.unlock() }; return cache.count }
+    /// The usage windows (`h<hour>`, `m<month>`) that `now` falls in.
+    static func windows(_ now: Date) -> (hour: String, month: String) {
+        let t = now.timeIntervalSince1970
+        let comps = Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC")!, from: now)
+        return ("h\(Int(t / 3600))", "m\((comps.year ?? 0) * 12 + (comps.month ?? 0))")
+    }
 
     func check(_ presented: String, now: Date = Date()) -> Verdict {
         // The shape is checked before anything is looked up or remembered: ids and secrets are short
-        // base64url strings, so an 8 KB header never reaches the store or the cache.
+        // base64url strings, so an 8 KB header never reaches the table.
         guard presented.utf8.count <= 128 else { return .unknown }
         let parts = presented.split(separator: "_", omittingEmptySubsequences: false)
         guard parts.count == 3, parts[0] == "chk", Self.isToken(parts[1]), Self.isToken(parts[2]) else { return .unknown }
         let id = String(parts[1]), secret = String(parts[2])
         let t = now.timeIntervalSince1970
-        let entry = cachedRecord(id, now: t)
-        guard let record = entry, record.revokedAt == nil,
-              Crypto.constantTimeEquals(Crypto.sha256(Array(secret.utf8)), record.secretSHA256) else { return .unknown }
+        let digest = Crypto.sha256(Array(secret.utf8))
+        lock.lock(); defer { lock.unlock() }
+        guard let record = records[id] else { return .unknownId }
+        guard record.revokedAt == nil,
+              Crypto.constantTimeEquals(digest, record.secretSHA256) else { return .unknown }
 
         let minute = Int(t / 60), hour = Int(t / 3600)
-        let comps = Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC")!, from: now)
-        let month = (comps.year ?? 0) * 12 + (comps.month ?? 0)
-        let hourWindow = "h\(hour)", monthWindow = "m\(month)"
-        lock.lock()
-        let known = usage[id]
-        lock.unlock()
-        // Windows new to this process start from what is stored (read outside the lock).
-        let storedHour = known?.hour == hour ? nil : store.keyUse(id: id, window: hourWindow)
-        let storedMonth = known?.month == month ? nil : store.keyUse(id: id, window: monthWindow)
-        lock.lock(); defer { lock.unlock() }
+        let (hourWindow, monthWindow) = Self.windows(now)
+        let month = Int(monthWindow.dropFirst()) ?? 0
         var u = usage[id] ?? Usage()
+        // Windows new to this process start from what is stored.
         if u.minute != minute { u.minute = minute; u.minuteCount = 0 }
-        if u.hour != hour { u.hour = hour; u.hourCount = storedHour ?? 0 }
-        if u.month != month { u.month = month; u.monthCount = storedMonth ?? 0 }
+        if u.hour != hour { u.hour = hour; u.hourCount = stored[hourWindow]?[id] ?? 0 }
+        if u.month != month { u.month = month; u.monthCount = stored[monthWindow]?[id] ?? 0 }
         let resetMinute = 60 - Int(t) % 60
         func headers(remaining: Int) -> [(String, String)] {
-            [("X-RateLimit-Limit", String(record.perMinute)), ("X-RateLimit-Remaining", String(max(0, remaining))), ("X-RateLimit-Reset", String(resetMinute))]
+            [("X-RateLimit-Limit", String(record.perMinute)), ("X-RateLimit-Remaining", String(max(0, remaining))),
+             ("X-RateLimit-Reset", String(resetMinute))]
         }
         if u.monthCount >= record.perMonth {
             usage[id] = u
@@ -120,14 +160,15 @@ final class APIKeys: @unchecked Sendable {
             return .limited(headers: h, message: "limit of \(record.perMinute) requests per minute reached")
         }
         u.minuteCount += 1; u.hourCount += 1; u.monthCount += 1
-        // (`usage` holds only keys that exist: it is written after the secret matched.)
         usage[id] = u
-        store.recordKeyUse(id: id, windows: (hourWindow, monthWindow))
+        store.recordUse(id: id, windows: (hourWindow, monthWindow))
         return .allowed(headers: headers(remaining: record.perMinute - u.minuteCount), key: record)
     }
 
     /// 1-64 characters of [A-Za-z0-9-] (the alphabet of generated ids and secrets, underscore excluded).
     static func isToken(_ s: Substring) -> Bool {
-        !s.isEmpty && s.utf8.count <= 64 && s.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 45 }
+        !s.isEmpty && s.utf8.count <= 64 && s.utf8.allSatisfy {
+            ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 45
+        }
     }
 }

@@ -1,6 +1,5 @@
 import Foundation
 import Hub
-import Store
 import WebSocket
 
 /// What a request presented, resolved to principals: the one place where credentials are read, for
@@ -15,6 +14,8 @@ struct Access {
     var failure: Response?
     /// The API key used, if any (its id, for the activity log).
     var keyId: String?
+    /// A well-formed API key whose id the hub does not know (yet: see `APIKeys.refreshNow`).
+    var unknownKeyId = false
 
     /// nil when some principal may touch `surface`; otherwise the answer (401 without credentials, 403 with).
     func check(_ surface: Surface) -> Response? {
@@ -141,6 +142,9 @@ extension Server {
                 return nil
             case .unknown:
                 return nil
+            case .unknownId:
+                a.unknownKeyId = true
+                return nil
             }
         }
         if config.sessionPolicy.tokens.isEnabled, given.utf8.filter({ $0 == UInt8(ascii: ".") }).count == 2,
@@ -163,7 +167,7 @@ final class AuthFailures: @unchecked Sendable {
     private var counts: [String: Int] = [:]
     static let maxAddresses = 10_000
 
-    func record(_ address: String, what: String, store: TranscriptStore, now: Double = Date().timeIntervalSince1970) {
+    func record(_ address: String, what: String, store: Storage, now: Double = Date().timeIntervalSince1970) {
         let m = Int(now / 60)
         lock.lock()
         var flush: [String: Int] = [:]

@@ -1,5 +1,4 @@
 import Hub
-import Store
 import WebSocket
 
 /// Everything `collabhub serve` can be told. Defaults are small and safe; the reason is beside each.
@@ -39,7 +38,7 @@ public struct Config: Sendable {
     /// Session code length (>= 6).
     public var codeLength = 8
     /// Until tokens exist (the auth issue), anyone with the code may join.
-    public var defaultGuestPolicy = "allow"
+    public var defaultGuestPolicy = GuestPolicy.allow
     public var durability = Durability.normal
     public var sessionPolicy = SessionPolicy()
     /// TCP congestion control for client sockets (e.g. "cubic"); nil keeps the system default.
@@ -68,6 +67,9 @@ public struct Config: Sendable {
     public var retention = RetentionPolicy()
     /// How often retention runs.
     public var retentionInterval = 60.0
+    /// Seconds between reads of the API key table: keys made by `collabhub keys` in another process
+    /// work (and revoked ones stop) within this time; keys changed through the API do at once.
+    public var keyRefreshInterval = 5.0
 
     public init() {}
 }

@@ -285,6 +285,9 @@ final class Connection: Socket {
             // What the socket presented at the upgrade (?key=, ?token=, headers) stays with it; each
             // message is then authorized against it (`Authorization.allows`).
             let access = context.server.access(head, upgrade: true)
+            if access.unknownKeyId, let api = context.server.api {
+                api.keys.refreshNow(on: context.server.wakeups) {}  // a retry finds a key made since
+            }
             if let failure = access.failure {
                 context.metrics.handshakesFailed.add()
                 return failHTTP(failure)

@@ -1,7 +1,6 @@
 import EventLoop
 import Foundation
 import Hub
-import Store
 import WebSocket
 
 /// `/ws?session=CODE`: the collaboration protocol (Protocol/PROTOCOL.md), subprotocol `collabhub.v1`.
@@ -68,7 +67,7 @@ final class HubEndpoint: Endpoint {
     private func join(_ connection: Connection, _ join: ClientMessage.Join) {
         let loop = connection.loop
         if hub.directory.isThrottled(connection.peer, now: loop.now) {
-            connection.sendText(String(decoding: Wire.error("rate_limited", "too many failed joins from this address; wait a minute"), as: UTF8.self))
+            connection.send(.error(code: "rate_limited", message: "too many failed joins from this address; wait a minute"))
             connection.fail(.rateLimited, "too many failed joins")
             return
         }
@@ -84,12 +83,19 @@ final class HubEndpoint: Endpoint {
             // A socket opened without `?session=` landed on a loop that does not own this session.
             return failedJoin(connection, MessageError("invalid_field", "connect to /ws?session=\(code) to join this session", field: "session"))
         }
-        guard let session = hub.session(code) else {
-            let ended = hub.directory.info(code)?.endedAt != nil
-            return failedJoin(connection, ended ? MessageError("session_ended", "session \(code) has ended", field: "session")
-                                                : MessageError("unknown_session", "no session with code \(code)", field: "session"))
+        hub.withSession(code) { [self] session in
+            guard !connection.isClosed, !connection.isClosing else { return }
+            guard let session else {
+                if hub.wakeFailed.contains(code) {
+                    return connection.sendError(MessageError("storage_unavailable", "session \(code) cannot be read now; retry"))
+                }
+                let ended = hub.directory.info(code)?.endedAt != nil
+                return failedJoin(connection, ended
+                    ? MessageError("session_ended", "session \(code) has ended", field: "session")
+                    : MessageError("unknown_session", "no session with code \(code)", field: "session"))
+            }
+            session.join(connection, join)
         }
-        session.join(connection, join)
     }
 
     /// `replay` / `replay_control` messages (only for connections that did not join).
@@ -157,8 +163,8 @@ final class HubEndpoint: Endpoint {
                 guard !connection.isClosed else { self.replayEnded(peer); return }
                 guard let summary, let first else {
                     self.replayEnded(peer)
-                    connection.sendText("{\"type\":\"replay_started\",\"from\":0,\"to\":0,\"count\":0,\"speed\":\(speed),\"duration_ms\":0}")
-                    connection.sendText("{\"type\":\"replay_finished\"}")
+                    connection.send(.replayStarted(from: 0, to: 0, count: 0, speed: speed, durationMillis: 0))
+                    connection.send(.replayFinished)
                     return
                 }
                 let replayer = Replayer(connection: connection, code: code, store: store, worker: worker, summary: summary, first: first, speed: speed)
@@ -173,12 +179,12 @@ final class HubEndpoint: Endpoint {
 
     private func replayAdmission(_ connection: Connection, _ obj: JSONObject, _ info: SessionInfo) -> MessageError? {
         let server = hub.context.server!
-        if server.openMode || info.guestPolicy == "allow" { return nil }
+        if server.openMode || info.guestPolicy == .allow { return nil }
         if let key = obj["host_key"]?.string, Crypto.constantTimeEquals(Array(key.utf8), Array(info.hostKey.utf8)) { return nil }
         if let token = obj["token"]?.string {
             switch hub.context.sessionPolicy.tokens.verify(token, now: Int64(Date().timeIntervalSince1970)) {
             case .success(let claims):
-                if claims.channels == nil, claims.role != "publisher", claims.session == "*" || claims.session == info.code { return nil }
+                if claims.channels == nil, claims.role != .publisher, claims.session == "*" || claims.session == info.code { return nil }
                 return MessageError("forbidden", "this token is not for session \(info.code)", field: "token")
             case .failure(let e):
                 return MessageError(e.closeCode == .unauthorized ? "token_expired" : "unauthorized", e.message, field: "token")
@@ -207,13 +213,13 @@ final class HubEndpoint: Endpoint {
 
     private func failedJoin(_ connection: Connection, _ error: MessageError) {
         let allowed = hub.directory.failedJoin(from: connection.peer, now: connection.loop.now)
-        connection.deliver(Chunk.text(Wire.error(error.code, error.message, ref: error.ref, field: error.field)))
+        connection.send(.error(error))
         if !allowed { connection.fail(.rateLimited, "too many failed joins") }
     }
 
     private func reject(_ connection: Connection, _ error: MessageError) {
         connection.invalidMessages += 1
-        connection.deliver(Chunk.text(Wire.error(error.code, error.message, ref: error.ref, field: error.field)))
+        connection.send(.error(error))
         if connection.invalidMessages > Self.maxInvalidMessages {
             connection.fail(.badRequest, "too many invalid messages")
         }

@@ -1,7 +1,6 @@
 import EventLoop
 import Foundation
 import Hub
-import Store
 import WebSocket
 
 /// Runs hub callbacks on a loop's thread.
@@ -17,7 +16,7 @@ final class LoopExecutor: Executor {
 final class LoopHub: SessionHost, HubMetrics {
     unowned let context: LoopContext
     let directory: SessionDirectory
-    let store: TranscriptStore
+    let store: Storage
     let executor: LoopExecutor
     private(set) var sessions: [String: Session] = [:]
     private var dirtyCursors: [Session] = []
@@ -26,7 +25,7 @@ final class LoopHub: SessionHost, HubMetrics {
     var metrics: HubMetrics { self }
     let wall: () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
 
-    init(context: LoopContext, directory: SessionDirectory, store: TranscriptStore) {
+    init(context: LoopContext, directory: SessionDirectory, store: Storage) {
         self.context = context
         self.directory = directory
         self.store = store
@@ -35,17 +34,51 @@ final class LoopHub: SessionHost, HubMetrics {
         tickTimer?.unref()
     }
 
-    /// The live session for a code, woken up from the directory (and the store) on first use.
-    func session(_ code: String) -> Session? {
-        if let s = sessions[code] { return s }
+    /// The live session for a code, if it is awake.
+    func liveSession(_ code: String) -> Session? { sessions[code] }
+
+    /// Calls `body` with the live session for a code, woken up first if needed: its history (last seq,
+    /// newest events for the resume window) is read on the wake-up worker, never on this loop, and
+    /// whatever asks for the session meanwhile waits in line. `body` gets nil for a code that is not a
+    /// live session of this loop, or when storage could not be read (`wakeFailed` then says so).
+    func withSession(_ code: String, _ body: @escaping (Session?) -> Void) {
+        if let s = sessions[code] { return body(s) }
         // One live Session per code in the process: only the loop the code hashes to may hold it.
-        guard owns(code) else { return nil }
-        guard let info = directory.info(code), info.endedAt == nil else { return nil }
-        let loop = context.loop
-        let s = Session(info: info, policy: context.sessionPolicy, store: store, executor: executor, host: self,
-                        clock: { loop.now }, wallClockMillis: wall)
-        sessions[code] = s
-        return s
+        guard owns(code), let info = directory.info(code), info.endedAt == nil else { return body(nil) }
+        if waiting[code] != nil { waiting[code]!.append(body); return }
+        waiting[code] = [body]
+        let reads = context.server.wakeups, storage: TranscriptReads = store, loop = context.loop
+        let limit = context.sessionPolicy.resumeWindow
+        reads.submit { [unowned self] in
+            let history = Result { try SessionHistory.read(code, from: storage, limit: limit) }
+            loop.post { self.woke(code, history) }
+        }
+    }
+    private var waiting: [String: [(Session?) -> Void]] = [:]
+    /// Codes whose last wake-up failed to read storage (cleared by the next attempt).
+    private(set) var wakeFailed: Set<String> = []
+
+    private func woke(_ code: String, _ history: Result<SessionHistory, Error>) {
+        let queued = waiting.removeValue(forKey: code) ?? []
+        var session: Session?
+        switch history {
+        case .success(let h):
+            wakeFailed.remove(code)
+            // Ended (or forgotten) while its history was read: nothing to wake.
+            if let info = directory.info(code), info.endedAt == nil {
+                let loop = context.loop
+                let s = Session(info: info, history: h, policy: context.sessionPolicy, store: store, executor: executor,
+                                host: self, clock: { loop.now }, wallClockMillis: wall)
+                sessions[code] = s
+                session = s
+            }
+        case .failure(let error):
+            wakeFailed.insert(code)
+            context.metrics.storeFailures.add()
+            FileHandle.standardError.write(Data("collabhub: cannot wake session \(code): \(error)\n".utf8))
+        }
+        for body in queued { body(session) }
+        if session != nil { wakeFailed.remove(code) }
     }
 
     /// Whether `code` lives on this loop.
@@ -113,7 +146,7 @@ final class LoopHub: SessionHost, HubMetrics {
 
     /// Ends a session (host request over HTTP, or idle TTL).
     func end(_ code: String, reason: String) {
-        if let s = session(code) { s.end(reason: reason) }
+        withSession(code) { $0?.end(reason: reason) }
     }
 
     func record(_ action: String, session: Session, actor: Member?, target: String?, details: String?, address: String?) {
@@ -121,7 +154,7 @@ final class LoopHub: SessionHost, HubMetrics {
                                    session: session.code, address: address, details: details))
     }
 
-    func controlRun(_ run: String, action: String, session: Session, by: Member, reply: @escaping (MessageError?) -> Void) {
+    func controlRun(_ run: String, action: RunControlAction, session: Session, by: Member, reply: @escaping (MessageError?) -> Void) {
         let loop0 = context.server.contexts[0], here = context.loop, code = session.code
         let who = (id: by.id, name: by.name)
         loop0.loop.post {
@@ -180,7 +213,7 @@ final class SessionDirectory: @unchecked Sendable {
     }
 
     /// Creates a session with a fresh code, unique among the sessions known.
-    func create(title: String, maxParticipants: Int, guestPolicy: String, now: Int64) -> SessionInfo {
+    func create(title: String, maxParticipants: Int, guestPolicy: GuestPolicy, now: Int64) -> SessionInfo {
         lock.lock(); defer { lock.unlock() }
         var code = SessionCode.generate(length: codeLength)
         while infos[code] != nil { code = SessionCode.generate(length: codeLength) }
@@ -210,7 +243,7 @@ final class SessionDirectory: @unchecked Sendable {
         lock.lock(); infos[code] = nil; active[code] = nil; counts[code] = nil; lock.unlock()
     }
 
-    func ended(_ info: SessionInfo, store: TranscriptStore) {
+    func ended(_ info: SessionInfo, store: SessionRecords) {
         lock.lock(); infos[info.code] = info; counts[info.code] = nil; lock.unlock()
         store.save(info)
     }

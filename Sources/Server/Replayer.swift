@@ -1,7 +1,6 @@
 import EventLoop
 import Foundation
 import Hub
-import Store
 import WebSocket
 
 /// Plays a stored transcript back to one connection (`replay` message): the events exactly as they
@@ -15,7 +14,7 @@ import WebSocket
 final class Replayer {
     private unowned let connection: Connection
     private let code: String
-    private let store: TranscriptStore
+    private let store: Storage
     private let worker: Worker
     /// The range replayed, fixed when it starts: first and last seq, how many events, how long.
     let summary: Summary
@@ -46,7 +45,7 @@ final class Replayer {
     /// Longest silence replayed, in transcript time: a session idle overnight should not stall playback.
     static let maxGapMillis: Int64 = 60_000
 
-    init(connection: Connection, code: String, store: TranscriptStore, worker: Worker, summary: Summary, first: Page, speed: Double) {
+    init(connection: Connection, code: String, store: Storage, worker: Worker, summary: Summary, first: Page, speed: Double) {
         self.connection = connection
         self.code = code
         self.store = store
@@ -60,15 +59,15 @@ final class Replayer {
     // MARK: Reading (worker thread)
 
     /// What a replay from `from` covers (nil: nothing to replay), read on the worker.
-    static func summary(store: TranscriptStore, code: String, from: Int) -> Summary? {
+    static func summary(store: Storage, code: String, from: Int) -> Summary? {
         guard let first = try? store.events(session: code, after: max(from, 1) - 1, limit: 1).first,
-              let last = store.tail(session: code, limit: 1).first else { return nil }
+              let last = try? store.tail(session: code, limit: 1).first else { return nil }
         // Retention deletes from the front only, so the seqs from `first` to `last` are all there.
         return Summary(first: first.seq, last: last.seq, count: last.seq - first.seq + 1, durationMillis: max(last.ts - first.ts, 0))
     }
 
     /// The events after `after` (a page), with the cursor samples from `fromTs` up to the last of them.
-    static func page(store: TranscriptStore, code: String, after: Int, fromTs: Int64?) -> Page {
+    static func page(store: Storage, code: String, after: Int, fromTs: Int64?) -> Page {
         let rows = (try? store.events(session: code, after: after, limit: pageEvents)) ?? []
         var events: [StoredEvent] = []
         var bytes = 0
@@ -95,20 +94,14 @@ final class Replayer {
     }
 
     private static func item(_ s: CursorSample) -> Item {
-        let json = Array("{\"type\":\"cursors\",\"replayed\":true,\"ts\":\(s.ts),\"updates\":".utf8) + s.updates + [UInt8(ascii: "}")]
-        return Item(ts: s.ts, seq: nil, json: json)
+        Item(ts: s.ts, seq: nil, json: ServerMessage.replayedCursors(ts: s.ts, updates: s.updates).json)
     }
 
     // MARK: Playing (the connection's loop)
 
     func start() {
-        var w = JSONWriter()
-        w.beginObject(); w.field("type", "replay_started")
-        w.field("from", summary.first); w.field("to", summary.last)
-        w.field("count", summary.count); w.field("speed", speed)
-        w.field("duration_ms", Int(summary.durationMillis))
-        w.endObject()
-        connection.sendText(String(decoding: w.bytes, as: UTF8.self))
+        connection.send(.replayStarted(from: summary.first, to: summary.last, count: summary.count, speed: speed,
+                                       durationMillis: summary.durationMillis))
         lastDue = connection.loop.now
         schedule()
     }
@@ -151,10 +144,8 @@ final class Replayer {
         }
         let upcoming = next ?? page[index...].first { $0.seq != nil }?.seq
         let done = upcoming == nil && exhausted && !loading
-        var w = JSONWriter()
-        w.beginObject(); w.field("type", "replay_state"); w.field("state", paused ? "paused" : (done ? "finished" : "playing"))
-        w.field("seq", upcoming ?? summary.last); w.field("speed", speed); w.endObject()
-        connection.sendText(String(decoding: w.bytes, as: UTF8.self))
+        connection.send(.replayState(paused ? .paused : (done ? .finished : .playing), seq: upcoming ?? summary.last,
+                                     speed: speed))
         if restart { schedule() }
         return nil
     }
@@ -199,7 +190,7 @@ final class Replayer {
             if index >= page.count {
                 if exhausted {
                     finished = true
-                    connection.sendText("{\"type\":\"replay_finished\"}")
+                    connection.send(.replayFinished)
                     let done = onFinish
                     onFinish = nil
                     done?()

@@ -100,11 +100,7 @@ final class PublishEndpoint: Endpoint {
             case .success(let seqs):
                 // Only a publisher whose events were accepted speaks for the run (run_control goes here).
                 runs.publisherSeen(c, run: run)
-                var w = JSONWriter(); w.beginObject(); w.field("type", "ack"); w.field("run", run)
-                if let ref { w.field("id", ref) }
-                w.beginArray("seqs"); for s in seqs { w.rawElement(Array(String(s.seq).utf8)) }; w.endArray()
-                w.endObject()
-                c.sendText(String(decoding: w.bytes, as: UTF8.self))
+                c.send(.runAck(run: run, id: ref, seqs: seqs.map(\.seq)))
             case .failure(let r):
                 c.sendError(MessageError(r.code, r.message, ref: ref))
             }
@@ -136,7 +132,11 @@ enum RunAPI {
 }
 
 extension Connection {
-    func sendError(_ e: MessageError) {
-        deliver(Chunk.text(Wire.error(e.code, e.message, ref: e.ref, field: e.field)))
+    func sendError(_ e: MessageError) { send(.error(e)) }
+
+    /// Sends one message to this client alone (framed into the connection's own output chunk).
+    func send(_ message: ServerMessage) {
+        var json = message.json
+        json.withUnsafeBytes { sendFrame(.text, $0) }
     }
 }

@@ -1,7 +1,6 @@
 import EventLoop
 import Foundation
 import Hub
-import Store
 import WebSocket
 
 /// Runs, their watchers and the dashboards, all on loop 0 (watcher and publisher sockets are handed to
@@ -9,7 +8,7 @@ import WebSocket
 /// same store as session events, as the stream `run:ID` with its own contiguous `seq`.
 final class RunHub {
     unowned let context: LoopContext
-    let store: TranscriptStore
+    let store: Storage
     let executor: LoopExecutor
     /// What watchers are shown: state after the last committed event.
     private(set) var committed: [String: Run] = [:]
@@ -32,9 +31,14 @@ final class RunHub {
     static let windowBytes = 1 << 20
     static let dashboardRuns = 100
 
-    init(context: LoopContext, store: TranscriptStore) {
+    /// The same delivery policy as sessions (durable always, ephemeral coalesced, cut off past the hard limit).
+    let fanout: Fanout
+
+    init(context: LoopContext, store: Storage) {
         self.context = context
         self.store = store
+        fanout = Fanout(softLimit: context.config.sessionPolicy.softOutputLimit,
+                        hardLimit: context.config.sessionPolicy.hardOutputLimit)
         executor = LoopExecutor(context.loop)
         // Rebuild every run from its stored events.
         for (stream, events) in (try? store.streams(prefix: "run:")) ?? [] {
@@ -105,46 +109,26 @@ final class RunHub {
 
     private func committedEvent(_ runId: String, _ e: RunEvent, body: [UInt8], _ c: Committed) {
         var run = committed[runId] ?? Run(id: runId)
-        let isNew = run.status == "pending"
+        let isNew = run.status == .pending
         run.apply(e, seq: c.seq, ts: c.ts)
         committed[runId] = run
         if let id = e.id { seenIds[runId, default: [:]][id] = c.seq }
-        let frame = Chunk.text(Wire.event(type: "run_event", seq: c.seq, ts: c.ts, body: body))
+        let frame = ServerMessage.durable(type: "run_event", seq: c.seq, ts: c.ts, body: body).frame
         windows[runId, default: ResumeWindow(maxCount: Self.window, maxBytes: Self.windowBytes)].append((c.seq, frame))
         if isNew { byOwner[run.owner, default: []].append(runId) }
-        let limits = context.config.sessionPolicy
-        for w in runWatchers[runId] ?? [] where !w.isDisconnecting {
-            if w.queuedBytes > limits.hardOutputLimit {
-                w.slowConsumer(count: true)
-            } else {
-                w.sendShared(frame)
-            }
-        }
+        let metrics = context.hub
+        for w in runWatchers[runId] ?? [] { fanout.deliver(frame, to: w, .durable, metrics: metrics) }
         // Dashboards: every status change goes; a watcher that is behind gets only the latest progress of
         // each run (held until it catches up, and dropped when a status change, which carries the whole
         // state, overtakes it). One that falls past the hard limit is closed and resubscribes.
         if let watchers = dashboards[run.owner], !watchers.isEmpty {
             let statusChange = Run.isStatusChange(e.kind)
             if statusChange || e.kind == .progress {
-                var msg: [UInt8] = Array("{\"type\":\"\(statusChange ? "run_status" : "run_progress")\",\"run\":".utf8)
-                msg += run.summaryJSON
-                msg.append(UInt8(ascii: "}"))
-                let f = Chunk.text(msg)
-                let key = "run:" + runId
-                for w in watchers where !w.isDisconnecting {
-                    if statusChange {
-                        w.uncoalesce(key: key)
-                        if w.queuedBytes > limits.hardOutputLimit {
-                            w.slowConsumer(count: true)
-                        } else {
-                            w.sendShared(f)
-                        }
-                    } else if w.queuedBytes > limits.softOutputLimit {
-                        context.metrics.droppedEphemeral.add()
-                        w.coalesce(f, key: key)
-                    } else {
-                        w.sendShared(f)
-                    }
+                let summary = run.summaryJSON, key = "run:" + runId
+                let f = (statusChange ? ServerMessage.runStatus(run: summary) : .runProgress(run: summary)).frame
+                for w in watchers {
+                    fanout.deliver(f, to: w, statusChange ? .durable : .ephemeral(key: key),
+                                   supersedes: statusChange ? key : nil, metrics: metrics)
                 }
             }
         }
@@ -153,7 +137,7 @@ final class RunHub {
             let owner = context.server.contexts[SessionCode.owner(of: code, loops: context.server.contexts.count)]
             let summary = run.summaryJSON
             let event = e.kind.rawValue
-            owner.loop.post { owner.hub?.session(code)?.runUpdate(run: runId, summary: summary, event: event, durable: Run.isStatusChange(e.kind)) }
+            owner.loop.post { owner.hub?.withSession(code) { $0?.runUpdate(run: runId, summary: summary, event: event, durable: Run.isStatusChange(e.kind)) } }
         }
     }
 
@@ -167,23 +151,23 @@ final class RunHub {
 
     /// A session member asks for a pause/resume/cancel: forwarded to the run's publisher socket, which
     /// decides (it publishes `paused`/`resumed`/`completed` itself).
-    func control(_ runId: String, action: String, session: String, by: (id: String, name: String)) -> MessageError? {
+    func control(_ runId: String, action: RunControlAction, session: String,
+                 by: (id: String, name: String)) -> MessageError? {
         guard let run = committed[runId] else { return MessageError("unknown_run", "no run \(runId)", field: "run") }
         guard run.session == session else { return MessageError("forbidden", "run \(runId) is not attached to this session", field: "run") }
         switch action {
-        case "pause" where run.status != "running": return MessageError("illegal_transition", "run \(runId) is \(run.status); only a running run can be paused")
-        case "resume" where run.status != "paused": return MessageError("illegal_transition", "run \(runId) is \(run.status); only a paused run can be resumed")
-        case "cancel" where run.isFinished: return MessageError("illegal_transition", "run \(runId) is already completed")
+        case .pause where run.status != .running:
+            return MessageError("illegal_transition", "run \(runId) is \(run.status.rawValue); only a running run can be paused")
+        case .resume where run.status != .paused:
+            return MessageError("illegal_transition", "run \(runId) is \(run.status.rawValue); only a paused run can be resumed")
+        case .cancel where run.isFinished:
+            return MessageError("illegal_transition", "run \(runId) is already completed")
         default: break
         }
         guard let publisher = publishers[runId], !publisher.isClosed else {
             return MessageError("no_publisher", "no publisher is connected for run \(runId) (it must hold a /publish socket)")
         }
-        var w = JSONWriter()
-        w.beginObject(); w.field("type", "control"); w.field("run", runId); w.field("action", action); w.field("session", session)
-        w.beginObject("by"); w.field("id", by.id); w.field("name", by.name); w.endObject()
-        w.endObject()
-        publisher.sendText(String(decoding: w.bytes, as: UTF8.self))
+        publisher.send(.control(run: runId, action: action, session: session, by: by))
         return nil
     }
 
@@ -205,26 +189,19 @@ final class RunHub {
             // A position past the run's last seq is not this run's history: the watcher gets a snapshot.
             if let from = resumeFrom, from <= run.seq, let missed = windows[id]?.missing(after: from, through: run.seq) {
                 for frame in missed { c.sendShared(frame) }
-                var w = JSONWriter(); w.beginObject(); w.field("type", "subscribed"); w.field("channel", name); w.field("seq", run.seq); w.endObject()
-                c.sendText(String(decoding: w.bytes, as: UTF8.self))
+                c.send(.subscribed(channel: name, seq: run.seq))
             } else {
-                var msg: [UInt8] = Array("{\"type\":\"run_snapshot\",\"channel\":\"\(name)\",\"seq\":\(run.seq),\"run\":".utf8)
-                msg += run.stateJSON
-                msg.append(UInt8(ascii: "}"))
-                c.deliver(Chunk.text(msg))
+                c.send(.runSnapshot(channel: name, seq: run.seq, run: run.stateJSON))
             }
         case .dashboard(let owner):
             if !(dashboards[owner]?.contains { $0 === c } ?? false) { dashboards[owner, default: []].append(c) }
-            var msg: [UInt8] = Array("{\"type\":\"dashboard\",\"owner\":".utf8)
-            var w = JSONWriter(); w.appendString(owner); msg += w.bytes
-            msg += Array(",\"runs\":[".utf8)
-            let ids = (byOwner[owner] ?? []).suffix(Self.dashboardRuns)
-            for (i, id) in ids.reversed().enumerated() {
-                if i > 0 { msg.append(UInt8(ascii: ",")) }
-                msg += committed[id]?.summaryJSON ?? []
+            var runs = JSONWriter()
+            runs.beginArray()
+            for id in (byOwner[owner] ?? []).suffix(Self.dashboardRuns).reversed() {
+                if let summary = committed[id]?.summaryJSON { runs.rawElement(summary) }
             }
-            msg += Array("]}".utf8)
-            c.deliver(Chunk.text(msg))
+            runs.endArray()
+            c.send(.dashboard(owner: owner, runs: runs.bytes))
         }
         return nil
     }
@@ -258,7 +235,7 @@ final class RunHub {
     static func isValidId(_ s: String) -> Bool { Run.isValidId(s) }
 
     /// Runs filtered for `GET /api/runs`, newest first.
-    func list(owner: String?, status: String?) -> [Run] {
+    func list(owner: String?, status: RunStatus?) -> [Run] {
         committed.values.filter { (owner == nil || $0.owner == owner) && (status == nil || $0.status == status) }
             .sorted { ($0.startedAt ?? 0) > ($1.startedAt ?? 0) }
     }

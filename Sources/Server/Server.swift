@@ -1,7 +1,6 @@
 import EventLoop
 import Foundation
 import Hub
-import Store
 import WebSocket
 
 /// What each loop's connections share: the loop, its metrics, the endpoints and the router.
@@ -38,8 +37,11 @@ public final class Server {
     private var listeners: [Listener] = []
     private var router: Router!
     var api: SessionAPI?
-    public let store: TranscriptStore
+    public let store: Storage
     let directory: SessionDirectory
+    /// Reads that wake sessions up and refresh the API key table: a thread of their own, so a long
+    /// export or replay load on the API worker never delays a join.
+    let wakeups = Worker(name: "session-wakeups")
     /// Open WebSocket connections per client address, across loops.
     let addresses = AddressCounts()
     /// Authentication failures, aggregated for the activity log.
@@ -59,7 +61,9 @@ public final class Server {
     /// Called (on loop 0) when shutdown completes.
     public var onStopped: (() -> Void)?
 
-    public init(config: Config) throws {
+    /// `openStorage` opens the backend (SQLite in `collabhub serve`; `MemoryStorage` in tests): it runs
+    /// after the configuration is checked, so a failed start-up has no storage thread to stop.
+    public init(config: Config, openStorage: (Config) throws -> Storage) throws {
         self.config = config
         ignoreSIGPIPE()
         raiseFileLimit()
@@ -75,7 +79,7 @@ public final class Server {
         let count = max(1, config.threads)
         contexts = (0..<count).map { LoopContext(loop: Loop(index: $0, useDefaultLoop: $0 == 0), config: config) }
         do {
-            store = try TranscriptStore(directory: config.dataDirectory, durability: config.durability)
+            store = try openStorage(config)
         } catch {
             throw ListenError(description: "cannot open the transcript store in \(config.dataDirectory): \(error)")
         }
@@ -127,6 +131,12 @@ public final class Server {
             }
         }
         idleSweep?.unref()
+        let keyRefresh = Loop.Timer(loop: contexts[0].loop, after: config.keyRefreshInterval,
+                                    repeat: config.keyRefreshInterval) { [unowned self] in
+            self.api?.keys.refreshIfDue(on: self.wakeups)
+        }
+        keyRefresh.unref()
+        housekeeping.append(keyRefresh)
         if config.retention.isEnabled {
             let store = self.store, policy = config.retention
             retentionTimer = Loop.Timer(loop: contexts[0].loop, after: config.retentionInterval, repeat: config.retentionInterval) {
@@ -189,6 +199,7 @@ public final class Server {
         while threads.contains(where: { $0.isExecuting }) { usleep(1000) }
         // Every loop is stopped: commit what is queued and close the store.
         api?.worker.stop()
+        wakeups.stop()
         store.close()
     }
     private var keepAlive: [Loop.Timer] = []
@@ -233,14 +244,12 @@ public final class Server {
 
     func renderMetrics() -> String {
         for context in contexts { context.metrics.bytesOut.set(context.loop.bytesWritten.get) }
-        return Metrics.render(contexts.map(\.metrics), extra: [
+        return Metrics.render(contexts.map(\.metrics), extra: store.gauges.map { ($0.name, $0.help, $0.value) } + [
             ("threads", "Event loop threads.", contexts.count),
-            ("store_checkpoints", "WAL checkpoints completed off the commit path (background passes and the writer's restarts).", store.checkpoints),
-            ("cursor_samples_dropped", "Cursor samples (--record-cursors) not stored because the writer was behind.", store.cursorSamplesDropped),
             // Maps keyed by what clients send, each bounded (README: Limits).
             ("watch_channels", "Run and dashboard channels with at least one watcher.", contexts[0].runs?.trackedChannels ?? 0),
             ("run_publishers", "Runs with a connected publisher socket.", contexts[0].runs?.trackedPublishers ?? 0),
-            ("api_key_cache_entries", "API key ids cached (at most 10,000).", api?.keys.cachedCount ?? 0),
+            ("api_keys", "API keys held in memory (revoked ones included).", api?.keys.count ?? 0),
             ("failed_join_addresses", "Addresses with failed joins in the last minute (at most 100,000).", directory.failedJoinAddresses),
             ("address_connection_entries", "Client addresses with open connections.", addresses.count),
         ])

@@ -1,7 +1,6 @@
 import EventLoop
 import Foundation
 import Hub
-import Store
 import WebSocket
 
 /// The JSON API under `/api/` (Protocol/PROTOCOL.md, "HTTP API"). Reads of the store run on a worker
@@ -10,24 +9,38 @@ import WebSocket
 final class SessionAPI {
     unowned let server: Server
     let directory: SessionDirectory
-    let store: TranscriptStore
+    let store: Storage
     let worker = Worker(name: "api-reads")
-    lazy var keys = APIKeys(store: store)
+    let keys: APIKeys
 
-    init(server: Server, directory: SessionDirectory, store: TranscriptStore) {
+    init(server: Server, directory: SessionDirectory, store: Storage) {
         self.server = server
         self.directory = directory
         self.store = store
+        keys = APIKeys(store: store, refreshInterval: server.config.keyRefreshInterval)
     }
 
     /// Every route names the surface it touches and is authorized here, before it runs
     /// (`Authorization.allows`, the table in Protocol/PROTOCOL.md).
-    func handle(_ head: HTTPRequestHead, body: [UInt8], connection: Connection) -> Response? {
+    /// `refreshed`: asked again after the key table was read again for an unknown key id.
+    func handle(_ head: HTTPRequestHead, body: [UInt8], connection: Connection, refreshed: Bool = false) -> Response? {
         let parts = head.path.split(separator: "/").map(String.init)  // ["api", "sessions", CODE, ...]
         guard parts.count >= 2 else { return .error(.notFound, "not_found", "no API route \(head.method) \(head.path)") }
         let code = parts[1] == "sessions" && parts.count >= 3 ? SessionCode.normalize(parts[2]) : nil
         let bodyHostKey = parts.count == 4 && parts[3] == "end" ? (try? JSONReader.readObject(body))?["host_key"]?.string : nil
         let access = server.access(head, session: code, hostKey: bodyHostKey)
+        if access.unknownKeyId && !refreshed {
+            // A key made by `collabhub keys` since the table was last read: read it again (off the loop),
+            // then decide. Never a read on the loop; requests in the meantime share one read.
+            let loop = connection.loop
+            keys.refreshNow(on: server.wakeups) {
+                loop.post { [self] in
+                    guard !connection.isClosed else { return }
+                    if let r = handle(head, body: body, connection: connection, refreshed: true) { connection.respondLater(r) }
+                }
+            }
+            return nil
+        }
         let client = server.clientAddress(head, peer: connection.peer)
         func authorized(_ surface: Surface, _ route: () -> Response?) -> Response? {
             if let refusal = access.check(surface) {
@@ -95,8 +108,10 @@ final class SessionAPI {
                 maxParticipants = n
             }
             if let g = obj["guest_policy"], g.kind != .null {
-                guard let s = g.string, s == "allow" || s == "deny" else { return .error(.badRequest, "invalid_field", "\"guest_policy\" must be \"allow\" or \"deny\"") }
-                guestPolicy = s
+                guard let p = g.string.flatMap(GuestPolicy.init(rawValue:)) else {
+                    return .error(.badRequest, "invalid_field", "\"guest_policy\" must be \"allow\" or \"deny\"")
+                }
+                guestPolicy = p
             }
             if let e = obj["events"], e.kind != .null {
                 guard let policy = Self.eventPolicy(e) else {
@@ -121,7 +136,7 @@ final class SessionAPI {
             var w = JSONWriter()
             w.beginObject()
             w.field("code", info.code); w.field("title", info.title); w.field("max_participants", info.maxParticipants)
-            w.field("guest_policy", info.guestPolicy); w.field("host_key", info.hostKey)
+            w.field("guest_policy", info.guestPolicy.rawValue); w.field("host_key", info.hostKey)
             w.field("url", "/ws?session=\(info.code)")
             w.endObject()
             let response = Response(status: .created, body: w.bytes, headers: [("Location", "/api/sessions/\(info.code)")])
@@ -135,7 +150,7 @@ final class SessionAPI {
         var w = JSONWriter()
         w.beginObject()
         w.field("code", info.code); w.field("title", info.title); w.field("max_participants", info.maxParticipants)
-        w.field("guest_policy", info.guestPolicy); w.field("created_at", Int(info.createdAt))
+        w.field("guest_policy", info.guestPolicy.rawValue); w.field("created_at", Int(info.createdAt))
         w.field("status", info.endedAt == nil ? "live" : "ended")
         if let e = info.endedAt { w.field("ended_at", Int(e)); w.field("end_reason", info.endReason) }
         if !info.eventPolicy.isEmpty {
@@ -259,12 +274,13 @@ final class SessionAPI {
         guard let perMinute = limit("per_minute", 60), let perHour = limit("per_hour", 1000), let perMonth = limit("per_month", 10_000) else {
             return .error(.badRequest, "invalid_field", "per_minute, per_hour and per_month must be integers from 1 to 100000000")
         }
-        let directory = store.directory, keys = keys
+        let store = store, keys = keys
         let actor = access.keyId.map { "key \($0)" } ?? "admin (api)"
+        let spec = APIKeySpec(name: name, perMinute: perMinute, perHour: perHour, perMonth: perMonth,
+                              scopes: Scope.allCases.filter(scopes.contains).map(\.rawValue), runs: runs)
         return offLoop(connection) {
-            let (record, key) = try TranscriptStore.createKey(directory: directory, name: name, perMinute: perMinute, perHour: perHour, perMonth: perMonth,
-                                                              scopes: Scope.allCases.filter(scopes.contains).map(\.rawValue), runs: runs, actor: actor)
-            keys.forget(record.id)
+            let (record, key) = try store.createKey(spec, actor: actor)
+            keys.reload()   // usable at once
             var w = JSONWriter()
             w.beginObject(); w.field("id", record.id); w.field("key", key)
             Self.keyFields(&w, record)
@@ -288,11 +304,11 @@ final class SessionAPI {
     }
 
     private func listKeys(_ connection: Connection) -> Response? {
-        let directory = store.directory
+        let store = store
         return offLoop(connection) {
             var w = JSONWriter()
             w.beginObject(); w.beginArray("keys")
-            for k in try TranscriptStore.listKeys(directory: directory) {
+            for k in try store.allKeys() {
                 w.beginObject(); w.field("id", k.id); Self.keyFields(&w, k); w.endObject()
             }
             w.endArray(); w.endObject()
@@ -301,11 +317,11 @@ final class SessionAPI {
     }
 
     private func revokeKey(_ id: String, _ connection: Connection, _ access: Access) -> Response? {
-        let directory = store.directory, keys = keys
+        let store = store, keys = keys
         let actor = access.keyId.map { "key \($0)" } ?? "admin (api)"
         return offLoop(connection) {
-            let revoked = try TranscriptStore.revokeKey(directory: directory, id: id, actor: actor)
-            keys.forget(id)   // refused from now on, not after the cache's few seconds
+            let revoked = try store.revokeKey(id: id, actor: actor)
+            keys.reload()   // refused from now on, not after the next refresh
             return revoked ? .json(.ok, "{\"id\":\(jsonString(id)),\"revoked\":true}") : .error(.notFound, "unknown_key", "no active key \(id)")
         }
     }
@@ -396,12 +412,13 @@ final class SessionAPI {
             let limit = Int(q["limit"] ?? "50") ?? 50
             let offset = Int(q["offset"] ?? "0") ?? 0
             guard limit >= 1, limit <= 500, offset >= 0 else { return .error(.badRequest, "invalid_field", "limit must be 1-500 and offset non-negative") }
-            if let st = q["status"], !["pending", "running", "succeeded", "failed", "cancelled"].contains(st) {
-                return .error(.badRequest, "invalid_field", "status must be running, succeeded, failed or cancelled")
+            let status = q["status"].flatMap(RunStatus.init(rawValue:))
+            if q["status"] != nil && status == nil {
+                return .error(.badRequest, "invalid_field", "status must be pending, running, paused, succeeded, failed or cancelled")
             }
             let loop = connection.loop
             loop0.loop.post {
-                let all = loop0.runs?.list(owner: q["owner"], status: q["status"]) ?? []
+                let all = loop0.runs?.list(owner: q["owner"], status: status) ?? []
                 let page = all.dropFirst(offset).prefix(limit)
                 var out = Array("{\"runs\":[".utf8)
                 for (i, r) in page.enumerated() { if i > 0 { out.append(UInt8(ascii: ",")) }; out += r.summaryJSON }
@@ -452,12 +469,14 @@ final class SessionAPI {
             info.title = s; changes.append("title")
         }
         if let g = obj["guest_policy"], g.kind != .null {
-            guard let s = g.string, s == "allow" || s == "deny" else { return .error(.badRequest, "invalid_field", "\"guest_policy\" must be \"allow\" or \"deny\"") }
-            if s != info.guestPolicy {
-                store.record(ActivityEntry(actor: "host (api)", action: "guest_policy_changed", target: code, session: code, address: connection.peer,
-                                           details: "\(info.guestPolicy) -> \(s)"))
+            guard let p = g.string.flatMap(GuestPolicy.init(rawValue:)) else {
+                return .error(.badRequest, "invalid_field", "\"guest_policy\" must be \"allow\" or \"deny\"")
             }
-            info.guestPolicy = s; changes.append("guest_policy")
+            if p != info.guestPolicy {
+                store.record(ActivityEntry(actor: "host (api)", action: "guest_policy_changed", target: code, session: code,
+                                           address: connection.peer, details: "\(info.guestPolicy.rawValue) -> \(p.rawValue)"))
+            }
+            info.guestPolicy = p; changes.append("guest_policy")
         }
         if let e = obj["events"], e.kind != .null {
             guard let policy = Self.eventPolicy(e) else { return .error(.badRequest, "invalid_field", "\"events\" must map roles to arrays of event names") }
@@ -494,7 +513,8 @@ final class SessionAPI {
         worker.submit { [self] in
             let response: Response
             do {
-                let rows = try store.activity(session: session, actor: q["actor"], since: since, before: before, limit: limit)
+                let rows = try store.activity(ActivityQuery(session: session, actor: q["actor"], since: since,
+                                                            before: before, limit: limit))
                 var w = JSONWriter()
                 w.beginObject()
                 w.beginArray("activity")

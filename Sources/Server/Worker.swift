@@ -9,7 +9,7 @@ final class Worker: @unchecked Sendable {
     private var thread: Thread!
 
     init(name: String) {
-        thread = Thread { [unowned self] in self.run() }
+        thread = Thread { self.run() }  // the thread keeps its worker alive until stopped
         thread.name = name
         thread.start()
     }

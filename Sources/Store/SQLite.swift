@@ -41,9 +41,10 @@ public final class Database {
         }
     }
 
-    public func prepare(_ sql: String) throws -> Statement {
+    /// `persistent`: a statement kept for the connection's life (the writer's); one-shot reads say no.
+    public func prepare(_ sql: String, persistent: Bool = false) throws -> Statement {
         var stmt: OpaquePointer?
-        let rc = sqlite3_prepare_v3(db, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &stmt, nil)
+        let rc = sqlite3_prepare_v3(db, sql, -1, persistent ? UInt32(SQLITE_PREPARE_PERSISTENT) : 0, &stmt, nil)
         guard rc == SQLITE_OK, let stmt else { throw Error(code: rc, message: String(cString: sqlite3_errmsg(db))) }
         return Statement(stmt, db: db)
     }

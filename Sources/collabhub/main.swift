@@ -34,6 +34,8 @@ struct Serve: ParsableCommand {
     @Option(help: "Delete transcript events older than this many seconds (default: keep).") var retentionAge: Double?
     @Option(help: "Keep at most this many events per session (default: all).") var retentionEvents: Int?
     @Option(help: "Seconds between retention passes.") var retentionInterval = 60.0
+    @Option(help: "Seconds between reads of the API key table (keys made by `collabhub keys` work within this).")
+    var keyRefresh = 5.0
     @Flag(help: "Store sampled cursor positions with the transcript, for playback.") var recordCursors = false
     @Option(help: "With --record-cursors: milliseconds between stored positions of one member.") var cursorSampleMs = 200.0
     @Option(help: "Seconds a session may stay without members before it ends.") var sessionIdleTtl = 86400.0
@@ -85,6 +87,7 @@ struct Serve: ParsableCommand {
         guard auth == "auto" || auth == "required" else { throw ValidationError("--auth must be auto or required") }
         guard sessionIdleTtl > 0, sessionIdleTtl <= 1e9 else { throw ValidationError("--session-idle-ttl must be positive") }
         guard retentionInterval > 0 else { throw ValidationError("--retention-interval must be positive") }
+        guard keyRefresh >= 0.1, keyRefresh <= 3600 else { throw ValidationError("--key-refresh must be 0.1-3600 seconds") }
         guard cursorSampleMs >= 10 else { throw ValidationError("--cursor-sample-ms must be at least 10") }
         guard reconnectGrace >= 0, resumeWindow >= 0 else { throw ValidationError("--reconnect-grace and --resume-window must not be negative") }
     }
@@ -113,6 +116,7 @@ struct Serve: ParsableCommand {
         config.sessionPolicy.cursorSampleInterval = recordCursors ? cursorSampleMs / 1000 : nil
         config.retention = RetentionPolicy(maxAgeMillis: retentionAge.map { Int64($0 * 1000) }, maxEventsPerSession: retentionEvents)
         config.retentionInterval = retentionInterval
+        config.keyRefreshInterval = keyRefresh
         config.tcpCongestion = tcpCongestion
         config.compression = CompressionMode(rawValue: compression)!
         config.tlsCertificate = tlsCert
@@ -146,7 +150,7 @@ struct Serve: ParsableCommand {
         config.tokenKeySources = sources
         config.sessionPolicy.tokens = TokenVerifier(keyring: TokenKeyring(loaded), skew: Int64(jwtSkew))
         // With tokens configured, sessions admit guests only when their creator says so.
-        if !loaded.isEmpty { config.defaultGuestPolicy = "deny" }
+        if !loaded.isEmpty { config.defaultGuestPolicy = .deny }
         config.maxConnectionsPerAddress = maxConnectionsPerAddress
         config.messageRates.cursor = limitCursor
         config.messageRates.chat = limitChat
@@ -162,7 +166,9 @@ struct Serve: ParsableCommand {
         config.allowedOrigins = allowedOrigins?.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
         let server: Server
         do {
-            server = try Server(config: config)
+            server = try Server(config: config) { config in
+                try SQLiteStore(directory: config.dataDirectory, durability: config.durability)
+            }
         } catch {
             FileHandle.standardError.write(Data("collabhub: \(error)\n".utf8))
             throw ExitCode(1)
@@ -208,8 +214,9 @@ struct Keys: ParsableCommand {
             case .failure(let u): throw ValidationError("unknown scope \(u.name) (scopes: \(Scope.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
             let runList = runs?.split(separator: ",").map(String.init)
-            let (record, key) = try TranscriptStore.createKey(directory: data, name: name, perMinute: perMinute, perHour: perHour, perMonth: perMonth,
-                                                              scopes: Scope.allCases.filter(parsed.contains).map(\.rawValue), runs: runList)
+            let spec = APIKeySpec(name: name, perMinute: perMinute, perHour: perHour, perMonth: perMonth,
+                                  scopes: Scope.allCases.filter(parsed.contains).map(\.rawValue), runs: runList)
+            let (record, key) = try SQLiteStore.createKey(directory: data, spec)
             print("id:  \(record.id)\nkey: \(key)\nlimits: \(perMinute)/min, \(perHour)/h, \(perMonth)/month\nscopes: \(record.scopes.joined(separator: ","))\(runList.map { "\nruns: " + $0.joined(separator: ",") } ?? "")")
         }
     }
@@ -218,7 +225,7 @@ struct Keys: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List keys (never their secrets).")
         @Option(help: "Data directory of the hub.") var data = "./data"
         func run() throws {
-            for k in try TranscriptStore.listKeys(directory: data) {
+            for k in try SQLiteStore.listKeys(directory: data) {
                 print("\(k.id)  \(k.name)  \(k.perMinute)/min \(k.perHour)/h \(k.perMonth)/month  \(k.revokedAt == nil ? "active" : "revoked")")
             }
         }
@@ -229,7 +236,7 @@ struct Keys: ParsableCommand {
         @Option(help: "Data directory of the hub.") var data = "./data"
         @Argument(help: "Key id.") var id: String
         func run() throws {
-            guard try TranscriptStore.revokeKey(directory: data, id: id) else {
+            guard try SQLiteStore.revokeKey(directory: data, id: id) else {
                 FileHandle.standardError.write(Data("no active key \(id)\n".utf8))
                 throw ExitCode(1)
             }

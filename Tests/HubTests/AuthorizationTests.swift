@@ -31,10 +31,10 @@ final class AuthorizationTests: XCTestCase {
     func testHostKeysAndMemberTokensReachOnlyTheirSession() {
         XCTAssertEqual(allowed(.host(session: "AAAAAA")), [.describeSession("AAAAAA"), .changeSession("AAAAAA"), .endSession("AAAAAA"), .readTranscript("AAAAAA")])
         XCTAssertEqual(allowed(.host(session: "BBBBBB")), [])
-        XCTAssertEqual(allowed(.member(session: "AAAAAA", role: "viewer")), [.describeSession("AAAAAA"), .readTranscript("AAAAAA")])
-        XCTAssertEqual(allowed(.member(session: "AAAAAA", role: "host")).count, 4)
-        XCTAssertEqual(allowed(.member(session: "*", role: "editor")), [.describeSession("AAAAAA"), .readTranscript("AAAAAA")])
-        XCTAssertEqual(allowed(.member(session: "BBBBBB", role: "host")), [])
+        XCTAssertEqual(allowed(.member(session: "AAAAAA", role: .viewer)), [.describeSession("AAAAAA"), .readTranscript("AAAAAA")])
+        XCTAssertEqual(allowed(.member(session: "AAAAAA", role: .host)).count, 4)
+        XCTAssertEqual(allowed(.member(session: "*", role: .editor)), [.describeSession("AAAAAA"), .readTranscript("AAAAAA")])
+        XCTAssertEqual(allowed(.member(session: "BBBBBB", role: .host)), [])
     }
 
     func testWatcherTokensCoverTheirChannelsOnly() {
@@ -57,7 +57,7 @@ final class AuthorizationTests: XCTestCase {
         let watcher = TokenVerifier.sign(["sub": "u", "exp": now + 60, "channels": ["run:r1"]], key: key)
         XCTAssertEqual(try v.verify(watcher, now: Int64(now)).get().principal, .watcher(channels: ["run:r1"]))
         let member = TokenVerifier.sign(["sub": "u", "exp": now + 60, "session": "*", "role": "viewer"], key: key)
-        XCTAssertEqual(try v.verify(member, now: Int64(now)).get().principal, .member(session: "*", role: "viewer"))
+        XCTAssertEqual(try v.verify(member, now: Int64(now)).get().principal, .member(session: "*", role: .viewer))
     }
 
     func testScopeLists() {

@@ -4,32 +4,14 @@ import TestSupport
 import WebSocket
 import XCTest
 
-/// An in-memory `EventStore` with the same contract as the SQLite one (seq assigned at commit, taken back
-/// on failure, duplicates by client id), whose completions go through the executor.
-final class MemoryStore: EventStore {
-    var events: [String: [StoredEvent]] = [:]
-    var ids: [String: Committed] = [:]
-    var failing = false
-    var now: Int64 = 1_000
-    func append(_ event: DurableEvent, executor: Executor, done: @escaping (Result<Committed, StoreFailure>) -> Void) {
-        if failing { executor.execute { done(.failure(StoreFailure("disk full"))) }; return }
-        let key = "\(event.session)|\(event.member ?? "")|\(event.clientId ?? "")"
-        if event.clientId != nil, let c = ids[key] {
-            executor.execute { done(.success(Committed(seq: c.seq, ts: c.ts, duplicate: true))) }
-            return
+extension MemoryStorage {
+    /// The cursor samples stored for playback, as JSON (every session).
+    var cursorSamples: [(String, [[String: Any]])] {
+        ((try? streams(prefix: "")) ?? []).flatMap { stream, _ in
+            allCursorSamples(session: stream).map {
+                (stream, try! JSONSerialization.jsonObject(with: Data($0.updates)) as! [[String: Any]])
+            }
         }
-        let seq = lastSeq(session: event.session) + 1
-        now += 1
-        events[event.session, default: []].append(StoredEvent(seq: seq, ts: now, type: event.type, body: event.body))
-        let c = Committed(seq: seq, ts: now, duplicate: false)
-        if event.clientId != nil { ids[key] = c }
-        executor.execute { done(.success(c)) }
-    }
-    func tail(session: String, limit: Int) -> [StoredEvent] { Array((events[session] ?? []).suffix(limit)) }
-    func lastSeq(session: String) -> Int { events[session]?.last?.seq ?? 0 }
-    var cursorSamples: [(String, [[String: Any]])] = []
-    func recordCursors(session: String, ts: Int64, updates: [UInt8]) {
-        cursorSamples.append((session, try! JSONSerialization.jsonObject(with: Data(updates)) as! [[String: Any]]))
     }
 }
 
@@ -64,7 +46,6 @@ final class FakeClient: HubClient {
     func drain() { queuedBytes = 0; let h = held; held = [:]; for f in h.values { deliver(f) } }
 
     func of(_ type: String) -> [[String: Any]] { received.filter { $0["type"] as? String == type } }
-    var seqs: [Int] { received.compactMap { $0["seq"] as? Int }.filter { _ in true } }
     func durableSeqs() -> [Int] { received.filter { $0["type"] as? String != "joined" && $0["type"] as? String != "ack" }.compactMap { $0["seq"] as? Int } }
 }
 
@@ -85,23 +66,24 @@ final class FakeHost: SessionHost, HubMetrics {
     }
     var controlReply: MessageError?
     var controls: [(String, String)] = []
-    func controlRun(_ run: String, action: String, session: Session, by: Member, reply: @escaping (MessageError?) -> Void) {
-        controls.append((run, action)); reply(controlReply)
+    func controlRun(_ run: String, action: RunControlAction, session: Session, by: Member, reply: @escaping (MessageError?) -> Void) {
+        controls.append((run, action.rawValue)); reply(controlReply)
     }
 }
 
 /// A session with fakes around it and a clock the test moves.
 final class Harness {
-    let store = MemoryStore()
+    let store = MemoryStorage()
     let executor = ManualExecutor()
     let host = FakeHost()
     var now = 0.0
     let session: Session
 
     init(code: String = "ABCDEFGH", maxParticipants: Int = 10, policy: SessionPolicy = SessionPolicy()) {
-        let info = SessionInfo(code: code, title: "T", maxParticipants: maxParticipants, guestPolicy: "allow", hostKey: "hk", createdAt: 0)
+        let info = SessionInfo(code: code, title: "T", maxParticipants: maxParticipants, guestPolicy: .allow, hostKey: "hk", createdAt: 0)
         var clockRef: (() -> Double)!
-        let s = Session(info: info, policy: policy, store: store, executor: executor, host: nil,
+        let history = try! SessionHistory.read(code, from: store, limit: policy.resumeWindow)
+        let s = Session(info: info, history: history, policy: policy, store: store, executor: executor, host: nil,
                         clock: { clockRef() }, wallClockMillis: { 42 })
         session = s
         clockRef = { [unowned self] in self.now }
@@ -121,7 +103,7 @@ final class Harness {
         do {
             session.received(c, try ClientMessage.parse(Array(json.utf8)))
         } catch let e as MessageError {
-            session.send(c, Wire.error(e.code, e.message, ref: e.ref, field: e.field))
+            session.send(c, .error(e))
         } catch {
             XCTFail("\(error)")
         }

@@ -76,7 +76,7 @@ final class ProtocolParsingTests: XCTestCase {
             bytes.appendDecimal(v)
             XCTAssertEqual(bytes, [1] + Array(String(v).utf8))
         }
-        XCTAssertEqual(String(decoding: Wire.event(type: "chat", seq: 42, ts: -5, body: Array(#""x":1"#.utf8)), as: UTF8.self),
+        XCTAssertEqual(String(decoding: ServerMessage.durable(type: "chat", seq: 42, ts: -5, body: Array(#""x":1"#.utf8)).json, as: UTF8.self),
                        #"{"type":"chat","seq":42,"ts":-5,"x":1}"#)
     }
 

@@ -28,9 +28,9 @@ final class RunTests: XCTestCase {
             #"{"type":"completed","outcome":"succeeded"}"#,
         ])
         XCTAssertNil(problem)
-        XCTAssertEqual(run.status, "succeeded")
+        XCTAssertEqual(run.status, .succeeded)
         XCTAssertEqual(run.session, "ABCDEFGH")
-        XCTAssertEqual(run.steps.map(\.status), ["completed", "failed", "completed"])
+        XCTAssertEqual(run.steps.map(\.status), [.completed, .failed, .completed])
         XCTAssertEqual(run.steps[0].endedAt! - run.steps[0].startedAt, 30)
         XCTAssertEqual(run.logCount, 1)
         XCTAssertEqual(run.progress?.percent, 50)
@@ -58,7 +58,7 @@ final class RunTests: XCTestCase {
         // Cancelling with a step running is legal: the step ends cancelled.
         let (run, p) = drive([start, #"{"type":"step_started","step":"a"}"#, #"{"type":"completed","outcome":"cancelled"}"#])
         XCTAssertNil(p)
-        XCTAssertEqual(run.steps[0].status, "cancelled")
+        XCTAssertEqual(run.steps[0].status, .cancelled)
     }
 
     func testParseErrorsNameTheField() {
@@ -96,7 +96,7 @@ final class RunPauseTests: XCTestCase {
         XCTAssertNotNil(step(#"{"type":"resumed"}"#), "not paused")
         XCTAssertNil(step(#"{"type":"step_started","step":"a"}"#))
         XCTAssertNil(step(#"{"type":"paused","by":"Ann"}"#))
-        XCTAssertEqual(run.status, "paused")
+        XCTAssertEqual(run.status, .paused)
         XCTAssertEqual(step(#"{"type":"step_started","step":"b"}"#), "run r is paused; no step_started until it is resumed")
         XCTAssertNotNil(step(#"{"type":"paused"}"#))
         XCTAssertNil(step(#"{"type":"step_completed","step":"a"}"#), "work in flight may finish while paused")
@@ -106,6 +106,6 @@ final class RunPauseTests: XCTestCase {
         XCTAssertNil(step(#"{"type":"step_started","step":"b"}"#))
         XCTAssertNil(step(#"{"type":"paused"}"#))
         XCTAssertNil(step(#"{"type":"completed","outcome":"cancelled"}"#))
-        XCTAssertEqual(run.status, "cancelled")
+        XCTAssertEqual(run.status, .cancelled)
     }
 }

@@ -12,7 +12,7 @@ final class TokenTests: XCTestCase {
     func testValidTokenAndClaims() throws {
         let t = sign(["sub": "u", "name": "Ann", "session": "abcd-efgh", "role": "viewer", "exp": 1000])
         let c = try verifier.verify(t, now: 900).get()
-        XCTAssertEqual(c.sub, "u"); XCTAssertEqual(c.role, "viewer"); XCTAssertEqual(c.session, "ABCDEFGH")
+        XCTAssertEqual(c.sub, "u"); XCTAssertEqual(c.role, .viewer); XCTAssertEqual(c.session, "ABCDEFGH")
         XCTAssertNoThrow(try verifier.verify(sign(["sub": "u", "session": "*", "exp": 1000], key: "o", kid: "old"), now: 900).get())
     }
 

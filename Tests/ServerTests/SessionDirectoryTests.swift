@@ -7,7 +7,7 @@ final class SessionDirectoryTests: XCTestCase {
         let d = SessionDirectory(codeLength: 6, existing: [])
         var codes = Set<String>()
         for _ in 0..<500 {
-            let info = d.create(title: "t", maxParticipants: 10, guestPolicy: "allow", now: 1)
+            let info = d.create(title: "t", maxParticipants: 10, guestPolicy: .allow, now: 1)
             XCTAssertEqual(info.code.count, 6)
             XCTAssertEqual(SessionCode.normalize(info.code), info.code)
             XCTAssertFalse(info.hostKey.isEmpty)
@@ -30,7 +30,7 @@ final class SessionDirectoryTests: XCTestCase {
     }
 
     func testAnEndedSessionIsNotRevivedByALateChange() {
-        var info = SessionInfo(code: "ABCDEF", title: "t", maxParticipants: 5, guestPolicy: "allow", hostKey: "k", createdAt: 1)
+        var info = SessionInfo(code: "ABCDEF", title: "t", maxParticipants: 5, guestPolicy: .allow, hostKey: "k", createdAt: 1)
         let d = SessionDirectory(codeLength: 6, existing: [info])
         info.title = "renamed"
         XCTAssertTrue(d.updateIfLive(info))

@@ -3,10 +3,10 @@
 import TestSupport
 import XCTest
 
-final class TranscriptStoreTests: XCTestCase {
+final class SQLiteStoreTests: XCTestCase {
     func temp() -> String { NSTemporaryDirectory() + "chub-\(UUID().uuidString)" }
 
-    func append(_ store: TranscriptStore, _ session: String, _ id: String?, executor: ManualExecutor) -> Result<Committed, StoreFailure> {
+    func append(_ store: SQLiteStore, _ session: String, _ id: String?, executor: ManualExecutor) -> Result<Committed, StoreFailure> {
         let done = expectation(description: "commit")
         var out: Result<Committed, StoreFailure>!
         store.append(DurableEvent(session: session, type: "chat", member: "m1", clientId: id, body: Array(#""text":"x""#.utf8)), executor: executor) {
@@ -21,7 +21,7 @@ final class TranscriptStoreTests: XCTestCase {
     func testSeqIsContiguousPerSessionAndSurvivesRestart() throws {
         let dir = temp()
         let ex = ManualExecutor()
-        var store: TranscriptStore? = try TranscriptStore(directory: dir)
+        var store: SQLiteStore? = try SQLiteStore(directory: dir)
         XCTAssertEqual(try append(store!, "S1", "a", executor: ex).get().seq, 1)
         XCTAssertEqual(try append(store!, "S2", "a", executor: ex).get().seq, 1)
         XCTAssertEqual(try append(store!, "S1", "b", executor: ex).get().seq, 2)
@@ -30,18 +30,18 @@ final class TranscriptStoreTests: XCTestCase {
         XCTAssertTrue(dup.duplicate)
         store!.close()
         store = nil
-        let reopened = try TranscriptStore(directory: dir)
-        XCTAssertEqual(reopened.lastSeq(session: "S1"), 2)
+        let reopened = try SQLiteStore(directory: dir)
+        XCTAssertEqual(try reopened.lastSeq(session: "S1"), 2)
         XCTAssertEqual(try append(reopened, "S1", "c", executor: ex).get().seq, 3)
         XCTAssertEqual(try reopened.events(session: "S1", after: 0, limit: 10).map(\.seq), [1, 2, 3])
-        XCTAssertEqual(reopened.tail(session: "S1", limit: 2).map(\.seq), [2, 3])
+        XCTAssertEqual(try reopened.tail(session: "S1", limit: 2).map(\.seq), [2, 3])
         reopened.close()
     }
 
     func testCursorSamplesAreStoredOutsideTheSeqOrder() throws {
         let dir = temp()
         let ex = ManualExecutor()
-        let store = try TranscriptStore(directory: dir)
+        let store = try SQLiteStore(directory: dir)
         XCTAssertEqual(try append(store, "S1", "a", executor: ex).get().seq, 1)
         store.recordCursors(session: "S1", ts: 100, updates: Array(#"[{"id":"m1","x":1,"y":2}]"#.utf8))
         store.recordCursors(session: "S1", ts: 200, updates: Array(#"[{"id":"m1","x":3,"y":4}]"#.utf8))
@@ -55,7 +55,7 @@ final class TranscriptStoreTests: XCTestCase {
     }
 
     func testManyAppendsGroupCommitInOrder() throws {
-        let store = try TranscriptStore(directory: temp())
+        let store = try SQLiteStore(directory: temp())
         let ex = ManualExecutor()
         var seqs: [Int] = []
         let n = 5000
@@ -81,7 +81,7 @@ final class TranscriptStoreTests: XCTestCase {
     }
 
     func testRetentionByCountDeletesInChunksAndKeepsTheNewest() throws {
-        let store = try TranscriptStore(directory: temp())
+        let store = try SQLiteStore(directory: temp())
         let ex = ManualExecutor()
         var done = 0
         for i in 0..<2500 {
@@ -100,7 +100,7 @@ final class TranscriptStoreTests: XCTestCase {
 
     func testRetentionLeavesRunStreamsWhole() throws {
         // H4: a run is rebuilt from its events at start-up, `started` first; retention must not trim it.
-        let store = try TranscriptStore(directory: temp())
+        let store = try SQLiteStore(directory: temp())
         let ex = ManualExecutor()
         var done = 0
         for i in 0..<50 {
@@ -118,7 +118,7 @@ final class TranscriptStoreTests: XCTestCase {
 
     func testBatchesAreAllOrNothingOnTheSeqTheyWereCheckedAgainst() throws {
         // M3: a run batch is one transaction, refused if its stream moved on since it was checked.
-        let store = try TranscriptStore(directory: temp())
+        let store = try SQLiteStore(directory: temp())
         let ex = ManualExecutor()
         func batch(_ ids: [String], expected: Int?) -> Result<[Committed], StoreFailure> {
             var out: Result<[Committed], StoreFailure>?
@@ -129,7 +129,7 @@ final class TranscriptStoreTests: XCTestCase {
         }
         XCTAssertEqual(try batch(["a", "b", "c"], expected: 0).get().map(\.seq), [1, 2, 3])
         guard case .failure = batch(["d", "e"], expected: 1) else { return XCTFail("a batch checked against seq 1 was stored on top of 3") }
-        XCTAssertEqual(store.lastSeq(session: "run:r"), 3, "nothing of the refused batch is stored")
+        XCTAssertEqual(try store.lastSeq(session: "run:r"), 3, "nothing of the refused batch is stored")
         XCTAssertEqual(try batch(["d", "e"], expected: 3).get().map(\.seq), [4, 5])
         let again = try batch(["e", "f"], expected: nil).get()
         XCTAssertEqual(again.map(\.seq), [5, 6])
@@ -140,7 +140,7 @@ final class TranscriptStoreTests: XCTestCase {
     func testRetentionByAgeThatEmptiesASessionKeepsItsSeqGoing() throws {
         let dir = temp()
         let ex = ManualExecutor()
-        var store: TranscriptStore? = try TranscriptStore(directory: dir)
+        var store: SQLiteStore? = try SQLiteStore(directory: dir)
         for id in ["a", "b", "c"] { _ = try append(store!, "OLD", id, executor: ex).get() }
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         for i in 0..<2500 { store!.record(ActivityEntry(actor: "t", action: "old", ts: Int64(i))) }
@@ -152,20 +152,20 @@ final class TranscriptStoreTests: XCTestCase {
         store!.enforce(RetentionPolicy(maxAgeMillis: 600))
         XCTAssertTrue(try eventually(ex) { try store!.events(session: "OLD", after: 0, limit: 10).isEmpty })
         // More than two chunks of old activity go, a chunk per step; what is young stays.
-        XCTAssertTrue(try eventually(ex) { try store!.activity(session: nil, actor: "t", since: nil, before: nil, limit: 5000).map(\.action) == ["young"] })
+        XCTAssertTrue(try eventually(ex) { try store!.activity(ActivityQuery(actor: "t", limit: 5000)).map(\.action) == ["young"] })
         XCTAssertTrue(try eventually(ex) { try store!.cursorSamples(session: "YOUNG", from: 0, to: .max, limit: 10).map(\.ts) == [now + 60_000] })
         XCTAssertEqual(try store!.events(session: "YOUNG", after: 0, limit: 10).count, 1)
-        XCTAssertEqual(store!.lastSeq(session: "OLD"), 3, "the seq floor stands in for the deleted events")
+        XCTAssertEqual(try store!.lastSeq(session: "OLD"), 3, "the seq floor stands in for the deleted events")
         store!.close()
         store = nil
-        let reopened = try TranscriptStore(directory: dir)
-        XCTAssertEqual(reopened.lastSeq(session: "OLD"), 3)
+        let reopened = try SQLiteStore(directory: dir)
+        XCTAssertEqual(try reopened.lastSeq(session: "OLD"), 3)
         XCTAssertEqual(try append(reopened, "OLD", "d", executor: ex).get().seq, 4, "seq continues after a restart")
         reopened.close()
     }
 
     func testForgottenSessionsStillRecogniseResendsAndContinueTheirSeq() throws {
-        let store = try TranscriptStore(directory: temp())
+        let store = try SQLiteStore(directory: temp())
         store.forgetAfter = 0     // every sweep forgets every session's memories
         store.sweepInterval = 0   // and a sweep follows every batch
         let ex = ManualExecutor()
@@ -179,7 +179,7 @@ final class TranscriptStoreTests: XCTestCase {
     }
 
     func testAHashCollisionNeverAcknowledgesANewMessageAsAnOldOne() throws {
-        let store = try TranscriptStore(directory: temp())
+        let store = try SQLiteStore(directory: temp())
         store.idHash = { _, _ in 42 }   // every id collides
         let ex = ManualExecutor()
         let a = try append(store, "S", "a", executor: ex).get()
@@ -193,7 +193,7 @@ final class TranscriptStoreTests: XCTestCase {
     }
 
     func testEventsAreStoredByteForByte() throws {
-        let store = try TranscriptStore(directory: temp())
+        let store = try SQLiteStore(directory: temp())
         let ex = ManualExecutor()
         func put(_ e: DurableEvent) -> Committed {
             var out: Committed?
@@ -219,10 +219,10 @@ final class TranscriptStoreTests: XCTestCase {
 
     func testMigrationRefusesNewerSchema() throws {
         let dir = temp()
-        try TranscriptStore(directory: dir).close()
+        try SQLiteStore(directory: dir).close()
         let db = try Database(path: dir + "/collabhub.sqlite")
         try db.exec("PRAGMA user_version=99")
-        XCTAssertThrowsError(try TranscriptStore(directory: dir))
+        XCTAssertThrowsError(try SQLiteStore(directory: dir))
     }
 }
 
@@ -234,7 +234,7 @@ final class CheckpointTests: XCTestCase {
     func testCheckpointsOffTheCommitPathKeepTheWALSmall() throws {
         let dir = NSTemporaryDirectory() + "chub-\(UUID().uuidString)"
         let ex = ManualExecutor()
-        let store = try TranscriptStore(directory: dir, checkpointPages: 16)
+        let store = try SQLiteStore(directory: dir, checkpointPages: 16)
         var acked = 0
         var sizes: [Int] = []
         for round in 0..<3 {
@@ -261,8 +261,8 @@ final class CheckpointTests: XCTestCase {
             XCTAssertEqual(try store.events(session: "S\(s)", after: 0, limit: 100).map(\.seq), Array(1...18))
         }
         store.close()
-        let reopened = try TranscriptStore(directory: dir)
-        XCTAssertEqual(reopened.lastSeq(session: "S7"), 18)
+        let reopened = try SQLiteStore(directory: dir)
+        XCTAssertEqual(try reopened.lastSeq(session: "S7"), 18)
         reopened.close()
     }
 }

@@ -1,0 +1,51 @@
+/// A durable event on its way to the store: its session, kind, author and the JSON members that
+/// follow `"type"`, `"seq"` and `"ts"` in the message everyone receives.
+public struct DurableEvent: Sendable {
+    public let session: String
+    public let type: String
+    public let member: String?
+    /// The client's message id: a resend with the same (session, member, id) is not stored twice.
+    public let clientId: String?
+    public let body: [UInt8]
+    public init(session: String, type: String, member: String?, clientId: String?, body: [UInt8]) {
+        self.session = session; self.type = type; self.member = member; self.clientId = clientId; self.body = body
+    }
+}
+
+/// What the store says once an event is committed.
+public struct Committed: Sendable, Equatable {
+    public let seq: Int
+    /// Server time, milliseconds since the Unix epoch.
+    public let ts: Int64
+    /// True when the client id was seen before: `seq` and `ts` are the original's.
+    public let duplicate: Bool
+    public init(seq: Int, ts: Int64, duplicate: Bool) { self.seq = seq; self.ts = ts; self.duplicate = duplicate }
+}
+
+public struct StoreFailure: Error, Sendable, Equatable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Runs work on the thread that owns a session (its loop).
+public protocol Executor: AnyObject {
+    func execute(_ work: @escaping () -> Void)
+}
+
+/// The event log: where durable events go, the session's only contract with storage. `append`
+/// assigns the stream's next `seq` inside the transaction that commits the event (a resend of a known
+/// client id gets the original's seq back, marked `duplicate`) and calls back on `executor` only after
+/// the commit, in the order events were appended. A failed commit takes its seq back, so seq stays
+/// contiguous. Streams are sessions (by code) and runs (`run:<id>`).
+public protocol EventLog: AnyObject {
+    func append(_ event: DurableEvent, executor: Executor, done: @escaping (Result<Committed, StoreFailure>) -> Void)
+    /// Events of one stream stored all or nothing, and only if the stream's last seq is still
+    /// `expectedLastSeq` (nil: whatever it is): a batch checked against state that an earlier, failed
+    /// batch would have made is refused.
+    func appendBatch(_ events: [DurableEvent], expectedLastSeq: Int?, executor: Executor,
+                     done: @escaping (Result<[Committed], StoreFailure>) -> Void)
+    /// Stores sampled cursor positions (a JSON array of cursor updates) for playback. Not part of the
+    /// seq order and never acknowledged: losing a sample loses nothing anyone was promised.
+    func recordCursors(session: String, ts: Int64, updates: [UInt8])
+}

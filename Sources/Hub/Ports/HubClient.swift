@@ -1,0 +1,44 @@
+import WebSocket
+
+/// A connection as the hub sees it. The server's `Connection` conforms; tests use a recording fake.
+public protocol HubClient: AnyObject {
+    /// Output queued for this client and not yet written: the backpressure measure.
+    var queuedBytes: Int { get }
+    /// The connection is being closed (or was cut off): nothing more is sent to it.
+    var isDisconnecting: Bool { get }
+    /// Queues a pre-framed message (the same chunk goes to every recipient of a broadcast).
+    func deliver(_ frame: Chunk)
+    /// Closes the connection with an application close code.
+    func disconnect(_ code: CloseCode, _ reason: String)
+    /// Holds an ephemeral update for a client that is behind: only the latest per `key` is kept, and
+    /// it is sent when the client's output drains.
+    func coalesce(_ frame: Chunk, key: String)
+    /// Forgets what is held under `key` (a later message superseded it).
+    func uncoalesce(key: String)
+    /// The client's address (for the activity log).
+    var address: String { get }
+    /// Hub state attached to the connection.
+    var membership: Membership? { get set }
+}
+
+/// What the session asks of the loop that owns it.
+public protocol SessionHost: AnyObject {
+    /// Schedules a cursor flush soon (at most ~60 per second).
+    func cursorsPending(_ session: Session)
+    /// The session ended and has no members left: forget it.
+    func sessionFinished(_ session: Session)
+    var metrics: HubMetrics { get }
+    /// Records an administrative action in the activity log.
+    func record(_ action: String, session: Session, actor: Member?, target: String?, details: String?, address: String?)
+    /// Forwards a run control request to the run's publisher; `reply` gets nil once forwarded.
+    func controlRun(_ run: String, action: RunControlAction, session: Session, by: Member,
+                    reply: @escaping (MessageError?) -> Void)
+}
+
+/// Counters the session logic bumps.
+public protocol HubMetrics: AnyObject {
+    func droppedEphemeral()
+    func slowConsumer()
+    func durableCommitted()
+    func storeFailure()
+}

@@ -1,0 +1,205 @@
+import Bytes
+import Foundation
+
+/// Every storage port in memory, with the SQLite store's contract: seq assigned at commit and
+/// contiguous per stream, a failed commit takes its seq back, a resend of a (stream, member, client id)
+/// gets the original's seq marked duplicate, batches are all or nothing and conditional on the
+/// stream's last seq, completions run on the caller's executor in append order. For tests, and for
+/// `collabhub serve --storage memory` (nothing survives a restart).
+public final class MemoryStorage: Storage, @unchecked Sendable {
+    private let lock = NSLock()
+    private var events: [String: [StoredEvent]] = [:]
+    private var floors: [String: Int] = [:]
+    private var ids: [String: Committed] = [:]
+    private var rows: [String: SessionInfo] = [:]
+    private var log: [ActivityEntry] = []
+    private var keys: [APIKeyRecord] = []
+    private var uses: [String: [String: Int]] = [:]
+    private var cursors: [String: [CursorSample]] = [:]
+    private var clock: Int64 = 0
+    /// When set, every commit fails (a full disk, say) until it is cleared.
+    public var failing: Bool {
+        get { lock.lock(); defer { lock.unlock() }; return fail }
+        set { lock.lock(); fail = newValue; lock.unlock() }
+    }
+    private var fail = false
+    /// Reads block while this is held by a test (`holdReads`), like a long scan would.
+    private let readGate = NSCondition()
+    private var readsHeld = false
+
+    public init() {}
+
+    /// Milliseconds, strictly increasing (the SQLite store uses the wall clock).
+    private func now() -> Int64 {
+        let wall = Int64(Date().timeIntervalSince1970 * 1000)
+        clock = max(clock + 1, wall)
+        return clock
+    }
+
+    private func lastSeqLocked(_ stream: String) -> Int { max(events[stream]?.last?.seq ?? 0, floors[stream] ?? 0) }
+
+    private func storeLocked(_ e: DurableEvent) -> Committed {
+        let key = "\(e.session)|\(e.member ?? "")|\(e.clientId ?? "")"
+        if e.clientId != nil, let c = ids[key] { return Committed(seq: c.seq, ts: c.ts, duplicate: true) }
+        let seq = lastSeqLocked(e.session) + 1, ts = now()
+        events[e.session, default: []].append(StoredEvent(seq: seq, ts: ts, type: e.type, body: e.body))
+        let c = Committed(seq: seq, ts: ts, duplicate: false)
+        if e.clientId != nil { ids[key] = c }
+        return c
+    }
+
+    // MARK: EventLog
+
+    public func append(_ event: DurableEvent, executor: Executor, done: @escaping (Result<Committed, StoreFailure>) -> Void) {
+        lock.lock()
+        let result: Result<Committed, StoreFailure> = fail ? .failure(StoreFailure("disk full")) : .success(storeLocked(event))
+        lock.unlock()
+        executor.execute { done(result) }
+    }
+
+    public func appendBatch(_ batch: [DurableEvent], expectedLastSeq: Int?, executor: Executor,
+                            done: @escaping (Result<[Committed], StoreFailure>) -> Void) {
+        lock.lock()
+        let result: Result<[Committed], StoreFailure>
+        if fail {
+            result = .failure(StoreFailure("disk full"))
+        } else if let expected = expectedLastSeq, let first = batch.first, lastSeqLocked(first.session) != expected {
+            result = .failure(StoreFailure("\(first.session) moved on since this batch was checked; retry"))
+        } else {
+            result = .success(batch.map { storeLocked($0) })
+        }
+        lock.unlock()
+        executor.execute { done(result) }
+    }
+
+    public func recordCursors(session: String, ts: Int64, updates: [UInt8]) {
+        lock.lock(); cursors[session, default: []].append(CursorSample(ts: ts, updates: updates)); lock.unlock()
+    }
+
+    // MARK: TranscriptReads
+
+    /// Makes every read wait until `releaseReads` (a test standing in for a long scan).
+    public func holdReads() { readGate.lock(); readsHeld = true; readGate.unlock() }
+    public func releaseReads() { readGate.lock(); readsHeld = false; readGate.broadcast(); readGate.unlock() }
+
+    private func reading<T>(_ body: () -> T) -> T {
+        readGate.lock()
+        while readsHeld { readGate.wait() }
+        readGate.unlock()
+        lock.lock(); defer { lock.unlock() }
+        return body()
+    }
+
+    public func lastSeq(session: String) throws -> Int { reading { lastSeqLocked(session) } }
+
+    public func tail(session: String, limit: Int) throws -> [StoredEvent] {
+        reading { Array((events[session] ?? []).suffix(max(0, limit))) }
+    }
+
+    public func events(session: String, after: Int, limit: Int) throws -> [StoredEvent] {
+        reading { Array((events[session] ?? []).lazy.filter { $0.seq > after }.prefix(max(0, limit))) }
+    }
+
+    public func cursorSamples(session: String, from: Int64, to: Int64, limit: Int) throws -> [CursorSample] {
+        reading { Array((cursors[session] ?? []).lazy.filter { $0.ts >= from && $0.ts <= to }.prefix(max(0, limit))) }
+    }
+
+    public func streams(prefix: String) throws -> [(String, [StoredEvent])] {
+        reading { events.keys.filter { $0.hasPrefix(prefix) }.sorted().map { ($0, events[$0] ?? []) } }
+    }
+
+    /// Every cursor sample of a session (tests).
+    public func allCursorSamples(session: String) -> [CursorSample] {
+        lock.lock(); defer { lock.unlock() }; return cursors[session] ?? []
+    }
+
+    // MARK: SessionRecords
+
+    public func save(_ info: SessionInfo, done: ((Bool) -> Void)?) {
+        lock.lock()
+        let ok = !fail
+        if ok { rows[info.code] = info }
+        lock.unlock()
+        done?(ok)
+    }
+
+    public func sessions() throws -> [(SessionInfo, events: Int)] {
+        reading { rows.values.sorted { $0.createdAt < $1.createdAt }.map { ($0, events[$0.code]?.count ?? 0) } }
+    }
+
+    // MARK: ActivityLog
+
+    public func record(_ entry: ActivityEntry) {
+        lock.lock()
+        var e = entry
+        e.id = log.count + 1
+        log.append(e)
+        lock.unlock()
+    }
+
+    public func activity(_ q: ActivityQuery) throws -> [ActivityEntry] {
+        reading {
+            Array(log.reversed().lazy.filter { e in
+                (q.session == nil || e.session == q.session) && (q.actor == nil || e.actor == q.actor)
+                    && (q.since == nil || e.ts >= q.since!) && (q.before == nil || (e.id ?? 0) < q.before!)
+            }.prefix(max(0, q.limit)))
+        }
+    }
+
+    // MARK: APIKeyStore
+
+    public func allKeys() throws -> [APIKeyRecord] { reading { keys } }
+
+    public func createKey(_ spec: APIKeySpec, actor: String) throws -> (APIKeyRecord, String) {
+        let id = Self.alphanumeric(8), secret = Self.alphanumeric(32)
+        let record = APIKeyRecord(id: id, name: spec.name, secretSHA256: Crypto.sha256(Array(secret.utf8)),
+                                  createdAt: now(), revokedAt: nil, perMinute: spec.perMinute, perHour: spec.perHour,
+                                  perMonth: spec.perMonth, scopes: spec.scopes, runs: spec.runs)
+        lock.lock(); keys.append(record); lock.unlock()
+        self.record(ActivityEntry(actor: actor, action: "api_key_created", target: id, details: spec.name))
+        return (record, "chk_\(id)_\(secret)")
+    }
+
+    public func revokeKey(id: String, actor: String) throws -> Bool {
+        lock.lock()
+        guard let i = keys.firstIndex(where: { $0.id == id && $0.revokedAt == nil }) else { lock.unlock(); return false }
+        keys[i].revokedAt = now()
+        lock.unlock()
+        record(ActivityEntry(actor: actor, action: "api_key_revoked", target: id))
+        return true
+    }
+
+    public func usage(window: String) throws -> [String: Int] {
+        reading { uses.compactMapValues { $0[window] } }
+    }
+
+    public func recordUse(id: String, windows: (String, String)) {
+        lock.lock()
+        uses[id, default: [:]][windows.0, default: 0] += 1
+        uses[id, default: [:]][windows.1, default: 0] += 1
+        lock.unlock()
+    }
+
+    private static func alphanumeric(_ n: Int) -> String {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+        return String(Crypto.randomBytes(n).map { alphabet[Int($0) % alphabet.count] })
+    }
+
+    // MARK: StorageMaintenance
+
+    public func enforce(_ policy: RetentionPolicy) {
+        lock.lock(); defer { lock.unlock() }
+        let cutoff = policy.maxAgeMillis.map { Int64(Date().timeIntervalSince1970 * 1000) - $0 }
+        for (stream, list) in events where !stream.hasPrefix("run:") {
+            var keep = list
+            if let n = policy.maxEventsPerSession, keep.count > n { keep.removeFirst(keep.count - n) }
+            if let cutoff { keep.removeAll { $0.ts < cutoff } }
+            if keep.isEmpty, let last = list.last { floors[stream] = last.seq }
+            events[stream] = keep
+        }
+    }
+
+    public func barrier(_ done: @escaping (Bool) -> Void) { done(!failing) }
+    public func close() {}
+    public var gauges: [(name: String, help: String, value: Int)] { [] }
+}

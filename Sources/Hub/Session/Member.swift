@@ -1,0 +1,54 @@
+import WebSocket
+
+/// Which session and member a connection belongs to.
+public final class Membership {
+    public unowned let session: Session
+    public let member: Member
+    /// When this connection's token expires (Unix seconds), if it joined with one.
+    public var tokenExpiry: Int64?
+    var warnedExpiry = false
+    /// Joined with the session's host key (its role is host whatever a token says).
+    var viaHostKey = false
+    public init(session: Session, member: Member) { self.session = session; self.member = member }
+}
+
+/// One participant of a session: possibly several connections (tabs) of the same person.
+public final class Member {
+    public let id: String
+    public let key: String
+    public let name: String
+    public let color: String
+    /// Follows the member's current token: a refresh or a new tab with another role changes it.
+    public internal(set) var role: Role
+    public internal(set) var connections: [HubClient] = []
+    /// `{id, name, color}`: the `from` of everything the member sends (built once).
+    lazy var fromJSON: [UInt8] = {
+        var w = JSONWriter(capacity: 64)
+        w.beginObject(); w.field("id", id); w.field("name", name); w.field("color", color); w.endObject()
+        return w.bytes
+    }()
+    /// False until the member's join is committed and announced to the others.
+    public internal(set) var announced = false
+    var typingUntil: Double?
+    var cursor: [UInt8]?
+    var cursorDirty = false
+    /// When this member's cursor was last sampled into the transcript (`--record-cursors`), and whether
+    /// it moved since without being sampled (the interval had not passed): `tick` stores that position.
+    var cursorRecordedAt = -Double.infinity
+    var cursorUnsampled = false
+    var graceDeadline: Double?
+    var leaving = false
+
+    init(id: String, key: String, name: String, color: String, role: Role) {
+        self.id = id; self.key = key; self.name = name; self.color = color; self.role = role
+    }
+
+    var json: [UInt8] {
+        var w = JSONWriter(capacity: 96)
+        w.beginObject()
+        w.field("id", id); w.field("name", name); w.field("color", color); w.field("role", role.rawValue)
+        w.field("connections", connections.count)
+        w.endObject()
+        return w.bytes
+    }
+}

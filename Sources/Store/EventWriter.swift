@@ -1,0 +1,211 @@
+import CSQLite
+import Foundation
+import Hub
+
+/// The event log's write side, on the writer thread: one transaction per batch, seq assignment,
+/// resend recognition, and the completions sent back to each loop after the commit.
+extension SQLiteStore {
+    struct Completion { let executor: Executor; let run: () -> Void }
+
+    /// A refused batch (its stream moved on since it was checked).
+    struct Conflict: Error, CustomStringConvertible { let description: String }
+
+    func commit(_ batch: [Request]) {
+        var undo: [(String, (seq: Int, lastWrite: Double)?)] = []
+        let clock = ProcessInfo.processInfo.systemUptime
+        var remembered: [(RecentIds, UInt64)] = []
+        var results: [Completion] = []
+        results.reserveCapacity(batch.count)
+        var barriers: [(Bool) -> Void] = []
+        var batchResults: [(Executor, (Result<[Committed], StoreFailure>) -> Void, [Committed])] = []
+        var conflicts: [Completion] = []
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        var failure: String?
+        /// Inserts one event (or recognises a resend) inside the open transaction.
+        func store(_ event: DurableEvent) throws -> Committed {
+            let idKey = event.clientId.map { idHash(event.member, $0) }
+            if let idKey, let original = try recent(event.session).lookup(idKey),
+               try isResend(of: original.seq, session: event.session, member: event.member, clientId: event.clientId!) {
+                return Committed(seq: original.seq, ts: original.ts, duplicate: true)
+            }
+            let seq = try nextSeq(event.session)
+            try insert(event, seq: seq, ts: now)
+            undo.append((event.session, seqs[event.session]))
+            seqs[event.session] = (seq, clock)
+            if let idKey {
+                let ids = try recent(event.session)
+                ids.remember(idKey, Committed(seq: seq, ts: now, duplicate: true))
+                ids.lastWrite = clock
+                remembered.append((ids, idKey))
+            }
+            return Committed(seq: seq, ts: now, duplicate: false)
+        }
+        do {
+            try run(begin)
+            for request in batch {
+                switch request {
+                case .barrier(let b): barriers.append(b)
+                case .retention: break  // taken out of the batch by run()
+                case .activity(let a):
+                    let st = insertActivity!
+                    st.bind(1, a.ts); st.bind(2, a.actor); st.bind(3, a.action); st.bind(4, a.target)
+                    st.bind(5, a.session); st.bind(6, a.address); st.bind(7, a.details)
+                    defer { st.reset() }
+                    _ = try st.step()
+                case .keyUsage(let id, let a, let b):
+                    let st = addKeyUsage!
+                    for window in [a, b] {
+                        st.bind(1, id); st.bind(2, window)
+                        defer { st.reset() }
+                        _ = try st.step()
+                    }
+                case .cursors(let session, let ts, let updates):
+                    let st = insertCursors!
+                    st.bind(1, session); st.bind(2, ts); st.bind(3, blob: updates)
+                    defer { st.reset() }
+                    _ = try st.step()
+                case .session(let info, let done):
+                    if let done { barriers.append(done) }
+                    let s = upsertSession!
+                    s.bind(1, info.code); s.bind(2, info.title); s.bind(3, info.maxParticipants); s.bind(4, info.guestPolicy.rawValue)
+                    s.bind(5, info.hostKey); s.bind(6, info.createdAt)
+                    if let e = info.endedAt { s.bind(7, e) } else { s.bind(7, nil as String?) }
+                    s.bind(8, info.endReason)
+                    s.bind(9, Self.options(of: info))
+                    defer { s.reset() }
+                    _ = try s.step()
+                case .append(let event, let executor, let done):
+                    let c = try store(event)
+                    results.append(Completion(executor: executor, run: { done(.success(c)) }))
+                case .appendBatch(let events, let expected, let executor, let done):
+                    if let expected, let first = events.first, try nextSeq(first.session) != expected + 1 {
+                        let message = "\(first.session) moved on since this batch was checked; retry"
+                        conflicts.append(Completion(executor: executor, run: { done(.failure(StoreFailure(message))) }))
+                        continue
+                    }
+                    batchResults.append((executor, done, try events.map { try store($0) }))
+                }
+            }
+            try run(commitTx)
+            lastError = nil
+        } catch {
+            failure = "\(error)"
+            try? writer.exec("ROLLBACK")
+            for (session, state) in undo.reversed() { seqs[session] = state }
+            for (ids, key) in remembered { ids.forget(key) }
+            lastError = failure
+            FileHandle.standardError.write(Data("collabhub: transcript store: commit failed, \(batch.count) requests rejected: \(error)\n".utf8))
+        }
+        if let failure {
+            // Nothing of the batch is stored: every append fails, every barrier learns it, and session
+            // rows nobody waits for are queued again (an `end` or a settings change must not be lost).
+            let f = StoreFailure(failure)
+            results = batch.compactMap {
+                switch $0 {
+                case .append(_, let ex, let done): return Completion(executor: ex, run: { done(.failure(f)) })
+                case .appendBatch(_, _, let ex, let done): return Completion(executor: ex, run: { done(.failure(f)) })
+                default: return nil
+                }
+            }
+            let retry = batch.filter { if case .session(_, nil) = $0 { return true } else { return false } }
+            if !retry.isEmpty {
+                cond.lock(); queue.insert(contentsOf: retry, at: 0); cond.unlock()
+                Thread.sleep(forTimeInterval: 0.05)  // the disk is failing: retry, but do not spin
+            }
+        } else {
+            results += batchResults.map { r in Completion(executor: r.0, run: { r.1(.success(r.2)) }) }
+        }
+        if failure == nil { results += conflicts }   // a failed commit already failed every batch in it
+        // One wake-up per loop, completions in append order.
+        var byExecutor: [ObjectIdentifier: (Executor, [Completion])] = [:]
+        var order: [ObjectIdentifier] = []
+        for r in results {
+            let id = ObjectIdentifier(r.executor)
+            if byExecutor[id] == nil { byExecutor[id] = (r.executor, []); order.append(id) }
+            byExecutor[id]!.1.append(r)
+        }
+        for id in order {
+            let (executor, list) = byExecutor[id]!
+            executor.execute { for c in list { c.run() } }
+        }
+        for b in barriers { b(failure == nil) }
+    }
+
+    /// Where a retention pass stands: the policy, its age cut-off, and the session it works on (passes
+
+    func recent(_ session: String) throws -> RecentIds {
+        if let r = seen[session] { return r }
+        let r = RecentIds(capacity: Self.rememberedIds)
+        let q = recentIds!
+        q.bind(1, session); q.bind(2, Self.rememberedIds)
+        defer { q.reset() }
+        var rows: [(UInt64, Committed)] = []
+        while try q.step() {
+            rows.append((idHash(q.string(0), q.string(1) ?? ""), Committed(seq: Int(q.int(2)), ts: q.int(3), duplicate: true)))
+        }
+        for (key, c) in rows.reversed() { r.remember(key, c) }
+        seen[session] = r
+        return r
+    }
+
+    func run(_ statement: Statement) throws {
+        defer { statement.reset() }
+        _ = try statement.step()
+    }
+
+    /// Inserts one event, binding its strings and body without copies (SQLite copied each, after a
+    /// strlen, and the bridge to C strings made one more): they stay alive around the step, and the
+    /// statement is reset inside their scope.
+    func insert(_ event: DurableEvent, seq: Int, ts: Int64) throws {
+        let s = insertEvent!
+        var session = event.session, type = event.type, member = event.member ?? "", clientId = event.clientId ?? ""
+        try session.withUTF8 { sp in
+            try type.withUTF8 { tp in
+                try member.withUTF8 { mp in
+                    try clientId.withUTF8 { cp in
+                        try event.body.withUnsafeBytes { bp in
+                            s.bindUnowned(1, text: sp); s.bind(2, seq); s.bind(3, ts); s.bindUnowned(4, text: tp)
+                            if event.member == nil { s.bind(5, nil as String?) } else { s.bindUnowned(5, text: mp) }
+                            if event.clientId == nil { s.bind(6, nil as String?) } else { s.bindUnowned(6, text: cp) }
+                            s.bindUnowned(7, blob: bp)
+                            defer { s.reset() }
+                            _ = try s.step()
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The remembered ids are 64-bit hashes: a match is confirmed against the stored event, so a hash
+    /// collision can never acknowledge a new message as an old one. An original that retention already
+    /// deleted cannot be confirmed; the message is then stored again (a duplicate, never a loss).
+    func isResend(of seq: Int, session: String, member: String?, clientId: String) throws -> Bool {
+        let q = idAt!
+        q.bind(1, session); q.bind(2, seq)
+        defer { q.reset() }
+        guard try q.step() else { return false }
+        return q.string(0) == member && q.string(1) == clientId
+    }
+
+    func nextSeq(_ session: String) throws -> Int {
+        if let s = seqs[session] { return s.seq + 1 }
+        return try storedLastSeq(session) + 1
+    }
+
+    /// A session's last seq: its newest event, or, when retention deleted all of them, the seq floor
+    /// it recorded, so seq never starts over.
+    static let lastSeqSQL = """
+        SELECT MAX(COALESCE((SELECT MAX(seq) FROM events WHERE session=?1), 0),
+                   COALESCE((SELECT seq FROM seq_floor WHERE session=?1), 0))
+        """
+
+    /// The writer's view of a session's last seq (the table and its seq floor).
+    func storedLastSeq(_ session: String) throws -> Int {
+        let m = maxSeq!
+        m.bind(1, session)
+        defer { m.reset() }
+        _ = try m.step()
+        return Int(m.int(0))
+    }
+}

@@ -1,0 +1,113 @@
+import Foundation
+import Hub
+@testable import Store
+import TestSupport
+import XCTest
+
+/// The storage ports' contract, checked against both implementations: what Hub and Server rely on
+/// holds for SQLite and for memory alike (and will for the next backend).
+final class StoragePortTests: XCTestCase {
+    func backends() throws -> [(String, Storage)] {
+        [("sqlite", try SQLiteStore(directory: NSTemporaryDirectory() + "chub-\(UUID().uuidString)")),
+         ("memory", MemoryStorage())]
+    }
+
+    func wait<T>(_ ex: ManualExecutor, _ body: (@escaping (T) -> Void) -> Void) -> T? {
+        var out: T?
+        body { out = $0 }
+        for _ in 0..<2000 where out == nil { ex.runAll(); usleep(1000) }
+        return out
+    }
+
+    func event(_ session: String, _ id: String?, member: String = "m1") -> DurableEvent {
+        DurableEvent(session: session, type: "chat", member: member, clientId: id, body: Array("\"text\":\"hi\"".utf8))
+    }
+
+    func testAppendAssignsContiguousSeqsAndRecognisesResends() throws {
+        for (name, s) in try backends() {
+            defer { s.close() }
+            let ex = ManualExecutor()
+            let seqs = (0..<5).compactMap { i in
+                wait(ex) { s.append(event("AAAAAA", "c\(i)"), executor: ex, done: $0) }.flatMap { try? $0.get().seq }
+            }
+            XCTAssertEqual(seqs, [1, 2, 3, 4, 5], name)
+            let again = wait(ex) { s.append(event("AAAAAA", "c2"), executor: ex, done: $0) }
+            XCTAssertEqual(try again?.get(), Committed(seq: 3, ts: try again!.get().ts, duplicate: true), name)
+            let other = wait(ex) { s.append(event("AAAAAA", "c2", member: "m2"), executor: ex, done: $0) }
+            XCTAssertEqual(try other?.get().seq, 6, "\(name): the same id from another member is new")
+            XCTAssertEqual(try s.lastSeq(session: "AAAAAA"), 6, name)
+            XCTAssertEqual(try s.tail(session: "AAAAAA", limit: 2).map(\.seq), [5, 6], name)
+            XCTAssertEqual(try s.events(session: "AAAAAA", after: 4, limit: 10).map(\.seq), [5, 6], name)
+            XCTAssertEqual(try s.lastSeq(session: "BBBBBB"), 0, name)
+        }
+    }
+
+    func testBatchesAreAllOrNothingAndConditional() throws {
+        for (name, s) in try backends() {
+            defer { s.close() }
+            let ex = ManualExecutor()
+            let first = wait(ex) { s.appendBatch([event("run:r", nil), event("run:r", nil)], expectedLastSeq: 0,
+                                                 executor: ex, done: $0) }
+            XCTAssertEqual(try first?.get().map(\.seq), [1, 2], name)
+            let stale = wait(ex) { s.appendBatch([event("run:r", nil)], expectedLastSeq: 1, executor: ex, done: $0) }
+            XCTAssertThrowsError(try stale?.get(), name)
+            XCTAssertEqual(try s.lastSeq(session: "run:r"), 2, "\(name): nothing of the refused batch is stored")
+            XCTAssertEqual(try s.streams(prefix: "run:").map(\.0), ["run:r"], name)
+        }
+    }
+
+    func testSessionRowsActivityAndKeys() throws {
+        for (name, s) in try backends() {
+            defer { s.close() }
+            var info = SessionInfo(code: "CCCCCC", title: "t", maxParticipants: 4, guestPolicy: .allow, hostKey: "k",
+                                   createdAt: 5)
+            info.eventPolicy = ["viewer": ["reaction:*"]]
+            let saved = expectation(description: "saved")
+            s.save(info) { ok in XCTAssertTrue(ok); saved.fulfill() }
+            wait(for: [saved], timeout: 5)
+            let rows = try s.sessions()
+            XCTAssertEqual(rows.map(\.0), [info], name)
+
+            s.record(ActivityEntry(actor: "a", action: "x", session: "CCCCCC"))
+            s.record(ActivityEntry(actor: "b", action: "y"))
+            let barrier = expectation(description: "barrier")
+            s.barrier { _ in barrier.fulfill() }
+            wait(for: [barrier], timeout: 5)
+            XCTAssertEqual(try s.activity(ActivityQuery(limit: 10)).map(\.action), ["y", "x"], name)
+            XCTAssertEqual(try s.activity(ActivityQuery(session: "CCCCCC")).map(\.action), ["x"], name)
+            XCTAssertEqual(try s.activity(ActivityQuery(actor: "b")).map(\.action), ["y"], name)
+
+            let (record, key) = try s.createKey(APIKeySpec(name: "ci", perMinute: 5, perHour: 6, perMonth: 7,
+                                                          scopes: ["sessions:read"]), actor: "test")
+            XCTAssertTrue(key.hasPrefix("chk_\(record.id)_"), name)
+            XCTAssertEqual(try s.allKeys().map(\.id), [record.id], name)
+            s.recordUse(id: record.id, windows: ("h1", "m1"))
+            s.recordUse(id: record.id, windows: ("h1", "m1"))
+            let used = expectation(description: "used")
+            s.barrier { _ in used.fulfill() }
+            wait(for: [used], timeout: 5)
+            XCTAssertEqual(try s.usage(window: "h1")[record.id], 2, name)
+            XCTAssertTrue(try s.revokeKey(id: record.id, actor: "test"), name)
+            XCTAssertFalse(try s.revokeKey(id: record.id, actor: "test"), "\(name): revoked once")
+            XCTAssertNotNil(try s.allKeys().first?.revokedAt, name)
+        }
+    }
+
+    /// A long read (an export, a replay being loaded) holds one connection; another read, such as a
+    /// session waking up for a join, does not wait for it.
+    func testAReadDoesNotWaitForALongOne() throws {
+        let store = try SQLiteStore(directory: NSTemporaryDirectory() + "chub-\(UUID().uuidString)")
+        defer { store.close() }
+        let ex = ManualExecutor()
+        _ = wait(ex) { store.append(event("DDDDDD", "x"), executor: ex, done: $0) }
+        let inside = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+        Thread {
+            _ = try? store.read { _ in inside.signal(); release.wait() }
+        }.start()
+        inside.wait()
+        let start = Date()
+        XCTAssertEqual(try store.lastSeq(session: "DDDDDD"), 1)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 1.0, "the second read went ahead")
+        release.signal()
+    }
+}
