@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-30}
-targets=(FuzzFrames:frames FuzzHTTP:http FuzzMessages:messages FuzzToken:token FuzzDeflate:deflate FuzzWatch:watch)
+targets=(FuzzFrames:frames FuzzHTTP:http FuzzMessages:messages FuzzToken:token FuzzDeflate:deflate FuzzWatch:watch FuzzConnection:connection)
 for entry in "${targets[@]}"; do
   product=${entry%%:*}
   COLLABHUB_FUZZ=1 swift build -c debug --sanitize=fuzzer \

@@ -50,7 +50,7 @@ public enum Principal: Equatable, Sendable {
     /// A session's host key.
     case host(session: String)
     /// A verified member token (`session` is a code or `*`).
-    case member(session: String, role: Role)
+    case member(session: String, role: MemberRole)
     /// A verified watcher token: the channels it may watch (a trailing `*` is a prefix).
     case watcher(channels: [String])
 }

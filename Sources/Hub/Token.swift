@@ -41,7 +41,7 @@ public struct TokenClaims: Sendable, Equatable {
     public var name: String?
     /// A session code, or `*` for any session.
     public var session: String
-    public var role: Role
+    public var role: MemberRole
     public var exp: Int64
     public var nbf: Int64?
     public var iat: Int64?
@@ -80,7 +80,7 @@ public struct TokenVerifier: Sendable {
 
     public var isEnabled: Bool { !keyring.isEmpty }
 
-    public static let roles = Role.allCases.map(\.rawValue)
+    public static let roles = MemberRole.allCases.map(\.rawValue)
 
     public func verify(_ token: String, now: Int64) -> Result<TokenClaims, TokenError> {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
@@ -124,7 +124,7 @@ public struct TokenVerifier: Sendable {
         let nbf = payload["nbf"]?.int.map(Int64.init)
         if let nbf, nbf > now + skew { return .failure(TokenError(kind: .notYetValid, message: "token not valid yet (nbf)")) }
         let roleName = payload["role"]?.string ?? "editor"
-        guard let role = Role(rawValue: roleName) else {
+        guard let role = MemberRole(rawValue: roleName) else {
             return .failure(TokenError(kind: .claims, message: "token role \(roleName) is not one of \(Self.roles.joined(separator: ", "))"))
         }
         // A watcher token names its channels; a member token must name its session (`*` for any):

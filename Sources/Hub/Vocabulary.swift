@@ -2,7 +2,7 @@
 /// rather than a silent mismatch. Raw values are the wire spellings (Protocol/PROTOCOL.md).
 
 /// What a member may do in a session.
-public enum Role: String, Sendable, CaseIterable {
+public enum MemberRole: String, Sendable, CaseIterable {
     case host, editor, viewer
     /// Backends only: a token with this role publishes runs and joins no session.
     case publisher

@@ -17,27 +17,14 @@ protocol Endpoint: AnyObject {
 /// protocol state (head parser, message reader, close handshake, keep-alive pings) and turns every
 /// protocol violation into the close code or HTTP status the RFCs name.
 final class Connection: Socket {
-    enum Phase { case http, websocket }
-
     unowned(unsafe) let context: LoopContext
-    private(set) var phase = Phase.http
-    private var headParser: HTTPHeadParser
-    private var reader: MessageReader
-    /// Request whose body is still arriving.
-    private var bodyHead: HTTPRequestHead?
-    private var bodyLength = 0
-    private var openedAt: Double
+    /// Every protocol rule that depends on the connection's state: this class only carries out what it says.
+    let machine: ConnectionMachine
+    var phase: ConnectionMachine.Phase { machine.phase }
     private(set) var endpoint: Endpoint?
     private(set) var subprotocol: String?
-    /// Whether we sent a close frame (the closing handshake is under way).
-    private(set) var sentClose = false
-    /// Whether the peer's close frame arrived (tracked here: `reader` is busy while its events run).
-    private var receivedClose = false
-    private var closeSentAt = 0.0
-    private var pingSentAt: Double?
-    /// Part of a request head has arrived (so the handshake timeout, not the idle one, applies).
-    private var partialRequest = false
-    private var requestsServed = 0
+    var sentClose: Bool { machine.sentClose }
+    var timedOut: Bool { machine.timedOut }
     /// The session and member this connection joined (hub endpoint).
     var membership: Membership?
     /// The session code from the upgrade URL (`/ws?session=CODE`).
@@ -58,7 +45,6 @@ final class Connection: Socket {
     var coalescedOrder: [String] = []
     /// permessage-deflate, when negotiated.
     private(set) var deflate: DeflateParameters?
-    private var inflater: Inflater?
     /// Own compressor, only with context takeover (otherwise the loop's shared one is used).
     private var ownDeflater: Deflater?
     /// Messages shorter than this are sent uncompressed (deflate would not make them smaller).
@@ -67,15 +53,9 @@ final class Connection: Socket {
     var limiter: ConnectionLimiter?
     /// Counted against the per-address connection limit.
     fileprivate(set) var countedAddress = false
-    /// Closed because the peer stopped answering pings (no reconnect grace then).
-    private(set) var timedOut = false
-    /// A response is being prepared off the loop; later requests wait (keeps pipelined responses in order).
-    private var awaitingResponse = false
     /// Reading stopped until the queued responses drain (pipelined requests from a client that does
     /// not read its answers).
     private var pausedForOutput = false
-    /// When the request now arriving sent its first byte (the slowloris deadline runs from here).
-    private var requestStartedAt = 0.0
     /// Cut off for output past the hard limit (counted once, however many broadcasts find it behind).
     private(set) var cutOff = false
     /// Bytes of the ephemeral updates held in `coalesced` (they count against the output limits).
@@ -87,9 +67,13 @@ final class Connection: Socket {
 
     init(context: LoopContext, fd: Int32, peer: String) {
         self.context = context
-        headParser = HTTPHeadParser(maxHeadSize: context.config.maxHeadSize)
-        reader = MessageReader(role: .server, maxMessageSize: context.config.maxMessageSize)
-        openedAt = context.loop.now
+        let c = context.config
+        var settings = ConnectionMachine.Settings()
+        settings.maxHeadSize = c.maxHeadSize; settings.maxBodySize = c.maxBodySize
+        settings.maxMessageSize = c.maxMessageSize; settings.handshakeTimeout = c.handshakeTimeout
+        settings.httpIdleTimeout = c.httpIdleTimeout; settings.pingInterval = c.pingInterval
+        settings.closeTimeout = c.closeTimeout
+        machine = ConnectionMachine(settings: settings, now: context.loop.now)
         super.init(loop: context.loop, fd: fd, peer: peer)
         // Unconsumed input: a request head and its body, or (WebSocket) at most a frame header.
         inputLimit = context.config.maxHeadSize + context.config.maxBodySize + 64 * 1024
@@ -122,9 +106,9 @@ final class Connection: Socket {
         while !isClosed && !isClosing && !isOverLimit && !pausedForOutput && used < bytes.count {
             let rest = UnsafeMutableRawBufferPointer(rebasing: bytes[used...])
             let n: Int
-            switch phase {
+            switch machine.phase {
             case .http: n = receivedHTTP(rest)
-            case .websocket: n = receivedWebSocket(rest)
+            case .websocket: n = machine.readWebSocket(rest, now: loop.now) { carryOut($0) }
             }
             if n == 0 { break }
             used += n
@@ -133,71 +117,54 @@ final class Connection: Socket {
     }
 
     private func receivedHTTP(_ bytes: UnsafeMutableRawBufferPointer) -> Int {
-        if awaitingResponse { return 0 }
         if outBytes > Self.httpPipelineBound {
             // Answers are piling up unread: take no more requests until they drain (`outputDrained`).
             pausedForOutput = true
             pauseReading()
             return 0
         }
-        if !partialRequest && bodyHead == nil { requestStartedAt = loop.now }
-        if let head = bodyHead {
-            guard bytes.count >= bodyLength else { return 0 }
-            bodyHead = nil
-            let body = Array(UnsafeRawBufferPointer(rebasing: bytes[..<bodyLength]))
-            respond(to: head, body: body)
-            return bodyLength
-        }
-        switch headParser.parse(UnsafeRawBufferPointer(bytes)) {
-        case .needMore:
-            partialRequest = true
-            return 0
-        case .failure(let status, let message):
+        let endpoints = context.endpoints
+        let (used, event) = machine.readHTTP(UnsafeRawBufferPointer(bytes), now: loop.now) { endpoints[$0] != nil }
+        switch event {
+        case nil: break
+        case .fail(let status, let message):
             failHTTP(status, message)
-            return bytes.count
-        case .complete(let head, let length):
-            headParser.reset()
-            partialRequest = false
-            requestsServed += 1
-            if Handshake.isUpgradeRequest(head) || context.endpoints[head.path] != nil {
-                if let owner = ownerLoop(for: head), owner !== context {
-                    // A socket moves to another loop only with nothing queued for it (a response to an
-                    // earlier pipelined request would otherwise be lost or written from two threads).
-                    guard outBytes == 0 else {
-                        failHTTP(.badRequest, "send the WebSocket upgrade on its own, not pipelined behind other requests")
-                        return bytes.count
-                    }
-                    handOff(to: owner, bytes: Array(UnsafeRawBufferPointer(bytes)))
+        case .request(let head, let body):
+            respond(to: head, body: body)
+        case .upgrade(let head, _):
+            if let owner = ownerLoop(for: head), owner !== context {
+                // A socket moves to another loop only with nothing queued for it (a response to an
+                // earlier pipelined request would otherwise be lost or written from two threads).
+                guard outBytes == 0 else {
+                    failHTTP(.badRequest, "send the WebSocket upgrade on its own, not pipelined behind other requests")
                     return bytes.count
                 }
-                upgrade(head)
-                return length
-            }
-            if head.header("Transfer-Encoding") != nil {
-                failHTTP(.lengthRequired, "chunked request bodies are not supported; send Content-Length")
+                handOff(to: owner, bytes: Array(UnsafeRawBufferPointer(bytes)))
                 return bytes.count
             }
-            // Content-Length: digits only, and one value however often it is repeated (RFC 9110 §8.6):
-            // two framings of one request are how requests are smuggled past a proxy.
-            let lengths = Set(head.headers.filter { $0.name.lowercased() == "content-length" }.map(\.value))
-            let lengthHeader = lengths.first ?? "0"
-            guard lengths.count <= 1, !lengthHeader.isEmpty, lengthHeader.utf8.count <= 18,
-                  lengthHeader.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let bodyLength = Int(lengthHeader) else {
-                failHTTP(.badRequest, "invalid Content-Length")
-                return bytes.count
-            }
-            guard bodyLength <= context.config.maxBodySize else {
-                failHTTP(.payloadTooLarge, "request body over \(context.config.maxBodySize) bytes")
-                return bytes.count
-            }
-            if bodyLength == 0 {
-                respond(to: head, body: [])
-            } else {
-                bodyHead = head
-                self.bodyLength = bodyLength
-            }
-            return length
+            upgrade(head)
         }
+        return used
+    }
+
+    /// Carries out one action of the protocol machine; false once the connection takes no more input.
+    private func carryOut(_ action: ConnectionMachine.Action) -> Bool {
+        switch action {
+        case .message(let opcode, let payload):
+            context.metrics.messagesIn.add()
+            endpoint?.received(self, opcode, payload)
+        case .pong(let payload):
+            answerPing(payload)
+        case .send(let frame):
+            send(frame)
+        case .closeAfterFlush(let linger):
+            closeAfterFlush(lingerSeconds: linger)
+        case .closeNow:
+            close()
+        case .failed(let code):
+            context.metrics.closedWith(code)
+        }
+        return !isClosed && !isClosing
     }
 
     /// The loop that owns the session named in a `/ws?session=CODE` upgrade (nil: any loop will do).
@@ -235,7 +202,7 @@ final class Connection: Socket {
         guard let response = context.router.handle(head, body: body, connection: self) else {
             // Answered later (off-loop read or a durable write): hold further requests, and stop
             // reading, until then.
-            awaitingResponse = true
+            machine.awaitResponse()
             pauseReading()
             deferredKeepAlive = head.keepAlive
             deferredHeadOnly = head.method == "HEAD"
@@ -248,8 +215,8 @@ final class Connection: Socket {
 
     /// Sends a response prepared off the loop (call on the connection's loop).
     func respondLater(_ response: Response) {
-        guard !isClosed, awaitingResponse else { return }
-        awaitingResponse = false
+        guard !isClosed, machine.awaitingResponse else { return }
+        machine.responded()
         if !pausedForOutput { resumeReading() }
         finish(response, keepAlive: deferredKeepAlive, headOnly: deferredHeadOnly)
         // Requests that arrived meanwhile are in the stream's pending bytes: process them now.
@@ -307,68 +274,21 @@ final class Connection: Socket {
             context.metrics.handshakesOK.add()
             if let params = DeflateNegotiation.negotiate(accepted.extensionOffers, mode: context.config.compression) {
                 deflate = params
-                inflater = Inflater(windowBits: params.clientMaxWindowBits, noContextTakeover: params.clientNoContextTakeover)
                 // Only context takeover (`--compression context`) costs a compressor per connection; a
                 // smaller window in shared mode uses the loop's shared compressor of that size.
                 if !params.serverNoContextTakeover {
                     ownDeflater = Deflater(windowBits: params.serverMaxWindowBits, noContextTakeover: false)
                 }
-                reader.compressionNegotiated = true
             }
+            machine.accept(deflate: deflate, now: loop.now)
             send(Handshake.response(accepted, extensionResponse: deflate?.responseHeader))
             // From here every byte queued for this client counts against the hard limit: broadcasts,
             // pongs, snapshots, replies, replay alike.
             outputLimit = context.config.hardOutputLimit
-            phase = .websocket
             subprotocol = accepted.subprotocol
             self.endpoint = endpoint
             setTimer(context.config.pingInterval)
             endpoint.opened(self)
-        }
-    }
-
-    private func receivedWebSocket(_ bytes: UnsafeMutableRawBufferPointer) -> Int {
-        let outcome = reader.read(bytes) { event in
-            switch event {
-            case .message(let opcode, let payload, let compressed):
-                context.metrics.messagesIn.add()
-                if sentClose { return true }  // RFC 6455 §1.4: data after our close is discarded
-                if compressed {
-                    guard let inflater else { fail(.protocolError, "compressed message without permessage-deflate"); return false }
-                    switch inflater.inflate(payload, limit: context.config.maxMessageSize) {
-                    case .tooBig:
-                        fail(.messageTooBig, "message inflates beyond \(context.config.maxMessageSize) bytes"); return false
-                    case .corrupt:
-                        fail(.invalidPayload, "invalid compressed data"); return false
-                    case .ok(let bytes):
-                        if opcode == .text && !bytes.withUnsafeBytes({ UTF8Validator.isValid($0) }) {
-                            fail(.invalidPayload, "invalid UTF-8 in text message"); return false
-                        }
-                        bytes.withUnsafeBytes { endpoint?.received(self, opcode, $0) }
-                    }
-                } else {
-                    endpoint?.received(self, opcode, payload)
-                }
-            case .ping(let payload):
-                if !sentClose { answerPing(payload) }
-            case .pong:
-                pingSentAt = nil
-            case .close(let code, let reason):
-                receivedClose = true
-                if sentClose {
-                    close()  // our close was answered: the handshake is complete
-                } else {
-                    // Echo the peer's code (§5.5.1), or 1000 when it sent none.
-                    sendClose(code ?? .normal, reason: String(decoding: reason, as: UTF8.self))
-                }
-            }
-            return !isClosed && !isClosing
-        }
-        switch outcome {
-        case .consumed(let n): return n
-        case .failed(let violation):
-            fail(violation.code, violation.reason)
-            return bytes.count
         }
     }
 
@@ -424,94 +344,43 @@ final class Connection: Socket {
 
     /// Starts the closing handshake: sends a close frame and waits (at most `closeTimeout`) for the reply.
     func sendClose(_ code: CloseCode, reason: String) {
-        guard !isClosed, !sentClose else { return }
-        if phase != .websocket { close(); return }
-        sentClose = true
-        closeSentAt = loop.now
-        let payload = code == .noStatus ? [] : FrameEncoder.closePayload(code, reason: reason)
-        payload.withUnsafeBytes { p in
-            let h = FrameEncoder.headerLength(payload: p.count, masked: false)
-            let dst = reserve(h + p.count)
-            _ = FrameEncoder.writeHeader(dst, opcode: .close, length: p.count)
-            if p.count > 0 { (dst + h).copyMemory(from: p.baseAddress!, byteCount: p.count) }
-        }
-        if receivedClose {
-            // The peer's close came first and this is our answer: close TCP once it is written.
-            closeAfterFlush(lingerSeconds: context.config.closeTimeout)
-        } else {
-            setTimer(context.config.closeTimeout)
-        }
+        guard !isClosed else { return }
+        for a in machine.close(code, reason: reason, now: loop.now) { _ = carryOut(a) }
     }
 
     /// Fails the WebSocket connection (RFC 6455 §7.1.7): close frame with the code, then TCP close.
     func fail(_ code: CloseCode, _ reason: String) {
         guard !isClosed, !isClosing else { return }
-        context.metrics.closedWith(code)
-        sendClose(code, reason: reason)
-        closeAfterFlush(lingerSeconds: context.config.closeTimeout)
+        for a in machine.fail(code, reason, now: loop.now) { _ = carryOut(a) }
     }
-
 
     // MARK: Timers and closing
 
     override func timerFired(now: Double) -> Double? {
-        let config = context.config
-        switch phase {
-        case .http:
-            // Slowloris: a request must arrive completely within the handshake timeout of its first
-            // byte (however slowly the rest dribbles in), the first one within that of the connection's
-            // opening; an idle keep-alive connection goes after the idle timeout.
-            // Answers the client does not read (it pipelines and never reads): it goes after the
-            // handshake timeout without progress.
-            let stallDue = outBytes > 0 ? max(lastWriteAt, lastActivity) + config.handshakeTimeout - now : Double.infinity
-            if stallDue <= 0 {
-                close()
-                return nil
-            }
-            // A response being prepared off the loop (an export, say) is waited for, however long.
-            if awaitingResponse { return min(config.httpIdleTimeout, stallDue) }
-            let inRequest = partialRequest || bodyHead != nil
-            let limit = inRequest || requestsServed == 0 ? config.handshakeTimeout : config.httpIdleTimeout
-            let since = inRequest ? requestStartedAt : requestsServed == 0 ? openedAt : lastActivity
-            let due = since + limit - now
-            if due > 0 { return min(due, stallDue) }
-            if partialRequest || bodyHead != nil {
-                failHTTP(.requestTimeout, "request not completed within \(Int(limit)) s")
-            } else {
-                close()
-            }
-            return nil
-        case .websocket:
-            if sentClose {
-                let due = closeSentAt + config.closeTimeout - now
-                if due > 0 { return due }
-                close()
-                return nil
-            }
-            if let sent = pingSentAt {
-                if lastActivity > sent { pingSentAt = nil }
-                else {
-                    let due = sent + config.pingInterval - now
-                    if due > 0 { return due }
-                    context.metrics.pingTimeouts.add()
-                    timedOut = true
-                    fail(.goingAway, "no pong within \(Int(config.pingInterval)) s")
-                    return nil
-                }
-            }
-            let due = lastActivity + config.pingInterval - now
-            if due > 0 { return due }
-            pingSentAt = now
+        switch machine.tick(now: now, lastActivity: lastActivity, queued: outBytes, lastWrite: lastWriteAt) {
+        case .wait(let seconds):
+            return seconds
+        case .ping(let next):
             context.metrics.pingsSent.add()
             sendFrame(.ping, UnsafeRawBufferPointer(start: nil, count: 0))
-            return config.pingInterval
+            return next
+        case .requestTimeout(let message):
+            failHTTP(.requestTimeout, message)
+            return nil
+        case .close:
+            close()
+            return nil
+        case .pingTimeout(let actions):
+            context.metrics.pingTimeouts.add()
+            for a in actions { _ = carryOut(a) }
+            return nil
         }
     }
 
     override func outputDrained() {
         if pausedForOutput {
             pausedForOutput = false
-            if !awaitingResponse { resumeReading() }
+            if !machine.awaitingResponse { resumeReading() }
             feed(takePending())
             return
         }
@@ -531,33 +400,22 @@ final class Connection: Socket {
     /// close frame (4000: resume from your last seq) and the socket closes after a short linger,
     /// whether or not the close is answered. HTTP connections just close.
     override func outputLimitExceeded() {
-        guard phase == .websocket else { return close() }
+        guard machine.phase == .websocket else { return close() }
         slowConsumer(count: true)
     }
 
-    /// Pongs: every ping is answered while the client reads; one with output piling up gets a pong
-    /// for the latest ping only, once it drains (RFC 6455 §5.5.3 allows this). Pings beyond 20 a
-    /// second (burst 100) are not answered, and a client that keeps flooding is closed with 1008.
+    /// Pongs (the machine decided this ping gets one): every ping is answered while the client reads;
+    /// one with output piling up gets a pong for the latest ping only, once it drains (RFC 6455 §5.5.3
+    /// allows this).
     private func answerPing(_ payload: UnsafeRawBufferPointer) {
-        let now = loop.now
-        if pings == nil { pings = TokenBucket(rate: 20, burst: 100, now: now) }
-        guard pings!.take(now: now) else {
-            pingsRefused += 1
-            context.metrics.rateLimited.add()
-            if pingsRefused > Self.maxRefusedPings { fail(.policyViolation, "ping flood") }
-            return
-        }
         if outBytes > Self.pongCoalesceBound {
             pendingPong = Array(payload)
         } else {
             sendFrame(.pong, payload)
         }
     }
-    private var pings: TokenBucket?
-    private var pingsRefused = 0
     private var pendingPong: [UInt8]?
     static let pongCoalesceBound = 64 * 1024
-    static let maxRefusedPings = 1000
 
     /// Cuts off a client that fell too far behind (once; `count` false when the caller counted it).
     func slowConsumer(count: Bool) {
@@ -572,7 +430,11 @@ final class Connection: Socket {
     }
 
     override func inputLimitExceeded() {
-        if phase == .http { failHTTP(.payloadTooLarge, "request too large") } else { fail(.messageTooBig, "too much unconsumed input") }
+        if machine.phase == .http {
+            failHTTP(.payloadTooLarge, "request too large")
+        } else {
+            fail(.messageTooBig, "too much unconsumed input")
+        }
     }
 
     override func peerClosed() {

@@ -6,7 +6,7 @@ public enum Admission {
     public enum Verdict: Equatable {
         /// `key` is the member's stable identity (`sub:<subject>` for a token, `c:<client_id>`); nil
         /// for an anonymous guest (the session makes one up).
-        case admit(role: Role, key: String?, name: String, tokenExpiry: Int64?, viaHostKey: Bool)
+        case admit(role: MemberRole, key: String?, name: String, tokenExpiry: Int64?, viaHostKey: Bool)
         /// Refused: the error to send and the close code to close with (nil: stay connected).
         case reject(code: String, message: String, field: String?, close: CloseCode?)
     }
@@ -14,7 +14,7 @@ public enum Admission {
     public static func decide(_ request: ClientMessage.Join, info: SessionInfo, tokens: TokenVerifier,
                               now: Int64) -> Verdict {
         let isHost = request.hostKey.map { Crypto.constantTimeEquals(Array($0.utf8), Array(info.hostKey.utf8)) } == true
-        var role = Role.editor, name = request.name, key = request.clientId.map { "c:" + $0 }, expiry: Int64?
+        var role = MemberRole.editor, name = request.name, key = request.clientId.map { "c:" + $0 }, expiry: Int64?
         if let token = request.token {
             switch tokens.verify(token, now: now) {
             case .failure(let e):

@@ -19,7 +19,7 @@ public final class Member {
     public let name: String
     public let color: String
     /// Follows the member's current token: a refresh or a new tab with another role changes it.
-    public internal(set) var role: Role
+    public internal(set) var role: MemberRole
     public internal(set) var connections: [HubClient] = []
     /// `{id, name, color}`: the `from` of everything the member sends (built once).
     lazy var fromJSON: [UInt8] = {
@@ -39,7 +39,7 @@ public final class Member {
     var graceDeadline: Double?
     var leaving = false
 
-    init(id: String, key: String, name: String, color: String, role: Role) {
+    init(id: String, key: String, name: String, color: String, role: MemberRole) {
         self.id = id; self.key = key; self.name = name; self.color = color; self.role = role
     }
 

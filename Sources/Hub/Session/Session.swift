@@ -79,7 +79,7 @@ public final class Session {
             return
         }
         // Who is this? A token names the person and the role; a host key makes the host; otherwise a guest.
-        let (role, name, tokenExpiry, viaHostKey): (Role, String, Int64?, Bool)
+        let (role, name, tokenExpiry, viaHostKey): (MemberRole, String, Int64?, Bool)
         var key: String
         switch Admission.decide(request, info: info, tokens: policy.tokens, now: wallClockMillis() / 1000) {
         case .reject(let code, let message, let field, let close):

@@ -1,0 +1,315 @@
+/// The protocol life of one server connection, without I/O: an HTTP/1.1 request loop (RFC 9112) that
+/// may upgrade to WebSocket (RFC 6455), with permessage-deflate (RFC 7692). It is given bytes and the
+/// time, and says what to do; the socket adapter (`Connection` in Server) only carries it out. Every
+/// rule of the RFCs that depends on the connection's state lives here:
+///
+/// - requests: one head at a time, a body by `Content-Length` (one value, digits only; chunked bodies
+///   refused), a slowloris deadline from a request's first byte, an idle deadline between requests;
+/// - the close handshake: the peer's code is echoed (§5.5.1), our close is answered within
+///   `closeTimeout` or the connection is dropped, data after our close is discarded (§1.4), and a
+///   failed connection gets its close code and then TCP close (§7.1.7);
+/// - pings: one after `pingInterval` of silence, the connection fails if its pong does not come
+///   within another interval; the peer's pings are answered (pongs flow while the peer reads), at most
+///   20 a second (burst 100), and a flood is closed with 1008;
+/// - compressed messages are inflated under the size limit and their text checked for UTF-8.
+///
+/// Events come out through `emit` closures during `readHTTP`/`readWebSocket` (no allocation per
+/// message); timer decisions come back from `tick`.
+public final class ConnectionMachine {
+    public struct Settings: Sendable {
+        public var maxHeadSize = 16 * 1024
+        public var maxBodySize = 1 << 20
+        public var maxMessageSize = 1 << 20
+        public var handshakeTimeout = 10.0
+        public var httpIdleTimeout = 30.0
+        public var pingInterval = 30.0
+        public var closeTimeout = 5.0
+        public init() {}
+    }
+
+    public enum Phase: Sendable { case http, websocket }
+
+    /// What a read in the HTTP phase found.
+    public enum HTTPEvent {
+        /// A complete request with its body.
+        case request(HTTPRequestHead, body: [UInt8])
+        /// A request that asks for (or may be) an upgrade; `length` is its head's size. The adapter
+        /// routes it: `accept` it, hand it elsewhere, or answer it with a refusal.
+        case upgrade(HTTPRequestHead, length: Int)
+        /// The request is bad: answer with this status and close.
+        case fail(HTTPStatus, String)
+    }
+
+    /// What a read in the WebSocket phase asks of the adapter.
+    public enum Action {
+        /// A complete text or binary message (inflated, and for text UTF-8 checked). Valid during the call.
+        case message(Opcode, UnsafeRawBufferPointer)
+        /// Answer this ping with a pong carrying the payload (valid during the call).
+        case pong(UnsafeRawBufferPointer)
+        /// Queue this frame (a close frame) for the peer.
+        case send([UInt8])
+        /// Close TCP once everything queued is written, waiting at most `linger` seconds for the peer.
+        case closeAfterFlush(linger: Double)
+        /// Close TCP now.
+        case closeNow
+        /// The connection failed with this close code (counted by the adapter; the close frame and the
+        /// TCP close come as the following actions).
+        case failed(CloseCode)
+    }
+
+    /// What the timer asks for.
+    public enum TickResult: Equatable {
+        /// Look again in this many seconds.
+        case wait(Double)
+        /// Send a ping now, look again in this many seconds.
+        case ping(next: Double)
+        /// Answer the HTTP request that did not arrive in time with 408, then close.
+        case requestTimeout(String)
+        /// Close TCP now (idle, stalled, or our close went unanswered).
+        case close
+        /// The peer stopped answering pings: fail with 1001 (these actions), no reconnect grace.
+        case pingTimeout([Action])
+
+        public static func == (a: TickResult, b: TickResult) -> Bool {
+            switch (a, b) {
+            case (.wait(let x), .wait(let y)), (.ping(let x), .ping(let y)): return x == y
+            case (.requestTimeout(let x), .requestTimeout(let y)): return x == y
+            case (.close, .close), (.pingTimeout, .pingTimeout): return true
+            default: return false
+            }
+        }
+    }
+
+    public let settings: Settings
+    public private(set) var phase = Phase.http
+
+    // HTTP phase
+    private var headParser: HTTPHeadParser
+    /// The request whose body is still arriving.
+    private var bodyHead: HTTPRequestHead?
+    private var bodyLength = 0
+    /// Part of a request head has arrived (so the request deadline, not the idle one, applies).
+    private var partialRequest = false
+    public private(set) var requestsServed = 0
+    private var requestStartedAt = 0.0
+    private let openedAt: Double
+    /// A response is being prepared elsewhere: no further request is read until it is answered, and
+    /// the connection waits for it however long (`responded` ends this).
+    public private(set) var awaitingResponse = false
+
+    // WebSocket phase
+    private var reader: MessageReader
+    private var inflater: Inflater?
+    /// Our close frame is queued (the closing handshake is under way).
+    public private(set) var sentClose = false
+    /// The peer's close frame arrived.
+    public private(set) var receivedClose = false
+    private var closeSentAt = 0.0
+    private var pingSentAt: Double?
+    /// The connection failed because the peer stopped answering pings.
+    public private(set) var timedOut = false
+    private var pings: TokenBucket?
+    private var pingsRefused = 0
+    static let maxRefusedPings = 1000
+
+    public init(settings: Settings, now: Double) {
+        self.settings = settings
+        openedAt = now
+        headParser = HTTPHeadParser(maxHeadSize: settings.maxHeadSize)
+        reader = MessageReader(role: .server, maxMessageSize: settings.maxMessageSize)
+    }
+
+    // MARK: - HTTP
+
+    /// Reads at most one request from `bytes`. Returns the bytes used (0: more are needed, or a
+    /// response is awaited) and what was found. `isUpgradePath` names paths whose every request goes
+    /// to the upgrade (a plain GET there is refused by the handshake, not served as a page).
+    public func readHTTP(_ bytes: UnsafeRawBufferPointer, now: Double,
+                         isUpgradePath: (String) -> Bool = { _ in false }) -> (used: Int, event: HTTPEvent?) {
+        if awaitingResponse { return (0, nil) }
+        if !partialRequest && bodyHead == nil { requestStartedAt = now }
+        if let head = bodyHead {
+            guard bytes.count >= bodyLength else { return (0, nil) }
+            bodyHead = nil
+            return (bodyLength, .request(head, body: Array(UnsafeRawBufferPointer(rebasing: bytes[..<bodyLength]))))
+        }
+        switch headParser.parse(bytes) {
+        case .needMore:
+            partialRequest = true
+            return (0, nil)
+        case .failure(let status, let message):
+            return (bytes.count, .fail(status, message))
+        case .complete(let head, let length):
+            headParser.reset()
+            partialRequest = false
+            requestsServed += 1
+            if Handshake.isUpgradeRequest(head) || isUpgradePath(head.path) { return (length, .upgrade(head, length: length)) }
+            if head.header("Transfer-Encoding") != nil {
+                return (bytes.count, .fail(.lengthRequired, "chunked request bodies are not supported; send Content-Length"))
+            }
+            // Content-Length: digits only, and one value however often it is repeated (RFC 9110 §8.6):
+            // two framings of one request are how requests are smuggled past a proxy.
+            let lengths = Set(head.headers.filter { $0.name.lowercased() == "content-length" }.map(\.value))
+            let value = lengths.first ?? "0"
+            guard lengths.count <= 1, !value.isEmpty, value.utf8.count <= 18,
+                  value.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let n = Int(value) else {
+                return (bytes.count, .fail(.badRequest, "invalid Content-Length"))
+            }
+            guard n <= settings.maxBodySize else {
+                return (bytes.count, .fail(.payloadTooLarge, "request body over \(settings.maxBodySize) bytes"))
+            }
+            if n == 0 { return (length, .request(head, body: [])) }
+            bodyHead = head
+            bodyLength = n
+            // The body may be here already.
+            let rest = UnsafeRawBufferPointer(rebasing: bytes[length...])
+            guard rest.count >= n else { return (length, nil) }
+            bodyHead = nil
+            return (length + n, .request(head, body: Array(UnsafeRawBufferPointer(rebasing: rest[..<n]))))
+        }
+    }
+
+    /// A request is being answered later: stop reading requests until `responded`.
+    public func awaitResponse() { awaitingResponse = true }
+    public func responded() { awaitingResponse = false }
+
+    /// The upgrade was accepted: from here on the connection speaks WebSocket.
+    public func accept(deflate: DeflateParameters?, now: Double) {
+        phase = .websocket
+        if let deflate {
+            inflater = Inflater(windowBits: deflate.clientMaxWindowBits, noContextTakeover: deflate.clientNoContextTakeover)
+            reader.compressionNegotiated = true
+        }
+    }
+
+    // MARK: - WebSocket
+
+    /// Reads frames from `bytes`, calling `emit` for each action; `emit` returns false when the
+    /// connection stopped taking input (it is closing). Returns the bytes used.
+    public func readWebSocket(_ bytes: UnsafeMutableRawBufferPointer, now: Double,
+                              _ emit: (Action) -> Bool) -> Int {
+        let outcome = reader.read(bytes) { event in
+            switch event {
+            case .message(let opcode, let payload, let compressed):
+                if sentClose { return true }  // RFC 6455 §1.4: data after our close is discarded
+                if !compressed { return emit(.message(opcode, payload)) }
+                guard let inflater else { return failing(.protocolError, "compressed message without permessage-deflate", now, emit) }
+                switch inflater.inflate(payload, limit: settings.maxMessageSize) {
+                case .tooBig:
+                    return failing(.messageTooBig, "message inflates beyond \(settings.maxMessageSize) bytes", now, emit)
+                case .corrupt:
+                    return failing(.invalidPayload, "invalid compressed data", now, emit)
+                case .ok(let inflated):
+                    if opcode == .text && !inflated.withUnsafeBytes({ UTF8Validator.isValid($0) }) {
+                        return failing(.invalidPayload, "invalid UTF-8 in text message", now, emit)
+                    }
+                    return inflated.withUnsafeBytes { emit(.message(opcode, $0)) }
+                }
+            case .ping(let payload):
+                if sentClose { return true }
+                return answerPing(payload, now: now, emit)
+            case .pong:
+                pingSentAt = nil
+                return true
+            case .close(let code, let reason):
+                receivedClose = true
+                if sentClose { _ = emit(.closeNow); return false }  // our close was answered
+                // Echo the peer's code (§5.5.1), or 1000 when it sent none.
+                for a in close(code ?? .normal, reason: String(decoding: reason, as: UTF8.self), now: now) { _ = emit(a) }
+                return false
+            }
+        }
+        switch outcome {
+        case .consumed(let n): return n
+        case .failed(let violation):
+            _ = failing(violation.code, violation.reason, now, emit)
+            return bytes.count
+        }
+    }
+
+    private func failing(_ code: CloseCode, _ reason: String, _ now: Double, _ emit: (Action) -> Bool) -> Bool {
+        for a in fail(code, reason, now: now) { _ = emit(a) }
+        return false
+    }
+
+    /// Pings are answered while they come at most 20 a second (burst 100); past that they are not, and
+    /// a client that keeps flooding is failed with 1008.
+    private func answerPing(_ payload: UnsafeRawBufferPointer, now: Double, _ emit: (Action) -> Bool) -> Bool {
+        if pings == nil { pings = TokenBucket(rate: 20, burst: 100, now: now) }
+        guard pings!.take(now: now) else {
+            pingsRefused += 1
+            if pingsRefused > Self.maxRefusedPings { return failing(.policyViolation, "ping flood", now, emit) }
+            return true
+        }
+        return emit(.pong(payload))
+    }
+
+    /// Pings the peer did not get answered because they came too fast (the adapter counts them).
+    public var refusedPings: Int { pingsRefused }
+
+    /// Starts the closing handshake: our close frame, then either TCP close once it is written (the
+    /// peer's close came first) or a wait of at most `closeTimeout` for the peer's answer. Nothing
+    /// when our close was sent already. Before the upgrade there is no handshake: TCP closes.
+    public func close(_ code: CloseCode, reason: String, now: Double) -> [Action] {
+        guard !sentClose else { return [] }
+        guard phase == .websocket else { return [.closeNow] }
+        sentClose = true
+        closeSentAt = now
+        let payload = code == .noStatus ? [] : FrameEncoder.closePayload(code, reason: reason)
+        var frame: [UInt8] = []
+        FrameEncoder.append(to: &frame, opcode: .close, payload: payload)
+        return receivedClose ? [.send(frame), .closeAfterFlush(linger: settings.closeTimeout)] : [.send(frame)]
+    }
+
+    /// Fails the connection (RFC 6455 §7.1.7): the close frame with the code, then TCP close after a
+    /// short linger, whether or not the peer answers.
+    public func fail(_ code: CloseCode, _ reason: String, now: Double) -> [Action] {
+        var out: [Action] = [.failed(code)]
+        out += close(code, reason: reason, now: now)
+        out.append(.closeAfterFlush(linger: settings.closeTimeout))
+        return out
+    }
+
+    // MARK: - Time
+
+    /// The connection's one timer fired. `lastActivity`: when bytes last arrived; `queued`/`lastWrite`:
+    /// output not yet written and when bytes were last written.
+    public func tick(now: Double, lastActivity: Double, queued: Int, lastWrite: Double) -> TickResult {
+        switch phase {
+        case .http:
+            // Slowloris: a request must arrive completely within the handshake timeout of its first byte
+            // (however slowly the rest dribbles in), the first within that of the connection's opening;
+            // an idle keep-alive connection goes after the idle timeout. Answers the client does not read
+            // (it pipelines and never reads) make it go after the handshake timeout without progress.
+            let stallDue = queued > 0 ? max(lastWrite, lastActivity) + settings.handshakeTimeout - now : .infinity
+            if stallDue <= 0 { return .close }
+            // A response being prepared elsewhere (an export, say) is waited for, however long.
+            if awaitingResponse { return .wait(min(settings.httpIdleTimeout, stallDue)) }
+            let inRequest = partialRequest || bodyHead != nil
+            let limit = inRequest || requestsServed == 0 ? settings.handshakeTimeout : settings.httpIdleTimeout
+            let since = inRequest ? requestStartedAt : requestsServed == 0 ? openedAt : lastActivity
+            let due = since + limit - now
+            if due > 0 { return .wait(min(due, stallDue)) }
+            return inRequest ? .requestTimeout("request not completed within \(Int(limit)) s") : .close
+        case .websocket:
+            if sentClose {
+                let due = closeSentAt + settings.closeTimeout - now
+                return due > 0 ? .wait(due) : .close
+            }
+            if let sent = pingSentAt {
+                if lastActivity > sent {
+                    pingSentAt = nil
+                } else {
+                    let due = sent + settings.pingInterval - now
+                    if due > 0 { return .wait(due) }
+                    timedOut = true
+                    return .pingTimeout(fail(.goingAway, "no pong within \(Int(settings.pingInterval)) s", now: now))
+                }
+            }
+            let due = lastActivity + settings.pingInterval - now
+            if due > 0 { return .wait(due) }
+            pingSentAt = now
+            return .ping(next: settings.pingInterval)
+        }
+    }
+}
