@@ -50,7 +50,7 @@ let package = Package(
         .testTarget(name: "HubTests", dependencies: ["Hub", "TestSupport"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Hub", "TestSupport"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "Bytes"]),
-        .testTarget(name: "ServerTests", dependencies: ["Server", "Hub", "WebSocket", "EventLoop"]),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "Store", "Hub", "WebSocket", "EventLoop"]),
     ],
     swiftLanguageModes: [.v5]
 )

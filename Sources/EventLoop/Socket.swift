@@ -17,14 +17,14 @@ open class Socket {
     public let fd: Int32
     public let peer: String
 
-    private let readWatcher: UnsafeMutablePointer<ev_io>
-    private let writeWatcher: UnsafeMutablePointer<ev_io>
+    let readWatcher: UnsafeMutablePointer<ev_io>
+    let writeWatcher: UnsafeMutablePointer<ev_io>
     private let timer: UnsafeMutablePointer<ev_timer>
 
-    private struct Entry { let chunk: Chunk; var offset: Int; let owned: Bool }
-    private var out: [Entry] = []
+    struct Entry { let chunk: Chunk; var offset: Int; let owned: Bool }
+    var out: [Entry] = []
     /// Bytes queued and not yet written (the backpressure measure).
-    public private(set) var outBytes = 0
+    public internal(set) var outBytes = 0
     var isDirty = false
     /// Bytes received but not consumed yet (a partial frame header or HTTP head).
     private var pending: [UInt8] = []
@@ -43,20 +43,20 @@ open class Socket {
     public private(set) var isClosed = false
     /// After a close frame: write what is queued, shut down our side, drain the peer until EOF.
     public private(set) var isClosing = false
-    private var lingering = false
+    var lingering = false
     /// Loop time of the last bytes received.
     public var lastActivity: Double
     /// Loop time of the last bytes written.
-    public private(set) var lastWriteAt = 0.0
+    public internal(set) var lastWriteAt = 0.0
     /// Bytes drained while lingering: a peer that keeps sending after our close is not read forever.
     private var lingerDrained = 0
     static let maxLingerDrain = 1 << 20
     /// The TLS session when the stream is encrypted (OpenSSL `SSL*`), nil for plain TCP.
-    private var ssl: OpaquePointer?
+    var ssl: OpaquePointer?
     /// Bytes offered to the last `SSL_write` that asked to be retried: a retry must offer the same bytes.
-    private var tlsRetryLength = 0
+    var tlsRetryLength = 0
     /// The TLS layer needs the socket writable before it can go on reading (or vice versa).
-    private var tlsWantsWrite = false
+    var tlsWantsWrite = false
     /// Owned chunks are at least this big, so many small frames share one allocation and one iovec.
     static let ownedChunkSize = 4096
     static let maxIOVecs = 64
@@ -152,41 +152,13 @@ open class Socket {
 
     // MARK: - Reading
 
-    /// Reads from the socket, or decrypts from the TLS session: as many records as fit in `buf`.
+    /// Reads from the socket, or decrypts from the TLS session (`readTLS`).
     private func readSome(_ buf: UnsafeMutableRawBufferPointer) -> Int {
         guard let ssl else { return recv(fd, buf.baseAddress, buf.count, 0) }
-        var total = 0
-        while buf.count - total >= 16 * 1024 + 256 {
-            ERR_clear_error()
-            let n = SSL_read(ssl, buf.baseAddress! + total, Int32(buf.count - total))
-            if n > 0 {
-                total += Int(n)
-                // With read-ahead, one read() brought in every record the socket had. Another SSL_read on
-                // an empty buffer would only be a read() answering EAGAIN; what may still be in the
-                // socket comes as another (level-triggered) event.
-                if SSL_has_pending(ssl) == 0 { return total }
-                continue
-            }
-            switch SSL_get_error(ssl, n) {
-            case SSL_ERROR_WANT_READ:
-                return total > 0 ? total : -2
-            case SSL_ERROR_WANT_WRITE:
-                tlsWantsWrite = true
-                if chub_is_active(writeWatcher) == 0 { ev_io_start(loop.raw, writeWatcher) }
-                return total > 0 ? total : -2
-            case SSL_ERROR_ZERO_RETURN:
-                return total > 0 ? total : 0
-            default:
-                // Not TLS (plain HTTP to the TLS port), a failed handshake, or a broken record.
-                return total > 0 ? total : -1
-            }
-        }
-        // Out of room with records still buffered in OpenSSL: the socket will not report them again.
-        if SSL_has_pending(ssl) == 1 && chub_is_active(readWatcher) != 0 { ev_feed_event(loop.raw, readWatcher, Int32(EV_READ)) }
-        return total
+        return readTLS(ssl, buf)
     }
 
-    private func handleReadable() {
+    func handleReadable() {
         let buf = loop.readBuffer
         let n = readSome(buf)
         // A TLS write may have been waiting for the handshake that this read advanced.
@@ -324,7 +296,7 @@ open class Socket {
         bytes.withUnsafeBytes { send(copying: $0) }
     }
 
-    @inline(__always) private func markDirty() {
+    @inline(__always) func markDirty() {
         if !isDirty {
             isDirty = true
             loop.dirty.append(self)
@@ -375,66 +347,6 @@ open class Socket {
         }
     }
 
-    /// The TLS write path: queued chunks are gathered into record-sized writes (a TLS record per
-    /// `SSL_write`, so many small frames do not become many small records).
-    private func flushTLS() {
-        guard let ssl else { return }
-        if tlsWantsWrite {
-            // A read was blocked on writability (handshake/record flow): let it go on.
-            tlsWantsWrite = false
-            handleReadable()
-            if isClosed { return }
-        }
-        let scratch = loop.readBuffer  // not in use between callbacks
-        let recordSize = 16 * 1024
-        while !out.isEmpty || SSL_in_init(ssl) != 0 {
-            var length = 0
-            let limit = tlsRetryLength > 0 ? tlsRetryLength : recordSize
-            for e in out where length < limit {
-                let n = min(e.chunk.count - e.offset, limit - length)
-                (scratch.baseAddress! + length).copyMemory(from: e.chunk.base + e.offset, byteCount: n)
-                length += n
-            }
-            ERR_clear_error()
-            let written: Int32
-            if length == 0 {
-                // Nothing to send yet, but a client handshake must start: a zero-length write does it.
-                written = SSL_do_handshake(ssl) == 1 ? 0 : -1
-                if written == 0 { break }
-            } else {
-                written = SSL_write(ssl, scratch.baseAddress, Int32(length))
-            }
-            if written <= 0 {
-                switch SSL_get_error(ssl, written) {
-                case SSL_ERROR_WANT_WRITE:
-                    tlsRetryLength = length
-                    if chub_is_active(writeWatcher) == 0 { ev_io_start(loop.raw, writeWatcher) }
-                    return
-                case SSL_ERROR_WANT_READ:
-                    tlsRetryLength = length
-                    return  // the read watcher drives it on
-                default:
-                    out.removeAll(); outBytes = 0
-                    peerClosed()
-                    return
-                }
-            }
-            tlsRetryLength = 0
-            var left = Int(written)
-            if left > 0 { lastWriteAt = loop.now }
-            loop.bytesWritten.add(left)
-            outBytes -= left
-            while left > 0, !out.isEmpty {
-                let remaining = out[0].chunk.count - out[0].offset
-                if left >= remaining { left -= remaining; out.removeFirst() } else { out[0].offset += left; left = 0 }
-            }
-        }
-        if out.isEmpty {
-            if chub_is_active(writeWatcher) != 0 { ev_io_stop(loop.raw, writeWatcher) }
-            if isClosing && !lingering { beginLinger() } else if !isClosing { outputDrained() }
-        }
-    }
-
     // MARK: - Closing
 
     /// Closes after the queued output is written: our side is shut down and the peer drained until
@@ -451,7 +363,7 @@ open class Socket {
     private var lingerSeconds: Double = 2
     private var closeDeadline = Double.infinity
 
-    private func beginLinger() {
+    func beginLinger() {
         lingering = true
         if let ssl { ERR_clear_error(); _ = SSL_shutdown(ssl) }  // close_notify, best effort
         shutdown(fd, Int32(SHUT_WR))

@@ -133,9 +133,8 @@ extension ClientMessage {
             var w = JSONWriter()
             for key in ["x", "y"] {
                 guard let v = obj[key] else { throw MessageError("missing_field", "cursor needs \"\(key)\"", field: key) }
-                guard let d = v.double, d.isFinite, v.bytes.count <= 32 else { throw MessageError("invalid_field", "\"\(key)\" must be a number of at most 32 characters", field: key) }
+                guard v.double?.isFinite == true, v.bytes.count <= 32 else { throw MessageError("invalid_field", "\"\(key)\" must be a number of at most 32 characters", field: key) }
                 w.raw(key, v.bytes)
-                _ = d
             }
             if let el = obj["el"], el.kind != .null {
                 guard el.kind == .string, el.bytes.count <= 256 else { throw MessageError("invalid_field", "\"el\" must be a string of at most 256 bytes", field: "el") }

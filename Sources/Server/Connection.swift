@@ -5,14 +5,6 @@ import WebSocket
 import Glibc
 #endif
 
-/// What a WebSocket path does with the messages of the connections upgraded on it.
-protocol Endpoint: AnyObject {
-    var handshakeOptions: Handshake.Options { get }
-    func opened(_ connection: Connection)
-    func received(_ connection: Connection, _ opcode: Opcode, _ payload: UnsafeRawBufferPointer)
-    func closed(_ connection: Connection)
-}
-
 /// One client connection: an HTTP/1.1 request loop that may upgrade to WebSocket. It owns the
 /// protocol state (head parser, message reader, close handshake, keep-alive pings) and turns every
 /// protocol violation into the close code or HTTP status the RFCs name.
@@ -28,7 +20,7 @@ final class Connection: Socket {
     /// The session and member this connection joined (hub endpoint).
     var membership: Membership?
     /// The session code from the upgrade URL (`/ws?session=CODE`).
-    private(set) var sessionCode: String?
+    var sessionCode: String?
     var invalidMessages = 0
     /// Transcript playback on this connection (`replay`).
     var replayer: Replayer?
@@ -44,15 +36,15 @@ final class Connection: Socket {
     var coalesced: [String: Chunk] = [:]
     var coalescedOrder: [String] = []
     /// permessage-deflate, when negotiated.
-    private(set) var deflate: DeflateParameters?
+    var deflate: DeflateParameters?
     /// Own compressor, only with context takeover (otherwise the loop's shared one is used).
-    private var ownDeflater: Deflater?
+    var ownDeflater: Deflater?
     /// Messages shorter than this are sent uncompressed (deflate would not make them smaller).
     static let compressThreshold = 64
     /// Per-kind message rate limits (created on the first message).
     var limiter: ConnectionLimiter?
     /// Counted against the per-address connection limit.
-    fileprivate(set) var countedAddress = false
+    var countedAddress = false
     /// Reading stopped until the queued responses drain (pipelined requests from a client that does
     /// not read its answers).
     private var pausedForOutput = false
@@ -62,6 +54,8 @@ final class Connection: Socket {
     var coalescedBytes = 0
     /// Output queued while HTTP requests are parsed: past it, reading stops until the answers drain.
     static let httpPipelineBound = 64 * 1024
+    /// A pong held back while output piles up (only the latest ping's is sent, once it drains).
+    var pendingPong: [UInt8]?
     /// Distinct ephemeral updates held for a client that is behind (the rest are dropped).
     static let maxCoalescedKeys = 64
 
@@ -167,36 +161,6 @@ final class Connection: Socket {
         return !isClosed && !isClosing
     }
 
-    /// The loop that owns the session named in a `/ws?session=CODE` upgrade (nil: any loop will do).
-    private func ownerLoop(for head: HTTPRequestHead) -> LoopContext? {
-        // Runs, dashboards and publishers live on loop 0.
-        if head.path == "/watch" || head.path == "/publish" { return context.server.contexts[0] }
-        guard head.path == "/ws", let raw = head.query["session"], let code = SessionCode.normalize(raw) else { return nil }
-        sessionCode = code
-        let all = context.server.contexts
-        return all[SessionCode.owner(of: code, loops: all.count)]
-    }
-
-    /// Hands the socket, and the bytes received so far, to another loop before anything was written:
-    /// that loop parses the request again and upgrades it, so every member of a session lives on the
-    /// session's loop and its fan-out never crosses threads.
-    private func handOff(to owner: LoopContext, bytes: [UInt8]) {
-        let fd = self.fd, peer = self.peer
-        context.metrics.connectionsOpen.add(-1)
-        context.metrics.connectionsTotal.add(-1)
-        let tls = super.handOff()
-        let box = TLSBox(tls)
-        let counted = countedAddress
-        countedAddress = false  // the address stays counted: the new owner releases it
-        owner.loop.post {
-            let c = Connection(context: owner, fd: fd, peer: peer)
-            c.countedAddress = counted
-            if let session = box.session { c.adoptTLS(session) }
-            c.start()
-            c.feed(bytes)
-        }
-    }
-
     private func respond(to head: HTTPRequestHead, body: [UInt8]) {
         context.metrics.httpRequests.add()
         guard let response = context.router.handle(head, body: body, connection: self) else {
@@ -292,56 +256,6 @@ final class Connection: Socket {
         }
     }
 
-    // MARK: Output
-
-    /// Frames and queues one message (copying the payload into the connection's own output chunk).
-    @inline(__always)
-    func sendFrame(_ opcode: Opcode, _ payload: UnsafeRawBufferPointer) {
-        guard !isClosed, !isClosing else { return }
-        if deflate != nil && !opcode.isControl && payload.count >= Self.compressThreshold {
-            let deflater = ownDeflater ?? context.sharedDeflater(windowBits: deflate!.serverMaxWindowBits)
-            send(Chunk.compressed(opcode, deflater.deflate(payload)))
-            context.metrics.messagesOut.add()
-            return
-        }
-        let h = FrameEncoder.headerLength(payload: payload.count, masked: false)
-        if payload.count > 16 * 1024 {
-            var frame: [UInt8] = []
-            FrameEncoder.append(to: &frame, opcode: opcode, payload: payload)
-            send(Chunk(frame))
-        } else {
-            let p = reserve(h + payload.count)
-            _ = FrameEncoder.writeHeader(p, opcode: opcode, length: payload.count)
-            if payload.count > 0 { (p + h).copyMemory(from: payload.baseAddress!, byteCount: payload.count) }
-        }
-        if !opcode.isControl { context.metrics.messagesOut.add() }
-    }
-
-    func sendText(_ text: String) {
-        var t = text
-        t.withUTF8 { sendFrame(.text, UnsafeRawBufferPointer($0)) }
-    }
-
-    /// Queues a shared, pre-framed message (a broadcast).
-    @inline(__always)
-    func sendShared(_ frame: Chunk) {
-        context.metrics.messagesOut.add()
-        guard deflate != nil, frame.count >= Self.compressThreshold + 2 else { return send(frame) }
-        if ownDeflater == nil {
-            // Shared mode: compress the broadcast once; every compressing recipient gets the same frame
-            // (a client that asked for a smaller window gets its own compression of it).
-            let bits = deflate!.serverMaxWindowBits
-            if bits >= 15, let c = frame.compressedFrame { return send(c) }
-            guard let (op, payload) = frame.framePayload, !op.isControl else { return send(frame) }
-            let c = Chunk.compressed(op, context.sharedDeflater(windowBits: bits).deflate(payload))
-            if bits >= 15 { frame.compressedFrame = c }
-            send(c)
-        } else {
-            guard let (op, payload) = frame.framePayload, !op.isControl else { return send(frame) }
-            send(Chunk.compressed(op, ownDeflater!.deflate(payload)))
-        }
-    }
-
     /// Starts the closing handshake: sends a close frame and waits (at most `closeTimeout`) for the reply.
     func sendClose(_ code: CloseCode, reason: String) {
         guard !isClosed else { return }
@@ -404,19 +318,6 @@ final class Connection: Socket {
         slowConsumer(count: true)
     }
 
-    /// Pongs (the machine decided this ping gets one): every ping is answered while the client reads;
-    /// one with output piling up gets a pong for the latest ping only, once it drains (RFC 6455 §5.5.3
-    /// allows this).
-    private func answerPing(_ payload: UnsafeRawBufferPointer) {
-        if outBytes > Self.pongCoalesceBound {
-            pendingPong = Array(payload)
-        } else {
-            sendFrame(.pong, payload)
-        }
-    }
-    private var pendingPong: [UInt8]?
-    static let pongCoalesceBound = 64 * 1024
-
     /// Cuts off a client that fell too far behind (once; `count` false when the caller counted it).
     func slowConsumer(count: Bool) {
         guard !cutOff, !isClosed else { return }
@@ -448,10 +349,4 @@ final class Connection: Socket {
         endpoint = nil
         membership = nil
     }
-}
-
-/// Carries a TLS session pointer to the loop that adopts the connection.
-private final class TLSBox: @unchecked Sendable {
-    let session: OpaquePointer?
-    init(_ s: OpaquePointer?) { session = s }
 }

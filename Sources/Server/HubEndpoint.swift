@@ -101,8 +101,7 @@ final class HubEndpoint: Endpoint {
     /// `replay` / `replay_control` messages (only for connections that did not join).
     private func replayRequest(_ payload: UnsafeRawBufferPointer) -> JSONObject? {
         // Cheap pre-check so ordinary traffic is not parsed twice.
-        guard payload.count < 16 * 1024, let r = payload.firstRange(of: Array("\"replay".utf8)) else { return nil }
-        _ = r
+        guard payload.count < 16 * 1024, payload.firstRange(of: Array("\"replay".utf8)) != nil else { return nil }
         guard let obj = try? JSONReader.readObject(Array(payload), maxDepth: 4),
               let type = obj["type"]?.string, type == "replay" || type == "replay_control" else { return nil }
         return obj

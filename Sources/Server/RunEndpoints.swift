@@ -130,13 +130,3 @@ enum RunAPI {
         return [try RunEvent.parse(obj)]
     }
 }
-
-extension Connection {
-    func sendError(_ e: MessageError) { send(.error(e)) }
-
-    /// Sends one message to this client alone (framed into the connection's own output chunk).
-    func send(_ message: ServerMessage) {
-        var json = message.json
-        json.withUnsafeBytes { sendFrame(.text, $0) }
-    }
-}

@@ -157,11 +157,6 @@ public final class Server {
         }
     }
 
-    /// Registers a WebSocket endpoint on every loop.
-    func addEndpoint(_ path: String, _ make: (LoopContext) -> Endpoint) {
-        for context in contexts { context.endpoints[path] = make(context) }
-    }
-
     /// Installs SIGINT/SIGTERM handlers that shut down gracefully (call before `run`).
     public func handleSignals() {
         let loop0 = contexts[0].loop

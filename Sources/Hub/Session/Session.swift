@@ -9,7 +9,7 @@ import WebSocket
 /// typing (no seq) are `Session+Ephemera`; delivery is `Fanout`; messages are `ServerMessage`.
 public final class Session {
     public let code: String
-    public private(set) var info: SessionInfo
+    public internal(set) var info: SessionInfo
     public let policy: SessionPolicy
     let store: EventLog
     let executor: Executor
@@ -26,7 +26,7 @@ public final class Session {
     /// Committed events for resume: the last `policy.resumeWindow` frames (and bytes).
     private var window: ResumeWindow
     private var nextMemberNumber = 0
-    public private(set) var isEnded = false
+    public internal(set) var isEnded = false
     var hasDirtyCursors = false
 
     public static let palette = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
@@ -152,7 +152,7 @@ public final class Session {
     }
 
     /// Unties every connection of `member` from it (they stay open, detached).
-    private func detachAll(_ member: Member) -> [HubClient] {
+    func detachAll(_ member: Member) -> [HubClient] {
         let connections = member.connections
         for c in connections { c.membership = nil }
         member.connections.removeAll()
@@ -294,9 +294,7 @@ public final class Session {
             }
             host?.record("member_removed", session: self, actor: member, target: target.id, details: target.name,
                          address: client.address)
-            let connections = detachAll(target)
-            removeMember(target, reason: "removed")
-            for c in connections { c.disconnect(.removed, "removed by the host") }
+            remove(target)
         case .runControl(let run, let action, let ref):
             guard member.role.mayControlRuns else {
                 return send(client, .error(code: "forbidden", message: "your role may not control runs", ref: ref))
@@ -313,69 +311,7 @@ public final class Session {
         }
     }
 
-    /// A fresh token for a connection: same person and session; the role follows it.
-    private func refresh(_ client: HubClient, _ membership: Membership, _ token: String) {
-        let member = membership.member
-        switch policy.tokens.verify(token, now: wallClockMillis() / 1000) {
-        case .failure(let e):
-            send(client, .error(code: "unauthorized", message: e.message, field: "token"))
-        case .success(let claims):
-            guard "sub:" + claims.sub == member.key, claims.session == "*" || claims.session == code else {
-                return send(client, .error(code: "forbidden", message: "the new token is for another person or session",
-                                           field: "token"))
-            }
-            guard claims.role != .publisher else {
-                return send(client, .error(code: "forbidden", message: "publisher tokens cannot join sessions", field: "token"))
-            }
-            membership.tokenExpiry = claims.exp
-            membership.warnedExpiry = false
-            // A host key keeps its holder the host.
-            if member.role != claims.role && !(member.role == .host && membership.viaHostKey) {
-                member.role = claims.role
-                broadcastPresenceUpdate(member)
-            }
-            send(client, .tokenRefreshed(exp: claims.exp))
-        }
-    }
-
-    /// A run attached to the session changed: status changes are durable events; progress is ephemeral,
-    /// and a member who is behind gets only the latest (held until it catches up, and forgotten when a
-    /// status change, which carries the whole state, overtakes it).
-    public func runUpdate(run: String, summary: [UInt8], event: String, durable: Bool) {
-        guard !isEnded else { return }
-        let body = EventBody.run(event: event, summary: summary), key = "run:" + run
-        if durable {
-            persist(type: "run", member: nil, clientId: nil, body: body) { [weak self] _, frame in
-                if let frame { self?.broadcast(frame, .durable, except: nil, supersedes: key) }
-            }
-        } else {
-            broadcast(ServerMessage.runUpdate(body: body).frame, .ephemeral(key: key), except: nil)
-        }
-    }
-
-    /// Ends the session: a durable system event, then every member is told and disconnected (4004).
-    public func end(reason: String) {
-        guard !isEnded else { return }
-        isEnded = true
-        info.endedAt = wallClockMillis()
-        info.endReason = reason
-        persist(type: "chat", member: nil, clientId: nil,
-                body: EventBody.system(text: "Session ended: \(reason)", event: "session_ended")) { [weak self] _, frame in
-            guard let self else { return }
-            if let frame { self.broadcast(frame, .durable, except: nil) }
-            let ended = ServerMessage.sessionEnded(reason: reason).frame
-            for m in self.members {
-                for c in self.detachAll(m) {
-                    c.deliver(ended)
-                    c.disconnect(.sessionEnded, "session ended: \(reason)")
-                }
-            }
-            self.members.removeAll()
-            self.finishIfDone()
-        }
-    }
-
-    private func finishIfDone() {
+    func finishIfDone() {
         if isEnded && members.isEmpty { host?.sessionFinished(self) }
     }
 
@@ -387,20 +323,7 @@ public final class Session {
         for m in members where m.connections.isEmpty {
             if let deadline = m.graceDeadline, deadline <= now { removeMember(m, reason: "left") }
         }
-        // Tokens: warn before expiry; past it (and the clock skew), the connection goes with 4001.
-        let wallNow = wallClockMillis() / 1000
-        for m in members {
-            for c in m.connections {
-                guard let ms = c.membership, let exp = ms.tokenExpiry else { continue }
-                if wallNow - policy.tokens.skew > exp {
-                    send(c, .error(code: "token_expired", message: "your token expired; join again with a fresh one"))
-                    c.disconnect(.unauthorized, "token expired")
-                } else if !ms.warnedExpiry && wallNow + policy.tokenWarning >= exp {
-                    ms.warnedExpiry = true
-                    send(c, .tokenExpiring(exp: exp))
-                }
-            }
-        }
+        checkTokens()
     }
 
     public var needsTick: Bool {
@@ -411,7 +334,7 @@ public final class Session {
 
     /// Persists a durable event; after the commit builds the event's frame once, adds it to the resume
     /// window and calls `then` (on this session's loop, in append order).
-    private func persist(type: String, member: String?, clientId: String?, body: [UInt8],
+    func persist(type: String, member: String?, clientId: String?, body: [UInt8],
                          then: @escaping (Result<Committed, StoreFailure>, Chunk?) -> Void) {
         let event = DurableEvent(session: code, type: type, member: member, clientId: clientId, body: body)
         // The session is kept alive by its pending completions (it outlives them anyway).

@@ -1,0 +1,97 @@
+import EventLoop
+import Foundation
+import Hub
+import WebSocket
+
+/// `/api/runs`: publishing run events over HTTP and reading runs (the runs live on loop 0).
+extension SessionAPI {
+    // MARK: Runs (owned by loop 0)
+
+    func runs(_ head: HTTPRequestHead, _ parts: [String], _ body: [UInt8], _ connection: Connection, _ access: Access = Access()) -> Response? {
+        let loop0 = server.contexts[0]
+        switch (head.method, parts.count) {
+        case ("POST", 4) where parts[3] == "events":
+            let runId = parts[2]
+            guard RunHub.isValidId(runId) else { return .error(.badRequest, "invalid_field", "run ids are 1-128 characters of A-Za-z0-9._-") }
+            // Authorized in `handle`: the admin key, or a key with runs:publish for this run.
+            let limitHeaders = access.headers
+            let obj: JSONObject
+            do { obj = try JSONReader.readObject(body, maxDepth: 8) } catch {
+                return .error(.badRequest, "bad_json", "request body must be a JSON object: \(error)")
+            }
+            var events: [RunEvent]
+            do { events = try RunAPI.events(from: obj) } catch let e as MessageError {
+                return .error(.badRequest, e.code, e.message + (e.field.map { " (field \($0))" } ?? ""))
+            } catch { return .error(.badRequest, "bad_request", "\(error)") }
+            // A `started` event that attaches the run to a session needs a credential that may change
+            // that session too (else any publisher could write into any session's transcript).
+            for e in events {
+                if let code = e.session.flatMap(SessionCode.normalize), !access.allows(.changeSession(code)),
+                   !server.isHostKey(head.header("X-Host-Key"), of: code) {
+                    return .error(.forbidden, "forbidden", "attaching run \(runId) to session \(code) needs its host key or scope sessions:write")
+                }
+            }
+            if events.count == 1, events[0].id == nil, let key = head.header("Idempotency-Key") { events[0].id = String(key.prefix(128)) }
+            let loop = connection.loop
+            loop0.loop.post {
+                guard let runs = loop0.runs else { return }
+                runs.publish(runId, events) { result in
+                    let response: Response
+                    switch result {
+                    case .success(let seqs):
+                        let list = seqs.map { "{\"seq\":\($0.seq)\($0.duplicate ? ",\"duplicate\":true" : "")}" }.joined(separator: ",")
+                        let single = seqs.count == 1 ? "\"seq\":\(seqs[0].seq)," : ""
+                        response = .json(.accepted, "{\"run\":\(jsonString(runId)),\(single)\"events\":[\(list)]}", headers: limitHeaders)
+                    case .failure(let r):
+                        response = .error(r.status, r.code, r.message, headers: limitHeaders)
+                    }
+                    loop.post { connection.respondLater(response) }
+                }
+            }
+            return nil
+        case ("GET", 3):
+            let runId = parts[2]
+            let loop = connection.loop
+            let store = self.store
+            loop0.loop.post {
+                let run = loop0.runs?.committed[runId]
+                self.worker.submit {
+                    let response: Response
+                    if let run {
+                        var out = Array("{\"run\":".utf8) + run.stateJSON + Array(",\"events\":[".utf8)
+                        let events = (try? store.events(session: "run:" + runId, after: 0, limit: 10_000)) ?? []
+                        for (i, e) in events.enumerated() { if i > 0 { out.append(UInt8(ascii: ",")) }; out += e.json }
+                        out += Array("]}".utf8)
+                        response = Response(status: .ok, body: out)
+                    } else {
+                        response = .error(.notFound, "unknown_run", "no run \(runId)")
+                    }
+                    loop.post { connection.respondLater(response) }
+                }
+            }
+            return nil
+        case ("GET", 2):
+            let q = head.query
+            let limit = Int(q["limit"] ?? "50") ?? 50
+            let offset = Int(q["offset"] ?? "0") ?? 0
+            guard limit >= 1, limit <= 500, offset >= 0 else { return .error(.badRequest, "invalid_field", "limit must be 1-500 and offset non-negative") }
+            let status = q["status"].flatMap(RunStatus.init(rawValue:))
+            if q["status"] != nil && status == nil {
+                return .error(.badRequest, "invalid_field", "status must be pending, running, paused, succeeded, failed or cancelled")
+            }
+            let loop = connection.loop
+            loop0.loop.post {
+                let all = loop0.runs?.list(owner: q["owner"], status: status) ?? []
+                let page = all.dropFirst(offset).prefix(limit)
+                var out = Array("{\"runs\":[".utf8)
+                for (i, r) in page.enumerated() { if i > 0 { out.append(UInt8(ascii: ",")) }; out += r.summaryJSON }
+                out += Array("],\"total\":\(all.count),\"next_offset\":\(offset + page.count < all.count ? String(offset + page.count) : "null")}".utf8)
+                let response = Response(status: .ok, body: out)
+                loop.post { connection.respondLater(response) }
+            }
+            return nil
+        default:
+            return .error(.notFound, "not_found", "no API route \(head.method) \(head.path)")
+        }
+    }
+}
