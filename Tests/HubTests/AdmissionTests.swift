@@ -1,0 +1,107 @@
+@testable import Hub
+import WebSocket
+import XCTest
+
+/// Who may join, as whom: the pure rules, without a session.
+final class AdmissionTests: XCTestCase {
+    let secret = Array("0123456789abcdef0123456789abcdef".utf8)
+    var tokens: TokenVerifier { TokenVerifier(keys: ["k1": secret]) }
+    func info(_ policy: GuestPolicy = .allow) -> SessionInfo {
+        SessionInfo(code: "ABCDEFGH", title: "t", maxParticipants: 5, guestPolicy: policy, hostKey: "the-host-key", createdAt: 0)
+    }
+    func join(token: String? = nil, hostKey: String? = nil, clientId: String? = nil) -> ClientMessage.Join {
+        var j = ClientMessage.Join(session: nil, name: "Ann", clientId: clientId, resumeFrom: nil, hostKey: hostKey)
+        j.token = token
+        return j
+    }
+    func token(_ claims: [String: Any]) -> String { TokenVerifier.sign(claims, key: secret, kid: "k1") }
+
+    func testGuestsHostKeysAndPolicies() {
+        XCTAssertEqual(Admission.decide(join(clientId: "c1"), info: info(), tokens: tokens, now: 100),
+                       .admit(role: .editor, key: "c:c1", name: "Ann", tokenExpiry: nil, viaHostKey: false))
+        XCTAssertEqual(Admission.decide(join(), info: info(), tokens: tokens, now: 100),
+                       .admit(role: .editor, key: nil, name: "Ann", tokenExpiry: nil, viaHostKey: false))
+        XCTAssertEqual(Admission.decide(join(hostKey: "the-host-key"), info: info(.deny), tokens: tokens, now: 100),
+                       .admit(role: .host, key: nil, name: "Ann", tokenExpiry: nil, viaHostKey: true))
+        guard case .reject(let code, _, _, let close) = Admission.decide(join(), info: info(.deny), tokens: tokens, now: 100)
+        else { return XCTFail("a guest got into a session that admits none") }
+        XCTAssertEqual(code, "guests_not_allowed")
+        XCTAssertEqual(close, .unauthorized)
+        guard case .reject = Admission.decide(join(hostKey: "wrong"), info: info(.deny), tokens: tokens, now: 100)
+        else { return XCTFail("a wrong host key admitted") }
+    }
+
+    func testTokensNameThePersonTheRoleAndTheSession() {
+        let viewer = token(["sub": "u1", "role": "viewer", "session": "ABCDEFGH", "name": "Bo", "exp": 1000])
+        XCTAssertEqual(Admission.decide(join(token: viewer), info: info(.deny), tokens: tokens, now: 100),
+                       .admit(role: .viewer, key: "sub:u1", name: "Bo", tokenExpiry: 1000, viaHostKey: false))
+        // The host key outranks the token's role, and the person stays the token's.
+        XCTAssertEqual(Admission.decide(join(token: viewer, hostKey: "the-host-key"), info: info(), tokens: tokens, now: 100),
+                       .admit(role: .host, key: "sub:u1", name: "Bo", tokenExpiry: 1000, viaHostKey: true))
+        let other = token(["sub": "u1", "role": "editor", "session": "ZZZZZZZZ", "exp": 1000])
+        guard case .reject(let code, _, let field, let close) = Admission.decide(join(token: other), info: info(),
+                                                                                 tokens: tokens, now: 100)
+        else { return XCTFail("a token for another session admitted") }
+        XCTAssertEqual([code, field ?? ""], ["forbidden", "token"])
+        XCTAssertEqual(close, .forbidden)
+        let publisher = token(["sub": "svc", "role": "publisher", "exp": 1000])
+        guard case .reject = Admission.decide(join(token: publisher), info: info(), tokens: tokens, now: 100)
+        else { return XCTFail("a publisher token joined a session") }
+        guard case .reject(let expired, _, _, let expiredClose) = Admission.decide(join(token: viewer), info: info(),
+                                                                                  tokens: tokens, now: 5000)
+        else { return XCTFail("an expired token admitted") }
+        XCTAssertEqual(expired, "token_expired")
+        XCTAssertEqual(expiredClose, .unauthorized)
+    }
+}
+
+/// The one delivery policy, for sessions and run channels alike.
+final class FanoutTests: XCTestCase {
+    final class Client: HubClient {
+        var queuedBytes = 0
+        var isDisconnecting = false
+        var membership: Membership?
+        var address: String { "test" }
+        var delivered = 0, closedWith: CloseCode?
+        var held: [String: Chunk] = [:]
+        func deliver(_ frame: Chunk) { delivered += 1 }
+        func disconnect(_ code: CloseCode, _ reason: String) { closedWith = code; isDisconnecting = true }
+        func coalesce(_ frame: Chunk, key: String) { held[key] = frame }
+        func uncoalesce(key: String) { held[key] = nil }
+    }
+    final class Counts: HubMetrics {
+        var dropped = 0, slow = 0
+        func droppedEphemeral() { dropped += 1 }
+        func slowConsumer() { slow += 1 }
+        func durableCommitted() {}
+        func storeFailure() {}
+    }
+
+    func testDurableAlwaysGoesUntilTheHardLimitThenTheClientIsCutOff() {
+        let f = Fanout(softLimit: 100, hardLimit: 1000), c = Client(), m = Counts(), frame = Chunk([1])
+        c.queuedBytes = 999
+        f.deliver(frame, to: c, .durable, metrics: m)
+        XCTAssertEqual(c.delivered, 1)
+        c.queuedBytes = 1001
+        f.deliver(frame, to: c, .durable, metrics: m)
+        XCTAssertEqual(c.closedWith, .slowConsumer)
+        XCTAssertEqual(m.slow, 1)
+        f.deliver(frame, to: c, .durable, metrics: m)
+        XCTAssertEqual(c.delivered, 1, "nothing more to a client being cut off")
+    }
+
+    func testEphemeralIsCoalescedOrDroppedPastTheSoftLimit() {
+        let f = Fanout(softLimit: 100, hardLimit: 1000), c = Client(), m = Counts()
+        c.queuedBytes = 101
+        f.deliver(Chunk([1]), to: c, .ephemeral(key: "run:r1"), metrics: m)
+        f.deliver(Chunk([2]), to: c, .ephemeral(key: "run:r1"), metrics: m)
+        f.deliver(Chunk([3]), to: c, .ephemeral(key: nil), metrics: m)
+        XCTAssertEqual(c.delivered, 0)
+        XCTAssertEqual(c.held["run:r1"].map { Array($0.bytes) }, [2], "the latest per key")
+        XCTAssertEqual(m.dropped, 3)
+        // A status change (durable) overtakes the held progress.
+        f.deliver(Chunk([4]), to: c, .durable, supersedes: "run:r1", metrics: m)
+        XCTAssertNil(c.held["run:r1"])
+        XCTAssertEqual(c.delivered, 1)
+    }
+}
