@@ -9,6 +9,9 @@ scripts/deps.sh test || exit 1
 status=0
 swift build --product collabhub 2>&1 | grep -aE "error|warning: |Build complete" ; [ "${PIPESTATUS[0]}" -eq 0 ] || exit 1
 
+echo "== source format (swift format lint: the pretty-printer's layout, lines of at most 120 characters)"
+swift format lint --strict -r Sources || status=1
+
 echo "== browser client unit tests (node --test)"
 node --test Tests/client/ || status=1
 

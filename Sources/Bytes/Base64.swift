@@ -8,7 +8,9 @@ public enum Base64 {
         var i = 0
         func ch(_ v: UInt32) -> UInt8 {
             let c = alphabet[Int(v & 63)]
-            if urlSafe { return c == UInt8(ascii: "+") ? UInt8(ascii: "-") : c == UInt8(ascii: "/") ? UInt8(ascii: "_") : c }
+            if urlSafe {
+                return c == UInt8(ascii: "+") ? UInt8(ascii: "-") : c == UInt8(ascii: "/") ? UInt8(ascii: "_") : c
+            }
             return c
         }
         while i + 3 <= bytes.count {

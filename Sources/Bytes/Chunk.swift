@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A block of bytes queued for output. A broadcast frame is one immutable chunk shared by every

@@ -1,6 +1,6 @@
 import CEV
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Opens a TCP connection to an IPv4 address (blocking connect, then non-blocking), optionally from a
@@ -15,7 +15,11 @@ public func connectTCP(host: String, port: Int, source: String? = nil) throws ->
         inet_pton(AF_INET, source, &local.sin_addr)
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_IP), 24 /* IP_BIND_ADDRESS_NO_PORT */, &one, socklen_t(MemoryLayout<Int32>.size))
-        let rc = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let rc = withUnsafePointer(to: &local) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
         if rc != 0 {
             let reason = String(cString: strerror(errno))
             Glibc.close(fd)
@@ -26,7 +30,11 @@ public func connectTCP(host: String, port: Int, source: String? = nil) throws ->
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_port = in_port_t(UInt16(port).bigEndian)
     inet_pton(AF_INET, host == "localhost" ? "127.0.0.1" : host, &addr.sin_addr)
-    let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    let rc = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
+    }
     if rc != 0 {
         let reason = String(cString: strerror(errno))
         Glibc.close(fd)

@@ -1,6 +1,6 @@
 import CEV
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Errors from setting up a listening socket, with the system's reason.
@@ -41,18 +41,29 @@ public final class Listener {
         let rc: Int32
         if v6 {
             addr6.sin6_family = sa_family_t(AF_INET6); addr6.sin6_port = in_port_t(UInt16(port).bigEndian)
-            rc = withUnsafePointer(to: &addr6) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+            rc = withUnsafePointer(to: &addr6) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+                }
+            }
         } else {
             addr4.sin_family = sa_family_t(AF_INET); addr4.sin_port = in_port_t(UInt16(port).bigEndian)
-            rc = withUnsafePointer(to: &addr4) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            rc = withUnsafePointer(to: &addr4) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
         }
         if rc != 0 && errno == EADDRINUSE {
-            throw ListenError(description: "cannot bind \(host):\(port): address already in use (is another hub running?)")
+            throw ListenError(
+                description: "cannot bind \(host):\(port): address already in use (is another hub running?)")
         }
     }
 
-    public init(loop: Loop, host: String, port: Int, backlog: Int32 = 1024,
-                accepted: @escaping (Loop, Int32, String) -> Void) throws {
+    public init(
+        loop: Loop, host: String, port: Int, backlog: Int32 = 1024,
+        accepted: @escaping (Loop, Int32, String) -> Void
+    ) throws {
         self.loop = loop
         self.accepted = accepted
         var v6 = false
@@ -68,14 +79,25 @@ public final class Listener {
         } else {
             throw ListenError(description: "cannot parse host address '\(host)' (give an IPv4 or IPv6 literal)")
         }
-        let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(
+            v6 ? AF_INET6 : AF_INET,
+            Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ListenError(description: "socket(): \(String(cString: strerror(errno)))") }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
-        let rc: Int32 = v6
-            ? withUnsafePointer(to: &addr6) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
-            : withUnsafePointer(to: &addr4) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let rc: Int32 =
+            v6
+            ? withUnsafePointer(to: &addr6) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+                }
+            }
+            : withUnsafePointer(to: &addr4) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
         guard rc == 0 else {
             let reason = String(cString: strerror(errno))
             Glibc.close(fd)
@@ -88,18 +110,23 @@ public final class Listener {
         }
         var bound = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        _ = withUnsafeMutablePointer(to: &bound) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
         let boundPort = withUnsafePointer(to: &bound) { p -> UInt16 in
-            v6 ? p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) }
-               : p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) }
+            v6
+                ? p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) }
+                : p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) }
         }
         self.fd = fd
         self.port = Int(boundPort)
         spareFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
         watcher = .allocate(capacity: 1)
-        chub_io_init(watcher, { _, w, _ in
-            Unmanaged<Listener>.fromOpaque(w!.pointee.data).takeUnretainedValue().acceptPending()
-        }, fd, Int32(EV_READ))
+        chub_io_init(
+            watcher,
+            { _, w, _ in
+                Unmanaged<Listener>.fromOpaque(w!.pointee.data).takeUnretainedValue().acceptPending()
+            }, fd, Int32(EV_READ))
         watcher.pointee.data = Unmanaged.passUnretained(self).toOpaque()
         ev_io_start(loop.raw, watcher)
     }
@@ -145,7 +172,9 @@ public final class Listener {
             var one: Int32 = 1
             setsockopt(client, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
             if let cc = congestionControl {
-                _ = cc.withCString { setsockopt(client, Int32(IPPROTO_TCP), 13 /* TCP_CONGESTION */, $0, socklen_t(strlen($0))) }
+                _ = cc.withCString {
+                    setsockopt(client, Int32(IPPROTO_TCP), 13 /* TCP_CONGESTION */, $0, socklen_t(strlen($0)))
+                }
             }
             accepted(loop, client, Self.describe(&addr))
         }

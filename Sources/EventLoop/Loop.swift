@@ -1,7 +1,7 @@
 import CEV
 import Bytes
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One libev event loop, driven by one thread. Everything attached to a loop (streams, timers,
@@ -106,9 +106,11 @@ public final class Loop {
             self.loop = loop
             self.action = action
             w = .allocate(capacity: 1)
-            chub_timer_init(w, { _, w, _ in
-                Unmanaged<Timer>.fromOpaque(w!.pointee.data).takeUnretainedValue().action()
-            }, after, interval)
+            chub_timer_init(
+                w,
+                { _, w, _ in
+                    Unmanaged<Timer>.fromOpaque(w!.pointee.data).takeUnretainedValue().action()
+                }, after, interval)
             w.pointee.data = Unmanaged.passUnretained(self).toOpaque()
             ev_timer_start(loop.raw, w)
         }
@@ -135,9 +137,11 @@ public final class Loop {
             self.loop = loop
             self.action = action
             w = .allocate(capacity: 1)
-            chub_signal_init(w, { _, w, _ in
-                Unmanaged<Signal>.fromOpaque(w!.pointee.data).takeUnretainedValue().action()
-            }, signal)
+            chub_signal_init(
+                w,
+                { _, w, _ in
+                    Unmanaged<Signal>.fromOpaque(w!.pointee.data).takeUnretainedValue().action()
+                }, signal)
             w.pointee.data = Unmanaged.passUnretained(self).toOpaque()
             ev_signal_start(loop.raw, w)
             ev_unref(loop.raw)

@@ -1,7 +1,7 @@
 import CEV
 import COpenSSL
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The TLS paths of a socket: reading decrypts as many records as fit, writing gathers queued chunks
@@ -37,7 +37,9 @@ extension Socket {
             }
         }
         // Out of room with records still buffered in OpenSSL: the socket will not report them again.
-        if SSL_has_pending(ssl) == 1 && chub_is_active(readWatcher) != 0 { ev_feed_event(loop.raw, readWatcher, Int32(EV_READ)) }
+        if SSL_has_pending(ssl) == 1 && chub_is_active(readWatcher) != 0 {
+            ev_feed_event(loop.raw, readWatcher, Int32(EV_READ))
+        }
         return total
     }
 

@@ -2,7 +2,7 @@ import CEV
 import COpenSSL
 import Bytes
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A non-blocking TCP connection on a `Loop`: reads into the loop's shared buffer, hands the bytes to
@@ -72,20 +72,26 @@ open class Socket {
         writeWatcher = .allocate(capacity: 1)
         timer = .allocate(capacity: 1)
         let me = Unmanaged.passUnretained(self).toOpaque()
-        chub_io_init(readWatcher, { _, w, _ in
-            let s = Unmanaged<Socket>.fromOpaque(w!.pointee.data).takeUnretainedValue()
-            withExtendedLifetime(s) { s.handleReadable() }
-        }, fd, Int32(EV_READ))
+        chub_io_init(
+            readWatcher,
+            { _, w, _ in
+                let s = Unmanaged<Socket>.fromOpaque(w!.pointee.data).takeUnretainedValue()
+                withExtendedLifetime(s) { s.handleReadable() }
+            }, fd, Int32(EV_READ))
         readWatcher.pointee.data = me
-        chub_io_init(writeWatcher, { _, w, _ in
-            let s = Unmanaged<Socket>.fromOpaque(w!.pointee.data).takeUnretainedValue()
-            withExtendedLifetime(s) { s.flush() }
-        }, fd, Int32(EV_WRITE))
+        chub_io_init(
+            writeWatcher,
+            { _, w, _ in
+                let s = Unmanaged<Socket>.fromOpaque(w!.pointee.data).takeUnretainedValue()
+                withExtendedLifetime(s) { s.flush() }
+            }, fd, Int32(EV_WRITE))
         writeWatcher.pointee.data = me
-        chub_timer_init(timer, { _, w, _ in
-            let s = Unmanaged<Socket>.fromOpaque(w!.pointee.data).takeUnretainedValue()
-            withExtendedLifetime(s) { s.handleTimer() }
-        }, 0, 0)
+        chub_timer_init(
+            timer,
+            { _, w, _ in
+                let s = Unmanaged<Socket>.fromOpaque(w!.pointee.data).takeUnretainedValue()
+                withExtendedLifetime(s) { s.handleTimer() }
+            }, 0, 0)
         timer.pointee.data = me
     }
 
@@ -143,7 +149,9 @@ open class Socket {
             // Still writing its last output: a peer that reads on gets more time, up to twice the linger
             // (a trickle of reads does not keep a closing socket); one that stopped reading gets none.
             let now = loop.now, idle = now - lastWriteAt
-            if idle < lingerSeconds && now < closeDeadline { setTimer(min(lingerSeconds - idle, closeDeadline - now)); return }
+            if idle < lingerSeconds && now < closeDeadline {
+                setTimer(min(lingerSeconds - idle, closeDeadline - now)); return
+            }
         }
         if lingering || isClosing { close(); return }
         let now = loop.now
@@ -336,7 +344,11 @@ open class Socket {
                 let remaining = out[done].chunk.count - out[done].offset
                 if left >= remaining { left -= remaining; done += 1 } else { out[done].offset += left; break }
             }
-            if done == out.count { out.removeAll(keepingCapacity: out.count <= 4) } else if done > 0 { out.removeFirst(done) }
+            if done == out.count {
+                out.removeAll(keepingCapacity: out.count <= 4)
+            } else if done > 0 {
+                out.removeFirst(done)
+            }
             if done < n && !out.isEmpty { break }  // the socket took less than offered: it is full
         }
         if out.isEmpty {

@@ -1,6 +1,6 @@
 import COpenSSL
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A TLS configuration (OpenSSL `SSL_CTX`): server (certificate chain and key) or client.
@@ -28,7 +28,9 @@ public final class TLSContext: @unchecked Sendable {
     }
 
     public init(certificate: String, key: String) throws {
-        guard let ctx = SSL_CTX_new(TLS_server_method()) else { throw Error(description: "cannot create a TLS context: \(Self.openSSLErrors())") }
+        guard let ctx = SSL_CTX_new(TLS_server_method()) else {
+            throw Error(description: "cannot create a TLS context: \(Self.openSSLErrors())")
+        }
         self.ctx = ctx
         isServer = true
         _ = chub_ssl_ctx_min_tls12(ctx)
@@ -50,13 +52,16 @@ public final class TLSContext: @unchecked Sendable {
             throw Error(description: "cannot load TLS key \(key): \(Self.openSSLErrors())")
         }
         guard SSL_CTX_check_private_key(ctx) == 1 else {
-            throw Error(description: "TLS key \(key) does not match certificate \(certificate): \(Self.openSSLErrors())")
+            throw Error(
+                description: "TLS key \(key) does not match certificate \(certificate): \(Self.openSSLErrors())")
         }
     }
 
     /// A client context (the load generator); certificates are not verified (it talks to its own hub).
     public init(client: Void = ()) throws {
-        guard let ctx = SSL_CTX_new(TLS_client_method()) else { throw Error(description: "cannot create a TLS context: \(Self.openSSLErrors())") }
+        guard let ctx = SSL_CTX_new(TLS_client_method()) else {
+            throw Error(description: "cannot create a TLS context: \(Self.openSSLErrors())")
+        }
         self.ctx = ctx
         isServer = false
         _ = chub_ssl_ctx_min_tls12(ctx)
@@ -71,7 +76,9 @@ public final class TLSContext: @unchecked Sendable {
     func session(fd: Int32, serverName: String? = nil) -> OpaquePointer? {
         guard let ssl = SSL_new(ctx) else { return nil }
         SSL_set_fd(ssl, fd)
-        if isServer { SSL_set_accept_state(ssl) } else {
+        if isServer {
+            SSL_set_accept_state(ssl)
+        } else {
             if let serverName { _ = chub_ssl_set_tlsext_host_name(ssl, serverName) }
             SSL_set_connect_state(ssl)
         }

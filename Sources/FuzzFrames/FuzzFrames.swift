@@ -21,8 +21,9 @@ public func fuzzFrames(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         }
         switch outcome {
         case .failed(let violation):
-            precondition(violation.code == .protocolError || violation.code == .invalidPayload
-                         || violation.code == .messageTooBig)
+            precondition(
+                violation.code == .protocolError || violation.code == .invalidPayload
+                    || violation.code == .messageTooBig)
             return 0
         case .consumed(let n):
             precondition(n <= pending.count)

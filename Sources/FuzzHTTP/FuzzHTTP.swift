@@ -12,7 +12,9 @@ public func fuzzHTTP(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         case .failure(let status, _): precondition(status.code >= 400); return 0
         case .complete(let head, let length):
             precondition(length <= cut)
-            if case .success(let accepted) = Handshake.negotiate(head, options: .init(subprotocols: ["collabhub.v1"], allowedOrigins: ["http://a"])) {
+            if case .success(let accepted) = Handshake.negotiate(
+                head, options: .init(subprotocols: ["collabhub.v1"], allowedOrigins: ["http://a"]))
+            {
                 // The extension offers of an accepted handshake go through negotiation, as in the hub.
                 _ = DeflateNegotiation.negotiate(accepted.extensionOffers, mode: .shared)
                 _ = DeflateNegotiation.negotiate(accepted.extensionOffers, mode: .context)

@@ -117,7 +117,8 @@ public enum Authorization {
             }
         case .host(let session):
             switch s {
-            case .describeSession(let c), .changeSession(let c), .endSession(let c), .readTranscript(let c): return c == session
+            case .describeSession(let c), .changeSession(let c), .endSession(let c), .readTranscript(let c):
+                return c == session
             default: return false
             }
         case .member(let session, let role):

@@ -75,8 +75,12 @@ extension ClientMessage {
         do { obj = try JSONReader.readObject(bytes, maxDepth: limits.maxJSONDepth) } catch let e as JSONError {
             throw MessageError("bad_json", e.message)
         }
-        guard let typeValue = obj["type"] else { throw MessageError("missing_field", "every message needs a \"type\"", field: "type") }
-        guard let type = typeValue.string else { throw MessageError("invalid_field", "\"type\" must be a string", field: "type") }
+        guard let typeValue = obj["type"] else {
+            throw MessageError("missing_field", "every message needs a \"type\"", field: "type")
+        }
+        guard let type = typeValue.string else {
+            throw MessageError("invalid_field", "\"type\" must be a string", field: "type")
+        }
         let ref = obj["id"]?.string
 
         func string(_ key: String, required: Bool = true, max: Int = 1024) throws -> String? {
@@ -84,37 +88,56 @@ extension ClientMessage {
                 if required { throw MessageError("missing_field", "\(type) needs \"\(key)\"", field: key, ref: ref) }
                 return nil
             }
-            guard let s = v.string else { throw MessageError("invalid_field", "\"\(key)\" must be a string", field: key, ref: ref) }
-            guard s.fits(max) else { throw MessageError("too_large", "\"\(key)\" is longer than \(max) characters (\(4 * max) bytes)", field: key, ref: ref) }
+            guard let s = v.string else {
+                throw MessageError("invalid_field", "\"\(key)\" must be a string", field: key, ref: ref)
+            }
+            guard s.fits(max) else {
+                throw MessageError(
+                    "too_large", "\"\(key)\" is longer than \(max) characters (\(4 * max) bytes)", field: key, ref: ref)
+            }
             return s
         }
 
         switch type {
         case "join":
             let hasToken = obj["token"] != nil
-            guard let name = try string("name", required: !hasToken, max: limits.maxNameLength) ?? (hasToken ? "user" : nil),
-                  !name.trimmingCharacters().isEmpty else {
+            guard
+                let name = try string("name", required: !hasToken, max: limits.maxNameLength)
+                    ?? (hasToken ? "user" : nil),
+                !name.trimmingCharacters().isEmpty
+            else {
                 throw MessageError("invalid_field", "\"name\" must not be empty", field: "name")
             }
             var resume: Int?
             if let r = obj["resume_from"], r.kind != .null {
-                guard let v = r.int, v >= 0 else { throw MessageError("invalid_field", "\"resume_from\" must be a non-negative integer", field: "resume_from") }
+                guard let v = r.int, v >= 0 else {
+                    throw MessageError(
+                        "invalid_field", "\"resume_from\" must be a non-negative integer", field: "resume_from")
+                }
                 resume = v
             }
-            return .join(Join(session: try string("session", required: false, max: 32), name: name.trimmingCharacters(),
-                              clientId: try string("client_id", required: false, max: limits.maxIdLength),
-                              resumeFrom: resume, hostKey: try string("host_key", required: false, max: 128),
-                              token: try string("token", required: false, max: 8192)))
+            return .join(
+                Join(
+                    session: try string("session", required: false, max: 32), name: name.trimmingCharacters(),
+                    clientId: try string("client_id", required: false, max: limits.maxIdLength),
+                    resumeFrom: resume, hostKey: try string("host_key", required: false, max: 128),
+                    token: try string("token", required: false, max: 8192)))
         case "leave":
             return .leave
         case "refresh":
-            guard let t = try string("token", max: 8192) else { throw MessageError("missing_field", "refresh needs \"token\"", field: "token") }
+            guard let t = try string("token", max: 8192) else {
+                throw MessageError("missing_field", "refresh needs \"token\"", field: "token")
+            }
             return .refresh(token: t)
         case "remove":
-            guard let id = try string("member", max: 64) else { throw MessageError("missing_field", "remove needs \"member\"", field: "member") }
+            guard let id = try string("member", max: 64) else {
+                throw MessageError("missing_field", "remove needs \"member\"", field: "member")
+            }
             return .remove(member: id)
         case "run_control":
-            guard let run = try string("run", max: 128) else { throw MessageError("missing_field", "run_control needs \"run\"", field: "run") }
+            guard let run = try string("run", max: 128) else {
+                throw MessageError("missing_field", "run_control needs \"run\"", field: "run")
+            }
             guard let action = try string("action", max: 16).flatMap(RunControlAction.init(rawValue:)) else {
                 throw MessageError("invalid_field", "\"action\" must be pause, resume or cancel", field: "action")
             }
@@ -124,7 +147,9 @@ extension ClientMessage {
         case "end":
             return .end(reason: try string("reason", required: false, max: 200))
         case "typing":
-            guard let state = try string("state") else { throw MessageError("missing_field", "typing needs \"state\"", field: "state") }
+            guard let state = try string("state") else {
+                throw MessageError("missing_field", "typing needs \"state\"", field: "state")
+            }
             guard state == "start" || state == "stop" else {
                 throw MessageError("invalid_field", "\"state\" must be \"start\" or \"stop\"", field: "state")
             }
@@ -132,16 +157,25 @@ extension ClientMessage {
         case "cursor":
             var w = JSONWriter()
             for key in ["x", "y"] {
-                guard let v = obj[key] else { throw MessageError("missing_field", "cursor needs \"\(key)\"", field: key) }
-                guard v.double?.isFinite == true, v.bytes.count <= 32 else { throw MessageError("invalid_field", "\"\(key)\" must be a number of at most 32 characters", field: key) }
+                guard let v = obj[key] else {
+                    throw MessageError("missing_field", "cursor needs \"\(key)\"", field: key)
+                }
+                guard v.double?.isFinite == true, v.bytes.count <= 32 else {
+                    throw MessageError(
+                        "invalid_field", "\"\(key)\" must be a number of at most 32 characters", field: key)
+                }
                 w.raw(key, v.bytes)
             }
             if let el = obj["el"], el.kind != .null {
-                guard el.kind == .string, el.bytes.count <= 256 else { throw MessageError("invalid_field", "\"el\" must be a string of at most 256 bytes", field: "el") }
+                guard el.kind == .string, el.bytes.count <= 256 else {
+                    throw MessageError("invalid_field", "\"el\" must be a string of at most 256 bytes", field: "el")
+                }
                 w.raw("el", el.bytes)
             }
             if let sel = obj["sel"], sel.kind != .null {
-                guard sel.bytes.count <= 1024 else { throw MessageError("too_large", "\"sel\" is larger than 1 KiB", field: "sel") }
+                guard sel.bytes.count <= 1024 else {
+                    throw MessageError("too_large", "\"sel\" is larger than 1 KiB", field: "sel")
+                }
                 w.raw("sel", sel.bytes)
             }
             return .cursor(Cursor(body: w.bytes))
@@ -153,7 +187,8 @@ extension ClientMessage {
                 throw MessageError("invalid_field", "\"id\" must not be empty", field: "id")
             }
             guard let kind = ChatKind(rawValue: try string("kind", required: false, max: 16) ?? "text") else {
-                throw MessageError("invalid_field", "\"kind\" must be text, file, code or system", field: "kind", ref: id)
+                throw MessageError(
+                    "invalid_field", "\"kind\" must be text, file, code or system", field: "kind", ref: id)
             }
             var w = JSONWriter()
             w.field("kind", kind.rawValue)
@@ -164,33 +199,57 @@ extension ClientMessage {
                 }
                 w.field("text", text)
             case .file:
-                guard let file = obj["file"]?.object else { throw MessageError("missing_field", "a file message needs a \"file\" object", field: "file", ref: id) }
-                guard let name = file["name"]?.string, !name.isEmpty else { throw MessageError("invalid_field", "\"file.name\" must be a non-empty string", field: "file.name", ref: id) }
-                guard let size = file["size"]?.int, size >= 0 else { throw MessageError("invalid_field", "\"file.size\" must be a non-negative integer", field: "file.size", ref: id) }
-                guard let url = file["url"]?.string, url.hasPrefix("https://") || url.hasPrefix("http://") || url.hasPrefix("/") else {
-                    throw MessageError("invalid_field", "\"file.url\" must be an http(s) URL or a path", field: "file.url", ref: id)
+                guard let file = obj["file"]?.object else {
+                    throw MessageError(
+                        "missing_field", "a file message needs a \"file\" object", field: "file", ref: id)
+                }
+                guard let name = file["name"]?.string, !name.isEmpty else {
+                    throw MessageError(
+                        "invalid_field", "\"file.name\" must be a non-empty string", field: "file.name", ref: id)
+                }
+                guard let size = file["size"]?.int, size >= 0 else {
+                    throw MessageError(
+                        "invalid_field", "\"file.size\" must be a non-negative integer", field: "file.size", ref: id)
+                }
+                guard let url = file["url"]?.string,
+                    url.hasPrefix("https://") || url.hasPrefix("http://") || url.hasPrefix("/")
+                else {
+                    throw MessageError(
+                        "invalid_field", "\"file.url\" must be an http(s) URL or a path", field: "file.url", ref: id)
                 }
                 w.beginObject("file")
-                w.field("name", name); w.field("size", size); w.field("type", file["type"]?.string ?? "application/octet-stream"); w.field("url", url)
+                w.field("name", name); w.field("size", size);
+                w.field("type", file["type"]?.string ?? "application/octet-stream"); w.field("url", url)
                 w.endObject()
                 if let text = try string("text", required: false, max: limits.maxChatBytes) { w.field("text", text) }
             case .code:
-                guard let code = obj["code"]?.object else { throw MessageError("missing_field", "a code message needs a \"code\" object", field: "code", ref: id) }
-                guard let source = code["source"]?.string else { throw MessageError("invalid_field", "\"code.source\" must be a string", field: "code.source", ref: id) }
+                guard let code = obj["code"]?.object else {
+                    throw MessageError(
+                        "missing_field", "a code message needs a \"code\" object", field: "code", ref: id)
+                }
+                guard let source = code["source"]?.string else {
+                    throw MessageError(
+                        "invalid_field", "\"code.source\" must be a string", field: "code.source", ref: id)
+                }
                 w.beginObject("code")
                 w.field("language", code["language"]?.string ?? "text"); w.field("source", source)
                 w.endObject()
                 if let text = try string("text", required: false, max: limits.maxChatBytes) { w.field("text", text) }
             }
             if let meta = obj["meta"], meta.kind != .null {
-                guard meta.kind == .object else { throw MessageError("invalid_field", "\"meta\" must be an object", field: "meta", ref: id) }
+                guard meta.kind == .object else {
+                    throw MessageError("invalid_field", "\"meta\" must be an object", field: "meta", ref: id)
+                }
                 w.raw("meta", meta.bytes)
             }
             return .chat(Chat(id: id, kind: kind, body: w.bytes))
         case "event":
-            guard bytes.count <= limits.maxEventBytes else { throw MessageError("too_large", "event is larger than \(limits.maxEventBytes) bytes", ref: ref) }
+            guard bytes.count <= limits.maxEventBytes else {
+                throw MessageError("too_large", "event is larger than \(limits.maxEventBytes) bytes", ref: ref)
+            }
             guard let name = try string("name", max: 64), Self.isValidEventName(name) else {
-                throw MessageError("invalid_field", "\"name\" must be 1-64 characters of a-z, 0-9, _ . : -", field: "name", ref: ref)
+                throw MessageError(
+                    "invalid_field", "\"name\" must be 1-64 characters of a-z, 0-9, _ . : -", field: "name", ref: ref)
             }
             let data = obj["data"]
             if let data, data.kind != .object && data.kind != .null {
@@ -198,20 +257,29 @@ extension ClientMessage {
             }
             var durable = false
             if let d = obj["durable"], d.kind != .null {
-                guard let b = d.bool else { throw MessageError("invalid_field", "\"durable\" must be a boolean", field: "durable", ref: ref) }
+                guard let b = d.bool else {
+                    throw MessageError("invalid_field", "\"durable\" must be a boolean", field: "durable", ref: ref)
+                }
                 durable = b
             }
-            if durable && ref == nil { throw MessageError("missing_field", "a durable event needs an \"id\"", field: "id") }
-            return .event(AppEvent(name: name, data: data?.kind == .object ? data!.bytes : ArraySlice(Array("{}".utf8)), durable: durable, id: ref))
+            if durable && ref == nil {
+                throw MessageError("missing_field", "a durable event needs an \"id\"", field: "id")
+            }
+            return .event(
+                AppEvent(
+                    name: name, data: data?.kind == .object ? data!.bytes : ArraySlice(Array("{}".utf8)),
+                    durable: durable, id: ref))
         default:
             throw MessageError("unknown_type", "unknown message type \"\(type)\"", field: "type", ref: ref)
         }
     }
 
     static func isValidEventName(_ s: String) -> Bool {
-        !s.isEmpty && s.utf8.count <= 64 && s.utf8.allSatisfy {
-            ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 95 || $0 == 46 || $0 == 58 || $0 == 45 || ($0 >= 65 && $0 <= 90)
-        }
+        !s.isEmpty && s.utf8.count <= 64
+            && s.utf8.allSatisfy {
+                ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 95 || $0 == 46 || $0 == 58 || $0 == 45
+                    || ($0 >= 65 && $0 <= 90)
+            }
     }
 }
 

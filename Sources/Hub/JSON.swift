@@ -64,9 +64,13 @@ public enum JSONReader {
     public static func readObject(_ bytes: [UInt8], maxDepth: Int = 32) throws -> JSONObject {
         var p = Parser(bytes: bytes, maxDepth: maxDepth)
         p.skipSpace()
-        guard p.pos < bytes.count, bytes[p.pos] == UInt8(ascii: "{") else { throw JSONError("message must be a JSON object") }
+        guard p.pos < bytes.count, bytes[p.pos] == UInt8(ascii: "{") else {
+            throw JSONError("message must be a JSON object")
+        }
         var names: [ArraySlice<UInt8>] = [], values: [JSONValue] = []
-        try p.object(depth: 1) { name, value in names.append(name); values.append(value) }
+        try p.object(depth: 1) { name, value in
+            names.append(name); values.append(value)
+        }
         p.skipSpace()
         guard p.pos == bytes.count else { throw JSONError("unexpected bytes after the JSON value at offset \(p.pos)") }
         return JSONObject(names: names, values: values)
@@ -109,7 +113,11 @@ public enum JSONReader {
         var i = inner.startIndex
         var pendingHigh: UInt32?
         func appendScalar(_ v: UInt32) {
-            if let sc = Unicode.Scalar(v) { out.append(contentsOf: Array(String(sc).utf8)) } else { out.append(contentsOf: [0xEF, 0xBF, 0xBD]) }
+            if let sc = Unicode.Scalar(v) {
+                out.append(contentsOf: Array(String(sc).utf8))
+            } else {
+                out.append(contentsOf: [0xEF, 0xBF, 0xBD])
+            }
         }
         while i < inner.endIndex {
             let c = inner[i]
@@ -125,10 +133,18 @@ public enum JSONReader {
                 let v = UInt32(hex, radix: 16)!
                 if let h = pendingHigh {
                     pendingHigh = nil
-                    if (0xDC00...0xDFFF).contains(v) { appendScalar(0x10000 + ((h - 0xD800) << 10) + (v - 0xDC00)); continue }
+                    if (0xDC00...0xDFFF).contains(v) {
+                        appendScalar(0x10000 + ((h - 0xD800) << 10) + (v - 0xDC00)); continue
+                    }
                     appendScalar(0xFFFD)
                 }
-                if (0xD800...0xDBFF).contains(v) { pendingHigh = v } else if (0xDC00...0xDFFF).contains(v) { appendScalar(0xFFFD) } else { appendScalar(v) }
+                if (0xD800...0xDBFF).contains(v) {
+                    pendingHigh = v
+                } else if (0xDC00...0xDFFF).contains(v) {
+                    appendScalar(0xFFFD)
+                } else {
+                    appendScalar(v)
+                }
                 continue
             }
             if pendingHigh != nil { appendScalar(0xFFFD); pendingHigh = nil }
@@ -172,7 +188,9 @@ public enum JSONReader {
             if pos < bytes.count, bytes[pos] == UInt8(ascii: "}") { pos += 1; return }
             while true {
                 skipSpace()
-                guard pos < bytes.count, bytes[pos] == UInt8(ascii: "\"") else { throw JSONError("expected a member name at offset \(pos)") }
+                guard pos < bytes.count, bytes[pos] == UInt8(ascii: "\"") else {
+                    throw JSONError("expected a member name at offset \(pos)")
+                }
                 let keyStart = pos
                 try string()
                 let key = bytes[keyStart..<pos]
@@ -259,9 +277,15 @@ public enum JSONReader {
         mutating func number() throws {
             let start = pos
             if pos < bytes.count, bytes[pos] == UInt8(ascii: "-") { pos += 1 }
-            func digits() -> Int { let s = pos; while pos < bytes.count, bytes[pos] >= 48, bytes[pos] <= 57 { pos += 1 }; return pos - s }
+            func digits() -> Int {
+                let s = pos; while pos < bytes.count, bytes[pos] >= 48, bytes[pos] <= 57 { pos += 1 }; return pos - s
+            }
             guard pos < bytes.count else { throw JSONError("invalid number at offset \(start)") }
-            if bytes[pos] == UInt8(ascii: "0") { pos += 1 } else if digits() == 0 { throw JSONError("invalid value at offset \(start)") }
+            if bytes[pos] == UInt8(ascii: "0") {
+                pos += 1
+            } else if digits() == 0 {
+                throw JSONError("invalid value at offset \(start)")
+            }
             if pos < bytes.count, bytes[pos] == UInt8(ascii: ".") {
                 pos += 1
                 guard digits() > 0 else { throw JSONError("invalid number at offset \(start)") }
@@ -284,10 +308,14 @@ public struct JSONWriter {
 
     public mutating func beginObject() { separator(); bytes.append(UInt8(ascii: "{")); needsComma = false }
     public mutating func endObject() { bytes.append(UInt8(ascii: "}")); needsComma = true }
-    public mutating func beginArray(_ key: String) { keyPrefix(key); bytes.append(UInt8(ascii: "[")); needsComma = false }
+    public mutating func beginArray(_ key: String) {
+        keyPrefix(key); bytes.append(UInt8(ascii: "[")); needsComma = false
+    }
     public mutating func beginArray() { separator(); bytes.append(UInt8(ascii: "[")); needsComma = false }
     public mutating func endArray() { bytes.append(UInt8(ascii: "]")); needsComma = true }
-    public mutating func beginObject(_ key: String) { keyPrefix(key); bytes.append(UInt8(ascii: "{")); needsComma = false }
+    public mutating func beginObject(_ key: String) {
+        keyPrefix(key); bytes.append(UInt8(ascii: "{")); needsComma = false
+    }
 
     private mutating func separator() { if needsComma { bytes.append(UInt8(ascii: ",")) } }
     private mutating func keyPrefix(_ key: String) {
@@ -302,15 +330,23 @@ public struct JSONWriter {
         if let value { appendString(value) } else { bytes.append(contentsOf: "null".utf8) }
         needsComma = true
     }
-    public mutating func field(_ key: String, _ value: Int) { keyPrefix(key); bytes.appendDecimal(value); needsComma = true }
+    public mutating func field(_ key: String, _ value: Int) {
+        keyPrefix(key); bytes.appendDecimal(value); needsComma = true
+    }
     public mutating func field(_ key: String, _ value: Double) {
         keyPrefix(key)
-        bytes += Array((value.isFinite ? (value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(value)) : "null").utf8)
+        bytes += Array(
+            (value.isFinite
+                ? (value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(value)) : "null").utf8)
         needsComma = true
     }
-    public mutating func field(_ key: String, _ value: Bool) { keyPrefix(key); bytes.append(contentsOf: (value ? "true" : "false").utf8); needsComma = true }
+    public mutating func field(_ key: String, _ value: Bool) {
+        keyPrefix(key); bytes.append(contentsOf: (value ? "true" : "false").utf8); needsComma = true
+    }
     /// A value that is already JSON (validated input being forwarded).
-    public mutating func raw(_ key: String, _ json: ArraySlice<UInt8>) { keyPrefix(key); bytes += json; needsComma = true }
+    public mutating func raw(_ key: String, _ json: ArraySlice<UInt8>) {
+        keyPrefix(key); bytes += json; needsComma = true
+    }
     public mutating func raw(_ key: String, _ json: [UInt8]) { keyPrefix(key); bytes += json; needsComma = true }
     public mutating func element(_ value: String) { separator(); appendString(value); needsComma = true }
     public mutating func rawElement(_ json: [UInt8]) { separator(); bytes += json; needsComma = true }

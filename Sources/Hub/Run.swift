@@ -23,16 +23,23 @@ public struct RunEvent: Sendable {
 
     /// Parses one event object; errors name the field.
     public static func parse(_ obj: JSONObject) throws -> RunEvent {
-        guard let typeName = obj["type"]?.string else { throw MessageError("missing_field", "a run event needs \"type\"", field: "type") }
+        guard let typeName = obj["type"]?.string else {
+            throw MessageError("missing_field", "a run event needs \"type\"", field: "type")
+        }
         guard let kind = Kind(rawValue: typeName) else {
-            throw MessageError("invalid_field", "\"type\" must be one of \(Kind.allCases.map(\.rawValue).joined(separator: ", "))", field: "type")
+            throw MessageError(
+                "invalid_field", "\"type\" must be one of \(Kind.allCases.map(\.rawValue).joined(separator: ", "))",
+                field: "type")
         }
         func str(_ key: String, max: Int = 256, required: Bool = false) throws -> String? {
             guard let v = obj[key], v.kind != .null else {
                 if required { throw MessageError("missing_field", "\(typeName) needs \"\(key)\"", field: key) }
                 return nil
             }
-            guard let s = v.string, s.fits(max) else { throw MessageError("invalid_field", "\"\(key)\" must be a string of at most \(max) characters", field: key) }
+            guard let s = v.string, s.fits(max) else {
+                throw MessageError(
+                    "invalid_field", "\"\(key)\" must be a string of at most \(max) characters", field: key)
+            }
             return s
         }
         var e = RunEvent(kind: kind)
@@ -42,7 +49,9 @@ public struct RunEvent: Sendable {
             e.owner = try str("owner", max: 128, required: true)
             e.name = try str("name")
             if let s = try str("session", max: 32) {
-                guard let code = SessionCode.normalize(s) else { throw MessageError("invalid_field", "\"session\" is not a session code", field: "session") }
+                guard let code = SessionCode.normalize(s) else {
+                    throw MessageError("invalid_field", "\"session\" is not a session code", field: "session")
+                }
                 e.session = code
             }
         case .stepStarted, .stepCompleted:
@@ -52,7 +61,8 @@ public struct RunEvent: Sendable {
             e.error = try str("error", max: 4096)
         case .completed:
             guard let outcome = RunOutcome(rawValue: try str("outcome", max: 16, required: true)!) else {
-                throw MessageError("invalid_field", "\"outcome\" must be succeeded, failed or cancelled", field: "outcome")
+                throw MessageError(
+                    "invalid_field", "\"outcome\" must be succeeded, failed or cancelled", field: "outcome")
             }
             e.outcome = outcome
         case .log:
@@ -94,10 +104,12 @@ public struct RunEvent: Sendable {
     /// Rebuilds an event from its stored body (restart).
     public static func fromStored(_ body: [UInt8]) -> RunEvent? {
         guard let obj = try? JSONReader.readObject([UInt8(ascii: "{")] + body + [UInt8(ascii: "}")]),
-              let kind = obj["event"]?.string.flatMap(Kind.init(rawValue:)) else { return nil }
+            let kind = obj["event"]?.string.flatMap(Kind.init(rawValue:))
+        else { return nil }
         var e = RunEvent(kind: kind)
         e.id = obj["id"]?.string; e.owner = obj["owner"]?.string; e.session = obj["session"]?.string
-        e.name = obj["name"]?.string; e.step = obj["step"]?.string; e.outcome = obj["outcome"]?.string.flatMap(RunOutcome.init(rawValue:))
+        e.name = obj["name"]?.string; e.step = obj["step"]?.string;
+        e.outcome = obj["outcome"]?.string.flatMap(RunOutcome.init(rawValue:))
         e.error = obj["error"]?.string; e.line = obj["line"]?.string; e.percent = obj["percent"]?.double
         e.message = obj["message"]?.string; e.by = obj["by"]?.string
         return e
@@ -119,7 +131,10 @@ public struct Run {
     public private(set) var seq = 0
     public private(set) var progress: (percent: Double, message: String?)?
     public private(set) var logCount = 0
-    public struct Step { public var name: String; public var status: StepStatus; public var startedAt: Int64; public var endedAt: Int64?; public var error: String? }
+    public struct Step {
+        public var name: String; public var status: StepStatus; public var startedAt: Int64; public var endedAt: Int64?;
+        public var error: String?
+    }
     public private(set) var steps: [Step] = []
     private var lastLogs: [String] = []
     public static let keptLogLines = 50
@@ -138,14 +153,18 @@ public struct Run {
             return status == .paused ? nil : "run \(id) is not paused (\(status))"
         case .completed, .log, .progress, .stepCompleted, .stepFailed:
             // Finishing work, logging and cancelling stay possible while paused.
-            guard status == .running || status == .paused else { return "run \(id) has not started; send started first" }
+            guard status == .running || status == .paused else {
+                return "run \(id) has not started; send started first"
+            }
         default:
             if status == .paused { return "run \(id) is paused; no \(e.kind.rawValue) until it is resumed" }
             guard status == .running else { return "run \(id) has not started; send started first" }
         }
         switch e.kind {
         case .stepStarted:
-            if let s = steps.last(where: { $0.name == e.step }), s.status == .running { return "step \(e.step!) is already running" }
+            if let s = steps.last(where: { $0.name == e.step }), s.status == .running {
+                return "step \(e.step!) is already running"
+            }
         case .stepCompleted, .stepFailed:
             guard let s = steps.last(where: { $0.name == e.step }), s.status == .running else {
                 return "step \(e.step!) \(e.kind == .stepCompleted ? "completed" : "failed") but never started"
@@ -175,7 +194,9 @@ public struct Run {
             }
         case .completed:
             status = (e.outcome ?? .succeeded).status; endedAt = ts
-            for i in steps.indices where steps[i].status == .running { steps[i].status = .cancelled; steps[i].endedAt = ts }
+            for i in steps.indices where steps[i].status == .running {
+                steps[i].status = .cancelled; steps[i].endedAt = ts
+            }
         case .log:
             logCount += 1
             lastLogs.append(e.line ?? "")
@@ -213,7 +234,8 @@ public struct Run {
     public var stateJSON: [UInt8] {
         var w = JSONWriter(capacity: 512)
         w.beginObject()
-        w.field("id", id); w.field("owner", owner); w.field("name", name); w.field("status", status.rawValue); w.field("seq", seq)
+        w.field("id", id); w.field("owner", owner); w.field("name", name); w.field("status", status.rawValue);
+        w.field("seq", seq)
         if let session { w.field("session", session) }
         if let s = startedAt { w.field("started_at", Int(s)) }
         if let e = endedAt { w.field("ended_at", Int(e)); if let s = startedAt { w.field("duration_ms", Int(e - s)) } }
@@ -227,7 +249,8 @@ public struct Run {
         }
         w.endArray()
         if let p = progress {
-            w.beginObject("progress"); w.field("percent", p.percent); if let m = p.message { w.field("message", m) }; w.endObject()
+            w.beginObject("progress"); w.field("percent", p.percent); if let m = p.message { w.field("message", m) };
+            w.endObject()
         }
         w.field("log_count", logCount)
         w.beginArray("last_logs"); for l in lastLogs { w.element(l) }; w.endArray()
@@ -239,6 +262,10 @@ public struct Run {
 extension Run {
     /// Run ids: 1-128 characters of [A-Za-z0-9._-].
     public static func isValidId(_ s: String) -> Bool {
-        !s.isEmpty && s.utf8.count <= 128 && s.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 45 || $0 == 95 || $0 == 46 }
+        !s.isEmpty && s.utf8.count <= 128
+            && s.utf8.allSatisfy {
+                ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 45 || $0 == 95
+                    || $0 == 46
+            }
     }
 }

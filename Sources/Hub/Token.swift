@@ -1,6 +1,6 @@
 import WebSocket
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A key that verifies tokens, and the one algorithm it verifies: HS256 for a shared secret, RS256 or
@@ -29,10 +29,16 @@ public final class TokenKeyring: @unchecked Sendable {
         pthread_mutex_init(mutex, nil)
     }
     deinit { pthread_mutex_destroy(mutex); mutex.deallocate() }
-    public func key(_ kid: String) -> TokenKey? { pthread_mutex_lock(mutex); defer { pthread_mutex_unlock(mutex) }; return keys[kid] }
+    public func key(_ kid: String) -> TokenKey? {
+        pthread_mutex_lock(mutex); defer { pthread_mutex_unlock(mutex) }; return keys[kid]
+    }
     public var isEmpty: Bool { pthread_mutex_lock(mutex); defer { pthread_mutex_unlock(mutex) }; return keys.isEmpty }
-    public var kids: [String] { pthread_mutex_lock(mutex); defer { pthread_mutex_unlock(mutex) }; return keys.keys.sorted() }
-    public func replace(_ new: [String: TokenKey]) { pthread_mutex_lock(mutex); keys = new; pthread_mutex_unlock(mutex) }
+    public var kids: [String] {
+        pthread_mutex_lock(mutex); defer { pthread_mutex_unlock(mutex) }; return keys.keys.sorted()
+    }
+    public func replace(_ new: [String: TokenKey]) {
+        pthread_mutex_lock(mutex); keys = new; pthread_mutex_unlock(mutex)
+    }
 }
 
 /// Claims of a CollabHub access token (an HS256 JWT).
@@ -84,20 +90,27 @@ public struct TokenVerifier: Sendable {
 
     public func verify(_ token: String, now: Int64) -> Result<TokenClaims, TokenError> {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, token.utf8.count <= 8192 else { return .failure(TokenError(kind: .malformed, message: "token is not a JWT (three base64url parts)")) }
+        guard parts.count == 3, token.utf8.count <= 8192 else {
+            return .failure(TokenError(kind: .malformed, message: "token is not a JWT (three base64url parts)"))
+        }
         guard let headerBytes = Base64.decode(String(parts[0]), urlSafe: true),
-              let header = try? JSONReader.readObject(headerBytes, maxDepth: 2) else {
+            let header = try? JSONReader.readObject(headerBytes, maxDepth: 2)
+        else {
             return .failure(TokenError(kind: .malformed, message: "token header is not base64url JSON"))
         }
         let alg = header["alg"]?.string ?? "missing"
         guard ["HS256", "RS256", "ES256"].contains(alg) else {
-            return .failure(TokenError(kind: .algorithm, message: "token algorithm \(alg) is not accepted (HS256, RS256, ES256)"))
+            return .failure(
+                TokenError(kind: .algorithm, message: "token algorithm \(alg) is not accepted (HS256, RS256, ES256)"))
         }
         let kid = header["kid"]?.string ?? "default"
-        guard let key = keyring.key(kid) else { return .failure(TokenError(kind: .unknownKey, message: "unknown token key id \(kid)")) }
+        guard let key = keyring.key(kid) else {
+            return .failure(TokenError(kind: .unknownKey, message: "unknown token key id \(kid)"))
+        }
         // The key decides the algorithm: an HS256 token checked against a public key (or the reverse) is refused.
         guard key.algorithm == alg else {
-            return .failure(TokenError(kind: .algorithm, message: "key \(kid) verifies \(key.algorithm) tokens, not \(alg)"))
+            return .failure(
+                TokenError(kind: .algorithm, message: "key \(kid) verifies \(key.algorithm) tokens, not \(alg)"))
         }
         guard let signature = Base64.decode(String(parts[2]), urlSafe: true) else {
             return .failure(TokenError(kind: .malformed, message: "token signature is not base64url"))
@@ -105,33 +118,44 @@ public struct TokenVerifier: Sendable {
         let signed = Array("\(parts[0]).\(parts[1])".utf8)
         let valid: Bool
         switch key {
-        case .hmac(let secret): valid = Crypto.constantTimeEquals(Crypto.hmacSHA256(key: secret, message: signed), signature)
+        case .hmac(let secret):
+            valid = Crypto.constantTimeEquals(Crypto.hmacSHA256(key: secret, message: signed), signature)
         case .publicKey(let pk): valid = pk.verify(signed, signature: signature)
         }
         guard valid else {
             return .failure(TokenError(kind: .signature, message: "token signature does not match"))
         }
         guard let payloadBytes = Base64.decode(String(parts[1]), urlSafe: true),
-              let payload = try? JSONReader.readObject(payloadBytes, maxDepth: 4) else {
+            let payload = try? JSONReader.readObject(payloadBytes, maxDepth: 4)
+        else {
             return .failure(TokenError(kind: .malformed, message: "token payload is not base64url JSON"))
         }
         guard let sub = payload["sub"]?.string, !sub.isEmpty, sub.fits(128) else {
             return .failure(TokenError(kind: .claims, message: "token needs a sub claim"))
         }
-        guard let exp = payload["exp"]?.int.map(Int64.init) else { return .failure(TokenError(kind: .claims, message: "token needs an exp claim")) }
+        guard let exp = payload["exp"]?.int.map(Int64.init) else {
+            return .failure(TokenError(kind: .claims, message: "token needs an exp claim"))
+        }
         // Compared without arithmetic on the token's numbers, which may be anything (no overflow traps).
         guard exp >= now - skew else { return .failure(TokenError(kind: .expired, message: "token expired")) }
         let nbf = payload["nbf"]?.int.map(Int64.init)
-        if let nbf, nbf > now + skew { return .failure(TokenError(kind: .notYetValid, message: "token not valid yet (nbf)")) }
+        if let nbf, nbf > now + skew {
+            return .failure(TokenError(kind: .notYetValid, message: "token not valid yet (nbf)"))
+        }
         let roleName = payload["role"]?.string ?? "editor"
         guard let role = MemberRole(rawValue: roleName) else {
-            return .failure(TokenError(kind: .claims, message: "token role \(roleName) is not one of \(Self.roles.joined(separator: ", "))"))
+            return .failure(
+                TokenError(
+                    kind: .claims, message: "token role \(roleName) is not one of \(Self.roles.joined(separator: ", "))"
+                ))
         }
         // A watcher token names its channels; a member token must name its session (`*` for any):
         // a token that names neither grants nothing (no fail-open default).
         var channels: [String]?
         if let list = payload["channels"] {
-            guard let items = list.array, items.count <= 100 else { return .failure(TokenError(kind: .claims, message: "channels must be an array of at most 100 strings")) }
+            guard let items = list.array, items.count <= 100 else {
+                return .failure(TokenError(kind: .claims, message: "channels must be an array of at most 100 strings"))
+            }
             let names = items.compactMap(\.string)
             guard names.count == items.count, names.allSatisfy({ !$0.isEmpty && $0.fits(256) }) else {
                 return .failure(TokenError(kind: .claims, message: "channels must be an array of at most 100 strings"))
@@ -139,24 +163,36 @@ public struct TokenVerifier: Sendable {
             channels = names
         }
         guard let session = payload["session"]?.string ?? (channels != nil ? "" : nil) else {
-            return .failure(TokenError(kind: .claims, message: "token needs a session claim (a code, or * for any session)"))
+            return .failure(
+                TokenError(kind: .claims, message: "token needs a session claim (a code, or * for any session)"))
         }
-        var claims = TokenClaims(sub: sub, name: payload["name"]?.string, session: session == "*" ? "*" : (SessionCode.normalize(session) ?? session),
-                                 role: role, exp: exp, nbf: nbf, iat: payload["iat"]?.int.map(Int64.init))
+        var claims = TokenClaims(
+            sub: sub, name: payload["name"]?.string,
+            session: session == "*" ? "*" : (SessionCode.normalize(session) ?? session),
+            role: role, exp: exp, nbf: nbf, iat: payload["iat"]?.int.map(Int64.init))
         claims.channels = channels
         return .success(claims)
     }
 
     /// Issues a token (tests, tools and the `collabhub token` command).
     public static func sign(_ claims: [String: Any], key: [UInt8], kid: String? = nil) -> String {
-        var header = JSONWriter(); header.beginObject(); header.field("alg", "HS256"); header.field("typ", "JWT"); if let kid { header.field("kid", kid) }; header.endObject()
+        var header = JSONWriter(); header.beginObject(); header.field("alg", "HS256"); header.field("typ", "JWT");
+        if let kid { header.field("kid", kid) }; header.endObject()
         var body = JSONWriter(); body.beginObject()
         for (k, v) in claims.sorted(by: { $0.key < $1.key }) {
-            if let s = v as? String { body.field(k, s) } else if let i = v as? Int { body.field(k, i) } else if let i = v as? Int64 { body.field(k, Int(i)) }
-            else if let list = v as? [String] { body.beginArray(k); for item in list { body.element(item) }; body.endArray() }
+            if let s = v as? String {
+                body.field(k, s)
+            } else if let i = v as? Int {
+                body.field(k, i)
+            } else if let i = v as? Int64 {
+                body.field(k, Int(i))
+            } else if let list = v as? [String] {
+                body.beginArray(k); for item in list { body.element(item) }; body.endArray()
+            }
         }
         body.endObject()
         let signingInput = Base64.encode(header.bytes, urlSafe: true) + "." + Base64.encode(body.bytes, urlSafe: true)
-        return signingInput + "." + Base64.encode(Crypto.hmacSHA256(key: key, message: Array(signingInput.utf8)), urlSafe: true)
+        return signingInput + "."
+            + Base64.encode(Crypto.hmacSHA256(key: key, message: Array(signingInput.utf8)), urlSafe: true)
     }
 }

@@ -24,7 +24,9 @@ public enum WatchMessage: Equatable {
             }
             if s.hasPrefix("dashboard:") {
                 let owner = String(s.dropFirst(10))
-                guard !owner.isEmpty, owner.fits(128) else { throw MessageError("invalid_field", "invalid owner", field: "channel") }
+                guard !owner.isEmpty, owner.fits(128) else {
+                    throw MessageError("invalid_field", "invalid owner", field: "channel")
+                }
                 return .dashboard(owner)
             }
             throw MessageError("invalid_field", "\"channel\" must be run:ID or dashboard:OWNER", field: "channel")
@@ -36,19 +38,27 @@ public enum WatchMessage: Equatable {
             throw MessageError("bad_json", "messages are JSON objects with a \"type\"")
         }
         guard type == "subscribe" || type == "unsubscribe" else {
-            throw MessageError("unknown_type", "unknown message type \"\(type)\" (subscribe, unsubscribe)", field: "type")
+            throw MessageError(
+                "unknown_type", "unknown message type \"\(type)\" (subscribe, unsubscribe)", field: "type")
         }
-        guard let raw = obj["channel"]?.string else { throw MessageError("missing_field", "\(type) needs \"channel\"", field: "channel") }
+        guard let raw = obj["channel"]?.string else {
+            throw MessageError("missing_field", "\(type) needs \"channel\"", field: "channel")
+        }
         let channel = try Channel.parse(raw)
         if type == "unsubscribe" { return .unsubscribe(channel) }
         var resume: Int?
         if let r = obj["resume_from"], r.kind != .null {
-            guard let v = r.int, v >= 0 else { throw MessageError("invalid_field", "\"resume_from\" must be a non-negative integer", field: "resume_from") }
+            guard let v = r.int, v >= 0 else {
+                throw MessageError(
+                    "invalid_field", "\"resume_from\" must be a non-negative integer", field: "resume_from")
+            }
             resume = v
         }
         var token: String?
         if let t = obj["token"], t.kind != .null {
-            guard let s = t.string, s.utf8.count <= 8192 else { throw MessageError("invalid_field", "\"token\" must be a string of at most 8 KiB", field: "token") }
+            guard let s = t.string, s.utf8.count <= 8192 else {
+                throw MessageError("invalid_field", "\"token\" must be a string of at most 8 KiB", field: "token")
+            }
             token = s
         }
         return .subscribe(channel, resumeFrom: resume, token: token)

@@ -121,14 +121,17 @@ final class APIKeys: @unchecked Sendable {
         // base64url strings, so an 8 KB header never reaches the table.
         guard presented.utf8.count <= 128 else { return .unknown }
         let parts = presented.split(separator: "_", omittingEmptySubsequences: false)
-        guard parts.count == 3, parts[0] == "chk", Self.isToken(parts[1]), Self.isToken(parts[2]) else { return .unknown }
+        guard parts.count == 3, parts[0] == "chk", Self.isToken(parts[1]), Self.isToken(parts[2]) else {
+            return .unknown
+        }
         let id = String(parts[1]), secret = String(parts[2])
         let t = now.timeIntervalSince1970
         let digest = Crypto.sha256(Array(secret.utf8))
         lock.lock(); defer { lock.unlock() }
         guard let record = records[id] else { return .unknownId }
         guard record.revokedAt == nil,
-              Crypto.constantTimeEquals(digest, record.secretSHA256) else { return .unknown }
+            Crypto.constantTimeEquals(digest, record.secretSHA256)
+        else { return .unknown }
 
         let minute = Int(t / 60), hour = Int(t / 3600)
         let (hourWindow, monthWindow) = Self.windows(now)
@@ -140,8 +143,10 @@ final class APIKeys: @unchecked Sendable {
         if u.month != month { u.month = month; u.monthCount = stored[monthWindow]?[id] ?? 0 }
         let resetMinute = 60 - Int(t) % 60
         func headers(remaining: Int) -> [(String, String)] {
-            [("X-RateLimit-Limit", String(record.perMinute)), ("X-RateLimit-Remaining", String(max(0, remaining))),
-             ("X-RateLimit-Reset", String(resetMinute))]
+            [
+                ("X-RateLimit-Limit", String(record.perMinute)), ("X-RateLimit-Remaining", String(max(0, remaining))),
+                ("X-RateLimit-Reset", String(resetMinute)),
+            ]
         }
         if u.monthCount >= record.perMonth {
             usage[id] = u
@@ -167,8 +172,9 @@ final class APIKeys: @unchecked Sendable {
 
     /// 1-64 characters of [A-Za-z0-9-] (the alphabet of generated ids and secrets, underscore excluded).
     static func isToken(_ s: Substring) -> Bool {
-        !s.isEmpty && s.utf8.count <= 64 && s.utf8.allSatisfy {
-            ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 45
-        }
+        !s.isEmpty && s.utf8.count <= 64
+            && s.utf8.allSatisfy {
+                ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 45
+            }
     }
 }

@@ -22,8 +22,11 @@ struct Access {
         if let failure { return failure }
         if allows(surface) { return nil }
         if !presented {
-            return .error(.unauthorized, "unauthorized", "\(surface.describe) needs a credential (X-API-Key, Authorization: Bearer, or the session's X-Host-Key)",
-                          headers: [("WWW-Authenticate", "Bearer")])
+            return .error(
+                .unauthorized, "unauthorized",
+                "\(surface.describe) needs a credential (X-API-Key, Authorization: Bearer, or the session's "
+                    + "X-Host-Key)",
+                headers: [("WWW-Authenticate", "Bearer")])
         }
         return .error(.forbidden, "forbidden", "the credential presented does not allow \(surface.describe)")
     }
@@ -36,10 +39,12 @@ extension Surface {
         switch self {
         case .createSession: return "creating a session (scope sessions:create)"
         case .listSessions: return "listing sessions (scope sessions:read)"
-        case .describeSession(let c): return "reading session \(c) (scope sessions:read, its host key or a member token)"
+        case .describeSession(let c):
+            return "reading session \(c) (scope sessions:read, its host key or a member token)"
         case .changeSession(let c): return "changing session \(c) (its host key, a host token, or scope sessions:write)"
         case .endSession(let c): return "ending session \(c) (its host key, a host token, or scope sessions:write)"
-        case .readTranscript(let c): return "reading the transcript of \(c) (its host key, a member token, or scope transcripts:read)"
+        case .readTranscript(let c):
+            return "reading the transcript of \(c) (its host key, a member token, or scope transcripts:read)"
         case .readActivity: return "reading the activity log (scope activity:read)"
         case .publishRun(let r): return "publishing to run \(r) (scope runs:publish, for this run)"
         case .readRuns: return "listing runs (scope runs:read)"
@@ -69,7 +74,9 @@ extension Server {
     /// Resolves what a request presents: `X-API-Key` and `Authorization: Bearer` (the admin key, an
     /// API key `chk_...`, or a token), `?key=` / `?token=` on WebSocket upgrades (browsers cannot set
     /// headers there), and a session's host key (`X-Host-Key`, or `hostKey` from a body) for `session`.
-    func access(_ head: HTTPRequestHead, session: String? = nil, hostKey bodyHostKey: String? = nil, upgrade: Bool = false) -> Access {
+    func access(
+        _ head: HTTPRequestHead, session: String? = nil, hostKey bodyHostKey: String? = nil, upgrade: Bool = false
+    ) -> Access {
         var a = Access()
         var bearers: [String] = []
         if let k = head.header("X-API-Key") { bearers.append(k) }
@@ -85,8 +92,12 @@ extension Server {
         }
         for given in bearers {
             a.presented = true
-            if let p = principal(bearer: given, access: &a) { a.principals.append(p) } else if a.failure == nil {
-                a.failure = .error(.unauthorized, "unauthorized", "unknown, revoked or expired credential", headers: [("WWW-Authenticate", "Bearer")])
+            if let p = principal(bearer: given, access: &a) {
+                a.principals.append(p)
+            } else if a.failure == nil {
+                a.failure = .error(
+                    .unauthorized, "unauthorized", "unknown, revoked or expired credential",
+                    headers: [("WWW-Authenticate", "Bearer")])
             }
         }
         if head.header("X-Host-Key") != nil { a.presented = true }
@@ -129,7 +140,9 @@ extension Server {
 
     /// One bearer credential: the admin key, an API key (checked against its quota), or a token.
     func principal(bearer given: String, access a: inout Access) -> Principal? {
-        if let admin = config.adminKey, Crypto.constantTimeEquals(Array(given.utf8), Array(admin.utf8)) { return .admin }
+        if let admin = config.adminKey, Crypto.constantTimeEquals(Array(given.utf8), Array(admin.utf8)) {
+            return .admin
+        }
         if given.hasPrefix("chk_"), let keys = api?.keys {
             switch keys.check(given) {
             case .allowed(let h, let record):
@@ -148,7 +161,9 @@ extension Server {
             }
         }
         if config.sessionPolicy.tokens.isEnabled, given.utf8.filter({ $0 == UInt8(ascii: ".") }).count == 2,
-           case .success(let claims) = config.sessionPolicy.tokens.verify(given, now: Int64(Date().timeIntervalSince1970)) {
+            case .success(let claims) = config.sessionPolicy.tokens.verify(
+                given, now: Int64(Date().timeIntervalSince1970))
+        {
             return claims.principal
         }
         return nil
@@ -177,7 +192,9 @@ final class AuthFailures: @unchecked Sendable {
         counts[address, default: 0] += 1
         lock.unlock()
         for (addr, n) in flush {
-            store.record(ActivityEntry(actor: "anonymous", action: action, address: addr, details: "\(n - 1) more in the minute before"))
+            store.record(
+                ActivityEntry(
+                    actor: "anonymous", action: action, address: addr, details: "\(n - 1) more in the minute before"))
         }
         if first { store.record(ActivityEntry(actor: "anonymous", action: action, address: address, details: what)) }
     }

@@ -7,7 +7,9 @@ extension Connection {
     func ownerLoop(for head: HTTPRequestHead) -> LoopContext? {
         // Runs, dashboards and publishers live on loop 0.
         if head.path == "/watch" || head.path == "/publish" { return context.server.contexts[0] }
-        guard head.path == "/ws", let raw = head.query["session"], let code = SessionCode.normalize(raw) else { return nil }
+        guard head.path == "/ws", let raw = head.query["session"], let code = SessionCode.normalize(raw) else {
+            return nil
+        }
         sessionCode = code
         let all = context.server.contexts
         return all[SessionCode.owner(of: code, loops: all.count)]

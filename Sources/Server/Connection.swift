@@ -2,7 +2,7 @@ import EventLoop
 import Hub
 import WebSocket
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One client connection: an HTTP/1.1 request loop that may upgrade to WebSocket. It owns the
@@ -81,11 +81,15 @@ final class Connection: Socket {
         // Every connection counts against its address's cap, plain HTTP ones too (a connection handed
         // over from another loop was counted there).
         // A trusted proxy carries many clients on its address: it is not capped as one client.
-        if !countedAddress && context.config.maxConnectionsPerAddress > 0 && !context.config.trustedProxies.contains(peer) {
+        if !countedAddress && context.config.maxConnectionsPerAddress > 0
+            && !context.config.trustedProxies.contains(peer)
+        {
             guard context.server.addresses.open(peer, limit: context.config.maxConnectionsPerAddress) else {
                 context.metrics.rateLimited.add()
-                failHTTP(.tooManyRequests, "too many connections from \(peer) (limit \(context.config.maxConnectionsPerAddress))",
-                         headers: [("Retry-After", "10")])
+                failHTTP(
+                    .tooManyRequests,
+                    "too many connections from \(peer) (limit \(context.config.maxConnectionsPerAddress))",
+                    headers: [("Retry-After", "10")])
                 return
             }
             countedAddress = true
@@ -190,19 +194,26 @@ final class Connection: Socket {
     private func finish(_ response: Response, keepAlive requested: Bool, headOnly: Bool) {
         if response.status.code >= 400 { context.metrics.httpError(response.status.code) }
         let keepAlive = requested && response.status.code < 500
-        send(HTTPResponse.bytes(response.status, headers: response.headers, body: response.body,
-                                contentType: response.contentType, keepAlive: keepAlive, headOnly: headOnly))
+        send(
+            HTTPResponse.bytes(
+                response.status, headers: response.headers, body: response.body,
+                contentType: response.contentType, keepAlive: keepAlive, headOnly: headOnly))
         if !keepAlive { closeAfterFlush() }
     }
 
     private func failHTTP(_ status: HTTPStatus, _ message: String, headers: [(String, String)] = []) {
-        failHTTP(Response(status: status, body: Array((message + "\n").utf8), contentType: "text/plain; charset=utf-8", headers: headers))
+        failHTTP(
+            Response(
+                status: status, body: Array((message + "\n").utf8), contentType: "text/plain; charset=utf-8",
+                headers: headers))
     }
 
     /// Answers with `r` and closes the connection once it is written.
     private func failHTTP(_ r: Response) {
         context.metrics.httpError(r.status.code)
-        send(HTTPResponse.bytes(r.status, headers: r.headers, body: r.body, contentType: r.contentType, keepAlive: false))
+        send(
+            HTTPResponse.bytes(r.status, headers: r.headers, body: r.body, contentType: r.contentType, keepAlive: false)
+        )
         closeAfterFlush()
     }
 
@@ -226,7 +237,9 @@ final class Connection: Socket {
             principals = access.principals
             if head.path == "/publish" && !principals.contains(where: { $0.mayPublishSomeRun }) {
                 context.metrics.handshakesFailed.add()
-                failHTTP(access.presented ? .forbidden : .unauthorized, "publishing needs the admin key or an API key with scope runs:publish (?key= or X-API-Key)")
+                failHTTP(
+                    access.presented ? .forbidden : .unauthorized,
+                    "publishing needs the admin key or an API key with scope runs:publish (?key= or X-API-Key)")
                 return
             }
         }

@@ -15,19 +15,23 @@ final class HubEndpoint: Endpoint {
 
     init(hub: LoopHub, allowedOrigins: [String]?) {
         self.hub = hub
-        handshakeOptions = Handshake.Options(subprotocols: ["collabhub.v1"], allowedOrigins: allowedOrigins,
-                                             subprotocolRequired: true)
+        handshakeOptions = Handshake.Options(
+            subprotocols: ["collabhub.v1"], allowedOrigins: allowedOrigins,
+            subprotocolRequired: true)
     }
 
     func opened(_ connection: Connection) {}
 
     func received(_ connection: Connection, _ opcode: Opcode, _ payload: UnsafeRawBufferPointer) {
         guard opcode == .text else {
-            return reject(connection, MessageError("unsupported", "binary messages are not part of collabhub.v1; send JSON text"))
+            return reject(
+                connection, MessageError("unsupported", "binary messages are not part of collabhub.v1; send JSON text"))
         }
         // Rate limits first: a flood is refused before it costs a parse.
         let now = connection.loop.now
-        if connection.limiter == nil { connection.limiter = ConnectionLimiter(hub.context.config.messageRates, now: now) }
+        if connection.limiter == nil {
+            connection.limiter = ConnectionLimiter(hub.context.config.messageRates, now: now)
+        }
         if connection.membership == nil, let replay = replayRequest(payload) {
             guard connection.limiter!.allow(.other, now: now) else { return refuse(connection) }
             return handleReplay(connection, replay)
@@ -44,7 +48,9 @@ final class HubEndpoint: Endpoint {
         }
         // A message the sniff could not classify, or classified as another kind than it parsed as,
         // is counted in its parsed kind's bucket.
-        if sniffed != ConnectionLimiter.kind(of: message) && !connection.limiter!.allow(message, now: now) { return refuse(connection) }
+        if sniffed != ConnectionLimiter.kind(of: message) && !connection.limiter!.allow(message, now: now) {
+            return refuse(connection)
+        }
         if case .join(let join) = message, connection.membership == nil {
             return self.join(connection, join)
         }
@@ -67,32 +73,44 @@ final class HubEndpoint: Endpoint {
     private func join(_ connection: Connection, _ join: ClientMessage.Join) {
         let loop = connection.loop
         if hub.directory.isThrottled(connection.peer, now: loop.now) {
-            connection.send(.error(code: "rate_limited", message: "too many failed joins from this address; wait a minute"))
+            connection.send(
+                .error(code: "rate_limited", message: "too many failed joins from this address; wait a minute"))
             connection.fail(.rateLimited, "too many failed joins")
             return
         }
         let urlCode = connection.sessionCode
         let requested = join.session.flatMap(SessionCode.normalize) ?? urlCode
         guard let code = requested else {
-            return failedJoin(connection, MessageError("missing_field", "join needs the session code (in the URL ?session= or in \"session\")", field: "session"))
+            return failedJoin(
+                connection,
+                MessageError(
+                    "missing_field", "join needs the session code (in the URL ?session= or in \"session\")",
+                    field: "session"))
         }
         if let urlCode, urlCode != code {
-            return failedJoin(connection, MessageError("invalid_field", "\"session\" does not match the session in the URL", field: "session"))
+            return failedJoin(
+                connection,
+                MessageError("invalid_field", "\"session\" does not match the session in the URL", field: "session"))
         }
         guard hub.owns(code) else {
             // A socket opened without `?session=` landed on a loop that does not own this session.
-            return failedJoin(connection, MessageError("invalid_field", "connect to /ws?session=\(code) to join this session", field: "session"))
+            return failedJoin(
+                connection,
+                MessageError("invalid_field", "connect to /ws?session=\(code) to join this session", field: "session"))
         }
         hub.withSession(code) { [self] session in
             guard !connection.isClosed, !connection.isClosing else { return }
             guard let session else {
                 if hub.wakeFailed.contains(code) {
-                    return connection.sendError(MessageError("storage_unavailable", "session \(code) cannot be read now; retry"))
+                    return connection.sendError(
+                        MessageError("storage_unavailable", "session \(code) cannot be read now; retry"))
                 }
                 let ended = hub.directory.info(code)?.endedAt != nil
-                return failedJoin(connection, ended
-                    ? MessageError("session_ended", "session \(code) has ended", field: "session")
-                    : MessageError("unknown_session", "no session with code \(code)", field: "session"))
+                return failedJoin(
+                    connection,
+                    ended
+                        ? MessageError("session_ended", "session \(code) has ended", field: "session")
+                        : MessageError("unknown_session", "no session with code \(code)", field: "session"))
             }
             session.join(connection, join)
         }
@@ -103,7 +121,8 @@ final class HubEndpoint: Endpoint {
         // Cheap pre-check so ordinary traffic is not parsed twice.
         guard payload.count < 16 * 1024, payload.firstRange(of: Array("\"replay".utf8)) != nil else { return nil }
         guard let obj = try? JSONReader.readObject(Array(payload), maxDepth: 4),
-              let type = obj["type"]?.string, type == "replay" || type == "replay_control" else { return nil }
+            let type = obj["type"]?.string, type == "replay" || type == "replay_control"
+        else { return nil }
         return obj
     }
 
@@ -125,29 +144,50 @@ final class HubEndpoint: Endpoint {
             return connection.fail(.rateLimited, "too many failed joins")
         }
         guard let code = (obj["session"]?.string).flatMap(SessionCode.normalize) ?? connection.sessionCode,
-              let info = hub.directory.info(code) else {
+            let info = hub.directory.info(code)
+        else {
             return failedJoin(connection, MessageError("unknown_session", "no session to replay", field: "session"))
         }
         // The same admission as a join: a token for this session, its host key, guests where the
         // session admits them, or (for backends) an API key with transcripts:read; a refusal counts
         // toward the failed-join throttle.
         if let refusal = replayAdmission(connection, obj, info) {
-            hub.context.server.authFailures.record(connection.peer, what: "replay of \(code): \(refusal.message)", store: hub.store)
+            hub.context.server.authFailures.record(
+                connection.peer, what: "replay of \(code): \(refusal.message)", store: hub.store)
             return failedJoin(connection, refusal)
         }
-        hub.store.record(ActivityEntry(actor: "replay", action: "transcript_replayed", target: code, session: code, address: connection.peer))
+        hub.store.record(
+            ActivityEntry(
+                actor: "replay", action: "transcript_replayed", target: code, session: code, address: connection.peer))
         let from = obj["from"]?.int ?? 0
         let speed = obj["speed"]?.double ?? 1
-        guard from >= 0 else { return reject(connection, MessageError("invalid_field", "\"from\" must be a non-negative integer", field: "from")) }
-        guard speed >= 0.001, speed <= 1000 else { return reject(connection, MessageError("invalid_field", "\"speed\" must be a number in [0.001, 1000]", field: "speed")) }
+        guard from >= 0 else {
+            return reject(
+                connection, MessageError("invalid_field", "\"from\" must be a non-negative integer", field: "from"))
+        }
+        guard speed >= 0.001, speed <= 1000 else {
+            return reject(
+                connection, MessageError("invalid_field", "\"speed\" must be a number in [0.001, 1000]", field: "speed")
+            )
+        }
         guard activeReplays < Self.maxReplaysPerLoop else {
-            return reject(connection, MessageError("too_many_replays", "\(Self.maxReplaysPerLoop) replays are running on this hub thread; try again shortly"))
+            return reject(
+                connection,
+                MessageError(
+                    "too_many_replays",
+                    "\(Self.maxReplaysPerLoop) replays are running on this hub thread; try again shortly"))
         }
         // One address cannot take every slot.
         guard replaysByAddress[connection.peer, default: 0] < Self.maxReplaysPerAddress else {
-            return reject(connection, MessageError("too_many_replays", "\(Self.maxReplaysPerAddress) replays are running from your address; try again shortly"))
+            return reject(
+                connection,
+                MessageError(
+                    "too_many_replays",
+                    "\(Self.maxReplaysPerAddress) replays are running from your address; try again shortly"))
         }
-        guard let worker = hub.context.server.api?.worker else { return reject(connection, MessageError("unavailable", "replay is not available")) }
+        guard let worker = hub.context.server.api?.worker else {
+            return reject(connection, MessageError("unavailable", "replay is not available"))
+        }
         let store = hub.store, loop = connection.loop
         let peer = connection.peer
         activeReplays += 1
@@ -166,7 +206,9 @@ final class HubEndpoint: Endpoint {
                     connection.send(.replayFinished)
                     return
                 }
-                let replayer = Replayer(connection: connection, code: code, store: store, worker: worker, summary: summary, first: first, speed: speed)
+                let replayer = Replayer(
+                    connection: connection, code: code, store: store, worker: worker, summary: summary, first: first,
+                    speed: speed)
                 // The slot is held while the replay plays (a finished replay can seek back: it then
                 // plays without one; the per-loop cap bounds the pages held, not the sockets).
                 replayer.onFinish = { [weak self] in self?.replayEnded(peer) }
@@ -179,22 +221,36 @@ final class HubEndpoint: Endpoint {
     private func replayAdmission(_ connection: Connection, _ obj: JSONObject, _ info: SessionInfo) -> MessageError? {
         let server = hub.context.server!
         if server.openMode || info.guestPolicy == .allow { return nil }
-        if let key = obj["host_key"]?.string, Crypto.constantTimeEquals(Array(key.utf8), Array(info.hostKey.utf8)) { return nil }
+        if let key = obj["host_key"]?.string, Crypto.constantTimeEquals(Array(key.utf8), Array(info.hostKey.utf8)) {
+            return nil
+        }
         if let token = obj["token"]?.string {
             switch hub.context.sessionPolicy.tokens.verify(token, now: Int64(Date().timeIntervalSince1970)) {
             case .success(let claims):
-                if claims.channels == nil, claims.role != .publisher, claims.session == "*" || claims.session == info.code { return nil }
+                if claims.channels == nil, claims.role != .publisher,
+                    claims.session == "*" || claims.session == info.code
+                {
+                    return nil
+                }
                 return MessageError("forbidden", "this token is not for session \(info.code)", field: "token")
             case .failure(let e):
-                return MessageError(e.closeCode == .unauthorized ? "token_expired" : "unauthorized", e.message, field: "token")
+                return MessageError(
+                    e.closeCode == .unauthorized ? "token_expired" : "unauthorized", e.message, field: "token")
             }
         }
         if let key = obj["key"]?.string {
             var access = Access()
-            if let p = server.principal(bearer: key, access: &access), Authorization.allows(p, .readTranscript(info.code)) { return nil }
+            if let p = server.principal(bearer: key, access: &access),
+                Authorization.allows(p, .readTranscript(info.code))
+            {
+                return nil
+            }
             return MessageError("forbidden", "this key may not read transcripts", field: "key")
         }
-        return MessageError("unauthorized", "replaying session \(info.code) needs a token for it, its host key, or an API key with transcripts:read", field: "token")
+        return MessageError(
+            "unauthorized",
+            "replaying session \(info.code) needs a token for it, its host key, or an API key with transcripts:read",
+            field: "token")
     }
 
     /// Replays running (or being read) on this loop at once: each holds a page of transcript.
@@ -225,7 +281,7 @@ final class HubEndpoint: Endpoint {
     }
 
     func closed(_ connection: Connection) {
-        connection.replayer?.stop()   // frees its slot if it still held one
+        connection.replayer?.stop()  // frees its slot if it still held one
         connection.replayer = nil
         connection.membership?.session.disconnected(connection, graceful: !connection.timedOut)
     }

@@ -10,25 +10,37 @@ extension SessionAPI {
     /// `POST /api/keys {name, scopes: [...], runs?: [...], per_minute?, per_hour?, per_month?}` → 201 with the
     /// key, shown this once (stored as its SHA-256).
     func createKey(_ body: [UInt8], _ connection: Connection, _ access: Access) -> Response? {
-        guard let obj = try? JSONReader.readObject(body, maxDepth: 4) else { return .error(.badRequest, "bad_json", "request body must be a JSON object") }
+        guard let obj = try? JSONReader.readObject(body, maxDepth: 4) else {
+            return .error(.badRequest, "bad_json", "request body must be a JSON object")
+        }
         guard let name = obj["name"]?.string, !name.isEmpty, name.fits(200) else {
             return .error(.badRequest, "invalid_field", "\"name\" must be a string of 1-200 characters")
         }
         guard let list = obj["scopes"]?.array, !list.isEmpty, list.count <= Scope.allCases.count else {
-            return .error(.badRequest, "invalid_field", "\"scopes\" must be a non-empty array of: \(Scope.allCases.map(\.rawValue).joined(separator: ", "))")
+            return .error(
+                .badRequest, "invalid_field",
+                "\"scopes\" must be a non-empty array of: \(Scope.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         var scopes: Set<Scope> = []
         for item in list {
             guard let raw = item.string, let scope = Scope(rawValue: raw) else {
-                return .error(.badRequest, "invalid_field", "unknown scope \(item.string ?? "?") (scopes: \(Scope.allCases.map(\.rawValue).joined(separator: ", ")))")
+                return .error(
+                    .badRequest, "invalid_field",
+                    "unknown scope \(item.string ?? "?") (scopes: "
+                        + "\(Scope.allCases.map(\.rawValue).joined(separator: ", ")))"
+                )
             }
             scopes.insert(scope)
         }
         var runs: [String]?
         if let r = obj["runs"], r.kind != .null {
-            guard let items = r.array, items.count <= 100 else { return .error(.badRequest, "invalid_field", "\"runs\" must be an array of at most 100 run ids") }
+            guard let items = r.array, items.count <= 100 else {
+                return .error(.badRequest, "invalid_field", "\"runs\" must be an array of at most 100 run ids")
+            }
             let ids = items.compactMap(\.string)
-            guard ids.count == items.count, ids.allSatisfy({ RunHub.isValidId($0.hasSuffix("*") ? String($0.dropLast()) : $0) }) else {
+            guard ids.count == items.count,
+                ids.allSatisfy({ RunHub.isValidId($0.hasSuffix("*") ? String($0.dropLast()) : $0) })
+            else {
                 return .error(.badRequest, "invalid_field", "\"runs\" must hold run ids (a trailing * is a prefix)")
             }
             runs = ids
@@ -38,16 +50,20 @@ extension SessionAPI {
             guard let n = v.int, n >= 1, n <= 100_000_000 else { return nil }
             return n
         }
-        guard let perMinute = limit("per_minute", 60), let perHour = limit("per_hour", 1000), let perMonth = limit("per_month", 10_000) else {
-            return .error(.badRequest, "invalid_field", "per_minute, per_hour and per_month must be integers from 1 to 100000000")
+        guard let perMinute = limit("per_minute", 60), let perHour = limit("per_hour", 1000),
+            let perMonth = limit("per_month", 10_000)
+        else {
+            return .error(
+                .badRequest, "invalid_field", "per_minute, per_hour and per_month must be integers from 1 to 100000000")
         }
         let store = store, keys = keys
         let actor = access.keyId.map { "key \($0)" } ?? "admin (api)"
-        let spec = APIKeySpec(name: name, perMinute: perMinute, perHour: perHour, perMonth: perMonth,
-                              scopes: Scope.allCases.filter(scopes.contains).map(\.rawValue), runs: runs)
+        let spec = APIKeySpec(
+            name: name, perMinute: perMinute, perHour: perHour, perMonth: perMonth,
+            scopes: Scope.allCases.filter(scopes.contains).map(\.rawValue), runs: runs)
         return offLoop(connection) {
             let (record, key) = try store.createKey(spec, actor: actor)
-            keys.reload()   // usable at once
+            keys.reload()  // usable at once
             var w = JSONWriter()
             w.beginObject(); w.field("id", record.id); w.field("key", key)
             Self.keyFields(&w, record)
@@ -88,15 +104,21 @@ extension SessionAPI {
         let actor = access.keyId.map { "key \($0)" } ?? "admin (api)"
         return offLoop(connection) {
             let revoked = try store.revokeKey(id: id, actor: actor)
-            keys.reload()   // refused from now on, not after the next refresh
-            return revoked ? .json(.ok, "{\"id\":\(jsonString(id)),\"revoked\":true}") : .error(.notFound, "unknown_key", "no active key \(id)")
+            keys.reload()  // refused from now on, not after the next refresh
+            return revoked
+                ? .json(.ok, "{\"id\":\(jsonString(id)),\"revoked\":true}")
+                : .error(.notFound, "unknown_key", "no active key \(id)")
         }
     }
 
     /// `GET /api/keys/{id}/usage`: requests counted in the current minute, hour and month, and the limits.
     func keyUsage(_ id: String) -> Response {
-        guard let u = keys.usage(of: id) else { return .json(.ok, "{\"id\":\(jsonString(id)),\"minute\":0,\"hour\":0,\"month\":0}") }
-        return .json(.ok, "{\"id\":\(jsonString(id)),\"minute\":\(u.minuteCount),\"hour\":\(u.hourCount),\"month\":\(u.monthCount)}")
+        guard let u = keys.usage(of: id) else {
+            return .json(.ok, "{\"id\":\(jsonString(id)),\"minute\":0,\"hour\":0,\"month\":0}")
+        }
+        return .json(
+            .ok,
+            "{\"id\":\(jsonString(id)),\"minute\":\(u.minuteCount),\"hour\":\(u.hourCount),\"month\":\(u.monthCount)}")
     }
 
     static func keyFields(_ w: inout JSONWriter, _ k: APIKeyRecord) {

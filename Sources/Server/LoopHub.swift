@@ -67,8 +67,9 @@ final class LoopHub: SessionHost, HubMetrics {
             // Ended (or forgotten) while its history was read: nothing to wake.
             if let info = directory.info(code), info.endedAt == nil {
                 let loop = context.loop
-                let s = Session(info: info, history: h, policy: context.sessionPolicy, store: store, executor: executor,
-                                host: self, clock: { loop.now }, wallClockMillis: wall)
+                let s = Session(
+                    info: info, history: h, policy: context.sessionPolicy, store: store, executor: executor,
+                    host: self, clock: { loop.now }, wallClockMillis: wall)
                 sessions[code] = s
                 session = s
             }
@@ -140,7 +141,10 @@ final class LoopHub: SessionHost, HubMetrics {
         guard let info = directory.info(code), info.endedAt == nil else { return }
         if let live = sessions[code], live.memberCount > 0 { return }
         guard Date().timeIntervalSince1970 - directory.lastActive(code) >= ttl else { return }
-        store.record(ActivityEntry(actor: "system", action: "session_ended", target: code, session: code, details: "idle for \(Int(ttl)) s"))
+        store.record(
+            ActivityEntry(
+                actor: "system", action: "session_ended", target: code, session: code, details: "idle for \(Int(ttl)) s"
+            ))
         end(code, reason: "idle for \(Int(ttl)) s")
     }
 
@@ -149,16 +153,22 @@ final class LoopHub: SessionHost, HubMetrics {
         withSession(code) { $0?.end(reason: reason) }
     }
 
-    func record(_ action: String, session: Session, actor: Member?, target: String?, details: String?, address: String?) {
-        store.record(ActivityEntry(actor: actor.map { "\($0.name) (\($0.id))" } ?? "system", action: action, target: target,
-                                   session: session.code, address: address, details: details))
+    func record(_ action: String, session: Session, actor: Member?, target: String?, details: String?, address: String?)
+    {
+        store.record(
+            ActivityEntry(
+                actor: actor.map { "\($0.name) (\($0.id))" } ?? "system", action: action, target: target,
+                session: session.code, address: address, details: details))
     }
 
-    func controlRun(_ run: String, action: RunControlAction, session: Session, by: Member, reply: @escaping (MessageError?) -> Void) {
+    func controlRun(
+        _ run: String, action: RunControlAction, session: Session, by: Member, reply: @escaping (MessageError?) -> Void
+    ) {
         let loop0 = context.server.contexts[0], here = context.loop, code = session.code
         let who = (id: by.id, name: by.name)
         loop0.loop.post {
-            let error = loop0.runs?.control(run, action: action, session: code, by: who)
+            let error =
+                loop0.runs?.control(run, action: action, session: code, by: who)
                 ?? (loop0.runs == nil ? MessageError("unavailable", "runs are not available") : nil)
             here.post { reply(error) }
         }
@@ -198,7 +208,9 @@ final class SessionDirectory: @unchecked Sendable {
     /// Live sessions whose last activity is older than `ttl` seconds.
     func idle(ttl: Double, now: Double) -> [String] {
         lock.lock(); defer { lock.unlock() }
-        return infos.values.filter { $0.endedAt == nil && now - (active[$0.code] ?? 0) >= ttl && (counts[$0.code]?.members ?? 0) == 0 }.map(\.code)
+        return infos.values.filter {
+            $0.endedAt == nil && now - (active[$0.code] ?? 0) >= ttl && (counts[$0.code]?.members ?? 0) == 0
+        }.map(\.code)
     }
 
     func info(_ code: String) -> SessionInfo? { lock.lock(); defer { lock.unlock() }; return infos[code] }
@@ -217,8 +229,9 @@ final class SessionDirectory: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         var code = SessionCode.generate(length: codeLength)
         while infos[code] != nil { code = SessionCode.generate(length: codeLength) }
-        let info = SessionInfo(code: code, title: title, maxParticipants: maxParticipants, guestPolicy: guestPolicy,
-                               hostKey: Base64.encode(Crypto.randomBytes(18), urlSafe: true), createdAt: now)
+        let info = SessionInfo(
+            code: code, title: title, maxParticipants: maxParticipants, guestPolicy: guestPolicy,
+            hostKey: Base64.encode(Crypto.randomBytes(18), urlSafe: true), createdAt: now)
         infos[code] = info
         active[code] = Date().timeIntervalSince1970
         return info

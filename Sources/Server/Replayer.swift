@@ -45,7 +45,10 @@ final class Replayer {
     /// Longest silence replayed, in transcript time: a session idle overnight should not stall playback.
     static let maxGapMillis: Int64 = 60_000
 
-    init(connection: Connection, code: String, store: Storage, worker: Worker, summary: Summary, first: Page, speed: Double) {
+    init(
+        connection: Connection, code: String, store: Storage, worker: Worker, summary: Summary, first: Page,
+        speed: Double
+    ) {
         self.connection = connection
         self.code = code
         self.store = store
@@ -61,9 +64,12 @@ final class Replayer {
     /// What a replay from `from` covers (nil: nothing to replay), read on the worker.
     static func summary(store: Storage, code: String, from: Int) -> Summary? {
         guard let first = try? store.events(session: code, after: max(from, 1) - 1, limit: 1).first,
-              let last = try? store.tail(session: code, limit: 1).first else { return nil }
+            let last = try? store.tail(session: code, limit: 1).first
+        else { return nil }
         // Retention deletes from the front only, so the seqs from `first` to `last` are all there.
-        return Summary(first: first.seq, last: last.seq, count: last.seq - first.seq + 1, durationMillis: max(last.ts - first.ts, 0))
+        return Summary(
+            first: first.seq, last: last.seq, count: last.seq - first.seq + 1,
+            durationMillis: max(last.ts - first.ts, 0))
     }
 
     /// The events after `after` (a page), with the cursor samples from `fromTs` up to the last of them.
@@ -77,11 +83,15 @@ final class Replayer {
             events.append(e)
         }
         let exhausted = events.count == rows.count && rows.count < pageEvents
-        guard let firstEvent = events.first, let lastEvent = events.last else { return Page(items: [], exhausted: true) }
+        guard let firstEvent = events.first, let lastEvent = events.last else {
+            return Page(items: [], exhausted: true)
+        }
         let from = fromTs ?? firstEvent.ts
         // Samples before the next page's first event belong to it; the last page takes the rest.
         let to = exhausted ? Int64.max : lastEvent.ts - 1
-        let cursors = to >= from ? ((try? store.cursorSamples(session: code, from: from, to: to, limit: pageCursorSamples)) ?? []) : []
+        let cursors =
+            to >= from
+            ? ((try? store.cursorSamples(session: code, from: from, to: to, limit: pageCursorSamples)) ?? []) : []
         var items: [Item] = []
         items.reserveCapacity(events.count + cursors.count)
         var c = 0
@@ -100,14 +110,18 @@ final class Replayer {
     // MARK: Playing (the connection's loop)
 
     func start() {
-        connection.send(.replayStarted(from: summary.first, to: summary.last, count: summary.count, speed: speed,
-                                       durationMillis: summary.durationMillis))
+        connection.send(
+            .replayStarted(
+                from: summary.first, to: summary.last, count: summary.count, speed: speed,
+                durationMillis: summary.durationMillis))
         lastDue = connection.loop.now
         schedule()
     }
 
     func control(_ obj: JSONObject) -> MessageError? {
-        guard let action = obj["action"]?.string else { return MessageError("missing_field", "replay_control needs \"action\"", field: "action") }
+        guard let action = obj["action"]?.string else {
+            return MessageError("missing_field", "replay_control needs \"action\"", field: "action")
+        }
         // The answer comes before any event the change makes due.
         var restart = false
         var next: Int?
@@ -121,7 +135,9 @@ final class Replayer {
             lastTs = nil
             restart = true
         case "seek":
-            guard let seq = obj["seq"]?.int, seq >= 0 else { return MessageError("invalid_field", "\"seq\" must be a non-negative integer", field: "seq") }
+            guard let seq = obj["seq"]?.int, seq >= 0 else {
+                return MessageError("invalid_field", "\"seq\" must be a non-negative integer", field: "seq")
+            }
             cancelTimer()
             lastTs = nil
             finished = false
@@ -136,7 +152,9 @@ final class Replayer {
             }
             restart = !paused
         case "speed":
-            guard let s = obj["speed"]?.double, s >= 0.001, s <= 1000 else { return MessageError("invalid_field", "\"speed\" must be a number in [0.001, 1000]", field: "speed") }
+            guard let s = obj["speed"]?.double, s >= 0.001, s <= 1000 else {
+                return MessageError("invalid_field", "\"speed\" must be a number in [0.001, 1000]", field: "speed")
+            }
             speed = s
             if !paused { cancelTimer(); lastTs = nil; restart = true }
         default:
@@ -144,8 +162,10 @@ final class Replayer {
         }
         let upcoming = next ?? page[index...].first { $0.seq != nil }?.seq
         let done = upcoming == nil && exhausted && !loading
-        connection.send(.replayState(paused ? .paused : (done ? .finished : .playing), seq: upcoming ?? summary.last,
-                                     speed: speed))
+        connection.send(
+            .replayState(
+                paused ? .paused : (done ? .finished : .playing), seq: upcoming ?? summary.last,
+                speed: speed))
         if restart { schedule() }
         return nil
     }
@@ -207,7 +227,8 @@ final class Replayer {
                 return
             }
             let item = page[index]
-            let due = lastTs.map { lastDue + Double(min(max(item.ts - $0, 0), Self.maxGapMillis)) / 1000 / speed } ?? now
+            let due =
+                lastTs.map { lastDue + Double(min(max(item.ts - $0, 0), Self.maxGapMillis)) / 1000 / speed } ?? now
             if due > now + 0.0005 {
                 timer = Loop.Timer(loop: connection.loop, after: due - now) { [weak self] in self?.schedule() }
                 return

@@ -14,7 +14,9 @@ struct Response {
         Response(status: status, body: Array(text.utf8), contentType: "text/plain; charset=utf-8")
     }
     /// The JSON error body every API error uses: `{"error": {"code": ..., "message": ...}}`.
-    static func error(_ status: HTTPStatus, _ code: String, _ message: String, headers: [(String, String)] = []) -> Response {
+    static func error(_ status: HTTPStatus, _ code: String, _ message: String, headers: [(String, String)] = [])
+        -> Response
+    {
         json(status, "{\"error\":{\"code\":\(jsonString(code)),\"message\":\(jsonString(message))}}", headers: headers)
     }
 }
@@ -33,7 +35,8 @@ final class Router {
             return .text(.ok, server.openMode ? "ok (\(Server.openModeNotice))\n" : "ok\n")
         case ("GET", "/api/mode"):
             // For the pages' banner: whether anyone who reaches the port can do everything.
-            return .json(.ok, server.openMode ? "{\"open\":true,\"notice\":\"\(Server.openModeNotice)\"}" : "{\"open\":false}")
+            return .json(
+                .ok, server.openMode ? "{\"open\":true,\"notice\":\"\(Server.openModeNotice)\"}" : "{\"open\":false}")
         case ("GET", "/metrics"):
             // Operational data is data too: a closed hub shows it to metrics:read (a scraper's key).
             if let refusal = server.access(head).check(.readMetrics) { return refusal }
@@ -41,11 +44,17 @@ final class Router {
             r.contentType = "text/plain; version=0.0.4; charset=utf-8"
             return r
         default:
-            if path.hasPrefix("/api/"), let api = server.api { return api.handle(head, body: body, connection: connection) }
-            if head.method == "GET" || head.method == "HEAD", let file = files.lookup(path) {
-                return Response(status: .ok, body: file.body, contentType: file.contentType, headers: [("Cache-Control", "no-cache")])
+            if path.hasPrefix("/api/"), let api = server.api {
+                return api.handle(head, body: body, connection: connection)
             }
-            if Self.fixedPaths.contains(path) { return .error(.methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(path)") }
+            if head.method == "GET" || head.method == "HEAD", let file = files.lookup(path) {
+                return Response(
+                    status: .ok, body: file.body, contentType: file.contentType,
+                    headers: [("Cache-Control", "no-cache")])
+            }
+            if Self.fixedPaths.contains(path) {
+                return .error(.methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(path)")
+            }
             return .error(.notFound, "not_found", "no route for \(head.method) \(path)")
         }
     }
@@ -53,7 +62,6 @@ final class Router {
     /// Paths that exist, for telling 405 (wrong method) from 404.
     private static let fixedPaths: Set<String> = ["/healthz", "/metrics"]
 }
-
 
 /// Escapes a string as a JSON string literal.
 func jsonString(_ s: String) -> String {

@@ -21,8 +21,12 @@ final class WatchEndpoint: Endpoint {
         if c.limiter == nil { c.limiter = ConnectionLimiter(runs.context.config.messageRates, now: now) }
         guard c.limiter!.allow(.other, now: now) else {
             runs.context.metrics.rateLimited.add()
-            if c.limiter!.refused == 1 || c.limiter!.refused % 100 == 0 { c.sendError(MessageError("rate_limited", "too many messages; slow down")) }
-            if c.limiter!.refused > HubEndpoint.maxRefusedMessages { c.fail(.rateLimited, "message rate limit exceeded") }
+            if c.limiter!.refused == 1 || c.limiter!.refused % 100 == 0 {
+                c.sendError(MessageError("rate_limited", "too many messages; slow down"))
+            }
+            if c.limiter!.refused > HubEndpoint.maxRefusedMessages {
+                c.fail(.rateLimited, "message rate limit exceeded")
+            }
             return
         }
         do {
@@ -31,7 +35,9 @@ final class WatchEndpoint: Endpoint {
                 if let token {
                     // A token sent with a subscribe joins what the socket presented (a browser cannot
                     // set headers on the upgrade).
-                    switch runs.context.config.sessionPolicy.tokens.verify(token, now: Int64(Date().timeIntervalSince1970)) {
+                    switch runs.context.config.sessionPolicy.tokens.verify(
+                        token, now: Int64(Date().timeIntervalSince1970))
+                    {
                     case .success(let claims):
                         // Bounded: a socket keeps the last 16 credentials it presented.
                         if !c.principals.contains(claims.principal) {
@@ -39,13 +45,28 @@ final class WatchEndpoint: Endpoint {
                             c.principals.append(claims.principal)
                         }
                     case .failure(let e):
-                        runs.context.server.authFailures.record(c.peer, what: "/watch token: \(e.message)", store: runs.store)
-                        return invalid(c, MessageError(e.closeCode == .unauthorized ? "token_expired" : "unauthorized", e.message, field: "token"))
+                        runs.context.server.authFailures.record(
+                            c.peer, what: "/watch token: \(e.message)", store: runs.store)
+                        return invalid(
+                            c,
+                            MessageError(
+                                e.closeCode == .unauthorized ? "token_expired" : "unauthorized", e.message,
+                                field: "token"))
                     }
                 }
-                guard runs.context.server.current(c.principals).contains(where: { Authorization.allows($0, .watch(channel.name)) })
-                        || runs.context.server.openMode else {
-                    return invalid(c, MessageError("forbidden", "watching \(channel.name) needs a watcher token whose channels cover it, or an API key with scope runs:read", field: "channel"))
+                guard
+                    runs.context.server.current(c.principals).contains(where: {
+                        Authorization.allows($0, .watch(channel.name))
+                    })
+                        || runs.context.server.openMode
+                else {
+                    return invalid(
+                        c,
+                        MessageError(
+                            "forbidden",
+                            "watching \(channel.name) needs a watcher token whose channels cover it, or an API key "
+                                + "with scope runs:read",
+                            field: "channel"))
                 }
                 if let e = runs.subscribe(c, channel, resumeFrom: resume) { invalid(c, e) }
             case .unsubscribe(let channel):
@@ -81,18 +102,27 @@ final class PublishEndpoint: Endpoint {
             return c.sendError(MessageError("bad_json", "messages are JSON objects"))
         }
         guard let run = obj["run"]?.string, RunHub.isValidId(run) else {
-            return c.sendError(MessageError("invalid_field", "\"run\" must be an id of 1-128 characters [A-Za-z0-9._-]", field: "run"))
+            return c.sendError(
+                MessageError("invalid_field", "\"run\" must be an id of 1-128 characters [A-Za-z0-9._-]", field: "run"))
         }
         let ref = obj["id"]?.string
         let events: [RunEvent]
-        do { events = try RunAPI.events(from: obj) } catch let e as MessageError { return c.sendError(e) } catch { return }
+        do { events = try RunAPI.events(from: obj) } catch let e as MessageError { return c.sendError(e) } catch {
+            return
+        }
         let principals = runs.context.server.current(c.principals)
         guard principals.contains(where: { Authorization.allows($0, .publishRun(run)) }) else {
-            return c.sendError(MessageError("forbidden", "this key may not publish to run \(run)", field: "run", ref: ref))
+            return c.sendError(
+                MessageError("forbidden", "this key may not publish to run \(run)", field: "run", ref: ref))
         }
         for e in events {
-            if let code = e.session.flatMap(SessionCode.normalize), !principals.contains(where: { Authorization.allows($0, .changeSession(code)) }) {
-                return c.sendError(MessageError("forbidden", "attaching run \(run) to session \(code) needs scope sessions:write", field: "session", ref: ref))
+            if let code = e.session.flatMap(SessionCode.normalize),
+                !principals.contains(where: { Authorization.allows($0, .changeSession(code)) })
+            {
+                return c.sendError(
+                    MessageError(
+                        "forbidden", "attaching run \(run) to session \(code) needs scope sessions:write",
+                        field: "session", ref: ref))
             }
         }
         runs.publish(run, events) { [runs] result in
@@ -114,15 +144,22 @@ enum RunAPI {
     /// wrappers of the publisher socket are accepted too.
     static func events(from obj: JSONObject) throws -> [RunEvent] {
         if let list = obj["events"] {
-            guard let elements = list.array else { throw MessageError("invalid_field", "\"events\" must be an array", field: "events") }
+            guard let elements = list.array else {
+                throw MessageError("invalid_field", "\"events\" must be an array", field: "events")
+            }
             let items = try elements.map { e -> JSONObject in
-                guard let o = e.object else { throw MessageError("invalid_field", "\"events\" must hold objects", field: "events") }
+                guard let o = e.object else {
+                    throw MessageError("invalid_field", "\"events\" must hold objects", field: "events")
+                }
                 return o
             }
-            guard !items.isEmpty, items.count <= 1000 else { throw MessageError("invalid_field", "\"events\" must hold 1-1000 events", field: "events") }
+            guard !items.isEmpty, items.count <= 1000 else {
+                throw MessageError("invalid_field", "\"events\" must hold 1-1000 events", field: "events")
+            }
             return try items.enumerated().map { i, item in
                 do { return try RunEvent.parse(item) } catch let e as MessageError {
-                    throw MessageError(e.code, "events[\(i)]: \(e.message)", field: e.field.map { "events[\(i)].\($0)" })
+                    throw MessageError(
+                        e.code, "events[\(i)]: \(e.message)", field: e.field.map { "events[\(i)].\($0)" })
                 }
             }
         }

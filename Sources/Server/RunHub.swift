@@ -37,8 +37,9 @@ final class RunHub {
     init(context: LoopContext, store: Storage) {
         self.context = context
         self.store = store
-        fanout = Fanout(softLimit: context.config.sessionPolicy.softOutputLimit,
-                        hardLimit: context.config.sessionPolicy.hardOutputLimit)
+        fanout = Fanout(
+            softLimit: context.config.sessionPolicy.softOutputLimit,
+            hardLimit: context.config.sessionPolicy.hardOutputLimit)
         executor = LoopExecutor(context.loop)
         // Rebuild every run from its stored events.
         for (stream, events) in (try? store.streams(prefix: "run:")) ?? [] {
@@ -60,7 +61,10 @@ final class RunHub {
 
     /// Validates and stores `events` for `runId` in order; `done` gets each event's seq (and whether it
     /// was a retry), or the first rejection. Nothing of a rejected batch is stored.
-    func publish(_ runId: String, _ events: [RunEvent], done: @escaping (Result<[(seq: Int, duplicate: Bool)], Rejection>) -> Void) {
+    func publish(
+        _ runId: String, _ events: [RunEvent],
+        done: @escaping (Result<[(seq: Int, duplicate: Bool)], Rejection>) -> Void
+    ) {
         var state = projected[runId] ?? Run(id: runId)
         var results: [(seq: Int, duplicate: Bool)?] = Array(repeating: nil, count: events.count)
         var toStore: [(Int, RunEvent)] = []
@@ -82,7 +86,8 @@ final class RunHub {
         inFlight[runId, default: 0] += toStore.count
         let bodies = toStore.map { $0.1.body(run: runId) }
         let stored = zip(toStore, bodies).map { item, body in
-            DurableEvent(session: "run:" + runId, type: "run_event", member: "publisher", clientId: item.1.id, body: body)
+            DurableEvent(
+                session: "run:" + runId, type: "run_event", member: "publisher", clientId: item.1.id, body: body)
         }
         store.appendBatch(stored, expectedLastSeq: expected, executor: executor) { [self] result in
             inFlight[runId, default: 0] -= toStore.count
@@ -96,8 +101,7 @@ final class RunHub {
             case .failure(let f):
                 // What could not be stored did not happen; batches checked on top of it fail as well,
                 // so the projection starts again from what is committed once none is in flight.
-                if inFlight[runId] == 0 { projected[runId] = committed[runId] }
-                else { projectionStale.insert(runId) }
+                if inFlight[runId] == 0 { projected[runId] = committed[runId] } else { projectionStale.insert(runId) }
                 done(.failure(Rejection(status: .serviceUnavailable, code: "storage_unavailable", message: f.message)))
             }
             if inFlight[runId] == 0 {
@@ -127,8 +131,9 @@ final class RunHub {
                 let summary = run.summaryJSON, key = "run:" + runId
                 let f = (statusChange ? ServerMessage.runStatus(run: summary) : .runProgress(run: summary)).frame
                 for w in watchers {
-                    fanout.deliver(f, to: w, statusChange ? .durable : .ephemeral(key: key),
-                                   supersedes: statusChange ? key : nil, metrics: metrics)
+                    fanout.deliver(
+                        f, to: w, statusChange ? .durable : .ephemeral(key: key),
+                        supersedes: statusChange ? key : nil, metrics: metrics)
                 }
             }
         }
@@ -137,7 +142,11 @@ final class RunHub {
             let owner = context.server.contexts[SessionCode.owner(of: code, loops: context.server.contexts.count)]
             let summary = run.summaryJSON
             let event = e.kind.rawValue
-            owner.loop.post { owner.hub?.withSession(code) { $0?.runUpdate(run: runId, summary: summary, event: event, durable: Run.isStatusChange(e.kind)) } }
+            owner.loop.post {
+                owner.hub?.withSession(code) {
+                    $0?.runUpdate(run: runId, summary: summary, event: event, durable: Run.isStatusChange(e.kind))
+                }
+            }
         }
     }
 
@@ -151,21 +160,28 @@ final class RunHub {
 
     /// A session member asks for a pause/resume/cancel: forwarded to the run's publisher socket, which
     /// decides (it publishes `paused`/`resumed`/`completed` itself).
-    func control(_ runId: String, action: RunControlAction, session: String,
-                 by: (id: String, name: String)) -> MessageError? {
+    func control(
+        _ runId: String, action: RunControlAction, session: String,
+        by: (id: String, name: String)
+    ) -> MessageError? {
         guard let run = committed[runId] else { return MessageError("unknown_run", "no run \(runId)", field: "run") }
-        guard run.session == session else { return MessageError("forbidden", "run \(runId) is not attached to this session", field: "run") }
+        guard run.session == session else {
+            return MessageError("forbidden", "run \(runId) is not attached to this session", field: "run")
+        }
         switch action {
         case .pause where run.status != .running:
-            return MessageError("illegal_transition", "run \(runId) is \(run.status.rawValue); only a running run can be paused")
+            return MessageError(
+                "illegal_transition", "run \(runId) is \(run.status.rawValue); only a running run can be paused")
         case .resume where run.status != .paused:
-            return MessageError("illegal_transition", "run \(runId) is \(run.status.rawValue); only a paused run can be resumed")
+            return MessageError(
+                "illegal_transition", "run \(runId) is \(run.status.rawValue); only a paused run can be resumed")
         case .cancel where run.isFinished:
             return MessageError("illegal_transition", "run \(runId) is already completed")
         default: break
         }
         guard let publisher = publishers[runId], !publisher.isClosed else {
-            return MessageError("no_publisher", "no publisher is connected for run \(runId) (it must hold a /publish socket)")
+            return MessageError(
+                "no_publisher", "no publisher is connected for run \(runId) (it must hold a /publish socket)")
         }
         publisher.send(.control(run: runId, action: action, session: session, by: by))
         return nil
@@ -179,7 +195,9 @@ final class RunHub {
     func subscribe(_ c: Connection, _ channel: WatchMessage.Channel, resumeFrom: Int?) -> MessageError? {
         let name = channel.name
         if !c.watching.contains(name) && c.watching.count >= Self.maxChannelsPerConnection {
-            return MessageError("too_many_channels", "at most \(Self.maxChannelsPerConnection) channels per connection", field: "channel")
+            return MessageError(
+                "too_many_channels", "at most \(Self.maxChannelsPerConnection) channels per connection",
+                field: "channel")
         }
         c.watching.insert(name)
         switch channel {
@@ -187,7 +205,8 @@ final class RunHub {
             let run = committed[id] ?? Run(id: id)
             if !(runWatchers[id]?.contains { $0 === c } ?? false) { runWatchers[id, default: []].append(c) }
             // A position past the run's last seq is not this run's history: the watcher gets a snapshot.
-            if let from = resumeFrom, from <= run.seq, let missed = windows[id]?.missing(after: from, through: run.seq) {
+            if let from = resumeFrom, from <= run.seq, let missed = windows[id]?.missing(after: from, through: run.seq)
+            {
                 for frame in missed { c.sendShared(frame) }
                 c.send(.subscribed(channel: name, seq: run.seq))
             } else {

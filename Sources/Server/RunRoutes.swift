@@ -7,12 +7,17 @@ import WebSocket
 extension SessionAPI {
     // MARK: Runs (owned by loop 0)
 
-    func runs(_ head: HTTPRequestHead, _ parts: [String], _ body: [UInt8], _ connection: Connection, _ access: Access = Access()) -> Response? {
+    func runs(
+        _ head: HTTPRequestHead, _ parts: [String], _ body: [UInt8], _ connection: Connection,
+        _ access: Access = Access()
+    ) -> Response? {
         let loop0 = server.contexts[0]
         switch (head.method, parts.count) {
         case ("POST", 4) where parts[3] == "events":
             let runId = parts[2]
-            guard RunHub.isValidId(runId) else { return .error(.badRequest, "invalid_field", "run ids are 1-128 characters of A-Za-z0-9._-") }
+            guard RunHub.isValidId(runId) else {
+                return .error(.badRequest, "invalid_field", "run ids are 1-128 characters of A-Za-z0-9._-")
+            }
             // Authorized in `handle`: the admin key, or a key with runs:publish for this run.
             let limitHeaders = access.headers
             let obj: JSONObject
@@ -27,11 +32,16 @@ extension SessionAPI {
             // that session too (else any publisher could write into any session's transcript).
             for e in events {
                 if let code = e.session.flatMap(SessionCode.normalize), !access.allows(.changeSession(code)),
-                   !server.isHostKey(head.header("X-Host-Key"), of: code) {
-                    return .error(.forbidden, "forbidden", "attaching run \(runId) to session \(code) needs its host key or scope sessions:write")
+                    !server.isHostKey(head.header("X-Host-Key"), of: code)
+                {
+                    return .error(
+                        .forbidden, "forbidden",
+                        "attaching run \(runId) to session \(code) needs its host key or scope sessions:write")
                 }
             }
-            if events.count == 1, events[0].id == nil, let key = head.header("Idempotency-Key") { events[0].id = String(key.prefix(128)) }
+            if events.count == 1, events[0].id == nil, let key = head.header("Idempotency-Key") {
+                events[0].id = String(key.prefix(128))
+            }
             let loop = connection.loop
             loop0.loop.post {
                 guard let runs = loop0.runs else { return }
@@ -39,9 +49,12 @@ extension SessionAPI {
                     let response: Response
                     switch result {
                     case .success(let seqs):
-                        let list = seqs.map { "{\"seq\":\($0.seq)\($0.duplicate ? ",\"duplicate\":true" : "")}" }.joined(separator: ",")
+                        let list = seqs.map { "{\"seq\":\($0.seq)\($0.duplicate ? ",\"duplicate\":true" : "")}" }
+                            .joined(separator: ",")
                         let single = seqs.count == 1 ? "\"seq\":\(seqs[0].seq)," : ""
-                        response = .json(.accepted, "{\"run\":\(jsonString(runId)),\(single)\"events\":[\(list)]}", headers: limitHeaders)
+                        response = .json(
+                            .accepted, "{\"run\":\(jsonString(runId)),\(single)\"events\":[\(list)]}",
+                            headers: limitHeaders)
                     case .failure(let r):
                         response = .error(r.status, r.code, r.message, headers: limitHeaders)
                     }
@@ -74,10 +87,14 @@ extension SessionAPI {
             let q = head.query
             let limit = Int(q["limit"] ?? "50") ?? 50
             let offset = Int(q["offset"] ?? "0") ?? 0
-            guard limit >= 1, limit <= 500, offset >= 0 else { return .error(.badRequest, "invalid_field", "limit must be 1-500 and offset non-negative") }
+            guard limit >= 1, limit <= 500, offset >= 0 else {
+                return .error(.badRequest, "invalid_field", "limit must be 1-500 and offset non-negative")
+            }
             let status = q["status"].flatMap(RunStatus.init(rawValue:))
             if q["status"] != nil && status == nil {
-                return .error(.badRequest, "invalid_field", "status must be pending, running, paused, succeeded, failed or cancelled")
+                return .error(
+                    .badRequest, "invalid_field",
+                    "status must be pending, running, paused, succeeded, failed or cancelled")
             }
             let loop = connection.loop
             loop0.loop.post {
@@ -85,7 +102,8 @@ extension SessionAPI {
                 let page = all.dropFirst(offset).prefix(limit)
                 var out = Array("{\"runs\":[".utf8)
                 for (i, r) in page.enumerated() { if i > 0 { out.append(UInt8(ascii: ",")) }; out += r.summaryJSON }
-                out += Array("],\"total\":\(all.count),\"next_offset\":\(offset + page.count < all.count ? String(offset + page.count) : "null")}".utf8)
+                let next = offset + page.count < all.count ? String(offset + page.count) : "null"
+                out += Array("],\"total\":\(all.count),\"next_offset\":\(next)}".utf8)
                 let response = Response(status: .ok, body: out)
                 loop.post { connection.respondLater(response) }
             }

@@ -71,7 +71,9 @@ public final class Server {
         // failed start-up exits cleanly.
         var tls: TLSContext?
         if let cert = config.tlsCertificate, let key = config.tlsKey {
-            do { tls = try TLSContext(certificate: cert, key: key) } catch { throw ListenError(description: "\(error)") }
+            do { tls = try TLSContext(certificate: cert, key: key) } catch {
+                throw ListenError(description: "\(error)")
+            }
         } else if config.tlsCertificate != nil || config.tlsKey != nil {
             throw ListenError(description: "TLS needs both --tls-cert and --tls-key")
         }
@@ -83,8 +85,9 @@ public final class Server {
         } catch {
             throw ListenError(description: "cannot open the transcript store in \(config.dataDirectory): \(error)")
         }
-        directory = SessionDirectory(codeLength: config.codeLength,
-                                     existing: ((try? store.sessions()) ?? []).map(\.0))
+        directory = SessionDirectory(
+            codeLength: config.codeLength,
+            existing: ((try? store.sessions()) ?? []).map(\.0))
         router = Router(server: self)
         api = SessionAPI(server: self, directory: directory, store: store)
         let echo = config.echo ? EchoEndpoint(allowedOrigins: config.allowedOrigins) : nil
@@ -107,13 +110,18 @@ public final class Server {
         }
         if config.authRequired && openMode {
             store.close()
-            throw ListenError(description: "--auth required, but no credential is configured (--jwt-secret, --admin-key or `collabhub keys create`)")
+            throw ListenError(
+                description:
+                    "--auth required, but no credential is configured (--jwt-secret, --admin-key or `collabhub keys "
+                    + "create`)"
+            )
         }
         var port = config.port
         // Binding can still fail (address in use): then stop the store's writer before giving up.
         defer { if listeners.count < contexts.count { store.close() } }
         for context in contexts {
-            let listener = try Listener(loop: context.loop, host: config.host, port: port) { [unowned context] loop, fd, peer in
+            let listener = try Listener(loop: context.loop, host: config.host, port: port) {
+                [unowned context] loop, fd, peer in
                 let c = Connection(context: context, fd: fd, peer: peer)
                 if let tls { c.enableTLS(tls) }
                 c.start()
@@ -124,22 +132,27 @@ public final class Server {
         }
         self.port = port
         let ttl = config.sessionIdleTTL
-        idleSweep = Loop.Timer(loop: contexts[0].loop, after: min(ttl / 4, 60), repeat: min(ttl / 4, 60)) { [unowned self] in
+        idleSweep = Loop.Timer(loop: contexts[0].loop, after: min(ttl / 4, 60), repeat: min(ttl / 4, 60)) {
+            [unowned self] in
             for code in self.directory.idle(ttl: ttl, now: Date().timeIntervalSince1970) {
                 let owner = self.contexts[SessionCode.owner(of: code, loops: self.contexts.count)]
                 owner.loop.post { owner.hub?.endIfIdle(code, ttl: ttl) }
             }
         }
         idleSweep?.unref()
-        let keyRefresh = Loop.Timer(loop: contexts[0].loop, after: config.keyRefreshInterval,
-                                    repeat: config.keyRefreshInterval) { [unowned self] in
+        let keyRefresh = Loop.Timer(
+            loop: contexts[0].loop, after: config.keyRefreshInterval,
+            repeat: config.keyRefreshInterval
+        ) { [unowned self] in
             self.api?.keys.refreshIfDue(on: self.wakeups)
         }
         keyRefresh.unref()
         housekeeping.append(keyRefresh)
         if config.retention.isEnabled {
             let store = self.store, policy = config.retention
-            retentionTimer = Loop.Timer(loop: contexts[0].loop, after: config.retentionInterval, repeat: config.retentionInterval) {
+            retentionTimer = Loop.Timer(
+                loop: contexts[0].loop, after: config.retentionInterval, repeat: config.retentionInterval
+            ) {
                 store.enforce(policy)
             }
             retentionTimer?.unref()
@@ -165,17 +178,18 @@ public final class Server {
         }
         // SIGHUP: read the key files and the JWKS again (rotation without a restart). A file that cannot
         // be used keeps the keys as they were.
-        signals.append(Loop.Signal(loop: loop0, signal: SIGHUP) { [unowned self] in
-            let sources = self.config.tokenKeySources
-            do {
-                let keys = try sources.load()
-                self.config.sessionPolicy.tokens.keyring.replace(keys)
-                print("collabhub: token keys reloaded (\(keys.keys.sorted().joined(separator: ", ")))")
-            } catch {
-                print("collabhub: token keys not reloaded: \(error)")
-            }
-            fflush(stdout)
-        })
+        signals.append(
+            Loop.Signal(loop: loop0, signal: SIGHUP) { [unowned self] in
+                let sources = self.config.tokenKeySources
+                do {
+                    let keys = try sources.load()
+                    self.config.sessionPolicy.tokens.keyring.replace(keys)
+                    print("collabhub: token keys reloaded (\(keys.keys.sorted().joined(separator: ", ")))")
+                } catch {
+                    print("collabhub: token keys not reloaded: \(error)")
+                }
+                fflush(stdout)
+            })
     }
 
     /// Runs every loop; loop 0 on the calling thread. Returns after `shutdown()` completes.
@@ -214,7 +228,11 @@ public final class Server {
                 listener.stop()
                 for stream in Array(context.loop.streams.values) {
                     guard let c = stream as? Connection else { stream.close(); continue }
-                    if c.phase == .websocket { c.sendClose(.goingAway, reason: "server shutting down") } else { c.closeAfterFlush(lingerSeconds: 0.5) }
+                    if c.phase == .websocket {
+                        c.sendClose(.goingAway, reason: "server shutting down")
+                    } else {
+                        c.closeAfterFlush(lingerSeconds: 0.5)
+                    }
                 }
                 let deadline = context.loop.now + config.shutdownTimeout
                 var poll: Loop.Timer?
@@ -239,15 +257,23 @@ public final class Server {
 
     func renderMetrics() -> String {
         for context in contexts { context.metrics.bytesOut.set(context.loop.bytesWritten.get) }
-        return Metrics.render(contexts.map(\.metrics), extra: store.gauges.map { ($0.name, $0.help, $0.value) } + [
-            ("threads", "Event loop threads.", contexts.count),
-            // Maps keyed by what clients send, each bounded (README: Limits).
-            ("watch_channels", "Run and dashboard channels with at least one watcher.", contexts[0].runs?.trackedChannels ?? 0),
-            ("run_publishers", "Runs with a connected publisher socket.", contexts[0].runs?.trackedPublishers ?? 0),
-            ("api_keys", "API keys held in memory (revoked ones included).", api?.keys.count ?? 0),
-            ("failed_join_addresses", "Addresses with failed joins in the last minute (at most 100,000).", directory.failedJoinAddresses),
-            ("address_connection_entries", "Client addresses with open connections.", addresses.count),
-        ])
+        return Metrics.render(
+            contexts.map(\.metrics),
+            extra: store.gauges.map { ($0.name, $0.help, $0.value) } + [
+                ("threads", "Event loop threads.", contexts.count),
+                // Maps keyed by what clients send, each bounded (README: Limits).
+                (
+                    "watch_channels", "Run and dashboard channels with at least one watcher.",
+                    contexts[0].runs?.trackedChannels ?? 0
+                ),
+                ("run_publishers", "Runs with a connected publisher socket.", contexts[0].runs?.trackedPublishers ?? 0),
+                ("api_keys", "API keys held in memory (revoked ones included).", api?.keys.count ?? 0),
+                (
+                    "failed_join_addresses", "Addresses with failed joins in the last minute (at most 100,000).",
+                    directory.failedJoinAddresses
+                ),
+                ("address_connection_entries", "Client addresses with open connections.", addresses.count),
+            ])
     }
 }
 

@@ -25,9 +25,12 @@ final class SessionAPI {
     /// `refreshed`: asked again after the key table was read again for an unknown key id.
     func handle(_ head: HTTPRequestHead, body: [UInt8], connection: Connection, refreshed: Bool = false) -> Response? {
         let parts = head.path.split(separator: "/").map(String.init)  // ["api", "sessions", CODE, ...]
-        guard parts.count >= 2 else { return .error(.notFound, "not_found", "no API route \(head.method) \(head.path)") }
+        guard parts.count >= 2 else {
+            return .error(.notFound, "not_found", "no API route \(head.method) \(head.path)")
+        }
         let code = parts[1] == "sessions" && parts.count >= 3 ? SessionCode.normalize(parts[2]) : nil
-        let bodyHostKey = parts.count == 4 && parts[3] == "end" ? (try? JSONReader.readObject(body))?["host_key"]?.string : nil
+        let bodyHostKey =
+            parts.count == 4 && parts[3] == "end" ? (try? JSONReader.readObject(body))?["host_key"]?.string : nil
         let access = server.access(head, session: code, hostKey: bodyHostKey)
         if access.unknownKeyId && !refreshed {
             // A key made by `collabhub keys` since the table was last read: read it again (off the loop),
@@ -36,7 +39,9 @@ final class SessionAPI {
             keys.refreshNow(on: server.wakeups) {
                 loop.post { [self] in
                     guard !connection.isClosed else { return }
-                    if let r = handle(head, body: body, connection: connection, refreshed: true) { connection.respondLater(r) }
+                    if let r = handle(head, body: body, connection: connection, refreshed: true) {
+                        connection.respondLater(r)
+                    }
                 }
             }
             return nil
@@ -47,9 +52,15 @@ final class SessionAPI {
                 // Failures (401) and refusals by scope (403) are logged once per address and minute each,
                 // the rest of the minute's summed up: a flood cannot fill the log.
                 if refusal.status.code == 401 && access.presented {
-                    server.authFailures.record(client, what: "\(head.method) \(head.path): \(surface.describe)", store: store)
+                    server.authFailures.record(
+                        client, what: "\(head.method) \(head.path): \(surface.describe)", store: store)
                 } else if access.presented && access.failure == nil {
-                    server.accessRefusals.record(client, what: "\(access.keyId.map { "key \($0): " } ?? "")\(head.method) \(head.path): \(surface.describe)", store: store)
+                    server.accessRefusals.record(
+                        client,
+                        what:
+                            "\(access.keyId.map { "key \($0): " } ?? "")\(head.method) \(head.path): "
+                            + "\(surface.describe)",
+                        store: store)
                 }
                 return refusal
             }
@@ -71,19 +82,25 @@ final class SessionAPI {
             if access.keyId == parts[2] { return keyUsage(parts[2]) }
             return authorized(.manageKeys) { keyUsage(parts[2]) }
         case (_, _, "keys"): return .error(.notFound, "not_found", "no API route \(head.method) \(head.path)")
-        case (_, 2, "activity"): return .error(.methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(head.path)")
+        case (_, 2, "activity"):
+            return .error(.methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(head.path)")
         case ("POST", 2, "sessions"): return authorized(.createSession) { create(body, connection) }
         case ("GET", 2, "sessions"): return authorized(.listSessions) { list(connection) }
-        case (_, 3...4, "sessions") where code == nil: return .error(.notFound, "unknown_session", "no session with code \(parts[2])")
+        case (_, 3...4, "sessions") where code == nil:
+            return .error(.notFound, "unknown_session", "no session with code \(parts[2])")
         case ("GET", 3, "sessions"): return authorized(.describeSession(code!)) { describe(parts[2]) }
-        case ("PATCH", 3, "sessions"): return authorized(.changeSession(code!)) { patch(parts[2], head, body, connection) }
+        case ("PATCH", 3, "sessions"):
+            return authorized(.changeSession(code!)) { patch(parts[2], head, body, connection) }
         case ("GET", 4, "sessions") where parts[3] == "transcript":
             return authorized(.readTranscript(code!)) {
-                store.record(ActivityEntry(actor: access.keyId.map { "key \($0)" } ?? "api", action: "transcript_read", target: code!,
-                                           session: code!, address: client, details: head.query["format"]))
+                store.record(
+                    ActivityEntry(
+                        actor: access.keyId.map { "key \($0)" } ?? "api", action: "transcript_read", target: code!,
+                        session: code!, address: client, details: head.query["format"]))
                 return transcript(parts[2], head, connection)
             }
-        case ("POST", 4, "sessions") where parts[3] == "end": return authorized(.endSession(code!)) { end(parts[2], head, body, connection) }
+        case ("POST", 4, "sessions") where parts[3] == "end":
+            return authorized(.endSession(code!)) { end(parts[2], head, body, connection) }
         case (_, 2...4, "sessions"):
             return .error(.methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(head.path)")
         default:
@@ -92,7 +109,8 @@ final class SessionAPI {
     }
 
     private func create(_ body: [UInt8], _ connection: Connection) -> Response? {
-        var title = "Untitled session", maxParticipants = server.config.maxParticipants, guestPolicy = server.config.defaultGuestPolicy
+        var title = "Untitled session", maxParticipants = server.config.maxParticipants,
+            guestPolicy = server.config.defaultGuestPolicy
         var eventPolicy: [String: [String]] = [:]
         if !body.isEmpty {
             let obj: JSONObject
@@ -100,11 +118,16 @@ final class SessionAPI {
                 return .error(.badRequest, "bad_json", "request body must be a JSON object: \(error)")
             }
             if let t = obj["title"], t.kind != .null {
-                guard let s = t.string, s.fits(200) else { return .error(.badRequest, "invalid_field", "\"title\" must be a string of at most 200 characters") }
+                guard let s = t.string, s.fits(200) else {
+                    return .error(.badRequest, "invalid_field", "\"title\" must be a string of at most 200 characters")
+                }
                 title = s
             }
             if let m = obj["max_participants"], m.kind != .null {
-                guard let n = m.int, n >= 1, n <= 10_000 else { return .error(.badRequest, "invalid_field", "\"max_participants\" must be an integer from 1 to 10000") }
+                guard let n = m.int, n >= 1, n <= 10_000 else {
+                    return .error(
+                        .badRequest, "invalid_field", "\"max_participants\" must be an integer from 1 to 10000")
+                }
                 maxParticipants = n
             }
             if let g = obj["guest_policy"], g.kind != .null {
@@ -115,22 +138,30 @@ final class SessionAPI {
             }
             if let e = obj["events"], e.kind != .null {
                 guard let policy = Self.eventPolicy(e) else {
-                    return .error(.badRequest, "invalid_field", "\"events\" must map roles (host, editor, viewer) to arrays of event names (a trailing * matches a prefix)")
+                    return .error(
+                        .badRequest, "invalid_field",
+                        "\"events\" must map roles (host, editor, viewer) to arrays of event names (a trailing * "
+                            + "matches a prefix)"
+                    )
                 }
                 eventPolicy = policy
             }
         }
-        var info = directory.create(title: title, maxParticipants: maxParticipants, guestPolicy: guestPolicy,
-                                    now: Int64(Date().timeIntervalSince1970 * 1000))
+        var info = directory.create(
+            title: title, maxParticipants: maxParticipants, guestPolicy: guestPolicy,
+            now: Int64(Date().timeIntervalSince1970 * 1000))
         if !eventPolicy.isEmpty { info.eventPolicy = eventPolicy; directory.update(info) }
-        store.record(ActivityEntry(actor: "api", action: "session_created", target: info.code, session: info.code,
-                                   address: connection.peer, details: info.title))
+        store.record(
+            ActivityEntry(
+                actor: "api", action: "session_created", target: info.code, session: info.code,
+                address: connection.peer, details: info.title))
         let loop = connection.loop, directory = directory
         // 201 only once the session's row is committed; a failed commit forgets the session (503).
         store.save(info) { stored in
             guard stored else {
                 directory.forget(info.code)
-                let response = Response.error(.serviceUnavailable, "storage_unavailable", "the session could not be stored; retry")
+                let response = Response.error(
+                    .serviceUnavailable, "storage_unavailable", "the session could not be stored; retry")
                 return loop.post { connection.respondLater(response) }
             }
             var w = JSONWriter()
@@ -139,7 +170,8 @@ final class SessionAPI {
             w.field("guest_policy", info.guestPolicy.rawValue); w.field("host_key", info.hostKey)
             w.field("url", "/ws?session=\(info.code)")
             w.endObject()
-            let response = Response(status: .created, body: w.bytes, headers: [("Location", "/api/sessions/\(info.code)")])
+            let response = Response(
+                status: .created, body: w.bytes, headers: [("Location", "/api/sessions/\(info.code)")])
             loop.post { connection.respondLater(response) }
         }
         return nil
@@ -200,12 +232,16 @@ final class SessionAPI {
             return .error(.notFound, "unknown_session", "no session with code \(raw)")
         }
         let q = head.query
-        guard let after = Int(q["after"] ?? "0"), after >= 0 else { return .error(.badRequest, "invalid_field", "\"after\" must be a non-negative integer") }
+        guard let after = Int(q["after"] ?? "0"), after >= 0 else {
+            return .error(.badRequest, "invalid_field", "\"after\" must be a non-negative integer")
+        }
         guard let limit = Int(q["limit"] ?? "100"), limit >= 1, limit <= 1000 else {
             return .error(.badRequest, "invalid_field", "\"limit\" must be an integer from 1 to 1000")
         }
         let ndjson = q["format"] == "ndjson"
-        if let f = q["format"], f != "ndjson" && f != "json" { return .error(.badRequest, "invalid_field", "\"format\" must be json or ndjson") }
+        if let f = q["format"], f != "ndjson" && f != "json" {
+            return .error(.badRequest, "invalid_field", "\"format\" must be json or ndjson")
+        }
         let loop = connection.loop
         worker.submit { [self] in
             var response: Response
@@ -242,10 +278,15 @@ final class SessionAPI {
         guard let code = SessionCode.normalize(raw), let info = directory.info(code) else {
             return .error(.notFound, "unknown_session", "no session with code \(raw)")
         }
-        guard info.endedAt == nil else { return .error(.conflict, "session_ended", "session \(code) has already ended") }
+        guard info.endedAt == nil else {
+            return .error(.conflict, "session_ended", "session \(code) has already ended")
+        }
         let reason = (try? JSONReader.readObject(body))?["reason"]?.string ?? "ended by host"
         let owner = server.contexts[SessionCode.owner(of: code, loops: server.contexts.count)]
-        store.record(ActivityEntry(actor: "host (api)", action: "session_ended", target: code, session: code, address: connection.peer, details: reason))
+        store.record(
+            ActivityEntry(
+                actor: "host (api)", action: "session_ended", target: code, session: code, address: connection.peer,
+                details: reason))
         owner.loop.post { owner.hub?.end(code, reason: reason) }
         return .json(.accepted, "{\"code\":\"\(code)\",\"status\":\"ending\"}")
     }
@@ -268,10 +309,14 @@ final class SessionAPI {
             return .error(.notFound, "unknown_session", "no session with code \(raw)")
         }
         guard info.endedAt == nil else { return .error(.conflict, "session_ended", "session \(code) has ended") }
-        guard let obj = try? JSONReader.readObject(body, maxDepth: 8) else { return .error(.badRequest, "bad_json", "request body must be a JSON object") }
+        guard let obj = try? JSONReader.readObject(body, maxDepth: 8) else {
+            return .error(.badRequest, "bad_json", "request body must be a JSON object")
+        }
         var changes: [String] = []
         if let t = obj["title"], t.kind != .null {
-            guard let s = t.string, s.fits(200) else { return .error(.badRequest, "invalid_field", "\"title\" must be a string of at most 200 characters") }
+            guard let s = t.string, s.fits(200) else {
+                return .error(.badRequest, "invalid_field", "\"title\" must be a string of at most 200 characters")
+            }
             info.title = s; changes.append("title")
         }
         if let g = obj["guest_policy"], g.kind != .null {
@@ -279,19 +324,28 @@ final class SessionAPI {
                 return .error(.badRequest, "invalid_field", "\"guest_policy\" must be \"allow\" or \"deny\"")
             }
             if p != info.guestPolicy {
-                store.record(ActivityEntry(actor: "host (api)", action: "guest_policy_changed", target: code, session: code,
-                                           address: connection.peer, details: "\(info.guestPolicy.rawValue) -> \(p.rawValue)"))
+                store.record(
+                    ActivityEntry(
+                        actor: "host (api)", action: "guest_policy_changed", target: code, session: code,
+                        address: connection.peer, details: "\(info.guestPolicy.rawValue) -> \(p.rawValue)"))
             }
             info.guestPolicy = p; changes.append("guest_policy")
         }
         if let e = obj["events"], e.kind != .null {
-            guard let policy = Self.eventPolicy(e) else { return .error(.badRequest, "invalid_field", "\"events\" must map roles to arrays of event names") }
+            guard let policy = Self.eventPolicy(e) else {
+                return .error(.badRequest, "invalid_field", "\"events\" must map roles to arrays of event names")
+            }
             info.eventPolicy = policy; changes.append("events")
-            store.record(ActivityEntry(actor: "host (api)", action: "event_policy_changed", target: code, session: code, address: connection.peer))
+            store.record(
+                ActivityEntry(
+                    actor: "host (api)", action: "event_policy_changed", target: code, session: code,
+                    address: connection.peer))
         }
         // Only a live session changes (it may have ended since it was read above), and the answer
         // waits for the commit.
-        guard directory.updateIfLive(info) else { return .error(.conflict, "session_ended", "session \(code) has ended") }
+        guard directory.updateIfLive(info) else {
+            return .error(.conflict, "session_ended", "session \(code) has ended")
+        }
         let owner = server.contexts[SessionCode.owner(of: code, loops: server.contexts.count)]
         let updated = info, loop = connection.loop
         owner.loop.post { owner.hub?.updateInfo(updated) }
@@ -301,8 +355,12 @@ final class SessionAPI {
             // Not stored: the change holds in memory and its row (the latest, which may say ended by
             // now) is queued again until it is.
             if !stored, let latest = directory.info(code) { store.save(latest) }
-            let response = stored ? Response(status: .ok, body: body)
-                : Response.error(.serviceUnavailable, "storage_unavailable", "the change is in effect but not stored yet; it is being retried")
+            let response =
+                stored
+                ? Response(status: .ok, body: body)
+                : Response.error(
+                    .serviceUnavailable, "storage_unavailable",
+                    "the change is in effect but not stored yet; it is being retried")
             loop.post { connection.respondLater(response) }
         }
         return nil

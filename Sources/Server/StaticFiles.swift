@@ -18,7 +18,8 @@ struct StaticFiles {
         for (path, name, type) in table {
             let parts = name.split(separator: ".")
             guard let url = Bundle.module.url(forResource: "Web/" + String(parts[0]), withExtension: String(parts[1])),
-                  let data = try? Data(contentsOf: url) else { continue }
+                let data = try? Data(contentsOf: url)
+            else { continue }
             files[path] = File(body: Array(data), contentType: type)
         }
     }

@@ -18,13 +18,17 @@ public struct TokenKeySources: Sendable {
     public func load() throws -> [String: TokenKey] {
         var keys = secrets.mapValues { TokenKey.hmac($0) }
         for (kid, path) in publicKeyFiles {
-            guard let data = FileManager.default.contents(atPath: path) else { throw LoadError(description: "cannot read \(path)") }
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw LoadError(description: "cannot read \(path)")
+            }
             do { keys[kid] = .publicKey(try PublicKey(pem: Array(data))) } catch {
                 throw LoadError(description: "\(path): \(error)")
             }
         }
         if let path = jwksFile {
-            guard let data = FileManager.default.contents(atPath: path) else { throw LoadError(description: "cannot read \(path)") }
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw LoadError(description: "cannot read \(path)")
+            }
             do {
                 for (kid, key) in try Self.jwks(Array(data)) { keys[kid] = .publicKey(key) }
             } catch {
@@ -52,7 +56,10 @@ public struct TokenKeySources: Sendable {
             if let alg = jwk["alg"], alg != key.algorithm.rawValue { continue }
             out.append((kid, key))
         }
-        guard !out.isEmpty else { throw LoadError(description: "no usable signing key (RS256 with 2048+ bits, or ES256 on P-256, each with a kid)") }
+        guard !out.isEmpty else {
+            throw LoadError(
+                description: "no usable signing key (RS256 with 2048+ bits, or ES256 on P-256, each with a kid)")
+        }
         return out
     }
 }

@@ -49,8 +49,10 @@ extension SQLiteStore: APIKeyStore {
         return db
     }
 
-    public static func createKey(directory: String, _ spec: APIKeySpec,
-                                 actor: String = "admin (cli)") throws -> (APIKeyRecord, String) {
+    public static func createKey(
+        directory: String, _ spec: APIKeySpec,
+        actor: String = "admin (cli)"
+    ) throws -> (APIKeyRecord, String) {
         try createKey(try openDirect(directory), spec, actor: actor)
     }
 
@@ -66,12 +68,14 @@ extension SQLiteStore: APIKeyStore {
         let id = Base64.encodeID(Crypto.randomBytes(6))
         let secret = Base64.encodeID(Crypto.randomBytes(24))
         let now = Int64(Date().timeIntervalSince1970 * 1000)
-        let record = APIKeyRecord(id: id, name: spec.name, secretSHA256: Crypto.sha256(Array(secret.utf8)),
-                                  createdAt: now, revokedAt: nil, perMinute: spec.perMinute, perHour: spec.perHour,
-                                  perMonth: spec.perMonth, scopes: spec.scopes, runs: spec.runs)
+        let record = APIKeyRecord(
+            id: id, name: spec.name, secretSHA256: Crypto.sha256(Array(secret.utf8)),
+            createdAt: now, revokedAt: nil, perMinute: spec.perMinute, perHour: spec.perHour,
+            perMonth: spec.perMonth, scopes: spec.scopes, runs: spec.runs)
         try db.exec("BEGIN IMMEDIATE")
         do {
-            let s = try db.prepare("""
+            let s = try db.prepare(
+                """
                 INSERT INTO api_keys(id, name, secret_sha256, created_at, per_minute, per_hour, per_month, scopes, runs)
                 VALUES(?,?,?,?,?,?,?,?,?)
                 """)
@@ -105,17 +109,19 @@ extension SQLiteStore: APIKeyStore {
     }
 
     static func listKeys(_ db: Database) throws -> [APIKeyRecord] {
-        let s = try db.prepare("""
+        let s = try db.prepare(
+            """
             SELECT id, name, secret_sha256, created_at, revoked_at, per_minute, per_hour, per_month, scopes, runs
             FROM api_keys ORDER BY created_at
             """)
         var out: [APIKeyRecord] = []
         while try s.step() {
-            out.append(APIKeyRecord(
-                id: s.string(0) ?? "", name: s.string(1) ?? "", secretSHA256: s.blob(2), createdAt: s.int(3),
-                revokedAt: s.isNull(4) ? nil : s.int(4), perMinute: Int(s.int(5)), perHour: Int(s.int(6)),
-                perMonth: Int(s.int(7)), scopes: (s.string(8) ?? "").split(separator: ",").map(String.init),
-                runs: s.isNull(9) ? nil : (s.string(9) ?? "").split(separator: ",").map(String.init)))
+            out.append(
+                APIKeyRecord(
+                    id: s.string(0) ?? "", name: s.string(1) ?? "", secretSHA256: s.blob(2), createdAt: s.int(3),
+                    revokedAt: s.isNull(4) ? nil : s.int(4), perMinute: Int(s.int(5)), perHour: Int(s.int(6)),
+                    perMonth: Int(s.int(7)), scopes: (s.string(8) ?? "").split(separator: ",").map(String.init),
+                    runs: s.isNull(9) ? nil : (s.string(9) ?? "").split(separator: ",").map(String.init)))
         }
         return out
     }

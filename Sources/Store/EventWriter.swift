@@ -25,7 +25,8 @@ extension SQLiteStore {
         func store(_ event: DurableEvent) throws -> Committed {
             let idKey = event.clientId.map { idHash(event.member, $0) }
             if let idKey, let original = try recent(event.session).lookup(idKey),
-               try isResend(of: original.seq, session: event.session, member: event.member, clientId: event.clientId!) {
+                try isResend(of: original.seq, session: event.session, member: event.member, clientId: event.clientId!)
+            {
                 return Committed(seq: original.seq, ts: original.ts, duplicate: true)
             }
             let seq = try nextSeq(event.session)
@@ -67,7 +68,8 @@ extension SQLiteStore {
                 case .session(let info, let done):
                     if let done { barriers.append(done) }
                     let s = upsertSession!
-                    s.bind(1, info.code); s.bind(2, info.title); s.bind(3, info.maxParticipants); s.bind(4, info.guestPolicy.rawValue)
+                    s.bind(1, info.code); s.bind(2, info.title); s.bind(3, info.maxParticipants);
+                    s.bind(4, info.guestPolicy.rawValue)
                     s.bind(5, info.hostKey); s.bind(6, info.createdAt)
                     if let e = info.endedAt { s.bind(7, e) } else { s.bind(7, nil as String?) }
                     s.bind(8, info.endReason)
@@ -94,7 +96,8 @@ extension SQLiteStore {
             for (session, state) in undo.reversed() { seqs[session] = state }
             for (ids, key) in remembered { ids.forget(key) }
             lastError = failure
-            FileHandle.standardError.write(Data("collabhub: transcript store: commit failed, \(batch.count) requests rejected: \(error)\n".utf8))
+            FileHandle.standardError.write(
+                Data("collabhub: transcript store: commit failed, \(batch.count) requests rejected: \(error)\n".utf8))
         }
         if let failure {
             // Nothing of the batch is stored: every append fails, every barrier learns it, and session
@@ -115,7 +118,7 @@ extension SQLiteStore {
         } else {
             results += batchResults.map { r in Completion(executor: r.0, run: { r.1(.success(r.2)) }) }
         }
-        if failure == nil { results += conflicts }   // a failed commit already failed every batch in it
+        if failure == nil { results += conflicts }  // a failed commit already failed every batch in it
         // One wake-up per loop, completions in append order.
         var byExecutor: [ObjectIdentifier: (Executor, [Completion])] = [:]
         var order: [ObjectIdentifier] = []
@@ -141,7 +144,8 @@ extension SQLiteStore {
         defer { q.reset() }
         var rows: [(UInt64, Committed)] = []
         while try q.step() {
-            rows.append((idHash(q.string(0), q.string(1) ?? ""), Committed(seq: Int(q.int(2)), ts: q.int(3), duplicate: true)))
+            rows.append(
+                (idHash(q.string(0), q.string(1) ?? ""), Committed(seq: Int(q.int(2)), ts: q.int(3), duplicate: true)))
         }
         for (key, c) in rows.reversed() { r.remember(key, c) }
         seen[session] = r

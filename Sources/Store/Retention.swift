@@ -39,7 +39,8 @@ extension SQLiteStore {
                     if try young.step() { firstYoung = young.int(0) }
                     pass.tables[0].firstYoung = firstYoung
                 }
-                let del = try writer.prepare("DELETE FROM \(table) WHERE id IN (SELECT id FROM \(table) WHERE id < ? ORDER BY id LIMIT ?)")
+                let del = try writer.prepare(
+                    "DELETE FROM \(table) WHERE id IN (SELECT id FROM \(table) WHERE id < ? ORDER BY id LIMIT ?)")
                 del.bind(1, firstYoung); del.bind(2, RetentionPolicy.chunk)
                 _ = try del.step()
                 if writer.changes < RetentionPolicy.chunk { pass.tables.removeFirst() }
@@ -72,9 +73,9 @@ extension SQLiteStore {
         defer { for s in [st.bounds, st.young, st.floor, st.delete, st.cursors] { s.reset() } }
         st.bounds.bind(1, session)
         guard try st.bounds.step(), !st.bounds.isNull(0) else { return false }
-        let first = Int(st.bounds.int(0)), last = Int(st.bounds.int(1))   // seqs in between are all there
+        let first = Int(st.bounds.int(0)), last = Int(st.bounds.int(1))  // seqs in between are all there
         let window = first + chunk - 1
-        var upTo = first - 1   // delete seq <= upTo
+        var upTo = first - 1  // delete seq <= upTo
         if let keep = pass.policy.maxEventsPerSession { upTo = max(upTo, last - keep) }
         if let cutoff = pass.cutoff {
             // Only the chunk at the front is examined: the walk never passes more rows than it deletes.
@@ -108,11 +109,15 @@ extension SQLiteStore {
         let s = RetentionStatements(
             next: try writer.prepare("SELECT session FROM events WHERE session > ? ORDER BY session LIMIT 1"),
             bounds: try writer.prepare("SELECT MIN(seq), MAX(seq) FROM events WHERE session = ?"),
-            young: try writer.prepare("SELECT seq FROM events WHERE session = ? AND seq BETWEEN ? AND ? AND ts >= ? ORDER BY seq LIMIT 1"),
-            floor: try writer.prepare("INSERT INTO seq_floor(session, seq) VALUES(?, ?) ON CONFLICT(session) DO UPDATE SET seq = excluded.seq"),
+            young: try writer.prepare(
+                "SELECT seq FROM events WHERE session = ? AND seq BETWEEN ? AND ? AND ts >= ? ORDER BY seq LIMIT 1"),
+            floor: try writer.prepare(
+                "INSERT INTO seq_floor(session, seq) VALUES(?, ?) ON CONFLICT(session) DO UPDATE SET seq = excluded.seq"
+            ),
             delete: try writer.prepare("DELETE FROM events WHERE session = ? AND seq <= ?"),
             // Cursor samples older than the oldest event kept have nothing left to play against.
-            cursors: try writer.prepare("""
+            cursors: try writer.prepare(
+                """
                 DELETE FROM cursors WHERE session = ?1
                 AND ts < COALESCE((SELECT ts FROM events WHERE session = ?1 ORDER BY seq LIMIT 1), 9223372036854775807)
                 """))

@@ -76,14 +76,20 @@ public final class Statement {
         sqlite3_bind_text(stmt, i, v, -1, chub_sqlite_transient())
     }
     public func bind(_ i: Int32, blob: [UInt8]) {
-        _ = blob.withUnsafeBytes { sqlite3_bind_blob(stmt, i, $0.baseAddress, Int32($0.count), chub_sqlite_transient()) }
+        _ = blob.withUnsafeBytes {
+            sqlite3_bind_blob(stmt, i, $0.baseAddress, Int32($0.count), chub_sqlite_transient())
+        }
     }
 
     /// Binds bytes that stay valid until the statement is reset (SQLite does not copy them): for use
     /// inside the scope that keeps them alive, with `reset()` before that scope ends.
     public func bindUnowned(_ i: Int32, text p: UnsafeBufferPointer<UInt8>) {
-        guard let base = p.baseAddress, p.count > 0 else { sqlite3_bind_text(stmt, i, "", 0, chub_sqlite_transient()); return }
-        _ = base.withMemoryRebound(to: CChar.self, capacity: p.count) { sqlite3_bind_text(stmt, i, $0, Int32(p.count), nil) }
+        guard let base = p.baseAddress, p.count > 0 else {
+            sqlite3_bind_text(stmt, i, "", 0, chub_sqlite_transient()); return
+        }
+        _ = base.withMemoryRebound(to: CChar.self, capacity: p.count) {
+            sqlite3_bind_text(stmt, i, $0, Int32(p.count), nil)
+        }
     }
     public func bindUnowned(_ i: Int32, blob p: UnsafeRawBufferPointer) {
         guard let base = p.baseAddress, p.count > 0 else { sqlite3_bind_zeroblob(stmt, i, 0); return }

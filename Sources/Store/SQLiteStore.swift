@@ -102,34 +102,44 @@ public final class SQLiteStore: EventLog, SessionRecords, StorageMaintenance, @u
         try Self.configure(writer, durability: durability)
         try Self.migrate(writer)
         readers = ReaderPool(path: path)
-        insertEvent = try writer.prepare("INSERT INTO events(session, seq, ts, type, member, client_id, body) VALUES(?,?,?,?,?,?,?)", persistent: true)
+        insertEvent = try writer.prepare(
+            "INSERT INTO events(session, seq, ts, type, member, client_id, body) VALUES(?,?,?,?,?,?,?)",
+            persistent: true)
         insertCursors = try writer.prepare("INSERT INTO cursors(session, ts, updates) VALUES(?,?,?)", persistent: true)
-        addKeyUsage = try writer.prepare("""
+        addKeyUsage = try writer.prepare(
+            """
             INSERT INTO api_key_usage(key_id, window, count) VALUES(?,?,1)
             ON CONFLICT(key_id, window) DO UPDATE SET count = count + 1
             """, persistent: true)
-        insertActivity = try writer.prepare("INSERT INTO activity(ts, actor, action, target, session, address, details) VALUES(?,?,?,?,?,?,?)", persistent: true)
+        insertActivity = try writer.prepare(
+            "INSERT INTO activity(ts, actor, action, target, session, address, details) VALUES(?,?,?,?,?,?,?)",
+            persistent: true)
         idAt = try writer.prepare("SELECT member, client_id FROM events WHERE session=? AND seq=?", persistent: true)
         begin = try writer.prepare("BEGIN IMMEDIATE", persistent: true)
         commitTx = try writer.prepare("COMMIT", persistent: true)
         recentIds = try writer.prepare(
-            "SELECT member, client_id, seq, ts FROM events WHERE session=? AND client_id IS NOT NULL ORDER BY seq DESC LIMIT ?",
+            "SELECT member, client_id, seq, ts FROM events WHERE session=? AND client_id IS NOT NULL ORDER BY seq "
+                + "DESC LIMIT ?",
             persistent: true)
         maxSeq = try writer.prepare(Self.lastSeqSQL, persistent: true)
-        upsertSession = try writer.prepare("""
-            INSERT INTO sessions(code, title, max_participants, guest_policy, host_key, created_at, ended_at, end_reason, options)
+        upsertSession = try writer.prepare(
+            """
+            INSERT INTO sessions(code, title, max_participants, guest_policy, host_key, created_at, ended_at,
+              end_reason, options)
             VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(code) DO UPDATE SET title=excluded.title,
             max_participants=excluded.max_participants, guest_policy=excluded.guest_policy,
             ended_at=excluded.ended_at, end_reason=excluded.end_reason, options=excluded.options
             """, persistent: true)
         try writer.exec("PRAGMA wal_autocheckpoint=0")
         checkpointer = try Checkpointer(path: path, durability: durability, pages: checkpointPages)
-        sqlite3_wal_hook(writer.db, { context, _, _, pages in
-            let store = Unmanaged<SQLiteStore>.fromOpaque(context!).takeUnretainedValue()
-            store.walPages = Int(pages)
-            store.checkpointer.walGrew(Int(pages))
-            return SQLITE_OK
-        }, Unmanaged.passUnretained(self).toOpaque())
+        sqlite3_wal_hook(
+            writer.db,
+            { context, _, _, pages in
+                let store = Unmanaged<SQLiteStore>.fromOpaque(context!).takeUnretainedValue()
+                store.walPages = Int(pages)
+                store.checkpointer.walGrew(Int(pages))
+                return SQLITE_OK
+            }, Unmanaged.passUnretained(self).toOpaque())
         let t = Thread { [unowned self] in self.run() }
         t.name = "sqlite-writer"
         thread = t
@@ -138,12 +148,16 @@ public final class SQLiteStore: EventLog, SessionRecords, StorageMaintenance, @u
 
     // MARK: - Writing
 
-    public func append(_ event: DurableEvent, executor: Executor, done: @escaping (Result<Committed, StoreFailure>) -> Void) {
+    public func append(
+        _ event: DurableEvent, executor: Executor, done: @escaping (Result<Committed, StoreFailure>) -> Void
+    ) {
         cond.lock()
         if queue.count >= maxQueued {
             cond.unlock()
             // The disk cannot keep up: refuse instead of queueing without bound (memory, latency).
-            executor.execute { done(.failure(StoreFailure("store overloaded (\(self.maxQueued) events waiting); retry"))) }
+            executor.execute {
+                done(.failure(StoreFailure("store overloaded (\(self.maxQueued) events waiting); retry")))
+            }
             return
         }
         queue.append(.append(event, executor, done))
@@ -164,12 +178,16 @@ public final class SQLiteStore: EventLog, SessionRecords, StorageMaintenance, @u
     /// Appends events of one stream in one transaction: all are stored, or none (`done` gets the
     /// failure). With `expectedLastSeq`, the batch is refused unless the stream's last seq is that one:
     /// a batch checked against state that an earlier, failed batch would have made is not stored.
-    public func appendBatch(_ events: [DurableEvent], expectedLastSeq: Int?, executor: Executor,
-                            done: @escaping (Result<[Committed], StoreFailure>) -> Void) {
+    public func appendBatch(
+        _ events: [DurableEvent], expectedLastSeq: Int?, executor: Executor,
+        done: @escaping (Result<[Committed], StoreFailure>) -> Void
+    ) {
         cond.lock()
         if queue.count >= maxQueued {
             cond.unlock()
-            executor.execute { done(.failure(StoreFailure("store overloaded (\(self.maxQueued) events waiting); retry"))) }
+            executor.execute {
+                done(.failure(StoreFailure("store overloaded (\(self.maxQueued) events waiting); retry")))
+            }
             return
         }
         queue.append(.appendBatch(events, expectedLastSeq, executor, done))
@@ -200,9 +218,15 @@ public final class SQLiteStore: EventLog, SessionRecords, StorageMaintenance, @u
         let dropped = cursorSamplesDropped, deleted = retentionDeleted
         cond.unlock()
         return [
-            ("store_checkpoints", "WAL checkpoints completed off the commit path (background passes and the writer's restarts).",
-             checkpoints),
-            ("cursor_samples_dropped", "Cursor samples (--record-cursors) not stored because the writer was behind.", dropped),
+            (
+                "store_checkpoints",
+                "WAL checkpoints completed off the commit path (background passes and the writer's restarts).",
+                checkpoints
+            ),
+            (
+                "cursor_samples_dropped", "Cursor samples (--record-cursors) not stored because the writer was behind.",
+                dropped
+            ),
             ("retention_deleted", "Events deleted by retention since start.", deleted),
         ]
     }
@@ -230,7 +254,8 @@ public final class SQLiteStore: EventLog, SessionRecords, StorageMaintenance, @u
         while true {
             cond.lock()
             if queue.isEmpty && !stopping && retentionPass == nil && walPages >= checkpointPages
-                && !cond.wait(until: Date().addingTimeInterval(Self.idleRestart)) && queue.isEmpty && !stopping {
+                && !cond.wait(until: Date().addingTimeInterval(Self.idleRestart)) && queue.isEmpty && !stopping
+            {
                 cond.unlock()
                 restartWAL()
                 continue
@@ -268,13 +293,17 @@ public final class SQLiteStore: EventLog, SessionRecords, StorageMaintenance, @u
     /// Drops the seq and id memories of sessions not written for `forgetAfter` seconds, then, while more
     /// than `rememberedTotal` ids are kept, those of the least recently written sessions idle for a minute.
     func forgetIdleSessions(now: Double) {
-        for (session, state) in seqs where now - state.lastWrite >= forgetAfter { seqs[session] = nil; seen[session] = nil }
-        for (session, ids) in seen where now - ids.lastWrite >= forgetAfter { seen[session] = nil }  // only resends came
+        for (session, state) in seqs where now - state.lastWrite >= forgetAfter {
+            seqs[session] = nil; seen[session] = nil
+        }
+        // only resends came
+        for (session, ids) in seen where now - ids.lastWrite >= forgetAfter { seen[session] = nil }
         var total = seen.values.reduce(0) { $0 + $1.count }
         guard total > rememberedTotal else { return }
         // Sessions being written are never forgotten for the budget: each would reload its ids from the
         // table on its next append, tens of milliseconds of the writer's time.
-        for (session, ids) in seen.sorted(by: { $0.value.lastWrite < $1.value.lastWrite }) where now - ids.lastWrite >= 60 {
+        for (session, ids) in seen.sorted(by: { $0.value.lastWrite < $1.value.lastWrite })
+        where now - ids.lastWrite >= 60 {
             seen[session] = nil
             total -= ids.count
             if total <= rememberedTotal * 3 / 4 { break }

@@ -20,15 +20,18 @@ extension SQLiteStore {
     static func migrate(_ db: Database) throws {
         let version = try db.scalar("PRAGMA user_version")
         if version > Int64(schemaVersion) {
-            throw Database.Error(code: 0, message: "database schema \(version) is newer than this build (\(schemaVersion))")
+            throw Database.Error(
+                code: 0, message: "database schema \(version) is newer than this build (\(schemaVersion))")
         }
         if version < 1 {
-            try db.exec("""
+            try db.exec(
+                """
                 BEGIN;
                 CREATE TABLE sessions(code TEXT PRIMARY KEY, title TEXT NOT NULL, max_participants INTEGER NOT NULL,
                   guest_policy TEXT NOT NULL, host_key TEXT NOT NULL, created_at INTEGER NOT NULL,
                   ended_at INTEGER, end_reason TEXT);
-                CREATE TABLE events(session TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL, type TEXT NOT NULL,
+                CREATE TABLE events(session TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
+                  type TEXT NOT NULL,
                   member TEXT, client_id TEXT, body BLOB NOT NULL, PRIMARY KEY(session, seq)) WITHOUT ROWID;
                 CREATE INDEX events_client ON events(session, client_id) WHERE client_id IS NOT NULL;
                 PRAGMA user_version=1;
@@ -39,7 +42,8 @@ extension SQLiteStore {
             // v2: no index on client ids. Resends are recognised from the writer's memory of each session's
             // recent ids (refilled from the table when a session is first written after a start): an index
             // would dirty one more B-tree page per session on every group commit.
-            try db.exec("""
+            try db.exec(
+                """
                 BEGIN;
                 DROP INDEX IF EXISTS events_client;
                 PRAGMA user_version=2;
@@ -48,9 +52,11 @@ extension SQLiteStore {
         }
         if version < 3 {
             // v3: the activity log (who did what, when, from where) and per-session options.
-            try db.exec("""
+            try db.exec(
+                """
                 BEGIN;
-                CREATE TABLE activity(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+                CREATE TABLE activity(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, actor TEXT NOT NULL,
+                  action TEXT NOT NULL,
                   target TEXT, session TEXT, address TEXT, details TEXT);
                 CREATE INDEX activity_session ON activity(session, id);
                 CREATE INDEX activity_actor ON activity(actor, id);
@@ -61,19 +67,24 @@ extension SQLiteStore {
         }
         if version < 4 {
             // v4: API keys (only a SHA-256 of the secret is stored).
-            try db.exec("""
+            try db.exec(
+                """
                 BEGIN;
-                CREATE TABLE api_keys(id TEXT PRIMARY KEY, name TEXT NOT NULL, secret_sha256 BLOB NOT NULL, created_at INTEGER NOT NULL,
-                  revoked_at INTEGER, per_minute INTEGER NOT NULL, per_hour INTEGER NOT NULL, per_month INTEGER NOT NULL);
+                CREATE TABLE api_keys(id TEXT PRIMARY KEY, name TEXT NOT NULL, secret_sha256 BLOB NOT NULL,
+                  created_at INTEGER NOT NULL,
+                  revoked_at INTEGER, per_minute INTEGER NOT NULL, per_hour INTEGER NOT NULL,
+                    per_month INTEGER NOT NULL);
                 PRAGMA user_version=4;
                 COMMIT;
                 """)
         }
         if version < 5 {
             // v5: sampled cursor positions for playback (`--record-cursors`), outside the seq order.
-            try db.exec("""
+            try db.exec(
+                """
                 BEGIN;
-                CREATE TABLE cursors(id INTEGER PRIMARY KEY, session TEXT NOT NULL, ts INTEGER NOT NULL, updates BLOB NOT NULL);
+                CREATE TABLE cursors(id INTEGER PRIMARY KEY, session TEXT NOT NULL, ts INTEGER NOT NULL,
+                  updates BLOB NOT NULL);
                 CREATE INDEX cursors_session ON cursors(session, ts);
                 PRAGMA user_version=5;
                 COMMIT;
@@ -81,7 +92,8 @@ extension SQLiteStore {
         }
         if version < 6 {
             // v6: API key usage per hour and per month ("h<hour>", "m<month>"), so quotas survive restarts.
-            try db.exec("""
+            try db.exec(
+                """
                 BEGIN;
                 CREATE TABLE api_key_usage(key_id TEXT NOT NULL, window TEXT NOT NULL, count INTEGER NOT NULL,
                   PRIMARY KEY(key_id, window)) WITHOUT ROWID;
@@ -91,7 +103,8 @@ extension SQLiteStore {
         }
         if version < 7 {
             // v7: the last seq of sessions whose events retention deleted entirely (seq continues).
-            try db.exec("""
+            try db.exec(
+                """
                 BEGIN;
                 CREATE TABLE seq_floor(session TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
                 PRAGMA user_version=7;
@@ -101,7 +114,8 @@ extension SQLiteStore {
         if version < 8 {
             // v8: API key scopes (comma-separated; keys made before scopes existed only publish runs, as
             // they always did) and the runs a key may publish to (NULL: any).
-            try db.exec("""
+            try db.exec(
+                """
                 BEGIN;
                 ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT 'runs:publish';
                 ALTER TABLE api_keys ADD COLUMN runs TEXT;

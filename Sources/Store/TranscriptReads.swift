@@ -27,7 +27,8 @@ extension SQLiteStore: TranscriptReads {
 
     public func events(session: String, after: Int, limit: Int) throws -> [StoredEvent] {
         try read { db in
-            let s = try db.prepare("SELECT seq, ts, type, body FROM events WHERE session=? AND seq>? ORDER BY seq LIMIT ?")
+            let s = try db.prepare(
+                "SELECT seq, ts, type, body FROM events WHERE session=? AND seq>? ORDER BY seq LIMIT ?")
             s.bind(1, session); s.bind(2, after); s.bind(3, limit)
             var out: [StoredEvent] = []
             while try s.step() { out.append(Self.event(s)) }
@@ -37,7 +38,8 @@ extension SQLiteStore: TranscriptReads {
 
     public func cursorSamples(session: String, from: Int64, to: Int64, limit: Int) throws -> [CursorSample] {
         try read { db in
-            let s = try db.prepare("SELECT ts, updates FROM cursors WHERE session=? AND ts>=? AND ts<=? ORDER BY ts LIMIT ?")
+            let s = try db.prepare(
+                "SELECT ts, updates FROM cursors WHERE session=? AND ts>=? AND ts<=? ORDER BY ts LIMIT ?")
             s.bind(1, session); s.bind(2, from); s.bind(3, to); s.bind(4, limit)
             var out: [CursorSample] = []
             while try s.step() { out.append(CursorSample(ts: s.int(0), updates: s.blob(1))) }
@@ -47,7 +49,8 @@ extension SQLiteStore: TranscriptReads {
 
     public func streams(prefix: String) throws -> [(String, [StoredEvent])] {
         try read { db in
-            let s = try db.prepare("""
+            let s = try db.prepare(
+                """
                 SELECT session, seq, ts, type, body FROM events WHERE session >= ? AND session < ? ORDER BY session, seq
                 """)
             s.bind(1, prefix); s.bind(2, prefix + "\u{10FFFF}")
@@ -73,15 +76,17 @@ extension SQLiteStore {
 
     public func sessions() throws -> [(SessionInfo, events: Int)] {
         try read { db in
-            let s = try db.prepare("""
+            let s = try db.prepare(
+                """
                 SELECT code, title, max_participants, guest_policy, host_key, created_at, ended_at, end_reason,
                   (SELECT COUNT(*) FROM events e WHERE e.session = s.code), options FROM sessions s ORDER BY created_at
                 """)
             var out: [(SessionInfo, Int)] = []
             while try s.step() {
-                var info = SessionInfo(code: s.string(0) ?? "", title: s.string(1) ?? "", maxParticipants: Int(s.int(2)),
-                                       guestPolicy: GuestPolicy(rawValue: s.string(3) ?? "") ?? .deny, hostKey: s.string(4) ?? "",
-                                       createdAt: s.int(5))
+                var info = SessionInfo(
+                    code: s.string(0) ?? "", title: s.string(1) ?? "", maxParticipants: Int(s.int(2)),
+                    guestPolicy: GuestPolicy(rawValue: s.string(3) ?? "") ?? .deny, hostKey: s.string(4) ?? "",
+                    createdAt: s.int(5))
                 info.endedAt = s.isNull(6) ? nil : s.int(6)
                 info.endReason = s.string(7)
                 if let options = s.string(9) { info.eventPolicy = Self.eventPolicy(fromOptions: options) }

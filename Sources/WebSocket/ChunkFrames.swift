@@ -16,7 +16,9 @@ extension Chunk {
     /// The opcode and payload of the unmasked frame this chunk holds.
     public var framePayload: (Opcode, UnsafeRawBufferPointer)? {
         guard count >= 2, let op = Opcode(rawValue: base.load(as: UInt8.self) & 0x0F) else { return nil }
-        guard case .header(let h, let hl) = FrameHeader.parse(base, count: count), hl + Int(h.length) == count else { return nil }
+        guard case .header(let h, let hl) = FrameHeader.parse(base, count: count), hl + Int(h.length) == count else {
+            return nil
+        }
         return (op, UnsafeRawBufferPointer(start: base + hl, count: Int(h.length)))
     }
 

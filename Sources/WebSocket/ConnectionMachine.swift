@@ -124,8 +124,10 @@ public final class ConnectionMachine {
     /// Reads at most one request from `bytes`. Returns the bytes used (0: more are needed, or a
     /// response is awaited) and what was found. `isUpgradePath` names paths whose every request goes
     /// to the upgrade (a plain GET there is refused by the handshake, not served as a page).
-    public func readHTTP(_ bytes: UnsafeRawBufferPointer, now: Double,
-                         isUpgradePath: (String) -> Bool = { _ in false }) -> (used: Int, event: HTTPEvent?) {
+    public func readHTTP(
+        _ bytes: UnsafeRawBufferPointer, now: Double,
+        isUpgradePath: (String) -> Bool = { _ in false }
+    ) -> (used: Int, event: HTTPEvent?) {
         if awaitingResponse { return (0, nil) }
         if !partialRequest && bodyHead == nil { requestStartedAt = now }
         if let head = bodyHead {
@@ -143,16 +145,21 @@ public final class ConnectionMachine {
             headParser.reset()
             partialRequest = false
             requestsServed += 1
-            if Handshake.isUpgradeRequest(head) || isUpgradePath(head.path) { return (length, .upgrade(head, length: length)) }
+            if Handshake.isUpgradeRequest(head) || isUpgradePath(head.path) {
+                return (length, .upgrade(head, length: length))
+            }
             if head.header("Transfer-Encoding") != nil {
-                return (bytes.count, .fail(.lengthRequired, "chunked request bodies are not supported; send Content-Length"))
+                return (
+                    bytes.count, .fail(.lengthRequired, "chunked request bodies are not supported; send Content-Length")
+                )
             }
             // Content-Length: digits only, and one value however often it is repeated (RFC 9110 §8.6):
             // two framings of one request are how requests are smuggled past a proxy.
             let lengths = Set(head.headers.filter { $0.name.lowercased() == "content-length" }.map(\.value))
             let value = lengths.first ?? "0"
             guard lengths.count <= 1, !value.isEmpty, value.utf8.count <= 18,
-                  value.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let n = Int(value) else {
+                value.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let n = Int(value)
+            else {
                 return (bytes.count, .fail(.badRequest, "invalid Content-Length"))
             }
             guard n <= settings.maxBodySize else {
@@ -177,7 +184,8 @@ public final class ConnectionMachine {
     public func accept(deflate: DeflateParameters?, now: Double) {
         phase = .websocket
         if let deflate {
-            inflater = Inflater(windowBits: deflate.clientMaxWindowBits, noContextTakeover: deflate.clientNoContextTakeover)
+            inflater = Inflater(
+                windowBits: deflate.clientMaxWindowBits, noContextTakeover: deflate.clientNoContextTakeover)
             reader.compressionNegotiated = true
         }
     }
@@ -186,17 +194,22 @@ public final class ConnectionMachine {
 
     /// Reads frames from `bytes`, calling `emit` for each action; `emit` returns false when the
     /// connection stopped taking input (it is closing). Returns the bytes used.
-    public func readWebSocket(_ bytes: UnsafeMutableRawBufferPointer, now: Double,
-                              _ emit: (Action) -> Bool) -> Int {
+    public func readWebSocket(
+        _ bytes: UnsafeMutableRawBufferPointer, now: Double,
+        _ emit: (Action) -> Bool
+    ) -> Int {
         let outcome = reader.read(bytes) { event in
             switch event {
             case .message(let opcode, let payload, let compressed):
                 if sentClose { return true }  // RFC 6455 §1.4: data after our close is discarded
                 if !compressed { return emit(.message(opcode, payload)) }
-                guard let inflater else { return failing(.protocolError, "compressed message without permessage-deflate", now, emit) }
+                guard let inflater else {
+                    return failing(.protocolError, "compressed message without permessage-deflate", now, emit)
+                }
                 switch inflater.inflate(payload, limit: settings.maxMessageSize) {
                 case .tooBig:
-                    return failing(.messageTooBig, "message inflates beyond \(settings.maxMessageSize) bytes", now, emit)
+                    return failing(
+                        .messageTooBig, "message inflates beyond \(settings.maxMessageSize) bytes", now, emit)
                 case .corrupt:
                     return failing(.invalidPayload, "invalid compressed data", now, emit)
                 case .ok(let inflated):
@@ -215,7 +228,9 @@ public final class ConnectionMachine {
                 receivedClose = true
                 if sentClose { _ = emit(.closeNow); return false }  // our close was answered
                 // Echo the peer's code (§5.5.1), or 1000 when it sent none.
-                for a in close(code ?? .normal, reason: String(decoding: reason, as: UTF8.self), now: now) { _ = emit(a) }
+                for a in close(code ?? .normal, reason: String(decoding: reason, as: UTF8.self), now: now) {
+                    _ = emit(a)
+                }
                 return false
             }
         }

@@ -11,8 +11,10 @@ public struct DeflateParameters: Equatable, Sendable {
     /// The offer named `server_max_window_bits`: an accepted offer echoes it (RFC 7692 §7.1.2.1).
     public var serverMaxWindowBitsOffered = false
 
-    public init(serverNoContextTakeover: Bool, clientNoContextTakeover: Bool, serverMaxWindowBits: Int,
-                clientMaxWindowBits: Int, serverMaxWindowBitsOffered: Bool = false) {
+    public init(
+        serverNoContextTakeover: Bool, clientNoContextTakeover: Bool, serverMaxWindowBits: Int,
+        clientMaxWindowBits: Int, serverMaxWindowBitsOffered: Bool = false
+    ) {
         self.serverNoContextTakeover = serverNoContextTakeover; self.clientNoContextTakeover = clientNoContextTakeover
         self.serverMaxWindowBits = serverMaxWindowBits; self.clientMaxWindowBits = clientMaxWindowBits
         self.serverMaxWindowBitsOffered = serverMaxWindowBitsOffered
@@ -23,7 +25,9 @@ public struct DeflateParameters: Equatable, Sendable {
         var s = "permessage-deflate"
         if serverNoContextTakeover { s += "; server_no_context_takeover" }
         if clientNoContextTakeover { s += "; client_no_context_takeover" }
-        if serverMaxWindowBits < 15 || serverMaxWindowBitsOffered { s += "; server_max_window_bits=\(serverMaxWindowBits)" }
+        if serverMaxWindowBits < 15 || serverMaxWindowBitsOffered {
+            s += "; server_max_window_bits=\(serverMaxWindowBits)"
+        }
         if clientMaxWindowBits < 15 { s += "; client_max_window_bits=\(clientMaxWindowBits)" }
         return s
     }
@@ -49,7 +53,9 @@ public enum DeflateNegotiation {
     public static func negotiate(_ offers: [String], mode: CompressionMode) -> DeflateParameters? {
         guard mode != .off else { return nil }
         for offer in offers {
-            let parts = offer.split(separator: ";", omittingEmptySubsequences: false).map { $0.trimmingHTTPWhitespace() }
+            let parts = offer.split(separator: ";", omittingEmptySubsequences: false).map {
+                $0.trimmingHTTPWhitespace()
+            }
             guard parts.first?.lowercased() == "permessage-deflate" else { continue }
             if let p = parameters(parts.dropFirst(), mode: mode) { return p }
         }
@@ -57,8 +63,9 @@ public enum DeflateNegotiation {
     }
 
     private static func parameters(_ params: ArraySlice<String>, mode: CompressionMode) -> DeflateParameters? {
-        var p = DeflateParameters(serverNoContextTakeover: mode == .shared, clientNoContextTakeover: false,
-                                  serverMaxWindowBits: 15, clientMaxWindowBits: 15)
+        var p = DeflateParameters(
+            serverNoContextTakeover: mode == .shared, clientNoContextTakeover: false,
+            serverMaxWindowBits: 15, clientMaxWindowBits: 15)
         var seen = Set<String>()
         for param in params {
             let name: String, value: String?
@@ -97,7 +104,8 @@ public enum DeflateNegotiation {
     /// A window size: `1*DIGIT` with no leading zero (RFC 7692 §7.1.2.1), 8 to 15.
     static func windowBits(_ v: String?) -> Int? {
         guard let v, let first = v.utf8.first, first != UInt8(ascii: "0"), v.utf8.count <= 2,
-              v.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let n = Int(v), (8...15).contains(n) else { return nil }
+            v.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let n = Int(v), (8...15).contains(n)
+        else { return nil }
         return n
     }
 }
@@ -110,7 +118,8 @@ public final class Inflater {
 
     public init?(windowBits: Int, noContextTakeover: Bool) {
         resetEachMessage = noContextTakeover
-        // zlib's inflate accepts every window up to 15 for raw data; always allow 15 (a smaller peer window is a subset).
+        // zlib's inflate accepts every window up to 15 for raw data; always allow 15 (a smaller peer window is a
+        // subset).
         guard chub_inflate_init2(&stream, -15) == Z_OK else { return nil }
     }
 
@@ -160,7 +169,8 @@ public final class Deflater {
     /// memLevel 8 and a 15-bit window cost ~256 KiB; a shared deflater pays it once per loop.
     public init?(windowBits: Int, noContextTakeover: Bool, memLevel: Int = 8) {
         resetEachMessage = noContextTakeover
-        guard chub_deflate_init2(&stream, Z_DEFAULT_COMPRESSION, -Int32(max(9, windowBits)), Int32(memLevel)) == Z_OK else { return nil }
+        guard chub_deflate_init2(&stream, Z_DEFAULT_COMPRESSION, -Int32(max(9, windowBits)), Int32(memLevel)) == Z_OK
+        else { return nil }
     }
 
     deinit { deflateEnd(&stream) }

@@ -8,8 +8,10 @@ public enum FrameEncoder {
 
     /// Writes a frame header at `p` (which must have `headerLength` bytes); returns its length.
     @inline(__always)
-    public static func writeHeader(_ p: UnsafeMutableRawPointer, opcode: Opcode, fin: Bool = true,
-                                   rsv1: Bool = false, length: Int, maskKey: UInt32? = nil) -> Int {
+    public static func writeHeader(
+        _ p: UnsafeMutableRawPointer, opcode: Opcode, fin: Bool = true,
+        rsv1: Bool = false, length: Int, maskKey: UInt32? = nil
+    ) -> Int {
         p.storeBytes(of: (fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | opcode.rawValue, as: UInt8.self)
         let maskBit: UInt8 = maskKey == nil ? 0 : 0x80
         var n: Int
@@ -33,8 +35,10 @@ public enum FrameEncoder {
     }
 
     /// Appends one complete frame to `out`. With a mask key the payload is masked as it is copied.
-    public static func append(to out: inout [UInt8], opcode: Opcode, payload: UnsafeRawBufferPointer,
-                              fin: Bool = true, rsv1: Bool = false, maskKey: UInt32? = nil) {
+    public static func append(
+        to out: inout [UInt8], opcode: Opcode, payload: UnsafeRawBufferPointer,
+        fin: Bool = true, rsv1: Bool = false, maskKey: UInt32? = nil
+    ) {
         let h = headerLength(payload: payload.count, masked: maskKey != nil)
         let start = out.count
         let total = h + payload.count
@@ -50,14 +54,20 @@ public enum FrameEncoder {
         }
     }
 
-    public static func append(to out: inout [UInt8], opcode: Opcode, payload: [UInt8],
-                              fin: Bool = true, rsv1: Bool = false, maskKey: UInt32? = nil) {
-        payload.withUnsafeBytes { append(to: &out, opcode: opcode, payload: $0, fin: fin, rsv1: rsv1, maskKey: maskKey) }
+    public static func append(
+        to out: inout [UInt8], opcode: Opcode, payload: [UInt8],
+        fin: Bool = true, rsv1: Bool = false, maskKey: UInt32? = nil
+    ) {
+        payload.withUnsafeBytes {
+            append(to: &out, opcode: opcode, payload: $0, fin: fin, rsv1: rsv1, maskKey: maskKey)
+        }
     }
 
     /// A complete frame as its own array (for a broadcast: encode once, share the array).
-    public static func frame(_ opcode: Opcode, _ payload: [UInt8], fin: Bool = true, rsv1: Bool = false,
-                             maskKey: UInt32? = nil) -> [UInt8] {
+    public static func frame(
+        _ opcode: Opcode, _ payload: [UInt8], fin: Bool = true, rsv1: Bool = false,
+        maskKey: UInt32? = nil
+    ) -> [UInt8] {
         var out: [UInt8] = []
         append(to: &out, opcode: opcode, payload: payload, fin: fin, rsv1: rsv1, maskKey: maskKey)
         return out

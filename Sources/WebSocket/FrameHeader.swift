@@ -45,8 +45,9 @@ public struct FrameHeader: Equatable, Sendable {
             return .needMore
         }
         let key: UInt32? = masked ? p.loadUnaligned(fromByteOffset: need - 4, as: UInt32.self) : nil
-        let header = FrameHeader(fin: b0 & 0x80 != 0, rsv: (b0 >> 4) & 0x7, opcodeBits: b0 & 0xF,
-                                 maskKey: key, length: length)
+        let header = FrameHeader(
+            fin: b0 & 0x80 != 0, rsv: (b0 >> 4) & 0x7, opcodeBits: b0 & 0xF,
+            maskKey: key, length: length)
         return .header(header, headerLength: need)
     }
 }

@@ -37,7 +37,9 @@ public struct HTTPHeadParser: Sendable {
         }
         if end < 0 {
             scanned = max(0, i - 3)
-            if bytes.count > maxHeadSize { return .failure(.headersTooLarge, "request head larger than \(maxHeadSize) bytes") }
+            if bytes.count > maxHeadSize {
+                return .failure(.headersTooLarge, "request head larger than \(maxHeadSize) bytes")
+            }
             return .needMore
         }
         if end > maxHeadSize + 4 { return .failure(.headersTooLarge, "request head larger than \(maxHeadSize) bytes") }
@@ -48,7 +50,8 @@ public struct HTTPHeadParser: Sendable {
     private static func isTokenChar(_ c: UInt8) -> Bool {
         switch c {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-             UInt8(ascii: "0")...UInt8(ascii: "9"): return true
+            UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
         default: return "!#$%&'*+-.^_`|~".utf8.contains(c)
         }
     }
@@ -73,7 +76,8 @@ public struct HTTPHeadParser: Sendable {
         }
         let requestLine = lines.removeFirst().split(separator: 0x20, omittingEmptySubsequences: false)
         guard requestLine.count == 3, !requestLine[0].isEmpty, requestLine[0].allSatisfy(isTokenChar),
-              !requestLine[1].isEmpty else {
+            !requestLine[1].isEmpty
+        else {
             return .failure(.badRequest, "malformed request line")
         }
         let version = String(decoding: requestLine[2], as: UTF8.self)
@@ -87,7 +91,9 @@ public struct HTTPHeadParser: Sendable {
         guard target.hasPrefix("/") || target == "*", target.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
             return .failure(.badRequest, "request target must be an absolute path")
         }
-        guard lines.count <= maxHeaders else { return .failure(.headersTooLarge, "more than \(maxHeaders) header fields") }
+        guard lines.count <= maxHeaders else {
+            return .failure(.headersTooLarge, "more than \(maxHeaders) header fields")
+        }
 
         var headers: [(name: String, value: String)] = []
         headers.reserveCapacity(lines.count)
@@ -105,8 +111,9 @@ public struct HTTPHeadParser: Sendable {
             let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingHTTPWhitespace()
             headers.append((String(decoding: name, as: UTF8.self), value))
         }
-        let request = HTTPRequestHead(method: String(decoding: requestLine[0], as: UTF8.self), target: target,
-                                      versionMinor: version == "HTTP/1.1" ? 1 : 0, headers: headers)
+        let request = HTTPRequestHead(
+            method: String(decoding: requestLine[0], as: UTF8.self), target: target,
+            versionMinor: version == "HTTP/1.1" ? 1 : 0, headers: headers)
         if request.versionMinor == 1 && request.header("Host") == nil {
             return .failure(.badRequest, "HTTP/1.1 request without a Host header")
         }

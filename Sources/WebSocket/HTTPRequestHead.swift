@@ -56,7 +56,8 @@ func percentDecode(_ s: String) -> String {
     while let c = it.popFirst() {
         if c == UInt8(ascii: "+") { bytes.append(0x20); continue }
         if c == UInt8(ascii: "%"), it.count >= 2,
-           let v = UInt8(String(decoding: it.prefix(2), as: UTF8.self), radix: 16) {
+            let v = UInt8(String(decoding: it.prefix(2), as: UTF8.self), radix: 16)
+        {
             bytes.append(v); it = it.dropFirst(2); continue
         }
         bytes.append(c)
@@ -110,9 +111,11 @@ public struct HTTPStatus: Equatable, Sendable {
 
 /// Builds an HTTP/1.1 response.
 public enum HTTPResponse {
-    public static func bytes(_ status: HTTPStatus, headers: [(String, String)] = [], body: [UInt8] = [],
-                             contentType: String? = "text/plain; charset=utf-8", keepAlive: Bool = true,
-                             headOnly: Bool = false) -> [UInt8] {
+    public static func bytes(
+        _ status: HTTPStatus, headers: [(String, String)] = [], body: [UInt8] = [],
+        contentType: String? = "text/plain; charset=utf-8", keepAlive: Bool = true,
+        headOnly: Bool = false
+    ) -> [UInt8] {
         var head = "HTTP/1.1 \(status.code) \(status.reason)\r\n"
         for (k, v) in headers { head += "\(k): \(v)\r\n" }
         if status.code >= 200 {
@@ -125,8 +128,10 @@ public enum HTTPResponse {
         return headOnly ? Array(head.utf8) : Array(head.utf8) + body
     }
 
-    public static func text(_ status: HTTPStatus, _ text: String, headers: [(String, String)] = [],
-                            keepAlive: Bool = true) -> [UInt8] {
+    public static func text(
+        _ status: HTTPStatus, _ text: String, headers: [(String, String)] = [],
+        keepAlive: Bool = true
+    ) -> [UInt8] {
         bytes(status, headers: headers, body: Array(text.utf8), keepAlive: keepAlive)
     }
 }

@@ -49,20 +49,28 @@ public enum Handshake {
         guard head.method == "GET" else {
             return .failure(Rejection(.methodNotAllowed, "WebSocket upgrade requires GET", headers: [("Allow", "GET")]))
         }
-        guard head.versionMinor >= 1 else { return .failure(Rejection(.badRequest, "WebSocket upgrade requires HTTP/1.1")) }
+        guard head.versionMinor >= 1 else {
+            return .failure(Rejection(.badRequest, "WebSocket upgrade requires HTTP/1.1"))
+        }
         guard head.header("Host") != nil else { return .failure(Rejection(.badRequest, "missing Host header")) }
         guard isUpgradeRequest(head) else {
-            return .failure(Rejection(.upgradeRequired, "this endpoint speaks WebSocket: send Upgrade: websocket",
-                                      headers: [("Upgrade", "websocket"), ("Connection", "Upgrade"),
-                                                ("Sec-WebSocket-Version", "13")]))
+            return .failure(
+                Rejection(
+                    .upgradeRequired, "this endpoint speaks WebSocket: send Upgrade: websocket",
+                    headers: [
+                        ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                        ("Sec-WebSocket-Version", "13"),
+                    ]))
         }
         guard head.tokens("Connection").contains(where: { $0.caseInsensitiveEquals("upgrade") }) else {
             return .failure(Rejection(.badRequest, "Connection header must contain the upgrade token"))
         }
         let versions = head.tokens("Sec-WebSocket-Version")
         guard versions == ["13"] else {
-            return .failure(Rejection(.upgradeRequired, "unsupported WebSocket version; this server speaks 13",
-                                      headers: [("Sec-WebSocket-Version", "13")]))
+            return .failure(
+                Rejection(
+                    .upgradeRequired, "unsupported WebSocket version; this server speaks 13",
+                    headers: [("Sec-WebSocket-Version", "13")]))
         }
         let keys = head.headers.filter { $0.name.caseInsensitiveEquals("Sec-WebSocket-Key") }
         guard keys.count == 1, let decoded = Base64.decode(keys[0].value), decoded.count == 16 else {
@@ -76,10 +84,17 @@ public enum Handshake {
         let offered = head.tokens("Sec-WebSocket-Protocol")
         let chosen = options.subprotocols.first(where: { offered.contains($0) })
         if chosen == nil && options.subprotocolRequired && !offered.isEmpty {
-            return .failure(Rejection(.badRequest, "no supported subprotocol offered (this server speaks \(options.subprotocols.joined(separator: ", ")))"))
+            return .failure(
+                Rejection(
+                    .badRequest,
+                    "no supported subprotocol offered (this server speaks "
+                        + "\(options.subprotocols.joined(separator: ", ")))"
+                ))
         }
-        return .success(Accepted(subprotocol: chosen, extensionOffers: head.tokens("Sec-WebSocket-Extensions"),
-                                 acceptKey: acceptKey(for: keys[0].value)))
+        return .success(
+            Accepted(
+                subprotocol: chosen, extensionOffers: head.tokens("Sec-WebSocket-Extensions"),
+                acceptKey: acceptKey(for: keys[0].value)))
     }
 
     /// The 101 response for an accepted handshake.

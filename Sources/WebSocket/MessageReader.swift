@@ -70,7 +70,8 @@ public struct MessageReader {
                 if n > 0 {
                     let chunk = base + pos
                     if let key = frameKey { applyMask(chunk, count: n, key: key, offset: frameOffset) }
-                    if messageOpcode == .text && !messageCompressed && !utf8.validate(UnsafeRawPointer(chunk), count: n) {
+                    if messageOpcode == .text && !messageCompressed && !utf8.validate(UnsafeRawPointer(chunk), count: n)
+                    {
                         return .failed(ProtocolViolation(.invalidPayload, "invalid UTF-8 in text message"))
                     }
                     message.append(contentsOf: UnsafeRawBufferPointer(start: chunk, count: n))
@@ -89,7 +90,8 @@ public struct MessageReader {
             let header: FrameHeader, headerLength: Int
             switch FrameHeader.parse(base + pos, count: count - pos) {
             case .needMore: return .consumed(pos)
-            case .invalidLength: return .failed(ProtocolViolation(.protocolError, "64-bit frame length has its top bit set"))
+            case .invalidLength:
+                return .failed(ProtocolViolation(.protocolError, "64-bit frame length has its top bit set"))
             case .header(let h, let hl): header = h; headerLength = hl
             }
             if let violation = validate(header) { return .failed(violation) }
@@ -124,11 +126,13 @@ public struct MessageReader {
             let compressed = header.rsv & 0x4 != 0
             if opcode == .continuation {
                 guard messageOpcode != nil else {
-                    return .failed(ProtocolViolation(.protocolError, "continuation frame without a message to continue"))
+                    return .failed(
+                        ProtocolViolation(.protocolError, "continuation frame without a message to continue"))
                 }
             } else {
                 guard messageOpcode == nil else {
-                    return .failed(ProtocolViolation(.protocolError, "new data frame before the fragmented message ended"))
+                    return .failed(
+                        ProtocolViolation(.protocolError, "new data frame before the fragmented message ended"))
                 }
             }
             let soFar = opcode == .continuation ? message.count : 0
@@ -147,7 +151,9 @@ public struct MessageReader {
                     }
                 }
                 pos += headerLength + length
-                if !handler(.message(opcode, UnsafeRawBufferPointer(start: payload, count: length), compressed: compressed)) {
+                if !handler(
+                    .message(opcode, UnsafeRawBufferPointer(start: payload, count: length), compressed: compressed))
+                {
                     return .consumed(pos)
                 }
                 continue
@@ -193,12 +199,15 @@ public struct MessageReader {
         }
         switch role {
         case .server where h.maskKey == nil: return ProtocolViolation(.protocolError, "client frames must be masked")
-        case .client where h.maskKey != nil: return ProtocolViolation(.protocolError, "server frames must not be masked")
+        case .client where h.maskKey != nil:
+            return ProtocolViolation(.protocolError, "server frames must not be masked")
         default: break
         }
         if h.rsv & 0x3 != 0 { return ProtocolViolation(.protocolError, "reserved bits RSV2/RSV3 set") }
         if h.rsv & 0x4 != 0 {
-            if !compressionNegotiated { return ProtocolViolation(.protocolError, "RSV1 set but no extension negotiated") }
+            if !compressionNegotiated {
+                return ProtocolViolation(.protocolError, "RSV1 set but no extension negotiated")
+            }
             if opcode.isControl || opcode == .continuation {
                 return ProtocolViolation(.protocolError, "RSV1 is only allowed on the first frame of a data message")
             }
@@ -211,7 +220,9 @@ public struct MessageReader {
     }
 
     /// Validates a close frame body (§5.5.1, §7.4): empty, or a valid code plus UTF-8 reason.
-    public static func parseClose(_ body: UnsafeRawBufferPointer) -> Result<(CloseCode?, UnsafeRawBufferPointer), ProtocolViolation> {
+    public static func parseClose(_ body: UnsafeRawBufferPointer) -> Result<
+        (CloseCode?, UnsafeRawBufferPointer), ProtocolViolation
+    > {
         if body.count == 0 { return .success((nil, UnsafeRawBufferPointer(start: nil, count: 0))) }
         if body.count == 1 { return .failure(ProtocolViolation(.protocolError, "close frame with a 1-byte body")) }
         let code = CloseCode(UInt16(body[0]) << 8 | UInt16(body[1]))

@@ -11,14 +11,17 @@ public final class PublicKey: @unchecked Sendable {
         self.key = key
         switch EVP_PKEY_get_base_id(key) {
         case EVP_PKEY_RSA:
-            guard EVP_PKEY_get_bits(key) >= 2048 else { EVP_PKEY_free(key); throw KeyError("RSA keys must have at least 2048 bits") }
+            guard EVP_PKEY_get_bits(key) >= 2048 else {
+                EVP_PKEY_free(key); throw KeyError("RSA keys must have at least 2048 bits")
+            }
             algorithm = .rs256
         case EVP_PKEY_EC:
             // P-256 only: ES256 is defined on it (RFC 7518 §3.4).
             var name = [CChar](repeating: 0, count: 64)
             var len = 0
             guard EVP_PKEY_get_group_name(key, &name, name.count, &len) == 1,
-                  String(decoding: name.prefix(len).map { UInt8(bitPattern: $0) }, as: UTF8.self) == "prime256v1" else {
+                String(decoding: name.prefix(len).map { UInt8(bitPattern: $0) }, as: UTF8.self) == "prime256v1"
+            else {
                 EVP_PKEY_free(key); throw KeyError("EC keys must be on P-256 (ES256)")
             }
             algorithm = .es256
@@ -36,9 +39,13 @@ public final class PublicKey: @unchecked Sendable {
 
     /// A PEM `PUBLIC KEY` (SubjectPublicKeyInfo).
     public convenience init(pem: [UInt8]) throws {
-        guard let bio = pem.withUnsafeBytes({ BIO_new_mem_buf($0.baseAddress, Int32($0.count)) }) else { throw KeyError("out of memory") }
+        guard let bio = pem.withUnsafeBytes({ BIO_new_mem_buf($0.baseAddress, Int32($0.count)) }) else {
+            throw KeyError("out of memory")
+        }
         defer { BIO_free(bio) }
-        guard let k = PEM_read_bio_PUBKEY(bio, nil, nil, nil) else { throw KeyError("not a PEM public key (-----BEGIN PUBLIC KEY-----)") }
+        guard let k = PEM_read_bio_PUBKEY(bio, nil, nil, nil) else {
+            throw KeyError("not a PEM public key (-----BEGIN PUBLIC KEY-----)")
+        }
         try self.init(key: k)
     }
 
@@ -56,7 +63,9 @@ public final class PublicKey: @unchecked Sendable {
     /// A JWK: `{"kty":"RSA","n","e"}` or `{"kty":"EC","crv":"P-256","x","y"}` (base64url, RFC 7518 §6).
     public convenience init(jwk: [String: String]) throws {
         func b64(_ name: String) throws -> [UInt8] {
-            guard let v = jwk[name], let bytes = Base64.decode(v, urlSafe: true), !bytes.isEmpty else { throw KeyError("JWK needs \(name)") }
+            guard let v = jwk[name], let bytes = Base64.decode(v, urlSafe: true), !bytes.isEmpty else {
+                throw KeyError("JWK needs \(name)")
+            }
             return bytes
         }
         switch jwk["kty"] {
@@ -64,13 +73,16 @@ public final class PublicKey: @unchecked Sendable {
             let n = try b64("n"), e = try b64("e")
             guard n.count <= 2048, e.count <= 8 else { throw KeyError("JWK RSA key too large") }
             let rsaKey = DER.sequence(DER.integer(n) + DER.integer(e))
-            let algorithm = DER.sequence(DER.oid([0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01]) + [0x05, 0x00])
+            let algorithm = DER.sequence(
+                DER.oid([0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01]) + [0x05, 0x00])
             try self.init(der: DER.sequence(algorithm + DER.bitString(rsaKey)))
         case "EC":
             guard jwk["crv"] == "P-256" else { throw KeyError("JWK EC keys must be on P-256") }
             let x = try b64("x"), y = try b64("y")
             guard x.count == 32, y.count == 32 else { throw KeyError("JWK P-256 coordinates are 32 bytes") }
-            let algorithm = DER.sequence(DER.oid([0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01]) + DER.oid([0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07]))
+            let algorithm = DER.sequence(
+                DER.oid([0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01])
+                    + DER.oid([0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07]))
             try self.init(der: DER.sequence(algorithm + DER.bitString([0x04] + x + y)))
         default:
             throw KeyError("JWK kty must be RSA or EC")

@@ -5,7 +5,8 @@ import WebSocket
 /// Codec throughput on one core: parse + unmask + UTF-8 validation of masked client text frames, as
 /// the server's read path does them, over a buffer of back-to-back frames.
 struct CodecBench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "codec", abstract: "Frame parse + unmask + UTF-8 validation throughput.")
+    static let configuration = CommandConfiguration(
+        commandName: "codec", abstract: "Frame parse + unmask + UTF-8 validation throughput.")
 
     @Option(help: "Payload bytes per frame.") var size = 16384
     @Option(help: "Total payload bytes per pass.") var total = 64 << 20
@@ -26,13 +27,21 @@ struct CodecBench: ParsableCommand {
         for _ in 0..<passes {
             var reader = MessageReader(role: .server, maxMessageSize: 1 << 30)
             let start = monotonicNow()
-            let outcome = buffer.withUnsafeMutableBytes { b in reader.read(b) { _ in messages += 1; return true } }
+            let outcome = buffer.withUnsafeMutableBytes { b in
+                reader.read(b) { _ in
+                    messages += 1; return true
+                }
+            }
             let elapsed = monotonicNow() - start
-            guard case .consumed(let n) = outcome, n == buffer.count else { throw ValidationFailure("codec failed: \(outcome)") }
+            guard case .consumed(let n) = outcome, n == buffer.count else {
+                throw ValidationFailure("codec failed: \(outcome)")
+            }
             rates.append(Double(frames * size) / elapsed / 1e9)
         }
         rates.sort()
-        print(String(format: "codec: %.2f GB/s payload (median of %d passes; %d-byte %@ frames, parse+unmask+UTF-8)",
-                     rates[rates.count / 2], passes, size, unicode ? "UTF-8" : "ASCII"))
+        print(
+            String(
+                format: "codec: %.2f GB/s payload (median of %d passes; %d-byte %@ frames, parse+unmask+UTF-8)",
+                rates[rates.count / 2], passes, size, unicode ? "UTF-8" : "ASCII"))
     }
 }

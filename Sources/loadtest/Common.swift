@@ -9,7 +9,9 @@ struct WSURL {
     var path: String
     var tls = false
     init(_ s: String) throws {
-        guard s.hasPrefix("ws://") || s.hasPrefix("wss://") else { throw ValidationFailure("only ws:// and wss:// URLs are supported: \(s)") }
+        guard s.hasPrefix("ws://") || s.hasPrefix("wss://") else {
+            throw ValidationFailure("only ws:// and wss:// URLs are supported: \(s)")
+        }
         tls = s.hasPrefix("wss://")
         let rest = s.dropFirst(tls ? 6 : 5)
         let slash = rest.firstIndex(of: "/") ?? rest.endIndex
@@ -32,7 +34,8 @@ struct ValidationFailure: Error, CustomStringConvertible {
 func cpuSeconds(pid: Int32? = nil) -> Double {
     let path = pid.map { "/proc/\($0)/stat" } ?? "/proc/self/stat"
     guard let stat = try? String(contentsOfFile: path, encoding: .utf8),
-          let close = stat.lastIndex(of: ")") else { return 0 }
+        let close = stat.lastIndex(of: ")")
+    else { return 0 }
     let fields = stat[stat.index(after: close)...].split(separator: " ")
     guard fields.count > 13, let u = Double(fields[11]), let s = Double(fields[12]) else { return 0 }
     return (u + s) / Double(sysconf(Int32(_SC_CLK_TCK)))
@@ -60,8 +63,10 @@ func sourceAddress(for index: Int, perAddress: Int = 25_000) -> String? {
 }
 
 /// Opens `count` WebSocket clients on `loop`, calling `configure` on each before its handshake.
-func openClients(_ count: Int, url: WSURL, loop: Loop, subprotocol: String? = nil,
-                 configure: (WSClient, Int) -> Void) throws -> [WSClient] {
+func openClients(
+    _ count: Int, url: WSURL, loop: Loop, subprotocol: String? = nil,
+    configure: (WSClient, Int) -> Void
+) throws -> [WSClient] {
     var clients: [WSClient] = []
     clients.reserveCapacity(count)
     for i in 0..<count {

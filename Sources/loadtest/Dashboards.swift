@@ -8,15 +8,20 @@ import WebSocket
 /// published over HTTP (keep-alive connections on this loop) at a fixed rate; every event carries its
 /// publish time in the progress message, so each delivery's publish-to-watcher latency is measured.
 struct Dashboards: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "dashboards", abstract: "Run events published over HTTP, watched on dashboards.")
+    static let configuration = CommandConfiguration(
+        commandName: "dashboards", abstract: "Run events published over HTTP, watched on dashboards.")
 
     @Option(help: "Hub base URL (ws://host:port).") var url = "ws://127.0.0.1:8080"
     @Option(help: "Dashboard watchers.") var watchers = 1000
-    @Option(help: "Owners; watchers and runs are spread over them (each event reaches watchers/owners dashboards).") var owners = 10
+    @Option(help: "Owners; watchers and runs are spread over them (each event reaches watchers/owners dashboards).")
+    var owners = 10
     @Option(help: "Runs (spread over owners).") var runs = 100
     @Option(help: "Events published per second (all runs together).") var rate = 1000.0
     @Option(help: "HTTP keep-alive connections publishing.") var publishers = 8
-    @Option(name: [.customLong("admin-key"), .customLong("publish-key")], help: "The hub's admin key (publishes, and lets the watchers watch).") var publishKey = "load-admin-key-0123456789"
+    @Option(
+        name: [.customLong("admin-key"), .customLong("publish-key")],
+        help: "The hub's admin key (publishes, and lets the watchers watch).") var publishKey =
+        "load-admin-key-0123456789"
     @Option(help: "Seconds measured.") var duration = 10.0
     @Option(help: "Warm-up seconds.") var warmup = 2.0
     @Option(help: "Server pid, for its CPU.") var serverPid: Int32?
@@ -27,24 +32,31 @@ struct Dashboards: ParsableCommand {
         let loop = Loop(index: 0)
         let prefix = "load\(Int(monotonicNow() * 1000) % 1_000_000)"
         for r in 0..<runs {
-            let (status, body) = try HTTPClient.request(host: base.host, port: base.port, method: "POST", path: "/api/runs/\(prefix)-\(r)/events",
-                                                        body: "{\"type\":\"started\",\"owner\":\"\(prefix)-o\(r % owners)\"}", headers: ["X-API-Key": publishKey])
+            let (status, body) = try HTTPClient.request(
+                host: base.host, port: base.port, method: "POST", path: "/api/runs/\(prefix)-\(r)/events",
+                body: "{\"type\":\"started\",\"owner\":\"\(prefix)-o\(r % owners)\"}",
+                headers: ["X-API-Key": publishKey])
             guard status == 202 else { throw ValidationFailure("starting run failed: \(status) \(body)") }
         }
         var latency = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
         var deliveries = 0, subscribed = 0, closed = 0
         let target = try WSURL("ws://\(base.host):\(base.port)/watch?key=\(publishKey)")
         let clients = try openClients(watchers, url: target, loop: loop, subprotocol: "collabhub.v1") { c, i in
-            c.onOpen = { c in c.sendText("{\"type\":\"subscribe\",\"channel\":\"dashboard:\(prefix)-o\(i % owners)\"}") }
+            c.onOpen = { c in c.sendText("{\"type\":\"subscribe\",\"channel\":\"dashboard:\(prefix)-o\(i % owners)\"}")
+            }
             c.onMessage = { _, _, p in
                 if p.count > 10 && p[9] == UInt8(ascii: "d") { subscribed += 1; return }
                 let now = Int(monotonicNow() * 1e6)
-                Stats.sendTimes(p) { t in latency.record(UInt64(max(0, now - t))); deliveries += 1 }
+                Stats.sendTimes(p) { t in
+                    latency.record(UInt64(max(0, now - t))); deliveries += 1
+                }
             }
             c.onClose = { _, _ in closed += 1 }
         }
         runLoop(loop, timeout: 60) { subscribed + closed >= watchers }
-        guard subscribed == watchers else { throw ValidationFailure("only \(subscribed) of \(watchers) watchers subscribed") }
+        guard subscribed == watchers else {
+            throw ValidationFailure("only \(subscribed) of \(watchers) watchers subscribed")
+        }
 
         var published = 0, failures = 0, queued = 0
         var pubs: [HTTPPublisher] = []
@@ -63,7 +75,8 @@ struct Dashboards: ParsableCommand {
             let due = Int((monotonicNow() - start) * rate)
             while sent < due {
                 let r = sent % runs
-                let body = "{\"type\":\"progress\",\"percent\":\(sent % 100),\"message\":\"t=\(Int(monotonicNow() * 1e6))\"}"
+                let body =
+                    "{\"type\":\"progress\",\"percent\":\(sent % 100),\"message\":\"t=\(Int(monotonicNow() * 1e6))\"}"
                 // Round-robin over publishers; each keeps its own pipeline of requests.
                 pubs[sent % pubs.count].post(path: "/api/runs/\(prefix)-\(r)/events", body: body)
                 sent += 1
@@ -80,13 +93,26 @@ struct Dashboards: ParsableCommand {
         let pct = Stats.percentiles(latency)
         let serverCPU = serverPid.map { (cpuSeconds(pid: $0) - cpu0) / elapsed * 100 } ?? -1
         let clientCPU = (cpuSeconds() - c0) / elapsed * 100
-        let text = String(format: "dashboards: %d watchers over %d owners, %d runs, %.0f events/s over HTTP (%d connections)\n", watchers, owners, runs, rate, publishers)
-            + String(format: "  published %.0f/s (failed %d), deliveries %.0f/s\n", Double(published - p0) / elapsed, failures, Double(deliveries) / elapsed)
-            + "  publish-to-watcher latency ms: " + ["p50", "p90", "p99", "p99.9", "max"].map { String(format: "%@ %.2f", $0, pct[$0] ?? 0) }.joined(separator: "  ")
+        let text =
+            String(
+                format: "dashboards: %d watchers over %d owners, %d runs, %.0f events/s over HTTP (%d connections)\n",
+                watchers, owners, runs, rate, publishers)
+            + String(
+                format: "  published %.0f/s (failed %d), deliveries %.0f/s\n", Double(published - p0) / elapsed,
+                failures, Double(deliveries) / elapsed)
+            + "  publish-to-watcher latency ms: "
+            + ["p50", "p90", "p99", "p99.9", "max"].map { String(format: "%@ %.2f", $0, pct[$0] ?? 0) }.joined(
+                separator: "  ")
             + String(format: "\n  client CPU %.0f%%, server CPU %.0f%%", clientCPU, serverCPU)
         print(text)
         if let json {
-            let obj = "{\"watchers\": \(watchers), \"owners\": \(owners), \"rate\": \(rate), \"published_per_second\": \(Double(published - p0) / elapsed), \"deliveries_per_second\": \(Double(deliveries) / elapsed), \"latency_ms\": {" + pct.sorted { $0.key < $1.key }.map { "\"\($0.key)\": \($0.value)" }.joined(separator: ", ") + "}, \"server_cpu_percent\": \(serverCPU)}"
+            let obj =
+                "{\"watchers\": \(watchers), \"owners\": \(owners), \"rate\": \(rate), \"published_per_second\": "
+                + "\(Double(published - p0) / elapsed), "
+                + "\"deliveries_per_second\": \(Double(deliveries) / elapsed), "
+                + "\"latency_ms\": {"
+                + pct.sorted { $0.key < $1.key }.map { "\"\($0.key)\": \($0.value)" }.joined(separator: ", ")
+                + "}, \"server_cpu_percent\": \(serverCPU)}"
             try obj.write(toFile: json, atomically: true, encoding: .utf8)
         }
         for c in clients { c.close() }
@@ -100,7 +126,9 @@ final class HTTPPublisher: EventLoop.Socket {
     var onResponse: ((Int) -> Void)?
 
     func post(path: String, body: String) {
-        let req = "POST \(path) HTTP/1.1\r\nHost: \(host)\r\nX-API-Key: \(key)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        let req =
+            "POST \(path) HTTP/1.1\r\nHost: \(host)\r\nX-API-Key: \(key)\r\nContent-Type: "
+            + "application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
         send(Array(req.utf8))
     }
 

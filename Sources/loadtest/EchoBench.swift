@@ -5,7 +5,8 @@ import WebSocket
 
 /// Echo throughput: N connections each keep `pipeline` messages in flight against an echo endpoint.
 struct EchoBench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "echo", abstract: "Echo throughput against /echo (or any echo server).")
+    static let configuration = CommandConfiguration(
+        commandName: "echo", abstract: "Echo throughput against /echo (or any echo server).")
 
     @Option(help: "Echo endpoint URL.") var url = "ws://127.0.0.1:8080/echo"
     @Option(help: "Connections.") var connections = 1000
@@ -35,7 +36,9 @@ struct EchoBench: ParsableCommand {
             c.onClose = { _, _ in failed += 1 }
         }
         runLoop(loop, timeout: 30) { opened + failed >= connections }
-        guard opened == connections else { throw ValidationFailure("only \(opened) of \(connections) connections opened") }
+        guard opened == connections else {
+            throw ValidationFailure("only \(opened) of \(connections) connections opened")
+        }
         runLoop(loop, timeout: warmup) { false }
         let start = monotonicNow(), startCount = received, cpu0 = cpuSeconds()
         let serverCPU0 = serverPid.map { cpuSeconds(pid: $0) } ?? 0
@@ -45,12 +48,23 @@ struct EchoBench: ParsableCommand {
         let cpu = (cpuSeconds() - cpu0) / elapsed * 100
         let serverCPU = serverPid.map { (cpuSeconds(pid: $0) - serverCPU0) / elapsed * 100 } ?? -1
         if json {
-            print("{\"messages_per_second\": \(Int(rate)), \"client_cpu_percent\": \(Int(cpu)), \"server_cpu_percent\": \(Int(serverCPU)), \"connections\": \(connections), \"size\": \(size), \"pipeline\": \(pipeline), \"closed\": \(failed)}")
+            print(
+                "{\"messages_per_second\": \(Int(rate)), \"client_cpu_percent\": \(Int(cpu)), "
+                    + "\"server_cpu_percent\": \(Int(serverCPU)), \"connections\": \(connections), \"size\": \(size), "
+                    + "\"pipeline\": \(pipeline), \"closed\": \(failed)}"
+            )
         } else {
-            print(String(format: "echo: %.0f msg/s over %d connections (%d B, pipeline %d); client CPU %.0f%%, server CPU %.0f%%%@",
-                         rate, connections, size, pipeline, cpu, serverCPU, failed > 0 ? " (\(failed) closed)" : ""))
+            print(
+                String(
+                    format:
+                        "echo: %.0f msg/s over %d connections (%d B, pipeline %d); client CPU %.0f%%, server CPU "
+                        + "%.0f%%%@",
+                    rate, connections, size, pipeline, cpu, serverCPU, failed > 0 ? " (\(failed) closed)" : ""))
         }
-        if cpu > 80 { FileHandle.standardError.write(Data("warning: load generator used \(Int(cpu))% of a core; it may be the bottleneck\n".utf8)) }
+        if cpu > 80 {
+            FileHandle.standardError.write(
+                Data("warning: load generator used \(Int(cpu))% of a core; it may be the bottleneck\n".utf8))
+        }
         for c in clients { c.close() }
     }
 }

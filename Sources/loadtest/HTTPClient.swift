@@ -11,8 +11,10 @@ enum HTTPClient {
         return ctx
     }()
 
-    static func request(host: String, port: Int, method: String, path: String, body: String? = nil, headers: [String: String] = [:],
-                        tls: Bool = false) throws -> (Int, String) {
+    static func request(
+        host: String, port: Int, method: String, path: String, body: String? = nil, headers: [String: String] = [:],
+        tls: Bool = false
+    ) throws -> (Int, String) {
         let fd = try connectTCP(host: host, port: port)
         defer { close(fd) }
         let flags = fcntl(fd, F_GETFL, 0)
@@ -21,11 +23,16 @@ enum HTTPClient {
         if tls {
             ssl = SSL_new(tlsContext)
             SSL_set_fd(ssl, fd)
-            guard SSL_connect(ssl) == 1 else { SSL_free(ssl); throw ValidationFailure("TLS handshake with \(host):\(port) failed") }
+            guard SSL_connect(ssl) == 1 else {
+                SSL_free(ssl); throw ValidationFailure("TLS handshake with \(host):\(port) failed")
+            }
         }
         defer { if let ssl { SSL_free(ssl) } }
         let payload = body ?? ""
-        let req = Array("\(method) \(path) HTTP/1.1\r\nHost: \(host)\r\nContent-Type: application/json\r\nContent-Length: \(payload.utf8.count)\r\n\(headers.map { "\($0.key): \($0.value)\r\n" }.joined())Connection: close\r\n\r\n\(payload)".utf8)
+        let extra = headers.map { "\($0.key): \($0.value)\r\n" }.joined()
+        let req = Array(
+            ("\(method) \(path) HTTP/1.1\r\nHost: \(host)\r\nContent-Type: application/json\r\n"
+                + "Content-Length: \(payload.utf8.count)\r\n\(extra)Connection: close\r\n\r\n\(payload)").utf8)
         if let ssl { _ = SSL_write(ssl, req, Int32(req.count)) } else { _ = send(fd, req, req.count, 0) }
         var data = [UInt8]()
         var buf = [UInt8](repeating: 0, count: 65536)

@@ -36,9 +36,10 @@ struct ScenarioConfig: Codable {
     var peer = "collabhub"
 
     enum CodingKeys: String, CodingKey {
-        case name, description, sessions, members, viewers, rate, cursorHz = "cursor_hz", chatEvery = "chat_every", churn, typing,
-             abusive, abuseRate = "abuse_rate",
-             size, duration, warmup, ramp, peer
+        case name, description, sessions, members, viewers, rate, cursorHz = "cursor_hz", chatEvery = "chat_every",
+            churn, typing,
+            abusive, abuseRate = "abuse_rate",
+            size, duration, warmup, ramp, peer
     }
 }
 
@@ -108,7 +109,8 @@ struct ScenarioOverrides: ParsableArguments {
 
 /// `loadtest rooms`: a scenario given entirely on the command line.
 struct Rooms: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "rooms", abstract: "Session fan-out: deliveries/s and latency percentiles.")
+    static let configuration = CommandConfiguration(
+        commandName: "rooms", abstract: "Session fan-out: deliveries/s and latency percentiles.")
     @OptionGroup var options: ScenarioOverrides
     func run() throws {
         var config = ScenarioConfig()
@@ -119,7 +121,8 @@ struct Rooms: ParsableCommand {
 
 /// `loadtest run FILE`: a scenario file, with command-line overrides.
 struct RunScenario: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run a scenario file (loadtest/scenarios/*.json).")
+    static let configuration = CommandConfiguration(
+        commandName: "run", abstract: "Run a scenario file (loadtest/scenarios/*.json).")
     @Argument(help: "Scenario file.") var file: String
     @OptionGroup var options: ScenarioOverrides
     func run() throws {
@@ -164,10 +167,15 @@ final class ScenarioRunner {
         var codes: [String] = []
         for i in 0..<c.sessions {
             if c.peer == "collabhub" {
-                let (status, body) = try HTTPClient.request(host: base.host, port: base.port, method: "POST", path: "/api/sessions",
-                                                            body: "{\"title\":\"\(c.name) \(i)\",\"max_participants\":\(c.members + (c.abusive + c.sessions - 1) / c.sessions)}",
-                                                            tls: base.tls)
-                guard status == 201, let r = body.range(of: "\"code\":\""), let end = body[r.upperBound...].firstIndex(of: "\"") else {
+                let (status, body) = try HTTPClient.request(
+                    host: base.host, port: base.port, method: "POST", path: "/api/sessions",
+                    body:
+                        "{\"title\":\"\(c.name) "
+                        + "\(i)\",\"max_participants\":\(c.members + (c.abusive + c.sessions - 1) / c.sessions)}",
+                    tls: base.tls)
+                guard status == 201, let r = body.range(of: "\"code\":\""),
+                    let end = body[r.upperBound...].firstIndex(of: "\"")
+                else {
                     throw ValidationFailure("creating a session failed: \(status) \(body)")
                 }
                 codes.append(String(body[r.upperBound..<end]))
@@ -196,7 +204,9 @@ final class ScenarioRunner {
             if i % 200 == 199 { loop.runOnce() }
         }
         runLoop(loop, timeout: 60) { self.joins + self.closed >= self.members.count }
-        guard joins >= members.count else { throw ValidationFailure("only \(joins) of \(members.count) members joined (\(closed) closed)") }
+        guard joins >= members.count else {
+            throw ValidationFailure("only \(joins) of \(members.count) members joined (\(closed) closed)")
+        }
 
         let start = monotonicNow()
         let padding = String(repeating: "x", count: max(0, c.size - 60))
@@ -218,14 +228,17 @@ final class ScenarioRunner {
                 if c.rate > 0 {
                     while m.nextEvent <= t {
                         m.nextEvent += 1 / c.rate
-                        client.sendText("{\"type\":\"event\",\"name\":\"load\",\"data\":{\"t\":\(Int(monotonicNow() * 1e6)),\"p\":\"\(padding)\"}}")
+                        let t = Int(monotonicNow() * 1e6)
+                        client.sendText(
+                            "{\"type\":\"event\",\"name\":\"load\",\"data\":{\"t\":\(t),\"p\":\"\(padding)\"}}")
                         stats.sent += 1
                     }
                 }
                 if c.cursorHz > 0 {
                     while m.nextCursor <= t {
                         m.nextCursor += 1 / c.cursorHz
-                        client.sendText("{\"type\":\"cursor\",\"x\":\(Int.random(in: 0..<1920)),\"y\":\(Int.random(in: 0..<1080)),\"el\":\"t=\(Int(monotonicNow() * 1e6))\"}")
+                        let (x, y, t) = (Int.random(in: 0..<1920), Int.random(in: 0..<1080), Int(monotonicNow() * 1e6))
+                        client.sendText("{\"type\":\"cursor\",\"x\":\(x),\"y\":\(y),\"el\":\"t=\(t)\"}")
                         stats.sent += 1
                     }
                 }
@@ -234,7 +247,8 @@ final class ScenarioRunner {
                         m.nextChat += c.chatEvery
                         counter += 1
                         if c.typing { client.sendText("{\"type\":\"typing\",\"state\":\"start\"}") }
-                        client.sendText("{\"type\":\"chat\",\"id\":\"\(m.session)-\(m.index)-\(counter)\",\"text\":\"t=\(Int(monotonicNow() * 1e6));\(padding)\"}")
+                        let (id, t) = ("\(m.session)-\(m.index)-\(counter)", Int(monotonicNow() * 1e6))
+                        client.sendText("{\"type\":\"chat\",\"id\":\"\(id)\",\"text\":\"t=\(t);\(padding)\"}")
                         if c.typing { client.sendText("{\"type\":\"typing\",\"state\":\"stop\"}") }
                         stats.sent += c.typing ? 3 : 1
                     }
@@ -271,11 +285,17 @@ final class ScenarioRunner {
         let progress = Loop.Timer(loop: loop, after: 1, repeat: 1) { [self] in
             let now = monotonicNow()
             let rate = Double(stats.deliveries - lastCount) / (now - lastReport)
-            let p50 = Double(stats.window.valueAtPercentile(50)) / 1000, p99 = Double(stats.window.valueAtPercentile(99)) / 1000
+            let p50 = Double(stats.window.valueAtPercentile(50)) / 1000,
+                p99 = Double(stats.window.valueAtPercentile(99)) / 1000
             timeline.append((now - start, rate, p50, p99))
             if !options.quiet {
-                FileHandle.standardError.write(Data(String(format: "[%4.0fs] %9.0f deliveries/s  p50 %7.2f ms  p99 %7.2f ms  reconnects %d  closed %d\n",
-                                                           now - start, rate, p50, p99, reconnects, closed).utf8))
+                FileHandle.standardError.write(
+                    Data(
+                        String(
+                            format:
+                                "[%4.0fs] %9.0f deliveries/s  p50 %7.2f ms  p99 %7.2f ms  reconnects %d  closed %d\n",
+                            now - start, rate, p50, p99, reconnects, closed
+                        ).utf8))
             }
             stats.window.reset()
             lastReport = now; lastCount = stats.deliveries
@@ -289,15 +309,21 @@ final class ScenarioRunner {
         sendTimer.cancel(); progress.cancel()
         let clientCPU = (cpuSeconds() - cpu0) / elapsed * 100
         let serverCPU = options.serverPid.map { (cpuSeconds(pid: $0) - scpu0) / elapsed * 100 }
-        let report = Report(config: c, seconds: elapsed, stats: stats, clientCPU: clientCPU, serverCPU: serverCPU,
-                            serverRSSKiB: options.serverPid.map { rssKiB(pid: $0) }, closed: closed, reconnects: reconnects)
+        let report = Report(
+            config: c, seconds: elapsed, stats: stats, clientCPU: clientCPU, serverCPU: serverCPU,
+            serverRSSKiB: options.serverPid.map { rssKiB(pid: $0) }, closed: closed, reconnects: reconnects)
         print(report.text)
         if clientCPU > 80 {
-            FileHandle.standardError.write(Data("warning: load generator used \(Int(clientCPU))% of a core; it may be the bottleneck\n".utf8))
+            FileHandle.standardError.write(
+                Data("warning: load generator used \(Int(clientCPU))% of a core; it may be the bottleneck\n".utf8))
         }
         if let path = options.json { try report.json.write(toFile: path, atomically: true, encoding: .utf8) }
-        if let path = options.svg { try Chart.svg(title: "\(c.name): \(c.sessions) x \(c.members)", timeline: timeline, histogram: stats.latency)
-            .write(toFile: path, atomically: true, encoding: .utf8) }
+        if let path = options.svg {
+            try Chart.svg(
+                title: "\(c.name): \(c.sessions) x \(c.members)", timeline: timeline, histogram: stats.latency
+            )
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        }
         for m in members { m.client?.onClose = nil; m.client?.close() }
     }
 
@@ -311,7 +337,8 @@ final class ScenarioRunner {
         client.onOpen = { [self] c in
             stats.connectTime.record(UInt64((monotonicNow() - m.connectStart) * 1e6))
             let resumeField = resume && m.lastSeq > 0 ? ",\"resume_from\":\(m.lastSeq)" : ""
-            c.sendText("{\"type\":\"join\",\"name\":\"u\(m.session)-\(m.index)\",\"client_id\":\"c\(m.session)-\(m.index)\"\(resumeField)}")
+            let who = "\(m.session)-\(m.index)"
+            c.sendText("{\"type\":\"join\",\"name\":\"u\(who)\",\"client_id\":\"c\(who)\"\(resumeField)}")
         }
         client.onMessage = { [self] _, _, payload in
             if stats.received(payload, member: m) {
@@ -322,8 +349,11 @@ final class ScenarioRunner {
                 }
             }
         }
-        client.onClose = { [self] _, code in closed += 1; stats.closeCodes[Int(code ?? 1006), default: 0] += 1 }
+        client.onClose = { [self] _, code in
+            closed += 1; stats.closeCodes[Int(code ?? 1006), default: 0] += 1
+        }
         client.start()
-        client.handshake(host: target.host, path: target.path, subprotocol: config.peer == "collabhub" ? "collabhub.v1" : nil)
+        client.handshake(
+            host: target.host, path: target.path, subprotocol: config.peer == "collabhub" ? "collabhub.v1" : nil)
     }
 }

@@ -37,7 +37,10 @@ final class Stats {
         Stats.sendTimes(p) { t in
             let us = UInt64(max(0, now - t))
             latency.record(us); window.record(us)
-            byKind[kind, default: Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)].record(us)
+            byKind[
+                kind,
+                default: Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+            ].record(us)
             deliveries += 1
         }
         if kind == "chat" { noteSeq(p, member) }
@@ -68,7 +71,8 @@ final class Stats {
         let n = p.count
         while i + 3 < n {
             if p[i] == UInt8(ascii: "t") && p[i - 1] == UInt8(ascii: "\"")
-                && ((p[i + 1] == UInt8(ascii: "\"") && p[i + 2] == UInt8(ascii: ":")) || p[i + 1] == UInt8(ascii: "=")) {
+                && ((p[i + 1] == UInt8(ascii: "\"") && p[i + 2] == UInt8(ascii: ":")) || p[i + 1] == UInt8(ascii: "="))
+            {
                 var j = i + (p[i + 1] == UInt8(ascii: "=") ? 2 : 3)
                 var v = 0, digits = 0
                 while j < n, p[j] >= 48, p[j] <= 57 { v = v * 10 + Int(p[j] - 48); j += 1; digits += 1 }
@@ -82,9 +86,11 @@ final class Stats {
 
     static func percentiles(_ h: Histogram<UInt64>) -> [String: Double] {
         guard h.totalCount > 0 else { return [:] }
-        return ["p50": Double(h.valueAtPercentile(50)) / 1000, "p90": Double(h.valueAtPercentile(90)) / 1000,
-                "p99": Double(h.valueAtPercentile(99)) / 1000, "p99.9": Double(h.valueAtPercentile(99.9)) / 1000,
-                "max": Double(h.max) / 1000]
+        return [
+            "p50": Double(h.valueAtPercentile(50)) / 1000, "p90": Double(h.valueAtPercentile(90)) / 1000,
+            "p99": Double(h.valueAtPercentile(99)) / 1000, "p99.9": Double(h.valueAtPercentile(99.9)) / 1000,
+            "max": Double(h.max) / 1000,
+        ]
     }
 }
 
@@ -102,21 +108,34 @@ struct Report {
     /// so they are not counted as offered.
     var offeredPerSecond: Double {
         let senders = Double(config.sessions) * (Double(config.members) * (1 - config.viewers)).rounded()
-        return senders * (config.rate * Double(config.members - 1) + (config.chatEvery > 0 ? Double(config.members) / config.chatEvery : 0))
+        return senders
+            * (config.rate * Double(config.members - 1)
+                + (config.chatEvery > 0 ? Double(config.members) / config.chatEvery : 0))
     }
 
     var text: String {
         func pct(_ l: [String: Double]) -> String {
-            ["p50", "p90", "p99", "p99.9", "max"].map { String(format: "%@ %.2f", $0, l[$0] ?? 0) }.joined(separator: "  ")
+            ["p50", "p90", "p99", "p99.9", "max"].map { String(format: "%@ %.2f", $0, l[$0] ?? 0) }.joined(
+                separator: "  ")
         }
         let c = config
-        var s = String(format: "%@ (%@): %d sessions x %d members, %.0f%% viewers, events %.1f/s, cursors %.0f Hz, chat every %.1f s, churn %.1f/s\n",
-                       c.name, c.peer, c.sessions, c.members, c.viewers * 100, c.rate, c.cursorHz, c.chatEvery, c.churn)
-        s += String(format: "  deliveries %.0f/s (offered %.0f/s excluding cursors), sent %.0f/s, acks %.0f/s\n",
-                    deliveriesPerSecond, offeredPerSecond, Double(stats.sent) / seconds, Double(stats.acks) / seconds)
+        var s = String(
+            format:
+                "%@ (%@): %d sessions x %d members, %.0f%% viewers, events %.1f/s, cursors %.0f Hz, chat every %.1f "
+                + "s, churn %.1f/s\n",
+            c.name, c.peer, c.sessions, c.members, c.viewers * 100, c.rate, c.cursorHz, c.chatEvery, c.churn)
+        s += String(
+            format: "  deliveries %.0f/s (offered %.0f/s excluding cursors), sent %.0f/s, acks %.0f/s\n",
+            deliveriesPerSecond, offeredPerSecond, Double(stats.sent) / seconds, Double(stats.acks) / seconds)
         s += "  latency ms, all:    \(pct(Stats.percentiles(stats.latency)))\n"
-        for (kind, h) in stats.byKind.sorted(by: { $0.key < $1.key }) { s += "  latency ms, \(kind.padding(toLength: 7, withPad: " ", startingAt: 0)): \(pct(Stats.percentiles(h)))\n" }
-        s += "  connect ms: \(pct(Stats.percentiles(stats.connectTime)))\n  join ms:    \(pct(Stats.percentiles(stats.joinTime)))\n"
+        for (kind, h) in stats.byKind.sorted(by: { $0.key < $1.key }) {
+            s +=
+                "  latency ms, \(kind.padding(toLength: 7, withPad: " ", startingAt: 0)): "
+                + "\(pct(Stats.percentiles(h)))\n"
+        }
+        s +=
+            "  connect ms: \(pct(Stats.percentiles(stats.connectTime)))\n  join ms:    "
+            + "\(pct(Stats.percentiles(stats.joinTime)))\n"
         s += String(format: "  client CPU %.0f%%", clientCPU)
         if let serverCPU { s += String(format: ", server CPU %.0f%%", serverCPU) }
         if let rss = serverRSSKiB { s += ", server RSS \(rss / 1024) MiB" }
@@ -127,17 +146,20 @@ struct Report {
     }
 
     var json: String {
-        func obj(_ d: [String: Double]) -> String { "{" + d.sorted { $0.key < $1.key }.map { "\"\($0.key)\": \($0.value)" }.joined(separator: ", ") + "}" }
-        let kinds = stats.byKind.sorted { $0.key < $1.key }.map { "\"\($0.key)\": \(obj(Stats.percentiles($0.value)))" }.joined(separator: ", ")
+        func obj(_ d: [String: Double]) -> String {
+            "{" + d.sorted { $0.key < $1.key }.map { "\"\($0.key)\": \($0.value)" }.joined(separator: ", ") + "}"
+        }
+        let kinds = stats.byKind.sorted { $0.key < $1.key }.map { "\"\($0.key)\": \(obj(Stats.percentiles($0.value)))" }
+            .joined(separator: ", ")
         let scenario = String(decoding: (try? JSONEncoder().encode(config)) ?? Data("{}".utf8), as: UTF8.self)
         return """
-        {"scenario": \(scenario), "seconds": \(seconds), "deliveries_per_second": \(deliveriesPerSecond),
-         "offered_per_second": \(offeredPerSecond), "sent_per_second": \(Double(stats.sent) / seconds),
-         "acks_per_second": \(Double(stats.acks) / seconds), "latency_ms": \(obj(Stats.percentiles(stats.latency))),
-         "latency_ms_by_kind": {\(kinds)}, "connect_ms": \(obj(Stats.percentiles(stats.connectTime))),
-         "join_ms": \(obj(Stats.percentiles(stats.joinTime))), "client_cpu_percent": \(clientCPU),
-         "server_cpu_percent": \(serverCPU ?? -1), "server_rss_kib": \(serverRSSKiB ?? -1),
-         "reconnects": \(reconnects), "closed": \(closed), "errors": \(stats.errors)}
-        """
+            {"scenario": \(scenario), "seconds": \(seconds), "deliveries_per_second": \(deliveriesPerSecond),
+             "offered_per_second": \(offeredPerSecond), "sent_per_second": \(Double(stats.sent) / seconds),
+             "acks_per_second": \(Double(stats.acks) / seconds), "latency_ms": \(obj(Stats.percentiles(stats.latency))),
+             "latency_ms_by_kind": {\(kinds)}, "connect_ms": \(obj(Stats.percentiles(stats.connectTime))),
+             "join_ms": \(obj(Stats.percentiles(stats.joinTime))), "client_cpu_percent": \(clientCPU),
+             "server_cpu_percent": \(serverCPU ?? -1), "server_rss_kib": \(serverRSSKiB ?? -1),
+             "reconnects": \(reconnects), "closed": \(closed), "errors": \(stats.errors)}
+            """
     }
 }

@@ -1,7 +1,7 @@
 import EventLoop
 import WebSocket
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A WebSocket client connection for the load generator, on the project's own loop and codec in client

@@ -11,8 +11,10 @@ public struct ActivityEntry: Sendable {
     public var session: String?
     public var address: String?
     public var details: String?
-    public init(actor: String, action: String, target: String? = nil, session: String? = nil, address: String? = nil,
-                details: String? = nil, ts: Int64 = Int64(Date().timeIntervalSince1970 * 1000)) {
+    public init(
+        actor: String, action: String, target: String? = nil, session: String? = nil, address: String? = nil,
+        details: String? = nil, ts: Int64 = Int64(Date().timeIntervalSince1970 * 1000)
+    ) {
         self.actor = actor; self.action = action; self.target = target; self.session = session
         self.address = address; self.details = details; self.ts = ts
     }
@@ -25,7 +27,8 @@ public struct ActivityQuery: Sendable {
     public var since: Int64?
     public var before: Int?
     public var limit: Int
-    public init(session: String? = nil, actor: String? = nil, since: Int64? = nil, before: Int? = nil, limit: Int = 100) {
+    public init(session: String? = nil, actor: String? = nil, since: Int64? = nil, before: Int? = nil, limit: Int = 100)
+    {
         self.session = session; self.actor = actor; self.since = since; self.before = before; self.limit = limit
     }
 }

@@ -43,8 +43,9 @@ public protocol EventLog: AnyObject {
     /// Events of one stream stored all or nothing, and only if the stream's last seq is still
     /// `expectedLastSeq` (nil: whatever it is): a batch checked against state that an earlier, failed
     /// batch would have made is refused.
-    func appendBatch(_ events: [DurableEvent], expectedLastSeq: Int?, executor: Executor,
-                     done: @escaping (Result<[Committed], StoreFailure>) -> Void)
+    func appendBatch(
+        _ events: [DurableEvent], expectedLastSeq: Int?, executor: Executor,
+        done: @escaping (Result<[Committed], StoreFailure>) -> Void)
     /// Stores sampled cursor positions (a JSON array of cursor updates) for playback. Not part of the
     /// seq order and never acknowledged: losing a sample loses nothing anyone was promised.
     func recordCursors(session: String, ts: Int64, updates: [UInt8])

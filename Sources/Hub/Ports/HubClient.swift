@@ -31,8 +31,9 @@ public protocol SessionHost: AnyObject {
     /// Records an administrative action in the activity log.
     func record(_ action: String, session: Session, actor: Member?, target: String?, details: String?, address: String?)
     /// Forwards a run control request to the run's publisher; `reply` gets nil once forwarded.
-    func controlRun(_ run: String, action: RunControlAction, session: Session, by: Member,
-                    reply: @escaping (MessageError?) -> Void)
+    func controlRun(
+        _ run: String, action: RunControlAction, session: Session, by: Member,
+        reply: @escaping (MessageError?) -> Void)
 }
 
 /// Counters the session logic bumps.

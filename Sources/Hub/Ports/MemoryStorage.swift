@@ -50,15 +50,20 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
 
     // MARK: EventLog
 
-    public func append(_ event: DurableEvent, executor: Executor, done: @escaping (Result<Committed, StoreFailure>) -> Void) {
+    public func append(
+        _ event: DurableEvent, executor: Executor, done: @escaping (Result<Committed, StoreFailure>) -> Void
+    ) {
         lock.lock()
-        let result: Result<Committed, StoreFailure> = fail ? .failure(StoreFailure("disk full")) : .success(storeLocked(event))
+        let result: Result<Committed, StoreFailure> =
+            fail ? .failure(StoreFailure("disk full")) : .success(storeLocked(event))
         lock.unlock()
         executor.execute { done(result) }
     }
 
-    public func appendBatch(_ batch: [DurableEvent], expectedLastSeq: Int?, executor: Executor,
-                            done: @escaping (Result<[Committed], StoreFailure>) -> Void) {
+    public func appendBatch(
+        _ batch: [DurableEvent], expectedLastSeq: Int?, executor: Executor,
+        done: @escaping (Result<[Committed], StoreFailure>) -> Void
+    ) {
         lock.lock()
         let result: Result<[Committed], StoreFailure>
         if fail {
@@ -139,10 +144,11 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
 
     public func activity(_ q: ActivityQuery) throws -> [ActivityEntry] {
         reading {
-            Array(log.reversed().lazy.filter { e in
-                (q.session == nil || e.session == q.session) && (q.actor == nil || e.actor == q.actor)
-                    && (q.since == nil || e.ts >= q.since!) && (q.before == nil || (e.id ?? 0) < q.before!)
-            }.prefix(max(0, q.limit)))
+            Array(
+                log.reversed().lazy.filter { e in
+                    (q.session == nil || e.session == q.session) && (q.actor == nil || e.actor == q.actor)
+                        && (q.since == nil || e.ts >= q.since!) && (q.before == nil || (e.id ?? 0) < q.before!)
+                }.prefix(max(0, q.limit)))
         }
     }
 
@@ -152,9 +158,10 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
 
     public func createKey(_ spec: APIKeySpec, actor: String) throws -> (APIKeyRecord, String) {
         let id = Self.alphanumeric(8), secret = Self.alphanumeric(32)
-        let record = APIKeyRecord(id: id, name: spec.name, secretSHA256: Crypto.sha256(Array(secret.utf8)),
-                                  createdAt: now(), revokedAt: nil, perMinute: spec.perMinute, perHour: spec.perHour,
-                                  perMonth: spec.perMonth, scopes: spec.scopes, runs: spec.runs)
+        let record = APIKeyRecord(
+            id: id, name: spec.name, secretSHA256: Crypto.sha256(Array(secret.utf8)),
+            createdAt: now(), revokedAt: nil, perMinute: spec.perMinute, perHour: spec.perHour,
+            perMonth: spec.perMonth, scopes: spec.scopes, runs: spec.runs)
         lock.lock(); keys.append(record); lock.unlock()
         self.record(ActivityEntry(actor: actor, action: "api_key_created", target: id, details: spec.name))
         return (record, "chk_\(id)_\(secret)")
@@ -162,7 +169,9 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
 
     public func revokeKey(id: String, actor: String) throws -> Bool {
         lock.lock()
-        guard let i = keys.firstIndex(where: { $0.id == id && $0.revokedAt == nil }) else { lock.unlock(); return false }
+        guard let i = keys.firstIndex(where: { $0.id == id && $0.revokedAt == nil }) else {
+            lock.unlock(); return false
+        }
         keys[i].revokedAt = now()
         lock.unlock()
         record(ActivityEntry(actor: actor, action: "api_key_revoked", target: id))

@@ -4,7 +4,9 @@ public struct StoredEvent: Sendable, Equatable {
     public let ts: Int64
     public let type: String
     public let body: [UInt8]
-    public init(seq: Int, ts: Int64, type: String, body: [UInt8]) { self.seq = seq; self.ts = ts; self.type = type; self.body = body }
+    public init(seq: Int, ts: Int64, type: String, body: [UInt8]) {
+        self.seq = seq; self.ts = ts; self.type = type; self.body = body
+    }
 
     /// The message as clients receive it: `{"type":..,"seq":..,"ts":..,<body>}`.
     public var message: ServerMessage { .durable(type: type, seq: seq, ts: ts, body: body) }

@@ -11,23 +11,28 @@ public enum Admission {
         case reject(code: String, message: String, field: String?, close: CloseCode?)
     }
 
-    public static func decide(_ request: ClientMessage.Join, info: SessionInfo, tokens: TokenVerifier,
-                              now: Int64) -> Verdict {
+    public static func decide(
+        _ request: ClientMessage.Join, info: SessionInfo, tokens: TokenVerifier,
+        now: Int64
+    ) -> Verdict {
         let isHost = request.hostKey.map { Crypto.constantTimeEquals(Array($0.utf8), Array(info.hostKey.utf8)) } == true
         var role = MemberRole.editor, name = request.name, key = request.clientId.map { "c:" + $0 }, expiry: Int64?
         if let token = request.token {
             switch tokens.verify(token, now: now) {
             case .failure(let e):
-                return .reject(code: e.closeCode == .unauthorized ? "token_expired" : "unauthorized", message: e.message,
-                               field: "token", close: e.closeCode)
+                return .reject(
+                    code: e.closeCode == .unauthorized ? "token_expired" : "unauthorized", message: e.message,
+                    field: "token", close: e.closeCode)
             case .success(let claims):
                 guard claims.session == "*" || claims.session == info.code else {
-                    return .reject(code: "forbidden", message: "this token is for session \(claims.session), not \(info.code)",
-                                   field: "token", close: .forbidden)
+                    return .reject(
+                        code: "forbidden", message: "this token is for session \(claims.session), not \(info.code)",
+                        field: "token", close: .forbidden)
                 }
                 guard claims.role != .publisher else {
-                    return .reject(code: "forbidden", message: "publisher tokens cannot join sessions", field: "token",
-                                   close: .forbidden)
+                    return .reject(
+                        code: "forbidden", message: "publisher tokens cannot join sessions", field: "token",
+                        close: .forbidden)
                 }
                 role = claims.role
                 name = claims.name ?? request.name
@@ -35,8 +40,9 @@ public enum Admission {
                 expiry = claims.exp
             }
         } else if !isHost && info.guestPolicy != .allow {
-            return .reject(code: "guests_not_allowed", message: "session \(info.code) admits only people with a token",
-                           field: nil, close: .unauthorized)
+            return .reject(
+                code: "guests_not_allowed", message: "session \(info.code) admits only people with a token",
+                field: nil, close: .unauthorized)
         }
         if isHost { role = .host }
         return .admit(role: role, key: key, name: name, tokenExpiry: expiry, viaHostKey: isHost)

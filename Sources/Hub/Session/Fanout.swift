@@ -18,7 +18,8 @@ public struct Fanout {
     /// Delivers `frame` to one client under the policy. `supersedes` names a coalescing key this frame
     /// makes stale (a status change overtaking the progress held back for a slow client).
     @inline(__always)
-    public func deliver(_ frame: Chunk, to c: HubClient, _ kind: Kind, supersedes: String? = nil, metrics: HubMetrics?) {
+    public func deliver(_ frame: Chunk, to c: HubClient, _ kind: Kind, supersedes: String? = nil, metrics: HubMetrics?)
+    {
         guard !c.isDisconnecting else { return }
         if let supersedes { c.uncoalesce(key: supersedes) }
         let queued = c.queuedBytes

@@ -61,8 +61,9 @@ extension Session {
         let wasTyping = member.typingUntil != nil
         member.typingUntil = start ? clock() + policy.typingTimeout : nil
         if start != wasTyping {
-            broadcast(ServerMessage.typing(member: member.id, state: start ? .start : .stop).frame,
-                      .ephemeral(key: "typing:\(member.id)"), except: member)
+            broadcast(
+                ServerMessage.typing(member: member.id, state: start ? .start : .stop).frame,
+                .ephemeral(key: "typing:\(member.id)"), except: member)
         }
     }
 

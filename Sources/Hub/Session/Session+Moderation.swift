@@ -15,8 +15,10 @@ extension Session {
         isEnded = true
         info.endedAt = wallClockMillis()
         info.endReason = reason
-        persist(type: "chat", member: nil, clientId: nil,
-                body: EventBody.system(text: "Session ended: \(reason)", event: "session_ended")) { [weak self] _, frame in
+        persist(
+            type: "chat", member: nil, clientId: nil,
+            body: EventBody.system(text: "Session ended: \(reason)", event: "session_ended")
+        ) { [weak self] _, frame in
             guard let self else { return }
             if let frame { self.broadcast(frame, .durable, except: nil) }
             let ended = ServerMessage.sessionEnded(reason: reason).frame

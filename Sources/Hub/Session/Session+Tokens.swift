@@ -10,11 +10,15 @@ extension Session {
             send(client, .error(code: "unauthorized", message: e.message, field: "token"))
         case .success(let claims):
             guard "sub:" + claims.sub == member.key, claims.session == "*" || claims.session == code else {
-                return send(client, .error(code: "forbidden", message: "the new token is for another person or session",
-                                           field: "token"))
+                return send(
+                    client,
+                    .error(
+                        code: "forbidden", message: "the new token is for another person or session",
+                        field: "token"))
             }
             guard claims.role != .publisher else {
-                return send(client, .error(code: "forbidden", message: "publisher tokens cannot join sessions", field: "token"))
+                return send(
+                    client, .error(code: "forbidden", message: "publisher tokens cannot join sessions", field: "token"))
             }
             membership.tokenExpiry = claims.exp
             membership.warnedExpiry = false

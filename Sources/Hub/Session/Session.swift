@@ -29,16 +29,20 @@ public final class Session {
     public internal(set) var isEnded = false
     var hasDirtyCursors = false
 
-    public static let palette = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
-                                 "#bfef45", "#469990", "#9a6324", "#800000", "#808000", "#000075", "#a9a9a9"]
+    public static let palette = [
+        "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
+        "#bfef45", "#469990", "#9a6324", "#800000", "#808000", "#000075", "#a9a9a9",
+    ]
 
     /// Random, URL-safe identifiers from OpenSSL's generator.
     public static let randomID: (Int) -> String = { Base64.encode(Crypto.randomBytes($0), urlSafe: true) }
 
     /// `history` is what storage holds of the session (read off the loop before it wakes up).
-    public init(info: SessionInfo, history: SessionHistory, policy: SessionPolicy, store: EventLog, executor: Executor,
-                host: SessionHost?, clock: @escaping () -> Double, wallClockMillis: @escaping () -> Int64,
-                newID: @escaping (Int) -> String = Session.randomID) {
+    public init(
+        info: SessionInfo, history: SessionHistory, policy: SessionPolicy, store: EventLog, executor: Executor,
+        host: SessionHost?, clock: @escaping () -> Double, wallClockMillis: @escaping () -> Int64,
+        newID: @escaping (Int) -> String = Session.randomID
+    ) {
         self.code = info.code
         self.info = info
         self.policy = policy
@@ -101,8 +105,11 @@ public final class Session {
             // (a guest who learned the host's client_id does not become the host). A token for the same
             // person joins whatever the role (a host-key holder stays host).
             guard member.role == role || key.hasPrefix("sub:") else {
-                send(client, .error(code: "forbidden", message: "this identity is in the session with another role",
-                                    field: request.token != nil ? "token" : "client_id"))
+                send(
+                    client,
+                    .error(
+                        code: "forbidden", message: "this identity is in the session with another role",
+                        field: request.token != nil ? "token" : "client_id"))
                 client.disconnect(.forbidden, "identity in use with another role")
                 return
             }
@@ -116,25 +123,31 @@ public final class Session {
             return
         }
         guard members.count < info.maxParticipants else {
-            send(client, .error(code: "session_full", message: "session \(code) is full (\(info.maxParticipants) participants)"))
+            send(
+                client,
+                .error(code: "session_full", message: "session \(code) is full (\(info.maxParticipants) participants)"))
             return
         }
         nextMemberNumber += 1
         let used = Set(members.map(\.color))
-        let color = Session.palette.first(where: { !used.contains($0) })
+        let color =
+            Session.palette.first(where: { !used.contains($0) })
             ?? Session.palette[nextMemberNumber % Session.palette.count]
         let member = Member(id: "m" + newID(6), key: key, name: name, color: color, role: role)
         members.append(member)
         attach(client, to: member, tokenExpiry: tokenExpiry, viaHostKey: viaHostKey)
         let resumeFrom = request.resumeFrom
-        persist(type: "presence", member: member.id, clientId: nil,
-                body: EventBody.presence(joins: [member.json], leaves: [])) { [weak self] result, frame in
+        persist(
+            type: "presence", member: member.id, clientId: nil,
+            body: EventBody.presence(joins: [member.json], leaves: [])
+        ) { [weak self] result, frame in
             guard let self else { return }
             member.announced = true
             if case .failure = result {
                 // Storage is down: presence still works (without a seq), so the room keeps working.
-                self.broadcast(ServerMessage.presenceUnstored(joins: [member.json], leaves: []).frame, .durable,
-                               except: member)
+                self.broadcast(
+                    ServerMessage.presenceUnstored(joins: [member.json], leaves: []).frame, .durable,
+                    except: member)
             } else if let frame {
                 self.broadcast(frame, .durable, except: member)
             }
@@ -165,13 +178,19 @@ public final class Session {
             if let missed = window.missing(after: from, through: seq) {
                 for frame in missed { client.deliver(frame) }
             } else {
-                send(client, .reset(reason: "history_truncated",
-                                    message: "events after \(from) are older than the resume window; reload the transcript",
-                                    seq: seq))
+                send(
+                    client,
+                    .reset(
+                        reason: "history_truncated",
+                        message: "events after \(from) are older than the resume window; reload the transcript",
+                        seq: seq))
             }
         }
-        send(client, .joined(session: code, title: info.title, you: member.json,
-                             members: members.filter(\.announced).map(\.json), seq: seq))
+        send(
+            client,
+            .joined(
+                session: code, title: info.title, you: member.json,
+                members: members.filter(\.announced).map(\.json), seq: seq))
         for m in members where m.announced && m !== member && m.typingUntil != nil {
             send(client, .typing(member: m.id, state: .start))
         }
@@ -210,8 +229,10 @@ public final class Session {
             finishIfDone()
             return
         }
-        persist(type: "presence", member: member.id, clientId: nil,
-                body: EventBody.presence(joins: [], leaves: [(member.id, reason)])) { [weak self] _, frame in
+        persist(
+            type: "presence", member: member.id, clientId: nil,
+            body: EventBody.presence(joins: [], leaves: [(member.id, reason)])
+        ) { [weak self] _, frame in
             guard let self else { return }
             let out = frame ?? ServerMessage.presenceUnstored(joins: [], leaves: [member.id]).frame
             self.broadcast(out, .durable, except: nil)
@@ -251,13 +272,17 @@ public final class Session {
                 return send(client, .error(code: "not_ready", message: "wait for joined before sending", ref: chat.id))
             }
             if chat.kind == .system && member.role != .host {
-                return send(client, .error(code: "forbidden", message: "only the host may send system messages",
-                                           ref: chat.id, field: "kind"))
+                return send(
+                    client,
+                    .error(
+                        code: "forbidden", message: "only the host may send system messages",
+                        ref: chat.id, field: "kind"))
             }
             // Deduplicated by the sender's stable identity (token subject or client_id), not the member
             // id, which is new after the reconnect grace or a restart.
-            persistAcked(client, type: "chat", member: member, id: chat.id,
-                         body: EventBody.chat(id: chat.id, from: member.fromJSON, message: chat.body), what: "message")
+            persistAcked(
+                client, type: "chat", member: member, id: chat.id,
+                body: EventBody.chat(id: chat.id, from: member.fromJSON, message: chat.body), what: "message")
         case .cursor(let cursor):
             moveCursor(member, cursor.body)
         case .typing(let start):
@@ -267,33 +292,46 @@ public final class Session {
                 return send(client, .error(code: "not_ready", message: "wait for joined before sending", ref: event.id))
             }
             if let allowed = info.eventPolicy[member.role.rawValue],
-               !allowed.contains(where: { $0 == event.name || ($0.hasSuffix("*") && event.name.hasPrefix($0.dropLast())) }) {
-                return send(client, .error(code: "forbidden", message: "role \(member.role.rawValue) may not send event \(event.name)",
-                                           ref: event.id, field: "name"))
+                !allowed.contains(where: {
+                    $0 == event.name || ($0.hasSuffix("*") && event.name.hasPrefix($0.dropLast()))
+                })
+            {
+                return send(
+                    client,
+                    .error(
+                        code: "forbidden", message: "role \(member.role.rawValue) may not send event \(event.name)",
+                        ref: event.id, field: "name"))
             }
             let body = EventBody.event(name: event.name, from: member.id, id: event.id, data: Array(event.data))
             if event.durable {
                 persistAcked(client, type: "event", member: member, id: event.id!, body: body, what: "event")
             } else {
-                broadcast(ServerMessage.event(body: body).frame, .ephemeral(key: "event:\(member.id):\(event.name)"),
-                          except: member)
+                broadcast(
+                    ServerMessage.event(body: body).frame, .ephemeral(key: "event:\(member.id):\(event.name)"),
+                    except: member)
             }
         case .end(let reason):
             guard member.role == .host else {
                 return send(client, .error(code: "forbidden", message: "only the host may end the session"))
             }
-            host?.record("session_ended", session: self, actor: member, target: code, details: reason, address: client.address)
+            host?.record(
+                "session_ended", session: self, actor: member, target: code, details: reason, address: client.address)
             end(reason: reason ?? "ended by host")
         case .remove(let id):
             guard member.role == .host else {
-                return send(client, .error(code: "forbidden", message: "only the host may remove a member", field: "member"))
+                return send(
+                    client, .error(code: "forbidden", message: "only the host may remove a member", field: "member"))
             }
             guard let target = members.first(where: { $0.id == id }), target !== member else {
-                return send(client, .error(code: "invalid_field", message: "no other member \(id) in this session",
-                                           field: "member"))
+                return send(
+                    client,
+                    .error(
+                        code: "invalid_field", message: "no other member \(id) in this session",
+                        field: "member"))
             }
-            host?.record("member_removed", session: self, actor: member, target: target.id, details: target.name,
-                         address: client.address)
+            host?.record(
+                "member_removed", session: self, actor: member, target: target.id, details: target.name,
+                address: client.address)
             remove(target)
         case .runControl(let run, let action, let ref):
             guard member.role.mayControlRuns else {
@@ -302,10 +340,12 @@ public final class Session {
             host?.controlRun(run, action: action, session: self, by: member) { [weak self] error in
                 guard let self else { return }
                 if let error {
-                    return self.send(client, .error(code: error.code, message: error.message, ref: ref, field: error.field))
+                    return self.send(
+                        client, .error(code: error.code, message: error.message, ref: ref, field: error.field))
                 }
-                self.host?.record("run_controlled", session: self, actor: member, target: run, details: action.rawValue,
-                                  address: client.address)
+                self.host?.record(
+                    "run_controlled", session: self, actor: member, target: run, details: action.rawValue,
+                    address: client.address)
                 self.send(client, .runControlSent(run: run, action: action, id: ref))
             }
         }
@@ -334,8 +374,10 @@ public final class Session {
 
     /// Persists a durable event; after the commit builds the event's frame once, adds it to the resume
     /// window and calls `then` (on this session's loop, in append order).
-    func persist(type: String, member: String?, clientId: String?, body: [UInt8],
-                         then: @escaping (Result<Committed, StoreFailure>, Chunk?) -> Void) {
+    func persist(
+        type: String, member: String?, clientId: String?, body: [UInt8],
+        then: @escaping (Result<Committed, StoreFailure>, Chunk?) -> Void
+    ) {
         let event = DurableEvent(session: code, type: type, member: member, clientId: clientId, body: body)
         // The session is kept alive by its pending completions (it outlives them anyway).
         store.append(event, executor: executor) { result in
@@ -356,7 +398,9 @@ public final class Session {
 
     /// Persists a member's message with its id; after the commit, broadcasts it and acknowledges it
     /// to the sender (a resend gets the original's seq, marked duplicate, and is not broadcast again).
-    private func persistAcked(_ client: HubClient, type: String, member: Member, id: String, body: [UInt8], what: String) {
+    private func persistAcked(
+        _ client: HubClient, type: String, member: Member, id: String, body: [UInt8], what: String
+    ) {
         persist(type: type, member: member.key, clientId: id, body: body) { [weak self] result, frame in
             guard let self else { return }
             switch result {
@@ -364,7 +408,9 @@ public final class Session {
                 if let frame { self.broadcast(frame, .durable, except: nil) }
                 self.send(client, .ack(id: id, seq: c.seq, ts: c.ts, duplicate: c.duplicate))
             case .failure(let failure):
-                self.send(client, .error(code: "storage_unavailable", message: "\(what) not stored: \(failure.message)", ref: id))
+                self.send(
+                    client,
+                    .error(code: "storage_unavailable", message: "\(what) not stored: \(failure.message)", ref: id))
             }
         }
     }

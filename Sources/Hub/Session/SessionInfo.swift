@@ -11,8 +11,10 @@ public struct SessionInfo: Sendable, Equatable {
     /// Which app-event names each role may send (`role -> names`; a name ending in `*` is a prefix).
     /// A role not listed may send any name.
     public var eventPolicy: [String: [String]] = [:]
-    public init(code: String, title: String, maxParticipants: Int, guestPolicy: GuestPolicy, hostKey: String,
-                createdAt: Int64) {
+    public init(
+        code: String, title: String, maxParticipants: Int, guestPolicy: GuestPolicy, hostKey: String,
+        createdAt: Int64
+    ) {
         self.code = code; self.title = title; self.maxParticipants = maxParticipants; self.guestPolicy = guestPolicy
         self.hostKey = hostKey; self.createdAt = createdAt
     }
