@@ -7,7 +7,7 @@ import WebSocket
 extension Connection {
     /// Sends one message to this client alone (framed into the connection's own output chunk).
     func send(_ message: ServerMessage) {
-        var json = message.json
+        let json = message.json
         json.withUnsafeBytes { sendFrame(.text, $0) }
     }
 

@@ -26,12 +26,8 @@ final class Connection: Socket {
     var replayer: Replayer?
     /// A `replay` is being read for this connection.
     var replayPending = false
-    /// Run/dashboard channels this connection watches (`/watch`).
-    var watching: Set<String> = []
     /// What this socket presented at its upgrade (`/watch`, `/publish`), plus tokens sent since.
     var principals: [Principal] = []
-    /// Runs this publisher socket speaks for (`/publish`).
-    var publishing: Set<String> = []
     /// Ephemeral updates held back while this client was behind: the latest per key, in first-seen order.
     var coalesced: [String: Chunk] = [:]
     var coalescedOrder: [String] = []

@@ -39,7 +39,7 @@ extension SessionAPI {
             }
             let ids = items.compactMap(\.string)
             guard ids.count == items.count,
-                ids.allSatisfy({ RunHub.isValidId($0.hasSuffix("*") ? String($0.dropLast()) : $0) })
+                ids.allSatisfy({ RunBoard.isValidId($0.hasSuffix("*") ? String($0.dropLast()) : $0) })
             else {
                 return .error(.badRequest, "invalid_field", "\"runs\" must hold run ids (a trailing * is a prefix)")
             }

@@ -168,7 +168,7 @@ final class LoopHub: SessionHost, HubMetrics {
         let who = (id: by.id, name: by.name)
         loop0.loop.post {
             let error =
-                loop0.runs?.control(run, action: action, session: code, by: who)
+                loop0.runs?.board.control(run, action: action, session: code, by: who)
                 ?? (loop0.runs == nil ? MessageError("unavailable", "runs are not available") : nil)
             here.post { reply(error) }
         }

@@ -12,7 +12,7 @@ final class WatchEndpoint: Endpoint {
         handshakeOptions = Handshake.Options(subprotocols: ["collabhub.v1"], allowedOrigins: allowedOrigins)
     }
     func opened(_ connection: Connection) {}
-    func closed(_ connection: Connection) { runs.closed(connection) }
+    func closed(_ connection: Connection) { runs.board.closed(connection) }
 
     func received(_ c: Connection, _ opcode: Opcode, _ payload: UnsafeRawBufferPointer) {
         // Rate-limited like other control messages (each subscribe answers with a snapshot); a client
@@ -68,9 +68,9 @@ final class WatchEndpoint: Endpoint {
                                 + "with scope runs:read",
                             field: "channel"))
                 }
-                if let e = runs.subscribe(c, channel, resumeFrom: resume) { invalid(c, e) }
+                if let e = runs.board.subscribe(c, channel, resumeFrom: resume) { invalid(c, e) }
             case .unsubscribe(let channel):
-                runs.unsubscribe(c, channel: channel.name)
+                runs.board.unsubscribe(c, channel: channel.name)
             }
         } catch let e as MessageError {
             invalid(c, e)
@@ -95,13 +95,13 @@ final class PublishEndpoint: Endpoint {
         handshakeOptions = Handshake.Options(subprotocols: ["collabhub.v1"], allowedOrigins: nil)
     }
     func opened(_ connection: Connection) {}
-    func closed(_ connection: Connection) { runs.publisherClosed(connection) }
+    func closed(_ connection: Connection) { runs.board.publisherClosed(connection) }
 
     func received(_ c: Connection, _ opcode: Opcode, _ payload: UnsafeRawBufferPointer) {
         guard let obj = try? JSONReader.readObject(Array(payload), maxDepth: 8) else {
             return c.sendError(MessageError("bad_json", "messages are JSON objects"))
         }
-        guard let run = obj["run"]?.string, RunHub.isValidId(run) else {
+        guard let run = obj["run"]?.string, RunBoard.isValidId(run) else {
             return c.sendError(
                 MessageError("invalid_field", "\"run\" must be an id of 1-128 characters [A-Za-z0-9._-]", field: "run"))
         }
@@ -125,11 +125,11 @@ final class PublishEndpoint: Endpoint {
                         field: "session", ref: ref))
             }
         }
-        runs.publish(run, events) { [runs] result in
+        runs.board.publish(run, events) { [runs] result in
             switch result {
             case .success(let seqs):
                 // Only a publisher whose events were accepted speaks for the run (run_control goes here).
-                runs.publisherSeen(c, run: run)
+                runs.board.publisherSeen(c, run: run)
                 c.send(.runAck(run: run, id: ref, seqs: seqs.map(\.seq)))
             case .failure(let r):
                 c.sendError(MessageError(r.code, r.message, ref: ref))

@@ -3,259 +3,30 @@ import Foundation
 import Hub
 import WebSocket
 
-/// Runs, their watchers and the dashboards, all on loop 0 (watcher and publisher sockets are handed to
-/// it before the upgrade, like session sockets to their session's loop). Run events go through the
-/// same store as session events, as the stream `run:ID` with its own contiguous `seq`.
-final class RunHub {
+/// Loop 0's side of the run board (`Hub.RunBoard`, where the run logic lives): it reads the stored
+/// runs at start-up, runs the board on loop 0, and routes a run's changes to the session it is
+/// attached to, on that session's loop.
+final class RunHub: RunHost {
     unowned let context: LoopContext
     let store: Storage
-    let executor: LoopExecutor
-    /// What watchers are shown: state after the last committed event.
-    private(set) var committed: [String: Run] = [:]
-    /// Committed plus events still being written: new events are checked against this.
-    private var projected: [String: Run] = [:]
-    /// Idempotency: event id -> seq, per run.
-    private var seenIds: [String: [String: Int]] = [:]
-    private var windows: [String: ResumeWindow] = [:]
-    private var runWatchers: [String: [Connection]] = [:]
-    private var dashboards: [String: [Connection]] = [:]
-    private var byOwner: [String: [String]] = [:]
-    /// The publisher socket that last published for each run: where run_control goes.
-    private var publishers: [String: Connection] = [:]
-    /// Events of each run handed to the store and not yet committed or failed.
-    private var inFlight: [String: Int] = [:]
-    /// Runs whose projection must be rebuilt from `committed` once nothing is in flight.
-    private var projectionStale: Set<String> = []
-    static let window = 1000
-    /// Bytes of resume window per run (1,000 log lines of 16 KiB would be 16 MiB).
-    static let windowBytes = 1 << 20
-    static let dashboardRuns = 100
-
-    /// The same delivery policy as sessions (durable always, ephemeral coalesced, cut off past the hard limit).
-    let fanout: Fanout
+    let board: RunBoard
+    var metrics: HubMetrics { context.hub! }
 
     init(context: LoopContext, store: Storage) {
         self.context = context
         self.store = store
-        fanout = Fanout(
-            softLimit: context.config.sessionPolicy.softOutputLimit,
-            hardLimit: context.config.sessionPolicy.hardOutputLimit)
-        executor = LoopExecutor(context.loop)
-        // Rebuild every run from its stored events.
-        for (stream, events) in (try? store.streams(prefix: "run:")) ?? [] {
-            let id = String(stream.dropFirst(4))
-            var run = Run(id: id)
-            var ring = ResumeWindow(maxCount: Self.window, maxBytes: Self.windowBytes)
-            for e in events {
-                guard let ev = RunEvent.fromStored(e.body) else { continue }
-                run.apply(ev, seq: e.seq, ts: e.ts)
-                if let eid = ev.id { seenIds[id, default: [:]][eid] = e.seq }
-                ring.append((e.seq, Chunk.text(e.json)))
-            }
-            committed[id] = run; projected[id] = run; windows[id] = ring
-            byOwner[run.owner, default: []].append(id)
-        }
+        board = RunBoard(
+            history: (try? store.streams(prefix: "run:")) ?? [], store: store, executor: LoopExecutor(context.loop),
+            policy: context.config.sessionPolicy, host: nil,
+            wallClockMillis: { Int64(Date().timeIntervalSince1970 * 1000) })
+        board.host = self
     }
 
-    struct Rejection: Error { let status: HTTPStatus; let code: String; let message: String }
-
-    /// Validates and stores `events` for `runId` in order; `done` gets each event's seq (and whether it
-    /// was a retry), or the first rejection. Nothing of a rejected batch is stored.
-    func publish(
-        _ runId: String, _ events: [RunEvent],
-        done: @escaping (Result<[(seq: Int, duplicate: Bool)], Rejection>) -> Void
-    ) {
-        var state = projected[runId] ?? Run(id: runId)
-        var results: [(seq: Int, duplicate: Bool)?] = Array(repeating: nil, count: events.count)
-        var toStore: [(Int, RunEvent)] = []
-        for (i, e) in events.enumerated() {
-            if let id = e.id, let seq = seenIds[runId]?[id] { results[i] = (seq, true); continue }
-            if let problem = state.check(e) {
-                return done(.failure(Rejection(status: .conflict, code: "illegal_transition", message: problem)))
-            }
-            state.apply(e, seq: state.seq, ts: Int64(Date().timeIntervalSince1970 * 1000))
-            toStore.append((i, e))
+    func runChanged(session code: String, run: String, summary: [UInt8], event: String, durable: Bool) {
+        let all = context.server.contexts
+        let owner = all[SessionCode.owner(of: code, loops: all.count)]
+        owner.loop.post {
+            owner.hub?.withSession(code) { $0?.runUpdate(run: run, summary: summary, event: event, durable: durable) }
         }
-        if toStore.isEmpty { return done(.success(results.map { $0! })) }
-        // Stored all or nothing, and only on top of the state it was checked against: if an earlier
-        // batch of this run is still being written and fails, this one is refused too.
-        // (Every stored run is loaded at start-up and retention keeps run streams whole, so a run not
-        // in `committed` has no events yet.)
-        let expected = (committed[runId]?.seq ?? 0) + (inFlight[runId] ?? 0)
-        projected[runId] = state
-        inFlight[runId, default: 0] += toStore.count
-        let bodies = toStore.map { $0.1.body(run: runId) }
-        let stored = zip(toStore, bodies).map { item, body in
-            DurableEvent(
-                session: "run:" + runId, type: "run_event", member: "publisher", clientId: item.1.id, body: body)
-        }
-        store.appendBatch(stored, expectedLastSeq: expected, executor: executor) { [self] result in
-            inFlight[runId, default: 0] -= toStore.count
-            switch result {
-            case .success(let commits):
-                for ((i, e), (c, body)) in zip(toStore, zip(commits, bodies)) {
-                    results[i] = (c.seq, c.duplicate)
-                    if !c.duplicate { committedEvent(runId, e, body: body, c) }
-                }
-                done(.success(results.map { $0 ?? (0, false) }))
-            case .failure(let f):
-                // What could not be stored did not happen; batches checked on top of it fail as well,
-                // so the projection starts again from what is committed once none is in flight.
-                if inFlight[runId] == 0 { projected[runId] = committed[runId] } else { projectionStale.insert(runId) }
-                done(.failure(Rejection(status: .serviceUnavailable, code: "storage_unavailable", message: f.message)))
-            }
-            if inFlight[runId] == 0 {
-                inFlight[runId] = nil
-                if projectionStale.remove(runId) != nil { projected[runId] = committed[runId] }
-            }
-        }
-    }
-
-    private func committedEvent(_ runId: String, _ e: RunEvent, body: [UInt8], _ c: Committed) {
-        var run = committed[runId] ?? Run(id: runId)
-        let isNew = run.status == .pending
-        run.apply(e, seq: c.seq, ts: c.ts)
-        committed[runId] = run
-        if let id = e.id { seenIds[runId, default: [:]][id] = c.seq }
-        let frame = ServerMessage.durable(type: "run_event", seq: c.seq, ts: c.ts, body: body).frame
-        windows[runId, default: ResumeWindow(maxCount: Self.window, maxBytes: Self.windowBytes)].append((c.seq, frame))
-        if isNew { byOwner[run.owner, default: []].append(runId) }
-        let metrics = context.hub
-        for w in runWatchers[runId] ?? [] { fanout.deliver(frame, to: w, .durable, metrics: metrics) }
-        // Dashboards: every status change goes; a watcher that is behind gets only the latest progress of
-        // each run (held until it catches up, and dropped when a status change, which carries the whole
-        // state, overtakes it). One that falls past the hard limit is closed and resubscribes.
-        if let watchers = dashboards[run.owner], !watchers.isEmpty {
-            let statusChange = Run.isStatusChange(e.kind)
-            if statusChange || e.kind == .progress {
-                let summary = run.summaryJSON, key = "run:" + runId
-                let f = (statusChange ? ServerMessage.runStatus(run: summary) : .runProgress(run: summary)).frame
-                for w in watchers {
-                    fanout.deliver(
-                        f, to: w, statusChange ? .durable : .ephemeral(key: key),
-                        supersedes: statusChange ? key : nil, metrics: metrics)
-                }
-            }
-        }
-        // A run started in a session shows up in that session's stream.
-        if let code = run.session, Run.isStatusChange(e.kind) || e.kind == .progress {
-            let owner = context.server.contexts[SessionCode.owner(of: code, loops: context.server.contexts.count)]
-            let summary = run.summaryJSON
-            let event = e.kind.rawValue
-            owner.loop.post {
-                owner.hub?.withSession(code) {
-                    $0?.runUpdate(run: runId, summary: summary, event: event, durable: Run.isStatusChange(e.kind))
-                }
-            }
-        }
-    }
-
-    /// Remembers which publisher socket speaks for a run.
-    func publisherSeen(_ c: Connection, run: String) {
-        guard !c.isClosed else { return }
-        if let old = publishers[run], old !== c { old.publishing.remove(run) }
-        publishers[run] = c
-        c.publishing.insert(run)
-    }
-
-    /// A session member asks for a pause/resume/cancel: forwarded to the run's publisher socket, which
-    /// decides (it publishes `paused`/`resumed`/`completed` itself).
-    func control(
-        _ runId: String, action: RunControlAction, session: String,
-        by: (id: String, name: String)
-    ) -> MessageError? {
-        guard let run = committed[runId] else { return MessageError("unknown_run", "no run \(runId)", field: "run") }
-        guard run.session == session else {
-            return MessageError("forbidden", "run \(runId) is not attached to this session", field: "run")
-        }
-        switch action {
-        case .pause where run.status != .running:
-            return MessageError(
-                "illegal_transition", "run \(runId) is \(run.status.rawValue); only a running run can be paused")
-        case .resume where run.status != .paused:
-            return MessageError(
-                "illegal_transition", "run \(runId) is \(run.status.rawValue); only a paused run can be resumed")
-        case .cancel where run.isFinished:
-            return MessageError("illegal_transition", "run \(runId) is already completed")
-        default: break
-        }
-        guard let publisher = publishers[runId], !publisher.isClosed else {
-            return MessageError(
-                "no_publisher", "no publisher is connected for run \(runId) (it must hold a /publish socket)")
-        }
-        publisher.send(.control(run: runId, action: action, session: session, by: by))
-        return nil
-    }
-
-    // MARK: Watching
-
-    /// Channels one `/watch` connection may hold.
-    static let maxChannelsPerConnection = 100
-
-    func subscribe(_ c: Connection, _ channel: WatchMessage.Channel, resumeFrom: Int?) -> MessageError? {
-        let name = channel.name
-        if !c.watching.contains(name) && c.watching.count >= Self.maxChannelsPerConnection {
-            return MessageError(
-                "too_many_channels", "at most \(Self.maxChannelsPerConnection) channels per connection",
-                field: "channel")
-        }
-        c.watching.insert(name)
-        switch channel {
-        case .run(let id):
-            let run = committed[id] ?? Run(id: id)
-            if !(runWatchers[id]?.contains { $0 === c } ?? false) { runWatchers[id, default: []].append(c) }
-            // A position past the run's last seq is not this run's history: the watcher gets a snapshot.
-            if let from = resumeFrom, from <= run.seq, let missed = windows[id]?.missing(after: from, through: run.seq)
-            {
-                for frame in missed { c.sendShared(frame) }
-                c.send(.subscribed(channel: name, seq: run.seq))
-            } else {
-                c.send(.runSnapshot(channel: name, seq: run.seq, run: run.stateJSON))
-            }
-        case .dashboard(let owner):
-            if !(dashboards[owner]?.contains { $0 === c } ?? false) { dashboards[owner, default: []].append(c) }
-            var runs = JSONWriter()
-            runs.beginArray()
-            for id in (byOwner[owner] ?? []).suffix(Self.dashboardRuns).reversed() {
-                if let summary = committed[id]?.summaryJSON { runs.rawElement(summary) }
-            }
-            runs.endArray()
-            c.send(.dashboard(owner: owner, runs: runs.bytes))
-        }
-        return nil
-    }
-
-    func unsubscribe(_ c: Connection, channel: String) {
-        guard c.watching.remove(channel) != nil else { return }
-        // Keys go with their last watcher: the maps hold only channels someone watches.
-        func drop(_ map: inout [String: [Connection]], _ key: String) {
-            map[key]?.removeAll { $0 === c }
-            if map[key]?.isEmpty == true { map[key] = nil }
-        }
-        if channel.hasPrefix("run:") { drop(&runWatchers, String(channel.dropFirst(4))) }
-        if channel.hasPrefix("dashboard:") { drop(&dashboards, String(channel.dropFirst(10))) }
-    }
-
-    func closed(_ c: Connection) {
-        for ch in c.watching { unsubscribe(c, channel: ch) }
-        publisherClosed(c)
-    }
-
-    /// A publisher socket closed: it no longer speaks for its runs.
-    func publisherClosed(_ c: Connection) {
-        for run in c.publishing where publishers[run] === c { publishers[run] = nil }
-        c.publishing = []
-    }
-
-    /// Channels watched and publishers known (for `/metrics`).
-    var trackedChannels: Int { runWatchers.count + dashboards.count }
-    var trackedPublishers: Int { publishers.count }
-
-    static func isValidId(_ s: String) -> Bool { Run.isValidId(s) }
-
-    /// Runs filtered for `GET /api/runs`, newest first.
-    func list(owner: String?, status: RunStatus?) -> [Run] {
-        committed.values.filter { (owner == nil || $0.owner == owner) && (status == nil || $0.status == status) }
-            .sorted { ($0.startedAt ?? 0) > ($1.startedAt ?? 0) }
     }
 }

@@ -15,7 +15,7 @@ extension SessionAPI {
         switch (head.method, parts.count) {
         case ("POST", 4) where parts[3] == "events":
             let runId = parts[2]
-            guard RunHub.isValidId(runId) else {
+            guard RunBoard.isValidId(runId) else {
                 return .error(.badRequest, "invalid_field", "run ids are 1-128 characters of A-Za-z0-9._-")
             }
             // Authorized in `handle`: the admin key, or a key with runs:publish for this run.
@@ -45,7 +45,7 @@ extension SessionAPI {
             let loop = connection.loop
             loop0.loop.post {
                 guard let runs = loop0.runs else { return }
-                runs.publish(runId, events) { result in
+                runs.board.publish(runId, events) { result in
                     let response: Response
                     switch result {
                     case .success(let seqs):
@@ -67,7 +67,7 @@ extension SessionAPI {
             let loop = connection.loop
             let store = self.store
             loop0.loop.post {
-                let run = loop0.runs?.committed[runId]
+                let run = loop0.runs?.board.committed[runId]
                 self.worker.submit {
                     let response: Response
                     if let run {
@@ -98,7 +98,7 @@ extension SessionAPI {
             }
             let loop = connection.loop
             loop0.loop.post {
-                let all = loop0.runs?.list(owner: q["owner"], status: status) ?? []
+                let all = loop0.runs?.board.list(owner: q["owner"], status: status) ?? []
                 let page = all.dropFirst(offset).prefix(limit)
                 var out = Array("{\"runs\":[".utf8)
                 for (i, r) in page.enumerated() { if i > 0 { out.append(UInt8(ascii: ",")) }; out += r.summaryJSON }

@@ -264,9 +264,12 @@ public final class Server {
                 // Maps keyed by what clients send, each bounded (README: Limits).
                 (
                     "watch_channels", "Run and dashboard channels with at least one watcher.",
-                    contexts[0].runs?.trackedChannels ?? 0
+                    contexts[0].runs?.board.trackedChannels ?? 0
                 ),
-                ("run_publishers", "Runs with a connected publisher socket.", contexts[0].runs?.trackedPublishers ?? 0),
+                (
+                    "run_publishers", "Runs with a connected publisher socket.",
+                    contexts[0].runs?.board.trackedPublishers ?? 0
+                ),
                 ("api_keys", "API keys held in memory (revoked ones included).", api?.keys.count ?? 0),
                 (
                     "failed_join_addresses", "Addresses with failed joins in the last minute (at most 100,000).",

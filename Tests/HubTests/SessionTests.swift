@@ -1,4 +1,5 @@
 @testable import Hub
+import TestSupport
 import WebSocket
 import XCTest
 
@@ -287,7 +288,10 @@ final class SessionTests: XCTestCase {
     /// them in the same order and without gaps while connected; nothing crosses sessions; presence
     /// matches the open connections once everything is committed.
     func testLifecycleFuzz() {
-        var rng = SystemRandomNumberGenerator()
+        // Seeded, and the seed printed: a failure replays with LIFECYCLE_SEED=<seed>.
+        let seed = UInt64(ProcessInfo.processInfo.environment["LIFECYCLE_SEED"] ?? "") ?? UInt64.random(in: 1...UInt64.max)
+        print("testLifecycleFuzz seed \(seed)")
+        var rng = SplitMix64(seed: seed)
         var delivered = 0
         defer { XCTAssertGreaterThan(delivered, 1000, "the fuzz must actually deliver traffic") }
         for round in 0..<30 {

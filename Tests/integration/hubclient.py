@@ -90,6 +90,19 @@ class Client:
         await self.ws.close()
 
 
+def eventually(check, timeout=10.0, interval=0.05, what="condition"):
+    """Polls `check` until it returns something truthy (returned), or fails after `timeout` seconds:
+    tests wait for a condition, not for a fixed time."""
+    import time
+    deadline = time.time() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(interval)
+
+
 def run(coro):
     """Runs a test coroutine, then closes every client it opened."""
     async def wrapped():

@@ -4,7 +4,7 @@ import json
 
 import websockets
 
-from hubclient import Client, api, create_session, run
+from hubclient import Client, api, create_session, eventually, run
 from test_runs import KEY, publish, runs_hub, watch  # noqa: F401  (fixture)
 
 
@@ -86,13 +86,14 @@ def test_run_control_pause_resume_round_trip(runs_hub):
     assert api(runs_hub, "PATCH", f"/api/sessions/{code}", {"guest_policy": "allow"}, {"X-Host-Key": "bad"})[0] == 401   # a wrong host key is no credential
     assert api(runs_hub, "POST", f"/api/sessions/{code}/end", {}, {"X-Host-Key": host_key})[0] == 202
 
-    import time
-    time.sleep(0.3)
-    status, log = api(runs_hub, "GET", f"/api/activity?session={code}")
-    assert status == 200
-    actions = [e["action"] for e in log["activity"]]
-    for expected in ["session_created", "run_controlled", "member_removed", "guest_policy_changed", "session_ended"]:
-        assert expected in actions, (expected, actions)
+    expected = ["session_created", "run_controlled", "member_removed", "guest_policy_changed", "session_ended"]
+
+    def logged():
+        # Entries are committed with the next group commit: poll until they are all there.
+        status, log = api(runs_hub, "GET", f"/api/activity?session={code}")
+        assert status == 200
+        return log if all(a in [e["action"] for e in log["activity"]] for a in expected) else None
+    log = eventually(logged, what=f"activity entries {expected}")
     controlled = next(e for e in log["activity"] if e["action"] == "run_controlled")
     assert controlled["target"] == "ctl-1" and controlled["details"] == "pause" and "Host" in controlled["actor"]
     assert controlled["address"] == "127.0.0.1"

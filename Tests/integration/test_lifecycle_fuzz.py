@@ -97,7 +97,9 @@ def test_lifecycle_fuzz(make_hub):
     hub = make_hub("--threads", "2", "--reconnect-grace", "0.5")
     codes = [create_session(hub, max_participants=20)["code"] for _ in range(4)]
     report = {"connections": 0, "order": 0, "leaks": 0}
-    rng = random.Random(int(os.environ.get("LIFECYCLE_FUZZ_SEED", str(int(time.time())))))
+    seed = int(os.environ.get("LIFECYCLE_FUZZ_SEED", str(int(time.time()))))
+    print(f"lifecycle fuzz seed {seed} (replay: LIFECYCLE_FUZZ_SEED={seed})")
+    rng = random.Random(seed)
 
     async def main():
         deadline = time.time() + SECONDS

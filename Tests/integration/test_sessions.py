@@ -9,7 +9,7 @@ import time
 import pytest
 import websockets
 
-from hubclient import Client, api, create_session, run
+from hubclient import Client, api, create_session, eventually, run
 
 
 def test_sessions_on_every_loop_work(session_hub):
@@ -278,13 +278,15 @@ def test_idle_session_ends_after_ttl(make_hub):
         idle = create_session(hub)["code"]
         a = await Client.connect(hub, busy)
         await a.join("Ann")
-        await asyncio.sleep(2.0)
+        # The idle one ends (the sweep runs every ttl/4); then the busy one is still live.
+        info = await asyncio.to_thread(eventually, lambda: (lambda i: i if i["status"] == "ended" else None)(
+            api(hub, "GET", f"/api/sessions/{idle}")[1]), what="the idle session to end")
+        assert info["end_reason"].startswith("idle"), info
+        await asyncio.sleep(1.0)   # well past the TTL: a session with a member is not idle
         assert api(hub, "GET", f"/api/sessions/{busy}")[1]["status"] == "live", "a session with members stays"
-        info = api(hub, "GET", f"/api/sessions/{idle}")[1]
-        assert info["status"] == "ended" and info["end_reason"].startswith("idle"), info
         await a.send({"type": "leave"})
-        await asyncio.sleep(2.0)
-        assert api(hub, "GET", f"/api/sessions/{busy}")[1]["status"] == "ended"
+        await asyncio.to_thread(eventually, lambda: api(hub, "GET", f"/api/sessions/{busy}")[1]["status"] == "ended",
+                                what="the emptied session to end")
     run(main())
 
 

@@ -3,7 +3,7 @@ import asyncio
 import json
 import time
 
-from hubclient import Client, api, create_session, run
+from hubclient import Client, api, create_session, eventually, run
 
 
 async def record(hub, code, gaps):
@@ -81,9 +81,13 @@ def test_retention_by_count_and_age(make_hub):
         await record(hub, code, [0] * 12)
         return code
     code = run(main())
-    time.sleep(0.8)
-    status, raw = api(hub, "GET", f"/api/sessions/{code}/transcript?format=ndjson")
-    seqs = [json.loads(l)["seq"] for l in raw.decode().splitlines()]
+
+    def trimmed():
+        # Retention runs every 0.2 s: poll until it has trimmed the session to its newest five.
+        raw = api(hub, "GET", f"/api/sessions/{code}/transcript?format=ndjson")[1]
+        seqs = [json.loads(l)["seq"] for l in raw.decode().splitlines()]
+        return seqs if len(seqs) == 5 else None
+    seqs = eventually(trimmed, what="retention by count")
     assert len(seqs) == 5 and seqs == list(range(seqs[0], seqs[0] + 5)) and seqs[-1] >= 13, seqs
 
     aged = make_hub("--threads", "1", "--retention-age", "0.5", "--retention-interval", "0.2")
@@ -94,10 +98,12 @@ def test_retention_by_count_and_age(make_hub):
         await record(aged, code, [0])
         return code
     code = run(more())
-    time.sleep(0.3)
-    status, raw = api(aged, "GET", f"/api/sessions/{code}/transcript?format=ndjson")
-    events = [json.loads(l) for l in raw.decode().splitlines()]
-    assert [e.get("text") for e in events if e["type"] == "chat"] == ["m0"], events   # only the newest chat is young enough
+
+    def aged_out():
+        raw = api(aged, "GET", f"/api/sessions/{code}/transcript?format=ndjson")[1]
+        events = [json.loads(l) for l in raw.decode().splitlines()]
+        return events if [e.get("text") for e in events if e["type"] == "chat"] == ["m0"] else None
+    events = eventually(aged_out, what="retention by age")   # only the newest chat is young enough
     assert all(e["seq"] > 4 for e in events)
 
 
