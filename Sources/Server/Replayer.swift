@@ -35,7 +35,7 @@ final class Replayer {
     private var lastTs: Int64?
     private var lastDue = 0.0
 
-    struct Item { let ts: Int64; let seq: Int?; let json: [UInt8] }
+    struct Item { let ts: Int64; let seq: Int?; let message: ServerMessage }
     struct Summary { let first: Int, last: Int, count: Int, durationMillis: Int64 }
     struct Page { let items: [Item]; let exhausted: Bool }
 
@@ -97,14 +97,14 @@ final class Replayer {
         var c = 0
         for e in events {
             while c < cursors.count && cursors[c].ts < e.ts { items.append(item(cursors[c])); c += 1 }
-            items.append(Item(ts: e.ts, seq: e.seq, json: e.json))
+            items.append(Item(ts: e.ts, seq: e.seq, message: e.message))
         }
         while c < cursors.count { items.append(item(cursors[c])); c += 1 }
         return Page(items: items, exhausted: exhausted)
     }
 
     private static func item(_ s: CursorSample) -> Item {
-        Item(ts: s.ts, seq: nil, json: ServerMessage.replayedCursors(ts: s.ts, updates: s.updates).json)
+        Item(ts: s.ts, seq: nil, message: .replayedCursors(ts: s.ts, updates: s.updates))
     }
 
     // MARK: Playing (the connection's loop)
@@ -233,7 +233,7 @@ final class Replayer {
                 timer = Loop.Timer(loop: connection.loop, after: due - now) { [weak self] in self?.schedule() }
                 return
             }
-            connection.deliver(Chunk.text(item.json))
+            connection.deliver(item.message.frame)
             lastTs = item.ts
             lastDue = due
             index += 1

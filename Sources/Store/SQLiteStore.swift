@@ -151,19 +151,21 @@ public final class SQLiteStore: EventLog, SessionRecords, StorageMaintenance, @u
     public func append(
         _ event: DurableEvent, executor: Executor, done: @escaping (Result<Committed, StoreFailure>) -> Void
     ) {
-        cond.lock()
-        if queue.count >= maxQueued {
-            cond.unlock()
-            // The disk cannot keep up: refuse instead of queueing without bound (memory, latency).
-            executor.execute {
-                done(.failure(StoreFailure("store overloaded (\(self.maxQueued) events waiting); retry")))
-            }
-            return
-        }
-        queue.append(.append(event, executor, done))
-        wakeWriterIfNeeded()
-        cond.unlock()
+        if !enqueueAppend(.append(event, executor, done)) { executor.execute { done(.failure(self.overloaded)) } }
     }
+
+    /// Queues an append, or (false) refuses it when the writer is `maxQueued` behind: the disk cannot
+    /// keep up, and queueing without bound would cost memory and latency.
+    private func enqueueAppend(_ r: Request) -> Bool {
+        cond.lock()
+        defer { cond.unlock() }
+        guard queue.count < maxQueued else { return false }
+        queue.append(r)
+        wakeWriterIfNeeded()
+        return true
+    }
+
+    private var overloaded: StoreFailure { StoreFailure("store overloaded (\(maxQueued) events waiting); retry") }
 
     /// Under `cond`'s lock. Wakes the writer only when the queue becomes non-empty or reaches a full
     /// batch: a signal per append would end the writer's wait for company at every message, so at
@@ -182,17 +184,9 @@ public final class SQLiteStore: EventLog, SessionRecords, StorageMaintenance, @u
         _ events: [DurableEvent], expectedLastSeq: Int?, executor: Executor,
         done: @escaping (Result<[Committed], StoreFailure>) -> Void
     ) {
-        cond.lock()
-        if queue.count >= maxQueued {
-            cond.unlock()
-            executor.execute {
-                done(.failure(StoreFailure("store overloaded (\(self.maxQueued) events waiting); retry")))
-            }
-            return
+        if !enqueueAppend(.appendBatch(events, expectedLastSeq, executor, done)) {
+            executor.execute { done(.failure(self.overloaded)) }
         }
-        queue.append(.appendBatch(events, expectedLastSeq, executor, done))
-        wakeWriterIfNeeded()
-        cond.unlock()
     }
 
     /// Queues a cursor sample; dropped (not queued) while the writer is overloaded.

@@ -65,7 +65,7 @@ public final class RunBoard {
                 guard let ev = RunEvent.fromStored(e.body) else { continue }
                 run.apply(ev, seq: e.seq, ts: e.ts)
                 if let eid = ev.id { seenIds[id, default: [:]][eid] = e.seq }
-                ring.append((e.seq, Chunk.text(e.json)))
+                ring.append((e.seq, e.message.frame))
             }
             committed[id] = run; projected[id] = run; windows[id] = ring
             byOwner[run.owner, default: []].append(id)
