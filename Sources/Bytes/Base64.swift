@@ -72,3 +72,11 @@ public enum Base64 {
         return out
     }
 }
+
+extension Base64 {
+    /// URL-safe base64 without padding, letters and digits only: no `_` (keys split on it) and no `-`
+    /// (an id starting with one reads as an option on the command line: `collabhub keys revoke -jW5...`).
+    public static func encodeID(_ bytes: [UInt8]) -> String {
+        String(encode(bytes, urlSafe: true).map { $0 == "_" ? "x" : $0 == "-" ? "y" : $0 })
+    }
+}

@@ -70,6 +70,27 @@ public final class TLSContext: @unchecked Sendable {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nil)
     }
 
+    /// A client context that verifies the server: its certificate chain against the system's trust
+    /// store (or `caFile`, a PEM bundle), and its name against the host name given to each session.
+    public init(verifyingClient caFile: String?) throws {
+        guard let ctx = SSL_CTX_new(TLS_client_method()) else {
+            throw Error(description: "cannot create a TLS context: \(Self.openSSLErrors())")
+        }
+        self.ctx = ctx
+        isServer = false
+        verifiesHost = true
+        _ = chub_ssl_ctx_min_tls12(ctx)
+        _ = chub_ssl_ctx_set_mode(ctx, chub_ssl_modes())
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
+        let loaded = caFile.map { SSL_CTX_load_verify_locations(ctx, $0, nil) } ?? SSL_CTX_set_default_verify_paths(ctx)
+        guard loaded == 1 else {
+            throw Error(description: "cannot load the trusted certificates \(caFile ?? "(system)"): \(Self.openSSLErrors())")
+        }
+    }
+
+    /// Sessions check that the server's certificate names the host they were opened for.
+    private var verifiesHost = false
+
     deinit { SSL_CTX_free(ctx) }
 
     /// A TLS session on a connected, non-blocking socket.
@@ -79,7 +100,10 @@ public final class TLSContext: @unchecked Sendable {
         if isServer {
             SSL_set_accept_state(ssl)
         } else {
-            if let serverName { _ = chub_ssl_set_tlsext_host_name(ssl, serverName) }
+            if let serverName {
+                _ = chub_ssl_set_tlsext_host_name(ssl, serverName)
+                if verifiesHost { _ = SSL_set1_host(ssl, serverName) }
+            }
             SSL_set_connect_state(ssl)
         }
         return ssl

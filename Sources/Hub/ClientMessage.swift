@@ -274,7 +274,7 @@ extension ClientMessage {
         }
     }
 
-    static func isValidEventName(_ s: String) -> Bool {
+    public static func isValidEventName(_ s: String) -> Bool {
         !s.isEmpty && s.utf8.count <= 64
             && s.utf8.allSatisfy {
                 ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 95 || $0 == 46 || $0 == 58 || $0 == 45

@@ -18,7 +18,11 @@ final class APIKeys: @unchecked Sendable {
     /// Stored counts of the hour and month windows as of the last refresh (window name -> key -> count).
     private var stored: [String: [String: Int]] = [:]
     private var refreshedAt = -Double.infinity
-    private var refreshing = false
+    /// Whether the table was ever read: until then the hub counts as having keys (fails closed).
+    private var loaded = false
+    /// Reads of the table run here, one at a time, so an older read never overwrites a newer one (and
+    /// a flood of unknown ids never delays anything else, such as sessions waking up).
+    private let worker = Worker(name: "api-keys")
     /// Seconds between reads of the key table (`--key-refresh`).
     let refreshInterval: Double
 
@@ -40,38 +44,45 @@ final class APIKeys: @unchecked Sendable {
         reload()
     }
 
-    /// Reads every key and the current windows' stored counts (blocking: start-up or a worker).
-    /// A failed read keeps what is known.
+    /// Reads every key and the current windows' stored counts (blocking: at start-up, then only on
+    /// `worker`). A failed read keeps what is known.
     func reload(now: Date = Date()) {
         let (hour, month) = Self.windows(now)
-        guard let all = try? store.allKeys() else {
-            lock.lock(); refreshing = false; lock.unlock()
-            return
-        }
+        guard let all = try? store.allKeys() else { return }
         let hourCounts = (try? store.usage(window: hour)) ?? [:]
         let monthCounts = (try? store.usage(window: month)) ?? [:]
         lock.lock()
         records = Dictionary(all.map { ($0.id, $0) }, uniquingKeysWith: { $1 })
         stored = [hour: hourCounts, month: monthCounts]
         refreshedAt = now.timeIntervalSince1970
-        refreshing = false
+        loaded = true
         lock.unlock()
     }
 
-    /// Schedules a reload on `worker` when the last one is older than `refreshInterval` (from a loop).
-    func refreshIfDue(on worker: Worker, now: Double = Date().timeIntervalSince1970) {
+    /// Reads the table again when the last read is older than `refreshInterval` (from a loop's timer).
+    func refreshIfDue(now: Double = Date().timeIntervalSince1970) {
         lock.lock()
-        let due = !refreshing && now - refreshedAt >= refreshInterval
-        if due { refreshing = true }
+        let due = now - refreshedAt >= refreshInterval
         lock.unlock()
-        if due { worker.submit { [self] in reload() } }
+        if due { refreshNow {} }
     }
 
-    /// Reads the table again on `worker` and then calls `done` (on the worker). Callers that arrive
-    /// while a read is under way wait for the next one (which starts after they asked), and all of
-    /// them share it: a flood of unknown ids costs one read of the table at a time.
-    func refreshNow(on worker: Worker, then done: @escaping () -> Void) {
+    /// Reads the table again and waits for it (an API worker, after it created or revoked a key).
+    func reloadAndWait() {
+        let done = DispatchSemaphore(value: 0)
+        refreshNow { done.signal() }
+        done.wait()
+    }
+
+    func stop() { worker.stop() }
+
+    /// Reads the table again on the keys' worker, then calls `done` (on that worker). Callers that
+    /// arrive while a read is under way wait for the next one (which starts after they asked), and all
+    /// of them share it; reads start at most every `minInterval` seconds, and past `maxWaiting` callers
+    /// `done` is called at once: a flood of unknown ids costs at most a few reads of the table a second.
+    func refreshNow(then done: @escaping () -> Void) {
         lock.lock()
+        guard nextWaiters.count < Self.maxWaiting else { lock.unlock(); return done() }
         nextWaiters.append(done)
         let start = !reloading
         reloading = true
@@ -83,7 +94,9 @@ final class APIKeys: @unchecked Sendable {
                 let waiters = nextWaiters
                 nextWaiters = []
                 if waiters.isEmpty { reloading = false; lock.unlock(); return }
+                let wait = refreshedAt + Self.minInterval - Date().timeIntervalSince1970
                 lock.unlock()
+                if wait > 0 { Thread.sleep(forTimeInterval: min(wait, Self.minInterval)) }
                 reload()
                 for w in waiters { w() }
             }
@@ -91,6 +104,8 @@ final class APIKeys: @unchecked Sendable {
     }
     private var nextWaiters: [() -> Void] = []
     private var reloading = false
+    static let minInterval = 0.2
+    static let maxWaiting = 10_000
 
     /// Whether a key (presented earlier, on a socket that is still open) is still active.
     func isActive(_ id: String) -> Bool {
@@ -101,7 +116,7 @@ final class APIKeys: @unchecked Sendable {
     /// Whether any active key exists: a hub with keys is not in open mode.
     func anyActive() -> Bool {
         lock.lock(); defer { lock.unlock() }
-        return records.values.contains { $0.revokedAt == nil }
+        return !loaded || records.values.contains { $0.revokedAt == nil }
     }
 
     /// The request counts of a key in its current windows.

@@ -70,6 +70,14 @@ public struct Config: Sendable {
     /// Seconds between reads of the API key table: keys made by `collabhub keys` in another process
     /// work (and revoked ones stop) within this time; keys changed through the API do at once.
     public var keyRefreshInterval = 5.0
+    /// Webhooks may go to loopback and private networks (otherwise refused: SSRF).
+    public var webhookAllowPrivate = false
+    /// A webhook endpoint with no successful delivery for this long is disabled (and the activity log
+    /// says so). A day: long enough to ride out a receiver's outage, short enough not to retry forever.
+    public var webhookDisableAfter = 86_400.0
+    /// PEM bundle of the certificate authorities webhook receivers' certificates are checked against
+    /// (nil: the system's).
+    public var webhookCAFile: String?
 
     public init() {}
 }

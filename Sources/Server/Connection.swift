@@ -19,6 +19,9 @@ final class Connection: Socket {
     var timedOut: Bool { machine.timedOut }
     /// The session and member this connection joined (hub endpoint).
     var membership: Membership?
+    /// While a join waits for its session to wake up: the messages sent meanwhile (nil: no join waiting).
+    var joinQueue: [ClientMessage]?
+    var joinQueueBytes = 0
     /// The session code from the upgrade URL (`/ws?session=CODE`).
     var sessionCode: String?
     var invalidMessages = 0
@@ -157,6 +160,10 @@ final class Connection: Socket {
             close()
         case .failed(let code):
             context.metrics.closedWith(code)
+        case .arm(let seconds):
+            setTimer(seconds)
+        case .refusedPing:
+            context.metrics.rateLimited.add()
         }
         return !isClosed && !isClosing
     }
@@ -213,7 +220,8 @@ final class Connection: Socket {
         closeAfterFlush()
     }
 
-    private func upgrade(_ head: HTTPRequestHead) {
+    /// `refreshed`: tried again after the key table was read again for an unknown key id.
+    private func upgrade(_ head: HTTPRequestHead, refreshed: Bool = false) {
         guard let endpoint = context.endpoints[head.path] else {
             context.metrics.handshakesFailed.add()
             failHTTP(.notFound, "no WebSocket endpoint at \(head.path)")
@@ -223,8 +231,22 @@ final class Connection: Socket {
             // What the socket presented at the upgrade (?key=, ?token=, headers) stays with it; each
             // message is then authorized against it (`Authorization.allows`).
             let access = context.server.access(head, upgrade: true)
-            if access.unknownKeyId, let api = context.server.api {
-                api.keys.refreshNow(on: context.server.wakeups) {}  // a retry finds a key made since
+            if access.unknownKeyId && !refreshed, let api = context.server.api {
+                // A key made by `collabhub keys` since the table was read: read it again (off the loop),
+                // then decide. Nothing was written yet; reading waits meanwhile.
+                machine.awaitResponse()
+                pauseReading()
+                let loop = self.loop
+                api.keys.refreshNow {
+                    loop.post { [self] in
+                        guard !isClosed else { return }
+                        machine.responded()
+                        resumeReading()
+                        upgrade(head, refreshed: true)
+                        if !isClosed && !isClosing { feed(takePending()) }
+                    }
+                }
+                return
             }
             if let failure = access.failure {
                 context.metrics.handshakesFailed.add()

@@ -32,7 +32,7 @@ final class HubEndpoint: Endpoint {
         if connection.limiter == nil {
             connection.limiter = ConnectionLimiter(hub.context.config.messageRates, now: now)
         }
-        if connection.membership == nil, let replay = replayRequest(payload) {
+        if connection.membership == nil, connection.joinQueue == nil, let replay = replayRequest(payload) {
             guard connection.limiter!.allow(.other, now: now) else { return refuse(connection) }
             return handleReplay(connection, replay)
         }
@@ -51,9 +51,28 @@ final class HubEndpoint: Endpoint {
         if sniffed != ConnectionLimiter.kind(of: message) && !connection.limiter!.allow(message, now: now) {
             return refuse(connection)
         }
-        if case .join(let join) = message, connection.membership == nil {
+        if case .join(let join) = message, connection.membership == nil, connection.joinQueue == nil {
             return self.join(connection, join)
         }
+        if connection.joinQueue != nil {
+            // The session is waking up for this connection's join: what the client sends meanwhile
+            // waits for it, in order (a bounded number of messages).
+            guard connection.joinQueue!.count < Self.maxQueuedWhileJoining,
+                  connection.joinQueueBytes + payload.count <= Self.maxQueuedBytesWhileJoining else {
+                return reject(connection, MessageError("not_ready", "wait for joined before sending more"))
+            }
+            connection.joinQueue!.append(message)
+            connection.joinQueueBytes += payload.count
+            return
+        }
+        dispatch(connection, message)
+    }
+
+    /// Queued messages (sent while the join waited for the session to wake up), at most.
+    static let maxQueuedWhileJoining = 64
+    static let maxQueuedBytesWhileJoining = 256 * 1024
+
+    private func dispatch(_ connection: Connection, _ message: ClientMessage) {
         guard let session = connection.membership?.session else {
             return reject(connection, MessageError("not_joined", "send a join first"))
         }
@@ -98,8 +117,13 @@ final class HubEndpoint: Endpoint {
                 connection,
                 MessageError("invalid_field", "connect to /ws?session=\(code) to join this session", field: "session"))
         }
+        connection.joinQueue = []
         hub.withSession(code) { [self] session in
+            let queued = connection.joinQueue ?? []
+            connection.joinQueue = nil
+            connection.joinQueueBytes = 0
             guard !connection.isClosed, !connection.isClosing else { return }
+            defer { for m in queued where !connection.isClosed && !connection.isClosing { dispatch(connection, m) } }
             guard let session else {
                 if hub.wakeFailed.contains(code) {
                     return connection.sendError(

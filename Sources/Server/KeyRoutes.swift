@@ -63,7 +63,7 @@ extension SessionAPI {
             scopes: Scope.allCases.filter(scopes.contains).map(\.rawValue), runs: runs)
         return offLoop(connection) {
             let (record, key) = try store.createKey(spec, actor: actor)
-            keys.reload()  // usable at once
+            keys.reloadAndWait()  // usable at once
             var w = JSONWriter()
             w.beginObject(); w.field("id", record.id); w.field("key", key)
             Self.keyFields(&w, record)
@@ -104,7 +104,7 @@ extension SessionAPI {
         let actor = access.keyId.map { "key \($0)" } ?? "admin (api)"
         return offLoop(connection) {
             let revoked = try store.revokeKey(id: id, actor: actor)
-            keys.reload()  // refused from now on, not after the next refresh
+            keys.reloadAndWait()  // refused from now on, not after the next refresh
             return revoked
                 ? .json(.ok, "{\"id\":\(jsonString(id)),\"revoked\":true}")
                 : .error(.notFound, "unknown_key", "no active key \(id)")

@@ -150,7 +150,15 @@ final class LoopHub: SessionHost, HubMetrics {
 
     /// Ends a session (host request over HTTP, or idle TTL).
     func end(_ code: String, reason: String) {
-        withSession(code) { $0?.end(reason: reason) }
+        withSession(code) { [self] session in
+            if let session { return session.end(reason: reason) }
+            // Its history could not be read (storage is failing): it still ends, without the closing
+            // system message, so an ended session never takes joins.
+            guard wakeFailed.contains(code), var info = directory.info(code), info.endedAt == nil else { return }
+            info.endedAt = Int64(Date().timeIntervalSince1970 * 1000)
+            info.endReason = reason
+            directory.ended(info, store: store)
+        }
     }
 
     func record(_ action: String, session: Session, actor: Member?, target: String?, details: String?, address: String?)

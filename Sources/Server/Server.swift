@@ -42,6 +42,10 @@ public final class Server {
     /// Reads that wake sessions up and refresh the API key table: a thread of their own, so a long
     /// export or replay load on the API worker never delays a join.
     let wakeups = Worker(name: "session-wakeups")
+    /// Name resolution for webhook deliveries (a slow DNS server must not delay anything else).
+    let webhookResolver = Worker(name: "webhook-dns")
+    /// Delivers the webhook outbox (loop 0).
+    var webhooks: WebhookEngine?
     /// Open WebSocket connections per client address, across loops.
     let addresses = AddressCounts()
     /// Authentication failures, aggregated for the activity log.
@@ -101,6 +105,15 @@ public final class Server {
         }
         let runHub = RunHub(context: contexts[0], store: store)
         contexts[0].runs = runHub
+        do {
+            webhooks = try WebhookEngine(
+                context: contexts[0], store: store, worker: webhookResolver, allowPrivate: config.webhookAllowPrivate,
+                disableAfter: config.webhookDisableAfter, caFile: config.webhookCAFile)
+        } catch {
+            store.close()
+            throw ListenError(description: "webhooks: \(error)")
+        }
+        webhooks?.load()
         let watch = WatchEndpoint(runs: runHub, allowedOrigins: config.allowedOrigins)
         let publish = PublishEndpoint(runs: runHub)
         for context in contexts {
@@ -144,7 +157,7 @@ public final class Server {
             loop: contexts[0].loop, after: config.keyRefreshInterval,
             repeat: config.keyRefreshInterval
         ) { [unowned self] in
-            self.api?.keys.refreshIfDue(on: self.wakeups)
+            self.api?.keys.refreshIfDue()
         }
         keyRefresh.unref()
         housekeeping.append(keyRefresh)
@@ -209,6 +222,8 @@ public final class Server {
         // Every loop is stopped: commit what is queued and close the store.
         api?.worker.stop()
         wakeups.stop()
+        api?.keys.stop()
+        webhookResolver.stop()
         store.close()
     }
     private var keepAlive: [Loop.Timer] = []
@@ -276,7 +291,7 @@ public final class Server {
                     directory.failedJoinAddresses
                 ),
                 ("address_connection_entries", "Client addresses with open connections.", addresses.count),
-            ])
+            ]) + (webhooks?.stats.render() ?? "")
     }
 }
 

@@ -36,7 +36,7 @@ final class SessionAPI {
             // A key made by `collabhub keys` since the table was last read: read it again (off the loop),
             // then decide. Never a read on the loop; requests in the meantime share one read.
             let loop = connection.loop
-            keys.refreshNow(on: server.wakeups) {
+            keys.refreshNow {
                 loop.post { [self] in
                     guard !connection.isClosed else { return }
                     if let r = handle(head, body: body, connection: connection, refreshed: true) {
@@ -82,13 +82,21 @@ final class SessionAPI {
             if access.keyId == parts[2] { return keyUsage(parts[2]) }
             return authorized(.manageKeys) { keyUsage(parts[2]) }
         case (_, _, "keys"): return .error(.notFound, "not_found", "no API route \(head.method) \(head.path)")
+        case (_, _, "webhooks"):
+            return authorized(.manageWebhooks) { webhookRoute(head, parts, body, connection, access) }
         case (_, 2, "activity"):
             return .error(.methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(head.path)")
         case ("POST", 2, "sessions"): return authorized(.createSession) { create(body, connection) }
         case ("GET", 2, "sessions"): return authorized(.listSessions) { list(connection) }
-        case (_, 3...4, "sessions") where code == nil:
+        case (_, 3...5, "sessions") where code == nil:
             return .error(.notFound, "unknown_session", "no session with code \(parts[2])")
         case ("GET", 3, "sessions"): return authorized(.describeSession(code!)) { describe(parts[2]) }
+        case ("POST", 4, "sessions") where parts[3] == "messages":
+            return authorized(.changeSession(code!)) { postMessage(code!, head, body, connection, actor: client) }
+        case ("GET", 4, "sessions") where parts[3] == "members":
+            return authorized(.describeSession(code!)) { members(code!, connection) }
+        case ("DELETE", 5, "sessions") where parts[3] == "members":
+            return authorized(.changeSession(code!)) { removeMember(code!, parts[4], connection, actor: client) }
         case ("PATCH", 3, "sessions"):
             return authorized(.changeSession(code!)) { patch(parts[2], head, body, connection) }
         case ("GET", 4, "sessions") where parts[3] == "transcript":
@@ -157,7 +165,7 @@ final class SessionAPI {
                 address: connection.peer, details: info.title))
         let loop = connection.loop, directory = directory
         // 201 only once the session's row is committed; a failed commit forgets the session (503).
-        store.save(info) { stored in
+        store.save(info, created: true) { stored in
             guard stored else {
                 directory.forget(info.code)
                 let response = Response.error(

@@ -126,11 +126,3 @@ extension SQLiteStore: APIKeyStore {
         return out
     }
 }
-
-extension Base64 {
-    /// URL-safe base64 without padding, letters and digits only: no `_` (keys split on it) and no `-`
-    /// (an id starting with one reads as an option on the command line: `collabhub keys revoke -jW5...`).
-    static func encodeID(_ bytes: [UInt8]) -> String {
-        encode(bytes, urlSafe: true).replacingOccurrences(of: "_", with: "x").replacingOccurrences(of: "-", with: "y")
-    }
-}

@@ -21,6 +21,21 @@ extension SQLiteStore {
         var conflicts: [Completion] = []
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         var failure: String?
+        var outbox: [WebhookDelivery] = []
+        /// Writes the webhooks a committed event makes to the outbox of every endpoint that wants them.
+        func report(_ messages: [WebhookMessage]) throws {
+            for m in messages {
+                for e in subscriptions where e.wants(m.type) {
+                    let st = insertOutbox!
+                    st.bind(1, e.id); st.bind(2, m.id); st.bind(3, m.type.rawValue); st.bind(4, m.stream)
+                    st.bind(5, m.seq); st.bind(6, blob: m.body); st.bind(7, now); st.bind(8, now)
+                    defer { st.reset() }
+                    _ = try st.step()
+                    outbox.append(WebhookDelivery(id: Int(sqlite3_last_insert_rowid(writer.db)), webhook: e.id,
+                                                  message: m, nextAttempt: now, createdAt: now))
+                }
+            }
+        }
         /// Inserts one event (or recognises a resend) inside the open transaction.
         func store(_ event: DurableEvent) throws -> Committed {
             let idKey = event.clientId.map { idHash(event.member, $0) }
@@ -39,7 +54,9 @@ extension SQLiteStore {
                 ids.lastWrite = clock
                 remembered.append((ids, idKey))
             }
-            return Committed(seq: seq, ts: now, duplicate: false)
+            let committed = Committed(seq: seq, ts: now, duplicate: false)
+            if !subscriptions.isEmpty { try report(Webhook.messages(for: event, committed: committed)) }
+            return committed
         }
         do {
             try run(begin)
@@ -65,8 +82,21 @@ extension SQLiteStore {
                     st.bind(1, session); st.bind(2, ts); st.bind(3, blob: updates)
                     defer { st.reset() }
                     _ = try st.step()
-                case .session(let info, let done):
+                case .webhooks(let endpoints):
+                    subscriptions = endpoints.filter(\.active)
+                case .attempt(let d):
+                    let st = updateAttempt!
+                    st.bind(1, d.status.rawValue); st.bind(2, d.attempts); st.bind(3, d.nextAttempt)
+                    if let s = d.lastStatus { st.bind(4, s) } else { st.bind(4, nil as String?) }
+                    st.bind(5, d.lastError)
+                    if let ms = d.durationMillis { st.bind(6, ms) } else { st.bind(6, nil as String?) }
+                    if let at = d.deliveredAt { st.bind(7, at) } else { st.bind(7, nil as String?) }
+                    st.bind(8, d.id)
+                    defer { st.reset() }
+                    _ = try st.step()
+                case .session(let info, let created, let done):
                     if let done { barriers.append(done) }
+                    if created && !subscriptions.isEmpty { try report([Webhook.sessionStarted(info)]) }
                     let s = upsertSession!
                     s.bind(1, info.code); s.bind(2, info.title); s.bind(3, info.maxParticipants);
                     s.bind(4, info.guestPolicy.rawValue)
@@ -110,7 +140,12 @@ extension SQLiteStore {
                 default: return nil
                 }
             }
-            let retry = batch.filter { if case .session(_, nil) = $0 { return true } else { return false } }
+            let retry = batch.filter {
+                switch $0 {
+                case .session(_, _, nil), .webhooks, .attempt: return true
+                default: return false
+                }
+            }
             if !retry.isEmpty {
                 cond.lock(); queue.insert(contentsOf: retry, at: 0); cond.unlock()
                 Thread.sleep(forTimeInterval: 0.05)  // the disk is failing: retry, but do not spin
@@ -132,6 +167,7 @@ extension SQLiteStore {
             executor.execute { for c in list { c.run() } }
         }
         for b in barriers { b(failure == nil) }
+        if failure == nil && !outbox.isEmpty { onOutbox?(outbox) }
     }
 
     /// Where a retention pass stands: the policy, its age cut-off, and the session it works on (passes

@@ -92,7 +92,8 @@ extension SQLiteStore {
             }
             st.delete.bind(1, session); st.delete.bind(2, end)
             _ = try st.delete.step()
-            retentionDeleted += writer.changes
+            let deleted = writer.changes
+            cond.lock(); retentionDeleted += deleted; cond.unlock()
             st.cursors.bind(1, session)
             _ = try st.cursors.step()
             try run(commitTx)

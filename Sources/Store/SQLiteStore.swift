@@ -26,7 +26,11 @@ public final class SQLiteStore: EventLog, SessionRecords, StorageMaintenance, @u
         case appendBatch([DurableEvent], Int?, Executor, (Result<[Committed], StoreFailure>) -> Void)
         /// A session row; `done` (on the writer thread) learns whether it committed. Rows without one
         /// are queued again when their batch fails.
-        case session(SessionInfo, ((Bool) -> Void)?)
+        case session(SessionInfo, created: Bool, ((Bool) -> Void)?)
+        /// The endpoints the outbox is written for (replaces the writer's copy).
+        case webhooks([WebhookEndpoint])
+        /// What a delivery attempt found.
+        case attempt(WebhookDelivery)
         case barrier((Bool) -> Void)
         case retention(RetentionPolicy)
         case activity(ActivityEntry)
@@ -90,6 +94,12 @@ public final class SQLiteStore: EventLog, SessionRecords, StorageMaintenance, @u
     /// The writer restarts the WAL after this long without work.
     static let idleRestart = 0.2
     static let walHardLimit = 65_536
+    /// Active webhook endpoints (writer thread): each committed event is written to the outbox of
+    /// every one that wants it, in the same transaction.
+    var subscriptions: [WebhookEndpoint] = []
+    public var onOutbox: (([WebhookDelivery]) -> Void)?
+    var insertOutbox: Statement!
+    var updateAttempt: Statement!
     /// The retention pass's statements, prepared on first use.
     var retentionStatementsCache: RetentionStatements?
 
@@ -130,6 +140,15 @@ public final class SQLiteStore: EventLog, SessionRecords, StorageMaintenance, @u
             max_participants=excluded.max_participants, guest_policy=excluded.guest_policy,
             ended_at=excluded.ended_at, end_reason=excluded.end_reason, options=excluded.options
             """, persistent: true)
+        insertOutbox = try writer.prepare("""
+            INSERT INTO webhook_outbox(webhook, message_id, type, stream, seq, body, status, attempts, next_attempt,
+              created_at) VALUES(?,?,?,?,?,?,'pending',0,?,?)
+            """, persistent: true)
+        updateAttempt = try writer.prepare("""
+            UPDATE webhook_outbox SET status=?, attempts=?, next_attempt=?, last_status=?, last_error=?, duration_ms=?,
+              delivered_at=? WHERE id=?
+            """, persistent: true)
+        subscriptions = try Self.loadWebhooks(writer).filter(\.active)
         try writer.exec("PRAGMA wal_autocheckpoint=0")
         checkpointer = try Checkpointer(path: path, durability: durability, pages: checkpointPages)
         sqlite3_wal_hook(

@@ -3,7 +3,7 @@ import Foundation
 import Hub
 
 extension SQLiteStore {
-    public static let schemaVersion = 8
+    public static let schemaVersion = 9
 
     static func configure(_ db: Database, durability: Durability) throws {
         try db.exec("PRAGMA journal_mode=WAL")
@@ -120,6 +120,24 @@ extension SQLiteStore {
                 ALTER TABLE api_keys ADD COLUMN scopes TEXT NOT NULL DEFAULT 'runs:publish';
                 ALTER TABLE api_keys ADD COLUMN runs TEXT;
                 PRAGMA user_version=8;
+                COMMIT;
+                """)
+        }
+        if version < 9 {
+            // v9: webhook endpoints and their outbox (written in the transaction of the event it reports).
+            try db.exec("""
+                BEGIN;
+                CREATE TABLE webhooks(id TEXT PRIMARY KEY, url TEXT NOT NULL, events TEXT NOT NULL, description TEXT,
+                  headers TEXT NOT NULL, timeout_ms INTEGER NOT NULL, max_attempts INTEGER NOT NULL, secret TEXT NOT NULL,
+                  previous_secret TEXT, previous_until INTEGER, active INTEGER NOT NULL, created_at INTEGER NOT NULL,
+                  failing_since INTEGER, disabled_reason TEXT);
+                CREATE TABLE webhook_outbox(id INTEGER PRIMARY KEY, webhook TEXT NOT NULL, message_id TEXT NOT NULL,
+                  type TEXT NOT NULL, stream TEXT NOT NULL, seq INTEGER NOT NULL, body BLOB NOT NULL,
+                  status TEXT NOT NULL, attempts INTEGER NOT NULL, next_attempt INTEGER NOT NULL, last_status INTEGER,
+                  last_error TEXT, duration_ms INTEGER, created_at INTEGER NOT NULL, delivered_at INTEGER);
+                CREATE INDEX webhook_outbox_pending ON webhook_outbox(status, id);
+                CREATE INDEX webhook_outbox_webhook ON webhook_outbox(webhook, id);
+                PRAGMA user_version=9;
                 COMMIT;
                 """)
         }

@@ -72,7 +72,9 @@ extension SQLiteStore: TranscriptReads {
 
 /// Session rows: written by the writer thread with the next batch, read on the pool.
 extension SQLiteStore {
-    public func save(_ info: SessionInfo, done: ((Bool) -> Void)?) { enqueue(.session(info, done)) }
+    public func save(_ info: SessionInfo, created: Bool, done: ((Bool) -> Void)?) {
+        enqueue(.session(info, created: created, done))
+    }
 
     public func sessions() throws -> [(SessionInfo, events: Int)] {
         try read { db in

@@ -55,6 +55,10 @@ public final class ConnectionMachine {
         /// The connection failed with this close code (counted by the adapter; the close frame and the
         /// TCP close come as the following actions).
         case failed(CloseCode)
+        /// Look at the connection again in this many seconds (`tick`): our close awaits its answer.
+        case arm(Double)
+        /// A ping came faster than the limit and was not answered (counted by the adapter).
+        case refusedPing
     }
 
     /// What the timer asks for.
@@ -254,7 +258,7 @@ public final class ConnectionMachine {
         guard pings!.take(now: now) else {
             pingsRefused += 1
             if pingsRefused > Self.maxRefusedPings { return failing(.policyViolation, "ping flood", now, emit) }
-            return true
+            return emit(.refusedPing)
         }
         return emit(.pong(payload))
     }
@@ -273,7 +277,8 @@ public final class ConnectionMachine {
         let payload = code == .noStatus ? [] : FrameEncoder.closePayload(code, reason: reason)
         var frame: [UInt8] = []
         FrameEncoder.append(to: &frame, opcode: .close, payload: payload)
-        return receivedClose ? [.send(frame), .closeAfterFlush(linger: settings.closeTimeout)] : [.send(frame)]
+        return receivedClose
+            ? [.send(frame), .closeAfterFlush(linger: settings.closeTimeout)] : [.send(frame), .arm(settings.closeTimeout)]
     }
 
     /// Fails the connection (RFC 6455 §7.1.7): the close frame with the code, then TCP close after a

@@ -40,6 +40,12 @@ struct Serve: ParsableCommand {
     @Option(help: "Seconds between retention passes.") var retentionInterval = 60.0
     @Option(help: "Seconds between reads of the API key table (keys made by `collabhub keys` work within this).")
     var keyRefresh = 5.0
+    @Flag(help: "Let webhooks go to loopback and private addresses (refused by default: SSRF).")
+    var webhookAllowPrivate = false
+    @Option(help: "Seconds without a successful delivery after which a webhook endpoint is disabled.")
+    var webhookDisableAfter = 86_400.0
+    @Option(help: "PEM bundle of CAs to check webhook receivers' certificates against (default: the system's).")
+    var webhookCa: String?
     @Flag(help: "Store sampled cursor positions with the transcript, for playback.") var recordCursors = false
     @Option(help: "With --record-cursors: milliseconds between stored positions of one member.") var cursorSampleMs =
         200.0
@@ -129,6 +135,9 @@ struct Serve: ParsableCommand {
             throw ValidationError("--session-idle-ttl must be positive")
         }
         guard retentionInterval > 0 else { throw ValidationError("--retention-interval must be positive") }
+        guard webhookDisableAfter >= 1, webhookDisableAfter <= 365 * 86_400 else {
+            throw ValidationError("--webhook-disable-after must be 1 s to a year")
+        }
         guard keyRefresh >= 0.1, keyRefresh <= 3600 else {
             throw ValidationError("--key-refresh must be 0.1-3600 seconds")
         }
@@ -164,6 +173,9 @@ struct Serve: ParsableCommand {
             maxAgeMillis: retentionAge.map { Int64($0 * 1000) }, maxEventsPerSession: retentionEvents)
         config.retentionInterval = retentionInterval
         config.keyRefreshInterval = keyRefresh
+        config.webhookAllowPrivate = webhookAllowPrivate
+        config.webhookDisableAfter = webhookDisableAfter
+        config.webhookCAFile = webhookCa
         config.tcpCongestion = tcpCongestion
         config.compression = CompressionMode(rawValue: compression)!
         config.tlsCertificate = tlsCert

@@ -12,6 +12,8 @@ final class Wire {
     var requests: [HTTPRequestHead] = []
     var failedWith: [CloseCode] = []
     var lingering: Double?
+    var armed: Double?
+    var refusedPings = 0
     var closed = false
     var echo = true
     private var pending: [UInt8] = []
@@ -30,6 +32,8 @@ final class Wire {
         case .closeAfterFlush(let linger): lingering = linger
         case .closeNow: closed = true
         case .failed(let code): failedWith.append(code)
+        case .arm(let seconds): armed = seconds
+        case .refusedPing: refusedPings += 1
         }
         return !closed && lingering == nil
     }
@@ -149,6 +153,7 @@ final class ConnectionMachineTests: XCTestCase {
         var s = ConnectionMachine.Settings(); s.closeTimeout = 5
         let w = upgraded(s)
         w.close(.normal)
+        XCTAssertEqual(w.armed, 5, "the close timeout starts with our close")
         w.now += 4
         XCTAssertEqual(w.tick(lastActivity: 100), .wait(1))
         w.now += 1
@@ -163,6 +168,7 @@ final class ConnectionMachineTests: XCTestCase {
         let flood = (0..<1200).flatMap { _ in clientFrame(0x9, []) }
         w.feed(flood)
         XCTAssertEqual(w.failedWith, [.policyViolation])
+        XCTAssertEqual(w.refusedPings, 1000, "every unanswered ping is reported (the one past the limit fails it)")
         XCTAssertEqual(w.serverFrames().filter { $0.0 == .pong }.count, 100, "the burst, then nothing")
     }
 

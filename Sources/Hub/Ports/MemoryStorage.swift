@@ -16,6 +16,10 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
     private var keys: [APIKeyRecord] = []
     private var uses: [String: [String: Int]] = [:]
     private var cursors: [String: [CursorSample]] = [:]
+    private var hooks: [String: WebhookEndpoint] = [:]
+    private var outbox: [WebhookDelivery] = []
+    private var newOutbox: [WebhookDelivery] = []
+    public var onOutbox: (([WebhookDelivery]) -> Void)?
     private var clock: Int64 = 0
     /// When set, every commit fails (a full disk, say) until it is cleared.
     public var failing: Bool {
@@ -45,6 +49,7 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
         events[e.session, default: []].append(StoredEvent(seq: seq, ts: ts, type: e.type, body: e.body))
         let c = Committed(seq: seq, ts: ts, duplicate: false)
         if e.clientId != nil { ids[key] = c }
+        report(Webhook.messages(for: e, committed: c), now: ts)
         return c
     }
 
@@ -56,8 +61,23 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
         lock.lock()
         let result: Result<Committed, StoreFailure> =
             fail ? .failure(StoreFailure("disk full")) : .success(storeLocked(event))
+        let fresh = takeNewOutbox()
         lock.unlock()
+        if !fresh.isEmpty { onOutbox?(fresh) }
         executor.execute { done(result) }
+    }
+
+    /// The outbox rows of the last commit (under the lock).
+    private func takeNewOutbox() -> [WebhookDelivery] { defer { newOutbox = [] }; return newOutbox }
+
+    private func report(_ messages: [WebhookMessage], now: Int64) {
+        for m in messages {
+            for e in hooks.values where e.active && e.wants(m.type) {
+                let d = WebhookDelivery(id: outbox.count + 1, webhook: e.id, message: m, nextAttempt: now, createdAt: now)
+                outbox.append(d)
+                newOutbox.append(d)
+            }
+        }
     }
 
     public func appendBatch(
@@ -73,7 +93,9 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
         } else {
             result = .success(batch.map { storeLocked($0) })
         }
+        let fresh = takeNewOutbox()
         lock.unlock()
+        if !fresh.isEmpty { onOutbox?(fresh) }
         executor.execute { done(result) }
     }
 
@@ -120,11 +142,14 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
 
     // MARK: SessionRecords
 
-    public func save(_ info: SessionInfo, done: ((Bool) -> Void)?) {
+    public func save(_ info: SessionInfo, created: Bool, done: ((Bool) -> Void)?) {
         lock.lock()
         let ok = !fail
         if ok { rows[info.code] = info }
+        if ok && created { report([Webhook.sessionStarted(info)], now: now()) }
+        let fresh = takeNewOutbox()
         lock.unlock()
+        if !fresh.isEmpty { onOutbox?(fresh) }
         done?(ok)
     }
 
@@ -192,6 +217,68 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
     private static func alphanumeric(_ n: Int) -> String {
         let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
         return String(Crypto.randomBytes(n).map { alphabet[Int($0) % alphabet.count] })
+    }
+
+    // MARK: WebhookStore
+
+    public func webhooks() throws -> [WebhookEndpoint] { reading { hooks.values.sorted { $0.createdAt < $1.createdAt } } }
+
+    public func saveWebhook(_ endpoint: WebhookEndpoint, actor: String, action: String?) throws {
+        lock.lock(); hooks[endpoint.id] = endpoint; lock.unlock()
+        if let action { record(ActivityEntry(actor: actor, action: action, target: endpoint.id, details: endpoint.url)) }
+    }
+
+    public func deleteWebhook(id: String, actor: String) throws -> Bool {
+        lock.lock()
+        let existed = hooks.removeValue(forKey: id) != nil
+        outbox.removeAll { $0.webhook == id }
+        lock.unlock()
+        if existed { record(ActivityEntry(actor: actor, action: "webhook_deleted", target: id)) }
+        return existed
+    }
+
+    public func deliveries(webhook: String, status: DeliveryStatus?, before: Int?, limit: Int) throws
+        -> [WebhookDelivery]
+    {
+        reading {
+            Array(outbox.reversed().lazy.filter {
+                $0.webhook == webhook && (status == nil || $0.status == status) && (before == nil || $0.id < before!)
+            }.prefix(max(0, limit)))
+        }
+    }
+
+    public func pendingDeliveries(webhook: String?, after: Int, limit: Int) throws -> [WebhookDelivery] {
+        reading {
+            Array(outbox.lazy.filter { $0.status == .pending && $0.id > after && (webhook == nil || $0.webhook == webhook) }
+                .prefix(max(0, limit)))
+        }
+    }
+
+    public func delivery(id: Int) throws -> WebhookDelivery? { reading { outbox.first { $0.id == id } } }
+
+    public func enqueue(_ message: WebhookMessage, webhook: String) throws -> WebhookDelivery {
+        lock.lock(); defer { lock.unlock() }
+        let ts = now()
+        let d = WebhookDelivery(id: outbox.count + 1, webhook: webhook, message: message, nextAttempt: ts, createdAt: ts)
+        outbox.append(d)
+        return d
+    }
+
+    public func retryDelivery(id: Int) throws -> WebhookDelivery? {
+        lock.lock(); defer { lock.unlock() }
+        guard let i = outbox.firstIndex(where: { $0.id == id }) else { return nil }
+        outbox[i].status = .pending; outbox[i].attempts = 0; outbox[i].nextAttempt = now(); outbox[i].lastError = nil
+        return outbox[i]
+    }
+
+    public func recordAttempt(_ d: WebhookDelivery) {
+        lock.lock()
+        if let i = outbox.firstIndex(where: { $0.id == d.id }) { outbox[i] = d }
+        lock.unlock()
+    }
+
+    public func outboxDepth() throws -> [String: Int] {
+        reading { Dictionary(grouping: outbox.filter { $0.status == .pending }, by: \.webhook).mapValues(\.count) }
     }
 
     // MARK: StorageMaintenance

@@ -31,4 +31,5 @@ public protocol StorageMaintenance: AnyObject {
 /// Everything the hub keeps durably, as the ports Hub and Server depend on. The SQLite store
 /// (`Store` module) implements all of them; `MemoryStorage` does for tests; another backend (Redis)
 /// plugs in beside them without touching Hub or Server.
-public typealias Storage = EventLog & TranscriptReads & SessionRecords & ActivityLog & APIKeyStore & StorageMaintenance
+public typealias Storage = EventLog & TranscriptReads & SessionRecords & ActivityLog & APIKeyStore & WebhookStore
+    & StorageMaintenance

@@ -1,0 +1,26 @@
+/// Webhook endpoints and their outbox. The outbox is written by the event log's writer in the same
+/// transaction as the event it reports (so a crash between commit and delivery loses nothing), for
+/// every active endpoint that wants it; `onOutbox` hears of new rows after their commit. Every call
+/// but `recordAttempt` and `onOutbox` blocks on storage: call from a worker.
+public protocol WebhookStore: AnyObject {
+    func webhooks() throws -> [WebhookEndpoint]
+    /// Creates or replaces an endpoint (the writer's subscriptions follow), with an activity entry.
+    func saveWebhook(_ endpoint: WebhookEndpoint, actor: String, action: String?) throws
+    /// Deletes an endpoint and its undelivered outbox rows; false when there is none.
+    func deleteWebhook(id: String, actor: String) throws -> Bool
+    /// An endpoint's deliveries, newest first, by status, paged by id (`after`: ids below it).
+    func deliveries(webhook: String, status: DeliveryStatus?, before: Int?, limit: Int) throws -> [WebhookDelivery]
+    /// Pending deliveries with id > `after`, oldest first (loaded at start-up and when a lane drains).
+    func pendingDeliveries(webhook: String?, after: Int, limit: Int) throws -> [WebhookDelivery]
+    func delivery(id: Int) throws -> WebhookDelivery?
+    /// Adds one message for one endpoint (a test, say); returns the row.
+    func enqueue(_ message: WebhookMessage, webhook: String) throws -> WebhookDelivery
+    /// Makes a delivery pending again, with a fresh count of attempts; nil when there is none.
+    func retryDelivery(id: Int) throws -> WebhookDelivery?
+    /// Stores what an attempt found (queued with the next group commit).
+    func recordAttempt(_ delivery: WebhookDelivery)
+    /// Pending deliveries per endpoint.
+    func outboxDepth() throws -> [String: Int]
+    /// Called on a storage thread with the outbox rows of each commit, after the commit.
+    var onOutbox: (([WebhookDelivery]) -> Void)? { get set }
+}

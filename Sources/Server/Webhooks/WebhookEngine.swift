@@ -1,0 +1,300 @@
+import EventLoop
+import Foundation
+import Hub
+import WebSocket
+
+/// Delivers the webhook outbox, on loop 0.
+///
+/// Deliveries wait in lanes, one per (endpoint, stream): a lane sends its oldest delivery and nothing
+/// else until that one is delivered or has failed for good, so the events of one session (or run) reach
+/// an endpoint in seq order while other sessions go ahead. At most `maxPerEndpoint` attempts run at
+/// once per endpoint and `maxInFlight` in all. Names are resolved on a worker (`wakeups`); the address
+/// is checked against `AddressPolicy` before anything connects; the HTTP exchange runs on the loop.
+/// Every attempt's outcome is stored (`recordAttempt`): after a crash, what was not delivered is still
+/// pending and goes again (at least once; the `webhook-id` lets receivers drop repeats).
+final class WebhookEngine {
+    unowned let context: LoopContext
+    let store: Storage
+    let worker: Worker
+    let allowPrivate: Bool
+    let disableAfter: Double
+    private let tlsContext: TLSContext?
+    private var endpoints: [String: WebhookEndpoint] = [:]
+    private struct Lane: Hashable { let webhook: String; let stream: String }
+    private var lanes: [Lane: [WebhookDelivery]] = [:]
+    private var busy: Set<Lane> = []
+    private var inFlightPerEndpoint: [String: Int] = [:]
+    private var inFlight = 0
+    /// Deliveries held in memory at most; beyond, they stay in the outbox and are read again later.
+    static let maxQueued = 50_000
+    private var queued = 0
+    private var spilled = false
+    private var timer: Loop.Timer?
+    private var timerDue = Double.infinity
+    static let maxPerEndpoint = 8
+    static let maxInFlight = 64
+
+    /// Figures for /metrics (read from any loop).
+    let stats = WebhookStats()
+
+    init(context: LoopContext, store: Storage, worker: Worker, allowPrivate: Bool, disableAfter: Double,
+         caFile: String?) throws {
+        self.context = context
+        self.store = store
+        self.worker = worker
+        self.allowPrivate = allowPrivate
+        self.disableAfter = disableAfter
+        tlsContext = try TLSContext(verifyingClient: caFile)
+        let loop = context.loop
+        store.onOutbox = { [weak self] rows in loop.post { self?.add(rows) } }
+    }
+
+    /// Reads the endpoints and what is pending (blocking: at start-up).
+    func load() {
+        for e in (try? store.webhooks()) ?? [] { endpoints[e.id] = e }
+        reloadPending()
+    }
+
+    private func reloadPending() {
+        let pending = (try? store.pendingDeliveries(webhook: nil, after: 0, limit: Self.maxQueued)) ?? []
+        spilled = pending.count >= Self.maxQueued
+        lanes = [:]; queued = 0
+        add(pending, checkDuplicates: false)
+    }
+
+    /// The endpoint changed (created, updated, rotated, disabled) or went (`nil`).
+    func update(_ id: String, _ endpoint: WebhookEndpoint?) {
+        endpoints[id] = endpoint
+        if endpoint == nil {
+            for key in lanes.keys where key.webhook == id { queued -= lanes[key]?.count ?? 0; lanes[key] = nil }
+        }
+        schedule()
+    }
+
+    func endpoint(_ id: String) -> WebhookEndpoint? { endpoints[id] }
+
+    /// New outbox rows (after their commit), a test delivery, or a retried one.
+    func add(_ rows: [WebhookDelivery], checkDuplicates: Bool = true) {
+        for d in rows where d.status == .pending {
+            if queued >= Self.maxQueued { spilled = true; continue }
+            let lane = Lane(webhook: d.webhook, stream: d.message.stream)
+            if checkDuplicates, lanes[lane]?.contains(where: { $0.id == d.id }) == true { continue }
+            var list = lanes[lane] ?? []
+            // In id (= commit) order; a retried old delivery goes before what came after it.
+            if let last = list.last, last.id > d.id {
+                list.insert(d, at: list.firstIndex { $0.id > d.id } ?? list.endIndex)
+            } else {
+                list.append(d)
+            }
+            lanes[lane] = list
+            queued += 1
+        }
+        schedule()
+    }
+
+    /// Starts every attempt that is due and may go; arms the timer for the next one due.
+    private func schedule() {
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        var nextDue = Int64.max
+        for (lane, list) in lanes where !busy.contains(lane) {
+            guard let head = list.first, let e = endpoints[lane.webhook], e.active else { continue }
+            if head.nextAttempt > now { nextDue = min(nextDue, head.nextAttempt); continue }
+            guard inFlight < Self.maxInFlight, inFlightPerEndpoint[lane.webhook, default: 0] < Self.maxPerEndpoint else {
+                nextDue = min(nextDue, now + 50)
+                continue
+            }
+            attempt(head, lane: lane, endpoint: e)
+        }
+        if spilled && queued == 0 { spilled = false; reloadPending() }
+        stats.setDepth(depth)
+        arm(nextDue)
+    }
+
+    private func arm(_ dueMillis: Int64) {
+        guard dueMillis != .max else { return }
+        let due = Double(dueMillis) / 1000
+        if timer != nil && timerDue <= due { return }
+        timer?.cancel()
+        timerDue = due
+        timer = Loop.Timer(loop: context.loop, after: max(0.001, due - Date().timeIntervalSince1970)) { [weak self] in
+            self?.timer = nil
+            self?.timerDue = .infinity
+            self?.schedule()
+        }
+    }
+
+    private func attempt(_ d: WebhookDelivery, lane: Lane, endpoint e: WebhookEndpoint) {
+        busy.insert(lane)
+        inFlight += 1
+        inFlightPerEndpoint[lane.webhook, default: 0] += 1
+        let started = Date()
+        let finish: (Result<OutboundHTTP.Answer, DeliveryError>) -> Void = { [weak self] result in
+            self?.finished(d, lane: lane, result: result, seconds: Date().timeIntervalSince(started))
+        }
+        guard let url = WebhookURL(e.url) else { return finish(.failure(DeliveryError("invalid URL"))) }
+        let loop = context.loop, allowPrivate = self.allowPrivate
+        worker.submit {
+            let resolved = ResolvedAddress.resolve(url.host, port: url.port)
+            loop.post { [weak self] in
+                guard let self else { return }
+                switch resolved {
+                case .failure(let error): finish(.failure(error))
+                case .success(let address):
+                    if !allowPrivate && AddressPolicy.isPrivate(address.bytes) {
+                        return finish(.failure(DeliveryError("\(url.host) resolves to \(address.text), a private address "
+                            + "(allowed only with --webhook-allow-private)")))
+                    }
+                    self.send(d, to: url, address: address, endpoint: e, done: finish)
+                }
+            }
+        }
+    }
+
+    private func send(_ d: WebhookDelivery, to url: WebhookURL, address: ResolvedAddress, endpoint e: WebhookEndpoint,
+                      done: @escaping (Result<OutboundHTTP.Answer, DeliveryError>) -> Void) {
+        let fd: Int32
+        switch address.connectNonBlocking() {
+        case .failure(let error): return done(.failure(error))
+        case .success(let f): fd = f
+        }
+        let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
+        let timestamp = nowMillis / 1000
+        var head = "POST \(url.target) HTTP/1.1\r\nHost: \(url.hostHeader)\r\nUser-Agent: CollabHub-Webhooks/1\r\n"
+            + "Content-Type: application/json\r\nContent-Length: \(d.message.body.count)\r\nConnection: close\r\n"
+            + "webhook-id: \(d.message.id)\r\nwebhook-timestamp: \(timestamp)\r\n"
+            + "webhook-signature: \(Webhook.signature(id: d.message.id, timestamp: timestamp, body: d.message.body, secrets: e.signingSecrets(now: nowMillis)))\r\n"
+        for h in e.headers { head += "\(h.name): \(h.value)\r\n" }
+        head += "\r\n"
+        let client = OutboundHTTP(loop: context.loop, fd: fd, peer: address.text, done: done)
+        if url.tls, let tlsContext { client.enableTLS(tlsContext, serverName: url.host) }
+        client.begin(request: Array(head.utf8) + d.message.body, timeout: e.timeoutSeconds)
+    }
+
+    private func finished(_ d: WebhookDelivery, lane: Lane, result: Result<OutboundHTTP.Answer, DeliveryError>,
+                          seconds: Double) {
+        busy.remove(lane)
+        inFlight -= 1
+        inFlightPerEndpoint[lane.webhook, default: 1] -= 1
+        var next = d
+        next.attempts += 1
+        next.durationMillis = Int(seconds * 1000)
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        var retryAfter: Double?
+        switch result {
+        case .success(let answer):
+            next.lastStatus = answer.status
+            next.lastError = (200..<300).contains(answer.status) ? nil : "HTTP \(answer.status)"
+            retryAfter = answer.retryAfter
+        case .failure(let error):
+            next.lastStatus = nil
+            next.lastError = error.description
+        }
+        let ok = next.lastStatus.map { (200..<300).contains($0) } ?? false
+        let maxAttempts = endpoints[d.webhook]?.maxAttempts ?? 1
+        if ok {
+            next.status = .delivered
+            next.deliveredAt = now
+        } else if Webhook.isRetryable(status: next.lastStatus) && next.attempts < maxAttempts {
+            next.nextAttempt = now + Int64(Webhook.backoff(attempt: next.attempts, retryAfter: retryAfter,
+                                                           jitter: Double.random(in: 0..<1)) * 1000)
+        } else {
+            next.status = .failed
+        }
+        stats.record(ok ? "delivered" : next.status == .failed ? "failed" : "retried", seconds: ok ? seconds : nil)
+        store.recordAttempt(next)
+        if next.status == .pending {
+            lanes[lane]?[0] = next
+        } else {
+            lanes[lane]?.removeFirst()
+            queued -= 1
+            if lanes[lane]?.isEmpty == true { lanes[lane] = nil }
+        }
+        track(d.webhook, ok: ok, now: now)
+        schedule()
+    }
+
+    /// An endpoint that keeps failing (no success for `disableAfter` seconds) is disabled, and the
+    /// activity log says so; a success clears the count.
+    private func track(_ id: String, ok: Bool, now: Int64) {
+        guard var e = endpoints[id] else { return }
+        if ok {
+            guard e.failingSince != nil else { return }
+            e.failingSince = nil
+        } else if let since = e.failingSince {
+            guard e.active, Double(now - since) / 1000 >= disableAfter else { return }
+            e.active = false
+            e.disabledReason = "no successful delivery for \(Int(disableAfter)) s"
+        } else {
+            e.failingSince = now
+        }
+        endpoints[id] = e
+        let store = self.store, disabled = !e.active
+        worker.submit {
+            try? store.saveWebhook(e, actor: "system", action: disabled ? "webhook_disabled" : nil)
+        }
+    }
+
+    /// Deliveries waiting in memory per endpoint.
+    var depth: [String: Int] {
+        var out: [String: Int] = [:]
+        for (lane, list) in lanes { out[lane.webhook, default: 0] += list.count }
+        return out
+    }
+}
+
+/// Delivery outcomes, latency and the outbox depth per endpoint, for `/metrics`: written on loop 0,
+/// read by whichever loop serves the scrape.
+final class WebhookStats: @unchecked Sendable {
+    private let lock = NSLock()
+    private var outcomes: [String: Int] = ["delivered": 0, "retried": 0, "failed": 0]
+    private let latency = LatencyHistogram()
+    private var depth: [String: Int] = [:]
+
+    func record(_ outcome: String, seconds: Double?) {
+        lock.lock(); defer { lock.unlock() }
+        outcomes[outcome, default: 0] += 1
+        if let seconds { latency.record(seconds) }
+    }
+
+    func setDepth(_ d: [String: Int]) { lock.lock(); depth = d; lock.unlock() }
+
+    func render() -> String {
+        lock.lock(); defer { lock.unlock() }
+        var out = "# HELP collabhub_webhook_deliveries_total Webhook delivery attempts, by outcome.\n"
+            + "# TYPE collabhub_webhook_deliveries_total counter\n"
+        for (k, v) in outcomes.sorted(by: { $0.key < $1.key }) {
+            out += "collabhub_webhook_deliveries_total{outcome=\"\(k)\"} \(v)\n"
+        }
+        out += latency.render("collabhub_webhook_delivery_seconds", help: "Duration of successful webhook deliveries.")
+        out += "# HELP collabhub_webhook_outbox_depth Webhook deliveries waiting, per endpoint.\n"
+            + "# TYPE collabhub_webhook_outbox_depth gauge\n"
+        for (k, v) in depth.sorted(by: { $0.key < $1.key }) { out += "collabhub_webhook_outbox_depth{webhook=\"\(k)\"} \(v)\n" }
+        return out
+    }
+}
+
+/// Delivery latency (successful attempts), in fixed buckets, for `/metrics`.
+final class LatencyHistogram {
+    static let bounds: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+    private(set) var counts = [Int](repeating: 0, count: bounds.count + 1)
+    private(set) var sum = 0.0
+    private(set) var total = 0
+
+    func record(_ seconds: Double) {
+        let i = Self.bounds.firstIndex { seconds <= $0 } ?? Self.bounds.count
+        counts[i] += 1
+        sum += seconds
+        total += 1
+    }
+
+    func render(_ name: String, help: String) -> String {
+        var out = "# HELP \(name) \(help)\n# TYPE \(name) histogram\n"
+        var cumulative = 0
+        for (i, b) in Self.bounds.enumerated() {
+            cumulative += counts[i]
+            out += "\(name)_bucket{le=\"\(b)\"} \(cumulative)\n"
+        }
+        out += "\(name)_bucket{le=\"+Inf\"} \(total)\n\(name)_sum \(sum)\n\(name)_count \(total)\n"
+        return out
+    }
+}
