@@ -84,7 +84,8 @@ public final class TLSContext: @unchecked Sendable {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
         let loaded = caFile.map { SSL_CTX_load_verify_locations(ctx, $0, nil) } ?? SSL_CTX_set_default_verify_paths(ctx)
         guard loaded == 1 else {
-            throw Error(description: "cannot load the trusted certificates \(caFile ?? "(system)"): \(Self.openSSLErrors())")
+            throw Error(
+                description: "cannot load the trusted certificates \(caFile ?? "(system)"): \(Self.openSSLErrors())")
         }
     }
 

@@ -33,7 +33,7 @@ final class APIKeys: @unchecked Sendable {
         case unknown
         /// Well-formed, but no key with this id is known: it may have been made by `collabhub keys`
         /// since the last read of the table (`refreshNow`, then check again).
-        case unknownId
+        case unknownId(String)
         case limited(headers: [(String, String)], message: String)
     }
 
@@ -46,13 +46,16 @@ final class APIKeys: @unchecked Sendable {
 
     /// Reads every key and the current windows' stored counts (blocking: at start-up, then only on
     /// `worker`). A failed read keeps what is known.
-    func reload(now: Date = Date()) {
+    /// `asked`: ids requests asked for before this read began; those it does not find are remembered
+    /// as absent until the next read.
+    func reload(now: Date = Date(), asked askedBefore: Set<String> = []) {
         let (hour, month) = Self.windows(now)
         guard let all = try? store.allKeys() else { return }
         let hourCounts = (try? store.usage(window: hour)) ?? [:]
         let monthCounts = (try? store.usage(window: month)) ?? [:]
         lock.lock()
         records = Dictionary(all.map { ($0.id, $0) }, uniquingKeysWith: { $1 })
+        absent = askedBefore.filter { records[$0] == nil }
         stored = [hour: hourCounts, month: monthCounts]
         refreshedAt = now.timeIntervalSince1970
         loaded = true
@@ -80,8 +83,9 @@ final class APIKeys: @unchecked Sendable {
     /// arrive while a read is under way wait for the next one (which starts after they asked), and all
     /// of them share it; reads start at most every `minInterval` seconds, and past `maxWaiting` callers
     /// `done` is called at once: a flood of unknown ids costs at most a few reads of the table a second.
-    func refreshNow(then done: @escaping () -> Void) {
+    func refreshNow(for id: String? = nil, then done: @escaping () -> Void) {
         lock.lock()
+        if let id, asked.count < Self.maxAbsent { asked.insert(id) }
         guard nextWaiters.count < Self.maxWaiting else { lock.unlock(); return done() }
         nextWaiters.append(done)
         let start = !reloading
@@ -97,12 +101,21 @@ final class APIKeys: @unchecked Sendable {
                 let wait = refreshedAt + Self.minInterval - Date().timeIntervalSince1970
                 lock.unlock()
                 if wait > 0 { Thread.sleep(forTimeInterval: min(wait, Self.minInterval)) }
-                reload()
+                lock.lock()
+                let ids = asked
+                asked = []
+                lock.unlock()
+                reload(asked: ids)
                 for w in waiters { w() }
             }
         }
     }
     private var nextWaiters: [() -> Void] = []
+    /// Ids asked for since the last read, and ids a read found absent (cleared by every read): an
+    /// unknown id costs one read of the table, not one per request.
+    private var asked: Set<String> = []
+    private var absent: Set<String> = []
+    static let maxAbsent = 10_000
     private var reloading = false
     static let minInterval = 0.2
     static let maxWaiting = 10_000
@@ -143,7 +156,7 @@ final class APIKeys: @unchecked Sendable {
         let t = now.timeIntervalSince1970
         let digest = Crypto.sha256(Array(secret.utf8))
         lock.lock(); defer { lock.unlock() }
-        guard let record = records[id] else { return .unknownId }
+        guard let record = records[id] else { return absent.contains(id) ? .unknown : .unknownId(id) }
         guard record.revokedAt == nil,
             Crypto.constantTimeEquals(digest, record.secretSHA256)
         else { return .unknown }

@@ -15,7 +15,7 @@ struct Access {
     /// The API key used, if any (its id, for the activity log).
     var keyId: String?
     /// A well-formed API key whose id the hub does not know (yet: see `APIKeys.refreshNow`).
-    var unknownKeyId = false
+    var unknownKeyId: String?
 
     /// nil when some principal may touch `surface`; otherwise the answer (401 without credentials, 403 with).
     func check(_ surface: Surface) -> Response? {
@@ -155,8 +155,8 @@ extension Server {
                 return nil
             case .unknown:
                 return nil
-            case .unknownId:
-                a.unknownKeyId = true
+            case .unknownId(let id):
+                a.unknownKeyId = id
                 return nil
             }
         }

@@ -8,8 +8,10 @@ import WebSocket
 /// (presence over HTTP) and `DELETE .../members/{id}` (like the host's `remove`). The work runs on the
 /// session's loop.
 extension SessionAPI {
-    func postMessage(_ code: String, _ head: HTTPRequestHead, _ body: [UInt8], _ connection: Connection,
-                     actor: String) -> Response? {
+    func postMessage(
+        _ code: String, _ head: HTTPRequestHead, _ body: [UInt8], _ connection: Connection,
+        actor: String
+    ) -> Response? {
         guard let obj = try? JSONReader.readObject(body, maxDepth: 16) else {
             return .error(.badRequest, "bad_json", "the body must be a JSON object")
         }
@@ -30,22 +32,25 @@ extension SessionAPI {
             if durable && key == nil {
                 return .error(.badRequest, "missing_field", "a durable event needs an Idempotency-Key header")
             }
-            message = .event(name: name, data: data?.kind == .object ? Array(data!.bytes) : Array("{}".utf8),
-                             durable: durable)
+            message = .event(
+                name: name, data: data?.kind == .object ? Array(data!.bytes) : Array("{}".utf8),
+                durable: durable)
         } else if obj["kind"]?.string == "system" {
             guard let text = obj["text"]?.string, !text.isEmpty, text.fits(4096) else {
                 return .error(.badRequest, "invalid_field", "\"text\" must be a string of 1 to 4096 characters")
             }
             message = .system(text: text)
         } else {
-            return .error(.badRequest, "invalid_field",
-                          "send {\"kind\":\"system\",\"text\":...} or {\"type\":\"event\",\"name\":...,\"data\":{...}}")
+            return .error(
+                .badRequest, "invalid_field",
+                "send {\"kind\":\"system\",\"text\":...} or {\"type\":\"event\",\"name\":...,\"data\":{...}}")
         }
         return onSessionLoop(code, connection) { session, answer in
             session.post(message, idempotencyKey: key) { result in
                 switch result {
                 case .success(let c?):
-                    answer(.json(.created, "{\"seq\":\(c.seq),\"ts\":\(c.ts)\(c.duplicate ? ",\"duplicate\":true" : "")}"))
+                    answer(
+                        .json(.created, "{\"seq\":\(c.seq),\"ts\":\(c.ts)\(c.duplicate ? ",\"duplicate\":true" : "")}"))
                 case .success(nil):
                     answer(.json(.accepted, "{\"delivered\":true}"))
                 case .failure(let e):
@@ -71,15 +76,18 @@ extension SessionAPI {
             guard session.removeMember(id: id) else {
                 return answer(.error(.notFound, "unknown_member", "no member \(id) in session \(code)"))
             }
-            store.record(ActivityEntry(actor: "api", action: "member_removed", target: id, session: code, address: actor))
+            store.record(
+                ActivityEntry(actor: "api", action: "member_removed", target: id, session: code, address: actor))
             answer(.json(.ok, "{\"removed\":\(jsonString(id))}"))
         }
     }
 
     /// Runs `work` with the live session on its loop (woken up if needed) and answers the request
     /// with what it passes to `answer`, back on the connection's loop.
-    private func onSessionLoop(_ code: String, _ connection: Connection,
-                               _ work: @escaping (Session, @escaping (Response) -> Void) -> Void) -> Response? {
+    private func onSessionLoop(
+        _ code: String, _ connection: Connection,
+        _ work: @escaping (Session, @escaping (Response) -> Void) -> Void
+    ) -> Response? {
         let all = server.contexts
         let owner = all[SessionCode.owner(of: code, loops: all.count)]
         let here = connection.loop
@@ -89,11 +97,14 @@ extension SessionAPI {
             hub.withSession(code) { session in
                 guard let session else {
                     if hub.wakeFailed.contains(code) {
-                        return answer(.error(.serviceUnavailable, "storage_unavailable", "session \(code) cannot be read now"))
+                        return answer(
+                            .error(.serviceUnavailable, "storage_unavailable", "session \(code) cannot be read now"))
                     }
                     let ended = hub.directory.info(code)?.endedAt != nil
-                    return answer(ended ? .error(.gone, "session_ended", "session \(code) has ended")
-                                        : .error(.notFound, "unknown_session", "no session with code \(code)"))
+                    return answer(
+                        ended
+                            ? .error(.gone, "session_ended", "session \(code) has ended")
+                            : .error(.notFound, "unknown_session", "no session with code \(code)"))
                 }
                 work(session, answer)
             }

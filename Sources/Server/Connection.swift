@@ -231,13 +231,13 @@ final class Connection: Socket {
             // What the socket presented at the upgrade (?key=, ?token=, headers) stays with it; each
             // message is then authorized against it (`Authorization.allows`).
             let access = context.server.access(head, upgrade: true)
-            if access.unknownKeyId && !refreshed, let api = context.server.api {
+            if let unknown = access.unknownKeyId, !refreshed, let api = context.server.api {
                 // A key made by `collabhub keys` since the table was read: read it again (off the loop),
                 // then decide. Nothing was written yet; reading waits meanwhile.
                 machine.awaitResponse()
                 pauseReading()
                 let loop = self.loop
-                api.keys.refreshNow {
+                api.keys.refreshNow(for: unknown) {
                     loop.post { [self] in
                         guard !isClosed else { return }
                         machine.responded()

@@ -58,7 +58,8 @@ final class HubEndpoint: Endpoint {
             // The session is waking up for this connection's join: what the client sends meanwhile
             // waits for it, in order (a bounded number of messages).
             guard connection.joinQueue!.count < Self.maxQueuedWhileJoining,
-                  connection.joinQueueBytes + payload.count <= Self.maxQueuedBytesWhileJoining else {
+                connection.joinQueueBytes + payload.count <= Self.maxQueuedBytesWhileJoining
+            else {
                 return reject(connection, MessageError("not_ready", "wait for joined before sending more"))
             }
             connection.joinQueue!.append(message)

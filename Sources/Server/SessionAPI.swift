@@ -32,11 +32,11 @@ final class SessionAPI {
         let bodyHostKey =
             parts.count == 4 && parts[3] == "end" ? (try? JSONReader.readObject(body))?["host_key"]?.string : nil
         let access = server.access(head, session: code, hostKey: bodyHostKey)
-        if access.unknownKeyId && !refreshed {
+        if let unknown = access.unknownKeyId, !refreshed {
             // A key made by `collabhub keys` since the table was last read: read it again (off the loop),
             // then decide. Never a read on the loop; requests in the meantime share one read.
             let loop = connection.loop
-            keys.refreshNow {
+            keys.refreshNow(for: unknown) {
                 loop.post { [self] in
                     guard !connection.isClosed else { return }
                     if let r = handle(head, body: body, connection: connection, refreshed: true) {

@@ -6,8 +6,10 @@ import WebSocket
 /// `/api/webhooks` (scope `webhooks:admin`): endpoints, their secrets, tests and deliveries. Storage
 /// work runs on the API worker; the delivery engine (loop 0) is told of every change.
 extension SessionAPI {
-    func webhookRoute(_ head: HTTPRequestHead, _ parts: [String], _ body: [UInt8], _ connection: Connection,
-                      _ access: Access) -> Response? {
+    func webhookRoute(
+        _ head: HTTPRequestHead, _ parts: [String], _ body: [UInt8], _ connection: Connection,
+        _ access: Access
+    ) -> Response? {
         guard let engine = server.webhooks else {
             return .error(.serviceUnavailable, "unavailable", "webhooks are not available")
         }
@@ -18,8 +20,9 @@ extension SessionAPI {
         switch (head.method, parts.count, parts.count >= 4 ? parts[3] : "") {
         case ("POST", 2, _):
             let now = Int64(Date().timeIntervalSince1970 * 1000)
-            let fresh = WebhookEndpoint(id: "wh_" + Base64.encodeID(Crypto.randomBytes(9)), url: "", events: ["*"],
-                                        secret: Webhook.newSecret(), createdAt: now)
+            let fresh = WebhookEndpoint(
+                id: "wh_" + Base64.encodeID(Crypto.randomBytes(9)), url: "", events: ["*"],
+                secret: Webhook.newSecret(), createdAt: now)
             let e: WebhookEndpoint
             switch webhookFields(body, fresh, requireURL: true) {
             case .refused(let r): return r
@@ -56,7 +59,7 @@ extension SessionAPI {
                 case .refused(let r): return r
                 case .valid(let v): e = v
                 }
-                if e.active && !old.active { e.failingSince = nil; e.disabledReason = nil }   // enabled again
+                if e.active && !old.active { e.failingSince = nil; e.disabledReason = nil }  // enabled again
                 try store.saveWebhook(e, actor: actor, action: "webhook_changed")
                 tell(id, e)
                 return Response(status: .ok, body: Self.webhookJSON(e, secret: false))
@@ -84,8 +87,9 @@ extension SessionAPI {
                 let now = Int64(Date().timeIntervalSince1970 * 1000)
                 var w = JSONWriter()
                 w.beginObject(); w.field("webhook", id); w.field("message", "a test from CollabHub"); w.endObject()
-                let m = WebhookMessage(id: "test:" + Base64.encodeID(Crypto.randomBytes(9)), type: .test,
-                                       stream: "test:" + id, seq: 0, body: Webhook.body(type: .test, millis: now, data: w.bytes))
+                let m = WebhookMessage(
+                    id: "test:" + Base64.encodeID(Crypto.randomBytes(9)), type: .test,
+                    stream: "test:" + id, seq: 0, body: Webhook.body(type: .test, millis: now, data: w.bytes))
                 let d = try store.enqueue(m, webhook: id)
                 loop0.post { engine.add([d]) }
                 return Response(status: .accepted, body: Self.deliveryJSON(d))
@@ -97,7 +101,9 @@ extension SessionAPI {
                 return .error(.badRequest, "invalid_field", "status must be pending, delivered or failed")
             }
             let after = q["after"].flatMap { Int($0) }
-            if q["after"] != nil && after == nil { return .error(.badRequest, "invalid_field", "after must be a delivery id") }
+            if q["after"] != nil && after == nil {
+                return .error(.badRequest, "invalid_field", "after must be a delivery id")
+            }
             guard let limit = Int(q["limit"] ?? "100"), limit >= 1, limit <= 1000 else {
                 return .error(.badRequest, "invalid_field", "limit must be 1-1000")
             }
@@ -113,12 +119,16 @@ extension SessionAPI {
                 return Response(status: .ok, body: w.bytes)
             }
         case ("POST", 6, "deliveries") where parts[5] == "retry":
-            guard let deliveryId = Int(parts[4]) else { return .error(.notFound, "unknown_delivery", "no delivery \(parts[4])") }
+            guard let deliveryId = Int(parts[4]) else {
+                return .error(.notFound, "unknown_delivery", "no delivery \(parts[4])")
+            }
             return offLoop(connection) {
                 guard let current = try store.delivery(id: deliveryId), current.webhook == id else {
                     return .error(.notFound, "unknown_delivery", "no delivery \(deliveryId) for webhook \(id)")
                 }
-                guard current.status != .pending else { return .json(.accepted, String(decoding: Self.deliveryJSON(current), as: UTF8.self)) }
+                guard current.status != .pending else {
+                    return .json(.accepted, String(decoding: Self.deliveryJSON(current), as: UTF8.self))
+                }
                 guard let d = try store.retryDelivery(id: deliveryId) else {
                     return .error(.notFound, "unknown_delivery", "no delivery \(deliveryId)")
                 }
@@ -144,9 +154,12 @@ extension SessionAPI {
         }
         var e = base
         if let v = obj["url"], v.kind != .null {
-            guard let s = v.string, let url = WebhookURL(s) else { return bad("url", "must be an http:// or https:// URL") }
+            guard let s = v.string, let url = WebhookURL(s) else {
+                return bad("url", "must be an http:// or https:// URL")
+            }
             if !server.config.webhookAllowPrivate, let literal = AddressPolicy.literal(url.host),
-               AddressPolicy.isPrivate(literal) || url.host == "localhost" {
+                AddressPolicy.isPrivate(literal) || url.host == "localhost"
+            {
                 return bad("url", "names a private address (allowed only with --webhook-allow-private)")
             }
             if !server.config.webhookAllowPrivate && (url.host == "localhost" || url.host.hasSuffix(".localhost")) {
@@ -158,7 +171,7 @@ extension SessionAPI {
         }
         if let v = obj["events"], v.kind != .null {
             guard let list = v.array?.compactMap(\.string), list.count == v.array?.count, !list.isEmpty,
-                  list == ["*"] || list.allSatisfy({ WebhookEventType(rawValue: $0) != nil && $0 != "webhook.test" })
+                list == ["*"] || list.allSatisfy({ WebhookEventType(rawValue: $0) != nil && $0 != "webhook.test" })
             else {
                 let names = WebhookEventType.allCases.filter { $0 != .test }.map(\.rawValue).joined(separator: ", ")
                 return bad("events", "must be [\"*\"] or a list of: \(names)")
@@ -166,16 +179,24 @@ extension SessionAPI {
             e.events = list
         }
         if let v = obj["description"], v.kind != .null {
-            guard let s = v.string, s.fits(256) else { return bad("description", "must be a string of at most 256 characters") }
+            guard let s = v.string, s.fits(256) else {
+                return bad("description", "must be a string of at most 256 characters")
+            }
             e.description = s
         }
         if let v = obj["headers"], v.kind != .null {
-            guard let h = v.object, h.members.count <= 20 else { return bad("headers", "must be an object of at most 20 headers") }
+            guard let h = v.object, h.members.count <= 20 else {
+                return bad("headers", "must be an object of at most 20 headers")
+            }
             var headers: [WebhookHeader] = []
-            let reserved: Set<String> = ["host", "content-type", "content-length", "connection", "transfer-encoding",
-                                         "webhook-id", "webhook-timestamp", "webhook-signature", "user-agent"]
+            let reserved: Set<String> = [
+                "host", "content-type", "content-length", "connection", "transfer-encoding",
+                "webhook-id", "webhook-timestamp", "webhook-signature", "user-agent",
+            ]
             for (name, value) in h.members {
-                let tokenChars = name.utf8.allSatisfy { $0 > 32 && $0 < 127 && !"()<>@,;:\\\"/[]?={}".utf8.contains($0) }
+                let tokenChars = name.utf8.allSatisfy {
+                    $0 > 32 && $0 < 127 && !"()<>@,;:\\\"/[]?={}".utf8.contains($0)
+                }
                 guard !name.isEmpty, name.utf8.count <= 64, tokenChars, !reserved.contains(name.lowercased()) else {
                     return bad("headers", "has a name that is not an HTTP token, or is set by the hub: \(name)")
                 }
@@ -187,7 +208,9 @@ extension SessionAPI {
             e.headers = headers
         }
         if let v = obj["timeout_s"], v.kind != .null {
-            guard let t = v.double, t >= 1, t <= 60 else { return bad("timeout_s", "must be a number of seconds from 1 to 60") }
+            guard let t = v.double, t >= 1, t <= 60 else {
+                return bad("timeout_s", "must be a number of seconds from 1 to 60")
+            }
             e.timeoutSeconds = t
         }
         if let v = obj["max_attempts"], v.kind != .null {

@@ -31,8 +31,10 @@ extension SQLiteStore {
                     st.bind(5, m.seq); st.bind(6, blob: m.body); st.bind(7, now); st.bind(8, now)
                     defer { st.reset() }
                     _ = try st.step()
-                    outbox.append(WebhookDelivery(id: Int(sqlite3_last_insert_rowid(writer.db)), webhook: e.id,
-                                                  message: m, nextAttempt: now, createdAt: now))
+                    outbox.append(
+                        WebhookDelivery(
+                            id: Int(sqlite3_last_insert_rowid(writer.db)), webhook: e.id,
+                            message: m, nextAttempt: now, createdAt: now))
                 }
             }
         }

@@ -140,11 +140,13 @@ public final class SQLiteStore: EventLog, SessionRecords, StorageMaintenance, @u
             max_participants=excluded.max_participants, guest_policy=excluded.guest_policy,
             ended_at=excluded.ended_at, end_reason=excluded.end_reason, options=excluded.options
             """, persistent: true)
-        insertOutbox = try writer.prepare("""
+        insertOutbox = try writer.prepare(
+            """
             INSERT INTO webhook_outbox(webhook, message_id, type, stream, seq, body, status, attempts, next_attempt,
               created_at) VALUES(?,?,?,?,?,?,'pending',0,?,?)
             """, persistent: true)
-        updateAttempt = try writer.prepare("""
+        updateAttempt = try writer.prepare(
+            """
             UPDATE webhook_outbox SET status=?, attempts=?, next_attempt=?, last_status=?, last_error=?, duration_ms=?,
               delivered_at=? WHERE id=?
             """, persistent: true)

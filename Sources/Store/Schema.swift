@@ -125,7 +125,8 @@ extension SQLiteStore {
         }
         if version < 9 {
             // v9: webhook endpoints and their outbox (written in the transaction of the event it reports).
-            try db.exec("""
+            try db.exec(
+                """
                 BEGIN;
                 CREATE TABLE webhooks(id TEXT PRIMARY KEY, url TEXT NOT NULL, events TEXT NOT NULL, description TEXT,
                   headers TEXT NOT NULL, timeout_ms INTEGER NOT NULL, max_attempts INTEGER NOT NULL, secret TEXT NOT NULL,

@@ -11,7 +11,8 @@ extension SQLiteStore: WebhookStore {
         let db = try Self.openDirect(directory)
         try db.exec("BEGIN IMMEDIATE")
         do {
-            let s = try db.prepare("""
+            let s = try db.prepare(
+                """
                 INSERT OR REPLACE INTO webhooks(id, url, events, description, headers, timeout_ms, max_attempts, secret,
                   previous_secret, previous_until, active, created_at, failing_since, disabled_reason)
                 VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)
@@ -25,8 +26,11 @@ extension SQLiteStore: WebhookStore {
             s.bind(14, e.disabledReason)
             _ = try s.step()
             if let action {
-                try Self.logActivity(db, ActivityEntry(actor: actor, action: action, target: e.id,
-                                                       details: e.disabledReason ?? e.url))
+                try Self.logActivity(
+                    db,
+                    ActivityEntry(
+                        actor: actor, action: action, target: e.id,
+                        details: e.disabledReason ?? e.url))
             }
             try db.exec("COMMIT")
         } catch {
@@ -72,7 +76,8 @@ extension SQLiteStore: WebhookStore {
         -> [WebhookDelivery]
     {
         try read { db in
-            let s = try db.prepare("""
+            let s = try db.prepare(
+                """
                 SELECT \(Self.deliveryColumns) FROM webhook_outbox WHERE webhook=?1 AND (?2 IS NULL OR status=?2)
                   AND (?3 IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?4
                 """)
@@ -87,7 +92,8 @@ extension SQLiteStore: WebhookStore {
 
     public func pendingDeliveries(webhook: String?, after: Int, limit: Int) throws -> [WebhookDelivery] {
         try read { db in
-            let s = try db.prepare("""
+            let s = try db.prepare(
+                """
                 SELECT \(Self.deliveryColumns) FROM webhook_outbox WHERE status='pending' AND id > ?1
                   AND (?2 IS NULL OR webhook=?2) ORDER BY id LIMIT ?3
                 """)
@@ -109,22 +115,25 @@ extension SQLiteStore: WebhookStore {
     public func enqueue(_ m: WebhookMessage, webhook: String) throws -> WebhookDelivery {
         let db = try Self.openDirect(directory)
         let now = Int64(Date().timeIntervalSince1970 * 1000)
-        let s = try db.prepare("""
+        let s = try db.prepare(
+            """
             INSERT INTO webhook_outbox(webhook, message_id, type, stream, seq, body, status, attempts, next_attempt,
               created_at) VALUES(?,?,?,?,?,?,'pending',0,?,?)
             """)
         s.bind(1, webhook); s.bind(2, m.id); s.bind(3, m.type.rawValue); s.bind(4, m.stream); s.bind(5, m.seq)
         s.bind(6, blob: m.body); s.bind(7, now); s.bind(8, now)
         _ = try s.step()
-        return WebhookDelivery(id: Int(sqlite3_last_insert_rowid(db.db)), webhook: webhook, message: m,
-                               nextAttempt: now, createdAt: now)
+        return WebhookDelivery(
+            id: Int(sqlite3_last_insert_rowid(db.db)), webhook: webhook, message: m,
+            nextAttempt: now, createdAt: now)
     }
 
     public func recordAttempt(_ delivery: WebhookDelivery) { enqueue(.attempt(delivery)) }
 
     public func retryDelivery(id: Int) throws -> WebhookDelivery? {
         let db = try Self.openDirect(directory)
-        let s = try db.prepare("""
+        let s = try db.prepare(
+            """
             UPDATE webhook_outbox SET status='pending', attempts=0, next_attempt=?, last_error=NULL WHERE id=?
             """)
         s.bind(1, Int64(Date().timeIntervalSince1970 * 1000)); s.bind(2, id)
@@ -137,7 +146,8 @@ extension SQLiteStore: WebhookStore {
 
     public func outboxDepth() throws -> [String: Int] {
         try read { db in
-            let s = try db.prepare("SELECT webhook, COUNT(*) FROM webhook_outbox WHERE status='pending' GROUP BY webhook")
+            let s = try db.prepare(
+                "SELECT webhook, COUNT(*) FROM webhook_outbox WHERE status='pending' GROUP BY webhook")
             var out: [String: Int] = [:]
             while try s.step() { out[s.string(0) ?? ""] = Int(s.int(1)) }
             return out
@@ -147,7 +157,8 @@ extension SQLiteStore: WebhookStore {
     // MARK: - Rows
 
     static func loadWebhooks(_ db: Database) throws -> [WebhookEndpoint] {
-        let s = try db.prepare("""
+        let s = try db.prepare(
+            """
             SELECT id, url, events, description, headers, timeout_ms, max_attempts, secret, previous_secret,
               previous_until, active, created_at, failing_since, disabled_reason FROM webhooks ORDER BY created_at
             """)
@@ -174,11 +185,14 @@ extension SQLiteStore: WebhookStore {
 
     static func delivery(_ s: Statement) -> WebhookDelivery? {
         guard let type = WebhookEventType(rawValue: s.string(3) ?? ""),
-              let status = DeliveryStatus(rawValue: s.string(7) ?? "") else { return nil }
-        let m = WebhookMessage(id: s.string(2) ?? "", type: type, stream: s.string(4) ?? "", seq: Int(s.int(5)),
-                               body: s.blob(6))
-        var d = WebhookDelivery(id: Int(s.int(0)), webhook: s.string(1) ?? "", message: m, status: status,
-                                attempts: Int(s.int(8)), nextAttempt: s.int(9), createdAt: s.int(13))
+            let status = DeliveryStatus(rawValue: s.string(7) ?? "")
+        else { return nil }
+        let m = WebhookMessage(
+            id: s.string(2) ?? "", type: type, stream: s.string(4) ?? "", seq: Int(s.int(5)),
+            body: s.blob(6))
+        var d = WebhookDelivery(
+            id: Int(s.int(0)), webhook: s.string(1) ?? "", message: m, status: status,
+            attempts: Int(s.int(8)), nextAttempt: s.int(9), createdAt: s.int(13))
         d.lastStatus = s.isNull(10) ? nil : Int(s.int(10))
         d.lastError = s.string(11)
         d.durationMillis = s.isNull(12) ? nil : Int(s.int(12))

@@ -278,7 +278,8 @@ public final class ConnectionMachine {
         var frame: [UInt8] = []
         FrameEncoder.append(to: &frame, opcode: .close, payload: payload)
         return receivedClose
-            ? [.send(frame), .closeAfterFlush(linger: settings.closeTimeout)] : [.send(frame), .arm(settings.closeTimeout)]
+            ? [.send(frame), .closeAfterFlush(linger: settings.closeTimeout)]
+            : [.send(frame), .arm(settings.closeTimeout)]
     }
 
     /// Fails the connection (RFC 6455 §7.1.7): the close frame with the code, then TCP close after a

@@ -9,7 +9,9 @@ final class APIKeysTests: XCTestCase {
         let store = MemoryStorage()
         let keys = APIKeys(store: store, refreshInterval: 5)
         let (record, key) = try store.createKey(APIKeySpec(name: "ci", perMinute: 2, perHour: 10, perMonth: 100), actor: "t")
-        guard case .unknownId = keys.check(key) else { return XCTFail("a key made since the last read is not known yet") }
+        guard case .unknownId(record.id) = keys.check(key) else {
+            return XCTFail("a key made since the last read is not known yet")
+        }
         keys.reload()
         guard case .allowed(let headers, let r) = keys.check(key) else { return XCTFail("the key was refused") }
         XCTAssertEqual(r.id, record.id)
@@ -29,6 +31,15 @@ final class APIKeysTests: XCTestCase {
         XCTAssertFalse(keys.isActive(record.id))
         XCTAssertFalse(keys.anyActive())
         guard case .unknown = keys.check(key) else { return XCTFail("a revoked key passed") }
+    }
+
+    func testAnIdAReadDidNotFindIsNotReadForAgainUntilTheNextRead() {
+        let keys = APIKeys(store: MemoryStorage())
+        guard case .unknownId("nope") = keys.check("chk_nope_secret") else { return XCTFail() }
+        keys.reload(asked: ["nope"])
+        guard case .unknown = keys.check("chk_nope_secret") else { return XCTFail("asked again for a known absent id") }
+        keys.reload()
+        guard case .unknownId = keys.check("chk_nope_secret") else { return XCTFail("the next read forgets") }
     }
 
     func testHourlyAndMonthlyCountsStartFromWhatIsStored() throws {

@@ -73,7 +73,8 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
     private func report(_ messages: [WebhookMessage], now: Int64) {
         for m in messages {
             for e in hooks.values where e.active && e.wants(m.type) {
-                let d = WebhookDelivery(id: outbox.count + 1, webhook: e.id, message: m, nextAttempt: now, createdAt: now)
+                let d = WebhookDelivery(
+                    id: outbox.count + 1, webhook: e.id, message: m, nextAttempt: now, createdAt: now)
                 outbox.append(d)
                 newOutbox.append(d)
             }
@@ -221,11 +222,15 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
 
     // MARK: WebhookStore
 
-    public func webhooks() throws -> [WebhookEndpoint] { reading { hooks.values.sorted { $0.createdAt < $1.createdAt } } }
+    public func webhooks() throws -> [WebhookEndpoint] {
+        reading { hooks.values.sorted { $0.createdAt < $1.createdAt } }
+    }
 
     public func saveWebhook(_ endpoint: WebhookEndpoint, actor: String, action: String?) throws {
         lock.lock(); hooks[endpoint.id] = endpoint; lock.unlock()
-        if let action { record(ActivityEntry(actor: actor, action: action, target: endpoint.id, details: endpoint.url)) }
+        if let action {
+            record(ActivityEntry(actor: actor, action: action, target: endpoint.id, details: endpoint.url))
+        }
     }
 
     public func deleteWebhook(id: String, actor: String) throws -> Bool {
@@ -241,15 +246,20 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
         -> [WebhookDelivery]
     {
         reading {
-            Array(outbox.reversed().lazy.filter {
-                $0.webhook == webhook && (status == nil || $0.status == status) && (before == nil || $0.id < before!)
-            }.prefix(max(0, limit)))
+            Array(
+                outbox.reversed().lazy.filter {
+                    $0.webhook == webhook && (status == nil || $0.status == status)
+                        && (before == nil || $0.id < before!)
+                }.prefix(max(0, limit)))
         }
     }
 
     public func pendingDeliveries(webhook: String?, after: Int, limit: Int) throws -> [WebhookDelivery] {
         reading {
-            Array(outbox.lazy.filter { $0.status == .pending && $0.id > after && (webhook == nil || $0.webhook == webhook) }
+            Array(
+                outbox.lazy.filter {
+                    $0.status == .pending && $0.id > after && (webhook == nil || $0.webhook == webhook)
+                }
                 .prefix(max(0, limit)))
         }
     }
@@ -259,7 +269,8 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
     public func enqueue(_ message: WebhookMessage, webhook: String) throws -> WebhookDelivery {
         lock.lock(); defer { lock.unlock() }
         let ts = now()
-        let d = WebhookDelivery(id: outbox.count + 1, webhook: webhook, message: message, nextAttempt: ts, createdAt: ts)
+        let d = WebhookDelivery(
+            id: outbox.count + 1, webhook: webhook, message: message, nextAttempt: ts, createdAt: ts)
         outbox.append(d)
         return d
     }

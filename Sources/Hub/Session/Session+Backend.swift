@@ -16,8 +16,10 @@ extension Session {
     /// Posts `message`; `done` gets the commit (nil for an ephemeral event) once it is committed and
     /// broadcast, or the error. A repeated `idempotencyKey` gets the original's seq, marked duplicate,
     /// and is not broadcast again.
-    public func post(_ message: BackendMessage, idempotencyKey: String?,
-                     done: @escaping (Result<Committed?, MessageError>) -> Void) {
+    public func post(
+        _ message: BackendMessage, idempotencyKey: String?,
+        done: @escaping (Result<Committed?, MessageError>) -> Void
+    ) {
         guard !isEnded else { return done(.failure(MessageError("session_ended", "session \(code) has ended"))) }
         let type: String, body: [UInt8]
         switch message {
@@ -25,7 +27,9 @@ extension Session {
             type = "chat"
             var w = JSONWriter()
             if let idempotencyKey { w.field("id", idempotencyKey) }
-            body = w.bytes.isEmpty ? EventBody.system(text: text, event: nil)
+            body =
+                w.bytes.isEmpty
+                ? EventBody.system(text: text, event: nil)
                 : w.bytes + [UInt8(ascii: ",")] + EventBody.system(text: text, event: nil)
         case .event(let name, let data, let durable):
             body = EventBody.event(name: name, from: Self.backendMember, id: idempotencyKey, data: data)
@@ -35,7 +39,8 @@ extension Session {
             }
             type = "event"
         }
-        persist(type: type, member: Self.backendMember, clientId: idempotencyKey, body: body) { [weak self] result, frame in
+        persist(type: type, member: Self.backendMember, clientId: idempotencyKey, body: body) {
+            [weak self] result, frame in
             switch result {
             case .success(let c):
                 if let frame { self?.broadcast(frame, .durable, except: nil) }

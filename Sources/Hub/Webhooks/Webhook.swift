@@ -41,9 +41,11 @@ public struct WebhookEndpoint: Sendable, Equatable {
     /// Why the hub disabled it (nil when it is active or was disabled by hand).
     public var disabledReason: String?
 
-    public init(id: String, url: String, events: [String], description: String? = nil, headers: [WebhookHeader] = [],
-                timeoutSeconds: Double = 30, maxAttempts: Int = 3, secret: String, active: Bool = true,
-                createdAt: Int64) {
+    public init(
+        id: String, url: String, events: [String], description: String? = nil, headers: [WebhookHeader] = [],
+        timeoutSeconds: Double = 30, maxAttempts: Int = 3, secret: String, active: Bool = true,
+        createdAt: Int64
+    ) {
         self.id = id; self.url = url; self.events = events; self.description = description; self.headers = headers
         self.timeoutSeconds = timeoutSeconds; self.maxAttempts = maxAttempts; self.secret = secret
         self.active = active; self.createdAt = createdAt
@@ -89,8 +91,10 @@ public struct WebhookDelivery: Sendable, Equatable {
     public var durationMillis: Int?
     public var createdAt: Int64
     public var deliveredAt: Int64?
-    public init(id: Int, webhook: String, message: WebhookMessage, status: DeliveryStatus = .pending, attempts: Int = 0,
-                nextAttempt: Int64, createdAt: Int64) {
+    public init(
+        id: Int, webhook: String, message: WebhookMessage, status: DeliveryStatus = .pending, attempts: Int = 0,
+        nextAttempt: Int64, createdAt: Int64
+    ) {
         self.id = id; self.webhook = webhook; self.message = message; self.status = status; self.attempts = attempts
         self.nextAttempt = nextAttempt; self.createdAt = createdAt
     }
@@ -107,12 +111,17 @@ public enum Webhook {
         let type: WebhookEventType?
         switch event.type {
         case "chat":
-            type = contains(event.body, #""event":"session_ended""#) && event.member == nil ? .sessionEnded : .chatCreated
+            type =
+                contains(event.body, #""event":"session_ended""#) && event.member == nil ? .sessionEnded : .chatCreated
         case "presence":
             let members = try? JSONReader.readObject(Array("{".utf8) + event.body + Array("}".utf8))
-            if members?["joins"]?.array?.isEmpty == false { type = .memberJoined }
-            else if members?["leaves"]?.array?.isEmpty == false { type = .memberLeft }
-            else { type = nil }
+            if members?["joins"]?.array?.isEmpty == false {
+                type = .memberJoined
+            } else if members?["leaves"]?.array?.isEmpty == false {
+                type = .memberLeft
+            } else {
+                type = nil
+            }
         case "event":
             type = .eventCreated
         case "run_event":
@@ -130,15 +139,18 @@ public enum Webhook {
         guard let type else { return [] }
         let data: [UInt8]
         if stream.hasPrefix("run:") {
-            data = seen   // run events carry their `run`
+            data = seen  // run events carry their `run`
         } else {
             var w = JSONWriter()
             w.field("session", stream)
             data = [UInt8(ascii: "{")] + w.bytes + [UInt8(ascii: ",")] + seen.dropFirst()
         }
         // `{session}:{seq}` or `run:{id}:{seq}`: stable across retries.
-        return [WebhookMessage(id: "\(stream):\(committed.seq)", type: type, stream: stream, seq: committed.seq,
-                               body: body(type: type, millis: committed.ts, data: data))]
+        return [
+            WebhookMessage(
+                id: "\(stream):\(committed.seq)", type: type, stream: stream, seq: committed.seq,
+                body: body(type: type, millis: committed.ts, data: data))
+        ]
     }
 
     /// `session.started`: a session was created (its id is `{session}:0`; seqs start at 1).
@@ -148,8 +160,9 @@ public enum Webhook {
         w.field("session", info.code); w.field("title", info.title); w.field("max_participants", info.maxParticipants)
         w.field("guest_policy", info.guestPolicy.rawValue); w.field("created_at", Int(info.createdAt))
         w.endObject()
-        return WebhookMessage(id: "\(info.code):0", type: .sessionStarted, stream: info.code, seq: 0,
-                              body: body(type: .sessionStarted, millis: info.createdAt, data: w.bytes))
+        return WebhookMessage(
+            id: "\(info.code):0", type: .sessionStarted, stream: info.code, seq: 0,
+            body: body(type: .sessionStarted, millis: info.createdAt, data: w.bytes))
     }
 
     /// `{"type", "timestamp" (RFC 3339, UTC), "data"}`.

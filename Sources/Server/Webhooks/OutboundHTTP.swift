@@ -18,13 +18,17 @@ struct WebhookURL: Equatable {
     init?(_ s: String) {
         guard s.utf8.count <= 2048, !s.contains(where: { $0 == " " || $0 == "\r" || $0 == "\n" }) else { return nil }
         let rest: Substring
-        if s.lowercased().hasPrefix("https://") { tls = true; rest = s.dropFirst(8) }
-        else if s.lowercased().hasPrefix("http://") { tls = false; rest = s.dropFirst(7) }
-        else { return nil }
+        if s.lowercased().hasPrefix("https://") {
+            tls = true; rest = s.dropFirst(8)
+        } else if s.lowercased().hasPrefix("http://") {
+            tls = false; rest = s.dropFirst(7)
+        } else {
+            return nil
+        }
         let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
         var path = String(rest.dropFirst(authority.count).prefix { $0 != "#" })
         if path.isEmpty || path.hasPrefix("?") { path = "/" + path }
-        guard !authority.isEmpty, !authority.contains("@") else { return nil }   // no credentials in URLs
+        guard !authority.isEmpty, !authority.contains("@") else { return nil }  // no credentials in URLs
         var hostPart = Substring(authority), portPart: Substring?
         if authority.hasPrefix("[") {
             guard let close = authority.firstIndex(of: "]") else { return nil }
@@ -67,12 +71,12 @@ enum AddressPolicy {
         }
         guard addr.count == 16 else { return true }
         if addr[0..<10].allSatisfy({ $0 == 0 }) && addr[10] == 0xFF && addr[11] == 0xFF {
-            return isPrivate(Array(addr[12..<16]))   // IPv4-mapped
+            return isPrivate(Array(addr[12..<16]))  // IPv4-mapped
         }
-        if addr.allSatisfy({ $0 == 0 }) { return true }   // ::
-        if addr[0..<15].allSatisfy({ $0 == 0 }) && addr[15] == 1 { return true }   // ::1
+        if addr.allSatisfy({ $0 == 0 }) { return true }  // ::
+        if addr[0..<15].allSatisfy({ $0 == 0 }) && addr[15] == 1 { return true }  // ::1
         return (addr[0] & 0xFE) == 0xFC || (addr[0] == 0xFE && (addr[1] & 0xC0) == 0x80) || addr[0] == 0xFF
-            || (addr[0] == 0x20 && addr[1] == 0x01 && addr[2] == 0x0D && addr[3] == 0xB8)   // documentation
+            || (addr[0] == 0x20 && addr[1] == 0x01 && addr[2] == 0x0D && addr[3] == 0xB8)  // documentation
     }
 
     /// A literal IPv4 or IPv6 address's bytes (nil for a name).
@@ -100,13 +104,16 @@ struct ResolvedAddress: @unchecked Sendable {
         hints.ai_family = AF_UNSPEC
         var list: UnsafeMutablePointer<addrinfo>?
         let rc = getaddrinfo(host, String(port), &hints, &list)
-        guard rc == 0, let first = list else { return .failure(DeliveryError("cannot resolve \(host): \(String(cString: gai_strerror(rc)))")) }
+        guard rc == 0, let first = list else {
+            return .failure(DeliveryError("cannot resolve \(host): \(String(cString: gai_strerror(rc)))"))
+        }
         defer { freeaddrinfo(list) }
         var out = ResolvedAddress()
         out.family = first.pointee.ai_family
         out.length = first.pointee.ai_addrlen
         withUnsafeMutableBytes(of: &out.storage) {
-            $0.copyMemory(from: UnsafeRawBufferPointer(start: first.pointee.ai_addr, count: Int(first.pointee.ai_addrlen)))
+            $0.copyMemory(
+                from: UnsafeRawBufferPointer(start: first.pointee.ai_addr, count: Int(first.pointee.ai_addrlen)))
         }
         var text = [CChar](repeating: 0, count: 64)
         if out.family == AF_INET {
@@ -124,7 +131,8 @@ struct ResolvedAddress: @unchecked Sendable {
 
     /// Starts a non-blocking connect; the socket becomes writable once connected (or failed).
     func connectNonBlocking() -> Result<Int32, DeliveryError> {
-        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(
+            family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return .failure(DeliveryError("socket(): \(String(cString: strerror(errno)))")) }
         var s = storage
         let rc = withUnsafePointer(to: &s) {
@@ -173,7 +181,9 @@ final class OutboundHTTP: Socket {
     override func received(_ bytes: UnsafeMutableRawBufferPointer) -> Int {
         head += bytes
         if let end = head.firstRange(of: Array("\r\n\r\n".utf8)) {
-            finish(Self.parse(Array(head[..<end.lowerBound])).map { .success($0) } ?? .failure(DeliveryError("malformed HTTP response")))
+            finish(
+                Self.parse(Array(head[..<end.lowerBound])).map { .success($0) }
+                    ?? .failure(DeliveryError("malformed HTTP response")))
         } else if head.count > Self.maxHead {
             finish(.failure(DeliveryError("response head over \(Self.maxHead) bytes")))
         }
@@ -181,8 +191,12 @@ final class OutboundHTTP: Socket {
     }
 
     override func peerClosed() {
-        finish(.failure(DeliveryError(head.isEmpty ? "connection closed without a response (refused, reset or TLS failed)"
-                                     : "connection closed mid-response")))
+        finish(
+            .failure(
+                DeliveryError(
+                    head.isEmpty
+                        ? "connection closed without a response (refused, reset or TLS failed)"
+                        : "connection closed mid-response")))
     }
 
     override func timerFired(now: Double) -> Double? {
@@ -190,7 +204,9 @@ final class OutboundHTTP: Socket {
         return nil
     }
 
-    override func didClose() { if !finished { finished = true; let d = onDone; onDone = nil; d?(.failure(DeliveryError("closed"))) } }
+    override func didClose() {
+        if !finished { finished = true; let d = onDone; onDone = nil; d?(.failure(DeliveryError("closed"))) }
+    }
 
     /// The status code and `Retry-After` (seconds, or an HTTP date) of a response head.
     static func parse(_ head: [UInt8]) -> Answer? {

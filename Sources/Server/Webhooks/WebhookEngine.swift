@@ -37,8 +37,10 @@ final class WebhookEngine {
     /// Figures for /metrics (read from any loop).
     let stats = WebhookStats()
 
-    init(context: LoopContext, store: Storage, worker: Worker, allowPrivate: Bool, disableAfter: Double,
-         caFile: String?) throws {
+    init(
+        context: LoopContext, store: Storage, worker: Worker, allowPrivate: Bool, disableAfter: Double,
+        caFile: String?
+    ) throws {
         self.context = context
         self.store = store
         self.worker = worker
@@ -99,7 +101,8 @@ final class WebhookEngine {
         for (lane, list) in lanes where !busy.contains(lane) {
             guard let head = list.first, let e = endpoints[lane.webhook], e.active else { continue }
             if head.nextAttempt > now { nextDue = min(nextDue, head.nextAttempt); continue }
-            guard inFlight < Self.maxInFlight, inFlightPerEndpoint[lane.webhook, default: 0] < Self.maxPerEndpoint else {
+            guard inFlight < Self.maxInFlight, inFlightPerEndpoint[lane.webhook, default: 0] < Self.maxPerEndpoint
+            else {
                 nextDue = min(nextDue, now + 50)
                 continue
             }
@@ -141,8 +144,11 @@ final class WebhookEngine {
                 case .failure(let error): finish(.failure(error))
                 case .success(let address):
                     if !allowPrivate && AddressPolicy.isPrivate(address.bytes) {
-                        return finish(.failure(DeliveryError("\(url.host) resolves to \(address.text), a private address "
-                            + "(allowed only with --webhook-allow-private)")))
+                        return finish(
+                            .failure(
+                                DeliveryError(
+                                    "\(url.host) resolves to \(address.text), a private address "
+                                        + "(allowed only with --webhook-allow-private)")))
                     }
                     self.send(d, to: url, address: address, endpoint: e, done: finish)
                 }
@@ -150,8 +156,10 @@ final class WebhookEngine {
         }
     }
 
-    private func send(_ d: WebhookDelivery, to url: WebhookURL, address: ResolvedAddress, endpoint e: WebhookEndpoint,
-                      done: @escaping (Result<OutboundHTTP.Answer, DeliveryError>) -> Void) {
+    private func send(
+        _ d: WebhookDelivery, to url: WebhookURL, address: ResolvedAddress, endpoint e: WebhookEndpoint,
+        done: @escaping (Result<OutboundHTTP.Answer, DeliveryError>) -> Void
+    ) {
         let fd: Int32
         switch address.connectNonBlocking() {
         case .failure(let error): return done(.failure(error))
@@ -159,7 +167,8 @@ final class WebhookEngine {
         }
         let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
         let timestamp = nowMillis / 1000
-        var head = "POST \(url.target) HTTP/1.1\r\nHost: \(url.hostHeader)\r\nUser-Agent: CollabHub-Webhooks/1\r\n"
+        var head =
+            "POST \(url.target) HTTP/1.1\r\nHost: \(url.hostHeader)\r\nUser-Agent: CollabHub-Webhooks/1\r\n"
             + "Content-Type: application/json\r\nContent-Length: \(d.message.body.count)\r\nConnection: close\r\n"
             + "webhook-id: \(d.message.id)\r\nwebhook-timestamp: \(timestamp)\r\n"
             + "webhook-signature: \(Webhook.signature(id: d.message.id, timestamp: timestamp, body: d.message.body, secrets: e.signingSecrets(now: nowMillis)))\r\n"
@@ -170,8 +179,10 @@ final class WebhookEngine {
         client.begin(request: Array(head.utf8) + d.message.body, timeout: e.timeoutSeconds)
     }
 
-    private func finished(_ d: WebhookDelivery, lane: Lane, result: Result<OutboundHTTP.Answer, DeliveryError>,
-                          seconds: Double) {
+    private func finished(
+        _ d: WebhookDelivery, lane: Lane, result: Result<OutboundHTTP.Answer, DeliveryError>,
+        seconds: Double
+    ) {
         busy.remove(lane)
         inFlight -= 1
         inFlightPerEndpoint[lane.webhook, default: 1] -= 1
@@ -195,8 +206,12 @@ final class WebhookEngine {
             next.status = .delivered
             next.deliveredAt = now
         } else if Webhook.isRetryable(status: next.lastStatus) && next.attempts < maxAttempts {
-            next.nextAttempt = now + Int64(Webhook.backoff(attempt: next.attempts, retryAfter: retryAfter,
-                                                           jitter: Double.random(in: 0..<1)) * 1000)
+            next.nextAttempt =
+                now
+                + Int64(
+                    Webhook.backoff(
+                        attempt: next.attempts, retryAfter: retryAfter,
+                        jitter: Double.random(in: 0..<1)) * 1000)
         } else {
             next.status = .failed
         }
@@ -260,15 +275,19 @@ final class WebhookStats: @unchecked Sendable {
 
     func render() -> String {
         lock.lock(); defer { lock.unlock() }
-        var out = "# HELP collabhub_webhook_deliveries_total Webhook delivery attempts, by outcome.\n"
+        var out =
+            "# HELP collabhub_webhook_deliveries_total Webhook delivery attempts, by outcome.\n"
             + "# TYPE collabhub_webhook_deliveries_total counter\n"
         for (k, v) in outcomes.sorted(by: { $0.key < $1.key }) {
             out += "collabhub_webhook_deliveries_total{outcome=\"\(k)\"} \(v)\n"
         }
         out += latency.render("collabhub_webhook_delivery_seconds", help: "Duration of successful webhook deliveries.")
-        out += "# HELP collabhub_webhook_outbox_depth Webhook deliveries waiting, per endpoint.\n"
+        out +=
+            "# HELP collabhub_webhook_outbox_depth Webhook deliveries waiting, per endpoint.\n"
             + "# TYPE collabhub_webhook_outbox_depth gauge\n"
-        for (k, v) in depth.sorted(by: { $0.key < $1.key }) { out += "collabhub_webhook_outbox_depth{webhook=\"\(k)\"} \(v)\n" }
+        for (k, v) in depth.sorted(by: { $0.key < $1.key }) {
+            out += "collabhub_webhook_outbox_depth{webhook=\"\(k)\"} \(v)\n"
+        }
         return out
     }
 }
