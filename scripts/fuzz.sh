@@ -9,8 +9,11 @@ seconds=${1:-30}
 targets=(FuzzFrames:frames FuzzHTTP:http FuzzMessages:messages FuzzToken:token FuzzDeflate:deflate FuzzWatch:watch FuzzConnection:connection)
 for entry in "${targets[@]}"; do
   product=${entry%%:*}
+  # A target that does not build fails the run (an old binary must not be fuzzed in its place).
+  rm -f .build-fuzz/debug/"$product"
   COLLABHUB_FUZZ=1 swift build -c debug --sanitize=fuzzer \
     --scratch-path .build-fuzz --product "$product" 2>&1 | grep -aE "error|warning: unre|Build" || true
+  [ -x .build-fuzz/debug/"$product" ] || { echo "FUZZ FAILURE: $product does not build"; exit 1; }
 done
 status=0
 for entry in "${targets[@]}"; do

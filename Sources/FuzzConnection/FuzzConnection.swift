@@ -18,10 +18,9 @@ public func fuzzConnection(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     var closed = false, lingering = false
     // The upgrade, so most scripts reach the WebSocket phase (a script may also stay in HTTP).
     let upgrade = Array(
-        "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "
+        ("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "
             + "dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: "
-            + "permessage-deflate\r\n\r\n"
-            .utf8)
+            + "permessage-deflate\r\n\r\n").utf8)
     if size > 0 && data[0] & 0x80 != 0 { pending = upgrade }
 
     func carry(_ a: ConnectionMachine.Action) -> Bool {

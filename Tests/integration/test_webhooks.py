@@ -341,6 +341,14 @@ def test_every_webhook_route_needs_the_scope(make_hub):
         assert api(hub, method, path, body, headers={})[0] == 401, (method, path)
         assert api(hub, method, path, body, headers={"X-API-Key": reader})[0] == 403, (method, path)
         assert api(hub, method, path, body)[0] not in (401, 403), (method, path)
+    # The backend API into sessions: reading presence is sessions:read; speaking and removing, sessions:write.
+    code = create_session(hub)["code"]
+    assert api(hub, "GET", f"/api/sessions/{code}/members", headers={"X-API-Key": reader})[0] == 200
+    assert api(hub, "GET", f"/api/sessions/{code}/members", headers={})[0] == 401
+    for method, path, body in [("POST", f"/api/sessions/{code}/messages", {"kind": "system", "text": "x"}),
+                               ("DELETE", f"/api/sessions/{code}/members/m1", None)]:
+        assert api(hub, method, path, body, headers={})[0] == 401, path
+        assert api(hub, method, path, body, headers={"X-API-Key": reader})[0] == 403, path
 
 
 def test_backends_post_into_sessions_and_manage_members(make_hub):
