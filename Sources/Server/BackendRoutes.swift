@@ -28,6 +28,11 @@ extension SessionAPI {
             if let data, data.kind != .object && data.kind != .null {
                 return .error(.badRequest, "invalid_field", "\"data\" must be an object")
             }
+            // The same bound as a member's event: every subscriber queues it, and so may the webhook outbox.
+            let limit = server.config.sessionPolicy.limits.maxEventBytes
+            if let data, data.bytes.count > limit {
+                return .error(.payloadTooLarge, "too_large", "\"data\" is larger than \(limit) bytes")
+            }
             let durable = obj["durable"]?.bool ?? true
             if durable && key == nil {
                 return .error(.badRequest, "missing_field", "a durable event needs an Idempotency-Key header")

@@ -43,7 +43,7 @@ public final class Server {
     /// export or replay load on the API worker never delays a join.
     let wakeups = Worker(name: "session-wakeups")
     /// Name resolution for webhook deliveries (a slow DNS server must not delay anything else).
-    let webhookResolver = Worker(name: "webhook-dns")
+    let webhookResolvers = (0..<4).map { Worker(name: "webhook-dns-\($0)") }
     /// Delivers the webhook outbox (loop 0).
     var webhooks: WebhookEngine?
     /// Open WebSocket connections per client address, across loops.
@@ -107,7 +107,8 @@ public final class Server {
         contexts[0].runs = runHub
         do {
             webhooks = try WebhookEngine(
-                context: contexts[0], store: store, worker: webhookResolver, allowPrivate: config.webhookAllowPrivate,
+                context: contexts[0], store: store, resolvers: webhookResolvers,
+                allowPrivate: config.webhookAllowPrivate,
                 disableAfter: config.webhookDisableAfter, caFile: config.webhookCAFile)
         } catch {
             store.close()
@@ -223,7 +224,7 @@ public final class Server {
         api?.worker.stop()
         wakeups.stop()
         api?.keys.stop()
-        webhookResolver.stop()
+        for w in webhookResolvers { w.stop() }
         store.close()
     }
     private var keepAlive: [Loop.Timer] = []

@@ -191,7 +191,7 @@ extension SessionAPI {
             var headers: [WebhookHeader] = []
             let reserved: Set<String> = [
                 "host", "content-type", "content-length", "connection", "transfer-encoding",
-                "webhook-id", "webhook-timestamp", "webhook-signature", "user-agent",
+                "webhook-id", "webhook-timestamp", "webhook-signature", "user-agent", "expect", "upgrade", "te",
             ]
             for (name, value) in h.members {
                 let tokenChars = name.utf8.allSatisfy {

@@ -86,6 +86,8 @@ extension SQLiteStore {
                     _ = try st.step()
                 case .webhooks(let endpoints):
                     subscriptions = endpoints.filter(\.active)
+                case .health(let id, let health):
+                    try recordHealth(id, health, now: now)
                 case .attempt(let d):
                     let st = updateAttempt!
                     st.bind(1, d.status.rawValue); st.bind(2, d.attempts); st.bind(3, d.nextAttempt)
@@ -144,7 +146,7 @@ extension SQLiteStore {
             }
             let retry = batch.filter {
                 switch $0 {
-                case .session(_, _, nil), .webhooks, .attempt: return true
+                case .session(_, _, nil), .webhooks, .attempt, .health: return true
                 default: return false
                 }
             }
@@ -169,7 +171,7 @@ extension SQLiteStore {
             executor.execute { for c in list { c.run() } }
         }
         for b in barriers { b(failure == nil) }
-        if failure == nil && !outbox.isEmpty { onOutbox?(outbox) }
+        if failure == nil && !outbox.isEmpty { onOutbox?(outbox) }  // (the getter takes the lock)
     }
 
     /// Where a retention pass stands: the policy, its age cut-off, and the session it works on (passes

@@ -31,6 +31,7 @@ public final class SQLiteStore: EventLog, SessionRecords, StorageMaintenance, @u
         case webhooks([WebhookEndpoint])
         /// What a delivery attempt found.
         case attempt(WebhookDelivery)
+        case health(String, WebhookHealth)
         case barrier((Bool) -> Void)
         case retention(RetentionPolicy)
         case activity(ActivityEntry)
@@ -97,7 +98,12 @@ public final class SQLiteStore: EventLog, SessionRecords, StorageMaintenance, @u
     /// Active webhook endpoints (writer thread): each committed event is written to the outbox of
     /// every one that wants it, in the same transaction.
     var subscriptions: [WebhookEndpoint] = []
-    public var onOutbox: (([WebhookDelivery]) -> Void)?
+    /// Set at start-up, read by the writer after each commit: under `cond`'s lock.
+    public var onOutbox: (([WebhookDelivery]) -> Void)? {
+        get { cond.lock(); defer { cond.unlock() }; return outboxListener }
+        set { cond.lock(); outboxListener = newValue; cond.unlock() }
+    }
+    private var outboxListener: (([WebhookDelivery]) -> Void)?
     var insertOutbox: Statement!
     var updateAttempt: Statement!
     /// The retention pass's statements, prepared on first use.

@@ -59,6 +59,10 @@ extension SQLiteStore: WebhookStore {
             throw error
         }
         try syncSubscriptions(db)
+        // Rows the writer made for it before it heard of the deletion go too.
+        let late = try db.prepare("DELETE FROM webhook_outbox WHERE webhook=?")
+        late.bind(1, id)
+        _ = try late.step()
         return deleted
     }
 
@@ -129,6 +133,37 @@ extension SQLiteStore: WebhookStore {
     }
 
     public func recordAttempt(_ delivery: WebhookDelivery) { enqueue(.attempt(delivery)) }
+
+    public func recordHealth(_ id: String, _ health: WebhookHealth) { enqueue(.health(id, health)) }
+
+    /// On the writer thread, inside the batch's transaction: only the health fields, and a disable only
+    /// if the endpoint is still failing since the time the engine saw (a re-enable meanwhile wins).
+    func recordHealth(_ id: String, _ health: WebhookHealth, now: Int64) throws {
+        let s: Statement
+        switch health {
+        case .failing(let since):
+            s = try writer.prepare("UPDATE webhooks SET failing_since=? WHERE id=? AND failing_since IS NULL")
+            s.bind(1, since); s.bind(2, id)
+        case .recovered:
+            s = try writer.prepare("UPDATE webhooks SET failing_since=NULL WHERE id=?")
+            s.bind(1, id)
+        case .disabled(let since, let reason):
+            s = try writer.prepare(
+                """
+                UPDATE webhooks SET active=0, disabled_reason=? WHERE id=? AND active=1 AND failing_since=?
+                """)
+            s.bind(1, reason); s.bind(2, id); s.bind(3, since)
+        }
+        _ = try s.step()
+        guard case .disabled(_, let reason) = health, writer.changes > 0 else { return }
+        let a = insertActivity!
+        a.bind(1, now); a.bind(2, "system"); a.bind(3, "webhook_disabled"); a.bind(4, id)
+        a.bind(5, nil as String?); a.bind(6, nil as String?); a.bind(7, reason)
+        defer { a.reset() }
+        _ = try a.step()
+        // The writer's subscriptions follow (a disabled endpoint gets no outbox rows).
+        subscriptions.removeAll { $0.id == id }
+    }
 
     public func retryDelivery(id: Int) throws -> WebhookDelivery? {
         let db = try Self.openDirect(directory)

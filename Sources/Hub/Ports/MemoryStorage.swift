@@ -19,7 +19,13 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
     private var hooks: [String: WebhookEndpoint] = [:]
     private var outbox: [WebhookDelivery] = []
     private var newOutbox: [WebhookDelivery] = []
-    public var onOutbox: (([WebhookDelivery]) -> Void)?
+    public var onOutbox: (([WebhookDelivery]) -> Void)? {
+        get { lock.lock(); defer { lock.unlock() }; return outboxListener }
+        set { lock.lock(); outboxListener = newValue; lock.unlock() }
+    }
+    private var outboxListener: (([WebhookDelivery]) -> Void)?
+    /// Delivery ids only grow (like SQLite's), whatever is deleted.
+    private var lastDeliveryId = 0
     private var clock: Int64 = 0
     /// When set, every commit fails (a full disk, say) until it is cleared.
     public var failing: Bool {
@@ -73,8 +79,9 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
     private func report(_ messages: [WebhookMessage], now: Int64) {
         for m in messages {
             for e in hooks.values where e.active && e.wants(m.type) {
+                lastDeliveryId += 1
                 let d = WebhookDelivery(
-                    id: outbox.count + 1, webhook: e.id, message: m, nextAttempt: now, createdAt: now)
+                    id: lastDeliveryId, webhook: e.id, message: m, nextAttempt: now, createdAt: now)
                 outbox.append(d)
                 newOutbox.append(d)
             }
@@ -269,8 +276,9 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
     public func enqueue(_ message: WebhookMessage, webhook: String) throws -> WebhookDelivery {
         lock.lock(); defer { lock.unlock() }
         let ts = now()
+        lastDeliveryId += 1
         let d = WebhookDelivery(
-            id: outbox.count + 1, webhook: webhook, message: message, nextAttempt: ts, createdAt: ts)
+            id: lastDeliveryId, webhook: webhook, message: message, nextAttempt: ts, createdAt: ts)
         outbox.append(d)
         return d
     }
@@ -286,6 +294,26 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
         lock.lock()
         if let i = outbox.firstIndex(where: { $0.id == d.id }) { outbox[i] = d }
         lock.unlock()
+    }
+
+    public func recordHealth(_ id: String, _ health: WebhookHealth) {
+        lock.lock()
+        guard var e = hooks[id] else { lock.unlock(); return }
+        var disabledReason: String?
+        switch health {
+        case .failing(let since): if e.failingSince == nil { e.failingSince = since }
+        case .recovered: e.failingSince = nil
+        case .disabled(let since, let reason):
+            guard e.active, e.failingSince == since else { lock.unlock(); return }
+            e.active = false
+            e.disabledReason = reason
+            disabledReason = reason
+        }
+        hooks[id] = e
+        lock.unlock()
+        if let disabledReason {
+            record(ActivityEntry(actor: "system", action: "webhook_disabled", target: id, details: disabledReason))
+        }
     }
 
     public func outboxDepth() throws -> [String: Int] {

@@ -1,3 +1,14 @@
+/// What the delivery engine learned about an endpoint's health.
+public enum WebhookHealth: Sendable {
+    /// Deliveries started failing (nothing changes unless none was failing).
+    case failing(since: Int64)
+    /// A delivery succeeded.
+    case recovered
+    /// No success since `since`: the endpoint is disabled (only if it is still failing since then,
+    /// so a re-enable in the meantime wins), with an activity entry.
+    case disabled(since: Int64, reason: String)
+}
+
 /// Webhook endpoints and their outbox. The outbox is written by the event log's writer in the same
 /// transaction as the event it reports (so a crash between commit and delivery loses nothing), for
 /// every active endpoint that wants it; `onOutbox` hears of new rows after their commit. Every call
@@ -19,6 +30,8 @@ public protocol WebhookStore: AnyObject {
     func retryDelivery(id: Int) throws -> WebhookDelivery?
     /// Stores what an attempt found (queued with the next group commit).
     func recordAttempt(_ delivery: WebhookDelivery)
+    /// Stores an endpoint's health (queued with the next group commit; changes only those fields).
+    func recordHealth(_ id: String, _ health: WebhookHealth)
     /// Pending deliveries per endpoint.
     func outboxDepth() throws -> [String: Int]
     /// Called on a storage thread with the outbox rows of each commit, after the commit.

@@ -16,7 +16,8 @@ struct WebhookURL: Equatable {
     var target: String
 
     init?(_ s: String) {
-        guard s.utf8.count <= 2048, !s.contains(where: { $0 == " " || $0 == "\r" || $0 == "\n" }) else { return nil }
+        // No control bytes, spaces or DEL anywhere (a CR LF would split the request it goes into).
+        guard s.utf8.count <= 2048, s.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7F }) else { return nil }
         let rest: Substring
         if s.lowercased().hasPrefix("https://") {
             tls = true; rest = s.dropFirst(8)
@@ -77,6 +78,8 @@ enum AddressPolicy {
         if addr[0..<15].allSatisfy({ $0 == 0 }) && addr[15] == 1 { return true }  // ::1
         return (addr[0] & 0xFE) == 0xFC || (addr[0] == 0xFE && (addr[1] & 0xC0) == 0x80) || addr[0] == 0xFF
             || (addr[0] == 0x20 && addr[1] == 0x01 && addr[2] == 0x0D && addr[3] == 0xB8)  // documentation
+            || (addr[0] == 0xFE && (addr[1] & 0xC0) == 0xC0)  // site-local fec0::/10
+            || (addr[0] == 0x00 && addr[1] == 0x64 && addr[2] == 0xFF && addr[3] == 0x9B)  // NAT64 64:ff9b::/96
     }
 
     /// A literal IPv4 or IPv6 address's bytes (nil for a name).
@@ -180,6 +183,12 @@ final class OutboundHTTP: Socket {
 
     override func received(_ bytes: UnsafeMutableRawBufferPointer) -> Int {
         head += bytes
+        // Interim (1xx) responses come before the real one: skip them.
+        while let end = head.firstRange(of: Array("\r\n\r\n".utf8)),
+            let answer = Self.parse(Array(head[..<end.lowerBound])), answer.status < 200
+        {
+            head.removeSubrange(..<end.upperBound)
+        }
         if let end = head.firstRange(of: Array("\r\n\r\n".utf8)) {
             finish(
                 Self.parse(Array(head[..<end.lowerBound])).map { .success($0) }

@@ -15,7 +15,14 @@ import WebSocket
 final class WebhookEngine {
     unowned let context: LoopContext
     let store: Storage
-    let worker: Worker
+    /// Name resolution (and the spilled outbox's reads) run on these, in turn: one slow name server
+    /// holds up one of them, not every delivery.
+    let resolvers: [Worker]
+    private var nextResolver = 0
+    private var worker: Worker {
+        nextResolver = (nextResolver + 1) % resolvers.count
+        return resolvers[nextResolver]
+    }
     let allowPrivate: Bool
     let disableAfter: Double
     private let tlsContext: TLSContext?
@@ -25,10 +32,14 @@ final class WebhookEngine {
     private var busy: Set<Lane> = []
     private var inFlightPerEndpoint: [String: Int] = [:]
     private var inFlight = 0
-    /// Deliveries held in memory at most; beyond, they stay in the outbox and are read again later.
+    /// Deliveries held in memory at most (by count and by body bytes); beyond, new ones stay in the
+    /// outbox only and are read again once the queue has room (`spilled`).
     static let maxQueued = 50_000
-    private var queued = 0
+    static let maxQueuedBytes = 64 << 20
+    private var queuedIds: Set<Int> = []
+    private var queuedBytes = 0
     private var spilled = false
+    private var reloading = false
     private var timer: Loop.Timer?
     private var timerDue = Double.infinity
     static let maxPerEndpoint = 8
@@ -38,12 +49,12 @@ final class WebhookEngine {
     let stats = WebhookStats()
 
     init(
-        context: LoopContext, store: Storage, worker: Worker, allowPrivate: Bool, disableAfter: Double,
+        context: LoopContext, store: Storage, resolvers: [Worker], allowPrivate: Bool, disableAfter: Double,
         caFile: String?
     ) throws {
         self.context = context
         self.store = store
-        self.worker = worker
+        self.resolvers = resolvers
         self.allowPrivate = allowPrivate
         self.disableAfter = disableAfter
         tlsContext = try TLSContext(verifyingClient: caFile)
@@ -60,38 +71,75 @@ final class WebhookEngine {
     private func reloadPending() {
         let pending = (try? store.pendingDeliveries(webhook: nil, after: 0, limit: Self.maxQueued)) ?? []
         spilled = pending.count >= Self.maxQueued
-        lanes = [:]; queued = 0
-        add(pending, checkDuplicates: false)
+        add(pending)
+    }
+
+    /// Reads what was left in the outbox while the queue was full, on a worker, once what is queued to
+    /// be stored has been committed (a row being attempted now is recognised by its id).
+    private func reloadSpilled() {
+        guard !reloading else { return }
+        reloading = true
+        spilled = false
+        let store = self.store, loop = context.loop
+        worker.submit { [weak self] in
+            let committed = DispatchSemaphore(value: 0)
+            store.barrier { _ in committed.signal() }
+            committed.wait()
+            let pending = (try? store.pendingDeliveries(webhook: nil, after: 0, limit: Self.maxQueued)) ?? []
+            loop.post {
+                guard let self else { return }
+                self.reloading = false
+                self.spilled = pending.count >= Self.maxQueued
+                self.add(pending)
+            }
+        }
     }
 
     /// The endpoint changed (created, updated, rotated, disabled) or went (`nil`).
     func update(_ id: String, _ endpoint: WebhookEndpoint?) {
         endpoints[id] = endpoint
         if endpoint == nil {
-            for key in lanes.keys where key.webhook == id { queued -= lanes[key]?.count ?? 0; lanes[key] = nil }
+            for key in lanes.keys where key.webhook == id {
+                // A delivery being attempted stays until its attempt ends.
+                let keep = busy.contains(key) ? lanes[key]?.first : nil
+                for d in lanes[key] ?? [] where d.id != keep?.id { forget(d) }
+                lanes[key] = keep.map { [$0] }
+            }
         }
         schedule()
     }
 
     func endpoint(_ id: String) -> WebhookEndpoint? { endpoints[id] }
 
-    /// New outbox rows (after their commit), a test delivery, or a retried one.
-    func add(_ rows: [WebhookDelivery], checkDuplicates: Bool = true) {
-        for d in rows where d.status == .pending {
-            if queued >= Self.maxQueued { spilled = true; continue }
+    /// New outbox rows (after their commit), a test delivery, or a retried one. Rows of endpoints the
+    /// engine does not know (deleted meanwhile) are left out.
+    func add(_ rows: [WebhookDelivery]) {
+        for d in rows where d.status == .pending && !queuedIds.contains(d.id) && endpoints[d.webhook] != nil {
+            // While rows wait only in the outbox, later ones wait too (read again in id order).
+            if spilled || queuedIds.count >= Self.maxQueued || queuedBytes >= Self.maxQueuedBytes {
+                spilled = true
+                continue
+            }
             let lane = Lane(webhook: d.webhook, stream: d.message.stream)
-            if checkDuplicates, lanes[lane]?.contains(where: { $0.id == d.id }) == true { continue }
             var list = lanes[lane] ?? []
-            // In id (= commit) order; a retried old delivery goes before what came after it.
+            // In id (= commit) order; a retried old delivery goes before what came after it, but never
+            // before the delivery being attempted.
+            let first = busy.contains(lane) ? 1 : 0
             if let last = list.last, last.id > d.id {
-                list.insert(d, at: list.firstIndex { $0.id > d.id } ?? list.endIndex)
+                let at = list.indices.dropFirst(first).first { list[$0].id > d.id } ?? list.endIndex
+                list.insert(d, at: max(at, min(first, list.count)))
             } else {
                 list.append(d)
             }
             lanes[lane] = list
-            queued += 1
+            queuedIds.insert(d.id)
+            queuedBytes += d.message.body.count
         }
         schedule()
+    }
+
+    private func forget(_ d: WebhookDelivery) {
+        if queuedIds.remove(d.id) != nil { queuedBytes -= d.message.body.count }
     }
 
     /// Starts every attempt that is due and may go; arms the timer for the next one due.
@@ -108,7 +156,7 @@ final class WebhookEngine {
             }
             attempt(head, lane: lane, endpoint: e)
         }
-        if spilled && queued == 0 { spilled = false; reloadPending() }
+        if spilled && queuedIds.count < Self.maxQueued / 2 && queuedBytes < Self.maxQueuedBytes / 2 { reloadSpilled() }
         stats.setDepth(depth)
         arm(nextDue)
     }
@@ -217,13 +265,16 @@ final class WebhookEngine {
         }
         stats.record(ok ? "delivered" : next.status == .failed ? "failed" : "retried", seconds: ok ? seconds : nil)
         store.recordAttempt(next)
-        if next.status == .pending {
-            lanes[lane]?[0] = next
-        } else {
-            lanes[lane]?.removeFirst()
-            queued -= 1
-            if lanes[lane]?.isEmpty == true { lanes[lane] = nil }
+        // The row is found by its id (a retried delivery may have joined the lane meanwhile).
+        if let i = lanes[lane]?.firstIndex(where: { $0.id == d.id }) {
+            if next.status == .pending {
+                lanes[lane]?[i] = next
+            } else {
+                lanes[lane]?.remove(at: i)
+                forget(d)
+            }
         }
+        if lanes[lane]?.isEmpty == true { lanes[lane] = nil }
         track(d.webhook, ok: ok, now: now)
         schedule()
     }
@@ -232,21 +283,23 @@ final class WebhookEngine {
     /// activity log says so; a success clears the count.
     private func track(_ id: String, ok: Bool, now: Int64) {
         guard var e = endpoints[id] else { return }
+        let health: WebhookHealth
         if ok {
             guard e.failingSince != nil else { return }
             e.failingSince = nil
+            health = .recovered
         } else if let since = e.failingSince {
             guard e.active, Double(now - since) / 1000 >= disableAfter else { return }
             e.active = false
             e.disabledReason = "no successful delivery for \(Int(disableAfter)) s"
+            health = .disabled(since: since, reason: e.disabledReason!)
         } else {
             e.failingSince = now
+            health = .failing(since: now)
         }
         endpoints[id] = e
-        let store = self.store, disabled = !e.active
-        worker.submit {
-            try? store.saveWebhook(e, actor: "system", action: disabled ? "webhook_disabled" : nil)
-        }
+        // Only these fields, and only if nobody changed them meanwhile (stored with the next commit).
+        store.recordHealth(id, health)
     }
 
     /// Deliveries waiting in memory per endpoint.
