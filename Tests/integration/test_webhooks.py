@@ -93,6 +93,17 @@ def add_webhook(hub, url, **fields):
     return body
 
 
+def chat(hub, code, n):
+    """Ann joins `code` and sends `n` chats `m0`.. (each acknowledged, so committed)."""
+    async def main():
+        a = await Client.connect(hub, code)
+        await a.join("Ann")
+        for i in range(n):
+            await a.send({"type": "chat", "id": f"c{i}", "text": f"m{i}"})
+            await a.expect("ack")
+    run(main())
+
+
 def deliveries(hub, wid, **q):
     query = "&".join(f"{k}={v}" for k, v in q.items())
     status, body = api(hub, "GET", f"/api/webhooks/{wid}/deliveries?{query}")
@@ -151,14 +162,7 @@ def test_retries_until_success_and_4xx_is_final_and_order_holds_under_failures(m
         hook = add_webhook(hub, rx.url(), events=["chat.created", "member.joined"])
         final = add_webhook(hub, gone.url(), events=["member.joined"], max_attempts=5)
         code = create_session(hub)["code"]
-
-        async def main():
-            a = await Client.connect(hub, code)
-            await a.join("Ann")
-            for i in range(3):
-                await a.send({"type": "chat", "id": f"c{i}", "text": f"m{i}"})
-                await a.expect("ack")
-        run(main())
+        chat(hub, code, 3)
         eventually(lambda: len([r for r in rx.delivered()]) >= 6, what="retries and the rest", timeout=20)
         reqs = rx.delivered()
         ids = [r["headers"]["webhook-id"] for r in reqs]
@@ -185,14 +189,7 @@ def test_a_killed_hub_delivers_what_it_committed_after_restart(make_hub, tmp_pat
     try:
         hook = add_webhook(hub, rx.url(), events=["chat.created"], max_attempts=20)
         code = create_session(hub)["code"]
-
-        async def main():
-            a = await Client.connect(hub, code)
-            await a.join("Ann")
-            for i in range(20):
-                await a.send({"type": "chat", "id": f"c{i}", "text": f"m{i}"})
-                await a.expect("ack")
-        run(main())
+        chat(hub, code, 20)
         hub.stop(sig=signal.SIGKILL)
         rx.script = lambda n, req: (200, {})
         again = hub_with_webhooks(make_hub, data_dir=data)
@@ -218,13 +215,7 @@ def test_an_endpoint_that_keeps_failing_is_disabled_and_logged(make_hub):
     try:
         hook = add_webhook(hub, rx.url(), events=["chat.created"], max_attempts=20)
         code = create_session(hub)["code"]
-
-        async def main():
-            a = await Client.connect(hub, code)
-            await a.join("Ann")
-            await a.send({"type": "chat", "id": "c0", "text": "x"})
-            await a.expect("ack")
-        run(main())
+        chat(hub, code, 1)
         info = eventually(lambda: (lambda b: b if not b["active"] else None)(api(hub, "GET", f"/api/webhooks/{hook['id']}")[1]),
                           what="the endpoint disabled", timeout=20)
         assert "no successful delivery" in info["disabled_reason"] and info["pending"] >= 1
