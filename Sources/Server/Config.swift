@@ -78,6 +78,8 @@ public struct Config: Sendable {
     /// PEM bundle of the certificate authorities webhook receivers' certificates are checked against
     /// (nil: the system's).
     public var webhookCAFile: String?
+    /// Delivered and failed webhook deliveries are kept this long (the delivery log), then deleted.
+    public var webhookLogDays = 7.0
 
     public init() {}
 }

@@ -115,6 +115,13 @@ public final class Server {
             throw ListenError(description: "webhooks: \(error)")
         }
         webhooks?.load()
+        // The delivery log: up to 5,000 old rows every 5 s (the delete rides with a group commit).
+        let logKept = config.webhookLogDays * 86_400_000
+        let trim = Loop.Timer(loop: contexts[0].loop, after: 5, repeat: 5) { [store] in
+            store.trimDeliveryLog(before: Int64(Date().timeIntervalSince1970 * 1000 - logKept), limit: 5000)
+        }
+        trim.unref()
+        housekeeping.append(trim)
         let watch = WatchEndpoint(runs: runHub, allowedOrigins: config.allowedOrigins)
         let publish = PublishEndpoint(runs: runHub)
         for context in contexts {

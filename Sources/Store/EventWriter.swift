@@ -86,6 +86,14 @@ extension SQLiteStore {
                     _ = try st.step()
                 case .webhooks(let endpoints):
                     subscriptions = endpoints.filter(\.active)
+                case .trimDeliveries(let before, let limit):
+                    let st = try writer.prepare(
+                        """
+                        DELETE FROM webhook_outbox WHERE id IN (SELECT id FROM webhook_outbox
+                          WHERE status != 'pending' AND created_at < ? ORDER BY id LIMIT ?)
+                        """)
+                    st.bind(1, before); st.bind(2, limit)
+                    _ = try st.step()
                 case .health(let id, let health):
                     try recordHealth(id, health, now: now)
                 case .attempt(let d):

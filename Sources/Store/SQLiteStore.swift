@@ -32,6 +32,7 @@ public final class SQLiteStore: EventLog, SessionRecords, StorageMaintenance, @u
         /// What a delivery attempt found.
         case attempt(WebhookDelivery)
         case health(String, WebhookHealth)
+        case trimDeliveries(before: Int64, limit: Int)
         case barrier((Bool) -> Void)
         case retention(RetentionPolicy)
         case activity(ActivityEntry)

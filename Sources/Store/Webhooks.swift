@@ -136,6 +136,8 @@ extension SQLiteStore: WebhookStore {
 
     public func recordHealth(_ id: String, _ health: WebhookHealth) { enqueue(.health(id, health)) }
 
+    public func trimDeliveryLog(before: Int64, limit: Int) { enqueue(.trimDeliveries(before: before, limit: limit)) }
+
     /// On the writer thread, inside the batch's transaction: only the health fields, and a disable only
     /// if the endpoint is still failing since the time the engine saw (a re-enable meanwhile wins).
     func recordHealth(_ id: String, _ health: WebhookHealth, now: Int64) throws {

@@ -46,6 +46,8 @@ struct Serve: ParsableCommand {
     var webhookDisableAfter = 86_400.0
     @Option(help: "PEM bundle of CAs to check webhook receivers' certificates against (default: the system's).")
     var webhookCa: String?
+    @Option(help: "Days delivered and failed webhook deliveries are kept (the delivery log).")
+    var webhookLogDays = 7.0
     @Flag(help: "Store sampled cursor positions with the transcript, for playback.") var recordCursors = false
     @Option(help: "With --record-cursors: milliseconds between stored positions of one member.") var cursorSampleMs =
         200.0
@@ -135,6 +137,9 @@ struct Serve: ParsableCommand {
             throw ValidationError("--session-idle-ttl must be positive")
         }
         guard retentionInterval > 0 else { throw ValidationError("--retention-interval must be positive") }
+        guard webhookLogDays > 0, webhookLogDays <= 3650 else {
+            throw ValidationError("--webhook-log-days must be more than 0 and at most 3650")
+        }
         guard webhookDisableAfter >= 1, webhookDisableAfter <= 365 * 86_400 else {
             throw ValidationError("--webhook-disable-after must be 1 s to a year")
         }
@@ -176,6 +181,7 @@ struct Serve: ParsableCommand {
         config.webhookAllowPrivate = webhookAllowPrivate
         config.webhookDisableAfter = webhookDisableAfter
         config.webhookCAFile = webhookCa
+        config.webhookLogDays = webhookLogDays
         config.tcpCongestion = tcpCongestion
         config.compression = CompressionMode(rawValue: compression)!
         config.tlsCertificate = tlsCert

@@ -93,6 +93,47 @@ final class StoragePortTests: XCTestCase {
         }
     }
 
+    /// The outbox: a committed event is written for every active endpoint that wants it, in its
+    /// transaction; attempts are stored; the delivery log is trimmed; a deleted endpoint's rows go.
+    func testTheWebhookOutboxFollowsTheEventLog() throws {
+        for (name, s) in try backends() {
+            defer { s.close() }
+            let ex = ManualExecutor()
+            var heard: [WebhookDelivery] = []
+            let lock = NSLock()
+            s.onOutbox = { rows in lock.lock(); heard += rows; lock.unlock() }
+            let hook = WebhookEndpoint(id: "wh1", url: "https://example.com/", events: ["chat.created"],
+                                       secret: Webhook.newSecret(), createdAt: 1)
+            try s.saveWebhook(hook, actor: "test", action: "webhook_created")
+            var off = hook
+            off.id = "wh2"; off.active = false; off.events = ["*"]
+            try s.saveWebhook(off, actor: "test", action: nil)
+            _ = wait(ex) { s.append(event("EEEEEE", "c1"), executor: ex, done: $0) }
+            let pending = try s.pendingDeliveries(webhook: nil, after: 0, limit: 10)
+            XCTAssertEqual(pending.map(\.webhook), ["wh1"], "\(name): only the active endpoint that wants it")
+            XCTAssertEqual(pending.first?.message.id, "EEEEEE:1", name)
+            XCTAssertEqual(pending.first?.message.type, .chatCreated, name)
+            lock.lock(); XCTAssertEqual(heard.map(\.id), pending.map(\.id), "\(name): heard after the commit"); lock.unlock()
+
+            var done = pending[0]
+            done.status = .delivered; done.attempts = 1; done.lastStatus = 200
+            s.recordAttempt(done)
+            s.recordHealth("wh1", .failing(since: 5))
+            let b = expectation(description: "barrier")
+            s.barrier { _ in b.fulfill() }
+            wait(for: [b], timeout: 5)
+            XCTAssertEqual(try s.deliveries(webhook: "wh1", status: .delivered, before: nil, limit: 10).count, 1, name)
+            XCTAssertEqual(try s.webhooks().first { $0.id == "wh1" }?.failingSince, 5, name)
+            s.trimDeliveryLog(before: Int64.max, limit: 100)
+            let t = expectation(description: "trimmed")
+            s.barrier { _ in t.fulfill() }
+            wait(for: [t], timeout: 5)
+            XCTAssertEqual(try s.deliveries(webhook: "wh1", status: nil, before: nil, limit: 10).count, 0, name)
+            XCTAssertTrue(try s.deleteWebhook(id: "wh1", actor: "test"), name)
+            XCTAssertFalse(try s.deleteWebhook(id: "wh1", actor: "test"), name)
+        }
+    }
+
     /// A long read (an export, a replay being loaded) holds one connection; another read, such as a
     /// session waking up for a join, does not wait for it.
     func testAReadDoesNotWaitForALongOne() throws {

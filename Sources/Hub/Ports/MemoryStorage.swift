@@ -296,6 +296,16 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
         lock.unlock()
     }
 
+    public func trimDeliveryLog(before: Int64, limit: Int) {
+        lock.lock(); defer { lock.unlock() }
+        var left = limit
+        outbox.removeAll { d in
+            guard left > 0, d.status != .pending, d.createdAt < before else { return false }
+            left -= 1
+            return true
+        }
+    }
+
     public func recordHealth(_ id: String, _ health: WebhookHealth) {
         lock.lock()
         guard var e = hooks[id] else { lock.unlock(); return }

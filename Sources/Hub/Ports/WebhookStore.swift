@@ -32,6 +32,9 @@ public protocol WebhookStore: AnyObject {
     func recordAttempt(_ delivery: WebhookDelivery)
     /// Stores an endpoint's health (queued with the next group commit; changes only those fields).
     func recordHealth(_ id: String, _ health: WebhookHealth)
+    /// Deletes delivered and failed deliveries created before `before` (Unix ms), at most `limit` of
+    /// them (queued with the next group commit): the delivery log is kept for a while, not forever.
+    func trimDeliveryLog(before: Int64, limit: Int)
     /// Pending deliveries per endpoint.
     func outboxDepth() throws -> [String: Int]
     /// Called on a storage thread with the outbox rows of each commit, after the commit.

@@ -184,10 +184,18 @@ final class WebhookEngine {
         }
         guard let url = WebhookURL(e.url) else { return finish(.failure(DeliveryError("invalid URL"))) }
         let loop = context.loop, allowPrivate = self.allowPrivate
+        // The attempt's deadline covers resolving the name too: a lookup slower than that fails the
+        // attempt, and its late answer is ignored.
+        let resolving = Pending()
+        let deadline = Loop.Timer(loop: loop, after: e.timeoutSeconds) {
+            guard resolving.take() else { return }
+            finish(.failure(DeliveryError("timed out resolving \(url.host)")))
+        }
         worker.submit {
             let resolved = ResolvedAddress.resolve(url.host, port: url.port)
             loop.post { [weak self] in
-                guard let self else { return }
+                deadline.cancel()
+                guard let self, resolving.take() else { return }
                 switch resolved {
                 case .failure(let error): finish(.failure(error))
                 case .success(let address):
@@ -307,6 +315,15 @@ final class WebhookEngine {
         var out: [String: Int] = [:]
         for (lane, list) in lanes { out[lane.webhook, default: 0] += list.count }
         return out
+    }
+}
+
+/// Something that happens once (on loop 0): the first `take` gets true.
+private final class Pending {
+    private var done = false
+    func take() -> Bool {
+        defer { done = true }
+        return !done
     }
 }
 
