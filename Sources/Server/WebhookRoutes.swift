@@ -29,8 +29,15 @@ extension SessionAPI {
             case .valid(let v): e = v
             }
             return offLoop(connection) {
-                try store.saveWebhook(e, actor: actor, action: "webhook_created")
+                // The engine hears of it first: outbox rows for it can follow as soon as it is saved
+                // (loop 0 takes both in order), and rows of endpoints it does not know are left out.
                 tell(e.id, e)
+                do {
+                    try store.saveWebhook(e, actor: actor, action: "webhook_created")
+                } catch {
+                    tell(e.id, nil)
+                    throw error
+                }
                 return Response(status: .created, body: Self.webhookJSON(e, secret: true))
             }
         case ("GET", 2, _):
