@@ -66,7 +66,8 @@ let package = Package(
 // builds: `COLLABHUB_FUZZ=1 swift build -sanitize=fuzzer --scratch-path .build-fuzz --product FuzzFrames`
 // (scripts/fuzz.sh does this).
 if ProcessInfo.processInfo.environment["COLLABHUB_FUZZ"] != nil {
-    for name in ["FuzzFrames", "FuzzHTTP", "FuzzMessages", "FuzzToken", "FuzzDeflate", "FuzzWatch", "FuzzConnection"] {
+    for name in ["FuzzFrames", "FuzzHTTP", "FuzzMessages", "FuzzToken", "FuzzDeflate", "FuzzWatch", "FuzzConnection",
+                 "FuzzWebhook"] {
         package.targets.append(.executableTarget(name: name, dependencies: ["WebSocket", "Hub"],
                                                  swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
         package.products.append(.executable(name: name, targets: [name]))

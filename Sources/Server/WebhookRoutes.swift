@@ -31,6 +31,9 @@ extension SessionAPI {
             return offLoop(connection) {
                 // The engine hears of it first: outbox rows for it can follow as soon as it is saved
                 // (loop 0 takes both in order), and rows of endpoints it does not know are left out.
+                guard try store.webhooks().count < Self.maxWebhooks else {
+                    return .error(.conflict, "too_many_webhooks", "at most \(Self.maxWebhooks) webhook endpoints")
+                }
                 tell(e.id, e)
                 do {
                     try store.saveWebhook(e, actor: actor, action: "webhook_created")
@@ -146,6 +149,9 @@ extension SessionAPI {
             return .error(.notFound, "not_found", "no API route \(head.method) \(head.path)")
         }
     }
+
+    /// Endpoints at most: each one is a copy of every event it wants, in the outbox and on the wire.
+    static let maxWebhooks = 100
 
     private static func noWebhook(_ id: String) -> Response { .error(.notFound, "unknown_webhook", "no webhook \(id)") }
 

@@ -1,4 +1,5 @@
 @testable import Server
+import Hub
 import XCTest
 
 /// Where webhooks may go: URLs that cannot smuggle a request, and the private address ranges (SSRF).
