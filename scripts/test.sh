@@ -11,6 +11,8 @@ swift build --product collabhub 2>&1 | grep -aE "error|warning: |Build complete"
 
 echo "== source format (swift format lint: the pretty-printer's layout, lines of at most 120 characters)"
 swift format lint --strict -r Sources || status=1
+long=$(find Sources -name '*.swift' -exec awk 'length > 120 { print FILENAME ":" FNR }' {} +)
+[ -z "$long" ] || { echo "lines over 120 characters: $long"; status=1; }
 
 echo "== browser client unit tests (node --test)"
 node --test Tests/client/ || status=1

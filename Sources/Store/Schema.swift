@@ -129,8 +129,9 @@ extension SQLiteStore {
                 """
                 BEGIN;
                 CREATE TABLE webhooks(id TEXT PRIMARY KEY, url TEXT NOT NULL, events TEXT NOT NULL, description TEXT,
-                  headers TEXT NOT NULL, timeout_ms INTEGER NOT NULL, max_attempts INTEGER NOT NULL, secret TEXT NOT NULL,
-                  previous_secret TEXT, previous_until INTEGER, active INTEGER NOT NULL, created_at INTEGER NOT NULL,
+                  headers TEXT NOT NULL, timeout_ms INTEGER NOT NULL, max_attempts INTEGER NOT NULL,
+                  secret TEXT NOT NULL, previous_secret TEXT, previous_until INTEGER, active INTEGER NOT NULL,
+                  created_at INTEGER NOT NULL,
                   failing_since INTEGER, disabled_reason TEXT);
                 CREATE TABLE webhook_outbox(id INTEGER PRIMARY KEY, webhook TEXT NOT NULL, message_id TEXT NOT NULL,
                   type TEXT NOT NULL, stream TEXT NOT NULL, seq INTEGER NOT NULL, body BLOB NOT NULL,

@@ -16,16 +16,28 @@ struct ResolvedAddress: @unchecked Sendable {
     var text: String = ""
 
     /// Resolves `host` (blocking: call on a worker) to its first address.
-    static func resolve(_ host: String, port: Int) -> Result<ResolvedAddress, DeliveryError> {
+    /// Every address of `host` (at most `limit`, in the resolver's order; blocking: call on a worker).
+    static func resolveAll(_ host: String, port: Int, limit: Int = 3) -> Result<[ResolvedAddress], DeliveryError> {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         hints.ai_family = AF_UNSPEC
         var list: UnsafeMutablePointer<addrinfo>?
         let rc = getaddrinfo(host, String(port), &hints, &list)
-        guard rc == 0, let first = list else {
+        guard rc == 0, list != nil else {
             return .failure(DeliveryError("cannot resolve \(host): \(String(cString: gai_strerror(rc)))"))
         }
         defer { freeaddrinfo(list) }
+        var out: [ResolvedAddress] = []
+        var next = list
+        while let info = next, out.count < limit {
+            next = info.pointee.ai_next
+            let a = address(info)
+            if !out.contains(where: { $0.bytes == a.bytes }) { out.append(a) }
+        }
+        return .success(out)
+    }
+
+    private static func address(_ first: UnsafeMutablePointer<addrinfo>) -> ResolvedAddress {
         var out = ResolvedAddress()
         out.family = first.pointee.ai_family
         out.length = first.pointee.ai_addrlen
@@ -44,7 +56,7 @@ struct ResolvedAddress: @unchecked Sendable {
             inet_ntop(AF_INET6, &a, &text, 64)
         }
         out.text = String(cString: text)
-        return .success(out)
+        return out
     }
 
     /// Starts a non-blocking connect; the socket becomes writable once connected (or failed).

@@ -192,45 +192,62 @@ final class WebhookEngine {
             finish(.failure(DeliveryError("timed out resolving \(url.host)")))
         }
         worker.submit {
-            let resolved = ResolvedAddress.resolve(url.host, port: url.port)
+            let resolved = ResolvedAddress.resolveAll(url.host, port: url.port)
             loop.post { [weak self] in
                 deadline.cancel()
                 guard let self, resolving.take() else { return }
                 switch resolved {
                 case .failure(let error): finish(.failure(error))
-                case .success(let address):
-                    if !allowPrivate && AddressPolicy.isPrivate(address.bytes) {
+                case .success(let addresses):
+                    // Every address must be public: a name with one private address is refused.
+                    if !allowPrivate, let p = addresses.first(where: { AddressPolicy.isPrivate($0.bytes) }) {
                         return finish(
                             .failure(
                                 DeliveryError(
-                                    "\(url.host) resolves to \(address.text), a private address "
+                                    "\(url.host) resolves to \(p.text), a private address "
                                         + "(allowed only with --webhook-allow-private)")))
                     }
-                    self.send(d, to: url, address: address, endpoint: e, done: finish)
+                    self.send(d, to: url, addresses: addresses[...], endpoint: e, done: finish)
                 }
             }
         }
     }
 
+    /// Sends to the first address that takes a connection: one that fails before anything was
+    /// written (refused, unreachable, an IPv6 route the host lacks) passes the attempt to the next.
     private func send(
-        _ d: WebhookDelivery, to url: WebhookURL, address: ResolvedAddress, endpoint e: WebhookEndpoint,
+        _ d: WebhookDelivery, to url: WebhookURL, addresses: ArraySlice<ResolvedAddress>, endpoint e: WebhookEndpoint,
         done: @escaping (Result<OutboundHTTP.Answer, DeliveryError>) -> Void
     ) {
+        guard let address = addresses.first else { return done(.failure(DeliveryError("no address"))) }
+        let rest = addresses.dropFirst()
         let fd: Int32
         switch address.connectNonBlocking() {
-        case .failure(let error): return done(.failure(error))
+        case .failure(let error):
+            return rest.isEmpty ? done(.failure(error)) : send(d, to: url, addresses: rest, endpoint: e, done: done)
         case .success(let f): fd = f
         }
         let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
         let timestamp = nowMillis / 1000
+        let signature = Webhook.signature(
+            id: d.message.id, timestamp: timestamp, body: d.message.body, secrets: e.signingSecrets(now: nowMillis))
         var head =
             "POST \(url.target) HTTP/1.1\r\nHost: \(url.hostHeader)\r\nUser-Agent: CollabHub-Webhooks/1\r\n"
             + "Content-Type: application/json\r\nContent-Length: \(d.message.body.count)\r\nConnection: close\r\n"
             + "webhook-id: \(d.message.id)\r\nwebhook-timestamp: \(timestamp)\r\n"
-            + "webhook-signature: \(Webhook.signature(id: d.message.id, timestamp: timestamp, body: d.message.body, secrets: e.signingSecrets(now: nowMillis)))\r\n"
+            + "webhook-signature: \(signature)\r\n"
         for h in e.headers { head += "\(h.name): \(h.value)\r\n" }
         head += "\r\n"
-        let client = OutboundHTTP(loop: context.loop, fd: fd, peer: address.text, done: done)
+        var client: OutboundHTTP?
+        client = OutboundHTTP(loop: context.loop, fd: fd, peer: address.text) { [weak self] result in
+            if case .failure = result, client?.lastWriteAt == 0, !rest.isEmpty, let self {
+                client = nil
+                return self.send(d, to: url, addresses: rest, endpoint: e, done: done)
+            }
+            client = nil
+            done(result)
+        }
+        guard let client else { return }
         if url.tls, let tlsContext { client.enableTLS(tlsContext, serverName: url.host) }
         client.begin(request: Array(head.utf8) + d.message.body, timeout: e.timeoutSeconds)
     }
