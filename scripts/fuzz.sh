@@ -21,13 +21,15 @@ for entry in "${targets[@]}"; do
   work=$(mktemp -d)
   cp Tests/fuzz/corpus/"$corpus"/* "$work"/
   echo "== fuzzing $product for ${seconds}s"
-  if ! .build-fuzz/debug/"$product" -max_total_time="$seconds" -max_len=4096 -print_final_stats=0 \
-        -artifact_prefix=.build-fuzz/"$product"- "$work" 2>&1 | grep -aE "DONE|INITED|ERROR|SUMMARY|crash|panic|Fatal"; then
-    :
+  # The fuzzer's own exit status decides (a crash, a failed precondition, a leak): not grep's.
+  rc=0
+  .build-fuzz/debug/"$product" -max_total_time="$seconds" -max_len=4096 -print_final_stats=0 \
+    -artifact_prefix=.build-fuzz/"$product"- "$work" > "$work.log" 2>&1 || rc=$?
+  grep -aE "DONE|INITED|ERROR|SUMMARY|crash|panic|Fatal" "$work.log" | head -20 || true
+  if [ "$rc" -ne 0 ]; then
+    echo "FUZZ FAILURE in $product (exit $rc; artifact under .build-fuzz/)"; status=1
   fi
-  if [ "${PIPESTATUS[0]}" -ne 0 ]; then
-    echo "FUZZ FAILURE in $product (artifact under .build-fuzz/)"; status=1
-  fi
+  rm -f "$work.log"
   rm -rf "$work"
 done
 exit $status

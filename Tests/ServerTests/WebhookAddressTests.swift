@@ -25,4 +25,18 @@ final class WebhookAddressTests: XCTestCase {
         for p in ["93.184.216.34", "8.8.8.8", "172.32.0.1", "2606:4700::1111"] { XCTAssertFalse(priv(p), p) }
         XCTAssertNil(AddressPolicy.literal("2130706433"), "numeric forms are names: checked once resolved")
     }
+
+    func testReceiverAnswers() {
+        let r = WebhookResponse.parse(Array("HTTP/1.1 503 Busy\r\nRetry-After: 120\r\nX: y".utf8))
+        XCTAssertEqual(r, WebhookResponse(status: 503, retryAfter: 120))
+        XCTAssertEqual(WebhookResponse.httpDate("Sun, 06 Nov 1994 08:49:37 GMT"), 784_111_777)
+        for bad in ["Sun, 06 Nov 1994 08:49:37 UTC", "Sun, 6 Nov 1994 08:49:37 GMT", "W \u{35F}\u{FFFD}fteT",
+                    "Sun, 06 Nov 1994 25:49:37 GMT", "Sun, 06 Foo 1994 08:49:37 GMT", ""] {
+            XCTAssertNil(WebhookResponse.httpDate(bad), bad)
+        }
+        let odd = WebhookResponse.parse(Array("HTTP/1.1 429 x\r\nRetry-After: W \u{35F}\u{FFFD}fteT".utf8))
+        XCTAssertEqual(odd, WebhookResponse(status: 429), "an unreadable Retry-After is ignored")
+        XCTAssertNil(WebhookResponse.parse(Array("HTTP/2 200".utf8)))
+        XCTAssertNil(WebhookResponse.parse(Array("HTTP/1.1 42 x".utf8)))
+    }
 }

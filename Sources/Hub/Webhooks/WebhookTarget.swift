@@ -91,6 +91,28 @@ public enum AddressPolicy {
 
 /// What a webhook receiver answered: its status and `Retry-After`.
 public struct WebhookResponse: Equatable, Sendable {
+    /// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`, RFC 9110 §5.6.7) as Unix seconds; nil for
+    /// anything else. Parsed by hand from ASCII: the receiver's bytes are not trusted (Foundation's
+    /// date formatter trapped on some of them).
+    public static func httpDate(_ s: String) -> Int? {
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        let parts = s.split(separator: " ")
+        guard s.utf8.count == 29, s.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }), parts.count == 6,
+            parts[0].count == 4, parts[0].hasSuffix(","), parts[5] == "GMT",
+            let day = Int(parts[1]), parts[1].count == 2, (1...31).contains(day),
+            let month = months.firstIndex(of: String(parts[2])),
+            let year = Int(parts[3]), parts[3].count == 4, (1970...9999).contains(year)
+        else { return nil }
+        let hms = parts[4].split(separator: ":")
+        guard hms.count == 3, hms.allSatisfy({ $0.count == 2 }), let h = Int(hms[0]), let m = Int(hms[1]),
+            let sec = Int(hms[2]), h < 24, m < 60, sec < 61
+        else { return nil }
+        var t = tm()
+        t.tm_year = Int32(year - 1900); t.tm_mon = Int32(month); t.tm_mday = Int32(day)
+        t.tm_hour = Int32(h); t.tm_min = Int32(m); t.tm_sec = Int32(sec)
+        return Int(timegm(&t))
+    }
+
     public var status: Int
     public var retryAfter: Double?
     public init(status: Int, retryAfter: Double? = nil) { self.status = status; self.retryAfter = retryAfter }
@@ -106,14 +128,11 @@ public struct WebhookResponse: Equatable, Sendable {
             guard let colon = line.firstIndex(of: ":") else { continue }
             guard line[..<colon].lowercased() == "retry-after" else { continue }
             let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-            if let seconds = Double(value), seconds >= 0 {
-                answer.retryAfter = seconds
-            } else {
-                let f = DateFormatter()
-                f.locale = Locale(identifier: "en_US_POSIX")
-                f.timeZone = TimeZone(identifier: "GMT")
-                f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-                if let date = f.date(from: value) { answer.retryAfter = max(0, date.timeIntervalSinceNow) }
+            // delay-seconds (digits only), or an HTTP date.
+            if !value.isEmpty, value.utf8.count <= 10, value.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) {
+                answer.retryAfter = Double(value)
+            } else if let at = httpDate(value) {
+                answer.retryAfter = max(0, Double(at) - Date().timeIntervalSince1970)
             }
         }
         return answer
