@@ -34,9 +34,6 @@ final class LoopHub: SessionHost, HubMetrics {
         tickTimer?.unref()
     }
 
-    /// The live session for a code, if it is awake.
-    func liveSession(_ code: String) -> Session? { sessions[code] }
-
     /// Calls `body` with the live session for a code, woken up first if needed: its history (last seq,
     /// newest events for the resume window) is read on the wake-up worker, never on this loop, and
     /// whatever asks for the session meanwhile waits in line. `body` gets nil for a code that is not a
@@ -79,7 +76,6 @@ final class LoopHub: SessionHost, HubMetrics {
             FileHandle.standardError.write(Data("collabhub: cannot wake session \(code): \(error)\n".utf8))
         }
         for body in queued { body(session) }
-        if session != nil { wakeFailed.remove(code) }
     }
 
     /// Whether `code` lives on this loop.

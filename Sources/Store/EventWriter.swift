@@ -57,7 +57,10 @@ extension SQLiteStore {
                 remembered.append((ids, idKey))
             }
             let committed = Committed(seq: seq, ts: now, duplicate: false)
-            if !subscriptions.isEmpty { try report(Webhook.messages(for: event, committed: committed)) }
+            if !subscriptions.isEmpty {
+                try report(
+                    Webhook.messages(for: event, committed: committed) { t in subscriptions.contains { $0.wants(t) } })
+            }
             return committed
         }
         do {

@@ -263,9 +263,6 @@ public final class ConnectionMachine {
         return emit(.pong(payload))
     }
 
-    /// Pings the peer did not get answered because they came too fast (the adapter counts them).
-    public var refusedPings: Int { pingsRefused }
-
     /// Starts the closing handshake: our close frame, then either TCP close once it is written (the
     /// peer's close came first) or a wait of at most `closeTimeout` for the peer's answer. Nothing
     /// when our close was sent already. Before the upgrade there is no handshake: TCP closes.

@@ -4,8 +4,8 @@ import Foundation
 /// Every storage port in memory, with the SQLite store's contract: seq assigned at commit and
 /// contiguous per stream, a failed commit takes its seq back, a resend of a (stream, member, client id)
 /// gets the original's seq marked duplicate, batches are all or nothing and conditional on the
-/// stream's last seq, completions run on the caller's executor in append order. For tests, and for
-/// `collabhub serve --storage memory` (nothing survives a restart).
+/// stream's last seq, completions run on the caller's executor in append order. For tests: nothing
+/// survives the process.
 public final class MemoryStorage: Storage, @unchecked Sendable {
     private let lock = NSLock()
     private var events: [String: [StoredEvent]] = [:]
@@ -33,9 +33,6 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
         set { lock.lock(); fail = newValue; lock.unlock() }
     }
     private var fail = false
-    /// Reads block while this is held by a test (`holdReads`), like a long scan would.
-    private let readGate = NSCondition()
-    private var readsHeld = false
 
     public init() {}
 
@@ -55,7 +52,8 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
         events[e.session, default: []].append(StoredEvent(seq: seq, ts: ts, type: e.type, body: e.body))
         let c = Committed(seq: seq, ts: ts, duplicate: false)
         if e.clientId != nil { ids[key] = c }
-        report(Webhook.messages(for: e, committed: c), now: ts)
+        report(
+            Webhook.messages(for: e, committed: c) { t in hooks.values.contains { $0.active && $0.wants(t) } }, now: ts)
         return c
     }
 
@@ -113,14 +111,7 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
 
     // MARK: TranscriptReads
 
-    /// Makes every read wait until `releaseReads` (a test standing in for a long scan).
-    public func holdReads() { readGate.lock(); readsHeld = true; readGate.unlock() }
-    public func releaseReads() { readGate.lock(); readsHeld = false; readGate.broadcast(); readGate.unlock() }
-
     private func reading<T>(_ body: () -> T) -> T {
-        readGate.lock()
-        while readsHeld { readGate.wait() }
-        readGate.unlock()
         lock.lock(); defer { lock.unlock() }
         return body()
     }

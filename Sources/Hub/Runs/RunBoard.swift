@@ -265,9 +265,6 @@ public final class RunBoard {
         }
     }
 
-    /// Channels one client watches.
-    public func channels(of c: HubClient) -> Set<String> { watching[ObjectIdentifier(c)] ?? [] }
-
     /// Channels watched and publishers known (for `/metrics`).
     public var trackedChannels: Int { runWatchers.count + dashboards.count }
     public var trackedPublishers: Int { publishers.count }

@@ -50,7 +50,6 @@ public struct SessionHistory: Sendable {
     public var lastSeq: Int
     public var tail: [StoredEvent]
     public init(lastSeq: Int, tail: [StoredEvent]) { self.lastSeq = lastSeq; self.tail = tail }
-    public static let empty = SessionHistory(lastSeq: 0, tail: [])
 
     /// Reads it (blocking: call off the loop).
     public static func read(_ code: String, from reads: TranscriptReads, limit: Int) throws -> SessionHistory {

@@ -105,9 +105,32 @@ public struct WebhookDelivery: Sendable, Equatable {
 public enum Webhook {
     /// The webhooks a committed event makes (none for most: cursors and run updates in sessions are
     /// not reported). `data` is the event as clients saw it, with its `session` (or `run`) and `seq`.
-    public static func messages(for event: DurableEvent, committed: Committed) -> [WebhookMessage] {
+    /// `wanted` says whether anyone subscribes to a type: the body is only built for one that is.
+    public static func messages(
+        for event: DurableEvent, committed: Committed,
+        wanted: (WebhookEventType) -> Bool = { _ in true }
+    ) -> [WebhookMessage] {
+        guard let type = type(of: event), wanted(type) else { return [] }
         let stream = event.session
         let seen = ServerMessage.durable(type: event.type, seq: committed.seq, ts: committed.ts, body: event.body).json
+        let data: [UInt8]
+        if stream.hasPrefix("run:") {
+            data = seen  // run events carry their `run`
+        } else {
+            var w = JSONWriter()
+            w.field("session", stream)
+            data = [UInt8(ascii: "{")] + w.bytes + [UInt8(ascii: ",")] + seen.dropFirst()
+        }
+        // `{session}:{seq}` or `run:{id}:{seq}`: stable across retries.
+        return [
+            WebhookMessage(
+                id: "\(stream):\(committed.seq)", type: type, stream: stream, seq: committed.seq,
+                body: body(type: type, millis: committed.ts, data: data))
+        ]
+    }
+
+    /// Which webhook a committed event makes, if any.
+    public static func type(of event: DurableEvent) -> WebhookEventType? {
         let type: WebhookEventType?
         switch event.type {
         case "chat":
@@ -136,21 +159,7 @@ public enum Webhook {
         default:
             type = nil
         }
-        guard let type else { return [] }
-        let data: [UInt8]
-        if stream.hasPrefix("run:") {
-            data = seen  // run events carry their `run`
-        } else {
-            var w = JSONWriter()
-            w.field("session", stream)
-            data = [UInt8(ascii: "{")] + w.bytes + [UInt8(ascii: ",")] + seen.dropFirst()
-        }
-        // `{session}:{seq}` or `run:{id}:{seq}`: stable across retries.
-        return [
-            WebhookMessage(
-                id: "\(stream):\(committed.seq)", type: type, stream: stream, seq: committed.seq,
-                body: body(type: type, millis: committed.ts, data: data))
-        ]
+        return type
     }
 
     /// `session.started`: a session was created (its id is `{session}:0`; seqs start at 1).

@@ -109,8 +109,6 @@ final class WebhookEngine {
         schedule()
     }
 
-    func endpoint(_ id: String) -> WebhookEndpoint? { endpoints[id] }
-
     /// New outbox rows (after their commit), a test delivery, or a retried one. Rows of endpoints the
     /// engine does not know (deleted meanwhile) are left out.
     func add(_ rows: [WebhookDelivery]) {
