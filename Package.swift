@@ -28,6 +28,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         .systemLibrary(name: "CEV", path: "Sources/CEV"),
@@ -39,12 +40,15 @@ let package = Package(
         .target(name: "WebSocket", dependencies: ["Bytes", "COpenSSL", "CZlib"], swiftSettings: optimize),
         .target(name: "EventLoop", dependencies: ["CEV", "COpenSSL", "Bytes"], swiftSettings: optimize),
         .target(name: "Hub", dependencies: ["Bytes", "WebSocket"], swiftSettings: optimize),
-        .target(name: "Store", dependencies: ["CSQLite", "Hub", "WebSocket"], swiftSettings: optimize),
-        .target(name: "Server", dependencies: ["WebSocket", "EventLoop", "Hub", "COpenSSL"],
+        .target(name: "Store", dependencies: ["CSQLite", "Hub", "WebSocket", .product(name: "Logging", package: "swift-log")],
+                swiftSettings: optimize),
+        .target(name: "Server", dependencies: ["WebSocket", "EventLoop", "Hub", "COpenSSL",
+                                               .product(name: "Logging", package: "swift-log")],
                 resources: [.copy("Web")], swiftSettings: optimize),
 
         .executableTarget(name: "collabhub", dependencies: [
             "Server", "Hub", "Store", "WebSocket", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: optimize),
         .executableTarget(name: "loadtest", dependencies: [
             "WebSocket", "EventLoop", "COpenSSL",
@@ -57,7 +61,8 @@ let package = Package(
         .testTarget(name: "HubTests", dependencies: ["Hub", "TestSupport"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Hub", "TestSupport"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "Bytes"]),
-        .testTarget(name: "ServerTests", dependencies: ["Server", "Store", "Hub", "WebSocket", "EventLoop"]),
+        .testTarget(name: "ServerTests", dependencies: ["Server", "Store", "Hub", "WebSocket", "EventLoop",
+                                                 .product(name: "Logging", package: "swift-log")]),
     ],
     swiftLanguageModes: [.v5]
 )

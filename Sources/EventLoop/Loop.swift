@@ -25,6 +25,13 @@ public final class Loop {
     public internal(set) var streams: [Int32: Socket] = [:]
     /// Bytes written by all streams of this loop.
     public let bytesWritten = Counter()
+    /// Work per iteration: from waking up (libev's `ev_now`) to the flush before it blocks again.
+    public let iterationTime = BucketHistogram(bounds: BucketHistogram.iterationBounds)
+    /// For sockets that measure it (`Socket.measuresDelivery`): from the iteration in which output was
+    /// queued (the one that received or committed its message) until all of it was written.
+    public let deliveryLatency = BucketHistogram(bounds: BucketHistogram.latencyBounds)
+    /// The clock read at the last flush (one read per iteration).
+    var flushClock = 0.0
 
     public static let readBufferSize = 256 * 1024
 
@@ -85,6 +92,9 @@ public final class Loop {
     }
 
     private func flushDirty() {
+        let t = ev_time()
+        iterationTime.observe(t - ev_now(raw))
+        flushClock = t
         var i = 0
         // flush() may queue more (a close frame after an error); new entries are flushed in this pass too.
         while i < dirty.count {

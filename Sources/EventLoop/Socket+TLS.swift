@@ -98,6 +98,7 @@ extension Socket {
             }
         }
         if out.isEmpty {
+            drained()
             if chub_is_active(writeWatcher) != 0 { ev_io_stop(loop.raw, writeWatcher) }
             if isClosing && !lingering { beginLinger() } else if !isClosing { outputDrained() }
         }

@@ -26,6 +26,18 @@ open class Socket {
     /// Bytes queued and not yet written (the backpressure measure).
     public internal(set) var outBytes = 0
     var isDirty = false
+    /// Loop time when the oldest unwritten output was queued (0: nothing queued).
+    var queuedSince = 0.0
+    /// Delivery latency counts this socket's output (WebSocket connections, not HTTP responses).
+    public var measuresDelivery = false
+
+    /// All output is written: one delivery-latency observation.
+    @inline(__always) func drained() {
+        if measuresDelivery && queuedSince > 0 {
+            loop.deliveryLatency.observe(max(loop.flushClock, loop.now) - queuedSince)
+        }
+        queuedSince = 0
+    }
     /// Bytes received but not consumed yet (a partial frame header or HTTP head).
     private var pending: [UInt8] = []
 
@@ -305,6 +317,7 @@ open class Socket {
     }
 
     @inline(__always) func markDirty() {
+        if queuedSince == 0 { queuedSince = loop.now }
         if !isDirty {
             isDirty = true
             loop.dirty.append(self)
@@ -352,6 +365,7 @@ open class Socket {
             if done < n && !out.isEmpty { break }  // the socket took less than offered: it is full
         }
         if out.isEmpty {
+            drained()
             if chub_is_active(writeWatcher) != 0 { ev_io_stop(loop.raw, writeWatcher) }
             if isClosing && !lingering { beginLinger() } else if !isClosing { outputDrained() }
         } else if chub_is_active(writeWatcher) == 0 {

@@ -178,6 +178,25 @@ final class AuthFailures: @unchecked Sendable {
     let action: String
     init(action: String = "auth_failed") { self.action = action }
     private let lock = NSLock()
+    /// Refusals since start-up by reason (the error code the client got), for `/metrics`; the codes
+    /// are a fixed vocabulary, so this stays small.
+    private var reasons: [String: Int] = [:]
+    /// Where refusals are summed up for the log (one line a minute, not one per refusal).
+    var summary: LogSummary?
+
+    /// Counts a refused credential or join (`reason`: the error code sent back).
+    func refused(_ reason: String) {
+        lock.lock()
+        reasons[reason, default: 0] += 1
+        lock.unlock()
+        summary?.count("auth refusals", reason)
+    }
+
+    var refusalsByReason: [String: Int] {
+        lock.lock()
+        defer { lock.unlock() }
+        return reasons
+    }
     private var minute = 0
     private var counts: [String: Int] = [:]
     static let maxAddresses = 10_000

@@ -80,6 +80,8 @@ public struct Config: Sendable {
     public var webhookCAFile: String?
     /// Delivered and failed webhook deliveries are kept this long (the delivery log), then deleted.
     public var webhookLogDays = 7.0
+    /// Floods (auth refusals, slow consumers cut) are logged as one line per kind per this many seconds.
+    public var logSummaryInterval = 60.0
 
     public init() {}
 }

@@ -170,6 +170,8 @@ final class Connection: Socket {
 
     private func respond(to head: HTTPRequestHead, body: [UInt8]) {
         context.metrics.httpRequests.add()
+        requestStarted = ev_time_now()
+        requestRoute = Metrics.route(head.path)
         guard let response = context.router.handle(head, body: body, connection: self) else {
             // Answered later (off-loop read or a durable write): hold further requests, and stop
             // reading, until then.
@@ -182,6 +184,8 @@ final class Connection: Socket {
         finish(response, keepAlive: head.keepAlive, headOnly: head.method == "HEAD")
     }
     private var deferredKeepAlive = true
+    private var requestStarted = 0.0
+    private var requestRoute = "other"
     private var deferredHeadOnly = false
 
     /// Sends a response prepared off the loop (call on the connection's loop).
@@ -195,6 +199,7 @@ final class Connection: Socket {
     }
 
     private func finish(_ response: Response, keepAlive requested: Bool, headOnly: Bool) {
+        context.metrics.httpDuration[requestRoute]?.observe(ev_time_now() - requestStarted)
         if response.status.code >= 400 { context.metrics.httpError(response.status.code) }
         let keepAlive = requested && response.status.code < 500
         send(
@@ -283,6 +288,7 @@ final class Connection: Socket {
             subprotocol = accepted.subprotocol
             self.endpoint = endpoint
             setTimer(context.config.pingInterval)
+            measuresDelivery = true
             endpoint.opened(self)
         }
     }

@@ -293,6 +293,7 @@ final class HubEndpoint: Endpoint {
 
     private func failedJoin(_ connection: Connection, _ error: MessageError) {
         let allowed = hub.directory.failedJoin(from: connection.peer, now: connection.loop.now)
+        hub.context.server.authFailures.refused(error.code)
         connection.send(.error(error))
         if !allowed { connection.fail(.rateLimited, "too many failed joins") }
     }

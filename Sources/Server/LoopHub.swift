@@ -1,5 +1,6 @@
 import EventLoop
 import Foundation
+import Logging
 import Hub
 import WebSocket
 
@@ -73,7 +74,8 @@ final class LoopHub: SessionHost, HubMetrics {
         case .failure(let error):
             wakeFailed.insert(code)
             context.metrics.storeFailures.add()
-            FileHandle.standardError.write(Data("collabhub: cannot wake session \(code): \(error)\n".utf8))
+            context.server.log.error(
+                "cannot wake session", metadata: ["session": .string(code), "error": .string("\(error)")])
         }
         for body in queued { body(session) }
     }
@@ -179,9 +181,19 @@ final class LoopHub: SessionHost, HubMetrics {
     }
 
     // HubMetrics
-    func droppedEphemeral() { context.metrics.droppedEphemeral.add() }
-    func slowConsumer() { context.metrics.slowConsumerDrops.add() }
-    func durableCommitted() { context.metrics.durableEvents.add() }
+    func behind(_ traffic: Traffic, coalesced: Bool) {
+        context.metrics.droppedEphemeral.add()
+        (coalesced ? context.metrics.coalesced : context.metrics.dropped)[traffic]?.add()
+    }
+    func resumed(_ outcome: ResumeOutcome) { context.metrics.resumes[outcome]?.add() }
+    func slowConsumer() {
+        context.metrics.slowConsumerDrops.add()
+        context.server.logSummary.count("slow consumers cut (4000)", "clients")
+    }
+    func durableCommitted(latency: Double) {
+        context.metrics.durableEvents.add()
+        context.metrics.commitLatency.observe(latency)
+    }
     func storeFailure() { context.metrics.storeFailures.add() }
 }
 

@@ -1,4 +1,5 @@
 import EventLoop
+import Hub
 import WebSocket
 
 /// Counters of one loop. Each is written only by its loop's thread; `/metrics` sums all loops.
@@ -31,13 +32,61 @@ public final class Metrics {
             ($0, Counter())
         })
 
+    /// Append to commit of durable session events (loop time: no clock read of its own).
+    public let commitLatency = BucketHistogram(bounds: BucketHistogram.latencyBounds)
+    /// Request complete to response queued, by route (`Metrics.route`).
+    public let httpDuration: [String: BucketHistogram] = Dictionary(
+        uniqueKeysWithValues: Metrics.routes.map { ($0, BucketHistogram(bounds: BucketHistogram.latencyBounds)) })
+    public let resumes: [ResumeOutcome: Counter] = Dictionary(
+        uniqueKeysWithValues: ResumeOutcome.allCases.map { ($0, Counter()) })
+    /// Ephemeral updates for clients past the soft limit, by kind: dropped, or held back (coalesced).
+    public let dropped: [Traffic: Counter] = Dictionary(uniqueKeysWithValues: Traffic.allCases.map { ($0, Counter()) })
+    public let coalesced: [Traffic: Counter] = Dictionary(
+        uniqueKeysWithValues: Traffic.allCases.map { ($0, Counter()) })
+
     public init() {}
+
+    /// The route label of an HTTP request (a fixed set, so that the label cannot grow with paths).
+    static func route(_ path: String) -> String {
+        switch path {
+        case "/healthz": return "healthz"
+        case "/metrics": return "metrics"
+        case "/api/mode": return "mode"
+        default: break
+        }
+        guard path.hasPrefix("/api/") else { return "static" }
+        let parts = path.split(separator: "/", omittingEmptySubsequences: true)
+        guard parts.count >= 2 else { return "other" }
+        switch parts[1] {
+        case "sessions":
+            if parts.count == 2 { return "sessions" }
+            if parts.count == 3 { return "session" }
+            switch parts[3] {
+            case "transcript": return "session_transcript"
+            case "messages": return "session_messages"
+            case "members": return "session_members"
+            case "end": return "session_end"
+            default: return "other"
+            }
+        case "runs": return parts.count >= 4 && parts[3] == "events" ? "run_events" : "runs"
+        case "keys": return "keys"
+        case "webhooks": return "webhooks"
+        case "activity": return "activity"
+        default: return "other"
+        }
+    }
+    static let routes = [
+        "healthz", "metrics", "mode", "static", "sessions", "session", "session_transcript", "session_messages",
+        "session_members", "session_end", "run_events", "runs", "keys", "webhooks", "activity", "other",
+    ]
 
     func closedWith(_ code: CloseCode) { closeCodes[code.rawValue]?.add() }
     func httpError(_ status: Int) { httpErrors[status]?.add() }
 
     /// Prometheus text exposition of all loops' counters.
-    static func render(_ all: [Metrics], extra: [(String, String, Int)] = []) -> String {
+    static func render(
+        _ all: [Metrics], loops: [Loop], refusals: [String: Int] = [:], extra: [(String, String, Int)] = []
+    ) -> String {
         var out = ""
         func metric(_ name: String, _ type: String, _ help: String, _ value: (Metrics) -> Counter) {
             out += "# HELP collabhub_\(name) \(help)\n# TYPE collabhub_\(name) \(type)\n"
@@ -83,6 +132,40 @@ public final class Metrics {
             out +=
                 "collabhub_http_errors_total{status=\"\(status)\"} "
                 + "\(all.reduce(0) { $0 + $1.httpErrors[status]!.get })\n"
+        }
+        out += BucketHistogram.render(
+            "collabhub_commit_latency_seconds", help: "Durable session events: append to commit.",
+            all.map(\.commitLatency))
+        out += BucketHistogram.render(
+            "collabhub_delivery_latency_seconds",
+            help:
+                "WebSocket output: from the loop iteration that received or committed it until written to the socket.",
+            loops.map(\.deliveryLatency))
+        out += BucketHistogram.render(
+            "collabhub_loop_iteration_seconds", help: "Work per event-loop iteration (wake-up to the next wait).",
+            loops.map(\.iterationTime))
+        for (i, route) in routes.enumerated() {
+            out += BucketHistogram.render(
+                "collabhub_http_request_duration_seconds", help: "HTTP requests: complete request to response queued.",
+                all.map { $0.httpDuration[route]! }, labels: "route=\"\(route)\"", header: i == 0)
+        }
+        out += "# HELP collabhub_resumes_total Session resumes, by outcome.\n# TYPE collabhub_resumes_total counter\n"
+        for o in ResumeOutcome.allCases {
+            out += "collabhub_resumes_total{outcome=\"\(o.rawValue)\"} \(all.reduce(0) { $0 + $1.resumes[o]!.get })\n"
+        }
+        out +=
+            "# HELP collabhub_ephemeral_behind_total Ephemeral updates for clients past the soft limit, by kind and "
+            + "action (dropped, or coalesced: the latest kept).\n# TYPE collabhub_ephemeral_behind_total counter\n"
+        for t in Traffic.allCases {
+            let d = all.reduce(0) { $0 + $1.dropped[t]!.get }, c = all.reduce(0) { $0 + $1.coalesced[t]!.get }
+            out += "collabhub_ephemeral_behind_total{kind=\"\(t.rawValue)\",action=\"dropped\"} \(d)\n"
+            out += "collabhub_ephemeral_behind_total{kind=\"\(t.rawValue)\",action=\"coalesced\"} \(c)\n"
+        }
+        out +=
+            "# HELP collabhub_auth_refusals_total Refused credentials and joins, by the error code sent back.\n"
+            + "# TYPE collabhub_auth_refusals_total counter\n"
+        for reason in Set(refusals.keys).union(["unauthorized", "forbidden"]).sorted() {
+            out += "collabhub_auth_refusals_total{reason=\"\(reason)\"} \(refusals[reason] ?? 0)\n"
         }
         for (name, help, value) in extra {
             out += "# HELP collabhub_\(name) \(help)\n# TYPE collabhub_\(name) gauge\ncollabhub_\(name) \(value)\n"

@@ -39,7 +39,10 @@ final class Router {
                 .ok, server.openMode ? "{\"open\":true,\"notice\":\"\(Server.openModeNotice)\"}" : "{\"open\":false}")
         case ("GET", "/metrics"):
             // Operational data is data too: a closed hub shows it to metrics:read (a scraper's key).
-            if let refusal = server.access(head).check(.readMetrics) { return refusal }
+            if let refusal = server.access(head).check(.readMetrics) {
+                server.authFailures.refused(SessionAPI.reason(refusal.status.code))
+                return refusal
+            }
             var r = Response.text(.ok, server.renderMetrics())
             r.contentType = "text/plain; version=0.0.4; charset=utf-8"
             return r

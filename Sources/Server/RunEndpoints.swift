@@ -45,6 +45,8 @@ final class WatchEndpoint: Endpoint {
                             c.principals.append(claims.principal)
                         }
                     case .failure(let e):
+                        runs.context.server.authFailures.refused(
+                            e.closeCode == .unauthorized ? "token_expired" : "unauthorized")
                         runs.context.server.authFailures.record(
                             c.peer, what: "/watch token: \(e.message)", store: runs.store)
                         return invalid(

@@ -1,5 +1,6 @@
 import EventLoop
 import Foundation
+import Logging
 import Hub
 import WebSocket
 
@@ -55,6 +56,9 @@ public final class Server {
     let closedLatch = Latch()
     private var signals: [Loop.Signal] = []
     private var housekeeping: [Loop.Timer] = []
+    let log = Logger(label: "collabhub")
+    /// Floods (auth refusals, slow consumers cut) are logged as one line per kind and minute.
+    let logSummary: LogSummary
     private var retentionTimer: Loop.Timer?
     private var idleSweep: Loop.Timer?
     private var threads: [Thread] = []
@@ -69,6 +73,9 @@ public final class Server {
     /// after the configuration is checked, so a failed start-up has no storage thread to stop.
     public init(config: Config, openStorage: (Config) throws -> Storage) throws {
         self.config = config
+        logSummary = LogSummary(interval: config.logSummaryInterval, now: Date().timeIntervalSince1970)
+        authFailures.summary = logSummary
+        accessRefusals.summary = logSummary
         ignoreSIGPIPE()
         raiseFileLimit()
         // Configuration that can fail is checked before any thread (the store's writer) starts, so a
@@ -122,6 +129,12 @@ public final class Server {
         }
         trim.unref()
         housekeeping.append(trim)
+        let every = min(5, config.logSummaryInterval)
+        let summaries = Loop.Timer(loop: contexts[0].loop, after: every, repeat: every) { [logSummary] in
+            logSummary.flush(now: Date().timeIntervalSince1970)
+        }
+        summaries.unref()
+        housekeeping.append(summaries)
         let watch = WatchEndpoint(runs: runHub, allowedOrigins: config.allowedOrigins)
         let publish = PublishEndpoint(runs: runHub)
         for context in contexts {
@@ -205,11 +218,11 @@ public final class Server {
                 do {
                     let keys = try sources.load()
                     self.config.sessionPolicy.tokens.keyring.replace(keys)
-                    print("collabhub: token keys reloaded (\(keys.keys.sorted().joined(separator: ", ")))")
+                    self.log.info(
+                        "token keys reloaded", metadata: ["kids": .array(keys.keys.sorted().map { .string($0) })])
                 } catch {
-                    print("collabhub: token keys not reloaded: \(error)")
+                    self.log.error("token keys not reloaded", metadata: ["error": .string("\(error)")])
                 }
-                fflush(stdout)
             })
     }
 
@@ -281,7 +294,7 @@ public final class Server {
     func renderMetrics() -> String {
         for context in contexts { context.metrics.bytesOut.set(context.loop.bytesWritten.get) }
         return Metrics.render(
-            contexts.map(\.metrics),
+            contexts.map(\.metrics), loops: contexts.map(\.loop), refusals: authFailures.refusalsByReason,
             extra: store.gauges.map { ($0.name, $0.help, $0.value) } + [
                 ("threads", "Event loop threads.", contexts.count),
                 // Maps keyed by what clients send, each bounded (README: Limits).

@@ -49,6 +49,7 @@ final class SessionAPI {
         let client = server.clientAddress(head, peer: connection.peer)
         func authorized(_ surface: Surface, _ route: () -> Response?) -> Response? {
             if let refusal = access.check(surface) {
+                server.authFailures.refused(Self.reason(refusal.status.code))
                 // Failures (401) and refusals by scope (403) are logged once per address and minute each,
                 // the rest of the minute's summed up: a flood cannot fill the log.
                 if refusal.status.code == 401 && access.presented {
@@ -374,4 +375,16 @@ final class SessionAPI {
         return nil
     }
 
+}
+
+extension SessionAPI {
+    /// The refusal reason for `/metrics` and the log, from an API refusal's status.
+    static func reason(_ status: Int) -> String {
+        switch status {
+        case 401: return "unauthorized"
+        case 403: return "forbidden"
+        case 429: return "rate_limited"
+        default: return "status_\(status)"
+        }
+    }
 }

@@ -12,6 +12,8 @@ struct StaticFiles {
             ("/", "index.html", "text/html; charset=utf-8"),
             ("/dashboard", "dashboard.html", "text/html; charset=utf-8"),
             ("/replay", "replay.html", "text/html; charset=utf-8"),
+            ("/admin", "admin.html", "text/html; charset=utf-8"),
+            ("/admin.js", "admin.js", "text/javascript; charset=utf-8"),
             ("/client.js", "collabhub.js", "text/javascript; charset=utf-8"),
             ("/app.css", "app.css", "text/css; charset=utf-8"),
         ]

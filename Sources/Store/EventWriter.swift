@@ -1,5 +1,6 @@
 import CSQLite
 import Foundation
+import Logging
 import Hub
 
 /// The event log's write side, on the writer thread: one transaction per batch, seq assignment,
@@ -141,8 +142,7 @@ extension SQLiteStore {
             for (session, state) in undo.reversed() { seqs[session] = state }
             for (ids, key) in remembered { ids.forget(key) }
             lastError = failure
-            FileHandle.standardError.write(
-                Data("collabhub: transcript store: commit failed, \(batch.count) requests rejected: \(error)\n".utf8))
+            logFault("commit failed; its requests were rejected", error, requests: batch.count)
         }
         if let failure {
             // Nothing of the batch is stored: every append fails, every barrier learns it, and session

@@ -60,7 +60,7 @@ extension SQLiteStore {
                 retentionPass = pass
             }
         } catch {
-            FileHandle.standardError.write(Data("collabhub: retention failed: \(error)\n".utf8))
+            logFault("retention pass failed", error, requests: 0)
             retentionPass = nil
         }
     }

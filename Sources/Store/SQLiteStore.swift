@@ -1,5 +1,6 @@
 import CSQLite
 import Foundation
+import Logging
 import Hub
 
 /// The SQLite store: every port of `Storage` (sessions, durable events, runs, keys, activity) in one
@@ -47,6 +48,27 @@ public final class SQLiteStore: EventLog, SessionRecords, StorageMaintenance, @u
     var seqs: [String: (seq: Int, lastWrite: Double)] = [:]
     /// Set when the last commit failed; appends fail fast until a commit succeeds again.
     public internal(set) var lastError: String?
+    /// Storage faults are logged at most once per 10 s (writer thread only); the rest are counted.
+    var faultsSuppressed = 0
+    var lastFaultLogged = -Double.infinity
+    let log = Logger(label: "collabhub.store")
+
+    /// Logs a storage fault (writer thread): the first at once, then one line per 10 s with a count.
+    func logFault(_ what: String, _ error: Error, requests: Int) {
+        let now = ProcessInfo.processInfo.systemUptime
+        guard now - lastFaultLogged >= 10 else {
+            faultsSuppressed += 1
+            return
+        }
+        log.error(
+            "\(what)",
+            metadata: [
+                "error": .string("\(error)"), "requests": .stringConvertible(requests),
+                "faults_since_last_line": .stringConvertible(faultsSuppressed),
+            ])
+        lastFaultLogged = now
+        faultsSuppressed = 0
+    }
     public let durability: Durability
     /// Largest batch one transaction takes.
     static let maxBatch = 8192

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import Hub
 import WebSocket
 import Server
@@ -9,54 +10,58 @@ struct CollabHub: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "collabhub",
         abstract: "A real-time WebSocket collaboration hub.",
-        subcommands: [Serve.self, Keys.self, IssueToken.self],
+        subcommands: [Serve.self, ConfigCommand.self, Keys.self, IssueToken.self],
         defaultSubcommand: Serve.self)
 }
 
-struct Serve: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the hub.")
-
-    @Option(help: "Address to listen on (IPv4 or IPv6 literal).") var host = "127.0.0.1"
-    @Option(help: "TCP port (0 picks a free one and prints it).") var port = 8080
+/// The options of `serve` (and `config check`). Each is also a variable `COLLABHUB_<NAME>` and a key
+/// of the `--config` JSON file (`ConfigLayers`); none has a default here, so that a flag not given
+/// leaves the choice to the environment, then the file, then the default in `ServeOptions.resolve`.
+struct ServeOptions: ParsableArguments {
+    @Option(help: "JSON file of settings, keyed by option name without the dashes (e.g. {\"port\": 9000}).")
+    var config: String?
+    @Option(help: "Address to listen on (IPv4 or IPv6 literal; default 127.0.0.1).") var host: String?
+    @Option(help: "TCP port (0 picks a free one and prints it; default 8080).") var port: Int?
     @Option(help: "Event-loop threads (default: one per core).") var threads: Int?
-    @Option(help: "Directory for the SQLite transcript store.") var data = "./data"
-    @Flag(help: "Enable /echo, the conformance-test endpoint.") var echo = false
-    @Option(help: "Largest WebSocket message accepted, bytes (1009 beyond).") var maxMessageSize = 1 << 20
-    @Option(help: "Largest HTTP request head, bytes (431 beyond).") var maxHeaderSize = 8 * 1024
-    @Option(help: "Seconds a client has to complete a request or handshake.") var handshakeTimeout = 10.0
+    @Option(help: "Directory for the SQLite transcript store (default ./data).") var data: String?
+    @Flag(inversion: .prefixedNo, help: "Enable /echo, the conformance-test endpoint.") var echo: Bool?
+    @Option(help: "Largest WebSocket message accepted, bytes (1009 beyond; default 1 MiB).") var maxMessageSize: Int?
+    @Option(help: "Largest HTTP request head, bytes (431 beyond; default 8192).") var maxHeaderSize: Int?
+    @Option(help: "Seconds a client has to complete a request or handshake (default 10).") var handshakeTimeout: Double?
     @Option(help: "Seconds of silence before a WebSocket client is pinged (and dropped after as many more).")
-    var pingInterval = 30.0
+    var pingInterval: Double?
     @Option(help: "Browser origins allowed to open WebSockets (comma-separated; default: any).") var allowedOrigins:
         String?
     @Option(help: "normal: durable across a crash; full: also across power loss (fsync per group commit).")
-    var durability = "normal"
-    @Option(help: "Default maximum participants per session.") var maxParticipants = 10
-    @Option(help: "Length of new session codes (at least 6).") var codeLength = 8
+    var durability: String?
+    @Option(help: "Default maximum participants per session (default 10).") var maxParticipants: Int?
+    @Option(help: "Length of new session codes (at least 6; default 8).") var codeLength: Int?
     @Option(help: "Seconds a member whose connection dropped stays present, so a reconnect is seamless.")
-    var reconnectGrace = 10.0
-    @Option(help: "Recent durable events per session kept in memory for resume.") var resumeWindow = 1000
+    var reconnectGrace: Double?
+    @Option(help: "Recent durable events per session kept in memory for resume (default 1000).") var resumeWindow: Int?
     @Option(help: "Delete transcript events older than this many seconds (default: keep).") var retentionAge: Double?
     @Option(help: "Keep at most this many events per session (default: all).") var retentionEvents: Int?
-    @Option(help: "Seconds between retention passes.") var retentionInterval = 60.0
+    @Option(help: "Seconds between retention passes (default 60).") var retentionInterval: Double?
     @Option(help: "Seconds between reads of the API key table (keys made by `collabhub keys` work within this).")
-    var keyRefresh = 5.0
-    @Flag(help: "Let webhooks go to loopback and private addresses (refused by default: SSRF).")
-    var webhookAllowPrivate = false
+    var keyRefresh: Double?
+    @Flag(inversion: .prefixedNo, help: "Let webhooks go to loopback and private addresses (refused by default).")
+    var webhookAllowPrivate: Bool?
     @Option(help: "Seconds without a successful delivery after which a webhook endpoint is disabled.")
-    var webhookDisableAfter = 86_400.0
+    var webhookDisableAfter: Double?
     @Option(help: "PEM bundle of CAs to check webhook receivers' certificates against (default: the system's).")
     var webhookCa: String?
-    @Option(help: "Days delivered and failed webhook deliveries are kept (the delivery log).")
-    var webhookLogDays = 7.0
-    @Flag(help: "Store sampled cursor positions with the transcript, for playback.") var recordCursors = false
-    @Option(help: "With --record-cursors: milliseconds between stored positions of one member.") var cursorSampleMs =
-        200.0
-    @Option(help: "Seconds a session may stay without members before it ends.") var sessionIdleTtl = 86400.0
+    @Option(help: "Days delivered and failed webhook deliveries are kept (the delivery log; default 7).")
+    var webhookLogDays: Double?
+    @Flag(inversion: .prefixedNo, help: "Store sampled cursor positions with the transcript, for playback.")
+    var recordCursors: Bool?
+    @Option(help: "With --record-cursors: milliseconds between stored positions of one member.") var cursorSampleMs:
+        Double?
+    @Option(help: "Seconds a session may stay without members before it ends (default a day).") var sessionIdleTtl:
+        Double?
     @Option(
         name: [.customLong("admin-key"), .customLong("publish-key")],
         help: ArgumentHelp(
-            "The operator's admin key: every scope (at least 16 bytes; or COLLABHUB_ADMIN_KEY). --publish-key is "
-                + "its old name.")
+            "The operator's admin key: every scope (at least 16 bytes). --publish-key is its old name.")
     ) var adminKey: String?
     @Option(help: "Proxy addresses whose X-Forwarded-For names the client in the activity log (comma-separated).")
     var trustedProxies: String?
@@ -64,200 +69,292 @@ struct Serve: ParsableCommand {
         help: ArgumentHelp(
             "auto: open mode (anyone may do anything) only while no credential is configured; required: refuse to "
                 + "start without one.")
-    ) var auth = "auto"
-    @Option(help: "HS256 token key, as SECRET or KID=SECRET; repeat to rotate keys (or COLLABHUB_JWT_SECRET).")
-    var jwtSecret: [String] = []
-    @Option(help: "Seconds of clock skew allowed when checking token times.") var jwtSkew = 60
+    ) var auth: String?
+    @Option(help: "HS256 token key, as SECRET or KID=SECRET; repeat to rotate keys.") var jwtSecret: [String] = []
+    @Option(help: "Seconds of clock skew allowed when checking token times (default 60).") var jwtSkew: Int?
     @Option(help: "RS256 or ES256 public key, as [KID=]PEM_FILE; repeatable (read again on SIGHUP).") var jwtPublicKey:
         [String] = []
     @Option(help: "A JWKS document of RS256/ES256 keys (an identity provider's), read again on SIGHUP.") var jwks:
         String?
-    @Option(help: "WebSocket connections allowed per client address (0: no limit).") var maxConnectionsPerAddress = 1000
-    @Option(help: "Cursor updates per second per connection (burst: twice).") var limitCursor = 60.0
-    @Option(help: "Chat messages per second per connection (burst: twice).") var limitChat = 5.0
-    @Option(help: "App events per second per connection (burst: twice).") var limitEvent = 200.0
+    @Option(help: "WebSocket connections allowed per client address (0: no limit; default 1000).")
+    var maxConnectionsPerAddress: Int?
+    @Option(help: "Cursor updates per second per connection (burst: twice; default 60).") var limitCursor: Double?
+    @Option(help: "Chat messages per second per connection (burst: twice; default 5).") var limitChat: Double?
+    @Option(help: "App events per second per connection (burst: twice; default 200).") var limitEvent: Double?
     @Option(
         help: ArgumentHelp(
             "permessage-deflate: off, shared (compress each broadcast once; no per-connection state) or context "
                 + "(per-connection context takeover).")
-    ) var compression = "shared"
+    ) var compression: String?
     @Option(help: "PEM certificate chain: serve wss:// and https://.") var tlsCert: String?
     @Option(help: "PEM private key for --tls-cert.") var tlsKey: String?
     @Option(help: "TCP congestion control for client sockets, e.g. cubic (default: the system's).") var tcpCongestion:
         String?
     @Option(help: "Bytes queued for one client past which its cursor/typing/ephemeral updates are dropped.")
-    var outputSoftLimit = 256 * 1024
+    var outputSoftLimit: Int?
     @Option(help: "Bytes queued for one client past which it is cut off (4000; it resumes from its last seq).")
-    var outputHardLimit = 4 * 1024 * 1024
-    @Option(help: "Bytes of the resume window per session (besides --resume-window events).") var resumeWindowBytes =
-        2 << 20
+    var outputHardLimit: Int?
+    @Option(help: "Bytes of the resume window per session (besides --resume-window events).") var resumeWindowBytes:
+        Int?
+    @Option(help: "Log lines as text (default) or json (one object per line).") var logFormat: String?
+    @Option(help: "Least important log level written: trace, debug, info (default), notice, warning, error.")
+    var logLevel: String?
+    @Option(help: "Seconds per summary line of floods (auth refusals, slow consumers cut; default 60).")
+    var logSummaryInterval: Double?
 
-    func validate() throws {
-        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0-65535") }
-        if let threads, threads < 1 || threads > 256 { throw ValidationError("--threads must be 1-256") }
-        guard maxMessageSize >= 125, maxMessageSize <= 1 << 30 else {
-            throw ValidationError("--max-message-size must be 125 to 1 GiB")
-        }
-        guard outputSoftLimit >= 4096, outputHardLimit >= outputSoftLimit, outputHardLimit <= 1 << 30 else {
-            throw ValidationError(
-                "--output-soft-limit must be at least 4096 and at most --output-hard-limit (at most 1 GiB)")
-        }
-        guard maxMessageSize <= outputHardLimit / 2 else {
-            throw ValidationError(
-                "--max-message-size must be at most half of --output-hard-limit (a message must fit in what a "
-                    + "client may queue)"
-            )
-        }
-        guard resumeWindowBytes >= 0, resumeWindowBytes <= outputHardLimit / 2 else {
-            throw ValidationError(
-                "--resume-window-bytes must be 0 to half of --output-hard-limit (a resume must fit in a client's "
-                    + "output)"
-            )
-        }
-        guard (0...86_400).contains(jwtSkew) else { throw ValidationError("--jwt-skew must be 0-86400 seconds") }
-        guard maxHeaderSize >= 512 else { throw ValidationError("--max-header-size must be at least 512") }
-        guard pingInterval > 0, handshakeTimeout > 0 else { throw ValidationError("timeouts must be positive") }
-        guard Durability(rawValue: durability) != nil else {
-            throw ValidationError("--durability must be normal or full")
-        }
-        guard codeLength >= 6, codeLength <= 32 else { throw ValidationError("--code-length must be 6-32") }
-        guard maxParticipants >= 1 else { throw ValidationError("--max-participants must be at least 1") }
-        if let a = retentionAge, !(a > 0 && a <= 1e12) {
-            throw ValidationError("--retention-age must be positive (seconds)")
-        }
-        if let e = retentionEvents, e < 1 { throw ValidationError("--retention-events must be at least 1") }
-        guard CompressionMode(rawValue: compression) != nil else {
-            throw ValidationError("--compression must be off, shared or context")
-        }
-        guard maxConnectionsPerAddress >= 0, limitCursor > 0, limitChat > 0, limitEvent > 0 else {
-            throw ValidationError("limits must be positive (--max-connections-per-address may be 0: no limit)")
-        }
-        guard auth == "auto" || auth == "required" else { throw ValidationError("--auth must be auto or required") }
-        guard sessionIdleTtl > 0, sessionIdleTtl <= 1e9 else {
-            throw ValidationError("--session-idle-ttl must be positive")
-        }
-        guard retentionInterval > 0 else { throw ValidationError("--retention-interval must be positive") }
-        guard webhookLogDays > 0, webhookLogDays <= 3650 else {
-            throw ValidationError("--webhook-log-days must be more than 0 and at most 3650")
-        }
-        guard webhookDisableAfter >= 1, webhookDisableAfter <= 365 * 86_400 else {
-            throw ValidationError("--webhook-disable-after must be 1 s to a year")
-        }
-        guard keyRefresh >= 0.1, keyRefresh <= 3600 else {
-            throw ValidationError("--key-refresh must be 0.1-3600 seconds")
-        }
-        guard cursorSampleMs >= 10 else { throw ValidationError("--cursor-sample-ms must be at least 10") }
-        guard reconnectGrace >= 0, resumeWindow >= 0 else {
-            throw ValidationError("--reconnect-grace and --resume-window must not be negative")
-        }
+    /// What `serve` runs with.
+    struct Resolved {
+        var config: Config
+        var layers: ConfigLayers
+        var logFormat: LogFormat
+        var logLevel: Logger.Level
+        var tokenKeys: [String: TokenKey]
     }
 
-    func run() throws {
-        var config = Config()
-        config.host = host
-        config.port = port
-        config.threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
-        config.dataDirectory = data
-        config.echo = echo
-        config.maxMessageSize = maxMessageSize
-        config.maxHeadSize = maxHeaderSize
-        config.handshakeTimeout = handshakeTimeout
-        config.pingInterval = pingInterval
-        config.durability = Durability(rawValue: durability)!
-        config.maxParticipants = maxParticipants
-        config.codeLength = codeLength
-        config.sessionPolicy.reconnectGrace = reconnectGrace
-        config.sessionPolicy.resumeWindow = resumeWindow
-        config.sessionPolicy.resumeWindowBytes = resumeWindowBytes
-        config.softOutputLimit = outputSoftLimit
-        config.hardOutputLimit = outputHardLimit
-        config.sessionPolicy.softOutputLimit = outputSoftLimit
-        config.sessionPolicy.hardOutputLimit = outputHardLimit
-        config.sessionPolicy.cursorSampleInterval = recordCursors ? cursorSampleMs / 1000 : nil
-        config.retention = RetentionPolicy(
+    /// The configuration from flags, environment and file, checked. Errors name the value as given.
+    func resolve(environment env: [String: String]) throws -> Resolved {
+        let L = try ConfigLayers(
+            filePath: config ?? env["COLLABHUB_CONFIG"], environment: env,
+            aliases: ["COLLABHUB_ADMIN_KEY": "COLLABHUB_PUBLISH_KEY"])
+        func fail(_ key: String, _ message: String) -> ConfigError { ConfigError("\(L.name(key)) \(message)") }
+        func list(_ flag: String?) -> [String]? {
+            flag.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+        }
+        var c = Config()
+        c.host = try L.value("host", flag: host, default: c.host)
+        c.port = try L.value("port", flag: port, default: c.port)
+        guard (0...65535).contains(c.port) else { throw fail("port", "must be 0-65535") }
+        c.threads = try L.value(
+            "threads", flag: threads, default: ProcessInfo.processInfo.activeProcessorCount)
+        guard (1...256).contains(c.threads) else { throw fail("threads", "must be 1-256") }
+        c.dataDirectory = try L.value("data", flag: data, default: c.dataDirectory)
+        c.echo = try L.value("echo", flag: echo, default: false)
+        c.maxMessageSize = try L.value("max-message-size", flag: maxMessageSize, default: c.maxMessageSize)
+        guard c.maxMessageSize >= 125, c.maxMessageSize <= 1 << 30 else {
+            throw fail("max-message-size", "must be 125 to 1 GiB")
+        }
+        c.maxHeadSize = try L.value("max-header-size", flag: maxHeaderSize, default: c.maxHeadSize)
+        guard c.maxHeadSize >= 512, c.maxHeadSize <= 1 << 20 else {
+            throw fail("max-header-size", "must be 512 to 1 MiB")
+        }
+        c.handshakeTimeout = try L.value("handshake-timeout", flag: handshakeTimeout, default: c.handshakeTimeout)
+        guard c.handshakeTimeout > 0, c.handshakeTimeout <= 3600 else {
+            throw fail("handshake-timeout", "must be more than 0 and at most 3600 seconds")
+        }
+        c.pingInterval = try L.value("ping-interval", flag: pingInterval, default: c.pingInterval)
+        guard c.pingInterval > 0, c.pingInterval <= 86_400 else {
+            throw fail("ping-interval", "must be more than 0 and at most 86400 seconds")
+        }
+        c.allowedOrigins = try L.optional("allowed-origins", flag: list(allowedOrigins))
+        let durabilityName = try L.value("durability", flag: durability, default: c.durability.rawValue)
+        guard let d = Durability(rawValue: durabilityName) else { throw fail("durability", "must be normal or full") }
+        c.durability = d
+        c.maxParticipants = try L.value("max-participants", flag: maxParticipants, default: c.maxParticipants)
+        guard c.maxParticipants >= 1, c.maxParticipants <= 1_000_000 else {
+            throw fail("max-participants", "must be at least 1")
+        }
+        c.codeLength = try L.value("code-length", flag: codeLength, default: c.codeLength)
+        guard (6...32).contains(c.codeLength) else { throw fail("code-length", "must be 6-32") }
+        var p = c.sessionPolicy
+        p.reconnectGrace = try L.value("reconnect-grace", flag: reconnectGrace, default: p.reconnectGrace)
+        guard p.reconnectGrace >= 0, p.reconnectGrace <= 86_400 else {
+            throw fail("reconnect-grace", "must be 0-86400 seconds")
+        }
+        p.resumeWindow = try L.value("resume-window", flag: resumeWindow, default: p.resumeWindow)
+        guard p.resumeWindow >= 0, p.resumeWindow <= 10_000_000 else { throw fail("resume-window", "must be 0-10^7") }
+        let retentionAge = try L.optional("retention-age", flag: retentionAge)
+        if let a = retentionAge, !(a > 0 && a <= 1e12) { throw fail("retention-age", "must be positive (seconds)") }
+        let retentionEvents = try L.optional("retention-events", flag: retentionEvents)
+        if let e = retentionEvents, e < 1 { throw fail("retention-events", "must be at least 1") }
+        c.retention = RetentionPolicy(
             maxAgeMillis: retentionAge.map { Int64($0 * 1000) }, maxEventsPerSession: retentionEvents)
-        config.retentionInterval = retentionInterval
-        config.keyRefreshInterval = keyRefresh
-        config.webhookAllowPrivate = webhookAllowPrivate
-        config.webhookDisableAfter = webhookDisableAfter
-        config.webhookCAFile = webhookCa
-        config.webhookLogDays = webhookLogDays
-        config.tcpCongestion = tcpCongestion
-        config.compression = CompressionMode(rawValue: compression)!
-        config.tlsCertificate = tlsCert
-        config.tlsKey = tlsKey
-        var keys: [String: [UInt8]] = [:]
-        let env = ProcessInfo.processInfo.environment
-        for entry in jwtSecret + (env["COLLABHUB_JWT_SECRET"].map { [$0] } ?? []) {
-            let (kid, secret) = Self.splitSecret(entry)
+        c.retentionInterval = try L.value("retention-interval", flag: retentionInterval, default: c.retentionInterval)
+        guard c.retentionInterval > 0, c.retentionInterval <= 86_400 else {
+            throw fail("retention-interval", "must be more than 0 and at most 86400 seconds")
+        }
+        c.keyRefreshInterval = try L.value("key-refresh", flag: keyRefresh, default: c.keyRefreshInterval)
+        guard c.keyRefreshInterval >= 0.1, c.keyRefreshInterval <= 3600 else {
+            throw fail("key-refresh", "must be 0.1-3600 seconds")
+        }
+        c.webhookAllowPrivate = try L.value("webhook-allow-private", flag: webhookAllowPrivate, default: false)
+        c.webhookDisableAfter = try L.value(
+            "webhook-disable-after", flag: webhookDisableAfter, default: c.webhookDisableAfter)
+        guard c.webhookDisableAfter >= 1, c.webhookDisableAfter <= 365 * 86_400 else {
+            throw fail("webhook-disable-after", "must be 1 s to a year")
+        }
+        c.webhookCAFile = try L.optional("webhook-ca", flag: webhookCa)
+        c.webhookLogDays = try L.value("webhook-log-days", flag: webhookLogDays, default: c.webhookLogDays)
+        guard c.webhookLogDays > 0, c.webhookLogDays <= 3650 else {
+            throw fail("webhook-log-days", "must be more than 0 and at most 3650")
+        }
+        let recordCursors = try L.value("record-cursors", flag: recordCursors, default: false)
+        let cursorSampleMs = try L.value("cursor-sample-ms", flag: cursorSampleMs, default: 200.0)
+        guard cursorSampleMs >= 10, cursorSampleMs <= 60_000 else {
+            throw fail("cursor-sample-ms", "must be 10-60000")
+        }
+        p.cursorSampleInterval = recordCursors ? cursorSampleMs / 1000 : nil
+        c.sessionIdleTTL = try L.value("session-idle-ttl", flag: sessionIdleTtl, default: c.sessionIdleTTL)
+        guard c.sessionIdleTTL > 0, c.sessionIdleTTL <= 1e9 else {
+            throw fail("session-idle-ttl", "must be positive")
+        }
+        c.adminKey = try L.optional("admin-key", flag: adminKey, secret: true)
+        if let key = c.adminKey, key.utf8.count < 16 { throw fail("admin-key", "must be at least 16 bytes") }
+        c.trustedProxies = Set(try L.value("trusted-proxies", flag: list(trustedProxies), default: []))
+        let authMode = try L.value("auth", flag: auth, default: "auto")
+        guard authMode == "auto" || authMode == "required" else { throw fail("auth", "must be auto or required") }
+        c.authRequired = authMode == "required"
+        let secrets = try L.value("jwt-secret", flag: jwtSecret.isEmpty ? nil : jwtSecret, default: [], secret: true)
+        let skew = try L.value("jwt-skew", flag: jwtSkew, default: 60)
+        guard (0...86_400).contains(skew) else { throw fail("jwt-skew", "must be 0-86400 seconds") }
+        let publicKeys = try L.value("jwt-public-key", flag: jwtPublicKey.isEmpty ? nil : jwtPublicKey, default: [])
+        var sources = TokenKeySources()
+        for entry in secrets {
+            let (kid, secret) = Serve.splitSecret(entry)
             // HMAC with a short (or empty) key is a key anyone can guess: refused, not weakened.
             guard secret.utf8.count >= 16 else {
-                FileHandle.standardError.write(
-                    Data(
-                        ("collabhub: a --jwt-secret (or COLLABHUB_JWT_SECRET) must be at least 16 "
-                            + "bytes\(kid == "default" ? "" : " (key \(kid))")\n").utf8))
-                throw ExitCode(2)
+                throw fail("jwt-secret", "must be at least 16 bytes\(kid == "default" ? "" : " (key \(kid))")")
             }
-            keys[kid] = Array(secret.utf8)
+            sources.secrets[kid] = Array(secret.utf8)
         }
-        var sources = TokenKeySources()
-        sources.secrets = keys
-        for entry in jwtPublicKey {
+        for entry in publicKeys {
             if let eq = entry.firstIndex(of: "="), eq != entry.startIndex {
                 sources.publicKeyFiles.append((String(entry[..<eq]), String(entry[entry.index(after: eq)...])))
             } else {
                 sources.publicKeyFiles.append(("default", entry))
             }
         }
-        sources.jwksFile = jwks
+        sources.jwksFile = try L.optional("jwks", flag: jwks)
         let loaded: [String: TokenKey]
-        do { loaded = try sources.load() } catch {
+        do { loaded = try sources.load() } catch { throw ConfigError("token keys: \(error)") }
+        c.tokenKeySources = sources
+        p.tokens = TokenVerifier(keyring: TokenKeyring(loaded), skew: Int64(skew))
+        // With tokens configured, sessions admit guests only when their creator says so.
+        if !loaded.isEmpty { c.defaultGuestPolicy = .deny }
+        c.maxConnectionsPerAddress = try L.value(
+            "max-connections-per-address", flag: maxConnectionsPerAddress, default: c.maxConnectionsPerAddress)
+        guard c.maxConnectionsPerAddress >= 0 else { throw fail("max-connections-per-address", "must not be negative") }
+        c.messageRates.cursor = try L.value("limit-cursor", flag: limitCursor, default: c.messageRates.cursor)
+        c.messageRates.chat = try L.value("limit-chat", flag: limitChat, default: c.messageRates.chat)
+        c.messageRates.event = try L.value("limit-event", flag: limitEvent, default: c.messageRates.event)
+        for (key, rate) in [
+            ("limit-cursor", c.messageRates.cursor), ("limit-chat", c.messageRates.chat),
+            ("limit-event", c.messageRates.event),
+        ] where !(rate > 0 && rate <= 1e9) {
+            throw fail(key, "must be a positive rate")
+        }
+        let compressionName = try L.value("compression", flag: compression, default: c.compression.rawValue)
+        guard let mode = CompressionMode(rawValue: compressionName) else {
+            throw fail("compression", "must be off, shared or context")
+        }
+        c.compression = mode
+        c.tlsCertificate = try L.optional("tls-cert", flag: tlsCert)
+        c.tlsKey = try L.optional("tls-key", flag: tlsKey)
+        c.tcpCongestion = try L.optional("tcp-congestion", flag: tcpCongestion)
+        c.softOutputLimit = try L.value("output-soft-limit", flag: outputSoftLimit, default: c.softOutputLimit)
+        c.hardOutputLimit = try L.value("output-hard-limit", flag: outputHardLimit, default: c.hardOutputLimit)
+        guard c.softOutputLimit >= 4096, c.hardOutputLimit >= c.softOutputLimit, c.hardOutputLimit <= 1 << 30 else {
+            throw fail("output-soft-limit", "must be at least 4096 and at most output-hard-limit (at most 1 GiB)")
+        }
+        guard c.maxMessageSize <= c.hardOutputLimit / 2 else {
+            throw fail(
+                "max-message-size",
+                "must be at most half of output-hard-limit (a message must fit in what a client "
+                    + "may queue)")
+        }
+        p.resumeWindowBytes = try L.value("resume-window-bytes", flag: resumeWindowBytes, default: p.resumeWindowBytes)
+        guard p.resumeWindowBytes >= 0, p.resumeWindowBytes <= c.hardOutputLimit / 2 else {
+            throw fail(
+                "resume-window-bytes", "must be 0 to half of output-hard-limit (a resume must fit in a client's output)"
+            )
+        }
+        p.softOutputLimit = c.softOutputLimit
+        p.hardOutputLimit = c.hardOutputLimit
+        c.sessionPolicy = p
+        let formatName = try L.value("log-format", flag: logFormat, default: "text")
+        guard let format = LogFormat(rawValue: formatName) else { throw fail("log-format", "must be text or json") }
+        let levelName = try L.value("log-level", flag: logLevel, default: "info")
+        guard let level = Logger.Level(rawValue: levelName) else {
+            throw fail("log-level", "must be trace, debug, info, notice, warning, error or critical")
+        }
+        c.logSummaryInterval = try L.value(
+            "log-summary-interval", flag: logSummaryInterval, default: c.logSummaryInterval)
+        guard c.logSummaryInterval >= 1, c.logSummaryInterval <= 86_400 else {
+            throw fail("log-summary-interval", "must be 1-86400 seconds")
+        }
+        try L.checkUnknownKeys()
+        return Resolved(config: c, layers: L, logFormat: format, logLevel: level, tokenKeys: loaded)
+    }
+}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the hub.",
+        discussion:
+            "Every option is also an environment variable (COLLABHUB_MAX_MESSAGE_SIZE for --max-message-size) and a "
+            + "key of the --config JSON file (\"max-message-size\"). Flags win over the environment, the "
+            + "environment over the file. `collabhub config check` prints the result.")
+
+    @OptionGroup var options: ServeOptions
+
+    func run() throws {
+        let resolved: ServeOptions.Resolved
+        do { resolved = try options.resolve(environment: ProcessInfo.processInfo.environment) } catch {
             FileHandle.standardError.write(Data("collabhub: \(error)\n".utf8))
             throw ExitCode(2)
         }
-        config.tokenKeySources = sources
-        config.sessionPolicy.tokens = TokenVerifier(keyring: TokenKeyring(loaded), skew: Int64(jwtSkew))
-        // With tokens configured, sessions admit guests only when their creator says so.
-        if !loaded.isEmpty { config.defaultGuestPolicy = .deny }
-        config.maxConnectionsPerAddress = maxConnectionsPerAddress
-        config.messageRates.cursor = limitCursor
-        config.messageRates.chat = limitChat
-        config.messageRates.event = limitEvent
-        config.sessionIdleTTL = sessionIdleTtl
-        config.adminKey = adminKey ?? env["COLLABHUB_ADMIN_KEY"] ?? env["COLLABHUB_PUBLISH_KEY"]
-        if let key = config.adminKey, key.utf8.count < 16 {
-            FileHandle.standardError.write(
-                Data("collabhub: the admin key (--admin-key, COLLABHUB_ADMIN_KEY) must be at least 16 bytes\n".utf8))
-            throw ExitCode(2)
-        }
-        config.authRequired = auth == "required"
-        config.trustedProxies = Set(
-            (trustedProxies ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
-                !$0.isEmpty
-            })
-        config.allowedOrigins = allowedOrigins?.split(separator: ",").map {
-            String($0).trimmingCharacters(in: .whitespaces)
-        }
+        Log.bootstrap(format: resolved.logFormat, level: resolved.logLevel)
+        let config = resolved.config
+        let log = Logger(label: "collabhub")
         let server: Server
         do {
             server = try Server(config: config) { config in
                 try SQLiteStore(directory: config.dataDirectory, durability: config.durability)
             }
         } catch {
+            log.critical("cannot start", metadata: ["error": "\(error)"])
             FileHandle.standardError.write(Data("collabhub: \(error)\n".utf8))
             throw ExitCode(1)
         }
         server.handleSignals()
+        let tls = config.tlsCertificate != nil ? " tls=on" : ""
         print(
-            "collabhub listening on \(host):\(server.port) "
-                + "threads=\(config.threads)\(echo ? " echo=on" : "")\(tlsCert != nil ? " tls=on" : "")"
-        )
+            "collabhub listening on \(config.host):\(server.port) threads=\(config.threads)"
+                + "\(config.echo ? " echo=on" : "")\(tls)")
         if server.openMode {
             print("collabhub: \(Server.openModeNotice) (configure --jwt-secret, --admin-key or API keys to close it)")
         }
         fflush(stdout)
+        // After the line above: scripts (and the tests) read the port from the first line of output.
+        log.info(
+            "started",
+            metadata: [
+                "port": .stringConvertible(server.port), "open_mode": .stringConvertible(server.openMode),
+                "config": .dictionary(resolved.layers.summary),
+            ])
         server.run()
+        log.info("stopped")
         print("collabhub stopped")
+    }
+}
+
+struct ConfigCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "config", abstract: "Inspect the configuration.", subcommands: [Check.self])
+
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the effective configuration of `serve` (secrets masked) and where each value came from.")
+        @OptionGroup var options: ServeOptions
+        func run() throws {
+            do {
+                print(
+                    try options.resolve(environment: ProcessInfo.processInfo.environment).layers.render(),
+                    terminator: "")
+            } catch {
+                FileHandle.standardError.write(Data("collabhub: \(error)\n".utf8))
+                throw ExitCode(2)
+            }
+        }
     }
 }
 

@@ -71,10 +71,11 @@ final class FanoutTests: XCTestCase {
     }
     final class Counts: HubMetrics {
         var dropped = 0, slow = 0
-        func droppedEphemeral() { dropped += 1 }
+        func behind(_ traffic: Traffic, coalesced: Bool) { dropped += 1 }
         func slowConsumer() { slow += 1 }
-        func durableCommitted() {}
+        func durableCommitted(latency: Double) {}
         func storeFailure() {}
+        func resumed(_ outcome: ResumeOutcome) {}
     }
 
     func testDurableAlwaysGoesUntilTheHardLimitThenTheClientIsCutOff() {
@@ -93,9 +94,9 @@ final class FanoutTests: XCTestCase {
     func testEphemeralIsCoalescedOrDroppedPastTheSoftLimit() {
         let f = Fanout(softLimit: 100, hardLimit: 1000), c = Client(), m = Counts()
         c.queuedBytes = 101
-        f.deliver(Chunk([1]), to: c, .ephemeral(key: "run:r1"), metrics: m)
-        f.deliver(Chunk([2]), to: c, .ephemeral(key: "run:r1"), metrics: m)
-        f.deliver(Chunk([3]), to: c, .ephemeral(key: nil), metrics: m)
+        f.deliver(Chunk([1]), to: c, .ephemeral(.event, key: "run:r1"), metrics: m)
+        f.deliver(Chunk([2]), to: c, .ephemeral(.event, key: "run:r1"), metrics: m)
+        f.deliver(Chunk([3]), to: c, .ephemeral(.event, key: nil), metrics: m)
         XCTAssertEqual(c.delivered, 0)
         XCTAssertEqual(c.held["run:r1"].map { Array($0.bytes) }, [2], "the latest per key")
         XCTAssertEqual(m.dropped, 3)

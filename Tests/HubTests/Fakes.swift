@@ -56,10 +56,11 @@ final class FakeHost: SessionHost, HubMetrics {
     var metrics: HubMetrics { self }
     func cursorsPending(_ session: Session) { pending.append(session) }
     func sessionFinished(_ session: Session) { finished.append(session) }
-    func droppedEphemeral() { dropped += 1 }
+    func behind(_ traffic: Traffic, coalesced: Bool) { dropped += 1 }
     func slowConsumer() { slow += 1 }
-    func durableCommitted() { committed += 1 }
+    func durableCommitted(latency: Double) { committed += 1 }
     func storeFailure() { failures += 1 }
+    func resumed(_ outcome: ResumeOutcome) {}
     var activity: [(String, String?)] = []
     func record(_ action: String, session: Session, actor: Member?, target: String?, details: String?, address: String?) {
         activity.append((action, target))

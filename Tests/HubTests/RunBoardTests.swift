@@ -13,10 +13,11 @@ final class RunBoardTests: XCTestCase {
         func runChanged(session: String, run: String, summary: [UInt8], event: String, durable: Bool) {
             changes.append((session, event, durable))
         }
-        func droppedEphemeral() { dropped += 1 }
+        func behind(_ traffic: Traffic, coalesced: Bool) { dropped += 1 }
         func slowConsumer() { slow += 1 }
-        func durableCommitted() {}
+        func durableCommitted(latency: Double) {}
         func storeFailure() {}
+        func resumed(_ outcome: ResumeOutcome) {}
     }
 
     let store = MemoryStorage()

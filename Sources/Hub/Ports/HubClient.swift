@@ -38,8 +38,21 @@ public protocol SessionHost: AnyObject {
 
 /// Counters the session logic bumps.
 public protocol HubMetrics: AnyObject {
-    func droppedEphemeral()
+    /// An ephemeral update for a client past the soft limit: held back (the latest per key) or dropped.
+    func behind(_ traffic: Traffic, coalesced: Bool)
     func slowConsumer()
-    func durableCommitted()
+    /// A durable event committed, `latency` seconds after it was appended.
+    func durableCommitted(latency: Double)
     func storeFailure()
+    func resumed(_ outcome: ResumeOutcome)
+}
+
+/// What an ephemeral broadcast carries (the label of the drop and coalesce counters).
+public enum Traffic: String, CaseIterable, Sendable {
+    case cursor, typing, event, presence, run
+}
+
+/// How a resume went: `exact` (everything missed was replayed) or `reset` (older than the window).
+public enum ResumeOutcome: String, CaseIterable, Sendable {
+    case exact, reset
 }

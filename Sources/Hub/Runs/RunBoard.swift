@@ -151,7 +151,7 @@ public final class RunBoard {
                 let f = (statusChange ? ServerMessage.runStatus(run: summary) : .runProgress(run: summary)).frame
                 for w in watchers {
                     fanout.deliver(
-                        f, to: w, statusChange ? .durable : .ephemeral(key: key),
+                        f, to: w, statusChange ? .durable : .ephemeral(.run, key: key),
                         supersedes: statusChange ? key : nil, metrics: metrics)
                 }
             }

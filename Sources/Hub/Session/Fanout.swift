@@ -12,7 +12,7 @@ public struct Fanout {
     public enum Kind {
         case durable
         /// `key` names what a later update replaces (nil: drop when behind).
-        case ephemeral(key: String?)
+        case ephemeral(Traffic, key: String?)
     }
 
     /// Delivers `frame` to one client under the policy. `supersedes` names a coalescing key this frame
@@ -30,9 +30,9 @@ public struct Fanout {
                 c.disconnect(.slowConsumer, "too far behind; resume from your last seq")
                 return
             }
-        case .ephemeral(let key):
+        case .ephemeral(let traffic, let key):
             if queued > softLimit {
-                metrics?.droppedEphemeral()
+                metrics?.behind(traffic, coalesced: key != nil)
                 if let key { c.coalesce(frame, key: key) }
                 return
             }

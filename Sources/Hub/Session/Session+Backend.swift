@@ -34,7 +34,8 @@ extension Session {
         case .event(let name, let data, let durable):
             body = EventBody.event(name: name, from: Self.backendMember, id: idempotencyKey, data: data)
             guard durable else {
-                broadcast(ServerMessage.event(body: body).frame, .ephemeral(key: "event:api:\(name)"), except: nil)
+                broadcast(
+                    ServerMessage.event(body: body).frame, .ephemeral(.event, key: "event:api:\(name)"), except: nil)
                 return done(.success(nil))
             }
             type = "event"

@@ -24,7 +24,9 @@ extension Session {
             updates.append(cursorUpdate(m))
             m.cursorUnsampled = policy.cursorSampleInterval != nil
         }
-        if !updates.isEmpty { broadcast(ServerMessage.cursors(updates).frame, .ephemeral(key: nil), except: nil) }
+        if !updates.isEmpty {
+            broadcast(ServerMessage.cursors(updates).frame, .ephemeral(.cursor, key: nil), except: nil)
+        }
         sampleCursors()
     }
 
@@ -63,7 +65,7 @@ extension Session {
         if start != wasTyping {
             broadcast(
                 ServerMessage.typing(member: member.id, state: start ? .start : .stop).frame,
-                .ephemeral(key: "typing:\(member.id)"), except: member)
+                .ephemeral(.typing, key: "typing:\(member.id)"), except: member)
         }
     }
 
@@ -71,7 +73,8 @@ extension Session {
     func stopTyping(_ member: Member) {
         guard member.typingUntil != nil else { return }
         member.typingUntil = nil
-        broadcast(ServerMessage.typing(member: member.id, state: .stop).frame, .ephemeral(key: nil), except: member)
+        broadcast(
+            ServerMessage.typing(member: member.id, state: .stop).frame, .ephemeral(.typing, key: nil), except: member)
     }
 
     func expireTyping(now: Double) {

@@ -108,8 +108,10 @@ extension Session {
     func welcome(_ client: HubClient, _ member: Member, resumeFrom: Int?, through seq: Int) {
         if let from = resumeFrom, from < seq {
             if let missed = window.missing(after: from, through: seq) {
+                host?.metrics.resumed(.exact)
                 for frame in missed { client.deliver(frame) }
             } else {
+                host?.metrics.resumed(.reset)
                 send(
                     client,
                     .reset(

@@ -13,7 +13,7 @@ extension Session {
                 if let frame { self?.broadcast(frame, .durable, except: nil, supersedes: key) }
             }
         } else {
-            broadcast(ServerMessage.runUpdate(body: body).frame, .ephemeral(key: key), except: nil)
+            broadcast(ServerMessage.runUpdate(body: body).frame, .ephemeral(.run, key: key), except: nil)
         }
     }
 }

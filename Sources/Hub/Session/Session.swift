@@ -137,7 +137,7 @@ public final class Session {
                 persistAcked(client, type: "event", member: member, id: event.id!, body: body, what: "event")
             } else {
                 broadcast(
-                    ServerMessage.event(body: body).frame, .ephemeral(key: "event:\(member.id):\(event.name)"),
+                    ServerMessage.event(body: body).frame, .ephemeral(.event, key: "event:\(member.id):\(event.name)"),
                     except: member)
             }
         case .end(let reason):
@@ -209,12 +209,13 @@ public final class Session {
         then: @escaping (Result<Committed, StoreFailure>, Chunk?) -> Void
     ) {
         let event = DurableEvent(session: code, type: type, member: member, clientId: clientId, body: body)
+        let appended = clock()
         // The session is kept alive by its pending completions (it outlives them anyway).
         store.append(event, executor: executor) { result in
             switch result {
             case .success(let committed):
                 if committed.duplicate { return then(result, nil) }
-                self.host?.metrics.durableCommitted()
+                self.host?.metrics.durableCommitted(latency: self.clock() - appended)
                 let frame = ServerMessage.durable(type: type, seq: committed.seq, ts: committed.ts, body: body).frame
                 self.lastSeq = committed.seq
                 self.window.append((committed.seq, frame))
@@ -248,7 +249,7 @@ public final class Session {
     // MARK: - Delivery
 
     func broadcastPresenceUpdate(_ member: Member) {
-        broadcast(ServerMessage.presenceUpdates([member.json]).frame, .ephemeral(key: nil), except: nil)
+        broadcast(ServerMessage.presenceUpdates([member.json]).frame, .ephemeral(.presence, key: nil), except: nil)
     }
 
     func send(_ client: HubClient, _ message: ServerMessage) { client.deliver(message.frame) }

@@ -1,5 +1,6 @@
 import EventLoop
 import Foundation
+import Logging
 import Hub
 import WebSocket
 
@@ -316,6 +317,9 @@ final class WebhookEngine {
             e.active = false
             e.disabledReason = "no successful delivery for \(Int(disableAfter)) s"
             health = .disabled(since: since, reason: e.disabledReason!)
+            Logger(label: "collabhub.webhooks").warning(
+                "webhook endpoint disabled",
+                metadata: ["webhook": .string(id), "url": .string(e.url), "reason": .string(e.disabledReason!)])
         } else {
             e.failingSince = now
             health = .failing(since: now)
@@ -347,13 +351,14 @@ private final class Pending {
 final class WebhookStats: @unchecked Sendable {
     private let lock = NSLock()
     private var outcomes: [String: Int] = ["delivered": 0, "retried": 0, "failed": 0]
-    private let latency = LatencyHistogram()
+    /// Written on loop 0 only, under the lock (one shard).
+    private let latency = BucketHistogram(bounds: BucketHistogram.remoteBounds)
     private var depth: [String: Int] = [:]
 
     func record(_ outcome: String, seconds: Double?) {
         lock.lock(); defer { lock.unlock() }
         outcomes[outcome, default: 0] += 1
-        if let seconds { latency.record(seconds) }
+        if let seconds { latency.observe(seconds) }
     }
 
     func setDepth(_ d: [String: Int]) { lock.lock(); depth = d; lock.unlock() }
@@ -366,39 +371,14 @@ final class WebhookStats: @unchecked Sendable {
         for (k, v) in outcomes.sorted(by: { $0.key < $1.key }) {
             out += "collabhub_webhook_deliveries_total{outcome=\"\(k)\"} \(v)\n"
         }
-        out += latency.render("collabhub_webhook_delivery_seconds", help: "Duration of successful webhook deliveries.")
+        out += BucketHistogram.render(
+            "collabhub_webhook_delivery_seconds", help: "Duration of successful webhook deliveries.", [latency])
         out +=
             "# HELP collabhub_webhook_outbox_depth Webhook deliveries waiting, per endpoint.\n"
             + "# TYPE collabhub_webhook_outbox_depth gauge\n"
         for (k, v) in depth.sorted(by: { $0.key < $1.key }) {
             out += "collabhub_webhook_outbox_depth{webhook=\"\(k)\"} \(v)\n"
         }
-        return out
-    }
-}
-
-/// Delivery latency (successful attempts), in fixed buckets, for `/metrics`.
-final class LatencyHistogram {
-    static let bounds: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
-    private(set) var counts = [Int](repeating: 0, count: bounds.count + 1)
-    private(set) var sum = 0.0
-    private(set) var total = 0
-
-    func record(_ seconds: Double) {
-        let i = Self.bounds.firstIndex { seconds <= $0 } ?? Self.bounds.count
-        counts[i] += 1
-        sum += seconds
-        total += 1
-    }
-
-    func render(_ name: String, help: String) -> String {
-        var out = "# HELP \(name) \(help)\n# TYPE \(name) histogram\n"
-        var cumulative = 0
-        for (i, b) in Self.bounds.enumerated() {
-            cumulative += counts[i]
-            out += "\(name)_bucket{le=\"\(b)\"} \(cumulative)\n"
-        }
-        out += "\(name)_bucket{le=\"+Inf\"} \(total)\n\(name)_sum \(sum)\n\(name)_count \(total)\n"
         return out
     }
 }
