@@ -380,6 +380,13 @@ final class Connection: Socket {
     }
 
     override func didClose() {
+        if machine.phase == .websocket {
+            if let code = machine.peerCloseCode {
+                context.metrics.clientClosed(code)
+            } else if !machine.sentClose && !machine.receivedClose {
+                context.metrics.clientClosed(CloseCode.abnormal.rawValue)
+            }
+        }
         if countedAddress { context.server.addresses.close(peer); countedAddress = false }
         context.metrics.connectionsOpen.add(-1)
         endpoint?.closed(self)

@@ -27,6 +27,12 @@ public final class Metrics {
         uniqueKeysWithValues: [1001, 1002, 1003, 1007, 1008, 1009, 1011, 4000, 4001, 4002, 4003, 4008, 4009].map {
             (UInt16($0), Counter())
         })
+    /// Connections the client closed, by its close code (1006: it vanished without a close frame; codes
+    /// outside this set count as 0, "other").
+    public let clientCloses: [UInt16: Counter] = Dictionary(
+        uniqueKeysWithValues: [0, 1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011].map {
+            (UInt16($0), Counter())
+        })
     public let httpErrors: [Int: Counter] = Dictionary(
         uniqueKeysWithValues: [400, 401, 403, 404, 405, 408, 409, 411, 413, 426, 429, 431, 500, 503, 505].map {
             ($0, Counter())
@@ -81,6 +87,7 @@ public final class Metrics {
     ]
 
     func closedWith(_ code: CloseCode) { closeCodes[code.rawValue]?.add() }
+    func clientClosed(_ code: UInt16) { (clientCloses[code] ?? clientCloses[0])?.add() }
     func httpError(_ status: Int) { httpErrors[status]?.add() }
 
     /// Prometheus text exposition of all loops' counters.
@@ -124,6 +131,14 @@ public final class Metrics {
             + "collabhub_closes_total counter\n"
         for code in all[0].closeCodes.keys.sorted() {
             out += "collabhub_closes_total{code=\"\(code)\"} \(all.reduce(0) { $0 + $1.closeCodes[code]!.get })\n"
+        }
+        out +=
+            "# HELP collabhub_client_closes_total WebSocket connections closed by the client, by its close code "
+            + "(1006: gone without a close frame; other: a code outside the listed ones).\n"
+            + "# TYPE collabhub_client_closes_total counter\n"
+        for code in all[0].clientCloses.keys.sorted() {
+            let n = all.reduce(0) { $0 + $1.clientCloses[code]!.get }
+            out += "collabhub_client_closes_total{code=\"\(code == 0 ? "other" : String(code))\"} \(n)\n"
         }
         out +=
             "# HELP collabhub_http_errors_total HTTP error responses, by status.\n# TYPE "

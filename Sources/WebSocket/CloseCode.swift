@@ -9,6 +9,8 @@ public struct CloseCode: Equatable, Hashable, Sendable, CustomStringConvertible 
     public static let unsupportedData = CloseCode(1003)
     /// 1005 "no status received": reported locally, never sent on the wire.
     public static let noStatus = CloseCode(1005)
+    /// 1006 "abnormal closure": the connection dropped without a close frame (local use only).
+    public static let abnormal = CloseCode(1006)
     public static let invalidPayload = CloseCode(1007)
     public static let policyViolation = CloseCode(1008)
     public static let messageTooBig = CloseCode(1009)

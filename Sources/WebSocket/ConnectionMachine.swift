@@ -108,6 +108,8 @@ public final class ConnectionMachine {
     public private(set) var sentClose = false
     /// The peer's close frame arrived.
     public private(set) var receivedClose = false
+    /// The peer closed first, with this code (1005: its close frame had none).
+    public private(set) var peerCloseCode: UInt16?
     private var closeSentAt = 0.0
     private var pingSentAt: Double?
     /// The connection failed because the peer stopped answering pings.
@@ -231,6 +233,7 @@ public final class ConnectionMachine {
             case .close(let code, let reason):
                 receivedClose = true
                 if sentClose { _ = emit(.closeNow); return false }  // our close was answered
+                peerCloseCode = code?.rawValue ?? CloseCode.noStatus.rawValue
                 // Echo the peer's code (§5.5.1), or 1000 when it sent none.
                 for a in close(code ?? .normal, reason: String(decoding: reason, as: UTF8.self), now: now) {
                     _ = emit(a)

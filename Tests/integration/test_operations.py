@@ -160,6 +160,16 @@ def test_histograms_and_counters_move_under_traffic(make_hub):
     assert delta('collabhub_http_request_duration_seconds_count{route="metrics"}') >= 1
     assert delta('collabhub_resumes_total{outcome="exact"}') == 1
     assert delta('collabhub_resumes_total{outcome="reset"}') == 1
+    # Closes by the client's code: the clients above closed with 1000; one that vanishes is a 1006.
+    async def vanish():
+        v = await Client.connect(hub, code)
+        v.ws.transport.abort()
+    run(vanish())
+
+    def closes(c):
+        return scrape(hub)[0].get(f'collabhub_client_closes_total{{code="{c}"}}', 0) - before.get(
+            f'collabhub_client_closes_total{{code="{c}"}}', 0)
+    eventually(lambda: closes("1000") >= 3 and closes("1006") == 1, what="client closes by code")
     # Histograms are cumulative and end at +Inf == _count.
     for family in ("commit_latency_seconds", "delivery_latency_seconds", "loop_iteration_seconds"):
         buckets = [(float(le.replace("+Inf", "inf")), v) for le, v in re.findall(
