@@ -93,7 +93,8 @@ public final class Loop {
 
     private func flushDirty() {
         let t = ev_time()
-        iterationTime.observe(t - ev_now(raw))
+        // The first flush follows set-up, not an iteration's work.
+        if flushClock > 0 { iterationTime.observe(t - ev_now(raw)) }
         flushClock = t
         var i = 0
         // flush() may queue more (a close frame after an error); new entries are flushed in this pass too.

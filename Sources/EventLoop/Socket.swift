@@ -27,7 +27,7 @@ open class Socket {
     public internal(set) var outBytes = 0
     var isDirty = false
     /// Loop time when the oldest unwritten output was queued (0: nothing queued).
-    var queuedSince = 0.0
+    public var queuedSince = 0.0
     /// Delivery latency counts this socket's output (WebSocket connections, not HTTP responses).
     public var measuresDelivery = false
 
@@ -292,6 +292,8 @@ open class Socket {
     /// A TLS write waiting to be retried must be offered the same bytes again: then the stream closes.
     public func dropQueuedOutput() {
         if tlsRetryLength > 0 { close(); return }
+        // What is dropped was never delivered: no latency sample for it.
+        measuresDelivery = false
         // A chunk partly written already is kept whole (its frames must end before another begins).
         if let first = out.first, first.offset > 0 {
             out.removeSubrange(1...)

@@ -14,6 +14,20 @@ public enum ClientMessage {
     case refresh(token: String)
     /// Ask the publisher of a run attached to the session to pause or resume it.
     case runControl(run: String, action: RunControlAction, ref: String?)
+    /// Change a chat message (its author: new text), delete it (its author or a host), or redact it (a
+    /// host: its content is removed from the store for good). `target` is the message's seq.
+    case chatChange(ChatChange)
+    /// The member's presence state: active, idle or away, and where it is (any JSON, at most 1 KiB).
+    case presence(status: PresenceStatus, location: [UInt8]?)
+
+    public struct ChatChange {
+        public enum Action: String, Sendable { case edit = "chat_edit", delete = "chat_delete", redact }
+        public var action: Action
+        public var id: String
+        public var target: Int
+        /// The new text (edit) or the reason (redact, optional).
+        public var text: String?
+    }
 
     public struct Join {
         public var session: String?
@@ -142,6 +156,45 @@ extension ClientMessage {
                 throw MessageError("invalid_field", "\"action\" must be pause, resume or cancel", field: "action")
             }
             return .runControl(run: run, action: action, ref: ref)
+        case "presence":
+            guard let state = obj["state"]?.object else {
+                throw MessageError("missing_field", "presence needs a \"state\" object", field: "state")
+            }
+            guard let status = state["status"]?.string.flatMap(PresenceStatus.init(rawValue:)) else {
+                throw MessageError(
+                    "invalid_field", "\"state.status\" must be active, idle or away", field: "state.status")
+            }
+            var location: [UInt8]?
+            if let l = state["location"], l.kind != .null {
+                guard l.bytes.count <= 1024 else {
+                    throw MessageError("too_large", "\"state.location\" is larger than 1 KiB", field: "state.location")
+                }
+                location = Array(l.bytes)
+            }
+            return .presence(status: status, location: location)
+        case "chat_edit", "chat_delete", "redact":
+            let action = ClientMessage.ChatChange.Action(rawValue: type)!
+            guard let id = try string("id", max: limits.maxIdLength), !id.isEmpty else {
+                throw MessageError("missing_field", "\(type) needs an \"id\"", field: "id")
+            }
+            guard let target = obj["seq"]?.int, target >= 1 else {
+                throw MessageError(
+                    "invalid_field", "\"seq\" must be the positive seq of a chat message", field: "seq", ref: id)
+            }
+            var text: String?
+            switch action {
+            case .edit:
+                guard bytes.count <= limits.maxChatBytes else {
+                    throw MessageError("too_large", "chat_edit is larger than \(limits.maxChatBytes) bytes", ref: id)
+                }
+                guard let t = try string("text", max: limits.maxChatBytes), !t.isEmpty else {
+                    throw MessageError("invalid_field", "\"text\" must not be empty", field: "text", ref: id)
+                }
+                text = t
+            case .redact: text = try string("reason", required: false, max: 200)
+            case .delete: break
+            }
+            return .chatChange(ClientMessage.ChatChange(action: action, id: id, target: target, text: text))
         case "ping":
             return .ping(ref: ref)
         case "end":

@@ -33,7 +33,9 @@ public struct ConnectionLimiter: Sendable {
         case .cursor: return .cursor
         case .chat: return .chat
         case .event: return .event
-        case .typing: return .typing
+        case .chatChange: return .chat
+        // Presence state is as light as typing and comes from the same input events.
+        case .typing, .presence: return .typing
         default: return .other
         }
     }

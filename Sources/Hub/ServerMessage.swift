@@ -6,6 +6,12 @@ import WebSocket
 ///
 /// JSON members that are already JSON (a member object, a run summary, a stored event's body) are
 /// carried as bytes and copied in, never parsed again.
+/// What a resume sent before `joined`: the events `from...to`, `count` of them.
+public struct Recovered: Sendable, Equatable {
+    public let from: Int, to: Int, count: Int
+    public init(from: Int, to: Int, count: Int) { self.from = from; self.to = to; self.count = count }
+}
+
 public enum ServerMessage {
     /// A durable event as stored and as everyone receives it: `{"type","seq","ts",<body>}` (chat,
     /// presence, event, run in sessions; run_event on run channels).
@@ -15,7 +21,7 @@ public enum ServerMessage {
     case runAck(run: String, id: String?, seqs: [Int])
     case error(code: String, message: String, ref: String? = nil, field: String? = nil)
     /// The answer to `join`: `you` and `members` are member objects (`Member.json`).
-    case joined(session: String, title: String, you: [UInt8], members: [[UInt8]], seq: Int)
+    case joined(session: String, title: String, you: [UInt8], members: [[UInt8]], seq: Int, recovered: Recovered? = nil)
     case reset(reason: String, message: String, seq: Int)
     case pong(id: String?)
     case tokenRefreshed(exp: Int64)
@@ -85,10 +91,14 @@ public enum ServerMessage {
             w.field("type", "error"); w.field("code", code); w.field("message", message)
             if let ref { w.field("ref", ref) }
             if let field { w.field("field", field) }
-        case .joined(let session, let title, let you, let members, let seq):
+        case .joined(let session, let title, let you, let members, let seq, let recovered):
             w.field("type", "joined"); w.field("session", session); w.field("title", title); w.raw("you", you)
             w.beginArray("members"); for m in members { w.rawElement(m) }; w.endArray()
             w.field("seq", seq)
+            if let r = recovered {
+                w.beginObject("recovered"); w.field("from", r.from); w.field("to", r.to); w.field("count", r.count)
+                w.endObject()
+            }
         case .reset(let reason, let message, let seq):
             w.field("type", "reset"); w.field("reason", reason); w.field("message", message); w.field("seq", seq)
         case .pong(let id):
@@ -167,6 +177,29 @@ public enum EventBody {
         body.append(UInt8(ascii: ","))
         body += message
         return body
+    }
+
+    /// A change to chat message `target` (`chat_edit`, `chat_delete`, `redact`): the change's own `id`,
+    /// who made it, and the new text (edit) or the reason (redact).
+    public static func chatChange(
+        _ action: ClientMessage.ChatChange.Action, id: String, from: [UInt8], target: Int, text: String?
+    ) -> [UInt8] {
+        var w = JSONWriter(capacity: 160 + (text?.utf8.count ?? 0))
+        w.field("id", id)
+        w.raw("from", from)
+        w.field("target", target)
+        if let text { w.field(action == .edit ? "text" : "reason", text) }
+        return w.bytes
+    }
+
+    /// What is left of a redacted chat message: its id, author and kind, and `redacted: true`.
+    public static func tombstone(of original: JSONObject?) -> [UInt8] {
+        var w = JSONWriter(capacity: 128)
+        if let id = original?["id"]?.string { w.field("id", id) }
+        if let from = original?["from"], from.kind == .object { w.raw("from", from.bytes) }
+        w.field("kind", original?["kind"]?.string ?? "text")
+        w.field("redacted", true)
+        return w.bytes
     }
 
     /// A system chat message (no author), e.g. `Session ended: ...`.

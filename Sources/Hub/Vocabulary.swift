@@ -41,3 +41,7 @@ public enum RunControlAction: String, Sendable, CaseIterable { case pause, resum
 public enum TypingState: String, Sendable { case start, stop }
 
 public enum ReplayState: String, Sendable { case playing, paused, finished }
+
+/// What a member says of itself (`presence {state: {status}}`); `stale` is the hub's word for a
+/// member whose connection dropped, within the reconnect grace.
+public enum PresenceStatus: String, Sendable { case active, idle, away }

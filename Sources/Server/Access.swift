@@ -184,6 +184,12 @@ final class AuthFailures: @unchecked Sendable {
     /// Where refusals are summed up for the log (one line a minute, not one per refusal).
     var summary: LogSummary?
 
+    /// The error codes that refuse a credential (bad, expired, wrong scope or session, guests not
+    /// admitted, a guessed code): the labels of `collabhub_auth_refusals_total`.
+    static let reasons: Set<String> = [
+        "unauthorized", "token_expired", "forbidden", "guests_not_allowed", "unknown_session",
+    ]
+
     /// Counts a refused credential or join (`reason`: the error code sent back).
     func refused(_ reason: String) {
         lock.lock()

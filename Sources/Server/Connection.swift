@@ -171,7 +171,7 @@ final class Connection: Socket {
     private func respond(to head: HTTPRequestHead, body: [UInt8]) {
         context.metrics.httpRequests.add()
         requestStarted = ev_time_now()
-        requestRoute = Metrics.route(head.path)
+        requestRoute = Metrics.route(head.target)
         guard let response = context.router.handle(head, body: body, connection: self) else {
             // Answered later (off-loop read or a durable write): hold further requests, and stop
             // reading, until then.
@@ -185,7 +185,7 @@ final class Connection: Socket {
     }
     private var deferredKeepAlive = true
     private var requestStarted = 0.0
-    private var requestRoute = "other"
+    private var requestRoute = 0
     private var deferredHeadOnly = false
 
     /// Sends a response prepared off the loop (call on the connection's loop).
@@ -199,7 +199,7 @@ final class Connection: Socket {
     }
 
     private func finish(_ response: Response, keepAlive requested: Bool, headOnly: Bool) {
-        context.metrics.httpDuration[requestRoute]?.observe(ev_time_now() - requestStarted)
+        context.metrics.httpDuration[requestRoute].observe(ev_time_now() - requestStarted)
         if response.status.code >= 400 { context.metrics.httpError(response.status.code) }
         let keepAlive = requested && response.status.code < 500
         send(
@@ -289,6 +289,7 @@ final class Connection: Socket {
             self.endpoint = endpoint
             setTimer(context.config.pingInterval)
             measuresDelivery = true
+            queuedSince = 0  // the 101 response is not a delivery
             endpoint.opened(self)
         }
     }
@@ -359,6 +360,7 @@ final class Connection: Socket {
     func slowConsumer(count: Bool) {
         guard !cutOff, !isClosed else { return }
         cutOff = true
+        context.server.logSummary.count("slow consumers cut (4000)", "clients")
         if count { context.metrics.slowConsumerDrops.add() }
         coalesced = [:]; coalescedOrder = []; coalescedBytes = 0
         liftOutputLimit()

@@ -293,7 +293,8 @@ final class HubEndpoint: Endpoint {
 
     private func failedJoin(_ connection: Connection, _ error: MessageError) {
         let allowed = hub.directory.failedJoin(from: connection.peer, now: connection.loop.now)
-        hub.context.server.authFailures.refused(error.code)
+        // Only refusals of a credential count as auth refusals (not a malformed join).
+        if AuthFailures.reasons.contains(error.code) { hub.context.server.authFailures.refused(error.code) }
         connection.send(.error(error))
         if !allowed { connection.fail(.rateLimited, "too many failed joins") }
     }

@@ -74,8 +74,8 @@ final class LoopHub: SessionHost, HubMetrics {
         case .failure(let error):
             wakeFailed.insert(code)
             context.metrics.storeFailures.add()
-            context.server.log.error(
-                "cannot wake session", metadata: ["session": .string(code), "error": .string("\(error)")])
+            // Summed up: every join retries while storage is down.
+            context.server.logSummary.count("cannot wake sessions (storage)", "\(error)")
         }
         for body in queued { body(session) }
     }
@@ -180,16 +180,35 @@ final class LoopHub: SessionHost, HubMetrics {
         }
     }
 
+    func readEvents(_ session: Session, after: Int, limit: Int, done: @escaping ([StoredEvent]?) -> Void) {
+        let reads = context.server.wakeups, storage: TranscriptReads = store, loop = context.loop
+        let code = session.code
+        reads.submit {
+            let events = try? storage.events(session: code, after: after, limit: limit)
+            loop.post { done(events) }
+        }
+    }
+
+    func readEvent(
+        _ session: Session, seq: Int,
+        done: @escaping (Result<(event: StoredEvent, member: String?)?, StoreFailure>) -> Void
+    ) {
+        let reads = context.server.wakeups, storage: TranscriptReads = store, loop = context.loop
+        let code = session.code
+        reads.submit {
+            let result = Result { try storage.event(session: code, seq: seq) }.mapError { StoreFailure("\($0)") }
+            loop.post { done(result) }
+        }
+    }
+
     // HubMetrics
     func behind(_ traffic: Traffic, coalesced: Bool) {
         context.metrics.droppedEphemeral.add()
         (coalesced ? context.metrics.coalesced : context.metrics.dropped)[traffic]?.add()
     }
     func resumed(_ outcome: ResumeOutcome) { context.metrics.resumes[outcome]?.add() }
-    func slowConsumer() {
-        context.metrics.slowConsumerDrops.add()
-        context.server.logSummary.count("slow consumers cut (4000)", "clients")
-    }
+    func refusedJoin(_ code: String) { context.server.authFailures.refused(code) }
+    func slowConsumer() { context.metrics.slowConsumerDrops.add() }
     func durableCommitted(latency: Double) {
         context.metrics.durableEvents.add()
         context.metrics.commitLatency.observe(latency)

@@ -40,9 +40,10 @@ public final class Metrics {
 
     /// Append to commit of durable session events (loop time: no clock read of its own).
     public let commitLatency = BucketHistogram(bounds: BucketHistogram.latencyBounds)
-    /// Request complete to response queued, by route (`Metrics.route`).
-    public let httpDuration: [String: BucketHistogram] = Dictionary(
-        uniqueKeysWithValues: Metrics.routes.map { ($0, BucketHistogram(bounds: BucketHistogram.latencyBounds)) })
+    /// Request complete to response queued, by route (indexed like `Metrics.routes`).
+    public let httpDuration: [BucketHistogram] = Metrics.routes.map { _ in
+        BucketHistogram(bounds: BucketHistogram.latencyBounds)
+    }
     public let resumes: [ResumeOutcome: Counter] = Dictionary(
         uniqueKeysWithValues: ResumeOutcome.allCases.map { ($0, Counter()) })
     /// Ephemeral updates for clients past the soft limit, by kind: dropped, or held back (coalesced).
@@ -52,34 +53,53 @@ public final class Metrics {
 
     public init() {}
 
-    /// The route label of an HTTP request (a fixed set, so that the label cannot grow with paths).
-    static func route(_ path: String) -> String {
-        switch path {
-        case "/healthz": return "healthz"
-        case "/metrics": return "metrics"
-        case "/api/mode": return "mode"
-        default: break
+    /// The route label of an HTTP request target, as an index into `routes` (a fixed set, so that the
+    /// label cannot grow with paths). Bytes only: this runs for every request.
+    static func route(_ target: String) -> Int {
+        var parts: [Substring.UTF8View] = []
+        for p in target.utf8.split(separator: UInt8(ascii: "?"), maxSplits: 1).first?.split(
+            separator: UInt8(ascii: "/")) ?? []
+        {
+            parts.append(p)
+            if parts.count > 4 { break }
         }
-        guard path.hasPrefix("/api/") else { return "static" }
-        let parts = path.split(separator: "/", omittingEmptySubsequences: true)
-        guard parts.count >= 2 else { return "other" }
-        switch parts[1] {
-        case "sessions":
-            if parts.count == 2 { return "sessions" }
-            if parts.count == 3 { return "session" }
-            switch parts[3] {
-            case "transcript": return "session_transcript"
-            case "messages": return "session_messages"
-            case "members": return "session_members"
-            case "end": return "session_end"
-            default: return "other"
+        func at(_ i: Int, _ s: StaticString) -> Bool {
+            i < parts.count
+                && parts[i].elementsEqual(UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+        }
+        let label: String
+        if parts.count == 1 && at(0, "healthz") {
+            label = "healthz"
+        } else if parts.count == 1 && at(0, "metrics") {
+            label = "metrics"
+        } else if !at(0, "api") {
+            label = "static"
+        } else if parts.count == 2 && at(1, "mode") {
+            label = "mode"
+        } else if at(1, "sessions") {
+            switch parts.count {
+            case 2: label = "sessions"
+            case 3: label = "session"
+            default:
+                label =
+                    at(3, "transcript")
+                    ? "session_transcript"
+                    : at(3, "messages")
+                        ? "session_messages"
+                        : at(3, "members") ? "session_members" : at(3, "end") ? "session_end" : "other"
             }
-        case "runs": return parts.count >= 4 && parts[3] == "events" ? "run_events" : "runs"
-        case "keys": return "keys"
-        case "webhooks": return "webhooks"
-        case "activity": return "activity"
-        default: return "other"
+        } else if at(1, "runs") {
+            label = at(3, "events") ? "run_events" : "runs"
+        } else if at(1, "keys") {
+            label = "keys"
+        } else if at(1, "webhooks") {
+            label = "webhooks"
+        } else if at(1, "activity") {
+            label = "activity"
+        } else {
+            label = "other"
         }
+        return routes.firstIndex(of: label)!
     }
     static let routes = [
         "healthz", "metrics", "mode", "static", "sessions", "session", "session_transcript", "session_messages",
@@ -162,7 +182,7 @@ public final class Metrics {
         for (i, route) in routes.enumerated() {
             out += BucketHistogram.render(
                 "collabhub_http_request_duration_seconds", help: "HTTP requests: complete request to response queued.",
-                all.map { $0.httpDuration[route]! }, labels: "route=\"\(route)\"", header: i == 0)
+                all.map { $0.httpDuration[i] }, labels: "route=\"\(route)\"", header: i == 0)
         }
         out += "# HELP collabhub_resumes_total Session resumes, by outcome.\n# TYPE collabhub_resumes_total counter\n"
         for o in ResumeOutcome.allCases {

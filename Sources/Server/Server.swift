@@ -257,6 +257,7 @@ public final class Server {
         if stopping { stopLock.unlock(); return }
         stopping = true
         stopLock.unlock()
+        logSummary.flush(now: Date().timeIntervalSince1970, force: true)
         let remaining = Remaining(contexts.count)
         for (i, context) in contexts.enumerated() {
             let listener = listeners[i]

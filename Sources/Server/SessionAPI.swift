@@ -49,7 +49,10 @@ final class SessionAPI {
         let client = server.clientAddress(head, peer: connection.peer)
         func authorized(_ surface: Surface, _ route: () -> Response?) -> Response? {
             if let refusal = access.check(surface) {
-                server.authFailures.refused(Self.reason(refusal.status.code))
+                // A key over its quota (429) is not refused for who it is.
+                if refusal.status.code == 401 || refusal.status.code == 403 {
+                    server.authFailures.refused(Self.reason(refusal.status.code))
+                }
                 // Failures (401) and refusals by scope (403) are logged once per address and minute each,
                 // the rest of the minute's summed up: a flood cannot fill the log.
                 if refusal.status.code == 401 && access.presented {

@@ -48,6 +48,16 @@ extension SQLiteStore {
                 return Committed(seq: original.seq, ts: original.ts, duplicate: true)
             }
             let seq = try nextSeq(event.session)
+            if let r = event.replaces {
+                // A redaction: the earlier event's content goes in this transaction, with the hub's
+                // webhook copies of it (pending and delivered).
+                let up = try writer.prepare("UPDATE events SET body=? WHERE session=? AND seq=?")
+                up.bind(1, blob: r.body); up.bind(2, event.session); up.bind(3, r.seq)
+                _ = try up.step()
+                let del = try writer.prepare("DELETE FROM webhook_outbox WHERE stream=? AND seq=?")
+                del.bind(1, event.session); del.bind(2, r.seq)
+                _ = try del.step()
+            }
             try insert(event, seq: seq, ts: now)
             undo.append((event.session, seqs[event.session]))
             seqs[event.session] = (seq, clock)

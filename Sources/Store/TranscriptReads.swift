@@ -36,6 +36,14 @@ extension SQLiteStore: TranscriptReads {
         }
     }
 
+    public func event(session: String, seq: Int) throws -> (event: StoredEvent, member: String?)? {
+        try read { db in
+            let s = try db.prepare("SELECT seq, ts, type, body, member FROM events WHERE session=? AND seq=?")
+            s.bind(1, session); s.bind(2, seq)
+            return try s.step() ? (Self.event(s), s.string(4)) : nil
+        }
+    }
+
     public func cursorSamples(session: String, from: Int64, to: Int64, limit: Int) throws -> [CursorSample] {
         try read { db in
             let s = try db.prepare(

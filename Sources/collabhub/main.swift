@@ -125,7 +125,7 @@ struct ServeOptions: ParsableArguments {
         c.port = try L.value("port", flag: port, default: c.port)
         guard (0...65535).contains(c.port) else { throw fail("port", "must be 0-65535") }
         c.threads = try L.value(
-            "threads", flag: threads, default: ProcessInfo.processInfo.activeProcessorCount)
+            "threads", flag: threads, default: min(ProcessInfo.processInfo.activeProcessorCount, 256))
         guard (1...256).contains(c.threads) else { throw fail("threads", "must be 1-256") }
         c.dataDirectory = try L.value("data", flag: data, default: c.dataDirectory)
         c.echo = try L.value("echo", flag: echo, default: false)
@@ -151,7 +151,7 @@ struct ServeOptions: ParsableArguments {
         c.durability = d
         c.maxParticipants = try L.value("max-participants", flag: maxParticipants, default: c.maxParticipants)
         guard c.maxParticipants >= 1, c.maxParticipants <= 1_000_000 else {
-            throw fail("max-participants", "must be at least 1")
+            throw fail("max-participants", "must be 1 to 1,000,000")
         }
         c.codeLength = try L.value("code-length", flag: codeLength, default: c.codeLength)
         guard (6...32).contains(c.codeLength) else { throw fail("code-length", "must be 6-32") }
@@ -203,7 +203,10 @@ struct ServeOptions: ParsableArguments {
         let authMode = try L.value("auth", flag: auth, default: "auto")
         guard authMode == "auto" || authMode == "required" else { throw fail("auth", "must be auto or required") }
         c.authRequired = authMode == "required"
-        let secrets = try L.value("jwt-secret", flag: jwtSecret.isEmpty ? nil : jwtSecret, default: [], secret: true)
+        // As before the configuration story: COLLABHUB_JWT_SECRET is one secret (taken whole, commas and
+        // all), added to the --jwt-secret flags (rotation: one key from each).
+        let given = jwtSecret + (env["COLLABHUB_JWT_SECRET"].map { [$0] } ?? [])
+        let secrets = try L.value("jwt-secret", flag: given.isEmpty ? nil : given, default: [], secret: true)
         let skew = try L.value("jwt-skew", flag: jwtSkew, default: 60)
         guard (0...86_400).contains(skew) else { throw fail("jwt-skew", "must be 0-86400 seconds") }
         let publicKeys = try L.value("jwt-public-key", flag: jwtPublicKey.isEmpty ? nil : jwtPublicKey, default: [])

@@ -76,6 +76,7 @@ final class FanoutTests: XCTestCase {
         func durableCommitted(latency: Double) {}
         func storeFailure() {}
         func resumed(_ outcome: ResumeOutcome) {}
+    func refusedJoin(_ code: String) {}
     }
 
     func testDurableAlwaysGoesUntilTheHardLimitThenTheClientIsCutOff() {

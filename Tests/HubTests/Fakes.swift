@@ -55,12 +55,40 @@ final class FakeHost: SessionHost, HubMetrics {
     var dropped = 0, slow = 0, committed = 0, failures = 0
     var metrics: HubMetrics { self }
     func cursorsPending(_ session: Session) { pending.append(session) }
+    /// The store the session writes to (reads go to it, like the server's off-loop reads).
+    var storage: MemoryStorage?
+    var readsFail = false
+    /// Reads are answered when the test runs `pendingReads` (off the loop, later), not at once.
+    var pendingReads: [() -> Void] = []
+    var reads = 0
+    func readEvents(_ session: Session, after: Int, limit: Int, done: @escaping ([StoredEvent]?) -> Void) {
+        reads += 1
+        let events = readsFail ? nil : try? storage?.events(session: session.code, after: after, limit: limit)
+        pendingReads.append { done(events) }
+    }
+    func readEvent(
+        _ session: Session, seq: Int,
+        done: @escaping (Result<(event: StoredEvent, member: String?)?, StoreFailure>) -> Void
+    ) {
+        let fail = readsFail
+        let found = fail ? nil : try? storage?.event(session: session.code, seq: seq)
+        pendingReads.append { done(fail ? .failure(StoreFailure("disk gone")) : .success(found ?? nil)) }
+    }
+    /// Answers the reads made so far (and those they make), like the loop receiving them.
+    func answerReads() {
+        while !pendingReads.isEmpty {
+            let r = pendingReads
+            pendingReads = []
+            for read in r { read() }
+        }
+    }
     func sessionFinished(_ session: Session) { finished.append(session) }
     func behind(_ traffic: Traffic, coalesced: Bool) { dropped += 1 }
     func slowConsumer() { slow += 1 }
     func durableCommitted(latency: Double) { committed += 1 }
     func storeFailure() { failures += 1 }
     func resumed(_ outcome: ResumeOutcome) {}
+    func refusedJoin(_ code: String) {}
     var activity: [(String, String?)] = []
     func record(_ action: String, session: Session, actor: Member?, target: String?, details: String?, address: String?) {
         activity.append((action, target))
@@ -89,13 +117,14 @@ final class Harness {
         session = s
         clockRef = { [unowned self] in self.now }
         s.host = host
+        host.storage = store
     }
 
     @discardableResult
     func join(_ name: String, clientId: String? = nil, resumeFrom: Int? = nil, hostKey: String? = nil, commit: Bool = true) -> FakeClient {
         let c = FakeClient(name)
         session.join(c, ClientMessage.Join(session: nil, name: name, clientId: clientId, resumeFrom: resumeFrom, hostKey: hostKey))
-        if commit { executor.runAll() }
+        if commit { settle() }
         return c
     }
 
@@ -108,6 +137,14 @@ final class Harness {
         } catch {
             XCTFail("\(error)")
         }
-        if commit { executor.runAll() }
+        if commit { settle() }
+    }
+
+    /// Commits and answers reads until nothing is pending.
+    func settle() {
+        for _ in 0..<100 {
+            executor.runAll()
+            host.answerReads()
+        }
     }
 }

@@ -18,6 +18,7 @@ final class RunBoardTests: XCTestCase {
         func durableCommitted(latency: Double) {}
         func storeFailure() {}
         func resumed(_ outcome: ResumeOutcome) {}
+    func refusedJoin(_ code: String) {}
     }
 
     let store = MemoryStorage()

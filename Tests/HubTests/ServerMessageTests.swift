@@ -27,12 +27,23 @@ final class ServerMessageTests: XCTestCase {
 
     /// One sample of every case, with the schema it must satisfy.
     var samples: [(ServerMessage, String)] {
-        let chat = EventBody.chat(id: "c1", from: Array(##"{"id":"m1","name":"Ann","color":"#e6194b"}"##.utf8),
-                                  message: Array(#""kind":"text","text":"hi""#.utf8))
+        let from = Array(##"{"id":"m1","name":"Ann","color":"#e6194b"}"##.utf8)
+        let chat = EventBody.chat(id: "c1", from: from, message: Array(#""kind":"text","text":"hi""#.utf8))
         return [
             (.durable(type: "chat", seq: 1, ts: 5, body: chat), "chat"),
             (.durable(type: "chat", seq: 2, ts: 5, body: EventBody.system(text: "Session ended: x", event: "session_ended")),
              "chat"),
+            (.durable(type: "chat", seq: 1, ts: 5,
+                      body: EventBody.tombstone(of: try? JSONReader.readObject(Array("{".utf8) + chat + Array("}".utf8)))),
+             "chat"),
+            (.durable(type: "chat_edit", seq: 6, ts: 5, body: EventBody.chatChange(.edit, id: "e1", from: from, target: 1,
+                                                                                   text: "new")), "chat_edit"),
+            (.durable(type: "chat_delete", seq: 7, ts: 5, body: EventBody.chatChange(.delete, id: "d1", from: from,
+                                                                                     target: 1, text: nil)), "chat_delete"),
+            (.durable(type: "redact", seq: 8, ts: 5, body: EventBody.chatChange(.redact, id: "r1", from: from, target: 1,
+                                                                                text: "secret")), "redact"),
+            (.durable(type: "redact", seq: 9, ts: 5, body: EventBody.chatChange(.redact, id: "r2", from: from, target: 1,
+                                                                                text: nil)), "redact"),
             (.durable(type: "presence", seq: 3, ts: 5, body: EventBody.presence(joins: [member], leaves: [("m2", "left")])),
              "presence"),
             (.durable(type: "event", seq: 4, ts: 5, body: EventBody.event(name: "x.y", from: "m1", id: "e1",

@@ -129,7 +129,8 @@ final class SessionTests: XCTestCase {
         h.session.tick()
         let a2 = h.join("Ann", clientId: "ann", resumeFrom: 3)
         XCTAssertEqual(a2.of("chat").map { $0["text"] as! String }, ["missed"], "exactly the missed events")
-        XCTAssertEqual(a2.received.last?["type"] as? String, "joined")
+        // joined, then (to everyone) the member live again after showing stale.
+        XCTAssertEqual(a2.received.last { $0["type"] as? String != "presence" }?["type"] as? String, "joined")
         XCTAssertFalse(b.of("presence").contains { !($0["leaves"] as? [Any] ?? []).isEmpty })
     }
 
@@ -148,14 +149,16 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual((b.of("presence").last!["leaves"] as! [[String: Any]])[0]["reason"] as? String, "timeout")
     }
 
-    func testResumeOlderThanWindowGetsReset() {
+    func testResumeOfWhatRetentionDeletedGetsReset() {
         var policy = SessionPolicy(); policy.resumeWindow = 3
         let h = Harness(policy: policy)
         let a = h.join("Ann", clientId: "ann"), b = h.join("Bob")
         h.session.disconnected(a, graceful: true)
         for i in 0..<5 { h.send(b, #"{"type":"chat","id":"x\#(i)","text":"t"}"#) }
+        h.store.enforce(RetentionPolicy(maxEventsPerSession: 2))
         let a2 = h.join("Ann", clientId: "ann", resumeFrom: 1)
         XCTAssertEqual(a2.received.first?["type"] as? String, "reset")
+        XCTAssertEqual(a2.received.first?["reason"] as? String, "history_deleted")
         XCTAssertEqual(a2.received.last?["type"] as? String, "joined")
     }
 

@@ -152,9 +152,18 @@ final class OperatorTests: XCTestCase {
             "/api/sessions/ABC/end", "/api/sessions/ABC/zzz", "/api/runs", "/api/runs/r/events", "/api/keys/k/usage",
             "/api/webhooks/w/deliveries", "/api/activity", "/api/whatever", "/api/",
         ]
-        for p in paths { XCTAssertTrue(Metrics.routes.contains(Metrics.route(p)), p) }
-        XCTAssertEqual(Metrics.route("/api/sessions/ABC/members/m1"), "session_members")
-        XCTAssertEqual(Metrics.route("/api/runs/r/events"), "run_events")
-        XCTAssertEqual(Metrics.route("/replay/ABC"), "static")
+        func label(_ p: String) -> String { Metrics.routes[Metrics.route(p)] }
+        XCTAssertEqual(
+            paths.map(label),
+            [
+                "healthz", "metrics", "mode", "static", "static", "sessions", "session", "session_transcript",
+                "session_messages", "session_members", "session_end", "other", "runs", "run_events", "keys",
+                "webhooks", "activity", "other", "other",
+            ])
+        XCTAssertEqual(label("/api/sessions/ABC/transcript?after=5&limit=10"), "session_transcript")
+        XCTAssertEqual(label("/replay/ABC"), "static")
+        XCTAssertEqual(label("/healthz?x=1"), "healthz")
+        XCTAssertEqual(label("/api/sessions/%00/end/x/y/z"), "session_end")
+        XCTAssertEqual(label("/api/sessions/\u{1F600}/x\u{0301}"), "other")
     }
 }

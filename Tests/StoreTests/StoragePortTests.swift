@@ -42,6 +42,24 @@ final class StoragePortTests: XCTestCase {
         }
     }
 
+    func testPointReadsAndARedactionRewritesTheOriginalInTheSameCommit() throws {
+        for (name, s) in try backends() {
+            defer { s.close() }
+            let ex = ManualExecutor()
+            _ = wait(ex) { s.append(event("RRRRRR", "c1", member: "sub:ann"), executor: ex, done: $0) }
+            let found = try s.event(session: "RRRRRR", seq: 1)
+            XCTAssertEqual(found?.member, "sub:ann", name)
+            XCTAssertEqual(found?.event.body, Array("\"text\":\"hi\"".utf8), name)
+            XCTAssertNil(try s.event(session: "RRRRRR", seq: 2), name)
+            var redact = DurableEvent(session: "RRRRRR", type: "redact", member: "host", clientId: "r1", body: [])
+            redact.replaces = Replacement(seq: 1, type: "chat", ts: found!.event.ts, body: Array("\"redacted\":true".utf8))
+            let c = wait(ex) { s.append(redact, executor: ex, done: $0) }
+            XCTAssertEqual(try c?.get().seq, 2, name)
+            XCTAssertEqual(try s.event(session: "RRRRRR", seq: 1)?.event.body, Array("\"redacted\":true".utf8), name)
+            XCTAssertEqual(try s.events(session: "RRRRRR", after: 0, limit: 10).map(\.type), ["chat", "redact"], name)
+        }
+    }
+
     func testBatchesAreAllOrNothingAndConditional() throws {
         for (name, s) in try backends() {
             defer { s.close() }

@@ -237,6 +237,9 @@ def test_sign_in_refuses_a_wrong_key_and_signs_out(world):
         open_section(d, "activity")
         wait(d, lambda x: "This key may not read the activity log" in x.find_element(By.ID, "activity-error").text)
         assert api(hub, "DELETE", f"/api/keys/{limited['id']}")[0] == 200
+        # A section it may not read is not polled (every poll would be a refusal in the log); the next
+        # request, here the sessions list, finds the key revoked.
+        d.find_element(By.ID, "nav-sessions").click()
         wait(d, lambda x: x.find_element(By.ID, "login").is_displayed())
         assert "no longer accepts this key" in d.find_element(By.ID, "login-error").text
         assert d.execute_script("return sessionStorage.getItem('collabhub.admin.key')") is None
@@ -308,7 +311,7 @@ def test_runs_and_their_steps(world, console):
     assert nightly[:5] == ["nightly-7", "Nightly e2e", "web-ci", "failed", "1/2 done, 1 failed"]
     assert cells(d.find_element(By.CSS_SELECTOR, row("deploy-3")))[3] == "running"
     assert d.find_element(By.CSS_SELECTOR, row("nightly-7") + " a.dashboard-link").get_attribute("href") == \
-        f"{hub.http}/dashboard?owner=web-ci#key={ADMIN}"
+        f"{hub.http}/dashboard?owner=web-ci"  # never the operator's key: the dashboard puts it in a URL
     # The list follows the hub.
     publish(hub, "deploy-3", {"type": "progress", "percent": 90, "message": "almost there"})
     wait(d, lambda x: cells(x.find_element(By.CSS_SELECTOR, row("deploy-3")))[5] == "90% · almost there")
@@ -415,10 +418,9 @@ def test_metrics_charts(world, console):
     assert re.fullmatch(r"[\d.]+/s", d.find_element(By.CSS_SELECTOR, "#reading-durable b").text)
     # Webhook deliveries happened: their latency has a reading (this window's or since the start).
     wait(d, lambda x: number("reading-webhook") is not None and "p99" in x.find_element(By.ID, "reading-webhook").text)
-    # Every latency chart shows a reading or says plainly that the hub has no such metric.
+    # Every latency histogram has moved by now (chats committed and delivered, loops turned, HTTP served).
     for chart in ("commit", "delivery", "loop", "http"):
-        text = d.find_element(By.ID, "reading-" + chart).text
-        assert text in ("no data", "no observations yet") or "p50" in text, (chart, text)
+        wait(d, lambda x, chart=chart: "p50" in x.find_element(By.ID, "reading-" + chart).text)
     painted = d.execute_script("""
         const c = document.getElementById('canvas-connections'), px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
         let n = 0; for (let i = 3; i < px.length; i += 4) if (px[i]) n++; return n;""")

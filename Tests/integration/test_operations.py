@@ -109,9 +109,10 @@ def test_json_logs_one_object_per_line_and_floods_summed_up(tmp_path):
     started = next(o for o in objects if o["msg"] == "started")
     assert started["config"]["admin-key"] == "********" and ADMIN not in json.dumps(objects)
     assert started["config"]["log-format"] == "json" and started["port"] == hub.port
+    # Summed up: a line per interval (the 25 may straddle one), never a line per refusal.
     refusals = [o for o in objects if o["msg"] == "auth refusals"]
-    assert len(refusals) == 1, lines
-    assert refusals[0]["total"] == 25 and refusals[0]["by"]["unauthorized"] == 25
+    assert 1 <= len(refusals) <= 3, lines
+    assert sum(o["total"] for o in refusals) == 25 and sum(o["by"]["unauthorized"] for o in refusals) == 25
     assert any(o["msg"] == "stopped" for o in objects)
 
 
@@ -138,14 +139,16 @@ def test_histograms_and_counters_move_under_traffic(make_hub):
         for i in range(12):
             await a.send({"type": "chat", "id": f"m{i}", "text": f"hello {i}"})
             await a.expect("ack")
-        # Bob resumes exactly (3 behind, inside the window of 5) and then from too far back (reset).
+        # Bob resumes from the window (4 behind, inside the window of 5), then from further back than
+        # the window reaches (from the store).
         await b.close()
         c = await Client.connect(hub, code)
         await c.send({"type": "join", "name": "Bob", "client_id": "bob", "resume_from": 10})
         await c.expect("joined", skip=("cursors", "typing", "presence", "chat", "presence_update"))
         d = await Client.connect(hub, code)
         await d.send({"type": "join", "name": "Bob", "client_id": "bob2", "resume_from": joined_b["seq"]})
-        await d.expect("reset", skip=("cursors", "typing", "presence", "presence_update"))
+        joined = await d.expect("joined", skip=("cursors", "typing", "presence", "chat"))
+        assert joined["recovered"]["from"] == joined_b["seq"] + 1 and joined["recovered"]["count"] >= 12
     run(scenario())
     after, text = scrape(hub)
 
@@ -159,7 +162,8 @@ def test_histograms_and_counters_move_under_traffic(make_hub):
     assert delta('collabhub_http_request_duration_seconds_count{route="sessions"}') == 1
     assert delta('collabhub_http_request_duration_seconds_count{route="metrics"}') >= 1
     assert delta('collabhub_resumes_total{outcome="exact"}') == 1
-    assert delta('collabhub_resumes_total{outcome="reset"}') == 1
+    assert delta('collabhub_resumes_total{outcome="from_store"}') == 1
+    assert delta('collabhub_resumes_total{outcome="reset"}') == 0
     # Closes by the client's code: the clients above closed with 1000; one that vanishes is a 1006.
     async def vanish():
         v = await Client.connect(hub, code)

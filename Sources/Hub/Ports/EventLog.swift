@@ -7,8 +7,23 @@ public struct DurableEvent: Sendable {
     /// The client's message id: a resend with the same (session, member, id) is not stored twice.
     public let clientId: String?
     public let body: [UInt8]
+    /// Committed with this event, in its transaction: the body of the earlier event `seq` of the same
+    /// stream becomes `body` (a redaction), and the hub's webhook copies of it (outbox, delivery log)
+    /// are deleted.
+    public var replaces: Replacement?
     public init(session: String, type: String, member: String?, clientId: String?, body: [UInt8]) {
         self.session = session; self.type = type; self.member = member; self.clientId = clientId; self.body = body
+    }
+}
+
+/// A stored event's new body (`DurableEvent.replaces`), with what the frame of it needs.
+public struct Replacement: Sendable, Equatable {
+    public let seq: Int
+    public let type: String
+    public let ts: Int64
+    public let body: [UInt8]
+    public init(seq: Int, type: String, ts: Int64, body: [UInt8]) {
+        self.seq = seq; self.type = type; self.ts = ts; self.body = body
     }
 }
 

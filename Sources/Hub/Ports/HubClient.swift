@@ -28,6 +28,13 @@ public protocol SessionHost: AnyObject {
     /// The session ended and has no members left: forget it.
     func sessionFinished(_ session: Session)
     var metrics: HubMetrics { get }
+    /// Reads up to `limit` stored events of the session with seq > `after`, off the loop; `done` runs
+    /// on the session's loop with them (nil: storage could not be read).
+    func readEvents(_ session: Session, after: Int, limit: Int, done: @escaping ([StoredEvent]?) -> Void)
+    /// Reads one stored event and its author off the loop; `done` runs on the session's loop.
+    func readEvent(
+        _ session: Session, seq: Int,
+        done: @escaping (Result<(event: StoredEvent, member: String?)?, StoreFailure>) -> Void)
     /// Records an administrative action in the activity log.
     func record(_ action: String, session: Session, actor: Member?, target: String?, details: String?, address: String?)
     /// Forwards a run control request to the run's publisher; `reply` gets nil once forwarded.
@@ -45,6 +52,8 @@ public protocol HubMetrics: AnyObject {
     func durableCommitted(latency: Double)
     func storeFailure()
     func resumed(_ outcome: ResumeOutcome)
+    /// A join refused for its credential (`code`: the error sent back).
+    func refusedJoin(_ code: String)
 }
 
 /// What an ephemeral broadcast carries (the label of the drop and coalesce counters).
@@ -52,7 +61,10 @@ public enum Traffic: String, CaseIterable, Sendable {
     case cursor, typing, event, presence, run
 }
 
-/// How a resume went: `exact` (everything missed was replayed) or `reset` (older than the window).
+/// How a resume went: from the resume window, from the store, or `reset` (retention deleted it).
 public enum ResumeOutcome: String, CaseIterable, Sendable {
-    case exact, reset
+    case exact
+    /// Older than the resume window, read from the store.
+    case fromStore = "from_store"
+    case reset
 }

@@ -9,6 +9,8 @@ import Foundation
 public final class MemoryStorage: Storage, @unchecked Sendable {
     private let lock = NSLock()
     private var events: [String: [StoredEvent]] = [:]
+    /// Who sent each event (`session|seq` -> the member's stable key).
+    private var authors: [String: String] = [:]
     private var floors: [String: Int] = [:]
     private var ids: [String: Committed] = [:]
     private var rows: [String: SessionInfo] = [:]
@@ -49,7 +51,13 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
         let key = "\(e.session)|\(e.member ?? "")|\(e.clientId ?? "")"
         if e.clientId != nil, let c = ids[key] { return Committed(seq: c.seq, ts: c.ts, duplicate: true) }
         let seq = lastSeqLocked(e.session) + 1, ts = now()
+        if let r = e.replaces, let i = events[e.session]?.firstIndex(where: { $0.seq == r.seq }) {
+            let old = events[e.session]![i]
+            events[e.session]![i] = StoredEvent(seq: old.seq, ts: old.ts, type: old.type, body: r.body)
+            outbox.removeAll { $0.message.stream == e.session && $0.message.seq == r.seq }
+        }
         events[e.session, default: []].append(StoredEvent(seq: seq, ts: ts, type: e.type, body: e.body))
+        if let m = e.member { authors["\(e.session)|\(seq)"] = m }
         let c = Committed(seq: seq, ts: ts, duplicate: false)
         if e.clientId != nil { ids[key] = c }
         report(
@@ -120,6 +128,12 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
 
     public func tail(session: String, limit: Int) throws -> [StoredEvent] {
         reading { Array((events[session] ?? []).suffix(max(0, limit))) }
+    }
+
+    public func event(session: String, seq: Int) throws -> (event: StoredEvent, member: String?)? {
+        reading {
+            (events[session] ?? []).first { $0.seq == seq }.map { ($0, authors["\(session)|\(seq)"]) }
+        }
     }
 
     public func events(session: String, after: Int, limit: Int) throws -> [StoredEvent] {

@@ -37,6 +37,9 @@ public final class Member {
     var cursorRecordedAt = -Double.infinity
     var cursorUnsampled = false
     var graceDeadline: Double?
+    /// Presence state: what the member's client last said (`presence`), and where it is (JSON).
+    var status = PresenceStatus.active
+    var location: [UInt8]?
     var leaving = false
 
     init(id: String, key: String, name: String, color: String, role: MemberRole) {
@@ -48,6 +51,8 @@ public final class Member {
         w.beginObject()
         w.field("id", id); w.field("name", name); w.field("color", color); w.field("role", role.rawValue)
         w.field("connections", connections.count)
+        w.field("status", connections.isEmpty && graceDeadline != nil ? "stale" : status.rawValue)
+        if let location { w.raw("location", location) }
         w.endObject()
         return w.bytes
     }

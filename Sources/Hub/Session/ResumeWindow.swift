@@ -25,6 +25,16 @@ public struct ResumeWindow {
         if head >= 64 && head * 2 >= items.count { items.removeFirst(head); head = 0 }
     }
 
+    /// Replaces the frame of `seq` if the window holds it (a redaction).
+    public mutating func replace(seq: Int, with frame: Chunk) {
+        guard let first = first?.seq, seq >= first else { return }
+        for i in head..<items.count where items[i].seq == seq {
+            bytes += frame.count - items[i].frame.count
+            items[i].frame = frame
+            return
+        }
+    }
+
     /// Oldest first.
     public func forEach(_ body: ((seq: Int, frame: Chunk)) -> Void) {
         for i in head..<items.count { body(items[i]) }

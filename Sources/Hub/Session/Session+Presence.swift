@@ -19,6 +19,7 @@ extension Session {
         var key: String
         switch Admission.decide(request, info: info, tokens: policy.tokens, now: wallClockMillis() / 1000) {
         case .reject(let code, let message, let field, let close):
+            host?.metrics.refusedJoin(code)
             send(client, .error(code: code, message: message, field: field))
             if let close { client.disconnect(close, message) }
             return
@@ -46,11 +47,13 @@ extension Session {
                 return
             }
             // A second tab, or a reconnect within the grace period: same member, no leave/join pair.
+            let wasStale = member.connections.isEmpty && member.graceDeadline != nil
             member.graceDeadline = nil
             attach(client, to: member, tokenExpiry: tokenExpiry, viaHostKey: viaHostKey)
             if member.announced {
                 welcome(client, member, resumeFrom: request.resumeFrom, through: lastSeq)
-                if member.connections.count > 1 { broadcastPresenceUpdate(member) }
+                // Others see the second tab, or the member live again after showing it stale.
+                if member.connections.count > 1 || wasStale { broadcastPresenceUpdate(member) }
             }
             return
         }
@@ -106,25 +109,27 @@ extension Session {
 
     /// Replays what a (re)joining client missed, then sends `joined` with the presence snapshot.
     func welcome(_ client: HubClient, _ member: Member, resumeFrom: Int?, through seq: Int) {
+        var recovered: Recovered?
         if let from = resumeFrom, from < seq {
-            if let missed = window.missing(after: from, through: seq) {
-                host?.metrics.resumed(.exact)
-                for frame in missed { client.deliver(frame) }
-            } else {
-                host?.metrics.resumed(.reset)
-                send(
-                    client,
-                    .reset(
-                        reason: "history_truncated",
-                        message: "events after \(from) are older than the resume window; reload the transcript",
-                        seq: seq))
+            guard let missed = window.missing(after: from, through: seq) else {
+                // Older than the window: from the store, a page at a time (Session+CatchUp).
+                return catchUp(client, member, from: from)
             }
+            host?.metrics.resumed(.exact)
+            for frame in missed { client.deliver(frame) }
+            recovered = Recovered(from: from + 1, to: seq, count: missed.count)
         }
+        sendJoined(client, member, seq: seq, recovered)
+    }
+
+    /// `joined`: the presence snapshot, the seq the client is now in sync with, and what a resume
+    /// recovered; then who is typing.
+    func sendJoined(_ client: HubClient, _ member: Member, seq: Int, _ recovered: Recovered?) {
         send(
             client,
             .joined(
                 session: code, title: info.title, you: member.json,
-                members: members.filter(\.announced).map(\.json), seq: seq))
+                members: members.filter(\.announced).map(\.json), seq: seq, recovered: recovered))
         for m in members where m.announced && m !== member && m.typingUntil != nil {
             send(client, .typing(member: m.id, state: .start))
         }
@@ -142,6 +147,8 @@ extension Session {
         }
         if graceful && !isEnded {
             member.graceDeadline = clock() + policy.reconnectGrace
+            // Shown as stale while it may come back, not gone and not falsely live.
+            if member.announced { broadcastPresenceUpdate(member) }
         } else {
             removeMember(member, reason: graceful ? "left" : "timeout")
         }

@@ -28,6 +28,8 @@ public final class Session {
     var nextMemberNumber = 0
     public internal(set) var isEnded = false
     var hasDirtyCursors = false
+    /// Resumes older than the window, being served from the store (Session+CatchUp).
+    var catchUps: [CatchUp] = []
 
     public static let palette = [
         "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
@@ -83,7 +85,7 @@ public final class Session {
         }
         if member.role.isReadOnly {
             switch message {
-            case .chat, .cursor, .typing, .event, .runControl, .remove, .end:
+            case .chat, .cursor, .typing, .event, .runControl, .remove, .end, .chatChange:
                 return send(client, .error(code: "forbidden", message: "viewers are read-only"))
             default: break
             }
@@ -113,10 +115,22 @@ public final class Session {
             persistAcked(
                 client, type: "chat", member: member, id: chat.id,
                 body: EventBody.chat(id: chat.id, from: member.fromJSON, message: chat.body), what: "message")
+        case .chatChange(let change):
+            guard member.announced else {
+                return send(
+                    client, .error(code: "not_ready", message: "wait for joined before sending", ref: change.id))
+            }
+            changeChat(client, member, change)
         case .cursor(let cursor):
             moveCursor(member, cursor.body)
         case .typing(let start):
             setTyping(member, start)
+        case .presence(let status, let location):
+            guard member.announced else { return send(client, .error(code: "not_ready", message: "wait for joined")) }
+            guard member.status != status || member.location != location else { return }
+            member.status = status
+            member.location = location
+            broadcastPresenceUpdate(member)
         case .event(let event):
             guard member.announced else {
                 return send(client, .error(code: "not_ready", message: "wait for joined before sending", ref: event.id))
@@ -188,6 +202,7 @@ public final class Session {
     /// Expires typing indicators, reconnect grace periods and tokens. Called a few times a second.
     public func tick() {
         sampleCursors()
+        pumpCatchUps()
         let now = clock()
         expireTyping(now: now)
         for m in members where m.connections.isEmpty {
@@ -197,7 +212,8 @@ public final class Session {
     }
 
     public var needsTick: Bool {
-        policy.tokens.isEnabled || members.contains { $0.typingUntil != nil || $0.graceDeadline != nil }
+        policy.tokens.isEnabled || !catchUps.isEmpty
+            || members.contains { $0.typingUntil != nil || $0.graceDeadline != nil }
     }
 
     // MARK: - The durable path
@@ -205,10 +221,11 @@ public final class Session {
     /// Persists a durable event; after the commit builds the event's frame once, adds it to the resume
     /// window and calls `then` (on this session's loop, in append order).
     func persist(
-        type: String, member: String?, clientId: String?, body: [UInt8],
+        type: String, member: String?, clientId: String?, body: [UInt8], replaces: Replacement? = nil,
         then: @escaping (Result<Committed, StoreFailure>, Chunk?) -> Void
     ) {
-        let event = DurableEvent(session: code, type: type, member: member, clientId: clientId, body: body)
+        var event = DurableEvent(session: code, type: type, member: member, clientId: clientId, body: body)
+        event.replaces = replaces
         let appended = clock()
         // The session is kept alive by its pending completions (it outlives them anyway).
         store.append(event, executor: executor) { result in
@@ -219,6 +236,10 @@ public final class Session {
                 let frame = ServerMessage.durable(type: type, seq: committed.seq, ts: committed.ts, body: body).frame
                 self.lastSeq = committed.seq
                 self.window.append((committed.seq, frame))
+                if let r = replaces {
+                    let tombstone = ServerMessage.durable(type: r.type, seq: r.seq, ts: r.ts, body: r.body).frame
+                    self.window.replace(seq: r.seq, with: tombstone)
+                }
                 then(result, frame)
             case .failure:
                 self.host?.metrics.storeFailure()
@@ -229,10 +250,12 @@ public final class Session {
 
     /// Persists a member's message with its id; after the commit, broadcasts it and acknowledges it
     /// to the sender (a resend gets the original's seq, marked duplicate, and is not broadcast again).
-    private func persistAcked(
-        _ client: HubClient, type: String, member: Member, id: String, body: [UInt8], what: String
+    func persistAcked(
+        _ client: HubClient, type: String, member: Member, id: String, body: [UInt8], what: String,
+        replaces: Replacement? = nil
     ) {
-        persist(type: type, member: member.key, clientId: id, body: body) { [weak self] result, frame in
+        persist(type: type, member: member.key, clientId: id, body: body, replaces: replaces) {
+            [weak self] result, frame in
             guard let self else { return }
             switch result {
             case .success(let c):
@@ -249,7 +272,10 @@ public final class Session {
     // MARK: - Delivery
 
     func broadcastPresenceUpdate(_ member: Member) {
-        broadcast(ServerMessage.presenceUpdates([member.json]).frame, .ephemeral(.presence, key: nil), except: nil)
+        // Coalesced per member: a client that is behind gets the latest state, not the history.
+        broadcast(
+            ServerMessage.presenceUpdates([member.json]).frame, .ephemeral(.presence, key: "presence:\(member.id)"),
+            except: nil)
     }
 
     func send(_ client: HubClient, _ message: ServerMessage) { client.deliver(message.frame) }

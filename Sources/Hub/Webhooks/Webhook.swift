@@ -5,7 +5,8 @@ import WebSocket
 public enum WebhookEventType: String, Sendable, CaseIterable {
     case sessionStarted = "session.started", sessionEnded = "session.ended"
     case memberJoined = "member.joined", memberLeft = "member.left"
-    case chatCreated = "chat.created", eventCreated = "event.created"
+    case chatCreated = "chat.created", chatUpdated = "chat.updated", chatDeleted = "chat.deleted"
+    case eventCreated = "event.created"
     case runStarted = "run.started", runPaused = "run.paused", runResumed = "run.resumed"
     case runStepFailed = "run.step_failed", runCompleted = "run.completed"
     /// Sent by `POST /api/webhooks/{id}/test` only.
@@ -145,6 +146,10 @@ public enum Webhook {
             } else {
                 type = nil
             }
+        case "chat_edit":
+            type = .chatUpdated
+        case "chat_delete", "redact":
+            type = .chatDeleted
         case "event":
             type = .eventCreated
         case "run_event":

@@ -377,7 +377,7 @@ function start(key) {
   show(SECTIONS.includes(wanted) ? wanted : "sessions");
   scrape();
   setInterval(scrape, METRICS_MS);
-  setInterval(() => { if (!document.hidden) refresh(state.section); }, REFRESH_MS);
+  setInterval(() => { if (!document.hidden) refresh(state.section, true); }, REFRESH_MS);
   window.addEventListener("resize", () => state.section === "metrics" && drawCharts());
 }
 
@@ -396,13 +396,18 @@ function show(section) {
   refresh(section);
 }
 
-async function refresh(section) {
-  if (busy.has(section) || stopped) return;
+/** Sections this key may not read (403): not polled again until the operator opens them again. */
+const forbidden = new Set();
+
+async function refresh(section, auto = false) {
+  if (busy.has(section) || stopped || (auto && forbidden.has(section))) return;
   busy.add(section);
   try {
     await LOADERS[section]();
+    forbidden.delete(section);
     if (section !== "metrics") setHealth(true);
   } catch (e) {
+    if (e instanceof ApiError && e.status === 403) forbidden.add(section);
     if (!(e instanceof ApiError)) console.error(e);
     setHealth(false, e.message);
   } finally {
@@ -623,7 +628,9 @@ async function loadRuns() {
 }
 
 function dashboardHref(owner) {
-  return `/dashboard?owner=${encodeURIComponent(owner)}${state.key ? "#key=" + encodeURIComponent(state.key) : ""}`;
+  // Not the operator's key: the dashboard puts its credential in the /watch URL (a query string reaches
+  // proxies' logs). It asks for a watcher token or key of its own.
+  return `/dashboard?owner=${encodeURIComponent(owner)}`;
 }
 
 function renderRuns(more) {
@@ -1053,8 +1060,11 @@ function buildCharts() {
 
 let scraping = false;
 
+/** Set when the key may not read /metrics (403): scraping stops rather than being refused every 2 s. */
+let metricsForbidden = false;
+
 async function scrape() {
-  if (stopped || scraping) return;
+  if (stopped || scraping || metricsForbidden) return;
   scraping = true;
   try { await scrapeOnce(); } finally { scraping = false; }
 }
@@ -1069,6 +1079,7 @@ async function scrapeOnce() {
       try { message = JSON.parse(text).error.message; } catch { /* plain text */ }
       const e = new ApiError(res.status, String(res.status), message);
       if (res.status === 401) return expired(e);
+      if (res.status === 403) metricsForbidden = true;
       throw e;
     }
   } catch (e) {

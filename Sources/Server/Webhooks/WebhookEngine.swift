@@ -319,7 +319,11 @@ final class WebhookEngine {
             health = .disabled(since: since, reason: e.disabledReason!)
             Logger(label: "collabhub.webhooks").warning(
                 "webhook endpoint disabled",
-                metadata: ["webhook": .string(id), "url": .string(e.url), "reason": .string(e.disabledReason!)])
+                // The host only: a receiver's URL may carry its own credential (a path token, a query).
+                metadata: [
+                    "webhook": .string(id), "host": .string(WebhookURL(e.url).map(\.host) ?? "?"),
+                    "reason": .string(e.disabledReason!),
+                ])
         } else {
             e.failingSince = now
             health = .failing(since: now)

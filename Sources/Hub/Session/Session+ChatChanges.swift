@@ -1,0 +1,80 @@
+import WebSocket
+
+/// Editable chat: `chat_edit` (the author), `chat_delete` (the author or a host) and `redact` (a host;
+/// the original's content is removed from the store in the same transaction, leaving a tombstone at
+/// its seq in the transcript, exports, playback and the resume window). Each is a durable event of its
+/// own that names the original by `target`, acknowledged like a chat message (idempotent on its `id`).
+/// The original is read from the store (off the loop): who wrote it is the stable key stored with it,
+/// so the author may edit after a reconnect or a restart.
+extension Session {
+    func changeChat(_ client: HubClient, _ member: Member, _ change: ClientMessage.ChatChange) {
+        let ref = change.id
+        if change.action == .redact && member.role != .host {
+            return send(client, .error(code: "forbidden", message: "only a host may redact", ref: ref))
+        }
+        guard change.target <= lastSeq else {
+            return send(
+                client,
+                .error(code: "invalid_field", message: "no event with seq \(change.target) yet", ref: ref, field: "seq")
+            )
+        }
+        guard let host else { return }
+        host.readEvent(self, seq: change.target) { [weak self] result in
+            guard let self, client.membership?.member === member, !self.isEnded else { return }
+            let original: (event: StoredEvent, member: String?)
+            switch result {
+            case .failure(let f):
+                return self.send(
+                    client,
+                    .error(code: "storage_unavailable", message: "cannot read the message: \(f.message)", ref: ref))
+            case .success(nil):
+                return self.send(
+                    client,
+                    .error(
+                        code: "invalid_field", message: "no event with seq \(change.target) (retention deleted it?)",
+                        ref: ref, field: "seq"))
+            case .success(let found?): original = found
+            }
+            let body = try? JSONReader.readObject(Array("{".utf8) + original.event.body + Array("}".utf8))
+            guard original.event.type == "chat", let body, body["from"]?.kind == .object else {
+                return self.send(
+                    client,
+                    .error(
+                        code: "invalid_field", message: "seq \(change.target) is not a member's chat message", ref: ref,
+                        field: "seq"))
+            }
+            if body["redacted"] != nil {
+                return self.send(
+                    client,
+                    .error(
+                        code: "invalid_field", message: "message \(change.target) was redacted", ref: ref, field: "seq")
+                )
+            }
+            let own = original.member == member.key
+            switch change.action {
+            case .edit where !own:
+                return self.send(
+                    client, .error(code: "forbidden", message: "only its author may edit a message", ref: ref))
+            case .delete where !own && member.role != .host:
+                return self.send(
+                    client,
+                    .error(code: "forbidden", message: "only its author or a host may delete a message", ref: ref))
+            default: break
+            }
+            let replaces =
+                change.action == .redact
+                ? Replacement(
+                    seq: change.target, type: "chat", ts: original.event.ts, body: EventBody.tombstone(of: body)) : nil
+            self.persistAcked(
+                client, type: change.action.rawValue, member: member, id: change.id,
+                body: EventBody.chatChange(
+                    change.action, id: change.id, from: member.fromJSON, target: change.target, text: change.text),
+                what: change.action.rawValue, replaces: replaces)
+            if change.action == .redact {
+                self.host?.record(
+                    "chat_redacted", session: self, actor: member, target: String(change.target), details: change.text,
+                    address: client.address)
+            }
+        }
+    }
+}

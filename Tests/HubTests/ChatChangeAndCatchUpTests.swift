@@ -1,0 +1,195 @@
+@testable import Hub
+import Foundation
+import XCTest
+
+/// Resumes older than the window (served from the store, not `reset`) and editable chat (edit,
+/// delete, redact), on a session with a memory store and a fake host whose reads come back later.
+final class ChatChangeAndCatchUpTests: XCTestCase {
+    func smallWindow() -> SessionPolicy {
+        var p = SessionPolicy()
+        p.resumeWindow = 5
+        return p
+    }
+
+    func testAResumeOlderThanTheWindowIsServedFromTheStoreInOrderThenJoined() {
+        let h = Harness(policy: smallWindow())
+        let a = h.join("Ann", clientId: "ann"), b = h.join("Bob", clientId: "bob")
+        let seen = b.received.last?["seq"] as! Int
+        h.session.disconnected(b, graceful: true)
+        for i in 0..<730 { h.send(a, #"{"type":"chat","id":"c\#(i)","text":"m\#(i)"}"#) }
+        let b2 = h.join("Bob", clientId: "bob", resumeFrom: seen)
+        let seqs = b2.durableSeqs()
+        XCTAssertEqual(seqs, Array((seen + 1)...h.session.lastSeq), "every missed event once, in order")
+        XCTAssertTrue(b2.of("reset").isEmpty)
+        let joined = b2.received.last!
+        XCTAssertEqual(joined["type"] as? String, "joined")
+        let r = joined["recovered"] as! [String: Int]
+        XCTAssertEqual(r["from"], seen + 1)
+        XCTAssertEqual(r["to"], h.session.lastSeq)
+        XCTAssertEqual(r["count"], 730)
+        XCTAssertGreaterThanOrEqual(h.host.reads, 730 / Session.catchUpPage)
+        // Live again: the next message reaches it once.
+        h.send(a, #"{"type":"chat","id":"live","text":"live"}"#)
+        XCTAssertEqual(b2.of("chat").last?["text"] as? String, "live")
+        XCTAssertEqual(b2.of("chat").filter { $0["text"] as? String == "live" }.count, 1)
+    }
+
+    func testEventsCommittedDuringTheCatchUpAreNeitherLostNorDoubled() {
+        let h = Harness(policy: smallWindow())
+        let a = h.join("Ann", clientId: "ann"), b = h.join("Bob", clientId: "bob")
+        let seen = b.received.last?["seq"] as! Int
+        h.session.disconnected(b, graceful: true)
+        for i in 0..<300 { h.send(a, #"{"type":"chat","id":"c\#(i)","text":"m\#(i)"}"#) }
+        let b2 = FakeClient("Bob")
+        h.session.join(b2, ClientMessage.Join(session: nil, name: "Bob", clientId: "bob", resumeFrom: seen))
+        // Reads are slow: chat goes on while the pages come back.
+        for i in 0..<40 {
+            h.host.answerReads()
+            h.send(a, #"{"type":"chat","id":"late\#(i)","text":"late"}"#, commit: false)
+            h.executor.runAll()
+        }
+        h.settle()
+        XCTAssertEqual(b2.durableSeqs(), Array((seen + 1)...h.session.lastSeq))
+    }
+
+    func testACatchUpWaitsWhileTheClientIsBehind() {
+        let h = Harness(policy: smallWindow())
+        let a = h.join("Ann", clientId: "ann"), b = h.join("Bob", clientId: "bob")
+        let seen = b.received.last?["seq"] as! Int
+        h.session.disconnected(b, graceful: true)
+        for i in 0..<600 { h.send(a, #"{"type":"chat","id":"c\#(i)","text":"m\#(i)"}"#) }
+        let b2 = FakeClient("Bob")
+        b2.queuedBytes = 10 << 20
+        h.session.join(b2, ClientMessage.Join(session: nil, name: "Bob", clientId: "bob", resumeFrom: seen))
+        h.settle()
+        XCTAssertTrue(b2.received.isEmpty, "nothing is read for a client past the soft limit")
+        b2.queuedBytes = 0
+        h.now += 0.25
+        h.session.tick()
+        h.settle()
+        XCTAssertEqual(b2.durableSeqs(), Array((seen + 1)...h.session.lastSeq))
+    }
+
+    func testUnreadableHistoryIsAReset() {
+        let h = Harness(policy: smallWindow())
+        let a = h.join("Ann", clientId: "ann"), b = h.join("Bob", clientId: "bob")
+        let seen = b.received.last?["seq"] as! Int
+        h.session.disconnected(b, graceful: true)
+        for i in 0..<20 { h.send(a, #"{"type":"chat","id":"c\#(i)","text":"m\#(i)"}"#) }
+        h.host.readsFail = true
+        let b2 = h.join("Bob", clientId: "bob", resumeFrom: seen)
+        XCTAssertEqual(b2.of("reset").first?["reason"] as? String, "storage_unavailable")
+        XCTAssertEqual(b2.received.last?["type"] as? String, "joined")
+        XCTAssertNil(b2.received.last?["recovered"])
+    }
+
+    func chatSeq(_ c: FakeClient, _ text: String) -> Int {
+        c.of("chat").first { $0["text"] as? String == text }!["seq"] as! Int
+    }
+
+    func testTheAuthorEditsAndDeletesOthersMayNot() {
+        let h = Harness()
+        let a = h.join("Ann", clientId: "ann"), b = h.join("Bob", clientId: "bob")
+        h.send(a, #"{"type":"chat","id":"c1","text":"helo"}"#)
+        let target = chatSeq(b, "helo")
+        h.send(b, #"{"type":"chat_edit","id":"e0","seq":\#(target),"text":"mine now"}"#)
+        XCTAssertEqual(b.of("error").last?["code"] as? String, "forbidden")
+        h.send(a, #"{"type":"chat_edit","id":"e1","seq":\#(target),"text":"hello"}"#)
+        let edit = b.of("chat_edit").last!
+        XCTAssertEqual(edit["target"] as? Int, target)
+        XCTAssertEqual(edit["text"] as? String, "hello")
+        XCTAssertEqual((edit["from"] as? [String: Any])?["name"] as? String, "Ann")
+        XCTAssertEqual(a.of("ack").last?["id"] as? String, "e1")
+        // A resend of the same edit is acknowledged again, not stored twice.
+        h.send(a, #"{"type":"chat_edit","id":"e1","seq":\#(target),"text":"hello"}"#)
+        XCTAssertEqual(a.of("ack").last?["duplicate"] as? Bool, true)
+        XCTAssertEqual(b.of("chat_edit").count, 1)
+        h.send(b, #"{"type":"chat_delete","id":"d0","seq":\#(target)}"#)
+        XCTAssertEqual(b.of("error").last?["code"] as? String, "forbidden")
+        h.send(a, #"{"type":"chat_delete","id":"d1","seq":\#(target)}"#)
+        XCTAssertEqual(b.of("chat_delete").last?["target"] as? Int, target)
+        // Not a chat, not there yet, not a number.
+        h.send(a, #"{"type":"chat_edit","id":"e2","seq":1,"text":"x"}"#)
+        XCTAssertEqual(a.of("error").last?["field"] as? String, "seq")
+        h.send(a, #"{"type":"chat_edit","id":"e3","seq":999,"text":"x"}"#)
+        XCTAssertEqual(a.of("error").last?["field"] as? String, "seq")
+        h.send(a, #"{"type":"chat_edit","id":"e4","seq":"x","text":"x"}"#)
+        XCTAssertEqual(a.of("error").last?["field"] as? String, "seq")
+        h.send(a, #"{"type":"chat_edit","id":"e5","seq":\#(target),"text":""}"#)
+        XCTAssertEqual(a.of("error").last?["field"] as? String, "text")
+    }
+
+    func testAHostRedactsAndTheContentIsGoneFromTheStoreAndTheWindow() throws {
+        let h = Harness()
+        let host = h.join("Host", clientId: "h", hostKey: "hk"), a = h.join("Ann", clientId: "ann")
+        h.send(a, #"{"type":"chat","id":"c1","text":"my password is hunter2"}"#)
+        let target = chatSeq(host, "my password is hunter2")
+        h.send(a, #"{"type":"redact","id":"r0","seq":\#(target)}"#)
+        XCTAssertEqual(a.of("error").last?["code"] as? String, "forbidden")
+        h.send(host, #"{"type":"redact","id":"r1","seq":\#(target),"reason":"a secret"}"#)
+        let redact = a.of("redact").last!
+        XCTAssertEqual(redact["target"] as? Int, target)
+        XCTAssertEqual(redact["reason"] as? String, "a secret")
+        let stored = try XCTUnwrap(try h.store.event(session: h.session.code, seq: target))
+        let text = String(decoding: stored.event.body, as: UTF8.self)
+        XCTAssertFalse(text.contains("hunter2"), text)
+        XCTAssertTrue(text.contains(#""redacted":true"#), text)
+        XCTAssertTrue(text.contains(#""id":"c1""#), text)
+        // A resume from the window gets the tombstone, not the original.
+        h.session.disconnected(a, graceful: true)
+        let a2 = h.join("Ann", clientId: "ann", resumeFrom: target - 1)
+        let replayed = a2.of("chat").first { $0["seq"] as? Int == target }!
+        XCTAssertEqual(replayed["redacted"] as? Bool, true)
+        XCTAssertNil(replayed["text"])
+        // Redacted once: not again, and no edits.
+        h.send(host, #"{"type":"redact","id":"r2","seq":\#(target)}"#)
+        XCTAssertEqual(host.of("error").last?["field"] as? String, "seq")
+        h.send(a2, #"{"type":"chat_edit","id":"e1","seq":\#(target),"text":"x"}"#)
+        XCTAssertEqual(a2.of("error").last?["field"] as? String, "seq")
+    }
+
+    func testChangesBecomeWebhooks() {
+        func type(_ t: String) -> WebhookEventType? {
+            Webhook.type(of: DurableEvent(session: "S", type: t, member: "k", clientId: "i", body: []))
+        }
+        XCTAssertEqual(type("chat_edit"), .chatUpdated)
+        XCTAssertEqual(type("chat_delete"), .chatDeleted)
+        XCTAssertEqual(type("redact"), .chatDeleted)
+    }
+}
+
+/// Presence with state: what a member says of itself, and `stale` during the reconnect grace.
+final class PresenceStateTests: XCTestCase {
+    func testStateIsCarriedOnMembersAndInUpdates() {
+        let h = Harness()
+        let a = h.join("Ann", clientId: "ann"), b = h.join("Bob", clientId: "bob")
+        h.send(a, #"{"type":"presence","state":{"status":"idle","location":{"view":"request","id":42}}}"#)
+        let update = (b.of("presence").last!["updates"] as! [[String: Any]])[0]
+        XCTAssertEqual(update["status"] as? String, "idle")
+        XCTAssertEqual((update["location"] as? [String: Any])?["id"] as? Int, 42)
+        let before = b.of("presence").count
+        h.send(a, #"{"type":"presence","state":{"status":"idle","location":{"view":"request","id":42}}}"#)
+        XCTAssertEqual(b.of("presence").count, before, "an unchanged state is not sent again")
+        // A newcomer sees it in the snapshot.
+        let c = h.join("Cat")
+        let ann = (c.of("joined").last!["members"] as! [[String: Any]]).first { $0["name"] as? String == "Ann" }!
+        XCTAssertEqual(ann["status"] as? String, "idle")
+        // Bad states name the field.
+        h.send(a, #"{"type":"presence","state":{"status":"asleep"}}"#)
+        XCTAssertEqual(a.of("error").last?["field"] as? String, "state.status")
+        let big = String(repeating: "x", count: 1100)
+        h.send(a, #"{"type":"presence","state":{"status":"away","location":"\#(big)"}}"#)
+        XCTAssertEqual(a.of("error").last?["field"] as? String, "state.location")
+    }
+
+    func testAMemberInTheGraceIsStaleThenLiveAgain() {
+        let h = Harness()
+        let a = h.join("Ann", clientId: "ann"), b = h.join("Bob", clientId: "bob")
+        h.session.disconnected(a, graceful: true)
+        let stale = (b.of("presence").last!["updates"] as! [[String: Any]])[0]
+        XCTAssertEqual(stale["status"] as? String, "stale")
+        _ = h.join("Ann", clientId: "ann", resumeFrom: 2)
+        let live = (b.of("presence").last!["updates"] as! [[String: Any]])[0]
+        XCTAssertEqual(live["status"] as? String, "active")
+    }
+}
