@@ -39,6 +39,9 @@ public enum ClientMessage {
         public var hostKey: String?
         /// An HS256 access token (sub, name, session, role, exp).
         public var token: String?
+        /// A newcomer's request for the session's recent history: up to this many durable events
+        /// (at most 1,000) before `joined`, as if it resumed from that far back.
+        public var history: Int? = nil
     }
 
     public struct Chat {
@@ -130,12 +133,20 @@ extension ClientMessage {
                 }
                 resume = v
             }
+            var history: Int?
+            if let hv = obj["history"], hv.kind != .null {
+                guard let v = hv.int, v >= 0, v <= 1000 else {
+                    throw MessageError(
+                        "invalid_field", "\"history\" must be an integer from 0 to 1000", field: "history")
+                }
+                history = v
+            }
             return .join(
                 Join(
                     session: try string("session", required: false, max: 32), name: name.trimmingCharacters(),
                     clientId: try string("client_id", required: false, max: limits.maxIdLength),
                     resumeFrom: resume, hostKey: try string("host_key", required: false, max: 128),
-                    token: try string("token", required: false, max: 8192)))
+                    token: try string("token", required: false, max: 8192), history: history))
         case "leave":
             return .leave
         case "refresh":

@@ -211,11 +211,15 @@ public enum EventBody {
     }
 
     /// Presence changes: joined members (member objects) and leaves (`{id, reason}`).
-    public static func presence(joins: [[UInt8]], leaves: [(id: String, reason: String)]) -> [UInt8] {
+    public static func presence(joins: [[UInt8]], leaves: [(id: String, reason: String, name: String?)]) -> [UInt8] {
         var w = JSONWriter()
         w.beginArray("joins"); for j in joins { w.rawElement(j) }; w.endArray()
         w.beginArray("leaves")
-        for l in leaves { w.beginObject(); w.field("id", l.id); w.field("reason", l.reason); w.endObject() }
+        for l in leaves {
+            w.beginObject(); w.field("id", l.id); w.field("reason", l.reason)
+            if let name = l.name { w.field("name", name) }
+            w.endObject()
+        }
         w.endArray()
         return w.bytes
     }

@@ -53,12 +53,16 @@ public struct TokenClaims: Sendable, Equatable {
     public var iat: Int64?
     /// A watcher token's channels (`run:ID`, `dashboard:OWNER`, a trailing `*` a prefix); nil for a member token.
     public var channels: [String]? = nil
+    /// `replay`: a share link's token, for that session's playback only (no live join).
+    public var scope: String? = nil
 
     /// What the token lets its holder do outside a session's own admission.
     public var principal: Principal {
         if let channels { return .watcher(channels: channels) }
         // A publisher token names a backend, not a person: it reads no session.
         if role == .publisher { return .member(session: "", role: role) }
+        // A share link's token reads that session, whatever role it names.
+        if scope != nil { return .member(session: session, role: .viewer) }
         return .member(session: session, role: role)
     }
 }
@@ -171,6 +175,7 @@ public struct TokenVerifier: Sendable {
             session: session == "*" ? "*" : (SessionCode.normalize(session) ?? session),
             role: role, exp: exp, nbf: nbf, iat: payload["iat"]?.int.map(Int64.init))
         claims.channels = channels
+        claims.scope = payload["scope"]?.string
         return .success(claims)
     }
 

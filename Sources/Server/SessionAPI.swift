@@ -111,6 +111,10 @@ final class SessionAPI {
                         session: code!, address: client, details: head.query["format"]))
                 return transcript(parts[2], head, connection)
             }
+        case ("POST", 4, "sessions") where parts[3] == "share":
+            return authorized(.readTranscript(code!)) {
+                share(code!, body, actor: access.keyId.map { "key \($0)" } ?? "api", client)
+            }
         case ("POST", 4, "sessions") where parts[3] == "end":
             return authorized(.endSession(code!)) { end(parts[2], head, body, connection) }
         case (_, 2...4, "sessions"):
@@ -389,5 +393,44 @@ extension SessionAPI {
         case 429: return "rate_limited"
         default: return "status_\(status)"
         }
+    }
+}
+
+extension SessionAPI {
+    /// `POST /api/sessions/{code}/share {ttl_s?}`: a link to the session's playback carrying a read-only
+    /// token for it (an HS256 token signed with the hub's `--jwt-secret`, `scope: replay`: it replays
+    /// and reads that session, and joins nothing). Default 7 days, at most 30.
+    func share(_ code: String, _ body: [UInt8], actor: String, _ client: String) -> Response {
+        let obj = body.isEmpty ? nil : try? JSONReader.readObject(body)
+        if !body.isEmpty && obj == nil { return .error(.badRequest, "bad_json", "the body must be a JSON object") }
+        var ttl = 7 * 86_400
+        if let t = obj?["ttl_s"], t.kind != .null {
+            guard let v = t.int, v >= 60, v <= 30 * 86_400 else {
+                return .error(.badRequest, "invalid_field", "\"ttl_s\" must be an integer from 60 to 2592000")
+            }
+            ttl = v
+        }
+        let secrets = server.config.tokenKeySources.secrets
+        guard let kid = secrets.keys.sorted().first, let key = secrets[kid] else {
+            return .error(
+                .conflict, "share_unavailable", "share links are signed with the hub's --jwt-secret; none is configured"
+            )
+        }
+        let now = Int(Date().timeIntervalSince1970)
+        let id = Base64.encodeID(Crypto.randomBytes(9))
+        let token = TokenVerifier.sign(
+            [
+                "sub": "share:" + id, "session": code, "role": "viewer", "scope": "replay", "iat": now,
+                "exp": now + ttl,
+            ], key: key, kid: kid == "default" ? nil : kid)
+        store.record(
+            ActivityEntry(
+                actor: actor, action: "share_link_created", target: code, session: code, address: client,
+                details: "share:\(id), \(ttl) s"))
+        var w = JSONWriter()
+        w.beginObject()
+        w.field("url", "/replay/\(code)#token=\(token)"); w.field("token", token); w.field("expires_at", now + ttl)
+        w.endObject()
+        return Response(status: .created, body: w.bytes)
     }
 }

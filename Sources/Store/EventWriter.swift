@@ -22,6 +22,7 @@ extension SQLiteStore {
         var conflicts: [Completion] = []
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         var failure: String?
+        var redacted = false
         var outbox: [WebhookDelivery] = []
         /// Writes the webhooks a committed event makes to the outbox of every endpoint that wants them.
         func report(_ messages: [WebhookMessage]) throws {
@@ -49,6 +50,7 @@ extension SQLiteStore {
             }
             let seq = try nextSeq(event.session)
             if let r = event.replaces {
+                redacted = true
                 // A redaction: the earlier event's content goes in this transaction, with the hub's
                 // webhook copies of it (pending and delivered).
                 let up = try writer.prepare("UPDATE events SET body=? WHERE session=? AND seq=?")
@@ -146,6 +148,11 @@ extension SQLiteStore {
             }
             try run(commitTx)
             lastError = nil
+            if redacted {
+                // The redacted content's old page images are in the WAL: copy the new ones into the
+                // database and empty the WAL now (if a read holds it, the next checkpoint does).
+                if (try? writer.exec("PRAGMA wal_checkpoint(TRUNCATE)")) != nil { walPages = 0 }
+            }
         } catch {
             failure = "\(error)"
             try? writer.exec("ROLLBACK")

@@ -181,6 +181,9 @@ public final class SQLiteStore: EventLog, SessionRecords, StorageMaintenance, @u
             """, persistent: true)
         subscriptions = try Self.loadWebhooks(writer).filter(\.active)
         try writer.exec("PRAGMA wal_autocheckpoint=0")
+        // Deleted and overwritten content is zeroed, not left in free space: a redacted message (or one
+        // retention deleted) is gone from the file, not just from the table.
+        try writer.exec("PRAGMA secure_delete=ON")
         checkpointer = try Checkpointer(path: path, durability: durability, pages: checkpointPages)
         sqlite3_wal_hook(
             writer.db,

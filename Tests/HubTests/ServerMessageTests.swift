@@ -44,7 +44,7 @@ final class ServerMessageTests: XCTestCase {
                                                                                 text: "secret")), "redact"),
             (.durable(type: "redact", seq: 9, ts: 5, body: EventBody.chatChange(.redact, id: "r2", from: from, target: 1,
                                                                                 text: nil)), "redact"),
-            (.durable(type: "presence", seq: 3, ts: 5, body: EventBody.presence(joins: [member], leaves: [("m2", "left")])),
+            (.durable(type: "presence", seq: 3, ts: 5, body: EventBody.presence(joins: [member], leaves: [("m2", "left", "Bob")])),
              "presence"),
             (.durable(type: "event", seq: 4, ts: 5, body: EventBody.event(name: "x.y", from: "m1", id: "e1",
                                                                           data: Array("{}".utf8))), "event"),

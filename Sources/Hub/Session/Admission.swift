@@ -29,6 +29,11 @@ public enum Admission {
                         code: "forbidden", message: "this token is for session \(claims.session), not \(info.code)",
                         field: "token", close: .forbidden)
                 }
+                guard claims.scope == nil else {
+                    return .reject(
+                        code: "forbidden", message: "this token is for the session's playback only", field: "token",
+                        close: .forbidden)
+                }
                 guard claims.role != .publisher else {
                     return .reject(
                         code: "forbidden", message: "publisher tokens cannot join sessions", field: "token",

@@ -51,7 +51,8 @@ extension Session {
             member.graceDeadline = nil
             attach(client, to: member, tokenExpiry: tokenExpiry, viaHostKey: viaHostKey)
             if member.announced {
-                welcome(client, member, resumeFrom: request.resumeFrom, through: lastSeq)
+                let from = request.resumeFrom ?? request.history.flatMap { $0 > 0 ? max(0, lastSeq - $0) : nil }
+                welcome(client, member, resumeFrom: from, through: lastSeq)
                 // Others see the second tab, or the member live again after showing it stale.
                 if member.connections.count > 1 || wasStale { broadcastPresenceUpdate(member) }
             }
@@ -71,7 +72,8 @@ extension Session {
         let member = Member(id: "m" + newID(6), key: key, name: name, color: color, role: role)
         members.append(member)
         attach(client, to: member, tokenExpiry: tokenExpiry, viaHostKey: viaHostKey)
-        let resumeFrom = request.resumeFrom
+        // A newcomer asking for recent history is served like a resume from that far back.
+        let resumeFrom = request.resumeFrom ?? request.history.flatMap { $0 > 0 ? max(0, lastSeq - $0) : nil }
         persist(
             type: "presence", member: member.id, clientId: nil,
             body: EventBody.presence(joins: [member.json], leaves: [])
@@ -172,7 +174,7 @@ extension Session {
         }
         persist(
             type: "presence", member: member.id, clientId: nil,
-            body: EventBody.presence(joins: [], leaves: [(member.id, reason)])
+            body: EventBody.presence(joins: [], leaves: [(member.id, reason, member.name)])
         ) { [weak self] _, frame in
             guard let self else { return }
             let out = frame ?? ServerMessage.presenceUnstored(joins: [], leaves: [member.id]).frame
