@@ -70,6 +70,31 @@ final class ChatChangeAndCatchUpTests: XCTestCase {
         XCTAssertEqual(b2.durableSeqs(), Array((seen + 1)...h.session.lastSeq))
     }
 
+    func testACrowdCatchingUpReadsAFewPagesAtATime() {
+        let h = Harness(policy: smallWindow())
+        let a = h.join("Ann", clientId: "ann")
+        for i in 0..<300 { h.send(a, #"{"type":"chat","id":"c\#(i)","text":"m\#(i)"}"#) }
+        let crowd = (0..<9).map { i -> FakeClient in
+            let c = FakeClient("P\(i)")
+            h.session.join(c, ClientMessage.Join(session: nil, name: "P\(i)", clientId: "p\(i)", resumeFrom: 0))
+            return c
+        }
+        h.executor.runAll()
+        XCTAssertEqual(h.host.pendingReads.count, Session.maxCatchUpReads, "reads in flight are bounded")
+        for _ in 0..<50 {
+            h.host.answerReads()
+            h.executor.runAll()
+            h.now += 0.25
+            h.session.tick()
+            XCTAssertLessThanOrEqual(h.host.pendingReads.count, Session.maxCatchUpReads)
+        }
+        h.settle()
+        for c in crowd {
+            XCTAssertEqual(c.of("joined").count, 1)
+            XCTAssertEqual(c.of("chat").count, 300, c.name)
+        }
+    }
+
     func testUnreadableHistoryIsAReset() {
         let h = Harness(policy: smallWindow())
         let a = h.join("Ann", clientId: "ann"), b = h.join("Bob", clientId: "bob")

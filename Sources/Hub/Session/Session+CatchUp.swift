@@ -23,6 +23,9 @@ final class CatchUp {
 extension Session {
     /// Events per store read (and at most the soft output limit's worth of bytes is sent per page).
     static let catchUpPage = 200
+    /// Store reads in flight per session: more catch-ups wait their turn (`tick` tries again), so a
+    /// crowd resuming from far back cannot monopolise the read worker.
+    static let maxCatchUpReads = 4
 
     func catchUp(_ client: HubClient, _ member: Member, from: Int) {
         member.connections.removeAll { $0 === client }
@@ -42,6 +45,7 @@ extension Session {
             return finish(c, outcome: .fromStore)
         }
         guard c.client.queuedBytes <= policy.softOutputLimit else { return }  // `tick` tries again
+        guard catchUps.lazy.filter(\.loading).count < Self.maxCatchUpReads else { return }
         guard let host else { return finish(c, outcome: .reset) }
         c.loading = true
         host.readEvents(self, after: c.next, limit: Self.catchUpPage) { [weak self] events in
