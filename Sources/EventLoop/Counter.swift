@@ -1,3 +1,4 @@
+import CEV
 import Synchronization
 
 /// A counter written by one loop thread and read by any thread (for `/metrics`). The writer does a
@@ -14,35 +15,57 @@ public final class Counter: Sendable {
 }
 
 /// A Prometheus histogram with fixed bucket bounds (seconds). One shard per loop, written only by its
-/// loop's thread with the same relaxed stores as `Counter` (no lock, no locked instruction); `/metrics`
-/// adds the shards up (`merge`). An observation is a short linear scan and two stores.
-public final class BucketHistogram: Sendable {
+/// loop's thread with relaxed atomic stores (no lock, no locked instruction); `/metrics` adds the
+/// shards up (`merge`). Bounds and cells are one plain allocation each (no array bounds checks, no
+/// reference counting on the hot path): an observation is a short scan and two stores.
+public final class BucketHistogram: @unchecked Sendable {
     public let bounds: [Double]
-    /// Per bucket (not cumulative); the last is +Inf.
-    private let counts: [Counter]
-    private let sumNanos = Counter()
+    /// The hot path's view of the histogram: raw pointers only, so that holding and using it costs no
+    /// reference counting (the histogram owns the memory and outlives every shard copy).
+    public let shard: Shard
+    private var n: Int { shard.n }
+
+    public struct Shard: @unchecked Sendable {
+        let limits: UnsafeMutablePointer<Double>
+        /// `n + 1` bucket counts (not cumulative; the last is +Inf), then the sum in nanoseconds.
+        let cells: UnsafeMutablePointer<Int>
+        let n: Int
+
+        @inline(__always) public func observe(_ seconds: Double) {
+            var i = 0
+            while i < n && seconds > limits[i] { i &+= 1 }
+            chub_relaxed_add(cells + i, 1)
+            // Clamped so that a clock step (or NaN) cannot trap the conversion.
+            if seconds > 0 { chub_relaxed_add(cells + n + 1, seconds < 1e6 ? Int(seconds * 1e9) : Int(1e15)) }
+        }
+    }
 
     public init(bounds: [Double]) {
         self.bounds = bounds
-        counts = (0...bounds.count).map { _ in Counter() }
+        let limits = UnsafeMutablePointer<Double>.allocate(capacity: max(bounds.count, 1))
+        limits.initialize(from: bounds, count: bounds.count)
+        let cells = UnsafeMutablePointer<Int>.allocate(capacity: bounds.count + 2)
+        cells.initialize(repeating: 0, count: bounds.count + 2)
+        shard = Shard(limits: limits, cells: cells, n: bounds.count)
     }
 
-    @inline(__always) public func observe(_ seconds: Double) {
-        var i = 0
-        while i < bounds.count && seconds > bounds[i] { i &+= 1 }
-        counts[i].add()
-        // Clamped so that a clock step (or NaN) cannot trap the conversion.
-        if seconds > 0 { sumNanos.add(seconds < 1e6 ? Int(seconds * 1e9) : Int(1e15)) }
+    deinit {
+        shard.limits.deallocate()
+        shard.cells.deallocate()
     }
+
+    @inline(__always) public func observe(_ seconds: Double) { shard.observe(seconds) }
+
+    func count(_ i: Int) -> Int { chub_relaxed_load(shard.cells + i) }
 
     /// The sum of several shards: cumulative bucket counts, the sum in seconds and the count.
     public static func merge(_ shards: [BucketHistogram]) -> (cumulative: [Int], sum: Double, count: Int) {
         guard let first = shards.first else { return ([], 0, 0) }
-        var cumulative = [Int](repeating: 0, count: first.counts.count)
+        var cumulative = [Int](repeating: 0, count: first.n + 1)
         var sum = 0
         for h in shards {
-            for i in 0..<cumulative.count { cumulative[i] += h.counts[i].get }
-            sum += h.sumNanos.get
+            for i in 0..<cumulative.count { cumulative[i] += h.count(i) }
+            sum += h.count(h.n + 1)
         }
         for i in 1..<cumulative.count { cumulative[i] += cumulative[i - 1] }
         return (cumulative, Double(sum) / 1e9, cumulative.last ?? 0)

@@ -34,7 +34,8 @@ open class Socket {
     /// All output is written: one delivery-latency observation.
     @inline(__always) func drained() {
         if measuresDelivery && queuedSince > 0 {
-            loop.deliveryLatency.observe(max(loop.flushClock, loop.now) - queuedSince)
+            // `ev_now(loop.raw)`, not `loop.now`: the computed property costs a retain and a release here.
+            loop.deliveryShard.observe(max(loop.flushClock, ev_now(loop.raw)) - queuedSince)
         }
         queuedSince = 0
     }
@@ -319,7 +320,7 @@ open class Socket {
     }
 
     @inline(__always) func markDirty() {
-        if queuedSince == 0 { queuedSince = loop.now }
+        if queuedSince == 0 { queuedSince = ev_now(loop.raw) }
         if !isDirty {
             isDirty = true
             loop.dirty.append(self)

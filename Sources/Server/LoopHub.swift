@@ -211,7 +211,7 @@ final class LoopHub: SessionHost, HubMetrics {
     func slowConsumer() { context.metrics.slowConsumerDrops.add() }
     func durableCommitted(latency: Double) {
         context.metrics.durableEvents.add()
-        context.metrics.commitLatency.observe(latency)
+        context.metrics.commitLatency.shard.observe(latency)
     }
     func storeFailure() { context.metrics.storeFailures.add() }
 }

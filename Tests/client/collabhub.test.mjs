@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { readFileSync, readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
-import { CollabClient, RunWatcher, backoffDelay, fragmentCredentials, showModeBanner } from "../../Sources/Server/Web/collabhub.js";
+import { CollabClient, Outbox, RunWatcher, backoffDelay, fragmentCredentials, showModeBanner } from "../../Sources/Server/Web/collabhub.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -43,7 +43,8 @@ test("join, presence and state", () => {
   const ws = FakeSocket.all.at(-1);
   assert.equal(ws.protocol, "collabhub.v1");
   ws.open();
-  assert.deepEqual(ws.last(), { type: "join", name: "Ann", client_id: "ann-1" });
+  // A first join asks for the recent history (50 events by default), so the room is not empty.
+  assert.deepEqual(ws.last(), { type: "join", name: "Ann", client_id: "ann-1", history: 50 });
   ws.receive({ type: "joined", session: "ABCD2345", title: "t", you: member("a", "Ann"), members: [member("a", "Ann")], seq: 1 });
   assert.equal(c.state, "open");
   ws.receive({ type: "presence", seq: 2, ts: 1, joins: [member("b", "Bob")], leaves: [] });
@@ -234,4 +235,305 @@ test("RunWatcher asks getToken before each connect", async () => {
   await new Promise((r) => setImmediate(r));
   FakeSocket.all[0].open();
   assert.deepEqual(FakeSocket.all[0].last(), { type: "subscribe", channel: "dashboard:acme", token: "w1" });
+});
+
+// ---- Outbox across reloads, edits, presence, activity, reset recovery ----
+
+/** localStorage's interface over a Map (what a page keeps across a reload). */
+class FakeStorage {
+  constructor() { this.map = new Map(); }
+  get length() { return this.map.size; }
+  key(i) { return [...this.map.keys()][i] ?? null; }
+  getItem(k) { return this.map.has(k) ? this.map.get(k) : null; }
+  setItem(k, v) { this.map.set(k, String(v)); }
+  removeItem(k) { this.map.delete(k); }
+}
+
+/** Opens `c`'s socket and answers its join. */
+function joinAs(c, { seq = 1, you = member("a", "Ann"), members = [member("a", "Ann")] } = {}) {
+  c.connect();
+  const ws = FakeSocket.all.at(-1);
+  ws.open();
+  ws.receive({ type: "joined", session: "ABCD2345", title: "t", you, members, seq });
+  return ws;
+}
+
+test("the outbox survives a reload: the next page resends the same id after joined and forgets it on ack", () => {
+  const storage = new FakeStorage();
+  const first = client({ storage }).c;
+  let ws = joinAs(first, { seq: 3 });
+  const acked = first.sendChat("acknowledged");
+  const lost = first.sendChat("sent just before the reload");
+  const edit = first.editChat(2, "fixed typo");
+  ws.receive({ type: "ack", id: acked, seq: 4, ts: 1 });
+  assert.equal(storage.length, 1, "one outbox per session and client id");
+  assert.equal(storage.key(0), "collabhub.outbox.ABCD2345.ann-1");
+
+  // The page reloads: a new client with the same client id and storage, nothing acknowledged since.
+  const second = client({ storage }).c;
+  assert.deepEqual([...second.pending.keys()], [lost, edit], "loaded at construction");
+  second.connect();
+  ws = FakeSocket.all.at(-1);
+  ws.open();
+  assert.equal(ws.sent.length, 1, "nothing is sent before joined");
+  assert.equal(ws.last().history, 50, "a reloaded page starts over: history, not resume_from");
+  ws.receive({ type: "joined", session: "ABCD2345", title: "t", you: member("a", "Ann"), members: [member("a", "Ann")], seq: 6 });
+  const resent = ws.sent.slice(1);
+  assert.deepEqual(resent, [
+    { type: "chat", kind: "text", text: "sent just before the reload", id: lost },
+    { type: "chat_edit", seq: 2, text: "fixed typo", id: edit },
+  ]);
+  ws.receive({ type: "ack", id: lost, seq: 5, ts: 1, duplicate: true });
+  assert.deepEqual([...second.pending.keys()], [edit]);
+  ws.receive({ type: "ack", id: edit, seq: 7, ts: 1 });
+  assert.equal(second.pending.size, 0);
+  assert.equal(storage.length, 0, "an empty outbox leaves nothing behind");
+  // A third page has nothing to send.
+  const third = client({ storage }).c;
+  assert.equal(third.pending.size, 0);
+  // Another session or client id has its own outbox.
+  first.sendChat("elsewhere");
+  assert.equal(client({ storage, clientId: "ann-2" }).c.pending.size, 0);
+  assert.equal(client({ storage, session: "zzzz2345" }).c.pending.size, 0);
+});
+
+test("the outbox drops a message the hub refuses for good, keeps one refused for now, and skips broken storage", () => {
+  const storage = new FakeStorage();
+  const { c } = client({ storage });
+  const ws = joinAs(c);
+  const refused = c.editChat(9, "not mine");
+  const limited = c.sendChat("too fast");
+  ws.receive({ type: "error", code: "forbidden", message: "only its author may edit a message", ref: refused });
+  ws.receive({ type: "error", code: "rate_limited", message: "slow down", ref: limited });
+  assert.deepEqual([...c.pending.keys()], [limited]);
+  // Unreadable storage, or storage that throws (privacy mode): the client still works, in memory.
+  storage.setItem("collabhub.outbox.ABCD2345.ann-9", "{not json");
+  assert.equal(client({ storage, clientId: "ann-9" }).c.pending.size, 0);
+  const throwing = { getItem() { throw new Error("denied"); }, setItem() { throw new Error("quota"); }, removeItem() {} };
+  const { c: d } = client({ storage: throwing });
+  joinAs(d);
+  d.sendChat("still works");
+  assert.equal(d.pending.size, 1);
+  // Outboxes untouched for a week (a tab closed with unsent messages) are pruned.
+  const old = new FakeStorage();
+  old.setItem("collabhub.outbox.OLD.x", JSON.stringify({ saved: Date.now() - 8 * 24 * 3600e3, items: [["i", { type: "chat" }]] }));
+  old.setItem("collabhub.outbox.NEW.x", JSON.stringify({ saved: Date.now(), items: [["j", { type: "chat" }]] }));
+  old.setItem("unrelated", "kept");
+  Outbox.prune(old);
+  assert.deepEqual([...old.map.keys()], ["collabhub.outbox.NEW.x", "unrelated"]);
+});
+
+test("edit, delete, redact and presence are sent as the protocol says, and the changes are emitted", () => {
+  const { c } = client({ storage: null });
+  const ws = joinAs(c, { seq: 10 });
+  const e = c.editChat(4, "better words");
+  const d = c.deleteChat(5);
+  const r = c.redact(6, "personal data");
+  const r2 = c.redact(7);
+  assert.deepEqual(ws.sent.slice(1), [
+    { type: "chat_edit", seq: 4, text: "better words", id: e },
+    { type: "chat_delete", seq: 5, id: d },
+    { type: "redact", seq: 6, reason: "personal data", id: r },
+    { type: "redact", seq: 7, id: r2 },
+  ]);
+  assert.equal(new Set([e, d, r, r2]).size, 4, "each change has an id of its own");
+  assert.equal(c.pending.size, 4, "each waits for its ack");
+
+  const seen = [];
+  for (const t of ["chat", "chat_edit", "chat_delete", "redact"]) c.addEventListener(t, (ev) => seen.push([t, ev.detail.target ?? ev.detail.seq]));
+  const from = { id: "a", name: "Ann", color: "#e6194b" };
+  ws.receive({ type: "chat_edit", seq: 11, ts: 1, id: e, from, target: 4, text: "better words" });
+  ws.receive({ type: "chat_delete", seq: 12, ts: 1, id: d, from, target: 5 });
+  ws.receive({ type: "redact", seq: 13, ts: 1, id: r, from, target: 6, reason: "personal data" });
+  ws.receive({ type: "chat", seq: 6, id: "c6", from, kind: "text", redacted: true });
+  assert.deepEqual(seen, [["chat_edit", 4], ["chat_delete", 5], ["redact", 6], ["chat", 6]]);
+  assert.equal(c.seq, 13);
+
+  // Presence: sent only on change; undefined keeps a field, null clears the location.
+  const presence = () => ws.sent.filter((m) => m.type === "presence").map((m) => m.state);
+  c.setPresence("active");
+  assert.deepEqual(presence(), [], "the hub already has active");
+  c.setPresence("idle", { label: "viewing chat" });
+  c.setPresence("idle", { label: "viewing chat" });
+  c.setPresence(undefined, { label: "viewing the board" });
+  c.setPresence("away");
+  c.setPresence("away", null);
+  assert.deepEqual(presence(), [
+    { status: "idle", location: { label: "viewing chat" } },
+    { status: "idle", location: { label: "viewing the board" } },
+    { status: "away", location: { label: "viewing the board" } },
+    { status: "away" },
+  ]);
+  assert.throws(() => c.setPresence("stale"), /unknown status/);
+
+  // Others' presence updates carry status and location; the member list keeps them.
+  ws.receive({ type: "presence", updates: [{ ...member("b", "Bob"), status: "idle", location: { label: "viewing chat" } }] });
+  assert.equal(c.members.get("b").status, "idle");
+  assert.deepEqual(c.members.get("b").location, { label: "viewing chat" });
+  ws.receive({ type: "presence", updates: [{ ...member("b", "Bob"), connections: 0, status: "stale" }] });
+  assert.equal(c.members.get("b").status, "stale");
+  assert.equal(c.members.get("b").location, undefined, "an update is the whole member: a cleared location is gone");
+  ws.receive({ type: "presence", seq: 14, ts: 1, joins: [], leaves: [{ id: "b", reason: "left", name: "Bob" }] });
+  assert.ok(!c.members.has("b"));
+});
+
+test("presence set while offline goes out after joined, and again after a reconnect to a hub that forgot it", () => {
+  const { c, timers } = client({ storage: null });
+  c.setPresence("away", { label: "viewing chat" });
+  let ws = joinAs(c, { seq: 2 });
+  assert.deepEqual(ws.sent.filter((m) => m.type === "presence"), [{ type: "presence", state: { status: "away", location: { label: "viewing chat" } } }]);
+  // Within the grace the hub kept it: the joined `you` says so, nothing is sent.
+  ws.close(1006); timers.at(-1).fn(); ws = FakeSocket.all.at(-1); ws.open();
+  ws.receive({ type: "joined", session: "ABCD2345", title: "t", you: { ...member("a", "Ann"), status: "away", location: { label: "viewing chat" } }, members: [], seq: 2 });
+  assert.equal(ws.sent.filter((m) => m.type === "presence").length, 0);
+  // After the grace the member is new (active, no location): it is told again.
+  ws.close(1006); timers.at(-1).fn(); ws = FakeSocket.all.at(-1); ws.open();
+  ws.receive({ type: "joined", session: "ABCD2345", title: "t", you: member("a2", "Ann"), members: [], seq: 3 });
+  assert.deepEqual(ws.sent.filter((m) => m.type === "presence").map((m) => m.state), [{ status: "away", location: { label: "viewing chat" } }]);
+});
+
+/** A document's event surface: listeners by type, and a visibility the test flips. */
+class FakeDocument {
+  constructor() { this.visibilityState = "visible"; this.listeners = new Map(); }
+  addEventListener(t, fn) { if (!this.listeners.has(t)) this.listeners.set(t, new Set()); this.listeners.get(t).add(fn); }
+  removeEventListener(t, fn) { this.listeners.get(t)?.delete(fn); }
+  fire(t) { for (const fn of [...(this.listeners.get(t) || [])]) fn({ type: t }); }
+  count() { let n = 0; for (const s of this.listeners.values()) n += s.size; return n; }
+}
+
+/** Timers on a fake clock: `advance(ms)` runs what falls due, in order. */
+function fakeClock() {
+  let now = 1_000_000, next = 1;
+  const timers = new Map();
+  return {
+    now: () => now,
+    schedule: (fn, ms) => { timers.set(next, { fn, at: now + ms }); return next++; },
+    cancel: (h) => timers.delete(h),
+    pending: () => timers.size,
+    advance(ms) {
+      const end = now + ms;
+      for (;;) {
+        const due = [...timers].filter(([, t]) => t.at <= end).sort((a, b) => a[1].at - b[1].at)[0];
+        if (!due) break;
+        timers.delete(due[0]); now = due[1].at; due[1].fn();
+      }
+      now = end;
+    },
+  };
+}
+
+test("trackActivity: idle after idleMs without input, active on input, away while hidden; stop removes it all", () => {
+  const { c } = client({ storage: null });
+  const ws = joinAs(c);
+  const doc = new FakeDocument(), win = new FakeDocument(), clock = fakeClock();
+  const states = () => ws.sent.filter((m) => m.type === "presence").map((m) => m.state.status);
+  const stop = c.trackActivity({ document: doc, window: win, idleMs: 60000, schedule: clock.schedule, cancel: clock.cancel, now: clock.now });
+  assert.deepEqual(states(), [], "active from the start, which the hub already has");
+  clock.advance(30000);
+  for (let i = 0; i < 50; i++) doc.fire("pointermove");   // input pushes idle back without a timer per event
+  assert.equal(clock.pending(), 1);
+  clock.advance(59000);
+  assert.deepEqual(states(), [], "59 s after the last input: still active");
+  clock.advance(1000);
+  assert.deepEqual(states(), ["idle"]);
+  doc.fire("keydown");
+  assert.deepEqual(states(), ["idle", "active"]);
+  doc.visibilityState = "hidden"; doc.fire("visibilitychange");
+  assert.deepEqual(states(), ["idle", "active", "away"]);
+  clock.advance(120000);
+  assert.deepEqual(states(), ["idle", "active", "away"], "hidden stays away, not idle");
+  doc.visibilityState = "visible"; doc.fire("visibilitychange");
+  assert.deepEqual(states(), ["idle", "active", "away", "active"]);
+  clock.advance(60000);
+  assert.deepEqual(states(), ["idle", "active", "away", "active", "idle"]);
+  win.fire("focus");
+  assert.deepEqual(states().at(-1), "active");
+  stop();
+  assert.equal(doc.count() + win.count(), 0, "listeners removed");
+  assert.equal(clock.pending(), 0, "timer cancelled");
+  doc.fire("keydown"); clock.advance(600000);
+  assert.equal(states().at(-1), "active", "nothing after stop");
+  // A page that starts hidden starts away; the location is kept across status changes.
+  const { c: d } = client({ storage: null });
+  const ws2 = joinAs(d);
+  d.setPresence(undefined, { label: "viewing the board" });
+  const hiddenDoc = new FakeDocument(); hiddenDoc.visibilityState = "hidden";
+  d.trackActivity({ document: hiddenDoc, schedule: clock.schedule, cancel: clock.cancel, now: clock.now });
+  assert.deepEqual(ws2.last(), { type: "presence", state: { status: "away", location: { label: "viewing the board" } } });
+});
+
+/** A transcript API over `events`, recording the requests. */
+function fakeTranscript(events, { status = 200 } = {}) {
+  const calls = [];
+  const fetch = async (url, init) => {
+    calls.push({ url, headers: init.headers });
+    const q = new URL(url).searchParams;
+    const after = Number(q.get("after")), limit = Math.min(Number(q.get("limit")), 2);   // pages of 2: following them matters
+    const rest = events.filter((e) => e.seq > after);
+    const page = rest.slice(0, limit);
+    return { ok: status === 200, status, json: async () => ({ session: "ABCD2345", events: page, next_after: page.at(-1)?.seq ?? after, has_more: rest.length > limit }) };
+  };
+  return { fetch, calls };
+}
+
+const settle = async () => { for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r)); };
+
+test("reset: the transcript after the last seq is loaded page by page and emitted in order before what came live", async () => {
+  const from = { id: "b", name: "Bob", color: "#3cb44b" };
+  const chat = (seq, text) => ({ type: "chat", seq, ts: seq, id: "c" + seq, from, kind: "text", text });
+  const transcript = [chat(5, "five"), chat(6, "six"), chat(7, "seven"),
+    { type: "chat_edit", seq: 8, ts: 8, id: "e8", from, target: 6, text: "SIX" },
+    { type: "presence", seq: 9, ts: 9, joins: [], leaves: [{ id: "gone", reason: "left", name: "Old" }] },
+    chat(10, "ten"), chat(11, "eleven, also live")];
+  const { fetch, calls } = fakeTranscript(transcript);
+  const { c, timers } = client({ storage: null, token: "member.jwt.token", fetch });
+  const order = [];
+  for (const t of ["chat", "chat_edit", "history", "reset"]) c.addEventListener(t, (e) => order.push([t, e.detail.seq ?? e.detail.events?.length]));
+  let ws = joinAs(c, { seq: 4, members: [member("a", "Ann"), member("b", "Bob")] });
+  ws.close(1006); timers.at(-1).fn(); ws = FakeSocket.all.at(-1); ws.open();
+  assert.equal(ws.last().resume_from, 4);
+  assert.equal(ws.last().history, undefined, "a resume does not ask for history");
+  // Retention deleted events 1-4 and the hub's stream cannot serve the gap: reset, then joined.
+  ws.receive({ type: "reset", reason: "history_deleted", message: "deleted", seq: 10 });
+  ws.receive({ type: "joined", session: "ABCD2345", title: "t", you: member("a", "Ann"), members: [member("a", "Ann"), member("b", "Bob")], seq: 10 });
+  ws.receive(chat(11, "eleven, also live"));   // live, newer than the gap: waits for the gap
+  assert.equal(c.state, "open");
+  await settle();
+  assert.equal(calls[0].url, "ws://hub".replace("ws:", "http:") + "/api/sessions/ABCD2345/transcript?after=4&limit=1000");
+  assert.deepEqual(calls.map((x) => new URL(x.url).searchParams.get("after")), ["4", "6", "8"], "pages followed until the reset's seq");
+  assert.deepEqual(calls[0].headers, { Authorization: "Bearer member.jwt.token" });
+  assert.deepEqual(order, [["chat", 5], ["chat", 6], ["chat", 7], ["chat_edit", 8], ["chat", 10], ["history", 6], ["chat", 11]]);
+  assert.ok(c.members.has("b"), "joins and leaves from the transcript do not undo the member list joined brought");
+  assert.equal(c.seq, 11);
+});
+
+test("reset: a host key is the credential; without one, or when the load fails, reset is emitted", async () => {
+  const { fetch, calls } = fakeTranscript([{ type: "chat", seq: 3, ts: 3, id: "x", from: { id: "b", name: "B", color: "#000" }, kind: "text", text: "x" }]);
+  const { c: host } = client({ storage: null, hostKey: "hk-123", fetch });
+  const loaded = [];
+  host.addEventListener("history", (e) => loaded.push(e.detail));
+  joinAs(host, { seq: 1 }).receive({ type: "reset", reason: "storage_unavailable", message: "x", seq: 3 });
+  await settle();
+  assert.deepEqual(calls[0].headers, { "X-Host-Key": "hk-123" });
+  assert.equal(loaded.length, 1);
+  assert.deepEqual({ from: loaded[0].from, to: loaded[0].to, n: loaded[0].events.length }, { from: 1, to: 3, n: 1 });
+
+  const guest = client({ storage: null, fetch }).c;
+  const resets = [];
+  guest.addEventListener("reset", (e) => resets.push(e.detail));
+  joinAs(guest, { seq: 1 }).receive({ type: "reset", reason: "history_deleted", message: "gone", seq: 9 });
+  await settle();
+  assert.equal(calls.length, 1, "a guest has no credential for the transcript API");
+  assert.deepEqual(resets.map((r) => r.reason), ["history_deleted"]);
+  assert.equal(guest.seq, 9);
+
+  const failing = fakeTranscript([], { status: 401 });
+  const denied = client({ storage: null, token: "t", fetch: failing.fetch }).c;
+  const seen = [];
+  for (const t of ["reset", "chat"]) denied.addEventListener(t, (e) => seen.push([t, e.detail.error || e.detail.seq]));
+  const ws = joinAs(denied, { seq: 1 });
+  ws.receive({ type: "reset", reason: "history_deleted", message: "gone", seq: 5 });
+  ws.receive({ type: "chat", seq: 6, ts: 6, id: "live", from: { id: "b", name: "B", color: "#000" }, kind: "text", text: "live" });
+  await settle();
+  assert.deepEqual(seen, [["reset", "transcript: HTTP 401"], ["chat", 6]], "the failure is reported, then the live events go on");
 });

@@ -2,9 +2,14 @@
 // no build step: `import { CollabClient } from "/client.js"`.
 
 /**
- * @typedef {{id: string, name: string, color: string, role: string, connections: number}} Member
+ * @typedef {"active"|"idle"|"away"|"stale"} PresenceStatus `stale`: the member's connection is gone and the
+ *   reconnect grace runs (set by the hub, never sent by a client).
+ * @typedef {{id: string, name: string, color: string, role: string, connections: number, status?: PresenceStatus,
+ *            location?: any}} Member
  * @typedef {"idle"|"connecting"|"open"|"resuming"|"offline"|"closed"} ConnectionState
  * @typedef {{kind?: "text"|"file"|"code"|"system", text?: string, file?: object, code?: object, meta?: object}} ChatBody
+ * @typedef {{getItem(key: string): string|null, setItem(key: string, value: string): void, removeItem(key: string): void}} Storage
+ *   The part of the Web Storage API the outbox uses (`localStorage`, or a fake in Node).
  */
 
 const PROTOCOL = "collabhub.v1";
@@ -54,24 +59,111 @@ function defaultUrl(path) {
   return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
 }
 
+/** The HTTP origin of a ws(s):// URL (for the transcript API). */
+function httpOrigin(wsUrl) {
+  try {
+    const u = new URL(wsUrl);
+    return (u.protocol === "wss:" ? "https://" : "http://") + u.host;
+  } catch { return ""; }
+}
+
 function randomId() {
   const c = globalThis.crypto;
   if (c && c.randomUUID) return c.randomUUID();
   return Math.random().toString(36).slice(2) + Date.now().toString(36);
 }
 
+/** Key prefix of the outboxes kept in storage: `collabhub.outbox.SESSION.CLIENT_ID`. */
+export const OUTBOX_PREFIX = "collabhub.outbox.";
+/** Outboxes untouched for this long (a tab closed with unsent messages) are removed at construction. */
+const OUTBOX_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
+
+function defaultStorage() {
+  try { return globalThis.localStorage || null; } catch { return null; }   // access throws when storage is blocked
+}
+
+/**
+ * The unacknowledged outbox: message id -> the message to (re)send (`{type, ...fields}`; a body without
+ * `type` is a chat). A Map that writes itself to `storage` on every change, so what was not acknowledged
+ * survives a page reload and is sent again, with the same ids, once the reloaded page has joined (the hub
+ * stores each id once per sender identity: the `client_id` or the token's `sub`).
+ */
+export class Outbox extends Map {
+  /** @param {Storage|null} storage @param {string} key */
+  constructor(storage, key) {
+    super();
+    this.storage = storage;
+    this.key = key;
+    if (!storage) return;
+    try {
+      const saved = JSON.parse(storage.getItem(key) || "null");
+      for (const [id, msg] of (saved && Array.isArray(saved.items) ? saved.items : [])) {
+        if (typeof id === "string" && msg && typeof msg === "object") super.set(id, msg);
+      }
+    } catch { /* unreadable: start empty */ }
+  }
+  set(id, msg) { super.set(id, msg); this._save(); return this; }
+  delete(id) { const had = super.delete(id); if (had) this._save(); return had; }
+  clear() { super.clear(); this._save(); }
+  _save() {
+    if (!this.storage) return;
+    try {
+      if (this.size === 0) this.storage.removeItem(this.key);
+      else this.storage.setItem(this.key, JSON.stringify({ saved: Date.now(), items: [...this] }));
+    } catch { /* quota or privacy mode: the outbox still works for this page */ }
+  }
+  /** Removes other outboxes not written for `maxAge` ms (needs a storage with `length` and `key(i)`). */
+  static prune(storage, maxAge = OUTBOX_MAX_AGE_MS, now = Date.now()) {
+    if (!storage || typeof storage.key !== "function" || typeof storage.length !== "number") return;
+    try {
+      const old = [];
+      for (let i = 0; i < storage.length; i++) {
+        const k = storage.key(i);
+        if (!k || !k.startsWith(OUTBOX_PREFIX)) continue;
+        let saved = 0;
+        try { saved = JSON.parse(storage.getItem(k)).saved || 0; } catch { /* unreadable: old */ }
+        if (now - saved > maxAge) old.push(k);
+      }
+      for (const k of old) storage.removeItem(k);
+    } catch { /* storage unavailable */ }
+  }
+}
+
+/** Error codes after which resending the same message could succeed: it stays in the outbox. */
+const TRANSIENT_ERRORS = new Set(["rate_limited", "storage_unavailable", "not_ready", "not_joined"]);
+/** The states a client may set (`stale` is the hub's). */
+const PRESENCE_STATUSES = new Set(["active", "idle", "away"]);
+
+/** The `state` of a presence message: status, and location when there is one. */
+const presenceState = (status, location) => ({ status: status || "active", ...(location === undefined || location === null ? {} : { location }) });
+
 /**
  * A member's connection to one session. Events (listen with addEventListener; `event.detail` is the payload):
- * `state` (ConnectionState), `joined`, `presence` (Map of members), `chat`, `ack`, `cursors`, `typing`,
- * `event`, `run`, `error`, `reset`, `ended`.
+ * `state` (ConnectionState), `joined`, `presence` (Map of members, with each one's `status` and `location`),
+ * `chat` (a redacted one is a tombstone: `redacted: true`, no text), `chat_edit`, `chat_delete`, `redact`
+ * (`target` is the chat message's seq), `ack`, `cursors`, `typing`, `event`, `run`, `error`, `reset`,
+ * `history`, `ended`.
+ *
+ * A `reset` (the events after our last seq were deleted by retention, or could not be read) is filled from
+ * the transcript API when the client holds a credential it can send over HTTP (a token, or the host key):
+ * the events it loads are emitted like live ones (`chat`, `chat_edit`, ...; live events that arrive
+ * meanwhile wait so the order holds), then `history {from, to, events}`. Without a credential, or when the
+ * transcript cannot be read, `reset` is emitted (with `error` when a load failed) and the page decides.
  */
 export class CollabClient extends EventTarget {
   /**
    * @param {{session: string, name?: string, token?: string, getToken?: () => Promise<string>, clientId?: string,
-   *          hostKey?: string, url?: string, WebSocket?: any, random?: () => number,
+   *          hostKey?: string, url?: string, httpUrl?: string, WebSocket?: any, fetch?: typeof fetch,
+   *          storage?: Storage|null, history?: number, random?: () => number,
    *          schedule?: (fn: Function, ms: number) => any}} options
    * `getToken` is called before every (re)connect and on `token_expiring` (the fresh token is sent as
    * `refresh`); a 4001 close (token expired or required) fetches a fresh one and retries once.
+   * `storage` (default `localStorage`; `null` for none) keeps the unacknowledged outbox across reloads,
+   * under a key per session and client id: pass a stable `clientId` for a reload to find it.
+   * `history` (default 50, 0 for none): how many recent durable events a newcomer asks for in its first
+   * join, so the room shows what was said before it came.
+   * `httpUrl`: the hub's HTTP origin for the transcript API (default: derived from `url`).
+   * `fetch`: for the transcript API (default: the global `fetch`).
    */
   constructor(options) {
     super();
@@ -83,14 +175,24 @@ export class CollabClient extends EventTarget {
     this.hostKey = options.hostKey;
     this.clientId = options.clientId || randomId();
     this.url = options.url || defaultUrl(`/ws?session=${encodeURIComponent(this.session)}`);
+    this.httpUrl = options.httpUrl || httpOrigin(this.url);
     this.WebSocketImpl = options.WebSocket || globalThis.WebSocket;
+    this.fetchImpl = options.fetch || (globalThis.fetch ? globalThis.fetch.bind(globalThis) : null);
+    this.history = options.history ?? 50;
     this.random = options.random || Math.random;
     this.schedule = options.schedule || ((fn, ms) => setTimeout(fn, ms));
     /** @type {ConnectionState} */ this.state = "idle";
     /** @type {Map<string, Member>} */ this.members = new Map();
     /** @type {Member|null} */ this.you = null;
     /** Highest durable seq seen: what a reconnect resumes from. */ this.seq = 0;
-    /** Chat messages sent but not yet acknowledged, by id, resent after a reconnect. */ this.pending = new Map();
+    const storage = options.storage === undefined ? defaultStorage() : options.storage;
+    Outbox.prune(storage);
+    /** Messages sent but not yet acknowledged (chat, chat_edit, chat_delete, redact), by id: resent after a
+     * reconnect, and kept in `storage` so a reloaded page sends them again. */
+    this.pending = new Outbox(storage, OUTBOX_PREFIX + this.session + "." + this.clientId);
+    /** This client's presence state as it wants the others to see it (sent on change, and after a join). */
+    this.presence = { status: "active", location: undefined };
+    this._presenceSent = null;   // what the hub has for us, as JSON
     this.typing = new Map();
     this.attempt = 0;
     this.ws = null;
@@ -99,6 +201,7 @@ export class CollabClient extends EventTarget {
     this._cursorFrame = false;
     this._typingTimer = null;
     this._typingRefresh = 0;
+    this._recovery = null;   // {from, to, held: []} while a reset is filled from the transcript
   }
 
   /** Opens the connection (and keeps reconnecting until close()). */
@@ -120,7 +223,9 @@ export class CollabClient extends EventTarget {
       const join = { type: "join", name: this.name, client_id: this.clientId };
       if (this.token) join.token = this.token;
       if (this.hostKey) join.host_key = this.hostKey;
+      // A resume gets exactly what it missed; a first join asks for the recent history instead.
       if (this.seq > 0) join.resume_from = this.seq;
+      else if (this.history > 0) join.history = Math.min(1000, Math.floor(this.history));
       this._send(join);
     };
     ws.onmessage = (e) => this.handle(JSON.parse(typeof e.data === "string" ? e.data : e.data.toString()));
@@ -129,7 +234,7 @@ export class CollabClient extends EventTarget {
     return this;
   }
 
-  /** Closes for good (no reconnect). */
+  /** Closes for good (no reconnect). The outbox stays in storage. */
   close() {
     this.closedByUser = true;
     if (this.ws) this.ws.close(1000);
@@ -138,7 +243,16 @@ export class CollabClient extends EventTarget {
 
   /** Handles one server message (exposed for tests, which replay Protocol/examples through it). */
   handle(m) {
-    if (typeof m.seq === "number" && m.type !== "joined" && m.type !== "ack") this.seq = Math.max(this.seq, m.seq);
+    if (typeof m.seq === "number" && m.type !== "joined" && m.type !== "ack" && m.type !== "reset") {
+      this.seq = Math.max(this.seq, m.seq);
+      // While a reset is being filled, later timeline events wait for the older ones being loaded.
+      if (this._recovery && m.type !== "presence") { this._recovery.held.push(m); return; }
+    }
+    this._dispatch(m, false);
+  }
+
+  /** One message's effect; `replayed`: it comes from the transcript (a reset being filled). */
+  _dispatch(m, replayed) {
     switch (m.type) {
       case "joined":
         this.attempt = 0;
@@ -147,22 +261,35 @@ export class CollabClient extends EventTarget {
         this.members = new Map(m.members.map((x) => [x.id, x]));
         this.seq = Math.max(this.seq, m.seq);
         this._setState("open");
-        // Whatever was not acknowledged goes again with the same ids: the hub stores each once.
-        for (const [id, body] of this.pending) this._send({ type: "chat", id, ...body });
+        // Whatever was not acknowledged goes again with the same ids: the hub stores each once. After
+        // a reload these are the previous page's, loaded from storage.
+        for (const [id, msg] of this.pending) this._send({ type: "chat", ...msg, id });
+        // The hub keeps our presence state across a reconnect within the grace, not after it (nor for a
+        // new member): tell it again when it differs.
+        this._presenceSent = JSON.stringify(presenceState(m.you?.status, m.you?.location));
+        this._sendPresence();
         this._emit("joined", m);
         this._emit("presence", this.members);
         break;
       case "presence":
-        for (const j of m.joins || []) this.members.set(j.id, j);
-        for (const u of m.updates || []) this.members.set(u.id, u);
-        for (const l of m.leaves || []) { this.members.delete(l.id); this.typing.delete(l.id); }
+        // Joins and leaves from the transcript are older than the member list `joined` brought.
+        if (!replayed) {
+          for (const j of m.joins || []) this.members.set(j.id, j);
+          for (const u of m.updates || []) {
+            this.members.set(u.id, u);   // whole member objects: status and location included
+            if (this.you && u.id === this.you.id) this.you = u;
+          }
+          for (const l of m.leaves || []) { this.members.delete(l.id); this.typing.delete(l.id); }
+        }
         this._emit("presence", this.members);
         break;
       case "ack":
         this.pending.delete(m.id);
         this._emit("ack", m);
         break;
-      case "chat": this._emit("chat", m); break;
+      case "chat": case "chat_edit": case "chat_delete": case "redact":
+        this._emit(m.type, m);
+        break;
       case "cursors":
         this._emit("cursors", m.updates.filter((u) => !this.you || u.id !== this.you.id));
         break;
@@ -172,8 +299,13 @@ export class CollabClient extends EventTarget {
         break;
       case "event": this._emit("event", m); break;
       case "run": this._emit("run", m); break;
-      case "reset": this._emit("reset", m); break;
-      case "error": this._emit("error", m); break;
+      case "reset": this._reset(m); break;
+      case "error":
+        // A refusal that would be repeated (forbidden, invalid_field, ...) leaves the outbox: resending
+        // it after every reconnect and reload would only be refused again.
+        if (m.ref && this.pending.has(m.ref) && !TRANSIENT_ERRORS.has(m.code)) this.pending.delete(m.ref);
+        this._emit("error", m);
+        break;
       case "token_expiring":
         this._emit("token_expiring", m);
         if (this.getToken) Promise.resolve().then(() => this.getToken()).then((t) => this.refresh(t), () => {});
@@ -183,14 +315,157 @@ export class CollabClient extends EventTarget {
     }
   }
 
-  /** Sends a chat message; it stays in `pending` until acknowledged, across reconnects. Returns its id. */
+  /** The credential this client can show the HTTP API, as request headers (null: none). */
+  _httpCredential() {
+    if (this.token) return { Authorization: "Bearer " + this.token };
+    if (this.hostKey) return { "X-Host-Key": this.hostKey };
+    return null;
+  }
+
+  /** `reset`: the events after our seq are gone from the hub's stream; load what is left from the transcript. */
+  _reset(m) {
+    const from = this.seq;
+    const to = typeof m.seq === "number" ? m.seq : Infinity;
+    if (typeof m.seq === "number") this.seq = Math.max(this.seq, m.seq);
+    if (this._recovery) return;   // already filling the gap: the load in flight goes on to the end
+    const headers = this._httpCredential();
+    if (!headers || !this.fetchImpl) { this._emit("reset", m); return; }   // the page decides (e.g. reload)
+    const recovery = (this._recovery = { from, to, held: [] });
+    this._loadTranscript(from, to, headers).then((events) => {
+      this._recovery = null;
+      this._emit("history", { from, to: events.length ? events[events.length - 1].seq : from, events, reset: m });
+      this._flush(recovery.held);
+    }, (error) => {
+      this._recovery = null;
+      this._emit("reset", { ...m, error: String(error && error.message || error) });
+      this._flush(recovery.held);
+    });
+  }
+
+  /** Reads the transcript after `from` through `to`, a page at a time, emitting each event as it comes. */
+  async _loadTranscript(from, to, headers) {
+    const loaded = [];
+    let after = from;
+    for (;;) {
+      const url = `${this.httpUrl}/api/sessions/${encodeURIComponent(this.session)}/transcript?after=${after}&limit=1000`;
+      const res = await this.fetchImpl(url, { headers });
+      if (!res.ok) throw new Error(`transcript: HTTP ${res.status}`);
+      const page = await res.json();
+      for (const e of page.events || []) {
+        if (typeof e.seq !== "number" || e.seq <= after || e.seq > to) continue;
+        this.seq = Math.max(this.seq, e.seq);
+        loaded.push(e);
+        this._dispatch(e, true);
+      }
+      const next = page.next_after;
+      if (!page.has_more || typeof next !== "number" || next <= after || next >= to) return loaded;
+      after = next;
+    }
+  }
+
+  _flush(held) { for (const m of held) this._dispatch(m, false); }
+
+  /** Queues a message that waits for its ack, and sends it when connected. Returns its id. */
+  _sendAcked(msg) {
+    const id = randomId();
+    this.pending.set(id, { ...msg, id });
+    if (this.state === "open") this._send({ ...msg, id });
+    return id;
+  }
+
+  /** Sends a chat message; it stays in `pending` until acknowledged, across reconnects and reloads. Returns its id. */
   sendChat(/** @type {ChatBody|string} */ body) {
     const b = typeof body === "string" ? { kind: "text", text: body } : { kind: "text", ...body };
-    const id = randomId();
-    this.pending.set(id, b);
-    if (this.state === "open") this._send({ type: "chat", id, ...b });
+    const id = this._sendAcked({ type: "chat", ...b });
     this.setTyping(false);
     return id;
+  }
+
+  /** The author changes the text of its chat message number `seq` (its seq, not its id). Returns the edit's id. */
+  editChat(seq, text) { return this._sendAcked({ type: "chat_edit", seq, text: String(text) }); }
+
+  /** The author (or a host) deletes chat message `seq`: the others hide it. Returns the deletion's id. */
+  deleteChat(seq) { return this._sendAcked({ type: "chat_delete", seq }); }
+
+  /** A host removes chat message `seq`'s content for good, everywhere it is stored. Returns the redaction's id. */
+  redact(seq, reason) {
+    return this._sendAcked({ type: "redact", seq, ...(reason ? { reason: String(reason) } : {}) });
+  }
+
+  /**
+   * This member's presence: `status` (`active`, `idle`, `away`; undefined keeps the current one) and
+   * `location` (any JSON up to 1 KiB saying what it is looking at, e.g. `{label: "viewing chat"}`; undefined
+   * keeps the current one, null clears it). Sent only when it changes, and again after a reconnect.
+   */
+  setPresence(status, location) {
+    if (status !== undefined && status !== null && !PRESENCE_STATUSES.has(status)) throw new Error(`unknown status ${status}`);
+    this.presence = {
+      status: status ?? this.presence.status,
+      location: location === undefined ? this.presence.location : (location ?? undefined),
+    };
+    this._sendPresence();
+  }
+
+  _sendPresence() {
+    if (this.state !== "open") return;
+    const state = presenceState(this.presence.status, this.presence.location);
+    const json = JSON.stringify(state);
+    if (json === this._presenceSent) return;
+    this._presenceSent = json;
+    this._send({ type: "presence", state });
+  }
+
+  /**
+   * Follows the page's activity: `away` while it is hidden (visibilitychange), `idle` after `idleMs`
+   * without input (pointer, keyboard, wheel, touch), `active` again on input or when shown. Returns a
+   * function that stops it. `document`, `window`, `schedule`/`cancel` (timers) and `now` are injectable.
+   * @param {{document?: any, window?: any, idleMs?: number, schedule?: (fn: Function, ms: number) => any,
+   *          cancel?: (handle: any) => void, now?: () => number}} [options]
+   */
+  trackActivity(options = {}) {
+    const doc = options.document || globalThis.document;
+    const win = options.window || globalThis.window;
+    const idleMs = options.idleMs ?? 60000;
+    const schedule = options.schedule || ((fn, ms) => setTimeout(fn, ms));
+    const cancel = options.cancel || ((h) => clearTimeout(h));
+    const now = options.now || (() => Date.now());
+    if (!doc) throw new Error("trackActivity needs a document");
+    let lastInput = now();
+    let timer = null;
+    let stopped = false;
+    const hidden = () => doc.visibilityState === "hidden" || doc.hidden === true;
+    // One timer at a time: input only moves `lastInput`; when the timer fires early it waits the rest.
+    const arm = (ms) => { if (timer === null && !stopped) timer = schedule(check, ms); };
+    const check = () => {
+      timer = null;
+      if (stopped || hidden()) return;
+      const quiet = now() - lastInput;
+      if (quiet >= idleMs) this.setPresence("idle");
+      else arm(idleMs - quiet);
+    };
+    const onInput = () => {
+      lastInput = now();
+      if (hidden()) return;
+      if (this.presence.status !== "active") this.setPresence("active");
+      arm(idleMs);
+    };
+    const onVisibility = () => {
+      if (hidden()) { this.setPresence("away"); return; }
+      onInput();   // shown again: active, and the idle clock restarts
+    };
+    const inputs = ["pointermove", "pointerdown", "keydown", "wheel", "touchstart"];
+    const opts = { passive: true, capture: true };
+    for (const t of inputs) doc.addEventListener(t, onInput, opts);
+    doc.addEventListener("visibilitychange", onVisibility);
+    if (win && win.addEventListener) win.addEventListener("focus", onInput);
+    if (hidden()) this.setPresence("away"); else { this.setPresence("active"); arm(idleMs); }
+    return () => {
+      stopped = true;
+      if (timer !== null) { cancel(timer); timer = null; }
+      for (const t of inputs) doc.removeEventListener(t, onInput, opts);
+      doc.removeEventListener("visibilitychange", onVisibility);
+      if (win && win.removeEventListener) win.removeEventListener("focus", onInput);
+    };
   }
 
   /** Pointer position; at most one update per animation frame goes out (the latest). */
