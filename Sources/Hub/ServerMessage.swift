@@ -192,6 +192,13 @@ public enum EventBody {
         return w.bytes
     }
 
+    /// What is left of an edit of a redacted message: its id, author and target, and `redacted: true`
+    /// (the bytes of `chatChange(.edit, ...)` up to the target, so the store can cut a stored one the same).
+    public static func editTombstone(_ edit: [UInt8]) -> [UInt8]? {
+        guard let r = edit.firstRange(of: Array(",\"text\":".utf8)) else { return nil }
+        return Array(edit[..<r.lowerBound]) + Array(",\"redacted\":true".utf8)
+    }
+
     /// What is left of a redacted chat message: its id, author and kind, and `redacted: true`.
     public static func tombstone(of original: JSONObject?) -> [UInt8] {
         var w = JSONWriter(capacity: 128)

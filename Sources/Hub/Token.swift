@@ -53,7 +53,8 @@ public struct TokenClaims: Sendable, Equatable {
     public var iat: Int64?
     /// A watcher token's channels (`run:ID`, `dashboard:OWNER`, a trailing `*` a prefix); nil for a member token.
     public var channels: [String]? = nil
-    /// `replay`: a share link's token, for that session's playback only (no live join).
+    /// `replay`: a share link's token, for that session's playback only (no live join). Other values
+    /// (an identity provider's OAuth scopes) mean nothing to the hub.
     public var scope: String? = nil
 
     /// What the token lets its holder do outside a session's own admission.
@@ -62,7 +63,7 @@ public struct TokenClaims: Sendable, Equatable {
         // A publisher token names a backend, not a person: it reads no session.
         if role == .publisher { return .member(session: "", role: role) }
         // A share link's token reads that session, whatever role it names.
-        if scope != nil { return .member(session: session, role: .viewer) }
+        if scope == "replay" { return .member(session: session, role: .viewer) }
         return .member(session: session, role: role)
     }
 }

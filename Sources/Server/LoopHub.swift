@@ -181,7 +181,7 @@ final class LoopHub: SessionHost, HubMetrics {
     }
 
     func readEvents(_ session: Session, after: Int, limit: Int, done: @escaping ([StoredEvent]?) -> Void) {
-        let reads = context.server.wakeups, storage: TranscriptReads = store, loop = context.loop
+        let reads = context.server.historyReads, storage: TranscriptReads = store, loop = context.loop
         let code = session.code
         reads.submit {
             let events = try? storage.events(session: code, after: after, limit: limit)
@@ -193,12 +193,17 @@ final class LoopHub: SessionHost, HubMetrics {
         _ session: Session, seq: Int,
         done: @escaping (Result<(event: StoredEvent, member: String?)?, StoreFailure>) -> Void
     ) {
-        let reads = context.server.wakeups, storage: TranscriptReads = store, loop = context.loop
+        let reads = context.server.historyReads, storage: TranscriptReads = store, loop = context.loop
         let code = session.code
         reads.submit {
             let result = Result { try storage.event(session: code, seq: seq) }.mapError { StoreFailure("\($0)") }
             loop.post { done(result) }
         }
+    }
+
+    func redacted(_ session: Session, seqs: Set<Int>) {
+        let code = session.code, server = context.server!
+        server.contexts[0].loop.post { server.webhooks?.forget(stream: code, seqs: seqs) }
     }
 
     // HubMetrics

@@ -43,6 +43,9 @@ public final class Server {
     /// Reads that wake sessions up and refresh the API key table: a thread of their own, so a long
     /// export or replay load on the API worker never delays a join.
     let wakeups = Worker(name: "session-wakeups")
+    /// Catch-up pages and the point reads of chat changes: their own thread, so that a crowd resuming
+    /// from far back never delays a session's wake-up.
+    let historyReads = Worker(name: "history-reads")
     /// Name resolution for webhook deliveries (a slow DNS server must not delay anything else).
     let webhookResolvers = (0..<4).map { Worker(name: "webhook-dns-\($0)") }
     /// Delivers the webhook outbox (loop 0).
@@ -243,6 +246,7 @@ public final class Server {
         // Every loop is stopped: commit what is queued and close the store.
         api?.worker.stop()
         wakeups.stop()
+        historyReads.stop()
         api?.keys.stop()
         for w in webhookResolvers { w.stop() }
         store.close()

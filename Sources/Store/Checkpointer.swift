@@ -78,11 +78,26 @@ extension SQLiteStore {
     /// appends that end the idle time would wait for this checkpoint's fsyncs), or at once past
     /// `walHardLimit`.
     func restartWAL() {
+        if truncatePending { tryTruncate() }
         guard !checkpointer.isRunning, walPages > 0 else { return }
         if (try? writer.exec("PRAGMA wal_checkpoint(PASSIVE)")) != nil {
             walPages = 0
             checkpointer.countCompleted()
         }
+    }
+
+    /// Copies the WAL into the database and truncates it, without waiting: a read in progress (or the
+    /// background checkpoint) makes it give up until the next try (writer thread).
+    func tryTruncate() {
+        guard !checkpointer.isRunning else { return }
+        sqlite3_busy_timeout(writer.db, 0)
+        defer { sqlite3_busy_timeout(writer.db, 5000) }
+        guard let st = try? writer.prepare("PRAGMA wal_checkpoint(TRUNCATE)"), (try? st.step()) == true,
+            st.int(0) == 0
+        else { return }
+        truncatePending = false
+        walPages = 0
+        checkpointer.countCompleted()
     }
 
     /// Checkpoints completed so far.

@@ -56,9 +56,27 @@ extension SQLiteStore {
                 let up = try writer.prepare("UPDATE events SET body=? WHERE session=? AND seq=?")
                 up.bind(1, blob: r.body); up.bind(2, event.session); up.bind(3, r.seq)
                 _ = try up.step()
-                let del = try writer.prepare("DELETE FROM webhook_outbox WHERE stream=? AND seq=?")
-                del.bind(1, event.session); del.bind(2, r.seq)
-                _ = try del.step()
+                // Its edits go too (their text is the message's text).
+                let edits = try writer.prepare(
+                    "SELECT seq, body FROM events WHERE session=? AND type='chat_edit' AND seq>? AND instr(body, ?)>0")
+                edits.bind(1, event.session); edits.bind(2, r.seq);
+                edits.bind(3, blob: Array("\"target\":\(r.seq),".utf8))
+                var seqs = [r.seq]
+                var rewrites: [(Int, [UInt8])] = []
+                while try edits.step() {
+                    if let t = EventBody.editTombstone(edits.blob(1)) { rewrites.append((Int(edits.int(0)), t)) }
+                }
+                for (seq, body) in rewrites {
+                    let u = try writer.prepare("UPDATE events SET body=? WHERE session=? AND seq=?")
+                    u.bind(1, blob: body); u.bind(2, event.session); u.bind(3, seq)
+                    _ = try u.step()
+                    seqs.append(seq)
+                }
+                for seq in seqs {
+                    let del = try writer.prepare("DELETE FROM webhook_outbox WHERE stream=? AND seq=?")
+                    del.bind(1, event.session); del.bind(2, seq)
+                    _ = try del.step()
+                }
             }
             try insert(event, seq: seq, ts: now)
             undo.append((event.session, seqs[event.session]))
@@ -150,8 +168,9 @@ extension SQLiteStore {
             lastError = nil
             if redacted {
                 // The redacted content's old page images are in the WAL: copy the new ones into the
-                // database and empty the WAL now (if a read holds it, the next checkpoint does).
-                if (try? writer.exec("PRAGMA wal_checkpoint(TRUNCATE)")) != nil { walPages = 0 }
+                // database and empty the WAL, now if no read holds it, else when the writer is idle.
+                truncatePending = true
+                tryTruncate()
             }
         } catch {
             failure = "\(error)"

@@ -114,6 +114,8 @@ public final class SQLiteStore: EventLog, SessionRecords, StorageMaintenance, @u
     var checkpointer: Checkpointer!
     /// Pages in the WAL after the last commit (writer thread, from SQLite's WAL hook).
     var walPages = 0
+    /// A redaction's old page images may still be in the WAL: truncate it when no read holds it.
+    var truncatePending = false
     let checkpointPages: Int
     /// The writer restarts the WAL after this long without work.
     static let idleRestart = 0.2

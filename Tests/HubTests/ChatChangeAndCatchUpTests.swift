@@ -95,6 +95,43 @@ final class ChatChangeAndCatchUpTests: XCTestCase {
         }
     }
 
+    func testAConnectionCatchingUpIsStillTheMembersForRemovalAndTheEnd() {
+        let h = Harness(policy: smallWindow())
+        let host = h.join("Host", clientId: "h", hostKey: "hk"), a = h.join("Ann", clientId: "ann")
+        for i in 0..<50 { h.send(a, #"{"type":"chat","id":"c\#(i)","text":"m\#(i)"}"#) }
+        let b = FakeClient("Bob")
+        h.session.join(b, ClientMessage.Join(session: nil, name: "Bob", clientId: "bob", resumeFrom: 0))
+        h.executor.runAll()  // joined as a member; its catch-up's first read is still out
+        XCTAssertNil(b.received.first { $0["type"] as? String == "joined" })
+        let bob = h.session.members.first { $0.name == "Bob" }!
+        XCTAssertTrue(bob.connections.contains { $0 === b }, "the member's connection, though it catches up")
+        h.send(host, #"{"type":"remove","member":"\#(bob.id)"}"#)
+        XCTAssertEqual(b.closedWith, .removed)
+        XCTAssertTrue(h.session.catchUps.isEmpty)
+
+        let c = FakeClient("Cat")
+        h.session.join(c, ClientMessage.Join(session: nil, name: "Cat", clientId: "cat", resumeFrom: 0))
+        h.executor.runAll()
+        h.send(host, #"{"type":"end","reason":"done"}"#, commit: false)
+        h.executor.runAll()
+        XCTAssertEqual(c.of("session_ended").count, 1)
+    }
+
+    func testARetentionGapIsAResetThenTheRestFollows() {
+        let h = Harness(policy: smallWindow())
+        let a = h.join("Ann", clientId: "ann"), b = h.join("Bob", clientId: "bob")
+        let seen = b.received.last?["seq"] as! Int
+        h.session.disconnected(b, graceful: true)
+        for i in 0..<40 { h.send(a, #"{"type":"chat","id":"c\#(i)","text":"m\#(i)"}"#) }
+        h.store.enforce(RetentionPolicy(maxEventsPerSession: 20))
+        let b2 = h.join("Bob", clientId: "bob", resumeFrom: seen)
+        let reset = b2.of("reset").first!
+        XCTAssertEqual(reset["reason"] as? String, "history_deleted")
+        let kept = b2.received.filter { $0["type"] as? String == "chat" }.map { $0["seq"] as! Int }
+        XCTAssertEqual(kept, Array((reset["seq"] as! Int + 1)...h.session.lastSeq))
+        XCTAssertEqual(kept.count, 20)
+    }
+
     func testUnreadableHistoryIsAReset() {
         let h = Harness(policy: smallWindow())
         let a = h.join("Ann", clientId: "ann"), b = h.join("Bob", clientId: "bob")
@@ -149,6 +186,8 @@ final class ChatChangeAndCatchUpTests: XCTestCase {
         let host = h.join("Host", clientId: "h", hostKey: "hk"), a = h.join("Ann", clientId: "ann")
         h.send(a, #"{"type":"chat","id":"c1","text":"my password is hunter2"}"#)
         let target = chatSeq(host, "my password is hunter2")
+        h.send(a, #"{"type":"chat_edit","id":"e1","seq":\#(target),"text":"my password is hunter2!"}"#)
+        let editSeq = a.of("ack").last!["seq"] as! Int
         h.send(a, #"{"type":"redact","id":"r0","seq":\#(target)}"#)
         XCTAssertEqual(a.of("error").last?["code"] as? String, "forbidden")
         h.send(host, #"{"type":"redact","id":"r1","seq":\#(target),"reason":"a secret"}"#)
@@ -160,12 +199,20 @@ final class ChatChangeAndCatchUpTests: XCTestCase {
         XCTAssertFalse(text.contains("hunter2"), text)
         XCTAssertTrue(text.contains(#""redacted":true"#), text)
         XCTAssertTrue(text.contains(#""id":"c1""#), text)
+        // Its edit is cut too, in the store and in the window, and queued webhooks of both are dropped.
+        let storedEdit = String(decoding: try XCTUnwrap(try h.store.event(session: h.session.code, seq: editSeq)).event.body, as: UTF8.self)
+        XCTAssertFalse(storedEdit.contains("hunter2"), storedEdit)
+        XCTAssertTrue(storedEdit.contains(#""redacted":true"#), storedEdit)
+        XCTAssertEqual(h.host.redactions.last, [target, editSeq])
         // A resume from the window gets the tombstone, not the original.
         h.session.disconnected(a, graceful: true)
         let a2 = h.join("Ann", clientId: "ann", resumeFrom: target - 1)
         let replayed = a2.of("chat").first { $0["seq"] as? Int == target }!
         XCTAssertEqual(replayed["redacted"] as? Bool, true)
         XCTAssertNil(replayed["text"])
+        let replayedEdit = a2.of("chat_edit").first { $0["seq"] as? Int == editSeq }!
+        XCTAssertEqual(replayedEdit["redacted"] as? Bool, true)
+        XCTAssertNil(replayedEdit["text"])
         // Redacted once: not again, and no edits.
         h.send(host, #"{"type":"redact","id":"r2","seq":\#(target)}"#)
         XCTAssertEqual(host.of("error").last?["field"] as? String, "seq")

@@ -55,6 +55,8 @@ final class FakeHost: SessionHost, HubMetrics {
     var dropped = 0, slow = 0, committed = 0, failures = 0
     var metrics: HubMetrics { self }
     func cursorsPending(_ session: Session) { pending.append(session) }
+    var redactions: [Set<Int>] = []
+    func redacted(_ session: Session, seqs: Set<Int>) { redactions.append(seqs) }
     /// The store the session writes to (reads go to it, like the server's off-loop reads).
     var storage: MemoryStorage?
     var readsFail = false

@@ -38,6 +38,8 @@ final class ServerMessageTests: XCTestCase {
              "chat"),
             (.durable(type: "chat_edit", seq: 6, ts: 5, body: EventBody.chatChange(.edit, id: "e1", from: from, target: 1,
                                                                                    text: "new")), "chat_edit"),
+            (.durable(type: "chat_edit", seq: 6, ts: 5, body: EventBody.editTombstone(
+                EventBody.chatChange(.edit, id: "e1", from: from, target: 1, text: "new"))!), "chat_edit"),
             (.durable(type: "chat_delete", seq: 7, ts: 5, body: EventBody.chatChange(.delete, id: "d1", from: from,
                                                                                      target: 1, text: nil)), "chat_delete"),
             (.durable(type: "redact", seq: 8, ts: 5, body: EventBody.chatChange(.redact, id: "r1", from: from, target: 1,

@@ -163,6 +163,12 @@ def test_replay_plays_the_transcript(web_hub, browsers):
             await asyncio.sleep(0.2)
         await a.send({"type": "chat", "id": "c", "kind": "code", "code": {"language": "js", "source": "console.log(1)"}})
         await a.expect("ack")
+        await a.send({"type": "chat", "id": "typo", "text": "helo wrold"})
+        typo = (await a.expect("ack"))["seq"]
+        await a.send({"type": "chat_edit", "id": "e", "seq": typo, "text": "hello world"})
+        await a.expect("ack", skip=("presence", "chat_edit"))
+        await a.send({"type": "leave"})
+        await asyncio.sleep(0.2)
         await Client.close_all()
     asyncio.run(record())
     r = browsers()
@@ -171,4 +177,6 @@ def test_replay_plays_the_transcript(web_hub, browsers):
     text = r.find_element(By.ID, "messages").text
     assert text.index("first") < text.index("second") < text.index("third")
     assert "console.log(1)" in text and "Ann joined" in text
+    # Edits show as such, and leaves name who left.
+    assert "edited #" in text and "hello world" in text and "Ann left" in text, text
     shot(r, "replay.png")

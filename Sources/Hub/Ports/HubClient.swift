@@ -31,6 +31,8 @@ public protocol SessionHost: AnyObject {
     /// Reads up to `limit` stored events of the session with seq > `after`, off the loop; `done` runs
     /// on the session's loop with them (nil: storage could not be read).
     func readEvents(_ session: Session, after: Int, limit: Int, done: @escaping ([StoredEvent]?) -> Void)
+    /// A redaction committed: webhook deliveries of these events still queued in memory are dropped.
+    func redacted(_ session: Session, seqs: Set<Int>)
     /// Reads one stored event and its author off the loop; `done` runs on the session's loop.
     func readEvent(
         _ session: Session, seq: Int,

@@ -55,6 +55,13 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
             let old = events[e.session]![i]
             events[e.session]![i] = StoredEvent(seq: old.seq, ts: old.ts, type: old.type, body: r.body)
             outbox.removeAll { $0.message.stream == e.session && $0.message.seq == r.seq }
+            let marker = Array("\"target\":\(r.seq),".utf8)
+            for (j, ev) in (events[e.session] ?? []).enumerated()
+            where ev.type == "chat_edit" && ev.seq > r.seq && ev.body.firstRange(of: marker) != nil {
+                guard let t = EventBody.editTombstone(ev.body) else { continue }
+                events[e.session]![j] = StoredEvent(seq: ev.seq, ts: ev.ts, type: ev.type, body: t)
+                outbox.removeAll { $0.message.stream == e.session && $0.message.seq == ev.seq }
+            }
         }
         events[e.session, default: []].append(StoredEvent(seq: seq, ts: ts, type: e.type, body: e.body))
         if let m = e.member { authors["\(e.session)|\(seq)"] = m }

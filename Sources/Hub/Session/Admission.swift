@@ -29,7 +29,7 @@ public enum Admission {
                         code: "forbidden", message: "this token is for session \(claims.session), not \(info.code)",
                         field: "token", close: .forbidden)
                 }
-                guard claims.scope == nil else {
+                guard claims.scope != "replay" else {
                     return .reject(
                         code: "forbidden", message: "this token is for the session's playback only", field: "token",
                         close: .forbidden)

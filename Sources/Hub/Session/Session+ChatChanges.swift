@@ -65,16 +65,51 @@ extension Session {
                 change.action == .redact
                 ? Replacement(
                     seq: change.target, type: "chat", ts: original.event.ts, body: EventBody.tombstone(of: body)) : nil
+            let changeBody = EventBody.chatChange(
+                change.action, id: change.id, from: member.fromJSON, target: change.target, text: change.text)
             self.persistAcked(
-                client, type: change.action.rawValue, member: member, id: change.id,
-                body: EventBody.chatChange(
-                    change.action, id: change.id, from: member.fromJSON, target: change.target, text: change.text),
-                what: change.action.rawValue, replaces: replaces)
+                client, type: change.action.rawValue, member: member, id: change.id, body: changeBody,
+                what: change.action.rawValue, replaces: replaces
+            ) { [weak self] c in
+                guard let self else { return }
+                switch change.action {
+                case .edit: self.rememberEdit(of: change.target, seq: c.seq, ts: c.ts, body: changeBody)
+                case .redact: self.redactEdits(of: change.target)
+                case .delete: break
+                }
+            }
             if change.action == .redact {
                 self.host?.record(
                     "chat_redacted", session: self, actor: member, target: String(change.target), details: change.text,
                     address: client.address)
             }
         }
+    }
+}
+
+extension Session {
+    /// An edit the resume window holds, remembered so that a redaction of its target can replace it.
+    func rememberEdit(of target: Int, seq: Int, ts: Int64, body: [UInt8]) {
+        editsByTarget[target, default: []].append((seq, ts, body))
+        // Edits older than the window are the store's business only.
+        if editsByTarget.count > 2 * max(window.count, 16), let first = window.first?.seq {
+            editsByTarget = editsByTarget.compactMapValues { list in
+                let kept = list.filter { $0.seq >= first }
+                return kept.isEmpty ? nil : kept
+            }
+        }
+    }
+
+    /// After a redaction of `target` committed (the store cut its edits in the same transaction): the
+    /// window's copies of the edits become tombstones too, and queued webhooks of them all are dropped.
+    func redactEdits(of target: Int) {
+        var seqs: Set<Int> = [target]
+        for e in editsByTarget.removeValue(forKey: target) ?? [] {
+            seqs.insert(e.seq)
+            guard let t = EventBody.editTombstone(e.body) else { continue }
+            window.replace(
+                seq: e.seq, with: ServerMessage.durable(type: "chat_edit", seq: e.seq, ts: e.ts, body: t).frame)
+        }
+        host?.redacted(self, seqs: seqs)
     }
 }

@@ -30,6 +30,11 @@ public final class Session {
     var hasDirtyCursors = false
     /// Resumes older than the window, being served from the store (Session+CatchUp).
     var catchUps: [CatchUp] = []
+    /// Their connections, which broadcasts skip until they have caught up.
+    var catchingUp: Set<ObjectIdentifier> = []
+    /// Edits of chat messages by target seq, while the resume window may hold them (a redaction of the
+    /// target replaces their frames too): seq, ts and body of each.
+    var editsByTarget: [Int: [(seq: Int, ts: Int64, body: [UInt8])]] = [:]
 
     public static let palette = [
         "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
@@ -252,14 +257,17 @@ public final class Session {
     /// to the sender (a resend gets the original's seq, marked duplicate, and is not broadcast again).
     func persistAcked(
         _ client: HubClient, type: String, member: Member, id: String, body: [UInt8], what: String,
-        replaces: Replacement? = nil
+        replaces: Replacement? = nil, committed: ((Committed) -> Void)? = nil
     ) {
         persist(type: type, member: member.key, clientId: id, body: body, replaces: replaces) {
             [weak self] result, frame in
             guard let self else { return }
             switch result {
             case .success(let c):
-                if let frame { self.broadcast(frame, .durable, except: nil) }
+                if let frame {
+                    committed?(c)
+                    self.broadcast(frame, .durable, except: nil)
+                }
                 self.send(client, .ack(id: id, seq: c.seq, ts: c.ts, duplicate: c.duplicate))
             case .failure(let failure):
                 self.send(
@@ -284,8 +292,12 @@ public final class Session {
     /// policy (`Fanout`). `supersedes` names a coalescing key this frame makes stale.
     func broadcast(_ frame: Chunk, _ kind: Fanout.Kind, except: Member?, supersedes: String? = nil) {
         let metrics = host?.metrics
+        let skipping = !catchingUp.isEmpty
         for m in members where m.announced && m !== except {
-            for c in m.connections { fanout.deliver(frame, to: c, kind, supersedes: supersedes, metrics: metrics) }
+            for c in m.connections {
+                if skipping && catchingUp.contains(ObjectIdentifier(c)) { continue }
+                fanout.deliver(frame, to: c, kind, supersedes: supersedes, metrics: metrics)
+            }
         }
     }
 }

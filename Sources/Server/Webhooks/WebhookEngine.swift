@@ -110,6 +110,19 @@ final class WebhookEngine {
         schedule()
     }
 
+    /// A redaction committed: queued deliveries of those events of `stream` are dropped (their outbox
+    /// rows went in the same commit). One being attempted right now cannot be called back.
+    func forget(stream: String, seqs: Set<Int>) {
+        for key in lanes.keys where key.stream == stream {
+            let keep = busy.contains(key) ? lanes[key]?.first : nil
+            let gone = (lanes[key] ?? []).filter { $0.id != keep?.id && seqs.contains($0.message.seq) }
+            guard !gone.isEmpty else { continue }
+            for d in gone { forget(d) }
+            lanes[key]?.removeAll { d in gone.contains { $0.id == d.id } }
+            if lanes[key]?.isEmpty == true { lanes[key] = nil }
+        }
+    }
+
     /// New outbox rows (after their commit), a test delivery, or a retried one. Rows of endpoints the
     /// engine does not know (deleted meanwhile) are left out.
     func add(_ rows: [WebhookDelivery]) {
