@@ -73,6 +73,9 @@ public struct ConnectionLimiter: Sendable {
         case (UInt8(ascii: "c"), UInt8(ascii: "h"), _): return .chat
         case (UInt8(ascii: "e"), UInt8(ascii: "v"), _): return .event
         case (UInt8(ascii: "t"), UInt8(ascii: "y"), _): return .typing
+        // `redact` counts as chat and `presence` as typing, like the kinds they parse as (one charge).
+        case (UInt8(ascii: "r"), UInt8(ascii: "e"), UInt8(ascii: "d")): return .chat
+        case (UInt8(ascii: "p"), UInt8(ascii: "r"), UInt8(ascii: "e")): return .typing
         default: return .other
         }
     }

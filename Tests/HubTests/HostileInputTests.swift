@@ -88,5 +88,14 @@ final class HostileInputTests: XCTestCase {
         XCTAssertNil(sniff("{\"type\":\"c\\u0068at\",\"id\":\"1\"}"))
         let parsed = try? ClientMessage.parse(Array("{\"type\":\"\\u0063hat\",\"id\":\"1\",\"kind\":\"text\",\"text\":\"x\"}".utf8))
         XCTAssertEqual(parsed.map(ConnectionLimiter.kind(of:)), .chat)
+        // Every message the sniff classifies is charged once: its sniffed kind is its parsed kind.
+        for json in [
+            #"{"type":"chat_edit","id":"e","seq":1,"text":"x"}"#, #"{"type":"chat_delete","id":"d","seq":1}"#,
+            #"{"type":"redact","id":"r","seq":1}"#, #"{"type":"presence","state":{"status":"idle"}}"#,
+            #"{"type":"typing","state":"start"}"#, #"{"type":"ping"}"#,
+        ] {
+            let message = try! ClientMessage.parse(Array(json.utf8))
+            XCTAssertEqual(sniff(json), ConnectionLimiter.kind(of: message), json)
+        }
     }
 }

@@ -537,3 +537,32 @@ test("reset: a host key is the credential; without one, or when the load fails, 
   await settle();
   assert.deepEqual(seen, [["reset", "transcript: HTTP 401"], ["chat", 6]], "the failure is reported, then the live events go on");
 });
+
+test("a long outbox is resent at a pace the hub's chat rate accepts, again after a rate refusal, and is bounded", () => {
+  const { c, timers } = client({ storage: null });
+  const ids = [];
+  for (let i = 0; i < 10; i++) ids.push(c.sendChat(`offline ${i}`));   // not connected: nothing sent yet
+  const ws = joinAs(c, { seq: 1 });
+  const chats = () => ws.sent.filter((m) => m.type === "chat").map((m) => m.id);
+  assert.deepEqual(chats(), ids.slice(0, 4), "four at once");
+  const pace = timers.at(-1);
+  assert.equal(pace.ms, 1000);
+  pace.fn();
+  assert.deepEqual(chats(), ids.slice(0, 8));
+  timers.at(-1).fn();
+  assert.deepEqual(chats(), ids, "then the rest, a second apart");
+  // The hub refused some for the rate: what is unacknowledged goes again, once, a little later.
+  for (const id of ids.slice(0, 6)) ws.receive({ type: "ack", id, seq: 2, ts: 1 });
+  ws.receive({ type: "error", code: "rate_limited", message: "slow down" });
+  ws.receive({ type: "error", code: "rate_limited", message: "slow down" });
+  const retry = timers.at(-1);
+  assert.equal(retry.ms, 2000);
+  assert.equal(timers.filter((t) => t.ms === 2000).length, 1, "one retry scheduled, not one per refusal");
+  const before = ws.sent.length;
+  retry.fn();
+  assert.deepEqual(ws.sent.slice(before).map((m) => m.id), ids.slice(6));
+  // Bounded: past 500 waiting messages the client refuses more.
+  const { c: full } = client({ storage: null });
+  for (let i = 0; i < 500; i++) full.sendChat(`m${i}`);
+  assert.throws(() => full.sendChat("one too many"), /waiting for the hub/);
+});

@@ -30,6 +30,8 @@ extension Session {
     /// Store reads in flight per session: more catch-ups wait their turn (`tick` tries again), so a
     /// crowd resuming from far back cannot monopolise the read worker.
     static let maxCatchUpReads = 4
+    /// Bytes of a page held for one catching-up connection, at most.
+    static let maxBufferedBytes = 1 << 20
 
     func catchUp(_ client: HubClient, _ member: Member, from: Int) {
         let c = CatchUp(client: client, member: member, from: from)
@@ -76,7 +78,15 @@ extension Session {
                 c.next = first.seq - 1
                 self.host?.metrics.resumed(.reset)
             }
-            c.buffered = events[...]
+            // Held at most a megabyte of it (the rest is read again): memory a client makes the hub
+            // hold is bounded like its output.
+            var keep = 0, bytes = 0
+            for e in events {
+                bytes += e.body.count
+                if keep > 0 && bytes > Self.maxBufferedBytes { break }
+                keep += 1
+            }
+            c.buffered = events[..<keep]
             self.send(c)
             // Fairness: the next turn goes to the others first.
             if let i = self.catchUps.firstIndex(where: { $0 === c }) {

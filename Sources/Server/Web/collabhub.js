@@ -129,6 +129,8 @@ export class Outbox extends Map {
   }
 }
 
+/** Unacknowledged messages kept at most (in memory and in storage). */
+const MAX_OUTBOX = 500;
 /** Error codes after which resending the same message could succeed: it stays in the outbox. */
 const TRANSIENT_ERRORS = new Set(["rate_limited", "storage_unavailable", "not_ready", "not_joined"]);
 /** The states a client may set (`stale` is the hub's). */
@@ -263,7 +265,7 @@ export class CollabClient extends EventTarget {
         this._setState("open");
         // Whatever was not acknowledged goes again with the same ids: the hub stores each once. After
         // a reload these are the previous page's, loaded from storage.
-        for (const [id, msg] of this.pending) this._send({ type: "chat", ...msg, id });
+        this._resendPending();
         // The hub keeps our presence state across a reconnect within the grace, not after it (nor for a
         // new member): tell it again when it differs.
         this._presenceSent = JSON.stringify(presenceState(m.you?.status, m.you?.location));
@@ -304,6 +306,12 @@ export class CollabClient extends EventTarget {
         // A refusal that would be repeated (forbidden, invalid_field, ...) leaves the outbox: resending
         // it after every reconnect and reload would only be refused again.
         if (m.ref && this.pending.has(m.ref) && !TRANSIENT_ERRORS.has(m.code)) this.pending.delete(m.ref);
+        // Refused for the rate (the hub does not say which message): what is still unacknowledged goes
+        // again, paced, a little later.
+        if (m.code === "rate_limited" && this.pending.size && !this._resendLater) {
+          this._resendLater = true;
+          this.schedule(() => { this._resendLater = false; this._resendPending(); }, 2000);
+        }
         this._emit("error", m);
         break;
       case "token_expiring":
@@ -365,8 +373,22 @@ export class CollabClient extends EventTarget {
 
   _flush(held) { for (const m of held) this._dispatch(m, false); }
 
-  /** Queues a message that waits for its ack, and sends it when connected. Returns its id. */
+  /** Resends the unacknowledged messages, oldest first, at 4 a second: under the hub's chat rate (5/s,
+   * burst 10), so that a long outbox is not refused for its own haste. */
+  _resendPending() {
+    const queue = [...this.pending.entries()];
+    const step = () => {
+      if (this.state !== "open") return;
+      for (const [id, msg] of queue.splice(0, 4)) if (this.pending.has(id)) this._send({ type: "chat", ...msg, id });
+      if (queue.length) this.schedule(step, 1000);
+    };
+    step();
+  }
+
+  /** Queues a message that waits for its ack, and sends it when connected. Returns its id. The outbox
+   * holds at most MAX_OUTBOX messages: past that, nothing more is accepted until acks come. */
   _sendAcked(msg) {
+    if (this.pending.size >= MAX_OUTBOX) throw new Error(`${MAX_OUTBOX} messages are waiting for the hub; wait for acks`);
     const id = randomId();
     this.pending.set(id, { ...msg, id });
     if (this.state === "open") this._send({ ...msg, id });
