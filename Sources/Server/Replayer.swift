@@ -25,6 +25,8 @@ final class Replayer {
     private var loading = false
     /// Bumped by a seek: a page requested before it is dropped when it arrives.
     private var generation = 0
+    /// Bumped by every seek: a seek by time answered after a later seek is dropped.
+    var seeks = 0
     private(set) var speed: Double
     private var paused = false
     private var finished = false
@@ -135,6 +137,7 @@ final class Replayer {
             lastTs = nil
             restart = true
         case "seek":
+            seeks += 1
             if obj["seq"] == nil, let t = obj["ts"] {
                 // By time: the first event at or after `ts`, found off the loop (then a seek to its seq).
                 guard let ts = t.int, ts >= 0 else {
@@ -272,10 +275,13 @@ extension Replayer {
     /// worker: the timeline needs no index of its own (which would cost every commit a B-tree page).
     func seek(toTime ts: Int64) {
         let store = self.store, code = self.code, summary = self.summary, loop = connection.loop
+        let asked = seeks
         worker.submit { [weak self] in
             let seq = Self.firstSeq(store: store, code: code, atOrAfter: ts, first: summary.first, last: summary.last)
             loop.post {
-                guard let self, let obj = try? JSONReader.readObject(Array("{\"action\":\"seek\",\"seq\":\(seq)}".utf8))
+                // A later seek (by seq or time) wins over this one.
+                guard let self, self.seeks == asked, !self.connection.isClosed,
+                    let obj = try? JSONReader.readObject(Array("{\"action\":\"seek\",\"seq\":\(seq)}".utf8))
                 else { return }
                 if let e = self.control(obj) { self.connection.sendError(e) }
             }
