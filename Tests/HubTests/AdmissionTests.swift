@@ -1,4 +1,5 @@
 @testable import Hub
+import TestSupport
 import WebSocket
 import XCTest
 
@@ -69,15 +70,7 @@ final class FanoutTests: XCTestCase {
         func coalesce(_ frame: Chunk, key: String) { held[key] = frame }
         func uncoalesce(key: String) { held[key] = nil }
     }
-    final class Counts: HubMetrics {
-        var dropped = 0, slow = 0
-        func behind(_ traffic: Traffic, coalesced: Bool) { dropped += 1 }
-        func slowConsumer() { slow += 1 }
-        func durableCommitted(latency: Double) {}
-        func storeFailure() {}
-        func resumed(_ outcome: ResumeOutcome) {}
-    func refusedJoin(_ code: String) {}
-    }
+    typealias Counts = CountingMetrics
 
     func testDurableAlwaysGoesUntilTheHardLimitThenTheClientIsCutOff() {
         let f = Fanout(softLimit: 100, hardLimit: 1000), c = Client(), m = Counts(), frame = Chunk([1])

@@ -6,19 +6,12 @@ import XCTest
 /// The run board without a server: publishing (checked, idempotent, all or nothing), watchers with
 /// resume, dashboards under the fan-out policy, run control, and runs attached to sessions.
 final class RunBoardTests: XCTestCase {
-    final class Host: RunHost, HubMetrics {
+    final class Host: CountingMetrics, RunHost {
         var changes: [(String, String, Bool)] = []
-        var dropped = 0, slow = 0
         var metrics: HubMetrics { self }
         func runChanged(session: String, run: String, summary: [UInt8], event: String, durable: Bool) {
             changes.append((session, event, durable))
         }
-        func behind(_ traffic: Traffic, coalesced: Bool) { dropped += 1 }
-        func slowConsumer() { slow += 1 }
-        func durableCommitted(latency: Double) {}
-        func storeFailure() {}
-        func resumed(_ outcome: ResumeOutcome) {}
-    func refusedJoin(_ code: String) {}
     }
 
     let store = MemoryStorage()
