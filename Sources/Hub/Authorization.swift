@@ -75,6 +75,9 @@ public enum Surface: Equatable, Sendable {
     case changeSession(String)
     case endSession(String)
     case readTranscript(String)
+    /// Making a share link for a session's playback: a host, or whoever may read any transcript (not a
+    /// member token of another role, nor a share link's own token, which would renew itself).
+    case shareSession(String)
     case readActivity
     case publishRun(String)
     case readRuns
@@ -107,7 +110,7 @@ public enum Authorization {
             case .createSession: return scopes.contains(.sessionsCreate)
             case .listSessions, .describeSession: return scopes.contains(.sessionsRead)
             case .changeSession, .endSession: return scopes.contains(.sessionsWrite)
-            case .readTranscript: return scopes.contains(.transcriptsRead)
+            case .readTranscript, .shareSession: return scopes.contains(.transcriptsRead)
             case .readActivity: return scopes.contains(.activityRead)
             case .publishRun(let id): return scopes.contains(.runsPublish) && (runs.map { matches($0, id) } ?? true)
             case .readRuns, .readRun, .watch: return scopes.contains(.runsRead)
@@ -117,14 +120,16 @@ public enum Authorization {
             }
         case .host(let session):
             switch s {
-            case .describeSession(let c), .changeSession(let c), .endSession(let c), .readTranscript(let c):
+            case .describeSession(let c), .changeSession(let c), .endSession(let c), .readTranscript(let c),
+                .shareSession(let c):
                 return c == session
             default: return false
             }
         case .member(let session, let role):
             switch s {
             case .describeSession(let c), .readTranscript(let c): return session == "*" || session == c
-            case .changeSession(let c), .endSession(let c): return role == .host && (session == "*" || session == c)
+            case .changeSession(let c), .endSession(let c), .shareSession(let c):
+                return role == .host && (session == "*" || session == c)
             default: return false
             }
         case .watcher(let channels):

@@ -45,6 +45,8 @@ extension Surface {
         case .endSession(let c): return "ending session \(c) (its host key, a host token, or scope sessions:write)"
         case .readTranscript(let c):
             return "reading the transcript of \(c) (its host key, a member token, or scope transcripts:read)"
+        case .shareSession(let c):
+            return "sharing the playback of \(c) (its host key, a host token, or scope transcripts:read)"
         case .readActivity: return "reading the activity log (scope activity:read)"
         case .publishRun(let r): return "publishing to run \(r) (scope runs:publish, for this run)"
         case .readRuns: return "listing runs (scope runs:read)"

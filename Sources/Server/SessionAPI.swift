@@ -112,19 +112,8 @@ final class SessionAPI {
                 return transcript(parts[2], head, connection)
             }
         case ("POST", 4, "sessions") where parts[3] == "share":
-            return authorized(.readTranscript(code!)) {
-                // Made by a host (token or key) or a transcripts:read key: not by a viewer's token, and
-                // not by a share link's own token (which would renew itself forever).
-                if let bearer = head.header("Authorization").flatMap({
-                    $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil
-                }),
-                    case .success(let claims) = server.config.sessionPolicy.tokens.verify(
-                        bearer, now: Int64(Date().timeIntervalSince1970)),
-                    claims.role != .host || claims.scope != nil
-                {
-                    return .error(.forbidden, "forbidden", "share links are made by a host or a transcripts:read key")
-                }
-                return share(code!, body, actor: access.keyId.map { "key \($0)" } ?? "api", client)
+            return authorized(.shareSession(code!)) {
+                share(code!, body, actor: access.keyId.map { "key \($0)" } ?? "api", client)
             }
         case ("POST", 4, "sessions") where parts[3] == "end":
             return authorized(.endSession(code!)) { end(parts[2], head, body, connection) }

@@ -10,6 +10,20 @@ final class AuthorizationTests: XCTestCase {
 
     func allowed(_ p: Principal) -> [Surface] { all.filter { Authorization.allows(p, $0) } }
 
+    func testShareLinksAreMadeByHostsAndTranscriptReadersOnly() {
+        let share = Surface.shareSession("AAAAAA")
+        for p in [Principal.admin, .host(session: "AAAAAA"), .member(session: "AAAAAA", role: .host),
+                  .apiKey(id: "k", scopes: [.transcriptsRead], runs: nil), .anonymous(openMode: true)] {
+            XCTAssertTrue(Authorization.allows(p, share), "\(p)")
+        }
+        // A viewer token (which a share link's own token resolves to), an editor, another session's host.
+        for p in [Principal.member(session: "AAAAAA", role: .viewer), .member(session: "AAAAAA", role: .editor),
+                  .host(session: "BBBBBB"), .apiKey(id: "k", scopes: [.sessionsRead], runs: nil),
+                  .anonymous(openMode: false), .watcher(channels: ["*"])] {
+            XCTAssertFalse(Authorization.allows(p, share), "\(p)")
+        }
+    }
+
     func testOpenModeAllowsEverythingAndClosedAnonymousNothing() {
         XCTAssertEqual(allowed(.anonymous(openMode: true)), all.filter { ![.changeSession("AAAAAA"), .endSession("AAAAAA"), .manageKeys].contains($0) })
         XCTAssertEqual(allowed(.anonymous(openMode: false)), [])

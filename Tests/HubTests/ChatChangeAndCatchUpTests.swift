@@ -11,12 +11,19 @@ final class ChatChangeAndCatchUpTests: XCTestCase {
         return p
     }
 
-    func testAResumeOlderThanTheWindowIsServedFromTheStoreInOrderThenJoined() {
+    /// Ann and Bob joined with a resume window of 5; Bob's connection dropped (he is in the grace) and
+    /// Ann sent `count` chats since. Returns the harness, Ann, and the last seq Bob saw.
+    func bobAway(whileAnnSends count: Int) -> (Harness, FakeClient, Int) {
         let h = Harness(policy: smallWindow())
         let a = h.join("Ann", clientId: "ann"), b = h.join("Bob", clientId: "bob")
         let seen = b.received.last?["seq"] as! Int
         h.session.disconnected(b, graceful: true)
-        for i in 0..<730 { h.send(a, #"{"type":"chat","id":"c\#(i)","text":"m\#(i)"}"#) }
+        for i in 0..<count { h.send(a, #"{"type":"chat","id":"c\#(i)","text":"m\#(i)"}"#) }
+        return (h, a, seen)
+    }
+
+    func testAResumeOlderThanTheWindowIsServedFromTheStoreInOrderThenJoined() {
+        let (h, a, seen) = bobAway(whileAnnSends: 730)
         let b2 = h.join("Bob", clientId: "bob", resumeFrom: seen)
         let seqs = b2.durableSeqs()
         XCTAssertEqual(seqs, Array((seen + 1)...h.session.lastSeq), "every missed event once, in order")
@@ -35,11 +42,7 @@ final class ChatChangeAndCatchUpTests: XCTestCase {
     }
 
     func testEventsCommittedDuringTheCatchUpAreNeitherLostNorDoubled() {
-        let h = Harness(policy: smallWindow())
-        let a = h.join("Ann", clientId: "ann"), b = h.join("Bob", clientId: "bob")
-        let seen = b.received.last?["seq"] as! Int
-        h.session.disconnected(b, graceful: true)
-        for i in 0..<300 { h.send(a, #"{"type":"chat","id":"c\#(i)","text":"m\#(i)"}"#) }
+        let (h, a, seen) = bobAway(whileAnnSends: 300)
         let b2 = FakeClient("Bob")
         h.session.join(b2, ClientMessage.Join(session: nil, name: "Bob", clientId: "bob", resumeFrom: seen))
         // Reads are slow: chat goes on while the pages come back.
@@ -53,11 +56,7 @@ final class ChatChangeAndCatchUpTests: XCTestCase {
     }
 
     func testACatchUpWaitsWhileTheClientIsBehind() {
-        let h = Harness(policy: smallWindow())
-        let a = h.join("Ann", clientId: "ann"), b = h.join("Bob", clientId: "bob")
-        let seen = b.received.last?["seq"] as! Int
-        h.session.disconnected(b, graceful: true)
-        for i in 0..<600 { h.send(a, #"{"type":"chat","id":"c\#(i)","text":"m\#(i)"}"#) }
+        let (h, _, seen) = bobAway(whileAnnSends: 600)
         let b2 = FakeClient("Bob")
         b2.queuedBytes = 10 << 20
         h.session.join(b2, ClientMessage.Join(session: nil, name: "Bob", clientId: "bob", resumeFrom: seen))
@@ -118,11 +117,7 @@ final class ChatChangeAndCatchUpTests: XCTestCase {
     }
 
     func testARetentionGapIsAResetThenTheRestFollows() {
-        let h = Harness(policy: smallWindow())
-        let a = h.join("Ann", clientId: "ann"), b = h.join("Bob", clientId: "bob")
-        let seen = b.received.last?["seq"] as! Int
-        h.session.disconnected(b, graceful: true)
-        for i in 0..<40 { h.send(a, #"{"type":"chat","id":"c\#(i)","text":"m\#(i)"}"#) }
+        let (h, _, seen) = bobAway(whileAnnSends: 40)
         h.store.enforce(RetentionPolicy(maxEventsPerSession: 20))
         let b2 = h.join("Bob", clientId: "bob", resumeFrom: seen)
         let reset = b2.of("reset").first!
@@ -133,11 +128,7 @@ final class ChatChangeAndCatchUpTests: XCTestCase {
     }
 
     func testUnreadableHistoryIsAReset() {
-        let h = Harness(policy: smallWindow())
-        let a = h.join("Ann", clientId: "ann"), b = h.join("Bob", clientId: "bob")
-        let seen = b.received.last?["seq"] as! Int
-        h.session.disconnected(b, graceful: true)
-        for i in 0..<20 { h.send(a, #"{"type":"chat","id":"c\#(i)","text":"m\#(i)"}"#) }
+        let (h, _, seen) = bobAway(whileAnnSends: 20)
         h.host.readsFail = true
         let b2 = h.join("Bob", clientId: "bob", resumeFrom: seen)
         XCTAssertEqual(b2.of("reset").first?["reason"] as? String, "storage_unavailable")
