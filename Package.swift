@@ -8,7 +8,8 @@ import Foundation
 ///   C shims (CEV, COpenSSL, CSQLite, CZlib) -> Bytes (output chunks, crypto, base64)
 ///   -> WebSocket (sans-I/O codecs and the connection state machine) and EventLoop (libev, bytes only)
 ///   -> Hub (pure session and run logic, and the storage ports) -> Store (SQLite behind the ports)
-///   -> Server (glue) -> executables.
+///   -> Server (glue) -> executables. Cluster (CHiredis) puts the log and the directory in Redis
+///   behind the same ports, for `serve --redis`.
 
 /// Release builds skip the run-time exclusivity checks: measured by instruction counts
 /// (`loadtest/bench_callgrind.sh`, 2026-11-30), they cost 47% on fan-out (117M -> 172M instructions),
@@ -35,6 +36,7 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .systemLibrary(name: "CHiredis", path: "Sources/CHiredis"),
 
         .target(name: "Bytes", dependencies: ["COpenSSL"], swiftSettings: optimize),
         .target(name: "WebSocket", dependencies: ["Bytes", "COpenSSL", "CZlib"], swiftSettings: optimize),
@@ -46,8 +48,12 @@ let package = Package(
                                                .product(name: "Logging", package: "swift-log")],
                 resources: [.copy("Web")], swiftSettings: optimize),
 
+        .target(name: "Cluster", dependencies: ["CHiredis", "EventLoop", "Hub", "Bytes",
+                                                .product(name: "Logging", package: "swift-log")],
+                swiftSettings: optimize),
+
         .executableTarget(name: "collabhub", dependencies: [
-            "Server", "Hub", "Store", "WebSocket", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Server", "Hub", "Store", "WebSocket", "Cluster", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: optimize),
         .executableTarget(name: "loadtest", dependencies: [
@@ -61,6 +67,7 @@ let package = Package(
         .testTarget(name: "HubTests", dependencies: ["Hub", "TestSupport"]),
         .testTarget(name: "StoreTests", dependencies: ["Store", "Hub", "TestSupport"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "Bytes"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Hub", "EventLoop", "WebSocket", "TestSupport"]),
         .testTarget(name: "ServerTests", dependencies: ["Server", "Store", "Hub", "WebSocket", "EventLoop",
                                                  .product(name: "Logging", package: "swift-log")]),
     ],

@@ -78,6 +78,9 @@ public struct Config: Sendable {
     /// PEM bundle of the certificate authorities webhook receivers' certificates are checked against
     /// (nil: the system's).
     public var webhookCAFile: String?
+    /// `redis://[[user]:password@]host[:port][/db]`: the node joins a cluster whose sessions, directory
+    /// and history live in that Redis (nil: one process with SQLite).
+    public var redis: String?
     /// Delivered and failed webhook deliveries are kept this long (the delivery log), then deleted.
     public var webhookLogDays = 7.0
     /// Floods (auth refusals, slow consumers cut) are logged as one line per kind per this many seconds.

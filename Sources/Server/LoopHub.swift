@@ -5,7 +5,7 @@ import Hub
 import WebSocket
 
 /// Runs hub callbacks on a loop's thread.
-final class LoopExecutor: Executor {
+final class LoopExecutor: Executor, LoopOwned {
     let loop: Loop
     init(_ loop: Loop) { self.loop = loop }
     func execute(_ work: @escaping () -> Void) { loop.post(work) }
@@ -42,21 +42,46 @@ final class LoopHub: SessionHost, HubMetrics {
     func withSession(_ code: String, _ body: @escaping (Session?) -> Void) {
         if let s = sessions[code] { return body(s) }
         // One live Session per code in the process: only the loop the code hashes to may hold it.
-        guard owns(code), let info = directory.info(code), info.endedAt == nil else { return body(nil) }
+        guard owns(code) else { return body(nil) }
+        guard let info = directory.info(code) else { return lookUp(code, body) }
+        guard info.endedAt == nil else { return body(nil) }
         if waiting[code] != nil { waiting[code]!.append(body); return }
         waiting[code] = [body]
         let reads = context.server.wakeups, storage: TranscriptReads = store, loop = context.loop
         let limit = context.sessionPolicy.resumeWindow
+        let shared = store as? SharedLog
         reads.submit { [unowned self] in
             let history = Result { try SessionHistory.read(code, from: storage, limit: limit) }
-            loop.post { self.woke(code, history) }
+            let roster = (try? shared?.remoteMembers(session: code)) ?? []
+            loop.post { self.woke(code, history, roster) }
         }
     }
     private var waiting: [String: [(Session?) -> Void]] = [:]
+
+    /// A code this node has not seen may be a session another node created (a shared log only): its
+    /// row is read on the wake-up worker, and a code that is not one is counted like any other miss.
+    private func lookUp(_ code: String, _ body: @escaping (Session?) -> Void) {
+        guard let shared = store as? SharedLog, SessionCode.normalize(code) == code else { return body(nil) }
+        if lookingUp[code] != nil { lookingUp[code]!.append(body); return }
+        lookingUp[code] = [body]
+        let loop = context.loop, directory = directory
+        context.server.wakeups.submit { [unowned self] in
+            let info = try? shared.lookup(session: code)
+            loop.post {
+                if let info { directory.learn(info) }
+                for b in self.lookingUp.removeValue(forKey: code) ?? [] {
+                    if info != nil { self.withSession(code, b) } else { b(nil) }
+                }
+            }
+        }
+    }
+    private var lookingUp: [String: [(Session?) -> Void]] = [:]
     /// Codes whose last wake-up failed to read storage (cleared by the next attempt).
     private(set) var wakeFailed: Set<String> = []
 
-    private func woke(_ code: String, _ history: Result<SessionHistory, Error>) {
+    private func woke(
+        _ code: String, _ history: Result<SessionHistory, Error>, _ roster: [(id: String, json: [UInt8])] = []
+    ) {
         let queued = waiting.removeValue(forKey: code) ?? []
         var session: Session?
         switch history {
@@ -70,6 +95,11 @@ final class LoopHub: SessionHost, HubMetrics {
                     host: self, clock: { loop.now }, wallClockMillis: wall)
                 sessions[code] = s
                 session = s
+                if let shared = store as? SharedLog {
+                    s.relays = true
+                    s.remoteMembers = roster
+                    shared.follow(session: code, executor: executor) { [weak s] item in s?.shared(item) }
+                }
             }
         case .failure(let error):
             wakeFailed.insert(code)
@@ -103,6 +133,7 @@ final class LoopHub: SessionHost, HubMetrics {
         if sessions[session.code] === session {
             sessions[session.code] = nil
             emptySince[session.code] = nil
+            (store as? SharedLog)?.unfollow(session: session.code, executor: executor)
         }
         directory.ended(session.info, store: store)
     }
@@ -129,7 +160,11 @@ final class LoopHub: SessionHost, HubMetrics {
         // Sessions nobody is in are woken from the store again on the next join: memory follows what is
         // in use, not every code anyone ever tried (refused joins wake a session too). A minute of
         // emptiness means every write of theirs has long been committed.
-        for code in evict { sessions[code] = nil; emptySince[code] = nil }
+        for code in evict {
+            sessions[code] = nil
+            emptySince[code] = nil
+            (store as? SharedLog)?.unfollow(session: code, executor: executor)
+        }
     }
     private var emptySince: [String: Double] = [:]
     static let evictAfter = 60.0
@@ -199,6 +234,11 @@ final class LoopHub: SessionHost, HubMetrics {
             let result = Result { try storage.event(session: code, seq: seq) }.mapError { StoreFailure("\($0)") }
             loop.post { done(result) }
         }
+    }
+
+    func relay(_ session: Session, traffic: Traffic, key: String?, frame: Chunk) {
+        (store as? SharedLog)?.relay(
+            session: session.code, executor: executor, traffic: traffic, key: key ?? "", frame: Array(frame.bytes))
     }
 
     func redacted(_ session: Session, seqs: Set<Int>) {
@@ -275,6 +315,14 @@ final class SessionDirectory: @unchecked Sendable {
         infos[code] = info
         active[code] = Date().timeIntervalSince1970
         return info
+    }
+
+    /// A row another node saved (a shared log): created, changed or ended there.
+    func learn(_ info: SessionInfo) {
+        lock.lock()
+        if infos[info.code] == nil { active[info.code] = Date().timeIntervalSince1970 }
+        infos[info.code] = info
+        lock.unlock()
     }
 
     /// Replaces a session's settings (guest policy, title, event policy).

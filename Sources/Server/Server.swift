@@ -113,6 +113,10 @@ public final class Server {
             context.endpoints["/ws"] = HubEndpoint(hub: hub, allowedOrigins: config.allowedOrigins)
             if let echo { context.endpoints["/echo"] = echo }
         }
+        if let shared = store as? SharedLog, let hub0 = contexts[0].hub {
+            // Rows other nodes save (created, changed, ended there) keep this node's directory current.
+            shared.followDirectory(executor: hub0.executor) { [directory] info in directory.learn(info) }
+        }
         let runHub = RunHub(context: contexts[0], store: store)
         contexts[0].runs = runHub
         do {

@@ -4,6 +4,7 @@ import Logging
 import Hub
 import WebSocket
 import Server
+import Cluster
 import Store
 
 struct CollabHub: ParsableCommand {
@@ -50,6 +51,11 @@ struct ServeOptions: ParsableArguments {
     var webhookDisableAfter: Double?
     @Option(help: "PEM bundle of CAs to check webhook receivers' certificates against (default: the system's).")
     var webhookCa: String?
+    @Option(
+        help: ArgumentHelp(
+            "Join a cluster: sessions, their log and the directory live in this Redis "
+                + "(redis://[[user]:password@]host[:port][/db]).", valueName: "url"))
+    var redis: String?
     @Option(help: "Days delivered and failed webhook deliveries are kept (the delivery log; default 7).")
     var webhookLogDays: Double?
     @Flag(inversion: .prefixedNo, help: "Store sampled cursor positions with the transcript, for playback.")
@@ -183,6 +189,10 @@ struct ServeOptions: ParsableArguments {
             throw fail("webhook-disable-after", "must be 1 s to a year")
         }
         c.webhookCAFile = try L.optional("webhook-ca", flag: webhookCa)
+        c.redis = try L.optional("redis", flag: redis, secret: true)
+        if let r = c.redis {
+            do { _ = try RedisURL(r) } catch { throw fail("redis", "is not usable: \(error)") }
+        }
         c.webhookLogDays = try L.value("webhook-log-days", flag: webhookLogDays, default: c.webhookLogDays)
         guard c.webhookLogDays > 0, c.webhookLogDays <= 3650 else {
             throw fail("webhook-log-days", "must be more than 0 and at most 3650")
@@ -311,7 +321,12 @@ struct Serve: ParsableCommand {
         let server: Server
         do {
             server = try Server(config: config) { config in
-                try SQLiteStore(directory: config.dataDirectory, durability: config.durability)
+                let local = try SQLiteStore(directory: config.dataDirectory, durability: config.durability)
+                guard let redis = config.redis else { return local }
+                do { return try RedisStorage(url: try RedisURL(redis), local: local) } catch {
+                    local.close()
+                    throw error
+                }
             }
         } catch {
             log.critical("cannot start", metadata: ["error": "\(error)"])

@@ -70,6 +70,11 @@ extension ScenarioConfig {
 /// Command-line overrides shared by `rooms` and `run`.
 struct ScenarioOverrides: ParsableArguments {
     @Option(help: "Hub base URL (ws://host:port).") var url = "ws://127.0.0.1:8080"
+    @Option(
+        help: ArgumentHelp(
+            "More hub nodes of one cluster (comma-separated ws://host:port): member k of every session connects "
+                + "to node k mod N (sessions are made on --url)."))
+    var spread: String?
     @Option(help: "Sessions.") var sessions: Int?
     @Option(help: "Members per session.") var members: Int?
     @Option(help: "Fraction of members that only listen.") var viewers: Double?
@@ -163,6 +168,7 @@ final class ScenarioRunner {
     func run() throws {
         let c = config
         let base = try WSURL(options.url)
+        let nodes = try [base] + (options.spread?.split(separator: ",").map { try WSURL(String($0)) } ?? [])
         let loop = Loop(index: 0)
         var codes: [String] = []
         for i in 0..<c.sessions {
@@ -200,7 +206,7 @@ final class ScenarioRunner {
                 let due = t0 + c.ramp * Double(i) / Double(members.count)
                 if monotonicNow() < due { runLoop(loop, timeout: due - monotonicNow()) { false } }
             }
-            try connect(m, number: i, base: base, loop: loop, resume: false)
+            try connect(m, number: i, base: nodes[m.index % nodes.count], loop: loop, resume: false)
             if i % 200 == 199 { loop.runOnce() }
         }
         runLoop(loop, timeout: 60) { self.joins + self.closed >= self.members.count }
@@ -264,7 +270,9 @@ final class ScenarioRunner {
                         client.onClose = nil
                         client.close()
                         reconnects += 1
-                        try? connect(m, number: Int(rng.next() % 1000), base: base, loop: loop, resume: true)
+                        try? connect(
+                            m, number: Int(rng.next() % 1000), base: nodes[m.index % nodes.count], loop: loop,
+                            resume: true)
                     }
                 }
             }

@@ -57,6 +57,8 @@ final class FakeHost: SessionHost, HubMetrics {
     func cursorsPending(_ session: Session) { pending.append(session) }
     var redactions: [Set<Int>] = []
     func redacted(_ session: Session, seqs: Set<Int>) { redactions.append(seqs) }
+    var relayed = 0
+    func relay(_ session: Session, traffic: Traffic, key: String?, frame: Chunk) { relayed += 1 }
     /// The store the session writes to (reads go to it, like the server's off-loop reads).
     var storage: MemoryStorage?
     var readsFail = false

@@ -39,10 +39,16 @@ public protocol SessionHost: AnyObject {
         done: @escaping (Result<(event: StoredEvent, member: String?)?, StoreFailure>) -> Void)
     /// Records an administrative action in the activity log.
     func record(_ action: String, session: Session, actor: Member?, target: String?, details: String?, address: String?)
+    /// Sends ephemeral traffic of the session to the other nodes (a shared log only).
+    func relay(_ session: Session, traffic: Traffic, key: String?, frame: Chunk)
     /// Forwards a run control request to the run's publisher; `reply` gets nil once forwarded.
     func controlRun(
         _ run: String, action: RunControlAction, session: Session, by: Member,
         reply: @escaping (MessageError?) -> Void)
+}
+
+extension SessionHost {
+    public func relay(_ session: Session, traffic: Traffic, key: String?, frame: Chunk) {}
 }
 
 /// Counters the session logic bumps.

@@ -35,6 +35,14 @@ public struct ResumeWindow {
         }
     }
 
+    /// Forgets every frame up to `seq` (resumes from before it are then read from the store).
+    public mutating func dropThrough(_ seq: Int) {
+        while head < items.count && items[head].seq <= seq {
+            bytes -= items[head].frame.count
+            head += 1
+        }
+    }
+
     /// Oldest first.
     public func forEach(_ body: ((seq: Int, frame: Chunk)) -> Void) {
         for i in head..<items.count { body(items[i]) }

@@ -131,7 +131,8 @@ extension Session {
             client,
             .joined(
                 session: code, title: info.title, you: member.json,
-                members: members.filter(\.announced).map(\.json), seq: seq, recovered: recovered))
+                members: members.filter(\.announced).map(\.json) + remoteMembers.map(\.json), seq: seq,
+                recovered: recovered))
         for m in members where m.announced && m !== member && m.typingUntil != nil {
             send(client, .typing(member: m.id, state: .start))
         }

@@ -22,7 +22,7 @@ public final class Session {
 
     public internal(set) var members: [Member] = []
     /// The last committed seq (every event up to it has been broadcast).
-    public private(set) var lastSeq: Int
+    public internal(set) var lastSeq: Int
     /// Committed events for resume: the last `policy.resumeWindow` frames (and bytes).
     var window: ResumeWindow
     var nextMemberNumber = 0
@@ -35,6 +35,15 @@ public final class Session {
     /// Edits of chat messages by target seq, while the resume window may hold them (a redaction of the
     /// target replaces their frames too): seq, ts and body of each.
     var editsByTarget: [Int: [(seq: Int, ts: Int64, body: [UInt8])]] = [:]
+    /// Shared log (cluster) only: committed events past a gap, by seq, each applied once every seq
+    /// before it was (Session+Shared), and since when the oldest gap is open.
+    var parked: [Int: () -> Void] = [:]
+    var gapSince: Double?
+    var gapReading = false
+    /// Members of this session connected to other nodes (from their presence events), in join order.
+    public var remoteMembers: [(id: String, json: [UInt8])] = []
+    /// Ephemeral broadcasts also go to the other nodes (set when the session follows a shared log).
+    public var relays = false
 
     public static let palette = [
         "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
@@ -214,10 +223,11 @@ public final class Session {
             if let deadline = m.graceDeadline, deadline <= now { removeMember(m, reason: "left") }
         }
         checkTokens()
+        if !parked.isEmpty { fillGap(now: now) }
     }
 
     public var needsTick: Bool {
-        policy.tokens.isEnabled || !catchUps.isEmpty
+        policy.tokens.isEnabled || !catchUps.isEmpty || !parked.isEmpty
             || members.contains { $0.typingUntil != nil || $0.graceDeadline != nil }
     }
 
@@ -238,14 +248,22 @@ public final class Session {
             case .success(let committed):
                 if committed.duplicate { return then(result, nil) }
                 self.host?.metrics.durableCommitted(latency: self.clock() - appended)
-                let frame = ServerMessage.durable(type: type, seq: committed.seq, ts: committed.ts, body: body).frame
-                self.lastSeq = committed.seq
-                self.window.append((committed.seq, frame))
-                if let r = replaces {
-                    let tombstone = ServerMessage.durable(type: r.type, seq: r.seq, ts: r.ts, body: r.body).frame
-                    self.window.replace(seq: r.seq, with: tombstone)
+                // Already applied from the shared log (a gap read got there first): acknowledged only.
+                if committed.seq <= self.lastSeq { return then(result, nil) }
+                let apply = {
+                    let frame = ServerMessage.durable(type: type, seq: committed.seq, ts: committed.ts, body: body)
+                        .frame
+                    self.lastSeq = committed.seq
+                    self.window.append((committed.seq, frame))
+                    if let r = replaces {
+                        let tombstone = ServerMessage.durable(type: r.type, seq: r.seq, ts: r.ts, body: r.body).frame
+                        self.window.replace(seq: r.seq, with: tombstone)
+                    }
+                    then(result, frame)
                 }
-                then(result, frame)
+                // One store assigns every seq of the session (with SQLite always the next one); with a
+                // shared log, another node's event may still be on its way: this one waits its turn.
+                self.inOrder(committed.seq, apply)
             case .failure:
                 self.host?.metrics.storeFailure()
                 then(result, nil)
@@ -291,6 +309,14 @@ public final class Session {
     /// Sends one pre-framed message to every connection of every announced member, under the fan-out
     /// policy (`Fanout`). `supersedes` names a coalescing key this frame makes stale.
     func broadcast(_ frame: Chunk, _ kind: Fanout.Kind, except: Member?, supersedes: String? = nil) {
+        if case .ephemeral(let traffic, let key) = kind, relays {
+            host?.relay(self, traffic: traffic, key: key, frame: frame)
+        }
+        deliverHere(frame, kind, except: except, supersedes: supersedes)
+    }
+
+    /// `broadcast` to this node's connections only.
+    func deliverHere(_ frame: Chunk, _ kind: Fanout.Kind, except: Member?, supersedes: String? = nil) {
         let metrics = host?.metrics
         let skipping = !catchingUp.isEmpty
         for m in members where m.announced && m !== except {

@@ -1,0 +1,145 @@
+import Hub
+import WebSocket
+
+/// An event as the session's log in Redis holds it: `seq ts type origin mlen\n` then the member's
+/// stable key (`mlen` bytes) and the body. The append script writes it, the nodes read it back from
+/// the log and from the channel; both are checked here before anything meets an index.
+struct LogEntry: Equatable {
+    var seq: Int
+    var ts: Int64
+    var type: String
+    var origin: String
+    var member: String?
+    var body: [UInt8]
+
+    static func decode(_ bytes: ArraySlice<UInt8>) -> LogEntry? {
+        guard let nl = bytes.firstIndex(of: 0x0A), nl - bytes.startIndex <= 512 else { return nil }
+        let head = bytes[bytes.startIndex..<nl].split(separator: 0x20, omittingEmptySubsequences: false)
+        guard head.count == 5, let seq = Int(ascii: head[0]), seq > 0, let ts = Int(ascii: head[1]),
+            let mlen = Int(ascii: head[4]), mlen >= 0, mlen <= bytes.endIndex - nl - 1,
+            !head[2].isEmpty, !head[3].isEmpty
+        else { return nil }
+        let memberStart = nl + 1
+        let member = bytes[memberStart..<memberStart + mlen]
+        return LogEntry(
+            seq: seq, ts: Int64(ts), type: String(decoding: head[2], as: UTF8.self),
+            origin: String(decoding: head[3], as: UTF8.self),
+            member: mlen == 0 ? nil : String(decoding: member, as: UTF8.self),
+            body: Array(bytes[(memberStart + mlen)...]))
+    }
+
+    func encode() -> [UInt8] {
+        let m = Array((member ?? "").utf8)
+        return Array("\(seq) \(ts) \(type) \(origin) \(m.count)\n".utf8) + m + body
+    }
+
+    var stored: StoredEvent { StoredEvent(seq: seq, ts: ts, type: type, body: body) }
+}
+
+/// What goes over a session's channel: `d<epoch> <entry>` (a committed event) or
+/// `e<origin> <traffic> <keylen>\n<key><frame>` (ephemeral traffic, as one WebSocket frame).
+enum ChannelMessage: Equatable {
+    case committed(epoch: String, LogEntry)
+    case ephemeral(origin: String, Traffic, key: String, frame: [UInt8])
+
+    static func decode(_ bytes: [UInt8]) -> ChannelMessage? {
+        guard let tag = bytes.first else { return nil }
+        let rest = bytes[1...]
+        switch tag {
+        case UInt8(ascii: "d"):
+            guard let sp = rest.firstIndex(of: 0x20), sp > rest.startIndex,
+                let e = LogEntry.decode(rest[(sp + 1)...])
+            else { return nil }
+            return .committed(epoch: String(decoding: rest[..<sp], as: UTF8.self), e)
+        case UInt8(ascii: "e"):
+            guard let nl = rest.firstIndex(of: 0x0A), nl - rest.startIndex <= 256 else { return nil }
+            let head = rest[rest.startIndex..<nl].split(separator: 0x20, omittingEmptySubsequences: false)
+            guard head.count == 3, !head[0].isEmpty,
+                let traffic = Traffic(rawValue: String(decoding: head[1], as: UTF8.self)),
+                let klen = Int(ascii: head[2]), klen >= 0, klen <= rest.endIndex - nl - 1
+            else { return nil }
+            let frame = Array(rest[(nl + 1 + klen)...])
+            guard isServerTextFrame(frame) else { return nil }
+            return .ephemeral(
+                origin: String(decoding: head[0], as: UTF8.self), traffic,
+                key: String(decoding: rest[(nl + 1)..<(nl + 1 + klen)], as: UTF8.self), frame: frame)
+        default: return nil
+        }
+    }
+
+    func encode() -> [UInt8] {
+        switch self {
+        case .committed(let epoch, let e): return Array("d\(epoch) ".utf8) + e.encode()
+        case .ephemeral(let origin, let traffic, let key, let frame):
+            let k = Array(key.utf8)
+            return Array("e\(origin) \(traffic.rawValue) \(k.count)\n".utf8) + k + frame
+        }
+    }
+
+    /// One whole, unmasked, final text frame, its length exactly the bytes after its header (what
+    /// `Chunk.text` makes): anything else from the channel is dropped, never sent to a client.
+    static func isServerTextFrame(_ f: [UInt8]) -> Bool {
+        guard f.count >= 2, f[0] == 0x81, f[1] & 0x80 == 0 else { return false }
+        let len7 = Int(f[1] & 0x7F)
+        switch len7 {
+        case 126:
+            guard f.count >= 4 else { return false }
+            return Int(f[2]) << 8 | Int(f[3]) == f.count - 4
+        case 127:
+            guard f.count >= 10 else { return false }
+            var n = 0
+            for i in 2..<10 { n = n << 8 | Int(f[i]) }
+            return n == f.count - 10
+        default: return len7 == f.count - 2
+        }
+    }
+}
+
+extension Int {
+    /// A non-negative decimal of at most 18 digits.
+    init?(ascii: ArraySlice<UInt8>) {
+        guard !ascii.isEmpty, ascii.count <= 18 else { return nil }
+        var n = 0
+        for b in ascii {
+            guard b >= 0x30 && b <= 0x39 else { return nil }
+            n = n * 10 + Int(b - 0x30)
+        }
+        self = n
+    }
+}
+
+/// A session's row as JSON (the `{CODE}:info` key and the directory channel).
+enum SessionInfoJSON {
+    static func encode(_ i: SessionInfo) -> [UInt8] {
+        var w = JSONWriter()
+        w.beginObject()
+        w.field("code", i.code); w.field("title", i.title); w.field("max", i.maxParticipants)
+        w.field("guests", i.guestPolicy.rawValue); w.field("host_key", i.hostKey)
+        w.field("created", Int(i.createdAt))
+        if let e = i.endedAt { w.field("ended", Int(e)) }
+        if let r = i.endReason { w.field("reason", r) }
+        w.beginObject("events")
+        for (role, names) in i.eventPolicy.sorted(by: { $0.key < $1.key }) {
+            w.beginArray(role); for n in names { w.element(n) }; w.endArray()
+        }
+        w.endObject()
+        w.endObject()
+        return w.bytes
+    }
+
+    static func decode(_ bytes: [UInt8]) -> SessionInfo? {
+        guard let o = try? JSONReader.readObject(bytes), let code = o["code"]?.string, let title = o["title"]?.string,
+            let max = o["max"]?.int, let guests = o["guests"]?.string.flatMap(GuestPolicy.init(rawValue:)),
+            let hostKey = o["host_key"]?.string, let created = o["created"]?.int
+        else { return nil }
+        var info = SessionInfo(
+            code: code, title: title, maxParticipants: max, guestPolicy: guests, hostKey: hostKey,
+            createdAt: Int64(created))
+        info.endedAt = o["ended"]?.int.map(Int64.init)
+        info.endReason = o["reason"]?.string
+        for (role, names) in o["events"]?.object?.members ?? [] {
+            info.eventPolicy[role] = names.array?.compactMap(\.string) ?? []
+        }
+        return info
+    }
+}

@@ -1,0 +1,69 @@
+import EventLoop
+import Hub
+import Logging
+
+/// Which nodes are alive. Each node sets `chub:node:<id>` with a TTL every second (`heartbeat`) and
+/// is in the set `chub:nodes`; every two seconds it looks for members of that set whose key expired.
+/// The first survivor to take a dead node out of the set (SREM answers 1 to exactly one caller) emits,
+/// for every member that node had in every session, one durable leave with reason `node_lost`, through
+/// the same append script as any event. Its origin is `lost:<id>`, so every node applies it, the
+/// emitting one included.
+final class NodeWatch {
+    unowned let storage: RedisStorage
+    let link: LoopLink
+    private var beat: Loop.Timer?
+    private var sweep: Loop.Timer?
+    private let log = Logger(label: "collabhub.redis")
+    static let ttlMillis = 5000
+
+    init(storage: RedisStorage, link: LoopLink) {
+        self.storage = storage
+        self.link = link
+        beat = Loop.Timer(loop: link.commands.loop, after: 0, repeat: 1) { [unowned self] in self.heartbeat() }
+        beat?.unref()
+        sweep = Loop.Timer(loop: link.commands.loop, after: 2, repeat: 2) { [unowned self] in self.lookForDead() }
+        sweep?.unref()
+    }
+
+    private func heartbeat() {
+        let me = storage.node
+        link.commands.send(.command("SET", "chub:node:\(me)", "1", "PX", Self.ttlMillis)) { _ in }
+        link.commands.send(.command("SADD", "chub:nodes", me)) { _ in }
+    }
+
+    private func lookForDead() {
+        link.commands.send(.command("SMEMBERS", "chub:nodes")) { [self] reply in
+            for id in reply.items.compactMap(\.text) where id != storage.node {
+                link.commands.send(.command("EXISTS", "chub:node:\(id)")) { [self] alive in
+                    guard alive.int == 0 else { return }
+                    link.commands.send(.command("SREM", "chub:nodes", id)) { [self] won in
+                        if won.int == 1 { bury(id) }
+                    }
+                }
+            }
+        }
+    }
+
+    /// This node won: every member the dead one had leaves, once.
+    private func bury(_ id: String) {
+        log.notice("node lost: its members leave", metadata: ["node": "\(id)"])
+        link.commands.send(.command("SMEMBERS", "chub:node:\(id):sessions")) { [self] reply in
+            for session in reply.items.compactMap(\.text) {
+                link.commands.send(.command("HGETALL", RedisStorage.keys(session).members)) { [self] members in
+                    let all = members.items
+                    var i = 0
+                    while i + 1 < all.count {
+                        if let member = all[i].text, let v = all[i + 1].bytes, let sp = v.firstIndex(of: 0x20),
+                            String(decoding: v[..<sp], as: UTF8.self) == id
+                        {
+                            let name = (try? JSONReader.readObject(Array(v[(sp + 1)...])))?["name"]?.string
+                            storage.appendLeave(session: session, member: member, name: name, node: id, link: link)
+                        }
+                        i += 2
+                    }
+                }
+            }
+            link.commands.send(.command("DEL", "chub:node:\(id):sessions")) { _ in }
+        }
+    }
+}

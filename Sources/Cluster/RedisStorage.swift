@@ -1,0 +1,418 @@
+import Bytes
+import EventLoop
+import Foundation
+import Hub
+import Logging
+
+/// The cluster backend: the session log, the session directory and history live in Redis, shared by
+/// every node (`collabhub serve --redis URL`). Appends run the `Scripts.append` script on the calling
+/// loop's own hiredis connection (driven by that libev loop), so one script call assigns the seq,
+/// stores, deduplicates and publishes; the reply is the acknowledgement. Each loop also has a
+/// subscriber connection for the channels of the sessions it follows. Reads (history, transcripts,
+/// wake-ups) are blocking calls from the worker threads on a small pool of connections.
+///
+/// Node-local, in the SQLite store beside it (`local`): API keys and their usage, webhooks and their
+/// outbox, the activity log and cursor samples for playback (see the README).
+public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
+    public let node: String
+    let url: RedisURL
+    let local: Storage
+    let sync: RedisSync
+    private let lock = NSLock()
+    private var links: [ObjectIdentifier: LoopLink] = [:]
+    /// Per stream: the epoch this node knows and the highest seq it has seen committed.
+    private var streams: [String: (epoch: String?, seen: Int)] = [:]
+    private var keep = 0
+    /// Resends recognised per session (the newest client ids kept).
+    static let idsKept = 10_000
+    private let saves = DispatchQueue(label: "collabhub.redis.saves")
+    private let log = Logger(label: "collabhub.redis")
+
+    /// Checks that Redis answers (a node does not start without it) and loads the scripts.
+    public init(url: RedisURL, local: Storage) throws {
+        self.url = url
+        self.local = local
+        sync = RedisSync(url: url)
+        node = Base64.encode(Crypto.randomBytes(6), urlSafe: true)
+        _ = try sync.call(.command("SCRIPT", "LOAD", Scripts.append))
+        _ = try sync.call(.command("SCRIPT", "LOAD", Scripts.batch))
+    }
+
+    // MARK: - Links (one per loop, made on that loop's thread)
+
+    private func link(_ executor: Executor) -> LoopLink? {
+        guard let loop = (executor as? LoopOwned)?.loop else { return nil }
+        lock.lock()
+        defer { lock.unlock() }
+        if let l = links[ObjectIdentifier(loop)] { return l }
+        let l = LoopLink(storage: self, loop: loop)
+        links[ObjectIdentifier(loop)] = l
+        return l
+    }
+
+    static func keys(_ stream: String) -> (m: String, log: String, ids: String, members: String, channel: String) {
+        ("{\(stream)}:m", "{\(stream)}:log", "{\(stream)}:ids", "{\(stream)}:members", "{\(stream)}:ch")
+    }
+
+    /// Records what the node learned of a stream; returns the epoch it knew before if the log's
+    /// epoch is a different one (the log lost data).
+    func learned(_ stream: String, epoch: String, seq: Int) -> String? {
+        lock.lock()
+        defer { lock.unlock() }
+        var s = streams[stream] ?? (nil, 0)
+        let lost = s.epoch != nil && s.epoch != epoch ? s.epoch : nil
+        s.epoch = epoch
+        s.seen = max(s.seen, seq)
+        streams[stream] = s
+        return lost
+    }
+
+    private func seen(_ stream: String) -> Int {
+        lock.lock(); defer { lock.unlock() }; return streams[stream]?.seen ?? 0
+    }
+
+    // MARK: - EventLog
+
+    public func append(
+        _ event: DurableEvent, executor: Executor, done: @escaping (Result<Committed, StoreFailure>) -> Void
+    ) {
+        guard let link = link(executor) else {
+            return executor.execute { done(.failure(StoreFailure("redis: not called from a loop"))) }
+        }
+        let k = Self.keys(event.session)
+        let r = event.replaces
+        let args: [[UInt8]] = .command(
+            event.type, event.member ?? "", event.clientId ?? "", event.body, node, k.channel, newEpoch(),
+            seen(event.session), keepEvents(event.session), r?.seq ?? 0, r?.body ?? [], Self.idsKept)
+        link.eval(Scripts.append, sha: Scripts.appendSHA, keys: [k.m, k.log, k.ids, k.members], args: args) {
+            [self] reply in
+            let items = reply.items
+            guard items.count == 4, let seq = items[0].int, let ts = items[1].int, let dup = items[2].int,
+                let epoch = items[3].text
+            else {
+                let why = reply.errorMessage ?? "unexpected reply"
+                return executor.execute { done(.failure(StoreFailure("redis: \(why)"))) }
+            }
+            if self.learned(event.session, epoch: epoch, seq: seq) != nil {
+                link.notify(event.session, .lost(lastSeq: seq - 1))
+            }
+            if event.type == "presence" { self.noteMembers(in: event.session, link: link) }
+            done(.success(Committed(seq: seq, ts: Int64(ts), duplicate: dup == 1)))
+        }
+    }
+
+    /// A leave of a dead node's member (`NodeWatch`), idempotent on (node, member).
+    func appendLeave(session: String, member: String, name: String?, node dead: String, link: LoopLink) {
+        let k = Self.keys(session)
+        let body = EventBody.presence(joins: [], leaves: [(member, "node_lost", name)])
+        let args: [[UInt8]] = .command(
+            "presence", "", "lost:\(dead):\(member)", body, "lost:\(dead)", k.channel, newEpoch(), seen(session),
+            keepEvents(session), 0, [], Self.idsKept)
+        link.eval(Scripts.append, sha: Scripts.appendSHA, keys: [k.m, k.log, k.ids, k.members], args: args) { _ in }
+    }
+
+    public func appendBatch(
+        _ events: [DurableEvent], expectedLastSeq: Int?, executor: Executor,
+        done: @escaping (Result<[Committed], StoreFailure>) -> Void
+    ) {
+        guard let link = link(executor), let stream = events.first?.session else {
+            return executor.execute { done(events.isEmpty ? .success([]) : .failure(StoreFailure("redis: no loop"))) }
+        }
+        let k = Self.keys(stream)
+        var args: [[UInt8]] = .command(
+            expectedLastSeq.map(String.init) ?? "", node, k.channel, newEpoch(), events.count)
+        for e in events { args += .command(e.type, e.member ?? "", e.body) }
+        link.eval(Scripts.batch, sha: Scripts.batchSHA, keys: [k.m, k.log], args: args) { [self] reply in
+            let items = reply.items
+            guard items.count == events.count + 2, let ts = items[0].int, let epoch = items[1].text else {
+                let why = reply.errorMessage ?? "unexpected reply"
+                return executor.execute { done(.failure(StoreFailure("redis: \(why)"))) }
+            }
+            let seqs = items.dropFirst(2).compactMap(\.int)
+            _ = self.learned(stream, epoch: epoch, seq: seqs.last ?? 0)
+            done(.success(seqs.map { Committed(seq: $0, ts: Int64(ts), duplicate: false) }))
+        }
+    }
+
+    public func recordCursors(session: String, ts: Int64, updates: [UInt8]) {
+        local.recordCursors(session: session, ts: ts, updates: updates)
+    }
+
+    private func newEpoch() -> String { Base64.encode(Crypto.randomBytes(6), urlSafe: true) }
+
+    private func keepEvents(_ stream: String) -> Int {
+        stream.hasPrefix("run:") ? 0 : (lock.withLock { keep })
+    }
+
+    // MARK: - SharedLog
+
+    public func follow(session: String, executor: Executor, _ sink: @escaping (SharedItem) -> Void) {
+        link(executor)?.follow(Self.keys(session).channel, stream: session, sink)
+    }
+
+    public func unfollow(session: String, executor: Executor) {
+        link(executor)?.unfollow(Self.keys(session).channel)
+    }
+
+    public func relay(session: String, executor: Executor, traffic: Traffic, key: String, frame: [UInt8]) {
+        link(executor)?.publish(
+            Array(Self.keys(session).channel.utf8),
+            ChannelMessage.ephemeral(origin: node, traffic, key: key, frame: frame).encode())
+    }
+
+    public func lookup(session: String) throws -> SessionInfo? {
+        guard let bytes = try sync.call(.command("GET", "{\(session)}:info")).bytes else { return nil }
+        return SessionInfoJSON.decode(bytes)
+    }
+
+    public func remoteMembers(session: String) throws -> [(id: String, json: [UInt8])] {
+        let all = try sync.call(.command("HGETALL", Self.keys(session).members)).items
+        var out: [(id: String, json: [UInt8])] = []
+        var i = 0
+        while i + 1 < all.count {
+            if let id = all[i].text, let v = all[i + 1].bytes, let sp = v.firstIndex(of: 0x20),
+                String(decoding: v[..<sp], as: UTF8.self) != node
+            {
+                out.append((id, Array(v[(sp + 1)...])))
+            }
+            i += 2
+        }
+        return out
+    }
+
+    /// Session rows saved on any node reach `sink` on `executor`'s loop. Called once, at start-up,
+    /// with loop 0, which also keeps this node's heartbeat and looks for nodes that died.
+    public func followDirectory(executor: Executor, _ sink: @escaping (SessionInfo) -> Void) {
+        guard let link = link(executor) else { return }
+        link.followDirectory(sink)
+        heartbeat = NodeWatch(storage: self, link: link)
+    }
+    private var heartbeat: NodeWatch?
+
+    /// Sessions this node has had members in (for the survivor that emits their leaves if it dies).
+    func noteMembers(in session: String, link: LoopLink) {
+        let fresh = lock.withLock { memberSessions.insert(session).inserted }
+        if fresh { link.commands.send(.command("SADD", "chub:node:\(node):sessions", session)) { _ in } }
+    }
+    private var memberSessions: Set<String> = []
+
+    // MARK: - TranscriptReads
+
+    private func bounds(_ stream: String) throws -> (last: Int, floor: Int) {
+        let r = try sync.call(.command("HMGET", Self.keys(stream).m, "seq", "floor", "epoch")).items
+        guard r.count == 3 else { throw StoreFailure("redis: unexpected reply") }
+        if let epoch = r[2].text { _ = learned(stream, epoch: epoch, seq: r[0].int ?? 0) }
+        return (r[0].int ?? 0, r[1].int ?? 0)
+    }
+
+    private func entries(_ stream: String, from: Int, through: Int) throws -> [LogEntry] {
+        guard from <= through else { return [] }
+        var out: [LogEntry] = []
+        var at = from
+        while at <= through {
+            let end = min(through, at + 499)
+            var args: [[UInt8]] = .command("HMGET", Self.keys(stream).log)
+            for s in at...end { args.append(Array(String(s).utf8)) }
+            for item in try sync.call(args).items {
+                if let b = item.bytes, let e = LogEntry.decode(b[...]) { out.append(e) }
+            }
+            at = end + 1
+        }
+        return out
+    }
+
+    public func lastSeq(session: String) throws -> Int { try bounds(session).last }
+
+    public func tail(session: String, limit: Int) throws -> [StoredEvent] {
+        let b = try bounds(session)
+        return try entries(session, from: max(b.floor, b.last - limit) + 1, through: b.last).map(\.stored)
+    }
+
+    public func events(session: String, after: Int, limit: Int) throws -> [StoredEvent] {
+        let b = try bounds(session)
+        let from = max(after, b.floor) + 1
+        guard limit > 0, from <= b.last else { return [] }
+        return try entries(session, from: from, through: min(b.last, from + limit - 1)).map(\.stored)
+    }
+
+    public func event(session: String, seq: Int) throws -> (event: StoredEvent, member: String?)? {
+        guard seq > 0, let b = try sync.call(.command("HGET", Self.keys(session).log, seq)).bytes,
+            let e = LogEntry.decode(b[...])
+        else { return nil }
+        return (e.stored, e.member)
+    }
+
+    public func cursorSamples(session: String, from: Int64, to: Int64, limit: Int) throws -> [CursorSample] {
+        try local.cursorSamples(session: session, from: from, to: to, limit: limit)
+    }
+
+    public func streams(prefix: String) throws -> [(String, [StoredEvent])] {
+        var out: [(String, [StoredEvent])] = []
+        for key in try scan("{\(prefix)*}:m") {
+            let stream = String(key.dropFirst().dropLast(3))
+            let b = try bounds(stream)
+            out.append((stream, try entries(stream, from: b.floor + 1, through: b.last).map(\.stored)))
+        }
+        return out.sorted { $0.0 < $1.0 }
+    }
+
+    private func scan(_ pattern: String) throws -> [String] {
+        var cursor = "0", keys: [String] = []
+        repeat {
+            let r = try sync.call(.command("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)).items
+            guard r.count == 2, let next = r[0].text else { throw StoreFailure("redis: unexpected SCAN reply") }
+            cursor = next
+            keys += r[1].items.compactMap(\.text)
+        } while cursor != "0"
+        return keys
+    }
+
+    // MARK: - SessionRecords
+
+    public func save(_ info: SessionInfo, created: Bool, done: ((Bool) -> Void)?) {
+        let json = SessionInfoJSON.encode(info)
+        saves.async { [self] in
+            do {
+                _ = try sync.call(.command("SET", "{\(info.code)}:info", json))
+                _ = try sync.call(.command("PUBLISH", "chub:dir", json))
+                done?(true)
+            } catch {
+                log.warning("session row not saved", metadata: ["session": "\(info.code)", "error": "\(error)"])
+                done?(false)
+            }
+        }
+    }
+
+    public func sessions() throws -> [(SessionInfo, events: Int)] {
+        var out: [(SessionInfo, events: Int)] = []
+        for key in try scan("{*}:info") {
+            guard let bytes = try sync.call(.command("GET", key)).bytes, let info = SessionInfoJSON.decode(bytes)
+            else { continue }
+            let b = try bounds(info.code)
+            out.append((info, b.last - b.floor))
+        }
+        return out
+    }
+
+    // MARK: - Node-local ports (the SQLite store beside it)
+
+    public func record(_ entry: ActivityEntry) { local.record(entry) }
+    public func activity(_ query: ActivityQuery) throws -> [ActivityEntry] { try local.activity(query) }
+    public func allKeys() throws -> [APIKeyRecord] { try local.allKeys() }
+    public func createKey(_ spec: APIKeySpec, actor: String) throws -> (APIKeyRecord, String) {
+        try local.createKey(spec, actor: actor)
+    }
+    public func revokeKey(id: String, actor: String) throws -> Bool { try local.revokeKey(id: id, actor: actor) }
+    public func usage(window: String) throws -> [String: Int] { try local.usage(window: window) }
+    public func recordUse(id: String, windows: (String, String)) { local.recordUse(id: id, windows: windows) }
+    public func webhooks() throws -> [WebhookEndpoint] { try local.webhooks() }
+    public func saveWebhook(_ endpoint: WebhookEndpoint, actor: String, action: String?) throws {
+        try local.saveWebhook(endpoint, actor: actor, action: action)
+    }
+    public func deleteWebhook(id: String, actor: String) throws -> Bool {
+        try local.deleteWebhook(id: id, actor: actor)
+    }
+    public func deliveries(webhook: String, status: DeliveryStatus?, before: Int?, limit: Int) throws
+        -> [WebhookDelivery]
+    { try local.deliveries(webhook: webhook, status: status, before: before, limit: limit) }
+    public func pendingDeliveries(webhook: String?, after: Int, limit: Int) throws -> [WebhookDelivery] {
+        try local.pendingDeliveries(webhook: webhook, after: after, limit: limit)
+    }
+    public func delivery(id: Int) throws -> WebhookDelivery? { try local.delivery(id: id) }
+    public func enqueue(_ message: WebhookMessage, webhook: String) throws -> WebhookDelivery {
+        try local.enqueue(message, webhook: webhook)
+    }
+    public func retryDelivery(id: Int) throws -> WebhookDelivery? { try local.retryDelivery(id: id) }
+    public func recordAttempt(_ delivery: WebhookDelivery) { local.recordAttempt(delivery) }
+    public func recordHealth(_ id: String, _ health: WebhookHealth) { local.recordHealth(id, health) }
+    public func trimDeliveryLog(before: Int64, limit: Int) { local.trimDeliveryLog(before: before, limit: limit) }
+    public func outboxDepth() throws -> [String: Int] { try local.outboxDepth() }
+    public var onOutbox: (([WebhookDelivery]) -> Void)? {
+        get { local.onOutbox }
+        set { local.onOutbox = newValue }
+    }
+
+    public func enforce(_ policy: RetentionPolicy) {
+        lock.withLock { keep = policy.maxEventsPerSession ?? 0 }
+        local.enforce(policy)
+    }
+    public func barrier(_ done: @escaping (Bool) -> Void) { local.barrier(done) }
+    public func close() { local.close() }
+    public var gauges: [(name: String, help: String, value: Int)] { local.gauges }
+}
+
+/// One loop's two Redis connections and the sessions it follows.
+final class LoopLink {
+    unowned let storage: RedisStorage
+    let commands: RedisConnection
+    let subscriber: RedisConnection
+    private var sinks: [[UInt8]: (stream: String, sink: (SharedItem) -> Void)] = [:]
+    private var directory: ((SessionInfo) -> Void)?
+    private var connectedOnce = false
+    static let directoryChannel = Array("chub:dir".utf8)
+
+    init(storage: RedisStorage, loop: Loop) {
+        self.storage = storage
+        commands = RedisConnection(loop: loop, url: storage.url, name: "commands/\(loop.index)")
+        subscriber = RedisConnection(loop: loop, url: storage.url, name: "subscriber/\(loop.index)")
+        subscriber.onMessage = { [unowned self] channel, payload in self.message(channel, payload) }
+        subscriber.onReady = { [unowned self] in
+            // After a reconnect every followed session may have missed publications.
+            if self.connectedOnce { for (_, s) in self.sinks { s.sink(.resubscribed) } }
+            self.connectedOnce = true
+        }
+        commands.start()
+        subscriber.start()
+    }
+
+    func eval(_ script: String, sha: String, keys: [String], args: [[UInt8]], _ reply: @escaping (RedisReply) -> Void) {
+        let tail: [[UInt8]] = [Array(String(keys.count).utf8)] + keys.map { Array($0.utf8) } + args
+        commands.send([Array("EVALSHA".utf8), Array(sha.utf8)] + tail) { [commands] r in
+            // Redis restarted and forgot the script: sent again in full (which loads it again).
+            if let e = r.errorMessage, e.hasPrefix("NOSCRIPT") {
+                return commands.send([Array("EVAL".utf8), Array(script.utf8)] + tail, reply)
+            }
+            reply(r)
+        }
+    }
+
+    func publish(_ channel: [UInt8], _ payload: [UInt8]) {
+        commands.send([Array("PUBLISH".utf8), channel, payload]) { _ in }
+    }
+
+    func follow(_ channel: String, stream: String, _ sink: @escaping (SharedItem) -> Void) {
+        let c = Array(channel.utf8)
+        sinks[c] = (stream, sink)
+        subscriber.subscribe([c])
+    }
+
+    func unfollow(_ channel: String) {
+        let c = Array(channel.utf8)
+        sinks[c] = nil
+        subscriber.unsubscribe(c)
+    }
+
+    func followDirectory(_ sink: @escaping (SessionInfo) -> Void) {
+        directory = sink
+        subscriber.subscribe([Self.directoryChannel])
+    }
+
+    func notify(_ stream: String, _ item: SharedItem) {
+        sinks[Array(RedisStorage.keys(stream).channel.utf8)]?.sink(item)
+    }
+
+    private func message(_ channel: [UInt8], _ payload: [UInt8]) {
+        if channel == Self.directoryChannel {
+            if let info = SessionInfoJSON.decode(payload) { directory?(info) }
+            return
+        }
+        guard let (stream, sink) = sinks[channel], let m = ChannelMessage.decode(payload) else { return }
+        switch m {
+        case .committed(let epoch, let e):
+            if storage.learned(stream, epoch: epoch, seq: e.seq) != nil { sink(.lost(lastSeq: e.seq - 1)) }
+            if e.origin != storage.node { sink(.committed(e.stored)) }
+        case .ephemeral(let origin, let traffic, let key, let frame):
+            if origin != storage.node { sink(.ephemeral(traffic, key: key, frame: frame)) }
+        }
+    }
+}

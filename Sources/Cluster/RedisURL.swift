@@ -1,0 +1,88 @@
+/// `redis://[[user]:password@]host[:port][/db]`, as `--redis` takes it.
+public struct RedisURL: Equatable, Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public var db: Int
+    public var user: String?
+    public var password: String?
+
+    public struct Invalid: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public init(_ text: String) throws {
+        let rest: Substring
+        if text.hasPrefix("redis://") {
+            rest = text.dropFirst("redis://".count)
+        } else if text.hasPrefix("rediss://") {
+            // Debian 12's hiredis is 0.14, which has no TLS (hiredis_ssl came with 1.0).
+            throw Invalid(
+                description:
+                    "rediss:// (TLS) needs hiredis 1.0 or later; this build links Debian's hiredis 0.14, which has "
+                    + "no TLS: reach Redis over a private network or an stunnel/spiped tunnel and use redis://")
+        } else {
+            throw Invalid(description: "the Redis URL must start with redis:// (got \"\(text)\")")
+        }
+        var hostPart = rest
+        if let at = rest.lastIndex(of: "@") {
+            let auth = rest[..<at]
+            hostPart = rest[rest.index(after: at)...]
+            if let colon = auth.firstIndex(of: ":") {
+                let u = String(auth[..<colon])
+                user = u.isEmpty ? nil : Self.unescape(u)
+                password = Self.unescape(String(auth[auth.index(after: colon)...]))
+            } else {
+                password = Self.unescape(String(auth))
+            }
+        }
+        db = 0
+        if let slash = hostPart.firstIndex(of: "/") {
+            let d = hostPart[hostPart.index(after: slash)...]
+            if !d.isEmpty {
+                guard let n = Int(d), n >= 0, n <= 15 else {
+                    throw Invalid(description: "the Redis database must be 0-15 (got \"\(d)\")")
+                }
+                db = n
+            }
+            hostPart = hostPart[..<slash]
+        }
+        port = 6379
+        if let colon = hostPart.lastIndex(of: ":"), !hostPart.hasSuffix("]") {
+            guard let p = Int(hostPart[hostPart.index(after: colon)...]), p > 0, p < 65536 else {
+                throw Invalid(description: "the Redis port must be 1-65535 (in \"\(text)\")")
+            }
+            port = p
+            hostPart = hostPart[..<colon]
+        }
+        host = String(hostPart).trimmingBrackets
+        guard !host.isEmpty else { throw Invalid(description: "the Redis URL names no host (\"\(text)\")") }
+    }
+
+    /// Percent-escapes in the user and password (`%40` for `@`).
+    static func unescape(_ s: String) -> String {
+        var out: [UInt8] = []
+        var bytes = Array(s.utf8)[...]
+        while let b = bytes.popFirst() {
+            if b == UInt8(ascii: "%"), bytes.count >= 2,
+                let v = UInt8(String(decoding: bytes.prefix(2), as: UTF8.self), radix: 16)
+            {
+                out.append(v)
+                bytes = bytes.dropFirst(2)
+            } else {
+                out.append(b)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Without the password.
+    public var description: String {
+        "redis://\(password != nil ? "\(user ?? ""):***@" : "")\(host):\(port)/\(db)"
+    }
+}
+
+extension String {
+    fileprivate var trimmingBrackets: String {
+        hasPrefix("[") && hasSuffix("]") ? String(dropFirst().dropLast()) : self
+    }
+}

@@ -1,0 +1,116 @@
+import Bytes
+
+/// The Lua scripts that make Redis the session log: each runs atomically, so one script call both
+/// assigns the next seq, stores the event and publishes it. Every key a script touches carries the
+/// stream's hash tag (`{CODE}`), so under Redis Cluster all of a session lives in one slot.
+///
+/// Keys of a stream S: `{S}:m` (hash: `seq` the last seq, `epoch`, `floor` the last seq retention
+/// deleted, `ts` the last commit time), `{S}:log` (hash: seq -> entry), `{S}:ids` (sorted set:
+/// `member|client id` -> seq, the newest `idsKept`), `{S}:members` (hash: member id -> `node json`,
+/// who is present and on which node), `{S}:info` (the session's row), and the channel `{S}:ch`.
+enum Scripts {
+    /// KEYS: m, log, ids, members. ARGV: type, member, client id, body, origin node, channel, a new
+    /// epoch (used if the stream has none), the seq to start from then, events kept (0: all), seq to
+    /// replace (0: none), its new body, ids kept. Returns {seq, ts, duplicate, epoch}.
+    static let append = """
+        local m, log, ids, members = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+        local typ, member, cid, body, origin = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+        local epoch = redis.call('HGET', m, 'epoch')
+        if not epoch then
+          epoch = ARGV[7]
+          redis.call('HSET', m, 'epoch', epoch, 'seq', ARGV[8], 'floor', ARGV[8], 'ts', 0)
+        end
+        if cid ~= '' then
+          local prior = redis.call('ZSCORE', ids, member .. '|' .. cid)
+          if prior then
+            local e = redis.call('HGET', log, prior)
+            local ts = 0
+            if e then ts = tonumber(string.match(e, '^%d+ (%d+) ')) end
+            return {tonumber(prior), ts, 1, epoch}
+          end
+        end
+        local seq = redis.call('HINCRBY', m, 'seq', 1)
+        local t = redis.call('TIME')
+        local ts = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local last = tonumber(redis.call('HGET', m, 'ts') or '0')
+        if ts < last then ts = last end
+        local entry = seq .. ' ' .. ts .. ' ' .. typ .. ' ' .. origin .. ' ' .. #member .. '\\n' .. member .. body
+        redis.call('HSET', log, seq, entry)
+        redis.call('HSET', m, 'ts', ts)
+        if cid ~= '' then
+          redis.call('ZADD', ids, seq, member .. '|' .. cid)
+          local kept = tonumber(ARGV[12])
+          if redis.call('ZCARD', ids) > kept then redis.call('ZREMRANGEBYRANK', ids, 0, -kept - 1) end
+        end
+        local keep = tonumber(ARGV[9])
+        if keep > 0 then
+          local floor = tonumber(redis.call('HGET', m, 'floor'))
+          local n = 0
+          while floor < seq - keep and n < 64 do
+            floor = floor + 1
+            redis.call('HDEL', log, floor)
+            n = n + 1
+          end
+          redis.call('HSET', m, 'floor', floor)
+        end
+        if ARGV[10] ~= '0' then
+          local old = redis.call('HGET', log, ARGV[10])
+          if old then
+            local nl = string.find(old, '\\n', 1, true)
+            local mlen = tonumber(string.match(string.sub(old, 1, nl - 1), '(%d+)$'))
+            redis.call('HSET', log, ARGV[10], string.sub(old, 1, nl + mlen) .. ARGV[11])
+          end
+        end
+        if typ == 'presence' then
+          local ok, p = pcall(cjson.decode, '{' .. body .. '}')
+          if ok then
+            for _, j in ipairs(p.joins or {}) do
+              if j.id then redis.call('HSET', members, j.id, origin .. ' ' .. cjson.encode(j)) end
+            end
+            for _, l in ipairs(p.leaves or {}) do
+              if l.id then redis.call('HDEL', members, l.id) end
+            end
+          end
+        end
+        redis.call('PUBLISH', ARGV[6], 'd' .. epoch .. ' ' .. entry)
+        return {seq, ts, 0, epoch}
+        """
+
+    /// Several events of one stream, all or none, only if its last seq is still ARGV[1] ('': any).
+    /// KEYS: m, log. ARGV: expected, origin, channel, new epoch, n, then type, member, body per event.
+    /// Returns {ts, epoch, seq...}; a changed last seq is the error `CONFLICT <last seq>`.
+    static let batch = """
+        local m, log = KEYS[1], KEYS[2]
+        local epoch = redis.call('HGET', m, 'epoch')
+        if not epoch then
+          epoch = ARGV[4]
+          redis.call('HSET', m, 'epoch', epoch, 'seq', 0, 'floor', 0, 'ts', 0)
+        end
+        local last = tonumber(redis.call('HGET', m, 'seq'))
+        if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= last then return redis.error_reply('CONFLICT ' .. last) end
+        local t = redis.call('TIME')
+        local ts = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local lts = tonumber(redis.call('HGET', m, 'ts') or '0')
+        if ts < lts then ts = lts end
+        local out = {ts, epoch}
+        for i = 0, tonumber(ARGV[5]) - 1 do
+          local typ, member, body = ARGV[6 + i * 3], ARGV[7 + i * 3], ARGV[8 + i * 3]
+          last = last + 1
+          local entry = last .. ' ' .. ts .. ' ' .. typ .. ' ' .. ARGV[2] .. ' ' .. #member .. '\\n' .. member .. body
+          redis.call('HSET', log, last, entry)
+          redis.call('PUBLISH', ARGV[3], 'd' .. epoch .. ' ' .. entry)
+          out[#out + 1] = last
+        end
+        redis.call('HSET', m, 'seq', last, 'ts', ts)
+        return out
+        """
+
+    static let appendSHA = sha1Hex(append)
+    static let batchSHA = sha1Hex(batch)
+
+    static func sha1Hex(_ s: String) -> String {
+        let hex = Array("0123456789abcdef".utf8)
+        return String(
+            decoding: Crypto.sha1(Array(s.utf8)).flatMap { [hex[Int($0 >> 4)], hex[Int($0 & 15)]] }, as: UTF8.self)
+    }
+}

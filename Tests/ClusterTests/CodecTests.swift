@@ -1,0 +1,78 @@
+import XCTest
+
+@testable import Cluster
+@testable import Hub
+import WebSocket
+
+final class RedisURLTests: XCTestCase {
+    func testParsesHostPortDatabaseAndPassword() throws {
+        let u = try RedisURL("redis://:s%40cret@10.0.0.5:7000/3")
+        XCTAssertEqual(u.host, "10.0.0.5")
+        XCTAssertEqual(u.port, 7000)
+        XCTAssertEqual(u.db, 3)
+        XCTAssertNil(u.user)
+        XCTAssertEqual(u.password, "s@cret")
+        XCTAssertEqual(u.description, "redis://:***@10.0.0.5:7000/3")
+        let v = try RedisURL("redis://alice:pw@redis.internal")
+        XCTAssertEqual(v.user, "alice")
+        XCTAssertEqual(v.port, 6379)
+        XCTAssertEqual(v.db, 0)
+        XCTAssertEqual(try RedisURL("redis://[::1]:6380/").host, "::1")
+    }
+
+    func testRefusesWhatItCannotUse() {
+        for bad in ["http://h:1", "redis://", "redis://h:0", "redis://h:70000", "redis://h:1/16", "redis://h/x"] {
+            XCTAssertThrowsError(try RedisURL(bad), bad)
+        }
+        XCTAssertThrowsError(try RedisURL("rediss://h:6380")) { error in
+            XCTAssertTrue("\(error)".contains("TLS"), "\(error)")
+        }
+    }
+}
+
+final class LogEntryTests: XCTestCase {
+    func testRoundTripsWithAndWithoutMember() {
+        let a = LogEntry(seq: 7, ts: 1_700_000_000_123, type: "chat", origin: "n1", member: "sub:a b\nc",
+                         body: Array("\"id\":\"x\"".utf8))
+        XCTAssertEqual(LogEntry.decode(a.encode()[...]), a)
+        let b = LogEntry(seq: 1, ts: 0, type: "presence", origin: "n2", member: nil, body: [])
+        XCTAssertEqual(LogEntry.decode(b.encode()[...]), b)
+    }
+
+    func testRefusesMalformedEntries() {
+        for bad in ["", "1 2 chat n1 0", "x 2 chat n1 0\n", "1 2 chat n1 9\nab", "0 2 chat n1 0\n", "1 2  n1 0\n",
+                    "1 2 chat n1 -1\n", "1 2 chat n1 0 extra\n", "99999999999999999999 2 chat n1 0\n"] {
+            XCTAssertNil(LogEntry.decode(Array(bad.utf8)[...]), bad)
+        }
+    }
+
+    func testChannelMessagesRoundTripAndOnlyWholeServerFramesPass() {
+        let e = LogEntry(seq: 3, ts: 5, type: "chat", origin: "n", member: "k", body: Array("\"a\":1".utf8))
+        let d = ChannelMessage.committed(epoch: "EP", e)
+        XCTAssertEqual(ChannelMessage.decode(d.encode()), d)
+        let chunk = Chunk.text(Array("{\"type\":\"cursors\"}".utf8))
+        let frame = withExtendedLifetime(chunk) { Array(chunk.bytes) }
+        let m = ChannelMessage.ephemeral(origin: "n", .cursor, key: "k 1", frame: frame)
+        XCTAssertEqual(ChannelMessage.decode(m.encode()), m)
+        let longChunk = Chunk.text([UInt8](repeating: 0x61, count: 300))
+        let long = withExtendedLifetime(longChunk) { Array(longChunk.bytes) }
+        XCTAssertTrue(ChannelMessage.isServerTextFrame(long))
+        XCTAssertFalse(ChannelMessage.isServerTextFrame(Array(long.dropLast())))
+        XCTAssertFalse(ChannelMessage.isServerTextFrame([0x82, 0]))  // binary
+        XCTAssertFalse(ChannelMessage.isServerTextFrame([0x81, 0x81, 0, 0, 0, 0, 0]))  // masked
+        XCTAssertNil(ChannelMessage.decode(Array("en cursor 0\n".utf8) + [0x81, 5, 0x61]))
+        XCTAssertNil(ChannelMessage.decode(Array("en bogus 0\n".utf8) + [0x81, 0]))
+        XCTAssertNil(ChannelMessage.decode(Array("x".utf8)))
+        XCTAssertNil(ChannelMessage.decode([]))
+    }
+
+    func testSessionRowsRoundTrip() {
+        var info = SessionInfo(
+            code: "ABCDEFGH", title: "T \"q\"", maxParticipants: 9, guestPolicy: .deny, hostKey: "hk", createdAt: 42)
+        info.endedAt = 50
+        info.endReason = "done"
+        info.eventPolicy = ["guest": ["draw*", "vote"], "viewer": []]
+        XCTAssertEqual(SessionInfoJSON.decode(SessionInfoJSON.encode(info)), info)
+        XCTAssertNil(SessionInfoJSON.decode(Array("{\"code\":1}".utf8)))
+    }
+}

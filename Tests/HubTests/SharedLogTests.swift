@@ -1,0 +1,100 @@
+@testable import Hub
+import Foundation
+import TestSupport
+import XCTest
+
+/// A session whose log other nodes append to (Session+Shared): every committed event applied once,
+/// in seq order, whether it is this node's (the store's answer) or another's (published, or read to
+/// fill a gap); remote presence in the snapshot; a lost log answered with `reset`.
+final class SharedLogTests: XCTestCase {
+    /// Commits an event as another node would: in the shared store, unseen by this session.
+    func elsewhere(_ h: Harness, _ text: String, type: String = "chat", body: [UInt8]? = nil) -> StoredEvent {
+        let other = ManualExecutor()
+        var committed: Committed?
+        let b = body ?? Array(##""id":"x","from":{"id":"mX","name":"X","color":"#000"},"kind":"text","text":"\##(text)""##.utf8)
+        h.store.append(
+            DurableEvent(session: h.session.code, type: type, member: "other", clientId: nil, body: b),
+            executor: other
+        ) { committed = try? $0.get() }
+        other.runAll()
+        return StoredEvent(seq: committed!.seq, ts: committed!.ts, type: type, body: b)
+    }
+
+    func testEventsFromEveryNodeReachClientsOnceInSeqOrderAndGapsAreRead() {
+        let h = Harness()
+        h.session.relays = true
+        let ann = h.join("Ann", clientId: "ann")
+        h.send(ann, #"{"type":"chat","id":"a1","text":"one"}"#)
+        let e3 = elsewhere(h, "three"), e4 = elsewhere(h, "four"), e5 = elsewhere(h, "five")
+        // Published out of order: 5 arrives first and waits for 3 and 4.
+        h.session.shared(.committed(e5))
+        h.send(ann, #"{"type":"chat","id":"a2","text":"six"}"#)
+        XCTAssertEqual(ann.durableSeqs(), [2], "nothing past a gap is delivered (1 is her own join)")
+        XCTAssertTrue(ann.of("ack").filter { $0["id"] as? String == "a2" }.isEmpty, "nor acknowledged")
+        h.session.shared(.committed(e3))
+        XCTAssertEqual(ann.durableSeqs(), [2, 3])
+        // 4's publication never comes (a lost message): after the patience, it is read from the log.
+        h.now += 0.3
+        h.session.tick()
+        h.settle()
+        XCTAssertEqual(ann.durableSeqs(), [2, 3, 4, 5, 6])
+        XCTAssertEqual(ann.of("ack").last?["seq"] as? Int, 6)
+        // Late copies change nothing.
+        h.session.shared(.committed(e4))
+        h.session.shared(.committed(e5))
+        XCTAssertEqual(ann.durableSeqs(), [2, 3, 4, 5, 6])
+        XCTAssertEqual(h.session.lastSeq, 6)
+    }
+
+    func testAReconnectReadsWhateverWasPublishedMeanwhile() {
+        let h = Harness()
+        h.session.relays = true
+        let ann = h.join("Ann", clientId: "ann")
+        _ = elsewhere(h, "missed 1")
+        _ = elsewhere(h, "missed 2")
+        h.session.shared(.resubscribed)
+        h.settle()
+        XCTAssertEqual(ann.durableSeqs(), [2, 3])
+    }
+
+    func testMembersOnOtherNodesAreInTheSnapshotUntilTheyLeave() {
+        let h = Harness()
+        h.session.relays = true
+        _ = h.join("Ann", clientId: "ann")
+        let zed = ##"{"id":"mZ","name":"Zed","color":"#111","role":"editor","connections":1,"status":"active"}"##
+        let joinBody = EventBody.presence(joins: [Array(zed.utf8)], leaves: [])
+        h.session.shared(.committed(elsewhere(h, "", type: "presence", body: joinBody)))
+        let bob = h.join("Bob", clientId: "bob")
+        let names = (bob.of("joined").last?["members"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
+        XCTAssertEqual(Set(names ?? []), ["Ann", "Bob", "Zed"])
+        let leaveBody = EventBody.presence(joins: [], leaves: [("mZ", "node_lost", "Zed")])
+        h.session.shared(.committed(elsewhere(h, "", type: "presence", body: leaveBody)))
+        let cy = h.join("Cy", clientId: "cy")
+        let after = (cy.of("joined").last?["members"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
+        XCTAssertEqual(Set(after ?? []), ["Ann", "Bob", "Cy"])
+    }
+
+    func testEphemeralTrafficFromOtherNodesIsDeliveredAndNotRelayedBack() {
+        let h = Harness()
+        h.session.relays = true
+        let ann = h.join("Ann", clientId: "ann")
+        let chunk = ServerMessage.typing(member: "mZ", state: .start).frame
+        let frame = withExtendedLifetime(chunk) { Array(chunk.bytes) }
+        h.session.shared(.ephemeral(.typing, key: "", frame: frame))
+        XCTAssertEqual(ann.of("typing").last?["member"] as? String, "mZ")
+        XCTAssertEqual(h.host.relayed, 0, "what came from another node is not sent back out")
+        h.send(ann, #"{"type":"typing","state":"start"}"#)
+        XCTAssertEqual(h.host.relayed, 1, "this node's traffic goes out to the others")
+    }
+
+    func testALostLogIsAResetAndSeqGoesOnAboveEverySeqSeen() {
+        let h = Harness()
+        h.session.relays = true
+        let ann = h.join("Ann", clientId: "ann")
+        h.send(ann, #"{"type":"chat","id":"a1","text":"one"}"#)
+        h.session.shared(.lost(lastSeq: 0))
+        let reset = ann.of("reset").last
+        XCTAssertEqual(reset?["reason"] as? String, "history_lost")
+        XCTAssertEqual(h.session.lastSeq, 2, "never lowered")
+    }
+}

@@ -1,0 +1,292 @@
+"""Cluster mode: three hub nodes sharing sessions through a real redis-server (AOF on, appendfsync
+always), driven by real clients connected to different nodes; nodes and Redis killed with SIGKILL."""
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import Hub
+from hubclient import Client, api, create_session, eventually, run
+
+REDIS = shutil.which("redis-server")
+pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server is not installed (scripts/deps.sh test installs it)")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Redis:
+    """A redis-server of the test's own: loopback, a free port, a temporary directory, AOF with an
+    fsync before every reply."""
+
+    def __init__(self, directory, password=None):
+        self.dir = directory
+        self.port = free_port()
+        self.password = password
+        self.proc = None
+
+    def start(self):
+        cmd = [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--appendonly", "yes",
+               "--appendfsync", "always", "--save", "", "--daemonize", "no", "--logfile", str(self.dir / "redis.log")]
+        if self.password:
+            cmd += ["--requirepass", self.password]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        eventually(lambda: self.ping(), what="redis-server to answer")
+        return self
+
+    def ping(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                if self.password:
+                    s.sendall(f"AUTH {self.password}\r\n".encode()); s.recv(100)
+                s.sendall(b"PING\r\n")
+                return s.recv(100).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+    @property
+    def url(self):
+        return f"redis://{':' + self.password + '@' if self.password else ''}127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    redis = Redis(tmp_path).start()
+    nodes = [Hub("--redis", redis.url, "--admin-key", "cluster-admin-key-0123", data_dir=str(tmp_path / f"node{i}")).start()
+             for i in range(3)]
+    yield redis, nodes
+    for n in nodes:
+        n.stop()
+    redis.stop()
+
+
+async def drain(c, seconds=0.3):
+    """Everything a client gets within `seconds`."""
+    import websockets
+    out = []
+    try:
+        while True:
+            out.append(await c.recv(timeout=seconds))
+    except (asyncio.TimeoutError, websockets.exceptions.ConnectionClosed):
+        return out
+
+
+async def collect_chat(c, want, timeout=10):
+    """Chat messages until `want` distinct seqs arrived; returns them in arrival order."""
+    got, deadline = [], time.time() + timeout
+    while len({m["seq"] for m in got}) < want:
+        m = await c.recv(timeout=max(0.1, deadline - time.time()))
+        if m["type"] == "chat":
+            got.append(m)
+    return got
+
+
+def test_one_seq_order_across_three_nodes(cluster):
+    redis, nodes = cluster
+    code = create_session(nodes[0], title="cluster")["code"]
+
+    async def main():
+        clients = []
+        for i, n in enumerate(nodes):
+            c = await Client.connect(n, code)
+            j = await c.join(f"N{i}", client_id=f"n{i}")
+            clients.append(c)
+        # Everyone on every node sees the others' joins.
+        await asyncio.sleep(0.3)
+        late = await Client.connect(nodes[2], code)
+        j = await late.join("Late")
+        assert {m["name"] for m in j["members"]} >= {"N0", "N1", "N2", "Late"}, j["members"]
+        for c in clients + [late]:
+            await drain(c, 0.2)
+        # 30 messages from each node, sent concurrently.
+        async def send(c, i):
+            acks = []
+            for k in range(30):
+                await c.send({"type": "chat", "id": f"{i}-{k}", "text": f"from {i} #{k}"})
+            while len(acks) < 30:
+                m = await c.recv()
+                if m["type"] == "ack":
+                    acks.append(m)
+            return acks
+        seen = [asyncio.create_task(collect_chat(late, 90))]
+        acks = await asyncio.gather(*(send(c, i) for i, c in enumerate(clients)))
+        order = await seen[0]
+        seqs = [m["seq"] for m in order]
+        assert seqs == sorted(seqs) and len(set(seqs)) == 90, seqs
+        acked = sorted(a["seq"] for group in acks for a in group)
+        assert acked == sorted(seqs), "every ack names a seq everyone received"
+        assert seqs == list(range(seqs[0], seqs[0] + 90)), "no gaps"
+        # A resend of the same id on another node is the same message.
+        # The same id from another member is another message.
+        await clients[1].send({"type": "chat", "id": "0-5", "text": "again"})
+        other_member = await clients[1].expect("ack")
+        assert not other_member.get("duplicate")
+        other = await Client.connect(nodes[2], code)
+        await other.join("N0 again", client_id="n0")
+        await drain(other, 0.2)
+        await other.send({"type": "chat", "id": "0-5", "text": "resent after moving"})
+        d = await other.expect("ack")
+        first = next(a for a in acks[0] if a["id"] == "0-5")
+        assert d.get("duplicate") is True and d["seq"] == first["seq"], (d, first)
+        return seqs
+
+    seqs = run(main())
+    # The transcript on every node is the same, from Redis.
+    bodies = []
+    for n in nodes:
+        status, raw = api(n, "GET", f"/api/sessions/{code}/transcript?format=ndjson")
+        assert status == 200, raw
+        events = [json.loads(l) for l in raw.decode().splitlines()]
+        bodies.append([(e["seq"], e.get("text")) for e in events if e["type"] == "chat"])
+    assert bodies[0] == bodies[1] == bodies[2]
+    assert [s for s, _ in bodies[0]][:90] == seqs
+
+
+def test_ephemeral_traffic_crosses_nodes(cluster):
+    redis, nodes = cluster
+    code = create_session(nodes[1])["code"]
+
+    async def main():
+        a = await Client.connect(nodes[0], code); await a.join("A")
+        b = await Client.connect(nodes[1], code); await b.join("B")
+        await drain(a, 0.3); await drain(b, 0.3)
+        await a.send({"type": "cursor", "x": 10, "y": 20})
+        await a.send({"type": "typing", "state": "start"})
+        got = await drain(b, 0.5)
+        types = [m["type"] for m in got]
+        assert "cursors" in types and "typing" in types, got
+        cur = next(m for m in got if m["type"] == "cursors")
+        assert cur["updates"][0]["x"] == 10
+    run(main())
+
+
+def test_node_killed_clients_resume_exactly_elsewhere(cluster):
+    redis, nodes = cluster
+    code = create_session(nodes[0])["code"]
+
+    async def main():
+        writer = await Client.connect(nodes[0], code); await writer.join("W", client_id="w")
+        reader = await Client.connect(nodes[1], code)
+        rid = (await reader.join("R", client_id="r"))["you"]["id"]
+        await drain(reader, 0.3)
+        for k in range(10):
+            await writer.send({"type": "chat", "id": f"a{k}", "text": f"a{k}"})
+        first = await collect_chat(reader, 10)
+        last = first[-1]["seq"]
+        for _ in range(10):
+            await writer.expect("ack")
+        nodes[1].stop(signal.SIGKILL)
+        # Sent while the reader has no node; acknowledged by node 0.
+        for k in range(20):
+            await writer.send({"type": "chat", "id": f"b{k}", "text": f"b{k}"})
+        acks = []
+        while len(acks) < 20:
+            m = await writer.recv()
+            if m["type"] == "ack":
+                acks.append(m["seq"])
+        back = await Client.connect(nodes[2], code)
+        await back.send({"type": "join", "name": "R", "client_id": "r", "resume_from": last})
+        missed = []
+        while True:
+            m = await back.recv()
+            if m["type"] == "joined":
+                break
+            if m["type"] == "chat":
+                missed.append(m["seq"])
+        assert missed == sorted(acks), (missed, acks)
+        # node_lost: node 1's member leaves once, emitted by one survivor, after the node's TTL (5 s).
+        leaves, deadline = [], time.time() + 15
+        while time.time() < deadline and not leaves:
+            m = await writer.recv(timeout=15)
+            if m["type"] == "presence":
+                leaves += [l for l in m.get("leaves", []) if l["id"] == rid]
+        assert leaves and leaves[0]["reason"] == "node_lost", leaves
+        await asyncio.sleep(2.5)
+        more = [m for m in await drain(writer, 0.5) if m["type"] == "presence"
+                and any(l["id"] == rid for l in m.get("leaves", []))]
+        assert not more, "one leave, from one survivor"
+        late = await Client.connect(nodes[0], code)
+        j = await late.join("Late")
+        assert rid not in [m["id"] for m in j["members"]]
+    run(main())
+
+
+def test_redis_killed_loses_no_acknowledged_message(cluster):
+    redis, nodes = cluster
+    code = create_session(nodes[0])["code"]
+
+    async def main():
+        a = await Client.connect(nodes[0], code); await a.join("A", client_id="a")
+        b = await Client.connect(nodes[2], code); await b.join("B", client_id="b")
+        await drain(a, 0.2)
+        acked, refused = {}, 0
+        for k in range(40):
+            if k == 20:
+                redis.kill()
+            await a.send({"type": "chat", "id": f"m{k}", "text": f"m{k}"})
+            while True:
+                m = await a.recv()
+                if m["type"] == "ack":
+                    acked[m["id"]] = m["seq"]; break
+                if m["type"] == "error":
+                    assert m["code"] == "storage_unavailable", m
+                    refused += 1; break
+        assert refused >= 1 and len(acked) >= 20
+        redis.start()
+        # The node reconnects with backoff; a refused message sent again is stored.
+        async def resend():
+            await a.send({"type": "chat", "id": "after", "text": "after the restart"})
+            while True:
+                m = await a.recv()
+                if m["type"] in ("ack", "error"):
+                    return m
+        for _ in range(60):
+            m = await resend()
+            if m["type"] == "ack":
+                acked["after"] = m["seq"]; break
+            await asyncio.sleep(0.25)
+        assert "after" in acked
+        return acked
+
+    acked = run(main())
+    status, raw = api(nodes[1], "GET", f"/api/sessions/{code}/transcript?format=ndjson")
+    assert status == 200, raw
+    stored = {e["id"]: e["seq"] for e in map(json.loads, raw.decode().splitlines()) if e["type"] == "chat"}
+    for mid, seq in acked.items():
+        assert stored.get(mid) == seq, f"acknowledged {mid} (seq {seq}) is missing after Redis was killed"
+
+
+def test_session_created_on_one_node_joins_on_another_and_ends_everywhere(cluster):
+    redis, nodes = cluster
+    info = create_session(nodes[2], title="made on 2")
+    code = info["code"]
+
+    async def main():
+        a = await Client.connect(nodes[0], code)
+        j = await a.join("A")
+        assert j["title"] == "made on 2"
+        b = await Client.connect(nodes[1], code); await b.join("Host", host_key=info["host_key"])
+        await drain(a, 0.3)
+        await b.send({"type": "end", "reason": "done"})
+        got = await drain(a, 1.0)
+        assert any(m["type"] == "session_ended" for m in got), got
+    run(main())
+    eventually(lambda: api(nodes[0], "GET", f"/api/sessions/{code}")[1].get("ended_at"), what="the end on node 0")

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Cluster benchmark: three hub nodes sharing sessions through one redis-server, against one node (SQLite),
+# measured in the same run, interleaved. The whole server side (the three nodes and Redis, or the single
+# node) is pinned to CPU 0 and the load generator to CPU 1, so both get the same one core.
+#   fanout:  100 sessions x 6 members (member k on node k mod 3), each sending 10 app events/s: every
+#            event crosses Redis pub/sub to the two other nodes (6,000 sent/s, 30,000 deliveries/s offered)
+#   durable: 300 sessions x 2 members (on different nodes), each chatting 20 times a second (12,000/s
+#            offered): acknowledged/s, and latency from send to the other member's copy
+# Redis runs with AOF and `appendfsync everysec` (an acknowledgement can be lost with the last second
+# of writes if the Redis machine loses power; `always` closes that, at the cost measured in the README).
+# Afterwards: Redis memory per stored event (used_memory over the events in the logs).
+# Usage: loadtest/bench_cluster.sh [runs=3] [seconds=10] [fsync=everysec]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-3}; secs=${2:-10}; fsync=${3:-everysec}
+swift build -c release 2>&1 | grep -E "error" || true
+out=$(mktemp -d)
+rport=9250
+start_redis() {
+  rm -rf "$out/redis"; mkdir -p "$out/redis"
+  taskset -c 0 redis-server --port $rport --bind 127.0.0.1 --dir "$out/redis" --appendonly yes --appendfsync "$fsync" \
+    --save "" --daemonize no --logfile "$out/redis/log" & rpid=$!
+  until redis-cli -p $rport ping >/dev/null 2>&1; do sleep 0.05; done
+}
+run() {  # mode scenario extra-args...
+  local mode=$1 scenario=$2; shift 2
+  local pids=() urls=() spread=""
+  if [ "$mode" = cluster ]; then
+    start_redis
+    for n in 0 1 2; do
+      taskset -c 0 .build/release/collabhub serve --port $((9251 + n)) --threads 1 --max-connections-per-address 0 \
+        --limit-chat 1000 --limit-event 1000 --redis redis://127.0.0.1:$rport --data "$(mktemp -d)" >/dev/null 2>&1 &
+      pids+=($!); urls+=("ws://127.0.0.1:$((9251 + n))")
+    done
+    spread="--spread ${urls[1]},${urls[2]}"
+  else
+    taskset -c 0 .build/release/collabhub serve --port 9251 --threads 1 --max-connections-per-address 0 \
+      --limit-chat 1000 --limit-event 1000 --data "$(mktemp -d)" >/dev/null 2>&1 &
+    pids+=($!); urls+=("ws://127.0.0.1:9251")
+  fi
+  sleep 1
+  # shellcheck disable=SC2086
+  taskset -c 1 .build/release/loadtest run "$@" --url "${urls[0]}" $spread --duration "$secs" --quiet \
+    --json "$out/$scenario-$mode-$i.json" > "$out/$scenario-$mode-$i.txt" 2>&1 || true
+  if [ "$mode" = cluster ] && [ "$scenario" = durable ]; then
+    events=$(redis-cli -p $rport --scan --pattern '*:log' | while read -r k; do redis-cli -p $rport hlen "$k"; done | awk '{s+=$1} END {print s+0}')
+    mem=$(redis-cli -p $rport info memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')
+    echo "$events $mem" > "$out/memory-$i.txt"
+  fi
+  kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null || true
+  if [ "$mode" = cluster ]; then kill $rpid; wait $rpid 2>/dev/null || true; fi
+  grep -E "deliveries|acks|latency" "$out/$scenario-$mode-$i.txt" | sed "s/^/  $scenario $mode run $i: /" || true
+}
+for i in $(seq 1 "$runs"); do
+  for mode in single cluster; do
+    run $mode fanout loadtest/scenarios/fanout.json --sessions 100 --members 6 --rate 10 --cursor-hz 0 --chat-every 0
+    run $mode durable loadtest/scenarios/durable.json --sessions 300 --members 2 --chat-every 0.05
+  done
+done
+python3 - "$out" <<'PY'
+import json, sys, glob, statistics, os
+out = sys.argv[1]
+med = lambda xs: statistics.median(xs) if xs else float("nan")
+def load(s, m): return [json.load(open(f)) for f in glob.glob(os.path.join(out, f"{s}-{m}-*.json"))]
+print(f"{'scenario':<9}{'mode':<9}{'deliveries/s':>13}{'acked/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
+ratio = {}
+for s in ["fanout", "durable"]:
+    for m in ["single", "cluster"]:
+        r = load(s, m)
+        kind = "event" if s == "fanout" else "chat"
+        d, a = med([x["deliveries_per_second"] for x in r]), med([x["acks_per_second"] for x in r])
+        p50 = med([x["latency_ms_by_kind"].get(kind, {}).get("p50", 0) for x in r])
+        p99 = med([x["latency_ms_by_kind"].get(kind, {}).get("p99", 0) for x in r])
+        ratio[(s, m)] = d if s == "fanout" else a
+        print(f"{s:<9}{m:<9}{d:>13,.0f}{a:>10,.0f}{p50:>9.2f}{p99:>9.2f}")
+for s in ["fanout", "durable"]:
+    if ratio.get((s, "single")):
+        print(f"{s}: cluster / single = {ratio[(s, 'cluster')] / ratio[(s, 'single')]:.2f}")
+mem = [tuple(map(int, open(f).read().split())) for f in glob.glob(os.path.join(out, "memory-*.txt"))]
+mem = [m for m in mem if m[0] > 0]
+if mem:
+    print(f"redis memory per stored event (median over runs, ~{mem[0][0]:,} events): "
+          f"{med([m[1] / m[0] for m in mem]):.0f} bytes")
+PY
