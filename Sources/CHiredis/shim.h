@@ -27,6 +27,8 @@ static inline int chub_redis_on_disconnect(redisAsyncContext *ac, chub_redis_sta
 static inline void *chub_redis_data(const redisAsyncContext *ac) { return ac->data; }
 static inline void chub_redis_set_data(redisAsyncContext *ac, void *data) { ac->data = data; }
 static inline const char *chub_redis_errstr(const redisAsyncContext *ac) { return ac->errstr; }
+// TCP keepalive on an async connection's socket (a Redis that vanished is noticed by the kernel).
+static inline int chub_redis_keepalive(redisAsyncContext *ac) { return redisEnableKeepAlive(&ac->c); }
 static inline redisContext *chub_redis_connect_sync(const char *host, int port, double seconds) {
     struct timeval tv = { (time_t)seconds, (suseconds_t)((seconds - (time_t)seconds) * 1e6) };
     redisContext *c = redisConnectWithTimeout(host, port, tv);

@@ -25,13 +25,27 @@ final class NodeWatch {
         sweep?.unref()
     }
 
+    /// Since when this node's heartbeats have been stored without a break.
+    private var beatingSince: Double?
+
     private func heartbeat() {
-        let me = storage.node
-        link.commands.send(.command("SET", "chub:node:\(me)", "1", "PX", Self.ttlMillis)) { _ in }
+        let me = storage.node, loop = link.commands.loop
+        link.commands.send(.command("SET", "chub:node:\(me)", "1", "PX", Self.ttlMillis)) { [self] reply in
+            if case .status = reply {
+                if beatingSince == nil { beatingSince = loop.now }
+            } else {
+                beatingSince = nil
+            }
+        }
         link.commands.send(.command("SADD", "chub:nodes", me)) { _ in }
     }
 
     private func lookForDead() {
+        // After Redis was away, every heartbeat key may have expired: the living get a TTL to beat again
+        // before anyone is declared dead.
+        guard let since = beatingSince, link.commands.loop.now - since > Double(Self.ttlMillis) / 1000 + 1 else {
+            return
+        }
         link.commands.send(.command("SMEMBERS", "chub:nodes")) { [self] reply in
             for id in reply.items.compactMap(\.text) where id != storage.node {
                 link.commands.send(.command("EXISTS", "chub:node:\(id)")) { [self] alive in

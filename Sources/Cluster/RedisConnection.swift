@@ -3,10 +3,16 @@ import EventLoop
 import Logging
 
 /// One hiredis async connection, driven by a libev loop through hiredis's libev adapter; used only
-/// on that loop's thread. It connects (AUTH, SELECT, then a PING that marks it ready), and after a
-/// failure or a lost connection reconnects with exponential backoff (50 ms doubling to 2 s). While it
-/// is not ready every command fails at once with `.error`: the caller refuses, it does not queue.
-/// A subscriber connection resubscribes its channels after each reconnect.
+/// on that loop's thread. It connects (AUTH, SELECT, the `setup` commands such as SCRIPT LOAD, then a
+/// PING that marks it ready), and after a failure or a lost connection reconnects with exponential
+/// backoff (50 ms doubling to 2 s). While it is down every command fails at once with `.error`: the
+/// caller refuses, it does not queue. A reply that takes longer than `replyTimeout` drops the
+/// connection (hiredis has no timeouts of its own; TCP keepalive covers an idle one).
+///
+/// A subscriber connection subscribes its channels again after each reconnect, reports each
+/// subscription once Redis confirmed it (`onSubscribed`), and sends a channel's SUBSCRIBE again only
+/// after the confirmation of an UNSUBSCRIBE still on its way (hiredis drops the channel's callback when
+/// that confirmation arrives).
 final class RedisConnection {
     let loop: Loop
     let url: RedisURL
@@ -18,11 +24,27 @@ final class RedisConnection {
     private var everReady = false
     private var backoff = 0.05
     private var retry: Loop.Timer?
+    private var watchdog: Loop.Timer?
+    /// Commands sent on every (re)connection before it is ready.
+    var setup: [[[UInt8]]] = []
     /// Runs each time the connection becomes ready (first connect and every reconnect).
     var onReady: (() -> Void)?
     /// Subscriber connections: a message on a subscribed channel.
     var onMessage: ((_ channel: [UInt8], _ payload: [UInt8]) -> Void)?
+    /// Subscriber connections: Redis confirmed a subscription.
+    var onSubscribed: ((_ channel: [UInt8]) -> Void)?
     private var channels: Set<[UInt8]> = []
+    /// UNSUBSCRIBEs sent and not yet confirmed.
+    private var leaving: Set<[UInt8]> = []
+    /// Commands sent and not yet answered, and their bytes: what this node makes hiredis hold.
+    private(set) var pending = 0
+    private(set) var pendingBytes = 0
+    /// When the last reply came (or the first command was sent after a quiet spell).
+    private var lastProgress = 0.0
+    /// Past this, commands are refused at once (Redis is not keeping up): a durable message gets
+    /// `storage_unavailable`, relayed ephemeral traffic is dropped (`LoopLink.publish`).
+    static let maxPendingBytes = 64 << 20
+    static let replyTimeout = 3.0
     private let log = Logger(label: "collabhub.redis")
     private var loggedDown = false
 
@@ -32,7 +54,11 @@ final class RedisConnection {
         self.name = name
     }
 
-    func start() { connect() }
+    func start() {
+        connect()
+        watchdog = Loop.Timer(loop: loop, after: 1, repeat: 1) { [unowned self] in self.checkProgress() }
+        watchdog?.unref()
+    }
 
     private func connect() {
         retry = nil
@@ -44,6 +70,7 @@ final class RedisConnection {
         }
         chub_redis_set_data(ac, Unmanaged.passUnretained(self).toOpaque())
         _ = chub_redis_attach(UnsafeMutableRawPointer(loop.raw), ac)
+        _ = chub_redis_keepalive(ac)
         _ = chub_redis_on_connect(ac) { ac, status in
             guard let ac, let me = chub_redis_data(ac) else { return }
             let conn = Unmanaged<RedisConnection>.fromOpaque(me).takeUnretainedValue()
@@ -54,10 +81,13 @@ final class RedisConnection {
             Unmanaged<RedisConnection>.fromOpaque(me).takeUnretainedValue().lost(String(cString: chub_redis_errstr(ac)))
         }
         context = ac
+        leaving.removeAll()
         if let password = url.password {
-            raw(url.user.map { [.command("AUTH", $0, password)][0] } ?? .command("AUTH", password)) { _ in }
+            let auth: [[UInt8]] = url.user.map { .command("AUTH", $0, password) } ?? .command("AUTH", password)
+            raw(auth) { _ in }
         }
         if url.db != 0 { raw(.command("SELECT", url.db)) { _ in } }
+        for command in setup { raw(command) { _ in } }
         raw(.command("PING")) { [unowned self] reply in
             guard case .status = reply else {
                 self.log.warning(
@@ -72,7 +102,7 @@ final class RedisConnection {
                 self.loggedDown = false
                 self.log.notice("redis connection back", metadata: ["link": "\(self.name)"])
             }
-            if !self.channels.isEmpty { self.subscribe(Array(self.channels)) }
+            if !self.channels.isEmpty { self.sendSubscribe(Array(self.channels)) }
             self.onReady?()
         }
     }
@@ -96,16 +126,35 @@ final class RedisConnection {
         retry = Loop.Timer(loop: loop, after: delay) { [unowned self] in self.connect() }
     }
 
+    /// A Redis that stopped answering (a partition, a host that died) is given up on.
+    private func checkProgress() {
+        guard pending > 0, let ac = context, loop.now - lastProgress > Self.replyTimeout else { return }
+        log.warning("redis did not answer in time", metadata: ["link": "\(name)", "pending": "\(pending)"])
+        redisAsyncDisconnect(ac)
+    }
+
     /// Sends a command; `reply` runs on this loop with the reply, or `.error` if the connection is
     /// not ready or is lost before the reply.
     func send(_ args: [[UInt8]], _ reply: @escaping (RedisReply) -> Void) {
         guard ready || !everReady else { return reply(.error("CONNECTION redis is unavailable")) }
+        guard pendingBytes < Self.maxPendingBytes else { return reply(.error("BUSY redis is not keeping up")) }
         raw(args, reply)
     }
 
     private func raw(_ args: [[UInt8]], _ reply: @escaping (RedisReply) -> Void) {
         guard let ac = context else { return reply(.error("CONNECTION redis is unavailable")) }
-        let box = Unmanaged.passRetained(ReplyBox(reply)).toOpaque()
+        let size = args.reduce(16) { $0 + $1.count + 16 }
+        if pending == 0 { lastProgress = loop.now }
+        pending += 1
+        pendingBytes += size
+        let box = Unmanaged.passRetained(
+            ReplyBox { [unowned self] r in
+                self.pending -= 1
+                self.pendingBytes -= size
+                self.lastProgress = self.loop.now
+                reply(r)
+            }
+        ).toOpaque()
         let status = withArgv(args) { argc, argv, lens in
             chub_redis_command(
                 ac,
@@ -120,35 +169,48 @@ final class RedisConnection {
                 }, box, argc, argv, lens)
         }
         if status != REDIS_OK {
-            Unmanaged<ReplyBox>.fromOpaque(box).release()
-            reply(.error("CONNECTION redis is unavailable"))
+            Unmanaged<ReplyBox>.fromOpaque(box).takeRetainedValue().body(.error("CONNECTION redis is unavailable"))
         }
     }
 
-    /// Subscribes (and keeps the channels to resubscribe after a reconnect). Messages go to `onMessage`.
-    func subscribe(_ list: [[UInt8]]) {
-        for c in list { channels.insert(c) }
-        guard ready, let ac = context, !list.isEmpty else { return }
+    /// Subscribes (and keeps the channels to resubscribe after a reconnect).
+    func subscribe(_ channel: [UInt8]) {
+        guard channels.insert(channel).inserted else { return }
+        // Sent when the UNSUBSCRIBE on its way is confirmed (`subscriptionEvent`).
+        if ready && !leaving.contains(channel) { sendSubscribe([channel]) }
+    }
+
+    func unsubscribe(_ channel: [UInt8]) {
+        guard channels.remove(channel) != nil, ready, let ac = context, !leaving.contains(channel) else { return }
+        leaving.insert(channel)
+        _ = withArgv([Array("UNSUBSCRIBE".utf8), channel]) { argc, argv, lens in
+            chub_redis_command(ac, nil, nil, argc, argv, lens)
+        }
+    }
+
+    private func sendSubscribe(_ list: [[UInt8]]) {
+        guard let ac = context, !list.isEmpty else { return }
         _ = withArgv([Array("SUBSCRIBE".utf8)] + list) { argc, argv, lens in
             chub_redis_command(
                 ac,
                 { ac, r, _ in
                     guard let ac, let r, let me = chub_redis_data(ac) else { return }
                     let conn = Unmanaged<RedisConnection>.fromOpaque(me).takeUnretainedValue()
-                    let reply = RedisReply(r.assumingMemoryBound(to: redisReply.self))
-                    let items = reply.items
-                    guard items.count == 3, items[0].text == "message", let channel = items[1].bytes,
-                        let payload = items[2].bytes
-                    else { return }
-                    conn.onMessage?(channel, payload)
+                    conn.subscriptionEvent(RedisReply(r.assumingMemoryBound(to: redisReply.self)))
                 }, nil, argc, argv, lens)
         }
     }
 
-    func unsubscribe(_ channel: [UInt8]) {
-        guard channels.remove(channel) != nil, ready, let ac = context else { return }
-        _ = withArgv([Array("UNSUBSCRIBE".utf8), channel]) { argc, argv, lens in
-            chub_redis_command(ac, nil, nil, argc, argv, lens)
+    private func subscriptionEvent(_ reply: RedisReply) {
+        let items = reply.items
+        guard items.count == 3, let kind = items[0].text, let channel = items[1].bytes else { return }
+        switch kind {
+        case "message": if let payload = items[2].bytes { onMessage?(channel, payload) }
+        case "subscribe": onSubscribed?(channel)
+        case "unsubscribe":
+            leaving.remove(channel)
+            if channels.contains(channel) { sendSubscribe([channel]) }
+        default: break
         }
     }
 }

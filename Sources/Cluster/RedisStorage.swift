@@ -56,10 +56,13 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
 
     /// Records what the node learned of a stream; returns the epoch it knew before if the log's
     /// epoch is a different one (the log lost data).
-    func learned(_ stream: String, epoch: String, seq: Int) -> String? {
+    /// Reads (`fromRead`) only fill in an epoch not known yet: a change is noticed, and told to the
+    /// session, by the append or publication that carries it.
+    func learned(_ stream: String, epoch: String, seq: Int, fromRead: Bool = false) -> String? {
         lock.lock()
         defer { lock.unlock() }
         var s = streams[stream] ?? (nil, 0)
+        if fromRead && s.epoch != nil && s.epoch != epoch { return nil }
         let lost = s.epoch != nil && s.epoch != epoch ? s.epoch : nil
         s.epoch = epoch
         s.seen = max(s.seen, seq)
@@ -201,7 +204,7 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
     private func bounds(_ stream: String) throws -> (last: Int, floor: Int) {
         let r = try sync.call(.command("HMGET", Self.keys(stream).m, "seq", "floor", "epoch")).items
         guard r.count == 3 else { throw StoreFailure("redis: unexpected reply") }
-        if let epoch = r[2].text { _ = learned(stream, epoch: epoch, seq: r[0].int ?? 0) }
+        if let epoch = r[2].text { _ = learned(stream, epoch: epoch, seq: r[0].int ?? 0, fromRead: true) }
         return (r[0].int ?? 0, r[1].int ?? 0)
     }
 
@@ -229,14 +232,21 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
     }
 
     public func events(session: String, after: Int, limit: Int) throws -> [StoredEvent] {
+        try events(session: session, after: after, limit: limit).map(\.event)
+    }
+
+    public func events(session: String, after: Int, limit: Int) throws -> [(event: StoredEvent, own: Bool)] {
         let b = try bounds(session)
+        // `after` and `limit` come from the wire (the transcript API): compared before any arithmetic.
+        guard limit > 0, after < b.last else { return [] }
         let from = max(after, b.floor) + 1
-        guard limit > 0, from <= b.last else { return [] }
-        return try entries(session, from: from, through: min(b.last, from + limit - 1)).map(\.stored)
+        return try entries(session, from: from, through: from + min(limit, b.last - from + 1) - 1).map {
+            ($0.stored, $0.origin == node)
+        }
     }
 
     public func event(session: String, seq: Int) throws -> (event: StoredEvent, member: String?)? {
-        guard seq > 0, let b = try sync.call(.command("HGET", Self.keys(session).log, seq)).bytes,
+        guard seq > 0, seq < Int.max, let b = try sync.call(.command("HGET", Self.keys(session).log, seq)).bytes,
             let e = LogEntry.decode(b[...])
         else { return nil }
         return (e.stored, e.member)
@@ -273,7 +283,15 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
         let json = SessionInfoJSON.encode(info)
         saves.async { [self] in
             do {
-                _ = try sync.call(.command("SET", "{\(info.code)}:info", json))
+                // A new code taken on another node meanwhile is refused, not overwritten.
+                let set = try sync.call(
+                    created
+                        ? .command("SET", "{\(info.code)}:info", json, "NX")
+                        : .command("SET", "{\(info.code)}:info", json))
+                guard set != .null else {
+                    done?(false)
+                    return
+                }
                 _ = try sync.call(.command("PUBLISH", "chub:dir", json))
                 done?(true)
             } catch {
@@ -332,9 +350,27 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
         set { local.onOutbox = newValue }
     }
 
+    /// Count retention is also applied by each append; this pass (every `--retention-interval`, on
+    /// every node: it is idempotent) catches idle sessions and age, 1,000 deletions per script call.
     public func enforce(_ policy: RetentionPolicy) {
         lock.withLock { keep = policy.maxEventsPerSession ?? 0 }
         local.enforce(policy)
+        guard policy.isEnabled else { return }
+        saves.async { [self] in
+            do {
+                for key in try scan("{*}:m") where !key.hasPrefix("{run:") {
+                    let stream = String(key.dropFirst().dropLast(3))
+                    let k = Self.keys(stream)
+                    while try sync.call(
+                        .command(
+                            "EVAL", Scripts.trim, 2, k.m, k.log, policy.maxEventsPerSession ?? 0,
+                            Int(policy.maxAgeMillis ?? 0), 1000)
+                    ).int == 1000 {}
+                }
+            } catch {
+                log.warning("retention pass failed", metadata: ["error": "\(error)"])
+            }
+        }
     }
     public func barrier(_ done: @escaping (Bool) -> Void) { local.barrier(done) }
     public func close() { local.close() }
@@ -348,7 +384,6 @@ final class LoopLink {
     let subscriber: RedisConnection
     private var sinks: [[UInt8]: (stream: String, sink: (SharedItem) -> Void)] = [:]
     private var directory: ((SessionInfo) -> Void)?
-    private var connectedOnce = false
     static let directoryChannel = Array("chub:dir".utf8)
 
     init(storage: RedisStorage, loop: Loop) {
@@ -356,11 +391,10 @@ final class LoopLink {
         commands = RedisConnection(loop: loop, url: storage.url, name: "commands/\(loop.index)")
         subscriber = RedisConnection(loop: loop, url: storage.url, name: "subscriber/\(loop.index)")
         subscriber.onMessage = { [unowned self] channel, payload in self.message(channel, payload) }
-        subscriber.onReady = { [unowned self] in
-            // After a reconnect every followed session may have missed publications.
-            if self.connectedOnce { for (_, s) in self.sinks { s.sink(.resubscribed) } }
-            self.connectedOnce = true
-        }
+        // Once Redis confirms a subscription (the first, or again after a reconnect), the session reads
+        // what was published before it took effect.
+        subscriber.onSubscribed = { [unowned self] channel in self.sinks[channel]?.sink(.subscribed) }
+        commands.setup = [.command("SCRIPT", "LOAD", Scripts.append), .command("SCRIPT", "LOAD", Scripts.batch)]
         commands.start()
         subscriber.start()
     }
@@ -376,14 +410,16 @@ final class LoopLink {
         }
     }
 
+    /// Ephemeral: dropped rather than queued once a quarter of the pending budget is used.
     func publish(_ channel: [UInt8], _ payload: [UInt8]) {
+        guard commands.pendingBytes < RedisConnection.maxPendingBytes / 4 else { return }
         commands.send([Array("PUBLISH".utf8), channel, payload]) { _ in }
     }
 
     func follow(_ channel: String, stream: String, _ sink: @escaping (SharedItem) -> Void) {
         let c = Array(channel.utf8)
         sinks[c] = (stream, sink)
-        subscriber.subscribe([c])
+        subscriber.subscribe(c)
     }
 
     func unfollow(_ channel: String) {
@@ -394,7 +430,7 @@ final class LoopLink {
 
     func followDirectory(_ sink: @escaping (SessionInfo) -> Void) {
         directory = sink
-        subscriber.subscribe([Self.directoryChannel])
+        subscriber.subscribe(Self.directoryChannel)
     }
 
     func notify(_ stream: String, _ item: SharedItem) {

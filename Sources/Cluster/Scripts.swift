@@ -54,11 +54,25 @@ enum Scripts {
           redis.call('HSET', m, 'floor', floor)
         end
         if ARGV[10] ~= '0' then
-          local old = redis.call('HGET', log, ARGV[10])
+          local rs = tonumber(ARGV[10])
+          local old = redis.call('HGET', log, rs)
           if old then
             local nl = string.find(old, '\\n', 1, true)
             local mlen = tonumber(string.match(string.sub(old, 1, nl - 1), '(%d+)$'))
-            redis.call('HSET', log, ARGV[10], string.sub(old, 1, nl + mlen) .. ARGV[11])
+            redis.call('HSET', log, rs, string.sub(old, 1, nl + mlen) .. ARGV[11])
+          end
+          -- Its edits carry its text: each is cut to what precedes "text" (EventBody.editTombstone).
+          local marker = '"target":' .. rs .. ','
+          for s = rs + 1, math.min(seq - 1, rs + 5000) do
+            local e = redis.call('HGET', log, s)
+            if e and string.match(e, '^%d+ %d+ (%S+) ') == 'chat_edit' then
+              local nl = string.find(e, '\\n', 1, true)
+              local from = nl + tonumber(string.match(string.sub(e, 1, nl - 1), '(%d+)$')) + 1
+              local cut = string.find(e, ',"text":', from, true)
+              if cut and string.find(e, marker, from, true) then
+                redis.call('HSET', log, s, string.sub(e, 1, cut - 1) .. ',"redacted":true')
+              end
+            end
           end
         end
         if typ == 'presence' then
@@ -103,6 +117,38 @@ enum Scripts {
         end
         redis.call('HSET', m, 'seq', last, 'ts', ts)
         return out
+        """
+
+    /// Retention of one session's log: deletes from the oldest while an event is past `keep` (the
+    /// newest N stay; 0: any number) or older than `age` milliseconds (0: any age), at most `limit`.
+    /// KEYS: m, log. ARGV: keep, age, limit. Returns how many it deleted.
+    static let trim = """
+        local m, log = KEYS[1], KEYS[2]
+        local last = tonumber(redis.call('HGET', m, 'seq') or '0')
+        if last == 0 then return 0 end
+        local floor = tonumber(redis.call('HGET', m, 'floor') or '0')
+        local keep, age, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local n = 0
+        while floor < last and n < limit do
+          local s = floor + 1
+          local drop = keep > 0 and s <= last - keep
+          if not drop and age > 0 then
+            local e = redis.call('HGET', log, s)
+            drop = true
+            if e then
+              local ets = tonumber(string.match(e, '^%d+ (%d+) '))
+              drop = ets ~= nil and ets < now - age
+            end
+          end
+          if not drop then break end
+          redis.call('HDEL', log, s)
+          floor = s
+          n = n + 1
+        end
+        redis.call('HSET', m, 'floor', floor)
+        return n
         """
 
     static let appendSHA = sha1Hex(append)

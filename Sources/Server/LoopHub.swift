@@ -241,6 +241,19 @@ final class LoopHub: SessionHost, HubMetrics {
             session: session.code, executor: executor, traffic: traffic, key: key ?? "", frame: Array(frame.bytes))
     }
 
+    func readLog(
+        _ session: Session, after: Int, limit: Int, done: @escaping ([(event: StoredEvent, own: Bool)]?) -> Void
+    ) {
+        guard let shared = store as? SharedLog else {
+            return readEvents(session, after: after, limit: limit) { done($0?.map { ($0, false) }) }
+        }
+        let loop = context.loop, code = session.code
+        context.server.historyReads.submit {
+            let events = try? shared.events(session: code, after: after, limit: limit)
+            loop.post { done(events) }
+        }
+    }
+
     func redacted(_ session: Session, seqs: Set<Int>) {
         let code = session.code, server = context.server!
         server.contexts[0].loop.post { server.webhooks?.forget(stream: code, seqs: seqs) }
@@ -317,12 +330,23 @@ final class SessionDirectory: @unchecked Sendable {
         return info
     }
 
-    /// A row another node saved (a shared log): created, changed or ended there.
-    func learn(_ info: SessionInfo) {
+    /// A row another node saved (a shared log): created, changed or ended there. An ended session
+    /// stays ended (an older row arriving late never brings it back). Returns the row as kept.
+    @discardableResult
+    func learn(_ info: SessionInfo) -> SessionInfo {
         lock.lock()
-        if infos[info.code] == nil { active[info.code] = Date().timeIntervalSince1970 }
-        infos[info.code] = info
-        lock.unlock()
+        defer { lock.unlock() }
+        var next = info
+        if let current = infos[info.code] {
+            if current.endedAt != nil && next.endedAt == nil {
+                next.endedAt = current.endedAt
+                next.endReason = current.endReason
+            }
+        } else {
+            active[info.code] = Date().timeIntervalSince1970
+        }
+        infos[info.code] = next
+        return next
     }
 
     /// Replaces a session's settings (guest policy, title, event policy).

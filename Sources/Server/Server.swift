@@ -115,7 +115,13 @@ public final class Server {
         }
         if let shared = store as? SharedLog, let hub0 = contexts[0].hub {
             // Rows other nodes save (created, changed, ended there) keep this node's directory current.
-            shared.followDirectory(executor: hub0.executor) { [directory] info in directory.learn(info) }
+            shared.followDirectory(executor: hub0.executor) { [weak self, directory] info in
+                let kept = directory.learn(info)
+                // A live session here takes the new settings (guest policy, event policy, title).
+                guard let self else { return }
+                let owner = self.contexts[SessionCode.owner(of: kept.code, loops: self.contexts.count)]
+                owner.loop.post { owner.hub?.updateInfo(kept) }
+            }
         }
         let runHub = RunHub(context: contexts[0], store: store)
         contexts[0].runs = runHub

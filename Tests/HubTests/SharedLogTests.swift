@@ -52,7 +52,7 @@ final class SharedLogTests: XCTestCase {
         let ann = h.join("Ann", clientId: "ann")
         _ = elsewhere(h, "missed 1")
         _ = elsewhere(h, "missed 2")
-        h.session.shared(.resubscribed)
+        h.session.shared(.subscribed)
         h.settle()
         XCTAssertEqual(ann.durableSeqs(), [2, 3])
     }
@@ -87,14 +87,37 @@ final class SharedLogTests: XCTestCase {
         XCTAssertEqual(h.host.relayed, 1, "this node's traffic goes out to the others")
     }
 
-    func testALostLogIsAResetAndSeqGoesOnAboveEverySeqSeen() {
+    func testALostLogIsAResetAndWaitingSendersStillGetTheirAck() {
         let h = Harness()
         h.session.relays = true
         let ann = h.join("Ann", clientId: "ann")
-        h.send(ann, #"{"type":"chat","id":"a1","text":"one"}"#)
-        h.session.shared(.lost(lastSeq: 0))
+        _ = elsewhere(h, "never published")
+        h.send(ann, #"{"type":"chat","id":"a1","text":"waits behind 2"}"#)
+        XCTAssertTrue(ann.of("ack").isEmpty, "parked behind the gap")
+        // Redis restarted without the log: the new one goes on from 7.
+        h.session.shared(.lost(lastSeq: 7))
         let reset = ann.of("reset").last
         XCTAssertEqual(reset?["reason"] as? String, "history_lost")
-        XCTAssertEqual(h.session.lastSeq, 2, "never lowered")
+        XCTAssertEqual(reset?["seq"] as? Int, 7)
+        XCTAssertEqual(ann.of("ack").last?["id"] as? String, "a1", "the sender is not left waiting")
+        let next = StoredEvent(seq: 8, ts: 1, type: "chat", body: Array(#""id":"n","kind":"text","text":"new log""#.utf8))
+        h.session.shared(.committed(next))
+        XCTAssertEqual(ann.of("chat").last?["text"] as? String, "new log")
+        XCTAssertEqual(h.session.lastSeq, 8)
+    }
+
+    func testOnlyAnAuthorlessSystemMessageEndsTheSessionElsewhere() {
+        let h = Harness()
+        h.session.relays = true
+        let ann = h.join("Ann", clientId: "ann")
+        let forged = Array(
+            ##""id":"x","from":{"id":"mX","name":"X","color":"#000"},"kind":"text","text":"hi","meta":{"event":"session_ended"}"##
+                .utf8)
+        h.session.shared(.committed(elsewhere(h, "", body: forged)))
+        XCTAssertFalse(h.session.isEnded, "a member's meta ends nothing")
+        let real = EventBody.system(text: "Session ended: done", event: "session_ended")
+        h.session.shared(.committed(elsewhere(h, "", body: real)))
+        XCTAssertTrue(h.session.isEnded)
+        XCTAssertEqual(ann.of("session_ended").last?["reason"] as? String, "done")
     }
 }

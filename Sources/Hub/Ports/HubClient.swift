@@ -41,6 +41,8 @@ public protocol SessionHost: AnyObject {
     func record(_ action: String, session: Session, actor: Member?, target: String?, details: String?, address: String?)
     /// Sends ephemeral traffic of the session to the other nodes (a shared log only).
     func relay(_ session: Session, traffic: Traffic, key: String?, frame: Chunk)
+    func readLog(
+        _ session: Session, after: Int, limit: Int, done: @escaping ([(event: StoredEvent, own: Bool)]?) -> Void)
     /// Forwards a run control request to the run's publisher; `reply` gets nil once forwarded.
     func controlRun(
         _ run: String, action: RunControlAction, session: Session, by: Member,
@@ -49,6 +51,12 @@ public protocol SessionHost: AnyObject {
 
 extension SessionHost {
     public func relay(_ session: Session, traffic: Traffic, key: String?, frame: Chunk) {}
+    /// A shared log's gap read: events past `after`, each marked if this node appended it.
+    public func readLog(
+        _ session: Session, after: Int, limit: Int, done: @escaping ([(event: StoredEvent, own: Bool)]?) -> Void
+    ) {
+        readEvents(session, after: after, limit: limit) { done($0?.map { ($0, false) }) }
+    }
 }
 
 /// Counters the session logic bumps.

@@ -12,6 +12,8 @@ public protocol SharedLog: AnyObject {
     func relay(session: String, executor: Executor, traffic: Traffic, key: String, frame: [UInt8])
     /// A session whose row this node has not seen (created on another node): blocking, off the loops.
     func lookup(session: String) throws -> SessionInfo?
+    /// Events with seq > `after` (blocking, off the loops), each marked if this node appended it.
+    func events(session: String, after: Int, limit: Int) throws -> [(event: StoredEvent, own: Bool)]
     /// Who is in `session` on other nodes (blocking, off the loops): member id and member JSON.
     func remoteMembers(session: String) throws -> [(id: String, json: [UInt8])]
     /// Session rows saved on any node (created, changed, ended) reach `sink` on `executor`'s loop.
@@ -24,8 +26,9 @@ public enum SharedItem {
     case committed(StoredEvent)
     /// Ephemeral traffic another node relayed: its frame and coalescing key ("" none).
     case ephemeral(Traffic, key: String, frame: [UInt8])
-    /// The link to the shared log was down and is back: whatever was published meanwhile was missed.
-    case resubscribed
+    /// The subscription took effect (first, or again after the link was down): whatever was published
+    /// before it was missed, and is read from the log.
+    case subscribed
     /// The shared log lost the session's events (its epoch changed): seq goes on from `lastSeq`.
     case lost(lastSeq: Int)
 }

@@ -1,6 +1,13 @@
 import Bytes
 import WebSocket
 
+/// A committed event waiting for the seqs before it: `apply` sets `lastSeq` to its seq; `discard`
+/// runs instead if the session moves past it without it (a lost log), so a sender still gets its ack.
+struct Parked {
+    let apply: () -> Void
+    var discard: () -> Void = {}
+}
+
 /// A session whose log other nodes append to too (a shared log: Redis). Every node applies every
 /// committed event once, in seq order: its own when the store answers, the others' when they are
 /// published; an event past a gap waits (`parked`) until the gap is filled, by the publication on
@@ -10,21 +17,28 @@ extension Session {
     /// How long an event past a gap waits for the missing ones to be published before they are read.
     static let gapPatience = 0.05
 
-    /// Applies `apply` (which sets `lastSeq` to `seq`) now if `seq` is next, else when it is.
-    func inOrder(_ seq: Int, _ apply: @escaping () -> Void) {
+    /// Applies now if `seq` is next, else when it is.
+    func inOrder(_ seq: Int, _ entry: Parked) {
         if !relays || seq == lastSeq + 1 {
-            apply()
+            entry.apply()
             if !parked.isEmpty { drainParked() }
         } else if seq > lastSeq {
-            parked[seq] = apply
+            parked[seq] = entry
             if gapSince == nil { gapSince = clock() }
+        } else {
+            entry.discard()
         }
     }
 
     private func drainParked() {
-        while let next = parked.removeValue(forKey: lastSeq + 1) { next() }
-        // Everything parked is older than what was just applied (a reset moved past it): dropped.
-        if let low = parked.keys.min(), low <= lastSeq { parked = parked.filter { $0.key > lastSeq } }
+        while let next = parked.removeValue(forKey: lastSeq + 1) { next.apply() }
+        // Older than what was applied (the session moved past them): let go.
+        if let low = parked.keys.min(), low <= lastSeq {
+            for (seq, p) in parked.sorted(by: { $0.key < $1.key }) where seq <= lastSeq {
+                parked[seq] = nil
+                p.discard()
+            }
+        }
         gapSince = parked.isEmpty ? nil : (gapSince ?? clock())
     }
 
@@ -33,12 +47,12 @@ extension Session {
         switch item {
         case .committed(let e):
             guard e.seq > lastSeq, parked[e.seq] == nil else { return }
-            inOrder(e.seq) { [weak self] in self?.applyRemote(e) }
+            inOrder(e.seq, Parked(apply: { [weak self] in self?.applyRemote(e) }))
         case .ephemeral(let traffic, let key, let frame):
             deliverHere(Chunk(frame), .ephemeral(traffic, key: key.isEmpty ? nil : key), except: nil)
-        case .resubscribed:
-            // Publications were missed while the link was down: read what the log has past lastSeq.
-            gapSince = clock() - Self.gapPatience
+        case .subscribed:
+            // Publications before the subscription took effect (or while the link was down) were
+            // missed: read what the log has past lastSeq.
             fillGap(now: clock(), force: true)
         case .lost(let seq):
             lostHistory(continuingAt: seq)
@@ -47,24 +61,35 @@ extension Session {
 
     /// Reads the events missing before the oldest parked one (or, `force`, whatever follows lastSeq).
     func fillGap(now: Double, force: Bool = false) {
-        guard !gapReading, force || !parked.isEmpty, let since = gapSince, now - since >= Self.gapPatience else {
+        if gapReading {
+            if force { gapForced = true }
             return
         }
+        guard force || (!parked.isEmpty && now - (gapSince ?? now) >= Self.gapPatience) else { return }
+        gapForced = false
         gapReading = true
-        let want = min(max((parked.keys.min() ?? lastSeq + 1) - lastSeq, 1), 500)
-        host?.readEvents(self, after: lastSeq, limit: force ? 500 : want) { [weak self] events in
+        let want = force ? 500 : min(max((parked.keys.min() ?? lastSeq + 1) - lastSeq, 1), 500)
+        host?.readLog(self, after: lastSeq, limit: want) { [weak self] events in
             guard let self else { return }
             self.gapReading = false
-            guard let events else { return }  // storage unreachable: the next tick tries again
-            for e in events where e.seq > self.lastSeq && self.parked[e.seq] == nil {
-                self.inOrder(e.seq) { [weak self] in self?.applyRemote(e) }
+            guard let events else {
+                // Storage unreachable: the next tick tries again.
+                if force { self.gapForced = true }
+                return
             }
-            if let first = events.first, first.seq > self.lastSeq + 1 {
-                // Retention deleted the missing events before they were read: go on from what is there.
-                self.lastSeq = first.seq - 1
-                self.drainParked()
+            if let first = events.first, first.event.seq > self.lastSeq + 1 {
+                // Retention deleted the missing events before they were read: clients are told, and
+                // the session goes on from what is there.
+                self.skip(to: first.event.seq - 1)
             }
-            if force && events.count == 500 { self.fillGap(now: self.clock(), force: true) }
+            for (e, own) in events where e.seq > self.lastSeq && self.parked[e.seq] == nil {
+                // This node's own event whose answer is still on its way: the answer applies it.
+                if own && self.ownInFlight > 0 { break }
+                self.inOrder(e.seq, Parked(apply: { [weak self] in self?.applyRemote(e) }))
+            }
+            if force && events.count == want || self.gapForced {
+                self.fillGap(now: self.clock(), force: true)
+            }
         }
     }
 
@@ -73,27 +98,31 @@ extension Session {
         let frame = e.message.frame
         lastSeq = e.seq
         window.append((e.seq, frame))
+        var ended: String?
         switch e.type {
         case "presence": trackRemotePresence(e.body)
         case "redact":
-            // The target's text must not be resumed from here: resumes from before it read the store.
-            if let target = (try? JSONReader.readObject(Array("{".utf8) + e.body + Array("}".utf8)))?["target"]?.int {
-                window.dropThrough(target)
+            // The target's text, and its edits', must not be resumed from here: resumes read the
+            // store, which rewrote them, until the window fills again.
+            window.dropThrough(e.seq)
+        case "chat":
+            // The end is a system message with no author (a member's `meta` is nested, not top-level).
+            if let o = try? JSONReader.readObject(Array("{".utf8) + e.body + Array("}".utf8)),
+                o["from"] == nil, o["kind"]?.string == "system", o["event"]?.string == "session_ended"
+            {
+                ended = o["text"]?.string.map { String($0.dropFirst("Session ended: ".count)) } ?? "ended"
             }
         default: break
         }
         deliverHere(frame, .durable, except: nil)
-        if e.type == "chat", e.body.firstRange(of: Array("\"event\":\"session_ended\"".utf8)) != nil {
-            let text = (try? JSONReader.readObject(Array("{".utf8) + e.body + Array("}".utf8)))?["text"]?.string
-            endedElsewhere(reason: text.map { String($0.dropFirst("Session ended: ".count)) } ?? "ended")
-        }
+        if let ended { endedElsewhere(reason: ended) }
     }
 
     /// Joins and leaves of members on other nodes (this node's own are never delivered here).
     private func trackRemotePresence(_ body: [UInt8]) {
         guard let o = try? JSONReader.readObject(Array("{".utf8) + body + Array("}".utf8)) else { return }
         for j in o["joins"]?.array ?? [] {
-            guard let id = j.object?["id"]?.string else { continue }
+            guard let id = j.object?["id"]?.string, !members.contains(where: { $0.id == id }) else { continue }
             if let i = remoteMembers.firstIndex(where: { $0.id == id }) { remoteMembers.remove(at: i) }
             remoteMembers.append((id, Array(j.bytes)))
         }
@@ -120,15 +149,29 @@ extension Session {
         finishIfDone()
     }
 
+    /// Events up to `seq` are gone (retention): connected clients get `reset`, the window starts over.
+    private func skip(to seq: Int) {
+        guard seq > lastSeq else { return }
+        let message = ServerMessage.reset(
+            reason: "history_deleted", message: "events up to \(seq) were deleted before they were read", seq: seq)
+        window = ResumeWindow(maxCount: policy.resumeWindow, maxBytes: policy.resumeWindowBytes)
+        lastSeq = seq
+        deliverHere(message.frame, .durable, except: nil)
+        if !parked.isEmpty { drainParked() }
+    }
+
     /// The shared log lost this session's events (Redis restarted without them): clients are told
-    /// with `reset` rather than left with a silent gap, and seq goes on above every seq seen here.
+    /// with `reset` rather than left with a silent gap, and seq goes on from the new log's `seq`
+    /// (what a client had past it is gone with the log).
     private func lostHistory(continuingAt seq: Int) {
         let message = ServerMessage.reset(
-            reason: "history_lost", message: "the shared log lost this session's history", seq: max(lastSeq, seq))
+            reason: "history_lost", message: "the shared log lost this session's history", seq: seq)
         window = ResumeWindow(maxCount: policy.resumeWindow, maxBytes: policy.resumeWindowBytes)
+        let waiting = parked.sorted { $0.key < $1.key }
         parked.removeAll()
         gapSince = nil
-        lastSeq = max(lastSeq, seq)
+        lastSeq = seq
         deliverHere(message.frame, .durable, except: nil)
+        for (_, p) in waiting { p.discard() }
     }
 }

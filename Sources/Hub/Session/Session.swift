@@ -37,9 +37,13 @@ public final class Session {
     var editsByTarget: [Int: [(seq: Int, ts: Int64, body: [UInt8])]] = [:]
     /// Shared log (cluster) only: committed events past a gap, by seq, each applied once every seq
     /// before it was (Session+Shared), and since when the oldest gap is open.
-    var parked: [Int: () -> Void] = [:]
+    var parked: [Int: Parked] = [:]
     var gapSince: Double?
     var gapReading = false
+    /// A forced gap read asked for while another read was running (it runs when that one ends).
+    var gapForced = false
+    /// This node's appends not yet answered: a gap read leaves their seqs to the answer.
+    var ownInFlight = 0
     /// Members of this session connected to other nodes (from their presence events), in join order.
     public var remoteMembers: [(id: String, json: [UInt8])] = []
     /// Ephemeral broadcasts also go to the other nodes (set when the session follows a shared log).
@@ -223,11 +227,11 @@ public final class Session {
             if let deadline = m.graceDeadline, deadline <= now { removeMember(m, reason: "left") }
         }
         checkTokens()
-        if !parked.isEmpty { fillGap(now: now) }
+        if !parked.isEmpty || gapForced { fillGap(now: now, force: gapForced) }
     }
 
     public var needsTick: Bool {
-        policy.tokens.isEnabled || !catchUps.isEmpty || !parked.isEmpty
+        policy.tokens.isEnabled || !catchUps.isEmpty || !parked.isEmpty || gapForced
             || members.contains { $0.typingUntil != nil || $0.graceDeadline != nil }
     }
 
@@ -242,11 +246,18 @@ public final class Session {
         var event = DurableEvent(session: code, type: type, member: member, clientId: clientId, body: body)
         event.replaces = replaces
         let appended = clock()
+        ownInFlight += 1
         // The session is kept alive by its pending completions (it outlives them anyway).
         store.append(event, executor: executor) { result in
+            self.ownInFlight -= 1
             switch result {
             case .success(let committed):
-                if committed.duplicate { return then(result, nil) }
+                if committed.duplicate {
+                    // A resend of an event whose answer was lost: with a shared log this node never
+                    // applied it (its own publications are not delivered back), so the log is read.
+                    if self.relays && committed.seq > self.lastSeq { self.fillGap(now: self.clock(), force: true) }
+                    return then(result, nil)
+                }
                 self.host?.metrics.durableCommitted(latency: self.clock() - appended)
                 // Already applied from the shared log (a gap read got there first): acknowledged only.
                 if committed.seq <= self.lastSeq { return then(result, nil) }
@@ -263,7 +274,7 @@ public final class Session {
                 }
                 // One store assigns every seq of the session (with SQLite always the next one); with a
                 // shared log, another node's event may still be on its way: this one waits its turn.
-                self.inOrder(committed.seq, apply)
+                self.inOrder(committed.seq, Parked(apply: apply, discard: { then(result, nil) }))
             case .failure:
                 self.host?.metrics.storeFailure()
                 then(result, nil)
