@@ -100,7 +100,10 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
                 link.notify(event.session, .lost(lastSeq: seq - 1))
             }
             if event.type == "presence" { self.noteMembers(in: event.session, link: link) }
-            done(.success(Committed(seq: seq, ts: Int64(ts), duplicate: dup == 1)))
+            let committed = Committed(seq: seq, ts: Int64(ts), duplicate: dup == 1)
+            // Each event's webhooks go out from the node whose append stored it: once per cluster.
+            if !committed.duplicate { self.local.report(Webhook.messages(for: event, committed: committed)) }
+            done(.success(committed))
         }
     }
 
@@ -133,7 +136,9 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
             }
             let seqs = items.dropFirst(2).compactMap(\.int)
             _ = self.learned(stream, epoch: epoch, seq: seqs.last ?? 0)
-            done(.success(seqs.map { Committed(seq: $0, ts: Int64(ts), duplicate: false) }))
+            let committed = seqs.map { Committed(seq: $0, ts: Int64(ts), duplicate: false) }
+            self.local.report(zip(events, committed).flatMap { Webhook.messages(for: $0, committed: $1) })
+            done(.success(committed))
         }
     }
 
@@ -166,6 +171,10 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
     public func lookup(session: String) throws -> SessionInfo? {
         guard let bytes = try sync.call(.command("GET", "{\(session)}:info")).bytes else { return nil }
         return SessionInfoJSON.decode(bytes)
+    }
+
+    public func lastActivity(session: String) throws -> Int64 {
+        Int64(try sync.call(.command("HGET", Self.keys(session).m, "ts")).int ?? 0)
     }
 
     public func remoteMembers(session: String) throws -> [(id: String, json: [UInt8])] {
@@ -292,6 +301,9 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
                     done?(false)
                     return
                 }
+                // The node-local copy: this node's webhooks report the start (and the API key and
+                // activity tables that stay local can name the session).
+                local.save(info, created: created, done: nil)
                 _ = try sync.call(.command("PUBLISH", "chub:dir", json))
                 done?(true)
             } catch {
@@ -345,6 +357,7 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
     public func recordHealth(_ id: String, _ health: WebhookHealth) { local.recordHealth(id, health) }
     public func trimDeliveryLog(before: Int64, limit: Int) { local.trimDeliveryLog(before: before, limit: limit) }
     public func outboxDepth() throws -> [String: Int] { try local.outboxDepth() }
+    public func report(_ messages: [WebhookMessage]) { local.report(messages) }
     public var onOutbox: (([WebhookDelivery]) -> Void)? {
         get { local.onOutbox }
         set { local.onOutbox = newValue }

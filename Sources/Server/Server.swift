@@ -181,9 +181,27 @@ public final class Server {
         let ttl = config.sessionIdleTTL
         idleSweep = Loop.Timer(loop: contexts[0].loop, after: min(ttl / 4, 60), repeat: min(ttl / 4, 60)) {
             [unowned self] in
-            for code in self.directory.idle(ttl: ttl, now: Date().timeIntervalSince1970) {
-                let owner = self.contexts[SessionCode.owner(of: code, loops: self.contexts.count)]
-                owner.loop.post { owner.hub?.endIfIdle(code, ttl: ttl) }
+            let idle = self.directory.idle(ttl: ttl, now: Date().timeIntervalSince1970)
+            guard let shared = self.store as? SharedLog else {
+                for code in idle {
+                    let owner = self.contexts[SessionCode.owner(of: code, loops: self.contexts.count)]
+                    owner.loop.post { owner.hub?.endIfIdle(code, ttl: ttl) }
+                }
+                return
+            }
+            // Idle here may be busy on another node: its last commit in the shared log says.
+            guard !idle.isEmpty else { return }
+            self.wakeups.submit { [unowned self] in
+                for code in idle {
+                    guard let last = try? shared.lastActivity(session: code) else { continue }
+                    let seconds = Double(last) / 1000
+                    if Date().timeIntervalSince1970 - seconds < ttl {
+                        self.directory.touch(code, at: seconds)
+                        continue
+                    }
+                    let owner = self.contexts[SessionCode.owner(of: code, loops: self.contexts.count)]
+                    owner.loop.post { owner.hub?.endIfIdle(code, ttl: ttl) }
+                }
             }
         }
         idleSweep?.unref()

@@ -120,6 +120,8 @@ extension SQLiteStore {
                     _ = try st.step()
                 case .webhooks(let endpoints):
                     subscriptions = endpoints.filter(\.active)
+                case .outbox(let messages):
+                    try report(messages)
                 case .trimDeliveries(let before, let limit):
                     let st = try writer.prepare(
                         """

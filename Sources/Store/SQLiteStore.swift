@@ -38,6 +38,8 @@ public final class SQLiteStore: EventLog, SessionRecords, StorageMaintenance, @u
         case retention(RetentionPolicy)
         case activity(ActivityEntry)
         case cursors(String, Int64, [UInt8])
+        /// Webhooks of events committed in a shared log (cluster mode), for the outbox.
+        case outbox([WebhookMessage])
         case keyUsage(String, String, String)
     }
     var queue: [Request] = []

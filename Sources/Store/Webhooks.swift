@@ -181,6 +181,11 @@ extension SQLiteStore: WebhookStore {
         return try q.step() ? Self.delivery(q) : nil
     }
 
+    /// Only for endpoints that want them; rides with the next group commit.
+    public func report(_ messages: [WebhookMessage]) {
+        if !messages.isEmpty { enqueue(.outbox(messages)) }
+    }
+
     public func outboxDepth() throws -> [String: Int] {
         try read { db in
             let s = try db.prepare(

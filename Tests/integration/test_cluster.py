@@ -70,7 +70,8 @@ class Redis:
 @pytest.fixture
 def cluster(tmp_path):
     redis = Redis(tmp_path).start()
-    nodes = [Hub("--redis", redis.url, "--admin-key", "cluster-admin-key-0123", data_dir=str(tmp_path / f"node{i}")).start()
+    nodes = [Hub("--redis", redis.url, "--admin-key", "cluster-admin-key-0123", "--webhook-allow-private",
+                 data_dir=str(tmp_path / f"node{i}")).start()
              for i in range(3)]
     yield redis, nodes
     for n in nodes:
@@ -426,3 +427,36 @@ def test_password_and_bad_urls(tmp_path):
             assert "wrong" not in p.stderr.replace("WRONGPASS", ""), "the password is never printed"
     finally:
         redis.stop()
+
+
+def test_each_event_makes_its_webhook_once_across_the_cluster(cluster):
+    """Webhook endpoints are node configuration (the same one registered on every node); each event's
+    webhook goes out from the node whose append stored it, so the receiver gets it once."""
+    from test_webhooks import Receiver
+    redis, nodes = cluster
+    rx = Receiver()
+    try:
+        for n in nodes:
+            status, _ = api(n, "POST", "/api/webhooks", {"url": rx.url(), "events": ["chat.created", "session.started"]})
+            assert status == 201
+        code = create_session(nodes[1])["code"]
+
+        async def main():
+            acks = {}
+            for i, n in enumerate(nodes):
+                c = await Client.connect(n, code)
+                await c.join(f"W{i}", client_id=f"w{i}")
+                for k in range(5):
+                    await c.send({"type": "chat", "id": f"{i}-{k}", "text": "hook"})
+                    acks[f"{i}-{k}"] = (await c.expect("ack"))["seq"]
+            return acks
+        acks = run(main())
+        want = {f"{code}:{seq}" for seq in acks.values()}
+        eventually(lambda: want <= {r["headers"]["webhook-id"] for r in rx.delivered()}, what="every chat webhook")
+        time.sleep(1.0)
+        ids = [r["headers"]["webhook-id"] for r in rx.delivered()]
+        chat_ids = [i for i in ids if i in want]
+        assert sorted(chat_ids) == sorted(want), "each chat once, from one node"
+        assert sum(1 for r in rx.bodies() if r["type"] == "session.started") == 1
+    finally:
+        rx.close()

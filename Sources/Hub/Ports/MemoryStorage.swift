@@ -89,6 +89,14 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
     /// The outbox rows of the last commit (under the lock).
     private func takeNewOutbox() -> [WebhookDelivery] { defer { newOutbox = [] }; return newOutbox }
 
+    public func report(_ messages: [WebhookMessage]) {
+        lock.lock()
+        report(messages, now: now())
+        let fresh = takeNewOutbox(), listener = outboxListener
+        lock.unlock()
+        if !fresh.isEmpty { listener?(fresh) }
+    }
+
     private func report(_ messages: [WebhookMessage], now: Int64) {
         for m in messages {
             for e in hooks.values where e.active && e.wants(m.type) {

@@ -14,6 +14,8 @@ public protocol SharedLog: AnyObject {
     func lookup(session: String) throws -> SessionInfo?
     /// Events with seq > `after` (blocking, off the loops), each marked if this node appended it.
     func events(session: String, after: Int, limit: Int) throws -> [(event: StoredEvent, own: Bool)]
+    /// When anything was last committed to `session`, by any node (Unix ms; 0: never). Blocking.
+    func lastActivity(session: String) throws -> Int64
     /// Who is in `session` on other nodes (blocking, off the loops): member id and member JSON.
     func remoteMembers(session: String) throws -> [(id: String, json: [UInt8])]
     /// Session rows saved on any node (created, changed, ended) reach `sink` on `executor`'s loop.

@@ -37,6 +37,9 @@ public protocol WebhookStore: AnyObject {
     func trimDeliveryLog(before: Int64, limit: Int)
     /// Pending deliveries per endpoint.
     func outboxDepth() throws -> [String: Int]
+    /// Writes the webhooks of events committed elsewhere (a shared log) to the outbox of every active
+    /// endpoint that wants them, with the next commit (`onOutbox` hears of them after it).
+    func report(_ messages: [WebhookMessage])
     /// Called on a storage thread with the outbox rows of each commit, after the commit.
     var onOutbox: (([WebhookDelivery]) -> Void)? { get set }
 }
