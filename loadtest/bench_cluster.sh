@@ -3,9 +3,12 @@
 # measured in the same run, interleaved. The whole server side (the three nodes and Redis, or the single
 # node) is pinned to CPU 0 and the load generator to CPU 1, so both get the same one core.
 #   fanout:  100 sessions x 6 members (member k on node k mod 3), each sending 10 app events/s: every
-#            event crosses Redis pub/sub to the two other nodes (6,000 sent/s, 30,000 deliveries/s offered)
-#   durable: 300 sessions x 2 members (on different nodes), each chatting 20 times a second (12,000/s
-#            offered): acknowledged/s, and latency from send to the other member's copy
+#            event crosses Redis pub/sub to the two other nodes (6,000 sent/s, 30,000 deliveries/s
+#            offered): latency at a load both carry
+#   fanmax:  the same at 100 events/s each (300,000 deliveries/s offered): capacity
+#   durable: 300 sessions x 2 members (on different nodes), each chatting 10 times a second (6,000/s
+#            offered): latency from send to the other member's copy at a load both carry
+#   durmax:  the same at 50 chats/s each (30,000/s offered): acknowledged/s, the capacity
 # Redis runs with AOF and `appendfsync everysec` (an acknowledgement can be lost with the last second
 # of writes if the Redis machine loses power; `always` closes that, at the cost measured in the README).
 # Afterwards: Redis memory per stored event (used_memory over the events in the logs).
@@ -42,7 +45,7 @@ run() {  # mode scenario extra-args...
   # shellcheck disable=SC2086
   taskset -c 1 .build/release/loadtest run "$@" --url "${urls[0]}" $spread --duration "$secs" --quiet \
     --json "$out/$scenario-$mode-$i.json" > "$out/$scenario-$mode-$i.txt" 2>&1 || true
-  if [ "$mode" = cluster ] && [ "$scenario" = durable ]; then
+  if [ "$mode" = cluster ] && [ "$scenario" = durmax ]; then
     events=$(redis-cli -p $rport --scan --pattern '*:log' | while read -r k; do redis-cli -p $rport hlen "$k"; done | awk '{s+=$1} END {print s+0}')
     mem=$(redis-cli -p $rport info memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')
     echo "$events $mem" > "$out/memory-$i.txt"
@@ -54,7 +57,9 @@ run() {  # mode scenario extra-args...
 for i in $(seq 1 "$runs"); do
   for mode in single cluster; do
     run $mode fanout loadtest/scenarios/fanout.json --sessions 100 --members 6 --rate 10 --cursor-hz 0 --chat-every 0
-    run $mode durable loadtest/scenarios/durable.json --sessions 300 --members 2 --chat-every 0.05
+    run $mode fanmax loadtest/scenarios/fanout.json --sessions 100 --members 6 --rate 100 --cursor-hz 0 --chat-every 0
+    run $mode durable loadtest/scenarios/durable.json --sessions 300 --members 2 --chat-every 0.1
+    run $mode durmax loadtest/scenarios/durable.json --sessions 300 --members 2 --chat-every 0.02
   done
 done
 python3 - "$out" <<'PY'
@@ -64,16 +69,16 @@ med = lambda xs: statistics.median(xs) if xs else float("nan")
 def load(s, m): return [json.load(open(f)) for f in glob.glob(os.path.join(out, f"{s}-{m}-*.json"))]
 print(f"{'scenario':<9}{'mode':<9}{'deliveries/s':>13}{'acked/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
 ratio = {}
-for s in ["fanout", "durable"]:
+for s in ["fanout", "fanmax", "durable", "durmax"]:
     for m in ["single", "cluster"]:
         r = load(s, m)
-        kind = "event" if s == "fanout" else "chat"
+        kind = "event" if s.startswith("fan") else "chat"
         d, a = med([x["deliveries_per_second"] for x in r]), med([x["acks_per_second"] for x in r])
         p50 = med([x["latency_ms_by_kind"].get(kind, {}).get("p50", 0) for x in r])
         p99 = med([x["latency_ms_by_kind"].get(kind, {}).get("p99", 0) for x in r])
-        ratio[(s, m)] = d if s == "fanout" else a
+        ratio[(s, m)] = d if s.startswith("fan") else a
         print(f"{s:<9}{m:<9}{d:>13,.0f}{a:>10,.0f}{p50:>9.2f}{p99:>9.2f}")
-for s in ["fanout", "durable"]:
+for s in ["fanout", "fanmax", "durable", "durmax"]:
     if ratio.get((s, "single")):
         print(f"{s}: cluster / single = {ratio[(s, 'cluster')] / ratio[(s, 'single')]:.2f}")
 mem = [tuple(map(int, open(f).read().split())) for f in glob.glob(os.path.join(out, "memory-*.txt"))]

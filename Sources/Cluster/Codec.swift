@@ -67,6 +67,19 @@ enum ChannelMessage: Equatable {
         }
     }
 
+    /// The epoch and seq of a committed event published by `node` itself (nil for anything else),
+    /// read from the header alone.
+    static func ownCommit(_ bytes: [UInt8], node: String) -> (epoch: String, seq: Int)? {
+        guard bytes.first == UInt8(ascii: "d"), let sp = bytes.firstIndex(of: 0x20), sp > 1,
+            let nl = bytes[sp...].firstIndex(of: 0x0A), nl - sp <= 512
+        else { return nil }
+        let head = bytes[(sp + 1)..<nl].split(separator: 0x20, omittingEmptySubsequences: false)
+        guard head.count == 5, head[3].elementsEqual(node.utf8), let seq = Int(ascii: head[0]), seq > 0 else {
+            return nil
+        }
+        return (String(decoding: bytes[1..<sp], as: UTF8.self), seq)
+    }
+
     func encode() -> [UInt8] {
         switch self {
         case .committed(let epoch, let e): return Array("d\(epoch) ".utf8) + e.encode()

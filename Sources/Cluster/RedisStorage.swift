@@ -102,7 +102,9 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
             if event.type == "presence" { self.noteMembers(in: event.session, link: link) }
             let committed = Committed(seq: seq, ts: Int64(ts), duplicate: dup == 1)
             // Each event's webhooks go out from the node whose append stored it: once per cluster.
-            if !committed.duplicate { self.local.report(Webhook.messages(for: event, committed: committed)) }
+            if !committed.duplicate && self.local.reportsWebhooks {
+                self.local.report(Webhook.messages(for: event, committed: committed))
+            }
             done(.success(committed))
         }
     }
@@ -137,7 +139,9 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
             let seqs = items.dropFirst(2).compactMap(\.int)
             _ = self.learned(stream, epoch: epoch, seq: seqs.last ?? 0)
             let committed = seqs.map { Committed(seq: $0, ts: Int64(ts), duplicate: false) }
-            self.local.report(zip(events, committed).flatMap { Webhook.messages(for: $0, committed: $1) })
+            if self.local.reportsWebhooks {
+                self.local.report(zip(events, committed).flatMap { Webhook.messages(for: $0, committed: $1) })
+            }
             done(.success(committed))
         }
     }
@@ -146,7 +150,9 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
         local.recordCursors(session: session, ts: ts, updates: updates)
     }
 
-    private func newEpoch() -> String { Base64.encode(Crypto.randomBytes(6), urlSafe: true) }
+    /// A fresh epoch for a log that has none: this node's random id and a count, unique in the cluster.
+    private func newEpoch() -> String { "\(node).\(epochs.add())" }
+    private let epochs = EpochCounter()
 
     private func keepEvents(_ stream: String) -> Int {
         stream.hasPrefix("run:") ? 0 : (lock.withLock { keep })
@@ -358,6 +364,7 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
     public func trimDeliveryLog(before: Int64, limit: Int) { local.trimDeliveryLog(before: before, limit: limit) }
     public func outboxDepth() throws -> [String: Int] { try local.outboxDepth() }
     public func report(_ messages: [WebhookMessage]) { local.report(messages) }
+    public var reportsWebhooks: Bool { local.reportsWebhooks }
     public var onOutbox: (([WebhookDelivery]) -> Void)? {
         get { local.onOutbox }
         set { local.onOutbox = newValue }
@@ -455,7 +462,14 @@ final class LoopLink {
             if let info = SessionInfoJSON.decode(payload) { directory?(info) }
             return
         }
-        guard let (stream, sink) = sinks[channel], let m = ChannelMessage.decode(payload) else { return }
+        guard let (stream, sink) = sinks[channel] else { return }
+        // This node's own publications (every append of ours comes back): only what they say of the
+        // log is noted, without decoding the event.
+        if let own = ChannelMessage.ownCommit(payload, node: storage.node) {
+            if storage.learned(stream, epoch: own.epoch, seq: own.seq) != nil { sink(.lost(lastSeq: own.seq - 1)) }
+            return
+        }
+        guard let m = ChannelMessage.decode(payload) else { return }
         switch m {
         case .committed(let epoch, let e):
             if storage.learned(stream, epoch: epoch, seq: e.seq) != nil { sink(.lost(lastSeq: e.seq - 1)) }
@@ -464,4 +478,11 @@ final class LoopLink {
             if origin != storage.node { sink(.ephemeral(traffic, key: key, frame: frame)) }
         }
     }
+}
+
+/// Counts up, from any thread.
+final class EpochCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    func add() -> Int { lock.lock(); defer { lock.unlock() }; n += 1; return n }
 }

@@ -17,6 +17,8 @@ import Hub
 /// order. Reads use connections of their own (`ReaderPool`): no read waits for another.
 public final class SQLiteStore: EventLog, SessionRecords, StorageMaintenance, @unchecked Sendable {
     public let path: String
+    /// Active webhook endpoints (read by other threads: a shared log builds webhooks only if any).
+    let activeWebhooks = LockedCount()
     let writer: Database
     let readers: ReaderPool
 
@@ -184,6 +186,7 @@ public final class SQLiteStore: EventLog, SessionRecords, StorageMaintenance, @u
               delivered_at=? WHERE id=?
             """, persistent: true)
         subscriptions = try Self.loadWebhooks(writer).filter(\.active)
+        activeWebhooks.set(subscriptions.count)
         try writer.exec("PRAGMA wal_autocheckpoint=0")
         // Deleted and overwritten content is zeroed, not left in free space: a redacted message (or one
         // retention deleted) is gone from the file, not just from the table.
@@ -361,4 +364,12 @@ public final class SQLiteStore: EventLog, SessionRecords, StorageMaintenance, @u
         }
     }
 
+}
+
+/// An integer shared between threads (written rarely, read often).
+final class LockedCount: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+    var get: Int { lock.lock(); defer { lock.unlock() }; return value }
+    func set(_ v: Int) { lock.lock(); value = v; lock.unlock() }
 }

@@ -70,6 +70,7 @@ extension SQLiteStore: WebhookStore {
     /// after this returns is reported to them.
     private func syncSubscriptions(_ db: Database) throws {
         let all = try Self.loadWebhooks(db)
+        activeWebhooks.set(all.filter(\.active).count)
         let applied = DispatchSemaphore(value: 0)
         enqueue(.webhooks(all))
         barrier { _ in applied.signal() }
@@ -180,6 +181,8 @@ extension SQLiteStore: WebhookStore {
         q.bind(1, id)
         return try q.step() ? Self.delivery(q) : nil
     }
+
+    public var reportsWebhooks: Bool { activeWebhooks.get > 0 }
 
     /// Only for endpoints that want them; rides with the next group commit.
     public func report(_ messages: [WebhookMessage]) {

@@ -76,3 +76,16 @@ final class LogEntryTests: XCTestCase {
         XCTAssertNil(SessionInfoJSON.decode(Array("{\"code\":1}".utf8)))
     }
 }
+
+final class OwnCommitTests: XCTestCase {
+    func testOnlyThisNodesCommitsAreRecognisedFromTheHeader() {
+        let e = LogEntry(seq: 9, ts: 5, type: "chat", origin: "me", member: "k", body: Array("\"a\":1".utf8))
+        let mine = ChannelMessage.committed(epoch: "EP", e).encode()
+        XCTAssertEqual(ChannelMessage.ownCommit(mine, node: "me")?.seq, 9)
+        XCTAssertEqual(ChannelMessage.ownCommit(mine, node: "me")?.epoch, "EP")
+        XCTAssertNil(ChannelMessage.ownCommit(mine, node: "other"))
+        XCTAssertNil(ChannelMessage.ownCommit(Array("d".utf8), node: "me"))
+        XCTAssertNil(ChannelMessage.ownCommit(Array("d \n".utf8), node: "me"))
+        XCTAssertNil(ChannelMessage.ownCommit(Array("dEP 0 1 chat me 0\n".utf8), node: "me"))
+    }
+}

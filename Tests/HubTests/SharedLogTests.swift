@@ -34,7 +34,7 @@ final class SharedLogTests: XCTestCase {
         h.session.shared(.committed(e3))
         XCTAssertEqual(ann.durableSeqs(), [2, 3])
         // 4's publication never comes (a lost message): after the patience, it is read from the log.
-        h.now += 0.3
+        h.now += Session.gapPatience + 0.25
         h.session.tick()
         h.settle()
         XCTAssertEqual(ann.durableSeqs(), [2, 3, 4, 5, 6])

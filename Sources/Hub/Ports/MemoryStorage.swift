@@ -89,6 +89,10 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
     /// The outbox rows of the last commit (under the lock).
     private func takeNewOutbox() -> [WebhookDelivery] { defer { newOutbox = [] }; return newOutbox }
 
+    public var reportsWebhooks: Bool {
+        lock.lock(); defer { lock.unlock() }; return hooks.values.contains(where: \.active)
+    }
+
     public func report(_ messages: [WebhookMessage]) {
         lock.lock()
         report(messages, now: now())

@@ -40,6 +40,8 @@ public protocol WebhookStore: AnyObject {
     /// Writes the webhooks of events committed elsewhere (a shared log) to the outbox of every active
     /// endpoint that wants them, with the next commit (`onOutbox` hears of them after it).
     func report(_ messages: [WebhookMessage])
+    /// Whether any endpoint is active (nothing to build for `report` otherwise).
+    var reportsWebhooks: Bool { get }
     /// Called on a storage thread with the outbox rows of each commit, after the commit.
     var onOutbox: (([WebhookDelivery]) -> Void)? { get set }
 }

@@ -261,7 +261,7 @@ public final class Session {
                 self.host?.metrics.durableCommitted(latency: self.clock() - appended)
                 // Already applied from the shared log (a gap read got there first): acknowledged only.
                 if committed.seq <= self.lastSeq { return then(result, nil) }
-                let apply = {
+                func apply() {
                     let frame = ServerMessage.durable(type: type, seq: committed.seq, ts: committed.ts, body: body)
                         .frame
                     self.lastSeq = committed.seq
@@ -272,8 +272,10 @@ public final class Session {
                     }
                     then(result, frame)
                 }
-                // One store assigns every seq of the session (with SQLite always the next one); with a
-                // shared log, another node's event may still be on its way: this one waits its turn.
+                // One store assigns every seq of the session (with SQLite always the next one, applied
+                // here without a closure); with a shared log, another node's event may still be on its
+                // way: this one waits its turn.
+                if !self.relays || (committed.seq == self.lastSeq + 1 && self.parked.isEmpty) { return apply() }
                 self.inOrder(committed.seq, Parked(apply: apply, discard: { then(result, nil) }))
             case .failure:
                 self.host?.metrics.storeFailure()

@@ -136,7 +136,7 @@ public enum Webhook {
         switch event.type {
         case "chat":
             type =
-                contains(event.body, #""event":"session_ended""#) && event.member == nil ? .sessionEnded : .chatCreated
+                event.member == nil && contains(event.body, #""event":"session_ended""#) ? .sessionEnded : .chatCreated
         case "presence":
             let members = try? JSONReader.readObject(Array("{".utf8) + event.body + Array("}".utf8))
             if members?["joins"]?.array?.isEmpty == false {
