@@ -4,20 +4,24 @@ import WebSocket
 /// An event as the session's log in Redis holds it: `seq ts type origin mlen\n` then the member's
 /// stable key (`mlen` bytes) and the body. The append script writes it, the nodes read it back from
 /// the log and from the channel; both are checked here before anything meets an index.
-struct LogEntry: Equatable {
-    var seq: Int
-    var ts: Int64
-    var type: String
-    var origin: String
-    var member: String?
-    var body: [UInt8]
+public struct LogEntry: Equatable, Sendable {
+    public var seq: Int
+    public var ts: Int64
+    public var type: String
+    public var origin: String
+    public var member: String?
+    public var body: [UInt8]
 
-    static func decode(_ bytes: ArraySlice<UInt8>) -> LogEntry? {
+    public init(seq: Int, ts: Int64, type: String, origin: String, member: String?, body: [UInt8]) {
+        self.seq = seq; self.ts = ts; self.type = type; self.origin = origin; self.member = member; self.body = body
+    }
+
+    public static func decode(_ bytes: ArraySlice<UInt8>) -> LogEntry? {
         guard let nl = bytes.firstIndex(of: 0x0A), nl - bytes.startIndex <= 512 else { return nil }
         let head = bytes[bytes.startIndex..<nl].split(separator: 0x20, omittingEmptySubsequences: false)
         guard head.count == 5, let seq = Int(ascii: head[0]), seq > 0, let ts = Int(ascii: head[1]),
             let mlen = Int(ascii: head[4]), mlen >= 0, mlen <= bytes.endIndex - nl - 1,
-            !head[2].isEmpty, !head[3].isEmpty
+            isToken(head[2]), isToken(head[3])
         else { return nil }
         let memberStart = nl + 1
         let member = bytes[memberStart..<memberStart + mlen]
@@ -28,7 +32,7 @@ struct LogEntry: Equatable {
             body: Array(bytes[(memberStart + mlen)...]))
     }
 
-    func encode() -> [UInt8] {
+    public func encode() -> [UInt8] {
         let m = Array((member ?? "").utf8)
         return Array("\(seq) \(ts) \(type) \(origin) \(m.count)\n".utf8) + m + body
     }
@@ -38,11 +42,11 @@ struct LogEntry: Equatable {
 
 /// What goes over a session's channel: `d<epoch> <entry>` (a committed event) or
 /// `e<origin> <traffic> <keylen>\n<key><frame>` (ephemeral traffic, as one WebSocket frame).
-enum ChannelMessage: Equatable {
+public enum ChannelMessage: Equatable, Sendable {
     case committed(epoch: String, LogEntry)
     case ephemeral(origin: String, Traffic, key: String, frame: [UInt8])
 
-    static func decode(_ bytes: [UInt8]) -> ChannelMessage? {
+    public static func decode(_ bytes: [UInt8]) -> ChannelMessage? {
         guard let tag = bytes.first else { return nil }
         let rest = bytes[1...]
         switch tag {
@@ -54,7 +58,7 @@ enum ChannelMessage: Equatable {
         case UInt8(ascii: "e"):
             guard let nl = rest.firstIndex(of: 0x0A), nl - rest.startIndex <= 256 else { return nil }
             let head = rest[rest.startIndex..<nl].split(separator: 0x20, omittingEmptySubsequences: false)
-            guard head.count == 3, !head[0].isEmpty,
+            guard head.count == 3, isToken(head[0]),
                 let traffic = Traffic(rawValue: String(decoding: head[1], as: UTF8.self)),
                 let klen = Int(ascii: head[2]), klen >= 0, klen <= rest.endIndex - nl - 1
             else { return nil }
@@ -69,7 +73,7 @@ enum ChannelMessage: Equatable {
 
     /// The epoch and seq of a committed event published by `node` itself (nil for anything else),
     /// read from the header alone.
-    static func ownCommit(_ bytes: [UInt8], node: String) -> (epoch: String, seq: Int)? {
+    public static func ownCommit(_ bytes: [UInt8], node: String) -> (epoch: String, seq: Int)? {
         guard bytes.first == UInt8(ascii: "d"), let sp = bytes.firstIndex(of: 0x20), sp > 1,
             let nl = bytes[sp...].firstIndex(of: 0x0A), nl - sp <= 512
         else { return nil }
@@ -80,7 +84,7 @@ enum ChannelMessage: Equatable {
         return (String(decoding: bytes[1..<sp], as: UTF8.self), seq)
     }
 
-    func encode() -> [UInt8] {
+    public func encode() -> [UInt8] {
         switch self {
         case .committed(let epoch, let e): return Array("d\(epoch) ".utf8) + e.encode()
         case .ephemeral(let origin, let traffic, let key, let frame):
@@ -91,7 +95,7 @@ enum ChannelMessage: Equatable {
 
     /// One whole, unmasked, final text frame, its length exactly the bytes after its header (what
     /// `Chunk.text` makes): anything else from the channel is dropped, never sent to a client.
-    static func isServerTextFrame(_ f: [UInt8]) -> Bool {
+    public static func isServerTextFrame(_ f: [UInt8]) -> Bool {
         guard f.count >= 2, f[0] == 0x81, f[1] & 0x80 == 0 else { return false }
         let len7 = Int(f[1] & 0x7F)
         switch len7 {
@@ -108,6 +112,11 @@ enum ChannelMessage: Equatable {
     }
 }
 
+/// A type or a node id: printable ASCII, no spaces (what the hub writes there).
+func isToken(_ bytes: ArraySlice<UInt8>) -> Bool {
+    !bytes.isEmpty && bytes.count <= 128 && bytes.allSatisfy { $0 > 0x20 && $0 < 0x7F }
+}
+
 extension Int {
     /// A non-negative decimal of at most 18 digits.
     init?(ascii: ArraySlice<UInt8>) {
@@ -122,8 +131,8 @@ extension Int {
 }
 
 /// A session's row as JSON (the `{CODE}:info` key and the directory channel).
-enum SessionInfoJSON {
-    static func encode(_ i: SessionInfo) -> [UInt8] {
+public enum SessionInfoJSON {
+    public static func encode(_ i: SessionInfo) -> [UInt8] {
         var w = JSONWriter()
         w.beginObject()
         w.field("code", i.code); w.field("title", i.title); w.field("max", i.maxParticipants)
@@ -140,7 +149,7 @@ enum SessionInfoJSON {
         return w.bytes
     }
 
-    static func decode(_ bytes: [UInt8]) -> SessionInfo? {
+    public static func decode(_ bytes: [UInt8]) -> SessionInfo? {
         guard let o = try? JSONReader.readObject(bytes), let code = o["code"]?.string, let title = o["title"]?.string,
             let max = o["max"]?.int, let guests = o["guests"]?.string.flatMap(GuestPolicy.init(rawValue:)),
             let hostKey = o["host_key"]?.string, let created = o["created"]?.int

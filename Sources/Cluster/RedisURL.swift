@@ -21,7 +21,7 @@ public struct RedisURL: Equatable, Sendable, CustomStringConvertible {
                     "rediss:// (TLS) needs hiredis 1.0 or later; this build links Debian's hiredis 0.14, which has "
                     + "no TLS: reach Redis over a private network or an stunnel/spiped tunnel and use redis://")
         } else {
-            throw Invalid(description: "the Redis URL must start with redis:// (got \"\(text)\")")
+            throw Invalid(description: "the Redis URL must start with redis://")
         }
         var hostPart = rest
         if let at = rest.lastIndex(of: "@") {
@@ -49,13 +49,16 @@ public struct RedisURL: Equatable, Sendable, CustomStringConvertible {
         port = 6379
         if let colon = hostPart.lastIndex(of: ":"), !hostPart.hasSuffix("]") {
             guard let p = Int(hostPart[hostPart.index(after: colon)...]), p > 0, p < 65536 else {
-                throw Invalid(description: "the Redis port must be 1-65535 (in \"\(text)\")")
+                throw Invalid(description: "the Redis port must be 1-65535")
             }
             port = p
             hostPart = hostPart[..<colon]
         }
         host = String(hostPart).trimmingBrackets
-        guard !host.isEmpty else { throw Invalid(description: "the Redis URL names no host (\"\(text)\")") }
+        guard !host.isEmpty else { throw Invalid(description: "the Redis URL names no host") }
+        guard host.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7F }) else {
+            throw Invalid(description: "the Redis host has a space or a control character")
+        }
     }
 
     /// Percent-escapes in the user and password (`%40` for `@`).

@@ -89,3 +89,11 @@ final class OwnCommitTests: XCTestCase {
         XCTAssertNil(ChannelMessage.ownCommit(Array("dEP 0 1 chat me 0\n".utf8), node: "me"))
     }
 }
+
+final class RedisURLSecrecyTests: XCTestCase {
+    func testErrorsNeverEchoTheURL() {
+        for bad in ["http://u:hunter2@h", "redis://:hunter2@h:99999", "redis://:hunter2@h:1/99", "redis://:hunter2@bad host"] {
+            XCTAssertThrowsError(try RedisURL(bad)) { XCTAssertFalse("\($0)".contains("hunter2"), "\($0)") }
+        }
+    }
+}
