@@ -7,6 +7,7 @@
 #include <hiredis/async.h>
 #include <hiredis/adapters/libev.h>
 #include <sys/time.h>
+#include <sys/socket.h>
 
 typedef void (*chub_redis_reply_cb)(redisAsyncContext *, void *, void *);
 typedef void (*chub_redis_status_cb)(const redisAsyncContext *, int);
@@ -29,6 +30,9 @@ static inline void chub_redis_set_data(redisAsyncContext *ac, void *data) { ac->
 static inline const char *chub_redis_errstr(const redisAsyncContext *ac) { return ac->errstr; }
 // TCP keepalive on an async connection's socket (a Redis that vanished is noticed by the kernel).
 static inline int chub_redis_keepalive(redisAsyncContext *ac) { return redisEnableKeepAlive(&ac->c); }
+// Gives up on a connection now: redisAsyncDisconnect waits for every pending reply, which never comes
+// from a Redis that stopped answering. The loop then sees the socket fail and hiredis its error path.
+static inline void chub_redis_abort(redisAsyncContext *ac) { shutdown(ac->c.fd, SHUT_RDWR); }
 static inline redisContext *chub_redis_connect_sync(const char *host, int port, double seconds) {
     struct timeval tv = { (time_t)seconds, (suseconds_t)((seconds - (time_t)seconds) * 1e6) };
     redisContext *c = redisConnectWithTimeout(host, port, tv);

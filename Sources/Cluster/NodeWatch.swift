@@ -30,14 +30,22 @@ final class NodeWatch {
 
     private func heartbeat() {
         let me = storage.node, loop = link.commands.loop
-        link.commands.send(.command("SET", "chub:node:\(me)", "1", "PX", Self.ttlMillis)) { [self] reply in
+        let beat: [[UInt8]] = .command("SET", "chub:node:\(me)", "1", "PX", Self.ttlMillis)
+        link.commands.send(beat, priority: true) { [self] reply in
             if case .status = reply {
                 if beatingSince == nil { beatingSince = loop.now }
             } else {
                 beatingSince = nil
             }
         }
-        link.commands.send(.command("SADD", "chub:nodes", me)) { _ in }
+        link.commands.send(.command("SADD", "chub:nodes", me), priority: true) { [self] added in
+            // Back in a set this node never left: a survivor declared it dead (it could not beat for a
+            // TTL) or Redis lost the set. Its sessions are noted again as members come and go.
+            if added.int == 1 && beatingSince != nil {
+                log.warning("this node was declared lost; members here show as left elsewhere until they rejoin")
+                storage.forgetMemberSessions()
+            }
+        }
     }
 
     private func lookForDead() {
@@ -58,12 +66,28 @@ final class NodeWatch {
         }
     }
 
-    /// This node won: every member the dead one had leaves, once.
+    /// This node won: every member the dead one had leaves, once. The dead node's set of sessions goes
+    /// only after every leave is stored; if anything fails, the node goes back into `chub:nodes` and the
+    /// next sweep (of any node) buries it again (the leaves are idempotent).
     private func bury(_ id: String) {
         log.notice("node lost: its members leave", metadata: ["node": "\(id)"])
+        var outstanding = 1, failed = false
+        let finish: (Bool) -> Void = { [self] ok in
+            failed = failed || !ok
+            outstanding -= 1
+            guard outstanding == 0 else { return }
+            if failed {
+                link.commands.send(.command("SADD", "chub:nodes", id)) { _ in }
+            } else {
+                link.commands.send(.command("DEL", "chub:node:\(id):sessions")) { _ in }
+            }
+        }
         link.commands.send(.command("SMEMBERS", "chub:node:\(id):sessions")) { [self] reply in
+            if reply.errorMessage != nil { return finish(false) }
             for session in reply.items.compactMap(\.text) {
+                outstanding += 1
                 link.commands.send(.command("HGETALL", RedisStorage.keys(session).members)) { [self] members in
+                    if members.errorMessage != nil { return finish(false) }
                     let all = members.items
                     var i = 0
                     while i + 1 < all.count {
@@ -71,13 +95,16 @@ final class NodeWatch {
                             String(decoding: v[..<sp], as: UTF8.self) == id
                         {
                             let name = (try? JSONReader.readObject(Array(v[(sp + 1)...])))?["name"]?.string
-                            storage.appendLeave(session: session, member: member, name: name, node: id, link: link)
+                            outstanding += 1
+                            storage.appendLeave(
+                                session: session, member: member, name: name, node: id, link: link, done: finish)
                         }
                         i += 2
                     }
+                    finish(true)
                 }
             }
-            link.commands.send(.command("DEL", "chub:node:\(id):sessions")) { _ in }
+            finish(true)
         }
     }
 }

@@ -39,8 +39,9 @@ final class RedisConnection {
     /// Commands sent and not yet answered, and their bytes: what this node makes hiredis hold.
     private(set) var pending = 0
     private(set) var pendingBytes = 0
-    /// When the last reply came (or the first command was sent after a quiet spell).
-    private var lastProgress = 0.0
+    /// Watchdog ticks (1 s apart) in a row with replies pending and none arriving.
+    private var stalledTicks = 0
+    private var progressed = false
     /// Past this, commands are refused at once (Redis is not keeping up): a durable message gets
     /// `storage_unavailable`, relayed ephemeral traffic is dropped (`LoopLink.publish`). Small on
     /// purpose: hiredis 0.14 moves the rest of its output buffer after every partial write, so a
@@ -93,6 +94,8 @@ final class RedisConnection {
         for command in setup { raw(command) { _ in } }
         raw(.command("PING")) { [unowned self] reply in
             guard case .status = reply else {
+                // A failed connection attempt is logged once, as down; a refusal (AUTH, SELECT) here.
+                if reply.errorMessage?.hasPrefix("CONNECTION") == true { return }
                 self.log.warning(
                     "redis refused the connection", metadata: ["link": "\(self.name)", "reply": "\(reply)"])
                 if let ac = self.context { redisAsyncDisconnect(ac) }
@@ -131,30 +134,40 @@ final class RedisConnection {
 
     /// A Redis that stopped answering (a partition, a host that died) is given up on.
     private func checkProgress() {
-        guard pending > 0, let ac = context, loop.now - lastProgress > Self.replyTimeout else { return }
+        defer { progressed = false }
+        guard pending > 0, !progressed, let ac = context else {
+            stalledTicks = 0
+            return
+        }
+        stalledTicks += 1
+        guard stalledTicks >= Int(Self.replyTimeout) else { return }
+        stalledTicks = 0
         log.warning("redis did not answer in time", metadata: ["link": "\(name)", "pending": "\(pending)"])
-        redisAsyncDisconnect(ac)
+        chub_redis_abort(ac)
     }
 
     /// Sends a command; `reply` runs on this loop with the reply, or `.error` if the connection is
     /// not ready or is lost before the reply.
-    func send(_ args: [[UInt8]], _ reply: @escaping (RedisReply) -> Void) {
+    func send(_ args: [[UInt8]], priority: Bool = false, _ reply: @escaping (RedisReply) -> Void) {
         guard ready || !everReady else { return reply(.error("CONNECTION redis is unavailable")) }
-        guard pendingBytes < Self.maxPendingBytes else { return reply(.error("BUSY redis is not keeping up")) }
+        // Heartbeats are never refused for load: a busy node is not a dead one.
+        guard priority || pendingBytes < Self.maxPendingBytes else {
+            return reply(.error("BUSY redis is not keeping up"))
+        }
         raw(args, reply)
     }
 
     private func raw(_ args: [[UInt8]], _ reply: @escaping (RedisReply) -> Void) {
         guard let ac = context else { return reply(.error("CONNECTION redis is unavailable")) }
         let size = args.reduce(16) { $0 + $1.count + 16 }
-        if pending == 0 { lastProgress = loop.now }
+        if pending == 0 { progressed = true }
         pending += 1
         pendingBytes += size
         let box = Unmanaged.passRetained(
             ReplyBox { [unowned self] r in
                 self.pending -= 1
                 self.pendingBytes -= size
-                self.lastProgress = self.loop.now
+                self.progressed = true
                 reply(r)
             }
         ).toOpaque()

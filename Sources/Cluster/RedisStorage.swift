@@ -26,6 +26,7 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
     /// Resends recognised per session (the newest client ids kept).
     static let idsKept = 10_000
     private let saves = DispatchQueue(label: "collabhub.redis.saves")
+    private let retention = DispatchQueue(label: "collabhub.redis.retention")
     private let log = Logger(label: "collabhub.redis")
 
     /// Checks that Redis answers (a node does not start without it) and loads the scripts.
@@ -42,11 +43,10 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
 
     private func link(_ executor: Executor) -> LoopLink? {
         guard let loop = (executor as? LoopOwned)?.loop else { return nil }
-        lock.lock()
-        defer { lock.unlock() }
-        if let l = links[ObjectIdentifier(loop)] { return l }
+        if let l = lock.withLock({ links[ObjectIdentifier(loop)] }) { return l }
+        // Made outside the lock (connecting may resolve a name): only the loop's own thread makes it.
         let l = LoopLink(storage: self, loop: loop)
-        links[ObjectIdentifier(loop)] = l
+        lock.withLock { links[ObjectIdentifier(loop)] = l }
         return l
     }
 
@@ -109,15 +109,35 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
         }
     }
 
-    /// A leave of a dead node's member (`NodeWatch`), idempotent on (node, member).
-    func appendLeave(session: String, member: String, name: String?, node dead: String, link: LoopLink) {
+    /// A leave of a dead node's member (`NodeWatch`), idempotent on (node, member); its `member.left`
+    /// webhook goes out from this node, like any event this node stores.
+    func appendLeave(
+        session: String, member: String, name: String?, node dead: String, link: LoopLink,
+        done: @escaping (Bool) -> Void
+    ) {
         let k = Self.keys(session)
-        let body = EventBody.presence(joins: [], leaves: [(member, "node_lost", name)])
+        let event = DurableEvent(
+            session: session, type: "presence", member: nil, clientId: "lost:\(dead):\(member)",
+            body: EventBody.presence(joins: [], leaves: [(member, "node_lost", name)]))
         let args: [[UInt8]] = .command(
-            "presence", "", "lost:\(dead):\(member)", body, "lost:\(dead)", k.channel, newEpoch(), seen(session),
+            event.type, "", event.clientId ?? "", event.body, "lost:\(dead)", k.channel, newEpoch(), seen(session),
             keepEvents(session), 0, [], Self.idsKept)
-        link.eval(Scripts.append, sha: Scripts.appendSHA, keys: [k.m, k.log, k.ids, k.members], args: args) { _ in }
+        link.eval(Scripts.append, sha: Scripts.appendSHA, keys: [k.m, k.log, k.ids, k.members], args: args) {
+            [self] reply in
+            let items = reply.items
+            guard items.count == 4, let seq = items[0].int, let ts = items[1].int, let dup = items[2].int else {
+                return done(false)
+            }
+            if dup == 0 && local.reportsWebhooks {
+                local.report(
+                    Webhook.messages(for: event, committed: Committed(seq: seq, ts: Int64(ts), duplicate: false)))
+            }
+            done(true)
+        }
     }
+
+    /// This node was declared dead and came back: its sessions are noted again as members join.
+    func forgetMemberSessions() { lock.withLock { memberSessions.removeAll() } }
 
     public func appendBatch(
         _ events: [DurableEvent], expectedLastSeq: Int?, executor: Executor,
@@ -164,8 +184,13 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
         link(executor)?.follow(Self.keys(session).channel, stream: session, sink)
     }
 
+    /// A session evicted here has no members here: it leaves this node's set of sessions to bury.
     public func unfollow(session: String, executor: Executor) {
-        link(executor)?.unfollow(Self.keys(session).channel)
+        guard let link = link(executor) else { return }
+        link.unfollow(Self.keys(session).channel)
+        if lock.withLock({ memberSessions.remove(session) }) != nil {
+            link.commands.send(.command("SREM", "chub:node:\(node):sessions", session)) { _ in }
+        }
     }
 
     public func relay(session: String, executor: Executor, traffic: Traffic, key: String, frame: [UInt8]) {
@@ -179,8 +204,12 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
         return SessionInfoJSON.decode(bytes)
     }
 
+    /// The last commit, or now if anyone is present on any node (quiet members keep a session alive).
     public func lastActivity(session: String) throws -> Int64 {
-        Int64(try sync.call(.command("HGET", Self.keys(session).m, "ts")).int ?? 0)
+        if try sync.call(.command("HLEN", Self.keys(session).members)).int ?? 0 > 0 {
+            return Int64(Date().timeIntervalSince1970 * 1000)
+        }
+        return Int64(try sync.call(.command("HGET", Self.keys(session).m, "ts")).int ?? 0)
     }
 
     public func remoteMembers(session: String) throws -> [(id: String, json: [UInt8])] {
@@ -216,11 +245,12 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
 
     // MARK: - TranscriptReads
 
-    private func bounds(_ stream: String) throws -> (last: Int, floor: Int) {
+    private func bounds(_ stream: String) throws -> (last: Int, floor: Int, epoch: String?) {
         let r = try sync.call(.command("HMGET", Self.keys(stream).m, "seq", "floor", "epoch")).items
         guard r.count == 3 else { throw StoreFailure("redis: unexpected reply") }
-        if let epoch = r[2].text { _ = learned(stream, epoch: epoch, seq: r[0].int ?? 0, fromRead: true) }
-        return (r[0].int ?? 0, r[1].int ?? 0)
+        let epoch = r[2].text
+        if let epoch { _ = learned(stream, epoch: epoch, seq: r[0].int ?? 0, fromRead: true) }
+        return (max(r[0].int ?? 0, 0), max(r[1].int ?? 0, 0), epoch)
     }
 
     private func entries(_ stream: String, from: Int, through: Int) throws -> [LogEntry] {
@@ -252,6 +282,11 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
 
     public func events(session: String, after: Int, limit: Int) throws -> [(event: StoredEvent, own: Bool)] {
         let b = try bounds(session)
+        // A log under another epoch is not the continuation of what the session has: the change is
+        // told by the next append or publication (`.lost`), and the read tried again after it.
+        if let now = b.epoch, let known = lock.withLock({ streams[session]?.epoch }), known != now {
+            throw StoreFailure("redis: the session's log has a new epoch")
+        }
         // `after` and `limit` come from the wire (the transcript API): compared before any arithmetic.
         guard limit > 0, after < b.last else { return [] }
         let from = max(after, b.floor) + 1
@@ -298,19 +333,17 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
         let json = SessionInfoJSON.encode(info)
         saves.async { [self] in
             do {
-                // A new code taken on another node meanwhile is refused, not overwritten.
+                // One script: a new code taken on another node meanwhile is refused, an ended row stays
+                // ended, and the row is published with the write that stored it.
                 let set = try sync.call(
-                    created
-                        ? .command("SET", "{\(info.code)}:info", json, "NX")
-                        : .command("SET", "{\(info.code)}:info", json))
-                guard set != .null else {
+                    .command("EVAL", Scripts.saveRow, 1, "{\(info.code)}:info", json, created ? 1 : 0))
+                guard set.int == 1 else {
                     done?(false)
                     return
                 }
                 // The node-local copy: this node's webhooks report the start (and the API key and
                 // activity tables that stay local can name the session).
                 local.save(info, created: created, done: nil)
-                _ = try sync.call(.command("PUBLISH", "chub:dir", json))
                 done?(true)
             } catch {
                 log.warning("session row not saved", metadata: ["session": "\(info.code)", "error": "\(error)"])
@@ -376,7 +409,7 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
         lock.withLock { keep = policy.maxEventsPerSession ?? 0 }
         local.enforce(policy)
         guard policy.isEnabled else { return }
-        saves.async { [self] in
+        retention.async { [self] in
             do {
                 for key in try scan("{*}:m") where !key.hasPrefix("{run:") {
                     let stream = String(key.dropFirst().dropLast(3))

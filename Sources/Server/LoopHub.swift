@@ -66,8 +66,11 @@ final class LoopHub: SessionHost, HubMetrics {
         lookingUp[code] = [body]
         let loop = context.loop, directory = directory
         context.server.wakeups.submit { [unowned self] in
-            let info = try? shared.lookup(session: code)
+            let found = Result { try shared.lookup(session: code) }
+            let info = try? found.get()
             loop.post {
+                // Redis unreachable: `storage_unavailable`, not an unknown code counted against the client.
+                if case .failure = found { self.wakeFailed.insert(code) } else { self.wakeFailed.remove(code) }
                 if let info { directory.learn(info) }
                 for b in self.lookingUp.removeValue(forKey: code) ?? [] {
                     if info != nil { self.withSession(code, b) } else { b(nil) }

@@ -460,3 +460,34 @@ def test_each_event_makes_its_webhook_once_across_the_cluster(cluster):
         assert sum(1 for r in rx.bodies() if r["type"] == "session.started") == 1
     finally:
         rx.close()
+
+
+def test_a_redis_that_stops_answering_is_given_up_on_and_rejoined(cluster):
+    """SIGSTOP: the socket stays open and nothing answers (a partition, a hung host). hiredis has no
+    timeouts: the node's watchdog drops the link after 3 s, refuses durable messages meanwhile, and
+    takes them again once Redis answers."""
+    redis, nodes = cluster
+    code = create_session(nodes[0])["code"]
+
+    async def main():
+        a = await Client.connect(nodes[0], code); await a.join("A", client_id="a")
+        await drain(a, 0.2)
+        redis.proc.send_signal(signal.SIGSTOP)
+        try:
+            started = time.time()
+            await a.send({"type": "chat", "id": "stalled", "text": "no answer"})
+            m = await a.expect("error", timeout=15)
+            assert m["code"] == "storage_unavailable" and m["ref"] == "stalled", m
+            assert time.time() - started < 10, "given up on within the watchdog's time"
+        finally:
+            redis.proc.send_signal(signal.SIGCONT)
+        for attempt in range(40):
+            await a.send({"type": "chat", "id": f"back{attempt}", "text": "answered again"})
+            m = await a.recv(timeout=10)
+            while m["type"] not in ("ack", "error"):
+                m = await a.recv(timeout=10)
+            if m["type"] == "ack":
+                break
+            await asyncio.sleep(0.25)
+        assert m["type"] == "ack", m
+    run(main())

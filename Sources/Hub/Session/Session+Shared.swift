@@ -35,6 +35,7 @@ extension Session {
     }
 
     private func drainParked() {
+        let before = lastSeq
         while let next = parked.removeValue(forKey: lastSeq + 1) { next.apply() }
         // Older than what was applied (the session moved past them): let go.
         if let low = parked.keys.min(), low <= lastSeq {
@@ -43,7 +44,8 @@ extension Session {
                 p.discard()
             }
         }
-        gapSince = parked.isEmpty ? nil : (gapSince ?? clock())
+        // Patience counts from the last progress: a busy session always has something on its way.
+        gapSince = parked.isEmpty ? nil : (lastSeq > before ? clock() : gapSince ?? clock())
     }
 
     /// What the shared log says about this session (on the session's loop).
@@ -72,6 +74,7 @@ extension Session {
         guard force || (!parked.isEmpty && now - (gapSince ?? now) >= Self.gapPatience) else { return }
         gapForced = false
         gapReading = true
+        let before = lastSeq
         let want = force ? 500 : min(max((parked.keys.min() ?? lastSeq + 1) - lastSeq, 1), 500)
         host?.readLog(self, after: lastSeq, limit: want) { [weak self] events in
             guard let self else { return }
@@ -88,10 +91,10 @@ extension Session {
             }
             for (e, own) in events where e.seq > self.lastSeq && self.parked[e.seq] == nil {
                 // This node's own event whose answer is still on its way: the answer applies it.
-                if own && self.ownInFlight > 0 { break }
+                if own && e.seq > self.ownAnswered && self.ownInFlight > 0 { break }
                 self.inOrder(e.seq, Parked(apply: { [weak self] in self?.applyRemote(e) }))
             }
-            if force && events.count == want || self.gapForced {
+            if (force && events.count == want && self.lastSeq > before) || self.gapForced {
                 self.fillGap(now: self.clock(), force: true)
             }
         }

@@ -42,8 +42,10 @@ public final class Session {
     var gapReading = false
     /// A forced gap read asked for while another read was running (it runs when that one ends).
     var gapForced = false
-    /// This node's appends not yet answered: a gap read leaves their seqs to the answer.
+    /// This node's appends not yet answered, and the highest seq answered so far: a gap read leaves an
+    /// own event above it to its answer while any is in flight (answers come in append order).
     var ownInFlight = 0
+    var ownAnswered = 0
     /// Members of this session connected to other nodes (from their presence events), in join order.
     public var remoteMembers: [(id: String, json: [UInt8])] = []
     /// Ephemeral broadcasts also go to the other nodes (set when the session follows a shared log).
@@ -252,6 +254,7 @@ public final class Session {
             self.ownInFlight -= 1
             switch result {
             case .success(let committed):
+                self.ownAnswered = max(self.ownAnswered, committed.seq)
                 if committed.duplicate {
                     // A resend of an event whose answer was lost: with a shared log this node never
                     // applied it (its own publications are not delivered back), so the log is read.
@@ -279,6 +282,8 @@ public final class Session {
                 self.inOrder(committed.seq, Parked(apply: apply, discard: { then(result, nil) }))
             case .failure:
                 self.host?.metrics.storeFailure()
+                // With a shared log, a lost answer may hide a stored event: the log is read.
+                if self.relays { self.gapForced = true }
                 then(result, nil)
             }
         }
