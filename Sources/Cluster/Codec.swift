@@ -40,11 +40,26 @@ public struct LogEntry: Equatable, Sendable {
     var stored: StoredEvent { StoredEvent(seq: seq, ts: ts, type: type, body: body) }
 }
 
+/// Ephemeral traffic relayed to other nodes: what it is, its coalescing key ("" none), and the
+/// WebSocket frame every client gets.
+public struct Relayed: Equatable, Sendable {
+    public var traffic: Traffic
+    public var key: String
+    public var frame: [UInt8]
+    public init(_ traffic: Traffic, key: String, frame: [UInt8]) {
+        self.traffic = traffic; self.key = key; self.frame = frame
+    }
+}
+
 /// What goes over a session's channel: `d<epoch> <entry>` (a committed event) or
-/// `e<origin> <traffic> <keylen>\n<key><frame>` (ephemeral traffic, as one WebSocket frame).
+/// `e<origin> <count>\n` then per item `<traffic> <keylen> <framelen>\n<key><frame>` (one node's
+/// ephemeral traffic of one tick, each frame whole).
 public enum ChannelMessage: Equatable, Sendable {
     case committed(epoch: String, LogEntry)
-    case ephemeral(origin: String, Traffic, key: String, frame: [UInt8])
+    case ephemeral(origin: String, [Relayed])
+
+    /// Items per batch at most (a tick of one session's traffic is far less).
+    public static let maxBatch = 4096
 
     public static func decode(_ bytes: [UInt8]) -> ChannelMessage? {
         guard let tag = bytes.first else { return nil }
@@ -58,15 +73,27 @@ public enum ChannelMessage: Equatable, Sendable {
         case UInt8(ascii: "e"):
             guard let nl = rest.firstIndex(of: 0x0A), nl - rest.startIndex <= 256 else { return nil }
             let head = rest[rest.startIndex..<nl].split(separator: 0x20, omittingEmptySubsequences: false)
-            guard head.count == 3, isToken(head[0]),
-                let traffic = Traffic(rawValue: String(decoding: head[1], as: UTF8.self)),
-                let klen = Int(ascii: head[2]), klen >= 0, klen <= rest.endIndex - nl - 1
+            guard head.count == 2, isToken(head[0]), let count = Int(ascii: head[1]), count > 0,
+                count <= maxBatch
             else { return nil }
-            let frame = Array(rest[(nl + 1 + klen)...])
-            guard isServerTextFrame(frame) else { return nil }
-            return .ephemeral(
-                origin: String(decoding: head[0], as: UTF8.self), traffic,
-                key: String(decoding: rest[(nl + 1)..<(nl + 1 + klen)], as: UTF8.self), frame: frame)
+            var items: [Relayed] = []
+            var at = nl + 1
+            for _ in 0..<count {
+                guard let end = rest[at...].firstIndex(of: 0x0A), end - at <= 64 else { return nil }
+                let h = rest[at..<end].split(separator: 0x20, omittingEmptySubsequences: false)
+                guard h.count == 3, let traffic = Traffic(rawValue: String(decoding: h[0], as: UTF8.self)),
+                    let klen = Int(ascii: h[1]), let flen = Int(ascii: h[2]),
+                    klen <= rest.endIndex - end - 1, flen <= rest.endIndex - end - 1 - klen
+                else { return nil }
+                let keyStart = end + 1, frameStart = keyStart + klen
+                let frame = Array(rest[frameStart..<(frameStart + flen)])
+                guard isServerTextFrame(frame) else { return nil }
+                items.append(
+                    Relayed(traffic, key: String(decoding: rest[keyStart..<frameStart], as: UTF8.self), frame: frame))
+                at = frameStart + flen
+            }
+            guard at == rest.endIndex else { return nil }
+            return .ephemeral(origin: String(decoding: head[0], as: UTF8.self), items)
         default: return nil
         }
     }
@@ -87,9 +114,15 @@ public enum ChannelMessage: Equatable, Sendable {
     public func encode() -> [UInt8] {
         switch self {
         case .committed(let epoch, let e): return Array("d\(epoch) ".utf8) + e.encode()
-        case .ephemeral(let origin, let traffic, let key, let frame):
-            let k = Array(key.utf8)
-            return Array("e\(origin) \(traffic.rawValue) \(k.count)\n".utf8) + k + frame
+        case .ephemeral(let origin, let items):
+            var out = Array("e\(origin) \(items.count)\n".utf8)
+            for r in items {
+                let k = Array(r.key.utf8)
+                out += Array("\(r.traffic.rawValue) \(k.count) \(r.frame.count)\n".utf8)
+                out += k
+                out += r.frame
+            }
+            return out
         }
     }
 

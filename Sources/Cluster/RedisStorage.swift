@@ -194,9 +194,7 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
     }
 
     public func relay(session: String, executor: Executor, traffic: Traffic, key: String, frame: [UInt8]) {
-        link(executor)?.publish(
-            Array(Self.keys(session).channel.utf8),
-            ChannelMessage.ephemeral(origin: node, traffic, key: key, frame: frame).encode())
+        link(executor)?.relay(Array(Self.keys(session).channel.utf8), Relayed(traffic, key: key, frame: frame))
     }
 
     public func lookup(session: String) throws -> SessionInfo? {
@@ -441,6 +439,7 @@ final class LoopLink {
 
     init(storage: RedisStorage, loop: Loop) {
         self.storage = storage
+        self.loop = loop
         commands = RedisConnection(loop: loop, url: storage.url, name: "commands/\(loop.index)")
         subscriber = RedisConnection(loop: loop, url: storage.url, name: "subscriber/\(loop.index)")
         subscriber.onMessage = { [unowned self] channel, payload in self.message(channel, payload) }
@@ -460,6 +459,35 @@ final class LoopLink {
                 return commands.send([Array("EVAL".utf8), Array(script.utf8)] + tail, reply)
             }
             reply(r)
+        }
+    }
+
+    /// This tick's ephemeral traffic per channel: one publish per session per tick (at most 60 a
+    /// second). A presence update replaces an earlier one of the same member within the tick (state:
+    /// only the latest matters); app events and typing all go, as every local member gets them all.
+    private var relays: [[UInt8]: [Relayed]] = [:]
+    private var relayTimer: Loop.Timer?
+    let loop: Loop
+
+    func relay(_ channel: [UInt8], _ item: Relayed) {
+        var batch = relays[channel] ?? []
+        if item.traffic == .presence, !item.key.isEmpty, let i = batch.firstIndex(where: { $0.key == item.key }) {
+            batch[i] = item
+        } else if batch.count < ChannelMessage.maxBatch {
+            batch.append(item)
+        }
+        relays[channel] = batch
+        if relayTimer == nil {
+            relayTimer = Loop.Timer(loop: loop, after: 1.0 / 60) { [unowned self] in self.flushRelays() }
+        }
+    }
+
+    private func flushRelays() {
+        relayTimer = nil
+        let all = relays
+        relays.removeAll(keepingCapacity: true)
+        for (channel, items) in all {
+            publish(channel, ChannelMessage.ephemeral(origin: storage.node, items).encode())
         }
     }
 
@@ -507,8 +535,9 @@ final class LoopLink {
         case .committed(let epoch, let e):
             if storage.learned(stream, epoch: epoch, seq: e.seq) != nil { sink(.lost(lastSeq: e.seq - 1)) }
             if e.origin != storage.node { sink(.committed(e.stored)) }
-        case .ephemeral(let origin, let traffic, let key, let frame):
-            if origin != storage.node { sink(.ephemeral(traffic, key: key, frame: frame)) }
+        case .ephemeral(let origin, let items):
+            guard origin != storage.node else { return }
+            for r in items { sink(.ephemeral(r.traffic, key: r.key, frame: r.frame)) }
         }
     }
 }

@@ -22,7 +22,10 @@ public func fuzzCluster(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         _ = ChannelMessage.ownCommit(bytes, node: "node")
         if let m = ChannelMessage.decode(bytes) {
             precondition(ChannelMessage.decode(m.encode()) == m)
-            if case .ephemeral(_, _, _, let frame) = m { precondition(ChannelMessage.isServerTextFrame(frame)) }
+            if case .ephemeral(_, let items) = m {
+                precondition(!items.isEmpty && items.count <= ChannelMessage.maxBatch)
+                for r in items { precondition(ChannelMessage.isServerTextFrame(r.frame)) }
+            }
         }
     case 2:
         if let info = SessionInfoJSON.decode(bytes) {

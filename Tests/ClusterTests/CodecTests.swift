@@ -52,16 +52,23 @@ final class LogEntryTests: XCTestCase {
         XCTAssertEqual(ChannelMessage.decode(d.encode()), d)
         let chunk = Chunk.text(Array("{\"type\":\"cursors\"}".utf8))
         let frame = withExtendedLifetime(chunk) { Array(chunk.bytes) }
-        let m = ChannelMessage.ephemeral(origin: "n", .cursor, key: "k 1", frame: frame)
+        let m = ChannelMessage.ephemeral(
+            origin: "n", [Relayed(.cursor, key: "k 1", frame: frame), Relayed(.typing, key: "", frame: frame)])
         XCTAssertEqual(ChannelMessage.decode(m.encode()), m)
+        var cut = m.encode()
+        cut.removeLast()
+        XCTAssertNil(ChannelMessage.decode(cut), "a frame cut short")
+        XCTAssertNil(ChannelMessage.decode(m.encode() + [0x20]), "bytes after the last item")
         let longChunk = Chunk.text([UInt8](repeating: 0x61, count: 300))
         let long = withExtendedLifetime(longChunk) { Array(longChunk.bytes) }
         XCTAssertTrue(ChannelMessage.isServerTextFrame(long))
         XCTAssertFalse(ChannelMessage.isServerTextFrame(Array(long.dropLast())))
         XCTAssertFalse(ChannelMessage.isServerTextFrame([0x82, 0]))  // binary
         XCTAssertFalse(ChannelMessage.isServerTextFrame([0x81, 0x81, 0, 0, 0, 0, 0]))  // masked
-        XCTAssertNil(ChannelMessage.decode(Array("en cursor 0\n".utf8) + [0x81, 5, 0x61]))
-        XCTAssertNil(ChannelMessage.decode(Array("en bogus 0\n".utf8) + [0x81, 0]))
+        XCTAssertNil(ChannelMessage.decode(Array("en 1\ncursor 0 3\n".utf8) + [0x81, 5, 0x61]))
+        XCTAssertNil(ChannelMessage.decode(Array("en 1\nbogus 0 2\n".utf8) + [0x81, 0]))
+        XCTAssertNil(ChannelMessage.decode(Array("en 0\n".utf8)))
+        XCTAssertNil(ChannelMessage.decode(Array("en 99999\n".utf8)))
         XCTAssertNil(ChannelMessage.decode(Array("x".utf8)))
         XCTAssertNil(ChannelMessage.decode([]))
     }

@@ -53,6 +53,15 @@ class Redis:
         except OSError:
             return False
 
+    def publishes(self):
+        """How many PUBLISH commands Redis has run (INFO commandstats)."""
+        out = subprocess.run(["redis-cli", "-p", str(self.port), "info", "commandstats"], capture_output=True,
+                             text=True, timeout=5).stdout
+        for line in out.splitlines():
+            if line.startswith("cmdstat_publish:"):
+                return int(line.split("calls=")[1].split(",")[0])
+        return 0
+
     def kill(self):
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
@@ -176,6 +185,17 @@ def test_ephemeral_traffic_crosses_nodes(cluster):
         assert "cursors" in types and "typing" in types, got
         cur = next(m for m in got if m["type"] == "cursors")
         assert cur["updates"][0]["x"] == 10
+        # A burst of 40 app events and presence changes within a few ticks: one publish per tick for
+        # the session, not one per message (and never one per recipient); every event still arrives.
+        before = redis.publishes()
+        for k in range(40):
+            await a.send({"type": "event", "name": "burst", "data": {"k": k}})
+            await a.send({"type": "presence", "state": {"status": "idle" if k % 2 else "active"}})
+        got = await drain(b, 0.5)
+        ks = [m["data"]["k"] for m in got if m["type"] == "event" and m.get("name") == "burst"]
+        assert ks == list(range(40)), ks
+        sent = redis.publishes() - before
+        assert sent < 20, f"{sent} publishes for 80 messages"
     run(main())
 
 
