@@ -462,11 +462,12 @@ final class LoopLink {
         }
     }
 
-    /// This tick's ephemeral traffic per channel: one publish per session per tick (at most 60 a
-    /// second). A presence update replaces an earlier one of the same member within the tick (state:
-    /// only the latest matters); app events and typing all go, as every local member gets them all.
+    /// Ephemeral traffic per channel, batched per loop iteration (the loop's tick: everything one
+    /// wake-up produced, so nothing waits for a timer and a busy loop sends bigger batches): one
+    /// publish per session per iteration. A presence update replaces an earlier one of the same member
+    /// within the batch (state: only the latest matters); app events and typing all go.
     private var relays: [[UInt8]: [Relayed]] = [:]
-    private var relayTimer: Loop.Timer?
+    private var relayScheduled = false
     let loop: Loop
 
     func relay(_ channel: [UInt8], _ item: Relayed) {
@@ -477,13 +478,14 @@ final class LoopLink {
             batch.append(item)
         }
         relays[channel] = batch
-        if relayTimer == nil {
-            relayTimer = Loop.Timer(loop: loop, after: 1.0 / 60) { [unowned self] in self.flushRelays() }
+        if !relayScheduled {
+            relayScheduled = true
+            loop.atEndOfIteration { [unowned self] in self.flushRelays() }
         }
     }
 
     private func flushRelays() {
-        relayTimer = nil
+        relayScheduled = false
         let all = relays
         relays.removeAll(keepingCapacity: true)
         for (channel, items) in all {

@@ -96,7 +96,17 @@ public final class Loop {
         for w in work { w() }
     }
 
+    /// Work to run once at the end of this iteration, before its output is flushed (batching what the
+    /// iteration produced: a cluster node's relays).
+    public func atEndOfIteration(_ work: @escaping () -> Void) { endOfIteration.append(work) }
+    private var endOfIteration: [() -> Void] = []
+
     private func flushDirty() {
+        if !endOfIteration.isEmpty {
+            let work = endOfIteration
+            endOfIteration.removeAll(keepingCapacity: true)
+            for w in work { w() }
+        }
         let t = ev_time()
         // The first flush follows set-up, not an iteration's work.
         if flushClock > 0 { iterationShard.observe(t - ev_now(raw)) }
