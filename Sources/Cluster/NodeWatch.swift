@@ -88,18 +88,11 @@ final class NodeWatch {
                 outstanding += 1
                 link.commands.send(.command("HGETALL", RedisStorage.keys(session).members)) { [self] members in
                     if members.errorMessage != nil { return finish(false) }
-                    let all = members.items
-                    var i = 0
-                    while i + 1 < all.count {
-                        if let member = all[i].text, let v = all[i + 1].bytes, let sp = v.firstIndex(of: 0x20),
-                            String(decoding: v[..<sp], as: UTF8.self) == id
-                        {
-                            let name = (try? JSONReader.readObject(Array(v[(sp + 1)...])))?["name"]?.string
-                            outstanding += 1
-                            storage.appendLeave(
-                                session: session, member: member, name: name, node: id, link: link, done: finish)
-                        }
-                        i += 2
+                    for m in RedisStorage.members(members) where m.node == id {
+                        let name = (try? JSONReader.readObject(m.json))?["name"]?.string
+                        outstanding += 1
+                        storage.appendLeave(
+                            session: session, member: m.id, name: name, node: id, link: link, done: finish)
                     }
                     finish(true)
                 }

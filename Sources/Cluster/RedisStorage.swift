@@ -82,30 +82,40 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
         guard let link = link(executor) else {
             return executor.execute { done(.failure(StoreFailure("redis: not called from a loop"))) }
         }
+        run(event, origin: node, link: link) { [self] result in
+            guard case .success(let (committed, epoch)) = result else {
+                return executor.execute { done(result.map(\.0)) }
+            }
+            if learned(event.session, epoch: epoch, seq: committed.seq) != nil {
+                link.notify(event.session, .lost(lastSeq: committed.seq - 1))
+            }
+            if event.type == "presence" { noteMembers(in: event.session, link: link) }
+            done(.success(committed))
+        }
+    }
+
+    /// One call of the append script for `event` as `origin`; the webhooks of a newly stored event go
+    /// out from this node (the one whose append stored it: once per cluster).
+    private func run(
+        _ event: DurableEvent, origin: String, link: LoopLink,
+        _ done: @escaping (Result<(Committed, epoch: String), StoreFailure>) -> Void
+    ) {
         let k = Self.keys(event.session)
         let r = event.replaces
         let args: [[UInt8]] = .command(
-            event.type, event.member ?? "", event.clientId ?? "", event.body, node, k.channel, newEpoch(),
+            event.type, event.member ?? "", event.clientId ?? "", event.body, origin, k.channel, newEpoch(),
             seen(event.session), keepEvents(event.session), r?.seq ?? 0, r?.body ?? [], Self.idsKept)
         link.eval(Scripts.append, sha: Scripts.appendSHA, keys: [k.m, k.log, k.ids, k.members], args: args) {
             [self] reply in
             let items = reply.items
             guard items.count == 4, let seq = items[0].int, let ts = items[1].int, let dup = items[2].int,
                 let epoch = items[3].text
-            else {
-                let why = reply.errorMessage ?? "unexpected reply"
-                return executor.execute { done(.failure(StoreFailure("redis: \(why)"))) }
-            }
-            if self.learned(event.session, epoch: epoch, seq: seq) != nil {
-                link.notify(event.session, .lost(lastSeq: seq - 1))
-            }
-            if event.type == "presence" { self.noteMembers(in: event.session, link: link) }
+            else { return done(.failure(StoreFailure("redis: \(reply.errorMessage ?? "unexpected reply")"))) }
             let committed = Committed(seq: seq, ts: Int64(ts), duplicate: dup == 1)
-            // Each event's webhooks go out from the node whose append stored it: once per cluster.
-            if !committed.duplicate && self.local.reportsWebhooks {
-                self.local.report(Webhook.messages(for: event, committed: committed))
+            if !committed.duplicate && local.reportsWebhooks {
+                local.report(Webhook.messages(for: event, committed: committed))
             }
-            done(.success(committed))
+            done(.success((committed, epoch)))
         }
     }
 
@@ -115,25 +125,10 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
         session: String, member: String, name: String?, node dead: String, link: LoopLink,
         done: @escaping (Bool) -> Void
     ) {
-        let k = Self.keys(session)
         let event = DurableEvent(
             session: session, type: "presence", member: nil, clientId: "lost:\(dead):\(member)",
             body: EventBody.presence(joins: [], leaves: [(member, "node_lost", name)]))
-        let args: [[UInt8]] = .command(
-            event.type, "", event.clientId ?? "", event.body, "lost:\(dead)", k.channel, newEpoch(), seen(session),
-            keepEvents(session), 0, [], Self.idsKept)
-        link.eval(Scripts.append, sha: Scripts.appendSHA, keys: [k.m, k.log, k.ids, k.members], args: args) {
-            [self] reply in
-            let items = reply.items
-            guard items.count == 4, let seq = items[0].int, let ts = items[1].int, let dup = items[2].int else {
-                return done(false)
-            }
-            if dup == 0 && local.reportsWebhooks {
-                local.report(
-                    Webhook.messages(for: event, committed: Committed(seq: seq, ts: Int64(ts), duplicate: false)))
-            }
-            done(true)
-        }
+        run(event, origin: "lost:\(dead)", link: link) { done((try? $0.get()) != nil) }
     }
 
     /// This node was declared dead and came back: its sessions are noted again as members join.
@@ -211,14 +206,18 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
     }
 
     public func remoteMembers(session: String) throws -> [(id: String, json: [UInt8])] {
-        let all = try sync.call(.command("HGETALL", Self.keys(session).members)).items
-        var out: [(id: String, json: [UInt8])] = []
+        Self.members(try sync.call(.command("HGETALL", Self.keys(session).members)))
+            .filter { $0.node != node }.map { ($0.id, $0.json) }
+    }
+
+    /// `{S}:members` as HGETALL returns it: member id -> `node json`.
+    static func members(_ reply: RedisReply) -> [(id: String, node: String, json: [UInt8])] {
+        let all = reply.items
+        var out: [(id: String, node: String, json: [UInt8])] = []
         var i = 0
         while i + 1 < all.count {
-            if let id = all[i].text, let v = all[i + 1].bytes, let sp = v.firstIndex(of: 0x20),
-                String(decoding: v[..<sp], as: UTF8.self) != node
-            {
-                out.append((id, Array(v[(sp + 1)...])))
+            if let id = all[i].text, let v = all[i + 1].bytes, let sp = v.firstIndex(of: 0x20) {
+                out.append((id, String(decoding: v[..<sp], as: UTF8.self), Array(v[(sp + 1)...])))
             }
             i += 2
         }
