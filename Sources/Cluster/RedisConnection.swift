@@ -27,8 +27,6 @@ final class RedisConnection {
     private var watchdog: Loop.Timer?
     /// Commands sent on every (re)connection before it is ready.
     var setup: [[[UInt8]]] = []
-    /// Runs each time the connection becomes ready (first connect and every reconnect).
-    var onReady: (() -> Void)?
     /// Subscriber connections: a message on a subscribed channel.
     var onMessage: ((_ channel: [UInt8], _ payload: [UInt8]) -> Void)?
     /// Subscriber connections: Redis confirmed a subscription.
@@ -109,7 +107,6 @@ final class RedisConnection {
                 self.log.notice("redis connection back", metadata: ["link": "\(self.name)"])
             }
             if !self.channels.isEmpty { self.sendSubscribe(Array(self.channels)) }
-            self.onReady?()
         }
     }
 

@@ -327,7 +327,7 @@ public final class Session {
     /// Sends one pre-framed message to every connection of every announced member, under the fan-out
     /// policy (`Fanout`). `supersedes` names a coalescing key this frame makes stale.
     func broadcast(_ frame: Chunk, _ kind: Fanout.Kind, except: Member?, supersedes: String? = nil) {
-        if case .ephemeral(let traffic, let key) = kind, relays {
+        if relays, case .ephemeral(let traffic, let key) = kind {
             host?.relay(self, traffic: traffic, key: key, frame: frame)
         }
         deliverHere(frame, kind, except: except, supersedes: supersedes)
