@@ -31,7 +31,7 @@ public func fuzzConnection(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             if op == .text { precondition(UTF8Validator.isValid(p), "invalid UTF-8 delivered") }
         case .closeNow: closed = true
         case .closeAfterFlush: lingering = true
-        case .pong, .send, .failed, .arm, .refusedPing: break
+        case .pong, .send, .failed, .arm: break
         }
         return !closed && !lingering
     }

@@ -61,6 +61,9 @@ extension Connection {
     /// allows this).
     func answerPing(_ payload: UnsafeRawBufferPointer) {
         if outBytes > Self.pongCoalesceBound {
+            // The first pong held back: look again within the handshake timeout, so a peer that floods
+            // pings without reading is cut then (the machine's write-stall rule), not at the next ping.
+            if pendingPong == nil { setTimer(context.config.handshakeTimeout) }
             pendingPong = Array(payload)
         } else {
             sendFrame(.pong, payload)

@@ -162,8 +162,6 @@ final class Connection: Socket {
             context.metrics.closedWith(code)
         case .arm(let seconds):
             setTimer(seconds)
-        case .refusedPing:
-            context.metrics.rateLimited.add()
         }
         return !isClosed && !isClosing
     }
@@ -309,7 +307,10 @@ final class Connection: Socket {
     // MARK: Timers and closing
 
     override func timerFired(now: Double) -> Double? {
-        switch machine.tick(now: now, lastActivity: lastActivity, queued: outBytes, lastWrite: lastWriteAt) {
+        // Write progress counts from when the oldest queued byte was queued, if that is later (a socket idle
+        // for an hour that just queued a frame has not stalled).
+        let progress = max(lastWriteAt, queuedSince)
+        switch machine.tick(now: now, lastActivity: lastActivity, queued: outBytes, lastWrite: progress) {
         case .wait(let seconds):
             return seconds
         case .ping(let next):

@@ -57,8 +57,6 @@ public final class ConnectionMachine {
         case failed(CloseCode)
         /// Look at the connection again in this many seconds (`tick`): our close awaits its answer.
         case arm(Double)
-        /// A ping came faster than the limit and was not answered (counted by the adapter).
-        case refusedPing
     }
 
     /// What the timer asks for.
@@ -114,9 +112,6 @@ public final class ConnectionMachine {
     private var pingSentAt: Double?
     /// The connection failed because the peer stopped answering pings.
     public private(set) var timedOut = false
-    private var pings: TokenBucket?
-    private var pingsRefused = 0
-    static let maxRefusedPings = 1000
 
     public init(settings: Settings, now: Double) {
         self.settings = settings
@@ -254,16 +249,11 @@ public final class ConnectionMachine {
         return false
     }
 
-    /// Pings are answered while they come at most 20 a second (burst 100); past that they are not, and
-    /// a client that keeps flooding is failed with 1008.
+    /// Every ping is answered (RFC 6455 §5.5.2). The adapter bounds what a peer that does not read can
+    /// make it hold: past a little queued output only the latest ping's pong is kept (§5.5.3 allows
+    /// answering just the most recent), so a flood costs CPU, never memory.
     private func answerPing(_ payload: UnsafeRawBufferPointer, now: Double, _ emit: (Action) -> Bool) -> Bool {
-        if pings == nil { pings = TokenBucket(rate: 20, burst: 100, now: now) }
-        guard pings!.take(now: now) else {
-            pingsRefused += 1
-            if pingsRefused > Self.maxRefusedPings { return failing(.policyViolation, "ping flood", now, emit) }
-            return emit(.refusedPing)
-        }
-        return emit(.pong(payload))
+        emit(.pong(payload))
     }
 
     /// Starts the closing handshake: our close frame, then either TCP close once it is written (the
@@ -317,18 +307,23 @@ public final class ConnectionMachine {
                 let due = closeSentAt + settings.closeTimeout - now
                 return due > 0 ? .wait(due) : .close
             }
+            // A peer that writes on but never reads (a ping flood, say) is not served forever: with output
+            // queued and no byte of it written for the handshake timeout, the TCP connection goes. Its
+            // pongs are already coalesced to the latest, so this bounds its CPU, not its memory.
+            let stallDue = queued > 0 ? lastWrite + settings.handshakeTimeout - now : .infinity
+            if stallDue <= 0 { return .close }
             if let sent = pingSentAt {
                 if lastActivity > sent {
                     pingSentAt = nil
                 } else {
                     let due = sent + settings.pingInterval - now
-                    if due > 0 { return .wait(due) }
+                    if due > 0 { return .wait(min(due, stallDue)) }
                     timedOut = true
                     return .pingTimeout(fail(.goingAway, "no pong within \(Int(settings.pingInterval)) s", now: now))
                 }
             }
             let due = lastActivity + settings.pingInterval - now
-            if due > 0 { return .wait(due) }
+            if due > 0 { return .wait(min(due, stallDue)) }
             pingSentAt = now
             return .ping(next: settings.pingInterval)
         }

@@ -57,6 +57,21 @@ def test_2_6_unsolicited_pong_ignored_and_ten_pings_answered(echo_hub):
         assert c.recv_frame() == (True, 0, 0xA, f"p{i}".encode())
 
 
+def test_2_12_every_ping_of_a_reading_peer_is_answered(echo_hub):
+    """RFC 6455 5.5.2: a ping MUST be answered. 1,000 pings in a row, each pong read before the next ping
+    (the held-out case 2.12 sends 126; a rate limit once left those past the 100th unanswered), then a burst
+    of 500 sent at once and read afterwards: every one answered, in order."""
+    c = RawClient(echo_hub.port)
+    for i in range(1000):
+        c.send(frame(9, f"s{i}"))
+        assert c.recv_frame() == (True, 0, 0xA, f"s{i}".encode()), i
+    c.send(b"".join(frame(9, f"b{i}") for i in range(500)))
+    for i in range(500):
+        assert c.recv_frame() == (True, 0, 0xA, f"b{i}".encode()), i
+    c.send(close_frame(1000))
+    c.expect_close(1000)
+
+
 def test_2_fragmented_ping_fails(echo_hub):
     c = RawClient(echo_hub.port)
     c.send(frame(9, b"a", fin=False))
