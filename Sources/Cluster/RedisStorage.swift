@@ -175,6 +175,17 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
 
     // MARK: - SharedLog
 
+    public func authMode(claim: String?) throws -> String? {
+        switch claim {
+        case "closed": _ = try sync.call(.command("SET", Self.authKey, "closed"))
+        case "open": _ = try sync.call(.command("SET", Self.authKey, "open", "NX"))
+        default: break
+        }
+        return try sync.call(.command("GET", Self.authKey)).text
+    }
+    /// Node-wide (not a session's): where the cluster's authorization mode is kept.
+    static let authKey = "chub:auth"
+
     public func follow(session: String, executor: Executor, _ sink: @escaping (SharedItem) -> Void) {
         link(executor)?.follow(Self.keys(session).channel, stream: session, sink)
     }

@@ -53,6 +53,9 @@ public enum Principal: Equatable, Sendable {
     case member(session: String, role: MemberRole)
     /// A verified watcher token: the channels it may watch (a trailing `*` is a prefix).
     case watcher(channels: [String])
+    /// A share link's token (`scope: replay`): that session's playback and transcript, and nothing live
+    /// (not who is there now, nor the session's settings).
+    case replay(session: String)
 }
 
 extension Principal {
@@ -90,6 +93,60 @@ public enum Surface: Equatable, Sendable {
 }
 
 public enum Authorization {
+    /// Whether `p` may read the transcript of every session (a webhook subscribed to chat content does,
+    /// from then on): the admin key, a `transcripts:read` key, or anyone in open mode.
+    public static func mayReadEveryTranscript(_ p: Principal) -> Bool {
+        switch p {
+        case .admin: return true
+        case .anonymous(let open): return open
+        case .apiKey(_, let scopes, _): return scopes.contains(.transcriptsRead)
+        default: return false
+        }
+    }
+
+    /// Whether a key made by `maker` may hold `scopes`, `runs` and `quotas` (N7): only the admin key
+    /// grants anything; a `keys:admin` key grants a subset of its own scopes (never `keys:admin`), for
+    /// runs within its own, at quotas no higher than its own (`makerQuotas`). nil: allowed; otherwise
+    /// the reason, naming the field.
+    public static func mayGrant(
+        _ maker: Principal, scopes: Set<Scope>, runs: [String]?, quotas: [Int], makerQuotas: [Int]?
+    ) -> (field: String, message: String)? {
+        switch maker {
+        case .admin: return nil
+        case .apiKey(_, let own, let ownRuns):
+            if scopes.contains(.keysAdmin) { return ("scopes", "only the admin key grants keys:admin") }
+            let extra = scopes.subtracting(own)
+            if !extra.isEmpty {
+                let names = Scope.allCases.filter(extra.contains).map(\.rawValue).joined(separator: ", ")
+                return ("scopes", "a key can grant only scopes it holds itself (not \(names))")
+            }
+            if let ownRuns, scopes.contains(.runsPublish) {
+                guard let runs, runs.allSatisfy({ r in ownRuns.contains { covers($0, r) } }) else {
+                    return (
+                        "runs", "the new key's runs must lie within this key's runs (\(ownRuns.joined(separator: ",")))"
+                    )
+                }
+            }
+            if let makerQuotas, zip(quotas, makerQuotas).contains(where: { $0 > $1 }) {
+                return (
+                    "per_minute",
+                    "a key can grant at most its own quotas ("
+                        + "\(makerQuotas.map(String.init).joined(separator: "/")) per minute/hour/month)"
+                )
+            }
+            return nil
+        default:
+            return ("scopes", "only the admin key or a keys:admin key makes keys")
+        }
+    }
+
+    /// Whether run pattern `outer` (an id, or a prefix with a trailing `*`) covers every id `inner` does.
+    static func covers(_ outer: String, _ inner: String) -> Bool {
+        guard outer.hasSuffix("*") else { return outer == inner }
+        let prefix = outer.dropLast()
+        return inner.hasPrefix(prefix)
+    }
+
     /// The table. Joining a session is not here: the session's own admission (token, host key, guest
     /// policy) decides it, and `replay` goes through the same admission.
     public static func allows(_ p: Principal, _ s: Surface) -> Bool {
@@ -135,6 +192,9 @@ public enum Authorization {
         case .watcher(let channels):
             if case .watch(let channel) = s { return matches(channels, channel) }
             if case .readRun(let id) = s { return matches(channels, "run:" + id) }
+            return false
+        case .replay(let session):
+            if case .readTranscript(let c) = s { return c == session }
             return false
         }
     }

@@ -62,8 +62,8 @@ public struct TokenClaims: Sendable, Equatable {
         if let channels { return .watcher(channels: channels) }
         // A publisher token names a backend, not a person: it reads no session.
         if role == .publisher { return .member(session: "", role: role) }
-        // A share link's token reads that session, whatever role it names.
-        if scope == "replay" { return .member(session: session, role: .viewer) }
+        // A share link's token plays that session back, whatever role it names.
+        if scope == "replay" { return .replay(session: session) }
         return .member(session: session, role: role)
     }
 }
@@ -84,6 +84,11 @@ public struct TokenError: Error, Equatable, CustomStringConvertible {
 public struct TokenVerifier: Sendable {
     public let keyring: TokenKeyring
     public var skew: Int64
+    /// `--jwt-audience`: a token must name it in `aud`. Unset, a token naming any audience is refused
+    /// (RFC 7519 §4.1.3: one that is not ours is not for us).
+    public var audience: String?
+    /// `--jwt-issuer`: a token's `iss` must be it.
+    public var issuer: String?
     public init(keys: [String: [UInt8]], skew: Int64 = 60) {
         keyring = TokenKeyring(keys.mapValues { .hmac($0) }); self.skew = skew
     }
@@ -147,7 +152,26 @@ public struct TokenVerifier: Sendable {
         if let nbf, nbf > now + skew {
             return .failure(TokenError(kind: .notYetValid, message: "token not valid yet (nbf)"))
         }
-        let roleName = payload["role"]?.string ?? "editor"
+        // RFC 8725 §3.8-3.9: a token minted for another application, or by another issuer sharing the key
+        // (one JWKS, one secret for staging and production), is not valid here.
+        if let aud = payload["aud"] {
+            let names = aud.string.map { [$0] } ?? aud.array?.compactMap(\.string) ?? []
+            guard let audience, names.contains(audience) else {
+                return .failure(
+                    TokenError(
+                        kind: .claims,
+                        message: audience == nil
+                            ? "token names an audience (aud), and this hub has none configured (--jwt-audience)"
+                            : "token audience (aud) is not this hub's"))
+            }
+        } else if audience != nil {
+            return .failure(TokenError(kind: .claims, message: "token needs an aud claim naming this hub"))
+        }
+        if let issuer, payload["iss"]?.string != issuer {
+            return .failure(TokenError(kind: .claims, message: "token issuer (iss) is not the one this hub trusts"))
+        }
+        // No role is the least privilege: a viewer (it reads, it does not write).
+        let roleName = payload["role"]?.string ?? "viewer"
         guard let role = MemberRole(rawValue: roleName) else {
             return .failure(
                 TokenError(

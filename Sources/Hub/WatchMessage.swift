@@ -3,6 +3,8 @@
 public enum WatchMessage: Equatable {
     case subscribe(Channel, resumeFrom: Int?, token: String?)
     case unsubscribe(Channel)
+    /// A fresh token for the socket, before the one it watches with expires.
+    case refresh(token: String)
 
     /// `run:ID` or `dashboard:OWNER`.
     public enum Channel: Hashable {
@@ -37,9 +39,16 @@ public enum WatchMessage: Equatable {
         guard let obj = try? JSONReader.readObject(bytes, maxDepth: 8), let type = obj["type"]?.string else {
             throw MessageError("bad_json", "messages are JSON objects with a \"type\"")
         }
-        guard type == "subscribe" || type == "unsubscribe" else {
+        guard type == "subscribe" || type == "unsubscribe" || type == "refresh" else {
             throw MessageError(
-                "unknown_type", "unknown message type \"\(type)\" (subscribe, unsubscribe)", field: "type")
+                "unknown_type", "unknown message type \"\(type)\" (subscribe, unsubscribe, refresh)", field: "type")
+        }
+        if type == "refresh" {
+            guard let s = obj["token"]?.string, !s.isEmpty, s.utf8.count <= 8192 else {
+                throw MessageError(
+                    "invalid_field", "refresh needs \"token\": a string of at most 8 KiB", field: "token")
+            }
+            return .refresh(token: s)
         }
         guard let raw = obj["channel"]?.string else {
             throw MessageError("missing_field", "\(type) needs \"channel\"", field: "channel")

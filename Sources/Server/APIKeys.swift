@@ -126,11 +126,8 @@ final class APIKeys: @unchecked Sendable {
         return records[id].map { $0.revokedAt == nil } ?? false
     }
 
-    /// Whether any active key exists: a hub with keys is not in open mode.
-    func anyActive() -> Bool {
-        lock.lock(); defer { lock.unlock() }
-        return !loaded || records.values.contains { $0.revokedAt == nil }
-    }
+    /// A key's record (revoked ones too).
+    func record(_ id: String) -> APIKeyRecord? { lock.lock(); defer { lock.unlock() }; return records[id] }
 
     /// The request counts of a key in its current windows.
     func usage(of id: String) -> Usage? { lock.lock(); defer { lock.unlock() }; return usage[id] }
@@ -153,14 +150,27 @@ final class APIKeys: @unchecked Sendable {
             return .unknown
         }
         let id = String(parts[1]), secret = String(parts[2])
-        let t = now.timeIntervalSince1970
         let digest = Crypto.sha256(Array(secret.utf8))
         lock.lock(); defer { lock.unlock() }
         guard let record = records[id] else { return absent.contains(id) ? .unknown : .unknownId(id) }
         guard record.revokedAt == nil,
             Crypto.constantTimeEquals(digest, record.secretSHA256)
         else { return .unknown }
+        return charging(record, now: now)
+    }
 
+    /// Charges one request to a key already verified (a message on a `/publish` socket, which presented
+    /// the key once at its upgrade): the same quota as an HTTP request. `.unknown` once revoked.
+    func charge(id: String, now: Date = Date()) -> Verdict {
+        lock.lock(); defer { lock.unlock() }
+        guard let record = records[id], record.revokedAt == nil else { return .unknown }
+        return charging(record, now: now)
+    }
+
+    /// The quota check and count (called with `lock` held).
+    private func charging(_ record: APIKeyRecord, now: Date) -> Verdict {
+        let id = record.id
+        let t = now.timeIntervalSince1970
         let minute = Int(t / 60), hour = Int(t / 3600)
         let (hourWindow, monthWindow) = Self.windows(now)
         let month = Int(monthWindow.dropFirst()) ?? 0

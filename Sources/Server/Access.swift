@@ -1,4 +1,5 @@
 import Foundation
+import EventLoop
 import Hub
 import WebSocket
 
@@ -16,6 +17,8 @@ struct Access {
     var keyId: String?
     /// A well-formed API key whose id the hub does not know (yet: see `APIKeys.refreshNow`).
     var unknownKeyId: String?
+    /// The token principals among `principals`, with their expiry (a socket drops them then).
+    var tokens: [(principal: Principal, exp: Int64)] = []
 
     /// nil when some principal may touch `surface`; otherwise the answer (401 without credentials, 403 with).
     func check(_ surface: Surface) -> Response? {
@@ -60,18 +63,94 @@ extension Surface {
 }
 
 extension Server {
-    /// No token keys, no admin key and no active API key: anyone who reaches the port may do anything
-    /// (for development; said on start-up, on /healthz and on the pages).
-    /// Once any credential has existed, the hub stays closed until it restarts: revoking the last key,
-    /// a JWKS reload or a failed read never opens it.
-    public var openMode: Bool {
-        if closedLatch.isSet { return false }
-        let open = !config.sessionPolicy.tokens.isEnabled && config.adminKey == nil && !(api?.keys.anyActive() ?? true)
-        if !open { closedLatch.set() }
-        return open
-    }
+    /// Anyone who reaches the port may do anything: decided once, at start (`decideAuth`), and never
+    /// opened by keys coming and going; a cluster that closes closes this node too.
+    public var openMode: Bool { !closedLatch.isSet }
 
     public static let openModeNotice = "open mode: anyone who reaches this port can read and write everything"
+
+    /// Whether `host` (a `--host` value) listens on loopback only.
+    static func isLoopback(_ host: String) -> Bool {
+        let h = host.lowercased()
+        return h == "localhost" || h == "::1" || h == "[::1]" || h.hasPrefix("127.")
+    }
+
+    /// The authorization mode, decided once (security review N1): open only when chosen (`--auth open`),
+    /// or with `auto` on loopback when no credential is configured, none was ever stored (revoked keys
+    /// count) and the hub never ran closed (the mark `auth-closed` in the data directory). In a cluster
+    /// the mode is the cluster's (Redis): a closed cluster is never joined open, and a cluster node opens
+    /// only when the cluster was opened on purpose. Throws the sentence that refuses to start.
+    /// Returns a notice for the start-up output, if any.
+    static func decideAuth(config: Config, store: Storage) throws -> (open: Bool, notice: String?) {
+        let shared = store as? SharedLog
+        let keys = (try? store.allKeys()) ?? []
+        let configured = config.sessionPolicy.tokens.isEnabled || config.adminKey != nil
+        // Revoked keys count: revoking the last one never opens the hub.
+        let hasCredential = configured || !keys.isEmpty
+        let hasActiveCredential = configured || keys.contains { $0.revokedAt == nil }
+        let mark = URL(fileURLWithPath: config.dataDirectory).appendingPathComponent("auth-closed").path
+        let ranClosed = FileManager.default.fileExists(atPath: mark)
+        let cluster: String?
+        do { cluster = try shared?.authMode(claim: nil) } catch {
+            throw ListenError(description: "cannot read the cluster's authorization mode from Redis: \(error)")
+        }
+        let open: Bool
+        switch config.authMode {
+        case .required:
+            guard hasCredential else {
+                throw ListenError(
+                    description: "--auth required, but no credential is configured (--jwt-secret, --admin-key or "
+                        + "`collabhub keys create`)")
+            }
+            open = false
+        case .open:
+            if cluster == "closed" {
+                throw ListenError(
+                    description: "this cluster runs closed (Redis key \(clusterAuthKey)): a node cannot join it "
+                        + "with --auth open; give it the cluster's credentials (--admin-key, --jwt-secret)")
+            }
+            open = true
+        case .auto:
+            if hasCredential || ranClosed || cluster == "closed" {
+                open = false
+            } else if cluster == "open" {
+                open = true  // opened on purpose by a node started with --auth open
+            } else if shared != nil {
+                throw ListenError(
+                    description: "no credential is configured, and a cluster node without one would serve every "
+                        + "session in Redis to anyone: configure --admin-key, --jwt-secret or API keys, or say "
+                        + "--auth open to run the cluster open")
+            } else if !Self.isLoopback(config.host) {
+                throw ListenError(
+                    description: "no credential is configured and --host \(config.host) is not a loopback address: "
+                        + "anyone who reaches it could read and write everything. Configure --admin-key, "
+                        + "--jwt-secret or API keys (`collabhub keys create`), or say --auth open")
+            } else {
+                open = true
+            }
+        }
+        if open {
+            do { _ = try shared?.authMode(claim: "open") } catch {
+                throw ListenError(description: "cannot record the cluster's authorization mode in Redis: \(error)")
+            }
+            return (true, nil)
+        }
+        // Remembered: this hub does not open by itself again (a restart after the last key is revoked,
+        // a flag forgotten). `--auth open` is the way back.
+        if !ranClosed { _ = FileManager.default.createFile(atPath: mark, contents: Data("closed\n".utf8)) }
+        do { _ = try shared?.authMode(claim: "closed") } catch {
+            throw ListenError(description: "cannot record the cluster's authorization mode in Redis: \(error)")
+        }
+        if !hasActiveCredential {
+            return (
+                false,
+                "closed, and no credential is configured here: requests are refused until an API key is made "
+                    + "(`collabhub keys create`) or --admin-key / --jwt-secret is given"
+            )
+        }
+        return (false, nil)
+    }
+    static let clusterAuthKey = "chub:auth"
 
     /// Resolves what a request presents: `X-API-Key` and `Authorization: Bearer` (the admin key, an
     /// API key `chk_...`, or a token), `?key=` / `?token=` on WebSocket upgrades (browsers cannot set
@@ -166,6 +245,7 @@ extension Server {
             case .success(let claims) = config.sessionPolicy.tokens.verify(
                 given, now: Int64(Date().timeIntervalSince1970))
         {
+            a.tokens.append((claims.principal, claims.exp))
             return claims.principal
         }
         return nil

@@ -26,7 +26,8 @@ public struct Config: Sendable {
     public var closeTimeout = 5.0
     /// Graceful shutdown waits at most this long for clients to complete the close handshake.
     public var shutdownTimeout = 5.0
-    /// Browser origins allowed to open WebSockets; nil allows any.
+    /// Browser origins allowed to open WebSockets and send API writes; nil: the hub's own only (the
+    /// origin whose host is the request's `Host`, or `publicURL`'s). `["*"]` allows any.
     public var allowedOrigins: [String]? = nil
     /// Output queued for one client beyond which ephemeral updates (cursors, typing) are dropped.
     public var softOutputLimit = 256 * 1024
@@ -46,8 +47,14 @@ public struct Config: Sendable {
     /// The key backends present to publish run events (HTTP X-API-Key / Bearer, or /publish?key=).
     /// Until API keys exist (the auth issue), one shared key; nil disables publishing.
     public var adminKey: String?
-    /// Refuse to start without any credential configured (`--auth required`).
-    public var authRequired = false
+    /// Whether anyone who reaches the port may do everything (`--auth`): decided once at start
+    /// (`Server.decideAuth`), never by keys coming and going.
+    public var authMode = AuthMode.auto
+    /// Host names (with `:port` if any) requests may name: the defence against DNS rebinding. Empty:
+    /// derived (`--public-url`'s host, the loopback names when bound to loopback, else any).
+    public var allowedHosts: [String] = []
+    /// The hub's own origin as browsers see it (`https://chat.example.com`), when behind a proxy.
+    public var publicURL: String?
     /// Peers whose `X-Forwarded-For` names the client in the activity log (nobody else's is believed).
     public var trustedProxies: Set<String> = []
     /// Where the token keys in `sessionPolicy.tokens` came from (read again on SIGHUP).
@@ -88,3 +95,7 @@ public struct Config: Sendable {
 
     public init() {}
 }
+
+/// `--auth`: `auto` opens the hub only on loopback with no credential ever configured; `open` says so
+/// outright; `required` refuses to start without a credential.
+public enum AuthMode: String, Sendable { case auto, open, required }

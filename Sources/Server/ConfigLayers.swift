@@ -217,12 +217,31 @@ public final class ConfigLayers {
             }
             return record(key, v, .environment, secret: secret)
         }
+        // A secret may come from a file named by COLLABHUB_<NAME>_FILE (systemd credentials, Docker
+        // secrets): kept out of argv (/proc/*/cmdline) and out of the environment alike.
+        if secret, let path = environment[variable + "_FILE"] {
+            origins[key] = .environment
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw ConfigError("\(variable)_FILE names \(path), which cannot be read")
+            }
+            var text = String(decoding: data, as: UTF8.self)
+            while text.last == "\n" || text.last == "\r" { text.removeLast() }
+            guard let v = T(environment: text) else {
+                throw ConfigError("\(variable)_FILE must hold \(T.expected) (got a bad value)")
+            }
+            return record(key, v, .environment, secret: secret)
+        }
         if let json = file[key] {
             origins[key] = .file
             guard let v = T(json: json) else { throw ConfigError("\(name(key)) must be \(T.expected)") }
             return record(key, v, .file, secret: secret)
         }
         return nil
+    }
+
+    /// Secrets given as flags (visible to every user of the machine in /proc/*/cmdline), for a warning.
+    public var secretsOnCommandLine: [String] {
+        entries.filter { $0.origin == .flag && $0.value == "\"********\"" }.map { "--" + $0.key }
     }
 
     private func record<T: ConfigValue>(_ key: String, _ v: T, _ origin: ConfigOrigin, secret: Bool) -> T {

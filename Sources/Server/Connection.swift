@@ -31,6 +31,8 @@ final class Connection: Socket {
     var replayPending = false
     /// What this socket presented at its upgrade (`/watch`, `/publish`), plus tokens sent since.
     var principals: [Principal] = []
+    /// The tokens among `principals`, with their expiry (Unix s): a watcher's access ends with them.
+    var tokenExpiries: [(principal: Principal, exp: Int64)] = []
     /// Ephemeral updates held back while this client was behind: the latest per key, in first-seen order.
     var coalesced: [String: Chunk] = [:]
     var coalescedOrder: [String] = []
@@ -230,6 +232,10 @@ final class Connection: Socket {
             failHTTP(.notFound, "no WebSocket endpoint at \(head.path)")
             return
         }
+        if let refusal = context.server.siteGate.check(head, upgrade: true) {
+            context.metrics.handshakesFailed.add()
+            return failHTTP(refusal)
+        }
         if head.path == "/publish" || head.path == "/watch" {
             // What the socket presented at the upgrade (?key=, ?token=, headers) stays with it; each
             // message is then authorized against it (`Authorization.allows`).
@@ -256,6 +262,7 @@ final class Connection: Socket {
                 return failHTTP(failure)
             }
             principals = access.principals
+            tokenExpiries = access.tokens
             if head.path == "/publish" && !principals.contains(where: { $0.mayPublishSomeRun }) {
                 context.metrics.handshakesFailed.add()
                 failHTTP(

@@ -56,6 +56,18 @@ extension SessionAPI {
             return .error(
                 .badRequest, "invalid_field", "per_minute, per_hour and per_month must be integers from 1 to 100000000")
         }
+        // What the maker holds bounds what it grants (N7): the strongest credential presented decides.
+        let quotas = [perMinute, perHour, perMonth]
+        let refusals = access.principals.map { p -> (field: String, message: String)? in
+            var own: [Int]?
+            if case .apiKey(let id, _, _) = p, let r = self.keys.record(id) {
+                own = [r.perMinute, r.perHour, r.perMonth]
+            }
+            return Authorization.mayGrant(p, scopes: scopes, runs: runs, quotas: quotas, makerQuotas: own)
+        }
+        if !refusals.contains(where: { $0 == nil }), let first = refusals.compactMap({ $0 }).first {
+            return .error(.forbidden, "forbidden", "\"\(first.field)\": \(first.message)")
+        }
         let store = store, keys = keys
         let actor = access.keyId.map { "key \($0)" } ?? "admin (api)"
         let spec = APIKeySpec(
@@ -100,6 +112,24 @@ extension SessionAPI {
     }
 
     func revokeKey(_ id: String, _ connection: Connection, _ access: Access) -> Response? {
+        // A keys:admin key revokes only keys it could have made (no stronger key can be cut by a weaker).
+        if let target = self.keys.record(id) {
+            let scopes = Set(target.scopes.compactMap(Scope.init(rawValue:)))
+            let quotas = [target.perMinute, target.perHour, target.perMonth]
+            let allowed = access.principals.contains { p in
+                var own: [Int]?
+                if case .apiKey(let me, _, _) = p, let r = self.keys.record(me) {
+                    own = [r.perMinute, r.perHour, r.perMonth]
+                }
+                return Authorization.mayGrant(p, scopes: scopes, runs: target.runs, quotas: quotas, makerQuotas: own)
+                    == nil
+            }
+            if !allowed {
+                return .error(
+                    .forbidden, "forbidden",
+                    "key \(id) holds more than this key may grant: only a stronger key revokes it")
+            }
+        }
         let store = store, keys = keys
         let actor = access.keyId.map { "key \($0)" } ?? "admin (api)"
         return offLoop(connection) {

@@ -12,7 +12,6 @@ public final class Metrics {
     public let messagesIn = Counter()
     public let messagesOut = Counter()
     public let bytesIn = Counter()
-    public let bytesOut = Counter()
     public let pingsSent = Counter()
     public let pingTimeouts = Counter()
     public let slowConsumerDrops = Counter()
@@ -127,7 +126,9 @@ public final class Metrics {
         metric("messages_in_total", "counter", "WebSocket messages received.", { $0.messagesIn })
         metric("messages_out_total", "counter", "WebSocket messages queued to clients.", { $0.messagesOut })
         metric("bytes_in_total", "counter", "Bytes received.", { $0.bytesIn })
-        metric("bytes_out_total", "counter", "Bytes written.", { $0.bytesOut })
+        // Read from each loop's own counter: a scrape writes nothing another thread owns (L12).
+        out += "# HELP collabhub_bytes_out_total Bytes written.\n# TYPE collabhub_bytes_out_total counter\n"
+        out += "collabhub_bytes_out_total \(loops.reduce(0) { $0 + $1.bytesWritten.get })\n"
         metric("pings_sent_total", "counter", "Keep-alive pings sent to idle clients.", { $0.pingsSent })
         metric("ping_timeouts_total", "counter", "Connections dropped for a missed pong.", { $0.pingTimeouts })
         metric(

@@ -29,6 +29,7 @@ final class Router {
 
     /// The response, or nil when it will come later through `connection.respondLater`.
     func handle(_ head: HTTPRequestHead, body: [UInt8], connection: Connection) -> Response? {
+        if let refusal = server.siteGate.check(head, body: body) { return refusal }
         let path = head.path
         switch (head.method, path) {
         case ("GET", "/healthz"), ("HEAD", "/healthz"):
@@ -53,7 +54,7 @@ final class Router {
             if head.method == "GET" || head.method == "HEAD", let file = files.lookup(path) {
                 return Response(
                     status: .ok, body: file.body, contentType: file.contentType,
-                    headers: [("Cache-Control", "no-cache")])
+                    headers: file.headers)
             }
             if Self.fixedPaths.contains(path) {
                 return .error(.methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(path)")

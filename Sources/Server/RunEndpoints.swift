@@ -7,12 +7,107 @@ import WebSocket
 final class WatchEndpoint: Endpoint {
     let handshakeOptions: Handshake.Options
     unowned let runs: RunHub
+    /// Sockets watching with tokens: looked at every second, and cut from what their expired tokens
+    /// allowed (N6), as members of a session are.
+    private var tokened: [ObjectIdentifier: Connection] = [:]
+    private var expiryCheck: Loop.Timer?
+
     init(runs: RunHub, allowedOrigins: [String]?) {
         self.runs = runs
         handshakeOptions = Handshake.Options(subprotocols: ["collabhub.v1"], allowedOrigins: allowedOrigins)
+        expiryCheck = Loop.Timer(loop: runs.context.loop, after: 1, repeat: 1) { [unowned self] in checkExpiry() }
+        expiryCheck?.unref()
     }
-    func opened(_ connection: Connection) {}
-    func closed(_ connection: Connection) { runs.board.closed(connection) }
+    func opened(_ connection: Connection) {
+        if !connection.tokenExpiries.isEmpty { tokened[ObjectIdentifier(connection)] = connection }
+    }
+    func closed(_ connection: Connection) {
+        runs.board.closed(connection)
+        tokened[ObjectIdentifier(connection)] = nil
+    }
+
+    private var now: Int64 { Int64(Date().timeIntervalSince1970) }
+    private var skew: Int64 { runs.context.config.sessionPolicy.tokens.skew }
+
+    /// What the socket may use now: revoked keys and expired tokens left out.
+    private func effective(_ c: Connection) -> [Principal] {
+        let limit = now - skew
+        let expired = c.tokenExpiries.filter { $0.exp < limit }.map(\.principal)
+        guard !expired.isEmpty else { return runs.context.server.current(c.principals) }
+        let live = c.tokenExpiries.filter { $0.exp >= limit }.map(\.principal)
+        return runs.context.server.current(c.principals).filter { !expired.contains($0) || live.contains($0) }
+    }
+
+    /// Past a token's expiry (and the skew), each channel nothing else allows is dropped with
+    /// `token_expired` (a `refresh` or a subscribe with a fresh token in time keeps it); a socket left
+    /// with no credential at all is closed with 4001, as a member's is.
+    private func checkExpiry() {
+        guard !tokened.isEmpty, !runs.context.server.openMode else { return }
+        let limit = now - skew
+        for (id, c) in tokened where c.tokenExpiries.contains(where: { $0.exp < limit }) {
+            let principals = effective(c)
+            let live = c.tokenExpiries.filter { $0.exp >= limit }
+            c.principals.removeAll { p in !principals.contains(p) }
+            c.tokenExpiries = live
+            if live.isEmpty { tokened[id] = nil }
+            for channel in runs.board.channels(of: c).sorted()
+            where !principals.contains(where: { Authorization.allows($0, .watch(channel)) }) {
+                runs.board.unsubscribe(c, channel: channel)
+                c.sendError(
+                    MessageError(
+                        "token_expired", "the token for \(channel) expired; subscribe again with a fresh one",
+                        field: "channel"))
+            }
+            if principals.isEmpty {
+                c.fail(.unauthorized, "token expired")
+            }
+        }
+    }
+
+    /// Adds a verified token to what the socket presented (bounded: the newest 16 are kept).
+    private func adopt(_ c: Connection, _ claims: TokenClaims) {
+        let p = claims.principal
+        c.tokenExpiries.removeAll { $0.principal == p }
+        c.tokenExpiries.append((p, claims.exp))
+        if !c.principals.contains(p) {
+            if c.principals.count >= 16 {
+                let dropped = c.principals.removeFirst()
+                c.tokenExpiries.removeAll { $0.principal == dropped }
+            }
+            c.principals.append(p)
+        }
+        tokened[ObjectIdentifier(c)] = c
+    }
+
+    /// A credential sent in a message: an API key (kept out of the URL, N15) joins what the socket holds;
+    /// a token is verified and returned, to be adopted with its expiry.
+    private func present(_ c: Connection, _ token: String) -> TokenClaims? {
+        guard token.hasPrefix("chk_") else { return verify(c, token) }
+        var a = Access()
+        guard let p = runs.context.server.principal(bearer: token, access: &a) else {
+            invalid(c, MessageError("unauthorized", "unknown, revoked or rate-limited API key", field: "token"))
+            return nil
+        }
+        if !c.principals.contains(p) {
+            if c.principals.count >= 16 { c.principals.removeFirst() }
+            c.principals.append(p)
+        }
+        return nil
+    }
+
+    private func verify(_ c: Connection, _ token: String) -> TokenClaims? {
+        switch runs.context.config.sessionPolicy.tokens.verify(token, now: now) {
+        case .success(let claims): return claims
+        case .failure(let e):
+            runs.context.server.authFailures.refused(e.closeCode == .unauthorized ? "token_expired" : "unauthorized")
+            runs.context.server.authFailures.record(c.peer, what: "/watch token: \(e.message)", store: runs.store)
+            invalid(
+                c,
+                MessageError(e.closeCode == .unauthorized ? "token_expired" : "unauthorized", e.message, field: "token")
+            )
+            return nil
+        }
+    }
 
     func received(_ c: Connection, _ opcode: Opcode, _ payload: UnsafeRawBufferPointer) {
         // Rate-limited like other control messages (each subscribe answers with a snapshot); a client
@@ -32,34 +127,11 @@ final class WatchEndpoint: Endpoint {
         do {
             switch try WatchMessage.parse(Array(payload)) {
             case .subscribe(let channel, let resume, let token):
-                if let token {
-                    // A token sent with a subscribe joins what the socket presented (a browser cannot
-                    // set headers on the upgrade).
-                    switch runs.context.config.sessionPolicy.tokens.verify(
-                        token, now: Int64(Date().timeIntervalSince1970))
-                    {
-                    case .success(let claims):
-                        // Bounded: a socket keeps the last 16 credentials it presented.
-                        if !c.principals.contains(claims.principal) {
-                            if c.principals.count >= 16 { c.principals.removeFirst() }
-                            c.principals.append(claims.principal)
-                        }
-                    case .failure(let e):
-                        runs.context.server.authFailures.refused(
-                            e.closeCode == .unauthorized ? "token_expired" : "unauthorized")
-                        runs.context.server.authFailures.record(
-                            c.peer, what: "/watch token: \(e.message)", store: runs.store)
-                        return invalid(
-                            c,
-                            MessageError(
-                                e.closeCode == .unauthorized ? "token_expired" : "unauthorized", e.message,
-                                field: "token"))
-                    }
-                }
+                // A token sent with a subscribe joins what the socket presented (a browser cannot set
+                // headers on the upgrade).
+                if let token, let claims = present(c, token) { adopt(c, claims) }
                 guard
-                    runs.context.server.current(c.principals).contains(where: {
-                        Authorization.allows($0, .watch(channel.name))
-                    })
+                    effective(c).contains(where: { Authorization.allows($0, .watch(channel.name)) })
                         || runs.context.server.openMode
                 else {
                     return invalid(
@@ -73,6 +145,10 @@ final class WatchEndpoint: Endpoint {
                 if let e = runs.board.subscribe(c, channel, resumeFrom: resume) { invalid(c, e) }
             case .unsubscribe(let channel):
                 runs.board.unsubscribe(c, channel: channel.name)
+            case .refresh(let token):
+                guard let claims = verify(c, token) else { return }
+                adopt(c, claims)
+                c.send(.tokenRefreshed(exp: claims.exp))
             }
         } catch let e as MessageError {
             invalid(c, e)
@@ -100,22 +176,53 @@ final class PublishEndpoint: Endpoint {
     func closed(_ connection: Connection) { runs.board.publisherClosed(connection) }
 
     func received(_ c: Connection, _ opcode: Opcode, _ payload: UnsafeRawBufferPointer) {
+        // Metered like HTTP publishing (N5): the socket's message rate (the event limit), then each message
+        // is one request against the key's quota; what cannot be parsed counts towards the invalid close.
+        let now = c.loop.now
+        if c.limiter == nil { c.limiter = ConnectionLimiter(runs.context.config.messageRates, now: now) }
+        guard c.limiter!.allow(.event, now: now) else {
+            runs.context.metrics.rateLimited.add()
+            if c.limiter!.refused == 1 || c.limiter!.refused % 100 == 0 {
+                c.sendError(MessageError("rate_limited", "too many messages; slow down"))
+            }
+            if c.limiter!.refused > HubEndpoint.maxRefusedMessages {
+                c.fail(.rateLimited, "message rate limit exceeded")
+            }
+            return
+        }
         guard let obj = try? JSONReader.readObject(Array(payload), maxDepth: 8) else {
-            return c.sendError(MessageError("bad_json", "messages are JSON objects"))
+            return invalid(c, MessageError("bad_json", "messages are JSON objects"))
         }
         guard let run = obj["run"]?.string, RunBoard.isValidId(run) else {
-            return c.sendError(
+            return invalid(
+                c,
                 MessageError("invalid_field", "\"run\" must be an id of 1-128 characters [A-Za-z0-9._-]", field: "run"))
         }
         let ref = obj["id"]?.string
         let events: [RunEvent]
-        do { events = try RunAPI.events(from: obj) } catch let e as MessageError { return c.sendError(e) } catch {
+        do { events = try RunAPI.events(from: obj) } catch let e as MessageError { return invalid(c, e) } catch {
             return
         }
         let principals = runs.context.server.current(c.principals)
         guard principals.contains(where: { Authorization.allows($0, .publishRun(run)) }) else {
             return c.sendError(
                 MessageError("forbidden", "this key may not publish to run \(run)", field: "run", ref: ref))
+        }
+        // The key that allows it pays for it (the admin key and tokens have no quota).
+        if !principals.contains(where: { $0 == .admin }),
+            case .apiKey(let id, _, _)? = principals.first(where: {
+                if case .apiKey = $0 { return Authorization.allows($0, .publishRun(run)) }
+                return false
+            }), let keys = runs.context.server.api?.keys
+        {
+            switch keys.charge(id: id) {
+            case .allowed: break
+            case .limited(_, let message):
+                runs.context.metrics.rateLimited.add()
+                return c.sendError(MessageError("rate_limited", message, ref: ref))
+            case .unknown, .unknownId:
+                return c.sendError(MessageError("unauthorized", "the key was revoked", ref: ref))
+            }
         }
         for e in events {
             if let code = e.session.flatMap(SessionCode.normalize),
@@ -137,6 +244,12 @@ final class PublishEndpoint: Endpoint {
                 c.sendError(MessageError(r.code, r.message, ref: ref))
             }
         }
+    }
+
+    private func invalid(_ c: Connection, _ e: MessageError) {
+        c.invalidMessages += 1
+        c.sendError(e)
+        if c.invalidMessages > HubEndpoint.maxInvalidMessages { c.fail(.badRequest, "too many invalid messages") }
     }
 }
 

@@ -55,8 +55,12 @@ public final class Server {
     /// Authentication failures, aggregated for the activity log.
     let authFailures = AuthFailures()
     let accessRefusals = AuthFailures(action: "access_refused")
-    /// Set once the hub had a credential: it is not in open mode again before a restart.
+    /// Set when the hub runs closed (decided at start; a closing cluster sets it later): never unset.
     let closedLatch = Latch()
+    /// Host, Origin and Content-Type rules (cross-site safety), from the configuration.
+    let siteGate: SiteGate
+    /// Said on start-up about the authorization mode (a closed hub with no credential yet).
+    public let authNotice: String?
     private var signals: [Loop.Signal] = []
     private var housekeeping: [Loop.Timer] = []
     let log = Logger(label: "collabhub")
@@ -76,6 +80,7 @@ public final class Server {
     /// after the configuration is checked, so a failed start-up has no storage thread to stop.
     public init(config: Config, openStorage: (Config) throws -> Storage) throws {
         self.config = config
+        siteGate = SiteGate(config: config)
         logSummary = LogSummary(interval: config.logSummaryInterval, now: Date().timeIntervalSince1970)
         authFailures.summary = logSummary
         accessRefusals.summary = logSummary
@@ -99,6 +104,12 @@ public final class Server {
         } catch {
             throw ListenError(description: "cannot open the transcript store in \(config.dataDirectory): \(error)")
         }
+        let auth: (open: Bool, notice: String?)
+        do { auth = try Self.decideAuth(config: config, store: store) } catch {
+            store.close()
+            throw error
+        }
+        authNotice = auth.notice
         directory = SessionDirectory(
             codeLength: config.codeLength,
             existing: ((try? store.sessions()) ?? []).map(\.0))
@@ -155,13 +166,19 @@ public final class Server {
             context.endpoints["/watch"] = watch
             context.endpoints["/publish"] = publish  // the admin key or an API key with runs:publish
         }
-        if config.authRequired && openMode {
-            store.close()
-            throw ListenError(
-                description:
-                    "--auth required, but no credential is configured (--jwt-secret, --admin-key or `collabhub keys "
-                    + "create`)"
-            )
+        if !auth.open { closedLatch.set() }
+        if let shared = store as? SharedLog, openMode {
+            // The cluster's mode is the cluster's: a node that closes it closes this one within seconds.
+            let check = Loop.Timer(loop: contexts[0].loop, after: 2, repeat: 2) { [unowned self] in
+                guard openMode else { return }
+                wakeups.submit { [weak self] in
+                    guard (try? shared.authMode(claim: nil)) == "closed", let self, openMode else { return }
+                    closedLatch.set()
+                    log.warning("the cluster was closed by another node: this node is closed now")
+                }
+            }
+            check.unref()
+            housekeeping.append(check)
         }
         var port = config.port
         // Binding can still fail (address in use): then stop the store's writer before giving up.
@@ -325,7 +342,6 @@ public final class Server {
     }
 
     func renderMetrics() -> String {
-        for context in contexts { context.metrics.bytesOut.set(context.loop.bytesWritten.get) }
         return Metrics.render(
             contexts.map(\.metrics), loops: contexts.map(\.loop), refusals: authFailures.refusalsByReason,
             extra: store.gauges.map { ($0.name, $0.help, $0.value) } + [

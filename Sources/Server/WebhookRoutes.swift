@@ -24,7 +24,7 @@ extension SessionAPI {
                 id: "wh_" + Base64.encodeID(Crypto.randomBytes(9)), url: "", events: ["*"],
                 secret: Webhook.newSecret(), createdAt: now)
             let e: WebhookEndpoint
-            switch webhookFields(body, fresh, requireURL: true) {
+            switch webhookFields(body, fresh, requireURL: true, access: access) {
             case .refused(let r): return r
             case .valid(let v): e = v
             }
@@ -65,7 +65,7 @@ extension SessionAPI {
             return offLoop(connection) {
                 guard let old = try store.webhooks().first(where: { $0.id == id }) else { return Self.noWebhook(id) }
                 var e: WebhookEndpoint
-                switch self.webhookFields(fields, old, requireURL: false) {
+                switch self.webhookFields(fields, old, requireURL: false, access: access) {
                 case .refused(let r): return r
                 case .valid(let v): e = v
                 }
@@ -158,7 +158,7 @@ extension SessionAPI {
     enum Checked { case valid(WebhookEndpoint), refused(Response) }
 
     /// Validates the fields of a create or a change; errors name the field.
-    func webhookFields(_ body: [UInt8], _ base: WebhookEndpoint, requireURL: Bool) -> Checked {
+    func webhookFields(_ body: [UInt8], _ base: WebhookEndpoint, requireURL: Bool, access: Access) -> Checked {
         func bad(_ field: String, _ message: String) -> Checked {
             .refused(.error(.badRequest, "invalid_field", "\"\(field)\" \(message)"))
         }
@@ -190,6 +190,17 @@ extension SessionAPI {
                 return bad("events", "must be [\"*\"] or a list of: \(names)")
             }
             e.events = list
+        }
+        // Chat text and app events are every session's content: subscribing to them reads every
+        // transcript from then on, so it takes a credential that may (N7).
+        if e.events.contains(where: WebhookEventType.contentEvents.contains),
+            !access.principals.contains(where: Authorization.mayReadEveryTranscript)
+        {
+            return .refused(
+                .error(
+                    .forbidden, "forbidden",
+                    "\"events\" includes chat or app events (or *), which carry every session's content: that needs "
+                        + "scope transcripts:read as well as webhooks:admin"))
         }
         if let v = obj["description"], v.kind != .null {
             guard let s = v.string, s.fits(256) else {

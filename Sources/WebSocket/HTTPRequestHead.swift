@@ -101,6 +101,8 @@ public struct HTTPStatus: Equatable, Sendable {
     public static let gone = HTTPStatus(410, "Gone")
     public static let lengthRequired = HTTPStatus(411, "Length Required")
     public static let payloadTooLarge = HTTPStatus(413, "Content Too Large")
+    public static let unsupportedMediaType = HTTPStatus(415, "Unsupported Media Type")
+    public static let misdirected = HTTPStatus(421, "Misdirected Request")
     public static let upgradeRequired = HTTPStatus(426, "Upgrade Required")
     public static let tooManyRequests = HTTPStatus(429, "Too Many Requests")
     public static let headersTooLarge = HTTPStatus(431, "Request Header Fields Too Large")

@@ -31,8 +31,15 @@ struct ServeOptions: ParsableArguments {
     @Option(help: "Seconds a client has to complete a request or handshake (default 10).") var handshakeTimeout: Double?
     @Option(help: "Seconds of silence before a WebSocket client is pinged (and dropped after as many more).")
     var pingInterval: Double?
-    @Option(help: "Browser origins allowed to open WebSockets (comma-separated; default: any).") var allowedOrigins:
+    @Option(
+        help: ArgumentHelp(
+            "Browser origins besides the hub's own allowed to open WebSockets and write to the API "
+                + "(comma-separated scheme://host[:port], or *; default: the hub's own only).")) var allowedOrigins:
         String?
+    @Option(help: "Host names requests may use (comma-separated; default: --public-url's, or loopback's on loopback).")
+    var allowedHosts: String?
+    @Option(help: "The hub's URL as browsers reach it (https://chat.example.com): its origin and host are allowed.")
+    var publicUrl: String?
     @Option(help: "normal: durable across a crash; full: also across power loss (fsync per group commit).")
     var durability: String?
     @Option(help: "Default maximum participants per session (default 10).") var maxParticipants: Int?
@@ -73,11 +80,15 @@ struct ServeOptions: ParsableArguments {
     var trustedProxies: String?
     @Option(
         help: ArgumentHelp(
-            "auto: open mode (anyone may do anything) only while no credential is configured; required: refuse to "
-                + "start without one.")
+            "auto: open mode (anyone may do anything) only on loopback with no credential ever configured; "
+                + "open: open mode, said outright; required: refuse to start without a credential.")
     ) var auth: String?
     @Option(help: "HS256 token key, as SECRET or KID=SECRET; repeat to rotate keys.") var jwtSecret: [String] = []
     @Option(help: "Seconds of clock skew allowed when checking token times (default 60).") var jwtSkew: Int?
+    @Option(help: "The audience (aud) tokens must name; required with --jwks or --jwt-public-key.") var jwtAudience:
+        String?
+    @Option(help: "The issuer (iss) tokens must come from; required with --jwks or --jwt-public-key.") var jwtIssuer:
+        String?
     @Option(help: "RS256 or ES256 public key, as [KID=]PEM_FILE; repeatable (read again on SIGHUP).") var jwtPublicKey:
         [String] = []
     @Option(help: "A JWKS document of RS256/ES256 keys (an identity provider's), read again on SIGHUP.") var jwks:
@@ -152,6 +163,20 @@ struct ServeOptions: ParsableArguments {
             throw fail("ping-interval", "must be more than 0 and at most 86400 seconds")
         }
         c.allowedOrigins = try L.optional("allowed-origins", flag: list(allowedOrigins))
+        for o in c.allowedOrigins ?? [] where o != "*" && SiteGate.origin(of: o) != o.lowercased() {
+            // A browser's Origin is always scheme://host[:port]: anything else would match nothing.
+            throw fail(
+                "allowed-origins", "has \(o), which is not an origin: write scheme://host[:port], e.g. https://\(o)")
+        }
+        c.publicURL = try L.optional("public-url", flag: publicUrl)
+        if let u = c.publicURL, SiteGate.origin(of: u) == nil {
+            throw fail(
+                "public-url", "must be an http or https URL with a host and no path, e.g. https://chat.example.com")
+        }
+        c.allowedHosts = try L.value("allowed-hosts", flag: list(allowedHosts), default: [])
+        for h in c.allowedHosts where SiteGate.hostName(authority: h) == nil || (h.contains(":") && !h.hasPrefix("[")) {
+            throw fail("allowed-hosts", "has \(h), which is not a host name (no scheme, port or path)")
+        }
         let durabilityName = try L.value("durability", flag: durability, default: c.durability.rawValue)
         guard let d = Durability(rawValue: durabilityName) else { throw fail("durability", "must be normal or full") }
         c.durability = d
@@ -210,9 +235,9 @@ struct ServeOptions: ParsableArguments {
         c.adminKey = try L.optional("admin-key", flag: adminKey, secret: true)
         if let key = c.adminKey, key.utf8.count < 16 { throw fail("admin-key", "must be at least 16 bytes") }
         c.trustedProxies = Set(try L.value("trusted-proxies", flag: list(trustedProxies), default: []))
-        let authMode = try L.value("auth", flag: auth, default: "auto")
-        guard authMode == "auto" || authMode == "required" else { throw fail("auth", "must be auto or required") }
-        c.authRequired = authMode == "required"
+        let authName = try L.value("auth", flag: auth, default: "auto")
+        guard let authMode = AuthMode(rawValue: authName) else { throw fail("auth", "must be auto, open or required") }
+        c.authMode = authMode
         // As before the configuration story: COLLABHUB_JWT_SECRET is one secret (taken whole, commas and
         // all), added to the --jwt-secret flags (rotation: one key from each).
         let given = jwtSecret + (env["COLLABHUB_JWT_SECRET"].map { [$0] } ?? [])
@@ -241,6 +266,19 @@ struct ServeOptions: ParsableArguments {
         do { loaded = try sources.load() } catch { throw ConfigError("token keys: \(error)") }
         c.tokenKeySources = sources
         p.tokens = TokenVerifier(keyring: TokenKeyring(loaded), skew: Int64(skew))
+        p.tokens.audience = try L.optional("jwt-audience", flag: jwtAudience)
+        p.tokens.issuer = try L.optional("jwt-issuer", flag: jwtIssuer)
+        for (key, value) in [("jwt-audience", p.tokens.audience), ("jwt-issuer", p.tokens.issuer)] {
+            if let v = value, v.isEmpty || !v.fits(256) { throw fail(key, "must be 1-256 characters") }
+        }
+        // Public keys usually belong to an identity provider that signs for many applications: without
+        // an audience and an issuer, any token it made for anyone would open this hub (RFC 8725 §3.8-3.9).
+        if !publicKeys.isEmpty || sources.jwksFile != nil {
+            if p.tokens.audience == nil {
+                throw ConfigError("--jwt-audience is required with --jwks or --jwt-public-key")
+            }
+            if p.tokens.issuer == nil { throw ConfigError("--jwt-issuer is required with --jwks or --jwt-public-key") }
+        }
         // With tokens configured, sessions admit guests only when their creator says so.
         if !loaded.isEmpty { c.defaultGuestPolicy = .deny }
         c.maxConnectionsPerAddress = try L.value(
@@ -340,9 +378,20 @@ struct Serve: ParsableCommand {
                 + "\(config.echo ? " echo=on" : "")\(tls)")
         if server.openMode {
             print("collabhub: \(Server.openModeNotice) (configure --jwt-secret, --admin-key or API keys to close it)")
+        } else if let notice = server.authNotice {
+            print("collabhub: \(notice)")
         }
+
         fflush(stdout)
         // After the line above: scripts (and the tests) read the port from the first line of output.
+        for flag in resolved.layers.secretsOnCommandLine where flag != "--redis" || config.redis?.contains("@") == true
+        {
+            let v = ConfigLayers.variable(String(flag.dropFirst(2)))
+            let why = "visible to every user of this machine (/proc/*/cmdline)"
+            log.warning(
+                "\(flag) on the command line is \(why); prefer \(v) or \(v)_FILE"
+            )
+        }
         log.info(
             "started",
             metadata: [
@@ -461,6 +510,8 @@ struct IssueToken: ParsableCommand {
     @Option(help: "Display name.") var name: String?
     @Option(help: "Session code, or * for any.") var session = "*"
     @Option(help: "host, editor, viewer or publisher.") var role = "editor"
+    @Option(help: "Audience (aud): the hub's --jwt-audience.") var aud: String?
+    @Option(help: "Issuer (iss): the hub's --jwt-issuer.") var iss: String?
     @Option(help: "Seconds until it expires.") var ttl = 3600
     @Option(help: "A watcher token instead: comma-separated channels (run:ID, dashboard:OWNER, a trailing * a prefix).")
     var channels: String?
@@ -473,6 +524,8 @@ struct IssueToken: ParsableCommand {
             claims["session"] = nil
         }
         if let name { claims["name"] = name }
+        if let aud { claims["aud"] = aud }
+        if let iss { claims["iss"] = iss }
         print(TokenVerifier.sign(claims, key: Array(secret.utf8), kid: kid))
     }
 }

@@ -74,6 +74,39 @@ final class AuthorizationTests: XCTestCase {
         XCTAssertEqual(try v.verify(member, now: Int64(now)).get().principal, .member(session: "*", role: .viewer))
     }
 
+    func testKeysGrantOnlyWhatTheirMakerHolds() {
+        // N7: the admin key grants anything; a keys:admin key a subset of its own, never keys:admin.
+        let maker = Principal.apiKey(id: "m", scopes: [.keysAdmin, .sessionsRead, .runsPublish], runs: ["ci-*"])
+        func grant(_ p: Principal, _ scopes: Set<Scope>, runs: [String]? = nil, quotas: [Int] = [1, 1, 1]) -> String? {
+            Authorization.mayGrant(p, scopes: scopes, runs: runs, quotas: quotas, makerQuotas: [10, 100, 1000])?.field
+        }
+        XCTAssertNil(grant(.admin, Set(Scope.allCases), quotas: [100_000_000, 1, 1]))
+        XCTAssertNil(grant(maker, [.sessionsRead]))
+        XCTAssertEqual(grant(maker, [.transcriptsRead]), "scopes")
+        XCTAssertEqual(grant(maker, [.keysAdmin]), "scopes")
+        XCTAssertNil(grant(maker, [.runsPublish], runs: ["ci-a*", "ci-7"]))
+        XCTAssertEqual(grant(maker, [.runsPublish]), "runs", "no runs list is every run")
+        XCTAssertEqual(grant(maker, [.runsPublish], runs: ["prod-*"]), "runs")
+        XCTAssertEqual(grant(maker, [.runsPublish], runs: ["c*"]), "runs", "a wider prefix")
+        XCTAssertEqual(grant(maker, [.sessionsRead], quotas: [11, 1, 1]), "per_minute")
+        XCTAssertEqual(grant(.member(session: "*", role: .host), [.sessionsRead]), "scopes")
+        XCTAssertEqual(grant(.anonymous(openMode: true), [.sessionsRead]), "scopes")
+    }
+
+    func testShareTokensPlayBackAndShowNothingLive() {
+        // N12: a share link's token reads its session's transcript only: no presence, no settings.
+        let p = Principal.replay(session: "ABCDEFGH")
+        XCTAssertTrue(Authorization.allows(p, .readTranscript("ABCDEFGH")))
+        XCTAssertFalse(Authorization.allows(p, .readTranscript("OTHERSES")))
+        for s: Surface in [.describeSession("ABCDEFGH"), .changeSession("ABCDEFGH"), .shareSession("ABCDEFGH"),
+            .listSessions, .watch("run:x")] {
+            XCTAssertFalse(Authorization.allows(p, s), "\(s)")
+        }
+        XCTAssertFalse(Authorization.mayReadEveryTranscript(p))
+        XCTAssertFalse(Authorization.mayReadEveryTranscript(.apiKey(id: "w", scopes: [.webhooksAdmin], runs: nil)))
+        XCTAssertTrue(Authorization.mayReadEveryTranscript(.apiKey(id: "w", scopes: [.transcriptsRead], runs: nil)))
+    }
+
     func testScopeLists() {
         XCTAssertEqual(try Scope.parseList("sessions:read, runs:read").get(), [.sessionsRead, .runsRead])
         guard case .failure(let u) = Scope.parseList("sessions:read,root") else { return XCTFail() }

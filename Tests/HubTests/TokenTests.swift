@@ -16,6 +16,27 @@ final class TokenTests: XCTestCase {
         XCTAssertNoThrow(try verifier.verify(sign(["sub": "u", "session": "*", "exp": 1000], key: "o", kid: "old"), now: 900).get())
     }
 
+    func testAudienceIssuerAndTheLeastPrivilegedRole() {
+        // N8: a token for another application or issuer is not valid here; no role is a viewer.
+        var v = verifier
+        func ok(_ claims: [String: Any]) -> Bool {
+            if case .success = v.verify(sign(["sub": "u", "session": "*", "exp": 1000].merging(claims) { $1 }), now: 900) {
+                return true
+            }
+            return false
+        }
+        XCTAssertEqual(try v.verify(sign(["sub": "u", "session": "*", "exp": 1000]), now: 900).get().role, .viewer)
+        XCTAssertFalse(ok(["aud": "other-app"]), "an audience the hub does not claim")
+        XCTAssertTrue(ok([:]))
+        v.audience = "hub"; v.issuer = "idp"
+        XCTAssertFalse(ok([:]), "no aud once one is required")
+        XCTAssertFalse(ok(["aud": "other-app", "iss": "idp"]))
+        XCTAssertFalse(ok(["aud": "hub", "iss": "someone"]))
+        XCTAssertFalse(ok(["aud": "hub"]))
+        XCTAssertTrue(ok(["aud": "hub", "iss": "idp"]))
+        XCTAssertTrue(ok(["aud": ["other", "hub"], "iss": "idp"]), "aud may be a list")
+    }
+
     func testRejections() {
         func kind(_ t: String, now: Int64 = 900) -> TokenError.Kind? {
             if case .failure(let e) = verifier.verify(t, now: now) { return e.kind }

@@ -66,7 +66,7 @@ final class WakeUpTests: XCTestCase {
         }
         XCTAssertEqual(rc, 0)
         func write(_ bytes: [UInt8]) { _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) } }
-        write(Array(("GET /ws?session=\(code) HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        write(Array(("GET /ws?session=\(code) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
                      + "Sec-WebSocket-Protocol: collabhub.v1\r\n\r\n").utf8))
         let join = Array(#"{"type":"join","name":"probe"}"#.utf8)

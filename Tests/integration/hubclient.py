@@ -25,6 +25,8 @@ def api(hub, method, path, body=None, headers=None):
     data = None if body is None else json.dumps(body).encode()
     if headers is None:
         headers = {"X-API-Key": hub.admin_key} if getattr(hub, "admin_key", None) else {}
+    if data is not None and not any(k.lower() == "content-type" for k in headers):
+        headers = {**headers, "Content-Type": "application/json"}
     req = urllib.request.Request(hub.http + path, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=10) as r:

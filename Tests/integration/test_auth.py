@@ -200,7 +200,7 @@ def start_run(hub, key, run):
     """POSTs a run's `started` event with an API key: (status, headers, body)."""
     import urllib.request
     req = urllib.request.Request(f"{hub.http}/api/runs/{run}/events", data=json.dumps({"type": "started", "owner": "ci"}).encode(),
-                                 method="POST", headers={"X-API-Key": key})
+                                 method="POST", headers={"X-API-Key": key, "Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=5) as r:
             return r.status, dict(r.headers), r.read().decode()

@@ -434,9 +434,9 @@ def test_password_and_bad_urls(tmp_path):
     redis = Redis(tmp_path, password="s3cret@pw").start()
     try:
         url = f"redis://:s3cret%40pw@127.0.0.1:{redis.port}/2"
-        a = Hub("--redis", url, data_dir=str(tmp_path / "a")).start()
+        a = Hub("--redis", url, "--auth", "open", data_dir=str(tmp_path / "a")).start()
         b = Hub(data_dir=str(tmp_path / "b"))
-        b.args = ["--redis", url]
+        b.args = ["--redis", url, "--auth", "open"]
         b.start()
         try:
             code = create_session(a)["code"]

@@ -282,20 +282,20 @@ def test_connection_header_token_list_case_insensitive(echo_hub):
 
 def test_plain_get_to_websocket_path_is_426_with_body(echo_hub):
     c = RawClient(echo_hub.port, handshake=False)
-    c.send(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+    c.send(b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     status, hdrs, body = c.read_response()
     assert status == 426 and b"WebSocket" in body
 
 
 def test_post_upgrade_is_405(echo_hub):
     c = RawClient(echo_hub.port, handshake=False)
-    status, _, _ = c.handshake(raw=f"POST /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {'A'*22}==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    status, _, _ = c.handshake(raw=f"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {'A'*22}==\r\nSec-WebSocket-Version: 13\r\n\r\n")
     assert status == 405
 
 
 def test_header_block_over_limit_is_431(echo_hub):
     c = RawClient(echo_hub.port, handshake=False)
-    c.send(b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n")
+    c.send(b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n")
     status, _, _ = c.read_response()
     assert status == 431
 
@@ -310,7 +310,7 @@ def test_malformed_request_is_400(echo_hub):
 def test_first_message_in_same_packet_as_handshake(echo_hub):
     c = RawClient(echo_hub.port, handshake=False)
     key = "dGhlIHNhbXBsZSBub25jZQ=="
-    c.send(f"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode() + frame(1, "same packet"))
+    c.send(f"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode() + frame(1, "same packet"))
     status, _, _ = c.read_response()
     assert status == 101
     assert c.recv_message() == (1, b"same packet")

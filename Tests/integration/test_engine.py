@@ -52,10 +52,10 @@ def test_unknown_path_is_404_json(echo_hub):
 
 def test_http_keep_alive_serves_several_requests_on_one_connection(echo_hub):
     c = RawClient(echo_hub.port, handshake=False)
-    c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    c.send(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     assert c.read_response()[0] == 200
     assert c.read_response()[0] == 200
-    c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    c.send(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
     assert c.read_response()[0] == 200
     c.expect_tcp_close()
 
@@ -63,7 +63,7 @@ def test_http_keep_alive_serves_several_requests_on_one_connection(echo_hub):
 def test_slowloris_handshake_times_out(make_hub):
     hub = make_hub("--echo", "--handshake-timeout", "0.5")
     c = RawClient(hub.port, handshake=False)
-    c.send(b"GET /echo HTTP/1.1\r\nHost: x\r\n")
+    c.send(b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\n")
     start = time.time()
     status, _, _ = c.read_response()
     assert status == 408

@@ -532,7 +532,7 @@ class World:
         self.endable = []
         for _ in range(30):
             req = urllib.request.Request(hub.http + "/api/sessions", data=b'{"max_participants": 50}', method="POST",
-                                         headers={"X-API-Key": KEY})
+                                         headers={"X-API-Key": KEY, "Content-Type": "application/json"})
             with urllib.request.urlopen(req, timeout=10) as resp:
                 body = json.loads(resp.read())
             self.endable.append((body["code"], body["host_key"]))
@@ -743,22 +743,22 @@ class Client:
         key = base64.b64encode(r.randbytes(16)).decode()
         body = r.choice([b'{"title":"t"}', b"{}", b'{"type":"log","line":"x"}', b'{"max_participants": 3}'])
         reqs = [
-            f"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n",
-            f"HEAD /healthz HTTP/1.1\r\nHost: a\r\n\r\n",
-            f"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n",
-            f"GET /client.js HTTP/1.1\r\nHost: a\r\n\r\n",
-            f"HEAD /client.js HTTP/1.1\r\nHost: a\r\n\r\n",
-            f"GET /api/sessions/{code} HTTP/1.1\r\nHost: a\r\n\r\n",
-            f"GET /api/sessions/{code}/transcript?after=0&limit=5 HTTP/1.1\r\nHost: a\r\n\r\n",
-            f"GET /api/runs/r1 HTTP/1.1\r\nHost: a\r\n\r\n",
-            f"GET /api/runs?owner=team-a HTTP/1.1\r\nHost: a\r\n\r\n",
-            f"GET /api/activity?session={code} HTTP/1.1\r\nHost: a\r\n\r\n",
-            f"POST /api/sessions HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body.decode()}",
-            f"POST /api/runs/f{r.randrange(20)}/events HTTP/1.1\r\nHost: a\r\nX-API-Key: {KEY}\r\nContent-Length: {len(body)}\r\n\r\n{body.decode()}",
-            f"PATCH /api/sessions/{ecode} HTTP/1.1\r\nHost: a\r\nX-Host-Key: {hkey}\r\nContent-Length: {len(body)}\r\n\r\n{body.decode()}",
-            f"GET /ws?session={code} HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            f"HEAD /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            f"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            f"GET /client.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            f"HEAD /client.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            f"GET /api/sessions/{code} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            f"GET /api/sessions/{code}/transcript?after=0&limit=5 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            f"GET /api/runs/r1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            f"GET /api/runs?owner=team-a HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            f"GET /api/activity?session={code} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            f"POST /api/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body.decode()}",
+            f"POST /api/runs/f{r.randrange(20)}/events HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {KEY}\r\nContent-Length: {len(body)}\r\n\r\n{body.decode()}",
+            f"PATCH /api/sessions/{ecode} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Host-Key: {hkey}\r\nContent-Length: {len(body)}\r\n\r\n{body.decode()}",
+            f"GET /ws?session={code} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
             f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: collabhub.v1\r\n\r\n",
-            f"GET /echo HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
             f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
         ]
         return bytearray(r.choice(reqs).encode())

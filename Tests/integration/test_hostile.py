@@ -598,7 +598,7 @@ def flood_main(kind, port, seconds, clients):
     the hub takes it for `seconds`, reconnecting when the hub closes them. Prints JSON stats."""
     junk = os.urandom(65536)
     units = {
-        "pipeline": b"GET /client.js HTTP/1.1\r\nHost: a\r\n\r\n" * 200,
+        "pipeline": b"GET /client.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 200,
         "ping": b"\x89\x80\x00\x00\x00\x00" * 2000,
         "subscribe": b"".join(frame(1, json.dumps({"type": "subscribe", "channel": ch}).encode())
                               for _ in range(100) for ch in ("run:r1", "dashboard:team-a")),
@@ -620,7 +620,7 @@ def flood_main(kind, port, seconds, clients):
                 s.connect(("127.0.0.1", port))
                 self.out = bytearray()
                 if path:
-                    s.sendall((f"GET {path} HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    s.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                                f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
                                f"Sec-WebSocket-Protocol: collabhub.v1\r\n\r\n").encode())
                     head = b""
@@ -634,7 +634,7 @@ def flood_main(kind, port, seconds, clients):
                         s.close()
                         return
                 elif kind == "junk":
-                    self.out += b"GET /api/sessions HTTP/1.1\r\nHost: a\r\nX-API-Key: " + KEY.encode() + b"\r\n\r\n"
+                    self.out += b"GET /api/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: " + KEY.encode() + b"\r\n\r\n"
             except OSError:
                 stats["refused"] += 1
                 s.close()
@@ -808,7 +808,7 @@ def test_slow_headers_are_cut_off_within_the_handshake_timeout(flood_hub):
     """200 sockets each dribbling one byte of a request head per second (slowloris): the hub (handshake timeout
     3 s) answers 408 or closes every one of them within ~6 s of its first byte, although bytes keep arriving,
     keeps its memory bounded, and serves /healthz meanwhile."""
-    head = b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-Slow: " + b"a" * 1000
+    head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 1000
     socks, opened, pos, closed_at, answers = [], {}, {}, {}, {}
     health = None
     with RSSWatch(flood_hub) as rss:
@@ -942,7 +942,7 @@ def test_per_address_cap_covers_plain_http(capped_hub):
         deadline, served = time.time() + 3, None
         while time.time() < deadline:
             s = socket.create_connection(("127.0.0.1", hub.port), timeout=5)
-            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             s.settimeout(5)
             served = s.recv(4096)
             if served.startswith(b"HTTP/1.1 200"):
@@ -969,7 +969,7 @@ def test_http_body_over_the_limit_gets_413_and_close(hub):
     """A request announcing a 2 MB body (`Content-Length: 2000000`, limit 1 MiB) while streaming it is answered
     413 and the connection is closed; the hub stays up."""
     s = socket.create_connection(("127.0.0.1", hub.port), timeout=5)
-    s.sendall(b"POST /api/sessions HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n")
+    s.sendall(b"POST /api/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n")
 
     def stream_body():
         try:

@@ -315,8 +315,8 @@ def test_l2_head_answers_headers_without_a_body(make_hub):
     status, js = http_get(hub, "/client.js")
     assert status == 200 and len(js) > 100
     s = socket.create_connection(("127.0.0.1", hub.port), timeout=5)
-    s.sendall(b"HEAD /client.js HTTP/1.1\r\nHost: a\r\n\r\nHEAD /healthz HTTP/1.1\r\nHost: a\r\n\r\n"
-              b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+    s.sendall(b"HEAD /client.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nHEAD /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+              b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     data = b""
     end = time.time() + 3
     while time.time() < end and not (data.count(b"\r\n\r\n") >= 3 and data.endswith(b"\n")):
@@ -363,7 +363,7 @@ def test_l3_conflicting_or_signed_content_length_is_refused(make_hub):
     hub = make_hub("--threads", "2")
 
     def post(lengths):
-        head = b"POST /api/sessions HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        head = b"POST /api/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nConnection: close\r\n"
         head += b"".join(b"Content-Length: " + v + b"\r\n" for v in lengths)
         return raw_http(hub, head + b"\r\n{}")
 

@@ -363,8 +363,8 @@ def test_upgrade_pipelined_behind_a_request_does_not_crash_the_hub(session_hub):
     for _ in range(8):   # codes hash to both loops
         code = create_session(session_hub)["code"]
         s = socket.create_connection(("127.0.0.1", session_hub.port), timeout=5)
-        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-                  + f"GET /ws?session={code} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                  + f"GET /ws?session={code} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                     f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: collabhub.v1\r\n\r\n".encode())
         data = b""
         try:

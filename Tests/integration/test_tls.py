@@ -46,7 +46,8 @@ def test_wss_echo_and_https_api(tls_hub, certs):
             for m in ["hello", "ü" * 40000, bytes(range(256)) * 1000, ""]:
                 await ws.send(m)
                 assert await ws.recv() == m
-        req = urllib.request.Request(f"https://localhost:{tls_hub.port}/api/sessions", data=b"{}", method="POST")
+        req = urllib.request.Request(f"https://localhost:{tls_hub.port}/api/sessions", data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json"})
         code = json.load(urllib.request.urlopen(req, context=ctx))["code"]
         clients = []
         for i in range(4):   # sessions hash to either loop: the TLS session moves with the socket
@@ -99,7 +100,7 @@ def test_openssl_s_client_alpn_and_versions(tls_hub):
 
 
 def test_plain_http_and_garbage_to_tls_port_are_closed(tls_hub, certs):
-    for payload in [b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", b"\x00\xff" * 300]:
+    for payload in [b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", b"\x00\xff" * 300]:
         s = socket.create_connection(("127.0.0.1", tls_hub.port), timeout=5)
         s.sendall(payload)
         data = b""

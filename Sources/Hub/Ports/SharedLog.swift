@@ -20,6 +20,10 @@ public protocol SharedLog: AnyObject {
     func remoteMembers(session: String) throws -> [(id: String, json: [UInt8])]
     /// Session rows saved on any node (created, changed, ended) reach `sink` on `executor`'s loop.
     func followDirectory(executor: Executor, _ sink: @escaping (SessionInfo) -> Void)
+    /// The cluster's authorization mode (`open` or `closed`, nil: none recorded yet), after this node's
+    /// `claim`: `closed` closes the cluster (every open node closes within seconds); `open` is recorded
+    /// only when nothing is. Blocking, off the loops.
+    func authMode(claim: String?) throws -> String?
 }
 
 /// What a followed session hears from the other nodes.

@@ -239,6 +239,9 @@ public final class RunBoard {
         return nil
     }
 
+    /// The channels `c` watches.
+    public func channels(of c: HubClient) -> Set<String> { watching[ObjectIdentifier(c)] ?? [] }
+
     public func unsubscribe(_ c: HubClient, channel: String) {
         let id = ObjectIdentifier(c)
         guard watching[id]?.remove(channel) != nil else { return }

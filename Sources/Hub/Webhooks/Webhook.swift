@@ -11,6 +11,11 @@ public enum WebhookEventType: String, Sendable, CaseIterable {
     case runStepFailed = "run.step_failed", runCompleted = "run.completed"
     /// Sent by `POST /api/webhooks/{id}/test` only.
     case test = "webhook.test"
+
+    /// Subscriptions that carry what members wrote (chat text, app event data): `*` and these.
+    public static let contentEvents: Set<String> = [
+        "*", "chat.created", "chat.updated", "chat.deleted", "event.created",
+    ]
 }
 
 /// A header an endpoint adds to every delivery.

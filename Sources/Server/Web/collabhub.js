@@ -553,13 +553,12 @@ export class CollabClient extends EventTarget {
 
 /** Follows runs and dashboards over /watch, resuming each run channel from its last seq after a reconnect. */
 export class RunWatcher extends EventTarget {
-  /** @param {{url?: string, token?: string, key?: string}} options: `token` (a watcher token) goes with
-   * every subscribe; `key` (an API key with runs:read) with the upgrade (`?key=`). */
+  /** @param {{url?: string, token?: string, key?: string}} options: `token` (a watcher token) or `key` (an API
+   * key with runs:read) goes with every subscribe, never in the URL (where proxies log it). */
   constructor(options = {}) {
     super();
     this.url = options.url || defaultUrl("/watch");
-    if (options.key) this.url += (this.url.includes("?") ? "&" : "?") + "key=" + encodeURIComponent(options.key);
-    this.token = options.token;
+    this.token = options.token || options.key;
     /** Called before every (re)connect for a fresh watcher token. */ this.getToken = options.getToken;
     this.WebSocketImpl = options.WebSocket || globalThis.WebSocket;
     this.schedule = options.schedule || ((fn, ms) => setTimeout(fn, ms));

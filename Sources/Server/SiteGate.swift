@@ -1,0 +1,129 @@
+import Foundation
+import WebSocket
+
+/// Cross-site safety (security review N2, L10), asked before any route or upgrade:
+/// - `Host` must name this hub (an allow-list), so a page on another site cannot reach it through DNS
+///   rebinding;
+/// - a browser's `Origin` on an upgrade or a state-changing API request must be the hub's own (or one
+///   `--allowed-origins` names), in open mode too;
+/// - an API write with a body must say `Content-Type: application/json`, so no CORS "simple" request
+///   (a form post, a `no-cors` fetch of `text/plain`) can make one.
+/// Pure: the configuration in, a refusal (or nil) out.
+public struct SiteGate {
+    /// Host names requests may name, lowercased, without port; nil: any.
+    let hosts: Set<String>?
+    /// Origins allowed besides the hub's own (`scheme://host[:port]`, lowercased); `*` in it: any.
+    let origins: Set<String>
+    /// `--public-url`'s origin: the hub's own when it sits behind a proxy that rewrites `Host`.
+    let publicOrigin: String?
+
+    static let loopbackNames: Set<String> = ["localhost", "127.0.0.1", "::1"]
+
+    init(config: Config) {
+        publicOrigin = config.publicURL.flatMap(Self.origin(of:))
+        origins = Set((config.allowedOrigins ?? []).map { $0.lowercased() })
+        var names = Set(config.allowedHosts.compactMap { Self.hostName(authority: $0) })
+        if let p = publicOrigin, let name = Self.hostName(authority: String(p.split(separator: "/").last ?? "")) {
+            names.insert(name)
+        }
+        if !names.isEmpty {
+            hosts = names.union(Self.loopbackNames)
+        } else if Server.isLoopback(config.host) {
+            hosts = Self.loopbackNames
+        } else {
+            hosts = nil  // bound to a public address with no list: said on start-up
+        }
+    }
+
+    /// The refusal for `head`, or nil. `origin`: whether the `Origin` rule applies (upgrades of the
+    /// hub's endpoints and state-changing API requests; not `/echo`, the conformance endpoint).
+    func check(_ head: HTTPRequestHead, body: [UInt8] = [], upgrade: Bool = false) -> Response? {
+        let path = head.path
+        if let hosts, path != "/healthz" {
+            let given = head.header("Host") ?? ""
+            guard let name = Self.hostName(authority: given), hosts.contains(name) || Self.isLoopbackIPv4(name) else {
+                return .error(
+                    .misdirected, "unknown_host",
+                    "Host \(given.isEmpty ? "(none)" : String(given.prefix(100))) is not a name this hub serves "
+                        + "(set --allowed-hosts or --public-url to add one)")
+            }
+        }
+        let writes = !["GET", "HEAD", "OPTIONS"].contains(head.method)
+        let api = path.hasPrefix("/api/")
+        if (upgrade && path != "/echo") || (api && writes), let origin = head.header("Origin") {
+            guard allows(origin: origin, host: head.header("Host")) else {
+                return .error(
+                    .forbidden, "origin_not_allowed",
+                    "origin \(String(origin.prefix(200))) is not allowed (the hub's own is; add others with "
+                        + "--allowed-origins)")
+            }
+        }
+        if api && writes && !body.isEmpty {
+            let type = head.header("Content-Type") ?? ""
+            let media =
+                type.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+            guard media.lowercased() == "application/json" else {
+                return .error(
+                    .unsupportedMediaType, "unsupported_media_type",
+                    "a request body must be JSON, sent with Content-Type: application/json"
+                        + (type.isEmpty ? "" : " (got \(String(type.prefix(100))))"))
+            }
+        }
+        return nil
+    }
+
+    /// The hub's own origin (the request's `Host` under http or https, or `--public-url`'s), or one
+    /// the operator allowed. `null` (a sandboxed frame, a file) is never the hub's own.
+    func allows(origin: String, host: String?) -> Bool {
+        let o = origin.lowercased()
+        if origins.contains("*") || origins.contains(o) { return true }
+        if o == publicOrigin { return true }
+        guard let host, !host.isEmpty else { return false }
+        let h = host.lowercased()
+        return o == "http://" + h || o == "https://" + h
+    }
+
+    /// 127.0.0.0/8 written as a dotted quad (not a name that merely starts with `127.`).
+    static func isLoopbackIPv4(_ name: String) -> Bool {
+        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts[0] == "127"
+            && parts.allSatisfy { !$0.isEmpty && $0.count <= 3 && $0.allSatisfy(\.isASCIIDigitChar) }
+    }
+
+    /// `host[:port]` → host, lowercased (an IPv6 literal without its brackets); nil if malformed.
+    public static func hostName(authority: String) -> String? {
+        let a = authority.lowercased()
+        guard !a.isEmpty, a.utf8.count <= 255, !a.contains(where: { $0 == "/" || $0 == "@" || $0 == " " }) else {
+            return nil
+        }
+        if a.hasPrefix("[") {
+            guard let close = a.firstIndex(of: "]") else { return nil }
+            let rest = a[a.index(after: close)...]
+            guard rest.isEmpty || (rest.hasPrefix(":") && rest.dropFirst().allSatisfy(\.isASCIIDigitChar)) else {
+                return nil
+            }
+            return String(a[a.index(after: a.startIndex)..<close])
+        }
+        let parts = a.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count <= 2, !parts[0].isEmpty else { return nil }
+        if parts.count == 2 && (parts[1].isEmpty || !parts[1].allSatisfy(\.isASCIIDigitChar)) { return nil }
+        return String(parts[0])
+    }
+
+    /// `scheme://host[:port]` of an http(s) URL with nothing after the authority but `/`, lowercased;
+    /// nil otherwise (`app.example.com` without a scheme is no origin: browsers always send one).
+    public static func origin(of url: String) -> String? {
+        let u = url.lowercased()
+        guard let sep = u.range(of: "://") else { return nil }
+        let scheme = u[..<sep.lowerBound]
+        guard scheme == "http" || scheme == "https" else { return nil }
+        var authority = String(u[sep.upperBound...])
+        if authority.hasSuffix("/") { authority.removeLast() }
+        guard hostName(authority: authority) != nil else { return nil }
+        return "\(scheme)://\(authority)"
+    }
+}
+
+extension Character {
+    fileprivate var isASCIIDigitChar: Bool { isASCII && isNumber }
+}
