@@ -6,7 +6,8 @@ import Bytes
 ///
 /// Keys of a stream S: `{S}:m` (hash: `seq` the last seq, `epoch`, `floor` the last seq retention
 /// deleted, `ts` the last commit time), `{S}:log` (hash: seq -> entry), `{S}:ids` (sorted set:
-/// `member|client id` -> seq, the newest `idsKept`), `{S}:members` (hash: member id -> `node json`,
+/// `<length of member>:<member><client id>` -> seq, the newest `idsKept`; the length makes the pair
+/// unambiguous whatever either part holds), `{S}:members` (hash: member id -> `node json`,
 /// who is present and on which node), `{S}:info` (the session's row), and the channel `{S}:ch`.
 enum Scripts {
     /// KEYS: m, log, ids, members. ARGV: type, member, client id, body, origin node, channel, a new
@@ -20,13 +21,23 @@ enum Scripts {
           epoch = ARGV[7]
           redis.call('HSET', m, 'epoch', epoch, 'seq', ARGV[8], 'floor', ARGV[8], 'ts', 0)
         end
+        local idkey = #member .. ':' .. member .. cid
         if cid ~= '' then
-          local prior = redis.call('ZSCORE', ids, member .. '|' .. cid)
+          local prior = redis.call('ZSCORE', ids, idkey)
           if prior then
+            -- A duplicate only if the stored event is this member's (an entry retention deleted
+            -- cannot be checked: the key alone decides).
             local e = redis.call('HGET', log, prior)
-            local ts = 0
-            if e then ts = tonumber(string.match(e, '^%d+ (%d+) ')) end
-            return {tonumber(prior), ts, 1, epoch}
+            local same, ts = true, 0
+            if e then
+              ts = tonumber(string.match(e, '^%d+ (%d+) ')) or 0
+              local nl = string.find(e, '\\n', 1, true)
+              if nl then
+                local mlen = tonumber(string.match(string.sub(e, 1, nl - 1), '(%d+)$'))
+                same = mlen == #member and string.sub(e, nl + 1, nl + mlen) == member
+              end
+            end
+            if same then return {tonumber(prior), ts, 1, epoch} end
           end
         end
         local seq = redis.call('HINCRBY', m, 'seq', 1)
@@ -38,7 +49,7 @@ enum Scripts {
         redis.call('HSET', log, seq, entry)
         redis.call('HSET', m, 'ts', ts)
         if cid ~= '' then
-          redis.call('ZADD', ids, seq, member .. '|' .. cid)
+          redis.call('ZADD', ids, seq, idkey)
           local kept = tonumber(ARGV[12])
           if redis.call('ZCARD', ids) > kept then redis.call('ZREMRANGEBYRANK', ids, 0, -kept - 1) end
         end

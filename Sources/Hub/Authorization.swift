@@ -12,7 +12,7 @@ public enum Scope: String, CaseIterable, Sendable {
     case sessionsWrite = "sessions:write"
     /// Transcripts, exports and replays of any session.
     case transcriptsRead = "transcripts:read"
-    /// Publishing run events (limited to the key's runs when it names some).
+    /// Publishing run events (limited to the key's runs, and its runs' owners, when it names some).
     case runsPublish = "runs:publish"
     /// `GET /api/runs*` and `/watch` of any run or dashboard.
     case runsRead = "runs:read"
@@ -45,8 +45,9 @@ public enum Principal: Equatable, Sendable {
     case anonymous(openMode: Bool)
     /// The operator's admin key: every scope.
     case admin
-    /// An API key with its scopes; `runs` limits `runs:publish` to those run ids (a trailing `*` is a prefix).
-    case apiKey(id: String, scopes: Set<Scope>, runs: [String]?)
+    /// An API key with its scopes; `runs` limits `runs:publish` to those run ids, `owners` the runs it
+    /// starts to those owners (a trailing `*` is a prefix in both).
+    case apiKey(id: String, scopes: Set<Scope>, runs: [String]?, owners: [String]? = nil)
     /// A session's host key.
     case host(session: String)
     /// A verified member token (`session` is a code or `*`).
@@ -64,7 +65,7 @@ extension Principal {
     public var mayPublishSomeRun: Bool {
         switch self {
         case .admin, .anonymous(openMode: true): return true
-        case .apiKey(_, let scopes, _): return scopes.contains(.runsPublish)
+        case .apiKey(_, let scopes, _, _): return scopes.contains(.runsPublish)
         default: return false
         }
     }
@@ -83,6 +84,8 @@ public enum Surface: Equatable, Sendable {
     case shareSession(String)
     case readActivity
     case publishRun(String)
+    /// Starting a run for an owner (a `started` event's `owner`): whose dashboards it appears on.
+    case startRun(owner: String)
     case readRuns
     case readRun(String)
     /// `/watch` of `run:ID` or `dashboard:OWNER`.
@@ -162,7 +165,7 @@ public enum Authorization {
             }
         case .admin:
             return true
-        case .apiKey(_, let scopes, let runs):
+        case .apiKey(_, let scopes, let runs, let owners):
             switch s {
             case .createSession: return scopes.contains(.sessionsCreate)
             case .listSessions, .describeSession: return scopes.contains(.sessionsRead)
@@ -170,6 +173,8 @@ public enum Authorization {
             case .readTranscript, .shareSession: return scopes.contains(.transcriptsRead)
             case .readActivity: return scopes.contains(.activityRead)
             case .publishRun(let id): return scopes.contains(.runsPublish) && (runs.map { matches($0, id) } ?? true)
+            case .startRun(let owner):
+                return scopes.contains(.runsPublish) && (owners.map { matches($0, owner) } ?? true)
             case .readRuns, .readRun, .watch: return scopes.contains(.runsRead)
             case .manageKeys: return scopes.contains(.keysAdmin)
             case .manageWebhooks: return scopes.contains(.webhooksAdmin)

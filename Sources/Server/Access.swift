@@ -52,6 +52,7 @@ extension Surface {
             return "sharing the playback of \(c) (its host key, a host token, or scope transcripts:read)"
         case .readActivity: return "reading the activity log (scope activity:read)"
         case .publishRun(let r): return "publishing to run \(r) (scope runs:publish, for this run)"
+        case .startRun(let o): return "starting a run for owner \(o) (scope runs:publish, for this owner)"
         case .readRuns: return "listing runs (scope runs:read)"
         case .readRun(let r): return "reading run \(r) (scope runs:read or a watcher token for run:\(r))"
         case .watch(let ch): return "watching \(ch) (a watcher token whose channels cover it, or scope runs:read)"
@@ -204,17 +205,17 @@ extension Server {
         return last.isEmpty || last.utf8.count > 64 ? peer : last
     }
 
-    /// Whether `given` is the host key of session `code` (compared in constant time).
+    /// Whether `given` is the host key of session `code` (its hash compared in constant time).
     func isHostKey(_ given: String?, of code: String) -> Bool {
         guard let given, let info = directory.info(code) else { return false }
-        return Crypto.constantTimeEquals(Array(given.utf8), Array(info.hostKey.utf8))
+        return HostKey.matches(given, stored: info.hostKey)
     }
 
     /// What a long-lived socket presented, less the API keys revoked since (checked per message, so a
     /// revocation reaches open sockets too).
     func current(_ principals: [Principal]) -> [Principal] {
         principals.filter {
-            if case .apiKey(let id, _, _) = $0 { return api?.keys.isActive(id) ?? false }
+            if case .apiKey(let id, _, _, _) = $0 { return api?.keys.isActive(id) ?? false }
             return true
         }
     }
@@ -230,7 +231,7 @@ extension Server {
                 a.headers = h
                 a.keyId = record.id
                 let scopes = Set(record.scopes.compactMap(Scope.init(rawValue:)))
-                return .apiKey(id: record.id, scopes: scopes, runs: record.runs)
+                return .apiKey(id: record.id, scopes: scopes, runs: record.runs, owners: record.owners)
             case .limited(let h, let message):
                 a.failure = .error(.tooManyRequests, "rate_limited", message, headers: h)
                 return nil
@@ -252,12 +253,15 @@ extension Server {
     }
 }
 
-/// Authentication failures for the activity log, aggregated per client address and minute: the first of
-/// a minute is written at once, the rest are counted and written as one entry when the minute is over,
-/// so a flood of bad credentials cannot fill the log (at most 10,000 addresses are tracked).
+/// Authentication failures for the activity log, aggregated per client address (`AddressKey`: an IPv6
+/// client by its network) and minute: the first of a minute is written at once, the rest are counted and
+/// written as one entry when the minute is over, so a flood of bad credentials cannot fill the log (at
+/// most 10,000 addresses are tracked).
 final class AuthFailures: @unchecked Sendable {
     /// The activity-log action written (`auth_failed`, `access_refused`).
     let action: String
+    /// `--ipv6-prefix` (set before the loops run).
+    var ipv6Prefix = 64
     init(action: String = "auth_failed") { self.action = action }
     private let lock = NSLock()
     /// Refusals since start-up by reason (the error code the client got), for `/metrics`; the codes
@@ -291,12 +295,13 @@ final class AuthFailures: @unchecked Sendable {
 
     func record(_ address: String, what: String, store: Storage, now: Double = Date().timeIntervalSince1970) {
         let m = Int(now / 60)
+        let key = AddressKey.of(address, ipv6Prefix: ipv6Prefix)
         lock.lock()
         var flush: [String: Int] = [:]
         if m != minute { flush = counts.filter { $0.value > 1 }; counts = [:]; minute = m }
-        let first = counts[address] == nil
+        let first = counts[key] == nil
         if first && counts.count >= Self.maxAddresses { lock.unlock(); return }
-        counts[address, default: 0] += 1
+        counts[key, default: 0] += 1
         lock.unlock()
         for (addr, n) in flush {
             store.record(

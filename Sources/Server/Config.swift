@@ -68,6 +68,9 @@ public struct Config: Sendable {
     public var messageRates = MessageRates()
     /// WebSocket connections allowed per client address (0: no limit).
     public var maxConnectionsPerAddress = 1000
+    /// IPv6 clients are counted per network of this many bits (`AddressKey`): a /64 is what one
+    /// subscriber is usually given. 128: per address.
+    public var ipv6Prefix = 64
     /// A session with no members for this long ends ("idle"); members are told why.
     public var sessionIdleTTL = 24 * 3600.0
     /// Transcript retention (off by default: keep everything).

@@ -46,6 +46,8 @@ final class Connection: Socket {
     var limiter: ConnectionLimiter?
     /// Counted against the per-address connection limit.
     var countedAddress = false
+    /// What per-address state is keyed by: the peer, or its IPv6 network (`AddressKey`).
+    let addressKey: String
     /// Reading stopped until the queued responses drain (pipelined requests from a client that does
     /// not read its answers).
     private var pausedForOutput = false
@@ -69,6 +71,7 @@ final class Connection: Socket {
         settings.httpIdleTimeout = c.httpIdleTimeout; settings.pingInterval = c.pingInterval
         settings.closeTimeout = c.closeTimeout
         machine = ConnectionMachine(settings: settings, now: context.loop.now)
+        addressKey = AddressKey.of(peer, ipv6Prefix: c.ipv6Prefix)
         super.init(loop: context.loop, fd: fd, peer: peer)
         // Unconsumed input: a request head and its body, or (WebSocket) at most a frame header.
         inputLimit = context.config.maxHeadSize + context.config.maxBodySize + 64 * 1024
@@ -85,11 +88,11 @@ final class Connection: Socket {
         if !countedAddress && context.config.maxConnectionsPerAddress > 0
             && !context.config.trustedProxies.contains(peer)
         {
-            guard context.server.addresses.open(peer, limit: context.config.maxConnectionsPerAddress) else {
+            guard context.server.addresses.open(addressKey, limit: context.config.maxConnectionsPerAddress) else {
                 context.metrics.rateLimited.add()
                 failHTTP(
                     .tooManyRequests,
-                    "too many connections from \(peer) (limit \(context.config.maxConnectionsPerAddress))",
+                    "too many connections from \(addressKey) (limit \(context.config.maxConnectionsPerAddress))",
                     headers: [("Retry-After", "10")])
                 return
             }
@@ -397,7 +400,7 @@ final class Connection: Socket {
                 context.metrics.clientClosed(CloseCode.abnormal.rawValue)
             }
         }
-        if countedAddress { context.server.addresses.close(peer); countedAddress = false }
+        if countedAddress { context.server.addresses.close(addressKey); countedAddress = false }
         context.metrics.connectionsOpen.add(-1)
         endpoint?.closed(self)
         endpoint = nil

@@ -92,7 +92,7 @@ final class HubEndpoint: Endpoint {
 
     private func join(_ connection: Connection, _ join: ClientMessage.Join) {
         let loop = connection.loop
-        if hub.directory.isThrottled(connection.peer, now: loop.now) {
+        if hub.directory.isThrottled(connection.addressKey, now: loop.now) {
             connection.send(
                 .error(code: "rate_limited", message: "too many failed joins from this address; wait a minute"))
             connection.fail(.rateLimited, "too many failed joins")
@@ -164,7 +164,7 @@ final class HubEndpoint: Endpoint {
         }
         // A replay names a session like a join does: the same throttle on failures, checked first, so
         // it is no code oracle.
-        if hub.directory.isThrottled(connection.peer, now: connection.loop.now) {
+        if hub.directory.isThrottled(connection.addressKey, now: connection.loop.now) {
             connection.sendError(MessageError("rate_limited", "too many failed joins from this address; wait a minute"))
             return connection.fail(.rateLimited, "too many failed joins")
         }
@@ -203,7 +203,7 @@ final class HubEndpoint: Endpoint {
                     "\(Self.maxReplaysPerLoop) replays are running on this hub thread; try again shortly"))
         }
         // One address cannot take every slot.
-        guard replaysByAddress[connection.peer, default: 0] < Self.maxReplaysPerAddress else {
+        guard replaysByAddress[connection.addressKey, default: 0] < Self.maxReplaysPerAddress else {
             return reject(
                 connection,
                 MessageError(
@@ -214,9 +214,9 @@ final class HubEndpoint: Endpoint {
             return reject(connection, MessageError("unavailable", "replay is not available"))
         }
         let store = hub.store, loop = connection.loop
-        let peer = connection.peer
+        let key = connection.addressKey
         activeReplays += 1
-        replaysByAddress[peer, default: 0] += 1
+        replaysByAddress[key, default: 0] += 1
         connection.replayPending = true
         worker.submit { [weak self] in
             let summary = Replayer.summary(store: store, code: code, from: from)
@@ -224,9 +224,9 @@ final class HubEndpoint: Endpoint {
             loop.post {
                 connection.replayPending = false
                 guard let self else { return }
-                guard !connection.isClosed else { self.replayEnded(peer); return }
+                guard !connection.isClosed else { self.replayEnded(key); return }
                 guard let summary, let first else {
-                    self.replayEnded(peer)
+                    self.replayEnded(key)
                     connection.send(.replayStarted(from: 0, to: 0, count: 0, speed: speed, durationMillis: 0))
                     connection.send(.replayFinished)
                     return
@@ -236,7 +236,7 @@ final class HubEndpoint: Endpoint {
                     speed: speed)
                 // The slot is held while the replay plays (a finished replay can seek back: it then
                 // plays without one; the per-loop cap bounds the pages held, not the sockets).
-                replayer.onFinish = { [weak self] in self?.replayEnded(peer) }
+                replayer.onFinish = { [weak self] in self?.replayEnded(key) }
                 connection.replayer = replayer
                 replayer.start()
             }
@@ -246,7 +246,7 @@ final class HubEndpoint: Endpoint {
     private func replayAdmission(_ connection: Connection, _ obj: JSONObject, _ info: SessionInfo) -> MessageError? {
         let server = hub.context.server!
         if server.openMode || info.guestPolicy == .allow { return nil }
-        if let key = obj["host_key"]?.string, Crypto.constantTimeEquals(Array(key.utf8), Array(info.hostKey.utf8)) {
+        if let key = obj["host_key"]?.string, HostKey.matches(key, stored: info.hostKey) {
             return nil
         }
         if let token = obj["token"]?.string {
@@ -280,19 +280,19 @@ final class HubEndpoint: Endpoint {
 
     /// Replays running (or being read) on this loop at once: each holds a page of transcript.
     private var activeReplays = 0
-    /// ... and per client address (at most 32 entries: one per running replay).
+    /// ... and per client address (`AddressKey`; at most 32 entries: one per running replay).
     private var replaysByAddress: [String: Int] = [:]
     static let maxReplaysPerLoop = 32
     static let maxReplaysPerAddress = 4
 
-    private func replayEnded(_ peer: String) {
+    private func replayEnded(_ key: String) {
         activeReplays -= 1
-        let left = replaysByAddress[peer, default: 1] - 1
-        replaysByAddress[peer] = left > 0 ? left : nil
+        let left = replaysByAddress[key, default: 1] - 1
+        replaysByAddress[key] = left > 0 ? left : nil
     }
 
     private func failedJoin(_ connection: Connection, _ error: MessageError) {
-        let allowed = hub.directory.failedJoin(from: connection.peer, now: connection.loop.now)
+        let allowed = hub.directory.failedJoin(from: connection.addressKey, now: connection.loop.now)
         // Only refusals of a credential count as auth refusals (not a malformed join).
         if AuthFailures.reasons.contains(error.code) { hub.context.server.authFailures.refused(error.code) }
         connection.send(.error(error))

@@ -7,8 +7,8 @@ import WebSocket
 extension SessionAPI {
     // MARK: API keys (`keys:admin`)
 
-    /// `POST /api/keys {name, scopes: [...], runs?: [...], per_minute?, per_hour?, per_month?}` → 201 with the
-    /// key, shown this once (stored as its SHA-256).
+    /// `POST /api/keys {name, scopes: [...], runs?: [...], owners?: [...], per_minute?, per_hour?, per_month?}`
+    /// → 201 with the key, shown this once (stored as its SHA-256).
     func createKey(_ body: [UInt8], _ connection: Connection, _ access: Access) -> Response? {
         guard let obj = try? JSONReader.readObject(body, maxDepth: 4) else {
             return .error(.badRequest, "bad_json", "request body must be a JSON object")
@@ -45,6 +45,19 @@ extension SessionAPI {
             }
             runs = ids
         }
+        var owners: [String]?
+        if let o = obj["owners"], o.kind != .null {
+            guard let items = o.array, items.count <= 100 else {
+                return .error(.badRequest, "invalid_field", "\"owners\" must be an array of at most 100 owners")
+            }
+            let names = items.compactMap(\.string)
+            guard names.count == items.count, names.allSatisfy({ !$0.isEmpty && $0.fits(128) }) else {
+                return .error(
+                    .badRequest, "invalid_field",
+                    "\"owners\" must hold run owners of 1-128 characters (a trailing * is a prefix)")
+            }
+            owners = names
+        }
         func limit(_ key: String, _ fallback: Int) -> Int? {
             guard let v = obj[key], v.kind != .null else { return fallback }
             guard let n = v.int, n >= 1, n <= 100_000_000 else { return nil }
@@ -72,7 +85,7 @@ extension SessionAPI {
         let actor = access.keyId.map { "key \($0)" } ?? "admin (api)"
         let spec = APIKeySpec(
             name: name, perMinute: perMinute, perHour: perHour, perMonth: perMonth,
-            scopes: Scope.allCases.filter(scopes.contains).map(\.rawValue), runs: runs)
+            scopes: Scope.allCases.filter(scopes.contains).map(\.rawValue), runs: runs, owners: owners)
         return offLoop(connection) {
             let (record, key) = try store.createKey(spec, actor: actor)
             keys.reloadAndWait()  // usable at once
@@ -155,6 +168,7 @@ extension SessionAPI {
         w.field("name", k.name)
         w.beginArray("scopes"); for s in k.scopes { w.element(s) }; w.endArray()
         if let runs = k.runs { w.beginArray("runs"); for r in runs { w.element(r) }; w.endArray() }
+        if let owners = k.owners { w.beginArray("owners"); for o in owners { w.element(o) }; w.endArray() }
         w.field("per_minute", k.perMinute); w.field("per_hour", k.perHour); w.field("per_month", k.perMonth)
         w.field("created_at", Int(k.createdAt))
         if let r = k.revokedAt { w.field("revoked_at", Int(r)) }

@@ -285,15 +285,23 @@ final class SessionDirectory: @unchecked Sendable {
     private var counts: [String: (members: Int, connections: Int)] = [:]
     /// Wall-clock seconds when each session last had a member (or was created / loaded).
     private var active: [String: Double] = [:]
+    /// Failed joins per address (`AddressKey`) in its current minute, and the order those minutes began
+    /// in (oldest first, from `failureHead`): expired entries, and the oldest when the table is full,
+    /// go in constant time each, with no sweep over the table.
     private var failures: [String: (count: Int, since: Double)] = [:]
-    private var lastPrune = 0.0
+    private var failureOrder: [(key: String, since: Double)] = []
+    private var failureHead = 0
     let codeLength: Int
     /// Failed joins allowed per address per minute before further joins are refused.
     let maxFailedJoinsPerMinute: Int
+    /// Addresses whose failed joins are counted at once.
+    let maxFailureEntries: Int
 
-    init(codeLength: Int, maxFailedJoinsPerMinute: Int = 20, existing: [SessionInfo]) {
+    init(codeLength: Int, maxFailedJoinsPerMinute: Int = 20, maxFailureEntries: Int = 100_000, existing: [SessionInfo])
+    {
         self.codeLength = codeLength
         self.maxFailedJoinsPerMinute = maxFailedJoinsPerMinute
+        self.maxFailureEntries = max(1, maxFailureEntries)
         let now = Date().timeIntervalSince1970
         for i in existing { infos[i.code] = i; active[i.code] = now }
     }
@@ -320,17 +328,21 @@ final class SessionDirectory: @unchecked Sendable {
         lock.lock(); counts[code] = (members, connections); lock.unlock()
     }
 
-    /// Creates a session with a fresh code, unique among the sessions known.
-    func create(title: String, maxParticipants: Int, guestPolicy: GuestPolicy, now: Int64) -> SessionInfo {
+    /// Creates a session with a fresh code, unique among the sessions known. Its row holds the host
+    /// key's hash; the key itself is returned to be shown once.
+    func create(
+        title: String, maxParticipants: Int, guestPolicy: GuestPolicy, now: Int64
+    ) -> (info: SessionInfo, hostKey: String) {
         lock.lock(); defer { lock.unlock() }
         var code = SessionCode.generate(length: codeLength)
         while infos[code] != nil { code = SessionCode.generate(length: codeLength) }
+        let key = HostKey.generate()
         let info = SessionInfo(
             code: code, title: title, maxParticipants: maxParticipants, guestPolicy: guestPolicy,
-            hostKey: Base64.encode(Crypto.randomBytes(18), urlSafe: true), createdAt: now)
+            hostKey: key.stored, createdAt: now)
         infos[code] = info
         active[code] = Date().timeIntervalSince1970
-        return info
+        return (info, key.key)
     }
 
     /// A row another node saved (a shared log): created, changed or ended there. An ended session
@@ -379,18 +391,38 @@ final class SessionDirectory: @unchecked Sendable {
     /// Records a failed join from `address`; returns false when the address is over its budget.
     func failedJoin(from address: String, now: Double) -> Bool {
         lock.lock(); defer { lock.unlock() }
+        while failureHead < failureOrder.count, now - failureOrder[failureHead].since > 60 { _ = popFailureOrder() }
         var entry = failures[address] ?? (0, now)
         if now - entry.since > 60 { entry = (0, now) }
+        if entry.count == 0 {
+            // A full table (a flood from more addresses than it holds) forgets its oldest address, which
+            // starts again from zero: refusing instead would lock out every new address, legitimate
+            // users first, for as long as the flood lasts.
+            if failures[address] == nil && failures.count >= maxFailureEntries { dropOldestFailure() }
+            failureOrder.append((address, now))
+        }
         entry.count += 1
         failures[address] = entry
-        // Bounded: past 100,000 addresses the stale ones go, at most once every 10 s (a filter per call
-        // would be quadratic under a flood of fresh addresses); if all are fresh, the budget is shared.
-        if failures.count > 100_000 && now - lastPrune >= 10 {
-            lastPrune = now
-            failures = failures.filter { now - $0.value.since <= 60 }
-        }
-        if failures.count > 100_000 { failures.removeValue(forKey: address); return false }
         return entry.count <= maxFailedJoinsPerMinute
+    }
+
+    /// Forgets the address whose minute began first.
+    private func dropOldestFailure() {
+        while failureHead < failureOrder.count && !popFailureOrder() {}
+    }
+
+    /// Takes the oldest start of a minute off the order, and its address off the table unless that
+    /// address has begun a newer minute since (then the entry is stale); true if an address went.
+    private func popFailureOrder() -> Bool {
+        let (key, since) = failureOrder[failureHead]
+        failureHead += 1
+        let live = failures[key]?.since == since
+        if live { failures[key] = nil }
+        if failureHead >= 1024 && failureHead * 2 >= failureOrder.count {
+            failureOrder.removeFirst(failureHead)
+            failureHead = 0
+        }
+        return live
     }
 
     var failedJoinAddresses: Int { lock.lock(); defer { lock.unlock() }; return failures.count }

@@ -13,11 +13,15 @@ struct Response {
     static func text(_ status: HTTPStatus, _ text: String) -> Response {
         Response(status: status, body: Array(text.utf8), contentType: "text/plain; charset=utf-8")
     }
-    /// The JSON error body every API error uses: `{"error": {"code": ..., "message": ...}}`.
-    static func error(_ status: HTTPStatus, _ code: String, _ message: String, headers: [(String, String)] = [])
-        -> Response
-    {
-        json(status, "{\"error\":{\"code\":\(jsonString(code)),\"message\":\(jsonString(message))}}", headers: headers)
+    /// The JSON error body every API error uses: `{"error": {"code": ..., "message": ..., "field"?: ...}}`.
+    static func error(
+        _ status: HTTPStatus, _ code: String, _ message: String, field: String? = nil,
+        headers: [(String, String)] = []
+    ) -> Response {
+        let named = field.map { ",\"field\":\(jsonString($0))" } ?? ""
+        return json(
+            status, "{\"error\":{\"code\":\(jsonString(code)),\"message\":\(jsonString(message))\(named)}}",
+            headers: headers)
     }
 }
 

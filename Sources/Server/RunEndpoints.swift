@@ -225,6 +225,13 @@ final class PublishEndpoint: Endpoint {
             }
         }
         for e in events {
+            if let owner = e.owner, e.kind == .started,
+                !principals.contains(where: { Authorization.allows($0, .startRun(owner: owner)) })
+            {
+                return c.sendError(
+                    MessageError(
+                        "forbidden", "this key may not start runs for owner \(owner)", field: "owner", ref: ref))
+            }
             if let code = e.session.flatMap(SessionCode.normalize),
                 !principals.contains(where: { Authorization.allows($0, .changeSession(code)) })
             {

@@ -28,6 +28,16 @@ extension SessionAPI {
             do { events = try RunAPI.events(from: obj) } catch let e as MessageError {
                 return .error(.badRequest, e.code, e.message + (e.field.map { " (field \($0))" } ?? ""))
             } catch { return .error(.badRequest, "bad_request", "\(error)") }
+            // A key limited to some owners starts runs for those only (else it could put runs on any
+            // team's dashboard).
+            for (i, e) in events.enumerated() {
+                if let owner = e.owner, e.kind == .started, !access.allows(.startRun(owner: owner)) {
+                    let field = events.count == 1 && obj["events"] == nil ? "owner" : "events[\(i)].owner"
+                    return .error(
+                        .forbidden, "forbidden", "this key may not start runs for owner \(owner) (field \(field))",
+                        field: field)
+                }
+            }
             // A `started` event that attaches the run to a session needs a credential that may change
             // that session too (else any publisher could write into any session's transcript).
             for e in events {

@@ -84,6 +84,8 @@ public final class Server {
         logSummary = LogSummary(interval: config.logSummaryInterval, now: Date().timeIntervalSince1970)
         authFailures.summary = logSummary
         accessRefusals.summary = logSummary
+        authFailures.ipv6Prefix = config.ipv6Prefix
+        accessRefusals.ipv6Prefix = config.ipv6Prefix
         ignoreSIGPIPE()
         raiseFileLimit()
         // Configuration that can fail is checked before any thread (the store's writer) starts, so a
@@ -380,7 +382,7 @@ private final class Remaining: @unchecked Sendable {
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
-/// WebSocket connections per client address, shared by the loops (changes only at upgrade and close).
+/// Connections per client address (`AddressKey`), shared by the loops (changes only at accept and close).
 final class AddressCounts: @unchecked Sendable {
     private let lock = NSLock()
     private var counts: [String: Int] = [:]

@@ -163,9 +163,11 @@ final class SessionAPI {
                 eventPolicy = policy
             }
         }
-        var info = directory.create(
+        let created = directory.create(
             title: title, maxParticipants: maxParticipants, guestPolicy: guestPolicy,
             now: Int64(Date().timeIntervalSince1970 * 1000))
+        var info = created.info
+        let hostKey = created.hostKey
         if !eventPolicy.isEmpty { info.eventPolicy = eventPolicy; directory.update(info) }
         store.record(
             ActivityEntry(
@@ -183,7 +185,7 @@ final class SessionAPI {
             var w = JSONWriter()
             w.beginObject()
             w.field("code", info.code); w.field("title", info.title); w.field("max_participants", info.maxParticipants)
-            w.field("guest_policy", info.guestPolicy.rawValue); w.field("host_key", info.hostKey)
+            w.field("guest_policy", info.guestPolicy.rawValue); w.field("host_key", hostKey)  // shown this once
             w.field("url", "/ws?session=\(info.code)")
             w.endObject()
             let response = Response(

@@ -71,17 +71,19 @@ extension SQLiteStore: APIKeyStore {
         let record = APIKeyRecord(
             id: id, name: spec.name, secretSHA256: Crypto.sha256(Array(secret.utf8)),
             createdAt: now, revokedAt: nil, perMinute: spec.perMinute, perHour: spec.perHour,
-            perMonth: spec.perMonth, scopes: spec.scopes, runs: spec.runs)
+            perMonth: spec.perMonth, scopes: spec.scopes, runs: spec.runs, owners: spec.owners)
         try db.exec("BEGIN IMMEDIATE")
         do {
             let s = try db.prepare(
                 """
-                INSERT INTO api_keys(id, name, secret_sha256, created_at, per_minute, per_hour, per_month, scopes, runs)
-                VALUES(?,?,?,?,?,?,?,?,?)
+                INSERT INTO api_keys(id, name, secret_sha256, created_at, per_minute, per_hour, per_month, scopes, runs,
+                  owners)
+                VALUES(?,?,?,?,?,?,?,?,?,?)
                 """)
             s.bind(1, id); s.bind(2, spec.name); s.bind(3, blob: record.secretSHA256); s.bind(4, now)
             s.bind(5, spec.perMinute); s.bind(6, spec.perHour); s.bind(7, spec.perMonth)
             s.bind(8, spec.scopes.joined(separator: ",")); s.bind(9, spec.runs?.joined(separator: ","))
+            s.bind(10, spec.owners.map(Self.ownersJSON))
             _ = try s.step()
             try logActivity(db, ActivityEntry(actor: actor, action: "api_key_created", target: id, details: spec.name))
             try db.exec("COMMIT")
@@ -111,7 +113,8 @@ extension SQLiteStore: APIKeyStore {
     static func listKeys(_ db: Database) throws -> [APIKeyRecord] {
         let s = try db.prepare(
             """
-            SELECT id, name, secret_sha256, created_at, revoked_at, per_minute, per_hour, per_month, scopes, runs
+            SELECT id, name, secret_sha256, created_at, revoked_at, per_minute, per_hour, per_month, scopes, runs,
+              owners
             FROM api_keys ORDER BY created_at
             """)
         var out: [APIKeyRecord] = []
@@ -121,8 +124,21 @@ extension SQLiteStore: APIKeyStore {
                     id: s.string(0) ?? "", name: s.string(1) ?? "", secretSHA256: s.blob(2), createdAt: s.int(3),
                     revokedAt: s.isNull(4) ? nil : s.int(4), perMinute: Int(s.int(5)), perHour: Int(s.int(6)),
                     perMonth: Int(s.int(7)), scopes: (s.string(8) ?? "").split(separator: ",").map(String.init),
-                    runs: s.isNull(9) ? nil : (s.string(9) ?? "").split(separator: ",").map(String.init)))
+                    runs: s.isNull(9) ? nil : (s.string(9) ?? "").split(separator: ",").map(String.init),
+                    owners: s.isNull(10) ? nil : ownersList(s.string(10) ?? "")))
         }
         return out
+    }
+
+    /// Owners are free text (a comma is allowed in one), so they are stored as a JSON array.
+    static func ownersJSON(_ owners: [String]) -> String {
+        var w = JSONWriter()
+        w.beginArray(); for o in owners { w.element(o) }; w.endArray()
+        return String(decoding: w.bytes, as: UTF8.self)
+    }
+
+    /// The stored list; a value that does not read as one allows no owner (fails closed).
+    static func ownersList(_ json: String) -> [String] {
+        ((try? JSONReader.readArray(Array(json.utf8), maxDepth: 2)) ?? []).compactMap(\.string)
     }
 }

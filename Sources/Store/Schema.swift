@@ -3,7 +3,7 @@ import Foundation
 import Hub
 
 extension SQLiteStore {
-    public static let schemaVersion = 9
+    public static let schemaVersion = 10
 
     static func configure(_ db: Database, durability: Durability) throws {
         try db.exec("PRAGMA journal_mode=WAL")
@@ -142,6 +142,30 @@ extension SQLiteStore {
                 PRAGMA user_version=9;
                 COMMIT;
                 """)
+        }
+        if version < 10 {
+            // v10: the run owners an API key may start runs for (a JSON array; NULL: any), and host keys
+            // kept as their hash (`HostKey`): the plaintext keys of older rows are replaced by it, with
+            // deleted content zeroed (the writer turns secure_delete on later; this runs before it).
+            try db.exec("PRAGMA secure_delete=ON")
+            try db.exec("BEGIN IMMEDIATE")
+            do {
+                try db.exec("ALTER TABLE api_keys ADD COLUMN owners TEXT")
+                let plain = try db.prepare("SELECT code, host_key FROM sessions WHERE host_key NOT LIKE 'sha256:%'")
+                var rows: [(String, String)] = []
+                while try plain.step() { rows.append((plain.string(0) ?? "", plain.string(1) ?? "")) }
+                let update = try db.prepare("UPDATE sessions SET host_key=? WHERE code=?")
+                for (code, key) in rows where !key.isEmpty {
+                    update.reset()
+                    update.bind(1, HostKey.stored(key)); update.bind(2, code)
+                    _ = try update.step()
+                }
+                try db.exec("PRAGMA user_version=10")
+                try db.exec("COMMIT")
+            } catch {
+                try? db.exec("ROLLBACK")
+                throw error
+            }
         }
     }
 

@@ -26,11 +26,12 @@ extension SQLiteStore: WebhookStore {
             s.bind(14, e.disabledReason)
             _ = try s.step()
             if let action {
+                // Not the URL itself: its path or query may hold the receiver's credential.
                 try Self.logActivity(
                     db,
                     ActivityEntry(
                         actor: actor, action: action, target: e.id,
-                        details: e.disabledReason ?? e.url))
+                        details: e.disabledReason ?? WebhookURL.origin(of: e.url)))
             }
             try db.exec("COMMIT")
         } catch {

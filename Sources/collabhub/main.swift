@@ -95,6 +95,8 @@ struct ServeOptions: ParsableArguments {
         String?
     @Option(help: "WebSocket connections allowed per client address (0: no limit; default 1000).")
     var maxConnectionsPerAddress: Int?
+    @Option(help: "IPv6 clients count as one address per network of this many bits (32-128; default 64).")
+    var ipv6Prefix: Int?
     @Option(help: "Cursor updates per second per connection (burst: twice; default 60).") var limitCursor: Double?
     @Option(help: "Chat messages per second per connection (burst: twice; default 5).") var limitChat: Double?
     @Option(help: "App events per second per connection (burst: twice; default 200).") var limitEvent: Double?
@@ -284,6 +286,8 @@ struct ServeOptions: ParsableArguments {
         c.maxConnectionsPerAddress = try L.value(
             "max-connections-per-address", flag: maxConnectionsPerAddress, default: c.maxConnectionsPerAddress)
         guard c.maxConnectionsPerAddress >= 0 else { throw fail("max-connections-per-address", "must not be negative") }
+        c.ipv6Prefix = try L.value("ipv6-prefix", flag: ipv6Prefix, default: c.ipv6Prefix)
+        guard (32...128).contains(c.ipv6Prefix) else { throw fail("ipv6-prefix", "must be 32-128") }
         c.messageRates.cursor = try L.value("limit-cursor", flag: limitCursor, default: c.messageRates.cursor)
         c.messageRates.chat = try L.value("limit-chat", flag: limitChat, default: c.messageRates.chat)
         c.messageRates.event = try L.value("limit-event", flag: limitEvent, default: c.messageRates.event)
@@ -452,6 +456,8 @@ struct Keys: ParsableCommand {
             "runs:publish"
         @Option(help: "Comma-separated run ids this key may publish to (a trailing * is a prefix; default: any).")
         var runs: String?
+        @Option(help: "Comma-separated run owners this key may start runs for (a trailing * is a prefix; default any).")
+        var owners: String?
         func run() throws {
             guard perMinute > 0, perHour > 0, perMonth > 0 else { throw ValidationError("limits must be positive") }
             let parsed: Set<Scope>
@@ -462,14 +468,19 @@ struct Keys: ParsableCommand {
                     "unknown scope \(u.name) (scopes: \(Scope.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
             let runList = runs?.split(separator: ",").map(String.init)
+            let ownerList = owners?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard ownerList?.allSatisfy({ !$0.isEmpty && $0.unicodeScalars.count <= 128 }) ?? true else {
+                throw ValidationError("--owners must hold owners of 1-128 characters")
+            }
             let spec = APIKeySpec(
                 name: name, perMinute: perMinute, perHour: perHour, perMonth: perMonth,
-                scopes: Scope.allCases.filter(parsed.contains).map(\.rawValue), runs: runList)
+                scopes: Scope.allCases.filter(parsed.contains).map(\.rawValue), runs: runList, owners: ownerList)
             let (record, key) = try SQLiteStore.createKey(directory: data, spec)
             print(
                 "id:  \(record.id)\nkey: \(key)\nlimits: \(perMinute)/min, \(perHour)/h, \(perMonth)/month\n"
                     + "scopes: \(record.scopes.joined(separator: ","))"
                     + (runList.map { "\nruns: " + $0.joined(separator: ",") } ?? "")
+                    + (ownerList.map { "\nowners: " + $0.joined(separator: ",") } ?? "")
             )
         }
     }

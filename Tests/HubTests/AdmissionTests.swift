@@ -32,6 +32,27 @@ final class AdmissionTests: XCTestCase {
         else { return XCTFail("a wrong host key admitted") }
     }
 
+    /// Host keys are stored as their hash: the key opens the session, the stored hash does not, and an
+    /// older row's plaintext key still works.
+    func testHashedAndLegacyHostKeys() {
+        var hashed = info(.deny)
+        hashed.hostKey = HostKey.stored("the-host-key")
+        XCTAssertTrue(hashed.hostKey.hasPrefix("sha256:"))
+        XCTAssertFalse(hashed.hostKey.contains("the-host-key"))
+        XCTAssertEqual(Admission.decide(join(hostKey: "the-host-key"), info: hashed, tokens: tokens, now: 100),
+                       .admit(role: .host, key: nil, name: "Ann", tokenExpiry: nil, viaHostKey: true))
+        for wrong in [hashed.hostKey, "the-host-ke", "", "sha256:"] {
+            guard case .reject = Admission.decide(join(hostKey: wrong), info: hashed, tokens: tokens, now: 100)
+            else { return XCTFail("\(wrong) admitted as host") }
+        }
+        XCTAssertTrue(HostKey.matches("the-host-key", stored: "the-host-key"), "an older row's plaintext key")
+        XCTAssertFalse(HostKey.matches("", stored: ""), "an empty key is no key")
+        XCTAssertFalse(HostKey.matches("x", stored: "the-host-key"))
+        let fresh = HostKey.generate()
+        XCTAssertTrue(HostKey.matches(fresh.key, stored: fresh.stored))
+        XCTAssertNotEqual(HostKey.generate().key, fresh.key)
+    }
+
     func testTokensNameThePersonTheRoleAndTheSession() {
         let viewer = token(["sub": "u1", "role": "viewer", "session": "ABCDEFGH", "name": "Bo", "exp": 1000])
         XCTAssertEqual(Admission.decide(join(token: viewer), info: info(.deny), tokens: tokens, now: 100),

@@ -40,6 +40,22 @@ final class AuthorizationTests: XCTestCase {
         XCTAssertTrue(Authorization.allows(limited, .publishRun("ci-42")))
         XCTAssertFalse(Authorization.allows(limited, .publishRun("r2")))
         XCTAssertFalse(Authorization.allows(limited, .publishRun("r10")))
+        XCTAssertTrue(Authorization.allows(limited, .startRun(owner: "anyone")), "no owners: any owner")
+    }
+
+    /// A key with `owners` starts runs for those owners only (else it could put runs on any team's dashboard).
+    func testKeysWithOwnersStartRunsOnlyForThem() {
+        let key = Principal.apiKey(id: "k", scopes: [.runsPublish], runs: ["ci-*"], owners: ["team-a", "ci-*"])
+        XCTAssertTrue(Authorization.allows(key, .startRun(owner: "team-a")))
+        XCTAssertTrue(Authorization.allows(key, .startRun(owner: "ci-nightly")))
+        XCTAssertFalse(Authorization.allows(key, .startRun(owner: "team-b")))
+        XCTAssertFalse(Authorization.allows(key, .startRun(owner: "team-a2")))
+        XCTAssertFalse(Authorization.allows(.apiKey(id: "k", scopes: [.runsRead], runs: nil), .startRun(owner: "x")))
+        XCTAssertFalse(
+            Authorization.allows(.apiKey(id: "k", scopes: [.runsPublish], runs: nil, owners: []), .startRun(owner: "x")),
+            "an empty list allows no owner")
+        XCTAssertTrue(Authorization.allows(.admin, .startRun(owner: "x")))
+        XCTAssertFalse(Authorization.allows(.watcher(channels: ["dashboard:x"]), .startRun(owner: "x")))
     }
 
     func testHostKeysAndMemberTokensReachOnlyTheirSession() {

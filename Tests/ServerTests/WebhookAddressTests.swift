@@ -22,8 +22,29 @@ final class WebhookAddressTests: XCTestCase {
                   "::ffff:127.0.0.1", "64:ff9b::7f00:1", "ff02::1"] {
             XCTAssertTrue(priv(p), p)
         }
-        for p in ["93.184.216.34", "8.8.8.8", "172.32.0.1", "2606:4700::1111"] { XCTAssertFalse(priv(p), p) }
+        for p in ["93.184.216.34", "8.8.8.8", "172.32.0.1", "2606:4700::1111", "2001:4860:4860::8888",
+                  "2003::1", "2001:1::1", "64:ff9c::1", "100:0:0:1::1"] {
+            XCTAssertFalse(priv(p), p)
+        }
         XCTAssertNil(AddressPolicy.literal("2130706433"), "numeric forms are names: checked once resolved")
+    }
+
+    /// IPv6 forms that carry an IPv4 address to a gateway (NAT64, SIIT, 6to4, Teredo) or that the
+    /// kernel treats as IPv4 reach the internal network behind such a gateway: none is public.
+    func testTransitionPrefixesAreNotPublic() {
+        func priv(_ s: String) -> Bool { AddressPolicy.isPrivate(AddressPolicy.literal(s)!) }
+        for p in ["::127.0.0.1", "::8.8.8.8", "::a:b", "::ffff:0:7f00:1", "::ffff:0:808:808", "2002:7f00:1::1",
+                  "2002:808:808::1", "2001::1", "2001:0:4136:e378:8000:63bf:3fff:fdd2", "64:ff9b:1::7f00:1",
+                  "64:ff9b:1:ffff::1", "100::1"] {
+            XCTAssertTrue(priv(p), p)
+        }
+    }
+
+    /// What logs may show of a receiver's URL: not its path or query.
+    func testOrigins() {
+        XCTAssertEqual(WebhookURL.origin(of: "https://hooks.example.com/t/SECRET?token=abc"), "https://hooks.example.com")
+        XCTAssertEqual(WebhookURL.origin(of: "http://[::1]:8080/x?k=v"), "http://[::1]:8080")
+        XCTAssertEqual(WebhookURL.origin(of: "nope://x/SECRET"), "(invalid URL)")
     }
 
     func testReceiverAnswers() {

@@ -217,6 +217,38 @@ final class SQLiteStoreTests: XCTestCase {
         store.close()
     }
 
+    /// A version 9 database (plaintext host keys, no key owners) opened by this build: its host keys are
+    /// replaced by their hash (and still open their sessions), and keys get owners.
+    func testMigrationToV10HashesHostKeysAndAddsKeyOwners() throws {
+        let dir = temp()
+        var store: SQLiteStore? = try SQLiteStore(directory: dir)
+        let info = SessionInfo(code: "LEGACY23", title: "t", maxParticipants: 4, guestPolicy: .deny,
+                               hostKey: "legacy-plain-host-key-0042", createdAt: 5)
+        let saved = expectation(description: "saved")
+        store!.save(info) { ok in XCTAssertTrue(ok); saved.fulfill() }
+        wait(for: [saved], timeout: 5)
+        let (old, _) = try store!.createKey(APIKeySpec(name: "old", perMinute: 1, perHour: 1, perMonth: 1), actor: "t")
+        store!.close()
+        store = nil
+        do {
+            // Back to version 9 as it was: the plaintext key, and no owners column.
+            let db = try Database(path: dir + "/collabhub.sqlite")
+            try db.exec("UPDATE sessions SET host_key='legacy-plain-host-key-0042'")
+            try db.exec("ALTER TABLE api_keys DROP COLUMN owners")
+            try db.exec("PRAGMA user_version=9")
+        }
+        let reopened = try SQLiteStore(directory: dir)
+        defer { reopened.close() }
+        let stored = try reopened.sessions().map(\.0.hostKey)
+        XCTAssertEqual(stored, [HostKey.stored("legacy-plain-host-key-0042")])
+        XCTAssertTrue(HostKey.matches("legacy-plain-host-key-0042", stored: stored[0]))
+        XCTAssertEqual(try reopened.allKeys().map(\.id), [old.id])
+        XCTAssertNil(try reopened.allKeys().first?.owners, "an older key may start runs for any owner, as before")
+        let (made, _) = try reopened.createKey(
+            APIKeySpec(name: "new", perMinute: 1, perHour: 1, perMonth: 1, owners: ["team-a"]), actor: "t")
+        XCTAssertEqual(try reopened.allKeys().first { $0.id == made.id }?.owners, ["team-a"])
+    }
+
     func testMigrationRefusesNewerSchema() throws {
         let dir = temp()
         try SQLiteStore(directory: dir).close()

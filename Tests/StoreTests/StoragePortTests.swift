@@ -152,6 +152,36 @@ final class StoragePortTests: XCTestCase {
         }
     }
 
+    /// A key's `owners` are kept as given (commas and all), and nil stays "any owner".
+    func testKeyOwnersRoundTrip() throws {
+        for (name, s) in try backends() {
+            defer { s.close() }
+            let owners = ["team-a", "ci-*", "acme, inc.", "ünï \"q\""]
+            let (limited, _) = try s.createKey(
+                APIKeySpec(name: "ci", perMinute: 5, perHour: 6, perMonth: 7, owners: owners), actor: "test")
+            let (any, _) = try s.createKey(APIKeySpec(name: "any", perMinute: 5, perHour: 6, perMonth: 7), actor: "test")
+            let keys = try s.allKeys()
+            XCTAssertEqual(keys.first { $0.id == limited.id }?.owners, owners, name)
+            XCTAssertNil(keys.first { $0.id == any.id }?.owners, name)
+        }
+    }
+
+    /// The activity log names a webhook's receiver by scheme, host and port only: its path or query may
+    /// hold the receiver's own credential, and `activity:read` is a lesser scope than `webhooks:admin`.
+    func testTheActivityLogHoldsNoWebhookPath() throws {
+        for (name, s) in try backends() {
+            defer { s.close() }
+            let hook = WebhookEndpoint(id: "wh1", url: "https://hooks.example.com:8443/t/SECRET123?token=TOK456",
+                                       events: ["*"], secret: Webhook.newSecret(), createdAt: 1)
+            try s.saveWebhook(hook, actor: "test", action: "webhook_created")
+            let b = expectation(description: "barrier")
+            s.barrier { _ in b.fulfill() }
+            wait(for: [b], timeout: 5)
+            let entry = try s.activity(ActivityQuery(limit: 10)).first { $0.action == "webhook_created" }
+            XCTAssertEqual(entry?.details, "https://hooks.example.com:8443", name)
+        }
+    }
+
     /// A long read (an export, a replay being loaded) holds one connection; another read, such as a
     /// session waking up for a join, does not wait for it.
     func testAReadDoesNotWaitForALongOne() throws {

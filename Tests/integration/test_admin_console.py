@@ -341,6 +341,7 @@ def test_api_keys_usage_create_and_revoke(world, console):
     d.find_element(By.ID, "key-name").send_keys("temp-ui")
     d.find_element(By.CSS_SELECTOR, '#key-scopes input[value="sessions:read"]').click()
     d.find_element(By.ID, "key-per-minute").send_keys("30")
+    d.find_element(By.ID, "key-owners").send_keys("team-a, ci-*")
     d.find_element(By.ID, "key-create").click()
     wait(d, lambda x: x.find_element(By.ID, "new-key").is_displayed())
     secret, new_id = d.find_element(By.ID, "new-key-secret").text, d.find_element(By.ID, "new-key-id").text
@@ -348,6 +349,9 @@ def test_api_keys_usage_create_and_revoke(world, console):
     assert api(hub, "GET", "/api/sessions", headers={"X-API-Key": secret})[0] == 200
     wait(d, lambda x: x.find_elements(By.CSS_SELECTOR, row(new_id)))
     assert "temp-ui" in d.find_element(By.CSS_SELECTOR, row(new_id)).text
+    assert "owners: team-a, ci-*" in d.find_element(By.CSS_SELECTOR, row(new_id)).text
+    listed = api(hub, "GET", "/api/keys")[1]["keys"]
+    assert next(k for k in listed if k["id"] == new_id)["owners"] == ["team-a", "ci-*"]
     shot(d, "admin-keys.png")
 
     # Revoke it (after a confirm): refused at once.

@@ -48,10 +48,12 @@ def refused_status(exc_info):
 REFUSED = tuple(getattr(websockets.exceptions, n) for n in ("InvalidStatus", "InvalidStatusCode") if hasattr(websockets.exceptions, n))
 
 
-def make_key(data, name, scopes, runs=None):
+def make_key(data, name, scopes, runs=None, owners=None):
     cmd = [conftest.BINARY, "keys", "create", "--data", data, "--name", name, "--scopes", scopes]
     if runs:
         cmd += ["--runs", runs]
+    if owners:
+        cmd += ["--owners", owners]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return re.search(r"key: (\S+)", out).group(1)
 
@@ -67,6 +69,7 @@ def world(tmp_path_factory):
         "key_unrelated": make_key(data, "unrelated", "webhooks:admin"),
         "key_scoped": make_key(data, "everything", ALL_SCOPES),
         "key_r1_only": make_key(data, "r1 only", "runs:publish", runs="r1"),
+        "key_acme_owners": make_key(data, "acme runs", "runs:publish", owners="acme,team-*"),
     }
     hub = conftest.Hub("--threads", "2", "--jwt-secret", "k1=" + SECRET.decode(), "--admin-key", ADMIN,
                        data_dir=data).start()
@@ -202,6 +205,51 @@ def test_publish_socket_and_run_limits(world):
     status, body = api(hub, "POST", "/api/runs/r1c/events", {"type": "started", "owner": "acme", "session": code},
                        {"X-API-Key": keys["key_scoped"]})
     assert status == 202, body
+
+
+def test_a_key_with_owners_starts_runs_for_those_owners_only(world):
+    """A run's owner decides whose dashboards show it: a key with `owners` may not start runs for anyone
+    else, over HTTP (single events and batches) and on /publish; its other events are not affected."""
+    hub, keys = world["hub"], world["keys"]
+    acme = {"X-API-Key": keys["key_acme_owners"]}
+    status, body = api(hub, "POST", "/api/runs/own-1/events", {"type": "started", "owner": "globex"}, acme)
+    assert status == 403 and body["error"]["code"] == "forbidden" and body["error"]["field"] == "owner", body
+    assert "globex" in body["error"]["message"], body
+    status, body = api(hub, "POST", "/api/runs/own-1/events",
+                       {"events": [{"type": "started", "owner": "acme"}, {"type": "started", "owner": "acme-x"}]}, acme)
+    assert status == 403 and body["error"]["field"] == "events[1].owner", body
+    assert api(hub, "GET", "/api/runs/own-1")[0] == 404, "nothing of the refused batch was stored"
+    assert api(hub, "POST", "/api/runs/own-1/events", {"type": "started", "owner": "acme"}, acme)[0] == 202
+    assert api(hub, "POST", "/api/runs/own-2/events", {"type": "started", "owner": "team-blue"}, acme)[0] == 202
+    assert api(hub, "POST", "/api/runs/own-1/events", {"type": "log", "line": "still mine"}, acme)[0] == 202
+    # A key without owners starts runs for anyone, as before.
+    assert api(hub, "POST", "/api/runs/own-3/events", {"type": "started", "owner": "globex"},
+               {"X-API-Key": keys["key_scoped"]})[0] == 202
+
+    async def main():
+        async with websockets.connect(f"{hub.url}/publish?key={keys['key_acme_owners']}",
+                                      subprotocols=["collabhub.v1"]) as ws:
+            await ws.send(json.dumps({"type": "run_event", "run": "own-4", "id": "s1",
+                                      "event": {"type": "started", "owner": "globex"}}))
+            m = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert m["type"] == "error" and m["code"] == "forbidden" and m["field"] == "owner", m
+            await ws.send(json.dumps({"type": "run_event", "run": "own-4", "event": {"type": "started", "owner": "team-a"}}))
+            m = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert m["type"] == "ack", m
+    run(main())
+    # Over HTTP with keys:admin: the list is stored with the key, shown with it, and enforced.
+    admin = {"X-API-Key": ADMIN}
+    for bad in [[""], "acme", [1], ["x" * 129]]:
+        status, body = api(hub, "POST", "/api/keys", {"name": "bad", "scopes": ["runs:publish"], "owners": bad}, admin)
+        assert status == 400 and "owners" in body["error"]["message"], (bad, body)
+    status, made = api(hub, "POST", "/api/keys",
+                       {"name": "globex runs", "scopes": ["runs:publish"], "owners": ["globex, inc."]}, admin)
+    assert status == 201 and made["owners"] == ["globex, inc."], made
+    listed = api(hub, "GET", "/api/keys", headers=admin)[1]["keys"]
+    assert next(k for k in listed if k["id"] == made["id"])["owners"] == ["globex, inc."]
+    globex = {"X-API-Key": made["key"]}
+    assert api(hub, "POST", "/api/runs/own-5/events", {"type": "started", "owner": "acme"}, globex)[0] == 403
+    assert api(hub, "POST", "/api/runs/own-5/events", {"type": "started", "owner": "globex, inc."}, globex)[0] == 202
 
 
 def test_replay_goes_through_the_same_admission_as_join(world):

@@ -321,6 +321,44 @@ def test_session_created_on_one_node_joins_on_another_and_ends_everywhere(cluste
         assert any(m["type"] == "session_ended" for m in got), got
     run(main())
     eventually(lambda: api(nodes[0], "GET", f"/api/sessions/{code}")[1].get("ended_at"), what="the end on node 0")
+    # Redis's session row (also published on chub:dir) holds the host key's hash, never the key, which
+    # still made node 1's member the host above.
+    row = redis_cli(redis, "GET", "{" + code + "}:info")
+    assert '"host_key":"sha256:' in row and info["host_key"] not in row, row
+
+
+def redis_cli(redis, *args):
+    return subprocess.run(["redis-cli", "-p", str(redis.port), *args], capture_output=True, text=True,
+                          timeout=5).stdout
+
+
+def test_idempotency_keys_of_different_members_never_collide(cluster):
+    """The idempotency key is the member and the message id, length-prefixed: `c:a|b` sending `x` and `c:a`
+    sending `b|x` made the same `member|id` before, so the second was acknowledged as a duplicate of the
+    first and never stored. And a resend is still recognised."""
+    redis, nodes = cluster
+    code = create_session(nodes[0], title="ids")["code"]
+
+    async def main():
+        one = await Client.connect(nodes[0], code); await one.join("One", client_id="a|b")
+        two = await Client.connect(nodes[1], code); await two.join("Two", client_id="a")
+        await drain(one, 0.3); await drain(two, 0.3)
+        await one.send({"type": "chat", "id": "x", "text": "from one"})
+        first = await one.expect("ack")
+        await two.send({"type": "chat", "id": "b|x", "text": "from two"})
+        second = await two.expect("ack")
+        assert not first.get("duplicate") and not second.get("duplicate"), (first, second)
+        assert first["seq"] != second["seq"], (first, second)
+        await two.send({"type": "chat", "id": "b|x", "text": "from two, resent"})
+        again = await two.expect("ack")
+        assert again.get("duplicate") is True and again["seq"] == second["seq"], again
+        return first["seq"], second["seq"]
+
+    seqs = run(main())
+    status, raw = api(nodes[2], "GET", f"/api/sessions/{code}/transcript?format=ndjson")
+    assert status == 200, raw
+    chats = {e["seq"]: e.get("text") for e in map(json.loads, raw.decode().splitlines()) if e["type"] == "chat"}
+    assert chats == {seqs[0]: "from one", seqs[1]: "from two"}, chats
 
 
 class Writer:

@@ -64,6 +64,19 @@ def test_the_same_option_by_flag_environment_and_file(tmp_path):
         hub.stop()
 
 
+def test_ipv6_prefix_is_layered_like_every_option(tmp_path):
+    cfg = tmp_path / "hub.json"
+    cfg.write_text(json.dumps({"ipv6-prefix": 56}))
+    assert setting(check().stdout, "ipv6-prefix") == ("64", "default")
+    assert setting(check("--config", str(cfg)).stdout, "ipv6-prefix") == ("56", "file")
+    r = check("--config", str(cfg), env={"COLLABHUB_IPV6_PREFIX": "48"})
+    assert setting(r.stdout, "ipv6-prefix") == ("48", "COLLABHUB_IPV6_PREFIX")
+    assert setting(check("--ipv6-prefix", "128", env={"COLLABHUB_IPV6_PREFIX": "48"}).stdout,
+                   "ipv6-prefix") == ("128", "--ipv6-prefix")
+    r = check("--ipv6-prefix", "8")
+    assert r.returncode == 2 and "--ipv6-prefix must be 32-128" in r.stderr, r.stderr
+
+
 def test_bad_values_are_named_as_given(tmp_path):
     r = check(env={"COLLABHUB_PORT": "eighty"})
     assert r.returncode == 2 and "COLLABHUB_PORT must be an integer" in r.stderr, r.stderr

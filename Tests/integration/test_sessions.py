@@ -168,6 +168,40 @@ def test_host_ends_session_over_http(session_hub):
     run(main())
 
 
+def test_host_keys_are_stored_hashed_and_shown_once(make_hub, tmp_path):
+    """The database holds the host key's SHA-256 (`sha256:...`), never the key: a copy of the files makes
+    nobody a host. The key, shown once at creation, keeps working across a restart; its stored hash does
+    not open anything."""
+    import glob
+    import sqlite3
+    data = str(tmp_path / "hashed")
+    hub = make_hub("--threads", "1", data_dir=data)
+    created = create_session(hub, title="hashed")
+    code, key = created["code"], created["host_key"]
+    assert "host_key" not in api(hub, "GET", f"/api/sessions/{code}")[1]
+    assert api(hub, "PATCH", f"/api/sessions/{code}", {"title": "renamed"}, {"X-Host-Key": key})[0] == 200
+    assert hub.stop() == 0
+    for path in glob.glob(data + "/collabhub.sqlite*"):
+        with open(path, "rb") as f:
+            assert key.encode() not in f.read(), f"the host key is in {path}"
+    db = sqlite3.connect(data + "/collabhub.sqlite")
+    (stored,) = db.execute("SELECT host_key FROM sessions WHERE code=?", (code,)).fetchone()
+    db.close()
+    assert stored.startswith("sha256:"), stored
+    hub.start()
+
+    async def main():
+        host = await Client.connect(hub, code)
+        joined = await host.join("Host", host_key=key)
+        assert joined["you"]["role"] == "host", joined
+        other = await Client.connect(hub, code)
+        j = await other.join("Not host", host_key=stored)
+        assert j["you"]["role"] != "host", j
+    run(main())
+    assert api(hub, "PATCH", f"/api/sessions/{code}", {"title": "x"}, {"X-Host-Key": stored})[0] == 401
+    assert api(hub, "POST", f"/api/sessions/{code}/end", {}, {"X-Host-Key": key})[0] == 202
+
+
 def test_crash_loses_no_acknowledged_message(make_hub, tmp_path):
     """Clients chat with ids; the hub is SIGKILLed mid-stream and restarted on the same data. Every
     acknowledged message is stored exactly once, seq is contiguous, and resuming clients see no gap

@@ -7,6 +7,7 @@ import hmac
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -270,10 +271,52 @@ def test_a_name_resolving_to_loopback_is_refused_at_delivery(make_hub):
         assert status == 201, hook
         assert api(hub, "POST", f"/api/webhooks/{hook['id']}/test")[0] == 202
         failed = eventually(lambda: deliveries(hub, hook["id"], status="failed"), what="the refused delivery")
-        assert "private address" in failed[0]["last_error"], failed
+        assert "private or reserved address" in failed[0]["last_error"], failed
+        addresses = {a[4][0] for a in socket.getaddrinfo(name, 80, type=socket.SOCK_STREAM)}
+        assert not any(a in failed[0]["last_error"] for a in addresses), ("names what the name resolved to", failed)
         assert rx.delivered() == []
     finally:
         rx.close()
+
+
+def test_ipv6_transition_prefixes_are_private_and_refusals_do_not_say_what_a_name_resolved_to(make_hub):
+    """IPv6 forms that embed an IPv4 address (IPv4-compatible, SIIT, 6to4, Teredo, local-use NAT64) reach
+    the internal network behind a gateway: refused like private addresses. And a refused name's error
+    does not name what it resolved to (else webhooks:admin reads the hub's internal DNS)."""
+    hub = make_hub("--threads", "1", "--admin-key", ADMIN)
+    rx = Receiver()
+    try:
+        for host in ["[::127.0.0.1]", "[::ffff:0:7f00:1]", "[2002:7f00:1::1]", "[2002:808:808::1]", "[2001::1]",
+                     "[2001:0:4136:e378:8000:63bf:3fff:fdd2]", "[64:ff9b:1::a00:1]"]:
+            status, body = api(hub, "POST", "/api/webhooks", {"url": f"http://{host}:{rx.port}/x"})
+            assert status == 400 and "private" in body["error"]["message"], (host, status, body)
+        # 2130706433 is a name to the hub (not a literal), which the resolver reads as 127.0.0.1.
+        status, hook = api(hub, "POST", "/api/webhooks", {"url": f"http://2130706433:{rx.port}/x", "max_attempts": 1})
+        assert status == 201, hook
+        assert api(hub, "POST", f"/api/webhooks/{hook['id']}/test")[0] == 202
+        failed = eventually(lambda: deliveries(hub, hook["id"], status="failed"), what="the refused delivery")
+        error = failed[0]["last_error"]
+        assert "2130706433 resolves to a private or reserved address" in error, error
+        assert "127.0.0.1" not in error and "7f00" not in error, error
+        assert rx.delivered() == []
+    finally:
+        rx.close()
+
+
+def test_the_activity_log_names_a_webhook_receiver_without_its_path_or_query(make_hub):
+    """A receiver's URL may carry its credential in the path or query; the activity log (readable with
+    activity:read) shows scheme, host and port only."""
+    hub = make_hub("--threads", "1", "--admin-key", ADMIN)
+    status, hook = api(hub, "POST", "/api/webhooks",
+                       {"url": "https://hooks.example.com:8443/t/PATHSECRET42?token=QUERYSECRET42"})
+    assert status == 201, hook
+    assert api(hub, "PATCH", f"/api/webhooks/{hook['id']}", {"description": "changed"})[0] == 200
+    status, log = api(hub, "GET", "/api/activity?limit=200")
+    assert status == 200
+    entries = [e for e in log["activity"] if e.get("target") == hook["id"]]
+    assert {e["action"] for e in entries} >= {"webhook_created"}, entries
+    assert all(e.get("details") == "https://hooks.example.com:8443" for e in entries), entries
+    assert "SECRET42" not in json.dumps(log)
 
 
 def test_rotation_signs_with_both_secrets_and_test_deliveries(make_hub):

@@ -12,13 +12,16 @@ public struct APIKeyRecord: Sendable, Equatable {
     public var scopes: [String] = ["runs:publish"]
     /// Run ids (a trailing `*` is a prefix) this key may publish to; nil: any.
     public var runs: [String]?
+    /// Run owners (a trailing `*` is a prefix) this key may start runs for; nil: any.
+    public var owners: [String]?
     public init(
         id: String, name: String, secretSHA256: [UInt8], createdAt: Int64, revokedAt: Int64?, perMinute: Int,
-        perHour: Int, perMonth: Int, scopes: [String] = ["runs:publish"], runs: [String]? = nil
+        perHour: Int, perMonth: Int, scopes: [String] = ["runs:publish"], runs: [String]? = nil,
+        owners: [String]? = nil
     ) {
         self.id = id; self.name = name; self.secretSHA256 = secretSHA256; self.createdAt = createdAt
         self.revokedAt = revokedAt; self.perMinute = perMinute; self.perHour = perHour; self.perMonth = perMonth
-        self.scopes = scopes; self.runs = runs
+        self.scopes = scopes; self.runs = runs; self.owners = owners
     }
 }
 
@@ -28,12 +31,13 @@ public struct APIKeySpec: Sendable {
     public var perMinute: Int, perHour: Int, perMonth: Int
     public var scopes: [String]
     public var runs: [String]?
+    public var owners: [String]?
     public init(
         name: String, perMinute: Int, perHour: Int, perMonth: Int, scopes: [String] = ["runs:publish"],
-        runs: [String]? = nil
+        runs: [String]? = nil, owners: [String]? = nil
     ) {
         self.name = name; self.perMinute = perMinute; self.perHour = perHour; self.perMonth = perMonth
-        self.scopes = scopes; self.runs = runs
+        self.scopes = scopes; self.runs = runs; self.owners = owners
     }
 }
 

@@ -218,7 +218,7 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
         let record = APIKeyRecord(
             id: id, name: spec.name, secretSHA256: Crypto.sha256(Array(secret.utf8)),
             createdAt: now(), revokedAt: nil, perMinute: spec.perMinute, perHour: spec.perHour,
-            perMonth: spec.perMonth, scopes: spec.scopes, runs: spec.runs)
+            perMonth: spec.perMonth, scopes: spec.scopes, runs: spec.runs, owners: spec.owners)
         lock.lock(); keys.append(record); lock.unlock()
         self.record(ActivityEntry(actor: actor, action: "api_key_created", target: id, details: spec.name))
         return (record, "chk_\(id)_\(secret)")
@@ -260,7 +260,11 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
     public func saveWebhook(_ endpoint: WebhookEndpoint, actor: String, action: String?) throws {
         lock.lock(); hooks[endpoint.id] = endpoint; lock.unlock()
         if let action {
-            record(ActivityEntry(actor: actor, action: action, target: endpoint.id, details: endpoint.url))
+            // Not the URL itself: its path or query may hold the receiver's credential.
+            record(
+                ActivityEntry(
+                    actor: actor, action: action, target: endpoint.id,
+                    details: endpoint.disabledReason ?? WebhookURL.origin(of: endpoint.url)))
         }
     }
 

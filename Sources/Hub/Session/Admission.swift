@@ -15,7 +15,7 @@ public enum Admission {
         _ request: ClientMessage.Join, info: SessionInfo, tokens: TokenVerifier,
         now: Int64
     ) -> Verdict {
-        let isHost = request.hostKey.map { Crypto.constantTimeEquals(Array($0.utf8), Array(info.hostKey.utf8)) } == true
+        let isHost = request.hostKey.map { HostKey.matches($0, stored: info.hostKey) } == true
         var role = MemberRole.editor, name = request.name, key = request.clientId.map { "c:" + $0 }, expiry: Int64?
         if let token = request.token {
             switch tokens.verify(token, now: now) {

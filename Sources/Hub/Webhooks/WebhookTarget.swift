@@ -52,6 +52,13 @@ public struct WebhookURL: Equatable, Sendable {
         let h = host.contains(":") ? "[\(host)]" : host
         return port == (tls ? 443 : 80) ? h : "\(h):\(port)"
     }
+
+    /// Scheme, host and port: what logs may show of a receiver's URL, whose path or query may carry
+    /// the receiver's own credential.
+    public var origin: String { (tls ? "https://" : "http://") + hostHeader }
+
+    /// `origin` of a stored URL (one that does not parse is not shown at all).
+    public static func origin(of url: String) -> String { WebhookURL(url)?.origin ?? "(invalid URL)" }
 }
 
 /// Where a webhook may be delivered: public addresses only, unless the operator allows private ones
@@ -59,7 +66,9 @@ public struct WebhookURL: Equatable, Sendable {
 /// loopback services or the private network (SSRF).
 public enum AddressPolicy {
     /// Whether an address is loopback, private, link-local, carrier-grade NAT, unspecified, multicast
-    /// or reserved (IPv4, IPv6, and IPv4-mapped IPv6).
+    /// or reserved (IPv4, IPv6, and IPv4-mapped IPv6), or an IPv6 transition form that carries an IPv4
+    /// address to a gateway (IPv4-compatible, SIIT, 6to4, Teredo, NAT64): behind such a gateway it
+    /// reaches whatever IPv4 address it embeds, so it is not taken as public.
     public static func isPrivate(_ addr: [UInt8]) -> Bool {
         if addr.count == 4 {
             let (a, b) = (addr[0], addr[1])
@@ -69,14 +78,19 @@ public enum AddressPolicy {
         }
         guard addr.count == 16 else { return true }
         if addr[0..<10].allSatisfy({ $0 == 0 }) && addr[10] == 0xFF && addr[11] == 0xFF {
-            return isPrivate(Array(addr[12..<16]))  // IPv4-mapped
+            return isPrivate(Array(addr[12..<16]))  // IPv4-mapped: the kernel connects over IPv4
         }
-        if addr.allSatisfy({ $0 == 0 }) { return true }  // ::
-        if addr[0..<15].allSatisfy({ $0 == 0 }) && addr[15] == 1 { return true }  // ::1
+        // ::/96 (IPv4-compatible, deprecated; also :: and ::1) and ::ffff:0:0/96 (SIIT).
+        if addr[0..<12].allSatisfy({ $0 == 0 }) { return true }
+        if addr[0..<8].allSatisfy({ $0 == 0 }) && addr[8..<12].elementsEqual([0xFF, 0xFF, 0, 0]) { return true }
         return (addr[0] & 0xFE) == 0xFC || (addr[0] == 0xFE && (addr[1] & 0xC0) == 0x80) || addr[0] == 0xFF
             || (addr[0] == 0x20 && addr[1] == 0x01 && addr[2] == 0x0D && addr[3] == 0xB8)  // documentation
             || (addr[0] == 0xFE && (addr[1] & 0xC0) == 0xC0)  // site-local fec0::/10
-            || (addr[0] == 0x00 && addr[1] == 0x64 && addr[2] == 0xFF && addr[3] == 0x9B)  // NAT64 64:ff9b::/96
+            // NAT64: 64:ff9b::/96 and the local-use 64:ff9b:1::/48 (both within 64:ff9b::/32).
+            || (addr[0] == 0x00 && addr[1] == 0x64 && addr[2] == 0xFF && addr[3] == 0x9B)
+            || (addr[0] == 0x20 && addr[1] == 0x02)  // 6to4 2002::/16 (deprecated: RFC 7526), any relay
+            || (addr[0] == 0x20 && addr[1] == 0x01 && addr[2] == 0 && addr[3] == 0)  // Teredo 2001::/32
+            || (addr[0] == 0x01 && addr[1..<8].allSatisfy { $0 == 0 })  // discard-only 100::/64
     }
 
     /// A literal IPv4 or IPv6 address's bytes (nil for a name).

@@ -734,9 +734,10 @@ function renderKeys() {
   syncTable($("keys-rows"), list, (k) => k.id, [
     { class: "mono nowrap", value: (k) => k.id },
     { value: (k) => k.name },
-    { value: (k) => ({ sig: JSON.stringify([k.scopes, k.runs]), build: () => [
+    { value: (k) => ({ sig: JSON.stringify([k.scopes, k.runs, k.owners]), build: () => [
       ...(k.scopes || []).map((s) => h("span", { class: "tag", text: s })),
-      k.runs ? h("div", { class: "muted", text: "runs: " + k.runs.join(", ") }) : null] }) },
+      k.runs ? h("div", { class: "muted", text: "runs: " + k.runs.join(", ") }) : null,
+      k.owners ? h("div", { class: "muted", text: "owners: " + k.owners.join(", ") }) : null] }) },
     { value: (k) => usageCell(k) },
     { class: "nowrap", value: (k) => formatTime(k.created_at) },
     { class: "nowrap", value: (k) => ({
@@ -776,6 +777,8 @@ async function createKey(event) {
   if (!body.scopes.length) return setText($("key-form-error"), "Choose at least one scope.");
   const runs = $("key-runs").value.split(",").map((s) => s.trim()).filter(Boolean);
   if (runs.length) body.runs = runs;
+  const owners = $("key-owners").value.split(",").map((s) => s.trim()).filter(Boolean);
+  if (owners.length) body.owners = owners;
   for (const [field, id] of [["per_minute", "key-per-minute"], ["per_hour", "key-per-hour"], ["per_month", "key-per-month"]]) {
     if ($(id).value) body[field] = Number($(id).value);
   }

@@ -15,7 +15,6 @@ struct ResolvedAddress: @unchecked Sendable {
     var bytes: [UInt8] = []
     var text: String = ""
 
-    /// Resolves `host` (blocking: call on a worker) to its first address.
     /// Every address of `host` (at most `limit`, in the resolver's order; blocking: call on a worker).
     static func resolveAll(_ host: String, port: Int, limit: Int = 3) -> Result<[ResolvedAddress], DeliveryError> {
         var hints = addrinfo()
@@ -59,8 +58,9 @@ struct ResolvedAddress: @unchecked Sendable {
         return out
     }
 
-    /// Starts a non-blocking connect; the socket becomes writable once connected (or failed).
-    func connectNonBlocking() -> Result<Int32, DeliveryError> {
+    /// Starts a non-blocking connect; the socket becomes writable once connected (or failed). `label`
+    /// names the address in an error.
+    func connectNonBlocking(label: String) -> Result<Int32, DeliveryError> {
         let fd = socket(
             family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return .failure(DeliveryError("socket(): \(String(cString: strerror(errno)))")) }
@@ -71,7 +71,7 @@ struct ResolvedAddress: @unchecked Sendable {
         if rc != 0 && errno != EINPROGRESS {
             let reason = String(cString: strerror(errno))
             Glibc.close(fd)
-            return .failure(DeliveryError("connect \(text): \(reason)"))
+            return .failure(DeliveryError("connect \(label): \(reason)"))
         }
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))

@@ -211,12 +211,15 @@ final class WebhookEngine {
                 switch resolved {
                 case .failure(let error): finish(.failure(error))
                 case .success(let addresses):
-                    // Every address must be public: a name with one private address is refused.
-                    if !allowPrivate, let p = addresses.first(where: { AddressPolicy.isPrivate($0.bytes) }) {
+                    // Every address must be public: a name with one private address is refused. The
+                    // error never names what a name resolved to (it would make webhooks an oracle of
+                    // the hub's internal DNS); a literal address is the caller's own.
+                    if !allowPrivate, addresses.contains(where: { AddressPolicy.isPrivate($0.bytes) }) {
+                        let what = AddressPolicy.literal(url.host) == nil ? "resolves to" : "is"
                         return finish(
                             .failure(
                                 DeliveryError(
-                                    "\(url.host) resolves to \(p.text), a private address "
+                                    "\(url.host) \(what) a private or reserved address "
                                         + "(allowed only with --webhook-allow-private)")))
                     }
                     self.send(d, to: url, addresses: addresses[...], endpoint: e, done: finish)
@@ -234,7 +237,9 @@ final class WebhookEngine {
         guard let address = addresses.first else { return done(.failure(DeliveryError("no address"))) }
         let rest = addresses.dropFirst()
         let fd: Int32
-        switch address.connectNonBlocking() {
+        // As above: an address of a name is not named in the error.
+        let label = AddressPolicy.literal(url.host) == nil ? "an address of \(url.host)" : address.text
+        switch address.connectNonBlocking(label: label) {
         case .failure(let error):
             return rest.isEmpty ? done(.failure(error)) : send(d, to: url, addresses: rest, endpoint: e, done: done)
         case .success(let f): fd = f
