@@ -102,7 +102,7 @@ public enum Authorization {
         switch p {
         case .admin: return true
         case .anonymous(let open): return open
-        case .apiKey(_, let scopes, _): return scopes.contains(.transcriptsRead)
+        case .apiKey(_, let scopes, _, _): return scopes.contains(.transcriptsRead)
         default: return false
         }
     }
@@ -112,11 +112,12 @@ public enum Authorization {
     /// runs within its own, at quotas no higher than its own (`makerQuotas`). nil: allowed; otherwise
     /// the reason, naming the field.
     public static func mayGrant(
-        _ maker: Principal, scopes: Set<Scope>, runs: [String]?, quotas: [Int], makerQuotas: [Int]?
+        _ maker: Principal, scopes: Set<Scope>, runs: [String]?, owners: [String]? = nil, quotas: [Int],
+        makerQuotas: [Int]?
     ) -> (field: String, message: String)? {
         switch maker {
         case .admin: return nil
-        case .apiKey(_, let own, let ownRuns):
+        case .apiKey(_, let own, let ownRuns, let ownOwners):
             if scopes.contains(.keysAdmin) { return ("scopes", "only the admin key grants keys:admin") }
             let extra = scopes.subtracting(own)
             if !extra.isEmpty {
@@ -127,6 +128,14 @@ public enum Authorization {
                 guard let runs, runs.allSatisfy({ r in ownRuns.contains { covers($0, r) } }) else {
                     return (
                         "runs", "the new key's runs must lie within this key's runs (\(ownRuns.joined(separator: ",")))"
+                    )
+                }
+            }
+            if let ownOwners, scopes.contains(.runsPublish) {
+                guard let owners, owners.allSatisfy({ o in ownOwners.contains { covers($0, o) } }) else {
+                    return (
+                        "owners",
+                        "the new key's owners must lie within this key's owners (\(ownOwners.joined(separator: ",")))"
                     )
                 }
             }

@@ -73,10 +73,11 @@ extension SessionAPI {
         let quotas = [perMinute, perHour, perMonth]
         let refusals = access.principals.map { p -> (field: String, message: String)? in
             var own: [Int]?
-            if case .apiKey(let id, _, _) = p, let r = self.keys.record(id) {
+            if case .apiKey(let id, _, _, _) = p, let r = self.keys.record(id) {
                 own = [r.perMinute, r.perHour, r.perMonth]
             }
-            return Authorization.mayGrant(p, scopes: scopes, runs: runs, quotas: quotas, makerQuotas: own)
+            return Authorization.mayGrant(
+                p, scopes: scopes, runs: runs, owners: owners, quotas: quotas, makerQuotas: own)
         }
         if !refusals.contains(where: { $0 == nil }), let first = refusals.compactMap({ $0 }).first {
             return .error(.forbidden, "forbidden", "\"\(first.field)\": \(first.message)")
@@ -131,10 +132,11 @@ extension SessionAPI {
             let quotas = [target.perMinute, target.perHour, target.perMonth]
             let allowed = access.principals.contains { p in
                 var own: [Int]?
-                if case .apiKey(let me, _, _) = p, let r = self.keys.record(me) {
+                if case .apiKey(let me, _, _, _) = p, let r = self.keys.record(me) {
                     own = [r.perMinute, r.perHour, r.perMonth]
                 }
-                return Authorization.mayGrant(p, scopes: scopes, runs: target.runs, quotas: quotas, makerQuotas: own)
+                return Authorization.mayGrant(
+                    p, scopes: scopes, runs: target.runs, owners: target.owners, quotas: quotas, makerQuotas: own)
                     == nil
             }
             if !allowed {

@@ -210,7 +210,7 @@ final class PublishEndpoint: Endpoint {
         }
         // The key that allows it pays for it (the admin key and tokens have no quota).
         if !principals.contains(where: { $0 == .admin }),
-            case .apiKey(let id, _, _)? = principals.first(where: {
+            case .apiKey(let id, _, _, _)? = principals.first(where: {
                 if case .apiKey = $0 { return Authorization.allows($0, .publishRun(run)) }
                 return false
             }), let keys = runs.context.server.api?.keys
