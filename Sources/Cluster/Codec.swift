@@ -178,6 +178,9 @@ public enum SessionInfoJSON {
             w.beginArray(role); for n in names { w.element(n) }; w.endArray()
         }
         w.endObject()
+        if !i.revokedShares.isEmpty {
+            w.beginArray("revoked_shares"); for id in i.revokedShares { w.element(id) }; w.endArray()
+        }
         w.endObject()
         return w.bytes
     }
@@ -195,6 +198,8 @@ public enum SessionInfoJSON {
         for (role, names) in o["events"]?.object?.members ?? [] {
             info.eventPolicy[role] = names.array?.compactMap(\.string) ?? []
         }
+        info.revokedShares = Array(
+            (o["revoked_shares"]?.array?.compactMap(\.string) ?? []).prefix(SessionInfo.maxRevokedShares))
         return info
     }
 }

@@ -20,6 +20,14 @@ public func fuzzHTTP(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
                 _ = DeflateNegotiation.negotiate(accepted.extensionOffers, mode: .context)
             }
             _ = head.query
+            // The cross-site gate's parsers, on whatever Host and Origin the head carries.
+            if let host = head.header("Host"), let name = Authority.hostName(host) {
+                precondition(!name.isEmpty && !name.contains("/"))
+                _ = Authority.isLoopbackIPv4(name)
+            }
+            if let origin = head.header("Origin"), let o = Authority.origin(of: origin) {
+                precondition(o.hasPrefix("http://") || o.hasPrefix("https://"))
+            }
             return 0
         }
     }

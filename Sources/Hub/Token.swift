@@ -57,6 +57,15 @@ public struct TokenClaims: Sendable, Equatable {
     /// (an identity provider's OAuth scopes) mean nothing to the hub.
     public var scope: String? = nil
 
+    /// A share link's id (its token's subject is `share:<id>`), for revocation; nil for other tokens.
+    public var shareId: String? { scope == "replay" && sub.hasPrefix("share:") ? String(sub.dropFirst(6)) : nil }
+
+    /// Whether this is a share link that `info` lists as revoked.
+    public func isRevokedShare(in info: SessionInfo?) -> Bool {
+        guard let id = shareId, let info else { return false }
+        return info.revokedShares.contains(id)
+    }
+
     /// What the token lets its holder do outside a session's own admission.
     public var principal: Principal {
         if let channels { return .watcher(channels: channels) }

@@ -246,6 +246,7 @@ extension Server {
             case .success(let claims) = config.sessionPolicy.tokens.verify(
                 given, now: Int64(Date().timeIntervalSince1970))
         {
+            if claims.isRevokedShare(in: directory.info(claims.session)) { return nil }
             a.tokens.append((claims.principal, claims.exp))
             return claims.principal
         }

@@ -252,6 +252,9 @@ final class HubEndpoint: Endpoint {
         if let token = obj["token"]?.string {
             switch hub.context.sessionPolicy.tokens.verify(token, now: Int64(Date().timeIntervalSince1970)) {
             case .success(let claims):
+                if claims.isRevokedShare(in: info) {
+                    return MessageError("unauthorized", "this share link was revoked", field: "token")
+                }
                 if claims.channels == nil, claims.role != .publisher,
                     claims.session == "*" || claims.session == info.code
                 {

@@ -378,6 +378,19 @@ final class SessionDirectory: @unchecked Sendable {
         return true
     }
 
+    /// Revokes a share link of a session, live or ended (playback outlives the session): the row to
+    /// store, or nil when there is no such session or too many links are revoked already.
+    func revokeShare(_ code: String, id: String) -> SessionInfo? {
+        lock.lock(); defer { lock.unlock() }
+        guard var info = infos[code] else { return nil }
+        if !info.revokedShares.contains(id) {
+            guard info.revokedShares.count < SessionInfo.maxRevokedShares else { return nil }
+            info.revokedShares.append(id)
+            infos[code] = info
+        }
+        return info
+    }
+
     /// Forgets a session whose creation could not be stored.
     func forget(_ code: String) {
         lock.lock(); infos[code] = nil; active[code] = nil; counts[code] = nil; lock.unlock()

@@ -111,6 +111,10 @@ final class SessionAPI {
                         session: code!, address: client, details: head.query["format"]))
                 return transcript(parts[2], head, connection)
             }
+        case ("DELETE", 5, "sessions") where parts[3] == "share":
+            return authorized(.shareSession(code!)) {
+                revokeShare(code!, parts[4], connection, actor: access.keyId.map { "key \($0)" } ?? "api", client)
+            }
         case ("POST", 4, "sessions") where parts[3] == "share":
             return authorized(.shareSession(code!)) {
                 share(code!, body, actor: access.keyId.map { "key \($0)" } ?? "api", client)
@@ -321,6 +325,40 @@ final class SessionAPI {
         return out
     }
 
+    /// `DELETE /api/sessions/{code}/share/{id}`: the link stops working at once, on every node (the
+    /// session's row carries the revoked ids; share tokens are checked against it).
+    private func revokeShare(
+        _ code: String, _ id: String, _ connection: Connection, actor: String, _ client: String
+    ) -> Response? {
+        guard APIKeys.isToken(Substring(id)) else {
+            return .error(.badRequest, "invalid_field", "\"id\" must be a share link's id (as POST .../share answered)")
+        }
+        guard directory.info(code) != nil else {
+            return .error(.notFound, "unknown_session", "no session with code \(code)")
+        }
+        guard let info = directory.revokeShare(code, id: id) else {
+            return .error(
+                .conflict, "too_many_revoked",
+                "\(SessionInfo.maxRevokedShares) share links of this session are revoked already; rotate --jwt-secret "
+                    + "to end them all")
+        }
+        store.record(
+            ActivityEntry(
+                actor: actor, action: "share_link_revoked", target: code, session: code, address: client,
+                details: "share:\(id)"))
+        let loop = connection.loop, directory = directory, store = store
+        store.save(info) { stored in
+            if !stored, let latest = directory.info(code) { store.save(latest) }
+            let response =
+                stored
+                ? Response.json(.ok, "{\"id\":\(jsonString(id)),\"revoked\":true}")
+                : Response.error(
+                    .serviceUnavailable, "storage_unavailable", "revoked here, not stored yet; it is being retried")
+            loop.post { connection.respondLater(response) }
+        }
+        return nil
+    }
+
     /// `PATCH /api/sessions/{code}` with the host key: title, guest_policy, events (role -> names).
     private func patch(_ raw: String, _ head: HTTPRequestHead, _ body: [UInt8], _ connection: Connection) -> Response? {
         guard let code = SessionCode.normalize(raw), var info = directory.info(code) else {
@@ -431,6 +469,7 @@ extension SessionAPI {
                 details: "share:\(id), \(ttl) s"))
         var w = JSONWriter()
         w.beginObject()
+        w.field("id", id)
         w.field("url", "/replay/\(code)#token=\(token)"); w.field("token", token); w.field("expires_at", now + ttl)
         w.endObject()
         return Response(status: .created, body: w.bytes)

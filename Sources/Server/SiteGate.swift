@@ -83,47 +83,7 @@ public struct SiteGate {
         return o == "http://" + h || o == "https://" + h
     }
 
-    /// 127.0.0.0/8 written as a dotted quad (not a name that merely starts with `127.`).
-    static func isLoopbackIPv4(_ name: String) -> Bool {
-        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 4 && parts[0] == "127"
-            && parts.allSatisfy { !$0.isEmpty && $0.count <= 3 && $0.allSatisfy(\.isASCIIDigitChar) }
-    }
-
-    /// `host[:port]` → host, lowercased (an IPv6 literal without its brackets); nil if malformed.
-    public static func hostName(authority: String) -> String? {
-        let a = authority.lowercased()
-        guard !a.isEmpty, a.utf8.count <= 255, !a.contains(where: { $0 == "/" || $0 == "@" || $0 == " " }) else {
-            return nil
-        }
-        if a.hasPrefix("[") {
-            guard let close = a.firstIndex(of: "]") else { return nil }
-            let rest = a[a.index(after: close)...]
-            guard rest.isEmpty || (rest.hasPrefix(":") && rest.dropFirst().allSatisfy(\.isASCIIDigitChar)) else {
-                return nil
-            }
-            return String(a[a.index(after: a.startIndex)..<close])
-        }
-        let parts = a.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count <= 2, !parts[0].isEmpty else { return nil }
-        if parts.count == 2 && (parts[1].isEmpty || !parts[1].allSatisfy(\.isASCIIDigitChar)) { return nil }
-        return String(parts[0])
-    }
-
-    /// `scheme://host[:port]` of an http(s) URL with nothing after the authority but `/`, lowercased;
-    /// nil otherwise (`app.example.com` without a scheme is no origin: browsers always send one).
-    public static func origin(of url: String) -> String? {
-        let u = url.lowercased()
-        guard let sep = u.range(of: "://") else { return nil }
-        let scheme = u[..<sep.lowerBound]
-        guard scheme == "http" || scheme == "https" else { return nil }
-        var authority = String(u[sep.upperBound...])
-        if authority.hasSuffix("/") { authority.removeLast() }
-        guard hostName(authority: authority) != nil else { return nil }
-        return "\(scheme)://\(authority)"
-    }
-}
-
-extension Character {
-    fileprivate var isASCIIDigitChar: Bool { isASCII && isNumber }
+    public static func isLoopbackIPv4(_ name: String) -> Bool { Authority.isLoopbackIPv4(name) }
+    public static func hostName(authority: String) -> String? { Authority.hostName(authority) }
+    public static func origin(of url: String) -> String? { Authority.origin(of: url) }
 }

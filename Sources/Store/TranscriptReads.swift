@@ -99,16 +99,20 @@ extension SQLiteStore {
                     createdAt: s.int(5))
                 info.endedAt = s.isNull(6) ? nil : s.int(6)
                 info.endReason = s.string(7)
-                if let options = s.string(9) { info.eventPolicy = Self.eventPolicy(fromOptions: options) }
+                if let options = s.string(9) {
+                    info.eventPolicy = Self.eventPolicy(fromOptions: options)
+                    info.revokedShares = Self.revokedShares(fromOptions: options)
+                }
                 out.append((info, Int(s.int(8))))
             }
             return out
         }
     }
 
-    /// The `options` column: `{"events": {role: [names]}}`, or nil when there is nothing to keep.
+    /// The `options` column: `{"events": {role: [names]}, "revoked_shares": [ids]}`, or nil when there is
+    /// nothing to keep.
     static func options(of info: SessionInfo) -> String? {
-        guard !info.eventPolicy.isEmpty else { return nil }
+        guard !info.eventPolicy.isEmpty || !info.revokedShares.isEmpty else { return nil }
         var w = JSONWriter()
         w.beginObject(); w.beginObject("events")
         for role in info.eventPolicy.keys.sorted() {
@@ -116,8 +120,17 @@ extension SQLiteStore {
             for name in info.eventPolicy[role] ?? [] { w.element(name) }
             w.endArray()
         }
-        w.endObject(); w.endObject()
+        w.endObject()
+        if !info.revokedShares.isEmpty {
+            w.beginArray("revoked_shares"); for id in info.revokedShares { w.element(id) }; w.endArray()
+        }
+        w.endObject()
         return String(decoding: w.bytes, as: UTF8.self)
+    }
+
+    static func revokedShares(fromOptions options: String) -> [String] {
+        guard let root = try? JSONReader.readObject(Array(options.utf8)) else { return [] }
+        return Array((root["revoked_shares"]?.array?.compactMap(\.string) ?? []).prefix(SessionInfo.maxRevokedShares))
     }
 
     static func eventPolicy(fromOptions options: String) -> [String: [String]] {

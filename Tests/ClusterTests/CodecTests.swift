@@ -80,6 +80,8 @@ final class LogEntryTests: XCTestCase {
         info.endReason = "done"
         info.eventPolicy = ["guest": ["draw*", "vote"], "viewer": []]
         XCTAssertEqual(SessionInfoJSON.decode(SessionInfoJSON.encode(info)), info)
+        info.revokedShares = ["abc", "d-e"]
+        XCTAssertEqual(SessionInfoJSON.decode(SessionInfoJSON.encode(info)), info, "revoked share links travel too")
         XCTAssertNil(SessionInfoJSON.decode(Array("{\"code\":1}".utf8)))
     }
 }

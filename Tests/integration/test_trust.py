@@ -488,3 +488,35 @@ def test_a_share_link_plays_back_and_shows_no_presence(closed):
     assert api(hub, "GET", f"/api/sessions/{code}/transcript", headers=bearer)[0] == 200
     assert api(hub, "GET", f"/api/sessions/{code}", headers=bearer)[0] == 403
     assert api(hub, "GET", f"/api/sessions/{code}/members", headers=bearer)[0] == 403
+
+
+def test_a_share_link_can_be_revoked_and_stays_revoked_after_a_restart(tmp_path):
+    data = str(tmp_path)
+    hub = conftest.Hub("--jwt-secret", SECRET, "--admin-key", ADMIN, data_dir=data).start()
+    admin = {"X-API-Key": ADMIN}
+    try:
+        code = api(hub, "POST", "/api/sessions", {"title": "leaky"}, admin)[1]["code"]
+        first = api(hub, "POST", f"/api/sessions/{code}/share", {}, admin)[1]
+        second = api(hub, "POST", f"/api/sessions/{code}/share", {}, admin)[1]
+        status, body = api(hub, "DELETE", f"/api/sessions/{code}/share/{first['id']}", None, admin)
+        assert status == 200 and body == {"id": first["id"], "revoked": True}, body
+        bearer = lambda s: {"Authorization": "Bearer " + s["token"]}
+        assert api(hub, "GET", f"/api/sessions/{code}/transcript", headers=bearer(first))[0] == 401
+        assert api(hub, "GET", f"/api/sessions/{code}/transcript", headers=bearer(second))[0] == 200
+
+        async def replay(token):
+            c = await Client.connect(hub, code)
+            await c.send({"type": "replay", "token": token})
+            return await c.recv()
+        m = run(replay(first["token"]))
+        assert m["type"] == "error" and m["code"] == "unauthorized" and "revoked" in m["message"], m
+        # Only who may share may revoke.
+        assert api(hub, "DELETE", f"/api/sessions/{code}/share/{second['id']}", None, bearer(second))[0] == 403
+    finally:
+        hub.stop()
+    hub = conftest.Hub("--jwt-secret", SECRET, "--admin-key", ADMIN, data_dir=data).start()
+    try:
+        assert api(hub, "GET", f"/api/sessions/{code}/transcript", headers=bearer(first))[0] == 401
+        assert api(hub, "GET", f"/api/sessions/{code}/transcript", headers=bearer(second))[0] == 200
+    finally:
+        hub.stop()

@@ -11,6 +11,9 @@ public struct SessionInfo: Sendable, Equatable {
     /// Which app-event names each role may send (`role -> names`; a name ending in `*` is a prefix).
     /// A role not listed may send any name.
     public var eventPolicy: [String: [String]] = [:]
+    /// Share links revoked before they expired (their ids, `share:<id>` tokens): at most `maxRevokedShares`.
+    public var revokedShares: [String] = []
+    public static let maxRevokedShares = 100
     public init(
         code: String, title: String, maxParticipants: Int, guestPolicy: GuestPolicy, hostKey: String,
         createdAt: Int64
