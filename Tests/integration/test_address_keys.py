@@ -35,7 +35,7 @@ def status(src, port, held):
 out = {}
 for prefix in ["64", "128"]:
     hub = subprocess.Popen([binary, "serve", "--host", "::", "--port", "0", "--threads", "1", "--data", data + prefix,
-                            "--max-connections-per-address", "2", "--ipv6-prefix", prefix],
+                            "--max-connections-per-address", "2", "--ipv6-prefix", prefix, "--auth", "open"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     port = int(re.search(r"listening on \S+:(\d+)", hub.stdout.readline()).group(1))
     held, got = [], {}

@@ -80,12 +80,19 @@ def keys(tmp_path_factory):
 
 def claims(code, **extra):
     now = int(time.time())
-    return {"sub": "u1", "session": code, "role": "viewer", "iat": now, "exp": now + 300, **extra}
+    return {"sub": "u1", "session": code, "role": "viewer", "iat": now, "exp": now + 300, "aud": AUD, "iss": ISS,
+            **extra}
+
+
+# Public keys belong to an identity provider that signs for many applications: the hub requires its own
+# audience and the issuer it trusts (RFC 8725).
+AUD, ISS = "collabhub-test", "https://idp.test"
+IDP = ["--jwt-audience", AUD, "--jwt-issuer", ISS]
 
 
 def test_rs256_and_es256_from_pem_files(keys, tmp_path):
     hub = conftest.Hub("--jwt-public-key", f"rs={keys.rsa_pub}", "--jwt-public-key", f"es={keys.ec_pub}",
-                       "--admin-key", ADMIN, data_dir=str(tmp_path)).start()
+                       "--admin-key", ADMIN, *IDP, data_dir=str(tmp_path)).start()
     try:
         code = api(hub, "POST", "/api/sessions", {})[1]["code"]
 
@@ -121,7 +128,7 @@ def test_rs256_and_es256_from_pem_files(keys, tmp_path):
 def test_jwks_is_read_again_on_sighup(keys, tmp_path):
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps({"keys": [keys.jwk("rsa", "j1")]}))
-    hub = conftest.Hub("--jwks", str(jwks), "--admin-key", ADMIN, data_dir=str(tmp_path / "data")).start()
+    hub = conftest.Hub("--jwks", str(jwks), "--admin-key", ADMIN, *IDP, data_dir=str(tmp_path / "data")).start()
     try:
         code = api(hub, "POST", "/api/sessions", {})[1]["code"]
 
@@ -155,6 +162,6 @@ def test_unusable_keys_stop_start_up(keys, tmp_path):
     openssl("pkey", "-in", small, "-pubout", "-out", small_pub)
     for args, needle in [(["--jwt-public-key", small_pub], "2048"), (["--jwt-public-key", str(tmp_path / "missing.pem")], "cannot read"),
                          (["--jwks", keys.rsa_pub], "JWKS")]:
-        proc = subprocess.run([conftest.BINARY, "serve", "--port", "0", "--data", str(tmp_path / "d"), *args],
+        proc = subprocess.run([conftest.BINARY, "serve", "--port", "0", "--data", str(tmp_path / "d"), *IDP, *args],
                               capture_output=True, text=True, timeout=20)
         assert proc.returncode != 0 and needle in proc.stderr, (args, proc.stderr)
