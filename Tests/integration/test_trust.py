@@ -520,3 +520,41 @@ def test_a_share_link_can_be_revoked_and_stays_revoked_after_a_restart(tmp_path)
         assert api(hub, "GET", f"/api/sessions/{code}/transcript", headers=bearer(second))[0] == 200
     finally:
         hub.stop()
+
+
+def test_a_page_on_another_site_cannot_write_to_an_open_hub_from_chromium(open_hub, tmp_path):
+    """The review's N2 reproduction in a real browser: a page served from another origin (another port of
+    127.0.0.1) runs a no-cors fetch that creates a webhook, and opens a WebSocket to the hub. Neither works,
+    while the hub's own page, in the same browser, can still create a session."""
+    import shutil
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+    if shutil.which("chromedriver") is None:
+        pytest.skip("chromium-driver not installed")
+    from test_browser import browser
+    (tmp_path / "evil.html").write_text(f"""<!doctype html><script>
+      window.result = "pending";
+      fetch("http://127.0.0.1:{open_hub.port}/api/webhooks", {{method: "POST", mode: "no-cors",
+        body: '{{"url": "http://127.0.0.1:9/exfil", "events": ["*"]}}'}})
+        .then(() => window.fetched = "sent", () => window.fetched = "failed");
+      const ws = new WebSocket("ws://127.0.0.1:{open_hub.port}/watch", "collabhub.v1");
+      ws.onopen = () => window.ws = "open"; ws.onerror = () => window.ws = "refused";
+    </script>""")
+    handler = lambda *a, **k: SimpleHTTPRequestHandler(*a, directory=str(tmp_path), **k)
+    site = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    before = len(webhooks(open_hub))
+    d = browser()
+    try:
+        d.get(f"http://127.0.0.1:{site.server_address[1]}/evil.html")
+        eventually(lambda: d.execute_script("return window.fetched && window.ws"), what="the page's requests")
+        assert d.execute_script("return window.ws") == "refused"
+        assert len(webhooks(open_hub)) == before, "a cross-site page created a webhook"
+        # The hub's own page (its origin) still writes: create a session from the lobby's script.
+        d.get(f"http://127.0.0.1:{open_hub.port}/")
+        status = d.execute_script("""return fetch("/api/sessions", {method: "POST",
+            headers: {"Content-Type": "application/json"}, body: "{}"}).then(r => r.status)""")
+        assert status == 201
+    finally:
+        d.quit()
+        site.shutdown()
