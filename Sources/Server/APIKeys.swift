@@ -92,7 +92,7 @@ final class APIKeys: @unchecked Sendable {
         reloading = true
         lock.unlock()
         guard start else { return }
-        worker.submit { [self] in
+        let queued = worker.submit { [self] in
             while true {
                 lock.lock()
                 let waiters = nextWaiters
@@ -109,6 +109,15 @@ final class APIKeys: @unchecked Sendable {
                 for w in waiters { w() }
             }
         }
+        guard !queued else { return }
+        // Not queued (cannot happen with one read at a time, but never leave a caller waiting): the
+        // waiters go on with the table as it is.
+        lock.lock()
+        let waiters = nextWaiters
+        nextWaiters = []
+        reloading = false
+        lock.unlock()
+        for w in waiters { w() }
     }
     private var nextWaiters: [() -> Void] = []
     /// Ids asked for since the last read, and ids a read found absent (cleared by every read): an

@@ -16,7 +16,7 @@ extension SessionAPI {
         }
         let session = q["session"].flatMap(SessionCode.normalize) ?? q["session"]
         let loop = connection.loop
-        worker.submit { [self] in
+        let queued = worker.submit { [self] in
             let response: Response
             do {
                 let rows = try store.activity(
@@ -45,6 +45,6 @@ extension SessionAPI {
             }
             loop.post { connection.respondLater(response) }
         }
-        return nil
+        return queued ? nil : .busy("API requests")
     }
 }

@@ -50,7 +50,9 @@ final class Connection: Socket {
     let addressKey: String
     /// Reading stopped until the queued responses drain (pipelined requests from a client that does
     /// not read its answers).
-    private var pausedForOutput = false
+    private(set) var pausedForOutput = false
+    /// The response whose body is being sent a piece at a time (an export).
+    var stream: ResponseStream?
     /// Cut off for output past the hard limit (counted once, however many broadcasts find it behind).
     private(set) var cutOff = false
     /// Bytes of the ephemeral updates held in `coalesced` (they count against the output limits).
@@ -75,6 +77,8 @@ final class Connection: Socket {
         super.init(loop: context.loop, fd: fd, peer: peer)
         // Unconsumed input: a request head and its body, or (WebSocket) at most a frame header.
         inputLimit = context.config.maxHeadSize + context.config.maxBodySize + 64 * 1024
+        // HTTP answers count against the hard limit too (exports are streamed under it: `startStream`).
+        outputLimit = context.config.hardOutputLimit
         context.metrics.connectionsOpen.add()
         context.metrics.connectionsTotal.add()
     }
@@ -175,24 +179,30 @@ final class Connection: Socket {
         context.metrics.httpRequests.add()
         requestStarted = ev_time_now()
         requestRoute = Metrics.route(head.target)
-        guard let response = context.router.handle(head, body: body, connection: self) else {
-            // Answered later (off-loop read or a durable write): hold further requests, and stop
-            // reading, until then.
+        let response = context.router.handle(head, body: body, connection: self)
+        if response == nil || response?.stream != nil {
+            // Answered later (off-loop read or a durable write), or a body sent a piece at a time: hold
+            // further requests, and stop reading, until then.
             machine.awaitResponse()
             pauseReading()
             deferredKeepAlive = head.keepAlive
             deferredHeadOnly = head.method == "HEAD"
-            return
+            deferredChunked = head.versionMinor >= 1
         }
+        guard let response else { return }
+        if let source = response.stream { return startStream(response, source) }
         finish(response, keepAlive: head.keepAlive, headOnly: head.method == "HEAD")
     }
-    private var deferredKeepAlive = true
+    private(set) var deferredKeepAlive = true
     private var requestStarted = 0.0
     private var requestRoute = 0
-    private var deferredHeadOnly = false
+    private(set) var deferredHeadOnly = false
+    /// The waiting request is HTTP/1.1: a streamed body may be chunked.
+    private(set) var deferredChunked = true
 
     /// Sends a response prepared off the loop (call on the connection's loop).
     func respondLater(_ response: Response) {
+        if let source = response.stream { return startStream(response, source) }
         guard !isClosed, machine.awaitingResponse else { return }
         machine.responded()
         if !pausedForOutput { resumeReading() }
@@ -202,14 +212,23 @@ final class Connection: Socket {
     }
 
     private func finish(_ response: Response, keepAlive requested: Bool, headOnly: Bool) {
-        context.metrics.httpDuration[requestRoute].observe(ev_time_now() - requestStarted)
-        if response.status.code >= 400 { context.metrics.httpError(response.status.code) }
+        observeResponse(response.status)
         let keepAlive = requested && response.status.code < 500
-        send(
-            HTTPResponse.bytes(
-                response.status, headers: response.headers, body: response.body,
-                contentType: response.contentType, keepAlive: keepAlive, headOnly: headOnly))
+        let bytes = HTTPResponse.bytes(
+            response.status, headers: response.headers, body: response.body,
+            contentType: response.contentType, keepAlive: keepAlive, headOnly: headOnly)
+        // A whole answer bigger than the limit on its own (a long session list: its size is the hub's
+        // state, not the client's doing) still goes out, the limit raised until it drains. What a client
+        // can make large is streamed under the limit, and pipelined requests wait at 64 KiB queued.
+        if outBytes + bytes.count > outputLimit { outputLimit = outBytes + bytes.count }
+        send(bytes)
         if !keepAlive { closeAfterFlush() }
+    }
+
+    /// Response time and errors, counted when the head goes out.
+    func observeResponse(_ status: HTTPStatus) {
+        context.metrics.httpDuration[requestRoute].observe(ev_time_now() - requestStarted)
+        if status.code >= 400 { context.metrics.httpError(status.code) }
     }
 
     private func failHTTP(_ status: HTTPStatus, _ message: String, headers: [(String, String)] = []) {
@@ -341,6 +360,10 @@ final class Connection: Socket {
     }
 
     override func outputDrained() {
+        if machine.phase == .http {
+            outputLimit = context.config.hardOutputLimit  // raised for one big answer (`finish`)
+            pullStream()
+        }
         if pausedForOutput {
             pausedForOutput = false
             if !machine.awaitingResponse { resumeReading() }
@@ -401,6 +424,7 @@ final class Connection: Socket {
             }
         }
         if countedAddress { context.server.addresses.close(addressKey); countedAddress = false }
+        cancelStream()
         context.metrics.connectionsOpen.add(-1)
         endpoint?.closed(self)
         endpoint = nil

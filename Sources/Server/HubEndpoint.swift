@@ -159,7 +159,8 @@ final class HubEndpoint: Endpoint {
             if let e = replayer.control(obj) { reject(connection, e) }
             return
         }
-        guard connection.replayer == nil, !connection.replayPending else {
+        // A finished replay gave up its slot: playing again is a new replay, admitted and counted anew.
+        guard connection.replayer?.finished ?? true, !connection.replayPending else {
             return reject(connection, MessageError("already_replaying", "this connection is already replaying"))
         }
         // A replay names a session like a join does: the same throttle on failures, checked first, so
@@ -210,7 +211,8 @@ final class HubEndpoint: Endpoint {
                     "too_many_replays",
                     "\(Self.maxReplaysPerAddress) replays are running from your address; try again shortly"))
         }
-        guard let worker = hub.context.server.api?.worker else {
+        // Replay reads go to the transcript worker (not the API's), in the client address's lane.
+        guard let worker = hub.context.server.api?.transcriptReads else {
             return reject(connection, MessageError("unavailable", "replay is not available"))
         }
         let store = hub.store, loop = connection.loop
@@ -218,9 +220,11 @@ final class HubEndpoint: Endpoint {
         activeReplays += 1
         replaysByAddress[key, default: 0] += 1
         connection.replayPending = true
-        worker.submit { [weak self] in
+        let queued = worker.submit(lane: key) { [weak self] in
             let summary = Replayer.summary(store: store, code: code, from: from)
-            let first = summary.map { Replayer.page(store: store, code: code, after: $0.first - 1, fromTs: nil) }
+            let first = summary.map {
+                Replayer.page(store: store, code: code, after: $0.first - 1, last: $0.last, fromTs: nil)
+            }
             loop.post {
                 connection.replayPending = false
                 guard let self else { return }
@@ -232,14 +236,19 @@ final class HubEndpoint: Endpoint {
                     return
                 }
                 let replayer = Replayer(
-                    connection: connection, code: code, store: store, worker: worker, summary: summary, first: first,
-                    speed: speed)
-                // The slot is held while the replay plays (a finished replay can seek back: it then
-                // plays without one; the per-loop cap bounds the pages held, not the sockets).
+                    connection: connection, code: code, store: store, worker: worker, lane: key, summary: summary,
+                    first: first, speed: speed)
+                // The slot is held until the replay finishes (it then takes no more controls) or the
+                // connection closes.
                 replayer.onFinish = { [weak self] in self?.replayEnded(key) }
                 connection.replayer = replayer
                 replayer.start()
             }
+        }
+        if !queued {
+            connection.replayPending = false
+            replayEnded(key)
+            connection.sendError(MessageError("storage_unavailable", "replay reads are backed up; try again shortly"))
         }
     }
 

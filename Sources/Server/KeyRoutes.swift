@@ -99,17 +99,17 @@ extension SessionAPI {
     }
 
     /// Runs `work` (the key table, opened directly) on the API worker and answers with what it returns,
-    /// or 503 naming the store's error.
+    /// or 503 naming the store's error (503 `busy` when the worker's queue is full).
     func offLoop(_ connection: Connection, _ work: @escaping () throws -> Response) -> Response? {
         let loop = connection.loop
-        worker.submit {
+        let queued = worker.submit {
             let response: Response
             do { response = try work() } catch {
                 response = .error(.serviceUnavailable, "storage_unavailable", "\(error)")
             }
             loop.post { connection.respondLater(response) }
         }
-        return nil
+        return queued ? nil : .busy("API requests")
     }
 
     func listKeys(_ connection: Connection) -> Response? {

@@ -50,11 +50,13 @@ final class LoopHub: SessionHost, HubMetrics {
         let reads = context.server.wakeups, storage: TranscriptReads = store, loop = context.loop
         let limit = context.sessionPolicy.resumeWindow
         let shared = store as? SharedLog
-        reads.submit { [unowned self] in
+        let queued = reads.submit { [unowned self] in
             let history = Result { try SessionHistory.read(code, from: storage, limit: limit) }
             let roster = (try? shared?.remoteMembers(session: code)) ?? []
             loop.post { self.woke(code, history, roster) }
         }
+        // Refused (the queue is full): like a failed read, so the joins waiting get `storage_unavailable`.
+        if !queued { loop.post { self.woke(code, .failure(WorkerBusy())) } }
     }
     private var waiting: [String: [(Session?) -> Void]] = [:]
 
@@ -65,7 +67,7 @@ final class LoopHub: SessionHost, HubMetrics {
         if lookingUp[code] != nil { lookingUp[code]!.append(body); return }
         lookingUp[code] = [body]
         let loop = context.loop, directory = directory
-        context.server.wakeups.submit { [unowned self] in
+        let queued = context.server.wakeups.submit { [unowned self] in
             let found = Result { try shared.lookup(session: code) }
             let info = try? found.get()
             loop.post {
@@ -76,6 +78,11 @@ final class LoopHub: SessionHost, HubMetrics {
                     if info != nil { self.withSession(code, b) } else { b(nil) }
                 }
             }
+        }
+        guard !queued else { return }
+        loop.post {  // refused (the queue is full): `storage_unavailable`, as when Redis cannot be read
+            self.wakeFailed.insert(code)
+            for b in self.lookingUp.removeValue(forKey: code) ?? [] { b(nil) }
         }
     }
     private var lookingUp: [String: [(Session?) -> Void]] = [:]
@@ -221,10 +228,11 @@ final class LoopHub: SessionHost, HubMetrics {
     func readEvents(_ session: Session, after: Int, limit: Int, done: @escaping ([StoredEvent]?) -> Void) {
         let reads = context.server.historyReads, storage: TranscriptReads = store, loop = context.loop
         let code = session.code
-        reads.submit {
+        let queued = reads.submit {
             let events = try? storage.events(session: code, after: after, limit: limit)
             loop.post { done(events) }
         }
+        if !queued { loop.post { done(nil) } }  // refused: as a failed read
     }
 
     func readEvent(
@@ -233,10 +241,11 @@ final class LoopHub: SessionHost, HubMetrics {
     ) {
         let reads = context.server.historyReads, storage: TranscriptReads = store, loop = context.loop
         let code = session.code
-        reads.submit {
+        let queued = reads.submit {
             let result = Result { try storage.event(session: code, seq: seq) }.mapError { StoreFailure("\($0)") }
             loop.post { done(result) }
         }
+        if !queued { loop.post { done(.failure(StoreFailure("\(WorkerBusy())"))) } }
     }
 
     func relay(_ session: Session, traffic: Traffic, key: String?, frame: Chunk) {
@@ -251,10 +260,11 @@ final class LoopHub: SessionHost, HubMetrics {
             return readEvents(session, after: after, limit: limit) { done($0?.map { ($0, false) }) }
         }
         let loop = context.loop, code = session.code
-        context.server.historyReads.submit {
+        let queued = context.server.historyReads.submit {
             let events = try? shared.events(session: code, after: after, limit: limit)
             loop.post { done(events) }
         }
+        if !queued { loop.post { done(nil) } }
     }
 
     func redacted(_ session: Session, seqs: Set<Int>) {

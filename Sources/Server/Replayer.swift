@@ -8,28 +8,42 @@ import WebSocket
 /// messages, spaced by their original server-time gaps divided by `speed`, with pause, resume, seek
 /// and speed changes (`replay_control`). Runs on the connection's loop.
 ///
-/// The transcript is read a page at a time on the API worker thread (at most `pageEvents` events and
+/// The transcript is read a page at a time on the transcript worker (at most `pageEvents` events and
 /// `pageBytes` bytes, plus the cursor samples between them), never whole: a replaying connection holds
 /// one page, and sends only while its output is below the soft limit.
+///
+/// Reads are coalesced: at most one is in flight per replayer, and a seek made meanwhile replaces the
+/// read waiting after it (the latest target wins; a binary search overtaken by a later seek stops at
+/// its next probe). They go in the client address's lane of the transcript worker, which takes turns
+/// across addresses, so a seek flood costs its sender's lane, not everyone's.
+///
+/// A finished replay gives up its slot and its page, and takes no more `replay_control` (error
+/// `replay_finished`): playing again is a new `replay`, admitted and counted like the first. Holding
+/// the slot instead would let idle finished sockets hold every slot of the per-address and per-loop
+/// caps; seeking without one (as before) let a finished replay read without any cap.
 final class Replayer {
     private unowned let connection: Connection
     private let code: String
     private let store: Storage
     private let worker: Worker
+    /// The transcript worker's lane for this replay's reads (the client address).
+    private let lane: String
     /// The range replayed, fixed when it starts: first and last seq, how many events, how long.
     let summary: Summary
     private var page: [Item] = []
     private var index = 0
     /// The page ends the transcript (nothing after it).
     private var exhausted = false
-    private var loading = false
-    /// Bumped by a seek: a page requested before it is dropped when it arrives.
-    private var generation = 0
-    /// Bumped by every seek: a seek by time answered after a later seek is dropped.
-    var seeks = 0
+    /// A read is on the worker (at most one), and the read to make when it is back (the latest wins).
+    private var reading = false
+    private var wanted: Read?
+    private var loading: Bool { reading || wanted != nil }
+    /// Bumped by every seek: a read made for an earlier position is dropped (and a search stops early).
+    private let generation = ReadGeneration()
     private(set) var speed: Double
     private var paused = false
-    private var finished = false
+    /// Everything was sent (or the connection closed): the slot and the page are given up.
+    private(set) var finished = false
     private var timer: Loop.Timer?
     /// Called once when the replay has sent everything (its slot is free again).
     var onFinish: (() -> Void)?
@@ -40,6 +54,9 @@ final class Replayer {
     struct Item { let ts: Int64; let seq: Int?; let message: ServerMessage }
     struct Summary { let first: Int, last: Int, count: Int, durationMillis: Int64 }
     struct Page { let items: [Item]; let exhausted: Bool }
+    /// A read for the worker: the page after a seq, or the first seq at or after a time.
+    private enum Read { case page(after: Int, fromTs: Int64?), time(Int64) }
+    private enum ReadResult { case page(Page), seq(Int), dropped }
 
     static let pageEvents = 200
     static let pageBytes = 1 << 20
@@ -48,13 +65,14 @@ final class Replayer {
     static let maxGapMillis: Int64 = 60_000
 
     init(
-        connection: Connection, code: String, store: Storage, worker: Worker, summary: Summary, first: Page,
-        speed: Double
+        connection: Connection, code: String, store: Storage, worker: Worker, lane: String, summary: Summary,
+        first: Page, speed: Double
     ) {
         self.connection = connection
         self.code = code
         self.store = store
         self.worker = worker
+        self.lane = lane
         self.summary = summary
         self.speed = speed
         page = first.items
@@ -74,17 +92,13 @@ final class Replayer {
             durationMillis: max(last.ts - first.ts, 0))
     }
 
-    /// The events after `after` (a page), with the cursor samples from `fromTs` up to the last of them.
-    static func page(store: Storage, code: String, after: Int, fromTs: Int64?) -> Page {
-        let rows = (try? store.events(session: code, after: after, limit: pageEvents)) ?? []
-        var events: [StoredEvent] = []
-        var bytes = 0
-        for e in rows {
-            if !events.isEmpty && bytes + e.body.count > pageBytes { break }
-            bytes += e.body.count
-            events.append(e)
-        }
-        let exhausted = events.count == rows.count && rows.count < pageEvents
+    /// The events after `after` up to `last` (a page), with the cursor samples from `fromTs` up to the
+    /// last of them. The read stops at the byte budget, so an event past it is never loaded.
+    static func page(store: Storage, code: String, after: Int, last: Int, fromTs: Int64?) -> Page {
+        let rows = (try? store.events(session: code, after: after, limit: pageEvents, maxBytes: pageBytes)) ?? []
+        // The replay ends at the `to` it announced (a live session may have gone on since).
+        let events = rows.filter { $0.seq <= last }
+        let exhausted = (events.last?.seq ?? last) >= last || events.count < rows.count
         guard let firstEvent = events.first, let lastEvent = events.last else {
             return Page(items: [], exhausted: true)
         }
@@ -124,6 +138,14 @@ final class Replayer {
         guard let action = obj["action"]?.string else {
             return MessageError("missing_field", "replay_control needs \"action\"", field: "action")
         }
+        guard ["pause", "resume", "seek", "speed"].contains(action) else {
+            return MessageError("invalid_field", "\"action\" must be pause, resume, seek or speed", field: "action")
+        }
+        guard !finished else {
+            return MessageError(
+                "replay_finished",
+                "this replay has finished and gave up its slot; send replay (with from) to play again")
+        }
         // The answer comes before any event the change makes due.
         var restart = false
         var next: Int?
@@ -137,30 +159,19 @@ final class Replayer {
             lastTs = nil
             restart = true
         case "seek":
-            seeks += 1
             if obj["seq"] == nil, let t = obj["ts"] {
                 // By time: the first event at or after `ts`, found off the loop (then a seek to its seq).
                 guard let ts = t.int, ts >= 0 else {
                     return MessageError("invalid_field", "\"ts\" must be a non-negative integer (ms)", field: "ts")
                 }
-                seek(toTime: Int64(ts))
+                generation.advance()
+                request(.time(Int64(ts)))
                 return nil
             }
             guard let seq = obj["seq"]?.int, seq >= 0 else {
                 return MessageError("invalid_field", "\"seq\" must be a non-negative integer", field: "seq")
             }
-            cancelTimer()
-            lastTs = nil
-            finished = false
-            if let i = indexOfFirstEvent(atLeast: seq) {
-                index = i
-            } else {
-                // Outside the page held: the page from there is read (the answer names where it starts).
-                page = []; index = 0; exhausted = seq > summary.last; loading = false
-                generation += 1
-                if !exhausted { load(after: max(seq, 1) - 1, fromTs: nil) }
-                next = exhausted ? summary.last : max(seq, summary.first)
-            }
+            next = seek(toSeq: seq)
             restart = !paused
         case "speed":
             guard let s = obj["speed"]?.double, s >= 0.001, s <= 1000 else {
@@ -171,14 +182,36 @@ final class Replayer {
         default:
             return MessageError("invalid_field", "\"action\" must be pause, resume, seek or speed", field: "action")
         }
+        sendState(next: next)
+        if restart { schedule() }
+        return nil
+    }
+
+    private func sendState(next: Int?) {
         let upcoming = next ?? page[index...].first { $0.seq != nil }?.seq
         let done = upcoming == nil && exhausted && !loading
         connection.send(
             .replayState(
                 paused ? .paused : (done ? .finished : .playing), seq: upcoming ?? summary.last,
                 speed: speed))
-        if restart { schedule() }
-        return nil
+    }
+
+    /// Moves to the first event with seq >= `seq`; returns that seq when the page from it is being read
+    /// (nil: it is in the page held).
+    private func seek(toSeq seq: Int) -> Int? {
+        cancelTimer()
+        lastTs = nil
+        // Whatever was being read for the old position is not wanted now.
+        generation.advance()
+        wanted = nil
+        if let i = indexOfFirstEvent(atLeast: seq) {
+            index = i
+            return nil
+        }
+        // Outside the page held: the page from there is read (the answer names where it starts).
+        page = []; index = 0; exhausted = seq > summary.last
+        if !exhausted { request(.page(after: max(seq, 1) - 1, fromTs: nil)) }
+        return exhausted ? summary.last : max(seq, summary.first)
     }
 
     /// Binary search of the page held for the first event with seq >= `seq` (events are in seq order;
@@ -201,9 +234,16 @@ final class Replayer {
     }
 
     /// The connection closed: stop, and free the slot if it was still held.
-    func stop() {
+    func stop() { finish() }
+
+    /// Gives up the slot (once) and the page; no read starts or continues after this.
+    private func finish() {
+        generation.cancel()
         cancelTimer()
         finished = true
+        page = []
+        index = 0
+        wanted = nil
         let done = onFinish
         onFinish = nil
         done?()
@@ -220,17 +260,13 @@ final class Replayer {
         while true {
             if index >= page.count {
                 if exhausted {
-                    finished = true
                     connection.send(.replayFinished)
-                    let done = onFinish
-                    onFinish = nil
-                    done?()
-                    return
+                    return finish()
                 }
                 guard let last = page.last(where: { $0.seq != nil }) ?? page.last else { return }
                 let after = last.seq ?? 0
                 page = []; index = 0
-                return load(after: after, fromTs: last.ts)
+                return request(.page(after: after, fromTs: last.ts))
             }
             if connection.queuedBytes > connection.context.config.softOutputLimit {
                 // The client is behind: look again shortly rather than queue without bound.
@@ -251,51 +287,101 @@ final class Replayer {
         }
     }
 
-    private func load(after: Int, fromTs: Int64?) {
-        guard !loading else { return }
-        loading = true
-        let generation = generation, store = store, code = code, loop = connection.loop
-        worker.submit { [weak self] in
-            let next = Self.page(store: store, code: code, after: after, fromTs: fromTs)
-            loop.post {
-                guard let self, self.generation == generation, !self.connection.isClosed else { return }
-                self.loading = false
-                self.page = next.items
-                self.index = 0
-                self.exhausted = next.exhausted
-                self.schedule()
+    // MARK: Reads (coalesced)
+
+    /// Makes `read` the next one: now if none is in flight, else when it is back (replacing any
+    /// other waiting: the latest wins).
+    private func request(_ read: Read) {
+        wanted = read
+        startRead()
+    }
+
+    private func startRead() {
+        guard !reading, !finished, let read = wanted else { return }
+        wanted = nil
+        reading = true
+        let store = store, code = code, summary = summary, loop = connection.loop, generation = generation
+        let asked = generation.current
+        let queued = worker.submit(lane: lane) { [weak self] in
+            let result: ReadResult
+            if !generation.isCurrent(asked) {
+                result = .dropped  // overtaken by a later seek, or the connection closed: no read
+            } else {
+                switch read {
+                case .page(let after, let fromTs):
+                    result = .page(
+                        Self.page(store: store, code: code, after: after, last: summary.last, fromTs: fromTs))
+                case .time(let ts):
+                    let seq = Self.firstSeq(
+                        store: store, code: code, atOrAfter: ts, first: summary.first, last: summary.last
+                    ) { generation.isCurrent(asked) }
+                    result = seq.map { .seq($0) } ?? .dropped
+                }
+            }
+            loop.post { self?.readDone(result, asked: asked) }
+        }
+        guard queued else {
+            // The transcript worker's queue is full: this replay ends with a clear answer.
+            reading = false
+            connection.sendError(MessageError("storage_unavailable", "replay reads are backed up; try again shortly"))
+            return finish()
+        }
+    }
+
+    private func readDone(_ result: ReadResult, asked: Int) {
+        reading = false
+        guard !finished, !connection.isClosed else { return }
+        // A read made for a position a later seek replaced is dropped; the latest one goes next.
+        if generation.isCurrent(asked) {
+            switch result {
+            case .dropped: break
+            case .page(let next):
+                page = next.items
+                index = 0
+                exhausted = next.exhausted
+                schedule()
+            case .seq(let seq):
+                let next = seek(toSeq: seq)
+                sendState(next: next)
+                if !paused { schedule() }
             }
         }
+        startRead()
     }
 }
 
 extension Replayer {
-    /// Seeks to the first event at or after `ts` (ms since the epoch). Commit times follow seq order,
-    /// so the event is found by binary search over the replayed seqs, about 20 point reads on the
-    /// worker: the timeline needs no index of its own (which would cost every commit a B-tree page).
-    func seek(toTime ts: Int64) {
-        let store = self.store, code = self.code, summary = self.summary, loop = connection.loop
-        let asked = seeks
-        worker.submit { [weak self] in
-            let seq = Self.firstSeq(store: store, code: code, atOrAfter: ts, first: summary.first, last: summary.last)
-            loop.post {
-                // A later seek (by seq or time) wins over this one.
-                guard let self, self.seeks == asked, !self.connection.isClosed,
-                    let obj = try? JSONReader.readObject(Array("{\"action\":\"seek\",\"seq\":\(seq)}".utf8))
-                else { return }
-                if let e = self.control(obj) { self.connection.sendError(e) }
-            }
-        }
-    }
-
-    /// The first seq in `first...last` whose event is at or after `ts` (`last + 1`: none).
-    static func firstSeq(store: TranscriptReads, code: String, atOrAfter ts: Int64, first: Int, last: Int) -> Int {
+    /// The first seq in `first...last` whose event is at or after `ts` (`last + 1`: none), or nil when
+    /// `going` says stop. Commit times follow seq order, so the event is found by binary search over the
+    /// replayed seqs, about 20 point reads: the timeline needs no index of its own (which would cost every
+    /// commit a B-tree page).
+    static func firstSeq(
+        store: TranscriptReads, code: String, atOrAfter ts: Int64, first: Int, last: Int,
+        going: () -> Bool = { true }
+    ) -> Int? {
         var lo = first, hi = last + 1
         while lo < hi {
+            guard going() else { return nil }
             let mid = lo + (hi - lo) / 2
             let t = (try? store.event(session: code, seq: mid))?.event.ts ?? .max
             if t >= ts { hi = mid } else { lo = mid + 1 }
         }
         return lo
     }
+}
+
+/// A replayer's read generation, shared with the worker: a read made for an older generation (a seek
+/// came since) or after `cancel` (the connection closed) does not start, and a search stops early.
+final class ReadGeneration: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+    private var cancelled = false
+
+    var current: Int { lock.lock(); defer { lock.unlock() }; return value }
+
+    func advance() { lock.lock(); value &+= 1; lock.unlock() }
+
+    func cancel() { lock.lock(); cancelled = true; lock.unlock() }
+
+    func isCurrent(_ g: Int) -> Bool { lock.lock(); defer { lock.unlock() }; return !cancelled && value == g }
 }

@@ -6,12 +6,20 @@ struct Response {
     var body: [UInt8]
     var contentType: String = "application/json"
     var headers: [(String, String)] = []
+    /// The body comes from here a piece at a time as the client reads (`body` is not sent).
+    var stream: BodySource?
 
     static func json(_ status: HTTPStatus, _ json: String, headers: [(String, String)] = []) -> Response {
         Response(status: status, body: Array(json.utf8), headers: headers)
     }
     static func text(_ status: HTTPStatus, _ text: String) -> Response {
         Response(status: status, body: Array(text.utf8), contentType: "text/plain; charset=utf-8")
+    }
+    /// 503 for a read refused because its worker's queue is full (`Worker.capacity`): try again shortly.
+    static func busy(_ what: String) -> Response {
+        error(
+            .serviceUnavailable, "busy", "too many \(what) are waiting to be read; try again shortly",
+            headers: [("Retry-After", "1")])
     }
     /// The JSON error body every API error uses: `{"error": {"code": ..., "message": ..., "field"?: ...}}`.
     static func error(

@@ -78,7 +78,7 @@ extension SessionAPI {
             let store = self.store
             loop0.loop.post {
                 let run = loop0.runs?.board.committed[runId]
-                self.worker.submit {
+                let queued = self.worker.submit {
                     let response: Response
                     if let run {
                         var out = Array("{\"run\":".utf8) + run.stateJSON + Array(",\"events\":[".utf8)
@@ -91,6 +91,7 @@ extension SessionAPI {
                     }
                     loop.post { connection.respondLater(response) }
                 }
+                if !queued { loop.post { connection.respondLater(.busy("API requests")) } }
             }
             return nil
         case ("GET", 2):

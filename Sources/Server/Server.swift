@@ -52,6 +52,8 @@ public final class Server {
     var webhooks: WebhookEngine?
     /// Open WebSocket connections per client address, across loops.
     let addresses = AddressCounts()
+    /// Transcript exports streaming per client address, across loops.
+    let exports = AddressCounts()
     /// Authentication failures, aggregated for the activity log.
     let authFailures = AuthFailures()
     let accessRefusals = AuthFailures(action: "access_refused")
@@ -210,7 +212,8 @@ public final class Server {
             }
             // Idle here may be busy on another node: its last commit in the shared log says.
             guard !idle.isEmpty else { return }
-            self.wakeups.submit { [unowned self] in
+            // Refused when the queue is full: the next sweep looks again.
+            _ = self.wakeups.submit { [unowned self] in
                 for code in idle {
                     guard let last = try? shared.lastActivity(session: code) else { continue }
                     let seconds = Double(last) / 1000
@@ -292,6 +295,7 @@ public final class Server {
         while threads.contains(where: { $0.isExecuting }) { usleep(1000) }
         // Every loop is stopped: commit what is queued and close the store.
         api?.worker.stop()
+        api?.transcriptReads.stop()
         wakeups.stop()
         historyReads.stop()
         api?.keys.stop()
@@ -363,6 +367,13 @@ public final class Server {
                     directory.failedJoinAddresses
                 ),
                 ("address_connection_entries", "Client addresses with open connections.", addresses.count),
+                ("export_addresses", "Client addresses with transcript exports streaming.", exports.count),
+                // Worker queues (each bounded: past it, 503 busy / storage_unavailable).
+                ("api_reads_queued", "API and admin reads waiting for the api-reads worker.", api?.worker.queued ?? 0),
+                (
+                    "transcript_reads_queued", "Replay and export reads waiting for the transcript worker.",
+                    api?.transcriptReads.queued ?? 0
+                ),
             ]) + (webhooks?.stats.render() ?? "")
     }
 }

@@ -10,7 +10,11 @@ final class SessionAPI {
     unowned let server: Server
     let directory: SessionDirectory
     let store: Storage
-    let worker = Worker(name: "api-reads")
+    /// Admin and API reads (sessions, keys, webhooks, activity, runs): a thread of their own, so a
+    /// flood of replays and exports cannot delay them.
+    let worker = Worker(name: "api-reads", capacity: 1024)
+    /// Transcript exports and replay pages and seeks: one lane per client address, taking turns.
+    let transcriptReads = Worker(name: "transcript-reads", capacity: 1024)
     let keys: APIKeys
 
     init(server: Server, directory: SessionDirectory, store: Storage) {
@@ -103,13 +107,15 @@ final class SessionAPI {
             return authorized(.changeSession(code!)) { removeMember(code!, parts[4], connection, actor: client) }
         case ("PATCH", 3, "sessions"):
             return authorized(.changeSession(code!)) { patch(parts[2], head, body, connection) }
-        case ("GET", 4, "sessions") where parts[3] == "transcript":
+        case (let m, 4, "sessions") where parts[3] == "transcript" && (m == "GET" || m == "HEAD"):
             return authorized(.readTranscript(code!)) {
-                store.record(
-                    ActivityEntry(
-                        actor: access.keyId.map { "key \($0)" } ?? "api", action: "transcript_read", target: code!,
-                        session: code!, address: client, details: head.query["format"]))
-                return transcript(parts[2], head, connection)
+                if m == "GET" {
+                    store.record(
+                        ActivityEntry(
+                            actor: access.keyId.map { "key \($0)" } ?? "api", action: "transcript_read",
+                            target: code!, session: code!, address: client, details: head.query["format"]))
+                }
+                return transcript(parts[2], head, connection, client: client)
             }
         case ("DELETE", 5, "sessions") where parts[3] == "share":
             return authorized(.shareSession(code!)) {
@@ -229,7 +235,7 @@ final class SessionAPI {
 
     private func list(_ connection: Connection) -> Response? {
         let loop = connection.loop
-        worker.submit { [self] in
+        let queued = worker.submit { [self] in
             let response: Response
             do {
                 let rows = try store.sessions()
@@ -245,11 +251,14 @@ final class SessionAPI {
             }
             loop.post { connection.respondLater(response) }
         }
-        return nil
+        return queued ? nil : .busy("API requests")
     }
 
-    /// `?after=SEQ&limit=N` pages (default 100, at most 1000), or `?format=ndjson` for everything.
-    private func transcript(_ raw: String, _ head: HTTPRequestHead, _ connection: Connection) -> Response? {
+    /// `?after=SEQ&limit=N` pages (default 100, at most 1000), or `?format=ndjson` for everything after
+    /// `after`: streamed as the client reads (`TranscriptExport`), at most 4 at once per client address.
+    private func transcript(
+        _ raw: String, _ head: HTTPRequestHead, _ connection: Connection, client: String
+    ) -> Response? {
         guard let code = SessionCode.normalize(raw), directory.info(code) != nil else {
             return .error(.notFound, "unknown_session", "no session with code \(raw)")
         }
@@ -264,36 +273,20 @@ final class SessionAPI {
         if let f = q["format"], f != "ndjson" && f != "json" {
             return .error(.badRequest, "invalid_field", "\"format\" must be json or ndjson")
         }
-        let loop = connection.loop
-        worker.submit { [self] in
-            var response: Response
-            do {
-                if ndjson {
-                    var out: [UInt8] = []
-                    var cursor = after
-                    while true {
-                        let page = try store.events(session: code, after: cursor, limit: 1000)
-                        for e in page { out += e.json; out.append(0x0A) }
-                        guard let last = page.last, page.count == 1000 else { break }
-                        cursor = last.seq
-                    }
-                    response = Response(status: .ok, body: out, contentType: "application/x-ndjson")
-                    response.headers = [("Content-Disposition", "attachment; filename=\"\(code).ndjson\"")]
-                } else {
-                    let page = try store.events(session: code, after: after, limit: limit + 1)
-                    let more = page.count > limit
-                    let events = page.prefix(limit)
-                    var out: [UInt8] = Array("{\"session\":\"\(code)\",\"events\":[".utf8)
-                    for (i, e) in events.enumerated() { if i > 0 { out.append(UInt8(ascii: ",")) }; out += e.json }
-                    out += Array("],\"next_after\":\(events.last?.seq ?? after),\"has_more\":\(more)}".utf8)
-                    response = Response(status: .ok, body: out)
-                }
-            } catch {
-                response = .error(.serviceUnavailable, "storage_unavailable", "cannot read the transcript: \(error)")
-            }
-            loop.post { connection.respondLater(response) }
+        // Counted by network for IPv6 (`--ipv6-prefix`), as every per-address limit is.
+        let exports = server.exports, limitPerAddress = TranscriptExport.maxPerAddress
+        let client = AddressKey.of(client, ipv6Prefix: server.config.ipv6Prefix)
+        guard exports.open(client, limit: limitPerAddress) else {
+            return .error(
+                .tooManyRequests, "too_many_exports",
+                "\(limitPerAddress) transcript exports are running from your address; try again when one ends",
+                headers: [("Retry-After", "1")])
         }
-        return nil
+        let export = TranscriptExport(
+            store: store, worker: transcriptReads, lane: client, code: code,
+            format: ndjson ? .ndjson : .page(limit: limit), after: after, loop: connection.loop
+        ) { exports.close(client) }
+        return export.response
     }
 
     private func end(_ raw: String, _ head: HTTPRequestHead, _ body: [UInt8], _ connection: Connection) -> Response {

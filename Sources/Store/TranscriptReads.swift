@@ -36,6 +36,24 @@ extension SQLiteStore: TranscriptReads {
         }
     }
 
+    /// Stops stepping at the byte budget: rows past it are never read.
+    public func events(session: String, after: Int, limit: Int, maxBytes: Int) throws -> [StoredEvent] {
+        try read { db in
+            let s = try db.prepare(
+                "SELECT seq, ts, type, body FROM events WHERE session=? AND seq>? ORDER BY seq LIMIT ?")
+            s.bind(1, session); s.bind(2, after); s.bind(3, limit)
+            var out: [StoredEvent] = []
+            var bytes = 0
+            while try s.step() {
+                let e = Self.event(s)
+                if !out.isEmpty && bytes + e.body.count > maxBytes { break }
+                bytes += e.body.count
+                out.append(e)
+            }
+            return out
+        }
+    }
+
     public func event(session: String, seq: Int) throws -> (event: StoredEvent, member: String?)? {
         try read { db in
             let s = try db.prepare("SELECT seq, ts, type, body, member FROM events WHERE session=? AND seq=?")

@@ -298,7 +298,10 @@ public final class ConnectionMachine {
             if awaitingResponse { return .wait(min(settings.httpIdleTimeout, stallDue)) }
             let inRequest = partialRequest || bodyHead != nil
             let limit = inRequest || requestsServed == 0 ? settings.handshakeTimeout : settings.httpIdleTimeout
-            let since = inRequest ? requestStartedAt : requestsServed == 0 ? openedAt : lastActivity
+            // Idle from the last byte either way: a long answer (an export the client reads slowly) is
+            // not cut off at the idle timeout of its request, nor right after it.
+            let idleSince = max(lastActivity, lastWrite)
+            let since = inRequest ? requestStartedAt : requestsServed == 0 ? openedAt : idleSince
             let due = since + limit - now
             if due > 0 { return .wait(min(due, stallDue)) }
             return inRequest ? .requestTimeout("request not completed within \(Int(limit)) s") : .close

@@ -131,6 +131,26 @@ public enum HTTPResponse {
         return headOnly ? Array(head.utf8) : Array(head.utf8) + body
     }
 
+    /// The head of a response whose body follows in pieces: chunked (RFC 9112 §7.1), or for an HTTP/1.0
+    /// client, which knows no chunked coding, ended by closing the connection (then `keepAlive` is false).
+    public static func streamedHead(
+        _ status: HTTPStatus, headers: [(String, String)] = [], contentType: String?, chunked: Bool,
+        keepAlive: Bool
+    ) -> [UInt8] {
+        var head = "HTTP/1.1 \(status.code) \(status.reason)\r\n"
+        for (k, v) in headers { head += "\(k): \(v)\r\n" }
+        if let contentType { head += "Content-Type: \(contentType)\r\n" }
+        if chunked { head += "Transfer-Encoding: chunked\r\n" }
+        if !keepAlive { head += "Connection: close\r\n" }
+        return Array((head + "\r\n").utf8)
+    }
+
+    /// A chunk's size line (hex); the chunk's bytes and a CRLF follow it.
+    public static func chunkSize(_ n: Int) -> [UInt8] { Array((String(n, radix: 16) + "\r\n").utf8) }
+
+    /// The last chunk, with no trailers: the end of a chunked body.
+    public static let lastChunk: [UInt8] = Array("0\r\n\r\n".utf8)
+
     public static func text(
         _ status: HTTPStatus, _ text: String, headers: [(String, String)] = [],
         keepAlive: Bool = true

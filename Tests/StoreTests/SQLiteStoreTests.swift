@@ -38,6 +38,33 @@ final class SQLiteStoreTests: XCTestCase {
         reopened.close()
     }
 
+    /// Exports and replay pages read under a byte budget: the first event always, then only what fits,
+    /// and the same from the SQLite override as from the protocol's default (which trims a full read).
+    func testEventsUnderAByteBudgetStopBeforeTheEventThatWouldPassIt() throws {
+        let store = try SQLiteStore(directory: temp())
+        let ex = ManualExecutor()
+        for i in 0..<6 { _ = try append(store, "B1", "b\(i)", executor: ex).get() }
+        let body = try store.events(session: "B1", after: 0, limit: 1)[0].body.count
+        XCTAssertEqual(try store.events(session: "B1", after: 0, limit: 10, maxBytes: 2 * body).map(\.seq), [1, 2])
+        XCTAssertEqual(try store.events(session: "B1", after: 0, limit: 10, maxBytes: 2 * body + 1).map(\.seq), [1, 2])
+        XCTAssertEqual(try store.events(session: "B1", after: 2, limit: 10, maxBytes: 0).map(\.seq), [3])
+        XCTAssertEqual(try store.events(session: "B1", after: 0, limit: 4, maxBytes: 1 << 20).map(\.seq), [1, 2, 3, 4])
+        XCTAssertEqual(try store.events(session: "B1", after: 6, limit: 4, maxBytes: 1 << 20).map(\.seq), [])
+        let memory = MemoryStorage()
+        for i in 0..<6 {
+            memory.append(
+                DurableEvent(session: "B1", type: "chat", member: "m1", clientId: "b\(i)", body: Array(#""text":"x""#.utf8)),
+                executor: ex) { _ in }
+        }
+        ex.runAll()
+        for (after, limit, budget) in [(0, 10, 2 * body), (2, 10, 0), (0, 4, 1 << 20), (6, 4, 1 << 20)] {
+            XCTAssertEqual(
+                try memory.events(session: "B1", after: after, limit: limit, maxBytes: budget).map(\.seq),
+                try store.events(session: "B1", after: after, limit: limit, maxBytes: budget).map(\.seq))
+        }
+        store.close()
+    }
+
     func testCursorSamplesAreStoredOutsideTheSeqOrder() throws {
         let dir = temp()
         let ex = ManualExecutor()

@@ -305,5 +305,15 @@ final class ConnectionMachineTests: XCTestCase {
         a.machine.awaitResponse()
         a.now += 25
         XCTAssertEqual(a.tick(lastActivity: 100), .wait(30))
+        // A long answer read slowly (a streamed export): idle counts from its last write, so neither its
+        // last bytes nor the next request are cut off at the idle timeout of the request.
+        let e = Wire(s)
+        e.feed(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+        e.now += 60
+        XCTAssertEqual(
+            e.machine.tick(now: e.now, lastActivity: 100, queued: 4096, lastWrite: e.now - 1), .wait(9),
+            "still writing: the stall rule applies, not the idle one")
+        XCTAssertEqual(e.machine.tick(now: e.now, lastActivity: 100, queued: 0, lastWrite: e.now - 1), .wait(29))
+        XCTAssertEqual(e.machine.tick(now: e.now, lastActivity: 100, queued: 0, lastWrite: e.now - 30), .close)
     }
 }

@@ -180,3 +180,11 @@ def test_replay_plays_the_transcript(web_hub, browsers):
     # Edits show as such, and leaves name who left.
     assert "edited #" in text and "hello world" in text and "Ann left" in text, text
     shot(r, "replay.png")
+    # A finished replay gave up its slot: Play starts a new one from the beginning (not a seek, which the
+    # hub would answer replay_finished).
+    shown = len(r.execute_script("return window.replay.shown"))
+    r.find_element(By.ID, "play").click()
+    wait(r, lambda d: len(d.execute_script("return window.replay.shown")) >= 2 * shown
+         and d.find_element(By.ID, "state").text == "finished", timeout=15)
+    text = r.find_element(By.ID, "messages").text
+    assert text.index("first") < text.index("second") < text.index("third"), text

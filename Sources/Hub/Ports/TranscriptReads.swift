@@ -30,6 +30,9 @@ public protocol TranscriptReads: AnyObject {
     func tail(session: String, limit: Int) throws -> [StoredEvent]
     /// Events with seq > `after`, at most `limit`, in seq order.
     func events(session: String, after: Int, limit: Int) throws -> [StoredEvent]
+    /// The same, stopping before the event that would take the bodies past `maxBytes` (the first is
+    /// always returned): a page of bounded size whatever the events weigh (exports and playback).
+    func events(session: String, after: Int, limit: Int, maxBytes: Int) throws -> [StoredEvent]
     /// One event and who sent it (the member's stable key), or nil when there is none at `seq`.
     func event(session: String, seq: Int) throws -> (event: StoredEvent, member: String?)?
     /// Cursor samples of a session with `from <= ts <= to`, oldest first, at most `limit`.
@@ -37,4 +40,18 @@ public protocol TranscriptReads: AnyObject {
     /// Every event of every stream whose key starts with `prefix`, grouped by stream, in seq order
     /// (rebuilding run state at start-up).
     func streams(prefix: String) throws -> [(String, [StoredEvent])]
+}
+
+extension TranscriptReads {
+    /// Reads `limit` events and keeps what fits (a backend that cannot stop early).
+    public func events(session: String, after: Int, limit: Int, maxBytes: Int) throws -> [StoredEvent] {
+        var bytes = 0
+        var out: [StoredEvent] = []
+        for e in try events(session: session, after: after, limit: limit) {
+            if !out.isEmpty && bytes + e.body.count > maxBytes { break }
+            bytes += e.body.count
+            out.append(e)
+        }
+        return out
+    }
 }

@@ -82,7 +82,7 @@ final class WebhookEngine {
         reloading = true
         spilled = false
         let store = self.store, loop = context.loop
-        worker.submit { [weak self] in
+        let queued = worker.submit { [weak self] in
             let committed = DispatchSemaphore(value: 0)
             store.barrier { _ in committed.signal() }
             committed.wait()
@@ -94,6 +94,7 @@ final class WebhookEngine {
                 self.add(pending)
             }
         }
+        if !queued { reloading = false; spilled = true }  // tried again when there is room next
     }
 
     /// The endpoint changed (created, updated, rotated, disabled) or went (`nil`).
@@ -203,7 +204,7 @@ final class WebhookEngine {
             guard resolving.take() else { return }
             finish(.failure(DeliveryError("timed out resolving \(url.host)")))
         }
-        worker.submit {
+        let queued = worker.submit {
             let resolved = ResolvedAddress.resolveAll(url.host, port: url.port)
             loop.post { [weak self] in
                 deadline.cancel()
@@ -225,6 +226,10 @@ final class WebhookEngine {
                     self.send(d, to: url, addresses: addresses[...], endpoint: e, done: finish)
                 }
             }
+        }
+        if !queued {  // every resolver's queue is full: the attempt fails now (and is retried)
+            deadline.cancel()
+            if resolving.take() { finish(.failure(DeliveryError("\(WorkerBusy())"))) }
         }
     }
 
