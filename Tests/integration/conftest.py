@@ -30,7 +30,12 @@ class Hub:
         # tested with its own setting (test_auth).
         if "--limit-chat" not in self.args:
             cmd += ["--limit-chat", "10000"]
-        if self.data_dir and "--data" not in self.args:
+        if "--data" not in self.args:
+            # Every hub gets a store of its own: a shared ./data would carry one test's state (its keys, the
+            # closed-mode mark) into the next.
+            if not self.data_dir:
+                import tempfile
+                self.data_dir = tempfile.mkdtemp(prefix="collabhub-test-")
             cmd += ["--data", self.data_dir]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         line = self.proc.stdout.readline()
