@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 import Foundation
 
@@ -44,9 +44,15 @@ let package = Package(
         .target(name: "Hub", dependencies: ["Bytes", "WebSocket"], swiftSettings: optimize),
         .target(name: "Store", dependencies: ["CSQLite", "Hub", "WebSocket", .product(name: "Logging", package: "swift-log")],
                 swiftSettings: optimize),
+        // The pages are compiled in (EmbedWebPlugin): the binary runs copied alone, with no bundle beside it.
+        .executableTarget(name: "EmbedWeb", path: "Sources/EmbedWeb"),
+        .plugin(name: "EmbedWebPlugin", capability: .buildTool(), dependencies: ["EmbedWeb"],
+                path: "Sources/EmbedWebPlugin"),
         .target(name: "Server", dependencies: ["WebSocket", "EventLoop", "Hub", "COpenSSL",
                                                .product(name: "Logging", package: "swift-log")],
-                resources: [.copy("Web")], swiftSettings: optimize),
+                exclude: ["Web"], swiftSettings: optimize,
+                // Fuzzing builds (below) use no Server, and the tool would link libFuzzer's main.
+                plugins: ProcessInfo.processInfo.environment["COLLABHUB_FUZZ"] == nil ? ["EmbedWebPlugin"] : []),
 
         .target(name: "Cluster", dependencies: ["CHiredis", "EventLoop", "Hub", "Bytes",
                                                 .product(name: "Logging", package: "swift-log")],

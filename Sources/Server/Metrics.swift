@@ -126,6 +126,9 @@ public final class Metrics {
         metric("messages_in_total", "counter", "WebSocket messages received.", { $0.messagesIn })
         metric("messages_out_total", "counter", "WebSocket messages queued to clients.", { $0.messagesOut })
         metric("bytes_in_total", "counter", "Bytes received.", { $0.bytesIn })
+        out += "# HELP collabhub_build_info The version and commit of this binary.\n"
+        out += "# TYPE collabhub_build_info gauge\n"
+        out += "collabhub_build_info{version=\"\(Build.version)\",commit=\"\(Build.commit)\"} 1\n"
         // Read from each loop's own counter: a scrape writes nothing another thread owns (L12).
         out += "# HELP collabhub_bytes_out_total Bytes written.\n# TYPE collabhub_bytes_out_total counter\n"
         out += "collabhub_bytes_out_total \(loops.reduce(0) { $0 + $1.bytesWritten.get })\n"

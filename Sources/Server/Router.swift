@@ -45,7 +45,9 @@ final class Router {
         let path = head.path
         switch (head.method, path) {
         case ("GET", "/healthz"), ("HEAD", "/healthz"):
-            return .text(.ok, server.openMode ? "ok (\(Server.openModeNotice))\n" : "ok\n")
+            return .text(
+                .ok, (server.openMode ? "ok (\(Server.openModeNotice))\n" : "ok\n") + "collabhub \(Build.description)\n"
+            )
         case ("GET", "/api/mode"):
             // For the pages' banner: whether anyone who reaches the port can do everything.
             return .json(

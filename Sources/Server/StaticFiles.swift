@@ -2,8 +2,8 @@ import Bytes
 import Foundation
 import WebSocket
 
-/// The browser client and pages (`Sources/Server/Web`, shipped as package resources), read once at
-/// start-up and served from memory.
+/// The browser client and pages (`Sources/Server/Web`, compiled into the binary by EmbedWebPlugin),
+/// decoded once at start-up and served from memory.
 struct StaticFiles {
     struct File {
         let body: [UInt8]
@@ -24,11 +24,8 @@ struct StaticFiles {
             ("/app.css", "app.css", "text/css; charset=utf-8"),
         ]
         for (path, name, type) in table {
-            let parts = name.split(separator: ".")
-            guard let url = Bundle.module.url(forResource: "Web/" + String(parts[0]), withExtension: String(parts[1])),
-                let data = try? Data(contentsOf: url)
-            else { continue }
-            let body = Array(data)
+            // Compiled in (EmbedWebPlugin); a file missing there is a build defect the tests catch.
+            guard let encoded = WebAssets.files[name], let body = Base64.decode(encoded) else { continue }
             let isPage = type.hasPrefix("text/html")
             files[path] = File(
                 body: body, contentType: type,

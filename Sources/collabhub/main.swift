@@ -11,7 +11,8 @@ struct CollabHub: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "collabhub",
         abstract: "A real-time WebSocket collaboration hub.",
-        subcommands: [Serve.self, ConfigCommand.self, Keys.self, IssueToken.self],
+        version: "collabhub \(Build.description)",
+        subcommands: [Serve.self, ConfigCommand.self, Keys.self, IssueToken.self, Version.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -539,6 +540,11 @@ struct IssueToken: ParsableCommand {
         if let iss { claims["iss"] = iss }
         print(TokenVerifier.sign(claims, key: Array(secret.utf8), kid: kid))
     }
+}
+
+struct Version: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the version and the commit it was built from.")
+    func run() { print("collabhub \(Build.description)") }
 }
 
 CollabHub.main()

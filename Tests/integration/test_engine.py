@@ -1,5 +1,6 @@
 """Engine behaviour beyond framing: HTTP side, timeouts, keep-alive pings, shutdown, real clients."""
 import asyncio
+import re
 import json
 import shutil
 import socket
@@ -25,7 +26,9 @@ def get(url):
 
 def test_healthz_and_metrics(echo_hub):
     # An open-mode hub (no credential configured) says so on /healthz.
-    assert get(echo_hub.http + "/healthz") == (200, "ok (open mode: anyone who reaches this port can read and write everything)\n")
+    status, body = get(echo_hub.http + "/healthz")
+    assert status == 200 and body.startswith("ok (open mode: anyone who reaches this port can read and write everything)\n")
+    assert re.search(r"^collabhub \d+\.\d+\.\d+ \([\w.-]+\)$", body.splitlines()[1]), body
     c = RawClient(echo_hub.port)
     c.send(frame(9, b"") + frame(1, "\xff".encode("latin-1")))   # invalid UTF-8 -> 1007, counted
     c.recv_frame()

@@ -1,0 +1,28 @@
+import Foundation
+
+/// Build-time tool of the EmbedWebPlugin: writes a Swift file holding the pages, scripts and styles of
+/// `Sources/Server/Web` as base64 strings, so the `collabhub` binary carries them and runs copied alone
+/// (no resource bundle to lose). Usage: EmbedWeb OUTPUT.swift FILE...
+@main
+enum EmbedWeb {
+    static func main() {
+        let args = CommandLine.arguments.dropFirst()
+        guard let output = args.first else { fail("usage: EmbedWeb OUTPUT.swift FILE...", 2) }
+        var out = "// Generated at build time by EmbedWeb from Sources/Server/Web: not edited, not committed.\n"
+        out += "enum WebAssets {\n    /// File name -> contents, base64.\n    static let files: [String: String] = [\n"
+        for path in args.dropFirst().sorted() {
+            guard let data = FileManager.default.contents(atPath: path) else { fail("EmbedWeb: cannot read \(path)") }
+            let name = URL(fileURLWithPath: path).lastPathComponent
+            out += "        \"\(name)\": \"\(data.base64EncodedString())\",\n"
+        }
+        out += "    ]\n}\n"
+        do { try out.write(toFile: output, atomically: true, encoding: .utf8) } catch {
+            fail("EmbedWeb: cannot write \(output): \(error)")
+        }
+    }
+
+    static func fail(_ message: String, _ code: Int32 = 1) -> Never {
+        FileHandle.standardError.write(Data((message + "\n").utf8))
+        exit(code)
+    }
+}
