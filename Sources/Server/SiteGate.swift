@@ -39,12 +39,12 @@ public struct SiteGate {
     /// hub's endpoints and state-changing API requests; not `/echo`, the conformance endpoint).
     func check(_ head: HTTPRequestHead, body: [UInt8] = [], upgrade: Bool = false) -> Response? {
         let path = head.path
-        if let hosts, path != "/healthz" {
-            let given = head.header("Host") ?? ""
+        // No Host at all is HTTP/1.0 (HTTP/1.1 requires one: the parser refuses it): no browser, no rebinding.
+        if let hosts, path != "/healthz", let given = head.header("Host") {
             guard let name = Self.hostName(authority: given), hosts.contains(name) || Self.isLoopbackIPv4(name) else {
                 return .error(
                     .misdirected, "unknown_host",
-                    "Host \(given.isEmpty ? "(none)" : String(given.prefix(100))) is not a name this hub serves "
+                    "Host \(String(given.prefix(100))) is not a name this hub serves "
                         + "(set --allowed-hosts or --public-url to add one)")
             }
         }

@@ -118,7 +118,7 @@ def read_all(sock, timeout=30):
 
 
 def export_request(code, query="format=ndjson", method="GET", extra=""):
-    return (f"{method} /api/sessions/{code}/transcript?{query} HTTP/1.1\r\nHost: a\r\nX-API-Key: {KEY}\r\n"
+    return (f"{method} /api/sessions/{code}/transcript?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {KEY}\r\n"
             f"{extra}\r\n").encode()
 
 
@@ -251,7 +251,7 @@ def test_exports_are_complete_in_order_and_framed(big):
     # The same on a raw socket, framing checked strictly, pipelined with HEAD, a page and /healthz.
     s = socket.create_connection(("127.0.0.1", hub.port), timeout=30)
     s.sendall(export_request(code) + export_request(code, "limit=2", method="HEAD")
-              + export_request(code, "limit=2") + b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+              + export_request(code, "limit=2") + b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
     data = read_all(s, 30)
     s.close()
     status, headers, rest = split_head(data)
