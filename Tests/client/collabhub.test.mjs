@@ -168,13 +168,21 @@ for (const file of readdirSync(join(root, "Protocol", "examples")).filter((f) =>
   });
 }
 
-test("RunWatcher carries a watcher token in every subscribe and an API key on the upgrade", () => {
+test("RunWatcher carries its credential in every subscribe, never in the URL", () => {
   FakeSocket.all = [];
-  const w = new RunWatcher({ url: "ws://hub/watch", token: "tok.en.sig", key: "chk_a_b", WebSocket: FakeSocket, schedule: () => 0 });
+  // An API key goes where a token does (the subscribe), so no proxy log ever holds it.
+  const k = new RunWatcher({ url: "ws://hub/watch", key: "chk_a_b", WebSocket: FakeSocket, schedule: () => 0 });
+  k.subscribe("run:r0");
+  k.connect();
+  assert.equal(FakeSocket.all[0].url, "ws://hub/watch");
+  FakeSocket.all[0].open();
+  assert.deepEqual(FakeSocket.all[0].last(), { type: "subscribe", channel: "run:r0", token: "chk_a_b" });
+  FakeSocket.all = [];
+  const w = new RunWatcher({ url: "ws://hub/watch", token: "tok.en.sig", WebSocket: FakeSocket, schedule: () => 0 });
   w.subscribe("run:r1");
   w.connect();
   const ws = FakeSocket.all[0];
-  assert.equal(ws.url, "ws://hub/watch?key=chk_a_b");
+  assert.equal(ws.url, "ws://hub/watch");
   ws.open();
   assert.deepEqual(ws.last(), { type: "subscribe", channel: "run:r1", token: "tok.en.sig" });
   // After a reconnect the resume carries the token too.
