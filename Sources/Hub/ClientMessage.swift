@@ -42,6 +42,9 @@ public enum ClientMessage {
         /// A newcomer's request for the session's recent history: up to this many durable events
         /// (at most 1,000) before `joined`, as if it resumed from that far back.
         public var history: Int? = nil
+        /// With `client_id` and no token: the secret the member's key is derived from (returned in
+        /// `joined.resume_secret` when the hub made it up). Without it, a client id is a new member.
+        public var resumeSecret: String? = nil
     }
 
     public struct Chat {
@@ -141,12 +144,21 @@ extension ClientMessage {
                 }
                 history = v
             }
+            let secret = try string("resume_secret", required: false, max: Admission.resumeSecretLength.upperBound)
+            if let secret, !Admission.isValidResumeSecret(secret) {
+                throw MessageError(
+                    "invalid_field",
+                    "\"resume_secret\" must be \(Admission.resumeSecretLength.lowerBound) to "
+                        + "\(Admission.resumeSecretLength.upperBound) characters of A-Z, a-z, 0-9, _ and -",
+                    field: "resume_secret")
+            }
             return .join(
                 Join(
                     session: try string("session", required: false, max: 32), name: name.trimmingCharacters(),
                     clientId: try string("client_id", required: false, max: limits.maxIdLength),
                     resumeFrom: resume, hostKey: try string("host_key", required: false, max: 128),
-                    token: try string("token", required: false, max: 8192), history: history))
+                    token: try string("token", required: false, max: 8192), history: history,
+                    resumeSecret: secret))
         case "leave":
             return .leave
         case "refresh":

@@ -21,7 +21,9 @@ public enum ServerMessage {
     case runAck(run: String, id: String?, seqs: [Int])
     case error(code: String, message: String, ref: String? = nil, field: String? = nil)
     /// The answer to `join`: `you` and `members` are member objects (`Member.json`).
-    case joined(session: String, title: String, you: [UInt8], members: [[UInt8]], seq: Int, recovered: Recovered? = nil)
+    case joined(
+        session: String, title: String, you: [UInt8], members: [[UInt8]], seq: Int, recovered: Recovered? = nil,
+        resumeSecret: String? = nil)
     case reset(reason: String, message: String, seq: Int)
     case pong(id: String?)
     case tokenRefreshed(exp: Int64)
@@ -91,7 +93,7 @@ public enum ServerMessage {
             w.field("type", "error"); w.field("code", code); w.field("message", message)
             if let ref { w.field("ref", ref) }
             if let field { w.field("field", field) }
-        case .joined(let session, let title, let you, let members, let seq, let recovered):
+        case .joined(let session, let title, let you, let members, let seq, let recovered, let resumeSecret):
             w.field("type", "joined"); w.field("session", session); w.field("title", title); w.raw("you", you)
             w.beginArray("members"); for m in members { w.rawElement(m) }; w.endArray()
             w.field("seq", seq)
@@ -99,6 +101,7 @@ public enum ServerMessage {
                 w.beginObject("recovered"); w.field("from", r.from); w.field("to", r.to); w.field("count", r.count)
                 w.endObject()
             }
+            if let resumeSecret { w.field("resume_secret", resumeSecret) }
         case .reset(let reason, let message, let seq):
             w.field("type", "reset"); w.field("reason", reason); w.field("message", message); w.field("seq", seq)
         case .pong(let id):

@@ -20,7 +20,7 @@ struct ScenarioConfig: Codable {
     /// Seconds between chat messages of a sending member (0: none); each is preceded by a typing start.
     var chatEvery = 0.0
     /// Reconnections per second across all members: a socket is dropped and the member resumes
-    /// (same client_id, resume_from = the last seq it saw).
+    /// (same client_id and resume_secret, resume_from = the last seq it saw).
     var churn = 0.0
     /// Whether each chat is preceded by a typing start and followed by a stop.
     var typing = true
@@ -149,6 +149,10 @@ final class Member {
     var nextEvent = 0.0, nextCursor = 0.0, nextChat = 0.0
     var connectStart = 0.0
     var joined = false
+    /// Sent with the client_id on every join: a guest's client_id is the same member only with the same
+    /// secret. Chosen here (the hub takes any valid one) rather than read from the first `joined`.
+    let resumeSecret = String(
+        format: "%016llx%016llx", UInt64.random(in: .min ... .max), UInt64.random(in: .min ... .max))
     init(session: Int, index: Int, code: String, sends: Bool) {
         self.session = session; self.index = index; self.code = code; self.sends = sends
     }
@@ -346,7 +350,9 @@ final class ScenarioRunner {
             stats.connectTime.record(UInt64((monotonicNow() - m.connectStart) * 1e6))
             let resumeField = resume && m.lastSeq > 0 ? ",\"resume_from\":\(m.lastSeq)" : ""
             let who = "\(m.session)-\(m.index)"
-            c.sendText("{\"type\":\"join\",\"name\":\"u\(who)\",\"client_id\":\"c\(who)\"\(resumeField)}")
+            c.sendText(
+                "{\"type\":\"join\",\"name\":\"u\(who)\",\"client_id\":\"c\(who)\","
+                    + "\"resume_secret\":\"\(m.resumeSecret)\"\(resumeField)}")
         }
         client.onMessage = { [self] _, _, payload in
             if stats.received(payload, member: m) {

@@ -1,3 +1,4 @@
+import Bytes
 @testable import Hub
 import TestSupport
 import WebSocket
@@ -10,16 +11,23 @@ final class AdmissionTests: XCTestCase {
     func info(_ policy: GuestPolicy = .allow) -> SessionInfo {
         SessionInfo(code: "ABCDEFGH", title: "t", maxParticipants: 5, guestPolicy: policy, hostKey: "the-host-key", createdAt: 0)
     }
-    func join(token: String? = nil, hostKey: String? = nil, clientId: String? = nil) -> ClientMessage.Join {
+    func join(token: String? = nil, hostKey: String? = nil, clientId: String? = nil, secret: String? = nil)
+        -> ClientMessage.Join {
         var j = ClientMessage.Join(session: nil, name: "Ann", clientId: clientId, resumeFrom: nil, hostKey: hostKey)
         j.token = token
+        j.resumeSecret = secret
         return j
+    }
+    static let fresh = "fresh-secret-0123456789"
+    func decide(_ j: ClientMessage.Join, _ info: SessionInfo) -> Admission.Verdict {
+        Admission.decide(j, info: info, tokens: tokens, now: 100, newSecret: { Self.fresh })
     }
     func token(_ claims: [String: Any]) -> String { TokenVerifier.sign(claims, key: secret, kid: "k1") }
 
     func testGuestsHostKeysAndPolicies() {
-        XCTAssertEqual(Admission.decide(join(clientId: "c1"), info: info(), tokens: tokens, now: 100),
-                       .admit(role: .editor, key: "c:c1", name: "Ann", tokenExpiry: nil, viaHostKey: false))
+        XCTAssertEqual(decide(join(clientId: "c1", secret: "s-0123456789abcdef"), info()),
+                       .admit(role: .editor, key: Admission.guestKey(clientId: "c1", secret: "s-0123456789abcdef"),
+                              name: "Ann", tokenExpiry: nil, viaHostKey: false))
         XCTAssertEqual(Admission.decide(join(), info: info(), tokens: tokens, now: 100),
                        .admit(role: .editor, key: nil, name: "Ann", tokenExpiry: nil, viaHostKey: false))
         XCTAssertEqual(Admission.decide(join(hostKey: "the-host-key"), info: info(.deny), tokens: tokens, now: 100),
@@ -74,6 +82,75 @@ final class AdmissionTests: XCTestCase {
         else { return XCTFail("an expired token admitted") }
         XCTAssertEqual(expired, "token_expired")
         XCTAssertEqual(expiredClose, .unauthorized)
+    }
+
+    /// L5: a guest's key is its client id and a hash of its resume secret, so a client id alone (without
+    /// the secret) is another member; a join without a secret is given a new one.
+    func testAGuestsKeyIsItsClientIdAndItsResumeSecret() {
+        let secret = "Zm9vYmFyYmF6cXV4MTIz"
+        let hash = Base64.encode(Array(Crypto.sha256(Array(secret.utf8))[0..<16]), urlSafe: true)
+        XCTAssertEqual(hash.count, 22)
+        XCTAssertEqual(Admission.guestKey(clientId: "c1", secret: secret), "c:c1:" + hash)
+        XCTAssertFalse(Admission.guestKey(clientId: "c1", secret: secret).contains(secret), "only a hash is kept")
+        // The secret derives the key, and nothing is issued: the client has it.
+        XCTAssertEqual(decide(join(clientId: "c1", secret: secret), info()),
+                       .admit(role: .editor, key: "c:c1:" + hash, name: "Ann", tokenExpiry: nil, viaHostKey: false))
+        // No secret: a new identity, its secret issued (to be returned in joined).
+        XCTAssertEqual(decide(join(clientId: "c1"), info()),
+                       .admit(role: .editor, key: Admission.guestKey(clientId: "c1", secret: Self.fresh), name: "Ann",
+                              tokenExpiry: nil, viaHostKey: false, issuedSecret: Self.fresh))
+        // A wrong secret: another key, so another member.
+        guard case .admit(_, let wrong?, _, _, _, nil) = decide(join(clientId: "c1", secret: secret + "x"), info())
+        else { return XCTFail("a wrong secret was refused or issued a new one") }
+        XCTAssertNotEqual(wrong, "c:c1:" + hash)
+        // The client id stays in the key: one secret, two client ids, two members.
+        XCTAssertNotEqual(Admission.guestKey(clientId: "c2", secret: secret), "c:c1:" + hash)
+        // The host key with a client id: the same rule, role host.
+        XCTAssertEqual(decide(join(hostKey: "the-host-key", clientId: "h1"), info(.deny)),
+                       .admit(role: .host, key: Admission.guestKey(clientId: "h1", secret: Self.fresh), name: "Ann",
+                              tokenExpiry: nil, viaHostKey: true, issuedSecret: Self.fresh))
+        // A token names the person: client id and secret play no part, nothing is issued.
+        let t = token(["sub": "u1", "role": "editor", "session": "ABCDEFGH", "exp": 1000])
+        XCTAssertEqual(decide(join(token: t, clientId: "c1"), info()),
+                       .admit(role: .editor, key: "sub:u1", name: "Ann", tokenExpiry: 1000, viaHostKey: false))
+        XCTAssertEqual(decide(join(token: t, clientId: "c1", secret: secret), info()),
+                       .admit(role: .editor, key: "sub:u1", name: "Ann", tokenExpiry: 1000, viaHostKey: false))
+        // No client id: an anonymous guest (a secret alone names nobody).
+        XCTAssertEqual(decide(join(secret: secret), info()),
+                       .admit(role: .editor, key: nil, name: "Ann", tokenExpiry: nil, viaHostKey: false))
+        // A refused guest is issued nothing.
+        guard case .reject = decide(join(clientId: "c1"), info(.deny)) else { return XCTFail("a guest got in") }
+        // The generated secrets: 128 random bits, base64url (22 characters the parser accepts), never twice.
+        let a = Admission.newResumeSecret(), b = Admission.newResumeSecret()
+        XCTAssertEqual(a.count, 22)
+        XCTAssertTrue(Admission.isValidResumeSecret(a))
+        XCTAssertNotEqual(a, b)
+    }
+
+    /// A resume secret is checked like every wire value: 16-128 characters of A-Z a-z 0-9 _ -, and an
+    /// error names the field.
+    func testABadResumeSecretIsRefusedNamingTheField() throws {
+        func parse(_ value: String) throws -> ClientMessage {
+            try ClientMessage.parse(Array(#"{"type":"join","name":"Ann","client_id":"c1","resume_secret":\#(value)}"#.utf8))
+        }
+        for (value, code) in [
+            (#""short""#, "invalid_field"), (#""0123456789abcde""#, "invalid_field"),
+            (#""0123456789abcdef/""#, "invalid_field"), (#""0123456789 abcdef""#, "invalid_field"),
+            (#""0123456789abcdef=""#, "invalid_field"), (#""0123456789abcdef\u00e9""#, "invalid_field"),
+            (#""\#(String(repeating: "a", count: 129))""#, "too_large"), ("12345678901234567", "invalid_field"),
+            ("[]", "invalid_field"), (#""a\#(String(repeating: "\u{0301}", count: 200))""#, "too_large"),
+        ] {
+            XCTAssertThrowsError(try parse(value), value) { e in
+                XCTAssertEqual((e as? MessageError)?.code, code, value)
+                XCTAssertEqual((e as? MessageError)?.field, "resume_secret", value)
+            }
+        }
+        for value in ["0123456789abcdef", "A-_z" + String(repeating: "9", count: 124), "Zm9vYmFyYmF6cXV4MTIz"] {
+            guard case .join(let j) = try parse("\"\(value)\"") else { return XCTFail("not a join") }
+            XCTAssertEqual(j.resumeSecret, value)
+        }
+        guard case .join(let none) = try parse("null") else { return XCTFail("not a join") }
+        XCTAssertNil(none.resumeSecret)
     }
 }
 

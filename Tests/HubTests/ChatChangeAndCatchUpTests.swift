@@ -44,7 +44,7 @@ final class ChatChangeAndCatchUpTests: XCTestCase {
     func testEventsCommittedDuringTheCatchUpAreNeitherLostNorDoubled() {
         let (h, a, seen) = bobAway(whileAnnSends: 300)
         let b2 = FakeClient("Bob")
-        h.session.join(b2, ClientMessage.Join(session: nil, name: "Bob", clientId: "bob", resumeFrom: seen))
+        h.session.join(b2, ClientMessage.Join(session: nil, name: "Bob", clientId: "bob", resumeFrom: seen, resumeSecret: Harness.secret(for: "bob")))
         // Reads are slow: chat goes on while the pages come back.
         for i in 0..<40 {
             h.host.answerReads()
@@ -59,7 +59,7 @@ final class ChatChangeAndCatchUpTests: XCTestCase {
         let (h, _, seen) = bobAway(whileAnnSends: 600)
         let b2 = FakeClient("Bob")
         b2.queuedBytes = 10 << 20
-        h.session.join(b2, ClientMessage.Join(session: nil, name: "Bob", clientId: "bob", resumeFrom: seen))
+        h.session.join(b2, ClientMessage.Join(session: nil, name: "Bob", clientId: "bob", resumeFrom: seen, resumeSecret: Harness.secret(for: "bob")))
         h.settle()
         XCTAssertTrue(b2.received.isEmpty, "nothing is read for a client past the soft limit")
         b2.queuedBytes = 0
@@ -75,7 +75,7 @@ final class ChatChangeAndCatchUpTests: XCTestCase {
         for i in 0..<300 { h.send(a, #"{"type":"chat","id":"c\#(i)","text":"m\#(i)"}"#) }
         let crowd = (0..<9).map { i -> FakeClient in
             let c = FakeClient("P\(i)")
-            h.session.join(c, ClientMessage.Join(session: nil, name: "P\(i)", clientId: "p\(i)", resumeFrom: 0))
+            h.session.join(c, ClientMessage.Join(session: nil, name: "P\(i)", clientId: "p\(i)", resumeFrom: 0, resumeSecret: Harness.secret(for: "p\(i)")))
             return c
         }
         h.executor.runAll()
@@ -99,7 +99,7 @@ final class ChatChangeAndCatchUpTests: XCTestCase {
         let host = h.join("Host", clientId: "h", hostKey: "hk"), a = h.join("Ann", clientId: "ann")
         for i in 0..<50 { h.send(a, #"{"type":"chat","id":"c\#(i)","text":"m\#(i)"}"#) }
         let b = FakeClient("Bob")
-        h.session.join(b, ClientMessage.Join(session: nil, name: "Bob", clientId: "bob", resumeFrom: 0))
+        h.session.join(b, ClientMessage.Join(session: nil, name: "Bob", clientId: "bob", resumeFrom: 0, resumeSecret: Harness.secret(for: "bob")))
         h.executor.runAll()  // joined as a member; its catch-up's first read is still out
         XCTAssertNil(b.received.first { $0["type"] as? String == "joined" })
         let bob = h.session.members.first { $0.name == "Bob" }!
@@ -109,7 +109,7 @@ final class ChatChangeAndCatchUpTests: XCTestCase {
         XCTAssertTrue(h.session.catchUps.isEmpty)
 
         let c = FakeClient("Cat")
-        h.session.join(c, ClientMessage.Join(session: nil, name: "Cat", clientId: "cat", resumeFrom: 0))
+        h.session.join(c, ClientMessage.Join(session: nil, name: "Cat", clientId: "cat", resumeFrom: 0, resumeSecret: Harness.secret(for: "cat")))
         h.executor.runAll()
         h.send(host, #"{"type":"end","reason":"done"}"#, commit: false)
         h.executor.runAll()

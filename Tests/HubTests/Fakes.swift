@@ -124,10 +124,22 @@ final class Harness {
         host.storage = store
     }
 
+    /// What a guest sends with its client id: the harness's guests keep one secret per client id (a real
+    /// client keeps the one its first `joined` brought), so the same client id is the same member.
+    enum Secret { case kept, none, given(String) }
+    static func secret(for clientId: String) -> String { "test-secret-for-" + clientId }
+
     @discardableResult
-    func join(_ name: String, clientId: String? = nil, resumeFrom: Int? = nil, hostKey: String? = nil, commit: Bool = true) -> FakeClient {
+    func join(_ name: String, clientId: String? = nil, resumeFrom: Int? = nil, hostKey: String? = nil,
+              secret: Secret = .kept, commit: Bool = true) -> FakeClient {
         let c = FakeClient(name)
-        session.join(c, ClientMessage.Join(session: nil, name: name, clientId: clientId, resumeFrom: resumeFrom, hostKey: hostKey))
+        var join = ClientMessage.Join(session: nil, name: name, clientId: clientId, resumeFrom: resumeFrom, hostKey: hostKey)
+        switch secret {
+        case .kept: join.resumeSecret = clientId.map(Harness.secret(for:))
+        case .none: break
+        case .given(let s): join.resumeSecret = s
+        }
+        session.join(c, join)
         if commit { settle() }
         return c
     }

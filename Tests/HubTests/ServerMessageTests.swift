@@ -59,6 +59,8 @@ final class ServerMessageTests: XCTestCase {
             (.error(code: "forbidden", message: "no", ref: "c1", field: "kind"), "error"),
             (.error(MessageError("bad_json", "not JSON")), "error"),
             (.joined(session: "ABCDEF", title: "T", you: member, members: [member], seq: 7), "joined"),
+            (.joined(session: "ABCDEF", title: "T", you: member, members: [member], seq: 7,
+                     recovered: Recovered(from: 3, to: 7, count: 5), resumeSecret: Admission.newResumeSecret()), "joined"),
             (.reset(reason: "history_truncated", message: "reload", seq: 9), "reset"),
             (.pong(id: nil), "pong"), (.pong(id: "p"), "pong"),
             (.tokenRefreshed(exp: 100), "token_refreshed"), (.tokenExpiring(exp: 100), "token_expiring"),

@@ -66,9 +66,14 @@ final class SessionTests: XCTestCase {
     }
 
     func testAClientIdDoesNotConferAnotherMembersRole() {
-        // L5: knowing the host's client_id does not make a guest the host.
+        // L5: knowing the host's client_id does not make a guest the host: without the host's resume
+        // secret it is another member, and even with it (stolen) it joins only with the member's role.
         let h = Harness()
         let host = h.join("Host", clientId: "h1", hostKey: "hk")
+        let other = h.join("Eve", clientId: "h1", secret: .none)
+        XCTAssertEqual((other.of("joined").first?["you"] as? [String: Any])?["role"] as? String, "editor")
+        XCTAssertTrue(other.membership.map { $0.member !== host.membership?.member } ?? false)
+        h.session.leave(other)
         let guest = h.join("Eve", clientId: "h1")
         XCTAssertEqual(guest.of("error")[0]["code"] as? String, "forbidden")
         XCTAssertEqual(guest.closedWith, .forbidden)
@@ -416,5 +421,104 @@ final class SessionControlTests: XCTestCase {
         XCTAssertEqual(a.of("error").last?["code"] as? String, "no_publisher")
         h.send(a, #"{"type":"run_control","run":"r1","action":"explode"}"#)
         XCTAssertEqual(a.of("error").last?["field"] as? String, "action")
+    }
+}
+
+/// L5: a guest's identity is its client_id with the resume secret its first join got, so a guest who learns
+/// another's client_id is another member: it cannot edit or delete that member's messages, nor resend as it.
+final class GuestIdentityTests: XCTestCase {
+    func you(_ c: FakeClient) -> [String: Any] { c.of("joined").last?["you"] as? [String: Any] ?? [:] }
+    func text(_ c: FakeClient) -> String {
+        c.received.map { String(decoding: try! JSONSerialization.data(withJSONObject: $0), as: UTF8.self) }
+            .joined(separator: "\n")
+    }
+
+    func testAClientIdWithoutItsSecretIsAnotherMember() throws {
+        let h = Harness()
+        let a = h.join("Ann", clientId: "x", secret: .none)
+        let secret = try XCTUnwrap(a.of("joined")[0]["resume_secret"] as? String, "a new guest gets its secret")
+        XCTAssertTrue(Admission.isValidResumeSecret(secret))
+        h.send(a, #"{"type":"chat","id":"m1","text":"mine"}"#)
+        let seq = try XCTUnwrap(a.of("ack")[0]["seq"] as? Int)
+
+        // B knows A's client_id, not its secret (none, or a wrong one): another member, with a secret of its own.
+        for (i, secret2) in [Harness.Secret.none, .given("wrong-secret-0123456789")].enumerated() {
+            let b = h.join("Bob", clientId: "x", secret: secret2)
+            XCTAssertNotEqual(you(b)["id"] as? String, you(a)["id"] as? String)
+            XCTAssertEqual(h.session.memberCount, 2 + i)
+            if case .none = secret2 {
+                XCTAssertNotEqual(b.of("joined")[0]["resume_secret"] as? String, secret)
+                XCTAssertNotNil(b.of("joined")[0]["resume_secret"])
+            } else {
+                XCTAssertNil(b.of("joined")[0]["resume_secret"], "a given secret is not sent back")
+            }
+            h.send(b, #"{"type":"chat_edit","id":"e\#(i)","seq":\#(seq),"text":"taken over"}"#)
+            XCTAssertEqual(b.of("error").last?["code"] as? String, "forbidden")
+            XCTAssertEqual(b.of("error").last?["ref"] as? String, "e\(i)")
+            h.send(b, #"{"type":"chat_delete","id":"d\#(i)","seq":\#(seq)}"#)
+            XCTAssertEqual(b.of("error").last?["code"] as? String, "forbidden")
+            XCTAssertEqual(b.of("error").last?["ref"] as? String, "d\(i)")
+            // Its message with A's id is its own, not a resend of A's.
+            h.send(b, #"{"type":"chat","id":"m1","text":"not a resend"}"#)
+            XCTAssertNotEqual(b.of("ack").last?["duplicate"] as? Bool, true)
+            XCTAssertGreaterThan(b.of("ack").last?["seq"] as? Int ?? 0, seq)
+        }
+        XCTAssertTrue(a.of("chat_edit").isEmpty && a.of("chat_delete").isEmpty, "A's message is untouched")
+
+        // A with its secret: the same member (a second tab), no secret sent again; its resend is a duplicate.
+        let a2 = h.join("Ann", clientId: "x", secret: .given(secret))
+        XCTAssertEqual(you(a2)["id"] as? String, you(a)["id"] as? String)
+        XCTAssertEqual(you(a2)["connections"] as? Int, 2)
+        XCTAssertNil(a2.of("joined")[0]["resume_secret"])
+        h.send(a2, #"{"type":"chat","id":"m1","text":"mine"}"#)
+        XCTAssertEqual(a2.of("ack")[0]["duplicate"] as? Bool, true)
+        XCTAssertEqual(a2.of("ack")[0]["seq"] as? Int, seq)
+        // After the reconnect grace (a new member id): still A, by its secret.
+        h.session.disconnected(a, graceful: true); h.session.disconnected(a2, graceful: true)
+        h.now += 11; h.session.tick(); h.executor.runAll()
+        let a3 = h.join("Ann", clientId: "x", secret: .given(secret))
+        XCTAssertNotEqual(you(a3)["id"] as? String, you(a)["id"] as? String)
+        h.send(a3, #"{"type":"chat","id":"m1","text":"mine"}"#)
+        XCTAssertEqual(a3.of("ack")[0]["duplicate"] as? Bool, true)
+        XCTAssertEqual(a3.of("ack")[0]["seq"] as? Int, seq)
+        h.send(a3, #"{"type":"chat_edit","id":"e9","seq":\#(seq),"text":"edited by me"}"#)
+        XCTAssertEqual(a3.of("chat_edit").last?["text"] as? String, "edited by me")
+
+        // The key and the secret never leave the hub: no frame to anyone carries them (but A's own joined
+        // carries its secret); everyone sees random member ids.
+        let key = Admission.guestKey(clientId: "x", secret: secret)
+        for c in [a, a2, a3] { XCTAssertFalse(text(c).contains(key)) }
+        for c in h.session.members.flatMap(\.connections).compactMap({ $0 as? FakeClient }) where c !== a {
+            XCTAssertFalse(text(c).contains(secret), c.name)
+            XCTAssertFalse(text(c).contains("c:x"), c.name)
+        }
+        XCTAssertTrue(h.session.members.allSatisfy { $0.id.hasPrefix("m") && !$0.id.contains(":") })
+        // The stored author is the key (what chat changes check), not the client id.
+        XCTAssertEqual(try h.store.event(session: h.session.code, seq: seq)?.member, key)
+    }
+
+    func testTheSecretGoesOnlyToTheJoiningConnectionAlsoAfterAHistoryCatchUp() throws {
+        let h = Harness(policy: {
+            var p = SessionPolicy()
+            p.resumeWindow = 2
+            return p
+        }())
+        let a = h.join("Ann")
+        for i in 0..<6 { h.send(a, #"{"type":"chat","id":"c\#(i)","text":"m\#(i)"}"#) }
+        // A newcomer asking for history older than the window is caught up from the store, then joined.
+        let b = FakeClient("Bob")
+        h.session.join(b, ClientMessage.Join(session: nil, name: "Bob", clientId: "b", resumeFrom: nil, history: 5))
+        h.settle()
+        let joined = try XCTUnwrap(b.of("joined").first)
+        XCTAssertNotNil(joined["recovered"])
+        let secret = try XCTUnwrap(joined["resume_secret"] as? String)
+        XCTAssertFalse(text(a).contains(secret), "only Bob's connection is told")
+        XCTAssertEqual(b.of("joined").count, 1)
+        // The anonymous guest (no client_id) gets none.
+        XCTAssertNil(a.of("joined")[0]["resume_secret"])
+        // Bob's second tab with the secret is Bob.
+        let b2 = h.join("Bob", clientId: "b", secret: .given(secret))
+        XCTAssertEqual(you(b2)["id"] as? String, you(b)["id"] as? String)
+        XCTAssertNil(b2.of("joined")[0]["resume_secret"])
     }
 }

@@ -331,6 +331,64 @@ test("the outbox drops a message the hub refuses for good, keeps one refused for
   assert.deepEqual([...old.map.keys()], ["collabhub.outbox.NEW.x", "unrelated"]);
 });
 
+test("the resume secret from joined is kept beside the client id and sent on every later join", () => {
+  const storage = new FakeStorage();
+  const { c, timers } = client({ storage });
+  c.connect();
+  let ws = FakeSocket.all.at(-1);
+  ws.open();
+  assert.equal(ws.last().resume_secret, undefined, "a first join has none: the hub makes one up");
+  const secret = "Zm9vYmFyYmF6cXV4MTIz";
+  ws.receive({ type: "joined", session: "ABCD2345", title: "t", you: member("a", "Ann"), members: [member("a", "Ann")], seq: 2, resume_secret: secret });
+  assert.equal(c.resumeSecret, secret);
+  assert.equal(JSON.parse(storage.getItem("collabhub.secret.ann-1")).secret, secret, "kept under the client id");
+  // A reconnect sends it (the same member again), and a later joined without one keeps it.
+  ws.close(1006);
+  timers[0].fn();
+  ws = FakeSocket.all.at(-1);
+  ws.open();
+  assert.deepEqual(ws.last(), { type: "join", name: "Ann", client_id: "ann-1", resume_secret: secret, resume_from: 2 });
+  ws.receive({ type: "joined", session: "ABCD2345", title: "t", you: member("a", "Ann"), members: [member("a", "Ann")], seq: 2 });
+  assert.equal(c.resumeSecret, secret);
+  // A reload (a new client, the same client id and storage) sends it on its first join, in any session.
+  for (const session of ["abcd2345", "zzzz2345"]) {
+    const { c: again } = client({ storage, session });
+    again.connect();
+    FakeSocket.all.at(-1).open();
+    assert.equal(FakeSocket.all.at(-1).last().resume_secret, secret);
+  }
+  // Another client id has none of its own yet; a client id made up by the client keeps nothing.
+  assert.equal(client({ storage, clientId: "ann-2" }).c.resumeSecret, null);
+  const { c: made } = client({ storage, clientId: undefined });
+  joinAs(made).receive({ type: "joined", session: "ABCD2345", title: "t", you: member("a", "Ann"), members: [], seq: 1, resume_secret: "bWFkZS11cC1pZC1zZWNyZXQ" });
+  assert.equal(made.resumeSecret, "bWFkZS11cC1pZC1zZWNyZXQ");
+  assert.deepEqual([...storage.map.keys()].filter((k) => k.startsWith("collabhub.secret.")), ["collabhub.secret.ann-1"]);
+  // `secretStorage` keeps it elsewhere (the page keeps it where it keeps the client id); `resumeSecret` passes one in.
+  const tab = new FakeStorage();
+  const { c: paged } = client({ storage: null, secretStorage: tab, clientId: "tab-1" });
+  joinAs(paged).receive({ type: "joined", session: "ABCD2345", title: "t", you: member("a", "Ann"), members: [], seq: 1, resume_secret: secret });
+  assert.equal(JSON.parse(tab.getItem("collabhub.secret.tab-1")).secret, secret);
+  assert.equal(client({ storage: null, secretStorage: tab, clientId: "tab-1" }).c.resumeSecret, secret);
+  assert.equal(client({ storage: null, resumeSecret: "given-secret-0123456" }).c.resumeSecret, "given-secret-0123456");
+  // Not one the hub would accept (a broken store, a bad option): none, so the hub makes a new one.
+  storage.setItem("collabhub.secret.ann-3", JSON.stringify({ saved: Date.now(), secret: "bad/secret" }));
+  assert.equal(client({ storage, clientId: "ann-3" }).c.resumeSecret, null);
+  storage.setItem("collabhub.secret.ann-4", "{not json");
+  assert.equal(client({ storage, clientId: "ann-4", resumeSecret: "short" }).c.resumeSecret, null);
+  // With a token the token names the person: no secret is sent.
+  const { c: member2 } = client({ storage, token: "member.jwt.token" });
+  member2.connect();
+  FakeSocket.all.at(-1).open();
+  assert.equal(FakeSocket.all.at(-1).last().resume_secret, undefined);
+  assert.equal(FakeSocket.all.at(-1).last().token, "member.jwt.token");
+  // Secrets not used for 30 days are pruned when a client is made.
+  const old = new FakeStorage();
+  old.setItem("collabhub.secret.gone", JSON.stringify({ saved: Date.now() - 31 * 24 * 3600e3, secret }));
+  old.setItem("collabhub.secret.kept", JSON.stringify({ saved: Date.now() - 3 * 24 * 3600e3, secret }));
+  client({ storage: old, clientId: "other" });
+  assert.deepEqual([...old.map.keys()], ["collabhub.secret.kept"]);
+});
+
 test("edit, delete, redact and presence are sent as the protocol says, and the changes are emitted", () => {
   const { c } = client({ storage: null });
   const ws = joinAs(c, { seq: 10 });

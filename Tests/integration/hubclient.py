@@ -43,14 +43,51 @@ def create_session(hub, **fields):
     return body
 
 
+# A guest's `client_id` is the same member again only with the `resume_secret` its first `joined` brought:
+# the secrets those joins got, by (session code, client_id). Keyed by session, not by hub port, so that a
+# reconnect to a restarted hub (a new port) or to another cluster node still resumes the same member.
+# A secret sent where the hub never issued it is harmless: it only names a (new) member.
+SECRETS = {}
+
+
+def with_secret(msg, code):
+    """`msg` with the remembered `resume_secret` added, if it is a join with a client_id, no token and no
+    resume_secret of its own (a test that passes `resume_secret`, even None, decides for itself)."""
+    if not isinstance(msg, dict) or msg.get("type") != "join" or not isinstance(msg.get("client_id"), str):
+        return msg
+    if "resume_secret" in msg:
+        return {k: v for k, v in msg.items() if not (k == "resume_secret" and v is None)}
+    secret = SECRETS.get((str(msg.get("session") or code or "").upper(), msg["client_id"]))
+    return {**msg, "resume_secret": secret} if secret and "token" not in msg else msg
+
+
+def remember_secret(join, joined, code):
+    """Keeps the secret `joined` brought for the client_id of `join` (the join that it answers, as the test
+    gave it: one that named its own `resume_secret`, even None, is a deliberate other identity, not kept)."""
+    if not isinstance(join, dict) or "resume_secret" in join:
+        return
+    if join and isinstance(joined, dict) and joined.get("type") == "joined" and joined.get("resume_secret"):
+        key = (str(join.get("session") or code or joined.get("session") or "").upper(), join.get("client_id"))
+        SECRETS[key] = joined["resume_secret"]
+
+
+def session_of(path):
+    """The session code in a `/ws?session=CODE` path (None without one)."""
+    from urllib.parse import parse_qs, urlparse
+    return (parse_qs(urlparse(path).query).get("session") or [None])[0]
+
+
 class Client:
     """Tracks every open client so `close_all` can end them (an unclosed websockets client costs its
-    10 s close timeout when the event loop ends)."""
+    10 s close timeout when the event loop ends). A join with a client_id carries the resume secret an
+    earlier join of that client_id in that session got (see `SECRETS`), unless it names its own."""
     open = []
 
-    def __init__(self, ws, validate=True):
+    def __init__(self, ws, validate=True, code=None):
         self.ws = ws
         self.validate = validate
+        self.code = code
+        self.last_join = None
         Client.open.append(self)
 
     @classmethod
@@ -62,15 +99,20 @@ class Client:
     async def connect(cls, hub, code, validate=True, **kw):
         ws = await websockets.connect(f"{hub.url}/ws?session={code}", subprotocols=["collabhub.v1"], max_size=None,
                                       close_timeout=1, **kw)
-        return cls(ws, validate)
+        return cls(ws, validate, code)
 
     async def send(self, msg):
+        if isinstance(msg, dict) and msg.get("type") == "join":
+            self.last_join = msg
+            msg = with_secret(msg, self.code)
         await self.ws.send(json.dumps(msg))
 
     async def recv(self, timeout=5):
         msg = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
         if self.validate:
             validate(msg)
+        if msg.get("type") == "joined":
+            remember_secret(self.last_join, msg, self.code)
         return msg
 
     async def expect(self, type_, timeout=5, skip=("cursors", "typing", "presence")):

@@ -98,6 +98,8 @@ RAW_NUMBERS = ["1e999", "-1e999", "-0", "1E+2", "0.000000000000000000001", "1234
                "1e-400", "NaN", "Infinity", "01", "1.", ".5", "+1", "0x10", "9223372036854775808"]
 IDS = ["m1", "m2", "m3", "c1", "h1", "x"]
 CLIENT_IDS = ["c1", "c2", "c3", "c4", "h1", "tab"]
+# Valid resume secrets (a client_id with the same one is the same member) and a few the hub refuses.
+RESUME_SECRETS = ["secret-one-0123456789", "secret_two_0123456789", "A" * 128, "short", "x" * 129, "bad secret/0123456789"]
 
 
 def rand_str(r):
@@ -173,6 +175,8 @@ class MessageGen:
         p = Pairs([("type", self.type_token("join")), ("name", self.pick(lambda: r.choice(["Ann", "Bob", "\u754c\u754c", "a\u0301"]), 0.8))])
         if r.random() < 0.7:
             p.append(("client_id", self.pick(lambda: r.choice(CLIENT_IDS))))
+            if r.random() < 0.6:
+                p.append(("resume_secret", self.pick(lambda: r.choice(RESUME_SECRETS[:3] if r.random() < 0.85 else RESUME_SECRETS))))
         if r.random() < 0.3:
             p.append(("host_key", self.host_key if self.host_key and r.random() < 0.7 else rand_any(r)))
         if r.random() < 0.2:

@@ -481,7 +481,7 @@ def test_join_resume_from_extremes(hub):
         code, code2 = create_session(hub), create_session(hub)
         a = await ws_connect(hub, f"/ws?session={code}")
         await a.send(json.dumps({"type": "join", "name": "Res", "client_id": "res"}))
-        await until(a, ("joined",))
+        secret = (await until(a, ("joined",)))[-1]["resume_secret"]   # "res" is this member again only with it
         for i in range(3):
             await a.send(json.dumps({"type": "chat", "id": f"c{i}", "kind": "text", "text": "hi"}))
             last = (await until(a, ("ack",)))[-1]["seq"]
@@ -491,7 +491,8 @@ def test_join_resume_from_extremes(hub):
             for where, cid in ((code, "res"), (code2, f"new{EXTREMES.index(n)}")):
                 try:
                     ws = await ws_connect(hub, f"/ws?session={where}")
-                    await ws.send(json.dumps({"type": "join", "name": "Res", "client_id": cid, "resume_from": n}))
+                    await ws.send(json.dumps({"type": "join", "name": "Res", "client_id": cid, "resume_from": n,
+                                             **({"resume_secret": secret} if cid == "res" else {})}))
                     got = await until(ws, ("joined", "error"))
                     kinds = [m["type"] for m in got]
                     outcomes[f"{cid} {n!r}"] = kinds[-1] + (f" {got[-1].get('code')}" if kinds[-1] == "error" else "") + \

@@ -13,6 +13,7 @@ import urllib.request
 
 import websockets
 
+from hubclient import remember_secret, session_of, with_secret
 from test_hostile import (KEY, MiB, RSSWatch, all_metrics, http_get, joined_raw_member, last_close_code, raw_client, read_until_eof,
                           recv_json, round_trip, stop_hub, until, ws_connect)
 from wsraw import frame
@@ -49,13 +50,20 @@ def new_session(hub, **fields):
 async def connect(hub, path, addr=None, **kw):
     if addr:
         kw["local_addr"] = (addr, 0)
-    return await ws_connect(hub, path, **kw)
+    ws = await ws_connect(hub, path, **kw)
+    ws.session_code = session_of(path)
+    return ws
 
 
 async def join(ws, name, **fields):
-    """Sends a join; returns the `joined` or `error` that answers it."""
-    await ws.send(json.dumps({"type": "join", "name": name, **fields}))
-    return (await until(ws, ("joined", "error")))[-1]
+    """Sends a join; returns the `joined` or `error` that answers it. A client_id resumes its member: the
+    join carries the resume secret an earlier join of it got (hubclient.SECRETS), unless `fields` has one."""
+    code = getattr(ws, "session_code", None)
+    given = {"type": "join", "name": name, **fields}
+    await ws.send(json.dumps(with_secret(given, code)))
+    ans = (await until(ws, ("joined", "error")))[-1]
+    remember_secret(given, ans, code)
+    return ans
 
 
 async def chat(ws, id_, text="hello"):
@@ -141,9 +149,9 @@ def status_of(response):
 # 1. M1
 
 def test_m1_resend_after_reconnect_grace_and_restart_is_a_duplicate(make_hub):
-    """M1: a resend is recognised by the sender's stable identity (client_id), not by its member: with
-    `--reconnect-grace 1`, chat m1 acked at seq S, the socket closed, 2 s waited (the member has left), the
-    same client_id rejoins (as a new member) and resends m1: the ack says `duplicate: true` with seq S and
+    """M1: a resend is recognised by the sender's stable identity (client_id and its resume secret), not by
+    its member: with `--reconnect-grace 1`, chat m1 acked at seq S, the socket closed, 2 s waited (the member
+    has left), the same client_id rejoins with its secret (as a new member) and resends m1: the ack says `duplicate: true` with seq S and
     the transcript holds m1 once. The same after a restart on the same data dir. A new id is not a duplicate."""
     args = ("--threads", "2", "--reconnect-grace", "1")
     hub = make_hub(*args)
@@ -416,10 +424,11 @@ def test_l1_escaped_chat_type_counts_against_the_chat_limit(make_hub):
 # 7. L5
 
 def test_l5_guest_with_the_hosts_client_id_cannot_take_over(make_hub):
-    """L5: the host joins with host_key and client_id "h1"; a connection joining with client_id "h1" and no
-    (or a wrong) host key gets `error forbidden` and is closed (4003), never joined as host: its `end` goes
-    nowhere, the session stays live, the host keeps working. The same while the host is within its
-    reconnect grace; the host itself can then come back."""
+    """L5: the host joins with host_key and client_id "h1". A connection joining with client_id "h1" and no
+    (or a wrong) host key and without the host's resume secret is another member (an editor with another id);
+    with the host's secret (stolen) it gets `error forbidden` and is closed (4003). Never joined as host: its
+    `end` goes nowhere, the session stays live, the host keeps working. The same while the host is within its
+    reconnect grace; the host itself (with its secret) can then come back. (Guests: test_guest_identity.)"""
     hub = make_hub("--threads", "2")
     created = new_session(hub)
     code, host_key = created["code"], created["host_key"]
@@ -440,10 +449,20 @@ def test_l5_guest_with_the_hosts_client_id_cannot_take_over(make_hub):
     async def main():
         host = await connect(hub, f"/ws?session={code}")
         hj = await join(host, "Host", client_id="h1", host_key=host_key)
-        assert hj["type"] == "joined" and hj["you"]["role"] == "host", hj
-        for extra in ({}, {"host_key": "wrong"}):
+        assert hj["type"] == "joined" and hj["you"]["role"] == "host" and hj.get("resume_secret"), hj
+        stolen = hj["resume_secret"]
+        for extra in ({"resume_secret": None}, {"host_key": "wrong", "resume_secret": None}):
             ans, got, close, ended = await impostor(**extra)
             print(f"[L5] impostor {extra}: {ans}, then {[m['type'] for m in got]}, close {close}")
+            assert ans["type"] == "joined" and ans["you"]["id"] != hj["you"]["id"], f"impostor {extra} got {ans}"
+            assert ans["you"]["role"] == "editor" and ans.get("resume_secret") not in (None, stolen), ans
+            assert any(m["type"] == "error" and m.get("code") == "forbidden" for m in got), got
+            assert not ended, got
+            status, info = api(hub, "GET", f"/api/sessions/{code}")
+            assert info["status"] == "live", f"the impostor ended the session: {info}"
+        for extra in ({"resume_secret": stolen}, {"host_key": "wrong", "resume_secret": stolen}):
+            ans, got, close, ended = await impostor(**extra)
+            print(f"[L5] impostor with the host's secret {list(extra)}: {ans}, close {close}")
             assert ans["type"] == "error" and ans.get("code") == "forbidden", f"impostor {extra} got {ans}"
             assert not ended and close in (4003, None), (got, close)
             status, info = api(hub, "GET", f"/api/sessions/{code}")
@@ -452,8 +471,10 @@ def test_l5_guest_with_the_hosts_client_id_cannot_take_over(make_hub):
         assert ack["type"] == "ack", ack
         await host.close()                                  # the host drops; within its 10 s grace:
         await asyncio.sleep(0.3)
-        ans, got, close, ended = await impostor()
+        ans, got, close, ended = await impostor(resume_secret=stolen)
         assert ans["type"] == "error" and ans.get("code") == "forbidden" and not ended, (ans, got)
+        ans, got, close, ended = await impostor(resume_secret=None)
+        assert ans["type"] == "joined" and ans["you"]["id"] != hj["you"]["id"] and not ended, (ans, got)
         back = await connect(hub, f"/ws?session={code}")
         bj = await join(back, "Host", client_id="h1", host_key=host_key)
         assert bj["type"] == "joined" and bj["you"]["role"] == "host" and bj["you"]["id"] == hj["you"]["id"], bj

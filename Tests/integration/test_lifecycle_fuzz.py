@@ -32,7 +32,10 @@ def junk(rng):
     return rng.choice(choices)()
 
 
-async def member(hub, codes, rng, deadline, report):
+async def member(hub, codes, rng, deadline, report, secrets):
+    """`secrets`: the resume secret each (session, client_id) got, shared by the members, so a client_id
+    resumes its member (another coroutine with the same id is another tab); now and then a join sends none
+    or a wrong one (a new member) instead."""
     client_id = f"c{rng.randint(0, 30)}"
     while time.time() < deadline:
         code = rng.choice(codes)
@@ -49,15 +52,20 @@ async def member(hub, codes, rng, deadline, report):
             try:
                 async for raw in ws:
                     m = json.loads(raw)
+                    if m.get("type") == "joined" and m.get("resume_secret") and sent_secret is None:
+                        secrets[(code, client_id)] = m["resume_secret"]
                     if m.get("type") in ("chat", "presence", "event", "run") and "seq" in m:
                         seen.append(m["seq"])
                     if m.get("type") == "chat" and m.get("text") not in (None, code) and m.get("kind") != "system":
                         report["leaks"] += 1
             except Exception:
                 pass
+        r = rng.random()
+        sent_secret = secrets.get((code, client_id)) if r < 0.85 else None if r < 0.93 else "wrong-secret-0123456789"
         task = asyncio.create_task(reader())
         try:
             await ws.send(json.dumps({"type": "join", "name": client_id, "client_id": client_id,
+                                      **({"resume_secret": sent_secret} if sent_secret else {}),
                                       **({"resume_from": rng.randint(0, 50)} if rng.random() < 0.3 else {})}))
             for _ in range(rng.randint(1, 40)):
                 r = rng.random()
@@ -103,7 +111,9 @@ def test_lifecycle_fuzz(make_hub):
 
     async def main():
         deadline = time.time() + SECONDS
-        await asyncio.gather(*(member(hub, codes, random.Random(rng.random()), deadline, report) for _ in range(24)))
+        secrets = {}
+        await asyncio.gather(*(member(hub, codes, random.Random(rng.random()), deadline, report, secrets)
+                               for _ in range(24)))
     asyncio.run(main())
     assert hub.alive(), hub.output()
     assert api(hub, "GET", "/healthz")[0] == 200

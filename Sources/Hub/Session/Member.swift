@@ -9,6 +9,8 @@ public final class Membership {
     var warnedExpiry = false
     /// Joined with the session's host key (its role is host whatever a token says).
     var viaHostKey = false
+    /// The resume secret the hub made up for this connection's join, until `joined` has carried it.
+    var issuedSecret: String?
     public init(session: Session, member: Member) { self.session = session; self.member = member }
 }
 

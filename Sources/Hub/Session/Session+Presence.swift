@@ -16,15 +16,15 @@ extension Session {
         }
         // Who is this? A token names the person and the role; a host key makes the host; otherwise a guest.
         let (role, name, tokenExpiry, viaHostKey): (MemberRole, String, Int64?, Bool)
-        var key: String
+        var key: String, issuedSecret: String?
         switch Admission.decide(request, info: info, tokens: policy.tokens, now: wallClockMillis() / 1000) {
         case .reject(let code, let message, let field, let close):
             host?.metrics.refusedJoin(code)
             send(client, .error(code: code, message: message, field: field))
             if let close { client.disconnect(close, message) }
             return
-        case .admit(let r, let k, let n, let e, let h):
-            (role, name, tokenExpiry, viaHostKey) = (r, n, e, h)
+        case .admit(let r, let k, let n, let e, let h, let secret):
+            (role, name, tokenExpiry, viaHostKey, issuedSecret) = (r, n, e, h, secret)
             key = k ?? "anon:" + newID(9)
         }
         if let member = members.first(where: { $0.key == key && !$0.leaving }) {
@@ -49,7 +49,7 @@ extension Session {
             // A second tab, or a reconnect within the grace period: same member, no leave/join pair.
             let wasStale = member.connections.isEmpty && member.graceDeadline != nil
             member.graceDeadline = nil
-            attach(client, to: member, tokenExpiry: tokenExpiry, viaHostKey: viaHostKey)
+            attach(client, to: member, tokenExpiry: tokenExpiry, viaHostKey: viaHostKey, issuedSecret: issuedSecret)
             if member.announced {
                 let from = request.resumeFrom ?? request.history.flatMap { $0 > 0 ? max(0, lastSeq - $0) : nil }
                 welcome(client, member, resumeFrom: from, through: lastSeq)
@@ -71,7 +71,7 @@ extension Session {
             ?? Session.palette[nextMemberNumber % Session.palette.count]
         let member = Member(id: "m" + newID(6), key: key, name: name, color: color, role: role)
         members.append(member)
-        attach(client, to: member, tokenExpiry: tokenExpiry, viaHostKey: viaHostKey)
+        attach(client, to: member, tokenExpiry: tokenExpiry, viaHostKey: viaHostKey, issuedSecret: issuedSecret)
         // A newcomer asking for recent history is served like a resume from that far back.
         let resumeFrom = request.resumeFrom ?? request.history.flatMap { $0 > 0 ? max(0, lastSeq - $0) : nil }
         persist(
@@ -93,11 +93,14 @@ extension Session {
     }
 
     /// The one place a connection and a member are tied together (and `detach` unties them).
-    func attach(_ client: HubClient, to member: Member, tokenExpiry: Int64?, viaHostKey: Bool) {
+    func attach(
+        _ client: HubClient, to member: Member, tokenExpiry: Int64?, viaHostKey: Bool, issuedSecret: String? = nil
+    ) {
         member.connections.append(client)
         let m = Membership(session: self, member: member)
         m.tokenExpiry = tokenExpiry
         m.viaHostKey = viaHostKey
+        m.issuedSecret = issuedSecret
         client.membership = m
     }
 
@@ -125,14 +128,16 @@ extension Session {
     }
 
     /// `joined`: the presence snapshot, the seq the client is now in sync with, and what a resume
-    /// recovered; then who is typing.
+    /// recovered (and, once, the resume secret the hub made up for this connection); then who is typing.
     func sendJoined(_ client: HubClient, _ member: Member, seq: Int, _ recovered: Recovered?) {
+        let secret = client.membership?.issuedSecret
+        client.membership?.issuedSecret = nil
         send(
             client,
             .joined(
                 session: code, title: info.title, you: member.json,
                 members: members.filter(\.announced).map(\.json) + remoteMembers.map(\.json), seq: seq,
-                recovered: recovered))
+                recovered: recovered, resumeSecret: secret))
         for m in members where m.announced && m !== member && m.typingUntil != nil {
             send(client, .typing(member: m.id, state: .start))
         }

@@ -77,6 +77,37 @@ function randomId() {
 export const OUTBOX_PREFIX = "collabhub.outbox.";
 /** Outboxes untouched for this long (a tab closed with unsent messages) are removed at construction. */
 const OUTBOX_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
+/** Key prefix of the resume secrets kept in storage: `collabhub.secret.CLIENT_ID` -> `{saved, secret}`. */
+export const SECRET_PREFIX = "collabhub.secret.";
+/** Resume secrets not used (joined) for this long are removed at construction. */
+const SECRET_MAX_AGE_MS = 30 * 24 * 3600 * 1000;
+/** What the hub accepts as a `resume_secret`. */
+const SECRET_PATTERN = /^[A-Za-z0-9_-]{16,128}$/;
+
+/** Removes the `{saved, ...}` items under `prefix` not written for `maxAge` ms (needs `length` and `key(i)`). */
+function pruneStale(storage, prefix, maxAge, now) {
+  if (!storage || typeof storage.key !== "function" || typeof storage.length !== "number") return;
+  try {
+    const old = [];
+    for (let i = 0; i < storage.length; i++) {
+      const k = storage.key(i);
+      if (!k || !k.startsWith(prefix)) continue;
+      let saved = 0;
+      try { saved = JSON.parse(storage.getItem(k)).saved || 0; } catch { /* unreadable: old */ }
+      if (now - saved > maxAge) old.push(k);
+    }
+    for (const k of old) storage.removeItem(k);
+  } catch { /* storage unavailable */ }
+}
+
+/** The resume secret kept under `key`, or null (none, unreadable, or not one the hub would accept). */
+function loadSecret(storage, key) {
+  if (!storage || !key) return null;
+  try {
+    const secret = JSON.parse(storage.getItem(key) || "null")?.secret;
+    return typeof secret === "string" && SECRET_PATTERN.test(secret) ? secret : null;
+  } catch { return null; }
+}
 
 function defaultStorage() {
   try { return globalThis.localStorage || null; } catch { return null; }   // access throws when storage is blocked
@@ -114,18 +145,7 @@ export class Outbox extends Map {
   }
   /** Removes other outboxes not written for `maxAge` ms (needs a storage with `length` and `key(i)`). */
   static prune(storage, maxAge = OUTBOX_MAX_AGE_MS, now = Date.now()) {
-    if (!storage || typeof storage.key !== "function" || typeof storage.length !== "number") return;
-    try {
-      const old = [];
-      for (let i = 0; i < storage.length; i++) {
-        const k = storage.key(i);
-        if (!k || !k.startsWith(OUTBOX_PREFIX)) continue;
-        let saved = 0;
-        try { saved = JSON.parse(storage.getItem(k)).saved || 0; } catch { /* unreadable: old */ }
-        if (now - saved > maxAge) old.push(k);
-      }
-      for (const k of old) storage.removeItem(k);
-    } catch { /* storage unavailable */ }
+    pruneStale(storage, OUTBOX_PREFIX, maxAge, now);
   }
 }
 
@@ -155,13 +175,17 @@ const presenceState = (status, location) => ({ status: status || "active", ...(l
 export class CollabClient extends EventTarget {
   /**
    * @param {{session: string, name?: string, token?: string, getToken?: () => Promise<string>, clientId?: string,
-   *          hostKey?: string, url?: string, httpUrl?: string, WebSocket?: any, fetch?: typeof fetch,
-   *          storage?: Storage|null, history?: number, random?: () => number,
-   *          schedule?: (fn: Function, ms: number) => any}} options
+   *          resumeSecret?: string, hostKey?: string, url?: string, httpUrl?: string, WebSocket?: any,
+   *          fetch?: typeof fetch, storage?: Storage|null, secretStorage?: Storage|null, history?: number,
+   *          random?: () => number, schedule?: (fn: Function, ms: number) => any}} options
    * `getToken` is called before every (re)connect and on `token_expiring` (the fresh token is sent as
    * `refresh`); a 4001 close (token expired or required) fetches a fresh one and retries once.
    * `storage` (default `localStorage`; `null` for none) keeps the unacknowledged outbox across reloads,
    * under a key per session and client id: pass a stable `clientId` for a reload to find it.
+   * Without a token, a `clientId` is the same member again only with its resume secret: the first `joined`
+   * brings one (`resume_secret`), which is sent on every later join (reconnects, reloads, other tabs with the
+   * same id). Given a `clientId`, the secret is kept in `secretStorage` (default: `storage`; keep it where the
+   * client id is kept, so both live as long) under `collabhub.secret.CLIENT_ID`; `resumeSecret` passes one in.
    * `history` (default 50, 0 for none): how many recent durable events a newcomer asks for in its first
    * join, so the room shows what was said before it came.
    * `httpUrl`: the hub's HTTP origin for the transcript API (default: derived from `url`).
@@ -189,6 +213,13 @@ export class CollabClient extends EventTarget {
     /** Highest durable seq seen: what a reconnect resumes from. */ this.seq = 0;
     const storage = options.storage === undefined ? defaultStorage() : options.storage;
     Outbox.prune(storage);
+    this.secretStorage = options.secretStorage === undefined ? storage : options.secretStorage;
+    pruneStale(this.secretStorage, SECRET_PREFIX, SECRET_MAX_AGE_MS, Date.now());
+    // A client id made up here lives as long as this object: its secret is not kept.
+    this._secretKey = options.clientId ? SECRET_PREFIX + this.clientId : null;
+    /** Makes this client's `client_id` this member (from `joined`, or kept from an earlier page). */
+    this.resumeSecret = (typeof options.resumeSecret === "string" && SECRET_PATTERN.test(options.resumeSecret)
+      ? options.resumeSecret : null) || loadSecret(this.secretStorage, this._secretKey);
     /** Messages sent but not yet acknowledged (chat, chat_edit, chat_delete, redact), by id: resent after a
      * reconnect, and kept in `storage` so a reloaded page sends them again. */
     this.pending = new Outbox(storage, OUTBOX_PREFIX + this.session + "." + this.clientId);
@@ -224,6 +255,7 @@ export class CollabClient extends EventTarget {
     ws.onopen = () => {
       const join = { type: "join", name: this.name, client_id: this.clientId };
       if (this.token) join.token = this.token;
+      else if (this.resumeSecret) join.resume_secret = this.resumeSecret;
       if (this.hostKey) join.host_key = this.hostKey;
       // A resume gets exactly what it missed; a first join asks for the recent history instead.
       if (this.seq > 0) join.resume_from = this.seq;
@@ -260,6 +292,7 @@ export class CollabClient extends EventTarget {
         this.attempt = 0;
         this._authRetried = false;
         this.you = m.you;
+        this._keepSecret(m.resume_secret);
         this.members = new Map(m.members.map((x) => [x.id, x]));
         this.seq = Math.max(this.seq, m.seq);
         this._setState("open");
@@ -321,6 +354,15 @@ export class CollabClient extends EventTarget {
       case "session_ended": this.closedByUser = true; this._emit("ended", m); break;
       default: this._emit(m.type, m);
     }
+  }
+
+  /** Takes a new resume secret from `joined` (if any) and keeps the one in use, stamped with now. */
+  _keepSecret(fresh) {
+    if (typeof fresh === "string" && SECRET_PATTERN.test(fresh)) this.resumeSecret = fresh;
+    if (!this.resumeSecret || !this.secretStorage || !this._secretKey) return;
+    try {
+      this.secretStorage.setItem(this._secretKey, JSON.stringify({ saved: Date.now(), secret: this.resumeSecret }));
+    } catch { /* quota or privacy mode: the secret still works for this page */ }
   }
 
   /** The credential this client can show the HTTP API, as request headers (null: none). */
