@@ -169,7 +169,10 @@ public enum SessionInfoJSON {
         var w = JSONWriter()
         w.beginObject()
         w.field("code", i.code); w.field("title", i.title); w.field("max", i.maxParticipants)
-        w.field("guests", i.guestPolicy.rawValue); w.field("host_key", i.hostKey)
+        // A row from before host keys were hashed is hashed on its way out: no plaintext key reaches
+        // Redis or the directory channel again.
+        w.field("guests", i.guestPolicy.rawValue)
+        w.field("host_key", i.hostKey.isEmpty || HostKey.isHashed(i.hostKey) ? i.hostKey : HostKey.stored(i.hostKey))
         w.field("created", Int(i.createdAt))
         if let e = i.endedAt { w.field("ended", Int(e)) }
         if let r = i.endReason { w.field("reason", r) }

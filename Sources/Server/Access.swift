@@ -73,7 +73,7 @@ extension Server {
     /// Whether `host` (a `--host` value) listens on loopback only.
     static func isLoopback(_ host: String) -> Bool {
         let h = host.lowercased()
-        return h == "localhost" || h == "::1" || h == "[::1]" || h.hasPrefix("127.")
+        return h == "localhost" || h == "::1" || h == "[::1]" || Authority.isLoopbackIPv4(h)
     }
 
     /// The authorization mode, decided once (security review N1): open only when chosen (`--auth open`),
@@ -82,15 +82,27 @@ extension Server {
     /// the mode is the cluster's (Redis): a closed cluster is never joined open, and a cluster node opens
     /// only when the cluster was opened on purpose. Throws the sentence that refuses to start.
     /// Returns a notice for the start-up output, if any.
-    static func decideAuth(config: Config, store: Storage) throws -> (open: Bool, notice: String?) {
+    static func decideAuth(config: Config, store: Storage, sessionsStored: Bool) throws -> (open: Bool, notice: String?)
+    {
         let shared = store as? SharedLog
-        let keys = (try? store.allKeys()) ?? []
+        let keys: [APIKeyRecord]
+        // A table that cannot be read is no proof that no key exists: no start, rather than an open one.
+        do { keys = try store.allKeys() } catch {
+            throw ListenError(description: "cannot read the API key table to decide the authorization mode: \(error)")
+        }
         let configured = config.sessionPolicy.tokens.isEnabled || config.adminKey != nil
         // Revoked keys count: revoking the last one never opens the hub.
         let hasCredential = configured || !keys.isEmpty
         let hasActiveCredential = configured || keys.contains { $0.revokedAt == nil }
-        let mark = URL(fileURLWithPath: config.dataDirectory).appendingPathComponent("auth-closed").path
+        let directory = URL(fileURLWithPath: config.dataDirectory)
+        let mark = directory.appendingPathComponent("auth-closed").path
+        let openMark = directory.appendingPathComponent("auth-open").path
         let ranClosed = FileManager.default.fileExists(atPath: mark)
+        // A store with sessions and neither mark comes from a hub of before the marks: how it ran is
+        // unknown, so it is not opened by itself (it may have run closed with a flag now forgotten).
+        let unknownPast = sessionsStored && !FileManager.default.fileExists(atPath: openMark)
+        // Reached through a proxy or under a public name: loopback says nothing about who connects.
+        let exposed = config.publicURL != nil || !config.trustedProxies.isEmpty || !config.allowedHosts.isEmpty
         let cluster: String?
         do { cluster = try shared?.authMode(claim: nil) } catch {
             throw ListenError(description: "cannot read the cluster's authorization mode from Redis: \(error)")
@@ -112,7 +124,7 @@ extension Server {
             }
             open = true
         case .auto:
-            if hasCredential || ranClosed || cluster == "closed" {
+            if hasCredential || ranClosed || cluster == "closed" || unknownPast {
                 open = false
             } else if cluster == "open" {
                 open = true  // opened on purpose by a node started with --auth open
@@ -126,11 +138,26 @@ extension Server {
                     description: "no credential is configured and --host \(config.host) is not a loopback address: "
                         + "anyone who reaches it could read and write everything. Configure --admin-key, "
                         + "--jwt-secret or API keys (`collabhub keys create`), or say --auth open")
+            } else if exposed {
+                throw ListenError(
+                    description: "no credential is configured, and the hub is reached through a proxy or a public "
+                        + "name (--public-url, --trusted-proxies or --allowed-hosts): anyone could read and write "
+                        + "everything. Configure --admin-key, --jwt-secret or API keys, or say --auth open")
             } else {
                 open = true
             }
         }
+        // Open beyond loopback, without a Host allow-list, a page on any site could reach the hub through
+        // DNS rebinding (its "own" origin would be whatever name the attacker points at it).
+        if open && SiteGate(config: config).hosts == nil {
+            throw ListenError(
+                description: "open mode on \(config.host) needs --allowed-hosts or --public-url (the names browsers "
+                    + "use to reach it): without them any web page could reach it through DNS rebinding")
+        }
         if open {
+            if !FileManager.default.fileExists(atPath: openMark) {
+                _ = FileManager.default.createFile(atPath: openMark, contents: Data("open\n".utf8))
+            }
             do { _ = try shared?.authMode(claim: "open") } catch {
                 throw ListenError(description: "cannot record the cluster's authorization mode in Redis: \(error)")
             }
@@ -216,6 +243,8 @@ extension Server {
     func current(_ principals: [Principal]) -> [Principal] {
         principals.filter {
             if case .apiKey(let id, _, _, _) = $0 { return api?.keys.isActive(id) ?? false }
+            // A socket opened while the hub was open keeps nothing of it once the cluster closed it.
+            if case .anonymous(true) = $0 { return openMode }
             return true
         }
     }

@@ -48,6 +48,10 @@ final class Connection: Socket {
     var countedAddress = false
     /// What per-address state is keyed by: the peer, or its IPv6 network (`AddressKey`).
     let addressKey: String
+    /// Whom per-client limits of a WebSocket count (failed joins, replays): the socket's address key, or,
+    /// when the peer is a proxy named in `--trusted-proxies`, the client its `X-Forwarded-For` names
+    /// (else one anonymous client behind the proxy could throttle everyone).
+    var clientKey: String
     /// Reading stopped until the queued responses drain (pipelined requests from a client that does
     /// not read its answers).
     private(set) var pausedForOutput = false
@@ -74,6 +78,7 @@ final class Connection: Socket {
         settings.closeTimeout = c.closeTimeout
         machine = ConnectionMachine(settings: settings, now: context.loop.now)
         addressKey = AddressKey.of(peer, ipv6Prefix: c.ipv6Prefix)
+        clientKey = addressKey
         super.init(loop: context.loop, fd: fd, peer: peer)
         // Unconsumed input: a request head and its body, or (WebSocket) at most a frame header.
         inputLimit = context.config.maxHeadSize + context.config.maxBodySize + 64 * 1024
@@ -258,6 +263,10 @@ final class Connection: Socket {
             context.metrics.handshakesFailed.add()
             return failHTTP(refusal)
         }
+        if context.config.trustedProxies.contains(peer) {
+            clientKey = AddressKey.of(
+                context.server.clientAddress(head, peer: peer), ipv6Prefix: context.config.ipv6Prefix)
+        }
         if head.path == "/publish" || head.path == "/watch" {
             // What the socket presented at the upgrade (?key=, ?token=, headers) stays with it; each
             // message is then authorized against it (`Authorization.allows`).
@@ -339,7 +348,10 @@ final class Connection: Socket {
         // Write progress counts from when the oldest queued byte was queued, if that is later (a socket idle
         // for an hour that just queued a frame has not stalled).
         let progress = max(lastWriteAt, queuedSince)
-        switch machine.tick(now: now, lastActivity: lastActivity, queued: outBytes, lastWrite: progress) {
+        // On a WebSocket the write-stall cut is for a peer that pings without reading (a pong held back):
+        // a reader that is merely slow is the output limits' business (4000 past the hard limit).
+        let queued = machine.phase == .websocket && pendingPong == nil ? 0 : outBytes
+        switch machine.tick(now: now, lastActivity: lastActivity, queued: queued, lastWrite: progress) {
         case .wait(let seconds):
             return seconds
         case .ping(let next):

@@ -92,7 +92,7 @@ final class HubEndpoint: Endpoint {
 
     private func join(_ connection: Connection, _ join: ClientMessage.Join) {
         let loop = connection.loop
-        if hub.directory.isThrottled(connection.addressKey, now: loop.now) {
+        if hub.directory.isThrottled(connection.clientKey, now: loop.now) {
             connection.send(
                 .error(code: "rate_limited", message: "too many failed joins from this address; wait a minute"))
             connection.fail(.rateLimited, "too many failed joins")
@@ -165,7 +165,7 @@ final class HubEndpoint: Endpoint {
         }
         // A replay names a session like a join does: the same throttle on failures, checked first, so
         // it is no code oracle.
-        if hub.directory.isThrottled(connection.addressKey, now: connection.loop.now) {
+        if hub.directory.isThrottled(connection.clientKey, now: connection.loop.now) {
             connection.sendError(MessageError("rate_limited", "too many failed joins from this address; wait a minute"))
             return connection.fail(.rateLimited, "too many failed joins")
         }
@@ -204,7 +204,7 @@ final class HubEndpoint: Endpoint {
                     "\(Self.maxReplaysPerLoop) replays are running on this hub thread; try again shortly"))
         }
         // One address cannot take every slot.
-        guard replaysByAddress[connection.addressKey, default: 0] < Self.maxReplaysPerAddress else {
+        guard replaysByAddress[connection.clientKey, default: 0] < Self.maxReplaysPerAddress else {
             return reject(
                 connection,
                 MessageError(
@@ -216,7 +216,7 @@ final class HubEndpoint: Endpoint {
             return reject(connection, MessageError("unavailable", "replay is not available"))
         }
         let store = hub.store, loop = connection.loop
-        let key = connection.addressKey
+        let key = connection.clientKey
         activeReplays += 1
         replaysByAddress[key, default: 0] += 1
         connection.replayPending = true
@@ -304,7 +304,7 @@ final class HubEndpoint: Endpoint {
     }
 
     private func failedJoin(_ connection: Connection, _ error: MessageError) {
-        let allowed = hub.directory.failedJoin(from: connection.addressKey, now: connection.loop.now)
+        let allowed = hub.directory.failedJoin(from: connection.clientKey, now: connection.loop.now)
         // Only refusals of a credential count as auth refusals (not a malformed join).
         if AuthFailures.reasons.contains(error.code) { hub.context.server.authFailures.refused(error.code) }
         connection.send(.error(error))

@@ -71,7 +71,9 @@ extension SessionAPI {
         }
         // What the maker holds bounds what it grants (N7): the strongest credential presented decides.
         let quotas = [perMinute, perHour, perMonth]
-        let refusals = access.principals.map { p -> (field: String, message: String)? in
+        // Only a credential that may manage keys grants: a second key presented beside it lends nothing.
+        let makers = access.principals.filter { Authorization.allows($0, .manageKeys) }
+        let refusals = makers.map { p -> (field: String, message: String)? in
             var own: [Int]?
             if case .apiKey(let id, _, _, _) = p, let r = self.keys.record(id) {
                 own = [r.perMinute, r.perHour, r.perMonth]
@@ -126,25 +128,33 @@ extension SessionAPI {
     }
 
     func revokeKey(_ id: String, _ connection: Connection, _ access: Access) -> Response? {
-        // A keys:admin key revokes only keys it could have made (no stronger key can be cut by a weaker).
-        if let target = self.keys.record(id) {
-            let scopes = Set(target.scopes.compactMap(Scope.init(rawValue:)))
-            let quotas = [target.perMinute, target.perHour, target.perMonth]
-            let allowed = access.principals.contains { p in
-                var own: [Int]?
-                if case .apiKey(let me, _, _, _) = p, let r = self.keys.record(me) {
-                    own = [r.perMinute, r.perHour, r.perMonth]
-                }
-                return Authorization.mayGrant(
-                    p, scopes: scopes, runs: target.runs, owners: target.owners, quotas: quotas, makerQuotas: own)
-                    == nil
-            }
-            if !allowed {
-                return .error(
-                    .forbidden, "forbidden",
-                    "key \(id) holds more than this key may grant: only a stronger key revokes it")
-            }
+        // A keys:admin key revokes only keys it could have made (no stronger key can be cut by a weaker);
+        // a key this hub has not read yet (just made by `collabhub keys`) only the admin key revokes.
+        let makers = access.principals.filter { Authorization.allows($0, .manageKeys) }
+        guard let target = self.keys.record(id) else {
+            if makers.contains(.admin) { return revoke(id, connection, access) }
+            return .error(.notFound, "unknown_key", "no key \(id) known here yet; try again in a few seconds")
         }
+        let scopes = Set(target.scopes.compactMap(Scope.init(rawValue:)))
+        let quotas = [target.perMinute, target.perHour, target.perMonth]
+        let allowed = makers.contains { p in
+            var own: [Int]?
+            if case .apiKey(let me, _, _, _) = p, let r = self.keys.record(me) {
+                own = [r.perMinute, r.perHour, r.perMonth]
+            }
+            return Authorization.mayGrant(
+                p, scopes: scopes, runs: target.runs, owners: target.owners, quotas: quotas, makerQuotas: own)
+                == nil
+        }
+        if !allowed {
+            return .error(
+                .forbidden, "forbidden",
+                "key \(id) holds more than this key may grant: only a stronger key revokes it")
+        }
+        return revoke(id, connection, access)
+    }
+
+    private func revoke(_ id: String, _ connection: Connection, _ access: Access) -> Response? {
         let store = store, keys = keys
         let actor = access.keyId.map { "key \($0)" } ?? "admin (api)"
         return offLoop(connection) {

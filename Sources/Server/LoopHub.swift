@@ -361,7 +361,7 @@ final class SessionDirectory: @unchecked Sendable {
     func learn(_ info: SessionInfo) -> SessionInfo {
         lock.lock()
         defer { lock.unlock() }
-        var next = info
+        var next = Self.keepingRevocations(info, infos[info.code])
         if let current = infos[info.code] {
             if current.endedAt != nil && next.endedAt == nil {
                 next.endedAt = current.endedAt
@@ -375,14 +375,26 @@ final class SessionDirectory: @unchecked Sendable {
     }
 
     /// Replaces a session's settings (guest policy, title, event policy).
-    func update(_ info: SessionInfo) { lock.lock(); infos[info.code] = info; lock.unlock() }
+    func update(_ info: SessionInfo) {
+        lock.lock(); infos[info.code] = Self.keepingRevocations(info, infos[info.code]); lock.unlock()
+    }
+
+    /// `info` with every share link `current` had revoked: a row written from an older copy (a live
+    /// session's, another node's) never brings a revoked link back.
+    static func keepingRevocations(_ info: SessionInfo, _ current: SessionInfo?) -> SessionInfo {
+        guard let current, !current.revokedShares.isEmpty else { return info }
+        var next = info
+        for id in current.revokedShares where !next.revokedShares.contains(id) { next.revokedShares.append(id) }
+        next.revokedShares = Array(next.revokedShares.suffix(SessionInfo.maxRevokedShares))
+        return next
+    }
 
     /// Replaces a live session's settings; false (and nothing changes) once it has ended, so a change
     /// racing an end never brings the session back.
     func updateIfLive(_ info: SessionInfo) -> Bool {
         lock.lock(); defer { lock.unlock() }
         guard let current = infos[info.code], current.endedAt == nil else { return false }
-        var next = info
+        var next = Self.keepingRevocations(info, current)
         next.endedAt = nil; next.endReason = nil
         infos[info.code] = next
         return true
@@ -407,8 +419,11 @@ final class SessionDirectory: @unchecked Sendable {
     }
 
     func ended(_ info: SessionInfo, store: SessionRecords) {
-        lock.lock(); infos[info.code] = info; counts[info.code] = nil; lock.unlock()
-        store.save(info)
+        lock.lock()
+        let next = Self.keepingRevocations(info, infos[info.code])
+        infos[info.code] = next; counts[info.code] = nil
+        lock.unlock()
+        store.save(next)
     }
 
     /// Records a failed join from `address`; returns false when the address is over its budget.

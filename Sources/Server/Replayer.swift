@@ -45,6 +45,9 @@ final class Replayer {
     /// Everything was sent (or the connection closed): the slot and the page are given up.
     private(set) var finished = false
     private var timer: Loop.Timer?
+    /// Ends a replay paused longer than `maxPause`: a paused replay holds one of the few slots.
+    private var pauseTimer: Loop.Timer?
+    static let maxPause = 600.0
     /// Called once when the replay has sent everything (its slot is free again).
     var onFinish: (() -> Void)?
     /// Transcript time and loop time of the last item sent (nil: the next item is due at once).
@@ -153,8 +156,21 @@ final class Replayer {
         case "pause":
             paused = true
             cancelTimer()
+            if pauseTimer == nil {
+                pauseTimer = Loop.Timer(loop: connection.loop, after: Self.maxPause) { [weak self] in
+                    guard let self, self.paused, !self.finished else { return }
+                    self.connection.sendError(
+                        MessageError(
+                            "replay_finished",
+                            "paused for \(Int(Self.maxPause)) s: the replay gave up its slot; send replay to play again"
+                        ))
+                    self.connection.send(.replayFinished)
+                    self.finish()
+                }
+            }
         case "resume":
             guard paused else { break }
+            pauseTimer?.cancel(); pauseTimer = nil
             paused = false
             lastTs = nil
             restart = true
@@ -164,6 +180,10 @@ final class Replayer {
                 guard let ts = t.int, ts >= 0 else {
                     return MessageError("invalid_field", "\"ts\" must be a non-negative integer (ms)", field: "ts")
                 }
+                // Nothing of the page held plays meanwhile (it would ask for the next page, replacing
+                // this read): the seek's answer decides where playback goes on.
+                cancelTimer()
+                page = []; index = 0
                 generation.advance()
                 request(.time(Int64(ts)))
                 return nil
@@ -240,6 +260,7 @@ final class Replayer {
     private func finish() {
         generation.cancel()
         cancelTimer()
+        pauseTimer?.cancel(); pauseTimer = nil
         finished = true
         page = []
         index = 0

@@ -108,15 +108,14 @@ public final class Server {
         } catch {
             throw ListenError(description: "cannot open the transcript store in \(config.dataDirectory): \(error)")
         }
+        let existing = ((try? store.sessions()) ?? []).map(\.0)
         let auth: (open: Bool, notice: String?)
-        do { auth = try Self.decideAuth(config: config, store: store) } catch {
+        do { auth = try Self.decideAuth(config: config, store: store, sessionsStored: !existing.isEmpty) } catch {
             store.close()
             throw error
         }
         authNotice = auth.notice
-        directory = SessionDirectory(
-            codeLength: config.codeLength,
-            existing: ((try? store.sessions()) ?? []).map(\.0))
+        directory = SessionDirectory(codeLength: config.codeLength, existing: existing)
         router = Router(server: self)
         api = SessionAPI(server: self, directory: directory, store: store)
         let echo = config.echo ? EchoEndpoint(allowedOrigins: config.allowedOrigins) : nil
@@ -125,7 +124,8 @@ public final class Server {
             context.server = self
             let hub = LoopHub(context: context, directory: directory, store: store)
             context.hub = hub
-            context.endpoints["/ws"] = HubEndpoint(hub: hub, allowedOrigins: config.allowedOrigins)
+            // Origins are SiteGate's to decide (the hub's own plus --allowed-origins), not the handshake's.
+            context.endpoints["/ws"] = HubEndpoint(hub: hub, allowedOrigins: nil)
             if let echo { context.endpoints["/echo"] = echo }
         }
         if let shared = store as? SharedLog, let hub0 = contexts[0].hub {
@@ -163,7 +163,7 @@ public final class Server {
         }
         summaries.unref()
         housekeeping.append(summaries)
-        let watch = WatchEndpoint(runs: runHub, allowedOrigins: config.allowedOrigins)
+        let watch = WatchEndpoint(runs: runHub, allowedOrigins: nil)
         let publish = PublishEndpoint(runs: runHub)
         for context in contexts {
             // Registered everywhere so the upgrade is recognised; the socket is handed to loop 0 first.

@@ -400,7 +400,8 @@ final class SessionAPI {
         owner.loop.post { owner.hub?.updateInfo(updated) }
         let body = sessionJSON(info)
         let directory = directory, store = store
-        store.save(info) { stored in
+        // The row as the directory keeps it (with share links revoked since it was read above).
+        store.save(directory.info(code) ?? info) { stored in
             // Not stored: the change holds in memory and its row (the latest, which may say ended by
             // now) is queued again until it is.
             if !stored, let latest = directory.info(code) { store.save(latest) }
@@ -451,11 +452,14 @@ extension SessionAPI {
         }
         let now = Int(Date().timeIntervalSince1970)
         let id = Base64.encodeID(Crypto.randomBytes(9))
-        let token = TokenVerifier.sign(
-            [
-                "sub": "share:" + id, "session": code, "role": "viewer", "scope": "replay", "iat": now,
-                "exp": now + ttl,
-            ], key: key, kid: kid == "default" ? nil : kid)
+        var claims: [String: Any] = [
+            "sub": "share:" + id, "session": code, "role": "viewer", "scope": "replay", "iat": now, "exp": now + ttl,
+        ]
+        // Verified by this hub's own rules: its audience and issuer, when it requires them.
+        let verifier = server.config.sessionPolicy.tokens
+        if let aud = verifier.audience { claims["aud"] = aud }
+        if let iss = verifier.issuer { claims["iss"] = iss }
+        let token = TokenVerifier.sign(claims, key: key, kid: kid == "default" ? nil : kid)
         store.record(
             ActivityEntry(
                 actor: actor, action: "share_link_created", target: code, session: code, address: client,

@@ -20,7 +20,8 @@ public enum Authority {
             guard rest.isEmpty || (rest.hasPrefix(":") && rest.dropFirst().allSatisfy(\.isASCIIDigitChar)) else {
                 return nil
             }
-            return String(a[a.index(after: a.startIndex)..<close])
+            let inside = a[a.index(after: a.startIndex)..<close]
+            return inside.isEmpty ? nil : String(inside)
         }
         let parts = a.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count <= 2, !parts[0].isEmpty else { return nil }

@@ -310,9 +310,10 @@ public final class ConnectionMachine {
                 let due = closeSentAt + settings.closeTimeout - now
                 return due > 0 ? .wait(due) : .close
             }
-            // A peer that writes on but never reads (a ping flood, say) is not served forever: with output
-            // queued and no byte of it written for the handshake timeout, the TCP connection goes. Its
-            // pongs are already coalesced to the latest, so this bounds its CPU, not its memory.
+            // A peer that writes on but never reads (a ping flood) is not served forever: with output queued
+            // (the adapter passes it only while a pong is held back) and no byte of it written for the
+            // handshake timeout, the TCP connection goes. Its pongs are coalesced to the latest already,
+            // so this bounds its CPU, not its memory.
             let stallDue = queued > 0 ? lastWrite + settings.handshakeTimeout - now : .infinity
             if stallDue <= 0 { return .close }
             if let sent = pingSentAt {

@@ -75,7 +75,8 @@ final class LogEntryTests: XCTestCase {
 
     func testSessionRowsRoundTrip() {
         var info = SessionInfo(
-            code: "ABCDEFGH", title: "T \"q\"", maxParticipants: 9, guestPolicy: .deny, hostKey: "hk", createdAt: 42)
+            code: "ABCDEFGH", title: "T \"q\"", maxParticipants: 9, guestPolicy: .deny, hostKey: HostKey.stored("hk"),
+            createdAt: 42)
         info.endedAt = 50
         info.endReason = "done"
         info.eventPolicy = ["guest": ["draw*", "vote"], "viewer": []]
@@ -83,6 +84,12 @@ final class LogEntryTests: XCTestCase {
         info.revokedShares = ["abc", "d-e"]
         XCTAssertEqual(SessionInfoJSON.decode(SessionInfoJSON.encode(info)), info, "revoked share links travel too")
         XCTAssertNil(SessionInfoJSON.decode(Array("{\"code\":1}".utf8)))
+        // A row from before host keys were hashed leaves hashed (review N13): no plaintext reaches Redis.
+        info.hostKey = "legacy-plaintext-host-key"
+        let out = SessionInfoJSON.decode(SessionInfoJSON.encode(info))
+        XCTAssertEqual(out?.hostKey, HostKey.stored("legacy-plaintext-host-key"))
+        XCTAssertTrue(HostKey.matches("legacy-plaintext-host-key", stored: out?.hostKey ?? ""))
+        XCTAssertFalse(String(decoding: SessionInfoJSON.encode(info), as: UTF8.self).contains("legacy-plaintext"))
     }
 }
 

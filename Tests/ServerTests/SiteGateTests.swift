@@ -86,6 +86,8 @@ final class SiteGateTests: XCTestCase {
         XCTAssertNil(SiteGate.hostName(authority: "a.b:8x"))
         XCTAssertNil(SiteGate.hostName(authority: "a:b:c"))
         XCTAssertNil(SiteGate.hostName(authority: ""))
+        XCTAssertNil(SiteGate.hostName(authority: "[]"), "empty brackets are no host")
+        XCTAssertNil(SiteGate.hostName(authority: "[]:80"))
         XCTAssertTrue(SiteGate.isLoopbackIPv4("127.0.0.1"))
         XCTAssertFalse(SiteGate.isLoopbackIPv4("127.evil.example.com"))
     }

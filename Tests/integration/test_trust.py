@@ -492,10 +492,13 @@ def test_a_share_link_plays_back_and_shows_no_presence(closed):
 
 def test_a_share_link_can_be_revoked_and_stays_revoked_after_a_restart(tmp_path):
     data = str(tmp_path)
-    hub = conftest.Hub("--jwt-secret", SECRET, "--admin-key", ADMIN, data_dir=data).start()
+    # With an audience and an issuer required, the hub's own share links carry them.
+    flags = ("--jwt-secret", SECRET, "--admin-key", ADMIN, "--jwt-audience", "hub", "--jwt-issuer", "me")
+    hub = conftest.Hub(*flags, data_dir=data).start()
     admin = {"X-API-Key": ADMIN}
     try:
-        code = api(hub, "POST", "/api/sessions", {"title": "leaky"}, admin)[1]["code"]
+        created = api(hub, "POST", "/api/sessions", {"title": "leaky"}, admin)[1]
+        code = created["code"]
         first = api(hub, "POST", f"/api/sessions/{code}/share", {}, admin)[1]
         second = api(hub, "POST", f"/api/sessions/{code}/share", {}, admin)[1]
         status, body = api(hub, "DELETE", f"/api/sessions/{code}/share/{first['id']}", None, admin)
@@ -512,9 +515,19 @@ def test_a_share_link_can_be_revoked_and_stays_revoked_after_a_restart(tmp_path)
         assert m["type"] == "error" and m["code"] == "unauthorized" and "revoked" in m["message"], m
         # Only who may share may revoke.
         assert api(hub, "DELETE", f"/api/sessions/{code}/share/{second['id']}", None, bearer(second))[0] == 403
+
+        # A live session ending writes its row from the copy it started with: the revocation survives it.
+        async def live_then_end():
+            c = await Client.connect(hub, code)
+            await c.join("host", host_key=created["host_key"])
+            return api(hub, "POST", f"/api/sessions/{code}/end", {}, admin)[0]
+        assert run(live_then_end()) == 202   # ending a live session is accepted, then carried out
+        eventually(lambda: api(hub, "GET", f"/api/sessions/{code}", headers=admin)[1].get("ended_at"),
+                   what="the session to end")
+        assert api(hub, "GET", f"/api/sessions/{code}/transcript", headers=bearer(first))[0] == 401
     finally:
         hub.stop()
-    hub = conftest.Hub("--jwt-secret", SECRET, "--admin-key", ADMIN, data_dir=data).start()
+    hub = conftest.Hub(*flags, data_dir=data).start()
     try:
         assert api(hub, "GET", f"/api/sessions/{code}/transcript", headers=bearer(first))[0] == 401
         assert api(hub, "GET", f"/api/sessions/{code}/transcript", headers=bearer(second))[0] == 200
@@ -558,3 +571,59 @@ def test_a_page_on_another_site_cannot_write_to_an_open_hub_from_chromium(open_h
     finally:
         d.quit()
         site.shutdown()
+
+
+def test_the_hubs_own_pages_still_connect_when_other_origins_are_allowed(tmp_path):
+    hub = conftest.Hub("--allowed-origins", "https://app.example.com", data_dir=str(tmp_path)).start()
+    try:
+        code = api(hub, "POST", "/api/sessions", {})[1]["code"]
+
+        async def main():
+            for origin in (f"http://127.0.0.1:{hub.port}", "https://app.example.com"):
+                ws = await websockets.connect(f"{hub.url}/ws?session={code}", subprotocols=["collabhub.v1"],
+                                              origin=origin)
+                await ws.close()
+            with pytest.raises(Exception):
+                await websockets.connect(f"{hub.url}/ws?session={code}", subprotocols=["collabhub.v1"],
+                                         origin="https://other.example.com")
+        asyncio.run(main())
+    finally:
+        hub.stop()
+
+
+def test_open_mode_is_refused_where_loopback_says_nothing(tmp_path):
+    # Behind a proxy (a public URL, trusted proxies): loopback is not "only me".
+    for flags in (["--public-url", "https://chat.example.com"], ["--trusted-proxies", "127.0.0.1"]):
+        code, out = serve(*flags, data=str(tmp_path / flags[0][2:]))
+        assert code != 0 and "proxy" in out, (flags, out)
+    # Open on purpose beyond loopback needs a Host allow-list (else DNS rebinding reaches it).
+    code, out = serve("--host", "0.0.0.0", "--auth", "open", data=str(tmp_path / "open"))
+    assert code != 0 and "--allowed-hosts" in out, out
+
+
+def test_a_store_of_unknown_past_is_not_opened_by_itself(tmp_path):
+    data = tmp_path / "d"
+    hub = conftest.Hub(data_dir=str(data)).start()
+    try:
+        assert api(hub, "POST", "/api/sessions", {"title": "from before"})[0] == 201
+    finally:
+        hub.stop()
+    # As a store written before the marks existed (it may have run closed with a flag now forgotten).
+    os.remove(data / "auth-open")
+    hub = conftest.Hub(data_dir=str(data)).start()
+    try:
+        assert api(hub, "GET", "/api/sessions", headers={})[0] == 401
+    finally:
+        hub.stop()
+
+
+def test_a_second_key_lends_its_scopes_to_no_grant(closed):
+    hub, keys = closed
+    # keymaker (keys:admin, sessions:read, runs:read) beside a transcripts:read key: the grant is still
+    # bounded by keymaker alone.
+    status, reader = api(hub, "POST", "/api/keys", {"name": "reader", "scopes": ["transcripts:read"]},
+                         {"X-API-Key": ADMIN})
+    assert status == 201, reader
+    both = {"X-API-Key": keys["keymaker"][0], "Authorization": "Bearer " + reader["key"]}
+    status, body = api(hub, "POST", "/api/keys", {"name": "laundered", "scopes": ["transcripts:read"]}, both)
+    assert status == 403, body
