@@ -55,6 +55,9 @@ public struct Config: Sendable {
     public var allowedHosts: [String] = []
     /// The hub's own origin as browsers see it (`https://chat.example.com`), when behind a proxy.
     public var publicURL: String?
+    /// Browser apps on these origins may call the HTTP API (CORS: preflights answered, answers readable);
+    /// their API writes pass the Origin check too.
+    public var corsOrigins: [String] = []
     /// Peers whose `X-Forwarded-For` names the client in the activity log (nobody else's is believed).
     public var trustedProxies: Set<String> = []
     /// Where the token keys in `sessionPolicy.tokens` came from (read again on SIGHUP).

@@ -102,7 +102,8 @@ extension Connection {
         observeResponse(s.head.status)
         send(
             HTTPResponse.streamedHead(
-                s.head.status, headers: s.head.headers, contentType: s.head.contentType, chunked: s.chunked,
+                s.head.status, headers: Self.merging(s.head.headers, corsHeaders), contentType: s.head.contentType,
+                chunked: s.chunked,
                 keepAlive: s.keepAlive))
     }
 

@@ -184,6 +184,8 @@ final class Connection: Socket {
         context.metrics.httpRequests.add()
         requestStarted = ev_time_now()
         requestRoute = Metrics.route(head.target)
+        // A browser app on a --cors-origins origin may read the answer, whenever it comes.
+        corsHeaders = head.path.hasPrefix("/api/") ? context.server.siteGate.corsHeaders(head.header("Origin")) : []
         let response = context.router.handle(head, body: body, connection: self)
         if response == nil || response?.stream != nil {
             // Answered later (off-loop read or a durable write), or a body sent a piece at a time: hold
@@ -197,6 +199,14 @@ final class Connection: Socket {
         guard let response else { return }
         if let source = response.stream { return startStream(response, source) }
         finish(response, keepAlive: head.keepAlive, headOnly: head.method == "HEAD")
+    }
+    /// CORS headers for the request being answered (empty unless its Origin is a --cors-origins one).
+    private(set) var corsHeaders: [(String, String)] = []
+    /// `extra` added to `headers`, except names `headers` has already (a preflight sets its own).
+    static func merging(_ headers: [(String, String)], _ extra: [(String, String)]) -> [(String, String)] {
+        guard !extra.isEmpty else { return headers }
+        let have = Set(headers.map { $0.0.lowercased() })
+        return headers + extra.filter { !have.contains($0.0.lowercased()) }
     }
     private(set) var deferredKeepAlive = true
     private var requestStarted = 0.0
@@ -220,7 +230,7 @@ final class Connection: Socket {
         observeResponse(response.status)
         let keepAlive = requested && response.status.code < 500
         let bytes = HTTPResponse.bytes(
-            response.status, headers: response.headers, body: response.body,
+            response.status, headers: Self.merging(response.headers, corsHeaders), body: response.body,
             contentType: response.contentType, keepAlive: keepAlive, headOnly: headOnly)
         // A whole answer bigger than the limit on its own (a long session list: its size is the hub's
         // state, not the client's doing) still goes out, the limit raised until it drains. What a client
@@ -407,6 +417,12 @@ final class Connection: Socket {
         guard !cutOff, !isClosed else { return }
         cutOff = true
         context.server.logSummary.count("slow consumers cut (4000)", "clients")
+        context.server.log.debug(
+            "slow consumer cut",
+            metadata: [
+                "session": .string(membership?.session.code ?? sessionCode ?? "-"), "peer": .string(peer),
+                "queued_bytes": .stringConvertible(queuedBytes),
+            ])
         if count { context.metrics.slowConsumerDrops.add() }
         coalesced = [:]; coalescedOrder = []; coalescedBytes = 0
         liftOutputLimit()

@@ -63,8 +63,9 @@ extension SessionAPI {
             guard let n = v.int, n >= 1, n <= 100_000_000 else { return nil }
             return n
         }
-        guard let perMinute = limit("per_minute", 60), let perHour = limit("per_hour", 1000),
-            let perMonth = limit("per_month", 10_000)
+        guard let perMinute = limit("per_minute", APIKeySpec.defaultPerMinute),
+            let perHour = limit("per_hour", APIKeySpec.defaultPerHour),
+            let perMonth = limit("per_month", APIKeySpec.defaultPerMonth)
         else {
             return .error(
                 .badRequest, "invalid_field", "per_minute, per_hour and per_month must be integers from 1 to 100000000")

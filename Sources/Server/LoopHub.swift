@@ -146,6 +146,11 @@ final class LoopHub: SessionHost, HubMetrics {
             (store as? SharedLog)?.unfollow(session: session.code, executor: executor)
         }
         directory.ended(session.info, store: store)
+        context.server.log.info(
+            "session ended",
+            metadata: [
+                "session": .string(session.code), "reason": .string(session.info.endReason ?? "ended"),
+            ])
     }
 
     func updateInfo(_ info: SessionInfo) {
@@ -278,7 +283,16 @@ final class LoopHub: SessionHost, HubMetrics {
         (coalesced ? context.metrics.coalesced : context.metrics.dropped)[traffic]?.add()
     }
     func resumed(_ outcome: ResumeOutcome) { context.metrics.resumes[outcome]?.add() }
-    func refusedJoin(_ code: String) { context.server.authFailures.refused(code) }
+    func refusedJoin(_ code: String, session: String, message: String, address: String) {
+        context.server.authFailures.refused(code)
+        // One line per refused join at debug (info has the per-minute summary).
+        context.server.log.debug(
+            "refused",
+            metadata: [
+                "session": .string(session), "reason": .string(code), "message": .string(message),
+                "peer": .string(address),
+            ])
+    }
     func slowConsumer() { context.metrics.slowConsumerDrops.add() }
     func durableCommitted(latency: Double) {
         context.metrics.durableEvents.add()

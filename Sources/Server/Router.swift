@@ -43,6 +43,9 @@ final class Router {
     func handle(_ head: HTTPRequestHead, body: [UInt8], connection: Connection) -> Response? {
         if let refusal = server.siteGate.check(head, body: body) { return refusal }
         let path = head.path
+        if head.method == "OPTIONS" && path.hasPrefix("/api/") && head.header("Access-Control-Request-Method") != nil {
+            return server.siteGate.preflight(head)
+        }
         switch (head.method, path) {
         case ("GET", "/healthz"), ("HEAD", "/healthz"):
             return .text(

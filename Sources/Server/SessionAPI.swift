@@ -1,6 +1,7 @@
 import EventLoop
 import Foundation
 import Hub
+import Logging
 import WebSocket
 
 /// The JSON API under `/api/` (Protocol/PROTOCOL.md, "HTTP API"). Reads of the store run on a worker
@@ -53,6 +54,13 @@ final class SessionAPI {
         let client = server.clientAddress(head, peer: connection.peer)
         func authorized(_ surface: Surface, _ route: () -> Response?) -> Response? {
             if let refusal = access.check(surface) {
+                server.log.debug(
+                    "refused",
+                    metadata: [
+                        "route": .string("\(head.method) \(head.path)"),
+                        "status": .stringConvertible(refusal.status.code),
+                        "reason": .string(surface.describe), "peer": .string(client),
+                    ])
                 // A key over its quota (429) is not refused for who it is.
                 if refusal.status.code == 401 || refusal.status.code == 403 {
                     server.authFailures.refused(Self.reason(refusal.status.code))
@@ -185,6 +193,7 @@ final class SessionAPI {
                 address: connection.peer, details: info.title))
         let loop = connection.loop, directory = directory
         // 201 only once the session's row is committed; a failed commit forgets the session (503).
+        let log = server.log
         store.save(info, created: true) { stored in
             guard stored else {
                 directory.forget(info.code)
@@ -200,6 +209,12 @@ final class SessionAPI {
             w.endObject()
             let response = Response(
                 status: .created, body: w.bytes, headers: [("Location", "/api/sessions/\(info.code)")])
+            log.info(
+                "session created",
+                metadata: [
+                    "session": .string(info.code), "guest_policy": .string(info.guestPolicy.rawValue),
+                    "peer": .string(connection.peer),
+                ])
             loop.post { connection.respondLater(response) }
         }
         return nil

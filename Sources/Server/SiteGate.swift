@@ -16,12 +16,15 @@ public struct SiteGate {
     let origins: Set<String>
     /// `--public-url`'s origin: the hub's own when it sits behind a proxy that rewrites `Host`.
     let publicOrigin: String?
+    /// `--cors-origins`: browser apps elsewhere that may call the API (and read its answers).
+    let corsOrigins: Set<String>
 
     static let loopbackNames: Set<String> = ["localhost", "127.0.0.1", "::1"]
 
     init(config: Config) {
         publicOrigin = config.publicURL.flatMap(Self.origin(of:))
         origins = Set((config.allowedOrigins ?? []).map { $0.lowercased() })
+        corsOrigins = Set(config.corsOrigins.map { $0.lowercased() })
         var names = Set(config.allowedHosts.compactMap { Self.hostName(authority: $0) })
         if let p = publicOrigin, let name = Self.hostName(authority: String(p.split(separator: "/").last ?? "")) {
             names.insert(name)
@@ -51,7 +54,7 @@ public struct SiteGate {
         let writes = !["GET", "HEAD", "OPTIONS"].contains(head.method)
         let api = path.hasPrefix("/api/")
         if (upgrade && path != "/echo") || (api && writes), let origin = head.header("Origin") {
-            guard allows(origin: origin, host: head.header("Host")) else {
+            guard allows(origin: origin, host: head.header("Host")) || (api && isCORS(origin)) else {
                 return .error(
                     .forbidden, "origin_not_allowed",
                     "origin \(String(origin.prefix(200))) is not allowed (the hub's own is; add others with "
@@ -70,6 +73,41 @@ public struct SiteGate {
             }
         }
         return nil
+    }
+
+    /// Whether `origin` is a CORS origin (`--cors-origins`).
+    func isCORS(_ origin: String) -> Bool { corsOrigins.contains(origin.lowercased()) || corsOrigins.contains("*") }
+
+    /// The CORS headers for an API answer to `origin` (none for other origins: the browser then keeps
+    /// the answer from the page, as it should).
+    func corsHeaders(_ origin: String?) -> [(String, String)] {
+        guard let origin, isCORS(origin) else { return [] }
+        return [
+            ("Access-Control-Allow-Origin", origin), ("Vary", "Origin"),
+            (
+                "Access-Control-Expose-Headers",
+                "Location, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset"
+            ),
+        ]
+    }
+
+    /// The answer to a CORS preflight (`OPTIONS /api/...` with `Access-Control-Request-Method`).
+    func preflight(_ head: HTTPRequestHead) -> Response {
+        guard let origin = head.header("Origin"), isCORS(origin) else {
+            return .error(
+                .forbidden, "origin_not_allowed",
+                "cross-origin calls to this API need the origin in --cors-origins")
+        }
+        var r = Response(status: .ok, body: [], headers: corsHeaders(origin))  // 200: a 204 may carry no Content-Length
+        r.headers += [
+            ("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE"),
+            (
+                "Access-Control-Allow-Headers",
+                "Authorization, Content-Type, X-API-Key, X-Host-Key, Idempotency-Key"
+            ),
+            ("Access-Control-Max-Age", "600"),
+        ]
+        return r
     }
 
     /// The hub's own origin (the request's `Host` under http or https, or `--public-url`'s), or one

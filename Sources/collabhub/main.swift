@@ -37,6 +37,8 @@ struct ServeOptions: ParsableArguments {
             "Browser origins besides the hub's own allowed to open WebSockets and write to the API "
                 + "(comma-separated scheme://host[:port], or *; default: the hub's own only).")) var allowedOrigins:
         String?
+    @Option(help: "Origins of browser apps that may call the HTTP API (CORS; comma-separated scheme://host[:port]).")
+    var corsOrigins: String?
     @Option(help: "Host names requests may use (comma-separated; default: --public-url's, or loopback's on loopback).")
     var allowedHosts: String?
     @Option(help: "The hub's URL as browsers reach it (https://chat.example.com): its origin and host are allowed.")
@@ -170,6 +172,11 @@ struct ServeOptions: ParsableArguments {
             // A browser's Origin is always scheme://host[:port]: anything else would match nothing.
             throw fail(
                 "allowed-origins", "has \(o), which is not an origin: write scheme://host[:port], e.g. https://\(o)")
+        }
+        c.corsOrigins = try L.value("cors-origins", flag: list(corsOrigins), default: [])
+        for o in c.corsOrigins where o != "*" && SiteGate.origin(of: o) != o.lowercased() {
+            throw fail(
+                "cors-origins", "has \(o), which is not an origin: write scheme://host[:port], e.g. https://\(o)")
         }
         c.publicURL = try L.optional("public-url", flag: publicUrl)
         if let u = c.publicURL, SiteGate.origin(of: u) == nil {
@@ -450,9 +457,10 @@ struct Keys: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a key; prints it once.")
         @Option(help: "Data directory of the hub.") var data = "./data"
         @Option(help: "What the key is for.") var name: String
-        @Option(help: "Requests per minute.") var perMinute = 60
-        @Option(help: "Requests per hour.") var perHour = 1000
-        @Option(help: "Requests per calendar month.") var perMonth = 10000
+        @Option(help: "Requests per minute (a request may carry a batch of up to 1,000 run events).") var perMinute =
+            APIKeySpec.defaultPerMinute
+        @Option(help: "Requests per hour.") var perHour = APIKeySpec.defaultPerHour
+        @Option(help: "Requests per calendar month.") var perMonth = APIKeySpec.defaultPerMonth
         @Option(help: "Comma-separated scopes: \(Scope.allCases.map(\.rawValue).joined(separator: ", ")).") var scopes =
             "runs:publish"
         @Option(help: "Comma-separated run ids this key may publish to (a trailing * is a prefix; default: any).")
@@ -490,7 +498,10 @@ struct Keys: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List keys (never their secrets).")
         @Option(help: "Data directory of the hub.") var data = "./data"
         func run() throws {
-            for k in try SQLiteStore.listKeys(directory: data) {
+            try Keys.requireStore(data)
+            let keys = try SQLiteStore.listKeys(directory: data)
+            if keys.isEmpty { print("no API keys in \(data)") }
+            for k in keys {
                 print(
                     "\(k.id)  \(k.name)  \(k.perMinute)/min \(k.perHour)/h \(k.perMonth)/month  "
                         + "\(k.revokedAt == nil ? "active" : "revoked")"
@@ -504,11 +515,24 @@ struct Keys: ParsableCommand {
         @Option(help: "Data directory of the hub.") var data = "./data"
         @Argument(help: "Key id.") var id: String
         func run() throws {
+            try Keys.requireStore(data)
             guard try SQLiteStore.revokeKey(directory: data, id: id) else {
                 FileHandle.standardError.write(Data("no active key \(id)\n".utf8))
                 throw ExitCode(1)
             }
             print("revoked \(id)")
+        }
+    }
+}
+
+extension Keys {
+    /// Listing or revoking in a folder that holds no hub's data creates nothing: it says so.
+    static func requireStore(_ data: String) throws {
+        let file = URL(fileURLWithPath: data).appendingPathComponent("collabhub.sqlite").path
+        guard FileManager.default.fileExists(atPath: file) else {
+            FileHandle.standardError.write(
+                Data("collabhub: no hub data in \(data) (no collabhub.sqlite there); give the hub's --data\n".utf8))
+            throw ExitCode(1)
         }
     }
 }
@@ -530,6 +554,13 @@ struct IssueToken: ParsableCommand {
     func run() throws {
         let now = Int(Date().timeIntervalSince1970)
         guard ttl > 0, ttl <= 366 * 86400 else { throw ValidationError("--ttl must be 1 second to a year") }
+        // What the hub would refuse is refused here, not found out later.
+        guard secret.utf8.count >= 16 else {
+            throw ValidationError("--secret must be at least 16 bytes (as the hub's --jwt-secret)")
+        }
+        guard MemberRole(rawValue: role) != nil else {
+            throw ValidationError("--role must be one of \(TokenVerifier.roles.joined(separator: ", "))")
+        }
         var claims: [String: Any] = ["sub": sub, "session": session, "role": role, "iat": now, "exp": now + ttl]
         if let channels {
             claims["channels"] = channels.split(separator: ",").map(String.init)

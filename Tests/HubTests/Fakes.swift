@@ -92,7 +92,7 @@ final class FakeHost: SessionHost, HubMetrics {
     func durableCommitted(latency: Double) { committed += 1 }
     func storeFailure() { failures += 1 }
     func resumed(_ outcome: ResumeOutcome) {}
-    func refusedJoin(_ code: String) {}
+    func refusedJoin(_ code: String, session: String, message: String, address: String) {}
     var activity: [(String, String?)] = []
     func record(_ action: String, session: Session, actor: Member?, target: String?, details: String?, address: String?) {
         activity.append((action, target))

@@ -10,5 +10,5 @@ open class CountingMetrics: HubMetrics {
     public func durableCommitted(latency: Double) {}
     public func storeFailure() {}
     public func resumed(_ outcome: ResumeOutcome) {}
-    public func refusedJoin(_ code: String) {}
+    public func refusedJoin(_ code: String, session: String, message: String, address: String) {}
 }

@@ -35,7 +35,8 @@ def status(src, port, held):
 out = {}
 for prefix in ["64", "128"]:
     hub = subprocess.Popen([binary, "serve", "--host", "::", "--port", "0", "--threads", "1", "--data", data + prefix,
-                            "--max-connections-per-address", "2", "--ipv6-prefix", prefix, "--auth", "open"],
+                            "--max-connections-per-address", "2", "--ipv6-prefix", prefix, "--auth", "open",
+                            "--allowed-hosts", "localhost"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     port = int(re.search(r"listening on \S+:(\d+)", hub.stdout.readline()).group(1))
     held, got = [], {}

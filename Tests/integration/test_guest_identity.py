@@ -10,6 +10,9 @@ import pytest
 from hubclient import SECRETS, Client, api, create_session
 from test_cluster import REDIS, cluster  # noqa: F401  (the fixture)
 
+# A client id no random member id or secret could contain by chance.
+CID = "guest-client-id-for-identity-tests"
+
 
 async def error_for(c, ref):
     """The `error` answering the message with id `ref` (skipping what else arrives)."""
@@ -35,17 +38,17 @@ def test_a_guest_who_knows_another_guests_client_id_cannot_act_as_it(make_hub):
 
     async def first():
         a = await Client.connect(hub, code)
-        ja = await a.join("Ann", client_id="X")
+        ja = await a.join("Ann", client_id=CID)
         secret = ja.get("resume_secret")
         assert isinstance(secret, str) and 16 <= len(secret) <= 128, ja
-        assert "X" not in ja["you"]["id"] and ja["you"]["id"].startswith("m"), ja["you"]
+        assert CID not in ja["you"]["id"] and ja["you"]["id"].startswith("m"), ja["you"]
         await a.send({"type": "chat", "id": "a1", "text": "Ann's words"})
         seq = (await ack_for(a, "a1"))["seq"]
 
         # B knows the client_id, not the secret: with none, or a wrong one, it is another member.
         for i, extra in enumerate(({"resume_secret": None}, {"resume_secret": "wrong-secret-0123456789"})):
             b = await Client.connect(hub, code)
-            jb = await b.join("Bob", client_id="X", **extra)
+            jb = await b.join("Bob", client_id=CID, **extra)
             assert jb["you"]["id"] != ja["you"]["id"], (ja["you"], jb["you"])
             assert jb.get("resume_secret") != secret, jb
             assert (jb.get("resume_secret") is not None) == (extra["resume_secret"] is None), jb
@@ -61,7 +64,7 @@ def test_a_guest_who_knows_another_guests_client_id_cannot_act_as_it(make_hub):
 
         # A bad secret is refused, naming the field.
         bad = await Client.connect(hub, code)
-        await bad.send({"type": "join", "name": "Eve", "client_id": "X", "resume_secret": "short/"})
+        await bad.send({"type": "join", "name": "Eve", "client_id": CID, "resume_secret": "short/"})
         err = await bad.expect("error")
         assert err["code"] == "invalid_field" and err.get("field") == "resume_secret", err
         await bad.close()
@@ -69,7 +72,7 @@ def test_a_guest_who_knows_another_guests_client_id_cannot_act_as_it(make_hub):
         # A, reconnecting with its secret (hubclient sends it), is the same member; its resend is a duplicate.
         await a.close()
         a2 = await Client.connect(hub, code)
-        j2 = await a2.join("Ann", client_id="X")
+        j2 = await a2.join("Ann", client_id=CID)
         assert j2["you"]["id"] == ja["you"]["id"], (ja["you"], j2["you"])
         assert "resume_secret" not in j2, "a secret the client sent is not sent back"
         await a2.send({"type": "chat", "id": "a1", "text": "Ann's words"})
@@ -80,7 +83,7 @@ def test_a_guest_who_knows_another_guests_client_id_cannot_act_as_it(make_hub):
 
     asyncio.run(first())
     secret, seq = state["secret"], state["seq"]
-    assert SECRETS[(code, "X")] == secret
+    assert SECRETS[(code, CID)] == secret
 
     # Nothing that leaves the hub carries the key or the secret: the transcript, the export, the activity.
     status, body = api(hub, "GET", f"/api/sessions/{code}/transcript?limit=1000")
@@ -93,7 +96,7 @@ def test_a_guest_who_knows_another_guests_client_id_cannot_act_as_it(make_hub):
     assert status2 == 200, activity
     for what, text in (("transcript", json.dumps(body)), ("export", export.decode()),
                        ("activity", json.dumps(activity))):
-        assert secret not in text and "c:X" not in text, f"the {what} shows the key or the secret"
+        assert secret not in text and "c:" + CID not in text and CID not in text, f"the {what} shows the key or the secret"
 
     # After a restart on the same data (the member has left): the secret is still Ann, and only Ann.
     assert hub.stop() == 0
@@ -102,11 +105,11 @@ def test_a_guest_who_knows_another_guests_client_id_cannot_act_as_it(make_hub):
 
     async def after_restart():
         b = await Client.connect(hub2, code)
-        await b.join("Bob", client_id="X", resume_secret=None)
+        await b.join("Bob", client_id=CID, resume_secret=None)
         await b.send({"type": "chat_delete", "id": "d9", "seq": seq})
         assert (await error_for(b, "d9"))["code"] == "forbidden"
         a = await Client.connect(hub2, code)
-        await a.join("Ann", client_id="X")
+        await a.join("Ann", client_id=CID)
         await a.send({"type": "chat", "id": "a1", "text": "Ann's words"})
         dup = await ack_for(a, "a1")
         assert dup.get("duplicate") is True and dup["seq"] == seq, dup
@@ -143,11 +146,11 @@ def test_in_a_cluster_the_secret_is_the_member_on_every_node(cluster):
 
     async def main():
         a = await Client.connect(nodes[0], code)
-        await a.join("Ann", client_id="X")
+        await a.join("Ann", client_id=CID)
         await a.send({"type": "chat", "id": "a1", "text": "Ann's words"})
         seq = (await ack_for(a, "a1"))["seq"]
         b = await Client.connect(nodes[1], code)
-        await b.join("Bob", client_id="X", resume_secret=None)
+        await b.join("Bob", client_id=CID, resume_secret=None)
         await b.send({"type": "chat_edit", "id": "e1", "seq": seq, "text": "taken over"})
         assert (await error_for(b, "e1"))["code"] == "forbidden"
         await b.send({"type": "chat_delete", "id": "d1", "seq": seq})
@@ -155,7 +158,7 @@ def test_in_a_cluster_the_secret_is_the_member_on_every_node(cluster):
         await b.send({"type": "chat", "id": "a1", "text": "Bob's own"})
         assert not (await ack_for(b, "a1")).get("duplicate")
         a2 = await Client.connect(nodes[2], code)
-        await a2.join("Ann", client_id="X")
+        await a2.join("Ann", client_id=CID)
         await a2.send({"type": "chat", "id": "a1", "text": "Ann's words"})
         dup = await ack_for(a2, "a1")
         assert dup.get("duplicate") is True and dup["seq"] == seq, dup

@@ -215,3 +215,61 @@ def test_grafana_dashboard_queries_only_metrics_that_exist(make_hub):
     # Every histogram of the hub has a panel.
     for h in histograms:
         assert any(h in e for e in exprs), f"no panel for {h}"
+
+
+def test_sessions_and_refusals_each_write_a_line_with_the_session(tmp_path):
+    """Issue 27: at debug, one JSON line per refused join or credential and per slow consumer cut, each naming
+    the session and the reason; at info, sessions created and ended. (Slow consumers cut also get a debug line
+    naming the session; the cut itself is tested in test_hostile.py.)"""
+    hub = Hub("--log-format", "json", "--log-level", "debug", "--jwt-secret", "ops-secret-0123456789abcdef",
+              "--admin-key", ADMIN, data_dir=str(tmp_path)).start()
+    try:
+        created = api(hub, "POST", "/api/sessions", {"title": "logged"})[1]
+        code = created["code"]
+
+        async def main():
+            # A guest where only tokens are admitted, then a forged token.
+            c = await Client.connect(hub, code)
+            await c.send({"type": "join", "name": "guest"})
+            assert (await c.recv())["code"] == "guests_not_allowed"
+            c = await Client.connect(hub, code)
+            await c.send({"type": "join", "name": "forged", "token": "a.b.c"})
+            assert (await c.recv())["code"] == "unauthorized"
+        run(main())
+        assert api(hub, "GET", "/api/sessions", headers={"X-API-Key": "chk_nope_nope"})[0] == 401
+        assert api(hub, "POST", f"/api/sessions/{code}/end", {}, {"X-API-Key": ADMIN})[0] in (200, 202)
+        eventually(lambda: api(hub, "GET", f"/api/sessions/{code}", headers={"X-API-Key": ADMIN})[1].get("ended_at"),
+                   what="the end")
+    finally:
+        hub.stop()
+    lines = [json.loads(l) for l in hub.output().splitlines() if l.startswith("{")]
+    def find(msg, **fields):
+        return [l for l in lines if l.get("msg") == msg and all(l.get(k) == v for k, v in fields.items())]
+    assert find("session created", session=code, level="info"), lines[-10:]
+    assert find("session ended", session=code, level="info"), lines[-10:]
+    assert find("refused", session=code, reason="guests_not_allowed", level="debug")
+    assert find("refused", session=code, reason="unauthorized", level="debug")
+    assert any(l.get("msg") == "refused" and str(l.get("status")) == "401" and "sessions" in l.get("route", "")
+               for l in lines), [l for l in lines if l.get("msg") == "refused"]
+
+
+def test_the_cli_refuses_what_the_hub_would_and_creates_nothing_by_mistake(tmp_path):
+    """`keys list` / `keys revoke` in a folder without a hub's data say so and create nothing; `token` refuses
+    a short secret and an unknown role (the hub would refuse both later); a key's default limits fit a CI
+    job that publishes a run."""
+    empty = tmp_path / "not-a-hub"
+    for args in (["keys", "list"], ["keys", "revoke", "abc"]):
+        p = subprocess.run([BINARY, *args, "--data", str(empty)], capture_output=True, text=True, timeout=30)
+        assert p.returncode == 1 and "no hub data" in p.stderr, p.stderr
+        assert not empty.exists(), "a listing created the folder"
+    p = subprocess.run([BINARY, "token", "--secret", "short", "--sub", "u"], capture_output=True, text=True)
+    assert p.returncode != 0 and "at least 16 bytes" in p.stderr
+    p = subprocess.run([BINARY, "token", "--secret", "0123456789abcdef", "--sub", "u", "--role", "admin"],
+                       capture_output=True, text=True)
+    assert p.returncode != 0 and "host, editor, viewer, publisher" in p.stderr
+    data = tmp_path / "hub"
+    p = subprocess.run([BINARY, "keys", "create", "--data", str(data), "--name", "ci"], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 0 and "limits: 600/min, 10000/h, 500000/month" in p.stdout, p.stdout
+    p = subprocess.run([BINARY, "keys", "list", "--data", str(data)], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0 and " ci " in p.stdout

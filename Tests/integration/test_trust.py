@@ -627,3 +627,40 @@ def test_a_second_key_lends_its_scopes_to_no_grant(closed):
     both = {"X-API-Key": keys["keymaker"][0], "Authorization": "Bearer " + reader["key"]}
     status, body = api(hub, "POST", "/api/keys", {"name": "laundered", "scopes": ["transcripts:read"]}, both)
     assert status == 403, body
+
+
+def test_cors_origins_let_a_browser_app_elsewhere_call_the_api(tmp_path):
+    """`--cors-origins`: a page served from another origin reads the API's answers and writes through it (a
+    preflighted JSON POST) in Chromium; a page on an origin not listed gets neither."""
+    import shutil
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+    if shutil.which("chromedriver") is None:
+        pytest.skip("chromium-driver not installed")
+    from test_browser import browser
+    (tmp_path / "app.html").write_text("<!doctype html><title>app</title>")
+    handler = lambda *a, **k: SimpleHTTPRequestHandler(*a, directory=str(tmp_path), **k)
+    sites = [ThreadingHTTPServer(("127.0.0.1", 0), handler) for _ in range(2)]
+    for s in sites:
+        threading.Thread(target=s.serve_forever, daemon=True).start()
+    app, other = (f"http://127.0.0.1:{s.server_address[1]}" for s in sites)
+    hub = conftest.Hub("--cors-origins", app, "--admin-key", ADMIN, data_dir=str(tmp_path / "hub")).start()
+    script = f"""return fetch("http://127.0.0.1:{hub.port}/api/sessions", {{method: "POST",
+        headers: {{"Content-Type": "application/json", "X-API-Key": "{ADMIN}"}}, body: '{{"title": "from the app"}}'}})
+        .then(r => r.json().then(b => r.status + " " + b.code + " " + r.headers.get("Location")), e => "blocked " + e)"""
+    d = browser()
+    try:
+        d.get(app + "/app.html")
+        answer = d.execute_script(script)
+        assert answer.startswith("201 ") and "/api/sessions/" in answer, answer
+        code = answer.split()[1]
+        d.get(other + "/app.html")
+        assert d.execute_script(script).startswith("blocked"), "an origin not listed read the answer"
+        sessions = api(hub, "GET", "/api/sessions", headers={"X-API-Key": ADMIN})[1]["sessions"]
+        assert [s["title"] for s in sessions].count("from the app") == 1, sessions
+        assert any(s["code"] == code for s in sessions)
+    finally:
+        d.quit()
+        hub.stop()
+        for s in sites:
+            s.shutdown()

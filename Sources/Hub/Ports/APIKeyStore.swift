@@ -27,6 +27,10 @@ public struct APIKeyRecord: Sendable, Equatable {
 
 /// What a new key may do and how often.
 public struct APIKeySpec: Sendable {
+    /// The limits a key gets unless its maker says otherwise, chosen for a CI job that publishes a run:
+    /// 10 requests a second unbatched (each request may carry up to 1,000 events), a job of an hour at
+    /// 2-3 a second, and about 500 such jobs a month. A key for a person or a dashboard gets less.
+    public static let defaultPerMinute = 600, defaultPerHour = 10_000, defaultPerMonth = 500_000
     public var name: String
     public var perMinute: Int, perHour: Int, perMonth: Int
     public var scopes: [String]

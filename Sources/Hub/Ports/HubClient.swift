@@ -68,8 +68,8 @@ public protocol HubMetrics: AnyObject {
     func durableCommitted(latency: Double)
     func storeFailure()
     func resumed(_ outcome: ResumeOutcome)
-    /// A join refused for its credential (`code`: the error sent back).
-    func refusedJoin(_ code: String)
+    /// A join refused for its credential (`code`: the error sent back, `message` its text).
+    func refusedJoin(_ code: String, session: String, message: String, address: String)
 }
 
 /// What an ephemeral broadcast carries (the label of the drop and coalesce counters).

@@ -19,7 +19,7 @@ extension Session {
         var key: String, issuedSecret: String?
         switch Admission.decide(request, info: info, tokens: policy.tokens, now: wallClockMillis() / 1000) {
         case .reject(let code, let message, let field, let close):
-            host?.metrics.refusedJoin(code)
+            host?.metrics.refusedJoin(code, session: self.code, message: message, address: client.address)
             send(client, .error(code: code, message: message, field: field))
             if let close { client.disconnect(close, message) }
             return

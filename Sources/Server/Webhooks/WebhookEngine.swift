@@ -358,7 +358,9 @@ final class WebhookEngine {
 
     /// Deliveries waiting in memory per endpoint.
     var depth: [String: Int] {
+        // Every active endpoint has a value, 0 when drained: a gauge that vanishes reads as "no data".
         var out: [String: Int] = [:]
+        for (id, e) in endpoints where e.active { out[id] = 0 }
         for (lane, list) in lanes { out[lane.webhook, default: 0] += list.count }
         return out
     }
