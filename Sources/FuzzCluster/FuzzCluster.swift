@@ -29,7 +29,13 @@ public func fuzzCluster(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         }
     case 2:
         if let info = SessionInfoJSON.decode(bytes) {
-            precondition(SessionInfoJSON.decode(SessionInfoJSON.encode(info)) == info)
+            // A plaintext host key (a row from before keys were hashed) leaves hashed; all else round-trips.
+            var expected = info
+            if !info.hostKey.isEmpty && !HostKey.isHashed(info.hostKey) {
+                expected.hostKey = HostKey.stored(info.hostKey)
+            }
+            let encoded = SessionInfoJSON.encode(info)
+            precondition(SessionInfoJSON.decode(encoded) == expected)
         }
     default:
         if let url = try? RedisURL(String(decoding: bytes, as: UTF8.self)) {
