@@ -13,7 +13,9 @@ import Foundation
 
 /// Release builds skip the run-time exclusivity checks: measured by instruction counts
 /// (`loadtest/bench_callgrind.sh`, 2026-11-30), they cost 47% on fan-out (117M -> 172M instructions),
-/// 15% on durable chat (530M -> 611M) and 20% on dashboards (1,097M -> 1,315M). Debug builds, which
+/// 15% on durable chat (530M -> 611M) and 20% on dashboards (1,097M -> 1,315M); measured again on
+/// 2026-12-06 (a build with `COLLABHUB_EXCLUSIVITY_CHECKED=1` against main): 53% (121M -> 185M), 17%
+/// (558M -> 651M) and 22% (1,183M -> 1,444M). Debug builds, which
 /// every test runs against, keep the checks on, and the suite passes with them: the re-entrancy they
 /// would catch (a connection's reader re-entered from its own callbacks) is designed out by
 /// `ConnectionMachine`.
