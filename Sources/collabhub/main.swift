@@ -12,7 +12,7 @@ struct CollabHub: ParsableCommand {
         commandName: "collabhub",
         abstract: "A real-time WebSocket collaboration hub.",
         version: "collabhub \(Build.description)",
-        subcommands: [Serve.self, ConfigCommand.self, Keys.self, IssueToken.self, Version.self],
+        subcommands: [Serve.self, Demo.self, ConfigCommand.self, Keys.self, IssueToken.self, Version.self],
         defaultSubcommand: Serve.self)
 }
 

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import tarfile
+import time
 import urllib.request
 
 import pytest
@@ -91,3 +92,37 @@ def test_the_release_tarball_runs_unpacked_in_an_empty_folder(tmp_path):
                            text=True)
         problems = [l for l in (v.stdout + v.stderr).splitlines() if "collabhub.service" in l]
         assert not problems, problems
+
+
+def test_the_demo_seeds_a_session_a_live_run_and_a_share_link(tmp_path):
+    """`collabhub demo`: a hub with three people's history in a session, a run a built-in publisher
+    advances, and a share link; it prints the room, dashboard, replay and console URLs, and each works."""
+    import json
+    proc = subprocess.Popen([conftest.BINARY, "demo", "--port", "0", "--data", str(tmp_path / "demo")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first = proc.stdout.readline()
+        port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", first).group(1))
+        urls = dict(line.split(":", 1) for line in (proc.stdout.readline() for _ in range(4)))
+        urls = {k.strip(): v.strip() for k, v in urls.items()}
+        assert set(urls) == {"room", "dashboard", "replay", "console"}, urls
+        code = re.search(r"code=([A-Z0-9]+)", urls["room"]).group(1)
+        transcript = json.loads(get(port, f"/api/sessions/{code}/transcript")[1])
+        authors = {e["from"]["name"] for e in transcript["events"] if e["type"] == "chat"}
+        kinds = {e["kind"] for e in transcript["events"] if e["type"] == "chat"}
+        assert authors == {"Ann", "Bob", "Cara"} and kinds == {"text", "code", "file"}, transcript
+        token = urls["replay"].split("#token=")[1]
+        assert get(port, f"/api/sessions/{code}/transcript", {"Authorization": "Bearer " + token})[0] == 200
+
+        def run_seq():
+            runs = json.loads(get(port, "/api/runs?owner=demo")[1])["runs"]
+            return max(r["seq"] for r in runs) if runs else 0
+        before = run_seq()
+        time.sleep(3)
+        assert run_seq() > before, "the demo's publisher does not advance its run"
+        for url in urls.values():
+            path = "/" + url.split("/", 3)[3].split("#")[0]
+            assert get(port, path)[0] == 200, url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
