@@ -113,18 +113,7 @@ final class WatchEndpoint: Endpoint {
     func received(_ c: Connection, _ opcode: Opcode, _ payload: UnsafeRawBufferPointer) {
         // Rate-limited like other control messages (each subscribe answers with a snapshot); a client
         // that keeps sending what cannot be parsed is closed like on /ws.
-        let now = c.loop.now
-        if c.limiter == nil { c.limiter = ConnectionLimiter(runs.context.config.messageRates, now: now) }
-        guard c.limiter!.allow(.other, now: now) else {
-            runs.context.metrics.rateLimited.add()
-            if c.limiter!.refused == 1 || c.limiter!.refused % 100 == 0 {
-                c.sendError(MessageError("rate_limited", "too many messages; slow down"))
-            }
-            if c.limiter!.refused > HubEndpoint.maxRefusedMessages {
-                c.fail(.rateLimited, "message rate limit exceeded")
-            }
-            return
-        }
+        guard c.allowMessage(.other) else { return }
         do {
             switch try WatchMessage.parse(Array(payload)) {
             case .subscribe(let channel, let resume, let token):
@@ -156,11 +145,7 @@ final class WatchEndpoint: Endpoint {
         } catch {}
     }
 
-    private func invalid(_ c: Connection, _ e: MessageError) {
-        c.invalidMessages += 1
-        c.sendError(e)
-        if c.invalidMessages > HubEndpoint.maxInvalidMessages { c.fail(.badRequest, "too many invalid messages") }
-    }
+    private func invalid(_ c: Connection, _ e: MessageError) { c.invalidMessage(e) }
 }
 
 /// `/publish?key=KEY`: a backend holds a socket with the publisher role and sends
@@ -179,18 +164,7 @@ final class PublishEndpoint: Endpoint {
     func received(_ c: Connection, _ opcode: Opcode, _ payload: UnsafeRawBufferPointer) {
         // Metered like HTTP publishing (N5): the socket's message rate (the event limit), then each message
         // is one request against the key's quota; what cannot be parsed counts towards the invalid close.
-        let now = c.loop.now
-        if c.limiter == nil { c.limiter = ConnectionLimiter(runs.context.config.messageRates, now: now) }
-        guard c.limiter!.allow(.event, now: now) else {
-            runs.context.metrics.rateLimited.add()
-            if c.limiter!.refused == 1 || c.limiter!.refused % 100 == 0 {
-                c.sendError(MessageError("rate_limited", "too many messages; slow down"))
-            }
-            if c.limiter!.refused > HubEndpoint.maxRefusedMessages {
-                c.fail(.rateLimited, "message rate limit exceeded")
-            }
-            return
-        }
+        guard c.allowMessage(.event) else { return }
         guard let obj = try? JSONReader.readObject(Array(payload), maxDepth: 8) else {
             return invalid(c, MessageError("bad_json", "messages are JSON objects"))
         }
@@ -254,11 +228,7 @@ final class PublishEndpoint: Endpoint {
         }
     }
 
-    private func invalid(_ c: Connection, _ e: MessageError) {
-        c.invalidMessages += 1
-        c.sendError(e)
-        if c.invalidMessages > HubEndpoint.maxInvalidMessages { c.fail(.badRequest, "too many invalid messages") }
-    }
+    private func invalid(_ c: Connection, _ e: MessageError) { c.invalidMessage(e) }
 }
 
 /// The run publishing and query API: `POST /api/runs/{id}/events`, `GET /api/runs/{id}`, `GET /api/runs`.
@@ -288,5 +258,30 @@ enum RunAPI {
         }
         if obj["type"]?.string == "run_event", let event = obj["event"]?.object { return [try RunEvent.parse(event)] }
         return [try RunEvent.parse(obj)]
+    }
+}
+
+extension Connection {
+    /// The connection's message rate for `kind` (`/watch`, `/publish`): false when over it; the client is
+    /// told now and then, and closed with 4008 once it keeps flooding.
+    func allowMessage(_ kind: ConnectionLimiter.Kind) -> Bool {
+        let now = loop.now
+        if limiter == nil { limiter = ConnectionLimiter(context.config.messageRates, now: now) }
+        guard limiter!.allow(kind, now: now) else {
+            context.metrics.rateLimited.add()
+            if limiter!.refused == 1 || limiter!.refused % 100 == 0 {
+                sendError(MessageError("rate_limited", "too many messages; slow down"))
+            }
+            if limiter!.refused > HubEndpoint.maxRefusedMessages { fail(.rateLimited, "message rate limit exceeded") }
+            return false
+        }
+        return true
+    }
+
+    /// A message that could not be used: its error, and a close with 4002 past `maxInvalidMessages`.
+    func invalidMessage(_ e: MessageError) {
+        invalidMessages += 1
+        sendError(e)
+        if invalidMessages > HubEndpoint.maxInvalidMessages { fail(.badRequest, "too many invalid messages") }
     }
 }

@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -19,15 +18,10 @@ import pytest
 
 import conftest
 from hubclient import Client, api, eventually, run
+from test_cluster import free_port
 
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = pytest.mark.skipif(PROMETHEUS is None, reason="prometheus is not installed (scripts/deps.sh test)")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Receiver(BaseHTTPRequestHandler):
