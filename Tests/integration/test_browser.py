@@ -543,6 +543,10 @@ def test_pages_fit_are_labelled_have_contrast_and_live_regions(web_hub, browsers
                 wait(d, lambda x: x.find_element(By.ID, "state").text == "finished")
             elif page == "dashboard":
                 wait(d, lambda x: x.find_elements(By.CSS_SELECTOR, '[data-run="w-1"] .logs'))
+            elif page == "admin":   # signed in: the sections and the sessions table
+                d.find_element(By.ID, "key").send_keys(WEB_KEY)
+                d.find_element(By.ID, "sign-in").click()
+                wait(d, lambda x: code in x.find_element(By.ID, "sessions").text)
             else:
                 time.sleep(0.5)
             assert_accessible(d, f"{page} at {width}px", live.get(page, ()))
