@@ -424,6 +424,23 @@ def test_replay_cursors_seek_while_paused_deleted_and_share(jwt_hub, tmp_path, b
     shown = [int(e.get_attribute("data-seq")) for e in d.find_elements(By.CSS_SELECTOR, "#messages .msg[data-seq]")]
     assert shown == sorted(set(shown)) and seqs[2] in shown, shown
 
+    # Ahead of what the page has received (as if it had just opened): the skipped events come from the
+    # transcript, so the transcript up to the position is whole.
+    Select(d.find_element(By.ID, "speed")).select_by_value("1")
+    d.find_element(By.ID, "play").click()
+    wait(d, lambda x: x.find_element(By.ID, "state").text == "playing")
+    d.find_element(By.ID, "play").click()
+    wait(d, lambda x: x.find_element(By.ID, "state").text == "paused")
+    d.execute_script("window.replay.events.clear(); const t = document.getElementById('timeline');"
+                     "t.value = t.max; t.dispatchEvent(new Event('change'))")
+    last = int(d.find_element(By.ID, "timeline").get_attribute("max"))
+    wait(d, lambda x: len(x.find_elements(By.CSS_SELECTOR, "#messages .msg[data-seq]")) == last - 1)
+    text = d.find_element(By.ID, "messages").text
+    assert "Ann joined" in text and "first" in text and "hello world" in text and "message deleted" in text, text
+    Select(d.find_element(By.ID, "speed")).select_by_value("20")
+    d.find_element(By.ID, "play").click()
+    wait(d, lambda x: x.find_element(By.ID, "state").text == "finished", timeout=20)
+
     # A share link: made with the page's credential, shown with a copy button, and it plays.
     d.find_element(By.ID, "share").click()
     wait(d, lambda x: x.find_element(By.ID, "share-url").get_attribute("value"))
@@ -499,6 +516,41 @@ def test_dashboard_needs_credential_lists_owners_and_finishes(web_hub, browsers)
         return [last.textContent, l.top >= b.top - 1 && l.bottom <= b.bottom + 1];""")
     assert inside == ["package: line 11 ok", True], inside
     shot(d, "dashboard-finished.png")
+
+
+def hs256(secret, claims):
+    import base64
+    import hashlib
+    import hmac
+    b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()  # noqa: E731
+    head, body = b64(b'{"alg":"HS256","typ":"JWT"}'), b64(json.dumps(claims).encode())
+    return f"{head}.{body}.{b64(hmac.new(secret.encode(), f'{head}.{body}'.encode(), hashlib.sha256).digest())}"
+
+
+def test_dashboard_with_a_watcher_token_lists_its_owners(jwt_hub, browsers):
+    key = {"X-API-Key": WEB_KEY}
+    for run in ("tok-1", "tok-2"):
+        assert api(jwt_hub, "POST", f"/api/runs/{run}/events", {"type": "started", "owner": "tok-team", "name": run}, key)[0] == 202
+    api(jwt_hub, "POST", "/api/runs/other-1/events", {"type": "started", "owner": "other-team", "name": "other"}, key)
+    now = int(time.time())
+    # The token covers the dashboard and one run's channel: the page asks for no channel it does not cover
+    # (20 refused subscribes would close the socket).
+    tok = hs256("replay-share-secret-0123456789", {"sub": "w", "iat": now, "exp": now + 600,
+                                                    "channels": ["dashboard:tok-team", "run:tok-1"]})
+    d = browsers()
+    d.get(f"{jwt_hub.http}/dashboard#token={tok}")
+    wait(d, lambda x: [b.get_attribute("data-owner") for b in x.find_elements(By.CSS_SELECTOR, "#owners button")] == ["tok-team"])
+    # The only owner it may watch is watched at once; its runs show, nobody else's.
+    wait(d, lambda x: len(x.find_elements(By.CSS_SELECTOR, ".run")) == 2)
+    assert not d.find_elements(By.CSS_SELECTOR, '[data-run="other-1"]')
+    api(jwt_hub, "POST", "/api/runs/tok-1/events", {"type": "log", "line": "from the run channel"}, key)
+    wait(d, lambda x: "from the run channel" in x.find_element(By.CSS_SELECTOR, '[data-run="tok-1"]').text)
+    assert d.find_element(By.ID, "state").text == "open" and not d.find_element(By.ID, "alert").is_displayed()
+    # Another owner: refused by the token, and said so.
+    d.find_element(By.ID, "owner").clear()
+    d.find_element(By.ID, "owner").send_keys("other-team\n")
+    wait(d, lambda x: x.find_element(By.ID, "state").text == "refused")
+    assert "does not let it watch" in d.find_element(By.ID, "alert").text
 
 
 PAGES_375 = ["lobby", "room", "replay", "dashboard", "admin"]
