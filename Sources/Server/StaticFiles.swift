@@ -21,15 +21,22 @@ struct StaticFiles {
             ("/admin", "admin.html", "text/html; charset=utf-8"),
             ("/admin.js", "admin.js", "text/javascript; charset=utf-8"),
             ("/client.js", "collabhub.js", "text/javascript; charset=utf-8"),
+            ("/pages.js", "pages.js", "text/javascript; charset=utf-8"),
             ("/app.css", "app.css", "text/css; charset=utf-8"),
+            // One icon for every page; `/favicon.ico` is where browsers look when a page names none.
+            ("/favicon.svg", "favicon.svg", "image/svg+xml"),
+            ("/favicon.ico", "favicon.svg", "image/svg+xml"),
         ]
         for (path, name, type) in table {
             // Compiled in (EmbedWebPlugin); a file missing there is a build defect the tests catch.
             guard let encoded = WebAssets.files[name], let body = Base64.decode(encoded) else { continue }
             let isPage = type.hasPrefix("text/html")
-            files[path] = File(
-                body: body, contentType: type,
-                headers: [("Cache-Control", "no-cache")] + Self.securityHeaders(page: isPage ? body : nil))
+            var headers = [("Cache-Control", "no-cache")] + Self.securityHeaders(page: isPage ? body : nil)
+            // An SVG opened on its own is a document: it runs nothing and loads nothing.
+            if type.hasPrefix("image/svg") {
+                headers.append(("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'"))
+            }
+            files[path] = File(body: body, contentType: type, headers: headers)
         }
     }
 

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { readFileSync, readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
-import { CollabClient, Outbox, RunWatcher, backoffDelay, fragmentCredentials, showModeBanner } from "../../Sources/Server/Web/collabhub.js";
+import { CollabClient, Outbox, RunWatcher, backoffDelay, fragmentCredentials, inkOn, showModeBanner } from "../../Sources/Server/Web/collabhub.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -109,6 +109,50 @@ test("typing starts once, refreshes, and stops on send", () => {
   assert.equal(ws.sent.filter((m) => m.type === "typing").length, 1);
   c.sendChat("done");
   assert.deepEqual(ws.sent.filter((m) => m.type === "typing").map((m) => m.state), ["start", "stop"]);
+});
+
+test("a final close says why (closed {code}) unless the page closed it itself", () => {
+  for (const code of [4001, 4003, 4005, 4008]) {
+    const { c } = client();
+    const seen = [];
+    c.addEventListener("closed", (e) => seen.push(e.detail.code));
+    c.connect(); FakeSocket.all.at(-1).open(); FakeSocket.all.at(-1).close(code);
+    assert.deepEqual(seen, code === 4008 ? [] : [code]);
+    assert.equal(c.closeCode, code);
+  }
+  // session_ended, then 4004: the page hears both.
+  const { c } = client();
+  const seen = [];
+  c.addEventListener("ended", () => seen.push("ended"));
+  c.addEventListener("closed", (e) => seen.push(e.detail.code));
+  c.connect(); const ws = FakeSocket.all.at(-1); ws.open();
+  ws.receive({ type: "session_ended", reason: "done" }); ws.close(4004);
+  assert.deepEqual(seen, ["ended", 4004]);
+  // close() by the page: no `closed` event.
+  const { c: d } = client();
+  const none = [];
+  d.addEventListener("closed", (e) => none.push(e.detail.code));
+  d.connect(); FakeSocket.all.at(-1).open(); d.close(); FakeSocket.all.at(-1).onclose?.({ code: 1000 });
+  assert.deepEqual(none, []);
+});
+
+test("inkOn picks the legible text colour for a member colour", () => {
+  assert.equal(inkOn("#000075"), "#fff");
+  assert.equal(inkOn("#bfef45"), "#111");
+  assert.equal(inkOn("#a9a9a9"), "#111");
+  assert.equal(inkOn("#e6194b"), "#fff");
+  assert.equal(inkOn("not a colour"), "#fff");
+});
+
+test("run watcher unsubscribes a channel and does not resubscribe it after a reconnect", () => {
+  const timers = [];
+  const w = new RunWatcher({ url: "ws://hub/watch", WebSocket: FakeSocket, schedule: (fn) => timers.push(fn) });
+  w.connect(); let ws = FakeSocket.all.at(-1); ws.open();
+  w.subscribe("dashboard:a"); w.subscribe("dashboard:b"); w.unsubscribe("dashboard:a"); w.unsubscribe("dashboard:zz");
+  assert.deepEqual(ws.sent.map((m) => [m.type, m.channel]), [["subscribe", "dashboard:a"], ["subscribe", "dashboard:b"], ["unsubscribe", "dashboard:a"]]);
+  ws.close(); timers.shift()();
+  ws = FakeSocket.all.at(-1); ws.open();
+  assert.deepEqual(ws.sent, [{ type: "subscribe", channel: "dashboard:b" }]);
 });
 
 test("run watcher resumes run channels after a reconnect", () => {

@@ -5,6 +5,7 @@ message survives a reload. Screenshots: test-output/screenshots/room-*.png."""
 import asyncio
 import json
 import threading
+import time
 
 import pytest
 
@@ -167,16 +168,17 @@ def test_newcomer_sees_history_edits_deletions_and_presence(hub, loop, browsers)
     # Ann's presence: idle, then away, with a location; each dims her and shows it.
     ann_on_page = lambda d: person(d, ann.id)  # noqa: E731
     assert ann_on_page(bob).get_attribute("data-status") == "active"
-    assert float(ann_on_page(bob).value_of_css_property("opacity")) == 1
+    dot = lambda e: e.find_element(By.CSS_SELECTOR, "i")  # noqa: E731  (dimmed: the dot; the text keeps its contrast)
+    assert float(dot(ann_on_page(bob)).value_of_css_property("opacity")) == 1
     loop.run(ann.send({"type": "presence", "state": {"status": "idle", "location": {"label": "viewing <i>docs</i>"}}}))
     wait(bob, lambda d: ann_on_page(d).get_attribute("data-status") == "idle")
-    assert float(ann_on_page(bob).value_of_css_property("opacity")) < 1
+    assert float(dot(ann_on_page(bob)).value_of_css_property("opacity")) < 1
     meta = ann_on_page(bob).find_element(By.CSS_SELECTOR, ".meta").text
     assert "idle" in meta and "viewing <i>docs</i>" in meta
     loop.run(ann.send({"type": "presence", "state": {"status": "away", "location": "reading the spec"}}))
     wait(bob, lambda d: ann_on_page(d).get_attribute("data-status") == "away")
     assert "reading the spec" in ann_on_page(bob).text and "away" in ann_on_page(bob).text
-    assert float(ann_on_page(bob).value_of_css_property("opacity")) < 1
+    assert float(dot(ann_on_page(bob)).value_of_css_property("opacity")) < 1
 
     # Carol's connection drops: stale (dimmed, "connection lost") during the grace, then she leaves.
     carol = loop.run(Member.join(hub, code, "Carol", client_id="carol-py"))
@@ -184,7 +186,7 @@ def test_newcomer_sees_history_edits_deletions_and_presence(hub, loop, browsers)
     loop.run(carol.client.close())
     wait(bob, lambda d: person(d, carol.id).get_attribute("data-status") == "stale")
     assert "connection lost" in person(bob, carol.id).text
-    assert float(person(bob, carol.id).value_of_css_property("opacity")) < 1
+    assert float(dot(person(bob, carol.id)).value_of_css_property("opacity")) < 1
     shot(bob, "room-history-presence.png")
     wait(bob, lambda d: person(d, carol.id) is None, timeout=GRACE + 10)
 
@@ -358,3 +360,179 @@ def test_a_retention_gap_is_noted_and_the_rest_is_shown(loop, browsers, tmp_path
         assert guest.execute_script("return window.collab.seq") == host.execute_script("return window.collab.seq")
     finally:
         hub2.stop()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Refusals stay on the page with a next step; invite, host End and Remove; viewers and ended sessions.
+
+JWT_SECRET = "room-jwt-secret-0123456789abcdef"
+
+
+def member_token(secret=JWT_SECRET, **claims):
+    import base64
+    import hashlib
+    import hmac
+    import time as _time
+    b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()  # noqa: E731
+    now = int(_time.time())
+    c = {"sub": "u-" + str(now), "name": "Tess", "iat": now, "exp": now + 600, **claims}
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps(c).encode())
+    return f"{head}.{body}.{b64(hmac.new(secret.encode(), f'{head}.{body}'.encode(), hashlib.sha256).digest())}"
+
+
+@pytest.fixture(scope="module")
+def jwt_hub(tmp_path_factory):
+    """A closed hub with token keys: sessions admit only people with a token unless they allow guests."""
+    h = conftest.Hub("--threads", "2", "--admin-key", ADMIN_KEY, "--jwt-secret", JWT_SECRET,
+                     data_dir=str(tmp_path_factory.mktemp("jwt"))).start()
+    yield h
+    assert h.alive(), h.output()
+    h.stop()
+
+
+def click(driver, css):
+    """Clicks what `css` finds, again if a redraw (the people list's, at every presence change) replaced it."""
+    def go(d):
+        d.find_element(By.CSS_SELECTOR, css).click()
+        return True
+    wait(driver, go)
+
+
+def alert_text(driver):
+    box = driver.find_element(By.ID, "alert")
+    return box.text if box.is_displayed() else ""
+
+
+def test_a_wrong_code_stays_said_with_a_way_back(hub, browsers):
+    d = browsers()
+    d.get(f"{hub.http}/?code=ZZZZZZZZ&name=Bob")
+    wait(d, lambda x: x.find_element(By.ID, "state").text == "refused")
+    text = alert_text(d)
+    assert "No session has the code ZZZZZZZZ" in text and "The hub said" in text, text
+    assert not d.find_element(By.ID, "room-main").is_displayed()   # no dead room under it
+    shot(d, "room-wrong-code.png")
+    time.sleep(7)   # the old notice faded after 6 s: this one stays until acted on
+    assert "ZZZZZZZZ" in alert_text(d) and d.find_element(By.ID, "state").text == "refused"
+    d.find_element(By.LINK_TEXT, "Back to the lobby").click()
+    wait(d, lambda x: x.find_element(By.ID, "lobby").is_displayed())
+    assert not d.find_element(By.ID, "room").is_displayed()
+    # Not a code at all (letters outside the alphabet): the lobby says so, naming it.
+    d.get(f"{hub.http}/?code=WRONG123&name=Bob")
+    wait(d, lambda x: "WRONG123" in x.find_element(By.ID, "join-error").text)
+    assert "not a session code" in d.find_element(By.ID, "join-error").text
+    assert d.find_element(By.ID, "lobby").is_displayed() and d.find_element(By.ID, "code").get_attribute("value") == "WRONG123"
+
+
+def test_a_closed_hubs_refusals_are_shown_with_what_to_ask_for(jwt_hub, browsers):
+    code = create_session(jwt_hub, title="Invite only")["code"]   # guest_policy deny: the hub has token keys
+    d = browsers()
+    cases = [
+        ("", "admits only invited people", "#token="),
+        ("#token=" + member_token(session=code, role="editor", exp=int(time.time()) - 600), "expired", "new invite link"),
+        ("#token=" + member_token(secret="another-secret-0123456789abcdef", session=code, role="editor"),
+         "not accepted", "new invite link"),
+    ]
+    for fragment, what, next_step in cases:
+        d.get("about:blank")
+        d.get(f"{jwt_hub.http}/?code={code}&name=Gus{fragment}")
+        wait(d, lambda x: x.find_element(By.ID, "state").text == "refused")
+        text = alert_text(d)
+        assert what in text and next_step in text and "The hub said" in text, text
+        time.sleep(0.5)
+        assert d.find_element(By.ID, "state").text == "refused" and what in alert_text(d)
+        shot(d, f"room-refused-{what.split()[0]}.png")
+    # A valid token gets in.
+    d.get("about:blank")
+    d.get(f"{jwt_hub.http}/?code={code}&name=Tess#token={member_token(session=code, role='editor')}")
+    wait(d, lambda x: x.find_element(By.ID, "state").text == "open")
+    assert alert_text(d) == ""
+
+
+def test_invite_host_end_and_remove_and_an_ended_room(hub, loop, browsers):
+    info = create_session(hub, title="Retro")
+    code = info["code"]
+    host = browsers()
+    host.get(f"{hub.http}/")
+    host.execute_script("sessionStorage.setItem(arguments[0], arguments[1])", "collabhub.host." + code, info["host_key"])
+    host.get(f"{hub.http}/?code={code}&name=Hana")
+    wait(host, lambda d: d.find_element(By.ID, "state").text == "open")
+
+    # Invite: the room's link (no name, no credential) is shown and copied.
+    host.find_element(By.ID, "invite").click()
+    wait(host, lambda d: d.find_element(By.ID, "invite-link").is_displayed())
+    link = host.find_element(By.ID, "invite-link").get_attribute("value")
+    assert link == f"{hub.http}/?code={code}"
+    wait(host, lambda d: d.find_element(By.ID, "invite-status").text)
+    # Whoever opens it lands in the lobby with the code filled in, names themselves, presses Enter.
+    bob = browsers()
+    bob.get(link)
+    assert bob.find_element(By.ID, "code").get_attribute("value") == code
+    assert code in bob.find_element(By.ID, "invited").text
+    from selenium.webdriver.common.keys import Keys
+    bob.find_element(By.ID, "join-name").send_keys("Bob" + Keys.ENTER)
+    wait(bob, lambda d: d.find_element(By.ID, "state").text == "open")
+    ann = loop.run(Member.join(hub, code, "Ann", client_id="ann-end"))
+
+    # Roles beside names; the host has Remove beside the others, the others have none.
+    wait(host, lambda d: person(d, ann.id) is not None and len(d.find_elements(By.CSS_SELECTOR, "#avatars .avatar")) == 3)
+    assert host.find_element(By.XPATH, "//li[contains(@class,'avatar')][.//span[contains(.,'Hana (you)')]]//span[contains(@class,'role')]").text == "host"
+    assert person(host, ann.id).find_element(By.CSS_SELECTOR, ".role").text == "editor"
+    assert person(host, ann.id).find_element(By.CSS_SELECTOR, "button[data-remove]").get_attribute("aria-label") == "Remove Ann from the session"
+    wait(bob, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#avatars .avatar")) == 3)
+    assert bob.find_elements(By.CSS_SELECTOR, "#avatars button[data-remove]") == []
+    assert not bob.find_element(By.ID, "end").is_displayed() and host.find_element(By.ID, "end").is_displayed()
+
+    # One's own message has its time at once.
+    host.find_element(By.ID, "text").send_keys("welcome" + Keys.ENTER)
+    own = host.find_element(By.XPATH, "//div[@id='messages']//div[contains(@class,'msg')][.//div[@class='text' and text()='welcome']]")
+    assert own.find_element(By.CSS_SELECTOR, ".time").text
+    wait(host, lambda d: d.execute_script("return window.collab.pending.size") == 0)
+    wait(host, lambda d: d.find_elements(By.CSS_SELECTOR, "#messages button[data-action=edit]"))
+    # Delete and Redact are explained.
+    help_text = host.execute_script("return document.querySelector('details.help').textContent")
+    assert "Delete" in help_text and "Redact" in help_text and "for good" in help_text
+    assert "record keeps the original" in host.find_element(By.CSS_SELECTOR, "#messages button[data-action=delete]").get_attribute("title")
+
+    # Remove Bob: his page says so, for good, and his composer is off.
+    bob_id = bob.execute_script("return window.collab.you.id")
+    click(host, f'#avatars button[data-remove="{bob_id}"]')
+    WebDriverWait(host, 5).until(EC.alert_is_present())
+    host.switch_to.alert.accept()
+    wait(bob, lambda d: d.find_element(By.ID, "state").text == "removed")
+    assert "removed you" in alert_text(bob) and not bob.find_element(By.ID, "text").is_enabled()
+    wait(host, lambda d: person(d, bob_id) is None)
+    shot(bob, "room-removed.png")
+
+    # End: everyone hears it; the host's composer and Edit/Delete buttons are off.
+    host.find_element(By.ID, "end").click()
+    WebDriverWait(host, 5).until(EC.alert_is_present())
+    host.switch_to.alert.accept()
+    loop.run(ann.until(lambda m: m["type"] == "session_ended", what="session_ended"))
+    wait(host, lambda d: d.find_element(By.ID, "state").text == "ended")
+    assert "has ended" in alert_text(host) and "Play it back" in alert_text(host)
+    assert not host.find_element(By.ID, "text").is_enabled() and not host.find_element(By.ID, "send").is_enabled()
+    assert "ended" in host.find_element(By.ID, "compose-reason").text
+    assert host.find_elements(By.CSS_SELECTOR, "#messages button") == []
+    assert host.find_elements(By.CSS_SELECTOR, "#avatars button") == []
+    assert not host.find_element(By.ID, "end").is_displayed()
+    shot(host, "room-ended.png")
+    leaves = [l for e in transcript(hub, code) if e["type"] == "presence" for l in e["leaves"]]
+    assert any(l["id"] == bob_id and l["reason"] == "removed" for l in leaves), leaves
+
+
+def test_a_viewer_cannot_write_and_is_told_why(jwt_hub, browsers):
+    code = create_session(jwt_hub, title="Watch only")["code"]
+    d = browsers()
+    d.get(f"{jwt_hub.http}/?code={code}&name=Vic#token={member_token(session=code, role='viewer', name='Vic')}")
+    wait(d, lambda x: x.find_element(By.ID, "state").text == "open")
+    wait(d, lambda x: not x.find_element(By.ID, "text").is_enabled())
+    assert not d.find_element(By.ID, "send").is_enabled()
+    reason = d.find_element(By.ID, "compose-reason")
+    assert reason.is_displayed() and "viewer" in reason.text
+    wait(d, lambda x: "viewer" in x.find_element(By.CSS_SELECTOR, "#avatars .role").text)
+    # Moving over the board sends nothing a viewer may not send: no refusal comes back.
+    ActionChains(d).move_to_element(d.find_element(By.ID, "surface")).move_by_offset(20, 10).perform()
+    time.sleep(1)
+    assert alert_text(d) == ""
+    shot(d, "room-viewer.png")

@@ -16,6 +16,17 @@ const PROTOCOL = "collabhub.v1";
 
 const escapeHTML = (s) => String(s ?? "").replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
 
+/** Black or white text, whichever reads better on `color` (a #rgb or #rrggbb member colour): member
+ * colours range from navy to lime, and a name drawn on one must stay legible. */
+export function inkOn(color) {
+  let h = String(color || "").replace("#", "");
+  if (h.length === 3) h = [...h].map((c) => c + c).join("");
+  if (!/^[0-9a-fA-F]{6}$/.test(h)) return "#fff";
+  const lin = (i) => { const c = parseInt(h.slice(i, i + 2), 16) / 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+  const l = 0.2126 * lin(0) + 0.7152 * lin(2) + 0.0722 * lin(4);
+  return 1.05 / (l + 0.05) >= (l + 0.05) / 0.0556 ? "#fff" : "#111";   // 0.0556: #111's luminance + 0.05
+}
+
 /**
  * Draws a member's cursor on `surface` (a positioned element), or moves it there.
  * @param {HTMLElement} surface
@@ -28,7 +39,7 @@ export function placeCursor(surface, cursors, update, who) {
   if (!el) {
     el = document.createElement("div"); el.className = "cursor"; el.dataset.member = update.id;
     const color = escapeHTML(who.color);
-    el.innerHTML = `<svg width="16" height="16" viewBox="0 0 16 16"><path d="M1 1 L1 14 L5 10 L9 15 L11 14 L7 9 L13 9 Z" fill="${color}" stroke="#fff"/></svg><span style="background:${color}">${escapeHTML(who.name)}</span>`;
+    el.innerHTML = `<svg width="16" height="16" viewBox="0 0 16 16"><path d="M1 1 L1 14 L5 10 L9 15 L11 14 L7 9 L13 9 Z" fill="${color}" stroke="#fff"/></svg><span style="background:${color};color:${inkOn(who.color)}">${escapeHTML(who.name)}</span>`;
     surface.appendChild(el); cursors.set(update.id, el);
   }
   el.style.left = update.x + "px"; el.style.top = update.y + "px";
@@ -164,7 +175,7 @@ const presenceState = (status, location) => ({ status: status || "active", ...(l
  * `state` (ConnectionState), `joined`, `presence` (Map of members, with each one's `status` and `location`),
  * `chat` (a redacted one is a tombstone: `redacted: true`, no text), `chat_edit`, `chat_delete`, `redact`
  * (`target` is the chat message's seq), `ack`, `cursors`, `typing`, `event`, `run`, `error`, `reset`,
- * `history`, `ended`.
+ * `history`, `ended`, `closed` (`{code}`: the hub closed the connection for good, e.g. 4005 removed).
  *
  * A `reset` (the events after our last seq were deleted by retention, or could not be read) is filled from
  * the transcript API when the client holds a credential it can send over HTTP (a token, or the host key):
@@ -574,6 +585,9 @@ export class CollabClient extends EventTarget {
 
   _closed(code) {
     this.ws = null;
+    /** The close code of the last connection (4001 token expired or guests refused, 4003 forbidden, 4004
+     * session ended, 4005 removed, 4008 rate limited, ...). */
+    this.closeCode = code;
     // 4001 token expired, 4003 forbidden, 4004 ended, 4005 removed, 1002/1007/1009: reconnecting would not help.
     // With getToken, a 4001 (expired or missing token) is worth one retry with a fresh token.
     if (code === 4001 && this.getToken && !this._authRetried && !this.closedByUser) {
@@ -583,7 +597,12 @@ export class CollabClient extends EventTarget {
       return;
     }
     const final = this.closedByUser || [4001, 4003, 4004, 4005, 1002, 1007, 1009].includes(code);
-    if (final) { this._setState("closed"); return; }
+    if (final) {
+      this._setState("closed");
+      // Why it stays closed (a page says so): not after close(), which the caller asked for.
+      if (!this.closedByUser || [4004].includes(code)) this._emit("closed", { code });
+      return;
+    }
     this._setState("offline");
     const delay = backoffDelay(this.attempt++, 250, 15000, this.random);
     this.schedule(() => { if (!this.closedByUser) this.connect(); }, delay);
@@ -638,6 +657,11 @@ export class RunWatcher extends EventTarget {
     if (this.channels.has(channel)) return;   // already followed (and resumed after reconnects)
     this.channels.set(channel, 0);
     if (this.ws && this.ws.readyState === 1) this._subscribe(channel, 0);
+  }
+  /** Stops following `channel` (and no longer resubscribes it after a reconnect). */
+  unsubscribe(channel) {
+    if (!this.channels.delete(channel)) return;
+    if (this.ws && this.ws.readyState === 1) this.ws.send(JSON.stringify({ type: "unsubscribe", channel }));
   }
   close() { this.closed = true; if (this.ws) this.ws.close(1000); }
   _subscribe(channel, seq) {
