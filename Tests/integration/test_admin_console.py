@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -288,7 +289,9 @@ def test_sessions_members_transcript_playback_and_end(world, console):
     shot(d, "admin-transcript.png")
 
     # End a session from the console (after a confirm).
-    d.find_element(By.CSS_SELECTOR, row(scratch) + " .end-session").click()
+    end = d.find_element(By.CSS_SELECTOR, row(scratch) + " .end-session")
+    d.execute_script("arguments[0].scrollIntoView({block: 'center'})", end)   # not under the sticky header
+    end.click()
     accept_confirm(d)
     wait(d, lambda x: cells(x.find_element(By.CSS_SELECTOR, row(scratch)))[2].startswith("ended"))
     sessions = {s["code"]: s for s in api(hub, "GET", "/api/sessions")[1]["sessions"]}
@@ -442,3 +445,204 @@ def test_metrics_charts(world, console):
     shot(d, "admin-metrics.png")
     d.execute_script("document.getElementById('chart-webhook').scrollIntoView({block: 'end'})")
     shot(d, "admin-metrics-latency.png")
+
+
+# MARK: - The console as an inspector: a session's live tail, its members (removed), share links, redactions,
+# webhook creation. A hub with a --jwt-secret (share links need one), sessions that admit guests.
+
+SHARE_SECRET = "inspector-share-secret-0123456789"
+
+
+@pytest.fixture(scope="module")
+def inspect_hub(tmp_path_factory):
+    hub = conftest.Hub("--threads", "2", "--admin-key", ADMIN, "--jwt-secret", SHARE_SECRET,
+                       data_dir=str(tmp_path_factory.mktemp("inspect"))).start()
+    members = Members()
+    try:
+        yield hub, members
+    finally:
+        members.close()
+        alive = hub.alive()
+        hub.stop()
+    assert alive, hub.output()
+
+
+def signed_in(hub, key=ADMIN):
+    d = browser()
+    d.get(hub.http + "/admin")
+    wait(d, lambda x: x.find_element(By.ID, "login").is_displayed())
+    sign_in(d, key)
+    wait(d, lambda x: x.find_element(By.ID, "app").is_displayed())
+    return d
+
+
+def open_detail(d, code):
+    open_section(d, "sessions")
+    row = f'#sessions-rows tr[data-code="{code}"]'
+    wait(d, lambda x: x.find_elements(By.CSS_SELECTOR, row))
+    d.find_element(By.CSS_SELECTOR, row + " .open-transcript").click()
+    wait(d, lambda x: x.find_element(By.ID, "transcript").is_displayed() and x.find_element(By.ID, "transcript-code").text == code)
+
+
+def member_names(d):
+    return sorted(r.find_element(By.CSS_SELECTOR, ".name").text for r in d.find_elements(By.CSS_SELECTOR, "#members-rows tr"))
+
+
+async def chat(c, id_, text):
+    await c.send({"type": "chat", "id": id_, "text": text})
+    return (await c.expect("ack"))["seq"]
+
+
+async def close_code(c, timeout=10):
+    await asyncio.wait_for(c.ws.wait_closed(), timeout)
+    return c.ws.close_code
+
+
+def test_live_tail_redactions_and_remove_member(inspect_hub):
+    hub, members = inspect_hub
+    made = create_session(hub, title="Inspector", guest_policy="allow")
+    code = made["code"]
+
+    async def populate():
+        host = await Client.connect(hub, code)
+        members.clients.append(host)
+        await host.join("Hana", client_id="hana-1", host_key=made["host_key"])
+        carl = await members.connect(hub, code, "Carl", "carl-1")
+        return host, carl, await chat(carl, "t1", "said before the console looked")
+    host, carl, s1 = members.do(populate())
+    d = signed_in(hub)
+    try:
+        open_detail(d, code)
+        wait(d, lambda x: "said before the console looked" in x.find_element(By.ID, "transcript-rows").text)
+        # Followed without a click: the toggle is on and says so.
+        assert d.find_element(By.ID, "transcript-live").get_attribute("aria-pressed") == "true"
+        assert d.find_element(By.ID, "live-state").text == "live"
+
+        # Said after the view opened: it appears by itself, within a few seconds.
+        s2 = members.do(chat(carl, "t2", "said while the console watched"))
+        wait(d, lambda x: x.find_elements(By.CSS_SELECTOR, f'#transcript-rows tr[data-seq="{s2}"]'), timeout=6)
+        assert "said while the console watched" in d.find_element(By.CSS_SELECTOR, f'#transcript-rows tr[data-seq="{s2}"]').text
+
+        # A redaction, an edit and a deletion, also live: the rows say what happened, not raw JSON.
+        async def change():
+            s3 = await chat(carl, "t3", "a message to delete")
+            await carl.send({"type": "chat_edit", "id": "e2", "seq": s2, "text": "said while watching (fixed)"})
+            await carl.expect("ack", skip=("cursors", "typing", "presence", "chat_edit"))
+            await carl.send({"type": "chat_delete", "id": "d3", "seq": s3})
+            await host.send({"type": "redact", "id": "r1", "seq": s1, "reason": "pasted a password"})
+            return s3
+        s3 = members.do(change())
+        row = lambda seq: d.find_element(By.CSS_SELECTOR, f'#transcript-rows tr[data-seq="{seq}"]')  # noqa: E731
+        wait(d, lambda x: x.find_elements(By.CSS_SELECTOR, '#transcript-rows tr[data-type="redact"]'), timeout=6)
+        redact = d.find_element(By.CSS_SELECTOR, '#transcript-rows tr[data-type="redact"]')
+        assert "redacted by host: pasted a password" in redact.text and f"#{s1}" in redact.text
+        wait(d, lambda x: cells(row(s1))[4] == "[redacted]")
+        assert "redacted" in row(s1).get_attribute("class")
+        assert cells(row(s2))[4] == "said while watching (fixed) edited"
+        assert cells(row(s3))[4].startswith("deleted")
+        assert "edit of #%d" % s2 in d.find_element(By.CSS_SELECTOR, '#transcript-rows tr[data-type="chat_edit"]').text
+        assert f"deleted message #{s3}" in d.find_element(By.CSS_SELECTOR, '#transcript-rows tr[data-type="chat_delete"]').text
+        # Read again from the store (a tombstone there): still redacted, the original text nowhere.
+        d.find_element(By.ID, "transcript-reload").click()
+        wait(d, lambda x: cells(row(s1))[4] == "[redacted]" and "pasted a password" in x.find_element(By.ID, "transcript-rows").text)
+        assert "said before the console looked" not in d.find_element(By.ID, "transcript").text
+
+        # The members, each with a Remove button.
+        wait(d, lambda x: member_names(x) == ["Carl", "Hana"])
+        shot(d, "admin-inspector-1280.png")
+        d.set_window_size(375, 812)
+        d.execute_script("document.getElementById('transcript').scrollIntoView()")
+        assert d.execute_script("return document.documentElement.scrollWidth") <= 375
+        shot(d, "admin-inspector-375.png")
+        d.set_window_size(1280, 800)
+
+        carl_row = '#members-rows tr[data-member] .remove-member[aria-label="Remove Carl"]'
+        d.find_element(By.CSS_SELECTOR, carl_row).click()
+        accept_confirm(d)
+        assert members.do(close_code(carl)) == 4005
+        wait(d, lambda x: member_names(x) == ["Hana"])
+        assert [m["name"] for m in api(hub, "GET", f"/api/sessions/{code}/members")[1]["members"]] == ["Hana"]
+
+        # Live off: nothing more is fetched; on again: it catches up.
+        d.find_element(By.ID, "transcript-live").click()
+        assert d.find_element(By.ID, "transcript-live").get_attribute("aria-pressed") == "false"
+        assert d.find_element(By.ID, "live-state").text == ""
+    finally:
+        d.quit()
+
+    # A key that may read but not remove: the refusal is shown with the hub's own words.
+    status, reader = api(hub, "POST", "/api/keys", {"name": "reader", "scopes": ["sessions:read", "transcripts:read"]})
+    assert status == 201, reader
+    d = signed_in(hub, reader["key"])
+    try:
+        open_detail(d, code)
+        wait(d, lambda x: member_names(x) == ["Hana"])
+        d.find_element(By.CSS_SELECTOR, '.remove-member[aria-label="Remove Hana"]').click()
+        accept_confirm(d)
+        wait(d, lambda x: "This key may not remove Hana:" in x.find_element(By.ID, "member-action-error").text)
+        time.sleep(2.5)   # a live refresh of the list goes by: the refusal stays
+        assert "This key may not remove Hana:" in d.find_element(By.ID, "member-action-error").text
+        assert member_names(d) == ["Hana"]
+    finally:
+        d.quit()
+
+
+def test_share_link_plays(inspect_hub):
+    hub, _ = inspect_hub
+    code = create_session(hub, title="Shared")["code"]
+    assert api(hub, "POST", f"/api/sessions/{code}/messages", {"kind": "system", "text": "for the record"},
+               {**KEY, "Idempotency-Key": "share-1"})[0] == 201
+    d = signed_in(hub)
+    try:
+        open_detail(d, code)
+        d.find_element(By.ID, "share-ttl").send_keys("1 day")
+        d.find_element(By.ID, "share-create").click()
+        wait(d, lambda x: x.find_element(By.ID, "share-result").is_displayed())
+        url = d.find_element(By.ID, "share-url").text
+        assert url.startswith(f"{hub.http}/replay/{code}#token=")
+        token = url.split("#token=", 1)[1]
+        status, body = api(hub, "GET", f"/api/sessions/{code}/transcript", headers={"Authorization": "Bearer " + token})
+        assert status == 200 and any(e.get("text") == "for the record" for e in body["events"])
+        shot(d, "admin-share.png")
+    finally:
+        d.quit()
+
+
+def test_share_unavailable_is_explained(world, console):
+    # The world hub has no --jwt-secret: 409 share_unavailable, with its message.
+    d = console
+    open_detail(d, world["live"])
+    d.find_element(By.ID, "share-create").click()
+    wait(d, lambda x: "409 share_unavailable" in x.find_element(By.ID, "share-error").text)
+    assert not d.find_element(By.ID, "share-result").is_displayed()
+    d.find_element(By.ID, "transcript-close").click()
+
+
+def test_webhook_creation_shows_the_secret(world, console):
+    d, hub, rx = console, world["hub"], world["rx"]
+    open_section(d, "webhooks")
+    # Refused by the hub: its message, naming the field.
+    d.find_element(By.ID, "webhook-url").send_keys("ftp://example.com/hook")
+    d.find_element(By.CSS_SELECTOR, '#webhook-events input[value="chat.created"]').click()
+    d.find_element(By.ID, "webhook-create").click()
+    wait(d, lambda x: "Could not create the endpoint (400" in x.find_element(By.ID, "webhook-form-error").text)
+    assert not d.find_element(By.ID, "new-webhook").is_displayed()
+
+    d.find_element(By.ID, "webhook-url").clear()
+    d.find_element(By.ID, "webhook-url").send_keys(rx.url + "/second")
+    d.find_element(By.ID, "webhook-description").send_keys("second receiver")
+    d.find_element(By.CSS_SELECTOR, '#webhook-events input[value="session.ended"]').click()
+    d.find_element(By.ID, "webhook-create").click()
+    wait(d, lambda x: x.find_element(By.ID, "new-webhook").is_displayed())
+    secret, new_id = d.find_element(By.ID, "new-webhook-secret").text, d.find_element(By.ID, "new-webhook-id").text
+    assert secret.startswith("whsec_")
+    assert d.find_element(By.ID, "webhook-form-error").text == ""
+    wait(d, lambda x: x.find_elements(By.CSS_SELECTOR, f'.wh[data-webhook="{new_id}"]'))
+    card = d.find_element(By.CSS_SELECTOR, f'.wh[data-webhook="{new_id}"]')
+    assert card.find_element(By.CSS_SELECTOR, ".url").text == rx.url + "/second"
+    assert "second receiver" in card.text
+    made = api(hub, "GET", f"/api/webhooks/{new_id}")[1]
+    assert sorted(made["events"]) == ["chat.created", "session.ended"] and "secret" not in made
+    shot(d, "admin-webhook-created.png")
+    d.find_element(By.ID, "new-webhook-done").click()
+    assert not d.find_element(By.ID, "new-webhook").is_displayed()

@@ -11,6 +11,9 @@ const REFRESH_MS = 3000;           // the visible section
 const METRICS_MS = 2000;           // /metrics, always (rates need history)
 const METRICS_WINDOW_MS = 180_000; // the charts show the last 3 minutes
 const HISTOGRAM_WINDOW = 5;        // latency quantiles over the last 5 scrapes (~10 s)
+const TAIL_MS = 2000;              // the live tail of an open transcript
+const WEBHOOK_EVENTS = ["*", "session.started", "session.ended", "member.joined", "member.left", "chat.created", "chat.updated",
+  "chat.deleted", "event.created", "run.started", "run.paused", "run.resumed", "run.step_failed", "run.completed"];
 const SCOPES = ["sessions:create", "sessions:read", "sessions:write", "transcripts:read", "runs:publish", "runs:read",
   "activity:read", "keys:admin", "webhooks:admin", "metrics:read"];
 
@@ -373,6 +376,7 @@ function start(key) {
   $("who").textContent = !key ? "open mode, no key" : id ? `API key ${id[1]}` : "operator key";
   buildCharts();
   buildScopeChoices();
+  buildWebhookEventChoices();
   const wanted = location.hash.replace(/^#/, "");
   show(SECTIONS.includes(wanted) ? wanted : "sessions");
   scrape();
@@ -528,59 +532,247 @@ async function endSession(code) {
   setTimeout(() => refresh("sessions"), 300);
 }
 
+// The session's detail: its transcript (followed live), its members (with Remove) and share links.
+//
+// Live: the console's credential (the admin key or an API key) cannot watch a session over /ws: `join`
+// admits only a member token, the session's host key or (where allowed) a guest, and `replay` with a key
+// plays what is stored and finishes. So the tail reads `transcript?after=LAST` every TAIL_MS and appends
+// what was committed since: events exactly as members received them, in seq order, none twice.
+
+let tailTimer = null;
+
 async function openTranscript(code) {
-  state.transcript = { code, events: [], nextAfter: 0, hasMore: false, names: new Map() };
+  setLive(false);
+  const session = state.sessions.find((s) => s.code === code);
+  const ended = session?.status === "ended";
+  state.transcript = { code, events: [], nextAfter: 0, hasMore: false, names: new Map(), live: false, loading: false,
+    loaded: false, ended, members: null };
   $("transcript").hidden = false;
   setText($("transcript-code"), code);
   $("transcript-rows").replaceChildren();
+  $("members-rows").replaceChildren();
+  setText($("members-error"), "");
+  setText($("member-action-error"), "");
+  hideShare();
   renderSessions();
-  await loadTranscriptPage();
+  const t = state.transcript;
+  await Promise.all([loadTranscriptPage(), loadMembers()]);
+  if (state.transcript !== t) return;
+  t.loaded = true;
+  // A live session is followed from the start: nothing to click to see what is said next.
+  setLive(!ended);
   $("transcript").scrollIntoView({ block: "start", behavior: "smooth" });
 }
 
-async function loadTranscriptPage() {
+function closeTranscript() {
+  setLive(false);
+  state.transcript = null;
+  $("transcript").hidden = true;
+  renderSessions();
+}
+
+function setLive(on) {
   const t = state.transcript;
-  if (!t) return;
+  clearInterval(tailTimer);
+  tailTimer = null;
+  if (t) t.live = on;
+  if (on) tailTimer = setInterval(tailTick, TAIL_MS);
+  $("transcript-live").setAttribute("aria-pressed", String(!!on));
+  renderLiveState();
+  if (t) renderTranscript();
+}
+
+function renderLiveState(error) {
+  const el = $("live-state"), t = state.transcript;
+  el.classList.toggle("on", !!t?.live && !error);
+  setText(el, !t?.live ? "" : error ? "live: retrying" : "live");
+  el.title = error || (t?.live ? `following: new events appear within ${TAIL_MS / 1000} s` : "");
+}
+
+async function tailTick() {
+  const t = state.transcript;
+  if (!t || !t.live || stopped || state.section !== "sessions") return;
+  const ok = await loadTranscriptPage({ tail: true });
+  if (state.transcript !== t) return;
+  renderLiveState(ok ? null : $("transcript-error").textContent);
+  if (!t.ended) await loadMembers();
+}
+
+/** The next page of the transcript (after what is loaded); the tail takes larger pages. Returns whether it worked. */
+async function loadTranscriptPage(opts = {}) {
+  const t = state.transcript;
+  if (!t || t.loading) return true;
+  t.loading = true;
   $("transcript-more").disabled = true;
   try {
     const data = await guarded("transcript-error", `read the transcript of ${t.code}`,
-      () => api("GET", `${path("api", "sessions", t.code, "transcript")}?after=${t.nextAfter}&limit=100`));
-    if (state.transcript !== t) return;   // another transcript was opened meanwhile
-    t.events.push(...(data.events || []));
+      () => api("GET", `${path("api", "sessions", t.code, "transcript")}?after=${t.nextAfter}&limit=${opts.tail ? 200 : 100}`));
+    if (state.transcript !== t) return true;   // another transcript was opened meanwhile
+    // Only what is new (seq above the last loaded one): a page read twice appends nothing twice.
+    const last = t.events.length ? t.events[t.events.length - 1].seq ?? 0 : 0;
+    t.events.push(...(data.events || []).filter((e) => e.seq == null || e.seq > last));
     t.nextAfter = data.next_after ?? t.nextAfter;
     t.hasMore = !!data.has_more;
     renderTranscript();
-  } catch { /* shown */ } finally {
+    return true;
+  } catch { return false; /* shown */ } finally {
+    t.loading = false;
     $("transcript-more").disabled = false;
   }
 }
 
 function renderTranscript() {
   const t = state.transcript;
-  const rows = t.events.map((e) => describeEvent(e, t.names));
+  // What later events did to chat messages: edits, deletions, redactions (by the message's seq).
+  const changes = new Map();
+  for (const e of t.events) {
+    if (!["chat_edit", "chat_delete", "redact"].includes(e.type) || e.target == null) continue;
+    const c = changes.get(e.target) ?? {};
+    if (e.type === "chat_edit") c.edit = e.text ?? "";
+    else if (e.type === "chat_delete") c.deleted = true;
+    else c.redacted = { reason: e.reason ?? "" };
+    changes.set(e.target, c);
+  }
+  const rows = t.events.map((e) => describeEvent(e, t.names, changes));
   setText($("transcript-info"), `${t.events.length} event${t.events.length === 1 ? "" : "s"}${t.hasMore ? ", more to load" : ""}`);
   $("transcript-empty").hidden = t.events.length > 0;
-  // Loaded to the end: the button asks for what was written since (a live session grows).
+  // Loaded to the end: the button asks for what was written since (a live session grows; the tail does that by itself).
   setText($("transcript-more"), t.hasMore ? "Load more" : "Check for newer events");
+  $("transcript-foot").hidden = t.live && !t.hasMore;
+  const box = $("transcript-rows").closest(".scroll");
+  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+  let added = false;
   syncTable($("transcript-rows"), rows, (r) => r.key, [
     { class: "num mono", value: (r) => r.seq ?? "" },
     { class: "nowrap", value: (r) => formatTime(r.ts) },
     { class: "nowrap", value: (r) => r.type },
     { class: "nowrap", value: (r) => r.who },
     { class: "long", value: (r) => r.body },
-  ], (tr, r) => { tr.dataset.seq = r.seq ?? ""; });
+  ], (tr, r) => {
+    tr.dataset.seq = r.seq ?? "";
+    tr.dataset.type = r.rawType;
+    if (t.loaded) { tr.classList.add("new-event"); added = true; }
+  });
+  const classes = new Map(rows.map((r) => [String(r.key), r.state]));
+  for (const tr of $("transcript-rows").children) {
+    const st = classes.get(tr.dataset.k) ?? "";
+    if ((tr.dataset.state ?? "") !== st) {
+      tr.classList.remove("redacted", "deleted", "edited");
+      if (st) tr.classList.add(st);
+      tr.dataset.state = st;
+    }
+  }
+  // Following: stay at the newest event when the operator was already looking at the end.
+  if (added && atBottom) box.scrollTop = box.scrollHeight;
+}
+
+// MARK: Members (of the open session)
+
+async function loadMembers() {
+  const t = state.transcript;
+  if (!t) return;
+  if (t.ended) {
+    t.members = [];
+    setText($("members-info"), "");
+    setText($("members-empty"), "The session has ended: nobody is connected.");
+    $("members-empty").hidden = false;
+    return;
+  }
+  try {
+    const m = await api("GET", path("api", "sessions", t.code, "members"));
+    if (state.transcript !== t) return;
+    t.members = m.members || [];
+    setText($("members-error"), "");
+  } catch (e) {
+    if (state.transcript !== t) return;
+    setText($("members-error"), explain(e, `list the members of ${t.code}`));
+    if (!t.members) return;
+  }
+  renderMembers();
+}
+
+function renderMembers() {
+  const t = state.transcript, list = t?.members || [];
+  const conns = list.reduce((n, m) => n + (m.connections || 0), 0);
+  setText($("members-info"), `${list.length} member${list.length === 1 ? "" : "s"}, ${conns} connection${conns === 1 ? "" : "s"}`);
+  setText($("members-empty"), "Nobody is connected.");
+  $("members-empty").hidden = list.length > 0;
+  syncTable($("members-rows"), list, (m) => m.id, [
+    { value: (m) => ({ sig: m.name + m.color, build: () => h("span", { class: "chip" }, colorDot(m.color), h("span", { class: "name", text: m.name })) }) },
+    { value: (m) => m.role },
+    { class: "num", value: (m) => (m.connections > 0 ? m.connections : "0 (reconnecting)") },
+    { value: (m) => m.status ?? "" },
+    { class: "act", value: (m) => ({
+      sig: m.id,
+      build: () => h("button", { class: "danger btn-sm remove-member", type: "button", "aria-label": `Remove ${m.name}`,
+        onclick: () => removeMember(t.code, m) }, "Remove"),
+    }) },
+  ], (tr, m) => { tr.dataset.member = m.id; });
+}
+
+async function removeMember(code, m) {
+  if (!confirm(`Remove ${m.name} from session ${code}? Their connections are closed.`)) return;
+  try {
+    await api("DELETE", path("api", "sessions", code, "members", m.id));
+    setText($("member-action-error"), "");
+    toast(`${m.name} removed from ${code}.`);
+  } catch (e) {
+    // Its own line: the list's error line is cleared by the next successful read (every 2 s while live).
+    const message = explain(e, `remove ${m.name}`);
+    setText($("member-action-error"), message);
+    toast(message, true);
+  }
+  await loadMembers();
+}
+
+// MARK: Share links
+
+function hideShare() {
+  $("share-result").hidden = true;
+  setText($("share-url"), "");
+  setText($("share-error"), "");
+}
+
+async function createShare(event) {
+  event.preventDefault();
+  const t = state.transcript;
+  if (!t) return;
+  hideShare();
+  $("share-create").disabled = true;
+  try {
+    const made = await api("POST", path("api", "sessions", t.code, "share"), { ttl_s: Number($("share-ttl").value) });
+    if (state.transcript !== t) return;
+    setText($("share-url"), new URL(made.url, location.origin).href);
+    setText($("share-expires"), made.expires_at ? `(expires ${formatTime(made.expires_at)})` : "");
+    $("share-result").hidden = false;
+  } catch (e) {
+    setText($("share-error"), e instanceof ApiError ? explain(e, "create a share link") : String(e));
+  } finally {
+    $("share-create").disabled = false;
+  }
 }
 
 /** One transcript event as a row: type, who and a readable text. `names` maps member ids to names. */
-function describeEvent(e, names) {
-  const row = { key: e.seq ?? JSON.stringify(e), seq: e.seq, ts: e.ts, type: e.type, who: "", body: "" };
+function describeEvent(e, names, changes = new Map()) {
+  const row = { key: e.seq ?? JSON.stringify(e), seq: e.seq, ts: e.ts, type: e.type, rawType: e.type, who: "", body: "", state: "" };
   const sig = String(e.seq);
+  const change = e.seq != null ? changes.get(e.seq) : null;
   switch (e.type) {
     case "chat": {
       if (e.from) names.set(e.from.id, e.from.name);
       row.who = e.from?.name ?? (e.kind === "system" ? "system" : "");
       row.type = e.kind && e.kind !== "text" ? `chat · ${e.kind}` : "chat";
-      if (e.kind === "code" && e.code) {
+      if (e.redacted || change?.redacted) {
+        // The store keeps a tombstone; one loaded before the redaction still has its text here: not shown.
+        row.state = "redacted";
+        row.body = { sig: "redacted", build: () => h("span", { class: "gone", text: "[redacted]" }) };
+      } else if (change?.deleted) {
+        row.state = "deleted";
+        row.body = { sig: "deleted|" + (e.text ?? ""), build: () => [badge("deleted", "ended"), " ", h("s", { text: e.text ?? "" })] };
+      } else if (change?.edit != null) {
+        row.state = "edited";
+        row.body = { sig: "edited|" + change.edit, build: () => [change.edit, " ", h("span", { class: "tag", text: "edited" })] };
+      } else if (e.kind === "code" && e.code) {
         row.body = { sig, build: () => [e.text ? h("div", { text: e.text }) : null, h("pre", { text: e.code.source ?? "" })] };
       } else if (e.kind === "file" && e.file) {
         row.body = `${e.text ? e.text + " · " : ""}file ${e.file.name ?? ""} (${formatNumber(e.file.size ?? 0)} bytes) ${e.file.url ?? ""}`;
@@ -603,6 +795,21 @@ function describeEvent(e, names) {
       row.who = names.get(e.from) ?? e.from ?? "";
       row.type = "event";
       row.body = { sig, build: () => [h("b", { text: e.name ?? "" }), " ", h("span", { class: "mono", text: truncate(JSON.stringify(e.data ?? {}), 300) })] };
+      break;
+    case "chat_edit":
+      row.who = e.from?.name ?? names.get(e.from) ?? "";
+      row.type = "edit";
+      row.body = { sig: sig + "|" + (e.text ?? ""), build: () => [h("span", { class: "tag", text: `edit of #${e.target}` }), " ", e.text ?? ""] };
+      break;
+    case "chat_delete":
+      row.who = e.from?.name ?? names.get(e.from) ?? "";
+      row.type = "delete";
+      row.body = `deleted message #${e.target}`;
+      break;
+    case "redact":
+      row.who = e.from?.name ?? names.get(e.from) ?? "";
+      row.type = "redact";
+      row.body = `redacted by host${e.reason ? ": " + e.reason : ""} (message #${e.target})`;
       break;
     case "run":
       row.who = e.run?.owner ?? "";
@@ -711,6 +918,35 @@ async function loadRunDetail() {
 
 // MARK: API keys
 
+function buildWebhookEventChoices() {
+  $("webhook-events").replaceChildren(...WEBHOOK_EVENTS.map((ev) =>
+    h("label", null, h("input", { type: "checkbox", name: "webhook-event", value: ev }), ev === "*" ? "* (every event)" : ev)));
+}
+
+async function createWebhook(event) {
+  event.preventDefault();
+  const body = { url: $("webhook-url").value.trim(), events: [...document.querySelectorAll("#webhook-events input:checked")].map((c) => c.value) };
+  const description = $("webhook-description").value.trim();
+  if (description) body.description = description;
+  if (!body.url) return setText($("webhook-form-error"), "Give the endpoint a URL.");
+  if (!body.events.length) return setText($("webhook-form-error"), "Choose at least one event.");
+  $("webhook-create").disabled = true;
+  try {
+    const made = await api("POST", "/api/webhooks", body);
+    setText($("webhook-form-error"), "");
+    setText($("new-webhook-id"), made.id);
+    setText($("new-webhook-secret"), made.secret);
+    $("new-webhook").hidden = false;
+    $("webhook-form").reset();
+    $("new-webhook").scrollIntoView({ block: "nearest" });
+    refresh("webhooks");
+  } catch (e) {
+    setText($("webhook-form-error"), e instanceof ApiError ? explain(e, "create the endpoint") : String(e));
+  } finally {
+    $("webhook-create").disabled = false;
+  }
+}
+
 function buildScopeChoices() {
   $("key-scopes").replaceChildren(...SCOPES.map((s) =>
     h("label", null, h("input", { type: "checkbox", name: "scope", value: s }), s)));
@@ -799,14 +1035,14 @@ async function createKey(event) {
   }
 }
 
-async function copySecret() {
-  const text = $("new-key-secret").textContent;
+async function copySecret(id = "new-key-secret") {
+  const text = $(id).textContent;
   try {
     await navigator.clipboard.writeText(text);
     toast("Copied.");
   } catch {
     // No clipboard access (plain http on another host): select it for Ctrl+C.
-    getSelection().selectAllChildren($("new-key-secret"));
+    getSelection().selectAllChildren($(id));
     toast("Selected: press Ctrl+C to copy.");
   }
 }
@@ -1250,7 +1486,14 @@ function init() {
   $("sessions-search").addEventListener("input", renderSessions);
   $("transcript-more").addEventListener("click", loadTranscriptPage);
   $("transcript-reload").addEventListener("click", () => state.transcript && openTranscript(state.transcript.code));
-  $("transcript-close").addEventListener("click", () => { state.transcript = null; $("transcript").hidden = true; renderSessions(); });
+  $("transcript-close").addEventListener("click", closeTranscript);
+  $("transcript-live").addEventListener("click", () => state.transcript && setLive(!state.transcript.live));
+  $("share-form").addEventListener("submit", createShare);
+  $("share-copy").addEventListener("click", () => copySecret("share-url"));
+  $("share-done").addEventListener("click", hideShare);
+  $("webhook-form").addEventListener("submit", createWebhook);
+  $("new-webhook-copy").addEventListener("click", () => copySecret("new-webhook-secret"));
+  $("new-webhook-done").addEventListener("click", () => { $("new-webhook").hidden = true; setText($("new-webhook-secret"), ""); setText($("new-webhook-id"), ""); });
   let runFilterTimer;
   $("runs-owner").addEventListener("input", () => { clearTimeout(runFilterTimer); runFilterTimer = setTimeout(() => refresh("runs"), 300); });
   $("runs-status").addEventListener("change", () => refresh("runs"));
@@ -1261,7 +1504,7 @@ function init() {
     renderRuns(!$("runs-foot").hidden);
   });
   $("key-form").addEventListener("submit", createKey);
-  $("new-key-copy").addEventListener("click", copySecret);
+  $("new-key-copy").addEventListener("click", () => copySecret("new-key-secret"));
   $("new-key-done").addEventListener("click", () => { $("new-key").hidden = true; setText($("new-key-secret"), ""); setText($("new-key-id"), ""); });
   let activityTimer;
   for (const id of ["activity-session", "activity-actor"]) {
