@@ -600,6 +600,7 @@ def test_share_link_plays(inspect_hub):
         wait(d, lambda x: x.find_element(By.ID, "share-result").is_displayed())
         url = d.find_element(By.ID, "share-url").text
         assert url.startswith(f"{hub.http}/replay/{code}#token=")
+        assert "1970" not in d.find_element(By.ID, "share-expires").text   # seconds read as milliseconds
         token = url.split("#token=", 1)[1]
         status, body = api(hub, "GET", f"/api/sessions/{code}/transcript", headers={"Authorization": "Bearer " + token})
         assert status == 200 and any(e.get("text") == "for the record" for e in body["events"])

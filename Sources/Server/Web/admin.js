@@ -743,7 +743,9 @@ async function createShare(event) {
     const made = await api("POST", path("api", "sessions", t.code, "share"), { ttl_s: Number($("share-ttl").value) });
     if (state.transcript !== t) return;
     setText($("share-url"), new URL(made.url, location.origin).href);
-    setText($("share-expires"), made.expires_at ? `(expires ${formatTime(made.expires_at)})` : "");
+    // expires_at is in seconds (a JWT's exp); the console's times are milliseconds.
+    const exp = made.expires_at < 1e12 ? made.expires_at * 1000 : made.expires_at;
+    setText($("share-expires"), exp ? `(expires ${formatTime(exp)})` : "");
     $("share-result").hidden = false;
   } catch (e) {
     setText($("share-error"), e instanceof ApiError ? explain(e, "create a share link") : String(e));
