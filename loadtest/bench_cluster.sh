@@ -32,7 +32,8 @@ run() {  # mode scenario extra-args...
     start_redis
     for n in 0 1 2; do
       taskset -c 0 .build/release/collabhub serve --port $((9251 + n)) --threads 1 --max-connections-per-address 0 \
-        --limit-chat 1000 --limit-event 1000 --redis redis://127.0.0.1:$rport --data "$(mktemp -d)" >/dev/null 2>&1 &
+        --limit-chat 1000 --limit-event 1000 --redis redis://127.0.0.1:$rport --auth open --data "$(mktemp -d)" \
+        >/dev/null 2>&1 &
       pids+=($!); urls+=("ws://127.0.0.1:$((9251 + n))")
     done
     spread="--spread ${urls[1]},${urls[2]}"
