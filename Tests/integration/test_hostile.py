@@ -281,9 +281,11 @@ def flood_hub(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def slow_member_hub(tmp_path_factory):
-    h = start_hub(tmp_path_factory, "slowmember", "--threads", "2")
+    # At debug, a cut writes a line naming its session (read from the output once the hub stops).
+    h = start_hub(tmp_path_factory, "slowmember", "--threads", "2", "--log-level", "debug", "--log-format", "json")
     yield h
-    stop_hub(h)
+    if h.alive():
+        stop_hub(h)
 
 
 @pytest.fixture(scope="module")
@@ -920,6 +922,10 @@ def test_member_that_stops_reading_is_cut_off(slow_member_hub):
     assert ended, f"B's socket was not closed by the hub within 15 s ({len(data)} bytes read)"
     assert len(data) < 10 * MiB, f"B could still read {len(data)} bytes"
     assert_alive(hub)
+    stop_hub(hub)
+    lines = [json.loads(l) for l in hub.proc.stdout.read().splitlines() if l.startswith("{")]
+    cuts = [l for l in lines if l.get("msg") == "slow consumer cut"]
+    assert len(cuts) == 1 and cuts[0].get("session") == code, f"one debug line naming session {code}: {cuts}"
 
 
 # ---------------------------------------------------------------------------------------------------
