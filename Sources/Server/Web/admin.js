@@ -932,20 +932,26 @@ async function createWebhook(event) {
   if (description) body.description = description;
   if (!body.url) return setText($("webhook-form-error"), "Give the endpoint a URL.");
   if (!body.events.length) return setText($("webhook-form-error"), "Choose at least one event.");
-  $("webhook-create").disabled = true;
+  await createShowingSecret("webhook", "/api/webhooks", body, "secret", "webhooks", "create the endpoint");
+}
+
+/** Creates a key or a webhook endpoint from its form (ids `<kind>-create`, `<kind>-form`, `<kind>-form-error`)
+ * and shows its secret once in the `new-<kind>` banner, then refreshes `section`. */
+async function createShowingSecret(kind, path, body, secretField, section, doing) {
+  $(`${kind}-create`).disabled = true;
   try {
-    const made = await api("POST", "/api/webhooks", body);
-    setText($("webhook-form-error"), "");
-    setText($("new-webhook-id"), made.id);
-    setText($("new-webhook-secret"), made.secret);
-    $("new-webhook").hidden = false;
-    $("webhook-form").reset();
-    $("new-webhook").scrollIntoView({ block: "nearest" });
-    refresh("webhooks");
+    const made = await api("POST", path, body);
+    setText($(`${kind}-form-error`), "");
+    setText($(`new-${kind}-id`), made.id);
+    setText($(`new-${kind}-secret`), made[secretField]);
+    $(`new-${kind}`).hidden = false;
+    $(`${kind}-form`).reset();
+    $(`new-${kind}`).scrollIntoView({ block: "nearest" });
+    refresh(section);
   } catch (e) {
-    setText($("webhook-form-error"), e instanceof ApiError ? explain(e, "create the endpoint") : String(e));
+    setText($(`${kind}-form-error`), e instanceof ApiError ? explain(e, doing) : String(e));
   } finally {
-    $("webhook-create").disabled = false;
+    $(`${kind}-create`).disabled = false;
   }
 }
 
@@ -1020,21 +1026,7 @@ async function createKey(event) {
   for (const [field, id] of [["per_minute", "key-per-minute"], ["per_hour", "key-per-hour"], ["per_month", "key-per-month"]]) {
     if ($(id).value) body[field] = Number($(id).value);
   }
-  $("key-create").disabled = true;
-  try {
-    const made = await api("POST", "/api/keys", body);
-    setText($("key-form-error"), "");
-    setText($("new-key-id"), made.id);
-    setText($("new-key-secret"), made.key);
-    $("new-key").hidden = false;
-    $("key-form").reset();
-    $("new-key").scrollIntoView({ block: "nearest" });
-    refresh("keys");
-  } catch (e) {
-    setText($("key-form-error"), e instanceof ApiError ? explain(e, "create keys") : String(e));
-  } finally {
-    $("key-create").disabled = false;
-  }
+  await createShowingSecret("key", "/api/keys", body, "key", "keys", "create keys");
 }
 
 async function copySecret(id = "new-key-secret") {
