@@ -467,7 +467,7 @@ function renderSessions() {
     .sort((a, b) => (a.status === b.status ? 0 : a.status === "live" ? -1 : 1) || (b.created_at ?? 0) - (a.created_at ?? 0));
   const live = all.filter((s) => s.status === "live");
   const people = live.reduce((n, s) => n + (s.members || 0), 0);
-  setText($("sessions-summary"), `${live.length} live, ${all.length - live.length} ended · ${people} people present`);
+  setText($("sessions-summary"), `${live.length} live, ${all.length - live.length} ended · ${people} ${people === 1 ? "person" : "people"} present`);
   $("sessions-empty").hidden = list.length > 0;
   syncTable($("sessions-rows"), list, (s) => s.code, [
     { class: "mono nowrap", value: (s) => s.code },
