@@ -10,7 +10,7 @@
 #            offered): latency from send to the other member's copy at a load both carry
 #   durmax:  the same at 50 chats/s each (30,000/s offered): acknowledged/s, the capacity
 # Redis runs with AOF and `appendfsync everysec` (an acknowledgement can be lost with the last second
-# of writes if the Redis machine loses power; `always` closes that, at the cost measured in the README).
+# of writes if the Redis machine loses power; `always` closes that, at the cost measured in loadtest/README.md).
 # Afterwards: Redis memory per stored event (used_memory over the events in the logs).
 # Usage: loadtest/bench_cluster.sh [runs=3] [seconds=10] [fsync=everysec]
 set -euo pipefail

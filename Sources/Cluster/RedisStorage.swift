@@ -12,7 +12,7 @@ import Logging
 /// wake-ups) are blocking calls from the worker threads on a small pool of connections.
 ///
 /// Node-local, in the SQLite store beside it (`local`): API keys and their usage, webhooks and their
-/// outbox, the activity log and cursor samples for playback (see the README).
+/// outbox, the activity log and cursor samples for playback (see scripts/deploy/CLUSTER.md).
 public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
     public let node: String
     let url: RedisURL

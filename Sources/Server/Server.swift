@@ -353,7 +353,7 @@ public final class Server {
             contexts.map(\.metrics), loops: contexts.map(\.loop), refusals: authFailures.refusalsByReason,
             extra: store.gauges.map { ($0.name, $0.help, $0.value) } + [
                 ("threads", "Event loop threads.", contexts.count),
-                // Maps keyed by what clients send, each bounded (README: Limits).
+                // Maps keyed by what clients send, each bounded (Protocol/LIMITS.md).
                 (
                     "watch_channels", "Run and dashboard channels with at least one watcher.",
                     contexts[0].runs?.board.trackedChannels ?? 0
