@@ -64,7 +64,7 @@ func sourceAddress(for index: Int, perAddress: Int = 25_000) -> String? {
 
 /// Opens `count` WebSocket clients on `loop`, calling `configure` on each before its handshake.
 func openClients(
-    _ count: Int, url: WSURL, loop: Loop, subprotocol: String? = nil,
+    _ count: Int, url: WSURL, loop: Loop, subprotocol: String? = nil, path: ((Int) -> String)? = nil,
     configure: (WSClient, Int) -> Void
 ) throws -> [WSClient] {
     var clients: [WSClient] = []
@@ -75,7 +75,7 @@ func openClients(
         configure(c, i)
         if url.tls { c.enableTLS(try clientTLS(), serverName: url.host) }
         c.start()
-        c.handshake(host: url.host, path: url.path, subprotocol: subprotocol)
+        c.handshake(host: url.host, path: path?(i) ?? url.path, subprotocol: subprotocol)
         clients.append(c)
         if i % 200 == 199 { loop.runOnce() }  // let handshakes progress while connecting
     }
