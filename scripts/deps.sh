@@ -3,7 +3,8 @@
 # only when something is missing). Usage: scripts/deps.sh [build|test]
 set -euo pipefail
 build_pkgs=(libev-dev libssl-dev libsqlite3-dev zlib1g-dev libhiredis-dev openssl)
-test_pkgs=(redis-server prometheus python3 python3-websockets python3-pytest python3-jsonschema nodejs node-ws chromium chromium-driver python3-selenium openssl)
+# python3-pip, -setuptools, -wheel: test_sdk_python.py pip-installs the Python SDK offline; mypy checks its types.
+test_pkgs=(redis-server prometheus python3 python3-websockets python3-pytest python3-jsonschema nodejs node-ws chromium chromium-driver python3-selenium openssl python3-pip python3-setuptools python3-wheel mypy)
 pkgs=("${build_pkgs[@]}")
 [ "${1:-build}" = test ] && pkgs+=("${test_pkgs[@]}")
 missing=()
