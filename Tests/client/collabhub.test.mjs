@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { readFileSync, readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
-import { CollabClient, Outbox, RunWatcher, backoffDelay, fragmentCredentials, inkOn, showModeBanner } from "../../Sources/Server/Web/collabhub.js";
+import { CollabClient, Outbox, RunWatcher, backoffDelay, fragmentCredentials, inkOn, showModeBanner } from "../../Sources/Clients/js/index.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 

@@ -1,5 +1,6 @@
-// collabhub.js: the browser (and Node) client for CollabHub's collabhub.v1 protocol. No dependencies,
-// no build step: `import { CollabClient } from "/client.js"`.
+// collabhub.js: the browser (and Node) client for CollabHub's collabhub.v1 protocol, the npm package `collabhub`
+// (Sources/Clients/js; types in index.d.ts) and what the hub serves at /client.js (the one copy, compiled in).
+// No dependencies, no build step: `import { CollabClient } from "/client.js"` (browser) or `from "collabhub"`.
 
 /**
  * @typedef {"active"|"idle"|"away"|"stale"} PresenceStatus `stale`: the member's connection is gone and the
