@@ -232,7 +232,7 @@ export class CollabClient extends EventTarget {
     /** Makes this client's `client_id` this member (from `joined`, or kept from an earlier page). */
     this.resumeSecret = (typeof options.resumeSecret === "string" && SECRET_PATTERN.test(options.resumeSecret)
       ? options.resumeSecret : null) || loadSecret(this.secretStorage, this._secretKey);
-    /** Messages sent but not yet acknowledged (chat, chat_edit, chat_delete, redact), by id: resent after a
+    /** Messages sent but not yet acknowledged (chat, chat_edit, chat_delete, redact, durable events), by id: resent after a
      * reconnect, and kept in `storage` so a reloaded page sends them again. */
     this.pending = new Outbox(storage, OUTBOX_PREFIX + this.session + "." + this.clientId);
     /** This client's presence state as it wants the others to see it (sent on change, and after a join). */
@@ -446,6 +446,7 @@ export class CollabClient extends EventTarget {
     const id = randomId();
     this.pending.set(id, { ...msg, id });
     if (this.state === "open") this._send({ ...msg, id });
+    this._emit("sent", { ...msg, id });
     return id;
   }
 
@@ -567,12 +568,13 @@ export class CollabClient extends EventTarget {
     }
   }
 
-  /** An app-defined event; durable ones get a seq and an ack (returns the id). */
+  /** An app-defined event. A durable one gets a seq and an ack: like a chat it waits in the outbox (across
+   * reconnects, offline time and reloads) until acknowledged, and is resent with its id (returned), which the
+   * hub stores once. An ephemeral one is sent only when connected (returns undefined). */
   sendEvent(name, data = {}, { durable = false } = {}) {
-    const msg = { type: "event", name, data };
-    if (durable) { msg.durable = true; msg.id = randomId(); }
-    this._send(msg);
-    return msg.id;
+    if (durable) return this._sendAcked({ type: "event", name: String(name), data, durable: true });
+    this._send({ type: "event", name, data });
+    return undefined;
   }
 
   /** Host: remove a member. */ remove(memberId) { this._send({ type: "remove", member: memberId }); }
@@ -680,5 +682,198 @@ export class RunWatcher extends EventTarget {
     }
     this.dispatchEvent(new CustomEvent(m.type, { detail: m }));
     this.dispatchEvent(new CustomEvent("change", { detail: m }));
+  }
+}
+
+/** Chat kinds a store shows (a `system` message has no author). */
+const CHAT_TYPES = new Set(["chat", "chat_edit", "chat_delete", "redact"]);
+
+/**
+ * The chat as it should be shown: messages in seq order, each with its edits, deletion or redaction applied,
+ * and this client's own messages shown at once (`pending: true`) until their ack gives them a seq. It holds
+ * what every app would otherwise rewrite: a change that arrives before its message (history, resume) waits
+ * for it; a message seen twice (history and live, an ack and its echo) is one message; a message refused for
+ * good is marked `failed` with the hub's error code. Pure logic (no DOM): feed it the client's events with
+ * `attach(client)` (or `apply(message)` by hand) and read `messages`; it dispatches `change` after each change.
+ *
+ * A message is `{key, seq?, id?, ts?, from?, kind, text?, code?, file?, meta?, pending, edited, deleted,
+ * redacted, failed?}`; `key` is stable for its life (the client id of one's own message, else `seq:N`).
+ */
+export class MessageStore extends EventTarget {
+  /** @param {{client?: CollabClient, limit?: number}} [options] `limit`: messages kept (oldest dropped first). */
+  constructor(options = {}) {
+    super();
+    this.limit = options.limit ?? 5000;
+    /** @type {Map<number, any>} */ this._bySeq = new Map();
+    /** @type {Map<string, any>} own messages not yet acknowledged, by id */ this._pending = new Map();
+    /** @type {Map<number, any[]>} changes whose target has not been seen yet, in arrival order */ this._later = new Map();
+    this._sorted = null;
+    /** Bumped on every change (handy for React's useSyncExternalStore). */ this.version = 0;
+    this._detach = null;
+    if (options.client) this.attach(options.client);
+  }
+
+  /** Every message, confirmed ones by seq, then this client's pending ones in the order they were sent. */
+  get messages() {
+    if (!this._sorted) {
+      const confirmed = [...this._bySeq.values()].sort((a, b) => a.seq - b.seq);
+      this._sorted = confirmed.concat([...this._pending.values()]);
+    }
+    return this._sorted;
+  }
+
+  /** The message at `seq`, or undefined. */ get(seq) { return this._bySeq.get(seq); }
+  /** Own messages waiting for their ack. */ get pending() { return [...this._pending.values()]; }
+
+  /**
+   * Follows `client` (a CollabClient): its `chat`, edits, deletions, redactions, acks, errors and its own
+   * sends (`sent`); the chats waiting in its outbox (from before a reload) are shown as pending at once.
+   * Returns a function that stops following it.
+   */
+  attach(client) {
+    if (this._detach) this._detach();
+    const on = (type, fn) => { client.addEventListener(type, fn); return () => client.removeEventListener(type, fn); };
+    const you = () => client.you || undefined;
+    const offs = [
+      ...["chat", "chat_edit", "chat_delete", "redact", "ack", "error"].map((t) => on(t, (e) => this.apply(e.detail))),
+      on("sent", (e) => { if (e.detail.type === "chat") this.addPending(e.detail, you()); }),
+      on("joined", () => {
+        for (const m of this._pending.values()) if (!m.from && client.you) m.from = client.you;
+        this._changed();
+      }),
+    ];
+    for (const [id, msg] of client.pending || []) if ((msg.type || "chat") === "chat") this.addPending({ ...msg, id }, you());
+    this._detach = () => { for (const off of offs) off(); this._detach = null; };
+    return this._detach;
+  }
+
+  /** Shows one of this client's chats (`{id, kind, text|code|file, meta?}`) as pending until its ack. */
+  addPending(msg, from) {
+    if (typeof msg.id !== "string" || this._pending.has(msg.id)) return;
+    for (const m of this._bySeq.values()) if (m.id === msg.id && m.own) return;   // already confirmed
+    const entry = this._message({ ...msg, ...(from ? { from } : {}) });
+    entry.key = msg.id;
+    entry.pending = true;
+    entry.own = true;
+    entry.ts = Date.now();
+    this._pending.set(msg.id, entry);
+    this._changed();
+  }
+
+  /** Applies one hub message (`chat`, `chat_edit`, `chat_delete`, `redact`, `ack`, `error`); others are ignored.
+   * Returns whether anything changed. */
+  apply(m) {
+    if (!m || typeof m !== "object") return false;
+    switch (m.type) {
+      case "chat": return this._chat(m);
+      case "chat_edit": case "chat_delete": case "redact": return this._change(m);
+      case "ack": return this._ack(m);
+      case "error": return this._error(m);
+      default: return false;
+    }
+  }
+
+  /** Forgets everything (e.g. before loading another session). */
+  clear() { this._bySeq.clear(); this._pending.clear(); this._later.clear(); this._changed(); }
+
+  _message(m) {
+    const out = { key: "", seq: undefined, id: m.id, ts: m.ts, from: m.from, kind: m.kind || "text", pending: false,
+      edited: false, deleted: false, redacted: m.redacted === true, own: false };
+    for (const k of ["text", "code", "file", "meta"]) if (m[k] !== undefined && !out.redacted) out[k] = m[k];
+    return out;
+  }
+
+  _chat(m) {
+    if (!Number.isInteger(m.seq) || m.seq < 1) return false;
+    if (this._bySeq.has(m.seq)) return false;   // seen (history and live, a resume's overlap)
+    let entry = typeof m.id === "string" ? this._pending.get(m.id) : undefined;
+    // Our own message's echo: the pending one takes its seq (keeping its key, so a list does not jump).
+    if (entry && (!m.from || !entry.from || m.from.id === entry.from.id)) {
+      this._pending.delete(m.id);
+      Object.assign(entry, { pending: false, seq: m.seq, ts: m.ts ?? entry.ts, from: m.from || entry.from });
+      if (m.redacted) this._redact(entry);
+    } else {
+      entry = this._message(m);
+      entry.key = "seq:" + m.seq;
+      entry.seq = m.seq;
+    }
+    this._bySeq.set(m.seq, entry);
+    for (const c of this._later.get(m.seq) || []) this._applyChange(entry, c);
+    this._later.delete(m.seq);
+    this._trim();
+    this._changed();
+    return true;
+  }
+
+  _ack(m) {
+    const entry = typeof m.id === "string" ? this._pending.get(m.id) : undefined;
+    if (!entry || !Number.isInteger(m.seq)) return false;
+    this._pending.delete(m.id);
+    // The echo may have come first (history read at the same time): one message, not two.
+    if (this._bySeq.has(m.seq)) { this._changed(); return true; }
+    Object.assign(entry, { pending: false, seq: m.seq, ts: m.ts ?? entry.ts });
+    this._bySeq.set(m.seq, entry);
+    for (const c of this._later.get(m.seq) || []) this._applyChange(entry, c);
+    this._later.delete(m.seq);
+    this._trim();
+    this._changed();
+    return true;
+  }
+
+  _error(m) {
+    const entry = typeof m.ref === "string" ? this._pending.get(m.ref) : undefined;
+    if (!entry || TRANSIENT_ERRORS.has(m.code)) return false;
+    entry.failed = m.code || "error";
+    entry.error = m.message;
+    this._changed();
+    return true;
+  }
+
+  _change(c) {
+    if (!Number.isInteger(c.target)) return false;
+    const entry = this._bySeq.get(c.target);
+    if (!entry) {
+      // Its message is not here (yet): applied if it comes. Bounded like the messages.
+      if (!this._later.has(c.target)) this._later.set(c.target, []);
+      this._later.get(c.target).push(c);
+      if (this._later.size > this.limit) this._later.delete(this._later.keys().next().value);
+      return false;
+    }
+    this._applyChange(entry, c);
+    this._changed();
+    return true;
+  }
+
+  _applyChange(entry, c) {
+    if (entry.redacted) return;   // nothing left to change
+    if (c.type === "redact" || (c.type === "chat_edit" && c.redacted)) return this._redact(entry);
+    if (entry.deleted) return;
+    if (c.type === "chat_edit") {
+      entry.text = c.text;
+      entry.edited = true;
+      entry.editedAt = c.ts;
+    } else if (c.type === "chat_delete") {
+      entry.deleted = true;
+      for (const k of ["text", "code", "file", "meta"]) delete entry[k];
+    }
+  }
+
+  _redact(entry) {
+    entry.redacted = true;
+    entry.deleted = false;
+    entry.edited = false;
+    for (const k of ["text", "code", "file", "meta"]) delete entry[k];
+  }
+
+  _trim() {
+    if (this._bySeq.size <= this.limit) return;
+    const seqs = [...this._bySeq.keys()].sort((a, b) => a - b);
+    for (const s of seqs.slice(0, this._bySeq.size - this.limit)) this._bySeq.delete(s);
+  }
+
+  _changed() {
+    this._sorted = null;
+    this.version++;
+    this.dispatchEvent(new CustomEvent("change", { detail: this }));
   }
 }
