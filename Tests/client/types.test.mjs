@@ -1,0 +1,84 @@
+// The typed packages: protocol.d.ts is what scripts/gen-types.mjs makes of Protocol/schemas (a schema changed
+// without regenerating fails here), and tsc (Debian's node-typescript) checks the .d.ts files of collabhub and
+// @collabhub/react and their consumer examples with --strict, and refuses a consumer that misuses them.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync, mkdtempSync, writeFileSync, readdirSync, existsSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { generate, OUTPUT, ROOT } from "../../scripts/gen-types.mjs";
+
+const JS = join(ROOT, "Sources", "Clients", "js");
+const REACT = join(ROOT, "Sources", "Clients", "react");
+const REACT_TYPES = "/usr/share/nodejs/@types/react";   // Debian's node-react ships @types/react
+
+test("protocol.d.ts is generated from the current schemas", () => {
+  const committed = readFileSync(OUTPUT, "utf8");
+  assert.ok(committed === generate(), "Sources/Clients/js/protocol.d.ts is out of date: run node scripts/gen-types.mjs");
+});
+
+test("the generator follows a schema change", () => {
+  // A copy of the schemas with one field added must give other types, with that field in them.
+  const dir = mkdtempSync(join(tmpdir(), "gen-types-"));
+  for (const group of ["client", "server", "http"]) {
+    const from = join(ROOT, "Protocol", "schemas", group);
+    if (!existsSync(from)) continue;
+    spawnSync("cp", ["-r", from, join(dir, group)]);
+  }
+  spawnSync("mkdir", ["-p", join(dir, "Protocol", "schemas")]);
+  for (const group of ["client", "server", "http"]) spawnSync("mv", [join(dir, group), join(dir, "Protocol", "schemas", group)]);
+  const chat = join(dir, "Protocol", "schemas", "client", "chat.json");
+  const schema = JSON.parse(readFileSync(chat, "utf8"));
+  schema.properties.mood = { enum: ["happy", "sad"], description: "a new field" };
+  writeFileSync(chat, JSON.stringify(schema));
+  const changed = generate(dir);
+  assert.notEqual(changed, generate());
+  assert.match(changed, /\/\*\* a new field \*\/\n  mood\?: "happy" \| "sad";/);
+});
+
+function tsc(files, extraPaths = {}) {
+  const dir = mkdtempSync(join(tmpdir(), "tsc-"));
+  const config = {
+    compilerOptions: {
+      strict: true, noEmit: true, target: "ES2020", module: "ES2020", moduleResolution: "node",
+      lib: ["ES2020", "DOM", "DOM.Iterable"], types: [], jsx: "react", allowSyntheticDefaultImports: true,
+      baseUrl: dir,
+      paths: {
+        collabhub: [join(JS, "index.d.ts")], "collabhub/server": [join(JS, "server.d.ts")],
+        "@collabhub/react": [join(REACT, "index.d.ts")], react: [join(REACT_TYPES, "index.d.ts")], ...extraPaths,
+      },
+    },
+    files,
+  };
+  writeFileSync(join(dir, "tsconfig.json"), JSON.stringify(config));
+  const r = spawnSync("tsc", ["-p", join(dir, "tsconfig.json")], { encoding: "utf8" });
+  if (r.error) throw new Error("tsc not found: install Debian's node-typescript (scripts/deps.sh test)");
+  return { status: r.status, out: r.stdout + r.stderr, dir };
+}
+
+const examples = (pkg) => readdirSync(join(pkg, "examples")).filter((f) => /\.tsx?$/.test(f)).map((f) => join(pkg, "examples", f));
+
+test("tsc --strict passes on the packages' .d.ts files and their consumer examples", () => {
+  const files = [join(JS, "index.d.ts"), join(JS, "server.d.ts"), join(JS, "protocol.d.ts"), join(REACT, "index.d.ts"),
+    ...examples(JS), ...examples(REACT)];
+  const r = tsc(files);
+  assert.equal(r.status, 0, r.out);
+});
+
+test("tsc refuses a consumer that misuses the types", () => {
+  const { dir } = tsc([]);
+  const bad = join(dir, "bad.ts");
+  writeFileSync(bad, [
+    'import { CollabClient, MessageStore } from "collabhub";',
+    'import { memberToken } from "collabhub/server";',
+    'const c = new CollabClient({ session: "ABCDEFGH" });',
+    "c.sendChat(42);",                                           // not a body
+    'c.addEventListener("chat", (e) => e.detail.seq.toUpperCase());', // seq is a number
+    'memberToken({ secret: "x".repeat(16), sub: "u", session: "ABCDEFGH", role: "owner" });', // no such role
+    "new MessageStore().messages[0].pending.trim();",
+  ].join("\n"));
+  const r = tsc([bad]);
+  assert.notEqual(r.status, 0);
+  for (const line of [4, 5, 6, 7]) assert.match(r.out, new RegExp(`bad\\.ts\\(${line},`), r.out);
+});
