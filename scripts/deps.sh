@@ -4,7 +4,9 @@
 set -euo pipefail
 build_pkgs=(libev-dev libssl-dev libsqlite3-dev zlib1g-dev libhiredis-dev openssl)
 # python3-pip, -setuptools, -wheel: test_sdk_python.py pip-installs the Python SDK offline; mypy checks its types.
-test_pkgs=(redis-server prometheus python3 python3-websockets python3-pytest python3-jsonschema nodejs node-ws chromium chromium-driver python3-selenium openssl python3-pip python3-setuptools python3-wheel mypy)
+# node-typescript (tsc), node-react*, node-csstype, node-prop-types: the JavaScript packages' type check and
+# test_js_sdk.py's React test (react-test-renderer); @types/react needs csstype and prop-types.
+test_pkgs=(redis-server prometheus python3 python3-websockets python3-pytest python3-jsonschema nodejs node-ws node-typescript node-react node-react-dom node-react-test-renderer node-csstype node-prop-types chromium chromium-driver python3-selenium openssl python3-pip python3-setuptools python3-wheel mypy)
 pkgs=("${build_pkgs[@]}")
 [ "${1:-build}" = test ] && pkgs+=("${test_pkgs[@]}")
 missing=()
