@@ -53,3 +53,9 @@ def test_client_store_and_offline_outbox(make_hub, tmp_path):
     hub = sdk_hub(make_hub)
     assert "OK client" in run_script(tmp_path, "client_live.mjs", hub)
     assert hub.alive()
+
+
+def test_server_module_tokens_api_runs_and_webhooks(make_hub, tmp_path):
+    hub = sdk_hub(make_hub, "--webhook-allow-private")
+    assert "OK server" in run_script(tmp_path, "server_live.mjs", hub)
+    assert hub.alive()

@@ -233,6 +233,8 @@ export declare class RunWatcher extends EventTarget {
     options?: boolean | AddEventListenerOptions): void;
 }
 
+/** A run's state after one `run_event` (what RunWatcher keeps in `runs` for `run:ID` channels). */
+export declare function applyRunEvent(run: (Partial<RunState> & { id: string }) | undefined, event: ServerRunEvent): Partial<RunState> & { id: string; [key: string]: unknown };
 export declare const OUTBOX_PREFIX: string;
 export declare const SECRET_PREFIX: string;
 export declare function backoffDelay(attempt: number, base?: number, cap?: number, random?: () => number): number;

@@ -615,6 +615,49 @@ export class CollabClient extends EventTarget {
   _emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
 }
 
+/** A run's state (as a snapshot gives it) after one `run_event`: status, steps, progress and logs follow. */
+export function applyRunEvent(run, e) {
+  const r = { ...(run || { id: e.run, status: "pending", steps: [], log_count: 0, last_logs: [] }), seq: e.seq };
+  r.steps = Array.isArray(r.steps) ? r.steps.map((s) => ({ ...s })) : [];
+  const step = () => [...r.steps].reverse().find((s) => s.name === e.step);
+  switch (e.event) {
+    case "started":
+      r.status = "running"; r.started_at = e.ts;
+      if (e.name !== undefined) r.name = e.name;
+      if (e.owner !== undefined) r.owner = e.owner;
+      if (e.session !== undefined) r.session = e.session;
+      break;
+    case "step_started": r.steps.push({ name: e.step, status: "running", started_at: e.ts }); break;
+    case "step_completed": case "step_failed": {
+      const s = step();
+      if (s) {
+        s.status = e.event === "step_completed" ? "completed" : "failed"; s.ended_at = e.ts;
+        if (typeof s.started_at === "number") s.duration_ms = e.ts - s.started_at;
+        if (e.error !== undefined) s.error = e.error;
+      }
+      r.steps_completed = r.steps.filter((x) => x.status === "completed").length;
+      r.steps_failed = r.steps.filter((x) => x.status === "failed").length;
+      break;
+    }
+    case "paused": r.status = "paused"; break;
+    case "resumed": r.status = "running"; break;
+    case "progress":
+      r.progress = { ...(r.progress || {}), ...(e.percent !== undefined ? { percent: e.percent } : {}),
+        ...(e.message !== undefined ? { message: e.message } : {}) };
+      if (e.percent !== undefined) r.percent = e.percent;
+      break;
+    case "log":
+      r.log_count = (r.log_count || 0) + 1;
+      r.last_logs = [...(r.last_logs || []), e.line].slice(-20);
+      break;
+    case "completed":
+      r.status = e.outcome || "succeeded"; r.ended_at = e.ts;
+      if (typeof r.started_at === "number") r.duration_ms = e.ts - r.started_at;
+      break;
+  }
+  return r;
+}
+
 /** Follows runs and dashboards over /watch, resuming each run channel from its last seq after a reconnect. */
 export class RunWatcher extends EventTarget {
   /** @param {{url?: string, token?: string, key?: string}} options: `token` (a watcher token) or `key` (an API
@@ -678,7 +721,10 @@ export class RunWatcher extends EventTarget {
       case "dashboard": for (const r of m.runs) this.runs.set(r.id, r); break;
       case "run_status": case "run_progress": this.runs.set(m.run.id, { ...this.runs.get(m.run.id), ...m.run }); break;
       case "run_snapshot": this.runs.set(m.run.id, m.run); this.channels.set(m.channel, m.seq); break;
-      case "run_event": this.channels.set(`run:${m.run}`, m.seq); break;
+      case "run_event":
+        this.channels.set(`run:${m.run}`, m.seq);
+        this.runs.set(m.run, applyRunEvent(this.runs.get(m.run), m));
+        break;
     }
     this.dispatchEvent(new CustomEvent(m.type, { detail: m }));
     this.dispatchEvent(new CustomEvent("change", { detail: m }));
