@@ -59,3 +59,10 @@ def test_server_module_tokens_api_runs_and_webhooks(make_hub, tmp_path):
     hub = sdk_hub(make_hub, "--webhook-allow-private")
     assert "OK server" in run_script(tmp_path, "server_live.mjs", hub)
     assert hub.alive()
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(DEBIAN, "react-test-renderer")), reason="node-react-test-renderer needed")
+def test_react_hooks_follow_a_live_room(make_hub, tmp_path):
+    hub = sdk_hub(make_hub, "--reconnect-grace", "1")
+    assert "OK react" in run_script(tmp_path, "react_live.mjs", hub)
+    assert hub.alive()
