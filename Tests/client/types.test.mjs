@@ -36,7 +36,7 @@ function tsc(files, extraPaths = {}) {
   const dir = mkdtempSync(join(tmpdir(), "tsc-"));
   const config = {
     compilerOptions: {
-      strict: true, noEmit: true, target: "ES2020", module: "ES2020", moduleResolution: "node",
+      strict: true, noEmit: true, target: "ES2022", module: "ES2022", moduleResolution: "node",
       lib: ["ES2020", "DOM", "DOM.Iterable"], types: [], jsx: "react", allowSyntheticDefaultImports: true,
       baseUrl: dir,
       paths: {
@@ -78,4 +78,24 @@ test("tsc refuses a consumer that misuses the types", () => {
   const r = tsc([bad]);
   assert.notEqual(r.status, 0);
   for (const line of [4, 5, 6, 7]) assert.match(r.out, new RegExp(`bad\\.ts\\(${line},`), r.out);
+});
+
+test("the READMEs' five-minute examples type-check", () => {
+  const { dir } = tsc([]);
+  // Node's `process` is all a backend example uses of @types/node, which Debian does not ship with node-typescript.
+  const globals = join(dir, "globals.d.ts");
+  writeFileSync(globals, "declare const process: { env: Record<string, string | undefined> };\n");
+  const files = [globals];
+  for (const [pkg, name] of [[JS, "js"], [REACT, "react"]]) {
+    const readme = readFileSync(join(pkg, "README.md"), "utf8");
+    const blocks = [...readme.matchAll(/```(tsx?)\n([\s\S]*?)```/g)];
+    assert.ok(blocks.length >= 1, `${name}/README.md has a TypeScript example`);
+    blocks.forEach(([, lang, code], i) => {
+      const file = join(dir, `readme-${name}-${i}.${lang}`);
+      writeFileSync(file, code);
+      files.push(file);
+    });
+  }
+  const r = tsc(files);
+  assert.equal(r.status, 0, r.out);
 });
