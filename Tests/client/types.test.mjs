@@ -37,7 +37,7 @@ function tsc(files, extraPaths = {}) {
   const config = {
     compilerOptions: {
       strict: true, noEmit: true, target: "ES2022", module: "ES2022", moduleResolution: "node",
-      lib: ["ES2020", "DOM", "DOM.Iterable"], types: [], jsx: "react", allowSyntheticDefaultImports: true,
+      lib: ["ES2020", "DOM", "DOM.Iterable"], types: [], jsx: "react-jsx", allowSyntheticDefaultImports: true,
       baseUrl: dir,
       paths: {
         collabhub: [join(JS, "index.d.ts")], "collabhub/server": [join(JS, "server.d.ts")],
@@ -95,6 +95,17 @@ test("the READMEs' five-minute examples type-check", () => {
       writeFileSync(file, code);
       files.push(file);
     });
+  }
+  // The project README's browser and React examples (its SDK-EXAMPLE blocks), with what they leave to the app.
+  const root = readFileSync(join(ROOT, "README.md"), "utf8");
+  const prelude = "declare const code: string, token: string;\n"
+    + "declare function render(x: unknown): void;\ndeclare function drawAvatars(x: unknown): void;\n";
+  for (const which of ["browser", "react"]) {
+    const m = new RegExp(`<!-- SDK-EXAMPLE: ${which} -->\\n\`\`\`(tsx?)\\n([\\s\\S]*?)\`\`\``).exec(root);
+    assert.ok(m, `README.md has the ${which} example as a ts/tsx block`);
+    const file = join(dir, `root-${which}.${m[1]}`);
+    writeFileSync(file, prelude + m[2]);
+    files.push(file);
   }
   const r = tsc(files);
   assert.equal(r.status, 0, r.out);
