@@ -3,7 +3,7 @@
 # only when something is missing). Usage: scripts/deps.sh [build|test]
 set -euo pipefail
 build_pkgs=(libev-dev libssl-dev libsqlite3-dev zlib1g-dev libhiredis-dev openssl)
-test_pkgs=(redis-server prometheus python3 python3-websockets python3-pytest python3-jsonschema nodejs node-ws chromium chromium-driver python3-selenium openssl)
+test_pkgs=(redis-server prometheus python3 python3-websockets python3-pytest python3-jsonschema python3-pip nodejs node-ws chromium chromium-driver python3-selenium openssl)
 pkgs=("${build_pkgs[@]}")
 [ "${1:-build}" = test ] && pkgs+=("${test_pkgs[@]}")
 missing=()
@@ -15,4 +15,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# The OpenAPI validator of Protocol/openapi.json (test_contract.py): Debian has none, so it comes from PyPI.
+if [ "${1:-build}" = test ] && ! /usr/bin/python3 -c "import openapi_spec_validator" 2>/dev/null; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO /usr/bin/python3 -m pip install -q --break-system-packages "openapi-spec-validator>=0.7,<1"
 fi
