@@ -19,3 +19,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# The OpenAPI validator of Protocol/openapi.json (test_contract.py): Debian has none, so it comes from PyPI.
+if [ "${1:-build}" = test ] && ! /usr/bin/python3 -c "import openapi_spec_validator" 2>/dev/null; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO /usr/bin/python3 -m pip install -q --break-system-packages "openapi-spec-validator>=0.7,<1"
+fi

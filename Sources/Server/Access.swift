@@ -271,15 +271,26 @@ extension Server {
                 return nil
             }
         }
-        if config.sessionPolicy.tokens.isEnabled, given.utf8.filter({ $0 == UInt8(ascii: ".") }).count == 2,
-            case .success(let claims) = config.sessionPolicy.tokens.verify(
-                given, now: Int64(Date().timeIntervalSince1970))
-        {
+        guard config.sessionPolicy.tokens.isEnabled, given.utf8.filter({ $0 == UInt8(ascii: ".") }).count == 2 else {
+            return nil
+        }
+        switch config.sessionPolicy.tokens.verify(given, now: Int64(Date().timeIntervalSince1970)) {
+        case .success(let claims):
             if claims.isRevokedShare(in: directory.info(claims.session)) { return nil }
             a.tokens.append((claims.principal, claims.exp))
             return claims.principal
+        case .failure(let e) where e.kind == .expired:
+            // Genuine (its signature checked first) but past `exp` and the skew: told apart from a wrong
+            // one, so a client knows to fetch a fresh token rather than give up (a share link too).
+            if a.failure == nil {
+                a.failure = .error(
+                    .unauthorized, "token_expired", "the token expired; get a fresh one",
+                    headers: [("WWW-Authenticate", "Bearer error=\"invalid_token\"")])
+            }
+            return nil
+        case .failure:
+            return nil
         }
-        return nil
     }
 }
 

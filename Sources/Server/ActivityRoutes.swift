@@ -4,15 +4,27 @@ import Hub
 import WebSocket
 
 extension SessionAPI {
-    /// `GET /api/activity?session=&actor=&since=&before=&limit=`: newest first, paged by `before` (an id).
+    /// `GET /api/activity?session=&actor=&since=&limit=&cursor=`: newest first, paged by `cursor` (or the
+    /// older `before`, an id).
     func activity(_ head: HTTPRequestHead, _ connection: Connection) -> Response? {
         let q = head.query
-        guard let limit = Int(q["limit"] ?? "100"), limit >= 1, limit <= 1000 else {
-            return .error(.badRequest, "invalid_field", "limit must be 1-1000")
+        let paging: Paging
+        switch Paging.parse(q, route: "activity", defaultLimit: 100) {
+        case .failure(let r): return r
+        case .success(let p): paging = p
         }
-        let since = q["since"].flatMap { Int64($0) }, before = q["before"].flatMap { Int($0) }
+        let limit = paging.limit
+        let since = q["since"].flatMap { Int64($0) }
+        var before = q["before"].flatMap { Int($0) }
         if q["since"] != nil && since == nil {
-            return .error(.badRequest, "invalid_field", "since must be a time in milliseconds")
+            return .error(.badRequest, "invalid_field", "since must be a time in milliseconds", field: "since")
+        }
+        if q["before"] != nil && before == nil {
+            return .error(.badRequest, "invalid_field", "before must be an activity id", field: "before")
+        }
+        if paging.position != nil {
+            guard let id = paging.integer else { return Paging.badCursor }
+            before = id
         }
         let session = q["session"].flatMap(SessionCode.normalize) ?? q["session"]
         let loop = connection.loop
@@ -22,11 +34,11 @@ extension SessionAPI {
                 let rows = try store.activity(
                     ActivityQuery(
                         session: session, actor: q["actor"], since: since,
-                        before: before, limit: limit))
+                        before: before, limit: limit + 1))
                 var w = JSONWriter()
                 w.beginObject()
                 w.beginArray("activity")
-                for r in rows {
+                for r in rows.prefix(limit) {
                     w.beginObject()
                     w.field("id", r.id ?? 0); w.field("ts", Int(r.ts)); w.field("actor", r.actor);
                     w.field("action", r.action)
@@ -37,7 +49,8 @@ extension SessionAPI {
                     w.endObject()
                 }
                 w.endArray()
-                if rows.count == limit, let last = rows.last?.id { w.field("next_before", last) }
+                let last = rows.count > limit ? rows.prefix(limit).last?.id.map(String.init) : nil
+                w.field("next", Paging.next(route: "activity", last))
                 w.endObject()
                 response = Response(status: .ok, body: w.bytes)
             } catch {

@@ -15,6 +15,8 @@ extension SessionAPI {
         guard let obj = try? JSONReader.readObject(body, maxDepth: 16) else {
             return .error(.badRequest, "bad_json", "the body must be a JSON object")
         }
+        let fields = obj["type"]?.string == "event" ? ["type", "name", "data", "durable"] : ["kind", "text"]
+        if let unknown = BodyFields.unknown(obj, known: fields) { return unknown }
         let key = head.header("Idempotency-Key")
         if let key, key.isEmpty || key.utf8.count > 128 || !key.utf8.allSatisfy({ $0 > 32 && $0 < 127 }) {
             return .error(.badRequest, "invalid_field", "Idempotency-Key must be 1-128 printable characters")
@@ -65,11 +67,20 @@ extension SessionAPI {
         }
     }
 
-    func members(_ code: String, _ connection: Connection) -> Response? {
-        onSessionLoop(code, connection) { session, answer in
+    /// `GET /api/sessions/{code}/members?limit=&cursor=` (default 1000 a page).
+    func members(_ code: String, _ head: HTTPRequestHead, _ connection: Connection) -> Response? {
+        let paging: Paging
+        switch Paging.parse(head.query, route: "members", defaultLimit: 1000) {
+        case .failure(let r): return r
+        case .success(let p): paging = p
+        }
+        if paging.position != nil && paging.integer == nil { return Paging.badCursor }
+        return onSessionLoop(code, connection) { session, answer in
+            let (page, next) = paging.slice(session.presentMembers, route: "members") ?? ([], nil)
             var w = JSONWriter()
             w.beginObject(); w.field("session", code); w.field("seq", session.lastSeq)
-            w.beginArray("members"); for m in session.presentMembers { w.rawElement(m) }; w.endArray()
+            w.beginArray("members"); for m in page { w.rawElement(m) }; w.endArray()
+            w.field("next", next)
             w.endObject()
             answer(Response(status: .ok, body: w.bytes))
         }

@@ -259,8 +259,7 @@ public final class ConfigLayers {
         let known = Set(entries.map(\.key))
         let unknown = file.keys.filter { !known.contains($0) }.sorted()
         guard let first = unknown.first else { return }
-        let near = known.min { Self.distance($0, first) < Self.distance($1, first) }
-        let hint = near.map { Self.distance($0, first) <= 3 ? " (did you mean \"\($0)\"?)" : "" } ?? ""
+        let hint = Names.nearest(first, in: known).map { " (did you mean \"\($0)\"?)" } ?? ""
         throw ConfigError(
             "unknown setting \"\(first)\" in \(filePath ?? "the configuration file")\(hint); "
                 + "`collabhub config check` lists every setting")
@@ -300,22 +299,6 @@ public final class ConfigLayers {
         var out: Logger.Metadata = [:]
         for e in entries { if let v = e.logValue { out[e.key] = v } }
         return out
-    }
-
-    static func distance(_ a: String, _ b: String) -> Int {
-        let a = Array(a), b = Array(b)
-        guard !a.isEmpty, !b.isEmpty else { return max(a.count, b.count) }
-        var row = Array(0...b.count)
-        for i in 1...a.count {
-            var prev = row[0]
-            row[0] = i
-            for j in 1...b.count {
-                let cur = row[j]
-                row[j] = min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] == b[j - 1] ? 0 : 1))
-                prev = cur
-            }
-        }
-        return row[b.count]
     }
 
     static func describe(_ error: Error) -> String {

@@ -247,10 +247,7 @@ final class Connection: Socket {
     }
 
     private func failHTTP(_ status: HTTPStatus, _ message: String, headers: [(String, String)] = []) {
-        failHTTP(
-            Response(
-                status: status, body: Array((message + "\n").utf8), contentType: "text/plain; charset=utf-8",
-                headers: headers))
+        failHTTP(.error(status, Response.transportCode(status), message, headers: headers))
     }
 
     /// Answers with `r` and closes the connection once it is written.

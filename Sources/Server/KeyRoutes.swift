@@ -13,6 +13,8 @@ extension SessionAPI {
         guard let obj = try? JSONReader.readObject(body, maxDepth: 4) else {
             return .error(.badRequest, "bad_json", "request body must be a JSON object")
         }
+        let fields = ["name", "scopes", "runs", "owners", "per_minute", "per_hour", "per_month"]
+        if let unknown = BodyFields.unknown(obj, known: fields) { return unknown }
         guard let name = obj["name"]?.string, !name.isEmpty, name.fits(200) else {
             return .error(.badRequest, "invalid_field", "\"name\" must be a string of 1-200 characters")
         }
@@ -115,15 +117,25 @@ extension SessionAPI {
         return queued ? nil : .busy("API requests")
     }
 
-    func listKeys(_ connection: Connection) -> Response? {
+    /// `GET /api/keys?limit=&cursor=` (default 1000 a page).
+    func listKeys(_ head: HTTPRequestHead, _ connection: Connection) -> Response? {
+        let paging: Paging
+        switch Paging.parse(head.query, route: "keys", defaultLimit: 1000) {
+        case .failure(let r): return r
+        case .success(let p): paging = p
+        }
+        if paging.position != nil && paging.integer == nil { return Paging.badCursor }
         let store = store
         return offLoop(connection) {
+            guard let (page, next) = paging.slice(try store.allKeys(), route: "keys") else { return Paging.badCursor }
             var w = JSONWriter()
             w.beginObject(); w.beginArray("keys")
-            for k in try store.allKeys() {
+            for k in page {
                 w.beginObject(); w.field("id", k.id); Self.keyFields(&w, k); w.endObject()
             }
-            w.endArray(); w.endObject()
+            w.endArray()
+            w.field("next", next)
+            w.endObject()
             return Response(status: .ok, body: w.bytes)
         }
     }

@@ -21,15 +21,41 @@ struct Response {
             .serviceUnavailable, "busy", "too many \(what) are waiting to be read; try again shortly",
             headers: [("Retry-After", "1")])
     }
-    /// The JSON error body every API error uses: `{"error": {"code": ..., "message": ..., "field"?: ...}}`.
+    /// The JSON error body every answer that is not a success uses (Protocol/openapi.json, `Error`):
+    /// `{"error": {"code": ..., "message": ..., "field"?: ..., "retry_after"?: ...}}`; `retry_after`
+    /// (seconds) repeats a `Retry-After` header given in `headers`.
     static func error(
         _ status: HTTPStatus, _ code: String, _ message: String, field: String? = nil,
         headers: [(String, String)] = []
     ) -> Response {
         let named = field.map { ",\"field\":\(jsonString($0))" } ?? ""
+        let retry =
+            headers.first { $0.0.lowercased() == "retry-after" }.flatMap { Int($0.1) }.map { ",\"retry_after\":\($0)" }
+            ?? ""
         return json(
-            status, "{\"error\":{\"code\":\(jsonString(code)),\"message\":\(jsonString(message))\(named)}}",
+            status,
+            "{\"error\":{\"code\":\(jsonString(code)),\"message\":\(jsonString(message))\(named)\(retry)}}",
             headers: headers)
+    }
+
+    /// The error code of a refusal made below the routes (the request's framing, its size, its time,
+    /// a WebSocket handshake), by status.
+    static func transportCode(_ status: HTTPStatus) -> String {
+        switch status.code {
+        case 400: return "bad_request"
+        case 401: return "unauthorized"
+        case 403: return "forbidden"
+        case 404: return "not_found"
+        case 408: return "request_timeout"
+        case 411: return "length_required"
+        case 413: return "too_large"
+        case 426: return "upgrade_required"
+        case 429: return "too_many_connections"
+        case 431: return "headers_too_large"
+        case 501: return "not_implemented"
+        case 505: return "version_not_supported"
+        default: return "status_\(status.code)"
+        }
     }
 }
 

@@ -233,6 +233,28 @@ final class PublishEndpoint: Endpoint {
 
 /// The run publishing and query API: `POST /api/runs/{id}/events`, `GET /api/runs/{id}`, `GET /api/runs`.
 enum RunAPI {
+    /// The members a run event may have (`Protocol/schemas/http/run_event.json`).
+    static let eventFields = [
+        "type", "id", "owner", "session", "name", "step", "outcome", "error", "line", "percent", "message", "by",
+    ]
+
+    /// 400 `unknown_field` for a member of an HTTP run event body (one event or `{"events": [...]}`)
+    /// that no event has; nil when all are known.
+    static func unknownField(_ obj: JSONObject) -> Response? {
+        if obj["type"]?.string == "run_event", let event = obj["event"]?.object {
+            return BodyFields.unknown(obj, known: ["type", "event"])
+                ?? BodyFields.unknown(event, known: eventFields, prefix: "event.")
+        }
+        guard let list = obj["events"] else { return BodyFields.unknown(obj, known: eventFields) }
+        if let refusal = BodyFields.unknown(obj, known: ["events"]) { return refusal }
+        for (i, item) in (list.array ?? []).enumerated() {
+            if let o = item.object, let refusal = BodyFields.unknown(o, known: eventFields, prefix: "events[\(i)].") {
+                return refusal
+            }
+        }
+        return nil
+    }
+
     /// One event (`{"type": "started", ...}`) or a batch (`{"events": [...]}`); `run_event`/`run_events`
     /// wrappers of the publisher socket are accepted too.
     static func events(from obj: JSONObject) throws -> [RunEvent] {

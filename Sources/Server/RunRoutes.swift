@@ -24,6 +24,7 @@ extension SessionAPI {
             do { obj = try JSONReader.readObject(body, maxDepth: 8) } catch {
                 return .error(.badRequest, "bad_json", "request body must be a JSON object: \(error)")
             }
+            if let unknown = RunAPI.unknownField(obj) { return unknown }
             var events: [RunEvent]
             do { events = try RunAPI.events(from: obj) } catch let e as MessageError {
                 return .error(.badRequest, e.code, e.message + (e.field.map { " (field \($0))" } ?? ""))
@@ -96,25 +97,29 @@ extension SessionAPI {
             return nil
         case ("GET", 2):
             let q = head.query
-            let limit = Int(q["limit"] ?? "50") ?? 50
-            let offset = Int(q["offset"] ?? "0") ?? 0
-            guard limit >= 1, limit <= 500, offset >= 0 else {
-                return .error(.badRequest, "invalid_field", "limit must be 1-500 and offset non-negative")
+            let paging: Paging
+            switch Paging.parse(q, route: "runs", defaultLimit: 50) {
+            case .failure(let r): return r
+            case .success(let p): paging = p
             }
+            // `offset` is the older way to page (before `cursor`), kept for existing callers.
+            guard let offset = Int(q["offset"] ?? "0"), offset >= 0 else {
+                return .error(.badRequest, "invalid_field", "offset must be a non-negative integer", field: "offset")
+            }
+            if paging.position != nil && paging.integer == nil { return Paging.badCursor }
             let status = q["status"].flatMap(RunStatus.init(rawValue:))
             if q["status"] != nil && status == nil {
                 return .error(
                     .badRequest, "invalid_field",
-                    "status must be pending, running, paused, succeeded, failed or cancelled")
+                    "status must be pending, running, paused, succeeded, failed or cancelled", field: "status")
             }
             let loop = connection.loop
             loop0.loop.post {
                 let all = loop0.runs?.board.list(owner: q["owner"], status: status) ?? []
-                let page = all.dropFirst(offset).prefix(limit)
+                let (page, next) = paging.slice(all, route: "runs", from: offset) ?? ([], nil)
                 var out = Array("{\"runs\":[".utf8)
                 for (i, r) in page.enumerated() { if i > 0 { out.append(UInt8(ascii: ",")) }; out += r.summaryJSON }
-                let next = offset + page.count < all.count ? String(offset + page.count) : "null"
-                out += Array("],\"total\":\(all.count),\"next_offset\":\(next)}".utf8)
+                out += Array("],\"total\":\(all.count),\"next\":\(next.map(jsonString) ?? "null")}".utf8)
                 let response = Response(status: .ok, body: out)
                 loop.post { connection.respondLater(response) }
             }

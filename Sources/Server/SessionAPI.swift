@@ -91,7 +91,7 @@ final class SessionAPI {
         case (_, _, "runs"): return .error(.notFound, "not_found", "no API route \(head.method) \(head.path)")
         case ("GET", 2, "activity"): return authorized(.readActivity) { activity(head, connection) }
         case ("POST", 2, "keys"): return authorized(.manageKeys) { createKey(body, connection, access) }
-        case ("GET", 2, "keys"): return authorized(.manageKeys) { listKeys(connection) }
+        case ("GET", 2, "keys"): return authorized(.manageKeys) { listKeys(head, connection) }
         case ("DELETE", 3, "keys"): return authorized(.manageKeys) { revokeKey(parts[2], connection, access) }
         case ("GET", 4, "keys") where parts[3] == "usage":
             // A key may read its own usage; keys:admin reads any.
@@ -103,14 +103,14 @@ final class SessionAPI {
         case (_, 2, "activity"):
             return .error(.methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(head.path)")
         case ("POST", 2, "sessions"): return authorized(.createSession) { create(body, connection) }
-        case ("GET", 2, "sessions"): return authorized(.listSessions) { list(connection) }
+        case ("GET", 2, "sessions"): return authorized(.listSessions) { list(head, connection) }
         case (_, 3...5, "sessions") where code == nil:
             return .error(.notFound, "unknown_session", "no session with code \(parts[2])")
         case ("GET", 3, "sessions"): return authorized(.describeSession(code!)) { describe(parts[2]) }
         case ("POST", 4, "sessions") where parts[3] == "messages":
             return authorized(.changeSession(code!)) { postMessage(code!, head, body, connection, actor: client) }
         case ("GET", 4, "sessions") where parts[3] == "members":
-            return authorized(.describeSession(code!)) { members(code!, connection) }
+            return authorized(.describeSession(code!)) { members(code!, head, connection) }
         case ("DELETE", 5, "sessions") where parts[3] == "members":
             return authorized(.changeSession(code!)) { removeMember(code!, parts[4], connection, actor: client) }
         case ("PATCH", 3, "sessions"):
@@ -150,6 +150,9 @@ final class SessionAPI {
             let obj: JSONObject
             do { obj = try JSONReader.readObject(body, maxDepth: 8) } catch {
                 return .error(.badRequest, "bad_json", "request body must be a JSON object: \(error)")
+            }
+            if let unknown = BodyFields.unknown(obj, known: ["title", "max_participants", "guest_policy", "events"]) {
+                return unknown
             }
             if let t = obj["title"], t.kind != .null {
                 guard let s = t.string, s.fits(200) else {
@@ -248,18 +251,35 @@ final class SessionAPI {
         return Response(status: .ok, body: sessionJSON(info))
     }
 
-    private func list(_ connection: Connection) -> Response? {
+    /// `GET /api/sessions?limit=&cursor=`: oldest first, paged by (created_at, code) (default 1000 a page).
+    private func list(_ head: HTTPRequestHead, _ connection: Connection) -> Response? {
+        let paging: Paging
+        switch Paging.parse(head.query, route: "sessions", defaultLimit: 1000) {
+        case .failure(let r): return r
+        case .success(let p): paging = p
+        }
+        var from: (createdAt: Int64, code: String)?
+        if let position = paging.position {
+            let parts = position.split(separator: ":", maxSplits: 1)
+            guard parts.count == 2, let t = Int64(parts[0]) else { return Paging.badCursor }
+            from = (t, String(parts[1]))
+        }
         let loop = connection.loop
         let queued = worker.submit { [self] in
             let response: Response
             do {
-                let rows = try store.sessions()
+                let all = try store.sessions().sorted {
+                    ($0.0.createdAt, $0.0.code) < ($1.0.createdAt, $1.0.code)
+                }
+                let rest = from.map { f in all.filter { ($0.0.createdAt, $0.0.code) > (f.createdAt, f.code) } } ?? all
+                let rows = rest.prefix(paging.limit)
                 var out: [UInt8] = Array("{\"sessions\":[".utf8)
                 for (i, row) in rows.enumerated() {
                     if i > 0 { out.append(UInt8(ascii: ",")) }
                     out += sessionJSON(directory.info(row.0.code) ?? row.0, events: row.events)
                 }
-                out += Array("]}".utf8)
+                let last = rest.count > rows.count ? rows.last.map { "\($0.0.createdAt):\($0.0.code)" } : nil
+                out += Array("],\(Paging.nextField(route: "sessions", last))}".utf8)
                 response = Response(status: .ok, body: out)
             } catch {
                 response = .error(.serviceUnavailable, "storage_unavailable", "cannot read sessions: \(error)")
@@ -269,7 +289,8 @@ final class SessionAPI {
         return queued ? nil : .busy("API requests")
     }
 
-    /// `?after=SEQ&limit=N` pages (default 100, at most 1000), or `?format=ndjson` for everything after
+    /// `?after=SEQ&limit=N` or `?cursor=NEXT&limit=N` pages (default 100, at most 1000; `next` names the
+    /// following page), or `?format=ndjson` for everything after
     /// `after`: streamed as the client reads (`TranscriptExport`), at most 4 at once per client address.
     private func transcript(
         _ raw: String, _ head: HTTPRequestHead, _ connection: Connection, client: String
@@ -278,15 +299,22 @@ final class SessionAPI {
             return .error(.notFound, "unknown_session", "no session with code \(raw)")
         }
         let q = head.query
-        guard let after = Int(q["after"] ?? "0"), after >= 0 else {
-            return .error(.badRequest, "invalid_field", "\"after\" must be a non-negative integer")
+        guard var after = Int(q["after"] ?? "0"), after >= 0 else {
+            return .error(.badRequest, "invalid_field", "\"after\" must be a non-negative integer", field: "after")
         }
-        guard let limit = Int(q["limit"] ?? "100"), limit >= 1, limit <= 1000 else {
-            return .error(.badRequest, "invalid_field", "\"limit\" must be an integer from 1 to 1000")
+        let paging: Paging
+        switch Paging.parse(q, route: "transcript", defaultLimit: 100) {
+        case .failure(let r): return r
+        case .success(let p): paging = p
         }
+        if paging.position != nil {
+            guard let seq = paging.integer else { return Paging.badCursor }
+            after = seq
+        }
+        let limit = paging.limit
         let ndjson = q["format"] == "ndjson"
         if let f = q["format"], f != "ndjson" && f != "json" {
-            return .error(.badRequest, "invalid_field", "\"format\" must be json or ndjson")
+            return .error(.badRequest, "invalid_field", "\"format\" must be json or ndjson", field: "format")
         }
         // Counted by network for IPv6 (`--ipv6-prefix`), as every per-address limit is.
         let exports = server.exports, limitPerAddress = TranscriptExport.maxPerAddress
@@ -311,7 +339,21 @@ final class SessionAPI {
         guard info.endedAt == nil else {
             return .error(.conflict, "session_ended", "session \(code) has already ended")
         }
-        let reason = (try? JSONReader.readObject(body))?["reason"]?.string ?? "ended by host"
+        var reason = "ended by host"
+        if !body.isEmpty {
+            guard let obj = try? JSONReader.readObject(body, maxDepth: 4) else {
+                return .error(.badRequest, "bad_json", "request body must be a JSON object")
+            }
+            if let unknown = BodyFields.unknown(obj, known: ["reason", "host_key"]) { return unknown }
+            if let r = obj["reason"], r.kind != .null {
+                guard let s = r.string, s.fits(200) else {
+                    return .error(
+                        .badRequest, "invalid_field", "\"reason\" must be a string of at most 200 characters",
+                        field: "reason")
+                }
+                reason = s
+            }
+        }
         let owner = server.contexts[SessionCode.owner(of: code, loops: server.contexts.count)]
         store.record(
             ActivityEntry(
@@ -376,6 +418,7 @@ final class SessionAPI {
         guard let obj = try? JSONReader.readObject(body, maxDepth: 8) else {
             return .error(.badRequest, "bad_json", "request body must be a JSON object")
         }
+        if let unknown = BodyFields.unknown(obj, known: ["title", "guest_policy", "events"]) { return unknown }
         var changes: [String] = []
         if let t = obj["title"], t.kind != .null {
             guard let s = t.string, s.fits(200) else {
@@ -452,6 +495,7 @@ extension SessionAPI {
     func share(_ code: String, _ body: [UInt8], actor: String, _ client: String) -> Response {
         let obj = body.isEmpty ? nil : try? JSONReader.readObject(body)
         if !body.isEmpty && obj == nil { return .error(.badRequest, "bad_json", "the body must be a JSON object") }
+        if let obj, let unknown = BodyFields.unknown(obj, known: ["ttl_s"]) { return unknown }
         var ttl = 7 * 86_400
         if let t = obj?["ttl_s"], t.kind != .null {
             guard let v = t.int, v >= 60, v <= 30 * 86_400 else {

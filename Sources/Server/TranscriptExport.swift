@@ -112,7 +112,7 @@ final class TranscriptExport: BodySource {
             // The end: the transcript ran out, or an event past the limit was seen.
             let more = rows.count > taken.count
             let last = rows.isEmpty || more
-            if last { out += Array("],\"next_after\":\(next),\"has_more\":\(more)}".utf8) }
+            if last { out += Array("],\(Paging.nextField(route: "transcript", more ? String(next) : nil))}".utf8) }
             return Read(bytes: out, cursor: next, count: taken.count, last: last)
         }
     }

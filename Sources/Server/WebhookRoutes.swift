@@ -44,11 +44,22 @@ extension SessionAPI {
                 return Response(status: .created, body: Self.webhookJSON(e, secret: true))
             }
         case ("GET", 2, _):
+            let paging: Paging
+            switch Paging.parse(head.query, route: "webhooks", defaultLimit: 100) {
+            case .failure(let r): return r
+            case .success(let p): paging = p
+            }
+            if paging.position != nil && paging.integer == nil { return Paging.badCursor }
             return offLoop(connection) {
+                guard let (page, next) = paging.slice(try store.webhooks(), route: "webhooks") else {
+                    return Paging.badCursor
+                }
                 var w = JSONWriter()
                 w.beginObject(); w.beginArray("webhooks")
-                for e in try store.webhooks() { w.rawElement(Self.webhookJSON(e, secret: false)) }
-                w.endArray(); w.endObject()
+                for e in page { w.rawElement(Self.webhookJSON(e, secret: false)) }
+                w.endArray()
+                w.field("next", next)
+                w.endObject()
                 return Response(status: .ok, body: w.bytes)
             }
         case ("GET", 3, _):
@@ -108,23 +119,35 @@ extension SessionAPI {
             let q = head.query
             let status = q["status"].flatMap(DeliveryStatus.init(rawValue:))
             if q["status"] != nil && status == nil {
-                return .error(.badRequest, "invalid_field", "status must be pending, delivered or failed")
+                return .error(
+                    .badRequest, "invalid_field", "status must be pending, delivered or failed", field: "status")
             }
-            let after = q["after"].flatMap { Int($0) }
+            // Newest first: `cursor` (or the older `after`, a delivery id) starts below that id.
+            var after = q["after"].flatMap { Int($0) }
             if q["after"] != nil && after == nil {
-                return .error(.badRequest, "invalid_field", "after must be a delivery id")
+                return .error(.badRequest, "invalid_field", "after must be a delivery id", field: "after")
             }
-            guard let limit = Int(q["limit"] ?? "100"), limit >= 1, limit <= 1000 else {
-                return .error(.badRequest, "invalid_field", "limit must be 1-1000")
+            let paging: Paging
+            switch Paging.parse(q, route: "deliveries", defaultLimit: 100) {
+            case .failure(let r): return r
+            case .success(let p): paging = p
             }
+            if paging.position != nil {
+                guard let below = paging.integer else { return Paging.badCursor }
+                after = below
+            }
+            let limit = paging.limit
             return offLoop(connection) {
                 guard try store.webhooks().contains(where: { $0.id == id }) else { return Self.noWebhook(id) }
                 var w = JSONWriter()
                 w.beginObject(); w.beginArray("deliveries")
-                let rows = try store.deliveries(webhook: id, status: status, before: after, limit: limit)
-                for d in rows { w.rawElement(Self.deliveryJSON(d)) }
+                let rows = try store.deliveries(webhook: id, status: status, before: after, limit: limit + 1)
+                for d in rows.prefix(limit) { w.rawElement(Self.deliveryJSON(d)) }
                 w.endArray()
-                if rows.count == limit, let last = rows.last { w.field("next_after", last.id) }
+                w.field(
+                    "next",
+                    Paging.next(
+                        route: "deliveries", rows.count > limit ? rows.prefix(limit).last.map { String($0.id) } : nil))
                 w.endObject()
                 return Response(status: .ok, body: w.bytes)
             }
@@ -165,6 +188,8 @@ extension SessionAPI {
         guard let obj = try? JSONReader.readObject(body, maxDepth: 4) else {
             return .refused(.error(.badRequest, "bad_json", "the body must be a JSON object"))
         }
+        let fields = ["url", "events", "description", "headers", "timeout_s", "max_attempts", "active"]
+        if let unknown = BodyFields.unknown(obj, known: fields) { return .refused(unknown) }
         var e = base
         if let v = obj["url"], v.kind != .null {
             guard let s = v.string, let url = WebhookURL(s) else {

@@ -578,10 +578,14 @@ function fakeTranscript(events, { status = 200 } = {}) {
   const fetch = async (url, init) => {
     calls.push({ url, headers: init.headers });
     const q = new URL(url).searchParams;
-    const after = Number(q.get("after")), limit = Math.min(Number(q.get("limit")), 2);   // pages of 2: following them matters
+    // The hub's cursor is opaque; this fake's is "seq:N" (the client must pass it back as it came).
+    const cursor = q.get("cursor");
+    const after = cursor ? Number(cursor.slice(4)) : Number(q.get("after"));
+    const limit = Math.min(Number(q.get("limit")), 2);   // pages of 2: following them matters
     const rest = events.filter((e) => e.seq > after);
     const page = rest.slice(0, limit);
-    return { ok: status === 200, status, json: async () => ({ session: "ABCD2345", events: page, next_after: page.at(-1)?.seq ?? after, has_more: rest.length > limit }) };
+    const next = rest.length > limit ? `seq:${page.at(-1).seq}` : null;
+    return { ok: status === 200, status, json: async () => ({ session: "ABCD2345", events: page, next }) };
   };
   return { fetch, calls };
 }
@@ -610,7 +614,8 @@ test("reset: the transcript after the last seq is loaded page by page and emitte
   assert.equal(c.state, "open");
   await settle();
   assert.equal(calls[0].url, "ws://hub".replace("ws:", "http:") + "/api/sessions/ABCD2345/transcript?after=4&limit=1000");
-  assert.deepEqual(calls.map((x) => new URL(x.url).searchParams.get("after")), ["4", "6", "8"], "pages followed until the reset's seq");
+  const where = (x) => { const q = new URL(x.url).searchParams; return q.get("cursor") ?? `after=${q.get("after")}`; };
+  assert.deepEqual(calls.map(where), ["after=4", "seq:6", "seq:8"], "pages followed by their next cursor until the reset's seq");
   assert.deepEqual(calls[0].headers, { Authorization: "Bearer member.jwt.token" });
   assert.deepEqual(order, [["chat", 5], ["chat", 6], ["chat", 7], ["chat_edit", 8], ["chat", 10], ["history", 6], ["chat", 11]]);
   assert.ok(c.members.has("b"), "joins and leaves from the transcript do not undo the member list joined brought");

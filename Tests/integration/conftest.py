@@ -7,6 +7,11 @@ import time
 
 import pytest
 
+import contract
+
+# Every HTTP answer a test gets from a hub is checked against Protocol/openapi.json (contract.py).
+contract.install()
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BINARY = os.environ.get("COLLABHUB_BIN", os.path.join(ROOT, ".build", "debug", "collabhub"))
 
@@ -44,6 +49,7 @@ class Hub:
             rest = self.proc.stdout.read() if self.proc.poll() is not None else ""
             raise RuntimeError(f"hub did not start: {line}{rest}")
         self.port = int(m.group(1))
+        contract.HUB_PORTS.add(self.port)
         return self
 
     @property
@@ -71,6 +77,18 @@ class Hub:
 
     def alive(self):
         return self.proc.poll() is None
+
+
+@pytest.fixture(autouse=True)
+def http_contract():
+    """Fails a test that got an HTTP answer the contract (Protocol/openapi.json) does not allow."""
+    with contract._lock:
+        contract.VIOLATIONS.clear()
+    yield
+    with contract._lock:
+        problems, contract.VIOLATIONS[:] = list(contract.VIOLATIONS), []
+    if problems:
+        pytest.fail("HTTP answers outside Protocol/openapi.json:\n  " + "\n  ".join(dict.fromkeys(problems)), pytrace=False)
 
 
 @pytest.fixture(scope="module")

@@ -99,6 +99,9 @@ def test_run_control_pause_resume_round_trip(runs_hub):
     assert controlled["address"] == "127.0.0.1"
     assert [e["id"] for e in log["activity"]] == sorted((e["id"] for e in log["activity"]), reverse=True)
     page = api(runs_hub, "GET", f"/api/activity?session={code}&limit=2")[1]
-    assert len(page["activity"]) == 2 and "next_before" in page
-    older = api(runs_hub, "GET", f"/api/activity?session={code}&before={page['next_before']}")[1]
-    assert older["activity"][0]["id"] < page["next_before"]
+    assert len(page["activity"]) == 2 and isinstance(page["next"], str)
+    older = api(runs_hub, "GET", f"/api/activity?session={code}&cursor={page['next']}")[1]
+    assert older["activity"][0]["id"] < page["activity"][-1]["id"]
+    # The older way (`before`, an id) still works.
+    before = api(runs_hub, "GET", f"/api/activity?session={code}&before={page['activity'][-1]['id']}")[1]
+    assert before["activity"] == older["activity"]

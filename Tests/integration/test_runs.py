@@ -169,7 +169,10 @@ def test_runs_listing_and_persistence(make_hub):
         publish(hub, f"p{i}", {"type": "started", "owner": "o1" if i < 3 else "o2"})
     publish(hub, "p0", {"type": "completed", "outcome": "failed"})
     status, page = api(hub, "GET", "/api/runs?owner=o1&limit=2")
-    assert status == 200 and page["total"] == 3 and len(page["runs"]) == 2 and page["next_offset"] == 2
+    assert status == 200 and page["total"] == 3 and len(page["runs"]) == 2 and isinstance(page["next"], str)
+    rest = api(hub, "GET", f"/api/runs?owner=o1&limit=2&cursor={page['next']}")[1]
+    assert len(rest["runs"]) == 1 and rest["next"] is None
+    assert api(hub, "GET", "/api/runs?owner=o1&limit=2&offset=2")[1]["runs"] == rest["runs"]  # the older way
     assert api(hub, "GET", "/api/runs?status=failed")[1]["total"] == 1
     assert api(hub, "GET", "/api/runs?status=exploded")[0] == 400
     assert api(hub, "GET", "/api/runs/none")[0] == 404

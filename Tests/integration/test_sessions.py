@@ -136,9 +136,11 @@ def test_transcript_api_pages_and_ndjson(session_hub):
         return code
     code = run(main())
     status, page = api(session_hub, "GET", f"/api/sessions/{code}/transcript?limit=10")
-    assert status == 200 and [e["seq"] for e in page["events"]] == list(range(1, 11)) and page["has_more"]
-    status, page2 = api(session_hub, "GET", f"/api/sessions/{code}/transcript?after={page['next_after']}&limit=1000")
-    assert [e["seq"] for e in page2["events"]] == list(range(11, 27)) and not page2["has_more"]
+    assert status == 200 and [e["seq"] for e in page["events"]] == list(range(1, 11)) and page["next"]
+    status, page2 = api(session_hub, "GET", f"/api/sessions/{code}/transcript?cursor={page['next']}&limit=1000")
+    assert [e["seq"] for e in page2["events"]] == list(range(11, 27)) and page2["next"] is None
+    status, page3 = api(session_hub, "GET", f"/api/sessions/{code}/transcript?after=10&limit=1000")
+    assert page3["events"] == page2["events"]
     status, raw = api(session_hub, "GET", f"/api/sessions/{code}/transcript?format=ndjson")
     lines = [json.loads(l) for l in raw.decode().splitlines()]
     assert [e["seq"] for e in lines] == list(range(1, 27))

@@ -3,6 +3,8 @@ asks for (bad frames included) and reports exactly what the server answered."""
 import base64
 import os
 import socket
+
+import contract
 import struct
 import time
 
@@ -50,7 +52,12 @@ class RawClient:
             base.update(headers)
         request = raw or (f"GET {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in base.items() if v is not None) + "\r\n")
         self.sock.sendall(request.encode() if isinstance(request, str) else request)
-        return self.read_response()
+        status, hdrs, body = self.read_response()
+        line = (request.encode() if isinstance(request, str) else request).split(b"\r\n", 1)[0].split(b" ")
+        if len(line) == 3 and line[0].isalpha():
+            contract.observe(self.sock.getpeername()[1], line[0].decode(), line[1].decode("latin-1"), status,
+                             hdrs.get("content-type"), body)
+        return status, hdrs, body
 
     def read_response(self):
         while b"\r\n\r\n" not in self.buf:

@@ -408,8 +408,10 @@ export class CollabClient extends EventTarget {
   async _loadTranscript(from, to, headers) {
     const loaded = [];
     let after = from;
+    let cursor = null;
     for (;;) {
-      const url = `${this.httpUrl}/api/sessions/${encodeURIComponent(this.session)}/transcript?after=${after}&limit=1000`;
+      const where = cursor === null ? `after=${after}` : `cursor=${encodeURIComponent(cursor)}`;
+      const url = `${this.httpUrl}/api/sessions/${encodeURIComponent(this.session)}/transcript?${where}&limit=1000`;
       const res = await this.fetchImpl(url, { headers });
       if (!res.ok) throw new Error(`transcript: HTTP ${res.status}`);
       const page = await res.json();
@@ -419,9 +421,11 @@ export class CollabClient extends EventTarget {
         loaded.push(e);
         this._dispatch(e, true);
       }
-      const next = page.next_after;
-      if (!page.has_more || typeof next !== "number" || next <= after || next >= to) return loaded;
-      after = next;
+      // `next`: an opaque cursor to the following page, null on the last one.
+      const last = page.events?.at(-1)?.seq;
+      if (typeof page.next !== "string" || page.next === cursor || typeof last !== "number" || last >= to) return loaded;
+      after = last;
+      cursor = page.next;
     }
   }
 

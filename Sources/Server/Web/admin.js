@@ -611,8 +611,8 @@ async function loadTranscriptPage(opts = {}) {
     // Only what is new (seq above the last loaded one): a page read twice appends nothing twice.
     const last = t.events.length ? t.events[t.events.length - 1].seq ?? 0 : 0;
     t.events.push(...(data.events || []).filter((e) => e.seq == null || e.seq > last));
-    t.nextAfter = data.next_after ?? t.nextAfter;
-    t.hasMore = !!data.has_more;
+    t.nextAfter = data.events?.length ? data.events[data.events.length - 1].seq ?? t.nextAfter : t.nextAfter;
+    t.hasMore = typeof data.next === "string";
     renderTranscript();
     return true;
   } catch { return false; /* shown */ } finally {
@@ -832,7 +832,7 @@ async function loadRuns() {
   const data = await guarded("runs-error", "list runs", () => api("GET", "/api/runs?" + q));
   state.runs = data.runs || [];
   state.runTotal = data.total ?? state.runs.length;
-  renderRuns(data.next_offset != null);
+  renderRuns(data.next != null);
   if (state.selectedRun) await loadRunDetail();
 }
 
@@ -1072,7 +1072,7 @@ async function loadDeliveries(id) {
   if (state.deliveryFilter.get(id)) q.set("status", state.deliveryFilter.get(id));
   try {
     const data = await api("GET", `${path("api", "webhooks", id, "deliveries")}?${q}`);
-    state.deliveries.set(id, { rows: data.deliveries || [], more: data.next_after != null });
+    state.deliveries.set(id, { rows: data.deliveries || [], more: data.next != null });
   } catch (e) {
     state.deliveries.set(id, { rows: state.deliveries.get(id)?.rows || [], error: explain(e, "read deliveries") });
   }
@@ -1221,18 +1221,18 @@ async function loadActivity() {
   const data = await guarded("activity-error", "read the activity log", () => api("GET", "/api/activity?" + q));
   if (state.activityFilterKey !== filterKey) return;
   for (const a of data.activity || []) state.activity.set(a.id, a);
-  if (state.activityNextBefore === undefined) state.activityNextBefore = data.next_before ?? null;
+  if (state.activityNextBefore === undefined) state.activityNextBefore = data.next ?? null;
   renderActivity();
 }
 
 async function loadOlderActivity() {
   if (state.activityNextBefore == null) return;
   const q = activityQuery();
-  q.set("before", String(state.activityNextBefore));
+  q.set("cursor", String(state.activityNextBefore));
   try {
     const data = await guarded("activity-error", "read the activity log", () => api("GET", "/api/activity?" + q));
     for (const a of data.activity || []) state.activity.set(a.id, a);
-    state.activityNextBefore = data.next_before ?? null;
+    state.activityNextBefore = data.next ?? null;
     renderActivity();
   } catch { /* shown */ }
 }
