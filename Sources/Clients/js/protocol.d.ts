@@ -26,6 +26,26 @@ export type ClientChat = {
   meta?: { [key: string]: unknown };
 };
 
+/** The author (or a host) deletes a chat message; durable, acknowledged with `ack`. */
+export type ClientChatDelete = {
+  type: "chat_delete";
+  /** chosen by the client: the ack (or the error) names it as `ref` (min length 1, max length 128) */
+  id: string;
+  /** the seq of the chat message it changes (minimum 1) */
+  seq: number;
+};
+
+/** The author changes the text of one of its chat messages; durable, acknowledged with `ack {id, seq}` (the whole message at most 64 KiB). */
+export type ClientChatEdit = {
+  type: "chat_edit";
+  /** chosen by the client: the ack (or the error) names it as `ref` (min length 1, max length 128) */
+  id: string;
+  /** the seq of the chat message it changes (minimum 1) */
+  seq: number;
+  /** (min length 1, max length 65536) */
+  text: string;
+};
+
 /** Ephemeral pointer position. */
 export type ClientCursor = {
   type: "cursor";
@@ -85,6 +105,28 @@ export type ClientPing = {
   type: "ping";
   /** (max length 128) */
   id?: string;
+};
+
+/** The member's presence state, shown to everyone in its member object (shares typing's rate, 10/s). */
+export type ClientPresence = {
+  type: "presence";
+  state: {
+    status: "active" | "idle" | "away";
+    /** where the member is in the app: any JSON value, at most 1 KiB as sent */
+    location?: unknown;
+    [key: string]: unknown;
+  };
+};
+
+/** A host removes a message's content from the store (a tombstone stays at its seq); durable, acknowledged with `ack`. */
+export type ClientRedact = {
+  type: "redact";
+  /** chosen by the client: the ack (or the error) names it as `ref` (min length 1, max length 128) */
+  id: string;
+  /** the seq of the chat message it changes (minimum 1) */
+  seq: number;
+  /** (max length 200) */
+  reason?: string;
 };
 
 /** A fresh token for the same person (sub) and session. */
@@ -147,12 +189,16 @@ export type ClientUnsubscribe = {
 
 export type ClientMessage =
   | ClientChat
+  | ClientChatDelete
+  | ClientChatEdit
   | ClientCursor
   | ClientEnd
   | ClientEvent
   | ClientJoin
   | ClientLeave
   | ClientPing
+  | ClientPresence
+  | ClientRedact
   | ClientRefresh
   | ClientRemove
   | ClientReplay
