@@ -208,10 +208,12 @@ def test_newcomer_sees_history_edits_deletions_and_presence(hub, loop, browsers)
     bob.switch_to.window(room)
     loop.run(ann.until(member_update("Bob", status="active"), what="Bob active again", since=n))
 
-    # The transcript holds the edit and the deletion as events; the original stays.
+    # The transcript holds the edit and the deletion as events; the deleted original is a tombstone.
     events = transcript(hub, code)
     assert [e["type"] for e in events if e["type"] in ("chat_edit", "chat_delete")] == ["chat_edit", "chat_delete"]
-    assert any(e["type"] == "chat" and e.get("text") == "third" for e in events)
+    tomb = next(e for e in events if e.get("seq") == s3)
+    assert tomb["type"] == "chat" and tomb.get("deleted") is True and "text" not in tomb, tomb
+    assert not any(e.get("text") == "third" for e in events)
 
 
 def test_own_messages_edit_delete_and_host_redacts(hub, loop, browsers):
