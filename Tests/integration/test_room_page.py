@@ -494,7 +494,8 @@ def test_invite_host_end_and_remove_and_an_ended_room(hub, loop, browsers):
     # Delete and Redact are explained.
     help_text = host.execute_script("return document.querySelector('details.help').textContent")
     assert "Delete" in help_text and "Redact" in help_text and "for good" in help_text
-    assert "record keeps the original" in host.find_element(By.CSS_SELECTOR, "#messages button[data-action=delete]").get_attribute("title")
+    assert "shows as deleted" in host.find_element(By.CSS_SELECTOR, "#messages button[data-action=delete]").get_attribute("title")
+    assert "gone from the record" not in help_text and "message deleted" in help_text
 
     # Remove Bob: his page says so, for good, and his composer is off.
     bob_id = bob.execute_script("return window.collab.you.id")
