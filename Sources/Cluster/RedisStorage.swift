@@ -104,7 +104,8 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
         let r = event.replaces
         let args: [[UInt8]] = .command(
             event.type, event.member ?? "", event.clientId ?? "", event.body, origin, k.channel, newEpoch(),
-            seen(event.session), keepEvents(event.session), r?.seq ?? 0, r?.body ?? [], Self.idsKept)
+            seen(event.session), keepEvents(event.session), r?.seq ?? 0, r?.body ?? [], Self.idsKept,
+            r?.reason.rawValue ?? "redacted")
         link.eval(Scripts.append, sha: Scripts.appendSHA, keys: [k.m, k.log, k.ids, k.members], args: args) {
             [self] reply in
             let items = reply.items

@@ -12,7 +12,8 @@ import Bytes
 enum Scripts {
     /// KEYS: m, log, ids, members. ARGV: type, member, client id, body, origin node, channel, a new
     /// epoch (used if the stream has none), the seq to start from then, events kept (0: all), seq to
-    /// replace (0: none), its new body, ids kept. Returns {seq, ts, duplicate, epoch}.
+    /// replace (0: none), its new body, ids kept, why it is replaced (`redacted` or `deleted`: the flag
+    /// its edits' tombstones carry). Returns {seq, ts, duplicate, epoch}.
     static let append = """
         local m, log, ids, members = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
         local typ, member, cid, body, origin = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -72,8 +73,10 @@ enum Scripts {
             local mlen = tonumber(string.match(string.sub(old, 1, nl - 1), '(%d+)$'))
             redis.call('HSET', log, rs, string.sub(old, 1, nl + mlen) .. ARGV[11])
           end
-          -- Its edits carry its text: each is cut to what precedes "text" (EventBody.editTombstone).
+          -- Its edits carry its text: each is cut to what precedes "text" (EventBody.editTombstone),
+          -- flagged with why (ARGV[13]: redacted or deleted; only those two words are ever sent).
           local marker = '"target":' .. rs .. ','
+          local why = ARGV[13] == 'deleted' and 'deleted' or 'redacted'
           for s = rs + 1, math.min(seq - 1, rs + 5000) do
             local e = redis.call('HGET', log, s)
             if e and string.match(e, '^%d+ %d+ (%S+) ') == 'chat_edit' then
@@ -81,7 +84,7 @@ enum Scripts {
               local from = nl + tonumber(string.match(string.sub(e, 1, nl - 1), '(%d+)$')) + 1
               local cut = string.find(e, ',"text":', from, true)
               if cut and string.find(e, marker, from, true) then
-                redis.call('HSET', log, s, string.sub(e, 1, cut - 1) .. ',"redacted":true')
+                redis.call('HSET', log, s, string.sub(e, 1, cut - 1) .. ',"' .. why .. '":true')
               end
             end
           end

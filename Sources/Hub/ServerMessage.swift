@@ -195,21 +195,39 @@ public enum EventBody {
         return w.bytes
     }
 
-    /// What is left of an edit of a redacted message: its id, author and target, and `redacted: true`
-    /// (the bytes of `chatChange(.edit, ...)` up to the target, so the store can cut a stored one the same).
-    public static func editTombstone(_ edit: [UInt8]) -> [UInt8]? {
+    /// What is left of an edit of a redacted (or deleted) message: its id, author and target, and
+    /// `redacted: true` (`deleted: true`): the bytes of `chatChange(.edit, ...)` up to the target, so
+    /// every store cuts a stored one the same way.
+    public static func editTombstone(_ edit: [UInt8], _ reason: Replacement.Reason = .redacted) -> [UInt8]? {
         guard let r = edit.firstRange(of: Array(",\"text\":".utf8)) else { return nil }
-        return Array(edit[..<r.lowerBound]) + Array(",\"redacted\":true".utf8)
+        return Array(edit[..<r.lowerBound]) + Array(",\"\(reason.rawValue)\":true".utf8)
     }
 
     /// What is left of a redacted chat message: its id, author and kind, and `redacted: true`.
     public static func tombstone(of original: JSONObject?) -> [UInt8] {
         var w = JSONWriter(capacity: 128)
+        keptFields(of: original, &w)
+        w.field("redacted", true)
+        return w.bytes
+    }
+
+    /// Who deleted a chat message, in its tombstone's `deleted_by`.
+    public enum Deleter: String, Sendable { case author, host }
+
+    /// What is left of a deleted chat message: its id, author and kind, `deleted: true` and
+    /// `deleted_by` (`author`, or `host` when a host deleted someone else's).
+    public static func deletedTombstone(of original: JSONObject?, by: Deleter) -> [UInt8] {
+        var w = JSONWriter(capacity: 128)
+        keptFields(of: original, &w)
+        w.field("deleted", true)
+        w.field("deleted_by", by.rawValue)
+        return w.bytes
+    }
+
+    private static func keptFields(of original: JSONObject?, _ w: inout JSONWriter) {
         if let id = original?["id"]?.string { w.field("id", id) }
         if let from = original?["from"], from.kind == .object { w.raw("from", from.bytes) }
         w.field("kind", original?["kind"]?.string ?? "text")
-        w.field("redacted", true)
-        return w.bytes
     }
 
     /// A system chat message (no author), e.g. `Session ended: ...`.

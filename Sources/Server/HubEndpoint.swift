@@ -130,12 +130,15 @@ final class HubEndpoint: Endpoint {
                     return connection.sendError(
                         MessageError("storage_unavailable", "session \(code) cannot be read now; retry"))
                 }
+                // A refusal: said, then the socket is closed (it can join nothing else).
                 let ended = hub.directory.info(code)?.endedAt != nil
-                return failedJoin(
-                    connection,
-                    ended
-                        ? MessageError("session_ended", "session \(code) has ended", field: "session")
-                        : MessageError("unknown_session", "no session with code \(code)", field: "session"))
+                return ended
+                    ? failedJoin(
+                        connection, MessageError("session_ended", "session \(code) has ended", field: "session"),
+                        close: .sessionEnded)
+                    : failedJoin(
+                        connection, MessageError("unknown_session", "no session with code \(code)", field: "session"),
+                        close: .unknownSession)
             }
             session.join(connection, join)
         }
@@ -303,12 +306,19 @@ final class HubEndpoint: Endpoint {
         replaysByAddress[key] = left > 0 ? left : nil
     }
 
-    private func failedJoin(_ connection: Connection, _ error: MessageError) {
+    /// A join or replay that failed: the error, counted toward the address's failed-join throttle, and
+    /// then the close `close` names (a refused join; nil: the socket stays open, for a malformed join or
+    /// a replay to try again).
+    private func failedJoin(_ connection: Connection, _ error: MessageError, close: CloseCode? = nil) {
         let allowed = hub.directory.failedJoin(from: connection.clientKey, now: connection.loop.now)
         // Only refusals of a credential count as auth refusals (not a malformed join).
         if AuthFailures.reasons.contains(error.code) { hub.context.server.authFailures.refused(error.code) }
         connection.send(.error(error))
-        if !allowed { connection.fail(.rateLimited, "too many failed joins") }
+        if !allowed {
+            connection.fail(.rateLimited, "too many failed joins")
+        } else if let close {
+            connection.fail(close, close == .unknownSession ? "unknown session" : "session ended")
+        }
     }
 
     private func reject(_ connection: Connection, _ error: MessageError) {

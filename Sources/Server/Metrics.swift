@@ -23,7 +23,9 @@ public final class Metrics {
     public let loopLagMicros = Counter()
     /// Connections closed by us for a protocol error, by close code.
     public let closeCodes: [UInt16: Counter] = Dictionary(
-        uniqueKeysWithValues: [1001, 1002, 1003, 1007, 1008, 1009, 1011, 4000, 4001, 4002, 4003, 4008, 4009].map {
+        uniqueKeysWithValues: [
+            1001, 1002, 1003, 1007, 1008, 1009, 1011, 4000, 4001, 4002, 4003, 4004, 4005, 4006, 4008, 4009, 4404,
+        ].map {
             (UInt16($0), Counter())
         })
     /// Connections the client closed, by its close code (1006: it vanished without a close frame; codes

@@ -50,9 +50,9 @@ extension SQLiteStore {
             }
             let seq = try nextSeq(event.session)
             if let r = event.replaces {
-                redacted = true
-                // A redaction: the earlier event's content goes in this transaction, with the hub's
-                // webhook copies of it (pending and delivered).
+                if r.reason == .redacted { redacted = true }
+                // A redaction or a deletion: the earlier event's content goes in this transaction, with
+                // the hub's webhook copies of it (pending and delivered).
                 let up = try writer.prepare("UPDATE events SET body=? WHERE session=? AND seq=?")
                 up.bind(1, blob: r.body); up.bind(2, event.session); up.bind(3, r.seq)
                 _ = try up.step()
@@ -64,7 +64,9 @@ extension SQLiteStore {
                 var seqs = [r.seq]
                 var rewrites: [(Int, [UInt8])] = []
                 while try edits.step() {
-                    if let t = EventBody.editTombstone(edits.blob(1)) { rewrites.append((Int(edits.int(0)), t)) }
+                    if let t = EventBody.editTombstone(edits.blob(1), r.reason) {
+                        rewrites.append((Int(edits.int(0)), t))
+                    }
                 }
                 for (seq, body) in rewrites {
                     let u = try writer.prepare("UPDATE events SET body=? WHERE session=? AND seq=?")

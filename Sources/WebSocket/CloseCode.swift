@@ -25,8 +25,12 @@ public struct CloseCode: Equatable, Hashable, Sendable, CustomStringConvertible 
     public static let forbidden = CloseCode(4003)
     public static let sessionEnded = CloseCode(4004)
     public static let removed = CloseCode(4005)
+    /// A join refused because the session has no free seat (`session_full`): join again later.
+    public static let sessionFull = CloseCode(4006)
     public static let rateLimited = CloseCode(4008)
     public static let idleTimeout = CloseCode(4009)
+    /// A join (or a code) naming no session this hub knows (`unknown_session`).
+    public static let unknownSession = CloseCode(4404)
 
     /// Whether a peer may send this code in a close frame. 1004-1006 and 1015 are reserved for
     /// local use, 1016-2999 are unassigned, below 1000 and above 4999 are invalid.

@@ -211,6 +211,98 @@ final class ChatChangeAndCatchUpTests: XCTestCase {
         XCTAssertEqual(a2.of("error").last?["field"] as? String, "seq")
     }
 
+    /// A deletion takes the text out of the store in its own commit, like a redaction: the original
+    /// becomes a tombstone saying `deleted` (by its author or a host), its edits lose their text, and
+    /// the window, a late joiner's history and a resume show only that.
+    func testADeletionLeavesATombstoneInTheStoreTheWindowAndHistory() throws {
+        let h = Harness()
+        let host = h.join("Host", clientId: "h", hostKey: "hk"), a = h.join("Ann", clientId: "ann")
+        h.send(a, #"{"type":"chat","id":"c1","text":"first draft of a bad idea"}"#)
+        let target = chatSeq(host, "first draft of a bad idea")
+        h.send(a, #"{"type":"chat_edit","id":"e1","seq":\#(target),"text":"second draft of a bad idea"}"#)
+        let editSeq = a.of("ack").last!["seq"] as! Int
+        h.send(a, #"{"type":"chat_delete","id":"d1","seq":\#(target)}"#)
+        XCTAssertEqual(host.of("chat_delete").last?["target"] as? Int, target)
+        let stored = String(
+            decoding: try XCTUnwrap(try h.store.event(session: h.session.code, seq: target)).event.body, as: UTF8.self)
+        XCTAssertFalse(stored.contains("bad idea"), stored)
+        XCTAssertTrue(stored.contains(#""deleted":true,"deleted_by":"author""#), stored)
+        XCTAssertTrue(stored.contains(#""id":"c1""#) && stored.contains(#""kind":"text""#), stored)
+        let storedEdit = String(
+            decoding: try XCTUnwrap(try h.store.event(session: h.session.code, seq: editSeq)).event.body, as: UTF8.self)
+        XCTAssertFalse(storedEdit.contains("bad idea"), storedEdit)
+        XCTAssertTrue(storedEdit.hasSuffix(#""deleted":true"#), storedEdit)
+        XCTAssertEqual(h.host.redactions.last, [target, editSeq], "queued webhooks of both are dropped")
+        // Nothing the session sends later carries the text: a newcomer's history (from the window)...
+        let late = h.join("Late", clientId: "late", resumeFrom: 0)
+        let all = late.received.map { String(describing: $0) }.joined()
+        XCTAssertFalse(all.contains("bad idea"), all)
+        let tomb = late.of("chat").first { $0["seq"] as? Int == target }!
+        XCTAssertEqual(tomb["deleted"] as? Bool, true)
+        XCTAssertEqual(tomb["deleted_by"] as? String, "author")
+        XCTAssertNil(tomb["text"])
+        XCTAssertEqual(late.of("chat_edit").first { $0["seq"] as? Int == editSeq }?["deleted"] as? Bool, true)
+        // ... and the store's transcript, where exports and playback read.
+        let transcript = try h.store.events(session: h.session.code, after: 0, limit: 100)
+        XCTAssertFalse(transcript.map { String(decoding: $0.body, as: UTF8.self) }.joined().contains("bad idea"))
+        // Nothing is left to change: no edit, no second deletion, no redaction.
+        for (i, change) in [
+            #""type":"chat_edit","seq":\#(target),"text":"x""#, #""type":"chat_delete","seq":\#(target)"#,
+        ].enumerated() {
+            h.send(a, "{\(change),\"id\":\"x\(i)\"}")
+            XCTAssertEqual(a.of("error").last?["field"] as? String, "seq")
+            XCTAssertEqual(a.of("error").last?["message"] as? String, "message \(target) was deleted: nothing is left to change")
+        }
+        h.send(host, #"{"type":"redact","id":"r1","seq":\#(target)}"#)
+        XCTAssertEqual(host.of("error").last?["message"] as? String, "message \(target) was deleted: nothing is left to change")
+        XCTAssertEqual(a.of("redact").count, 0)
+    }
+
+    /// A host deletes someone else's message (`deleted_by: host`); a redacted message cannot be deleted.
+    func testAHostDeletesAnothersMessageAndARedactedOneCannotBeDeleted() throws {
+        let h = Harness()
+        let host = h.join("Host", clientId: "h", hostKey: "hk"), a = h.join("Ann", clientId: "ann")
+        h.send(a, #"{"type":"chat","id":"c1","text":"off topic"}"#)
+        h.send(a, #"{"type":"chat","id":"c2","text":"a pasted token"}"#)
+        let offTopic = chatSeq(host, "off topic"), leaked = chatSeq(host, "a pasted token")
+        h.send(host, #"{"type":"chat_delete","id":"d1","seq":\#(offTopic)}"#)
+        let stored = String(
+            decoding: try XCTUnwrap(try h.store.event(session: h.session.code, seq: offTopic)).event.body, as: UTF8.self)
+        XCTAssertTrue(stored.contains(#""deleted":true,"deleted_by":"host""#), stored)
+        XCTAssertFalse(stored.contains("off topic"), stored)
+        h.send(host, #"{"type":"redact","id":"r1","seq":\#(leaked)}"#)
+        h.send(a, #"{"type":"chat_delete","id":"d2","seq":\#(leaked)}"#)
+        XCTAssertEqual(a.of("error").last?["message"] as? String, "message \(leaked) was redacted: nothing is left to change")
+        XCTAssertEqual(a.of("chat_delete").count, 1, "only the host's deletion was stored")
+    }
+
+    /// A change whose read of the original was answered before a deletion committed still sees it
+    /// deleted (the session remembers), and a deletion that failed to commit can be made again.
+    func testAChangeRacingADeletionIsRefusedAndAFailedDeletionMayBeRetried() throws {
+        let h = Harness()
+        let a = h.join("Ann", clientId: "ann")
+        h.send(a, #"{"type":"chat","id":"c1","text":"racy text"}"#)
+        let target = chatSeq(a, "racy text")
+        // Both reads are answered with the original; the deletion goes first.
+        h.send(a, #"{"type":"chat_delete","id":"d1","seq":\#(target)}"#, commit: false)
+        h.send(a, #"{"type":"chat_edit","id":"e1","seq":\#(target),"text":"racy text again"}"#, commit: false)
+        h.settle()
+        XCTAssertEqual(a.of("error").last?["message"] as? String, "message \(target) was deleted: nothing is left to change")
+        XCTAssertEqual(a.of("chat_edit").count, 0)
+        let all = try h.store.events(session: h.session.code, after: 0, limit: 100)
+        XCTAssertFalse(all.map { String(decoding: $0.body, as: UTF8.self) }.joined().contains("racy text"))
+
+        h.send(a, #"{"type":"chat","id":"c2","text":"kept for now"}"#)
+        let second = chatSeq(a, "kept for now")
+        h.store.failing = true
+        h.send(a, #"{"type":"chat_delete","id":"d2","seq":\#(second)}"#)
+        XCTAssertEqual(a.of("error").last?["code"] as? String, "storage_unavailable")
+        h.store.failing = false
+        h.send(a, #"{"type":"chat_delete","id":"d3","seq":\#(second)}"#)
+        XCTAssertEqual(a.of("ack").last?["id"] as? String, "d3")
+        XCTAssertEqual(a.of("chat_delete").last?["target"] as? Int, second)
+    }
+
     func testChangesBecomeWebhooks() {
         func type(_ t: String) -> WebhookEventType? {
             Webhook.type(of: DurableEvent(session: "S", type: t, member: "k", clientId: "i", body: []))

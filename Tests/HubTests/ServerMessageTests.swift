@@ -36,6 +36,12 @@ final class ServerMessageTests: XCTestCase {
             (.durable(type: "chat", seq: 1, ts: 5,
                       body: EventBody.tombstone(of: try? JSONReader.readObject(Array("{".utf8) + chat + Array("}".utf8)))),
              "chat"),
+            (.durable(type: "chat", seq: 1, ts: 5,
+                      body: EventBody.deletedTombstone(
+                        of: try? JSONReader.readObject(Array("{".utf8) + chat + Array("}".utf8)), by: .host)),
+             "chat"),
+            (.durable(type: "chat_edit", seq: 6, ts: 5, body: EventBody.editTombstone(
+                EventBody.chatChange(.edit, id: "e1", from: from, target: 1, text: "new"), .deleted)!), "chat_edit"),
             (.durable(type: "chat_edit", seq: 6, ts: 5, body: EventBody.chatChange(.edit, id: "e1", from: from, target: 1,
                                                                                    text: "new")), "chat_edit"),
             (.durable(type: "chat_edit", seq: 6, ts: 5, body: EventBody.editTombstone(

@@ -260,6 +260,7 @@ final class SessionTests: XCTestCase {
         let host = h.join("Host", hostKey: "hk"), b = h.join("Bob")
         let c = h.join("Cat")
         XCTAssertEqual(c.of("error")[0]["code"] as? String, "session_full")
+        XCTAssertEqual(c.closedWith, .sessionFull, "a refused join closes with 4006 after the error")
         h.send(b, #"{"type":"end"}"#)
         XCTAssertEqual(b.of("error").last?["code"] as? String, "forbidden")
         h.send(host, #"{"type":"end","reason":"done"}"#)

@@ -60,6 +60,34 @@ final class StoragePortTests: XCTestCase {
         }
     }
 
+    /// A deletion, like a redaction, rewrites the original and cuts its edits' text in its own commit;
+    /// their tombstones say `deleted`.
+    func testADeletionRewritesTheOriginalAndItsEditsInTheSameCommit() throws {
+        for (name, s) in try backends() {
+            defer { s.close() }
+            let ex = ManualExecutor()
+            _ = wait(ex) { s.append(event("DDDDDD", "c1", member: "sub:ann"), executor: ex, done: $0) }
+            let edit = DurableEvent(
+                session: "DDDDDD", type: "chat_edit", member: "sub:ann", clientId: "e1",
+                body: EventBody.chatChange(.edit, id: "e1", from: Array("{}".utf8), target: 1, text: "hi again"))
+            _ = wait(ex) { s.append(edit, executor: ex, done: $0) }
+            let found = try s.event(session: "DDDDDD", seq: 1)
+            var delete = DurableEvent(
+                session: "DDDDDD", type: "chat_delete", member: "sub:ann", clientId: "d1",
+                body: Array(#""id":"d1","target":1"#.utf8))
+            let tomb = Array(#""kind":"text","deleted":true,"deleted_by":"author""#.utf8)
+            delete.replaces = Replacement(seq: 1, type: "chat", ts: found!.event.ts, body: tomb, reason: .deleted)
+            let c = wait(ex) { s.append(delete, executor: ex, done: $0) }
+            XCTAssertEqual(try c?.get().seq, 3, name)
+            XCTAssertEqual(try s.event(session: "DDDDDD", seq: 1)?.event.body, tomb, name)
+            let cut = String(decoding: try XCTUnwrap(try s.event(session: "DDDDDD", seq: 2)).event.body, as: UTF8.self)
+            XCTAssertEqual(cut, #""id":"e1","from":{},"target":1,"deleted":true"#, name)
+            XCTAssertEqual(
+                try s.events(session: "DDDDDD", after: 0, limit: 10).map(\.type), ["chat", "chat_edit", "chat_delete"],
+                name)
+        }
+    }
+
     func testBatchesAreAllOrNothingAndConditional() throws {
         for (name, s) in try backends() {
             defer { s.close() }

@@ -83,7 +83,7 @@ test("reconnect resumes from the last seq and resends unacknowledged chat with t
 });
 
 test("final close codes do not reconnect", () => {
-  for (const code of [4001, 4003, 4004, 4005, 1002]) {
+  for (const code of [4001, 4003, 4004, 4005, 4006, 4404, 1002]) {
     const { c, timers } = client();
     c.connect(); FakeSocket.all.at(-1).open(); FakeSocket.all.at(-1).close(code);
     assert.equal(c.state, "closed"); assert.equal(timers.length, 0);
@@ -111,8 +111,23 @@ test("typing starts once, refreshes, and stops on send", () => {
   assert.deepEqual(ws.sent.filter((m) => m.type === "typing").map((m) => m.state), ["start", "stop"]);
 });
 
+test("a refused join: the error, then the hub's close; no reconnect, whatever the code", () => {
+  for (const [error, code] of [["unknown_session", 4404], ["session_full", 4006], ["session_ended", 4004],
+    ["guests_not_allowed", 4001], ["forbidden", 4003]]) {
+    const { c, timers } = client();
+    const seen = [];
+    c.addEventListener("error", (e) => seen.push(e.detail.code));
+    c.addEventListener("closed", (e) => seen.push(e.detail.code));
+    c.connect(); const ws = FakeSocket.all.at(-1); ws.open();
+    ws.receive({ type: "error", code: error, message: "refused", field: "session" }); ws.close(code);
+    assert.deepEqual(seen, [error, code]);
+    assert.equal(c.state, "closed"); assert.equal(timers.length, 0, `${code}: no reconnect`);
+    assert.equal(FakeSocket.all.at(-1), ws, `${code}: no second socket`);
+  }
+});
+
 test("a final close says why (closed {code}) unless the page closed it itself", () => {
-  for (const code of [4001, 4003, 4005, 4008]) {
+  for (const code of [4001, 4003, 4005, 4006, 4404, 4008]) {
     const { c } = client();
     const seen = [];
     c.addEventListener("closed", (e) => seen.push(e.detail.code));

@@ -469,6 +469,55 @@ def test_replay_cursors_seek_while_paused_deleted_and_share(jwt_hub, tmp_path, b
         plain.stop()
 
 
+def test_replay_shows_a_deleted_message_as_deleted_from_the_start(jwt_hub, browsers):
+    """The deletion comes seconds after the message, yet playback never shows its text: the row is drawn
+    "message deleted" when it first appears, before the deletion is played (every row the page adds is
+    logged as it is added, from before the page's own script runs)."""
+    import asyncio
+    from hubclient import Client
+    hub = jwt_hub
+    code = create_session(hub, title="Deleted in playback", guest_policy="allow")["code"]
+    secret = "doomed-" + os.urandom(5).hex()
+
+    async def record():
+        a = await Client.connect(hub, code)
+        await a.join("Ann")
+        await a.send({"type": "chat", "id": "1", "text": "kept"})
+        await a.expect("ack")
+        await a.send({"type": "chat", "id": "2", "text": f"I should not have said {secret}"})
+        seq = (await a.expect("ack"))["seq"]
+        await a.send({"type": "chat_edit", "id": "e", "seq": seq, "text": f"nor {secret} again"})
+        await a.expect("ack", skip=("presence", "chat_edit", "cursors"))
+        await asyncio.sleep(4)   # 0.2 s of playback at 20x: the row is on screen well before the deletion
+        await a.send({"type": "chat_delete", "id": "d", "seq": seq})
+        await a.expect("ack", skip=("presence", "chat_delete", "cursors"))
+        await Client.close_all()
+        return seq
+    seq = asyncio.run(record())
+    d = browsers()
+    d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": """
+        window.__added = [];
+        new MutationObserver((list) => { for (const m of list) for (const n of m.addedNodes)
+            if (n.nodeType === 1) window.__added.push([n.dataset?.seq || "", n.dataset?.type || "", n.textContent]);
+        }).observe(document, { childList: true, subtree: true });"""})
+    d.get(f"{hub.http}/replay/{code}#key={WEB_KEY}")
+    wait(d, lambda x: x.find_element(By.ID, "state").text == "finished", timeout=20)
+    added = d.execute_script("return window.__added")
+    assert not [a for a in added if secret in a[2]], [a for a in added if secret in a[2]]
+    rows = [a for a in added if a[0] == str(seq)]
+    assert rows and "message deleted" in rows[0][2], rows
+    order = [(a[0], a[1]) for a in added if a[0]]
+    first_row = order.index((str(seq), "chat"))
+    deletion = next(i for i, a in enumerate(order) if a[1] == "chat_delete")
+    assert first_row < deletion, order
+    row = d.find_element(By.CSS_SELECTOR, f'#messages .msg[data-seq="{seq}"]')
+    assert row.find_element(By.CSS_SELECTOR, ".body").text == "message deleted"
+    assert "deleted" in row.get_attribute("class")
+    text = d.find_element(By.ID, "messages").text
+    assert secret not in text and "kept" in text and "deleted their message" in text, text
+    shot(d, "replay-deleted-from-the-start.png")
+
+
 def test_dashboard_needs_credential_lists_owners_and_finishes(web_hub, browsers):
     key = {"X-API-Key": WEB_KEY}
     # Without a credential on a closed hub: which credential, not a blank page under "open".

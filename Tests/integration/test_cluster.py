@@ -327,6 +327,57 @@ def test_session_created_on_one_node_joins_on_another_and_ends_everywhere(cluste
     assert '"host_key":"sha256:' in row and info["host_key"] not in row, row
 
 
+def test_a_deletion_rewrites_the_message_and_its_edits_in_redis_for_every_node(cluster):
+    """Deleted on node 0: the append script replaces the original with its tombstone and cuts its edits'
+    text (flagged `deleted`) in the same call, so node 1's late joiner, node 2's transcript and export and
+    node 1's replay from the start show only the tombstone; a redaction of it is refused on node 2."""
+    redis, nodes = cluster
+    info = create_session(nodes[0], title="deletions", guest_policy="allow")
+    code, host_key = info["code"], info["host_key"]
+    secret = "regret-" + os.urandom(5).hex()
+
+    async def main():
+        ann = await Client.connect(nodes[0], code)
+        await ann.join("Ann", client_id="ann")
+        await ann.send({"type": "chat", "id": "c1", "text": f"I said {secret}"})
+        seq = (await ann.expect("ack"))["seq"]
+        await ann.send({"type": "chat_edit", "id": "e1", "seq": seq, "text": f"I said {secret}!"})
+        await ann.expect("ack", skip=("cursors", "typing", "presence", "chat_edit"))
+        await ann.send({"type": "chat_delete", "id": "d1", "seq": seq})
+        await ann.expect("ack", skip=("cursors", "typing", "presence", "chat_edit", "chat_delete"))
+        late = await Client.connect(nodes[1], code)
+        await late.send({"type": "join", "name": "Late", "history": 50})
+        got = []
+        while (m := await late.recv(10))["type"] != "joined":
+            got.append(m)
+        rp = await Client.connect(nodes[1], code)
+        await rp.send({"type": "replay", "speed": 1000, "host_key": host_key})
+        played = []
+        while (m := await rp.recv(10))["type"] != "replay_finished":
+            played.append(m)
+        host = await Client.connect(nodes[2], code)
+        await host.join("Host", host_key=host_key)
+        await host.send({"type": "redact", "id": "r1", "seq": seq})
+        err = await host.expect("error", skip=("cursors", "typing", "presence", "chat"))
+        assert err["code"] == "invalid_field" and "was deleted" in err["message"], err
+        return seq, got, played
+    seq, got, played = run(main())
+    status, page = api(nodes[2], "GET", f"/api/sessions/{code}/transcript?limit=100")
+    status2, export = api(nodes[2], "GET", f"/api/sessions/{code}/transcript?format=ndjson")
+    assert status == 200 and status2 == 200
+    events = page["events"]
+    for where, blob in (("history", json.dumps(got)), ("replay", json.dumps(played)),
+                        ("transcript", json.dumps(page)), ("export", export.decode()),
+                        ("redis", redis_cli(redis, "HGETALL", "{" + code + "}:log"))):
+        assert secret not in blob, f"the deleted text is in the {where}"
+    for where, list_ in (("history", got), ("replay", played), ("transcript", events)):
+        first = next(m for m in list_ if m.get("seq") == seq)
+        assert first.get("deleted") is True and first.get("deleted_by") == "author" and "text" not in first, \
+            f"{where}: {first}"
+        edit = next(m for m in list_ if m["type"] == "chat_edit")
+        assert edit.get("deleted") is True and "text" not in edit, f"{where}: {edit}"
+
+
 def redis_cli(redis, *args):
     return subprocess.run(["redis-cli", "-p", str(redis.port), *args], capture_output=True, text=True,
                           timeout=5).stdout

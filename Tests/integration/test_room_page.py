@@ -208,10 +208,12 @@ def test_newcomer_sees_history_edits_deletions_and_presence(hub, loop, browsers)
     bob.switch_to.window(room)
     loop.run(ann.until(member_update("Bob", status="active"), what="Bob active again", since=n))
 
-    # The transcript holds the edit and the deletion as events; the original stays.
+    # The transcript holds the edit and the deletion as events; the deleted original is a tombstone.
     events = transcript(hub, code)
     assert [e["type"] for e in events if e["type"] in ("chat_edit", "chat_delete")] == ["chat_edit", "chat_delete"]
-    assert any(e["type"] == "chat" and e.get("text") == "third" for e in events)
+    tomb = next(e for e in events if e.get("seq") == s3)
+    assert tomb["type"] == "chat" and tomb.get("deleted") is True and "text" not in tomb, tomb
+    assert not any(e.get("text") == "third" for e in events)
 
 
 def test_own_messages_edit_delete_and_host_redacts(hub, loop, browsers):
@@ -492,7 +494,8 @@ def test_invite_host_end_and_remove_and_an_ended_room(hub, loop, browsers):
     # Delete and Redact are explained.
     help_text = host.execute_script("return document.querySelector('details.help').textContent")
     assert "Delete" in help_text and "Redact" in help_text and "for good" in help_text
-    assert "record keeps the original" in host.find_element(By.CSS_SELECTOR, "#messages button[data-action=delete]").get_attribute("title")
+    assert "shows as deleted" in host.find_element(By.CSS_SELECTOR, "#messages button[data-action=delete]").get_attribute("title")
+    assert "gone from the record" not in help_text and "message deleted" in help_text
 
     # Remove Bob: his page says so, for good, and his composer is off.
     bob_id = bob.execute_script("return window.collab.you.id")

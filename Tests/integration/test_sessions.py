@@ -34,11 +34,19 @@ def test_unknown_session_and_enumeration_is_throttled(make_hub):
         await c.send({"type": "join", "name": "x"})
         err = await c.recv()
         assert err["code"] == "unknown_session" and err["field"] == "session"
-        for i in range(25):
-            await c.send({"type": "join", "name": "x", "session": f"ZZZZZZ{random.choice('ABCDEFGH')}{i % 10}"})
+        # A refused join closes its socket (4404); guessing on, a socket a guess, meets the throttle.
         with pytest.raises(websockets.ConnectionClosed) as closed:
-            while True:
-                await c.recv()
+            await c.recv()
+        assert closed.value.rcvd.code == 4404
+        for i in range(25):
+            c = await Client.connect(hub, f"ZZZZZZ{random.choice('ABCDEFGH')}{'23456789'[i % 8]}")
+            await c.send({"type": "join", "name": "x"})
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    await c.recv()
+            if closed.value.rcvd.code == 4008:
+                break
+            assert closed.value.rcvd.code == 4404
         assert closed.value.rcvd.code == 4008
         # The address stays throttled for new connections too, even for a real session.
         code = create_session(hub)["code"]
@@ -55,6 +63,9 @@ def test_session_full_and_api_describe(session_hub):
         await a.join("A"); await b.join("B")
         await c.send({"type": "join", "name": "C"})
         assert (await c.recv())["code"] == "session_full"
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await c.recv()
+        assert closed.value.rcvd.code == 4006 and closed.value.rcvd.reason == "session full"
         await asyncio.sleep(0.4)
         status, info = api(session_hub, "GET", f"/api/sessions/{code.lower()}")
         assert status == 200 and info["title"] == "Pair" and info["members"] == 2 and info["status"] == "live"
@@ -166,6 +177,9 @@ def test_host_ends_session_over_http(session_hub):
         b = await Client.connect(session_hub, code)
         await b.send({"type": "join", "name": "late"})
         assert (await b.recv())["code"] == "session_ended"
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await b.recv()
+        assert closed.value.rcvd.code == 4004
         assert api(session_hub, "GET", f"/api/sessions/{code}")[1]["status"] == "ended"
     run(main())
 

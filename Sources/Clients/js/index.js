@@ -165,6 +165,9 @@ export class Outbox extends Map {
 const MAX_OUTBOX = 500;
 /** Error codes after which resending the same message could succeed: it stays in the outbox. */
 const TRANSIENT_ERRORS = new Set(["rate_limited", "storage_unavailable", "not_ready", "not_joined"]);
+/** Close codes after which a reconnect cannot help: the connection stays closed and `closed` says why. A
+ * refused join (unknown session 4404, ended 4004, full 4006, a token refused 4001/4003) ends with one of them. */
+export const FINAL_CLOSE_CODES = [4001, 4003, 4004, 4005, 4006, 4404, 1002, 1007, 1009];
 /** The states a client may set (`stale` is the hub's). */
 const PRESENCE_STATUSES = new Set(["active", "idle", "away"]);
 
@@ -593,9 +596,10 @@ export class CollabClient extends EventTarget {
   _closed(code) {
     this.ws = null;
     /** The close code of the last connection (4001 token expired or guests refused, 4003 forbidden, 4004
-     * session ended, 4005 removed, 4008 rate limited, ...). */
+     * session ended, 4005 removed, 4006 session full, 4008 rate limited, 4404 unknown session, ...). */
     this.closeCode = code;
-    // 4001 token expired, 4003 forbidden, 4004 ended, 4005 removed, 1002/1007/1009: reconnecting would not help.
+    // 4001 token expired, 4003 forbidden, 4004 ended, 4005 removed, 4006 full, 4404 no such session,
+    // 1002/1007/1009: reconnecting would not help (the hub said why in an `error` just before).
     // With getToken, a 4001 (expired or missing token) is worth one retry with a fresh token.
     if (code === 4001 && this.getToken && !this._authRetried && !this.closedByUser) {
       this._authRetried = true;
@@ -603,7 +607,7 @@ export class CollabClient extends EventTarget {
       this.schedule(() => { if (!this.closedByUser) this.connect(); }, 0);
       return;
     }
-    const final = this.closedByUser || [4001, 4003, 4004, 4005, 1002, 1007, 1009].includes(code);
+    const final = this.closedByUser || FINAL_CLOSE_CODES.includes(code);
     if (final) {
       this._setState("closed");
       // Why it stays closed (a page says so): not after close(), which the caller asked for.

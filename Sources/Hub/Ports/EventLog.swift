@@ -8,8 +8,8 @@ public struct DurableEvent: Sendable {
     public let clientId: String?
     public let body: [UInt8]
     /// Committed with this event, in its transaction: the body of the earlier event `seq` of the same
-    /// stream becomes `body` (a redaction), and the hub's webhook copies of it (outbox, delivery log)
-    /// are deleted.
+    /// stream becomes `body` (a redaction or a deletion), its edits lose their text the same way
+    /// (`EventBody.editTombstone`), and the hub's webhook copies of them (outbox, delivery log) are deleted.
     public var replaces: Replacement?
     public init(session: String, type: String, member: String?, clientId: String?, body: [UInt8]) {
         self.session = session; self.type = type; self.member = member; self.clientId = clientId; self.body = body
@@ -18,12 +18,16 @@ public struct DurableEvent: Sendable {
 
 /// A stored event's new body (`DurableEvent.replaces`), with what the frame of it needs.
 public struct Replacement: Sendable, Equatable {
+    /// Why the content goes, which is the flag its tombstones carry (`"redacted":true`, `"deleted":true`).
+    /// A redaction also purges the store's files at once (SQLite: the WAL is checkpointed and emptied).
+    public enum Reason: String, Sendable, Equatable { case redacted, deleted }
     public let seq: Int
     public let type: String
     public let ts: Int64
     public let body: [UInt8]
-    public init(seq: Int, type: String, ts: Int64, body: [UInt8]) {
-        self.seq = seq; self.type = type; self.ts = ts; self.body = body
+    public let reason: Reason
+    public init(seq: Int, type: String, ts: Int64, body: [UInt8], reason: Reason = .redacted) {
+        self.seq = seq; self.type = type; self.ts = ts; self.body = body; self.reason = reason
     }
 }
 

@@ -58,7 +58,7 @@ public final class MemoryStorage: Storage, @unchecked Sendable {
             let marker = Array("\"target\":\(r.seq),".utf8)
             for (j, ev) in (events[e.session] ?? []).enumerated()
             where ev.type == "chat_edit" && ev.seq > r.seq && ev.body.firstRange(of: marker) != nil {
-                guard let t = EventBody.editTombstone(ev.body) else { continue }
+                guard let t = EventBody.editTombstone(ev.body, r.reason) else { continue }
                 events[e.session]![j] = StoredEvent(seq: ev.seq, ts: ev.ts, type: ev.type, body: t)
                 outbox.removeAll { $0.message.stream == e.session && $0.message.seq == ev.seq }
             }

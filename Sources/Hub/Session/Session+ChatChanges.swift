@@ -1,8 +1,9 @@
 import WebSocket
 
-/// Editable chat: `chat_edit` (the author), `chat_delete` (the author or a host) and `redact` (a host;
-/// the original's content is removed from the store in the same transaction, leaving a tombstone at
-/// its seq in the transcript, exports, playback and the resume window). Each is a durable event of its
+/// Editable chat: `chat_edit` (the author), `chat_delete` (the author or a host) and `redact` (a host).
+/// A deletion and a redaction remove the original's content (and its edits' texts) from the store in
+/// the transaction that records them, leaving a tombstone at its seq (`deleted: true` with
+/// `deleted_by`, or `redacted: true`) in the transcript, exports, playback and the resume window. Each is a durable event of its
 /// own that names the original by `target`, acknowledged like a chat message (idempotent on its `id`).
 /// The original is read from the store (off the loop): who wrote it is the stable key stored with it,
 /// so the author may edit after a reconnect or a restart.
@@ -43,12 +44,20 @@ extension Session {
                         code: "invalid_field", message: "seq \(change.target) is not a member's chat message", ref: ref,
                         field: "seq"))
             }
-            if body["redacted"] != nil {
+            // Nothing is left of a deleted or redacted message: no edit, no second deletion, no
+            // redaction (there is no content to remove), whichever came first.
+            let removed =
+                body["redacted"] != nil
+                ? Replacement.Reason.redacted
+                : body["deleted"] != nil
+                    ? .deleted : self.removedTargets.last { $0.seq == change.target }?.reason
+            if let removed {
                 return self.send(
                     client,
                     .error(
-                        code: "invalid_field", message: "message \(change.target) was redacted", ref: ref, field: "seq")
-                )
+                        code: "invalid_field",
+                        message: "message \(change.target) was \(removed.rawValue): nothing is left to change",
+                        ref: ref, field: "seq"))
             }
             let own = original.member == member.key
             switch change.action {
@@ -61,23 +70,37 @@ extension Session {
                     .error(code: "forbidden", message: "only its author or a host may delete a message", ref: ref))
             default: break
             }
-            let replaces =
-                change.action == .redact
-                ? Replacement(
-                    seq: change.target, type: "chat", ts: original.event.ts, body: EventBody.tombstone(of: body)) : nil
+            // A redaction or a deletion replaces the original's body with a tombstone in its own commit
+            // (its edits' texts go too), so history, exports and playback never show the text again.
+            let replaces: Replacement?
+            switch change.action {
+            case .redact:
+                replaces = Replacement(
+                    seq: change.target, type: "chat", ts: original.event.ts, body: EventBody.tombstone(of: body))
+            case .delete:
+                replaces = Replacement(
+                    seq: change.target, type: "chat", ts: original.event.ts,
+                    body: EventBody.deletedTombstone(of: body, by: own ? .author : .host), reason: .deleted)
+            case .edit: replaces = nil
+            }
+            if let replaces { self.noteRemoved(change.target, replaces.reason) }
             let changeBody = EventBody.chatChange(
                 change.action, id: change.id, from: member.fromJSON, target: change.target, text: change.text)
             self.persistAcked(
                 client, type: change.action.rawValue, member: member, id: change.id, body: changeBody,
-                what: change.action.rawValue, replaces: replaces
-            ) { [weak self] c in
-                guard let self else { return }
-                switch change.action {
-                case .edit: self.rememberEdit(of: change.target, seq: c.seq, ts: c.ts, body: changeBody)
-                case .redact: self.redactEdits(of: change.target)
-                case .delete: break
-                }
-            }
+                what: change.action.rawValue, replaces: replaces,
+                committed: { [weak self] c in
+                    guard let self else { return }
+                    switch change.action {
+                    case .edit: self.rememberEdit(of: change.target, seq: c.seq, ts: c.ts, body: changeBody)
+                    case .redact: self.removeEdits(of: change.target, .redacted)
+                    case .delete: self.removeEdits(of: change.target, .deleted)
+                    }
+                },
+                failed: { [weak self] in
+                    // Not stored: the message may be changed again.
+                    if replaces != nil { self?.removedTargets.removeAll { $0.seq == change.target } }
+                })
             if change.action == .redact {
                 self.host?.record(
                     "chat_redacted", session: self, actor: member, target: String(change.target), details: change.text,
@@ -100,13 +123,21 @@ extension Session {
         }
     }
 
-    /// After a redaction of `target` committed (the store cut its edits in the same transaction): the
-    /// window's copies of the edits become tombstones too, and queued webhooks of them all are dropped.
-    func redactEdits(of target: Int) {
+    /// A deletion or redaction of `target` is on its way to the store: later changes of it are refused
+    /// (a failed commit takes it back).
+    func noteRemoved(_ target: Int, _ reason: Replacement.Reason) {
+        removedTargets.append((target, reason))
+        if removedTargets.count > 1024 { removedTargets.removeFirst(removedTargets.count - 1024) }
+    }
+
+    /// After a redaction or deletion of `target` committed (the store cut its edits in the same
+    /// transaction): the window's copies of the edits become tombstones too, and queued webhooks of
+    /// them all are dropped.
+    func removeEdits(of target: Int, _ reason: Replacement.Reason) {
         var seqs: Set<Int> = [target]
         for e in editsByTarget.removeValue(forKey: target) ?? [] {
             seqs.insert(e.seq)
-            guard let t = EventBody.editTombstone(e.body) else { continue }
+            guard let t = EventBody.editTombstone(e.body, reason) else { continue }
             window.replace(
                 seq: e.seq, with: ServerMessage.durable(type: "chat_edit", seq: e.seq, ts: e.ts, body: t).frame)
         }

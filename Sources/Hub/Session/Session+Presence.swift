@@ -62,6 +62,7 @@ extension Session {
             send(
                 client,
                 .error(code: "session_full", message: "session \(code) is full (\(info.maxParticipants) participants)"))
+            client.disconnect(.sessionFull, "session full")
             return
         }
         nextMemberNumber += 1

@@ -111,7 +111,7 @@ extension Session {
         var ended: String?
         switch e.type {
         case "presence": trackRemotePresence(e.body)
-        case "redact":
+        case "redact", "chat_delete":
             // The target's text, and its edits', must not be resumed from here: resumes read the
             // store, which rewrote them, until the window fills again.
             window.dropThrough(e.seq)

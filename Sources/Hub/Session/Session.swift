@@ -35,6 +35,9 @@ public final class Session {
     /// Edits of chat messages by target seq, while the resume window may hold them (a redaction of the
     /// target replaces their frames too): seq, ts and body of each.
     var editsByTarget: [Int: [(seq: Int, ts: Int64, body: [UInt8])]] = [:]
+    /// Chat messages this session deleted or redacted (the newest 1,024, oldest first), by seq and why:
+    /// a change whose read of the original began before that commit must not store its text again.
+    var removedTargets: [(seq: Int, reason: Replacement.Reason)] = []
     /// Shared log (cluster) only: committed events past a gap, by seq, each applied once every seq
     /// before it was (Session+Shared), and since when the oldest gap is open.
     var parked: [Int: Parked] = [:]
@@ -293,7 +296,7 @@ public final class Session {
     /// to the sender (a resend gets the original's seq, marked duplicate, and is not broadcast again).
     func persistAcked(
         _ client: HubClient, type: String, member: Member, id: String, body: [UInt8], what: String,
-        replaces: Replacement? = nil, committed: ((Committed) -> Void)? = nil
+        replaces: Replacement? = nil, committed: ((Committed) -> Void)? = nil, failed: (() -> Void)? = nil
     ) {
         persist(type: type, member: member.key, clientId: id, body: body, replaces: replaces) {
             [weak self] result, frame in
@@ -306,6 +309,7 @@ public final class Session {
                 }
                 self.send(client, .ack(id: id, seq: c.seq, ts: c.ts, duplicate: c.duplicate))
             case .failure(let failure):
+                failed?()
                 self.send(
                     client,
                     .error(code: "storage_unavailable", message: "\(what) not stored: \(failure.message)", ref: id))

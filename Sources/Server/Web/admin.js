@@ -768,9 +768,10 @@ function describeEvent(e, names, changes = new Map()) {
         // The store keeps a tombstone; one loaded before the redaction still has its text here: not shown.
         row.state = "redacted";
         row.body = { sig: "redacted", build: () => h("span", { class: "gone", text: "[redacted]" }) };
-      } else if (change?.deleted) {
+      } else if (e.deleted || change?.deleted) {
+        // The store keeps a tombstone (no text); one loaded before the deletion still has its text here: not shown.
         row.state = "deleted";
-        row.body = { sig: "deleted|" + (e.text ?? ""), build: () => [badge("deleted", "ended"), " ", h("s", { text: e.text ?? "" })] };
+        row.body = { sig: "deleted", build: () => [badge("deleted", "ended"), " ", h("span", { class: "gone", text: e.deleted_by === "host" ? "by a host" : "" })] };
       } else if (change?.edit != null) {
         row.state = "edited";
         row.body = { sig: "edited|" + change.edit, build: () => [change.edit, " ", h("span", { class: "tag", text: "edited" })] };
@@ -801,7 +802,8 @@ function describeEvent(e, names, changes = new Map()) {
     case "chat_edit":
       row.who = e.from?.name ?? names.get(e.from) ?? "";
       row.type = "edit";
-      row.body = { sig: sig + "|" + (e.text ?? ""), build: () => [h("span", { class: "tag", text: `edit of #${e.target}` }), " ", e.text ?? ""] };
+      row.body = { sig: sig + "|" + (e.text ?? ""), build: () => [h("span", { class: "tag", text: `edit of #${e.target}` }), " ",
+        e.text ?? (e.deleted ? "(its message was deleted)" : e.redacted ? "(its message was redacted)" : "")] };
       break;
     case "chat_delete":
       row.who = e.from?.name ?? names.get(e.from) ?? "";
