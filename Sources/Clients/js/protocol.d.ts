@@ -250,6 +250,10 @@ export type ServerChat = {
   event?: string;
   /** The message was redacted by a host: its content is gone from the store (a tombstone at its seq). */
   redacted?: true;
+  /** The message was deleted by its author or a host: its content is gone from the store (a tombstone at its seq, in history, exports and playback). */
+  deleted?: true;
+  /** With deleted: who deleted it (a host deleting someone else's message is `host`). */
+  deleted_by?: "author" | "host";
 };
 
 /** Durable: the author or a host deleted chat message `target` (the transcript keeps it; clients hide it). */
@@ -286,6 +290,8 @@ export type ServerChatEdit = {
   text?: string;
   /** Its target was redacted: the edit's text is gone too. */
   redacted?: true;
+  /** Its target was deleted: the edit's text is gone too. */
+  deleted?: true;
 };
 
 /** To a publisher socket: a session member asks for this (answer by publishing paused/resumed/completed). */
