@@ -142,3 +142,22 @@ struct Paging {
         "\"next\":" + (position.map { jsonString(cursor(route: route, $0)) } ?? "null")
     }
 }
+
+/// The `Idempotency-Key` request header (runs' events, backend messages): 1-128 printable ASCII characters
+/// without spaces.
+enum IdempotencyKey {
+    struct Refusal: Error { let response: Response }
+
+    /// The header's value, nil when it is absent, or the 400 that names it.
+    static func of(_ head: HTTPRequestHead) -> Result<String?, Refusal> {
+        guard let key = head.header("Idempotency-Key") else { return .success(nil) }
+        guard !key.isEmpty, key.utf8.count <= 128, key.utf8.allSatisfy({ $0 > 32 && $0 < 127 }) else {
+            return .failure(
+                Refusal(
+                    response: .error(
+                        .badRequest, "invalid_field", "Idempotency-Key must be 1-128 printable characters",
+                        field: "Idempotency-Key")))
+        }
+        return .success(key)
+    }
+}

@@ -17,9 +17,10 @@ extension SessionAPI {
         }
         let fields = obj["type"]?.string == "event" ? ["type", "name", "data", "durable"] : ["kind", "text"]
         if let unknown = BodyFields.unknown(obj, known: fields) { return unknown }
-        let key = head.header("Idempotency-Key")
-        if let key, key.isEmpty || key.utf8.count > 128 || !key.utf8.allSatisfy({ $0 > 32 && $0 < 127 }) {
-            return .error(.badRequest, "invalid_field", "Idempotency-Key must be 1-128 printable characters")
+        let key: String?
+        switch IdempotencyKey.of(head) {
+        case .failure(let refusal): return refusal.response
+        case .success(let k): key = k
         }
         let message: BackendMessage
         if obj["type"]?.string == "event" {

@@ -179,14 +179,31 @@ extension SessionAPI {
         }
     }
 
-    /// `GET /api/keys/{id}/usage`: requests counted in the current minute, hour and month, and the limits.
-    func keyUsage(_ id: String) -> Response {
-        guard let u = keys.usage(of: id) else {
-            return .json(.ok, "{\"id\":\(jsonString(id)),\"minute\":0,\"hour\":0,\"month\":0}")
+    /// `GET /api/keys/{id}/usage`: requests counted in the current minute, hour and month. An id no key has
+    /// is 404 `unknown_key` (after one read of the key table: the key may have been made by `collabhub keys`
+    /// since the last); a revoked key still answers its counts.
+    func keyUsage(_ id: String, _ connection: Connection) -> Response? {
+        if keys.record(id) != nil { return Self.usage(of: id, keys) }
+        guard APIKeys.isToken(Substring(id)) else { return Self.unknownKey(id) }
+        let loop = connection.loop, keys = keys
+        keys.refreshNow(for: id) {
+            let response = keys.record(id) != nil ? Self.usage(of: id, keys) : Self.unknownKey(id)
+            loop.post { connection.respondLater(response) }
         }
+        return nil
+    }
+
+    private static func usage(of id: String, _ keys: APIKeys) -> Response {
+        let u = keys.usage(of: id) ?? APIKeys.Usage()
         return .json(
             .ok,
             "{\"id\":\(jsonString(id)),\"minute\":\(u.minuteCount),\"hour\":\(u.hourCount),\"month\":\(u.monthCount)}")
+    }
+
+    private static func unknownKey(_ id: String) -> Response {
+        // An id from the wire: shown only when it has the shape of one (bounded, no markup).
+        .error(
+            .notFound, "unknown_key", APIKeys.isToken(Substring(id)) ? "no key \(id)" : "no key with that id")
     }
 
     static func keyFields(_ w: inout JSONWriter, _ k: APIKeyRecord) {

@@ -50,8 +50,18 @@ extension SessionAPI {
                         "attaching run \(runId) to session \(code) needs its host key or scope sessions:write")
                 }
             }
-            if events.count == 1, events[0].id == nil, let key = head.header("Idempotency-Key") {
-                events[0].id = String(key.prefix(128))
+            // The request's Idempotency-Key names each of its events that has no `id` of its own: a request of
+            // one event gets the key itself, event i of a batch `KEY.i`. The board stores each id once per run,
+            // so a batch sent again with the same key is answered event by event as duplicates.
+            let key: String?
+            switch IdempotencyKey.of(head) {
+            case .failure(let refusal): return refusal.response
+            case .success(let k): key = k
+            }
+            if let key {
+                for i in events.indices where events[i].id == nil {
+                    events[i].id = events.count == 1 ? key : "\(key).\(i)"
+                }
             }
             let loop = connection.loop
             loop0.loop.post {

@@ -95,8 +95,8 @@ final class SessionAPI {
         case ("DELETE", 3, "keys"): return authorized(.manageKeys) { revokeKey(parts[2], connection, access) }
         case ("GET", 4, "keys") where parts[3] == "usage":
             // A key may read its own usage; keys:admin reads any.
-            if access.keyId == parts[2] { return keyUsage(parts[2]) }
-            return authorized(.manageKeys) { keyUsage(parts[2]) }
+            if access.keyId == parts[2] { return keyUsage(parts[2], connection) }
+            return authorized(.manageKeys) { keyUsage(parts[2], connection) }
         case (_, _, "keys"): return .error(.notFound, "not_found", "no API route \(head.method) \(head.path)")
         case (_, _, "webhooks"):
             return authorized(.manageWebhooks) { webhookRoute(head, parts, body, connection, access) }

@@ -9,6 +9,7 @@ import hmac
 import json
 import os
 import re
+import subprocess
 import time
 
 import jsonschema
@@ -16,6 +17,7 @@ import pytest
 from openapi_spec_validator import validate as validate_spec
 
 import contract
+from conftest import BINARY
 from hubclient import PROTOCOL, Client, api, create_session, run
 from wsraw import RawClient
 
@@ -229,6 +231,34 @@ def test_every_body_refuses_unknown_fields(hub):
     # A name far from every known one gets no guess; a huge one is cut before it is echoed.
     status, answer = api(hub, "POST", "/api/sessions", {"x" * 10000: 1})
     assert status == 400 and "did you mean" not in answer["error"]["message"] and len(answer["error"]["field"]) == 64
+
+
+# --- key usage ---
+
+def test_key_usage_of_an_unknown_key_is_404_and_of_a_known_one_its_counts(hub):
+    admin = {"X-API-Key": ADMIN}
+    for unknown in ("nosuchkey0123", "x" * 65, "%3Cscript%3E"):
+        status, body = api(hub, "GET", f"/api/keys/{unknown}/usage", headers=admin)
+        assert status == 404 and body["error"]["code"] == "unknown_key", (unknown, body)
+        assert "<" not in body["error"]["message"] and "x" * 65 not in body["error"]["message"]
+    # A key that made no request yet: 200 with zeros; after two, two.
+    status, made = api(hub, "POST", "/api/keys", {"name": "usage", "scopes": ["sessions:read"]}, admin)
+    assert status == 201, made
+    status, usage = api(hub, "GET", f"/api/keys/{made['id']}/usage", headers=admin)
+    assert status == 200 and usage == {"id": made["id"], "minute": 0, "hour": 0, "month": 0}, usage
+    for _ in range(2):
+        assert api(hub, "GET", "/api/sessions", headers={"X-API-Key": made["key"]})[0] == 200
+    assert api(hub, "GET", f"/api/keys/{made['id']}/usage", headers=admin)[1]["minute"] == 2
+    # A key made by `collabhub keys` in another process is found (one read of the key table), not 404.
+    out = subprocess.run([BINARY, "keys", "create", "--data", hub.data_dir, "--name", "cli", "--scopes",
+                          "sessions:read"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    cli_id = next(line.split()[1] for line in out.stdout.splitlines() if line.startswith("id:"))
+    status, usage = api(hub, "GET", f"/api/keys/{cli_id}/usage", headers=admin)
+    assert status == 200 and usage["minute"] == 0, usage
+    # A revoked key still has its counts; the id is not forgotten.
+    assert api(hub, "DELETE", f"/api/keys/{made['id']}", headers=admin)[0] == 200
+    assert api(hub, "GET", f"/api/keys/{made['id']}/usage", headers=admin)[0] == 200
 
 
 # --- expired credentials ---

@@ -84,6 +84,39 @@ def test_idempotent_retries(runs_hub):
     assert len(api(runs_hub, "GET", "/api/runs/r2")[1]["events"]) == 2
 
 
+def test_a_batch_sent_again_with_only_its_idempotency_key_is_stored_once(runs_hub):
+    """The header names every event of a batch that has no id of its own (event i: `KEY.i`): a batch whose
+    answer was lost, sent again with the same key, is answered event by event as duplicates, and a batch
+    that starts a run is not refused as a second start (409)."""
+    batch = {"events": [{"type": "started", "owner": "ci"}, {"type": "log", "line": "a"},
+                        {"type": "log", "line": "b", "id": "own-id"}, {"type": "progress", "percent": 10}]}
+    first = publish(runs_hub, "rb1", batch, {"Idempotency-Key": "job-7"})
+    assert first[0] == 202 and [e["seq"] for e in first[1]["events"]] == [1, 2, 3, 4], first
+    assert not any(e.get("duplicate") for e in first[1]["events"])
+    again = publish(runs_hub, "rb1", batch, {"Idempotency-Key": "job-7"})
+    assert again[0] == 202, again
+    assert again[1]["events"] == [{"seq": s, "duplicate": True} for s in (1, 2, 3, 4)]
+    # An event's own id is still its own: the same event in a batch under another key is a duplicate too.
+    mixed = publish(runs_hub, "rb1", {"events": [{"type": "log", "line": "b", "id": "own-id"},
+                                                 {"type": "log", "line": "c"}]}, {"Idempotency-Key": "job-8"})
+    assert mixed[0] == 202 and mixed[1]["events"] == [{"seq": 3, "duplicate": True}, {"seq": 5}], mixed
+    # A batch's event ids are KEY.0, KEY.1, ...: what a later single event sends as its id.
+    single = publish(runs_hub, "rb1", {"type": "log", "line": "c", "id": "job-8.1"})
+    assert single[1]["events"] == [{"seq": 5, "duplicate": True}]
+    state = api(runs_hub, "GET", "/api/runs/rb1")[1]
+    assert [e["seq"] for e in state["events"]] == [1, 2, 3, 4, 5]
+    assert state["run"]["status"] == "running" and state["run"]["log_count"] == 3
+    # Without the key, the same batch is new events (and a second start, refused).
+    status, body = publish(runs_hub, "rb1", batch)
+    assert status == 409 and body["error"]["code"] == "illegal_transition"
+    # A key the hub cannot take is refused, naming the header; nothing is stored.
+    for bad in ("", "has space", "k" * 129, "caf\u00e9"):
+        status, body = publish(runs_hub, "rb1", {"type": "log", "line": "x"},
+                               {"Idempotency-Key": bad.encode("utf-8").decode("latin-1")})
+        assert status == 400 and body["error"]["field"] == "Idempotency-Key", (bad, body)
+    assert len(api(runs_hub, "GET", "/api/runs/rb1")[1]["events"]) == 5
+
+
 def test_watcher_snapshot_live_events_and_resume(runs_hub):
     async def main():
         publish(runs_hub, "r3", {"type": "started", "owner": "ci"})
