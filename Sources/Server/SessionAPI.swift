@@ -496,6 +496,10 @@ extension SessionAPI {
         let obj = body.isEmpty ? nil : try? JSONReader.readObject(body)
         if !body.isEmpty && obj == nil { return .error(.badRequest, "bad_json", "the body must be a JSON object") }
         if let obj, let unknown = BodyFields.unknown(obj, known: ["ttl_s"]) { return unknown }
+        // No link to a session that does not exist (it would replay nothing, and name a code never made).
+        guard directory.info(code) != nil else {
+            return .error(.notFound, "unknown_session", "no session with code \(code)")
+        }
         var ttl = 7 * 86_400
         if let t = obj?["ttl_s"], t.kind != .null {
             guard let v = t.int, v >= 60, v <= 30 * 86_400 else {

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import os
 import re
@@ -195,6 +196,35 @@ def test_messages_are_idempotent_and_the_transcript_is_read_a_page_at_a_time(sdk
     assert list(c.transcript(code, after=26)) == []
 
 
+def test_share_links_are_made_used_and_revoked(sdk, hub):
+    collabhub, _ = sdk
+    c = client(sdk, hub)
+    made = c.create_session("shared")
+    code = made["code"]
+    c.post_message(code, "worth replaying")
+    link = c.share(code, ttl_s=600)
+    assert set(link) >= {"id", "url", "token", "expires_at"} and link["url"].startswith(f"/replay/{code}")
+    assert abs(link["expires_at"] - (time.time() + 600)) < 60
+    viewer = collabhub.Client(hub.http, token=link["token"])
+    assert [e["text"] for e in viewer.transcript(code)] == ["worth replaying"]
+    assert c.revoke_share(code, link["id"])["revoked"] is True
+    with pytest.raises(collabhub.AuthenticationError) as e:
+        viewer.transcript(code).__next__()
+    assert e.value.status == 401 and not e.value.expired
+    # The host key alone shares and revokes.
+    keyless = collabhub.Client(hub.http)
+    by_host = keyless.share(code, host_key=made["host_key"])
+    assert keyless.revoke_share(code, by_host["id"], host_key=made["host_key"])["revoked"] is True
+    with pytest.raises(ValueError):
+        c.share(code, ttl_s=10)
+    with pytest.raises(collabhub.NotFoundError) as e:
+        c.share("ZZZZZZZZ")
+    assert e.value.code == "unknown_session"
+    with pytest.raises(collabhub.BadRequestError) as e:
+        c.revoke_share(code, "not a share id!")
+    assert e.value.code == "invalid_field"
+
+
 def test_the_async_client_has_the_same_methods(sdk, hub):
     collabhub, _ = sdk
     sync_methods = {n for n in dir(collabhub.Client) if not n.startswith("_")}
@@ -268,19 +298,17 @@ def test_member_and_watcher_tokens_carry_the_claims_the_hub_checks(sdk, hub):
     with pytest.raises(collabhub.PermissionDeniedError):
         as_watcher.get_run("some-other-run")
 
-    # An expired token is refused with 401; the hub's code tells it from a forged one (token_expired,
-    # the paging/errors contract), where today's hub says "unknown, revoked or expired credential".
+    # An expired token is refused with 401 token_expired, typed as such; a forged one is 401 unauthorized.
     expired = collabhub.member_token(SECRET, sub="old", session=code, ttl=60, now=time.time() - 3600)
-    with pytest.raises(collabhub.AuthenticationError) as e:
+    with pytest.raises(collabhub.TokenExpiredError) as e:
         collabhub.Client(hub.http, token=expired).get_session(code)
-    if e.value.code == "token_expired":
-        assert isinstance(e.value, collabhub.TokenExpiredError) and e.value.expired
-    else:
-        assert e.value.code == "unauthorized" and "expired" in e.value.message
+    assert (e.value.status, e.value.code, e.value.expired, e.value.retryable) == (401, "token_expired", True, False)
+    assert isinstance(e.value, collabhub.AuthenticationError)
     forged = collabhub.member_token("another-secret-0123456789", sub="eve", session=code)
     with pytest.raises(collabhub.AuthenticationError) as e:
         collabhub.Client(hub.http, token=forged).get_session(code)
-    assert e.value.code != "token_expired" and not e.value.expired
+    assert not isinstance(e.value, collabhub.TokenExpiredError)
+    assert (e.value.code, e.value.expired) == ("unauthorized", False)
     with pytest.raises(ValueError):
         collabhub.member_token("short", sub="x", session=code)
     with pytest.raises(ValueError):
@@ -307,7 +335,7 @@ def test_errors_are_typed_from_the_hubs_error_body_and_headers(sdk):
     assert isinstance(e, collabhub.NotFoundError) and e.code == "http_404"
 
 
-def test_the_pager_follows_next_and_falls_back_on_the_older_fields(sdk):
+def test_the_pager_follows_next_only(sdk):
     from collabhub._http import Call
     from collabhub._paging import next_call
     collabhub, _ = sdk
@@ -315,15 +343,58 @@ def test_the_pager_follows_next_and_falls_back_on_the_older_fields(sdk):
     nxt = next_call(call, {"events": [], "next": "opaque=="})
     assert nxt.query == {"limit": "10", "cursor": "opaque=="}
     assert next_call(nxt, {"events": [], "next": None}) is None
-    assert next_call(call, {"events": [], "next_after": 15, "has_more": True}).query == {"after": "15", "limit": "10"}
-    assert next_call(call, {"events": [], "next_after": 15, "has_more": False}) is None
-    assert next_call(call, {"activity": [], "next_before": 9}).query == {"before": "9", "limit": "10"}
-    assert next_call(call, {"runs": [], "next_offset": 20}).query == {"offset": "20", "limit": "10"}
-    assert next_call(call, {"runs": [], "next_offset": None}) is None
-    assert next_call(call, {"sessions": []}) is None
+    # The fields of hubs from before the paging contract are not read: an answer without `next` is refused.
+    for old in ({"events": [], "next_after": 15, "has_more": True}, {"activity": [], "next_before": 9},
+                {"runs": [], "next_offset": 20}, {"sessions": []}):
+        with pytest.raises(collabhub.CollabHubError) as e:
+            next_call(call, old)
+        assert e.value.code == "bad_response" and not e.value.retryable
+    for bad in ("", 7, ["x"]):
+        with pytest.raises(collabhub.CollabHubError) as e:
+            next_call(call, {"events": [], "next": bad})
+        assert e.value.code == "bad_response"
     with pytest.raises(collabhub.CollabHubError) as e:
-        next_call(call, {"events": [], "next_after": 5, "has_more": True})
+        next_call(nxt, {"events": [], "next": "opaque=="})
     assert e.value.code == "paging_stalled"
+    import collabhub._paging as paging
+    source = open(paging.__file__).read().split('"""', 2)[2]
+    assert not re.search(r"next_after|next_before|next_offset|has_more", source), "a legacy paging field is read"
+
+
+def test_iterators_walk_three_pages_and_more_by_next(sdk, hub):
+    """Sessions, a transcript, webhook deliveries and the activity log, a page of one or two at a time: each
+    page is one request (counted by the hub against the key that lists), no item twice, none missed."""
+    collabhub, _ = sdk
+    c = client(sdk, hub)
+    made = c.create_key("pager", ["sessions:create", "sessions:read", "sessions:write", "transcripts:read",
+                                  "activity:read", "webhooks:admin"], per_minute=100000)
+    pager = collabhub.Client(hub.http, api_key=made["key"])
+
+    def requests_for(walk):
+        before = c.key_usage(made["id"])["month"]
+        items = walk()
+        return items, c.key_usage(made["id"])["month"] - before
+
+    codes = [pager.create_session(f"pages {i}")["code"] for i in range(5)]
+    sessions, pages = requests_for(lambda: [s["code"] for s in pager.list_sessions(page_size=2)])
+    assert set(codes) <= set(sessions) and len(sessions) == len(set(sessions))
+    assert pages >= 3 and pages >= len(sessions) // 2, (pages, len(sessions))
+
+    for i in range(7):
+        pager.post_message(codes[0], f"p{i}")
+    events, pages = requests_for(lambda: [e["seq"] for e in pager.transcript(codes[0], page_size=2)])
+    assert events == list(range(1, 8)) and pages == 4, (events, pages)
+
+    hook = pager.create_webhook("http://127.0.0.1:9/never", events=["session.ended"])
+    tests = [pager.test_webhook(hook["id"])["id"] for _ in range(3)]
+    deliveries, pages = requests_for(lambda: [d["id"] for d in pager.webhook_deliveries(hook["id"], page_size=1)])
+    assert sorted(deliveries) == sorted(tests) and pages >= 3, (deliveries, tests, pages)
+    pager.delete_webhook(hook["id"])
+
+    first_six, pages = requests_for(lambda: list(itertools.islice(pager.activity(page_size=2), 6)))
+    assert len(first_six) == 6 and pages == 3, (first_six, pages)
+    ids = [a["id"] for a in first_six]
+    assert ids == sorted(ids, reverse=True) and len(set(ids)) == 6, ids  # newest first, none twice
 
 
 # Runs

@@ -18,6 +18,7 @@ from .models import (
     PublishResult,
     Run,
     Session,
+    ShareLink,
     Webhook,
 )
 
@@ -181,6 +182,19 @@ def post_event(
     return Op(call, _object("post_event"))
 
 
+def share(code: str, ttl_s: Optional[int], host_key: Optional[str]) -> Op[ShareLink]:
+    if ttl_s is not None and (isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not 60 <= ttl_s <= 2592000):
+        raise ValueError("ttl_s must be whole seconds from 60 to 2592000 (30 days)")
+    body: Dict[str, Any] = {} if ttl_s is None else {"ttl_s": ttl_s}
+    path = "/api/sessions/" + segment(code) + "/share"
+    return Op(Call("POST", path, body=body, headers=_host(host_key), idempotent=False), _object("share"))
+
+
+def revoke_share(code: str, share_id: str, host_key: Optional[str]) -> Op[Dict[str, Any]]:
+    path = "/api/sessions/" + segment(code) + "/share/" + segment(share_id)
+    return Op(Call("DELETE", path, headers=_host(host_key)), _object("revoke_share"))
+
+
 def transcript(code: str, after: int, page_size: Optional[int], host_key: Optional[str]) -> Listing:
     if isinstance(after, bool) or not isinstance(after, int) or after < 0:
         raise ValueError("after must be a non-negative integer (a seq)")
@@ -197,8 +211,9 @@ def event_batches(
     """Splits `events` into requests of at most `batch_size` events and about 768 KiB each (a request's
     `Idempotency-Key` is `{key}.{n}`, n its first event's index). Every event
     without an `id` gets `{key}.{n}`: the hub stores each id once per run, so a batch sent again (a retry,
-    or the same call repeated with the same key) is acknowledged as duplicates, not stored twice. (The
-    hub applies the `Idempotency-Key` header itself only to a request of one event without an id.)"""
+    or the same call repeated with the same key) is acknowledged as duplicates, not stored twice. (The hub
+    would name them from the header alone too, `KEY.i` by position in the request; the SDK names them by
+    position in the whole call, so a call split into several requests keeps the same ids however it is split.)"""
     if not 1 <= batch_size <= MAX_BATCH:
         raise ValueError(f"batch_size must be from 1 to {MAX_BATCH}")
     out: List[Tuple[str, List[Dict[str, Any]]]] = []

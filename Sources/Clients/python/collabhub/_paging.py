@@ -1,6 +1,7 @@
 """The paging contract: `limit` and `cursor` in, the route's array and `next` out (a cursor, or null on the
-last page). Hubs from before the contract answer with `next_after` / `next_before` / `next_offset` (and
-`has_more`), or with no paging at all; `next_call` follows whichever the answer carries."""
+last page). Every list route of the hub this SDK goes with answers `next`; the older fields (`next_after`,
+`next_before`, `next_offset`, `has_more`) are gone from the hub, and an answer without `next` is refused as
+`bad_response` rather than guessed at."""
 
 from __future__ import annotations
 
@@ -27,24 +28,17 @@ def items_of(body: Any, name: str) -> List[Dict[str, Any]]:
 
 def next_call(call: Call, body: Dict[str, Any]) -> Optional[Call]:
     """The request for the page after `body` (answered to `call`), or None when it was the last."""
+    if "next" not in body:
+        raise CollabHubError(
+            "a list answer without \"next\" (a hub older than this SDK?)", code="bad_response", retryable=False
+        )
+    cursor = body["next"]
+    if cursor is None:
+        return None
+    if not isinstance(cursor, str) or not cursor:
+        raise CollabHubError("\"next\" must be a cursor string or null", code="bad_response", retryable=False)
     q = {k: v for k, v in call.query.items() if k not in _POSITION}
-    if "next" in body:
-        cursor = body["next"]
-        if cursor is None:
-            return None
-        if not isinstance(cursor, str) or not cursor:
-            raise CollabHubError("\"next\" must be a cursor string or null", code="bad_response", retryable=False)
-        q["cursor"] = cursor
-    elif body.get("has_more") is False:
-        return None
-    elif isinstance(body.get("next_after"), int):
-        q["after"] = str(body["next_after"])
-    elif isinstance(body.get("next_before"), int):
-        q["before"] = str(body["next_before"])
-    elif isinstance(body.get("next_offset"), int):
-        q["offset"] = str(body["next_offset"])
-    else:
-        return None
+    q["cursor"] = cursor
     if q == call.query:
         # The same position again would ask for the same page forever.
         raise CollabHubError(

@@ -28,6 +28,7 @@ from .models import (
     PublishResult,
     Run,
     Session,
+    ShareLink,
     Webhook,
 )
 
@@ -129,6 +130,16 @@ class AsyncClient(_Base):
     ) -> PostedMessage:
         op = _ops.post_event(code, name, data, durable, idempotency_key, host_key)
         result: PostedMessage = await self._run(op)
+        return result
+
+    # Share links
+
+    async def share(self, code: str, *, ttl_s: Optional[int] = None, host_key: Optional[str] = None) -> ShareLink:
+        result: ShareLink = await self._run(_ops.share(code, ttl_s, host_key))
+        return result
+
+    async def revoke_share(self, code: str, share_id: str, *, host_key: Optional[str] = None) -> Dict[str, Any]:
+        result: Dict[str, Any] = await self._run(_ops.revoke_share(code, share_id, host_key))
         return result
 
     def transcript(

@@ -22,6 +22,7 @@ from .models import (
     PublishResult,
     Run,
     Session,
+    ShareLink,
     Webhook,
 )
 
@@ -232,6 +233,20 @@ class Client(_Base):
         """Posts an app event (`name`, `data`) into the session: durable (stored with a seq, once per
         key) or, with `durable=False`, only delivered to who is there."""
         result: PostedMessage = self._run(_ops.post_event(code, name, data, durable, idempotency_key, host_key))
+        return result
+
+    # Share links
+
+    def share(self, code: str, *, ttl_s: Optional[int] = None, host_key: Optional[str] = None) -> ShareLink:
+        """A read-only playback link of the session (`url`, its `token`, its `id` to revoke it by, and
+        `expires_at`): it replays the session and reads its transcript, and joins nothing. `ttl_s`: 60 s to 30
+        days (the hub's default: 7 days)."""
+        result: ShareLink = self._run(_ops.share(code, ttl_s, host_key))
+        return result
+
+    def revoke_share(self, code: str, share_id: str, *, host_key: Optional[str] = None) -> Dict[str, Any]:
+        """Revokes a share link by its `id`: refused at once, on every node, for good."""
+        result: Dict[str, Any] = self._run(_ops.revoke_share(code, share_id, host_key))
         return result
 
     def transcript(

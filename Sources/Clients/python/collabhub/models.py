@@ -34,6 +34,13 @@ class CreatedSession(TypedDict, total=False):
     url: str
 
 
+class ShareLink(TypedDict, total=False):
+    id: str
+    url: str
+    token: str
+    expires_at: int
+
+
 class PostedMessage(TypedDict, total=False):
     seq: int
     ts: int
