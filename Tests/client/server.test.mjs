@@ -53,8 +53,41 @@ test("errors carry code, status, field, retryAfter and retryable; retries stop a
   t.close();
   const u = await serve([[401, {}, { error: { code: "token_expired", message: "expired" } }]]);
   const e3 = await client(u.url).getSession("ABCDEFGH").catch((x) => x);
-  assert.deepEqual([e3.code, e3.retryable], ["token_expired", false]);
+  assert.deepEqual([e3.code, e3.retryable, e3.expired], ["token_expired", false, true]);
+  assert.equal(e.expired, false);
+  assert.equal(new CollabHubError("unauthorized", "wrong").expired, false);
   u.close();
+});
+
+test("list iterators follow next only: cursor in, filters kept, legacy fields refused, a stall stopped", async () => {
+  const s = await serve([
+    [200, {}, { deliveries: [{ id: 3 }], next: "c1" }],
+    [200, {}, { deliveries: [{ id: 2 }], next: "c2" }],
+    [200, {}, { deliveries: [{ id: 1 }], next: null }],
+  ]);
+  const ids = [];
+  for await (const d of client(s.url).webhookDeliveries("w1", { status: "failed", limit: 1 })) ids.push(d.id);
+  assert.deepEqual(ids, [3, 2, 1]);
+  assert.deepEqual(s.seen.map((r) => r.url), ["/api/webhooks/w1/deliveries?limit=1&status=failed",
+    "/api/webhooks/w1/deliveries?limit=1&status=failed&cursor=c1", "/api/webhooks/w1/deliveries?limit=1&status=failed&cursor=c2"]);
+  s.close();
+  // A transcript's `after` starts the first page only; the cursor says where the next one starts.
+  const t = await serve([[200, {}, { events: [{ seq: 6 }], next: "n" }], [200, {}, { events: [], next: null }]]);
+  for await (const _ of client(t.url).transcript("ABCDEFGH", { after: 5, limit: 1 })) { /* read */ }
+  assert.deepEqual(t.seen.map((r) => r.url), ["/api/sessions/ABCDEFGH/transcript?limit=1&after=5",
+    "/api/sessions/ABCDEFGH/transcript?limit=1&cursor=n"]);
+  t.close();
+  for (const legacy of [{ events: [{ seq: 1 }], next_after: 1, has_more: true }, { events: [] }, { events: [], next: 7 }]) {
+    const u = await serve([[200, {}, legacy]]);
+    const e = await (async () => { for await (const _ of client(u.url).transcript("ABCDEFGH")) { /* read */ } })().catch((x) => x);
+    assert.ok(e instanceof CollabHubError, String(e));
+    assert.deepEqual([e.code, e.retryable, u.seen.length], ["bad_response", false, 1]);
+    u.close();
+  }
+  const v = await serve([[200, {}, { keys: [], next: "same" }]]);
+  const e = await (async () => { for await (const _ of client(v.url).keys()) { /* read */ } })().catch((x) => x);
+  assert.deepEqual([e.code, v.seen.length], ["paging_stalled", 2]);
+  v.close();
 });
 
 test("a lost answer is retried only for idempotent requests", async () => {

@@ -74,10 +74,14 @@ test("tsc refuses a consumer that misuses the types", () => {
     'c.addEventListener("chat", (e) => e.detail.seq.toUpperCase());', // seq is a number
     'memberToken({ secret: "x".repeat(16), sub: "u", session: "ABCDEFGH", role: "owner" });', // no such role
     "new MessageStore().messages[0].pending.trim();",
+    'import { CollabHub } from "collabhub/server";',
+    'new CollabHub({ url: "http://h" }).createKey({ name: "k", scopes: ["root"] });',           // no such scope
+    'new CollabHub({ url: "http://h" }).webhookDeliveries("w", { status: "lost" });',          // no such status
+    'new CollabHub({ url: "http://h" }).keyUsage("k").then((u) => u.minute.trim());',          // counts are numbers
   ].join("\n"));
   const r = tsc([bad]);
   assert.notEqual(r.status, 0);
-  for (const line of [4, 5, 6, 7]) assert.match(r.out, new RegExp(`bad\\.ts\\(${line},`), r.out);
+  for (const line of [4, 5, 6, 7, 9, 10, 11]) assert.match(r.out, new RegExp(`bad\\.ts\\(${line},`), r.out);
 });
 
 test("the READMEs' five-minute examples type-check", () => {

@@ -1,6 +1,7 @@
 // collabhub/server: CollabHub for Node backends. Mints member and watcher tokens (HS256 JWTs with exactly the
-// claims the hub checks), calls the HTTP API (sessions, messages, members, transcripts, run events: batched,
-// idempotent, retried with backoff honouring Retry-After) and verifies webhook signatures (Standard Webhooks).
+// claims the hub checks), calls the HTTP API (sessions, messages, members, share links, transcripts, run events:
+// batched, idempotent, retried with backoff honouring Retry-After; webhooks and API keys managed) and verifies
+// webhook signatures (Standard Webhooks).
 // Node 18+ only (node:crypto, fetch); no dependencies. Types in server.d.ts.
 import { createHmac, randomUUID, timingSafeEqual } from "node:crypto";
 
@@ -21,6 +22,9 @@ export class CollabHubError extends Error {
     if (retryAfter !== undefined) this.retryAfter = retryAfter;
     this.retryable = retryable ?? (RETRYABLE_STATUS.has(status) || RETRYABLE_CODES.has(code));
   }
+
+  /** The credential had expired (`token_expired`): mint or fetch a fresh one. A wrong one is not "expired". */
+  get expired() { return this.code === "token_expired"; }
 }
 
 const RETRYABLE_STATUS = new Set([429, 502, 503, 504]);
@@ -150,6 +154,15 @@ const segment = (field, v) => {
   if (!isText(v, 128)) throw bad(field, `${field} must be a string of 1-128 characters`);
   return encodeURIComponent(v);
 };
+const hostHeaders = (hostKey) => (hostKey ? { "X-Host-Key": hostKey } : {});
+const badResponse = (message) => new CollabHubError("bad_response", message, { retryable: false });
+/** The id of an API key: `chk_<id>_<secret>` gives `<id>`; an id is itself. */
+export const keyIdOf = (key) => {
+  const parts = typeof key === "string" ? key.split("_") : [];
+  return parts.length === 3 && parts[0] === "chk" && parts[1] ? parts[1] : key;
+};
+// Query parameters that say where a page starts: a cursor replaces them all.
+const POSITION = new Set(["cursor", "after", "before", "offset"]);
 
 /**
  * A client of the hub's HTTP API for a backend. `url`: the hub (`http://127.0.0.1:8080`); `apiKey`: an API key
@@ -252,34 +265,51 @@ export class CollabHub {
       { body: message, headers: { "Idempotency-Key": key }, idempotent: true });
   }
 
-  /** A read-only playback link of the session (`{url, token, id, ...}`). */
-  share(code, options = {}) { return this.request("POST", `/api/sessions/${segment("code", code)}/share`, { body: options }); }
+  /**
+   * A read-only playback link of the session: `{id, url, token, expires_at}` (`ttl_s`: 60 s to 30 days, default 7
+   * days). It replays the session and reads its transcript, and joins nothing.
+   */
+  share(code, options = {}, { hostKey } = {}) {
+    return this.request("POST", `/api/sessions/${segment("code", code)}/share`,
+      { body: options, headers: hostHeaders(hostKey) });
+  }
+  /** Revokes a share link by its `id`: refused at once, on every node, for good. */
+  revokeShare(code, shareId, { hostKey } = {}) {
+    return this.request("DELETE", `/api/sessions/${segment("code", code)}/share/${segment("shareId", shareId)}`,
+      { headers: hostHeaders(hostKey) });
+  }
 
   /**
    * The session's transcript, event by event, from after seq `after` (default 0): an async iterator reading a
-   * page at a time (`limit` events, default 500), following `next` (or, from hubs before the paging contract,
-   * `next_after`).
+   * page at a time (`limit` events, default 500), following `next`.
    */
   async *transcript(code, { after = 0, limit = 500 } = {}) {
     if (!Number.isInteger(after) || after < 0) throw bad("after", "after must be a seq (an integer >= 0)");
     const path = `/api/sessions/${segment("code", code)}/transcript`;
-    yield* this._pages(path, "events", { limit, after });
+    yield* this._pages(path, "events", { limit, after: after || undefined });
   }
 
-  /** Follows a list route's pages: `next` (cursor) or the older `next_after`/`has_more`. */
-  async *_pages(path, field, { limit, after } = {}) {
+  /**
+   * Follows a list route's pages (the paging contract): `limit` and the first request's filters in, the route's
+   * array and `next` out; `cursor: next` asks for the following page, until `next` is null. The fields of hubs
+   * from before the contract (`next_after`, `has_more`, ...) are not read: an answer without `next` is a
+   * `bad_response`.
+   */
+  async *_pages(path, field, { limit, ...filters } = {}) {
     if (limit !== undefined && (!Number.isInteger(limit) || limit < 1 || limit > 1000)) throw bad("limit", "limit must be 1-1000");
-    let query = { ...(limit ? { limit } : {}), ...(after !== undefined ? { after } : {}) };
+    const kept = Object.entries(filters).filter(([k, v]) => v !== undefined && !POSITION.has(k));
+    let query = [...(limit ? [["limit", limit]] : []), ...Object.entries(filters).filter(([, v]) => v !== undefined)];
+    let cursor;
     for (;;) {
-      const qs = new URLSearchParams(Object.entries(query).map(([k, v]) => [k, String(v)])).toString();
+      const qs = new URLSearchParams(query.map(([k, v]) => [k, String(v)])).toString();
       const page = await this.request("GET", path + (qs ? "?" + qs : ""));
-      const items = page && Array.isArray(page[field]) ? page[field] : [];
-      for (const item of items) yield item;
-      if (page && typeof page.next === "string" && page.next) query = { ...(limit ? { limit } : {}), cursor: page.next };
-      else if (page && page.next === undefined && page.has_more && typeof page.next_after === "number") {
-        query = { ...(limit ? { limit } : {}), after: page.next_after };
-      } else return;
-      if (!items.length) return;
+      if (!page || typeof page !== "object" || !Array.isArray(page[field])) throw badResponse(`a list answer without its "${field}" array`);
+      for (const item of page[field]) yield item;
+      if (page.next === null) return;
+      if (typeof page.next !== "string" || !page.next) throw badResponse('a list answer without "next" (a hub older than this package?)');
+      if (page.next === cursor) throw new CollabHubError("paging_stalled", "the hub answered the same cursor twice", { retryable: false });
+      cursor = page.next;
+      query = [...(limit ? [["limit", limit]] : []), ...kept, ["cursor", cursor]];
     }
   }
 
@@ -300,6 +330,69 @@ export class CollabHub {
 
   /** A run's state and events. */
   getRun(runId) { return this.request("GET", `/api/runs/${segment("run", runId)}`); }
+  /** Run summaries, newest first, a page at a time; `owner` and `status` filter. */
+  runs({ owner, status, limit } = {}) { return this._pages("/api/runs", "runs", { limit, owner, status }); }
+
+  /** The activity log (scope activity:read), newest first, a page at a time; `session`, `actor`, `since` filter. */
+  activity({ session, actor, since, limit } = {}) {
+    if (since !== undefined && (!Number.isInteger(since) || since < 0)) throw bad("since", "since must be a time in milliseconds since the epoch");
+    return this._pages("/api/activity", "activity", { limit, session, actor, since });
+  }
+
+  // Webhooks (scope webhooks:admin)
+
+  /**
+   * Registers an endpoint: `{url, events?, description?, headers?, timeout_s?, max_attempts?}`. The answer holds
+   * its `secret` (`whsec_...`, shown this once): give it to `verifyWebhook` in the receiver.
+   */
+  createWebhook(fields) {
+    if (!fields || typeof fields !== "object" || typeof fields.url !== "string") throw bad("url", "a webhook needs a url");
+    return this.request("POST", "/api/webhooks", { body: fields });
+  }
+  /** The endpoints, a page at a time. */
+  webhooks({ limit } = {}) { return this._pages("/api/webhooks", "webhooks", { limit }); }
+  /** One endpoint (with `pending`: deliveries waiting); never its secret. */
+  getWebhook(id) { return this.request("GET", `/api/webhooks/${segment("id", id)}`); }
+  /** Changes an endpoint (`{url?, events?, description?, headers?, timeout_s?, max_attempts?, active?}`). */
+  updateWebhook(id, changes) {
+    if (!changes || typeof changes !== "object") throw bad("changes", "changes must be an object");
+    return this.request("PATCH", `/api/webhooks/${segment("id", id)}`, { body: changes, idempotent: true });
+  }
+  /** Deletes an endpoint (its pending deliveries with it). */
+  deleteWebhook(id) { return this.request("DELETE", `/api/webhooks/${segment("id", id)}`); }
+  /** A new secret, in the answer; the old one keeps signing beside it for a day. */
+  rotateWebhookSecret(id) { return this.request("POST", `/api/webhooks/${segment("id", id)}/rotate-secret`); }
+  /** Queues a `webhook.test` delivery to the endpoint. */
+  testWebhook(id) { return this.request("POST", `/api/webhooks/${segment("id", id)}/test`); }
+  /** The endpoint's deliveries, newest first, a page at a time; `status`: pending, delivered or failed. */
+  webhookDeliveries(id, { status, limit } = {}) {
+    if (status !== undefined && !["pending", "delivered", "failed"].includes(status)) {
+      throw bad("status", "status must be pending, delivered or failed");
+    }
+    return this._pages(`/api/webhooks/${segment("id", id)}/deliveries`, "deliveries", { limit, status });
+  }
+  /** Sends a delivery again now (a failed one too). */
+  retryDelivery(id, deliveryId) {
+    if (!Number.isInteger(deliveryId) || deliveryId < 0) throw bad("deliveryId", "deliveryId must be a delivery's id (an integer)");
+    return this.request("POST", `/api/webhooks/${segment("id", id)}/deliveries/${deliveryId}/retry`, { idempotent: true });
+  }
+
+  // API keys (scope keys:admin)
+
+  /**
+   * Makes an API key: `{name, scopes, runs?, owners?, per_minute?, per_hour?, per_month?}`. The answer's `key`
+   * (`chk_...`) is shown this once.
+   */
+  createKey(fields) {
+    if (!fields || typeof fields !== "object" || !Array.isArray(fields.scopes)) throw bad("scopes", "a key needs scopes (an array)");
+    return this.request("POST", "/api/keys", { body: fields });
+  }
+  /** The keys (never their secrets), a page at a time. */
+  keys({ limit } = {}) { return this._pages("/api/keys", "keys", { limit }); }
+  /** Revokes a key (its id, or the whole `chk_...` key): refused from then on. */
+  revokeKey(idOrKey) { return this.request("DELETE", `/api/keys/${segment("id", keyIdOf(idOrKey))}`); }
+  /** Requests counted this minute, hour and month (404 `unknown_key` for an id no key has). */
+  keyUsage(idOrKey) { return this.request("GET", `/api/keys/${segment("id", keyIdOf(idOrKey))}/usage`); }
 
   /**
    * A batching publisher: `publish(runId, event)` returns a promise of that event's `{seq, duplicate?}`; events

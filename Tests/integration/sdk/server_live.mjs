@@ -1,12 +1,13 @@
 // collabhub/server against a live hub (run by test_js_sdk.py): tokens the hub accepts (and an expired or forged
-// one it refuses, told apart), sessions, backend messages with idempotency, batched run publishing seen live by
-// a watcher token, a lost response retried and stored once, typed errors naming the field, and a real webhook
-// to a local HTTP server verified (and a tampered one refused).
+// one it refuses, told apart), sessions, backend messages with idempotency, share links, batched run publishing
+// seen live by a watcher token, a lost response retried and stored once, typed errors naming the field, a real
+// webhook to a local HTTP server verified (and a tampered one refused), webhook and API key management, and
+// the list iterators walking three pages and more of sessions, a transcript, deliveries and the activity log.
 import assert from "node:assert/strict";
 import http from "node:http";
 import WebSocket from "ws";
 import { CollabClient, RunWatcher } from "collabhub";
-import { CollabHub, CollabHubError, memberToken, verifyWebhook, watcherToken } from "collabhub/server";
+import { CollabHub, CollabHubError, keyIdOf, memberToken, verifyWebhook, watcherToken } from "collabhub/server";
 
 const { HUB, ADMIN, SECRET } = process.env;
 const WS = HUB.replace(/^http/, "ws");
@@ -44,9 +45,9 @@ const server = http.createServer((req, res) => {
   req.on("end", () => { received.push({ headers: req.headers, body: Buffer.concat(chunks) }); res.writeHead(200); res.end(); });
 });
 await new Promise((r) => server.listen(0, "127.0.0.1", r));
-const hook = await hub.request("POST", "/api/webhooks",
-  { body: { url: `http://127.0.0.1:${server.address().port}/hook`, events: ["chat.created", "event.created"] } });
+const hook = await hub.createWebhook({ url: `http://127.0.0.1:${server.address().port}/hook`, events: ["chat.created", "event.created"] });
 assert.match(hook.secret, /^whsec_/);
+assert.deepEqual(hook.events, ["chat.created", "event.created"]);
 
 // ---- Sessions and tokens
 const session = await hub.createSession({ title: "server sdk" });
@@ -78,7 +79,7 @@ await until("a token for another session refused", () => refused || wrong.state 
 wrong.close();
 assert.notEqual(wrong.you?.role, "editor");
 
-// Over HTTP an expired token and a forged one are both 401, and the SDK passes the hub's code through.
+// Over HTTP an expired token and a forged one are both 401, told apart: token_expired (e.expired) and unauthorized.
 const reader = (tok) => new CollabHub({ url: HUB, token: tok, retries: 0 });
 const expired = memberToken({ secret: SECRET, sub: "u-1", session: session.code, role: "host", now: 1_000_000, ttl: 60 });
 const forged = memberToken({ secret: "not-the-hub-secret-0123456789", sub: "u-1", session: session.code, role: "host" });
@@ -88,7 +89,10 @@ const eExpired = await rejects(reader(expired).getSession(session.code), (e) => 
 const eForged = await rejects(reader(forged).getSession(session.code), (e) => { assert.equal(e.status, 401); assert.equal(e.retryable, false); });
 assert.equal(eExpired.code, await rawCode(expired));
 assert.equal(eForged.code, await rawCode(forged));
-assert.ok(["token_expired", "unauthorized", "invalid_token"].includes(eExpired.code), eExpired.code);
+assert.equal(eExpired.code, "token_expired");
+assert.equal(eExpired.expired, true);
+assert.equal(eForged.code, "unauthorized");
+assert.equal(eForged.expired, false);
 
 // ---- Bad input: refused before the wire, or by the hub, with the field named.
 assert.throws(() => memberToken({ secret: SECRET, sub: "u", session: session.code, role: "owner" }),
@@ -173,9 +177,107 @@ assert.throws(() => verifyWebhook({ secret: "whsec_" + Buffer.alloc(24, 1).toStr
   (e) => e.code === "invalid_signature");
 assert.ok(received.every((r) => { try { verifyWebhook({ secret: hook.secret, headers: r.headers, body: r.body }); return true; } catch { return false; } }));
 
+// ---- Share links: made, used to read the transcript, revoked (refused at once); the host key alone may too.
+const link = await hub.share(session.code, { ttl_s: 600 });
+assert.ok(link.url.startsWith(`/replay/${session.code}`) && link.token && link.id, JSON.stringify(link));
+assert.ok(Math.abs(link.expires_at - (Date.now() / 1000 + 600)) < 60);
+const viewer = new CollabHub({ url: HUB, token: link.token, retries: 0 });
+const shown = [];
+for await (const e of viewer.transcript(session.code)) shown.push(e.seq);
+assert.ok(shown.length >= 3);
+assert.deepEqual(await hub.revokeShare(session.code, link.id), { id: link.id, revoked: true });
+await rejects((async () => { for await (const _ of viewer.transcript(session.code)) { /* read */ } })(),
+  (e) => { assert.equal(e.status, 401); assert.equal(e.expired, false); });
+const keyless = new CollabHub({ url: HUB, retries: 0 });
+const byHost = await keyless.share(session.code, {}, { hostKey: session.host_key });
+assert.equal((await keyless.revokeShare(session.code, byHost.id, { hostKey: session.host_key })).revoked, true);
+await rejects(hub.share("ZZZZZZZZ"), (e) => { assert.equal(e.status, 404); assert.equal(e.code, "unknown_session"); });
+await rejects(hub.share(session.code, { ttl_s: 5 }), (e) => { assert.equal(e.status, 400); assert.equal(e.code, "invalid_field"); });
+
+// ---- Webhook management: list, get, update, test, deliveries (paged), retry, rotate, delete.
+const listedHooks = [];
+for await (const w of hub.webhooks({ limit: 1 })) listedHooks.push(w.id);
+assert.ok(listedHooks.includes(hook.id));
+const gotHook = await hub.getWebhook(hook.id);
+assert.equal(gotHook.url, hook.url);
+assert.equal(gotHook.secret, undefined);
+const updated = await hub.updateWebhook(hook.id, { description: "sdk", events: ["chat.created", "event.created", "session.ended"] });
+assert.equal(updated.description, "sdk");
+assert.deepEqual(updated.events, ["chat.created", "event.created", "session.ended"]);
+const tested = await hub.testWebhook(hook.id);
+assert.equal(tested.event, "webhook.test");
+await until("the test delivery", () => received.some((r) => JSON.parse(r.body).type === "webhook.test"));
+const rotated = await hub.rotateWebhookSecret(hook.id);
+assert.match(rotated.secret, /^whsec_/);
+assert.notEqual(rotated.secret, hook.secret);
+const delivered = await until("the test delivery delivered", async () => {
+  for await (const d of hub.webhookDeliveries(hook.id, { status: "delivered" })) if (d.id === tested.id) return d;
+  return null;
+});
+const retried = await hub.retryDelivery(hook.id, delivered.id);
+assert.equal(retried.id, delivered.id);
+await until("the retried delivery, signed with both secrets", () => received.filter((r) => JSON.parse(r.body).type === "webhook.test").length >= 2);
+const again = received.filter((r) => JSON.parse(r.body).type === "webhook.test").at(-1);
+for (const secret of [hook.secret, rotated.secret]) assert.equal(verifyWebhook({ secret, headers: again.headers, body: again.body }).type, "webhook.test");
+await rejects(hub.getWebhook("nosuchhook"), (e) => { assert.equal(e.status, 404); assert.equal(e.code, "unknown_webhook"); });
+await rejects(hub.createWebhook({ url: "ftp://example.com/" }), (e) => { assert.equal(e.status, 400); assert.equal(e.code, "invalid_field"); });
+assert.throws(() => hub.webhookDeliveries(hook.id, { status: "lost" }), (e) => e.field === "status");
+
+// ---- API keys: made (the key shown once), listed, used, counted, revoked (refused at once).
+const made = await hub.createKey({ name: "js sdk", scopes: ["sessions:create", "sessions:read", "sessions:write",
+  "transcripts:read", "activity:read", "webhooks:admin"], per_minute: 100000 });
+assert.match(made.key, /^chk_/);
+assert.equal(keyIdOf(made.key), made.id);
+const listedKeys = [];
+for await (const k of hub.keys({ limit: 1 })) listedKeys.push(k);
+const mine = listedKeys.find((k) => k.id === made.id);
+assert.ok(mine && mine.active && mine.key === undefined, JSON.stringify(mine));
+assert.deepEqual(await hub.keyUsage(made.id), { id: made.id, minute: 0, hour: 0, month: 0 });
+await rejects(hub.keyUsage("nosuchkey0123"), (e) => { assert.equal(e.status, 404); assert.equal(e.code, "unknown_key"); });
+await rejects(hub.createKey({ name: "bad", scopes: ["root"] }), (e) => { assert.equal(e.status, 400); assert.equal(e.code, "invalid_field"); });
+
+// ---- Every list iterator walks page after page by `next`: three pages and more of sessions, a transcript,
+// deliveries and the activity log, each page one request (counted by the hub against the key that lists).
+const pagerRequests = [];
+const pager = new CollabHub({ url: HUB, apiKey: made.key, fetch: (url, init) => { pagerRequests.push(url); return fetch(url, init); } });
+const monthOf = async () => (await hub.keyUsage(made.key)).month;
+async function walk(iterator, max = Infinity) {
+  const before = await monthOf(), items = [];
+  for await (const item of iterator) { items.push(item); if (items.length >= max) break; }
+  return { items, pages: (await monthOf()) - before };
+}
+const pagedCodes = [];
+for (let i = 0; i < 5; i++) pagedCodes.push((await pager.createSession({ title: `paged ${i}` })).code);
+const sessionsWalk = await walk(pager.sessions({ limit: 2 }));
+const sessionCodes = sessionsWalk.items.map((x) => x.code);
+assert.ok(pagedCodes.every((c) => sessionCodes.includes(c)));
+assert.equal(new Set(sessionCodes).size, sessionCodes.length, "a session listed twice");
+assert.ok(sessionsWalk.pages >= 3 && sessionsWalk.pages >= sessionCodes.length / 2, JSON.stringify(sessionsWalk.pages));
+for (let i = 0; i < 7; i++) await pager.postMessage(pagedCodes[0], { kind: "system", text: `p${i}` });
+const transcriptWalk = await walk(pager.transcript(pagedCodes[0], { limit: 2 }));
+assert.deepEqual(transcriptWalk.items.map((e) => e.seq), [1, 2, 3, 4, 5, 6, 7]);
+assert.equal(transcriptWalk.pages, 4);
+const silent = await pager.createWebhook({ url: "http://127.0.0.1:9/never", events: ["session.ended"] });
+const tests = [];
+for (let i = 0; i < 3; i++) tests.push((await pager.testWebhook(silent.id)).id);
+const deliveriesWalk = await walk(pager.webhookDeliveries(silent.id, { limit: 1 }));
+assert.deepEqual(deliveriesWalk.items.map((d) => d.id).sort(), [...tests].sort());
+assert.ok(deliveriesWalk.pages >= 3, String(deliveriesWalk.pages));
+assert.deepEqual(await pager.deleteWebhook(silent.id), { id: silent.id, deleted: true });
+const activityWalk = await walk(pager.activity({ limit: 2 }), 6);
+const activityIds = activityWalk.items.map((a) => a.id);
+assert.equal(activityWalk.pages, 3);
+assert.deepEqual(activityIds, [...activityIds].sort((a, b) => b - a), "newest first");
+assert.equal(new Set(activityIds).size, 6);
+assert.ok(pagerRequests.some((u) => u.includes("cursor=")) && !pagerRequests.some((u) => /next_after|offset=/.test(u)));
+assert.deepEqual(await hub.revokeKey(made.key), { id: made.id, revoked: true });
+await rejects(pager.getSession(pagedCodes[0]), (e) => { assert.equal(e.status, 401); assert.equal(e.expired, false); });
+
 // ---- Ending the session reaches its member.
 await hub.endSession(session.code, { reason: "done" });
 await until("ann is told the session ended", () => ended);
 ann.close();
+await hub.deleteWebhook(hook.id);
+await rejects(hub.getWebhook(hook.id), (e) => assert.equal(e.code, "unknown_webhook"));
 server.close();
 console.log("OK server");

@@ -22,5 +22,25 @@ async function main(): Promise<void> {
   }
   const payload = verifyWebhook({ secret: "whsec_...", headers: { "webhook-id": "x" }, body: "{}" });
   console.log(payload.type);
+
+  // Share links, webhooks and API keys.
+  const link = await hub.share(session.code, { ttl_s: 3600 });
+  await hub.revokeShare(session.code, link.id);
+  const hook = await hub.createWebhook({ url: "https://example.com/hook", events: ["chat.created", "run.completed"] });
+  const secret: string = hook.secret;
+  await hub.updateWebhook(hook.id, { active: false });
+  for await (const d of hub.webhookDeliveries(hook.id, { status: "failed", limit: 50 })) {
+    if (d.attempts > 3) await hub.retryDelivery(hook.id, d.id);
+  }
+  const made = await hub.createKey({ name: "ci", scopes: ["runs:publish"], per_minute: 600 });
+  const usage = await hub.keyUsage(made.key);
+  console.log(secret, usage.minute + usage.hour + usage.month);
+  for await (const k of hub.keys()) if (!k.active) console.log("revoked", k.id);
+  await hub.revokeKey(made.id);
+  try {
+    await new CollabHub({ url: "http://127.0.0.1:8080", token }).getSession(session.code);
+  } catch (e) {
+    if (e instanceof CollabHubError && e.expired) console.log("mint a fresh token");
+  }
 }
 main();
