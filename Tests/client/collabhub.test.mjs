@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { readFileSync, readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
-import { CollabClient, Outbox, RunWatcher, backoffDelay, fragmentCredentials, inkOn, showModeBanner } from "../../Sources/Clients/js/index.js";
+import { CollabClient, Outbox, RunWatcher, applyRunEvent, backoffDelay, fragmentCredentials, inkOn, showModeBanner } from "../../Sources/Clients/js/index.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -695,4 +695,44 @@ test("a long outbox is resent at a pace the hub's chat rate accepts, again after
   const { c: full } = client({ storage: null });
   for (let i = 0; i < 500; i++) full.sendChat(`m${i}`);
   assert.throws(() => full.sendChat("one too many"), /waiting for the hub/);
+});
+
+test("run state follows run_event as the hub folds it: steps, a completed run cancels running steps, progress whole", () => {
+  let r = applyRunEvent(undefined, { type: "run_event", seq: 1, ts: 100, run: "r", event: "started", name: "Deploy", owner: "ci" });
+  r = applyRunEvent(r, { type: "run_event", seq: 2, ts: 110, run: "r", event: "step_started", step: "build" });
+  r = applyRunEvent(r, { type: "run_event", seq: 3, ts: 150, run: "r", event: "step_failed", step: "build", error: "exit 1" });
+  r = applyRunEvent(r, { type: "run_event", seq: 4, ts: 160, run: "r", event: "step_started", step: "retry" });
+  r = applyRunEvent(r, { type: "run_event", seq: 5, ts: 170, run: "r", event: "progress", percent: 40, message: "half" });
+  r = applyRunEvent(r, { type: "run_event", seq: 6, ts: 175, run: "r", event: "progress", percent: 50 });
+  for (let i = 0; i < 60; i++) r = applyRunEvent(r, { type: "run_event", seq: 7 + i, ts: 180, run: "r", event: "log", line: "l" + i });
+  r = applyRunEvent(r, { type: "run_event", seq: 67, ts: 200, run: "r", event: "completed", outcome: "failed" });
+  assert.deepEqual(r.steps.map((s) => [s.name, s.status, s.duration_ms, s.error]),
+    [["build", "failed", 40, "exit 1"], ["retry", "cancelled", 40, undefined]]);
+  assert.deepEqual(r.progress, { percent: 50 });
+  assert.equal(r.message, undefined);
+  assert.deepEqual([r.status, r.duration_ms, r.seq, r.log_count, r.last_logs.length, r.last_logs[0]], ["failed", 100, 67, 60, 50, "l10"]);
+  assert.deepEqual([r.steps_total, r.steps_completed, r.steps_failed], [2, 0, 1]);
+});
+
+test("RunWatcher merges summaries and state by seq, and applies each run_event once", () => {
+  const w = new RunWatcher({ url: "ws://hub/watch", WebSocket: FakeSocket, schedule: () => 0 });
+  w.subscribe("run:r1");
+  w.handle({ type: "run_snapshot", channel: "run:r1", seq: 5, run: { id: "r1", owner: "ci", status: "running", seq: 5,
+    steps: [{ name: "a", status: "running", started_at: 1 }], log_count: 0, last_logs: [] } });
+  // An older summary (the dashboard's, sent before the snapshot) does not undo the state.
+  w.handle({ type: "dashboard", owner: "ci", runs: [{ id: "r1", owner: "ci", status: "pending", seq: 2, steps_total: 0 }] });
+  assert.equal(w.runs.get("r1").status, "running");
+  assert.equal(w.runs.get("r1").steps.length, 1);
+  w.handle({ type: "run_event", seq: 6, ts: 9, run: "r1", event: "log", line: "x" });
+  w.handle({ type: "run_event", seq: 6, ts: 9, run: "r1", event: "log", line: "x" });   // again (a resume's overlap)
+  assert.equal(w.runs.get("r1").log_count, 1);
+  assert.equal(w.channels.get("run:r1"), 6);
+  // A newer summary wins where it speaks (status, progress) and keeps the steps and logs.
+  w.handle({ type: "run_progress", run: { id: "r1", owner: "ci", status: "running", seq: 7, percent: 70, message: "most" } });
+  assert.deepEqual(w.runs.get("r1").progress, { percent: 70, message: "most" });
+  assert.deepEqual(w.runs.get("r1").last_logs, ["x"]);
+  // A snapshot of a channel no longer followed does not bring it back.
+  w.unsubscribe("run:r1");
+  w.handle({ type: "run_snapshot", channel: "run:r1", seq: 8, run: { id: "r1", status: "running", seq: 8, steps: [] } });
+  assert.equal(w.channels.has("run:r1"), false);
 });

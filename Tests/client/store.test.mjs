@@ -152,3 +152,47 @@ test("a store trims the oldest messages past its limit", () => {
   for (let i = 1; i <= 5; i++) store.apply(chat(i, "m" + i));
   assert.deepEqual(texts(store), ["m3", "m4", "m5"]);
 });
+
+test("tombstones from the store are deleted messages, with who deleted them, and an edit's tombstone deletes", () => {
+  const store = new MessageStore();
+  store.apply(chat(1, undefined, bob, { deleted: true, deleted_by: "host" }));
+  store.apply(chat(2, "mine"));
+  store.apply({ type: "chat_delete", seq: 3, ts: 9, id: "d3", from: bob, target: 2 });
+  store.apply(chat(4, "theirs"));
+  store.apply({ type: "chat_delete", seq: 5, ts: 9, id: "d5", from: ann, target: 4 });
+  // An edit read from the store after its message was deleted has no text: the message is deleted.
+  store.apply(chat(6, "edited then deleted"));
+  store.apply({ type: "chat_edit", seq: 7, target: 6, deleted: true });
+  store.apply(chat(8, "kept"));
+  store.apply({ type: "chat_edit", seq: 9, target: 8 });   // no text, no flag: nothing to apply
+  assert.deepEqual(texts(store), ["<deleted>", "<deleted>", "<deleted>", "<deleted>", "kept"]);
+  assert.deepEqual(store.messages.map((m) => m.deletedBy), ["host", "author", "host", undefined, undefined]);
+  assert.ok(!store.get(8).edited && store.get(1).text === undefined && !store.get(1).redacted);
+  // A redacted tombstone is redacted, not deleted.
+  store.apply(chat(10, undefined, bob, { redacted: true, deleted: true }));
+  assert.ok(store.get(10).redacted && !store.get(10).deleted);
+});
+
+test("reset rebuilds the chat from a list of events (a replay's seek), with one change, keeping own pending ones", () => {
+  const store = new MessageStore();
+  let changes = 0;
+  store.addEventListener("change", () => changes++);
+  const events = [chat(1, "one"), chat(2, "two"), { type: "presence", seq: 3, joins: [], leaves: [] },
+    { type: "chat_edit", seq: 4, target: 1, text: "one!" }, { type: "chat_delete", seq: 5, target: 2 }, chat(6, "six")];
+  store.addPending({ id: "own-1", kind: "text", text: "mine" }, ann);
+  changes = 0;
+  store.reset(events);
+  assert.equal(changes, 1);
+  assert.deepEqual(texts(store), ["one!", "<deleted>", "six", "mine"]);
+  // Back to before seq 4: the edit and the deletion are not there yet.
+  store.reset(events.filter((e) => e.seq < 4));
+  assert.deepEqual(texts(store), ["one", "two", "mine"]);
+  assert.ok(!store.get(1).edited && store.get(6) === undefined);
+  // A change kept waiting for a message that a reset forgot does not apply to a later one of that seq.
+  store.reset([{ type: "chat_edit", seq: 9, target: 7, text: "late" }]);
+  store.reset([chat(7, "fresh")]);
+  assert.equal(store.get(7).text, "fresh");
+  assert.equal(changes, 4);
+  assert.equal(store.reset(), store);
+  assert.deepEqual(texts(store), ["mine"]);
+});

@@ -311,6 +311,32 @@ def test_unsent_message_survives_a_reload(hub, loop, browsers):
     assert texts.count("written before the reload") == 1
 
 
+def test_a_refused_own_message_says_not_sent_and_the_room_goes_on(hub, loop, browsers):
+    """The room's list is the client package's MessageStore: one's own message the hub refuses for good (a
+    code message without its code) stops saying "sending…" and says "not sent", the refusal stays on screen,
+    it leaves the outbox, and what is sent next is shown and acknowledged as usual, after the others' in seq
+    order."""
+    code = create_session(hub, title="Refused")["code"]
+    ann = loop.run(Member.join(hub, code, "Ann", client_id="ann-py5"))
+    bob = browsers()
+    bob.get(f"{hub.http}/?code={code}&name=Bob")
+    wait(bob, lambda d: d.find_element(By.ID, "state").text == "open")
+    bob.execute_script("window.collab.sendChat({ kind: 'code' })")
+    wait(bob, lambda d: d.find_elements(By.CSS_SELECTOR, "#messages .msg.pending .sending")
+         and d.find_element(By.CSS_SELECTOR, "#messages .msg.pending .sending").text == "not sent")
+    assert "code" in alert_text(bob)
+    assert bob.execute_script("return window.collab.pending.size") == 0
+    assert bob.execute_script("return window.chat.pending[0].failed") == "missing_field"
+    loop.run(ann.chat("a1", "from Ann"))
+    bob.find_element(By.ID, "text").send_keys("after the refusal")
+    bob.find_element(By.CSS_SELECTOR, "#compose button").click()
+    seq = loop.run(ann.until(lambda m: m["type"] == "chat" and m.get("text") == "after the refusal"))["seq"]
+    wait(bob, lambda d: "pending" not in message(d, seq).get_attribute("class"))
+    texts = [e.text for e in bob.find_elements(By.CSS_SELECTOR, "#messages .msg[data-seq] .body")]
+    assert texts == ["from Ann", "after the refusal"], texts
+    assert len(bob.find_elements(By.CSS_SELECTOR, "#messages .msg.pending")) == 1   # the refused one, said so
+
+
 def test_a_retention_gap_is_noted_and_the_rest_is_shown(loop, browsers, tmp_path):
     """Retention deletes part of what two offline pages missed, and the in-memory resume window is too
     small to serve the rest: on resume the hub sends `reset` naming the deleted range, then what the

@@ -161,6 +161,8 @@ export interface StoredMessage {
   edited: boolean;
   editedAt?: number;
   deleted: boolean;
+  /** With `deleted`: who deleted it (a host deleting someone else's message is `host`), when known. */
+  deletedBy?: "author" | "host";
   redacted: boolean;
   /** The hub refused it for good (its error code). */
   failed?: string;
@@ -182,6 +184,9 @@ export declare class MessageStore extends EventTarget {
   addPending(message: OutboxItem, from?: Member): void;
   apply(message: ServerMessage | { type: string; [key: string]: unknown }): boolean;
   clear(): void;
+  /** The chat as `events` make it, from nothing (own pending messages stay): a transcript, or the frames a
+   * replay played up to a seek. One `change` at the end. */
+  reset(events?: Iterable<ServerMessage | { type: string; [key: string]: unknown }>): this;
   addEventListener<K extends keyof MessageStoreEventMap>(type: K, listener: Listener<MessageStoreEventMap[K]> | null,
     options?: boolean | AddEventListenerOptions): void;
   addEventListener(type: string, listener: EventListenerOrEventListenerObject | null,
@@ -220,7 +225,8 @@ export declare class RunWatcher extends EventTarget {
   state: string;
   /** channel -> last seq (runs) or 0. */
   channels: Map<string, number>;
-  /** run id -> its latest state or summary. */
+  /** run id -> its latest view: the full state (steps, logs) and the summaries merged, newest seq first
+   * (see `mergeRun`). */
   runs: Map<string, Partial<RunState> & { id: string; [key: string]: unknown }>;
   connect(): this;
   subscribe(channel: string): void;
@@ -235,6 +241,9 @@ export declare class RunWatcher extends EventTarget {
 
 /** A run's state after one `run_event` (what RunWatcher keeps in `runs` for `run:ID` channels). */
 export declare function applyRunEvent(run: (Partial<RunState> & { id: string }) | undefined, event: ServerRunEvent): Partial<RunState> & { id: string; [key: string]: unknown };
+/** A run's summary and its full state merged: the higher seq wins where both say something. */
+export declare function mergeRun<T extends { id: string; seq?: number }>(run: (Partial<RunState> & { id: string;
+  [key: string]: unknown }) | undefined, update: T): Partial<RunState> & { id: string; [key: string]: unknown };
 export declare const OUTBOX_PREFIX: string;
 export declare const SECRET_PREFIX: string;
 export declare function backoffDelay(attempt: number, base?: number, cap?: number, random?: () => number): number;

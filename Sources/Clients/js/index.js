@@ -643,25 +643,52 @@ export function applyRunEvent(run, e) {
         if (typeof s.started_at === "number") s.duration_ms = e.ts - s.started_at;
         if (e.error !== undefined) s.error = e.error;
       }
-      r.steps_completed = r.steps.filter((x) => x.status === "completed").length;
-      r.steps_failed = r.steps.filter((x) => x.status === "failed").length;
       break;
     }
     case "paused": r.status = "paused"; break;
     case "resumed": r.status = "running"; break;
     case "progress":
-      r.progress = { ...(r.progress || {}), ...(e.percent !== undefined ? { percent: e.percent } : {}),
-        ...(e.message !== undefined ? { message: e.message } : {}) };
-      if (e.percent !== undefined) r.percent = e.percent;
+      // The hub keeps the latest progress whole: a percent (0 when left out) and its message, if any.
+      r.progress = { percent: e.percent ?? 0, ...(e.message !== undefined ? { message: e.message } : {}) };
+      r.percent = r.progress.percent;
+      if (e.message !== undefined) r.message = e.message; else delete r.message;
       break;
     case "log":
       r.log_count = (r.log_count || 0) + 1;
-      r.last_logs = [...(r.last_logs || []), e.line].slice(-20);
+      r.last_logs = [...(r.last_logs || []), e.line ?? ""].slice(-RUN_LOG_LINES);
       break;
     case "completed":
       r.status = e.outcome || "succeeded"; r.ended_at = e.ts;
       if (typeof r.started_at === "number") r.duration_ms = e.ts - r.started_at;
+      // A step still running when its run ends is cancelled with it.
+      for (const s of r.steps) {
+        if (s.status !== "running") continue;
+        s.status = "cancelled"; s.ended_at = e.ts;
+        if (typeof s.started_at === "number") s.duration_ms = e.ts - s.started_at;
+      }
       break;
+  }
+  r.steps_total = r.steps.length;
+  r.steps_completed = r.steps.filter((x) => x.status === "completed").length;
+  r.steps_failed = r.steps.filter((x) => x.status === "failed").length;
+  return r;
+}
+
+/** Log lines a run's state keeps (the hub keeps as many). */
+const RUN_LOG_LINES = 50;
+
+/**
+ * One run's view from two sources that can arrive in any order: a summary (`dashboard`, `run_status`,
+ * `run_progress`) and the full state (`run_snapshot`, then `run_event`s). Whichever has the higher seq wins
+ * where both say something; what only one says (the steps, the logs) is kept. A newer summary's percent
+ * and message are the run's progress.
+ */
+export function mergeRun(run, update) {
+  if (!run) return { ...update };
+  const newer = (update.seq ?? 0) >= (run.seq ?? 0);
+  const r = newer ? { ...run, ...update } : { ...update, ...run };
+  if (newer && update.percent !== undefined && update.progress === undefined) {
+    r.progress = { percent: update.percent, ...(update.message !== undefined ? { message: update.message } : {}) };
   }
   return r;
 }
@@ -726,13 +753,21 @@ export class RunWatcher extends EventTarget {
   }
   handle(m) {
     switch (m.type) {
-      case "dashboard": for (const r of m.runs) this.runs.set(r.id, r); break;
-      case "run_status": case "run_progress": this.runs.set(m.run.id, { ...this.runs.get(m.run.id), ...m.run }); break;
-      case "run_snapshot": this.runs.set(m.run.id, m.run); this.channels.set(m.channel, m.seq); break;
-      case "run_event":
-        this.channels.set(`run:${m.run}`, m.seq);
-        this.runs.set(m.run, applyRunEvent(this.runs.get(m.run), m));
+      case "dashboard": for (const r of m.runs) this.runs.set(r.id, mergeRun(this.runs.get(r.id), r)); break;
+      case "run_status": case "run_progress": this.runs.set(m.run.id, mergeRun(this.runs.get(m.run.id), m.run)); break;
+      case "run_snapshot":
+        this.runs.set(m.run.id, mergeRun(this.runs.get(m.run.id), m.run));
+        if (this.channels.has(m.channel)) this.channels.set(m.channel, m.seq);
         break;
+      case "run_event": {
+        const channel = `run:${m.run}`;
+        if (this.channels.has(channel)) this.channels.set(channel, Math.max(this.channels.get(channel), m.seq));
+        const run = this.runs.get(m.run);
+        // Already in the state (a resume's overlap, or a snapshot taken after it): applied once.
+        if (run && Array.isArray(run.steps) && typeof run.seq === "number" && m.seq <= run.seq) break;
+        this.runs.set(m.run, applyRunEvent(run, m));
+        break;
+      }
     }
     this.dispatchEvent(new CustomEvent(m.type, { detail: m }));
     this.dispatchEvent(new CustomEvent("change", { detail: m }));
@@ -763,6 +798,7 @@ export class MessageStore extends EventTarget {
     /** @type {Map<number, any[]>} changes whose target has not been seen yet, in arrival order */ this._later = new Map();
     this._sorted = null;
     /** Bumped on every change (handy for React's useSyncExternalStore). */ this.version = 0;
+    this._quiet = false;
     this._detach = null;
     if (options.client) this.attach(options.client);
   }
@@ -830,10 +866,27 @@ export class MessageStore extends EventTarget {
   /** Forgets everything (e.g. before loading another session). */
   clear() { this._bySeq.clear(); this._pending.clear(); this._later.clear(); this._changed(); }
 
+  /**
+   * The chat as `events` make it, from nothing: forgets the confirmed messages and the changes waiting for
+   * theirs (one's own pending messages stay), then applies `events` in order (a transcript page, or the
+   * frames a replay has played up to a seek), with one `change` at the end. Returns the store.
+   * @param {Iterable<object>} [events]
+   */
+  reset(events = []) {
+    this._bySeq.clear(); this._later.clear();
+    this._quiet = true;
+    try { for (const m of events) this.apply(m); } finally { this._quiet = false; }
+    this._changed();
+    return this;
+  }
+
   _message(m) {
+    const redacted = m.redacted === true, deleted = !redacted && m.deleted === true;
     const out = { key: "", seq: undefined, id: m.id, ts: m.ts, from: m.from, kind: m.kind || "text", pending: false,
-      edited: false, deleted: false, redacted: m.redacted === true, own: false };
-    for (const k of ["text", "code", "file", "meta"]) if (m[k] !== undefined && !out.redacted) out[k] = m[k];
+      edited: false, deleted, redacted, own: false };
+    // A tombstone from the store (history, transcript, playback) says who deleted it; its content is gone.
+    if (deleted && (m.deleted_by === "author" || m.deleted_by === "host")) out.deletedBy = m.deleted_by;
+    for (const k of ["text", "code", "file", "meta"]) if (m[k] !== undefined && !redacted && !deleted) out[k] = m[k];
     return out;
   }
 
@@ -846,6 +899,7 @@ export class MessageStore extends EventTarget {
       this._pending.delete(m.id);
       Object.assign(entry, { pending: false, seq: m.seq, ts: m.ts ?? entry.ts, from: m.from || entry.from });
       if (m.redacted) this._redact(entry);
+      else if (m.deleted) this._delete(entry, m.deleted_by);
     } else {
       entry = this._message(m);
       entry.key = "seq:" + m.seq;
@@ -903,13 +957,22 @@ export class MessageStore extends EventTarget {
     if (c.type === "redact" || (c.type === "chat_edit" && c.redacted)) return this._redact(entry);
     if (entry.deleted) return;
     if (c.type === "chat_edit") {
+      // An edit whose message was deleted since has no text left either (a tombstone in the store).
+      if (typeof c.text !== "string") { if (c.deleted === true) this._delete(entry); return; }
       entry.text = c.text;
       entry.edited = true;
       entry.editedAt = c.ts;
     } else if (c.type === "chat_delete") {
-      entry.deleted = true;
-      for (const k of ["text", "code", "file", "meta"]) delete entry[k];
+      const by = c.from && entry.from ? (c.from.id === entry.from.id ? "author" : "host") : undefined;
+      this._delete(entry, by);
     }
+  }
+
+  _delete(entry, by) {
+    entry.deleted = true;
+    entry.edited = false;
+    if (by === "author" || by === "host") entry.deletedBy = by;
+    for (const k of ["text", "code", "file", "meta"]) delete entry[k];
   }
 
   _redact(entry) {
@@ -927,6 +990,7 @@ export class MessageStore extends EventTarget {
 
   _changed() {
     this._sorted = null;
+    if (this._quiet) return;   // reset(): one change at the end
     this.version++;
     this.dispatchEvent(new CustomEvent("change", { detail: this }));
   }

@@ -5,6 +5,8 @@
 // API is written with textContent (never innerHTML); tables are updated row by row, in place, so an
 // auto-refresh keeps the scroll position and any selected text.
 
+import { MessageStore } from "/client.js";
+
 const STORAGE_KEY = "collabhub.admin.key";
 const NOTICE_KEY = "collabhub.admin.notice";
 const REFRESH_MS = 3000;           // the visible section
@@ -623,17 +625,9 @@ async function loadTranscriptPage(opts = {}) {
 
 function renderTranscript() {
   const t = state.transcript;
-  // What later events did to chat messages: edits, deletions, redactions (by the message's seq).
-  const changes = new Map();
-  for (const e of t.events) {
-    if (!["chat_edit", "chat_delete", "redact"].includes(e.type) || e.target == null) continue;
-    const c = changes.get(e.target) ?? {};
-    if (e.type === "chat_edit") c.edit = e.text ?? "";
-    else if (e.type === "chat_delete") c.deleted = true;
-    else c.redacted = { reason: e.reason ?? "" };
-    changes.set(e.target, c);
-  }
-  const rows = t.events.map((e) => describeEvent(e, t.names, changes));
+  // What later events did to chat messages (edits, deletions, redactions): the client package's store.
+  const chat = new MessageStore().reset(t.events);
+  const rows = t.events.map((e) => describeEvent(e, t.names, chat));
   setText($("transcript-info"), `${t.events.length} event${t.events.length === 1 ? "" : "s"}${t.hasMore ? ", more to load" : ""}`);
   $("transcript-empty").hidden = t.events.length > 0;
   // Loaded to the end: the button asks for what was written since (a live session grows; the tail does that by itself).
@@ -754,27 +748,30 @@ async function createShare(event) {
   }
 }
 
-/** One transcript event as a row: type, who and a readable text. `names` maps member ids to names. */
-function describeEvent(e, names, changes = new Map()) {
+/** One transcript event as a row: type, who and a readable text. `names` maps member ids to names; `chat`
+ * (a MessageStore fed the loaded events) has each chat message with its edits, deletion or redaction. */
+function describeEvent(e, names, chat = null) {
   const row = { key: e.seq ?? JSON.stringify(e), seq: e.seq, ts: e.ts, type: e.type, rawType: e.type, who: "", body: "", state: "" };
   const sig = String(e.seq);
-  const change = e.seq != null ? changes.get(e.seq) : null;
+  const now = e.type === "chat" && e.seq != null ? chat?.get(e.seq) : undefined;
   switch (e.type) {
     case "chat": {
       if (e.from) names.set(e.from.id, e.from.name);
       row.who = e.from?.name ?? (e.kind === "system" ? "system" : "");
       row.type = e.kind && e.kind !== "text" ? `chat · ${e.kind}` : "chat";
-      if (e.redacted || change?.redacted) {
+      if (e.redacted || now?.redacted) {
         // The store keeps a tombstone; one loaded before the redaction still has its text here: not shown.
         row.state = "redacted";
         row.body = { sig: "redacted", build: () => h("span", { class: "gone", text: "[redacted]" }) };
-      } else if (e.deleted || change?.deleted) {
+      } else if (e.deleted || now?.deleted) {
         // The store keeps a tombstone (no text); one loaded before the deletion still has its text here: not shown.
         row.state = "deleted";
-        row.body = { sig: "deleted", build: () => [badge("deleted", "ended"), " ", h("span", { class: "gone", text: e.deleted_by === "host" ? "by a host" : "" })] };
-      } else if (change?.edit != null) {
+        const byHost = (e.deleted_by ?? now?.deletedBy) === "host";
+        row.body = { sig: "deleted|" + byHost, build: () => [badge("deleted", "ended"), " ", h("span", { class: "gone", text: byHost ? "by a host" : "" })] };
+      } else if (now?.edited) {
+        const text = now.text ?? "";
         row.state = "edited";
-        row.body = { sig: "edited|" + change.edit, build: () => [change.edit, " ", h("span", { class: "tag", text: "edited" })] };
+        row.body = { sig: "edited|" + text, build: () => [text, " ", h("span", { class: "tag", text: "edited" })] };
       } else if (e.kind === "code" && e.code) {
         row.body = { sig, build: () => [e.text ? h("div", { text: e.text }) : null, h("pre", { text: e.code.source ?? "" })] };
       } else if (e.kind === "file" && e.file) {
