@@ -9,7 +9,7 @@ extension SessionAPI {
 
     /// `POST /api/keys {name, scopes: [...], runs?: [...], owners?: [...], per_minute?, per_hour?, per_month?}`
     /// → 201 with the key, shown this once (stored as its SHA-256).
-    func createKey(_ body: [UInt8], _ connection: Connection, _ access: Access) -> Response? {
+    func createKey(_ body: [UInt8], _ request: RouteRequest, _ access: Access) -> Reply {
         guard let obj = try? JSONReader.readObject(body, maxDepth: 4) else {
             return .error(.badRequest, "bad_json", "request body must be a JSON object")
         }
@@ -90,7 +90,7 @@ extension SessionAPI {
         let spec = APIKeySpec(
             name: name, perMinute: perMinute, perHour: perHour, perMonth: perMonth,
             scopes: Scope.allCases.filter(scopes.contains).map(\.rawValue), runs: runs, owners: owners)
-        return offLoop(connection) {
+        return request.offLoop(worker) {
             let (record, key) = try store.createKey(spec, actor: actor)
             keys.reloadAndWait()  // usable at once
             var w = JSONWriter()
@@ -101,23 +101,9 @@ extension SessionAPI {
         }
     }
 
-    /// Runs `work` (the key table, opened directly) on the API worker and answers with what it returns,
-    /// or 503 naming the store's error (503 `busy` when the worker's queue is full).
-    func offLoop(_ connection: Connection, _ work: @escaping () throws -> Response) -> Response? {
-        let loop = connection.loop
-        let queued = worker.submit {
-            let response: Response
-            do { response = try work() } catch {
-                response = .error(.serviceUnavailable, "storage_unavailable", "\(error)")
-            }
-            loop.post { connection.respondLater(response) }
-        }
-        return queued ? nil : .busy("API requests")
-    }
-
-    func listKeys(_ connection: Connection) -> Response? {
+    func listKeys(_ request: RouteRequest) -> Reply {
         let store = store
-        return offLoop(connection) {
+        return request.offLoop(worker) {
             var w = JSONWriter()
             w.beginObject(); w.beginArray("keys")
             for k in try store.allKeys() {
@@ -128,12 +114,12 @@ extension SessionAPI {
         }
     }
 
-    func revokeKey(_ id: String, _ connection: Connection, _ access: Access) -> Response? {
+    func revokeKey(_ id: String, _ request: RouteRequest, _ access: Access) -> Reply {
         // A keys:admin key revokes only keys it could have made (no stronger key can be cut by a weaker);
         // a key this hub has not read yet (just made by `collabhub keys`) only the admin key revokes.
         let makers = access.principals.filter { Authorization.allows($0, .manageKeys) }
         guard let target = self.keys.record(id) else {
-            if makers.contains(.admin) { return revoke(id, connection, access) }
+            if makers.contains(.admin) { return revoke(id, request, access) }
             return .error(.notFound, "unknown_key", "no key \(id) known here yet; try again in a few seconds")
         }
         let scopes = Set(target.scopes.compactMap(Scope.init(rawValue:)))
@@ -152,13 +138,13 @@ extension SessionAPI {
                 .forbidden, "forbidden",
                 "key \(id) holds more than this key may grant: only a stronger key revokes it")
         }
-        return revoke(id, connection, access)
+        return revoke(id, request, access)
     }
 
-    private func revoke(_ id: String, _ connection: Connection, _ access: Access) -> Response? {
+    private func revoke(_ id: String, _ request: RouteRequest, _ access: Access) -> Reply {
         let store = store, keys = keys
         let actor = access.keyId.map { "key \($0)" } ?? "admin (api)"
-        return offLoop(connection) {
+        return request.offLoop(worker) {
             let revoked = try store.revokeKey(id: id, actor: actor)
             keys.reloadAndWait()  // refused from now on, not after the next refresh
             return revoked
@@ -168,7 +154,7 @@ extension SessionAPI {
     }
 
     /// `GET /api/keys/{id}/usage`: requests counted in the current minute, hour and month, and the limits.
-    func keyUsage(_ id: String) -> Response {
+    func keyUsage(_ id: String) -> Reply {
         guard let u = keys.usage(of: id) else {
             return .json(.ok, "{\"id\":\(jsonString(id)),\"minute\":0,\"hour\":0,\"month\":0}")
         }

@@ -7,14 +7,11 @@ import WebSocket
 extension SessionAPI {
     // MARK: Runs (owned by loop 0)
 
-    func runs(
-        _ head: HTTPRequestHead, _ parts: [String], _ body: [UInt8], _ connection: Connection,
-        _ access: Access = Access()
-    ) -> Response? {
-        let loop0 = server.contexts[0]
-        switch (head.method, parts.count) {
-        case ("POST", 4) where parts[3] == "events":
-            let runId = parts[2]
+    /// `POST /api/runs/{id}/events`: answered once loop 0's board committed the events.
+    func publishRunEvents(_ request: RouteRequest) -> Reply {
+        let head = request.head, body = request.body, access = request.access, loop0 = loops[0]
+        do {
+            let runId = request["id"]
             guard RunBoard.isValidId(runId) else {
                 return .error(.badRequest, "invalid_field", "run ids are 1-128 characters of A-Za-z0-9._-")
             }
@@ -42,7 +39,7 @@ extension SessionAPI {
             // that session too (else any publisher could write into any session's transcript).
             for e in events {
                 if let code = e.session.flatMap(SessionCode.normalize), !access.allows(.changeSession(code)),
-                    !server.isHostKey(head.header("X-Host-Key"), of: code)
+                    !directory.isHostKey(head.header("X-Host-Key"), of: code)
                 {
                     return .error(
                         .forbidden, "forbidden",
@@ -52,7 +49,7 @@ extension SessionAPI {
             if events.count == 1, events[0].id == nil, let key = head.header("Idempotency-Key") {
                 events[0].id = String(key.prefix(128))
             }
-            let loop = connection.loop
+            let later = request.later()
             loop0.loop.post {
                 guard let runs = loop0.runs else { return }
                 runs.board.publish(runId, events) { result in
@@ -68,17 +65,23 @@ extension SessionAPI {
                     case .failure(let r):
                         response = .error(r.status, r.code, r.message, headers: limitHeaders)
                     }
-                    loop.post { connection.respondLater(response) }
+                    later.answer(response)
                 }
             }
-            return nil
-        case ("GET", 3):
-            let runId = parts[2]
-            let loop = connection.loop
+            return .later(later)
+        }
+    }
+
+    /// `GET /api/runs/{id}`: the run as loop 0's board has it, with its events read off the loop.
+    func readRun(_ request: RouteRequest) -> Reply {
+        let loop0 = loops[0]
+        do {
+            let runId = request["id"]
+            let later = request.later()
             let store = self.store
             loop0.loop.post {
                 let run = loop0.runs?.board.committed[runId]
-                let queued = self.worker.submit {
+                let queued = later.offLoop(self.worker) {
                     let response: Response
                     if let run {
                         var out = Array("{\"run\":".utf8) + run.stateJSON + Array(",\"events\":[".utf8)
@@ -89,13 +92,19 @@ extension SessionAPI {
                     } else {
                         response = .error(.notFound, "unknown_run", "no run \(runId)")
                     }
-                    loop.post { connection.respondLater(response) }
+                    return response
                 }
-                if !queued { loop.post { connection.respondLater(.busy("API requests")) } }
+                if !queued { later.answer(.busy("API requests")) }
             }
-            return nil
-        case ("GET", 2):
-            let q = head.query
+            return .later(later)
+        }
+    }
+
+    /// `GET /api/runs?owner=&status=&limit=&offset=`: loop 0's board, paged.
+    func listRuns(_ request: RouteRequest) -> Reply {
+        let loop0 = loops[0]
+        do {
+            let q = request.head.query
             let limit = Int(q["limit"] ?? "50") ?? 50
             let offset = Int(q["offset"] ?? "0") ?? 0
             guard limit >= 1, limit <= 500, offset >= 0 else {
@@ -107,7 +116,7 @@ extension SessionAPI {
                     .badRequest, "invalid_field",
                     "status must be pending, running, paused, succeeded, failed or cancelled")
             }
-            let loop = connection.loop
+            let later = request.later()
             loop0.loop.post {
                 let all = loop0.runs?.board.list(owner: q["owner"], status: status) ?? []
                 let page = all.dropFirst(offset).prefix(limit)
@@ -116,11 +125,9 @@ extension SessionAPI {
                 let next = offset + page.count < all.count ? String(offset + page.count) : "null"
                 out += Array("],\"total\":\(all.count),\"next_offset\":\(next)}".utf8)
                 let response = Response(status: .ok, body: out)
-                loop.post { connection.respondLater(response) }
+                later.answer(response)
             }
-            return nil
-        default:
-            return .error(.notFound, "not_found", "no API route \(head.method) \(head.path)")
+            return .later(later)
         }
     }
 }
