@@ -87,3 +87,8 @@ extension SessionAPI {
         },
     ])
 }
+
+/// The API's route table as `collabhub routes` prints it: `METHOD PATH SURFACE`, one route a line.
+public enum RouteListing {
+    public static var lines: [String] { SessionAPI.table.lines }
+}
