@@ -15,28 +15,34 @@ extension SessionAPI {
             return .error(.badRequest, "invalid_field", "since must be a time in milliseconds")
         }
         let session = q["session"].flatMap(SessionCode.normalize) ?? q["session"]
-        return request.offLoop(worker, failure: "cannot read the activity log") { [self] in
-            let rows = try store.activity(
-                ActivityQuery(
-                    session: session, actor: q["actor"], since: since,
-                    before: before, limit: limit))
-            var w = JSONWriter()
-            w.beginObject()
-            w.beginArray("activity")
-            for r in rows {
+        return request.offLoop(worker) { [self] in
+            let response: Response
+            do {
+                let rows = try store.activity(
+                    ActivityQuery(
+                        session: session, actor: q["actor"], since: since,
+                        before: before, limit: limit))
+                var w = JSONWriter()
                 w.beginObject()
-                w.field("id", r.id ?? 0); w.field("ts", Int(r.ts)); w.field("actor", r.actor);
-                w.field("action", r.action)
-                if let t = r.target { w.field("target", t) }
-                if let s = r.session { w.field("session", s) }
-                if let a = r.address { w.field("address", a) }
-                if let d = r.details { w.field("details", d) }
+                w.beginArray("activity")
+                for r in rows {
+                    w.beginObject()
+                    w.field("id", r.id ?? 0); w.field("ts", Int(r.ts)); w.field("actor", r.actor);
+                    w.field("action", r.action)
+                    if let t = r.target { w.field("target", t) }
+                    if let s = r.session { w.field("session", s) }
+                    if let a = r.address { w.field("address", a) }
+                    if let d = r.details { w.field("details", d) }
+                    w.endObject()
+                }
+                w.endArray()
+                if rows.count == limit, let last = rows.last?.id { w.field("next_before", last) }
                 w.endObject()
+                response = Response(status: .ok, body: w.bytes)
+            } catch {
+                response = .error(.serviceUnavailable, "storage_unavailable", "cannot read the activity log: \(error)")
             }
-            w.endArray()
-            if rows.count == limit, let last = rows.last?.id { w.field("next_before", last) }
-            w.endObject()
-            return Response(status: .ok, body: w.bytes)
+            return response
         }
     }
 }

@@ -55,14 +55,13 @@ struct Later {
     }
 
     /// Runs `work` on `worker` (blocking reads: SQLite, a key table) and answers with what it returns,
-    /// or 503 `storage_unavailable` with its error (after `failure`, when given). False, and nothing
-    /// queued, when the worker's queue is full.
-    func offLoop(_ worker: Worker, failure: String? = nil, _ work: @escaping () throws -> Response) -> Bool {
+    /// or 503 `storage_unavailable` naming the error it throws. False, and nothing queued, when the
+    /// worker's queue is full.
+    func offLoop(_ worker: Worker, _ work: @escaping () throws -> Response) -> Bool {
         worker.submit {
             let response: Response
             do { response = try work() } catch {
-                response = .error(
-                    .serviceUnavailable, "storage_unavailable", failure.map { "\($0): \(error)" } ?? "\(error)")
+                response = .error(.serviceUnavailable, "storage_unavailable", "\(error)")
             }
             answer(response)
         }

@@ -30,8 +30,10 @@ struct RoutePattern {
     /// Whether `parts` (a path split at `/`) has this pattern's shape.
     func fits(_ parts: [Substring]) -> Bool {
         guard parts.count == segments.count else { return false }
-        for (segment, part) in zip(segments, parts) {
-            if case .literal(let l) = segment, l != part { return false }
+        // Indices, not `zip`: unspecialized (debug) code reads through `zip`'s generic iterator with a
+        // heap-allocated coroutine frame per element, which every request would pay for every route.
+        for i in parts.indices {
+            if case .literal(let l) = segments[i], l != parts[i] { return false }
         }
         return true
     }
@@ -116,9 +118,9 @@ struct RouteRequest {
 
     /// Runs `work` on `worker` and answers with its response (see `Later.offLoop`); 503 `busy` when the
     /// worker's queue is full.
-    func offLoop(_ worker: Worker, failure: String? = nil, _ work: @escaping () throws -> Response) -> Reply {
+    func offLoop(_ worker: Worker, _ work: @escaping () throws -> Response) -> Reply {
         let later = later()
-        return later.offLoop(worker, failure: failure, work) ? .later(later) : .busy("API requests")
+        return later.offLoop(worker, work) ? .later(later) : .busy("API requests")
     }
 }
 
@@ -171,8 +173,8 @@ struct RouteTable {
             }
             if route.method == method {
                 var values: [String] = []
-                for (segment, part) in zip(route.pattern.segments, parts) {
-                    if case .parameter = segment { values.append(String(part)) }
+                for i in parts.indices {
+                    if case .parameter = route.pattern.segments[i] { values.append(String(parts[i])) }
                 }
                 return .found(route, RouteParams(names: route.pattern.parameterNames, values: values, code: code))
             }

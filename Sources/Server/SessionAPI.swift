@@ -166,15 +166,21 @@ final class SessionAPI {
     }
 
     func list(_ request: RouteRequest) -> Reply {
-        request.offLoop(worker, failure: "cannot read sessions") { [self] in
-            let rows = try store.sessions()
-            var out: [UInt8] = Array("{\"sessions\":[".utf8)
-            for (i, row) in rows.enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                out += sessionJSON(directory.info(row.0.code) ?? row.0, events: row.events)
+        request.offLoop(worker) { [self] in
+            let response: Response
+            do {
+                let rows = try store.sessions()
+                var out: [UInt8] = Array("{\"sessions\":[".utf8)
+                for (i, row) in rows.enumerated() {
+                    if i > 0 { out.append(UInt8(ascii: ",")) }
+                    out += sessionJSON(directory.info(row.0.code) ?? row.0, events: row.events)
+                }
+                out += Array("]}".utf8)
+                response = Response(status: .ok, body: out)
+            } catch {
+                response = .error(.serviceUnavailable, "storage_unavailable", "cannot read sessions: \(error)")
             }
-            out += Array("]}".utf8)
-            return Response(status: .ok, body: out)
+            return response
         }
     }
 
