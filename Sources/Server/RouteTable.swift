@@ -157,12 +157,26 @@ struct RouteTable {
     }
 
     let routes: [Route]
+    /// The routes by their number of segments (in table order): a request looks only at its own length.
+    private let byLength: [[Route]]
+
+    init(routes: [Route]) {
+        self.routes = routes
+        var byLength: [[Route]] = []
+        for route in routes {
+            let n = route.pattern.segments.count
+            while byLength.count <= n { byLength.append([]) }
+            byLength[n].append(route)
+        }
+        self.byLength = byLength
+    }
 
     func match(method: String, path: String) -> Match {
         let parts = path.split(separator: "/")
+        guard parts.count < byLength.count else { return .notFound }
         var allowed: [String] = []
         var badCode: Substring?
-        for route in routes where route.pattern.fits(parts) {
+        for route in byLength[parts.count] where route.pattern.fits(parts) {
             var code: String?
             if let i = route.pattern.codeIndex {
                 code = SessionCode.normalize(String(parts[i]))
