@@ -233,10 +233,7 @@ extension Server {
     }
 
     /// Whether `given` is the host key of session `code` (its hash compared in constant time).
-    func isHostKey(_ given: String?, of code: String) -> Bool {
-        guard let given, let info = directory.info(code) else { return false }
-        return HostKey.matches(given, stored: info.hostKey)
-    }
+    func isHostKey(_ given: String?, of code: String) -> Bool { directory.isHostKey(given, of: code) }
 
     /// What a long-lived socket presented, less the API keys revoked since (checked per message, so a
     /// revocation reaches open sockets too).

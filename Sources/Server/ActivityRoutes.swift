@@ -6,11 +6,11 @@ import WebSocket
 extension SessionAPI {
     /// `GET /api/activity?session=&actor=&since=&limit=&cursor=`: newest first, paged by `cursor` (or the
     /// older `before`, an id).
-    func activity(_ head: HTTPRequestHead, _ connection: Connection) -> Response? {
+    func activity(_ head: HTTPRequestHead, _ request: RouteRequest) -> Reply {
         let q = head.query
         let paging: Paging
         switch Paging.parse(q, route: "activity", defaultLimit: 100) {
-        case .failure(let r): return r
+        case .failure(let r): return .now(r)
         case .success(let p): paging = p
         }
         let limit = paging.limit
@@ -23,12 +23,11 @@ extension SessionAPI {
             return .error(.badRequest, "invalid_field", "before must be an activity id", field: "before")
         }
         if paging.position != nil {
-            guard let id = paging.integer else { return Paging.badCursor }
+            guard let id = paging.integer else { return .now(Paging.badCursor) }
             before = id
         }
         let session = q["session"].flatMap(SessionCode.normalize) ?? q["session"]
-        let loop = connection.loop
-        let queued = worker.submit { [self] in
+        return request.offLoop(worker) { [self] in
             let response: Response
             do {
                 let rows = try store.activity(
@@ -56,8 +55,7 @@ extension SessionAPI {
             } catch {
                 response = .error(.serviceUnavailable, "storage_unavailable", "cannot read the activity log: \(error)")
             }
-            loop.post { connection.respondLater(response) }
+            return response
         }
-        return queued ? nil : .busy("API requests")
     }
 }

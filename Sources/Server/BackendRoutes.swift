@@ -9,17 +9,17 @@ import WebSocket
 /// session's loop.
 extension SessionAPI {
     func postMessage(
-        _ code: String, _ head: HTTPRequestHead, _ body: [UInt8], _ connection: Connection,
+        _ code: String, _ head: HTTPRequestHead, _ body: [UInt8], _ request: RouteRequest,
         actor: String
-    ) -> Response? {
+    ) -> Reply {
         guard let obj = try? JSONReader.readObject(body, maxDepth: 16) else {
             return .error(.badRequest, "bad_json", "the body must be a JSON object")
         }
         let fields = obj["type"]?.string == "event" ? ["type", "name", "data", "durable"] : ["kind", "text"]
-        if let unknown = BodyFields.unknown(obj, known: fields) { return unknown }
+        if let unknown = BodyFields.unknown(obj, known: fields) { return .now(unknown) }
         let key: String?
         switch IdempotencyKey.of(head) {
-        case .failure(let refusal): return refusal.response
+        case .failure(let refusal): return .now(refusal.response)
         case .success(let k): key = k
         }
         let message: BackendMessage
@@ -32,7 +32,7 @@ extension SessionAPI {
                 return .error(.badRequest, "invalid_field", "\"data\" must be an object")
             }
             // The same bound as a member's event: every subscriber queues it, and so may the webhook outbox.
-            let limit = server.config.sessionPolicy.limits.maxEventBytes
+            let limit = config.sessionPolicy.limits.maxEventBytes
             if let data, data.bytes.count > limit {
                 return .error(.payloadTooLarge, "too_large", "\"data\" is larger than \(limit) bytes")
             }
@@ -53,7 +53,7 @@ extension SessionAPI {
                 .badRequest, "invalid_field",
                 "send {\"kind\":\"system\",\"text\":...} or {\"type\":\"event\",\"name\":...,\"data\":{...}}")
         }
-        return onSessionLoop(code, connection) { session, answer in
+        return onSessionLoop(code, request) { session, answer in
             session.post(message, idempotencyKey: key) { result in
                 switch result {
                 case .success(let c?):
@@ -69,14 +69,14 @@ extension SessionAPI {
     }
 
     /// `GET /api/sessions/{code}/members?limit=&cursor=` (default 1000 a page).
-    func members(_ code: String, _ head: HTTPRequestHead, _ connection: Connection) -> Response? {
+    func members(_ code: String, _ request: RouteRequest) -> Reply {
         let paging: Paging
-        switch Paging.parse(head.query, route: "members", defaultLimit: 1000) {
-        case .failure(let r): return r
+        switch Paging.parse(request.head.query, route: "members", defaultLimit: 1000) {
+        case .failure(let r): return .now(r)
         case .success(let p): paging = p
         }
-        if paging.position != nil && paging.integer == nil { return Paging.badCursor }
-        return onSessionLoop(code, connection) { session, answer in
+        if paging.position != nil && paging.integer == nil { return .now(Paging.badCursor) }
+        return onSessionLoop(code, request) { session, answer in
             let (page, next) = paging.slice(session.presentMembers, route: "members") ?? ([], nil)
             var w = JSONWriter()
             w.beginObject(); w.field("session", code); w.field("seq", session.lastSeq)
@@ -87,9 +87,9 @@ extension SessionAPI {
         }
     }
 
-    func removeMember(_ code: String, _ id: String, _ connection: Connection, actor: String) -> Response? {
+    func removeMember(_ code: String, _ id: String, _ request: RouteRequest, actor: String) -> Reply {
         let store = self.store
-        return onSessionLoop(code, connection) { session, answer in
+        return onSessionLoop(code, request) { session, answer in
             guard session.removeMember(id: id) else {
                 return answer(.error(.notFound, "unknown_member", "no member \(id) in session \(code)"))
             }
@@ -102,13 +102,13 @@ extension SessionAPI {
     /// Runs `work` with the live session on its loop (woken up if needed) and answers the request
     /// with what it passes to `answer`, back on the connection's loop.
     private func onSessionLoop(
-        _ code: String, _ connection: Connection,
+        _ code: String, _ request: RouteRequest,
         _ work: @escaping (Session, @escaping (Response) -> Void) -> Void
-    ) -> Response? {
-        let all = server.contexts
+    ) -> Reply {
+        let all = loops
         let owner = all[SessionCode.owner(of: code, loops: all.count)]
-        let here = connection.loop
-        let answer: (Response) -> Void = { r in here.post { connection.respondLater(r) } }
+        let later = request.later()
+        let answer: (Response) -> Void = later.answer
         owner.loop.post {
             guard let hub = owner.hub else { return answer(.error(.serviceUnavailable, "unavailable", "no hub")) }
             hub.withSession(code) { session in
@@ -126,6 +126,6 @@ extension SessionAPI {
                 work(session, answer)
             }
         }
-        return nil
+        return .later(later)
     }
 }

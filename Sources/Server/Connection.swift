@@ -186,7 +186,9 @@ final class Connection: Socket {
         requestRoute = Metrics.route(head.target)
         // A browser app on a --cors-origins origin may read the answer, whenever it comes.
         corsHeaders = head.path.hasPrefix("/api/") ? context.server.siteGate.corsHeaders(head.header("Origin")) : []
-        let response = context.router.handle(head, body: body, connection: self)
+        let reply = context.router.handle(head, body: body, connection: self)
+        var response: Response?
+        if case .now(let r) = reply { response = r }
         if response == nil || response?.stream != nil {
             // Answered later (off-loop read or a durable write), or a body sent a piece at a time: hold
             // further requests, and stop reading, until then.

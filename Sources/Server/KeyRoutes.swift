@@ -9,12 +9,12 @@ extension SessionAPI {
 
     /// `POST /api/keys {name, scopes: [...], runs?: [...], owners?: [...], per_minute?, per_hour?, per_month?}`
     /// → 201 with the key, shown this once (stored as its SHA-256).
-    func createKey(_ body: [UInt8], _ connection: Connection, _ access: Access) -> Response? {
+    func createKey(_ body: [UInt8], _ request: RouteRequest, _ access: Access) -> Reply {
         guard let obj = try? JSONReader.readObject(body, maxDepth: 4) else {
             return .error(.badRequest, "bad_json", "request body must be a JSON object")
         }
         let fields = ["name", "scopes", "runs", "owners", "per_minute", "per_hour", "per_month"]
-        if let unknown = BodyFields.unknown(obj, known: fields) { return unknown }
+        if let unknown = BodyFields.unknown(obj, known: fields) { return .now(unknown) }
         guard let name = obj["name"]?.string, !name.isEmpty, name.fits(200) else {
             return .error(.badRequest, "invalid_field", "\"name\" must be a string of 1-200 characters")
         }
@@ -92,7 +92,7 @@ extension SessionAPI {
         let spec = APIKeySpec(
             name: name, perMinute: perMinute, perHour: perHour, perMonth: perMonth,
             scopes: Scope.allCases.filter(scopes.contains).map(\.rawValue), runs: runs, owners: owners)
-        return offLoop(connection) {
+        return request.offLoop(worker) {
             let (record, key) = try store.createKey(spec, actor: actor)
             keys.reloadAndWait()  // usable at once
             var w = JSONWriter()
@@ -103,30 +103,16 @@ extension SessionAPI {
         }
     }
 
-    /// Runs `work` (the key table, opened directly) on the API worker and answers with what it returns,
-    /// or 503 naming the store's error (503 `busy` when the worker's queue is full).
-    func offLoop(_ connection: Connection, _ work: @escaping () throws -> Response) -> Response? {
-        let loop = connection.loop
-        let queued = worker.submit {
-            let response: Response
-            do { response = try work() } catch {
-                response = .error(.serviceUnavailable, "storage_unavailable", "\(error)")
-            }
-            loop.post { connection.respondLater(response) }
-        }
-        return queued ? nil : .busy("API requests")
-    }
-
     /// `GET /api/keys?limit=&cursor=` (default 1000 a page).
-    func listKeys(_ head: HTTPRequestHead, _ connection: Connection) -> Response? {
+    func listKeys(_ request: RouteRequest) -> Reply {
         let paging: Paging
-        switch Paging.parse(head.query, route: "keys", defaultLimit: 1000) {
-        case .failure(let r): return r
+        switch Paging.parse(request.head.query, route: "keys", defaultLimit: 1000) {
+        case .failure(let r): return .now(r)
         case .success(let p): paging = p
         }
-        if paging.position != nil && paging.integer == nil { return Paging.badCursor }
+        if paging.position != nil && paging.integer == nil { return .now(Paging.badCursor) }
         let store = store
-        return offLoop(connection) {
+        return request.offLoop(worker) {
             guard let (page, next) = paging.slice(try store.allKeys(), route: "keys") else { return Paging.badCursor }
             var w = JSONWriter()
             w.beginObject(); w.beginArray("keys")
@@ -140,12 +126,12 @@ extension SessionAPI {
         }
     }
 
-    func revokeKey(_ id: String, _ connection: Connection, _ access: Access) -> Response? {
+    func revokeKey(_ id: String, _ request: RouteRequest, _ access: Access) -> Reply {
         // A keys:admin key revokes only keys it could have made (no stronger key can be cut by a weaker);
         // a key this hub has not read yet (just made by `collabhub keys`) only the admin key revokes.
         let makers = access.principals.filter { Authorization.allows($0, .manageKeys) }
         guard let target = self.keys.record(id) else {
-            if makers.contains(.admin) { return revoke(id, connection, access) }
+            if makers.contains(.admin) { return revoke(id, request, access) }
             return .error(.notFound, "unknown_key", "no key \(id) known here yet; try again in a few seconds")
         }
         let scopes = Set(target.scopes.compactMap(Scope.init(rawValue:)))
@@ -164,13 +150,13 @@ extension SessionAPI {
                 .forbidden, "forbidden",
                 "key \(id) holds more than this key may grant: only a stronger key revokes it")
         }
-        return revoke(id, connection, access)
+        return revoke(id, request, access)
     }
 
-    private func revoke(_ id: String, _ connection: Connection, _ access: Access) -> Response? {
+    private func revoke(_ id: String, _ request: RouteRequest, _ access: Access) -> Reply {
         let store = store, keys = keys
         let actor = access.keyId.map { "key \($0)" } ?? "admin (api)"
-        return offLoop(connection) {
+        return request.offLoop(worker) {
             let revoked = try store.revokeKey(id: id, actor: actor)
             keys.reloadAndWait()  // refused from now on, not after the next refresh
             return revoked
@@ -182,15 +168,14 @@ extension SessionAPI {
     /// `GET /api/keys/{id}/usage`: requests counted in the current minute, hour and month. An id no key has
     /// is 404 `unknown_key` (after one read of the key table: the key may have been made by `collabhub keys`
     /// since the last); a revoked key still answers its counts.
-    func keyUsage(_ id: String, _ connection: Connection) -> Response? {
-        if keys.record(id) != nil { return Self.usage(of: id, keys) }
-        guard APIKeys.isToken(Substring(id)) else { return Self.unknownKey(id) }
-        let loop = connection.loop, keys = keys
+    func keyUsage(_ id: String, _ request: RouteRequest) -> Reply {
+        if keys.record(id) != nil { return .now(Self.usage(of: id, keys)) }
+        guard APIKeys.isToken(Substring(id)) else { return .now(Self.unknownKey(id)) }
+        let later = request.later(), keys = keys
         keys.refreshNow(for: id) {
-            let response = keys.record(id) != nil ? Self.usage(of: id, keys) : Self.unknownKey(id)
-            loop.post { connection.respondLater(response) }
+            later.answer(keys.record(id) != nil ? Self.usage(of: id, keys) : Self.unknownKey(id))
         }
-        return nil
+        return .later(later)
     }
 
     private static func usage(of id: String, _ keys: APIKeys) -> Response {

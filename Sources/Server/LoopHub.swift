@@ -343,6 +343,12 @@ final class SessionDirectory: @unchecked Sendable {
 
     func info(_ code: String) -> SessionInfo? { lock.lock(); defer { lock.unlock() }; return infos[code] }
 
+    /// Whether `given` is the host key of session `code` (its hash compared in constant time).
+    func isHostKey(_ given: String?, of code: String) -> Bool {
+        guard let given, let info = info(code) else { return false }
+        return HostKey.matches(given, stored: info.hostKey)
+    }
+
     func counts(_ code: String) -> (members: Int, connections: Int) {
         lock.lock(); defer { lock.unlock() }
         return counts[code] ?? (0, 0)

@@ -1,3 +1,4 @@
+import Hub
 import WebSocket
 
 /// A plain HTTP response produced by a route.
@@ -59,45 +60,46 @@ struct Response {
     }
 }
 
-/// Routes plain HTTP requests (health, metrics, the JSON API). WebSocket paths are `Endpoint`s.
+/// Routes plain HTTP requests: health, metrics, the pages, and the JSON API from its route table
+/// (`SessionAPI.table`), where every route is authorized against its surface before it runs. WebSocket
+/// paths are `Endpoint`s.
 final class Router {
     unowned(unsafe) let server: Server
     let files = StaticFiles()
+    let table = SessionAPI.table
     init(server: Server) { self.server = server }
 
-    /// The response, or nil when it will come later through `connection.respondLater`.
-    func handle(_ head: HTTPRequestHead, body: [UInt8], connection: Connection) -> Response? {
-        if let refusal = server.siteGate.check(head, body: body) { return refusal }
+    func handle(_ head: HTTPRequestHead, body: [UInt8], connection: Connection) -> Reply {
+        if let refusal = server.siteGate.check(head, body: body) { return .now(refusal) }
         let path = head.path
         if head.method == "OPTIONS" && path.hasPrefix("/api/") && head.header("Access-Control-Request-Method") != nil {
-            return server.siteGate.preflight(head)
+            return .now(server.siteGate.preflight(head))
         }
         switch (head.method, path) {
         case ("GET", "/healthz"), ("HEAD", "/healthz"):
-            return .text(
-                .ok, (server.openMode ? "ok (\(Server.openModeNotice))\n" : "ok\n") + "collabhub \(Build.description)\n"
-            )
-        case ("GET", "/api/mode"):
-            // For the pages' banner: whether anyone who reaches the port can do everything.
-            return .json(
-                .ok, server.openMode ? "{\"open\":true,\"notice\":\"\(Server.openModeNotice)\"}" : "{\"open\":false}")
+            return .now(
+                .text(
+                    .ok,
+                    (server.openMode ? "ok (\(Server.openModeNotice))\n" : "ok\n") + "collabhub \(Build.description)\n"
+                ))
         case ("GET", "/metrics"):
             // Operational data is data too: a closed hub shows it to metrics:read (a scraper's key).
             if let refusal = server.access(head).check(.readMetrics) {
                 server.authFailures.refused(SessionAPI.reason(refusal.status.code))
-                return refusal
+                return .now(refusal)
             }
             var r = Response.text(.ok, server.renderMetrics())
             r.contentType = "text/plain; version=0.0.4; charset=utf-8"
-            return r
+            return .now(r)
         default:
             if path.hasPrefix("/api/"), let api = server.api {
-                return api.handle(head, body: body, connection: connection)
+                return route(head, body: body, connection: connection, api: api)
             }
             if head.method == "GET" || head.method == "HEAD", let file = files.lookup(path) {
-                return Response(
-                    status: .ok, body: file.body, contentType: file.contentType,
-                    headers: file.headers)
+                return .now(
+                    Response(
+                        status: .ok, body: file.body, contentType: file.contentType,
+                        headers: file.headers))
             }
             if Self.fixedPaths.contains(path) {
                 return .error(.methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(path)")
@@ -108,6 +110,87 @@ final class Router {
 
     /// Paths that exist, for telling 405 (wrong method) from 404.
     private static let fixedPaths: Set<String> = ["/healthz", "/metrics"]
+
+    /// An `/api/` request: its route from the table (404 for a path no route has, 405 with `Allow` for
+    /// one that routes have for other methods), then `serve`.
+    private func route(_ head: HTTPRequestHead, body: [UInt8], connection: Connection, api: SessionAPI) -> Reply {
+        switch table.match(method: head.method, path: head.path) {
+        case .found(let route, let params):
+            return serve(route, params, head, body: body, connection: connection, api: api)
+        case .unknownSession(let raw):
+            return .error(.notFound, "unknown_session", "no session with code \(raw)")
+        case .methodNotAllowed(let allow):
+            return .error(
+                .methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(head.path)",
+                headers: [("Allow", allow)])
+        case .notFound:
+            return .error(.notFound, "not_found", "no API route \(head.method) \(head.path)")
+        }
+    }
+
+    /// Resolves what the request presented, checks it against the route's surface (refusals are logged
+    /// and counted), and runs the handler.
+    /// `refreshed`: asked again after the key table was read again for an unknown key id.
+    private func serve(
+        _ route: Route, _ params: RouteParams, _ head: HTTPRequestHead, body: [UInt8], connection: Connection,
+        api: SessionAPI, refreshed: Bool = false
+    ) -> Reply {
+        let bodyHostKey = route.hostKeyInBody ? (try? JSONReader.readObject(body))?["host_key"]?.string : nil
+        let access = server.access(head, session: params.code, hostKey: bodyHostKey)
+        if let unknown = access.unknownKeyId, !refreshed {
+            // A key made by `collabhub keys` since the table was last read: read it again (off the loop),
+            // then decide. Never a read on the loop; requests in the meantime share one read.
+            let later = Later(connection)
+            api.keys.refreshNow(for: unknown) { [self] in
+                later.reply { [self] in
+                    serve(route, params, head, body: body, connection: connection, api: api, refreshed: true)
+                }
+            }
+            return .later(later)
+        }
+        let client = server.clientAddress(head, peer: connection.peer)
+        switch route.guarded {
+        case .anyone:
+            break
+        case .surfaceOrOwnKey(let parameter, _) where access.keyId != nil && access.keyId == params[parameter]:
+            break
+        case .surface(let surface), .surfaceOrOwnKey(_, let surface):
+            if let refusal = refuse(surface(params), head, access, client) { return .now(refusal) }
+        }
+        let request = RouteRequest(
+            head: head, body: body, params: params, access: access, client: client, connection: connection)
+        return route.handler(api, request)
+    }
+
+    /// nil when `access` may touch `surface`; else the refusal, logged and counted.
+    private func refuse(_ surface: Surface, _ head: HTTPRequestHead, _ access: Access, _ client: String) -> Response? {
+        guard let refusal = access.check(surface) else { return nil }
+        server.log.debug(
+            "refused",
+            metadata: [
+                "route": .string("\(head.method) \(head.path)"),
+                "status": .stringConvertible(refusal.status.code),
+                "reason": .string(surface.describe), "peer": .string(client),
+            ])
+        // A key over its quota (429) is not refused for who it is.
+        if refusal.status.code == 401 || refusal.status.code == 403 {
+            server.authFailures.refused(SessionAPI.reason(refusal.status.code))
+        }
+        // Failures (401) and refusals by scope (403) are logged once per address and minute each,
+        // the rest of the minute's summed up: a flood cannot fill the log.
+        if refusal.status.code == 401 && access.presented {
+            server.authFailures.record(
+                client, what: "\(head.method) \(head.path): \(surface.describe)", store: server.store)
+        } else if access.presented && access.failure == nil {
+            server.accessRefusals.record(
+                client,
+                what:
+                    "\(access.keyId.map { "key \($0): " } ?? "")\(head.method) \(head.path): "
+                    + "\(surface.describe)",
+                store: server.store)
+        }
+        return refusal
+    }
 }
 
 /// Escapes a string as a JSON string literal.

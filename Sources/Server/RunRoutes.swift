@@ -7,14 +7,11 @@ import WebSocket
 extension SessionAPI {
     // MARK: Runs (owned by loop 0)
 
-    func runs(
-        _ head: HTTPRequestHead, _ parts: [String], _ body: [UInt8], _ connection: Connection,
-        _ access: Access = Access()
-    ) -> Response? {
-        let loop0 = server.contexts[0]
-        switch (head.method, parts.count) {
-        case ("POST", 4) where parts[3] == "events":
-            let runId = parts[2]
+    /// `POST /api/runs/{id}/events`: answered once loop 0's board committed the events.
+    func publishRunEvents(_ request: RouteRequest) -> Reply {
+        let head = request.head, body = request.body, access = request.access, loop0 = loops[0]
+        do {
+            let runId = request["id"]
             guard RunBoard.isValidId(runId) else {
                 return .error(.badRequest, "invalid_field", "run ids are 1-128 characters of A-Za-z0-9._-")
             }
@@ -24,7 +21,7 @@ extension SessionAPI {
             do { obj = try JSONReader.readObject(body, maxDepth: 8) } catch {
                 return .error(.badRequest, "bad_json", "request body must be a JSON object: \(error)")
             }
-            if let unknown = RunAPI.unknownField(obj) { return unknown }
+            if let unknown = RunAPI.unknownField(obj) { return .now(unknown) }
             var events: [RunEvent]
             do { events = try RunAPI.events(from: obj) } catch let e as MessageError {
                 return .error(.badRequest, e.code, e.message + (e.field.map { " (field \($0))" } ?? ""))
@@ -43,7 +40,7 @@ extension SessionAPI {
             // that session too (else any publisher could write into any session's transcript).
             for e in events {
                 if let code = e.session.flatMap(SessionCode.normalize), !access.allows(.changeSession(code)),
-                    !server.isHostKey(head.header("X-Host-Key"), of: code)
+                    !directory.isHostKey(head.header("X-Host-Key"), of: code)
                 {
                     return .error(
                         .forbidden, "forbidden",
@@ -55,7 +52,7 @@ extension SessionAPI {
             // so a batch sent again with the same key is answered event by event as duplicates.
             let key: String?
             switch IdempotencyKey.of(head) {
-            case .failure(let refusal): return refusal.response
+            case .failure(let refusal): return .now(refusal.response)
             case .success(let k): key = k
             }
             if let key {
@@ -63,7 +60,7 @@ extension SessionAPI {
                     events[i].id = events.count == 1 ? key : "\(key).\(i)"
                 }
             }
-            let loop = connection.loop
+            let later = request.later()
             loop0.loop.post {
                 guard let runs = loop0.runs else { return }
                 runs.board.publish(runId, events) { result in
@@ -79,17 +76,23 @@ extension SessionAPI {
                     case .failure(let r):
                         response = .error(r.status, r.code, r.message, headers: limitHeaders)
                     }
-                    loop.post { connection.respondLater(response) }
+                    later.answer(response)
                 }
             }
-            return nil
-        case ("GET", 3):
-            let runId = parts[2]
-            let loop = connection.loop
+            return .later(later)
+        }
+    }
+
+    /// `GET /api/runs/{id}`: the run as loop 0's board has it, with its events read off the loop.
+    func readRun(_ request: RouteRequest) -> Reply {
+        let loop0 = loops[0]
+        do {
+            let runId = request["id"]
+            let later = request.later()
             let store = self.store
             loop0.loop.post {
                 let run = loop0.runs?.board.committed[runId]
-                let queued = self.worker.submit {
+                let queued = later.offLoop(self.worker) {
                     let response: Response
                     if let run {
                         var out = Array("{\"run\":".utf8) + run.stateJSON + Array(",\"events\":[".utf8)
@@ -100,30 +103,36 @@ extension SessionAPI {
                     } else {
                         response = .error(.notFound, "unknown_run", "no run \(runId)")
                     }
-                    loop.post { connection.respondLater(response) }
+                    return response
                 }
-                if !queued { loop.post { connection.respondLater(.busy("API requests")) } }
+                if !queued { later.answer(.busy("API requests")) }
             }
-            return nil
-        case ("GET", 2):
-            let q = head.query
+            return .later(later)
+        }
+    }
+
+    /// `GET /api/runs?owner=&status=&limit=&cursor=`: loop 0's board, paged (`offset` still works).
+    func listRuns(_ request: RouteRequest) -> Reply {
+        let loop0 = loops[0]
+        do {
+            let q = request.head.query
             let paging: Paging
             switch Paging.parse(q, route: "runs", defaultLimit: 50) {
-            case .failure(let r): return r
+            case .failure(let r): return .now(r)
             case .success(let p): paging = p
             }
             // `offset` is the older way to page (before `cursor`), kept for existing callers.
             guard let offset = Int(q["offset"] ?? "0"), offset >= 0 else {
                 return .error(.badRequest, "invalid_field", "offset must be a non-negative integer", field: "offset")
             }
-            if paging.position != nil && paging.integer == nil { return Paging.badCursor }
+            if paging.position != nil && paging.integer == nil { return .now(Paging.badCursor) }
             let status = q["status"].flatMap(RunStatus.init(rawValue:))
             if q["status"] != nil && status == nil {
                 return .error(
                     .badRequest, "invalid_field",
                     "status must be pending, running, paused, succeeded, failed or cancelled", field: "status")
             }
-            let loop = connection.loop
+            let later = request.later()
             loop0.loop.post {
                 let all = loop0.runs?.board.list(owner: q["owner"], status: status) ?? []
                 let (page, next) = paging.slice(all, route: "runs", from: offset) ?? ([], nil)
@@ -131,11 +140,9 @@ extension SessionAPI {
                 for (i, r) in page.enumerated() { if i > 0 { out.append(UInt8(ascii: ",")) }; out += r.summaryJSON }
                 out += Array("],\"total\":\(all.count),\"next\":\(next.map(jsonString) ?? "null")}".utf8)
                 let response = Response(status: .ok, body: out)
-                loop.post { connection.respondLater(response) }
+                later.answer(response)
             }
-            return nil
-        default:
-            return .error(.notFound, "not_found", "no API route \(head.method) \(head.path)")
+            return .later(later)
         }
     }
 }

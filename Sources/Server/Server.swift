@@ -117,7 +117,6 @@ public final class Server {
         authNotice = auth.notice
         directory = SessionDirectory(codeLength: config.codeLength, existing: existing)
         router = Router(server: self)
-        api = SessionAPI(server: self, directory: directory, store: store)
         let echo = config.echo ? EchoEndpoint(allowedOrigins: config.allowedOrigins) : nil
         for context in contexts {
             context.router = router
@@ -150,6 +149,9 @@ public final class Server {
             throw ListenError(description: "webhooks: \(error)")
         }
         webhooks?.load()
+        api = SessionAPI(
+            config: config, directory: directory, store: store, loops: contexts, webhooks: webhooks, exports: exports,
+            closed: closedLatch, log: log)
         // The delivery log: up to 5,000 old rows every 5 s (the delete rides with a group commit).
         let logKept = config.webhookLogDays * 86_400_000
         let trim = Loop.Timer(loop: contexts[0].loop, after: 5, repeat: 5) { [store] in

@@ -4,13 +4,23 @@ import Hub
 import Logging
 import WebSocket
 
-/// The JSON API under `/api/` (Protocol/PROTOCOL.md, "HTTP API"). Reads of the store run on a worker
-/// thread and answer through `Connection.respondLater`; creating a session answers once its row is
-/// committed.
+/// The handlers of the JSON API under `/api/` (Protocol/PROTOCOL.md, "HTTP API"), served from the route
+/// table (`SessionAPI.table`, dispatched and authorized by `Router`). Reads of the store run on a worker
+/// thread and answer later (`Reply.later`); creating a session answers once its row is committed.
+/// Everything a handler uses is given here: no handler reaches through the `Server`.
 final class SessionAPI {
-    unowned let server: Server
+    let config: Config
     let directory: SessionDirectory
     let store: Storage
+    /// The loops; a session's own is `loops[SessionCode.owner(of:loops:)]`, and runs live on loop 0.
+    let loops: [LoopContext]
+    /// Delivers the webhook outbox (loop 0); nil where it could not start.
+    let webhooks: WebhookEngine?
+    /// Transcript exports streaming per client address, across loops.
+    let exports: AddressCounts
+    /// Set once the hub runs closed (`Server.openMode`).
+    let closed: Latch
+    let log: Logger
     /// Admin and API reads (sessions, keys, webhooks, activity, runs): a thread of their own, so a
     /// flood of replays and exports cannot delay them.
     let worker = Worker(name: "api-reads", capacity: 1024)
@@ -18,133 +28,40 @@ final class SessionAPI {
     let transcriptReads = Worker(name: "transcript-reads", capacity: 1024)
     let keys: APIKeys
 
-    init(server: Server, directory: SessionDirectory, store: Storage) {
-        self.server = server
+    init(
+        config: Config, directory: SessionDirectory, store: Storage, loops: [LoopContext], webhooks: WebhookEngine?,
+        exports: AddressCounts, closed: Latch, log: Logger
+    ) {
+        self.config = config
         self.directory = directory
         self.store = store
-        keys = APIKeys(store: store, refreshInterval: server.config.keyRefreshInterval)
+        self.loops = loops
+        self.webhooks = webhooks
+        self.exports = exports
+        self.closed = closed
+        self.log = log
+        keys = APIKeys(store: store, refreshInterval: config.keyRefreshInterval)
     }
 
-    /// Every route names the surface it touches and is authorized here, before it runs
-    /// (`Authorization.allows`, the table in Protocol/PROTOCOL.md).
-    /// `refreshed`: asked again after the key table was read again for an unknown key id.
-    func handle(_ head: HTTPRequestHead, body: [UInt8], connection: Connection, refreshed: Bool = false) -> Response? {
-        let parts = head.path.split(separator: "/").map(String.init)  // ["api", "sessions", CODE, ...]
-        guard parts.count >= 2 else {
-            return .error(.notFound, "not_found", "no API route \(head.method) \(head.path)")
-        }
-        let code = parts[1] == "sessions" && parts.count >= 3 ? SessionCode.normalize(parts[2]) : nil
-        let bodyHostKey =
-            parts.count == 4 && parts[3] == "end" ? (try? JSONReader.readObject(body))?["host_key"]?.string : nil
-        let access = server.access(head, session: code, hostKey: bodyHostKey)
-        if let unknown = access.unknownKeyId, !refreshed {
-            // A key made by `collabhub keys` since the table was last read: read it again (off the loop),
-            // then decide. Never a read on the loop; requests in the meantime share one read.
-            let loop = connection.loop
-            keys.refreshNow(for: unknown) {
-                loop.post { [self] in
-                    guard !connection.isClosed else { return }
-                    if let r = handle(head, body: body, connection: connection, refreshed: true) {
-                        connection.respondLater(r)
-                    }
-                }
-            }
-            return nil
-        }
-        let client = server.clientAddress(head, peer: connection.peer)
-        func authorized(_ surface: Surface, _ route: () -> Response?) -> Response? {
-            if let refusal = access.check(surface) {
-                server.log.debug(
-                    "refused",
-                    metadata: [
-                        "route": .string("\(head.method) \(head.path)"),
-                        "status": .stringConvertible(refusal.status.code),
-                        "reason": .string(surface.describe), "peer": .string(client),
-                    ])
-                // A key over its quota (429) is not refused for who it is.
-                if refusal.status.code == 401 || refusal.status.code == 403 {
-                    server.authFailures.refused(Self.reason(refusal.status.code))
-                }
-                // Failures (401) and refusals by scope (403) are logged once per address and minute each,
-                // the rest of the minute's summed up: a flood cannot fill the log.
-                if refusal.status.code == 401 && access.presented {
-                    server.authFailures.record(
-                        client, what: "\(head.method) \(head.path): \(surface.describe)", store: store)
-                } else if access.presented && access.failure == nil {
-                    server.accessRefusals.record(
-                        client,
-                        what:
-                            "\(access.keyId.map { "key \($0): " } ?? "")\(head.method) \(head.path): "
-                            + "\(surface.describe)",
-                        store: store)
-                }
-                return refusal
-            }
-            return route()
-        }
-        let runId = parts[1] == "runs" && parts.count >= 3 ? parts[2] : ""
-        switch (head.method, parts.count, parts[1]) {
-        case ("POST", 4, "runs") where parts[3] == "events":
-            return authorized(.publishRun(runId)) { runs(head, parts, body, connection, access) }
-        case ("GET", 3, "runs"): return authorized(.readRun(runId)) { runs(head, parts, body, connection) }
-        case ("GET", 2, "runs"): return authorized(.readRuns) { runs(head, parts, body, connection) }
-        case (_, _, "runs"): return .error(.notFound, "not_found", "no API route \(head.method) \(head.path)")
-        case ("GET", 2, "activity"): return authorized(.readActivity) { activity(head, connection) }
-        case ("POST", 2, "keys"): return authorized(.manageKeys) { createKey(body, connection, access) }
-        case ("GET", 2, "keys"): return authorized(.manageKeys) { listKeys(head, connection) }
-        case ("DELETE", 3, "keys"): return authorized(.manageKeys) { revokeKey(parts[2], connection, access) }
-        case ("GET", 4, "keys") where parts[3] == "usage":
-            // A key may read its own usage; keys:admin reads any.
-            if access.keyId == parts[2] { return keyUsage(parts[2], connection) }
-            return authorized(.manageKeys) { keyUsage(parts[2], connection) }
-        case (_, _, "keys"): return .error(.notFound, "not_found", "no API route \(head.method) \(head.path)")
-        case (_, _, "webhooks"):
-            return authorized(.manageWebhooks) { webhookRoute(head, parts, body, connection, access) }
-        case (_, 2, "activity"):
-            return .error(.methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(head.path)")
-        case ("POST", 2, "sessions"): return authorized(.createSession) { create(body, connection) }
-        case ("GET", 2, "sessions"): return authorized(.listSessions) { list(head, connection) }
-        case (_, 3...5, "sessions") where code == nil:
-            return .error(.notFound, "unknown_session", "no session with code \(parts[2])")
-        case ("GET", 3, "sessions"): return authorized(.describeSession(code!)) { describe(parts[2]) }
-        case ("POST", 4, "sessions") where parts[3] == "messages":
-            return authorized(.changeSession(code!)) { postMessage(code!, head, body, connection, actor: client) }
-        case ("GET", 4, "sessions") where parts[3] == "members":
-            return authorized(.describeSession(code!)) { members(code!, head, connection) }
-        case ("DELETE", 5, "sessions") where parts[3] == "members":
-            return authorized(.changeSession(code!)) { removeMember(code!, parts[4], connection, actor: client) }
-        case ("PATCH", 3, "sessions"):
-            return authorized(.changeSession(code!)) { patch(parts[2], head, body, connection) }
-        case (let m, 4, "sessions") where parts[3] == "transcript" && (m == "GET" || m == "HEAD"):
-            return authorized(.readTranscript(code!)) {
-                if m == "GET" {
-                    store.record(
-                        ActivityEntry(
-                            actor: access.keyId.map { "key \($0)" } ?? "api", action: "transcript_read",
-                            target: code!, session: code!, address: client, details: head.query["format"]))
-                }
-                return transcript(parts[2], head, connection, client: client)
-            }
-        case ("DELETE", 5, "sessions") where parts[3] == "share":
-            return authorized(.shareSession(code!)) {
-                revokeShare(code!, parts[4], connection, actor: access.keyId.map { "key \($0)" } ?? "api", client)
-            }
-        case ("POST", 4, "sessions") where parts[3] == "share":
-            return authorized(.shareSession(code!)) {
-                share(code!, body, actor: access.keyId.map { "key \($0)" } ?? "api", client)
-            }
-        case ("POST", 4, "sessions") where parts[3] == "end":
-            return authorized(.endSession(code!)) { end(parts[2], head, body, connection) }
-        case (_, 2...4, "sessions"):
-            return .error(.methodNotAllowed, "method_not_allowed", "\(head.method) is not allowed on \(head.path)")
-        default:
-            return .error(.notFound, "not_found", "no API route \(head.method) \(head.path)")
-        }
+    /// `GET /api/mode`, for the pages' banner: whether anyone who reaches the port can do everything.
+    func mode() -> Reply {
+        .json(.ok, !closed.isSet ? "{\"open\":true,\"notice\":\"\(Server.openModeNotice)\"}" : "{\"open\":false}")
     }
 
-    private func create(_ body: [UInt8], _ connection: Connection) -> Response? {
-        var title = "Untitled session", maxParticipants = server.config.maxParticipants,
-            guestPolicy = server.config.defaultGuestPolicy
+    /// `GET|HEAD /api/sessions/{code}/transcript`: a read (not a HEAD) is written to the activity log.
+    func readTranscript(_ r: RouteRequest) -> Reply {
+        if r.head.method == "GET" {
+            store.record(
+                ActivityEntry(
+                    actor: r.access.keyId.map { "key \($0)" } ?? "api", action: "transcript_read",
+                    target: r.code, session: r.code, address: r.client, details: r.head.query["format"]))
+        }
+        return transcript(r["code"], r.head, r, client: r.client)
+    }
+
+    func create(_ body: [UInt8], _ request: RouteRequest) -> Reply {
+        var title = "Untitled session", maxParticipants = config.maxParticipants,
+            guestPolicy = config.defaultGuestPolicy
         var eventPolicy: [String: [String]] = [:]
         if !body.isEmpty {
             let obj: JSONObject
@@ -152,7 +69,7 @@ final class SessionAPI {
                 return .error(.badRequest, "bad_json", "request body must be a JSON object: \(error)")
             }
             if let unknown = BodyFields.unknown(obj, known: ["title", "max_participants", "guest_policy", "events"]) {
-                return unknown
+                return .now(unknown)
             }
             if let t = obj["title"], t.kind != .null {
                 guard let s = t.string, s.fits(200) else {
@@ -193,16 +110,16 @@ final class SessionAPI {
         store.record(
             ActivityEntry(
                 actor: "api", action: "session_created", target: info.code, session: info.code,
-                address: connection.peer, details: info.title))
-        let loop = connection.loop, directory = directory
+                address: request.peer, details: info.title))
+        let later = request.later(), directory = directory, peer = request.peer
         // 201 only once the session's row is committed; a failed commit forgets the session (503).
-        let log = server.log
+        let log = log
         store.save(info, created: true) { stored in
             guard stored else {
                 directory.forget(info.code)
                 let response = Response.error(
                     .serviceUnavailable, "storage_unavailable", "the session could not be stored; retry")
-                return loop.post { connection.respondLater(response) }
+                return later.answer(response)
             }
             var w = JSONWriter()
             w.beginObject()
@@ -216,11 +133,11 @@ final class SessionAPI {
                 "session created",
                 metadata: [
                     "session": .string(info.code), "guest_policy": .string(info.guestPolicy.rawValue),
-                    "peer": .string(connection.peer),
+                    "peer": .string(peer),
                 ])
-            loop.post { connection.respondLater(response) }
+            later.answer(response)
         }
-        return nil
+        return .later(later)
     }
 
     private func sessionJSON(_ info: SessionInfo, events: Int? = nil) -> [UInt8] {
@@ -244,28 +161,27 @@ final class SessionAPI {
         return w.bytes
     }
 
-    private func describe(_ raw: String) -> Response {
+    func describe(_ raw: String) -> Reply {
         guard let code = SessionCode.normalize(raw), let info = directory.info(code) else {
             return .error(.notFound, "unknown_session", "no session with code \(raw)")
         }
-        return Response(status: .ok, body: sessionJSON(info))
+        return .now(Response(status: .ok, body: sessionJSON(info)))
     }
 
     /// `GET /api/sessions?limit=&cursor=`: oldest first, paged by (created_at, code) (default 1000 a page).
-    private func list(_ head: HTTPRequestHead, _ connection: Connection) -> Response? {
+    func list(_ request: RouteRequest) -> Reply {
         let paging: Paging
-        switch Paging.parse(head.query, route: "sessions", defaultLimit: 1000) {
-        case .failure(let r): return r
+        switch Paging.parse(request.head.query, route: "sessions", defaultLimit: 1000) {
+        case .failure(let r): return .now(r)
         case .success(let p): paging = p
         }
         var from: (createdAt: Int64, code: String)?
         if let position = paging.position {
             let parts = position.split(separator: ":", maxSplits: 1)
-            guard parts.count == 2, let t = Int64(parts[0]) else { return Paging.badCursor }
+            guard parts.count == 2, let t = Int64(parts[0]) else { return .now(Paging.badCursor) }
             from = (t, String(parts[1]))
         }
-        let loop = connection.loop
-        let queued = worker.submit { [self] in
+        return request.offLoop(worker) { [self] in
             let response: Response
             do {
                 let all = try store.sessions().sorted {
@@ -284,17 +200,16 @@ final class SessionAPI {
             } catch {
                 response = .error(.serviceUnavailable, "storage_unavailable", "cannot read sessions: \(error)")
             }
-            loop.post { connection.respondLater(response) }
+            return response
         }
-        return queued ? nil : .busy("API requests")
     }
 
     /// `?after=SEQ&limit=N` or `?cursor=NEXT&limit=N` pages (default 100, at most 1000; `next` names the
     /// following page), or `?format=ndjson` for everything after
     /// `after`: streamed as the client reads (`TranscriptExport`), at most 4 at once per client address.
     private func transcript(
-        _ raw: String, _ head: HTTPRequestHead, _ connection: Connection, client: String
-    ) -> Response? {
+        _ raw: String, _ head: HTTPRequestHead, _ request: RouteRequest, client: String
+    ) -> Reply {
         guard let code = SessionCode.normalize(raw), directory.info(code) != nil else {
             return .error(.notFound, "unknown_session", "no session with code \(raw)")
         }
@@ -304,11 +219,11 @@ final class SessionAPI {
         }
         let paging: Paging
         switch Paging.parse(q, route: "transcript", defaultLimit: 100) {
-        case .failure(let r): return r
+        case .failure(let r): return .now(r)
         case .success(let p): paging = p
         }
         if paging.position != nil {
-            guard let seq = paging.integer else { return Paging.badCursor }
+            guard let seq = paging.integer else { return .now(Paging.badCursor) }
             after = seq
         }
         let limit = paging.limit
@@ -317,8 +232,8 @@ final class SessionAPI {
             return .error(.badRequest, "invalid_field", "\"format\" must be json or ndjson", field: "format")
         }
         // Counted by network for IPv6 (`--ipv6-prefix`), as every per-address limit is.
-        let exports = server.exports, limitPerAddress = TranscriptExport.maxPerAddress
-        let client = AddressKey.of(client, ipv6Prefix: server.config.ipv6Prefix)
+        let exports = exports, limitPerAddress = TranscriptExport.maxPerAddress
+        let client = AddressKey.of(client, ipv6Prefix: config.ipv6Prefix)
         guard exports.open(client, limit: limitPerAddress) else {
             return .error(
                 .tooManyRequests, "too_many_exports",
@@ -327,12 +242,12 @@ final class SessionAPI {
         }
         let export = TranscriptExport(
             store: store, worker: transcriptReads, lane: client, code: code,
-            format: ndjson ? .ndjson : .page(limit: limit), after: after, loop: connection.loop
+            format: ndjson ? .ndjson : .page(limit: limit), after: after, loop: request.loop
         ) { exports.close(client) }
-        return export.response
+        return .now(export.response)
     }
 
-    private func end(_ raw: String, _ head: HTTPRequestHead, _ body: [UInt8], _ connection: Connection) -> Response {
+    func end(_ raw: String, _ head: HTTPRequestHead, _ body: [UInt8], _ request: RouteRequest) -> Reply {
         guard let code = SessionCode.normalize(raw), let info = directory.info(code) else {
             return .error(.notFound, "unknown_session", "no session with code \(raw)")
         }
@@ -344,7 +259,7 @@ final class SessionAPI {
             guard let obj = try? JSONReader.readObject(body, maxDepth: 4) else {
                 return .error(.badRequest, "bad_json", "request body must be a JSON object")
             }
-            if let unknown = BodyFields.unknown(obj, known: ["reason", "host_key"]) { return unknown }
+            if let unknown = BodyFields.unknown(obj, known: ["reason", "host_key"]) { return .now(unknown) }
             if let r = obj["reason"], r.kind != .null {
                 guard let s = r.string, s.fits(200) else {
                     return .error(
@@ -354,10 +269,10 @@ final class SessionAPI {
                 reason = s
             }
         }
-        let owner = server.contexts[SessionCode.owner(of: code, loops: server.contexts.count)]
+        let owner = loops[SessionCode.owner(of: code, loops: loops.count)]
         store.record(
             ActivityEntry(
-                actor: "host (api)", action: "session_ended", target: code, session: code, address: connection.peer,
+                actor: "host (api)", action: "session_ended", target: code, session: code, address: request.peer,
                 details: reason))
         owner.loop.post { owner.hub?.end(code, reason: reason) }
         return .json(.accepted, "{\"code\":\"\(code)\",\"status\":\"ending\"}")
@@ -377,9 +292,9 @@ final class SessionAPI {
 
     /// `DELETE /api/sessions/{code}/share/{id}`: the link stops working at once, on every node (the
     /// session's row carries the revoked ids; share tokens are checked against it).
-    private func revokeShare(
-        _ code: String, _ id: String, _ connection: Connection, actor: String, _ client: String
-    ) -> Response? {
+    func revokeShare(
+        _ code: String, _ id: String, _ request: RouteRequest, actor: String, _ client: String
+    ) -> Reply {
         guard APIKeys.isToken(Substring(id)) else {
             return .error(.badRequest, "invalid_field", "\"id\" must be a share link's id (as POST .../share answered)")
         }
@@ -396,7 +311,7 @@ final class SessionAPI {
             ActivityEntry(
                 actor: actor, action: "share_link_revoked", target: code, session: code, address: client,
                 details: "share:\(id)"))
-        let loop = connection.loop, directory = directory, store = store
+        let later = request.later(), directory = directory, store = store
         store.save(info) { stored in
             if !stored, let latest = directory.info(code) { store.save(latest) }
             let response =
@@ -404,13 +319,13 @@ final class SessionAPI {
                 ? Response.json(.ok, "{\"id\":\(jsonString(id)),\"revoked\":true}")
                 : Response.error(
                     .serviceUnavailable, "storage_unavailable", "revoked here, not stored yet; it is being retried")
-            loop.post { connection.respondLater(response) }
+            later.answer(response)
         }
-        return nil
+        return .later(later)
     }
 
     /// `PATCH /api/sessions/{code}` with the host key: title, guest_policy, events (role -> names).
-    private func patch(_ raw: String, _ head: HTTPRequestHead, _ body: [UInt8], _ connection: Connection) -> Response? {
+    func patch(_ raw: String, _ head: HTTPRequestHead, _ body: [UInt8], _ request: RouteRequest) -> Reply {
         guard let code = SessionCode.normalize(raw), var info = directory.info(code) else {
             return .error(.notFound, "unknown_session", "no session with code \(raw)")
         }
@@ -418,7 +333,7 @@ final class SessionAPI {
         guard let obj = try? JSONReader.readObject(body, maxDepth: 8) else {
             return .error(.badRequest, "bad_json", "request body must be a JSON object")
         }
-        if let unknown = BodyFields.unknown(obj, known: ["title", "guest_policy", "events"]) { return unknown }
+        if let unknown = BodyFields.unknown(obj, known: ["title", "guest_policy", "events"]) { return .now(unknown) }
         var changes: [String] = []
         if let t = obj["title"], t.kind != .null {
             guard let s = t.string, s.fits(200) else {
@@ -434,7 +349,7 @@ final class SessionAPI {
                 store.record(
                     ActivityEntry(
                         actor: "host (api)", action: "guest_policy_changed", target: code, session: code,
-                        address: connection.peer, details: "\(info.guestPolicy.rawValue) -> \(p.rawValue)"))
+                        address: request.peer, details: "\(info.guestPolicy.rawValue) -> \(p.rawValue)"))
             }
             info.guestPolicy = p; changes.append("guest_policy")
         }
@@ -446,15 +361,15 @@ final class SessionAPI {
             store.record(
                 ActivityEntry(
                     actor: "host (api)", action: "event_policy_changed", target: code, session: code,
-                    address: connection.peer))
+                    address: request.peer))
         }
         // Only a live session changes (it may have ended since it was read above), and the answer
         // waits for the commit.
         guard directory.updateIfLive(info) else {
             return .error(.conflict, "session_ended", "session \(code) has ended")
         }
-        let owner = server.contexts[SessionCode.owner(of: code, loops: server.contexts.count)]
-        let updated = info, loop = connection.loop
+        let owner = loops[SessionCode.owner(of: code, loops: loops.count)]
+        let updated = info, later = request.later()
         owner.loop.post { owner.hub?.updateInfo(updated) }
         let body = sessionJSON(info)
         let directory = directory, store = store
@@ -469,9 +384,9 @@ final class SessionAPI {
                 : Response.error(
                     .serviceUnavailable, "storage_unavailable",
                     "the change is in effect but not stored yet; it is being retried")
-            loop.post { connection.respondLater(response) }
+            later.answer(response)
         }
-        return nil
+        return .later(later)
     }
 
 }
@@ -492,10 +407,10 @@ extension SessionAPI {
     /// `POST /api/sessions/{code}/share {ttl_s?}`: a link to the session's playback carrying a read-only
     /// token for it (an HS256 token signed with the hub's `--jwt-secret`, `scope: replay`: it replays
     /// and reads that session, and joins nothing). Default 7 days, at most 30.
-    func share(_ code: String, _ body: [UInt8], actor: String, _ client: String) -> Response {
+    func share(_ code: String, _ body: [UInt8], actor: String, _ client: String) -> Reply {
         let obj = body.isEmpty ? nil : try? JSONReader.readObject(body)
         if !body.isEmpty && obj == nil { return .error(.badRequest, "bad_json", "the body must be a JSON object") }
-        if let obj, let unknown = BodyFields.unknown(obj, known: ["ttl_s"]) { return unknown }
+        if let obj, let unknown = BodyFields.unknown(obj, known: ["ttl_s"]) { return .now(unknown) }
         // No link to a session that does not exist (it would replay nothing, and name a code never made).
         guard directory.info(code) != nil else {
             return .error(.notFound, "unknown_session", "no session with code \(code)")
@@ -507,7 +422,7 @@ extension SessionAPI {
             }
             ttl = v
         }
-        let secrets = server.config.tokenKeySources.secrets
+        let secrets = config.tokenKeySources.secrets
         guard let kid = secrets.keys.sorted().first, let key = secrets[kid] else {
             return .error(
                 .conflict, "share_unavailable", "share links are signed with the hub's --jwt-secret; none is configured"
@@ -519,7 +434,7 @@ extension SessionAPI {
             "sub": "share:" + id, "session": code, "role": "viewer", "scope": "replay", "iat": now, "exp": now + ttl,
         ]
         // Verified by this hub's own rules: its audience and issuer, when it requires them.
-        let verifier = server.config.sessionPolicy.tokens
+        let verifier = config.sessionPolicy.tokens
         if let aud = verifier.audience { claims["aud"] = aud }
         if let iss = verifier.issuer { claims["iss"] = iss }
         let token = TokenVerifier.sign(claims, key: key, kid: kid == "default" ? nil : kid)
@@ -532,6 +447,6 @@ extension SessionAPI {
         w.field("id", id)
         w.field("url", "/replay/\(code)#token=\(token)"); w.field("token", token); w.field("expires_at", now + ttl)
         w.endObject()
-        return Response(status: .created, body: w.bytes)
+        return .now(Response(status: .created, body: w.bytes))
     }
 }

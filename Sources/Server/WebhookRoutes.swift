@@ -6,29 +6,33 @@ import WebSocket
 /// `/api/webhooks` (scope `webhooks:admin`): endpoints, their secrets, tests and deliveries. Storage
 /// work runs on the API worker; the delivery engine (loop 0) is told of every change.
 extension SessionAPI {
-    func webhookRoute(
-        _ head: HTTPRequestHead, _ parts: [String], _ body: [UInt8], _ connection: Connection,
-        _ access: Access
-    ) -> Response? {
-        guard let engine = server.webhooks else {
+    /// The webhook routes of the table, one case each: they share their set-up (the engine, the actor,
+    /// telling loop 0 of a change).
+    enum WebhookAction {
+        case create, list, read, change, delete, rotateSecret, test, deliveries, retryDelivery
+    }
+
+    func webhookRoute(_ request: RouteRequest, _ action: WebhookAction) -> Reply {
+        guard let engine = webhooks else {
             return .error(.serviceUnavailable, "unavailable", "webhooks are not available")
         }
+        let head = request.head, body = request.body, access = request.access
         let actor = access.keyId.map { "key \($0)" } ?? "admin (api)"
-        let store = self.store, loop0 = server.contexts[0].loop
+        let store = self.store, loop0 = loops[0].loop
         let tell: (String, WebhookEndpoint?) -> Void = { id, e in loop0.post { engine.update(id, e) } }
-        let id = parts.count >= 3 ? parts[2] : ""
-        switch (head.method, parts.count, parts.count >= 4 ? parts[3] : "") {
-        case ("POST", 2, _):
+        let id = request.params.names.contains("id") ? request["id"] : ""
+        switch action {
+        case .create:
             let now = Int64(Date().timeIntervalSince1970 * 1000)
             let fresh = WebhookEndpoint(
                 id: "wh_" + Base64.encodeID(Crypto.randomBytes(9)), url: "", events: ["*"],
                 secret: Webhook.newSecret(), createdAt: now)
             let e: WebhookEndpoint
             switch webhookFields(body, fresh, requireURL: true, access: access) {
-            case .refused(let r): return r
+            case .refused(let r): return .now(r)
             case .valid(let v): e = v
             }
-            return offLoop(connection) {
+            return request.offLoop(worker) {
                 // The engine hears of it first: outbox rows for it can follow as soon as it is saved
                 // (loop 0 takes both in order), and rows of endpoints it does not know are left out.
                 guard try store.webhooks().count < Self.maxWebhooks else {
@@ -43,14 +47,14 @@ extension SessionAPI {
                 }
                 return Response(status: .created, body: Self.webhookJSON(e, secret: true))
             }
-        case ("GET", 2, _):
+        case .list:
             let paging: Paging
             switch Paging.parse(head.query, route: "webhooks", defaultLimit: 100) {
-            case .failure(let r): return r
+            case .failure(let r): return .now(r)
             case .success(let p): paging = p
             }
-            if paging.position != nil && paging.integer == nil { return Paging.badCursor }
-            return offLoop(connection) {
+            if paging.position != nil && paging.integer == nil { return .now(Paging.badCursor) }
+            return request.offLoop(worker) {
                 guard let (page, next) = paging.slice(try store.webhooks(), route: "webhooks") else {
                     return Paging.badCursor
                 }
@@ -62,8 +66,8 @@ extension SessionAPI {
                 w.endObject()
                 return Response(status: .ok, body: w.bytes)
             }
-        case ("GET", 3, _):
-            return offLoop(connection) {
+        case .read:
+            return request.offLoop(worker) {
                 guard let e = try store.webhooks().first(where: { $0.id == id }) else { return Self.noWebhook(id) }
                 let depth = try store.outboxDepth()[id] ?? 0
                 var json = Self.webhookJSON(e, secret: false)
@@ -71,9 +75,9 @@ extension SessionAPI {
                 json += Array(",\"pending\":\(depth)}".utf8)
                 return Response(status: .ok, body: json)
             }
-        case ("PATCH", 3, _):
+        case .change:
             let fields = body
-            return offLoop(connection) {
+            return request.offLoop(worker) {
                 guard let old = try store.webhooks().first(where: { $0.id == id }) else { return Self.noWebhook(id) }
                 var e: WebhookEndpoint
                 switch self.webhookFields(fields, old, requireURL: false, access: access) {
@@ -85,14 +89,14 @@ extension SessionAPI {
                 tell(id, e)
                 return Response(status: .ok, body: Self.webhookJSON(e, secret: false))
             }
-        case ("DELETE", 3, _):
-            return offLoop(connection) {
+        case .delete:
+            return request.offLoop(worker) {
                 guard try store.deleteWebhook(id: id, actor: actor) else { return Self.noWebhook(id) }
                 tell(id, nil)
                 return .json(.ok, "{\"id\":\(jsonString(id)),\"deleted\":true}")
             }
-        case ("POST", 4, "rotate-secret"):
-            return offLoop(connection) {
+        case .rotateSecret:
+            return request.offLoop(worker) {
                 guard var e = try store.webhooks().first(where: { $0.id == id }) else { return Self.noWebhook(id) }
                 // The old secret keeps signing beside the new one for a day, while receivers switch.
                 e.previousSecret = e.secret
@@ -102,8 +106,8 @@ extension SessionAPI {
                 tell(id, e)
                 return Response(status: .ok, body: Self.webhookJSON(e, secret: true))
             }
-        case ("POST", 4, "test"):
-            return offLoop(connection) {
+        case .test:
+            return request.offLoop(worker) {
                 guard try store.webhooks().contains(where: { $0.id == id }) else { return Self.noWebhook(id) }
                 let now = Int64(Date().timeIntervalSince1970 * 1000)
                 var w = JSONWriter()
@@ -115,7 +119,7 @@ extension SessionAPI {
                 loop0.post { engine.add([d]) }
                 return Response(status: .accepted, body: Self.deliveryJSON(d))
             }
-        case ("GET", 4, "deliveries"):
+        case .deliveries:
             let q = head.query
             let status = q["status"].flatMap(DeliveryStatus.init(rawValue:))
             if q["status"] != nil && status == nil {
@@ -129,15 +133,15 @@ extension SessionAPI {
             }
             let paging: Paging
             switch Paging.parse(q, route: "deliveries", defaultLimit: 100) {
-            case .failure(let r): return r
+            case .failure(let r): return .now(r)
             case .success(let p): paging = p
             }
             if paging.position != nil {
-                guard let below = paging.integer else { return Paging.badCursor }
+                guard let below = paging.integer else { return .now(Paging.badCursor) }
                 after = below
             }
             let limit = paging.limit
-            return offLoop(connection) {
+            return request.offLoop(worker) {
                 guard try store.webhooks().contains(where: { $0.id == id }) else { return Self.noWebhook(id) }
                 var w = JSONWriter()
                 w.beginObject(); w.beginArray("deliveries")
@@ -151,11 +155,11 @@ extension SessionAPI {
                 w.endObject()
                 return Response(status: .ok, body: w.bytes)
             }
-        case ("POST", 6, "deliveries") where parts[5] == "retry":
-            guard let deliveryId = Int(parts[4]) else {
-                return .error(.notFound, "unknown_delivery", "no delivery \(parts[4])")
+        case .retryDelivery:
+            guard let deliveryId = Int(request["delivery"]) else {
+                return .error(.notFound, "unknown_delivery", "no delivery \(request["delivery"])")
             }
-            return offLoop(connection) {
+            return request.offLoop(worker) {
                 guard let current = try store.delivery(id: deliveryId), current.webhook == id else {
                     return .error(.notFound, "unknown_delivery", "no delivery \(deliveryId) for webhook \(id)")
                 }
@@ -168,8 +172,6 @@ extension SessionAPI {
                 loop0.post { engine.add([d]) }
                 return Response(status: .accepted, body: Self.deliveryJSON(d))
             }
-        default:
-            return .error(.notFound, "not_found", "no API route \(head.method) \(head.path)")
         }
     }
 
@@ -195,12 +197,12 @@ extension SessionAPI {
             guard let s = v.string, let url = WebhookURL(s) else {
                 return bad("url", "must be an http:// or https:// URL")
             }
-            if !server.config.webhookAllowPrivate, let literal = AddressPolicy.literal(url.host),
+            if !config.webhookAllowPrivate, let literal = AddressPolicy.literal(url.host),
                 AddressPolicy.isPrivate(literal) || url.host == "localhost"
             {
                 return bad("url", "names a private address (allowed only with --webhook-allow-private)")
             }
-            if !server.config.webhookAllowPrivate && (url.host == "localhost" || url.host.hasSuffix(".localhost")) {
+            if !config.webhookAllowPrivate && (url.host == "localhost" || url.host.hasSuffix(".localhost")) {
                 return bad("url", "names a private address (allowed only with --webhook-allow-private)")
             }
             e.url = s

@@ -12,7 +12,9 @@ struct CollabHub: ParsableCommand {
         commandName: "collabhub",
         abstract: "A real-time WebSocket collaboration hub.",
         version: "collabhub \(Build.description)",
-        subcommands: [Serve.self, Demo.self, ConfigCommand.self, Keys.self, IssueToken.self, Version.self],
+        subcommands: [
+            Serve.self, Demo.self, ConfigCommand.self, Keys.self, IssueToken.self, Routes.self, Version.self,
+        ],
         defaultSubcommand: Serve.self)
 }
 
@@ -576,6 +578,13 @@ struct IssueToken: ParsableCommand {
 struct Version: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print the version and the commit it was built from.")
     func run() { print("collabhub \(Build.description)") }
+}
+
+struct Routes: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the HTTP API's route table: METHOD PATH SURFACE, one route a line.",
+        discussion: "SURFACE is what a request is authorized against (Protocol/PROTOCOL.md, \"Authorization\").")
+    func run() { for line in RouteListing.lines { print(line) } }
 }
 
 CollabHub.main()

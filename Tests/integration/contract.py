@@ -33,7 +33,11 @@ ROUTES = sorted(((t, _route_regex(t)) for t in SPEC["paths"]), key=lambda r: (r[
 
 
 def route_of(path):
-    """The spec's path template that serves `path` (no query), or None."""
+    """The spec's path template that serves `path` (no query), or None. The hub's API reads a path by its
+    non-empty segments (the route table splits on "/"), so `/api/sessions/CODE/` is `/api/sessions/CODE`:
+    match the same way."""
+    if path.startswith("/api/"):
+        path = "/" + "/".join(p for p in path.split("/") if p)
     for template, rx in ROUTES:
         if rx.match(path):
             return template
