@@ -206,3 +206,28 @@ public enum SessionInfoJSON {
         return info
     }
 }
+
+/// A run event as the run append script publishes it on `chub:runs`: `r<epoch> <run> <entry>` (the
+/// run's id, then the entry as its log holds it). Checked here before anything meets the board.
+public struct RunPublication: Equatable, Sendable {
+    public var epoch: String
+    public var run: String
+    public var entry: LogEntry
+
+    public init(epoch: String, run: String, entry: LogEntry) {
+        self.epoch = epoch; self.run = run; self.entry = entry
+    }
+
+    public static func decode(_ bytes: [UInt8]) -> RunPublication? {
+        guard bytes.first == UInt8(ascii: "r"), let sp = bytes.firstIndex(of: 0x20), sp > 1,
+            isToken(bytes[1..<sp]), let sp2 = bytes[(sp + 1)...].firstIndex(of: 0x20), sp2 > sp + 1
+        else { return nil }
+        let run = String(decoding: bytes[(sp + 1)..<sp2], as: UTF8.self)
+        guard Run.isValidId(run), let entry = LogEntry.decode(bytes[(sp2 + 1)...]), entry.type == "run_event" else {
+            return nil
+        }
+        return RunPublication(epoch: String(decoding: bytes[1..<sp], as: UTF8.self), run: run, entry: entry)
+    }
+
+    public func encode() -> [UInt8] { Array("r\(epoch) \(run) ".utf8) + entry.encode() }
+}

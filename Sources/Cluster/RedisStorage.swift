@@ -37,11 +37,12 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
         node = Base64.encode(Crypto.randomBytes(6), urlSafe: true)
         _ = try sync.call(.command("SCRIPT", "LOAD", Scripts.append))
         _ = try sync.call(.command("SCRIPT", "LOAD", Scripts.batch))
+        _ = try sync.call(.command("SCRIPT", "LOAD", Scripts.runAppend))
     }
 
     // MARK: - Links (one per loop, made on that loop's thread)
 
-    private func link(_ executor: Executor) -> LoopLink? {
+    func link(_ executor: Executor) -> LoopLink? {
         guard let loop = (executor as? LoopOwned)?.loop else { return nil }
         if let l = lock.withLock({ links[ObjectIdentifier(loop)] }) { return l }
         // Made outside the lock (connecting may resolve a name): only the loop's own thread makes it.
@@ -70,7 +71,7 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
         return lost
     }
 
-    private func seen(_ stream: String) -> Int {
+    func seen(_ stream: String) -> Int {
         lock.lock(); defer { lock.unlock() }; return streams[stream]?.seen ?? 0
     }
 
@@ -167,7 +168,7 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
     }
 
     /// A fresh epoch for a log that has none: this node's random id and a count, unique in the cluster.
-    private func newEpoch() -> String { "\(node).\(epochs.add())" }
+    func newEpoch() -> String { "\(node).\(epochs.add())" }
     private let epochs = EpochCounter()
 
     private func keepEvents(_ stream: String) -> Int {
@@ -254,7 +255,7 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
 
     // MARK: - TranscriptReads
 
-    private func bounds(_ stream: String) throws -> (last: Int, floor: Int, epoch: String?) {
+    func bounds(_ stream: String) throws -> (last: Int, floor: Int, epoch: String?) {
         let r = try sync.call(.command("HMGET", Self.keys(stream).m, "seq", "floor", "epoch")).items
         guard r.count == 3 else { throw StoreFailure("redis: unexpected reply") }
         let epoch = r[2].text
@@ -262,7 +263,7 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
         return (max(r[0].int ?? 0, 0), max(r[1].int ?? 0, 0), epoch)
     }
 
-    private func entries(_ stream: String, from: Int, through: Int) throws -> [LogEntry] {
+    func entries(_ stream: String, from: Int, through: Int) throws -> [LogEntry] {
         guard from <= through else { return [] }
         var out: [LogEntry] = []
         var at = from
@@ -325,7 +326,7 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
         return out.sorted { $0.0 < $1.0 }
     }
 
-    private func scan(_ pattern: String) throws -> [String] {
+    func scan(_ pattern: String) throws -> [String] {
         var cursor = "0", keys: [String] = []
         repeat {
             let r = try sync.call(.command("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)).items
@@ -456,8 +457,14 @@ final class LoopLink {
         subscriber.onMessage = { [unowned self] channel, payload in self.message(channel, payload) }
         // Once Redis confirms a subscription (the first, or again after a reconnect), the session reads
         // what was published before it took effect.
-        subscriber.onSubscribed = { [unowned self] channel in self.sinks[channel]?.sink(.subscribed) }
-        commands.setup = [.command("SCRIPT", "LOAD", Scripts.append), .command("SCRIPT", "LOAD", Scripts.batch)]
+        subscriber.onSubscribed = { [unowned self] channel in
+            if channel == Self.runsChannel { return self.runSink?(.subscribed) ?? () }
+            self.sinks[channel]?.sink(.subscribed)
+        }
+        commands.setup = [
+            .command("SCRIPT", "LOAD", Scripts.append), .command("SCRIPT", "LOAD", Scripts.batch),
+            .command("SCRIPT", "LOAD", Scripts.runAppend),
+        ]
         commands.start()
         subscriber.start()
     }
@@ -531,9 +538,26 @@ final class LoopLink {
         sinks[Array(RedisStorage.keys(stream).channel.utf8)]?.sink(item)
     }
 
+    /// Every run event any node appends (`chub:runs`, followed by loop 0's link).
+    var runSink: ((RunItem) -> Void)?
+    static let runsChannel = Array(RedisStorage.runsChannel.utf8)
+
+    func followRuns(_ sink: @escaping (RunItem) -> Void) {
+        runSink = sink
+        subscriber.subscribe(Self.runsChannel)
+    }
+
     private func message(_ channel: [UInt8], _ payload: [UInt8]) {
         if channel == Self.directoryChannel {
             if let info = SessionInfoJSON.decode(payload) { directory?(info) }
+            return
+        }
+        if channel == Self.runsChannel {
+            guard let p = RunPublication.decode(payload) else { return }
+            if storage.learned("run:" + p.run, epoch: p.epoch, seq: p.entry.seq) != nil {
+                runSink?(.lost(run: p.run, lastSeq: p.entry.seq - 1))
+            }
+            runSink?(.committed(run: p.run, p.entry.stored, own: p.entry.origin == storage.node))
             return
         }
         guard let (stream, sink) = sinks[channel] else { return }

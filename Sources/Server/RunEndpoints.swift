@@ -132,6 +132,14 @@ final class WatchEndpoint: Endpoint {
                                 + "with scope runs:read",
                             field: "channel"))
                 }
+                // In a cluster a run's snapshot or resume starts from what the shared log has (this
+                // node's copy may not have heard the newest events yet).
+                if case .run(let id) = channel, runs.board.shared != nil {
+                    return runs.catchUp(id) { [runs] in
+                        guard !c.isDisconnecting else { return }
+                        if let e = runs.board.subscribe(c, channel, resumeFrom: resume) { self.invalid(c, e) }
+                    }
+                }
                 if let e = runs.board.subscribe(c, channel, resumeFrom: resume) { invalid(c, e) }
             case .unsubscribe(let channel):
                 runs.board.unsubscribe(c, channel: channel.name)

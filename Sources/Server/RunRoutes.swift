@@ -91,12 +91,28 @@ extension SessionAPI {
             let later = request.later()
             let store = self.store
             loop0.loop.post {
-                let run = loop0.runs?.board.committed[runId]
+                let copy = loop0.runs?.board.committed[runId]
+                let clustered = loop0.runs?.board.shared != nil
                 let queued = later.offLoop(self.worker) {
                     let response: Response
+                    let events = (try? store.events(session: "run:" + runId, after: 0, limit: 10_000)) ?? []
+                    var run = copy
+                    // In a cluster the log in Redis is the run: its state is rebuilt from the events read
+                    // (this node's copy may not have heard the newest yet), and the copy is read up.
+                    if clustered, let last = events.last {
+                        if events.first?.seq == 1 && events.count < 10_000 {
+                            var rebuilt = Run(id: runId)
+                            for e in events {
+                                if let ev = RunEvent.fromStored(e.body) { rebuilt.apply(ev, seq: e.seq, ts: e.ts) }
+                            }
+                            run = rebuilt
+                        }
+                        if last.seq > copy?.seq ?? 0 {
+                            loop0.loop.post { loop0.runs?.runGap(runId, after: loop0.runs?.board.committed[runId]?.seq ?? 0) }
+                        }
+                    }
                     if let run {
                         var out = Array("{\"run\":".utf8) + run.stateJSON + Array(",\"events\":[".utf8)
-                        let events = (try? store.events(session: "run:" + runId, after: 0, limit: 10_000)) ?? []
                         for (i, e) in events.enumerated() { if i > 0 { out.append(UInt8(ascii: ",")) }; out += e.json }
                         out += Array("]}".utf8)
                         response = Response(status: .ok, body: out)

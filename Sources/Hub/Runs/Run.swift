@@ -143,6 +143,15 @@ public struct Run {
 
     public var isFinished: Bool { status.isFinished }
 
+    /// Steps running, in the order they started (what a shared log keeps of them to check transitions).
+    public var runningSteps: [String] { steps.filter { $0.status == .running }.map(\.name) }
+
+    /// What a shared log starts this run from if it lost its state.
+    public var seed: RunSeed { RunSeed(seq: seq, status: status, owner: owner, running: runningSteps) }
+
+    /// The shared log lost the run's events and numbers on from `seq` (its state goes on as it was).
+    public mutating func continueAt(_ seq: Int) { self.seq = seq }
+
     /// Why `event` cannot happen now, or nil when it can.
     public func check(_ e: RunEvent) -> String? {
         if isFinished { return "run \(id) is already completed (\(status)); no \(e.kind.rawValue) after that" }

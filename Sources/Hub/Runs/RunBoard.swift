@@ -7,6 +7,13 @@ public protocol RunHost: AnyObject {
     /// A run attached to a session changed: status changes become durable events of that session,
     /// progress an ephemeral update (the host routes it to the session's loop).
     func runChanged(session: String, run: String, summary: [UInt8], event: String, durable: Bool)
+    /// A cluster's run events after `after` are missing here (a gap in what was heard): the host reads
+    /// them from the shared log and hands them to `heard` (one read per run at a time is enough).
+    func runGap(_ run: String, after: Int)
+}
+
+extension RunHost {
+    public func runGap(_ run: String, after: Int) {}
 }
 
 /// Runs, their watchers and the dashboards: the run state machine over the event log, and fan-out to
@@ -41,6 +48,12 @@ public final class RunBoard {
     private var inFlight: [String: Int] = [:]
     /// Runs whose projection must be rebuilt from `committed` once nothing is in flight.
     private var projectionStale: Set<String> = []
+    /// The shared log of a cluster (nil: this node's store alone). Appends go there, where each run's
+    /// state machine is checked, and every node's board applies every run event it hears, in seq order
+    /// (`heard`): the board is then this node's copy of every run.
+    public var shared: SharedRuns?
+    /// Cluster: events heard past a gap, by run and seq, until the ones before them are read.
+    private var parked: [String: [Int: (event: StoredEvent, own: Bool)]] = [:]
     static let window = 1000
     /// Bytes of resume window per run (1,000 log lines of 16 KiB would be 16 MiB).
     static let windowBytes = 1 << 20
@@ -84,6 +97,7 @@ public final class RunBoard {
         _ runId: String, _ events: [RunEvent],
         done: @escaping (Result<[(seq: Int, duplicate: Bool)], Rejection>) -> Void
     ) {
+        if let shared { return publishShared(shared, runId, events, done: done) }
         var state = projected[runId] ?? Run(id: runId)
         var results: [(seq: Int, duplicate: Bool)?] = Array(repeating: nil, count: events.count)
         var toStore: [(Int, RunEvent)] = []
@@ -130,7 +144,80 @@ public final class RunBoard {
         }
     }
 
-    private func committedEvent(_ runId: String, _ e: RunEvent, body: [UInt8], _ c: Committed) {
+    /// Cluster: the shared log checks the transitions and numbers the events (this node's copy may be
+    /// behind another node's appends, so it decides nothing); what it stored is applied when heard.
+    private func publishShared(
+        _ shared: SharedRuns, _ runId: String, _ events: [RunEvent],
+        done: @escaping (Result<[(seq: Int, duplicate: Bool)], Rejection>) -> Void
+    ) {
+        let bodies = events.map { $0.body(run: runId) }
+        let seed = committed[runId]?.seed ?? RunSeed()
+        shared.appendRun(runId, events, bodies: bodies, seed: seed, executor: executor) { [self] result in
+            switch result {
+            case .failure(let f):
+                done(.failure(Rejection(status: .serviceUnavailable, code: "storage_unavailable", message: f.message)))
+            case .success(.illegal(let why)):
+                done(.failure(Rejection(status: .conflict, code: "illegal_transition", message: why)))
+            case .success(.appended(let commits)):
+                for (c, body) in zip(commits, bodies) where !c.duplicate {
+                    heard(runId, StoredEvent(seq: c.seq, ts: c.ts, type: "run_event", body: body), own: true)
+                }
+                done(.success(commits.map { ($0.seq, $0.duplicate) }))
+            }
+        }
+    }
+
+    /// Cluster: a run event appended by any node (`own`: by this one), applied once and in seq order;
+    /// one past a gap waits for the host to read the missing ones (`RunHost.runGap`).
+    public func heard(_ runId: String, _ e: StoredEvent, own: Bool) {
+        let last = committed[runId]?.seq ?? 0
+        guard e.seq > last else { return }
+        guard e.seq == last + 1 else {
+            parked[runId, default: [:]][e.seq] = (e, own)
+            host?.runGap(runId, after: last)
+            return
+        }
+        applyHeard(runId, e, own: own)
+        while let next = parked[runId]?.removeValue(forKey: (committed[runId]?.seq ?? 0) + 1) {
+            applyHeard(runId, next.event, own: next.own)
+        }
+        let now = committed[runId]?.seq ?? 0
+        parked[runId] = parked[runId]?.filter { $0.key > now }
+        if parked[runId]?.isEmpty == true { parked[runId] = nil }
+    }
+
+    /// Cluster: whether events of `runId` wait past a gap (the host reads again until none do).
+    public func hasGap(_ runId: String) -> Bool { parked[runId] != nil }
+
+    private func applyHeard(_ runId: String, _ e: StoredEvent, own: Bool) {
+        guard let event = RunEvent.fromStored(e.body) else {
+            // Not an event this hub wrote: numbered past, shown to nobody.
+            var run = committed[runId] ?? Run(id: runId)
+            run.continueAt(e.seq)
+            committed[runId] = run
+            projected[runId] = run
+            return
+        }
+        committedEvent(runId, event, body: e.body, Committed(seq: e.seq, ts: e.ts, duplicate: false), own: own)
+        projected[runId] = committed[runId]
+    }
+
+    /// Cluster: the shared log lost the run's events (Redis restarted without them) and numbers on from
+    /// `lastSeq`. When that is not where this copy was, its watchers are told with a new snapshot (the
+    /// state goes on as this node knew it) and resume starts over.
+    public func lost(_ runId: String, lastSeq: Int) {
+        parked[runId] = nil
+        var run = committed[runId] ?? Run(id: runId)
+        guard run.seq != lastSeq else { return }
+        run.continueAt(lastSeq)
+        committed[runId] = run
+        projected[runId] = run
+        windows[runId] = ResumeWindow(maxCount: Self.window, maxBytes: Self.windowBytes)
+        let snapshot = ServerMessage.runSnapshot(channel: "run:" + runId, seq: lastSeq, run: run.stateJSON).frame
+        for w in runWatchers[runId] ?? [] { w.deliver(snapshot) }
+    }
+
+    private func committedEvent(_ runId: String, _ e: RunEvent, body: [UInt8], _ c: Committed, own: Bool = true) {
         var run = committed[runId] ?? Run(id: runId)
         let isNew = run.status == .pending
         run.apply(e, seq: c.seq, ts: c.ts)
@@ -156,8 +243,9 @@ public final class RunBoard {
                 }
             }
         }
-        // A run started in a session shows up in that session's stream.
-        if let code = run.session, Run.isStatusChange(e.kind) || e.kind == .progress {
+        // A run started in a session shows up in that session's stream (in a cluster, written by the
+        // node that appended the event: every node applies it).
+        if own, let code = run.session, Run.isStatusChange(e.kind) || e.kind == .progress {
             host?.runChanged(
                 session: code, run: runId, summary: run.summaryJSON, event: e.kind.rawValue,
                 durable: Run.isStatusChange(e.kind))
