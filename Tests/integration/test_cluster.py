@@ -613,3 +613,231 @@ def test_a_redis_that_stops_answering_is_given_up_on_and_rejoined(cluster):
             await asyncio.sleep(0.25)
         assert m["type"] == "ack", m
     run(main())
+
+
+# Runs across the cluster: the append script checks each event's transition and numbers it; every
+# node's board applies every run event it hears (chub:runs) and reads up what it missed.
+
+RUN_KEY = "cluster-admin-key-0123"
+
+
+def publish_run(node, run_id, body, headers=None):
+    return api(node, "POST", f"/api/runs/{run_id}/events", body, {"X-API-Key": RUN_KEY, **(headers or {})})
+
+
+async def watch(node, channel, resume_from=None):
+    import websockets
+    ws = await websockets.connect(f"{node.url}/watch?key={RUN_KEY}", subprotocols=["collabhub.v1"], close_timeout=1)
+    c = Client(ws)
+    msg = {"type": "subscribe", "channel": channel}
+    if resume_from is not None:
+        msg["resume_from"] = resume_from
+    await c.send(msg)
+    return c
+
+
+async def run_events(w, want, timeout=10):
+    """The next `want` run_event messages a watcher gets (anything else is a failure)."""
+    got = []
+    while len(got) < want:
+        m = await w.recv(timeout=timeout)
+        assert m["type"] == "run_event", m
+        got.append(m)
+    return got
+
+
+def test_a_run_published_on_one_node_is_watched_listed_and_resumed_on_the_others(cluster):
+    redis, nodes = cluster
+    code = create_session(nodes[0], title="runs")["code"]
+
+    async def main():
+        # Watchers on nodes 2 and 3 before the run exists: a pending snapshot, then every event.
+        w1, w2 = await watch(nodes[1], "run:c1"), await watch(nodes[2], "run:c1")
+        for w in (w1, w2):
+            snap = await w.recv()
+            assert snap["type"] == "run_snapshot" and snap["seq"] == 0 and snap["run"]["status"] == "pending"
+        dash = await watch(nodes[2], "dashboard:team-c")
+        assert (await dash.recv())["type"] == "dashboard"
+        # A member of the run's session on node 3: each status change reaches the session once.
+        member = await Client.connect(nodes[2], code)
+        await member.join("Ann", client_id="ann")
+        status, body = publish_run(nodes[0], "c1", {"type": "started", "owner": "team-c", "name": "deploy",
+                                                     "session": code})
+        assert status == 202 and body["seq"] == 1, body
+        for i in range(10):
+            status, body = publish_run(nodes[i % 3], "c1", {"type": "log", "line": f"line {i}"})
+            assert status == 202 and body["seq"] == i + 2, body
+        for w in (w1, w2):
+            got = await run_events(w, 11)
+            assert [m["seq"] for m in got] == list(range(1, 12))
+            assert [m.get("line") for m in got[1:]] == [f"line {i}" for i in range(10)]
+        started = await dash.recv()
+        assert started["type"] == "run_status" and started["run"]["id"] == "c1" and started["run"]["status"] == "running"
+        m = await member.expect("run")
+        assert m["event"] == "started" and m["run"]["id"] == "c1"
+        # Every node answers for the run, at once (the log in Redis is the run).
+        publish_run(nodes[1], "c1", {"type": "step_started", "step": "build"})
+        for n in nodes:
+            status, state = api(n, "GET", "/api/runs/c1")
+            assert status == 200, state
+            assert state["run"]["status"] == "running" and state["run"]["owner"] == "team-c"
+            assert state["run"]["steps"] == [dict(state["run"]["steps"][0], name="build", status="running")]
+            assert [e["seq"] for e in state["events"]] == list(range(1, 13))
+        for n in nodes:
+            listing = eventually(lambda: (lambda r: r[1]["runs"] and r[1]["runs"][0]["seq"] == 12 and r[1])(
+                api(n, "GET", "/api/runs?owner=team-c")), what="the run listed on every node")
+            assert [r["id"] for r in listing["runs"]] == ["c1"] and listing["runs"][0]["status"] == "running"
+            running = api(n, "GET", "/api/runs?owner=team-c&status=running")[1]
+            assert [r["id"] for r in running["runs"]] == ["c1"]
+            assert api(n, "GET", "/api/runs?owner=team-c&status=succeeded")[1]["runs"] == []
+        assert (await run_events(w1, 1))[0]["seq"] == 12
+        # The watcher of node 2 goes; events are published on nodes 1 and 3 meanwhile; it comes back on
+        # node 3 and resumes from its last seq: exactly what it missed, then `subscribed`.
+        await w1.ws.close()
+        for i in range(4):
+            publish_run(nodes[0 if i % 2 else 2], "c1", {"type": "log", "line": f"missed {i}"})
+        publish_run(nodes[2], "c1", {"events": [{"type": "step_completed", "step": "build"},
+                                                {"type": "completed", "outcome": "succeeded"}]})
+        again = await watch(nodes[2], "run:c1", resume_from=12)
+        missed = await run_events(again, 6)
+        assert [m["seq"] for m in missed] == list(range(13, 19))
+        assert [m.get("line") for m in missed[:4]] == [f"missed {i}" for i in range(4)]
+        assert (await again.recv())["type"] == "subscribed"
+        # A snapshot on a node that never watched the run shows its final state.
+        fresh = await watch(nodes[1], "run:c1")
+        snap = await fresh.recv()
+        assert snap["type"] == "run_snapshot" and snap["seq"] == 18 and snap["run"]["status"] == "succeeded"
+        # The dashboard saw each status change once; the session got its run messages once each.
+        statuses = [m for m in await drain(dash, 0.5) if m["type"] == "run_status"]
+        assert [m["run"]["status"] for m in statuses] == ["running", "running", "succeeded"], statuses
+        runs_seen = [m for m in await drain(member, 0.5) if m["type"] == "run"]
+        assert [m["event"] for m in runs_seen] == ["step_started", "step_completed", "completed"], runs_seen
+    run(main())
+
+
+TRANSITIONS = [
+    [{"type": "step_started", "step": "a"}],
+    [{"type": "started", "owner": "o"}, {"type": "started", "owner": "o"}],
+    [{"type": "started", "owner": "o"}, {"type": "step_completed", "step": "a"}],
+    [{"type": "started", "owner": "o"}, {"type": "step_started", "step": "a"}, {"type": "step_started", "step": "a"}],
+    [{"type": "started", "owner": "o"}, {"type": "step_started", "step": "a"},
+     {"type": "completed", "outcome": "succeeded"}],
+    [{"type": "started", "owner": "o"}, {"type": "paused"}, {"type": "step_started", "step": "a"}],
+    [{"type": "started", "owner": "o"}, {"type": "paused"}, {"type": "completed", "outcome": "succeeded"}],
+    [{"type": "started", "owner": "o"}, {"type": "resumed"}],
+    [{"type": "started", "owner": "o"}, {"type": "step_started", "step": "a"}, {"type": "step_failed", "step": "a"},
+     {"type": "step_failed", "step": "a"}],
+    [{"type": "started", "owner": "o"}, {"type": "paused"}, {"type": "log", "line": "x"}, {"type": "resumed"},
+     {"type": "completed", "outcome": "cancelled"}, {"type": "log", "line": "late"}],
+    [{"type": "started", "owner": "o"}, {"type": "step_started", "step": "a"}, {"type": "step_started", "step": "b"},
+     {"type": "step_completed", "step": "a"}, {"type": "completed", "outcome": "succeeded"}],
+]
+
+
+def test_run_transitions_are_refused_on_every_node_as_on_one(cluster, tmp_path):
+    """Each sequence, one event per request from the three nodes in turn, gets the same answers (status,
+    code, message, seq) as on a single node; a refused batch stores nothing."""
+    redis, nodes = cluster
+    single = Hub("--admin-key", RUN_KEY, data_dir=str(tmp_path / "single")).start()
+    try:
+        for i, events in enumerate(TRANSITIONS):
+            for k, e in enumerate(events):
+                one = publish_run(single, f"t{i}", e)
+                many = publish_run(nodes[k % 3], f"t{i}", e)
+                assert one[0] == many[0], (i, k, one, many)
+                if one[0] == 409:
+                    assert many[1]["error"] == one[1]["error"], (i, k, one, many)
+                    assert one[1]["error"]["code"] == "illegal_transition"
+                else:
+                    assert one[1] == many[1], (i, k, one, many)
+            def shape(r):
+                return (r["status"], r["owner"], r["seq"], r["log_count"], [(s["name"], s["status"]) for s in r["steps"]])
+            status, body = api(single, "GET", f"/api/runs/t{i}")
+            for n in nodes:
+                got = api(n, "GET", f"/api/runs/t{i}")
+                assert got[0] == status, (i, got)
+                if status == 200:
+                    assert shape(got[1]["run"]) == shape(body["run"]), (i, n.port)
+                else:
+                    assert got[1]["error"]["code"] == body["error"]["code"] == "unknown_run"
+        # A batch with an illegal event stores nothing, from any node; a retried id is a duplicate.
+        publish_run(nodes[0], "tb", {"type": "started", "owner": "o"}, {"Idempotency-Key": "s1"})
+        status, body = publish_run(nodes[1], "tb", {"events": [{"type": "step_started", "step": "x"},
+                                                               {"type": "step_completed", "step": "y"}]})
+        assert status == 409 and body["error"]["message"] == "step y completed but never started"
+        status, body = publish_run(nodes[2], "tb", {"type": "started", "owner": "o"}, {"Idempotency-Key": "s1"})
+        assert status == 202 and body["events"] == [{"seq": 1, "duplicate": True}]
+        for n in nodes:
+            assert [e["seq"] for e in api(n, "GET", "/api/runs/tb")[1]["events"]] == [1]
+    finally:
+        single.stop()
+
+
+def test_runs_survive_redis_killed_and_restarted(cluster):
+    """Redis SIGKILLed mid-run (AOF, fsync always): publishing answers storage_unavailable, never success;
+    after the restart every acknowledged event is there under its seq, the numbering goes on, and the
+    watchers on other nodes got every acknowledged event once, in order."""
+    redis, nodes = cluster
+
+    async def main():
+        w = await watch(nodes[1], "run:k1")
+        assert (await w.recv())["type"] == "run_snapshot"
+        assert publish_run(nodes[0], "k1", {"type": "started", "owner": "team-k"})[0] == 202
+        acked = {1: "started"}
+        refused = 0
+        for i in range(30):
+            if i == 15:
+                redis.kill()
+            status, body = publish_run(nodes[0], "k1", {"type": "log", "line": f"l{i}", "id": f"l{i}"})
+            if status == 202:
+                acked[body["seq"]] = f"l{i}"
+            else:
+                assert status == 503 and body["error"]["code"] == "storage_unavailable", body
+                refused += 1
+        assert refused >= 1 and len(acked) >= 15
+        redis.start()
+        # Sent again until Redis is back: stored once (ids), numbered after what was acknowledged.
+        def resend():
+            status, body = publish_run(nodes[2], "k1", {"type": "log", "line": "after", "id": "after"})
+            return body if status == 202 else None
+        body = eventually(resend, timeout=20, interval=0.25, what="publishing after Redis restarted")
+        assert body["seq"] == max(acked) + 1
+        acked[body["seq"]] = "after"
+        state = api(nodes[1], "GET", "/api/runs/k1")[1]
+        stored = {e["seq"]: e.get("line", e.get("event")) for e in state["events"]}
+        for seq, what in acked.items():
+            assert stored.get(seq) == what, f"acknowledged {what} (seq {seq}) is missing after Redis was killed"
+        assert state["run"]["status"] == "running"
+        got = await run_events(w, len(acked), timeout=20)
+        assert [m["seq"] for m in got] == sorted(acked)
+    run(main())
+
+
+def test_a_run_goes_on_when_redis_loses_its_data(cluster):
+    """Redis restarted without its data: the run's state machine and numbering go on from what the
+    nodes knew (the appending node seeds the new log), and watchers elsewhere get the next seq."""
+    redis, nodes = cluster
+
+    async def main():
+        publish_run(nodes[0], "d1", {"events": [{"type": "started", "owner": "team-d"},
+                                                {"type": "step_started", "step": "s"}]})
+        w = await watch(nodes[2], "run:d1")
+        snap = await w.recv()
+        assert snap["seq"] == 2 and snap["run"]["steps"][0]["status"] == "running"
+        redis.kill()
+        for f in redis.dir.glob("appendonly*"):
+            shutil.rmtree(f) if f.is_dir() else f.unlink()
+        redis.start()
+        def again():
+            status, body = publish_run(nodes[0], "d1", {"type": "step_completed", "step": "s"})
+            return (status, body) if status != 503 else None
+        status, body = eventually(again, timeout=20, interval=0.25, what="publishing after Redis lost its data")
+        assert status == 202 and body["seq"] == 3, body
+        m = await w.recv(timeout=10)
+        assert m["type"] == "run_event" and m["seq"] == 3 and m["event"] == "step_completed"
+        status, body = publish_run(nodes[1], "d1", {"type": "step_completed", "step": "s"})
+        assert status == 409 and body["error"]["message"] == "step s completed but never started"
+        status, body = publish_run(nodes[1], "d1", {"type": "completed", "outcome": "succeeded"})
+        assert status == 202 and body["seq"] == 4
+        assert (await w.recv(timeout=10))["seq"] == 4
+    run(main())
