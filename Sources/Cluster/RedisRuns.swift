@@ -90,7 +90,9 @@ extension RedisStorage: SharedRuns {
         guard limit > 0, start < b.last else { return RunRead(lost: lost, events: []) }
         let from = max(start, b.floor) + 1
         let through = from + min(limit, b.last - from + 1) - 1
-        return RunRead(lost: lost, events: try entries(stream, from: from, through: through).map { ($0.stored, $0.origin == node) })
+        return RunRead(
+            lost: lost, events: try entries(stream, from: from, through: through).map { ($0.stored, $0.origin == node) }
+        )
     }
 
     public func runHeads() throws -> [(run: String, seq: Int)] {

@@ -108,7 +108,9 @@ extension SessionAPI {
                             run = rebuilt
                         }
                         if last.seq > copy?.seq ?? 0 {
-                            loop0.loop.post { loop0.runs?.runGap(runId, after: loop0.runs?.board.committed[runId]?.seq ?? 0) }
+                            loop0.loop.post {
+                                loop0.runs?.runGap(runId, after: loop0.runs?.board.committed[runId]?.seq ?? 0)
+                            }
                         }
                     }
                     if let run {

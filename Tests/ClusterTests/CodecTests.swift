@@ -113,3 +113,50 @@ final class RedisURLSecrecyTests: XCTestCase {
         }
     }
 }
+
+final class RunPublicationTests: XCTestCase {
+    func testRoundTripsAndRefusesWhatTheScriptNeverWrites() {
+        let entry = LogEntry(seq: 12, ts: 1_700_000_000_000, type: "run_event", origin: "n1", member: "publisher",
+                             body: Array(#""run":"deploy-1.a","event":"log","line":"x y\nz""#.utf8))
+        let p = RunPublication(epoch: "n1.3", run: "deploy-1.a", entry: entry)
+        XCTAssertEqual(RunPublication.decode(p.encode()), p)
+        XCTAssertEqual(p.encode(), Array("rn1.3 deploy-1.a ".utf8) + entry.encode())
+        var chat = entry
+        chat.type = "chat"
+        let bad: [[UInt8]] = [
+            [], Array("r".utf8), Array("rn1.3 deploy-1.a".utf8), Array("dn1.3 deploy-1.a ".utf8) + entry.encode(),
+            Array("r n1 ".utf8) + entry.encode(), Array("rn1.3 bad/id ".utf8) + entry.encode(),
+            Array("rn1.3  ".utf8) + entry.encode(), Array("rn1.3 deploy ".utf8) + chat.encode(),
+            Array("rn1.3 deploy 12 1 run_event n1 99\npub".utf8),
+        ]
+        for b in bad { XCTAssertNil(RunPublication.decode(b), String(decoding: b, as: UTF8.self)) }
+    }
+
+    func testTheAppendScriptsReplyIsCheckedBeforeUse() {
+        let ok = RedisReply.array([
+            .integer(1), .integer(1000), .string(Array("e1".utf8)), .integer(4), .integer(0), .integer(2), .integer(1),
+        ])
+        guard case .success((.appended(let commits), let epoch)) = RedisStorage.runAppendReply(ok, count: 2) else {
+            return XCTFail("a well-formed reply")
+        }
+        XCTAssertEqual(epoch, "e1")
+        XCTAssertEqual(commits, [Committed(seq: 4, ts: 1000, duplicate: false), Committed(seq: 2, ts: 1000, duplicate: true)])
+        let illegal = RedisReply.array([.integer(0), .string(Array("run r has already started".utf8))])
+        guard case .success((.illegal(let why), _)) = RedisStorage.runAppendReply(illegal, count: 1) else {
+            return XCTFail("an illegal transition")
+        }
+        XCTAssertEqual(why, "run r has already started")
+        for bad: RedisReply in [
+            .error("NOSCRIPT"), .null, .array([.integer(1), .integer(1000), .string(Array("e".utf8)), .integer(4)]),
+            .array([.integer(1), .integer(1000), .string(Array("e".utf8)), .integer(0), .integer(0)]),
+            .array([.integer(2), .integer(1000), .string(Array("e".utf8)), .integer(4), .integer(0)]),
+        ] {
+            guard case .failure = RedisStorage.runAppendReply(bad, count: 1) else { return XCTFail("\(bad)") }
+        }
+    }
+
+    func testRunningStepsAreSentAsAJSONArray() {
+        XCTAssertEqual(RedisStorage.jsonArray([]), "[]")
+        XCTAssertEqual(RedisStorage.jsonArray(["a", "b\"c"]), #"["a","b\"c"]"#)
+    }
+}

@@ -8,7 +8,9 @@ import XCTest
 final class RunBoardTests: XCTestCase {
     final class Host: CountingMetrics, RunHost {
         var changes: [(String, String, Bool)] = []
+        var gaps: [(String, Int)] = []
         var metrics: HubMetrics { self }
+        func runGap(_ run: String, after: Int) { gaps.append((run, after)) }
         func runChanged(session: String, run: String, summary: [UInt8], event: String, durable: Bool) {
             changes.append((session, event, durable))
         }
@@ -115,4 +117,54 @@ final class RunBoardTests: XCTestCase {
         executor.runAll()
         XCTAssertEqual(try out?.get().first?.duplicate, true, "ids are remembered across a restart")
     }
+
+    // MARK: Cluster: events heard from the shared log
+
+    func stored(_ seq: Int, _ json: String, run: String = "c1") -> StoredEvent {
+        StoredEvent(seq: seq, ts: Int64(1000 + seq), type: "run_event", body: ev(json).body(run: run))
+    }
+
+    func testHeardEventsApplyOnceInSeqOrderAndAGapAsksTheHost() {
+        let w = FakeClient("w")
+        XCTAssertNil(board.subscribe(w, .run("c1"), resumeFrom: nil))
+        board.heard("c1", stored(1, #"{"type":"started","owner":"team","session":"ABCDEFGH"}"#), own: false)
+        board.heard("c1", stored(3, #"{"type":"log","line":"b"}"#), own: false)
+        XCTAssertEqual(host.gaps.map(\.1), [1], "an event past a gap asks for what follows seq 1")
+        XCTAssertTrue(board.hasGap("c1"))
+        board.heard("c1", stored(2, #"{"type":"log","line":"a"}"#), own: false)
+        board.heard("c1", stored(2, #"{"type":"log","line":"a"}"#), own: true)
+        XCTAssertFalse(board.hasGap("c1"))
+        XCTAssertEqual(w.of("run_event").map { $0["seq"] as? Int }, [1, 2, 3], "each once, in order")
+        XCTAssertEqual(board.committed["c1"]?.logCount, 2)
+        XCTAssertEqual(board.list(owner: "team", status: .running).map(\.id), ["c1"])
+        XCTAssertTrue(host.changes.isEmpty, "only the node that appended writes to the run's session")
+        board.heard("c1", stored(4, #"{"type":"progress","percent":5}"#), own: true)
+        XCTAssertEqual(host.changes.map(\.1), ["progress"])
+    }
+
+    func testALostLogNumbersOnAndWatchersGetASnapshot() {
+        board.heard("c2", stored(1, #"{"type":"started","owner":"o"}"#, run: "c2"), own: false)
+        board.heard("c2", stored(2, #"{"type":"step_started","step":"s"}"#, run: "c2"), own: false)
+        let w = FakeClient("w")
+        XCTAssertNil(board.subscribe(w, .run("c2"), resumeFrom: nil))
+        board.lost("c2", lastSeq: 2)
+        XCTAssertEqual(w.of("run_snapshot").count, 1, "numbering goes on: nothing to tell")
+        board.lost("c2", lastSeq: 1)
+        let snap = w.of("run_snapshot").last
+        XCTAssertEqual(snap?["seq"] as? Int, 1, "another numbering: the watcher gets the state again")
+        XCTAssertEqual((snap?["run"] as? [String: Any])?["status"] as? String, "running")
+        board.heard("c2", stored(2, #"{"type":"step_completed","step":"s"}"#, run: "c2"), own: false)
+        XCTAssertEqual(w.of("run_event").last?["seq"] as? Int, 2)
+        XCTAssertEqual(board.committed["c2"]?.seed, RunSeed(seq: 2, status: .running, owner: "o", running: []))
+    }
+
+    func testASeedCarriesTheRunningStepsInStartOrder() {
+        for (i, e) in [#"{"type":"started","owner":"o"}"#, #"{"type":"step_started","step":"b"}"#,
+                       #"{"type":"step_started","step":"a"}"#, #"{"type":"step_completed","step":"b"}"#,
+                       #"{"type":"step_started","step":"c"}"#, #"{"type":"paused"}"#].enumerated() {
+            board.heard("c3", stored(i + 1, e, run: "c3"), own: false)
+        }
+        XCTAssertEqual(board.committed["c3"]?.seed, RunSeed(seq: 6, status: .paused, owner: "o", running: ["a", "c"]))
+    }
+
 }

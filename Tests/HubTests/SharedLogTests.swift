@@ -46,6 +46,33 @@ final class SharedLogTests: XCTestCase {
         XCTAssertEqual(h.session.lastSeq, 6)
     }
 
+    func testGapReadsBackOffWhileTheLogCannotBeReadAndResumeAfter() {
+        let h = Harness()
+        h.session.relays = true
+        let ann = h.join("Ann", clientId: "ann")
+        _ = elsewhere(h, "two")
+        h.session.shared(.committed(elsewhere(h, "three")))
+        h.host.readsFail = true
+        // Ten seconds of 4 Hz ticks with Redis down: reads 0.25, 0.5, 1, 2, 2... s apart, not one a tick.
+        for _ in 0..<40 {
+            h.now += 0.25
+            h.session.tick()
+            h.settle()
+        }
+        XCTAssertGreaterThanOrEqual(h.host.reads, 5)
+        XCTAssertLessThanOrEqual(h.host.reads, 9, "\(h.host.reads) reads in 10 s")
+        XCTAssertEqual(ann.durableSeqs(), [], "nothing past the gap meanwhile")
+        // Back: the next try (at most 2 s later) reads the gap, and the wait starts over.
+        h.host.readsFail = false
+        for _ in 0..<8 {
+            h.now += 0.25
+            h.session.tick()
+            h.settle()
+        }
+        XCTAssertEqual(ann.durableSeqs(), [2, 3])
+        XCTAssertEqual(h.session.gapRetry.wait, 0)
+    }
+
     func testAReconnectReadsWhateverWasPublishedMeanwhile() {
         let h = Harness()
         h.session.relays = true

@@ -80,10 +80,13 @@ extension Session {
             guard let self else { return }
             self.gapReading = false
             guard let events else {
-                // Storage unreachable: the next tick tries again.
+                // Storage unreachable: a tick tries again, after a wait that doubles while it stays so.
                 if force { self.gapForced = true }
+                let wait = min(max(self.gapRetry.wait * 2, 0.25), 2)
+                self.gapRetry = (self.clock() + wait, wait)
                 return
             }
+            self.gapRetry = (0, 0)
             if let first = events.first, first.event.seq > self.lastSeq + 1 {
                 // Retention deleted the missing events before they were read: clients are told, and
                 // the session goes on from what is there.

@@ -45,6 +45,9 @@ public final class Session {
     var gapReading = false
     /// A forced gap read asked for while another read was running (it runs when that one ends).
     var gapForced = false
+    /// After a gap read failed (the shared log unreachable), the tick reads again only from this time
+    /// on, the wait doubling from 0.25 s to 2 s per failure in a row.
+    var gapRetry = (at: 0.0, wait: 0.0)
     /// This node's appends not yet answered, and the highest seq answered so far: a gap read leaves an
     /// own event above it to its answer while any is in flight (answers come in append order).
     var ownInFlight = 0
@@ -232,7 +235,7 @@ public final class Session {
             if let deadline = m.graceDeadline, deadline <= now { removeMember(m, reason: "left") }
         }
         checkTokens()
-        if !parked.isEmpty || gapForced { fillGap(now: now, force: gapForced) }
+        if (!parked.isEmpty || gapForced) && now >= gapRetry.at { fillGap(now: now, force: gapForced) }
     }
 
     public var needsTick: Bool {
