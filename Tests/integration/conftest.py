@@ -50,6 +50,7 @@ class Hub:
             raise RuntimeError(f"hub did not start: {line}{rest}")
         self.port = int(m.group(1))
         contract.HUB_PORTS.add(self.port)
+        contract.LIVENESS[self.port] = self.alive
         return self
 
     @property
@@ -61,6 +62,7 @@ class Hub:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self, sig=signal.SIGTERM, timeout=10):
+        contract.HUB_PORTS.discard(self.port)
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:

@@ -19,6 +19,13 @@ SPEC_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path
                          "Protocol", "openapi.json")
 SPEC = json.load(open(SPEC_PATH))
 HUB_PORTS = set()
+# Whether the hub on a port still runs (port -> callable): a port is checked only while its hub is alive, so
+# that another server that later takes a dead hub's port (chromedriver, a test's receiver) is not checked.
+LIVENESS = {}
+
+
+def is_hub(port):
+    return port in HUB_PORTS and LIVENESS.get(port, lambda: True)()
 VIOLATIONS = []
 _lock = threading.Lock()
 
@@ -108,7 +115,7 @@ def check(method, target, status, content_type, body):
 
 def observe(port, method, target, status, content_type, body):
     """Checks an answer from `port` if a hub listens there; problems go to `VIOLATIONS`."""
-    if port not in HUB_PORTS:
+    if not is_hub(port):
         return
     problems = check(method, target, status, content_type, body)
     if problems:
@@ -135,7 +142,7 @@ def install():
     def getresponse(self):
         response = original_getresponse(self)
         method, url = getattr(self, "_contract_request", (None, None))
-        if method is None or self.port not in HUB_PORTS:
+        if method is None or not is_hub(self.port):
             return response
         if response.status == 101:
             observe(self.port, method, url, 101, None, b"")
