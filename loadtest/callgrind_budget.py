@@ -24,6 +24,7 @@ BASELINE = os.path.join(ROOT, "loadtest", "callgrind-baseline.json")
 BENCH = os.path.join(ROOT, "loadtest", "bench_callgrind.sh")
 SCRATCH = ".build-rel"
 THRESHOLD_PERCENT = 3.0
+WORKLOADS = ("fanout", "durable", "dashboards", "idle")  # bench_callgrind.sh's
 
 
 def compare(baseline, now, threshold=THRESHOLD_PERCENT):
@@ -90,9 +91,11 @@ def measure(reps, workloads):
     env = dict(os.environ, REPS=str(reps))
     binary = os.path.join(ROOT, SCRATCH, "release", "collabhub")
     loadtest = os.path.join(ROOT, SCRATCH, "release", "loadtest")
-    out = subprocess.run([BENCH, "--measure", binary, loadtest, *workloads], cwd=ROOT, env=env, check=True,
-                         stdout=subprocess.PIPE, text=True).stdout
-    return parse_measurement(out)
+    done = subprocess.run([BENCH, "--measure", binary, loadtest, *workloads], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        sys.exit(f"callgrind budget: the measurement failed ({BENCH} exited with {done.returncode}; see above)")
+    return parse_measurement(done.stdout)
 
 
 def main(argv=None):
@@ -104,7 +107,10 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, help="runs per workload (check: 1, update: 2)")
     ap.add_argument("--no-build", action="store_true", help="use the release binaries already in .build-rel")
     ap.add_argument("workloads", nargs="*", help="only these (default: all)")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)
+    unknown = [w for w in args.workloads if w not in WORKLOADS]
+    if unknown:
+        ap.error(f"unknown workload {', '.join(unknown)} (known: {', '.join(WORKLOADS)})")
 
     if args.now:
         if args.action != "check":
