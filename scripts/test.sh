@@ -2,7 +2,9 @@
 # One command for the whole test suite: system packages, the browser client's unit tests (node --test),
 # integration tests against the real binary with real peers (pytest: Python websockets, Node ws, raw
 # sockets, openssl s_client, headless Chromium), bounded fuzzing, and the Swift unit tests (swift test).
-# FUZZ_SECONDS (default 30) sets the time per fuzz target.
+# FUZZ_SECONDS (default 30) sets the time per fuzz target. CALLGRIND_BUDGET=1 adds the cost budget: a release
+# build (.build-rel) runs fixed-size workloads under valgrind (some minutes) and fails when one costs more than
+# 3% over loadtest/callgrind-baseline.json (loadtest/README.md says how to move a baseline on purpose).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh test || exit 1
@@ -25,5 +27,10 @@ scripts/fuzz.sh "${FUZZ_SECONDS:-30}" || status=1
 
 echo "== unit tests (swift test)"
 swift test --disable-swift-testing 2>&1 | grep -avE "^\[[0-9]+/[0-9]+\]|^Test Case .* (started|passed)" ; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+if [ "${CALLGRIND_BUDGET:-0}" = 1 ]; then
+  echo "== callgrind budget (instructions per unit of work against loadtest/callgrind-baseline.json)"
+  /usr/bin/python3 loadtest/callgrind_budget.py check || status=1
+fi
 
 exit $status

@@ -23,6 +23,11 @@ struct Dashboards: ParsableCommand {
         help: "The hub's admin key (publishes, and lets the watchers watch).") var publishKey =
         "load-admin-key-0123456789"
     @Option(help: "Seconds measured.") var duration = 10.0
+    @Option(
+        help: ArgumentHelp(
+            "Events in all, published one at a time (each once the one before it is answered and has reached "
+                + "every watcher of its owner), instead of --rate for --duration: a fixed amount of work."))
+    var events = 0
     @Option(help: "Warm-up seconds.") var warmup = 2.0
     @Option(help: "Server pid, for its CPU.") var serverPid: Int32?
     @Option(help: "Write the JSON report here.") var json: String?
@@ -30,7 +35,11 @@ struct Dashboards: ParsableCommand {
     func run() throws {
         let base = try WSURL(url)
         let loop = Loop(index: 0)
-        let prefix = "load\(Int(monotonicNow() * 1000) % 1_000_000)"
+        guard events >= 0, watchers > 0, owners > 0, runs > 0 else {
+            throw ValidationFailure("--events, --watchers, --owners and --runs must be positive")
+        }
+        // Always six digits: a counted run's requests are the same length every time.
+        let prefix = "load" + String(format: "%06d", Int(monotonicNow() * 1000) % 1_000_000)
         for r in 0..<runs {
             let (status, body) = try HTTPClient.request(
                 host: base.host, port: base.port, method: "POST", path: "/api/runs/\(prefix)-\(r)/events",
@@ -58,6 +67,7 @@ struct Dashboards: ParsableCommand {
             throw ValidationFailure("only \(subscribed) of \(watchers) watchers subscribed")
         }
 
+        if events > 0 { return try runCounted(loop: loop, base: base, prefix: prefix, clients: clients) { deliveries } }
         var published = 0, failures = 0, queued = 0
         var pubs: [HTTPPublisher] = []
         for _ in 0..<publishers {
@@ -116,6 +126,64 @@ struct Dashboards: ParsableCommand {
             try obj.write(toFile: json, atomically: true, encoding: .utf8)
         }
         for c in clients { c.close() }
+    }
+
+    /// `--events N`: one publisher, one event at a time, round-robin over the runs; the next is published
+    /// once the last is answered (202) and every watcher of its run's owner has it. The hub then does the
+    /// same work whatever the timing (the callgrind budget counts instructions per event this way).
+    private func runCounted(
+        loop: Loop, base: WSURL, prefix: String, clients: [WSClient], deliveries: @escaping () -> Int
+    ) throws {
+        // Watcher i follows owner i % owners, run r belongs to owner r % owners.
+        let perOwner = (0..<owners).map { o in (0..<watchers).filter { $0 % owners == o }.count }
+        let fd = try connectTCP(host: base.host, port: base.port)
+        let publisher = HTTPPublisher(loop: loop, fd: fd, peer: base.host)
+        publisher.host = base.host
+        publisher.key = publishKey
+        var sent = 0, answered = 0, expected = 0, failure: String?, done = false
+        let d0 = deliveries()
+        let step = {
+            guard !done else { return }
+            guard answered == sent, deliveries() - d0 >= expected else { return }
+            guard sent < events else { done = true; return }
+            let r = sent % runs
+            expected += perOwner[r % owners]
+            let body =
+                "{\"type\":\"progress\",\"percent\":\(sent % 100),\"message\":\"t=\(Int(monotonicNow() * 1e6))\"}"
+            sent += 1
+            publisher.post(path: "/api/runs/\(prefix)-\(r)/events", body: body)
+        }
+        publisher.onResponse = { status in
+            answered += 1
+            if status != 202 { failure = "publishing answered \(status)"; done = true }
+            step()
+        }
+        for c in clients {
+            let inner = c.onMessage
+            c.onMessage = { c, op, p in
+                inner?(c, op, p); step()
+            }
+        }
+        publisher.start()
+        let t0 = monotonicNow()
+        step()
+        runLoop(loop, timeout: 3600) { done }
+        let elapsed = monotonicNow() - t0
+        if let failure { throw ValidationFailure("counted run stopped after \(sent) events: \(failure)") }
+        guard done else { throw ValidationFailure("counted run: \(sent) of \(events) events in an hour") }
+        print(
+            "dashboards: \(watchers) watchers over \(owners) owners, \(runs) runs; counted: \(sent) events, "
+                + "\(deliveries() - d0) deliveries in \(String(format: "%.1f", elapsed)) s")
+        publisher.close()
+        // Close handshakes, answered by the hub: it has handled every watcher's leave before this exits.
+        var open = 0
+        for c in clients where c.state == .open {
+            open += 1
+            c.onClose = { _, _ in open -= 1 }
+            c.closeHandshake()
+        }
+        runLoop(loop, timeout: 600) { open == 0 }
+        guard open == 0 else { throw ValidationFailure("\(open) watchers got no close answer") }
     }
 }
 

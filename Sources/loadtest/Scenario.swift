@@ -29,6 +29,9 @@ struct ScenarioConfig: Codable {
     var abuseRate = 200.0
     var size = 100
     var duration = 10.0
+    /// Messages to send in all (0: send at `rate` for `duration`). A counted run sends them one at a time,
+    /// each once every recipient has it (and its ack), so the hub does the same work whatever the timing.
+    var messages = 0
     var warmup = 2.0
     /// Seconds over which members connect (0: as fast as possible).
     var ramp = 0.0
@@ -39,7 +42,7 @@ struct ScenarioConfig: Codable {
         case name, description, sessions, members, viewers, rate, cursorHz = "cursor_hz", chatEvery = "chat_every",
             churn, typing,
             abusive, abuseRate = "abuse_rate",
-            size, duration, warmup, ramp, peer
+            size, duration, messages, warmup, ramp, peer
     }
 }
 
@@ -61,6 +64,7 @@ extension ScenarioConfig {
         abuseRate = try c.decodeIfPresent(Double.self, forKey: .abuseRate) ?? abuseRate
         size = try c.decodeIfPresent(Int.self, forKey: .size) ?? size
         duration = try c.decodeIfPresent(Double.self, forKey: .duration) ?? duration
+        messages = try c.decodeIfPresent(Int.self, forKey: .messages) ?? messages
         warmup = try c.decodeIfPresent(Double.self, forKey: .warmup) ?? warmup
         ramp = try c.decodeIfPresent(Double.self, forKey: .ramp) ?? ramp
         peer = try c.decodeIfPresent(String.self, forKey: .peer) ?? peer
@@ -86,6 +90,12 @@ struct ScenarioOverrides: ParsableArguments {
     @Option(help: "Chat messages per second each abusive member sends.") var abuseRate: Double?
     @Option(help: "Payload bytes per message.") var size: Int?
     @Option(help: "Seconds measured.") var duration: Double?
+    @Option(
+        help: ArgumentHelp(
+            "Messages in all, sent one at a time (each once the previous has reached every recipient and been "
+                + "acknowledged), instead of --rate/--chat-every for --duration: a fixed amount of work."))
+    var messages: Int?
+    @Flag(help: "Chats without the typing start and stop around them.") var noTyping = false
     @Option(help: "Warm-up seconds (not measured).") var warmup: Double?
     @Option(help: "Seconds over which members connect.") var ramp: Double?
     @Option(help: "collabhub, or rooms (the Node rooms peer).") var peer: String?
@@ -106,6 +116,8 @@ struct ScenarioOverrides: ParsableArguments {
         if let abuseRate { c.abuseRate = abuseRate }
         if let size { c.size = size }
         if let duration { c.duration = duration }
+        if let messages { c.messages = messages }
+        if noTyping { c.typing = false }
         if let warmup { c.warmup = warmup }
         if let ramp { c.ramp = ramp }
         if let peer { c.peer = peer }
@@ -218,8 +230,9 @@ final class ScenarioRunner {
             throw ValidationFailure("only \(joins) of \(members.count) members joined (\(closed) closed)")
         }
 
-        let start = monotonicNow()
         let padding = String(repeating: "x", count: max(0, c.size - 60))
+        if c.messages > 0 { return try runCounted(loop: loop, padding: padding) }
+        let start = monotonicNow()
         var counter = 0
         var churnDue = 0.0
         let sendTimer = Loop.Timer(loop: loop, after: 0.001, repeat: 0.001) { [self] in
@@ -339,6 +352,83 @@ final class ScenarioRunner {
         for m in members { m.client?.onClose = nil; m.client?.close() }
     }
 
+    /// Called after every message a member receives (a counted run's next step).
+    private var onReceived: (() -> Void)?
+
+    /// A counted run (`messages` > 0): the sending members take turns, one session after another, and
+    /// each message goes out once the one before it has reached every recipient (an event: the others;
+    /// a chat: everyone) and, for a chat, its author has the ack. One message at a time means the hub
+    /// reads, commits and writes each on its own, so its work does not depend on timing (the callgrind
+    /// budget, `loadtest/callgrind_budget.py`, counts instructions per message this way).
+    private func runCounted(loop: Loop, padding: String) throws {
+        let c = config
+        guard c.cursorHz == 0, c.churn == 0, c.abusive == 0, c.rate > 0 || c.chatEvery > 0 else {
+            throw ValidationFailure("--messages needs --rate or --chat-every, and no cursors, churn or abusive members")
+        }
+        let chat = c.chatEvery > 0
+        let senders = members.filter(\.sends).sorted { ($0.index, $0.session) < ($1.index, $1.session) }
+        let perMessage = chat ? c.members : c.members - 1
+        stats.reset()
+        var sent = 0, done = false, failure: String?
+        let step = { [self] in
+            guard !done else { return }
+            if stats.errors > 0 || closed > 0 {
+                failure = "the hub refused a message (errors \(stats.errors), closed \(closed))"
+                done = true
+                return
+            }
+            guard stats.deliveries >= sent * perMessage, !chat || stats.acks >= sent else { return }
+            guard sent < c.messages else { done = true; return }
+            let m = senders[sent % senders.count]
+            sent += 1
+            guard let client = m.client, client.state == .open else {
+                failure = "member \(m.session)-\(m.index) is not connected"
+                done = true
+                return
+            }
+            let t = Int(monotonicNow() * 1e6)
+            if chat {
+                if c.typing { client.sendText("{\"type\":\"typing\",\"state\":\"start\"}") }
+                client.sendText(
+                    "{\"type\":\"chat\",\"id\":\"\(m.session)-\(m.index)-\(sent)\",\"text\":\"t=\(t);\(padding)\"}")
+                if c.typing { client.sendText("{\"type\":\"typing\",\"state\":\"stop\"}") }
+                stats.sent += c.typing ? 3 : 1
+            } else {
+                client.sendText("{\"type\":\"event\",\"name\":\"load\",\"data\":{\"t\":\(t),\"p\":\"\(padding)\"}}")
+                stats.sent += 1
+            }
+        }
+        onReceived = step
+        let cpu0 = cpuSeconds(), m0 = monotonicNow()
+        step()
+        runLoop(loop, timeout: 3600) { done }
+        onReceived = nil
+        let elapsed = monotonicNow() - m0
+        if let failure { throw ValidationFailure("counted run stopped after \(sent) messages: \(failure)") }
+        guard done else { throw ValidationFailure("counted run: \(sent) of \(c.messages) messages sent in an hour") }
+        let report = Report(
+            config: c, seconds: elapsed, stats: stats, clientCPU: (cpuSeconds() - cpu0) / elapsed * 100,
+            serverCPU: nil, serverRSSKiB: nil, closed: closed, reconnects: reconnects)
+        print(report.text)
+        print("counted: \(sent) messages, \(stats.deliveries) deliveries, \(stats.acks) acks")
+        if let path = options.json { try report.json.write(toFile: path, atomically: true, encoding: .utf8) }
+        try closeAll(loop: loop)
+    }
+
+    /// Closes every member with a close handshake and waits for the hub's answers, so the hub has handled
+    /// every leave before this process exits (a fixed amount of work, whatever the timing).
+    private func closeAll(loop: Loop) throws {
+        var open = 0
+        for m in members {
+            guard let client = m.client, client.state == .open else { continue }
+            open += 1
+            client.onClose = { _, _ in open -= 1 }
+            client.closeHandshake()
+        }
+        runLoop(loop, timeout: 600) { open == 0 }
+        guard open == 0 else { throw ValidationFailure("\(open) members got no close answer") }
+    }
+
     private func connect(_ m: Member, number: Int, base: WSURL, loop: Loop, resume: Bool) throws {
         let target = try WSURL("\(base.tls ? "wss" : "ws")://\(base.host):\(base.port)/ws?session=\(m.code)")
         m.connectStart = monotonicNow()
@@ -362,6 +452,7 @@ final class ScenarioRunner {
                     stats.joinTime.record(UInt64((monotonicNow() - m.connectStart) * 1e6))
                 }
             }
+            onReceived?()
         }
         client.onClose = { [self] _, code in
             closed += 1; stats.closeCodes[Int(code ?? 1006), default: 0] += 1

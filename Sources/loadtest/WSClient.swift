@@ -51,7 +51,7 @@ class WSClient: Socket {
             case .pong: break
             case .close(let code, _):
                 closeCode = code?.rawValue ?? 1005
-                sendFrame(.close, UnsafeRawBufferPointer(start: nil, count: 0))
+                if !closeSent { sendFrame(.close, UnsafeRawBufferPointer(start: nil, count: 0)) }
                 closeAfterFlush()
             }
             return !isClosed
@@ -80,6 +80,15 @@ class WSClient: Socket {
     func sendText(_ s: String) {
         var s = s
         s.withUTF8 { sendFrame(.text, UnsafeRawBufferPointer($0)) }
+    }
+
+    private var closeSent = false
+
+    /// Starts the closing handshake (code 1000); `onClose` runs when the peer has answered and closed.
+    func closeHandshake() {
+        guard state == .open, !closeSent else { return }
+        closeSent = true
+        withUnsafeBytes(of: UInt16(1000).bigEndian) { sendFrame(.close, $0) }
     }
 
     override func didClose() {
