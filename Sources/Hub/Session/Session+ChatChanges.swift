@@ -3,8 +3,9 @@ import WebSocket
 /// Editable chat: `chat_edit` (the author), `chat_delete` (the author or a host) and `redact` (a host).
 /// A deletion and a redaction remove the original's content (and its edits' texts) from the store in
 /// the transaction that records them, leaving a tombstone at its seq (`deleted: true` with
-/// `deleted_by`, or `redacted: true`) in the transcript, exports, playback and the resume window. Each is a durable event of its
-/// own that names the original by `target`, acknowledged like a chat message (idempotent on its `id`).
+/// `deleted_by`, or `redacted: true`) in the transcript, exports, playback and the resume window. Each
+/// is a durable event of its own that names the original by `target`, acknowledged like a chat message
+/// (idempotent on its `id`).
 /// The original is read from the store (off the loop): who wrote it is the stable key stored with it,
 /// so the author may edit after a reconnect or a restart.
 extension Session {
