@@ -377,6 +377,7 @@ public final class Server {
                     "transcript_reads_queued", "Replay and export reads waiting for the transcript worker.",
                     api?.transcriptReads.queued ?? 0
                 ),
+                ("heap_bytes", "Bytes allocated on the heap and not freed (glibc mallinfo2).", Metrics.heapBytes),
             ]) + (webhooks?.stats.render() ?? "")
     }
 }
