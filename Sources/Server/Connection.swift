@@ -41,6 +41,7 @@ final class Connection: Socket {
     var replayPending = false
     /// A join waits for its session to wake up (`joinQueue`).
     private var joinWaiting = false
+    private var invalidCount: Int32 = 0
     /// Reading stopped until the queued responses drain (pipelined requests from a client that does
     /// not read its answers).
     private(set) var pausedForOutput = false
@@ -64,9 +65,10 @@ final class Connection: Socket {
         get { rare?.joinQueueBytes ?? 0 }
         set { if newValue != 0 || rare != nil { extras.joinQueueBytes = newValue } }
     }
+    /// Invalid messages so far (the endpoint closes the connection past a few).
     var invalidMessages: Int {
-        get { rare?.invalidMessages ?? 0 }
-        set { if newValue != 0 || rare != nil { extras.invalidMessages = newValue } }
+        get { Int(invalidCount) }
+        set { invalidCount = Int32(clamping: newValue) }
     }
     /// Transcript playback on this connection (`replay`).
     var replayer: Replayer? {
@@ -129,14 +131,8 @@ final class Connection: Socket {
 
     init(context: LoopContext, fd: Int32, peer: String) {
         self.context = context
-        let c = context.config
-        var settings = ConnectionMachine.Settings()
-        settings.maxHeadSize = c.maxHeadSize; settings.maxBodySize = c.maxBodySize
-        settings.maxMessageSize = c.maxMessageSize; settings.handshakeTimeout = c.handshakeTimeout
-        settings.httpIdleTimeout = c.httpIdleTimeout; settings.pingInterval = c.pingInterval
-        settings.closeTimeout = c.closeTimeout
-        machine = ConnectionMachine(settings: settings, now: context.loop.now)
-        addressKey = AddressKey.of(peer, ipv6Prefix: c.ipv6Prefix)
+        machine = ConnectionMachine(shared: context.machineSettings, now: context.loop.now)
+        addressKey = AddressKey.of(peer, ipv6Prefix: context.config.ipv6Prefix)
         super.init(loop: context.loop, fd: fd, peer: peer)
         // Unconsumed input: a request head and its body, or (WebSocket) at most a frame header.
         inputLimit = context.config.maxHeadSize + context.config.maxBodySize + 64 * 1024
@@ -522,7 +518,6 @@ final class Connection: Socket {
 final class ConnectionExtras {
     var joinQueue: [ClientMessage]?
     var joinQueueBytes = 0
-    var invalidMessages = 0
     var replayer: Replayer?
     var principals: [Principal] = []
     var tokenExpiries: [(principal: Principal, exp: Int64)] = []
@@ -539,7 +534,7 @@ final class ConnectionExtras {
 
     /// Nothing here differs from a fresh connection's: the object can go.
     var isUnused: Bool {
-        joinQueue == nil && joinQueueBytes == 0 && invalidMessages == 0 && replayer == nil && principals.isEmpty
+        joinQueue == nil && joinQueueBytes == 0 && replayer == nil && principals.isEmpty
             && tokenExpiries.isEmpty && coalesced.isEmpty && coalescedOrder.isEmpty && coalescedBytes == 0
             && ownDeflater == nil && clientKey == nil && stream == nil && pendingPong == nil && corsHeaders.isEmpty
     }
