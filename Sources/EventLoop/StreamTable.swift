@@ -15,7 +15,11 @@ public struct StreamTable {
                 guard newValue != nil else { return }
                 slots.append(contentsOf: repeatElement(nil, count: max(i + 1, slots.count * 3 / 2) - slots.count))
             }
-            if slots[i] == nil && newValue != nil { count += 1 } else if slots[i] != nil && newValue == nil { count -= 1 }
+            if slots[i] == nil && newValue != nil {
+                count += 1
+            } else if slots[i] != nil && newValue == nil {
+                count -= 1
+            }
             slots[i] = newValue
         }
     }

@@ -16,14 +16,22 @@ public struct MessageRates: Sendable {
 /// (refilling all of them whenever one is used gives what refilling each on its own use would: the cap
 /// applies either way), and only their tokens are stored beside the rates.
 public struct ConnectionLimiter: Sendable {
-    private let rates: MessageRates
+    /// The rates, one object shared by the connections of a loop (not a copy in each).
+    public final class Rates: Sendable {
+        public let value: MessageRates
+        public init(_ value: MessageRates) { self.value = value }
+    }
+    private let shared: Rates
     private var cursor, chat, event, typing, other: Double
     private var last: Double
     /// Messages refused since the connection opened.
     public private(set) var refused = 0
 
-    public init(_ r: MessageRates, now: Double) {
-        rates = r
+    public init(_ r: MessageRates, now: Double) { self.init(Rates(r), now: now) }
+
+    public init(_ shared: Rates, now: Double) {
+        self.shared = shared
+        let r = shared.value
         cursor = r.cursor * 2; chat = r.chat * 2; event = r.event * 2; typing = r.typing * 2; other = r.other * 2
         last = now
     }
@@ -49,7 +57,7 @@ public struct ConnectionLimiter: Sendable {
     }
 
     public mutating func allow(_ kind: Kind, now: Double) -> Bool {
-        let elapsed = now - last
+        let elapsed = now - last, rates = shared.value
         last = now
         @inline(__always) func refill(_ tokens: inout Double, _ rate: Double) {
             tokens = min(rate * 2, tokens + elapsed * rate)

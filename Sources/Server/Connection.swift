@@ -20,8 +20,6 @@ final class Connection: Socket {
     var membership: Membership?
     /// The session code from the upgrade URL (`/ws?session=CODE`).
     var sessionCode: String?
-    /// Per-kind message rate limits (created on the first message).
-    var limiter: ConnectionLimiter?
     /// What per-address state is keyed by: the peer, or its IPv6 network (`AddressKey`).
     let addressKey: String
     /// What few connections need (a join waiting, a replay, held-back output, HTTP requests, tokens,
@@ -33,6 +31,9 @@ final class Connection: Socket {
         rare = e
         return e
     }
+    /// Per-kind message rate limits (created on the first message). The one-byte fields follow it, in
+    /// the word its optional's tag starts.
+    var limiter: ConnectionLimiter?
     /// permessage-deflate, when negotiated: the window bits the server compresses with (0: it does not).
     private(set) var compressBits: UInt8 = 0
     /// Counted against the per-address connection limit.
@@ -79,24 +80,64 @@ final class Connection: Socket {
     var principals: [Principal] {
         get { rare?.principals ?? [] }
         set { if !newValue.isEmpty || rare != nil { extras.principals = newValue } }
-        _modify { yield &extras.principals }
+        _modify {
+            // Changed in place: the side object only if something is left in it (a lookup or a removal
+            // on a connection without extras allocates nothing).
+            if let e = rare {
+                yield &e.principals
+            } else {
+                var value: [Principal] = []
+                yield &value
+                if !value.isEmpty { extras.principals = value }
+            }
+        }
     }
     /// The tokens among `principals`, with their expiry (Unix s): a watcher's access ends with them.
     var tokenExpiries: [(principal: Principal, exp: Int64)] {
         get { rare?.tokenExpiries ?? [] }
         set { if !newValue.isEmpty || rare != nil { extras.tokenExpiries = newValue } }
-        _modify { yield &extras.tokenExpiries }
+        _modify {
+            // Changed in place: the side object only if something is left in it (a lookup or a removal
+            // on a connection without extras allocates nothing).
+            if let e = rare {
+                yield &e.tokenExpiries
+            } else {
+                var value: [(principal: Principal, exp: Int64)] = []
+                yield &value
+                if !value.isEmpty { extras.tokenExpiries = value }
+            }
+        }
     }
     /// Ephemeral updates held back while this client was behind: the latest per key, in first-seen order.
     var coalesced: [String: Chunk] {
         get { rare?.coalesced ?? [:] }
         set { if !newValue.isEmpty || rare != nil { extras.coalesced = newValue } }
-        _modify { yield &extras.coalesced }
+        _modify {
+            // Changed in place: the side object only if something is left in it (a lookup or a removal
+            // on a connection without extras allocates nothing).
+            if let e = rare {
+                yield &e.coalesced
+            } else {
+                var value: [String: Chunk] = [:]
+                yield &value
+                if !value.isEmpty { extras.coalesced = value }
+            }
+        }
     }
     var coalescedOrder: [String] {
         get { rare?.coalescedOrder ?? [] }
         set { if !newValue.isEmpty || rare != nil { extras.coalescedOrder = newValue } }
-        _modify { yield &extras.coalescedOrder }
+        _modify {
+            // Changed in place: the side object only if something is left in it (a lookup or a removal
+            // on a connection without extras allocates nothing).
+            if let e = rare {
+                yield &e.coalescedOrder
+            } else {
+                var value: [String] = []
+                yield &value
+                if !value.isEmpty { extras.coalescedOrder = value }
+            }
+        }
     }
     /// Bytes of the ephemeral updates held in `coalesced` (they count against the output limits).
     var coalescedBytes: Int {

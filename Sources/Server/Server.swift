@@ -26,6 +26,8 @@ final class LoopContext {
         settings.closeTimeout = c.closeTimeout
         return ConnectionMachine.SharedSettings(settings)
     }()
+    /// The per-kind message rates, one object shared by every connection's limiter on the loop.
+    lazy var limiterRates = ConnectionLimiter.Rates(config.messageRates)
     /// One compressor per loop for connections without context takeover (reset per message).
     lazy var sharedDeflater: Deflater = Deflater(windowBits: 15, noContextTakeover: true)!
     /// Shared compressors for clients that asked for a smaller window (`server_max_window_bits` 9-14):
