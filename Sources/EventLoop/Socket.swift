@@ -26,6 +26,11 @@ open class Socket {
     var lingering = false
     /// The TLS layer needs the socket writable before it can go on reading (or vice versa).
     var tlsWantsWrite = false
+    /// Bytes drained while lingering: a peer that keeps sending after our close is not read forever.
+    private var lingerDrained: Int32 = 0
+    /// Bytes offered to the last `SSL_write` that asked to be retried (at most a record).
+    private var tlsRetry: Int32 = 0
+    private var lingerSeconds: Float = 2
     public let peer: String
 
     /// The read and write watchers and the timer, in one allocation (`Watchers`).
@@ -77,13 +82,14 @@ open class Socket {
     public var lastActivity: Double
     /// Loop time of the last bytes written.
     public internal(set) var lastWriteAt = 0.0
-    /// Bytes drained while lingering: a peer that keeps sending after our close is not read forever.
-    private var lingerDrained = 0
-    static let maxLingerDrain = 1 << 20
+    static let maxLingerDrain: Int32 = 1 << 20
     /// The TLS session when the stream is encrypted (OpenSSL `SSL*`), nil for plain TCP.
     var ssl: OpaquePointer?
     /// Bytes offered to the last `SSL_write` that asked to be retried: a retry must offer the same bytes.
-    var tlsRetryLength = 0
+    var tlsRetryLength: Int {
+        get { Int(tlsRetry) }
+        set { tlsRetry = Int32(newValue) }
+    }
     /// Owned chunks are at least this big, so many small frames share one allocation and one iovec.
     static let ownedChunkSize = 4096
     static let maxIOVecs = 64
@@ -174,8 +180,9 @@ open class Socket {
             // Still writing its last output: a peer that reads on gets more time, up to twice the linger
             // (a trickle of reads does not keep a closing socket); one that stopped reading gets none.
             let now = loop.now, idle = now - lastWriteAt
-            if idle < lingerSeconds && now < closeDeadline {
-                setTimer(min(lingerSeconds - idle, closeDeadline - now)); return
+            let linger = Double(lingerSeconds)
+            if idle < linger && now < closeDeadline {
+                setTimer(min(linger - idle, closeDeadline - now)); return
             }
         }
         if lingering || isClosing { close(); return }
@@ -202,7 +209,7 @@ open class Socket {
             if lingering {
                 // Draining after our close, so the peer reads our last bytes rather than a reset; a
                 // peer that keeps sending past a mebibyte is not worth waiting for.
-                lingerDrained += n
+                lingerDrained += Int32(clamping: n)
                 if lingerDrained > Self.maxLingerDrain { close() }
                 return
             }
@@ -397,18 +404,17 @@ open class Socket {
     public func closeAfterFlush(lingerSeconds: Double = 2) {
         guard !isClosed, !isClosing else { return }
         isClosing = true
-        self.lingerSeconds = lingerSeconds
+        self.lingerSeconds = Float(lingerSeconds)
         closeDeadline = loop.now + 2 * lingerSeconds
         if out.isEmpty { beginLinger() } else { markDirty(); setTimer(lingerSeconds) }
     }
-    private var lingerSeconds: Double = 2
     private var closeDeadline = Double.infinity
 
     func beginLinger() {
         lingering = true
         if let ssl { ERR_clear_error(); _ = SSL_shutdown(ssl) }  // close_notify, best effort
         shutdown(fd, Int32(SHUT_WR))
-        setTimer(lingerSeconds)
+        setTimer(Double(lingerSeconds))
     }
 
     /// Closes the socket now and unregisters everything.

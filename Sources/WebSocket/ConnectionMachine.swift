@@ -90,7 +90,6 @@ public final class ConnectionMachine {
 
     private let shared: SharedSettings
     public var settings: Settings { shared.value }
-    public private(set) var phase = Phase.http
 
     /// The HTTP phase's state, given up at the upgrade (a WebSocket connection does not carry it).
     private final class HTTPState {
@@ -109,6 +108,8 @@ public final class ConnectionMachine {
     }
     private var http: HTTPState?
     public private(set) var requestsServed = 0
+    // (The one- to three-byte fields follow, sharing words.)
+    public private(set) var phase = Phase.http
     /// A response is being prepared elsewhere: no further request is read until it is answered, and
     /// the connection waits for it however long (`responded` ends this).
     public private(set) var awaitingResponse = false
@@ -120,13 +121,13 @@ public final class ConnectionMachine {
     public private(set) var receivedClose = false
     /// The connection failed because the peer stopped answering pings.
     public private(set) var timedOut = false
+    /// The peer's permessage-deflate parameters (nil: not negotiated).
+    private var clientWindow: (bits: UInt8, noContextTakeover: Bool)?
     /// The peer closed first, with this code (1005: its close frame had none).
     public private(set) var peerCloseCode: UInt16?
     private var reader: MessageReader
     /// The decompressor, made for the first compressed message (a client that never compresses costs none).
     private var inflater: Inflater?
-    /// The peer's permessage-deflate parameters (nil: not negotiated).
-    private var clientWindow: (bits: UInt8, noContextTakeover: Bool)?
     private var closeSentAt = 0.0
     private var pingSentAt: Double?
 
