@@ -95,6 +95,29 @@ final class SocketTests: XCTestCase {
         XCTAssertTrue(loop.streams.isEmpty)
     }
 
+    func testOutQueueKeepsOrderAcrossItsInlineSlotsAndArray() {
+        let chunks = (0..<7).map { Chunk([UInt8($0)]) }
+        var q = OutQueue()
+        for c in chunks { q.append(.init(chunk: c, offset: 0, owned: false)) }
+        XCTAssertEqual(q.count, 7)
+        XCTAssertTrue(q.last?.chunk === chunks[6])
+        var expected = Array(chunks)
+        for n in [1, 2, 1, 2] {
+            q.removeFirst(n)
+            expected.removeFirst(n)
+            XCTAssertEqual(q.map { $0.chunk.bytes[0] }, expected.map { $0.bytes[0] })
+            XCTAssertEqual(q.count, expected.count)
+        }
+        q[0].offset = 1
+        XCTAssertEqual(q.first?.offset, 1)
+        q.append(.init(chunk: chunks[0], offset: 0, owned: true))
+        q.keepFirst()
+        XCTAssertEqual(q.count, 1)
+        q.removeAll()
+        XCTAssertTrue(q.isEmpty)
+        XCTAssertNil(q.last)
+    }
+
     func testStreamTableCountsAndGrows() {
         var t = StreamTable()
         let a = Recorder(loop: loop, fd: 5, peer: "a"), b = Recorder(loop: loop, fd: 900, peer: "b")
