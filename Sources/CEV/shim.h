@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <unistd.h>
+#include <malloc.h>
 
 typedef void (*chub_io_cb)(struct ev_loop *, ev_io *, int);
 typedef void (*chub_timer_cb)(struct ev_loop *, ev_timer *, int);
@@ -36,6 +37,11 @@ static inline void chub_relaxed_add(long *p, long n) {
 }
 static inline long chub_relaxed_load(const long *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 static inline int chub_errno(void) { return errno; }
+// Heap bytes in use (every arena, plus blocks mapped on their own): glibc's mallinfo2.
+static inline size_t chub_heap_bytes(void) {
+    struct mallinfo2 m = mallinfo2();
+    return m.uordblks + m.hblkhd;
+}
 static inline void chub_ignore_sigpipe(void) {
     signal(SIGPIPE, SIG_IGN);
     // A file-size limit (RLIMIT_FSIZE) must fail a write with EFBIG, not kill the hub.

@@ -22,7 +22,7 @@ public final class Loop {
     private var inbox: [() -> Void] = []
     var dirty: [Socket] = []
     /// Open streams by descriptor (for shutdown and metrics).
-    public internal(set) var streams: [Int32: Socket] = [:]
+    public internal(set) var streams = StreamTable()
     /// Bytes written by all streams of this loop.
     public let bytesWritten = Counter()
     /// Work per iteration: from waking up (libev's `ev_now`) to the flush before it blocks again.

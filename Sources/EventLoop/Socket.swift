@@ -15,21 +15,47 @@ import Bytes
 open class Socket {
     public unowned(unsafe) let loop: Loop
     public let fd: Int32
-    public let peer: String
-
-    let readWatcher: UnsafeMutablePointer<ev_io>
-    let writeWatcher: UnsafeMutablePointer<ev_io>
-    private let timer: UnsafeMutablePointer<ev_timer>
-
-    struct Entry { let chunk: Chunk; var offset: Int; let owned: Bool }
-    var out: [Entry] = []
-    /// Bytes queued and not yet written (the backpressure measure).
-    public internal(set) var outBytes = 0
+    // (The flags share a word with `fd`: every open connection carries them.)
     var isDirty = false
-    /// Loop time when the oldest unwritten output was queued (0: nothing queued).
-    public var queuedSince = 0.0
     /// Delivery latency counts this socket's output (WebSocket connections, not HTTP responses).
     public var measuresDelivery = false
+    public private(set) var isOverLimit = false
+    public private(set) var isClosed = false
+    /// After a close frame: write what is queued, shut down our side, drain the peer until EOF.
+    public private(set) var isClosing = false
+    var lingering = false
+    /// The TLS layer needs the socket writable before it can go on reading (or vice versa).
+    var tlsWantsWrite = false
+    /// Bytes drained while lingering: a peer that keeps sending after our close is not read forever.
+    private var lingerDrained: Int32 = 0
+    /// Bytes offered to the last `SSL_write` that asked to be retried (at most a record).
+    private var tlsRetry: Int32 = 0
+    private var lingerSeconds: Float = 2
+    public let peer: String
+
+    /// The read and write watchers and the timer, in one allocation (`Watchers`).
+    private let watchers: UnsafeMutableRawPointer
+    var readWatcher: UnsafeMutablePointer<ev_io> { watchers.assumingMemoryBound(to: ev_io.self) }
+    var writeWatcher: UnsafeMutablePointer<ev_io> {
+        (watchers + Watchers.write).assumingMemoryBound(to: ev_io.self)
+    }
+    private var timer: UnsafeMutablePointer<ev_timer> {
+        (watchers + Watchers.timer).assumingMemoryBound(to: ev_timer.self)
+    }
+    /// Offsets of the three watchers in their block.
+    private enum Watchers {
+        static let write = MemoryLayout<ev_io>.stride
+        static let timer = 2 * MemoryLayout<ev_io>.stride
+        static let size = timer + MemoryLayout<ev_timer>.stride
+        static let alignment = max(MemoryLayout<ev_io>.alignment, MemoryLayout<ev_timer>.alignment)
+    }
+
+    typealias Entry = OutQueue.Entry
+    var out = OutQueue()
+    /// Bytes queued and not yet written (the backpressure measure).
+    public internal(set) var outBytes = 0
+    /// Loop time when the oldest unwritten output was queued (0: nothing queued).
+    public var queuedSince = 0.0
 
     /// All output is written: one delivery-latency observation.
     @inline(__always) func drained() {
@@ -46,30 +72,24 @@ open class Socket {
     /// peer counts, whatever produced it. Past it, further output is thrown away, and at the next flush
     /// the queue is dropped and `outputLimitExceeded` decides how the stream goes (once).
     public var outputLimit = Int.max
-    public private(set) var isOverLimit = false
     /// Where `reserve` writes once the stream is over its limit (never queued).
     private var discard: Chunk?
     /// The cap on received bytes held unconsumed (a request head and body, a frame header): past it
     /// `inputLimitExceeded` is called.
     public var inputLimit = Int.max
 
-    public private(set) var isClosed = false
-    /// After a close frame: write what is queued, shut down our side, drain the peer until EOF.
-    public private(set) var isClosing = false
-    var lingering = false
     /// Loop time of the last bytes received.
     public var lastActivity: Double
     /// Loop time of the last bytes written.
     public internal(set) var lastWriteAt = 0.0
-    /// Bytes drained while lingering: a peer that keeps sending after our close is not read forever.
-    private var lingerDrained = 0
-    static let maxLingerDrain = 1 << 20
+    static let maxLingerDrain: Int32 = 1 << 20
     /// The TLS session when the stream is encrypted (OpenSSL `SSL*`), nil for plain TCP.
     var ssl: OpaquePointer?
     /// Bytes offered to the last `SSL_write` that asked to be retried: a retry must offer the same bytes.
-    var tlsRetryLength = 0
-    /// The TLS layer needs the socket writable before it can go on reading (or vice versa).
-    var tlsWantsWrite = false
+    var tlsRetryLength: Int {
+        get { Int(tlsRetry) }
+        set { tlsRetry = Int32(newValue) }
+    }
     /// Owned chunks are at least this big, so many small frames share one allocation and one iovec.
     static let ownedChunkSize = 4096
     static let maxIOVecs = 64
@@ -81,9 +101,9 @@ open class Socket {
         self.fd = fd
         self.peer = peer
         lastActivity = loop.now
-        readWatcher = .allocate(capacity: 1)
-        writeWatcher = .allocate(capacity: 1)
-        timer = .allocate(capacity: 1)
+        watchers = .allocate(byteCount: Watchers.size, alignment: Watchers.alignment)
+        watchers.bindMemory(to: ev_io.self, capacity: 2)
+        (watchers + Watchers.timer).bindMemory(to: ev_timer.self, capacity: 1)
         let me = Unmanaged.passUnretained(self).toOpaque()
         chub_io_init(
             readWatcher,
@@ -110,9 +130,7 @@ open class Socket {
 
     deinit {
         if let ssl { SSL_free(ssl) }
-        readWatcher.deallocate()
-        writeWatcher.deallocate()
-        timer.deallocate()
+        watchers.deallocate()
     }
 
     /// Makes the stream encrypted (before `start`): the TLS handshake runs as the first bytes move.
@@ -162,8 +180,9 @@ open class Socket {
             // Still writing its last output: a peer that reads on gets more time, up to twice the linger
             // (a trickle of reads does not keep a closing socket); one that stopped reading gets none.
             let now = loop.now, idle = now - lastWriteAt
-            if idle < lingerSeconds && now < closeDeadline {
-                setTimer(min(lingerSeconds - idle, closeDeadline - now)); return
+            let linger = Double(lingerSeconds)
+            if idle < linger && now < closeDeadline {
+                setTimer(min(linger - idle, closeDeadline - now)); return
             }
         }
         if lingering || isClosing { close(); return }
@@ -190,7 +209,7 @@ open class Socket {
             if lingering {
                 // Draining after our close, so the peer reads our last bytes rather than a reset; a
                 // peer that keeps sending past a mebibyte is not worth waiting for.
-                lingerDrained += n
+                lingerDrained += Int32(clamping: n)
                 if lingerDrained > Self.maxLingerDrain { close() }
                 return
             }
@@ -297,7 +316,7 @@ open class Socket {
         measuresDelivery = false
         // A chunk partly written already is kept whole (its frames must end before another begins).
         if let first = out.first, first.offset > 0 {
-            out.removeSubrange(1...)
+            out.keepFirst()
             outBytes = first.chunk.count - first.offset
         } else {
             out.removeAll()
@@ -361,7 +380,7 @@ open class Socket {
                 if left >= remaining { left -= remaining; done += 1 } else { out[done].offset += left; break }
             }
             if done == out.count {
-                out.removeAll(keepingCapacity: out.count <= 4)
+                out.removeAll()
             } else if done > 0 {
                 out.removeFirst(done)
             }
@@ -385,18 +404,17 @@ open class Socket {
     public func closeAfterFlush(lingerSeconds: Double = 2) {
         guard !isClosed, !isClosing else { return }
         isClosing = true
-        self.lingerSeconds = lingerSeconds
+        self.lingerSeconds = Float(lingerSeconds)
         closeDeadline = loop.now + 2 * lingerSeconds
         if out.isEmpty { beginLinger() } else { markDirty(); setTimer(lingerSeconds) }
     }
-    private var lingerSeconds: Double = 2
     private var closeDeadline = Double.infinity
 
     func beginLinger() {
         lingering = true
         if let ssl { ERR_clear_error(); _ = SSL_shutdown(ssl) }  // close_notify, best effort
         shutdown(fd, Int32(SHUT_WR))
-        setTimer(lingerSeconds)
+        setTimer(Double(lingerSeconds))
     }
 
     /// Closes the socket now and unregisters everything.

@@ -11,18 +11,29 @@ public struct MessageRates: Sendable {
     public init() {}
 }
 
-/// The buckets of one connection.
+/// The buckets of one connection: a token bucket per kind, each `rate` tokens a second and at most twice
+/// that saved up. Every joined member has one, so it is compact: the buckets share one refill clock
+/// (refilling all of them whenever one is used gives what refilling each on its own use would: the cap
+/// applies either way), and only their tokens are stored beside the rates.
 public struct ConnectionLimiter: Sendable {
-    private var cursor, chat, event, typing, other: TokenBucket
+    /// The rates, one object shared by the connections of a loop (not a copy in each).
+    public final class Rates: Sendable {
+        public let value: MessageRates
+        public init(_ value: MessageRates) { self.value = value }
+    }
+    private let shared: Rates
+    private var cursor, chat, event, typing, other: Double
+    private var last: Double
     /// Messages refused since the connection opened.
     public private(set) var refused = 0
 
-    public init(_ r: MessageRates, now: Double) {
-        cursor = TokenBucket(rate: r.cursor, burst: r.cursor * 2, now: now)
-        chat = TokenBucket(rate: r.chat, burst: r.chat * 2, now: now)
-        event = TokenBucket(rate: r.event, burst: r.event * 2, now: now)
-        typing = TokenBucket(rate: r.typing, burst: r.typing * 2, now: now)
-        other = TokenBucket(rate: r.other, burst: r.other * 2, now: now)
+    public init(_ r: MessageRates, now: Double) { self.init(Rates(r), now: now) }
+
+    public init(_ shared: Rates, now: Double) {
+        self.shared = shared
+        let r = shared.value
+        cursor = r.cursor * 2; chat = r.chat * 2; event = r.event * 2; typing = r.typing * 2; other = r.other * 2
+        last = now
     }
 
     public enum Kind { case cursor, chat, event, typing, other }
@@ -46,13 +57,25 @@ public struct ConnectionLimiter: Sendable {
     }
 
     public mutating func allow(_ kind: Kind, now: Double) -> Bool {
+        let elapsed = now - last, rates = shared.value
+        last = now
+        @inline(__always) func refill(_ tokens: inout Double, _ rate: Double) {
+            tokens = min(rate * 2, tokens + elapsed * rate)
+        }
+        refill(&cursor, rates.cursor); refill(&chat, rates.chat); refill(&event, rates.event)
+        refill(&typing, rates.typing); refill(&other, rates.other)
+        @inline(__always) func take(_ tokens: inout Double) -> Bool {
+            guard tokens >= 1 else { return false }
+            tokens -= 1
+            return true
+        }
         let ok: Bool
         switch kind {
-        case .cursor: ok = cursor.take(now: now)
-        case .chat: ok = chat.take(now: now)
-        case .event: ok = event.take(now: now)
-        case .typing: ok = typing.take(now: now)
-        case .other: ok = other.take(now: now)
+        case .cursor: ok = take(&cursor)
+        case .chat: ok = take(&chat)
+        case .event: ok = take(&event)
+        case .typing: ok = take(&typing)
+        case .other: ok = take(&other)
         }
         if !ok { refused += 1 }
         return ok

@@ -17,8 +17,8 @@ extension Connection {
     @inline(__always)
     func sendFrame(_ opcode: Opcode, _ payload: UnsafeRawBufferPointer) {
         guard !isClosed, !isClosing else { return }
-        if deflate != nil && !opcode.isControl && payload.count >= Self.compressThreshold {
-            let deflater = ownDeflater ?? context.sharedDeflater(windowBits: deflate!.serverMaxWindowBits)
+        if compressBits != 0 && !opcode.isControl && payload.count >= Self.compressThreshold {
+            let deflater = ownDeflater ?? context.sharedDeflater(windowBits: Int(compressBits))
             send(Chunk.compressed(opcode, deflater.deflate(payload)))
             context.metrics.messagesOut.add()
             return
@@ -40,11 +40,11 @@ extension Connection {
     @inline(__always)
     func sendShared(_ frame: Chunk) {
         context.metrics.messagesOut.add()
-        guard deflate != nil, frame.count >= Self.compressThreshold + 2 else { return send(frame) }
+        guard compressBits != 0, frame.count >= Self.compressThreshold + 2 else { return send(frame) }
         if ownDeflater == nil {
             // Shared mode: compress the broadcast once; every compressing recipient gets the same frame
             // (a client that asked for a smaller window gets its own compression of it).
-            let bits = deflate!.serverMaxWindowBits
+            let bits = Int(compressBits)
             if bits >= 15, let c = frame.compressedFrame { return send(c) }
             guard let (op, payload) = frame.framePayload, !op.isControl else { return send(frame) }
             let c = Chunk.compressed(op, context.sharedDeflater(windowBits: bits).deflate(payload))

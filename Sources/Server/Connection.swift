@@ -14,71 +14,166 @@ final class Connection: Socket {
     let machine: ConnectionMachine
     var phase: ConnectionMachine.Phase { machine.phase }
     private(set) var endpoint: Endpoint?
-    private(set) var subprotocol: String?
     var sentClose: Bool { machine.sentClose }
     var timedOut: Bool { machine.timedOut }
     /// The session and member this connection joined (hub endpoint).
     var membership: Membership?
-    /// While a join waits for its session to wake up: the messages sent meanwhile (nil: no join waiting).
-    var joinQueue: [ClientMessage]?
-    var joinQueueBytes = 0
     /// The session code from the upgrade URL (`/ws?session=CODE`).
     var sessionCode: String?
-    var invalidMessages = 0
-    /// Transcript playback on this connection (`replay`).
-    var replayer: Replayer?
-    /// A `replay` is being read for this connection.
-    var replayPending = false
-    /// What this socket presented at its upgrade (`/watch`, `/publish`), plus tokens sent since.
-    var principals: [Principal] = []
-    /// The tokens among `principals`, with their expiry (Unix s): a watcher's access ends with them.
-    var tokenExpiries: [(principal: Principal, exp: Int64)] = []
-    /// Ephemeral updates held back while this client was behind: the latest per key, in first-seen order.
-    var coalesced: [String: Chunk] = [:]
-    var coalescedOrder: [String] = []
-    /// permessage-deflate, when negotiated.
-    var deflate: DeflateParameters?
-    /// Own compressor, only with context takeover (otherwise the loop's shared one is used).
-    var ownDeflater: Deflater?
-    /// Messages shorter than this are sent uncompressed (deflate would not make them smaller).
-    static let compressThreshold = 64
-    /// Per-kind message rate limits (created on the first message).
-    var limiter: ConnectionLimiter?
-    /// Counted against the per-address connection limit.
-    var countedAddress = false
     /// What per-address state is keyed by: the peer, or its IPv6 network (`AddressKey`).
     let addressKey: String
-    /// Whom per-client limits of a WebSocket count (failed joins, replays): the socket's address key, or,
-    /// when the peer is a proxy named in `--trusted-proxies`, the client its `X-Forwarded-For` names
-    /// (else one anonymous client behind the proxy could throttle everyone).
-    var clientKey: String
+    /// What few connections need (a join waiting, a replay, held-back output, HTTP requests, tokens,
+    /// a compressor of their own), allocated on first use: an idle joined member never has it.
+    private var rare: ConnectionExtras?
+    private var extras: ConnectionExtras {
+        if let e = rare { return e }
+        let e = ConnectionExtras()
+        rare = e
+        return e
+    }
+    /// Per-kind message rate limits (created on the first message). The one-byte fields follow it, in
+    /// the word its optional's tag starts.
+    var limiter: ConnectionLimiter?
+    /// permessage-deflate, when negotiated: the window bits the server compresses with (0: it does not).
+    private(set) var compressBits: UInt8 = 0
+    /// Counted against the per-address connection limit.
+    var countedAddress = false
+    /// A `replay` is being read for this connection.
+    var replayPending = false
+    /// A join waits for its session to wake up (`joinQueue`).
+    private var joinWaiting = false
+    private var invalidCount: Int32 = 0
     /// Reading stopped until the queued responses drain (pipelined requests from a client that does
     /// not read its answers).
     private(set) var pausedForOutput = false
-    /// The response whose body is being sent a piece at a time (an export).
-    var stream: ResponseStream?
     /// Cut off for output past the hard limit (counted once, however many broadcasts find it behind).
     private(set) var cutOff = false
+    private(set) var deferredKeepAlive = true
+    private(set) var deferredHeadOnly = false
+    /// The waiting request is HTTP/1.1: a streamed body may be chunked.
+    private(set) var deferredChunked = true
+
+    /// While a join waits for its session to wake up: the messages sent meanwhile (nil: no join waiting).
+    /// (Waiting with nothing queued yet, the usual case, needs no extras.)
+    var joinQueue: [ClientMessage]? {
+        get { joinWaiting ? (rare?.joinQueue ?? []) : nil }
+        set {
+            joinWaiting = newValue != nil
+            if let queue = newValue, !queue.isEmpty { extras.joinQueue = queue } else { rare?.joinQueue = nil }
+        }
+    }
+    var joinQueueBytes: Int {
+        get { rare?.joinQueueBytes ?? 0 }
+        set { if newValue != 0 || rare != nil { extras.joinQueueBytes = newValue } }
+    }
+    /// Invalid messages so far (the endpoint closes the connection past a few).
+    var invalidMessages: Int {
+        get { Int(invalidCount) }
+        set { invalidCount = Int32(clamping: newValue) }
+    }
+    /// Transcript playback on this connection (`replay`).
+    var replayer: Replayer? {
+        get { rare?.replayer }
+        set { if newValue != nil || rare != nil { extras.replayer = newValue } }
+    }
+    /// What this socket presented at its upgrade (`/watch`, `/publish`), plus tokens sent since.
+    var principals: [Principal] {
+        get { rare?.principals ?? [] }
+        set { if !newValue.isEmpty || rare != nil { extras.principals = newValue } }
+        _modify {
+            // Changed in place: the side object only if something is left in it (a lookup or a removal
+            // on a connection without extras allocates nothing).
+            if let e = rare {
+                yield &e.principals
+            } else {
+                var value: [Principal] = []
+                yield &value
+                if !value.isEmpty { extras.principals = value }
+            }
+        }
+    }
+    /// The tokens among `principals`, with their expiry (Unix s): a watcher's access ends with them.
+    var tokenExpiries: [(principal: Principal, exp: Int64)] {
+        get { rare?.tokenExpiries ?? [] }
+        set { if !newValue.isEmpty || rare != nil { extras.tokenExpiries = newValue } }
+        _modify {
+            // Changed in place: the side object only if something is left in it (a lookup or a removal
+            // on a connection without extras allocates nothing).
+            if let e = rare {
+                yield &e.tokenExpiries
+            } else {
+                var value: [(principal: Principal, exp: Int64)] = []
+                yield &value
+                if !value.isEmpty { extras.tokenExpiries = value }
+            }
+        }
+    }
+    /// Ephemeral updates held back while this client was behind: the latest per key, in first-seen order.
+    var coalesced: [String: Chunk] {
+        get { rare?.coalesced ?? [:] }
+        set { if !newValue.isEmpty || rare != nil { extras.coalesced = newValue } }
+        _modify {
+            // Changed in place: the side object only if something is left in it (a lookup or a removal
+            // on a connection without extras allocates nothing).
+            if let e = rare {
+                yield &e.coalesced
+            } else {
+                var value: [String: Chunk] = [:]
+                yield &value
+                if !value.isEmpty { extras.coalesced = value }
+            }
+        }
+    }
+    var coalescedOrder: [String] {
+        get { rare?.coalescedOrder ?? [] }
+        set { if !newValue.isEmpty || rare != nil { extras.coalescedOrder = newValue } }
+        _modify {
+            // Changed in place: the side object only if something is left in it (a lookup or a removal
+            // on a connection without extras allocates nothing).
+            if let e = rare {
+                yield &e.coalescedOrder
+            } else {
+                var value: [String] = []
+                yield &value
+                if !value.isEmpty { extras.coalescedOrder = value }
+            }
+        }
+    }
     /// Bytes of the ephemeral updates held in `coalesced` (they count against the output limits).
-    var coalescedBytes = 0
+    var coalescedBytes: Int {
+        get { rare?.coalescedBytes ?? 0 }
+        set { if newValue != 0 || rare != nil { extras.coalescedBytes = newValue } }
+    }
+    /// Own compressor, only with context takeover (otherwise the loop's shared one is used).
+    var ownDeflater: Deflater? { rare?.ownDeflater }
+    /// Messages shorter than this are sent uncompressed (deflate would not make them smaller).
+    static let compressThreshold = 64
+    /// Whom per-client limits of a WebSocket count (failed joins, replays): the socket's address key, or,
+    /// when the peer is a proxy named in `--trusted-proxies`, the client its `X-Forwarded-For` names
+    /// (else one anonymous client behind the proxy could throttle everyone).
+    var clientKey: String {
+        get { rare?.clientKey ?? addressKey }
+        set { if newValue != addressKey || rare != nil { extras.clientKey = newValue } }
+    }
+    /// The response whose body is being sent a piece at a time (an export).
+    var stream: ResponseStream? {
+        get { rare?.stream }
+        set { if newValue != nil || rare != nil { extras.stream = newValue } }
+    }
     /// Output queued while HTTP requests are parsed: past it, reading stops until the answers drain.
     static let httpPipelineBound = 64 * 1024
     /// A pong held back while output piles up (only the latest ping's is sent, once it drains).
-    var pendingPong: [UInt8]?
+    var pendingPong: [UInt8]? {
+        get { rare?.pendingPong }
+        set { if newValue != nil || rare != nil { extras.pendingPong = newValue } }
+    }
     /// Distinct ephemeral updates held for a client that is behind (the rest are dropped).
     static let maxCoalescedKeys = 64
 
     init(context: LoopContext, fd: Int32, peer: String) {
         self.context = context
-        let c = context.config
-        var settings = ConnectionMachine.Settings()
-        settings.maxHeadSize = c.maxHeadSize; settings.maxBodySize = c.maxBodySize
-        settings.maxMessageSize = c.maxMessageSize; settings.handshakeTimeout = c.handshakeTimeout
-        settings.httpIdleTimeout = c.httpIdleTimeout; settings.pingInterval = c.pingInterval
-        settings.closeTimeout = c.closeTimeout
-        machine = ConnectionMachine(settings: settings, now: context.loop.now)
-        addressKey = AddressKey.of(peer, ipv6Prefix: c.ipv6Prefix)
-        clientKey = addressKey
+        machine = ConnectionMachine(shared: context.machineSettings, now: context.loop.now)
+        addressKey = AddressKey.of(peer, ipv6Prefix: context.config.ipv6Prefix)
         super.init(loop: context.loop, fd: fd, peer: peer)
         // Unconsumed input: a request head and its body, or (WebSocket) at most a frame header.
         inputLimit = context.config.maxHeadSize + context.config.maxBodySize + 64 * 1024
@@ -182,10 +277,12 @@ final class Connection: Socket {
 
     private func respond(to head: HTTPRequestHead, body: [UInt8]) {
         context.metrics.httpRequests.add()
-        requestStarted = ev_time_now()
-        requestRoute = Metrics.route(head.target)
+        let request = extras
+        request.requestStarted = ev_time_now()
+        request.requestRoute = Metrics.route(head.target)
         // A browser app on a --cors-origins origin may read the answer, whenever it comes.
-        corsHeaders = head.path.hasPrefix("/api/") ? context.server.siteGate.corsHeaders(head.header("Origin")) : []
+        request.corsHeaders =
+            head.path.hasPrefix("/api/") ? context.server.siteGate.corsHeaders(head.header("Origin")) : []
         let reply = context.router.handle(head, body: body, connection: self)
         var response: Response?
         if case .now(let r) = reply { response = r }
@@ -203,20 +300,13 @@ final class Connection: Socket {
         finish(response, keepAlive: head.keepAlive, headOnly: head.method == "HEAD")
     }
     /// CORS headers for the request being answered (empty unless its Origin is a --cors-origins one).
-    private(set) var corsHeaders: [(String, String)] = []
+    var corsHeaders: [(String, String)] { rare?.corsHeaders ?? [] }
     /// `extra` added to `headers`, except names `headers` has already (a preflight sets its own).
     static func merging(_ headers: [(String, String)], _ extra: [(String, String)]) -> [(String, String)] {
         guard !extra.isEmpty else { return headers }
         let have = Set(headers.map { $0.0.lowercased() })
         return headers + extra.filter { !have.contains($0.0.lowercased()) }
     }
-    private(set) var deferredKeepAlive = true
-    private var requestStarted = 0.0
-    private var requestRoute = 0
-    private(set) var deferredHeadOnly = false
-    /// The waiting request is HTTP/1.1: a streamed body may be chunked.
-    private(set) var deferredChunked = true
-
     /// Sends a response prepared off the loop (call on the connection's loop).
     func respondLater(_ response: Response) {
         if let source = response.stream { return startStream(response, source) }
@@ -244,7 +334,8 @@ final class Connection: Socket {
 
     /// Response time and errors, counted when the head goes out.
     func observeResponse(_ status: HTTPStatus) {
-        context.metrics.httpDuration[requestRoute].observe(ev_time_now() - requestStarted)
+        let request = extras
+        context.metrics.httpDuration[request.requestRoute].observe(ev_time_now() - request.requestStarted)
         if status.code >= 400 { context.metrics.httpError(status.code) }
     }
 
@@ -317,12 +408,13 @@ final class Connection: Socket {
             failHTTP(rejection.status, rejection.message, headers: rejection.headers)
         case .success(let accepted):
             context.metrics.handshakesOK.add()
-            if let params = DeflateNegotiation.negotiate(accepted.extensionOffers, mode: context.config.compression) {
-                deflate = params
+            let deflate = DeflateNegotiation.negotiate(accepted.extensionOffers, mode: context.config.compression)
+            if let params = deflate {
+                compressBits = UInt8(params.serverMaxWindowBits)
                 // Only context takeover (`--compression context`) costs a compressor per connection; a
                 // smaller window in shared mode uses the loop's shared compressor of that size.
                 if !params.serverNoContextTakeover {
-                    ownDeflater = Deflater(windowBits: params.serverMaxWindowBits, noContextTakeover: false)
+                    extras.ownDeflater = Deflater(windowBits: params.serverMaxWindowBits, noContextTakeover: false)
                 }
             }
             machine.accept(deflate: deflate, now: loop.now)
@@ -330,7 +422,6 @@ final class Connection: Socket {
             // From here every byte queued for this client counts against the hard limit: broadcasts,
             // pongs, snapshots, replies, replay alike.
             outputLimit = context.config.hardOutputLimit
-            subprotocol = accepted.subprotocol
             self.endpoint = endpoint
             setTimer(context.config.pingInterval)
             measuresDelivery = true
@@ -391,16 +482,20 @@ final class Connection: Socket {
             feed(takePending())
             return
         }
-        if let p = pendingPong {
-            pendingPong = nil
+        guard let held = rare else { return }
+        if let p = held.pendingPong {
+            held.pendingPong = nil
             p.withUnsafeBytes { sendFrame(.pong, $0) }
         }
-        guard !coalescedOrder.isEmpty else { return }
-        let order = coalescedOrder, frames = coalesced
-        coalescedOrder = []
-        coalesced = [:]
-        coalescedBytes = 0
-        for key in order { if let f = frames[key] { sendShared(f) } }
+        if !held.coalescedOrder.isEmpty {
+            let order = held.coalescedOrder, frames = held.coalesced
+            held.coalescedOrder = []
+            held.coalesced = [:]
+            held.coalescedBytes = 0
+            for key in order { if let f = frames[key] { sendShared(f) } }
+        }
+        // A WebSocket client that caught up gives its extras back (it was only ever behind).
+        if machine.phase == .websocket && held.isUnused && rare === held { rare = nil }
     }
 
     /// Output past the hard limit: the client has stopped reading. Its queue is gone already; it gets a
@@ -456,5 +551,32 @@ final class Connection: Socket {
         endpoint?.closed(self)
         endpoint = nil
         membership = nil
+    }
+}
+
+/// The state of a connection that most connections never need (`Connection.extras`): one object,
+/// allocated on first use, so an idle joined member costs only the fields every member uses.
+final class ConnectionExtras {
+    var joinQueue: [ClientMessage]?
+    var joinQueueBytes = 0
+    var replayer: Replayer?
+    var principals: [Principal] = []
+    var tokenExpiries: [(principal: Principal, exp: Int64)] = []
+    var coalesced: [String: Chunk] = [:]
+    var coalescedOrder: [String] = []
+    var coalescedBytes = 0
+    var ownDeflater: Deflater?
+    var clientKey: String?
+    var stream: ResponseStream?
+    var pendingPong: [UInt8]?
+    var corsHeaders: [(String, String)] = []
+    var requestStarted = 0.0
+    var requestRoute = 0
+
+    /// Nothing here differs from a fresh connection's: the object can go.
+    var isUnused: Bool {
+        joinQueue == nil && joinQueueBytes == 0 && replayer == nil && principals.isEmpty
+            && tokenExpiries.isEmpty && coalesced.isEmpty && coalescedOrder.isEmpty && coalescedBytes == 0
+            && ownDeflater == nil && clientKey == nil && stream == nil && pendingPong == nil && corsHeaders.isEmpty
     }
 }

@@ -30,7 +30,7 @@ final class HubEndpoint: Endpoint {
         // Rate limits first: a flood is refused before it costs a parse.
         let now = connection.loop.now
         if connection.limiter == nil {
-            connection.limiter = ConnectionLimiter(hub.context.config.messageRates, now: now)
+            connection.limiter = ConnectionLimiter(hub.context.limiterRates, now: now)
         }
         if connection.membership == nil, connection.joinQueue == nil, let replay = replayRequest(payload) {
             guard connection.limiter!.allow(.other, now: now) else { return refuse(connection) }

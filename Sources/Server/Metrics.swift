@@ -1,3 +1,4 @@
+import CEV
 import EventLoop
 import Hub
 import WebSocket
@@ -110,6 +111,10 @@ public final class Metrics {
     func closedWith(_ code: CloseCode) { closeCodes[code.rawValue]?.add() }
     func clientClosed(_ code: UInt16) { (clientCloses[code] ?? clientCloses[0])?.add() }
     func httpError(_ status: Int) { httpErrors[status]?.add() }
+
+    /// Heap bytes in use, every thread's arena and the large blocks mapped on their own (what a memory
+    /// budget per connection is measured against: RSS also counts freed pages not yet given back).
+    static var heapBytes: Int { Int(chub_heap_bytes()) }
 
     /// Prometheus text exposition of all loops' counters.
     static func render(

@@ -296,7 +296,7 @@ extension Connection {
     /// told now and then, and closed with 4008 once it keeps flooding.
     func allowMessage(_ kind: ConnectionLimiter.Kind) -> Bool {
         let now = loop.now
-        if limiter == nil { limiter = ConnectionLimiter(context.config.messageRates, now: now) }
+        if limiter == nil { limiter = ConnectionLimiter(context.limiterRates, now: now) }
         guard limiter!.allow(kind, now: now) else {
             context.metrics.rateLimited.add()
             if limiter!.refused == 1 || limiter!.refused % 100 == 0 {

@@ -16,6 +16,18 @@ final class LoopContext {
     /// Runs and dashboards (loop 0 only).
     var runs: RunHub?
     var sessionPolicy: SessionPolicy { config.sessionPolicy }
+    /// The protocol machine's settings, one object shared by every connection of the loop.
+    lazy var machineSettings: ConnectionMachine.SharedSettings = {
+        let c = config
+        var settings = ConnectionMachine.Settings()
+        settings.maxHeadSize = c.maxHeadSize; settings.maxBodySize = c.maxBodySize
+        settings.maxMessageSize = c.maxMessageSize; settings.handshakeTimeout = c.handshakeTimeout
+        settings.httpIdleTimeout = c.httpIdleTimeout; settings.pingInterval = c.pingInterval
+        settings.closeTimeout = c.closeTimeout
+        return ConnectionMachine.SharedSettings(settings)
+    }()
+    /// The per-kind message rates, one object shared by every connection's limiter on the loop.
+    lazy var limiterRates = ConnectionLimiter.Rates(config.messageRates)
     /// One compressor per loop for connections without context takeover (reset per message).
     lazy var sharedDeflater: Deflater = Deflater(windowBits: 15, noContextTakeover: true)!
     /// Shared compressors for clients that asked for a smaller window (`server_max_window_bits` 9-14):
@@ -377,6 +389,7 @@ public final class Server {
                     "transcript_reads_queued", "Replay and export reads waiting for the transcript worker.",
                     api?.transcriptReads.queued ?? 0
                 ),
+                ("heap_bytes", "Bytes allocated on the heap and not freed (glibc mallinfo2).", Metrics.heapBytes),
             ]) + (webhooks?.stats.render() ?? "")
     }
 }

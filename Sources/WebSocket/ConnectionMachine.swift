@@ -82,42 +82,63 @@ public final class ConnectionMachine {
         }
     }
 
-    public let settings: Settings
-    public private(set) var phase = Phase.http
+    /// Settings shared by every connection of a server: one object, not a copy in each connection.
+    public final class SharedSettings: Sendable {
+        public let value: Settings
+        public init(_ value: Settings) { self.value = value }
+    }
 
-    // HTTP phase
-    private var headParser: HTTPHeadParser
-    /// The request whose body is still arriving.
-    private var bodyHead: HTTPRequestHead?
-    private var bodyLength = 0
-    /// Part of a request head has arrived (so the request deadline, not the idle one, applies).
-    private var partialRequest = false
+    private let shared: SharedSettings
+    public var settings: Settings { shared.value }
+
+    /// The HTTP phase's state, given up at the upgrade (a WebSocket connection does not carry it).
+    private final class HTTPState {
+        var headParser: HTTPHeadParser
+        /// The request whose body is still arriving.
+        var bodyHead: HTTPRequestHead?
+        var bodyLength = 0
+        /// Part of a request head has arrived (so the request deadline, not the idle one, applies).
+        var partialRequest = false
+        var requestStartedAt = 0.0
+        let openedAt: Double
+        init(maxHeadSize: Int, now: Double) {
+            headParser = HTTPHeadParser(maxHeadSize: maxHeadSize)
+            openedAt = now
+        }
+    }
+    private var http: HTTPState?
     public private(set) var requestsServed = 0
-    private var requestStartedAt = 0.0
-    private let openedAt: Double
+    // (The one- to three-byte fields follow, sharing words.)
+    public private(set) var phase = Phase.http
     /// A response is being prepared elsewhere: no further request is read until it is answered, and
     /// the connection waits for it however long (`responded` ends this).
     public private(set) var awaitingResponse = false
 
     // WebSocket phase
-    private var reader: MessageReader
-    private var inflater: Inflater?
     /// Our close frame is queued (the closing handshake is under way).
     public private(set) var sentClose = false
     /// The peer's close frame arrived.
     public private(set) var receivedClose = false
-    /// The peer closed first, with this code (1005: its close frame had none).
-    public private(set) var peerCloseCode: UInt16?
-    private var closeSentAt = 0.0
-    private var pingSentAt: Double?
     /// The connection failed because the peer stopped answering pings.
     public private(set) var timedOut = false
+    /// The peer's permessage-deflate parameters (nil: not negotiated).
+    private var clientWindow: (bits: UInt8, noContextTakeover: Bool)?
+    /// The peer closed first, with this code (1005: its close frame had none).
+    public private(set) var peerCloseCode: UInt16?
+    private var reader: MessageReader
+    /// The decompressor, made for the first compressed message (a client that never compresses costs none).
+    private var inflater: Inflater?
+    private var closeSentAt = 0.0
+    private var pingSentAt: Double?
 
-    public init(settings: Settings, now: Double) {
-        self.settings = settings
-        openedAt = now
-        headParser = HTTPHeadParser(maxHeadSize: settings.maxHeadSize)
-        reader = MessageReader(role: .server, maxMessageSize: settings.maxMessageSize)
+    public convenience init(settings: Settings, now: Double) {
+        self.init(shared: SharedSettings(settings), now: now)
+    }
+
+    public init(shared: SharedSettings, now: Double) {
+        self.shared = shared
+        http = HTTPState(maxHeadSize: shared.value.maxHeadSize, now: now)
+        reader = MessageReader(role: .server, maxMessageSize: shared.value.maxMessageSize)
     }
 
     // MARK: - HTTP
@@ -129,22 +150,23 @@ public final class ConnectionMachine {
         _ bytes: UnsafeRawBufferPointer, now: Double,
         isUpgradePath: (String) -> Bool = { _ in false }
     ) -> (used: Int, event: HTTPEvent?) {
-        if awaitingResponse { return (0, nil) }
-        if !partialRequest && bodyHead == nil { requestStartedAt = now }
-        if let head = bodyHead {
+        guard !awaitingResponse, let http else { return (0, nil) }
+        if !http.partialRequest && http.bodyHead == nil { http.requestStartedAt = now }
+        if let head = http.bodyHead {
+            let bodyLength = http.bodyLength
             guard bytes.count >= bodyLength else { return (0, nil) }
-            bodyHead = nil
+            http.bodyHead = nil
             return (bodyLength, .request(head, body: Array(UnsafeRawBufferPointer(rebasing: bytes[..<bodyLength]))))
         }
-        switch headParser.parse(bytes) {
+        switch http.headParser.parse(bytes) {
         case .needMore:
-            partialRequest = true
+            http.partialRequest = true
             return (0, nil)
         case .failure(let status, let message):
             return (bytes.count, .fail(status, message))
         case .complete(let head, let length):
-            headParser.reset()
-            partialRequest = false
+            http.headParser.reset()
+            http.partialRequest = false
             requestsServed += 1
             if Handshake.isUpgradeRequest(head) || isUpgradePath(head.path) {
                 return (length, .upgrade(head, length: length))
@@ -167,12 +189,12 @@ public final class ConnectionMachine {
                 return (bytes.count, .fail(.payloadTooLarge, "request body over \(settings.maxBodySize) bytes"))
             }
             if n == 0 { return (length, .request(head, body: [])) }
-            bodyHead = head
-            bodyLength = n
+            http.bodyHead = head
+            http.bodyLength = n
             // The body may be here already.
             let rest = UnsafeRawBufferPointer(rebasing: bytes[length...])
             guard rest.count >= n else { return (length, nil) }
-            bodyHead = nil
+            http.bodyHead = nil
             return (length + n, .request(head, body: Array(UnsafeRawBufferPointer(rebasing: rest[..<n]))))
         }
     }
@@ -184,9 +206,9 @@ public final class ConnectionMachine {
     /// The upgrade was accepted: from here on the connection speaks WebSocket.
     public func accept(deflate: DeflateParameters?, now: Double) {
         phase = .websocket
+        http = nil
         if let deflate {
-            inflater = Inflater(
-                windowBits: deflate.clientMaxWindowBits, noContextTakeover: deflate.clientNoContextTakeover)
+            clientWindow = (UInt8(deflate.clientMaxWindowBits), deflate.clientNoContextTakeover)
             reader.compressionNegotiated = true
         }
     }
@@ -204,7 +226,7 @@ public final class ConnectionMachine {
             case .message(let opcode, let payload, let compressed):
                 if sentClose { return true }  // RFC 6455 §1.4: data after our close is discarded
                 if !compressed { return emit(.message(opcode, payload)) }
-                guard let inflater else {
+                guard let inflater = inflater ?? makeInflater() else {
                     return failing(.protocolError, "compressed message without permessage-deflate", now, emit)
                 }
                 switch inflater.inflate(payload, limit: settings.maxMessageSize) {
@@ -242,6 +264,12 @@ public final class ConnectionMachine {
             _ = failing(violation.code, violation.reason, now, emit)
             return bytes.count
         }
+    }
+
+    private func makeInflater() -> Inflater? {
+        guard let (bits, noContextTakeover) = clientWindow else { return nil }
+        inflater = Inflater(windowBits: Int(bits), noContextTakeover: noContextTakeover)
+        return inflater
     }
 
     private func failing(_ code: CloseCode, _ reason: String, _ now: Double, _ emit: (Action) -> Bool) -> Bool {
@@ -296,12 +324,13 @@ public final class ConnectionMachine {
             if stallDue <= 0 { return .close }
             // A response being prepared elsewhere (an export, say) is waited for, however long.
             if awaitingResponse { return .wait(min(settings.httpIdleTimeout, stallDue)) }
-            let inRequest = partialRequest || bodyHead != nil
+            guard let http else { return .close }
+            let inRequest = http.partialRequest || http.bodyHead != nil
             let limit = inRequest || requestsServed == 0 ? settings.handshakeTimeout : settings.httpIdleTimeout
             // Idle from the last byte either way: a long answer (an export the client reads slowly) is
             // not cut off at the idle timeout of its request, nor right after it.
             let idleSince = max(lastActivity, lastWrite)
-            let since = inRequest ? requestStartedAt : requestsServed == 0 ? openedAt : idleSince
+            let since = inRequest ? http.requestStartedAt : requestsServed == 0 ? http.openedAt : idleSince
             let due = since + limit - now
             if due > 0 { return .wait(min(due, stallDue)) }
             return inRequest ? .requestTimeout("request not completed within \(Int(limit)) s") : .close

@@ -29,24 +29,26 @@ public enum ReadOutcome: Equatable {
 /// invalid UTF-8 is caught on the chunk that carries it); a complete unfragmented message found whole
 /// in the input is delivered straight from it without a copy.
 public struct MessageReader {
-    public let role: Role
     /// Largest message (sum of its fragments' payloads) accepted; a larger one fails with 1009.
     public var maxMessageSize: Int
+    public let role: Role
     /// RSV1 means "compressed" once permessage-deflate was negotiated (RFC 7692); otherwise it is an error.
     public var compressionNegotiated: Bool
 
+    // (Fields ordered so the small ones share words: every WebSocket connection has a reader.)
     /// Opcode of the message being assembled (text or binary); nil between messages.
     private var messageOpcode: Opcode?
     private var messageCompressed = false
-    private var message: [UInt8] = []
-    private var utf8 = UTF8Validator()
     /// The data frame whose payload is still arriving.
     private var frameFin = false
-    private var frameKey: UInt32?
-    private var frameRemaining = 0
-    private var frameOffset = 0
     private var inFrame = false
     public private(set) var isClosed = false
+    private var stopRequested = false
+    private var utf8 = UTF8Validator()
+    private var frameKey: UInt32?
+    private var message: [UInt8] = []
+    private var frameRemaining = 0
+    private var frameOffset = 0
 
     public init(role: Role, maxMessageSize: Int = 1 << 20, compressionNegotiated: Bool = false) {
         self.role = role
@@ -175,8 +177,6 @@ public struct MessageReader {
         }
         return .consumed(pos)
     }
-
-    private var stopRequested = false
 
     private mutating func finishMessage(_ handler: (ReadEvent) -> Bool) -> ReadOutcome? {
         let opcode = messageOpcode!

@@ -15,6 +15,8 @@ struct IdleBench: ParsableCommand {
     @Option(help: "Server process id (for RSS).") var pid: Int32
     @Option(help: "Text message each client sends once after opening (e.g. a join), if any.") var hello: String?
     @Option(help: "Sessions to create and join (0: bare connections on --url).") var sessions = 0
+    @Option(help: "Seconds to hold the connections open after measuring (for a heap profiler's snapshot).")
+    var hold = 0.0
 
     func run() throws {
         let target = try WSURL(url)
@@ -52,6 +54,11 @@ struct IdleBench: ParsableCommand {
         print(
             "idle: \(opened) \(what) open; server RSS \(before) KiB -> \(after) KiB; "
                 + "\(Int(perConnection.rounded())) bytes per \(join ? "member" : "connection")")
+        if hold > 0 {
+            print("holding \(opened) connections for \(hold) s")
+            fflush(stdout)
+            runLoop(loop, timeout: hold) { false }
+        }
         // Close handshakes, each answered by the hub: it has handled every leave before this process exits
         // (so an instruction count of the hub, `loadtest/callgrind_budget.py`, has the same work each time).
         var open = 0

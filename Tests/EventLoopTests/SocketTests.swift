@@ -68,6 +68,73 @@ final class SocketTests: XCTestCase {
         XCTAssertTrue(s.closed)
     }
 
+    /// Many entries, written in pieces (the socket buffer fills), come out whole and in order; once
+    /// drained the queue holds no storage, and the loop's table finds the stream by descriptor.
+    func testAQueueOfManyEntriesDrainsInOrderThroughPartialWrites() {
+        let s = Recorder(loop: loop, fd: fds[0], peer: "test")
+        s.start()
+        XCTAssertTrue(loop.streams[fds[0]] === s)
+        XCTAssertEqual(loop.streams.count, 1)
+        var expected: [UInt8] = []
+        for i in 0..<300 {
+            let piece = [UInt8](repeating: UInt8(i % 251), count: 1000 + i)
+            expected += piece
+            if i % 3 == 0 { s.send(Chunk(piece)) } else { s.send(piece) }
+        }
+        XCTAssertGreaterThan(s.out.count, 2)
+        var got: [UInt8] = []
+        spin {
+            got += peerRead()
+            return s.outBytes == 0 && got.count == expected.count
+        }
+        XCTAssertEqual(got, expected)
+        XCTAssertTrue(s.out.isEmpty)
+        XCTAssertNil(s.out.last)
+        s.close()
+        XCTAssertNil(loop.streams[fds[0]])
+        XCTAssertTrue(loop.streams.isEmpty)
+    }
+
+    func testOutQueueKeepsOrderAcrossItsInlineSlotsAndArray() {
+        let chunks = (0..<7).map { Chunk([UInt8($0)]) }
+        var q = OutQueue()
+        for c in chunks { q.append(.init(chunk: c, offset: 0, owned: false)) }
+        XCTAssertEqual(q.count, 7)
+        XCTAssertTrue(q.last?.chunk === chunks[6])
+        var expected = Array(chunks)
+        for n in [1, 2, 1, 2] {
+            q.removeFirst(n)
+            expected.removeFirst(n)
+            XCTAssertEqual(q.map { $0.chunk.bytes[0] }, expected.map { $0.bytes[0] })
+            XCTAssertEqual(q.count, expected.count)
+        }
+        q[0].offset = 1
+        XCTAssertEqual(q.first?.offset, 1)
+        q.append(.init(chunk: chunks[0], offset: 0, owned: true))
+        q.keepFirst()
+        XCTAssertEqual(q.count, 1)
+        q.removeAll()
+        XCTAssertTrue(q.isEmpty)
+        XCTAssertNil(q.last)
+    }
+
+    func testStreamTableCountsAndGrows() {
+        var t = StreamTable()
+        let a = Recorder(loop: loop, fd: 5, peer: "a"), b = Recorder(loop: loop, fd: 900, peer: "b")
+        t[5] = a
+        t[900] = b
+        t[900] = b
+        XCTAssertEqual(t.count, 2)
+        XCTAssertTrue(t[900] === b)
+        XCTAssertNil(t[-1])
+        XCTAssertNil(t[100_000])
+        t[100_000] = nil
+        t[5] = nil
+        XCTAssertEqual(t.values.map(\.peer), ["b"])
+        t[900] = nil
+        XCTAssertTrue(t.isEmpty)
+    }
+
     func testOutputPastTheLimitIsDroppedAndReportedOnce() {
         let s = Recorder(loop: loop, fd: fds[0], peer: "test")
         s.start()

@@ -76,5 +76,12 @@ final class TokenTests: XCTestCase {
         XCTAssertEqual((0..<200).filter { _ in limiter.allow(cursor, now: 0) }.count, 120)
         XCTAssertTrue(limiter.allow(chat, now: 0), "kinds have their own buckets")
         XCTAssertEqual(limiter.refused, 80)
+        // The buckets refill from one clock: using one kind costs another nothing, and none passes its cap.
+        var l = ConnectionLimiter(MessageRates(), now: 0)
+        XCTAssertEqual((0..<20).filter { _ in l.allow(.chat, now: 0) }.count, 10)
+        XCTAssertTrue(l.allow(.cursor, now: 1))
+        XCTAssertEqual((0..<20).filter { _ in l.allow(.chat, now: 1) }.count, 5, "five a second")
+        XCTAssertEqual((0..<20).filter { _ in l.allow(.chat, now: 100) }.count, 10, "at most twice the rate saved")
+        XCTAssertEqual(l.refused, 35)
     }
 }

@@ -15,13 +15,12 @@ public final class Membership {
 }
 
 /// One participant of a session: possibly several connections (tabs) of the same person.
+/// (Stored properties are ordered so the one-byte ones share words: every joined member has one.)
 public final class Member {
     public let id: String
     public let key: String
     public let name: String
     public let color: String
-    /// Follows the member's current token: a refresh or a new tab with another role changes it.
-    public internal(set) var role: MemberRole
     public internal(set) var connections: [HubClient] = []
     /// `{id, name, color}`: the `from` of everything the member sends (built once).
     lazy var fromJSON: [UInt8] = {
@@ -29,20 +28,22 @@ public final class Member {
         w.beginObject(); w.field("id", id); w.field("name", name); w.field("color", color); w.endObject()
         return w.bytes
     }()
-    /// False until the member's join is committed and announced to the others.
-    public internal(set) var announced = false
-    var typingUntil: Double?
     var cursor: [UInt8]?
-    var cursorDirty = false
+    /// Presence state: where the member is (JSON), and what its client last said (`status`, below).
+    var location: [UInt8]?
     /// When this member's cursor was last sampled into the transcript (`--record-cursors`), and whether
     /// it moved since without being sampled (the interval had not passed): `tick` stores that position.
     var cursorRecordedAt = -Double.infinity
+    var typingUntil: Double?
+    /// Follows the member's current token: a refresh or a new tab with another role changes it.
+    public internal(set) var role: MemberRole
+    /// False until the member's join is committed and announced to the others.
+    public internal(set) var announced = false
+    var cursorDirty = false
     var cursorUnsampled = false
-    var graceDeadline: Double?
-    /// Presence state: what the member's client last said (`presence`), and where it is (JSON).
     var status = PresenceStatus.active
-    var location: [UInt8]?
     var leaving = false
+    var graceDeadline: Double?
 
     init(id: String, key: String, name: String, color: String, role: MemberRole) {
         self.id = id; self.key = key; self.name = name; self.color = color; self.role = role

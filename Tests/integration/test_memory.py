@@ -1,0 +1,150 @@
+"""Memory per idle joined member (issue 30). The hub's heap in use (`collabhub_heap_bytes`,
+glibc's mallinfo2: exact, unlike RSS, which also counts freed pages) is read before and after members join
+sessions of ten and sit idle; the growth per member is what a member costs. Rarely used state (a join
+waiting, held-back output, tokens, a compressor, a replay, an HTTP request's state) is allocated on first
+use and given back, which the second test checks."""
+import asyncio
+import json
+import os
+import time
+import urllib.request
+
+from hubclient import api
+
+# Heap per idle joined member (debug build; release allocates the same objects). Issue 30 asks for 1 KB
+# of RSS per member: not reached yet (2,504 B of heap before the compaction, ~1,850 B after it; the rest
+# is listed in loadtest/README.md). This bound keeps what was won: a field added to every connection or
+# member shows up here.
+BUDGET = int(os.environ.get("COLLABHUB_MEMBER_BUDGET", "1950"))
+MEMBERS = 1000
+PER_SESSION = 10
+
+
+def heap(hub):
+    with urllib.request.urlopen(hub.http + "/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("collabhub_heap_bytes "):
+                return int(float(line.split()[1]))
+    raise AssertionError("no collabhub_heap_bytes in /metrics")
+
+
+def settled_heap(hub):
+    """The heap once it stopped moving (joins are committed and announced off the request path)."""
+    last = heap(hub)
+    for _ in range(50):
+        time.sleep(0.2)
+        now = heap(hub)
+        if abs(now - last) < 2048:
+            return now
+        last = now
+    return last
+
+
+async def open_members(hub, codes, count, extra=None, early=None):
+    """`count` joined members of the sessions `codes` (round robin), sockets kept open once joined.
+    `early(ws)` runs right after the join is sent, before `joined` (the first member of each session
+    waits while it wakes up); `extra(ws)` runs after `joined` (what the member does before it idles)."""
+    import websockets
+    members = []
+
+    async def one(i):
+        code = codes[i % len(codes)]
+        ws = await websockets.connect(f"{hub.url}/ws?session={code}", subprotocols=["collabhub.v1"],
+                                      max_size=None, close_timeout=1, ping_interval=None, compression=None)
+        await ws.send(json.dumps({"type": "join", "name": f"m{i}", "client_id": f"idle-{i:06d}"}))
+        if early:
+            await early(ws)
+        while True:
+            msg = json.loads(await asyncio.wait_for(ws.recv(), 30))
+            if msg["type"] == "joined":
+                break
+        if extra:
+            await extra(ws)
+        members.append(ws)
+
+    for start in range(0, count, 100):
+        await asyncio.gather(*(one(i) for i in range(start, min(count, start + 100))))
+    return members
+
+
+def measure(hub, members=MEMBERS, **hooks):
+    codes = []
+    for _ in range(members // PER_SESSION):
+        status, body = api(hub, "POST", "/api/sessions", {})
+        assert status == 201, body
+        codes.append(body["code"])
+    before = settled_heap(hub)
+
+    async def go():
+        opened = await open_members(hub, codes, members, **hooks)
+        # Everyone's presence traffic is read, so nothing is left queued for a member.
+        await asyncio.sleep(0.5)
+        for ws in opened:
+            while True:
+                try:
+                    await asyncio.wait_for(ws.recv(), 0.001)
+                except (asyncio.TimeoutError, Exception):
+                    break
+        after = settled_heap(hub)
+        await asyncio.gather(*(ws.close() for ws in opened), return_exceptions=True)
+        return after
+
+    after = asyncio.run(go())
+    return (after - before) / members
+
+
+def hub_for(make_hub):
+    return make_hub("--auth", "open", "--threads", "1", "--max-connections-per-address", "0")
+
+
+def test_idle_joined_member_costs_under_the_budget(make_hub):
+    per_member = measure(hub_for(make_hub))
+    print(f"heap per idle joined member: {per_member:.0f} B")
+    assert 0 < per_member <= BUDGET, f"{per_member:.0f} B per idle joined member (budget {BUDGET})"
+
+
+def raw_members(hub, codes, count, http_first):
+    """`count` members joined over raw sockets (read until `joined`, then left unread). With
+    `http_first`, each socket first serves a plain HTTP request (keep-alive) and then upgrades: the
+    request's state is the connection's rare state, which its WebSocket life must give back."""
+    from wsraw import RawClient, frame
+    clients = []
+    for i in range(count):
+        c = RawClient(hub.port, handshake=False, timeout=10)
+        if http_first:
+            c.send(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert c.read_response()[0] == 200
+        status, _, _ = c.handshake(f"/ws?session={codes[i % len(codes)]}", {"Sec-WebSocket-Protocol": "collabhub.v1"})
+        assert status == 101
+        join = {"type": "join", "name": f"m{i}", "client_id": f"raw-{i:06d}"}
+        c.send(frame(1, json.dumps(join).encode()))
+        while True:
+            op, payload = c.recv_message()
+            if op == 1 and json.loads(payload)["type"] == "joined":
+                break
+        clients.append(c)
+    return clients
+
+
+def raw_measure(hub, count, http_first):
+    codes = []
+    for _ in range(count // PER_SESSION):
+        status, body = api(hub, "POST", "/api/sessions", {})
+        assert status == 201, body
+        codes.append(body["code"])
+    before = settled_heap(hub)
+    clients = raw_members(hub, codes, count, http_first)
+    after = settled_heap(hub)
+    for c in clients:
+        c.close()
+    return (after - before) / count
+
+
+def test_rare_state_is_given_back(make_hub):
+    """A connection that served an HTTP request before its upgrade had rare state (the request's timing
+    and CORS headers, in the side object most connections never have); once it is a WebSocket whose
+    output drained, it costs what a connection that never had any does."""
+    plain = raw_measure(hub_for(make_hub), 300, http_first=False)
+    used = raw_measure(hub_for(make_hub), 300, http_first=True)
+    print(f"heap per joined member: upgraded at once {plain:.0f} B, after an HTTP request {used:.0f} B")
+    assert used <= plain + 48, f"{used:.0f} B per member after an HTTP request, {plain:.0f} B without"
