@@ -1,4 +1,5 @@
 import Foundation
+import Hub
 import Logging
 
 /// Where a setting's value came from. Precedence, highest first: flag, environment, file, default.

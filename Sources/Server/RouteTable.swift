@@ -2,61 +2,7 @@ import EventLoop
 import Hub
 import WebSocket
 
-/// A path pattern such as `/api/sessions/{code}/members/{id}`: literal segments and `{name}` parameters,
-/// each exactly one segment. Paths are split at `/` with empty segments dropped (so `/api/sessions/`
-/// is `/api/sessions`). A parameter named `code` is a session code: a path whose code cannot be one
-/// is answered 404 `unknown_session` before anything else.
-struct RoutePattern {
-    enum Segment: Equatable {
-        case literal(Substring)
-        case parameter(String)
-    }
-    let text: String
-    let segments: [Segment]
-    /// Where the `{code}` parameter is, if the pattern has one.
-    let codeIndex: Int?
-    /// The parameters' names, in order.
-    let parameterNames: [String]
-
-    init(_ text: String) {
-        self.text = text
-        segments = text.split(separator: "/").map { s in
-            s.first == "{" && s.last == "}" ? .parameter(String(s.dropFirst().dropLast())) : .literal(s)
-        }
-        codeIndex = segments.firstIndex(of: .parameter("code"))
-        parameterNames = segments.compactMap { if case .parameter(let n) = $0 { return n } else { return nil } }
-    }
-
-    /// Whether `parts` (a path split at `/`) has this pattern's shape.
-    func fits(_ parts: [Substring]) -> Bool {
-        guard parts.count == segments.count else { return false }
-        // Indices, not `zip`: unspecialized (debug) code reads through `zip`'s generic iterator with a
-        // heap-allocated coroutine frame per element, which every request would pay for every route.
-        for i in parts.indices {
-            if case .literal(let l) = segments[i], l != parts[i] { return false }
-        }
-        return true
-    }
-}
-
-/// The path parameters of a matched request, by the pattern's names, as the client sent them; `code`
-/// is the `{code}` parameter normalized (`SessionCode.normalize`), for routes that have one.
-struct RouteParams {
-    let names: [String]
-    let values: [String]
-    let code: String?
-
-    subscript(_ name: String) -> String {
-        guard let i = names.firstIndex(of: name) else { preconditionFailure("no parameter {\(name)}") }
-        return values[i]
-    }
-
-    /// The pattern's own names as values (`{code}` for `code`): for printing the table.
-    static func placeholders(_ pattern: RoutePattern) -> RouteParams {
-        let names = pattern.parameterNames
-        return RouteParams(names: names, values: names.map { "{\($0)}" }, code: "{code}")
-    }
-}
+// `RoutePattern`, `RouteParams` and the matching itself (`RouteMatcher`) live in Hub (Sources/Hub/RoutePattern.swift).
 
 /// Who may use a route: the `Surface` it is authorized against (`Authorization.allows`, the table in
 /// Protocol/PROTOCOL.md), built from the path's parameters.
@@ -148,56 +94,17 @@ struct Route {
 /// The routes, matched in order: a request's path picks the routes of its shape, and its method one of
 /// them. A path no route has is 404; one that routes have for other methods is 405 with `Allow`.
 struct RouteTable {
-    enum Match {
-        case found(Route, RouteParams)
-        /// The path's shape exists, but its `{code}` cannot be a session code.
-        case unknownSession(String)
-        case methodNotAllowed(allow: String)
-        case notFound
-    }
+    typealias Match = RouteMatcher<Route>.Match
 
     let routes: [Route]
-    /// The routes by their number of segments (in table order): a request looks only at its own length.
-    private let byLength: [[Route]]
+    private let matcher: RouteMatcher<Route>
 
     init(routes: [Route]) {
         self.routes = routes
-        var byLength: [[Route]] = []
-        for route in routes {
-            let n = route.pattern.segments.count
-            while byLength.count <= n { byLength.append([]) }
-            byLength[n].append(route)
-        }
-        self.byLength = byLength
+        matcher = RouteMatcher(routes.map { (method: $0.method, pattern: $0.pattern, entry: $0) })
     }
 
-    func match(method: String, path: String) -> Match {
-        let parts = path.split(separator: "/")
-        guard parts.count < byLength.count else { return .notFound }
-        var allowed: [String] = []
-        var badCode: Substring?
-        for route in byLength[parts.count] where route.pattern.fits(parts) {
-            var code: String?
-            if let i = route.pattern.codeIndex {
-                code = SessionCode.normalize(String(parts[i]))
-                if code == nil {
-                    badCode = parts[i]
-                    continue
-                }
-            }
-            if route.method == method {
-                var values: [String] = []
-                for i in parts.indices {
-                    if case .parameter = route.pattern.segments[i] { values.append(String(parts[i])) }
-                }
-                return .found(route, RouteParams(names: route.pattern.parameterNames, values: values, code: code))
-            }
-            if !allowed.contains(route.method) { allowed.append(route.method) }
-        }
-        if let badCode { return .unknownSession(String(badCode)) }
-        if !allowed.isEmpty { return .methodNotAllowed(allow: allowed.joined(separator: ", ")) }
-        return .notFound
-    }
+    func match(method: String, path: String) -> Match { matcher.match(method: method, path: path) }
 
     /// `METHOD PATH SURFACE`, one line per route, in table order (`collabhub routes`).
     var lines: [String] {
