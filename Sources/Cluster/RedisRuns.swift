@@ -52,7 +52,9 @@ extension RedisStorage: SharedRuns {
     }
 
     /// The script's reply: `{0, why}` or `{1, ts, epoch, seq, duplicate, ...}` for `count` events.
-    static func runAppendReply(_ reply: RedisReply, count: Int) -> Result<(RunAppend, epoch: String), StoreFailure> {
+    public static func runAppendReply(
+        _ reply: RedisReply, count: Int
+    ) -> Result<(RunAppend, epoch: String), StoreFailure> {
         let items = reply.items
         if items.count == 2, items[0].int == 0, let why = items[1].text { return .success((.illegal(why), "")) }
         guard items.count == 3 + 2 * count, items[0].int == 1, let ts = items[1].int, let epoch = items[2].text else {
