@@ -4,14 +4,15 @@ import WebSocket
 
 /// libFuzzer entry point for what a cluster node parses from Redis (a shared trust boundary, but a
 /// Redis reachable by others, or a bug in another version of the hub, must not crash a node): log
-/// entries, channel messages, session rows, and the `--redis` URL. The first byte picks which.
-/// Nothing may crash; whatever decodes encodes back to the same value; a URL's description never
-/// shows its password; a relayed frame is one whole server text frame.
+/// entries, channel messages, session rows, the `--redis` URL, run events as published on `chub:runs`
+/// and the run append script's reply. The first byte picks which. Nothing may crash; whatever decodes
+/// encodes back to the same value; a URL's description never shows its password; a relayed frame is one
+/// whole server text frame; an accepted append reply has one commit per event.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzCluster(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard size > 0 else { return 0 }
     let bytes = Array(UnsafeBufferPointer(start: data + 1, count: size - 1))
-    switch data[0] % 4 {
+    switch data[0] % 6 {
     case 0:
         if let e = LogEntry.decode(bytes[...]) {
             precondition(e.seq > 0 && e.ts >= 0)
@@ -37,6 +38,34 @@ public func fuzzCluster(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             let encoded = SessionInfoJSON.encode(info)
             precondition(SessionInfoJSON.decode(encoded) == expected)
         }
+    case 4:
+        if let p = RunPublication.decode(bytes) {
+            precondition(p.entry.type == "run_event" && p.entry.seq > 0 && Run.isValidId(p.run))
+            precondition(RunPublication.decode(p.encode()) == p)
+        }
+    case 5:
+        // The reply as hiredis would hand it over: the first byte is the number of events, the rest a tree.
+        guard !bytes.isEmpty else { return 0 }
+        var reader = ReplyReader(bytes: bytes[1...])
+        let count = Int(bytes[0] % 8) + 1
+        let reply = reader.reply(depth: 0)
+        switch RedisStorage.runAppendReply(reply, count: count) {
+        case .failure: break
+        case .success((.illegal(let why), let epoch)):
+            precondition(epoch.isEmpty)
+            let again = RedisStorage.runAppendReply(.array([.integer(0), .string(Array(why.utf8))]), count: count)
+            guard case .success((.illegal(let why2), _)) = again else { preconditionFailure("illegal lost") }
+            precondition(why2 == why)
+        case .success((.appended(let commits), let epoch)):
+            precondition(commits.count == count && commits.allSatisfy { $0.seq > 0 })
+            precondition(commits.allSatisfy { $0.ts == commits[0].ts })
+            // What parses is re-encoded as the script writes it and parses to the same value.
+            var items: [RedisReply] = [.integer(1), .integer(Int(commits[0].ts)), .string(Array(epoch.utf8))]
+            for c in commits { items += [.integer(c.seq), .integer(c.duplicate ? 1 : 0)] }
+            guard case .success((let again, let epoch2)) = RedisStorage.runAppendReply(.array(items), count: count)
+            else { preconditionFailure("an append reply did not parse again") }
+            precondition(again == .appended(commits) && epoch2 == epoch)
+        }
     default:
         if let url = try? RedisURL(String(decoding: bytes, as: UTF8.self)) {
             precondition(url.port > 0 && url.port < 65536 && url.db >= 0 && url.db <= 15 && !url.host.isEmpty)
@@ -47,4 +76,34 @@ public func fuzzCluster(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         }
     }
     return 0
+}
+
+/// Builds a Redis reply tree from fuzzer bytes: a tag byte, then the value (a length byte and bytes for
+/// strings, statuses and errors; eight bytes for integers; a count byte and items for arrays).
+private struct ReplyReader {
+    var bytes: ArraySlice<UInt8>
+
+    mutating func byte() -> UInt8 { bytes.popFirst() ?? 0 }
+
+    mutating func text() -> [UInt8] {
+        let n = min(Int(byte()), bytes.count)
+        defer { bytes = bytes.dropFirst(n) }
+        return Array(bytes.prefix(n))
+    }
+
+    mutating func reply(depth: Int) -> RedisReply {
+        switch byte() % 6 {
+        case 0: return .string(text())
+        case 1:
+            var n: UInt64 = 0
+            for _ in 0..<8 { n = n << 8 | UInt64(byte()) }
+            return .integer(Int(truncatingIfNeeded: n))
+        case 2:
+            guard depth < 3 else { return .null }
+            return .array((0..<Int(byte() % 32)).map { _ in reply(depth: depth + 1) })
+        case 3: return .status(String(decoding: text(), as: UTF8.self))
+        case 4: return .error(String(decoding: text(), as: UTF8.self))
+        default: return .null
+        }
+    }
 }
