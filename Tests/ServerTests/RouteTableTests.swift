@@ -1,3 +1,4 @@
+import Hub
 @testable import Server
 import XCTest
 
