@@ -905,9 +905,14 @@ export class MessageStore extends EventTarget {
       entry.key = "seq:" + m.seq;
       entry.seq = m.seq;
     }
-    this._bySeq.set(m.seq, entry);
-    for (const c of this._later.get(m.seq) || []) this._applyChange(entry, c);
-    this._later.delete(m.seq);
+    return this._place(m.seq, entry);
+  }
+
+  /** Files `entry` at `seq`, applies the changes that came before it, and tells the listeners. */
+  _place(seq, entry) {
+    this._bySeq.set(seq, entry);
+    for (const c of this._later.get(seq) || []) this._applyChange(entry, c);
+    this._later.delete(seq);
     this._trim();
     this._changed();
     return true;
@@ -920,12 +925,7 @@ export class MessageStore extends EventTarget {
     // The echo may have come first (history read at the same time): one message, not two.
     if (this._bySeq.has(m.seq)) { this._changed(); return true; }
     Object.assign(entry, { pending: false, seq: m.seq, ts: m.ts ?? entry.ts });
-    this._bySeq.set(m.seq, entry);
-    for (const c of this._later.get(m.seq) || []) this._applyChange(entry, c);
-    this._later.delete(m.seq);
-    this._trim();
-    this._changed();
-    return true;
+    return this._place(m.seq, entry);
   }
 
   _error(m) {
