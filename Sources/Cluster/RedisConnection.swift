@@ -26,6 +26,8 @@ final class RedisConnection {
     let name: String
     /// The loop's thread (where `start` runs): the host is never resolved on it.
     private var loopThread = pthread_self()
+    /// The address of the last connection attempt.
+    private var connectingTo = ""
     private var context: UnsafeMutablePointer<redisAsyncContext>?
     private(set) var ready = false
     /// Until the first connection is made, commands wait in hiredis's buffer (a link is made on first
@@ -75,10 +77,12 @@ final class RedisConnection {
 
     private func connect(to host: String) {
         retry = nil
+        connectingTo = host
         guard let ac = redisAsyncConnect(host, Int32(url.port)) else { return scheduleReconnect("out of memory") }
         if ac.pointee.err != 0 {
             let why = String(cString: chub_redis_errstr(ac))
             redisAsyncFree(ac)
+            address.failed(host)
             return scheduleReconnect(why)
         }
         chub_redis_set_data(ac, Unmanaged.passUnretained(self).toOpaque())
@@ -124,6 +128,8 @@ final class RedisConnection {
     /// The connection failed or closed: hiredis frees the context after this callback and calls every
     /// pending command's callback with no reply (each gets `.error`).
     private func lost(_ why: String) {
+        // Never answered: the host's next address is tried.
+        if !ready { address.failed(connectingTo) }
         context = nil
         ready = false
         scheduleReconnect(why)

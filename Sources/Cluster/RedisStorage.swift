@@ -467,8 +467,9 @@ final class LoopLink {
     init(storage: RedisStorage, loop: Loop) {
         self.storage = storage
         self.loop = loop
-        commands = RedisConnection(loop: loop, url: storage.url, address: storage.address, name: "commands/\(loop.index)")
-        subscriber = RedisConnection(loop: loop, url: storage.url, address: storage.address, name: "subscriber/\(loop.index)")
+        let (url, address) = (storage.url, storage.address)
+        commands = RedisConnection(loop: loop, url: url, address: address, name: "commands/\(loop.index)")
+        subscriber = RedisConnection(loop: loop, url: url, address: address, name: "subscriber/\(loop.index)")
         subscriber.onMessage = { [unowned self] channel, payload in self.message(channel, payload) }
         // Once Redis confirms a subscription (the first, or again after a reconnect), the session reads
         // what was published before it took effect.
