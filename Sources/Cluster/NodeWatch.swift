@@ -27,6 +27,9 @@ final class NodeWatch {
 
     /// Since when this node's heartbeats have been stored without a break.
     private var beatingSince: Double?
+    /// Redis has answered this node's SADD once: the node is in `chub:nodes`. Until then an SADD that
+    /// adds it is the node's first announcement, not a return from the dead.
+    private var announced = false
 
     private func heartbeat() {
         let me = storage.node, loop = link.commands.loop
@@ -41,7 +44,9 @@ final class NodeWatch {
         link.commands.send(.command("SADD", "chub:nodes", me), priority: true) { [self] added in
             // Back in a set this node never left: a survivor declared it dead (it could not beat for a
             // TTL) or Redis lost the set. Its sessions are noted again as members come and go.
-            if added.int == 1 && beatingSince != nil {
+            guard let n = added.int else { return }
+            defer { announced = true }
+            if n == 1 && announced && beatingSince != nil {
                 log.warning("this node was declared lost; members here show as left elsewhere until they rejoin")
                 storage.forgetMemberSessions()
             }

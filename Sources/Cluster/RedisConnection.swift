@@ -2,12 +2,18 @@ import CHiredis
 import EventLoop
 import Logging
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// One hiredis async connection, driven by a libev loop through hiredis's libev adapter; used only
 /// on that loop's thread. It connects (AUTH, SELECT, the `setup` commands such as SCRIPT LOAD, then a
 /// PING that marks it ready), and after a failure or a lost connection reconnects with exponential
 /// backoff (50 ms doubling to 2 s). While it is down every command fails at once with `.error`: the
 /// caller refuses, it does not queue. A reply that takes longer than `replyTimeout` drops the
-/// connection (hiredis has no timeouts of its own; TCP keepalive covers an idle one).
+/// connection (hiredis has no timeouts of its own; TCP keepalive covers an idle one). It connects to
+/// the address `RedisAddress` found, never to a name: a reconnect resolves the host again on a worker
+/// thread first, so no DNS query ever blocks the loop.
 ///
 /// A subscriber connection subscribes its channels again after each reconnect, reports each
 /// subscription once Redis confirmed it (`onSubscribed`), and sends a channel's SUBSCRIBE again only
@@ -16,7 +22,12 @@ import Logging
 final class RedisConnection {
     let loop: Loop
     let url: RedisURL
+    let address: RedisAddress
     let name: String
+    /// The loop's thread (where `start` runs): the host is never resolved on it.
+    private var loopThread = pthread_self()
+    /// The address of the last connection attempt.
+    private var connectingTo = ""
     private var context: UnsafeMutablePointer<redisAsyncContext>?
     private(set) var ready = false
     /// Until the first connection is made, commands wait in hiredis's buffer (a link is made on first
@@ -50,24 +61,28 @@ final class RedisConnection {
     private let log = Logger(label: "collabhub.redis")
     private var loggedDown = false
 
-    init(loop: Loop, url: RedisURL, name: String) {
+    init(loop: Loop, url: RedisURL, address: RedisAddress, name: String) {
         self.loop = loop
         self.url = url
+        self.address = address
         self.name = name
     }
 
     func start() {
-        connect()
+        loopThread = pthread_self()
+        connect(to: address.current)
         watchdog = Loop.Timer(loop: loop, after: 1, repeat: 1) { [unowned self] in self.checkProgress() }
         watchdog?.unref()
     }
 
-    private func connect() {
+    private func connect(to host: String) {
         retry = nil
-        guard let ac = redisAsyncConnect(url.host, Int32(url.port)) else { return scheduleReconnect("out of memory") }
+        connectingTo = host
+        guard let ac = redisAsyncConnect(host, Int32(url.port)) else { return scheduleReconnect("out of memory") }
         if ac.pointee.err != 0 {
             let why = String(cString: chub_redis_errstr(ac))
             redisAsyncFree(ac)
+            address.failed(host)
             return scheduleReconnect(why)
         }
         chub_redis_set_data(ac, Unmanaged.passUnretained(self).toOpaque())
@@ -113,6 +128,8 @@ final class RedisConnection {
     /// The connection failed or closed: hiredis frees the context after this callback and calls every
     /// pending command's callback with no reply (each gets `.error`).
     private func lost(_ why: String) {
+        // Never answered: the host's next address is tried.
+        if !ready { address.failed(connectingTo) }
         context = nil
         ready = false
         scheduleReconnect(why)
@@ -126,7 +143,13 @@ final class RedisConnection {
         guard retry == nil else { return }
         let delay = backoff
         backoff = min(backoff * 2, 2)
-        retry = Loop.Timer(loop: loop, after: delay) { [unowned self] in self.connect() }
+        // `retry` stays set while the name is resolved: no second attempt is scheduled meanwhile.
+        retry = Loop.Timer(loop: loop, after: delay) { [unowned self] in
+            let loop = self.loop
+            self.address.refresh(forbidden: self.loopThread) { [unowned self] host in
+                loop.post { self.connect(to: host) }
+            }
+        }
     }
 
     /// A Redis that stopped answering (a partition, a host that died) is given up on.

@@ -16,6 +16,8 @@ import Logging
 public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
     public let node: String
     let url: RedisURL
+    /// The Redis host's address, resolved off the loops (`RedisAddress`).
+    let address: RedisAddress
     let local: Storage
     let sync: RedisSync
     private let lock = NSLock()
@@ -33,6 +35,7 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
     public init(url: RedisURL, local: Storage) throws {
         self.url = url
         self.local = local
+        address = try RedisAddress(host: url.host)
         sync = RedisSync(url: url)
         node = Base64.encode(Crypto.randomBytes(6), urlSafe: true)
         _ = try sync.call(.command("SCRIPT", "LOAD", Scripts.append))
@@ -45,7 +48,7 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
     func link(_ executor: Executor) -> LoopLink? {
         guard let loop = (executor as? LoopOwned)?.loop else { return nil }
         if let l = lock.withLock({ links[ObjectIdentifier(loop)] }) { return l }
-        // Made outside the lock (connecting may resolve a name): only the loop's own thread makes it.
+        // Made outside the lock (connecting opens sockets): only the loop's own thread makes it.
         let l = LoopLink(storage: self, loop: loop)
         lock.withLock { links[ObjectIdentifier(loop)] = l }
         return l
@@ -362,6 +365,18 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
         }
     }
 
+    /// Every session row in Redis (the directory as the cluster has it), read in batches.
+    func rows() throws -> [SessionInfo] {
+        var out: [SessionInfo] = []
+        let keys = try scan("{*}:info")
+        for start in stride(from: 0, to: keys.count, by: 500) {
+            let batch = keys[start..<min(start + 500, keys.count)].map { Array($0.utf8) }
+            let reply = try sync.call([Array("MGET".utf8)] + batch)
+            out += reply.items.compactMap { $0.bytes.flatMap(SessionInfoJSON.decode) }
+        }
+        return out
+    }
+
     public func sessions() throws -> [(SessionInfo, events: Int)] {
         var out: [(SessionInfo, events: Int)] = []
         for key in try scan("{*}:info") {
@@ -452,13 +467,15 @@ final class LoopLink {
     init(storage: RedisStorage, loop: Loop) {
         self.storage = storage
         self.loop = loop
-        commands = RedisConnection(loop: loop, url: storage.url, name: "commands/\(loop.index)")
-        subscriber = RedisConnection(loop: loop, url: storage.url, name: "subscriber/\(loop.index)")
+        let (url, address) = (storage.url, storage.address)
+        commands = RedisConnection(loop: loop, url: url, address: address, name: "commands/\(loop.index)")
+        subscriber = RedisConnection(loop: loop, url: url, address: address, name: "subscriber/\(loop.index)")
         subscriber.onMessage = { [unowned self] channel, payload in self.message(channel, payload) }
         // Once Redis confirms a subscription (the first, or again after a reconnect), the session reads
         // what was published before it took effect.
         subscriber.onSubscribed = { [unowned self] channel in
             if channel == Self.runsChannel { return self.runSink?(.subscribed) ?? () }
+            if channel == Self.directoryChannel { return self.rereadDirectory() }
             self.sinks[channel]?.sink(.subscribed)
         }
         commands.setup = [
@@ -534,6 +551,49 @@ final class LoopLink {
         subscriber.subscribe(Self.directoryChannel)
     }
 
+    /// Codes published on `chub:dir` since the re-read in flight began (nil: none in flight).
+    private var publishedDuringReread: Set<String>?
+    private var rereadAgain = false
+    private var rereadTimer: Loop.Timer?
+
+    /// The directory subscription took effect (at start-up, or again after a reconnect): what was
+    /// published before it (sessions created, changed or ended meanwhile) is read from the rows in
+    /// Redis, off the loop. A row published again while the read was on its way is newer than the
+    /// read: the read's copy of it is dropped.
+    private func rereadDirectory() {
+        guard publishedDuringReread == nil else {
+            rereadAgain = true
+            return
+        }
+        publishedDuringReread = []
+        let storage = storage, loop = loop
+        DispatchQueue.global().async { [unowned self] in
+            let rows: [SessionInfo]?
+            do { rows = try storage.rows() } catch {
+                Logger(label: "collabhub.redis").warning(
+                    "the session directory was not re-read", metadata: ["error": "\(error)"])
+                rows = nil
+            }
+            loop.post { [unowned self] in
+                let newer = publishedDuringReread ?? []
+                publishedDuringReread = nil
+                guard let rows else {
+                    // Tried again in a second (a reconnect's confirmation reads it again as well).
+                    rereadTimer = Loop.Timer(loop: loop, after: 1) { [unowned self] in
+                        rereadTimer = nil
+                        rereadDirectory()
+                    }
+                    return
+                }
+                for info in rows where !newer.contains(info.code) { directory?(info) }
+                if rereadAgain {
+                    rereadAgain = false
+                    rereadDirectory()
+                }
+            }
+        }
+    }
+
     func notify(_ stream: String, _ item: SharedItem) {
         sinks[Array(RedisStorage.keys(stream).channel.utf8)]?.sink(item)
     }
@@ -549,7 +609,10 @@ final class LoopLink {
 
     private func message(_ channel: [UInt8], _ payload: [UInt8]) {
         if channel == Self.directoryChannel {
-            if let info = SessionInfoJSON.decode(payload) { directory?(info) }
+            if let info = SessionInfoJSON.decode(payload) {
+                publishedDuringReread?.insert(info.code)
+                directory?(info)
+            }
             return
         }
         if channel == Self.runsChannel {

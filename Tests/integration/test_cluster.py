@@ -406,10 +406,9 @@ def test_idempotency_keys_of_different_members_never_collide(cluster):
         return first["seq"], second["seq"]
 
     seqs = run(main())
-    # Read from the other writer's node (it knows the session: a member joined there). A third node may not
-    # have heard of a session made in its first instant (directory publications before its subscription
-    # are not re-read: issue 29).
-    status, raw = api(nodes[1], "GET", f"/api/sessions/{code}/transcript?format=ndjson")
+    # Read from the third node, where nobody joined: it knows the session from the directory (a row
+    # published before its subscription took effect is read when it does).
+    status, raw = api(nodes[2], "GET", f"/api/sessions/{code}/transcript?format=ndjson")
     assert status == 200, raw
     chats = {e["seq"]: e.get("text") for e in map(json.loads, raw.decode().splitlines()) if e["type"] == "chat"}
     assert chats == {seqs[0]: "from one", seqs[1]: "from two"}, chats
@@ -841,3 +840,98 @@ def test_a_run_goes_on_when_redis_loses_its_data(cluster):
         assert status == 202 and body["seq"] == 4
         assert (await w.recv(timeout=10))["seq"] == 4
     run(main())
+
+
+# Smaller gaps of issue 29.
+
+def node_ids(redis):
+    return set(redis_cli(redis, "SMEMBERS", "chub:nodes").split())
+
+
+def test_only_a_node_really_declared_lost_says_so(cluster):
+    """A fresh node's first SADD to chub:nodes adds it: that is its announcement, not a return from the
+    dead. A node stopped past the heartbeat TTL is buried by a survivor; when it runs again it says so."""
+    redis, nodes = cluster
+    eventually(lambda: len(node_ids(redis)) == 3, what="three nodes announced")
+    before = node_ids(redis)
+    # The survivors must have beaten for a TTL and a second before they declare anyone dead.
+    time.sleep(6.5)
+    nodes[2].proc.send_signal(signal.SIGSTOP)
+    try:
+        eventually(lambda: len(node_ids(redis)) == 2, timeout=20, what="node 2 declared lost")
+    finally:
+        nodes[2].proc.send_signal(signal.SIGCONT)
+    eventually(lambda: node_ids(redis) == before, timeout=10, what="node 2 back in chub:nodes")
+    logs = []
+    for n in nodes:
+        n.stop()
+        logs.append(n.proc.stdout.read())
+    assert "was declared lost" not in logs[0] and "was declared lost" not in logs[1], logs[:2]
+    assert "was declared lost" in logs[2], logs[2][-3000:]
+
+
+def test_the_redis_host_as_a_name_and_a_reconnect_resolved_off_the_loop(tmp_path):
+    """`--redis redis://localhost:PORT`: the name is resolved at start-up and, after Redis drops every
+    connection, again on a worker thread (a debug build asserts it is not a loop thread): chat crosses
+    nodes before and after."""
+    redis = Redis(tmp_path).start()
+    url = f"redis://localhost:{redis.port}"
+    nodes = [Hub("--redis", url, "--admin-key", "cluster-admin-key-0123", data_dir=str(tmp_path / f"node{i}")).start() for i in range(2)]
+    try:
+        code = create_session(nodes[0], title="by name")["code"]
+
+        async def chat_crosses(tag):
+            a = await Client.connect(nodes[0], code); await a.join("A", client_id="a")
+            b = await Client.connect(nodes[1], code); await b.join("B", client_id="b")
+            await drain(a, 0.3)
+            await b.send({"type": "chat", "id": tag, "text": tag})
+            got = await collect_chat(a, 1)
+            assert got[0]["text"] == tag, got
+            await a.close(); await b.close()
+
+        run(chat_crosses("before"))
+        redis.kill()
+        time.sleep(0.5)
+        redis.start()
+        time.sleep(0.5)
+
+        async def again():
+            for attempt in range(40):
+                try:
+                    return await chat_crosses(f"after{attempt}")
+                except (AssertionError, asyncio.TimeoutError):
+                    await asyncio.sleep(0.25)
+            raise AssertionError("chat did not cross after the reconnect")
+        run(again())
+        for n in nodes:
+            assert n.alive(), n.output()
+    finally:
+        for n in nodes:
+            n.stop()
+        redis.stop()
+    for n in nodes:
+        out = n.proc.stdout.read()
+        assert "resolved on a loop thread" not in out and "redis connection back" in out, out[-3000:]
+
+
+def test_directory_publications_missed_while_the_subscription_was_down_are_read_again(cluster):
+    """Node 2 is stopped, Redis drops every subscriber connection, and a session is created on node 0
+    meanwhile: node 2 never got its publication. After it resubscribes it reads the directory again, so
+    it knows the session (the API answers for it) without anyone joining it there."""
+    redis, nodes = cluster
+    known = create_session(nodes[0], title="before")["code"]
+    eventually(lambda: api(nodes[2], "GET", f"/api/sessions/{known}")[0] == 200, what="node 2 to know a session")
+    nodes[2].proc.send_signal(signal.SIGSTOP)
+    try:
+        redis_cli(redis, "CLIENT", "KILL", "TYPE", "pubsub")
+        missed = create_session(nodes[0], title="made while node 2 was away")["code"]
+        ended = known
+        status, body = api(nodes[0], "POST", f"/api/sessions/{ended}/end", {"reason": "done"})
+        assert status == 202, body
+    finally:
+        nodes[2].proc.send_signal(signal.SIGCONT)
+    status, body = eventually(lambda: (r := api(nodes[2], "GET", f"/api/sessions/{missed}"))[0] == 200 and r,
+                              what="node 2 to read the missed session")
+    assert body["title"] == "made while node 2 was away", body
+    eventually(lambda: api(nodes[2], "GET", f"/api/sessions/{ended}")[1].get("ended_at"),
+               what="node 2 to read the missed end")
