@@ -77,21 +77,24 @@ def new_key() -> str:
 # Sessions
 
 
+def fields(**values: Any) -> Dict[str, Any]:
+    """A JSON body of the given fields without the None ones (the body's counterpart of `query`)."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _event_policy(events: Optional[Mapping[str, Sequence[str]]]) -> Optional[Dict[str, List[str]]]:
+    return None if events is None else {role: list(names) for role, names in events.items()}
+
+
 def create_session(
     title: Optional[str],
     max_participants: Optional[int],
     guest_policy: Optional[str],
     events: Optional[Mapping[str, Sequence[str]]],
 ) -> Op[CreatedSession]:
-    body: Dict[str, Any] = {}
-    if title is not None:
-        body["title"] = title
-    if max_participants is not None:
-        body["max_participants"] = max_participants
-    if guest_policy is not None:
-        body["guest_policy"] = guest_policy
-    if events is not None:
-        body["events"] = {role: list(names) for role, names in events.items()}
+    body = fields(
+        title=title, max_participants=max_participants, guest_policy=guest_policy, events=_event_policy(events)
+    )
     return Op(Call("POST", "/api/sessions", body=body, idempotent=False), _object("create_session"))
 
 
@@ -114,13 +117,7 @@ def update_session(
     events: Optional[Mapping[str, Sequence[str]]],
     host_key: Optional[str],
 ) -> Op[Session]:
-    body: Dict[str, Any] = {}
-    if title is not None:
-        body["title"] = title
-    if guest_policy is not None:
-        body["guest_policy"] = guest_policy
-    if events is not None:
-        body["events"] = {role: list(names) for role, names in events.items()}
+    body = fields(title=title, guest_policy=guest_policy, events=_event_policy(events))
     return Op(
         Call("PATCH", "/api/sessions/" + segment(code), body=body, headers=_host(host_key)), _object("update_session")
     )
@@ -277,24 +274,17 @@ def _webhook_body(
     max_attempts: Optional[int],
     active: Optional[bool],
 ) -> Dict[str, Any]:
-    body: Dict[str, Any] = {}
-    if url is not None:
-        body["url"] = url
-    if events is not None:
-        if isinstance(events, str):
-            raise ValueError("events must be a list of event types (or [\"*\"])")
-        body["events"] = list(events)
-    if description is not None:
-        body["description"] = description
-    if headers is not None:
-        body["headers"] = dict(headers)
-    if timeout_s is not None:
-        body["timeout_s"] = timeout_s
-    if max_attempts is not None:
-        body["max_attempts"] = max_attempts
-    if active is not None:
-        body["active"] = active
-    return body
+    if isinstance(events, str):
+        raise ValueError("events must be a list of event types (or [\"*\"])")
+    return fields(
+        url=url,
+        events=None if events is None else list(events),
+        description=description,
+        headers=None if headers is None else dict(headers),
+        timeout_s=timeout_s,
+        max_attempts=max_attempts,
+        active=active,
+    )
 
 
 def create_webhook(
