@@ -59,8 +59,10 @@ let package = Package(
                 // Fuzzing builds (below) use no Server, and the tool would link libFuzzer's main.
                 plugins: ProcessInfo.processInfo.environment["COLLABHUB_FUZZ"] == nil ? ["EmbedWebPlugin"] : []),
 
+        // The Lua scripts are compiled in as bytes (`PackageResources`), no bundle beside the binary.
         .target(name: "Cluster", dependencies: ["CHiredis", "EventLoop", "Hub", "Bytes",
                                                 .product(name: "Logging", package: "swift-log")],
+                resources: ["append", "batch", "run_append", "trim", "save_row"].map { .embedInCode("Lua/\($0).lua") },
                 swiftSettings: optimize),
 
         .executableTarget(name: "collabhub", dependencies: [

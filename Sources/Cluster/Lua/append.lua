@@ -1,0 +1,91 @@
+-- KEYS: m, log, ids, members. ARGV: type, member, client id, body, origin node, channel, a new
+-- epoch (used if the stream has none), the seq to start from then, events kept (0: all), seq to
+-- replace (0: none), its new body, ids kept, why it is replaced (`redacted` or `deleted`: the flag
+-- its edits' tombstones carry). Returns {seq, ts, duplicate, epoch}.
+local m, log, ids, members = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local typ, member, cid, body, origin = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local epoch = redis.call('HGET', m, 'epoch')
+if not epoch then
+  epoch = ARGV[7]
+  redis.call('HSET', m, 'epoch', epoch, 'seq', ARGV[8], 'floor', ARGV[8], 'ts', 0)
+end
+local idkey = #member .. ':' .. member .. cid
+if cid ~= '' then
+  local prior = redis.call('ZSCORE', ids, idkey)
+  if prior then
+    -- A duplicate only if the stored event is this member's (an entry retention deleted
+    -- cannot be checked: the key alone decides).
+    local e = redis.call('HGET', log, prior)
+    local same, ts = true, 0
+    if e then
+      ts = tonumber(string.match(e, '^%d+ (%d+) ')) or 0
+      local nl = string.find(e, '\n', 1, true)
+      if nl then
+        local mlen = tonumber(string.match(string.sub(e, 1, nl - 1), '(%d+)$'))
+        same = mlen == #member and string.sub(e, nl + 1, nl + mlen) == member
+      end
+    end
+    if same then return {tonumber(prior), ts, 1, epoch} end
+  end
+end
+local seq = redis.call('HINCRBY', m, 'seq', 1)
+local t = redis.call('TIME')
+local ts = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local last = tonumber(redis.call('HGET', m, 'ts') or '0')
+if ts < last then ts = last end
+local entry = seq .. ' ' .. ts .. ' ' .. typ .. ' ' .. origin .. ' ' .. #member .. '\n' .. member .. body
+redis.call('HSET', log, seq, entry)
+redis.call('HSET', m, 'ts', ts)
+if cid ~= '' then
+  redis.call('ZADD', ids, seq, idkey)
+  local kept = tonumber(ARGV[12])
+  if redis.call('ZCARD', ids) > kept then redis.call('ZREMRANGEBYRANK', ids, 0, -kept - 1) end
+end
+local keep = tonumber(ARGV[9])
+if keep > 0 then
+  local floor = tonumber(redis.call('HGET', m, 'floor'))
+  local n = 0
+  while floor < seq - keep and n < 64 do
+    floor = floor + 1
+    redis.call('HDEL', log, floor)
+    n = n + 1
+  end
+  redis.call('HSET', m, 'floor', floor)
+end
+if ARGV[10] ~= '0' then
+  local rs = tonumber(ARGV[10])
+  local old = redis.call('HGET', log, rs)
+  if old then
+    local nl = string.find(old, '\n', 1, true)
+    local mlen = tonumber(string.match(string.sub(old, 1, nl - 1), '(%d+)$'))
+    redis.call('HSET', log, rs, string.sub(old, 1, nl + mlen) .. ARGV[11])
+  end
+  -- Its edits carry its text: each is cut to what precedes "text" (EventBody.editTombstone),
+  -- flagged with why (ARGV[13]: redacted or deleted; only those two words are ever sent).
+  local marker = '"target":' .. rs .. ','
+  local why = ARGV[13] == 'deleted' and 'deleted' or 'redacted'
+  for s = rs + 1, math.min(seq - 1, rs + 5000) do
+    local e = redis.call('HGET', log, s)
+    if e and string.match(e, '^%d+ %d+ (%S+) ') == 'chat_edit' then
+      local nl = string.find(e, '\n', 1, true)
+      local from = nl + tonumber(string.match(string.sub(e, 1, nl - 1), '(%d+)$')) + 1
+      local cut = string.find(e, ',"text":', from, true)
+      if cut and string.find(e, marker, from, true) then
+        redis.call('HSET', log, s, string.sub(e, 1, cut - 1) .. ',"' .. why .. '":true')
+      end
+    end
+  end
+end
+if typ == 'presence' then
+  local ok, p = pcall(cjson.decode, '{' .. body .. '}')
+  if ok then
+    for _, j in ipairs(p.joins or {}) do
+      if j.id then redis.call('HSET', members, j.id, origin .. ' ' .. cjson.encode(j)) end
+    end
+    for _, l in ipairs(p.leaves or {}) do
+      if l.id then redis.call('HDEL', members, l.id) end
+    end
+  end
+end
+redis.call('PUBLISH', ARGV[6], 'd' .. epoch .. ' ' .. entry)
+return {seq, ts, 0, epoch}
