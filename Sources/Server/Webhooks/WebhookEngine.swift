@@ -61,6 +61,8 @@ final class WebhookEngine {
         tlsContext = try TLSContext(verifyingClient: caFile)
         let loop = context.loop
         store.onOutbox = { [weak self] rows in loop.post { self?.add(rows) } }
+        // A cluster's endpoints change on any node: this engine follows.
+        store.onEndpoints = { [weak self] id, e in loop.post { self?.update(id, e) } }
     }
 
     /// Reads the endpoints and what is pending (blocking: at start-up).
