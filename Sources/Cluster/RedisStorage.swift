@@ -358,14 +358,21 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
             do {
                 // One script: a new code taken on another node meanwhile is refused, an ended row stays
                 // ended, and the row is published with the write that stored it.
+                let wanted = created ? hooks.wanted(.sessionStarted) : []
+                if !wanted.isEmpty { _ = try sync.call(.command("SADD", WebhookScripts.streams, info.code)) }
                 let set = try sync.call(
-                    .command("EVAL", Scripts.saveRow, 1, "{\(info.code)}:info", json, created ? 1 : 0))
-                guard set.int == 1 else {
+                    .command(
+                        "EVAL", Scripts.saveRow, 2, "{\(info.code)}:info", RedisWebhooks.stream(info.code), json,
+                        created ? 1 : 0, wanted.joined(separator: " "), node))
+                if let entry = set.text, set.int == nil {
+                    hooks.appended(
+                        stream: info.code, entry: entry, hooks: wanted, messages: [Webhook.sessionStarted(info)])
+                } else if set.int != 1 {
                     done?(false)
                     return
                 }
-                // The node-local copy: this node's webhooks report the start (and the API key and
-                // activity tables that stay local can name the session).
+                // The node-local copy (the API key and activity tables that stay local can name the
+                // session; `session.started` went into the outbox with the row, above).
                 local.save(info, created: created, done: nil)
                 done?(true)
             } catch {

@@ -132,7 +132,12 @@ final class RedisWebhooks: @unchecked Sendable {
     /// The endpoints of this node's copy that want `event` (what the append script records).
     func wanted(_ event: DurableEvent) -> [String] {
         guard lock.withLock({ !copy.isEmpty }), let type = Webhook.type(of: event) else { return [] }
-        return lock.withLock { copy.values.filter { $0.active && $0.wants(type) }.map(\.id).sorted() }
+        return wanted(type)
+    }
+
+    /// The endpoints of this node's copy that want `type`.
+    func wanted(_ type: WebhookEventType) -> [String] {
+        lock.withLock { copy.values.filter { $0.active && $0.wants(type) }.map(\.id).sorted() }
     }
 
     var anyActive: Bool { lock.withLock { copy.values.contains { $0.active } } }

@@ -150,7 +150,10 @@ enum Scripts {
     /// has none), then the seed used with it: seq, status, owner, running steps (JSON); then n, and
     /// per event: type, id, step, outcome, owner, body. Returns {0, why} for an illegal event, else
     /// {1, ts, epoch, then seq and duplicate (1/0) per event}. Each stored event is published on the
-    /// channel as `r<epoch> <run> <entry>` (`RunPublication`).
+    /// channel as `r<epoch> <run> <entry>` (`RunPublication`). After the events, optionally: KEYS[4]
+    /// `{run:ID}:wh`, and ARGV the webhook endpoints per event (`|`-separated lists of space-separated
+    /// ids) and this node: a stored event some endpoint wants gets its outbox entry there (as `append`),
+    /// and the answer ends with one entry id per event ('' for none).
     static let runAppend = #"""
         local m, log, ids = KEYS[1], KEYS[2], KEYS[3]
         local run, origin, channel = ARGV[1], ARGV[2], ARGV[3]
@@ -229,7 +232,21 @@ enum Scripts {
         local lts = tonumber(redis.call('HGET', m, 'ts') or '0')
         if ts < lts then ts = lts end
         local out = {1, ts, epoch}
+        local hooks, whs = {}, {}
+        local hooksArg = ARGV[10 + n * 6]
+        if hooksArg and hooksArg ~= '' and KEYS[4] then
+          local i = 0
+          for h in string.gmatch(hooksArg .. '|', '([^|]*)|') do hooks[i] = h; i = i + 1 end
+        end
         for _, p in ipairs(plan) do
+          local h = p[2] == 0 and hooks[p[3]] or ''
+          if h ~= '' then
+            if redis.call('EXISTS', KEYS[4]) == 0 then redis.call('XGROUP', 'CREATE', KEYS[4], 'hub', '$', 'MKSTREAM') end
+            whs[#whs + 1] = redis.call('XADD', KEYS[4], '*', 'seq', p[1], 'hooks', h)
+            redis.call('XREADGROUP', 'GROUP', 'hub', ARGV[11 + n * 6], 'COUNT', 1, 'STREAMS', KEYS[4], '>')
+          else
+            whs[#whs + 1] = ''
+          end
           if p[2] == 0 then
             local i = p[3]
             local entry = p[1] .. ' ' .. ts .. ' run_event ' .. origin .. ' 9\npublisher' .. ARGV[15 + i * 6]
@@ -244,6 +261,9 @@ enum Scripts {
         local enc = '[]'
         if #running > 0 then enc = cjson.encode(running) end
         redis.call('HSET', m, 'seq', last, 'ts', ts, 'status', status, 'owner', owner, 'running', enc)
+        if hooksArg and hooksArg ~= '' then
+          for _, w in ipairs(whs) do out[#out + 1] = w end
+        end
         return out
         """#
 
@@ -281,7 +301,9 @@ enum Scripts {
 
     /// A session's row: KEYS[1] `{S}:info`; ARGV: the row's JSON, 1 if the session is new. A new one
     /// is refused (0) if the code is taken; an ended row is never made live again by a late update;
-    /// what is stored is published on `chub:dir` for every node's directory.
+    /// what is stored is published on `chub:dir` for every node's directory. A new session some webhook
+    /// endpoint wants (ARGV[3]: their ids, ARGV[4]: this node) gets its `session.started` outbox entry
+    /// (seq 0) in KEYS[2] `{S}:wh`, as `append` does; the answer is then that entry's id.
     static let saveRow = """
         local cur = redis.call('GET', KEYS[1])
         if ARGV[2] == '1' and cur then return 0 end
@@ -291,6 +313,12 @@ enum Scripts {
         end
         redis.call('SET', KEYS[1], row)
         redis.call('PUBLISH', 'chub:dir', row)
+        if ARGV[2] == '1' and ARGV[3] and ARGV[3] ~= '' then
+          if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('XGROUP', 'CREATE', KEYS[2], 'hub', '$', 'MKSTREAM') end
+          local wid = redis.call('XADD', KEYS[2], '*', 'seq', 0, 'hooks', ARGV[3])
+          redis.call('XREADGROUP', 'GROUP', 'hub', ARGV[4], 'COUNT', 1, 'STREAMS', KEYS[2], '>')
+          return wid
+        end
         return 1
         """
 

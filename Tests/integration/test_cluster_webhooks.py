@@ -186,3 +186,32 @@ def test_redis_down_refuses_endpoint_changes(cluster):
                                ("GET", "/api/webhooks", None)]:
         status, answer = api(nodes[1], method, path, body)
         assert status == 503 and answer["error"]["code"] == "storage_unavailable", (method, path, status, answer)
+
+
+def test_session_started_and_run_events_once_from_their_node(cluster):
+    """`session.started` is written with the session's row, run events with the run append script:
+    each is delivered once, whichever node stored it."""
+    redis, nodes = cluster
+    rx = Receiver()
+    try:
+        status, hook = api(nodes[0], "POST", "/api/webhooks",
+                           {"url": rx.url(), "events": ["session.started", "run.started", "run.completed"]})
+        assert status == 201, hook
+        time.sleep(0.3)
+        code = create_session(nodes[2])["code"]
+        for body in ({"type": "started", "owner": "team-w", "id": "w1"}, {"type": "log", "line": "x"},
+                     {"type": "completed", "outcome": "succeeded", "id": "w2"}):
+            status, answer = api(nodes[1], "POST", "/api/runs/wr1/events", body)
+            assert status in (200, 201, 202), answer
+        # A resend of an event already stored makes no second webhook.
+        status, _ = api(nodes[0], "POST", "/api/runs/wr1/events", {"type": "started", "owner": "team-w", "id": "w1"})
+        assert status in (200, 201, 202, 409)
+        want = {f"{code}:0", "run:wr1:1", "run:wr1:3"}
+        eventually(lambda: want <= {r["headers"]["webhook-id"] for r in rx.delivered()}, what="the three webhooks")
+        time.sleep(1.0)
+        got = collections.Counter(r["headers"]["webhook-id"] for r in rx.delivered())
+        assert dict(got) == {i: 1 for i in want}, got
+        types = sorted(json.loads(r["body"])["type"] for r in rx.delivered())
+        assert types == ["run.completed", "run.started", "session.started"]
+    finally:
+        rx.close()
