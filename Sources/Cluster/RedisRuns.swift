@@ -68,7 +68,9 @@ extension RedisStorage: SharedRuns {
         let items = reply.items
         if items.count == 2, items[0].int == 0, let why = items[1].text { return .success((.illegal(why), "")) }
         // Outbox entry ids may follow (one per event).
-        guard items.count == 3 + 2 * count || items.count == 3 + 3 * count, items[0].int == 1, let ts = items[1].int, let epoch = items[2].text else {
+        guard items.count == 3 + 2 * count || items.count == 3 + 3 * count, items[0].int == 1, let ts = items[1].int,
+            let epoch = items[2].text
+        else {
             return .failure(StoreFailure("redis: \(reply.errorMessage ?? "unexpected reply")"))
         }
         var commits: [Committed] = []

@@ -148,14 +148,16 @@ final class RedisWebhooks: @unchecked Sendable {
 
     func save(_ e: WebhookEndpoint) throws {
         _ = try sync.call(
-            .command("EVAL", WebhookScripts.save, 1, WebhookScripts.endpoints, e.id, WebhookRecords.encode(e),
+            .command(
+                "EVAL", WebhookScripts.save, 1, WebhookScripts.endpoints, e.id, WebhookRecords.encode(e),
                 WebhookScripts.changed))
         lock.withLock { copy[e.id] = e }
     }
 
     func delete(_ id: String) throws -> Bool {
         let n = try sync.call(
-            .command("EVAL", WebhookScripts.delete, 2, WebhookScripts.endpoints, WebhookScripts.pending, id,
+            .command(
+                "EVAL", WebhookScripts.delete, 2, WebhookScripts.endpoints, WebhookScripts.pending, id,
                 WebhookScripts.changed)
         ).int
         queue.async { [self] in set(id, nil) }
@@ -181,7 +183,8 @@ final class RedisWebhooks: @unchecked Sendable {
                     e.disabledReason = reason
                 }
                 let swapped = try? sync.call(
-                    .command("EVAL", WebhookScripts.swap, 1, WebhookScripts.endpoints, id, old,
+                    .command(
+                        "EVAL", WebhookScripts.swap, 1, WebhookScripts.endpoints, id, old,
                         WebhookRecords.encode(e), WebhookScripts.changed))
                 guard let swapped else { return }
                 if swapped.int == 1 {
@@ -308,7 +311,8 @@ final class RedisWebhooks: @unchecked Sendable {
                 guard let name = stream.text else { continue }
                 let s = Self.stream(name)
                 while true {
-                    let pending = (try? sync.call(.command("XPENDING", s, WebhookScripts.group, "-", "+", 500, dead)))?
+                    let pending =
+                        (try? sync.call(.command("XPENDING", s, WebhookScripts.group, "-", "+", 500, dead)))?
                         .items.compactMap { $0.items.first?.text } ?? []
                     if pending.isEmpty { break }
                     var args: [[UInt8]] = .command("XCLAIM", s, WebhookScripts.group, node, 0)
@@ -451,7 +455,8 @@ final class RedisWebhooks: @unchecked Sendable {
         queue.async { [self] in
             _ = try? sync.call(
                 .command(
-                    "EVAL", WebhookScripts.trim, 3, WebhookScripts.created, WebhookScripts.records, WebhookScripts.index,
+                    "EVAL", WebhookScripts.trim, 3, WebhookScripts.created, WebhookScripts.records,
+                    WebhookScripts.index,
                     Int(before), limit, WebhookScripts.byPrefix))
         }
     }

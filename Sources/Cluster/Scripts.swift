@@ -241,7 +241,9 @@ enum Scripts {
         for _, p in ipairs(plan) do
           local h = p[2] == 0 and hooks[p[3]] or ''
           if h ~= '' then
-            if redis.call('EXISTS', KEYS[4]) == 0 then redis.call('XGROUP', 'CREATE', KEYS[4], 'hub', '$', 'MKSTREAM') end
+            if redis.call('EXISTS', KEYS[4]) == 0 then
+              redis.call('XGROUP', 'CREATE', KEYS[4], 'hub', '$', 'MKSTREAM')
+            end
             whs[#whs + 1] = redis.call('XADD', KEYS[4], '*', 'seq', p[1], 'hooks', h)
             redis.call('XREADGROUP', 'GROUP', 'hub', ARGV[11 + n * 6], 'COUNT', 1, 'STREAMS', KEYS[4], '>')
           else
