@@ -11,8 +11,8 @@ import Logging
 /// subscriber connection for the channels of the sessions it follows. Reads (history, transcripts,
 /// wake-ups) are blocking calls from the worker threads on a small pool of connections.
 ///
-/// Node-local, in the SQLite store beside it (`local`): API keys and their usage, webhooks and their
-/// outbox, the activity log and cursor samples for playback (see scripts/deploy/CLUSTER.md).
+/// Node-local, in the SQLite store beside it (`local`): API keys and their usage, the activity log and
+/// cursor samples for playback (see scripts/deploy/CLUSTER.md). Webhooks are in Redis (`RedisWebhooks`).
 public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
     public let node: String
     let url: RedisURL
