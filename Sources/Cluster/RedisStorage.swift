@@ -124,6 +124,7 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
                 let epoch = items[3].text
             else { return done(.failure(StoreFailure("redis: \(reply.errorMessage ?? "unexpected reply")"))) }
             let committed = Committed(seq: seq, ts: Int64(ts), duplicate: dup == 1)
+            if !committed.duplicate, let r, r.seq > 0 { self.hooks.recall(stream: event.session, seq: r.seq) }
             if !committed.duplicate, items.count == 5, let entry = items[4].text {
                 self.hooks.appended(
                     stream: event.session, entry: entry, hooks: wanted,

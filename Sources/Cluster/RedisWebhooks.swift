@@ -26,7 +26,7 @@ final class RedisWebhooks: @unchecked Sendable {
     private let lock = NSLock()
     private var copy: [String: WebhookEndpoint] = [:]
     /// Deliveries this node holds (pending, in its engine): their entry, endpoint and index key.
-    private var held: [Int: (entry: WebhookEntry, webhook: String, key: String)] = [:]
+    private var held: [Int: (entry: WebhookEntry, webhook: String, key: String, seq: Int)] = [:]
     /// Per entry this node holds: its deliveries not finished yet (acknowledged when none is left).
     private var open: [WebhookEntry: Set<Int>] = [:]
     /// Blocking Redis work, in order (records, acknowledgements, take-overs).
@@ -243,7 +243,7 @@ final class RedisWebhooks: @unchecked Sendable {
             guard d.status == .pending else { continue }
             rows.append(d)
             lock.withLock {
-                held[id] = (entry, hook, key)
+                held[id] = (entry, hook, key, message.seq)
                 open[entry, default: []].insert(id)
             }
         }
@@ -356,6 +356,23 @@ final class RedisWebhooks: @unchecked Sendable {
             rows += takeClaimed(name, items[1].items)
         }
         if !rows.isEmpty { onOutbox?(rows) }
+    }
+
+    /// A deletion or redaction of `seq` was stored by this node: the deliveries of that event this
+    /// node holds are failed unsent (the engine dropped them from its lanes, as a single node deletes
+    /// their outbox rows), so their entries are finished.
+    func recall(stream: String, seq: Int) {
+        queue.async { [self] in
+            let ids = lock.withLock {
+                held.filter { $0.value.entry.stream == stream && $0.value.seq == seq }.map(\.key)
+            }
+            for id in ids {
+                guard var d = try? delivery(id: id), d.status == .pending else { continue }
+                d.status = .failed
+                d.lastError = "the event was deleted or redacted before it was delivered"
+                recordAttempt(d)
+            }
+        }
     }
 
     // MARK: - The delivery log

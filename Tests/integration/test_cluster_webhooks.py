@@ -215,3 +215,35 @@ def test_session_started_and_run_events_once_from_their_node(cluster):
         assert types == ["run.completed", "run.started", "session.started"]
     finally:
         rx.close()
+
+
+def test_a_message_deleted_before_its_webhook_went_is_not_sent(cluster):
+    redis, nodes = cluster
+    switch = Switch(up=False)
+    rx = Receiver(switch)
+    try:
+        status, hook = api(nodes[1], "POST", "/api/webhooks",
+                           {"url": rx.url(), "events": ["chat.created"], "max_attempts": 20})
+        assert status == 201, hook
+        time.sleep(0.3)
+        code = create_session(nodes[0])["code"]
+
+        async def main():
+            c, acks = await chat_on(nodes[0], code, "ann", 2, "d")
+            await c.send({"type": "chat_delete", "id": "del1", "seq": acks["d0"]})
+            await c.expect("ack", skip=("chat_delete",))
+            return acks
+
+        acks = run(main())
+        switch.up = True
+        kept, gone = f"{code}:{acks['d1']}", f"{code}:{acks['d0']}"
+        eventually(lambda: kept in ok_ids(rx), timeout=20, what="the kept message's webhook")
+        time.sleep(2)
+        assert gone not in ok_ids(rx), "a deleted message's chat.created is not sent"
+        status, body = api(nodes[2], "GET", f"/api/webhooks/{hook['id']}/deliveries")
+        rows = {d["webhook_id"]: d for d in body["deliveries"]}
+        assert rows[gone]["status"] == "failed" and "deleted" in rows[gone]["last_error"], rows[gone]
+        assert rows[kept]["status"] == "delivered"
+        assert api(nodes[2], "GET", f"/api/webhooks/{hook['id']}")[1]["pending"] == 0
+    finally:
+        rx.close()
