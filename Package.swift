@@ -24,6 +24,10 @@ let optimize: [SwiftSetting] =
     ? []  // for loadtest/bench_callgrind.sh's comparison only
     : [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
 
+/// Every Lua script of the cluster (`Sources/Cluster/Lua/*.lua`).
+let luaScripts = ((try? FileManager.default.contentsOfDirectory(
+    atPath: Context.packageDirectory + "/Sources/Cluster/Lua")) ?? []).filter { $0.hasSuffix(".lua") }.sorted()
+
 let package = Package(
     name: "CollabHub",
     platforms: [.macOS(.v14)],
@@ -59,10 +63,11 @@ let package = Package(
                 // Fuzzing builds (below) use no Server, and the tool would link libFuzzer's main.
                 plugins: ProcessInfo.processInfo.environment["COLLABHUB_FUZZ"] == nil ? ["EmbedWebPlugin"] : []),
 
-        // The Lua scripts are compiled in as bytes (`PackageResources`), no bundle beside the binary.
+        // The Lua scripts (every file in Sources/Cluster/Lua) are compiled in as bytes (`PackageResources`):
+        // no bundle beside the binary.
         .target(name: "Cluster", dependencies: ["CHiredis", "EventLoop", "Hub", "Bytes",
                                                 .product(name: "Logging", package: "swift-log")],
-                resources: ["append", "batch", "run_append", "trim", "save_row"].map { .embedInCode("Lua/\($0).lua") },
+                resources: luaScripts.map { .embedInCode("Lua/\($0)") },
                 swiftSettings: optimize),
 
         .executableTarget(name: "collabhub", dependencies: [

@@ -76,6 +76,8 @@ final class NodeWatch {
     /// next sweep (of any node) buries it again (the leaves are idempotent).
     private func bury(_ id: String) {
         log.notice("node lost: its members leave", metadata: ["node": "\(id)"])
+        // Its undelivered webhooks go out from here (they wait in its pending lists of `{S}:wh`).
+        storage.hooks.takeOver(from: id)
         var outstanding = 1, failed = false
         let finish: (Bool) -> Void = { [self] ok in
             failed = failed || !ok

@@ -25,7 +25,18 @@ extension RedisStorage: SharedRuns {
         for (e, body) in zip(events, bodies) {
             args += .command(e.kind.rawValue, e.id ?? "", e.step ?? "", e.outcome?.rawValue ?? "", e.owner ?? "", body)
         }
-        link.eval(Scripts.runAppend, sha: Scripts.runAppendSHA, keys: [k.m, k.log, k.ids], args: args) {
+        // The endpoints that want each event: the script writes their outbox entries with them.
+        let durable = zip(events, bodies).map {
+            DurableEvent(session: stream, type: "run_event", member: "publisher", clientId: $0.0.id, body: $0.1)
+        }
+        let wanted = durable.map { hooks.wanted($0) }
+        let anyWanted = wanted.contains { !$0.isEmpty }
+        if anyWanted {
+            args += .command(wanted.map { $0.joined(separator: " ") }.joined(separator: "|"), node)
+            link.commands.send(.command("SADD", WebhookScripts.streams, stream)) { _ in }
+        }
+        let keys = anyWanted ? [k.m, k.log, k.ids, RedisWebhooks.stream(stream)] : [k.m, k.log, k.ids]
+        link.eval(Scripts.runAppend, sha: Scripts.runAppendSHA, keys: keys, args: args) {
             [self] reply in
             switch Self.runAppendReply(reply, count: events.count) {
             case .failure(let f): done(.failure(f))
@@ -37,14 +48,13 @@ extension RedisStorage: SharedRuns {
                     link.runSink?(.lost(run: run, lastSeq: first.seq - 1))
                 }
                 // The webhooks of what this node stored go out from this node (once per cluster).
-                if local.reportsWebhooks {
-                    local.report(
-                        zip(zip(events, bodies), commits).filter { !$0.1.duplicate }.flatMap { item, c in
-                            Webhook.messages(
-                                for: DurableEvent(
-                                    session: stream, type: "run_event", member: "publisher", clientId: item.0.id,
-                                    body: item.1), committed: c)
-                        })
+                let entries = reply.items.dropFirst(3 + 2 * events.count).map { $0.text ?? "" }
+                if anyWanted, entries.count == events.count {
+                    for i in commits.indices where !commits[i].duplicate && !entries[i].isEmpty {
+                        hooks.appended(
+                            stream: stream, entry: entries[i], hooks: wanted[i],
+                            messages: Webhook.messages(for: durable[i], committed: commits[i]))
+                    }
                 }
                 done(.success(answer))
             }
@@ -57,7 +67,10 @@ extension RedisStorage: SharedRuns {
     ) -> Result<(RunAppend, epoch: String), StoreFailure> {
         let items = reply.items
         if items.count == 2, items[0].int == 0, let why = items[1].text { return .success((.illegal(why), "")) }
-        guard items.count == 3 + 2 * count, items[0].int == 1, let ts = items[1].int, let epoch = items[2].text else {
+        // Outbox entry ids may follow (one per event).
+        guard items.count == 3 + 2 * count || items.count == 3 + 3 * count, items[0].int == 1, let ts = items[1].int,
+            let epoch = items[2].text
+        else {
             return .failure(StoreFailure("redis: \(reply.errorMessage ?? "unexpected reply")"))
         }
         var commits: [Committed] = []

@@ -11,8 +11,8 @@ import Logging
 /// subscriber connection for the channels of the sessions it follows. Reads (history, transcripts,
 /// wake-ups) are blocking calls from the worker threads on a small pool of connections.
 ///
-/// Node-local, in the SQLite store beside it (`local`): API keys and their usage, webhooks and their
-/// outbox, the activity log and cursor samples for playback (see scripts/deploy/CLUSTER.md).
+/// Node-local, in the SQLite store beside it (`local`): API keys and their usage, the activity log and
+/// cursor samples for playback (see scripts/deploy/CLUSTER.md). Webhooks are in Redis (`RedisWebhooks`).
 public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
     public let node: String
     let url: RedisURL
@@ -30,6 +30,8 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
     private let saves = DispatchQueue(label: "collabhub.redis.saves")
     private let retention = DispatchQueue(label: "collabhub.redis.retention")
     private let log = Logger(label: "collabhub.redis")
+    /// Webhook endpoints, the outbox and the delivery log, in Redis (`RedisWebhooks`).
+    private(set) var hooks: RedisWebhooks!
 
     /// Checks that Redis answers (a node does not start without it) and loads the scripts.
     public init(url: RedisURL, local: Storage) throws {
@@ -41,6 +43,7 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
         _ = try sync.call(.command("SCRIPT", "LOAD", Scripts.append))
         _ = try sync.call(.command("SCRIPT", "LOAD", Scripts.batch))
         _ = try sync.call(.command("SCRIPT", "LOAD", Scripts.runAppend))
+        hooks = RedisWebhooks(storage: self)
     }
 
     // MARK: - Links (one per loop, made on that loop's thread)
@@ -106,19 +109,26 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
     ) {
         let k = Self.keys(event.session)
         let r = event.replaces
+        // The endpoints that want it: the script writes its outbox entry with the event.
+        let wanted = hooks.wanted(event)
         let args: [[UInt8]] = .command(
             event.type, event.member ?? "", event.clientId ?? "", event.body, origin, k.channel, newEpoch(),
             seen(event.session), keepEvents(event.session), r?.seq ?? 0, r?.body ?? [], Self.idsKept,
-            r?.reason.rawValue ?? "redacted")
-        link.eval(Scripts.append, sha: Scripts.appendSHA, keys: [k.m, k.log, k.ids, k.members], args: args) {
-            [self] reply in
+            r?.reason.rawValue ?? "redacted", wanted.joined(separator: " "), node)
+        // The stream of webhook work is findable before the script can write to it (same connection).
+        if !wanted.isEmpty { link.commands.send(.command("SADD", WebhookScripts.streams, event.session)) { _ in } }
+        let keys = [k.m, k.log, k.ids, k.members, RedisWebhooks.stream(event.session)]
+        link.eval(Scripts.append, sha: Scripts.appendSHA, keys: keys, args: args) { [self] reply in
             let items = reply.items
-            guard items.count == 4, let seq = items[0].int, let ts = items[1].int, let dup = items[2].int,
+            guard items.count >= 4, let seq = items[0].int, let ts = items[1].int, let dup = items[2].int,
                 let epoch = items[3].text
             else { return done(.failure(StoreFailure("redis: \(reply.errorMessage ?? "unexpected reply")"))) }
             let committed = Committed(seq: seq, ts: Int64(ts), duplicate: dup == 1)
-            if !committed.duplicate && local.reportsWebhooks {
-                local.report(Webhook.messages(for: event, committed: committed))
+            if !committed.duplicate, let r, r.seq > 0 { self.hooks.recall(stream: event.session, seq: r.seq) }
+            if !committed.duplicate, items.count == 5, let entry = items[4].text {
+                self.hooks.appended(
+                    stream: event.session, entry: entry, hooks: wanted,
+                    messages: Webhook.messages(for: event, committed: committed))
             }
             done(.success((committed, epoch)))
         }
@@ -246,6 +256,7 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
         guard let link = link(executor) else { return }
         link.followDirectory(sink)
         heartbeat = NodeWatch(storage: self, link: link)
+        hooks.start(loop: link.loop)
     }
     private var heartbeat: NodeWatch?
 
@@ -348,14 +359,21 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
             do {
                 // One script: a new code taken on another node meanwhile is refused, an ended row stays
                 // ended, and the row is published with the write that stored it.
+                let wanted = created ? hooks.wanted(.sessionStarted) : []
+                if !wanted.isEmpty { _ = try sync.call(.command("SADD", WebhookScripts.streams, info.code)) }
                 let set = try sync.call(
-                    .command("EVAL", Scripts.saveRow, 1, "{\(info.code)}:info", json, created ? 1 : 0))
-                guard set.int == 1 else {
+                    .command(
+                        "EVAL", Scripts.saveRow, 2, "{\(info.code)}:info", RedisWebhooks.stream(info.code), json,
+                        created ? 1 : 0, wanted.joined(separator: " "), node))
+                if let entry = set.text, set.int == nil {
+                    hooks.appended(
+                        stream: info.code, entry: entry, hooks: wanted, messages: [Webhook.sessionStarted(info)])
+                } else if set.int != 1 {
                     done?(false)
                     return
                 }
-                // The node-local copy: this node's webhooks report the start (and the API key and
-                // activity tables that stay local can name the session).
+                // The node-local copy (the API key and activity tables that stay local can name the
+                // session; `session.started` went into the outbox with the row, above).
                 local.save(info, created: created, done: nil)
                 done?(true)
             } catch {
@@ -399,35 +417,6 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
     public func revokeKey(id: String, actor: String) throws -> Bool { try local.revokeKey(id: id, actor: actor) }
     public func usage(window: String) throws -> [String: Int] { try local.usage(window: window) }
     public func recordUse(id: String, windows: (String, String)) { local.recordUse(id: id, windows: windows) }
-    public func webhooks() throws -> [WebhookEndpoint] { try local.webhooks() }
-    public func saveWebhook(_ endpoint: WebhookEndpoint, actor: String, action: String?) throws {
-        try local.saveWebhook(endpoint, actor: actor, action: action)
-    }
-    public func deleteWebhook(id: String, actor: String) throws -> Bool {
-        try local.deleteWebhook(id: id, actor: actor)
-    }
-    public func deliveries(webhook: String, status: DeliveryStatus?, before: Int?, limit: Int) throws
-        -> [WebhookDelivery]
-    { try local.deliveries(webhook: webhook, status: status, before: before, limit: limit) }
-    public func pendingDeliveries(webhook: String?, after: Int, limit: Int) throws -> [WebhookDelivery] {
-        try local.pendingDeliveries(webhook: webhook, after: after, limit: limit)
-    }
-    public func delivery(id: Int) throws -> WebhookDelivery? { try local.delivery(id: id) }
-    public func enqueue(_ message: WebhookMessage, webhook: String) throws -> WebhookDelivery {
-        try local.enqueue(message, webhook: webhook)
-    }
-    public func retryDelivery(id: Int) throws -> WebhookDelivery? { try local.retryDelivery(id: id) }
-    public func recordAttempt(_ delivery: WebhookDelivery) { local.recordAttempt(delivery) }
-    public func recordHealth(_ id: String, _ health: WebhookHealth) { local.recordHealth(id, health) }
-    public func trimDeliveryLog(before: Int64, limit: Int) { local.trimDeliveryLog(before: before, limit: limit) }
-    public func outboxDepth() throws -> [String: Int] { try local.outboxDepth() }
-    public func report(_ messages: [WebhookMessage]) { local.report(messages) }
-    public var reportsWebhooks: Bool { local.reportsWebhooks }
-    public var onOutbox: (([WebhookDelivery]) -> Void)? {
-        get { local.onOutbox }
-        set { local.onOutbox = newValue }
-    }
-
     /// Count retention is also applied by each append; this pass (every `--retention-interval`, on
     /// every node: it is idempotent) catches idle sessions and age, 1,000 deletions per script call.
     public func enforce(_ policy: RetentionPolicy) {

@@ -22,7 +22,7 @@ enum Scripts {
     static let batchSHA = sha1Hex(batch)
     static let runAppendSHA = sha1Hex(runAppend)
 
-    private static func lua(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
+    static func lua(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
 
     static func sha1Hex(_ s: String) -> String {
         let hex = Array("0123456789abcdef".utf8)

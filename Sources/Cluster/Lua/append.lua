@@ -1,7 +1,10 @@
--- KEYS: m, log, ids, members. ARGV: type, member, client id, body, origin node, channel, a new
+-- KEYS: m, log, ids, members, wh. ARGV: type, member, client id, body, origin node, channel, a new
 -- epoch (used if the stream has none), the seq to start from then, events kept (0: all), seq to
 -- replace (0: none), its new body, ids kept, why it is replaced (`redacted` or `deleted`: the flag
--- its edits' tombstones carry). Returns {seq, ts, duplicate, epoch}.
+-- its edits' tombstones carry), the webhook endpoints that want it (space-separated, '' none), the
+-- node (the consumer that delivers them). Returns {seq, ts, duplicate, epoch[, webhook entry]}: a
+-- stored event some endpoint wants gets its outbox entry in `wh`, read at once into the node's
+-- pending list of the consumer group `hub` (`RedisWebhooks`).
 local m, log, ids, members = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local typ, member, cid, body, origin = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local epoch = redis.call('HGET', m, 'epoch')
@@ -88,4 +91,11 @@ if typ == 'presence' then
   end
 end
 redis.call('PUBLISH', ARGV[6], 'd' .. epoch .. ' ' .. entry)
+if ARGV[14] and ARGV[14] ~= '' then
+  local wh = KEYS[5]
+  if redis.call('EXISTS', wh) == 0 then redis.call('XGROUP', 'CREATE', wh, 'hub', '$', 'MKSTREAM') end
+  local wid = redis.call('XADD', wh, '*', 'seq', seq, 'hooks', ARGV[14])
+  redis.call('XREADGROUP', 'GROUP', 'hub', ARGV[15], 'COUNT', 1, 'STREAMS', wh, '>')
+  return {seq, ts, 0, epoch, wid}
+end
 return {seq, ts, 0, epoch}

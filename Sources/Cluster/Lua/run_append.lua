@@ -5,7 +5,10 @@
 -- has none), then the seed used with it: seq, status, owner, running steps (JSON); then n, and
 -- per event: type, id, step, outcome, owner, body. Returns {0, why} for an illegal event, else
 -- {1, ts, epoch, then seq and duplicate (1/0) per event}. Each stored event is published on the
--- channel as `r<epoch> <run> <entry>` (`RunPublication`).
+-- channel as `r<epoch> <run> <entry>` (`RunPublication`). After the events, optionally: KEYS[4]
+-- `{run:ID}:wh`, and ARGV the webhook endpoints per event (`|`-separated lists of space-separated
+-- ids) and this node: a stored event some endpoint wants gets its outbox entry there (as `append`),
+-- and the answer ends with one entry id per event ('' for none).
 local m, log, ids = KEYS[1], KEYS[2], KEYS[3]
 local run, origin, channel = ARGV[1], ARGV[2], ARGV[3]
 local epoch = redis.call('HGET', m, 'epoch')
@@ -83,7 +86,23 @@ local ts = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lts = tonumber(redis.call('HGET', m, 'ts') or '0')
 if ts < lts then ts = lts end
 local out = {1, ts, epoch}
+local hooks, whs = {}, {}
+local hooksArg = ARGV[10 + n * 6]
+if hooksArg and hooksArg ~= '' and KEYS[4] then
+  local i = 0
+  for h in string.gmatch(hooksArg .. '|', '([^|]*)|') do hooks[i] = h; i = i + 1 end
+end
 for _, p in ipairs(plan) do
+  local h = p[2] == 0 and hooks[p[3]] or ''
+  if h ~= '' then
+    if redis.call('EXISTS', KEYS[4]) == 0 then
+      redis.call('XGROUP', 'CREATE', KEYS[4], 'hub', '$', 'MKSTREAM')
+    end
+    whs[#whs + 1] = redis.call('XADD', KEYS[4], '*', 'seq', p[1], 'hooks', h)
+    redis.call('XREADGROUP', 'GROUP', 'hub', ARGV[11 + n * 6], 'COUNT', 1, 'STREAMS', KEYS[4], '>')
+  else
+    whs[#whs + 1] = ''
+  end
   if p[2] == 0 then
     local i = p[3]
     local entry = p[1] .. ' ' .. ts .. ' run_event ' .. origin .. ' 9\npublisher' .. ARGV[15 + i * 6]
@@ -98,4 +117,7 @@ end
 local enc = '[]'
 if #running > 0 then enc = cjson.encode(running) end
 redis.call('HSET', m, 'seq', last, 'ts', ts, 'status', status, 'owner', owner, 'running', enc)
+if hooksArg and hooksArg ~= '' then
+  for _, w in ipairs(whs) do out[#out + 1] = w end
+end
 return out

@@ -44,4 +44,14 @@ public protocol WebhookStore: AnyObject {
     var reportsWebhooks: Bool { get }
     /// Called on a storage thread with the outbox rows of each commit, after the commit.
     var onOutbox: (([WebhookDelivery]) -> Void)? { get set }
+    /// Called on a storage thread when an endpoint was changed (nil: deleted) elsewhere: by another
+    /// node of a cluster. A single node's changes are all made through its own API (none).
+    var onEndpoints: ((String, WebhookEndpoint?) -> Void)? { get set }
+}
+
+extension WebhookStore {
+    public var onEndpoints: ((String, WebhookEndpoint?) -> Void)? {
+        get { nil }
+        set {}
+    }
 }

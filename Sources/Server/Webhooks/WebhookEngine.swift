@@ -41,6 +41,7 @@ final class WebhookEngine {
     private var queuedBytes = 0
     private var spilled = false
     private var reloading = false
+    private var recalled: [WebhookMessageKey] = []
     private var timer: Loop.Timer?
     private var timerDue = Double.infinity
     static let maxPerEndpoint = 8
@@ -61,6 +62,8 @@ final class WebhookEngine {
         tlsContext = try TLSContext(verifyingClient: caFile)
         let loop = context.loop
         store.onOutbox = { [weak self] rows in loop.post { self?.add(rows) } }
+        // A cluster's endpoints change on any node: this engine follows.
+        store.onEndpoints = { [weak self] id, e in loop.post { self?.update(id, e) } }
     }
 
     /// Reads the endpoints and what is pending (blocking: at start-up).
@@ -114,6 +117,10 @@ final class WebhookEngine {
     /// A redaction committed: queued deliveries of those events of `stream` are dropped (their outbox
     /// rows went in the same commit). One being attempted right now cannot be called back.
     func forget(stream: String, seqs: Set<Int>) {
+        // Deliveries of them that arrive later (a cluster node records its outbox off the loop) are
+        // left out too: the newest 1,000 recalls are remembered.
+        for seq in seqs { recalled.append(WebhookMessageKey(stream: stream, seq: seq)) }
+        if recalled.count > 1000 { recalled.removeFirst(recalled.count - 1000) }
         for key in lanes.keys where key.stream == stream {
             let keep = busy.contains(key) ? lanes[key]?.first : nil
             let gone = (lanes[key] ?? []).filter { $0.id != keep?.id && seqs.contains($0.message.seq) }
@@ -128,6 +135,9 @@ final class WebhookEngine {
     /// engine does not know (deleted meanwhile) are left out.
     func add(_ rows: [WebhookDelivery]) {
         for d in rows where d.status == .pending && !queuedIds.contains(d.id) && endpoints[d.webhook] != nil {
+            if !recalled.isEmpty, recalled.contains(WebhookMessageKey(stream: d.message.stream, seq: d.message.seq)) {
+                continue
+            }
             // While rows wait only in the outbox, later ones wait too (read again in id order).
             if spilled || queuedIds.count >= Self.maxQueued || queuedBytes >= Self.maxQueuedBytes {
                 spilled = true
@@ -364,6 +374,12 @@ final class WebhookEngine {
         for (lane, list) in lanes { out[lane.webhook, default: 0] += list.count }
         return out
     }
+}
+
+/// An event's webhook: its stream and seq.
+private struct WebhookMessageKey: Equatable {
+    let stream: String
+    let seq: Int
 }
 
 /// Something that happens once (on loop 0): the first `take` gets true.
