@@ -112,7 +112,8 @@ final class RedisAPIKeys: APIKeyStore, SharedAccounting, @unchecked Sendable {
         let w = QuotaWindows(Date())
         let unlimited = QuotaLimits(perMinute: Int.max / 2, perHour: Int.max / 2, perMonth: Int.max / 2)
         uses.async { [self] in
-            let args = [Array("EVAL".utf8), Array(Self.charge.utf8), Array("3".utf8)]
+            let args =
+                [Array("EVAL".utf8), Array(Self.charge.utf8), Array("3".utf8)]
                 + Self.bytes(Self.chargeArgs(id, unlimited, w))
             do { _ = try sync.call(args) } catch {
                 log.debug("a key's use was not counted in redis", metadata: ["id": "\(id)", "error": "\(error)"])

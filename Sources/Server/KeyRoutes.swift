@@ -169,6 +169,15 @@ extension SessionAPI {
     /// is 404 `unknown_key` (after one read of the key table: the key may have been made by `collabhub keys`
     /// since the last); a revoked key still answers its counts.
     func keyUsage(_ id: String, _ request: RouteRequest) -> Reply {
+        if keys.record(id) != nil, let shared = keys.shared {
+            // In a cluster: the counts of every node, as Redis has them.
+            return request.offLoop(worker) {
+                let c = try shared.keyCounts(id: id, windows: QuotaWindows(Date()))
+                return .json(
+                    .ok,
+                    "{\"id\":\(jsonString(id)),\"minute\":\(c.minute),\"hour\":\(c.hour),\"month\":\(c.month)}")
+            }
+        }
         if keys.record(id) != nil { return .now(Self.usage(of: id, keys)) }
         guard APIKeys.isToken(Substring(id)) else { return .now(Self.unknownKey(id)) }
         let later = request.later(), keys = keys
