@@ -145,9 +145,8 @@ final class APIKeys: @unchecked Sendable {
 
     /// The usage windows (`h<hour>`, `m<month>`) that `now` falls in.
     static func windows(_ now: Date) -> (hour: String, month: String) {
-        let t = now.timeIntervalSince1970
-        let comps = Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC")!, from: now)
-        return ("h\(Int(t / 3600))", "m\((comps.year ?? 0) * 12 + (comps.month ?? 0))")
+        let w = QuotaWindows(now)
+        return (w.hourName, w.monthName)
     }
 
     /// `charge` false: the key is verified but its request not counted (a cluster counts it in Redis:
