@@ -62,7 +62,10 @@ let package = Package(
         // The Lua scripts are compiled in as bytes (`PackageResources`), no bundle beside the binary.
         .target(name: "Cluster", dependencies: ["CHiredis", "EventLoop", "Hub", "Bytes",
                                                 .product(name: "Logging", package: "swift-log")],
-                resources: ["append", "batch", "run_append", "trim", "save_row"].map { .embedInCode("Lua/\($0).lua") },
+                resources: [
+                    "append", "batch", "run_append", "trim", "save_row", "key_create", "key_revoke", "key_charge",
+                    "join_failure", "activity_add",
+                ].map { .embedInCode("Lua/\($0).lua") },
                 swiftSettings: optimize),
 
         .executableTarget(name: "collabhub", dependencies: [

@@ -186,41 +186,12 @@ final class RedisAPIKeys: APIKeyStore, SharedAccounting, @unchecked Sendable {
         }
     }
 
-    /// KEYS: records; ARGV: id, record, channel. 1 stored (and published), 0 the id is taken.
-    static let create = """
-        if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-        redis.call('PUBLISH', ARGV[3], ARGV[1])
-        return 1
-        """
-
-    /// KEYS: records, revoked; ARGV: id, now, channel. 1 revoked now, 0 no such key or revoked before.
-    static let revoke = """
-        if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
-        if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
-        redis.call('PUBLISH', ARGV[3], ARGV[1])
-        return 1
-        """
-
-    /// KEYS: the minute, hour and month counters; ARGV: the three limits, then the three lifetimes (s).
-    static let charge = """
-        local c = redis.call('MGET', KEYS[1], KEYS[2], KEYS[3])
-        local m, h, mo = tonumber(c[1]) or 0, tonumber(c[2]) or 0, tonumber(c[3]) or 0
-        if mo >= tonumber(ARGV[3]) then return {3, m, h, mo} end
-        if h >= tonumber(ARGV[2]) then return {2, m, h, mo} end
-        if m >= tonumber(ARGV[1]) then return {1, m, h, mo} end
-        for i = 1, 3 do
-          if redis.call('INCR', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], ARGV[3 + i]) end
-        end
-        return {0, m + 1, h + 1, mo + 1}
-        """
+    // The scripts (Sources/Cluster/Lua/, each saying its KEYS, ARGV and reply).
+    static let create = String(decoding: PackageResources.key_create_lua, as: UTF8.self)
+    static let revoke = String(decoding: PackageResources.key_revoke_lua, as: UTF8.self)
+    static let charge = String(decoding: PackageResources.key_charge_lua, as: UTF8.self)
     static let chargeSHA = Scripts.sha1Hex(charge)
-
-    /// KEYS: the client's counter; ARGV: the window (ms), from its first failure. The count after.
-    static let failure = """
-        local n = redis.call('INCR', KEYS[1])
-        if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-        return n
-        """
+    static let failure = String(decoding: PackageResources.join_failure_lua, as: UTF8.self)
     static let failureSHA = Scripts.sha1Hex(failure)
 }
 

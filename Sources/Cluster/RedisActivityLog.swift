@@ -78,13 +78,8 @@ final class RedisActivityLog: ActivityLog, @unchecked Sendable {
         return out
     }
 
-    /// KEYS: the list, the id counter; ARGV: the entry's JSON, how many to keep. The entry's id.
-    static let add = """
-        local id = redis.call('INCR', KEYS[2])
-        redis.call('LPUSH', KEYS[1], id .. ' ' .. ARGV[1])
-        redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
-        return id
-        """
+    /// Sources/Cluster/Lua/activity_add.lua: numbers, adds and trims.
+    static let add = String(decoding: PackageResources.activity_add_lua, as: UTF8.self)
 }
 
 /// One activity entry as stored in Redis: `<id> <JSON>` (the id is the script's, the rest the entry's).
