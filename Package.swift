@@ -24,9 +24,13 @@ let optimize: [SwiftSetting] =
     ? []  // for loadtest/bench_callgrind.sh's comparison only
     : [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
 
-/// Every Lua script of the cluster (`Sources/Cluster/Lua/*.lua`).
-let luaScripts = ((try? FileManager.default.contentsOfDirectory(
-    atPath: Context.packageDirectory + "/Sources/Cluster/Lua")) ?? []).filter { $0.hasSuffix(".lua") }.sorted()
+/// Every Lua script of the cluster, `Sources/Cluster/Lua/NAME.lua` (listed: SwiftPM reads the manifest again only
+/// when it changes, so a directory listing would miss a new file).
+let luaScripts = [
+    "activity_add", "append", "batch", "join_failure", "key_charge", "key_create", "key_revoke", "run_append",
+    "save_row", "trim", "webhook_attempt", "webhook_delete", "webhook_record", "webhook_save", "webhook_swap",
+    "webhook_trim",
+]
 
 let package = Package(
     name: "CollabHub",
@@ -63,11 +67,10 @@ let package = Package(
                 // Fuzzing builds (below) use no Server, and the tool would link libFuzzer's main.
                 plugins: ProcessInfo.processInfo.environment["COLLABHUB_FUZZ"] == nil ? ["EmbedWebPlugin"] : []),
 
-        // The Lua scripts (every file in Sources/Cluster/Lua) are compiled in as bytes (`PackageResources`):
-        // no bundle beside the binary.
+        // The Lua scripts (`luaScripts`) are compiled in as bytes (`PackageResources`): no bundle beside the binary.
         .target(name: "Cluster", dependencies: ["CHiredis", "EventLoop", "Hub", "Bytes",
                                                 .product(name: "Logging", package: "swift-log")],
-                resources: luaScripts.map { .embedInCode("Lua/\($0)") },
+                resources: luaScripts.map { .embedInCode("Lua/\($0).lua") },
                 swiftSettings: optimize),
 
         .executableTarget(name: "collabhub", dependencies: [

@@ -11,8 +11,9 @@ import Logging
 /// subscriber connection for the channels of the sessions it follows. Reads (history, transcripts,
 /// wake-ups) are blocking calls from the worker threads on a small pool of connections.
 ///
-/// Node-local, in the SQLite store beside it (`local`): API keys and their usage, the activity log and
-/// cursor samples for playback (see scripts/deploy/CLUSTER.md). Webhooks are in Redis (`RedisWebhooks`).
+/// API keys, their quota counts, the activity log (`RedisAPIKeys`, `RedisActivityLog`) and webhooks
+/// (`RedisWebhooks`) are the cluster's too. Node-local, in the SQLite store beside it (`local`): cursor
+/// samples for playback (see scripts/deploy/CLUSTER.md).
 public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
     public let node: String
     let url: RedisURL
@@ -32,6 +33,9 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
     private let log = Logger(label: "collabhub.redis")
     /// Webhook endpoints, the outbox and the delivery log, in Redis (`RedisWebhooks`).
     private(set) var hooks: RedisWebhooks!
+    /// API keys, their quotas and the activity log: the cluster's, in Redis (`RedisAPIKeys`, `RedisActivityLog`).
+    private(set) var keyStore: RedisAPIKeys!
+    private(set) var activityLog: RedisActivityLog!
 
     /// Checks that Redis answers (a node does not start without it) and loads the scripts.
     public init(url: RedisURL, local: Storage) throws {
@@ -43,6 +47,8 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
         _ = try sync.call(.command("SCRIPT", "LOAD", Scripts.append))
         _ = try sync.call(.command("SCRIPT", "LOAD", Scripts.batch))
         _ = try sync.call(.command("SCRIPT", "LOAD", Scripts.runAppend))
+        activityLog = RedisActivityLog(sync: sync, fallback: local)
+        keyStore = RedisAPIKeys(sync: sync, activity: activityLog) { [unowned self] in self.link($0) }
         hooks = RedisWebhooks(storage: self)
     }
 
@@ -408,15 +414,16 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
 
     // MARK: - Node-local ports (the SQLite store beside it)
 
-    public func record(_ entry: ActivityEntry) { local.record(entry) }
-    public func activity(_ query: ActivityQuery) throws -> [ActivityEntry] { try local.activity(query) }
-    public func allKeys() throws -> [APIKeyRecord] { try local.allKeys() }
+    public func record(_ entry: ActivityEntry) { activityLog.record(entry) }
+    public func activity(_ query: ActivityQuery) throws -> [ActivityEntry] { try activityLog.activity(query) }
+    public func allKeys() throws -> [APIKeyRecord] { try keyStore.allKeys() }
     public func createKey(_ spec: APIKeySpec, actor: String) throws -> (APIKeyRecord, String) {
-        try local.createKey(spec, actor: actor)
+        try keyStore.createKey(spec, actor: actor)
     }
-    public func revokeKey(id: String, actor: String) throws -> Bool { try local.revokeKey(id: id, actor: actor) }
-    public func usage(window: String) throws -> [String: Int] { try local.usage(window: window) }
-    public func recordUse(id: String, windows: (String, String)) { local.recordUse(id: id, windows: windows) }
+    public func revokeKey(id: String, actor: String) throws -> Bool { try keyStore.revokeKey(id: id, actor: actor) }
+    public func usage(window: String) throws -> [String: Int] { try keyStore.usage(window: window) }
+    public func recordUse(id: String, windows: (String, String)) { keyStore.recordUse(id: id, windows: windows) }
+    public var accounting: SharedAccounting? { keyStore }
     /// Count retention is also applied by each append; this pass (every `--retention-interval`, on
     /// every node: it is idempotent) catches idle sessions and age, 1,000 deletions per script call.
     public func enforce(_ policy: RetentionPolicy) {
@@ -451,6 +458,9 @@ final class LoopLink {
     let subscriber: RedisConnection
     private var sinks: [[UInt8]: (stream: String, sink: (SharedItem) -> Void)] = [:]
     private var directory: ((SessionInfo) -> Void)?
+    /// Node-wide channels followed here (`chub:keys`): a publication's payload, or nil when the
+    /// subscription took effect (again).
+    var nodeChannels: [[UInt8]: ([UInt8]?) -> Void] = [:]
     static let directoryChannel = Array("chub:dir".utf8)
 
     init(storage: RedisStorage, loop: Loop) {
@@ -465,6 +475,7 @@ final class LoopLink {
         subscriber.onSubscribed = { [unowned self] channel in
             if channel == Self.runsChannel { return self.runSink?(.subscribed) ?? () }
             if channel == Self.directoryChannel { return self.rereadDirectory() }
+            if let node = self.nodeChannels[channel] { return node(nil) }
             self.sinks[channel]?.sink(.subscribed)
         }
         commands.setup = [
@@ -597,6 +608,7 @@ final class LoopLink {
     }
 
     private func message(_ channel: [UInt8], _ payload: [UInt8]) {
+        if let node = nodeChannels[channel] { return node(payload) }
         if channel == Self.directoryChannel {
             if let info = SessionInfoJSON.decode(payload) {
                 publishedDuringReread?.insert(info.code)

@@ -2,22 +2,22 @@
 /// carry the hash tag `{wh}` (one slot under Redis Cluster); the outbox entry itself is written by the
 /// session's (or run's) own append script, in the session's slot (`Scripts.append`, `{S}:wh`).
 ///
-/// Keys: `{wh}:endpoints` (hash: id -> endpoint JSON), the channel `{wh}:changed` (an id whose endpoint
-/// changed), `{wh}:streams` (set: streams that have had webhook work), `{wh}:next` (the last delivery
-/// id), `{wh}:d` (hash: delivery id -> record JSON), `{wh}:index` (hash: `stream entry webhook` ->
-/// delivery id, so that a stream entry taken over makes the same records), `{wh}:created` (sorted set:
-/// delivery id by creation time, for trimming), `{wh}:pending` (hash: endpoint -> pending deliveries),
-/// `{wh}:by:<endpoint>` (sorted set of the endpoint's delivery ids, for its list).
+/// Keys: `chub:{wh}:endpoints` (hash: id -> endpoint JSON), the channel `chub:{wh}:changed` (an id whose endpoint
+/// changed), `chub:{wh}:streams` (set: streams that have had webhook work), `chub:{wh}:next` (the last delivery
+/// id), `chub:{wh}:d` (hash: delivery id -> record JSON), `chub:{wh}:index` (hash: `stream entry webhook` ->
+/// delivery id, so that a stream entry taken over makes the same records), `chub:{wh}:created` (sorted set:
+/// delivery id by creation time, for trimming), `chub:{wh}:pending` (hash: endpoint -> pending deliveries),
+/// `chub:{wh}:by:<endpoint>` (sorted set of the endpoint's delivery ids, for its list).
 enum WebhookScripts {
-    static let endpoints = "{wh}:endpoints"
-    static let changed = "{wh}:changed"
-    static let streams = "{wh}:streams"
-    static let next = "{wh}:next"
-    static let records = "{wh}:d"
-    static let index = "{wh}:index"
-    static let created = "{wh}:created"
-    static let pending = "{wh}:pending"
-    static let byPrefix = "{wh}:by:"
+    static let endpoints = "chub:{wh}:endpoints"
+    static let changed = "chub:{wh}:changed"
+    static let streams = "chub:{wh}:streams"
+    static let next = "chub:{wh}:next"
+    static let records = "chub:{wh}:d"
+    static let index = "chub:{wh}:index"
+    static let created = "chub:{wh}:created"
+    static let pending = "chub:{wh}:pending"
+    static let byPrefix = "chub:{wh}:by:"
     static func by(_ webhook: String) -> String { byPrefix + webhook }
     /// The consumer group of every `{S}:wh` stream.
     static let group = "hub"

@@ -145,12 +145,13 @@ final class APIKeys: @unchecked Sendable {
 
     /// The usage windows (`h<hour>`, `m<month>`) that `now` falls in.
     static func windows(_ now: Date) -> (hour: String, month: String) {
-        let t = now.timeIntervalSince1970
-        let comps = Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC")!, from: now)
-        return ("h\(Int(t / 3600))", "m\((comps.year ?? 0) * 12 + (comps.month ?? 0))")
+        let w = QuotaWindows(now)
+        return (w.hourName, w.monthName)
     }
 
-    func check(_ presented: String, now: Date = Date()) -> Verdict {
+    /// `charge` false: the key is verified but its request not counted (a cluster counts it in Redis:
+    /// `chargeShared`).
+    func check(_ presented: String, now: Date = Date(), charge: Bool = true) -> Verdict {
         // The shape is checked before anything is looked up or remembered: ids and secrets are short
         // base64url strings, so an 8 KB header never reaches the table.
         guard presented.utf8.count <= 128 else { return .unknown }
@@ -165,7 +166,7 @@ final class APIKeys: @unchecked Sendable {
         guard record.revokedAt == nil,
             Crypto.constantTimeEquals(digest, record.secretSHA256)
         else { return .unknown }
-        return charging(record, now: now)
+        return charge ? charging(record, now: now) : .allowed(headers: [], key: record)
     }
 
     /// Charges one request to a key already verified (a message on a `/publish` socket, which presented
@@ -195,26 +196,69 @@ final class APIKeys: @unchecked Sendable {
                 ("X-RateLimit-Reset", String(resetMinute)),
             ]
         }
-        if u.monthCount >= record.perMonth {
+        let limits = QuotaLimits(perMinute: record.perMinute, perHour: record.perHour, perMonth: record.perMonth)
+        if let window = limits.exceeded(QuotaCounts(minute: u.minuteCount, hour: u.hourCount, month: u.monthCount)) {
             usage[id] = u
-            let nextMonth = Calendar(identifier: .gregorian).date(byAdding: .month, value: 1, to: now)!
-            var h = headers(remaining: 0); h.append(("Retry-After", String(Int(nextMonth.timeIntervalSince(now)))))
-            return .limited(headers: h, message: "monthly quota of \(record.perMonth) requests used")
-        }
-        if u.hourCount >= record.perHour {
-            usage[id] = u
-            var h = headers(remaining: 0); h.append(("Retry-After", String(3600 - Int(t) % 3600)))
-            return .limited(headers: h, message: "hourly limit of \(record.perHour) requests reached")
-        }
-        if u.minuteCount >= record.perMinute {
-            usage[id] = u
-            var h = headers(remaining: 0); h.append(("Retry-After", String(resetMinute)))
-            return .limited(headers: h, message: "limit of \(record.perMinute) requests per minute reached")
+            return Self.refusal(record, window, now: now)
         }
         u.minuteCount += 1; u.hourCount += 1; u.monthCount += 1
         usage[id] = u
         store.recordUse(id: id, windows: (hourWindow, monthWindow))
         return .allowed(headers: headers(remaining: record.perMinute - u.minuteCount), key: record)
+    }
+
+    /// The rate-limit headers of a key with `remaining` requests left in its minute.
+    static func headers(_ record: APIKeyRecord, remaining: Int, now: Date) -> [(String, String)] {
+        [
+            ("X-RateLimit-Limit", String(record.perMinute)), ("X-RateLimit-Remaining", String(max(0, remaining))),
+            ("X-RateLimit-Reset", String(QuotaWindows(now).minuteLeft)),
+        ]
+    }
+
+    /// A request over the limit of `window`: 429's headers (with `Retry-After`: when that window ends)
+    /// and message.
+    static func refusal(_ record: APIKeyRecord, _ window: QuotaWindow, now: Date) -> Verdict {
+        let w = QuotaWindows(now)
+        var h = headers(record, remaining: 0, now: now)
+        switch window {
+        case .month:
+            h.append(("Retry-After", String(w.monthLeft)))
+            return .limited(headers: h, message: "monthly quota of \(record.perMonth) requests used")
+        case .hour:
+            h.append(("Retry-After", String(w.hourLeft)))
+            return .limited(headers: h, message: "hourly limit of \(record.perHour) requests reached")
+        case .minute:
+            h.append(("Retry-After", String(w.minuteLeft)))
+            return .limited(headers: h, message: "limit of \(record.perMinute) requests per minute reached")
+        }
+    }
+
+    /// The cluster's counts (Redis), when the store shares them: HTTP requests are charged there.
+    var shared: SharedAccounting? { store.accounting }
+
+    /// Charges one request of a verified key against the cluster's counts, atomically (`done` on
+    /// `executor`'s loop): the limits hold for the cluster, not per node. The node's copy of the key's
+    /// counts becomes the cluster's. Redis unreachable: the node's own counts decide, as on one node.
+    func chargeShared(
+        id: String, accounting: SharedAccounting, executor: Executor, now: Date = Date(),
+        _ done: @escaping (Verdict) -> Void
+    ) {
+        guard let record = record(id), record.revokedAt == nil else { return done(.unknown) }
+        let w = QuotaWindows(now)
+        let limits = QuotaLimits(perMinute: record.perMinute, perHour: record.perHour, perMonth: record.perMonth)
+        accounting.chargeKey(id: id, limits: limits, windows: w, executor: executor) { [self] result in
+            guard let result else { return done(charge(id: id, now: now)) }
+            lock.lock()
+            usage[id] = Usage(
+                minute: w.minute, minuteCount: result.counts.minute, hour: w.hour, hourCount: result.counts.hour,
+                month: w.month, monthCount: result.counts.month)
+            lock.unlock()
+            if let window = result.refused { return done(Self.refusal(record, window, now: now)) }
+            done(
+                .allowed(
+                    headers: Self.headers(record, remaining: record.perMinute - result.counts.minute, now: now),
+                    key: record))
+        }
     }
 
     /// 1-64 characters of [A-Za-z0-9-] (the alphabet of generated ids and secrets, underscore excluded).

@@ -17,6 +17,9 @@ struct Access {
     var keyId: String?
     /// A well-formed API key whose id the hub does not know (yet: see `APIKeys.refreshNow`).
     var unknownKeyId: String?
+    /// A verified API key whose request is still to be charged (in a cluster, against Redis's counts:
+    /// `APIKeys.chargeShared`).
+    var unchargedKey: String?
     /// The token principals among `principals`, with their expiry (a socket drops them then).
     var tokens: [(principal: Principal, exp: Int64)] = []
 
@@ -184,7 +187,8 @@ extension Server {
     /// API key `chk_...`, or a token), `?key=` / `?token=` on WebSocket upgrades (browsers cannot set
     /// headers there), and a session's host key (`X-Host-Key`, or `hostKey` from a body) for `session`.
     func access(
-        _ head: HTTPRequestHead, session: String? = nil, hostKey bodyHostKey: String? = nil, upgrade: Bool = false
+        _ head: HTTPRequestHead, session: String? = nil, hostKey bodyHostKey: String? = nil, upgrade: Bool = false,
+        chargeKeys: Bool = true
     ) -> Access {
         var a = Access()
         var bearers: [String] = []
@@ -201,7 +205,7 @@ extension Server {
         }
         for given in bearers {
             a.presented = true
-            if let p = principal(bearer: given, access: &a) {
+            if let p = principal(bearer: given, access: &a, charge: chargeKeys) {
                 a.principals.append(p)
             } else if a.failure == nil {
                 a.failure = .error(
@@ -247,15 +251,17 @@ extension Server {
     }
 
     /// One bearer credential: the admin key, an API key (checked against its quota), or a token.
-    func principal(bearer given: String, access a: inout Access) -> Principal? {
+    /// `charge` false: an API key is verified, and left for the caller to charge (`Access.unchargedKey`).
+    func principal(bearer given: String, access a: inout Access, charge: Bool = true) -> Principal? {
         if let admin = config.adminKey, Crypto.constantTimeEquals(Array(given.utf8), Array(admin.utf8)) {
             return .admin
         }
         if given.hasPrefix("chk_"), let keys = api?.keys {
-            switch keys.check(given) {
+            switch keys.check(given, charge: charge) {
             case .allowed(let h, let record):
                 a.headers = h
                 a.keyId = record.id
+                if !charge { a.unchargedKey = record.id }
                 let scopes = Set(record.scopes.compactMap(Scope.init(rawValue:)))
                 return .apiKey(id: record.id, scopes: scopes, runs: record.runs, owners: record.owners)
             case .limited(let h, let message):

@@ -310,9 +310,22 @@ final class HubEndpoint: Endpoint {
     /// then the close `close` names (a refused join; nil: the socket stays open, for a malformed join or
     /// a replay to try again).
     private func failedJoin(_ connection: Connection, _ error: MessageError, close: CloseCode? = nil) {
-        let allowed = hub.directory.failedJoin(from: connection.clientKey, now: connection.loop.now)
+        let key = connection.clientKey
+        let allowed = hub.directory.failedJoin(from: key, now: connection.loop.now)
         // Only refusals of a credential count as auth refusals (not a malformed join).
         if AuthFailures.reasons.contains(error.code) { hub.context.server.authFailures.refused(error.code) }
+        guard let shared = hub.store.accounting else {
+            return refuse(connection, error, allowed: allowed, close: close)
+        }
+        // In a cluster the count is the cluster's (Redis); the answer waits for it on this loop's own
+        // Redis connection (never blocking the loop). Redis unreachable: this node's count decides.
+        shared.countFailedJoin(key: key, window: 60, executor: hub.executor) { [self] count in
+            let inBudget = count.map { hub.directory.learnFailedJoins(key, count: $0, now: connection.loop.now) }
+            refuse(connection, error, allowed: inBudget ?? allowed, close: close)
+        }
+    }
+
+    private func refuse(_ connection: Connection, _ error: MessageError, allowed: Bool, close: CloseCode?) {
         connection.send(.error(error))
         if !allowed {
             connection.fail(.rateLimited, "too many failed joins")

@@ -169,13 +169,28 @@ extension SessionAPI {
     /// is 404 `unknown_key` (after one read of the key table: the key may have been made by `collabhub keys`
     /// since the last); a revoked key still answers its counts.
     func keyUsage(_ id: String, _ request: RouteRequest) -> Reply {
-        if keys.record(id) != nil { return .now(Self.usage(of: id, keys)) }
+        let shared = keys.shared
+        if keys.record(id) != nil {
+            guard let shared else { return .now(Self.usage(of: id, keys)) }
+            return request.offLoop(worker) { try Self.clusterUsage(of: id, shared) }
+        }
         guard APIKeys.isToken(Substring(id)) else { return .now(Self.unknownKey(id)) }
         let later = request.later(), keys = keys
         keys.refreshNow(for: id) {
-            later.answer(keys.record(id) != nil ? Self.usage(of: id, keys) : Self.unknownKey(id))
+            guard keys.record(id) != nil else { return later.answer(Self.unknownKey(id)) }
+            // On the keys' worker: a blocking read of the cluster's counts is allowed here.
+            guard let shared else { return later.answer(Self.usage(of: id, keys)) }
+            do { later.answer(try Self.clusterUsage(of: id, shared)) } catch {
+                later.answer(.error(.serviceUnavailable, "storage_unavailable", "\(error)"))
+            }
         }
         return .later(later)
+    }
+
+    /// In a cluster: the counts of every node, as Redis has them (blocking).
+    private static func clusterUsage(of id: String, _ shared: SharedAccounting) throws -> Response {
+        let c = try shared.keyCounts(id: id, windows: QuotaWindows(Date()))
+        return .json(.ok, "{\"id\":\(jsonString(id)),\"minute\":\(c.minute),\"hour\":\(c.hour),\"month\":\(c.month)}")
     }
 
     private static func usage(of id: String, _ keys: APIKeys) -> Response {

@@ -483,6 +483,17 @@ final class SessionDirectory: @unchecked Sendable {
         return live
     }
 
+    /// The cluster's count of `address`'s failed joins in its window (learned from Redis): this node's
+    /// count becomes it if higher. Returns whether the address is still within its budget.
+    func learnFailedJoins(_ address: String, count: Int, now: Double) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        if var e = failures[address], now - e.since <= 60, e.count < count {
+            e.count = count
+            failures[address] = e
+        }
+        return count <= maxFailedJoinsPerMinute
+    }
+
     var failedJoinAddresses: Int { lock.lock(); defer { lock.unlock() }; return failures.count }
 
     func isThrottled(_ address: String, now: Double) -> Bool {

@@ -133,10 +133,33 @@ final class Router {
     /// `refreshed`: asked again after the key table was read again for an unknown key id.
     private func serve(
         _ route: Route, _ params: RouteParams, _ head: HTTPRequestHead, body: [UInt8], connection: Connection,
-        api: SessionAPI, refreshed: Bool = false
+        api: SessionAPI, refreshed: Bool = false, charged: Access? = nil
     ) -> Reply {
         let bodyHostKey = route.hostKeyInBody ? (try? JSONReader.readObject(body))?["host_key"]?.string : nil
-        let access = server.access(head, session: params.code, hostKey: bodyHostKey)
+        // In a cluster an API key's request is charged against Redis's counts, off the loop's way.
+        let shared = api.keys.shared
+        let access =
+            charged ?? server.access(head, session: params.code, hostKey: bodyHostKey, chargeKeys: shared == nil)
+        if charged == nil, let shared, let id = access.unchargedKey, let executor = connection.context.hub?.executor {
+            let later = Later(connection)
+            api.keys.chargeShared(id: id, accounting: shared, executor: executor) { [self] verdict in
+                var a = access
+                switch verdict {
+                case .allowed(let h, _): a.headers = h
+                case .limited(let h, let message):
+                    a.failure = .error(.tooManyRequests, "rate_limited", message, headers: h)
+                case .unknown, .unknownId:
+                    a.failure = .error(
+                        .unauthorized, "unauthorized", "unknown, revoked or expired credential",
+                        headers: [("WWW-Authenticate", "Bearer")])
+                }
+                later.reply { [self] in
+                    serve(
+                        route, params, head, body: body, connection: connection, api: api, refreshed: true, charged: a)
+                }
+            }
+            return .later(later)
+        }
         if let unknown = access.unknownKeyId, !refreshed {
             // A key made by `collabhub keys` since the table was last read: read it again (off the loop),
             // then decide. Never a read on the loop; requests in the meantime share one read.

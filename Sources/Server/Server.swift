@@ -149,6 +149,10 @@ public final class Server {
                 owner.loop.post { owner.hub?.updateInfo(kept) }
             }
         }
+        if let accounting = store.accounting, let hub0 = contexts[0].hub {
+            // A key made or revoked on any node: read at once (a revocation holds everywhere within it).
+            accounting.followKeyChanges(executor: hub0.executor) { [weak self] in self?.api?.keys.refreshNow {} }
+        }
         let runHub = RunHub(context: contexts[0], store: store)
         contexts[0].runs = runHub
         do {

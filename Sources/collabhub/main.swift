@@ -458,6 +458,7 @@ struct Keys: ParsableCommand {
     struct Create: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a key; prints it once.")
         @Option(help: "Data directory of the hub.") var data = "./data"
+        @Option(help: Keys.redisHelp) var redis: String?
         @Option(help: "What the key is for.") var name: String
         @Option(help: "Requests per minute (a request may carry a batch of up to 1,000 run events).") var perMinute =
             APIKeySpec.defaultPerMinute
@@ -486,7 +487,9 @@ struct Keys: ParsableCommand {
             let spec = APIKeySpec(
                 name: name, perMinute: perMinute, perHour: perHour, perMonth: perMonth,
                 scopes: Scope.allCases.filter(parsed.contains).map(\.rawValue), runs: runList, owners: ownerList)
-            let (record, key) = try SQLiteStore.createKey(directory: data, spec)
+            let (record, key) =
+                try redis.map { try ClusterKeys.store(url: $0).createKey(spec, actor: "admin (cli)") }
+                ?? SQLiteStore.createKey(directory: data, spec)
             print(
                 "id:  \(record.id)\nkey: \(key)\nlimits: \(perMinute)/min, \(perHour)/h, \(perMonth)/month\n"
                     + "scopes: \(record.scopes.joined(separator: ","))"
@@ -499,10 +502,12 @@ struct Keys: ParsableCommand {
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List keys (never their secrets).")
         @Option(help: "Data directory of the hub.") var data = "./data"
+        @Option(help: Keys.redisHelp) var redis: String?
         func run() throws {
-            try Keys.requireStore(data)
-            let keys = try SQLiteStore.listKeys(directory: data)
-            if keys.isEmpty { print("no API keys in \(data)") }
+            if redis == nil { try Keys.requireStore(data) }
+            let keys =
+                try redis.map { try ClusterKeys.store(url: $0).allKeys() } ?? SQLiteStore.listKeys(directory: data)
+            if keys.isEmpty { print("no API keys in \(redis == nil ? data : "the cluster's Redis")") }
             for k in keys {
                 print(
                     "\(k.id)  \(k.name)  \(k.perMinute)/min \(k.perHour)/h \(k.perMonth)/month  "
@@ -515,10 +520,14 @@ struct Keys: ParsableCommand {
     struct Revoke: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Revoke a key by id (takes effect within seconds).")
         @Option(help: "Data directory of the hub.") var data = "./data"
+        @Option(help: Keys.redisHelp) var redis: String?
         @Argument(help: "Key id.") var id: String
         func run() throws {
-            try Keys.requireStore(data)
-            guard try SQLiteStore.revokeKey(directory: data, id: id) else {
+            if redis == nil { try Keys.requireStore(data) }
+            let revoked =
+                try redis.map { try ClusterKeys.store(url: $0).revokeKey(id: id, actor: "admin (cli)") }
+                ?? SQLiteStore.revokeKey(directory: data, id: id)
+            guard revoked else {
                 FileHandle.standardError.write(Data("no active key \(id)\n".utf8))
                 throw ExitCode(1)
             }
@@ -528,6 +537,8 @@ struct Keys: ParsableCommand {
 }
 
 extension Keys {
+    static let redisHelp: ArgumentHelp =
+        "A cluster's Redis (redis://HOST:PORT): the key is the cluster's, on every node at once (not --data)."
     /// Listing or revoking in a folder that holds no hub's data creates nothing: it says so.
     static func requireStore(_ data: String) throws {
         let file = URL(fileURLWithPath: data).appendingPathComponent("collabhub.sqlite").path

@@ -59,4 +59,10 @@ public protocol APIKeyStore: AnyObject {
     func usage(window: String) throws -> [String: Int]
     /// Counts one request of a key in two usage windows; written with the next group commit.
     func recordUse(id: String, windows: (String, String))
+    /// The cluster's shared counts (quotas, failed joins) and news of key changes; nil: this process's own.
+    var accounting: SharedAccounting? { get }
+}
+
+extension APIKeyStore {
+    public var accounting: SharedAccounting? { nil }
 }
