@@ -7,8 +7,8 @@ import Bytes
 /// Keys of a stream S: `{S}:m` (hash: `seq` the last seq, `epoch`, `floor` the last seq retention
 /// deleted, `ts` the last commit time), `{S}:log` (hash: seq -> entry), `{S}:ids` (sorted set:
 /// `<length of member>:<member><client id>` -> seq, the newest `idsKept`; the length makes the pair
-/// unambiguous whatever either part holds), `{S}:members` (hash: member id -> `node json`,
-/// who is present and on which node), `{S}:info` (the session's row), and the channel `{S}:ch`.
+/// unambiguous whatever either part holds), `{S}:members` and `{S}:conns` (who is present, on which
+/// nodes: kept by `MemberScripts`), `{S}:info` (the session's row), and the channel `{S}:ch`.
 enum Scripts {
     /// KEYS: m, log, ids, members. ARGV: type, member, client id, body, origin node, channel, a new
     /// epoch (used if the stream has none), the seq to start from then, events kept (0: all), seq to
@@ -86,17 +86,6 @@ enum Scripts {
               if cut and string.find(e, marker, from, true) then
                 redis.call('HSET', log, s, string.sub(e, 1, cut - 1) .. ',"' .. why .. '":true')
               end
-            end
-          end
-        end
-        if typ == 'presence' then
-          local ok, p = pcall(cjson.decode, '{' .. body .. '}')
-          if ok then
-            for _, j in ipairs(p.joins or {}) do
-              if j.id then redis.call('HSET', members, j.id, origin .. ' ' .. cjson.encode(j)) end
-            end
-            for _, l in ipairs(p.leaves or {}) do
-              if l.id then redis.call('HDEL', members, l.id) end
             end
           end
         end
