@@ -82,7 +82,7 @@ enum MemberScripts {
     /// colour is the first of the palette no member has (cycling when all are taken), and the join event
     /// is committed.
     static let join =
-        prelude + #"""
+        prelude + "\n" + #"""
             local identity, id, before, after = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
             local max, colours = tonumber(ARGV[10]), tonumber(ARGV[11])
             local cur = redis.call('HGET', members, identity)
@@ -113,7 +113,7 @@ enum MemberScripts {
     /// {1, json} if another node still holds the identity (no event); {2} if it is no member any more
     /// (a survivor buried it); else {0, seq, ts, epoch} with the leave committed.
     static let leave =
-        prelude + #"""
+        prelude + "\n" + #"""
             local identity = ARGV[6]
             redis.call('HDEL', conns, node .. '|' .. identity)
             local json = redis.call('HGET', members, identity)
@@ -131,7 +131,7 @@ enum MemberScripts {
     /// a field of this node that is not listed goes, and its member leaves if no node holds it (a leave
     /// that failed while Redis was away). Returns {epoch ('' if none), every entry committed}.
     static let reassert =
-        prelude + #"""
+        prelude + "\n" + #"""
             local n, held = tonumber(ARGV[6]), {}
             for i = 0, n - 1 do
               local identity, id, c, json = ARGV[7 + i * 4], ARGV[8 + i * 4], ARGV[9 + i * 4], ARGV[10 + i * 4]
@@ -156,7 +156,7 @@ enum MemberScripts {
     /// dead node. Its fields go; each identity no node holds then leaves with reason `node_lost`, under
     /// origin `lost:<node>`. Idempotent. Returns {epoch ('' if none), every entry committed}.
     static let nodeLost =
-        prelude + #"""
+        prelude + "\n" + #"""
             local dead = ARGV[6]
             local prefix = dead .. '|'
             for _, f in ipairs(redis.call('HKEYS', conns)) do
