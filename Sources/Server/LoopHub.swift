@@ -170,7 +170,7 @@ final class LoopHub: SessionHost, HubMetrics {
                 directory.touch(s.code, at: wallNow)
                 emptySince[s.code] = nil
             } else if let since = emptySince[s.code] {
-                if now - since >= Self.evictAfter { evict.append(s.code) }
+                if now - since >= Self.evictAfter && !s.rosterPending { evict.append(s.code) }
             } else {
                 emptySince[s.code] = now
             }

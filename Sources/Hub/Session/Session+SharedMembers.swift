@@ -20,6 +20,10 @@ struct RosterSync {
 /// is committed only when no node holds the identity any more. The join or leave event goes through
 /// `persist` (`via` the roster), so it is applied in seq order like any of this node's own events.
 extension Session {
+    /// Who this node holds is yet to be said to Redis (the session is not evicted meanwhile: a leave
+    /// that failed must still reach Redis).
+    public var rosterPending: Bool { rosterSync.stale || rosterSync.inFlight }
+
     /// Where the roster puts the colour it picks in a member's JSON.
     static let colorMark = "@roster-colour@"
 
