@@ -4,10 +4,10 @@ import Logging
 
 /// Which nodes are alive. Each node sets `chub:node:<id>` with a TTL every second (`heartbeat`) and
 /// is in the set `chub:nodes`; every two seconds it looks for members of that set whose key expired.
-/// The first survivor to take a dead node out of the set (SREM answers 1 to exactly one caller) emits,
-/// for every member that node had in every session, one durable leave with reason `node_lost`, through
-/// the same append script as any event. Its origin is `lost:<id>`, so every node applies it, the
-/// emitting one included.
+/// The first survivor to take a dead node out of the set (SREM answers 1 to exactly one caller) takes,
+/// in every session, the dead node's connections out of `{S}:conns` (`MemberScripts.nodeLost`): each
+/// member no node holds then leaves, one durable leave with reason `node_lost`. Its origin is
+/// `lost:<id>`, so every node applies it, the emitting one included.
 final class NodeWatch {
     unowned let storage: RedisStorage
     let link: LoopLink
@@ -43,12 +43,14 @@ final class NodeWatch {
         }
         link.commands.send(.command("SADD", "chub:nodes", me), priority: true) { [self] added in
             // Back in a set this node never left: a survivor declared it dead (it could not beat for a
-            // TTL) or Redis lost the set. Its sessions are noted again as members come and go.
+            // TTL) or Redis lost the set. Its sessions are noted again, and each says again who it holds
+            // (members a survivor buried join again).
             guard let n = added.int else { return }
             defer { announced = true }
             if n == 1 && announced && beatingSince != nil {
-                log.warning("this node was declared lost; members here show as left elsewhere until they rejoin")
+                log.warning("this node was declared lost; its members are announced again")
                 storage.forgetMemberSessions()
+                storage.reannounce()
             }
         }
     }
@@ -93,16 +95,7 @@ final class NodeWatch {
             if reply.errorMessage != nil { return finish(false) }
             for session in reply.items.compactMap(\.text) {
                 outstanding += 1
-                link.commands.send(.command("HGETALL", RedisStorage.keys(session).members)) { [self] members in
-                    if members.errorMessage != nil { return finish(false) }
-                    for m in RedisStorage.members(members) where m.node == id {
-                        let name = (try? JSONReader.readObject(m.json))?["name"]?.string
-                        outstanding += 1
-                        storage.appendLeave(
-                            session: session, member: m.id, name: name, node: id, link: link, done: finish)
-                    }
-                    finish(true)
-                }
+                storage.buryMembers(session: session, node: id, link: link, done: finish)
             }
             finish(true)
         }

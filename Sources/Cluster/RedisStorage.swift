@@ -50,6 +50,7 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
         activityLog = RedisActivityLog(sync: sync, fallback: local)
         keyStore = RedisAPIKeys(sync: sync, activity: activityLog) { [unowned self] in self.link($0) }
         hooks = RedisWebhooks(storage: self)
+        for script in MemberScripts.all { _ = try sync.call(.command("SCRIPT", "LOAD", script)) }
     }
 
     // MARK: - Links (one per loop, made on that loop's thread)
@@ -62,6 +63,9 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
         lock.withLock { links[ObjectIdentifier(loop)] = l }
         return l
     }
+
+    /// Every loop's link made so far.
+    func allLinks() -> [LoopLink] { lock.withLock { Array(links.values) } }
 
     static func keys(_ stream: String) -> (m: String, log: String, ids: String, members: String, channel: String) {
         ("{\(stream)}:m", "{\(stream)}:log", "{\(stream)}:ids", "{\(stream)}:members", "{\(stream)}:ch")
@@ -140,18 +144,6 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
         }
     }
 
-    /// A leave of a dead node's member (`NodeWatch`), idempotent on (node, member); its `member.left`
-    /// webhook goes out from this node, like any event this node stores.
-    func appendLeave(
-        session: String, member: String, name: String?, node dead: String, link: LoopLink,
-        done: @escaping (Bool) -> Void
-    ) {
-        let event = DurableEvent(
-            session: session, type: "presence", member: nil, clientId: "lost:\(dead):\(member)",
-            body: EventBody.presence(joins: [], leaves: [(member, "node_lost", name)]))
-        run(event, origin: "lost:\(dead)", link: link) { done((try? $0.get()) != nil) }
-    }
-
     /// This node was declared dead and came back: its sessions are noted again as members join.
     func forgetMemberSessions() { lock.withLock { memberSessions.removeAll() } }
 
@@ -190,7 +182,7 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
     func newEpoch() -> String { "\(node).\(epochs.add())" }
     private let epochs = EpochCounter()
 
-    private func keepEvents(_ stream: String) -> Int {
+    func keepEvents(_ stream: String) -> Int {
         stream.hasPrefix("run:") ? 0 : (lock.withLock { keep })
     }
 
@@ -237,23 +229,13 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
         return Int64(try sync.call(.command("HGET", Self.keys(session).m, "ts")).int ?? 0)
     }
 
+    /// Every member of the session (`{S}:members`: identity -> member JSON); read when a session wakes
+    /// on this node, which then has none of its own.
     public func remoteMembers(session: String) throws -> [(id: String, json: [UInt8])] {
-        Self.members(try sync.call(.command("HGETALL", Self.keys(session).members)))
-            .filter { $0.node != node }.map { ($0.id, $0.json) }
-    }
-
-    /// `{S}:members` as HGETALL returns it: member id -> `node json`.
-    static func members(_ reply: RedisReply) -> [(id: String, node: String, json: [UInt8])] {
-        let all = reply.items
-        var out: [(id: String, node: String, json: [UInt8])] = []
-        var i = 0
-        while i + 1 < all.count {
-            if let id = all[i].text, let v = all[i + 1].bytes, let sp = v.firstIndex(of: 0x20) {
-                out.append((id, String(decoding: v[..<sp], as: UTF8.self), Array(v[(sp + 1)...])))
-            }
-            i += 2
+        try sync.call(.command("HVALS", Self.keys(session).members)).items.compactMap { item in
+            guard let json = item.bytes, let id = (try? JSONReader.readObject(json))?["id"]?.string else { return nil }
+            return (id, json)
         }
-        return out
     }
 
     /// Session rows saved on any node reach `sink` on `executor`'s loop. Called once, at start-up,
@@ -482,6 +464,7 @@ final class LoopLink {
             .command("SCRIPT", "LOAD", Scripts.append), .command("SCRIPT", "LOAD", Scripts.batch),
             .command("SCRIPT", "LOAD", Scripts.runAppend),
         ]
+        commands.setup += MemberScripts.all.map { .command("SCRIPT", "LOAD", $0) }
         commands.start()
         subscriber.start()
     }
@@ -596,6 +579,11 @@ final class LoopLink {
 
     func notify(_ stream: String, _ item: SharedItem) {
         sinks[Array(RedisStorage.keys(stream).channel.utf8)]?.sink(item)
+    }
+
+    /// Tells every session this loop follows (on this loop).
+    func notifyAll(_ item: SharedItem) {
+        for (_, s) in sinks { s.sink(item) }
     }
 
     /// Every run event any node appends (`chub:runs`, followed by loop 0's link).

@@ -7,8 +7,8 @@ import Bytes
 /// Keys of a stream S: `{S}:m` (hash: `seq` the last seq, `epoch`, `floor` the last seq retention
 /// deleted, `ts` the last commit time), `{S}:log` (hash: seq -> entry), `{S}:ids` (sorted set:
 /// `<length of member>:<member><client id>` -> seq, the newest `idsKept`; the length makes the pair
-/// unambiguous whatever either part holds), `{S}:members` (hash: member id -> `node json`,
-/// who is present and on which node), `{S}:info` (the session's row), and the channel `{S}:ch`.
+/// unambiguous whatever either part holds), `{S}:members` and `{S}:conns` (who is present, on which
+/// nodes: kept by `MemberScripts`), `{S}:info` (the session's row), and the channel `{S}:ch`.
 /// The scripts live in `Sources/Cluster/Lua/` (each file says its KEYS, ARGV and reply at the top) and
 /// are compiled in as bytes (`PackageResources`, SwiftPM's `embedInCode`).
 enum Scripts {

@@ -108,6 +108,7 @@ final class LoopHub: SessionHost, HubMetrics {
                 if let shared = store as? SharedLog {
                     s.relays = true
                     s.remoteMembers = roster
+                    s.roster = store as? SharedRoster
                     shared.follow(session: code, executor: executor) { [weak s] item in s?.shared(item) }
                 }
             }
@@ -162,12 +163,14 @@ final class LoopHub: SessionHost, HubMetrics {
         var evict: [String] = []
         for s in sessions.values {
             if s.needsTick { s.tick() }
-            directory.updateCounts(s.code, members: s.memberCount, connections: s.connectionCount)
+            // Members on other nodes count too (a cluster: the session's members, from any node).
+            directory.updateCounts(
+                s.code, members: s.memberCount + s.remoteMembers.count, connections: s.connectionCount)
             if s.memberCount > 0 {
                 directory.touch(s.code, at: wallNow)
                 emptySince[s.code] = nil
             } else if let since = emptySince[s.code] {
-                if now - since >= Self.evictAfter { evict.append(s.code) }
+                if now - since >= Self.evictAfter && !s.rosterPending { evict.append(s.code) }
             } else {
                 emptySince[s.code] = now
             }

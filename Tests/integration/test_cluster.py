@@ -217,6 +217,9 @@ def test_node_killed_clients_resume_exactly_elsewhere(cluster):
         writer = await Client.connect(nodes[0], code); await writer.join("W", client_id="w")
         reader = await Client.connect(nodes[1], code)
         rid = (await reader.join("R", client_id="r"))["you"]["id"]
+        # A member of node 1 that does not come back (R does, on node 2: the same identity, the same member).
+        gone = await Client.connect(nodes[1], code)
+        gid = (await gone.join("G", client_id="g"))["you"]["id"]
         await drain(reader, 0.3)
         for k in range(10):
             await writer.send({"type": "chat", "id": f"a{k}", "text": f"a{k}"})
@@ -243,20 +246,22 @@ def test_node_killed_clients_resume_exactly_elsewhere(cluster):
             if m["type"] == "chat":
                 missed.append(m["seq"])
         assert missed == sorted(acks), (missed, acks)
-        # node_lost: node 1's member leaves once, emitted by one survivor, after the node's TTL (5 s).
+        assert m["you"]["id"] == rid, "the same identity on another node is the same member"
+        # node_lost: node 1's member that did not come back leaves once, emitted by one survivor, after the
+        # node's TTL (5 s); R, held by node 2 now, does not leave.
         leaves, deadline = [], time.time() + 15
         while time.time() < deadline and not leaves:
             m = await writer.recv(timeout=15)
             if m["type"] == "presence":
-                leaves += [l for l in m.get("leaves", []) if l["id"] == rid]
-        assert leaves and leaves[0]["reason"] == "node_lost", leaves
+                leaves += [l for l in m.get("leaves", []) if l["id"] in (gid, rid)]
+        assert [(l["id"], l["reason"]) for l in leaves] == [(gid, "node_lost")], leaves
         await asyncio.sleep(2.5)
         more = [m for m in await drain(writer, 0.5) if m["type"] == "presence"
-                and any(l["id"] == rid for l in m.get("leaves", []))]
+                and any(l["id"] in (gid, rid) for l in m.get("leaves", []))]
         assert not more, "one leave, from one survivor"
         late = await Client.connect(nodes[0], code)
         j = await late.join("Late")
-        assert rid not in [m["id"] for m in j["members"]]
+        assert gid not in [m["id"] for m in j["members"]] and rid in [m["id"] for m in j["members"]]
     run(main())
 
 

@@ -79,17 +79,6 @@ if ARGV[10] ~= '0' then
     end
   end
 end
-if typ == 'presence' then
-  local ok, p = pcall(cjson.decode, '{' .. body .. '}')
-  if ok then
-    for _, j in ipairs(p.joins or {}) do
-      if j.id then redis.call('HSET', members, j.id, origin .. ' ' .. cjson.encode(j)) end
-    end
-    for _, l in ipairs(p.leaves or {}) do
-      if l.id then redis.call('HDEL', members, l.id) end
-    end
-  end
-end
 redis.call('PUBLISH', ARGV[6], 'd' .. epoch .. ' ' .. entry)
 if ARGV[14] and ARGV[14] ~= '' then
   local wh = KEYS[5]

@@ -37,4 +37,6 @@ public enum SharedItem {
     case subscribed
     /// The shared log lost the session's events (its epoch changed): seq goes on from `lastSeq`.
     case lost(lastSeq: Int)
+    /// This node was declared lost and beats again: the session says again who it holds (`SharedRoster`).
+    case reannounce
 }

@@ -17,10 +17,11 @@ public final class Membership {
 /// One participant of a session: possibly several connections (tabs) of the same person.
 /// (Stored properties are ordered so the one-byte ones share words: every joined member has one.)
 public final class Member {
-    public let id: String
+    /// Set once more only in a cluster, to the member's id and colour there (`SharedRoster.join`).
+    public internal(set) var id: String
     public let key: String
     public let name: String
-    public let color: String
+    public internal(set) var color: String
     public internal(set) var connections: [HubClient] = []
     /// `{id, name, color}`: the `from` of everything the member sends (built once).
     lazy var fromJSON: [UInt8] = {

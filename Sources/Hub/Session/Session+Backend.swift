@@ -52,8 +52,8 @@ extension Session {
         }
     }
 
-    /// The members present (announced), as member objects.
-    public var presentMembers: [[UInt8]] { members.filter(\.announced).map(\.json) }
+    /// The members present (announced), as member objects; in a cluster also those on other nodes.
+    public var presentMembers: [[UInt8]] { members.filter(\.announced).map(\.json) + remoteMembers.map(\.json) }
 
     /// Removes a member by id, like the host's `remove`; false when there is no such member.
     public func removeMember(id: String) -> Bool {

@@ -75,6 +75,7 @@ extension Session {
         attach(client, to: member, tokenExpiry: tokenExpiry, viaHostKey: viaHostKey, issuedSecret: issuedSecret)
         // A newcomer asking for recent history is served like a resume from that far back.
         let resumeFrom = request.resumeFrom ?? request.history.flatMap { $0 > 0 ? max(0, lastSeq - $0) : nil }
+        if let roster { return joinShared(member, resumeFrom: resumeFrom, roster: roster) }
         persist(
             type: "presence", member: member.id, clientId: nil,
             body: EventBody.presence(joins: [member.json], leaves: [])
@@ -179,6 +180,7 @@ extension Session {
             finishIfDone()
             return
         }
+        if let roster { return leaveShared(member, reason: reason, roster: roster) }
         persist(
             type: "presence", member: member.id, clientId: nil,
             body: EventBody.presence(joins: [], leaves: [(member.id, reason, member.name)])

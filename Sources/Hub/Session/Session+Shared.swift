@@ -60,8 +60,12 @@ extension Session {
             // Publications before the subscription took effect (or while the link was down) were
             // missed: read what the log has past lastSeq.
             fillGap(now: clock(), force: true)
+            // After a first subscription, a new one follows a broken link: who this node holds is said again.
+            if rosterSync.subscribed { rosterSync.stale = true } else { rosterSync.subscribed = true }
         case .lost(let seq):
             lostHistory(continuingAt: seq)
+        case .reannounce:
+            rosterSync.stale = true
         }
     }
 

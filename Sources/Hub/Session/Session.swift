@@ -56,6 +56,10 @@ public final class Session {
     public var remoteMembers: [(id: String, json: [UInt8])] = []
     /// Ephemeral broadcasts also go to the other nodes (set when the session follows a shared log).
     public var relays = false
+    /// Members keyed by identity across the cluster (set with a shared log): joins and leaves go
+    /// through it (Session+SharedMembers); `rosterSync` says when this node says again who it holds.
+    public var roster: SharedRoster?
+    var rosterSync = RosterSync()
 
     public static let palette = [
         "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
@@ -236,19 +240,22 @@ public final class Session {
         }
         checkTokens()
         if (!parked.isEmpty || gapForced) && now >= gapRetry.at { fillGap(now: now, force: gapForced) }
+        if rosterSync.stale { syncRoster(now: now) }
     }
 
     public var needsTick: Bool {
-        policy.tokens.isEnabled || !catchUps.isEmpty || !parked.isEmpty || gapForced
+        policy.tokens.isEnabled || !catchUps.isEmpty || !parked.isEmpty || gapForced || rosterSync.stale
             || members.contains { $0.typingUntil != nil || $0.graceDeadline != nil }
     }
 
     // MARK: - The durable path
 
     /// Persists a durable event; after the commit builds the event's frame once, adds it to the resume
-    /// window and calls `then` (on this session's loop, in append order).
+    /// window and calls `then` (on this session's loop, in append order). `via` appends instead of the
+    /// store (a roster's join or leave), `rebody` gives the body as committed (a colour the roster picked).
     func persist(
         type: String, member: String?, clientId: String?, body: [UInt8], replaces: Replacement? = nil,
+        via: ((@escaping (Result<Committed, StoreFailure>) -> Void) -> Void)? = nil, rebody: (() -> [UInt8])? = nil,
         then: @escaping (Result<Committed, StoreFailure>, Chunk?) -> Void
     ) {
         var event = DurableEvent(session: code, type: type, member: member, clientId: clientId, body: body)
@@ -256,7 +263,8 @@ public final class Session {
         let appended = clock()
         ownInFlight += 1
         // The session is kept alive by its pending completions (it outlives them anyway).
-        store.append(event, executor: executor) { result in
+        let append = via ?? { [store, executor] in store.append(event, executor: executor, done: $0) }
+        append { result in
             self.ownInFlight -= 1
             switch result {
             case .success(let committed):
@@ -271,8 +279,9 @@ public final class Session {
                 // Already applied from the shared log (a gap read got there first): acknowledged only.
                 if committed.seq <= self.lastSeq { return then(result, nil) }
                 func apply() {
-                    let frame = ServerMessage.durable(type: type, seq: committed.seq, ts: committed.ts, body: body)
-                        .frame
+                    let frame = ServerMessage.durable(
+                        type: type, seq: committed.seq, ts: committed.ts, body: rebody?() ?? body
+                    ).frame
                     self.lastSeq = committed.seq
                     self.window.append((committed.seq, frame))
                     if let r = replaces {
