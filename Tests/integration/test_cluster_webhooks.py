@@ -247,3 +247,58 @@ def test_a_message_deleted_before_its_webhook_went_is_not_sent(cluster):
         assert api(nodes[2], "GET", f"/api/webhooks/{hook['id']}")[1]["pending"] == 0
     finally:
         rx.close()
+
+
+def test_member_webhooks_once_per_member_cluster_wide(tmp_path):
+    """member.joined and member.left come from the member scripts (one member per identity across nodes):
+    their outbox entries are written by those scripts too, so a member with tabs on two nodes is one
+    member.joined and one member.left, and a dead node's member leaves (node_lost) with one webhook sent by
+    the survivor that buried it."""
+    redis = Redis(tmp_path).start()
+    nodes = [Hub("--redis", redis.url, "--admin-key", ADMIN, "--webhook-allow-private", "--reconnect-grace", "1",
+                 data_dir=str(tmp_path / f"node{i}")).start()
+             for i in range(3)]
+    rx = Receiver(Switch())
+    try:
+        status, hook = api(nodes[0], "POST", "/api/webhooks",
+                           {"url": rx.url(), "events": ["member.joined", "member.left"]})
+        assert status == 201, hook
+        time.sleep(0.3)
+        code = create_session(nodes[1])["code"]
+
+        def member_hooks():
+            return [(b["type"], b["data"]) for b in rx.bodies()]
+
+        async def main():
+            tab1 = await Client.connect(nodes[0], code)
+            j1 = await tab1.join("Ann", client_id="ann")
+            tab2 = await Client.connect(nodes[1], code)
+            j2 = await tab2.join("Ann", client_id="ann")  # the same identity: the same member
+            assert j2["you"]["id"] == j1["you"]["id"]
+            bob = await Client.connect(nodes[2], code)
+            await bob.join("Bob", client_id="bob")
+            eventually(lambda: sorted(t for t, _ in member_hooks()) == ["member.joined"] * 2,
+                       timeout=10, what="one member.joined per member")
+            await tab1.close()
+            await asyncio.sleep(2)  # past the grace: Ann is still on node 1, so no leave
+            assert [t for t, _ in member_hooks()].count("member.left") == 0, member_hooks()
+            await tab2.close()
+            eventually(lambda: [t for t, _ in member_hooks()].count("member.left") == 1,
+                       timeout=10, what="Ann's one member.left")
+            # Bob's node dies: the survivor that buries it commits his leave, and sends its webhook once.
+            nodes[2].proc.send_signal(signal.SIGKILL)
+            nodes[2].proc.wait()
+            eventually(lambda: [t for t, _ in member_hooks()].count("member.left") == 2,
+                       timeout=25, what="Bob's node_lost member.left")
+            await asyncio.sleep(1.5)
+
+        run(main())
+        got = member_hooks()
+        assert sorted(t for t, _ in got) == ["member.joined"] * 2 + ["member.left"] * 2, got
+        ids = ok_ids(rx)
+        assert set(ids.values()) == {1}, ids
+    finally:
+        rx.close()
+        for n in nodes[:2]:
+            n.stop()
+        redis.stop()
