@@ -90,8 +90,10 @@ let package = Package(
 // (scripts/fuzz.sh does this).
 if ProcessInfo.processInfo.environment["COLLABHUB_FUZZ"] != nil {
     for name in ["FuzzFrames", "FuzzHTTP", "FuzzMessages", "FuzzToken", "FuzzDeflate", "FuzzWatch", "FuzzConnection",
-                 "FuzzWebhook", "FuzzCluster"] {
-        let deps: [Target.Dependency] = name == "FuzzCluster" ? ["Cluster", "Hub", "WebSocket"] : ["WebSocket", "Hub"]
+                 "FuzzWebhook", "FuzzCluster", "FuzzLogOrder"] {
+        let deps: [Target.Dependency] =
+            name == "FuzzCluster" ? ["Cluster", "Hub", "WebSocket"]
+            : name == "FuzzLogOrder" ? ["Hub", "TestSupport"] : ["WebSocket", "Hub"]
         package.targets.append(.executableTarget(name: name, dependencies: deps,
                                                  swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
         package.products.append(.executable(name: name, targets: [name]))
