@@ -37,8 +37,8 @@ extension RedisStorage: SharedRuns {
                     link.runSink?(.lost(run: run, lastSeq: first.seq - 1))
                 }
                 // The webhooks of what this node stored go out from this node (once per cluster).
-                if local.reportsWebhooks {
-                    local.report(
+                if webhooks.reportsWebhooks {
+                    webhooks.report(
                         zip(zip(events, bodies), commits).filter { !$0.1.duplicate }.flatMap { item, c in
                             Webhook.messages(
                                 for: DurableEvent(

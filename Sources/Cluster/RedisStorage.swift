@@ -11,14 +11,21 @@ import Logging
 /// subscriber connection for the channels of the sessions it follows. Reads (history, transcripts,
 /// wake-ups) are blocking calls from the worker threads on a small pool of connections.
 ///
-/// Node-local, in the SQLite store beside it (`local`): API keys and their usage, webhooks and their
-/// outbox, the activity log and cursor samples for playback (see scripts/deploy/CLUSTER.md).
-public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
+/// It implements only the ports it shares. The node-local ones (API keys and their usage, webhooks and
+/// their outbox, the activity log, cursor samples for playback; see scripts/deploy/CLUSTER.md) are the
+/// SQLite store's, put beside these where the node is built (`Backends`); the webhooks of what this
+/// node stores go to that node's outbox (`webhooks`).
+public final class RedisStorage: EventLog, TranscriptReads, SessionRecords, StorageMaintenance, SharedLog,
+    @unchecked Sendable
+{
     public let node: String
     let url: RedisURL
     /// The Redis host's address, resolved off the loops (`RedisAddress`).
     let address: RedisAddress
-    let local: Storage
+    /// Where the webhooks of events this node stores are reported (the node's outbox).
+    let webhooks: WebhookStore
+    /// Each loop, by the executor that runs work on it (what callers hand in).
+    private let loops: [ObjectIdentifier: Loop]
     let sync: RedisSync
     private let lock = NSLock()
     private var links: [ObjectIdentifier: LoopLink] = [:]
@@ -32,9 +39,10 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
     private let log = Logger(label: "collabhub.redis")
 
     /// Checks that Redis answers (a node does not start without it) and loads the scripts.
-    public init(url: RedisURL, local: Storage) throws {
+    public init(url: RedisURL, loops: [(executor: Executor, loop: Loop)], webhooks: WebhookStore) throws {
         self.url = url
-        self.local = local
+        self.webhooks = webhooks
+        self.loops = Dictionary(loops.map { (ObjectIdentifier($0.executor), $0.loop) }) { a, _ in a }
         address = try RedisAddress(host: url.host)
         sync = RedisSync(url: url)
         node = Base64.encode(Crypto.randomBytes(6), urlSafe: true)
@@ -46,7 +54,7 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
     // MARK: - Links (one per loop, made on that loop's thread)
 
     func link(_ executor: Executor) -> LoopLink? {
-        guard let loop = (executor as? LoopOwned)?.loop else { return nil }
+        guard let loop = loops[ObjectIdentifier(executor)] else { return nil }
         if let l = lock.withLock({ links[ObjectIdentifier(loop)] }) { return l }
         // Made outside the lock (connecting opens sockets): only the loop's own thread makes it.
         let l = LoopLink(storage: self, loop: loop)
@@ -117,8 +125,8 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
                 let epoch = items[3].text
             else { return done(.failure(StoreFailure("redis: \(reply.errorMessage ?? "unexpected reply")"))) }
             let committed = Committed(seq: seq, ts: Int64(ts), duplicate: dup == 1)
-            if !committed.duplicate && local.reportsWebhooks {
-                local.report(Webhook.messages(for: event, committed: committed))
+            if !committed.duplicate && webhooks.reportsWebhooks {
+                webhooks.report(Webhook.messages(for: event, committed: committed))
             }
             done(.success((committed, epoch)))
         }
@@ -159,15 +167,11 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
             let seqs = items.dropFirst(2).compactMap(\.int)
             _ = self.learned(stream, epoch: epoch, seq: seqs.last ?? 0)
             let committed = seqs.map { Committed(seq: $0, ts: Int64(ts), duplicate: false) }
-            if self.local.reportsWebhooks {
-                self.local.report(zip(events, committed).flatMap { Webhook.messages(for: $0, committed: $1) })
+            if self.webhooks.reportsWebhooks {
+                self.webhooks.report(zip(events, committed).flatMap { Webhook.messages(for: $0, committed: $1) })
             }
             done(.success(committed))
         }
-    }
-
-    public func recordCursors(session: String, ts: Int64, updates: [UInt8]) {
-        local.recordCursors(session: session, ts: ts, updates: updates)
     }
 
     /// A fresh epoch for a log that has none: this node's random id and a count, unique in the cluster.
@@ -315,10 +319,6 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
         return (e.stored, e.member)
     }
 
-    public func cursorSamples(session: String, from: Int64, to: Int64, limit: Int) throws -> [CursorSample] {
-        try local.cursorSamples(session: session, from: from, to: to, limit: limit)
-    }
-
     public func streams(prefix: String) throws -> [(String, [StoredEvent])] {
         var out: [(String, [StoredEvent])] = []
         for key in try scan("{\(prefix)*}:m") {
@@ -350,14 +350,9 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
                 // ended, and the row is published with the write that stored it.
                 let set = try sync.call(
                     .command("EVAL", Scripts.saveRow, 1, "{\(info.code)}:info", json, created ? 1 : 0))
-                guard set.int == 1 else {
-                    done?(false)
-                    return
-                }
-                // The node-local copy: this node's webhooks report the start (and the API key and
-                // activity tables that stay local can name the session).
-                local.save(info, created: created, done: nil)
-                done?(true)
+                // Stored: the node-local copy follows (`Backends.sessionCopies`), so this node's webhooks
+                // report the start and the tables that stay local can name the session.
+                done?(set.int == 1)
             } catch {
                 log.warning("session row not saved", metadata: ["session": "\(info.code)", "error": "\(error)"])
                 done?(false)
@@ -388,51 +383,12 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
         return out
     }
 
-    // MARK: - Node-local ports (the SQLite store beside it)
-
-    public func record(_ entry: ActivityEntry) { local.record(entry) }
-    public func activity(_ query: ActivityQuery) throws -> [ActivityEntry] { try local.activity(query) }
-    public func allKeys() throws -> [APIKeyRecord] { try local.allKeys() }
-    public func createKey(_ spec: APIKeySpec, actor: String) throws -> (APIKeyRecord, String) {
-        try local.createKey(spec, actor: actor)
-    }
-    public func revokeKey(id: String, actor: String) throws -> Bool { try local.revokeKey(id: id, actor: actor) }
-    public func usage(window: String) throws -> [String: Int] { try local.usage(window: window) }
-    public func recordUse(id: String, windows: (String, String)) { local.recordUse(id: id, windows: windows) }
-    public func webhooks() throws -> [WebhookEndpoint] { try local.webhooks() }
-    public func saveWebhook(_ endpoint: WebhookEndpoint, actor: String, action: String?) throws {
-        try local.saveWebhook(endpoint, actor: actor, action: action)
-    }
-    public func deleteWebhook(id: String, actor: String) throws -> Bool {
-        try local.deleteWebhook(id: id, actor: actor)
-    }
-    public func deliveries(webhook: String, status: DeliveryStatus?, before: Int?, limit: Int) throws
-        -> [WebhookDelivery]
-    { try local.deliveries(webhook: webhook, status: status, before: before, limit: limit) }
-    public func pendingDeliveries(webhook: String?, after: Int, limit: Int) throws -> [WebhookDelivery] {
-        try local.pendingDeliveries(webhook: webhook, after: after, limit: limit)
-    }
-    public func delivery(id: Int) throws -> WebhookDelivery? { try local.delivery(id: id) }
-    public func enqueue(_ message: WebhookMessage, webhook: String) throws -> WebhookDelivery {
-        try local.enqueue(message, webhook: webhook)
-    }
-    public func retryDelivery(id: Int) throws -> WebhookDelivery? { try local.retryDelivery(id: id) }
-    public func recordAttempt(_ delivery: WebhookDelivery) { local.recordAttempt(delivery) }
-    public func recordHealth(_ id: String, _ health: WebhookHealth) { local.recordHealth(id, health) }
-    public func trimDeliveryLog(before: Int64, limit: Int) { local.trimDeliveryLog(before: before, limit: limit) }
-    public func outboxDepth() throws -> [String: Int] { try local.outboxDepth() }
-    public func report(_ messages: [WebhookMessage]) { local.report(messages) }
-    public var reportsWebhooks: Bool { local.reportsWebhooks }
-    public var onOutbox: (([WebhookDelivery]) -> Void)? {
-        get { local.onOutbox }
-        set { local.onOutbox = newValue }
-    }
+    // MARK: - StorageMaintenance
 
     /// Count retention is also applied by each append; this pass (every `--retention-interval`, on
     /// every node: it is idempotent) catches idle sessions and age, 1,000 deletions per script call.
     public func enforce(_ policy: RetentionPolicy) {
         lock.withLock { keep = policy.maxEventsPerSession ?? 0 }
-        local.enforce(policy)
         guard policy.isEnabled else { return }
         retention.async { [self] in
             do {
@@ -450,9 +406,11 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
             }
         }
     }
-    public func barrier(_ done: @escaping (Bool) -> Void) { local.barrier(done) }
-    public func close() { local.close() }
-    public var gauges: [(name: String, help: String, value: Int)] { local.gauges }
+    /// Every append is committed when its reply comes: nothing is queued here.
+    public func barrier(_ done: @escaping (Bool) -> Void) { done(true) }
+    /// The links close with the process.
+    public func close() {}
+    public var gauges: [(name: String, help: String, value: Int)] { [] }
 }
 
 /// One loop's two Redis connections and the sessions it follows.

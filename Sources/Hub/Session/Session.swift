@@ -11,7 +11,7 @@ public final class Session {
     public let code: String
     public internal(set) var info: SessionInfo
     public let policy: SessionPolicy
-    let store: EventLog
+    let store: EventLog & CursorSamples
     let executor: Executor
     weak var host: SessionHost?
     let clock: () -> Double
@@ -59,7 +59,8 @@ public final class Session {
 
     /// `history` is what storage holds of the session (read off the loop before it wakes up).
     public init(
-        info: SessionInfo, history: SessionHistory, policy: SessionPolicy, store: EventLog, executor: Executor,
+        info: SessionInfo, history: SessionHistory, policy: SessionPolicy, store: EventLog & CursorSamples,
+        executor: Executor,
         host: SessionHost?, clock: @escaping () -> Double, wallClockMillis: @escaping () -> Int64,
         newID: @escaping (Int) -> String = Session.randomID
     ) {
