@@ -76,7 +76,7 @@ let package = Package(
         .testTarget(name: "WebSocketTests", dependencies: ["WebSocket"]),
         .target(name: "TestSupport", dependencies: ["Hub"], path: "Tests/Support"),
         .testTarget(name: "HubTests", dependencies: ["Hub", "TestSupport"]),
-        .testTarget(name: "StoreTests", dependencies: ["Store", "Hub", "TestSupport"]),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "Hub", "TestSupport", "Cluster", "EventLoop"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "Bytes"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Hub", "EventLoop", "WebSocket", "TestSupport"]),
         .testTarget(name: "ServerTests", dependencies: ["Server", "Store", "Hub", "WebSocket", "EventLoop",
