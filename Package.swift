@@ -86,7 +86,7 @@ let package = Package(
         .testTarget(name: "WebSocketTests", dependencies: ["WebSocket"]),
         .target(name: "TestSupport", dependencies: ["Hub"], path: "Tests/Support"),
         .testTarget(name: "HubTests", dependencies: ["Hub", "TestSupport"]),
-        .testTarget(name: "StoreTests", dependencies: ["Store", "Hub", "TestSupport"]),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "Hub", "TestSupport", "Cluster", "EventLoop"]),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "Bytes"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Hub", "EventLoop", "WebSocket", "TestSupport"]),
         .testTarget(name: "ServerTests", dependencies: ["Server", "Store", "Hub", "WebSocket", "EventLoop",
@@ -100,8 +100,10 @@ let package = Package(
 // (scripts/fuzz.sh does this).
 if ProcessInfo.processInfo.environment["COLLABHUB_FUZZ"] != nil {
     for name in ["FuzzFrames", "FuzzHTTP", "FuzzMessages", "FuzzToken", "FuzzDeflate", "FuzzWatch", "FuzzConnection",
-                 "FuzzWebhook", "FuzzCluster"] {
-        let deps: [Target.Dependency] = name == "FuzzCluster" ? ["Cluster", "Hub", "WebSocket"] : ["WebSocket", "Hub"]
+                 "FuzzWebhook", "FuzzCluster", "FuzzLogOrder"] {
+        let deps: [Target.Dependency] =
+            name == "FuzzCluster" ? ["Cluster", "Hub", "WebSocket"]
+            : name == "FuzzLogOrder" ? ["Hub", "TestSupport"] : ["WebSocket", "Hub"]
         package.targets.append(.executableTarget(name: name, dependencies: deps,
                                                  swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
         package.products.append(.executable(name: name, targets: [name]))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command for the whole test suite: system packages, the browser client's unit tests (node --test),
 # integration tests against the real binary with real peers (pytest: Python websockets, Node ws, raw
-# sockets, openssl s_client, headless Chromium), bounded fuzzing, and the Swift unit tests (swift test).
+# sockets, openssl s_client, headless Chromium), bounded fuzzing, and the Swift unit tests (swift test; the
+# storage contract suite also against a Redis started here for them).
 # FUZZ_SECONDS (default 30) sets the time per fuzz target. CALLGRIND_BUDGET=1 adds the cost budget: a release
 # build (.build-rel) runs fixed-size workloads under valgrind (some minutes) and fails when one costs more than
 # 3% over loadtest/callgrind-baseline.json (loadtest/README.md says how to move a baseline on purpose).
@@ -26,7 +27,17 @@ echo "== fuzzing"
 scripts/fuzz.sh "${FUZZ_SECONDS:-30}" || status=1
 
 echo "== unit tests (swift test)"
-swift test --disable-swift-testing 2>&1 | grep -avE "^\[[0-9]+/[0-9]+\]|^Test Case .* (started|passed)" ; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+# The storage contract suite also runs against a cluster node's storage (StoragePortTests): a Redis of its
+# own on a free loopback port, without persistence, named by REDIS_URL (the tests flush it).
+redis_dir=$(mktemp -d)
+redis_port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no --daemonize yes \
+  --pidfile "$redis_dir/redis.pid" --logfile "$redis_dir/redis.log" --dir "$redis_dir" || status=1
+for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+REDIS_URL="redis://127.0.0.1:$redis_port" swift test --disable-swift-testing 2>&1 \
+  | grep -avE "^\[[0-9]+/[0-9]+\]|^Test Case .* (started|passed)" ; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+[ -f "$redis_dir/redis.pid" ] && kill "$(cat "$redis_dir/redis.pid")" 2>/dev/null
+rm -rf "$redis_dir"
 
 if [ "${CALLGRIND_BUDGET:-0}" = 1 ]; then
   echo "== callgrind budget (instructions per unit of work against loadtest/callgrind-baseline.json)"

@@ -32,6 +32,8 @@ final class RedisAPIKeys: APIKeyStore, SharedAccounting, @unchecked Sendable {
     private let activity: ActivityLog
     /// Counts of requests charged without waiting for the answer (`recordUse`), one at a time.
     private let uses = DispatchQueue(label: "collabhub.redis.key-uses")
+    /// Calls `then` once the uses counted before it are written.
+    func drained(_ then: @escaping () -> Void) { uses.async(execute: then) }
     private let log = Logger(label: "collabhub.redis.keys")
 
     init(sync: RedisSync, activity: ActivityLog, link: @escaping (Executor) -> LoopLink?) {

@@ -22,6 +22,8 @@ final class RedisActivityLog: ActivityLog, @unchecked Sendable {
     private let sync: RedisSync
     private let fallback: ActivityLog?
     private let queue = DispatchQueue(label: "collabhub.redis.activity")
+    /// Calls `then` once the entries recorded before it are written.
+    func drained(_ then: @escaping () -> Void) { queue.async(execute: then) }
     private let lock = NSLock()
     private var queued = 0
     private let log = Logger(label: "collabhub.redis.activity")

@@ -11,15 +11,20 @@ import Logging
 /// subscriber connection for the channels of the sessions it follows. Reads (history, transcripts,
 /// wake-ups) are blocking calls from the worker threads on a small pool of connections.
 ///
-/// API keys, their quota counts, the activity log (`RedisAPIKeys`, `RedisActivityLog`) and webhooks
-/// (`RedisWebhooks`) are the cluster's too. Node-local, in the SQLite store beside it (`local`): cursor
-/// samples for playback (see scripts/deploy/CLUSTER.md).
-public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
+/// It implements the ports it shares: the log, its reads, the session rows, the shared log and runs
+/// (`RedisRuns`), and webhooks (`RedisWebhooks`: endpoints, the outbox entries the append scripts write,
+/// the delivery log); API keys with their quotas (`RedisAPIKeys`) and the activity log
+/// (`RedisActivityLog`) are classes of their own. `Backends.cluster` puts them beside the node-local
+/// SQLite ports (cursor samples for playback, the copy of each session row); see scripts/deploy/CLUSTER.md.
+public final class RedisStorage: EventLog, TranscriptReads, SessionRecords, StorageMaintenance, SharedLog,
+    @unchecked Sendable
+{
     public let node: String
     let url: RedisURL
     /// The Redis host's address, resolved off the loops (`RedisAddress`).
     let address: RedisAddress
-    let local: Storage
+    /// Each loop, by the executor that runs work on it (what callers hand in).
+    private let loops: [ObjectIdentifier: Loop]
     let sync: RedisSync
     private let lock = NSLock()
     private var links: [ObjectIdentifier: LoopLink] = [:]
@@ -38,16 +43,17 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
     private(set) var activityLog: RedisActivityLog!
 
     /// Checks that Redis answers (a node does not start without it) and loads the scripts.
-    public init(url: RedisURL, local: Storage) throws {
+    /// `activityFallback`: where an activity entry goes when Redis cannot take it (the node's SQLite).
+    public init(url: RedisURL, loops: [(executor: Executor, loop: Loop)], activityFallback: ActivityLog) throws {
         self.url = url
-        self.local = local
+        self.loops = Dictionary(loops.map { (ObjectIdentifier($0.executor), $0.loop) }) { a, _ in a }
         address = try RedisAddress(host: url.host)
         sync = RedisSync(url: url)
         node = Base64.encode(Crypto.randomBytes(6), urlSafe: true)
         _ = try sync.call(.command("SCRIPT", "LOAD", Scripts.append))
         _ = try sync.call(.command("SCRIPT", "LOAD", Scripts.batch))
         _ = try sync.call(.command("SCRIPT", "LOAD", Scripts.runAppend))
-        activityLog = RedisActivityLog(sync: sync, fallback: local)
+        activityLog = RedisActivityLog(sync: sync, fallback: activityFallback)
         keyStore = RedisAPIKeys(sync: sync, activity: activityLog) { [unowned self] in self.link($0) }
         hooks = RedisWebhooks(storage: self)
         for script in MemberScripts.all { _ = try sync.call(.command("SCRIPT", "LOAD", script)) }
@@ -56,7 +62,7 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
     // MARK: - Links (one per loop, made on that loop's thread)
 
     func link(_ executor: Executor) -> LoopLink? {
-        guard let loop = (executor as? LoopOwned)?.loop else { return nil }
+        guard let loop = loops[ObjectIdentifier(executor)] else { return nil }
         if let l = lock.withLock({ links[ObjectIdentifier(loop)] }) { return l }
         // Made outside the lock (connecting opens sockets): only the loop's own thread makes it.
         let l = LoopLink(storage: self, loop: loop)
@@ -167,15 +173,10 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
             let seqs = items.dropFirst(2).compactMap(\.int)
             _ = self.learned(stream, epoch: epoch, seq: seqs.last ?? 0)
             let committed = seqs.map { Committed(seq: $0, ts: Int64(ts), duplicate: false) }
-            if self.local.reportsWebhooks {
-                self.local.report(zip(events, committed).flatMap { Webhook.messages(for: $0, committed: $1) })
-            }
+            // No webhooks here: in a cluster a run's events are appended by `RedisRuns` (whose script
+            // writes their outbox entries), and nothing else appends a batch.
             done(.success(committed))
         }
-    }
-
-    public func recordCursors(session: String, ts: Int64, updates: [UInt8]) {
-        local.recordCursors(session: session, ts: ts, updates: updates)
     }
 
     /// A fresh epoch for a log that has none: this node's random id and a count, unique in the cluster.
@@ -314,10 +315,6 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
         return (e.stored, e.member)
     }
 
-    public func cursorSamples(session: String, from: Int64, to: Int64, limit: Int) throws -> [CursorSample] {
-        try local.cursorSamples(session: session, from: from, to: to, limit: limit)
-    }
-
     public func streams(prefix: String) throws -> [(String, [StoredEvent])] {
         var out: [(String, [StoredEvent])] = []
         for key in try scan("{\(prefix)*}:m") {
@@ -360,9 +357,8 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
                     done?(false)
                     return
                 }
-                // The node-local copy (the API key and activity tables that stay local can name the
-                // session; `session.started` went into the outbox with the row, above).
-                local.save(info, created: created, done: nil)
+                // Stored: the node-local copy follows (`Backends.sessionCopies`); `session.started` went
+                // into the outbox with the row, above.
                 done?(true)
             } catch {
                 log.warning("session row not saved", metadata: ["session": "\(info.code)", "error": "\(error)"])
@@ -394,23 +390,16 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
         return out
     }
 
-    // MARK: - Node-local ports (the SQLite store beside it)
+    // MARK: - Activity (for the webhook routes' entries: the cluster's log)
 
-    public func record(_ entry: ActivityEntry) { activityLog.record(entry) }
-    public func activity(_ query: ActivityQuery) throws -> [ActivityEntry] { try activityLog.activity(query) }
-    public func allKeys() throws -> [APIKeyRecord] { try keyStore.allKeys() }
-    public func createKey(_ spec: APIKeySpec, actor: String) throws -> (APIKeyRecord, String) {
-        try keyStore.createKey(spec, actor: actor)
-    }
-    public func revokeKey(id: String, actor: String) throws -> Bool { try keyStore.revokeKey(id: id, actor: actor) }
-    public func usage(window: String) throws -> [String: Int] { try keyStore.usage(window: window) }
-    public func recordUse(id: String, windows: (String, String)) { keyStore.recordUse(id: id, windows: windows) }
-    public var accounting: SharedAccounting? { keyStore }
+    func record(_ entry: ActivityEntry) { activityLog.record(entry) }
+
+    // MARK: - StorageMaintenance
+
     /// Count retention is also applied by each append; this pass (every `--retention-interval`, on
     /// every node: it is idempotent) catches idle sessions and age, 1,000 deletions per script call.
     public func enforce(_ policy: RetentionPolicy) {
         lock.withLock { keep = policy.maxEventsPerSession ?? 0 }
-        local.enforce(policy)
         guard policy.isEnabled else { return }
         retention.async { [self] in
             do {
@@ -428,9 +417,15 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
             }
         }
     }
-    public func barrier(_ done: @escaping (Bool) -> Void) { local.barrier(done) }
-    public func close() { local.close() }
-    public var gauges: [(name: String, help: String, value: Int)] { local.gauges }
+    /// Every append is committed when its reply comes: nothing is queued here.
+    /// Appends are committed when Redis answers; what this node queued for Redis off the loops (webhook
+    /// records and attempts, key uses, activity entries) is written first.
+    public func barrier(_ done: @escaping (Bool) -> Void) {
+        hooks.drained { [self] in keyStore.drained { [self] in activityLog.drained { done(true) } } }
+    }
+    /// The links close with the process.
+    public func close() {}
+    public var gauges: [(name: String, help: String, value: Int)] { [] }
 }
 
 /// One loop's two Redis connections and the sessions it follows.

@@ -31,6 +31,8 @@ final class RedisWebhooks: @unchecked Sendable {
     private var open: [WebhookEntry: Set<Int>] = [:]
     /// Blocking Redis work, in order (records, acknowledgements, take-overs).
     private let queue = DispatchQueue(label: "collabhub.redis.webhooks")
+    /// Calls `then` once the work queued before it (records, attempts, health) is done.
+    func drained(_ then: @escaping () -> Void) { queue.async(execute: then) }
     private var subscriber: RedisConnection?
     private var timers: [Loop.Timer] = []
     private let log = Logger(label: "collabhub.redis")
@@ -480,7 +482,7 @@ final class RedisWebhooks: @unchecked Sendable {
 }
 
 /// The `WebhookStore` port in cluster mode: everything in Redis, shared by every node.
-extension RedisStorage {
+extension RedisStorage: WebhookStore {
     public func webhooks() throws -> [WebhookEndpoint] { try hooks.all() }
     public func saveWebhook(_ endpoint: WebhookEndpoint, actor: String, action: String?) throws {
         try hooks.save(endpoint)

@@ -183,9 +183,3 @@ public final class Loop {
 
 /// Ignore SIGPIPE: a write to a closed socket must come back as EPIPE, not kill the process.
 public func ignoreSIGPIPE() { chub_ignore_sigpipe() }
-
-/// Something bound to one loop (an executor that runs work on it): what a per-loop client (the Redis
-/// links) needs to find its loop from the executor it is handed.
-public protocol LoopOwned: AnyObject {
-    var loop: Loop { get }
-}

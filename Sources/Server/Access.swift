@@ -85,9 +85,9 @@ extension Server {
     /// the mode is the cluster's (Redis): a closed cluster is never joined open, and a cluster node opens
     /// only when the cluster was opened on purpose. Throws the sentence that refuses to start.
     /// Returns a notice for the start-up output, if any.
-    static func decideAuth(config: Config, store: Storage, sessionsStored: Bool) throws -> (open: Bool, notice: String?)
-    {
-        let shared = store as? SharedLog
+    static func decideAuth(
+        config: Config, store: Storage, shared: SharedLog?, sessionsStored: Bool
+    ) throws -> (open: Bool, notice: String?) {
         let keys: [APIKeyRecord]
         // A table that cannot be read is no proof that no key exists: no start, rather than an open one.
         do { keys = try store.allKeys() } catch {

@@ -5,7 +5,7 @@ import Hub
 import WebSocket
 
 /// Runs hub callbacks on a loop's thread.
-final class LoopExecutor: Executor, LoopOwned {
+final class LoopExecutor: Executor {
     let loop: Loop
     init(_ loop: Loop) { self.loop = loop }
     func execute(_ work: @escaping () -> Void) { loop.post(work) }
@@ -18,6 +18,8 @@ final class LoopHub: SessionHost, HubMetrics {
     unowned let context: LoopContext
     let directory: SessionDirectory
     let store: Storage
+    /// The log other nodes append to too (a cluster), or nil.
+    let shared: SharedLog?
     let executor: LoopExecutor
     private(set) var sessions: [String: Session] = [:]
     private var dirtyCursors: [Session] = []
@@ -26,11 +28,12 @@ final class LoopHub: SessionHost, HubMetrics {
     var metrics: HubMetrics { self }
     let wall: () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
 
-    init(context: LoopContext, directory: SessionDirectory, store: Storage) {
+    init(context: LoopContext, directory: SessionDirectory, store: Storage, shared: SharedLog?) {
         self.context = context
         self.directory = directory
         self.store = store
-        executor = LoopExecutor(context.loop)
+        self.shared = shared
+        executor = context.executor
         tickTimer = Loop.Timer(loop: context.loop, after: 0.25, repeat: 0.25) { [unowned self] in self.tick() }
         tickTimer?.unref()
     }
@@ -49,7 +52,7 @@ final class LoopHub: SessionHost, HubMetrics {
         waiting[code] = [body]
         let reads = context.server.wakeups, storage: TranscriptReads = store, loop = context.loop
         let limit = context.sessionPolicy.resumeWindow
-        let shared = store as? SharedLog
+        let shared = shared
         let queued = reads.submit { [unowned self] in
             let history = Result { try SessionHistory.read(code, from: storage, limit: limit) }
             let roster = (try? shared?.remoteMembers(session: code)) ?? []
@@ -63,7 +66,7 @@ final class LoopHub: SessionHost, HubMetrics {
     /// A code this node has not seen may be a session another node created (a shared log only): its
     /// row is read on the wake-up worker, and a code that is not one is counted like any other miss.
     private func lookUp(_ code: String, _ body: @escaping (Session?) -> Void) {
-        guard let shared = store as? SharedLog, SessionCode.normalize(code) == code else { return body(nil) }
+        guard let shared, SessionCode.normalize(code) == code else { return body(nil) }
         if lookingUp[code] != nil { lookingUp[code]!.append(body); return }
         lookingUp[code] = [body]
         let loop = context.loop, directory = directory
@@ -105,7 +108,7 @@ final class LoopHub: SessionHost, HubMetrics {
                     host: self, clock: { loop.now }, wallClockMillis: wall)
                 sessions[code] = s
                 session = s
-                if let shared = store as? SharedLog {
+                if let shared {
                     s.relays = true
                     s.remoteMembers = roster
                     s.roster = store as? SharedRoster
@@ -144,7 +147,7 @@ final class LoopHub: SessionHost, HubMetrics {
         if sessions[session.code] === session {
             sessions[session.code] = nil
             emptySince[session.code] = nil
-            (store as? SharedLog)?.unfollow(session: session.code, executor: executor)
+            shared?.unfollow(session: session.code, executor: executor)
         }
         directory.ended(session.info, store: store)
         context.server.log.info(
@@ -181,7 +184,7 @@ final class LoopHub: SessionHost, HubMetrics {
         for code in evict {
             sessions[code] = nil
             emptySince[code] = nil
-            (store as? SharedLog)?.unfollow(session: code, executor: executor)
+            shared?.unfollow(session: code, executor: executor)
         }
     }
     private var emptySince: [String: Double] = [:]
@@ -257,14 +260,14 @@ final class LoopHub: SessionHost, HubMetrics {
     }
 
     func relay(_ session: Session, traffic: Traffic, key: String?, frame: Chunk) {
-        (store as? SharedLog)?.relay(
+        shared?.relay(
             session: session.code, executor: executor, traffic: traffic, key: key ?? "", frame: Array(frame.bytes))
     }
 
     func readLog(
         _ session: Session, after: Int, limit: Int, done: @escaping ([(event: StoredEvent, own: Bool)]?) -> Void
     ) {
-        guard let shared = store as? SharedLog else {
+        guard let shared else {
             return readEvents(session, after: after, limit: limit) { done($0?.map { ($0, false) }) }
         }
         let loop = context.loop, code = session.code

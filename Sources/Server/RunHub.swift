@@ -17,16 +17,16 @@ final class RunHub: RunHost {
     private var retries: [String: Loop.Timer] = [:]
     private var backoff: [String: Double] = [:]
 
-    init(context: LoopContext, store: Storage) {
+    init(context: LoopContext, store: Storage, shared: SharedRuns?) {
         self.context = context
         self.store = store
-        let executor = LoopExecutor(context.loop)
+        let executor = context.executor
         board = RunBoard(
             history: (try? store.streams(prefix: "run:")) ?? [], store: store, executor: executor,
             policy: context.config.sessionPolicy, host: nil,
             wallClockMillis: { Int64(Date().timeIntervalSince1970 * 1000) })
         board.host = self
-        if let shared = store as? SharedRuns {
+        if let shared {
             board.shared = shared
             shared.followRuns(executor: executor) { [unowned self] item in self.heard(item) }
         }

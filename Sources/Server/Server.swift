@@ -40,7 +40,13 @@ final class LoopContext {
         smallWindowDeflaters[windowBits] = d
         return d
     }
-    init(loop: Loop, config: Config) { self.loop = loop; self.config = config }
+    /// Runs hub callbacks on this loop; the one executor the loop's storage links are known by.
+    let executor: LoopExecutor
+    init(loop: Loop, config: Config) {
+        self.loop = loop
+        self.config = config
+        executor = LoopExecutor(loop)
+    }
 }
 
 /// The hub process: one libev loop per thread, each with its own SO_REUSEPORT listener.
@@ -51,6 +57,8 @@ public final class Server {
     private var router: Router!
     var api: SessionAPI?
     public let store: Storage
+    /// What `store` is made of, and whether a shared log (cluster) is among it.
+    public let backends: Backends
     let directory: SessionDirectory
     /// Reads that wake sessions up and refresh the API key table: a thread of their own, so a long
     /// export or replay load on the API worker never delays a join.
@@ -90,9 +98,15 @@ public final class Server {
     /// Called (on loop 0) when shutdown completes.
     public var onStopped: (() -> Void)?
 
-    /// `openStorage` opens the backend (SQLite in `collabhub serve`; `MemoryStorage` in tests): it runs
-    /// after the configuration is checked, so a failed start-up has no storage thread to stop.
-    public init(config: Config, openStorage: (Config) throws -> Storage) throws {
+    /// `openStorage` opens one backend for every port (SQLite; `MemoryStorage` in tests).
+    public convenience init(config: Config, openStorage: (Config) throws -> Storage) throws {
+        try self.init(config: config) { config, _ in Backends(try openStorage(config)) }
+    }
+
+    /// `openBackends` puts the node's storage together (`collabhub serve`: SQLite, with Redis's shared
+    /// ports under `--redis`), given each loop and the executor that runs work on it. It runs after the
+    /// configuration is checked, so a failed start-up has no storage thread to stop.
+    public init(config: Config, openBackends: (Config, [(executor: Executor, loop: Loop)]) throws -> Backends) throws {
         self.config = config
         siteGate = SiteGate(config: config)
         logSummary = LogSummary(interval: config.logSummaryInterval, now: Date().timeIntervalSince1970)
@@ -116,13 +130,17 @@ public final class Server {
         let count = max(1, config.threads)
         contexts = (0..<count).map { LoopContext(loop: Loop(index: $0, useDefaultLoop: $0 == 0), config: config) }
         do {
-            store = try openStorage(config)
+            backends = try openBackends(config, contexts.map { ($0.executor, $0.loop) })
+            store = NodeStorage(backends)
         } catch {
             throw ListenError(description: "cannot open the transcript store in \(config.dataDirectory): \(error)")
         }
         let existing = ((try? store.sessions()) ?? []).map(\.0)
         let auth: (open: Bool, notice: String?)
-        do { auth = try Self.decideAuth(config: config, store: store, sessionsStored: !existing.isEmpty) } catch {
+        do {
+            auth = try Self.decideAuth(
+                config: config, store: store, shared: backends.shared, sessionsStored: !existing.isEmpty)
+        } catch {
             store.close()
             throw error
         }
@@ -133,13 +151,13 @@ public final class Server {
         for context in contexts {
             context.router = router
             context.server = self
-            let hub = LoopHub(context: context, directory: directory, store: store)
+            let hub = LoopHub(context: context, directory: directory, store: store, shared: backends.shared)
             context.hub = hub
             // Origins are SiteGate's to decide (the hub's own plus --allowed-origins), not the handshake's.
             context.endpoints["/ws"] = HubEndpoint(hub: hub, allowedOrigins: nil)
             if let echo { context.endpoints["/echo"] = echo }
         }
-        if let shared = store as? SharedLog, let hub0 = contexts[0].hub {
+        if let shared = backends.shared, let hub0 = contexts[0].hub {
             // Rows other nodes save (created, changed, ended there) keep this node's directory current.
             shared.followDirectory(executor: hub0.executor) { [weak self, directory] info in
                 let kept = directory.learn(info)
@@ -153,7 +171,7 @@ public final class Server {
             // A key made or revoked on any node: read at once (a revocation holds everywhere within it).
             accounting.followKeyChanges(executor: hub0.executor) { [weak self] in self?.api?.keys.refreshNow {} }
         }
-        let runHub = RunHub(context: contexts[0], store: store)
+        let runHub = RunHub(context: contexts[0], store: store, shared: backends.runs)
         contexts[0].runs = runHub
         do {
             webhooks = try WebhookEngine(
@@ -189,7 +207,7 @@ public final class Server {
             context.endpoints["/publish"] = publish  // the admin key or an API key with runs:publish
         }
         if !auth.open { closedLatch.set() }
-        if let shared = store as? SharedLog, openMode {
+        if let shared = backends.shared, openMode {
             // The cluster's mode is the cluster's: a node that closes it closes this one within seconds.
             let check = Loop.Timer(loop: contexts[0].loop, after: 2, repeat: 2) { [unowned self] in
                 guard openMode else { return }
@@ -222,7 +240,7 @@ public final class Server {
         idleSweep = Loop.Timer(loop: contexts[0].loop, after: min(ttl / 4, 60), repeat: min(ttl / 4, 60)) {
             [unowned self] in
             let idle = self.directory.idle(ttl: ttl, now: Date().timeIntervalSince1970)
-            guard let shared = self.store as? SharedLog else {
+            guard let shared = self.backends.shared else {
                 for code in idle {
                     let owner = self.contexts[SessionCode.owner(of: code, loops: self.contexts.count)]
                     owner.loop.post { owner.hub?.endIfIdle(code, ttl: ttl) }

@@ -15,7 +15,7 @@ import Hub
 /// back and the seq counters with it, so seqs stay contiguous and nothing uncommitted is ever
 /// acknowledged. Completions go back to each session's loop, one wake-up per loop per batch, in append
 /// order. Reads use connections of their own (`ReaderPool`): no read waits for another.
-public final class SQLiteStore: EventLog, SessionRecords, StorageMaintenance, @unchecked Sendable {
+public final class SQLiteStore: EventLog, SessionRecords, CursorSamples, StorageMaintenance, @unchecked Sendable {
     public let path: String
     /// Active webhook endpoints (read by other threads: a shared log builds webhooks only if any).
     let activeWebhooks = LockedCount()

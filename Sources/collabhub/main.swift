@@ -372,10 +372,10 @@ struct Serve: ParsableCommand {
         let log = Logger(label: "collabhub")
         let server: Server
         do {
-            server = try Server(config: config) { config in
+            server = try Server(config: config) { config, loops in
                 let local = try SQLiteStore(directory: config.dataDirectory, durability: config.durability)
-                guard let redis = config.redis else { return local }
-                do { return try RedisStorage(url: try RedisURL(redis), local: local) } catch {
+                guard let redis = config.redis else { return Backends(local) }
+                do { return try Backends.cluster(redis: RedisURL(redis), loops: loops, local: local) } catch {
                     local.close()
                     throw error
                 }

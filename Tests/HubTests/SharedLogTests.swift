@@ -34,7 +34,7 @@ final class SharedLogTests: XCTestCase {
         h.session.shared(.committed(e3))
         XCTAssertEqual(ann.durableSeqs(), [2, 3])
         // 4's publication never comes (a lost message): after the patience, it is read from the log.
-        h.now += Session.gapPatience + 0.25
+        h.now += LogOrder<Arrival>.patience + 0.25
         h.session.tick()
         h.settle()
         XCTAssertEqual(ann.durableSeqs(), [2, 3, 4, 5, 6])
@@ -70,7 +70,7 @@ final class SharedLogTests: XCTestCase {
             h.settle()
         }
         XCTAssertEqual(ann.durableSeqs(), [2, 3])
-        XCTAssertEqual(h.session.gapRetry.wait, 0)
+        XCTAssertEqual(h.session.order.retry.wait, 0)
     }
 
     func testAReconnectReadsWhateverWasPublishedMeanwhile() {

@@ -65,7 +65,4 @@ public protocol EventLog: AnyObject {
     func appendBatch(
         _ events: [DurableEvent], expectedLastSeq: Int?, executor: Executor,
         done: @escaping (Result<[Committed], StoreFailure>) -> Void)
-    /// Stores sampled cursor positions (a JSON array of cursor updates) for playback. Not part of the
-    /// seq order and never acknowledged: losing a sample loses nothing anyone was promised.
-    func recordCursors(session: String, ts: Int64, updates: [UInt8])
 }

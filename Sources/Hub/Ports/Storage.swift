@@ -29,7 +29,7 @@ public protocol StorageMaintenance: AnyObject {
 }
 
 /// Everything the hub keeps durably, as the ports Hub and Server depend on. The SQLite store
-/// (`Store` module) implements all of them; `MemoryStorage` does for tests; another backend (Redis)
-/// plugs in beside them without touching Hub or Server.
+/// (`Store` module) implements all of them; `MemoryStorage` does for tests; a node puts its own together
+/// from several (`Backends`: Redis's shared ports beside SQLite's) without touching Hub or Server.
 public typealias Storage = EventLog & TranscriptReads & SessionRecords & ActivityLog & APIKeyStore & WebhookStore
-    & StorageMaintenance
+    & CursorSamples & StorageMaintenance

@@ -35,8 +35,6 @@ public protocol TranscriptReads: AnyObject {
     func events(session: String, after: Int, limit: Int, maxBytes: Int) throws -> [StoredEvent]
     /// One event and who sent it (the member's stable key), or nil when there is none at `seq`.
     func event(session: String, seq: Int) throws -> (event: StoredEvent, member: String?)?
-    /// Cursor samples of a session with `from <= ts <= to`, oldest first, at most `limit`.
-    func cursorSamples(session: String, from: Int64, to: Int64, limit: Int) throws -> [CursorSample]
     /// Every event of every stream whose key starts with `prefix`, grouped by stream, in seq order
     /// (rebuilding run state at start-up).
     func streams(prefix: String) throws -> [(String, [StoredEvent])]

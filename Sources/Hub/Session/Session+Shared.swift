@@ -1,109 +1,87 @@
 import Bytes
 import WebSocket
 
-/// A committed event waiting for the seqs before it: `apply` sets `lastSeq` to its seq; `discard`
-/// runs instead if the session moves past it without it (a lost log), so a sender still gets its ack.
-struct Parked {
-    let apply: () -> Void
-    var discard: () -> Void = {}
+/// A committed event on its way into the session (`Session.apply`): this node's own, as the store
+/// answered it (with what the sender is told), or another node's.
+enum Arrival {
+    case own(OwnCommit)
+    case remote(StoredEvent)
+}
+
+/// The store's answer to one of this node's appends, and the continuation that tells the sender: with
+/// the event's frame once applied, without it if it is not applied here (a duplicate, a failure, or
+/// an event the session moved past).
+struct OwnCommit {
+    let type: String
+    let body: [UInt8]
+    /// The body as committed, when the store changed it (a colour the roster picked).
+    let rebody: (() -> [UInt8])?
+    let replaces: Replacement?
+    let result: Result<Committed, StoreFailure>
+    let then: (Result<Committed, StoreFailure>, Chunk?) -> Void
 }
 
 /// A session whose log other nodes append to too (a shared log: Redis). Every node applies every
-/// committed event once, in seq order: its own when the store answers, the others' when they are
-/// published; an event past a gap waits (`parked`) until the gap is filled, by the publication on
-/// its way or, after `gapPatience`, by a read of the log. Ephemeral traffic from other nodes is
-/// delivered here like a local broadcast (and never relayed again).
+/// committed event once, in seq order: `LogOrder` decides when, `apply` is the one way in (on SQLite
+/// as on Redis). Ephemeral traffic from other nodes is delivered here like a local broadcast (and
+/// never relayed again).
 extension Session {
-    /// How long an event past a gap waits for the missing ones to be published before they are read.
-    /// Publications reach a subscribed node in seq order and are lost only with the connection (whose
-    /// return triggers a read, `.subscribed`): a gap is almost always one still on its way, and under
-    /// load it may take a while. Reading early only adds load when Redis is busiest (measured: at
-    /// 50 ms, an overloaded three-node run collapsed to a sixth of its throughput on gap reads).
-    static let gapPatience = 1.0
-
-    /// Applies now if `seq` is next, else when it is.
-    func inOrder(_ seq: Int, _ entry: Parked) {
-        if !relays || seq == lastSeq + 1 {
-            entry.apply()
-            if !parked.isEmpty { drainParked() }
-        } else if seq > lastSeq {
-            parked[seq] = entry
-            if gapSince == nil { gapSince = clock() }
-        } else {
-            entry.discard()
+    /// Every committed event enters here, once, in seq order: into the resume window and out to this
+    /// node's members (and, for this node's own, its sender's continuation).
+    func apply(_ arrival: Arrival) {
+        switch arrival {
+        case .own(let o):
+            guard case .success(let c) = o.result else { return o.then(o.result, nil) }
+            let frame = ServerMessage.durable(type: o.type, seq: c.seq, ts: c.ts, body: o.rebody?() ?? o.body).frame
+            lastSeq = c.seq
+            window.append((c.seq, frame))
+            if let r = o.replaces {
+                let tombstone = ServerMessage.durable(type: r.type, seq: r.seq, ts: r.ts, body: r.body).frame
+                window.replace(seq: r.seq, with: tombstone)
+            }
+            o.then(o.result, frame)
+        case .remote(let e):
+            applyRemote(e)
         }
     }
 
-    private func drainParked() {
-        let before = lastSeq
-        while let next = parked.removeValue(forKey: lastSeq + 1) { next.apply() }
-        // Older than what was applied (the session moved past them): let go.
-        if let low = parked.keys.min(), low <= lastSeq {
-            for (seq, p) in parked.sorted(by: { $0.key < $1.key }) where seq <= lastSeq {
-                parked[seq] = nil
-                p.discard()
+    /// Carries out what the order decided, in order.
+    func follow(_ actions: [LogOrder<Arrival>.Action]) {
+        for action in actions {
+            switch action {
+            case .apply(_, let arrival):
+                apply(arrival)
+            case .ack(let arrival):
+                if case .own(let o) = arrival { o.then(o.result, nil) }
+            case .read(let after, let limit):
+                host?.readLog(self, after: after, limit: limit) { [weak self] events in
+                    guard let self else { return }
+                    let read = events?.map { (seq: $0.event.seq, own: $0.own, event: Arrival.remote($0.event)) }
+                    self.follow(self.order.read(read, now: self.clock()))
+                }
+            case .reset(let seq, let why):
+                reset(to: seq, why)
             }
         }
-        // Patience counts from the last progress: a busy session always has something on its way.
-        gapSince = parked.isEmpty ? nil : (lastSeq > before ? clock() : gapSince ?? clock())
     }
 
     /// What the shared log says about this session (on the session's loop).
     public func shared(_ item: SharedItem) {
         switch item {
         case .committed(let e):
-            guard e.seq > lastSeq, parked[e.seq] == nil else { return }
-            inOrder(e.seq, Parked(apply: { [weak self] in self?.applyRemote(e) }))
+            follow(order.published(e.seq, .remote(e), now: clock()))
         case .ephemeral(let traffic, let key, let frame):
             deliverHere(Chunk(frame), .ephemeral(traffic, key: key.isEmpty ? nil : key), except: nil)
         case .subscribed:
             // Publications before the subscription took effect (or while the link was down) were
             // missed: read what the log has past lastSeq.
-            fillGap(now: clock(), force: true)
+            follow(order.subscribed(now: clock()))
             // After a first subscription, a new one follows a broken link: who this node holds is said again.
             if rosterSync.subscribed { rosterSync.stale = true } else { rosterSync.subscribed = true }
         case .lost(let seq):
-            lostHistory(continuingAt: seq)
+            follow(order.lost(continuingAt: seq))
         case .reannounce:
             rosterSync.stale = true
-        }
-    }
-
-    /// Reads the events missing before the oldest parked one (or, `force`, whatever follows lastSeq).
-    func fillGap(now: Double, force: Bool = false) {
-        if gapReading {
-            if force { gapForced = true }
-            return
-        }
-        guard force || (!parked.isEmpty && now - (gapSince ?? now) >= Self.gapPatience) else { return }
-        gapForced = false
-        gapReading = true
-        let before = lastSeq
-        let want = force ? 500 : min(max((parked.keys.min() ?? lastSeq + 1) - lastSeq, 1), 500)
-        host?.readLog(self, after: lastSeq, limit: want) { [weak self] events in
-            guard let self else { return }
-            self.gapReading = false
-            guard let events else {
-                // Storage unreachable: a tick tries again, after a wait that doubles while it stays so.
-                if force { self.gapForced = true }
-                let wait = min(max(self.gapRetry.wait * 2, 0.25), 2)
-                self.gapRetry = (self.clock() + wait, wait)
-                return
-            }
-            self.gapRetry = (0, 0)
-            if let first = events.first, first.event.seq > self.lastSeq + 1 {
-                // Retention deleted the missing events before they were read: clients are told, and
-                // the session goes on from what is there.
-                self.skip(to: first.event.seq - 1)
-            }
-            for (e, own) in events where e.seq > self.lastSeq && self.parked[e.seq] == nil {
-                // This node's own event whose answer is still on its way: the answer applies it.
-                if own && e.seq > self.ownAnswered && self.ownInFlight > 0 { break }
-                self.inOrder(e.seq, Parked(apply: { [weak self] in self?.applyRemote(e) }))
-            }
-            if (force && events.count == want && self.lastSeq > before) || self.gapForced {
-                self.fillGap(now: self.clock(), force: true)
-            }
         }
     }
 
@@ -166,29 +144,19 @@ extension Session {
         finishIfDone()
     }
 
-    /// Events up to `seq` are gone (retention): connected clients get `reset`, the window starts over.
-    private func skip(to seq: Int) {
-        guard seq > lastSeq else { return }
-        let message = ServerMessage.reset(
-            reason: "history_deleted", message: "events up to \(seq) were deleted before they were read", seq: seq)
+    /// Events up to `seq` are gone: connected clients get `reset` rather than a silent gap, and the
+    /// window starts over. `deleted`: retention deleted them before they were read. `lost`: the shared
+    /// log lost this session's events (Redis restarted without them), and seq goes on from the new
+    /// log's (what a client had past it is gone with the log).
+    private func reset(to seq: Int, _ why: LogOrder<Arrival>.Reset) {
+        let message =
+            why == .deleted
+            ? ServerMessage.reset(
+                reason: "history_deleted", message: "events up to \(seq) were deleted before they were read", seq: seq)
+            : ServerMessage.reset(
+                reason: "history_lost", message: "the shared log lost this session's history", seq: seq)
         window = ResumeWindow(maxCount: policy.resumeWindow, maxBytes: policy.resumeWindowBytes)
         lastSeq = seq
         deliverHere(message.frame, .durable, except: nil)
-        if !parked.isEmpty { drainParked() }
-    }
-
-    /// The shared log lost this session's events (Redis restarted without them): clients are told
-    /// with `reset` rather than left with a silent gap, and seq goes on from the new log's `seq`
-    /// (what a client had past it is gone with the log).
-    private func lostHistory(continuingAt seq: Int) {
-        let message = ServerMessage.reset(
-            reason: "history_lost", message: "the shared log lost this session's history", seq: seq)
-        window = ResumeWindow(maxCount: policy.resumeWindow, maxBytes: policy.resumeWindowBytes)
-        let waiting = parked.sorted { $0.key < $1.key }
-        parked.removeAll()
-        gapSince = nil
-        lastSeq = seq
-        deliverHere(message.frame, .durable, except: nil)
-        for (_, p) in waiting { p.discard() }
     }
 }

@@ -169,7 +169,7 @@ extension Session {
             switch result {
             case .success(let events):
                 self.rosterSync.wait = 0
-                if events > 0 { self.fillGap(now: self.clock(), force: true) }
+                if events > 0 { self.follow(self.order.committedUnseen(now: self.clock())) }
             case .failure:
                 self.rosterSync.stale = true
                 self.rosterSync.wait = min(max(self.rosterSync.wait * 2, 0.25), 2)

@@ -11,7 +11,7 @@ public final class Session {
     public let code: String
     public internal(set) var info: SessionInfo
     public let policy: SessionPolicy
-    let store: EventLog
+    let store: EventLog & CursorSamples
     let executor: Executor
     weak var host: SessionHost?
     let clock: () -> Double
@@ -38,24 +38,16 @@ public final class Session {
     /// Chat messages this session deleted or redacted (the newest 1,024, oldest first), by seq and why:
     /// a change whose read of the original began before that commit must not store its text again.
     var removedTargets: [(seq: Int, reason: Replacement.Reason)] = []
-    /// Shared log (cluster) only: committed events past a gap, by seq, each applied once every seq
-    /// before it was (Session+Shared), and since when the oldest gap is open.
-    var parked: [Int: Parked] = [:]
-    var gapSince: Double?
-    var gapReading = false
-    /// A forced gap read asked for while another read was running (it runs when that one ends).
-    var gapForced = false
-    /// After a gap read failed (the shared log unreachable), the tick reads again only from this time
-    /// on, the wait doubling from 0.25 s to 2 s per failure in a row.
-    var gapRetry = (at: 0.0, wait: 0.0)
-    /// This node's appends not yet answered, and the highest seq answered so far: a gap read leaves an
-    /// own event above it to its answer while any is in flight (answers come in append order).
-    var ownInFlight = 0
-    var ownAnswered = 0
+    /// The order committed events are applied in (`LogOrder`): with a shared log (cluster), what waits
+    /// for a gap to be filled, the reads that fill it and this node's appends in flight.
+    var order = LogOrder<Arrival>(last: 0)
     /// Members of this session connected to other nodes (from their presence events), in join order.
     public var remoteMembers: [(id: String, json: [UInt8])] = []
     /// Ephemeral broadcasts also go to the other nodes (set when the session follows a shared log).
-    public var relays = false
+    public var relays: Bool {
+        get { order.shared }
+        set { order.shared = newValue }
+    }
     /// Members keyed by identity across the cluster (set with a shared log): joins and leaves go
     /// through it (Session+SharedMembers); `rosterSync` says when this node says again who it holds.
     public var roster: SharedRoster?
@@ -71,7 +63,8 @@ public final class Session {
 
     /// `history` is what storage holds of the session (read off the loop before it wakes up).
     public init(
-        info: SessionInfo, history: SessionHistory, policy: SessionPolicy, store: EventLog, executor: Executor,
+        info: SessionInfo, history: SessionHistory, policy: SessionPolicy, store: EventLog & CursorSamples,
+        executor: Executor,
         host: SessionHost?, clock: @escaping () -> Double, wallClockMillis: @escaping () -> Int64,
         newID: @escaping (Int) -> String = Session.randomID
     ) {
@@ -90,6 +83,7 @@ public final class Session {
         // Refill the resume window from storage, so clients resuming after a restart miss nothing.
         for e in history.tail { window.append((e.seq, e.message.frame)) }
         if let last = window.last?.seq { lastSeq = max(lastSeq, last) }
+        order = LogOrder(last: lastSeq)
     }
 
     public var memberCount: Int { members.count }
@@ -239,12 +233,12 @@ public final class Session {
             if let deadline = m.graceDeadline, deadline <= now { removeMember(m, reason: "left") }
         }
         checkTokens()
-        if (!parked.isEmpty || gapForced) && now >= gapRetry.at { fillGap(now: now, force: gapForced) }
+        if order.needsTick { follow(order.tick(now: now)) }
         if rosterSync.stale { syncRoster(now: now) }
     }
 
     public var needsTick: Bool {
-        policy.tokens.isEnabled || !catchUps.isEmpty || !parked.isEmpty || gapForced || rosterSync.stale
+        policy.tokens.isEnabled || !catchUps.isEmpty || order.needsTick || rosterSync.stale
             || members.contains { $0.typingUntil != nil || $0.graceDeadline != nil }
     }
 
@@ -261,45 +255,21 @@ public final class Session {
         var event = DurableEvent(session: code, type: type, member: member, clientId: clientId, body: body)
         event.replaces = replaces
         let appended = clock()
-        ownInFlight += 1
+        order.sent()
         // The session is kept alive by its pending completions (it outlives them anyway).
         let append = via ?? { [store, executor] in store.append(event, executor: executor, done: $0) }
         append { result in
-            self.ownInFlight -= 1
+            let own = Arrival.own(
+                OwnCommit(type: type, body: body, rebody: rebody, replaces: replaces, result: result, then: then))
             switch result {
             case .success(let committed):
-                self.ownAnswered = max(self.ownAnswered, committed.seq)
-                if committed.duplicate {
-                    // A resend of an event whose answer was lost: with a shared log this node never
-                    // applied it (its own publications are not delivered back), so the log is read.
-                    if self.relays && committed.seq > self.lastSeq { self.fillGap(now: self.clock(), force: true) }
-                    return then(result, nil)
-                }
-                self.host?.metrics.durableCommitted(latency: self.clock() - appended)
-                // Already applied from the shared log (a gap read got there first): acknowledged only.
-                if committed.seq <= self.lastSeq { return then(result, nil) }
-                func apply() {
-                    let frame = ServerMessage.durable(
-                        type: type, seq: committed.seq, ts: committed.ts, body: rebody?() ?? body
-                    ).frame
-                    self.lastSeq = committed.seq
-                    self.window.append((committed.seq, frame))
-                    if let r = replaces {
-                        let tombstone = ServerMessage.durable(type: r.type, seq: r.seq, ts: r.ts, body: r.body).frame
-                        self.window.replace(seq: r.seq, with: tombstone)
-                    }
-                    then(result, frame)
-                }
-                // One store assigns every seq of the session (with SQLite always the next one, applied
-                // here without a closure); with a shared log, another node's event may still be on its
-                // way: this one waits its turn.
-                if !self.relays || (committed.seq == self.lastSeq + 1 && self.parked.isEmpty) { return apply() }
-                self.inOrder(committed.seq, Parked(apply: apply, discard: { then(result, nil) }))
+                if !committed.duplicate { self.host?.metrics.durableCommitted(latency: self.clock() - appended) }
+                self.follow(
+                    self.order.answered(
+                        .committed(seq: committed.seq, duplicate: committed.duplicate, own), now: self.clock()))
             case .failure:
                 self.host?.metrics.storeFailure()
-                // With a shared log, a lost answer may hide a stored event: the log is read.
-                if self.relays { self.gapForced = true }
-                then(result, nil)
+                self.follow(self.order.answered(.failed(own), now: self.clock()))
             }
         }
     }

@@ -1,0 +1,18 @@
+import EventLoop
+import Hub
+
+extension Backends {
+    /// A cluster node: Redis's shared ports (the log and its reads, the session rows, the shared log
+    /// and runs, webhooks, API keys and their quotas, the activity log) beside the node-local ports of
+    /// `local` (cursor samples for playback), which also keeps a copy of each session row. Redis is
+    /// checked and its scripts loaded here (a node does not start without it).
+    public static func cluster(
+        redis url: RedisURL, loops: [(executor: Executor, loop: Loop)], local: Storage
+    ) throws -> Backends {
+        let redis = try RedisStorage(url: url, loops: loops, activityFallback: local)
+        return Backends(
+            events: redis, reads: redis, sessions: redis, sessionCopies: local, keys: redis.keyStore,
+            activity: redis.activityLog, webhooks: redis, cursors: local, maintenance: [redis, local], shared: redis,
+            runs: redis)
+    }
+}
