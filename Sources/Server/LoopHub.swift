@@ -20,6 +20,8 @@ final class LoopHub: SessionHost, HubMetrics {
     let store: Storage
     /// The log other nodes append to too (a cluster), or nil.
     let shared: SharedLog?
+    /// Members keyed by identity across the nodes (a cluster), or nil.
+    let roster: SharedRoster?
     let executor: LoopExecutor
     private(set) var sessions: [String: Session] = [:]
     private var dirtyCursors: [Session] = []
@@ -28,11 +30,12 @@ final class LoopHub: SessionHost, HubMetrics {
     var metrics: HubMetrics { self }
     let wall: () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
 
-    init(context: LoopContext, directory: SessionDirectory, store: Storage, shared: SharedLog?) {
+    init(context: LoopContext, directory: SessionDirectory, store: Storage, shared: SharedLog?, roster: SharedRoster?) {
         self.context = context
         self.directory = directory
         self.store = store
         self.shared = shared
+        self.roster = roster
         executor = context.executor
         tickTimer = Loop.Timer(loop: context.loop, after: 0.25, repeat: 0.25) { [unowned self] in self.tick() }
         tickTimer?.unref()
@@ -111,7 +114,7 @@ final class LoopHub: SessionHost, HubMetrics {
                 if let shared {
                     s.relays = true
                     s.remoteMembers = roster
-                    s.roster = store as? SharedRoster
+                    s.roster = self.roster
                     shared.follow(session: code, executor: executor) { [weak s] item in s?.shared(item) }
                 }
             }

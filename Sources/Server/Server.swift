@@ -151,7 +151,8 @@ public final class Server {
         for context in contexts {
             context.router = router
             context.server = self
-            let hub = LoopHub(context: context, directory: directory, store: store, shared: backends.shared)
+            let hub = LoopHub(
+                context: context, directory: directory, store: store, shared: backends.shared, roster: backends.roster)
             context.hub = hub
             // Origins are SiteGate's to decide (the hub's own plus --allowed-origins), not the handshake's.
             context.endpoints["/ws"] = HubEndpoint(hub: hub, allowedOrigins: nil)

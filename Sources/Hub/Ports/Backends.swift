@@ -20,11 +20,14 @@ public struct Backends {
     public var shared: SharedLog?
     /// Runs shared with other nodes (a cluster), or nil.
     public var runs: SharedRuns?
+    /// Members keyed by identity across the nodes (a cluster), or nil.
+    public var roster: SharedRoster?
 
     public init(
         events: EventLog, reads: TranscriptReads, sessions: SessionRecords, sessionCopies: SessionRecords? = nil,
         keys: APIKeyStore, activity: ActivityLog, webhooks: WebhookStore, cursors: CursorSamples,
-        maintenance: [StorageMaintenance], shared: SharedLog? = nil, runs: SharedRuns? = nil
+        maintenance: [StorageMaintenance], shared: SharedLog? = nil, runs: SharedRuns? = nil,
+        roster: SharedRoster? = nil
     ) {
         self.events = events
         self.reads = reads
@@ -37,6 +40,7 @@ public struct Backends {
         self.maintenance = maintenance
         self.shared = shared
         self.runs = runs
+        self.roster = roster
     }
 
     /// One store for every port, with no shared log.
