@@ -6,7 +6,7 @@ import Logging
 
 /// The cluster backend: the session log, the session directory and history live in Redis, shared by
 /// every node (`collabhub serve --redis URL`). Appends run the `Scripts.append` script on the calling
-/// loop's own hiredis connection (driven by that libev loop), so one script call assigns the seq,
+/// loop's own Redis connection (driven by that libev loop), so one script call assigns the seq,
 /// stores, deduplicates and publishes; the reply is the acknowledgement. Each loop also has a
 /// subscriber connection for the channels of the sessions it follows. Reads (history, transcripts,
 /// wake-ups) are blocking calls from the worker threads on a small pool of connections.
@@ -18,6 +18,8 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
     let url: RedisURL
     /// The Redis host's address, resolved off the loops (`RedisAddress`).
     let address: RedisAddress
+    /// The TLS client context of a `rediss://` URL (nil: plain TCP).
+    let tls: TLSContext?
     let local: Storage
     let sync: RedisSync
     private let lock = NSLock()
@@ -32,11 +34,12 @@ public final class RedisStorage: Storage, SharedLog, @unchecked Sendable {
     private let log = Logger(label: "collabhub.redis")
 
     /// Checks that Redis answers (a node does not start without it) and loads the scripts.
-    public init(url: RedisURL, local: Storage) throws {
+    public init(url: RedisURL, tls settings: RedisTLS = RedisTLS(), local: Storage) throws {
         self.url = url
         self.local = local
+        tls = try settings.context(for: url)
         address = try RedisAddress(host: url.host)
-        sync = RedisSync(url: url)
+        sync = RedisSync(url: url, tls: tls)
         node = Base64.encode(Crypto.randomBytes(6), urlSafe: true)
         _ = try sync.call(.command("SCRIPT", "LOAD", Scripts.append))
         _ = try sync.call(.command("SCRIPT", "LOAD", Scripts.batch))
@@ -467,9 +470,10 @@ final class LoopLink {
     init(storage: RedisStorage, loop: Loop) {
         self.storage = storage
         self.loop = loop
-        let (url, address) = (storage.url, storage.address)
-        commands = RedisConnection(loop: loop, url: url, address: address, name: "commands/\(loop.index)")
-        subscriber = RedisConnection(loop: loop, url: url, address: address, name: "subscriber/\(loop.index)")
+        let (url, address, tls) = (storage.url, storage.address, storage.tls)
+        commands = RedisConnection(loop: loop, url: url, address: address, name: "commands/\(loop.index)", tls: tls)
+        subscriber = RedisConnection(
+            loop: loop, url: url, address: address, name: "subscriber/\(loop.index)", tls: tls)
         subscriber.onMessage = { [unowned self] channel, payload in self.message(channel, payload) }
         // Once Redis confirms a subscription (the first, or again after a reconnect), the session reads
         // what was published before it took effect.
