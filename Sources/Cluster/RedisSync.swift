@@ -156,7 +156,18 @@ final class SyncLink {
             }
             if n <= 0 {
                 if ssl == nil && n < 0 && errno == EINTR { continue }
-                throw Failure(description: "cannot send to Redis: \(why(n))")
+                let reason = why(n)
+                // A TLS server that refused the handshake (no client certificate, with TLS 1.3 only
+                // known after it) sent an alert before it closed: read it, it says why.
+                if let ssl {
+                    var scratch = [UInt8](repeating: 0, count: 512)
+                    ERR_clear_error()
+                    let r = SSL_read(ssl, &scratch, Int32(scratch.count))
+                    if r <= 0 && SSL_get_error(ssl, r) == SSL_ERROR_SSL {
+                        throw Failure(description: "TLS: \(RedisTLS.failure(ssl))")
+                    }
+                }
+                throw Failure(description: "cannot send to Redis: \(reason)")
             }
             at += n
         }

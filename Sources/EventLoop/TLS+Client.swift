@@ -20,7 +20,11 @@ extension TLSContext {
             throw Error(description: "cannot read the key \(key): \(String(cString: strerror(errno)))")
         }
         guard SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1 else {
-            throw Error(description: "cannot load the key \(key): \(Self.openSSLErrors())")
+            let errors = Self.openSSLErrors()
+            if errors.contains("key values mismatch") {
+                throw Error(description: "the key \(key) does not match the certificate \(certificate)")
+            }
+            throw Error(description: "cannot load the key \(key): \(errors)")
         }
         guard SSL_CTX_check_private_key(ctx) == 1 else {
             throw Error(description: "the key \(key) does not match the certificate \(certificate)")
