@@ -89,8 +89,9 @@ let package = Package(
 // (scripts/fuzz.sh does this).
 if ProcessInfo.processInfo.environment["COLLABHUB_FUZZ"] != nil {
     for name in ["FuzzFrames", "FuzzHTTP", "FuzzMessages", "FuzzToken", "FuzzDeflate", "FuzzWatch", "FuzzConnection",
-                 "FuzzWebhook", "FuzzCluster"] {
-        let deps: [Target.Dependency] = name == "FuzzCluster" ? ["Cluster", "Hub", "WebSocket"] : ["WebSocket", "Hub"]
+                 "FuzzWebhook", "FuzzCluster", "FuzzRESP"] {
+        let deps: [Target.Dependency] =
+            name == "FuzzCluster" ? ["Cluster", "Hub", "WebSocket"] : name == "FuzzRESP" ? ["Cluster"] : ["WebSocket", "Hub"]
         package.targets.append(.executableTarget(name: name, dependencies: deps,
                                                  swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
         package.products.append(.executable(name: name, targets: [name]))

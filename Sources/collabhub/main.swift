@@ -68,7 +68,7 @@ struct ServeOptions: ParsableArguments {
             "Join a cluster: sessions, their log and the directory live in this Redis "
                 + "(redis://[[user]:password@]host[:port][/db]; rediss:// for TLS).", valueName: "url"))
     var redis: String?
-    @Option(help: "With a rediss:// URL: PEM bundle of CAs to check Redis's certificate against (default: the system's).")
+    @Option(help: "With a rediss:// URL: PEM bundle of CAs to check Redis's certificate against (default: system's).")
     var redisCa: String?
     @Option(help: "With a rediss:// URL: PEM certificate (chain) presented to a Redis that asks for one.")
     var redisCert: String?
