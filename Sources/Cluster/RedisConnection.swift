@@ -248,6 +248,7 @@ final class RedisConnection {
     func unsubscribe(_ channel: [UInt8]) {
         guard channels.remove(channel) != nil, ready, let l = link, !leaving.contains(channel) else { return }
         leaving.insert(channel)
+        subscribed = true
         l.write([Array("UNSUBSCRIBE".utf8), channel])
     }
 
