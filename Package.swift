@@ -8,8 +8,8 @@ import Foundation
 ///   C shims (CEV, COpenSSL, CSQLite, CZlib) -> Bytes (output chunks, crypto, base64)
 ///   -> WebSocket (sans-I/O codecs and the connection state machine) and EventLoop (libev, bytes only)
 ///   -> Hub (pure session and run logic, and the storage ports) -> Store (SQLite behind the ports)
-///   -> Server (glue) -> executables. Cluster (CHiredis) puts the log and the directory in Redis
-///   behind the same ports, for `serve --redis`.
+///   -> Server (glue) -> executables. Cluster puts the log and the directory in Redis behind the same
+///   ports, for `serve --redis`, speaking RESP itself on EventLoop's sockets (plain or TLS).
 
 /// Release builds skip the run-time exclusivity checks: measured by instruction counts
 /// (`loadtest/bench_callgrind.sh`, 2026-11-30), they cost 47% on fan-out (117M -> 172M instructions),
@@ -49,7 +49,6 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
-        .systemLibrary(name: "CHiredis", path: "Sources/CHiredis"),
 
         .target(name: "Bytes", dependencies: ["COpenSSL"], swiftSettings: optimize),
         .target(name: "WebSocket", dependencies: ["Bytes", "COpenSSL", "CZlib"], swiftSettings: optimize),
@@ -68,7 +67,7 @@ let package = Package(
                 plugins: ProcessInfo.processInfo.environment["COLLABHUB_FUZZ"] == nil ? ["EmbedWebPlugin"] : []),
 
         // The Lua scripts (`luaScripts`) are compiled in as bytes (`PackageResources`): no bundle beside the binary.
-        .target(name: "Cluster", dependencies: ["CHiredis", "EventLoop", "Hub", "Bytes",
+        .target(name: "Cluster", dependencies: ["COpenSSL", "EventLoop", "Hub", "Bytes",
                                                 .product(name: "Logging", package: "swift-log")],
                 resources: luaScripts.map { .embedInCode("Lua/\($0).lua") },
                 swiftSettings: optimize),
@@ -100,10 +99,11 @@ let package = Package(
 // (scripts/fuzz.sh does this).
 if ProcessInfo.processInfo.environment["COLLABHUB_FUZZ"] != nil {
     for name in ["FuzzFrames", "FuzzHTTP", "FuzzMessages", "FuzzToken", "FuzzDeflate", "FuzzWatch", "FuzzConnection",
-                 "FuzzWebhook", "FuzzCluster", "FuzzLogOrder"] {
+                 "FuzzWebhook", "FuzzCluster", "FuzzLogOrder", "FuzzRESP"] {
         let deps: [Target.Dependency] =
             name == "FuzzCluster" ? ["Cluster", "Hub", "WebSocket"]
-            : name == "FuzzLogOrder" ? ["Hub", "TestSupport"] : ["WebSocket", "Hub"]
+            : name == "FuzzLogOrder" ? ["Hub", "TestSupport"]
+            : name == "FuzzRESP" ? ["Cluster"] : ["WebSocket", "Hub"]
         package.targets.append(.executableTarget(name: name, dependencies: deps,
                                                  swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
         package.products.append(.executable(name: name, targets: [name]))

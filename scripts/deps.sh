@@ -2,10 +2,12 @@
 # Installs the Debian packages CollabHub needs, only those missing (apt-get update runs once, and
 # only when something is missing). Usage: scripts/deps.sh [build|test]
 set -euo pipefail
-build_pkgs=(libev-dev libssl-dev libsqlite3-dev zlib1g-dev libhiredis-dev openssl)
+build_pkgs=(libev-dev libssl-dev libsqlite3-dev zlib1g-dev openssl)
 # python3-pip, -setuptools, -wheel: test_sdk_python.py pip-installs the Python SDK offline; mypy checks its types.
 # node-typescript (tsc), node-react*, node-csstype, node-prop-types: the JavaScript packages' type check and
 # test_js_sdk.py's React test (react-test-renderer); @types/react needs csstype and prop-types.
+# redis-server, openssl: the cluster tests (test_cluster_tls.py makes its certificates with openssl and starts
+# redis-server with TLS).
 # valgrind, curl: the opt-in callgrind budget (CALLGRIND_BUDGET=1 scripts/test.sh, loadtest/bench_callgrind.sh).
 test_pkgs=(valgrind curl redis-server prometheus python3 python3-websockets python3-pytest python3-jsonschema nodejs node-ws node-typescript node-react node-react-dom node-react-test-renderer node-csstype node-prop-types chromium chromium-driver python3-selenium openssl python3-pip python3-setuptools python3-wheel mypy)
 pkgs=("${build_pkgs[@]}")

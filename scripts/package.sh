@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the release tarball: dist/collabhub-VERSION-linux-ARCH.tar.gz holding the collabhub binary (the
 # pages compiled in, the Swift runtime linked statically), LICENSE, an example configuration file and a
-# hardened systemd unit. On the target machine it needs only Debian's libev4, libssl3, libsqlite3-0,
-# zlib1g and libhiredis0.14.
+# hardened systemd unit. On the target machine it needs only Debian's libev4, libssl3, libsqlite3-0
+# and zlib1g.
 #   CONFIG=debug STATIC=0 scripts/package.sh   # a quick package of the debug build (what the tests use)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -5,7 +5,7 @@ import Foundation
 #endif
 
 /// Where the Redis host is: the URL's host resolved to a numeric address, which is what the loops'
-/// hiredis connections are given, so that connecting never runs a DNS query on a loop thread. It is
+/// Redis connections are given, so that connecting never runs a DNS query on a loop thread. It is
 /// resolved once at start-up (before any loop runs) and again before each reconnect, on a worker
 /// thread (`refresh`); if a later resolution fails, the addresses found last are kept. A name with
 /// several addresses (`localhost` as `::1` and `127.0.0.1`) is tried address by address: a connection

@@ -1,4 +1,3 @@
-import CHiredis
 import EventLoop
 import Logging
 
@@ -6,31 +5,33 @@ import Logging
     import Glibc
 #endif
 
-/// One hiredis async connection, driven by a libev loop through hiredis's libev adapter; used only
-/// on that loop's thread. It connects (AUTH, SELECT, the `setup` commands such as SCRIPT LOAD, then a
-/// PING that marks it ready), and after a failure or a lost connection reconnects with exponential
-/// backoff (50 ms doubling to 2 s). While it is down every command fails at once with `.error`: the
-/// caller refuses, it does not queue. A reply that takes longer than `replyTimeout` drops the
-/// connection (hiredis has no timeouts of its own; TCP keepalive covers an idle one). It connects to
-/// the address `RedisAddress` found, never to a name: a reconnect resolves the host again on a worker
-/// thread first, so no DNS query ever blocks the loop.
+/// One Redis connection of a libev loop, speaking RESP (`RESPParser`, `RESPCommand`) on the loop's own
+/// sockets, plain or TLS (`rediss://`); used only on that loop's thread. It connects (AUTH, SELECT, the
+/// `setup` commands such as SCRIPT LOAD, then a PING that marks it ready), and after a failure or a lost
+/// connection reconnects with exponential backoff (50 ms doubling to 2 s). While it is down every command
+/// fails at once with `.error`: the caller refuses, it does not queue. A reply that takes longer than
+/// `replyTimeout` drops the connection (TCP keepalive covers an idle one). It connects to the address
+/// `RedisAddress` found, never to a name: a reconnect resolves the host again on a worker thread first,
+/// so no DNS query ever blocks the loop. Replies answer commands in the order they were sent.
 ///
 /// A subscriber connection subscribes its channels again after each reconnect, reports each
 /// subscription once Redis confirmed it (`onSubscribed`), and sends a channel's SUBSCRIBE again only
-/// after the confirmation of an UNSUBSCRIBE still on its way (hiredis drops the channel's callback when
-/// that confirmation arrives).
+/// after the confirmation of an UNSUBSCRIBE still on its way. Pub/sub pushes understood: `message`,
+/// `pmessage` and `smessage` (sharded pub/sub), as RESP2 arrays on a subscribed link or RESP3 pushes.
 final class RedisConnection {
     let loop: Loop
     let url: RedisURL
     let address: RedisAddress
     let name: String
+    /// The TLS client context for `rediss://` (nil: plain TCP).
+    let tls: TLSContext?
     /// The loop's thread (where `start` runs): the host is never resolved on it.
     private var loopThread = pthread_self()
     /// The address of the last connection attempt.
     private var connectingTo = ""
-    private var context: UnsafeMutablePointer<redisAsyncContext>?
+    private var link: RedisLink?
     private(set) var ready = false
-    /// Until the first connection is made, commands wait in hiredis's buffer (a link is made on first
+    /// Until the first connection is made, commands wait in the link's output (a link is made on first
     /// use); after that, a connection that is down refuses at once.
     private var everReady = false
     private var backoff = 0.05
@@ -45,27 +46,38 @@ final class RedisConnection {
     private var channels: Set<[UInt8]> = []
     /// UNSUBSCRIBEs sent and not yet confirmed.
     private var leaving: Set<[UInt8]> = []
-    /// Commands sent and not yet answered, and their bytes: what this node makes hiredis hold.
+    /// Commands sent and not yet answered, and their bytes: what this node makes the link hold.
     private(set) var pending = 0
     private(set) var pendingBytes = 0
+    /// The callbacks of the commands sent on the current link, oldest first from `waitingHead`.
+    private var waiting: [Waiting] = []
+    private var waitingHead = 0
+    private struct Waiting {
+        let size: Int
+        let reply: (RedisReply) -> Void
+    }
+    private var parser = RESPParser()
+    /// The link sent a SUBSCRIBE: from then on RESP2 pub/sub arrays are pushes, not replies.
+    private var subscribed = false
     /// Watchdog ticks (1 s apart) in a row with replies pending and none arriving.
     private var stalledTicks = 0
     private var progressed = false
     /// Past this, commands are refused at once (Redis is not keeping up): a durable message gets
     /// `storage_unavailable`, relayed ephemeral traffic is dropped (`LoopLink.publish`). Small on
-    /// purpose: hiredis 0.14 moves the rest of its output buffer after every partial write, so a
-    /// deep queue costs time quadratic in its size (measured: with 64 MiB allowed, an overloaded
-    /// three-node run fell from 7,300 to 580 acknowledged messages/s).
+    /// purpose: a deep queue only adds latency to every acknowledgement behind it (measured with
+    /// hiredis, whose output buffer made it quadratic too: with 64 MiB allowed, an overloaded three-node
+    /// run fell from 7,300 to 580 acknowledged messages/s).
     static let maxPendingBytes = 1 << 20
     static let replyTimeout = 3.0
     private let log = Logger(label: "collabhub.redis")
     private var loggedDown = false
 
-    init(loop: Loop, url: RedisURL, address: RedisAddress, name: String) {
+    init(loop: Loop, url: RedisURL, address: RedisAddress, name: String, tls: TLSContext? = nil) {
         self.loop = loop
         self.url = url
         self.address = address
         self.name = name
+        self.tls = tls
     }
 
     func start() {
@@ -78,27 +90,18 @@ final class RedisConnection {
     private func connect(to host: String) {
         retry = nil
         connectingTo = host
-        guard let ac = redisAsyncConnect(host, Int32(url.port)) else { return scheduleReconnect("out of memory") }
-        if ac.pointee.err != 0 {
-            let why = String(cString: chub_redis_errstr(ac))
-            redisAsyncFree(ac)
+        let fd: Int32
+        do { fd = try RedisDial.start(address: host, port: url.port) } catch {
             address.failed(host)
-            return scheduleReconnect(why)
+            return scheduleReconnect("\(error)")
         }
-        chub_redis_set_data(ac, Unmanaged.passUnretained(self).toOpaque())
-        _ = chub_redis_attach(UnsafeMutableRawPointer(loop.raw), ac)
-        _ = chub_redis_keepalive(ac)
-        _ = chub_redis_on_connect(ac) { ac, status in
-            guard let ac, let me = chub_redis_data(ac) else { return }
-            let conn = Unmanaged<RedisConnection>.fromOpaque(me).takeUnretainedValue()
-            if status != REDIS_OK { conn.lost(String(cString: chub_redis_errstr(ac))) }
-        }
-        _ = chub_redis_on_disconnect(ac) { ac, _ in
-            guard let ac, let me = chub_redis_data(ac) else { return }
-            Unmanaged<RedisConnection>.fromOpaque(me).takeUnretainedValue().lost(String(cString: chub_redis_errstr(ac)))
-        }
-        context = ac
+        let l = RedisLink(loop: loop, fd: fd, peer: "\(host):\(url.port)", owner: self)
+        if let tls { l.enableTLS(tls, serverName: url.host) }
+        link = l
+        parser = RESPParser()
+        subscribed = false
         leaving.removeAll()
+        l.startUnlisted()
         if let password = url.password {
             let auth: [[UInt8]] = url.user.map { .command("AUTH", $0, password) } ?? .command("AUTH", password)
             raw(auth) { _ in }
@@ -111,7 +114,7 @@ final class RedisConnection {
                 if reply.errorMessage?.hasPrefix("CONNECTION") == true { return }
                 self.log.warning(
                     "redis refused the connection", metadata: ["link": "\(self.name)", "reply": "\(reply)"])
-                if let ac = self.context { redisAsyncDisconnect(ac) }
+                self.link?.abort("refused: \(reply)")
                 return
             }
             self.ready = true
@@ -125,13 +128,22 @@ final class RedisConnection {
         }
     }
 
-    /// The connection failed or closed: hiredis frees the context after this callback and calls every
-    /// pending command's callback with no reply (each gets `.error`).
-    private func lost(_ why: String) {
+    /// The link closed or failed: every command still waiting gets `.error`, then a reconnect follows.
+    fileprivate func closed(_ l: RedisLink, _ why: String) {
+        guard l === link else { return }
         // Never answered: the host's next address is tried.
         if !ready { address.failed(connectingTo) }
-        context = nil
+        link = nil
         ready = false
+        let failed = waiting[waitingHead...]
+        waiting = []
+        waitingHead = 0
+        for w in failed {
+            pending -= 1
+            pendingBytes -= w.size
+            progressed = true
+            w.reply(.error("CONNECTION lost before the reply"))
+        }
         scheduleReconnect(why)
     }
 
@@ -155,7 +167,7 @@ final class RedisConnection {
     /// A Redis that stopped answering (a partition, a host that died) is given up on.
     private func checkProgress() {
         defer { progressed = false }
-        guard pending > 0, !progressed, let ac = context else {
+        guard pending > 0, !progressed, let l = link else {
             stalledTicks = 0
             return
         }
@@ -163,7 +175,7 @@ final class RedisConnection {
         guard stalledTicks >= Int(Self.replyTimeout) else { return }
         stalledTicks = 0
         log.warning("redis did not answer in time", metadata: ["link": "\(name)", "pending": "\(pending)"])
-        chub_redis_abort(ac)
+        l.abort("no reply in \(Self.replyTimeout) s")
     }
 
     /// Sends a command; `reply` runs on this loop with the reply, or `.error` if the connection is
@@ -178,72 +190,88 @@ final class RedisConnection {
     }
 
     private func raw(_ args: [[UInt8]], _ reply: @escaping (RedisReply) -> Void) {
-        guard let ac = context else { return reply(.error("CONNECTION redis is unavailable")) }
+        guard let l = link, !l.isClosed else { return reply(.error("CONNECTION redis is unavailable")) }
         let size = args.reduce(16) { $0 + $1.count + 16 }
         if pending == 0 { progressed = true }
         pending += 1
         pendingBytes += size
-        let box = Unmanaged.passRetained(
-            ReplyBox { [unowned self] r in
-                self.pending -= 1
-                self.pendingBytes -= size
-                self.progressed = true
-                reply(r)
+        waiting.append(Waiting(size: size, reply: reply))
+        l.write(args)
+    }
+
+    /// Bytes from the link: each whole reply answers the oldest command waiting, or is a push.
+    fileprivate func received(_ bytes: UnsafeRawBufferPointer, on l: RedisLink) {
+        parser.append(bytes)
+        while link === l {
+            let parsed: RESPParser.Parsed?
+            do { parsed = try parser.next() } catch { return l.abort("a broken reply: \(error)") }
+            guard let parsed else { return }
+            if parsed.push || (subscribed && Self.isPubSub(parsed.reply)) {
+                pubSub(parsed.reply)
+                continue
             }
-        ).toOpaque()
-        let status = withArgv(args) { argc, argv, lens in
-            chub_redis_command(
-                ac,
-                { _, r, priv in
-                    guard let priv else { return }
-                    let box = Unmanaged<ReplyBox>.fromOpaque(priv).takeRetainedValue()
-                    if let r {
-                        box.body(RedisReply(r.assumingMemoryBound(to: redisReply.self)))
-                    } else {
-                        box.body(.error("CONNECTION lost before the reply"))
-                    }
-                }, box, argc, argv, lens)
+            guard waitingHead < waiting.count else { return l.abort("a reply to no command") }
+            let w = waiting[waitingHead]
+            waitingHead += 1
+            if waitingHead == waiting.count {
+                waiting.removeAll(keepingCapacity: waiting.capacity <= 4096)
+                waitingHead = 0
+            } else if waitingHead >= 1024 && waitingHead * 2 >= waiting.count {
+                waiting.removeFirst(waitingHead)
+                waitingHead = 0
+            }
+            pending -= 1
+            pendingBytes -= w.size
+            progressed = true
+            w.reply(parsed.reply)
         }
-        if status != REDIS_OK {
-            Unmanaged<ReplyBox>.fromOpaque(box).takeRetainedValue().body(.error("CONNECTION redis is unavailable"))
-        }
+    }
+
+    static let pubSubKinds: Set<String> = [
+        "message", "pmessage", "smessage", "subscribe", "unsubscribe", "psubscribe", "punsubscribe", "ssubscribe",
+        "sunsubscribe",
+    ]
+
+    /// A RESP2 pub/sub array: only these come on a subscribed link besides a PING's `["pong", ""]`.
+    static func isPubSub(_ reply: RedisReply) -> Bool {
+        guard case .array(let items) = reply, items.count >= 3, let kind = items[0].text else { return false }
+        return pubSubKinds.contains(kind)
     }
 
     /// Subscribes (and keeps the channels to resubscribe after a reconnect).
     func subscribe(_ channel: [UInt8]) {
         guard channels.insert(channel).inserted else { return }
-        // Sent when the UNSUBSCRIBE on its way is confirmed (`subscriptionEvent`).
+        // Sent when the UNSUBSCRIBE on its way is confirmed (`pubSub`).
         if ready && !leaving.contains(channel) { sendSubscribe([channel]) }
     }
 
     func unsubscribe(_ channel: [UInt8]) {
-        guard channels.remove(channel) != nil, ready, let ac = context, !leaving.contains(channel) else { return }
+        guard channels.remove(channel) != nil, ready, let l = link, !leaving.contains(channel) else { return }
         leaving.insert(channel)
-        _ = withArgv([Array("UNSUBSCRIBE".utf8), channel]) { argc, argv, lens in
-            chub_redis_command(ac, nil, nil, argc, argv, lens)
-        }
+        subscribed = true
+        l.write([Array("UNSUBSCRIBE".utf8), channel])
     }
 
     private func sendSubscribe(_ list: [[UInt8]]) {
-        guard let ac = context, !list.isEmpty else { return }
-        _ = withArgv([Array("SUBSCRIBE".utf8)] + list) { argc, argv, lens in
-            chub_redis_command(
-                ac,
-                { ac, r, _ in
-                    guard let ac, let r, let me = chub_redis_data(ac) else { return }
-                    let conn = Unmanaged<RedisConnection>.fromOpaque(me).takeUnretainedValue()
-                    conn.subscriptionEvent(RedisReply(r.assumingMemoryBound(to: redisReply.self)))
-                }, nil, argc, argv, lens)
-        }
+        guard let l = link, !list.isEmpty else { return }
+        subscribed = true
+        l.write([Array("SUBSCRIBE".utf8)] + list)
     }
 
-    private func subscriptionEvent(_ reply: RedisReply) {
+    private func pubSub(_ reply: RedisReply) {
         let items = reply.items
-        guard items.count == 3, let kind = items[0].text, let channel = items[1].bytes else { return }
+        guard items.count >= 3, let kind = items[0].text else { return }
         switch kind {
-        case "message": if let payload = items[2].bytes { onMessage?(channel, payload) }
-        case "subscribe": onSubscribed?(channel)
-        case "unsubscribe":
+        case "message", "smessage":
+            if let channel = items[1].bytes, let payload = items[2].bytes { onMessage?(channel, payload) }
+        case "pmessage":
+            if items.count == 4, let channel = items[2].bytes, let payload = items[3].bytes {
+                onMessage?(channel, payload)
+            }
+        case "subscribe", "ssubscribe":
+            if let channel = items[1].bytes { onSubscribed?(channel) }
+        case "unsubscribe", "sunsubscribe":
+            guard let channel = items[1].bytes else { return }
             leaving.remove(channel)
             if channels.contains(channel) { sendSubscribe([channel]) }
         default: break
@@ -251,7 +279,49 @@ final class RedisConnection {
     }
 }
 
-private final class ReplyBox {
-    let body: (RedisReply) -> Void
-    init(_ body: @escaping (RedisReply) -> Void) { self.body = body }
+/// The socket of a `RedisConnection`: commands out (encoded straight into the socket's output chunks),
+/// bytes in to the connection's parser, and why it closed.
+final class RedisLink: Socket {
+    private weak var owner: RedisConnection?
+    private var why: String?
+
+    init(loop: Loop, fd: Int32, peer: String, owner: RedisConnection) {
+        self.owner = owner
+        super.init(loop: loop, fd: fd, peer: peer)
+    }
+
+    func write(_ args: [[UInt8]]) {
+        guard !isClosed else { return }
+        let n = RESPCommand.size(args)
+        RESPCommand.write(args, to: reserve(n))
+    }
+
+    /// Gives up on the connection now (a stalled or broken Redis, a refused AUTH).
+    func abort(_ reason: String) {
+        why = reason
+        close()
+    }
+
+    override func received(_ bytes: UnsafeMutableRawBufferPointer) -> Int {
+        owner?.received(UnsafeRawBufferPointer(bytes), on: self)
+        return bytes.count
+    }
+
+    override func peerClosed() {
+        if why == nil {
+            let e = errno
+            if let failure = tlsVerifyFailure {
+                why = "the Redis server's certificate was refused (\(failure))"
+            } else if isTLS {
+                why = "the TLS connection failed or was closed"
+            } else {
+                why = e != 0 && e != EAGAIN ? String(cString: strerror(e)) : "Redis closed the connection"
+            }
+        }
+        close()
+    }
+
+    override func didClose() {
+        owner?.closed(self, why ?? "closed")
+    }
 }

@@ -6,7 +6,7 @@ import Logging
 
 /// The cluster backend: the session log, the session directory and history live in Redis, shared by
 /// every node (`collabhub serve --redis URL`). Appends run the `Scripts.append` script on the calling
-/// loop's own hiredis connection (driven by that libev loop), so one script call assigns the seq,
+/// loop's own Redis connection (driven by that libev loop), so one script call assigns the seq,
 /// stores, deduplicates and publishes; the reply is the acknowledgement. Each loop also has a
 /// subscriber connection for the channels of the sessions it follows. Reads (history, transcripts,
 /// wake-ups) are blocking calls from the worker threads on a small pool of connections.
@@ -25,6 +25,8 @@ public final class RedisStorage: EventLog, TranscriptReads, SessionRecords, Stor
     let address: RedisAddress
     /// Each loop, by the executor that runs work on it (what callers hand in).
     private let loops: [ObjectIdentifier: Loop]
+    /// The TLS client context of a `rediss://` URL (nil: plain TCP).
+    let tls: TLSContext?
     let sync: RedisSync
     private let lock = NSLock()
     private var links: [ObjectIdentifier: LoopLink] = [:]
@@ -44,11 +46,15 @@ public final class RedisStorage: EventLog, TranscriptReads, SessionRecords, Stor
 
     /// Checks that Redis answers (a node does not start without it) and loads the scripts.
     /// `activityFallback`: where an activity entry goes when Redis cannot take it (the node's SQLite).
-    public init(url: RedisURL, loops: [(executor: Executor, loop: Loop)], activityFallback: ActivityLog) throws {
+    public init(
+        url: RedisURL, tls settings: RedisTLS = RedisTLS(), loops: [(executor: Executor, loop: Loop)],
+        activityFallback: ActivityLog
+    ) throws {
         self.url = url
         self.loops = Dictionary(loops.map { (ObjectIdentifier($0.executor), $0.loop) }) { a, _ in a }
+        tls = try settings.context(for: url)
         address = try RedisAddress(host: url.host)
-        sync = RedisSync(url: url)
+        sync = RedisSync(url: url, tls: tls)
         node = Base64.encode(Crypto.randomBytes(6), urlSafe: true)
         _ = try sync.call(.command("SCRIPT", "LOAD", Scripts.append))
         _ = try sync.call(.command("SCRIPT", "LOAD", Scripts.batch))
@@ -443,9 +449,10 @@ final class LoopLink {
     init(storage: RedisStorage, loop: Loop) {
         self.storage = storage
         self.loop = loop
-        let (url, address) = (storage.url, storage.address)
-        commands = RedisConnection(loop: loop, url: url, address: address, name: "commands/\(loop.index)")
-        subscriber = RedisConnection(loop: loop, url: url, address: address, name: "subscriber/\(loop.index)")
+        let (url, address, tls) = (storage.url, storage.address, storage.tls)
+        commands = RedisConnection(loop: loop, url: url, address: address, name: "commands/\(loop.index)", tls: tls)
+        subscriber = RedisConnection(
+            loop: loop, url: url, address: address, name: "subscriber/\(loop.index)", tls: tls)
         subscriber.onMessage = { [unowned self] channel, payload in self.message(channel, payload) }
         // Once Redis confirms a subscription (the first, or again after a reconnect), the session reads
         // what was published before it took effect.

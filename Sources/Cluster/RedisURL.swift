@@ -1,6 +1,9 @@
-/// `redis://[[user]:password@]host[:port][/db]`, as `--redis` takes it.
+/// `redis://[[user]:password@]host[:port][/db]`, as `--redis` takes it; `rediss://` for TLS (the
+/// certificate checked against the host as written here).
 public struct RedisURL: Equatable, Sendable, CustomStringConvertible {
     public var host: String
+    /// `rediss://`: the connection is TLS.
+    public var tls = false
     public var port: Int
     public var db: Int
     public var user: String?
@@ -15,13 +18,10 @@ public struct RedisURL: Equatable, Sendable, CustomStringConvertible {
         if text.hasPrefix("redis://") {
             rest = text.dropFirst("redis://".count)
         } else if text.hasPrefix("rediss://") {
-            // Debian 12's hiredis is 0.14, which has no TLS (hiredis_ssl came with 1.0).
-            throw Invalid(
-                description:
-                    "rediss:// (TLS) needs hiredis 1.0 or later; this build links Debian's hiredis 0.14, which has "
-                    + "no TLS: reach Redis over a private network or an stunnel/spiped tunnel and use redis://")
+            rest = text.dropFirst("rediss://".count)
+            tls = true
         } else {
-            throw Invalid(description: "the Redis URL must start with redis://")
+            throw Invalid(description: "the Redis URL must start with redis:// or rediss:// (TLS)")
         }
         var hostPart = rest
         if let at = rest.lastIndex(of: "@") {
@@ -80,7 +80,7 @@ public struct RedisURL: Equatable, Sendable, CustomStringConvertible {
 
     /// Without the password.
     public var description: String {
-        "redis://\(password != nil ? "\(user ?? ""):***@" : "")\(host):\(port)/\(db)"
+        "\(tls ? "rediss" : "redis")://\(password != nil ? "\(user ?? ""):***@" : "")\(host):\(port)/\(db)"
     }
 }
 

@@ -44,7 +44,7 @@ public func fuzzCluster(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             precondition(RunPublication.decode(p.encode()) == p)
         }
     case 5:
-        // The reply as hiredis would hand it over: the first byte is the number of events, the rest a tree.
+        // The reply as the RESP parser hands it over: the first byte is the number of events, the rest a tree.
         guard !bytes.isEmpty else { return 0 }
         var reader = ReplyReader(bytes: bytes[1...])
         let count = Int(bytes[0] % 8) + 1

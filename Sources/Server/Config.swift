@@ -94,6 +94,11 @@ public struct Config: Sendable {
     /// `redis://[[user]:password@]host[:port][/db]`: the node joins a cluster whose sessions, directory
     /// and history live in that Redis (nil: one process with SQLite).
     public var redis: String?
+    /// With a `rediss://` URL: the PEM bundle of CAs Redis's certificate is checked against (nil: the
+    /// system's), and the client certificate and key for a Redis that asks for one.
+    public var redisCAFile: String?
+    public var redisCertFile: String?
+    public var redisKeyFile: String?
     /// Delivered and failed webhook deliveries are kept this long (the delivery log), then deleted.
     public var webhookLogDays = 7.0
     /// Floods (auth refusals, slow consumers cut) are logged as one line per kind per this many seconds.

@@ -66,8 +66,14 @@ struct ServeOptions: ParsableArguments {
     @Option(
         help: ArgumentHelp(
             "Join a cluster: sessions, their log and the directory live in this Redis "
-                + "(redis://[[user]:password@]host[:port][/db]).", valueName: "url"))
+                + "(redis://[[user]:password@]host[:port][/db]; rediss:// for TLS).", valueName: "url"))
     var redis: String?
+    @Option(help: "With a rediss:// URL: PEM bundle of CAs to check Redis's certificate against (default: system's).")
+    var redisCa: String?
+    @Option(help: "With a rediss:// URL: PEM certificate (chain) presented to a Redis that asks for one.")
+    var redisCert: String?
+    @Option(help: "With --redis-cert: its PEM private key.")
+    var redisKey: String?
     @Option(help: "Days delivered and failed webhook deliveries are kept (the delivery log; default 7).")
     var webhookLogDays: Double?
     @Flag(inversion: .prefixedNo, help: "Store sampled cursor positions with the transcript, for playback.")
@@ -227,9 +233,10 @@ struct ServeOptions: ParsableArguments {
         }
         c.webhookCAFile = try L.optional("webhook-ca", flag: webhookCa)
         c.redis = try L.optional("redis", flag: redis, secret: true)
-        if let r = c.redis {
-            do { _ = try RedisURL(r) } catch { throw fail("redis", "is not usable: \(error)") }
-        }
+        c.redisCAFile = try L.optional("redis-ca", flag: redisCa)
+        c.redisCertFile = try L.optional("redis-cert", flag: redisCert)
+        c.redisKeyFile = try L.optional("redis-key", flag: redisKey)
+        try Self.checkRedis(c, fail)
         c.webhookLogDays = try L.value("webhook-log-days", flag: webhookLogDays, default: c.webhookLogDays)
         guard c.webhookLogDays > 0, c.webhookLogDays <= 3650 else {
             throw fail("webhook-log-days", "must be more than 0 and at most 3650")
@@ -375,7 +382,10 @@ struct Serve: ParsableCommand {
             server = try Server(config: config) { config, loops in
                 let local = try SQLiteStore(directory: config.dataDirectory, durability: config.durability)
                 guard let redis = config.redis else { return Backends(local) }
-                do { return try Backends.cluster(redis: RedisURL(redis), loops: loops, local: local) } catch {
+                do {
+                    return try Backends.cluster(
+                        redis: RedisURL(redis), tls: ServeOptions.redisTLS(config), loops: loops, local: local)
+                } catch {
                     local.close()
                     throw error
                 }

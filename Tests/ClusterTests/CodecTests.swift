@@ -24,8 +24,10 @@ final class RedisURLTests: XCTestCase {
         for bad in ["http://h:1", "redis://", "redis://h:0", "redis://h:70000", "redis://h:1/16", "redis://h/x"] {
             XCTAssertThrowsError(try RedisURL(bad), bad)
         }
-        XCTAssertThrowsError(try RedisURL("rediss://h:6380")) { error in
-            XCTAssertTrue("\(error)".contains("TLS"), "\(error)")
+        // rediss:// is TLS now (RESPTests.testRedissURLs); a bad one is refused like any other.
+        XCTAssertThrowsError(try RedisURL("rediss://h:0"))
+        XCTAssertThrowsError(try RedisURL("redisss://h")) { error in
+            XCTAssertTrue("\(error)".contains("rediss:// (TLS)"), "\(error)")
         }
     }
 }
