@@ -18,7 +18,7 @@ import Logging
 /// subscription once Redis confirmed it (`onSubscribed`), and sends a channel's SUBSCRIBE again only
 /// after the confirmation of an UNSUBSCRIBE still on its way. Pub/sub pushes understood: `message`,
 /// `pmessage` and `smessage` (sharded pub/sub), as RESP2 arrays on a subscribed link or RESP3 pushes.
-final class RedisConnection {
+final class RedisConnection: RedisSender {
     let loop: Loop
     let url: RedisURL
     let address: RedisAddress
@@ -44,6 +44,15 @@ final class RedisConnection {
     /// Subscriber connections: Redis confirmed a subscription.
     var onSubscribed: ((_ channel: [UInt8]) -> Void)?
     private var channels: Set<[UInt8]> = []
+    /// A shard's subscriber in a Redis Cluster: SSUBSCRIBE and SUNSUBSCRIBE; a channel Redis
+    /// unsubscribes on its own (its slot moved) or refuses (MOVED) goes to `onMoved` instead of being
+    /// subscribed here again (`ShardSubscribers`).
+    var sharded = false
+    var onMoved: ((_ channel: [UInt8]?) -> Void)?
+    /// The link was lost (a cluster reads its slot map again).
+    var onDown: (() -> Void)?
+    /// Stopped for good (a node that is no longer a master): no reconnect.
+    private var stopped = false
     /// UNSUBSCRIBEs sent and not yet confirmed.
     private var leaving: Set<[UInt8]> = []
     /// Commands sent and not yet answered, and their bytes: what this node makes the link hold.
@@ -89,6 +98,7 @@ final class RedisConnection {
 
     private func connect(to host: String) {
         retry = nil
+        guard !stopped else { return }
         connectingTo = host
         let fd: Int32
         do { fd = try RedisDial.start(address: host, port: url.port) } catch {
@@ -148,6 +158,8 @@ final class RedisConnection {
     }
 
     private func scheduleReconnect(_ why: String) {
+        onDown?()
+        guard !stopped else { return }
         if !loggedDown {
             loggedDown = true
             log.warning("redis connection down", metadata: ["link": "\(name)", "error": "\(why)"])
@@ -210,6 +222,12 @@ final class RedisConnection {
                 pubSub(parsed.reply)
                 continue
             }
+            if sharded, waitingHead == waiting.count, let e = parsed.reply.errorMessage {
+                // A refused SSUBSCRIBE (MOVED: the slot is elsewhere); the channel is placed again.
+                onMoved?(nil)
+                _ = e
+                continue
+            }
             guard waitingHead < waiting.count else { return l.abort("a reply to no command") }
             let w = waiting[waitingHead]
             waitingHead += 1
@@ -249,13 +267,29 @@ final class RedisConnection {
         guard channels.remove(channel) != nil, ready, let l = link, !leaving.contains(channel) else { return }
         leaving.insert(channel)
         subscribed = true
-        l.write([Array("UNSUBSCRIBE".utf8), channel])
+        l.write([Array((sharded ? "SUNSUBSCRIBE" : "UNSUBSCRIBE").utf8), channel])
+    }
+
+    /// Drops a channel without telling Redis (its slot is served elsewhere now: Redis dropped it).
+    func forget(_ channel: [UInt8]) { channels.remove(channel) }
+
+    /// Closes for good: no reconnect, every command waiting gets `.error`.
+    func stop() {
+        stopped = true
+        retry = nil
+        watchdog = nil
+        link?.abort("stopped")
     }
 
     private func sendSubscribe(_ list: [[UInt8]]) {
         guard let l = link, !list.isEmpty else { return }
         subscribed = true
-        l.write([Array("SUBSCRIBE".utf8)] + list)
+        if sharded {
+            // One SSUBSCRIBE per channel: a command's channels must share a slot.
+            for c in list { l.write([Array("SSUBSCRIBE".utf8), c]) }
+        } else {
+            l.write([Array("SUBSCRIBE".utf8)] + list)
+        }
     }
 
     private func pubSub(_ reply: RedisReply) {
@@ -272,7 +306,13 @@ final class RedisConnection {
             if let channel = items[1].bytes { onSubscribed?(channel) }
         case "unsubscribe", "sunsubscribe":
             guard let channel = items[1].bytes else { return }
-            leaving.remove(channel)
+            let asked = leaving.remove(channel) != nil
+            if sharded && !asked && kind == "sunsubscribe" && channels.contains(channel) {
+                // Redis dropped it: the slot moved to another shard.
+                channels.remove(channel)
+                onMoved?(channel)
+                return
+            }
             if channels.contains(channel) { sendSubscribe([channel]) }
         default: break
         }

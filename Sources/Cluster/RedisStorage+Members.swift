@@ -13,7 +13,7 @@ extension RedisStorage: SharedRoster {
 
     /// The arguments every member script starts with (`MemberScripts.prelude`).
     private func prelude(_ session: String) -> [[UInt8]] {
-        .command(Self.keys(session).channel, newEpoch(), seen(session), keepEvents(session), node)
+        .command(publishTarget(session), newEpoch(), seen(session), keepEvents(session), node)
     }
 
     /// The endpoints that want a join and a leave (the last two arguments of every member script). The

@@ -134,7 +134,8 @@ public final class RedisStorage: EventLog, TranscriptReads, SessionRecords, Stor
         // The endpoints that want it: the script writes its outbox entry with the event.
         let wanted = hooks.wanted(event)
         let args: [[UInt8]] = .command(
-            event.type, event.member ?? "", event.clientId ?? "", event.body, origin, k.channel, newEpoch(),
+            event.type, event.member ?? "", event.clientId ?? "", event.body, origin, publishTarget(event.session),
+            newEpoch(),
             seen(event.session), keepEvents(event.session), r?.seq ?? 0, r?.body ?? [], Self.idsKept,
             r?.reason.rawValue ?? "redacted", wanted.joined(separator: " "), node)
         // The stream of webhook work is findable before the script can write to it (same connection).
@@ -168,7 +169,7 @@ public final class RedisStorage: EventLog, TranscriptReads, SessionRecords, Stor
         }
         let k = Self.keys(stream)
         var args: [[UInt8]] = .command(
-            expectedLastSeq.map(String.init) ?? "", node, k.channel, newEpoch(), events.count)
+            expectedLastSeq.map(String.init) ?? "", node, publishTarget(stream), newEpoch(), events.count)
         for e in events { args += .command(e.type, e.member ?? "", e.body) }
         link.eval(Scripts.batch, sha: Scripts.batchSHA, keys: [k.m, k.log], args: args) { [self] reply in
             let items = reply.items
@@ -331,14 +332,18 @@ public final class RedisStorage: EventLog, TranscriptReads, SessionRecords, Stor
         return out.sorted { $0.0 < $1.0 }
     }
 
+    /// Keys matching `pattern` (on every master of a Redis Cluster).
     func scan(_ pattern: String) throws -> [String] {
-        var cursor = "0", keys: [String] = []
-        repeat {
-            let r = try sync.call(.command("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)).items
-            guard r.count == 2, let next = r[0].text else { throw StoreFailure("redis: unexpected SCAN reply") }
-            cursor = next
-            keys += r[1].items.compactMap(\.text)
-        } while cursor != "0"
+        var keys: [String] = []
+        for shard in try sync.shards() {
+            var cursor = "0"
+            repeat {
+                let r = try shard.call(.command("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)).items
+                guard r.count == 2, let next = r[0].text else { throw StoreFailure("redis: unexpected SCAN reply") }
+                cursor = next
+                keys += r[1].items.compactMap(\.text)
+            } while cursor != "0"
+        }
         return keys
     }
 
@@ -437,8 +442,12 @@ public final class RedisStorage: EventLog, TranscriptReads, SessionRecords, Stor
 /// One loop's two Redis connections and the sessions it follows.
 final class LoopLink {
     unowned let storage: RedisStorage
-    let commands: RedisConnection
+    /// One connection, or a Redis Cluster's masters (`ClusterCommands`).
+    let commands: RedisSender
+    /// Node-wide channels (and, on one Redis, the sessions' channels).
     let subscriber: RedisConnection
+    /// Redis Cluster: the sessions' channels, SSUBSCRIBEd on their shards.
+    private var shards: ShardSubscribers?
     private var sinks: [[UInt8]: (stream: String, sink: (SharedItem) -> Void)] = [:]
     private var directory: ((SessionInfo) -> Void)?
     /// Node-wide channels followed here (`chub:keys`): a publication's payload, or nil when the
@@ -450,7 +459,20 @@ final class LoopLink {
         self.storage = storage
         self.loop = loop
         let (url, address, tls) = (storage.url, storage.address, storage.tls)
-        commands = RedisConnection(loop: loop, url: url, address: address, name: "commands/\(loop.index)", tls: tls)
+        var setup: [[[UInt8]]] = [
+            .command("SCRIPT", "LOAD", Scripts.append), .command("SCRIPT", "LOAD", Scripts.batch),
+            .command("SCRIPT", "LOAD", Scripts.runAppend),
+        ]
+        setup += MemberScripts.all.map { .command("SCRIPT", "LOAD", $0) }
+        let single: RedisConnection?
+        if let router = storage.sync.router {
+            let c = ClusterCommands(loop: loop, router: router, setup: setup, name: "commands/\(loop.index)")
+            (commands, single) = (c, nil)
+        } else {
+            let c = RedisConnection(loop: loop, url: url, address: address, name: "commands/\(loop.index)", tls: tls)
+            c.setup = setup
+            (commands, single) = (c, c)
+        }
         subscriber = RedisConnection(
             loop: loop, url: url, address: address, name: "subscriber/\(loop.index)", tls: tls)
         subscriber.onMessage = { [unowned self] channel, payload in self.message(channel, payload) }
@@ -462,13 +484,16 @@ final class LoopLink {
             if let node = self.nodeChannels[channel] { return node(nil) }
             self.sinks[channel]?.sink(.subscribed)
         }
-        commands.setup = [
-            .command("SCRIPT", "LOAD", Scripts.append), .command("SCRIPT", "LOAD", Scripts.batch),
-            .command("SCRIPT", "LOAD", Scripts.runAppend),
-        ]
-        commands.setup += MemberScripts.all.map { .command("SCRIPT", "LOAD", $0) }
-        commands.start()
+        single?.start()
         subscriber.start()
+        if let cluster = commands as? ClusterCommands {
+            let shards = ShardSubscribers(
+                loop: loop, router: cluster.router, name: "subscriber/\(loop.index)",
+                onMessage: { [unowned self] channel, payload in self.message(channel, payload) },
+                onSubscribed: { [unowned self] channel in self.sinks[channel]?.sink(.subscribed) })
+            cluster.onMapChange = { [unowned shards] in shards.place() }
+            self.shards = shards
+        }
     }
 
     func eval(_ script: String, sha: String, keys: [String], args: [[UInt8]], _ reply: @escaping (RedisReply) -> Void) {
@@ -516,19 +541,19 @@ final class LoopLink {
     /// Ephemeral: dropped rather than queued once a quarter of the pending budget is used.
     func publish(_ channel: [UInt8], _ payload: [UInt8]) {
         guard commands.pendingBytes < RedisConnection.maxPendingBytes / 4 else { return }
-        commands.send([Array("PUBLISH".utf8), channel, payload]) { _ in }
+        commands.send([Array((shards == nil ? "PUBLISH" : "SPUBLISH").utf8), channel, payload]) { _ in }
     }
 
     func follow(_ channel: String, stream: String, _ sink: @escaping (SharedItem) -> Void) {
         let c = Array(channel.utf8)
         sinks[c] = (stream, sink)
-        subscriber.subscribe(c)
+        if let shards { shards.subscribe(c) } else { subscriber.subscribe(c) }
     }
 
     func unfollow(_ channel: String) {
         let c = Array(channel.utf8)
         sinks[c] = nil
-        subscriber.unsubscribe(c)
+        if let shards { shards.unsubscribe(c) } else { subscriber.unsubscribe(c) }
     }
 
     func followDirectory(_ sink: @escaping (SessionInfo) -> Void) {

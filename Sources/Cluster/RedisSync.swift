@@ -17,27 +17,45 @@ final class RedisSync: @unchecked Sendable {
     private var idle: [SyncLink] = []
     static let timeout = 2.0
 
+    /// `redis+cluster://`: every call is routed to its slot's master (`ClusterSync`).
+    private(set) var router: ClusterSync?
+
     init(url: RedisURL, tls: TLSContext? = nil) {
         self.url = url
         self.tls = tls
+        if url.cluster { router = ClusterSync(seed: url, tls: tls) }
     }
 
     /// Runs one command; a failure to connect or a connection error throws `StoreFailure`.
     func call(_ args: [[UInt8]], retry: Bool = true) throws -> RedisReply {
+        if let router { return try router.call(args) }
+        let reply = try raw(args, retry: retry)
+        if let e = reply.errorMessage { throw StoreFailure("redis: \(e)") }
+        return reply
+    }
+
+    /// Where a command over every key runs (SCAN): each master of a cluster, else this one Redis.
+    func shards() throws -> [RedisSync] { try router?.masters() ?? [self] }
+
+    /// One command (after ASKING when `asking`: a cluster's redirection), its reply as Redis gave it,
+    /// an error reply included.
+    func raw(_ args: [[UInt8]], asking: Bool = false, retry: Bool = true) throws -> RedisReply {
         let c = try checkout()
         let reply: RedisReply
-        do { reply = try c.call(args) } catch {
+        do {
+            if asking { _ = try c.call(.command("ASKING")) }
+            reply = try c.call(args)
+        } catch {
             c.close()
             // A pooled connection that Redis closed (a restart): every idle one is as stale; once more
             // on a new connection.
             if retry {
                 drop()
-                return try call(args, retry: false)
+                return try raw(args, asking: asking, retry: false)
             }
             throw StoreFailure("redis: \(error)")
         }
         checkin(c)
-        if let e = reply.errorMessage { throw StoreFailure("redis: \(e)") }
         return reply
     }
 

@@ -1,9 +1,12 @@
 /// `redis://[[user]:password@]host[:port][/db]`, as `--redis` takes it; `rediss://` for TLS (the
-/// certificate checked against the host as written here).
+/// certificate checked against the host as written here); `redis+cluster://` and `rediss+cluster://`
+/// for a Redis Cluster, the host one of its nodes (`ClusterSync`), database 0 only.
 public struct RedisURL: Equatable, Sendable, CustomStringConvertible {
     public var host: String
     /// `rediss://`: the connection is TLS.
     public var tls = false
+    /// `redis+cluster://`: the host is a seed node of a Redis Cluster; commands go to each slot's master.
+    public var cluster = false
     public var port: Int
     public var db: Int
     public var user: String?
@@ -15,13 +18,14 @@ public struct RedisURL: Equatable, Sendable, CustomStringConvertible {
 
     public init(_ text: String) throws {
         let rest: Substring
-        if text.hasPrefix("redis://") {
-            rest = text.dropFirst("redis://".count)
-        } else if text.hasPrefix("rediss://") {
-            rest = text.dropFirst("rediss://".count)
-            tls = true
+        if let scheme = ["redis://", "rediss://", "redis+cluster://", "rediss+cluster://"].first(where: text.hasPrefix) {
+            rest = text.dropFirst(scheme.count)
+            tls = scheme.hasPrefix("rediss")
+            cluster = scheme.contains("+cluster")
         } else {
-            throw Invalid(description: "the Redis URL must start with redis:// or rediss:// (TLS)")
+            throw Invalid(
+                description:
+                    "the Redis URL must start with redis://, rediss:// (TLS), redis+cluster:// or rediss+cluster://")
         }
         var hostPart = rest
         if let at = rest.lastIndex(of: "@") {
@@ -43,6 +47,9 @@ public struct RedisURL: Equatable, Sendable, CustomStringConvertible {
                     throw Invalid(description: "the Redis database must be 0-15 (got \"\(d)\")")
                 }
                 db = n
+            }
+            guard db == 0 || !cluster else {
+                throw Invalid(description: "a Redis Cluster has only database 0 (the URL names database \(db))")
             }
             hostPart = hostPart[..<slash]
         }
@@ -80,7 +87,7 @@ public struct RedisURL: Equatable, Sendable, CustomStringConvertible {
 
     /// Without the password.
     public var description: String {
-        "\(tls ? "rediss" : "redis")://\(password != nil ? "\(user ?? ""):***@" : "")\(host):\(port)/\(db)"
+        "\(tls ? "rediss" : "redis")\(cluster ? "+cluster" : "")://\(password != nil ? "\(user ?? ""):***@" : "")\(host):\(port)/\(db)"
     }
 }
 

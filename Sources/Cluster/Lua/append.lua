@@ -5,6 +5,14 @@
 -- node (the consumer that delivers them). Returns {seq, ts, duplicate, epoch[, webhook entry]}: a
 -- stored event some endpoint wants gets its outbox entry in `wh`, read at once into the node's
 -- pending list of the consumer group `hub` (`RedisWebhooks`).
+-- A channel argument starting with '!' is a Redis Cluster's sharded channel: SPUBLISH on its shard.
+local function publish(channel, message)
+  if string.sub(channel, 1, 1) == '!' then
+    redis.call('SPUBLISH', string.sub(channel, 2), message)
+  else
+    redis.call('PUBLISH', channel, message)
+  end
+end
 local m, log, ids, members = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local typ, member, cid, body, origin = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local epoch = redis.call('HGET', m, 'epoch')
@@ -79,7 +87,7 @@ if ARGV[10] ~= '0' then
     end
   end
 end
-redis.call('PUBLISH', ARGV[6], 'd' .. epoch .. ' ' .. entry)
+publish(ARGV[6], 'd' .. epoch .. ' ' .. entry)
 if ARGV[14] and ARGV[14] ~= '' then
   local wh = KEYS[5]
   if redis.call('EXISTS', wh) == 0 then redis.call('XGROUP', 'CREATE', wh, 'hub', '$', 'MKSTREAM') end

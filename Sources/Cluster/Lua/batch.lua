@@ -1,6 +1,14 @@
 -- Several events of one stream, all or none, only if its last seq is still ARGV[1] ('': any).
 -- KEYS: m, log. ARGV: expected, origin, channel, new epoch, n, then type, member, body per event.
 -- Returns {ts, epoch, seq...}; a changed last seq is the error `CONFLICT <last seq>`.
+-- A channel argument starting with '!' is a Redis Cluster's sharded channel: SPUBLISH on its shard.
+local function publish(channel, message)
+  if string.sub(channel, 1, 1) == '!' then
+    redis.call('SPUBLISH', string.sub(channel, 2), message)
+  else
+    redis.call('PUBLISH', channel, message)
+  end
+end
 local m, log = KEYS[1], KEYS[2]
 local epoch = redis.call('HGET', m, 'epoch')
 if not epoch then
@@ -19,7 +27,7 @@ for i = 0, tonumber(ARGV[5]) - 1 do
   last = last + 1
   local entry = last .. ' ' .. ts .. ' ' .. typ .. ' ' .. ARGV[2] .. ' ' .. #member .. '\n' .. member .. body
   redis.call('HSET', log, last, entry)
-  redis.call('PUBLISH', ARGV[3], 'd' .. epoch .. ' ' .. entry)
+  publish(ARGV[3], 'd' .. epoch .. ' ' .. entry)
   out[#out + 1] = last
 end
 redis.call('HSET', m, 'seq', last, 'ts', ts)

@@ -4,6 +4,14 @@
 -- body, origin, hooks)` -> seq, ts, epoch, webhook entry id ('' none) (each entry also kept in `out`,
 -- after the epoch, its webhook entry id in `wids`); `leaveBody(json, reason)`;
 -- `othersHold(identity, except node)`; `release(node, identity, reason, origin)`.
+-- A channel argument starting with '!' is a Redis Cluster's sharded channel: SPUBLISH on its shard.
+local function publish(channel, message)
+  if string.sub(channel, 1, 1) == '!' then
+    redis.call('SPUBLISH', string.sub(channel, 2), message)
+  else
+    redis.call('PUBLISH', channel, message)
+  end
+end
 local m, log, members, conns = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local channel, newEpoch, seedSeq, keep, node = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 -- The epoch, then every entry this call committed (what `reassert` and `nodeLost` return).
@@ -46,7 +54,7 @@ local function commit(typ, member, body, origin, hooks)
     end
     redis.call('HSET', m, 'floor', floor)
   end
-  redis.call('PUBLISH', channel, 'd' .. epoch .. ' ' .. entry)
+  publish(channel, 'd' .. epoch .. ' ' .. entry)
   out[1] = epoch
   out[#out + 1] = entry
   return seq, ts, epoch, outbox(seq, hooks)
