@@ -70,8 +70,10 @@ final class ClusterSync: @unchecked Sendable {
                 why = "no slot is served yet"
                 continue
             }
-            if map.set(ranges) {
-                log.info("redis cluster slot map", metadata: ["masters": "\(map.masters.joined(separator: " "))"])
+            let first = map.masters.isEmpty
+            // A change is logged (a failover, a slot moved); the first map is not (start-up prints one line).
+            if map.set(ranges), !first {
+                log.notice("redis cluster slot map", metadata: ["masters": "\(map.masters.joined(separator: " "))"])
             }
             lock.withLock { lastRefresh = Date().timeIntervalSince1970 }
             return

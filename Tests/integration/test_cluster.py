@@ -384,7 +384,9 @@ def test_a_deletion_rewrites_the_message_and_its_edits_in_redis_for_every_node(c
 
 
 def redis_cli(redis, *args):
-    return subprocess.run(["redis-cli", "-p", str(redis.port), *args], capture_output=True, text=True,
+    # `-c`: a Redis Cluster (test_redis_cluster.py runs these tests on one) follows MOVED to the key's shard.
+    follow = ["-c"] if getattr(redis, "cluster", False) else []
+    return subprocess.run(["redis-cli", *follow, "-p", str(redis.port), *args], capture_output=True, text=True,
                           timeout=5).stdout
 
 

@@ -1,0 +1,346 @@
+"""Cluster mode on a Redis Cluster (`--redis redis+cluster://…`): a three-master, three-replica Redis
+Cluster made in the test (six real redis-servers with `--cluster-enabled yes` on loopback ports, joined by
+`redis-cli --cluster create`), three hub nodes on it. The main behaviours of test_cluster.py run here on the
+cluster (their bodies imported, with this file's `cluster` fixture); then what only a cluster has: sessions
+spread over the shards, sharded pub/sub, a slot moved under traffic (MOVED, `sunsubscribe`), a shard with
+no master (`storage_unavailable` for its sessions only), a master killed and its replica promoted."""
+import asyncio
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import BINARY, Hub
+from hubclient import Client, api, create_session, eventually, run
+from test_cluster import free_port, Redis, collect_chat, drain
+# The bodies of test_cluster.py's main multi-node tests: collected here, they run with this file's
+# `cluster` fixture (a Redis Cluster) as they run there with one Redis.
+from test_cluster import (  # noqa: F401
+    test_one_seq_order_across_three_nodes,
+    test_ephemeral_traffic_crosses_nodes,
+    test_node_killed_clients_resume_exactly_elsewhere,
+    test_session_created_on_one_node_joins_on_another_and_ends_everywhere,
+    test_a_deletion_rewrites_the_message_and_its_edits_in_redis_for_every_node,
+    test_idempotency_keys_of_different_members_never_collide,
+    test_a_run_published_on_one_node_is_watched_listed_and_resumed_on_the_others,
+    test_run_transitions_are_refused_on_every_node_as_on_one,
+    test_only_a_node_really_declared_lost_says_so,
+)
+from test_cluster_members import (  # noqa: F401
+    test_colours_are_distinct_session_wide_and_every_node_lists_everyone,
+    test_max_participants_holds_across_nodes_under_racing_joins,
+)
+
+REDIS = shutil.which("redis-server")
+pytestmark = pytest.mark.skipif(REDIS is None or shutil.which("redis-cli") is None,
+                                reason="redis-server is not installed (scripts/deps.sh test installs it)")
+
+
+def cli(port, *args, follow=False):
+    return subprocess.run(["redis-cli", *(["-c"] if follow else []), "-p", str(port), *map(str, args)],
+                          capture_output=True, text=True, timeout=10).stdout.strip()
+
+
+def cluster_port():
+    """A free loopback port whose cluster bus port (port + 10000) is free as well."""
+    import socket
+    while True:
+        p = free_port()
+        if p + 10000 > 65535:
+            continue
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", p + 10000))
+            return p
+        except OSError:
+            continue
+
+
+class RedisCluster:
+    """Six redis-servers (AOF, an fsync before every reply) made one Redis Cluster of three masters, each
+    with a replica. `port` is the seed the hubs are given."""
+    cluster = True
+
+    def __init__(self, base, masters=3, replicas=1, full_coverage=True):
+        self.base = base
+        self.ports = [cluster_port() for _ in range(masters * (1 + replicas))]
+        self.replicas = replicas
+        self.full_coverage = full_coverage
+        self.procs = {}
+
+    def start_node(self, port):
+        d = self.base / f"r{port}"
+        d.mkdir(exist_ok=True)
+        cmd = [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(d), "--cluster-enabled", "yes",
+               "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1500", "--appendonly", "yes",
+               "--appendfsync", "always", "--save", "", "--daemonize", "no", "--logfile", str(d / "redis.log"),
+               "--cluster-require-full-coverage", "yes" if self.full_coverage else "no"]
+        self.procs[port] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        eventually(lambda: cli(port, "PING") == "PONG", what=f"redis-server {port} to answer")
+
+    def start(self):
+        for p in self.ports:
+            self.start_node(p)
+        out = subprocess.run(["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in self.ports],
+                              "--cluster-replicas", str(self.replicas), "--cluster-yes"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+        self.wait_ok()
+        return self
+
+    def wait_ok(self, timeout=30):
+        def ok():
+            alive = [p for p, proc in self.procs.items() if proc.poll() is None]
+            return all("cluster_state:ok" in cli(p, "CLUSTER", "INFO") for p in alive)
+        eventually(ok, timeout=timeout, what="cluster_state:ok on every node")
+
+    @property
+    def port(self):
+        return self.ports[0]
+
+    @property
+    def url(self):
+        return f"redis+cluster://127.0.0.1:{self.port}"
+
+    def nodes(self, via=None):
+        """`CLUSTER NODES` as {port: (id, role, slots)} of the nodes that are up."""
+        via = via or next(p for p, proc in self.procs.items() if proc.poll() is None)
+        out = {}
+        for line in cli(via, "CLUSTER", "NODES").splitlines():
+            f = line.split()
+            if "fail" in f[2] or "noaddr" in f[2]:
+                continue
+            port = int(f[1].split("@")[0].rsplit(":", 1)[1])
+            out[port] = (f[0], "master" if "master" in f[2] else "replica", f[8:])
+        return out
+
+    def masters(self):
+        return sorted(p for p, (_, role, _) in self.nodes().items() if role == "master")
+
+    def slot(self, key):
+        return int(cli(self.port, "CLUSTER", "KEYSLOT", key))
+
+    def master_of(self, key):
+        """The port of the master serving `key`'s slot (the slots CLUSTER NODES lists for each master)."""
+        slot = self.slot(key)
+        for port, (_, role, slots) in self.nodes().items():
+            for r in slots:
+                if role != "master" or r.startswith("["):
+                    continue
+                lo, _, hi = r.partition("-")
+                if int(lo) <= slot <= int(hi or lo):
+                    return port
+        return None
+
+    def publishes(self):
+        """PUBLISH and SPUBLISH calls over every node (INFO commandstats)."""
+        n = 0
+        for p in self.masters():
+            for line in cli(p, "INFO", "commandstats").splitlines():
+                if line.startswith(("cmdstat_publish:", "cmdstat_spublish:")):
+                    n += int(line.split("calls=")[1].split(",")[0])
+        return n
+
+    def calls(self, port, command):
+        for line in cli(port, "INFO", "commandstats").splitlines():
+            if line.startswith(f"cmdstat_{command}:"):
+                return int(line.split("calls=")[1].split(",")[0])
+        return 0
+
+    def flush(self):
+        for p in self.masters():
+            cli(p, "FLUSHALL")
+
+    def kill(self, port):
+        self.procs[port].send_signal(signal.SIGKILL)
+        self.procs[port].wait()
+
+    def stop(self):
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory):
+    rc = RedisCluster(tmp_path_factory.mktemp("rcluster")).start()
+    yield rc
+    rc.stop()
+
+
+def start_nodes(rc, tmp_path, n=3, *extra):
+    return [Hub("--redis", rc.url, "--admin-key", "cluster-admin-key-0123", "--webhook-allow-private", *extra,
+                data_dir=str(tmp_path / f"node{i}")).start() for i in range(n)]
+
+
+@pytest.fixture
+def cluster(redis_cluster, tmp_path):
+    """test_cluster.py's fixture on the Redis Cluster: (the cluster, three hub nodes); every test starts
+    from empty shards."""
+    redis_cluster.flush()
+    nodes = start_nodes(redis_cluster, tmp_path)
+    yield redis_cluster, nodes
+    for n in nodes:
+        assert n.alive(), n.output()
+        n.stop()
+
+
+def sessions_on_every_master(rc, node, per=1):
+    """Creates sessions until each master serves `per` of them; {master port: [codes]}."""
+    by = {p: [] for p in rc.masters()}
+    for _ in range(200):
+        if all(len(v) >= per for v in by.values()):
+            break
+        code = create_session(node)["code"]
+        m = rc.master_of("{" + code + "}:m")
+        if len(by[m]) < per:
+            by[m].append(code)
+    assert all(len(v) >= per for v in by.values()), by
+    return by
+
+
+async def members(nodes, code):
+    """A sender and a watcher on every node."""
+    cs, ws = [], []
+    for i, n in enumerate(nodes):
+        c = await Client.connect(n, code)
+        await c.join(f"S{i}", client_id=f"s{i}")
+        w = await Client.connect(n, code)
+        await w.join(f"W{i}", client_id=f"w{i}")
+        cs.append(c)
+        ws.append(w)
+    return cs, ws
+
+
+async def chat_round(senders, watchers, code, tag, count=5):
+    """Each sender sends `count` messages; every watcher gets them all, in one seq order. Returns the seqs."""
+    for c in watchers:
+        await drain(c, 0.1)
+    for i, c in enumerate(senders):
+        for k in range(count):
+            await c.send({"type": "chat", "id": f"{tag}-{i}-{k}", "text": f"{tag} {i} {k}"})
+    for c in senders:
+        acks = 0
+        while acks < count:
+            m = await c.recv(timeout=10)
+            assert m["type"] != "error", m
+            acks += m["type"] == "ack"
+    orders = []
+    for w in watchers:
+        got = await collect_chat(w, count * len(senders))
+        orders.append([m["seq"] for m in got])
+    assert all(o == orders[0] for o in orders), orders
+    assert orders[0] == sorted(orders[0]) and len(set(orders[0])) == count * len(senders), orders[0]
+    return orders[0]
+
+
+def test_sessions_spread_over_the_shards_and_use_sharded_pub_sub(cluster):
+    rc, nodes = cluster
+    by = sessions_on_every_master(rc, nodes[0])
+    before = {p: rc.calls(p, "spublish") for p in by}
+
+    async def main():
+        for master, (code,) in by.items():
+            cs, ws = await members(nodes, code)
+            await chat_round(cs, ws, code, f"s{master}")
+            for c in cs + ws:
+                await c.close()
+    run(main())
+    for master, (code,) in by.items():
+        # The session's keys are on its own shard only (redis-cli without -c: no redirection followed).
+        assert cli(master, "EXISTS", "{" + code + "}:m", "{" + code + "}:log") == "2"
+        assert cli(master, "HGET", "{" + code + "}:m", "seq") not in ("", "0")
+        for other in by:
+            if other != master:
+                assert cli(other, "EXISTS", "{" + code + "}:m").startswith("MOVED"), other
+        # Its events were published on its shard (SPUBLISH from the append scripts and the relays).
+        assert rc.calls(master, "spublish") > before[master], master
+    # Each master holds a different set of sessions.
+    assert len({tuple(v) for v in by.values()}) == 3
+
+
+def move_slot(rc, slot, src, dst):
+    """Moves `slot` from master `src` to master `dst` as `redis-cli --cluster reshard` does: IMPORTING,
+    MIGRATING, MIGRATE of its keys, then SETSLOT NODE on every master."""
+    ids = {p: v[0] for p, v in rc.nodes().items()}
+    assert cli(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[src]) == "OK"
+    assert cli(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[dst]) == "OK"
+    while True:
+        keys = cli(src, "CLUSTER", "GETKEYSINSLOT", slot, 100).split()
+        if not keys:
+            break
+        out = cli(src, "MIGRATE", "127.0.0.1", dst, "", 0, 5000, "KEYS", *keys)
+        assert out in ("OK", "NOKEY"), out
+    for p in rc.masters():
+        cli(p, "CLUSTER", "SETSLOT", slot, "NODE", ids[dst])
+
+
+def test_a_slot_moved_under_traffic_is_followed(cluster):
+    """The session's slot moves to another master while members chat: the nodes' maps are stale, Redis
+    answers MOVED (and ASK during the migration), the subscribers get `sunsubscribe` and subscribe on the
+    new shard. Every message is acknowledged once, one seq order, every member gets everything live."""
+    rc, nodes = cluster
+    code = create_session(nodes[0])["code"]
+    key = "{" + code + "}:m"
+    slot, src = rc.slot(key), rc.master_of(key)
+    dst = next(p for p in rc.masters() if p != src)
+
+    async def main():
+        cs, ws = await members(nodes, code)
+        first = await chat_round(cs, ws, code, "before")
+        # Traffic on its way while the slot moves: senders keep sending, each message resent under its id
+        # until acknowledged (as the client's outbox does).
+        moving = asyncio.get_running_loop().run_in_executor(None, move_slot, rc, slot, src, dst)
+        acked, sent = set(), 0
+        while not moving.done() or sent < 30:
+            i = sent % 3
+            mid = f"mid-{sent}"
+            while mid not in acked:
+                await cs[i].send({"type": "chat", "id": mid, "text": mid})
+                while True:
+                    m = await cs[i].recv(timeout=10)
+                    if m["type"] == "ack" and m.get("id") == mid:
+                        acked.add(mid)
+                        break
+                    if m["type"] == "error":
+                        assert m["code"] == "storage_unavailable", m
+                        await asyncio.sleep(0.05)
+                        break
+            sent += 1
+        await moving
+        assert rc.master_of(key) == dst
+        after = await chat_round(cs, ws, code, "after")
+        assert min(after) > max(first)
+        # The whole log, as every node reads it: one seq order with no gap and each message once.
+        for n in nodes:
+            status, t = api(n, "GET", f"/api/sessions/{code}/transcript?limit=1000")
+            assert status == 200, t
+            chats = [e for e in t["events"] if e["type"] == "chat"]
+            texts = [e["text"] for e in chats]
+            assert len(texts) == len(set(texts)) == 15 + sent + 15, texts
+            assert [e["seq"] for e in chats] == sorted(e["seq"] for e in chats)
+    run(main())
+    # The keys moved: the new shard has them, the old one redirects.
+    assert cli(dst, "HGET", key, "seq") not in ("", "0")
+    assert cli(src, "EXISTS", key).startswith("MOVED")
+
+
+def test_bad_cluster_urls_are_refused_without_the_password(redis_cluster, tmp_path):
+    single = Redis(tmp_path).start()
+    try:
+        for bad, says in [
+            (f"redis+cluster://127.0.0.1:{redis_cluster.port}/3", "only database 0"),
+            (f"redis+cluster://:hunter2secret@127.0.0.1:{single.port}", "AUTH"),
+            (f"redis+cluster://127.0.0.1:{single.port}", "not a Redis Cluster node"),
+            (f"redis+cluster://127.0.0.1:{free_port()}", "Connection refused"),
+        ]:
+            p = subprocess.run([BINARY, "serve", "--port", "0", "--redis", bad, "--data", str(tmp_path / "d")],
+                               capture_output=True, text=True, timeout=20)
+            out = p.stdout + p.stderr
+            assert p.returncode != 0 and says in out, (bad, out)
+            assert "hunter2secret" not in out, out
+    finally:
+        single.stop()
