@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 /// Redis Cluster's key slots, as the cluster specification defines them: a key's slot is CRC16 (XMODEM:
 /// polynomial 0x1021, initial value 0) of the key, modulo 16384; a key with a hash tag (the bytes
@@ -148,12 +149,15 @@ final class ClusterMap: @unchecked Sendable {
 
     /// A MOVED: the slot is served by `master` now.
     func moved(slot: Int, to master: String) {
-        lock.withLock {
+        let changed = lock.withLock { () -> Bool in
             let i = masterList.firstIndex(of: master) ?? masterList.count
             if i == masterList.count { masterList.append(master) }
-            guard owner[slot] != Int32(i) else { return }
+            guard owner[slot] != Int32(i) else { return false }
             owner[slot] = Int32(i)
             version += 1
+            return true
         }
+        if changed { log.notice("redis cluster slot moved", metadata: ["slot": "\(slot)", "master": "\(master)"]) }
     }
+    private let log = Logger(label: "collabhub.redis")
 }
