@@ -16,9 +16,11 @@ public struct RedisURL: Equatable, Sendable, CustomStringConvertible {
         public let description: String
     }
 
+    static let schemes = ["redis://", "rediss://", "redis+cluster://", "rediss+cluster://"]
+
     public init(_ text: String) throws {
         let rest: Substring
-        if let scheme = ["redis://", "rediss://", "redis+cluster://", "rediss+cluster://"].first(where: text.hasPrefix) {
+        if let scheme = Self.schemes.first(where: text.hasPrefix) {
             rest = text.dropFirst(scheme.count)
             tls = scheme.hasPrefix("rediss")
             cluster = scheme.contains("+cluster")

@@ -261,6 +261,26 @@ def test_sessions_spread_over_the_shards_and_use_sharded_pub_sub(cluster):
     assert len({tuple(v) for v in by.values()}) == 3
 
 
+async def send_until_acked(c, mid, timeout=30):
+    """Sends a chat message under `mid` until it is acknowledged, again after each `storage_unavailable`
+    (as the client's outbox does: the id makes a resend of a stored message a duplicate, never a second
+    copy). Returns how many times it was refused."""
+    refused, deadline = 0, time.time() + timeout
+    while True:
+        assert time.time() < deadline, f"{mid} never acknowledged"
+        await c.send({"type": "chat", "id": mid, "text": mid})
+        while True:
+            m = await c.recv(timeout=10)
+            assert m["type"] != "reset", m
+            if m["type"] == "ack" and m.get("id") == mid:
+                return refused
+            if m["type"] == "error":
+                assert m["code"] == "storage_unavailable", m
+                refused += 1
+                await asyncio.sleep(0.05)
+                break
+
+
 def move_slot(rc, slot, src, dst):
     """Moves `slot` from master `src` to master `dst` as `redis-cli --cluster reshard` does: IMPORTING,
     MIGRATING, MIGRATE of its keys, then SETSLOT NODE on every master."""
@@ -293,21 +313,9 @@ def test_a_slot_moved_under_traffic_is_followed(cluster):
         # Traffic on its way while the slot moves: senders keep sending, each message resent under its id
         # until acknowledged (as the client's outbox does).
         moving = asyncio.get_running_loop().run_in_executor(None, move_slot, rc, slot, src, dst)
-        acked, sent = set(), 0
+        sent = 0
         while not moving.done() or sent < 30:
-            i = sent % 3
-            mid = f"mid-{sent}"
-            while mid not in acked:
-                await cs[i].send({"type": "chat", "id": mid, "text": mid})
-                while True:
-                    m = await cs[i].recv(timeout=10)
-                    if m["type"] == "ack" and m.get("id") == mid:
-                        acked.add(mid)
-                        break
-                    if m["type"] == "error":
-                        assert m["code"] == "storage_unavailable", m
-                        await asyncio.sleep(0.05)
-                        break
+            await send_until_acked(cs[sent % 3], f"mid-{sent}")
             sent += 1
         await moving
         assert rc.master_of(key) == dst
@@ -348,3 +356,94 @@ def test_bad_cluster_urls_are_refused_without_the_password(redis_cluster, tmp_pa
             assert "hunter2secret" not in out, out
     finally:
         single.stop()
+
+
+@pytest.fixture
+def own_cluster(tmp_path):
+    """A Redis Cluster for one test that breaks it (masters killed), slots served by the live masters
+    only (`cluster-require-full-coverage no`, as a deployment that wants the other shards to go on sets)."""
+    rc = RedisCluster(tmp_path, full_coverage=False).start()
+    nodes = start_nodes(rc, tmp_path)
+    yield rc, nodes
+    for n in nodes:
+        n.stop()
+    rc.stop()
+
+
+def test_a_shard_without_a_master_is_storage_unavailable_for_its_sessions_only(own_cluster):
+    """A master and its replica killed: that shard's slots are served by nobody. Its session's messages are
+    refused with `storage_unavailable` (never acknowledged); the sessions on the other shards go on, on
+    every node."""
+    rc, nodes = own_cluster
+    by = sessions_on_every_master(rc, nodes[0])
+    down = next(p for p in by if p != rc.port)
+    replica = next(p for p, (_, role, _) in rc.nodes().items()
+                   if role == "replica" and cli(p, "INFO", "replication").find(f"master_port:{down}") >= 0)
+    rc.kill(replica)
+    rc.kill(down)
+
+    async def main():
+        for master, (code,) in by.items():
+            cs, ws = await members(nodes, code) if master != down else (None, None)
+            if master == down:
+                c = await Client.connect(nodes[1], code)
+                await c.join("Lost", client_id="lost")
+                await c.send({"type": "chat", "id": "x", "text": "into the void"})
+                while True:
+                    m = await c.recv(timeout=10)
+                    assert m["type"] != "ack", m
+                    if m["type"] == "error":
+                        assert m["code"] == "storage_unavailable", m
+                        break
+                await c.close()
+            else:
+                await chat_round(cs, ws, code, f"up{master}")
+                for c in cs + ws:
+                    await c.close()
+    run(main())
+    for n in nodes:
+        assert n.alive(), n.output()
+        assert api(n, "GET", "/healthz")[0] == 200
+
+
+def test_a_master_killed_mid_traffic_its_replica_promoted_and_followed(own_cluster):
+    """SIGKILL of the master of a session's shard while members on three nodes chat: its replica is
+    promoted (the cluster's own failover), the nodes read the new map (their connections to the dead
+    master failed), subscribe on the new master and go on. Messages refused meanwhile are resent under
+    their ids; every acknowledged message is in the log once, in one seq order, and no client sees a reset
+    (nothing acknowledged was lost: replication on loopback kept up; CLUSTER.md says what an
+    acknowledgement promises across a failover)."""
+    rc, nodes = own_cluster
+    code = None
+    for _ in range(100):
+        code = create_session(nodes[0])["code"]
+        if rc.master_of("{" + code + "}:m") != rc.port:
+            break
+    key = "{" + code + "}:m"
+    victim = rc.master_of(key)
+
+    async def main():
+        cs, ws = await members(nodes, code)
+        first = await chat_round(cs, ws, code, "before")
+        acked = []
+        refused = 0
+        for k in range(60):
+            if k == 10:
+                rc.kill(victim)
+            refused += await send_until_acked(cs[k % 3], f"mid-{k}", timeout=40)
+            acked.append(f"mid-{k}")
+        assert refused > 0, "the kill was not noticed"
+        promoted = rc.master_of(key)
+        assert promoted not in (None, victim)
+        after = await chat_round(cs, ws, code, "after")
+        assert min(after) > max(first)
+        for w in ws:
+            rest = await drain(w, 0.3)
+            assert not [m for m in rest if m["type"] == "reset"], rest
+        for n in nodes:
+            status, t = api(n, "GET", f"/api/sessions/{code}/transcript?limit=1000")
+            assert status == 200, t
+            texts = [e["text"] for e in t["events"] if e["type"] == "chat"]
+            assert len(texts) == len(set(texts)), texts
+            assert set(acked) <= set(texts)
+    run(main())
