@@ -99,6 +99,16 @@ final class ClusterSync: @unchecked Sendable {
         }
     }
 
+    /// The node a node-wide subscriber tries after `failed` (`RedisConnection.nextNode`): the next master
+    /// in the map (any node hears a PUBLISH); the map is read again meanwhile.
+    func nextNode(after failed: String) -> String? {
+        refreshSoon()
+        let masters = map.masters
+        guard !masters.isEmpty else { return nil }
+        guard let i = masters.firstIndex(of: failed) else { return masters[0] }
+        return masters[(i + 1) % masters.count]
+    }
+
     /// Every master's pool (the map read first if it is empty).
     func masters() throws -> [RedisSync] {
         if map.masters.isEmpty { try refresh() }

@@ -1,4 +1,5 @@
 import EventLoop
+import Foundation
 import Logging
 
 #if canImport(Glibc)
@@ -20,8 +21,8 @@ import Logging
 /// `pmessage` and `smessage` (sharded pub/sub), as RESP2 arrays on a subscribed link or RESP3 pushes.
 final class RedisConnection: RedisSender {
     let loop: Loop
-    let url: RedisURL
-    let address: RedisAddress
+    private(set) var url: RedisURL
+    private(set) var address: RedisAddress
     let name: String
     /// The TLS client context for `rediss://` (nil: plain TCP).
     let tls: TLSContext?
@@ -51,6 +52,9 @@ final class RedisConnection: RedisSender {
     var onMoved: ((_ channel: [UInt8]?) -> Void)?
     /// The link was lost (a cluster reads its slot map again).
     var onDown: (() -> Void)?
+    /// A Redis Cluster's node-wide subscriber: after a failure, the node (`host:port`) to connect to next
+    /// (every node of a cluster hears a PUBLISH), so it follows a failover of the node it was on.
+    var nextNode: ((_ failed: String) -> String?)?
     /// Stopped for good (a node that is no longer a master): no reconnect.
     private var stopped = false
     /// UNSUBSCRIBEs sent and not yet confirmed.
@@ -170,8 +174,24 @@ final class RedisConnection: RedisSender {
         // `retry` stays set while the name is resolved: no second attempt is scheduled meanwhile.
         retry = Loop.Timer(loop: loop, after: delay) { [unowned self] in
             let loop = self.loop
+            if let next = nextNode?(ClusterRouting.address(url.host, url.port)) {
+                return moveTo(next)
+            }
             self.address.refresh(forbidden: self.loopThread) { [unowned self] host in
                 loop.post { self.connect(to: host) }
+            }
+        }
+    }
+
+    /// Connects to another node from now on (its address found on a worker thread).
+    private func moveTo(_ node: String) {
+        guard let (host, port) = ClusterRouting.parseAddress(node) else { return connect(to: address.current) }
+        let loop = loop
+        DispatchQueue.global().async { [unowned self] in
+            let found = try? RedisAddress(host: host)
+            loop.post { [unowned self] in
+                if let found { (url.host, url.port, address) = (host, port, found) }
+                connect(to: address.current)
             }
         }
     }

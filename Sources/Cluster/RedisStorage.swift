@@ -485,6 +485,7 @@ final class LoopLink {
             self.sinks[channel]?.sink(.subscribed)
         }
         single?.start()
+        subscriber.nextNode = storage.sync.router.map { router in { router.nextNode(after: $0) } }
         subscriber.start()
         if let cluster = commands as? ClusterCommands {
             let shards = ShardSubscribers(

@@ -60,6 +60,7 @@ final class RedisWebhooks: @unchecked Sendable {
             }
             // At start-up and after each reconnect: what changed meanwhile is read again.
             sub.onSubscribed = { [unowned self] _ in queue.async { [self] in try? reloadAll() } }
+            sub.nextNode = storage.sync.router.map { router in { router.nextNode(after: $0) } }
             sub.start()
             sub.subscribe(Array(WebhookScripts.changed.utf8))
             subscriber = sub

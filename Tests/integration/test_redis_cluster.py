@@ -125,8 +125,11 @@ class RedisCluster:
     def masters(self):
         return sorted(p for p, (_, role, _) in self.nodes().items() if role == "master")
 
+    def alive(self):
+        return next(p for p, proc in self.procs.items() if proc.poll() is None)
+
     def slot(self, key):
-        return int(cli(self.port, "CLUSTER", "KEYSLOT", key))
+        return int(cli(self.alive(), "CLUSTER", "KEYSLOT", key))
 
     def master_of(self, key):
         """The port of the master serving `key`'s slot (the slots CLUSTER NODES lists for each master)."""
@@ -422,10 +425,12 @@ def test_a_master_killed_mid_traffic_its_replica_promoted_and_followed(own_clust
     (nothing acknowledged was lost: replication on loopback kept up; CLUSTER.md says what an
     acknowledgement promises across a failover)."""
     rc, nodes = own_cluster
+    # A session of the seed's shard: the node-wide subscribers (the directory, runs, keys) were on the seed
+    # too, and follow to another node.
     code = None
     for _ in range(100):
         code = create_session(nodes[0])["code"]
-        if rc.master_of("{" + code + "}:m") != rc.port:
+        if rc.master_of("{" + code + "}:m") == rc.port:
             break
     key = "{" + code + "}:m"
     victim = rc.master_of(key)
@@ -448,6 +453,15 @@ def test_a_master_killed_mid_traffic_its_replica_promoted_and_followed(own_clust
         for w in ws:
             rest = await drain(w, 0.3)
             assert not [m for m in rest if m["type"] == "reset"], rest
+        # Node-wide pub/sub goes on: a run published on node 1 is watched live on node 2 (`chub:runs`).
+        from test_cluster import publish_run, watch, run_events
+        w = await watch(nodes[1], "run:after-failover")
+        assert (await w.recv())["type"] == "run_snapshot"
+        status, body = publish_run(nodes[0], "after-failover", {"type": "started", "owner": "team-f"})
+        assert status == 202, body
+        for i in range(3):
+            assert publish_run(nodes[2], "after-failover", {"type": "log", "line": f"l{i}"})[0] == 202
+        assert [m["seq"] for m in await run_events(w, 4)] == [1, 2, 3, 4]
         for n in nodes:
             status, t = api(n, "GET", f"/api/sessions/{code}/transcript?limit=1000")
             assert status == 200, t
