@@ -7,9 +7,9 @@ build_pkgs=(libev-dev libssl-dev libsqlite3-dev zlib1g-dev openssl)
 # node-typescript (tsc), node-react*, node-csstype, node-prop-types: the JavaScript packages' type check and
 # test_js_sdk.py's React test (react-test-renderer); @types/react needs csstype and prop-types.
 # redis-server, openssl: the cluster tests (test_cluster_tls.py makes its certificates with openssl and starts
-# redis-server with TLS).
+# redis-server with TLS; redis-tools' redis-cli joins test_redis_cluster.py's Redis Cluster).
 # valgrind, curl: the opt-in callgrind budget (CALLGRIND_BUDGET=1 scripts/test.sh, loadtest/bench_callgrind.sh).
-test_pkgs=(valgrind curl redis-server prometheus python3 python3-websockets python3-pytest python3-jsonschema nodejs node-ws node-typescript node-react node-react-dom node-react-test-renderer node-csstype node-prop-types chromium chromium-driver python3-selenium openssl python3-pip python3-setuptools python3-wheel mypy)
+test_pkgs=(valgrind curl redis-server redis-tools prometheus python3 python3-websockets python3-pytest python3-jsonschema nodejs node-ws node-typescript node-react node-react-dom node-react-test-renderer node-csstype node-prop-types chromium chromium-driver python3-selenium openssl python3-pip python3-setuptools python3-wheel mypy)
 pkgs=("${build_pkgs[@]}")
 [ "${1:-build}" = test ] && pkgs+=("${test_pkgs[@]}")
 missing=()
