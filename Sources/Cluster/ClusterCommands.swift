@@ -43,13 +43,10 @@ final class ClusterCommands: RedisSender {
 
     var pendingBytes: Int { connections.values.reduce(0) { $0 + $1.pendingBytes } }
 
-    func connection(_ address: String) -> RedisConnection {
+    func connection(_ address: String) -> RedisConnection? {
         if let c = connections[address] { return c }
-        let url = router.url(of: address)
-        // A numeric address from the cluster's map (a name is resolved here only if the cluster announces
-        // names, once per node).
-        let where_ = (try? RedisAddress(host: url.host)) ?? (try! RedisAddress(host: "127.0.0.1"))
-        let c = RedisConnection(loop: loop, url: url, address: where_, name: "\(name)/\(address)", tls: router.tls)
+        guard let (url, at) = router.node(address) else { return nil }
+        let c = RedisConnection(loop: loop, url: url, address: at, name: "\(name)/\(address)", tls: router.tls)
         c.setup = setup
         c.onDown = { [router] in router.refreshSoon() }
         connections[address] = c
@@ -71,7 +68,9 @@ final class ClusterCommands: RedisSender {
         _ args: [[UInt8]], priority: Bool, to address: String, asking: Bool, redirects: Int,
         _ reply: @escaping (RedisReply) -> Void
     ) {
-        let c = connection(address)
+        guard let c = connection(address) else {
+            return reply(.error("CONNECTION the cluster named a node that is not a numeric address: \(address)"))
+        }
         if asking { c.send(.command("ASKING"), priority: true) { _ in } }
         c.send(args, priority: priority) { [self] r in
             guard let e = r.errorMessage else { return reply(r) }
@@ -132,11 +131,10 @@ final class ShardSubscribers {
         self.onSubscribed = onSubscribed
     }
 
-    private func connection(_ address: String) -> RedisConnection {
+    private func connection(_ address: String) -> RedisConnection? {
         if let c = connections[address] { return c }
-        let url = router.url(of: address)
-        let where_ = (try? RedisAddress(host: url.host)) ?? (try! RedisAddress(host: "127.0.0.1"))
-        let c = RedisConnection(loop: loop, url: url, address: where_, name: "\(name)/\(address)", tls: router.tls)
+        guard let (url, at) = router.node(address) else { return nil }
+        let c = RedisConnection(loop: loop, url: url, address: at, name: "\(name)/\(address)", tls: router.tls)
         c.sharded = true
         c.onMessage = onMessage
         c.onSubscribed = onSubscribed
@@ -161,7 +159,7 @@ final class ShardSubscribers {
             return
         }
         placed[channel] = m
-        connection(m).subscribe(channel)
+        connection(m)?.subscribe(channel)
     }
 
     func unsubscribe(_ channel: [UInt8]) {
@@ -176,7 +174,7 @@ final class ShardSubscribers {
             guard let m = master(of: channel), m != at else { continue }
             if !at.isEmpty { connections[at]?.forget(channel) }
             placed[channel] = m
-            connection(m).subscribe(channel)
+            connection(m)?.subscribe(channel)
         }
         for (address, c) in connections where !masters.contains(address) {
             c.stop()

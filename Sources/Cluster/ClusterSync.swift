@@ -38,6 +38,17 @@ final class ClusterSync: @unchecked Sendable {
         return u
     }
 
+    /// A loop's connection target for a node of the map: its URL and address, if the cluster gave a numeric
+    /// address (what Redis Cluster announces by default). A name is refused: a loop never resolves one.
+    func node(_ address: String) -> (RedisURL, RedisAddress)? {
+        let u = url(of: address)
+        guard RedisAddress.isNumeric(u.host), let at = try? RedisAddress(host: u.host) else {
+            log.warning("a Redis Cluster node announced by name is not used", metadata: ["node": "\(address)"])
+            return nil
+        }
+        return (u, at)
+    }
+
     func pool(_ address: String) -> RedisSync {
         lock.withLock {
             if let p = pools[address] { return p }

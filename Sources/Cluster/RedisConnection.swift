@@ -242,10 +242,9 @@ final class RedisConnection: RedisSender {
                 pubSub(parsed.reply)
                 continue
             }
-            if sharded, waitingHead == waiting.count, let e = parsed.reply.errorMessage {
+            if sharded, waitingHead == waiting.count, parsed.reply.errorMessage != nil {
                 // A refused SSUBSCRIBE (MOVED: the slot is elsewhere); the channel is placed again.
                 onMoved?(nil)
-                _ = e
                 continue
             }
             guard waitingHead < waiting.count else { return l.abort("a reply to no command") }
