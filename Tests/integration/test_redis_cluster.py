@@ -469,3 +469,64 @@ def test_a_master_killed_mid_traffic_its_replica_promoted_and_followed(own_clust
             assert len(texts) == len(set(texts)), texts
             assert set(acked) <= set(texts)
     run(main())
+
+
+def test_messages_a_failover_lost_are_told_as_history_lost_and_seqs_never_repeat(own_cluster):
+    """What an acknowledgement does not promise: the replica is cut off from its master while five messages
+    are acknowledged by it, the master is SIGKILLed and the replica promoted without them.
+    The loss is not silent: the next append finds the log behind what the nodes saw, starts a new epoch
+    above it, and every member is sent `reset {history_lost}`; no seq is given twice."""
+    rc, nodes = own_cluster
+    code = None
+    for _ in range(100):
+        code = create_session(nodes[0])["code"]
+        if rc.master_of("{" + code + "}:m") != rc.port:
+            break
+    key = "{" + code + "}:m"
+    victim = rc.master_of(key)
+    replica = next(p for p, (_, role, _) in rc.nodes().items()
+                   if role == "replica" and f"master_port:{victim}" in cli(p, "INFO", "replication"))
+
+    async def main():
+        cs, ws = await members(nodes, code)
+        first = await chat_round(cs, ws, code, "before")
+        # The replica is cut off: the master wants a password it does not have (the hubs' connections are
+        # authenticated already) and drops its link; the replica cannot connect again.
+        cli(victim, "CONFIG", "SET", "requirepass", "lockout")
+        cli(victim, "--no-auth-warning", "-a", "lockout", "CLIENT", "KILL", "TYPE", "replica")
+        eventually(lambda: "master_link_status:down" in cli(replica, "INFO", "replication"), what="the link cut")
+        lost = await chat_round(cs[:1], ws, code, "lost")
+        rc.kill(victim)
+        assert max(lost) > max(first)
+        # The first append after the promotion: refused until then, then acknowledged under a new epoch.
+        seqs = []
+        for k in range(5):
+            deadline = time.time() + 40
+            while True:
+                assert time.time() < deadline, "never acknowledged after the failover"
+                await cs[1].send({"type": "chat", "id": f"next-{k}", "text": f"next-{k}"})
+                m = await cs[1].recv(timeout=10)
+                while m["type"] not in ("ack", "error"):
+                    m = await cs[1].recv(timeout=10)
+                if m["type"] == "ack":
+                    seqs.append(m["seq"])
+                    break
+                assert m["code"] == "storage_unavailable", m
+                await asyncio.sleep(0.05)
+        assert min(seqs) > max(lost), (seqs, lost)
+        # Nodes without senders notice the promotion when their subscriber's reconnect reads the map again;
+        # once subscribed on the new master, the next publication carries the new epoch to them.
+        promoted = rc.master_of(key)
+
+        def subscribed():
+            out = cli(promoted, "PUBSUB", "SHARDNUMSUB", "{" + code + "}:ch").split()
+            return len(out) == 2 and int(out[1]) >= 3
+        eventually(subscribed, timeout=20, what="every node subscribed on the promoted master")
+        await send_until_acked(cs[1], "last")
+        for w in ws:
+            got = await drain(w, 1.0)
+            resets = [m for m in got if m["type"] == "reset"]
+            assert resets and resets[0]["reason"] == "history_lost" and resets[0]["seq"] >= max(lost), got
+            later = [m["seq"] for m in got if m["type"] == "chat"]
+            assert later and min(later) > max(lost), got
+    run(main())

@@ -19,6 +19,11 @@ local epoch = redis.call('HGET', m, 'epoch')
 if not epoch then
   epoch = ARGV[7]
   redis.call('HSET', m, 'epoch', epoch, 'seq', ARGV[8], 'floor', ARGV[8], 'ts', 0)
+elseif tonumber(redis.call('HGET', m, 'seq')) < tonumber(ARGV[8]) then
+  -- The node has seen a seq this log no longer has (a failover to a replica that had not received it):
+  -- the log lost data, so it goes on under a new epoch above what the node saw, as a lost log does.
+  epoch = ARGV[7]
+  redis.call('HSET', m, 'epoch', epoch, 'seq', ARGV[8], 'floor', ARGV[8])
 end
 local idkey = #member .. ':' .. member .. cid
 if cid ~= '' then

@@ -35,6 +35,10 @@ local function commit(typ, member, body, origin, hooks)
   if not epoch then
     epoch = newEpoch
     redis.call('HSET', m, 'epoch', epoch, 'seq', seedSeq, 'floor', seedSeq, 'ts', 0)
+  elseif tonumber(redis.call('HGET', m, 'seq')) < tonumber(seedSeq) then
+    -- A seq this node saw is gone (a failover lost it): a new epoch, as in `append.lua`.
+    epoch = newEpoch
+    redis.call('HSET', m, 'epoch', epoch, 'seq', seedSeq, 'floor', seedSeq)
   end
   local seq = redis.call('HINCRBY', m, 'seq', 1)
   local t = redis.call('TIME')
