@@ -126,7 +126,16 @@ final class ClusterSync: @unchecked Sendable {
         return map.masters.map(pool)
     }
 
+    /// One command on its slot's master; an error reply (after redirections) throws.
     func call(_ args: [[UInt8]]) throws -> RedisReply {
+        let r = try reply(args)
+        if let e = r.errorMessage { throw StoreFailure("redis: \(e)") }
+        return r
+    }
+
+    /// One command on its slot's master, its reply as Redis gave it after redirections (an error reply
+    /// included); a connection failure throws.
+    func reply(_ args: [[UInt8]]) throws -> RedisReply {
         let verb = String(decoding: args.first ?? [], as: UTF8.self).uppercased()
         if verb == "SCRIPT" {
             var last = RedisReply.null
@@ -158,7 +167,7 @@ final class ClusterSync: @unchecked Sendable {
                 continue
             }
             if e.hasPrefix("CLUSTERDOWN") || e.hasPrefix("TRYAGAIN") { refreshSoon() }
-            throw StoreFailure("redis: \(e)")
+            return reply
         }
         throw StoreFailure("redis: too many cluster redirections")
     }
