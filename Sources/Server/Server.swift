@@ -15,6 +15,8 @@ final class LoopContext {
     var hub: LoopHub?
     /// Runs and dashboards (loop 0 only).
     var runs: RunHub?
+    /// Control between the nodes of a cluster (loop 0 only; nil without one).
+    var control: ClusterControl?
     var sessionPolicy: SessionPolicy { config.sessionPolicy }
     /// The protocol machine's settings, one object shared by every connection of the loop.
     lazy var machineSettings: ConnectionMachine.SharedSettings = {
@@ -174,6 +176,9 @@ public final class Server {
         }
         let runHub = RunHub(context: contexts[0], store: store, shared: backends.runs)
         contexts[0].runs = runHub
+        if let control = backends.control {
+            contexts[0].control = ClusterControl(context: contexts[0], control: control, runs: runHub)
+        }
         do {
             webhooks = try WebhookEngine(
                 context: contexts[0], store: store, resolvers: webhookResolvers,
