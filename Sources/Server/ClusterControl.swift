@@ -90,12 +90,15 @@ final class ClusterControl {
             guard let self, let p = self.pending.removeValue(forKey: id) else { return }
             p.done(self.deliverHere(run, action, session, by) ? nil : RunBoard.noPublisher(run))
         }
-        pending[id] = (timer, { [weak self] error in
-            guard let self else { return }
-            // The other node's socket went meanwhile: one here that published since still counts.
-            if error?.code == "no_publisher", self.deliverHere(run, action, session, by) { return reply(nil) }
-            reply(error)
-        })
+        pending[id] = (
+            timer,
+            { [weak self] error in
+                guard let self else { return }
+                // The other node's socket went meanwhile: one here that published since still counts.
+                if error?.code == "no_publisher", self.deliverHere(run, action, session, by) { return reply(nil) }
+                reply(error)
+            }
+        )
         let message = ControlMessage.runControl(
             id: id, from: control.nodeID, to: node, run: run, action: action, session: session, byID: by.id,
             byName: by.name)

@@ -78,7 +78,8 @@ public enum ControlMessage: Equatable, Sendable {
             guard let id = text("id"), let to = text("to") else { return nil }
             var error: MessageError?
             if let code = text("code") {
-                error = MessageError(code, o["message"]?.string.map { String($0.prefix(maxText)) } ?? code, field: text("field"))
+                let message = o["message"]?.string.map { String($0.prefix(maxText)) } ?? code
+                error = MessageError(code, message, field: text("field"))
             }
             return .runControlReply(id: id, to: to, error: error)
         case "remove":
