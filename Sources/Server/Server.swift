@@ -190,8 +190,8 @@ public final class Server {
         }
         webhooks?.load()
         api = SessionAPI(
-            config: config, directory: directory, store: store, loops: contexts, webhooks: webhooks, exports: exports,
-            closed: closedLatch, log: log)
+            config: config, directory: directory, store: store, shared: backends.shared, loops: contexts,
+            webhooks: webhooks, exports: exports, closed: closedLatch, log: log)
         // The delivery log: up to 5,000 old rows every 5 s (the delete rides with a group commit).
         let logKept = config.webhookLogDays * 86_400_000
         let trim = Loop.Timer(loop: contexts[0].loop, after: 5, repeat: 5) { [store] in
