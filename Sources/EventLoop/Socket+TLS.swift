@@ -27,7 +27,7 @@ extension Socket {
                 return total > 0 ? total : -2
             case SSL_ERROR_WANT_WRITE:
                 tlsWantsWrite = true
-                if chub_is_active(writeWatcher) == 0 { ev_io_start(loop.raw, writeWatcher) }
+                waitToWrite()
                 return total > 0 ? total : -2
             case SSL_ERROR_ZERO_RETURN:
                 return total > 0 ? total : 0
@@ -37,8 +37,8 @@ extension Socket {
             }
         }
         // Out of room with records still buffered in OpenSSL: the socket will not report them again.
-        if SSL_has_pending(ssl) == 1 && chub_is_active(readWatcher) != 0 {
-            ev_feed_event(loop.raw, readWatcher, Int32(EV_READ))
+        if SSL_has_pending(ssl) == 1 && isReading {
+            ev_feed_event(loop.raw, ioWatcher, Int32(EV_READ))
         }
         return total
     }
@@ -76,7 +76,7 @@ extension Socket {
                 switch SSL_get_error(ssl, written) {
                 case SSL_ERROR_WANT_WRITE:
                     tlsRetryLength = length
-                    if chub_is_active(writeWatcher) == 0 { ev_io_start(loop.raw, writeWatcher) }
+                    waitToWrite()
                     return
                 case SSL_ERROR_WANT_READ:
                     tlsRetryLength = length
@@ -99,7 +99,7 @@ extension Socket {
         }
         if out.isEmpty {
             drained()
-            if chub_is_active(writeWatcher) != 0 { ev_io_stop(loop.raw, writeWatcher) }
+            stopWaitingToWrite()
             if isClosing && !lingering { beginLinger() } else if !isClosing { outputDrained() }
         }
     }

@@ -26,6 +26,9 @@ open class Socket {
     var lingering = false
     /// The TLS layer needs the socket writable before it can go on reading (or vice versa).
     var tlsWantsWrite = false
+    /// What the socket's one I/O watcher listens for (`EV_READ`, `EV_WRITE`): reading until paused or
+    /// closed, writing only while output is pending.
+    private var ioEvents: UInt8 = 0
     /// Bytes drained while lingering: a peer that keeps sending after our close is not read forever.
     private var lingerDrained: Int32 = 0
     /// Bytes offered to the last `SSL_write` that asked to be retried (at most a record).
@@ -33,22 +36,37 @@ open class Socket {
     private var lingerSeconds: Float = 2
     public let peer: String
 
-    /// The read and write watchers and the timer, in one allocation (`Watchers`).
+    /// The I/O watcher (reading and writing: one watcher whose events change, `ioEvents`) and the timer,
+    /// in one allocation (`Watchers`): every open connection has them.
     private let watchers: UnsafeMutableRawPointer
-    var readWatcher: UnsafeMutablePointer<ev_io> { watchers.assumingMemoryBound(to: ev_io.self) }
-    var writeWatcher: UnsafeMutablePointer<ev_io> {
-        (watchers + Watchers.write).assumingMemoryBound(to: ev_io.self)
-    }
+    var ioWatcher: UnsafeMutablePointer<ev_io> { watchers.assumingMemoryBound(to: ev_io.self) }
     private var timer: UnsafeMutablePointer<ev_timer> {
         (watchers + Watchers.timer).assumingMemoryBound(to: ev_timer.self)
     }
-    /// Offsets of the three watchers in their block.
+    /// Offsets of the two watchers in their block.
     private enum Watchers {
-        static let write = MemoryLayout<ev_io>.stride
-        static let timer = 2 * MemoryLayout<ev_io>.stride
+        static let timer = MemoryLayout<ev_io>.stride
         static let size = timer + MemoryLayout<ev_timer>.stride
         static let alignment = max(MemoryLayout<ev_io>.alignment, MemoryLayout<ev_timer>.alignment)
     }
+    /// Reading is on (not paused, not closed).
+    var isReading: Bool { ioEvents & UInt8(EV_READ) != 0 }
+    /// Waiting for the socket to become writable (output pending that it did not take).
+    var isWaitingToWrite: Bool { ioEvents & UInt8(EV_WRITE) != 0 }
+
+    /// Changes what the I/O watcher listens for (libev needs it stopped to change its events).
+    private func listen(_ events: UInt8) {
+        guard events != ioEvents else { return }
+        ioEvents = events
+        ev_io_stop(loop.raw, ioWatcher)
+        guard events != 0 else { return }
+        chub_io_set(ioWatcher, fd, Int32(events))
+        ev_io_start(loop.raw, ioWatcher)
+    }
+    /// Listens for writability too (output is pending that the socket did not take).
+    func waitToWrite() { listen(ioEvents | UInt8(EV_WRITE)) }
+    /// Stops listening for writability (the output drained).
+    func stopWaitingToWrite() { if isWaitingToWrite { listen(ioEvents & ~UInt8(EV_WRITE)) } }
 
     typealias Entry = OutQueue.Entry
     var out = OutQueue()
@@ -102,23 +120,19 @@ open class Socket {
         self.peer = peer
         lastActivity = loop.now
         watchers = .allocate(byteCount: Watchers.size, alignment: Watchers.alignment)
-        watchers.bindMemory(to: ev_io.self, capacity: 2)
+        watchers.bindMemory(to: ev_io.self, capacity: 1)
         (watchers + Watchers.timer).bindMemory(to: ev_timer.self, capacity: 1)
         let me = Unmanaged.passUnretained(self).toOpaque()
         chub_io_init(
-            readWatcher,
-            { _, w, _ in
+            ioWatcher,
+            { _, w, revents in
                 let s = Unmanaged<Socket>.fromOpaque(w!.pointee.data).takeUnretainedValue()
-                withExtendedLifetime(s) { s.handleReadable() }
+                withExtendedLifetime(s) {
+                    if revents & Int32(EV_READ) != 0 { s.handleReadable() }
+                    if revents & Int32(EV_WRITE) != 0 && s.isWaitingToWrite { s.flush() }
+                }
             }, fd, Int32(EV_READ))
-        readWatcher.pointee.data = me
-        chub_io_init(
-            writeWatcher,
-            { _, w, _ in
-                let s = Unmanaged<Socket>.fromOpaque(w!.pointee.data).takeUnretainedValue()
-                withExtendedLifetime(s) { s.flush() }
-            }, fd, Int32(EV_WRITE))
-        writeWatcher.pointee.data = me
+        ioWatcher.pointee.data = me
         chub_timer_init(
             timer,
             { _, w, _ in
@@ -144,7 +158,7 @@ open class Socket {
     /// Registers with the loop and starts reading. Call once, on the loop's thread.
     open func start() {
         loop.streams[fd] = self
-        ev_io_start(loop.raw, readWatcher)
+        listen(ioEvents | UInt8(EV_READ))
     }
 
     // MARK: - Overridable protocol hooks
@@ -251,8 +265,8 @@ open class Socket {
     }
 
     /// Stops reading (used while a stream is handed to another loop or paused).
-    public func pauseReading() { ev_io_stop(loop.raw, readWatcher) }
-    public func resumeReading() { if !isClosed { ev_io_start(loop.raw, readWatcher) } }
+    public func pauseReading() { listen(ioEvents & ~UInt8(EV_READ)) }
+    public func resumeReading() { if !isClosed { listen(ioEvents | UInt8(EV_READ)) } }
 
     /// Bytes received but not consumed, taken away (when handing the stream to another owner).
     public func takePending() -> [UInt8] { defer { pending = [] }; return pending }
@@ -388,10 +402,10 @@ open class Socket {
         }
         if out.isEmpty {
             drained()
-            if chub_is_active(writeWatcher) != 0 { ev_io_stop(loop.raw, writeWatcher) }
+            stopWaitingToWrite()
             if isClosing && !lingering { beginLinger() } else if !isClosing { outputDrained() }
-        } else if chub_is_active(writeWatcher) == 0 {
-            ev_io_start(loop.raw, writeWatcher)
+        } else if !isWaitingToWrite {
+            waitToWrite()
         }
     }
 
@@ -421,8 +435,7 @@ open class Socket {
     public func close() {
         guard !isClosed else { return }
         isClosed = true
-        ev_io_stop(loop.raw, readWatcher)
-        ev_io_stop(loop.raw, writeWatcher)
+        listen(0)
         ev_timer_stop(loop.raw, timer)
         out.removeAll()
         outBytes = 0
@@ -440,8 +453,7 @@ open class Socket {
         isClosed = true
         let session = ssl
         ssl = nil  // the new owner frees it
-        ev_io_stop(loop.raw, readWatcher)
-        ev_io_stop(loop.raw, writeWatcher)
+        listen(0)
         ev_timer_stop(loop.raw, timer)
         pending = []
         loop.streams[fd] = nil
