@@ -35,6 +35,7 @@ public final class TLSContext: @unchecked Sendable {
         isServer = true
         _ = chub_ssl_ctx_min_tls12(ctx)
         _ = SSL_CTX_set_options(ctx, chub_ssl_server_options())
+        _ = chub_ssl_ctx_prefer_aes128(ctx)
         _ = chub_ssl_ctx_set_mode(ctx, chub_ssl_modes())
         chub_ssl_ctx_read_ahead(ctx)
         _ = chub_ssl_ctx_no_session_cache(ctx)
@@ -55,6 +56,7 @@ public final class TLSContext: @unchecked Sendable {
             throw Error(
                 description: "TLS key \(key) does not match certificate \(certificate): \(Self.openSSLErrors())")
         }
+        reportPaths()
     }
 
     /// A client context (the load generator); certificates are not verified (it talks to its own hub).
@@ -91,8 +93,18 @@ public final class TLSContext: @unchecked Sendable {
 
     /// Sessions check that the server's certificate names the host they were opened for.
     private var verifiesHost = false
+    /// `TLSPath`: which record paths were reported (one flag per path), and to whom.
+    let reported: UnsafeMutablePointer<Int32> = {
+        let p = UnsafeMutablePointer<Int32>.allocate(capacity: 4)
+        p.initialize(repeating: 0, count: 4)
+        return p
+    }()
+    var pathListener: (@Sendable (TLSPath) -> Void)?
 
-    deinit { SSL_CTX_free(ctx) }
+    deinit {
+        SSL_CTX_free(ctx)
+        reported.deallocate()
+    }
 
     /// A TLS session on a connected, non-blocking socket.
     func session(fd: Int32, serverName: String? = nil) -> OpaquePointer? {
