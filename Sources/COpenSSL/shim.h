@@ -13,8 +13,10 @@
 // Macros over SSL_CTX_ctrl/SSL_ctrl that Swift cannot call.
 static inline int chub_ssl_ctx_min_tls12(SSL_CTX *ctx) { return (int)SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION); }
 static inline long chub_ssl_ctx_set_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_mode(ctx, mode); }
+// No SSL_MODE_RELEASE_BUFFERS: a busy session keeps its record buffers, an idle one gives them back
+// (SSL_free_buffers, EventLoop's TLSBuffers) instead of freeing and allocating them on every read and write.
 static inline long chub_ssl_modes(void) {
-    return SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS;
+    return SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER;
 }
 // Read-ahead: one read() takes every record the socket holds, instead of a header and a body per record.
 static inline void chub_ssl_ctx_read_ahead(SSL_CTX *ctx) { SSL_CTX_set_read_ahead(ctx, 1); }

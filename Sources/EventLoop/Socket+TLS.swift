@@ -10,6 +10,7 @@ extension Socket {
     /// Decrypts from the TLS session: as many records as fit in `buf` (-2: the session needs more
     /// bytes, or the socket writable, before there is data; -1: broken; 0: closed).
     func readTLS(_ ssl: OpaquePointer, _ buf: UnsafeMutableRawBufferPointer) -> Int {
+        if !tlsHoldsBuffers { loop.tlsBuffers.hold(self) }
         var total = 0
         while buf.count - total >= 16 * 1024 + 256 {
             ERR_clear_error()
@@ -47,6 +48,7 @@ extension Socket {
     /// `SSL_write`, so many small frames do not become many small records).
     func flushTLS() {
         guard let ssl else { return }
+        if !tlsHoldsBuffers { loop.tlsBuffers.hold(self) }
         if tlsWantsWrite {
             // A read was blocked on writability (handshake/record flow): let it go on.
             tlsWantsWrite = false
@@ -58,10 +60,18 @@ extension Socket {
         while !out.isEmpty || SSL_in_init(ssl) != 0 {
             var length = 0
             let limit = tlsRetryLength > 0 ? tlsRetryLength : recordSize
-            for e in out where length < limit {
-                let n = min(e.chunk.count - e.offset, limit - length)
-                (scratch.baseAddress! + length).copyMemory(from: e.chunk.base + e.offset, byteCount: n)
-                length += n
+            // One chunk that holds the whole record (an echo's or a reply's own chunk, a big broadcast
+            // frame) is encrypted where it is; several are gathered into the scratch buffer first.
+            var source = UnsafeRawPointer(scratch.baseAddress!)
+            if let e = out.first, out.count == 1 || e.chunk.count - e.offset >= limit {
+                length = min(e.chunk.count - e.offset, limit)
+                source = UnsafeRawPointer(e.chunk.base + e.offset)
+            } else {
+                for e in out where length < limit {
+                    let n = min(e.chunk.count - e.offset, limit - length)
+                    (scratch.baseAddress! + length).copyMemory(from: e.chunk.base + e.offset, byteCount: n)
+                    length += n
+                }
             }
             ERR_clear_error()
             let written: Int32
@@ -70,7 +80,7 @@ extension Socket {
                 written = SSL_do_handshake(ssl) == 1 ? 0 : -1
                 if written == 0 { break }
             } else {
-                written = SSL_write(ssl, scratch.baseAddress, Int32(length))
+                written = SSL_write(ssl, source, Int32(length))
             }
             if written <= 0 {
                 switch SSL_get_error(ssl, written) {

@@ -24,8 +24,17 @@ open class Socket {
     /// After a close frame: write what is queued, shut down our side, drain the peer until EOF.
     public private(set) var isClosing = false
     var lingering = false
-    /// The TLS layer needs the socket writable before it can go on reading (or vice versa).
-    var tlsWantsWrite = false
+    /// TLS state bits: the layer needs the socket writable before it can go on reading (or vice versa);
+    /// the session holds record buffers (`TLSBuffers`).
+    private var tlsBits: UInt8 = 0
+    var tlsWantsWrite: Bool {
+        get { tlsBits & 1 != 0 }
+        set { tlsBits = newValue ? tlsBits | 1 : tlsBits & ~1 }
+    }
+    var tlsHoldsBuffers: Bool {
+        get { tlsBits & 2 != 0 }
+        set { tlsBits = newValue ? tlsBits | 2 : tlsBits & ~2 }
+    }
     /// What the socket's one I/O watcher listens for (`EV_READ`, `EV_WRITE`): reading until paused or
     /// closed, writing only while output is pending.
     private var ioEvents: UInt8 = 0
@@ -90,8 +99,6 @@ open class Socket {
     /// peer counts, whatever produced it. Past it, further output is thrown away, and at the next flush
     /// the queue is dropped and `outputLimitExceeded` decides how the stream goes (once).
     public var outputLimit = Int.max
-    /// Where `reserve` writes once the stream is over its limit (never queued).
-    private var discard: Chunk?
     /// The cap on received bytes held unconsumed (a request head and body, a frame header): past it
     /// `inputLimitExceeded` is called.
     public var inputLimit = Int.max
@@ -288,9 +295,10 @@ open class Socket {
     public func reserve(_ n: Int) -> UnsafeMutableRawPointer {
         if isOverLimit {
             // Thrown away: the caller writes into a scratch chunk that is never queued.
-            if let d = discard, d.capacity >= n { d.removeAll(); return d.extend(by: n) }
+            // (One scratch chunk per loop: what is written there is never read.)
+            if let d = loop.discard, d.capacity >= n { d.removeAll(); return d.extend(by: n) }
             let d = Chunk(capacity: max(n, Self.ownedChunkSize))
-            discard = d
+            loop.discard = d
             return d.extend(by: n)
         }
         defer { if outBytes > outputLimit { isOverLimit = true } }
@@ -308,7 +316,6 @@ open class Socket {
 
     /// Drops the queued output of a stream over its limit and lets the subclass decide how it goes.
     private func cutOff() {
-        discard = nil
         isOverLimit = false
         outputLimit = .max  // what follows is the goodbye (a close frame), which must get through
         dropQueuedOutput()
@@ -319,7 +326,6 @@ open class Socket {
     public func liftOutputLimit() {
         isOverLimit = false
         outputLimit = .max
-        discard = nil
     }
 
     /// Throws away everything queued (a client cut off for not reading), so a close frame goes next.

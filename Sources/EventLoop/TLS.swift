@@ -4,8 +4,10 @@ import COpenSSL
 #endif
 
 /// A TLS configuration (OpenSSL `SSL_CTX`): server (certificate chain and key) or client.
-/// TLS 1.2 minimum, OpenSSL's modern cipher defaults, renegotiation refused, ALPN `http/1.1`, and
-/// `SSL_MODE_RELEASE_BUFFERS` so an idle connection does not keep its 32 KiB of record buffers.
+/// TLS 1.2 minimum, AES-128-GCM first (then AES-256-GCM, ChaCha20), renegotiation refused, ALPN `http/1.1`,
+/// kernel TLS where the kernel offers it (`TLSPath`), and
+/// record buffers kept while a session is busy and freed once it is idle (`TLSBuffers`), so an idle
+/// connection does not keep its 32 KiB of them.
 public final class TLSContext: @unchecked Sendable {
     let ctx: OpaquePointer
     public let isServer: Bool

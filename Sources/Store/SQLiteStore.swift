@@ -319,6 +319,7 @@ public final class SQLiteStore: EventLog, SessionRecords, StorageMaintenance, @u
             if queue.isEmpty && !stopping && retentionPass == nil && cacheHeld
                 && !cond.wait(until: Date().addingTimeInterval(Self.idleRelease)) && queue.isEmpty && !stopping
             {
+                if queue.capacity > Self.smallBatch { queue = [] }  // a burst's queue storage goes too
                 cond.unlock()
                 releaseCache()  // `CacheRelease`: nothing to do for a while
                 continue
