@@ -7,13 +7,19 @@ import COpenSSL
 /// The TLS paths of a socket: reading decrypts as many records as fit, writing gathers queued chunks
 /// into record-sized `SSL_write`s.
 extension Socket {
+    /// Empties the thread's OpenSSL error queue before a TLS call (`SSL_get_error` reads it), looking
+    /// first: clearing walks all sixteen slots (~390 instructions), a look at an empty queue is a fraction.
+    @inline(__always) func clearTLSErrors() {
+        if ERR_peek_error() != 0 { ERR_clear_error() }
+    }
+
     /// Decrypts from the TLS session: as many records as fit in `buf` (-2: the session needs more
     /// bytes, or the socket writable, before there is data; -1: broken; 0: closed).
     func readTLS(_ ssl: OpaquePointer, _ buf: UnsafeMutableRawBufferPointer) -> Int {
         if !tlsHoldsBuffers { loop.tlsBuffers.hold(self) }
         var total = 0
         while buf.count - total >= 16 * 1024 + 256 {
-            ERR_clear_error()
+            clearTLSErrors()
             let n = SSL_read(ssl, buf.baseAddress! + total, Int32(buf.count - total))
             if n > 0 {
                 total += Int(n)
@@ -73,7 +79,7 @@ extension Socket {
                     length += n
                 }
             }
-            ERR_clear_error()
+            clearTLSErrors()
             let written: Int32
             if length == 0 {
                 // Nothing to send yet, but a client handshake must start: a zero-length write does it.
