@@ -9,7 +9,7 @@ enum TLSPathLog {
         return { path in
             let why =
                 offered
-                ? (path.kernelSend ? "" : " (the kernel offers kernel TLS, but not for this session's cipher or version)")
+                ? (path.kernelSend ? "" : " (the kernel offers kernel TLS, not for this session's cipher or version)")
                 : " (the kernel offers no kernel TLS: no tls ULP in /proc/sys/net/ipv4/tcp_available_ulp)"
             log.info(
                 "TLS path in use: \(path)\(why)",
