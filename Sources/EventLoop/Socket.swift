@@ -100,8 +100,9 @@ open class Socket {
     /// the queue is dropped and `outputLimitExceeded` decides how the stream goes (once).
     public var outputLimit = Int.max
     /// The cap on received bytes held unconsumed (a request head and body, a frame header): past it
-    /// `inputLimitExceeded` is called.
-    public var inputLimit = Int.max
+    /// `inputLimitExceeded` is called. (Overridden, not stored: it is the same for every connection of a
+    /// server, and only read when input is held back.)
+    open var inputLimit: Int { .max }
 
     /// Loop time of the last bytes received.
     public var lastActivity: Double
