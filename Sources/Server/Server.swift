@@ -125,6 +125,7 @@ public final class Server {
             do { tls = try TLSContext(certificate: cert, key: key) } catch {
                 throw ListenError(description: "\(error)")
             }
+            tls?.onPath = TLSPathLog.reporter(log)
         } else if config.tlsCertificate != nil || config.tlsKey != nil {
             throw ListenError(description: "TLS needs both --tls-cert and --tls-key")
         }
