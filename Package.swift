@@ -28,8 +28,8 @@ let optimize: [SwiftSetting] =
 /// when it changes, so a directory listing would miss a new file).
 let luaScripts = [
     "activity_add", "append", "batch", "join_failure", "key_charge", "key_create", "key_revoke", "member_join",
-    "member_leave", "member_node_lost", "member_prelude", "member_reassert", "run_append", "save_row", "trim",
-    "webhook_attempt", "webhook_delete", "webhook_record", "webhook_save", "webhook_swap", "webhook_trim",
+    "member_leave", "member_node_lost", "member_prelude", "member_reassert", "run_append", "run_publisher", "save_row",
+    "trim", "webhook_attempt", "webhook_delete", "webhook_record", "webhook_save", "webhook_swap", "webhook_trim",
 ]
 
 let package = Package(

@@ -11,6 +11,8 @@
 #   durmax:  the same at 50 chats/s each (30,000/s offered): acknowledged/s, the capacity
 # Redis runs with AOF and `appendfsync everysec` (an acknowledgement can be lost with the last second
 # of writes if the Redis machine loses power; `always` closes that, at the cost measured in loadtest/README.md).
+# CPU: the server side's CPU time (utime + stime of every hub node, and of Redis) over the load's run, per
+# delivery (fan-out) or per acknowledged chat (durable), cluster against single: the cost of sharing.
 # Afterwards: Redis memory per stored event (used_memory over the events in the logs).
 # Usage: loadtest/bench_cluster.sh [runs=3] [seconds=10] [fsync=everysec]
 set -euo pipefail
@@ -24,6 +26,11 @@ start_redis() {
   taskset -c 0 redis-server --port $rport --bind 127.0.0.1 --dir "$out/redis" --appendonly yes --appendfsync "$fsync" \
     --save "" --daemonize no --logfile "$out/redis/log" & rpid=$!
   until redis-cli -p $rport ping >/dev/null 2>&1; do sleep 0.05; done
+}
+ticks() {  # summed utime + stime (clock ticks) of the given pids
+  local t=0 p
+  for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+  echo $t
 }
 run() {  # mode scenario extra-args...
   local mode=$1 scenario=$2; shift 2
@@ -43,9 +50,12 @@ run() {  # mode scenario extra-args...
     pids+=($!); urls+=("ws://127.0.0.1:9251")
   fi
   sleep 1
+  local rp=""; [ "$mode" = cluster ] && rp=$rpid
+  local n0 r0; n0=$(ticks "${pids[@]}"); r0=$(ticks $rp)
   # shellcheck disable=SC2086
   taskset -c 1 .build/release/loadtest run "$@" --url "${urls[0]}" $spread --duration "$secs" --quiet \
     --json "$out/$scenario-$mode-$i.json" > "$out/$scenario-$mode-$i.txt" 2>&1 || true
+  echo "$(( $(ticks "${pids[@]}") - n0 )) $(( $(ticks $rp) - r0 ))" > "$out/$scenario-$mode-$i.cpu"
   if [ "$mode" = cluster ] && [ "$scenario" = durmax ]; then
     events=$(redis-cli -p $rport --scan --pattern '*:log' | while read -r k; do redis-cli -p $rport hlen "$k"; done | awk '{s+=$1} END {print s+0}')
     mem=$(redis-cli -p $rport info memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')
@@ -63,11 +73,20 @@ for i in $(seq 1 "$runs"); do
     run $mode durmax loadtest/scenarios/durable.json --sessions 300 --members 2 --chat-every 0.02
   done
 done
-python3 - "$out" <<'PY'
+python3 - "$out" "$(getconf CLK_TCK)" <<'PY'
 import json, sys, glob, statistics, os
-out = sys.argv[1]
+out, hz = sys.argv[1], int(sys.argv[2])
 med = lambda xs: statistics.median(xs) if xs else float("nan")
 def load(s, m): return [json.load(open(f)) for f in glob.glob(os.path.join(out, f"{s}-{m}-*.json"))]
+def cpu(s, m):  # per run: (CPU microseconds of the nodes, of Redis) per delivery (fan) or acked chat (durable)
+    res = []
+    for f in glob.glob(os.path.join(out, f"{s}-{m}-*.json")):
+        x = json.load(open(f))
+        nodes, redis = map(int, open(f[:-5] + ".cpu").read().split())
+        work = (x["deliveries_per_second"] if s.startswith("fan") else x["acks_per_second"]) * x["seconds"]
+        if work > 0:
+            res.append((nodes * 1e6 / hz / work, redis * 1e6 / hz / work))
+    return res
 print(f"{'scenario':<9}{'mode':<9}{'deliveries/s':>13}{'acked/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
 ratio = {}
 for s in ["fanout", "fanmax", "durable", "durmax"]:
@@ -82,6 +101,14 @@ for s in ["fanout", "fanmax", "durable", "durmax"]:
 for s in ["fanout", "fanmax", "durable", "durmax"]:
     if ratio.get((s, "single")):
         print(f"{s}: cluster / single = {ratio[(s, 'cluster')] / ratio[(s, 'single')]:.2f}")
+print("server CPU per delivery (fan-out) or per acked chat (durable), microseconds, medians:")
+for s in ["fanout", "fanmax", "durable", "durmax"]:
+    one, many = cpu(s, "single"), cpu(s, "cluster")
+    if one and many:
+        o = med([a + b for a, b in one])
+        n, r = med([a for a, _ in many]), med([b for _, b in many])
+        print(f"  {s:<8} single {o:7.2f}   cluster {n + r:7.2f} (nodes {n:.2f} + redis {r:.2f})   "
+              f"cluster / single = {(n + r) / o:.2f}")
 mem = [tuple(map(int, open(f).read().split())) for f in glob.glob(os.path.join(out, "memory-*.txt"))]
 mem = [m for m in mem if m[0] > 0]
 if mem:

@@ -13,6 +13,6 @@ extension Backends {
         return Backends(
             events: redis, reads: redis, sessions: redis, sessionCopies: local, keys: redis.keyStore,
             activity: redis.activityLog, webhooks: redis, cursors: local, maintenance: [redis, local], shared: redis,
-            runs: redis, roster: redis)
+            runs: redis, roster: redis, control: RedisControl(storage: redis))
     }
 }

@@ -239,6 +239,18 @@ public final class RedisStorage: EventLog, TranscriptReads, SessionRecords, Stor
 
     /// Every member of the session (`{S}:members`: identity -> member JSON); read when a session wakes
     /// on this node, which then has none of its own.
+    public func memberCounts(sessions: [String]) throws -> [String: (members: Int, connections: Int)] {
+        let replies = try sync.pipeline(
+            sessions.flatMap { [.command("HLEN", Self.keys($0).members), .command("HVALS", Self.connsKey($0))] })
+        var out: [String: (members: Int, connections: Int)] = [:]
+        for (i, code) in sessions.enumerated() where 2 * i + 1 < replies.count {
+            let members = replies[2 * i].int ?? 0
+            let connections = replies[2 * i + 1].items.reduce(0) { $0 + max(0, $1.text.flatMap { Int($0) } ?? 0) }
+            out[code] = (members, connections)
+        }
+        return out
+    }
+
     public func remoteMembers(session: String) throws -> [(id: String, json: [UInt8])] {
         try sync.call(.command("HVALS", Self.keys(session).members)).items.compactMap { item in
             guard let json = item.bytes, let id = (try? JSONReader.readObject(json))?["id"]?.string else { return nil }

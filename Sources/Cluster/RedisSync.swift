@@ -59,6 +59,23 @@ final class RedisSync: @unchecked Sendable {
         return reply
     }
 
+    /// Runs several commands in one round trip (each reply in order; an error reply stays a reply).
+    func pipeline(_ commands: [[[UInt8]]], retry: Bool = true) throws -> [RedisReply] {
+        guard !commands.isEmpty else { return [] }
+        let c = try checkout()
+        let replies: [RedisReply]
+        do { replies = try c.pipeline(commands) } catch {
+            c.close()
+            if retry {
+                drop()
+                return try pipeline(commands, retry: false)
+            }
+            throw StoreFailure("redis: \(error)")
+        }
+        checkin(c)
+        return replies
+    }
+
     private func checkout() throws -> SyncLink {
         if let c = lock.withLock({ idle.popLast() }) { return c }
         var lastError = "no address"
@@ -149,6 +166,16 @@ final class SyncLink {
     /// Sends one command and reads its reply.
     func call(_ args: [[UInt8]]) throws -> RedisReply {
         try write(RESPCommand.encode(args))
+        return try reply()
+    }
+
+    /// Sends several commands at once and reads their replies, in order.
+    func pipeline(_ commands: [[[UInt8]]]) throws -> [RedisReply] {
+        try write(commands.flatMap(RESPCommand.encode))
+        return try commands.map { _ in try reply() }
+    }
+
+    private func reply() throws -> RedisReply {
         var buf = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
             do {

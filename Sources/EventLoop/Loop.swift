@@ -35,6 +35,10 @@ public final class Loop {
     private let iterationShard: BucketHistogram.Shard
     /// The clock read at the last flush (one read per iteration).
     var flushClock = 0.0
+    /// Where sockets over their output limit write what is thrown away (`Socket.reserve`): one per loop.
+    var discard: Chunk?
+    /// TLS sessions' record buffers, freed once a session is idle (`TLSBuffers`).
+    lazy var tlsBuffers = TLSBuffers(loop: self)
 
     public static let readBufferSize = 256 * 1024
 

@@ -5,7 +5,22 @@ import Bytes
 /// reply and a broadcast per loop iteration (fan-out, durable chat) never allocates one; the array's
 /// storage goes once the queue drains.
 struct OutQueue: Sequence {
-    struct Entry { let chunk: Chunk; var offset: Int; let owned: Bool }
+    /// A queued chunk and how much of it is written. (The offset is stored in 32 bits, so an inline entry
+    /// takes 16 bytes instead of 24; a chunk is at most a whole HTTP answer, far below 4 GiB.)
+    struct Entry {
+        let chunk: Chunk
+        private var written: UInt32
+        let owned: Bool
+        @inline(__always) init(chunk: Chunk, offset: Int, owned: Bool) {
+            self.chunk = chunk
+            written = UInt32(offset)
+            self.owned = owned
+        }
+        @inline(__always) var offset: Int {
+            get { Int(written) }
+            set { written = UInt32(newValue) }
+        }
+    }
 
     private var e0: Entry?
     private var e1: Entry?

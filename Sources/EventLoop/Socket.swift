@@ -24,8 +24,20 @@ open class Socket {
     /// After a close frame: write what is queued, shut down our side, drain the peer until EOF.
     public private(set) var isClosing = false
     var lingering = false
-    /// The TLS layer needs the socket writable before it can go on reading (or vice versa).
-    var tlsWantsWrite = false
+    /// TLS state bits: the layer needs the socket writable before it can go on reading (or vice versa);
+    /// the session holds record buffers (`TLSBuffers`).
+    private var tlsBits: UInt8 = 0
+    var tlsWantsWrite: Bool {
+        get { tlsBits & 1 != 0 }
+        set { tlsBits = newValue ? tlsBits | 1 : tlsBits & ~1 }
+    }
+    var tlsHoldsBuffers: Bool {
+        get { tlsBits & 2 != 0 }
+        set { tlsBits = newValue ? tlsBits | 2 : tlsBits & ~2 }
+    }
+    /// What the socket's one I/O watcher listens for (`EV_READ`, `EV_WRITE`): reading until paused or
+    /// closed, writing only while output is pending.
+    private var ioEvents: UInt8 = 0
     /// Bytes drained while lingering: a peer that keeps sending after our close is not read forever.
     private var lingerDrained: Int32 = 0
     /// Bytes offered to the last `SSL_write` that asked to be retried (at most a record).
@@ -33,22 +45,37 @@ open class Socket {
     private var lingerSeconds: Float = 2
     public let peer: String
 
-    /// The read and write watchers and the timer, in one allocation (`Watchers`).
+    /// The I/O watcher (reading and writing: one watcher whose events change, `ioEvents`) and the timer,
+    /// in one allocation (`Watchers`): every open connection has them.
     private let watchers: UnsafeMutableRawPointer
-    var readWatcher: UnsafeMutablePointer<ev_io> { watchers.assumingMemoryBound(to: ev_io.self) }
-    var writeWatcher: UnsafeMutablePointer<ev_io> {
-        (watchers + Watchers.write).assumingMemoryBound(to: ev_io.self)
-    }
+    var ioWatcher: UnsafeMutablePointer<ev_io> { watchers.assumingMemoryBound(to: ev_io.self) }
     private var timer: UnsafeMutablePointer<ev_timer> {
         (watchers + Watchers.timer).assumingMemoryBound(to: ev_timer.self)
     }
-    /// Offsets of the three watchers in their block.
+    /// Offsets of the two watchers in their block.
     private enum Watchers {
-        static let write = MemoryLayout<ev_io>.stride
-        static let timer = 2 * MemoryLayout<ev_io>.stride
+        static let timer = MemoryLayout<ev_io>.stride
         static let size = timer + MemoryLayout<ev_timer>.stride
         static let alignment = max(MemoryLayout<ev_io>.alignment, MemoryLayout<ev_timer>.alignment)
     }
+    /// Reading is on (not paused, not closed).
+    var isReading: Bool { ioEvents & UInt8(EV_READ) != 0 }
+    /// Waiting for the socket to become writable (output pending that it did not take).
+    var isWaitingToWrite: Bool { ioEvents & UInt8(EV_WRITE) != 0 }
+
+    /// Changes what the I/O watcher listens for (libev needs it stopped to change its events).
+    private func listen(_ events: UInt8) {
+        guard events != ioEvents else { return }
+        ioEvents = events
+        ev_io_stop(loop.raw, ioWatcher)
+        guard events != 0 else { return }
+        chub_io_set(ioWatcher, fd, Int32(events))
+        ev_io_start(loop.raw, ioWatcher)
+    }
+    /// Listens for writability too (output is pending that the socket did not take).
+    func waitToWrite() { listen(ioEvents | UInt8(EV_WRITE)) }
+    /// Stops listening for writability (the output drained).
+    func stopWaitingToWrite() { if isWaitingToWrite { listen(ioEvents & ~UInt8(EV_WRITE)) } }
 
     typealias Entry = OutQueue.Entry
     var out = OutQueue()
@@ -72,11 +99,10 @@ open class Socket {
     /// peer counts, whatever produced it. Past it, further output is thrown away, and at the next flush
     /// the queue is dropped and `outputLimitExceeded` decides how the stream goes (once).
     public var outputLimit = Int.max
-    /// Where `reserve` writes once the stream is over its limit (never queued).
-    private var discard: Chunk?
     /// The cap on received bytes held unconsumed (a request head and body, a frame header): past it
-    /// `inputLimitExceeded` is called.
-    public var inputLimit = Int.max
+    /// `inputLimitExceeded` is called. (Overridden, not stored: it is the same for every connection of a
+    /// server, and only read when input is held back.)
+    open var inputLimit: Int { .max }
 
     /// Loop time of the last bytes received.
     public var lastActivity: Double
@@ -102,23 +128,19 @@ open class Socket {
         self.peer = peer
         lastActivity = loop.now
         watchers = .allocate(byteCount: Watchers.size, alignment: Watchers.alignment)
-        watchers.bindMemory(to: ev_io.self, capacity: 2)
+        watchers.bindMemory(to: ev_io.self, capacity: 1)
         (watchers + Watchers.timer).bindMemory(to: ev_timer.self, capacity: 1)
         let me = Unmanaged.passUnretained(self).toOpaque()
         chub_io_init(
-            readWatcher,
-            { _, w, _ in
+            ioWatcher,
+            { _, w, revents in
                 let s = Unmanaged<Socket>.fromOpaque(w!.pointee.data).takeUnretainedValue()
-                withExtendedLifetime(s) { s.handleReadable() }
+                withExtendedLifetime(s) {
+                    if revents & Int32(EV_READ) != 0 { s.handleReadable() }
+                    if revents & Int32(EV_WRITE) != 0 && s.isWaitingToWrite { s.flush() }
+                }
             }, fd, Int32(EV_READ))
-        readWatcher.pointee.data = me
-        chub_io_init(
-            writeWatcher,
-            { _, w, _ in
-                let s = Unmanaged<Socket>.fromOpaque(w!.pointee.data).takeUnretainedValue()
-                withExtendedLifetime(s) { s.flush() }
-            }, fd, Int32(EV_WRITE))
-        writeWatcher.pointee.data = me
+        ioWatcher.pointee.data = me
         chub_timer_init(
             timer,
             { _, w, _ in
@@ -144,8 +166,11 @@ open class Socket {
     /// Registers with the loop and starts reading. Call once, on the loop's thread.
     open func start() {
         loop.streams[fd] = self
-        ev_io_start(loop.raw, readWatcher)
+        startReading()
     }
+
+    /// Listens for input (`start` without joining the loop's table of streams: `startUnlisted`).
+    func startReading() { listen(ioEvents | UInt8(EV_READ)) }
 
     // MARK: - Overridable protocol hooks
 
@@ -251,8 +276,8 @@ open class Socket {
     }
 
     /// Stops reading (used while a stream is handed to another loop or paused).
-    public func pauseReading() { ev_io_stop(loop.raw, readWatcher) }
-    public func resumeReading() { if !isClosed { ev_io_start(loop.raw, readWatcher) } }
+    public func pauseReading() { listen(ioEvents & ~UInt8(EV_READ)) }
+    public func resumeReading() { if !isClosed { listen(ioEvents | UInt8(EV_READ)) } }
 
     /// Bytes received but not consumed, taken away (when handing the stream to another owner).
     public func takePending() -> [UInt8] { defer { pending = [] }; return pending }
@@ -274,9 +299,10 @@ open class Socket {
     public func reserve(_ n: Int) -> UnsafeMutableRawPointer {
         if isOverLimit {
             // Thrown away: the caller writes into a scratch chunk that is never queued.
-            if let d = discard, d.capacity >= n { d.removeAll(); return d.extend(by: n) }
+            // (One scratch chunk per loop: what is written there is never read.)
+            if let d = loop.discard, d.capacity >= n { d.removeAll(); return d.extend(by: n) }
             let d = Chunk(capacity: max(n, Self.ownedChunkSize))
-            discard = d
+            loop.discard = d
             return d.extend(by: n)
         }
         defer { if outBytes > outputLimit { isOverLimit = true } }
@@ -294,7 +320,6 @@ open class Socket {
 
     /// Drops the queued output of a stream over its limit and lets the subclass decide how it goes.
     private func cutOff() {
-        discard = nil
         isOverLimit = false
         outputLimit = .max  // what follows is the goodbye (a close frame), which must get through
         dropQueuedOutput()
@@ -305,7 +330,6 @@ open class Socket {
     public func liftOutputLimit() {
         isOverLimit = false
         outputLimit = .max
-        discard = nil
     }
 
     /// Throws away everything queued (a client cut off for not reading), so a close frame goes next.
@@ -388,10 +412,10 @@ open class Socket {
         }
         if out.isEmpty {
             drained()
-            if chub_is_active(writeWatcher) != 0 { ev_io_stop(loop.raw, writeWatcher) }
+            stopWaitingToWrite()
             if isClosing && !lingering { beginLinger() } else if !isClosing { outputDrained() }
-        } else if chub_is_active(writeWatcher) == 0 {
-            ev_io_start(loop.raw, writeWatcher)
+        } else if !isWaitingToWrite {
+            waitToWrite()
         }
     }
 
@@ -421,8 +445,7 @@ open class Socket {
     public func close() {
         guard !isClosed else { return }
         isClosed = true
-        ev_io_stop(loop.raw, readWatcher)
-        ev_io_stop(loop.raw, writeWatcher)
+        listen(0)
         ev_timer_stop(loop.raw, timer)
         out.removeAll()
         outBytes = 0
@@ -440,8 +463,7 @@ open class Socket {
         isClosed = true
         let session = ssl
         ssl = nil  // the new owner frees it
-        ev_io_stop(loop.raw, readWatcher)
-        ev_io_stop(loop.raw, writeWatcher)
+        listen(0)
         ev_timer_stop(loop.raw, timer)
         pending = []
         loop.streams[fd] = nil

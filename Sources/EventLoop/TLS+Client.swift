@@ -46,7 +46,7 @@ extension Socket {
     /// Redis) is not a client connection, so shutdown does not close it with the clients and metrics do
     /// not count it. Its owner closes it.
     public func startUnlisted() {
-        ev_io_start(loop.raw, readWatcher)
+        startReading()
     }
 }
 

@@ -4,8 +4,10 @@ import COpenSSL
 #endif
 
 /// A TLS configuration (OpenSSL `SSL_CTX`): server (certificate chain and key) or client.
-/// TLS 1.2 minimum, OpenSSL's modern cipher defaults, renegotiation refused, ALPN `http/1.1`, and
-/// `SSL_MODE_RELEASE_BUFFERS` so an idle connection does not keep its 32 KiB of record buffers.
+/// TLS 1.2 minimum, AES-128-GCM first (then AES-256-GCM, ChaCha20), renegotiation refused, ALPN `http/1.1`,
+/// kernel TLS where the kernel offers it (`TLSPath`), and
+/// record buffers kept while a session is busy and freed once it is idle (`TLSBuffers`), so an idle
+/// connection does not keep its 32 KiB of them.
 public final class TLSContext: @unchecked Sendable {
     let ctx: OpaquePointer
     public let isServer: Bool
@@ -35,6 +37,7 @@ public final class TLSContext: @unchecked Sendable {
         isServer = true
         _ = chub_ssl_ctx_min_tls12(ctx)
         _ = SSL_CTX_set_options(ctx, chub_ssl_server_options())
+        _ = chub_ssl_ctx_prefer_aes128(ctx)
         _ = chub_ssl_ctx_set_mode(ctx, chub_ssl_modes())
         chub_ssl_ctx_read_ahead(ctx)
         _ = chub_ssl_ctx_no_session_cache(ctx)
@@ -55,6 +58,7 @@ public final class TLSContext: @unchecked Sendable {
             throw Error(
                 description: "TLS key \(key) does not match certificate \(certificate): \(Self.openSSLErrors())")
         }
+        reportPaths()
     }
 
     /// A client context (the load generator); certificates are not verified (it talks to its own hub).
@@ -91,8 +95,18 @@ public final class TLSContext: @unchecked Sendable {
 
     /// Sessions check that the server's certificate names the host they were opened for.
     private var verifiesHost = false
+    /// `TLSPath`: which record paths were reported (one flag per path), and to whom.
+    let reported: UnsafeMutablePointer<Int32> = {
+        let p = UnsafeMutablePointer<Int32>.allocate(capacity: 4)
+        p.initialize(repeating: 0, count: 4)
+        return p
+    }()
+    var pathListener: (@Sendable (TLSPath) -> Void)?
 
-    deinit { SSL_CTX_free(ctx) }
+    deinit {
+        SSL_CTX_free(ctx)
+        reported.deallocate()
+    }
 
     /// A TLS session on a connected, non-blocking socket.
     func session(fd: Int32, serverName: String? = nil) -> OpaquePointer? {

@@ -4,15 +4,16 @@ import WebSocket
 
 /// libFuzzer entry point for what a cluster node parses from Redis (a shared trust boundary, but a
 /// Redis reachable by others, or a bug in another version of the hub, must not crash a node): log
-/// entries, channel messages, session rows, the `--redis` URL, run events as published on `chub:runs`
-/// and the run append script's reply. The first byte picks which. Nothing may crash; whatever decodes
-/// encodes back to the same value; a URL's description never shows its password; a relayed frame is one
-/// whole server text frame; an accepted append reply has one commit per event.
+/// entries, channel messages, session rows, the `--redis` URL, run events as published on `chub:runs`,
+/// the run append script's reply, and control messages between nodes (`chub:ctl`). The first byte picks
+/// which. Nothing may crash; whatever decodes encodes back to the same value; a URL's description never
+/// shows its password; a relayed frame is one whole server text frame; an accepted append reply has one
+/// commit per event.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzCluster(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard size > 0 else { return 0 }
     let bytes = Array(UnsafeBufferPointer(start: data + 1, count: size - 1))
-    switch data[0] % 6 {
+    switch data[0] % 7 {
     case 0:
         if let e = LogEntry.decode(bytes[...]) {
             precondition(e.seq > 0 && e.ts >= 0)
@@ -66,6 +67,8 @@ public func fuzzCluster(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             else { preconditionFailure("an append reply did not parse again") }
             precondition(again == .appended(commits) && epoch2 == epoch)
         }
+    case 6:
+        if let m = ControlMessage.decode(bytes) { precondition(ControlMessage.decode(m.encode()) == m) }
     default:
         if let url = try? RedisURL(String(decoding: bytes, as: UTF8.self)) {
             precondition(url.port > 0 && url.port < 65536 && url.db >= 0 && url.db <= 15 && !url.host.isEmpty)

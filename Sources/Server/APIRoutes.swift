@@ -12,7 +12,7 @@ extension SessionAPI {
         Route("POST", "/api/sessions", .surface { _ in .createSession }) { api, r in api.create(r.body, r) },
         Route("GET", "/api/sessions", .surface { _ in .listSessions }) { api, r in api.list(r) },
         Route("GET", "/api/sessions/{code}", .surface { .describeSession($0.code!) }) { api, r in
-            api.describe(r["code"])
+            api.describe(r["code"], r)
         },
         Route("PATCH", "/api/sessions/{code}", .surface { .changeSession($0.code!) }) { api, r in
             api.patch(r["code"], r.head, r.body, r)

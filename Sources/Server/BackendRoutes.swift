@@ -90,12 +90,14 @@ extension SessionAPI {
     func removeMember(_ code: String, _ id: String, _ request: RouteRequest, actor: String) -> Reply {
         let store = self.store
         return onSessionLoop(code, request) { session, answer in
-            guard session.removeMember(id: id) else {
-                return answer(.error(.notFound, "unknown_member", "no member \(id) in session \(code)"))
+            // In a cluster the member may be connected to other nodes (they are asked to remove it too).
+            let found = session.removeAnywhere(id: id) { error in
+                if let error { return answer(.error(.serviceUnavailable, error.code, error.message)) }
+                store.record(
+                    ActivityEntry(actor: "api", action: "member_removed", target: id, session: code, address: actor))
+                answer(.json(.ok, "{\"removed\":\(jsonString(id))}"))
             }
-            store.record(
-                ActivityEntry(actor: "api", action: "member_removed", target: id, session: code, address: actor))
-            answer(.json(.ok, "{\"removed\":\(jsonString(id))}"))
+            if !found { answer(.error(.notFound, "unknown_member", "no member \(id) in session \(code)")) }
         }
     }
 

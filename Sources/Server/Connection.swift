@@ -20,8 +20,9 @@ final class Connection: Socket {
     var membership: Membership?
     /// The session code from the upgrade URL (`/ws?session=CODE`).
     var sessionCode: String?
-    /// What per-address state is keyed by: the peer, or its IPv6 network (`AddressKey`).
-    let addressKey: String
+    /// What per-address state is keyed by: the peer, or its IPv6 network (`AddressKey`). Worked out when
+    /// asked (at the open and the close, and for a refused join), not stored in every connection.
+    var addressKey: String { AddressKey.of(peer, ipv6Prefix: context.config.ipv6Prefix) }
     /// What few connections need (a join waiting, a replay, held-back output, HTTP requests, tokens,
     /// a compressor of their own), allocated on first use: an idle joined member never has it.
     private var rare: ConnectionExtras?
@@ -173,10 +174,7 @@ final class Connection: Socket {
     init(context: LoopContext, fd: Int32, peer: String) {
         self.context = context
         machine = ConnectionMachine(shared: context.machineSettings, now: context.loop.now)
-        addressKey = AddressKey.of(peer, ipv6Prefix: context.config.ipv6Prefix)
         super.init(loop: context.loop, fd: fd, peer: peer)
-        // Unconsumed input: a request head and its body, or (WebSocket) at most a frame header.
-        inputLimit = context.config.maxHeadSize + context.config.maxBodySize + 64 * 1024
         // HTTP answers count against the hard limit too (exports are streamed under it: `startStream`).
         outputLimit = context.config.hardOutputLimit
         context.metrics.connectionsOpen.add()
@@ -524,6 +522,9 @@ final class Connection: Socket {
         if isClosing { return close() }
         fail(.slowConsumer, "too far behind; resume from your last seq")
     }
+
+    /// Unconsumed input: a request head and its body, or (WebSocket) at most a frame header.
+    override var inputLimit: Int { context.config.maxHeadSize + context.config.maxBodySize + 64 * 1024 }
 
     override func inputLimitExceeded() {
         if machine.phase == .http {

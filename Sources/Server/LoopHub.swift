@@ -232,6 +232,10 @@ final class LoopHub: SessionHost, HubMetrics {
         let loop0 = context.server.contexts[0], here = context.loop, code = session.code
         let who = (id: by.id, name: by.name)
         loop0.loop.post {
+            // A cluster: the run's publisher socket may be on another node (ClusterControl).
+            if let control = loop0.control {
+                return control.runControl(run, action: action, session: code, by: who) { e in here.post { reply(e) } }
+            }
             let error =
                 loop0.runs?.board.control(run, action: action, session: code, by: who)
                 ?? (loop0.runs == nil ? MessageError("unavailable", "runs are not available") : nil)

@@ -167,7 +167,10 @@ final class PublishEndpoint: Endpoint {
         handshakeOptions = Handshake.Options(subprotocols: ["collabhub.v1"], allowedOrigins: nil)
     }
     func opened(_ connection: Connection) {}
-    func closed(_ connection: Connection) { runs.board.publisherClosed(connection) }
+    func closed(_ connection: Connection) {
+        let gone = runs.board.publisherClosed(connection)
+        if !gone.isEmpty { runs.context.control?.publishersGone(gone) }
+    }
 
     func received(_ c: Connection, _ opcode: Opcode, _ payload: UnsafeRawBufferPointer) {
         // Metered like HTTP publishing (N5): the socket's message rate (the event limit), then each message
@@ -229,6 +232,7 @@ final class PublishEndpoint: Endpoint {
             case .success(let seqs):
                 // Only a publisher whose events were accepted speaks for the run (run_control goes here).
                 runs.board.publisherSeen(c, run: run)
+                runs.context.control?.publisherSeen(run: run)
                 c.send(.runAck(run: run, id: ref, seqs: seqs.map(\.seq)))
             case .failure(let r):
                 c.sendError(MessageError(r.code, r.message, ref: ref))

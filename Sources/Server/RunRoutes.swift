@@ -151,7 +151,7 @@ extension SessionAPI {
                     "status must be pending, running, paused, succeeded, failed or cancelled", field: "status")
             }
             let later = request.later()
-            loop0.loop.post {
+            let list = {
                 let all = loop0.runs?.board.list(owner: q["owner"], status: status) ?? []
                 let (page, next) = paging.slice(all, route: "runs", from: offset) ?? ([], nil)
                 var out = Array("{\"runs\":[".utf8)
@@ -159,6 +159,18 @@ extension SessionAPI {
                 out += Array("],\"total\":\(all.count),\"next\":\(next.map(jsonString) ?? "null")}".utf8)
                 let response = Response(status: .ok, body: out)
                 later.answer(response)
+            }
+            loop0.loop.post {
+                // A cluster: read-your-writes, the listing waits until this node's copy has every run
+                // event appended (on any node) before the request (`ClusterControl.caughtUp`).
+                guard let control = loop0.control else { return list() }
+                control.caughtUp { failure in
+                    guard let failure else { return list() }
+                    later.answer(
+                        .error(
+                            .serviceUnavailable, "storage_unavailable",
+                            "runs cannot be listed as the cluster has them: \(failure.message)"))
+                }
             }
             return .later(later)
         }

@@ -15,6 +15,8 @@ final class LoopContext {
     var hub: LoopHub?
     /// Runs and dashboards (loop 0 only).
     var runs: RunHub?
+    /// Control between the nodes of a cluster (loop 0 only; nil without one).
+    var control: ClusterControl?
     var sessionPolicy: SessionPolicy { config.sessionPolicy }
     /// The protocol machine's settings, one object shared by every connection of the loop.
     lazy var machineSettings: ConnectionMachine.SharedSettings = {
@@ -123,6 +125,7 @@ public final class Server {
             do { tls = try TLSContext(certificate: cert, key: key) } catch {
                 throw ListenError(description: "\(error)")
             }
+            tls?.onPath = TLSPathLog.reporter(log)
         } else if config.tlsCertificate != nil || config.tlsKey != nil {
             throw ListenError(description: "TLS needs both --tls-cert and --tls-key")
         }
@@ -174,6 +177,9 @@ public final class Server {
         }
         let runHub = RunHub(context: contexts[0], store: store, shared: backends.runs)
         contexts[0].runs = runHub
+        if let control = backends.control {
+            contexts[0].control = ClusterControl(context: contexts[0], control: control, runs: runHub)
+        }
         do {
             webhooks = try WebhookEngine(
                 context: contexts[0], store: store, resolvers: webhookResolvers,
@@ -185,8 +191,8 @@ public final class Server {
         }
         webhooks?.load()
         api = SessionAPI(
-            config: config, directory: directory, store: store, loops: contexts, webhooks: webhooks, exports: exports,
-            closed: closedLatch, log: log)
+            config: config, directory: directory, store: store, shared: backends.shared, loops: contexts,
+            webhooks: webhooks, exports: exports, closed: closedLatch, log: log)
         // The delivery log: up to 5,000 old rows every 5 s (the delete rides with a group commit).
         let logKept = config.webhookLogDays * 86_400_000
         let trim = Loop.Timer(loop: contexts[0].loop, after: 5, repeat: 5) { [store] in

@@ -12,6 +12,8 @@ final class SessionAPI {
     let config: Config
     let directory: SessionDirectory
     let store: Storage
+    /// The log other nodes append to too (a cluster): member counts are the session's, from Redis.
+    let shared: SharedLog?
     /// The loops; a session's own is `loops[SessionCode.owner(of:loops:)]`, and runs live on loop 0.
     let loops: [LoopContext]
     /// Delivers the webhook outbox (loop 0); nil where it could not start.
@@ -29,12 +31,13 @@ final class SessionAPI {
     let keys: APIKeys
 
     init(
-        config: Config, directory: SessionDirectory, store: Storage, loops: [LoopContext], webhooks: WebhookEngine?,
-        exports: AddressCounts, closed: Latch, log: Logger
+        config: Config, directory: SessionDirectory, store: Storage, shared: SharedLog?, loops: [LoopContext],
+        webhooks: WebhookEngine?, exports: AddressCounts, closed: Latch, log: Logger
     ) {
         self.config = config
         self.directory = directory
         self.store = store
+        self.shared = shared
         self.loops = loops
         self.webhooks = webhooks
         self.exports = exports
@@ -140,8 +143,11 @@ final class SessionAPI {
         return .later(later)
     }
 
-    private func sessionJSON(_ info: SessionInfo, events: Int? = nil) -> [UInt8] {
-        let counts = directory.counts(info.code)
+    /// `counts`: the session's members and connections on every node (a cluster); else this node's.
+    private func sessionJSON(
+        _ info: SessionInfo, events: Int? = nil, counts given: (members: Int, connections: Int)? = nil
+    ) -> [UInt8] {
+        let counts = given ?? directory.counts(info.code)
         var w = JSONWriter()
         w.beginObject()
         w.field("code", info.code); w.field("title", info.title); w.field("max_participants", info.maxParticipants)
@@ -161,11 +167,18 @@ final class SessionAPI {
         return w.bytes
     }
 
-    func describe(_ raw: String) -> Reply {
+    func describe(_ raw: String, _ request: RouteRequest) -> Reply {
         guard let code = SessionCode.normalize(raw), let info = directory.info(code) else {
             return .error(.notFound, "unknown_session", "no session with code \(raw)")
         }
-        return .now(Response(status: .ok, body: sessionJSON(info)))
+        guard let shared else { return .now(Response(status: .ok, body: sessionJSON(info))) }
+        // In a cluster the members are the session's on every node: counted in Redis, off the loop.
+        return request.offLoop(worker) { [self] in
+            guard let counts = try? shared.memberCounts(sessions: [code])[code] else {
+                return .error(.serviceUnavailable, "storage_unavailable", "cannot count the session's members")
+            }
+            return Response(status: .ok, body: sessionJSON(directory.info(code) ?? info, counts: counts))
+        }
     }
 
     /// `GET /api/sessions?limit=&cursor=`: oldest first, paged by (created_at, code) (default 1000 a page).
@@ -189,10 +202,13 @@ final class SessionAPI {
                 }
                 let rest = from.map { f in all.filter { ($0.0.createdAt, $0.0.code) > (f.createdAt, f.code) } } ?? all
                 let rows = rest.prefix(paging.limit)
+                // In a cluster the members are the session's on every node (one round trip for the page).
+                let counts = try shared?.memberCounts(sessions: rows.map(\.0.code))
                 var out: [UInt8] = Array("{\"sessions\":[".utf8)
                 for (i, row) in rows.enumerated() {
                     if i > 0 { out.append(UInt8(ascii: ",")) }
-                    out += sessionJSON(directory.info(row.0.code) ?? row.0, events: row.events)
+                    out += sessionJSON(
+                        directory.info(row.0.code) ?? row.0, events: row.events, counts: counts?[row.0.code])
                 }
                 let last = rest.count > rows.count ? rows.last.map { "\($0.0.createdAt):\($0.0.code)" } : nil
                 out += Array("],\(Paging.nextField(route: "sessions", last))}".utf8)

@@ -118,6 +118,8 @@ public final class SQLiteStore: EventLog, SessionRecords, CursorSamples, Storage
     var checkpointer: Checkpointer!
     /// Pages in the WAL after the last commit (writer thread, from SQLite's WAL hook).
     var walPages = 0
+    /// Pages were cached since the writer last gave its cache back (`CacheRelease`).
+    var cacheHeld = false
     /// A redaction's old page images may still be in the WAL: truncate it when no read holds it.
     var truncatePending = false
     let checkpointPages: Int
@@ -314,6 +316,14 @@ public final class SQLiteStore: EventLog, SessionRecords, CursorSamples, Storage
                 restartWAL()
                 continue
             }
+            if queue.isEmpty && !stopping && retentionPass == nil && cacheHeld
+                && !cond.wait(until: Date().addingTimeInterval(Self.idleRelease)) && queue.isEmpty && !stopping
+            {
+                if queue.capacity > Self.smallBatch { queue = [] }  // a burst's queue storage goes too
+                cond.unlock()
+                releaseCache()  // `CacheRelease`: nothing to do for a while
+                continue
+            }
             while queue.isEmpty && !stopping && retentionPass == nil { cond.wait() }
             if queue.isEmpty && stopping { cond.unlock(); return }
             // Group commit with a bounded wait: a small batch waits up to 1 ms for company, because every
@@ -336,7 +346,7 @@ public final class SQLiteStore: EventLog, SessionRecords, CursorSamples, Storage
                 for case .retention(let policy) in batch where retentionPass == nil { startRetention(policy) }
                 batch.removeAll { if case .retention = $0 { return true } else { return false } }
             }
-            if !batch.isEmpty { commit(batch) }
+            if !batch.isEmpty { commit(batch); cacheHeld = true }
             // One bounded step of retention per batch: appends wait at most one chunk behind it.
             if retentionPass != nil { retentionStep() }
             if now - lastSweep >= sweepInterval { lastSweep = now; forgetIdleSessions(now: now) }

@@ -156,10 +156,10 @@ final class SocketTests: XCTestCase {
         final class Hoarder: Socket {
             var refused = false
             override func received(_ bytes: UnsafeMutableRawBufferPointer) -> Int { 0 }
+            override var inputLimit: Int { 4096 }
             override func inputLimitExceeded() { refused = true; close() }
         }
         let s = Hoarder(loop: loop, fd: fds[0], peer: "test")
-        s.inputLimit = 4096
         s.start()
         let chunk = [UInt8](repeating: 7, count: 3000)
         for _ in 0..<3 { _ = chunk.withUnsafeBytes { send(fds[1], $0.baseAddress, $0.count, 0) }; loop.runOnce() }

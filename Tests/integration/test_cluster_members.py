@@ -208,3 +208,32 @@ def test_a_node_wrongly_declared_dead_announces_its_members_again(cluster):
         eventually(lambda: all(names == ["A"] for names in names_everywhere(nodes, code)), timeout=10,
                    what="its leave everywhere")
     run(main())
+
+
+def test_member_counts_are_the_sessions_on_a_node_where_it_sleeps(cluster):
+    """A node that never woke the session (nobody joined there) counts its members on every node: the
+    session's description and the listing read the counts in Redis."""
+    redis, nodes = cluster
+    code = create_session(nodes[0], title="counts")["code"]
+
+    async def main():
+        a = await Client.connect(nodes[0], code)
+        await a.join("Ann", client_id="ann")
+        a2 = await Client.connect(nodes[1], code)
+        await a2.join("Ann", client_id="ann")  # the same member, a second connection
+        b = await Client.connect(nodes[1], code)
+        await b.join("Bob", client_id="bob")
+        await asyncio.sleep(0.5)
+        status, one = api(nodes[2], "GET", f"/api/sessions/{code}")
+        assert status == 200 and (one["members"], one["connections"]) == (2, 3), one
+        status, listing = api(nodes[2], "GET", "/api/sessions")
+        row = next(s for s in listing["sessions"] if s["code"] == code)
+        assert (row["members"], row["connections"]) == (2, 3), row
+        await b.close()
+        await asyncio.sleep(1.6)  # past the 1 s grace
+        eventually(lambda: api(nodes[2], "GET", f"/api/sessions/{code}")[1]["members"] == 1,
+                   what="Bob's leave counted on the sleeping node")
+        for c in (a, a2):
+            await c.close()
+
+    run(main())

@@ -22,12 +22,14 @@ public struct Backends {
     public var runs: SharedRuns?
     /// Members keyed by identity across the nodes (a cluster), or nil.
     public var roster: SharedRoster?
+    /// Control messages between the nodes (a cluster), or nil.
+    public var control: SharedControl?
 
     public init(
         events: EventLog, reads: TranscriptReads, sessions: SessionRecords, sessionCopies: SessionRecords? = nil,
         keys: APIKeyStore, activity: ActivityLog, webhooks: WebhookStore, cursors: CursorSamples,
         maintenance: [StorageMaintenance], shared: SharedLog? = nil, runs: SharedRuns? = nil,
-        roster: SharedRoster? = nil
+        roster: SharedRoster? = nil, control: SharedControl? = nil
     ) {
         self.events = events
         self.reads = reads
@@ -41,6 +43,7 @@ public struct Backends {
         self.shared = shared
         self.runs = runs
         self.roster = roster
+        self.control = control
     }
 
     /// One store for every port, with no shared log.

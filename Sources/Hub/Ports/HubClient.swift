@@ -47,6 +47,9 @@ public protocol SessionHost: AnyObject {
     func controlRun(
         _ run: String, action: RunControlAction, session: Session, by: Member,
         reply: @escaping (MessageError?) -> Void)
+    /// A cluster: asks every other node to remove its connections of member `memberID` (the host removed
+    /// it); `done` gets nil once the request is out, else the refusal (`storage_unavailable`).
+    func removeElsewhere(_ session: Session, memberID: String, done: @escaping (MessageError?) -> Void)
 }
 
 extension SessionHost {

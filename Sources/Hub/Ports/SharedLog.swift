@@ -16,6 +16,9 @@ public protocol SharedLog: AnyObject {
     func events(session: String, after: Int, limit: Int) throws -> [(event: StoredEvent, own: Bool)]
     /// When anything was last committed to `session`, by any node (Unix ms; 0: never). Blocking.
     func lastActivity(session: String) throws -> Int64
+    /// Members (identities) and their connections in each of `sessions`, on every node (blocking, off
+    /// the loops; one round trip).
+    func memberCounts(sessions: [String]) throws -> [String: (members: Int, connections: Int)]
     /// Who is in `session` on other nodes (blocking, off the loops): member id and member JSON.
     func remoteMembers(session: String) throws -> [(id: String, json: [UInt8])]
     /// Session rows saved on any node (created, changed, ended) reach `sink` on `executor`'s loop.

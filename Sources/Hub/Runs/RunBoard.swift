@@ -266,6 +266,15 @@ public final class RunBoard {
         _ runId: String, action: RunControlAction, session: String,
         by: (id: String, name: String)
     ) -> MessageError? {
+        if let refusal = controlRefusal(runId, action: action, session: session) { return refusal }
+        guard deliverControl(runId, action: action, session: session, by: by) else {
+            return Self.noPublisher(runId)
+        }
+        return nil
+    }
+
+    /// Why the run's state refuses `action` from `session` (nil: it may be asked of the publisher).
+    public func controlRefusal(_ runId: String, action: RunControlAction, session: String) -> MessageError? {
         guard let run = committed[runId] else { return MessageError("unknown_run", "no run \(runId)", field: "run") }
         guard run.session == session else {
             return MessageError("forbidden", "run \(runId) is not attached to this session", field: "run")
@@ -281,13 +290,24 @@ public final class RunBoard {
             return MessageError("illegal_transition", "run \(runId) is already completed")
         default: break
         }
-        guard let publisher = publishers[runId], !publisher.isDisconnecting else {
-            return MessageError(
-                "no_publisher", "no publisher is connected for run \(runId) (it must hold a /publish socket)")
-        }
-        publisher.deliver(ServerMessage.control(run: runId, action: action, session: session, by: by).frame)
         return nil
     }
+
+    /// Hands the control to the run's publisher socket on this node: false if there is none.
+    public func deliverControl(
+        _ runId: String, action: RunControlAction, session: String, by: (id: String, name: String)
+    ) -> Bool {
+        guard let publisher = publishers[runId], !publisher.isDisconnecting else { return false }
+        publisher.deliver(ServerMessage.control(run: runId, action: action, session: session, by: by).frame)
+        return true
+    }
+
+    public static func noPublisher(_ runId: String) -> MessageError {
+        MessageError("no_publisher", "no publisher is connected for run \(runId) (it must hold a /publish socket)")
+    }
+
+    /// The runs a publisher socket on this node speaks for.
+    public var publishedRuns: [String] { Array(publishers.keys) }
 
     // MARK: Watching
 
@@ -350,10 +370,15 @@ public final class RunBoard {
     }
 
     /// A publisher socket closed: it no longer speaks for its runs.
-    public func publisherClosed(_ c: HubClient) {
+    /// Returns the runs it spoke for.
+    @discardableResult
+    public func publisherClosed(_ c: HubClient) -> [String] {
+        var gone: [String] = []
         for run in publishing.removeValue(forKey: ObjectIdentifier(c)) ?? [] where publishers[run] === c {
             publishers[run] = nil
+            gone.append(run)
         }
+        return gone
     }
 
     /// Channels watched and publishers known (for `/metrics`).

@@ -190,6 +190,8 @@ public final class Session {
                 return send(
                     client, .error(code: "forbidden", message: "only the host may remove a member", field: "member"))
             }
+            // In a cluster the member may be on other nodes too, or only there (Session+ClusterRemoval).
+            if roster != nil { return hostRemoves(id, by: member, client: client) }
             guard let target = members.first(where: { $0.id == id }), target !== member else {
                 return send(
                     client,

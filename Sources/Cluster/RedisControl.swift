@@ -1,0 +1,89 @@
+import EventLoop
+import Foundation
+import Hub
+
+/// Control between the nodes (`SharedControl`): the channel `chub:ctl` that every node's loop 0
+/// follows, the registry of run publisher sockets (`chub:pub:{RUN}` -> node id, with a TTL its holder
+/// renews: `Lua/run_publisher.lua`), and a barrier on this node's own channel `chub:sync:NODE`.
+///
+/// The barrier: Redis runs commands one at a time and writes each publication into its subscribers'
+/// buffers as the `PUBLISH` runs, so on one subscriber connection messages arrive in the order they
+/// were published, whatever their channels. A token this node publishes on its own channel, followed
+/// by the same connection as `chub:runs`, therefore arrives after every run event whose append Redis
+/// had answered before: once it is heard, the node's copy has them all.
+final class RedisControl: SharedControl {
+    static let channel = "chub:ctl"
+    /// How long a publisher record lives without being renewed (every 10 s, `ClusterControl`).
+    static let recordMillis = 30_000
+    unowned let storage: RedisStorage
+    private var barriers: [String: (done: (StoreFailure?) -> Void, timer: Loop.Timer)] = [:]
+    private var tokens = 0
+
+    init(storage: RedisStorage) { self.storage = storage }
+
+    var nodeID: String { storage.node }
+    private var syncChannel: String { "chub:sync:" + storage.node }
+    static func publisherKey(_ run: String) -> String { "chub:pub:{\(run)}" }
+
+    func followControls(executor: Executor, _ sink: @escaping ([UInt8]) -> Void) {
+        guard let link = storage.link(executor) else { return }
+        link.followNodeChannel(Self.channel) { payload in if let payload { sink(payload) } }
+        link.followNodeChannel(syncChannel) { [weak self] payload in
+            guard let payload, let self else { return }
+            let token = String(decoding: payload, as: UTF8.self)
+            guard let b = self.barriers.removeValue(forKey: token) else { return }
+            b.timer.cancel()
+            b.done(nil)
+        }
+    }
+
+    func sendControl(_ payload: [UInt8], executor: Executor, done: @escaping (StoreFailure?) -> Void) {
+        guard let link = storage.link(executor) else { return done(StoreFailure("redis: not called from a loop")) }
+        link.commands.send(.command("PUBLISH", Self.channel, payload)) { reply in
+            done(reply.int == nil ? StoreFailure("redis: \(reply.errorMessage ?? "unexpected reply")") : nil)
+        }
+    }
+
+    func caughtUp(executor: Executor, timeout: Double, done: @escaping (StoreFailure?) -> Void) {
+        guard let link = storage.link(executor) else { return done(StoreFailure("redis: not called from a loop")) }
+        tokens += 1
+        let token = "\(tokens)"
+        let timer = Loop.Timer(loop: link.loop, after: timeout) { [weak self] in
+            guard let b = self?.barriers.removeValue(forKey: token) else { return }
+            b.done(StoreFailure("redis: this node did not hear its own publication within \(timeout) s"))
+        }
+        barriers[token] = (done, timer)
+        link.commands.send(.command("PUBLISH", syncChannel, token)) { [weak self] reply in
+            // Nobody heard it (this node's subscription is not in effect) or Redis refused: no wait.
+            guard reply.int ?? 0 < 1, let self, let b = self.barriers.removeValue(forKey: token) else { return }
+            b.timer.cancel()
+            b.done(StoreFailure("redis: \(reply.errorMessage ?? "this node's subscription is not in effect")"))
+        }
+    }
+
+    private func registry(_ op: String, run: String, executor: Executor) {
+        guard let link = storage.link(executor) else { return }
+        link.eval(
+            Self.script, sha: Self.scriptSHA, keys: [Self.publisherKey(run)],
+            args: .command(op, storage.node, Self.recordMillis)
+        ) { _ in }
+    }
+    static let script = Scripts.lua(PackageResources.run_publisher_lua)
+    static let scriptSHA = Scripts.sha1Hex(script)
+
+    func publisherHere(run: String, executor: Executor) { registry("take", run: run, executor: executor) }
+    func publisherGone(run: String, executor: Executor) { registry("drop", run: run, executor: executor) }
+    func keepPublishers(_ runs: [String], executor: Executor) {
+        for run in runs { registry("keep", run: run, executor: executor) }
+    }
+
+    func publisherNode(run: String, executor: Executor, done: @escaping (Result<String?, StoreFailure>) -> Void) {
+        guard let link = storage.link(executor) else {
+            return done(.failure(StoreFailure("redis: not called from a loop")))
+        }
+        link.commands.send(.command("GET", Self.publisherKey(run))) { reply in
+            if let e = reply.errorMessage { return done(.failure(StoreFailure("redis: \(e)"))) }
+            done(.success(reply.text))
+        }
+    }
+}
