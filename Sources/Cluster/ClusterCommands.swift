@@ -90,6 +90,24 @@ final class ClusterCommands: RedisSender {
         }
     }
 
+    /// Sends `args` to every master; `done` gets their replies (a master not dialled: an error reply).
+    func sendToEveryMaster(_ args: [[UInt8]], _ done: @escaping ([RedisReply]) -> Void) {
+        let masters = router.map.masters
+        guard !masters.isEmpty else { return done([]) }
+        var replies: [RedisReply] = []
+        let collect = { (r: RedisReply) in
+            replies.append(r)
+            if replies.count == masters.count { done(replies) }
+        }
+        for m in masters {
+            guard let c = connection(m) else {
+                collect(.error("CONNECTION \(m) is not a numeric address"))
+                continue
+            }
+            c.send(args, priority: false, collect)
+        }
+    }
+
     /// The map changed: connections to nodes that serve no slot any more are closed, subscriptions placed
     /// again.
     private func checkMap() {

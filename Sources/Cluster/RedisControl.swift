@@ -18,6 +18,9 @@ final class RedisControl: SharedControl {
     unowned let storage: RedisStorage
     private var barriers: [String: (done: (StoreFailure?) -> Void, timer: Loop.Timer)] = [:]
     private var tokens = 0
+    /// Redis Cluster: a barrier's token is published on every master (each forwards publications to the
+    /// node this one subscribes on in order, but not in order with the others): hearings still due.
+    private var awaiting: [String: Int] = [:]
 
     init(storage: RedisStorage) { self.storage = storage }
 
@@ -31,6 +34,10 @@ final class RedisControl: SharedControl {
         link.followNodeChannel(syncChannel) { [weak self] payload in
             guard let payload, let self else { return }
             let token = String(decoding: payload, as: UTF8.self)
+            if let left = self.awaiting[token] {
+                self.awaiting[token] = left > 1 ? left - 1 : nil
+                if left > 1 { return }
+            }
             guard let b = self.barriers.removeValue(forKey: token) else { return }
             b.timer.cancel()
             b.done(nil)
@@ -50,9 +57,23 @@ final class RedisControl: SharedControl {
         let token = "\(tokens)"
         let timer = Loop.Timer(loop: link.loop, after: timeout) { [weak self] in
             guard let b = self?.barriers.removeValue(forKey: token) else { return }
+            self?.awaiting[token] = nil
             b.done(StoreFailure("redis: this node did not hear its own publication within \(timeout) s"))
         }
         barriers[token] = (done, timer)
+        if let cluster = link.commands as? ClusterCommands {
+            awaiting[token] = cluster.router.map.masters.count
+            return cluster.sendToEveryMaster(.command("PUBLISH", syncChannel, token)) { [weak self] replies in
+                // Heard on no master (the subscription is not in effect), or a master refused: no wait.
+                let heard = replies.reduce(0) { $0 + ($1.int ?? 0) }
+                guard heard < 1 || replies.contains(where: { $0.int == nil }), let self,
+                    let b = self.barriers.removeValue(forKey: token)
+                else { return }
+                self.awaiting[token] = nil
+                b.timer.cancel()
+                b.done(StoreFailure("redis: the barrier's publication was not heard or refused"))
+            }
+        }
         link.commands.send(.command("PUBLISH", syncChannel, token)) { [weak self] reply in
             // Nobody heard it (this node's subscription is not in effect) or Redis refused: no wait.
             guard reply.int ?? 0 < 1, let self, let b = self.barriers.removeValue(forKey: token) else { return }

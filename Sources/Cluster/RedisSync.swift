@@ -62,6 +62,8 @@ final class RedisSync: @unchecked Sendable {
     /// Runs several commands in one round trip (each reply in order; an error reply stays a reply).
     func pipeline(_ commands: [[[UInt8]]], retry: Bool = true) throws -> [RedisReply] {
         guard !commands.isEmpty else { return [] }
+        // A cluster: each command on its slot's master, in turn.
+        if let router { return try commands.map(router.reply) }
         let c = try checkout()
         let replies: [RedisReply]
         do { replies = try c.pipeline(commands) } catch {

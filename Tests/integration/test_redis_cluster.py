@@ -28,6 +28,12 @@ from test_cluster import (  # noqa: F401
     test_run_transitions_are_refused_on_every_node_as_on_one,
     test_only_a_node_really_declared_lost_says_so,
 )
+from test_cluster_control import (  # noqa: F401
+    test_run_control_reaches_the_publisher_socket_on_another_node,
+    test_a_host_removes_a_member_held_by_other_nodes,
+    test_the_members_api_removes_a_member_from_a_node_it_has_no_connection_to,
+    test_run_listings_read_their_writes_across_nodes,
+)
 from test_cluster_members import (  # noqa: F401
     test_colours_are_distinct_session_wide_and_every_node_lists_everyone,
     test_max_participants_holds_across_nodes_under_racing_joins,
@@ -162,9 +168,22 @@ class RedisCluster:
         for p in self.masters():
             cli(p, "FLUSHALL")
 
-    def kill(self, port):
-        self.procs[port].send_signal(signal.SIGKILL)
-        self.procs[port].wait()
+    def kill(self, port=None):
+        """SIGKILL of one node, or of every node (test_cluster's `redis.kill()`: Redis unreachable)."""
+        for p in [port] if port else list(self.procs):
+            self.procs[p].send_signal(signal.SIGKILL)
+            self.procs[p].wait()
+
+    def heal(self):
+        """A cluster a test killed nodes of is made again, fresh (new ports, new directories)."""
+        if all(proc.poll() is None for proc in self.procs.values()):
+            return
+        self.stop()
+        self.base = self.base / f"again{time.monotonic_ns()}"
+        self.base.mkdir()
+        self.ports = [cluster_port() for _ in self.ports]
+        self.procs = {}
+        self.start()
 
     def stop(self):
         for proc in self.procs.values():
@@ -186,11 +205,15 @@ def start_nodes(rc, tmp_path, n=3, *extra):
 
 
 @pytest.fixture
-def cluster(redis_cluster, tmp_path):
+def cluster(redis_cluster, tmp_path, request):
     """test_cluster.py's fixture on the Redis Cluster: (the cluster, three hub nodes); every test starts
-    from empty shards."""
+    from empty shards. The imported tests of test_cluster_members.py and test_cluster_control.py get their
+    module's `--reconnect-grace 1`."""
+    redis_cluster.heal()
     redis_cluster.flush()
-    nodes = start_nodes(redis_cluster, tmp_path)
+    extra = ["--reconnect-grace", "1"] if request.function.__module__ in ("test_cluster_members",
+                                                                         "test_cluster_control") else []
+    nodes = start_nodes(redis_cluster, tmp_path, 3, *extra)
     yield redis_cluster, nodes
     for n in nodes:
         n.stop()
