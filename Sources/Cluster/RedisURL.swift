@@ -89,7 +89,8 @@ public struct RedisURL: Equatable, Sendable, CustomStringConvertible {
 
     /// Without the password.
     public var description: String {
-        "\(tls ? "rediss" : "redis")\(cluster ? "+cluster" : "")://\(password != nil ? "\(user ?? ""):***@" : "")\(host):\(port)/\(db)"
+        let scheme = (tls ? "rediss" : "redis") + (cluster ? "+cluster" : "")
+        return "\(scheme)://\(password != nil ? "\(user ?? ""):***@" : "")\(host):\(port)/\(db)"
     }
 }
 

@@ -172,11 +172,10 @@ final class SessionAPI {
             return .error(.notFound, "unknown_session", "no session with code \(raw)")
         }
         guard let shared else { return .now(Response(status: .ok, body: sessionJSON(info))) }
-        // In a cluster the members are the session's on every node: counted in Redis, off the loop.
+        // In a cluster the members are the session's on every node: counted in Redis, off the loop (this
+        // node's count while Redis cannot be read: the description is still worth having).
         return request.offLoop(worker) { [self] in
-            guard let counts = try? shared.memberCounts(sessions: [code])[code] else {
-                return .error(.serviceUnavailable, "storage_unavailable", "cannot count the session's members")
-            }
+            let counts = (try? shared.memberCounts(sessions: [code]))?[code]
             return Response(status: .ok, body: sessionJSON(directory.info(code) ?? info, counts: counts))
         }
     }
@@ -202,8 +201,9 @@ final class SessionAPI {
                 }
                 let rest = from.map { f in all.filter { ($0.0.createdAt, $0.0.code) > (f.createdAt, f.code) } } ?? all
                 let rows = rest.prefix(paging.limit)
-                // In a cluster the members are the session's on every node (one round trip for the page).
-                let counts = try shared?.memberCounts(sessions: rows.map(\.0.code))
+                // In a cluster the members are the session's on every node (one round trip for the page;
+                // this node's counts while Redis cannot be read).
+                let counts = try? shared?.memberCounts(sessions: rows.map(\.0.code))
                 var out: [UInt8] = Array("{\"sessions\":[".utf8)
                 for (i, row) in rows.enumerated() {
                     if i > 0 { out.append(UInt8(ascii: ",")) }
