@@ -36,7 +36,7 @@ extension RedisStorage: SharedRuns {
             link.commands.send(.command("SADD", WebhookScripts.streams, stream)) { _ in }
         }
         let keys = anyWanted ? [k.m, k.log, k.ids, RedisWebhooks.stream(stream)] : [k.m, k.log, k.ids]
-        link.eval(Scripts.runAppend, sha: Scripts.runAppendSHA, keys: keys, args: args) {
+        link.eval(Scripts.runAppend, sha: Scripts.runAppendSHA, keys: keys, args: args, durable: true) {
             [self] reply in
             switch Self.runAppendReply(reply, count: events.count) {
             case .failure(let f): done(.failure(f))

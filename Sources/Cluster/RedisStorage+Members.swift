@@ -39,7 +39,9 @@ extension RedisStorage: SharedRoster {
             prelude(session)
             + .command(identity, memberID, json.before, json.after, maxParticipants, palette.count)
             + palette.map { Array($0.utf8) } + wanted.args
-        link.eval(MemberScripts.join, sha: MemberScripts.joinSHA, keys: memberKeys(session), args: args) {
+        link.eval(
+            MemberScripts.join, sha: MemberScripts.joinSHA, keys: memberKeys(session), args: args, durable: true
+        ) {
             [self] reply in
             let items = reply.items
             let fail = { done(.failure(StoreFailure("redis: \(reply.errorMessage ?? "unexpected reply")"))) }
@@ -74,7 +76,9 @@ extension RedisStorage: SharedRoster {
         let body = EventBody.presence(joins: [], leaves: [(memberID, reason, name)])
         let wanted = presenceHooks(session, link: link)
         let args = prelude(session) + .command(identity, memberID, body) + wanted.args
-        link.eval(MemberScripts.leave, sha: MemberScripts.leaveSHA, keys: memberKeys(session), args: args) {
+        link.eval(
+            MemberScripts.leave, sha: MemberScripts.leaveSHA, keys: memberKeys(session), args: args, durable: true
+        ) {
             [self] reply in
             let items = reply.items
             let fail = { done(.failure(StoreFailure("redis: \(reply.errorMessage ?? "unexpected reply")"))) }
@@ -106,7 +110,9 @@ extension RedisStorage: SharedRoster {
         var args = prelude(session) + .command(holdings.count)
         for h in holdings { args += .command(h.identity, h.memberID, h.connections, h.json) }
         args += wanted.args
-        link.eval(MemberScripts.reassert, sha: MemberScripts.reassertSHA, keys: memberKeys(session), args: args) {
+        link.eval(
+            MemberScripts.reassert, sha: MemberScripts.reassertSHA, keys: memberKeys(session), args: args, durable: true
+        ) {
             [self] reply in
             guard let entries = committedEntries(reply) else {
                 return done(.failure(StoreFailure("redis: \(reply.errorMessage ?? "unexpected reply")")))
@@ -122,7 +128,9 @@ extension RedisStorage: SharedRoster {
     func buryMembers(session: String, node dead: String, link: LoopLink, done: @escaping (Bool) -> Void) {
         let wanted = presenceHooks(session, link: link)
         let args = prelude(session) + .command(dead) + wanted.args
-        link.eval(MemberScripts.nodeLost, sha: MemberScripts.nodeLostSHA, keys: memberKeys(session), args: args) {
+        link.eval(
+            MemberScripts.nodeLost, sha: MemberScripts.nodeLostSHA, keys: memberKeys(session), args: args, durable: true
+        ) {
             [self] reply in
             guard let entries = committedEntries(reply) else { return done(false) }
             reportWebhooks(session, entries.events, entries.webhooks, wanted)

@@ -21,6 +21,8 @@ public final class RedisStorage: EventLog, TranscriptReads, SessionRecords, Stor
 {
     public let node: String
     let url: RedisURL
+    /// `--redis-wait-replicas`: durable appends wait for replicas before their ack (nil: they do not).
+    let replicaWait: RedisWait?
     /// The Redis host's address, resolved off the loops (`RedisAddress`).
     let address: RedisAddress
     /// Each loop, by the executor that runs work on it (what callers hand in).
@@ -48,9 +50,10 @@ public final class RedisStorage: EventLog, TranscriptReads, SessionRecords, Stor
     /// `activityFallback`: where an activity entry goes when Redis cannot take it (the node's SQLite).
     public init(
         url: RedisURL, tls settings: RedisTLS = RedisTLS(), loops: [(executor: Executor, loop: Loop)],
-        activityFallback: ActivityLog
+        activityFallback: ActivityLog, wait: RedisWait? = nil
     ) throws {
         self.url = url
+        replicaWait = wait.flatMap { $0.replicas > 0 ? $0 : nil }
         self.loops = Dictionary(loops.map { (ObjectIdentifier($0.executor), $0.loop) }) { a, _ in a }
         tls = try settings.context(for: url)
         address = try RedisAddress(host: url.host)
@@ -141,7 +144,7 @@ public final class RedisStorage: EventLog, TranscriptReads, SessionRecords, Stor
         // The stream of webhook work is findable before the script can write to it (same connection).
         if !wanted.isEmpty { link.commands.send(.command("SADD", WebhookScripts.streams, event.session)) { _ in } }
         let keys = [k.m, k.log, k.ids, k.members, RedisWebhooks.stream(event.session)]
-        link.eval(Scripts.append, sha: Scripts.appendSHA, keys: keys, args: args) { [self] reply in
+        link.eval(Scripts.append, sha: Scripts.appendSHA, keys: keys, args: args, durable: true) { [self] reply in
             let items = reply.items
             guard items.count >= 4, let seq = items[0].int, let ts = items[1].int, let dup = items[2].int,
                 let epoch = items[3].text
@@ -171,7 +174,7 @@ public final class RedisStorage: EventLog, TranscriptReads, SessionRecords, Stor
         var args: [[UInt8]] = .command(
             expectedLastSeq.map(String.init) ?? "", node, publishTarget(stream), newEpoch(), events.count)
         for e in events { args += .command(e.type, e.member ?? "", e.body) }
-        link.eval(Scripts.batch, sha: Scripts.batchSHA, keys: [k.m, k.log], args: args) { [self] reply in
+        link.eval(Scripts.batch, sha: Scripts.batchSHA, keys: [k.m, k.log], args: args, durable: true) { [self] reply in
             let items = reply.items
             guard items.count == events.count + 2, let ts = items[0].int, let epoch = items[1].text else {
                 let why = reply.errorMessage ?? "unexpected reply"
@@ -509,8 +512,14 @@ final class LoopLink {
         }
     }
 
-    func eval(_ script: String, sha: String, keys: [String], args: [[UInt8]], _ reply: @escaping (RedisReply) -> Void) {
+    /// `durable`: an append whose reply is an acknowledgement; with `--redis-wait-replicas` it waits for
+    /// the replicas (`RedisWait`).
+    func eval(
+        _ script: String, sha: String, keys: [String], args: [[UInt8]], durable: Bool = false,
+        _ reply: @escaping (RedisReply) -> Void
+    ) {
         let tail: [[UInt8]] = [Array(String(keys.count).utf8)] + keys.map { Array($0.utf8) } + args
+        if durable, let wait = storage.replicaWait { return evalWaiting(script, sha: sha, tail: tail, wait, reply) }
         commands.send([Array("EVALSHA".utf8), Array(sha.utf8)] + tail) { [commands] r in
             // Redis restarted and forgot the script: sent again in full (which loads it again).
             if let e = r.errorMessage, e.hasPrefix("NOSCRIPT") {

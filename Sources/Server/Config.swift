@@ -99,6 +99,10 @@ public struct Config: Sendable {
     public var redisCAFile: String?
     public var redisCertFile: String?
     public var redisKeyFile: String?
+    /// A durable append is acknowledged once this many replicas of its Redis master have it (`WAIT`;
+    /// 0: once the master has it), waiting at most `redisWaitTimeoutMs` (scripts/deploy/CLUSTER.md).
+    public var redisWaitReplicas = 0
+    public var redisWaitTimeoutMs = 1000
     /// Delivered and failed webhook deliveries are kept this long (the delivery log), then deleted.
     public var webhookLogDays = 7.0
     /// Floods (auth refusals, slow consumers cut) are logged as one line per kind per this many seconds.

@@ -74,6 +74,10 @@ struct ServeOptions: ParsableArguments {
     var redisCert: String?
     @Option(help: "With --redis-cert: its PEM private key.")
     var redisKey: String?
+    @Option(help: "Ack a durable append once this many Redis replicas have it (WAIT; default 0: the master only).")
+    var redisWaitReplicas: Int?
+    @Option(help: "With --redis-wait-replicas: milliseconds to wait for them (1-2000; default 1000).")
+    var redisWaitTimeoutMs: Int?
     @Option(help: "Days delivered and failed webhook deliveries are kept (the delivery log; default 7).")
     var webhookLogDays: Double?
     @Flag(inversion: .prefixedNo, help: "Store sampled cursor positions with the transcript, for playback.")
@@ -236,6 +240,14 @@ struct ServeOptions: ParsableArguments {
         c.redisCAFile = try L.optional("redis-ca", flag: redisCa)
         c.redisCertFile = try L.optional("redis-cert", flag: redisCert)
         c.redisKeyFile = try L.optional("redis-key", flag: redisKey)
+        c.redisWaitReplicas = try L.value("redis-wait-replicas", flag: redisWaitReplicas, default: 0)
+        guard RedisWait.replicaCounts.contains(c.redisWaitReplicas) else {
+            throw fail("redis-wait-replicas", "must be 0-16")
+        }
+        c.redisWaitTimeoutMs = try L.value("redis-wait-timeout-ms", flag: redisWaitTimeoutMs, default: 1000)
+        guard RedisWait.timeouts.contains(c.redisWaitTimeoutMs) else {
+            throw fail("redis-wait-timeout-ms", "must be 1-2000 (the Redis reply watchdog is 3 s)")
+        }
         try Self.checkRedis(c, fail)
         c.webhookLogDays = try L.value("webhook-log-days", flag: webhookLogDays, default: c.webhookLogDays)
         guard c.webhookLogDays > 0, c.webhookLogDays <= 3650 else {
@@ -384,7 +396,8 @@ struct Serve: ParsableCommand {
                 guard let redis = config.redis else { return Backends(local) }
                 do {
                     return try Backends.cluster(
-                        redis: RedisURL(redis), tls: ServeOptions.redisTLS(config), loops: loops, local: local)
+                        redis: RedisURL(redis), tls: ServeOptions.redisTLS(config), loops: loops, local: local,
+                        wait: RedisWait(replicas: config.redisWaitReplicas, timeoutMillis: config.redisWaitTimeoutMs))
                 } catch {
                     local.close()
                     throw error

@@ -47,7 +47,7 @@ extension Session {
                 if let frame { self?.broadcast(frame, .durable, except: nil) }
                 done(.success(c))
             case .failure(let f):
-                done(.failure(MessageError("storage_unavailable", "not stored: \(f.message)")))
+                done(.failure(MessageError("storage_unavailable", "\(f.notStoredWords): \(f.message)")))
             }
         }
     }

@@ -296,7 +296,9 @@ public final class Session {
                 failed?()
                 self.send(
                     client,
-                    .error(code: "storage_unavailable", message: "\(what) not stored: \(failure.message)", ref: id))
+                    .error(
+                        code: "storage_unavailable", message: "\(what) \(failure.notStoredWords): \(failure.message)",
+                        ref: id))
             }
         }
     }
