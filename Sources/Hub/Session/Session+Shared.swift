@@ -118,12 +118,15 @@ extension Session {
         guard let o = try? JSONReader.readObject(Array("{".utf8) + body + Array("}".utf8)) else { return }
         for j in o["joins"]?.array ?? [] {
             guard let id = j.object?["id"]?.string, !members.contains(where: { $0.id == id }) else { continue }
+            rosterSync.leftMeanwhile.remove(id)
             if let i = remoteMembers.firstIndex(where: { $0.id == id }) { remoteMembers.remove(at: i) }
             remoteMembers.append((id, Array(j.bytes)))
         }
         for l in o["leaves"]?.array ?? [] {
             guard let id = l.object?["id"]?.string else { continue }
             remoteMembers.removeAll { $0.id == id }
+            // This node's leave of it is on its way: its answer ("another node holds it") is older news.
+            if rosterSync.releasing.contains(id) { rosterSync.leftMeanwhile.insert(id) }
         }
     }
 

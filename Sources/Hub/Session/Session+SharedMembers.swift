@@ -12,6 +12,11 @@ struct RosterSync {
     /// After a failure: not before `retryAt`, the wait doubling from 0.25 s to 2 s.
     var retryAt = 0.0
     var wait = 0.0
+    /// Members whose leave this node sent and has no answer for yet, and those of them whose leave
+    /// another node committed meanwhile (its publication can overtake this node's answer, which then
+    /// says another node still holds the member: it must not come back as a remote member).
+    var releasing: Set<String> = []
+    var leftMeanwhile: Set<String> = []
 }
 
 /// A session in a cluster: its members are keyed by identity across the nodes (`SharedRoster`). A join
@@ -115,6 +120,7 @@ extension Session {
 
     func leaveShared(_ member: Member, reason: String, roster: SharedRoster) {
         var outcome: RosterLeave?
+        rosterSync.releasing.insert(member.id)
         let via: (@escaping (Result<Committed, StoreFailure>) -> Void) -> Void = { [self] done in
             roster.leave(
                 session: code, identity: member.key, memberID: member.id, name: member.name, reason: reason,
@@ -134,10 +140,13 @@ extension Session {
             body: EventBody.presence(joins: [], leaves: [(member.id, reason, member.name)]), via: via
         ) { [weak self] result, frame in
             guard let self else { return }
+            self.rosterSync.releasing.remove(member.id)
+            let leftMeanwhile = self.rosterSync.leftMeanwhile.remove(member.id) != nil
             switch outcome {
             case .stillPresent(let json)?:
-                // Its other connections are on other nodes: here it is one of theirs now.
-                if !self.remoteMembers.contains(where: { $0.id == member.id }) {
+                // Its other connections are on other nodes: here it is one of theirs now (unless their
+                // leave was applied here before this answer came).
+                if !leftMeanwhile && !self.remoteMembers.contains(where: { $0.id == member.id }) {
                     self.remoteMembers.append((member.id, json))
                 }
             case .gone?:
