@@ -21,6 +21,8 @@ final class RedisControl: SharedControl {
     /// Redis Cluster: a barrier's token is published on every master (each forwards publications to the
     /// node this one subscribes on in order, but not in order with the others): hearings still due.
     private var awaiting: [String: Int] = [:]
+    /// The runs whose publisher sockets are on this node, as far as the registry was told.
+    private var publishers = PublisherRecords()
 
     init(storage: RedisStorage) { self.storage = storage }
 
@@ -30,7 +32,10 @@ final class RedisControl: SharedControl {
 
     func followControls(executor: Executor, _ sink: @escaping ([UInt8]) -> Void) {
         guard let link = storage.link(executor) else { return }
-        link.followNodeChannel(Self.channel) { payload in if let payload { sink(payload) } }
+        link.followNodeChannel(Self.channel) { [weak self] payload in
+            guard let payload else { self?.reassertPublishers(executor: executor); return }
+            sink(payload)
+        }
         link.followNodeChannel(syncChannel) { [weak self] payload in
             guard let payload, let self else { return }
             let token = String(decoding: payload, as: UTF8.self)
@@ -82,20 +87,59 @@ final class RedisControl: SharedControl {
         }
     }
 
-    private func registry(_ op: String, run: String, executor: Executor) {
+    private func registry(
+        _ op: String, run: String, executor: Executor, _ reply: @escaping (RedisReply) -> Void = { _ in }
+    ) {
         guard let link = storage.link(executor) else { return }
         link.eval(
             Self.script, sha: Self.scriptSHA, keys: [Self.publisherKey(run)],
-            args: .command(op, storage.node, Self.recordMillis)
-        ) { _ in }
+            args: .command(op, storage.node, Self.recordMillis), reply)
     }
     static let script = Scripts.lua(PackageResources.run_publisher_lua)
     static let scriptSHA = Scripts.sha1Hex(script)
 
-    func publisherHere(run: String, executor: Executor) { registry("take", run: run, executor: executor) }
-    func publisherGone(run: String, executor: Executor) { registry("drop", run: run, executor: executor) }
+    func publisherHere(run: String, executor: Executor) {
+        publishers.taken(run)
+        registry("take", run: run, executor: executor) { [weak self] reply in
+            self?.publishers.answered(run, took: reply.int == 1)
+        }
+    }
+    func publisherGone(run: String, executor: Executor) {
+        publishers.gone(run)
+        registry("drop", run: run, executor: executor)
+    }
     func keepPublishers(_ runs: [String], executor: Executor) {
-        for run in runs { registry("keep", run: run, executor: executor) }
+        for run in runs { registry(publishers.op(run), run: run, executor: executor) }
+    }
+
+    /// The records of this node's publisher sockets again, once the control subscription took effect
+    /// again (Redis back): a `take` Redis did not answer is made now, and every other record is kept,
+    /// or written again if Redis lost it meanwhile (`keep` writes an absent record).
+    /// One that Redis does not answer (its command connection is not back yet) is tried again, 0.25 s
+    /// doubling to 2 s, until every record was answered.
+    private func reassertPublishers(executor: Executor) {
+        publishers.retry?.cancel()
+        publishers.retry = nil
+        var failed = false
+        var left = publishers.held.count
+        for run in publishers.held.sorted() {
+            let op = publishers.op(run)
+            registry(op, run: run, executor: executor) { [weak self] reply in
+                guard let self else { return }
+                if op == "take" { self.publishers.answered(run, took: reply.int == 1) }
+                failed = failed || reply.int == nil
+                left -= 1
+                guard left == 0 else { return }
+                guard failed, let loop = self.storage.link(executor)?.loop else {
+                    self.publishers.wait = 0
+                    return
+                }
+                self.publishers.wait = min(max(self.publishers.wait * 2, 0.25), 2)
+                self.publishers.retry = Loop.Timer(loop: loop, after: self.publishers.wait) { [weak self] in
+                    self?.reassertPublishers(executor: executor)
+                }
+            }
+        }
     }
 
     func publisherNode(run: String, executor: Executor, done: @escaping (Result<String?, StoreFailure>) -> Void) {
