@@ -109,7 +109,7 @@ extension RedisStorage: SharedRoster {
         let wanted = presenceHooks(session, link: link)
         var args = prelude(session) + .command(holdings.count)
         for h in holdings { args += .command(h.identity, h.memberID, h.connections, h.json) }
-        args += wanted.args
+        args += .command(Session.palette.count) + Session.palette.map { Array($0.utf8) } + wanted.args
         link.eval(
             MemberScripts.reassert, sha: MemberScripts.reassertSHA, keys: memberKeys(session), args: args, durable: true
         ) {

@@ -1,15 +1,44 @@
 -- This node says what it holds of a session, after its link to Redis was down or after it was
 -- declared lost: ARGV after the prelude: n, then per member identity, member id, connections, JSON.
+-- Then the count of palette colours and the palette.
 -- Each is set as this node's field; one the cluster no longer has is a member again (its join
--- committed, with its colour as the node has it, `max_participants` not checked: it was admitted);
+-- committed, `max_participants` not checked: it was admitted), with its colour as the node has it
+-- unless another member has that colour now (it joined meanwhile): then with the first palette colour
+-- no member has (cycling when all are taken), which the node adopts from the join event;
 -- a field of this node that is not listed goes, and its member leaves if no node holds it (a leave
 -- that failed while Redis was away). Returns {epoch ('' if none), every entry committed, {their webhook entry ids}}.
 local n, held = tonumber(ARGV[6]), {}
+local colours = tonumber(ARGV[7 + n * 4]) or 0
+local function colourOf(v)
+  local ok, o = pcall(cjson.decode, v)
+  if ok and type(o) == 'table' and type(o.color) == 'string' then return o.color end
+  return nil
+end
+local function recoloured(json)
+  local cur = colourOf(json)
+  if not cur or colours < 1 then return json end
+  local used, count = {}, 0
+  for _, v in ipairs(redis.call('HVALS', members)) do
+    local c = colourOf(v)
+    if c then used[c] = true end
+    count = count + 1
+  end
+  if not used[cur] then return json end
+  local pick = ARGV[8 + n * 4 + count % colours]
+  for i = 1, colours do
+    if not used[ARGV[7 + n * 4 + i]] then pick = ARGV[7 + n * 4 + i]; break end
+  end
+  local key = '"color":' .. cjson.encode(cur)
+  local at = string.find(json, key, 1, true)
+  if not at then return json end
+  return string.sub(json, 1, at - 1) .. '"color":' .. cjson.encode(pick) .. string.sub(json, at + #key)
+end
 for i = 0, n - 1 do
   local identity, id, c, json = ARGV[7 + i * 4], ARGV[8 + i * 4], ARGV[9 + i * 4], ARGV[10 + i * 4]
   held[identity] = true
   redis.call('HSET', conns, node .. '|' .. identity, c)
   if not redis.call('HGET', members, identity) then
+    json = recoloured(json)
     redis.call('HSET', members, identity, json)
     commit('presence', id, '"joins":[' .. json .. '],"leaves":[]', node, hooksJoined)
   end

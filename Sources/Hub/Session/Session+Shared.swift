@@ -113,11 +113,17 @@ extension Session {
         if let ended { endedElsewhere(reason: ended) }
     }
 
-    /// Joins and leaves of members on other nodes (this node's own are never delivered here).
+    /// Joins and leaves of members on other nodes (this node's own are delivered here only when read
+    /// back from the log: its members announced again).
     private func trackRemotePresence(_ body: [UInt8]) {
         guard let o = try? JSONReader.readObject(Array("{".utf8) + body + Array("}".utf8)) else { return }
         for j in o["joins"]?.array ?? [] {
-            guard let id = j.object?["id"]?.string, !members.contains(where: { $0.id == id }) else { continue }
+            guard let id = j.object?["id"]?.string else { continue }
+            if let own = members.first(where: { $0.id == id }) {
+                // This node's member announced again (`syncRoster`), under the colour the cluster gave it.
+                if let color = j.object?["color"]?.string, color != own.color { own.recolor(color) }
+                continue
+            }
             rosterSync.leftMeanwhile.remove(id)
             if let i = remoteMembers.firstIndex(where: { $0.id == id }) { remoteMembers.remove(at: i) }
             remoteMembers.append((id, Array(j.bytes)))
