@@ -44,6 +44,8 @@ final class RedisWebhooks: @unchecked Sendable {
     static let sweepSeconds = 5.0
 
     init(storage: RedisStorage) { self.storage = storage }
+    /// Takes empty, idle streams out of `chub:{wh}:streams` (on `queue`).
+    private lazy var pruner = WebhookStreamPruner(sync: sync, stream: Self.stream)
 
     static func stream(_ s: String) -> String { "{\(s)}:wh" }
 
@@ -68,6 +70,7 @@ final class RedisWebhooks: @unchecked Sendable {
                 queue.async { [self] in
                     touch()
                     sweep()
+                    pruner.pass(open: lock.withLock { Set(open.keys.map(\.stream)) })
                 }
             }
             t.unref()
