@@ -85,10 +85,11 @@ final class ClusterControl {
     ) {
         requests += 1
         let id = "\(control.nodeID).\(requests)"
-        // No answer in time (the node died, or cannot hear): a publisher here is used, else none.
+        // No answer in time (the node died, is paused, or cannot hear): a publisher here is used, else
+        // none; the request expires then, so the node does not hand it on if it hears it later.
         let timer = Loop.Timer(loop: context.loop, after: Self.replyTimeout) { [weak self] in
             guard let self, let p = self.pending.removeValue(forKey: id) else { return }
-            p.done(self.deliverHere(run, action, session, by) ? nil : RunBoard.noPublisher(run))
+            p.done(self.deliverHere(run, action, session, by) ? nil : ControlExpiry.unanswered(run, node: node))
         }
         pending[id] = (
             timer,
@@ -101,7 +102,7 @@ final class ClusterControl {
         )
         let message = ControlMessage.runControl(
             id: id, from: control.nodeID, to: node, run: run, action: action, session: session, byID: by.id,
-            byName: by.name)
+            byName: by.name, expires: ControlExpiry.deadline(after: Self.replyTimeout))
         control.sendControl(message.encode(), executor: context.executor) { [weak self] failure in
             guard let failure, let self, let p = self.pending.removeValue(forKey: id) else { return }
             p.timer.cancel()
@@ -116,8 +117,9 @@ final class ClusterControl {
         guard let message = ControlMessage.decode(payload) else { return }
         let me = control.nodeID
         switch message {
-        case .runControl(let id, let from, let to, let run, let action, let session, let byID, let byName):
-            guard to == me, RunBoard.isValidId(run) else { return }
+        case .runControl(let id, let from, let to, let run, let action, let session, let byID, let byName, let expires):
+            // Heard after the asking node answered its member (this node was paused, its link slow): dropped.
+            guard to == me, RunBoard.isValidId(run), !ControlExpiry.expired(expires) else { return }
             let handed = deliverHere(run, action, session, (byID, byName))
             let answer = ControlMessage.runControlReply(
                 id: id, to: from, error: handed ? nil : RunBoard.noPublisher(run))

@@ -28,10 +28,11 @@ public protocol SharedControl: AnyObject {
 /// A message between nodes on the control channel (JSON). Everything read is checked: a message that
 /// does not parse is nil and ignored.
 public enum ControlMessage: Equatable, Sendable {
-    /// Node `from` asks node `to` to hand a run control to the run's publisher socket.
+    /// Node `from` asks node `to` to hand a run control to the run's publisher socket, before `expires`
+    /// (milliseconds since 1970: after it, `from` has answered its member already, and `to` drops it).
     case runControl(
         id: String, from: String, to: String, run: String, action: RunControlAction, session: String,
-        byID: String, byName: String)
+        byID: String, byName: String, expires: Int? = nil)
     /// Node `to`'s request `id` was handed on (`error` nil) or refused.
     case runControlReply(id: String, to: String, error: MessageError?)
     /// Every node holding member `member` of `session` removes its connections (the host removed it).
@@ -41,10 +42,11 @@ public enum ControlMessage: Equatable, Sendable {
         var w = JSONWriter()
         w.beginObject()
         switch self {
-        case .runControl(let id, let from, let to, let run, let action, let session, let byID, let byName):
+        case .runControl(let id, let from, let to, let run, let action, let session, let byID, let byName, let expires):
             w.field("op", "run_control"); w.field("id", id); w.field("from", from); w.field("to", to)
             w.field("run", run); w.field("action", action.rawValue); w.field("session", session)
             w.field("by_id", byID); w.field("by_name", byName)
+            if let expires { w.field("expires", expires) }
         case .runControlReply(let id, let to, let error):
             w.field("op", "run_control_reply"); w.field("id", id); w.field("to", to)
             if let error {
@@ -72,8 +74,11 @@ public enum ControlMessage: Equatable, Sendable {
                 let action = text("action").flatMap(RunControlAction.init(rawValue:)), let session = text("session"),
                 let byID = text("by_id"), let byName = o["by_name"]?.string, byName.utf8.count <= maxText
             else { return nil }
+            let expires = o["expires"]?.int
+            if o["expires"] != nil && expires == nil { return nil }
             return .runControl(
-                id: id, from: from, to: to, run: run, action: action, session: session, byID: byID, byName: byName)
+                id: id, from: from, to: to, run: run, action: action, session: session, byID: byID, byName: byName,
+                expires: expires)
         case "run_control_reply":
             guard let id = text("id"), let to = text("to") else { return nil }
             var error: MessageError?
