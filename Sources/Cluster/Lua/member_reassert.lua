@@ -11,7 +11,7 @@ for i = 0, n - 1 do
   redis.call('HSET', conns, node .. '|' .. identity, c)
   if not redis.call('HGET', members, identity) then
     redis.call('HSET', members, identity, json)
-    commit('presence', id, '"joins":[' .. json .. '],"leaves":[]', node, hooksJoined)
+    commitPresence(id, '"joins":[' .. json .. '],"leaves":[]', node, hooksJoined)
   end
 end
 local prefix = node .. '|'
