@@ -100,9 +100,10 @@ let package = Package(
 // (scripts/fuzz.sh does this).
 if ProcessInfo.processInfo.environment["COLLABHUB_FUZZ"] != nil {
     for name in ["FuzzFrames", "FuzzHTTP", "FuzzMessages", "FuzzToken", "FuzzDeflate", "FuzzWatch", "FuzzConnection",
-                 "FuzzWebhook", "FuzzCluster", "FuzzLogOrder", "FuzzRESP"] {
+                 "FuzzWebhook", "FuzzCluster", "FuzzLogOrder", "FuzzRESP", "FuzzRedisRecords"] {
         let deps: [Target.Dependency] =
             name == "FuzzCluster" ? ["Cluster", "Hub", "WebSocket"]
+            : name == "FuzzRedisRecords" ? ["Cluster", "Hub"]
             : name == "FuzzLogOrder" ? ["Hub", "TestSupport"]
             : name == "FuzzRESP" ? ["Cluster"] : ["WebSocket", "Hub"]
         package.targets.append(.executableTarget(name: name, dependencies: deps,
