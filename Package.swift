@@ -27,9 +27,10 @@ let optimize: [SwiftSetting] =
 /// Every Lua script of the cluster, `Sources/Cluster/Lua/NAME.lua` (listed: SwiftPM reads the manifest again only
 /// when it changes, so a directory listing would miss a new file).
 let luaScripts = [
-    "activity_add", "append", "batch", "join_failure", "key_charge", "key_create", "key_revoke", "member_join",
-    "member_leave", "member_node_lost", "member_prelude", "member_reassert", "run_append", "run_publisher", "save_row",
-    "trim", "webhook_attempt", "webhook_delete", "webhook_record", "webhook_save", "webhook_swap", "webhook_trim",
+    "activity_add", "append", "batch", "join_failure", "key_charge", "key_create", "key_revoke", "log_prelude",
+    "member_join", "member_leave", "member_node_lost", "member_prelude", "member_reassert", "run_append",
+    "run_publisher", "save_row", "trim", "webhook_attempt", "webhook_delete", "webhook_record", "webhook_save",
+    "webhook_swap", "webhook_trim",
 ]
 
 let package = Package(
@@ -99,9 +100,10 @@ let package = Package(
 // (scripts/fuzz.sh does this).
 if ProcessInfo.processInfo.environment["COLLABHUB_FUZZ"] != nil {
     for name in ["FuzzFrames", "FuzzHTTP", "FuzzMessages", "FuzzToken", "FuzzDeflate", "FuzzWatch", "FuzzConnection",
-                 "FuzzWebhook", "FuzzCluster", "FuzzLogOrder", "FuzzRESP"] {
+                 "FuzzWebhook", "FuzzCluster", "FuzzLogOrder", "FuzzRESP", "FuzzRedisRecords"] {
         let deps: [Target.Dependency] =
             name == "FuzzCluster" ? ["Cluster", "Hub", "WebSocket"]
+            : name == "FuzzRedisRecords" ? ["Cluster", "Hub"]
             : name == "FuzzLogOrder" ? ["Hub", "TestSupport"]
             : name == "FuzzRESP" ? ["Cluster"] : ["WebSocket", "Hub"]
         package.targets.append(.executableTarget(name: name, dependencies: deps,

@@ -89,7 +89,7 @@ public enum ClusterRouting {
 
     /// The ranges of `CLUSTER SLOTS` (`[[start, end, [host, port, id…], replicas…]…]`) and their masters'
     /// `host:port`; a master given with an empty host or `?` is the node that was asked (`asked`). Nil if
-    /// the reply is not that shape.
+    /// the reply is not that shape or names a host that is no address.
     static func slots(_ reply: RedisReply, asked: String) -> [(ClosedRange<Int>, String)]? {
         guard case .array(let ranges) = reply else { return nil }
         var out: [(ClosedRange<Int>, String)] = []
@@ -103,7 +103,8 @@ public enum ClusterRouting {
             guard master.count >= 2, var host = master[0].text, let port = master[1].int, port > 0, port < 65536
             else { return nil }
             if host.isEmpty || host == "?" { host = askedHost }
-            guard !host.isEmpty else { return nil }
+            // A host that would not parse back (spaces, control bytes) is no address to route to.
+            guard !host.isEmpty, parseAddress(address(host, port)) != nil else { return nil }
             out.append((start...end, address(host, port)))
         }
         return out

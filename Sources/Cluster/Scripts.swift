@@ -10,10 +10,13 @@ import Bytes
 /// unambiguous whatever either part holds), `{S}:members` and `{S}:conns` (who is present, on which
 /// nodes: kept by `MemberScripts`), `{S}:info` (the session's row), and the channel `{S}:ch`.
 /// The scripts live in `Sources/Cluster/Lua/` (each file says its KEYS, ARGV and reply at the top) and
-/// are compiled in as bytes (`PackageResources`, SwiftPM's `embedInCode`).
+/// are compiled in as bytes (`PackageResources`, SwiftPM's `embedInCode`). Every script that commits
+/// to a session's log (append, batch, the member scripts) starts with `logPrelude`: one commit step
+/// (epoch, numbering, retention, publication, webhook outbox entry) for all of them.
 enum Scripts {
-    static let append = lua(PackageResources.append_lua)
-    static let batch = lua(PackageResources.batch_lua)
+    static let logPrelude = lua(PackageResources.log_prelude_lua)
+    static let append = logPrelude + "\n" + lua(PackageResources.append_lua)
+    static let batch = logPrelude + "\n" + lua(PackageResources.batch_lua)
     static let runAppend = lua(PackageResources.run_append_lua)
     static let trim = lua(PackageResources.trim_lua)
     static let saveRow = lua(PackageResources.save_row_lua)

@@ -11,7 +11,7 @@ enum WebhookRecords {
         w.beginArray("events"); for x in e.events { w.element(x) }; w.endArray()
         w.field("description", e.description)
         w.beginObject("headers"); for h in e.headers { w.field(h.name, h.value) }; w.endObject()
-        w.field("timeout_ms", Int(e.timeoutSeconds * 1000)); w.field("max_attempts", e.maxAttempts)
+        w.field("timeout_ms", timeoutMillis(e.timeoutSeconds)); w.field("max_attempts", e.maxAttempts)
         w.field("secret", e.secret); w.field("previous_secret", e.previousSecret)
         if let until = e.previousUntil { w.field("previous_until", Int(until)) }
         w.field("active", e.active); w.field("created_at", Int(e.createdAt))
@@ -30,13 +30,25 @@ enum WebhookRecords {
             headers: (o["headers"]?.object?.members ?? []).compactMap { m in
                 m.value.string.map { WebhookHeader(name: m.key, value: $0) }
             },
-            timeoutSeconds: Double(o["timeout_ms"]?.int ?? 30_000) / 1000, maxAttempts: o["max_attempts"]?.int ?? 3,
+            timeoutSeconds: Double(timeoutRange.clamp(o["timeout_ms"]?.int ?? 30_000)) / 1000,
+            maxAttempts: attemptRange.clamp(o["max_attempts"]?.int ?? 3),
             secret: secret, active: o["active"]?.bool ?? true, createdAt: Int64(o["created_at"]?.int ?? 0))
         e.previousSecret = o["previous_secret"]?.string
         e.previousUntil = o["previous_until"]?.int.map(Int64.init)
         e.failingSince = o["failing_since"]?.int.map(Int64.init)
         e.disabledReason = o["disabled_reason"]?.string
         return e
+    }
+
+    /// What the API accepts (1-60 s, 1-20 attempts): a stored value beyond it (a corrupted key) reads as the
+    /// nearest it allows, and the milliseconds written are rounded, so that a value read and written back
+    /// (an update, a secret rotation) stays the same.
+    static let timeoutRange = 1000...60_000
+    static let attemptRange = 1...20
+    static func timeoutMillis(_ seconds: Double) -> Int {
+        let ms = (seconds * 1000).rounded()
+        guard !ms.isNaN else { return 30_000 }
+        return timeoutRange.clamp(Int(Swift.min(Swift.max(ms, -1e9), 1e9)))
     }
 
     /// A delivery without its id (the hash field is the id). `entry` names the stream entry it comes
@@ -75,4 +87,8 @@ enum WebhookRecords {
         d.deliveredAt = o["delivered_at"]?.int.map(Int64.init)
         return (d, o["key"]?.string ?? "")
     }
+}
+
+extension ClosedRange where Bound == Int {
+    fileprivate func clamp(_ v: Int) -> Int { Swift.min(Swift.max(v, lowerBound), upperBound) }
 }

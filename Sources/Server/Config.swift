@@ -91,18 +91,6 @@ public struct Config: Sendable {
     /// PEM bundle of the certificate authorities webhook receivers' certificates are checked against
     /// (nil: the system's).
     public var webhookCAFile: String?
-    /// `redis://[[user]:password@]host[:port][/db]`: the node joins a cluster whose sessions, directory
-    /// and history live in that Redis (nil: one process with SQLite).
-    public var redis: String?
-    /// With a `rediss://` URL: the PEM bundle of CAs Redis's certificate is checked against (nil: the
-    /// system's), and the client certificate and key for a Redis that asks for one.
-    public var redisCAFile: String?
-    public var redisCertFile: String?
-    public var redisKeyFile: String?
-    /// A durable append is acknowledged once this many replicas of its Redis master have it (`WAIT`;
-    /// 0: once the master has it), waiting at most `redisWaitTimeoutMs` (scripts/deploy/CLUSTER.md).
-    public var redisWaitReplicas = 0
-    public var redisWaitTimeoutMs = 1000
     /// Delivered and failed webhook deliveries are kept this long (the delivery log), then deleted.
     public var webhookLogDays = 7.0
     /// Floods (auth refusals, slow consumers cut) are logged as one line per kind per this many seconds.

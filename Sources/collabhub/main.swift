@@ -143,6 +143,7 @@ struct ServeOptions: ParsableArguments {
         var logFormat: LogFormat
         var logLevel: Logger.Level
         var tokenKeys: [String: TokenKey]
+        var redis: RedisOptions?
     }
 
     /// The configuration from flags, environment and file, checked. Errors name the value as given.
@@ -236,19 +237,7 @@ struct ServeOptions: ParsableArguments {
             throw fail("webhook-disable-after", "must be 1 s to a year")
         }
         c.webhookCAFile = try L.optional("webhook-ca", flag: webhookCa)
-        c.redis = try L.optional("redis", flag: redis, secret: true)
-        c.redisCAFile = try L.optional("redis-ca", flag: redisCa)
-        c.redisCertFile = try L.optional("redis-cert", flag: redisCert)
-        c.redisKeyFile = try L.optional("redis-key", flag: redisKey)
-        c.redisWaitReplicas = try L.value("redis-wait-replicas", flag: redisWaitReplicas, default: 0)
-        guard RedisWait.replicaCounts.contains(c.redisWaitReplicas) else {
-            throw fail("redis-wait-replicas", "must be 0-16")
-        }
-        c.redisWaitTimeoutMs = try L.value("redis-wait-timeout-ms", flag: redisWaitTimeoutMs, default: 1000)
-        guard RedisWait.timeouts.contains(c.redisWaitTimeoutMs) else {
-            throw fail("redis-wait-timeout-ms", "must be 1-2000 (the Redis reply watchdog is 3 s)")
-        }
-        try Self.checkRedis(c, fail)
+        let cluster = try redisOptions(L, fail)
         c.webhookLogDays = try L.value("webhook-log-days", flag: webhookLogDays, default: c.webhookLogDays)
         guard c.webhookLogDays > 0, c.webhookLogDays <= 3650 else {
             throw fail("webhook-log-days", "must be more than 0 and at most 3650")
@@ -366,7 +355,7 @@ struct ServeOptions: ParsableArguments {
             throw fail("log-summary-interval", "must be 1-86400 seconds")
         }
         try L.checkUnknownKeys()
-        return Resolved(config: c, layers: L, logFormat: format, logLevel: level, tokenKeys: loaded)
+        return Resolved(config: c, layers: L, logFormat: format, logLevel: level, tokenKeys: loaded, redis: cluster)
     }
 }
 
@@ -393,11 +382,10 @@ struct Serve: ParsableCommand {
         do {
             server = try Server(config: config) { config, loops in
                 let local = try SQLiteStore(directory: config.dataDirectory, durability: config.durability)
-                guard let redis = config.redis else { return Backends(local) }
+                guard let redis = resolved.redis else { return Backends(local) }
                 do {
                     return try Backends.cluster(
-                        redis: RedisURL(redis), tls: ServeOptions.redisTLS(config), loops: loops, local: local,
-                        wait: RedisWait(replicas: config.redisWaitReplicas, timeoutMillis: config.redisWaitTimeoutMs))
+                        redis: redis.url, tls: redis.tls, loops: loops, local: local, wait: redis.wait)
                 } catch {
                     local.close()
                     throw error
@@ -421,8 +409,8 @@ struct Serve: ParsableCommand {
 
         fflush(stdout)
         // After the line above: scripts (and the tests) read the port from the first line of output.
-        for flag in resolved.layers.secretsOnCommandLine where flag != "--redis" || config.redis?.contains("@") == true
-        {
+        for flag in resolved.layers.secretsOnCommandLine
+        where flag != "--redis" || resolved.redis?.hasCredentials == true {
             let v = ConfigLayers.variable(String(flag.dropFirst(2)))
             let why = "visible to every user of this machine (/proc/*/cmdline)"
             log.warning(

@@ -5,26 +5,11 @@
 -- node (the consumer that delivers them). Returns {seq, ts, duplicate, epoch[, webhook entry]}: a
 -- stored event some endpoint wants gets its outbox entry in `wh`, read at once into the node's
 -- pending list of the consumer group `hub` (`RedisWebhooks`).
--- A channel argument starting with '!' is a Redis Cluster's sharded channel: SPUBLISH on its shard.
-local function publish(channel, message)
-  if string.sub(channel, 1, 1) == '!' then
-    redis.call('SPUBLISH', string.sub(channel, 2), message)
-  else
-    redis.call('PUBLISH', channel, message)
-  end
-end
-local m, log, ids, members = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- Runs after `log_prelude.lua` (`logEpoch`, `commit`: the epoch, numbering, retention, publication
+-- and outbox entry).
+local log, ids = KEYS[2], KEYS[3]
 local typ, member, cid, body, origin = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local epoch = redis.call('HGET', m, 'epoch')
-if not epoch then
-  epoch = ARGV[7]
-  redis.call('HSET', m, 'epoch', epoch, 'seq', ARGV[8], 'floor', ARGV[8], 'ts', 0)
-elseif tonumber(redis.call('HGET', m, 'seq')) < tonumber(ARGV[8]) then
-  -- The node has seen a seq this log no longer has (a failover to a replica that had not received it):
-  -- the log lost data, so it goes on under a new epoch above what the node saw, as a lost log does.
-  epoch = ARGV[7]
-  redis.call('HSET', m, 'epoch', epoch, 'seq', ARGV[8], 'floor', ARGV[8])
-end
+local epoch = logEpoch(ARGV[7], ARGV[8])
 local idkey = #member .. ':' .. member .. cid
 if cid ~= '' then
   local prior = redis.call('ZSCORE', ids, idkey)
@@ -44,29 +29,12 @@ if cid ~= '' then
     if same then return {tonumber(prior), ts, 1, epoch} end
   end
 end
-local seq = redis.call('HINCRBY', m, 'seq', 1)
-local t = redis.call('TIME')
-local ts = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local last = tonumber(redis.call('HGET', m, 'ts') or '0')
-if ts < last then ts = last end
-local entry = seq .. ' ' .. ts .. ' ' .. typ .. ' ' .. origin .. ' ' .. #member .. '\n' .. member .. body
-redis.call('HSET', log, seq, entry)
-redis.call('HSET', m, 'ts', ts)
+local seq, ts, _, wid = commit(
+  epoch, nil, typ, member, body, origin, ARGV[6], tonumber(ARGV[9]), ARGV[14] or '', ARGV[15])
 if cid ~= '' then
   redis.call('ZADD', ids, seq, idkey)
   local kept = tonumber(ARGV[12])
   if redis.call('ZCARD', ids) > kept then redis.call('ZREMRANGEBYRANK', ids, 0, -kept - 1) end
-end
-local keep = tonumber(ARGV[9])
-if keep > 0 then
-  local floor = tonumber(redis.call('HGET', m, 'floor'))
-  local n = 0
-  while floor < seq - keep and n < 64 do
-    floor = floor + 1
-    redis.call('HDEL', log, floor)
-    n = n + 1
-  end
-  redis.call('HSET', m, 'floor', floor)
 end
 if ARGV[10] ~= '0' then
   local rs = tonumber(ARGV[10])
@@ -92,12 +60,5 @@ if ARGV[10] ~= '0' then
     end
   end
 end
-publish(ARGV[6], 'd' .. epoch .. ' ' .. entry)
-if ARGV[14] and ARGV[14] ~= '' then
-  local wh = KEYS[5]
-  if redis.call('EXISTS', wh) == 0 then redis.call('XGROUP', 'CREATE', wh, 'hub', '$', 'MKSTREAM') end
-  local wid = redis.call('XADD', wh, '*', 'seq', seq, 'hooks', ARGV[14])
-  redis.call('XREADGROUP', 'GROUP', 'hub', ARGV[15], 'COUNT', 1, 'STREAMS', wh, '>')
-  return {seq, ts, 0, epoch, wid}
-end
+if wid ~= '' then return {seq, ts, 0, epoch, wid} end
 return {seq, ts, 0, epoch}

@@ -25,5 +25,5 @@ end
 local json = before .. colour .. after
 redis.call('HSET', members, identity, json)
 redis.call('HINCRBY', conns, node .. '|' .. identity, 1)
-local seq, ts, epoch, wid = commit('presence', id, '"joins":[' .. json .. '],"leaves":[]', node, hooksJoined)
+local seq, ts, epoch, wid = commitPresence(id, '"joins":[' .. json .. '],"leaves":[]', node, hooksJoined)
 return {0, colour, seq, ts, epoch, wid}

@@ -8,5 +8,5 @@ local json = redis.call('HGET', members, identity)
 if not json then return {2} end
 if othersHold(identity, node) then return {1, json} end
 redis.call('HDEL', members, identity)
-local seq, ts, epoch, wid = commit('presence', ARGV[7], ARGV[8], node, hooksLeft)
+local seq, ts, epoch, wid = commitPresence(ARGV[7], ARGV[8], node, hooksLeft)
 return {0, seq, ts, epoch, wid}

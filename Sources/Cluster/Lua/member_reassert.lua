@@ -40,7 +40,7 @@ for i = 0, n - 1 do
   if not redis.call('HGET', members, identity) then
     json = recoloured(json)
     redis.call('HSET', members, identity, json)
-    commit('presence', id, '"joins":[' .. json .. '],"leaves":[]', node, hooksJoined)
+    commitPresence(id, '"joins":[' .. json .. '],"leaves":[]', node, hooksJoined)
   end
 end
 local prefix = node .. '|'
