@@ -115,7 +115,8 @@ final class WebhookEngine {
     }
 
     /// A redaction committed: queued deliveries of those events of `stream` are dropped (their outbox
-    /// rows went in the same commit). One being attempted right now cannot be called back.
+    /// rows went in the same commit). One being attempted right now cannot be called back, but it is not
+    /// retried if that attempt fails.
     func forget(stream: String, seqs: Set<Int>) {
         // Deliveries of them that arrive later (a cluster node records its outbox off the loop) are
         // left out too: the newest 1,000 recalls are remembered.
@@ -135,9 +136,7 @@ final class WebhookEngine {
     /// engine does not know (deleted meanwhile) are left out.
     func add(_ rows: [WebhookDelivery]) {
         for d in rows where d.status == .pending && !queuedIds.contains(d.id) && endpoints[d.webhook] != nil {
-            if !recalled.isEmpty, recalled.contains(WebhookMessageKey(stream: d.message.stream, seq: d.message.seq)) {
-                continue
-            }
+            if isRecalled(d) { continue }
             // While rows wait only in the outbox, later ones wait too (read again in id order).
             if spilled || queuedIds.count >= Self.maxQueued || queuedBytes >= Self.maxQueuedBytes {
                 spilled = true
@@ -159,6 +158,10 @@ final class WebhookEngine {
             queuedBytes += d.message.body.count
         }
         schedule()
+    }
+
+    private func isRecalled(_ d: WebhookDelivery) -> Bool {
+        !recalled.isEmpty && recalled.contains(WebhookMessageKey(stream: d.message.stream, seq: d.message.seq))
     }
 
     private func forget(_ d: WebhookDelivery) {
@@ -310,6 +313,10 @@ final class WebhookEngine {
         if ok {
             next.status = .delivered
             next.deliveredAt = now
+        } else if isRecalled(d) {
+            // Deleted or redacted while this attempt was on its way: not retried.
+            next.status = .failed
+            next.lastError = "the event was deleted or redacted before it was delivered"
         } else if Webhook.isRetryable(status: next.lastStatus) && next.attempts < maxAttempts {
             next.nextAttempt =
                 now
