@@ -2,50 +2,119 @@ import WebSocket
 
 /// The resume window: the last committed frames, bounded by count and by bytes (the oldest go first;
 /// the newest one always stays). A client resuming from before its first seq gets a `reset`.
+///
+/// The frames are copied into one byte buffer per window, not kept as the broadcast's chunks: every
+/// session holds its last events for as long as it lives, mostly idle, and a chunk per event (an object,
+/// a separate block for its bytes, two allocator headers) cost ~80 B more per event than its bytes, one
+/// event per member at least (its join). A resume (rare) gets fresh chunks of the frames it misses.
 public struct ResumeWindow {
-    private var items: [(seq: Int, frame: Chunk)] = []
+    /// Each frame's seq and where its bytes end in `storage` (an offset counted from the window's start,
+    /// `dropped` included: evicting a frame moves no offset). Oldest first from `head`.
+    private var entries: [(seq: Int, end: Int)] = []
     private var head = 0
+    /// The frames' bytes back to back; its first `dead` bytes belong to evicted frames.
+    private var storage: [UInt8] = []
+    private var dead = 0
+    /// Bytes removed from the front of `storage` so far (the offset of `storage[0]`).
+    private var dropped = 0
+    /// Where `entries[0]`'s bytes start (the end of the last entry removed from `entries`).
+    private var origin = 0
     public private(set) var bytes = 0
     public let maxCount: Int
     public let maxBytes: Int
     public init(maxCount: Int, maxBytes: Int) { self.maxCount = maxCount; self.maxBytes = maxBytes }
 
-    public var count: Int { items.count - head }
-    public var first: (seq: Int, frame: Chunk)? { head < items.count ? items[head] : nil }
-    public var last: (seq: Int, frame: Chunk)? { head < items.count ? items[items.count - 1] : nil }
+    public var count: Int { entries.count - head }
+    /// The oldest and newest seq held (nil: empty).
+    public var firstSeq: Int? { head < entries.count ? entries[head].seq : nil }
+    public var lastSeq: Int? { head < entries.count ? entries[entries.count - 1].seq : nil }
+    /// The oldest and newest frame (a fresh chunk: use `firstSeq` / `lastSeq` for the seq alone).
+    public var first: (seq: Int, frame: Chunk)? { head < entries.count ? item(head) : nil }
+    public var last: (seq: Int, frame: Chunk)? { head < entries.count ? item(entries.count - 1) : nil }
+
+    /// Where frame `i`'s bytes lie in `storage`.
+    private func range(_ i: Int) -> Range<Int> {
+        let start = i == 0 ? origin : entries[i - 1].end
+        return (start - dropped)..<(entries[i].end - dropped)
+    }
+
+    private func item(_ i: Int) -> (seq: Int, frame: Chunk) {
+        let r = range(i)
+        let frame = storage.withUnsafeBytes { Chunk(UnsafeRawBufferPointer(rebasing: $0[r])) }
+        return (entries[i].seq, frame)
+    }
+
+    /// Grows `storage` by a quarter (not double) when it is full: a window mostly sits idle, and the
+    /// slack of doubling would be a third of its bytes.
+    private mutating func reserve(_ n: Int) {
+        let needed = storage.count + n
+        guard needed > storage.capacity else { return }
+        storage.reserveCapacity(max(needed, storage.count + storage.count / 4, 256))
+    }
 
     public mutating func append(_ e: (seq: Int, frame: Chunk)) {
         guard maxCount > 0 else { return }
-        items.append(e)
-        bytes += e.frame.count
-        while count > 1 && (count > maxCount || bytes > maxBytes) {
-            bytes -= items[head].frame.count
-            head += 1
+        let frame = e.frame.bytes
+        if dead > 0 && storage.count + frame.count > storage.capacity { compact() }
+        reserve(frame.count)
+        storage.append(contentsOf: frame)
+        entries.append((e.seq, dropped + storage.count))
+        bytes += frame.count
+        while count > 1 && (count > maxCount || bytes > maxBytes) { evictOldest() }
+        if dead >= 4096 && dead * 2 >= storage.count { compact() }
+        if head >= 64 && head * 2 >= entries.count {
+            // Entries before `head` are gone: their last end is where the first kept frame starts.
+            origin = entries[head - 1].end
+            entries.removeFirst(head)
+            head = 0
         }
-        if head >= 64 && head * 2 >= items.count { items.removeFirst(head); head = 0 }
+    }
+
+    private mutating func evictOldest() {
+        let r = range(head)
+        bytes -= r.count
+        dead = r.upperBound
+        head += 1
+    }
+
+    /// Gives back the bytes of evicted frames.
+    private mutating func compact() {
+        guard dead > 0 else { return }
+        storage.removeFirst(dead)
+        dropped += dead
+        dead = 0
     }
 
     /// Replaces the frame of `seq` if the window holds it (a redaction).
     public mutating func replace(seq: Int, with frame: Chunk) {
-        guard let first = first?.seq, seq >= first else { return }
-        for i in head..<items.count where items[i].seq == seq {
-            bytes += frame.count - items[i].frame.count
-            items[i].frame = frame
+        guard let first = firstSeq, seq >= first else { return }
+        for i in head..<entries.count where entries[i].seq == seq {
+            let r = range(i)
+            let delta = frame.count - r.count
+            storage.replaceSubrange(r, with: frame.bytes)
+            for j in i..<entries.count { entries[j].end += delta }
+            bytes += delta
             return
         }
     }
 
     /// Forgets every frame up to `seq` (resumes from before it are then read from the store).
     public mutating func dropThrough(_ seq: Int) {
-        while head < items.count && items[head].seq <= seq {
-            bytes -= items[head].frame.count
-            head += 1
+        while head < entries.count && entries[head].seq <= seq { evictOldest() }
+        if head == entries.count {
+            // Nothing left: give the storage back.
+            entries = []
+            head = 0
+            storage = []
+            dropped = 0
+            origin = 0
+            dead = 0
         }
     }
 
-    /// Oldest first.
+    /// Oldest first (each frame a fresh chunk).
     public func forEach(_ body: ((seq: Int, frame: Chunk)) -> Void) {
-        for i in head..<items.count { body(items[i]) }
+        for i in head..<entries.count { body(item(i)) }
     }
 }
 
@@ -55,9 +124,11 @@ extension ResumeWindow {
     /// a reset), empty when it has everything. `from` comes from the wire: compared, never added to.
     public func missing(after from: Int, through last: Int) -> [Chunk]? {
         if from >= last { return [] }
-        guard let first = self.first?.seq, from >= first - 1 else { return nil }
+        guard let first = firstSeq, from >= first - 1 else { return nil }
         var out: [Chunk] = []
-        forEach { e in if e.seq > from && e.seq <= last { out.append(e.frame) } }
+        for i in head..<entries.count where entries[i].seq > from && entries[i].seq <= last {
+            out.append(item(i).frame)
+        }
         return out
     }
 }
