@@ -22,7 +22,7 @@ public final class Member {
     public let key: String
     public let name: String
     public internal(set) var color: String
-    public internal(set) var connections: [HubClient] = []
+    public internal(set) var connections = MemberConnections()
     /// `{id, name, color}`: the `from` of everything the member sends (built once).
     lazy var fromJSON: [UInt8] = {
         var w = JSONWriter(capacity: 64)

@@ -108,7 +108,7 @@ extension Session {
 
     /// Unties every connection of `member` from it (they stay open, detached).
     func detachAll(_ member: Member) -> [HubClient] {
-        let connections = member.connections
+        let connections = Array(member.connections)
         for c in connections { c.membership = nil }
         member.connections.removeAll()
         return connections
