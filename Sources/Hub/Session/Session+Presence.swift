@@ -99,7 +99,7 @@ extension Session {
         _ client: HubClient, to member: Member, tokenExpiry: Int64?, viaHostKey: Bool, issuedSecret: String? = nil
     ) {
         member.connections.append(client)
-        let m = Membership(session: self, member: member)
+        var m = Membership(session: self, member: member)
         m.tokenExpiry = tokenExpiry
         m.viaHostKey = viaHostKey
         m.issuedSecret = issuedSecret
