@@ -20,8 +20,18 @@ BUDGET = int(os.environ.get("COLLABHUB_MEMBER_BUDGET", "1650"))
 MEMBERS = 1000
 PER_SESSION = 10
 # An idle session's resume window is deflated once nothing was committed to it for one to two looks of
-# the loop's WindowPacker (every 5 s): measurements wait that long so they see what an idle member costs.
-PACKED_AFTER = 12
+# the loop's WindowPacker (every second): measurements wait that long so they see what an idle member costs.
+PACKED_AFTER = 4
+
+
+def wait_packed(hub, sessions):
+    """Until every session's resume window was packed (idle sessions' windows are deflated after one to
+    two quiet seconds): a measurement then sees what an idle member costs, the same each time."""
+    for _ in range(100):
+        if metric(hub, "collabhub_resume_windows_packed_total") >= sessions:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the idle sessions' resume windows were not packed within 10 s")
 
 
 def heap(hub):
@@ -83,7 +93,8 @@ def measure(hub, members=MEMBERS, **hooks):
         opened = await open_members(hub, codes, members, **hooks)
         # Everyone's presence traffic is read, so nothing is left queued for a member; the store's writer,
         # idle for half a second, gives back the pages the joins' events left in its cache.
-        await asyncio.sleep(PACKED_AFTER)
+        await asyncio.sleep(1.0)
+        await asyncio.get_running_loop().run_in_executor(None, wait_packed, hub, len(codes))
         for ws in opened:
             while True:
                 try:
@@ -139,7 +150,7 @@ def raw_measure(hub, count, http_first):
         codes.append(body["code"])
     before = settled_heap(hub)
     clients = raw_members(hub, codes, count, http_first)
-    time.sleep(PACKED_AFTER)
+    wait_packed(hub, len(codes))
     after = settled_heap(hub)
     for c in clients:
         c.close()

@@ -85,18 +85,19 @@ public struct ResumeWindow {
         }
     }
 
-    /// Deflates the frames if nothing changed since the last call (called every few seconds: a window
-    /// is packed after one to two quiet periods). A session that sits idle keeps its last events in a
+    /// Deflates the frames if nothing changed since the last call (called every second: a window is
+    /// packed after one to two quiet periods) and they are at most `limit` bytes (the cost of a pack and
+    /// of the next event's unpack stays small). A session that sits idle keeps its last events in a
     /// third to a fifth of the bytes (its members' joins, one each, are much alike). Returns the bytes
     /// given back.
     @discardableResult
-    public mutating func packIfIdle(_ deflater: Deflater) -> Int {
+    public mutating func packIfIdle(_ deflater: Deflater, limit: Int = 64 * 1024) -> Int {
         if touched || packed != nil {
             touched = false
             return 0
         }
         compact()
-        guard storage.count >= 256 else { return 0 }
+        guard storage.count >= 256 && storage.count <= limit else { return 0 }
         let z = storage.withUnsafeBytes { deflater.deflate($0) }
         guard z.count < storage.count - storage.count / 4 else { return 0 }
         let saved = storage.capacity - z.count
