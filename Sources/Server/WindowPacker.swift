@@ -3,9 +3,10 @@ import Hub
 import WebSocket
 
 /// Packs the resume windows of idle sessions (one per loop, driven by `LoopHub`'s tick): every
-/// `period` ticks each session's window (up to 64 KB) is deflated if nothing was committed to it since
-/// the last look, so a window is packed after one to two quiet seconds and unpacked by its next event or
-/// change; a resume reads an inflated copy. A session sitting idle keeps its last events (one presence
+/// `period` ticks each session's window (up to 64 KB) is deflated if nothing was committed to it for
+/// the last five looks, so a window is packed after five to six quiet seconds (a session with events
+/// now and then is not packed and unpacked in turn) and unpacked by its next event or change; a resume
+/// reads an inflated copy. A session sitting idle keeps its last events (one presence
 /// event per join at least) in a third to a fifth of their bytes. A look that gave back much hands
 /// the free pages to the system (`malloc_trim`), as the store's writer does with its cache.
 final class WindowPacker {

@@ -23,8 +23,8 @@ public struct ResumeWindow {
     /// While the window sits idle: `storage` raw-deflated (`pack`), `storage` itself empty. Any change
     /// inflates it first; a read inflates a copy.
     private var packed: [UInt8]?
-    /// Appended to or changed since the last `pack` looked.
-    private var touched = false
+    /// `packIfIdle` looks since the last append or change.
+    private var quietLooks: UInt8 = 0
     public let maxCount: Int
     public let maxBytes: Int
     public init(maxCount: Int, maxBytes: Int) { self.maxCount = maxCount; self.maxBytes = maxBytes }
@@ -85,15 +85,16 @@ public struct ResumeWindow {
         }
     }
 
-    /// Deflates the frames if nothing changed since the last call (called every second: a window is
-    /// packed after one to two quiet periods) and they are at most `limit` bytes (the cost of a pack and
-    /// of the next event's unpack stays small). A session that sits idle keeps its last events in a
-    /// third to a fifth of the bytes (its members' joins, one each, are much alike). Returns the bytes
-    /// given back.
+    /// Deflates the frames if nothing changed for the last `looks` calls (called every second: a window
+    /// is packed after `looks` to `looks + 1` quiet seconds, so a session with events now and then does
+    /// not pack and unpack in turn) and they are at most `limit` bytes (a pack and the next event's unpack
+    /// stay cheap). A session that sits idle keeps its last events in a third to a fifth of the bytes
+    /// (its members' joins, one each, are much alike). Returns the bytes given back.
     @discardableResult
-    public mutating func packIfIdle(_ deflater: Deflater, limit: Int = 64 * 1024) -> Int {
-        if touched || packed != nil {
-            touched = false
+    public mutating func packIfIdle(_ deflater: Deflater, looks: Int = 5, limit: Int = 64 * 1024) -> Int {
+        guard packed == nil else { return 0 }
+        if quietLooks < looks {
+            quietLooks += 1
             return 0
         }
         compact()
@@ -120,7 +121,7 @@ public struct ResumeWindow {
     public mutating func append(_ e: (seq: Int, frame: Chunk)) {
         guard maxCount > 0 else { return }
         unpack()
-        touched = true
+        quietLooks = 0
         let frame = e.frame.bytes
         if dead > 0 && storage.count + frame.count > storage.capacity { compact() }
         reserve(frame.count)
@@ -156,7 +157,7 @@ public struct ResumeWindow {
     public mutating func replace(seq: Int, with frame: Chunk) {
         guard let first = firstSeq, seq >= first else { return }
         unpack()
-        touched = true
+        quietLooks = 0
         for i in head..<entries.count where entries[i].seq == seq {
             let r = range(i)
             let delta = frame.count - r.count
