@@ -11,7 +11,8 @@ import CEV
 /// activity, costs nothing until then). Moving it earlier moves it at once. Deadlines beyond the
 /// wheel's span share a slot with nearer ones and stay until their own tick comes round.
 /// A timer fires at most one tick late, never early. The references are unretained: a socket leaves
-/// its slot when it closes, is handed off, or goes away.
+/// its slot when it closes, is handed off, or goes away. The libev timer is set for the next occupied
+/// slot, not for every tick: a loop with a few sockets whose deadlines are seconds away sleeps until then.
 final class SocketTimers {
     /// Seconds per tick: how late a timer may fire (the sockets' timeouts are seconds long).
     static let tick = 1.0 / 32
@@ -25,7 +26,8 @@ final class SocketTimers {
     /// Sockets in a slot.
     private var armed = 0
     private let watcher: UnsafeMutablePointer<ev_timer>
-    private var running = false
+    /// The tick the libev timer is set for (`Int.max`: not set).
+    private var wakeTick = Int.max
 
     init(loop: Loop) {
         self.loop = loop
@@ -36,7 +38,7 @@ final class SocketTimers {
             watcher,
             { _, w, _ in
                 Unmanaged<SocketTimers>.fromOpaque(w!.pointee.data).takeUnretainedValue().advance()
-            }, Self.tick, Self.tick)
+            }, 0, 0)
         watcher.pointee.data = Unmanaged.passUnretained(self).toOpaque()
     }
 
@@ -72,10 +74,15 @@ final class SocketTimers {
         socket.timerTick = t
         wheel[t % Self.slots].append(.passUnretained(socket))
         armed += 1
-        if !running {
-            running = true
-            ev_timer_start(loop.raw, watcher)
-        }
+        if t < wakeTick { wake(at: t) }
+    }
+
+    /// Sets the libev timer for tick `t`.
+    private func wake(at t: Int) {
+        wakeTick = t
+        ev_timer_stop(loop.raw, watcher)
+        chub_timer_set(watcher, max(Double(t) * Self.tick - loop.now, 0), 0)
+        ev_timer_start(loop.raw, watcher)
     }
 
     private func remove(_ socket: Socket) {
@@ -91,13 +98,15 @@ final class SocketTimers {
     }
 
     private func stop() {
-        guard running else { return }
-        running = false
+        guard wakeTick != Int.max else { return }
+        wakeTick = Int.max
         ev_timer_stop(loop.raw, watcher)
     }
 
-    /// The libev timer's tick: every slot up to now is looked at, its due sockets called back.
+    /// The libev timer fired: every slot up to now is looked at, its due sockets called back, and the
+    /// timer set for the next occupied slot.
     private func advance() {
+        wakeTick = Int.max  // (a one-shot timer: it is no longer set)
         let now = loop.now
         var t = next
         // A loop that was blocked longer than the wheel's span looks at each slot once.
@@ -107,7 +116,10 @@ final class SocketTimers {
             t += 1
         }
         next = max(next, last + 1)
-        if armed == 0 { stop() }
+        guard armed > 0 else { return stop() }
+        var t2 = next
+        while t2 < next + Self.slots && wheel[t2 % Self.slots].isEmpty { t2 += 1 }
+        if t2 < wakeTick { wake(at: t2) }
     }
 
     private func visit(_ t: Int, now: Double) {

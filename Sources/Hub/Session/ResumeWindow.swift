@@ -125,7 +125,10 @@ public struct ResumeWindow {
         let frame = e.frame.bytes
         if dead > 0 && storage.count + frame.count > storage.capacity { compact() }
         reserve(frame.count)
-        storage.append(contentsOf: frame)
+        // As typed bytes: a raw buffer would be appended a byte at a time, a typed one is copied at once.
+        storage.append(
+            contentsOf: UnsafeBufferPointer(
+                start: frame.baseAddress?.assumingMemoryBound(to: UInt8.self), count: frame.count))
         entries.append((e.seq, dropped + storage.count))
         bytes += frame.count
         while count > 1 && (count > maxCount || bytes > maxBytes) { evictOldest() }
