@@ -39,6 +39,8 @@ public final class Loop {
     var discard: Chunk?
     /// TLS sessions' record buffers, freed once a session is idle (`TLSBuffers`).
     lazy var tlsBuffers = TLSBuffers(loop: self)
+    /// The sockets' timers (one wheel per loop, not a libev timer per socket).
+    lazy var socketTimers = SocketTimers(loop: self)
 
     public static let readBufferSize = 256 * 1024
 

@@ -45,19 +45,12 @@ open class Socket {
     private var lingerSeconds: Float = 2
     public let peer: String
 
-    /// The I/O watcher (reading and writing: one watcher whose events change, `ioEvents`) and the timer,
-    /// in one allocation (`Watchers`): every open connection has them.
-    private let watchers: UnsafeMutableRawPointer
-    var ioWatcher: UnsafeMutablePointer<ev_io> { watchers.assumingMemoryBound(to: ev_io.self) }
-    private var timer: UnsafeMutablePointer<ev_timer> {
-        (watchers + Watchers.timer).assumingMemoryBound(to: ev_timer.self)
-    }
-    /// Offsets of the two watchers in their block.
-    private enum Watchers {
-        static let timer = MemoryLayout<ev_io>.stride
-        static let size = timer + MemoryLayout<ev_timer>.stride
-        static let alignment = max(MemoryLayout<ev_io>.alignment, MemoryLayout<ev_timer>.alignment)
-    }
+    /// The I/O watcher (reading and writing: one watcher whose events change, `ioEvents`). The timer is
+    /// the loop's wheel (`SocketTimers`): `timerAt` is the deadline, `timerTick` the wheel's tick the
+    /// socket waits in (-1: none).
+    let ioWatcher: UnsafeMutablePointer<ev_io>
+    var timerAt = Double.infinity
+    var timerTick = -1
     /// Reading is on (not paused, not closed).
     var isReading: Bool { ioEvents & UInt8(EV_READ) != 0 }
     /// Waiting for the socket to become writable (output pending that it did not take).
@@ -127,9 +120,7 @@ open class Socket {
         self.fd = fd
         self.peer = peer
         lastActivity = loop.now
-        watchers = .allocate(byteCount: Watchers.size, alignment: Watchers.alignment)
-        watchers.bindMemory(to: ev_io.self, capacity: 1)
-        (watchers + Watchers.timer).bindMemory(to: ev_timer.self, capacity: 1)
+        ioWatcher = .allocate(capacity: 1)
         let me = Unmanaged.passUnretained(self).toOpaque()
         chub_io_init(
             ioWatcher,
@@ -141,18 +132,12 @@ open class Socket {
                 }
             }, fd, Int32(EV_READ))
         ioWatcher.pointee.data = me
-        chub_timer_init(
-            timer,
-            { _, w, _ in
-                let s = Unmanaged<Socket>.fromOpaque(w!.pointee.data).takeUnretainedValue()
-                withExtendedLifetime(s) { s.handleTimer() }
-            }, 0, 0)
-        timer.pointee.data = me
     }
 
     deinit {
         if let ssl { SSL_free(ssl) }
-        watchers.deallocate()
+        if timerTick >= 0 { loop.socketTimers.cancel(self) }
+        ioWatcher.deallocate()
     }
 
     /// Makes the stream encrypted (before `start`): the TLS handshake runs as the first bytes move.
@@ -189,16 +174,12 @@ open class Socket {
     /// Unconsumed input passed `inputLimit`. The default closes the stream.
     open func inputLimitExceeded() { close() }
 
-    /// Arms the stream's timer to fire in `seconds`.
-    /// (`ev_timer_stop` runs even on an inactive timer: one that expired is inactive but may still be
-    /// pending, and stopping it is what keeps libev from calling back into a freed stream.)
+    /// Arms the stream's timer to fire in `seconds` (at most a wheel tick late: `SocketTimers`).
     public func setTimer(_ seconds: Double) {
-        ev_timer_stop(loop.raw, timer)
-        chub_timer_set(timer, seconds, 0)
-        ev_timer_start(loop.raw, timer)
+        loop.socketTimers.set(self, deadline: loop.now + seconds)
     }
 
-    private func handleTimer() {
+    func handleTimer() {
         // Closing after a flush: the timer set then is the deadline, whether or not the peer ever read
         // what was queued or answered our close.
         if isClosing && !lingering {
@@ -446,7 +427,7 @@ open class Socket {
         guard !isClosed else { return }
         isClosed = true
         listen(0)
-        ev_timer_stop(loop.raw, timer)
+        loop.socketTimers.cancel(self)
         out.removeAll()
         outBytes = 0
         pending = []
@@ -464,7 +445,7 @@ open class Socket {
         let session = ssl
         ssl = nil  // the new owner frees it
         listen(0)
-        ev_timer_stop(loop.raw, timer)
+        loop.socketTimers.cancel(self)
         pending = []
         loop.streams[fd] = nil
         return session

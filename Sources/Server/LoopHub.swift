@@ -27,6 +27,7 @@ final class LoopHub: SessionHost, HubMetrics {
     private var dirtyCursors: [Session] = []
     private var cursorTimer: Loop.Timer?
     private var tickTimer: Loop.Timer?
+    private let windowPacker = WindowPacker()
     var metrics: HubMetrics { self }
     let wall: () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
 
@@ -189,6 +190,7 @@ final class LoopHub: SessionHost, HubMetrics {
             emptySince[code] = nil
             shared?.unfollow(session: code, executor: executor)
         }
+        windowPacker.tick(sessions.values, metrics: context.metrics)
     }
     private var emptySince: [String: Double] = [:]
     static let evictAfter = 60.0

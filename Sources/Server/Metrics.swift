@@ -20,6 +20,8 @@ public final class Metrics {
     public let durableEvents = Counter()
     public let rateLimited = Counter()
     public let storeFailures = Counter()
+    /// Idle sessions' resume windows deflated (`WindowPacker`).
+    public let windowsPacked = Counter()
     /// Loop lag, microseconds: how late the last housekeeping tick ran.
     public let loopLagMicros = Counter()
     /// Connections closed by us for a protocol error, by close code.
@@ -151,6 +153,9 @@ public final class Metrics {
             "rate_limited_total", "counter", "Messages, connections and API calls refused by a rate or count limit.",
             { $0.rateLimited })
         metric("durable_events_total", "counter", "Durable events committed and broadcast.", { $0.durableEvents })
+        metric(
+            "resume_windows_packed_total", "counter", "Idle sessions' resume windows deflated until their next event.",
+            { $0.windowsPacked })
         metric(
             "store_failures_total", "counter", "Durable events rejected because the store could not commit.",
             { $0.storeFailures })

@@ -2,6 +2,7 @@
 import asyncio
 import re
 import json
+import select
 import shutil
 import socket
 import subprocess
@@ -87,6 +88,53 @@ def test_keepalive_ping_and_missed_pong_closes(make_hub):
     assert op == 0x9, "answered pong keeps the connection; it is pinged again"
     # Do not answer: the server gives up after another interval.
     c.expect_close(1001, timeout=3)
+
+
+def test_many_sockets_time_out_on_the_loop_timer_wheel(make_hub):
+    """A socket's timer is an entry on its loop's timer wheel (EventLoop/SocketTimers), not a libev timer
+    of its own: 300 silent connections are each closed at the handshake timeout (never early, at most a
+    tick or so late), while an upgraded connection whose deadline keeps moving (pings answered) stays."""
+    hub = make_hub("--echo", "--threads", "1", "--handshake-timeout", "1", "--ping-interval", "0.4",
+                   "--max-connections-per-address", "0")
+    kept = RawClient(hub.port)
+    opened = []
+    for _ in range(300):
+        s = socket.create_connection(("127.0.0.1", hub.port))
+        s.setblocking(False)
+        opened.append((s, time.time()))
+    lived, pings = [], 0
+    deadline = time.time() + 10
+    while opened and time.time() < deadline:
+        readable, _, _ = select.select([s for s, _ in opened] + [kept.sock], [], [], 0.02)
+        now = time.time()
+        for s, t0 in list(opened):
+            if s not in readable:
+                continue
+            try:
+                data = s.recv(4096)
+            except BlockingIOError:
+                continue
+            except ConnectionResetError:
+                data = b""
+            if data == b"":
+                lived.append(now - t0)
+                opened.remove((s, t0))
+                s.close()
+        if kept.sock in readable:
+            fin, rsv, op, payload = kept.recv_frame()
+            assert op == 0x9
+            kept.send(frame(0xA, payload))
+            pings += 1
+    assert pings >= 2
+    assert not opened, f"{len(opened)} silent connections still open after 10 s"
+    assert min(lived) >= 0.95, f"closed {min(lived):.3f} s after opening, before the 1 s timeout"
+    assert sorted(lived)[len(lived) // 2] < 2.5, f"median {sorted(lived)[len(lived) // 2]:.3f} s for a 1 s timeout"
+    kept.send(frame(0x1, b"still here"))
+    while True:
+        fin, rsv, op, payload = kept.recv_frame()
+        if op == 0x1:
+            assert payload == b"still here"
+            break
 
 
 def test_graceful_shutdown_closes_clients_with_1001(make_hub):

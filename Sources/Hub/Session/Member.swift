@@ -1,16 +1,17 @@
 import WebSocket
 
-/// Which session and member a connection belongs to.
-public final class Membership {
+/// Which session and member a connection belongs to: a value kept in the connection (a change is
+/// written back through `HubClient.membership`), not an object of its own per joined connection.
+public struct Membership {
     public unowned let session: Session
     public let member: Member
+    /// The resume secret the hub made up for this connection's join, until `joined` has carried it.
+    var issuedSecret: String?
     /// When this connection's token expires (Unix seconds), if it joined with one.
     public var tokenExpiry: Int64?
     var warnedExpiry = false
     /// Joined with the session's host key (its role is host whatever a token says).
     var viaHostKey = false
-    /// The resume secret the hub made up for this connection's join, until `joined` has carried it.
-    var issuedSecret: String?
     public init(session: Session, member: Member) { self.session = session; self.member = member }
 }
 
@@ -22,7 +23,7 @@ public final class Member {
     public let key: String
     public let name: String
     public internal(set) var color: String
-    public internal(set) var connections: [HubClient] = []
+    public internal(set) var connections = MemberConnections()
     /// `{id, name, color}`: the `from` of everything the member sends (built once).
     lazy var fromJSON: [UInt8] = {
         var w = JSONWriter(capacity: 64)

@@ -116,7 +116,7 @@ extension Session {
     func rememberEdit(of target: Int, seq: Int, ts: Int64, body: [UInt8]) {
         editsByTarget[target, default: []].append((seq, ts, body))
         // Edits older than the window are the store's business only.
-        if editsByTarget.count > 2 * max(window.count, 16), let first = window.first?.seq {
+        if editsByTarget.count > 2 * max(window.count, 16), let first = window.firstSeq {
             editsByTarget = editsByTarget.compactMapValues { list in
                 let kept = list.filter { $0.seq >= first }
                 return kept.isEmpty ? nil : kept

@@ -99,7 +99,7 @@ extension Session {
         _ client: HubClient, to member: Member, tokenExpiry: Int64?, viaHostKey: Bool, issuedSecret: String? = nil
     ) {
         member.connections.append(client)
-        let m = Membership(session: self, member: member)
+        var m = Membership(session: self, member: member)
         m.tokenExpiry = tokenExpiry
         m.viaHostKey = viaHostKey
         m.issuedSecret = issuedSecret
@@ -108,7 +108,7 @@ extension Session {
 
     /// Unties every connection of `member` from it (they stay open, detached).
     func detachAll(_ member: Member) -> [HubClient] {
-        let connections = member.connections
+        let connections = Array(member.connections)
         for c in connections { c.membership = nil }
         member.connections.removeAll()
         return connections

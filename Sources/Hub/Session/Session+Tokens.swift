@@ -20,8 +20,8 @@ extension Session {
                 return send(
                     client, .error(code: "forbidden", message: "publisher tokens cannot join sessions", field: "token"))
             }
-            membership.tokenExpiry = claims.exp
-            membership.warnedExpiry = false
+            client.membership?.tokenExpiry = claims.exp
+            client.membership?.warnedExpiry = false
             // A host key keeps its holder the host.
             if member.role != claims.role && !(member.role == .host && membership.viaHostKey) {
                 member.role = claims.role
@@ -42,7 +42,7 @@ extension Session {
                     send(c, .error(code: "token_expired", message: "your token expired; join again with a fresh one"))
                     c.disconnect(.unauthorized, "token expired")
                 } else if !ms.warnedExpiry && wallNow + policy.tokenWarning >= exp {
-                    ms.warnedExpiry = true
+                    c.membership?.warnedExpiry = true
                     send(c, .tokenExpiring(exp: exp))
                 }
             }

@@ -82,7 +82,7 @@ public final class Session {
         window = ResumeWindow(maxCount: policy.resumeWindow, maxBytes: policy.resumeWindowBytes)
         // Refill the resume window from storage, so clients resuming after a restart miss nothing.
         for e in history.tail { window.append((e.seq, e.message.frame)) }
-        if let last = window.last?.seq { lastSeq = max(lastSeq, last) }
+        if let last = window.lastSeq { lastSeq = max(lastSeq, last) }
         order = LogOrder(last: lastSeq)
     }
 
