@@ -13,7 +13,9 @@
 # idle for as long (no clients: redis cron, cluster bus, the nodes' heartbeats and timers) and that is
 # subtracted (net); Redis's time inside commands comes from INFO commandstats (EVALSHA per append,
 # SPUBLISH per relayed batch), the rest of its CPU is its event loop, sockets and AOF writes.
-# Usage: loadtest/bench_shards.sh [runs=3] [seconds=10]
+# Usage: loadtest/bench_shards.sh [runs=3] [seconds=10]; SHARDS="0 1 2 3" picks the topologies, RATE=10 the
+# chats (durable) and events (fan-out) per second per member: RATE=3.33 SHARDS=1 gives one master the load
+# each of three masters gets at RATE=10.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}; secs=${2:-10}
@@ -119,10 +121,13 @@ run() {  # shards scenario loadtest-args...
   grep -E "deliveries|acks" "$out/$scenario-$shards-$i.txt" | sed "s/^/  $scenario shards=$shards run $i: /" || true
 }
 
+rate=${RATE:-10}
+every=$(awk -v r="$rate" 'BEGIN { printf "%.4f", 1 / r }')
 for i in $(seq 1 "$runs"); do
-  for shards in 0 1 2 3; do
-    run $shards durable loadtest/scenarios/durable.json --sessions 300 --members 2 --chat-every 0.1
-    run $shards fanout loadtest/scenarios/fanout.json --sessions 100 --members 6 --rate 10 --cursor-hz 0 --chat-every 0
+  for shards in ${SHARDS:-0 1 2 3}; do
+    run "$shards" durable loadtest/scenarios/durable.json --sessions 300 --members 2 --chat-every "$every"
+    run "$shards" fanout loadtest/scenarios/fanout.json --sessions 100 --members 6 --rate "$rate" --cursor-hz 0 \
+      --chat-every 0
   done
 done
 /usr/bin/python3 - "$out" "$hz" <<'PY'
