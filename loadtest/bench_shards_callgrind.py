@@ -7,7 +7,9 @@ member on node A and one on node B; the A members send N chats in all, 2 in flig
 member receives its session's chats (so per chat: one append on A's Redis link, one publication read
 by each node, one delivery on B). Counting starts after everyone joined and stops after the last
 delivery (`callgrind_control`), so start-up is not counted. Instructions are user space only; the
-kernel's share is counted as syscalls (`perf stat -e raw_syscalls:sys_enter` over the same window).
+kernel's share is hinted at by the syscalls (`perf stat -e raw_syscalls:sys_enter` over the same window;
+valgrind adds syscalls of its own, so compare them across shard counts only; `bench_shards.sh` counts
+them at full speed). The callgrind files are left in the printed folder for `callgrind_annotate`.
 Usage: loadtest/bench_shards_callgrind.py BINARY [messages=2000] [runs=1] [shards=0,1,2,3] [sessions=24]"""
 import asyncio
 import glob
