@@ -100,6 +100,8 @@ struct ScenarioOverrides: ParsableArguments {
     @Option(help: "Seconds over which members connect.") var ramp: Double?
     @Option(help: "collabhub, or rooms (the Node rooms peer).") var peer: String?
     @Option(help: "Server pid, for its CPU and RSS.") var serverPid: Int32?
+    @Option(help: "Run `CMD start` before and `CMD end` after the measured window (sh -c; waited for).")
+    var windowHook: String?
     @Option(help: "Write the JSON report here.") var json: String?
     @Option(help: "Write an SVG chart (latency over time and its distribution) here.") var svg: String?
     @Flag(help: "No per-second progress line.") var quiet = false
@@ -326,11 +328,13 @@ final class ScenarioRunner {
             lastReport = now; lastCount = stats.deliveries
         }
         runLoop(loop, timeout: c.warmup) { false }
+        WindowHook.run(options.windowHook, "start")
         stats.reset()
         let cpu0 = cpuSeconds(), scpu0 = options.serverPid.map { cpuSeconds(pid: $0) } ?? 0
         let m0 = monotonicNow()
         runLoop(loop, timeout: c.duration) { false }
         let elapsed = monotonicNow() - m0
+        WindowHook.run(options.windowHook, "end")
         sendTimer.cancel(); progress.cancel()
         let clientCPU = (cpuSeconds() - cpu0) / elapsed * 100
         let serverCPU = options.serverPid.map { (cpuSeconds(pid: $0) - scpu0) / elapsed * 100 }
