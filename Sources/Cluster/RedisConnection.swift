@@ -264,16 +264,8 @@ final class RedisConnection: RedisSender {
         }
     }
 
-    static let pubSubKinds: Set<String> = [
-        "message", "pmessage", "smessage", "subscribe", "unsubscribe", "psubscribe", "punsubscribe", "ssubscribe",
-        "sunsubscribe",
-    ]
-
     /// A RESP2 pub/sub array: only these come on a subscribed link besides a PING's `["pong", ""]`.
-    static func isPubSub(_ reply: RedisReply) -> Bool {
-        guard case .array(let items) = reply, items.count >= 3, let kind = items[0].text else { return false }
-        return pubSubKinds.contains(kind)
-    }
+    static func isPubSub(_ reply: RedisReply) -> Bool { PubSubKind(reply: reply) != nil }
 
     /// Subscribes (and keeps the channels to resubscribe after a reconnect).
     func subscribe(_ channel: [UInt8]) {
@@ -313,27 +305,27 @@ final class RedisConnection: RedisSender {
 
     private func pubSub(_ reply: RedisReply) {
         let items = reply.items
-        guard items.count >= 3, let kind = items[0].text else { return }
+        guard items.count >= 3, case .string(let name) = items[0], let kind = PubSubKind(name) else { return }
         switch kind {
-        case "message", "smessage":
+        case .message, .smessage:
             if let channel = items[1].bytes, let payload = items[2].bytes { onMessage?(channel, payload) }
-        case "pmessage":
+        case .pmessage:
             if items.count == 4, let channel = items[2].bytes, let payload = items[3].bytes {
                 onMessage?(channel, payload)
             }
-        case "subscribe", "ssubscribe":
+        case .subscribe, .ssubscribe:
             if let channel = items[1].bytes { onSubscribed?(channel) }
-        case "unsubscribe", "sunsubscribe":
+        case .unsubscribe, .sunsubscribe:
             guard let channel = items[1].bytes else { return }
             let asked = leaving.remove(channel) != nil
-            if sharded && !asked && kind == "sunsubscribe" && channels.contains(channel) {
+            if sharded && !asked && kind == .sunsubscribe && channels.contains(channel) {
                 // Redis dropped it: the slot moved to another shard.
                 channels.remove(channel)
                 onMoved?(channel)
                 return
             }
             if channels.contains(channel) { sendSubscribe([channel]) }
-        default: break
+        case .psubscribe, .punsubscribe: break
         }
     }
 }
