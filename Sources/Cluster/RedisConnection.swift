@@ -235,6 +235,11 @@ final class RedisConnection: RedisSender {
     fileprivate func received(_ bytes: UnsafeRawBufferPointer, on l: RedisLink) {
         parser.append(bytes)
         while link === l {
+            // A publication on a subscribed link (nearly all it reads): taken whole, without a reply tree.
+            if subscribed, let m = parser.nextMessage() {
+                onMessage?(m.channel, m.payload)
+                continue
+            }
             let parsed: RESPParser.Parsed?
             do { parsed = try parser.next() } catch { return l.abort("a broken reply: \(error)") }
             guard let parsed else { return }

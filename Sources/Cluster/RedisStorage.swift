@@ -554,17 +554,23 @@ final class LoopLink {
 
     private func flushRelays() {
         relayScheduled = false
-        let all = relays
-        relays.removeAll(keepingCapacity: true)
+        // The batches change places with the emptied spare (no copy of the table per iteration).
+        var all = relaysSpare
+        swap(&all, &relays)
         for (channel, items) in all {
             publish(channel.bytes, ChannelMessage.ephemeral(origin: storage.node, items).encode())
         }
+        all.removeAll(keepingCapacity: all.capacity <= 1024)
+        relaysSpare = all
     }
+    private var relaysSpare: [ChannelKey: [Relayed]] = [:]
+    private static let publishCommand = (plain: Array("PUBLISH".utf8), sharded: Array("SPUBLISH".utf8))
 
     /// Ephemeral: dropped rather than queued once a quarter of the pending budget is used.
     func publish(_ channel: [UInt8], _ payload: [UInt8]) {
         guard commands.pendingBytes < RedisConnection.maxPendingBytes / 4 else { return }
-        commands.send([Array((shards == nil ? "PUBLISH" : "SPUBLISH").utf8), channel, payload]) { _ in }
+        let command = shards == nil ? Self.publishCommand.plain : Self.publishCommand.sharded
+        commands.send([command, channel, payload]) { _ in }
     }
 
     func follow(_ channel: String, stream: String, _ sink: @escaping (SharedItem) -> Void) {

@@ -92,9 +92,14 @@ public struct RelayedBatch {
         return n
     }
 
+    private static let trafficNames: [(traffic: Traffic, name: [UInt8])] = Traffic.allCases.map {
+        ($0, Array($0.rawValue.utf8))
+    }
+
     private static func traffic(_ p: UnsafeBufferPointer<UInt8>, _ from: Int, _ to: Int) -> Traffic? {
-        let name = UnsafeBufferPointer(rebasing: p[from..<to])
-        for t in Traffic.allCases where t.rawValue.utf8.elementsEqual(name) { return t }
+        for (t, name) in trafficNames where name.count == to - from {
+            if name.withUnsafeBufferPointer({ equal(p, from, $0) }) { return t }
+        }
         return nil
     }
 
