@@ -487,6 +487,7 @@ final class LoopLink {
         } else {
             let c = RedisConnection(loop: loop, url: url, address: address, name: "commands/\(loop.index)", tls: tls)
             c.setup = setup
+            c.probesReplySkip = true
             (commands, single) = (c, c)
         }
         subscriber = RedisConnection(
@@ -570,6 +571,8 @@ final class LoopLink {
     func publish(_ channel: [UInt8], _ payload: [UInt8]) {
         guard commands.pendingBytes < RedisConnection.maxPendingBytes / 4 else { return }
         let command = shards == nil ? Self.publishCommand.plain : Self.publishCommand.sharded
+        // Nobody reads a relay's answer: Redis is asked not to send it, where it takes that.
+        if commands.sendUnanswered([command, channel, payload]) { return }
         commands.send([command, channel, payload]) { _ in }
     }
 
