@@ -15,12 +15,17 @@
 # delivery (fan-out) or per acknowledged chat (durable), cluster against single: the cost of sharing.
 # Afterwards: Redis memory per stored event (used_memory over the events in the logs).
 # Usage: loadtest/bench_cluster.sh [runs=3] [seconds=10] [fsync=everysec]
+# Environment: COLLABHUB_BIN and LOADTEST_BIN run given binaries (an old build against a new one; then
+# nothing is built), SCENARIOS="fanout fanmax" runs only those, PORT_BASE moves Redis's port (9250) and
+# the nodes' (the next three).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}; secs=${2:-10}; fsync=${3:-everysec}
-swift build -c release 2>&1 | grep -E "error" || true
+bin=${COLLABHUB_BIN:-.build/release/collabhub}; lt=${LOADTEST_BIN:-.build/release/loadtest}
+scenarios=${SCENARIOS:-fanout fanmax durable durmax}
+if [ -z "${COLLABHUB_BIN:-}" ]; then swift build -c release 2>&1 | grep -E "error" || true; fi
 out=$(mktemp -d)
-rport=9250
+rport=${PORT_BASE:-9250}
 start_redis() {
   rm -rf "$out/redis"; mkdir -p "$out/redis"
   taskset -c 0 redis-server --port $rport --bind 127.0.0.1 --dir "$out/redis" --appendonly yes --appendfsync "$fsync" \
@@ -38,22 +43,22 @@ run() {  # mode scenario extra-args...
   if [ "$mode" = cluster ]; then
     start_redis
     for n in 0 1 2; do
-      taskset -c 0 .build/release/collabhub serve --port $((9251 + n)) --threads 1 --max-connections-per-address 0 \
+      taskset -c 0 "$bin" serve --port $((rport + 1 + n)) --threads 1 --max-connections-per-address 0 \
         --limit-chat 1000 --limit-event 1000 --redis redis://127.0.0.1:$rport --auth open --data "$(mktemp -d)" \
         >/dev/null 2>&1 &
-      pids+=($!); urls+=("ws://127.0.0.1:$((9251 + n))")
+      pids+=($!); urls+=("ws://127.0.0.1:$((rport + 1 + n))")
     done
     spread="--spread ${urls[1]},${urls[2]}"
   else
-    taskset -c 0 .build/release/collabhub serve --port 9251 --threads 1 --max-connections-per-address 0 \
+    taskset -c 0 "$bin" serve --port $((rport + 1)) --threads 1 --max-connections-per-address 0 \
       --limit-chat 1000 --limit-event 1000 --data "$(mktemp -d)" >/dev/null 2>&1 &
-    pids+=($!); urls+=("ws://127.0.0.1:9251")
+    pids+=($!); urls+=("ws://127.0.0.1:$((rport + 1))")
   fi
   sleep 1
   local rp=""; [ "$mode" = cluster ] && rp=$rpid
   local n0 r0; n0=$(ticks "${pids[@]}"); r0=$(ticks $rp)
   # shellcheck disable=SC2086
-  taskset -c 1 .build/release/loadtest run "$@" --url "${urls[0]}" $spread --duration "$secs" --quiet \
+  taskset -c 1 "$lt" run "$@" --url "${urls[0]}" $spread --duration "$secs" --quiet \
     --json "$out/$scenario-$mode-$i.json" > "$out/$scenario-$mode-$i.txt" 2>&1 || true
   echo "$(( $(ticks "${pids[@]}") - n0 )) $(( $(ticks $rp) - r0 ))" > "$out/$scenario-$mode-$i.cpu"
   if [ "$mode" = cluster ] && [ "$scenario" = durmax ]; then
@@ -67,10 +72,14 @@ run() {  # mode scenario extra-args...
 }
 for i in $(seq 1 "$runs"); do
   for mode in single cluster; do
-    run $mode fanout loadtest/scenarios/fanout.json --sessions 100 --members 6 --rate 10 --cursor-hz 0 --chat-every 0
-    run $mode fanmax loadtest/scenarios/fanout.json --sessions 100 --members 6 --rate 100 --cursor-hz 0 --chat-every 0
-    run $mode durable loadtest/scenarios/durable.json --sessions 300 --members 2 --chat-every 0.1
-    run $mode durmax loadtest/scenarios/durable.json --sessions 300 --members 2 --chat-every 0.02
+    for s in $scenarios; do
+      case $s in
+        fanout) run $mode fanout loadtest/scenarios/fanout.json --sessions 100 --members 6 --rate 10 --cursor-hz 0 --chat-every 0 ;;
+        fanmax) run $mode fanmax loadtest/scenarios/fanout.json --sessions 100 --members 6 --rate 100 --cursor-hz 0 --chat-every 0 ;;
+        durable) run $mode durable loadtest/scenarios/durable.json --sessions 300 --members 2 --chat-every 0.1 ;;
+        durmax) run $mode durmax loadtest/scenarios/durable.json --sessions 300 --members 2 --chat-every 0.02 ;;
+      esac
+    done
   done
 done
 python3 - "$out" "$(getconf CLK_TCK)" <<'PY'

@@ -7,10 +7,17 @@ protocol RedisSender: AnyObject {
     var loop: Loop { get }
     var pendingBytes: Int { get }
     func send(_ args: [[UInt8]], priority: Bool, _ reply: @escaping (RedisReply) -> Void)
+    /// Sends without reading a reply, if this sender can (false: nothing sent).
+    func sendUnanswered(_ args: [[UInt8]]) -> Bool
 }
 
 extension RedisSender {
     func send(_ args: [[UInt8]], _ reply: @escaping (RedisReply) -> Void) { send(args, priority: false, reply) }
+}
+
+extension ClusterCommands {
+    /// A Redis Cluster's commands always read their replies (see `RedisConnection.sendUnanswered`).
+    func sendUnanswered(_ args: [[UInt8]]) -> Bool { false }
 }
 
 /// One loop's commands to a Redis Cluster: a `RedisConnection` per master (made on first use, each with

@@ -115,12 +115,23 @@ public enum ChannelMessage: Equatable, Sendable {
         switch self {
         case .committed(let epoch, let e): return Array("d\(epoch) ".utf8) + e.encode()
         case .ephemeral(let origin, let items):
-            var out = Array("e\(origin) \(items.count)\n".utf8)
+            // One buffer, sized first: a node encodes one of these per session per loop iteration.
+            var out: [UInt8] = []
+            out.reserveCapacity(items.reduce(origin.utf8.count + 16) { $0 + $1.key.utf8.count + $1.frame.count + 24 })
+            out.append(UInt8(ascii: "e"))
+            out.append(contentsOf: origin.utf8)
+            out.append(0x20)
+            out.appendDecimal(items.count)
+            out.append(0x0A)
             for r in items {
-                let k = Array(r.key.utf8)
-                out += Array("\(r.traffic.rawValue) \(k.count) \(r.frame.count)\n".utf8)
-                out += k
-                out += r.frame
+                out.append(contentsOf: r.traffic.rawValue.utf8)
+                out.append(0x20)
+                out.appendDecimal(r.key.utf8.count)
+                out.append(0x20)
+                out.appendDecimal(r.frame.count)
+                out.append(0x0A)
+                out.append(contentsOf: r.key.utf8)
+                out.append(contentsOf: r.frame)
             }
             return out
         }

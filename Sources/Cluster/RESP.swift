@@ -71,6 +71,47 @@ public struct RESPParser {
         }
     }
 
+    /// `*3\r\n$7\r\nmessage\r\n$`: how a RESP2 publication on a subscribed link starts.
+    private static let messageHead = Array("*3\r\n$7\r\nmessage\r\n$".utf8)
+
+    /// A RESP2 pub/sub `message` whole at the front of the buffer, taken without building a reply
+    /// tree: its channel and payload. Nil (nothing consumed) when the next reply is anything else, is
+    /// not all there yet, or breaks a rule: `next` then reads it (and refuses what it must). Only for a
+    /// subscribed link, where such an array is a push and never a command's reply.
+    public mutating func nextMessage() -> (channel: [UInt8], payload: [UInt8])? {
+        guard failed == nil, stack.isEmpty, buffer.count - position > Self.messageHead.count + 8 else { return nil }
+        let at = position
+        let found = buffer.withUnsafeBufferPointer { b -> (channel: [UInt8], payload: [UInt8], end: Int)? in
+            let head = Self.messageHead
+            for i in 0..<head.count where b[at + i] != head[i] { return nil }
+            guard let channel = Self.bulk(b, at: at + head.count),
+                channel.end < b.count, b[channel.end] == UInt8(ascii: "$"),
+                let payload = Self.bulk(b, at: channel.end + 1)
+            else { return nil }
+            return (Array(b[channel.body]), Array(b[payload.body]), payload.end)
+        }
+        guard let found else { return nil }
+        position = found.end
+        wanted = 0
+        compact()
+        return (found.channel, found.payload)
+    }
+
+    /// A bulk string's `<length>\r\n<body>\r\n` from `at` (just past its `$`): its body and where the
+    /// next element starts; nil if it is not all there or not strictly well formed.
+    private static func bulk(_ b: UnsafeBufferPointer<UInt8>, at: Int) -> (body: Range<Int>, end: Int)? {
+        var i = at
+        var n = 0
+        while i < b.count, i - at < 10, b[i] >= 48, b[i] <= 57 {
+            n = n * 10 + Int(b[i] - 48)
+            i += 1
+        }
+        guard i > at, n <= maxBulk, i + 1 < b.count, b[i] == 13, b[i + 1] == 10 else { return nil }
+        let start = i + 2
+        guard b.count - start >= n + 2, b[start + n] == 13, b[start + n + 1] == 10 else { return nil }
+        return (start..<(start + n), start + n + 2)
+    }
+
     private mutating func compact() {
         if position == buffer.count {
             buffer.removeAll(keepingCapacity: buffer.capacity <= 1 << 20)

@@ -68,7 +68,17 @@ final class RedisConnection: RedisSender {
     private struct Waiting {
         let size: Int
         let reply: (RedisReply) -> Void
+        /// The `CLIENT REPLY SKIP` probe's ECHO: replies before its own are the probe's, dropped.
+        var probe = false
     }
+    /// A commands link: probe on each connection whether Redis takes `CLIENT REPLY SKIP` (an ACL or a
+    /// proxy may refuse it); while it does, `sendUnanswered` publishes without a reply to read.
+    var probesReplySkip = false
+    private(set) var skipsReplies = false
+    /// Replies the probe's SKIP and PING gave (0 when SKIP was taken; at most 2).
+    private var probeAnsweredOther = 0
+    private static let probeToken = Array("chub:reply-skip".utf8)
+    private static let replySkip: [[UInt8]] = .command("CLIENT", "REPLY", "SKIP")
     private var parser = RESPParser()
     /// The link sent a SUBSCRIBE: from then on RESP2 pub/sub arrays are pushes, not replies.
     private var subscribed = false
@@ -122,6 +132,16 @@ final class RedisConnection: RedisSender {
         }
         if url.db != 0 { raw(.command("SELECT", url.db)) { _ in } }
         for command in setup { raw(command) { _ in } }
+        skipsReplies = false
+        if probesReplySkip {
+            // Taken: only the ECHO answers. Refused: the refusal and the PING's PONG come first (dropped).
+            probeAnsweredOther = 0
+            l.write(Self.replySkip)
+            l.write(.command("PING"))
+            raw(.command("ECHO", Self.probeToken), probe: true) { [unowned self] reply in
+                skipsReplies = reply == .string(Self.probeToken) && probeAnsweredOther == 0
+            }
+        }
         raw(.command("PING")) { [unowned self] reply in
             guard case .status = reply else {
                 // A failed connection attempt is logged once, as down; a refusal (AUTH, SELECT) here.
@@ -221,20 +241,37 @@ final class RedisConnection: RedisSender {
         raw(args, reply)
     }
 
-    private func raw(_ args: [[UInt8]], _ reply: @escaping (RedisReply) -> Void) {
+    private func raw(_ args: [[UInt8]], probe: Bool = false, _ reply: @escaping (RedisReply) -> Void) {
         guard let l = link, !l.isClosed else { return reply(.error("CONNECTION redis is unavailable")) }
         let size = args.reduce(16) { $0 + $1.count + 16 }
         if pending == 0 { progressed = true }
         pending += 1
         pendingBytes += size
-        waiting.append(Waiting(size: size, reply: reply))
+        waiting.append(Waiting(size: size, reply: reply, probe: probe))
         l.write(args)
+    }
+
+    /// Sends a command whose reply Redis skips (`CLIENT REPLY SKIP` before it): relayed ephemeral
+    /// traffic, whose PUBLISH answer nobody reads. False (nothing sent) when Redis did not take the
+    /// probe or the link is not ready: the caller sends it the usual way. Past a quarter of the pending
+    /// budget of unwritten output the command is dropped (as ephemeral traffic is when Redis lags).
+    func sendUnanswered(_ args: [[UInt8]]) -> Bool {
+        guard ready, skipsReplies, let l = link, !l.isClosed else { return false }
+        guard l.outBytes < Self.maxPendingBytes / 4 else { return true }
+        l.write(Self.replySkip)
+        l.write(args)
+        return true
     }
 
     /// Bytes from the link: each whole reply answers the oldest command waiting, or is a push.
     fileprivate func received(_ bytes: UnsafeRawBufferPointer, on l: RedisLink) {
         parser.append(bytes)
         while link === l {
+            // A publication on a subscribed link (nearly all it reads): taken whole, without a reply tree.
+            if subscribed, let m = parser.nextMessage() {
+                onMessage?(m.channel, m.payload)
+                continue
+            }
             let parsed: RESPParser.Parsed?
             do { parsed = try parser.next() } catch { return l.abort("a broken reply: \(error)") }
             guard let parsed else { return }
@@ -248,6 +285,10 @@ final class RedisConnection: RedisSender {
                 continue
             }
             guard waitingHead < waiting.count else { return l.abort("a reply to no command") }
+            if waiting[waitingHead].probe, probeAnsweredOther < 2, parsed.reply != .string(Self.probeToken) {
+                probeAnsweredOther += 1
+                continue
+            }
             let w = waiting[waitingHead]
             waitingHead += 1
             if waitingHead == waiting.count {
@@ -264,16 +305,8 @@ final class RedisConnection: RedisSender {
         }
     }
 
-    static let pubSubKinds: Set<String> = [
-        "message", "pmessage", "smessage", "subscribe", "unsubscribe", "psubscribe", "punsubscribe", "ssubscribe",
-        "sunsubscribe",
-    ]
-
     /// A RESP2 pub/sub array: only these come on a subscribed link besides a PING's `["pong", ""]`.
-    static func isPubSub(_ reply: RedisReply) -> Bool {
-        guard case .array(let items) = reply, items.count >= 3, let kind = items[0].text else { return false }
-        return pubSubKinds.contains(kind)
-    }
+    static func isPubSub(_ reply: RedisReply) -> Bool { PubSubKind(reply: reply) != nil }
 
     /// Subscribes (and keeps the channels to resubscribe after a reconnect).
     func subscribe(_ channel: [UInt8]) {
@@ -313,27 +346,27 @@ final class RedisConnection: RedisSender {
 
     private func pubSub(_ reply: RedisReply) {
         let items = reply.items
-        guard items.count >= 3, let kind = items[0].text else { return }
+        guard items.count >= 3, case .string(let name) = items[0], let kind = PubSubKind(name) else { return }
         switch kind {
-        case "message", "smessage":
+        case .message, .smessage:
             if let channel = items[1].bytes, let payload = items[2].bytes { onMessage?(channel, payload) }
-        case "pmessage":
+        case .pmessage:
             if items.count == 4, let channel = items[2].bytes, let payload = items[3].bytes {
                 onMessage?(channel, payload)
             }
-        case "subscribe", "ssubscribe":
+        case .subscribe, .ssubscribe:
             if let channel = items[1].bytes { onSubscribed?(channel) }
-        case "unsubscribe", "sunsubscribe":
+        case .unsubscribe, .sunsubscribe:
             guard let channel = items[1].bytes else { return }
             let asked = leaving.remove(channel) != nil
-            if sharded && !asked && kind == "sunsubscribe" && channels.contains(channel) {
+            if sharded && !asked && kind == .sunsubscribe && channels.contains(channel) {
                 // Redis dropped it: the slot moved to another shard.
                 channels.remove(channel)
                 onMoved?(channel)
                 return
             }
             if channels.contains(channel) { sendSubscribe([channel]) }
-        default: break
+        case .psubscribe, .punsubscribe: break
         }
     }
 }

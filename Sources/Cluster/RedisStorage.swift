@@ -224,7 +224,7 @@ public final class RedisStorage: EventLog, TranscriptReads, SessionRecords, Stor
     }
 
     public func relay(session: String, executor: Executor, traffic: Traffic, key: String, frame: [UInt8]) {
-        link(executor)?.relay(Array(Self.keys(session).channel.utf8), Relayed(traffic, key: key, frame: frame))
+        link(executor)?.relay(ChannelKey.session(session), Relayed(traffic, key: key, frame: frame))
     }
 
     public func lookup(session: String) throws -> SessionInfo? {
@@ -463,12 +463,13 @@ final class LoopLink {
     let subscriber: RedisConnection
     /// Redis Cluster: the sessions' channels, SSUBSCRIBEd on their shards.
     private var shards: ShardSubscribers?
-    private var sinks: [[UInt8]: (stream: String, sink: (SharedItem) -> Void)] = [:]
+    private var sinks: [ChannelKey: (stream: String, sink: (SharedItem) -> Void)] = [:]
     private var directory: ((SessionInfo) -> Void)?
     /// Node-wide channels followed here (`chub:keys`): a publication's payload, or nil when the
     /// subscription took effect (again).
     var nodeChannels: [[UInt8]: ([UInt8]?) -> Void] = [:]
     static let directoryChannel = Array("chub:dir".utf8)
+    private lazy var nodeBytes = Array(storage.node.utf8)
 
     init(storage: RedisStorage, loop: Loop) {
         self.storage = storage
@@ -486,6 +487,7 @@ final class LoopLink {
         } else {
             let c = RedisConnection(loop: loop, url: url, address: address, name: "commands/\(loop.index)", tls: tls)
             c.setup = setup
+            c.probesReplySkip = true
             (commands, single) = (c, c)
         }
         subscriber = RedisConnection(
@@ -497,7 +499,7 @@ final class LoopLink {
             if channel == Self.runsChannel { return self.runSink?(.subscribed) ?? () }
             if channel == Self.directoryChannel { return self.rereadDirectory() }
             if let node = self.nodeChannels[channel] { return node(nil) }
-            self.sinks[channel]?.sink(.subscribed)
+            self.sinks[ChannelKey(channel)]?.sink(.subscribed)
         }
         single?.start()
         subscriber.nextNode = storage.sync.router.map { router in { router.nextNode(after: $0) } }
@@ -506,7 +508,7 @@ final class LoopLink {
             let shards = ShardSubscribers(
                 loop: loop, router: cluster.router, name: "subscriber/\(loop.index)",
                 onMessage: { [unowned self] channel, payload in self.message(channel, payload) },
-                onSubscribed: { [unowned self] channel in self.sinks[channel]?.sink(.subscribed) })
+                onSubscribed: { [unowned self] channel in self.sinks[ChannelKey(channel)]?.sink(.subscribed) })
             cluster.onMapChange = { [unowned shards] in shards.place() }
             self.shards = shards
         }
@@ -533,12 +535,12 @@ final class LoopLink {
     /// wake-up produced, so nothing waits for a timer and a busy loop sends bigger batches): one
     /// publish per session per iteration. A presence update replaces an earlier one of the same member
     /// within the batch (state: only the latest matters); app events and typing all go.
-    private var relays: [[UInt8]: [Relayed]] = [:]
+    private var relays: [ChannelKey: [Relayed]] = [:]
     private var relayScheduled = false
     let loop: Loop
 
-    func relay(_ channel: [UInt8], _ item: Relayed) {
-        var batch = relays[channel] ?? []
+    func relay(_ channel: ChannelKey, _ item: Relayed) {
+        var batch = relays.removeValue(forKey: channel) ?? []
         if item.traffic == .presence, !item.key.isEmpty, let i = batch.firstIndex(where: { $0.key == item.key }) {
             batch[i] = item
         } else if batch.count < ChannelMessage.maxBatch {
@@ -553,28 +555,36 @@ final class LoopLink {
 
     private func flushRelays() {
         relayScheduled = false
-        let all = relays
-        relays.removeAll(keepingCapacity: true)
+        // The batches change places with the emptied spare (no copy of the table per iteration).
+        var all = relaysSpare
+        swap(&all, &relays)
         for (channel, items) in all {
-            publish(channel, ChannelMessage.ephemeral(origin: storage.node, items).encode())
+            publish(channel.bytes, ChannelMessage.ephemeral(origin: storage.node, items).encode())
         }
+        all.removeAll(keepingCapacity: all.capacity <= 1024)
+        relaysSpare = all
     }
+    private var relaysSpare: [ChannelKey: [Relayed]] = [:]
+    private static let publishCommand = (plain: Array("PUBLISH".utf8), sharded: Array("SPUBLISH".utf8))
 
     /// Ephemeral: dropped rather than queued once a quarter of the pending budget is used.
     func publish(_ channel: [UInt8], _ payload: [UInt8]) {
         guard commands.pendingBytes < RedisConnection.maxPendingBytes / 4 else { return }
-        commands.send([Array((shards == nil ? "PUBLISH" : "SPUBLISH").utf8), channel, payload]) { _ in }
+        let command = shards == nil ? Self.publishCommand.plain : Self.publishCommand.sharded
+        // Nobody reads a relay's answer: Redis is asked not to send it, where it takes that.
+        if commands.sendUnanswered([command, channel, payload]) { return }
+        commands.send([command, channel, payload]) { _ in }
     }
 
     func follow(_ channel: String, stream: String, _ sink: @escaping (SharedItem) -> Void) {
         let c = Array(channel.utf8)
-        sinks[c] = (stream, sink)
+        sinks[ChannelKey(c)] = (stream, sink)
         if let shards { shards.subscribe(c) } else { subscriber.subscribe(c) }
     }
 
     func unfollow(_ channel: String) {
         let c = Array(channel.utf8)
-        sinks[c] = nil
+        sinks[ChannelKey(c)] = nil
         if let shards { shards.unsubscribe(c) } else { subscriber.unsubscribe(c) }
     }
 
@@ -627,7 +637,7 @@ final class LoopLink {
     }
 
     func notify(_ stream: String, _ item: SharedItem) {
-        sinks[Array(RedisStorage.keys(stream).channel.utf8)]?.sink(item)
+        sinks[ChannelKey.session(stream)]?.sink(item)
     }
 
     /// Tells every session this loop follows (on this loop).
@@ -645,6 +655,9 @@ final class LoopLink {
     }
 
     private func message(_ channel: [UInt8], _ payload: [UInt8]) {
+        let key = ChannelKey(channel)
+        // A session's channel: straight to its sink (no node-wide channel starts with `{`).
+        if key.isSession { return sessionMessage(key, payload) }
         if let node = nodeChannels[channel] { return node(payload) }
         if channel == Self.directoryChannel {
             if let info = SessionInfoJSON.decode(payload) {
@@ -661,6 +674,10 @@ final class LoopLink {
             runSink?(.committed(run: p.run, p.entry.stored, own: p.entry.origin == storage.node))
             return
         }
+        sessionMessage(key, payload)
+    }
+
+    private func sessionMessage(_ channel: ChannelKey, _ payload: [UInt8]) {
         guard let (stream, sink) = sinks[channel] else { return }
         // This node's own publications (every append of ours comes back): only what they say of the
         // log is noted, without decoding the event.
@@ -668,14 +685,21 @@ final class LoopLink {
             if storage.learned(stream, epoch: own.epoch, seq: own.seq) != nil { sink(.lost(lastSeq: own.seq - 1)) }
             return
         }
+        // Ephemeral batches (cross-node fan-out): this node's own is dropped from its header, another's
+        // frames go out as they came (`RelayedBatch`).
+        switch RelayedBatch.read(payload, node: nodeBytes) {
+        case .items(let items):
+            for r in items { sink(.ephemeral(r.traffic, key: r.key, frame: r.frame)) }
+            return
+        case .own, .malformed: return
+        case .notEphemeral: break
+        }
         guard let m = ChannelMessage.decode(payload) else { return }
         switch m {
         case .committed(let epoch, let e):
             if storage.learned(stream, epoch: epoch, seq: e.seq) != nil { sink(.lost(lastSeq: e.seq - 1)) }
             if e.origin != storage.node { sink(.committed(e.stored)) }
-        case .ephemeral(let origin, let items):
-            guard origin != storage.node else { return }
-            for r in items { sink(.ephemeral(r.traffic, key: r.key, frame: r.frame)) }
+        case .ephemeral: break
         }
     }
 }

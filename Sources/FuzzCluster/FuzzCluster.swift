@@ -22,7 +22,28 @@ public func fuzzCluster(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         if bytes.count > 3, let e = LogEntry.decode(bytes[3...]) { precondition(e.seq > 0) }
     case 1:
         _ = ChannelMessage.ownCommit(bytes, node: "node")
-        if let m = ChannelMessage.decode(bytes) {
+        // The receiving fast path reads exactly what decode reads (`RelayedBatch`).
+        let decoded = ChannelMessage.decode(bytes)
+        switch RelayedBatch.read(bytes, node: Array("node".utf8)) {
+        case .items(let items):
+            guard case .ephemeral(let origin, let expected)? = decoded, origin != "node" else {
+                preconditionFailure("RelayedBatch read what decode refused")
+            }
+            precondition(items.count == expected.count)
+            for (a, b) in zip(items, expected) {
+                precondition(a.traffic == b.traffic && a.key == b.key)
+                precondition(withExtendedLifetime(a.frame) { Array(a.frame.bytes) } == b.frame)
+            }
+        case .own:
+            // Dropped unread, as decode's reading of it would be (or its refusal).
+            precondition(bytes.starts(with: Array("enode ".utf8)))
+            if case .ephemeral(let origin, _)? = decoded { precondition(origin == "node") }
+        case .malformed:
+            guard bytes.first == UInt8(ascii: "e"), decoded == nil else { preconditionFailure("refused a batch") }
+        case .notEphemeral:
+            precondition(bytes.first != UInt8(ascii: "e"))
+        }
+        if let m = decoded {
             precondition(ChannelMessage.decode(m.encode()) == m)
             if case .ephemeral(_, let items) = m {
                 precondition(!items.isEmpty && items.count <= ChannelMessage.maxBatch)

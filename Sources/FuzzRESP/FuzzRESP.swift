@@ -21,6 +21,9 @@ public func fuzzRESP(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     precondition(whole.replies == split.replies, "replies differ when the bytes come in pieces")
     precondition(whole.failed == split.failed, "a failure differs when the bytes come in pieces")
 
+    // As a subscribed link reads (`nextMessage` first): the same replies, publications included.
+    precondition(subscribed(pieces) == (split.replies.map(\.reply), split.failed), "subscribed reading differs")
+
     for r in whole.replies {
         var out: [UInt8] = []
         write(r.reply, push: r.push, to: &out)
@@ -35,6 +38,28 @@ public func fuzzRESP(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let command = parse([encoded])
     precondition(!command.failed && command.replies.map(\.reply) == [.array(args.map { .string($0) })])
     return 0
+}
+
+private func subscribed(_ pieces: [[UInt8]]) -> (replies: [RedisReply], failed: Bool) {
+    var p = RESPParser()
+    var out: [RedisReply] = []
+    for piece in pieces {
+        p.append(piece)
+        do {
+            while true {
+                if let m = p.nextMessage() {
+                    out.append(.array([.string(Array("message".utf8)), .string(m.channel), .string(m.payload)]))
+                } else if let r = try p.next() {
+                    out.append(r.reply)
+                } else {
+                    break
+                }
+            }
+        } catch {
+            return (out, true)
+        }
+    }
+    return (out, false)
 }
 
 private func parse(_ pieces: [[UInt8]]) -> (replies: [RESPParser.Parsed], failed: Bool) {

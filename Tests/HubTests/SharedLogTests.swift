@@ -105,9 +105,7 @@ final class SharedLogTests: XCTestCase {
         let h = Harness()
         h.session.relays = true
         let ann = h.join("Ann", clientId: "ann")
-        let chunk = ServerMessage.typing(member: "mZ", state: .start).frame
-        let frame = withExtendedLifetime(chunk) { Array(chunk.bytes) }
-        h.session.shared(.ephemeral(.typing, key: "", frame: frame))
+        h.session.shared(.ephemeral(.typing, key: "", frame: ServerMessage.typing(member: "mZ", state: .start).frame))
         XCTAssertEqual(ann.of("typing").last?["member"] as? String, "mZ")
         XCTAssertEqual(h.host.relayed, 0, "what came from another node is not sent back out")
         h.send(ann, #"{"type":"typing","state":"start"}"#)

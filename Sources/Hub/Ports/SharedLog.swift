@@ -1,3 +1,5 @@
+import Bytes
+
 /// A storage backend that several hub nodes share (Redis): besides the ports every backend has, it
 /// tells a node what the other nodes commit to, and relay in, the sessions it follows. Hub and Server
 /// see only this protocol; with SQLite there is none and nothing here runs.
@@ -34,7 +36,7 @@ public enum SharedItem {
     /// A durable event another node committed (in the order it was published; seqs may have gaps).
     case committed(StoredEvent)
     /// Ephemeral traffic another node relayed: its frame and coalescing key ("" none).
-    case ephemeral(Traffic, key: String, frame: [UInt8])
+    case ephemeral(Traffic, key: String, frame: Chunk)
     /// The subscription took effect (first, or again after the link was down): whatever was published
     /// before it was missed, and is read from the log.
     case subscribed
