@@ -20,6 +20,10 @@ struct OutQueue: Sequence {
             get { Int(written) }
             set { written = UInt32(newValue) }
         }
+        /// Where the unwritten bytes start, and how many there are.
+        @inline(__always) var unwritten: (base: UnsafeMutableRawPointer, count: Int) {
+            (chunk.base + Int(written), chunk.count - Int(written))
+        }
     }
 
     private var e0: Entry?
@@ -36,6 +40,12 @@ struct OutQueue: Sequence {
         set {
             if i == 0 { e0 = newValue } else if i == 1 { e1 = newValue } else { rest[i - 2] = newValue }
         }
+    }
+
+    /// Entry `i`'s unwritten bytes, read in place (copying the entry out would retain and release its chunk:
+    /// the flush reads every queued entry).
+    @inline(__always) func unwritten(_ i: Int) -> (base: UnsafeMutableRawPointer, count: Int) {
+        i == 0 ? e0!.unwritten : i == 1 ? e1!.unwritten : rest[i - 2].unwritten
     }
 
     @inline(__always) mutating func append(_ e: Entry) {

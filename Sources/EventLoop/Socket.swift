@@ -360,8 +360,8 @@ open class Socket {
             let n = min(out.count, Self.maxIOVecs)
             let written: Int = withUnsafeTemporaryAllocation(of: iovec.self, capacity: n) { iov in
                 for i in 0..<n {
-                    let e = out[i]
-                    iov[i] = iovec(iov_base: e.chunk.base + e.offset, iov_len: e.chunk.count - e.offset)
+                    let (base, count) = out.unwritten(i)
+                    iov[i] = iovec(iov_base: base, iov_len: count)
                 }
                 return writev(fd, iov.baseAddress, Int32(n))
             }
@@ -376,12 +376,12 @@ open class Socket {
                 return
             }
             outBytes -= written
-            if written > 0 { lastWriteAt = loop.now }
+            if written > 0 { lastWriteAt = ev_now(loop.raw) }  // (`loop.now` costs a retain and a release)
             loop.bytesWritten.add(written)
             var left = written
             var done = 0
             while done < out.count {
-                let remaining = out[done].chunk.count - out[done].offset
+                let remaining = out.unwritten(done).count
                 if left >= remaining { left -= remaining; done += 1 } else { out[done].offset += left; break }
             }
             if done == out.count {

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// A small, strict JSON reader (RFC 8259) for client messages. It validates the whole text once, with a
 /// depth limit, and keeps values as byte ranges of the input, decoded only when asked for: the hub reads
 /// a few fields of each message and splices the rest (an app event's `data`, a cursor's selection) into
@@ -54,8 +58,11 @@ public struct JSONObject {
     }
 
     public subscript(key: String) -> JSONValue? {
-        for (i, name) in names.enumerated() where JSONReader.name(name, equals: key) { return values[i] }
-        return nil
+        var key = key
+        return key.withUTF8 { k in
+            for i in names.indices where JSONReader.name(names[i], equals: k) { return values[i] }
+            return nil
+        }
     }
 }
 
@@ -68,6 +75,9 @@ public enum JSONReader {
             throw JSONError("message must be a JSON object")
         }
         var names: [ArraySlice<UInt8>] = [], values: [JSONValue] = []
+        // A client message has a handful of members: one allocation each instead of growing 1, 2, 4, 8.
+        names.reserveCapacity(8)
+        values.reserveCapacity(8)
         try p.object(depth: 1) { name, value in
             names.append(name); values.append(value)
         }
@@ -76,20 +86,23 @@ public enum JSONReader {
         return JSONObject(names: names, values: values)
     }
 
-    /// Whether a quoted, validated member name is `key`.
-    static func name(_ quoted: ArraySlice<UInt8>, equals key: String) -> Bool {
+    /// Whether a quoted, validated member name is the name whose UTF-8 bytes are `key`.
+    @inline(__always)
+    static func name(_ quoted: ArraySlice<UInt8>, equals key: UnsafeBufferPointer<UInt8>) -> Bool {
         // The names looked up are the hub's own (no backslashes): equal bytes are equal names, and
-        // only a name with escapes can be equal with other bytes.
-        var i = quoted.startIndex + 1
-        if quoted.count - 2 == key.utf8.count {
-            var same = true
-            for b in key.utf8 {
-                if quoted[i] != b { same = false; break }
-                i += 1
+        // only a name with escapes can be equal with other bytes. An escape is always longer than what
+        // it stands for, so a name that is not longer than the key cannot be equal with other bytes.
+        let inner = quoted.count - 2
+        if inner < key.count { return false }
+        if inner == key.count {
+            return quoted.withUnsafeBufferPointer { q in
+                key.count == 0 || memcmp(q.baseAddress! + 1, key.baseAddress!, key.count) == 0
             }
-            if same { return true }
         }
-        return quoted.dropFirst().dropLast().contains(UInt8(ascii: "\\")) && decodeString(quoted) == key
+        guard quoted.dropFirst().dropLast().contains(UInt8(ascii: "\\")), let decoded = decodeString(quoted) else {
+            return false
+        }
+        return decoded.utf8.elementsEqual(key)
     }
 
     /// Parses `bytes`, which must hold exactly one JSON array; returns its elements.

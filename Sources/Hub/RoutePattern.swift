@@ -75,20 +75,49 @@ public struct RouteMatcher<Entry> {
         case notFound
     }
 
-    /// The entries by their number of segments (in table order): a request looks only at its own length.
-    private let byLength: [[(method: String, pattern: RoutePattern, entry: Entry)]]
+    private let entries: [Entry]
+    private let shapes: RouteShapes
 
     public init(_ entries: [(method: String, pattern: RoutePattern, entry: Entry)]) {
-        var byLength: [[(method: String, pattern: RoutePattern, entry: Entry)]] = []
-        for e in entries {
+        self.entries = entries.map(\.entry)
+        shapes = RouteShapes(entries.map { (method: $0.method, pattern: $0.pattern) })
+    }
+
+    public func match(method: String, path: String) -> Match {
+        switch shapes.match(method: method, path: path) {
+        case .found(let i, let params): return .found(entries[i], params)
+        case .unknownSession(let code): return .unknownSession(code)
+        case .methodNotAllowed(let allow): return .methodNotAllowed(allow: allow)
+        case .notFound: return .notFound
+        }
+    }
+}
+
+/// The matching itself, on entry numbers: not generic. (A generic matcher is called from Server, another
+/// module, so it ran unspecialized: every entry it looked at was copied through value witnesses and its
+/// tuples' metadata looked up at run time, ~10,000 instructions per HTTP request.)
+struct RouteShapes {
+    enum Match {
+        case found(Int, RouteParams)
+        case unknownSession(String)
+        case methodNotAllowed(allow: String)
+        case notFound
+    }
+
+    /// The entries by their number of segments (in table order): a request looks only at its own length.
+    private let byLength: [[(method: String, pattern: RoutePattern, index: Int)]]
+
+    init(_ entries: [(method: String, pattern: RoutePattern)]) {
+        var byLength: [[(method: String, pattern: RoutePattern, index: Int)]] = []
+        for (i, e) in entries.enumerated() {
             let n = e.pattern.segments.count
             while byLength.count <= n { byLength.append([]) }
-            byLength[n].append(e)
+            byLength[n].append((e.method, e.pattern, i))
         }
         self.byLength = byLength
     }
 
-    public func match(method: String, path: String) -> Match {
+    func match(method: String, path: String) -> Match {
         let parts = path.split(separator: "/")
         guard parts.count < byLength.count else { return .notFound }
         var allowed: [String] = []
@@ -107,7 +136,7 @@ public struct RouteMatcher<Entry> {
                 for i in parts.indices {
                     if case .parameter = e.pattern.segments[i] { values.append(String(parts[i])) }
                 }
-                return .found(e.entry, RouteParams(names: e.pattern.parameterNames, values: values, code: code))
+                return .found(e.index, RouteParams(names: e.pattern.parameterNames, values: values, code: code))
             }
             if !allowed.contains(e.method) { allowed.append(e.method) }
         }

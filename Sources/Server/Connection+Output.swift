@@ -39,7 +39,10 @@ extension Connection {
     /// Queues a shared, pre-framed message (a broadcast).
     @inline(__always)
     func sendShared(_ frame: Chunk) {
-        context.metrics.messagesOut.add()
+        // Through an unowned(unsafe) binding: the counter lives as long as the loop's context, and reading
+        // it as a plain property cost a retain and a release per recipient.
+        unowned(unsafe) let counter = context.metrics.messagesOut
+        counter.add()
         guard compressBits != 0, frame.count >= Self.compressThreshold + 2 else { return send(frame) }
         if ownDeflater == nil {
             // Shared mode: compress the broadcast once; every compressing recipient gets the same frame

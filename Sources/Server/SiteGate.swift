@@ -63,8 +63,7 @@ public struct SiteGate {
         }
         if api && writes && !body.isEmpty {
             let type = head.header("Content-Type") ?? ""
-            let media =
-                type.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+            let media = type.split(separator: ";", maxSplits: 1).first.map(Self.trimmingOWS) ?? ""
             guard media.lowercased() == "application/json" else {
                 return .error(
                     .unsupportedMediaType, "unsupported_media_type",
@@ -73,6 +72,16 @@ public struct SiteGate {
             }
         }
         return nil
+    }
+
+    /// `s` without the spaces and tabs around it (HTTP's optional white space, RFC 9110 §5.6.3). Foundation's
+    /// `trimmingCharacters(in: .whitespaces)` cost ~13,000 instructions per API write.
+    static func trimmingOWS(_ s: Substring) -> Substring {
+        let ows: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 }
+        let u = s.utf8
+        guard let first = u.firstIndex(where: { !ows($0) }) else { return "" }
+        let last = u.lastIndex(where: { !ows($0) })!
+        return Substring(u[first...last])
     }
 
     /// Whether `origin` is a CORS origin (`--cors-origins`).

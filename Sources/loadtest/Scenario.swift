@@ -35,7 +35,9 @@ struct ScenarioConfig: Codable {
     var warmup = 2.0
     /// Seconds over which members connect (0: as fast as possible).
     var ramp = 0.0
-    /// collabhub, or rooms (the plain Node rooms peer: app events only).
+    /// collabhub, rooms (the plain Node rooms peer: app events only; a join is answered), or raw (a rooms
+    /// server that publishes every message to the room's other members and answers nothing, such as the
+    /// uWebSockets peer: a member counts as joined once its WebSocket is open, and sends no join).
     var peer = "collabhub"
 
     enum CodingKeys: String, CodingKey {
@@ -98,7 +100,8 @@ struct ScenarioOverrides: ParsableArguments {
     @Flag(help: "Chats without the typing start and stop around them.") var noTyping = false
     @Option(help: "Warm-up seconds (not measured).") var warmup: Double?
     @Option(help: "Seconds over which members connect.") var ramp: Double?
-    @Option(help: "collabhub, or rooms (the Node rooms peer).") var peer: String?
+    @Option(help: "collabhub, rooms (the Node rooms peer), or raw (a publish-everything rooms server).")
+    var peer: String?
     @Option(help: "Server pid, for its CPU and RSS.") var serverPid: Int32?
     @Option(help: "Run `CMD start` before and `CMD end` after the measured window (sh -c; waited for).")
     var windowHook: String?
@@ -442,6 +445,11 @@ final class ScenarioRunner {
         m.client = client
         client.onOpen = { [self] c in
             stats.connectTime.record(UInt64((monotonicNow() - m.connectStart) * 1e6))
+            if config.peer == "raw" {  // no join to send or answer: open is joined
+                if !m.joined { m.joined = true; joins += 1 }
+                stats.joinTime.record(UInt64((monotonicNow() - m.connectStart) * 1e6))
+                return
+            }
             let resumeField = resume && m.lastSeq > 0 ? ",\"resume_from\":\(m.lastSeq)" : ""
             let who = "\(m.session)-\(m.index)"
             c.sendText(

@@ -170,13 +170,12 @@ public final class Session {
                         code: "forbidden", message: "role \(member.role.rawValue) may not send event \(event.name)",
                         ref: event.id, field: "name"))
             }
-            let body = EventBody.event(name: event.name, from: member.id, id: event.id, data: Array(event.data))
             if event.durable {
+                let body = EventBody.event(name: event.name, from: member.id, id: event.id, data: Array(event.data))
                 persistAcked(client, type: "event", member: member, id: event.id!, body: body, what: "event")
             } else {
-                broadcast(
-                    ServerMessage.event(body: body).frame, .ephemeral(.event, key: "event:\(member.id):\(event.name)"),
-                    except: member)
+                let frame = ServerMessage.eventFrame(name: event.name, from: member.id, id: event.id, data: event.data)
+                broadcastEvent(frame, from: member, name: event.name)
             }
         case .end(let reason):
             guard member.role == .host else {
