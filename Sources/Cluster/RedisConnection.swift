@@ -192,13 +192,16 @@ final class RedisConnection: RedisSender {
         let delay = backoff
         backoff = min(backoff * 2, 2)
         // `retry` stays set while the name is resolved: no second attempt is scheduled meanwhile.
-        retry = Loop.Timer(loop: loop, after: delay) { [unowned self] in
+        // Weak: a connection a cluster's new map no longer names is stopped and let go while a name may
+        // still be resolved for it off the loop.
+        retry = Loop.Timer(loop: loop, after: delay) { [weak self] in
+            guard let self else { return }
             let loop = self.loop
             if let next = nextNode?(ClusterRouting.address(url.host, url.port)) {
                 return moveTo(next)
             }
-            self.address.refresh(forbidden: self.loopThread) { [unowned self] host in
-                loop.post { self.connect(to: host) }
+            self.address.refresh(forbidden: self.loopThread) { [weak self] host in
+                loop.post { self?.connect(to: host) }
             }
         }
     }
@@ -207,9 +210,10 @@ final class RedisConnection: RedisSender {
     private func moveTo(_ node: String) {
         guard let (host, port) = ClusterRouting.parseAddress(node) else { return connect(to: address.current) }
         let loop = loop
-        DispatchQueue.global().async { [unowned self] in
+        DispatchQueue.global().async { [weak self] in
             let found = try? RedisAddress(host: host)
-            loop.post { [unowned self] in
+            loop.post { [weak self] in
+                guard let self else { return }
                 if let found { (url.host, url.port, address) = (host, port, found) }
                 connect(to: address.current)
             }
