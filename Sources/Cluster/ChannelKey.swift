@@ -17,7 +17,7 @@ struct ChannelKey: Hashable {
         var b: [UInt8] = []
         b.reserveCapacity(stream.utf8.count + 5)
         b.append(UInt8(ascii: "{"))
-        b.append(contentsOf: stream.utf8)
+        b.appendUTF8(stream)
         b.append(contentsOf: [UInt8(ascii: "}"), UInt8(ascii: ":"), UInt8(ascii: "c"), UInt8(ascii: "h")])
         return ChannelKey(b)
     }

@@ -71,18 +71,20 @@ public struct RESPParser {
         }
     }
 
-    /// `*3\r\n$7\r\nmessage\r\n$`: how a RESP2 publication on a subscribed link starts.
+    /// `*3\r\n$7\r\nmessage\r\n$`: how a RESP2 publication on a subscribed link starts; a sharded one
+    /// (`SPUBLISH`, Redis Cluster) starts `*3\r\n$8\r\nsmessage\r\n$`.
     private static let messageHead = Array("*3\r\n$7\r\nmessage\r\n$".utf8)
+    private static let smessageHead = Array("*3\r\n$8\r\nsmessage\r\n$".utf8)
 
-    /// A RESP2 pub/sub `message` whole at the front of the buffer, taken without building a reply
-    /// tree: its channel and payload. Nil (nothing consumed) when the next reply is anything else, is
-    /// not all there yet, or breaks a rule: `next` then reads it (and refuses what it must). Only for a
-    /// subscribed link, where such an array is a push and never a command's reply.
+    /// A RESP2 pub/sub `message` (or sharded `smessage`) whole at the front of the buffer, taken without
+    /// building a reply tree: its channel and payload. Nil (nothing consumed) when the next reply is
+    /// anything else, is not all there yet, or breaks a rule: `next` then reads it (and refuses what it
+    /// must). Only for a subscribed link, where such an array is a push and never a command's reply.
     public mutating func nextMessage() -> (channel: [UInt8], payload: [UInt8])? {
-        guard failed == nil, stack.isEmpty, buffer.count - position > Self.messageHead.count + 8 else { return nil }
+        guard failed == nil, stack.isEmpty, buffer.count - position > Self.smessageHead.count + 8 else { return nil }
         let at = position
         let found = buffer.withUnsafeBufferPointer { b -> (channel: [UInt8], payload: [UInt8], end: Int)? in
-            let head = Self.messageHead
+            let head = b[at + 8] == UInt8(ascii: "s") ? Self.smessageHead : Self.messageHead
             for i in 0..<head.count where b[at + i] != head[i] { return nil }
             guard let channel = Self.bulk(b, at: at + head.count),
                 channel.end < b.count, b[channel.end] == UInt8(ascii: "$"),

@@ -689,7 +689,7 @@ final class LoopLink {
         // frames go out as they came (`RelayedBatch`).
         switch RelayedBatch.read(payload, node: nodeBytes) {
         case .items(let items):
-            for r in items { sink(.ephemeral(r.traffic, key: r.key, frame: r.frame)) }
+            for r in items { sink(.ephemeral(r.traffic, key: r.relayedKey, frame: r.frame)) }
             return
         case .own, .malformed: return
         case .notEphemeral: break

@@ -9,8 +9,10 @@ import Hub
 /// intermediate arrays.
 public struct RelayedBatch {
     public let traffic: Traffic
-    public let key: String
+    /// The coalescing key, left in the publication's bytes until read.
+    public let relayedKey: RelayedKey
     public let frame: Chunk
+    public var key: String { relayedKey.string }
 
     /// The items of an ephemeral batch (`e<origin> <count>\n...`) sent by a node other than `node`.
     /// `.own`: this node's own batch (nothing decoded); `.malformed`: not a well-formed ephemeral batch
@@ -23,10 +25,11 @@ public struct RelayedBatch {
     }
 
     public static func read(_ bytes: [UInt8], node: [UInt8]) -> Outcome {
-        bytes.withUnsafeBufferPointer { read($0, node: node) }
+        bytes.withUnsafeBufferPointer { read($0, of: bytes, node: node) }
     }
 
-    static func read(_ p: UnsafeBufferPointer<UInt8>, node: [UInt8]) -> Outcome {
+    /// `p`: the bytes of `bytes`, which the items' keys keep.
+    static func read(_ p: UnsafeBufferPointer<UInt8>, of bytes: [UInt8], node: [UInt8]) -> Outcome {
         guard p.first == UInt8(ascii: "e") else { return .notEphemeral }
         let end = p.count
         // The header: `e<origin> <count>\n`, at most 256 bytes after the tag.
@@ -51,8 +54,10 @@ public struct RelayedBatch {
             let keyStart = e + 1, frameStart = keyStart + klen
             let frame = UnsafeBufferPointer(rebasing: p[frameStart..<(frameStart + flen)])
             guard isServerTextFrame(frame) else { return .malformed }
-            let key = String(decoding: UnsafeBufferPointer(rebasing: p[keyStart..<frameStart]), as: UTF8.self)
-            items.append(RelayedBatch(traffic: traffic, key: key, frame: Chunk(UnsafeRawBufferPointer(frame))))
+            items.append(
+                RelayedBatch(
+                    traffic: traffic, relayedKey: RelayedKey(bytes, keyStart..<frameStart),
+                    frame: Chunk(UnsafeRawBufferPointer(frame))))
             at = frameStart + flen
         }
         guard at == end else { return .malformed }

@@ -108,6 +108,21 @@ final class FanoutPathTests: XCTestCase {
         XCTAssertThrowsError(try r.next())
     }
 
+    /// A sharded publication (`smessage`, Redis Cluster) is taken the same way; a look-alike is not.
+    func testShardedPublicationsAreTakenWholeToo() throws {
+        var p = RESPParser()
+        let message = Array("*3\r\n$8\r\nsmessage\r\n$5\r\n{S}ch\r\n$3\r\nabc\r\n".utf8)
+        p.append(Array(message[..<25]))
+        XCTAssertNil(p.nextMessage())
+        p.append(Array(message[25...]) + Array("*3\r\n$8\r\nsmessagx\r\n$1\r\nc\r\n$1\r\nd\r\n".utf8))
+        let m = try XCTUnwrap(p.nextMessage())
+        XCTAssertEqual(m.channel, Array("{S}ch".utf8))
+        XCTAssertEqual(m.payload, Array("abc".utf8))
+        XCTAssertNil(p.nextMessage(), "not a publication's kind")
+        XCTAssertNotNil(try p.next())
+        XCTAssertEqual(p.buffered, 0)
+    }
+
     /// Bytes in pieces, read as a subscribed link reads them (`nextMessage` first) and with `next` alone:
     /// the same publications and replies in the same order.
     func testSubscribedReadingMatchesTheGeneralParser() throws {

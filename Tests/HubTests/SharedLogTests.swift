@@ -105,11 +105,39 @@ final class SharedLogTests: XCTestCase {
         let h = Harness()
         h.session.relays = true
         let ann = h.join("Ann", clientId: "ann")
-        h.session.shared(.ephemeral(.typing, key: "", frame: ServerMessage.typing(member: "mZ", state: .start).frame))
+        h.session.shared(
+            .ephemeral(.typing, key: RelayedKey(""), frame: ServerMessage.typing(member: "mZ", state: .start).frame))
         XCTAssertEqual(ann.of("typing").last?["member"] as? String, "mZ")
         XCTAssertEqual(h.host.relayed, 0, "what came from another node is not sent back out")
         h.send(ann, #"{"type":"typing","state":"start"}"#)
         XCTAssertEqual(h.host.relayed, 1, "this node's traffic goes out to the others")
+    }
+
+    /// A relayed item's key (read from the publication only for a member that is behind): a member that
+    /// keeps up gets every item; one that is behind gets the latest per key when it drains, and nothing
+    /// of the keyless ones.
+    func testRelayedTrafficIsCoalescedByItsKeyForAMemberThatIsBehind() {
+        let h = Harness()
+        h.session.relays = true
+        let ann = h.join("Ann", clientId: "ann"), bob = h.join("Bob", clientId: "bob")
+        bob.queuedBytes = h.session.policy.softOutputLimit + 1
+        let publication = Array("..event:mZ:move..".utf8)
+        for n in 1...3 {
+            let data = Array("{\"n\":\(n)}".utf8)[...]
+            let frame = ServerMessage.eventFrame(name: "move", from: "mZ", id: nil, data: data)
+            h.session.shared(.ephemeral(.event, key: RelayedKey(publication, 2..<15), frame: frame))
+        }
+        h.session.shared(
+            .ephemeral(.typing, key: RelayedKey(""), frame: ServerMessage.typing(member: "mZ", state: .start).frame))
+        XCTAssertEqual(ann.of("event").count, 3)
+        XCTAssertEqual(ann.of("typing").count, 1)
+        XCTAssertTrue(bob.of("event").isEmpty && bob.of("typing").isEmpty)
+        XCTAssertEqual(Array(bob.held.keys), ["event:mZ:move"], "the key is the publication's bytes in range")
+        bob.drain()
+        XCTAssertEqual(bob.of("event").count, 1, "only the latest of the same key")
+        XCTAssertEqual((bob.of("event").first?["data"] as? [String: Any])?["n"] as? Int, 3)
+        XCTAssertTrue(bob.of("typing").isEmpty, "no key: dropped while behind")
+        XCTAssertEqual(h.host.relayed, 0)
     }
 
     func testALostLogIsAResetAndWaitingSendersStillGetTheirAck() {

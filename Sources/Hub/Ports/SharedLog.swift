@@ -35,8 +35,8 @@ public protocol SharedLog: AnyObject {
 public enum SharedItem {
     /// A durable event another node committed (in the order it was published; seqs may have gaps).
     case committed(StoredEvent)
-    /// Ephemeral traffic another node relayed: its frame and coalescing key ("" none).
-    case ephemeral(Traffic, key: String, frame: Chunk)
+    /// Ephemeral traffic another node relayed: its frame and coalescing key (empty: none).
+    case ephemeral(Traffic, key: RelayedKey, frame: Chunk)
     /// The subscription took effect (first, or again after the link was down): whatever was published
     /// before it was missed, and is read from the log.
     case subscribed

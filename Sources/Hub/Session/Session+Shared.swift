@@ -71,7 +71,7 @@ extension Session {
         case .committed(let e):
             follow(order.published(e.seq, .remote(e), now: clock()))
         case .ephemeral(let traffic, let key, let frame):
-            deliverHere(frame, .ephemeral(traffic, key: key.isEmpty ? nil : key), except: nil)
+            deliverRelayed(frame, traffic, key: key)
         case .subscribed:
             // Publications before the subscription took effect (or while the link was down) were
             // missed: read what the log has past lastSeq.
