@@ -140,6 +140,11 @@ public enum ChannelMessage: Equatable, Sendable {
     /// One whole, unmasked, final text frame, its length exactly the bytes after its header (what
     /// `Chunk.text` makes): anything else from the channel is dropped, never sent to a client.
     public static func isServerTextFrame(_ f: [UInt8]) -> Bool {
+        f.withUnsafeBufferPointer { isServerTextFrame($0) }
+    }
+
+    /// The same, on bytes in place (`RelayedBatch` reads a publication without copying it).
+    static func isServerTextFrame(_ f: UnsafeBufferPointer<UInt8>) -> Bool {
         guard f.count >= 2, f[0] == 0x81, f[1] & 0x80 == 0 else { return false }
         let len7 = Int(f[1] & 0x7F)
         switch len7 {

@@ -53,7 +53,7 @@ public struct RelayedBatch {
             else { return .malformed }
             let keyStart = e + 1, frameStart = keyStart + klen
             let frame = UnsafeBufferPointer(rebasing: p[frameStart..<(frameStart + flen)])
-            guard isServerTextFrame(frame) else { return .malformed }
+            guard ChannelMessage.isServerTextFrame(frame) else { return .malformed }
             items.append(
                 RelayedBatch(
                     traffic: traffic, relayedKey: RelayedKey(bytes, keyStart..<frameStart),
@@ -106,21 +106,5 @@ public struct RelayedBatch {
             if name.withUnsafeBufferPointer({ equal(p, from, $0) }) { return t }
         }
         return nil
-    }
-
-    /// `ChannelMessage.isServerTextFrame` on the bytes in place.
-    private static func isServerTextFrame(_ f: UnsafeBufferPointer<UInt8>) -> Bool {
-        guard f.count >= 2, f[0] == 0x81, f[1] & 0x80 == 0 else { return false }
-        switch Int(f[1] & 0x7F) {
-        case 126:
-            guard f.count >= 4 else { return false }
-            return Int(f[2]) << 8 | Int(f[3]) == f.count - 4
-        case 127:
-            guard f.count >= 10 else { return false }
-            var n = 0
-            for i in 2..<10 { n = n << 8 | Int(f[i]) }
-            return n == f.count - 10
-        case let len7: return len7 == f.count - 2
-        }
     }
 }

@@ -75,14 +75,19 @@ public struct ResumeWindow {
         if let raw = Self.inflate(p, count: storageCount) {
             storage = raw
         } else {
-            entries = []
-            head = 0
-            storage = []
-            dropped = 0
-            origin = 0
-            dead = 0
-            bytes = 0
+            empty()
         }
+    }
+
+    /// No frames, no storage.
+    private mutating func empty() {
+        entries = []
+        head = 0
+        storage = []
+        dropped = 0
+        origin = 0
+        dead = 0
+        bytes = 0
     }
 
     /// Deflates the frames if nothing changed for the last `looks` calls (called every second: a window
@@ -175,15 +180,8 @@ public struct ResumeWindow {
     public mutating func dropThrough(_ seq: Int) {
         unpack()
         while head < entries.count && entries[head].seq <= seq { evictOldest() }
-        if head == entries.count {
-            // Nothing left: give the storage back.
-            entries = []
-            head = 0
-            storage = []
-            dropped = 0
-            origin = 0
-            dead = 0
-        }
+        // Nothing left: give the storage back.
+        if head == entries.count { empty() }
     }
 
     /// Oldest first (each frame a fresh chunk).
