@@ -13,9 +13,12 @@ extension Array where Element == Member {
 }
 
 extension MemberConnections {
-    /// Calls `body` with each connection, read in place.
+    /// Calls `body` with each connection, read in place. (`mutating` though it changes nothing: reached
+    /// through the member as an in-place access, the slots are read where they are instead of the struct
+    /// being copied out of the member first, about 67 instructions less per delivery by callgrind; each
+    /// connection is still retained around `body`. `body` must not touch the member's `connections`.)
     @inline(__always)
-    func forEachGuaranteed(_ body: (HubClient) -> Void) {
+    mutating func forEachGuaranteed(_ body: (HubClient) -> Void) {
         withSlots { one, more in
             guard let one else { return }
             body(one)
@@ -29,7 +32,7 @@ extension MemberConnections {
 
 extension Member {
     /// Calls `body` with each of the member's connections, read in place in the member (not a copy of its
-    /// `connections`, which retained both slots).
+    /// `connections`, which retained both slots). `body` must not read or change the member's connections.
     @inline(__always)
     func forEachConnectionGuaranteed(_ body: (HubClient) -> Void) {
         connections.forEachGuaranteed(body)
