@@ -120,9 +120,12 @@ public final class Loop {
         var i = 0
         // flush() may queue more (a close frame after an error); new entries are flushed in this pass too.
         while i < dirty.count {
-            let s = dirty[i]
-            s.isDirty = false
-            withExtendedLifetime(s) { s.flush() }
+            // Unretained: `dirty` holds every socket strongly until the pass ends (a socket that flush()
+            // queues again is appended, never removed), so the retain and release per socket were spare.
+            Unmanaged.passUnretained(dirty[i])._withUnsafeGuaranteedRef { s in
+                s.isDirty = false
+                s.flush()
+            }
             i += 1
         }
         dirty.removeAll(keepingCapacity: true)

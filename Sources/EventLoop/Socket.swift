@@ -347,7 +347,9 @@ open class Socket {
         if queuedSince == 0 { queuedSince = ev_now(loop.raw) }
         if !isDirty {
             isDirty = true
-            loop.dirty.append(self)
+            // Through a guaranteed reference: `loop` is unowned(unsafe), and reaching its array directly
+            // retained and released the loop around every append.
+            Unmanaged.passUnretained(loop)._withUnsafeGuaranteedRef { $0.dirty.append(self) }
         }
     }
 

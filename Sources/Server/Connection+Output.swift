@@ -42,7 +42,7 @@ extension Connection {
         // Through an unowned(unsafe) binding: the counter lives as long as the loop's context, and reading
         // it as a plain property cost a retain and a release per recipient.
         unowned(unsafe) let counter = context.metrics.messagesOut
-        counter.add()
+        Unmanaged.passUnretained(counter)._withUnsafeGuaranteedRef { $0.add() }
         guard compressBits != 0, frame.count >= Self.compressThreshold + 2 else { return send(frame) }
         if ownDeflater == nil {
             // Shared mode: compress the broadcast once; every compressing recipient gets the same frame

@@ -5,11 +5,14 @@ message, the coalescing key is made only for a recipient that is behind, member 
   sender gets nothing back;
 - member names written with escapes still count (`"ty\\u0070e"`), and a longer or shorter name is not `name`;
 - a member that stops reading gets, once it reads again, the latest event of a name that was held back for
-  it (coalesced), not an older one, and fewer than were sent."""
+  it (coalesced), not an older one, and fewer than were sent;
+- a member with several tabs gets an event on every tab, once each, and no tab of the sender's member gets
+  its own event (the fan-out reads members and their connections in place: the first tab and the rest)."""
 import asyncio
 import json
 
 from hubclient import Client, create_session, run
+from test_auth import auth_hub, claims, token  # noqa: F401 (auth_hub is a fixture)
 from test_hostile import joined_raw_member
 
 
@@ -110,3 +113,36 @@ def test_a_member_behind_gets_the_latest_event_of_a_name(make_hub):
     assert seen[-1] == n - 1, f"the last pos B got is {seen[-1]}, not the latest ({n - 1})"
     assert len(seen) < n, "B never fell behind: nothing was coalesced"
     assert seen == sorted(seen), "pos events arrived out of order"
+
+
+def test_every_tab_of_a_member_gets_an_event_and_the_senders_tabs_do_not(auth_hub):
+    code = create_session(auth_hub, title="tabs")["code"]
+
+    async def go():
+        async def tabs(sub, name, n):
+            out = []
+            for _ in range(n):
+                c = await Client.connect(auth_hub, code)
+                await c.join("x", token=token(claims(sub=sub, name=name, role="editor")))
+                out.append(c)
+            return out
+
+        ann = await tabs("ann", "Ann", 3)   # one member, three connections: the first slot and two more
+        bob = await tabs("bob", "Bob", 2)
+        cy = (await tabs("cy", "Cy", 1))[0]
+        everyone = ann + bob + [cy]
+        await cy.send({"type": "event", "name": "from-cy", "data": {"n": 1}})
+        for c in ann + bob:
+            assert json.loads(await next_event_text(c))["name"] == "from-cy"
+        await ann[1].send({"type": "event", "name": "from-ann", "data": {"n": 2}})
+        for c in bob + [cy]:
+            assert json.loads(await next_event_text(c))["name"] == "from-ann"
+        # Once each, and not to Ann's tabs: the next event any tab sees is the marker that follows.
+        await cy.send({"type": "event", "name": "marker", "data": {}})
+        for c in everyone:
+            if c is not cy:
+                assert json.loads(await next_event_text(c))["name"] == "marker"
+        for c in everyone:
+            await c.close()
+
+    run(go())

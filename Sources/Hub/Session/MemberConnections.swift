@@ -14,6 +14,10 @@ public struct MemberConnections: RandomAccessCollection {
         return more[position - 1]
     }
 
+    /// Both slots, borrowed (for `forEachGuaranteed`).
+    @inline(__always)
+    func withSlots(_ body: (borrowing HubClient?, borrowing [HubClient]) -> Void) { body(one, more) }
+
     public mutating func append(_ client: HubClient) {
         if one == nil { one = client } else { more.append(client) }
     }

@@ -13,9 +13,14 @@ extension Session {
         let metrics = host?.metrics
         let skipping = !catchingUp.isEmpty
         var key: String?
-        for m in members where m.announced && m !== member {
-            for c in m.connections {
-                if skipping && catchingUp.contains(ObjectIdentifier(c)) { continue }
+        // Members and connections are reached without retaining them (`forEachGuaranteed`): nothing here
+        // adds or removes either (an ephemeral delivery only queues, coalesces or drops), and the copied
+        // `members` array keeps every member, so its connections, alive. Iterating them as values cost
+        // four retain/release pairs per delivery (the member, its connection slots, the connection).
+        members.forEachGuaranteed { m in
+            guard m.announced && m !== member else { return }
+            m.forEachConnectionGuaranteed { c in
+                if skipping && catchingUp.contains(ObjectIdentifier(c)) { return }
                 if key == nil && c.queuedBytes > fanout.softLimit { key = Self.eventKey(member, name) }
                 fanout.deliver(frame, to: c, .ephemeral(.event, key: key), metrics: metrics)
             }
