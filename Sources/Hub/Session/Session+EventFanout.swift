@@ -10,19 +10,28 @@ extension Session {
         if relays {
             return broadcast(frame, .ephemeral(.event, key: Self.eventKey(member, name)), except: member)
         }
+        deliverEphemeral(frame, .event, except: member) { Self.eventKey(member, name) }
+    }
+
+    /// Delivers ephemeral traffic to every announced member here but `except` under the fan-out policy
+    /// (app events, and what another node relayed). The coalescing key matters only to a recipient that
+    /// is behind, so `key` is called only for the first such recipient, not for every item.
+    @inline(__always)
+    func deliverEphemeral(_ frame: Chunk, _ traffic: Traffic, except: Member?, key: () -> String?) {
         let metrics = host?.metrics
         let skipping = !catchingUp.isEmpty
-        var key: String?
+        var made: String?
+        var asked = false
         // Members and connections are reached without retaining them (`forEachGuaranteed`): nothing here
         // adds or removes either (an ephemeral delivery only queues, coalesces or drops), and the copied
         // `members` array keeps every member, so its connections, alive. Iterating them as values cost
         // four retain/release pairs per delivery (the member, its connection slots, the connection).
         members.forEachGuaranteed { m in
-            guard m.announced && m !== member else { return }
+            guard m.announced && m !== except else { return }
             m.forEachConnectionGuaranteed { c in
                 if skipping && catchingUp.contains(ObjectIdentifier(c)) { return }
-                if key == nil && c.queuedBytes > fanout.softLimit { key = Self.eventKey(member, name) }
-                fanout.deliver(frame, to: c, .ephemeral(.event, key: key), metrics: metrics)
+                if !asked && c.queuedBytes > fanout.softLimit { (made, asked) = (key(), true) }
+                fanout.deliver(frame, to: c, .ephemeral(traffic, key: made), metrics: metrics)
             }
         }
     }
