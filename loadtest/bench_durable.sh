@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 runs=${1:-3}; secs=${2:-10}
 port=${PORT:-9241}; modes=${MODES:-normal full}; loads=${LOADS:-capacity half}
 hub=${COLLABHUB_BIN:-.build/release/collabhub}; gen=${LOADTEST_BIN:-.build/release/loadtest}
-[ -n "${COLLABHUB_BIN:-}${LOADTEST_BIN:-}" ] || { swift build -c release 2>&1 | grep -E "error" || true; }
+{ [ -n "${COLLABHUB_BIN:-}" ] && [ -n "${LOADTEST_BIN:-}" ]; } || { swift build -c release 2>&1 | grep -E "error" || true; }
 out=$(mktemp -d)
 for i in $(seq 1 "$runs"); do
   for mode in $modes; do
