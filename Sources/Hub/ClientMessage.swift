@@ -119,6 +119,58 @@ extension ClientMessage {
         }
 
         switch type {
+        // The cases are tried in order: the most frequent first (an app event, then a cursor).
+        case "event":
+            guard bytes.count <= limits.maxEventBytes else {
+                throw MessageError("too_large", "event is larger than \(limits.maxEventBytes) bytes", ref: ref)
+            }
+            guard let name = try string("name", max: 64), Self.isValidEventName(name) else {
+                throw MessageError(
+                    "invalid_field", "\"name\" must be 1-64 characters of a-z, 0-9, _ . : -", field: "name", ref: ref)
+            }
+            let data = obj["data"]
+            if let data, data.kind != .object && data.kind != .null {
+                throw MessageError("invalid_field", "\"data\" must be an object", field: "data", ref: ref)
+            }
+            var durable = false
+            if let d = obj["durable"], d.kind != .null {
+                guard let b = d.bool else {
+                    throw MessageError("invalid_field", "\"durable\" must be a boolean", field: "durable", ref: ref)
+                }
+                durable = b
+            }
+            if durable && ref == nil {
+                throw MessageError("missing_field", "a durable event needs an \"id\"", field: "id")
+            }
+            return .event(
+                AppEvent(
+                    name: name, data: data?.kind == .object ? data!.bytes : ArraySlice(Array("{}".utf8)),
+                    durable: durable, id: ref))
+        case "cursor":
+            var w = JSONWriter()
+            for key in ["x", "y"] {
+                guard let v = obj[key] else {
+                    throw MessageError("missing_field", "cursor needs \"\(key)\"", field: key)
+                }
+                guard v.double?.isFinite == true, v.bytes.count <= 32 else {
+                    throw MessageError(
+                        "invalid_field", "\"\(key)\" must be a number of at most 32 characters", field: key)
+                }
+                w.raw(key, v.bytes)
+            }
+            if let el = obj["el"], el.kind != .null {
+                guard el.kind == .string, el.bytes.count <= 256 else {
+                    throw MessageError("invalid_field", "\"el\" must be a string of at most 256 bytes", field: "el")
+                }
+                w.raw("el", el.bytes)
+            }
+            if let sel = obj["sel"], sel.kind != .null {
+                guard sel.bytes.count <= 1024 else {
+                    throw MessageError("too_large", "\"sel\" is larger than 1 KiB", field: "sel")
+                }
+                w.raw("sel", sel.bytes)
+            }
+            return .cursor(Cursor(body: w.bytes))
         case "join":
             let hasToken = obj["token"] != nil
             guard
@@ -230,31 +282,6 @@ extension ClientMessage {
                 throw MessageError("invalid_field", "\"state\" must be \"start\" or \"stop\"", field: "state")
             }
             return .typing(start: state == "start")
-        case "cursor":
-            var w = JSONWriter()
-            for key in ["x", "y"] {
-                guard let v = obj[key] else {
-                    throw MessageError("missing_field", "cursor needs \"\(key)\"", field: key)
-                }
-                guard v.double?.isFinite == true, v.bytes.count <= 32 else {
-                    throw MessageError(
-                        "invalid_field", "\"\(key)\" must be a number of at most 32 characters", field: key)
-                }
-                w.raw(key, v.bytes)
-            }
-            if let el = obj["el"], el.kind != .null {
-                guard el.kind == .string, el.bytes.count <= 256 else {
-                    throw MessageError("invalid_field", "\"el\" must be a string of at most 256 bytes", field: "el")
-                }
-                w.raw("el", el.bytes)
-            }
-            if let sel = obj["sel"], sel.kind != .null {
-                guard sel.bytes.count <= 1024 else {
-                    throw MessageError("too_large", "\"sel\" is larger than 1 KiB", field: "sel")
-                }
-                w.raw("sel", sel.bytes)
-            }
-            return .cursor(Cursor(body: w.bytes))
         case "chat":
             guard bytes.count <= limits.maxChatBytes else {
                 throw MessageError("too_large", "chat message is larger than \(limits.maxChatBytes) bytes", ref: ref)
@@ -319,32 +346,6 @@ extension ClientMessage {
                 w.raw("meta", meta.bytes)
             }
             return .chat(Chat(id: id, kind: kind, body: w.bytes))
-        case "event":
-            guard bytes.count <= limits.maxEventBytes else {
-                throw MessageError("too_large", "event is larger than \(limits.maxEventBytes) bytes", ref: ref)
-            }
-            guard let name = try string("name", max: 64), Self.isValidEventName(name) else {
-                throw MessageError(
-                    "invalid_field", "\"name\" must be 1-64 characters of a-z, 0-9, _ . : -", field: "name", ref: ref)
-            }
-            let data = obj["data"]
-            if let data, data.kind != .object && data.kind != .null {
-                throw MessageError("invalid_field", "\"data\" must be an object", field: "data", ref: ref)
-            }
-            var durable = false
-            if let d = obj["durable"], d.kind != .null {
-                guard let b = d.bool else {
-                    throw MessageError("invalid_field", "\"durable\" must be a boolean", field: "durable", ref: ref)
-                }
-                durable = b
-            }
-            if durable && ref == nil {
-                throw MessageError("missing_field", "a durable event needs an \"id\"", field: "id")
-            }
-            return .event(
-                AppEvent(
-                    name: name, data: data?.kind == .object ? data!.bytes : ArraySlice(Array("{}".utf8)),
-                    durable: durable, id: ref))
         default:
             throw MessageError("unknown_type", "unknown message type \"\(type)\"", field: "type", ref: ref)
         }
