@@ -98,6 +98,10 @@ extension ClientMessage {
         guard let typeValue = obj["type"] else {
             throw MessageError("missing_field", "every message needs a \"type\"", field: "type")
         }
+        // An app event, the most frequent message, is told by the type's bytes, before any decoding.
+        if typeValue.isString(written: "event") {
+            return try parseEvent(obj, size: bytes.count, limits: limits, ref: obj["id"]?.string)
+        }
         guard let type = typeValue.string else {
             throw MessageError("invalid_field", "\"type\" must be a string", field: "type")
         }
@@ -121,31 +125,7 @@ extension ClientMessage {
         switch type {
         // The cases are tried in order: the most frequent first (an app event, then a cursor).
         case "event":
-            guard bytes.count <= limits.maxEventBytes else {
-                throw MessageError("too_large", "event is larger than \(limits.maxEventBytes) bytes", ref: ref)
-            }
-            guard let name = try string("name", max: 64), Self.isValidEventName(name) else {
-                throw MessageError(
-                    "invalid_field", "\"name\" must be 1-64 characters of a-z, 0-9, _ . : -", field: "name", ref: ref)
-            }
-            let data = obj["data"]
-            if let data, data.kind != .object && data.kind != .null {
-                throw MessageError("invalid_field", "\"data\" must be an object", field: "data", ref: ref)
-            }
-            var durable = false
-            if let d = obj["durable"], d.kind != .null {
-                guard let b = d.bool else {
-                    throw MessageError("invalid_field", "\"durable\" must be a boolean", field: "durable", ref: ref)
-                }
-                durable = b
-            }
-            if durable && ref == nil {
-                throw MessageError("missing_field", "a durable event needs an \"id\"", field: "id")
-            }
-            return .event(
-                AppEvent(
-                    name: name, data: data?.kind == .object ? data!.bytes : ArraySlice(Array("{}".utf8)),
-                    durable: durable, id: ref))
+            return try parseEvent(obj, size: bytes.count, limits: limits, ref: ref)
         case "cursor":
             var w = JSONWriter()
             for key in ["x", "y"] {
@@ -352,11 +332,14 @@ extension ClientMessage {
     }
 
     public static func isValidEventName(_ s: String) -> Bool {
-        !s.isEmpty && s.utf8.count <= 64
-            && s.utf8.allSatisfy {
-                ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 95 || $0 == 46 || $0 == 58 || $0 == 45
-                    || ($0 >= 65 && $0 <= 90)
-            }
+        var s = s
+        return s.withUTF8 { b in
+            !b.isEmpty && b.count <= 64
+                && b.allSatisfy {
+                    ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 95 || $0 == 46 || $0 == 58
+                        || $0 == 45 || ($0 >= 65 && $0 <= 90)
+                }
+        }
     }
 }
 

@@ -32,6 +32,13 @@ public struct JSONValue {
     /// The value's JSON text.
     public var bytes: ArraySlice<UInt8> { source[start..<end] }
 
+    /// Whether this is a string written exactly as `text` (no escapes): a test without decoding.
+    func isString(written text: StaticString) -> Bool {
+        let n = text.utf8CodeUnitCount
+        return kind == .string && end - start == n + 2
+            && source.withUnsafeBufferPointer { memcmp($0.baseAddress! + start + 1, text.utf8Start, n) == 0 }
+    }
+
     /// The decoded string, for string values.
     public var string: String? {
         guard kind == .string else { return nil }
@@ -113,17 +120,18 @@ public enum JSONReader {
     /// Parses `bytes[range]`, which must hold exactly one JSON object; the offsets stay `bytes`' own.
     static func readObject(_ bytes: [UInt8], in range: Range<Int>, maxDepth: Int) throws -> JSONObject {
         // A client message has a handful of members: one allocation instead of growing 1, 2, 4, 8.
-        var spans: [JSONSpan] = []
-        spans.reserveCapacity(8)
-        try bytes.withUnsafeBufferPointer { buffer in
+        let spans = try bytes.withUnsafeBufferPointer { buffer in
             var p = Parser(buffer, range, maxDepth: maxDepth)
             p.skipSpace()
             guard p.pos < p.end, p.at(p.pos) == UInt8(ascii: "{") else {
                 throw JSONError("message must be a JSON object")
             }
-            try p.object(depth: 1, record: true, &spans)
+            // A client message has a handful of members: one allocation instead of growing 1, 2, 4, 8.
+            p.spans.reserveCapacity(8)
+            try p.object(depth: 1)
             p.skipSpace()
             guard p.pos == p.end else { throw p.trailing() }
+            return p.spans
         }
         return JSONObject(source: bytes, spans: spans)
     }
@@ -153,14 +161,14 @@ public enum JSONReader {
     }
 
     static func readArray(_ bytes: [UInt8], in range: Range<Int>, maxDepth: Int) throws -> [JSONValue] {
-        var spans: [JSONSpan] = []
-        try bytes.withUnsafeBufferPointer { buffer in
+        let spans = try bytes.withUnsafeBufferPointer { buffer in
             var p = Parser(buffer, range, maxDepth: maxDepth)
             p.skipSpace()
             guard p.pos < p.end, p.at(p.pos) == UInt8(ascii: "[") else { throw JSONError("expected a JSON array") }
-            try p.array(depth: 1, record: true, &spans)
+            try p.array(depth: 1)
             p.skipSpace()
             guard p.pos == p.end else { throw p.trailing() }
+            return p.spans
         }
         return spans.map { JSONValue(kind: $0.kind, bytes, $0) }
     }
@@ -242,6 +250,8 @@ public enum JSONReader {
         let end: Int
         let maxDepth: Int
         var pos: Int
+        /// The top level's members or elements.
+        var spans: [JSONSpan] = []
 
         init(_ buffer: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, maxDepth: Int) {
             precondition(range.lowerBound >= 0 && range.upperBound <= buffer.count)
@@ -272,8 +282,8 @@ public enum JSONReader {
             pos += 1
         }
 
-        /// An object at `pos`; its members go to `spans` when `record` (the top level), else only validated.
-        mutating func object(depth: Int, record: Bool, _ spans: inout [JSONSpan]) throws {
+        /// An object at `pos`; its members go to `spans` at the top level (depth 1), else are only validated.
+        mutating func object(depth: Int) throws {
             guard depth <= maxDepth else { throw JSONError("JSON nested deeper than \(maxDepth)") }
             try expect(UInt8(ascii: "{"))
             skipSpace()
@@ -290,7 +300,7 @@ public enum JSONReader {
                 skipSpace()
                 let valueStart = pos
                 let kind = try value(depth: depth)
-                if record {
+                if depth == 1 {
                     spans.append(
                         JSONSpan(
                             nameStart: keyStart, nameEnd: keyEnd, valueStart: valueStart, valueEnd: pos, kind: kind,
@@ -308,10 +318,9 @@ public enum JSONReader {
         mutating func value(depth: Int) throws -> JSONKind {
             skipSpace()
             guard pos < end else { throw JSONError("unexpected end of JSON") }
-            var none: [JSONSpan] = []
             switch base[pos] {
-            case UInt8(ascii: "{"): try object(depth: depth + 1, record: false, &none); return .object
-            case UInt8(ascii: "["): try array(depth: depth + 1, record: false, &none); return .array
+            case UInt8(ascii: "{"): try object(depth: depth + 1); return .object
+            case UInt8(ascii: "["): try array(depth: depth + 1); return .array
             case UInt8(ascii: "\""): _ = try string(); return .string
             case UInt8(ascii: "t"): try literal("true"); return .bool
             case UInt8(ascii: "f"): try literal("false"); return .bool
@@ -320,8 +329,8 @@ public enum JSONReader {
             }
         }
 
-        /// An array at `pos`; its elements go to `spans` when `record`, else only validated.
-        mutating func array(depth: Int, record: Bool, _ spans: inout [JSONSpan]) throws {
+        /// An array at `pos`; its elements go to `spans` at the top level (depth 1), else are only validated.
+        mutating func array(depth: Int) throws {
             guard depth <= maxDepth else { throw JSONError("JSON nested deeper than \(maxDepth)") }
             pos += 1
             skipSpace()
@@ -330,7 +339,7 @@ public enum JSONReader {
                 skipSpace()
                 let start = pos
                 let kind = try value(depth: depth)
-                if record { spans.append(JSONSpan(valueStart: start, valueEnd: pos, kind: kind)) }
+                if depth == 1 { spans.append(JSONSpan(valueStart: start, valueEnd: pos, kind: kind)) }
                 skipSpace()
                 guard pos < end else { throw JSONError("unterminated array") }
                 if base[pos] == UInt8(ascii: ",") { pos += 1; continue }
@@ -352,6 +361,13 @@ public enum JSONReader {
             pos += 1
             var escaped = false
             while pos < end {
+                // Eight bytes at a time while none of them is a quote, a backslash or a control character.
+                while pos + 8 <= end {
+                    let w = UnsafeRawPointer(base + pos).loadUnaligned(as: UInt64.self)
+                    if Self.hasSpecialByte(w) { break }
+                    pos += 8
+                }
+                guard pos < end else { break }
                 let c = base[pos]
                 // The common bytes first: anything above '\' and the printable ones other than '"'.
                 if c > UInt8(ascii: "\\") || (c >= 0x20 && c != UInt8(ascii: "\"") && c != UInt8(ascii: "\\")) {
@@ -381,6 +397,20 @@ public enum JSONReader {
                 }
             }
             throw JSONError("unterminated string")
+        }
+
+        /// Whether one of the 8 bytes of `w` is '"', '\\' or below 0x20 (exact: each test is the
+        /// classic "has a zero byte" test, which has no false answer for the word as a whole).
+        @inline(__always)
+        static func hasSpecialByte(_ w: UInt64) -> Bool {
+            let ones: UInt64 = 0x0101_0101_0101_0101
+            let highs: UInt64 = 0x8080_8080_8080_8080
+            let quote = w ^ (ones &* 0x22)
+            let backslash = w ^ (ones &* 0x5C)
+            let hasZero = { (x: UInt64) in (x &- ones) & ~x & highs }
+            // A byte below 0x20: (b - 0x20) borrows into its high bit while b's own high bit is clear.
+            let control = (w &- ones &* 0x20) & ~w & highs
+            return (hasZero(quote) | hasZero(backslash) | control) != 0
         }
 
         @inline(__always)

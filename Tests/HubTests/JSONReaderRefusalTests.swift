@@ -108,3 +108,79 @@ final class JSONReaderRefusalTests: XCTestCase {
         XCTAssertEqual(try JSONReader.readObject(Array("{}".utf8)).members.count, 0)
     }
 }
+
+/// App events are read apart from the other types (before any is tried): their refusals are the ones the
+/// shared path gave.
+final class EventParsingTests: XCTestCase {
+    private func refusal(_ text: String) -> MessageError? {
+        do {
+            _ = try ClientMessage.parse(Array(text.utf8))
+            return nil
+        } catch { return error as? MessageError }
+    }
+
+    func testEventRefusals() {
+        let cases: [(String, String, String, String?, String?)] = [
+            (#"{"type":"event"}"#, "missing_field", #"event needs "name""#, "name", nil),
+            (#"{"type":"event","name":null,"id":"r"}"#, "missing_field", #"event needs "name""#, "name", "r"),
+            (#"{"type":"event","name":5}"#, "invalid_field", #""name" must be a string"#, "name", nil),
+            (
+                #"{"type":"event","name":"\#(String(repeating: "a", count: 65))"}"#, "too_large",
+                #""name" is longer than 64 characters (256 bytes)"#, "name", nil
+            ),
+            (
+                #"{"type":"event","name":"a b","id":"r"}"#, "invalid_field",
+                #""name" must be 1-64 characters of a-z, 0-9, _ . : -"#, "name", "r"
+            ),
+            (
+                #"{"type":"event","name":""}"#, "invalid_field",
+                #""name" must be 1-64 characters of a-z, 0-9, _ . : -"#, "name", nil
+            ),
+            (#"{"type":"event","name":"n","data":[1]}"#, "invalid_field", #""data" must be an object"#, "data", nil),
+            (
+                #"{"type":"event","name":"n","durable":1}"#, "invalid_field", #""durable" must be a boolean"#,
+                "durable", nil
+            ),
+            (
+                #"{"type":"event","name":"n","durable":true}"#, "missing_field", #"a durable event needs an "id""#,
+                "id", nil
+            ),
+            // The same refusals when "event" is written with an escape (the decoding path).
+            (
+                #"{"type":"\u0065vent","name":"a b"}"#, "invalid_field",
+                #""name" must be 1-64 characters of a-z, 0-9, _ . : -"#, "name", nil
+            ),
+            (#"{"type":"\u0065vent"}"#, "missing_field", #"event needs "name""#, "name", nil),
+        ]
+        for (text, code, message, field, ref) in cases {
+            let e = refusal(text)
+            XCTAssertEqual(e?.code, code, text)
+            XCTAssertEqual(e?.message, message, text)
+            XCTAssertEqual(e?.field, field, text)
+            XCTAssertEqual(e?.ref, ref, text)
+        }
+        var small = MessageLimits()
+        small.maxEventBytes = 10
+        XCTAssertThrowsError(
+            try ClientMessage.parse(Array(#"{"type":"event","name":"n","id":"q"}"#.utf8), limits: small)
+        ) {
+            XCTAssertEqual($0 as? MessageError, MessageError("too_large", "event is larger than 10 bytes", ref: "q"))
+        }
+    }
+
+    func testEventsReadTheSameEitherWay() throws {
+        for type in [#""event""#, #""\u0065vent""#, #""ev\u0065nt""#] {
+            let text = #"{"id":"e1","type":\#(type),"name":"doc.saved","data":{"k":[1,"x"]},"durable":true}"#
+            guard case .event(let e) = try ClientMessage.parse(Array(text.utf8)) else { return XCTFail(type) }
+            XCTAssertEqual(e.name, "doc.saved")
+            XCTAssertEqual(String(decoding: e.data, as: UTF8.self), #"{"k":[1,"x"]}"#)
+            XCTAssertTrue(e.durable)
+            XCTAssertEqual(e.id, "e1")
+        }
+        guard case .event(let bare) = try ClientMessage.parse(Array(#"{"type":"event","name":"n","data":null}"#.utf8))
+        else { return XCTFail() }
+        XCTAssertEqual(String(decoding: bare.data, as: UTF8.self), "{}")
+        XCTAssertFalse(bare.durable)
+        XCTAssertNil(bare.id)
+    }
+}
