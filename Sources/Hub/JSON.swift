@@ -360,20 +360,20 @@ public enum JSONReader {
         mutating func string() throws -> Bool {
             pos += 1
             var escaped = false
-            while pos < end {
-                // Eight bytes at a time while none of them is a quote, a backslash or a control character.
-                while pos + 8 <= end {
-                    let w = UnsafeRawPointer(base + pos).loadUnaligned(as: UInt64.self)
-                    if Self.hasSpecialByte(w) { break }
+            while true {
+                // Eight bytes at a time while none is a quote, a backslash or a control character, then
+                // byte by byte up to the first that is.
+                while pos + 8 <= end, !Self.hasSpecialByte(UnsafeRawPointer(base + pos).loadUnaligned(as: UInt64.self))
+                {
                     pos += 8
+                }
+                while pos < end {
+                    let c = base[pos]
+                    if c == UInt8(ascii: "\"") || c == UInt8(ascii: "\\") || c < 0x20 { break }
+                    pos += 1
                 }
                 guard pos < end else { break }
                 let c = base[pos]
-                // The common bytes first: anything above '\' and the printable ones other than '"'.
-                if c > UInt8(ascii: "\\") || (c >= 0x20 && c != UInt8(ascii: "\"") && c != UInt8(ascii: "\\")) {
-                    pos += 1
-                    continue
-                }
                 if c == UInt8(ascii: "\"") { pos += 1; return escaped }
                 if c < 0x20 { throw JSONError("control character in string at offset \(pos)") }
                 // a backslash
@@ -403,14 +403,14 @@ public enum JSONReader {
         /// classic "has a zero byte" test, which has no false answer for the word as a whole).
         @inline(__always)
         static func hasSpecialByte(_ w: UInt64) -> Bool {
-            let ones: UInt64 = 0x0101_0101_0101_0101
-            let highs: UInt64 = 0x8080_8080_8080_8080
-            let quote = w ^ (ones &* 0x22)
-            let backslash = w ^ (ones &* 0x5C)
-            let hasZero = { (x: UInt64) in (x &- ones) & ~x & highs }
-            // A byte below 0x20: (b - 0x20) borrows into its high bit while b's own high bit is clear.
-            let control = (w &- ones &* 0x20) & ~w & highs
-            return (hasZero(quote) | hasZero(backslash) | control) != 0
+            let quote = w ^ 0x2222_2222_2222_2222
+            let backslash = w ^ 0x5C5C_5C5C_5C5C_5C5C
+            // A zero byte of x: (x - 1) borrows into its high bit while x's own high bit is clear; a byte
+            // below 0x20: the same with 0x20.
+            let found =
+                ((quote &- 0x0101_0101_0101_0101) & ~quote) | ((backslash &- 0x0101_0101_0101_0101) & ~backslash)
+                | ((w &- 0x2020_2020_2020_2020) & ~w)
+            return found & 0x8080_8080_8080_8080 != 0
         }
 
         @inline(__always)
