@@ -7,7 +7,7 @@ extension ClientMessage {
             throw MessageError("too_large", "event is larger than \(limits.maxEventBytes) bytes", ref: ref)
         }
         // As every other type's required string: missing or null, not a string, too long; then its form.
-        guard let nameValue = obj["name"], nameValue.kind != .null else {
+        guard let nameValue = obj.value("name"), nameValue.kind != .null else {
             throw MessageError("missing_field", "event needs \"name\"", field: "name", ref: ref)
         }
         guard let name = nameValue.string else {
@@ -21,12 +21,12 @@ extension ClientMessage {
             throw MessageError(
                 "invalid_field", "\"name\" must be 1-64 characters of a-z, 0-9, _ . : -", field: "name", ref: ref)
         }
-        let data = obj["data"]
+        let data = obj.value("data")
         if let data, data.kind != .object && data.kind != .null {
             throw MessageError("invalid_field", "\"data\" must be an object", field: "data", ref: ref)
         }
         var durable = false
-        if let d = obj["durable"], d.kind != .null {
+        if let d = obj.value("durable"), d.kind != .null {
             guard let b = d.bool else {
                 throw MessageError("invalid_field", "\"durable\" must be a boolean", field: "durable", ref: ref)
             }

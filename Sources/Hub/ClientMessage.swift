@@ -95,12 +95,12 @@ extension ClientMessage {
         do { obj = try JSONReader.readObject(bytes, maxDepth: limits.maxJSONDepth) } catch let e as JSONError {
             throw MessageError("bad_json", e.message)
         }
-        guard let typeValue = obj["type"] else {
+        guard let typeValue = obj.value("type") else {
             throw MessageError("missing_field", "every message needs a \"type\"", field: "type")
         }
         // An app event, the most frequent message, is told by the type's bytes, before any decoding.
         if typeValue.isString(written: "event") {
-            return try parseEvent(obj, size: bytes.count, limits: limits, ref: obj["id"]?.string)
+            return try parseEvent(obj, size: bytes.count, limits: limits, ref: obj.value("id")?.string)
         }
         guard let type = typeValue.string else {
             throw MessageError("invalid_field", "\"type\" must be a string", field: "type")

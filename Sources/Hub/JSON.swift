@@ -102,9 +102,22 @@ public struct JSONObject {
     /// The first member named `key`.
     func span(_ key: String) -> JSONSpan? {
         var key = key
-        return key.withUTF8 { k in
-            source.withUnsafeBufferPointer { src in
-                for s in spans where JSONReader.name(src, s, equals: k) { return s }
+        return key.withUTF8 { find($0) }
+    }
+
+    /// The member named `key`, one of the hub's own names: read without making a String of it (the
+    /// message path's lookups).
+    func value(_ key: StaticString) -> JSONValue? {
+        guard let s = find(UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount)) else { return nil }
+        return JSONValue(kind: s.kind, source, s)
+    }
+
+    /// The first member whose name's UTF-8 bytes are `key`.
+    @inline(__always)
+    private func find(_ key: UnsafeBufferPointer<UInt8>) -> JSONSpan? {
+        source.withUnsafeBufferPointer { src in
+            spans.withUnsafeBufferPointer { list in
+                for i in 0..<list.count where JSONReader.name(src, list[i], equals: key) { return list[i] }
                 return nil
             }
         }
@@ -145,8 +158,11 @@ public enum JSONReader {
         // only a name with escapes can be equal with other bytes.
         let inner = span.nameEnd - span.nameStart - 2
         if !span.nameEscaped {
-            return inner == key.count
-                && (inner == 0 || memcmp(src.baseAddress! + span.nameStart + 1, key.baseAddress!, inner) == 0)
+            // Names are short: a byte loop costs less than a call of memcmp.
+            guard inner == key.count else { return false }
+            let name = src.baseAddress! + span.nameStart + 1
+            for i in 0..<inner where name[i] != key[i] { return false }
+            return true
         }
         // An escape is always longer than what it stands for.
         guard inner > key.count,
