@@ -27,7 +27,8 @@ extension Session {
             (role, name, tokenExpiry, viaHostKey, issuedSecret) = (r, n, e, h, secret)
             key = k ?? "anon:" + newID(9)
         }
-        if let member = members.first(where: { $0.key == key && !$0.leaving }) {
+        let wanted = MemberKey(key)
+        if let member = members.first(where: { $0.memberKey == wanted && !$0.leaving }) {
             // A token's role is the member's role from now on (a demoted token demotes every tab).
             let holdsHostKey = member.connections.contains { $0.membership?.viaHostKey == true }
             if member.role != role && key.hasPrefix("sub:") && !(member.role == .host && holdsHostKey) {
