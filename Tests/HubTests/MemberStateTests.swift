@@ -32,8 +32,8 @@ final class MemberStateTests: XCTestCase {
     }
 
     func testRareFieldsLiveInASideObjectOnlyWhileSet() {
-        let m = Member(id: "m1", key: Admission.guestKey(clientId: "c1", secret: "s"), name: "Ann", color: "#fff",
-                       role: .editor)
+        let m = Member(id: "m1", key: Admission.guestKey(clientId: "c1", secret: "s"), name: "Ann",
+                       color: Session.palette[0], role: .editor)
         XCTAssertNil(m.rare, "a fresh member has no side object")
         XCTAssertNil(m.cursor); XCTAssertNil(m.location); XCTAssertNil(m.typingUntil); XCTAssertNil(m.graceDeadline)
         XCTAssertFalse(m.cursorDirty); XCTAssertFalse(m.cursorUnsampled)
@@ -54,8 +54,21 @@ final class MemberStateTests: XCTestCase {
         XCTAssertEqual(m.cursor, Array("{}".utf8))
         XCTAssertTrue(m.cursorDirty && m.cursorUnsampled)
         XCTAssertEqual(m.cursorRecordedAt, 1)
-        XCTAssertEqual(String(decoding: m.fromJSON, as: UTF8.self), ##"{"id":"m1","name":"Ann","color":"#fff"}"##)
+        XCTAssertEqual(String(decoding: m.fromJSON, as: UTF8.self), ##"{"id":"m1","name":"Ann","color":"#e6194b"}"##)
         m.recolor("#000")
         XCTAssertEqual(String(decoding: m.fromJSON, as: UTF8.self), ##"{"id":"m1","name":"Ann","color":"#000"}"##)
+    }
+
+    func testAColourIsAPaletteIndexOrKeptAside() {
+        let m = Member(id: "m1", key: "sub:ann", name: "Ann", color: Session.palette[3], role: .editor)
+        XCTAssertEqual(m.color, Session.palette[3])
+        XCTAssertNil(m.rare, "a palette colour is an index")
+        m.color = "?"  // the cluster's mark while a colour is agreed
+        XCTAssertEqual(m.color, "?")
+        XCTAssertNotNil(m.rare)
+        m.color = Session.palette[13]
+        XCTAssertEqual(m.color, Session.palette[13])
+        XCTAssertNil(m.rare, "back in the palette: the side object goes")
+        XCTAssertEqual(Member(id: "m2", key: "k", name: "B", color: "#123456", role: .viewer).color, "#123456")
     }
 }

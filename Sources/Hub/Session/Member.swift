@@ -40,7 +40,6 @@ public final class Member {
     public let memberKey: MemberKey
     public var key: String { memberKey.text }
     public let name: String
-    public internal(set) var color: String
     public internal(set) var connections = MemberConnections()
     /// The cursor, the location, typing and the reconnect grace (`MemberExtras`), made on first use:
     /// an idle member has none of them.
@@ -52,9 +51,11 @@ public final class Member {
     /// Presence state: what its client last said (where it is: `location`, in `MemberExtras`).
     var status = PresenceStatus.active
     var leaving = false
+    /// The colour's place in `Session.palette` (`MemberExtras.otherColor` when not in it: `color`).
+    var colorIndex: UInt8 = 0
 
     init(id: String, key: String, name: String, color: String, role: MemberRole) {
-        self.id = id; self.memberKey = MemberKey(key); self.name = name; self.color = color; self.role = role
+        self.id = id; self.memberKey = MemberKey(key); self.name = name; self.role = role; self.color = color
     }
 
     var json: [UInt8] {

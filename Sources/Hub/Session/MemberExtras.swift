@@ -10,11 +10,14 @@ final class MemberExtras {
     var cursorDirty = false
     var cursorUnsampled = false
     var fromJSON: [UInt8]?
+    /// A colour not in the palette (`Member.color`; the cluster's mark while a colour is being agreed).
+    var otherColor: String?
 
     /// Nothing here differs from a fresh member's: the object can go.
     var isUnused: Bool {
         cursor == nil && location == nil && cursorRecordedAt == -Double.infinity && typingUntil == nil
             && graceDeadline == nil && !cursorDirty && !cursorUnsampled && fromJSON == nil
+            && otherColor == nil
     }
 }
 
@@ -41,6 +44,23 @@ extension Member {
             return w.bytes
         }
         set { extras.fromJSON = newValue }
+    }
+    /// The member's colour: a palette entry (an index into `Session.palette`), or another colour kept in
+    /// the side object.
+    public internal(set) var color: String {
+        get {
+            let palette = Session.palette
+            return Int(colorIndex) < palette.count ? palette[Int(colorIndex)] : rare?.otherColor ?? ""
+        }
+        set {
+            if let i = Session.palette.firstIndex(of: newValue), i < Int(UInt8.max) {
+                colorIndex = UInt8(i)
+                if rare?.otherColor != nil { rare?.otherColor = nil; dropIfUnused() }
+            } else {
+                colorIndex = .max
+                extras.otherColor = newValue
+            }
+        }
     }
     var cursor: [UInt8]? {
         get { rare?.cursor }
