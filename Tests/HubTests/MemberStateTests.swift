@@ -13,6 +13,10 @@ final class MemberStateTests: XCTestCase {
             XCTAssertEqual(MemberKey(key).text, key)
             XCTAssertEqual(MemberKey(key), MemberKey(key))
         }
+        for n in 0..<500 {  // every bit position of the 128 bits, through many hashes
+            let key = Admission.guestKey(clientId: "r\(n)", secret: "secret-\(n)")
+            XCTAssertEqual(MemberKey(key).text, key)
+        }
         let a = Admission.guestKey(clientId: "c1", secret: "one"), b = Admission.guestKey(clientId: "c1", secret: "two")
         XCTAssertNotEqual(MemberKey(a), MemberKey(b), "another secret is another member")
         XCTAssertNotEqual(MemberKey(a), MemberKey(Admission.guestKey(clientId: "c2", secret: "one")))
