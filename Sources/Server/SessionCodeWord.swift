@@ -17,13 +17,10 @@ enum SessionCodeWord {
     }
 
     static func text(_ word: UInt64) -> String {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(8)
-        var w = word
-        while w != 0 {
-            bytes.append(UInt8(truncatingIfNeeded: w))
-            w >>= 8
+        let count = (64 - word.leadingZeroBitCount + 7) / 8
+        return String(unsafeUninitializedCapacity: count) { buf in
+            for i in 0..<count { buf[i] = UInt8(truncatingIfNeeded: word >> UInt64(8 * i)) }
+            return count
         }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }

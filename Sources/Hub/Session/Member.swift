@@ -54,8 +54,12 @@ public final class Member {
     /// The colour's place in `Session.palette` (`MemberExtras.otherColor` when not in it: `color`).
     var colorIndex: UInt8 = 0
 
-    init(id: String, key: String, name: String, color: String, role: MemberRole) {
-        self.id = id; self.memberKey = MemberKey(key); self.name = name; self.role = role; self.color = color
+    convenience init(id: String, key: String, name: String, color: String, role: MemberRole) {
+        self.init(id: id, memberKey: MemberKey(key), name: name, color: color, role: role)
+    }
+
+    init(id: String, memberKey: MemberKey, name: String, color: String, role: MemberRole) {
+        self.id = id; self.memberKey = memberKey; self.name = name; self.role = role; self.color = color
     }
 
     var json: [UInt8] {

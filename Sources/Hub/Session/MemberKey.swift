@@ -67,7 +67,9 @@ public struct MemberKey: Equatable, Sendable {
     /// (canonical base64url: the last character's unused 4 bits are zero).
     private static func compactGuest(_ key: String) -> (String, UInt64, UInt64)? {
         let utf8 = key.utf8
-        guard utf8.count > 25, key.hasPrefix("c:") else { return nil }
+        guard utf8.count > 25, utf8.first == UInt8(ascii: "c"),
+            utf8[utf8.index(after: utf8.startIndex)] == UInt8(ascii: ":")
+        else { return nil }
         let tailStart = utf8.index(utf8.endIndex, offsetBy: -22)
         let colon = utf8.index(before: tailStart)
         guard utf8[colon] == UInt8(ascii: ":") else { return nil }

@@ -71,7 +71,7 @@ extension Session {
         let color =
             Session.palette.first(where: { !used.contains($0) })
             ?? Session.palette[nextMemberNumber % Session.palette.count]
-        let member = Member(id: "m" + newID(6), key: key, name: name, color: color, role: role)
+        let member = Member(id: "m" + newID(6), memberKey: wanted, name: name, color: color, role: role)
         members.append(member)
         attach(client, to: member, tokenExpiry: tokenExpiry, viaHostKey: viaHostKey, issuedSecret: issuedSecret)
         // A newcomer asking for recent history is served like a resume from that far back.
