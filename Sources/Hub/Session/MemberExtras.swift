@@ -1,6 +1,7 @@
 /// The state of a member that an idle one never has (issue 30: memory per member): a cursor, a
-/// location, typing, a reconnect grace, the `from` of its chat messages. One object, made on first use and given back when nothing in it
-/// differs from a fresh member's, so a member that joined and sits idle carries only a pointer for it.
+/// location, typing, a reconnect grace, the `from` of its chat messages, a colour not in the palette. One
+/// object, made on first use and given back when nothing in it differs from a fresh member's, so a member
+/// that joined and sits idle carries only a pointer for it.
 final class MemberExtras {
     var cursor: [UInt8]?
     var location: [UInt8]?
