@@ -18,8 +18,20 @@ final class Connection: Socket {
     var timedOut: Bool { machine.timedOut }
     /// The session and member this connection joined (hub endpoint).
     var membership: Membership?
-    /// The session code from the upgrade URL (`/ws?session=CODE`).
-    var sessionCode: String?
+    /// The session code from the upgrade URL (`/ws?session=CODE`): a code of up to 8 characters (the
+    /// usual) packed in a word (`SessionCodeWord`), a longer one in the side object.
+    var sessionCode: String? {
+        get { codeWord != 0 ? SessionCodeWord.text(codeWord) : rare?.longSessionCode }
+        set {
+            codeWord = newValue.flatMap(SessionCodeWord.word) ?? 0
+            if codeWord == 0 && newValue != nil {
+                extras.longSessionCode = newValue
+            } else if rare?.longSessionCode != nil {
+                rare?.longSessionCode = nil
+            }
+        }
+    }
+    private var codeWord: UInt64 = 0
     /// What per-address state is keyed by: the peer, or its IPv6 network (`AddressKey`). Worked out when
     /// asked (at the open and the close, and for a refused join), not stored in every connection.
     var addressKey: String { AddressKey.of(peer, ipv6Prefix: context.config.ipv6Prefix) }
@@ -43,16 +55,28 @@ final class Connection: Socket {
     var replayPending = false
     /// A join waits for its session to wake up (`joinQueue`).
     private var joinWaiting = false
-    private var invalidCount: Int32 = 0
+    /// (One byte: past `HubEndpoint.maxInvalidMessages`, 20, the connection closes; it saturates at 255.)
+    private var invalidCount: UInt8 = 0
     /// Reading stopped until the queued responses drain (pipelined requests from a client that does
     /// not read its answers).
     private(set) var pausedForOutput = false
     /// Cut off for output past the hard limit (counted once, however many broadcasts find it behind).
     private(set) var cutOff = false
-    private(set) var deferredKeepAlive = true
-    private(set) var deferredHeadOnly = false
+    /// How the request being answered later wants its answer (kept with the request's other state in
+    /// the side object, which `respond` made).
+    private(set) var deferredKeepAlive: Bool {
+        get { rare?.deferredKeepAlive ?? true }
+        set { extras.deferredKeepAlive = newValue }
+    }
+    private(set) var deferredHeadOnly: Bool {
+        get { rare?.deferredHeadOnly ?? false }
+        set { extras.deferredHeadOnly = newValue }
+    }
     /// The waiting request is HTTP/1.1: a streamed body may be chunked.
-    private(set) var deferredChunked = true
+    private(set) var deferredChunked: Bool {
+        get { rare?.deferredChunked ?? true }
+        set { extras.deferredChunked = newValue }
+    }
 
     /// While a join waits for its session to wake up: the messages sent meanwhile (nil: no join waiting).
     /// (Waiting with nothing queued yet, the usual case, needs no extras.)
@@ -70,7 +94,7 @@ final class Connection: Socket {
     /// Invalid messages so far (the endpoint closes the connection past a few).
     var invalidMessages: Int {
         get { Int(invalidCount) }
-        set { invalidCount = Int32(clamping: newValue) }
+        set { invalidCount = UInt8(clamping: newValue) }
     }
     /// Transcript playback on this connection (`replay`).
     var replayer: Replayer? {
@@ -573,11 +597,17 @@ final class ConnectionExtras {
     var corsHeaders: [(String, String)] = []
     var requestStarted = 0.0
     var requestRoute = 0
+    var deferredKeepAlive = true
+    var deferredHeadOnly = false
+    var deferredChunked = true
+    /// A session code from the upgrade URL too long to pack (`Connection.sessionCode`).
+    var longSessionCode: String?
 
     /// Nothing here differs from a fresh connection's: the object can go.
     var isUnused: Bool {
         joinQueue == nil && joinQueueBytes == 0 && replayer == nil && principals.isEmpty
             && tokenExpiries.isEmpty && coalesced.isEmpty && coalescedOrder.isEmpty && coalescedBytes == 0
             && ownDeflater == nil && clientKey == nil && stream == nil && pendingPong == nil && corsHeaders.isEmpty
+            && longSessionCode == nil
     }
 }

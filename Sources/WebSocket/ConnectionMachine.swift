@@ -107,8 +107,9 @@ public final class ConnectionMachine {
         }
     }
     private var http: HTTPState?
-    public private(set) var requestsServed = 0
-    // (The one- to three-byte fields follow, sharing words.)
+    /// Requests read so far (32 bits: it shares a word with the one- to three-byte fields that follow).
+    public var requestsServed: Int { Int(served) }
+    private var served: UInt32 = 0
     public private(set) var phase = Phase.http
     /// A response is being prepared elsewhere: no further request is read until it is answered, and
     /// the connection waits for it however long (`responded` ends this).
@@ -128,8 +129,17 @@ public final class ConnectionMachine {
     private var reader: MessageReader
     /// The decompressor, made for the first compressed message (a client that never compresses costs none).
     private var inflater: Inflater?
-    private var closeSentAt = 0.0
-    private var pingSentAt: Double?
+    /// When our close frame was queued (once `sentClose`), else when the unanswered ping was sent (NaN:
+    /// none): the two clocks are never needed at once, so they share a word (every member has one).
+    private var sentAt = Double.nan
+    private var closeSentAt: Double {
+        get { sentAt }
+        set { sentAt = newValue }
+    }
+    private var pingSentAt: Double? {
+        get { sentClose || sentAt.isNaN ? nil : sentAt }
+        set { if !sentClose { sentAt = newValue ?? .nan } }
+    }
 
     public convenience init(settings: Settings, now: Double) {
         self.init(shared: SharedSettings(settings), now: now)
@@ -167,7 +177,7 @@ public final class ConnectionMachine {
         case .complete(let head, let length):
             http.headParser.reset()
             http.partialRequest = false
-            requestsServed += 1
+            if served < .max { served += 1 }
             if Handshake.isUpgradeRequest(head) || isUpgradePath(head.path) {
                 return (length, .upgrade(head, length: length))
             }

@@ -206,6 +206,25 @@ final class ConnectionMachineTests: XCTestCase {
         XCTAssertEqual(v.tick(lastActivity: 135), .wait(25))
     }
 
+    /// The ping clock and the close clock share a word: a close sent while a ping is unanswered is timed
+    /// from the close, and a pong that comes after our close does not clear it.
+    func testAClosedWhilePingingIsTimedFromTheClose() {
+        var s = ConnectionMachine.Settings(); s.pingInterval = 30; s.closeTimeout = 5
+        let w = upgraded(s)
+        w.now = 130
+        XCTAssertEqual(w.tick(lastActivity: 100), .ping(next: 30))
+        w.now = 140
+        w.close(.normal)
+        XCTAssertEqual(w.armed, 5)
+        w.now = 141
+        w.feed(clientFrame(0xA, []))
+        w.now = 144
+        XCTAssertEqual(w.tick(lastActivity: 141), .wait(1))
+        w.now = 146
+        XCTAssertEqual(w.tick(lastActivity: 141), .close)
+        XCTAssertFalse(w.machine.timedOut)
+    }
+
     func testCompressedMessagesAreInflatedAndChecked() {
         let w = Wire()
         var req = upgradeRequest

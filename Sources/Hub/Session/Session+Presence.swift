@@ -27,7 +27,8 @@ extension Session {
             (role, name, tokenExpiry, viaHostKey, issuedSecret) = (r, n, e, h, secret)
             key = k ?? "anon:" + newID(9)
         }
-        if let member = members.first(where: { $0.key == key && !$0.leaving }) {
+        let wanted = MemberKey(key)
+        if let member = members.first(where: { $0.memberKey == wanted && !$0.leaving }) {
             // A token's role is the member's role from now on (a demoted token demotes every tab).
             let holdsHostKey = member.connections.contains { $0.membership?.viaHostKey == true }
             if member.role != role && key.hasPrefix("sub:") && !(member.role == .host && holdsHostKey) {
@@ -70,7 +71,7 @@ extension Session {
         let color =
             Session.palette.first(where: { !used.contains($0) })
             ?? Session.palette[nextMemberNumber % Session.palette.count]
-        let member = Member(id: "m" + newID(6), key: key, name: name, color: color, role: role)
+        let member = Member(id: "m" + newID(6), memberKey: wanted, name: name, color: color, role: role)
         members.append(member)
         attach(client, to: member, tokenExpiry: tokenExpiry, viaHostKey: viaHostKey, issuedSecret: issuedSecret)
         // A newcomer asking for recent history is served like a resume from that far back.
