@@ -20,11 +20,21 @@ final class EphemeralRoutes {
     let me: [UInt8]
     /// The channel this loop reads other loops' relays on: `chub:e:<me>`.
     let channel: [UInt8]
-    /// Per followed session (its channel): the other loops' channels that follow it too.
-    private(set) var peers: [ChannelKey: [ChannelKey]] = [:]
-    /// Peers per session at most (ids come from Redis: a bound against a corrupt set).
+    /// Per followed session (its channel): the other loops that follow it too (indices into `loops`).
+    private(set) var peers: [ChannelKey: [Int]] = [:]
+    /// Every other loop heard of, once each: its channel, and its publication being built (reused).
+    private var loops: [(channel: [UInt8], payload: [UInt8])] = []
+    private var index: [ChannelKey: Int] = [:]
+    /// Loops with a publication built in the current flush.
+    private var used: [Int] = []
+    private var section: [UInt8] = []
+    /// Peers per session, and loops in all, at most (ids come from Redis: a bound against a corrupt set).
     static let maxPeers = 1024
+    static let maxLoops = 65_536
     static let prefix = Array("chub:e:".utf8)
+    /// Reused by the receiving side (`NodeBatch.scan`).
+    var sectionSpans: [NodeBatch.SectionSpan] = []
+    var itemSpans: [NodeBatch.ItemSpan] = []
 
     init(node: String, loop: Int) {
         me = Array("\(node).\(loop)".utf8)
@@ -46,6 +56,9 @@ final class EphemeralRoutes {
 
     func stopped(_ session: ChannelKey) { peers[session] = nil }
 
+    /// The other loops' channels that follow `session` (tests).
+    func peerChannels(_ session: ChannelKey) -> [[UInt8]] { (peers[session] ?? []).map { loops[$0].channel } }
+
     /// The set as read from Redis (ids); only for a session still followed.
     func learned(_ session: ChannelKey, ids: [[UInt8]]) {
         for id in ids { add(session, id) }
@@ -58,19 +71,25 @@ final class EphemeralRoutes {
         switch payload[1] {
         case UInt8(ascii: "+"): add(session, id)
         case UInt8(ascii: "-"):
-            let c = ChannelKey(Self.prefix + id)
-            peers[session]?.removeAll { $0 == c }
+            guard let i = index[ChannelKey(Self.prefix + id)] else { return }
+            peers[session]?.removeAll { $0 == i }
         default: break
         }
     }
 
     private func add(_ session: ChannelKey, _ id: [UInt8]) {
-        guard id != me, Self.isId(id), var list = peers[session], list.count < Self.maxPeers else { return }
+        guard id != me, Self.isId(id), let list = peers[session], list.count < Self.maxPeers else { return }
         let c = ChannelKey(Self.prefix + id)
-        guard !list.contains(c) else { return }
-        peers[session] = nil  // unique: appended in place
-        list.append(c)
-        peers[session] = list
+        let i: Int
+        if let known = index[c] {
+            i = known
+        } else {
+            guard loops.count < Self.maxLoops else { return }
+            i = loops.count
+            loops.append((c.bytes, []))
+            index[c] = i
+        }
+        if !list.contains(i) { peers[session]?.append(i) }
     }
 
     /// A loop id: 1-160 printable ASCII bytes, no spaces.
@@ -78,28 +97,29 @@ final class EphemeralRoutes {
         !id.isEmpty && id.count <= 160 && id.allSatisfy { $0 > 0x20 && $0 < 0x7F }
     }
 
-    /// One iteration's batches (per session) as one publication per destination: each session's section
-    /// encoded once and copied to each of its peers'. Sessions no other loop follows send nothing.
-    func publications(origin: String, _ batches: [ChannelKey: [Relayed]]) -> [(channel: [UInt8], payload: [UInt8])] {
-        var out: [(channel: [UInt8], payload: [UInt8])] = []
-        var at: [ChannelKey: Int] = [:]
-        var section: [UInt8] = []
+    /// One iteration's batches (per session) as one publication per destination, handed to `send`: each
+    /// session's section encoded once and copied to each of its peers'. Sessions no other loop follows
+    /// send nothing. The buffers are kept for the next iteration (`send` copies what it writes).
+    func publish(origin: String, _ batches: [ChannelKey: [Relayed]], _ send: ([UInt8], [UInt8]) -> Void) {
         for (session, items) in batches {
             guard let to = peers[session], !to.isEmpty, !items.isEmpty else { continue }
             section.removeAll(keepingCapacity: true)
             NodeBatch.appendSection(session.bytes, items, to: &section)
-            for peer in to {
-                if let i = at[peer] {
-                    out[i].payload.append(contentsOf: section)
-                } else {
-                    at[peer] = out.count
-                    var payload = NodeBatch.header(origin: origin)
-                    payload.append(contentsOf: section)
-                    out.append((peer.bytes, payload))
+            for i in to {
+                if loops[i].payload.isEmpty {
+                    loops[i].payload.append(UInt8(ascii: "E"))
+                    loops[i].payload.appendUTF8(origin)
+                    loops[i].payload.append(0x0A)
+                    used.append(i)
                 }
+                loops[i].payload.append(contentsOf: section)
             }
         }
-        return out
+        for i in used {
+            send(loops[i].channel, loops[i].payload)
+            loops[i].payload.removeAll(keepingCapacity: loops[i].payload.capacity <= 1 << 20)
+        }
+        used.removeAll(keepingCapacity: true)
     }
 }
 
@@ -128,10 +148,16 @@ extension LoopLink {
 
     /// A publication on this loop's own channel: each section's items to its session, if followed here.
     func nodeBatch(_ payload: [UInt8]) {
-        guard let (_, sections) = NodeBatch.read(payload) else { return }
-        for s in sections {
-            guard let sink = sinks[ChannelKey(s.channel)]?.sink else { continue }
-            for r in s.items { sink(.ephemeral(r.traffic, key: r.relayedKey, frame: r.frame)) }
+        let r = routes
+        guard NodeBatch.scan(payload, &r.sectionSpans, &r.itemSpans) != nil else { return }
+        payload.withUnsafeBytes { p in
+            for s in r.sectionSpans {
+                guard let sink = sinks[ChannelKey(Array(payload[s.channel]))]?.sink else { continue }
+                for i in r.itemSpans[s.items] {
+                    let frame = Chunk(UnsafeRawBufferPointer(rebasing: p[i.frame]))
+                    sink(.ephemeral(i.traffic, key: RelayedKey(payload, i.key), frame: frame))
+                }
+            }
         }
     }
 }

@@ -52,17 +52,52 @@ public enum NodeBatch {
         public let items: [RelayedBatch]
     }
 
-    /// The sessions' items of a well-formed publication, or nil (nothing of it is handed on): the origin
-    /// a token, each section's channel 1-512 bytes starting with `{`, 1-`ChannelMessage.maxBatch` items
-    /// each as `RelayedBatch` checks them, nothing left over.
+    /// Where an item lies in a publication (`scan`).
+    struct ItemSpan {
+        var traffic: Traffic
+        var key: Range<Int>
+        var frame: Range<Int>
+    }
+
+    /// Where a section lies: its channel's bytes, and its items' spans (indices into the item spans).
+    struct SectionSpan {
+        var channel: Range<Int>
+        var items: Range<Int>
+    }
+
+    /// The sessions' items of a well-formed publication, or nil (nothing of it is handed on). What the
+    /// receiving loop reads (`LoopLink.nodeBatch`) without the arrays: `scan`.
     public static func read(_ bytes: [UInt8]) -> (origin: [UInt8], sections: [Section])? {
-        bytes.withUnsafeBufferPointer { p -> (origin: [UInt8], sections: [Section])? in
+        var sections: [SectionSpan] = []
+        var items: [ItemSpan] = []
+        guard let origin = scan(bytes, &sections, &items) else { return nil }
+        return (
+            Array(bytes[origin]),
+            sections.map { s in
+                Section(
+                    channel: Array(bytes[s.channel]),
+                    items: items[s.items].map { i in
+                        RelayedBatch(
+                            traffic: i.traffic, relayedKey: RelayedKey(bytes, i.key),
+                            frame: bytes.withUnsafeBytes { Chunk(UnsafeRawBufferPointer(rebasing: $0[i.frame])) })
+                    })
+            }
+        )
+    }
+
+    /// Checks a whole publication and records where its sections and items lie (into the caller's
+    /// reused arrays, emptied first); returns the origin's range, or nil if anything is malformed: the
+    /// origin a token, each section's channel 1-512 bytes starting with `{`, 1-`ChannelMessage.maxBatch`
+    /// items each as `RelayedBatch` checks them (one whole server text frame), nothing left over.
+    static func scan(_ bytes: [UInt8], _ sections: inout [SectionSpan], _ items: inout [ItemSpan]) -> Range<Int>? {
+        sections.removeAll(keepingCapacity: true)
+        items.removeAll(keepingCapacity: true)
+        return bytes.withUnsafeBufferPointer { p -> Range<Int>? in
             guard p.first == UInt8(ascii: "E") else { return nil }
             let end = p.count
             guard let nl = RelayedBatch.index(of: 0x0A, in: p, from: 1, to: min(end, 1 + 129)),
                 RelayedBatch.isToken(p, 1, nl)
             else { return nil }
-            var sections: [Section] = []
             var at = nl + 1
             guard at < end else { return nil }
             while at < end {
@@ -73,13 +108,34 @@ public enum NodeBatch {
                     let count = RelayedBatch.number(p, sp + 1, e), count > 0, count <= ChannelMessage.maxBatch,
                     p[e + 1] == UInt8(ascii: "{")
                 else { return nil }
-                let channel = Array(p[(e + 1)..<(e + 1 + clen)])
-                guard let (items, next) = RelayedBatch.readItems(p, of: bytes, from: e + 1 + clen, count: count)
-                else { return nil }
-                sections.append(Section(channel: channel, items: items))
-                at = next
+                let first = items.count
+                at = e + 1 + clen
+                for _ in 0..<count {
+                    guard let (item, next) = scanItem(p, at) else { return nil }
+                    items.append(item)
+                    at = next
+                }
+                sections.append(SectionSpan(channel: (e + 1)..<(e + 1 + clen), items: first..<items.count))
             }
-            return (Array(p[1..<nl]), sections)
+            return 1..<nl
         }
+    }
+
+    /// One item, `<traffic> <keylen> <framelen>\n<key><frame>` (its header at most 64 bytes), as
+    /// `RelayedBatch` checks it.
+    private static func scanItem(_ p: UnsafeBufferPointer<UInt8>, _ at: Int) -> (ItemSpan, Int)? {
+        let end = p.count
+        guard let e = RelayedBatch.index(of: 0x0A, in: p, from: at, to: min(end, at + 65)),
+            let s1 = RelayedBatch.index(of: 0x20, in: p, from: at, to: e),
+            let s2 = RelayedBatch.index(of: 0x20, in: p, from: s1 + 1, to: e),
+            RelayedBatch.index(of: 0x20, in: p, from: s2 + 1, to: e) == nil,
+            let traffic = RelayedBatch.traffic(p, at, s1), let klen = RelayedBatch.number(p, s1 + 1, s2),
+            let flen = RelayedBatch.number(p, s2 + 1, e), klen <= end - e - 1, flen <= end - e - 1 - klen
+        else { return nil }
+        let keyStart = e + 1, frameStart = keyStart + klen, frameEnd = frameStart + flen
+        guard ChannelMessage.isServerTextFrame(UnsafeBufferPointer(rebasing: p[frameStart..<frameEnd])) else {
+            return nil
+        }
+        return (ItemSpan(traffic: traffic, key: keyStart..<frameStart, frame: frameStart..<frameEnd), frameEnd)
     }
 }

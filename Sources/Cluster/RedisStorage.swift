@@ -569,7 +569,7 @@ final class LoopLink {
         var all = relaysSpare
         swap(&all, &relays)
         // One publication per other loop that follows any of these sessions (`EphemeralRoutes`).
-        for (channel, payload) in routes.publications(origin: storage.node, all) { publish(channel, payload) }
+        routes.publish(origin: storage.node, all) { channel, payload in publish(channel, payload) }
         all.removeAll(keepingCapacity: all.capacity <= 1024)
         relaysSpare = all
     }

@@ -112,7 +112,7 @@ public struct RelayedBatch {
         ($0, Array($0.rawValue.utf8))
     }
 
-    private static func traffic(_ p: UnsafeBufferPointer<UInt8>, _ from: Int, _ to: Int) -> Traffic? {
+    static func traffic(_ p: UnsafeBufferPointer<UInt8>, _ from: Int, _ to: Int) -> Traffic? {
         for (t, name) in trafficNames where name.count == to - from {
             if name.withUnsafeBufferPointer({ equal(p, from, $0) }) { return t }
         }
