@@ -113,13 +113,21 @@ final class EphemeralRoutes {
                     used.append(i)
                 }
                 loops[i].payload.append(contentsOf: section)
+                // A busy iteration goes out in pieces, each destination's in turn: a publication waits for
+                // no other, and the link's budget for relays (dropped past it) is shared among them.
+                if loops[i].payload.count >= Self.maxPublication { sendAndEmpty(i, send) }
             }
         }
-        for i in used {
-            send(loops[i].channel, loops[i].payload)
-            loops[i].payload.removeAll(keepingCapacity: loops[i].payload.capacity <= 1 << 20)
-        }
+        for i in used where !loops[i].payload.isEmpty { sendAndEmpty(i, send) }
         used.removeAll(keepingCapacity: true)
+    }
+
+    /// A publication's size past which it is sent before the iteration's last session is added.
+    static let maxPublication = 64 << 10
+
+    private func sendAndEmpty(_ i: Int, _ send: ([UInt8], [UInt8]) -> Void) {
+        send(loops[i].channel, loops[i].payload)
+        loops[i].payload.removeAll(keepingCapacity: loops[i].payload.capacity <= 1 << 20)
     }
 }
 

@@ -104,4 +104,30 @@ final class NodeRelayTests: XCTestCase {
         r.publish(origin: "me", [sc: ic]) { _, _ in none += 1 }
         XCTAssertEqual(none, 0)
     }
+
+    func testABusyIterationGoesOutInPiecesToEachDestinationInTurn() {
+        let r = EphemeralRoutes(node: "me", loop: 0)
+        let big = frame(String(repeating: "y", count: 10_000))
+        var batches: [ChannelKey: [Relayed]] = [:]
+        for k in 0..<40 {
+            let s = ChannelKey(Array("{S\(k)}:ch".utf8))
+            r.started(s)
+            r.learned(s, ids: [Array("p.0".utf8), Array("q.0".utf8)])
+            batches[s] = [Relayed(.event, key: "", frame: big), Relayed(.event, key: "\(k)", frame: frame("{}"))]
+        }
+        var order: [[UInt8]] = []
+        var got: [[UInt8]: [[UInt8]: [Relayed]]] = [:]
+        r.publish(origin: "me", batches) { channel, payload in
+            XCTAssertLessThan(payload.count, EphemeralRoutes.maxPublication + 20_100)
+            order.append(channel)
+            for sec in NodeBatch.read(payload)!.sections { got[channel, default: [:]][sec.channel] = relayed(sec) }
+        }
+        XCTAssertGreaterThan(order.count, 4)
+        // Each destination gets every session's items, whole; neither waits for all of the other's.
+        for dest in ["chub:e:p.0", "chub:e:q.0"].map({ Array($0.utf8) }) {
+            XCTAssertEqual(got[dest]?.count, 40)
+            for (s, items) in batches { XCTAssertEqual(got[dest]?[s.bytes], items) }
+        }
+        XCTAssertNotEqual(order.prefix(order.count / 2).filter { $0 == order[0] }.count, order.count / 2)
+    }
 }
