@@ -5,25 +5,31 @@
 #             so what is acknowledged per second is the hub's capacity, not the offer)
 #   half:     the same at 25/s each (25,000 msg/s), latency percentiles
 # Usage: loadtest/bench_durable.sh [runs=3] [seconds=10]
+# Environment: PORT (9241), MODES ("normal full"), LOADS ("capacity half"), COLLABHUB_BIN and LOADTEST_BIN
+# (default: a release build of this tree, built first); each run's line ends with the `uptime` load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}; secs=${2:-10}
-swift build -c release 2>&1 | grep -E "error" || true
+port=${PORT:-9241}; modes=${MODES:-normal full}; loads=${LOADS:-capacity half}
+hub=${COLLABHUB_BIN:-.build/release/collabhub}; gen=${LOADTEST_BIN:-.build/release/loadtest}
+{ [ -n "${COLLABHUB_BIN:-}" ] && [ -n "${LOADTEST_BIN:-}" ]; } || { swift build -c release 2>&1 | grep -E "error" || true; }
 out=$(mktemp -d)
 for i in $(seq 1 "$runs"); do
-  for mode in normal full; do
-    for load in capacity half; do
+  for mode in $modes; do
+    for load in $loads; do
       every=$([ $load = capacity ] && echo 0.0167 || echo 0.04)
-      taskset -c 0 .build/release/collabhub serve --port 9241 --threads 1 --max-connections-per-address 0 --limit-chat 1000 --durability $mode --data "$(mktemp -d)" >/dev/null 2>&1 & pid=$!
+      data=$(mktemp -d)
+      taskset -c 0 "$hub" serve --port "$port" --threads 1 --max-connections-per-address 0 --limit-chat 1000 --durability $mode --data "$data" >/dev/null 2>&1 & pid=$!
       sleep 0.7
-      taskset -c 1 .build/release/loadtest run loadtest/scenarios/durable.json --url ws://127.0.0.1:9241 --chat-every $every \
+      taskset -c 1 "$gen" run loadtest/scenarios/durable.json --url "ws://127.0.0.1:$port" --chat-every $every \
         --duration "$secs" --server-pid $pid --quiet --json "$out/$mode-$load-$i.json" > "$out/$mode-$load-$i.txt" 2>&1 || true
       kill $pid; wait $pid 2>/dev/null || true
-      echo "run $i $mode $load: $(grep -E 'acks' "$out/$mode-$load-$i.txt" | sed 's/^ *//')"
+      rm -rf "$data"
+      echo "run $i $mode $load: $(grep -E 'acks' "$out/$mode-$load-$i.txt" | sed 's/^ *//') (load:$(uptime | sed 's/.*average://'))"
     done
   done
 done
-python3 - "$out" <<'PY'
+/usr/bin/python3 - "$out" <<'PY'
 import json, sys, glob, statistics, os
 out = sys.argv[1]
 print(f"{'durability':<11}{'load':<10}{'acked/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'srv CPU%':>9}")

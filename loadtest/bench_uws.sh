@@ -12,23 +12,25 @@
 # share of a core): on a shared machine the server does not always get its whole core, and that figure
 # does not depend on how much of it it got.
 # Usage: UWS_ROOMS=/path/to/uws-rooms loadtest/bench_uws.sh [runs=5] [seconds=10] [HUB_BIN] [LOADTEST_BIN]
+#        (PORT_BASE=N: the hub listens on N, the peer on N+1; 9241 by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}; secs=${2:-10}
 hub=${3:-.build-rel/release/collabhub}; lt=${4:-.build-rel/release/loadtest}
 sat_rate=${SAT_RATE:-200}
+port_base=${PORT_BASE:-9241}
 uws=${UWS_ROOMS:?set UWS_ROOMS to the uWebSockets rooms server binary}
 for b in "$hub" "$lt" "$uws"; do [ -x "$b" ] || { echo "not an executable: $b" >&2; exit 1; }; done
 out=$(mktemp -d)
 run() {  # server scenario rate
   local server=$1 scenario=$2 rate=$3 pid port peer data=""
   if [ "$server" = collabhub ]; then
-    port=9241; peer=collabhub; data=$(mktemp -d)
+    port=$port_base; peer=collabhub; data=$(mktemp -d)
     # The per-connection event limit lifted (the peer has none): 200 events/s per member is above it.
     taskset -c 0 "$hub" serve --port $port --threads 1 --max-connections-per-address 0 --limit-event 1000000 \
       --data "$data" >/dev/null 2>&1 & pid=$!
   else
-    port=9242; peer=raw
+    port=$((port_base + 1)); peer=raw
     taskset -c 0 "$uws" $port >/dev/null 2>&1 & pid=$!
   fi
   for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done

@@ -33,7 +33,13 @@ final class RedisControl: SharedControl {
     func followControls(executor: Executor, _ sink: @escaping ([UInt8]) -> Void) {
         guard let link = storage.link(executor) else { return }
         link.followNodeChannel(Self.channel) { [weak self] payload in
-            guard let payload else { self?.reassertPublishers(executor: executor); return }
+            guard let payload else {
+                self?.reassertPublishers(executor: executor)
+                // A removal published while the subscription was being made again was not heard: every
+                // session says again who it holds, and the removals kept in Redis are refused then.
+                self?.storage.reannounce()
+                return
+            }
             sink(payload)
         }
         link.followNodeChannel(syncChannel) { [weak self] payload in

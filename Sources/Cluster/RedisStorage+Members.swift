@@ -100,26 +100,28 @@ extension RedisStorage: SharedRoster {
     }
 
     public func reassert(
-        session: String, holdings: [RosterHolding], executor: Executor,
-        done: @escaping (Result<Int, StoreFailure>) -> Void
+        session: String, holdings: [RosterHolding], maxParticipants: Int, executor: Executor,
+        done: @escaping (Result<RosterReassert, StoreFailure>) -> Void
     ) {
         guard let link = link(executor) else {
             return executor.execute { done(.failure(StoreFailure("redis: not called from a loop"))) }
         }
         let wanted = presenceHooks(session, link: link)
-        var args = prelude(session) + .command(holdings.count)
+        var args = prelude(session) + .command(maxParticipants, holdings.count)
         for h in holdings { args += .command(h.identity, h.memberID, h.connections, h.json) }
         args += .command(Session.palette.count) + Session.palette.map { Array($0.utf8) } + wanted.args
-        link.eval(
-            MemberScripts.reassert, sha: MemberScripts.reassertSHA, keys: memberKeys(session), args: args, durable: true
-        ) {
+        let keys = memberKeys(session) + [Self.removedKey(session)]
+        link.eval(MemberScripts.reassert, sha: MemberScripts.reassertSHA, keys: keys, args: args, durable: true) {
             [self] reply in
-            guard let entries = committedEntries(reply) else {
+            // The refusals come last, after the entries and their webhook entry ids.
+            let refusals = Self.refusals(reply.items.last)
+            let rest = RedisReply.array(Array(reply.items.dropLast()))
+            guard let refused = refusals, let entries = committedEntries(rest) else {
                 return done(.failure(StoreFailure("redis: \(reply.errorMessage ?? "unexpected reply")")))
             }
             if !holdings.isEmpty { noteMembers(in: session, link: link) }
             stored(session, epoch: entries.epoch, entries.events, entries.webhooks, wanted, link: link)
-            done(.success(entries.events.count))
+            done(.success(RosterReassert(committed: entries.events.count, refused: refused)))
         }
     }
 

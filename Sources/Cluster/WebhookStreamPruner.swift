@@ -10,15 +10,30 @@ import Logging
 /// so an empty stream holds nothing undelivered. An append adds its stream to the set before its script
 /// writes the entry, on the same connection; the set and the stream are in different slots, so the
 /// removal cannot be one script with the check. What closes the race (an append whose `SADD` came just
-/// before the removal and whose entry just after the check): the stream is checked again right after
-/// the removal and once more at the next pass, and put back if it changed; and every node puts back the
-/// streams of the entries it holds at each sweep (`pass(open:)`), so a live node's entries stay findable.
-/// Run on the webhooks' queue, every `everySweeps` sweeps.
+/// before the removal and whose entry just after the check): a stream leaves the set in two steps, both
+/// kept in Redis. It moves (one script in the `{wh}` slot) to `chub:{wh}:leaving` (hash: stream -> the
+/// last entry id it had, `|`, when), and is checked again at once; at a pass `graceMillis` later, by
+/// whichever node gets there first, it leaves that hash for good if it is still empty with the same last
+/// entry, and goes back to the set otherwise. So an entry written in that instant is found again by any
+/// node that lives on, whichever nodes die (its append's script would have to reach Redis more than
+/// `graceMillis` after its `SADD` to be missed). Every node also puts back the streams of the entries it
+/// holds at each sweep (`pass(open:)`). Run on the webhooks' queue, every `everySweeps` sweeps.
 final class WebhookStreamPruner {
     /// How long a stream must have had no new entry before it may leave the set.
     static let idleMillis: Int64 = 30_000
     /// Every how many sweeps (`RedisWebhooks.sweepSeconds`) a pass looks at the set.
     static let everySweeps = 2
+    /// Streams on their way out of the set (hash: stream -> `last entry id|ms`).
+    static let leaving = "chub:{wh}:leaving"
+    /// How long a stream stays in `leaving` before it is checked again (at least one pass apart).
+    static let graceMillis: Int64 = 10_000
+    /// KEYS: the set, `leaving`. ARGV: stream, its last entry id, now (ms). Moves the stream from the set to
+    /// `leaving`; returns 0 if it was no longer in the set.
+    static let takeOut = """
+        if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+        redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. '|' .. ARGV[3])
+        return 1
+        """
     /// The stream's length and last entry id (`0-0` if none); `{0, "0-0"}` if it does not exist.
     static let state = """
         if redis.call('EXISTS', KEYS[1]) == 0 then return {0, '0-0'} end
@@ -32,8 +47,6 @@ final class WebhookStreamPruner {
     private let sync: RedisSync
     private let stream: (String) -> String
     private var sweeps = 0
-    /// Streams this node took out at its last pass, with the last entry id they had: checked again.
-    private var removed: [String: String] = [:]
     private let log = Logger(label: "collabhub.redis")
 
     init(sync: RedisSync, stream: @escaping (String) -> String) {
@@ -49,27 +62,45 @@ final class WebhookStreamPruner {
         }
         sweeps += 1
         guard sweeps % Self.everySweeps == 0 else { return }
-        // The last pass's removals, once more: an entry that arrived since puts its stream back.
-        for (name, last) in removed where !unchanged(name, last: last) { putBack(name) }
-        removed = [:]
-        guard let members = try? sync.call(.command("SMEMBERS", WebhookScripts.streams)).items,
-            let time = try? sync.call(.command("TIME")).items, time.count == 2,
+        guard let time = try? sync.call(.command("TIME")).items, time.count == 2,
             let seconds = time[0].text.flatMap({ Int64($0) })
         else { return }
         let now = seconds * 1000
+        settleLeaving(now: now)
+        guard let members = try? sync.call(.command("SMEMBERS", WebhookScripts.streams)).items else { return }
+        var pruned = 0
         for name in members.compactMap(\.text) where !open.contains(name) {
             guard let (length, last) = state(name), length == 0, now - Self.millis(last) >= Self.idleMillis else {
                 continue
             }
-            guard (try? sync.call(.command("SREM", WebhookScripts.streams, name))) != nil else { continue }
+            let moved = try? sync.call(
+                .command("EVAL", Self.takeOut, 2, WebhookScripts.streams, Self.leaving, name, last, Int(now)))
+            guard moved?.int == 1 else { continue }
             if unchanged(name, last: last) {
-                removed[name] = last
+                pruned += 1
             } else {
                 putBack(name)
             }
         }
-        if !removed.isEmpty {
-            log.debug("webhook streams pruned", metadata: ["count": "\(removed.count)"])
+        if pruned > 0 {
+            log.debug("webhook streams pruned", metadata: ["count": "\(pruned)"])
+        }
+    }
+
+    /// The streams that left the set `graceMillis` ago or more, checked once more (whichever node took them
+    /// out): gone for good if still empty with the same last entry, back in the set otherwise.
+    private func settleLeaving(now: Int64) {
+        guard let items = try? sync.call(.command("HGETALL", Self.leaving)).items else { return }
+        for i in stride(from: 0, to: items.count - 1, by: 2) {
+            guard let name = items[i].text, let value = items[i + 1].text else { continue }
+            let parts = value.split(separator: "|", maxSplits: 1).map(String.init)
+            let since = parts.count == 2 ? Int64(parts[1]) ?? 0 : 0
+            guard now - since >= Self.graceMillis else { continue }
+            if parts.count != 2 || !unchanged(name, last: parts[0]) {
+                // Changed, unreadable or malformed: back in the set (the safe side), then out of `leaving`.
+                guard (try? sync.call(.command("SADD", WebhookScripts.streams, name))) != nil else { continue }
+            }
+            _ = try? sync.call(.command("HDEL", Self.leaving, name))
         }
     }
 

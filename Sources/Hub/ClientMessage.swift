@@ -95,8 +95,12 @@ extension ClientMessage {
         do { obj = try JSONReader.readObject(bytes, maxDepth: limits.maxJSONDepth) } catch let e as JSONError {
             throw MessageError("bad_json", e.message)
         }
-        guard let typeValue = obj["type"] else {
+        guard let typeValue = obj.value("type") else {
             throw MessageError("missing_field", "every message needs a \"type\"", field: "type")
+        }
+        // An app event, the most frequent message, is told by the type's bytes, before any decoding.
+        if typeValue.isString(written: "event") {
+            return try parseEvent(obj, size: bytes.count, limits: limits, ref: obj.value("id")?.string)
         }
         guard let type = typeValue.string else {
             throw MessageError("invalid_field", "\"type\" must be a string", field: "type")
@@ -119,6 +123,34 @@ extension ClientMessage {
         }
 
         switch type {
+        // The cases are tried in order: the most frequent first (an app event, then a cursor).
+        case "event":
+            return try parseEvent(obj, size: bytes.count, limits: limits, ref: ref)
+        case "cursor":
+            var w = JSONWriter()
+            for key in ["x", "y"] {
+                guard let v = obj[key] else {
+                    throw MessageError("missing_field", "cursor needs \"\(key)\"", field: key)
+                }
+                guard v.double?.isFinite == true, v.bytes.count <= 32 else {
+                    throw MessageError(
+                        "invalid_field", "\"\(key)\" must be a number of at most 32 characters", field: key)
+                }
+                w.raw(key, v.bytes)
+            }
+            if let el = obj["el"], el.kind != .null {
+                guard el.kind == .string, el.bytes.count <= 256 else {
+                    throw MessageError("invalid_field", "\"el\" must be a string of at most 256 bytes", field: "el")
+                }
+                w.raw("el", el.bytes)
+            }
+            if let sel = obj["sel"], sel.kind != .null {
+                guard sel.bytes.count <= 1024 else {
+                    throw MessageError("too_large", "\"sel\" is larger than 1 KiB", field: "sel")
+                }
+                w.raw("sel", sel.bytes)
+            }
+            return .cursor(Cursor(body: w.bytes))
         case "join":
             let hasToken = obj["token"] != nil
             guard
@@ -230,31 +262,6 @@ extension ClientMessage {
                 throw MessageError("invalid_field", "\"state\" must be \"start\" or \"stop\"", field: "state")
             }
             return .typing(start: state == "start")
-        case "cursor":
-            var w = JSONWriter()
-            for key in ["x", "y"] {
-                guard let v = obj[key] else {
-                    throw MessageError("missing_field", "cursor needs \"\(key)\"", field: key)
-                }
-                guard v.double?.isFinite == true, v.bytes.count <= 32 else {
-                    throw MessageError(
-                        "invalid_field", "\"\(key)\" must be a number of at most 32 characters", field: key)
-                }
-                w.raw(key, v.bytes)
-            }
-            if let el = obj["el"], el.kind != .null {
-                guard el.kind == .string, el.bytes.count <= 256 else {
-                    throw MessageError("invalid_field", "\"el\" must be a string of at most 256 bytes", field: "el")
-                }
-                w.raw("el", el.bytes)
-            }
-            if let sel = obj["sel"], sel.kind != .null {
-                guard sel.bytes.count <= 1024 else {
-                    throw MessageError("too_large", "\"sel\" is larger than 1 KiB", field: "sel")
-                }
-                w.raw("sel", sel.bytes)
-            }
-            return .cursor(Cursor(body: w.bytes))
         case "chat":
             guard bytes.count <= limits.maxChatBytes else {
                 throw MessageError("too_large", "chat message is larger than \(limits.maxChatBytes) bytes", ref: ref)
@@ -319,43 +326,20 @@ extension ClientMessage {
                 w.raw("meta", meta.bytes)
             }
             return .chat(Chat(id: id, kind: kind, body: w.bytes))
-        case "event":
-            guard bytes.count <= limits.maxEventBytes else {
-                throw MessageError("too_large", "event is larger than \(limits.maxEventBytes) bytes", ref: ref)
-            }
-            guard let name = try string("name", max: 64), Self.isValidEventName(name) else {
-                throw MessageError(
-                    "invalid_field", "\"name\" must be 1-64 characters of a-z, 0-9, _ . : -", field: "name", ref: ref)
-            }
-            let data = obj["data"]
-            if let data, data.kind != .object && data.kind != .null {
-                throw MessageError("invalid_field", "\"data\" must be an object", field: "data", ref: ref)
-            }
-            var durable = false
-            if let d = obj["durable"], d.kind != .null {
-                guard let b = d.bool else {
-                    throw MessageError("invalid_field", "\"durable\" must be a boolean", field: "durable", ref: ref)
-                }
-                durable = b
-            }
-            if durable && ref == nil {
-                throw MessageError("missing_field", "a durable event needs an \"id\"", field: "id")
-            }
-            return .event(
-                AppEvent(
-                    name: name, data: data?.kind == .object ? data!.bytes : ArraySlice(Array("{}".utf8)),
-                    durable: durable, id: ref))
         default:
             throw MessageError("unknown_type", "unknown message type \"\(type)\"", field: "type", ref: ref)
         }
     }
 
     public static func isValidEventName(_ s: String) -> Bool {
-        !s.isEmpty && s.utf8.count <= 64
-            && s.utf8.allSatisfy {
-                ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 95 || $0 == 46 || $0 == 58 || $0 == 45
-                    || ($0 >= 65 && $0 <= 90)
-            }
+        var s = s
+        return s.withUTF8 { b in
+            !b.isEmpty && b.count <= 64
+                && b.allSatisfy {
+                    ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 95 || $0 == 46 || $0 == 58
+                        || $0 == 45 || ($0 >= 65 && $0 <= 90)
+                }
+        }
     }
 }
 

@@ -14,15 +14,37 @@ public struct JSONError: Error, Equatable, CustomStringConvertible {
 
 public enum JSONKind: Equatable { case object, array, string, number, bool, null }
 
-/// One value: its kind and where it is in the input.
+/// One value: its kind and where it is in the input (the input held once, and offsets into it).
 public struct JSONValue {
     public let kind: JSONKind
-    public let bytes: ArraySlice<UInt8>
+    let source: [UInt8]
+    let start: Int, end: Int
+
+    init(kind: JSONKind, _ source: [UInt8], _ span: JSONSpan) {
+        self.kind = kind; self.source = source; start = span.valueStart; end = span.valueEnd
+    }
+
+    /// A value of these bytes (copied; the hub's own reads keep offsets into their input).
+    init(kind: JSONKind, bytes: ArraySlice<UInt8>) {
+        self.kind = kind; source = Array(bytes); start = 0; end = source.count
+    }
+
+    /// The value's JSON text.
+    public var bytes: ArraySlice<UInt8> { source[start..<end] }
+
+    /// Whether this is a string written exactly as `text` (no escapes): a test without decoding.
+    func isString(written text: StaticString) -> Bool {
+        let n = text.utf8CodeUnitCount
+        return kind == .string && end - start == n + 2
+            && source.withUnsafeBufferPointer { memcmp($0.baseAddress! + start + 1, text.utf8Start, n) == 0 }
+    }
 
     /// The decoded string, for string values.
     public var string: String? {
         guard kind == .string else { return nil }
-        return JSONReader.decodeString(bytes)
+        return source.withUnsafeBufferPointer {
+            JSONReader.decodeString(UnsafeBufferPointer(rebasing: $0[start..<end]))
+        }
     }
     public var double: Double? {
         guard kind == .number else { return nil }
@@ -32,36 +54,72 @@ public struct JSONValue {
         guard kind == .number else { return nil }
         return Int(String(decoding: bytes, as: UTF8.self))
     }
-    public var bool: Bool? { kind == .bool ? bytes.first == UInt8(ascii: "t") : nil }
+    public var bool: Bool? { kind == .bool ? source[start] == UInt8(ascii: "t") : nil }
     /// The elements of an array value (already validated when the outer text was).
     public var array: [JSONValue]? {
         guard kind == .array else { return nil }
-        return try? JSONReader.readArray(Array(bytes), maxDepth: 64)
+        return try? JSONReader.readArray(source, in: start..<end, maxDepth: 64)
     }
 
-    /// The members of an object value (already validated when the outer text was).
+    /// The members of an object value (already validated when the outer text was), read in place.
     public var object: JSONObject? {
         guard kind == .object else { return nil }
-        return try? JSONReader.readObject(Array(bytes), maxDepth: 64)
+        return try? JSONReader.readObject(source, in: start..<end, maxDepth: 64)
     }
 }
 
-/// The top-level members of an object, in order. Names stay bytes of the input until asked for: a
-/// lookup compares bytes, and only a name written with escapes is decoded.
+/// Where one member or element is in the input: offsets, no reference to it (the object holds the
+/// input once).
+struct JSONSpan {
+    /// The name with its quotes (members only).
+    var nameStart = 0, nameEnd = 0
+    var valueStart = 0, valueEnd = 0
+    var kind = JSONKind.null
+    /// Whether the name is written with a backslash escape (then a lookup decodes it).
+    var nameEscaped = false
+}
+
+/// The top-level members of an object, in order. The object holds its input once and each member
+/// as offsets into it: a lookup compares bytes, and only a name written with escapes is decoded.
 public struct JSONObject {
-    /// Each name with its quotes, as in the input (validated).
-    let names: [ArraySlice<UInt8>]
-    let values: [JSONValue]
+    let source: [UInt8]
+    let spans: [JSONSpan]
 
     public var members: [(key: String, value: JSONValue)] {
-        zip(names, values).map { (key: JSONReader.decodeString($0) ?? "", value: $1) }
+        spans.map { s in
+            (
+                key: JSONReader.decodeString(source[s.nameStart..<s.nameEnd]) ?? "",
+                value: JSONValue(kind: s.kind, source, s)
+            )
+        }
     }
 
     public subscript(key: String) -> JSONValue? {
+        guard let s = span(key) else { return nil }
+        return JSONValue(kind: s.kind, source, s)
+    }
+
+    /// The first member named `key`.
+    func span(_ key: String) -> JSONSpan? {
         var key = key
-        return key.withUTF8 { k in
-            for i in names.indices where JSONReader.name(names[i], equals: k) { return values[i] }
-            return nil
+        return key.withUTF8 { find($0) }
+    }
+
+    /// The member named `key`, one of the hub's own names: read without making a String of it (the
+    /// message path's lookups).
+    func value(_ key: StaticString) -> JSONValue? {
+        guard let s = find(UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount)) else { return nil }
+        return JSONValue(kind: s.kind, source, s)
+    }
+
+    /// The first member whose name's UTF-8 bytes are `key`.
+    @inline(__always)
+    private func find(_ key: UnsafeBufferPointer<UInt8>) -> JSONSpan? {
+        source.withUnsafeBufferPointer { src in
+            spans.withUnsafeBufferPointer { list in
+                for i in 0..<list.count where JSONReader.name(src, list[i], equals: key) { return list[i] }
+                return nil
+            }
         }
     }
 }
@@ -69,61 +127,82 @@ public struct JSONObject {
 public enum JSONReader {
     /// Parses `bytes`, which must hold exactly one JSON object, nested at most `maxDepth` deep.
     public static func readObject(_ bytes: [UInt8], maxDepth: Int = 32) throws -> JSONObject {
-        var p = Parser(bytes: bytes, maxDepth: maxDepth)
-        p.skipSpace()
-        guard p.pos < bytes.count, bytes[p.pos] == UInt8(ascii: "{") else {
-            throw JSONError("message must be a JSON object")
-        }
-        var names: [ArraySlice<UInt8>] = [], values: [JSONValue] = []
-        // A client message has a handful of members: one allocation each instead of growing 1, 2, 4, 8.
-        names.reserveCapacity(8)
-        values.reserveCapacity(8)
-        try p.object(depth: 1) { name, value in
-            names.append(name); values.append(value)
-        }
-        p.skipSpace()
-        guard p.pos == bytes.count else { throw JSONError("unexpected bytes after the JSON value at offset \(p.pos)") }
-        return JSONObject(names: names, values: values)
+        try readObject(bytes, in: 0..<bytes.count, maxDepth: maxDepth)
     }
 
-    /// Whether a quoted, validated member name is the name whose UTF-8 bytes are `key`.
-    @inline(__always)
-    static func name(_ quoted: ArraySlice<UInt8>, equals key: UnsafeBufferPointer<UInt8>) -> Bool {
-        // The names looked up are the hub's own (no backslashes): equal bytes are equal names, and
-        // only a name with escapes can be equal with other bytes. An escape is always longer than what
-        // it stands for, so a name that is not longer than the key cannot be equal with other bytes.
-        let inner = quoted.count - 2
-        if inner < key.count { return false }
-        if inner == key.count {
-            return quoted.withUnsafeBufferPointer { q in
-                key.count == 0 || memcmp(q.baseAddress! + 1, key.baseAddress!, key.count) == 0
+    /// Parses `bytes[range]`, which must hold exactly one JSON object; the offsets stay `bytes`' own.
+    static func readObject(_ bytes: [UInt8], in range: Range<Int>, maxDepth: Int) throws -> JSONObject {
+        // A client message has a handful of members: one allocation instead of growing 1, 2, 4, 8.
+        let spans = try bytes.withUnsafeBufferPointer { buffer in
+            var p = Parser(buffer, range, maxDepth: maxDepth)
+            p.skipSpace()
+            guard p.pos < p.end, p.at(p.pos) == UInt8(ascii: "{") else {
+                throw JSONError("message must be a JSON object")
             }
+            // A client message has a handful of members: one allocation instead of growing 1, 2, 4, 8.
+            p.spans.reserveCapacity(8)
+            try p.object(depth: 1)
+            p.skipSpace()
+            guard p.pos == p.end else { throw p.trailing() }
+            return p.spans
         }
-        guard quoted.dropFirst().dropLast().contains(UInt8(ascii: "\\")), let decoded = decodeString(quoted) else {
-            return false
+        return JSONObject(source: bytes, spans: spans)
+    }
+
+    /// Whether the quoted, validated member name of `span` is the name whose UTF-8 bytes are `key`.
+    @inline(__always)
+    static func name(_ src: UnsafeBufferPointer<UInt8>, _ span: JSONSpan, equals key: UnsafeBufferPointer<UInt8>)
+        -> Bool
+    {
+        // The names looked up are the hub's own (no backslashes): equal bytes are equal names, and
+        // only a name with escapes can be equal with other bytes.
+        let inner = span.nameEnd - span.nameStart - 2
+        if !span.nameEscaped {
+            // Names are short: a byte loop costs less than a call of memcmp.
+            guard inner == key.count else { return false }
+            let name = src.baseAddress! + span.nameStart + 1
+            for i in 0..<inner where name[i] != key[i] { return false }
+            return true
         }
+        // An escape is always longer than what it stands for.
+        guard inner > key.count,
+            let decoded = decodeString(UnsafeBufferPointer(rebasing: src[span.nameStart..<span.nameEnd]))
+        else { return false }
         return decoded.utf8.elementsEqual(key)
     }
 
     /// Parses `bytes`, which must hold exactly one JSON array; returns its elements.
     public static func readArray(_ bytes: [UInt8], maxDepth: Int = 32) throws -> [JSONValue] {
-        var p = Parser(bytes: bytes, maxDepth: maxDepth)
-        p.skipSpace()
-        guard p.pos < bytes.count, bytes[p.pos] == UInt8(ascii: "[") else { throw JSONError("expected a JSON array") }
-        var elements: [JSONValue] = []
-        try p.array(depth: 1) { elements.append($0) }
-        p.skipSpace()
-        guard p.pos == bytes.count else { throw JSONError("unexpected bytes after the JSON value at offset \(p.pos)") }
-        return elements
+        try readArray(bytes, in: 0..<bytes.count, maxDepth: maxDepth)
+    }
+
+    static func readArray(_ bytes: [UInt8], in range: Range<Int>, maxDepth: Int) throws -> [JSONValue] {
+        let spans = try bytes.withUnsafeBufferPointer { buffer in
+            var p = Parser(buffer, range, maxDepth: maxDepth)
+            p.skipSpace()
+            guard p.pos < p.end, p.at(p.pos) == UInt8(ascii: "[") else { throw JSONError("expected a JSON array") }
+            try p.array(depth: 1)
+            p.skipSpace()
+            guard p.pos == p.end else { throw p.trailing() }
+            return p.spans
+        }
+        return spans.map { JSONValue(kind: $0.kind, bytes, $0) }
     }
 
     static func decodeString(_ s: ArraySlice<UInt8>) -> String? {
-        // s includes the quotes and is already validated.
-        let inner = s.dropFirst().dropLast()
-        if !inner.contains(UInt8(ascii: "\\")) { return String(decoding: inner, as: UTF8.self) }
+        s.withUnsafeBufferPointer { decodeString($0) }
+    }
+
+    /// Decodes a quoted, validated string.
+    static func decodeString(_ s: UnsafeBufferPointer<UInt8>) -> String? {
+        let inner = UnsafeBufferPointer(rebasing: s.dropFirst().dropLast())
+        if inner.isEmpty { return "" }
+        if memchr(inner.baseAddress!, Int32(UInt8(ascii: "\\")), inner.count) == nil {
+            return String(decoding: inner, as: UTF8.self)
+        }
         var out: [UInt8] = []
         out.reserveCapacity(inner.count)
-        var i = inner.startIndex
+        var i = 0
         var pendingHigh: UInt32?
         func appendScalar(_ v: UInt32) {
             if let sc = Unicode.Scalar(v) {
@@ -132,18 +211,18 @@ public enum JSONReader {
                 out.append(contentsOf: [0xEF, 0xBF, 0xBD])
             }
         }
-        while i < inner.endIndex {
+        while i < inner.count {
             let c = inner[i]
             if c != UInt8(ascii: "\\") {
-                if let h = pendingHigh { appendScalar(0xFFFD); _ = h; pendingHigh = nil }
+                if pendingHigh != nil { appendScalar(0xFFFD); pendingHigh = nil }
                 out.append(c); i += 1; continue
             }
             let e = inner[i + 1]
             i += 2
             if e == UInt8(ascii: "u") {
-                let hex = String(decoding: inner[i..<i + 4], as: UTF8.self)
+                var v: UInt32 = 0
+                for k in 0..<4 { v = v << 4 | UInt32(hexValue(inner[i + k])) }
                 i += 4
-                let v = UInt32(hex, radix: 16)!
                 if let h = pendingHigh {
                     pendingHigh = nil
                     if (0xDC00...0xDFFF).contains(v) {
@@ -174,138 +253,210 @@ public enum JSONReader {
         return String(decoding: out, as: UTF8.self)
     }
 
-    struct Parser {
-        let bytes: [UInt8]
-        let maxDepth: Int
-        var pos = 0
+    /// The value of a validated hex digit.
+    @inline(__always)
+    static func hexValue(_ c: UInt8) -> UInt8 {
+        c <= 57 ? c - 48 : (c | 0x20) - 87
+    }
 
+    /// The validating reader: one pass over a buffer the caller keeps alive, offsets only. Bytes are
+    /// read without bounds checks; every read is behind a `pos < end` test.
+    struct Parser {
+        let base: UnsafePointer<UInt8>
+        let end: Int
+        let maxDepth: Int
+        var pos: Int
+        /// The top level's members or elements.
+        var spans: [JSONSpan] = []
+
+        init(_ buffer: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, maxDepth: Int) {
+            precondition(range.lowerBound >= 0 && range.upperBound <= buffer.count)
+            // An empty array may have no storage: any address will do, nothing is read.
+            base = buffer.baseAddress ?? UnsafePointer(bitPattern: 1)!
+            end = range.upperBound
+            pos = range.lowerBound
+            self.maxDepth = maxDepth
+        }
+
+        @inline(__always) func at(_ i: Int) -> UInt8 { base[i] }
+
+        func trailing() -> JSONError { JSONError("unexpected bytes after the JSON value at offset \(pos)") }
+
+        @inline(__always)
         mutating func skipSpace() {
-            while pos < bytes.count {
-                let c = bytes[pos]
+            while pos < end {
+                let c = base[pos]
                 if c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09 { pos += 1 } else { break }
             }
         }
 
         mutating func expect(_ c: UInt8) throws {
             skipSpace()
-            guard pos < bytes.count, bytes[pos] == c else {
+            guard pos < end, base[pos] == c else {
                 throw JSONError("expected '\(Character(Unicode.Scalar(c)))' at offset \(pos)")
             }
             pos += 1
         }
 
-        mutating func object(depth: Int, _ member: (ArraySlice<UInt8>, JSONValue) throws -> Void) throws {
+        /// An object at `pos`; its members go to `spans` at the top level (depth 1), else are only validated.
+        mutating func object(depth: Int) throws {
             guard depth <= maxDepth else { throw JSONError("JSON nested deeper than \(maxDepth)") }
             try expect(UInt8(ascii: "{"))
             skipSpace()
-            if pos < bytes.count, bytes[pos] == UInt8(ascii: "}") { pos += 1; return }
+            if pos < end, base[pos] == UInt8(ascii: "}") { pos += 1; return }
             while true {
                 skipSpace()
-                guard pos < bytes.count, bytes[pos] == UInt8(ascii: "\"") else {
+                guard pos < end, base[pos] == UInt8(ascii: "\"") else {
                     throw JSONError("expected a member name at offset \(pos)")
                 }
                 let keyStart = pos
-                try string()
-                let key = bytes[keyStart..<pos]
+                let escaped = try string()
+                let keyEnd = pos
                 try expect(UInt8(ascii: ":"))
-                let v = try value(depth: depth)
-                try member(key, v)
                 skipSpace()
-                guard pos < bytes.count else { throw JSONError("unterminated object") }
-                if bytes[pos] == UInt8(ascii: ",") { pos += 1; continue }
-                if bytes[pos] == UInt8(ascii: "}") { pos += 1; return }
+                let valueStart = pos
+                let kind = try value(depth: depth)
+                if depth == 1 {
+                    spans.append(
+                        JSONSpan(
+                            nameStart: keyStart, nameEnd: keyEnd, valueStart: valueStart, valueEnd: pos, kind: kind,
+                            nameEscaped: escaped))
+                }
+                skipSpace()
+                guard pos < end else { throw JSONError("unterminated object") }
+                if base[pos] == UInt8(ascii: ",") { pos += 1; continue }
+                if base[pos] == UInt8(ascii: "}") { pos += 1; return }
                 throw JSONError("expected ',' or '}' at offset \(pos)")
             }
         }
 
-        mutating func value(depth: Int) throws -> JSONValue {
+        /// One value at `pos` (after white space), validated; its kind.
+        mutating func value(depth: Int) throws -> JSONKind {
             skipSpace()
-            guard pos < bytes.count else { throw JSONError("unexpected end of JSON") }
-            let start = pos
-            let kind: JSONKind
-            switch bytes[pos] {
-            case UInt8(ascii: "{"): try object(depth: depth + 1) { _, _ in }; kind = .object
-            case UInt8(ascii: "["): try array(depth: depth + 1) { _ in }; kind = .array
-            case UInt8(ascii: "\""): try string(); kind = .string
-            case UInt8(ascii: "t"): try literal("true"); kind = .bool
-            case UInt8(ascii: "f"): try literal("false"); kind = .bool
-            case UInt8(ascii: "n"): try literal("null"); kind = .null
-            default: try number(); kind = .number
+            guard pos < end else { throw JSONError("unexpected end of JSON") }
+            switch base[pos] {
+            case UInt8(ascii: "{"): try object(depth: depth + 1); return .object
+            case UInt8(ascii: "["): try array(depth: depth + 1); return .array
+            case UInt8(ascii: "\""): _ = try string(); return .string
+            case UInt8(ascii: "t"): try literal("true"); return .bool
+            case UInt8(ascii: "f"): try literal("false"); return .bool
+            case UInt8(ascii: "n"): try literal("null"); return .null
+            default: try number(); return .number
             }
-            return JSONValue(kind: kind, bytes: bytes[start..<pos])
         }
 
-        mutating func array(depth: Int, _ element: (JSONValue) -> Void) throws {
+        /// An array at `pos`; its elements go to `spans` at the top level (depth 1), else are only validated.
+        mutating func array(depth: Int) throws {
             guard depth <= maxDepth else { throw JSONError("JSON nested deeper than \(maxDepth)") }
             pos += 1
             skipSpace()
-            if pos < bytes.count, bytes[pos] == UInt8(ascii: "]") { pos += 1; return }
+            if pos < end, base[pos] == UInt8(ascii: "]") { pos += 1; return }
             while true {
-                element(try value(depth: depth))
                 skipSpace()
-                guard pos < bytes.count else { throw JSONError("unterminated array") }
-                if bytes[pos] == UInt8(ascii: ",") { pos += 1; continue }
-                if bytes[pos] == UInt8(ascii: "]") { pos += 1; return }
+                let start = pos
+                let kind = try value(depth: depth)
+                if depth == 1 { spans.append(JSONSpan(valueStart: start, valueEnd: pos, kind: kind)) }
+                skipSpace()
+                guard pos < end else { throw JSONError("unterminated array") }
+                if base[pos] == UInt8(ascii: ",") { pos += 1; continue }
+                if base[pos] == UInt8(ascii: "]") { pos += 1; return }
                 throw JSONError("expected ',' or ']' at offset \(pos)")
             }
         }
 
         mutating func literal(_ word: StaticString) throws {
-            let w = UnsafeBufferPointer(start: word.utf8Start, count: word.utf8CodeUnitCount)
-            guard pos + w.count <= bytes.count, bytes[pos..<pos + w.count].elementsEqual(w) else {
+            let n = word.utf8CodeUnitCount
+            guard pos + n <= end, memcmp(base + pos, word.utf8Start, n) == 0 else {
                 throw JSONError("invalid literal at offset \(pos)")
             }
-            pos += w.count
+            pos += n
         }
 
-        mutating func string() throws {
+        /// A string at `pos` (its opening quote); whether it holds an escape.
+        mutating func string() throws -> Bool {
             pos += 1
-            while pos < bytes.count {
-                let c = bytes[pos]
-                if c == UInt8(ascii: "\"") { pos += 1; return }
+            var escaped = false
+            while true {
+                // Eight bytes at a time while none is a quote, a backslash or a control character, then
+                // byte by byte up to the first that is.
+                while pos + 8 <= end, !Self.hasSpecialByte(UnsafeRawPointer(base + pos).loadUnaligned(as: UInt64.self))
+                {
+                    pos += 8
+                }
+                while pos < end {
+                    let c = base[pos]
+                    if c == UInt8(ascii: "\"") || c == UInt8(ascii: "\\") || c < 0x20 { break }
+                    pos += 1
+                }
+                guard pos < end else { break }
+                let c = base[pos]
+                if c == UInt8(ascii: "\"") { pos += 1; return escaped }
                 if c < 0x20 { throw JSONError("control character in string at offset \(pos)") }
-                if c == UInt8(ascii: "\\") {
-                    guard pos + 1 < bytes.count else { break }
-                    let e = bytes[pos + 1]
-                    if e == UInt8(ascii: "u") {
-                        guard pos + 6 <= bytes.count, bytes[pos + 2..<pos + 6].allSatisfy({ isHex($0) }) else {
-                            throw JSONError("invalid \\u escape at offset \(pos)")
-                        }
-                        pos += 6
-                        continue
+                // a backslash
+                guard pos + 1 < end else { break }
+                escaped = true
+                let e = base[pos + 1]
+                if e == UInt8(ascii: "u") {
+                    guard pos + 6 <= end, isHex(base[pos + 2]), isHex(base[pos + 3]), isHex(base[pos + 4]),
+                        isHex(base[pos + 5])
+                    else {
+                        throw JSONError("invalid \\u escape at offset \(pos)")
                     }
-                    guard "\"\\/bfnrt".utf8.contains(e) else { throw JSONError("invalid escape at offset \(pos)") }
-                    pos += 2
+                    pos += 6
                     continue
                 }
-                pos += 1
+                switch e {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+                    UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    pos += 2
+                default: throw JSONError("invalid escape at offset \(pos)")
+                }
             }
             throw JSONError("unterminated string")
         }
 
+        /// Whether one of the 8 bytes of `w` is '"', '\\' or below 0x20 (exact: each test is the
+        /// classic "has a zero byte" test, which has no false answer for the word as a whole).
+        @inline(__always)
+        static func hasSpecialByte(_ w: UInt64) -> Bool {
+            let quote = w ^ 0x2222_2222_2222_2222
+            let backslash = w ^ 0x5C5C_5C5C_5C5C_5C5C
+            // A zero byte of x: (x - 1) borrows into its high bit while x's own high bit is clear; a byte
+            // below 0x20: the same with 0x20.
+            let found =
+                ((quote &- 0x0101_0101_0101_0101) & ~quote) | ((backslash &- 0x0101_0101_0101_0101) & ~backslash)
+                | ((w &- 0x2020_2020_2020_2020) & ~w)
+            return found & 0x8080_8080_8080_8080 != 0
+        }
+
+        @inline(__always)
         func isHex(_ c: UInt8) -> Bool {
             (c >= 48 && c <= 57) || (c >= 65 && c <= 70) || (c >= 97 && c <= 102)
         }
 
+        @inline(__always)
+        mutating func digits() -> Int {
+            let s = pos
+            while pos < end, base[pos] >= 48, base[pos] <= 57 { pos += 1 }
+            return pos - s
+        }
+
         mutating func number() throws {
             let start = pos
-            if pos < bytes.count, bytes[pos] == UInt8(ascii: "-") { pos += 1 }
-            func digits() -> Int {
-                let s = pos; while pos < bytes.count, bytes[pos] >= 48, bytes[pos] <= 57 { pos += 1 }; return pos - s
-            }
-            guard pos < bytes.count else { throw JSONError("invalid number at offset \(start)") }
-            if bytes[pos] == UInt8(ascii: "0") {
+            if pos < end, base[pos] == UInt8(ascii: "-") { pos += 1 }
+            guard pos < end else { throw JSONError("invalid number at offset \(start)") }
+            if base[pos] == UInt8(ascii: "0") {
                 pos += 1
             } else if digits() == 0 {
                 throw JSONError("invalid value at offset \(start)")
             }
-            if pos < bytes.count, bytes[pos] == UInt8(ascii: ".") {
+            if pos < end, base[pos] == UInt8(ascii: ".") {
                 pos += 1
                 guard digits() > 0 else { throw JSONError("invalid number at offset \(start)") }
             }
-            if pos < bytes.count, bytes[pos] == UInt8(ascii: "e") || bytes[pos] == UInt8(ascii: "E") {
+            if pos < end, base[pos] == UInt8(ascii: "e") || base[pos] == UInt8(ascii: "E") {
                 pos += 1
-                if pos < bytes.count, bytes[pos] == UInt8(ascii: "+") || bytes[pos] == UInt8(ascii: "-") { pos += 1 }
+                if pos < end, base[pos] == UInt8(ascii: "+") || base[pos] == UInt8(ascii: "-") { pos += 1 }
                 guard digits() > 0 else { throw JSONError("invalid number at offset \(start)") }
             }
         }

@@ -87,9 +87,14 @@ final class ClusterControl {
         let id = "\(control.nodeID).\(requests)"
         // No answer in time (the node died, is paused, or cannot hear): a publisher here is used, else
         // none; the request expires then, so the node does not hand it on if it hears it later.
+        // Whether the node handed it on is settled in Redis (`SharedControl.settle`): its answer may be lost.
         let timer = Loop.Timer(loop: context.loop, after: Self.replyTimeout) { [weak self] in
-            guard let self, let p = self.pending.removeValue(forKey: id) else { return }
-            p.done(self.deliverHere(run, action, session, by) ? nil : ControlExpiry.unanswered(run, node: node))
+            guard let self, self.pending[id] != nil else { return }
+            self.control.settle(request: id, outcome: "refused", executor: self.context.executor) { [weak self] r in
+                guard let self, let p = self.pending.removeValue(forKey: id) else { return }
+                if case .success("sent"?) = r { return p.done(nil) }
+                p.done(self.deliverHere(run, action, session, by) ? nil : ControlExpiry.unanswered(run, node: node))
+            }
         }
         pending[id] = (
             timer,
@@ -120,10 +125,17 @@ final class ClusterControl {
         case .runControl(let id, let from, let to, let run, let action, let session, let byID, let byName, let expires):
             // Heard after the asking node answered its member (this node was paused, its link slow): dropped.
             guard to == me, RunBoard.isValidId(run), !ControlExpiry.expired(expires) else { return }
-            let handed = deliverHere(run, action, session, (byID, byName))
-            let answer = ControlMessage.runControlReply(
-                id: id, to: from, error: handed ? nil : RunBoard.noPublisher(run))
-            control.sendControl(answer.encode(), executor: context.executor) { _ in }
+            let answer = { [self] (handed: Bool) in
+                let reply = ControlMessage.runControlReply(
+                    id: id, to: from, error: handed ? nil : RunBoard.noPublisher(run))
+                control.sendControl(reply.encode(), executor: context.executor) { _ in }
+            }
+            guard runs.board.publishedRuns.contains(run) else { return answer(false) }
+            // Handed on only if `sent` is recorded before the asker's `refused` (its timeout).
+            control.settle(request: id, outcome: "sent", executor: context.executor) { [weak self] r in
+                guard let self, case .success(nil) = r else { return }
+                answer(self.deliverHere(run, action, session, (byID, byName)))
+            }
         case .runControlReply(let id, let to, let error):
             guard to == me, let p = pending.removeValue(forKey: id) else { return }
             p.timer.cancel()

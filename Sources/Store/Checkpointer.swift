@@ -10,7 +10,7 @@ import Hub
 /// appending) whenever `pages` of the WAL are not yet copied. The WAL only starts over once a
 /// checkpoint has caught up with its end, which a background pass under steady load never quite does,
 /// so the writer finishes the job itself after `idleRestart` seconds without work (then nobody waits
-/// for it), or at once past `walHardLimit` (256 MiB of WAL): `SQLiteStore.restartWAL`.
+/// for it), or at once past `walHardLimit` (1 GiB of WAL; `WALBound` says why): `SQLiteStore.restartWAL`.
 final class Checkpointer: @unchecked Sendable {
     private let db: Database
     private var thread: Thread?
@@ -77,8 +77,11 @@ extension SQLiteStore {
     /// idle for a while with at least `checkpointPages` in the WAL (a smaller WAL is left alone: the
     /// appends that end the idle time would wait for this checkpoint's fsyncs), or at once past
     /// `walHardLimit`.
-    func restartWAL() {
+    func restartWAL(idle: Bool = false) {
+        // After a burst the WAL file keeps its size (up to `walBoundBytes`): an idle writer gives it back.
+        if idle && walFileLarge && walFileBytes > walKeptBytes { truncatePending = true }
         if truncatePending { tryTruncate() }
+        if idle { walFileLarge = truncatePending }  // a read held the WAL: tried again at the next idle spell
         guard !checkpointer.isRunning, walPages > 0 else { return }
         if (try? writer.exec("PRAGMA wal_checkpoint(PASSIVE)")) != nil {
             walPages = 0

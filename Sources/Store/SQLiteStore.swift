@@ -125,7 +125,10 @@ public final class SQLiteStore: EventLog, SessionRecords, CursorSamples, Storage
     let checkpointPages: Int
     /// The writer restarts the WAL after this long without work.
     static let idleRestart = 0.2
-    static let walHardLimit = 65_536
+    static var walHardLimit: Int { walBoundPages }
+    /// A WAL file larger than this (the old bound) is truncated when the writer is idle (`WALBound`).
+    var walKeptBytes = 256 << 20
+    var walFileLarge = false
     /// Active webhook endpoints (writer thread): each committed event is written to the outbox of
     /// every one that wants it, in the same transaction.
     var subscriptions: [WebhookEndpoint] = []
@@ -309,11 +312,11 @@ public final class SQLiteStore: EventLog, SessionRecords, CursorSamples, Storage
     func run() {
         while true {
             cond.lock()
-            if queue.isEmpty && !stopping && retentionPass == nil && walPages >= checkpointPages
+            if queue.isEmpty && !stopping && retentionPass == nil && (walPages >= checkpointPages || walFileLarge)
                 && !cond.wait(until: Date().addingTimeInterval(Self.idleRestart)) && queue.isEmpty && !stopping
             {
                 cond.unlock()
-                restartWAL()
+                restartWAL(idle: true)
                 continue
             }
             if queue.isEmpty && !stopping && retentionPass == nil && cacheHeld
@@ -351,6 +354,7 @@ public final class SQLiteStore: EventLog, SessionRecords, CursorSamples, Storage
             if retentionPass != nil { retentionStep() }
             if now - lastSweep >= sweepInterval { lastSweep = now; forgetIdleSessions(now: now) }
             if walPages >= Self.walHardLimit { restartWAL() }
+            if walPages * 4096 > walKeptBytes { walFileLarge = true }
         }
     }
 

@@ -324,4 +324,38 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(try reopened.lastSeq(session: "S7"), 18)
         reopened.close()
     }
+
+    /// The WAL's bound is 1 GiB (`WALBound`), so a long burst may leave a large WAL file behind: once the
+    /// writer is idle, a file over `walKeptBytes` is truncated, one under it is kept for reuse.
+    func testAnIdleWriterTruncatesAWALFileOverTheKeptSize() throws {
+        for (kept, truncated) in [(64 * 1024, true), (256 << 20, false)] {
+            let dir = NSTemporaryDirectory() + "chub-\(UUID().uuidString)"
+            let ex = ManualExecutor()
+            let store = try SQLiteStore(directory: dir, checkpointPages: 1 << 30)  // no background passes
+            store.walKeptBytes = kept  // set before the first append: the writer reads it after the queue's lock
+            var acked = 0
+            for i in 0..<400 {
+                store.append(
+                    DurableEvent(session: "S\(i % 40)", type: "chat", member: "m", clientId: "\(i)",
+                                 body: Array(#""text":"\#(String(repeating: "y", count: 300))""#.utf8)),
+                    executor: ex
+                ) { r in if case .success = r { acked += 1 } }
+                if i % 20 == 0 { usleep(1000) }  // several commits
+            }
+            let deadline = Date().addingTimeInterval(5)
+            while acked < 400 && Date() < deadline { ex.runAll(); usleep(1000) }
+            XCTAssertEqual(acked, 400)
+            XCTAssertGreaterThan(walSize(dir), 64 * 1024, "the burst's WAL")
+            let idle = Date().addingTimeInterval(3)
+            while walSize(dir) > 0 && Date() < idle { usleep(20_000) }
+            if truncated {
+                XCTAssertEqual(walSize(dir), 0, "an idle writer truncates a WAL file over the kept size")
+            } else {
+                usleep(600_000)
+                XCTAssertGreaterThan(walSize(dir), 64 * 1024, "a WAL file under the kept size is kept for reuse")
+            }
+            XCTAssertEqual(try store.events(session: "S3", after: 0, limit: 100).count, 10)
+            store.close()
+        }
+    }
 }

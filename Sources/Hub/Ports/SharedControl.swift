@@ -23,6 +23,10 @@ public protocol SharedControl: AnyObject {
     func keepPublishers(_ runs: [String], executor: Executor)
     /// The node whose publisher socket speaks for `run` (nil: none recorded).
     func publisherNode(run: String, executor: Executor, done: @escaping (Result<String?, StoreFailure>) -> Void)
+    /// Records `outcome` for the control request `request` unless one was recorded first: `done` gets
+    /// nil if this one was, else the one recorded before (the asked node's `sent`, the asker's `refused`).
+    func settle(
+        request: String, outcome: String, executor: Executor, done: @escaping (Result<String?, StoreFailure>) -> Void)
 }
 
 /// A message between nodes on the control channel (JSON). Everything read is checked: a message that

@@ -15,12 +15,31 @@ public protocol SharedRoster: AnyObject {
     func leave(
         session: String, identity: String, memberID: String, name: String, reason: String, executor: Executor,
         done: @escaping (Result<RosterLeave, StoreFailure>) -> Void)
-    /// What this node holds of the session, said again (after its link to Redis was down, or after it
-    /// was declared lost): members the cluster lost are joined again, and what Redis has of this node
-    /// beyond `holdings` leaves. `done` gets how many presence events were committed.
+    /// What this node holds of the session, said again (after its link to Redis was down, after it
+    /// was declared lost, or after its control subscription was made again): members the cluster lost
+    /// are joined again while the session has room (`maxParticipants`; `holdings` in the order the node
+    /// admitted them, the last ones refused), members a host removed are refused, and what Redis has of
+    /// this node beyond the rest leaves.
     func reassert(
-        session: String, holdings: [RosterHolding], executor: Executor,
-        done: @escaping (Result<Int, StoreFailure>) -> Void)
+        session: String, holdings: [RosterHolding], maxParticipants: Int, executor: Executor,
+        done: @escaping (Result<RosterReassert, StoreFailure>) -> Void)
+    /// A host removes member `memberID`: kept in the shared store (before the other nodes are told) so
+    /// that a node that did not hear it refuses the member when it says again who it holds.
+    func recordRemoval(session: String, memberID: String, executor: Executor, done: @escaping (StoreFailure?) -> Void)
+}
+
+/// How a `reassert` went: presence events committed, and the members refused.
+public struct RosterReassert {
+    public let committed: Int
+    public let refused: [RosterRefusal]
+    public init(committed: Int, refused: [RosterRefusal]) { self.committed = committed; self.refused = refused }
+}
+
+/// A member a `reassert` refused: the session is full (it lost its place meanwhile) or a host removed it.
+public struct RosterRefusal: Equatable {
+    public let identity: String
+    public let removed: Bool
+    public init(identity: String, removed: Bool) { self.identity = identity; self.removed = removed }
 }
 
 /// How a join through the roster went.

@@ -16,14 +16,22 @@ extension Session {
     /// `storage_unavailable` (nothing done) when the other nodes cannot be asked.
     public func removeAnywhere(id: String, done: @escaping (MessageError?) -> Void) -> Bool {
         guard let found = anyMember(id) else { return false }
-        guard roster != nil, let host else {
+        guard let roster, host != nil else {
             if let m = found.local { remove(m) }
             done(nil)
             return true
         }
-        host.removeElsewhere(self, memberID: id) { [weak self] error in
-            if error == nil, let self, let m = self.members.first(where: { $0.id == id }) { self.remove(m) }
-            done(error)
+        // Kept in Redis first, so that a node that does not hear the removal refuses the member when it
+        // says again who it holds (`SharedRoster.recordRemoval`).
+        roster.recordRemoval(session: code, memberID: id, executor: executor) { [weak self] failure in
+            if let failure {
+                return done(MessageError("storage_unavailable", "the removal cannot be kept: \(failure.message)"))
+            }
+            guard let self, let host = self.host else { return done(nil) }
+            host.removeElsewhere(self, memberID: id) { [weak self] error in
+                if error == nil, let self, let m = self.members.first(where: { $0.id == id }) { self.remove(m) }
+                done(error)
+            }
         }
         return true
     }

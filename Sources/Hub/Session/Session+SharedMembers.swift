@@ -172,13 +172,16 @@ extension Session {
         let holdings = members.filter { !$0.leaving }.map {
             RosterHolding(identity: $0.key, memberID: $0.id, connections: $0.connections.count, json: $0.json)
         }
-        roster.reassert(session: code, holdings: holdings, executor: executor) { [weak self] result in
+        roster.reassert(
+            session: code, holdings: holdings, maxParticipants: info.maxParticipants, executor: executor
+        ) { [weak self] result in
             guard let self else { return }
             self.rosterSync.inFlight = false
             switch result {
-            case .success(let events):
+            case .success(let answer):
                 self.rosterSync.wait = 0
-                if events > 0 { self.follow(self.order.committedUnseen(now: self.clock())) }
+                if !answer.refused.isEmpty { self.refusedAgain(answer.refused) }
+                if answer.committed > 0 { self.follow(self.order.committedUnseen(now: self.clock())) }
             case .failure:
                 self.rosterSync.stale = true
                 self.rosterSync.wait = min(max(self.rosterSync.wait * 2, 0.25), 2)
