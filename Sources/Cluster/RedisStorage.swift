@@ -462,14 +462,16 @@ final class LoopLink {
     /// Node-wide channels (and, on one Redis, the sessions' channels).
     let subscriber: RedisConnection
     /// Redis Cluster: the sessions' channels, SSUBSCRIBEd on their shards.
-    private var shards: ShardSubscribers?
-    private var sinks: [ChannelKey: (stream: String, sink: (SharedItem) -> Void)] = [:]
+    private(set) var shards: ShardSubscribers?
+    private(set) var sinks: [ChannelKey: (stream: String, sink: (SharedItem) -> Void)] = [:]
     private var directory: ((SessionInfo) -> Void)?
     /// Node-wide channels followed here (`chub:keys`): a publication's payload, or nil when the
     /// subscription took effect (again).
     var nodeChannels: [[UInt8]: ([UInt8]?) -> Void] = [:]
     static let directoryChannel = Array("chub:dir".utf8)
     private lazy var nodeBytes = Array(storage.node.utf8)
+    /// Where this loop's ephemeral relays go, and its own channel for others' (`EphemeralRoutes`).
+    lazy var routes = EphemeralRoutes(node: storage.node, loop: loop.index)
 
     init(storage: RedisStorage, loop: Loop) {
         self.storage = storage
@@ -499,7 +501,7 @@ final class LoopLink {
             if channel == Self.runsChannel { return self.runSink?(.subscribed) ?? () }
             if channel == Self.directoryChannel { return self.rereadDirectory() }
             if let node = self.nodeChannels[channel] { return node(nil) }
-            self.sinks[ChannelKey(channel)]?.sink(.subscribed)
+            self.subscribed(ChannelKey(channel))
         }
         single?.start()
         subscriber.nextNode = storage.sync.router.map { router in { router.nextNode(after: $0) } }
@@ -508,10 +510,18 @@ final class LoopLink {
             let shards = ShardSubscribers(
                 loop: loop, router: cluster.router, name: "subscriber/\(loop.index)",
                 onMessage: { [unowned self] channel, payload in self.message(channel, payload) },
-                onSubscribed: { [unowned self] channel in self.sinks[ChannelKey(channel)]?.sink(.subscribed) })
+                onSubscribed: { [unowned self] channel in self.subscribed(ChannelKey(channel)) })
             cluster.onMapChange = { [unowned shards] in shards.place() }
             self.shards = shards
         }
+        if let shards { shards.subscribe(routes.channel) } else { subscriber.subscribe(routes.channel) }
+    }
+
+    /// A session's subscription took effect: it reads what it missed, and this loop says again that it follows it.
+    private func subscribed(_ channel: ChannelKey) {
+        guard let s = sinks[channel] else { return }
+        announce(channel)
+        s.sink(.subscribed)
     }
 
     /// `durable`: an append whose reply is an acknowledgement; with `--redis-wait-replicas` it waits for
@@ -558,9 +568,8 @@ final class LoopLink {
         // The batches change places with the emptied spare (no copy of the table per iteration).
         var all = relaysSpare
         swap(&all, &relays)
-        for (channel, items) in all {
-            publish(channel.bytes, ChannelMessage.ephemeral(origin: storage.node, items).encode())
-        }
+        // One publication per other loop that follows any of these sessions (`EphemeralRoutes`).
+        routes.publish(origin: storage.node, all) { channel, payload in publish(channel, payload) }
         all.removeAll(keepingCapacity: all.capacity <= 1024)
         relaysSpare = all
     }
@@ -580,11 +589,13 @@ final class LoopLink {
         let c = Array(channel.utf8)
         sinks[ChannelKey(c)] = (stream, sink)
         if let shards { shards.subscribe(c) } else { subscriber.subscribe(c) }
+        announce(ChannelKey(c))
     }
 
     func unfollow(_ channel: String) {
         let c = Array(channel.utf8)
         sinks[ChannelKey(c)] = nil
+        withdraw(ChannelKey(c))
         if let shards { shards.unsubscribe(c) } else { subscriber.unsubscribe(c) }
     }
 
@@ -658,6 +669,7 @@ final class LoopLink {
         let key = ChannelKey(channel)
         // A session's channel: straight to its sink (no node-wide channel starts with `{`).
         if key.isSession { return sessionMessage(key, payload) }
+        if channel == routes.channel { return nodeBatch(payload) }
         if let node = nodeChannels[channel] { return node(payload) }
         if channel == Self.directoryChannel {
             if let info = SessionInfoJSON.decode(payload) {
@@ -679,6 +691,8 @@ final class LoopLink {
 
     private func sessionMessage(_ channel: ChannelKey, _ payload: [UInt8]) {
         guard let (stream, sink) = sinks[channel] else { return }
+        // Another loop that follows the session, or stopped (`EphemeralRoutes`).
+        if payload.first == UInt8(ascii: "f") { return routes.heard(channel, payload) }
         // This node's own publications (every append of ours comes back): only what they say of the
         // log is noted, without decoding the event.
         if let own = ChannelMessage.ownCommit(payload, node: storage.node) {

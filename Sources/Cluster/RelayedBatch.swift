@@ -39,9 +39,21 @@ public struct RelayedBatch {
         guard isToken(p, 1, sp), let count = number(p, sp + 1, nl), count > 0, count <= ChannelMessage.maxBatch
         else { return .malformed }
         if sp - 1 == node.count, node.withUnsafeBufferPointer({ equal(p, 1, $0) }) { return .own }
+        guard let (items, at) = readItems(p, of: bytes, from: nl + 1, count: count), at == end else {
+            return .malformed
+        }
+        return .items(items)
+    }
+
+    /// `count` items (`<traffic> <keylen> <framelen>\n<key><frame>`) from `from`, each checked, and where
+    /// they end; nil if any is malformed. Shared with `NodeBatch` (a node's batch of many sessions).
+    static func readItems(
+        _ p: UnsafeBufferPointer<UInt8>, of bytes: [UInt8], from: Int, count: Int
+    ) -> ([RelayedBatch], Int)? {
+        let end = p.count
         var items: [RelayedBatch] = []
         items.reserveCapacity(count)
-        var at = nl + 1
+        var at = from
         for _ in 0..<count {
             // `<traffic> <keylen> <framelen>\n`, at most 64 bytes.
             guard let e = index(of: 0x0A, in: p, from: at, to: min(end, at + 65)),
@@ -50,21 +62,20 @@ public struct RelayedBatch {
                 index(of: 0x20, in: p, from: s2 + 1, to: e) == nil,
                 let traffic = traffic(p, at, s1), let klen = number(p, s1 + 1, s2), let flen = number(p, s2 + 1, e),
                 klen <= end - e - 1, flen <= end - e - 1 - klen
-            else { return .malformed }
+            else { return nil }
             let keyStart = e + 1, frameStart = keyStart + klen
             let frame = UnsafeBufferPointer(rebasing: p[frameStart..<(frameStart + flen)])
-            guard ChannelMessage.isServerTextFrame(frame) else { return .malformed }
+            guard ChannelMessage.isServerTextFrame(frame) else { return nil }
             items.append(
                 RelayedBatch(
                     traffic: traffic, relayedKey: RelayedKey(bytes, keyStart..<frameStart),
                     frame: Chunk(UnsafeRawBufferPointer(frame))))
             at = frameStart + flen
         }
-        guard at == end else { return .malformed }
-        return .items(items)
+        return (items, at)
     }
 
-    private static func index(of b: UInt8, in p: UnsafeBufferPointer<UInt8>, from: Int, to: Int) -> Int? {
+    static func index(of b: UInt8, in p: UnsafeBufferPointer<UInt8>, from: Int, to: Int) -> Int? {
         var i = from
         while i < to {
             if p[i] == b { return i }
@@ -79,14 +90,14 @@ public struct RelayedBatch {
     }
 
     /// What `isToken` accepts: 1-128 printable ASCII bytes, no spaces.
-    private static func isToken(_ p: UnsafeBufferPointer<UInt8>, _ from: Int, _ to: Int) -> Bool {
+    static func isToken(_ p: UnsafeBufferPointer<UInt8>, _ from: Int, _ to: Int) -> Bool {
         guard to > from, to - from <= 128 else { return false }
         for i in from..<to where p[i] <= 0x20 || p[i] >= 0x7F { return false }
         return true
     }
 
     /// What `Int(ascii:)` accepts: 1-18 decimal digits.
-    private static func number(_ p: UnsafeBufferPointer<UInt8>, _ from: Int, _ to: Int) -> Int? {
+    static func number(_ p: UnsafeBufferPointer<UInt8>, _ from: Int, _ to: Int) -> Int? {
         guard to > from, to - from <= 18 else { return nil }
         var n = 0
         for i in from..<to {
@@ -101,7 +112,7 @@ public struct RelayedBatch {
         ($0, Array($0.rawValue.utf8))
     }
 
-    private static func traffic(_ p: UnsafeBufferPointer<UInt8>, _ from: Int, _ to: Int) -> Traffic? {
+    static func traffic(_ p: UnsafeBufferPointer<UInt8>, _ from: Int, _ to: Int) -> Traffic? {
         for (t, name) in trafficNames where name.count == to - from {
             if name.withUnsafeBufferPointer({ equal(p, from, $0) }) { return t }
         }

@@ -5,7 +5,8 @@ import WebSocket
 /// libFuzzer entry point for what a cluster node parses from Redis (a shared trust boundary, but a
 /// Redis reachable by others, or a bug in another version of the hub, must not crash a node): log
 /// entries, channel messages, session rows, the `--redis` URL, run events as published on `chub:runs`,
-/// the run append script's reply, and control messages between nodes (`chub:ctl`). The first byte picks
+/// the run append script's reply, and control messages between nodes (`chub:ctl`); a loop's publication of
+/// many sessions' relays (`NodeBatch`) goes with the channel messages. The first byte picks
 /// which. Nothing may crash; whatever decodes encodes back to the same value; a URL's description never
 /// shows its password; a relayed frame is one whole server text frame; an accepted append reply has one
 /// commit per event.
@@ -42,6 +43,36 @@ public func fuzzCluster(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             guard bytes.first == UInt8(ascii: "e"), decoded == nil else { preconditionFailure("refused a batch") }
         case .notEphemeral:
             precondition(bytes.first != UInt8(ascii: "e"))
+        }
+        // A loop's publication of many sessions' relays (`E...`, `NodeBatch`): what reads encodes back to
+        // bytes that read to the same sessions and items; anything else (every other tag) is refused whole.
+        if let (origin, sections) = NodeBatch.read(bytes) {
+            precondition(bytes.first == UInt8(ascii: "E") && !sections.isEmpty)
+            let values = sections.map { s in
+                (
+                    s.channel,
+                    s.items.map {
+                        Relayed($0.traffic, key: $0.key, frame: withExtendedLifetime($0.frame) { Array($0.bytes) })
+                    }
+                )
+            }
+            for (channel, items) in values {
+                precondition(channel.first == UInt8(ascii: "{") && channel.count <= NodeBatch.maxChannel)
+                precondition(!items.isEmpty && items.count <= ChannelMessage.maxBatch)
+                for r in items { precondition(ChannelMessage.isServerTextFrame(r.frame)) }
+            }
+            let again = NodeBatch.encode(origin: String(decoding: origin, as: UTF8.self), values)
+            guard let (origin2, sections2) = NodeBatch.read(again) else { preconditionFailure("re-encoded refused") }
+            precondition(origin2 == origin && sections2.count == sections.count)
+            for (x, (channel, items)) in zip(sections2, values) {
+                precondition(x.channel == channel && x.items.count == items.count)
+                for (a, b) in zip(x.items, items) {
+                    precondition(a.traffic == b.traffic && a.key == b.key)
+                    precondition(withExtendedLifetime(a.frame) { Array($0.bytes) } == b.frame)
+                }
+            }
+        } else {
+            precondition(bytes.first != UInt8(ascii: "E") || decoded == nil)
         }
         if let m = decoded {
             precondition(ChannelMessage.decode(m.encode()) == m)
