@@ -154,6 +154,28 @@ extension LoopLink {
         commands.send([publish, session.bytes, routes.bye]) { _ in }
     }
 
+    /// A dead node's loops leave the followers of `session` (`NodeWatch.bury`, for each session the dead node
+    /// had members in): each id `<dead>.<loop>` goes from `{S}:eph`, and `f-<id>` tells the loops that follow
+    /// the session to stop publishing to it. Without this every restart (a new node id) would leave ids behind.
+    func forgetFollowers(of dead: String, session: ChannelKey) {
+        let set = EphemeralRoutes.setKey(session)
+        let prefix = Array("\(dead).".utf8)
+        let publish = shards == nil ? Array("PUBLISH".utf8) : Array("SPUBLISH".utf8)
+        commands.send([Array("SMEMBERS".utf8), set]) { [weak self] reply in
+            guard let self else { return }
+            for id in reply.items.compactMap(\.bytes) where id.starts(with: prefix) && EphemeralRoutes.isId(id) {
+                commands.send([Array("SREM".utf8), set, id]) { _ in }
+                commands.send([publish, session.bytes, [UInt8(ascii: "f"), UInt8(ascii: "-")] + id]) { _ in }
+            }
+        }
+    }
+
+    /// This node was declared lost while alive: a survivor took its loops out of its sessions' followers
+    /// (`forgetFollowers`), so each loop says again that it follows every session it does.
+    func announceAll() {
+        for channel in sinks.keys { announce(channel) }
+    }
+
     /// A publication on this loop's own channel: each section's items to its session, if followed here.
     func nodeBatch(_ payload: [UInt8]) {
         let r = routes

@@ -96,6 +96,7 @@ final class NodeWatch {
             for session in reply.items.compactMap(\.text) {
                 outstanding += 1
                 storage.buryMembers(session: session, node: id, link: link, done: finish)
+                link.forgetFollowers(of: id, session: ChannelKey(Array(RedisStorage.keys(session).channel.utf8)))
             }
             finish(true)
         }

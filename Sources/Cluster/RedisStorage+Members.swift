@@ -182,7 +182,12 @@ extension RedisStorage: SharedRoster {
 
     /// This node was declared lost and beats again: every session it follows says what it holds.
     func reannounce() {
-        for link in allLinks() { link.loop.post { link.notifyAll(.reannounce) } }
+        for link in allLinks() {
+            link.loop.post {
+                link.announceAll()
+                link.notifyAll(.reannounce)
+            }
+        }
     }
 }
 

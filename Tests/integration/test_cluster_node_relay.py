@@ -3,7 +3,9 @@ session (`{S}:eph`): a session whose members are all on one node publishes no re
 gains its first member of a session gets the events sent right after that member's join (both ways), a
 node without members of a session hears none of its relays, and a loop that stops following (the session ended, or evicted) leaves the set."""
 import asyncio
+import signal
 import subprocess
+import time
 
 import pytest
 
@@ -104,4 +106,51 @@ def test_relays_reach_only_the_nodes_that_follow_and_never_come_back(three):
         # The session ends: every node lets it go, and each loop leaves the set of its followers.
         await b.send({"type": "end", "reason": "done"})
         eventually(lambda: not cli(redis, "SMEMBERS", "{" + code + "}:eph"), what="the followers to leave")
+    run(main())
+
+
+def node_ids(redis):
+    return cli(redis, "SMEMBERS", "chub:nodes")
+
+
+def test_a_lost_nodes_loops_leave_the_followers_and_a_revived_one_follows_again(three):
+    """A node declared lost (here SIGSTOPped past its heartbeat's TTL) has its loops taken out of the
+    followers of its sessions by the survivor that buries it (each node id is new at start, so without
+    that every restart would leave ids behind, published to for as long as the session lives); when it
+    turns out alive it says again that it follows them, and relays reach its members again. A node
+    killed for good leaves no id behind."""
+    redis, nodes = three
+    code = create_session(nodes[0])["code"]
+    eph = "{" + code + "}:eph"
+    eventually(lambda: len(node_ids(redis)) == 3, what="three nodes announced")
+    time.sleep(6.5)   # the survivors beat for a TTL and a second before they declare anyone dead
+
+    async def main():
+        a = await Client.connect(nodes[0], code); await a.join("A")
+        b = await Client.connect(nodes[1], code); await b.join("B")
+        c = await Client.connect(nodes[2], code); await c.join("C")
+        eventually(lambda: len(cli(redis, "SMEMBERS", eph)) == 3, what="three followers")
+        before = set(cli(redis, "SMEMBERS", eph))
+        nodes[2].proc.send_signal(signal.SIGSTOP)
+        try:
+            eventually(lambda: len(node_ids(redis)) == 2, timeout=20, what="node 2 declared lost")
+            eventually(lambda: len(cli(redis, "SMEMBERS", eph)) == 2, timeout=10,
+                       what="node 2's loop out of the followers")
+        finally:
+            nodes[2].proc.send_signal(signal.SIGCONT)
+        eventually(lambda: set(cli(redis, "SMEMBERS", eph)) == before, timeout=15,
+                   what="node 2 following again")
+        await asyncio.sleep(0.5)
+        await drain(c, 0.5)
+        for k in range(10):
+            await a.send({"type": "event", "name": "tick", "data": {"k": k}})
+        assert ticks(await drain(c, 1.0)) == list(range(10))
+        # Node 1 killed for good: a survivor buries it and its loop leaves the followers.
+        nodes[1].stop(signal.SIGKILL)
+        eventually(lambda: len(node_ids(redis)) == 2, timeout=20, what="node 1 declared lost")
+        eventually(lambda: len(cli(redis, "SMEMBERS", eph)) == 2, timeout=10,
+                   what="node 1's loop out of the followers")
+        for k in range(10):
+            await a.send({"type": "event", "name": "tick", "data": {"k": 100 + k}})
+        assert ticks(await drain(c, 1.0)) == [100 + k for k in range(10)]
     run(main())
