@@ -5,7 +5,10 @@
 #   fanout:  100 sessions x 6 members (member k on node k mod 3), each sending 10 app events/s: every
 #            event crosses Redis pub/sub to the two other nodes (6,000 sent/s, 30,000 deliveries/s
 #            offered): latency at a load both carry
-#   fanmax:  the same at 100 events/s each (300,000 deliveries/s offered): capacity
+#   fanmax:  the same at 100 events/s each (300,000 deliveries/s offered): capacity on a busy machine; on
+#            a quiet one both sides carry all of it, each on its whole core (then see fancap)
+#   fancap:  the same at 300 events/s each (900,000 deliveries/s offered, more than either carries):
+#            deliveries/s is each side's capacity on its one core (not in the default set)
 #   durable: 300 sessions x 2 members (on different nodes), each chatting 10 times a second (6,000/s
 #            offered): latency from send to the other member's copy at a load both carry
 #   durmax:  the same at 50 chats/s each (30,000/s offered): acknowledged/s, the capacity
@@ -76,6 +79,7 @@ for i in $(seq 1 "$runs"); do
       case $s in
         fanout) run $mode fanout loadtest/scenarios/fanout.json --sessions 100 --members 6 --rate 10 --cursor-hz 0 --chat-every 0 ;;
         fanmax) run $mode fanmax loadtest/scenarios/fanout.json --sessions 100 --members 6 --rate 100 --cursor-hz 0 --chat-every 0 ;;
+        fancap) run $mode fancap loadtest/scenarios/fanout.json --sessions 100 --members 6 --rate 300 --cursor-hz 0 --chat-every 0 ;;
         durable) run $mode durable loadtest/scenarios/durable.json --sessions 300 --members 2 --chat-every 0.1 ;;
         durmax) run $mode durmax loadtest/scenarios/durable.json --sessions 300 --members 2 --chat-every 0.02 ;;
       esac
@@ -98,7 +102,7 @@ def cpu(s, m):  # per run: (CPU microseconds of the nodes, of Redis) per deliver
     return res
 print(f"{'scenario':<9}{'mode':<9}{'deliveries/s':>13}{'acked/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
 ratio = {}
-for s in ["fanout", "fanmax", "durable", "durmax"]:
+for s in ["fanout", "fanmax", "fancap", "durable", "durmax"]:
     for m in ["single", "cluster"]:
         r = load(s, m)
         kind = "event" if s.startswith("fan") else "chat"
@@ -107,11 +111,11 @@ for s in ["fanout", "fanmax", "durable", "durmax"]:
         p99 = med([x["latency_ms_by_kind"].get(kind, {}).get("p99", 0) for x in r])
         ratio[(s, m)] = d if s.startswith("fan") else a
         print(f"{s:<9}{m:<9}{d:>13,.0f}{a:>10,.0f}{p50:>9.2f}{p99:>9.2f}")
-for s in ["fanout", "fanmax", "durable", "durmax"]:
+for s in ["fanout", "fanmax", "fancap", "durable", "durmax"]:
     if ratio.get((s, "single")):
         print(f"{s}: cluster / single = {ratio[(s, 'cluster')] / ratio[(s, 'single')]:.2f}")
 print("server CPU per delivery (fan-out) or per acked chat (durable), microseconds, medians:")
-for s in ["fanout", "fanmax", "durable", "durmax"]:
+for s in ["fanout", "fanmax", "fancap", "durable", "durmax"]:
     one, many = cpu(s, "single"), cpu(s, "cluster")
     if one and many:
         o = med([a + b for a, b in one])
