@@ -5,29 +5,31 @@
 # over wss it can be the bottleneck; the table shows both sides' CPU and, besides the raw ratio, the
 # ratio of messages per second of the hub's CPU (what TLS costs the hub itself).
 # Usage: loadtest/bench_tls.sh [pairs=3] [seconds=8]
+# Environment: COLLABHUB_BIN and LOADTEST_BIN run given binaries (nothing is built then), PORT (9291).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs=${1:-3}; secs=${2:-8}
-swift build -c release 2>&1 | grep -E "error" || true
+hub=${COLLABHUB_BIN:-.build/release/collabhub}; lt=${LOADTEST_BIN:-.build/release/loadtest}
+if [ -z "${COLLABHUB_BIN:-}" ]; then swift build -c release 2>&1 | grep -E "error" || true; fi
 ulimit -n 65536 2>/dev/null || true
 tmp=$(mktemp -d)
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
   -keyout "$tmp/key.pem" -out "$tmp/cert.pem" >/dev/null 2>&1
-port=9291
+port=${PORT:-9291}
 results="$tmp/results"
 for i in $(seq 1 "$pairs"); do
   for scheme in ws wss; do
     tls=(); [ $scheme = wss ] && tls=(--tls-cert "$tmp/cert.pem" --tls-key "$tmp/key.pem")
-    taskset -c 0 .build/release/collabhub serve --port $port --threads 1 --echo --max-connections-per-address 0 \
+    taskset -c 0 "$hub" serve --port $port --threads 1 --echo --max-connections-per-address 0 \
       "${tls[@]}" --data "$(mktemp -d)" >/dev/null 2>&1 & pid=$!
     sleep 0.8
-    echo_json=$(taskset -c 1 .build/release/loadtest echo --url $scheme://127.0.0.1:$port/echo --connections 1000 --pipeline 8 \
+    echo_json=$(taskset -c 1 "$lt" echo --url $scheme://127.0.0.1:$port/echo --connections 1000 --pipeline 8 \
       --duration "$secs" --server-pid $pid --json | tail -1)
     kill $pid; wait $pid 2>/dev/null || true
-    taskset -c 0 .build/release/collabhub serve --port $port --threads 1 --max-connections-per-address 0 \
+    taskset -c 0 "$hub" serve --port $port --threads 1 --max-connections-per-address 0 \
       "${tls[@]}" --data "$(mktemp -d)" >/dev/null 2>&1 & pid=$!
     sleep 0.8
-    taskset -c 1 .build/release/loadtest rooms --url $scheme://127.0.0.1:$port --sessions 100 --members 10 --rate 100 \
+    taskset -c 1 "$lt" rooms --url $scheme://127.0.0.1:$port --sessions 100 --members 10 --rate 100 \
       --duration "$secs" --server-pid $pid --quiet --json "$tmp/rooms.json" >/dev/null 2>&1 || true
     kill $pid; wait $pid 2>/dev/null || true
     python3 - "$scheme" "$echo_json" "$tmp/rooms.json" >> "$results" <<'PY'
