@@ -165,7 +165,8 @@ final class ShardSubscribers {
         c.onSubscribed = onSubscribed
         c.onDown = { [router] in router.refreshSoon() }
         c.onMoved = { [unowned self] channel in
-            if let channel { placed[channel] = "" }
+            // Only a channel still followed (an unsubscribe may have come between).
+            if let channel, placed[channel] != nil { placed[channel] = "" }
             router.refreshSoon { [weak self] in self?.loop.post { self?.place() } }
         }
         connections[address] = c

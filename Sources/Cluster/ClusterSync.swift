@@ -17,6 +17,9 @@ final class ClusterSync: @unchecked Sendable {
     private var pools: [String: RedisSync] = [:]
     private var refreshing = false
     private var lastRefresh = 0.0
+    /// `refreshSoon` asked while a read was under way: read again, then run `afterRefresh`.
+    private var refreshAgain = false
+    private var afterRefresh: [@Sendable () -> Void] = []
     private let queue = DispatchQueue(label: "collabhub.redis.slots")
     private let log = Logger(label: "collabhub.redis")
     static let maxRedirects = 5
@@ -93,20 +96,43 @@ final class ClusterSync: @unchecked Sendable {
     }
 
     /// Reads the map again off the caller's thread (a MOVED, a lost connection, CLUSTERDOWN), at most
-    /// ten times a second; `then` runs on a worker thread once it was read (or failed).
+    /// ten times a second; `then` runs on a worker thread once it was read (or failed). Asked while a read
+    /// is under way, the map is read once more after it (that read may have started before the change the
+    /// caller saw) and every `then` runs after that: none is dropped.
     func refreshSoon(then: (@Sendable () -> Void)? = nil) {
         let start = lock.withLock { () -> Bool in
-            guard !refreshing else { return false }
+            if let then { afterRefresh.append(then) }
+            guard !refreshing else {
+                refreshAgain = true
+                return false
+            }
             refreshing = true
             return true
         }
         guard start else { return }
         queue.async { [self] in
-            let wait = lock.withLock { lastRefresh + 0.1 - Date().timeIntervalSince1970 }
-            if wait > 0 { Thread.sleep(forTimeInterval: wait) }
-            do { try refresh() } catch { log.warning("redis cluster map not read", metadata: ["error": "\(error)"]) }
-            lock.withLock { refreshing = false }
-            then?()
+            while true {
+                let wait = lock.withLock { lastRefresh + 0.1 - Date().timeIntervalSince1970 }
+                if wait > 0 { Thread.sleep(forTimeInterval: wait) }
+                // A failed read counts too: reads asked again and again stay ten a second.
+                lock.withLock { lastRefresh = Date().timeIntervalSince1970 }
+                do { try refresh() } catch {
+                    log.warning("redis cluster map not read", metadata: ["error": "\(error)"])
+                }
+                let done = lock.withLock { () -> [@Sendable () -> Void]? in
+                    if refreshAgain {
+                        refreshAgain = false
+                        return nil
+                    }
+                    refreshing = false
+                    defer { afterRefresh = [] }
+                    return afterRefresh
+                }
+                if let done {
+                    for f in done { f() }
+                    return
+                }
+            }
         }
     }
 

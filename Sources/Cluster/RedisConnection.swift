@@ -283,9 +283,8 @@ final class RedisConnection: RedisSender {
                 pubSub(parsed.reply)
                 continue
             }
-            if sharded, waitingHead == waiting.count, parsed.reply.errorMessage != nil {
-                // A refused SSUBSCRIBE (MOVED: the slot is elsewhere); the channel is placed again.
-                onMoved?(nil)
+            if sharded, waitingHead == waiting.count, let e = parsed.reply.errorMessage {
+                refused(e)
                 continue
             }
             guard waitingHead < waiting.count else { return l.abort("a reply to no command") }
@@ -306,6 +305,29 @@ final class RedisConnection: RedisSender {
             pendingBytes -= w.size
             progressed = true
             w.reply(parsed.reply)
+        }
+    }
+
+    /// A refused SSUBSCRIBE (`MOVED <slot> <node>` or `ASK <slot> <node>`: this master does not serve the slot,
+    /// e.g. it is still importing it). Every channel of that slot is dropped here and placed again by
+    /// `onMoved`, which retries after the slot map is read again: kept here, a channel refused by the master
+    /// the map names would count as subscribed and never be asked for again.
+    private func refused(_ error: String) {
+        let words = error.split(separator: " ", maxSplits: 2)
+        guard words.count >= 2, words[0] == "MOVED" || words[0] == "ASK", let slot = Int(words[1]),
+            (0..<KeySlot.count).contains(slot)
+        else {
+            onMoved?(nil)
+            return
+        }
+        let lost = channels.filter { KeySlot.of($0) == slot && !leaving.contains($0) }
+        if lost.isEmpty {
+            onMoved?(nil)
+            return
+        }
+        for c in lost {
+            channels.remove(c)
+            onMoved?(c)
         }
     }
 

@@ -51,9 +51,13 @@ def test_demo_room_shows_three_peoples_history(demo, page):
 def test_demo_dashboard_shows_the_live_run(demo, page):
     page.get(demo["dashboard"])
     wait(page, lambda x: x.find_elements(By.CSS_SELECTOR, "[data-run] .logs"))
-    first = page.find_element(By.CSS_SELECTOR, "[data-run]").text
+    # The card is drawn anew on every event, so it is read in one script call (an element found first and
+    # read after could be replaced in between: a stale reference).
+    def card(x):
+        return x.execute_script("const c = document.querySelector('[data-run]'); return c ? c.innerText : ''")
+    first = card(page)
     # The built-in publisher advances it: the card changes without a reload.
-    wait(page, lambda x: x.find_element(By.CSS_SELECTOR, "[data-run]").text != first, timeout=20)
+    wait(page, lambda x: card(x) not in ("", first), timeout=20)
     assert_accessible(page, "demo dashboard", ["state", "alert"])
     shot(page, "demo-dashboard.png")
 

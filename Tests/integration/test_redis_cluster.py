@@ -372,6 +372,42 @@ def test_a_slot_moved_under_traffic_is_followed(cluster):
     assert cli(src, "EXISTS", key).startswith("MOVED")
 
 
+def test_a_subscription_refused_during_a_move_is_asked_again(cluster):
+    """The old master has let the slot go (SETSLOT NODE there: it unsubscribes every node from the session's
+    channel) while the new one still imports it and refuses SSUBSCRIBE with MOVED. Each node asks again (after
+    reading the slot map again, at most ten times a second) until the new master serves the slot. The bug this
+    catches: a refusal from the master the node's map named left the channel counted as placed, never asked for
+    again, and that node's members got none of the session's events from other nodes."""
+    rc, nodes = cluster
+    # A session on the master of slot 0: the nodes read the slot map from that master first, and once it has
+    # let the slot go it names the new master, which still refuses.
+    first_master = next(p for p, (_, role, slots) in rc.nodes().items()
+                        if role == "master" and any(r.split("-")[0] == "0" for r in slots))
+    code = next(c for c in (create_session(nodes[0])["code"] for _ in range(100))
+                if rc.master_of("{" + c + "}:m") == first_master)
+    key = "{" + code + "}:m"
+    slot, src = rc.slot(key), first_master
+    dst = next(p for p in rc.masters() if p != src)
+    ids = {p: v[0] for p, v in rc.nodes().items()}
+
+    async def main():
+        cs, ws = await members(nodes, code)
+        first = await chat_round(cs, ws, code, "before")
+        assert cli(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[src]) == "OK"
+        assert cli(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[dst]) == "OK"
+        while keys := cli(src, "CLUSTER", "GETKEYSINSLOT", slot, 100).split():
+            assert cli(src, "MIGRATE", "127.0.0.1", dst, "", 0, 5000, "KEYS", *keys) in ("OK", "NOKEY")
+        assert cli(src, "CLUSTER", "SETSLOT", slot, "NODE", ids[dst]) == "OK"
+        # Every node was told to leave; wherever it asks now, it is refused. Held long enough for each to be.
+        await asyncio.sleep(2)
+        for p in rc.masters():
+            if p != src:
+                cli(p, "CLUSTER", "SETSLOT", slot, "NODE", ids[dst])
+        after = await chat_round(cs, ws, code, "after")
+        assert min(after) > max(first)
+    run(main())
+
+
 def test_bad_cluster_urls_are_refused_without_the_password(redis_cluster, tmp_path):
     single = Redis(tmp_path).start()
     try:
