@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-30}
-targets=(FuzzFrames:frames FuzzHTTP:http FuzzMessages:messages FuzzToken:token FuzzDeflate:deflate FuzzWatch:watch FuzzConnection:connection FuzzWebhook:webhook FuzzCluster:cluster FuzzLogOrder:logorder FuzzRESP:resp FuzzRedisRecords:redisrecords)
+targets=(FuzzFrames:frames FuzzHTTP:http FuzzMessages:messages FuzzToken:token FuzzDeflate:deflate FuzzWatch:watch FuzzConnection:connection FuzzWebhook:webhook FuzzCluster:cluster FuzzLogOrder:logorder FuzzRESP:resp FuzzRedisRecords:redisrecords FuzzCompactIds:compactids)
 for entry in "${targets[@]}"; do
   product=${entry%%:*}
   # A target that does not build fails the run (an old binary must not be fuzzed in its place).
