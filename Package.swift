@@ -100,11 +100,12 @@ let package = Package(
 // (scripts/fuzz.sh does this).
 if ProcessInfo.processInfo.environment["COLLABHUB_FUZZ"] != nil {
     for name in ["FuzzFrames", "FuzzHTTP", "FuzzMessages", "FuzzToken", "FuzzDeflate", "FuzzWatch", "FuzzConnection",
-                 "FuzzWebhook", "FuzzCluster", "FuzzLogOrder", "FuzzRESP", "FuzzRedisRecords"] {
+                 "FuzzWebhook", "FuzzCluster", "FuzzLogOrder", "FuzzRESP", "FuzzRedisRecords", "FuzzCompactIds"] {
         let deps: [Target.Dependency] =
             name == "FuzzCluster" ? ["Cluster", "Hub", "WebSocket"]
             : name == "FuzzRedisRecords" ? ["Cluster", "Hub"]
             : name == "FuzzLogOrder" ? ["Hub", "TestSupport"]
+            : name == "FuzzCompactIds" ? ["Hub", "Bytes"]
             : name == "FuzzRESP" ? ["Cluster"] : ["WebSocket", "Hub"]
         package.targets.append(.executableTarget(name: name, dependencies: deps,
                                                  swiftSettings: [.unsafeFlags(["-parse-as-library"])]))

@@ -117,22 +117,13 @@ public enum ChannelMessage: Equatable, Sendable {
         case .ephemeral(let origin, let items):
             // One buffer, sized first: a node encodes one of these per session per loop iteration.
             var out: [UInt8] = []
-            out.reserveCapacity(items.reduce(origin.utf8.count + 16) { $0 + $1.key.utf8.count + $1.frame.count + 24 })
+            out.reserveCapacity(origin.utf8.count + 16 + Relayed.capacity(items))
             out.append(UInt8(ascii: "e"))
             out.appendUTF8(origin)
             out.append(0x20)
             out.appendDecimal(items.count)
             out.append(0x0A)
-            for r in items {
-                out.appendUTF8(r.traffic.rawValue)
-                out.append(0x20)
-                out.appendDecimal(r.key.utf8.count)
-                out.append(0x20)
-                out.appendDecimal(r.frame.count)
-                out.append(0x0A)
-                out.appendUTF8(r.key)
-                out.append(contentsOf: r.frame)
-            }
+            Relayed.append(items, to: &out)
             return out
         }
     }

@@ -20,23 +20,13 @@ public enum NodeBatch {
 
     /// One session's section, appended to `out` (encoded once per iteration, copied to each destination).
     public static func appendSection(_ channel: [UInt8], _ items: [Relayed], to out: inout [UInt8]) {
-        out.reserveCapacity(
-            out.count + items.reduce(channel.count + 24) { $0 + $1.key.utf8.count + $1.frame.count + 24 })
+        out.reserveCapacity(out.count + channel.count + 24 + Relayed.capacity(items))
         out.appendDecimal(channel.count)
         out.append(0x20)
         out.appendDecimal(items.count)
         out.append(0x0A)
         out.append(contentsOf: channel)
-        for r in items {
-            out.appendUTF8(r.traffic.rawValue)
-            out.append(0x20)
-            out.appendDecimal(r.key.utf8.count)
-            out.append(0x20)
-            out.appendDecimal(r.frame.count)
-            out.append(0x0A)
-            out.appendUTF8(r.key)
-            out.append(contentsOf: r.frame)
-        }
+        Relayed.append(items, to: &out)
     }
 
     /// The whole publication, encoded (tests and the fuzz target's round trip).

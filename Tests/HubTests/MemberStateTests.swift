@@ -33,6 +33,9 @@ final class MemberStateTests: XCTestCase {
         }
         XCTAssertNotEqual(MemberKey("c:x:" + hash), MemberKey("c:y:" + hash))
         XCTAssertEqual(MemberKey("c:x:" + hash).text, "c:x:" + hash)
+        // Keys compare as bytes: texts `String` calls equal (composed and decomposed accents) are two keys.
+        XCTAssertNotEqual(MemberKey("sub:caf\u{E9}"), MemberKey("sub:cafe\u{301}"))
+        XCTAssertNotEqual(MemberKey("c:caf\u{E9}:" + hash), MemberKey("c:cafe\u{301}:" + hash))
     }
 
     func testRareFieldsLiveInASideObjectOnlyWhileSet() {

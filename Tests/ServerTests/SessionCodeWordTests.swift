@@ -1,4 +1,4 @@
-@testable import Server
+import Hub
 import XCTest
 
 /// A connection's session code from the URL packed in a word (issue 30: memory per connection): what

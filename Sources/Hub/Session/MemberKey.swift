@@ -21,6 +21,13 @@ public struct MemberKey: Equatable, Sendable {
         }
     }
 
+    /// Equal keys are the same bytes (not `String`'s `==`, under which "é" and "e" with a combining accent
+    /// are equal): the key is compared as bytes across nodes and in the store, and two texts are two members.
+    public static func == (a: MemberKey, b: MemberKey) -> Bool {
+        a.hash0 == b.hash0 && a.hash1 == b.hash1 && a.head.utf8.count == b.head.utf8.count
+            && a.head.utf8.elementsEqual(b.head.utf8)
+    }
+
     /// The key's text, as `Admission` made it (written in one buffer: it is made for every event the member
     /// sends that is stored).
     public var text: String {
@@ -48,6 +55,12 @@ public struct MemberKey: Equatable, Sendable {
             out.append(Self.alphabet[Int(v & 63)])
         }
         return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The guest's client id and 128 bits when the key is held compactly, nil when it is kept as text (for
+    /// `FuzzCompactIds`, which checks them against the text).
+    var guestParts: (clientId: String, hash0: UInt64, hash1: UInt64)? {
+        hash0 != 0 || hash1 != 0 ? (head, hash0, hash1) : nil
     }
 
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
