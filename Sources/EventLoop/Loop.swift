@@ -9,7 +9,7 @@ import Bytes
 /// drained by an `ev_async` watcher (libev's async does not queue, so the callback drains everything).
 ///
 /// Output is flushed once per loop iteration: streams that queued bytes register in `dirty`, and an
-/// `ev_prepare` watcher (run just before the loop blocks) writes them all with `writev`.
+/// `ev_prepare` watcher (run just before the loop blocks) writes them all (`Socket.sendQueued`).
 public final class Loop {
     public let raw: OpaquePointer
     public let index: Int

@@ -6,8 +6,9 @@ import Bytes
 #endif
 
 /// A non-blocking TCP connection on a `Loop`: reads into the loop's shared buffer, hands the bytes to
-/// `received` (overridden by the protocol layer), and queues output that the loop flushes with
-/// `writev` once per iteration. Write interest is registered only while output is pending.
+/// `received` (overridden by the protocol layer), and queues output that the loop flushes with `send`
+/// or `sendmsg` once per iteration (`sendQueued`). Write interest is registered only while output is
+/// pending.
 ///
 /// Timeouts follow libev's "let the timer time out, then re-arm it as required" advice: activity only
 /// stores a timestamp; when the single per-stream timer fires, `timerFired` decides whether anything
@@ -360,13 +361,7 @@ open class Socket {
         if ssl != nil { flushTLS(); return }
         while !out.isEmpty {
             let n = min(out.count, Self.maxIOVecs)
-            let written: Int = withUnsafeTemporaryAllocation(of: iovec.self, capacity: n) { iov in
-                for i in 0..<n {
-                    let (base, count) = out.unwritten(i)
-                    iov[i] = iovec(iov_base: base, iov_len: count)
-                }
-                return writev(fd, iov.baseAddress, Int32(n))
-            }
+            let written = sendQueued(n)
             if written < 0 {
                 let e = chub_errno()
                 if e == EINTR { continue }

@@ -181,6 +181,25 @@ final class SocketTests: XCTestCase {
         XCTAssertTrue(s.closed)
     }
 
+    /// A peer that went away: the next flush, whether one entry (`send`) or several (`sendmsg`), gets
+    /// EPIPE or ECONNRESET and ends the stream; nothing stays queued. (Both calls pass `MSG_NOSIGNAL`.)
+    func testWritesToAPeerThatWentAwayCloseTheStreamWithOneEntryOrMany() {
+        for entries in [1, 3] {
+            XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds), 0)
+            let s = Recorder(loop: loop, fd: fds[0], peer: "test")
+            s.start()
+            Glibc.close(fds[1])
+            for i in 0..<entries { s.send(Chunk(Array("frame \(i)".utf8))) }
+            XCTAssertEqual(s.out.count, entries)
+            spin { s.closed }
+            XCTAssertTrue(s.closed, "\(entries) entries")
+            XCTAssertEqual(s.outBytes, 0)
+            XCTAssertTrue(s.out.isEmpty)
+            XCTAssertEqual(s.drained, 0, "nothing was delivered")
+        }
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds), 0)  // for tearDown
+    }
+
     func testPostedWorkRunsOnTheLoopInOrder() {
         final class Log: @unchecked Sendable { var order: [Int] = [] }  // touched on the loop's thread only
         let log = Log(), loop = self.loop!
