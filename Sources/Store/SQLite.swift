@@ -13,6 +13,7 @@ public final class Database {
     }
 
     public init(path: String, readOnly: Bool = false) throws {
+        SQLiteConfig.applied
         var handle: OpaquePointer?
         let flags = (readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &handle, flags, nil)

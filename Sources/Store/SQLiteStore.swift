@@ -45,6 +45,8 @@ public final class SQLiteStore: EventLog, SessionRecords, CursorSamples, Storage
         case keyUsage(String, String, String)
     }
     var queue: [Request] = []
+    /// Storage of the last committed batch, empty, for the next `takeBatch` (under `cond`'s lock).
+    var spareQueue: [Request] = []
     let cond = NSCondition()
     var stopping = false
     var thread: Thread?
@@ -323,6 +325,7 @@ public final class SQLiteStore: EventLog, SessionRecords, CursorSamples, Storage
                 && !cond.wait(until: Date().addingTimeInterval(Self.idleRelease)) && queue.isEmpty && !stopping
             {
                 if queue.capacity > Self.smallBatch { queue = [] }  // a burst's queue storage goes too
+                spareQueue = []
                 cond.unlock()
                 releaseCache()  // `CacheRelease`: nothing to do for a while
                 continue
@@ -342,14 +345,14 @@ public final class SQLiteStore: EventLog, SessionRecords, CursorSamples, Storage
                 arrivalRate = Double(rateWindowCount) / max(now - rateWindowStart, 0.001)
                 rateWindowStart = now; rateWindowCount = 0
             }
-            var batch = Array(queue[..<take])
-            queue.removeFirst(take)
+            var batch = takeBatch(take)
             cond.unlock()
             if batch.contains(where: { if case .retention = $0 { return true } else { return false } }) {
                 for case .retention(let policy) in batch where retentionPass == nil { startRetention(policy) }
                 batch.removeAll { if case .retention = $0 { return true } else { return false } }
             }
             if !batch.isEmpty { commit(batch); cacheHeld = true }
+            recycle(&batch)
             // One bounded step of retention per batch: appends wait at most one chunk behind it.
             if retentionPass != nil { retentionStep() }
             if now - lastSweep >= sweepInterval { lastSweep = now; forgetIdleSessions(now: now) }
