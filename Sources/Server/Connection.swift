@@ -440,7 +440,10 @@ final class Connection: Socket {
                 }
             }
             machine.accept(deflate: deflate, now: loop.now)
-            send(Handshake.response(accepted, extensionResponse: deflate?.responseHeader))
+            // In a chunk of its own size, not the socket's 4 KB output chunk: every upgrade's answer is
+            // freed once written, and 4 KB blocks freed among the members' long-lived objects were left
+            // as holes the idle heap never fills (RSS, not heap).
+            send(Chunk(Handshake.response(accepted, extensionResponse: deflate?.responseHeader)))
             // From here every byte queued for this client counts against the hard limit: broadcasts,
             // pongs, snapshots, replies, replay alike.
             outputLimit = context.config.hardOutputLimit
