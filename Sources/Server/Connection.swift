@@ -440,7 +440,10 @@ final class Connection: Socket {
                 }
             }
             machine.accept(deflate: deflate, now: loop.now)
-            send(Handshake.response(accepted, extensionResponse: deflate?.responseHeader))
+            // In a chunk of its own size, not the socket's 4 KB output chunk: every upgrade's answer is
+            // freed once written, so a join burst frees no 4 KB block per connection among the members'
+            // long-lived objects (heap holes count in RSS; loadtest/README.md, fifth pass).
+            send(Chunk(Handshake.response(accepted, extensionResponse: deflate?.responseHeader)))
             // From here every byte queued for this client counts against the hard limit: broadcasts,
             // pongs, snapshots, replies, replay alike.
             outputLimit = context.config.hardOutputLimit

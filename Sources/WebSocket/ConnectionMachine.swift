@@ -106,7 +106,18 @@ public final class ConnectionMachine {
             openedAt = now
         }
     }
-    private var http: HTTPState?
+    /// The HTTP phase's state before the upgrade, the decompressor after it: one slot (never both at once),
+    /// so the machine is 104 bytes, a 112-byte block, in every connection.
+    private enum PhaseState {
+        case none
+        case http(HTTPState)
+        case inflater(Inflater)
+    }
+    private var state = PhaseState.none
+    private var http: HTTPState? {
+        get { if case .http(let h) = state { return h } else { return nil } }
+        set { state = newValue.map(PhaseState.http) ?? .none }
+    }
     /// Requests read so far (32 bits: it shares a word with the one- to three-byte fields that follow).
     public var requestsServed: Int { Int(served) }
     private var served: UInt32 = 0
@@ -128,7 +139,9 @@ public final class ConnectionMachine {
     public private(set) var peerCloseCode: UInt16?
     private var reader: MessageReader
     /// The decompressor, made for the first compressed message (a client that never compresses costs none).
-    private var inflater: Inflater?
+    private var inflater: Inflater? {
+        if case .inflater(let i) = state { return i } else { return nil }
+    }
     /// When our close frame was queued (once `sentClose`), else when the unanswered ping was sent (NaN:
     /// none): the two clocks are never needed at once, so they share a word (every member has one).
     private var sentAt = Double.nan
@@ -147,7 +160,7 @@ public final class ConnectionMachine {
 
     public init(shared: SharedSettings, now: Double) {
         self.shared = shared
-        http = HTTPState(maxHeadSize: shared.value.maxHeadSize, now: now)
+        state = .http(HTTPState(maxHeadSize: shared.value.maxHeadSize, now: now))
         reader = MessageReader(role: .server, maxMessageSize: shared.value.maxMessageSize)
     }
 
@@ -278,8 +291,9 @@ public final class ConnectionMachine {
 
     private func makeInflater() -> Inflater? {
         guard let (bits, noContextTakeover) = clientWindow else { return nil }
-        inflater = Inflater(windowBits: Int(bits), noContextTakeover: noContextTakeover)
-        return inflater
+        guard let made = Inflater(windowBits: Int(bits), noContextTakeover: noContextTakeover) else { return nil }
+        state = .inflater(made)
+        return made
     }
 
     private func failing(_ code: CloseCode, _ reason: String, _ now: Double, _ emit: (Action) -> Bool) -> Bool {

@@ -29,8 +29,13 @@ public enum ReadOutcome: Equatable {
 /// invalid UTF-8 is caught on the chunk that carries it); a complete unfragmented message found whole
 /// in the input is delivered straight from it without a copy.
 public struct MessageReader {
-    /// Largest message (sum of its fragments' payloads) accepted; a larger one fails with 1009.
-    public var maxMessageSize: Int
+    /// Largest message (sum of its fragments' payloads) accepted; a larger one fails with 1009. (Held in
+    /// 32 bits, at most 4 GiB: the reader is 48 bytes, not 56, in every WebSocket connection.)
+    public var maxMessageSize: Int {
+        get { Int(maxSize) }
+        set { maxSize = UInt32(clamping: newValue) }
+    }
+    private var maxSize: UInt32
     public let role: Role
     /// RSV1 means "compressed" once permessage-deflate was negotiated (RFC 7692); otherwise it is an error.
     public var compressionNegotiated: Bool
@@ -52,7 +57,7 @@ public struct MessageReader {
 
     public init(role: Role, maxMessageSize: Int = 1 << 20, compressionNegotiated: Bool = false) {
         self.role = role
-        self.maxMessageSize = maxMessageSize
+        maxSize = UInt32(clamping: maxMessageSize)
         self.compressionNegotiated = compressionNegotiated
     }
 

@@ -107,8 +107,10 @@ public struct ResumeWindow {
         let z = storage.withUnsafeBytes { deflater.deflate($0) }
         guard z.count < storage.count - storage.count / 4 else { return 0 }
         let saved = storage.capacity - z.count
-        packed = z.withUnsafeBytes { [UInt8]($0) }  // an exact copy (the deflater's array has slack)
+        // The frames' buffer goes first: the exact copy (the deflater's array has slack) may then take its
+        // place in the heap rather than a fresh page, leaving no hole among the members' objects.
         storage = []
+        packed = z.withUnsafeBytes { [UInt8]($0) }
         return saved
     }
 
