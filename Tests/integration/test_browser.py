@@ -234,7 +234,8 @@ def test_dashboard_updates_live(web_hub, browsers):
     wait(d, lambda x: len(x.find_elements(By.CSS_SELECTOR, '[data-run="nightly-42"] .step')) == 2)
     api(web_hub, "POST", "/api/runs/nightly-42/events", {"type": "completed", "outcome": "failed"}, key)
     wait(d, lambda x: x.find_element(By.CSS_SELECTOR, '[data-run="nightly-42"] .badge').text == "failed")
-    card = d.find_element(By.CSS_SELECTOR, '[data-run="nightly-42"]').text
+    # Read inside `wait`: a card drawn anew between finding it and reading it is looked up again.
+    card = wait(d, lambda x: x.find_element(By.CSS_SELECTOR, '[data-run="nightly-42"]').text)
     assert "build" in card and "1 failure in checkout.spec" in card
     wait(d, lambda x: "rolling out" in x.find_element(By.CSS_SELECTOR, '[data-run="deploy-7"]').text)
     shot(d, "dashboard.png")

@@ -173,7 +173,7 @@ def test_newcomer_sees_history_edits_deletions_and_presence(hub, loop, browsers)
     loop.run(ann.send({"type": "presence", "state": {"status": "idle", "location": {"label": "viewing <i>docs</i>"}}}))
     wait(bob, lambda d: ann_on_page(d).get_attribute("data-status") == "idle")
     assert float(dot(ann_on_page(bob)).value_of_css_property("opacity")) < 1
-    meta = ann_on_page(bob).find_element(By.CSS_SELECTOR, ".meta").text
+    meta = wait(bob, lambda d: ann_on_page(d).find_element(By.CSS_SELECTOR, ".meta").text)
     assert "idle" in meta and "viewing <i>docs</i>" in meta
     loop.run(ann.send({"type": "presence", "state": {"status": "away", "location": "reading the spec"}}))
     wait(bob, lambda d: ann_on_page(d).get_attribute("data-status") == "away")
