@@ -115,8 +115,7 @@ public final class ConnectionMachine {
     }
     private var state = PhaseState.none
     private var http: HTTPState? {
-        get { if case .http(let h) = state { return h } else { return nil } }
-        set { state = newValue.map(PhaseState.http) ?? .none }
+        if case .http(let h) = state { return h } else { return nil }
     }
     /// Requests read so far (32 bits: it shares a word with the one- to three-byte fields that follow).
     public var requestsServed: Int { Int(served) }
@@ -229,7 +228,7 @@ public final class ConnectionMachine {
     /// The upgrade was accepted: from here on the connection speaks WebSocket.
     public func accept(deflate: DeflateParameters?, now: Double) {
         phase = .websocket
-        http = nil
+        state = .none  // the HTTP phase's state goes; no inflater exists before the upgrade
         if let deflate {
             clientWindow = (UInt8(deflate.clientMaxWindowBits), deflate.clientNoContextTakeover)
             reader.compressionNegotiated = true
