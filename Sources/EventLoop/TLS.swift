@@ -111,7 +111,11 @@ public final class TLSContext: @unchecked Sendable {
     /// A TLS session on a connected, non-blocking socket.
     func session(fd: Int32, serverName: String? = nil) -> OpaquePointer? {
         guard let ssl = SSL_new(ctx) else { return nil }
-        SSL_set_fd(ssl, fd)
+        if let method = Self.recvSendBIO, let bio = chub_sbio_new(method, fd) {
+            SSL_set_bio(ssl, bio, bio)
+        } else {
+            SSL_set_fd(ssl, fd)
+        }
         if isServer {
             SSL_set_accept_state(ssl)
         } else {

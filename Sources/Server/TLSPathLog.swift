@@ -17,6 +17,7 @@ enum TLSPathLog {
                     "ktls_offered": .stringConvertible(offered),
                     "ktls_send": .stringConvertible(path.kernelSend),
                     "ktls_receive": .stringConvertible(path.kernelReceive),
+                    "record_io": .string(TLSSocketIO.inUse.rawValue),
                 ])
         }
     }
