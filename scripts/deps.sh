@@ -9,7 +9,8 @@ build_pkgs=(libev-dev libssl-dev libsqlite3-dev zlib1g-dev openssl)
 # redis-server, openssl: the cluster tests (test_cluster_tls.py makes its certificates with openssl and starts
 # redis-server with TLS; redis-tools' redis-cli joins test_redis_cluster.py's Redis Cluster).
 # valgrind, curl: the opt-in callgrind budget (CALLGRIND_BUDGET=1 scripts/test.sh, loadtest/bench_callgrind.sh).
-test_pkgs=(valgrind curl redis-server redis-tools prometheus python3 python3-websockets python3-pytest python3-jsonschema nodejs node-ws node-typescript node-react node-react-dom node-react-test-renderer node-csstype node-prop-types chromium chromium-driver python3-selenium openssl python3-pip python3-setuptools python3-wheel mypy)
+# strace: test_tls_socket_io.py sees which system calls carry the TLS records.
+test_pkgs=(valgrind curl strace redis-server redis-tools prometheus python3 python3-websockets python3-pytest python3-jsonschema nodejs node-ws node-typescript node-react node-react-dom node-react-test-renderer node-csstype node-prop-types chromium chromium-driver python3-selenium openssl python3-pip python3-setuptools python3-wheel mypy)
 pkgs=("${build_pkgs[@]}")
 [ "${1:-build}" = test ] && pkgs+=("${test_pkgs[@]}")
 missing=()

@@ -11,7 +11,7 @@ import COpenSSL
 /// a BIO of our own that uses `recv` and `send` with `MSG_NOSIGNAL` (`socket_bio.h`), as plain sockets do.
 public enum TLSSocketIO: String, Sendable {
     /// OpenSSL's socket BIO (`read`/`write`), which kernel TLS needs.
-    case openSSLSocket = "read/write (OpenSSL's socket BIO, for kernel TLS)"
+    case openSSLSocket = "read/write"
     /// The recv/send BIO (user-space records only).
     case recvSend = "recv/send"
 
