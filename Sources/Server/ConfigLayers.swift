@@ -269,7 +269,8 @@ public final class ConfigLayers {
     /// Variables named like settings that no setting reads (reported by `config check`, not fatal: the
     /// environment is shared with other programs).
     public var unknownVariables: [String] {
-        let known = Set(entries.map { Self.variable($0.key) }).union(aliases.values).union(["COLLABHUB_CONFIG"])
+        let known = Set(entries.map { Self.variable($0.key) }).union(aliases.values)
+            .union(["COLLABHUB_CONFIG", "COLLABHUB_TLS_SOCKET_IO"])  // (the latter: EventLoop's TLSSocketIO)
         return environment.keys.filter { $0.hasPrefix("COLLABHUB_") && !known.contains($0) }.sorted()
     }
 
