@@ -116,13 +116,15 @@ public struct ResumeWindow {
 
     /// Packed bytes (0: not packed), for tests and metrics.
     public var packedBytes: Int { packed?.count ?? 0 }
+    /// The frames' buffer's and the entries' capacities (tests: how the window grows).
+    var capacities: (bytes: Int, entries: Int) { (storage.capacity, entries.capacity) }
 
-    /// Grows `storage` by a quarter (not double) when it is full: a window mostly sits idle, and the
-    /// slack of doubling would be a third of its bytes.
+    /// Grows `storage` when it is full: by one more frame of that size while small, then by a quarter
+    /// (`LongLivedCapacity.windowBytes`). A window mostly sits idle, and slack is kept for as long.
     private mutating func reserve(_ n: Int) {
         let needed = storage.count + n
         guard needed > storage.capacity else { return }
-        storage.reserveCapacity(max(needed, storage.count + storage.count / 4, 256))
+        storage.reserveCapacity(LongLivedCapacity.windowBytes(holding: storage.count, adding: n))
     }
 
     public mutating func append(_ e: (seq: Int, frame: Chunk)) {
@@ -136,6 +138,11 @@ public struct ResumeWindow {
         storage.append(
             contentsOf: UnsafeBufferPointer(
                 start: frame.baseAddress?.assumingMemoryBound(to: UInt8.self), count: frame.count))
+        if entries.count == entries.capacity {
+            entries.reserveCapacity(
+                LongLivedCapacity.next(
+                    count: entries.count, first: LongLivedCapacity.firstWindowEntries, limit: maxCount))
+        }
         entries.append((e.seq, dropped + storage.count))
         bytes += frame.count
         while count > 1 && (count > maxCount || bytes > maxBytes) { evictOldest() }

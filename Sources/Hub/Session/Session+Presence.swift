@@ -72,6 +72,11 @@ extension Session {
             Session.palette.first(where: { !used.contains($0) })
             ?? Session.palette[nextMemberNumber % Session.palette.count]
         let member = Member(id: "m" + newID(6), memberKey: wanted, name: name, color: color, role: role)
+        if members.count == members.capacity {
+            members.reserveCapacity(
+                LongLivedCapacity.next(
+                    count: members.count, first: LongLivedCapacity.firstMembers, limit: info.maxParticipants))
+        }
         members.append(member)
         attach(client, to: member, tokenExpiry: tokenExpiry, viaHostKey: viaHostKey, issuedSecret: issuedSecret)
         // A newcomer asking for recent history is served like a resume from that far back.
@@ -139,7 +144,7 @@ extension Session {
             client,
             .joined(
                 session: code, title: info.title, you: member.json,
-                members: members.filter(\.announced).map(\.json) + remoteMembers.map(\.json), seq: seq,
+                members: presenceSnapshot(), seq: seq,
                 recovered: recovered, resumeSecret: secret))
         for m in members where m.announced && m !== member && m.typingUntil != nil {
             send(client, .typing(member: m.id, state: .start))
