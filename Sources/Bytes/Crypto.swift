@@ -3,22 +3,33 @@ import COpenSSL
 /// The few cryptographic primitives the hub needs, all from OpenSSL's libcrypto.
 public enum Crypto {
     /// SHA-1, used only for `Sec-WebSocket-Accept` (RFC 6455 §4.2.2) where the RFC mandates it.
-    public static func sha1(_ bytes: [UInt8]) -> [UInt8] {
-        var digest = [UInt8](repeating: 0, count: Int(SHA_DIGEST_LENGTH))
-        bytes.withUnsafeBufferPointer { src in
-            digest.withUnsafeMutableBufferPointer { dst in
-                _ = SHA1(src.baseAddress, src.count, dst.baseAddress)
-            }
-        }
-        return digest
-    }
+    public static func sha1(_ bytes: [UInt8]) -> [UInt8] { digest(bytes, sha1MD, length: Int(SHA_DIGEST_LENGTH)) }
 
     public static func sha256(_ bytes: [UInt8]) -> [UInt8] {
-        var digest = [UInt8](repeating: 0, count: Int(SHA256_DIGEST_LENGTH))
-        bytes.withUnsafeBufferPointer { src in
-            digest.withUnsafeMutableBufferPointer { dst in _ = SHA256(src.baseAddress, src.count, dst.baseAddress) }
+        digest(bytes, sha256MD, length: Int(SHA256_DIGEST_LENGTH))
+    }
+
+    /// The digests, fetched from OpenSSL's default provider once per process. OpenSSL 3's one-shot `SHA1` and
+    /// `SHA256` fetch the algorithm on every call (a provider and name lookup under locks): ~66,000
+    /// instructions per digest, two per WebSocket handshake and join, where the digest itself is ~1,000.
+    private static let sha1MD: OpaquePointer = fetch("SHA1")
+    private static let sha256MD: OpaquePointer = fetch("SHA256")
+
+    private static func fetch(_ name: String) -> OpaquePointer {
+        guard let md = EVP_MD_fetch(nil, name, nil) else { fatalError("OpenSSL offers no \(name)") }
+        return md
+    }
+
+    private static func digest(_ bytes: [UInt8], _ md: OpaquePointer, length: Int) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: length)
+        var written: UInt32 = 0
+        let ok = bytes.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                EVP_Digest(src.baseAddress, src.count, dst.baseAddress, &written, md, nil)
+            }
         }
-        return digest
+        precondition(ok == 1 && Int(written) == length, "OpenSSL EVP_Digest failed")
+        return out
     }
 
     public static func hmacSHA256(key: [UInt8], message: [UInt8]) -> [UInt8] {
@@ -28,7 +39,7 @@ public enum Crypto {
             message.withUnsafeBufferPointer { m in
                 out.withUnsafeMutableBufferPointer { o in
                     _ = HMAC(
-                        EVP_sha256(), k.baseAddress, Int32(k.count), m.baseAddress, m.count, o.baseAddress, &length)
+                        sha256MD, k.baseAddress, Int32(k.count), m.baseAddress, m.count, o.baseAddress, &length)
                 }
             }
         }
