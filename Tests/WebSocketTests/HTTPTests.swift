@@ -30,6 +30,21 @@ final class HTTPTests: XCTestCase {
         XCTAssertEqual(h.tokens("connection"), ["keep-alive", "Upgrade"])
     }
 
+    func testTokensSplitTrimAndSkipEmptiesAcrossHeaders() {
+        let h = head(
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: ,  keep-alive ,\t, Upgrade\t\r\nX: a\r\n"
+                + "CONNECTION: close,x y\r\nconnection:\r\n\r\n")
+        XCTAssertEqual(h.tokens("Connection"), ["keep-alive", "Upgrade", "close", "x y"])
+        XCTAssertEqual(h.tokens("x"), ["a"])
+        XCTAssertEqual(h.tokens("missing"), [])
+        XCTAssertFalse(h.keepAlive)
+    }
+
+    func testQueryWithoutEscapesIsKeptAsIs() {
+        let h = head("GET /a?session=ABC-DEF&b HTTP/1.1\r\nHost: h\r\n\r\n")
+        XCTAssertEqual(h.query, ["session": "ABC-DEF", "b": ""])
+    }
+
     func testBareLFAcceptedAndQueryDecoded() {
         let h = head("GET /a?x=1&y=h%C3%A9+llo HTTP/1.1\nHost: h\n\n")
         XCTAssertEqual(h.query, ["x": "1", "y": "hé llo"])
