@@ -1,3 +1,4 @@
+import CEV
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -8,13 +9,14 @@ extension Socket {
     /// iteration) goes out with `send`, several with `sendmsg`: both reach the socket directly, where
     /// `writev` first goes through the file layer (`fdget_pos`, `vfs_writev`: ~6% of the hub's CPU at
     /// fixed load under `perf`, against ~3% for uWebSockets' `send`). `MSG_NOSIGNAL`: a peer that went
-    /// away gives `EPIPE`, never a signal (SIGPIPE is ignored too: `ignoreSIGPIPE`).
+    /// away gives `EPIPE`, never a signal (SIGPIPE is ignored too: `ignoreSIGPIPE`). Both are made as plain
+    /// system calls (`chub_send`, `chub_sendmsg`: no cancellation-point wrapper around each).
     @inline(__always)
     func sendQueued(_ n: Int) -> Int {
         let flags = Int32(MSG_NOSIGNAL)
         if n == 1 {
             let (base, count) = out.unwritten(0)
-            return Glibc.send(fd, base, count, flags)
+            return chub_send(fd, base, count, flags)
         }
         return withUnsafeTemporaryAllocation(of: iovec.self, capacity: n) { iov in
             for i in 0..<n {
@@ -24,7 +26,7 @@ extension Socket {
             var msg = msghdr()
             msg.msg_iov = iov.baseAddress
             msg.msg_iovlen = n
-            return sendmsg(fd, &msg, flags)
+            return chub_sendmsg(fd, &msg, flags)
         }
     }
 }

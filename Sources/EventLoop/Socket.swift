@@ -201,7 +201,7 @@ open class Socket {
 
     /// Reads from the socket, or decrypts from the TLS session (`readTLS`).
     private func readSome(_ buf: UnsafeMutableRawBufferPointer) -> Int {
-        guard let ssl else { return recv(fd, buf.baseAddress, buf.count, 0) }
+        guard let ssl else { return chub_recv(fd, buf.baseAddress, buf.count, 0) }
         return readTLS(ssl, buf)
     }
 
@@ -270,7 +270,7 @@ open class Socket {
     @inline(__always)
     public func send(_ chunk: Chunk) {
         guard !isClosed, !isClosing, !isOverLimit, chunk.count > 0 else { return }
-        out.append(Entry(chunk: chunk, offset: 0, owned: false))
+        out.append(chunk, owned: false)
         outBytes += chunk.count
         markDirty()
         if outBytes > outputLimit { isOverLimit = true }
@@ -294,7 +294,7 @@ open class Socket {
             return last.chunk.extend(by: n)
         }
         let chunk = Chunk(capacity: max(n, Self.ownedChunkSize))
-        out.append(Entry(chunk: chunk, offset: 0, owned: true))
+        out.append(chunk, owned: true)
         outBytes += n
         markDirty()
         return chunk.extend(by: n)
@@ -375,6 +375,11 @@ open class Socket {
             outBytes -= written
             if written > 0 { lastWriteAt = ev_now(loop.raw) }  // (`loop.now` costs a retain and a release)
             loop.bytesWritten.add(written)
+            // The one queued entry went out whole (a delivery at fixed load: one frame, one `send`).
+            if n == 1 && out.count == 1 && written == out.unwritten(0).count {
+                out.removeAll()
+                break
+            }
             var left = written
             var done = 0
             while done < out.count {
