@@ -379,9 +379,13 @@ public enum JSONReader {
             while true {
                 // Eight bytes at a time while none is a quote, a backslash or a control character, then
                 // byte by byte up to the first that is.
-                while pos + 8 <= end, !Self.hasSpecialByte(UnsafeRawPointer(base + pos).loadUnaligned(as: UInt64.self))
-                {
-                    pos += 8
+                // The word that holds one goes straight to its first: the lowest flagged byte is exact (a
+                // false flag can only sit above a true one), so the byte loop below starts on it.
+                while pos + 8 <= end {
+                    let found = Self.specialBytes(UnsafeRawPointer(base + pos).loadUnaligned(as: UInt64.self))
+                    if found == 0 { pos += 8; continue }
+                    pos += found.trailingZeroBitCount >> 3
+                    break
                 }
                 while pos < end {
                     let c = base[pos]
@@ -418,7 +422,12 @@ public enum JSONReader {
         /// Whether one of the 8 bytes of `w` is '"', '\\' or below 0x20 (exact: each test is the
         /// classic "has a zero byte" test, which has no false answer for the word as a whole).
         @inline(__always)
-        static func hasSpecialByte(_ w: UInt64) -> Bool {
+        static func hasSpecialByte(_ w: UInt64) -> Bool { specialBytes(w) != 0 }
+
+        /// The high bit of each byte of `w` (little-endian) that may be '"', '\\' or below 0x20; the lowest
+        /// one set is the first such byte (a borrow only flags bytes above a true match), 0 for none.
+        @inline(__always)
+        static func specialBytes(_ w: UInt64) -> UInt64 {
             let quote = w ^ 0x2222_2222_2222_2222
             let backslash = w ^ 0x5C5C_5C5C_5C5C_5C5C
             // A zero byte of x: (x - 1) borrows into its high bit while x's own high bit is clear; a byte
@@ -426,7 +435,7 @@ public enum JSONReader {
             let found =
                 ((quote &- 0x0101_0101_0101_0101) & ~quote) | ((backslash &- 0x0101_0101_0101_0101) & ~backslash)
                 | ((w &- 0x2020_2020_2020_2020) & ~w)
-            return found & 0x8080_8080_8080_8080 != 0
+            return found & 0x8080_8080_8080_8080
         }
 
         @inline(__always)
