@@ -39,4 +39,23 @@ public struct Fanout {
         }
         c.deliver(frame)
     }
+
+    /// `deliver(frame, to: c, .ephemeral(traffic, key: key()), metrics: metrics())` for the fan-out's hot
+    /// loop: the client's queue is read once, by the caller (`queued`), and the coalescing key and the
+    /// metrics are reached only for a client that is behind (a weak load and a retain per message, a second
+    /// queue read per delivery, spared).
+    @inline(__always)
+    public func deliverEphemeral(
+        _ frame: Chunk, to c: borrowing HubClient, queued: Int, _ traffic: Traffic, key: () -> String?,
+        metrics: () -> HubMetrics?
+    ) {
+        guard !c.isDisconnecting else { return }
+        if queued > softLimit {
+            let key = key()
+            metrics()?.behind(traffic, coalesced: key != nil)
+            if let key { c.coalesce(frame, key: key) }
+            return
+        }
+        c.deliver(frame)
+    }
 }

@@ -18,10 +18,14 @@ extension Session {
     /// is behind, so `key` is called only for the first such recipient, not for every item.
     @inline(__always)
     func deliverEphemeral(_ frame: Chunk, _ traffic: Traffic, except: Member?, key: () -> String?) {
-        let metrics = host?.metrics
         let skipping = !catchingUp.isEmpty
         var made: String?
         var asked = false
+        // Asked of the first recipient that is behind, then the same for the rest.
+        func keyOnce() -> String? {
+            if !asked { (made, asked) = (key(), true) }
+            return made
+        }
         // Members and connections are reached without retaining them (`forEachGuaranteed`): nothing here
         // adds or removes either (an ephemeral delivery only queues, coalesces or drops), and the copied
         // `members` array keeps every member, so its connections, alive. Iterating them as values cost
@@ -30,8 +34,8 @@ extension Session {
             guard m.announced && m !== except else { return }
             m.forEachConnectionGuaranteed { c in
                 if skipping && catchingUp.contains(ObjectIdentifier(c)) { return }
-                if !asked && c.queuedBytes > fanout.softLimit { (made, asked) = (key(), true) }
-                fanout.deliver(frame, to: c, .ephemeral(traffic, key: made), metrics: metrics)
+                fanout.deliverEphemeral(
+                    frame, to: c, queued: c.queuedBytes, traffic, key: keyOnce, metrics: { host?.metrics })
             }
         }
     }
