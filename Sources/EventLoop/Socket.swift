@@ -395,7 +395,7 @@ open class Socket {
         }
         if out.isEmpty {
             drained()
-            stopWaitingToWrite()
+            if isWaitingToWrite { stopWaitingToWrite() }
             if isClosing && !lingering { beginLinger() } else if !isClosing { outputDrained() }
         } else if !isWaitingToWrite {
             waitToWrite()
