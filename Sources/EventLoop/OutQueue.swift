@@ -48,20 +48,8 @@ struct OutQueue: Sequence {
         i == 0 ? e0!.unwritten : i == 1 ? e1!.unwritten : rest[i - 2].unwritten
     }
 
-    @inline(__always) mutating func append(_ e: consuming Entry) {
+    @inline(__always) mutating func append(_ e: Entry) {
         if e0 == nil { e0 = e } else if e1 == nil { e1 = e } else { rest.append(e) }
-    }
-
-    /// Appends a new entry for `chunk`, made where it is stored: the chunk is retained once (building the
-    /// entry first and copying it in retained it twice and released the copy, per delivery).
-    @inline(__always) mutating func append(_ chunk: Chunk, owned: Bool) {
-        if e0 == nil {
-            e0 = Entry(chunk: chunk, offset: 0, owned: owned)
-        } else if e1 == nil {
-            e1 = Entry(chunk: chunk, offset: 0, owned: owned)
-        } else {
-            rest.append(Entry(chunk: chunk, offset: 0, owned: owned))
-        }
     }
 
     /// Drops the first `n` entries (1 ≤ n ≤ count).

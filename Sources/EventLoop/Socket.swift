@@ -270,7 +270,7 @@ open class Socket {
     @inline(__always)
     public func send(_ chunk: Chunk) {
         guard !isClosed, !isClosing, !isOverLimit, chunk.count > 0 else { return }
-        out.append(chunk, owned: false)
+        out.append(Entry(chunk: chunk, offset: 0, owned: false))
         outBytes += chunk.count
         markDirty()
         if outBytes > outputLimit { isOverLimit = true }
@@ -294,7 +294,7 @@ open class Socket {
             return last.chunk.extend(by: n)
         }
         let chunk = Chunk(capacity: max(n, Self.ownedChunkSize))
-        out.append(chunk, owned: true)
+        out.append(Entry(chunk: chunk, offset: 0, owned: true))
         outBytes += n
         markDirty()
         return chunk.extend(by: n)
