@@ -93,6 +93,14 @@ def http_contract():
         pytest.fail("HTTP answers outside Protocol/openapi.json:\n  " + "\n  ".join(dict.fromkeys(problems)), pytrace=False)
 
 
+def localhost_cert(directory):
+    """A self-signed certificate for localhost and 127.0.0.1: `cert.pem` and `key.pem` in `directory`."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(directory / "key.pem"),
+                    "-out", str(directory / "cert.pem"), "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
+    return directory
+
+
 @pytest.fixture(scope="module")
 def echo_hub():
     hub = Hub("--echo", "--threads", "2").start()
