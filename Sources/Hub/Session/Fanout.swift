@@ -32,8 +32,7 @@ public struct Fanout {
             }
         case .ephemeral(let traffic, let key):
             if queued > softLimit {
-                metrics?.behind(traffic, coalesced: key != nil)
-                if let key { c.coalesce(frame, key: key) }
+                holdBack(frame, for: c, traffic, key: key, metrics: metrics)
                 return
             }
         }
@@ -51,11 +50,17 @@ public struct Fanout {
     ) {
         guard !c.isDisconnecting else { return }
         if queued > softLimit {
-            let key = key()
-            metrics()?.behind(traffic, coalesced: key != nil)
-            if let key { c.coalesce(frame, key: key) }
+            holdBack(frame, for: c, traffic, key: key(), metrics: metrics())
             return
         }
         c.deliver(frame)
+    }
+
+    /// An ephemeral frame for a client past the soft limit: coalesced under `key` (sent when it drains),
+    /// or dropped without one; counted either way.
+    @inline(__always)
+    func holdBack(_ frame: Chunk, for c: borrowing HubClient, _ traffic: Traffic, key: String?, metrics: HubMetrics?) {
+        metrics?.behind(traffic, coalesced: key != nil)
+        if let key { c.coalesce(frame, key: key) }
     }
 }
