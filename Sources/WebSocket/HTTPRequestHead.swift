@@ -28,10 +28,8 @@ public struct HTTPRequestHead: Sendable, Equatable {
                 while i <= v.count {
                     var j = i
                     while j < v.count && v[j] != UInt8(ascii: ",") { j += 1 }
-                    var s = i, e = j
-                    while s < e && (v[s] == 0x20 || v[s] == 0x09) { s += 1 }
-                    while e > s && (v[e - 1] == 0x20 || v[e - 1] == 0x09) { e -= 1 }
-                    if e > s { out.append(String(decoding: UnsafeBufferPointer(rebasing: v[s..<e]), as: UTF8.self)) }
+                    let r = httpTrimmed(v, i..<j)
+                    if !r.isEmpty { out.append(String(decoding: UnsafeBufferPointer(rebasing: v[r]), as: UTF8.self)) }
                     i = j + 1
                 }
             }
@@ -89,12 +87,24 @@ extension StringProtocol {
         return zip(a, b).allSatisfy { x, y in (x | 0x20) == (y | 0x20) || x == y }
     }
 
+    /// Without HTTP's optional whitespace (SP and HTAB bytes, RFC 9110 5.6.3) at either end.
     public func trimmingHTTPWhitespace() -> String {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return String(s)
+        var s = String(self)
+        return s.withUTF8 { v in
+            let r = httpTrimmed(v, 0..<v.count)
+            return r.count == v.count ? nil : String(decoding: UnsafeBufferPointer(rebasing: v[r]), as: UTF8.self)
+        } ?? s
     }
+}
+
+/// `range` of `v` without the optional whitespace (SP, HTAB) at either end: bytes, not `Character`s, which
+/// walk grapheme clusters (~6,000 instructions a header) and would not see a space before a combining mark.
+@inline(__always)
+func httpTrimmed(_ v: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Range<Int> {
+    var s = range.lowerBound, e = range.upperBound
+    while s < e && (v[s] == 0x20 || v[s] == 0x09) { s += 1 }
+    while e > s && (v[e - 1] == 0x20 || v[e - 1] == 0x09) { e -= 1 }
+    return s..<e
 }
 
 /// An HTTP status with the text of its reason phrase.

@@ -40,6 +40,17 @@ final class HTTPTests: XCTestCase {
         XCTAssertFalse(h.keepAlive)
     }
 
+    func testTrimsOnlyHTTPWhitespaceBytes() {
+        XCTAssertEqual(" \t a b \t".trimmingHTTPWhitespace(), "a b")
+        XCTAssertEqual("ab".trimmingHTTPWhitespace(), "ab")
+        XCTAssertEqual(" \t ".trimmingHTTPWhitespace(), "")
+        XCTAssertEqual("".trimmingHTTPWhitespace(), "")
+        XCTAssertEqual("\r\na\u{0B}".trimmingHTTPWhitespace(), "\r\na\u{0B}")  // only SP and HTAB are OWS
+        // A space before a combining mark is one Character but two code points: the byte is still OWS.
+        XCTAssertEqual(" \u{301}x ".trimmingHTTPWhitespace(), "\u{301}x")
+        XCTAssertEqual("é ".trimmingHTTPWhitespace()[...].trimmingHTTPWhitespace(), "é")
+    }
+
     func testQueryWithoutEscapesIsKeptAsIs() {
         let h = head("GET /a?session=ABC-DEF&b HTTP/1.1\r\nHost: h\r\n\r\n")
         XCTAssertEqual(h.query, ["session": "ABC-DEF", "b": ""])
