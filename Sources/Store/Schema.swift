@@ -175,8 +175,10 @@ extension SQLiteStore {
             // time): ~2.2 WAL pages per event at 500 live sessions. Appended in arrival order, a commit's
             // events share the table's last leaves (split cheaply, at the tree's right edge), and only the
             // index, whose entries are a tenth of a row's size, takes a page per session: ~1.1 pages per
-            // event, and about half the writer's SQLite time (a simulation of the write pattern). Existing
-            // events are copied session by session, so an older transcript stays on contiguous pages.
+            // event, and about half the writer's SQLite time (`loadtest/durable_pages.py`). The price is on
+            // reads by session, which now look each event up by rowid on pages it shares with other
+            // sessions (~3x the time for a recent tail). Existing events are copied session by session, so an
+            // older transcript stays on contiguous pages.
             // Deleted content is zeroed (secure_delete) like everything else the hub deletes.
             try db.exec("PRAGMA secure_delete=ON")
             try db.exec(
