@@ -173,13 +173,15 @@ public enum EventBody {
     /// A chat message: `id`, `from` (the author's `{id, name, color}`), then the client's own members
     /// (`kind`, `text`, ... as validated by `ClientMessage`).
     public static func chat(id: String, from: [UInt8], message: [UInt8]) -> [UInt8] {
-        var w = JSONWriter(capacity: message.count + 128)
+        // Sized for all of it (`"id":"…","from":…,` and the message; an id needing escapes only grows it).
+        var w = JSONWriter(capacity: id.utf8.count + from.count + message.count + 24)
         w.field("id", id)
         w.raw("from", from)
-        var body = w.bytes
-        body.append(UInt8(ascii: ","))
-        body += message
-        return body
+        // Appended in the writer's own storage: a copy taken first (`var body = w.bytes`) shared it, so
+        // the first append copied the whole buffer into a new allocation.
+        w.bytes.append(UInt8(ascii: ","))
+        w.bytes += message
+        return w.bytes
     }
 
     /// A change to chat message `target` (`chat_edit`, `chat_delete`, `redact`): the change's own `id`,

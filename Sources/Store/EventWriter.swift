@@ -6,7 +6,26 @@ import Hub
 /// The event log's write side, on the writer thread: one transaction per batch, seq assignment,
 /// resend recognition, and the completions sent back to each loop after the commit.
 extension SQLiteStore {
-    struct Completion { let executor: Executor; let run: () -> Void }
+    /// What one append learns, run on its loop after the commit: its callback and its result side by side,
+    /// not a closure over both (that was a heap context per event, made here and freed on the loop).
+    enum Completion {
+        case one(Executor, (Result<Committed, StoreFailure>) -> Void, Result<Committed, StoreFailure>)
+        case many(Executor, (Result<[Committed], StoreFailure>) -> Void, Result<[Committed], StoreFailure>)
+
+        var executor: Executor {
+            switch self {
+            case .one(let e, _, _): return e
+            case .many(let e, _, _): return e
+            }
+        }
+
+        func run() {
+            switch self {
+            case .one(_, let done, let result): done(result)
+            case .many(_, let done, let result): done(result)
+            }
+        }
+    }
 
     /// A refused batch (its stream moved on since it was checked).
     struct Conflict: Error, CustomStringConvertible { let description: String }
@@ -161,11 +180,11 @@ extension SQLiteStore {
                     _ = try s.step()
                 case .append(let event, let executor, let done):
                     let c = try store(event)
-                    results.append(Completion(executor: executor, run: { done(.success(c)) }))
+                    results.append(.one(executor, done, .success(c)))
                 case .appendBatch(let events, let expected, let executor, let done):
                     if let expected, let first = events.first, try nextSeq(first.session) != expected + 1 {
                         let message = "\(first.session) moved on since this batch was checked; retry"
-                        conflicts.append(Completion(executor: executor, run: { done(.failure(StoreFailure(message))) }))
+                        conflicts.append(.many(executor, done, .failure(StoreFailure(message))))
                         continue
                     }
                     batchResults.append((executor, done, try events.map { try store($0) }))
@@ -193,8 +212,8 @@ extension SQLiteStore {
             let f = StoreFailure(failure)
             results = batch.compactMap {
                 switch $0 {
-                case .append(_, let ex, let done): return Completion(executor: ex, run: { done(.failure(f)) })
-                case .appendBatch(_, _, let ex, let done): return Completion(executor: ex, run: { done(.failure(f)) })
+                case .append(_, let ex, let done): return .one(ex, done, .failure(f))
+                case .appendBatch(_, _, let ex, let done): return .many(ex, done, .failure(f))
                 default: return nil
                 }
             }
@@ -209,10 +228,15 @@ extension SQLiteStore {
                 Thread.sleep(forTimeInterval: 0.05)  // the disk is failing: retry, but do not spin
             }
         } else {
-            results += batchResults.map { r in Completion(executor: r.0, run: { r.1(.success(r.2)) }) }
+            results += batchResults.map { r in .many(r.0, r.1, .success(r.2)) }
         }
         if failure == nil { results += conflicts }  // a failed commit already failed every batch in it
-        // One wake-up per loop, completions in append order.
+        // One wake-up per loop, completions in append order. With one loop (or a batch from one) the
+        // grouping below is skipped: it cost a dictionary update per event.
+        if let only = results.first?.executor, results.allSatisfy({ $0.executor === only }) {
+            only.execute { [results] in for c in results { c.run() } }
+            results = []
+        }
         var byExecutor: [ObjectIdentifier: (Executor, [Completion])] = [:]
         var order: [ObjectIdentifier] = []
         for r in results {

@@ -276,6 +276,71 @@ final class SQLiteStoreTests: XCTestCase {
         XCTAssertEqual(try reopened.allKeys().first { $0.id == made.id }?.owners, ["team-a"])
     }
 
+    /// A version 10 database (events keyed by (session, seq), WITHOUT ROWID) opened by this build: its
+    /// events move into the arrival-ordered table whole (bodies byte for byte, seqs, ids for resends), the
+    /// unique (session, seq) index holds, and appends continue each session's seq.
+    func testMigrationToV11KeepsEveryEventAndItsSeq() throws {
+        let dir = temp()
+        let ex = ManualExecutor()
+        var store: SQLiteStore? = try SQLiteStore(directory: dir)
+        for i in 0..<5 { _ = try append(store!, "M1", "a\(i)", executor: ex).get() }
+        for i in 0..<3 { _ = try append(store!, "M2", "b\(i)", executor: ex).get() }
+        let before = try store!.events(session: "M1", after: 0, limit: 10)
+        store!.close()
+        store = nil
+        do {
+            // Back to version 10's table, rows and all.
+            let db = try Database(path: dir + "/collabhub.sqlite")
+            try db.exec(
+                """
+                BEGIN;
+                CREATE TABLE events_v10(session TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
+                  type TEXT NOT NULL, member TEXT, client_id TEXT, body BLOB NOT NULL,
+                  PRIMARY KEY(session, seq)) WITHOUT ROWID;
+                INSERT INTO events_v10 SELECT session, seq, ts, type, member, client_id, body FROM events;
+                DROP TABLE events;
+                ALTER TABLE events_v10 RENAME TO events;
+                PRAGMA user_version=10;
+                COMMIT;
+                """)
+            XCTAssertEqual(try db.scalar("SELECT COUNT(*) FROM pragma_index_list('events') WHERE origin='c'"), 0)
+        }
+        let reopened = try SQLiteStore(directory: dir)
+        defer { reopened.close() }
+        let after = try reopened.events(session: "M1", after: 0, limit: 10)
+        XCTAssertEqual(after.map(\.seq), before.map(\.seq))
+        XCTAssertEqual(after.map(\.body), before.map(\.body))
+        XCTAssertEqual(after.map(\.ts), before.map(\.ts))
+        XCTAssertEqual(try reopened.events(session: "M2", after: 0, limit: 10).map(\.seq), [1, 2, 3])
+        // A resend of a migrated message is recognised (ids are read back from the new table) ...
+        let again = try append(reopened, "M1", "a4", executor: ex).get()
+        XCTAssertEqual(again.seq, 5)
+        XCTAssertTrue(again.duplicate)
+        // ... and the seq goes on.
+        XCTAssertEqual(try append(reopened, "M1", "a5", executor: ex).get().seq, 6)
+        XCTAssertEqual(try append(reopened, "M2", "b3", executor: ex).get().seq, 4)
+        let db = try Database(path: dir + "/collabhub.sqlite", readOnly: true)
+        XCTAssertEqual(try db.scalar("PRAGMA user_version"), Int64(SQLiteStore.schemaVersion))
+        XCTAssertEqual(try db.scalar("SELECT COUNT(*) FROM events"), 10)
+        // The (session, seq) order is kept by a unique index.
+        let unique = "SELECT COUNT(*) FROM pragma_index_list('events') WHERE \"unique\"=1 AND name='events_session_seq'"
+        XCTAssertEqual(try db.scalar(unique), 1)
+    }
+
+    /// Events are stored in arrival order with their (session, seq) unique: the index refuses a duplicate
+    /// seq, as the primary key did.
+    func testEventsKeepTheirSeqUnique() throws {
+        let dir = temp()
+        let ex = ManualExecutor()
+        let store = try SQLiteStore(directory: dir)
+        _ = try append(store, "U1", "a", executor: ex).get()
+        store.close()
+        let db = try Database(path: dir + "/collabhub.sqlite")
+        XCTAssertThrowsError(
+            try db.exec("INSERT INTO events(session, seq, ts, type, body) VALUES('U1', 1, 0, 'chat', x'00')"))
+        try db.exec("INSERT INTO events(session, seq, ts, type, body) VALUES('U1', 2, 0, 'chat', x'00')")
+    }
+
     func testMigrationRefusesNewerSchema() throws {
         let dir = temp()
         try SQLiteStore(directory: dir).close()
