@@ -91,6 +91,14 @@ public struct MessageLimits: Sendable {
 extension ClientMessage {
     /// Parses and validates one text message. Errors name the offending field.
     public static func parse(_ bytes: [UInt8], limits: MessageLimits = MessageLimits()) throws -> ClientMessage {
+        // An app event the full path would accept is read in one pass (`scanEvent`); anything else,
+        // refusals included, is read below.
+        if let event = scanEvent(bytes, limits: limits) { return event }
+        return try parseFully(bytes, limits: limits)
+    }
+
+    /// `parse` without the app event's one-pass read: every message, every refusal.
+    static func parseFully(_ bytes: [UInt8], limits: MessageLimits = MessageLimits()) throws -> ClientMessage {
         let obj: JSONObject
         do { obj = try JSONReader.readObject(bytes, maxDepth: limits.maxJSONDepth) } catch let e as JSONError {
             throw MessageError("bad_json", e.message)

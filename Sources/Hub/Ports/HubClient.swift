@@ -19,6 +19,14 @@ public protocol HubClient: AnyObject {
     var address: String { get }
     /// Hub state attached to the connection.
     var membership: Membership? { get set }
+    /// `membership?.member`: what every message reads first. (A conformer reads the one field; through
+    /// the protocol, `membership` copies the whole struct, its unowned session reference included, ~200
+    /// instructions per message.)
+    var joinedMember: Member? { get }
+}
+
+extension HubClient {
+    public var joinedMember: Member? { membership?.member }
 }
 
 /// What the session asks of the loop that owns it.

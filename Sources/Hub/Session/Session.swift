@@ -99,10 +99,9 @@ public final class Session {
     // MARK: - Messages
 
     public func received(_ client: HubClient, _ message: ClientMessage) {
-        guard let membership = client.membership else {
+        guard let member = client.joinedMember else {
             return send(client, .error(code: "not_joined", message: "send a join first"))
         }
-        let member = membership.member
         if isEnded {
             // Between `end` and its commit nothing more is stored after the "Session ended" event.
             return send(client, .error(code: "session_ended", message: "session \(code) has ended"))
@@ -116,7 +115,7 @@ public final class Session {
         }
         switch message {
         case .refresh(let token):
-            refresh(client, membership, token)
+            if let membership = client.membership { refresh(client, membership, token) }
         case .join:
             send(client, .error(code: "already_joined", message: "this connection already joined session \(code)"))
         case .leave:

@@ -1,0 +1,163 @@
+extension ClientMessage {
+    /// An app event read in one pass, without the object's member list: the message's top-level members
+    /// are walked by the same validating `JSONReader.Parser` as `JSONReader.readObject`, and only the
+    /// offsets of the first `type`, `name`, `data`, `durable` and `id` are kept (in locals; no array, no
+    /// `JSONObject`, no lookups afterwards). The full path cost ~3,600 instructions per event at fixed load,
+    /// about a quarter of the hub's user space per message; this one about half of that.
+    ///
+    /// It answers only for an event the full path (`readObject` + `parseEvent`) would accept, and with the
+    /// same event; for anything else it answers nil and the full path reads the message, refusals and their
+    /// texts included: a JSON error, a type other than `"event"` as written, a member name written with an
+    /// escape (the full path decodes those before comparing), a field the full path would refuse or would
+    /// decode (a name written with an escape). A message whose `type` is not `"event"` is left as soon as
+    /// that member is read, so other messages pay for little more than reading their first member twice.
+    /// `ClientMessageFastPathTests` and `FuzzMessages` hold the two paths to the same answers.
+    static func scanEvent(_ bytes: [UInt8], limits: MessageLimits) -> ClientMessage? {
+        guard bytes.count <= limits.maxEventBytes, limits.maxJSONDepth >= 1 else { return nil }
+        let found: EventMembers? = bytes.withUnsafeBufferPointer { buffer in
+            var p = JSONReader.Parser(buffer, 0..<buffer.count, maxDepth: limits.maxJSONDepth)
+            return EventMembers.scan(&p)
+        }
+        guard let found, let nameRange = found.name else { return nil }
+        let name = bytes.withUnsafeBufferPointer {
+            String(decoding: UnsafeBufferPointer(rebasing: $0[nameRange]), as: UTF8.self)
+        }
+        var ref: String?
+        if let id = found.id {
+            ref = bytes.withUnsafeBufferPointer { JSONReader.decodeString(UnsafeBufferPointer(rebasing: $0[id])) }
+        }
+        if found.durable && ref == nil { return nil }
+        let data = found.data.map { bytes[$0] } ?? ArraySlice(Array("{}".utf8))
+        return .event(AppEvent(name: name, data: data, durable: found.durable, id: ref))
+    }
+
+    /// What an event's scan keeps: the members the hub reads, each the first of its name. (Offsets only: a
+    /// struct of plain values is copied and dropped without reference counting.)
+    private struct EventMembers {
+        var sawType = false
+        /// The validated event name, inside its quotes (nil: absent).
+        var name: Range<Int>?
+        /// `data`'s bytes when it is an object (nil: absent or null, which read as `{}`).
+        var data: Range<Int>?
+        var durable = false
+        /// `id`'s string with its quotes, when it is a string (any other kind gives no `id`, as in the full path).
+        var id: Range<Int>?
+        var seen: UInt8 = 0
+        static let nameBit: UInt8 = 1, dataBit: UInt8 = 2, durableBit: UInt8 = 4, idBit: UInt8 = 8
+
+        /// The top-level object at the parser's position, as `Parser.object(depth: 1)` reads it plus the
+        /// trailing white space `readObject` allows; nil for whatever the full path must read.
+        static func scan(_ p: inout JSONReader.Parser) -> EventMembers? {
+            var m = EventMembers()
+            p.skipSpace()
+            guard p.pos < p.end, p.at(p.pos) == UInt8(ascii: "{") else { return nil }
+            p.pos += 1
+            p.skipSpace()
+            if p.pos < p.end, p.at(p.pos) == UInt8(ascii: "}") { return nil }  // no type
+            while true {
+                p.skipSpace()
+                guard p.pos < p.end, p.at(p.pos) == UInt8(ascii: "\"") else { return nil }
+                let keyStart = p.pos
+                guard let escaped = try? p.string(), !escaped else { return nil }
+                let key = UnsafeBufferPointer(start: p.base + keyStart + 1, count: p.pos - keyStart - 2)
+                p.skipSpace()
+                guard p.pos < p.end, p.at(p.pos) == UInt8(ascii: ":") else { return nil }
+                p.pos += 1
+                p.skipSpace()
+                let valueStart = p.pos
+                guard p.pos < p.end else { return nil }
+                // A string value is read here to learn whether it holds an escape (`value` reads it the same way).
+                let kind: JSONKind
+                var valueEscaped = false
+                if p.at(p.pos) == UInt8(ascii: "\"") {
+                    guard let e = try? p.string() else { return nil }
+                    (kind, valueEscaped) = (.string, e)
+                } else {
+                    guard let k = try? p.value(depth: 1) else { return nil }
+                    kind = k
+                }
+                let value = valueStart..<p.pos
+                guard m.take(key, kind, value, escaped: valueEscaped, p.base) else { return nil }
+                p.skipSpace()
+                guard p.pos < p.end else { return nil }
+                if p.at(p.pos) == UInt8(ascii: ",") { p.pos += 1; continue }
+                if p.at(p.pos) == UInt8(ascii: "}") { p.pos += 1; break }
+                return nil
+            }
+            p.skipSpace()
+            guard p.pos == p.end, m.sawType else { return nil }
+            return m
+        }
+
+        /// Keeps one member if it is the first of a name the hub reads; false when the full path must read
+        /// the message (a type other than `"event"`, or a value of a kind or form it refuses).
+        @inline(__always)
+        mutating func take(
+            _ key: UnsafeBufferPointer<UInt8>, _ kind: JSONKind, _ value: Range<Int>, escaped: Bool,
+            _ base: UnsafePointer<UInt8>
+        ) -> Bool {
+            switch key.count {
+            case 4:
+                if Self.equal(key, "type") {
+                    if sawType { return true }
+                    sawType = true
+                    // Exactly `"event"` as written: the full path's `isString(written:)`.
+                    return kind == .string && value.count == 7 && Self.equal(Self.inner(base, value), "event")
+                }
+                if Self.equal(key, "name") {
+                    if seen & Self.nameBit != 0 { return true }
+                    seen |= Self.nameBit
+                    // Null, missing, not a string, too long or not of the event-name characters: refused by
+                    // the full path; written with an escape: decoded by it.
+                    guard kind == .string, !escaped else { return false }
+                    let inner = Self.inner(base, value)
+                    guard inner.count >= 1, inner.count <= 64, inner.allSatisfy(Self.isEventNameByte) else {
+                        return false
+                    }
+                    name = value.lowerBound + 1..<value.upperBound - 1
+                    return true
+                }
+                if Self.equal(key, "data") {
+                    if seen & Self.dataBit != 0 { return true }
+                    seen |= Self.dataBit
+                    if kind == .object { data = value; return true }
+                    return kind == .null
+                }
+                return true
+            case 7:
+                guard Self.equal(key, "durable"), seen & Self.durableBit == 0 else { return true }
+                seen |= Self.durableBit
+                if kind == .bool { durable = base[value.lowerBound] == UInt8(ascii: "t"); return true }
+                return kind == .null
+            case 2:
+                guard Self.equal(key, "id"), seen & Self.idBit == 0 else { return true }
+                seen |= Self.idBit
+                if kind == .string { id = value }
+                return true
+            default:
+                return true
+            }
+        }
+
+        /// A string value's bytes inside its quotes.
+        @inline(__always)
+        private static func inner(_ base: UnsafePointer<UInt8>, _ r: Range<Int>) -> UnsafeBufferPointer<UInt8> {
+            UnsafeBufferPointer(start: base + r.lowerBound + 1, count: r.count - 2)
+        }
+
+        @inline(__always)
+        private static func equal(_ a: UnsafeBufferPointer<UInt8>, _ b: StaticString) -> Bool {
+            guard a.count == b.utf8CodeUnitCount else { return false }
+            let s = b.utf8Start
+            for i in 0..<a.count where a[i] != s[i] { return false }
+            return true
+        }
+
+        /// `isValidEventName`'s characters: a-z, A-Z, 0-9, `_`, `.`, `:`, `-`.
+        @inline(__always)
+        private static func isEventNameByte(_ c: UInt8) -> Bool {
+            (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c == 95 || c == 46 || c == 58 || c == 45
+                || (c >= 65 && c <= 90)
+        }
+    }
+}
