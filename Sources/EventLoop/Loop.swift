@@ -44,6 +44,28 @@ public final class Loop {
 
     public static let readBufferSize = 256 * 1024
 
+    /// The sockets' I/O watchers, one per descriptor, in pages of 256 that never move (libev keeps their
+    /// addresses) and are never freed while the loop lives. A socket's watcher was a 48-byte malloc of
+    /// its own, a 64-byte block in every open connection (issue 30: memory per member); here a slot is 48
+    /// bytes, and which socket uses it follows from who owns the descriptor: one socket of this loop at a
+    /// time, and a socket leaves its slot alone once closed (`Socket.listen`).
+    private var watcherPages: [UnsafeMutablePointer<ev_io>?] = []
+    static let watchersPerPage = 256
+
+    /// The I/O watcher slot of descriptor `fd` (on the loop's thread, as every socket is made).
+    func ioWatcher(fd: Int32) -> UnsafeMutablePointer<ev_io> {
+        precondition(fd >= 0, "a socket's descriptor")
+        let page = Int(fd) / Self.watchersPerPage
+        if page >= watcherPages.count {
+            watcherPages.append(contentsOf: repeatElement(nil, count: page + 1 - watcherPages.count))
+        }
+        if let p = watcherPages[page] { return p + Int(fd) % Self.watchersPerPage }
+        let p = UnsafeMutablePointer<ev_io>.allocate(capacity: Self.watchersPerPage)
+        p.initialize(repeating: ev_io(), count: Self.watchersPerPage)
+        watcherPages[page] = p
+        return p + Int(fd) % Self.watchersPerPage
+    }
+
     public init(index: Int, useDefaultLoop: Bool = false) {
         self.index = index
         deliveryShard = deliveryLatency.shard
@@ -70,6 +92,7 @@ public final class Loop {
     }
 
     deinit {
+        for case let p? in watcherPages { p.deallocate() }
         readBuffer.deallocate()
         prepare.deallocate()
         async.deallocate()

@@ -51,7 +51,7 @@ extension Socket {
             }
         }
         // Out of room with records still buffered in OpenSSL: the socket will not report them again.
-        if SSL_has_pending(ssl) == 1 && isReading {
+        if SSL_has_pending(ssl) == 1 && isReading && !isClosed {
             ev_feed_event(loop.raw, ioWatcher, Int32(EV_READ))
         }
         return total

@@ -46,7 +46,8 @@ open class Socket {
     private var lingerSeconds: Float = 2
     public let peer: String
 
-    /// The I/O watcher (reading and writing: one watcher whose events change, `ioEvents`). The timer is
+    /// The I/O watcher (reading and writing: one watcher whose events change, `ioEvents`), the loop's slot
+    /// for the descriptor (`Loop.ioWatcher(fd:)`: not a malloc block of its own per socket). The timer is
     /// the loop's wheel (`SocketTimers`): `timerAt` is the deadline, `timerTick` the wheel's tick the
     /// socket waits in (-1: none).
     let ioWatcher: UnsafeMutablePointer<ev_io>
@@ -57,9 +58,10 @@ open class Socket {
     /// Waiting for the socket to become writable (output pending that it did not take).
     var isWaitingToWrite: Bool { ioEvents & UInt8(EV_WRITE) != 0 }
 
-    /// Changes what the I/O watcher listens for (libev needs it stopped to change its events).
+    /// Changes what the I/O watcher listens for (libev needs it stopped to change its events). A closed
+    /// socket only stops: its descriptor, and so its watcher's slot, may be another socket's by now.
     private func listen(_ events: UInt8) {
-        guard events != ioEvents else { return }
+        guard events != ioEvents, events == 0 || !isClosed else { return }
         ioEvents = events
         ev_io_stop(loop.raw, ioWatcher)
         guard events != 0 else { return }
@@ -121,7 +123,9 @@ open class Socket {
         self.fd = fd
         self.peer = peer
         lastActivity = loop.now
-        ioWatcher = .allocate(capacity: 1)
+        ioWatcher = loop.ioWatcher(fd: fd)
+        // The socket that had this descriptor before was closed (or handed off), which stopped the watcher.
+        precondition(chub_is_active(ioWatcher) == 0, "descriptor \(fd) still watched by another socket")
         let me = Unmanaged.passUnretained(self).toOpaque()
         chub_io_init(
             ioWatcher,
@@ -138,7 +142,6 @@ open class Socket {
     deinit {
         if let ssl { SSL_free(ssl) }
         if timerTick >= 0 { loop.socketTimers.cancel(self) }
-        ioWatcher.deallocate()
     }
 
     /// Makes the stream encrypted (before `start`): the TLS handshake runs as the first bytes move.

@@ -9,7 +9,14 @@ final class LoopContext {
     let loop: Loop
     let config: Config
     let metrics = Metrics()
-    var endpoints: [String: Endpoint] = [:]
+    var endpoints: [String: Endpoint] = [:] {
+        didSet {
+            for e in endpoints.values where !endpointList.contains(where: { $0 === e }) { endpointList.append(e) }
+        }
+    }
+    /// Every endpoint `endpoints` has held, each once and never moved: a connection keeps its endpoint as a
+    /// place in this list (`Connection.endpointSlot`, one byte, not a 16-byte reference in every connection).
+    private(set) var endpointList: [Endpoint] = []
     unowned(unsafe) var router: Router!
     unowned(unsafe) var server: Server!
     var hub: LoopHub?

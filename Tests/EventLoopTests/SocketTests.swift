@@ -68,6 +68,31 @@ final class SocketTests: XCTestCase {
         XCTAssertTrue(s.closed)
     }
 
+    /// A socket's I/O watcher is the loop's slot for its descriptor (issue 30: no malloc per socket): the
+    /// next socket on the same descriptor gets the same slot and reads, and the closed one left behind
+    /// cannot take it back (asking to write, it stops nothing and starts nothing).
+    func testADescriptorsNextSocketGetsItsWatcherSlotAndTheClosedOneLeavesItAlone() {
+        let first = Recorder(loop: loop, fd: fds[0], peer: "first")
+        first.start()
+        let slot = first.ioWatcher
+        first.close()
+        Glibc.close(fds[1])
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds), 0)
+        for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        guard fds[0] == first.fd else { return }  // (the kernel gave out another number: nothing shared)
+        let second = Recorder(loop: loop, fd: fds[0], peer: "second")
+        XCTAssertEqual(second.ioWatcher, slot)
+        second.start()
+        first.waitToWrite()
+        first.stopWaitingToWrite()
+        XCTAssertFalse(first.isWaitingToWrite)
+        _ = "again".withCString { send(fds[1], $0, 5, 0) }
+        spin { second.input.count == 5 }
+        XCTAssertEqual(String(decoding: second.input, as: UTF8.self), "again")
+        XCTAssertTrue(first.input.isEmpty)
+        second.close()
+    }
+
     /// Many entries, written in pieces (the socket buffer fills), come out whole and in order; once
     /// drained the queue holds no storage, and the loop's table finds the stream by descriptor.
     func testAQueueOfManyEntriesDrainsInOrderThroughPartialWrites() {

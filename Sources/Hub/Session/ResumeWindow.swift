@@ -12,7 +12,8 @@ public struct ResumeWindow {
     /// `dropped` included: evicting a frame moves no offset). Oldest first from `head`.
     private var entries: [(seq: Int, end: Int)] = []
     private var head = 0
-    /// The frames' bytes back to back; its first `dead` bytes belong to evicted frames.
+    /// The frames back to back, each as a record (`WindowRecord`); its first `dead` bytes belong to evicted
+    /// frames.
     private var storage: [UInt8] = []
     private var dead = 0
     /// Bytes removed from the front of `storage` so far (the offset of `storage[0]`).
@@ -45,8 +46,14 @@ public struct ResumeWindow {
 
     private func item(_ i: Int) -> (seq: Int, frame: Chunk) {
         let r = range(i)
-        let frame = withStorage { Chunk(UnsafeRawBufferPointer(rebasing: $0[r])) }
+        let frame = withStorage { WindowRecord.frame(UnsafeRawBufferPointer(rebasing: $0[r])) }
         return (entries[i].seq, frame)
+    }
+
+    /// The length of the frame record `i` holds (`storage` unpacked).
+    private func frameLength(_ i: Int) -> Int {
+        let r = range(i)
+        return storage.withUnsafeBytes { WindowRecord.frameLength(UnsafeRawBufferPointer(rebasing: $0[r])) }
     }
 
     /// `storage`'s bytes (inflated into a copy while packed).
@@ -127,17 +134,34 @@ public struct ResumeWindow {
         storage.reserveCapacity(LongLivedCapacity.windowBytes(holding: storage.count, adding: n))
     }
 
+    /// Makes room for a record of `size` bytes (compacting or growing `storage`), then has `write` append it.
+    private mutating func store(size: Int, _ write: (inout [UInt8]) -> Void) {
+        if dead > 0 && storage.count + size > storage.capacity { compact() }
+        reserve(size)
+        write(&storage)
+    }
+
     public mutating func append(_ e: (seq: Int, frame: Chunk)) {
         guard maxCount > 0 else { return }
         unpack()
         quietLooks = 0
         let frame = e.frame.bytes
-        if dead > 0 && storage.count + frame.count > storage.capacity { compact() }
-        reserve(frame.count)
-        // As typed bytes: a raw buffer would be appended a byte at a time, a typed one is copied at once.
-        storage.append(
-            contentsOf: UnsafeBufferPointer(
-                start: frame.baseAddress?.assumingMemoryBound(to: UInt8.self), count: frame.count))
+        // Held as a record (`WindowRecord`: a join's frame as what differs from a template); `bytes` and
+        // the limits count the frames as sent.
+        if let start = WindowRecord.presenceStart(frame) {
+            // Written on the stack first: the record's length decides how the buffer grows.
+            let held = withUnsafeTemporaryAllocation(byteCount: frame.count, alignment: 1) { out -> Bool in
+                guard let n = WindowRecord.encodePresence(frame, start, out), let base = out.baseAddress else {
+                    return false
+                }
+                let record = UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: n)
+                store(size: n) { $0.append(contentsOf: record) }
+                return true
+            }
+            if !held { store(size: WindowRecord.plainSize(frame)) { WindowRecord.appendPlain(frame, to: &$0) } }
+        } else {
+            store(size: WindowRecord.plainSize(frame)) { WindowRecord.appendPlain(frame, to: &$0) }
+        }
         if entries.count == entries.capacity {
             entries.reserveCapacity(
                 LongLivedCapacity.next(
@@ -157,7 +181,7 @@ public struct ResumeWindow {
 
     private mutating func evictOldest() {
         let r = range(head)
-        bytes -= r.count
+        bytes -= frameLength(head)
         dead = r.upperBound
         head += 1
     }
@@ -177,10 +201,12 @@ public struct ResumeWindow {
         quietLooks = 0
         for i in head..<entries.count where entries[i].seq == seq {
             let r = range(i)
-            let delta = frame.count - r.count
-            storage.replaceSubrange(r, with: frame.bytes)
+            let old = frameLength(i)
+            let record = WindowRecord.record(frame.bytes)
+            let delta = record.count - r.count
+            storage.replaceSubrange(r, with: record)
             for j in i..<entries.count { entries[j].end += delta }
-            bytes += delta
+            bytes += frame.count - old
             return
         }
     }
@@ -197,7 +223,7 @@ public struct ResumeWindow {
     public func forEach(_ body: ((seq: Int, frame: Chunk)) -> Void) {
         withStorage { bytes in
             for i in head..<entries.count {
-                body((entries[i].seq, Chunk(UnsafeRawBufferPointer(rebasing: bytes[range(i)]))))
+                body((entries[i].seq, WindowRecord.frame(UnsafeRawBufferPointer(rebasing: bytes[range(i)]))))
             }
         }
     }
@@ -213,7 +239,7 @@ extension ResumeWindow {
         return withStorage { bytes in
             var out: [Chunk] = []
             for i in head..<entries.count where entries[i].seq > from && entries[i].seq <= last {
-                out.append(Chunk(UnsafeRawBufferPointer(rebasing: bytes[range(i)])))
+                out.append(WindowRecord.frame(UnsafeRawBufferPointer(rebasing: bytes[range(i)])))
             }
             return out
         }
