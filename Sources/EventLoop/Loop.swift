@@ -44,27 +44,8 @@ public final class Loop {
 
     public static let readBufferSize = 256 * 1024
 
-    /// The sockets' I/O watchers, one per descriptor, in pages of 256 that never move (libev keeps their
-    /// addresses) and are never freed while the loop lives. A socket's watcher was a 48-byte malloc of
-    /// its own, a 64-byte block in every open connection (issue 30: memory per member); here a slot is 48
-    /// bytes, and which socket uses it follows from who owns the descriptor: one socket of this loop at a
-    /// time, and a socket leaves its slot alone once closed (`Socket.listen`).
-    private var watcherPages: [UnsafeMutablePointer<ev_io>?] = []
-    static let watchersPerPage = 256
-
-    /// The I/O watcher slot of descriptor `fd` (on the loop's thread, as every socket is made).
-    func ioWatcher(fd: Int32) -> UnsafeMutablePointer<ev_io> {
-        precondition(fd >= 0, "a socket's descriptor")
-        let page = Int(fd) / Self.watchersPerPage
-        if page >= watcherPages.count {
-            watcherPages.append(contentsOf: repeatElement(nil, count: page + 1 - watcherPages.count))
-        }
-        if let p = watcherPages[page] { return p + Int(fd) % Self.watchersPerPage }
-        let p = UnsafeMutablePointer<ev_io>.allocate(capacity: Self.watchersPerPage)
-        p.initialize(repeating: ev_io(), count: Self.watchersPerPage)
-        watcherPages[page] = p
-        return p + Int(fd) % Self.watchersPerPage
-    }
+    /// The I/O watcher slot of descriptor `fd` (`WatcherSlots`).
+    func ioWatcher(fd: Int32) -> UnsafeMutablePointer<ev_io> { WatcherSlots.slot(fd: fd) }
 
     public init(index: Int, useDefaultLoop: Bool = false) {
         self.index = index
@@ -92,7 +73,6 @@ public final class Loop {
     }
 
     deinit {
-        for case let p? in watcherPages { p.deallocate() }
         readBuffer.deallocate()
         prepare.deallocate()
         async.deallocate()
@@ -215,3 +195,40 @@ public final class Loop {
 
 /// Ignore SIGPIPE: a write to a closed socket must come back as EPIPE, not kill the process.
 public func ignoreSIGPIPE() { chub_ignore_sigpipe() }
+
+/// The sockets' I/O watchers: one 48-byte slot per descriptor, in pages of 256 that never move (libev keeps
+/// the addresses) and are never freed. A socket's watcher was a malloc of its own, a 64-byte block in every
+/// open connection (issue 30: memory per member).
+///
+/// One table for the process, not one per loop: descriptor numbers are the process's, every loop accepts,
+/// and a connection handed to its session's loop is made again there, so a table per loop came to hold a
+/// slot for nearly every number on every loop (loops x 48 bytes per descriptor: more than the malloc it
+/// replaced as soon as there are two). Sharing is safe because a descriptor is watched by one socket at a
+/// time: a socket stops its watcher before it closes the descriptor or hands it off (`Socket.close`,
+/// `Socket.handOff`), and the next socket with that number comes after, through the kernel (an `accept` or
+/// `connect` that could only give the number out again once it was closed) or through the loop's post queue
+/// (a handoff); a closed socket only ever stops its slot (`Socket.listen`). The lock is taken once per socket
+/// made, never on the I/O path.
+enum WatcherSlots {
+    static let perPage = 256
+    private static let lock: UnsafeMutablePointer<pthread_mutex_t> = {
+        let m = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+        pthread_mutex_init(m, nil)
+        return m
+    }()
+    nonisolated(unsafe) private static var pages: [UnsafeMutablePointer<ev_io>?] = []
+
+    /// Descriptor `fd`'s slot (any thread).
+    static func slot(fd: Int32) -> UnsafeMutablePointer<ev_io> {
+        precondition(fd >= 0, "a socket's descriptor")
+        let page = Int(fd) / perPage
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
+        if page >= pages.count { pages.append(contentsOf: repeatElement(nil, count: page + 1 - pages.count)) }
+        if let p = pages[page] { return p + Int(fd) % perPage }
+        let p = UnsafeMutablePointer<ev_io>.allocate(capacity: perPage)
+        p.initialize(repeating: ev_io(), count: perPage)
+        pages[page] = p
+        return p + Int(fd) % perPage
+    }
+}

@@ -93,6 +93,21 @@ final class SocketTests: XCTestCase {
         second.close()
     }
 
+    /// The slots are the process's, not a loop's: a descriptor handed to another loop (or closed and given
+    /// out again there) is watched through the same slot, so a loop does not come to hold a slot for every
+    /// descriptor number the others use.
+    func testAnotherLoopsSocketOnTheSameDescriptorGetsTheSameSlot() {
+        let first = Recorder(loop: loop, fd: fds[0], peer: "first")
+        first.start()
+        let slot = first.ioWatcher
+        first.handOff()
+        let other = Loop(index: 1)
+        let second = Recorder(loop: other, fd: fds[0], peer: "second")
+        XCTAssertEqual(second.ioWatcher, slot)
+        XCTAssertEqual(second.ioWatcher, WatcherSlots.slot(fd: fds[0]))
+        second.handOff()
+    }
+
     /// Many entries, written in pieces (the socket buffer fills), come out whole and in order; once
     /// drained the queue holds no storage, and the loop's table finds the stream by descriptor.
     func testAQueueOfManyEntriesDrainsInOrderThroughPartialWrites() {
