@@ -180,20 +180,27 @@ extension SQLiteStore {
             // sessions (~3x the time for a recent tail). Existing events are copied session by session, so an
             // older transcript stays on contiguous pages.
             // Deleted content is zeroed (secure_delete) like everything else the hub deletes.
+            // A failed copy (a full disk) is rolled back here: the store stays at v10 and the next start
+            // tries again.
             try db.exec("PRAGMA secure_delete=ON")
-            try db.exec(
-                """
-                BEGIN IMMEDIATE;
-                CREATE TABLE events_v11(id INTEGER PRIMARY KEY, session TEXT NOT NULL, seq INTEGER NOT NULL,
-                  ts INTEGER NOT NULL, type TEXT NOT NULL, member TEXT, client_id TEXT, body BLOB NOT NULL);
-                INSERT INTO events_v11(session, seq, ts, type, member, client_id, body)
-                  SELECT session, seq, ts, type, member, client_id, body FROM events ORDER BY session, seq;
-                DROP TABLE events;
-                ALTER TABLE events_v11 RENAME TO events;
-                CREATE UNIQUE INDEX events_session_seq ON events(session, seq);
-                PRAGMA user_version=11;
-                COMMIT;
-                """)
+            try db.exec("BEGIN IMMEDIATE")
+            do {
+                try db.exec(
+                    """
+                    CREATE TABLE events_v11(id INTEGER PRIMARY KEY, session TEXT NOT NULL, seq INTEGER NOT NULL,
+                      ts INTEGER NOT NULL, type TEXT NOT NULL, member TEXT, client_id TEXT, body BLOB NOT NULL);
+                    INSERT INTO events_v11(session, seq, ts, type, member, client_id, body)
+                      SELECT session, seq, ts, type, member, client_id, body FROM events ORDER BY session, seq;
+                    DROP TABLE events;
+                    ALTER TABLE events_v11 RENAME TO events;
+                    CREATE UNIQUE INDEX events_session_seq ON events(session, seq);
+                    PRAGMA user_version=11;
+                    """)
+                try db.exec("COMMIT")
+            } catch {
+                try? db.exec("ROLLBACK")
+                throw error
+            }
         }
     }
 

@@ -327,6 +327,45 @@ final class SQLiteStoreTests: XCTestCase {
         XCTAssertEqual(try db.scalar(unique), 1)
     }
 
+    /// A v11 copy that fails part way is rolled back whole: the store stays at version 10 with every event
+    /// where it was, and the next start migrates it. (The failure here: a table in the copy's way.)
+    func testAFailedMigrationToV11LeavesVersion10Whole() throws {
+        let dir = temp()
+        let ex = ManualExecutor()
+        var store: SQLiteStore? = try SQLiteStore(directory: dir)
+        for i in 0..<4 { _ = try append(store!, "R1", "r\(i)", executor: ex).get() }
+        store!.close()
+        store = nil
+        do {
+            let db = try Database(path: dir + "/collabhub.sqlite")
+            try db.exec(
+                """
+                BEGIN;
+                CREATE TABLE events_v10(session TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
+                  type TEXT NOT NULL, member TEXT, client_id TEXT, body BLOB NOT NULL,
+                  PRIMARY KEY(session, seq)) WITHOUT ROWID;
+                INSERT INTO events_v10 SELECT session, seq, ts, type, member, client_id, body FROM events;
+                DROP TABLE events;
+                ALTER TABLE events_v10 RENAME TO events;
+                CREATE TABLE events_v11(x);
+                PRAGMA user_version=10;
+                COMMIT;
+                """)
+        }
+        XCTAssertThrowsError(try SQLiteStore(directory: dir))
+        do {
+            let db = try Database(path: dir + "/collabhub.sqlite")
+            XCTAssertEqual(try db.scalar("PRAGMA user_version"), 10)
+            XCTAssertEqual(try db.scalar("SELECT COUNT(*) FROM events WHERE session='R1'"), 4)
+            XCTAssertEqual(try db.scalar("SELECT COUNT(*) FROM sqlite_master WHERE name='events_session_seq'"), 0)
+            try db.exec("DROP TABLE events_v11")
+        }
+        let reopened = try SQLiteStore(directory: dir)
+        defer { reopened.close() }
+        XCTAssertEqual(try reopened.events(session: "R1", after: 0, limit: 10).map(\.seq), [1, 2, 3, 4])
+        XCTAssertEqual(try append(reopened, "R1", "r4", executor: ex).get().seq, 5)
+    }
+
     /// Events are stored in arrival order with their (session, seq) unique: the index refuses a duplicate
     /// seq, as the primary key did.
     func testEventsKeepTheirSeqUnique() throws {
