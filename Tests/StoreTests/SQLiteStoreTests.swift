@@ -276,6 +276,26 @@ final class SQLiteStoreTests: XCTestCase {
         XCTAssertEqual(try reopened.allKeys().first { $0.id == made.id }?.owners, ["team-a"])
     }
 
+    /// Turns the store in `dir` back into version 10's events table (keyed by (session, seq), WITHOUT
+    /// ROWID), rows and all, running `then` in the same transaction.
+    func backToVersion10(_ dir: String, then: String = "") throws -> Database {
+        let db = try Database(path: dir + "/collabhub.sqlite")
+        try db.exec(
+            """
+            BEGIN;
+            CREATE TABLE events_v10(session TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
+              type TEXT NOT NULL, member TEXT, client_id TEXT, body BLOB NOT NULL,
+              PRIMARY KEY(session, seq)) WITHOUT ROWID;
+            INSERT INTO events_v10 SELECT session, seq, ts, type, member, client_id, body FROM events;
+            DROP TABLE events;
+            ALTER TABLE events_v10 RENAME TO events;
+            \(then)
+            PRAGMA user_version=10;
+            COMMIT;
+            """)
+        return db
+    }
+
     /// A version 10 database (events keyed by (session, seq), WITHOUT ROWID) opened by this build: its
     /// events move into the arrival-ordered table whole (bodies byte for byte, seqs, ids for resends), the
     /// unique (session, seq) index holds, and appends continue each session's seq.
@@ -289,20 +309,7 @@ final class SQLiteStoreTests: XCTestCase {
         store!.close()
         store = nil
         do {
-            // Back to version 10's table, rows and all.
-            let db = try Database(path: dir + "/collabhub.sqlite")
-            try db.exec(
-                """
-                BEGIN;
-                CREATE TABLE events_v10(session TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
-                  type TEXT NOT NULL, member TEXT, client_id TEXT, body BLOB NOT NULL,
-                  PRIMARY KEY(session, seq)) WITHOUT ROWID;
-                INSERT INTO events_v10 SELECT session, seq, ts, type, member, client_id, body FROM events;
-                DROP TABLE events;
-                ALTER TABLE events_v10 RENAME TO events;
-                PRAGMA user_version=10;
-                COMMIT;
-                """)
+            let db = try backToVersion10(dir)
             XCTAssertEqual(try db.scalar("SELECT COUNT(*) FROM pragma_index_list('events') WHERE origin='c'"), 0)
         }
         let reopened = try SQLiteStore(directory: dir)
@@ -336,22 +343,7 @@ final class SQLiteStoreTests: XCTestCase {
         for i in 0..<4 { _ = try append(store!, "R1", "r\(i)", executor: ex).get() }
         store!.close()
         store = nil
-        do {
-            let db = try Database(path: dir + "/collabhub.sqlite")
-            try db.exec(
-                """
-                BEGIN;
-                CREATE TABLE events_v10(session TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
-                  type TEXT NOT NULL, member TEXT, client_id TEXT, body BLOB NOT NULL,
-                  PRIMARY KEY(session, seq)) WITHOUT ROWID;
-                INSERT INTO events_v10 SELECT session, seq, ts, type, member, client_id, body FROM events;
-                DROP TABLE events;
-                ALTER TABLE events_v10 RENAME TO events;
-                CREATE TABLE events_v11(x);
-                PRAGMA user_version=10;
-                COMMIT;
-                """)
-        }
+        _ = try backToVersion10(dir, then: "CREATE TABLE events_v11(x);")
         XCTAssertThrowsError(try SQLiteStore(directory: dir))
         do {
             let db = try Database(path: dir + "/collabhub.sqlite")
