@@ -44,9 +44,6 @@ public final class Loop {
 
     public static let readBufferSize = 256 * 1024
 
-    /// The I/O watcher slot of descriptor `fd` (`WatcherSlots`).
-    func ioWatcher(fd: Int32) -> UnsafeMutablePointer<ev_io> { WatcherSlots.slot(fd: fd) }
-
     public init(index: Int, useDefaultLoop: Bool = false) {
         self.index = index
         deliveryShard = deliveryLatency.shard

@@ -47,7 +47,7 @@ open class Socket {
     public let peer: String
 
     /// The I/O watcher (reading and writing: one watcher whose events change, `ioEvents`), the loop's slot
-    /// for the descriptor (`Loop.ioWatcher(fd:)`: not a malloc block of its own per socket). The timer is
+    /// for the descriptor (`WatcherSlots`: not a malloc block of its own per socket). The timer is
     /// the loop's wheel (`SocketTimers`): `timerAt` is the deadline, `timerTick` the wheel's tick the
     /// socket waits in (-1: none).
     let ioWatcher: UnsafeMutablePointer<ev_io>
@@ -123,7 +123,7 @@ open class Socket {
         self.fd = fd
         self.peer = peer
         lastActivity = loop.now
-        ioWatcher = loop.ioWatcher(fd: fd)
+        ioWatcher = WatcherSlots.slot(fd: fd)
         // The socket that had this descriptor before was closed (or handed off), which stopped the watcher.
         precondition(chub_is_active(ioWatcher) == 0, "descriptor \(fd) still watched by another socket")
         let me = Unmanaged.passUnretained(self).toOpaque()

@@ -110,10 +110,7 @@ extension ClientMessage {
                     // Null, missing, not a string, too long or not of the event-name characters: refused by
                     // the full path; written with an escape: decoded by it.
                     guard kind == .string, !escaped else { return false }
-                    let inner = Self.inner(base, value)
-                    guard inner.count >= 1, inner.count <= 64, inner.allSatisfy(Self.isEventNameByte) else {
-                        return false
-                    }
+                    guard ClientMessage.isValidEventName(bytes: Self.inner(base, value)) else { return false }
                     name = value.lowerBound + 1..<value.upperBound - 1
                     return true
                 }
@@ -151,13 +148,6 @@ extension ClientMessage {
             let s = b.utf8Start
             for i in 0..<a.count where a[i] != s[i] { return false }
             return true
-        }
-
-        /// `isValidEventName`'s characters: a-z, A-Z, 0-9, `_`, `.`, `:`, `-`.
-        @inline(__always)
-        private static func isEventNameByte(_ c: UInt8) -> Bool {
-            (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c == 95 || c == 46 || c == 58 || c == 45
-                || (c >= 65 && c <= 90)
         }
     }
 }

@@ -341,13 +341,17 @@ extension ClientMessage {
 
     public static func isValidEventName(_ s: String) -> Bool {
         var s = s
-        return s.withUTF8 { b in
-            !b.isEmpty && b.count <= 64
-                && b.allSatisfy {
-                    ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 95 || $0 == 46 || $0 == 58
-                        || $0 == 45 || ($0 >= 65 && $0 <= 90)
-                }
-        }
+        return s.withUTF8 { isValidEventName(bytes: $0) }
+    }
+
+    /// `isValidEventName` on the name's UTF-8 bytes (the one-pass event read checks them in place).
+    @inline(__always)
+    static func isValidEventName(bytes b: UnsafeBufferPointer<UInt8>) -> Bool {
+        !b.isEmpty && b.count <= 64
+            && b.allSatisfy {
+                ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 95 || $0 == 46 || $0 == 58
+                    || $0 == 45 || ($0 >= 65 && $0 <= 90)
+            }
     }
 }
 
