@@ -135,7 +135,7 @@ final class ReaderPool: @unchecked Sendable {
     private func open() throws -> Database {
         let db = try Database(path: path, readOnly: true)
         try db.exec("PRAGMA query_only=ON")
-        try db.exec("PRAGMA mmap_size=1073741824")
+        try db.exec("PRAGMA mmap_size=\(SQLiteStore.mmapLimit)")
         return db
     }
 }

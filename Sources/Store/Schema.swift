@@ -13,8 +13,11 @@ extension SQLiteStore {
         // 2 MB cache then re-reads pages from the kernel on every batch. Keep 64 MiB of pages, and map
         // the file so reads need no copy.
         try db.exec("PRAGMA cache_size=-65536")
-        try db.exec("PRAGMA mmap_size=1073741824")
+        try db.exec("PRAGMA mmap_size=\(mmapLimit)")
     }
+
+    /// Bytes of the database file SQLite may map (`PRAGMA mmap_size`) on every connection.
+    static let mmapLimit = 1 << 30
 
     /// Schema migrations, numbered by `PRAGMA user_version`.
     static func migrate(_ db: Database) throws {
