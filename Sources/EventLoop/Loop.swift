@@ -20,7 +20,7 @@ public final class Loop {
     private let async: UnsafeMutablePointer<ev_async>
     private var mutex = pthread_mutex_t()
     private var inbox: [() -> Void] = []
-    var dirty: [Socket] = []
+    var dirty = DirtyList()
     /// Open streams by descriptor (for shutdown and metrics).
     public internal(set) var streams = StreamTable()
     /// Bytes written by all streams of this loop.
@@ -71,6 +71,7 @@ public final class Loop {
 
     deinit {
         readBuffer.deallocate()
+        dirty.deallocate()
         prepare.deallocate()
         async.deallocate()
     }
@@ -120,15 +121,15 @@ public final class Loop {
         var i = 0
         // flush() may queue more (a close frame after an error); new entries are flushed in this pass too.
         while i < dirty.count {
-            // Unretained: `dirty` holds every socket strongly until the pass ends (a socket that flush()
-            // queues again is appended, never removed), so the retain and release per socket were spare.
-            Unmanaged.passUnretained(dirty[i])._withUnsafeGuaranteedRef { s in
+            // Unretained: every marked socket stays alive until the pass ends (`DirtyList`: the stream table
+            // or the list's pins hold it; a socket that flush() queues again is appended, never removed).
+            dirty[i]._withUnsafeGuaranteedRef { s in
                 s.isDirty = false
                 s.flush()
             }
             i += 1
         }
-        dirty.removeAll(keepingCapacity: true)
+        dirty.removeAll()
     }
 
     /// A repeating or one-shot timer owned by the caller.
