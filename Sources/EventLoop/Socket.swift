@@ -109,6 +109,9 @@ open class Socket {
 
     /// Loop time of the last bytes received.
     public var lastActivity: Double
+    /// The loop's cached time (`Loop.now`), read without retaining the loop: through the unowned(unsafe)
+    /// reference, `loop.now` costs a retain and a release, and the message path reads it three times.
+    @inline(__always) public var loopNow: Double { ev_now(loop.raw) }
     /// Loop time of the last bytes written.
     public internal(set) var lastWriteAt = 0.0
     static let maxLingerDrain: Int32 = 1 << 20
@@ -223,7 +226,7 @@ open class Socket {
         if ssl != nil && !out.isEmpty && !isClosed { markDirty() }
         if n == -2 { return }  // TLS wants more bytes (or the socket writable) before there is data
         if n > 0 {
-            lastActivity = loop.now
+            lastActivity = loopNow
             if lingering {
                 // Draining after our close, so the peer reads our last bytes rather than a reset; a
                 // peer that keeps sending past a mebibyte is not worth waiting for.
