@@ -55,7 +55,8 @@ public final class Loop {
         pthread_mutex_init(&mutex, nil)
         let me = Unmanaged.passUnretained(self).toOpaque()
         chub_prepare_init(prepare) { _, w, _ in
-            Unmanaged<Loop>.fromOpaque(w!.pointee.data).takeUnretainedValue().flushDirty()
+            // Borrowed: the loop outlives its watchers (a retain and a release per iteration spared).
+            Unmanaged<Loop>.fromOpaque(w!.pointee.data)._withUnsafeGuaranteedRef { $0.flushDirty() }
         }
         prepare.pointee.data = me
         ev_prepare_start(raw, prepare)
