@@ -5,7 +5,8 @@
 ///
 /// What keeps each socket alive until the pass ends: a socket that is in its loop's table of streams is
 /// held by the table; one that is not (never started, started unlisted, or closed or handed off since it
-/// was marked) is held by `pinned` (`Socket.markDirty`, `Socket.close`, `Socket.handOff` put it there).
+/// was marked) is held by `pinned` (`Socket.markDirty`, `Socket.close`, `Socket.handOff` put it there); so
+/// is one that leaves the table while the pass runs (its own flush may close it: a peer gone, a cut-off).
 /// The loop thread alone touches it.
 struct DirtyList {
     private var base: UnsafeMutablePointer<Unmanaged<Socket>>

@@ -21,6 +21,8 @@ public final class Loop {
     private var mutex = pthread_mutex_t()
     private var inbox: [() -> Void] = []
     var dirty = DirtyList()
+    /// The flush pass is running (`flushDirty`): a socket leaving the stream table now is pinned.
+    var isFlushing = false
     /// Open streams by descriptor (for shutdown and metrics).
     public internal(set) var streams = StreamTable()
     /// Bytes written by all streams of this loop.
@@ -120,6 +122,9 @@ public final class Loop {
         if flushClock > 0 { iterationShard.observe(t - ev_now(raw)) }
         flushClock = t
         var i = 0
+        // A socket closed during the pass (the one being flushed, or another that its flush closed) is
+        // pinned until the pass ends: nothing else may hold it by then (`Socket.unlist`).
+        isFlushing = true
         // flush() may queue more (a close frame after an error); new entries are flushed in this pass too.
         while i < dirty.count {
             // Unretained: every marked socket stays alive until the pass ends (`DirtyList`: the stream table
@@ -130,6 +135,7 @@ public final class Loop {
             }
             i += 1
         }
+        isFlushing = false
         dirty.removeAll()
     }
 

@@ -471,10 +471,11 @@ open class Socket {
         return session
     }
 
-    /// Leaves the loop's table of streams. A socket still marked for this iteration's flush is pinned
-    /// until the flush: the table's reference was what kept it alive for the dirty list.
+    /// Leaves the loop's table of streams. A socket still marked for this iteration's flush, or closed
+    /// during the flush pass (maybe from inside its own `flush`, which the pass calls without retaining
+    /// it), is pinned until the pass ends: the table's reference was what kept it alive.
     private func unlist() {
-        if isDirty && isListed { loop.dirty.pinned.append(self) }
+        if isListed && (isDirty || loop.isFlushing) { loop.dirty.pinned.append(self) }
         isListed = false
         loop.streams[fd] = nil
     }

@@ -223,6 +223,29 @@ final class SocketTests: XCTestCase {
         kept.close()
     }
 
+    /// A socket whose own flush closes it (the peer went away), held by nothing but the stream table: the
+    /// pass calls `flush` without retaining it, so it must live until the pass ends, not die inside it.
+    func testASocketClosedByItsOwnFlushLivesUntilThePassEnds() {
+        final class Watched: Socket {
+            var diedWhileFlushing: (Bool) -> Void = { _ in }
+            deinit { diedWhileFlushing(loop.isFlushing) }
+        }
+        var pair: [Int32] = [0, 0]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair), 0)
+        _ = fcntl(pair[0], F_SETFL, fcntl(pair[0], F_GETFL) | O_NONBLOCK)
+        var died: Bool?
+        do {
+            let s = Watched(loop: loop, fd: pair[0], peer: "gone")
+            s.diedWhileFlushing = { died = $0 }
+            s.start()
+            Glibc.close(pair[1])  // the peer went away: the send fails with EPIPE and the stream closes
+            s.send(Array("nobody reads this".utf8))
+        }
+        XCTAssertNil(died, "the stream table holds it until it closes")
+        loop.runOnce()
+        XCTAssertEqual(died, false, "freed after the pass, not inside its own flush")
+    }
+
     func testOutputPastTheLimitIsDroppedAndReportedOnce() {
         let s = Recorder(loop: loop, fd: fds[0], peer: "test")
         s.start()
