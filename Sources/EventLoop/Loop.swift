@@ -20,7 +20,9 @@ public final class Loop {
     private let async: UnsafeMutablePointer<ev_async>
     private var mutex = pthread_mutex_t()
     private var inbox: [() -> Void] = []
-    var dirty: [Socket] = []
+    var dirty = DirtyList()
+    /// The flush pass is running (`flushDirty`): a socket leaving the stream table now is pinned.
+    var isFlushing = false
     /// Open streams by descriptor (for shutdown and metrics).
     public internal(set) var streams = StreamTable()
     /// Bytes written by all streams of this loop.
@@ -55,7 +57,8 @@ public final class Loop {
         pthread_mutex_init(&mutex, nil)
         let me = Unmanaged.passUnretained(self).toOpaque()
         chub_prepare_init(prepare) { _, w, _ in
-            Unmanaged<Loop>.fromOpaque(w!.pointee.data).takeUnretainedValue().flushDirty()
+            // Borrowed: the loop outlives its watchers (a retain and a release per iteration spared).
+            Unmanaged<Loop>.fromOpaque(w!.pointee.data)._withUnsafeGuaranteedRef { $0.flushDirty() }
         }
         prepare.pointee.data = me
         ev_prepare_start(raw, prepare)
@@ -71,6 +74,7 @@ public final class Loop {
 
     deinit {
         readBuffer.deallocate()
+        dirty.deallocate()
         prepare.deallocate()
         async.deallocate()
     }
@@ -118,17 +122,21 @@ public final class Loop {
         if flushClock > 0 { iterationShard.observe(t - ev_now(raw)) }
         flushClock = t
         var i = 0
+        // A socket closed during the pass (the one being flushed, or another that its flush closed) is
+        // pinned until the pass ends: nothing else may hold it by then (`Socket.unlist`).
+        isFlushing = true
         // flush() may queue more (a close frame after an error); new entries are flushed in this pass too.
         while i < dirty.count {
-            // Unretained: `dirty` holds every socket strongly until the pass ends (a socket that flush()
-            // queues again is appended, never removed), so the retain and release per socket were spare.
-            Unmanaged.passUnretained(dirty[i])._withUnsafeGuaranteedRef { s in
+            // Unretained: every marked socket stays alive until the pass ends (`DirtyList`: the stream table
+            // or the list's pins hold it; a socket that flush() queues again is appended, never removed).
+            dirty[i]._withUnsafeGuaranteedRef { s in
                 s.isDirty = false
                 s.flush()
             }
             i += 1
         }
-        dirty.removeAll(keepingCapacity: true)
+        isFlushing = false
+        dirty.removeAll()
     }
 
     /// A repeating or one-shot timer owned by the caller.

@@ -25,16 +25,23 @@ open class Socket {
     /// After a close frame: write what is queued, shut down our side, drain the peer until EOF.
     public private(set) var isClosing = false
     var lingering = false
-    /// TLS state bits: the layer needs the socket writable before it can go on reading (or vice versa);
-    /// the session holds record buffers (`TLSBuffers`).
-    private var tlsBits: UInt8 = 0
+    /// State bits: the TLS layer needs the socket writable before it can go on reading (or vice versa);
+    /// the TLS session holds record buffers (`TLSBuffers`); the socket is in the loop's table of streams.
+    /// (Bits of one byte, not Bools: a flag more would grow every connection by a word.)
+    private var bits: UInt8 = 0
     var tlsWantsWrite: Bool {
-        get { tlsBits & 1 != 0 }
-        set { tlsBits = newValue ? tlsBits | 1 : tlsBits & ~1 }
+        get { bits & 1 != 0 }
+        set { bits = newValue ? bits | 1 : bits & ~1 }
     }
     var tlsHoldsBuffers: Bool {
-        get { tlsBits & 2 != 0 }
-        set { tlsBits = newValue ? tlsBits | 2 : tlsBits & ~2 }
+        get { bits & 2 != 0 }
+        set { bits = newValue ? bits | 2 : bits & ~2 }
+    }
+    /// In the loop's table of streams (started, not closed or handed off): the table holds it, so the
+    /// loop's `DirtyList` need not.
+    var isListed: Bool {
+        get { bits & 4 != 0 }
+        set { bits = newValue ? bits | 4 : bits & ~4 }
     }
     /// What the socket's one I/O watcher listens for (`EV_READ`, `EV_WRITE`): reading until paused or
     /// closed, writing only while output is pending.
@@ -102,6 +109,9 @@ open class Socket {
 
     /// Loop time of the last bytes received.
     public var lastActivity: Double
+    /// The loop's cached time (`Loop.now`), read without retaining the loop: through the unowned(unsafe)
+    /// reference, `loop.now` costs a retain and a release, and the message path reads it three times.
+    @inline(__always) public var loopNow: Double { ev_now(loop.raw) }
     /// Loop time of the last bytes written.
     public internal(set) var lastWriteAt = 0.0
     static let maxLingerDrain: Int32 = 1 << 20
@@ -155,6 +165,7 @@ open class Socket {
     /// Registers with the loop and starts reading. Call once, on the loop's thread.
     open func start() {
         loop.streams[fd] = self
+        isListed = true
         startReading()
     }
 
@@ -215,7 +226,7 @@ open class Socket {
         if ssl != nil && !out.isEmpty && !isClosed { markDirty() }
         if n == -2 { return }  // TLS wants more bytes (or the socket writable) before there is data
         if n > 0 {
-            lastActivity = loop.now
+            lastActivity = loopNow
             if lingering {
                 // Draining after our close, so the peer reads our last bytes rather than a reset; a
                 // peer that keeps sending past a mebibyte is not worth waiting for.
@@ -353,7 +364,11 @@ open class Socket {
             isDirty = true
             // Through a guaranteed reference: `loop` is unowned(unsafe), and reaching its array directly
             // retained and released the loop around every append.
-            Unmanaged.passUnretained(loop)._withUnsafeGuaranteedRef { $0.dirty.append(self) }
+            Unmanaged.passUnretained(loop)._withUnsafeGuaranteedRef {
+                $0.dirty.append(self)
+                // Not held by the stream table: the list's pin keeps it until the flush (`DirtyList`).
+                if !isListed { $0.dirty.pinned.append(self) }
+            }
         }
     }
 
@@ -437,7 +452,7 @@ open class Socket {
         outBytes = 0
         pending = []
         Glibc.close(fd)
-        loop.streams[fd] = nil
+        unlist()
         didClose()
     }
 
@@ -452,8 +467,17 @@ open class Socket {
         listen(0)
         loop.socketTimers.cancel(self)
         pending = []
-        loop.streams[fd] = nil
+        unlist()
         return session
+    }
+
+    /// Leaves the loop's table of streams. A socket still marked for this iteration's flush, or closed
+    /// during the flush pass (maybe from inside its own `flush`, which the pass calls without retaining
+    /// it), is pinned until the pass ends: the table's reference was what kept it alive.
+    private func unlist() {
+        if isListed && (isDirty || loop.isFlushing) { loop.dirty.pinned.append(self) }
+        isListed = false
+        loop.streams[fd] = nil
     }
 
     /// Takes over the TLS session of a stream handed off by another loop (same socket).

@@ -18,6 +18,8 @@ public func fuzzMessages(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     checkEventScan(bytes, shallow)
     checkJSONAgreement(bytes, maxDepth: 8)
     checkJSONAgreement(bytes, maxDepth: 2)
+    checkSkim(bytes, maxDepth: 8)
+    checkSkim(bytes, maxDepth: 2)
     if let obj = try? JSONReader.readObject(bytes, maxDepth: 8) {
         _ = try? RunEvent.parse(obj)
         for (_, v) in obj.members { _ = v.string; _ = v.double; _ = v.object }
@@ -47,5 +49,18 @@ private func sameEvent(_ a: ClientMessage, _ b: ClientMessage) -> Bool {
         return x.name == y.name && x.data.elementsEqual(y.data) && x.durable == y.durable && x.id == y.id
     case (.event, _), (_, .event): return false
     default: return true  // the same full path read both
+    }
+}
+
+/// The parser's validation without errors (the event scan's `skimValue`) accepts what `value` accepts, with
+/// the same kind and end, and refuses what it refuses.
+func checkSkim(_ bytes: [UInt8], maxDepth: Int) {
+    bytes.withUnsafeBufferPointer { buffer in
+        var full = JSONReader.Parser(buffer, 0..<buffer.count, maxDepth: maxDepth)
+        var skim = full
+        let a = try? full.value(depth: 1)
+        let b = skim.skimValue(depth: 1)
+        precondition(a == b, "the skim reads another kind: \(String(describing: a)) / \(String(describing: b))")
+        precondition(a == nil || full.pos == skim.pos, "the skim ends elsewhere")
     }
 }

@@ -279,6 +279,10 @@ public enum JSONReader {
         }
 
         @inline(__always) func at(_ i: Int) -> UInt8 { base[i] }
+        /// The eight bytes at `i` as a little-endian word (the caller has checked `i + 8 <= end`).
+        @inline(__always) func word(at i: Int) -> UInt64 {
+            UInt64(littleEndian: UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
+        }
 
         func trailing() -> JSONError { JSONError("unexpected bytes after the JSON value at offset \(pos)") }
 
@@ -417,6 +421,138 @@ public enum JSONReader {
                 }
             }
             throw JSONError("unterminated string")
+        }
+
+        // MARK: Validation without errors (the app event's one-pass scan)
+        //
+        // The same grammar as `value`, `object`, `array`, `string` and `number` above, with the same depth
+        // rule, answering nil (or false) where those throw: the event scan only needs to know whether the
+        // message is valid, and leaves every invalid one to the full path, which names the error. Without
+        // the errors, strings and numbers are read inline and a container is one loop (no `throws` call per
+        // member, no `expect`): the `data` object of a fixed-load event cost ~770 instructions through
+        // `value`, ~40% of that here. `JSONSkimTests` holds them to the throwing reader's answers (accepted,
+        // kind, end) over generated, cut and mutated texts.
+
+        /// A string at `pos` (its opening quote), as `string()` reads it: whether it holds an escape, nil
+        /// where `string()` throws.
+        @inline(__always)
+        mutating func skimString() -> Bool? {
+            pos += 1
+            var escaped = false
+            while true {
+                while pos + 8 <= end {
+                    let found = Self.specialBytes(UnsafeRawPointer(base + pos).loadUnaligned(as: UInt64.self))
+                    if found == 0 { pos += 8; continue }
+                    pos += found.trailingZeroBitCount >> 3
+                    break
+                }
+                while pos < end {
+                    let c = base[pos]
+                    if c == UInt8(ascii: "\"") || c == UInt8(ascii: "\\") || c < 0x20 { break }
+                    pos += 1
+                }
+                guard pos < end else { return nil }
+                let c = base[pos]
+                if c == UInt8(ascii: "\"") { pos += 1; return escaped }
+                guard c == UInt8(ascii: "\\"), pos + 1 < end else { return nil }  // a control character
+                escaped = true
+                switch base[pos + 1] {
+                case UInt8(ascii: "u"):
+                    guard pos + 6 <= end, isHex(base[pos + 2]), isHex(base[pos + 3]), isHex(base[pos + 4]),
+                        isHex(base[pos + 5])
+                    else { return nil }
+                    pos += 6
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+                    UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    pos += 2
+                default: return nil
+                }
+            }
+        }
+
+        /// A number at `pos`, as `number()` reads it; false where it throws.
+        @inline(__always)
+        mutating func skimNumber() -> Bool {
+            if base[pos] == UInt8(ascii: "-") { pos += 1 }
+            guard pos < end else { return false }
+            if base[pos] == UInt8(ascii: "0") {
+                pos += 1
+            } else if digits() == 0 {
+                return false
+            }
+            guard pos < end else { return true }
+            if base[pos] == UInt8(ascii: ".") {
+                pos += 1
+                guard digits() > 0 else { return false }
+                guard pos < end else { return true }
+            }
+            if base[pos] == UInt8(ascii: "e") || base[pos] == UInt8(ascii: "E") {
+                pos += 1
+                if pos < end, base[pos] == UInt8(ascii: "+") || base[pos] == UInt8(ascii: "-") { pos += 1 }
+                guard digits() > 0 else { return false }
+            }
+            return true
+        }
+
+        /// `true`, `false` or `null` at `pos`, as `literal(_:)` reads it.
+        @inline(__always)
+        mutating func skimLiteral(_ word: StaticString) -> Bool {
+            let n = word.utf8CodeUnitCount
+            guard pos + n <= end, memcmp(base + pos, word.utf8Start, n) == 0 else { return false }
+            pos += n
+            return true
+        }
+
+        /// One value at `pos` (after white space), as `value(depth:)` reads it: its kind, nil where it throws.
+        mutating func skimValue(depth: Int) -> JSONKind? {
+            skipSpace()
+            guard pos < end else { return nil }
+            switch base[pos] {
+            case UInt8(ascii: "\""): return skimString() == nil ? nil : .string
+            case UInt8(ascii: "{"): return skimContainer(depth: depth + 1, close: UInt8(ascii: "}")) ? .object : nil
+            case UInt8(ascii: "["): return skimContainer(depth: depth + 1, close: UInt8(ascii: "]")) ? .array : nil
+            case UInt8(ascii: "t"): return skimLiteral("true") ? .bool : nil
+            case UInt8(ascii: "f"): return skimLiteral("false") ? .bool : nil
+            case UInt8(ascii: "n"): return skimLiteral("null") ? .null : nil
+            default: return skimNumber() ? .number : nil
+            }
+        }
+
+        /// An object (`close` is '}') or an array (']') at `pos`, as `object(depth:)` or `array(depth:)`
+        /// reads it below the top level; false where they throw. Members' and elements' values that are
+        /// strings or numbers are read here, without a call.
+        mutating func skimContainer(depth: Int, close: UInt8) -> Bool {
+            guard depth <= maxDepth else { return false }
+            let isObject = close == UInt8(ascii: "}")
+            pos += 1
+            skipSpace()
+            guard pos < end else { return false }
+            if base[pos] == close { pos += 1; return true }
+            while true {
+                if isObject {
+                    skipSpace()
+                    guard pos < end, base[pos] == UInt8(ascii: "\""), skimString() != nil else { return false }
+                    skipSpace()
+                    guard pos < end, base[pos] == UInt8(ascii: ":") else { return false }
+                    pos += 1
+                }
+                skipSpace()
+                guard pos < end else { return false }
+                let c = base[pos]
+                if c == UInt8(ascii: "\"") {
+                    guard skimString() != nil else { return false }
+                } else if c == UInt8(ascii: "-") || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) {
+                    guard skimNumber() else { return false }
+                } else {
+                    guard skimValue(depth: depth) != nil else { return false }
+                }
+                skipSpace()
+                guard pos < end else { return false }
+                let next = base[pos]
+                pos += 1
+                if next == UInt8(ascii: ",") { continue }
+                return next == close
+            }
         }
 
         /// Whether one of the 8 bytes of `w` is '"', '\\' or below 0x20 (exact: each test is the

@@ -251,7 +251,7 @@ final class Connection: Socket {
             let n: Int
             switch machine.phase {
             case .http: n = receivedHTTP(rest)
-            case .websocket: n = machine.readWebSocket(rest, now: loop.now) { carryOut($0) }
+            case .websocket: n = machine.readWebSocket(rest, now: loopNow) { carryOut($0) }
             }
             if n == 0 { break }
             used += n

@@ -15,8 +15,13 @@ final class HubEndpoint: Endpoint {
     /// Rate-limited messages a connection may send before it is closed with 4008.
     static let maxRefusedMessages = 2000
 
+    /// The message limits (the loop context's configuration, fixed for its life): kept here, since reading
+    /// them through `hub.context` cost a retain, a checked unowned load and two releases per message.
+    let limits: MessageLimits
+
     init(hub: LoopHub, allowedOrigins: [String]?) {
         self.hub = hub
+        limits = hub.context.sessionPolicy.limits
         handshakeOptions = Handshake.Options(
             subprotocols: ["collabhub.v1"], allowedOrigins: allowedOrigins,
             subprotocolRequired: true)
@@ -30,7 +35,7 @@ final class HubEndpoint: Endpoint {
                 connection, MessageError("unsupported", "binary messages are not part of collabhub.v1; send JSON text"))
         }
         // Rate limits first: a flood is refused before it costs a parse.
-        let now = connection.loop.now
+        let now = connection.loopNow
         if connection.limiter == nil {
             connection.limiter = ConnectionLimiter(hub.context.limiterRates, now: now)
         }
@@ -44,7 +49,7 @@ final class HubEndpoint: Endpoint {
         do {
             // A message that waits for a join is kept: its bytes get an array of their own, sized to it.
             let bytes = connection.joinQueue == nil ? scratchCopy(payload) : Array(payload)
-            message = try ClientMessage.parse(bytes, limits: hub.context.sessionPolicy.limits)
+            message = try ClientMessage.parse(bytes, limits: limits)
         } catch let e as MessageError {
             return reject(connection, e)
         } catch {
@@ -396,6 +401,14 @@ extension Connection: HubClient {
     var address: String { peer }
     var joinedMember: Member? { membership?.member }
     func deliver(_ frame: Chunk) { sendShared(frame) }
+    /// The protocol's default, written here so that the three reads and the send are this class's own
+    /// (inlined; no witness call each).
+    func offerEphemeral(_ frame: Chunk, softLimit: Int) -> Bool {
+        guard !isDisconnecting else { return true }
+        if queuedBytes > softLimit { return false }
+        sendShared(frame)
+        return true
+    }
     func disconnect(_ code: CloseCode, _ reason: String) {
         if code == .slowConsumer { slowConsumer(count: false) } else { fail(code, reason) }
     }

@@ -25,6 +25,20 @@ public struct UTF8Validator: Sendable {
 
     public mutating func validate(_ base: UnsafeRawPointer, count: Int) -> Bool {
         var i = 0
+        // All ASCII (a text message of JSON, nearly always): whole words, the last one overlapping the one
+        // before it instead of a byte loop over the tail (up to seven bytes a message, ~8 instructions each).
+        if needed == 0 && count >= 8 {
+            while i + 8 <= count {
+                if base.loadUnaligned(fromByteOffset: i, as: UInt64.self) & 0x8080_8080_8080_8080 != 0 { break }
+                i += 8
+            }
+            if i == count { return true }
+            if i + 8 > count,
+                base.loadUnaligned(fromByteOffset: count - 8, as: UInt64.self) & 0x8080_8080_8080_8080 == 0
+            {
+                return true
+            }
+        }
         while i < count {
             if needed == 0 {
                 // Fast path: skip whole words of ASCII.

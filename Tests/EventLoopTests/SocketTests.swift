@@ -175,6 +175,77 @@ final class SocketTests: XCTestCase {
         XCTAssertTrue(t.isEmpty)
     }
 
+    /// The loop's list of sockets to flush holds them without reference counting (`DirtyList`): one the
+    /// stream table no longer holds (closed, or never started) is pinned until the flush, then let go.
+    func testAMarkedSocketLivesUntilTheFlushThoughNothingElseHoldsIt() {
+        var more: [Int32] = [0, 0], other: [Int32] = [0, 0]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &more), 0)
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &other), 0)
+        defer { Glibc.close(more[0]); Glibc.close(more[1]); Glibc.close(other[1]) }
+        for fd in more + other { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        weak var closed: Recorder?
+        do {
+            let s = Recorder(loop: loop, fd: other[0], peer: "listed")
+            s.start()
+            s.send(Array("gone".utf8))
+            XCTAssertTrue(s.isDirty && s.isListed)
+            s.close()
+            XCTAssertFalse(s.isListed)
+            closed = s
+        }
+        XCTAssertNotNil(closed, "a closed socket still on the flush list must be pinned")
+        loop.runOnce()
+        XCTAssertNil(closed, "the pin is dropped once the pass ends")
+
+        weak var unlisted: Recorder?
+        do {
+            // Never started: not in the table, so the list pins it when it is marked.
+            let s = Recorder(loop: loop, fd: more[0], peer: "unlisted")
+            s.send(Array("still written".utf8))
+            XCTAssertFalse(s.isListed)
+            unlisted = s
+        }
+        XCTAssertNotNil(unlisted)
+        loop.runOnce()
+        XCTAssertNil(unlisted)
+        var buf = [UInt8](repeating: 0, count: 64)
+        let n = buf.withUnsafeMutableBytes { recv(more[1], $0.baseAddress, $0.count, 0) }
+        XCTAssertEqual(n > 0 ? String(decoding: buf[..<n], as: UTF8.self) : "", "still written")
+
+        // A started socket is held by the table, not pinned; it is flushed and stays.
+        let kept = Recorder(loop: loop, fd: fds[0], peer: "kept")
+        kept.start()
+        kept.send(Array("x".utf8))
+        XCTAssertTrue(loop.dirty.pinned.isEmpty)
+        loop.runOnce()
+        XCTAssertFalse(kept.isDirty)
+        XCTAssertEqual(peerRead(), Array("x".utf8))
+        kept.close()
+    }
+
+    /// A socket whose own flush closes it (the peer went away), held by nothing but the stream table: the
+    /// pass calls `flush` without retaining it, so it must live until the pass ends, not die inside it.
+    func testASocketClosedByItsOwnFlushLivesUntilThePassEnds() {
+        final class Watched: Socket {
+            var diedWhileFlushing: (Bool) -> Void = { _ in }
+            deinit { diedWhileFlushing(loop.isFlushing) }
+        }
+        var pair: [Int32] = [0, 0]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair), 0)
+        _ = fcntl(pair[0], F_SETFL, fcntl(pair[0], F_GETFL) | O_NONBLOCK)
+        var died: Bool?
+        do {
+            let s = Watched(loop: loop, fd: pair[0], peer: "gone")
+            s.diedWhileFlushing = { died = $0 }
+            s.start()
+            Glibc.close(pair[1])  // the peer went away: the send fails with EPIPE and the stream closes
+            s.send(Array("nobody reads this".utf8))
+        }
+        XCTAssertNil(died, "the stream table holds it until it closes")
+        loop.runOnce()
+        XCTAssertEqual(died, false, "freed after the pass, not inside its own flush")
+    }
+
     func testOutputPastTheLimitIsDroppedAndReportedOnce() {
         let s = Recorder(loop: loop, fd: fds[0], peer: "test")
         s.start()

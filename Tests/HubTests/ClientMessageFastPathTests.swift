@@ -28,6 +28,41 @@ final class ClientMessageFastPathTests: XCTestCase {
     }
 
     /// What the scan leaves to the full path: refusals, other types, escapes it does not decode.
+    /// The scan's one-load compares: each word is its string's bytes, and only that string matches (a
+    /// look-alike, one byte off in each place, goes the string scan's way and the same answer comes out).
+    func testTheScansWordsAreTheirStrings() throws {
+        func word(_ text: String) -> UInt64 {
+            var w: UInt64 = 0
+            for (i, b) in text.utf8.enumerated() { w |= UInt64(b) << (8 * UInt64(i)) }
+            return w
+        }
+        XCTAssertEqual(EventScanWords.type, word(#""type""#))
+        XCTAssertEqual(EventScanWords.name, word(#""name""#))
+        XCTAssertEqual(EventScanWords.data, word(#""data""#))
+        XCTAssertEqual(EventScanWords.event, word(#""event""#))
+        for key in [#""type""#, #""name""#, #""data""#] {
+            XCTAssertTrue(EventScanWords.isCommonKey(word(key + ":xy")))
+            for i in 0..<6 {
+                for b: UInt8 in [0x00, 0x5C, 0x22, 0x61] where b != Array(key.utf8)[i] {
+                    var bytes = Array(key.utf8)
+                    bytes[i] = b
+                    let text = String(decoding: bytes, as: UTF8.self)
+                    XCTAssertFalse(EventScanWords.isCommonKey(word(text)), text)
+                }
+            }
+        }
+        let limits = MessageLimits()
+        // The words near the end of the text (fewer than eight bytes left: the string scan reads them).
+        for text in [
+            #"{"name":"a","data":{},"type":"event"}"#, #"{"data":{},"name":"a","type":"event"}"#,
+            #"{"name":"a","type":"event" }"#, #"{"type":"event","name":"a"}"#, #"{"type":"event\u0041"}"#,
+            #"{"type":"events","name":"a"}"#, #"{"typ\u0065":"event","name":"a"}"#, #"{"type":"event"  ,"name":"b"}"#,
+        ] {
+            try assertSame(Array(text.utf8), limits, text)
+        }
+        XCTAssertNotNil(ClientMessage.scanEvent(Array(#"{"name":"a","data":{},"type":"event"}"#.utf8), limits: limits))
+    }
+
     func testTheRestIsLeftToTheFullPath() throws {
         let left = [
             #"{"type":"event"}"#,  // no name

@@ -12,6 +12,23 @@ final class CodecTests: XCTestCase {
         }
     }
 
+    /// ASCII texts of 8 bytes or more are read a word at a time, the last word overlapping the one before
+    /// (2026-12-07): a non-ASCII byte, valid or not, at every position, the tail's included, is still seen.
+    func testUTF8AsciiWordsWithOneOtherByteAnywhere() {
+        for length in 8..<41 {
+            let ascii = [UInt8](repeating: UInt8(ascii: "x"), count: length)
+            XCTAssertTrue(UTF8Validator.isValid(ascii))
+            for at in 0..<length {
+                for other: [UInt8] in [[0x80], [0xFF], [0xC3, 0xA9], [0xE2, 0x82], [0xF0, 0x9F, 0x8E, 0x89]] {
+                    var bytes = ascii
+                    bytes.replaceSubrange(at..<min(at + other.count, length), with: other)
+                    let expected = String(validating: bytes, as: UTF8.self) != nil
+                    XCTAssertEqual(UTF8Validator.isValid(bytes), expected, "\(bytes)")
+                }
+            }
+        }
+    }
+
     func testUTF8BoundaryCases() {
         let valid: [[UInt8]] = [[0x7F], [0xC2, 0x80], [0xDF, 0xBF], [0xE0, 0xA0, 0x80], [0xED, 0x9F, 0xBF],
                                 [0xEF, 0xBF, 0xBF], [0xF0, 0x90, 0x80, 0x80], [0xF4, 0x8F, 0xBF, 0xBF],

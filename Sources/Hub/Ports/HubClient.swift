@@ -23,10 +23,21 @@ public protocol HubClient: AnyObject {
     /// the protocol, `membership` copies the whole struct, its unowned session reference included, ~200
     /// instructions per message.)
     var joinedMember: Member? { get }
+    /// The fan-out's ephemeral delivery to one client: nothing for a client that is disconnecting; false,
+    /// queueing nothing, for one with more than `softLimit` bytes queued or held back (the caller holds
+    /// the frame back); else the frame is queued (`deliver`). One call through the protocol per recipient
+    /// where `isDisconnecting`, `queuedBytes` and `deliver` were three (the conformer's reads inline).
+    func offerEphemeral(_ frame: Chunk, softLimit: Int) -> Bool
 }
 
 extension HubClient {
     public var joinedMember: Member? { membership?.member }
+    public func offerEphemeral(_ frame: Chunk, softLimit: Int) -> Bool {
+        guard !isDisconnecting else { return true }
+        if queuedBytes > softLimit { return false }
+        deliver(frame)
+        return true
+    }
 }
 
 /// What the session asks of the loop that owns it.

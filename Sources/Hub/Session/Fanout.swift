@@ -40,20 +40,16 @@ public struct Fanout {
     }
 
     /// `deliver(frame, to: c, .ephemeral(traffic, key: key()), metrics: metrics())` for the fan-out's hot
-    /// loop: the client's queue is read once, by the caller (`queued`), and the coalescing key and the
-    /// metrics are reached only for a client that is behind (a weak load and a retain per message, a second
-    /// queue read per delivery, spared).
+    /// loop: the client is asked once (`offerEphemeral`: disconnecting, behind, or queued), and the
+    /// coalescing key and the metrics are reached only for a client that is behind (a weak load and a
+    /// retain per message spared).
     @inline(__always)
     public func deliverEphemeral(
-        _ frame: Chunk, to c: borrowing HubClient, queued: Int, _ traffic: Traffic, key: () -> String?,
+        _ frame: Chunk, to c: borrowing HubClient, _ traffic: Traffic, key: () -> String?,
         metrics: () -> HubMetrics?
     ) {
-        guard !c.isDisconnecting else { return }
-        if queued > softLimit {
-            holdBack(frame, for: c, traffic, key: key(), metrics: metrics())
-            return
-        }
-        c.deliver(frame)
+        if c.offerEphemeral(frame, softLimit: softLimit) { return }
+        holdBack(frame, for: c, traffic, key: key(), metrics: metrics())
     }
 
     /// An ephemeral frame for a client past the soft limit: coalesced under `key` (sent when it drains),

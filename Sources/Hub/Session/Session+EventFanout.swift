@@ -34,8 +34,7 @@ extension Session {
             guard m.announced && m !== except else { return }
             m.forEachConnectionGuaranteed { c in
                 if skipping && catchingUp.contains(ObjectIdentifier(c)) { return }
-                fanout.deliverEphemeral(
-                    frame, to: c, queued: c.queuedBytes, traffic, key: keyOnce, metrics: { host?.metrics })
+                fanout.deliverEphemeral(frame, to: c, traffic, key: keyOnce, metrics: { host?.metrics })
             }
         }
     }
