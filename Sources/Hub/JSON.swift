@@ -692,6 +692,31 @@ public struct JSONWriter {
     }
 }
 
+/// The decimal digits of an integer (with its sign), rendered once so their count is known before they
+/// are copied (a frame's length goes in its header, ahead of the payload).
+struct DecimalDigits {
+    private var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: a sign and up to 20 digits
+    let count: Int
+
+    init(_ v: Int) {
+        var m = v.magnitude
+        var n = 0
+        Swift.withUnsafeMutableBytes(of: &digits) { d in
+            repeat {
+                d[23 - n] = UInt8(truncatingIfNeeded: 48 + m % 10)
+                m /= 10
+                n += 1
+            } while m > 0
+            if v < 0 { d[23 - n] = UInt8(ascii: "-"); n += 1 }
+        }
+        count = n
+    }
+
+    func withBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        Swift.withUnsafeBytes(of: digits) { body(UnsafeRawBufferPointer(rebasing: $0[(24 - count)...])) }
+    }
+}
+
 extension Array where Element == UInt8 {
     /// Appends the decimal digits of `v` (no intermediate String).
     public mutating func appendDecimal(_ v: Int) {

@@ -64,13 +64,17 @@ extension SQLiteStore {
         }
         /// Inserts one event (or recognises a resend) inside the open transaction.
         func store(_ event: DurableEvent) throws -> Committed {
+            // The session's id memory and seq state are looked up once per event (each lookup hashes the
+            // session's code: five of them were ~2,500 instructions an event on the writer).
             let idKey = event.clientId.map { idHash(event.member, $0) }
-            if let idKey, let original = try recent(event.session).lookup(idKey),
+            let ids = idKey == nil ? nil : try recent(event.session)
+            if let idKey, let ids, let original = ids.lookup(idKey),
                 try isResend(of: original.seq, session: event.session, member: event.member, clientId: event.clientId!)
             {
                 return Committed(seq: original.seq, ts: original.ts, duplicate: true)
             }
-            let seq = try nextSeq(event.session)
+            let prior = seqs[event.session]
+            let seq = try prior.map { $0.seq + 1 } ?? storedLastSeq(event.session) + 1
             if let r = event.replaces {
                 if r.reason == .redacted { redacted = true }
                 // A redaction or a deletion: the earlier event's content goes in this transaction, with
@@ -103,10 +107,9 @@ extension SQLiteStore {
                 }
             }
             try insert(event, seq: seq, ts: now)
-            undo.append((event.session, seqs[event.session]))
+            undo.append((event.session, prior))
             seqs[event.session] = (seq, clock)
-            if let idKey {
-                let ids = try recent(event.session)
+            if let idKey, let ids {
                 ids.remember(idKey, Committed(seq: seq, ts: now, duplicate: true))
                 ids.lastWrite = clock
                 remembered.append((ids, idKey))

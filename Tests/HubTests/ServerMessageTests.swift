@@ -1,5 +1,6 @@
 import Foundation
 @testable import Hub
+import WebSocket
 import XCTest
 
 /// Every case of the message catalogue encodes to JSON that its schema in `Protocol/schemas/server`
@@ -124,6 +125,42 @@ final class ServerMessageTests: XCTestCase {
         let frame = m.frame
         XCTAssertEqual(Array(frame.bytes.dropFirst(2)), m.json)
         XCTAssertEqual(frame.bytes.first, 0x81, "FIN + text")
+    }
+
+    /// A durable event's frame is written straight into its chunk: the same bytes as `json` framed, for
+    /// seqs and stamps of every length and sign, an empty body, and payloads past each header size.
+    func testDurableFrameIsItsJSONFramed() {
+        let bodies: [[UInt8]] = [
+            [], Array(#""id":"c1","from":{"id":"m1"},"message":"hi""#.utf8),
+            Array(repeating: UInt8(ascii: "a"), count: 60), Array(repeating: UInt8(ascii: "b"), count: 200),
+            Array(repeating: UInt8(ascii: "c"), count: 70_000),
+        ]
+        for body in bodies {
+            for (seq, ts) in [(0, 0), (1, 1_700_000_000_123), (-7, -1), (Int.max, Int64.min), (Int.min, Int64.max)] {
+                for type in ["chat", "", "run_event"] {
+                    let m = ServerMessage.durable(type: type, seq: seq, ts: ts, body: body)
+                    let direct = m.frame, viaJSON = Chunk.text(m.json)
+                    withExtendedLifetime((direct, viaJSON)) {
+                        XCTAssertEqual(
+                            Array(direct.bytes), Array(viaJSON.bytes), "\(type) \(seq) \(ts) \(body.count)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// An ack is written without the generic writer: its bytes, escaping of the client's id included.
+    func testAckBytes() {
+        func text(_ m: ServerMessage) -> String { String(decoding: m.json, as: UTF8.self) }
+        XCTAssertEqual(
+            text(.ack(id: "c1", seq: 12, ts: 1_700_000_000_123, duplicate: false)),
+            #"{"type":"ack","id":"c1","seq":12,"ts":1700000000123}"#)
+        XCTAssertEqual(
+            text(.ack(id: "q\"b\\\n\u{1}", seq: 0, ts: 5, duplicate: true)),
+            #"{"type":"ack","id":"q\"b\\\n\u0001","seq":0,"ts":5,"duplicate":true}"#)
+        XCTAssertEqual(text(.ack(id: "", seq: 1, ts: 2, duplicate: false)), #"{"type":"ack","id":"","seq":1,"ts":2}"#)
+        let odd = ServerMessage.ack(id: "\u{7f}é", seq: 3, ts: 4, duplicate: false)
+        XCTAssertNoThrow(try JSONReader.readObject(odd.json))
     }
 }
 
