@@ -41,10 +41,14 @@ struct DirtyList {
     @inline(__always)
     subscript(i: Int) -> Unmanaged<Socket> { base[i] }
 
-    /// Forgets every entry (the pass is over) and drops the pins.
+    /// Forgets every entry (the pass is over) and hands back the pins, for the caller to drop once its
+    /// access to the list has ended (a socket's deinit may then reach the loop's list again).
     @inline(__always)
-    mutating func removeAll() {
+    mutating func removeAll() -> [Socket] {
         count = 0
-        if !pinned.isEmpty { pinned.removeAll() }
+        if pinned.isEmpty { return [] }
+        var dropped: [Socket] = []
+        swap(&dropped, &pinned)
+        return dropped
     }
 }

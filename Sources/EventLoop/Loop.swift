@@ -136,7 +136,7 @@ public final class Loop {
             i += 1
         }
         isFlushing = false
-        dirty.removeAll()
+        _ = dirty.removeAll()  // the pins are released once the access to `dirty` has ended
     }
 
     /// A repeating or one-shot timer owned by the caller.

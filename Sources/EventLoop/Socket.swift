@@ -164,6 +164,7 @@ open class Socket {
 
     /// Registers with the loop and starts reading. Call once, on the loop's thread.
     open func start() {
+        guard !isClosed else { return }  // (a closed socket in the table would be listed but never unlisted)
         loop.streams[fd] = self
         isListed = true
         startReading()
@@ -451,8 +452,8 @@ open class Socket {
         out.removeAll()
         outBytes = 0
         pending = []
+        unlist()  // before the number is free for another socket
         Glibc.close(fd)
-        unlist()
         didClose()
     }
 
@@ -475,7 +476,8 @@ open class Socket {
     /// during the flush pass (maybe from inside its own `flush`, which the pass calls without retaining
     /// it), is pinned until the pass ends: the table's reference was what kept it alive.
     private func unlist() {
-        if isListed && (isDirty || loop.isFlushing) { loop.dirty.pinned.append(self) }
+        guard isListed else { return }
+        if isDirty || loop.isFlushing { loop.dirty.pinned.append(self) }
         isListed = false
         loop.streams[fd] = nil
     }
