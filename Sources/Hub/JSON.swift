@@ -376,26 +376,31 @@ public enum JSONReader {
             pos += n
         }
 
+        /// Moves `pos` to the first quote, backslash or control character at or after it (or to `end`):
+        /// eight bytes at a time while none is one, then byte by byte. The word that holds one goes
+        /// straight to its first: the lowest flagged byte is exact (a false flag can only sit above a true
+        /// one), so the byte loop starts on it.
+        @inline(__always)
+        mutating func skipPlainBytes() {
+            while pos + 8 <= end {
+                let found = Self.specialBytes(UnsafeRawPointer(base + pos).loadUnaligned(as: UInt64.self))
+                if found == 0 { pos += 8; continue }
+                pos += found.trailingZeroBitCount >> 3
+                break
+            }
+            while pos < end {
+                let c = base[pos]
+                if c == UInt8(ascii: "\"") || c == UInt8(ascii: "\\") || c < 0x20 { break }
+                pos += 1
+            }
+        }
+
         /// A string at `pos` (its opening quote); whether it holds an escape.
         mutating func string() throws -> Bool {
             pos += 1
             var escaped = false
             while true {
-                // Eight bytes at a time while none is a quote, a backslash or a control character, then
-                // byte by byte up to the first that is.
-                // The word that holds one goes straight to its first: the lowest flagged byte is exact (a
-                // false flag can only sit above a true one), so the byte loop below starts on it.
-                while pos + 8 <= end {
-                    let found = Self.specialBytes(UnsafeRawPointer(base + pos).loadUnaligned(as: UInt64.self))
-                    if found == 0 { pos += 8; continue }
-                    pos += found.trailingZeroBitCount >> 3
-                    break
-                }
-                while pos < end {
-                    let c = base[pos]
-                    if c == UInt8(ascii: "\"") || c == UInt8(ascii: "\\") || c < 0x20 { break }
-                    pos += 1
-                }
+                skipPlainBytes()
                 guard pos < end else { break }
                 let c = base[pos]
                 if c == UInt8(ascii: "\"") { pos += 1; return escaped }
@@ -440,17 +445,7 @@ public enum JSONReader {
             pos += 1
             var escaped = false
             while true {
-                while pos + 8 <= end {
-                    let found = Self.specialBytes(UnsafeRawPointer(base + pos).loadUnaligned(as: UInt64.self))
-                    if found == 0 { pos += 8; continue }
-                    pos += found.trailingZeroBitCount >> 3
-                    break
-                }
-                while pos < end {
-                    let c = base[pos]
-                    if c == UInt8(ascii: "\"") || c == UInt8(ascii: "\\") || c < 0x20 { break }
-                    pos += 1
-                }
+                skipPlainBytes()
                 guard pos < end else { return nil }
                 let c = base[pos]
                 if c == UInt8(ascii: "\"") { pos += 1; return escaped }

@@ -1,6 +1,7 @@
 import XCTest
 
 @testable import Hub
+import TestSupport
 
 /// An app event is read in one pass (`ClientMessage.scanEvent`) before the full path (`parseFully`); the
 /// scan may only answer for an event the full path accepts, with the same event, and `parse` must give
@@ -119,7 +120,7 @@ final class ClientMessageFastPathTests: XCTestCase {
     /// Differential: many messages made of fragments the two paths must agree on, and every one with each
     /// of its bytes changed or cut off.
     func testAgreementOverGeneratedMessages() throws {
-        var rng = SplitMix(seed: 0x5EED_0030)
+        var rng = SplitMix64(seed: 0x5EED_0030)
         let keys = [
             #""type""#, #""name""#, #""data""#, #""durable""#, #""id""#, #""x""#, #""\u0074ype""#, #""nam\u0065""#,
             #""""#,
@@ -182,18 +183,5 @@ final class ClientMessageFastPathTests: XCTestCase {
             return "event \(e.name) \(Array(e.data)) \(e.durable) \(e.id ?? "nil")"
         }
         return "\(m)"
-    }
-}
-
-/// A small seeded generator (the test's inputs are the same on every run).
-private struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49EB_D311_33EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,6 +1,7 @@
 import XCTest
 
 @testable import Hub
+import TestSupport
 
 /// The parser's validation without errors (`skimValue`, used by the app event's one-pass scan) against the
 /// throwing reader (`value`): the same texts accepted, with the same kind and end, under the same depth
@@ -26,7 +27,7 @@ final class JSONSkimTests: XCTestCase {
 
     /// Generated values, each also cut short and with one byte changed, under four depth limits.
     func testAgreementOverGeneratedValues() {
-        var rng = SkimRandom(seed: 0x5EED_0038)
+        var rng = SplitMix64(seed: 0x5EED_0038)
         for round in 0..<6000 {
             var text = ""
             generate(&text, &rng, depth: 0)
@@ -44,7 +45,7 @@ final class JSONSkimTests: XCTestCase {
         }
     }
 
-    private func generate(_ out: inout String, _ rng: inout SkimRandom, depth: Int) {
+    private func generate(_ out: inout String, _ rng: inout SplitMix64, depth: Int) {
         let space = ["", " ", "\n", "\t ", "\r"]
         func ws() -> String { space[Int(rng.next() % UInt64(space.count))] }
         let pick = depth > 3 ? rng.next() % 5 : rng.next() % 7
@@ -89,18 +90,5 @@ final class JSONSkimTests: XCTestCase {
             XCTAssertEqual(a, b, what)
             if a != nil, b != nil { XCTAssertEqual(full.pos, skim.pos, what) }
         }
-    }
-}
-
-/// A small seeded generator (the same inputs on every run).
-private struct SkimRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49EB_D311_33EB
-        return z ^ (z >> 31)
     }
 }
