@@ -715,17 +715,6 @@ struct DecimalDigits {
 extension Array where Element == UInt8 {
     /// Appends the decimal digits of `v` (no intermediate String).
     public mutating func appendDecimal(_ v: Int) {
-        if v < 0 { append(UInt8(ascii: "-")) }
-        var m = v.magnitude
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes, enough for 20 digits
-        var n = 0
-        Swift.withUnsafeMutableBytes(of: &digits) { d in
-            repeat {
-                d[23 - n] = UInt8(truncatingIfNeeded: 48 + m % 10)
-                m /= 10
-                n += 1
-            } while m > 0
-            append(contentsOf: UnsafeRawBufferPointer(rebasing: d[(24 - n)...]))
-        }
+        DecimalDigits(v).withBytes { append(contentsOf: $0) }
     }
 }
