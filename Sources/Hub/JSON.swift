@@ -369,11 +369,7 @@ public enum JSONReader {
         }
 
         mutating func literal(_ word: StaticString) throws {
-            let n = word.utf8CodeUnitCount
-            guard pos + n <= end, memcmp(base + pos, word.utf8Start, n) == 0 else {
-                throw JSONError("invalid literal at offset \(pos)")
-            }
-            pos += n
+            guard skimLiteral(word) else { throw JSONError("invalid literal at offset \(pos)") }
         }
 
         /// Moves `pos` to the first quote, backslash or control character at or after it (or to `end`):

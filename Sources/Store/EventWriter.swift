@@ -74,7 +74,7 @@ extension SQLiteStore {
                 return Committed(seq: original.seq, ts: original.ts, duplicate: true)
             }
             let prior = seqs[event.session]
-            let seq = try prior.map { $0.seq + 1 } ?? storedLastSeq(event.session) + 1
+            let seq = try nextSeq(event.session, after: prior)
             if let r = event.replaces {
                 if r.reason == .redacted { redacted = true }
                 // A redaction or a deletion: the earlier event's content goes in this transaction, with
@@ -313,8 +313,11 @@ extension SQLiteStore {
         return q.string(0) == member && q.string(1) == clientId
     }
 
-    func nextSeq(_ session: String) throws -> Int {
-        if let s = seqs[session] { return s.seq + 1 }
+    func nextSeq(_ session: String) throws -> Int { try nextSeq(session, after: seqs[session]) }
+
+    /// The seq after `prior`, the session's entry in `seqs` the caller already looked up (nil: from the store).
+    func nextSeq(_ session: String, after prior: (seq: Int, lastWrite: Double)?) throws -> Int {
+        if let prior { return prior.seq + 1 }
         return try storedLastSeq(session) + 1
     }
 
