@@ -25,20 +25,6 @@ public struct UTF8Validator: Sendable {
 
     public mutating func validate(_ base: UnsafeRawPointer, count: Int) -> Bool {
         var i = 0
-        // All ASCII (a text message of JSON, nearly always): whole words, the last one overlapping the one
-        // before it instead of a byte loop over the tail (up to seven bytes a message, ~8 instructions each).
-        if needed == 0 && count >= 8 {
-            while i + 8 <= count {
-                if base.loadUnaligned(fromByteOffset: i, as: UInt64.self) & 0x8080_8080_8080_8080 != 0 { break }
-                i += 8
-            }
-            if i == count { return true }
-            if i + 8 > count,
-                base.loadUnaligned(fromByteOffset: count - 8, as: UInt64.self) & 0x8080_8080_8080_8080 == 0
-            {
-                return true
-            }
-        }
         while i < count {
             if needed == 0 {
                 // Fast path: skip whole words of ASCII.
@@ -48,6 +34,14 @@ public struct UTF8Validator: Sendable {
                     i += 8
                 }
                 if i >= count { break }
+                // An ASCII tail shorter than a word (a text message of JSON, nearly always): one word
+                // overlapping the bytes before it instead of a byte loop (up to seven bytes a message, ~8
+                // instructions each). Bytes before `i` are already valid, so all-ASCII means the tail is.
+                if i + 8 > count, count >= 8,
+                    base.loadUnaligned(fromByteOffset: count - 8, as: UInt64.self) & 0x8080_8080_8080_8080 == 0
+                {
+                    break
+                }
                 let b = base.load(fromByteOffset: i, as: UInt8.self)
                 i += 1
                 if b < 0x80 { continue }
