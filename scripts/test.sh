@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command for the whole test suite: system packages, the browser client's unit tests (node --test),
 # integration tests against the real binary with real peers (pytest: Python websockets, Node ws, raw
-# sockets, openssl s_client, headless Chromium), bounded fuzzing, and the Swift unit tests (swift test; the
+# sockets, openssl s_client, headless Chromium), the hostile-input files again against a hub built with
+# AddressSanitizer (scripts/sanitize.sh), bounded fuzzing, and the Swift unit tests (swift test; the
 # storage contract suite also against a Redis started here for them).
 # FUZZ_SECONDS (default 30) sets the time per fuzz target. CALLGRIND_BUDGET=1 adds the cost budget: a release
 # build (.build-rel) runs fixed-size workloads under valgrind (some minutes) and fails when one costs more than
@@ -22,6 +23,10 @@ node --test Tests/client/ || status=1
 
 echo "== integration tests (pytest, real collabhub on loopback)"
 /usr/bin/python3 -m pytest -q Tests/integration || status=1
+
+echo "== hostile input under AddressSanitizer (scripts/sanitize.sh: abuse, connection fuzz, lifecycle fuzz, conformance)"
+scripts/sanitize.sh address Tests/integration/test_hostile.py Tests/integration/test_fuzz_connection.py \
+  Tests/integration/test_lifecycle_fuzz.py Tests/integration/test_conformance.py || status=1
 
 echo "== fuzzing"
 scripts/fuzz.sh "${FUZZ_SECONDS:-30}" || status=1

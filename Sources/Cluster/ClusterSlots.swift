@@ -118,8 +118,10 @@ final class ClusterMap: @unchecked Sendable {
     private let lock = NSLock()
     private var owner = [Int32](repeating: -1, count: KeySlot.count)
     private var masterList: [String] = []
-    /// Counts changes: a loop compares it with the one it placed its subscriptions for.
-    private(set) var version = 0
+    /// Counts changes: a loop compares it with the one it placed its subscriptions for. Read under the
+    /// lock like the rest: the loops read it while a refresh (on its own queue) changes the map.
+    var version: Int { lock.withLock { changes } }
+    private var changes = 0
 
     func master(slot: Int) -> String? {
         lock.withLock {
@@ -143,7 +145,7 @@ final class ClusterMap: @unchecked Sendable {
         return lock.withLock {
             guard next != owner || list != masterList else { return false }
             (owner, masterList) = (next, list)
-            version += 1
+            changes += 1
             return true
         }
     }
@@ -155,7 +157,7 @@ final class ClusterMap: @unchecked Sendable {
             if i == masterList.count { masterList.append(master) }
             guard owner[slot] != Int32(i) else { return false }
             owner[slot] = Int32(i)
-            version += 1
+            changes += 1
             return true
         }
         if changed { log.notice("redis cluster slot moved", metadata: ["slot": "\(slot)", "master": "\(master)"]) }

@@ -28,6 +28,7 @@ import time
 import urllib.request
 
 import pytest
+import conftest
 
 from test_hostile import RSSWatch, all_metrics, assert_alive, raw_client, read_until_eof, stop_hub, ws_connect
 from wsraw import frame
@@ -208,7 +209,7 @@ def test_exports_to_non_readers_keep_memory_bounded(big):
     assert all(h == b"HTTP/1.1 200" for h in heads), heads
     assert status == 429 and headers["content-type"] == "application/json", (status, headers)
     assert json.loads(body)["error"]["code"] == "too_many_exports", body
-    assert rss.growth_mib < 64, f"RSS grew {rss.growth_mib:.1f} MiB under 12 non-reading exports"
+    assert rss.growth_mib < conftest.rss_limit_mib(64), f"RSS grew {rss.growth_mib:.1f} MiB under 12 non-reading exports"
     assert during.get("collabhub_export_addresses") == 3, during.get("collabhub_export_addresses")
     assert after.get("collabhub_export_addresses", 0) == 0, "the stalled exports were not cut off"
     assert written < 12 * size / 2, "non-readers were sent most of the export"
@@ -467,7 +468,7 @@ def test_replay_seek_flood_leaves_api_reads_fast(big):
     assert not stats["other_errors"].keys() - {"rate_limited"}, stats
     assert statistics.median(loaded) < 0.020, f"admin reads took {statistics.median(loaded) * 1000:.0f} ms (median)"
     assert q(loaded, 0.9) < 100, f"admin reads took {q(loaded, 0.9):.0f} ms (p90)"
-    assert rss.growth_mib < 64, f"RSS grew {rss.growth_mib:.1f} MiB under the seek flood"
+    assert rss.growth_mib < conftest.rss_limit_mib(64), f"RSS grew {rss.growth_mib:.1f} MiB under the seek flood"
 
     async def finished_then_again():
         ws = await ws_connect(hub, f"/ws?session={small}")

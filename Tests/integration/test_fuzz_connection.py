@@ -41,6 +41,7 @@ import threading
 import time
 import urllib.request
 import zlib
+import conftest
 
 from test_hostile import (DECLINED, KEY, RSSWatch, all_metrics, create_session, http_get,
                           publish, round_trip, rss_kib, start_hub, stop_hub)
@@ -49,7 +50,7 @@ SEED = int(os.environ.get("CONNFUZZ_SEED") or random.SystemRandom().randrange(1 
 SECONDS = float(os.environ.get("CONNFUZZ_SECONDS", "40"))
 THREADS = int(os.environ.get("CONNFUZZ_THREADS", "8"))
 REPLAY = [int(s) for s in os.environ.get("CONNFUZZ_REPLAY", "").replace(" ", "").split(",") if s]
-RSS_LIMIT_MIB = 200
+RSS_LIMIT_MIB = conftest.rss_limit_mib(200)
 MAX_MESSAGE = 65536
 CLIENT_LIFETIME = 5.0          # a client's own cap, stalls included (seconds)
 HUB_ARGS = ("--echo", "--threads", "2", "--publish-key", KEY, "--handshake-timeout", "2", "--ping-interval", "1",

@@ -25,6 +25,7 @@ import zlib
 
 import pytest
 import websockets
+import conftest
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
 from wsraw import Closed, RawClient, frame
@@ -742,7 +743,7 @@ def run_flood(hub, kind, probe_latency=True):
 def check_flood(hub, kind, rss, stats, unloaded, loaded):
     assert hub.alive(), "hub crashed:\n" + hub.output()
     assert stats["connects"] >= FLOOD_CLIENTS, stats
-    assert rss.growth_mib < 64, f"RSS grew {rss.growth_mib:.1f} MiB under the {kind} flood"
+    assert rss.growth_mib < conftest.rss_limit_mib(64), f"RSS grew {rss.growth_mib:.1f} MiB under the {kind} flood"
     if unloaded is not None:
         assert isinstance(loaded, float), f"the echo probe failed under the {kind} flood: {loaded!r}"
         assert loaded <= 2 * unloaded + 0.005, \
@@ -869,7 +870,7 @@ def test_slow_headers_are_cut_off_within_the_handshake_timeout(flood_hub):
     assert lifetimes[-1] < 6.5, f"a slow socket lived {lifetimes[-1]:.1f} s (handshake timeout 3 s)"
     assert all(line.startswith("HTTP/1.1 408") for line in statuses), statuses
     assert health and health[0] == 200 and health[1] < 2, health
-    assert rss.growth_mib < 64
+    assert rss.growth_mib < conftest.rss_limit_mib(64)
     assert_alive(flood_hub)
 
 
@@ -917,7 +918,7 @@ def test_member_that_stops_reading_is_cut_off(slow_member_hub):
     print(f"[slow member] flood {flood_s:.1f} s; slow_consumer_disconnects_total {drops}; B read {len(data)} bytes, "
           f"ended {ended} after {time.time() - t1:.1f} s; close frame received: {close_code}")
     assert hub.alive(), "hub crashed:\n" + hub.output()
-    assert rss.growth_mib < 64, f"RSS grew {rss.growth_mib:.1f} MiB"
+    assert rss.growth_mib < conftest.rss_limit_mib(64), f"RSS grew {rss.growth_mib:.1f} MiB"
     assert drops == 1, f"slow_consumer_disconnects_total is {drops}, expected exactly 1"
     assert ended, f"B's socket was not closed by the hub within 15 s ({len(data)} bytes read)"
     assert len(data) < 10 * MiB, f"B could still read {len(data)} bytes"

@@ -8,6 +8,7 @@ import json
 import os
 import time
 import urllib.request
+import conftest
 
 from hubclient import api
 
@@ -120,6 +121,7 @@ def hub_for(make_hub):
     return make_hub("--auth", "open", "--threads", "1", "--max-connections-per-address", "0")
 
 
+@conftest.no_sanitizer("memory per member")
 def test_idle_joined_member_costs_under_the_budget(make_hub):
     per_member = measure(hub_for(make_hub))
     print(f"heap per idle joined member: {per_member:.0f} B")
