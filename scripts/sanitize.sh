@@ -24,6 +24,7 @@ shift
 swift build --product collabhub --scratch-path "$dir" -Xswiftc -sanitize="$kind" 2>&1 \
   | grep -aE "error:|complete!"; [ "${PIPESTATUS[0]}" -eq 0 ] || exit 1
 reports=$(mktemp -d)
+trap 'rm -rf "$reports"' EXIT
 export COLLABHUB_BIN="$PWD/$dir/debug/collabhub" COLLABHUB_SANITIZER="$kind"
 export ASAN_OPTIONS="detect_leaks=0:log_path=$reports/report"
 export TSAN_OPTIONS="log_path=$reports/report:suppressions=$PWD/scripts/tsan.supp:history_size=3"
@@ -34,10 +35,8 @@ found=$(find "$reports" -type f -size +0 | sort)
 if [ -n "$found" ]; then
   for f in $found; do echo "== $f"; cat "$f"; done
   echo "sanitize.sh: $(echo "$found" | wc -l) hub process(es) with $kind-sanitizer reports (above)"
-  rm -rf "$reports"
   exit 1
 fi
-rm -rf "$reports"
 echo "sanitize.sh: no $kind-sanitizer reports"
 if [ "$kind" = address ] && [ $tests -ne 0 ]; then exit 1; fi
 exit 0

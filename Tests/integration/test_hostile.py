@@ -789,8 +789,9 @@ def test_flooders_that_keep_sending_are_disconnected(flood_hub):
         assert status == 101
         c.sock.setblocking(False)
         socks[c.sock] = path
+    bound = conftest.cpu_bound_seconds(15)  # how soon depends on how fast the hub fills its output limit
     start, dropped, sent = time.time(), {}, {path: 0 for path in units}
-    while len(dropped) < len(socks) and time.time() < start + 20:
+    while len(dropped) < len(socks) and time.time() < start + bound + 5:
         _, writable, _ = select.select([], [s for s in socks if socks[s] not in dropped], [], 0.05)
         for s in writable:
             try:
@@ -803,8 +804,8 @@ def test_flooders_that_keep_sending_are_disconnected(flood_hub):
         s.close()
     print(f"[keep sending] dropped {dropped}; bytes sent {sent}")
     assert flood_hub.alive(), "hub crashed:\n" + flood_hub.output()
-    assert set(dropped) == set(units), f"still connected after 20 s of sending: {set(units) - set(dropped)}"
-    assert all(t < 15 for t, _ in dropped.values()), dropped
+    assert set(dropped) == set(units), f"still connected after {bound + 5} s of sending: {set(units) - set(dropped)}"
+    assert all(t < bound for t, _ in dropped.values()), dropped
     assert_alive(flood_hub)
 
 
