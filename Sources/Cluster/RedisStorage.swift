@@ -284,9 +284,14 @@ public final class RedisStorage: EventLog, TranscriptReads, SessionRecords, Stor
         let r = try sync.call(.command("HMGET", Self.keys(stream).m, "seq", "floor", "epoch")).items
         guard r.count == 3 else { throw StoreFailure("redis: unexpected reply") }
         let epoch = r[2].text
-        if let epoch { _ = learned(stream, epoch: epoch, seq: r[0].int ?? 0, fromRead: true) }
-        return (max(r[0].int ?? 0, 0), max(r[1].int ?? 0, 0), epoch)
+        let last = Self.seqBound(r[0].int), floor = Self.seqBound(r[1].int)
+        if let epoch { _ = learned(stream, epoch: epoch, seq: last, fromRead: true) }
+        return (last, floor, epoch)
     }
+
+    /// A seq read from Redis, kept in 0...2^62: the reads add to it (`floor + 1`, `at + 499`), and a Redis
+    /// that answers 19 digits (corrupt, or not ours) must not trap them. No log reaches 2^62 appends.
+    static func seqBound(_ v: Int?) -> Int { min(max(v ?? 0, 0), 1 << 62) }
 
     func entries(_ stream: String, from: Int, through: Int) throws -> [LogEntry] {
         guard from <= through else { return [] }

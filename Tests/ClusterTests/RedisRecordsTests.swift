@@ -52,4 +52,16 @@ final class RedisRecordsTests: XCTestCase {
             XCTAssertEqual(ranges?.map(\.1), [ClusterRouting.address(good, 7000)], good)
         }
     }
+
+    /// A log's `seq` and `floor` as Redis answers them (19 digits, negative, missing) are kept where the reads
+    /// can add to them: `floor + 1` and `at + 499` must not trap on a Redis that is corrupt or not ours.
+    func testALogsBoundsReadFromRedisStayWhereTheReadsCanAddToThem() {
+        XCTAssertEqual(RedisStorage.seqBound(nil), 0)
+        XCTAssertEqual(RedisStorage.seqBound(-5), 0)
+        XCTAssertEqual(RedisStorage.seqBound(42), 42)
+        XCTAssertEqual(RedisStorage.seqBound(Int.max), 1 << 62)
+        XCTAssertEqual(RedisStorage.seqBound(Int.min), 0)
+        let b = RedisStorage.seqBound(Int.max)
+        XCTAssertGreaterThan(b + 1 + 499, b)  // the reads' arithmetic, without a trap
+    }
 }
