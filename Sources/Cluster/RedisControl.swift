@@ -76,8 +76,8 @@ final class RedisControl: SharedControl {
             awaiting[token] = cluster.router.map.masters.count
             return cluster.sendToEveryMaster(.command("PUBLISH", syncChannel, token)) { [weak self] replies in
                 // Heard on no master (the subscription is not in effect), or a master refused: no wait.
-                let heard = replies.reduce(0) { $0 + (($1.int ?? 0) > 0 ? 1 : 0) }  // masters that heard it
-                guard heard < 1 || replies.contains(where: { $0.int == nil }), let self,
+                let heard = replies.contains { ($0.int ?? 0) > 0 }  // by some master's subscriber
+                guard !heard || replies.contains(where: { $0.int == nil }), let self,
                     let b = self.barriers.removeValue(forKey: token)
                 else { return }
                 self.awaiting[token] = nil
